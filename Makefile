@@ -9,7 +9,11 @@ CUDA   ?= 0
 NVCC   ?= nvcc
 SAN    ?= 0
 
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread -iquote appliance -iquote fcgi -iquote kernels
+# appliance/ is layered (base, format, model, engine, serve, text); every folder is on the
+# quote-include path, so a header is included by its name alone.
+APP_DIRS = $(shell find appliance -type d)
+INC = $(addprefix -iquote ,$(APP_DIRS)) -iquote fcgi -iquote kernels
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $(INC)
 ARCHFLAGS  ?= -march=x86-64-v3 -mtune=native
 ifeq ($(shell uname -m),aarch64)
 ARCHFLAGS  = -mcpu=native
@@ -24,7 +28,8 @@ CFLAGS ?= $(CFLAGS_BASE) $(ARCHFLAGS)
 # (and, for the CUDA build, the driver's libcuda.so.1, which cudart_static dlopens)
 LDLIBS = -Wl,-Bstatic -lfcgi -ljansson -linih -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
 
-APP_SRC  = $(filter-out appliance/main.c,$(wildcard appliance/*.c))
+APP_SRC  = $(filter-out appliance/main.c,$(foreach d,$(APP_DIRS),$(wildcard $(d)/*.c)))
+APP_HDR  = $(foreach d,$(APP_DIRS),$(wildcard $(d)/*.h))
 APP_OBJ  = $(APP_SRC:%.c=$(OUT)/obj/%.o)
 MAIN_OBJ = $(OUT)/obj/appliance/main.o
 # fcgi/: the HTTP API; an archive so test programs pull in only what they use
@@ -35,7 +40,7 @@ FCGI_LIB = $(OUT)/libsparkd_fcgi.a
 ifeq ($(CUDA),1)
 CUDA_SRC = $(wildcard kernels/*.cu)
 CUDA_OBJ = $(CUDA_SRC:%.cu=$(OUT)/obj/%.o)
-NVFLAGS  = -O2 -std=c++17 -Iappliance -Ikernels \
+NVFLAGS  = -O2 -std=c++17 $(addprefix -I,$(APP_DIRS)) -Ikernels \
            -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_121a,code=sm_121a \
            -Xcompiler -Wall,-Wextra,-Werror
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))
@@ -62,7 +67,7 @@ $(FCGI_LIB): $(FCGI_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(OUT)/obj/%.o: %.c $(wildcard appliance/*.h kernels/*.h fcgi/*.h)
+$(OUT)/obj/%.o: %.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -81,7 +86,7 @@ FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/fuzz/%)
 fuzz: $(FUZZ_BIN)
 $(OUT)/fuzz/%: tests/fuzz/%.c $(APP_SRC) $(FCGI_SRC)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -O1 -g -iquote appliance -iquote fcgi -fsanitize=fuzzer,address,undefined -o $@ $< \
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(INC) -fsanitize=fuzzer,address,undefined -o $@ $< \
 	    $(APP_SRC) $(FCGI_SRC) -lfcgi -ljansson -linih -lbearssl -lm -pthread
 
 clean:

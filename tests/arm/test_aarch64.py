@@ -17,9 +17,16 @@ BUILD = os.environ.get("SPARKD_BUILD", os.path.join(ROOT, "build"))
 CC = "aarch64-linux-gnu-gcc"
 
 
+# appliance/ sources by module name, and the folders on the include path (as the Makefile has them)
+APP = {os.path.basename(p)[:-2]: os.path.relpath(p, ROOT)
+       for p in glob.glob(os.path.join(ROOT, "appliance", "**", "*.c"), recursive=True)}
+APP_DIRS = sorted({os.path.dirname(p) for p in APP.values()} | {"appliance"})
+
+
 def cross(out, srcs):
+    inc = [a for d in APP_DIRS + ["tests/unit"] for a in ("-iquote", d)]
     cmd = [CC, "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-march=armv8.2-a", "-pthread",
-           "-iquote", "appliance", "-iquote", "tests/unit", "-static", "-o", out] + srcs + ["-lm"]
+           ] + inc + ["-static", "-o", out] + srcs + ["-lm"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
 
 
@@ -32,10 +39,9 @@ def main():
         return 1
     outdir = os.path.join(BUILD, "aarch64")
     os.makedirs(outdir, exist_ok=True)
-    engine = ["appliance/%s.c" % m for m in ("cpu", "model", "pool", "sysmem", "gguf", "quant", "quant_gemv",
-                                              "qtypes", "err")]
-    r = cross(os.path.join(outdir, "test_quant"), ["tests/unit/test_quant.c", "appliance/quant.c",
-                                                   "appliance/quant_gemv.c", "appliance/qtypes.c", "appliance/err.c"])
+    engine = [APP[m] for m in ("cpu", "model", "pool", "sysmem", "gguf", "quant", "quant_gemv", "qtypes", "err")]
+    r = cross(os.path.join(outdir, "test_quant"), ["tests/unit/test_quant.c"] +
+              [APP[m] for m in ("quant", "quant_gemv", "qtypes", "err")])
     ok(r.returncode == 0, "test_quant cross-compiles for aarch64 with -Werror", r.stderr)
     r = cross(os.path.join(outdir, "tool_logits"), ["tests/unit/tool_logits.c"] + engine)
     ok(r.returncode == 0, "the CPU engine cross-compiles for aarch64 with -Werror", r.stderr)

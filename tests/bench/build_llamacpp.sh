@@ -98,6 +98,9 @@ if [ ! -f "$TARBALL" ]; then
     mv "$TARBALL.tmp" "$TARBALL"
 fi
 
+# PEER_PRUNE_ONLY=1: stop after the pruned tree and tarball (tests/gpu/build_llamacpp_cuda.sh)
+[ -n "${PEER_PRUNE_ONLY:-}" ] && exit 0
+
 # 4. the CPU build. ISA: x86-64-v3 (AVX2, FMA, F16C, BMI2), the same level sparkd's Makefile
 # builds for, so the comparison is like for like. Not GGML_NATIVE: on this Xeon, -march=native
 # turns on ggml's AMX path, whose first `ldtilecfg` dies with SIGSEGV here (the CPU flags

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse.h"
+#include "output_parse.h"
 
 typedef struct acc {
     char *buf; /* a canonical transcript: type byte + payload per event, texts merged */

@@ -15,7 +15,7 @@ case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 if [ -n "${FUZZ_CC_SRCS:-}" ]; then
     # Build from an explicit source list (when other appliance/*.c do not compile yet).
     mkdir -p "$(dirname "$BIN")"
-    clang -std=c11 -D_GNU_SOURCE -O1 -g -Iappliance -fsanitize=fuzzer,address,undefined \
+    clang -std=c11 -D_GNU_SOURCE -O1 -g $(find appliance -type d -printf "-iquote %p ") -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=all -o "$BIN" "tests/fuzz/$NAME.c" $FUZZ_CC_SRCS -lm -pthread
 else
     make -s OUT="$OUT" "$OUT/fuzz/$NAME"

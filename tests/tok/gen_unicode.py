@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""gen_unicode.py — writes appliance/unicode_tab.c from Python's unicodedata.
+"""gen_unicode.py — writes appliance/text/unicode_tab.c from Python's unicodedata.
 
-The tokenizer pre-splitters (appliance/unicode_split.c) need the general
+The tokenizer pre-splitters (appliance/text/unicode.c) need the general
 categories behind \\p{L}, \\p{N}, \\p{M} and the White_Space property behind \\s;
 the NFC normalizer (Qwen's tokenizer.json asks for it) needs canonical combining
 classes, canonical decompositions and the primary composites. All of it comes
 from the unicodedata module of the Python that runs this script; the version is
 written into the output (Python 3.11 -> Unicode 14.0.0).
 
-    python3 tests/tok/gen_unicode.py > appliance/unicode_tab.c
+    python3 tests/tok/gen_unicode.py > appliance/text/unicode_tab.c
 """
 import sys
 import unicodedata as ud

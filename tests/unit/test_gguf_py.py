@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Complete comparison of appliance/gguf.c against the `gguf` Python package.
+"""Complete comparison of appliance/format/gguf.c against the `gguf` Python package.
 
 The reference dump is produced by gguf.GGUFReader (written by the llama.cpp
 project, not by us) in the exact format tool_gguf_dump prints: every KV (integer

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse.h"
+#include "output_parse.h"
 #include "t.h"
 
 #define REC_MAX 65536

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_quant_ref.py — appliance/quant.c against the `gguf` Python package.
+"""test_quant_ref.py — appliance/format/quant.c against the `gguf` Python package.
 
 1. Dequantization, bit for bit: random blocks of every CPU type (random bytes,
    with the f16 scale fields redrawn so they are finite, plus edge scales: +0,

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parse.h"
+#include "output_parse.h"
 
 static void put_json_str(const char *s, size_t n) {
     putchar('"');

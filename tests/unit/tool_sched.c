@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "model.h"
-#include "sched.h"
+#include "scheduler.h"
 
 static int shared_len;
 

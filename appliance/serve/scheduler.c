@@ -16,7 +16,7 @@
  * When a running sequence needs a block and none is left, the youngest running
  * sequence is preempted: its blocks are released (its full blocks stay cached)
  * and it re-enters the queue head to be recomputed. */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <math.h>

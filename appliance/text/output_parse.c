@@ -29,7 +29,7 @@
  * than the closing `}`) and a streamed XML call's unparsable rest go out as
  * content after the call ends; an unterminated <think> stays reasoning; an
  * unterminated header or block is flushed as content at parse_finish. */
-#include "parse.h"
+#include "output_parse.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
