@@ -1,0 +1,162 @@
+/* engine.h — the seam between serving and computing (prefix engine_).
+ *
+ * A backend (engine/cpu/, kernels/ for CUDA) is an ops table chosen once at start
+ * (engine_select). Everything above this header — the scheduler, the session, the
+ * CLI, the HTTP front end — sees only these types and calls through the table; no
+ * caller names a backend. A backend sees only model.h (layer kinds, tensors) and
+ * branches on layer kinds, never on an architecture name.
+ *
+ * Life of an engine:
+ *   ops->plan    bytes and KV geometry for given options, without allocating
+ *                (the memory check and `sparkd info` use it; create allocates
+ *                exactly what plan returned, tests/unit/test_engine checks that)
+ *   ops->create  allocates everything once: weights in the backend's layout, the
+ *                KV pool, recurrent state slots, activations, logits, sampling
+ *                buffers; nothing grows afterwards
+ *   ops->forward one step over a batch of sequences (engine_seq); keeps the logits
+ *                of the entries that ask for them, on the backend
+ *   ops->sample  picks the next token of those entries on the backend (penalties,
+ *                grammar mask, logit bias, temperature / top-k / top-p / min-p, the
+ *                caller's uniform draw) and returns only ids and logprobs
+ *   ops->destroy
+ *
+ * KV memory: the backend owns the bytes (host or device), in fixed blocks of
+ * plan.kv_block positions; serve/kvpool.c owns which block holds what (allocation,
+ * prefix cache). A sequence hands forward its block table. Recurrent layers
+ * (Mamba2, gated DeltaNet) keep a fixed-size state per slot instead; plan says how
+ * many slots and whether block-level prefix caching is valid for the model.
+ *
+ * Threading: one thread (the scheduler's) drives an engine; calls are not
+ * re-entrant. Errors are values (err_code + message); a backend fault makes every
+ * later call fail with ERR_IO until the engine is destroyed (the front end then
+ * reports 503 and /health goes red). */
+#ifndef SPARKD_ENGINE_H
+#define SPARKD_ENGINE_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "model.h"
+#include "sampler.h"
+
+#define ENGINE_MAX_TOP 20 /* top logprobs per sampled token */
+
+typedef struct engine engine; /* a backend's instance; opaque here */
+
+typedef enum engine_kv_type {
+    ENGINE_KV_F32 = 0, /* exact: attention matches float32 references */
+    ENGINE_KV_F16,     /* IEEE half */
+    ENGINE_KV_BF16,    /* bfloat16 */
+    ENGINE_KV_Q8,      /* int8, one f32 scale per (position, kv head) row */
+    ENGINE_KV_FP8,     /* fp8 e4m3, one f32 scale per (position, kv head) row */
+    ENGINE_KV_COUNT
+} engine_kv_type;
+
+/* "f32" "f16" "bf16" "q8" "fp8" <-> engine_kv_type: the one spelling used by the
+ * INI file, the CLI and `sparkd info`. parse returns -1 for an unknown name. */
+int engine_kv_type_parse(const char *name);
+const char *engine_kv_type_name(engine_kv_type t);
+
+typedef struct engine_opts {
+    int n_threads;       /* CPU threads (cpu backend; host-side work elsewhere), >= 1 */
+    int n_ctx;           /* max positions per sequence */
+    int max_seqs;        /* sequences per forward call = recurrent state and sampler slots */
+    int max_tokens;      /* new tokens per forward call (decode tokens + prompt chunks) */
+    int n_kv_blocks;     /* KV pool in blocks; 0 = max_seqs * ceil(n_ctx / kv_block) */
+    engine_kv_type kv_type;
+    int device;          /* GPU ordinal (cuda backend) */
+    uint64_t memory_limit; /* bytes; 0 = none. A hard ceiling over weights + KV + state +
+                            * work: plan fails with ERR_NOMEM naming the numbers */
+} engine_opts;
+
+typedef struct engine_plan {
+    uint64_t weights_bytes; /* resident weights in the backend's layout */
+    uint64_t kv_bytes;      /* the KV pool */
+    uint64_t state_bytes;   /* recurrent state slots */
+    uint64_t work_bytes;    /* activations, logits, sampling, staging, graphs */
+    uint64_t total_bytes;   /* the sum: what create will take */
+    uint64_t available_bytes; /* what the backend found free (0 = not measured) and where:  */
+    const char *available_from; /* "/proc/meminfo MemAvailable + SwapFree", "cudaMemGetInfo" */
+    uint64_t kv_bytes_per_token; /* all attention layers, this kv_type */
+    int kv_block;           /* positions per KV block */
+    int n_kv_blocks;        /* blocks in the pool */
+    int n_state_slots;      /* recurrent state slots (0: no recurrent layers) */
+    int prefix_cache;       /* 1: full KV blocks may be shared by content (no recurrent layers) */
+} engine_plan;
+
+enum {
+    ENGINE_WANT_LOGITS = 1, /* keep the last new token's logits for ops->sample */
+};
+
+/* One sequence of a forward batch. */
+typedef struct engine_seq {
+    const int32_t *tokens; /* (n) new token ids */
+    int n;                 /* >= 1 */
+    int pos;               /* position of tokens[0]; K/V of [0, pos) are in the blocks */
+    const int32_t *blocks; /* block table: blocks[i] holds positions [i*kv_block, (i+1)*kv_block),
+                            * covering [0, pos + n) */
+    int slot;              /* [0, max_seqs): recurrent state and sampler slot; distinct in a batch */
+    int want;              /* ENGINE_WANT_* flags */
+} engine_seq;
+
+/* One token to pick, for an entry of the last forward batch that wanted logits. */
+typedef struct engine_sample_in {
+    int seq;                   /* index of the entry in the last forward batch */
+    const sampler_params *sp;  /* temperature <= 0: greedy */
+    float u;                   /* uniform [0, 1) draw from the sequence's seeded host RNG
+                                * (sampler_rng_next): the same seed gives the same tokens on
+                                * every backend */
+    const uint32_t *mask;      /* NULL, or ceil(n_vocab / 32) words: bit (id % 32) of word
+                                * id / 32 set = id allowed (grammar); applied first */
+    const int32_t *bias_ids;   /* (n_bias) logit_bias: added to the raw logits before penalties */
+    const float *bias_vals;
+    int n_bias;
+    int logprob;               /* report the chosen token's logprob */
+    int n_top;                 /* 0..ENGINE_MAX_TOP alternatives */
+} engine_sample_in;
+
+/* logprobs are log-softmax of the raw logits (before penalties, mask and temperature),
+ * as OpenAI reports them. */
+typedef struct engine_sample_out {
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top_ids[ENGINE_MAX_TOP];      /* by descending logprob */
+    float top_logprobs[ENGINE_MAX_TOP];
+} engine_sample_out;
+
+typedef struct engine_ops {
+    const char *name; /* "cpu", "cuda" */
+    /* Fills p for these options; allocates nothing. ERR_NOMEM (naming the numbers) when
+     * total_bytes exceeds memory_limit or what is free; ERR_UNSUPPORTED when the model
+     * has a layer kind or tensor type this backend cannot run (naming it). */
+    int (*plan)(const model *m, const engine_opts *o, engine_plan *p, err *e);
+    int (*create)(engine **out, const model *m, const engine_opts *o, err *e);
+    void (*destroy)(engine *g);
+    /* One step. Total new tokens <= max_tokens, n <= max_seqs, slots distinct,
+     * pos + n <= n_ctx, block ids in range: otherwise ERR_INVALID and nothing ran. */
+    int (*forward)(engine *g, const engine_seq *seqs, int n, err *e);
+    /* Penalty history of a sampler slot: reset to these tokens (the prompt, or prompt +
+     * generated after a preemption), then accept each token as it is generated. */
+    int (*slot_reset)(engine *g, int slot, const int32_t *tokens, int n, err *e);
+    int (*slot_accept)(engine *g, int slot, int32_t token, err *e);
+    /* Picks tokens for in[0..n) (each names a forward entry that wanted logits and
+     * the slot of that entry keeps the penalty history). */
+    int (*sample)(engine *g, const engine_sample_in *in, int n, engine_sample_out *out, err *e);
+    /* The logits of forward entry seq, copied to host memory owned by the engine, valid
+     * until the next forward: tests, golden checks and tools. (n_vocab) floats. */
+    const float *(*logits)(engine *g, int seq, err *e);
+} engine_ops;
+
+/* The backends compiled into this binary. */
+extern const engine_ops engine_cpu_ops;
+#ifdef SPARKD_CUDA
+extern const engine_ops engine_cuda_ops;
+#endif
+
+/* "cpu", "cuda" or "auto" (the GPU when one is present and usable, else the CPU).
+ * Returns the table, or NULL with e set (unknown name, or "cuda" asked for in a build
+ * or on a machine without it: the message says which). */
+const engine_ops *engine_select(const char *device, err *e);
+
+#endif
