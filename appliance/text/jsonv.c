@@ -187,6 +187,7 @@ typedef struct jp {
     const char *s;
     size_t n, i;
     int max_depth;
+    unsigned flags; /* JV_PARSE_* */
     err *e;
 } jp;
 
@@ -217,72 +218,116 @@ static int jp_hex4(jp *p, uint32_t *out) {
 
 static int jp_string(jp *p, const jv_str **out) {
     p->i++; /* opening quote */
-    /* first pass: find the end and an upper bound of the length */
-    size_t start = p->i;
-    jv_buf b;
-    jv_buf_init(&b, (size_t)-1);
-    int rc = 0;
+    /* The decoded string is never longer than its source text (an escape
+     * shrinks or keeps its length), so it is decoded straight into an arena
+     * block sized by a first scan to the closing quote: no temporary buffer. */
+    size_t end = p->i;
+    while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
+    size_t cap = (end < p->n ? end : p->n) - p->i;
+    jv_str *str = jv_alloc(p->a, sizeof *str + cap + 1);
+    if (!str) return err_set(p->e, ERR_NOMEM, "JSON: value too large");
+    char *o = str->p;
     while (1) {
-        if (p->i >= p->n) { rc = jp_fail(p, "unterminated string"); break; }
+        if (p->i >= p->n) return jp_fail(p, "unterminated string");
         uint8_t c = (uint8_t)p->s[p->i];
         if (c == '"') { p->i++; break; }
-        if (c < 0x20) { rc = jp_fail(p, "control character in string"); break; }
+        if (c < 0x20) return jp_fail(p, "control character in string");
         if (c == '\\') {
-            if (p->i + 1 >= p->n) { rc = jp_fail(p, "unterminated string"); break; }
+            if (p->i + 1 >= p->n) return jp_fail(p, "unterminated string");
             char x = p->s[p->i + 1];
             p->i += 2;
             switch (x) {
-            case '"': jv_buf_putc(&b, '"'); break;
-            case '\\': jv_buf_putc(&b, '\\'); break;
-            case '/': jv_buf_putc(&b, '/'); break;
-            case 'b': jv_buf_putc(&b, '\b'); break;
-            case 'f': jv_buf_putc(&b, '\f'); break;
-            case 'n': jv_buf_putc(&b, '\n'); break;
-            case 'r': jv_buf_putc(&b, '\r'); break;
-            case 't': jv_buf_putc(&b, '\t'); break;
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '/': *o++ = '/'; break;
+            case 'b': *o++ = '\b'; break;
+            case 'f': *o++ = '\f'; break;
+            case 'n': *o++ = '\n'; break;
+            case 'r': *o++ = '\r'; break;
+            case 't': *o++ = '\t'; break;
             case 'u': {
                 uint32_t cp, lo;
-                if (jp_hex4(p, &cp)) { rc = jp_fail(p, "bad \\u escape"); break; }
+                if (jp_hex4(p, &cp)) return jp_fail(p, "bad \\u escape");
                 if (cp >= 0xD800 && cp < 0xDC00) {
                     if (p->n - p->i >= 6 && p->s[p->i] == '\\' && p->s[p->i + 1] == 'u') {
                         p->i += 2;
-                        if (jp_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) { rc = jp_fail(p, "lone surrogate"); break; }
+                        if (jp_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) return jp_fail(p, "lone surrogate");
                         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    } else { rc = jp_fail(p, "lone surrogate"); break; }
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) { rc = jp_fail(p, "lone surrogate"); break; }
-                uint8_t u[4];
-                int l = uni_encode(cp, u);
-                jv_buf_put(&b, (const char *)u, (size_t)l);
+                    } else return jp_fail(p, "lone surrogate");
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) return jp_fail(p, "lone surrogate");
+                if (cp == 0 && (p->flags & JV_PARSE_NO_NUL)) return jp_fail(p, "\\u0000 in a string");
+                o += uni_encode(cp, (uint8_t *)o);
                 break;
             }
-            default: rc = jp_fail(p, "bad escape"); break;
+            default: return jp_fail(p, "bad escape");
             }
-            if (rc) break;
             continue;
         }
         uint32_t cp;
         int l = uni_decode((const uint8_t *)p->s + p->i, p->n - p->i, &cp);
-        if (cp == UNI_INVALID) { rc = jp_fail(p, "invalid UTF-8"); break; }
-        jv_buf_put(&b, p->s + p->i, (size_t)l);
+        if (cp == UNI_INVALID) return jp_fail(p, "invalid UTF-8");
+        memcpy(o, p->s + p->i, (size_t)l);
+        o += l;
         p->i += (size_t)l;
     }
-    (void)start;
-    if (!rc && b.over) rc = err_set(p->e, ERR_NOMEM, "JSON: out of memory");
-    if (!rc) {
-        *out = jv_str_new(p->a, b.p ? b.p : "", b.n);
-        if (!*out) rc = err_set(p->e, ERR_NOMEM, "JSON: value too large");
-    }
-    jv_buf_free(&b);
-    return rc;
+    str->len = (size_t)(o - str->p);
+    str->p[str->len] = '\0';
+    *out = str;
+    return 0;
 }
 
 static int jp_value(jp *p, jv *out, int depth);
+
+/* Appends without looking the key up (the caller checks duplicates later). */
+static int dict_append(jv_arena *a, jv_dict *d, const jv_str *k, jv v) {
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? d->cap * 2 : 4;
+        const jv_str **nk = jv_alloc(a, nc * sizeof *nk);
+        jv *nv = jv_alloc(a, nc * sizeof(jv));
+        if (!nk || !nv) return -1;
+        if (d->n) {
+            memcpy(nk, d->k, d->n * sizeof *nk);
+            memcpy(nv, d->v, d->n * sizeof(jv));
+        }
+        d->k = nk;
+        d->v = nv;
+        d->cap = nc;
+    }
+    d->k[d->n] = k;
+    d->v[d->n] = v;
+    d->n++;
+    return 0;
+}
+
+static int key_cmp(const void *x, const void *y) {
+    const jv_str *a = *(const jv_str *const *)x, *b = *(const jv_str *const *)y;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->p, b->p, n);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static int jp_check_duplicates(jp *p, const jv_dict *d) {
+    if (d->n < 2) return 0;
+    if (d->n <= 16) {
+        for (size_t i = 1; i < d->n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (!key_cmp(&d->k[i], &d->k[j])) return jp_fail(p, "duplicate object key");
+        return 0;
+    }
+    const jv_str **ks = jv_alloc(p->a, d->n * sizeof *ks);
+    if (!ks) return err_set(p->e, ERR_NOMEM, "JSON: out of memory");
+    memcpy(ks, d->k, d->n * sizeof *ks);
+    qsort(ks, d->n, sizeof *ks, key_cmp);
+    for (size_t i = 1; i < d->n; i++)
+        if (!key_cmp(&ks[i - 1], &ks[i])) return jp_fail(p, "duplicate object key");
+    return 0;
+}
 
 static int jp_number(jp *p, jv *out) {
     size_t s = p->i;
     int is_float = 0;
     if (p->s[p->i] == '-') p->i++;
-    if (p->i < p->n && p->s[p->i] == 'I') {
+    if (p->i < p->n && p->s[p->i] == 'I' && !(p->flags & JV_PARSE_STRICT_NUMBERS)) {
         if (p->n - p->i >= 8 && memcmp(p->s + p->i, "Infinity", 8) == 0) {
             p->i += 8;
             *out = jv_float(-INFINITY);
@@ -323,7 +368,12 @@ static int jp_number(jp *p, jv *out) {
         *out = jv_int(v);
         return 0;
     }
-    *out = jv_float(strtod(tmp, NULL));
+    errno = 0;
+    double f = strtod(tmp, NULL);
+    /* RFC 8259 numbers are finite: an overflow (1e999) is refused, as
+     * jansson and most JSON parsers do; an underflow rounds towards 0 */
+    if ((p->flags & JV_PARSE_STRICT_NUMBERS) && errno == ERANGE && isinf(f)) return jp_fail(p, "number out of range");
+    *out = jv_float(f);
     return 0;
 }
 
@@ -351,10 +401,18 @@ static int jp_value(jp *p, jv *out, int depth) {
                 jv v;
                 int rc = jp_value(p, &v, depth + 1);
                 if (rc) return rc;
-                if (jv_dict_set(p->a, d, k, v)) return err_set(p->e, ERR_NOMEM, "JSON: out of memory");
+                if (p->flags & JV_PARSE_NO_DUPLICATES) {
+                    /* appended unchecked; duplicates are found once the object is
+                     * complete, in n log n (a per-key lookup would be n^2) */
+                    if (dict_append(p->a, d, k, v)) return err_set(p->e, ERR_NOMEM, "JSON: out of memory");
+                } else if (jv_dict_set(p->a, d, k, v)) return err_set(p->e, ERR_NOMEM, "JSON: out of memory");
                 jp_ws(p);
                 if (p->i < p->n && p->s[p->i] == ',') { p->i++; continue; }
-                if (p->i < p->n && p->s[p->i] == '}') { p->i++; break; }
+                if (p->i < p->n && p->s[p->i] == '}') {
+                    p->i++;
+                    if ((p->flags & JV_PARSE_NO_DUPLICATES) && (rc = jp_check_duplicates(p, d))) return rc;
+                    break;
+                }
                 return jp_fail(p, "expected ',' or '}'");
             }
         }
@@ -404,19 +462,28 @@ static int jp_value(jp *p, jv *out, int depth) {
     JP_WORD("true", jv_bool(1));
     JP_WORD("false", jv_bool(0));
     JP_WORD("null", jv_none());
-    JP_WORD("NaN", jv_float(NAN));
-    JP_WORD("Infinity", jv_float(INFINITY));
+    if (!(p->flags & JV_PARSE_STRICT_NUMBERS)) {
+        JP_WORD("NaN", jv_float(NAN));
+        JP_WORD("Infinity", jv_float(INFINITY));
+    }
 #undef JP_WORD
     return jp_fail(p, "unexpected character");
 }
 
-int jv_parse(jv_arena *a, const char *text, size_t len, int max_depth, jv *out, err *e) {
-    jp p = {.a = a, .s = text, .n = len, .i = 0, .max_depth = max_depth, .e = e};
+int jv_parse_ex(jv_arena *a, const char *text, size_t len, int max_depth, unsigned flags, jv *out, size_t *err_at,
+                err *e) {
+    jp p = {.a = a, .s = text, .n = len, .i = 0, .max_depth = max_depth, .flags = flags, .e = e};
     int rc = jp_value(&p, out, 0);
-    if (rc) return rc ? rc : ERR_FORMAT;
-    jp_ws(&p);
-    if (p.i != p.n) return jp_fail(&p, "extra data");
-    return 0;
+    if (!rc) {
+        jp_ws(&p);
+        if (p.i != p.n) rc = jp_fail(&p, "extra data");
+    }
+    if (rc && err_at) *err_at = p.i;
+    return rc;
+}
+
+int jv_parse(jv_arena *a, const char *text, size_t len, int max_depth, jv *out, err *e) {
+    return jv_parse_ex(a, text, len, max_depth, 0, out, NULL, e);
 }
 
 /* ---------------------------------------------------------------- buffers */

@@ -91,6 +91,17 @@ long jv_dict_find(const jv_dict *d, const char *k, size_t klen);
  * invalid UTF-8 refused. Trailing non-space text is an error. */
 int jv_parse(jv_arena *a, const char *text, size_t len, int max_depth, jv *out, err *e);
 
+/* Stricter rules for outside input (request bodies), OR-ed into flags. */
+enum {
+    JV_PARSE_NO_DUPLICATES = 1,   /* a key twice in one object is an error, not last-wins */
+    JV_PARSE_STRICT_NUMBERS = 2,  /* RFC 8259: no NaN/Infinity, a float overflowing a double is an error */
+    JV_PARSE_NO_NUL = 4,          /* \u0000 in a string is an error (values are also used as C strings) */
+};
+/* jv_parse with flags. On failure *err_at (when not NULL) is the byte offset
+ * where the error was found; e's message says what it was. */
+int jv_parse_ex(jv_arena *a, const char *text, size_t len, int max_depth, unsigned flags, jv *out, size_t *err_at,
+                err *e);
+
 /* Growable text with a byte cap; once over the cap, `over` is set and further
  * appends are dropped (the caller checks `over`). */
 typedef struct jv_buf {

@@ -1294,7 +1294,7 @@ typedef struct rctx {
     const tmpl *t;
     jv_buf *out; /* where text goes now (macros capture into their own) */
     scope *root;  /* template top level */
-    jv_dict *ctx; /* the render context */
+    const jv_dict *ctx; /* the render context */
     long steps, max_steps;
     int depth, max_depth;
     size_t max_output;
@@ -3015,34 +3015,26 @@ static int exec_body(rctx *r, scope *s, const node *n) {
     return ST_OK;
 }
 
-int tmpl_render(const tmpl *t, const char *ctx_json, size_t ctx_len, const tmpl_limits *limits, char **out,
-                size_t *out_len, err *e) {
-    *out = NULL;
-    if (out_len) *out_len = 0;
-    tmpl_limits lim = {4u << 20, 10000000, 64};
+static void render_limits(const tmpl_limits *limits, tmpl_limits *lim) {
+    *lim = (tmpl_limits){4u << 20, 10000000, 64};
     if (limits) {
-        if (limits->max_output) lim.max_output = limits->max_output;
-        if (limits->max_steps > 0) lim.max_steps = limits->max_steps;
-        if (limits->max_depth > 0) lim.max_depth = limits->max_depth;
+        if (limits->max_output) lim->max_output = limits->max_output;
+        if (limits->max_steps > 0) lim->max_steps = limits->max_steps;
+        if (limits->max_depth > 0) lim->max_depth = limits->max_depth;
     }
-    /* values are bounded by a multiple of the output cap plus the context */
-    size_t cap = 16 * lim.max_output + 8 * ctx_len + (8u << 20);
-    jv_arena *a = jv_arena_new(cap);
-    if (!a) return err_set(e, ERR_NOMEM, "template: out of memory");
-    jv ctx;
-    err pe = {0};
-    if (jv_parse(a, ctx_json, ctx_len, TMPL_CTX_DEPTH, &ctx, &pe) || ctx.type != JV_DICT) {
-        jv_arena_free(a);
-        return err_set(e, ERR_INVALID, "template context: %s", pe.code ? pe.msg : "not a JSON object");
-    }
+}
+
+/* Renders with ctx (a JV_DICT, only read) into a fresh output; a is the arena
+ * for everything the render creates. */
+static int render_in(const tmpl *t, jv_arena *a, const jv_dict *ctx, const tmpl_limits *lim, char **out,
+                     size_t *out_len, err *e) {
     jv_buf buf;
-    jv_buf_init(&buf, lim.max_output);
-    rctx r = {.a = a, .t = t, .out = &buf, .ctx = ctx.u.d, .max_steps = lim.max_steps, .max_depth = lim.max_depth,
-              .max_output = lim.max_output, .e = e};
+    jv_buf_init(&buf, lim->max_output);
+    rctx r = {.a = a, .t = t, .out = &buf, .ctx = ctx, .max_steps = lim->max_steps,
+              .max_depth = lim->max_depth, .max_output = lim->max_output, .e = e};
     r.root = scope_new(&r, NULL);
     int st = r.root ? exec_body(&r, r.root, t->root) : nomem(&r);
     if (st == ST_BREAK || st == ST_CONTINUE) st = ST_OK; /* jinja ignores a stray break at top level */
-    jv_arena_free(a);
     if (st) {
         jv_buf_free(&buf);
         if (e && e->code == ERR_OK) err_set(e, ERR_INVALID, "template error");
@@ -3056,4 +3048,40 @@ int tmpl_render(const tmpl *t, const char *ctx_json, size_t ctx_len, const tmpl_
     *out = buf.p;
     if (out_len) *out_len = buf.n;
     return 0;
+}
+
+int tmpl_render(const tmpl *t, const char *ctx_json, size_t ctx_len, const tmpl_limits *limits, char **out,
+                size_t *out_len, err *e) {
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    tmpl_limits lim;
+    render_limits(limits, &lim);
+    /* values are bounded by a multiple of the output cap plus the context */
+    size_t cap = 16 * lim.max_output + 8 * ctx_len + (8u << 20);
+    jv_arena *a = jv_arena_new(cap);
+    if (!a) return err_set(e, ERR_NOMEM, "template: out of memory");
+    jv ctx;
+    err pe = {0};
+    if (jv_parse(a, ctx_json, ctx_len, TMPL_CTX_DEPTH, &ctx, &pe) || ctx.type != JV_DICT) {
+        jv_arena_free(a);
+        return err_set(e, ERR_INVALID, "template context: %s", pe.code ? pe.msg : "not a JSON object");
+    }
+    int rc = render_in(t, a, ctx.u.d, &lim, out, out_len, e);
+    jv_arena_free(a);
+    return rc;
+}
+
+int tmpl_render_value(const tmpl *t, jv ctx, const tmpl_limits *limits, char **out, size_t *out_len, err *e) {
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    if (ctx.type != JV_DICT) return err_set(e, ERR_INVALID, "template context: not an object");
+    tmpl_limits lim;
+    render_limits(limits, &lim);
+    /* the context's values live in the caller's arena; this one holds only
+     * what the render creates */
+    jv_arena *a = jv_arena_new(16 * lim.max_output + (8u << 20));
+    if (!a) return err_set(e, ERR_NOMEM, "template: out of memory");
+    int rc = render_in(t, a, ctx.u.d, &lim, out, out_len, e);
+    jv_arena_free(a);
+    return rc;
 }

@@ -1,7 +1,8 @@
 /* tmpl.h — chat templates: a sandboxed Jinja-subset interpreter that renders a
  * model's tokenizer.chat_template (from GGUF metadata or an override file).
  *
- * The render context is given as JSON text (an object), the same shape HF's
+ * The render context is given as JSON text (an object) or as parsed values
+ * (jsonv.h), the same shape HF's
  * apply_chat_template builds: {"messages": [...], "tools": [...] (optional),
  * "add_generation_prompt": bool, "enable_thinking": bool (optional),
  * "bos_token": "...", "eos_token": "...", ...}. Messages are OpenAI-shaped
@@ -21,6 +22,7 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "jsonv.h"
 
 typedef struct tmpl tmpl;
 
@@ -39,5 +41,10 @@ void tmpl_free(tmpl *t);
  * calls raise_exception(msg) fails with ERR_INVALID and that message. */
 int tmpl_render(const tmpl *t, const char *ctx_json, size_t ctx_len, const tmpl_limits *limits,
                 char **out, size_t *out_len, err *e);
+
+/* The same with a context already parsed (a JV_DICT in any arena, e.g. the
+ * request's own values): the render only reads it, so one context may be
+ * rendered by several threads at once. */
+int tmpl_render_value(const tmpl *t, jv ctx, const tmpl_limits *limits, char **out, size_t *out_len, err *e);
 
 #endif
