@@ -23,10 +23,14 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 LDSAN = -fsanitize=address,undefined
 endif
 CFLAGS ?= $(CFLAGS_BASE) $(ARCHFLAGS)
-# FastCGI, JSON, INI and SHA-256 (Debian: libfcgi-dev libjansson-dev libinih-dev libbearssl-dev)
+# FastCGI, INI and SHA-256 (Debian: libfcgi-dev libinih-dev libbearssl-dev)
 # linked statically (Debian ships the .a files): the binary then needs only glibc
-# (and, for the CUDA build, the driver's libcuda.so.1, which cudart_static dlopens)
-LDLIBS = -Wl,-Bstatic -lfcgi -ljansson -linih -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
+# (and, for the CUDA build, the driver's libcuda.so.1, which cudart_static dlopens).
+# JSON is the project's own (appliance/text/jsonv.c reads, fcgi/jw.c writes).
+LDLIBS = -Wl,-Bstatic -lfcgi -linih -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
+# Tests only: jansson (libjansson-dev) re-reads what our JSON writer wrote, as
+# a reader nobody here wrote.
+TEST_LDLIBS = -ljansson
 
 APP_SRC  = $(filter-out appliance/main.c,$(foreach d,$(APP_DIRS),$(wildcard $(d)/*.c)))
 APP_HDR  = $(foreach d,$(APP_DIRS),$(wildcard $(d)/*.h))
@@ -79,7 +83,7 @@ tests: $(TEST_BIN)
 
 $(OUT)/tests/%: tests/unit/%.c $(APP_OBJ) $(FCGI_LIB) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -iquote tests/unit -o $@ $< $(APP_OBJ) $(FCGI_LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -iquote tests/unit -o $@ $< $(APP_OBJ) $(FCGI_LIB) $(LDLIBS) $(TEST_LDLIBS)
 
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/fuzz/%)

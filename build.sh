@@ -19,6 +19,7 @@ log() { printf '[build] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
+# libjansson-dev: tests only (a JSON reader nobody here wrote, to check our writer)
 DEB_PKGS="build-essential libfcgi-dev libbearssl-dev libinih-dev musl-tools nginx libjansson-dev \
 clang libclang-rt-14-dev python3 python3-venv python3-pip openssl curl ca-certificates \
 gcc-aarch64-linux-gnu qemu-user"

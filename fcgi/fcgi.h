@@ -5,9 +5,16 @@
  *              read with the size cap, SIGPIPE ignored, SIGTERM drain
  *   route.c    method + path -> handler; auth; /health /metrics /v1/models
  *              /tokenize /detokenize
- *   request.c  JSON body -> fcgi_gen (every field type- and range-checked)
- *   generate.c chat template -> tokens -> sched -> SSE or JSON
+ *   request.c  JSON body -> fcgi_gen: parsed once (jsonv.h) and every field
+ *              type- and range-checked; the values stay for the template
+ *   prompt.c   fcgi_gen -> prompt token ids (chat template rendered from the
+ *              request's own values, or the completions prompt)
+ *   generate.c the generation loop: sched events -> text -> stop strings ->
+ *              output parser -> the API's writer (run.h)
+ *   chat.c, completions.c   the two OpenAI shapes of a reply (chunks, whole)
+ *   sse.c      event-stream framing: headers, data frames, keep-alives, errors
  *   reply.c    status lines, headers, OpenAI-shaped error bodies
+ *   jw.c       the JSON text writer every reply is written with
  *   metrics.c  counters and histograms, Prometheus text format
  *   auth.c     API keys: SHA-256 (BearSSL) compared in constant time
  *
@@ -24,10 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "config.h"
 #include "err.h"
+#include "jsonv.h"
 #include "model.h"
 #include "output_parse.h"
 #include "sampler.h"
@@ -130,8 +136,9 @@ int fcgi_out_printf(fcgi_out *o, const char *fmt, ...) __attribute__((format(pri
 int fcgi_out_flush(fcgi_out *o);
 /* Sends "Status:" + content type + extra header lines ("Name: v\r\n"...) + blank line. */
 int fcgi_out_headers(fcgi_out *o, int status, const char *content_type, const char *extra);
-/* Sends json (dumped compactly) as a whole response. Steals the reference. */
-int fcgi_reply_json(fcgi_out *o, int status, json_t *j, const char *extra);
+/* Sends the JSON text in b (then a newline) as a whole response; b->oom
+ * turns it into a 500. */
+int fcgi_reply_json(fcgi_out *o, int status, const jw *b, const char *extra);
 
 typedef struct fcgi_error {
     int status;
@@ -142,7 +149,8 @@ typedef struct fcgi_error {
 } fcgi_error;
 int fcgi_errorf(fcgi_error *er, int status, const char *type, const char *code, const char *param,
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-json_t *fcgi_error_json(const fcgi_error *er);
+/* {"error":{"message","type","param","code"}} into b. */
+void fcgi_error_write(jw *b, const fcgi_error *er);
 /* Sends an error response (counted in metrics by the caller). */
 int fcgi_reply_error(fcgi_out *o, const fcgi_error *er, const char *extra);
 
@@ -160,16 +168,19 @@ typedef struct fcgi_limits {
     sampler_params sp;      /* defaults */
 } fcgi_limits;
 
+/* A validated generation request. Every pointer points into root's values,
+ * which live in arena (owned: fcgi_gen_free frees it). */
 typedef struct fcgi_gen {
     int chat;               /* /v1/chat/completions */
-    json_t *root;           /* the parsed body (owned) */
-    const char *model;      /* borrowed from root */
-    json_t *messages;       /* chat: borrowed */
-    json_t *tools;          /* chat: borrowed, NULL if none */
-    json_t *template_kwargs;/* chat_template_kwargs object, borrowed, may be NULL */
-    const char *prompt;     /* completions, text prompt (borrowed) */
+    jv_arena *arena;        /* the parsed body's values */
+    jv root;                /* the body (a JV_DICT) */
+    const char *model;
+    const jv *messages;     /* chat: the list */
+    const jv *tools;        /* chat: the list, NULL if none */
+    const jv *template_kwargs; /* chat_template_kwargs object, may be NULL */
+    const char *prompt;     /* completions, text prompt */
     size_t prompt_len;
-    json_t *prompt_ids;     /* completions, token-id prompt (borrowed) */
+    const jv *prompt_ids;   /* completions, token-id prompt (a list of JV_INT) */
     int stream, include_usage;
     int max_tokens;         /* -1: absent */
     sampler_params sp;
@@ -190,8 +201,25 @@ int fcgi_json_depth(const char *p, size_t n);
 int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits *lim,
                        const char *model_id, fcgi_gen *g, fcgi_error *er);
 void fcgi_gen_free(fcgi_gen *g);
-/* Parses any JSON object body with the same rules (depth, duplicates, UTF-8). */
-json_t *fcgi_parse_object(const char *body, size_t len, fcgi_error *er);
+/* Parses any JSON object body with the same rules (depth, duplicates, UTF-8,
+ * strict numbers) into *out, whose values live in *arena (the caller frees it
+ * with jv_arena_free). On failure fills er, *arena is NULL, returns -1. */
+int fcgi_parse_object(const char *body, size_t len, jv_arena **arena, jv *out, fcgi_error *er);
+/* o's member k; NULL when o is not an object or has no such key. */
+const jv *fcgi_jget(const jv *o, const char *k);
+
+/* ---- prompt.c ---- */
+/* The chat template's context for g, built in g's arena from g's own values
+ * (kwargs, messages with text parts joined, add_generation_prompt, bos_token,
+ * eos_token, tools). -1: out of memory. */
+int fcgi_chat_context(const fcgi_gen *g, const char *bos_text, const char *eos_text, jv *ctx);
+/* The prompt of g as token ids in w->ids: the chat template rendered from the
+ * request's values (messages, tools, chat_template_kwargs) and tokenized, or
+ * the completions prompt (text or ids). *thinking: the rendered chat prompt
+ * left a reasoning block open, so the output starts as reasoning. Returns the
+ * count, or -1 with er set (400: no template, template error, too long for
+ * the context). */
+int fcgi_prompt_build(fcgi_app *a, fcgi_worker *w, const fcgi_gen *g, int *thinking, fcgi_error *er);
 
 /* ---- route.c / generate.c ---- */
 void fcgi_limits_from(const fcgi_app *a, fcgi_limits *l);

@@ -55,16 +55,14 @@ int fcgi_out_headers(fcgi_out *o, int status, const char *content_type, const ch
                            extra ? extra : "");
 }
 
-int fcgi_reply_json(fcgi_out *o, int status, json_t *j, const char *extra) {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!s) {
+int fcgi_reply_json(fcgi_out *o, int status, const jw *b, const char *extra) {
+    if (b->oom || !b->p) {
         fcgi_out_headers(o, 500, "application/json", NULL);
-        return fcgi_out_printf(o, "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"code\":null}}\n");
+        return fcgi_out_printf(o, "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,"
+                                  "\"code\":null}}\n");
     }
     fcgi_out_headers(o, status, "application/json", extra);
-    int rc = fcgi_out_write(o, s, strlen(s));
-    free(s);
+    int rc = fcgi_out_write(o, b->p, b->n);
     if (!rc) rc = fcgi_out_write(o, "\n", 1);
     return rc;
 }
@@ -82,20 +80,25 @@ int fcgi_errorf(fcgi_error *er, int status, const char *type, const char *code, 
     return -1;
 }
 
-json_t *fcgi_error_json(const fcgi_error *er) {
-    json_t *in = json_object();
-    /* the message may hold client bytes that are not UTF-8: jansson refuses
-     * those, so fall back to a fixed text rather than dropping the error */
-    json_t *msg = json_string(er->msg);
-    json_object_set_new(in, "message", msg ? msg : json_string("invalid request"));
-    json_object_set_new(in, "type", json_string(er->type));
-    json_object_set_new(in, "param", er->param ? json_string(er->param) : json_null());
-    json_object_set_new(in, "code", er->code ? json_string(er->code) : json_null());
-    json_t *j = json_object();
-    json_object_set_new(j, "error", in);
-    return j;
+void fcgi_error_write(jw *b, const fcgi_error *er) {
+    /* the message may quote client bytes that are not UTF-8: jw_str repairs them */
+    jw_lit(b, "{\"error\":{\"message\":");
+    jw_str(b, er->msg, strlen(er->msg));
+    jw_lit(b, ",\"type\":");
+    jw_str(b, er->type, strlen(er->type));
+    jw_lit(b, ",\"param\":");
+    if (er->param) jw_str(b, er->param, strlen(er->param));
+    else jw_lit(b, "null");
+    jw_lit(b, ",\"code\":");
+    if (er->code) jw_str(b, er->code, strlen(er->code));
+    else jw_lit(b, "null");
+    jw_lit(b, "}}");
 }
 
 int fcgi_reply_error(fcgi_out *o, const fcgi_error *er, const char *extra) {
-    return fcgi_reply_json(o, er->status, fcgi_error_json(er), extra);
+    jw b = {0};
+    fcgi_error_write(&b, er);
+    int rc = fcgi_reply_json(o, er->status, &b, extra);
+    jw_free(&b);
+    return rc;
 }

@@ -38,13 +38,24 @@ static int error_reply(fcgi_out *o, int status, const char *type, const char *co
 
 static int h_health(fcgi_app *a, fcgi_out *o) {
     int st = atomic_load(&a->state);
-    if (st == FCGI_READY) return fcgi_reply_json(o, 200, json_pack("{s:s}", "status", "ok"), NULL), 200;
+    jw b = {0};
+    if (st == FCGI_READY) {
+        jw_lit(&b, "{\"status\":\"ok\"}");
+        fcgi_reply_json(o, 200, &b, NULL);
+        jw_free(&b);
+        return 200;
+    }
     const char *why = st == FCGI_LOADING ? "loading the model" : st == FCGI_DRAINING ? "draining" : "failed";
     fcgi_error er;
     fcgi_errorf(&er, 503, "server_error", "service_unavailable", NULL, "not ready: %s", why);
-    json_t *j = fcgi_error_json(&er);
-    json_object_set_new(j, "status", json_string(st == FCGI_LOADING ? "loading" : st == FCGI_DRAINING ? "draining" : "failed"));
-    fcgi_reply_json(o, 503, j, "Retry-After: 1\r\n");
+    fcgi_error_write(&b, &er);
+    /* {"error":{...},"status":"loading"}: the error object, one more member */
+    if (b.n) b.n--;
+    jw_lit(&b, ",\"status\":\"");
+    jw_lit(&b, st == FCGI_LOADING ? "loading" : st == FCGI_DRAINING ? "draining" : "failed");
+    jw_lit(&b, "\"}");
+    fcgi_reply_json(o, 503, &b, "Retry-After: 1\r\n");
+    jw_free(&b);
     return 503;
 }
 
@@ -59,117 +70,131 @@ static int h_metrics(fcgi_app *a, fcgi_out *o) {
     return 200;
 }
 
-static json_t *model_obj(fcgi_app *a) {
-    return json_pack("{s:s,s:s,s:I,s:s,s:i}", "id", a->model_id, "object", "model", "created", (json_int_t)a->created,
-                     "owned_by", "sparkd", "max_model_len", a->n_ctx);
+static void model_obj(fcgi_app *a, jw *b) {
+    jw_lit(b, "{\"id\":");
+    jw_str(b, a->model_id, strlen(a->model_id));
+    jw_lit(b, ",\"object\":\"model\",\"created\":");
+    jw_int(b, a->created);
+    jw_lit(b, ",\"owned_by\":\"sparkd\",\"max_model_len\":");
+    jw_int(b, a->n_ctx);
+    jw_lit(b, "}");
 }
 
 static int h_models(fcgi_app *a, fcgi_out *o, const char *id) {
+    jw b = {0};
     if (id) {
         if (strcmp(id, a->model_id)) {
             char msg[200];
             snprintf(msg, sizeof msg, "The model '%.100s' does not exist", id);
             return error_reply(o, 404, "invalid_request_error", "model_not_found", NULL, msg);
         }
-        fcgi_reply_json(o, 200, model_obj(a), NULL);
-        return 200;
+        model_obj(a, &b);
+    } else {
+        jw_lit(&b, "{\"object\":\"list\",\"data\":[");
+        model_obj(a, &b);
+        jw_lit(&b, "]}");
     }
-    json_t *data = json_array();
-    json_array_append_new(data, model_obj(a));
-    fcgi_reply_json(o, 200, json_pack("{s:s,s:o}", "object", "list", "data", data), NULL);
+    fcgi_reply_json(o, 200, &b, NULL);
+    jw_free(&b);
     return 200;
 }
 
-static int get_bool_field(json_t *root, const char *k, int *out, fcgi_error *er) {
-    json_t *v = json_object_get(root, k);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v))
+static int get_bool_field(const jv *root, const char *k, int *out, fcgi_error *er) {
+    const jv *v = fcgi_jget(root, k);
+    if (!v || v->type == JV_NONE) return 0;
+    if (v->type != JV_BOOL)
         return fcgi_errorf(er, 400, "invalid_request_error", "invalid_type", k, "'%s' must be a boolean", k);
-    *out = json_is_true(v);
+    *out = (int)v->u.i;
     return 0;
 }
 
 static int h_tokenize(fcgi_app *a, const fcgi_http_req *rq, fcgi_out *o) {
     fcgi_error er;
-    json_t *root = fcgi_parse_object(rq->body, rq->body_len, &er);
-    if (!root) return fcgi_reply_error(o, &er, NULL), er.status;
-    json_t *c = json_object_get(root, "content");
+    jv_arena *ar;
+    jv root;
+    if (fcgi_parse_object(rq->body, rq->body_len, &ar, &root, &er)) return fcgi_reply_error(o, &er, NULL), er.status;
+    const jv *c = fcgi_jget(&root, "content");
     int add_special = 0, with_pieces = 0;
-    if (!json_is_string(c)) fcgi_errorf(&er, 400, "invalid_request_error", "invalid_type", "content", "'content' must be a string");
-    else if (!get_bool_field(root, "add_special", &add_special, &er) && !get_bool_field(root, "with_pieces", &with_pieces, &er)) {
-        size_t len = json_string_length(c);
+    if (!c || c->type != JV_STR)
+        fcgi_errorf(&er, 400, "invalid_request_error", "invalid_type", "content", "'content' must be a string");
+    else if (!get_bool_field(&root, "add_special", &add_special, &er) && !get_bool_field(&root, "with_pieces", &with_pieces, &er)) {
+        size_t len = c->u.s->len;
         int cap = (int)(len + 2); /* a token covers at least one byte; +BOS */
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
         err e = {0};
-        int n = ids ? tok_encode(a->tk, json_string_value(c), len, add_special, 1, ids, cap, &e) : -1;
+        int n = ids ? tok_encode(a->tk, c->u.s->p, len, add_special, 1, ids, cap, &e) : -1;
+        jv_arena_free(ar);
         if (n < 0) {
             free(ids);
-            json_decref(root);
             return error_reply(o, 500, "server_error", NULL, NULL, ids ? e.msg : "out of memory");
         }
-        json_t *arr = json_array();
+        jw b = {0};
+        jw_lit(&b, "{\"tokens\":[");
         for (int i = 0; i < n; i++) {
-            if (!with_pieces) { json_array_append_new(arr, json_integer(ids[i])); continue; }
+            if (i) jw_lit(&b, ",");
+            if (!with_pieces) { jw_int(&b, ids[i]); continue; }
             size_t pl;
             const char *p = tok_piece(a->tk, ids[i], &pl, 1);
-            json_t *ps = p ? json_stringn(p, pl) : json_string("");
-            if (!ps) { /* a byte token that is not UTF-8 on its own: its bytes, as llama-server does */
-                ps = json_array();
-                for (size_t k = 0; k < pl; k++) json_array_append_new(ps, json_integer((unsigned char)p[k]));
-            }
-            json_array_append_new(arr, json_pack("{s:i,s:o}", "id", ids[i], "piece", ps));
+            if (!p) { p = ""; pl = 0; }
+            jw_lit(&b, "{\"id\":");
+            jw_int(&b, ids[i]);
+            jw_lit(&b, ",\"piece\":");
+            /* a byte token that is not UTF-8 on its own: its bytes, as llama-server does */
+            if (jw_utf8_valid_prefix(p, pl) == pl) jw_str(&b, p, pl);
+            else jw_bytes(&b, p, pl);
+            jw_lit(&b, "}");
         }
+        jw_lit(&b, "]}");
         free(ids);
-        json_decref(root);
-        fcgi_reply_json(o, 200, json_pack("{s:o}", "tokens", arr), NULL);
+        fcgi_reply_json(o, 200, &b, NULL);
+        jw_free(&b);
         return 200;
     }
-    json_decref(root);
+    jv_arena_free(ar);
     fcgi_reply_error(o, &er, NULL);
     return er.status;
 }
 
 static int h_detokenize(fcgi_app *a, const fcgi_http_req *rq, fcgi_out *o) {
     fcgi_error er;
-    json_t *root = fcgi_parse_object(rq->body, rq->body_len, &er);
-    if (!root) return fcgi_reply_error(o, &er, NULL), er.status;
-    json_t *t = json_object_get(root, "tokens");
-    if (!json_is_array(t)) {
-        json_decref(root);
+    jv_arena *ar;
+    jv root;
+    if (fcgi_parse_object(rq->body, rq->body_len, &ar, &root, &er)) return fcgi_reply_error(o, &er, NULL), er.status;
+    const jv *t = fcgi_jget(&root, "tokens");
+    if (!t || t->type != JV_LIST) {
+        jv_arena_free(ar);
         fcgi_errorf(&er, 400, "invalid_request_error", "invalid_type", "tokens", "'tokens' must be an array of token ids");
         return fcgi_reply_error(o, &er, NULL), 400;
     }
-    size_t n = json_array_size(t);
+    size_t n = t->u.l->n;
     int32_t V = tok_vocab_size(a->tk);
     int32_t *ids = malloc(sizeof(int32_t) * (n ? n : 1));
-    if (!ids) { json_decref(root); return error_reply(o, 500, "server_error", NULL, NULL, "out of memory"); }
+    if (!ids) { jv_arena_free(ar); return error_reply(o, 500, "server_error", NULL, NULL, "out of memory"); }
     for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get(t, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= V) {
+        const jv *v = &t->u.l->v[i];
+        if (v->type != JV_INT || v->u.i < 0 || v->u.i >= V) {
             free(ids);
-            json_decref(root);
+            jv_arena_free(ar);
             fcgi_errorf(&er, 400, "invalid_request_error", "invalid_value", "tokens",
                         "tokens[%zu] is not a token id in [0, %d)", i, V);
             return fcgi_reply_error(o, &er, NULL), 400;
         }
-        ids[i] = (int32_t)json_integer_value(v);
+        ids[i] = (int32_t)v->u.i;
     }
+    jv_arena_free(ar);
     char small[1];
     size_t need = tok_decode(a->tk, ids, (int)n, small, sizeof small, 1);
     char *text = malloc(need + 1);
     if (text) tok_decode(a->tk, ids, (int)n, text, need + 1, 1);
     free(ids);
-    json_decref(root);
     if (!text) return error_reply(o, 500, "server_error", NULL, NULL, "out of memory");
     /* decoded bytes need not be UTF-8 (a lone byte token): repair for JSON */
     jw b = {0};
     jw_lit(&b, "{\"content\":");
     jw_str(&b, text, need);
-    jw_lit(&b, "}\n");
+    jw_lit(&b, "}");
     free(text);
-    if (b.oom) { jw_free(&b); return error_reply(o, 500, "server_error", NULL, NULL, "out of memory"); }
-    fcgi_out_headers(o, 200, "application/json", NULL);
-    fcgi_out_write(o, b.p, b.n);
+    fcgi_reply_json(o, 200, &b, NULL);
     jw_free(&b);
     return 200;
 }

@@ -275,12 +275,7 @@ static int load_model(fcgi_app *a, err *e) {
     }
     if (src) {
         err te = {0};
-        rc = tmpl_compile(&a->tp, src, slen, &te);
-        if (rc == ERR_UNSUPPORTED) {
-            /* a build without the template engine: serve completions only */
-            fprintf(stderr, "sparkd: warning: %s; /v1/chat/completions will answer 400\n", te.msg);
-            a->tp = NULL;
-        } else if (rc) {
+        if ((rc = tmpl_compile(&a->tp, src, slen, &te))) {
             free(src);
             return err_set(e, te.code, "chat template: %s", te.msg);
         }

@@ -1,16 +1,34 @@
-/* fuzz_fcgi_request — libFuzzer target for the request-body parser/validator
- * (fcgi/request.c) and the JSON writer (fcgi/jw.c). The first byte picks chat
- * or completions; the rest is the body. Every accepted body must yield
- * in-range fields; every refused one a 400/404 with a non-empty message; the
- * writer's output must re-parse as a JSON string.
+/* fuzz_fcgi_request — libFuzzer target for the request path of fcgi/: the
+ * body parser and validator (fcgi/request.c over jsonv.c), the chat template
+ * context built from the parsed values (fcgi/prompt.c) rendered by a small
+ * tool-aware template (text/tmpl.c), and the JSON writer (fcgi/jw.c). The
+ * first byte picks chat or completions; the rest is the body. Every accepted
+ * body must yield in-range fields; every refused one a 400/404 with a
+ * non-empty message; the writer's output must re-parse as a JSON string.
  *   make fuzz && tests/fuzz/run_fuzz.sh fuzz_fcgi_request 60 */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "fcgi.h"
 
+/* Walks messages, content parts, tool calls and tools the way real chat
+ * templates do, so the render reads every kind of value the context holds. */
+static const char tmpl_src[] =
+    "{{ bos_token }}{% if tools %}{{ tools | tojson }}{% endif %}"
+    "{% for m in messages %}<{{ m.role }}>"
+    "{% if m.content is string %}{{ m.content | trim }}{% endif %}"
+    "{% for t in m.tool_calls or [] %}{{ t.function.name }}({{ t.function.arguments | tojson }}){% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}{{ eos_token }}";
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static tmpl *tp;
+    if (!tp) {
+        err e = {0};
+        if (tmpl_compile(&tp, tmpl_src, sizeof tmpl_src - 1, &e)) abort();
+    }
     if (size < 1) return 0;
     int chat = data[0] & 1;
     const char *body = (const char *)data + 1;
@@ -26,6 +44,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort();
         for (int i = 0; i < g.n_stop; i++)
             if (g.stop_len[i] == 0 || g.stop_len[i] > 16) abort();
+        if (chat) {
+            jv ctx;
+            if (fcgi_chat_context(&g, "<s>", "</s>", &ctx)) abort();
+            tmpl_limits tl = {.max_output = 1 << 16, .max_steps = 200000, .max_depth = 32};
+            char *out = NULL;
+            size_t on = 0;
+            err e = {0};
+            if (tmpl_render_value(tp, ctx, &tl, &out, &on, &e) == 0 && out[on] != 0) abort();
+            free(out);
+        }
         fcgi_gen_free(&g);
     } else if ((er.status != 400 && er.status != 404) || !er.msg[0]) {
         abort();

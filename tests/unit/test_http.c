@@ -6,6 +6,8 @@
  * nginx. */
 #include <string.h>
 
+#include <jansson.h>
+
 #include "fcgi.h"
 #include "t.h"
 
@@ -106,6 +108,23 @@ int main(void) {
     check_parse(1, CHAT(",\"tool_choice\":\"required\""), 400, "tool_choice", "only tool_choice");
     check_parse(1, CHAT(",\"response_format\":{\"type\":\"json_object\"}"), 400, "response_format", "not supported");
     check_parse(1, CHAT(",\"logit_bias\":{\"1\":5}"), 400, "logit_bias", "not supported");
+    /* one JSON path (jsonv.c in strict mode): the rules jansson applied before */
+    {
+        char big[2048];
+        int k = snprintf(big, sizeof big, "{%s", C);
+        for (int i = 0; i < 40; i++) k += snprintf(big + k, sizeof big - (size_t)k, ",\"x%d\":%d", i, i);
+        snprintf(big + k, sizeof big - (size_t)k, ",\"x7\":0}");
+        check_parse(1, big, 400, NULL, "duplicate object key");
+        big[k] = '}';
+        big[k + 1] = 0;
+        check_parse(1, big, 0, NULL, NULL);
+    }
+    check_parse(1, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", 400, NULL,
+                "u0000 in a string");
+    check_parse(1, CHAT(",\"top_p\":-Infinity"), 400, NULL, "invalid JSON");
+    check_parse(1, CHAT(",\"temperature\":1e-999"), 0, NULL, NULL);
+    check_parse(1, CHAT(",\"seed\":99999999999999999999"), 400, NULL, "invalid JSON");
+    check_parse(1, "{\"model\":\"m\",\n\"messages\":[}", 400, NULL, "invalid JSON at line 2 column 13");
     check_parse(0, "{\"model\":\"m\",\"prompt\":\"\"}", 400, "prompt", "'prompt' is empty");
     check_parse(0, "{\"model\":\"m\",\"prompt\":[[1,2],[3]]}", 400, "prompt", "batched prompts");
     check_parse(0, "{\"model\":\"m\",\"prompt\":[1,2,3]}", 0, NULL, NULL);

@@ -1,0 +1,84 @@
+/* completions.c — the legacy /v1/completions reply shapes: text_completion
+ * chunks and the whole reply, with logprobs as four parallel arrays (tokens,
+ * token_logprobs, top_logprobs as {piece: logprob} objects, text_offset). */
+#include <string.h>
+
+#include "run.h"
+
+static void completions_logprob(fcgi_run *R, const sched_event *ev) {
+    fcgi_worker *w = R->w;
+    const tok *tk = R->a->tk;
+    size_t plen;
+    const char *piece = tok_piece(tk, ev->token, &plen, 0);
+    if (!piece) { piece = ""; plen = 0; }
+    const char *sep = R->lp_count++ ? "," : "";
+    jw_lit(&w->lp, sep);
+    jw_str(&w->lp, piece, plen);
+    jw_lit(&w->lp2, sep);
+    jw_num(&w->lp2, ev->logprob);
+    jw_lit(&w->lp3, sep);
+    jw_lit(&w->lp3, "{");
+    for (int i = 0; i < ev->n_top && i < R->g->top_logprobs; i++) {
+        size_t tl;
+        const char *tp = tok_piece(tk, ev->top_ids[i], &tl, 0);
+        if (!tp) { tp = ""; tl = 0; }
+        if (i) jw_lit(&w->lp3, ",");
+        jw_str(&w->lp3, tp, tl);
+        jw_lit(&w->lp3, ":");
+        jw_num(&w->lp3, ev->top_logprobs[i]);
+    }
+    jw_lit(&w->lp3, "}");
+    jw_lit(&w->lp4, sep);
+    jw_int(&w->lp4, (long long)R->text_off);
+    R->text_off += plen;
+}
+
+static void body(jw *f, const jw *b) { jw_raw(f, b->p ? b->p : "", b->n); }
+
+/* The four arrays of the pending entries (consumed), or null. */
+static void completions_logprobs(fcgi_run *R, jw *f) {
+    fcgi_worker *w = R->w;
+    if (!R->g->logprobs) { jw_lit(f, "null"); return; }
+    jw_lit(f, "{\"tokens\":[");
+    body(f, &w->lp);
+    jw_lit(f, "],\"token_logprobs\":[");
+    body(f, &w->lp2);
+    jw_lit(f, "],\"top_logprobs\":[");
+    body(f, &w->lp3);
+    jw_lit(f, "],\"text_offset\":[");
+    body(f, &w->lp4);
+    jw_lit(f, "]}");
+    jw_reset(&w->lp); jw_reset(&w->lp2); jw_reset(&w->lp3); jw_reset(&w->lp4);
+    R->lp_count = 0;
+}
+
+static void text_and_logprobs(fcgi_run *R, jw *f, const char *finish, int whole) {
+    fcgi_worker *w = R->w;
+    jw_lit(f, "\"text\":");
+    jw_str(f, w->content.p ? w->content.p : "", w->content.n);
+    jw_lit(f, ",\"logprobs\":");
+    if (whole || R->lp_count) completions_logprobs(R, f);
+    else jw_lit(f, "null");
+    jw_lit(f, ",\"finish_reason\":");
+    if (finish) jw_str(f, finish, strlen(finish));
+    else jw_lit(f, "null");
+}
+
+static void completions_chunk(fcgi_run *R, jw *f, const char *finish) { text_and_logprobs(R, f, finish, 0); }
+
+static void completions_whole(fcgi_run *R, jw *f, const char *finish) {
+    fcgi_write_head(R, f, "text_completion");
+    jw_lit(f, ",\"choices\":[{\"index\":0,");
+    text_and_logprobs(R, f, finish, 1);
+    jw_lit(f, "}],\"usage\":");
+    fcgi_write_usage(R, f);
+    jw_lit(f, "}");
+}
+
+const fcgi_api fcgi_api_completions = {
+    .id_prefix = "cmpl-",
+    .chunk_object = "text_completion",
+    .logprob = completions_logprob,
+    .chunk = completions_chunk,
+    .whole = completions_whole,
+};
