@@ -3,6 +3,9 @@
 #   make SAN=1 OUT=build-san   the same under ASan + UBSan (used by tests)
 #   make tests           unit-test binaries under $(OUT)/tests/
 #   make fuzz            libFuzzer targets under $(OUT)/fuzz/ (needs clang)
+#   make static          $(OUT)/sparkd-static: the CPU build linked fully statically against
+#                        musl (libfcgi and BearSSL built by musl/deps.sh from Debian's
+#                        source packages into $(OUT)/musl-deps)
 OUT    ?= build
 CC     ?= cc
 CUDA   ?= 0
@@ -23,11 +26,11 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 LDSAN = -fsanitize=address,undefined
 endif
 CFLAGS ?= $(CFLAGS_BASE) $(ARCHFLAGS)
-# FastCGI, INI and SHA-256 (Debian: libfcgi-dev libinih-dev libbearssl-dev)
-# linked statically (Debian ships the .a files): the binary then needs only glibc
-# (and, for the CUDA build, the driver's libcuda.so.1, which cudart_static dlopens).
-# JSON is the project's own (appliance/text/jsonv.c reads, fcgi/jw.c writes).
-LDLIBS = -Wl,-Bstatic -lfcgi -linih -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
+# FastCGI and SHA-256 (Debian: libfcgi-dev libbearssl-dev) linked statically (Debian
+# ships the .a files): the binary then needs only glibc (and, for the CUDA build, the
+# driver's libcuda.so.1, which cudart_static dlopens). JSON is the project's own
+# (appliance/text/jsonv.c reads, fcgi/jw.c writes); so is the INI reader (base/config.c).
+LDLIBS = -Wl,-Bstatic -lfcgi -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
 # Tests only: jansson (libjansson-dev) re-reads what our JSON writer wrote, as
 # a reader nobody here wrote.
 TEST_LDLIBS = -ljansson
@@ -91,9 +94,25 @@ fuzz: $(FUZZ_BIN)
 $(OUT)/fuzz/%: tests/fuzz/%.c $(APP_SRC) $(FCGI_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(INC) -fsanitize=fuzzer,address,undefined -o $@ $< \
-	    $(APP_SRC) $(FCGI_SRC) -lfcgi -ljansson -linih -lbearssl -lm -pthread
+	    $(APP_SRC) $(FCGI_SRC) -lfcgi -ljansson -lbearssl -lm -pthread
+
+# The fully static CPU binary: the same sources under musl-gcc, no CUDA (libcuda.so.1
+# is glibc-linked and a static musl binary cannot dlopen it; firmware-notes/ section 5).
+# -z stack-size: musl sizes thread stacks from PT_GNU_STACK (default 128 KiB); 8 MiB
+# gives worker threads the stack they have under glibc.
+MUSL_CC   ?= musl-gcc
+MUSL_DEPS ?= $(OUT)/musl-deps
+STATIC_OBJ = $(patsubst %.c,$(OUT)/static-obj/%.o,appliance/main.c $(APP_SRC) $(FCGI_SRC))
+static: $(OUT)/sparkd-static
+$(MUSL_DEPS)/.stamp: musl/deps.sh
+	musl/deps.sh $(MUSL_DEPS)
+$(OUT)/static-obj/%.o: %.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h) $(MUSL_DEPS)/.stamp
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) $(CFLAGS_BASE) $(ARCHFLAGS) -I$(MUSL_DEPS)/include -c -o $@ $<
+$(OUT)/sparkd-static: $(STATIC_OBJ)
+	$(MUSL_CC) -static -Wl,-z,stack-size=8388608 -o $@ $^ -L$(MUSL_DEPS)/lib -lfcgi -lbearssl -lm -pthread
 
 clean:
 	rm -rf $(OUT)
 
-.PHONY: all tests fuzz clean
+.PHONY: all tests fuzz static clean

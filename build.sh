@@ -7,7 +7,9 @@
 #                         with "N passed, N failed"
 #   ./build.sh bench      ... then the CPU benchmarks of BENCHMARKS.md (slow)
 # Environment: SPARKD_CPU_ONLY=1 skips the CUDA unit even when nvcc is present;
-#              SPARKD_NO_INSTALL=1 never calls apt-get/pip.
+#              SPARKD_NO_INSTALL=1 never calls apt-get/pip;
+#              SPARKD_NO_STATIC=1 skips build/sparkd-static (which fetches Debian
+#              source packages the first time, musl/deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -19,10 +21,12 @@ log() { printf '[build] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
-# libjansson-dev: tests only (a JSON reader nobody here wrote, to check our writer)
-DEB_PKGS="build-essential libfcgi-dev libbearssl-dev libinih-dev musl-tools nginx libjansson-dev \
+# libjansson-dev: tests only (a JSON reader nobody here wrote, to check our writer);
+# dpkg-dev: apt-get source for musl/deps.sh; systemd: systemd-analyze for the unit's
+# checks; file: tests read what `file` says of the binaries.
+DEB_PKGS="build-essential libfcgi-dev libbearssl-dev musl-tools nginx libjansson-dev \
 clang libclang-rt-14-dev python3 python3-venv python3-pip openssl curl ca-certificates \
-gcc-aarch64-linux-gnu qemu-user"
+gcc-aarch64-linux-gnu qemu-user dpkg-dev systemd file"
 
 install_debs() {
     local missing=""
@@ -78,6 +82,9 @@ if [ -z "${SPARKD_CPU_ONLY:-}" ] && command -v nvcc >/dev/null 2>&1; then CUDA=1
 build() {
     log "make (CUDA=$CUDA)"
     make -s -j"$JOBS" OUT=build CUDA=$CUDA all tests
+    # build/sparkd-static: the fully static CPU binary (musl; its C dependencies are
+    # built from Debian's source packages by musl/deps.sh on first use)
+    [ -n "${SPARKD_NO_STATIC:-}" ] || { log "make static"; make -s -j"$JOBS" OUT=build static; }
 }
 
 if [ -z "${SPARKD_NO_INSTALL:-}" ]; then install_debs; install_py; fi

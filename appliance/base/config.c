@@ -1,8 +1,15 @@
-/* config.c — the INI file through inih, with every key checked. */
+/* config.c — the INI file, read by its own small line parser, every key checked.
+ *
+ * The grammar (etc/sparkd.ini says the same to its readers): one item per line;
+ * leading and trailing blanks are ignored; an empty line or one starting with ';'
+ * or '#' is a comment; "[name]" opens a section (text after the ']' is ignored);
+ * "key = value" sets a key, where a ';' preceded by a blank ends the value (an
+ * inline comment). Anything else is a syntax error. A UTF-8 BOM at the start is
+ * skipped; a NUL byte, a line over 190 bytes or a file over 1 MiB is refused. */
 #include "config.h"
 
 #include <errno.h>
-#include <ini.h>
+#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,23 +44,12 @@ void config_defaults(config *c) {
 
 typedef struct load_ctx {
     config *c;
-    const char *file;
     char dir[CONFIG_PATH_MAX];
-    FILE *f;
-    int lineno;       /* lines handed to inih so far = line of the current handler call */
-    int fail_line;    /* line of the first handler failure */
+    int lineno;       /* line being parsed (1-based) */
+    int fail_line;    /* line of the first failure */
     err *e;
     int failed;
 } load_ctx;
-
-/* inih v55 hands the handler no line number (INI_HANDLER_LINENO is 0 in
- * Debian's build), so we feed it through our own line reader and count. */
-static char *read_line(char *buf, int size, void *stream) {
-    load_ctx *x = stream;
-    char *r = fgets(buf, size, x->f);
-    if (r) x->lineno++;
-    return r;
-}
 
 static int fail(load_ctx *x, const char *fmt, const char *a, const char *b) {
     if (!x->failed) {
@@ -204,39 +200,89 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     return fail(x, "unknown section [%s] (key '%s')", sec, k);
 }
 
-/* inih splits a line longer than INI_MAX_LINE into pieces and parses the rest
- * as a new line; refuse such files instead of misreading them. */
-static int check_line_lengths(const char *path, err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    int line = 1, col = 0, ch;
-    while ((ch = fgetc(f)) != EOF) {
-        if (ch == '\n') { line++; col = 0; continue; }
-        if (++col > 190) {
-            fclose(f);
-            return err_set(e, ERR_FORMAT, "%s:%d: line longer than 190 bytes", path, line);
-        }
+/* Strips blanks at both ends in place; returns the new start. */
+static char *strip(char *a, char *end) {
+    while (a < end && isspace((unsigned char)*a)) a++;
+    while (end > a && isspace((unsigned char)end[-1])) end--;
+    *end = 0;
+    return a;
+}
+
+static int syntax(load_ctx *x, const char *what) {
+    return fail(x, "syntax error (%s%s)", what, "");
+}
+
+/* One line (NUL-terminated, no newline) in section sec (cap CONFIG_SEC_MAX). */
+#define CONFIG_SEC_MAX 64
+static int parse_line(load_ctx *x, char *line, char *sec) {
+    char *a = strip(line, line + strlen(line));
+    if (!*a || *a == ';' || *a == '#') return 1;
+    if (*a == '[') {
+        char *close = strchr(a, ']');
+        if (!close) return syntax(x, "want key = value or [section]");
+        char *name = strip(a + 1, close);
+        if (strlen(name) >= CONFIG_SEC_MAX) return fail(x, "section name longer than %s bytes%s", "63", "");
+        snprintf(sec, CONFIG_SEC_MAX, "%s", name);
+        return 1;
     }
-    fclose(f);
+    char *eq = strchr(a, '=');
+    if (!eq) return syntax(x, "want key = value or [section]");
+    char *key = strip(a, eq);
+    if (!*key) return syntax(x, "empty key before '='");
+    char *v = eq + 1;
+    for (char *p = v; *p; p++) /* inline comment: ';' after a blank */
+        if (*p == ';' && p > v && isspace((unsigned char)p[-1])) { *p = 0; break; }
+    v = strip(v, v + strlen(v));
+    return handler(x, sec, key, v);
+}
+
+int config_load_text(config *c, const char *text, size_t len, const char *name, const char *dir, err *e) {
+    load_ctx x = {.c = c};
+    err local = {0};
+    x.e = &local;
+    if (dir && strlen(dir) < sizeof x.dir) snprintf(x.dir, sizeof x.dir, "%s", dir);
+    char sec[CONFIG_SEC_MAX] = "";
+    char line[CONFIG_LINE_MAX + 2];
+    size_t i = 0;
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) i = 3;
+    while (i < len) {
+        x.lineno++;
+        size_t n = 0;
+        while (i < len && text[i] != '\n') {
+            if (!text[i]) return err_set(e, ERR_FORMAT, "%s:%d: NUL byte in the file", name, x.lineno);
+            if (n >= CONFIG_LINE_MAX)
+                return err_set(e, ERR_FORMAT, "%s:%d: line longer than %d bytes", name, x.lineno, CONFIG_LINE_MAX);
+            line[n++] = text[i++];
+        }
+        i++; /* the '\n' */
+        if (n && line[n - 1] == '\r') n--;
+        line[n] = 0;
+        if (!parse_line(&x, line, sec) || x.failed)
+            return err_set(e, ERR_FORMAT, "%s:%d: %s", name, x.fail_line, local.msg);
+    }
     return 0;
 }
 
 int config_load(config *c, const char *path, err *e) {
-    int rc = check_line_lengths(path, e);
-    if (rc) return rc;
-    load_ctx x = {.c = c, .file = path};
-    err local = {0};
-    x.e = &local;
-    const char *slash = strrchr(path, '/');
-    if (slash && (size_t)(slash - path) < sizeof x.dir) snprintf(x.dir, sizeof x.dir, "%.*s", (int)(slash - path), path);
-    x.f = fopen(path, "rb");
-    if (!x.f) return err_set(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    int line = ini_parse_stream(read_line, &x, handler, &x);
-    fclose(x.f);
-    if (line == 0) return 0;
-    if (x.failed && x.fail_line <= line)
-        return err_set(e, ERR_FORMAT, "%s:%d: %s", path, x.fail_line, local.msg);
-    return err_set(e, ERR_FORMAT, "%s:%d: syntax error (want key = value or [section])", path, line);
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    enum { CAP = 1 << 20 };
+    char *buf = malloc(CAP + 1);
+    size_t n = buf ? fread(buf, 1, CAP + 1, f) : 0;
+    int rerr = ferror(f);
+    fclose(f);
+    if (!buf) return err_set(e, ERR_NOMEM, "out of memory");
+    int rc;
+    if (rerr) rc = err_set(e, ERR_IO, "%s: read error", path);
+    else if (n > CAP) rc = err_set(e, ERR_FORMAT, "%s: larger than 1 MiB", path);
+    else {
+        char dir[CONFIG_PATH_MAX] = "";
+        const char *slash = strrchr(path, '/');
+        if (slash && (size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        rc = config_load_text(c, buf, n, path, dir, e);
+    }
+    free(buf);
+    return rc;
 }
 
 int config_check(const config *c, err *e) {

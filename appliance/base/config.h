@@ -1,6 +1,6 @@
 /* config.h — the sparkd INI file (etc/sparkd.ini documents every key).
  *
- * Parsed with inih. Strict: an unknown section or key, a value that is not a
+ * Parsed by its own line reader (grammar in config.c). Strict: an unknown section or key, a value that is not a
  * number where one is expected, or a number out of its range stops the start
  * with "FILE:LINE: reason" in the err. Relative paths in the file are resolved
  * against the file's directory. CLI flags override fields after loading.
@@ -9,6 +9,7 @@
 #ifndef SPARKD_CONFIG_H
 #define SPARKD_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -16,6 +17,7 @@
 
 #define CONFIG_PATH_MAX 512
 #define CONFIG_MAX_KEYS 32
+#define CONFIG_LINE_MAX 190 /* bytes per line, without the newline */
 
 typedef struct config {
     /* [server] */
@@ -62,6 +64,9 @@ void config_defaults(config *c);
 /* Loads path over the current values of c. Errors: ERR_IO (cannot open), or
  * ERR_FORMAT with "FILE:LINE: reason". */
 int config_load(config *c, const char *path, err *e);
+/* Same over len bytes of text (fuzzing, tests): name stands for the file in
+ * messages, dir (may be NULL) is where relative paths are taken from. */
+int config_load_text(config *c, const char *text, size_t len, const char *name, const char *dir, err *e);
 /* Checks cross-field constraints after CLI overrides. */
 int config_check(const config *c, err *e);
 

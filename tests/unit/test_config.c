@@ -82,10 +82,42 @@ int main(void) {
          "t.ini:2: line longer than 190 bytes"},
         {"[limits]\nmax_top_logprobs = 21\n", "t.ini:2: max_top_logprobs: 21 (range 0..20) is out of range"},
         {"[engine]\nkv_type = f8\n", "t.ini:2: kv_type: 'f8' is not one of f32, f16, q8"},
+        /* the line grammar of config.c */
+        {"[server]\n = 4\n", "t.ini:2: syntax error (empty key before '=')"},
+        {"[server]\n  workers\n", "t.ini:2: syntax error (want key = value or [section])"},
+        {"[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n", "t.ini:1: section name longer than 63"},
+        {"[server]\nworkers = 4;5\n", "t.ini:2: workers: '4;5' is not an integer"},
+        {"[server]\r\nworkers = 0\r\n", "t.ini:2: workers: 0 (range 1..1024) is out of range"},
+        {"\xEF\xBB\xBF[server]\nbogus = 1\n", "t.ini:2: unknown key 'bogus' in [server]"},
+        {"[ server ] trailing text\n\n\n[model]\nid =\n[x]\ny = 1\n", "t.ini:7: unknown section [x] (key 'y')"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         m = load(bad[i].text, &c);
         T_OK(!strncmp(m, bad[i].want, strlen(bad[i].want)), "error '%s' (got '%s')", bad[i].want, m);
+    }
+    m = load("\xEF\xBB\xBF  [ server ]  \r\n# c\n  ; c\n\tworkers\t=\t7 ; seven\n\n[model]\nid = a;b\n", &c);
+    T_OK(!m[0] && c.workers == 7 && !strcmp(c.model_id, "a;b"), "BOM, CRLF, blanks, comments, ';' inside a value (%s)", m);
+    {
+        static const char nul[] = "[server]\nworkers = 4\0\n";
+        e = (err){0};
+        config_defaults(&c);
+        rc = config_load_text(&c, nul, sizeof nul - 1, "mem", NULL, &e);
+        T_OK(rc == ERR_FORMAT && !strcmp(e.msg, "mem:2: NUL byte in the file"), "NUL byte refused (%s)", e.msg);
+        e = (err){0};
+        rc = config_load_text(&c, "[server]\nworkers = 5", 20, "mem", NULL, &e);
+        T_OK(rc == 0 && c.workers == 5, "last line without a newline (%s)", e.msg);
+        char *big = malloc((1 << 20) + 2);
+        memset(big, ';', (1 << 20) + 1);
+        for (int i = 100; i < (1 << 20); i += 100) big[i] = '\n';
+        big[(1 << 20) + 1] = 0;
+        FILE *bf = fopen(write_ini("big.ini", ""), "w");
+        fwrite(big, 1, (1 << 20) + 1, bf);
+        fclose(bf);
+        free(big);
+        e = (err){0};
+        char bp[160];
+        snprintf(bp, sizeof bp, "%s/big.ini", dir);
+        T_OK(config_load(&c, bp, &e) == ERR_FORMAT && strstr(e.msg, "larger than 1 MiB"), "file over 1 MiB refused (%s)", e.msg);
     }
     m = load("[engine]\nkv_type = q8\n", &c);
     T_OK(!m[0] && c.kv_type == 2, "kv_type = q8 read (%s)", m);

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# musl/deps.sh [OUT] — static musl builds of sparkd's C dependencies, made from
+# Debian's own source packages (nothing vendored in this tree):
+#
+#   apt-get source libfcgi bearssl     (bookworm main, hashes checked against the
+#                                        signed Sources index by apt)
+#   musl-gcc -O2 ...  ->  OUT/lib/lib{fcgi,bearssl}.a, OUT/include/
+#
+# apt runs with a private sources list and state directory under OUT/apt, so the
+# host's /etc/apt is never touched and no root is needed for this step (needs the
+# Debian packages dpkg-dev and musl-tools). Each library is compiled from the list
+# of its C files below, with a config header written here, instead of its own
+# autotools/cmake build: the same objects Debian's build makes, fewer build tools.
+# A stamp (OUT/.stamp) names the source versions; the step reruns when it is absent.
+# Not here: JSON and the INI file, which sparkd reads and writes itself (jsonv.c, jw.c,
+# config.c). (inih's Debian source was not reachable from the build machines: 404.)
+set -euo pipefail
+OUT=${1:-build/musl-deps}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+CC=${MUSL_CC:-musl-gcc}
+CFLAGS="-O2 -g0 -fPIE -fstack-protector-strong -w"
+PKGS="libfcgi bearssl"
+MIRROR=${SPARKD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=${SPARKD_DEBIAN_SUITE:-bookworm}
+log() { printf '[musl-deps] %s\n' "$*" >&2; }
+
+command -v "$CC" >/dev/null || { log "$CC not found (Debian: musl-tools)"; exit 1; }
+command -v dpkg-source >/dev/null || { log "dpkg-source not found (Debian: dpkg-dev)"; exit 1; }
+
+if [ -f "$OUT/.stamp" ] && [ -f "$OUT/lib/libfcgi.a" ]; then exit 0; fi
+
+APT="$OUT/apt"
+mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/src"
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $SUITE main" >"$APT/sources.list"
+AOPT=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" -o Debug::NoLocking=1)
+# apt drops to the _apt user for downloads when it runs as root; that user cannot
+# write into a private tree, so download as ourselves.
+[ "$(id -u)" = 0 ] && AOPT+=(-o APT::Sandbox::User=root)
+log "apt-get update (deb-src $SUITE main, private lists under $APT)"
+apt-get "${AOPT[@]}" -qq update
+rm -rf "$APT/src" && mkdir -p "$APT/src"
+log "apt-get source $PKGS"
+(cd "$APT/src" && apt-get "${AOPT[@]}" -qq source $PKGS >/dev/null)
+src() { find "$APT/src" -maxdepth 1 -mindepth 1 -type d -name "$1-*" | head -n 1; }
+
+B="$OUT/obj"
+rm -rf "$B" "$OUT/include" "$OUT/lib" && mkdir -p "$B" "$OUT/include" "$OUT/lib"
+compile() { # lib name, include flags, sources...
+    local name=$1 inc=$2; shift 2
+    mkdir -p "$B/$name"
+    local objs=() s o
+    for s in "$@"; do
+        o="$B/$name/$(echo "${s#"$APT/src/"}" | tr / _).o"
+        objs+=("$o")
+        # shellcheck disable=SC2086
+        "$CC" $CFLAGS $inc -c -o "$o" "$s" &
+        [ "$(jobs -r | wc -l)" -ge "$(nproc)" ] && wait -n
+    done
+    wait
+    ar rcs "$OUT/lib/lib$name.a" "${objs[@]}"
+}
+
+# libfcgi: the C library only (fcgiapp.c, the FCGX_* API, and os_unix.c); the
+# config header answers what configure would on Linux.
+S=$(src libfcgi)
+cat >"$B/fcgi_config.h" <<'H'
+#define HAVE_ARPA_INET_H 1
+#define HAVE_FILENO_PROTO 1
+#define HAVE_FPOS 1
+#define HAVE_INTTYPES_H 1
+#define HAVE_LIMITS_H 1
+#define HAVE_NETDB_H 1
+#define HAVE_NETINET_IN_H 1
+#define HAVE_SOCKLEN 1
+#define HAVE_STDINT_H 1
+#define HAVE_STDLIB_H 1
+#define HAVE_STRERROR 1
+#define HAVE_STRINGS_H 1
+#define HAVE_STRING_H 1
+#define HAVE_SYS_PARAM_H 1
+#define HAVE_SYS_SOCKET_H 1
+#define HAVE_SYS_STAT_H 1
+#define HAVE_SYS_TIME_H 1
+#define HAVE_SYS_TYPES_H 1
+#define HAVE_UNISTD_H 1
+#define HAVE_LIBPTHREAD 1
+H
+cp "$B/fcgi_config.h" "$OUT/include/"
+compile fcgi "-I$B -I$S/include" "$S/libfcgi/fcgiapp.c" "$S/libfcgi/os_unix.c"
+cp "$S/include/fcgiapp.h" "$S/include/fcgimisc.h" "$S/include/fcgios.h" "$S/include/fastcgi.h" "$OUT/include/"
+
+# BearSSL: every file under src/ (what its Makefile's `lib` target builds).
+S=$(src bearssl)
+mapfile -t files < <(find "$S/src" -name '*.c' | sort)
+compile bearssl "-I$S/inc -I$S/src" "${files[@]}"
+mkdir -p "$OUT/include/bearssl" && cp "$S"/inc/*.h "$OUT/include/bearssl/" && cp "$S"/inc/*.h "$OUT/include/"
+
+vers=""
+for p in $PKGS; do vers="$vers $(basename "$(src "$p")")"; done
+echo "$vers" >"$OUT/.stamp"
+log "built$vers -> $OUT/lib"
