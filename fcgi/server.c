@@ -210,17 +210,42 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* A unix socket's directory must exist and be writable by us; say which and why
+ * instead of a bare bind error (the usual first-install mistake). */
+static int check_socket_dir(const char *listen, const char *path, err *e) {
+    char dir[CONFIG_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return err_set(e, ERR_IO, "listen %s: directory %s: %s (the systemd unit's RuntimeDirectory=sparkd makes "
+                       "/run/sparkd; by hand: install -d -o sparkd -g sparkd -m 0750 %s)", listen, dir, strerror(errno), dir);
+    if (!S_ISDIR(st.st_mode)) return err_set(e, ERR_IO, "listen %s: %s is not a directory", listen, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return err_set(e, ERR_IO, "listen %s: directory %s is not writable by uid %u: %s", listen, dir,
+                       (unsigned)geteuid(), strerror(errno));
+    return 0;
+}
+
 static int open_listen(const char *listen, err *e) {
     const char *addr = listen;
     if (!strncmp(listen, "unix:", 5)) {
         addr = listen + 5;
+        if (check_socket_dir(listen, addr, e)) return -1;
         struct stat st;
         if (stat(addr, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(addr); /* stale socket from a previous run */
     }
     /* FCGX_OpenSocket: "host:port" or ":port" -> TCP, anything else a unix path */
+    errno = 0;
     int fd = FCGX_OpenSocket(addr, 128);
-    if (fd < 0) return err_set(e, ERR_IO, "listen %s: cannot open the socket", listen), -1;
-    if (!strncmp(listen, "unix:", 5)) chmod(addr, 0660);
+    if (fd < 0)
+        return err_set(e, ERR_IO, "listen %s: cannot open the socket%s%s", listen, errno ? ": " : "",
+                       errno ? strerror(errno) : ""), -1;
+    /* the socket is group read/write: nginx reaches it through the group (INSTALL.md) */
+    if (!strncmp(listen, "unix:", 5) && chmod(addr, 0660) != 0)
+        fprintf(stderr, "sparkd: warning: chmod 0660 %s: %s\n", addr, strerror(errno));
     return fd;
 }
 
@@ -242,7 +267,12 @@ static int load_model(fcgi_app *a, err *e) {
     const config *c = a->cfg;
     model_load_opts lo = {.progress = 0};
     int rc = model_load(&a->m, c->model_path, &lo, e);
-    if (rc) return rc;
+    if (rc) { /* the reader's messages never name the file; this one does */
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "%s", e->msg);
+        err_clear(e);
+        return err_set(e, (err_code)rc, "model %s: %s", c->model_path, msg);
+    }
     if ((rc = tok_load(&a->tk, a->m->gguf, e))) return rc;
     a->n_ctx = c->n_ctx ? c->n_ctx : (a->m->hp.ctx_train < 4096 ? a->m->hp.ctx_train : 4096);
     int threads = c->threads;
