@@ -4,6 +4,7 @@
  *   sparkd info  -m MODEL [-c CTX]                       describe a model and its memory
  *   sparkd bench -m MODEL [-p N] [-n N] [-r N]           prompt / generation tok/s
  *   sparkd serve [-c FILE] [-m MODEL] [--listen ADDR]    the FastCGI responder (fcgi/)
+ *   sparkd verify --manifest SHA256SUMS [FILE...]         check files against a manifest
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +25,7 @@
 #include "model.h"
 #include "quant.h"
 #include "sampler.h"
+#include "sha256.h"
 #include "tok.h"
 
 #define SPARKD_VERSION "0.1.0"
@@ -65,6 +67,8 @@ static void usage(FILE *f) {
             "  sparkd info  -m MODEL [-c CTX]                   architecture, tensors, memory\n"
             "  sparkd bench -m MODEL [-p N] [-n N] [-r N]       prompt and generation speed\n"
             "  sparkd device                                    the GPU the CUDA unit sees\n"
+            "  sparkd verify --manifest SHA256SUMS [FILE...]    check files' SHA-256 against a sha256sum manifest\n"
+            "  sparkd verify FILE...                            print SHA-256 digests (sha256sum format)\n"
             "  sparkd serve [-c FILE] [-m MODEL] [--listen unix:PATH|HOST:PORT] [-t N] [--ctx N]\n"
             "                                                   FastCGI responder (OpenAI API)\n"
             "options:\n"
@@ -438,6 +442,76 @@ static int cmd_serve(int argc, char **argv) {
     return 0;
 }
 
+/* verify: SHA-256 (BearSSL) of files against a sha256sum manifest, printed the way
+ * `sha256sum -c` prints ("NAME: OK" / "NAME: FAILED"); every listed file, or only the
+ * FILEs named (each must be listed). Without --manifest: print the digests of FILEs in
+ * sha256sum's format. Exit 0 only if everything matched. */
+static int cmd_verify(int argc, char **argv) {
+    const char *manifest = NULL;
+    int nfiles = 0;
+    const char **files = calloc((size_t)argc, sizeof *files);
+    if (!files) return 1;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: sparkd verify --manifest SHA256SUMS [FILE...]\n"
+                   "       sparkd verify FILE...\n"
+                   "Checks each file the manifest lists (or only the FILEs given, which it must list):\n"
+                   "names are taken from the manifest's directory; prints NAME: OK or NAME: FAILED.\n"
+                   "Without --manifest, prints the SHA-256 of each FILE in sha256sum's format.\n");
+            free(files);
+            return 0;
+        }
+        if (!strcmp(a, "--manifest")) {
+            if (i + 1 >= argc) { fprintf(stderr, "error: --manifest needs a value\n"); free(files); return 2; }
+            manifest = argv[++i];
+        } else if (!strncmp(a, "--manifest=", 11)) manifest = a + 11;
+        else if (a[0] == '-' && a[1]) { fprintf(stderr, "error: unknown option '%s'\n", a); free(files); return 2; }
+        else files[nfiles++] = a;
+    }
+    err e = {0};
+    uint8_t d[32];
+    char hx[65];
+    int bad = 0;
+    if (!manifest) {
+        if (!nfiles) { fprintf(stderr, "error: sparkd verify needs --manifest FILE or files to hash\n"); free(files); return 2; }
+        for (int i = 0; i < nfiles; i++) {
+            e = (err){0};
+            if (sha256_file(files[i], d, &e)) { fprintf(stderr, "error: %s\n", e.msg); bad++; continue; }
+            sha256_hex(d, hx);
+            printf("%s  %s\n", hx, files[i]);
+        }
+        free(files);
+        return bad ? 1 : 0;
+    }
+    sha256_manifest *m;
+    if (sha256_manifest_load(&m, manifest, &e)) { fprintf(stderr, "error: %s\n", e.msg); free(files); return 1; }
+    int checked = 0;
+    for (int i = 0; i < (nfiles ? nfiles : m->n); i++) {
+        const sha256_entry *en = nfiles ? sha256_manifest_find(m, files[i]) : &m->entries[i];
+        if (!en) {
+            printf("%s: NOT IN MANIFEST\n", files[i]);
+            bad++;
+            continue;
+        }
+        e = (err){0};
+        checked++;
+        if (sha256_file(en->path, d, &e)) {
+            printf("%s: FAILED open or read (%s)\n", en->name, e.msg);
+            bad++;
+        } else if (memcmp(d, en->digest, 32)) {
+            printf("%s: FAILED\n", en->name);
+            bad++;
+        } else printf("%s: OK\n", en->name);
+        fflush(stdout);
+    }
+    if (bad) fprintf(stderr, "sparkd verify: %d of %d files did NOT match %s\n", bad, checked + (nfiles ? nfiles - checked : 0), manifest);
+    else fprintf(stderr, "sparkd verify: %d files OK (%s)\n", checked, manifest);
+    sha256_manifest_free(m);
+    free(files);
+    return bad ? 1 : 0;
+}
+
 /* device: what the CUDA unit sees (and a read-bandwidth probe). */
 static int cmd_device(void) {
 #ifdef SPARKD_CUDA
@@ -459,6 +533,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "device")) return cmd_device();
     if (!strcmp(argv[1], "serve")) return cmd_serve(argc, argv);
+    if (!strcmp(argv[1], "verify")) return cmd_verify(argc, argv);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) { printf("sparkd %s\n", SPARKD_VERSION); return 0; }
     cli_opts o;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cpu.h"
+#include "sha256.h"
 #include "fcgi.h"
 
 typedef struct worker_ctx {
@@ -266,12 +267,22 @@ static int read_file(const char *path, char **out, size_t *len, size_t max, err 
 static int load_model(fcgi_app *a, err *e) {
     const config *c = a->cfg;
     model_load_opts lo = {.progress = 0};
-    int rc = model_load(&a->m, c->model_path, &lo, e);
+    uint8_t want[32];
+    int have = 0;
+    int rc = config_model_digest(c, want, &have, e);
+    if (rc) return rc;
+    if (have) lo.sha256 = want;
+    rc = model_load(&a->m, c->model_path, &lo, e);
     if (rc) { /* the reader's messages never name the file; this one does */
         char msg[sizeof e->msg];
         snprintf(msg, sizeof msg, "%s", e->msg);
         err_clear(e);
         return err_set(e, (err_code)rc, "model %s: %s", c->model_path, msg);
+    }
+    if (have) {
+        char hx[65];
+        sha256_hex(want, hx);
+        fprintf(stderr, "sparkd: model SHA-256 %s verified while loading\n", hx);
     }
     if ((rc = tok_load(&a->tk, a->m->gguf, e))) return rc;
     a->n_ctx = c->n_ctx ? c->n_ctx : (a->m->hp.ctx_train < 4096 ? a->m->hp.ctx_train : 4096);

@@ -7,6 +7,7 @@
  * inline comment). Anything else is a syntax error. A UTF-8 BOM at the start is
  * skipped; a NUL byte, a line over 190 bytes or a file over 1 MiB is refused. */
 #include "config.h"
+#include "sha256.h"
 
 #include <errno.h>
 #include <ctype.h>
@@ -152,6 +153,13 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     if (IS("model", "context")) return get_int(x, k, v, 0, 1 << 24, &c->n_ctx);
     if (IS("model", "chat_template_file"))
         return get_path(x, k, v, c->chat_template_file, sizeof c->chat_template_file);
+    if (IS("model", "sha256")) {
+        if (sha256_parse_hex(v, strlen(v), c->model_sha256))
+            return fail(x, "%s: want the 64 hex digits of a SHA-256 digest, got '%s'", k, v);
+        c->has_model_sha256 = 1;
+        return 1;
+    }
+    if (IS("model", "manifest")) return get_path(x, k, v, c->model_manifest, sizeof c->model_manifest);
     if (IS("model", "temperature")) return get_float(x, k, v, 0, 2, &c->sp.temperature);
     if (IS("model", "top_p")) return get_float(x, k, v, 0, 1, &c->sp.top_p);
     if (IS("model", "top_k")) return get_int(x, k, v, 0, 1 << 24, &c->sp.top_k);
@@ -282,6 +290,28 @@ int config_load(config *c, const char *path, err *e) {
         rc = config_load_text(c, buf, n, path, dir, e);
     }
     free(buf);
+    return rc;
+}
+
+int config_model_digest(const config *c, uint8_t out[32], int *have, err *e) {
+    *have = 0;
+    if (c->has_model_sha256) {
+        memcpy(out, c->model_sha256, 32);
+        *have = 1;
+    }
+    if (!c->model_manifest[0]) return 0;
+    sha256_manifest *m;
+    int rc = sha256_manifest_load(&m, c->model_manifest, e);
+    if (rc) return rc;
+    const sha256_entry *en = sha256_manifest_find(m, c->model_path);
+    if (!en) rc = err_set(e, ERR_INVALID, "manifest %s does not list the model %s", c->model_manifest, c->model_path);
+    else if (*have && memcmp(out, en->digest, 32))
+        rc = err_set(e, ERR_INVALID, "[model] sha256 and manifest %s disagree about %s", c->model_manifest, c->model_path);
+    else {
+        memcpy(out, en->digest, 32);
+        *have = 1;
+    }
+    sha256_manifest_free(m);
     return rc;
 }
 

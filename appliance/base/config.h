@@ -29,6 +29,9 @@ typedef struct config {
     char model_id[128];           /* id served by /v1/models ("" = file name) */
     int n_ctx;                    /* 0 = min(trained context, 4096) */
     char chat_template_file[CONFIG_PATH_MAX]; /* "" = the GGUF's template */
+    int has_model_sha256;         /* [model] sha256 given */
+    uint8_t model_sha256[32];     /* the model file's expected SHA-256 */
+    char model_manifest[CONFIG_PATH_MAX]; /* sha256sum manifest listing the model ("" = none) */
     sampler_params sp;            /* defaults for omitted request fields */
     /* [engine] */
     int max_seqs;                 /* sequences decoded together */
@@ -67,6 +70,9 @@ int config_load(config *c, const char *path, err *e);
 /* Same over len bytes of text (fuzzing, tests): name stands for the file in
  * messages, dir (may be NULL) is where relative paths are taken from. */
 int config_load_text(config *c, const char *text, size_t len, const char *name, const char *dir, err *e);
+/* The model file's expected SHA-256 from [model] sha256 and/or the manifest (which must
+ * list the model; both given must agree). 0 with *have = 0 when neither is set. */
+int config_model_digest(const config *c, uint8_t out[32], int *have, err *e);
 /* Checks cross-field constraints after CLI overrides. */
 int config_check(const config *c, err *e);
 

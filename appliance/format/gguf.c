@@ -53,6 +53,9 @@ struct gguf_file {
     uint64_t file_size;
     uint32_t version;
 
+    gguf_sink_fn sink;      /* gguf_set_sink: fed every byte of the file while loading */
+    void *sink_user;
+
     uint8_t *hdr;           /* bytes [0, hdr_len) of the file */
     uint64_t hdr_len, hdr_cap;
 
@@ -862,23 +865,58 @@ gguf_tensor *gguf_find_tensor(gguf_file *g, const char *name) {
     return NULL;
 }
 
+void gguf_set_sink(gguf_file *g, gguf_sink_fn fn, void *user) {
+    g->sink = fn;
+    g->sink_user = user;
+}
+
+/* Feeds bytes [off, off + n) of the file to the sink: from the header buffer where it
+ * holds them (the header is never read twice), else read here (the bytes between the
+ * header buffer's end and the data section, and any tail after the last tensor). */
+static int sink_range(gguf_file *g, uint64_t off, uint64_t n, err *e) {
+    if (off < g->hdr_len) {
+        uint64_t k = g->hdr_len - off < n ? g->hdr_len - off : n;
+        g->sink(g->sink_user, g->hdr + off, (size_t)k);
+        off += k;
+        n -= k;
+    }
+    if (!n) return 0;
+    uint8_t *tmp = malloc(GGUF_HDR_CHUNK);
+    if (!tmp) return err_set(e, ERR_NOMEM, "out of memory");
+    int rc = 0;
+    while (n && !rc) {
+        uint64_t k = n < GGUF_HDR_CHUNK ? n : GGUF_HDR_CHUNK;
+        if (src_read(g, tmp, k, off, "file", e)) rc = e ? (int)e->code : ERR_IO;
+        else g->sink(g->sink_user, tmp, (size_t)k);
+        off += k;
+        n -= k;
+    }
+    free(tmp);
+    return rc;
+}
+
 int gguf_load_data(gguf_file *g, void *buf, uint64_t buf_size, gguf_progress_fn progress,
                    void *user, err *e) {
     if (!buf || buf_size < g->data_size)
         return err_set(e, ERR_NOMEM, "data buffer of %llu bytes is smaller than the %llu-byte data section",
                        (unsigned long long)buf_size, (unsigned long long)g->data_size);
+    int rc;
+    if (g->sink && (rc = sink_range(g, 0, g->data_offset, e))) return rc;
     uint8_t *dst = buf;
     uint64_t done = 0, next_report = GGUF_PROGRESS_EVERY;
     while (done < g->data_size) {
         uint64_t n = g->data_size - done;
         if (n > GGUF_LOAD_CHUNK) n = GGUF_LOAD_CHUNK;
         if (src_read(g, dst + done, n, g->data_offset + done, "data section", e)) return e ? (int)e->code : ERR_IO;
+        if (g->sink) g->sink(g->sink_user, dst + done, (size_t)n); /* while the chunk is hot in cache */
         done += n;
         if (progress && done >= next_report && done < g->data_size) {
             progress(done, g->data_size, user);
             next_report += GGUF_PROGRESS_EVERY;
         }
     }
+    uint64_t end = g->data_offset + g->data_size;
+    if (g->sink && end < g->file_size && (rc = sink_range(g, end, g->file_size - end, e))) return rc;
     if (progress) progress(done, g->data_size, user);
     for (int64_t i = 0; i < g->n_tensors; i++) g->tensors[i].data = dst + g->tensors[i].offset;
     return 0;
@@ -897,6 +935,7 @@ int gguf_map_data(gguf_file *g, err *e) {
         }
         base = g->map;
     }
+    if (g->sink) g->sink(g->sink_user, base, (size_t)g->file_size); /* touches every page once */
     for (int64_t i = 0; i < g->n_tensors; i++)
         g->tensors[i].data = base + g->data_offset + g->tensors[i].offset;
     return 0;

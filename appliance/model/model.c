@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "quant.h"
+#include "sha256.h"
 #include "sysmem.h"
 
 typedef struct arch_info {
@@ -236,6 +237,8 @@ static void load_progress(uint64_t done, uint64_t total, void *user) {
     if (done >= total) fputc('\n', stderr);
 }
 
+static void sink_sha256(void *user, const void *data, size_t n) { sha256_update(user, data, n); }
+
 int model_load(model **out, const char *path, const model_load_opts *opts, err *e) {
     model_load_opts defaults = {0};
     if (!opts) opts = &defaults;
@@ -269,6 +272,11 @@ int model_load(model **out, const char *path, const model_load_opts *opts, err *
     }
 
     m->weights_bytes = gguf_data_size(m->gguf);
+    sha256_ctx digest;
+    if (opts->sha256) {
+        sha256_init(&digest);
+        gguf_set_sink(m->gguf, sink_sha256, &digest);
+    }
     if (opts->use_mmap) {
         if ((rc = gguf_map_data(m->gguf, e))) goto fail;
         m->weights_mapped = 1;
@@ -289,6 +297,18 @@ int model_load(model **out, const char *path, const model_load_opts *opts, err *
 #endif
         rc = gguf_load_data(m->gguf, m->weights, sz, opts->progress ? load_progress : NULL, NULL, e);
         if (rc) goto fail;
+    }
+    if (opts->sha256) {
+        gguf_set_sink(m->gguf, NULL, NULL);
+        uint8_t got[32];
+        sha256_final(&digest, got);
+        if (memcmp(got, opts->sha256, 32)) {
+            char gh[65], wh[65];
+            sha256_hex(got, gh);
+            sha256_hex(opts->sha256, wh);
+            rc = err_set(e, ERR_FORMAT, "SHA-256 mismatch: the file has %s, the configuration expects %s", gh, wh);
+            goto fail;
+        }
     }
     *out = m;
     return 0;

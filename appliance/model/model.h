@@ -102,6 +102,8 @@ typedef struct model_load_opts {
     int use_mmap;    /* map instead of pread (slower on GB10) */
     int progress;    /* print load progress on stderr */
     int header_only; /* validate and describe, load no weights */
+    const uint8_t *sha256; /* 32 bytes: the file's expected SHA-256, computed while loading
+                              (not with header_only); a mismatch fails the load. NULL = none */
 } model_load_opts;
 
 int model_load(model **out, const char *path, const model_load_opts *opts, err *e);
