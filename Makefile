@@ -78,7 +78,7 @@ $(OUT)/obj/%.o: %.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(OUT)/obj/%.o: %.cu $(wildcard kernels/*.h)
+$(OUT)/obj/%.o: %.cu $(wildcard kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 

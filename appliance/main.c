@@ -20,6 +20,7 @@
 #include "cpu.h"
 #ifdef SPARKD_CUDA
 #include "cuda.h"
+#include "cuda_kern.h"
 #endif
 #include "fcgi.h"
 #include "model.h"
@@ -69,6 +70,7 @@ static void usage(FILE *f) {
             "  sparkd device                                    the GPU the CUDA unit sees\n"
             "  sparkd verify --manifest SHA256SUMS [FILE...]    check files' SHA-256 against a sha256sum manifest\n"
             "  sparkd verify FILE...                            print SHA-256 digests (sha256sum format)\n"
+            "  sparkd selftest [--quick|--bench]                every GPU kernel against the CPU reference\n"
             "  sparkd serve [-c FILE] [-m MODEL] [--listen unix:PATH|HOST:PORT] [-t N] [--ctx N]\n"
             "                                                   FastCGI responder (OpenAI API)\n"
             "options:\n"
@@ -529,9 +531,36 @@ static int cmd_device(void) {
 #endif
 }
 
+/* selftest: every CUDA kernel against CPU references on fresh random inputs; prints a
+ * table; exit status 1 if any check fails, 2 if there is no usable GPU. */
+static int cmd_selftest(int argc, char **argv) {
+#ifdef SPARKD_CUDA
+    int quick = 0, bench = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--bench")) bench = 1;
+        else { fprintf(stderr, "error: selftest: unknown option '%s'\n", argv[i]); return 2; }
+    }
+    err e = {0};
+    if (bench) {
+        if (cuda_kbench(stdout, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        return 0;
+    }
+    int fails = cuda_selftest(stdout, quick, &e);
+    if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+    return fails ? 1 : 0;
+#else
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "error: this sparkd was built without CUDA (CPU only)\n");
+    return 2;
+#endif
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "device")) return cmd_device();
+    if (!strcmp(argv[1], "selftest")) return cmd_selftest(argc, argv);
     if (!strcmp(argv[1], "serve")) return cmd_serve(argc, argv);
     if (!strcmp(argv[1], "verify")) return cmd_verify(argc, argv);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }

@@ -1,0 +1,302 @@
+/* cuda_kern.h — the inference kernels' C interface (prefix cuda_).
+ *
+ * Owns nothing: every buffer is the caller's (device memory unless a comment says host),
+ * every launch is enqueued on the caller's stream (a cudaStream_t passed as void *; NULL =
+ * the default stream) and none synchronizes. Each function returns 0 or an err_code with e
+ * set (ERR_INVALID for bad arguments before anything is launched, ERR_IO/ERR_UNSUPPORTED
+ * for a failed launch, see cuda.h for the mapping); asynchronous faults surface at the
+ * caller's next synchronization.
+ *
+ * One .cu file per kernel family: weights.cu (layouts, repack, dequant/embedding),
+ * gemv.cu (T = 1 products), gemm.cu (tensor-core products), layer.cu (norms, activation,
+ * QK-norm + RoPE + KV store, soft-capping), attn.cu (paged attention), sample.cu
+ * (sampling); selftest.cu checks every one of them against CPU references.
+ *
+ * ---------------------------------------------------------------------------------------
+ * Weight layout ("P64 planes"). A matrix of N rows (output features) by K elements (input
+ * features, K % 128 == 0) is repacked at load from the GGUF bytes into up to three planes,
+ * each starting 256-byte aligned inside one allocation of cuda_weight_bytes():
+ *   codes  (N, K * cbits / 8) bytes: cbits = 4 (every 4/5/6-bit format and MXFP4: the low
+ *          4 bits of each code), 8 (Q8_0: int8), 16 (F16/BF16 values), 32 (F32 values)
+ *   hi     (N, K * hbits / 8) bytes: the 5th bit (Q5_0, Q5_1, Q5_K: hbits 1) or the 5th and
+ *          6th bits (Q6_K: hbits 2) of each code
+ *   meta   (N, K / meta_elems) entries of meta_bytes: the format's block header, verbatim:
+ *          Q8_0/Q4_0/Q5_0 f16 d (2 B per 32); Q4_1/Q5_1 f16 d, f16 m (4 B per 32); MXFP4
+ *          E8M0 byte (per 32); Q4_K/Q5_K the 16-byte superblock head d, dmin, scales[12]
+ *          (per 256); Q6_K f16 d, 2 pad bytes, int8 scales[16] (20 B per 256)
+ * Inside every 64-element chunk of a row, elements are stored in the order of the
+ * tensor-core fragments (mma.m16n8k16): position p holds element
+ *   perm64(p) = 32*((p & 15) >> 3) + 2*(p >> 4) + (p & 1) + 8*((p & 7) >> 1)
+ * so quad lane c of a warp finds its 16 A-fragment values of all four k16 steps in one
+ * contiguous 1/4 of the chunk (8 bytes of 4-bit codes, 16 of int8, 32 of f16). Within that
+ * quarter, 4-bit codes are two 32-bit words of 8 nibbles; nibble k (k < 4) of word w is
+ * quarter element 8w + 2k and nibble k + 4 is element 8w + 2k + 1, so
+ * (word >> 4k) & 0x000F000F isolates one pair. The 1-bit plane gives each quarter a
+ * 16-bit word: bit b < 8 is element 8*(b >> 2) + 2*(b & 3), bit 8 + b the element after it;
+ * the 2-bit plane a 32-bit word: bits 2b..2b+1 (b < 8) likewise, bits 16 + 2b.. the next.
+ * The code of an element is the format's unsigned code (Q8_0: signed); the weight is
+ * s * (code - offset) + m with the per-group scale s and min m taken from meta exactly as
+ * appliance/format/quant.c computes them (so dequantization is bit-exact with it).
+ *
+ * Activation layout ("mm input", cuda_mmin): what a product reads. For T = 1 (and F32
+ * weights) the f32 row in the same P64 order (xp); for tensor-core products the row scaled
+ * by a power of two 2^-e_t (so its largest element is below 2^14) split into a high and a
+ * low f16 (or bf16) part in P64 order, x * 2^-e_t = hi + lo to about 22 significant bits,
+ * plus per-32-group sums of the scaled row (for formats with a min) and 2^e_t itself.
+ * ------------------------------------------------------------------------------------- */
+#ifndef SPARKD_CUDA_KERN_H
+#define SPARKD_CUDA_KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "err.h"
+
+/* ---------------------------------------------------------------- weights */
+
+typedef struct cuda_weight {
+    uint32_t type;  /* ggml type id (quant.h) */
+    int64_t rows;   /* N: output features */
+    int64_t cols;   /* K: input features, K % 128 == 0 (K % 256 for K-quants) */
+    void *base;     /* device: cuda_weight_bytes(type, rows, cols) bytes, 256-byte aligned */
+} cuda_weight;
+
+/* 1 if the kernels compute with this type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K
+ * Q6_K MXFP4). */
+int cuda_weight_type_ok(uint32_t type);
+/* Bytes of the repacked layout of a rows x cols matrix, or 0 when the type is not
+ * supported or cols is not a multiple of 128 (256 for K-quants). */
+uint64_t cuda_weight_bytes(uint32_t type, int64_t rows, int64_t cols);
+/* Repacks rows [row0, row0 + n) of w from GGUF bytes:
+ *   raw  device, n rows of the GGUF layout (row_bytes = quant_row_bytes(type, cols) each,
+ *        contiguous), only 2-byte aligned is required
+ * into w's planes. Rows can arrive in any order of chunks (streamed loading). */
+int cuda_weight_repack(const cuda_weight *w, const void *raw, int64_t row0, int64_t n,
+                       void *stream, err *e);
+/* out[i][k] = scale * dequant(w row ids[i])[k] for i < n: the embedding lookup, and the
+ * exact inverse of the repack (selftest compares it bit for bit with quant.c).
+ *   ids  device (n) int32 row ids, each in [0, rows) (others give zeros)
+ *   out  device (n, cols) f32 */
+int cuda_weight_rows(const cuda_weight *w, const int32_t *ids, int n, float scale, float *out,
+                     void *stream, err *e);
+
+/* ---------------------------------------------------------------- mm input */
+
+enum {
+    CUDA_MMIN_XP = 1,   /* f32 P64 rows: GEMV (T == 1) and F32 weights */
+    CUDA_MMIN_F16 = 2,  /* f16 hi/lo + sums + scales: tensor-core products, f16 weights/codes */
+    CUDA_MMIN_BF16 = 4, /* bf16 hi/lo + sums + scales: tensor-core products of BF16 weights */
+};
+
+typedef struct cuda_mmin {
+    int T;            /* rows (tokens) present */
+    int K;            /* row length, % 128 == 0 */
+    int forms;        /* CUDA_MMIN_* written by the producer */
+    float *xp;        /* (T, K) f32, P64 order */
+    uint16_t *hi, *lo;   /* (T, K) f16 bits, P64 order: x * 2^-e_t = hi + lo */
+    uint16_t *bhi, *blo; /* (T, K) bf16 bits, same */
+    float *gsum;      /* (T, K / 32) sum of x * 2^-e_t over each group of 32 (natural order) */
+    float *tscale;    /* (T) 2^e_t */
+} cuda_mmin;
+
+/* Bytes of a cuda_mmin of T rows of K for these forms (cuda_mmin_carve lays them out). */
+uint64_t cuda_mmin_bytes(int T, int K, int forms);
+/* Points m's arrays into buf (device, cuda_mmin_bytes(T, K, forms) bytes, 256-aligned). */
+void cuda_mmin_carve(cuda_mmin *m, void *buf, int T, int K, int forms);
+/* The forms a product with weights of this type at T rows needs. */
+int cuda_mmin_forms_for(uint32_t type, int T);
+
+/* mm input from plain rows: x (T, K) f32 row-major with row stride ldx -> m (m->T = T). */
+int cuda_mmin_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err *e);
+
+/* ---------------------------------------------------------------- products */
+
+#define CUDA_MM_MAX_MATS 3
+/* Y_i = X W_i^T for up to three matrices of one type that share the input (q/k/v,
+ * gate/up): y[i] is (T, w[i]->rows) f32 with row stride ldy[i]; accumulate = 1 adds to y
+ * (residual). T == 1 and F32 use the GEMV kernel, otherwise the tensor-core GEMM;
+ * CUDA_MM_FORCE_* overrides (tests, tuning). exact = 0 lets the GEMM skip the low f16 half
+ * of the input (one MMA instead of two; ~11 bits of input precision). */
+enum { CUDA_MM_AUTO = 0, CUDA_MM_FORCE_GEMV = 1, CUDA_MM_FORCE_GEMM = 2 };
+typedef struct cuda_mm_args {
+    int n;                                  /* matrices, 1..CUDA_MM_MAX_MATS, same type and cols */
+    const cuda_weight *w[CUDA_MM_MAX_MATS];
+    float *y[CUDA_MM_MAX_MATS];
+    int ldy[CUDA_MM_MAX_MATS];
+    int accumulate;
+    int path;                               /* CUDA_MM_AUTO / FORCE_* */
+    int exact;                              /* 1: hi + lo (default for correctness) */
+} cuda_mm_args;
+int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
+
+/* ---------------------------------------------------------------- layer ops */
+
+/* The residual stage between sub-blocks, one row r = rows ? rows[i] : i per output i < n:
+ *   if o:      x[r] += post_w ? rmsnorm(o[r]) * post_w : o[r]        (x updated in place)
+ *   if out:    out row i = mm input of rmsnorm(x[r]) * norm_w
+ *   if xout:   xout row i = rmsnorm(x[r]) * norm_w (plain f32, (n, dim))
+ * rmsnorm(v) = v * (1 / sqrt(mean(v^2) + eps)), multiplied in that order (as the CPU).
+ *   x (.., dim) f32 residual; o (.., dim) f32 or NULL; post_w, norm_w (dim) f32 device. */
+typedef struct cuda_resid_args {
+    float *x;
+    const float *o;
+    const float *post_w;
+    const float *norm_w;
+    const int32_t *rows; /* device (n) or NULL */
+    int n, dim;
+    float eps;
+    cuda_mmin *out;      /* forms given by out->forms; out->T is set to n */
+    float *xout;
+} cuda_resid_args;
+int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e);
+
+enum { CUDA_ACT_SILU = 0, CUDA_ACT_GELU_TANH = 1 }; /* = model_act's first two */
+/* h = act(gate) * up (T, ffn) f32 rows (stride ld) -> out (mm input of h, out->T = T). */
+int cuda_act_mm(const float *gate, const float *up, int ld, int T, int ffn, int act,
+                cuda_mmin *out, void *stream, err *e);
+
+/* KV cache (one layer): K and V pools of n_blocks blocks; block b, kv head h holds
+ * kv_block positions of head_dim elements contiguous:
+ *   elem(b, h, o, d) at ((b * n_kv + h) * kv_block + o) * head_dim + d
+ * of kv_type (CUDA_KV_*); Q8/FP8 rows carry one f32 scale at
+ *   scale[(b * n_kv + h) * kv_block + o]   (amax / 127 resp. amax / 448). */
+enum { CUDA_KV_F32 = 0, CUDA_KV_F16, CUDA_KV_Q8, CUDA_KV_BF16, CUDA_KV_FP8 }; /* = engine_kv_type */
+typedef struct cuda_kv_layer {
+    void *k, *v;
+    float *k_scale, *v_scale; /* Q8/FP8 only */
+} cuda_kv_layer;
+
+/* Per-token bookkeeping of one forward call (device arrays, T entries):
+ *   pos[t]    position of token t in its sequence
+ *   seq[t]    which sequence (row of the block table)
+ * block_tables (n_seq, max_blocks) int32: block of positions [i*kv_block, (i+1)*kv_block). */
+typedef struct cuda_tokens {
+    const int32_t *pos;
+    const int32_t *seq;
+    const int32_t *block_tables;
+    int max_blocks;
+    int T;
+} cuda_tokens;
+
+/* Per token t: q (T, n_head*hd), k, v (T, n_kv*hd) f32 rows with strides ldq/ldk/ldv:
+ *   + bias (bq/bk/bv, optional); q, k: per-head RMSNorm with q_norm/k_norm (optional, hd
+ *   f32); RoPE of the first n_rot dims with inv_freq (n_rot/2 f32) at pos[t] (angle
+ *   pos * inv_freq[i], cos/sin times mscale); neox = rotate halves (i, i + n_rot/2), else
+ *   adjacent pairs (2i, 2i+1); then q is written back in place and k, v are stored in the
+ *   cache at their position through the block table (converted to kv_type). */
+typedef struct cuda_qkv_args {
+    float *q, *k, *v;
+    int ldq, ldk, ldv;
+    const float *bq, *bk, *bv;
+    const float *q_norm, *k_norm;
+    float eps;
+    const float *inv_freq;
+    int n_rot, neox;
+    float mscale;
+    int n_head, n_kv, head_dim;
+    cuda_kv_layer kv;
+    int kv_type, kv_block;
+} cuda_qkv_args;
+int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);
+
+/* logits (n, n_vocab) f32 with row stride ld: l = cap * tanh(l / cap). */
+int cuda_softcap(float *logits, int ld, int n, int n_vocab, float cap, void *stream, err *e);
+
+/* ---------------------------------------------------------------- attention */
+
+/* A tile of query tokens of one sequence: tokens [t0, t0 + n) of the forward batch, at
+ * consecutive positions pos0.., n <= cuda_attn_tile_tokens(n_head / n_kv). */
+typedef struct cuda_attn_tile {
+    int32_t seq, t0, n, pos0;
+} cuda_attn_tile;
+int cuda_attn_tile_tokens(int group);
+
+typedef struct cuda_attn_args {
+    const float *q;   /* (T, n_head*hd) f32, RoPE applied, row stride ldq */
+    float *out;       /* (T, n_head*hd) f32, row stride ldo */
+    int ldq, ldo;
+    cuda_kv_layer kv;
+    int kv_type, kv_block;
+    const int32_t *block_tables; /* (n_seq, max_blocks) */
+    int max_blocks;
+    const cuda_attn_tile *tiles; /* device (n_tiles) */
+    int n_tiles;
+    int n_head, n_kv, head_dim; /* head_dim % 4 == 0, <= 256 */
+    float scale;      /* multiplier of q.k */
+    int window;       /* 0 = full causal; else positions (pos - window, pos] */
+    const float *sinks; /* (n_head) f32 or NULL: extra softmax term exp(sink), no value */
+    int n_split;      /* >= 1: CTAs over each tile's positions (long contexts) */
+    float *work;      /* cuda_attn_work_bytes(n_tiles, ...) bytes when n_split > 1 */
+} cuda_attn_args;
+uint64_t cuda_attn_work_bytes(int n_tiles, int n_head, int n_kv, int head_dim, int n_split);
+int cuda_attention(const cuda_attn_args *a, void *stream, err *e);
+
+/* ---------------------------------------------------------------- sampling */
+
+#define CUDA_SAMPLE_TOP 20
+/* One row to sample. Semantics are appliance/serve/sampler.c's: logit_bias added to the
+ * raw logits, NaN -> -inf, grammar mask (-inf where the bit is clear), repetition penalty
+ * (l > 0 ? l / rp : l * rp) and frequency/presence penalties (l -= f * count + p) for
+ * tokens with count > 0; greedy (first maximum) when temperature <= 0; else top-k, then
+ * probabilities exp((l - max) / temperature), top-p (the shortest prefix of the
+ * descending order whose mass reaches top_p of the top-k set), min-p (keep p >= min_p *
+ * p_max), and the draw: the first token whose running mass exceeds u * kept mass, in
+ * descending order of logit (ties: lower id first). Logprobs are log-softmax of the raw
+ * logits (before bias, penalties, mask and temperature). */
+typedef struct cuda_sample_row {
+    int32_t logits_row;     /* row of the logits matrix */
+    int32_t slot;           /* penalty history row of counts */
+    float temperature, top_p, min_p, rep_pen, freq_pen, pres_pen;
+    int32_t top_k;
+    float u;                /* uniform [0, 1) */
+    int32_t mask_off;       /* word offset of this row's mask in masks, -1 = none */
+    int32_t bias_off, n_bias; /* entries in bias_ids/bias_vals */
+    int32_t n_top;          /* 0..CUDA_SAMPLE_TOP alternatives */
+} cuda_sample_row;
+
+typedef struct cuda_sample_out {
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    int32_t top_ids[CUDA_SAMPLE_TOP];
+    float top_logprobs[CUDA_SAMPLE_TOP];
+} cuda_sample_out;
+
+typedef struct cuda_sample_args {
+    const float *logits;       /* (.., n_vocab) f32, row stride ld */
+    int ld, n_vocab;
+    const cuda_sample_row *rows; /* device (n) */
+    int n;
+    const uint32_t *counts;    /* (slots, n_vocab) token occurrence counts (penalties) */
+    const uint32_t *masks;     /* words, see mask_off */
+    const int32_t *bias_ids;
+    const float *bias_vals;
+    float *work;               /* cuda_sample_work_bytes(n, n_vocab) */
+    cuda_sample_out *out;      /* device (n) */
+} cuda_sample_args;
+uint64_t cuda_sample_work_bytes(int n, int n_vocab);
+int cuda_sample(const cuda_sample_args *a, void *stream, err *e);
+/* counts[slot[i]][tok[i]] += 1 for i < n (accepting tokens into the penalty history). */
+int cuda_counts_add(uint32_t *counts, int n_vocab, const int32_t *slot, const int32_t *tok, int n,
+                    void *stream, err *e);
+
+/* ---------------------------------------------------------------- selftest */
+
+/* Runs every kernel against CPU references on fresh random inputs (odd shapes, outputs
+ * poisoned before each run) and prints a table to f (a FILE *): kernel, shape, max error,
+ * tolerance, time. quick = 1 skips the largest shapes. Returns the number of failures, or
+ * -1 with e set when no usable GPU was found. */
+int cuda_selftest(void *f, int quick, err *e);
+/* Product throughput table (GEMV and tensor-core paths over formats and token counts,
+ * weights rotated through copies well beyond the L2) after a read-bandwidth probe. */
+int cuda_kbench(void *f, err *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

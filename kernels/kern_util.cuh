@@ -1,0 +1,91 @@
+// kern_util.cuh — what every kernels/*.cu shares (internal; not a C interface):
+// error mapping with file:line, warp reductions, f16/bf16 bit helpers, the P64 order.
+#ifndef SPARKD_KERN_UTIL_CUH
+#define SPARKD_KERN_UTIL_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "err.h"
+}
+
+// Maps a CUDA status to an err_code (no device/driver/image -> ERR_UNSUPPORTED, out of
+// memory -> ERR_NOMEM, else ERR_IO) and sets e to "file:line: call: message (name)".
+int cuda_fail(err *e, cudaError_t rc, const char *call, const char *file, int line);
+
+// Returns from the enclosing int function on failure. Use CUDA_TRY_GOTO where there is
+// something to free (it sets `status`).
+#define CUDA_TRY(call)                                                                     \
+    do {                                                                                   \
+        cudaError_t rc_ = (call);                                                          \
+        if (rc_ != cudaSuccess) return cuda_fail(e, rc_, #call, __FILE__, __LINE__);      \
+    } while (0)
+#define CUDA_TRY_GOTO(call, label)                                                         \
+    do {                                                                                   \
+        cudaError_t rc_ = (call);                                                          \
+        if (rc_ != cudaSuccess) {                                                          \
+            status = cuda_fail(e, rc_, #call, __FILE__, __LINE__);                        \
+            goto label;                                                                    \
+        }                                                                                  \
+    } while (0)
+// After a <<<>>> launch.
+#define CUDA_LAUNCHED() CUDA_TRY(cudaGetLastError())
+
+#define CUDA_STREAM(s) ((cudaStream_t)(s))
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Block-wide sum / max for blockDim.x a multiple of 32 (<= 1024); red is __shared__ [32].
+// Every thread gets the result.
+__device__ __forceinline__ float block_sum(float v, float *red) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : 0.0f;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float *red) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+__device__ __forceinline__ float f16_bits_to_f32(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
+
+// P64 order (cuda_kern.h): storage position p of a 64-element chunk holds element perm64(p);
+// inv_perm64(e) is where element e is stored.
+__host__ __device__ __forceinline__ int perm64(int p) {
+    return 32 * ((p & 15) >> 3) + 2 * (p >> 4) + (p & 1) + 8 * ((p & 7) >> 1);
+}
+__host__ __device__ __forceinline__ int inv_perm64(int e) {
+    const int grp = e >> 5, r = e & 31;
+    const int c = (r >> 1) & 3, jj = (r & 1) | ((r >> 3) << 1);
+    return 16 * c + 8 * grp + jj;
+}
+
+// 2^(e-127) / 2 (MXFP4 scale with the code table doubled), as quant.c.
+__device__ __forceinline__ float e8m0_half(uint8_t e) {
+    return __uint_as_float(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
+}
+
+#endif

@@ -1,0 +1,191 @@
+// layer.cu — the element-wise stages of a layer, each one pass that also writes the next
+// product's input (cuda_mmin) so no separate conversion pass is needed: residual add +
+// (post-)RMSNorm, gated activation, per-head QK-norm + RoPE + KV-cache store, soft-capping.
+// Arithmetic follows engine/cpu (rmsnorm multiplies x * r * w in that order; the KV int8
+// scale is amax / 127 with round-to-nearest-even codes).
+#include "cuda_kern.h"
+
+#include <cuda_fp8.h>
+#include <string.h>
+
+#include "kern_util.cuh"
+#include "mmin.cuh"
+
+// ------------------------------------------------------------------- residual + norm
+
+__global__ void resid_norm_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
+    __shared__ float red[32];
+    const int i = blockIdx.x;
+    const int r = a.rows ? a.rows[i] : i;
+    float *x = a.x + (size_t)r * a.dim;
+    const int dim = a.dim;
+    if (a.o) {
+        const float *o = a.o + (size_t)r * dim;
+        float ro = 1.0f;
+        if (a.post_w) {
+            float ss = 0.0f;
+            for (int k = threadIdx.x; k < dim; k += blockDim.x) ss += o[k] * o[k];
+            ss = block_sum(ss, red);
+            ro = 1.0f / sqrtf(ss / (float)dim + a.eps);
+        }
+        for (int k = threadIdx.x; k < dim; k += blockDim.x)
+            x[k] += a.post_w ? o[k] * ro * a.post_w[k] : o[k];
+        __syncthreads();
+    }
+    float ss = 0.0f;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) ss += x[k] * x[k];
+    ss = block_sum(ss, red);
+    const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
+    const float *w = a.norm_w;
+    auto val = [&](int k) { return x[k] * rr * w[k]; };
+    if (a.xout)
+        for (int k = threadIdx.x; k < dim; k += blockDim.x) a.xout[(size_t)i * dim + k] = val(k);
+    if (has_out) mmin_emit(out, i, val, red);
+}
+
+extern "C" int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e) {
+    if (!a || !a->x || !a->norm_w || a->n < 1 || a->dim < 1 || (a->out && a->out->K != a->dim) ||
+        (!a->out && !a->xout))
+        return err_set(e, ERR_INVALID, "cuda_resid_norm: n %d dim %d", a ? a->n : 0, a ? a->dim : 0);
+    cuda_mmin out;
+    memset(&out, 0, sizeof out);
+    if (a->out) {
+        a->out->T = a->n;
+        out = *a->out;
+    }
+    resid_norm_kernel<<<a->n, 256, 0, CUDA_STREAM(stream)>>>(*a, out, a->out != NULL);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+// ------------------------------------------------------------------- gated activation
+
+__device__ __forceinline__ float act_f(float g, int act) {
+    if (act == CUDA_ACT_GELU_TANH) {
+        const float c = 0.7978845608028654f; // sqrt(2/pi)
+        return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+    }
+    return g / (1.0f + expf(-g));
+}
+
+__global__ void act_mm_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out) {
+    __shared__ float red[32];
+    const float *g = gate + (size_t)blockIdx.x * ld, *u = up + (size_t)blockIdx.x * ld;
+    mmin_emit(out, blockIdx.x, [&](int k) { return act_f(g[k], act) * u[k]; }, red);
+}
+
+extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, int ffn, int act,
+                           cuda_mmin *out, void *stream, err *e) {
+    if (!gate || !up || !out || T < 1 || ffn < 1 || ld < ffn || out->K != ffn || (act != CUDA_ACT_SILU && act != CUDA_ACT_GELU_TANH))
+        return err_set(e, ERR_INVALID, "cuda_act_mm: T %d ffn %d act %d", T, ffn, act);
+    out->T = T;
+    act_mm_kernel<<<T, 256, 0, CUDA_STREAM(stream)>>>(gate, up, ld, act, *out);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+// ------------------------------------------------------------------- QK-norm, RoPE, KV store
+
+#define QKV_WARPS 4
+
+__global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk) {
+    __shared__ float rowbuf[QKV_WARPS][256];
+    const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int D = a.head_dim;
+    const int pos = tk.pos[t];
+    const int32_t blk = tk.block_tables[(size_t)tk.seq[t] * tk.max_blocks + pos / a.kv_block];
+    const int off = pos % a.kv_block;
+    float *v = rowbuf[warp];
+    for (int h = warp; h < a.n_head + 2 * a.n_kv; h += QKV_WARPS) {
+        const int kind = h < a.n_head ? 0 : h < a.n_head + a.n_kv ? 1 : 2; // q, k, v
+        const int hh = kind == 0 ? h : kind == 1 ? h - a.n_head : h - a.n_head - a.n_kv;
+        float *src = kind == 0 ? a.q + (size_t)t * a.ldq : kind == 1 ? a.k + (size_t)t * a.ldk : a.v + (size_t)t * a.ldv;
+        src += (size_t)hh * D;
+        const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
+        const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
+        float ss = 0.0f;
+        for (int d = lane; d < D; d += 32) {
+            float x = src[d];
+            if (bias) x += bias[(size_t)hh * D + d];
+            v[d] = x;
+            ss += x * x;
+        }
+        if (nw) {
+            ss = warp_sum(ss);
+            const float r = 1.0f / sqrtf(ss / (float)D + a.eps);
+            for (int d = lane; d < D; d += 32) v[d] = v[d] * r * nw[d];
+        }
+        __syncwarp();
+        if (kind < 2) {
+            const int half = a.n_rot / 2;
+            for (int i = lane; i < half; i += 32) {
+                const float th = (float)pos * a.inv_freq[i];
+                const float cs = cosf(th) * a.mscale, sn = sinf(th) * a.mscale;
+                const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+                const float x0 = v[ia], x1 = v[ib];
+                v[ia] = x0 * cs - x1 * sn;
+                v[ib] = x0 * sn + x1 * cs;
+            }
+            __syncwarp();
+        }
+        if (kind == 0) {
+            for (int d = lane; d < D; d += 32) src[d] = v[d];
+        } else {
+            const size_t row = ((size_t)blk * a.n_kv + hh) * a.kv_block + off;
+            void *cache = kind == 1 ? a.kv.k : a.kv.v;
+            float *scale = kind == 1 ? a.kv.k_scale : a.kv.v_scale;
+            if (a.kv_type == CUDA_KV_F32) {
+                for (int d = lane; d < D; d += 32) ((float *)cache)[row * D + d] = v[d];
+            } else if (a.kv_type == CUDA_KV_F16) {
+                for (int d = lane; d < D; d += 32) ((__half *)cache)[row * D + d] = __float2half_rn(v[d]);
+            } else if (a.kv_type == CUDA_KV_BF16) {
+                for (int d = lane; d < D; d += 32)
+                    ((__nv_bfloat16 *)cache)[row * D + d] = __float2bfloat16_rn(v[d]);
+            } else {
+                float amax = 0.0f;
+                for (int d = lane; d < D; d += 32) amax = fmaxf(amax, fabsf(v[d]));
+                amax = warp_max(amax);
+                const float qmax = a.kv_type == CUDA_KV_Q8 ? 127.0f : 448.0f;
+                const float inv = amax > 0.0f ? qmax / amax : 0.0f;
+                if (lane == 0) scale[row] = amax / qmax;
+                if (a.kv_type == CUDA_KV_Q8) {
+                    for (int d = lane; d < D; d += 32) ((int8_t *)cache)[row * D + d] = (int8_t)__float2int_rn(v[d] * inv);
+                } else {
+                    for (int d = lane; d < D; d += 32)
+                        ((__nv_fp8_storage_t *)cache)[row * D + d] =
+                            __nv_cvt_float_to_fp8(v[d] * inv, __NV_SATFINITE, __NV_E4M3);
+                }
+            }
+        }
+        __syncwarp();
+    }
+}
+
+extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) {
+    if (!a || !tk || tk->T < 1 || a->head_dim < 2 || a->head_dim > 256 || a->n_rot < 0 ||
+        a->n_rot > a->head_dim || (a->n_rot & 1) || (a->n_rot && !a->inv_freq) || a->n_head < 1 ||
+        a->n_kv < 1 || a->kv_block < 1 || !a->kv.k || !a->kv.v || a->kv_type < 0 || a->kv_type > CUDA_KV_FP8 ||
+        ((a->kv_type == CUDA_KV_Q8 || a->kv_type == CUDA_KV_FP8) && (!a->kv.k_scale || !a->kv.v_scale)))
+        return err_set(e, ERR_INVALID, "cuda_qkv_rope_store: bad arguments (head_dim %d, n_rot %d, kv_type %d)",
+                       a ? a->head_dim : 0, a ? a->n_rot : 0, a ? a->kv_type : -1);
+    qkv_kernel<<<tk->T, QKV_WARPS * 32, 0, CUDA_STREAM(stream)>>>(*a, *tk);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+// ------------------------------------------------------------------- soft-capping
+
+__global__ void softcap_kernel(float *l, int ld, int n_vocab, float cap) {
+    float *row = l + (size_t)blockIdx.y * ld;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_vocab; i += gridDim.x * blockDim.x)
+        row[i] = cap * tanhf(row[i] / cap);
+}
+
+extern "C" int cuda_softcap(float *logits, int ld, int n, int n_vocab, float cap, void *stream, err *e) {
+    if (!logits || n < 1 || n > 65535 || n_vocab < 1 || ld < n_vocab || !(cap > 0.0f))
+        return err_set(e, ERR_INVALID, "cuda_softcap: n %d vocab %d cap %g", n, n_vocab, (double)cap);
+    dim3 grid((unsigned)((n_vocab + 1023) / 1024 < 64 ? (n_vocab + 1023) / 1024 : 64), (unsigned)n);
+    softcap_kernel<<<grid, 1024, 0, CUDA_STREAM(stream)>>>(logits, ld, n_vocab, cap);
+    CUDA_LAUNCHED();
+    return 0;
+}

@@ -1,0 +1,395 @@
+// sample.cu — picking tokens on the GPU (semantics: cuda_kern.h, cuda_sample_row), so only
+// ids and logprobs cross to the host.
+//
+// One 1024-thread CTA per row. The processed logits (bias, NaN, mask, penalties) go to a
+// work row; greedy is a first-maximum reduction. Sampling never sorts the vocabulary:
+// every cut (top-k by count, top-p and the draw by probability mass, min-p by value) is a
+// prefix of the descending order (logit desc, id asc), found by a 4-pass radix search
+// over the logits' order-preserving 32-bit keys with per-digit histograms of count or
+// mass. Masses are fixed point (probability relative to the maximum times 2^31, summed
+// in 64-bit integers), so the histograms are exact and the result does not depend on
+// thread timing; probabilities below 2^-31 of the top one count as zero. Tied logits are
+// resolved in id order by a block scan.
+#include "cuda_kern.h"
+
+#include "kern_util.cuh"
+
+#define SMP_THREADS 1024
+
+extern "C" uint64_t cuda_sample_work_bytes(int n, int n_vocab) { return (uint64_t)n * (uint64_t)n_vocab * 4; }
+
+__device__ __forceinline__ uint32_t fkey(float f) { // order-preserving: larger float -> larger key
+    const uint32_t b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : b | 0x80000000u;
+}
+__device__ __forceinline__ float key_f(uint32_t k) {
+    return __uint_as_float((k & 0x80000000u) ? k & 0x7fffffffu : ~k);
+}
+
+struct smp_shared {
+    unsigned int cnt[256];
+    unsigned long long mass[256];
+    float red[32];
+    unsigned long long red64[32];
+    uint32_t found_key;
+    unsigned long long found_above;
+    uint32_t found_ties;
+    uint32_t kmin;
+    int32_t tie_id;
+    int32_t list_n;
+    int32_t list_id[64];
+    float list_v[64];
+    uint32_t scan[SMP_THREADS / 32];
+};
+
+__device__ __forceinline__ unsigned long long block_sum64(unsigned long long v, smp_shared &sh) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) sh.red64[w] = v;
+    __syncthreads();
+    v = lane < (int)(blockDim.x >> 5) ? sh.red64[lane] : 0ull;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Radix search: the first prefix of the descending key order whose metric (count, or
+// fixed-point mass) reaches target. kf(i, key, metric) -> bool (token present). Leaves in
+// sh: found_key, found_above (metric of keys strictly greater), found_ties (count at key).
+template <bool MASS, class KF>
+__device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &sh) {
+    uint32_t prefix = 0;
+    unsigned long long above = 0;
+    for (int level = 0; level < 4; level++) {
+        const int shift = 24 - 8 * level;
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+            sh.cnt[i] = 0;
+            sh.mass[i] = 0;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            uint32_t k;
+            unsigned long long ms;
+            if (!kf(i, k, ms)) continue;
+            if (level > 0 && (k >> (shift + 8)) != (prefix >> (shift + 8))) continue;
+            const int d = (k >> shift) & 255;
+            atomicAdd(&sh.cnt[d], 1u);
+            if (MASS && ms) atomicAdd(&sh.mass[d], ms);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            unsigned long long run = above;
+            int d = 255, last_nonempty = -1;
+            for (; d >= 0; d--) {
+                const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                if (sh.cnt[d]) last_nonempty = d;
+                if (sh.cnt[d] && run + mm >= target) break;
+                run += mm;
+            }
+            if (d < 0) { // target beyond the total (rounding): the last non-empty digit
+                d = last_nonempty < 0 ? 0 : last_nonempty;
+                run -= MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+            }
+            sh.found_key = prefix | ((uint32_t)d << shift);
+            sh.found_above = run;
+            sh.found_ties = sh.cnt[d];
+        }
+        __syncthreads();
+        prefix = sh.found_key;
+        above = sh.found_above;
+        __syncthreads();
+    }
+}
+
+// The j-th (0-based) id in ascending order among tokens whose key equals key -> sh.tie_id
+// (-1 if fewer). Also emits the first `emit` of them into sh.list (if emit > 0).
+template <class KF>
+__device__ void tie_find(int V, KF kf, uint32_t key, int j, int emit, smp_shared &sh) {
+    const int per = (V + blockDim.x - 1) / blockDim.x;
+    const int i0 = threadIdx.x * per, i1 = min(V, i0 + per);
+    uint32_t n = 0;
+    for (int i = i0; i < i1; i++) {
+        uint32_t k;
+        unsigned long long ms;
+        if (kf(i, k, ms) && k == key) n++;
+    }
+    // exclusive scan of n over the block
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    uint32_t incl = n;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    if (threadIdx.x == 0) sh.tie_id = -1;
+    if (lane == 31) sh.scan[w] = incl;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        uint32_t run = 0;
+        for (int k = 0; k < (int)(blockDim.x >> 5); k++) {
+            const uint32_t t = sh.scan[k];
+            sh.scan[k] = run;
+            run += t;
+        }
+    }
+    __syncthreads();
+    uint32_t before = sh.scan[w] + incl - n;
+    if (n && (before <= (uint32_t)j || (emit > 0 && before < (uint32_t)emit))) {
+        for (int i = i0; i < i1; i++) {
+            uint32_t k;
+            unsigned long long ms;
+            if (!(kf(i, k, ms) && k == key)) continue;
+            if (before == (uint32_t)j) sh.tie_id = i;
+            if ((int)before < emit) {
+                const int at = atomicAdd(&sh.list_n, 1);
+                if (at < 64) {
+                    sh.list_id[at] = i;
+                    sh.list_v[at] = key_f(key);
+                }
+            }
+            before++;
+        }
+    }
+    __syncthreads();
+}
+
+__global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_args A) {
+    __shared__ smp_shared sh;
+    const cuda_sample_row R = A.rows[blockIdx.x];
+    const int V = A.n_vocab;
+    const float *raw = A.logits + (size_t)R.logits_row * A.ld;
+    float *w = A.work + (size_t)blockIdx.x * V;
+    cuda_sample_out *out = A.out + blockIdx.x;
+
+    // raw log-sum-exp (logprobs)
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        const float v = raw[i];
+        w[i] = isnan(v) ? -INFINITY : v;
+        mx = fmaxf(mx, w[i]);
+    }
+    const float raw_mx = block_max(mx, sh.red);
+    float se = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) se += raw_mx == -INFINITY ? 0.0f : expf(w[i] - raw_mx);
+    se = block_sum(se, sh.red);
+    const float lse = raw_mx + logf(se);
+    // processed logits
+    for (int b = threadIdx.x; b < R.n_bias; b += blockDim.x) {
+        const int id = A.bias_ids[R.bias_off + b];
+        if (id >= 0 && id < V) atomicAdd(&w[id], A.bias_vals[R.bias_off + b]);
+    }
+    __syncthreads();
+    const uint32_t *cnt = A.counts ? A.counts + (size_t)R.slot * V : NULL;
+    const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
+    float best = -INFINITY;
+    int best_i = 0x7fffffff;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = w[i];
+        if (isnan(v)) v = -INFINITY;
+        if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) v = -INFINITY;
+        if (cnt && cnt[i]) {
+            if (R.rep_pen != 1.0f) v = v > 0 ? v / R.rep_pen : v * R.rep_pen;
+            v -= R.freq_pen * (float)cnt[i] + R.pres_pen;
+        }
+        w[i] = v;
+        if (v > best || (v == best && i < best_i)) { best = v; best_i = i; }
+    }
+    // first maximum over the block
+    {
+        const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+            if (ob > best || (ob == best && oi < best_i)) { best = ob; best_i = oi; }
+        }
+        __syncthreads();
+        if (lane == 0) { sh.red[wp] = best; sh.list_id[wp] = best_i; }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int k = 1; k < (int)(blockDim.x >> 5); k++)
+                if (sh.red[k] > sh.red[0] || (sh.red[k] == sh.red[0] && sh.list_id[k] < sh.list_id[0])) {
+                    sh.red[0] = sh.red[k];
+                    sh.list_id[0] = sh.list_id[k];
+                }
+        }
+        __syncthreads();
+        best = sh.red[0];
+        best_i = sh.list_id[0];
+        __syncthreads();
+    }
+    int32_t tok = best_i < V ? best_i : 0;
+    if (R.temperature > 0.0f && best != -INFINITY) {
+        const float pmx = best, temp = R.temperature;
+        const float S = 2147483648.0f; // 2^31
+        auto pm = [&](float v) -> unsigned long long {
+            return (unsigned long long)__float2uint_rd(fminf(expf((v - pmx) / temp), 1.0f) * S);
+        };
+        auto kf = [&](int i, uint32_t &k, unsigned long long &ms) -> bool {
+            const float v = w[i];
+            if (v == -INFINITY) return false;
+            k = fkey(v);
+            ms = pm(v);
+            return true;
+        };
+        // A cut is a prefix of the descending order: every key above `key` and the first
+        // `ties` tokens (by id) at `key`. (0, all) keeps everything.
+        auto mass_of = [&](uint32_t key, unsigned long long ties) -> unsigned long long {
+            unsigned long long s = 0, at = 0;
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                const float v = w[i];
+                if (v == -INFINITY) continue;
+                const uint32_t k = fkey(v);
+                if (k > key) s += pm(v);
+                else if (k == key) at++;
+            }
+            s = block_sum64(s, sh);
+            at = block_sum64(at, sh);
+            const unsigned long long t = ties < at ? ties : at;
+            return s + (t ? t * pm(key_f(key)) : 0ull);
+        };
+        uint32_t bkey = 0;
+        unsigned long long bties = ~0ull;
+        auto tighten = [&](uint32_t k, unsigned long long t) {
+            if (k > bkey || (k == bkey && t < bties)) { bkey = k; bties = t; }
+        };
+        // the candidate set, as sampler.c picks it: top-k; else the top m for m = 256,
+        // 1024, ... until it holds top_p of the mass (top_p < 1) or all but 1e-6 of it
+        int nfin = 0;
+        for (int i = threadIdx.x; i < V; i += blockDim.x) nfin += w[i] != -INFINITY;
+        nfin = (int)block_sum64((unsigned long long)nfin, sh);
+        if (R.top_k > 0 && R.top_k < V) {
+            if (R.top_k < nfin) {
+                radix_find<false>(V, kf, (unsigned long long)R.top_k, sh);
+                tighten(sh.found_key, (unsigned long long)R.top_k - sh.found_above);
+            }
+        } else {
+            const unsigned long long all = mass_of(0, ~0ull);
+            int mm = V < 256 ? V : 256;
+            while (mm < nfin && mm < V) {
+                radix_find<false>(V, kf, (unsigned long long)mm, sh);
+                const uint32_t k = sh.found_key;
+                const unsigned long long t = (unsigned long long)mm - sh.found_above;
+                const unsigned long long in = mass_of(k, t);
+                const bool done = R.top_p < 1.0f ? (double)in >= (double)R.top_p * (double)all
+                                                 : (double)(all - in) <= 1e-6 * (double)all;
+                if (done) { tighten(k, t); break; }
+                mm = mm * 4 < V ? mm * 4 : V;
+            }
+        }
+        auto cut_mass = [&]() { return mass_of(bkey, bties); };
+        if (R.top_p < 1.0f) {
+            const unsigned long long mu = cut_mass();
+            unsigned long long tp = (unsigned long long)ceil((double)R.top_p * (double)mu);
+            if (tp < 1) tp = 1;
+            radix_find<true>(V, kf, tp, sh);
+            const unsigned long long pk = pm(key_f(sh.found_key));
+            const unsigned long long need = pk ? (tp - sh.found_above + pk - 1) / pk : 1;
+            tighten(sh.found_key, need < 1 ? 1 : need);
+        }
+        if (R.min_p > 0.0f) {
+            // smallest key whose probability (relative to the top) is >= min_p
+            uint32_t kmin = 0xffffffffu;
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                const float v = w[i];
+                if (v != -INFINITY && expf((v - pmx) / temp) >= R.min_p) kmin = min(kmin, fkey(v));
+            }
+            if (threadIdx.x == 0) sh.kmin = 0xffffffffu;
+            __syncthreads();
+            atomicMin(&sh.kmin, kmin);
+            __syncthreads();
+            tighten(sh.kmin, ~0ull);
+        }
+        const unsigned long long mb = cut_mass();
+        if (mb > 0) {
+            unsigned long long r = (unsigned long long)((double)R.u * (double)mb);
+            if (r >= mb) r = mb - 1;
+            radix_find<true>(V, kf, r + 1, sh);
+            const unsigned long long pk = pm(key_f(sh.found_key));
+            const unsigned long long j = pk ? (r - sh.found_above) / pk : 0;
+            if (threadIdx.x == 0) sh.list_n = 0;
+            __syncthreads();
+            tie_find(V, kf, sh.found_key, (int)j, 0, sh);
+            if (sh.tie_id >= 0) tok = sh.tie_id;
+        }
+    }
+    // logprobs of the raw logits
+    if (threadIdx.x == 0) {
+        const float v = raw[tok];
+        out->token = tok;
+        out->logprob = isnan(v) ? -INFINITY : v - lse;
+        out->n_top = 0;
+    }
+    const int n_top = min(min(R.n_top, CUDA_SAMPLE_TOP), V);
+    if (n_top > 0) {
+        auto kr = [&](int i, uint32_t &k, unsigned long long &ms) -> bool {
+            const float v = raw[i];
+            k = fkey(isnan(v) ? -INFINITY : v);
+            ms = 0;
+            return true;
+        };
+        radix_find<false>(V, kr, (unsigned long long)n_top, sh);
+        const uint32_t kk = sh.found_key;
+        const int need = n_top - (int)sh.found_above;
+        if (threadIdx.x == 0) sh.list_n = 0;
+        __syncthreads();
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            uint32_t k;
+            unsigned long long ms;
+            kr(i, k, ms);
+            if (k > kk) {
+                const int at = atomicAdd(&sh.list_n, 1);
+                if (at < 64) { sh.list_id[at] = i; sh.list_v[at] = key_f(k); }
+            }
+        }
+        __syncthreads();
+        tie_find(V, kr, kk, -1, need, sh);
+        if (threadIdx.x == 0) {
+            const int n = min(sh.list_n, n_top);
+            // insertion sort: value desc, id asc
+            for (int a = 1; a < min(sh.list_n, 64); a++) {
+                const int id = sh.list_id[a];
+                const float v = sh.list_v[a];
+                int b = a - 1;
+                while (b >= 0 && (sh.list_v[b] < v || (sh.list_v[b] == v && sh.list_id[b] > id))) {
+                    sh.list_id[b + 1] = sh.list_id[b];
+                    sh.list_v[b + 1] = sh.list_v[b];
+                    b--;
+                }
+                sh.list_id[b + 1] = id;
+                sh.list_v[b + 1] = v;
+            }
+            out->n_top = n;
+            for (int a = 0; a < n; a++) {
+                out->top_ids[a] = sh.list_id[a];
+                out->top_logprobs[a] = sh.list_v[a] - lse;
+            }
+        }
+    }
+}
+
+extern "C" int cuda_sample(const cuda_sample_args *a, void *stream, err *e) {
+    if (!a || !a->logits || !a->rows || !a->work || !a->out || a->n < 1 || a->n > 65535 || a->n_vocab < 1 ||
+        a->ld < a->n_vocab)
+        return err_set(e, ERR_INVALID, "cuda_sample: n %d vocab %d", a ? a->n : 0, a ? a->n_vocab : 0);
+    sample_kernel<<<a->n, SMP_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+__global__ void counts_add_kernel(uint32_t *counts, int n_vocab, const int32_t *slot, const int32_t *tok, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        if (tok[i] >= 0 && tok[i] < n_vocab && slot[i] >= 0) atomicAdd(&counts[(size_t)slot[i] * n_vocab + tok[i]], 1u);
+}
+
+extern "C" int cuda_counts_add(uint32_t *counts, int n_vocab, const int32_t *slot, const int32_t *tok, int n,
+                               void *stream, err *e) {
+    if (!counts || n < 0 || (n && (!slot || !tok)))
+        return err_set(e, ERR_INVALID, "cuda_counts_add: n %d", n);
+    if (n == 0) return 0;
+    counts_add_kernel<<<(n + 255) / 256 < 64 ? (n + 255) / 256 : 64, 256, 0, CUDA_STREAM(stream)>>>(counts, n_vocab, slot, tok, n);
+    CUDA_LAUNCHED();
+    return 0;
+}

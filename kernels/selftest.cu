@@ -1,0 +1,1127 @@
+// selftest.cu — every kernel of cuda_kern.h against a CPU reference (cuda_selftest).
+//
+// References are written here or come from appliance/format/quant.c (dequantization,
+// bit-exact with the gguf Python package); they share no code with the kernels. Inputs are
+// fresh random numbers each run (the seed is printed; SPARKD_SELFTEST_SEED repeats one),
+// shapes include rows/tokens that are not multiples of any tile (1, 7, 67, 257, 4097),
+// outputs are poisoned with NaN before every run and a check fails if any output is left
+// unwritten or non-finite. Errors are relative L2 norms ||out - ref|| / ||ref|| against
+// float64 references unless a line says otherwise (products: relative to the norm of the
+// sums of |w x|); each line gives the tolerance and the
+// kernel time (median of timed repeats, CUDA events).
+#include "cuda.h"
+#include "cuda_kern.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kern_util.cuh"
+
+extern "C" {
+#include "quant.h"
+}
+
+namespace {
+
+// ----------------------------------------------------------------------------- plumbing
+
+struct rng_t {
+    uint64_t s;
+    uint64_t next() {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    double unit() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); } // [0,1)
+    double normal() {
+        double u = unit(), v = unit();
+        if (u < 1e-300) u = 1e-300;
+        return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+    }
+    int below(int n) { return (int)(next() % (uint64_t)n); }
+};
+
+struct row_t {
+    char kernel[24], shape[64], note[64];
+    double err, tol, us;
+    int ok;
+};
+
+struct ctx_t {
+    FILE *f;
+    int quick;
+    rng_t rng;
+    std::vector<row_t> rows;
+    int fails = 0;
+    cudaStream_t st = 0;
+    cudaEvent_t e0 = 0, e1 = 0;
+    std::vector<void *> dev; // freed after each test
+    err *e;
+    int cuda_error = 0;
+};
+
+ctx_t *C;
+
+#define ST_CUDA(call)                                                                      \
+    do {                                                                                   \
+        cudaError_t rc_ = (call);                                                          \
+        if (rc_ != cudaSuccess) {                                                          \
+            cuda_fail(C->e, rc_, #call, __FILE__, __LINE__);                               \
+            C->cuda_error = 1;                                                             \
+            return;                                                                        \
+        }                                                                                  \
+    } while (0)
+#define ST_API(call)                                                                       \
+    do {                                                                                   \
+        err e2_ = {ERR_OK, {0}};                                                           \
+        if ((call) != 0) {                                                                 \
+            fprintf(C->f, "not ok - %s: %s\n", #call, e2_.msg);                          \
+            C->fails++;                                                                    \
+            return;                                                                        \
+        }                                                                                  \
+    } while (0)
+#define EE (&e2_)
+
+void *dalloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) return NULL;
+    C->dev.push_back(p);
+    return p;
+}
+void dfree_all() {
+    for (void *p : C->dev) cudaFree(p);
+    C->dev.clear();
+}
+template <class T> T *dup(const std::vector<T> &h) {
+    T *d = (T *)dalloc(h.size() * sizeof(T));
+    if (d && !h.empty()) cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+    return d;
+}
+template <class T> std::vector<T> get(const T *d, size_t n) {
+    std::vector<T> h(n);
+    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+}
+void poison(void *d, size_t bytes) { cudaMemset(d, 0xff, bytes); } // NaN for f32
+
+void report(const char *kernel, const char *shape, double err, double tol, double us, int ok, const char *note = "") {
+    row_t r;
+    snprintf(r.kernel, sizeof r.kernel, "%s", kernel);
+    snprintf(r.shape, sizeof r.shape, "%s", shape);
+    snprintf(r.note, sizeof r.note, "%s", note);
+    r.err = err;
+    r.tol = tol;
+    r.us = us;
+    r.ok = ok && err <= tol && !isnan(err);
+    if (!r.ok) C->fails++;
+    C->rows.push_back(r);
+    fprintf(C->f, "%s - %s %s: err %.3g (tol %.3g) %.1f us%s%s\n", r.ok ? "ok" : "not ok", kernel, shape, err, tol,
+            us, note[0] ? " " : "", note);
+    fflush(C->f);
+}
+
+// Median time of `reps` runs of fn (after one warm-up), microseconds.
+template <class F> double time_us(F fn, int reps) {
+    fn();
+    std::vector<float> t;
+    for (int i = 0; i < reps; i++) {
+        cudaEventRecord(C->e0, C->st);
+        fn();
+        cudaEventRecord(C->e1, C->st);
+        cudaEventSynchronize(C->e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, C->e0, C->e1);
+        t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    return t.empty() ? 0.0 : 1e3 * t[t.size() / 2];
+}
+
+// ||a - b|| / ||b||, and whether every a is finite.
+double rel_l2(const float *a, const double *b, size_t n, int *finite) {
+    double num = 0, den = 0;
+    *finite = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) *finite = 0;
+        const double d = (double)a[i] - b[i];
+        num += d * d;
+        den += b[i] * b[i];
+    }
+    if (!*finite) return INFINITY;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+// host conversions (references)
+uint16_t f2bf(float f) { // round to nearest even
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+float bf2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+float e4m3_decode(uint8_t c) {
+    const int s = c >> 7, ex = (c >> 3) & 15, m = c & 7;
+    float v;
+    if (ex == 15 && m == 7) v = NAN;
+    else if (ex == 0) v = ldexpf((float)m, -9);
+    else v = ldexpf(1.0f + m / 8.0f, ex - 7);
+    return s ? -v : v;
+}
+uint8_t e4m3_encode(float x) { // nearest, ties to even code, saturating at 448
+    const float a = fminf(fabsf(x), 448.0f);
+    int lo = 0, hi = 126; // codes 0..126 are non-negative finite, increasing
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (e4m3_decode((uint8_t)mid) <= a) lo = mid; else hi = mid - 1;
+    }
+    int c = lo;
+    if (c < 126) {
+        const float d0 = a - e4m3_decode((uint8_t)c), d1 = e4m3_decode((uint8_t)(c + 1)) - a;
+        if (d1 < d0 || (d1 == d0 && (c & 1))) c++;
+    }
+    return (uint8_t)(c | (x < 0 ? 0x80 : 0));
+}
+
+const char *tname(uint32_t t) { const quant_traits *q = quant_traits_of(t); return q ? q->name : "?"; }
+
+const uint32_t kTypes[] = {QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1,
+                           QUANT_Q5_0, QUANT_Q5_1, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K, QUANT_MXFP4};
+
+uint16_t rand_f16(double lo, double hi) { return quant_f32_to_f16((float)(lo + (hi - lo) * C->rng.unit())); }
+
+// Random but valid GGUF rows (finite scales of realistic size, every code value).
+std::vector<uint8_t> gen_rows(uint32_t type, int rows, int cols) {
+    uint64_t rb = 0;
+    quant_row_bytes(type, cols, &rb);
+    std::vector<uint8_t> out((size_t)rb * rows);
+    rng_t &R = C->rng;
+    for (auto &b : out) b = (uint8_t)R.next();
+    const quant_traits *qt = quant_traits_of(type);
+    const size_t nblk = out.size() / qt->block_bytes;
+    for (size_t i = 0; i < nblk; i++) {
+        uint8_t *b = out.data() + i * qt->block_bytes;
+        uint16_t h;
+        switch (type) {
+        case QUANT_F32: { float v = (float)(0.1 * R.normal()); memcpy(b, &v, 4); break; }
+        case QUANT_F16: h = quant_f32_to_f16((float)(0.1 * R.normal())); memcpy(b, &h, 2); break;
+        case QUANT_BF16: h = f2bf((float)(0.1 * R.normal())); memcpy(b, &h, 2); break;
+        case QUANT_Q8_0: case QUANT_Q4_0: case QUANT_Q5_0:
+            h = rand_f16(0.002, 0.02); memcpy(b, &h, 2); break;
+        case QUANT_Q4_1: case QUANT_Q5_1:
+            h = rand_f16(0.002, 0.02); memcpy(b, &h, 2);
+            h = rand_f16(-0.05, 0.05); memcpy(b + 2, &h, 2); break;
+        case QUANT_Q4_K: case QUANT_Q5_K:
+            h = rand_f16(0.0005, 0.004); memcpy(b, &h, 2);
+            h = rand_f16(0.0005, 0.004); memcpy(b + 2, &h, 2); break;
+        case QUANT_Q6_K: h = rand_f16(0.0005, 0.004); memcpy(b + 208, &h, 2); break;
+        case QUANT_MXFP4: b[0] = (uint8_t)(118 + R.below(8)); break;
+        }
+    }
+    return out;
+}
+
+// The reference matrix (rows, cols) f32, via quant.c.
+std::vector<float> ref_dequant(uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
+    uint64_t rb = 0;
+    quant_row_bytes(type, cols, &rb);
+    std::vector<float> w((size_t)rows * cols);
+    for (int r = 0; r < rows; r++) quant_dequant_row(type, raw.data() + (size_t)r * rb, w.data() + (size_t)r * cols, cols);
+    return w;
+}
+
+// A device weight repacked from raw (in two chunks, to exercise row0).
+bool make_weight(cuda_weight *w, uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
+    w->type = type;
+    w->rows = rows;
+    w->cols = cols;
+    w->base = dalloc(cuda_weight_bytes(type, rows, cols));
+    void *draw = dup(raw);
+    if (!w->base || !draw) return false;
+    poison(w->base, cuda_weight_bytes(type, rows, cols));
+    uint64_t rb = 0;
+    quant_row_bytes(type, cols, &rb);
+    err e2 = {ERR_OK, {0}};
+    const int half = rows / 2;
+    if (cuda_weight_repack(w, draw, 0, half, C->st, &e2) ||
+        cuda_weight_repack(w, (const uint8_t *)draw + (size_t)half * rb, half, rows - half, C->st, &e2)) {
+        fprintf(C->f, "not ok - repack: %s\n", e2.msg);
+        C->fails++;
+        return false;
+    }
+    return true;
+}
+
+std::vector<float> randn(size_t n, double scale) {
+    std::vector<float> v(n);
+    for (auto &x : v) x = (float)(scale * C->rng.normal());
+    return v;
+}
+
+// ----------------------------------------------------------------------------- weights
+
+void test_dequant(uint32_t type, int rows, int cols) {
+    auto raw = gen_rows(type, rows, cols);
+    auto ref = ref_dequant(type, raw, rows, cols);
+    cuda_weight w;
+    if (!make_weight(&w, type, raw, rows, cols)) return;
+    const int n = rows + 3;
+    std::vector<int32_t> ids(n);
+    for (int i = 0; i < n; i++) ids[i] = C->rng.below(rows);
+    ids[0] = rows - 1;
+    const float scale = type == QUANT_F32 ? 1.0f : 25.29822f; // an embedding scale (sqrt 640)
+    int32_t *dids = dup(ids);
+    float *out = (float *)dalloc((size_t)n * cols * 4);
+    poison(out, (size_t)n * cols * 4);
+    double us = time_us([&] { err e2; cuda_weight_rows(&w, dids, n, scale, out, C->st, &e2); }, 5);
+    auto got = get(out, (size_t)n * cols);
+    size_t bad = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < cols; k++) {
+            const float want = ref[(size_t)ids[i] * cols + k] * scale; // quant.c then vec_scale
+            if (!(got[(size_t)i * cols + k] == want)) bad++;
+        }
+    char shape[64];
+    snprintf(shape, sizeof shape, "%s %dx%d", tname(type), rows, cols);
+    report("repack+dequant", shape, (double)bad, 0, us, 1, "(mismatching elements; bit-exact)");
+}
+
+// GEMV / GEMM against dequantize-then-float64.
+void test_matmul(uint32_t type, int N, int K, int T, int path, int exact, int accumulate, int time_reps,
+                 int check_tokens) {
+    auto raw = gen_rows(type, N, K);
+    auto W = ref_dequant(type, raw, N, K);
+    cuda_weight w;
+    if (!make_weight(&w, type, raw, N, K)) return;
+    auto x = randn((size_t)T * K, 1.0);
+    // a few large rows: the per-token power-of-two scaling must keep them exact
+    if (T > 2) for (int k = 0; k < K; k++) x[(size_t)1 * K + k] *= 3000.0f;
+    float *dx = dup(x);
+    const int forms = CUDA_MMIN_XP | CUDA_MMIN_F16 | CUDA_MMIN_BF16;
+    void *mbuf = dalloc(cuda_mmin_bytes(T, K, forms));
+    cuda_mmin m;
+    cuda_mmin_carve(&m, mbuf, T, K, forms);
+    std::vector<float> y0 = accumulate ? randn((size_t)T * N, 1.0) : std::vector<float>();
+    float *dy = (float *)dalloc((size_t)T * N * 4);
+    if (!dx || !mbuf || !dy) { report("matmul", "alloc", 1, 0, 0, 0); return; }
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = 1; a.w[0] = &w; a.y[0] = dy; a.ldy[0] = N; a.accumulate = accumulate; a.path = path; a.exact = exact;
+    if (accumulate) cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice);
+    else poison(dy, (size_t)T * N * 4);
+    if (cuda_matmul(&a, &m, C->st, &e2)) { fprintf(C->f, "not ok - matmul %s: %s\n", tname(type), e2.msg); C->fails++; return; }
+    cudaStreamSynchronize(C->st);
+    auto y = get(dy, (size_t)T * N);
+    double us = 0;
+    if (time_reps) {
+        a.accumulate = 0;
+        us = time_us([&] { err e3; cuda_matmul(&a, &m, C->st, &e3); }, time_reps);
+    }
+    // reference on check_tokens tokens (all when 0)
+    std::vector<int> toks;
+    if (!check_tokens || check_tokens >= T) for (int t = 0; t < T; t++) toks.push_back(t);
+    else { toks.push_back(0); toks.push_back(T - 1); while ((int)toks.size() < check_tokens) toks.push_back(C->rng.below(T)); }
+    // error relative to the size of the terms (sum |w x| per output): one output of a
+    // dot with cancellation must not look inaccurate
+    double num = 0, den = 0;
+    int fin = 1;
+    for (int t : toks)
+        for (int r = 0; r < N; r++) {
+            double s = 0, sa = 0;
+            const float *wr = W.data() + (size_t)r * K, *xr = x.data() + (size_t)t * K;
+            for (int k = 0; k < K; k++) { s += (double)wr[k] * xr[k]; sa += fabs((double)wr[k] * xr[k]); }
+            if (accumulate) { s += y0[(size_t)t * N + r]; sa += fabs(y0[(size_t)t * N + r]); }
+            const double d = y[(size_t)t * N + r] - s;
+            num += d * d;
+            den += sa * sa;
+        }
+    const double err_ = den > 0 ? sqrt(num / den) : sqrt(num);
+    // every output written (also the tokens not compared)
+    for (float v : y) if (!isfinite(v)) fin = 0;
+    char shape[64], note[64] = "";
+    snprintf(shape, sizeof shape, "%s N%d K%d T%d%s%s", tname(type), N, K, T, accumulate ? " +=" : "",
+             exact ? "" : " f16-in");
+    const bool gemv = path == CUDA_MM_FORCE_GEMV || type == QUANT_F32 || (path == CUDA_MM_AUTO && T == 1);
+    if (time_reps && us > 0) {
+        if (T <= 8) snprintf(note, sizeof note, "%.0f GB/s", (double)cuda_weight_bytes(type, N, K) / (us * 1e3));
+        else snprintf(note, sizeof note, "%.1f TFLOP/s", 2.0 * T * N * K / (us * 1e6));
+    }
+    report(gemv ? "gemv" : "gemm", shape, err_, exact ? 1e-5 : 3e-3, us, fin, note);
+}
+
+void test_matmul_multi() {
+    // three matrices in one launch (q/k/v), GEMV and GEMM
+    for (int T : {1, 7}) {
+        const int K = 256, Ns[3] = {128 + 5, 64 + 1, 64 + 1};
+        cuda_weight w[3];
+        std::vector<float> W[3];
+        float *dy[3];
+        for (int i = 0; i < 3; i++) {
+            auto raw = gen_rows(QUANT_Q8_0, Ns[i], K);
+            W[i] = ref_dequant(QUANT_Q8_0, raw, Ns[i], K);
+            if (!make_weight(&w[i], QUANT_Q8_0, raw, Ns[i], K)) return;
+            dy[i] = (float *)dalloc((size_t)T * (Ns[i] + 3) * 4);
+            poison(dy[i], (size_t)T * (Ns[i] + 3) * 4);
+        }
+        auto x = randn((size_t)T * K, 1.0);
+        float *dx = dup(x);
+        const int forms = CUDA_MMIN_XP | CUDA_MMIN_F16;
+        cuda_mmin m;
+        cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+        err e2 = {ERR_OK, {0}};
+        cuda_mmin_prepare(dx, K, &m, T, C->st, &e2);
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.n = 3;
+        a.exact = 1;
+        for (int i = 0; i < 3; i++) { a.w[i] = &w[i]; a.y[i] = dy[i]; a.ldy[i] = Ns[i] + 3; }
+        const int rc = cuda_matmul(&a, &m, C->st, &e2);
+        cudaStreamSynchronize(C->st);
+        std::vector<double> ref;
+        std::vector<float> got;
+        for (int i = 0; i < 3; i++) {
+            auto y = get(dy[i], (size_t)T * (Ns[i] + 3));
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < Ns[i]; r++) {
+                    double s = 0;
+                    for (int k = 0; k < K; k++) s += (double)W[i][(size_t)r * K + k] * x[(size_t)t * K + k];
+                    ref.push_back(s);
+                    got.push_back(y[(size_t)t * (Ns[i] + 3) + r]);
+                }
+        }
+        int fin;
+        const double er = rel_l2(got.data(), ref.data(), ref.size(), &fin);
+        char shape[64];
+        snprintf(shape, sizeof shape, "Q8_0 x3 (133/65/65 rows, ldy+3) K256 T%d", T);
+        report(T == 1 ? "gemv-multi" : "gemm-multi", shape, er, 1e-5, 0, fin && rc == 0);
+        dfree_all();
+    }
+}
+
+// ----------------------------------------------------------------------------- layer ops
+
+void test_resid_norm(int n, int dim, int with_o, int with_post, int gather) {
+    const int rows_total = gather ? n + 5 : n;
+    auto x = randn((size_t)rows_total * dim, 2.0), o = randn((size_t)rows_total * dim, 1.0);
+    auto pw = randn(dim, 0.3), nw = randn(dim, 0.3);
+    for (auto &v : pw) v += 1.0f;
+    for (auto &v : nw) v += 1.0f;
+    std::vector<int32_t> rows(n);
+    for (int i = 0; i < n; i++) rows[i] = gather ? (i * 7 + 3) % rows_total : i;
+    if (gather) { std::sort(rows.begin(), rows.end()); rows.erase(std::unique(rows.begin(), rows.end()), rows.end()); n = (int)rows.size(); }
+    float *dx = dup(x), *d_o = dup(o), *dpw = dup(pw), *dnw = dup(nw);
+    int32_t *drows = dup(rows);
+    float *xout = (float *)dalloc((size_t)n * dim * 4);
+    poison(xout, (size_t)n * dim * 4);
+    const int K = dim;
+    const bool mm = K % 128 == 0;
+    cuda_mmin m;
+    memset(&m, 0, sizeof m);
+    if (mm) {
+        cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(n, K, CUDA_MMIN_XP | CUDA_MMIN_F16)), n, K, CUDA_MMIN_XP | CUDA_MMIN_F16);
+        poison(m.xp, (size_t)n * K * 4);
+    }
+    cuda_resid_args a;
+    memset(&a, 0, sizeof a);
+    a.x = dx; a.o = with_o ? d_o : NULL; a.post_w = with_post ? dpw : NULL; a.norm_w = dnw;
+    a.rows = gather ? drows : NULL; a.n = n; a.dim = dim; a.eps = 1e-6f; a.out = mm ? &m : NULL; a.xout = xout;
+    err e2 = {ERR_OK, {0}};
+    const int rc = cuda_resid_norm(&a, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    auto gx = get(dx, x.size()), go = get(xout, (size_t)n * dim);
+    std::vector<float> gxp = mm ? get(m.xp, (size_t)n * K) : std::vector<float>();
+    std::vector<double> rx, ro;
+    std::vector<float> gotx, goto_, gotp;
+    for (int i = 0; i < n; i++) {
+        const int r = rows[i];
+        std::vector<double> xr(dim);
+        for (int k = 0; k < dim; k++) xr[k] = x[(size_t)r * dim + k];
+        if (with_o) {
+            double ss = 0;
+            for (int k = 0; k < dim; k++) ss += (double)o[(size_t)r * dim + k] * o[(size_t)r * dim + k];
+            const double ror = 1.0 / sqrt(ss / dim + 1e-6);
+            for (int k = 0; k < dim; k++) xr[k] += with_post ? o[(size_t)r * dim + k] * ror * pw[k] : o[(size_t)r * dim + k];
+        }
+        double ss = 0;
+        for (int k = 0; k < dim; k++) ss += xr[k] * xr[k];
+        const double rr = 1.0 / sqrt(ss / dim + 1e-6);
+        for (int k = 0; k < dim; k++) {
+            rx.push_back(xr[k]);
+            gotx.push_back(gx[(size_t)r * dim + k]);
+            ro.push_back(xr[k] * rr * nw[k]);
+            goto_.push_back(go[(size_t)i * dim + k]);
+            if (mm) gotp.push_back(gxp[(size_t)i * K + (k & ~63) + inv_perm64(k & 63)]);
+        }
+    }
+    int f1, f2, f3 = 1;
+    double er = std::max(rel_l2(gotx.data(), rx.data(), rx.size(), &f1), rel_l2(goto_.data(), ro.data(), ro.size(), &f2));
+    if (mm) er = std::max(er, rel_l2(gotp.data(), ro.data(), ro.size(), &f3));
+    char shape[64];
+    snprintf(shape, sizeof shape, "n%d dim%d%s%s%s", n, dim, with_o ? " +o" : "", with_post ? " post" : "", gather ? " rows" : "");
+    double us = time_us([&] { err e3; cuda_resid_norm(&a, C->st, &e3); }, 5);
+    report("resid_norm", shape, er, 1e-5, us, rc == 0 && f1 && f2 && f3);
+}
+
+void test_act(int T, int ffn, int act) {
+    auto g = randn((size_t)T * ffn, 2.0), u = randn((size_t)T * ffn, 1.0);
+    float *dg = dup(g), *du = dup(u);
+    cuda_mmin m;
+    const int forms = CUDA_MMIN_XP | CUDA_MMIN_F16;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, ffn, forms)), T, ffn, forms);
+    poison(m.xp, (size_t)T * ffn * 4);
+    err e2 = {ERR_OK, {0}};
+    const int rc = cuda_act_mm(dg, du, ffn, T, ffn, act, &m, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    auto xp = get(m.xp, (size_t)T * ffn);
+    auto hi = get(m.hi, (size_t)T * ffn), lo = get(m.lo, (size_t)T * ffn);
+    auto ts = get(m.tscale, T);
+    std::vector<double> ref;
+    std::vector<float> got, got2;
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < ffn; k++) {
+            const double gv = g[(size_t)t * ffn + k];
+            const double a = act == CUDA_ACT_GELU_TANH ? 0.5 * gv * (1 + tanh(0.7978845608028654 * (gv + 0.044715 * gv * gv * gv)))
+                                                       : gv / (1 + exp(-gv));
+            ref.push_back(a * u[(size_t)t * ffn + k]);
+            const size_t at = (size_t)t * ffn + (k & ~63) + inv_perm64(k & 63);
+            got.push_back(xp[at]);
+            got2.push_back((quant_f16_to_f32(hi[at]) + quant_f16_to_f32(lo[at])) * ts[t]);
+        }
+    int f1, f2;
+    const double er = std::max(rel_l2(got.data(), ref.data(), ref.size(), &f1), rel_l2(got2.data(), ref.data(), ref.size(), &f2));
+    char shape[64];
+    snprintf(shape, sizeof shape, "T%d ffn%d %s (xp, hi+lo)", T, ffn, act == CUDA_ACT_GELU_TANH ? "gelu_tanh" : "silu");
+    double us = time_us([&] { err e3; cuda_act_mm(dg, du, ffn, T, ffn, act, &m, C->st, &e3); }, 5);
+    report("act_mm", shape, er, 1e-5, us, rc == 0 && f1 && f2);
+}
+
+// Inverse frequencies of one RoPE (what the engine computes from model_rope): plain base,
+// linear scaling, YaRN ramp (with its mscale), llama3 per-dimension divisors.
+void rope_table(int variant, int n_rot, float base, std::vector<float> &inv, float &mscale) {
+    const int half = n_rot / 2;
+    inv.resize(half);
+    mscale = 1.0f;
+    const float factor = 4.0f;
+    float lo = 0, hi = 0;
+    if (variant == 2) {
+        auto corr = [&](float nr) { return (float)n_rot * logf(1024.0f / (nr * 2.0f * (float)M_PI)) / (2.0f * logf(base)); };
+        lo = fmaxf(0.0f, floorf(corr(32.0f)));
+        hi = fminf((float)(n_rot - 1), ceilf(corr(1.0f)));
+        mscale = 0.1f * logf(factor) + 1.0f;
+    }
+    for (int i = 0; i < half; i++) {
+        float f = 1.0f / powf(base, (float)(2 * i) / (float)n_rot);
+        if (variant == 1) f /= factor;
+        if (variant == 2) {
+            float ramp = (hi - lo) < 0.001f ? 0.0f : ((float)i - lo) / (hi - lo);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            f = f / factor * ramp + f * (1.0f - ramp);
+        }
+        if (variant == 3) f /= 1.0f + 3.0f * (float)i / (float)half; // freq factors in [1, 4)
+        inv[i] = f;
+    }
+}
+
+void test_qkv(int T, int n_head, int n_kv, int D, int n_rot, int neox, int variant, int kv_type, int norms, int bias) {
+    const int kvb = 16;
+    // sequences of random lengths; token t -> (seq, pos) distinct
+    const int nseq = 3;
+    std::vector<int32_t> pos(T), seq(T);
+    std::vector<int> len(nseq, 0);
+    for (int t = 0; t < T; t++) { seq[t] = t % nseq; pos[t] = len[seq[t]]++ * 3 + (t % 2); }
+    int maxpos = 0;
+    for (int t = 0; t < T; t++) maxpos = std::max(maxpos, pos[t]);
+    const int max_blocks = maxpos / kvb + 1, n_blocks = nseq * max_blocks + 3;
+    std::vector<int32_t> perm(n_blocks);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) std::swap(perm[i], perm[C->rng.below(i + 1)]);
+    std::vector<int32_t> bt((size_t)nseq * max_blocks);
+    for (size_t i = 0; i < bt.size(); i++) bt[i] = perm[i];
+    auto q = randn((size_t)T * n_head * D, 1.0), k = randn((size_t)T * n_kv * D, 1.0), v = randn((size_t)T * n_kv * D, 1.0);
+    auto bq = randn((size_t)n_head * D, 0.5), bk = randn((size_t)n_kv * D, 0.5), bv = randn((size_t)n_kv * D, 0.5);
+    auto qn = randn(D, 0.2), kn = randn(D, 0.2);
+    for (auto &x : qn) x += 1.0f;
+    for (auto &x : kn) x += 1.0f;
+    std::vector<float> inv;
+    float msc;
+    rope_table(variant, n_rot, 10000.0f, inv, msc);
+    const int esz = kv_type == CUDA_KV_F32 ? 4 : (kv_type == CUDA_KV_F16 || kv_type == CUDA_KV_BF16) ? 2 : 1;
+    const size_t cache_elems = (size_t)n_blocks * n_kv * kvb * D;
+    void *kc = dalloc(cache_elems * esz), *vc = dalloc(cache_elems * esz);
+    float *ks = (float *)dalloc((size_t)n_blocks * n_kv * kvb * 4), *vs = (float *)dalloc((size_t)n_blocks * n_kv * kvb * 4);
+    poison(kc, cache_elems * esz); poison(vc, cache_elems * esz);
+    float *dq = dup(q), *dk = dup(k), *dv = dup(v);
+    cuda_qkv_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dq; a.k = dk; a.v = dv; a.ldq = n_head * D; a.ldk = a.ldv = n_kv * D;
+    if (bias) { a.bq = dup(bq); a.bk = dup(bk); a.bv = dup(bv); }
+    if (norms) { a.q_norm = dup(qn); a.k_norm = dup(kn); }
+    a.eps = 1e-6f; a.inv_freq = dup(inv); a.n_rot = n_rot; a.neox = neox; a.mscale = msc;
+    a.n_head = n_head; a.n_kv = n_kv; a.head_dim = D;
+    a.kv.k = kc; a.kv.v = vc; a.kv.k_scale = ks; a.kv.v_scale = vs; a.kv_type = kv_type; a.kv_block = kvb;
+    cuda_tokens tk = {dup(pos), dup(seq), dup(bt), max_blocks, T};
+    err e2 = {ERR_OK, {0}};
+    const int rc = cuda_qkv_rope_store(&a, &tk, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    auto gq = get(dq, q.size());
+    std::vector<uint8_t> gk = get((uint8_t *)kc, cache_elems * esz), gv = get((uint8_t *)vc, cache_elems * esz);
+    auto gks = get(ks, (size_t)n_blocks * n_kv * kvb), gvs = get(vs, (size_t)n_blocks * n_kv * kvb);
+    auto dec = [&](const std::vector<uint8_t> &cb, const std::vector<float> &sc, size_t i) -> float {
+        switch (kv_type) {
+        case CUDA_KV_F32: { float f; memcpy(&f, &cb[i * 4], 4); return f; }
+        case CUDA_KV_F16: { uint16_t h; memcpy(&h, &cb[i * 2], 2); return quant_f16_to_f32(h); }
+        case CUDA_KV_BF16: { uint16_t h; memcpy(&h, &cb[i * 2], 2); return bf2f(h); }
+        case CUDA_KV_Q8: return (float)(int8_t)cb[i] * sc[i / D];
+        default: return e4m3_decode(cb[i]) * sc[i / D];
+        }
+    };
+    std::vector<double> rq, rkv;
+    std::vector<float> gotq, gotkv;
+    for (int t = 0; t < T; t++) {
+        for (int h = 0; h < n_head + 2 * n_kv; h++) {
+            const int kind = h < n_head ? 0 : h < n_head + n_kv ? 1 : 2;
+            const int hh = kind == 0 ? h : kind == 1 ? h - n_head : h - n_head - n_kv;
+            const float *src = kind == 0 ? &q[((size_t)t * n_head + hh) * D] : kind == 1 ? &k[((size_t)t * n_kv + hh) * D] : &v[((size_t)t * n_kv + hh) * D];
+            const float *b = kind == 0 ? &bq[(size_t)hh * D] : kind == 1 ? &bk[(size_t)hh * D] : &bv[(size_t)hh * D];
+            std::vector<double> x(D);
+            for (int d = 0; d < D; d++) x[d] = (double)src[d] + (bias ? b[d] : 0.0);
+            if (norms && kind < 2) {
+                double ss = 0;
+                for (int d = 0; d < D; d++) ss += x[d] * x[d];
+                const double r = 1.0 / sqrt(ss / D + 1e-6);
+                for (int d = 0; d < D; d++) x[d] = x[d] * r * (kind == 0 ? qn[d] : kn[d]);
+            }
+            if (kind < 2)
+                for (int i = 0; i < n_rot / 2; i++) {
+                    const double th = (double)(float)((float)pos[t] * inv[i]);
+                    const double cs = cos(th) * msc, sn = sin(th) * msc;
+                    const int ia = neox ? i : 2 * i, ib = neox ? i + n_rot / 2 : 2 * i + 1;
+                    const double x0 = x[ia], x1 = x[ib];
+                    x[ia] = x0 * cs - x1 * sn;
+                    x[ib] = x0 * sn + x1 * cs;
+                }
+            if (kind == 0) {
+                for (int d = 0; d < D; d++) { rq.push_back(x[d]); gotq.push_back(gq[((size_t)t * n_head + hh) * D + d]); }
+            } else {
+                const int blk = bt[(size_t)seq[t] * max_blocks + pos[t] / kvb];
+                const size_t row = ((size_t)blk * n_kv + hh) * kvb + pos[t] % kvb;
+                for (int d = 0; d < D; d++) {
+                    rkv.push_back(x[d]);
+                    gotkv.push_back(dec(kind == 1 ? gk : gv, kind == 1 ? gks : gvs, row * D + d));
+                }
+            }
+        }
+    }
+    int f1, f2;
+    const double eq = rel_l2(gotq.data(), rq.data(), rq.size(), &f1);
+    const double ekv = rel_l2(gotkv.data(), rkv.data(), rkv.size(), &f2);
+    const double tol_kv = kv_type == CUDA_KV_F32 ? 1e-5 : kv_type == CUDA_KV_F16 ? 1e-3 : kv_type == CUDA_KV_BF16 ? 8e-3
+                          : kv_type == CUDA_KV_Q8 ? 1.5e-2 : 6e-2;
+    static const char *vn[] = {"plain", "linear", "yarn", "llama3"};
+    static const char *kn_[] = {"f32", "f16", "q8", "bf16", "fp8"};
+    char shape[64];
+    snprintf(shape, sizeof shape, "T%d h%d/%d d%d rot%d %s %s kv %s%s%s", T, n_head, n_kv, D, n_rot, neox ? "neox" : "norm",
+             vn[variant], kn_[kv_type], norms ? " qknorm" : "", bias ? " bias" : "");
+    double us = time_us([&] { err e3; cuda_qkv_rope_store(&a, &tk, C->st, &e3); }, 5);
+    // q error and cache error (the cache tolerance is the storage type's rounding)
+    report("qkv_rope_store", shape, std::max(eq / 1e-5, ekv / tol_kv) * 1e-5, 1e-5, us, rc == 0 && f1 && f2,
+           "(err scaled: q tol 1e-5, cache tol by type)");
+}
+
+void test_softcap(int n, int V) {
+    auto l = randn((size_t)n * V, 20.0);
+    float *dl = dup(l);
+    err e2 = {ERR_OK, {0}};
+    const int rc = cuda_softcap(dl, V, n, V, 30.0f, C->st, &e2);
+    auto g = get(dl, l.size());
+    std::vector<double> ref(l.size());
+    for (size_t i = 0; i < l.size(); i++) ref[i] = 30.0 * tanh(l[i] / 30.0);
+    int fin;
+    const double er = rel_l2(g.data(), ref.data(), ref.size(), &fin);
+    char shape[64];
+    snprintf(shape, sizeof shape, "n%d vocab%d cap30", n, V);
+    report("softcap", shape, er, 1e-6, 0, rc == 0 && fin);
+}
+
+// ----------------------------------------------------------------------------- attention
+
+struct attn_case {
+    int n_head, n_kv, D, kv_type, window, sinks, n_split;
+    std::vector<int> n, pos0; // per sequence: new tokens, position of the first
+    int check;                // query tokens compared per sequence (0 = all)
+};
+
+void test_attn(const attn_case &c) {
+    const int kvb = 16, nseq = (int)c.n.size(), H = c.n_head, HK = c.n_kv, D = c.D, G = H / HK;
+    int T = 0, max_blocks = 0;
+    std::vector<int> t0(nseq);
+    for (int s = 0; s < nseq; s++) { t0[s] = T; T += c.n[s]; max_blocks = std::max(max_blocks, (c.pos0[s] + c.n[s] + kvb - 1) / kvb); }
+    const int n_blocks = nseq * max_blocks + 2;
+    std::vector<int32_t> perm(n_blocks);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) std::swap(perm[i], perm[C->rng.below(i + 1)]);
+    std::vector<int32_t> bt((size_t)nseq * max_blocks);
+    for (size_t i = 0; i < bt.size(); i++) bt[i] = perm[i];
+    const int esz = c.kv_type == CUDA_KV_F32 ? 4 : (c.kv_type == CUDA_KV_F16 || c.kv_type == CUDA_KV_BF16) ? 2 : 1;
+    const size_t rows = (size_t)n_blocks * HK * kvb, elems = rows * D;
+    std::vector<uint8_t> kb(elems * esz, 0), vb(elems * esz, 0);
+    std::vector<float> ksc(rows, 1.0f), vsc(rows, 1.0f);
+    std::vector<float> kval(elems, 0.0f), vval(elems, 0.0f); // decoded reference values
+    auto store = [&](std::vector<uint8_t> &cb, std::vector<float> &sc, std::vector<float> &val, size_t row, const float *x) {
+        float amax = 0;
+        for (int d = 0; d < D; d++) amax = fmaxf(amax, fabsf(x[d]));
+        const float qm = c.kv_type == CUDA_KV_Q8 ? 127.0f : 448.0f;
+        const float scale = amax / qm, inv = amax > 0 ? qm / amax : 0;
+        if (c.kv_type == CUDA_KV_Q8 || c.kv_type == CUDA_KV_FP8) sc[row] = scale;
+        for (int d = 0; d < D; d++) {
+            const size_t i = row * D + d;
+            switch (c.kv_type) {
+            case CUDA_KV_F32: memcpy(&cb[i * 4], &x[d], 4); val[i] = x[d]; break;
+            case CUDA_KV_F16: { uint16_t h = quant_f32_to_f16(x[d]); memcpy(&cb[i * 2], &h, 2); val[i] = quant_f16_to_f32(h); break; }
+            case CUDA_KV_BF16: { uint16_t h = f2bf(x[d]); memcpy(&cb[i * 2], &h, 2); val[i] = bf2f(h); break; }
+            case CUDA_KV_Q8: { int8_t q8 = (int8_t)lrintf(x[d] * inv); cb[i] = (uint8_t)q8; val[i] = (float)q8 * scale; break; }
+            default: { uint8_t f8 = e4m3_encode(x[d] * inv); cb[i] = f8; val[i] = e4m3_decode(f8) * scale; break; }
+            }
+        }
+    };
+    std::vector<float> tmp(D);
+    for (int s = 0; s < nseq; s++)
+        for (int p = 0; p < c.pos0[s] + c.n[s]; p++)
+            for (int h = 0; h < HK; h++) {
+                const size_t row = ((size_t)bt[(size_t)s * max_blocks + p / kvb] * HK + h) * kvb + p % kvb;
+                for (int d = 0; d < D; d++) tmp[d] = (float)C->rng.normal();
+                store(kb, ksc, kval, row, tmp.data());
+                for (int d = 0; d < D; d++) tmp[d] = (float)C->rng.normal();
+                store(vb, vsc, vval, row, tmp.data());
+            }
+    auto q = randn((size_t)T * H * D, 1.0);
+    auto sinks = randn(H, 1.0);
+    const float scale = 1.0f / sqrtf((float)D);
+    const int QT = cuda_attn_tile_tokens(G);
+    std::vector<cuda_attn_tile> tiles;
+    for (int s = 0; s < nseq; s++)
+        for (int i = 0; i < c.n[s]; i += QT) tiles.push_back({s, t0[s] + i, std::min(QT, c.n[s] - i), c.pos0[s] + i});
+    cuda_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dup(q);
+    a.out = (float *)dalloc((size_t)T * H * D * 4);
+    poison(a.out, (size_t)T * H * D * 4);
+    a.ldq = a.ldo = H * D;
+    a.kv.k = dup(kb); a.kv.v = dup(vb); a.kv.k_scale = dup(ksc); a.kv.v_scale = dup(vsc);
+    a.kv_type = c.kv_type; a.kv_block = kvb;
+    a.block_tables = dup(bt); a.max_blocks = max_blocks;
+    a.tiles = dup(tiles); a.n_tiles = (int)tiles.size();
+    a.n_head = H; a.n_kv = HK; a.head_dim = D; a.scale = scale; a.window = c.window;
+    a.sinks = c.sinks ? dup(sinks) : NULL;
+    a.n_split = c.n_split;
+    a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes(a.n_tiles, H, HK, D, c.n_split)) : NULL;
+    err e2 = {ERR_OK, {0}};
+    const int rc = cuda_attention(&a, C->st, &e2);
+    if (rc) fprintf(C->f, "# attention: %s\n", e2.msg);
+    cudaStreamSynchronize(C->st);
+    auto out = get(a.out, (size_t)T * H * D);
+    int fin = 1;
+    for (float v : out) if (!isfinite(v)) fin = 0;
+    std::vector<double> ref;
+    std::vector<float> got;
+    std::vector<double> sc;
+    for (int s = 0; s < nseq; s++) {
+        std::vector<int> toks;
+        if (!c.check || c.check >= c.n[s]) for (int i = 0; i < c.n[s]; i++) toks.push_back(i);
+        else { toks.push_back(0); toks.push_back(c.n[s] - 1); while ((int)toks.size() < c.check) toks.push_back(C->rng.below(c.n[s])); }
+        for (int i : toks) {
+            const int pos = c.pos0[s] + i;
+            const int first = c.window > 0 ? std::max(0, pos - c.window + 1) : 0;
+            for (int h = 0; h < H; h++) {
+                const int hk = h / G;
+                const float *qh = &q[((size_t)(t0[s] + i) * H + h) * D];
+                sc.assign(pos - first + 1, 0.0);
+                double mx = -INFINITY;
+                for (int p = first; p <= pos; p++) {
+                    const size_t row = ((size_t)bt[(size_t)s * max_blocks + p / kvb] * HK + hk) * kvb + p % kvb;
+                    double d = 0;
+                    for (int k = 0; k < D; k++) d += (double)qh[k] * kval[row * D + k];
+                    sc[p - first] = d * scale;
+                    mx = std::max(mx, sc[p - first]);
+                }
+                if (c.sinks) mx = std::max(mx, (double)sinks[h]);
+                double l = c.sinks ? exp(sinks[h] - mx) : 0.0;
+                std::vector<double> o(D, 0.0);
+                for (int p = first; p <= pos; p++) {
+                    const double w = exp(sc[p - first] - mx);
+                    l += w;
+                    const size_t row = ((size_t)bt[(size_t)s * max_blocks + p / kvb] * HK + hk) * kvb + p % kvb;
+                    for (int k = 0; k < D; k++) o[k] += w * vval[row * D + k];
+                }
+                for (int k = 0; k < D; k++) {
+                    ref.push_back(o[k] / l);
+                    got.push_back(out[((size_t)(t0[s] + i) * H + h) * D + k]);
+                }
+            }
+        }
+    }
+    int f2;
+    const double er = rel_l2(got.data(), ref.data(), ref.size(), &f2);
+    static const char *kn_[] = {"f32", "f16", "q8", "bf16", "fp8"};
+    char shape[64];
+    int ctx = 0;
+    for (int s = 0; s < nseq; s++) ctx = std::max(ctx, c.pos0[s] + c.n[s]);
+    snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s split%d", nseq, T, ctx, H, HK, D, kn_[c.kv_type],
+             c.window ? " win" : "", c.sinks ? " sinks" : "", c.n_split);
+    double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
+    report("attention", shape, er, 2e-5, us, rc == 0 && fin && f2);
+}
+
+// ----------------------------------------------------------------------------- sampling
+
+struct smp_ref {
+    int token;
+    bool near; // the draw fell within 1e-6 of a boundary: either neighbour is acceptable
+    int alt;
+};
+
+// The semantics of cuda_kern.h / sampler.c, in float64 with a full sort.
+smp_ref sample_ref(const float *raw, int V, const cuda_sample_row &R, const uint32_t *cnt, const uint32_t *mask,
+                   const int32_t *bid, const float *bval) {
+    std::vector<float> l(raw, raw + V);
+    for (int b = 0; b < R.n_bias; b++) if (bid[b] >= 0 && bid[b] < V) l[bid[b]] += bval[b];
+    for (int i = 0; i < V; i++) {
+        float v = l[i];
+        if (isnan(v)) v = -INFINITY;
+        if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) v = -INFINITY;
+        if (cnt && cnt[i]) {
+            if (R.rep_pen != 1.0f) v = v > 0 ? v / R.rep_pen : v * R.rep_pen;
+            v -= R.freq_pen * (float)cnt[i] + R.pres_pen;
+        }
+        l[i] = v;
+    }
+    smp_ref res = {0, false, -1};
+    int best = 0;
+    for (int i = 1; i < V; i++) if (l[i] > l[best]) best = i;
+    if (R.temperature <= 0 || l[best] == -INFINITY) { res.token = best; return res; }
+    std::vector<int> idx(V);
+    for (int i = 0; i < V; i++) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] != l[b] ? l[a] > l[b] : a < b; });
+    // candidates as sampler.c takes them: top-k, else the top m for m = 256, 1024, ...
+    // until they hold top_p of the mass (or all but 1e-6 of it)
+    const double mx = l[idx[0]];
+    auto pr = [&](int i) { return exp(((double)l[idx[i]] - mx) / R.temperature); };
+    int keep = R.top_k > 0 && R.top_k < V ? R.top_k : std::min(V, 256);
+    if (!(R.top_k > 0)) {
+        double all = 0;
+        for (int i = 0; i < V; i++) all += pr(i);
+        for (;;) {
+            if (keep == V) break;
+            double in = 0;
+            for (int i = 0; i < keep; i++) in += pr(i);
+            if (R.top_p < 1.0f ? in >= R.top_p * all : (all - in) <= 1e-6 * all) break;
+            keep = keep * 4 < V ? keep * 4 : V;
+        }
+    }
+    std::vector<double> p(keep);
+    double mu = 0;
+    for (int i = 0; i < keep; i++) { p[i] = pr(i); mu += p[i]; }
+    if (R.top_p < 1.0f) {
+        double acc = 0;
+        for (int i = 0; i < keep; i++) { acc += p[i]; if (acc >= R.top_p * mu) { keep = i + 1; break; } }
+    }
+    if (R.min_p > 0) { int k2 = 1; while (k2 < keep && p[k2] >= R.min_p * p[0]) k2++; keep = k2; }
+    double tot = 0;
+    for (int i = 0; i < keep; i++) tot += p[i];
+    const double r = R.u * tot;
+    double acc = 0;
+    res.token = idx[keep - 1];
+    for (int i = 0; i < keep; i++) {
+        acc += p[i];
+        if (r < acc) {
+            res.token = idx[i];
+            if (acc - r < 1e-6 * tot && i + 1 < keep) { res.near = true; res.alt = idx[i + 1]; }
+            if (r - (acc - p[i]) < 1e-6 * tot && i > 0) { res.near = true; res.alt = idx[i - 1]; }
+            break;
+        }
+    }
+    return res;
+}
+
+void test_sample(int V, int ties) {
+    const int n = 9;
+    std::vector<float> logits((size_t)n * V);
+    for (auto &x : logits) {
+        x = (float)(3.0 * C->rng.normal());
+        if (ties) x = roundf(x * 2.0f) / 2.0f;
+    }
+    logits[5] = NAN;
+    std::vector<uint32_t> counts((size_t)n * V, 0);
+    std::vector<int32_t> acc_slot, acc_tok;
+    for (int i = 0; i < 300; i++) { acc_slot.push_back(C->rng.below(n)); acc_tok.push_back(C->rng.below(V)); }
+    // the top tokens of each row get a history too, so penalties change the choice
+    for (int r = 0; r < n; r++) {
+        int best = 0;
+        for (int i = 1; i < V; i++) if (logits[(size_t)r * V + i] > logits[(size_t)r * V + best]) best = i;
+        acc_slot.push_back(r); acc_tok.push_back(best);
+        acc_slot.push_back(r); acc_tok.push_back(best);
+    }
+    for (size_t i = 0; i < acc_slot.size(); i++) counts[(size_t)acc_slot[i] * V + acc_tok[i]]++;
+    const int words = (V + 31) / 32;
+    std::vector<uint32_t> masks((size_t)words);
+    for (auto &m : masks) m = (uint32_t)C->rng.next();
+    std::vector<int32_t> bid;
+    std::vector<float> bval;
+    for (int i = 0; i < 12; i++) { bid.push_back(C->rng.below(V)); bval.push_back((float)(4.0 * C->rng.normal())); }
+    std::vector<cuda_sample_row> rows(n);
+    for (int r = 0; r < n; r++) {
+        cuda_sample_row &R = rows[r];
+        memset(&R, 0, sizeof R);
+        R.logits_row = r; R.slot = r; R.temperature = 0; R.top_p = 1; R.min_p = 0; R.rep_pen = 1;
+        R.u = (float)C->rng.unit(); R.mask_off = -1; R.n_top = 0;
+    }
+    rows[1].rep_pen = 1.3f; rows[1].freq_pen = 0.5f; rows[1].pres_pen = 0.7f; rows[1].mask_off = 0;
+    rows[1].bias_off = 0; rows[1].n_bias = 12; rows[1].n_top = 20;
+    rows[2].temperature = 0.7f; rows[2].top_k = 40; rows[2].n_top = 5;
+    rows[3].temperature = 1.0f; rows[3].top_p = 0.9f;
+    rows[4].temperature = 1.3f; rows[4].min_p = 0.05f;
+    rows[5].temperature = 0.8f; rows[5].top_k = 100; rows[5].top_p = 0.95f; rows[5].min_p = 0.02f; rows[5].rep_pen = 1.1f;
+    rows[5].freq_pen = 0.2f; rows[5].n_top = 20;
+    rows[6].temperature = 1.0f; // the whole distribution
+    rows[7].temperature = 0.5f; rows[7].top_k = 5; rows[7].mask_off = 0; rows[7].bias_off = 0; rows[7].n_bias = 12;
+    rows[8].temperature = 2.0f; rows[8].top_p = 0.5f; rows[8].n_top = 20; rows[8].pres_pen = -1.0f;
+    cuda_sample_args a;
+    memset(&a, 0, sizeof a);
+    a.logits = dup(logits); a.ld = V; a.n_vocab = V; a.rows = dup(rows); a.n = n;
+    uint32_t *dcounts = (uint32_t *)dalloc(counts.size() * 4);
+    cudaMemset(dcounts, 0, counts.size() * 4);
+    err e2 = {ERR_OK, {0}};
+    int rc = cuda_counts_add(dcounts, V, dup(acc_slot), dup(acc_tok), (int)acc_slot.size(), C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    const bool counts_ok = get(dcounts, counts.size()) == counts;
+    a.counts = dcounts; a.masks = dup(masks); a.bias_ids = dup(bid); a.bias_vals = dup(bval);
+    a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
+    a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
+    poison(a.out, n * sizeof(cuda_sample_out));
+    rc |= cuda_sample(&a, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    auto out = get(a.out, n);
+    double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 5);
+    int bad = 0, near = 0;
+    double lp_err = 0;
+    for (int r = 0; r < n; r++) {
+        const cuda_sample_row &R = rows[r];
+        const float *raw = &logits[(size_t)r * V];
+        smp_ref ref = sample_ref(raw, V, R, &counts[(size_t)r * V], R.mask_off >= 0 ? masks.data() : NULL,
+                                 bid.data() + R.bias_off, bval.data() + R.bias_off);
+        if (out[r].token != ref.token) {
+            if (ref.near && out[r].token == ref.alt) near++;
+            else { bad++; fprintf(C->f, "# sample row %d: got %d want %d\n", r, out[r].token, ref.token); }
+        }
+        // logprobs: log-softmax of raw (NaN -> -inf)
+        double mx = -INFINITY, se = 0;
+        for (int i = 0; i < V; i++) if (!isnan(raw[i])) mx = std::max(mx, (double)raw[i]);
+        for (int i = 0; i < V; i++) if (!isnan(raw[i])) se += exp(raw[i] - mx);
+        const double lse = mx + log(se);
+        const int tk = out[r].token >= 0 && out[r].token < V ? out[r].token : 0;
+        const double want_lp = isnan(raw[tk]) ? -INFINITY : raw[tk] - lse;
+        if (isfinite(want_lp)) lp_err = std::max(lp_err, fabs(out[r].logprob - want_lp));
+        if (R.n_top) {
+            std::vector<int> idx(V);
+            for (int i = 0; i < V; i++) idx[i] = i;
+            auto key = [&](int i) { return isnan(raw[i]) ? -INFINITY : raw[i]; };
+            std::partial_sort(idx.begin(), idx.begin() + R.n_top, idx.end(),
+                              [&](int x, int y) { return key(x) != key(y) ? key(x) > key(y) : x < y; });
+            if (out[r].n_top != R.n_top) { bad++; fprintf(C->f, "# sample row %d: %d top\n", r, out[r].n_top); }
+            for (int k = 0; k < std::min(R.n_top, out[r].n_top); k++) {
+                if (out[r].top_ids[k] != idx[k]) { bad++; fprintf(C->f, "# sample row %d top %d: %d vs %d\n", r, k, out[r].top_ids[k], idx[k]); break; }
+                lp_err = std::max(lp_err, fabs(out[r].top_logprobs[k] - (key(idx[k]) - lse)));
+            }
+        }
+    }
+    char shape[64], note[64];
+    snprintf(shape, sizeof shape, "%d rows vocab%d%s", n, V, ties ? " ties" : "");
+    snprintf(note, sizeof note, "(%d wrong, %d near-boundary; lp err)", bad, near);
+    report("sample", shape, lp_err, 2e-4, us, rc == 0 && bad == 0 && counts_ok, note);
+}
+
+
+// ----------------------------------------------------------------------------- benchmarks
+
+// Product throughput with weights rotated over copies that together exceed the L2 several
+// times, so every call reads from device memory: GB/s of weight bytes for small T,
+// TFLOP/s for prefill-sized T.
+void bench_matmul(uint32_t type, int N, int K, double probe) {
+    const uint64_t wb = cuda_weight_bytes(type, N, K);
+    int copies = (int)((768ull << 20) / wb) + 1;
+    if (copies > 64) copies = 64;
+    auto raw = gen_rows(type, N, K);
+    std::vector<cuda_weight> ws(copies);
+    for (int i = 0; i < copies; i++)
+        if (!make_weight(&ws[i], type, raw, N, K)) return;
+    const int Tmax = 512;
+    const int forms = CUDA_MMIN_XP | CUDA_MMIN_F16 | CUDA_MMIN_BF16;
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, K, forms)), Tmax, K, forms);
+    float *dx = dup(randn((size_t)Tmax * K, 1.0));
+    float *dy = (float *)dalloc((size_t)Tmax * N * 4);
+    struct cfg { int T, path, exact; } cfgs[] = {{1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_FORCE_GEMM, 1}, {1, CUDA_MM_FORCE_GEMM, 0},
+                                                {8, CUDA_MM_AUTO, 1}, {32, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 1},
+                                                {64, CUDA_MM_AUTO, 0}, {512, CUDA_MM_AUTO, 1}, {512, CUDA_MM_AUTO, 0}};
+    for (const cfg &c : cfgs) {
+        if (type == QUANT_F32 && c.path == CUDA_MM_FORCE_GEMM) continue;
+        err e2 = {ERR_OK, {0}};
+        if (cuda_mmin_prepare(dx, K, &m, c.T, C->st, &e2)) return;
+        int it = 0;
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.n = 1; a.y[0] = dy; a.ldy[0] = N; a.path = c.path; a.exact = c.exact;
+        double us = time_us([&] {
+            a.w[0] = &ws[it++ % copies];
+            err e3;
+            cuda_matmul(&a, &m, C->st, &e3);
+        }, 3 * copies);
+        cudaError_t ce = cudaGetLastError();
+        const bool gemv = c.path == CUDA_MM_FORCE_GEMV || type == QUANT_F32 || (c.path == CUDA_MM_AUTO && c.T == 1);
+        const double gbs = (double)wb / (us * 1e3), tfl = 2.0 * c.T * N * K / (us * 1e6);
+        fprintf(C->f, "| %s | %dx%d | %d | %s%s | %.1f | %.0f | %.0f%% | %.2f |%s\n", tname(type), N, K, c.T,
+                gemv ? "gemv" : "mma", c.exact ? "" : " f16-in", us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tfl,
+                ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+        fflush(C->f);
+    }
+    dfree_all();
+}
+
+// ----------------------------------------------------------------------------- driver
+
+void print_table() {
+    FILE *f = C->f;
+    fprintf(f, "\n| kernel | shape | error | tolerance | time (us) | result |\n|---|---|---|---|---|---|\n");
+    for (const row_t &r : C->rows)
+        fprintf(f, "| %s | %s | %.2e | %.0e | %.1f | %s%s%s |\n", r.kernel, r.shape, r.err, r.tol, r.us,
+                r.ok ? "ok" : "FAIL", r.note[0] ? " " : "", r.note);
+}
+
+} // namespace
+
+extern "C" int cuda_kbench(void *file, err *e) {
+    ctx_t ctx;
+    ctx.f = file ? (FILE *)file : stdout;
+    ctx.quick = 0;
+    ctx.e = e;
+    C = &ctx;
+    char line[320];
+    if (cuda_device_describe(line, sizeof line, e)) return -1;
+    ctx.rng.s = 12345;
+    if (cudaStreamCreate(&ctx.st) != cudaSuccess || cudaEventCreate(&ctx.e0) != cudaSuccess ||
+        cudaEventCreate(&ctx.e1) != cudaSuccess)
+        return err_set(e, ERR_IO, "kbench: cannot create a stream"), -1;
+    double probe = 0;
+    if (cuda_probe_read_bw((size_t)2 << 30, 10, &probe, e)) return -1;
+    fprintf(ctx.f, "# %s\n# read probe %.0f GB/s (2 GiB, best of 10)\n", line, probe);
+    fprintf(ctx.f, "| type | N x K | T | kernel | us | GB/s | %% probe | TFLOP/s |\n|---|---|---|---|---|---|---|---|\n");
+    const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K, QUANT_Q4_0, QUANT_MXFP4, QUANT_F16, QUANT_BF16};
+    for (uint32_t t : types) bench_matmul(t, 4096, 4096, probe);
+    bench_matmul(QUANT_Q8_0, 12288, 4096, probe);
+    bench_matmul(QUANT_Q8_0, 4096, 12288, probe);
+    bench_matmul(QUANT_Q4_K, 12288, 4096, probe);
+    bench_matmul(QUANT_Q4_K, 1024, 4096, probe);
+    bench_matmul(QUANT_Q6_K, 151936, 4096, probe);
+    cudaStreamDestroy(ctx.st);
+    cudaEventDestroy(ctx.e0);
+    cudaEventDestroy(ctx.e1);
+    return 0;
+}
+
+extern "C" int cuda_selftest(void *file, int quick, err *e) {
+    ctx_t ctx;
+    ctx.f = file ? (FILE *)file : stdout;
+    ctx.quick = quick;
+    ctx.e = e;
+    C = &ctx;
+    char line[320];
+    if (cuda_device_describe(line, sizeof line, e)) return -1;
+    const char *seed_env = getenv("SPARKD_SELFTEST_SEED");
+    ctx.rng.s = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    fprintf(ctx.f, "# %s\n# seed %llu (SPARKD_SELFTEST_SEED repeats it)\n", line, (unsigned long long)ctx.rng.s);
+    if (cudaStreamCreate(&ctx.st) != cudaSuccess || cudaEventCreate(&ctx.e0) != cudaSuccess ||
+        cudaEventCreate(&ctx.e1) != cudaSuccess)
+        return err_set(e, ERR_IO, "selftest: cannot create a stream"), -1;
+
+    for (uint32_t t : kTypes) { test_dequant(t, 7, 256); test_dequant(t, 129, 4096); dfree_all(); }
+    for (uint32_t t : kTypes) {
+        test_matmul(t, 1, 256, 1, CUDA_MM_AUTO, 1, 0, 0, 0);
+        test_matmul(t, 7, 512, 1, CUDA_MM_AUTO, 1, 1, 0, 0);
+        test_matmul(t, 4097, 4096, 1, CUDA_MM_AUTO, 1, 0, 20, 0);
+        dfree_all();
+        if (t == QUANT_F32) { test_matmul(t, 257, 512, 7, CUDA_MM_AUTO, 1, 0, 0, 0); dfree_all(); continue; }
+        test_matmul(t, 257, 512, 1, CUDA_MM_FORCE_GEMM, 1, 0, 0, 0);
+        test_matmul(t, 257, 512, 2, CUDA_MM_AUTO, 1, 0, 0, 0);
+        test_matmul(t, 257, 512, 7, CUDA_MM_AUTO, 1, 1, 0, 0);
+        test_matmul(t, 257, 512, 67, CUDA_MM_AUTO, 1, 0, 0, 0);
+        test_matmul(t, 257, 512, 67, CUDA_MM_AUTO, 0, 0, 0, 0);
+        dfree_all();
+        if (!quick && (t == QUANT_Q8_0 || t == QUANT_Q4_K || t == QUANT_Q6_K || t == QUANT_F16)) {
+            test_matmul(t, 4096, 4096, 512, CUDA_MM_AUTO, 1, 0, 10, 8);
+            test_matmul(t, 4096, 4096, 512, CUDA_MM_AUTO, 0, 0, 10, 8);
+            test_matmul(t, 4096, 4096, 8, CUDA_MM_AUTO, 1, 0, 20, 0);
+            test_matmul(t, 4096, 4096, 64, CUDA_MM_AUTO, 1, 0, 20, 0);
+            test_matmul(t, 129, 1024, 4097, CUDA_MM_AUTO, 1, 0, 5, 64);
+            dfree_all();
+        }
+    }
+    test_matmul_multi();
+    test_resid_norm(1, 640, 0, 0, 0);
+    test_resid_norm(7, 640, 1, 1, 0);
+    test_resid_norm(4097, 1024, 1, 0, 0);
+    test_resid_norm(9, 4096, 1, 1, 1);
+    test_resid_norm(3, 100, 1, 0, 0); // dim not a multiple of 128: f32 output only
+    dfree_all();
+    test_act(1, 768, CUDA_ACT_SILU);
+    test_act(7, 2048, CUDA_ACT_GELU_TANH);
+    test_act(4097, 1024, CUDA_ACT_SILU);
+    dfree_all();
+    for (int kv = CUDA_KV_F32; kv <= CUDA_KV_FP8; kv++) { test_qkv(7, 8, 2, 128, 128, 1, 0, kv, 1, 0); dfree_all(); }
+    test_qkv(1, 4, 1, 256, 256, 1, 2, CUDA_KV_F16, 1, 0);
+    test_qkv(7, 4, 2, 64, 64, 0, 1, CUDA_KV_F32, 0, 1);
+    test_qkv(67, 4, 2, 64, 32, 0, 3, CUDA_KV_BF16, 0, 0);
+    test_qkv(4097, 8, 2, 128, 128, 1, 0, CUDA_KV_F16, 1, 1);
+    dfree_all();
+    test_softcap(3, 1000);
+    dfree_all();
+    {
+        attn_case c;
+        // prefill: GQA, one sequence with a cached prefix, then odd tile counts
+        for (int kv = CUDA_KV_F32; kv <= CUDA_KV_FP8; kv++) {
+            c = {8, 2, 128, kv, 0, 0, 1, {7}, {0}, 0};
+            test_attn(c);
+            dfree_all();
+        }
+        c = {8, 2, 128, CUDA_KV_F16, 0, 0, 1, {67, 1, 33}, {100, 0, 5}, 0}; test_attn(c);
+        c = {4, 1, 256, CUDA_KV_F32, 16, 0, 1, {67}, {40}, 0}; test_attn(c);           // gemma-like, window
+        c = {8, 8, 64, CUDA_KV_BF16, 0, 1, 1, {45}, {3}, 0}; test_attn(c);              // MHA, sinks
+        c = {64, 1, 64, CUDA_KV_F16, 0, 0, 1, {3}, {10}, 0}; test_attn(c);              // 64 heads per KV head
+        dfree_all();
+        // decode: one token per sequence, contexts 1..4097, split over the context
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1}, {0, 6, 32, 999, 4096}, 0}; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 8, {1, 1, 1, 1, 1}, {0, 6, 32, 999, 4096}, 0}; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_Q8, 0, 1, 8, {1, 1, 1}, {4096, 77, 2}, 0}; test_attn(c);
+        c = {4, 1, 256, CUDA_KV_FP8, 512, 0, 4, {1, 1}, {4096, 300}, 0}; test_attn(c);
+        dfree_all();
+        if (!quick) { c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {4097}, {0}, 12}; test_attn(c); dfree_all(); }
+    }
+    test_sample(1000, 0);
+    test_sample(151936, 0);
+    test_sample(1000, 1);
+    dfree_all();
+    print_table();
+    fprintf(ctx.f, "\n%zu checks, %d failed\n", ctx.rows.size(), ctx.fails);
+    cudaStreamDestroy(ctx.st);
+    cudaEventDestroy(ctx.e0);
+    cudaEventDestroy(ctx.e1);
+    if (ctx.cuda_error) return -1;
+    return ctx.fails;
+}
