@@ -17,15 +17,15 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "cpu.h"
 #ifdef SPARKD_CUDA
 #include "cuda.h"
 #include "cuda_kern.h"
 #endif
+#include "engine.h"
 #include "fcgi.h"
-#include "model.h"
 #include "quant.h"
 #include "sampler.h"
+#include "session.h"
 #include "sha256.h"
 #include "tok.h"
 
@@ -45,7 +45,8 @@ typedef struct cli_opts {
     int ignore_eos;
     int bench_pp, bench_tg, bench_reps;
     int load_only; /* bench: time the weight load only */
-    cpu_kv_type kv_type;
+    engine_kv_type kv_type;
+    const char *device;
     sampler_params sp;
 } cli_opts;
 
@@ -72,6 +73,7 @@ static void usage(FILE *f) {
             "  sparkd verify FILE...                            print SHA-256 digests (sha256sum format)\n"
             "  sparkd selftest [--quick|--bench]                every GPU kernel against the CPU reference\n"
             "  sparkd serve [-c FILE] [-m MODEL] [--listen unix:PATH|HOST:PORT] [-t N] [--ctx N]\n"
+            "               [--device cpu|cuda|auto]\n"
             "                                                   FastCGI responder (OpenAI API)\n"
             "options:\n"
             "  -n N                 tokens to generate (run: 64; bench: 64)\n"
@@ -83,7 +85,8 @@ static void usage(FILE *f) {
             "  --repeat-penalty R --presence-penalty X --frequency-penalty X\n"
             "  --mmap               map the file instead of reading it (slower on GB10)\n"
             "  --load-only          bench: time loading the weights only\n"
-            "  --kv f32|f16|q8      KV cache precision (default f32: exact)\n"
+            "  --kv TYPE            KV cache precision: f32 (default, exact), f16, q8, bf16, fp8\n"
+            "  --device D           cpu (default), cuda or auto\n"
             "  --print-ids          print prompt and generated token ids on stderr\n"
             "  --no-bos             do not prepend BOS\n"
             "  --special            parse special tokens in the prompt and print them\n"
@@ -120,6 +123,7 @@ static int parse_args(int argc, char **argv, cli_opts *o) {
     sampler_default_params(&o->sp);
     o->sp.temperature = 0.8f;
     o->sp.seed = (uint64_t)time(NULL);
+    o->device = "cpu";
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -159,10 +163,14 @@ static int parse_args(int argc, char **argv, cli_opts *o) {
         else if (!strcmp(a, "--load-only")) o->load_only = 1;
         else if (!strcmp(a, "--kv")) {
             NEED_V();
-            if (!strcmp(v, "f32")) o->kv_type = CPU_KV_F32;
-            else if (!strcmp(v, "f16")) o->kv_type = CPU_KV_F16;
-            else if (!strcmp(v, "q8")) o->kv_type = CPU_KV_Q8;
-            else BAD();
+            int t = engine_kv_type_parse(v);
+            if (t < 0) BAD();
+            o->kv_type = (engine_kv_type)t;
+        }
+        else if (!strcmp(a, "--device")) {
+            NEED_V();
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) BAD();
+            o->device = v;
         }
         else if (!strcmp(a, "--print-ids")) o->print_ids = 1;
         else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
@@ -177,26 +185,34 @@ static int parse_args(int argc, char **argv, cli_opts *o) {
     return 0;
 }
 
-static int load(const cli_opts *o, model **m, int header_only, err *e) {
+/* The session the CLI commands share: one sequence, the flags' engine options. */
+static int open_session(session **out, const cli_opts *o, int header_only, int tokenizer, err *e) {
     struct stat st;
     int big = stat(o->model_path, &st) == 0 && st.st_size > (1ll << 30);
-    model_load_opts lo = {.use_mmap = o->use_mmap, .progress = big || isatty(2), .header_only = header_only};
-    return model_load(m, o->model_path, &lo, e);
-}
-
-static int ctx_for(const cli_opts *o, const model *m) {
-    if (o->n_ctx) return o->n_ctx;
-    return m->hp.ctx_train < 4096 ? m->hp.ctx_train : 4096;
+    session_opts so;
+    session_defaults(&so);
+    so.model_path = o->model_path;
+    so.use_mmap = o->use_mmap;
+    so.progress = !header_only && (big || isatty(2));
+    so.header_only = header_only;
+    so.device = o->device;
+    so.n_threads = o->n_threads;
+    so.n_ctx = o->n_ctx;
+    so.max_tokens = o->batch;
+    so.kv_type = o->kv_type;
+    so.tokenizer = tokenizer;
+    return session_open(out, &so, e);
 }
 
 static int cmd_info(const cli_opts *o) {
     err e = {0};
-    model *m;
-    if (load(o, &m, 1, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    session *s;
+    if (open_session(&s, o, 1, 0, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    const model *m = s->m;
     const model_hparams *hp = &m->hp;
     const char *name = NULL;
     uint64_t nlen = 0;
-    if (gguf_get_str(m->gguf, "general.name", &name, &nlen, NULL)) { name = "?"; nlen = 1; }
+    if (model_meta_str(m, "general.name", &name, &nlen, NULL)) { name = "?"; nlen = 1; }
     printf("model          %.*s\n", (int)(nlen > 80 ? 80 : nlen), name);
     printf("architecture   %s\n", m->arch_name);
     printf("gguf           v%u, %" PRId64 " tensors, %" PRId64 " metadata keys, %.1f MB\n",
@@ -204,27 +220,38 @@ static int cmd_info(const cli_opts *o) {
            (double)gguf_file_size(m->gguf) / 1e6);
     printf("vocab          %d\n", hp->n_vocab);
     printf("dim            %d\n", hp->dim);
+    int n_window = 0, window = 0;
+    for (int il = 0; il < hp->n_layer; il++)
+        if (m->layers[il].mixer == MODEL_MIXER_ATTENTION && m->layers[il].attn.window) {
+            n_window++;
+            window = m->layers[il].attn.window;
+        }
     printf("layers         %d", hp->n_layer);
-    if (hp->swa_window) printf(" (sliding window %d, every %d-th layer global)", hp->swa_window, hp->swa_pattern);
+    if (n_window) printf(" (%d with a sliding window of %d, %d global)", n_window, window, hp->n_layer - n_window);
     printf("\nheads          %d query, %d key/value, head dim %d\n", hp->n_head, hp->n_head_kv, hp->head_dim);
-    printf("ffn            %d (%s)\n", hp->ffn_dim, hp->act == MODEL_ACT_GELU_TANH ? "GeGLU tanh" : "SwiGLU");
+    printf("ffn            %d (%s)\n", hp->ffn_dim,
+           hp->act == MODEL_ACT_GELU_TANH ? "GeGLU tanh" : hp->act == MODEL_ACT_SWIGLU_OAI ? "SwiGLU (gpt-oss)" : "SwiGLU");
     printf("context        %d trained\n", hp->ctx_train);
-    printf("rope           %s, base %g", hp->rope_style == MODEL_ROPE_NEOX ? "neox" : "norm", (double)hp->rope_base);
-    if (hp->rope_base_swa != hp->rope_base) printf(" (local layers %g)", (double)hp->rope_base_swa);
-    if (hp->rope_scaling != MODEL_ROPE_SCALE_NONE)
-        printf(", %s x%g", hp->rope_scaling == MODEL_ROPE_SCALE_LINEAR ? "linear" : "yarn", (double)hp->rope_factor);
-    if (m->rope_freqs) printf(", per-dim frequency factors");
-    printf("\nnorm eps       %g\n", (double)hp->norm_eps);
+    for (int r = 0; r < m->n_rope; r++) {
+        const model_rope *R = &m->rope[r];
+        printf("rope %d         %s, base %g", r, R->style == MODEL_ROPE_NEOX ? "neox" : "norm", (double)R->base);
+        if (R->scaling != MODEL_ROPE_SCALE_NONE)
+            printf(", %s x%g", R->scaling == MODEL_ROPE_SCALE_LINEAR ? "linear" : "yarn", (double)R->factor);
+        if (R->freq_factors) printf(", per-dim frequency factors");
+        if (m->n_rope > 1) printf(r == 0 ? " (global layers)" : " (sliding-window layers)");
+        printf("\n");
+    }
+    printf("norm eps       %g\n", (double)hp->norm_eps);
     printf("output         %s\n", m->output == m->token_embd ? "tied to token_embd" : "separate");
 
     /* tensors by type */
     uint64_t count[QUANT_TYPE_LIMIT] = {0}, bytes[QUANT_TYPE_LIMIT] = {0}, params = 0;
-    for (int64_t i = 0; i < gguf_tensor_count(m->gguf); i++) {
-        const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
-        count[t->type]++;
-        bytes[t->type] += t->nbytes;
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->tensors[i];
+        count[t->dtype]++;
+        bytes[t->dtype] += t->nbytes;
         uint64_t n = 1;
-        for (uint32_t d = 0; d < t->n_dims; d++) n *= (uint64_t)t->ne[d];
+        for (int d = 0; d < t->n_dims; d++) n *= (uint64_t)t->ne[d];
         params += n;
     }
     printf("parameters     %.1f M\n", (double)params / 1e6);
@@ -232,66 +259,76 @@ static int cmd_info(const cli_opts *o) {
     for (int t = 0; t < QUANT_TYPE_LIMIT; t++)
         if (count[t]) printf(" %s x%" PRIu64 " (%.1f MB)", quant_traits_of((uint32_t)t)->name, count[t], (double)bytes[t] / 1e6);
     printf("\n");
-    cpu_engine_opts eo = {.n_threads = o->n_threads, .n_ctx = ctx_for(o, m), .n_slots = 1, .max_tokens = o->batch};
-    uint64_t wbytes = gguf_data_size(m->gguf);
-    uint64_t kvt = model_kv_bytes_per_token(m, 4);
-    uint64_t plan = cpu_engine_plan_bytes(m, &eo);
-    printf("memory         weights %.1f MB; KV cache %.1f KB/token (f32), %.1f MB at context %d;\n"
-           "               CPU engine total (1 slot, batch %d) %.1f MB\n",
-           (double)wbytes / 1e6, (double)kvt / 1e3, (double)kvt * eo.n_ctx / 1e6, eo.n_ctx, o->batch,
-           (double)(wbytes + plan) / 1e6);
+    const engine_plan *p = &s->plan;
+    const engine_opts *eo = &s->eopts;
+    printf("KV cache       %.1f KB/token (%s), %.1f MB at context %d\n", (double)p->kv_bytes_per_token / 1e3,
+           engine_kv_type_name(eo->kv_type), (double)p->kv_bytes_per_token * eo->n_ctx / 1e6, eo->n_ctx);
+    printf("engine plan    %s, %d thread%s, %d sequence%s, batch %d: weights %.1f MB + KV %.1f MB (%d blocks of %d)\n"
+           "               + state %.1f MB + buffers %.1f MB = %.1f MB",
+           s->ops->name, eo->n_threads, eo->n_threads == 1 ? "" : "s", eo->max_seqs, eo->max_seqs == 1 ? "" : "s",
+           eo->max_tokens, (double)p->weights_bytes / 1e6, (double)p->kv_bytes / 1e6, p->n_kv_blocks, p->kv_block,
+           (double)p->state_bytes / 1e6, (double)p->work_bytes / 1e6, (double)p->total_bytes / 1e6);
+    if (p->available_from) printf("; %.1f MB free (%s)", (double)p->available_bytes / 1e6, p->available_from);
+    printf("\n");
+    if (s->plan_err.code) printf("               refused: %s\n", s->plan_err.msg);
     tok *tk = NULL;
     if (tok_load(&tk, m->gguf, &e)) {
         printf("tokenizer      error: %s\n", e.msg);
-        model_free(m);
+        session_close(s);
         return 1;
     }
     printf("tokenizer      %d tokens, bos %d, eos %d\n", tok_vocab_size(tk), tok_bos(tk), tok_eos(tk));
     tok_free(tk);
-    model_free(m);
+    session_close(s);
     return 0;
 }
 
-typedef struct session {
-    model *m;
-    tok *tk;
-    cpu_engine *eng;
-    sampler *smp;
-} session;
-
-static void session_free(session *s) {
-    sampler_free(s->smp);
-    cpu_engine_free(s->eng);
-    tok_free(s->tk);
-    model_free(s->m);
+/* Blocks [0, n) in order: the whole pool is the one sequence's (max_seqs = 1). */
+static int32_t *identity_blocks(const session *s) {
+    int32_t *b = malloc(sizeof(int32_t) * (size_t)s->plan.n_kv_blocks);
+    if (b)
+        for (int i = 0; i < s->plan.n_kv_blocks; i++) b[i] = i;
+    return b;
 }
 
-static int session_open(session *s, const cli_opts *o, int need_tok, err *e) {
-    memset(s, 0, sizeof *s);
-    int rc = load(o, &s->m, 0, e);
-    if (!rc && need_tok) rc = tok_load(&s->tk, s->m->gguf, e);
-    if (!rc) {
-        cpu_engine_opts eo = {.n_threads = o->n_threads, .n_ctx = ctx_for(o, s->m), .n_slots = 1, .max_tokens = o->batch,
-                              .kv_type = o->kv_type};
-        rc = cpu_engine_create(&s->eng, s->m, &eo, e);
+/* Feeds tokens[0..n) at position pos in chunks of the engine's max_tokens; the
+ * last chunk's logits are kept (forward entry 0). */
+static int prefill(session *s, const int32_t *blocks, const int32_t *tokens, int n, int pos, err *e) {
+    int done = 0;
+    while (done < n) {
+        int chunk = n - done < s->eopts.max_tokens ? n - done : s->eopts.max_tokens;
+        engine_seq q = {.tokens = tokens + done, .n = chunk, .pos = pos + done, .blocks = blocks, .slot = 0,
+                        .want = done + chunk == n ? ENGINE_WANT_LOGITS : 0};
+        int rc = s->ops->forward(s->eng, &q, 1, e);
+        if (rc) return rc;
+        done += chunk;
     }
-    if (!rc) rc = sampler_check_params(&o->sp, e);
-    if (!rc) rc = sampler_create(&s->smp, s->m->hp.n_vocab, &o->sp, e);
-    if (rc) session_free(s);
+    return 0;
+}
+
+/* Samples the next token of forward entry 0 (slot 0) with the host RNG's draw. */
+static int next_token(session *s, const sampler_params *sp, sampler_rng *rng, int32_t *id, err *e) {
+    engine_sample_in in = {.seq = 0, .sp = sp, .u = sampler_rng_next(rng)};
+    engine_sample_out out;
+    int rc = s->ops->sample(s->eng, &in, 1, &out, e);
+    if (!rc) rc = s->ops->slot_accept(s->eng, 0, out.token, e);
+    *id = out.token;
     return rc;
 }
 
 static int cmd_run(const cli_opts *o) {
     err e = {0};
     if (!o->prompt) { fprintf(stderr, "error: -p TEXT is required\n"); return 1; }
-    session s;
-    if (session_open(&s, o, 1, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
-    const int n_ctx = ctx_for(o, s.m);
+    if (sampler_check_params(&o->sp, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    session *s;
+    if (open_session(&s, o, 0, 1, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    const int n_ctx = s->n_ctx;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_ctx);
+    int32_t *blocks = identity_blocks(s);
     char *buf = malloc(4096);
     int rc = 1;
-    if (!ids || !buf) { fprintf(stderr, "error: out of memory\n"); goto done; }
-    int n = tok_encode(s.tk, o->prompt, strlen(o->prompt), !o->no_bos, o->special, ids, n_ctx, &e);
+    if (!ids || !buf || !blocks) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    int n = tok_encode(s->tk, o->prompt, strlen(o->prompt), !o->no_bos, o->special, ids, n_ctx, &e);
     if (n < 0) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     if (n == 0) { fprintf(stderr, "error: the prompt encodes to no tokens\n"); goto done; }
     if (n >= n_ctx) { fprintf(stderr, "error: prompt has %d tokens, context is %d\n", n, n_ctx); goto done; }
@@ -300,27 +337,29 @@ static int cmd_run(const cli_opts *o) {
         for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
         fprintf(stderr, "\n");
     }
-    for (int i = 0; i < n; i++) sampler_accept(s.smp, ids[i]);
+    sampler_rng rng;
+    sampler_rng_seed(&rng, o->sp.seed);
+    if (s->ops->slot_reset(s->eng, 0, ids, n, &e)) { fprintf(stderr, "error: %s\n", e.msg); goto done; }
     fputs(o->prompt, stdout);
     fflush(stdout);
     double t0 = now_s();
-    if (cpu_prefill(s.eng, 0, ids, n, 0, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+    if (prefill(s, blocks, ids, n, 0, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
     double t1 = now_s();
     tok_stream ts;
     tok_stream_init(&ts);
     int pos = n, gen = 0;
     if (o->print_ids) fprintf(stderr, "generated ids:");
     while (gen < o->n_predict && pos < n_ctx) {
-        int32_t id = sampler_sample(s.smp, cpu_logits(s.eng, 0));
+        int32_t id;
+        if (next_token(s, &o->sp, &rng, &id, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
         gen++;
         if (o->print_ids) fprintf(stderr, " %d", id);
-        if (!o->ignore_eos && tok_is_eog(s.tk, id)) break;
-        size_t w = tok_stream_feed(s.tk, &ts, id, buf, 4096);
+        if (!o->ignore_eos && tok_is_eog(s->tk, id)) break;
+        size_t w = tok_stream_feed(s->tk, &ts, id, buf, 4096);
         fwrite(buf, 1, w, stdout);
         fflush(stdout);
         if (gen == o->n_predict || pos + 1 >= n_ctx) break;
-        cpu_seq sq = {.tokens = &id, .n = 1, .pos = pos, .slot = 0, .want_logits = 1};
-        if (cpu_forward(s.eng, &sq, 1, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
+        if (prefill(s, blocks, &id, 1, pos, &e)) { fprintf(stderr, "\nerror: %s\n", e.msg); goto done; }
         pos++;
     }
     size_t w = tok_stream_flush(&ts, buf, 4096);
@@ -329,12 +368,13 @@ static int cmd_run(const cli_opts *o) {
     double t2 = now_s();
     if (o->print_ids) fprintf(stderr, "\n");
     fprintf(stderr, "prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); %d threads\n",
-            n, t1 - t0, n / (t1 - t0), gen, t2 - t1, gen > 0 ? gen / (t2 - t1) : 0.0, o->n_threads);
+            n, t1 - t0, n / (t1 - t0), gen, t2 - t1, gen > 0 ? gen / (t2 - t1) : 0.0, s->eopts.n_threads);
     rc = 0;
 done:
     free(ids);
     free(buf);
-    session_free(&s);
+    free(blocks);
+    session_close(s);
     return rc;
 }
 
@@ -352,11 +392,12 @@ static int bench_load(const cli_opts *o) {
     err e = {0};
     double t0 = now_s();
     model *m;
-    if (load(o, &m, 0, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    model_load_opts lo = {.use_mmap = o->use_mmap};
+    if (model_load(&m, o->model_path, &lo, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     volatile uint8_t sink = 0;
     if (m->weights_mapped) /* a mapping costs nothing until touched: touch every page */
-        for (int64_t i = 0; i < gguf_tensor_count(m->gguf); i++) {
-            const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+        for (int64_t i = 0; i < m->n_tensors; i++) {
+            const model_tensor *t = &m->tensors[i];
             for (uint64_t b = 0; b < t->nbytes; b += 4096) sink ^= ((const uint8_t *)t->data)[b];
         }
     double dt = now_s() - t0;
@@ -374,36 +415,39 @@ static int cmd_bench(const cli_opts *o) {
     if (oo.batch < oo.bench_pp) oo.batch = oo.bench_pp;
     if (!oo.n_ctx) oo.n_ctx = oo.bench_pp + oo.bench_tg + 1;
     oo.sp.temperature = 0;
-    session s;
-    if (session_open(&s, &oo, 0, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    session *s;
+    if (open_session(&s, &oo, 0, 0, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)oo.bench_pp);
+    int32_t *blocks = identity_blocks(s);
     double *pp = calloc((size_t)oo.bench_reps, sizeof(double)), *tg = calloc((size_t)oo.bench_reps, sizeof(double));
+    sampler_rng rng;
+    sampler_rng_seed(&rng, 0);
     int rc = 1;
-    if (!ids || !pp || !tg) goto done;
+    if (!ids || !pp || !tg || !blocks) goto done;
     uint64_t x = 12345;
     for (int i = 0; i < oo.bench_pp; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((x >> 33) % (uint64_t)s.m->hp.n_vocab);
+        ids[i] = (int32_t)((x >> 33) % (uint64_t)s->m->hp.n_vocab);
     }
     /* warm-up: one small forward */
-    if (cpu_prefill(s.eng, 0, ids, oo.bench_pp < 8 ? oo.bench_pp : 8, 0, &e)) goto fail;
+    if (prefill(s, blocks, ids, oo.bench_pp < 8 ? oo.bench_pp : 8, 0, &e)) goto fail;
     for (int r = 0; r < oo.bench_reps; r++) {
         double t0 = now_s();
-        if (cpu_prefill(s.eng, 0, ids, oo.bench_pp, 0, &e)) goto fail;
+        if (prefill(s, blocks, ids, oo.bench_pp, 0, &e)) goto fail;
         pp[r] = oo.bench_pp / (now_s() - t0);
         int32_t id = ids[0];
         t0 = now_s();
         for (int i = 0; i < oo.bench_tg; i++) {
-            cpu_seq sq = {.tokens = &id, .n = 1, .pos = i, .slot = 0, .want_logits = 1};
-            if (cpu_forward(s.eng, &sq, 1, &e)) goto fail;
-            id = sampler_sample(s.smp, cpu_logits(s.eng, 0));
+            if (prefill(s, blocks, &id, 1, i, &e)) goto fail;
+            if (next_token(s, &oo.sp, &rng, &id, &e)) goto fail;
         }
         tg[r] = oo.bench_tg / (now_s() - t0);
     }
     double m1, s1, m2, s2;
     mean_sd(pp, oo.bench_reps, &m1, &s1);
     mean_sd(tg, oo.bench_reps, &m2, &s2);
-    printf("model: %s, threads: %d, reps: %d\n", s.m->arch_name, oo.n_threads, oo.bench_reps);
+    printf("model: %s, engine: %s, threads: %d, kv: %s, reps: %d\n", s->m->arch_name, s->ops->name,
+           s->eopts.n_threads, engine_kv_type_name(s->eopts.kv_type), oo.bench_reps);
     printf("pp%d: %.2f ± %.2f tok/s\n", oo.bench_pp, m1, s1);
     printf("tg%d: %.2f ± %.2f tok/s\n", oo.bench_tg, m2, s2);
     rc = 0;
@@ -412,9 +456,10 @@ fail:
     fprintf(stderr, "error: %s\n", e.msg);
 done:
     free(ids);
+    free(blocks);
     free(pp);
     free(tg);
-    session_free(&s);
+    session_close(s);
     return rc;
 }
 
@@ -436,6 +481,11 @@ static int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--listen")) { snprintf(c.listen, sizeof c.listen, "%s", v); i++; }
         else if (!strcmp(a, "-t")) { if (parse_int(v, 1, 1024, &c.threads)) { fprintf(stderr, "error: bad -t\n"); return 2; } i++; }
         else if (!strcmp(a, "--ctx")) { if (parse_int(v, 2, 1 << 24, &c.n_ctx)) { fprintf(stderr, "error: bad --ctx\n"); return 2; } i++; }
+        else if (!strcmp(a, "--device")) {
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) { fprintf(stderr, "error: bad --device\n"); return 2; }
+            snprintf(c.device, sizeof c.device, "%s", v);
+            i++;
+        }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else { fprintf(stderr, "error: unknown option '%s'\n", a); return 2; }
     }

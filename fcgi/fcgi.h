@@ -21,9 +21,9 @@
  * The transport is behind fcgi_out (write/flush/gone callbacks) so the API
  * layer is testable without sockets (tests/unit/test_http*.c).
  *
- * Owns: fcgi_app holds the model, tokenizer, template and scheduler for the
- * life of the server; each worker thread owns one fcgi_worker whose buffers
- * are sized at start. */
+ * Owns: fcgi_app holds the session (model, tokenizer, template, engine,
+ * scheduler: serve/session.h) for the life of the server; each worker thread
+ * owns one fcgi_worker whose buffers are sized at start. */
 #ifndef SPARKD_FCGI_H
 #define SPARKD_FCGI_H
 
@@ -34,10 +34,10 @@
 #include "config.h"
 #include "err.h"
 #include "jsonv.h"
-#include "model.h"
 #include "output_parse.h"
 #include "sampler.h"
 #include "scheduler.h"
+#include "session.h"
 #include "tmpl.h"
 #include "tok.h"
 #include "jw.h"
@@ -77,8 +77,8 @@ enum { FCGI_LOADING = 0, FCGI_READY, FCGI_DRAINING, FCGI_FAILED };
 
 typedef struct fcgi_app {
     const config *cfg;
-    model *m;
-    tok *tk;
+    session *sess;         /* owns what the fields below borrow */
+    const tok *tk;
     tmpl *tp;              /* NULL: the model has no chat template (chat -> 400) */
     sched *s;
     parse_format pfmt;

@@ -261,7 +261,7 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
             continue;
         }
         if (ev.type == SCHED_EV_ERROR) {
-            fcgi_errorf(&er, ev.http_status ? ev.http_status : 500, "server_error", NULL, NULL, "%s", ev.msg);
+            fcgi_errorf(&er, ev.code == ERR_UNAVAILABLE || ev.code == ERR_IO ? 503 : 500, "server_error", NULL, NULL, "%s", ev.msg);
             if (o->status) {
                 fcgi_sse_error(&R, &er);
                 fcgi_sse_done(&R);

@@ -27,9 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cpu.h"
-#include "sha256.h"
 #include "fcgi.h"
+#include "sha256.h"
 
 typedef struct worker_ctx {
     fcgi_app *a;
@@ -250,79 +249,27 @@ static int open_listen(const char *listen, err *e) {
     return fd;
 }
 
-static int read_file(const char *path, char **out, size_t *len, size_t max, err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, ERR_IO, "chat_template_file: cannot open: %s", strerror(errno));
-    char *b = malloc(max + 1);
-    size_t n = b ? fread(b, 1, max + 1, f) : 0;
-    fclose(f);
-    if (!b) return err_set(e, ERR_NOMEM, "out of memory");
-    if (n > max) { free(b); return err_set(e, ERR_FORMAT, "chat_template_file: larger than %zu bytes", max); }
-    b[n] = 0;
-    *out = b;
-    *len = n;
-    return 0;
-}
-
+/* The session (serve/session.h) from the INI; the app borrows its parts. */
 static int load_model(fcgi_app *a, err *e) {
     const config *c = a->cfg;
-    model_load_opts lo = {.progress = 0};
+    session_opts so;
+    session_opts_from_config(&so, c);
     uint8_t want[32];
     int have = 0;
     int rc = config_model_digest(c, want, &have, e);
     if (rc) return rc;
-    if (have) lo.sha256 = want;
-    rc = model_load(&a->m, c->model_path, &lo, e);
-    if (rc) { /* the reader's messages never name the file; this one does */
-        char msg[sizeof e->msg];
-        snprintf(msg, sizeof msg, "%s", e->msg);
-        err_clear(e);
-        return err_set(e, (err_code)rc, "model %s: %s", c->model_path, msg);
-    }
+    if (have) so.model_sha256 = want;
+    if ((rc = session_open(&a->sess, &so, e))) return rc;
     if (have) {
         char hx[65];
         sha256_hex(want, hx);
         fprintf(stderr, "sparkd: model SHA-256 %s verified while loading\n", hx);
     }
-    if ((rc = tok_load(&a->tk, a->m->gguf, e))) return rc;
-    a->n_ctx = c->n_ctx ? c->n_ctx : (a->m->hp.ctx_train < 4096 ? a->m->hp.ctx_train : 4096);
-    int threads = c->threads;
-    if (!threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
-    }
-    if (c->memory_limit_mb) {
-        cpu_engine_opts eo = {.n_threads = threads, .n_ctx = a->n_ctx, .n_slots = c->max_seqs, .max_tokens = c->max_batched_tokens};
-        uint64_t need = gguf_data_size(a->m->gguf) + cpu_engine_plan_bytes(a->m, &eo);
-        if (need > (uint64_t)c->memory_limit_mb << 20)
-            return err_set(e, ERR_NOMEM, "memory_limit_mb = %ld but weights + KV cache + buffers need %llu MB",
-                           c->memory_limit_mb, (unsigned long long)(need >> 20) + 1);
-    }
-    /* chat template: the override file, else the GGUF's */
-    char *src = NULL;
-    size_t slen = 0;
-    if (c->chat_template_file[0]) {
-        if ((rc = read_file(c->chat_template_file, &src, &slen, 1 << 20, e))) return rc;
-    } else {
-        const char *s;
-        uint64_t n;
-        if (gguf_get_str(a->m->gguf, "tokenizer.chat_template", &s, &n, NULL) == 0) {
-            src = malloc(n + 1);
-            if (!src) return err_set(e, ERR_NOMEM, "out of memory");
-            memcpy(src, s, n);
-            src[n] = 0;
-            slen = n;
-        }
-    }
-    if (src) {
-        err te = {0};
-        if ((rc = tmpl_compile(&a->tp, src, slen, &te))) {
-            free(src);
-            return err_set(e, te.code, "chat template: %s", te.msg);
-        }
-        a->pfmt = parse_detect(a->m->arch_name, src, slen);
-        free(src);
-    }
+    a->tk = a->sess->tk;
+    a->tp = a->sess->tp;
+    a->s = a->sess->s;
+    a->pfmt = a->sess->pfmt;
+    a->n_ctx = a->sess->n_ctx;
     size_t l;
     const char *p;
     if (tok_bos(a->tk) >= 0 && (p = tok_piece(a->tk, tok_bos(a->tk), &l, 1)) && l < sizeof a->bos_text)
@@ -338,18 +285,12 @@ static int load_model(fcgi_app *a, err *e) {
         if (bl >= sizeof a->model_id) bl = sizeof a->model_id - 1;
         snprintf(a->model_id, sizeof a->model_id, "%.*s", (int)bl, base);
     }
-    sched_opts so = {.n_threads = threads, .n_ctx = a->n_ctx, .max_seqs = c->max_seqs,
-                     .max_batched_tokens = c->max_batched_tokens, .max_queue = c->max_queue,
-                     .n_kv_blocks = c->kv_blocks, .kv_f16 = c->kv_type == 1, .kv_q8 = c->kv_type == 2, .no_prefix_cache = !c->prefix_cache};
-    return sched_create(&a->s, a->m, &so, e);
+    return 0;
 }
 
 static void app_free(fcgi_app *a) {
-    sched_free(a->s);
-    if (a->tp) tmpl_free(a->tp);
-    tok_free(a->tk);
-    model_free(a->m);
-    a->s = NULL; a->tp = NULL; a->tk = NULL; a->m = NULL;
+    session_close(a->sess);
+    a->sess = NULL; a->s = NULL; a->tp = NULL; a->tk = NULL;
 }
 
 int fcgi_serve(const config *c, err *e) {
@@ -387,8 +328,9 @@ int fcgi_serve(const config *c, err *e) {
     } else {
         a->created = (long)time(NULL);
         atomic_store(&a->state, FCGI_READY);
-        fprintf(stderr, "sparkd: ready: model '%s' (%s), context %d, %d sequences, loaded in %.1f s\n", a->model_id,
-                a->m->arch_name, a->n_ctx, c->max_seqs, mono_s() - t0);
+        fprintf(stderr, "sparkd: ready: model '%s' (%s), context %d, %d sequences, %s engine, KV %s, loaded in %.1f s\n",
+                a->model_id, a->sess->m->arch_name, a->n_ctx, c->max_seqs, a->sess->ops->name,
+                engine_kv_type_name(c->kv_type), mono_s() - t0);
         int sig = 0;
         sigwait(&sigs, &sig);
         atomic_store(&a->state, FCGI_DRAINING);

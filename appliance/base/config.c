@@ -25,6 +25,7 @@ void config_defaults(config *c) {
     c->threads = 0;
     sampler_default_params(&c->sp);
     c->sp.temperature = 1.0f;
+    snprintf(c->device, sizeof c->device, "cpu");
     c->max_seqs = 4;
     c->max_batched_tokens = 256;
     c->prefix_cache = 1;
@@ -172,11 +173,15 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     if (IS("engine", "memory_limit_mb")) return get_long(x, k, v, 0, 1L << 30, &c->memory_limit_mb);
     if (IS("engine", "kv_blocks")) return get_int(x, k, v, 0, 1 << 26, &c->kv_blocks);
     if (IS("engine", "kv_type")) {
-        if (!strcmp(v, "f32")) c->kv_type = 0;
-        else if (!strcmp(v, "f16")) c->kv_type = 1;
-        else if (!strcmp(v, "q8")) c->kv_type = 2;
-        else return fail(x, "%s: '%s' is not one of f32, f16, q8", k, v);
+        int t = engine_kv_type_parse(v);
+        if (t < 0) return fail(x, "%s: '%s' is not one of " ENGINE_KV_TYPE_NAMES, k, v);
+        c->kv_type = (engine_kv_type)t;
         return 1;
+    }
+    if (IS("engine", "device")) {
+        if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
+            return fail(x, "%s: '%s' is not one of cpu, cuda, auto", k, v);
+        return get_str(x, k, v, c->device, sizeof c->device);
     }
     if (IS("engine", "prefix_cache")) return get_bool(x, k, v, &c->prefix_cache);
     if (IS("limits", "max_body_bytes")) return get_long(x, k, v, 1024, 1L << 30, &c->max_body_bytes);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "err.h"
 #include "sampler.h"
 
@@ -34,11 +35,12 @@ typedef struct config {
     char model_manifest[CONFIG_PATH_MAX]; /* sha256sum manifest listing the model ("" = none) */
     sampler_params sp;            /* defaults for omitted request fields */
     /* [engine] */
+    char device[8];               /* "cpu", "cuda" or "auto" (engine_select) */
     int max_seqs;                 /* sequences decoded together */
     int max_batched_tokens;       /* tokens per forward step */
     long memory_limit_mb;         /* refuse to start if weights + plan exceed it (0 = off) */
-    int kv_blocks;                /* KV pool in 16-position blocks (0 = max_seqs * context / 16) */
-    int kv_type;                  /* K/V storage: 0 f32 (exact), 1 f16, 2 int8 + per-row scale */
+    int kv_blocks;                /* KV pool in blocks of the engine's size (0 = max_seqs * context / block) */
+    engine_kv_type kv_type;       /* K/V storage: f32 (exact), f16, q8, bf16, fp8 */
     int prefix_cache;             /* reuse KV blocks of equal prompt prefixes */
     /* [limits] */
     long max_body_bytes;          /* request body cap (413 beyond) */

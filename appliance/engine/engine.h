@@ -43,19 +43,28 @@
 
 typedef struct engine engine; /* a backend's instance; opaque here */
 
+/* The values 0-2 are those kv_type had before bf16 and fp8 came. */
 typedef enum engine_kv_type {
     ENGINE_KV_F32 = 0, /* exact: attention matches float32 references */
     ENGINE_KV_F16,     /* IEEE half */
-    ENGINE_KV_BF16,    /* bfloat16 */
     ENGINE_KV_Q8,      /* int8, one f32 scale per (position, kv head) row */
+    ENGINE_KV_BF16,    /* bfloat16 */
     ENGINE_KV_FP8,     /* fp8 e4m3, one f32 scale per (position, kv head) row */
     ENGINE_KV_COUNT
 } engine_kv_type;
 
-/* "f32" "f16" "bf16" "q8" "fp8" <-> engine_kv_type: the one spelling used by the
+/* "f32" "f16" "q8" "bf16" "fp8" <-> engine_kv_type: the one spelling used by the
  * INI file, the CLI and `sparkd info`. parse returns -1 for an unknown name. */
 int engine_kv_type_parse(const char *name);
 const char *engine_kv_type_name(engine_kv_type t);
+#define ENGINE_KV_TYPE_NAMES "f32, f16, q8, bf16, fp8" /* for messages */
+
+/* KV byte arithmetic every backend plans with (engine.c): one stored element, and
+ * the f32 scale of one (position, kv head) row (q8, fp8; 0 otherwise). */
+int engine_kv_elem_bytes(engine_kv_type t);
+int engine_kv_scale_bytes(engine_kv_type t);
+/* K and V of one position over all attention layers (model_kv_bytes_per_token). */
+uint64_t engine_kv_bytes_per_token(const model *m, engine_kv_type t);
 
 typedef struct engine_opts {
     int n_threads;       /* CPU threads (cpu backend; host-side work elsewhere), >= 1 */
@@ -125,6 +134,13 @@ typedef struct engine_sample_out {
     float top_logprobs[ENGINE_MAX_TOP];
 } engine_sample_out;
 
+/* What create really allocated, by the categories of engine_plan (for the check that
+ * plan and create agree: tests/unit/test_engine.c). weights_bytes counts the weights
+ * the engine computes from, also where it uses the model's buffer in place. */
+typedef struct engine_usage {
+    uint64_t weights_bytes, kv_bytes, state_bytes, work_bytes;
+} engine_usage;
+
 typedef struct engine_ops {
     const char *name; /* "cpu", "cuda" */
     /* Fills p for these options; allocates nothing. ERR_NOMEM (naming the numbers) when
@@ -146,6 +162,8 @@ typedef struct engine_ops {
     /* The logits of forward entry seq, copied to host memory owned by the engine, valid
      * until the next forward: tests, golden checks and tools. (n_vocab) floats. */
     const float *(*logits)(engine *g, int seq, err *e);
+    /* What create allocated (see engine_usage); may be NULL in a backend that cannot say. */
+    void (*usage)(const engine *g, engine_usage *u);
 } engine_ops;
 
 /* The backends compiled into this binary. */

@@ -104,6 +104,43 @@ uint16_t quant_f32_to_f16(float f) {
 
 float quant_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
+uint16_t quant_f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040); /* NaN stays a quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+/* FP8 E4M3 (OCP "fn" variant, as in CUDA's __nv_fp8_e4m3): bias 7, no infinities,
+ * S.1111.111 is NaN, max finite 448, smallest subnormal 2^-9. */
+float quant_fp8_e4m3_to_f32(uint8_t b) {
+    const uint32_t sign = (uint32_t)(b & 0x80) << 24;
+    const uint32_t exp = (b >> 3) & 0xf, man = b & 7;
+    if (exp == 0xf && man == 7) return bits_f32(sign | 0x7fc00000u);
+    if (exp == 0) return bits_f32(sign | f32_bits((float)man * 0x1p-9f)); /* subnormal: exact */
+    return bits_f32(sign | ((exp + 120) << 23) | (man << 20));
+}
+
+uint8_t quant_f32_to_fp8_e4m3(float f) {
+    const uint32_t u = f32_bits(f);
+    const uint8_t sign = (uint8_t)((u >> 24) & 0x80);
+    const uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint8_t)(sign | 0x7f);  /* NaN */
+    if (a >= 0x43e80000u) return (uint8_t)(sign | 0x7e); /* >= 464 (and inf): saturate to 448 */
+    if (a < 0x3c800000u) {
+        /* below 2^-6: subnormal steps of 2^-9; round to nearest even */
+        const float v = bits_f32(a) * 0x1p9f; /* exact: a power-of-two scale */
+        uint32_t q = (uint32_t)v;
+        const float r = v - (float)q;
+        if (r > 0.5f || (r == 0.5f && (q & 1))) q++;
+        return (uint8_t)(sign | q); /* q == 8 is the smallest normal, 0.0001.000: correct */
+    }
+    /* normal: keep 3 mantissa bits, round to nearest even on the 20 dropped bits */
+    uint32_t r = a + 0x7ffffu + ((a >> 20) & 1);
+    const uint32_t e = (r >> 23) - 120, m = (r >> 20) & 7;
+    return (uint8_t)(sign | (e << 3) | m);
+}
+
 /* Block scales: finite in any real file, so the hardware converter (which
  * quiets signalling NaNs) is as exact as the bit version where it matters. */
 static inline float ld_f16(const uint8_t *p) {

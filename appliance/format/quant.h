@@ -91,9 +91,14 @@ int quant_gemv(uint32_t type, const void *W, uint64_t row_bytes, int64_t K, int6
                const float *x, float *y, float *scratch);
 size_t quant_gemv_scratch_floats(int64_t K);
 
-/* fp16 / bf16 conversions (IEEE, round-to-nearest-even on the way down). */
+/* fp16 / bf16 / fp8 conversions (round-to-nearest-even on the way down). fp8 is E4M3
+ * in the OCP "fn" form CUDA's __nv_fp8_e4m3 uses: max 448, no infinities (values
+ * beyond saturate to +-448), S.1111.111 is NaN. */
 float quant_f16_to_f32(uint16_t h);
 uint16_t quant_f32_to_f16(float f);
 float quant_bf16_to_f32(uint16_t h);
+uint16_t quant_f32_to_bf16(float f);
+float quant_fp8_e4m3_to_f32(uint8_t b);
+uint8_t quant_f32_to_fp8_e4m3(float f);
 
 #endif

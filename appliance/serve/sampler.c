@@ -12,8 +12,8 @@ typedef struct cand {
 
 struct sampler {
     int32_t n_vocab;
-    sampler_params p;
-    uint64_t rng[4];
+    sampler_params p; /* sampler_sample's parameters */
+    sampler_rng rng;  /* sampler_sample's stream */
     cand *c;          /* (n_vocab) working candidates */
     uint32_t *counts; /* (n_vocab) occurrences of each token so far */
     int32_t *seen;    /* (n_vocab) distinct tokens with counts > 0, for cheap penalties/reset */
@@ -61,15 +61,26 @@ static uint64_t xoshiro_next(uint64_t s[4]) {
     return r;
 }
 
-/* uniform in [0, 1) with 24 bits */
-static float rng_uniform(uint64_t s[4]) { return (float)(xoshiro_next(s) >> 40) * (1.0f / 16777216.0f); }
+void sampler_rng_seed(sampler_rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+float sampler_rng_next(sampler_rng *r) { return (float)(xoshiro_next(r->s) >> 40) * (1.0f / 16777216.0f); }
+
+void sampler_clear(sampler *s) {
+    for (int32_t i = 0; i < s->n_seen; i++) s->counts[s->seen[i]] = 0;
+    s->n_seen = 0;
+}
 
 void sampler_reset(sampler *s, const sampler_params *p) {
     s->p = *p;
-    uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
-    for (int32_t i = 0; i < s->n_seen; i++) s->counts[s->seen[i]] = 0;
-    s->n_seen = 0;
+    sampler_rng_seed(&s->rng, p->seed);
+    sampler_clear(s);
+}
+
+uint64_t sampler_bytes(int32_t n_vocab) {
+    return (uint64_t)n_vocab * (sizeof(cand) + sizeof(uint32_t) + sizeof(int32_t));
 }
 
 int sampler_create(sampler **out, int32_t n_vocab, const sampler_params *p, err *e) {
@@ -78,6 +89,7 @@ int sampler_create(sampler **out, int32_t n_vocab, const sampler_params *p, err 
     sampler *s = calloc(1, sizeof *s);
     if (!s) return err_set(e, ERR_NOMEM, "out of memory");
     s->n_vocab = n_vocab;
+    /* the three buffers add up to sampler_bytes(n_vocab) */
     s->c = malloc(sizeof(cand) * (size_t)n_vocab);
     s->counts = calloc((size_t)n_vocab, sizeof(uint32_t));
     s->seen = malloc(sizeof(int32_t) * (size_t)n_vocab);
@@ -127,12 +139,29 @@ static void select_top(cand *c, int32_t n, int32_t k) {
 }
 
 int32_t sampler_sample(sampler *s, const float *logits) {
-    const sampler_params *p = &s->p;
+    const float u = s->p.temperature > 0.0f ? sampler_rng_next(&s->rng) : 0.0f;
+    const int32_t pick = sampler_pick(s, &s->p, logits, u, NULL, NULL, NULL, 0);
+    sampler_accept(s, pick);
+    return pick;
+}
+
+int32_t sampler_pick(sampler *s, const sampler_params *p, const float *logits, float u, const uint32_t *mask,
+                     const int32_t *bias_ids, const float *bias_vals, int n_bias) {
     const int32_t n = s->n_vocab;
     cand *c = s->c;
     for (int32_t i = 0; i < n; i++) {
         c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
         c[i].id = i;
+    }
+    for (int k = 0; k < n_bias; k++)
+        if (bias_ids[k] >= 0 && bias_ids[k] < n) c[bias_ids[k]].logit += bias_vals[k];
+    if (mask) {
+        int any = 0;
+        for (int32_t i = 0; i < n; i++) {
+            if (mask[i >> 5] >> (i & 31) & 1) any = 1;
+            else c[i].logit = -INFINITY;
+        }
+        if (!any) return 0;
     }
     for (int32_t k = 0; k < s->n_seen; k++) {
         int32_t id = s->seen[k];
@@ -188,13 +217,12 @@ int32_t sampler_sample(sampler *s, const float *logits) {
         }
         double tot = 0;
         for (int32_t i = 0; i < keep; i++) tot += c[i].logit;
-        double r = (double)rng_uniform(s->rng) * tot, acc = 0;
+        double r = (double)u * tot, acc = 0;
         pick = c[keep - 1].id;
         for (int32_t i = 0; i < keep; i++) {
             acc += c[i].logit;
             if (r < acc) { pick = c[i].id; break; }
         }
     }
-    sampler_accept(s, pick);
     return pick;
 }

@@ -1,44 +1,50 @@
-/* sched.h — the scheduler (NB: the build uses -iquote for appliance/, so this never shadows <sched.h>): one thread owns the model state and runs continuous
- * batching; front-end threads submit requests and read events back.
+/* scheduler.h — the scheduler (prefix sched_): one thread drives the engine and
+ * runs continuous batching; front-end threads submit requests and read events back.
  *
- * A request is prompt token ids + sampling parameters. Every step the scheduler
- * batches the next token of each running sequence together with chunks of
- * pending prompts, under max_batched_tokens and max_seqs. New requests join
- * between steps; finished and cancelled ones leave at once, freeing their KV.
+ * Policy only. A request is prompt token ids + sampling parameters. Every step
+ * the scheduler batches the next token of each running sequence together with
+ * chunks of pending prompts, under max_batched_tokens and max_seqs (decode
+ * first, so running streams keep their pace). New requests join between steps;
+ * finished and cancelled ones leave at once. When the KV pool runs dry the
+ * youngest sequence is preempted (requeued at the head; its cached prefix makes
+ * the restart cheap). It reaches the backend only through engine.h (forward,
+ * sample, slot_reset / slot_accept) and KV blocks only through kvpool.h.
  *
- * Front ends never touch model state. They call sched_submit, then
- * sched_next in a loop (with a timeout so they can send keep-alives) until a
- * DONE or ERROR event, then sched_release. sched_cancel (e.g. the client went
- * away, or a stop string matched) makes the request finish at the next step.
+ * Front ends never touch model state. They call sched_submit, then sched_next in
+ * a loop (with a timeout so they can send keep-alives) until a DONE or ERROR
+ * event, then sched_release. sched_cancel (the client went away, a stop string
+ * matched) makes the request finish at the next step. Errors are values
+ * (err_code + message); the front end maps them to its statuses.
  *
- * Owns: the engine (cpu.h), per-slot samplers, the request queue, all planned
- * at sched_create. Per-request memory is one handle from a fixed pool; events
- * go through a fixed-size ring per request (the scheduler never blocks on a
- * slow reader: when the ring is full, the sequence waits a step). */
+ * Owns: the KV pool bookkeeping (kvpool), the request queue and a fixed pool of
+ * request handles, all planned at sched_create; it borrows the engine. Events go
+ * through a fixed-size ring per request (the scheduler never blocks on a slow
+ * reader: when the ring is full, the sequence waits a step). Sampling draws come
+ * from each request's own seeded RNG (sampler_rng), so a sequence's tokens do not
+ * depend on what it was batched with, nor on a preemption. */
 #ifndef SPARKD_SCHED_H
 #define SPARKD_SCHED_H
 
 #include <stdint.h>
 
+#include "engine.h"
 #include "err.h"
-#include "model.h"
 #include "sampler.h"
 
-#define SCHED_MAX_TOP_LOGPROBS 20
+#define SCHED_MAX_TOP_LOGPROBS ENGINE_MAX_TOP
 
 typedef struct sched sched;
 typedef struct sched_req sched_req;
 
 typedef struct sched_opts {
-    int n_threads;          /* CPU engine threads */
-    int n_ctx;              /* max positions per sequence (prompt + generated) */
-    int max_seqs;           /* sequences decoded together */
-    int max_batched_tokens; /* tokens per forward step */
-    int max_queue;          /* waiting requests before 429 */
-    int n_kv_blocks;        /* KV pool in blocks of CPU_KV_BLOCK (16) positions; 0 = max_seqs * n_ctx / 16 */
-    int kv_f16;             /* store K/V as f16 (half the memory) instead of f32 */
-    int kv_q8;              /* store K/V as int8 + a scale per head row (a quarter); wins over kv_f16 */
-    int no_prefix_cache;    /* prefix caching is on unless this is set */
+    int n_ctx;              /* max positions per sequence (prompt + generated): the engine's */
+    int max_seqs;           /* sequences decoded together (<= the engine's max_seqs) */
+    int max_batched_tokens; /* tokens per forward step (<= the engine's max_tokens) */
+    int max_queue;          /* waiting requests before ERR_NOMEM (429) */
+    int no_prefix_cache;    /* prefix caching is on unless this is set (or the plan forbids it) */
+    int32_t n_vocab;        /* prompt ids must be below it */
+    const int32_t *eog;     /* (n_eog) end-of-generation ids (copied): the tokenizer's */
+    int n_eog;
 } sched_opts;
 
 typedef struct sched_params {
@@ -54,7 +60,7 @@ typedef struct sched_params {
 typedef enum sched_event_type {
     SCHED_EV_TOKEN = 0, /* one generated token */
     SCHED_EV_DONE,      /* finished: see finish */
-    SCHED_EV_ERROR,     /* failed: see http_status, msg */
+    SCHED_EV_ERROR,     /* failed: see code, msg */
 } sched_event_type;
 
 typedef enum sched_finish {
@@ -73,7 +79,7 @@ typedef struct sched_event {
     sched_finish finish;
     int n_prompt, n_generated;                  /* usage, on DONE */
     double ttft_s;                              /* on DONE: submit -> first token */
-    int http_status;                            /* on ERROR */
+    err_code code;                              /* on ERROR: ERR_IO = the engine failed */
     char msg[160];                              /* on ERROR */
 } sched_event;
 
@@ -87,14 +93,18 @@ typedef struct sched_stats {
     long preemptions;
 } sched_stats;
 
-int sched_create(sched **out, const model *m, const sched_opts *o, err *e);
+/* Starts the scheduler thread over an engine created with plan (its KV block
+ * size, block count and prefix-cache validity) and options matching o. The engine
+ * stays the caller's; free the scheduler first. */
+int sched_create(sched **out, const engine_ops *ops, engine *g, const engine_plan *plan, const sched_opts *o,
+                 err *e);
 /* Stops the thread. Front ends must have released every handle first. */
 void sched_free(sched *s);
 
-/* Queues a request. Errors (with e set): ERR_INVALID (400: empty prompt, prompt
- * longer than the context, or prompt + max_tokens larger than the whole KV pool —
- * the message gives the numbers), ERR_NOMEM (429: the queue is full),
- * ERR_UNAVAILABLE (503: draining). max_tokens is clamped to the context. */
+/* Queues a request. Errors (with e set): ERR_INVALID (empty prompt, prompt longer
+ * than the context, or prompt + max_tokens larger than the whole KV pool — the
+ * message gives the numbers), ERR_NOMEM (the queue is full), ERR_UNAVAILABLE
+ * (draining). max_tokens is clamped to the context. */
 int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e);
 /* Waits up to timeout_ms for the next event. Returns 1 with *ev filled, 0 on
  * timeout. After DONE or ERROR there are no more events. */
@@ -112,6 +122,5 @@ void sched_get_stats(sched *s, sched_stats *st);
  * number of requests that had to be cancelled. Blocks the caller. */
 int sched_drain(sched *s, double timeout_s);
 int sched_draining(sched *s);
-const model *sched_model(const sched *s);
 
 #endif

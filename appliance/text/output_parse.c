@@ -886,8 +886,8 @@ void parse_finish(parse *p, parse_sink sink, void *user) {
     if (p->mode == Q_TOOL) p->mode = Q_CONTENT;
 }
 
-parse_format parse_detect(const char *arch, const char *chat_template, size_t len) {
-    if (arch && !strcmp(arch, "gpt-oss")) return PARSE_HARMONY;
+parse_format parse_detect(const char *chat_template, size_t len, int harmony_vocab) {
+    if (harmony_vocab) return PARSE_HARMONY;
     if (chat_template && len) {
         if (find(chat_template, len, "<|channel|>") >= 0) return PARSE_HARMONY;
         if (find(chat_template, len, "<function=") >= 0 && find(chat_template, len, "<parameter=") >= 0)

@@ -71,7 +71,8 @@ void parse_finish(parse *p, parse_sink sink, void *user);
 /* Number of tool calls emitted so far. */
 int parse_tool_calls(const parse *p);
 
-/* Chooses a format from the model's architecture name and chat template text. */
-parse_format parse_detect(const char *arch, const char *chat_template, size_t len);
+/* Chooses a format from the chat template text (may be NULL) and whether the
+ * vocabulary has harmony's <|channel|> token (GPT-OSS). */
+parse_format parse_detect(const char *chat_template, size_t len, int harmony_vocab);
 
 #endif

@@ -381,13 +381,14 @@ int main(void) {
         }
     }
 
-    T_OK(parse_detect("gpt-oss", NULL, 0) == PARSE_HARMONY, "parse_detect: gpt-oss arch is harmony");
+    T_OK(parse_detect(NULL, 0, 1) == PARSE_HARMONY, "parse_detect: a vocabulary with <|channel|> is harmony");
     {
         const char *q = "{{ '<tool_call>' }} <think>";
         const char *c = "<function=x> <parameter=y>";
-        T_OK(parse_detect("qwen3", q, strlen(q)) == PARSE_QWEN3 && parse_detect("qwen3moe", c, strlen(c)) == PARSE_QWEN3_CODER &&
-                 parse_detect("gemma3", "hi", 2) == PARSE_PLAIN,
-             "parse_detect: qwen3 / qwen3-coder / plain from the template text");
+        const char *h = "{{ '<|start|>assistant<|channel|>final<|message|>' }}";
+        T_OK(parse_detect(q, strlen(q), 0) == PARSE_QWEN3 && parse_detect(c, strlen(c), 0) == PARSE_QWEN3_CODER &&
+                 parse_detect("hi", 2, 0) == PARSE_PLAIN && parse_detect(h, strlen(h), 0) == PARSE_HARMONY,
+             "parse_detect: qwen3 / qwen3-coder / plain / harmony from the template text");
     }
     T_DONE();
 }

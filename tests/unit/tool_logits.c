@@ -6,12 +6,13 @@
  *   strided L0 L1 ... (logits at ids 0, STRIDE, 2*STRIDE, ...)
  *   argmax ID
  *   greedy ID... (GEN greedy tokens continuing the sequence; omitted if GEN = 0)
- * Runs the same CPU engine `sparkd run` uses; threads from SPARKD_THREADS. */
+ * Runs the engine `sparkd run` uses (SPARKD_DEVICE, default cpu) through engine.h;
+ * threads from SPARKD_THREADS. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu.h"
+#include "engine.h"
 #include "model.h"
 
 int main(int argc, char **argv) {
@@ -20,19 +21,28 @@ int main(int argc, char **argv) {
         return 2;
     }
     err e = {0};
-    model *m;
-    if (model_load(&m, argv[1], NULL, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     int topk = atoi(argv[2]), stride = atoi(argv[3]), gen = atoi(argv[4]), n = argc - 5;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
     for (int i = 0; i < n; i++) ids[i] = atoi(argv[5 + i]);
     const char *th = getenv("SPARKD_THREADS");
-    cpu_engine_opts o = {.n_threads = th ? atoi(th) : 2, .n_ctx = n + gen + 1, .n_slots = 1, .max_tokens = n};
-    cpu_engine *c;
-    if (cpu_engine_create(&c, m, &o, &e) || cpu_prefill(c, 0, ids, n, 0, &e)) {
+    model *m;
+    if (model_load(&m, argv[1], NULL, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    const engine_ops *ops = engine_select(getenv("SPARKD_DEVICE"), &e);
+    engine_opts eo = {.n_threads = th ? atoi(th) : 2, .n_ctx = n + gen + 1, .max_seqs = 1, .max_tokens = n};
+    engine_plan plan;
+    engine *eng = NULL;
+    if (!ops || ops->plan(m, &eo, &plan, &e) || ops->create(&eng, m, &eo, &e)) {
         fprintf(stderr, "error: %s\n", e.msg);
         return 1;
     }
-    const float *l = cpu_logits(c, 0);
+    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)plan.n_kv_blocks);
+    for (int i = 0; i < plan.n_kv_blocks; i++) blocks[i] = i;
+    engine_seq sq = {.tokens = ids, .n = n, .pos = 0, .blocks = blocks, .slot = 0, .want = ENGINE_WANT_LOGITS};
+    const float *l = NULL;
+    if (ops->forward(eng, &sq, 1, &e) || !(l = ops->logits(eng, 0, &e))) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        return 1;
+    }
     const int V = m->hp.n_vocab;
     char *taken = calloc((size_t)V, 1);
     printf("top");
@@ -55,9 +65,11 @@ int main(int argc, char **argv) {
         for (int g = 0; g < gen; g++) {
             printf(" %d", id);
             if (g + 1 == gen) break;
-            cpu_seq sq = {.tokens = &id, .n = 1, .pos = n + g, .slot = 0, .want_logits = 1};
-            if (cpu_forward(c, &sq, 1, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
-            l = cpu_logits(c, 0);
+            engine_seq d = {.tokens = &id, .n = 1, .pos = n + g, .blocks = blocks, .slot = 0, .want = ENGINE_WANT_LOGITS};
+            if (ops->forward(eng, &d, 1, &e) || !(l = ops->logits(eng, 0, &e))) {
+                fprintf(stderr, "error: %s\n", e.msg);
+                return 1;
+            }
             id = 0;
             for (int i = 1; i < V; i++)
                 if (l[i] > l[id]) id = i;
@@ -66,7 +78,8 @@ int main(int argc, char **argv) {
     }
     free(taken);
     free(ids);
-    cpu_engine_free(c);
+    free(blocks);
+    ops->destroy(eng);
     model_free(m);
     return 0;
 }

@@ -3,7 +3,7 @@
  *   tool_sched MODEL gen   MAX_SEQS BUDGET N_REQ N_TOK [OPTS]  greedy outputs of N_REQ
  *           requests submitted at once; prints "req I: ids..." and "stats ...".
  *           OPTS: no-prefix (prefix cache off), blocks=N (KV pool), shared=L (every
- *           prompt starts with the same L ids), f16 (KV in f16)
+ *           prompt starts with the same L ids), f16 / q8 / bf16 / fp8 (KV type)
  *   tool_sched MODEL drain                                 graceful drain: finishes, then 503
  *   tool_sched MODEL ttft PREFIX BUDGET                    time to first token of a PREFIX-token
  *           prompt uncached, then of another prompt sharing that prefix (cached)
@@ -18,10 +18,51 @@
 #include <string.h>
 #include <time.h>
 
-#include "model.h"
 #include "scheduler.h"
+#include "session.h"
 
 static int shared_len;
+
+/* What a test asks of the scheduler; each creates its own session over the model. */
+typedef struct tool_opts {
+    int n_threads, n_ctx, max_seqs, max_batched_tokens, max_queue, n_kv_blocks, no_prefix_cache;
+    engine_kv_type kv_type;
+} tool_opts;
+
+static const char *model_path;
+static int n_vocab;
+static session *open_sessions[4];
+
+static int tool_sched_create(sched **out, const tool_opts *o, err *e) {
+    session_opts so;
+    session_defaults(&so);
+    so.model_path = model_path;
+    so.n_threads = o->n_threads;
+    so.n_ctx = o->n_ctx;
+    so.max_seqs = o->max_seqs;
+    so.max_tokens = o->max_batched_tokens;
+    so.n_kv_blocks = o->n_kv_blocks;
+    so.kv_type = o->kv_type;
+    so.scheduler = 1;
+    so.max_queue = o->max_queue;
+    so.prefix_cache = !o->no_prefix_cache;
+    session *ss;
+    int rc = session_open(&ss, &so, e);
+    if (rc) return rc;
+    for (int i = 0; i < 4; i++)
+        if (!open_sessions[i]) { open_sessions[i] = ss; break; }
+    n_vocab = ss->m->hp.n_vocab;
+    *out = ss->s;
+    return 0;
+}
+
+static void tool_sched_free(sched *s) {
+    for (int i = 0; i < 4; i++)
+        if (open_sessions[i] && open_sessions[i]->s == s) {
+            session_close(open_sessions[i]);
+            open_sessions[i] = NULL;
+        }
+}
 
 static int make_prompt(int i, int32_t *ids, int n_vocab) {
     int n = 3 + (i * 7) % 40;
@@ -82,29 +123,27 @@ int main(int argc, char **argv) {
         return 2;
     }
     err e = {0};
-    model *m;
-    if (model_load(&m, argv[1], NULL, &e)) return fail("load", &e);
+    model_path = argv[1];
     const char *mode = argv[2];
     int rc = 0;
     int32_t ids[512];
     if (!strcmp(mode, "gen") && argc >= 7) {
         int max_seqs = atoi(argv[3]), budget = atoi(argv[4]), n_req = atoi(argv[5]), n_tok = atoi(argv[6]);
-        sched_opts o = {.n_threads = 2, .n_ctx = 512, .max_seqs = max_seqs, .max_batched_tokens = budget,
+        tool_opts o = {.n_threads = 2, .n_ctx = 512, .max_seqs = max_seqs, .max_batched_tokens = budget,
                         .max_queue = n_req};
         for (int a = 7; a < argc; a++) {
             if (!strcmp(argv[a], "no-prefix")) o.no_prefix_cache = 1;
-            else if (!strcmp(argv[a], "f16")) o.kv_f16 = 1;
-            else if (!strcmp(argv[a], "q8")) o.kv_q8 = 1;
+            else if (engine_kv_type_parse(argv[a]) >= 0) o.kv_type = (engine_kv_type)engine_kv_type_parse(argv[a]);
             else if (!strncmp(argv[a], "blocks=", 7)) o.n_kv_blocks = atoi(argv[a] + 7);
             else if (!strncmp(argv[a], "shared=", 7)) shared_len = atoi(argv[a] + 7);
         }
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
         sched_req **rq = calloc((size_t)n_req, sizeof *rq);
         int32_t *out = calloc((size_t)n_req * (size_t)n_tok, sizeof(int32_t));
         int *n_out = calloc((size_t)n_req, sizeof(int)), *done = calloc((size_t)n_req, sizeof(int));
         for (int i = 0; i < n_req; i++) {
-            sched_params p = {.n_prompt = make_prompt(i, ids, m->hp.n_vocab), .prompt = ids,
+            sched_params p = {.n_prompt = make_prompt(i, ids, n_vocab), .prompt = ids,
                               .max_tokens = n_tok, .ignore_eos = 1};
             sampler_default_params(&p.sp);
             p.sp.temperature = 0;
@@ -142,12 +181,12 @@ int main(int argc, char **argv) {
                st.prompt_tokens, st.generated_tokens, st.kv_used, st.kv_cached, st.prefix_hit_tokens,
                st.prefix_miss_tokens, st.preemptions);
         free(rq); free(out); free(n_out); free(done);
-        sched_free(s);
+        tool_sched_free(s);
     } else if (!strcmp(mode, "cancel")) {
-        sched_opts o = {.n_threads = 2, .n_ctx = 512, .max_seqs = 2, .max_batched_tokens = 64, .max_queue = 4};
+        tool_opts o = {.n_threads = 2, .n_ctx = 512, .max_seqs = 2, .max_batched_tokens = 64, .max_queue = 4};
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
-        sched_params p = {.n_prompt = make_prompt(1, ids, m->hp.n_vocab), .prompt = ids, .max_tokens = 400,
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
+        sched_params p = {.n_prompt = make_prompt(1, ids, n_vocab), .prompt = ids, .max_tokens = 400,
                           .ignore_eos = 1};
         sampler_default_params(&p.sp);
         sched_req *r;
@@ -172,12 +211,12 @@ int main(int argc, char **argv) {
                st.running, st.kv_used);
         sched_release(r);
         rc = !finished || after > 1 || st.running || st.kv_used;
-        sched_free(s);
+        tool_sched_free(s);
     } else if (!strcmp(mode, "queue")) {
-        sched_opts o = {.n_threads = 1, .n_ctx = 256, .max_seqs = 1, .max_batched_tokens = 32, .max_queue = 2};
+        tool_opts o = {.n_threads = 1, .n_ctx = 256, .max_seqs = 1, .max_batched_tokens = 32, .max_queue = 2};
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
-        sched_params p = {.n_prompt = make_prompt(2, ids, m->hp.n_vocab), .prompt = ids, .max_tokens = 200,
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
+        sched_params p = {.n_prompt = make_prompt(2, ids, n_vocab), .prompt = ids, .max_tokens = 200,
                           .ignore_eos = 1};
         sampler_default_params(&p.sp);
         sched_req *r[4] = {0};
@@ -195,14 +234,14 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4; i++)
             if (r[i]) sched_release(r[i]);
         rc = refused != 3;
-        sched_free(s);
+        tool_sched_free(s);
     } else if (!strcmp(mode, "drain")) {
-        sched_opts o = {.n_threads = 2, .n_ctx = 256, .max_seqs = 2, .max_batched_tokens = 64, .max_queue = 4};
+        tool_opts o = {.n_threads = 2, .n_ctx = 256, .max_seqs = 2, .max_batched_tokens = 64, .max_queue = 4};
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
         sched_req *r[3];
         for (int i = 0; i < 3; i++) {
-            sched_params p = {.n_prompt = make_prompt(i, ids, m->hp.n_vocab), .prompt = ids, .max_tokens = 20,
+            sched_params p = {.n_prompt = make_prompt(i, ids, n_vocab), .prompt = ids, .max_tokens = 20,
                               .ignore_eos = 1};
             sampler_default_params(&p.sp);
             if (sched_submit(s, &p, &r[i], &e)) return fail("submit", &e);
@@ -218,7 +257,7 @@ int main(int argc, char **argv) {
         }
         printf("%s - drain lets 3 in-flight requests finish (%d finished, %d cancelled)\n",
                finished == 3 && cancelled == 0 ? "ok" : "not ok", finished, cancelled);
-        sched_params p = {.n_prompt = make_prompt(5, ids, m->hp.n_vocab), .prompt = ids, .max_tokens = 4};
+        sched_params p = {.n_prompt = make_prompt(5, ids, n_vocab), .prompt = ids, .max_tokens = 4};
         sampler_default_params(&p.sp);
         sched_req *x;
         err e2 = {0};
@@ -226,10 +265,10 @@ int main(int argc, char **argv) {
         printf("%s - a request after the drain is refused with ERR_UNAVAILABLE (%s)\n",
                rc2 == ERR_UNAVAILABLE ? "ok" : "not ok", e2.msg);
         rc = !(finished == 3 && cancelled == 0 && rc2 == ERR_UNAVAILABLE);
-        sched_free(s);
+        tool_sched_free(s);
         /* a drain that times out cancels what is left */
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
-        sched_params q = {.n_prompt = make_prompt(1, ids, m->hp.n_vocab), .prompt = ids, .max_tokens = 240,
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
+        sched_params q = {.n_prompt = make_prompt(1, ids, n_vocab), .prompt = ids, .max_tokens = 240,
                           .ignore_eos = 1};
         sampler_default_params(&q.sp);
         if (sched_submit(s, &q, &x, &e)) return fail("submit", &e);
@@ -242,37 +281,37 @@ int main(int argc, char **argv) {
                ev.finish);
         rc |= !(c2 == 1 && ev.finish == SCHED_FINISH_CANCELLED);
         sched_release(x);
-        sched_free(s);
+        tool_sched_free(s);
     } else if (!strcmp(mode, "ttft") && argc == 5) {
         const int prefix = atoi(argv[3]), budget = atoi(argv[4]), tail = 24;
-        sched_opts o = {.n_threads = 2, .n_ctx = prefix + tail + 16, .max_seqs = 2, .max_batched_tokens = budget,
+        tool_opts o = {.n_threads = 2, .n_ctx = prefix + tail + 16, .max_seqs = 2, .max_batched_tokens = budget,
                         .max_queue = 2};
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
         int32_t *a = malloc(sizeof(int32_t) * (size_t)(prefix + tail));
-        fill_ids(a, prefix + tail, 1, m->hp.n_vocab);
+        fill_ids(a, prefix + tail, 1, n_vocab);
         double cold = time_first_token(s, a, prefix + tail, 2);
-        fill_ids(a + prefix, tail, 2, m->hp.n_vocab); /* same prefix, another question */
+        fill_ids(a + prefix, tail, 2, n_vocab); /* same prefix, another question */
         double warm = time_first_token(s, a, prefix + tail, 2);
         sched_stats st;
         sched_get_stats(s, &st);
         printf("ttft prefix %d tail %d budget %d: uncached %.3f s, cached %.3f s, ratio %.3f (prefix hits %ld tokens)\n",
                prefix, tail, budget, cold, warm, warm / cold, st.prefix_hit_tokens);
         free(a);
-        sched_free(s);
+        tool_sched_free(s);
     } else if (!strcmp(mode, "itl") && argc == 5) {
         const int plen = atoi(argv[3]), budget = atoi(argv[4]), n_gen = 400;
-        sched_opts o = {.n_threads = 2, .n_ctx = plen + 16 > n_gen + 16 ? plen + 16 : n_gen + 16, .max_seqs = 2,
+        tool_opts o = {.n_threads = 2, .n_ctx = plen + 16 > n_gen + 16 ? plen + 16 : n_gen + 16, .max_seqs = 2,
                         .max_batched_tokens = budget, .max_queue = 2};
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
         sched_params p = {.n_prompt = 8, .prompt = ids, .max_tokens = n_gen, .ignore_eos = 1};
-        fill_ids(ids, 8, 3, m->hp.n_vocab);
+        fill_ids(ids, 8, 3, n_vocab);
         sampler_default_params(&p.sp);
         sched_req *stream, *big = NULL;
         if (sched_submit(s, &p, &stream, &e)) return fail("submit", &e);
         int32_t *b = malloc(sizeof(int32_t) * (size_t)plen);
-        fill_ids(b, plen, 4, m->hp.n_vocab);
+        fill_ids(b, plen, 4, n_vocab);
         double last = 0, before_sum = 0, during_max = 0, during_sum = 0, before_max = 0;
         int n = 0, n_before = 0, n_during = 0, big_first = 0;
         sched_event ev;
@@ -306,13 +345,13 @@ int main(int argc, char **argv) {
             sched_release(big);
         }
         free(b);
-        sched_free(s);
+        tool_sched_free(s);
     } else if (!strcmp(mode, "long")) {
-        sched_opts o = {.n_threads = 1, .n_ctx = 16, .max_seqs = 1, .max_batched_tokens = 8, .max_queue = 2};
+        tool_opts o = {.n_threads = 1, .n_ctx = 16, .max_seqs = 1, .max_batched_tokens = 8, .max_queue = 2};
         sched *s;
-        if (sched_create(&s, m, &o, &e)) return fail("sched_create", &e);
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
         int32_t big[40];
-        for (int i = 0; i < 40; i++) big[i] = i % m->hp.n_vocab;
+        for (int i = 0; i < 40; i++) big[i] = i % n_vocab;
         sched_params p = {.n_prompt = 40, .prompt = big, .max_tokens = 4};
         sampler_default_params(&p.sp);
         sched_req *r;
@@ -321,11 +360,10 @@ int main(int argc, char **argv) {
         printf("%s - prompt longer than the context refused: %s\n",
                x == ERR_INVALID && strstr(e2.msg, "40") && strstr(e2.msg, "16") ? "ok" : "not ok", e2.msg);
         rc = x != ERR_INVALID;
-        sched_free(s);
+        tool_sched_free(s);
     } else {
         fprintf(stderr, "bad arguments\n");
         rc = 2;
     }
-    model_free(m);
     return rc;
 }

@@ -1,107 +1,134 @@
-/* cpu.c — CPU forward pass for the dense families (gemma3, llama, qwen2/3).
+/* cpu.c — the CPU backend's forward pass (engine_cpu_ops). See cpu.h.
  *
  * Per layer (T = new tokens in the batch, rows of every activation buffer):
  *   xn  = rmsnorm(x) * attn_norm
- *   q,k,v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv)
- *   q,k = per-head rmsnorm (qwen3, gemma3), then RoPE at each token's position
- *   K/V of the new tokens -> the slot's cache; causal (optionally sliding-window)
- *   softmax attention over the cache -> att
- *   o = att Wo^T; gemma: o = rmsnorm(o) * post_attn_norm;  x += o
- *   xn = rmsnorm(x) * ffn_norm; h = act(xn Wg^T) * (xn Wu^T); d = h Wd^T
- *   gemma: d = rmsnorm(d) * post_ffn_norm;  x += d
+ *   mixer, by kind:
+ *     attention: q,k,v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv); per-head
+ *       rmsnorm of q and k when the layer has q_norm/k_norm; RoPE of the layer's
+ *       rope at each token's position; K/V of the new tokens -> their blocks;
+ *       causal softmax attention (sliding window, sinks) over the blocks -> att;
+ *       o = att Wo^T (+bo)
+ *   o = rmsnorm(o) * post_attn_norm (if present);  x += o
+ *   xn = rmsnorm(x) * ffn_norm
+ *   FFN, by kind:
+ *     dense: h = act(xn Wg^T) * (xn Wu^T); o = h Wd^T
+ *     MoE: not on the CPU yet (plan refuses it); its place is marked in forward
+ *   o = rmsnorm(o) * post_ffn_norm (if present);  x += o
  * then rmsnorm(x) * output_norm and the output projection, only for the rows
- * whose logits are wanted. */
+ * whose logits are wanted (and final_softcap when set). */
 #include "cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__F16C__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
-#include "pool.h"
 #include "quant.h"
 #include "sysmem.h"
 #include "vec.h"
 
-struct cpu_engine {
-    const model *m;
-    pool *pool;
-    cpu_engine_opts opt;
-    int q_dim, kv_dim; /* n_head*head_dim, n_head_kv*head_dim */
-
-    /* activations, T = o.max_tokens rows */
-    float *x;    /* (T, dim) residual stream */
-    float *xn;   /* (T, dim) normed input of a sub-block */
-    float *q;    /* (T, q_dim) */
-    float *k;    /* (T, kv_dim) */
-    float *v;    /* (T, kv_dim) */
-    float *att;  /* (T, q_dim) attention output */
-    float *o;    /* (T, dim) output of a sub-block */
-    float *gate; /* (T, ffn_dim) */
-    float *up;   /* (T, ffn_dim) */
-    float *outx; /* (n_slots, dim) final-normed rows whose logits are wanted */
-    float *logits; /* (n_slots, n_vocab) */
-
-    /* per thread */
-    float *scores;  /* (n_threads, n_ctx) attention probabilities */
-    float *mm_scratch; /* (n_threads, scratch_floats) */
-    size_t scratch_floats;
-
-    /* RoPE inverse frequencies, (head_dim/2) each: global and sliding layers */
-    float *inv_freq;
-    float *inv_freq_swa;
-    float yarn_mscale;
-
-    /* KV pool, see cpu.h: (n_layer, n_blocks, CPU_KV_BLOCK, kv_dim) of kv_type */
-    void *k_pool;
-    void *v_pool;
-    float *k_scale; /* CPU_KV_Q8 only: (n_layer, n_blocks, CPU_KV_BLOCK, n_head_kv) */
-    float *v_scale;
-    int n_blocks;
-    int blocks_per_slot;   /* ceil(n_ctx / CPU_KV_BLOCK) */
-    int32_t *slot_blocks;  /* (n_slots, blocks_per_slot): the identity tables of slot callers */
-
-    /* per-call token bookkeeping, (T) each: which block table/pos a row is */
-    int32_t *tok_pos;
-    const int32_t **tok_blocks;
-    int32_t *tok_ids;
-    int32_t *out_rows; /* (n_slots) row index whose logits sequence i wants, -1 none */
-    int n_tok;
-};
-
-static float *f32_ptr(const gguf_tensor *t) { return t ? (float *)t->data : NULL; }
+static const float *f32_ptr(const model_tensor *t) { return t ? (const float *)t->data : NULL; }
 
 static int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-uint64_t cpu_engine_plan_bytes(const model *m, const cpu_engine_opts *o) {
+/* ---- plan ---- */
+
+int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e) {
     const model_hparams *hp = &m->hp;
-    uint64_t T = (uint64_t)o->max_tokens, q_dim = (uint64_t)hp->n_head * hp->head_dim,
-             kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
-    uint64_t n = T * (2 * (uint64_t)hp->dim + 2 * q_dim + 2 * kv_dim + (uint64_t)hp->dim +
-                      2 * (uint64_t)hp->ffn_dim);
-    n += (uint64_t)o->n_slots * ((uint64_t)hp->dim + (uint64_t)hp->n_vocab);
-    n += (uint64_t)o->n_threads * ((uint64_t)o->n_ctx + quant_matmul_scratch_floats(
-                                                            max_i64(hp->dim, max_i64(hp->ffn_dim, (int64_t)q_dim))));
-    uint64_t blocks = o->n_kv_blocks > 0 ? (uint64_t)o->n_kv_blocks
-                                         : (uint64_t)o->n_slots * (((uint64_t)o->n_ctx + CPU_KV_BLOCK - 1) / CPU_KV_BLOCK);
-    const uint64_t rows = (uint64_t)hp->n_layer * blocks * CPU_KV_BLOCK;
-    uint64_t kv = o->kv_type == CPU_KV_Q8 ? 2ull * rows * (kv_dim + 4ull * (uint64_t)hp->n_head_kv)
-                                          : 2ull * rows * kv_dim * (o->kv_type == CPU_KV_F16 ? 2 : 4);
-    return n * sizeof(float) + kv;
+    memset(l, 0, sizeof *l);
+    if (o->n_threads < 1 || o->n_ctx < 1 || o->max_seqs < 1 || o->max_tokens < 1 || o->n_kv_blocks < 0)
+        return err_set(e, ERR_INVALID, "engine options must be positive (threads %d, ctx %d, seqs %d, batch %d)",
+                       o->n_threads, o->n_ctx, o->max_seqs, o->max_tokens);
+    if (!cpu_kv_supported(o->kv_type))
+        return err_set(e, ERR_UNSUPPORTED, "kv_type %s is not supported on the CPU", engine_kv_type_name(o->kv_type));
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        if (L->mixer != MODEL_MIXER_ATTENTION)
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixer kind %d is not supported on the CPU", il, (int)L->mixer);
+        if (L->ffn != MODEL_FFN_DENSE)
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN is not supported on the CPU yet", il);
+    }
+    /* every matrix the forward multiplies must have a CPU kernel */
+    for (int64_t i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->tensors[i];
+        const quant_traits *qt = quant_traits_of(t->dtype);
+        if (t->n_dims >= 2 && (!qt || !qt->cpu_supported))
+            return err_set(e, ERR_UNSUPPORTED, "tensor '%s' has type %s, not supported on the CPU", t->name,
+                           qt ? qt->name : "unknown");
+    }
+    l->n_ctx = o->n_ctx;
+    l->max_seqs = o->max_seqs;
+    l->max_tokens = o->max_tokens;
+    l->n_threads = o->n_threads;
+    l->q_dim = hp->n_head * hp->head_dim;
+    l->kv_dim = hp->n_head_kv * hp->head_dim;
+    l->n_kv_layers = model_n_kv_layers(m);
+    const uint64_t per_seq = ((uint64_t)o->n_ctx + CPU_KV_BLOCK - 1) / CPU_KV_BLOCK;
+    const uint64_t blocks = o->n_kv_blocks > 0 ? (uint64_t)o->n_kv_blocks : (uint64_t)o->max_seqs * per_seq;
+    if (blocks > INT32_MAX / CPU_KV_BLOCK)
+        return err_set(e, ERR_INVALID, "a KV pool of %llu blocks is too large", (unsigned long long)blocks);
+    l->n_blocks = (int)blocks;
+    l->scratch_floats = quant_matmul_scratch_floats(max_i64(hp->dim, max_i64(hp->ffn_dim, l->q_dim)));
+    l->kv_elems = (uint64_t)l->n_kv_layers * blocks * CPU_KV_BLOCK * (uint64_t)l->kv_dim;
+    l->kv_scales = engine_kv_scale_bytes(o->kv_type) ? l->kv_elems / (uint64_t)hp->head_dim : 0;
+    l->kv_bytes = 2 * (l->kv_elems * (uint64_t)engine_kv_elem_bytes(o->kv_type) + l->kv_scales * sizeof(float));
+
+    const uint64_t T = (uint64_t)o->max_tokens, S = (uint64_t)o->max_seqs;
+    uint64_t floats = T * (3 * (uint64_t)hp->dim + 2 * (uint64_t)l->q_dim + 2 * (uint64_t)l->kv_dim +
+                           2 * (uint64_t)hp->ffn_dim);                 /* x xn o, q att, k v, gate up */
+    floats += S * ((uint64_t)hp->dim + (uint64_t)hp->n_vocab);         /* outx, logits */
+    floats += (uint64_t)o->n_threads * ((uint64_t)o->n_ctx + l->scratch_floats); /* scores, mm_scratch */
+    floats += (uint64_t)m->n_rope * (uint64_t)(hp->head_dim / 2);      /* inv_freq */
+    uint64_t bytes = floats * sizeof(float);
+    bytes += (uint64_t)hp->n_layer * sizeof(int32_t);                  /* kv_layer */
+    bytes += T * (2 * sizeof(int32_t) + sizeof(const int32_t *));      /* tok_pos, tok_ids, tok_blocks */
+    bytes += S * 2 * sizeof(int32_t);                                  /* out_rows, seq_slot */
+    bytes += S * sizeof(sampler *) + S * sampler_bytes(hp->n_vocab);   /* samplers */
+    l->work_bytes = bytes;
+    return 0;
 }
 
-static float *alloc_f32(uint64_t n, err *e, int *rc) {
-    if (*rc) return NULL;
+static int cpu_plan(const model *m, const engine_opts *o, engine_plan *p, err *e) {
+    memset(p, 0, sizeof *p);
+    cpu_layout l;
+    int rc = cpu_layout_of(m, o, &l, e);
+    if (rc) return rc;
+    p->weights_bytes = m->weights_bytes;
+    p->kv_bytes = l.kv_bytes;
+    p->work_bytes = l.work_bytes;
+    p->total_bytes = p->weights_bytes + p->kv_bytes + p->state_bytes + p->work_bytes;
+    p->kv_bytes_per_token = engine_kv_bytes_per_token(m, o->kv_type);
+    p->kv_block = CPU_KV_BLOCK;
+    p->n_kv_blocks = l.n_blocks;
+    p->n_state_slots = 0;
+    p->prefix_cache = 1;
+    if (sysmem_available(&p->available_bytes, NULL) == 0)
+        p->available_from = "/proc/meminfo MemAvailable + SwapFree";
+    if (o->memory_limit && p->total_bytes > o->memory_limit)
+        return err_set(e, ERR_NOMEM,
+                       "the memory limit is %.1f MB but weights %.1f MB + KV cache %.1f MB + buffers %.1f MB "
+                       "need %.1f MB",
+                       (double)o->memory_limit / 1048576.0, (double)p->weights_bytes / 1048576.0,
+                       (double)p->kv_bytes / 1048576.0, (double)p->work_bytes / 1048576.0,
+                       (double)p->total_bytes / 1048576.0);
+    /* The weights already sit in the model's buffer when it was loaded; what create
+     * adds must fit in what is free now. */
+    const uint64_t more = p->total_bytes - (m->weights || m->weights_mapped ? p->weights_bytes : 0);
+    return sysmem_check(more, m->weights || m->weights_mapped ? "the KV cache and activation buffers"
+                                                               : "the weights, KV cache and activation buffers",
+                        e);
+}
+
+/* ---- create / destroy ---- */
+
+/* 64-byte aligned, counted into *count (kv or work); NULL for 0 bytes. */
+static void *cpu_alloc(uint64_t bytes, uint64_t *count, err *e, int *rc) {
+    if (*rc || bytes == 0) return NULL;
     void *p = NULL;
-    if (n == 0) n = 1;
-    if (posix_memalign(&p, 64, (size_t)(n * sizeof(float)))) {
-        *rc = err_set(e, ERR_NOMEM, "cannot allocate %.1f MB for the CPU engine",
-                      (double)(n * sizeof(float)) / 1e6);
+    if (bytes > SIZE_MAX || posix_memalign(&p, 64, (size_t)bytes)) {
+        *rc = err_set(e, ERR_NOMEM, "cannot allocate %.1f MB for the CPU engine", (double)bytes / 1e6);
         return NULL;
     }
+    *count += bytes;
     return p;
 }
 
@@ -111,152 +138,145 @@ static float yarn_corr_dim(int n_dims, int orig_ctx, float n_rot, float base) {
     return (float)n_dims * logf((float)orig_ctx / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
 }
 
-static void rope_freqs(const model *m, float *inv, float base, int scaled, float *mscale) {
-    const model_hparams *hp = &m->hp;
-    const int half = hp->head_dim / 2;
-    const float *ff = scaled ? f32_ptr(m->rope_freqs) : NULL;
+/* inv[i] = the rotation speed of pair i under rope r, (n_rot / 2) floats. */
+static void rope_freqs(const model_rope *r, float *inv) {
+    const int half = r->n_rot / 2;
+    const float *ff = f32_ptr(r->freq_factors);
     float lo = 0, hi = 0;
-    if (scaled && hp->rope_scaling == MODEL_ROPE_SCALE_YARN) {
-        lo = floorf(yarn_corr_dim(hp->head_dim, hp->rope_orig_ctx, hp->yarn_beta_fast, base));
-        hi = ceilf(yarn_corr_dim(hp->head_dim, hp->rope_orig_ctx, hp->yarn_beta_slow, base));
+    if (r->scaling == MODEL_ROPE_SCALE_YARN) {
+        lo = floorf(yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_fast, r->base));
+        hi = ceilf(yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_slow, r->base));
         if (lo < 0) lo = 0;
-        if (hi > hp->head_dim - 1) hi = (float)(hp->head_dim - 1);
-        if (mscale) *mscale = 0.1f * logf(hp->rope_factor) + 1.0f;
+        if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
     }
     for (int i = 0; i < half; i++) {
         /* Same float32 recipe as transformers' default RoPE init. */
-        float f = 1.0f / powf(base, (float)(2 * i) / (float)hp->head_dim);
+        float f = 1.0f / powf(r->base, (float)(2 * i) / (float)r->n_rot);
         if (ff) f /= ff[i];
-        if (scaled && hp->rope_scaling == MODEL_ROPE_SCALE_LINEAR) f /= hp->rope_factor;
-        if (scaled && hp->rope_scaling == MODEL_ROPE_SCALE_YARN) {
+        if (r->scaling == MODEL_ROPE_SCALE_LINEAR) f /= r->factor;
+        if (r->scaling == MODEL_ROPE_SCALE_YARN) {
             float ramp = (hi - lo) < 0.001f ? 0.0f : ((float)i - lo) / (hi - lo);
             ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
             float extrap = 1.0f - ramp; /* 1 = keep the original frequency */
-            f = f / hp->rope_factor * (1.0f - extrap) + f * extrap;
+            f = f / r->factor * (1.0f - extrap) + f * extrap;
         }
         inv[i] = f;
     }
 }
 
-int cpu_engine_create(cpu_engine **out, const model *m, const cpu_engine_opts *opts, err *e) {
+static void cpu_destroy(engine *c) {
+    if (!c) return;
+    if (c->pool) pool_free(c->pool);
+    if (c->samplers)
+        for (int i = 0; i < c->opt.max_seqs; i++) sampler_free(c->samplers[i]);
+    free(c->samplers);
+    free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->o);
+    free(c->gate); free(c->up); free(c->outx); free(c->logits); free(c->scores);
+    free(c->mm_scratch); free(c->inv_freq); free(c->kv_layer);
+    free(c->k_pool); free(c->v_pool); free(c->k_scale); free(c->v_scale);
+    free(c->tok_pos); free(c->tok_blocks); free(c->tok_ids); free(c->out_rows); free(c->seq_slot);
+    free(c);
+}
+
+static int cpu_create(engine **out, const model *m, const engine_opts *o, err *e) {
     *out = NULL;
-    const model_hparams *hp = &m->hp;
-    if (opts->n_threads < 1 || opts->n_ctx < 1 || opts->n_slots < 1 || opts->max_tokens < 1)
-        return err_set(e, ERR_INVALID, "engine options must be positive (threads %d, ctx %d, slots %d, batch %d)",
-                       opts->n_threads, opts->n_ctx, opts->n_slots, opts->max_tokens);
-    int mrc = sysmem_check(cpu_engine_plan_bytes(m, opts), "the KV cache and activation buffers", e);
-    if (mrc) return mrc;
-    cpu_engine *c = calloc(1, sizeof *c);
+    engine_plan plan;
+    int rc = cpu_plan(m, o, &plan, e);
+    if (rc) return rc;
+    if (!m->weights && !m->weights_mapped)
+        return err_set(e, ERR_INVALID, "the model was loaded without its weights (header only)");
+    engine *c = calloc(1, sizeof *c);
     if (!c) return err_set(e, ERR_NOMEM, "out of memory");
+    const model_hparams *hp = &m->hp;
     c->m = m;
-    c->opt = *opts;
-    c->q_dim = hp->n_head * hp->head_dim;
-    c->kv_dim = hp->n_head_kv * hp->head_dim;
-    const uint64_t T = (uint64_t)opts->max_tokens;
-    int rc = 0;
-    c->x = alloc_f32(T * hp->dim, e, &rc);
-    c->xn = alloc_f32(T * hp->dim, e, &rc);
-    c->q = alloc_f32(T * c->q_dim, e, &rc);
-    c->k = alloc_f32(T * c->kv_dim, e, &rc);
-    c->v = alloc_f32(T * c->kv_dim, e, &rc);
-    c->att = alloc_f32(T * c->q_dim, e, &rc);
-    c->o = alloc_f32(T * hp->dim, e, &rc);
-    c->gate = alloc_f32(T * hp->ffn_dim, e, &rc);
-    c->up = alloc_f32(T * hp->ffn_dim, e, &rc);
-    c->outx = alloc_f32((uint64_t)opts->n_slots * hp->dim, e, &rc);
-    c->logits = alloc_f32((uint64_t)opts->n_slots * hp->n_vocab, e, &rc);
-    c->scores = alloc_f32((uint64_t)opts->n_threads * opts->n_ctx, e, &rc);
-    c->scratch_floats = quant_matmul_scratch_floats(max_i64(hp->dim, max_i64(hp->ffn_dim, c->q_dim)));
-    c->mm_scratch = alloc_f32((uint64_t)opts->n_threads * c->scratch_floats, e, &rc);
-    c->inv_freq = alloc_f32((uint64_t)hp->head_dim / 2, e, &rc);
-    c->inv_freq_swa = alloc_f32((uint64_t)hp->head_dim / 2, e, &rc);
-    c->blocks_per_slot = (opts->n_ctx + CPU_KV_BLOCK - 1) / CPU_KV_BLOCK;
-    c->n_blocks = opts->n_kv_blocks > 0 ? opts->n_kv_blocks : opts->n_slots * c->blocks_per_slot;
-    /* f16 elements are carved from an f32 allocation of half the count */
-    const uint64_t kv_elems = (uint64_t)hp->n_layer * (uint64_t)c->n_blocks * CPU_KV_BLOCK * c->kv_dim;
-    const uint64_t kv_f32s = opts->kv_type == CPU_KV_F16 ? (kv_elems + 1) / 2
-                             : opts->kv_type == CPU_KV_Q8 ? (kv_elems + 3) / 4 : kv_elems;
-    c->k_pool = alloc_f32(kv_f32s, e, &rc);
-    c->v_pool = alloc_f32(kv_f32s, e, &rc);
-    if (opts->kv_type == CPU_KV_Q8) {
-        c->k_scale = alloc_f32(kv_elems / (uint64_t)hp->head_dim, e, &rc);
-        c->v_scale = alloc_f32(kv_elems / (uint64_t)hp->head_dim, e, &rc);
+    c->opt = *o;
+    cpu_layout_of(m, o, &c->lay, e); /* succeeded in plan */
+    const cpu_layout *l = &c->lay;
+    const uint64_t T = (uint64_t)o->max_tokens, S = (uint64_t)o->max_seqs, F = sizeof(float);
+    uint64_t *w = &c->allocated_work, *kv = &c->allocated_kv;
+    c->x = cpu_alloc(T * hp->dim * F, w, e, &rc);
+    c->xn = cpu_alloc(T * hp->dim * F, w, e, &rc);
+    c->o = cpu_alloc(T * hp->dim * F, w, e, &rc);
+    c->q = cpu_alloc(T * l->q_dim * F, w, e, &rc);
+    c->att = cpu_alloc(T * l->q_dim * F, w, e, &rc);
+    c->k = cpu_alloc(T * l->kv_dim * F, w, e, &rc);
+    c->v = cpu_alloc(T * l->kv_dim * F, w, e, &rc);
+    c->gate = cpu_alloc(T * hp->ffn_dim * F, w, e, &rc);
+    c->up = cpu_alloc(T * hp->ffn_dim * F, w, e, &rc);
+    c->outx = cpu_alloc(S * hp->dim * F, w, e, &rc);
+    c->logits = cpu_alloc(S * hp->n_vocab * F, w, e, &rc);
+    c->scores = cpu_alloc((uint64_t)o->n_threads * o->n_ctx * F, w, e, &rc);
+    c->mm_scratch = cpu_alloc((uint64_t)o->n_threads * l->scratch_floats * F, w, e, &rc);
+    c->inv_freq = cpu_alloc((uint64_t)m->n_rope * (hp->head_dim / 2) * F, w, e, &rc);
+    c->kv_layer = cpu_alloc((uint64_t)hp->n_layer * sizeof(int32_t), w, e, &rc);
+    c->tok_pos = cpu_alloc(T * sizeof(int32_t), w, e, &rc);
+    c->tok_ids = cpu_alloc(T * sizeof(int32_t), w, e, &rc);
+    c->tok_blocks = cpu_alloc(T * sizeof(const int32_t *), w, e, &rc);
+    c->out_rows = cpu_alloc(S * sizeof(int32_t), w, e, &rc);
+    c->seq_slot = cpu_alloc(S * sizeof(int32_t), w, e, &rc);
+    c->samplers = cpu_alloc(S * sizeof(sampler *), w, e, &rc);
+    if (c->samplers) memset(c->samplers, 0, S * sizeof(sampler *));
+    const uint64_t eb = (uint64_t)engine_kv_elem_bytes(o->kv_type);
+    c->k_pool = cpu_alloc(l->kv_elems * eb, kv, e, &rc);
+    c->v_pool = cpu_alloc(l->kv_elems * eb, kv, e, &rc);
+    c->k_scale = cpu_alloc(l->kv_scales * F, kv, e, &rc);
+    c->v_scale = cpu_alloc(l->kv_scales * F, kv, e, &rc);
+    if (!rc) {
+        sampler_params sp;
+        sampler_default_params(&sp);
+        for (uint64_t i = 0; i < S && !rc; i++) {
+            rc = sampler_create(&c->samplers[i], hp->n_vocab, &sp, e);
+            if (!rc) *w += sampler_bytes(hp->n_vocab);
+        }
     }
     if (!rc) {
-        c->slot_blocks = malloc(sizeof(int32_t) * (size_t)opts->n_slots * (size_t)c->blocks_per_slot);
-        if (c->slot_blocks)
-            for (int i = 0; i < opts->n_slots * c->blocks_per_slot; i++)
-                c->slot_blocks[i] = i < c->n_blocks ? i : c->n_blocks - 1; /* only reachable if the pool is smaller */
-        c->tok_pos = malloc(T * sizeof(int32_t));
-        c->tok_blocks = malloc(T * sizeof(*c->tok_blocks));
-        c->tok_ids = malloc(T * sizeof(int32_t));
-        c->out_rows = malloc((size_t)opts->n_slots * sizeof(int32_t));
-        if (!c->tok_pos || !c->tok_blocks || !c->tok_ids || !c->out_rows || !c->slot_blocks)
-            rc = err_set(e, ERR_NOMEM, "out of memory");
-    }
-    if (!rc) {
-        c->pool = pool_create(opts->n_threads);
-        if (!c->pool) rc = err_set(e, ERR_NOMEM, "cannot start %d threads", opts->n_threads);
+        c->pool = pool_create(o->n_threads);
+        if (!c->pool) rc = err_set(e, ERR_NOMEM, "cannot start %d threads", o->n_threads);
     }
     if (rc) {
-        cpu_engine_free(c);
+        cpu_destroy(c);
         return rc;
     }
-    c->yarn_mscale = 1.0f;
-    /* Gemma 3 scales rope only on global layers; local layers keep their base. */
-    rope_freqs(m, c->inv_freq, hp->rope_base, 1, &c->yarn_mscale);
-    rope_freqs(m, c->inv_freq_swa, hp->rope_base_swa, m->arch != MODEL_ARCH_GEMMA3, NULL);
+    for (int r = 0; r < m->n_rope; r++) rope_freqs(&m->rope[r], c->inv_freq + (size_t)r * (hp->head_dim / 2));
+    for (int il = 0, n = 0; il < hp->n_layer; il++)
+        c->kv_layer[il] = m->layers[il].mixer == MODEL_MIXER_ATTENTION ? n++ : -1;
+    for (int b = 0; b < 256; b++) c->fp8_lut[b] = quant_fp8_e4m3_to_f32((uint8_t)b);
     *out = c;
     return 0;
 }
 
-void cpu_engine_free(cpu_engine *c) {
-    if (!c) return;
-    if (c->pool) pool_free(c->pool);
-    free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->o);
-    free(c->gate); free(c->up); free(c->outx); free(c->logits); free(c->scores);
-    free(c->mm_scratch); free(c->inv_freq); free(c->inv_freq_swa);
-    free(c->k_pool); free(c->v_pool); free(c->k_scale); free(c->v_scale); free(c->slot_blocks);
-    free(c->tok_pos); free(c->tok_blocks); free(c->tok_ids); free(c->out_rows);
-    free(c);
-}
-
-int cpu_engine_threads(const cpu_engine *c) { return pool_size(c->pool); }
-
-int cpu_engine_kv_blocks(const cpu_engine *c) { return c->n_blocks; }
-
-const float *cpu_logits(const cpu_engine *c, int i) {
-    return c->logits + (size_t)i * (size_t)c->m->hp.n_vocab;
+static void cpu_usage(const engine *c, engine_usage *u) {
+    u->weights_bytes = c->m->weights_bytes; /* used in place */
+    u->kv_bytes = c->allocated_kv;
+    u->state_bytes = 0;
+    u->work_bytes = c->allocated_work;
 }
 
 /* ---- matrix multiply over the pool ---- */
 
 typedef struct mm_job {
     int n;                     /* up to 3 independent products sharing X */
-    const gguf_tensor *w[3];   /* ne = [K, N_i] */
+    const model_tensor *w[3];  /* ne = [K, N_i] */
     float *y[3];               /* (T, N_i) */
     const float *x;            /* (T, K) */
     int64_t T;
-    cpu_engine *c;
+    engine *c;
 } mm_job;
 
 static void mm_worker(void *arg, int ith, int nth) {
     mm_job *j = arg;
-    float *scratch = j->c->mm_scratch + (size_t)ith * j->c->scratch_floats;
+    float *scratch = j->c->mm_scratch + (size_t)ith * j->c->lay.scratch_floats;
     for (int i = 0; i < j->n; i++) {
-        const gguf_tensor *w = j->w[i];
+        const model_tensor *w = j->w[i];
         const int64_t K = w->ne[0], N = w->ne[1];
-        uint64_t row_bytes;
-        quant_row_bytes(w->type, K, &row_bytes); /* validated at load */
         long lo, hi;
         pool_split((long)N, ith, nth, 16, &lo, &hi);
-        if (lo < hi)
-            quant_matmul(w->type, w->data, row_bytes, K, lo, hi, j->x, K, j->T, j->y[i], N, scratch);
+        if (lo < hi) quant_matmul(w->dtype, w->data, w->row_bytes, K, lo, hi, j->x, K, j->T, j->y[i], N, scratch);
     }
 }
 
-static void matmul3(cpu_engine *c, const float *x, int64_t T, int n, const gguf_tensor *w0,
-                    float *y0, const gguf_tensor *w1, float *y1, const gguf_tensor *w2, float *y2) {
+static void matmul3(engine *c, const float *x, int64_t T, int n, const model_tensor *w0, float *y0,
+                    const model_tensor *w1, float *y1, const model_tensor *w2, float *y2) {
     mm_job j = {.n = n, .w = {w0, w1, w2}, .y = {y0, y1, y2}, .x = x, .T = T, .c = c};
     pool_run(c->pool, mm_worker, &j);
 }
@@ -264,17 +284,17 @@ static void matmul3(cpu_engine *c, const float *x, int64_t T, int n, const gguf_
 /* ---- per-token element-wise stages ---- */
 
 typedef struct tok_job {
-    cpu_engine *c;
+    engine *c;
     int layer;
     int stage;
 } tok_job;
 
 enum {
-    STAGE_EMBED_NORM,   /* x = embed(tokens) * scale; xn = norm(x) (layer 0) */
-    STAGE_QK_ROPE_KV,   /* bias, qk-norm, rope; K/V -> cache */
-    STAGE_ATTN_RESID,   /* post-attn norm, x += o, xn = ffn_norm(x) */
-    STAGE_ACT,          /* gate = act(gate) * up */
-    STAGE_FFN_RESID,    /* post-ffn norm, x += o, xn = next layer's attn_norm(x) */
+    STAGE_EMBED_NORM, /* x = embed(tokens) * scale; xn = norm(x) (layer 0) */
+    STAGE_QK_ROPE_KV, /* bias, qk-norm, rope; K/V -> cache */
+    STAGE_ATTN_RESID, /* (+bo), post-attn norm, x += o, xn = ffn_norm(x) */
+    STAGE_ACT,        /* gate = act(gate) * up */
+    STAGE_FFN_RESID,  /* post-ffn norm, x += o, xn = next layer's attn_norm(x) */
 };
 
 static float gelu_tanh(float x) {
@@ -284,9 +304,8 @@ static float gelu_tanh(float x) {
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-static void rope_apply(float *vec, int head_dim, const float *inv, float pos, model_rope_style style,
-                       float mscale) {
-    const int half = head_dim / 2;
+static void rope_apply(float *vec, int n_rot, const float *inv, float pos, model_rope_style style, float mscale) {
+    const int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
         float th = pos * inv[i];
         float cs = cosf(th) * mscale, sn = sinf(th) * mscale;
@@ -298,92 +317,29 @@ static void rope_apply(float *vec, int head_dim, const float *inv, float pos, mo
     }
 }
 
-/* Element offset of (layer, position) through a block table. */
-static size_t kv_off(const cpu_engine *c, const int32_t *blocks, int layer, int pos) {
-    const size_t block = (size_t)blocks[pos / CPU_KV_BLOCK];
-    return (((size_t)layer * (size_t)c->n_blocks + block) * CPU_KV_BLOCK + (size_t)(pos % CPU_KV_BLOCK)) * c->kv_dim;
-}
-
-static void kv_store(const cpu_engine *c, void *pool, float *scales, size_t off, const float *x) {
-    if (c->opt.kv_type == CPU_KV_Q8) {
-        /* one symmetric scale per head row: amax / 127, round to nearest */
-        const int hd = c->m->hp.head_dim;
-        int8_t *d = (int8_t *)pool + off;
-        for (int h = 0; h < c->kv_dim / hd; h++) {
-            const float *xh = x + (size_t)h * hd;
-            float amax = 0.0f;
-            for (int i = 0; i < hd; i++) amax = fabsf(xh[i]) > amax ? fabsf(xh[i]) : amax;
-            const float scale = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-            scales[off / (size_t)hd + (size_t)h] = scale;
-            for (int i = 0; i < hd; i++) d[(size_t)h * hd + i] = (int8_t)lrintf(xh[i] * inv);
+static void act_rows(const model_hparams *hp, float *g, const float *u, int n) {
+    switch (hp->act) {
+    case MODEL_ACT_GELU_TANH:
+        for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
+        break;
+    case MODEL_ACT_SWIGLU_OAI: {
+        const float alpha = hp->act_alpha, lim = hp->act_limit;
+        for (int i = 0; i < n; i++) {
+            const float x = g[i] < lim ? g[i] : lim;
+            const float y = u[i] < -lim ? -lim : u[i] > lim ? lim : u[i];
+            g[i] = x / (1.0f + expf(-alpha * x)) * (y + 1.0f);
         }
-    } else if (c->opt.kv_type == CPU_KV_F16) {
-        uint16_t *d = (uint16_t *)pool + off;
-        int i = 0;
-#ifdef __F16C__
-        for (; i + 8 <= c->kv_dim; i += 8)
-            _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-#endif
-        for (; i < c->kv_dim; i++) d[i] = quant_f32_to_f16(x[i]);
-    } else {
-        memcpy((float *)pool + off, x, sizeof(float) * (size_t)c->kv_dim);
+        break;
     }
-}
-
-/* q . k for an int8 key row of n elements (times its scale outside) */
-static float dot_i8(const float *q, const int8_t *k, int n) {
-    int i = 0;
-    float s = 0.0f;
-#ifdef __AVX2__
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
-                              _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(k + i)))), acc);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
-#endif
-    for (; i < n; i++) s += q[i] * (float)k[i];
-    return s;
-}
-
-static void axpy_i8(float *y, float a, const int8_t *v, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * (float)v[i];
-}
-
-/* q . k for an f16 key row of n elements */
-static float dot_f16(const float *q, const uint16_t *k, int n) {
-    int i = 0;
-    float s = 0.0f;
-#ifdef __F16C__
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))), acc);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
-#endif
-    for (; i < n; i++) s += q[i] * quant_f16_to_f32(k[i]);
-    return s;
-}
-
-/* y += a * v for an f16 value row */
-static void axpy_f16(float *y, float a, const uint16_t *v, int n) {
-    int i = 0;
-#ifdef __F16C__
-    __m256 va = _mm256_set1_ps(a);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
-                                                _mm256_loadu_ps(y + i)));
-#endif
-    for (; i < n; i++) y[i] += a * quant_f16_to_f32(v[i]);
+    default:
+        for (int i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
+        break;
+    }
 }
 
 static void tok_worker(void *arg, int ith, int nth) {
     tok_job *j = arg;
-    cpu_engine *c = j->c;
+    engine *c = j->c;
     const model *m = c->m;
     const model_hparams *hp = &m->hp;
     const int dim = hp->dim;
@@ -394,50 +350,44 @@ static void tok_worker(void *arg, int ith, int nth) {
         float *x = c->x + t * dim, *xn = c->xn + t * dim, *o = c->o + t * dim;
         switch (j->stage) {
         case STAGE_EMBED_NORM: {
-            const gguf_tensor *te = m->token_embd;
-            uint64_t rb;
-            quant_row_bytes(te->type, dim, &rb);
-            quant_dequant_row(te->type, (const uint8_t *)te->data + rb * (uint64_t)c->tok_ids[t], x, dim);
+            const model_tensor *te = m->token_embd;
+            quant_dequant_row(te->dtype, (const uint8_t *)te->data + te->row_bytes * (uint64_t)c->tok_ids[t], x, dim);
             if (hp->embd_scale != 1.0f) vec_scale(x, hp->embd_scale, dim);
             vec_rmsnorm(xn, x, f32_ptr(m->layers[0].attn_norm), dim, hp->norm_eps);
             break;
         }
         case STAGE_QK_ROPE_KV: {
-            float *q = c->q + t * c->q_dim, *k = c->k + t * c->kv_dim, *v = c->v + t * c->kv_dim;
-            if (L->bq) vec_axpy(q, 1.0f, f32_ptr(L->bq), c->q_dim);
-            if (L->bk) vec_axpy(k, 1.0f, f32_ptr(L->bk), c->kv_dim);
-            if (L->bv) vec_axpy(v, 1.0f, f32_ptr(L->bv), c->kv_dim);
-            const float *inv = L->is_swa ? c->inv_freq_swa : c->inv_freq;
-            const float ms = L->is_swa ? 1.0f : c->yarn_mscale;
+            const model_attention *A = &L->attn;
+            const model_rope *R = &m->rope[A->rope];
+            const int q_dim = c->lay.q_dim, kv_dim = c->lay.kv_dim;
+            float *q = c->q + t * q_dim, *k = c->k + t * kv_dim, *v = c->v + t * kv_dim;
+            if (A->bq) vec_axpy(q, 1.0f, f32_ptr(A->bq), q_dim);
+            if (A->bk) vec_axpy(k, 1.0f, f32_ptr(A->bk), kv_dim);
+            if (A->bv) vec_axpy(v, 1.0f, f32_ptr(A->bv), kv_dim);
+            const float *inv = c->inv_freq + (size_t)A->rope * (hp->head_dim / 2);
             const float pos = (float)c->tok_pos[t];
             for (int h = 0; h < hp->n_head; h++) {
                 float *qh = q + h * hp->head_dim;
-                if (L->q_norm) vec_rmsnorm(qh, qh, f32_ptr(L->q_norm), hp->head_dim, hp->norm_eps);
-                rope_apply(qh, hp->head_dim, inv, pos, hp->rope_style, ms);
+                if (A->q_norm) vec_rmsnorm(qh, qh, f32_ptr(A->q_norm), hp->head_dim, hp->norm_eps);
+                rope_apply(qh, R->n_rot, inv, pos, R->style, R->attn_factor);
             }
             for (int h = 0; h < hp->n_head_kv; h++) {
                 float *kh = k + h * hp->head_dim;
-                if (L->k_norm) vec_rmsnorm(kh, kh, f32_ptr(L->k_norm), hp->head_dim, hp->norm_eps);
-                rope_apply(kh, hp->head_dim, inv, pos, hp->rope_style, ms);
+                if (A->k_norm) vec_rmsnorm(kh, kh, f32_ptr(A->k_norm), hp->head_dim, hp->norm_eps);
+                rope_apply(kh, R->n_rot, inv, pos, R->style, R->attn_factor);
             }
-            const size_t off = kv_off(c, c->tok_blocks[t], j->layer, c->tok_pos[t]);
-            kv_store(c, c->k_pool, c->k_scale, off, k);
-            kv_store(c, c->v_pool, c->v_scale, off, v);
+            cpu_kv_store(c, j->layer, (int)t);
             break;
         }
         case STAGE_ATTN_RESID:
+            if (L->attn.bo) vec_axpy(o, 1.0f, f32_ptr(L->attn.bo), dim);
             if (L->post_attn_norm) vec_rmsnorm(o, o, f32_ptr(L->post_attn_norm), dim, hp->norm_eps);
             vec_axpy(x, 1.0f, o, dim);
             vec_rmsnorm(xn, x, f32_ptr(L->ffn_norm), dim, hp->norm_eps);
             break;
-        case STAGE_ACT: {
-            float *g = c->gate + t * hp->ffn_dim, *u = c->up + t * hp->ffn_dim;
-            if (hp->act == MODEL_ACT_GELU_TANH)
-                for (int i = 0; i < hp->ffn_dim; i++) g[i] = gelu_tanh(g[i]) * u[i];
-            else
-                for (int i = 0; i < hp->ffn_dim; i++) g[i] = silu(g[i]) * u[i];
+        case STAGE_ACT:
+            act_rows(hp, c->gate + t * hp->ffn_dim, c->up + t * hp->ffn_dim, hp->ffn_dim);
             break;
-        }
         case STAGE_FFN_RESID:
             if (L->post_ffn_norm) vec_rmsnorm(o, o, f32_ptr(L->post_ffn_norm), dim, hp->norm_eps);
             vec_axpy(x, 1.0f, o, dim);
@@ -448,81 +398,29 @@ static void tok_worker(void *arg, int ith, int nth) {
     }
 }
 
-static void run_stage(cpu_engine *c, int layer, int stage) {
+static void run_stage(engine *c, int layer, int stage) {
     tok_job j = {.c = c, .layer = layer, .stage = stage};
     pool_run(c->pool, tok_worker, &j);
 }
 
-/* ---- attention: one (token, head) pair at a time, split over threads ---- */
-
-typedef struct attn_job {
-    cpu_engine *c;
-    int layer;
-} attn_job;
-
-static void attn_worker(void *arg, int ith, int nth) {
-    attn_job *j = arg;
-    cpu_engine *c = j->c;
-    const model_hparams *hp = &c->m->hp;
-    const model_layer *L = &c->m->layers[j->layer];
-    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    float *p = c->scores + (size_t)ith * c->opt.n_ctx;
-    long lo, hi;
-    pool_split((long)c->n_tok * hp->n_head, ith, nth, 1, &lo, &hi);
-    for (long w = lo; w < hi; w++) {
-        const int t = (int)(w / hp->n_head), h = (int)(w % hp->n_head), hk = h / group;
-        const int pos = c->tok_pos[t];
-        const int32_t *blocks = c->tok_blocks[t];
-        const int f16 = c->opt.kv_type == CPU_KV_F16, q8 = c->opt.kv_type == CPU_KV_Q8;
-        int first = 0;
-        if (L->is_swa && hp->swa_window > 0 && pos - hp->swa_window + 1 > 0) first = pos - hp->swa_window + 1;
-        const float *qh = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
-        float mx = -INFINITY;
-        for (int s = first; s <= pos; s++) {
-            const size_t off = kv_off(c, blocks, j->layer, s) + (size_t)hk * hd;
-            float sc = (q8 ? dot_i8(qh, (const int8_t *)c->k_pool + off, hd) * c->k_scale[off / (size_t)hd]
-                        : f16 ? dot_f16(qh, (const uint16_t *)c->k_pool + off, hd)
-                              : vec_dot(qh, (const float *)c->k_pool + off, hd)) * hp->attn_scale;
-            p[s] = sc;
-            if (sc > mx) mx = sc;
-        }
-        float sum = 0.0f;
-        for (int s = first; s <= pos; s++) {
-            p[s] = expf(p[s] - mx);
-            sum += p[s];
-        }
-        const float inv = 1.0f / sum;
-        float *out = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
-        memset(out, 0, sizeof(float) * hd);
-        for (int s = first; s <= pos; s++) {
-            const size_t off = kv_off(c, blocks, j->layer, s) + (size_t)hk * hd;
-            if (q8) axpy_i8(out, p[s] * inv * c->v_scale[off / (size_t)hd], (const int8_t *)c->v_pool + off, hd);
-            else if (f16) axpy_f16(out, p[s] * inv, (const uint16_t *)c->v_pool + off, hd);
-            else vec_axpy(out, p[s] * inv, (const float *)c->v_pool + off, hd);
-        }
-    }
-}
-
-/* ---- final norm for the rows whose logits are wanted ---- */
+/* ---- the output head for the rows whose logits are wanted ---- */
 
 typedef struct head_job {
-    cpu_engine *c;
+    engine *c;
     int n_out;
 } head_job;
 
 static void head_worker(void *arg, int ith, int nth) {
     head_job *j = arg;
-    cpu_engine *c = j->c;
+    engine *c = j->c;
     const model *m = c->m;
-    const gguf_tensor *w = m->output;
+    const model_tensor *w = m->output;
     const int64_t K = w->ne[0], N = w->ne[1];
-    uint64_t rb;
-    quant_row_bytes(w->type, K, &rb);
     long lo, hi;
     pool_split((long)N, ith, nth, 64, &lo, &hi);
     if (lo < hi)
-        quant_matmul(w->type, w->data, rb, K, lo, hi, c->outx, K, j->n_out, c->logits, N,
-                     c->mm_scratch + (size_t)ith * c->scratch_floats);
+        quant_matmul(w->dtype, w->data, w->row_bytes, K, lo, hi, c->outx, K, j->n_out, c->logits, N,
+                     c->mm_scratch + (size_t)ith * c->lay.scratch_floats);
     const float cap = m->hp.final_softcap;
     if (cap > 0.0f)
         for (int r = 0; r < j->n_out; r++)
@@ -532,56 +430,83 @@ static void head_worker(void *arg, int ith, int nth) {
             }
 }
 
-int cpu_forward(cpu_engine *c, const cpu_seq *seqs, int n_seqs, err *e) {
-    const model *m = c->m;
-    const model_hparams *hp = &m->hp;
-    if (n_seqs < 1 || n_seqs > c->opt.n_slots)
-        return err_set(e, ERR_INVALID, "batch of %d sequences (1..%d allowed)", n_seqs, c->opt.n_slots);
+/* ---- one step ---- */
+
+static int check_batch(engine *c, const engine_seq *seqs, int n, err *e) {
+    const model_hparams *hp = &c->m->hp;
+    if (n < 1 || n > c->opt.max_seqs)
+        return err_set(e, ERR_INVALID, "batch of %d sequences (1..%d allowed)", n, c->opt.max_seqs);
     int n_tok = 0;
-    for (int i = 0; i < n_seqs; i++) {
-        const cpu_seq *s = &seqs[i];
+    for (int i = 0; i < n; i++) {
+        const engine_seq *s = &seqs[i];
         if (s->n < 1 || s->pos < 0 || s->pos > c->opt.n_ctx - s->n)
-            return err_set(e, ERR_INVALID, "sequence %d: %d tokens at position %d do not fit (context %d)",
-                           i, s->n, s->pos, c->opt.n_ctx);
-        const int32_t *blocks = s->blocks;
-        if (!blocks) {
-            if (s->slot < 0 || s->slot >= c->opt.n_slots || (s->slot + 1) * c->blocks_per_slot > c->n_blocks)
-                return err_set(e, ERR_INVALID, "sequence %d: slot %d out of range", i, s->slot);
-            for (int k = 0; k < i; k++)
-                if (!seqs[k].blocks && seqs[k].slot == s->slot)
-                    return err_set(e, ERR_INVALID, "slot %d used twice in one batch", s->slot);
-            blocks = c->slot_blocks + (size_t)s->slot * c->blocks_per_slot;
-        } else {
-            for (int b = 0; b <= (s->pos + s->n - 1) / CPU_KV_BLOCK; b++)
-                if (blocks[b] < 0 || blocks[b] >= c->n_blocks)
-                    return err_set(e, ERR_INVALID, "sequence %d: KV block %d out of range", i, blocks[b]);
-        }
+            return err_set(e, ERR_INVALID, "sequence %d: %d tokens at position %d do not fit (context %d)", i, s->n,
+                           s->pos, c->opt.n_ctx);
+        if (s->slot < 0 || s->slot >= c->opt.max_seqs)
+            return err_set(e, ERR_INVALID, "sequence %d: slot %d out of range", i, s->slot);
+        for (int k = 0; k < i; k++)
+            if (seqs[k].slot == s->slot) return err_set(e, ERR_INVALID, "slot %d used twice in one batch", s->slot);
+        if (!s->blocks) return err_set(e, ERR_INVALID, "sequence %d has no block table", i);
+        for (int b = 0; b <= (s->pos + s->n - 1) / CPU_KV_BLOCK; b++)
+            if (s->blocks[b] < 0 || s->blocks[b] >= c->lay.n_blocks)
+                return err_set(e, ERR_INVALID, "sequence %d: KV block %d out of range", i, s->blocks[b]);
         if (s->n > c->opt.max_tokens - n_tok)
             return err_set(e, ERR_INVALID, "batch has more than %d tokens", c->opt.max_tokens);
-        for (int t = 0; t < s->n; t++) {
+        for (int t = 0; t < s->n; t++)
             if (s->tokens[t] < 0 || s->tokens[t] >= hp->n_vocab)
                 return err_set(e, ERR_INVALID, "token id %d out of range [0, %d)", s->tokens[t], hp->n_vocab);
+        n_tok += s->n;
+    }
+    return 0;
+}
+
+static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
+    const model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    c->n_last = 0;
+    int rc = check_batch(c, seqs, n_seqs, e);
+    if (rc) return rc;
+    int n_tok = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const engine_seq *s = &seqs[i];
+        for (int t = 0; t < s->n; t++) {
             c->tok_ids[n_tok] = s->tokens[t];
             c->tok_pos[n_tok] = s->pos + t;
-            c->tok_blocks[n_tok] = blocks;
+            c->tok_blocks[n_tok] = s->blocks;
             n_tok++;
         }
-        c->out_rows[i] = s->want_logits ? n_tok - 1 : -1;
+        c->out_rows[i] = s->want & ENGINE_WANT_LOGITS ? n_tok - 1 : -1;
+        c->seq_slot[i] = s->slot;
     }
     c->n_tok = n_tok;
 
     run_stage(c, 0, STAGE_EMBED_NORM);
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *L = &m->layers[il];
-        matmul3(c, c->xn, n_tok, 3, L->wq, c->q, L->wk, c->k, L->wv, c->v);
-        run_stage(c, il, STAGE_QK_ROPE_KV);
-        attn_job aj = {.c = c, .layer = il};
-        pool_run(c->pool, attn_worker, &aj);
-        matmul3(c, c->att, n_tok, 1, L->wo, c->o, NULL, NULL, NULL, NULL);
+        switch (L->mixer) {
+        case MODEL_MIXER_ATTENTION: {
+            const model_attention *A = &L->attn;
+            matmul3(c, c->xn, n_tok, 3, A->wq, c->q, A->wk, c->k, A->wv, c->v);
+            run_stage(c, il, STAGE_QK_ROPE_KV);
+            cpu_attention(c, il);
+            matmul3(c, c->att, n_tok, 1, A->wo, c->o, NULL, NULL, NULL, NULL);
+            break;
+        }
+        }
         run_stage(c, il, STAGE_ATTN_RESID);
-        matmul3(c, c->xn, n_tok, 2, L->w_gate, c->gate, L->w_up, c->up, NULL, NULL);
-        run_stage(c, il, STAGE_ACT);
-        matmul3(c, c->gate, n_tok, 1, L->w_down, c->o, NULL, NULL, NULL, NULL);
+        switch (L->ffn) {
+        case MODEL_FFN_DENSE: {
+            const model_dense_ffn *F = &L->dense;
+            matmul3(c, c->xn, n_tok, 2, F->w_gate, c->gate, F->w_up, c->up, NULL, NULL);
+            run_stage(c, il, STAGE_ACT);
+            matmul3(c, c->gate, n_tok, 1, F->w_down, c->o, NULL, NULL, NULL, NULL);
+            break;
+        }
+        case MODEL_FFN_MOE:
+            /* Mixture of experts: router -> top-k experts -> weighted sum into c->o.
+             * Not on the CPU yet; cpu_layout_of refuses such models. */
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN", il);
+        }
         run_stage(c, il, STAGE_FFN_RESID);
     }
 
@@ -607,18 +532,19 @@ int cpu_forward(cpu_engine *c, const cpu_seq *seqs, int n_seqs, err *e) {
             r--;
         }
     }
+    c->n_last = n_seqs;
     return 0;
 }
 
-int cpu_prefill(cpu_engine *c, int slot, const int32_t *tokens, int n, int pos, err *e) {
-    int done = 0;
-    while (done < n) {
-        int chunk = n - done < c->opt.max_tokens ? n - done : c->opt.max_tokens;
-        cpu_seq s = {.tokens = tokens + done, .n = chunk, .pos = pos + done, .slot = slot,
-                     .want_logits = done + chunk == n};
-        int rc = cpu_forward(c, &s, 1, e);
-        if (rc) return rc;
-        done += chunk;
-    }
-    return 0;
-}
+const engine_ops engine_cpu_ops = {
+    .name = "cpu",
+    .plan = cpu_plan,
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .forward = cpu_forward,
+    .slot_reset = cpu_slot_reset,
+    .slot_accept = cpu_slot_accept,
+    .sample = cpu_sample,
+    .logits = cpu_logits,
+    .usage = cpu_usage,
+};

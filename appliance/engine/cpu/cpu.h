@@ -1,74 +1,101 @@
-/* cpu.h — the CPU backend: the readable reference forward pass every GPU
- * result is checked against, multi-threaded over a pool.
+/* cpu.h — inside the CPU backend (engine/cpu/ only; everything else sees
+ * engine.h and engine_cpu_ops).
  *
- * A forward call takes a batch of sequences, each with its new token span, its
- * starting position and its KV slot, and produces logits for the sequences that
- * ask for them (for their last new token). Memory — activations for up to
- * max_tokens tokens per call, the KV cache for n_slots sequences of n_ctx
- * positions, per-thread scratch, logits for up to n_slots sequences — is
- * planned and allocated once in cpu_engine_create; forward never allocates.
+ * The readable reference forward pass every GPU result is checked against,
+ * multi-threaded over a pool. Files:
+ *   cpu.c        plan, create, forward (the layer loop, branching on layer kinds),
+ *                matrix products, element-wise stages, the ops table
+ *   cpu_attn.c   the KV cache formats (f32, f16, bf16, q8, fp8) and attention
+ *   cpu_sample.c sampler slots: penalties, mask, bias, the pick, logprobs
+ *   quant_gemv.c the T = 1 matrix-vector kernels (quant.h)
  *
- * KV cache: a pool of fixed-size blocks of CPU_KV_BLOCK positions,
- *   k_pool[layer][block][CPU_KV_BLOCK][n_head_kv * head_dim]  (same for v_pool),
- * stored as f32, f16 or int8 with a per-head-row scale (cpu_engine_opts.kv_type;
- * the q8 scales live in k_scale/v_scale[layer][block][CPU_KV_BLOCK][n_head_kv]). A sequence names its blocks
- * with a block table: blocks[i] holds positions [i*CPU_KV_BLOCK, (i+1)*CPU_KV_BLOCK).
- * The scheduler owns block allocation (sharing, prefix caching); simple callers
- * (the CLI, tools) pass blocks = NULL and a slot instead: slot s then owns the
- * contiguous blocks [s*B, (s+1)*B), B = ceil(n_ctx / CPU_KV_BLOCK). */
+ * Memory — activations for max_tokens tokens, the KV pool, per-thread scratch,
+ * logits and a sampler for each of max_seqs slots — is planned by cpu_layout and
+ * allocated once in create through cpu_alloc, which counts what it hands out
+ * (ops->usage), so the plan and the allocation are checked to agree; forward
+ * never allocates. Weights are used in place in the model's buffer.
+ *
+ * KV pool, per attention layer (kv layer l):
+ *   k_pool[l][block][CPU_KV_BLOCK][n_head_kv * head_dim]  elements of kv_type (v_pool alike)
+ *   k_scale[l][block][CPU_KV_BLOCK][n_head_kv]           f32 (q8, fp8 only: x = q * scale)
+ * A sequence names its blocks with a block table: blocks[i] holds positions
+ * [i * CPU_KV_BLOCK, (i + 1) * CPU_KV_BLOCK). */
 #ifndef SPARKD_CPU_H
 #define SPARKD_CPU_H
 
 #include <stdint.h>
 
-#include "err.h"
-#include "model.h"
-
-typedef struct cpu_engine cpu_engine;
+#include "engine.h"
+#include "pool.h"
 
 #define CPU_KV_BLOCK 16
 
-typedef enum cpu_kv_type {
-    CPU_KV_F32 = 0, /* exact: matches float32 references bit for bit in the attention */
-    CPU_KV_F16 = 1, /* half the memory; keys/values rounded to IEEE half */
-    CPU_KV_Q8 = 2,  /* a quarter (+ one f32 scale per head row): symmetric int8 per head_dim row */
-} cpu_kv_type;
+/* Sizes of everything create allocates, from the model and the options. */
+typedef struct cpu_layout {
+    int n_ctx, max_seqs, max_tokens, n_threads, n_blocks;
+    int q_dim, kv_dim;          /* n_head * head_dim, n_head_kv * head_dim */
+    int n_kv_layers;
+    uint64_t scratch_floats;    /* per thread, quant_matmul */
+    uint64_t kv_elems;          /* elements of k_pool (= v_pool) */
+    uint64_t kv_scales;         /* floats of k_scale (= v_scale); 0 unless q8 / fp8 */
+    uint64_t kv_bytes, work_bytes;
+} cpu_layout;
 
-typedef struct cpu_engine_opts {
-    int n_threads;   /* >= 1 */
-    int n_ctx;       /* max positions per sequence (model's ctx_train is not enforced) */
-    int n_slots;     /* sequences per forward call (and slots for blocks = NULL callers) */
-    int max_tokens;  /* tokens per forward call (prompt chunk size) */
-    int n_kv_blocks; /* KV pool size in blocks; 0 = n_slots * ceil(n_ctx / CPU_KV_BLOCK) */
-    cpu_kv_type kv_type;
-} cpu_engine_opts;
+struct engine {
+    const model *m;
+    pool *pool;
+    engine_opts opt;
+    cpu_layout lay;
+    uint64_t allocated_kv, allocated_work; /* counted by cpu_alloc */
 
-typedef struct cpu_seq {
-    const int32_t *tokens; /* (n) new tokens */
-    int n;                 /* >= 1 */
-    int pos;               /* position of tokens[0]; KV for [0, pos) must be in the slot */
-    int slot;              /* KV slot in [0, n_slots), used when blocks == NULL */
-    const int32_t *blocks; /* block table covering [0, pos + n), or NULL (slot) */
-    int want_logits;       /* 1: compute logits of the last new token */
-} cpu_seq;
+    /* activations, T = max_tokens rows */
+    float *x;      /* (T, dim) residual stream */
+    float *xn;     /* (T, dim) normed input of a sub-block */
+    float *q;      /* (T, q_dim) */
+    float *k;      /* (T, kv_dim) */
+    float *v;      /* (T, kv_dim) */
+    float *att;    /* (T, q_dim) attention output */
+    float *o;      /* (T, dim) output of a sub-block */
+    float *gate;   /* (T, ffn_dim) */
+    float *up;     /* (T, ffn_dim) */
+    float *outx;   /* (max_seqs, dim) final-normed rows whose logits are wanted */
+    float *logits; /* (max_seqs, n_vocab): row i = forward entry i */
 
-int cpu_engine_create(cpu_engine **out, const model *m, const cpu_engine_opts *opts, err *e);
-void cpu_engine_free(cpu_engine *c);
+    /* per thread */
+    float *scores;     /* (n_threads, n_ctx) attention probabilities */
+    float *mm_scratch; /* (n_threads, scratch_floats) */
 
-/* Bytes cpu_engine_create would allocate for these options (for `info`). */
-uint64_t cpu_engine_plan_bytes(const model *m, const cpu_engine_opts *opts);
+    float *inv_freq;   /* (n_rope, head_dim / 2) RoPE inverse frequencies of model.rope[r] */
+    int32_t *kv_layer; /* (n_layer) index among attention layers, -1 for other mixers */
 
-/* Runs the batch. Total new tokens <= max_tokens, at most n_slots sequences,
- * distinct slots, pos + n <= n_ctx. Logits of sequence i (if wanted) are then
- * at cpu_logits(c, i) — (n_vocab) floats, valid until the next call. */
-int cpu_forward(cpu_engine *c, const cpu_seq *seqs, int n_seqs, err *e);
-const float *cpu_logits(const cpu_engine *c, int i);
+    /* KV pool (see the header comment) */
+    void *k_pool, *v_pool;
+    float *k_scale, *v_scale;
+    float fp8_lut[256]; /* fp8 e4m3 byte -> f32 */
 
-/* Convenience for one sequence of any length: feeds tokens in chunks of
- * max_tokens; logits of the last token at cpu_logits(c, 0). */
-int cpu_prefill(cpu_engine *c, int slot, const int32_t *tokens, int n, int pos, err *e);
+    /* per-call bookkeeping */
+    int32_t *tok_pos;           /* (T) position of each row */
+    const int32_t **tok_blocks; /* (T) block table of each row */
+    int32_t *tok_ids;           /* (T) */
+    int32_t *out_rows;          /* (max_seqs) row whose logits entry i wants, -1 none */
+    int32_t *seq_slot;          /* (max_seqs) slot of entry i of the last forward */
+    int n_tok, n_last;          /* rows of this call; entries of the last forward */
 
-int cpu_engine_threads(const cpu_engine *c);
-int cpu_engine_kv_blocks(const cpu_engine *c); /* blocks in the pool */
+    sampler **samplers; /* (max_seqs) penalty history per slot */
+};
+
+/* Fills l; 0 or ERR_INVALID / ERR_UNSUPPORTED with e set. */
+int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e);
+
+/* cpu_attn.c */
+void cpu_attention(engine *c, int layer);                 /* att = softmax(q K^T) V for every row */
+void cpu_kv_store(engine *c, int layer, int t);           /* K/V of row t -> its block */
+int cpu_kv_supported(engine_kv_type t);
+
+/* cpu_sample.c */
+int cpu_sample(engine *c, const engine_sample_in *in, int n, engine_sample_out *out, err *e);
+int cpu_slot_reset(engine *c, int slot, const int32_t *tokens, int n, err *e);
+int cpu_slot_accept(engine *c, int slot, int32_t token, err *e);
+const float *cpu_logits(engine *c, int seq, err *e);
 
 #endif
