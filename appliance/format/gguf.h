@@ -126,7 +126,7 @@ typedef void (*gguf_progress_fn)(uint64_t done, uint64_t total, void *user);
 
 /* A sink sees every byte of the file exactly once, in order, while gguf_load_data()
  * or gguf_map_data() reads it (the header from the buffer the parser already holds):
- * a digest of the whole file without a second pass (model_load_opts.sha256). */
+ * a digest of the whole file without a second pass (model_load_opts.sink). */
 typedef void (*gguf_sink_fn)(void *user, const void *data, size_t n);
 void gguf_set_sink(gguf_file *g, gguf_sink_fn fn, void *user);
 

@@ -10,7 +10,6 @@
 
 #include "arch.h"
 #include "quant.h"
-#include "sha256.h"
 #include "sysmem.h"
 
 /* ---- metadata (GGUF today; another source answers the same keys) ---- */
@@ -75,8 +74,6 @@ static void load_progress(uint64_t done, uint64_t total, void *user) {
     if (done >= total) fputc('\n', stderr);
 }
 
-static void sink_sha256(void *user, const void *data, size_t n) { sha256_update(user, data, n); }
-
 static int read_weights(model *m, const model_load_opts *opts, err *e) {
     int rc;
     if (opts->use_mmap) {
@@ -126,25 +123,11 @@ int model_load(model **out, const char *path, const model_load_opts *opts, err *
     if ((rc = m->arch->bind(m, e))) goto fail;
     m->weights_bytes = gguf_data_size(m->gguf);
     if (!opts->header_only) {
-        sha256_ctx digest;
-        if (opts->sha256) {
-            sha256_init(&digest);
-            gguf_set_sink(m->gguf, sink_sha256, &digest);
-        }
-        if ((rc = read_weights(m, opts, e))) goto fail;
+        if (opts->sink) gguf_set_sink(m->gguf, opts->sink, opts->sink_user);
+        rc = read_weights(m, opts, e);
+        gguf_set_sink(m->gguf, NULL, NULL);
+        if (rc) goto fail;
         point_tensors(m);
-        if (opts->sha256) {
-            gguf_set_sink(m->gguf, NULL, NULL);
-            uint8_t got[32];
-            sha256_final(&digest, got);
-            if (memcmp(got, opts->sha256, 32)) {
-                char gh[65], wh[65];
-                sha256_hex(got, gh);
-                sha256_hex(opts->sha256, wh);
-                rc = err_set(e, ERR_FORMAT, "SHA-256 mismatch: the file has %s, the configuration expects %s", gh, wh);
-                goto fail;
-            }
-        }
     }
     *out = m;
     return 0;

@@ -15,6 +15,7 @@
 #ifndef SPARKD_MODEL_H
 #define SPARKD_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -180,8 +181,11 @@ typedef struct model_load_opts {
     int use_mmap;    /* map instead of pread (slower on GB10) */
     int progress;    /* print load progress on stderr */
     int header_only; /* validate and describe, load no weights */
-    const uint8_t *sha256; /* 32 bytes: the file's expected SHA-256, computed while loading
-                              (not with header_only); a mismatch fails the load. NULL = none */
+    /* optional: sees every byte of the file once, in order, while the weights are
+     * read (not with header_only): a digest without a second pass (the session's
+     * SHA-256 check) */
+    void (*sink)(void *user, const void *data, size_t n);
+    void *sink_user;
 } model_load_opts;
 
 /* Opens path, reads the architecture's hyper-parameters and binds its layers

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sha256.h"
+
 void session_defaults(session_opts *o) {
     memset(o, 0, sizeof *o);
     o->device = "cpu";
@@ -87,6 +89,8 @@ static int open_chat(session *s, const session_opts *o, err *e) {
     return 0;
 }
 
+static void sink_sha256(void *user, const void *data, size_t n) { sha256_update(user, data, n); }
+
 /* End-of-generation ids, for the scheduler. */
 static int eog_ids(const tok *tk, int32_t **out, int *n, err *e) {
     const int32_t V = tok_vocab_size(tk);
@@ -110,10 +114,26 @@ int session_open(session **out, const session_opts *o, err *e) {
         rc = e && e->code ? e->code : ERR_INVALID;
         goto fail;
     }
-    model_load_opts lo = {.use_mmap = o->use_mmap, .progress = o->progress, .header_only = o->header_only,
-                          .sha256 = o->model_sha256};
+    model_load_opts lo = {.use_mmap = o->use_mmap, .progress = o->progress, .header_only = o->header_only};
+    sha256_ctx digest;
+    if (o->model_sha256 && !o->header_only) {
+        sha256_init(&digest);
+        lo.sink = sink_sha256;
+        lo.sink_user = &digest;
+    }
     err le = {0};
-    if ((rc = model_load(&s->m, o->model_path, &lo, &le))) { /* the reader's messages never name the file */
+    rc = model_load(&s->m, o->model_path, &lo, &le);
+    if (!rc && lo.sink) {
+        uint8_t got[32];
+        sha256_final(&digest, got);
+        if (memcmp(got, o->model_sha256, 32)) {
+            char gh[65], wh[65];
+            sha256_hex(got, gh);
+            sha256_hex(o->model_sha256, wh);
+            rc = err_set(&le, ERR_FORMAT, "SHA-256 mismatch: the file has %s, the configuration expects %s", gh, wh);
+        }
+    }
+    if (rc) { /* the reader's messages never name the file */
         err_set(e, le.code, "model %s: %s", o->model_path, le.msg);
         goto fail;
     }
