@@ -8,7 +8,8 @@
 
 #include "quant.h"
 
-static const model_arch_ops *const arch_table[] = {&arch_gemma3, &arch_llama, &arch_qwen2, &arch_qwen3};
+static const model_arch_ops *const arch_table[] = {&arch_gemma3, &arch_llama, &arch_qwen2,
+                                                   &arch_qwen3,  &arch_gpt_oss, &arch_qwen3moe};
 
 const model_arch_ops *arch_find(const char *name, size_t len) {
     for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
@@ -155,6 +156,48 @@ int arch_layer_bias(model *m, const model_tensor **out, int il, const char *suff
     return arch_tensor(m, out, name, n, 0, 0, e);
 }
 
+int arch_layer_experts(model *m, const model_tensor **out, int il, const char *suffix, int64_t ne0, int64_t ne1,
+                       int64_t n_expert, err *e) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s.weight", il, suffix);
+    const model_tensor *t = model_find_tensor(m, name);
+    if (!t) return err_set(e, ERR_FORMAT, "missing tensor '%s'", name);
+    if (t->n_dims != 3 || t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != n_expert)
+        return err_set(e, ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld] (%d dims), expected [%lld, %lld, %lld]",
+                       name, (long long)t->ne[0], (long long)(t->n_dims > 1 ? t->ne[1] : 1),
+                       (long long)(t->n_dims > 2 ? t->ne[2] : 1), t->n_dims, (long long)ne0, (long long)ne1,
+                       (long long)n_expert);
+    *out = t;
+    return 0;
+}
+
+int arch_layer_expert_bias(model *m, const model_tensor **out, int il, const char *suffix, int64_t ne1,
+                           int64_t n_expert, err *e) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s.bias", il, suffix);
+    int rc = arch_tensor(m, out, name, ne1, n_expert, 0, e);
+    if (rc || !*out) return rc;
+    if ((*out)->dtype != QUANT_F32) {
+        const quant_traits *qt = quant_traits_of((*out)->dtype);
+        return err_set(e, ERR_UNSUPPORTED, "tensor '%s' is %s; expert biases must be F32", name,
+                       qt ? qt->name : "unknown");
+    }
+    return 0;
+}
+
+int arch_read_moe(model *m, model_moe *mo, err *e) {
+    int32_t n_expert = 0, n_used = 0, ffn = 0;
+    int rc;
+    if ((rc = arch_u32(m, "expert_count", &n_expert, 1, 1, 1u << 12, e))) return rc;
+    if ((rc = arch_u32(m, "expert_used_count", &n_used, 1, 1, (uint32_t)n_expert, e))) return rc;
+    if ((rc = arch_u32(m, "expert_feed_forward_length", &ffn, 1, 1, 1u << 20, e))) return rc;
+    memset(mo, 0, sizeof *mo);
+    mo->n_expert = n_expert;
+    mo->n_used = n_used;
+    mo->ffn_dim = ffn;
+    return 0;
+}
+
 int arch_bind_embeddings(model *m, err *e) {
     model_hparams *hp = &m->hp;
     int rc;
@@ -184,33 +227,42 @@ int arch_read_attn_scale(model *m, err *e) {
     return 0;
 }
 
+int arch_bind_attention(model *m, int il, const arch_dense_opts *o, err *e) {
+    const model_hparams *hp = &m->hp;
+    model_layer *L = &m->layers[il];
+    model_attention *A = &L->attn;
+    const int64_t q_rows = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_rows = (int64_t)hp->n_head_kv * hp->head_dim;
+    int rc;
+    L->mixer = MODEL_MIXER_ATTENTION;
+    A->scale = 1.0f / sqrtf((float)hp->head_dim);
+    if ((rc = arch_layer_weight(m, &L->attn_norm, il, "attn_norm", hp->dim, 0, 1, e))) return rc;
+    if ((rc = arch_layer_weight(m, &A->wq, il, "attn_q", hp->dim, q_rows, 1, e))) return rc;
+    if ((rc = arch_layer_weight(m, &A->wk, il, "attn_k", hp->dim, kv_rows, 1, e))) return rc;
+    if ((rc = arch_layer_weight(m, &A->wv, il, "attn_v", hp->dim, kv_rows, 1, e))) return rc;
+    if ((rc = arch_layer_weight(m, &A->wo, il, "attn_output", q_rows, hp->dim, 1, e))) return rc;
+    if ((rc = arch_layer_bias(m, &A->bq, il, "attn_q", q_rows, e))) return rc;
+    if ((rc = arch_layer_bias(m, &A->bk, il, "attn_k", kv_rows, e))) return rc;
+    if ((rc = arch_layer_bias(m, &A->bv, il, "attn_v", kv_rows, e))) return rc;
+    if ((rc = arch_layer_bias(m, &A->bo, il, "attn_output", hp->dim, e))) return rc;
+    if ((rc = arch_layer_weight(m, &A->q_norm, il, "attn_q_norm", hp->head_dim, 0, o->qk_norm, e))) return rc;
+    if ((rc = arch_layer_weight(m, &A->k_norm, il, "attn_k_norm", hp->head_dim, 0, o->qk_norm, e))) return rc;
+    if (o->post_norms &&
+        (rc = arch_layer_weight(m, &L->post_attn_norm, il, "post_attention_norm", hp->dim, 0, 1, e)))
+        return rc;
+    return 0;
+}
+
 int arch_bind_dense(model *m, const arch_dense_opts *o, err *e) {
     const model_hparams *hp = &m->hp;
     int rc;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(e, ERR_NOMEM, "out of memory for %d layers", hp->n_layer);
-    const int64_t q_rows = (int64_t)hp->n_head * hp->head_dim;
-    const int64_t kv_rows = (int64_t)hp->n_head_kv * hp->head_dim;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
     for (int il = 0; il < hp->n_layer; il++) {
         model_layer *L = &m->layers[il];
-        model_attention *A = &L->attn;
         model_dense_ffn *F = &L->dense;
-        L->mixer = MODEL_MIXER_ATTENTION;
         L->ffn = MODEL_FFN_DENSE;
-        A->scale = scale;
-        if ((rc = arch_layer_weight(m, &L->attn_norm, il, "attn_norm", hp->dim, 0, 1, e))) return rc;
-        if ((rc = arch_layer_weight(m, &A->wq, il, "attn_q", hp->dim, q_rows, 1, e))) return rc;
-        if ((rc = arch_layer_weight(m, &A->wk, il, "attn_k", hp->dim, kv_rows, 1, e))) return rc;
-        if ((rc = arch_layer_weight(m, &A->wv, il, "attn_v", hp->dim, kv_rows, 1, e))) return rc;
-        if ((rc = arch_layer_weight(m, &A->wo, il, "attn_output", q_rows, hp->dim, 1, e))) return rc;
-        if ((rc = arch_layer_bias(m, &A->bq, il, "attn_q", q_rows, e))) return rc;
-        if ((rc = arch_layer_bias(m, &A->bk, il, "attn_k", kv_rows, e))) return rc;
-        if ((rc = arch_layer_bias(m, &A->bv, il, "attn_v", kv_rows, e))) return rc;
-        if ((rc = arch_layer_weight(m, &A->q_norm, il, "attn_q_norm", hp->head_dim, 0, o->qk_norm, e))) return rc;
-        if ((rc = arch_layer_weight(m, &A->k_norm, il, "attn_k_norm", hp->head_dim, 0, o->qk_norm, e))) return rc;
-        if ((rc = arch_layer_weight(m, &L->post_attn_norm, il, "post_attention_norm", hp->dim, 0, o->post_norms, e)))
-            return rc;
+        if ((rc = arch_bind_attention(m, il, o, e))) return rc;
         if ((rc = arch_layer_weight(m, &L->ffn_norm, il, "ffn_norm", hp->dim, 0, 1, e))) return rc;
         if ((rc = arch_layer_weight(m, &F->w_gate, il, "ffn_gate", hp->dim, hp->ffn_dim, 1, e))) return rc;
         if ((rc = arch_layer_weight(m, &F->w_up, il, "ffn_up", hp->dim, hp->ffn_dim, 1, e))) return rc;

@@ -58,6 +58,18 @@ int arch_layer_weight(model *m, const model_tensor **out, int il, const char *su
                       int64_t ne1, int required, err *e);
 int arch_layer_bias(model *m, const model_tensor **out, int il, const char *suffix, int64_t n, err *e);
 
+/* Stacked experts "blk.<il>.<suffix>.weight", ne = [ne0, ne1, n_expert] (any type the
+ * format knows; the backend checks its kernels), and their optional biases
+ * "blk.<il>.<suffix>.bias", ne = [ne1, n_expert], which must be F32. */
+int arch_layer_experts(model *m, const model_tensor **out, int il, const char *suffix, int64_t ne0, int64_t ne1,
+                       int64_t n_expert, err *e);
+int arch_layer_expert_bias(model *m, const model_tensor **out, int il, const char *suffix, int64_t ne1,
+                           int64_t n_expert, err *e);
+
+/* The mixture-of-experts keys every MoE family here stores the same way
+ * (expert_count, expert_used_count, expert_feed_forward_length) into mo. */
+int arch_read_moe(model *m, model_moe *mo, err *e);
+
 /* token_embd (sets hp.n_vocab), output_norm, output (tied to token_embd when absent). */
 int arch_bind_embeddings(model *m, err *e);
 
@@ -74,12 +86,17 @@ typedef struct arch_dense_opts {
     int post_norms; /* post_attention_norm / post_ffw_norm required (gemma3) */
 } arch_dense_opts;
 
+/* Layer il's attention mixer: attn_norm, wq wk wv wo, optional q/k/v/o biases, q/k
+ * norms (required when o->qk_norm), post_attention_norm as a norm of the mixer's
+ * output when o->post_norms; rope 0, no window, scale 1/sqrt(head_dim). */
+int arch_bind_attention(model *m, int il, const arch_dense_opts *o, err *e);
+
 /* Allocates m->layers and binds, for every layer, an attention mixer (wq wk wv wo,
  * optional q/k/v biases, q/k norms) and a dense FFN (gate, up, down) with their
  * norms; every layer gets rope 0, no window, scale 1/sqrt(head_dim). The family
  * then adjusts windows, rope indices and scales. */
 int arch_bind_dense(model *m, const arch_dense_opts *o, err *e);
 
-extern const model_arch_ops arch_gemma3, arch_llama, arch_qwen2, arch_qwen3;
+extern const model_arch_ops arch_gemma3, arch_llama, arch_qwen2, arch_qwen3, arch_gpt_oss, arch_qwen3moe;
 
 #endif

@@ -80,6 +80,9 @@ typedef struct model_rope {
     float factor;              /* linear / yarn scale (>= 1) */
     int32_t orig_ctx;          /* yarn: original context */
     float yarn_beta_fast, yarn_beta_slow;
+    int yarn_exact;            /* yarn: 1 = the correction range as computed (gpt-oss: its
+                                * reference code and HF's truncate=false); 0 = widened to
+                                * whole dims by floor/ceil (llama.cpp; HF's default) */
     float attn_factor;         /* yarn: multiplies cos/sin (mscale); 1 otherwise */
     const model_tensor *freq_factors; /* optional (n_rot/2) f32 divisors (llama3 scaling) */
 } model_rope;

@@ -12,7 +12,7 @@
  *   xn = rmsnorm(x) * ffn_norm
  *   FFN, by kind:
  *     dense: h = act(xn Wg^T) * (xn Wu^T); o = h Wd^T
- *     MoE: not on the CPU yet (plan refuses it); its place is marked in forward
+ *     MoE: router -> top-k experts -> weighted sum of their gated FFNs (cpu_moe.c)
  *   o = rmsnorm(o) * post_ffn_norm (if present);  x += o
  * then rmsnorm(x) * output_norm and the output projection, only for the rows
  * whose logits are wanted (and final_softcap when set). */
@@ -44,8 +44,14 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e) {
         const model_layer *L = &m->layers[il];
         if (L->mixer != MODEL_MIXER_ATTENTION)
             return err_set(e, ERR_UNSUPPORTED, "layer %d: mixer kind %d is not supported on the CPU", il, (int)L->mixer);
-        if (L->ffn != MODEL_FFN_DENSE)
-            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN is not supported on the CPU yet", il);
+        if (L->ffn == MODEL_FFN_MOE) {
+            const model_moe *M = &L->moe;
+            if (M->shared.w_gate)
+                return err_set(e, ERR_UNSUPPORTED, "layer %d: shared experts are not supported on the CPU yet", il);
+            if (M->n_expert > l->moe_experts) l->moe_experts = M->n_expert;
+            if (M->n_used > l->moe_used) l->moe_used = M->n_used;
+            if (M->ffn_dim > l->moe_ffn) l->moe_ffn = M->ffn_dim;
+        }
     }
     /* every matrix the forward multiplies must have a CPU kernel */
     for (int64_t i = 0; i < m->n_tensors; i++) {
@@ -67,7 +73,8 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e) {
     if (blocks > INT32_MAX / CPU_KV_BLOCK)
         return err_set(e, ERR_INVALID, "a KV pool of %llu blocks is too large", (unsigned long long)blocks);
     l->n_blocks = (int)blocks;
-    l->scratch_floats = quant_matmul_scratch_floats(max_i64(hp->dim, max_i64(hp->ffn_dim, l->q_dim)));
+    l->scratch_floats =
+        quant_matmul_scratch_floats(max_i64(max_i64(hp->dim, l->moe_ffn), max_i64(hp->ffn_dim, l->q_dim)));
     l->kv_elems = (uint64_t)l->n_kv_layers * blocks * CPU_KV_BLOCK * (uint64_t)l->kv_dim;
     l->kv_scales = engine_kv_scale_bytes(o->kv_type) ? l->kv_elems / (uint64_t)hp->head_dim : 0;
     l->kv_bytes = 2 * (l->kv_elems * (uint64_t)engine_kv_elem_bytes(o->kv_type) + l->kv_scales * sizeof(float));
@@ -78,6 +85,11 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e) {
     floats += S * ((uint64_t)hp->dim + (uint64_t)hp->n_vocab);         /* outx, logits */
     floats += (uint64_t)o->n_threads * ((uint64_t)o->n_ctx + l->scratch_floats); /* scores, mm_scratch */
     floats += (uint64_t)m->n_rope * (uint64_t)(hp->head_dim / 2);      /* inv_freq */
+    if (l->moe_experts) {
+        const uint64_t E = (uint64_t)l->moe_experts, K = (uint64_t)l->moe_used, F = (uint64_t)l->moe_ffn;
+        floats += T * (E + 2 * K + 2 * (uint64_t)hp->dim + 2 * F); /* logits, w, rw, x, y, g, u */
+        floats += T * K + E + 1;                                 /* moe_id, moe_row, moe_first (int32) */
+    }
     uint64_t bytes = floats * sizeof(float);
     bytes += (uint64_t)hp->n_layer * sizeof(int32_t);                  /* kv_layer */
     bytes += T * (2 * sizeof(int32_t) + sizeof(const int32_t *));      /* tok_pos, tok_ids, tok_blocks */
@@ -144,8 +156,12 @@ static void rope_freqs(const model_rope *r, float *inv) {
     const float *ff = f32_ptr(r->freq_factors);
     float lo = 0, hi = 0;
     if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-        lo = floorf(yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_fast, r->base));
-        hi = ceilf(yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_slow, r->base));
+        lo = yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_fast, r->base);
+        hi = yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_slow, r->base);
+        if (!r->yarn_exact) {
+            lo = floorf(lo);
+            hi = ceilf(hi);
+        }
         if (lo < 0) lo = 0;
         if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
     }
@@ -175,6 +191,8 @@ static void cpu_destroy(engine *c) {
     free(c->mm_scratch); free(c->inv_freq); free(c->kv_layer);
     free(c->k_pool); free(c->v_pool); free(c->k_scale); free(c->v_scale);
     free(c->tok_pos); free(c->tok_blocks); free(c->tok_ids); free(c->out_rows); free(c->seq_slot);
+    free(c->moe_logits); free(c->moe_id); free(c->moe_w); free(c->moe_first); free(c->moe_row);
+    free(c->moe_rw); free(c->moe_x); free(c->moe_g); free(c->moe_u); free(c->moe_y);
     free(c);
 }
 
@@ -216,6 +234,19 @@ static int cpu_create(engine **out, const model *m, const engine_opts *o, err *e
     c->seq_slot = cpu_alloc(S * sizeof(int32_t), w, e, &rc);
     c->samplers = cpu_alloc(S * sizeof(sampler *), w, e, &rc);
     if (c->samplers) memset(c->samplers, 0, S * sizeof(sampler *));
+    if (l->moe_experts) {
+        const uint64_t E = (uint64_t)l->moe_experts, K = (uint64_t)l->moe_used, FF = (uint64_t)l->moe_ffn;
+        c->moe_logits = cpu_alloc(T * E * F, w, e, &rc);
+        c->moe_id = cpu_alloc(T * K * sizeof(int32_t), w, e, &rc);
+        c->moe_w = cpu_alloc(T * K * F, w, e, &rc);
+        c->moe_first = cpu_alloc((E + 1) * sizeof(int32_t), w, e, &rc);
+        c->moe_row = cpu_alloc(T * K * sizeof(int32_t), w, e, &rc);
+        c->moe_rw = cpu_alloc(T * K * F, w, e, &rc);
+        c->moe_x = cpu_alloc(T * hp->dim * F, w, e, &rc);
+        c->moe_y = cpu_alloc(T * hp->dim * F, w, e, &rc);
+        c->moe_g = cpu_alloc(T * FF * F, w, e, &rc);
+        c->moe_u = cpu_alloc(T * FF * F, w, e, &rc);
+    }
     const uint64_t eb = (uint64_t)engine_kv_elem_bytes(o->kv_type);
     c->k_pool = cpu_alloc(l->kv_elems * eb, kv, e, &rc);
     c->v_pool = cpu_alloc(l->kv_elems * eb, kv, e, &rc);
@@ -275,8 +306,8 @@ static void mm_worker(void *arg, int ith, int nth) {
     }
 }
 
-static void matmul3(engine *c, const float *x, int64_t T, int n, const model_tensor *w0, float *y0,
-                    const model_tensor *w1, float *y1, const model_tensor *w2, float *y2) {
+void cpu_matmul3(engine *c, const float *x, int64_t T, int n, const model_tensor *w0, float *y0,
+                 const model_tensor *w1, float *y1, const model_tensor *w2, float *y2) {
     mm_job j = {.n = n, .w = {w0, w1, w2}, .y = {y0, y1, y2}, .x = x, .T = T, .c = c};
     pool_run(c->pool, mm_worker, &j);
 }
@@ -317,7 +348,7 @@ static void rope_apply(float *vec, int n_rot, const float *inv, float pos, model
     }
 }
 
-static void act_rows(const model_hparams *hp, float *g, const float *u, int n) {
+void cpu_act_rows(const model_hparams *hp, float *g, const float *u, int n) {
     switch (hp->act) {
     case MODEL_ACT_GELU_TANH:
         for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
@@ -386,7 +417,7 @@ static void tok_worker(void *arg, int ith, int nth) {
             vec_rmsnorm(xn, x, f32_ptr(L->ffn_norm), dim, hp->norm_eps);
             break;
         case STAGE_ACT:
-            act_rows(hp, c->gate + t * hp->ffn_dim, c->up + t * hp->ffn_dim, hp->ffn_dim);
+            cpu_act_rows(hp, c->gate + t * hp->ffn_dim, c->up + t * hp->ffn_dim, hp->ffn_dim);
             break;
         case STAGE_FFN_RESID:
             if (L->post_ffn_norm) vec_rmsnorm(o, o, f32_ptr(L->post_ffn_norm), dim, hp->norm_eps);
@@ -486,10 +517,10 @@ static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
         switch (L->mixer) {
         case MODEL_MIXER_ATTENTION: {
             const model_attention *A = &L->attn;
-            matmul3(c, c->xn, n_tok, 3, A->wq, c->q, A->wk, c->k, A->wv, c->v);
+            cpu_matmul3(c, c->xn, n_tok, 3, A->wq, c->q, A->wk, c->k, A->wv, c->v);
             run_stage(c, il, STAGE_QK_ROPE_KV);
             cpu_attention(c, il);
-            matmul3(c, c->att, n_tok, 1, A->wo, c->o, NULL, NULL, NULL, NULL);
+            cpu_matmul3(c, c->att, n_tok, 1, A->wo, c->o, NULL, NULL, NULL, NULL);
             break;
         }
         }
@@ -497,15 +528,14 @@ static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
         switch (L->ffn) {
         case MODEL_FFN_DENSE: {
             const model_dense_ffn *F = &L->dense;
-            matmul3(c, c->xn, n_tok, 2, F->w_gate, c->gate, F->w_up, c->up, NULL, NULL);
+            cpu_matmul3(c, c->xn, n_tok, 2, F->w_gate, c->gate, F->w_up, c->up, NULL, NULL);
             run_stage(c, il, STAGE_ACT);
-            matmul3(c, c->gate, n_tok, 1, F->w_down, c->o, NULL, NULL, NULL, NULL);
+            cpu_matmul3(c, c->gate, n_tok, 1, F->w_down, c->o, NULL, NULL, NULL, NULL);
             break;
         }
         case MODEL_FFN_MOE:
-            /* Mixture of experts: router -> top-k experts -> weighted sum into c->o.
-             * Not on the CPU yet; cpu_layout_of refuses such models. */
-            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN", il);
+            cpu_moe(c, il);
+            break;
         }
         run_stage(c, il, STAGE_FFN_RESID);
     }

@@ -6,6 +6,8 @@
  *   cpu.c        plan, create, forward (the layer loop, branching on layer kinds),
  *                matrix products, element-wise stages, the ops table
  *   cpu_attn.c   the KV cache formats (f32, f16, bf16, q8, fp8) and attention
+ *   cpu_moe.c    the mixture-of-experts FFN: router, top-k by gating kind, experts read
+ *                in place from the stacked tensors, expert biases, weighted sum
  *   cpu_sample.c sampler slots: penalties, mask, bias, the pick, logprobs
  *   quant_gemv.c the T = 1 matrix-vector kernels (quant.h)
  *
@@ -38,6 +40,7 @@ typedef struct cpu_layout {
     uint64_t scratch_floats;    /* per thread, quant_matmul */
     uint64_t kv_elems;          /* elements of k_pool (= v_pool) */
     uint64_t kv_scales;         /* floats of k_scale (= v_scale); 0 unless q8 / fp8 */
+    int moe_experts, moe_used, moe_ffn; /* largest over the MoE layers (0: none) */
     uint64_t kv_bytes, work_bytes;
 } cpu_layout;
 
@@ -82,6 +85,20 @@ struct engine {
     int n_tok, n_last;          /* rows of this call; entries of the last forward */
 
     sampler **samplers; /* (max_seqs) penalty history per slot */
+
+    /* mixture of experts (cpu_moe.c; NULL without MoE layers), E = moe_experts,
+     * k = moe_used, F = moe_ffn */
+    float *moe_logits;   /* (T, E) router logits, then gating probabilities */
+    int32_t *moe_id;     /* (T, k) chosen experts of each row */
+    float *moe_w;        /* (T, k) their weights */
+    int32_t *moe_first;  /* (E + 1) offsets into moe_row: expert e's entries are
+                          * [moe_first[e], moe_first[e + 1]) */
+    int32_t *moe_row;    /* (T * k) rows routed to each expert, grouped by expert */
+    float *moe_rw;       /* (T * k) the weight of each such entry */
+    float *moe_x;        /* (T, dim) the gathered input rows of one expert */
+    float *moe_g;        /* (T, F) gate, then act(gate) * up */
+    float *moe_u;        /* (T, F) up */
+    float *moe_y;        /* (T, dim) one expert's output rows */
 };
 
 /* Fills l; 0 or ERR_INVALID / ERR_UNSUPPORTED with e set. */
@@ -91,6 +108,16 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e);
 void cpu_attention(engine *c, int layer);                 /* att = softmax(q K^T) V for every row */
 void cpu_kv_store(engine *c, int layer, int t);           /* K/V of row t -> its block */
 int cpu_kv_supported(engine_kv_type t);
+
+/* cpu_moe.c */
+void cpu_moe(engine *c, int layer); /* o = MoE FFN of xn for every row */
+
+/* cpu.c, shared with cpu_moe.c: y_i = x W_i^T for up to 3 weights, threads over rows */
+void cpu_matmul3(engine *c, const float *x, int64_t T, int n, const model_tensor *w0, float *y0,
+                 const model_tensor *w1, float *y1, const model_tensor *w2, float *y2);
+
+/* g = act(g) * u over n values, the model's activation (SwiGLU, GeGLU, clamped SwiGLU) */
+void cpu_act_rows(const model_hparams *hp, float *g, const float *u, int n);
 
 /* cpu_sample.c */
 int cpu_sample(engine *c, const engine_sample_in *in, int n, engine_sample_out *out, err *e);
