@@ -45,6 +45,8 @@ typedef struct cli_opts {
     int ignore_eos;
     int bench_pp, bench_tg, bench_reps;
     int load_only; /* bench: time the weight load only */
+    int max_seqs;  /* info: sequences the plan is for (default 1) */
+    uint64_t memory_limit; /* info: bytes the plan must fit (0 = none) */
     engine_kv_type kv_type;
     const char *device;
     sampler_params sp;
@@ -66,7 +68,8 @@ static void usage(FILE *f) {
             "sparkd %s — one binary LLM endpoint\n"
             "usage:\n"
             "  sparkd run   -m MODEL -p TEXT [-n N] [options]   continue TEXT, stream to stdout\n"
-            "  sparkd info  -m MODEL [-c CTX]                   architecture, tensors, memory\n"
+            "  sparkd info  -m MODEL [-c CTX] [--seqs N] [--kv TYPE] [--memory-limit MB]\n"
+            "                                                   architecture, tensors, memory plan\n"
             "  sparkd bench -m MODEL [-p N] [-n N] [-r N]       prompt and generation speed\n"
             "  sparkd device                                    the GPU the CUDA unit sees\n"
             "  sparkd verify --manifest SHA256SUMS [FILE...]    check files' SHA-256 against a sha256sum manifest\n"
@@ -86,6 +89,8 @@ static void usage(FILE *f) {
             "  --mmap               map the file instead of reading it (slower on GB10)\n"
             "  --load-only          bench: time loading the weights only\n"
             "  --kv TYPE            KV cache precision: f32 (default, exact), f16, q8, bf16, fp8\n"
+            "  --seqs N             info: plan for N concurrent sequences of -c positions (default 1)\n"
+            "  --memory-limit MB    info: say whether the plan fits MB MiB (as the INI's memory_limit_mb)\n"
             "  --device D           cpu (default), cuda or auto\n"
             "  --print-ids          print prompt and generated token ids on stderr\n"
             "  --no-bos             do not prepend BOS\n"
@@ -159,6 +164,13 @@ static int parse_args(int argc, char **argv, cli_opts *o) {
             if (errno || end == v || *end) BAD();
             o->sp.seed = s;
         }
+        else if (!strcmp(a, "--seqs")) { NEED_V(); if (parse_int(v, 1, 4096, &o->max_seqs)) BAD(); }
+        else if (!strcmp(a, "--memory-limit")) {
+            NEED_V();
+            int mb;
+            if (parse_int(v, 1, 1 << 30, &mb)) BAD();
+            o->memory_limit = (uint64_t)mb << 20;
+        }
         else if (!strcmp(a, "--mmap")) o->use_mmap = 1;
         else if (!strcmp(a, "--load-only")) o->load_only = 1;
         else if (!strcmp(a, "--kv")) {
@@ -200,6 +212,8 @@ static int open_session(session **out, const cli_opts *o, int header_only, int t
     so.n_ctx = o->n_ctx;
     so.max_tokens = o->batch;
     so.kv_type = o->kv_type;
+    if (o->max_seqs) so.max_seqs = o->max_seqs;
+    so.memory_limit = o->memory_limit;
     so.tokenizer = tokenizer;
     return session_open(out, &so, e);
 }
@@ -229,8 +243,20 @@ static int cmd_info(const cli_opts *o) {
     printf("layers         %d", hp->n_layer);
     if (n_window) printf(" (%d with a sliding window of %d, %d global)", n_window, window, hp->n_layer - n_window);
     printf("\nheads          %d query, %d key/value, head dim %d\n", hp->n_head, hp->n_head_kv, hp->head_dim);
-    printf("ffn            %d (%s)\n", hp->ffn_dim,
-           hp->act == MODEL_ACT_GELU_TANH ? "GeGLU tanh" : hp->act == MODEL_ACT_SWIGLU_OAI ? "SwiGLU (gpt-oss)" : "SwiGLU");
+    const char *act =
+        hp->act == MODEL_ACT_GELU_TANH ? "GeGLU tanh" : hp->act == MODEL_ACT_SWIGLU_OAI ? "SwiGLU (gpt-oss)" : "SwiGLU";
+    const model_moe *moe = NULL;
+    for (int il = 0; il < hp->n_layer && !moe; il++)
+        if (m->layers[il].ffn == MODEL_FFN_MOE) moe = &m->layers[il].moe;
+    if (moe)
+        printf("ffn            mixture of experts: %d of %d experts of %d, %s, %s\n", moe->n_used, moe->n_expert,
+               moe->ffn_dim,
+               moe->gating == MODEL_MOE_TOPK_SOFTMAX ? "softmax over the top-k logits"
+               : moe->norm_topk                     ? "top-k of the softmax, renormalized"
+                                                    : "top-k of the softmax",
+               act);
+    else
+        printf("ffn            %d (%s)\n", hp->ffn_dim, act);
     printf("context        %d trained\n", hp->ctx_train);
     for (int r = 0; r < m->n_rope; r++) {
         const model_rope *R = &m->rope[r];
@@ -261,8 +287,20 @@ static int cmd_info(const cli_opts *o) {
     printf("\n");
     const engine_plan *p = &s->plan;
     const engine_opts *eo = &s->eopts;
-    printf("KV cache       %.1f KB/token (%s), %.1f MB at context %d\n", (double)p->kv_bytes_per_token / 1e3,
-           engine_kv_type_name(eo->kv_type), (double)p->kv_bytes_per_token * eo->n_ctx / 1e6, eo->n_ctx);
+    printf("KV cache       %.1f KB/token (%s: %d attention layers x 2 x %d heads x %d dims), %.1f MB at context %d",
+           (double)p->kv_bytes_per_token / 1e3, engine_kv_type_name(eo->kv_type), model_n_kv_layers(m), hp->n_head_kv,
+           hp->head_dim, (double)p->kv_bytes_per_token * eo->n_ctx / 1e6, eo->n_ctx);
+    if (eo->max_seqs > 1)
+        printf(" x %d sequences = %.1f MB", eo->max_seqs, (double)p->kv_bytes_per_token * eo->n_ctx * eo->max_seqs / 1e6);
+    printf("\n");
+    if (n_window && window < eo->n_ctx) {
+        /* the paged pool keeps every position of every attention layer */
+        const double per_layer = (double)p->kv_bytes_per_token / model_n_kv_layers(m);
+        printf("               (the %d sliding-window layers keep all %d positions in the pool; kept to their window "
+               "they would take %.1f MB instead of %.1f MB)\n",
+               n_window, eo->n_ctx, per_layer * n_window * window * eo->max_seqs / 1e6,
+               per_layer * n_window * eo->n_ctx * eo->max_seqs / 1e6);
+    }
     printf("engine plan    %s, %d thread%s, %d sequence%s, batch %d: weights %.1f MB + KV %.1f MB (%d blocks of %d)\n"
            "               + state %.1f MB + buffers %.1f MB = %.1f MB",
            s->ops->name, eo->n_threads, eo->n_threads == 1 ? "" : "s", eo->max_seqs, eo->max_seqs == 1 ? "" : "s",
@@ -271,6 +309,12 @@ static int cmd_info(const cli_opts *o) {
     if (p->available_from) printf("; %.1f MB free (%s)", (double)p->available_bytes / 1e6, p->available_from);
     printf("\n");
     if (s->plan_err.code) printf("               refused: %s\n", s->plan_err.msg);
+    if (eo->memory_limit)
+        printf("memory limit   %.1f MB: the plan %s (%.1f MB %s)\n", (double)eo->memory_limit / 1e6,
+               p->total_bytes <= eo->memory_limit ? "fits" : "does not fit",
+               (double)(p->total_bytes <= eo->memory_limit ? eo->memory_limit - p->total_bytes
+                                                           : p->total_bytes - eo->memory_limit) / 1e6,
+               p->total_bytes <= eo->memory_limit ? "to spare" : "over");
     tok *tk = NULL;
     if (tok_load(&tk, m->gguf, &e)) {
         printf("tokenizer      error: %s\n", e.msg);

@@ -23,6 +23,9 @@ Presets (tiny ones are the golden models: every feature, small dims)
   qwen3-30b-a3b  48 layers, hidden 2048, 32 x 128 heads, 4 KV, 128 experts of 768 top-8,
                  vocab 151936, Q4_K_M
   --layers N cuts any preset to its first N layers (same bytes per layer).
+  --header-only writes the header, metadata and tensor table and extends the file to its
+  full size without writing the data (a sparse file: a 63 GB gpt-oss-120b costs a few MB
+  of disk), for tests of what only reads headers (`sparkd info`, memory plans).
 
 Tensor types, as the published files store them:
   gpt-oss  (ggml-org's gpt-oss-{20b,120b} GGUF: "MXFP4 MoE"): expert gate/up/down MXFP4;
@@ -333,6 +336,7 @@ def main():
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
     ap.add_argument("--layers", type=int, help="cut the depth to N layers")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--header-only", action="store_true", help="no tensor data: a sparse file of the full size")
     args = ap.parse_args()
 
     t0 = time.time()
@@ -400,18 +404,28 @@ def main():
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    for tname, shape, scale, kind, qt in plan:
-        w.write_tensor_data(make_tensor(tname, shape, scale, kind, qt, args.seed, hp["codes"]))
-    w.close()
+    if args.header_only:
+        w.fout[0].flush()
+        align = lambda n: (n + w.data_alignment - 1) // w.data_alignment * w.data_alignment  # noqa: E731
+        size = align(w.fout[0].tell()) + sum(align(tensor_bytes(sh, qt)) for _, sh, _, _, qt in plan)
+        w.fout[0].truncate(size)
+        w.fout[0].close()
+        w.fout = None
+    else:
+        for tname, shape, scale, kind, qt in plan:
+            w.write_tensor_data(make_tensor(tname, shape, scale, kind, qt, args.seed, hp["codes"]))
+        w.close()
     os.replace(tmp, args.out)
 
-    h = hashlib.sha256()
-    with open(args.out, "rb") as fp:
-        while chunk := fp.read(1 << 24):
-            h.update(chunk)
     print(f"{args.out}: {name}, vocab {n_vocab} ({len(merges)} merges), "
-          f"{os.path.getsize(args.out)} bytes, {time.time() - t0:.1f} s")
-    print(f"sha256 {h.hexdigest()}")
+          f"{os.path.getsize(args.out)} bytes{' (header only, sparse)' if args.header_only else ''}, "
+          f"{time.time() - t0:.1f} s")
+    if not args.header_only:
+        h = hashlib.sha256()
+        with open(args.out, "rb") as fp:
+            while chunk := fp.read(1 << 24):
+                h.update(chunk)
+        print(f"sha256 {h.hexdigest()}")
 
 
 if __name__ == "__main__":
