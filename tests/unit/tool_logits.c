@@ -35,6 +35,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", e.msg);
         return 1;
     }
+    if (ops->usage) { /* what create took must be what plan said */
+        engine_usage u;
+        ops->usage(eng, &u);
+        if (u.kv_bytes != plan.kv_bytes || u.work_bytes != plan.work_bytes || u.state_bytes != plan.state_bytes) {
+            fprintf(stderr, "error: plan (kv %llu, work %llu, state %llu bytes) != allocated (%llu, %llu, %llu)\n",
+                    (unsigned long long)plan.kv_bytes, (unsigned long long)plan.work_bytes,
+                    (unsigned long long)plan.state_bytes, (unsigned long long)u.kv_bytes,
+                    (unsigned long long)u.work_bytes, (unsigned long long)u.state_bytes);
+            return 1;
+        }
+    }
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)plan.n_kv_blocks);
     for (int i = 0; i < plan.n_kv_blocks; i++) blocks[i] = i;
     engine_seq sq = {.tokens = ids, .n = n, .pos = 0, .blocks = blocks, .slot = 0, .want = ENGINE_WANT_LOGITS};

@@ -88,7 +88,7 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e) {
     if (l->moe_experts) {
         const uint64_t E = (uint64_t)l->moe_experts, K = (uint64_t)l->moe_used, F = (uint64_t)l->moe_ffn;
         floats += T * (E + 2 * K + 2 * (uint64_t)hp->dim + 2 * F); /* logits, w, rw, x, y, g, u */
-        floats += T * K + E + 1;                                 /* moe_id, moe_row, moe_first (int32) */
+        floats += 2 * T * K + E + 1;                             /* moe_id, moe_row, moe_first (int32) */
     }
     uint64_t bytes = floats * sizeof(float);
     bytes += (uint64_t)hp->n_layer * sizeof(int32_t);                  /* kv_layer */
