@@ -6,6 +6,8 @@
 #   ./build.sh test       ... then run every test (unit, golden, hostile, sanitizers); ends
 #                         with "N passed, N failed"
 #   ./build.sh bench      ... then the CPU benchmarks of BENCHMARKS.md (slow)
+#   ./build.sh bundle     ... then the air-gapped bundle build/sparkd-bundle-ARCH.tar
+#                         (dist/bundle.sh; INSTALL.md section 3)
 # Environment: SPARKD_CPU_ONLY=1 skips the CUDA unit even when nvcc is present;
 #              SPARKD_NO_INSTALL=1 never calls apt-get/pip;
 #              SPARKD_NO_STATIC=1 skips build/sparkd-static (which fetches Debian
@@ -96,5 +98,6 @@ case "$MODE" in
     run)   exec "$ROOT/tests/run_main.sh" ;;
     test)  exec "$ROOT/tests/run.sh" ;;
     bench) exec "$ROOT/tests/bench/run.sh" ;;
-    *) log "unknown mode '$MODE' (build|run|test|bench)"; exit 2 ;;
+    bundle) exec "$ROOT/dist/bundle.sh" ;;
+    *) log "unknown mode '$MODE' (build|run|test|bench|bundle)"; exit 2 ;;
 esac

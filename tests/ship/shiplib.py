@@ -33,16 +33,21 @@ def run(cmd, **kw):
 class Nginx:
     """nginx -p DIR in front of a unix socket, TLS with a throwaway certificate."""
 
-    def __init__(self, dir, sock, user_line=None):
+    def __init__(self, dir, sock, user_line=None, tls=None):
+        """tls: (cert, key, CA file clients trust); default a fresh self-signed pair."""
         self.dir, self.sock = dir, sock
         self.port = free_port()
-        self.cert = os.path.join(dir, "tls", "cert.pem")
         self.base = "https://127.0.0.1:%d" % self.port
         os.makedirs(os.path.join(dir, "tmp"), exist_ok=True)
-        subprocess.run([os.path.join(ROOT, "nginx", "gen-selfsigned.sh"), os.path.join(dir, "tls")], check=True,
-                       stdout=subprocess.DEVNULL)
+        if tls:
+            cert, key, self.cert = tls
+        else:
+            cert, key = os.path.join(dir, "tls", "cert.pem"), os.path.join(dir, "tls", "key.pem")
+            self.cert = cert
+            subprocess.run([os.path.join(ROOT, "nginx", "gen-selfsigned.sh"), os.path.join(dir, "tls")], check=True,
+                           stdout=subprocess.DEVNULL)
         site = subprocess.run([os.path.join(ROOT, "nginx", "render.sh"), "--listen", "127.0.0.1:%d" % self.port,
-                               "--cert", self.cert, "--key", os.path.join(dir, "tls", "key.pem"), "--socket", sock,
+                               "--cert", cert, "--key", key, "--socket", sock,
                                "--max-conns", "4"], check=True, capture_output=True, text=True).stdout
         with open(os.path.join(dir, "sparkd.conf"), "w") as f:
             f.write(site)
