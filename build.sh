@@ -2,7 +2,9 @@
 # build.sh — the one build entry for sparkd.
 #
 #   ./build.sh            install what is missing, build build/sparkd, fetch the default model
-#   ./build.sh run        ... then run the main job on the embedded default model
+#   ./build.sh run [PORT] [RUNDIR]
+#                         ... then serve the embedded default model (nginx TLS on PORT,
+#                         state in RUNDIR, default build/run) and print requests to try
 #   ./build.sh test       ... then run every test (unit, golden, hostile, sanitizers); ends
 #                         with "N passed, N failed"
 #   ./build.sh bench      ... then the CPU benchmarks of BENCHMARKS.md (slow)
@@ -95,7 +97,7 @@ fetch_model
 
 case "$MODE" in
     build) log "built build/sparkd" ;;
-    run)   exec "$ROOT/tests/run_main.sh" ;;
+    run)   shift; exec "$ROOT/tests/run_main.sh" "$@" ;;
     test)  exec "$ROOT/tests/run.sh" ;;
     bench) exec "$ROOT/tests/bench/run.sh" ;;
     bundle) exec "$ROOT/dist/bundle.sh" ;;
