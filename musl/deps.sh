@@ -11,7 +11,8 @@
 # Debian packages dpkg-dev and musl-tools). Each library is compiled from the list
 # of its C files below, with a config header written here, instead of its own
 # autotools/cmake build: the same objects Debian's build makes, fewer build tools.
-# A stamp (OUT/.stamp) names the source versions; the step reruns when it is absent.
+# A stamp (OUT/.stamp) names the source versions; the step reruns when it is absent or
+# older than this script.
 # Not here: JSON and the INI file, which sparkd reads and writes itself (jsonv.c, jw.c,
 # config.c). (inih's Debian source was not reachable from the build machines: 404.)
 set -euo pipefail
@@ -28,7 +29,8 @@ log() { printf '[musl-deps] %s\n' "$*" >&2; }
 command -v "$CC" >/dev/null || { log "$CC not found (Debian: musl-tools)"; exit 1; }
 command -v dpkg-source >/dev/null || { log "dpkg-source not found (Debian: dpkg-dev)"; exit 1; }
 
-if [ -f "$OUT/.stamp" ] && [ -f "$OUT/lib/libfcgi.a" ]; then exit 0; fi
+# done already, by this version of the script
+if [ "$OUT/.stamp" -nt "$0" ] && [ -f "$OUT/lib/libfcgi.a" ] && [ -f "$OUT/lib/libbearssl.a" ]; then exit 0; fi
 
 APT="$OUT/apt"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/src"
