@@ -4,7 +4,7 @@
 #   make tests           unit-test binaries under $(OUT)/tests/
 #   make fuzz            libFuzzer targets under $(OUT)/fuzz/ (needs clang)
 #   make static          $(OUT)/sparkd-static: the CPU build linked fully statically against
-#                        musl (libfcgi and BearSSL built by musl/deps.sh from Debian's
+#                        musl (BearSSL built by musl/deps.sh from Debian's
 #                        source packages into $(OUT)/musl-deps)
 OUT    ?= build
 CC     ?= cc
@@ -26,11 +26,11 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 LDSAN = -fsanitize=address,undefined
 endif
 CFLAGS ?= $(CFLAGS_BASE) $(ARCHFLAGS)
-# FastCGI and SHA-256 (Debian: libfcgi-dev libbearssl-dev) linked statically (Debian
-# ships the .a files): the binary then needs only glibc (and, for the CUDA build, the
-# driver's libcuda.so.1, which cudart_static dlopens). JSON is the project's own
-# (appliance/text/jsonv.c reads, fcgi/jw.c writes); so is the INI reader (base/config.c).
-LDLIBS = -Wl,-Bstatic -lfcgi -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
+# SHA-256 (Debian: libbearssl-dev) linked statically (Debian ships the .a): the binary
+# then needs only glibc (and, for the CUDA build, the driver's libcuda.so.1, which
+# cudart_static dlopens). JSON, the INI reader and FastCGI are the project's own
+# (appliance/text/jsonv.c reads JSON, fcgi/jw.c writes it; base/config.c; fcgi/wire.c).
+LDLIBS = -Wl,-Bstatic -lbearssl -Wl,-Bdynamic -lm -pthread $(LDSAN)
 # Tests only: jansson (libjansson-dev) re-reads what our JSON writer wrote, as
 # a reader nobody here wrote.
 TEST_LDLIBS = -ljansson
@@ -94,7 +94,7 @@ fuzz: $(FUZZ_BIN)
 $(OUT)/fuzz/%: tests/fuzz/%.c $(APP_SRC) $(FCGI_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(INC) -fsanitize=fuzzer,address,undefined -o $@ $< \
-	    $(APP_SRC) $(FCGI_SRC) -lfcgi -ljansson -lbearssl -lm -pthread
+	    $(APP_SRC) $(FCGI_SRC) -ljansson -lbearssl -lm -pthread
 
 # The fully static CPU binary: the same sources under musl-gcc, no CUDA (libcuda.so.1
 # is glibc-linked and a static musl binary cannot dlopen it; firmware-notes/ section 5).
@@ -110,7 +110,7 @@ $(OUT)/static-obj/%.o: %.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h) $(MUSL_DE
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(CFLAGS_BASE) $(ARCHFLAGS) -I$(MUSL_DEPS)/include -c -o $@ $<
 $(OUT)/sparkd-static: $(STATIC_OBJ)
-	$(MUSL_CC) -static -Wl,-z,stack-size=8388608 -o $@ $^ -L$(MUSL_DEPS)/lib -lfcgi -lbearssl -lm -pthread
+	$(MUSL_CC) -static -Wl,-z,stack-size=8388608 -o $@ $^ -L$(MUSL_DEPS)/lib -lbearssl -lm -pthread
 
 clean:
 	rm -rf $(OUT)

@@ -28,7 +28,7 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 # libjansson-dev: tests only (a JSON reader nobody here wrote, to check our writer);
 # dpkg-dev: apt-get source for musl/deps.sh; systemd: systemd-analyze for the unit's
 # checks; file: tests read what `file` says of the binaries.
-DEB_PKGS="build-essential libfcgi-dev libbearssl-dev musl-tools nginx libjansson-dev \
+DEB_PKGS="build-essential libbearssl-dev musl-tools nginx libjansson-dev \
 clang libclang-rt-14-dev python3 python3-venv python3-pip openssl curl ca-certificates \
 gcc-aarch64-linux-gnu qemu-user dpkg-dev systemd file"
 

@@ -1,8 +1,12 @@
 /* fcgi.h — the FastCGI responder and the OpenAI-compatible HTTP API.
  *
  * Layers, in the order a request meets them:
- *   server.c   libfcgi transport: worker threads, accept under a mutex, body
- *              read with the size cap, SIGPIPE ignored, SIGTERM drain
+ *   server.c   the server's life: listening socket, worker threads (accept
+ *              under a mutex), model, SIGTERM drain, second signal
+ *   wire.c     the FastCGI record layer (our own, from the 1.0 spec): params
+ *              (bounded), body, STDOUT records, management records
+ *   conn.c     one connection: params -> HTTP request, body with the size cap,
+ *              fcgi_handle, end of request
  *   route.c    method + path -> handler; auth; /health /metrics /v1/models
  *              /tokenize /detokenize
  *   request.c  JSON body -> fcgi_gen: parsed once (jsonv.h) and every field
@@ -30,6 +34,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "config.h"
 #include "err.h"
@@ -56,6 +62,7 @@ typedef struct fcgi_metrics {
     _Atomic long requests[FCGI_NSTATUS];
     _Atomic long errors[8];               /* by type, see metrics.c */
     _Atomic long prompt_tokens, generated_tokens, cancelled, client_gone;
+    _Atomic long cut_drain, cut_engine; /* generations cut by the drain deadline / an engine fault */
     fcgi_hist ttft, itl, e2e;
 } fcgi_metrics;
 
@@ -226,6 +233,81 @@ void fcgi_limits_from(const fcgi_app *a, fcgi_limits *l);
 /* Handles one request completely; returns the HTTP status sent. */
 int fcgi_handle(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_out *o);
 int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat, fcgi_out *o);
+
+/* ---- wire.c: the FastCGI record layer ---- */
+#define FCGI_MAX_PARAMS_BYTES (64 * 1024) /* a request's PARAMS stream, bytes */
+#define FCGI_MAX_PARAMS 512               /* name-value pairs per request */
+#define FCGI_OUT_CAP 16384                /* STDOUT bytes buffered before a record goes out */
+#define FCGI_IO_WOULD_WAIT (-2)
+
+/* The bytes under a connection: a socket in the server, memory in the fuzzer. */
+typedef struct fcgi_io {
+    /* Reads up to n bytes: > 0 bytes, 0 at EOF, -1 on error or timeout. idle
+     * (waiting for the next request): FCGI_IO_WOULD_WAIT instead of blocking
+     * when nothing has arrived, so the connection can be parked. */
+    ssize_t (*read)(void *u, void *p, size_t n, int idle);
+    /* Peeks without consuming or blocking: bytes there (0: none yet), -1 EOF/error. */
+    ssize_t (*peek)(void *u, void *p, size_t n);
+    /* Writes all of iov[0..n) (n <= 4): 0, or -1 (peer gone, timeout). */
+    int (*write)(void *u, const struct iovec *iov, int n);
+    /* 1 if the peer hung up (a half-close is not a hang-up). */
+    int (*gone)(void *u);
+    void *u;
+} fcgi_io;
+
+typedef struct fcgi_conn {
+    fcgi_io io;
+    int max_conns;        /* answered to FCGI_GET_VALUES */
+    unsigned id;          /* the active request id (0: none) */
+    int keep;             /* FCGI_KEEP_CONN: the peer keeps the connection after the request */
+    int closed;           /* the connection is finished (EOF, error, or !keep after a request) */
+    int ended;            /* the active request's END_REQUEST was sent */
+    int too_big;          /* the active request's params passed FCGI_MAX_PARAMS_BYTES */
+    char *raw;            /* (FCGI_MAX_PARAMS_BYTES) the PARAMS stream */
+    size_t nraw;
+    char *env;            /* (FCGI_MAX_PARAMS_BYTES + 2 * FCGI_MAX_PARAMS) "NAME\0VALUE\0"... */
+    size_t param_at[FCGI_MAX_PARAMS];
+    int nparams;
+    int stdin_done;       /* the empty STDIN record was read */
+    size_t in_left, in_pad; /* of the STDIN record being read: content and padding bytes left */
+    char *out;            /* (FCGI_OUT_CAP) STDOUT content not sent yet */
+    size_t nout;
+    int out_failed;
+    uint8_t *scratch;     /* (scratch_cap) content that is read and dropped or answered */
+    size_t scratch_cap;
+} fcgi_conn;
+
+enum { FCGI_BODY_OK = 0, FCGI_BODY_SHORT, FCGI_BODY_LONG, FCGI_BODY_ABORTED, FCGI_BODY_ERROR };
+
+/* Buffers for one connection at a time, allocated here once. -1: out of memory. */
+int fcgi_conn_init(fcgi_conn *c, fcgi_io io, int max_conns);
+void fcgi_conn_free(fcgi_conn *c);
+/* Starts a new connection on c's buffers. */
+void fcgi_conn_reset(fcgi_conn *c, fcgi_io io);
+/* Reads up to the end of the next request's params (answering management
+ * records on the way): 1 = a request (fcgi_conn_param, fcgi_conn_body), 2 =
+ * nothing has arrived (park the connection until it is readable), 0 = the
+ * connection ended, -1 = protocol error (the connection is finished). */
+int fcgi_conn_next(fcgi_conn *c);
+const char *fcgi_conn_param(const fcgi_conn *c, const char *name);
+/* Reads len body bytes into buf (*got set): FCGI_BODY_OK, or SHORT (the stream
+ * ended first), LONG (more than len), ABORTED, ERROR. The stream's final empty
+ * record stays unread until fcgi_conn_end (see wire.c). */
+int fcgi_conn_body(fcgi_conn *c, char *buf, size_t len, size_t *got);
+/* STDOUT of the active request (buffered; flush sends a record now). */
+int fcgi_conn_write(fcgi_conn *c, const char *p, size_t n);
+int fcgi_conn_flush(fcgi_conn *c);
+/* Ends the active request (STDOUT end, END_REQUEST) and reads the rest of its
+ * STDIN. -1 if the connection is finished. */
+int fcgi_conn_end(fcgi_conn *c);
+/* unix:PATH or HOST:PORT; returns the listening fd or -1 with e set. */
+int fcgi_listen_open(const char *listen_addr, int backlog, err *e);
+
+/* ---- conn.c ---- */
+/* Serves the requests that have arrived on a connection. Returns 1 if the
+ * connection stays open and idle (wait until it is readable, then call again),
+ * 0 if it is finished (close it). */
+int fcgi_conn_serve(fcgi_app *a, fcgi_worker *w, fcgi_conn *c);
 
 /* ---- server.c ---- */
 /* Loads the model named by c and serves until SIGTERM/SIGINT; returns 0 after

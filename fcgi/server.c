@@ -1,20 +1,26 @@
-/* server.c — the libfcgi transport and the server's life.
+/* server.c — the server's life: the listening socket, worker threads, the
+ * model, signals.
  *
- * libfcgi threading as its threaded example does it: FCGX_Init once, one
- * FCGX_Request per worker thread, accept serialized by a mutex. Each
- * connection nginx keeps open (fastcgi_keep_conn) stays with one worker
- * thread, so nginx must never open more connections than there are workers:
- * the site's upstream sets max_conns (nginx/render.sh --max-conns). SIGPIPE
- * is ignored (a write to a closed connection returns -1, which cancels the
- * request). SIGTERM/SIGINT are blocked in every thread and taken by the main
- * thread with sigwait: it flips the state to DRAINING (new requests get 503),
- * waits up to drain_s for in-flight requests, then shuts the listening socket
- * so the workers' accepts fail and they exit.
+ * Connections: one epoll set holds the listening socket and every open
+ * connection that is idle between requests. A worker thread takes one ready
+ * entry (a new connection to accept, or a parked connection whose next
+ * request has begun to arrive), serves what has arrived (conn.c), and parks
+ * the connection again (EPOLLONESHOT) or closes it. An idle keep-alive
+ * connection (nginx's fastcgi_keep_conn) therefore holds no thread: workers
+ * bound the requests served at once, not the connections open, and nginx may
+ * keep as many idle connections as it likes (up to MAX_OPEN_CONNS).
+ * SIGPIPE is ignored (a write to a closed connection returns -1, which
+ * cancels the request).
+ *
+ * SIGTERM/SIGINT are blocked in every thread and taken by the main thread with
+ * sigwait: the first flips the state to DRAINING (new requests get 503) and
+ * lets in-flight requests finish for up to drain_s; a second one during the
+ * drain exits at once with status 2 (logged). After the drain an eventfd in
+ * the epoll set wakes every worker, they finish, and the process exits.
  *
  * The socket listens before the model loads, so /health answers 503 while
  * loading instead of refusing connections. */
 #include <errno.h>
-#include <fcgiapp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,27 +28,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fcgi.h"
 #include "sha256.h"
 
+/* How long one read or write on a connection may wait once a request has
+ * started. */
+#define IO_TIMEOUT_MS 60000
+/* Connections open at once (idle ones included); more are closed at accept. */
+#define MAX_OPEN_CONNS 4096
+
+typedef struct sock_io {
+    int fd;
+} sock_io;
+
 typedef struct worker_ctx {
     fcgi_app *a;
-    int listen_fd;
+    int listen_fd, wake_fd, ep_fd;
     pthread_t th;
     _Atomic int exited;
-    fcgi_worker w;
-    int w_ready;
+    fcgi_worker w;        /* buffers allocated once the model is loaded (conn.c) */
+    fcgi_conn conn;       /* read/write buffers for the connection being served */
+    sock_io sio;
 } worker_ctx;
 
-static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int n_open; /* connections open */
 /* The app lives in static storage so that everything it owns stays reachable
- * (for LeakSanitizer) if we exit while a worker sits on an idle keep-alive
- * connection. */
+ * (for LeakSanitizer) if we exit at once on a second signal. */
 static fcgi_app g_app;
 
 int fcgi_worker_init(fcgi_worker *w, const fcgi_app *a, err *e) {
@@ -69,143 +88,99 @@ void fcgi_worker_free(fcgi_worker *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* ---- fcgi_out over an FCGX_Request ---- */
-static int req_write(void *u, const char *p, size_t n) {
-    FCGX_Request *r = u;
-    while (n) {
-        int k = n > (1u << 30) ? 1 << 30 : (int)n;
-        if (FCGX_PutStr(p, k, r->out) != k) return -1;
-        p += k;
-        n -= (size_t)k;
+/* ---- fcgi_io over a socket ---- */
+
+static ssize_t sock_read(void *u, void *p, size_t n, int idle) {
+    sock_io *s = u;
+    for (;;) {
+        struct pollfd pf = {.fd = s->fd, .events = POLLIN};
+        int k = poll(&pf, 1, idle ? 0 : IO_TIMEOUT_MS);
+        if (k < 0 && errno == EINTR) continue;
+        if (k == 0 && idle) return FCGI_IO_WOULD_WAIT;
+        if (k <= 0) return -1;
+        ssize_t r = read(s->fd, p, n);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        return r;
+    }
+}
+
+static ssize_t sock_peek(void *u, void *p, size_t n) {
+    ssize_t r = recv(((sock_io *)u)->fd, p, n, MSG_PEEK | MSG_DONTWAIT);
+    if (r > 0) return r;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    return -1;
+}
+
+static int sock_write(void *u, const struct iovec *iov, int n) {
+    sock_io *s = u;
+    struct iovec v[4];
+    if (n > 4) return -1;
+    memcpy(v, iov, sizeof *v * (size_t)n);
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)n};
+    while (m.msg_iovlen) {
+        ssize_t r = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1; /* EPIPE, ECONNRESET, or SO_SNDTIMEO passed */
+        while (r > 0 && m.msg_iovlen) {
+            if ((size_t)r >= m.msg_iov->iov_len) {
+                r -= (ssize_t)m.msg_iov->iov_len;
+                m.msg_iov++;
+                m.msg_iovlen--;
+            } else {
+                m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + r;
+                m.msg_iov->iov_len -= (size_t)r;
+                r = 0;
+            }
+        }
     }
     return 0;
 }
-static int req_flush(void *u) { return FCGX_FFlush(((FCGX_Request *)u)->out) < 0 ? -1 : 0; }
-/* nginx sends nothing after the request until we answer; a readable hang-up
- * means it closed the connection (its client left). */
-static int req_gone(void *u) {
-    struct pollfd pf = {.fd = ((FCGX_Request *)u)->ipcFd, .events = POLLRDHUP};
-    if (pf.fd < 0) return 1;
-    return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR));
+
+/* Gone = the peer hung up (or the socket failed). A half-close
+ * (shutdown(SHUT_WR) after a complete request: POLLRDHUP alone) is not gone;
+ * over TCP a full close looks the same until a write fails, which cancels the
+ * request then. */
+static int sock_gone(void *u) {
+    struct pollfd pf = {.fd = ((sock_io *)u)->fd, .events = POLLRDHUP};
+    return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
-/* The route: PATH_INFO if set, else DOCUMENT_URI (stock fastcgi_params),
- * else REQUEST_URI without its query. */
-static const char *req_path(FCGX_Request *r, char *buf, size_t cap) {
-    const char *p = FCGX_GetParam("PATH_INFO", r->envp);
-    if (p && p[0]) return p;
-    p = FCGX_GetParam("DOCUMENT_URI", r->envp);
-    if (p && p[0]) return p;
-    p = FCGX_GetParam("REQUEST_URI", r->envp);
-    if (!p || !p[0]) return "";
-    size_t n = strcspn(p, "?");
-    if (n >= cap) n = cap - 1;
-    memcpy(buf, p, n);
-    buf[n] = 0;
-    return buf;
-}
-
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void handle_one(worker_ctx *wc, FCGX_Request *r) {
-    fcgi_app *a = wc->a;
-    fcgi_out o = {.write = req_write, .flush = req_flush, .gone = req_gone, .u = r};
-    char pbuf[512];
-    fcgi_http_req rq = {.method = FCGX_GetParam("REQUEST_METHOD", r->envp),
-                        .path = req_path(r, pbuf, sizeof pbuf),
-                        .authorization = FCGX_GetParam("HTTP_AUTHORIZATION", r->envp),
-                        .body = "", .body_len = 0};
-    double t0 = mono_s();
-    int status;
-    fcgi_error er;
-    atomic_fetch_add(&a->inflight, 1);
-    if (!wc->w_ready && atomic_load(&a->state) == FCGI_READY) {
-        err e = {0};
-        if (fcgi_worker_init(&wc->w, a, &e) == 0) wc->w_ready = 1;
-    }
-    const char *cl = FCGX_GetParam("CONTENT_LENGTH", r->envp);
-    long long clen = 0;
-    if (cl && cl[0]) {
-        char *end;
-        errno = 0;
-        clen = strtoll(cl, &end, 10);
-        if (errno || *end || clen < 0) clen = -1;
-    }
-    if (clen < 0) {
-        fcgi_errorf(&er, 400, "invalid_request_error", "bad_content_length", NULL, "CONTENT_LENGTH is not a number");
-        goto reject;
-    }
-    if (clen > a->cfg->max_body_bytes) {
-        fcgi_errorf(&er, 413, "invalid_request_error", "request_too_large", NULL,
-                    "the body is %lld bytes; the limit is %ld", clen, a->cfg->max_body_bytes);
-        r->keepConnection = 0; /* the unread body stays on the wire: close rather than resync */
-        goto reject;
-    }
-    if (clen > 0) {
-        if (!wc->w_ready) {
-            /* not loaded yet: refuse without reading */
-            r->keepConnection = 0;
-            status = 0;
-        } else {
-            int got = 0;
-            while (got < clen) {
-                int k = FCGX_GetStr(wc->w.body + got, (int)(clen - got), r->in);
-                if (k <= 0) break;
-                got += k;
-            }
-            if (got < clen) {
-                fcgi_errorf(&er, 400, "invalid_request_error", "bad_content_length", NULL,
-                            "the body has %d bytes, CONTENT_LENGTH says %lld", got, clen);
-                r->keepConnection = 0;
-                goto reject;
-            }
-            if (FCGX_GetChar(r->in) != EOF) {
-                fcgi_errorf(&er, 400, "invalid_request_error", "bad_content_length", NULL,
-                            "the body is longer than CONTENT_LENGTH (%lld)", clen);
-                r->keepConnection = 0;
-                goto reject;
-            }
-            wc->w.body[got] = 0;
-            rq.body = wc->w.body;
-            rq.body_len = (size_t)got;
-        }
-    }
-    status = fcgi_handle(a, &wc->w, &rq, &o);
-    goto done;
-reject:
-    fcgi_reply_error(&o, &er, NULL);
-    status = er.status;
-    fcgi_metrics_status(&a->metrics, status);
-    fcgi_metrics_error(&a->metrics, "invalid_request_error");
-done:
-    atomic_fetch_sub(&a->inflight, 1);
-    if (a->cfg->log_requests)
-        fprintf(stderr, "sparkd: %s %s %d %.1f ms\n", rq.method ? rq.method : "-", rq.path[0] ? rq.path : "-", status,
-                (mono_s() - t0) * 1e3);
-}
+/* Ids in the epoll set: the listening socket, the wake eventfd, or a
+ * connection's fd + 2 (fds are >= 0). */
+enum { EP_LISTEN = 0, EP_WAKE = 1 };
 
 static void *worker_main(void *arg) {
     worker_ctx *wc = arg;
-    FCGX_Request r;
-    if (FCGX_InitRequest(&r, wc->listen_fd, 0) != 0) { atomic_store(&wc->exited, 1); return NULL; }
+    fcgi_app *a = wc->a;
     for (;;) {
-        /* Only accept() is serialized. A thread whose connection nginx kept
-         * open (fastcgi_keep_conn) reads its next request from that
-         * connection; taking the mutex then would wait on a thread blocked in
-         * accept() while nginx waits on us. */
-        int locked = r.ipcFd < 0;
-        if (locked) pthread_mutex_lock(&accept_mu);
-        int rc = FCGX_Accept_r(&r);
-        if (locked) pthread_mutex_unlock(&accept_mu);
-        if (rc < 0) break;
-        handle_one(wc, &r);
-        FCGX_Finish_r(&r);
+        struct epoll_event ev;
+        int k = epoll_wait(wc->ep_fd, &ev, 1, -1);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 || ev.data.u64 == EP_WAKE) break;
+        int fd;
+        if (ev.data.u64 == EP_LISTEN) {
+            fd = accept4(wc->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0) continue; /* another worker took it, or the peer left */
+            if (atomic_fetch_add(&n_open, 1) >= MAX_OPEN_CONNS) {
+                atomic_fetch_sub(&n_open, 1);
+                close(fd);
+                continue;
+            }
+            struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000};
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        } else fd = (int)(ev.data.u64 - 2);
+        wc->sio = (sock_io){.fd = fd};
+        fcgi_conn_reset(&wc->conn, (fcgi_io){.read = sock_read, .peek = sock_peek, .write = sock_write,
+                                             .gone = sock_gone, .u = &wc->sio});
+        if (fcgi_conn_serve(a, &wc->w, &wc->conn)) {
+            /* idle: park it until its next request arrives */
+            struct epoll_event pe = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = (uint64_t)fd + 2};
+            if (epoll_ctl(wc->ep_fd, ev.data.u64 == EP_LISTEN ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &pe) == 0)
+                continue;
+        }
+        close(fd);
+        atomic_fetch_sub(&n_open, 1);
     }
-    FCGX_Free(&r, 1);
     atomic_store(&wc->exited, 1);
     return NULL;
 }
@@ -230,22 +205,14 @@ static int check_socket_dir(const char *listen, const char *path, err *e) {
 }
 
 static int open_listen(const char *listen, err *e) {
-    const char *addr = listen;
-    if (!strncmp(listen, "unix:", 5)) {
-        addr = listen + 5;
-        if (check_socket_dir(listen, addr, e)) return -1;
-        struct stat st;
-        if (stat(addr, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(addr); /* stale socket from a previous run */
-    }
-    /* FCGX_OpenSocket: "host:port" or ":port" -> TCP, anything else a unix path */
-    errno = 0;
-    int fd = FCGX_OpenSocket(addr, 128);
-    if (fd < 0)
-        return err_set(e, ERR_IO, "listen %s: cannot open the socket%s%s", listen, errno ? ": " : "",
-                       errno ? strerror(errno) : ""), -1;
+    if (!strncmp(listen, "unix:", 5) && check_socket_dir(listen, listen + 5, e)) return -1;
+    int fd = fcgi_listen_open(listen, 128, e);
+    if (fd < 0) return -1;
     /* the socket is group read/write: nginx reaches it through the group (INSTALL.md) */
-    if (!strncmp(listen, "unix:", 5) && chmod(addr, 0660) != 0)
-        fprintf(stderr, "sparkd: warning: chmod 0660 %s: %s\n", addr, strerror(errno));
+    if (!strncmp(listen, "unix:", 5) && chmod(listen + 5, 0660) != 0)
+        fprintf(stderr, "sparkd: warning: chmod 0660 %s: %s\n", listen + 5, strerror(errno));
+    /* non-blocking: several workers may wake for one connection */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
 }
 
@@ -293,6 +260,25 @@ static void app_free(fcgi_app *a) {
     a->sess = NULL; a->s = NULL; a->tp = NULL; a->tk = NULL;
 }
 
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The second termination signal, caught by a thread of its own while the
+ * main thread drains: exit at once, non-zero. */
+static void *second_signal(void *arg) {
+    sigset_t *sigs = arg;
+    int sig = 0;
+    sigwait(sigs, &sig);
+    fprintf(stderr, "sparkd: second %s during the drain: exiting now (requests still running are cut)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    fflush(stderr);
+    _exit(2);
+    return NULL;
+}
+
 int fcgi_serve(const config *c, err *e) {
     fcgi_app *a = &g_app;
     memset(a, 0, sizeof *a);
@@ -301,22 +287,34 @@ int fcgi_serve(const config *c, err *e) {
     atomic_store(&a->state, FCGI_LOADING);
 
     signal(SIGPIPE, SIG_IGN);
-    sigset_t sigs;
+    static sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread we start */
 
-    if (FCGX_Init() != 0) return err_set(e, ERR_IO, "FCGX_Init failed");
     int fd = open_listen(c->listen, e);
     if (fd < 0) return ERR_IO;
+    int wake = eventfd(0, EFD_CLOEXEC);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = EP_LISTEN};
+    struct epoll_event wev = {.events = EPOLLIN, .data.u64 = EP_WAKE};
     worker_ctx *wcs = calloc((size_t)c->workers, sizeof *wcs);
-    if (!wcs) { close(fd); return err_set(e, ERR_NOMEM, "out of memory"); }
+    if (!wcs || wake < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &lev) || epoll_ctl(ep, EPOLL_CTL_ADD, wake, &wev)) {
+        close(fd);
+        free(wcs);
+        if (wake >= 0) close(wake);
+        if (ep >= 0) close(ep);
+        return err_set(e, ERR_NOMEM, "cannot set up the connection loop");
+    }
     int started = 0;
     for (int i = 0; i < c->workers; i++) {
         wcs[i].a = a;
         wcs[i].listen_fd = fd;
-        if (pthread_create(&wcs[i].th, NULL, worker_main, &wcs[i])) break;
+        wcs[i].wake_fd = wake;
+        wcs[i].ep_fd = ep;
+        if (fcgi_conn_init(&wcs[i].conn, (fcgi_io){0}, c->workers)) break;
+        if (pthread_create(&wcs[i].th, NULL, worker_main, &wcs[i])) { fcgi_conn_free(&wcs[i].conn); break; }
         started++;
     }
     fprintf(stderr, "sparkd: listening on %s with %d workers; loading the model\n", c->listen, started);
@@ -334,34 +332,43 @@ int fcgi_serve(const config *c, err *e) {
         int sig = 0;
         sigwait(&sigs, &sig);
         atomic_store(&a->state, FCGI_DRAINING);
-        fprintf(stderr, "sparkd: %s: draining (up to %d s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", c->drain_s);
-        /* the scheduler finishes running and queued work (cancelling what is
-         * left at the timeout); then the workers write their last bytes */
+        fprintf(stderr, "sparkd: %s: draining (up to %d s; a second signal exits at once)\n",
+                sig == SIGTERM ? "SIGTERM" : "SIGINT", c->drain_s);
+        pthread_t th2;
+        pthread_create(&th2, NULL, second_signal, &sigs);
+        pthread_detach(th2);
+        /* the scheduler finishes running and queued work (cutting what is left
+         * at the timeout: those requests end with an error, never as "stop");
+         * then the workers write their last bytes */
         int cancelled = sched_drain(a->s, c->drain_s);
-        if (cancelled) fprintf(stderr, "sparkd: drain timeout: %d requests cancelled\n", cancelled);
+        if (cancelled) fprintf(stderr, "sparkd: drain timeout: %d requests cut\n", cancelled);
         double td = mono_s();
         while (atomic_load(&a->inflight) > 0 && mono_s() - td < 5) usleep(20000);
     }
-    /* wake the workers blocked in accept(); Linux fails accept on a shut socket */
-    shutdown(fd, SHUT_RDWR);
+    /* stop accepting; wake every worker (the eventfd stays readable) */
+    uint64_t one = 1;
+    if (write(wake, &one, sizeof one) != sizeof one) perror("sparkd: eventfd");
     int all = 1;
     double tj = mono_s();
     for (int i = 0; i < started; i++) {
-        while (!atomic_load(&wcs[i].exited) && mono_s() - tj < 1.0) usleep(10000);
+        while (!atomic_load(&wcs[i].exited) && mono_s() - tj < 5.0) usleep(10000);
         if (!atomic_load(&wcs[i].exited)) all = 0;
     }
     if (all) {
         for (int i = 0; i < started; i++) {
             pthread_join(wcs[i].th, NULL);
-            if (wcs[i].w_ready) fcgi_worker_free(&wcs[i].w);
+            fcgi_worker_free(&wcs[i].w);
+            fcgi_conn_free(&wcs[i].conn);
         }
         free(wcs);
         app_free(a);
         close(fd);
+        close(wake);
+        close(ep); /* parked idle connections are closed as the process exits */
     } else {
-        /* a worker is parked on an idle keep-alive connection: leave it (and
-         * the state it could touch) alone; the process exits next */
-        fprintf(stderr, "sparkd: exiting with idle keep-alive connections open\n");
+        /* a worker is stuck in a write to a peer that stopped reading: leave
+         * it (and what it could touch) alone; the process exits next */
+        fprintf(stderr, "sparkd: exiting with a worker still writing\n");
     }
     if (!strncmp(c->listen, "unix:", 5)) unlink(c->listen + 5);
     if (rc == 0) fprintf(stderr, "sparkd: stopped\n");

@@ -2,9 +2,9 @@
 # musl/deps.sh [OUT] — static musl builds of sparkd's C dependencies, made from
 # Debian's own source packages (nothing vendored in this tree):
 #
-#   apt-get source libfcgi bearssl     (bookworm main, hashes checked against the
-#                                        signed Sources index by apt)
-#   musl-gcc -O2 ...  ->  OUT/lib/lib{fcgi,bearssl}.a, OUT/include/
+#   apt-get source bearssl      (bookworm main, hashes checked against the
+#                                signed Sources index by apt)
+#   musl-gcc -O2 ...  ->  OUT/lib/libbearssl.a, OUT/include/
 #
 # apt runs with a private sources list and state directory under OUT/apt, so the
 # host's /etc/apt is never touched and no root is needed for this step (needs the
@@ -13,15 +13,15 @@
 # autotools/cmake build: the same objects Debian's build makes, fewer build tools.
 # A stamp (OUT/.stamp) names the source versions; the step reruns when it is absent or
 # older than this script.
-# Not here: JSON and the INI file, which sparkd reads and writes itself (jsonv.c, jw.c,
-# config.c). (inih's Debian source was not reachable from the build machines: 404.)
+# Not here: JSON, the INI file and FastCGI, which sparkd handles itself (jsonv.c, jw.c,
+# config.c, fcgi/wire.c). (inih's Debian source was not reachable from the build machines: 404.)
 set -euo pipefail
 OUT=${1:-build/musl-deps}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 CC=${MUSL_CC:-musl-gcc}
 CFLAGS="-O2 -g0 -fPIE -fstack-protector-strong -w"
-PKGS="libfcgi bearssl"
+PKGS="bearssl"
 MIRROR=${SPARKD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${SPARKD_DEBIAN_SUITE:-bookworm}
 log() { printf '[musl-deps] %s\n' "$*" >&2; }
@@ -30,7 +30,7 @@ command -v "$CC" >/dev/null || { log "$CC not found (Debian: musl-tools)"; exit 
 command -v dpkg-source >/dev/null || { log "dpkg-source not found (Debian: dpkg-dev)"; exit 1; }
 
 # done already, by this version of the script
-if [ "$OUT/.stamp" -nt "$0" ] && [ -f "$OUT/lib/libfcgi.a" ] && [ -f "$OUT/lib/libbearssl.a" ]; then exit 0; fi
+if [ "$OUT/.stamp" -nt "$0" ] && [ -f "$OUT/lib/libbearssl.a" ]; then exit 0; fi
 
 APT="$OUT/apt"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/src"
@@ -63,35 +63,6 @@ compile() { # lib name, include flags, sources...
     wait
     ar rcs "$OUT/lib/lib$name.a" "${objs[@]}"
 }
-
-# libfcgi: the C library only (fcgiapp.c, the FCGX_* API, and os_unix.c); the
-# config header answers what configure would on Linux.
-S=$(src libfcgi)
-cat >"$B/fcgi_config.h" <<'H'
-#define HAVE_ARPA_INET_H 1
-#define HAVE_FILENO_PROTO 1
-#define HAVE_FPOS 1
-#define HAVE_INTTYPES_H 1
-#define HAVE_LIMITS_H 1
-#define HAVE_NETDB_H 1
-#define HAVE_NETINET_IN_H 1
-#define HAVE_SOCKLEN 1
-#define HAVE_STDINT_H 1
-#define HAVE_STDLIB_H 1
-#define HAVE_STRERROR 1
-#define HAVE_STRINGS_H 1
-#define HAVE_STRING_H 1
-#define HAVE_SYS_PARAM_H 1
-#define HAVE_SYS_SOCKET_H 1
-#define HAVE_SYS_STAT_H 1
-#define HAVE_SYS_TIME_H 1
-#define HAVE_SYS_TYPES_H 1
-#define HAVE_UNISTD_H 1
-#define HAVE_LIBPTHREAD 1
-H
-cp "$B/fcgi_config.h" "$OUT/include/"
-compile fcgi "-I$B -I$S/include" "$S/libfcgi/fcgiapp.c" "$S/libfcgi/os_unix.c"
-cp "$S/include/fcgiapp.h" "$S/include/fcgimisc.h" "$S/include/fcgios.h" "$S/include/fastcgi.h" "$OUT/include/"
 
 # BearSSL: every file under src/ (what its Makefile's `lib` target builds).
 S=$(src bearssl)
