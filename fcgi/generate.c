@@ -11,7 +11,19 @@
  * Streaming: headers go out with the first chunk, or with the first keep-alive
  * comment if the prompt takes longer than keepalive_ms to prefill (so proxies
  * do not time out). A failed write, or the connection polled as hung up, cancels
- * the request at once; the scheduler drops it at its next step. */
+ * the request at once; the scheduler drops it at its next step.
+ *
+ * How a generation ends, as the client sees it (also INSTALL.md, "Faults"):
+ *   end-of-generation token, stop string   finish_reason "stop" ([DONE] when streamed)
+ *   tool call(s) parsed                     "tool_calls"
+ *   max_tokens or the context reached       "length"
+ *   drain deadline (SIGTERM + drain_s)      whole: 503 JSON error, Retry-After;
+ *                                           stream: the text so far, then an
+ *                                           error event, no finish_reason, no [DONE]
+ *   engine fault                            the same with 500 (code engine_error)
+ *   sparkd killed mid-stream                the connection is cut (wire.c): the
+ *                                           client sees a broken transfer
+ * A cut is never reported as "stop". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +164,24 @@ static int send_whole(fcgi_run *R, const char *finish) {
     return 200;
 }
 
+/* A generation that could not finish (drain deadline, engine fault): never a
+ * success. Before anything was sent: the error as the whole reply (with
+ * Retry-After on 503). Mid-stream: what was generated goes out, then the error
+ * object as the last event and no [DONE], so a client that reads to the end
+ * knows the text is incomplete (the openai client raises APIError on it). */
+static int cut_reply(fcgi_run *R, const fcgi_error *er) {
+    if (!R->o->status) {
+        if (er->status == 503) {
+            fcgi_reply_error(R->o, er, "Retry-After: 1\r\n");
+            return 503;
+        }
+        return reply_error(R->a, R->o, er);
+    }
+    fcgi_sse_chunk(R, NULL);
+    fcgi_sse_error(R, er);
+    return R->o->status;
+}
+
 static void reset_worker_text(fcgi_worker *w) {
     jw_reset(&w->frame); jw_reset(&w->content); jw_reset(&w->reasoning); jw_reset(&w->tools);
     jw_reset(&w->lp); jw_reset(&w->lp2); jw_reset(&w->lp3); jw_reset(&w->lp4);
@@ -261,18 +291,30 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
             continue;
         }
         if (ev.type == SCHED_EV_ERROR) {
-            fcgi_errorf(&er, ev.code == ERR_UNAVAILABLE || ev.code == ERR_IO ? 503 : 500, "server_error", NULL, NULL, "%s", ev.msg);
-            if (o->status) {
-                fcgi_sse_error(&R, &er);
-                fcgi_sse_done(&R);
-                status = o->status;
-            } else status = reply_error(a, o, &er);
+            /* an engine fault: this request fails, the server lives on */
+            atomic_fetch_add(&a->metrics.cut_engine, 1);
+            fcgi_errorf(&er, ev.code == ERR_UNAVAILABLE || ev.code == ERR_IO ? 503 : 500, "server_error", "engine_error", NULL, "%s", ev.msg);
+            status = cut_reply(&R, &er);
             goto out;
         }
         /* DONE */
         t_done = mono_s();
         atomic_fetch_add(&a->metrics.generated_tokens, ev.n_generated);
         fcgi_hist_observe(&a->metrics.e2e, mono_s() - R.t_submit);
+        if (!R.stop_hit && ev.finish == SCHED_FINISH_CANCELLED) {
+            /* Cancelled, and not by this worker (a stop string) nor for its
+             * client (cancel_for_client): the drain deadline cut it. Never
+             * "stop": the text is incomplete. */
+            atomic_fetch_add(&a->metrics.cut_drain, 1);
+            fcgi_errorf(&er, 503, "server_error", "service_unavailable", NULL,
+                        "the server is shutting down: this generation was cut after %d tokens when the drain time "
+                        "(%d s) ran out; retry", ev.n_generated, a->cfg->drain_s);
+            status = cut_reply(&R, &er);
+            if (a->cfg->log_requests)
+                fprintf(stderr, "sparkd: %s: %d prompt + %d generated tokens, cut by the drain deadline\n", R.id,
+                        R.n_prompt, ev.n_generated);
+            goto out;
+        }
         if (R.stop_hit) { finish = "stop"; atomic_fetch_add(&a->metrics.cancelled, 1); }
         else {
             R.n_gen = ev.n_generated;

@@ -97,6 +97,9 @@ size_t fcgi_metrics_render(const fcgi_metrics *m, const sched_stats *st, int sta
         atomic_load(&m->cancelled));
     put(&b, "# HELP sparkd_client_gone_total Streams whose client disconnected before the end.\n"
             "# TYPE sparkd_client_gone_total counter\nsparkd_client_gone_total %ld\n", atomic_load(&m->client_gone));
+    put(&b, "# HELP sparkd_requests_cut_total Generations that could not finish, by why (their clients got an error).\n"
+            "# TYPE sparkd_requests_cut_total counter\nsparkd_requests_cut_total{reason=\"drain\"} %ld\n"
+            "sparkd_requests_cut_total{reason=\"engine\"} %ld\n", atomic_load(&m->cut_drain), atomic_load(&m->cut_engine));
     hist(&b, "sparkd_time_to_first_token_seconds", "Request submit to first generated token.", &m->ttft);
     hist(&b, "sparkd_inter_token_latency_seconds", "Time between consecutive tokens of a request.", &m->itl);
     hist(&b, "sparkd_request_duration_seconds", "Submit to the last event of a generation.", &m->e2e);

@@ -337,6 +337,16 @@ int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits
         const jv *kw = fcgi_jget(root, "chat_template_kwargs");
         if (!is_null(kw)) {
             if (!is_obj(kw)) { BADTYPE("chat_template_kwargs", "an object"); goto fail; }
+            /* the context members built from validated fields cannot come in
+             * through the kwargs (a "tools" there would skip the tool checks) */
+            static const char *const reserved[] = {"messages", "tools", "add_generation_prompt", "bos_token",
+                                                   "eos_token"};
+            for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+                if (fcgi_jget(kw, reserved[i])) {
+                    BAD("chat_template_kwargs", "chat_template_kwargs.%s is not allowed: it is set from the request's "
+                        "own validated fields", reserved[i]);
+                    goto fail;
+                }
             g->template_kwargs = kw;
         }
     } else {
@@ -348,6 +358,7 @@ int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits
     const jv *so = fcgi_jget(root, "stream_options");
     if (!is_null(so)) {
         if (!is_obj(so)) { BADTYPE("stream_options", "an object"); goto fail; }
+        if (!g->stream) { BAD("stream_options", "'stream_options' is only allowed when 'stream' is true"); goto fail; }
         if (opt_bool(so, "include_usage", &g->include_usage, er)) goto fail;
     }
 
@@ -363,6 +374,10 @@ int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits
 
     if (opt_float(root, "temperature", 0, 2, &g->sp.temperature, er)) goto fail;
     if (opt_float(root, "top_p", 0, 1, &g->sp.top_p, er)) goto fail;
+    if (!is_null(fcgi_jget(root, "top_p")) && g->sp.top_p <= 0) {
+        BAD("top_p", "'top_p' = 0 is out of range (0, 1]: it would keep no token");
+        goto fail;
+    }
     if (opt_float(root, "min_p", 0, 1, &g->sp.min_p, er)) goto fail;
     if (opt_float(root, "presence_penalty", -2, 2, &g->sp.presence_penalty, er)) goto fail;
     if (opt_float(root, "frequency_penalty", -2, 2, &g->sp.frequency_penalty, er)) goto fail;

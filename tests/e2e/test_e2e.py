@@ -135,6 +135,10 @@ def request_table(st):
                                                 "tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}, 400),
         ("tools: schema huge", C, {"model": MODEL, "messages": msg, "tools": [{"type": "function", "function": {
             "name": "f", "parameters": {"type": "object", "description": "d" * 5000}}}]}, 400),
+        ("top_p = 0", C, {"model": MODEL, "messages": msg, "top_p": 0}, 400),
+        ("stream_options without stream", C, {"model": MODEL, "messages": msg, "stream_options": {"include_usage": True}}, 400),
+        ("chat_template_kwargs.tools (would skip the tool checks)", C, {"model": MODEL, "messages": msg,
+         "chat_template_kwargs": {"tools": [{"type": "function", "function": {"name": "a b;rm"}}]}}, 400),
     ]
     return rows
 
