@@ -32,8 +32,9 @@ def free_port():
 
 
 class Stack:
-    def __init__(self, ini_extra=None, keep=False, engine_threads=2, max_conns=8):
+    def __init__(self, ini_extra=None, keep=False, engine_threads=2, max_conns=8, render_extra=None):
         self.max_conns = max_conns
+        self.render_extra = list(render_extra or [])
         self.dir = tempfile.mkdtemp(prefix="sparkd-e2e-")
         self.keep = keep
         self.port = free_port()
@@ -67,7 +68,8 @@ class Stack:
         subprocess.run([os.path.join(ROOT, "nginx", "gen-selfsigned.sh"), os.path.join(self.dir, "tls")],
                        check=True, stdout=subprocess.DEVNULL)
         site = subprocess.run([os.path.join(ROOT, "nginx", "render.sh"), "--listen", "127.0.0.1:%d" % self.port,
-                               "--cert", self.cert, "--key", self.key, "--socket", self.sock, "--max-conns", str(self.max_conns)],
+                               "--cert", self.cert, "--key", self.key, "--socket", self.sock, "--max-conns", str(self.max_conns)]
+                              + self.render_extra,
                               check=True, capture_output=True, text=True).stdout
         with open(os.path.join(self.dir, "sparkd.conf"), "w") as f:
             f.write(site)
@@ -76,14 +78,25 @@ class Stack:
         with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
             f.write(conf)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
-        self.sparkd = subprocess.Popen([BIN, "serve", "-c", self.ini], stdout=subprocess.DEVNULL,
-                                       stderr=open(self.sparkd_log, "w"))
+        self.start_sparkd()
         self.nginx = subprocess.Popen([NGINX, "-p", self.dir, "-c", os.path.join(self.dir, "nginx.conf"),
                                        "-e", os.path.join(self.dir, "error.log")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if wait:
             self.wait_ready()
         return self
+
+    def start_sparkd(self):
+        """Starts sparkd (again, after it exited: its log is appended to)."""
+        self.sparkd = subprocess.Popen([BIN, "serve", "-c", self.ini], stdout=subprocess.DEVNULL,
+                                       stderr=open(self.sparkd_log, "a"))
+        return self
+
+    def nginx_log(self):
+        try:
+            return open(os.path.join(self.dir, "error.log"), errors="replace").read()
+        except OSError:
+            return ""
 
     def ssl_ctx(self):
         return ssl.create_default_context(cafile=self.cert)
