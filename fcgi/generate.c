@@ -301,10 +301,8 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
         t_done = mono_s();
         atomic_fetch_add(&a->metrics.generated_tokens, ev.n_generated);
         fcgi_hist_observe(&a->metrics.e2e, mono_s() - R.t_submit);
-        if (!R.stop_hit && ev.finish == SCHED_FINISH_CANCELLED) {
-            /* Cancelled, and not by this worker (a stop string) nor for its
-             * client (cancel_for_client): the drain deadline cut it. Never
-             * "stop": the text is incomplete. */
+        if (ev.finish == SCHED_FINISH_DRAINED) {
+            /* the drain deadline cut it: never "stop", the text is incomplete */
             atomic_fetch_add(&a->metrics.cut_drain, 1);
             fcgi_errorf(&er, 503, "server_error", "service_unavailable", NULL,
                         "the server is shutting down: this generation was cut after %d tokens when the drain time "

@@ -37,6 +37,7 @@ struct sched_req {
     req_state state;
     int released;    /* front end gave the handle back */
     int cancelled;
+    int drained;     /* cancelled by the drain deadline, not by its front end */
     sched_params p;  /* p.prompt points at toks */
     int32_t *toks;   /* (n_ctx) prompt then generated tokens */
     int len;         /* tokens in toks */
@@ -174,7 +175,7 @@ static int step(sched *s) {
         sched_req *r = s->run[i];
         if (r && (r->cancelled || r->released)) {
             sched_event ev;
-            done_event(r, SCHED_FINISH_CANCELLED, &ev);
+            done_event(r, r->drained ? SCHED_FINISH_DRAINED : SCHED_FINISH_CANCELLED, &ev);
             finish(s, r, &ev);
         }
     }
@@ -187,7 +188,7 @@ static int step(sched *s) {
             if (!s->q_head) s->q_tail = NULL;
             s->n_queued--;
             sched_event ev;
-            done_event(r, SCHED_FINISH_CANCELLED, &ev);
+            done_event(r, r->drained ? SCHED_FINISH_DRAINED : SCHED_FINISH_CANCELLED, &ev);
             finish(s, r, &ev);
             i--;
             continue;
@@ -431,8 +432,14 @@ int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e) {
         pthread_mutex_unlock(&s->mu);
         return err_set(e, ERR_UNAVAILABLE, "the server is shutting down");
     }
+    /* Admission counts free decode slots and the queue together: a burst that
+     * arrives before the scheduler thread has moved the first requests into
+     * free slots must not see "busy" while slots are free. The bound is
+     * max_seqs + max_queue requests running or waiting. */
+    int running = 0;
+    for (int i = 0; i < s->o.max_seqs; i++) running += s->run[i] != NULL;
     sched_req *r = NULL;
-    if (s->n_queued < s->o.max_queue)
+    if (s->n_queued < s->o.max_queue + (s->o.max_seqs - running))
         for (int i = 0; i < s->n_reqs; i++)
             if (s->reqs[i].state == REQ_FREE) { r = &s->reqs[i]; break; }
     if (!r) {
@@ -441,7 +448,7 @@ int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e) {
         return err_set(e, ERR_NOMEM, "the server is busy: %ld requests are waiting", q);
     }
     r->state = REQ_QUEUED;
-    r->released = r->cancelled = r->resumed = 0;
+    r->released = r->cancelled = r->drained = r->resumed = 0;
     r->p = *p;
     r->p.max_tokens = max_tokens;
     memcpy(r->toks, p->prompt, sizeof(int32_t) * (size_t)p->n_prompt);
@@ -541,9 +548,11 @@ int sched_drain(sched *s, double timeout_s) {
         pthread_cond_timedwait(&s->idle, &s->mu, &ts);
     }
     int cancelled = 0;
-    for (sched_req *r = s->q_head; r; r = r->next_queued) { r->cancelled = 1; cancelled++; }
+    /* what is left is cut: DONE with SCHED_FINISH_DRAINED, so the front end
+     * can tell its clients the text is incomplete */
+    for (sched_req *r = s->q_head; r; r = r->next_queued) { r->cancelled = r->drained = 1; cancelled++; }
     for (int i = 0; i < s->o.max_seqs; i++)
-        if (s->run[i]) { s->run[i]->cancelled = 1; cancelled++; }
+        if (s->run[i]) { s->run[i]->cancelled = s->run[i]->drained = 1; cancelled++; }
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->mu);
     return cancelled;

@@ -40,7 +40,7 @@ typedef struct sched_opts {
     int n_ctx;              /* max positions per sequence (prompt + generated): the engine's */
     int max_seqs;           /* sequences decoded together (<= the engine's max_seqs) */
     int max_batched_tokens; /* tokens per forward step (<= the engine's max_tokens) */
-    int max_queue;          /* waiting requests before ERR_NOMEM (429) */
+    int max_queue;          /* waiting requests beyond free decode slots before ERR_NOMEM (429) */
     int no_prefix_cache;    /* prefix caching is on unless this is set (or the plan forbids it) */
     int32_t n_vocab;        /* prompt ids must be below it */
     const int32_t *eog;     /* (n_eog) end-of-generation ids (copied): the tokenizer's */
@@ -66,7 +66,8 @@ typedef enum sched_event_type {
 typedef enum sched_finish {
     SCHED_FINISH_STOP = 0,   /* end-of-generation token */
     SCHED_FINISH_LENGTH,     /* max_tokens or context reached */
-    SCHED_FINISH_CANCELLED,  /* sched_cancel */
+    SCHED_FINISH_CANCELLED,  /* sched_cancel (by the front end) */
+    SCHED_FINISH_DRAINED,    /* cut by sched_drain's deadline: the output is incomplete */
 } sched_finish;
 
 typedef struct sched_event {
@@ -103,8 +104,9 @@ void sched_free(sched *s);
 
 /* Queues a request. Errors (with e set): ERR_INVALID (empty prompt, prompt longer
  * than the context, or prompt + max_tokens larger than the whole KV pool — the
- * message gives the numbers), ERR_NOMEM (the queue is full), ERR_UNAVAILABLE
- * (draining). max_tokens is clamped to the context. */
+ * message gives the numbers), ERR_NOMEM (max_seqs + max_queue requests are
+ * already running or waiting), ERR_UNAVAILABLE (draining). max_tokens is
+ * clamped to the context. */
 int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e);
 /* Waits up to timeout_ms for the next event. Returns 1 with *ev filled, 0 on
  * timeout. After DONE or ERROR there are no more events. */
@@ -118,8 +120,8 @@ void sched_release(sched_req *r);
 void sched_get_stats(sched *s, sched_stats *st);
 
 /* Graceful drain: refuse new requests (ERR_UNAVAILABLE), let running and queued
- * ones finish for up to timeout_s seconds, then cancel what is left. Returns the
- * number of requests that had to be cancelled. Blocks the caller. */
+ * ones finish for up to timeout_s seconds, then cut what is left (their DONE says
+ * SCHED_FINISH_DRAINED). Returns the number of requests cut. Blocks the caller. */
 int sched_drain(sched *s, double timeout_s);
 int sched_draining(sched *s);
 
