@@ -219,7 +219,7 @@ def fastcgi_abuse(st, label):
             status, rb = -1, str(e).encode()
         R.ok(status == want and err_shape(rb), "%sFastCGI: %s -> %d" % (label, name, want), "got %s %s" % (status, rb[:200]))
     # oversized / overflowing parameter lengths: a name length of 2^31-1 in a
-    # short record (CVE-2025-23016's shape); libfcgi must reject the request
+    # short record (CVE-2025-23016's shape); the record layer must reject the request
     # and the process must live on
     for name, raw in [("param name length 0x7fffffff", b"\xff\xff\xff\xff\x01" + b"A" * 16),
                       ("param value length past the record", b"\x04\xff\x00\x00\x10" + b"PATH" + b"x" * 8),
