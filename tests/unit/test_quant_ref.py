@@ -15,6 +15,12 @@
    that are not multiples of any tile. Outputs outside [r0, r1) must stay NaN.
 3. quant_f32_to_f16 against numpy's float32 -> float16 cast (round to nearest
    even) on random and special values; NaN inputs must give a NaN.
+4. The KV cache's bf16 and fp8 (e4m3) conversions against `ml_dtypes` (bfloat16,
+   float8_e4m3fn): every fp8 byte decoded, and random, special and halfway values
+   encoded (round to nearest even). Above 464 (halfway past the largest fp8, 448,
+   where rounding would overflow) ml_dtypes gives NaN, while the KV store saturates
+   to +-448 as CUDA's __NV_SATFINITE does (the GPU's KV store): those are checked
+   against that rule instead.
 """
 import os
 import subprocess
@@ -213,6 +219,62 @@ def test_f16enc(rng, tmp):
     check(ok_nan, f"f32->f16 keeps {int(nan.sum())} NaNs NaN")
 
 
+def test_kv_formats(rng, tmp):
+    try:
+        import ml_dtypes
+    except ImportError:
+        check(False, "ml_dtypes installed (build.sh installs it)")
+        return
+    fdec = os.path.join(tmp, "fp8dec.bin")
+    tool("fp8dec", fdec)
+    got = np.fromfile(fdec, dtype=np.float32)
+    want = np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+    nan = np.isnan(want)
+    check(got.shape == want.shape and np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+          and bool(np.all(np.isnan(got[nan]))), "fp8 e4m3: all 256 bytes decode as ml_dtypes' float8_e4m3fn")
+    # halfway points between neighbouring fp8 values and their float32 neighbours
+    fin = want[~nan & (want >= 0)]
+    fin = np.unique(fin)
+    mids = ((fin[1:].astype(np.float64) + fin[:-1]) / 2).astype(np.float32)
+    near = np.concatenate([mids, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(1e9))])
+    special = np.array([0.0, -0.0, 448.0, 463.99, 464.0, 479.99, 2.0 ** -9, 2.0 ** -10, 3 * 2.0 ** -11,
+                        2.0 ** -6, 2.0 ** -6 - 2.0 ** -10, 1e-30], dtype=np.float32)
+    bits = rng.integers(0, 1 << 32, size=200000, dtype=np.uint64).astype(np.uint32)
+    vals = np.concatenate([special, near, -near, bits.view(np.float32),
+                           rng.standard_normal(100000).astype(np.float32) * 100,
+                           rng.standard_normal(100000).astype(np.float32) * 1e-2])
+    fi, fo = os.path.join(tmp, "kv_in.bin"), os.path.join(tmp, "kv_out.bin")
+    vals.tofile(fi)
+    tool("fp8enc", fi, fo)
+    got = np.fromfile(fo, dtype=np.uint8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = vals.astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+        mag = np.abs(vals)
+    nan = np.isnan(vals)
+    inrange = ~nan & (mag <= 464)
+    sat = ~nan & (mag > 464)
+    ok_num = got.shape == want.shape and np.array_equal(got[inrange], want[inrange])
+    why = ""
+    if got.shape == want.shape and not ok_num:
+        i = int(np.flatnonzero((got != want) & inrange)[0])
+        why = f"{vals[i]!r}: got {got[i]:#04x} want {want[i]:#04x}"
+    check(ok_num, f"f32->fp8 e4m3 matches ml_dtypes on {int(inrange.sum())} values up to 464 (RNE)", why)
+    sat_want = np.where(np.signbit(vals[sat]), 0xFE, 0x7E).astype(np.uint8)
+    check(got.shape == want.shape and np.array_equal(got[sat], sat_want) and bool(np.all((got[nan] & 0x7F) == 0x7F)),
+          f"f32->fp8: {int(sat.sum())} values above 464 (and infinities) saturate to +-448, NaN stays NaN")
+    tool("bf16enc", fi, fo)
+    got = np.fromfile(fo, dtype=np.uint16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = vals.astype(ml_dtypes.bfloat16).view(np.uint16)
+    ok_num = got.shape == want.shape and np.array_equal(got[~nan], want[~nan])
+    why = ""
+    if got.shape == want.shape and not ok_num:
+        i = int(np.flatnonzero((got != want) & ~nan)[0])
+        why = f"{vals[i]!r}: got {got[i]:#06x} want {want[i]:#06x}"
+    check(ok_num and bool(np.all(np.isnan(got[nan].astype(np.uint32).__lshift__(16).view(np.float32)))),
+          f"f32->bf16 matches ml_dtypes on {int((~nan).sum())} values (RNE), NaN stays NaN", why)
+
+
 def main():
     if not os.path.exists(TOOL):
         check(False, "tool_quant built", TOOL + " missing")
@@ -221,6 +283,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="quant_ref_") as tmp:
         test_dequant(rng, tmp)
         test_f16enc(rng, tmp)
+        test_kv_formats(rng, tmp)
         test_matmul(rng, tmp)
     return 1 if FAILED else 0
 

@@ -10,6 +10,10 @@
  *       Y[r] = quant_dot_row(row r, X) for every row.
  *   tool_quant f16enc IN OUT
  *       IN: f32; OUT: u16 = quant_f32_to_f16 of each.
+ *   tool_quant bf16enc IN OUT / fp8enc IN OUT
+ *       IN: f32; OUT: u16 = quant_f32_to_bf16, u8 = quant_f32_to_fp8_e4m3 of each.
+ *   tool_quant fp8dec OUT
+ *       OUT: f32 = quant_fp8_e4m3_to_f32 of the bytes 0..255.
  * Exit 0 on success, 2 on bad usage or I/O. */
 #include <math.h>
 #include <stdint.h>
@@ -47,7 +51,7 @@ static int spill(const char *path, const void *p, size_t n) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: tool_quant dequant|matmul|dot|f16enc ...\n");
+    fprintf(stderr, "usage: tool_quant dequant|matmul|dot|f16enc|bf16enc|fp8enc|fp8dec ...\n");
     return 2;
 }
 
@@ -65,6 +69,30 @@ int main(int argc, char **argv) {
         free(in);
         free(out);
         return rc ? 2 : 0;
+    }
+    if ((!strcmp(cmd, "bf16enc") || !strcmp(cmd, "fp8enc")) && argc == 4) {
+        const int fp8 = !strcmp(cmd, "fp8enc");
+        size_t n;
+        float *in = slurp(argv[2], &n);
+        if (!in) return 2;
+        size_t cnt = n / 4;
+        uint8_t *out = malloc(cnt * 2 + 1);
+        for (size_t i = 0; i < cnt; i++) {
+            if (fp8) out[i] = quant_f32_to_fp8_e4m3(in[i]);
+            else {
+                uint16_t h = quant_f32_to_bf16(in[i]);
+                memcpy(out + 2 * i, &h, 2);
+            }
+        }
+        int rc = spill(argv[3], out, cnt * (fp8 ? 1 : 2));
+        free(in);
+        free(out);
+        return rc ? 2 : 0;
+    }
+    if (!strcmp(cmd, "fp8dec") && argc == 3) {
+        float out[256];
+        for (int b = 0; b < 256; b++) out[b] = quant_fp8_e4m3_to_f32((uint8_t)b);
+        return spill(argv[2], out, sizeof out) ? 2 : 0;
     }
     if (argc < 3) return usage();
     uint32_t type = (uint32_t)atoi(argv[2]);
