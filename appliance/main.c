@@ -221,7 +221,7 @@ static int open_session(session **out, const cli_opts *o, int header_only, int t
 static int cmd_info(const cli_opts *o) {
     err e = {0};
     session *s;
-    if (open_session(&s, o, 1, 0, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    if (open_session(&s, o, 1, 1, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     const model *m = s->m;
     const model_hparams *hp = &m->hp;
     const char *name = NULL;
@@ -315,14 +315,12 @@ static int cmd_info(const cli_opts *o) {
                (double)(p->total_bytes <= eo->memory_limit ? eo->memory_limit - p->total_bytes
                                                            : p->total_bytes - eo->memory_limit) / 1e6,
                p->total_bytes <= eo->memory_limit ? "to spare" : "over");
-    tok *tk = NULL;
-    if (tok_load(&tk, m->gguf, &e)) {
-        printf("tokenizer      error: %s\n", e.msg);
+    if (!s->tk) {
+        printf("tokenizer      error: %s\n", s->tok_err.msg);
         session_close(s);
         return 1;
     }
-    printf("tokenizer      %d tokens, bos %d, eos %d\n", tok_vocab_size(tk), tok_bos(tk), tok_eos(tk));
-    tok_free(tk);
+    printf("tokenizer      %d tokens, bos %d, eos %d\n", tok_vocab_size(s->tk), tok_bos(s->tk), tok_eos(s->tk));
     session_close(s);
     return 0;
 }

@@ -54,6 +54,17 @@ static int read_file(const char *path, char **out, size_t *len, size_t max, err 
     return 0;
 }
 
+/* The tokenizer from the model's source (GGUF: its tokenizer.ggml.* keys; a
+ * tokenizer.json adapter goes here for safetensors). */
+static int load_tokenizer(session *s, err *e) {
+    tok_vocab v;
+    int rc = tok_vocab_from_gguf(&v, s->m->gguf, e);
+    if (rc) return rc;
+    rc = tok_create(&s->tk, &v, e);
+    tok_vocab_free(&v);
+    return rc;
+}
+
 /* A vocabulary with harmony's channel marker as one special token speaks harmony
  * (GPT-OSS), whatever template is configured. */
 static int harmony_vocab(const tok *tk) {
@@ -137,8 +148,12 @@ int session_open(session **out, const session_opts *o, err *e) {
         err_set(e, le.code, "model %s: %s", o->model_path, le.msg);
         goto fail;
     }
-    if ((o->tokenizer || o->chat || o->scheduler) && (rc = tok_load(&s->tk, s->m->gguf, e))) goto fail;
-    if (o->chat && (rc = open_chat(s, o, e))) goto fail;
+    if (o->tokenizer || o->chat || o->scheduler) {
+        /* header_only (describing a file): a broken tokenizer is reported, not fatal */
+        if ((rc = load_tokenizer(s, o->header_only ? &s->tok_err : e)) && !o->header_only) goto fail;
+        rc = 0;
+    }
+    if (o->chat && s->tk && (rc = open_chat(s, o, e))) goto fail;
 
     s->n_ctx = o->n_ctx ? o->n_ctx : (s->m->hp.ctx_train < 4096 ? s->m->hp.ctx_train : 4096);
     int threads = o->n_threads;

@@ -51,7 +51,8 @@ typedef struct session_opts {
 
 typedef struct session {
     model *m;
-    tok *tk;               /* NULL unless opts.tokenizer */
+    tok *tk;               /* NULL unless opts.tokenizer (or, header_only, it failed: tok_err) */
+    err tok_err;           /* header_only: why the tokenizer could not be built (code 0 = it was) */
     tmpl *tp;              /* NULL: no chat template (or a build without the template engine) */
     parse_format pfmt;     /* output parsers for chat replies */
     const engine_ops *ops;

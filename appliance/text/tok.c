@@ -1,5 +1,6 @@
 /* tok.c — SentencePiece-style BPE (tokenizer.ggml.model = llama) and byte-level
- * BPE (gpt2) built from GGUF metadata. See tok.h for the contract.
+ * BPE (gpt2) built from a format-neutral vocabulary (tok_vocab); the GGUF
+ * adapter (tok_vocab_from_gguf) is here too. See tok.h for the contract.
  *
  * Both families share one engine: the text is first cut at added tokens
  * (CONTROL when parse_special, USER_DEFINED always) with a leftmost-longest
@@ -217,18 +218,6 @@ void tok_free(tok *t)
 
 /* ------------------------------------------------------------------- load */
 
-static int get_id(const gguf_file *g, const char *key, int32_t n, int32_t *out, err *e)
-{
-    int32_t v;
-    int rc = gguf_get_i32(g, key, &v, e);
-    if (rc == ERR_ABSENT) { *out = -1; return 0; }
-    if (rc) return rc;
-    if (v < -1 || v >= n)
-        return err_set(e, ERR_FORMAT, "%s: %d is out of range (vocab has %d tokens)", key, v, n);
-    *out = v;
-    return 0;
-}
-
 static int all_spaces(const char *s, size_t n)
 {
     if (n == 0) return 0;
@@ -312,17 +301,61 @@ static int score_id_cmp(const void *pa, const void *pb)
     return (a->id > b->id) - (a->id < b->id);
 }
 
-int tok_load(tok **out, gguf_file *g, err *e)
+/* ---------------------------------------------------------- GGUF adapter */
+
+/* The vocabulary's memory: pointer/length arrays into the GGUF file and copies
+ * of the numeric arrays (which the file stores unaligned). */
+typedef struct vocab_arena {
+    const char **text;
+    uint32_t *text_len;
+    float *scores;
+    int32_t *types;
+    const char **merges;
+    uint32_t *merge_len;
+} vocab_arena;
+
+void tok_vocab_free(tok_vocab *v)
 {
-    *out = NULL;
+    vocab_arena *a = v->arena;
+    if (a) {
+        free(a->text);
+        free(a->text_len);
+        free(a->scores);
+        free(a->types);
+        free(a->merges);
+        free(a->merge_len);
+        free(a);
+    }
+    memset(v, 0, sizeof *v);
+}
+
+static int gguf_special(tok_vocab *v, const gguf_file *g, const char *key, int role, err *e)
+{
+    int32_t id;
+    int rc = gguf_get_i32(g, key, &id, e);
+    if (rc == ERR_ABSENT) return 0;
+    if (rc) return rc;
+    if (v->n_special == TOK_MAX_SPECIAL) return 0;
+    v->special[v->n_special++] = (tok_special){.name = key, .id = id, .role = role};
+    return 0;
+}
+
+int tok_vocab_from_gguf(tok_vocab *v, const gguf_file *g, err *e)
+{
+    memset(v, 0, sizeof *v);
+    v->name_tokens = "tokenizer.ggml.tokens";
+    v->name_scores = "tokenizer.ggml.scores";
+    v->name_types = "tokenizer.ggml.token_type";
+    v->name_merges = "tokenizer.ggml.merges";
+    v->name_pre = "tokenizer.ggml.pre";
+    v->add_bos = v->add_space_prefix = -1;
     const char *model;
     uint64_t model_len;
     int rc = gguf_get_str(g, "tokenizer.ggml.model", &model, &model_len, e);
     if (rc == ERR_ABSENT) return err_set(e, ERR_FORMAT, "tokenizer.ggml.model: missing");
     if (rc) return rc;
-    int kind;
-    if (model_len == 5 && memcmp(model, "llama", 5) == 0) kind = KIND_SPM;
-    else if (model_len == 4 && memcmp(model, "gpt2", 4) == 0) kind = KIND_BPE;
+    if (model_len == 5 && memcmp(model, "llama", 5) == 0) v->kind = TOK_SPM;
+    else if (model_len == 4 && memcmp(model, "gpt2", 4) == 0) v->kind = TOK_BPE;
     else {
         shown m = show(model, model_len);
         return err_set(e, ERR_UNSUPPORTED, "tokenizer.ggml.model: '%s' is not supported (llama, gpt2)", m.s);
@@ -336,28 +369,22 @@ int tok_load(tok **out, gguf_file *g, err *e)
     if (toks.n > TOK_MAX_VOCAB)
         return err_set(e, ERR_FORMAT, "tokenizer.ggml.tokens: %llu tokens exceed the limit of %d",
                        (unsigned long long)toks.n, TOK_MAX_VOCAB);
-    int32_t n = (int32_t)toks.n;
-
-    int have_scores = 0, have_types = 0;
+    const int32_t n = (int32_t)toks.n;
     rc = gguf_get_arr(g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, &scores, e);
     if (rc && rc != ERR_ABSENT) return rc;
-    if (rc == 0) {
-        have_scores = 1;
-        if (scores.n != toks.n)
-            return err_set(e, ERR_FORMAT, "tokenizer.ggml.scores: %llu entries for %d tokens",
-                           (unsigned long long)scores.n, n);
-    } else if (kind == KIND_SPM) {
+    const int have_scores = rc == 0;
+    if (have_scores && scores.n != toks.n)
+        return err_set(e, ERR_FORMAT, "tokenizer.ggml.scores: %llu entries for %d tokens",
+                       (unsigned long long)scores.n, n);
+    if (!have_scores && v->kind == TOK_SPM)
         return err_set(e, ERR_FORMAT, "tokenizer.ggml.scores: missing (required by the llama tokenizer)");
-    }
     rc = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_VT_INT32, &types, e);
     if (rc && rc != ERR_ABSENT) return rc;
-    if (rc == 0) {
-        have_types = 1;
-        if (types.n != toks.n)
-            return err_set(e, ERR_FORMAT, "tokenizer.ggml.token_type: %llu entries for %d tokens",
-                           (unsigned long long)types.n, n);
-    }
-    if (kind == KIND_BPE) {
+    const int have_types = rc == 0;
+    if (have_types && types.n != toks.n)
+        return err_set(e, ERR_FORMAT, "tokenizer.ggml.token_type: %llu entries for %d tokens",
+                       (unsigned long long)types.n, n);
+    if (v->kind == TOK_BPE) {
         rc = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_VT_STRING, &merges, e);
         if (rc == ERR_ABSENT)
             return err_set(e, ERR_FORMAT, "tokenizer.ggml.merges: missing (required by the gpt2 tokenizer)");
@@ -367,17 +394,101 @@ int tok_load(tok **out, gguf_file *g, err *e)
                            (unsigned long long)merges.n);
     }
 
+    vocab_arena *a = calloc(1, sizeof *a);
+    if (!a) return err_set(e, ERR_NOMEM, "tokenizer: out of memory");
+    v->arena = a;
+    a->text = malloc((size_t)n * sizeof *a->text);
+    a->text_len = malloc((size_t)n * sizeof *a->text_len);
+    if (have_scores) a->scores = malloc((size_t)n * sizeof *a->scores);
+    if (have_types) a->types = malloc((size_t)n * sizeof *a->types);
+    if (merges.n) {
+        a->merges = malloc((size_t)merges.n * sizeof *a->merges);
+        a->merge_len = malloc((size_t)merges.n * sizeof *a->merge_len);
+    }
+    if (!a->text || !a->text_len || (have_scores && !a->scores) || (have_types && !a->types) ||
+        (merges.n && (!a->merges || !a->merge_len))) {
+        tok_vocab_free(v);
+        return err_set(e, ERR_NOMEM, "tokenizer: out of memory (%d tokens)", n);
+    }
+    for (int32_t i = 0; i < n; i++) {
+        uint64_t l;
+        a->text[i] = gguf_arr_str(&toks, (uint64_t)i, &l);
+        a->text_len[i] = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
+        if (have_scores) a->scores[i] = gguf_arr_f32(&scores, (uint64_t)i);
+        if (have_types) a->types[i] = gguf_arr_i32(&types, (uint64_t)i);
+    }
+    for (uint64_t i = 0; i < merges.n; i++) {
+        uint64_t l;
+        a->merges[i] = gguf_arr_str(&merges, i, &l);
+        a->merge_len[i] = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
+    }
+    v->n = n;
+    v->text = a->text;
+    v->text_len = a->text_len;
+    v->scores = a->scores;
+    v->types = a->types;
+    v->n_merges = (int64_t)merges.n;
+    v->merges = a->merges;
+    v->merge_len = a->merge_len;
+
+    static const struct { const char *key; int role; } ids[] = {
+        {"tokenizer.ggml.bos_token_id", TOK_ROLE_BOS}, {"tokenizer.ggml.eos_token_id", TOK_ROLE_EOS},
+        {"tokenizer.ggml.unknown_token_id", TOK_ROLE_UNK}, {"tokenizer.ggml.padding_token_id", TOK_ROLE_PAD},
+        {"tokenizer.ggml.eot_token_id", TOK_ROLE_EOG}, {"tokenizer.ggml.eom_token_id", TOK_ROLE_EOG},
+        {"tokenizer.ggml.seperator_token_id", TOK_ROLE_OTHER}, {"tokenizer.ggml.separator_token_id", TOK_ROLE_OTHER},
+    };
+    for (size_t k = 0; k < sizeof ids / sizeof *ids; k++)
+        if ((rc = gguf_special(v, g, ids[k].key, ids[k].role, e))) {
+            tok_vocab_free(v);
+            return rc;
+        }
+    rc = gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos, e);
+    if (rc && rc != ERR_ABSENT) { tok_vocab_free(v); return rc; }
+    rc = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, e);
+    if (rc && rc != ERR_ABSENT) { tok_vocab_free(v); return rc; }
+    if (v->kind == TOK_BPE) {
+        uint64_t pre_len = 0;
+        rc = gguf_get_str(g, "tokenizer.ggml.pre", &v->pre, &pre_len, e);
+        if (rc && rc != ERR_ABSENT) { tok_vocab_free(v); return rc; }
+        if (rc == ERR_ABSENT) v->pre = NULL;
+        v->pre_len = (size_t)pre_len;
+    }
+    return 0;
+}
+
+int tok_load(tok **out, gguf_file *g, err *e)
+{
+    *out = NULL;
+    tok_vocab v;
+    int rc = tok_vocab_from_gguf(&v, g, e);
+    if (rc) return rc;
+    rc = tok_create(out, &v, e);
+    tok_vocab_free(&v);
+    return rc;
+}
+
+/* ------------------------------------------------------------- the build */
+
+int tok_create(tok **out, const tok_vocab *v, err *e)
+{
+    *out = NULL;
+    const int kind = v->kind == TOK_SPM ? KIND_SPM : KIND_BPE;
+    const int32_t n = v->n;
+    int rc;
+    if (n < 1 || n > TOK_MAX_VOCAB) return err_set(e, ERR_FORMAT, "%s: %d tokens", v->name_tokens, n);
+    if (kind == KIND_SPM && !v->scores)
+        return err_set(e, ERR_FORMAT, "%s: missing (required by the llama tokenizer)", v->name_scores);
+
     tok *t = calloc(1, sizeof *t);
     if (!t) return err_set(e, ERR_NOMEM, "tokenizer: out of memory");
     t->kind = kind;
     t->n = n;
     uint64_t key_bytes = 0;
     for (int32_t i = 0; i < n; i++) {
-        uint64_t l;
-        gguf_arr_str(&toks, (uint64_t)i, &l);
+        const uint64_t l = v->text_len[i];
         if (l > TOK_MAX_PIECE) {
             tok_free(t);
-            return err_set(e, ERR_FORMAT, "tokenizer.ggml.tokens[%d]: %llu bytes long (limit %d)", i,
+            return err_set(e, ERR_FORMAT, "%s[%d]: %llu bytes long (limit %d)", v->name_tokens, i,
                            (unsigned long long)l, TOK_MAX_PIECE);
         }
         key_bytes += l;
@@ -407,21 +518,18 @@ int tok_load(tok **out, gguf_file *g, err *e)
 
     uint64_t ko = 0, dco = 0;
     for (int32_t i = 0; i < n; i++) {
-        uint64_t l;
-        const char *s = gguf_arr_str(&toks, (uint64_t)i, &l);
-        int32_t ty = have_types ? gguf_arr_i32(&types, (uint64_t)i) : TT_NORMAL;
+        const uint64_t l = v->text_len[i];
+        const char *s = v->text[i];
+        int32_t ty = v->types ? v->types[i] : TT_NORMAL;
         if (ty < 0 || ty > TT_BYTE) {
             tok_free(t);
-            return err_set(e, ERR_FORMAT, "tokenizer.ggml.token_type[%d]: unknown type %d", i, ty);
+            return err_set(e, ERR_FORMAT, "%s[%d]: unknown type %d", v->name_types, i, ty);
         }
         if (ty == TT_UNDEF) ty = TT_NORMAL;
         t->type[i] = (uint8_t)ty;
-        if (have_scores) {
-            float sc = gguf_arr_f32(&scores, (uint64_t)i);
-            if (!isfinite(sc)) {
-                tok_free(t);
-                return err_set(e, ERR_FORMAT, "tokenizer.ggml.scores[%d]: not a finite number", i);
-            }
+        if (v->scores && !isfinite(v->scores[i])) {
+            tok_free(t);
+            return err_set(e, ERR_FORMAT, "%s[%d]: not a finite number", v->name_scores, i);
         }
         t->key_off[i] = (uint32_t)ko;
         t->dec_off[i] = (uint32_t)dco;
@@ -431,7 +539,7 @@ int tok_load(tok **out, gguf_file *g, err *e)
             if (l != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>' || hi < 0 || lo < 0) {
                 shown sh = show(s, l);
                 tok_free(t);
-                return err_set(e, ERR_FORMAT, "tokenizer.ggml.tokens[%d]: malformed byte token '%s'", i, sh.s);
+                return err_set(e, ERR_FORMAT, "%s[%d]: malformed byte token '%s'", v->name_tokens, i, sh.s);
             }
             int b = hi * 16 + lo;
             if (kind == KIND_SPM) {
@@ -439,8 +547,8 @@ int tok_load(tok **out, gguf_file *g, err *e)
                     shown sh = show(s, l);
                     int32_t first = t->byte_id[b];
                     tok_free(t);
-                    return err_set(e, ERR_FORMAT, "tokenizer.ggml.tokens[%d]: byte token '%s' duplicates token %d",
-                                   i, sh.s, first);
+                    return err_set(e, ERR_FORMAT, "%s[%d]: byte token '%s' duplicates token %d", v->name_tokens, i,
+                                   sh.s, first);
                 }
                 t->byte_id[b] = i;
             }
@@ -483,22 +591,22 @@ int tok_load(tok **out, gguf_file *g, err *e)
         if ((size_t)t->dec_len[i] > t->max_piece) t->max_piece = t->dec_len[i];
     }
 
-    if ((rc = get_id(g, "tokenizer.ggml.bos_token_id", n, &t->bos, e)) ||
-        (rc = get_id(g, "tokenizer.ggml.eos_token_id", n, &t->eos, e)) ||
-        (rc = get_id(g, "tokenizer.ggml.unknown_token_id", n, &t->unk, e)) ||
-        (rc = get_id(g, "tokenizer.ggml.padding_token_id", n, &t->pad, e))) {
-        tok_free(t);
-        return rc;
-    }
-    static const char *const more_ids[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id",
-                                           "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.separator_token_id"};
-    for (size_t k = 0; k < sizeof more_ids / sizeof *more_ids; k++) {
-        int32_t id;
-        if ((rc = get_id(g, more_ids[k], n, &id, e))) {
+    t->bos = t->eos = t->unk = t->pad = -1;
+    for (int k = 0; k < v->n_special; k++) {
+        const tok_special *sp = &v->special[k];
+        if (sp->id < -1 || sp->id >= n) {
             tok_free(t);
-            return rc;
+            return err_set(e, ERR_FORMAT, "%s: %d is out of range (vocab has %d tokens)", sp->name, sp->id, n);
         }
-        if (id >= 0 && k < 2) t->eog[id] = 1;
+        if (sp->id < 0) continue;
+        switch (sp->role) {
+        case TOK_ROLE_BOS: t->bos = sp->id; break;
+        case TOK_ROLE_EOS: t->eos = sp->id; break;
+        case TOK_ROLE_UNK: t->unk = sp->id; break;
+        case TOK_ROLE_PAD: t->pad = sp->id; break;
+        case TOK_ROLE_EOG: t->eog[sp->id] = 1; break;
+        default: break;
+        }
     }
     if (t->eos >= 0) t->eog[t->eos] = 1;
     for (int32_t i = 0; i < n; i++) {
@@ -507,13 +615,8 @@ int tok_load(tok **out, gguf_file *g, err *e)
             if (t->dec_len[i] == strlen(eog_names[k]) && memcmp(t->dec + t->dec_off[i], eog_names[k], t->dec_len[i]) == 0)
                 t->eog[i] = 1;
     }
-
-    t->add_bos = kind == KIND_SPM;
-    rc = gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos, e);
-    if (rc && rc != ERR_ABSENT) { tok_free(t); return rc; }
-    t->add_space_prefix = kind == KIND_SPM;
-    rc = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, e);
-    if (rc && rc != ERR_ABSENT) { tok_free(t); return rc; }
+    t->add_bos = v->add_bos >= 0 ? v->add_bos : kind == KIND_SPM;
+    t->add_space_prefix = v->add_space_prefix >= 0 ? v->add_space_prefix : kind == KIND_SPM;
 
     if (kind == KIND_SPM) {
         /* merge ranks: all-space user tokens first (in id order), then normal
@@ -526,7 +629,7 @@ int tok_load(tok **out, gguf_file *g, err *e)
         int32_t r = 0, m = 0;
         for (int32_t i = 0; i < n; i++) {
             if (t->rank[i] == -1) t->rank[i] = r++;
-            else if (t->type[i] == TT_NORMAL) order[m++] = (score_id){gguf_arr_f32(&scores, (uint64_t)i), i};
+            else if (t->type[i] == TT_NORMAL) order[m++] = (score_id){v->scores[i], i};
         }
         qsort(order, (size_t)m, sizeof *order, score_id_cmp);
         for (int32_t i = 0; i < m; i++) t->rank[order[i].id] = r + i;
@@ -540,10 +643,8 @@ int tok_load(tok **out, gguf_file *g, err *e)
             uint8_t c = (uint8_t)b;
             t->byte_id[b] = lookup(t, &c, 1);
         }
-        const char *pre = "default";
-        uint64_t pre_len = 7;
-        rc = gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pre_len, e);
-        if (rc && rc != ERR_ABSENT) { tok_free(t); return rc; }
+        const char *pre = v->pre ? v->pre : "default";
+        const size_t pre_len = v->pre ? v->pre_len : 7;
         static const struct { const char *name; uni_split_kind k; int nfc, whole; } pres[] = {
             {"default", UNI_SPLIT_GPT2, 0, 0}, {"gpt2", UNI_SPLIT_GPT2, 0, 0},
             {"llama-bpe", UNI_SPLIT_LLAMA3, 0, 0}, {"llama3", UNI_SPLIT_LLAMA3, 0, 0},
@@ -558,28 +659,27 @@ int tok_load(tok **out, gguf_file *g, err *e)
             shown sh = show(pre, pre_len);
             tok_free(t);
             return err_set(e, ERR_UNSUPPORTED,
-                           "tokenizer.ggml.pre: '%s' is not supported (default, gpt2, llama-bpe, llama3, qwen2, gpt-4o)",
+                           "%s: '%s' is not supported (default, gpt2, llama-bpe, llama3, qwen2, gpt-4o)", v->name_pre,
                            sh.s);
         }
         t->split = pres[k].k;
         t->nfc = pres[k].nfc;
         t->whole_words = pres[k].whole;
 
-        if (!map_init(&t->pairs, merges.n)) {
+        if (!map_init(&t->pairs, (uint64_t)v->n_merges)) {
             tok_free(t);
             return err_set(e, ERR_NOMEM, "tokenizer: out of memory (merges)");
         }
         uint8_t buf[2 * TOK_MAX_PIECE + 2];
-        for (uint64_t i = 0; i < merges.n; i++) {
-            uint64_t l;
-            const char *s = gguf_arr_str(&merges, i, &l);
+        for (int64_t i = 0; i < v->n_merges; i++) {
+            const uint64_t l = v->merge_len[i];
+            const char *s = v->merges[i];
             const char *sp = l ? memchr(s, ' ', l) : NULL;
             if (!sp || sp == s || sp == s + l - 1 || memchr(sp + 1, ' ', (size_t)(s + l - sp - 1)) ||
                 l > 2 * TOK_MAX_PIECE) {
                 shown sh = show(s, l);
                 tok_free(t);
-                return err_set(e, ERR_FORMAT, "tokenizer.ggml.merges[%llu]: '%s' is not an 'a b' pair",
-                               (unsigned long long)i, sh.s);
+                return err_set(e, ERR_FORMAT, "%s[%lld]: '%s' is not an 'a b' pair", v->name_merges, (long long)i, sh.s);
             }
             const char *half[2] = {s, sp + 1};
             size_t hl[2] = {(size_t)(sp - s), (size_t)(s + l - sp - 1)};
@@ -595,8 +695,8 @@ int tok_load(tok **out, gguf_file *g, err *e)
                 if (ids[h] < 0) {
                     shown sh = show(half[h], hl[h]);
                     tok_free(t);
-                    return err_set(e, ERR_FORMAT, "tokenizer.ggml.merges[%llu]: '%s' is not in the vocabulary",
-                                   (unsigned long long)i, sh.s);
+                    return err_set(e, ERR_FORMAT, "%s[%lld]: '%s' is not in the vocabulary", v->name_merges,
+                                   (long long)i, sh.s);
                 }
                 bl_total += (size_t)bl;
             }
@@ -604,8 +704,8 @@ int tok_load(tok **out, gguf_file *g, err *e)
             if (res < 0) {
                 shown sh = show(s, l);
                 tok_free(t);
-                return err_set(e, ERR_FORMAT, "tokenizer.ggml.merges[%llu]: the result of '%s' is not in the vocabulary",
-                               (unsigned long long)i, sh.s);
+                return err_set(e, ERR_FORMAT, "%s[%lld]: the result of '%s' is not in the vocabulary", v->name_merges,
+                               (long long)i, sh.s);
             }
             int64_t slot = map_slot(&t->pairs, ((uint64_t)(uint32_t)ids[0] << 32) | (uint32_t)ids[1], 1);
             t->pairs.v1[slot] = (int32_t)i; /* a later duplicate wins, as in HF */

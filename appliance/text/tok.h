@@ -1,18 +1,25 @@
-/* tok.h — tokenizers built from GGUF metadata.
+/* tok.h — tokenizers built from a format-neutral vocabulary.
  *
  * Two families:
- *  - "llama" (tokenizer.ggml.model = llama): SentencePiece-style BPE over
- *    scores with byte fallback (<0xXX> tokens) — Gemma 3. Spaces become U+2581.
- *  - "gpt2": byte-level BPE over ranked merges with a pre-tokenizer regex chosen
- *    by tokenizer.ggml.pre (qwen2, llama-bpe, gpt-4o, default...) — Qwen2/3,
- *    Llama 3, GPT-OSS (o200k_harmony).
+ *  - SentencePiece-style BPE over scores with byte fallback (<0xXX> tokens) —
+ *    Gemma 3 (GGUF: tokenizer.ggml.model = llama). Spaces become U+2581.
+ *  - byte-level BPE over ranked merges with a pre-tokenizer regex chosen by name
+ *    (qwen2, llama-bpe, gpt-4o, default...) — Qwen2/3, Llama 3, GPT-OSS
+ *    (o200k_harmony) (GGUF: gpt2).
  * Special/control tokens (token_type CONTROL or USER_DEFINED) are matched in the
  * raw text when parse_special is set.
  *
- * Owns: the vocabulary copy (pieces, scores, types), merge table and lookup
- * hashes, allocated at tok_load and freed by tok_free. Encoding and decoding
- * allocate nothing (they write into caller buffers) except scratch planned at
- * load. Safe to use from several threads at once (read-only after load). */
+ * A source hands the tokenizer a tok_vocab (tokens, scores, types, merges,
+ * special ids, pre-tokenizer name, add_bos...): tok_vocab_from_gguf is the GGUF
+ * adapter; a tokenizer.json adapter fills the same struct. tok_create validates
+ * the content (byte tokens, merges, ids...) and builds the tokenizer; messages
+ * name the fields as the source names them.
+ *
+ * Owns: the vocabulary copy (pieces, types), merge table and lookup hashes,
+ * allocated at tok_create and freed by tok_free (the tok_vocab may go once
+ * tok_create returns). Encoding and decoding allocate nothing (they write into
+ * caller buffers) except scratch planned at load. Safe to use from several
+ * threads at once (read-only after load). */
 #ifndef SPARKD_TOK_H
 #define SPARKD_TOK_H
 
@@ -24,9 +31,56 @@
 
 typedef struct tok tok;
 
-/* Builds the tokenizer from g's tokenizer.ggml.* keys. Validates everything:
- * empty vocab, ids out of range (bos/eos/...), malformed byte tokens such as
- * <0x-1> or <0xZZ>, merges naming unknown tokens, array element types. */
+typedef enum tok_kind {
+    TOK_SPM = 1, /* SentencePiece-style: merges by score, byte fallback */
+    TOK_BPE = 2, /* byte-level BPE: ranked merges, a pre-tokenizer */
+} tok_kind;
+
+/* What a special id is for. */
+enum { TOK_ROLE_OTHER = 0, TOK_ROLE_BOS, TOK_ROLE_EOS, TOK_ROLE_UNK, TOK_ROLE_PAD, TOK_ROLE_EOG };
+
+typedef struct tok_special {
+    const char *name; /* as the source names it, for messages */
+    int32_t id;       /* -1 = none; else must be < n */
+    int role;         /* TOK_ROLE_* */
+} tok_special;
+
+#define TOK_MAX_SPECIAL 16
+
+/* A vocabulary as any source describes it. Arrays are read, never kept. */
+typedef struct tok_vocab {
+    tok_kind kind;
+    int32_t n;                  /* tokens */
+    const char *const *text;    /* (n) spellings as stored (SPM: U+2581 for spaces; BPE:
+                                 * byte-level chars), not NUL-terminated */
+    const uint32_t *text_len;   /* (n) */
+    const float *scores;        /* (n) merge priority (SPM: required), or NULL */
+    const int32_t *types;       /* (n) 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused,
+                                 * 6 byte (0 = normal); NULL = all normal */
+    int64_t n_merges;           /* BPE */
+    const char *const *merges;  /* (n_merges) "left right", by rank */
+    const uint32_t *merge_len;
+    const char *pre;            /* BPE pre-tokenizer name (GGUF's tokenizer.ggml.pre); NULL = default */
+    size_t pre_len;
+    int add_bos;                /* -1: the kind's default (SPM yes, BPE no) */
+    int add_space_prefix;       /* -1: the kind's default */
+    tok_special special[TOK_MAX_SPECIAL];
+    int n_special;
+    /* how the source names these fields (in messages) */
+    const char *name_tokens, *name_scores, *name_types, *name_merges, *name_pre;
+    void *arena;                /* the adapter's allocations (tok_vocab_free) */
+} tok_vocab;
+
+/* The GGUF adapter: g's tokenizer.ggml.* keys, checked for presence, element
+ * types and counts. v borrows strings from g (keep g open until tok_create). */
+int tok_vocab_from_gguf(tok_vocab *v, const gguf_file *g, err *e);
+void tok_vocab_free(tok_vocab *v);
+
+/* Builds the tokenizer. Validates everything: empty vocab, ids out of range
+ * (bos/eos/...), malformed byte tokens such as <0x-1> or <0xZZ>, merges naming
+ * unknown tokens, unknown token types, non-finite scores. */
+int tok_create(tok **out, const tok_vocab *v, err *e);
+/* tok_vocab_from_gguf + tok_create. */
 int tok_load(tok **out, gguf_file *g, err *e);
 void tok_free(tok *t);
 

@@ -125,8 +125,8 @@ static int cpu_plan(const model *m, const engine_opts *o, engine_plan *p, err *e
     /* The weights already sit in the model's buffer when it was loaded; what create
      * adds must fit in what is free now. */
     const uint64_t more = p->total_bytes - (m->weights || m->weights_mapped ? p->weights_bytes : 0);
-    return sysmem_check(more, m->weights || m->weights_mapped ? "the KV cache and activation buffers"
-                                                               : "the weights, KV cache and activation buffers",
+    return sysmem_check(more, m->weights || m->weights_mapped ? "the engine (KV cache + buffers)"
+                                                               : "the engine (weights + KV cache + buffers)",
                         e);
 }
 
