@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 void config_defaults(config *c) {
     memset(c, 0, sizeof *c);
@@ -295,6 +296,36 @@ int config_load(config *c, const char *path, err *e) {
         rc = config_load_text(c, buf, n, path, dir, e);
     }
     free(buf);
+    return rc;
+}
+
+int config_add_key_file(config *c, const char *path, err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, ERR_IO, "api key file %s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH)) {
+        fclose(f);
+        return err_set(e, ERR_INVALID, "api key file %s is readable by every user (chmod o-r %s)", path, path);
+    }
+    char line[1024];
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t n = strlen(line);
+        if (n == sizeof line - 1 && line[n - 1] != '\n') {
+            rc = err_set(e, ERR_FORMAT, "api key file %s:%d: line longer than %d bytes", path, lineno, (int)sizeof line - 2);
+            break;
+        }
+        char *k = strip(line, line + n);
+        if (!*k || *k == '#') continue;
+        if (c->n_keys >= CONFIG_MAX_KEYS) {
+            rc = err_set(e, ERR_INVALID, "api key file %s:%d: more than %d keys in all", path, lineno, CONFIG_MAX_KEYS);
+            break;
+        }
+        sha256_of(k, strlen(k), c->key_sha256[c->n_keys++]);
+        memset(line, 0, sizeof line); /* the key itself is not kept */
+    }
+    fclose(f);
     return rc;
 }
 

@@ -72,6 +72,11 @@ int config_load(config *c, const char *path, err *e);
 /* Same over len bytes of text (fuzzing, tests): name stands for the file in
  * messages, dir (may be NULL) is where relative paths are taken from. */
 int config_load_text(config *c, const char *text, size_t len, const char *name, const char *dir, err *e);
+/* Adds the API keys in path (one per line; blank lines and lines starting with '#'
+ * skipped; surrounding blanks trimmed) to [auth] as their SHA-256 digests, the way
+ * llama-server's --api-key-file reads them. Refused: a file other users can read, or a
+ * key count over CONFIG_MAX_KEYS. The keys themselves are not kept. */
+int config_add_key_file(config *c, const char *path, err *e);
 /* The model file's expected SHA-256 from [model] sha256 and/or the manifest (which must
  * list the model; both given must agree). 0 with *have = 0 when neither is set. */
 int config_model_digest(const config *c, uint8_t out[32], int *have, err *e);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -118,6 +119,22 @@ int main(void) {
         char bp[160];
         snprintf(bp, sizeof bp, "%s/big.ini", dir);
         T_OK(config_load(&c, bp, &e) == ERR_FORMAT && strstr(e.msg, "larger than 1 MiB"), "file over 1 MiB refused (%s)", e.msg);
+    }
+    {   /* --api-key-file: keys hashed, comments and blanks skipped; others may not read it */
+        const char *kf = write_ini("keys", "  abc  \n# a comment\n\nsecond-key\n");
+        chmod(kf, 0600);
+        config_defaults(&c);
+        e = (err){0};
+        rc = config_add_key_file(&c, kf, &e);
+        T_OK(rc == 0 && c.n_keys == 2 && c.key_sha256[0][0] == 0xba && c.key_sha256[0][31] == 0xad,
+             "api key file: two keys, stored as SHA-256 (sha256(abc) = ba78..ad) (%s)", e.msg);
+        chmod(kf, 0644);
+        e = (err){0};
+        rc = config_add_key_file(&c, kf, &e);
+        T_OK(rc == ERR_INVALID && strstr(e.msg, "readable by every user"), "api key file readable by all: refused (%s)", e.msg);
+        e = (err){0};
+        T_OK(config_add_key_file(&c, "/nonexistent/keys", &e) == ERR_IO && strstr(e.msg, "/nonexistent/keys"),
+             "missing api key file named");
     }
     m = load("[engine]\nkv_type = q8\n", &c);
     T_OK(!m[0] && c.kv_type == 2, "kv_type = q8 read (%s)", m);
