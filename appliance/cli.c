@@ -11,7 +11,7 @@ enum {
     O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
     O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_SEED, O_REPEAT, O_PRESENCE, O_FREQUENCY, O_LOAD_ONLY, O_PRINT_IDS,
     O_NO_BOS, O_SPECIAL, O_IGNORE_EOS, O_MANIFEST, O_API_KEY_FILE, O_API_KEY, O_ALIAS, O_TEMPLATE, O_CONT_BATCHING,
-    O_METRICS,
+    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH,
 };
 
 #define ALL_MODEL (CLI_RUN | CLI_INFO | CLI_BENCH | CLI_SERVE)
@@ -37,13 +37,15 @@ static const opt opts[] = {
     {"ctx-size", 'c', required_argument, ALL_MODEL, "N", "context per sequence (default: the model's, at most 4096)"},
     {"ctx", 'c', required_argument, ALL_MODEL, NULL, NULL},
     {"batch-size", 'b', required_argument, ALL_MODEL, "N", "tokens per forward step (256)"},
-    {"parallel", O_PARALLEL, required_argument, CLI_SERVE, "N", "sequences decoded together ([engine] max_seqs); also -np"},
+    {"parallel", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO, "N", "sequences decoded together ([engine] max_seqs; info: the plan's); also -np, --seqs"},
+    {"seqs", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO, NULL, NULL},
+    {"memory-limit", O_MEMORY_LIMIT, required_argument, CLI_SERVE | CLI_INFO, "MB", "refuse a plan over MB MiB ([engine] memory_limit_mb; info: say whether it fits)"},
     {"n-gpu-layers", O_NGL, required_argument, COMPUTE, "N", "accepted for llama.cpp users: N > 0 = the GPU when present, 0 = CPU; also -ngl, --gpu-layers"},
     {"gpu-layers", O_NGL, required_argument, COMPUTE, NULL, NULL},
     {"device", O_DEVICE, required_argument, COMPUTE, "cpu|cuda|auto", "where the model runs (cpu)"},
-    {"kv", O_KV, required_argument, COMPUTE, "TYPE", "KV cache precision: f32 (exact, default), f16, q8; also -ctk/-ctv"},
-    {"cache-type-k", O_CTK, required_argument, COMPUTE, NULL, NULL},
-    {"cache-type-v", O_CTV, required_argument, COMPUTE, NULL, NULL},
+    {"kv", O_KV, required_argument, ALL_MODEL, "TYPE", "KV cache precision: f32 (exact, default), f16, q8, bf16, fp8; also -ctk/-ctv"},
+    {"cache-type-k", O_CTK, required_argument, ALL_MODEL, NULL, NULL},
+    {"cache-type-v", O_CTV, required_argument, ALL_MODEL, NULL, NULL},
     {"mmap", O_MMAP, no_argument, CLI_RUN | CLI_INFO | CLI_BENCH, NULL, "map the file instead of reading it (slower on GB10)"},
     {"no-mmap", O_NO_MMAP, no_argument, ALL_MODEL, NULL, "read the file into memory (the default; accepted)"},
     {"temp", O_TEMP, required_argument, CLI_RUN | CLI_SERVE, "T", "temperature (run 0.8; serve: [model] temperature); 0 = greedy"},
@@ -69,7 +71,9 @@ static const opt opts[] = {
     {"manifest", 0 /* set below */, required_argument, CLI_SERVE | CLI_VERIFY, "FILE", "a sha256sum manifest: verify checks the files it lists; serve checks the model while loading"},
     {"cont-batching", O_CONT_BATCHING, no_argument, CLI_SERVE, NULL, "accepted: batching is always continuous; also -cb"},
     {"metrics", O_METRICS, no_argument, CLI_SERVE, NULL, "accepted: /metrics is always served"},
-    {"help", 'h', no_argument, ALL_MODEL | CLI_VERIFY | CLI_DEVICE, NULL, "this help"},
+    {"quick", O_QUICK, no_argument, CLI_SELFTEST, NULL, "fewer, smaller cases"},
+    {"bench", O_KBENCH, no_argument, CLI_SELFTEST, NULL, "time the kernels instead of checking them"},
+    {"help", 'h', no_argument, ALL_MODEL | CLI_VERIFY | CLI_DEVICE | CLI_SELFTEST, NULL, "this help"},
 };
 #define N_OPTS (sizeof opts / sizeof *opts)
 
@@ -88,6 +92,7 @@ static const struct { const char *name; int cmd; const char *args, *what; } cmds
     {"serve", CLI_SERVE, "[--config FILE] [options]", "the FastCGI responder behind nginx (OpenAI API)"},
     {"verify", CLI_VERIFY, "--manifest SHA256SUMS [FILE...] | FILE...", "SHA-256 of files against a sha256sum manifest"},
     {"device", CLI_DEVICE, "", "the GPU the CUDA unit sees and its read bandwidth"},
+    {"selftest", CLI_SELFTEST, "[--quick|--bench]", "every GPU kernel against the CPU reference (CUDA builds)"},
 };
 
 int cli_command(const char *s) {
@@ -105,7 +110,7 @@ const char *cli_command_name(int cmd) {
 void cli_usage(FILE *f) {
     fprintf(f, "usage: sparkd COMMAND [options]     (sparkd COMMAND --help lists its options)\n");
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        fprintf(f, "  sparkd %-6s %-44s %s\n", cmds[i].name, cmds[i].args, cmds[i].what);
+        fprintf(f, "  sparkd %-8s %-44s %s\n", cmds[i].name, cmds[i].args, cmds[i].what);
     fprintf(f, "  sparkd --version\n");
 }
 
@@ -292,6 +297,9 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
             break;
         case O_MANIFEST: a->manifest = v; break;
         case O_CONT_BATCHING: case O_METRICS: break;
+        case O_MEMORY_LIMIT: INT(1, 1 << 30, memory_limit_mb); break;
+        case O_QUICK: a->quick = 1; break;
+        case O_KBENCH: a->kbench = 1; break;
         default: fprintf(err, "error: option %s not handled\n", given); rc = 2; break;
         }
 #undef INT

@@ -28,6 +28,7 @@ enum cli_cmd {
     CLI_SERVE = 1 << 3,
     CLI_VERIFY = 1 << 4,
     CLI_DEVICE = 1 << 5,
+    CLI_SELFTEST = 1 << 6,
 };
 
 /* What was given; every numeric field is meaningful only when its has_ flag is set,
@@ -43,7 +44,8 @@ typedef struct cli_args {
     int threads, has_threads;
     int ctx, has_ctx;
     int batch, has_batch;
-    int parallel, has_parallel;
+    int parallel, has_parallel;       /* serve: [engine] max_seqs; info: sequences the plan is for */
+    int memory_limit_mb, has_memory_limit_mb;
     int gpu_layers, has_gpu_layers;
     float temp, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty;
     int has_temp, has_top_p, has_min_p, has_repeat_penalty, has_presence_penalty, has_frequency_penalty;
@@ -51,6 +53,7 @@ typedef struct cli_args {
     uint64_t seed;
     int has_seed;
     int use_mmap, load_only, print_ids, no_bos, special, ignore_eos;
+    int quick, kbench;                /* selftest --quick / --bench */
     const char **files;               /* verify: the FILE arguments */
     int n_files;
 } cli_args;

@@ -1,10 +1,12 @@
-/* main.c — the sparkd command line.
+/* main.c — the sparkd command line: the subcommands. Their options are one table in
+ * cli.c (getopt_long; `sparkd CMD --help` lists each command's):
  *
  *   sparkd run   -m MODEL -p TEXT [-n N] [sampling...]   stream a continuation to stdout
- *   sparkd info  -m MODEL [-c CTX]                       describe a model and its memory
+ *   sparkd info  -m MODEL [-c CTX] [--parallel N]        describe a model and its memory plan
  *   sparkd bench -m MODEL [-p N] [-n N] [-r N]           prompt / generation tok/s
- *   sparkd serve [-c FILE] [-m MODEL] [--listen ADDR]    the FastCGI responder (fcgi/)
+ *   sparkd serve [--config FILE] [options]               the FastCGI responder (fcgi/)
  *   sparkd verify --manifest SHA256SUMS [FILE...]         check files against a manifest
+ *   sparkd device | selftest                             the GPU (CUDA builds)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "config.h"
 #ifdef SPARKD_CUDA
 #include "cuda.h"
@@ -63,61 +66,8 @@ static int default_threads(void) {
     return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "sparkd %s — one binary LLM endpoint\n"
-            "usage:\n"
-            "  sparkd run   -m MODEL -p TEXT [-n N] [options]   continue TEXT, stream to stdout\n"
-            "  sparkd info  -m MODEL [-c CTX] [--seqs N] [--kv TYPE] [--memory-limit MB]\n"
-            "                                                   architecture, tensors, memory plan\n"
-            "  sparkd bench -m MODEL [-p N] [-n N] [-r N]       prompt and generation speed\n"
-            "  sparkd device                                    the GPU the CUDA unit sees\n"
-            "  sparkd verify --manifest SHA256SUMS [FILE...]    check files' SHA-256 against a sha256sum manifest\n"
-            "  sparkd verify FILE...                            print SHA-256 digests (sha256sum format)\n"
-            "  sparkd selftest [--quick|--bench]                every GPU kernel against the CPU reference\n"
-            "  sparkd serve [-c FILE] [-m MODEL] [--listen unix:PATH|HOST:PORT] [-t N] [--ctx N]\n"
-            "               [--device cpu|cuda|auto]\n"
-            "                                                   FastCGI responder (OpenAI API)\n"
-            "options:\n"
-            "  -n N                 tokens to generate (run: 64; bench: 64)\n"
-            "  -t N                 threads (default: online CPUs)\n"
-            "  -c N                 context length (default: min(model, 4096))\n"
-            "  -b N                 prompt chunk size per forward call (default 256)\n"
-            "  --temp T             temperature (default 0.8; 0 = greedy)\n"
-            "  --top-k K --top-p P --min-p P --seed S\n"
-            "  --repeat-penalty R --presence-penalty X --frequency-penalty X\n"
-            "  --mmap               map the file instead of reading it (slower on GB10)\n"
-            "  --load-only          bench: time loading the weights only\n"
-            "  --kv TYPE            KV cache precision: f32 (default, exact), f16, q8, bf16, fp8\n"
-            "  --seqs N             info: plan for N concurrent sequences of -c positions (default 1)\n"
-            "  --memory-limit MB    info: say whether the plan fits MB MiB (as the INI's memory_limit_mb)\n"
-            "  --device D           cpu (default), cuda or auto\n"
-            "  --print-ids          print prompt and generated token ids on stderr\n"
-            "  --no-bos             do not prepend BOS\n"
-            "  --special            parse special tokens in the prompt and print them\n"
-            "  --ignore-eos         keep generating past end-of-generation tokens\n",
-            SPARKD_VERSION);
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_args(int argc, char **argv, cli_opts *o) {
+/* run / info / bench: their defaults, then what the command line gave. */
+static int opts_from_cli(const cli_args *a, cli_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_predict = 64;
     o->n_threads = default_threads();
@@ -129,71 +79,42 @@ static int parse_args(int argc, char **argv, cli_opts *o) {
     o->sp.temperature = 0.8f;
     o->sp.seed = (uint64_t)time(NULL);
     o->device = "cpu";
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_V() do { if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return -1; } i++; } while (0)
-#define BAD() do { fprintf(stderr, "error: bad value '%s' for %s\n", v, a); return -1; } while (0)
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEED_V(); o->model_path = v; }
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            NEED_V();
-            if (!strcmp(argv[1], "bench")) { if (parse_int(v, 1, 1 << 20, &o->bench_pp)) BAD(); }
-            else o->prompt = v;
-        }
-        else if (!strcmp(a, "-n")) {
-            NEED_V();
-            if (parse_int(v, 0, 1 << 24, &o->n_predict)) BAD();
-            o->bench_tg = o->n_predict;
-        }
-        else if (!strcmp(a, "-r")) { NEED_V(); if (parse_int(v, 1, 1000, &o->bench_reps)) BAD(); }
-        else if (!strcmp(a, "-t")) { NEED_V(); if (parse_int(v, 1, 1024, &o->n_threads)) BAD(); }
-        else if (!strcmp(a, "-c")) { NEED_V(); if (parse_int(v, 1, 1 << 24, &o->n_ctx)) BAD(); }
-        else if (!strcmp(a, "-b")) { NEED_V(); if (parse_int(v, 1, 1 << 16, &o->batch)) BAD(); }
-        else if (!strcmp(a, "--temp")) { NEED_V(); if (parse_float(v, &o->sp.temperature)) BAD(); }
-        else if (!strcmp(a, "--top-k")) { NEED_V(); if (parse_int(v, 0, 1 << 24, &o->sp.top_k)) BAD(); }
-        else if (!strcmp(a, "--top-p")) { NEED_V(); if (parse_float(v, &o->sp.top_p)) BAD(); }
-        else if (!strcmp(a, "--min-p")) { NEED_V(); if (parse_float(v, &o->sp.min_p)) BAD(); }
-        else if (!strcmp(a, "--repeat-penalty")) { NEED_V(); if (parse_float(v, &o->sp.repetition_penalty)) BAD(); }
-        else if (!strcmp(a, "--presence-penalty")) { NEED_V(); if (parse_float(v, &o->sp.presence_penalty)) BAD(); }
-        else if (!strcmp(a, "--frequency-penalty")) { NEED_V(); if (parse_float(v, &o->sp.frequency_penalty)) BAD(); }
-        else if (!strcmp(a, "--seed")) {
-            NEED_V();
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (errno || end == v || *end) BAD();
-            o->sp.seed = s;
-        }
-        else if (!strcmp(a, "--seqs")) { NEED_V(); if (parse_int(v, 1, 4096, &o->max_seqs)) BAD(); }
-        else if (!strcmp(a, "--memory-limit")) {
-            NEED_V();
-            int mb;
-            if (parse_int(v, 1, 1 << 30, &mb)) BAD();
-            o->memory_limit = (uint64_t)mb << 20;
-        }
-        else if (!strcmp(a, "--mmap")) o->use_mmap = 1;
-        else if (!strcmp(a, "--load-only")) o->load_only = 1;
-        else if (!strcmp(a, "--kv")) {
-            NEED_V();
-            int t = engine_kv_type_parse(v);
-            if (t < 0) BAD();
-            o->kv_type = (engine_kv_type)t;
-        }
-        else if (!strcmp(a, "--device")) {
-            NEED_V();
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) BAD();
-            o->device = v;
-        }
-        else if (!strcmp(a, "--print-ids")) o->print_ids = 1;
-        else if (!strcmp(a, "--no-bos")) o->no_bos = 1;
-        else if (!strcmp(a, "--special")) o->special = 1;
-        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
-        else { fprintf(stderr, "error: unknown option '%s'\n", a); return -1; }
-#undef NEED_V
-#undef BAD
+    o->model_path = a->model;
+    o->prompt = a->prompt;
+    if (a->has_n_predict) o->n_predict = o->bench_tg = a->n_predict;
+    if (a->has_n_prompt) o->bench_pp = a->n_prompt;
+    if (a->has_reps) o->bench_reps = a->reps;
+    if (a->has_threads) o->n_threads = a->threads;
+    if (a->has_ctx) o->n_ctx = a->ctx;
+    if (a->has_batch) o->batch = a->batch;
+    if (a->has_parallel) o->max_seqs = a->parallel;
+    if (a->has_memory_limit_mb) o->memory_limit = (uint64_t)a->memory_limit_mb << 20;
+    if (a->has_temp) o->sp.temperature = a->temp;
+    if (a->has_top_k) o->sp.top_k = a->top_k;
+    if (a->has_top_p) o->sp.top_p = a->top_p;
+    if (a->has_min_p) o->sp.min_p = a->min_p;
+    if (a->has_repeat_penalty) o->sp.repetition_penalty = a->repeat_penalty;
+    if (a->has_presence_penalty) o->sp.presence_penalty = a->presence_penalty;
+    if (a->has_frequency_penalty) o->sp.frequency_penalty = a->frequency_penalty;
+    if (a->has_seed) o->sp.seed = a->seed;
+    o->use_mmap = a->use_mmap;
+    o->load_only = a->load_only;
+    o->print_ids = a->print_ids;
+    o->no_bos = a->no_bos;
+    o->special = a->special;
+    o->ignore_eos = a->ignore_eos;
+    /* -ngl N (llama.cpp): N > 0 = the GPU when there is one; --device wins if both */
+    if (a->has_gpu_layers) o->device = a->gpu_layers > 0 ? "auto" : "cpu";
+    if (a->device) o->device = a->device;
+    if (a->kv) {
+        int t = engine_kv_type_parse(a->kv);
+        if (t < 0) { fprintf(stderr, "error: bad value '%s' for --kv (f32, f16, q8, bf16, fp8)\n", a->kv); return -1; }
+        o->kv_type = (engine_kv_type)t;
     }
-    if (!o->model_path) { fprintf(stderr, "error: -m MODEL is required\n"); return -1; }
+    if (!o->model_path) {
+        fprintf(stderr, "error: -m MODEL is required (sparkd %s --help)\n", cli_command_name(a->cmd));
+        return -1;
+    }
     return 0;
 }
 
@@ -505,32 +426,51 @@ done:
     return rc;
 }
 
-/* serve: the INI file first, then flags over it. */
-static int cmd_serve(int argc, char **argv) {
+/* serve: the INI file first, then the flags given over it. */
+static int cmd_serve(const cli_args *a) {
     config c;
     config_defaults(&c);
     err e = {0};
-    for (int i = 2; i < argc; i++)
-        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
-            if (config_load(&c, argv[i + 1], &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
-            i++;
-        }
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v && strcmp(a, "-h") && strcmp(a, "--help")) { fprintf(stderr, "error: %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "-c") || !strcmp(a, "--config")) { i++; continue; }
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { snprintf(c.model_path, sizeof c.model_path, "%s", v); i++; }
-        else if (!strcmp(a, "--listen")) { snprintf(c.listen, sizeof c.listen, "%s", v); i++; }
-        else if (!strcmp(a, "-t")) { if (parse_int(v, 1, 1024, &c.threads)) { fprintf(stderr, "error: bad -t\n"); return 2; } i++; }
-        else if (!strcmp(a, "--ctx")) { if (parse_int(v, 2, 1 << 24, &c.n_ctx)) { fprintf(stderr, "error: bad --ctx\n"); return 2; } i++; }
-        else if (!strcmp(a, "--device")) {
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) { fprintf(stderr, "error: bad --device\n"); return 2; }
-            snprintf(c.device, sizeof c.device, "%s", v);
-            i++;
-        }
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else { fprintf(stderr, "error: unknown option '%s'\n", a); return 2; }
+    if (a->config && config_load(&c, a->config, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+#define SET_STR(dst, v, what)                                                                        \
+    do {                                                                                             \
+        if ((size_t)snprintf(dst, sizeof dst, "%s", v) >= sizeof dst) {                              \
+            fprintf(stderr, "error: %s: longer than %zu bytes\n", what, sizeof dst - 1);             \
+            return 2;                                                                                \
+        }                                                                                            \
+    } while (0)
+    if (a->model) SET_STR(c.model_path, a->model, "--model");
+    if (a->listen) SET_STR(c.listen, a->listen, "--listen");
+    if (a->has_port) {
+        char hp[CONFIG_PATH_MAX];
+        snprintf(hp, sizeof hp, "%s:%d", a->host ? a->host : "127.0.0.1", a->port);
+        SET_STR(c.listen, hp, "--host");
     }
+    if (a->alias) SET_STR(c.model_id, a->alias, "--alias");
+    if (a->chat_template_file) SET_STR(c.chat_template_file, a->chat_template_file, "--chat-template-file");
+    if (a->manifest) SET_STR(c.model_manifest, a->manifest, "--manifest");
+    if (a->has_gpu_layers) SET_STR(c.device, a->gpu_layers > 0 ? "auto" : "cpu", "-ngl");
+    if (a->device) SET_STR(c.device, a->device, "--device");
+#undef SET_STR
+    if (a->has_threads) c.threads = a->threads;
+    if (a->has_ctx) c.n_ctx = a->ctx;
+    if (a->has_batch) c.max_batched_tokens = a->batch;
+    if (a->has_parallel) c.max_seqs = a->parallel;
+    if (a->has_n_predict) c.max_tokens = a->n_predict;
+    if (a->has_memory_limit_mb) c.memory_limit_mb = a->memory_limit_mb;
+    if (a->has_temp) c.sp.temperature = a->temp;
+    if (a->has_top_k) c.sp.top_k = a->top_k;
+    if (a->has_top_p) c.sp.top_p = a->top_p;
+    if (a->has_min_p) c.sp.min_p = a->min_p;
+    if (a->has_repeat_penalty) c.sp.repetition_penalty = a->repeat_penalty;
+    if (a->has_presence_penalty) c.sp.presence_penalty = a->presence_penalty;
+    if (a->has_frequency_penalty) c.sp.frequency_penalty = a->frequency_penalty;
+    if (a->kv) {
+        int t = engine_kv_type_parse(a->kv);
+        if (t < 0) { fprintf(stderr, "error: bad value '%s' for --kv (f32, f16, q8, bf16, fp8)\n", a->kv); return 2; }
+        c.kv_type = t;
+    }
+    if (a->api_key_file && config_add_key_file(&c, a->api_key_file, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     if (config_check(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     if (fcgi_serve(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     return 0;
@@ -540,46 +480,26 @@ static int cmd_serve(int argc, char **argv) {
  * `sha256sum -c` prints ("NAME: OK" / "NAME: FAILED"); every listed file, or only the
  * FILEs named (each must be listed). Without --manifest: print the digests of FILEs in
  * sha256sum's format. Exit 0 only if everything matched. */
-static int cmd_verify(int argc, char **argv) {
-    const char *manifest = NULL;
-    int nfiles = 0;
-    const char **files = calloc((size_t)argc, sizeof *files);
-    if (!files) return 1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: sparkd verify --manifest SHA256SUMS [FILE...]\n"
-                   "       sparkd verify FILE...\n"
-                   "Checks each file the manifest lists (or only the FILEs given, which it must list):\n"
-                   "names are taken from the manifest's directory; prints NAME: OK or NAME: FAILED.\n"
-                   "Without --manifest, prints the SHA-256 of each FILE in sha256sum's format.\n");
-            free(files);
-            return 0;
-        }
-        if (!strcmp(a, "--manifest")) {
-            if (i + 1 >= argc) { fprintf(stderr, "error: --manifest needs a value\n"); free(files); return 2; }
-            manifest = argv[++i];
-        } else if (!strncmp(a, "--manifest=", 11)) manifest = a + 11;
-        else if (a[0] == '-' && a[1]) { fprintf(stderr, "error: unknown option '%s'\n", a); free(files); return 2; }
-        else files[nfiles++] = a;
-    }
+static int cmd_verify(const cli_args *a) {
+    const char *manifest = a->manifest;
+    int nfiles = a->n_files;
+    const char **files = a->files;
     err e = {0};
     uint8_t d[32];
     char hx[65];
     int bad = 0;
     if (!manifest) {
-        if (!nfiles) { fprintf(stderr, "error: sparkd verify needs --manifest FILE or files to hash\n"); free(files); return 2; }
+        if (!nfiles) { fprintf(stderr, "error: sparkd verify needs --manifest FILE or files to hash\n"); return 2; }
         for (int i = 0; i < nfiles; i++) {
             e = (err){0};
             if (sha256_file(files[i], d, &e)) { fprintf(stderr, "error: %s\n", e.msg); bad++; continue; }
             sha256_hex(d, hx);
             printf("%s  %s\n", hx, files[i]);
         }
-        free(files);
         return bad ? 1 : 0;
     }
     sha256_manifest *m;
-    if (sha256_manifest_load(&m, manifest, &e)) { fprintf(stderr, "error: %s\n", e.msg); free(files); return 1; }
+    if (sha256_manifest_load(&m, manifest, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     int checked = 0;
     for (int i = 0; i < (nfiles ? nfiles : m->n); i++) {
         const sha256_entry *en = nfiles ? sha256_manifest_find(m, files[i]) : &m->entries[i];
@@ -602,7 +522,6 @@ static int cmd_verify(int argc, char **argv) {
     if (bad) fprintf(stderr, "sparkd verify: %d of %d files did NOT match %s\n", bad, checked + (nfiles ? nfiles - checked : 0), manifest);
     else fprintf(stderr, "sparkd verify: %d files OK (%s)\n", checked, manifest);
     sha256_manifest_free(m);
-    free(files);
     return bad ? 1 : 0;
 }
 
@@ -625,14 +544,9 @@ static int cmd_device(void) {
 
 /* selftest: every CUDA kernel against CPU references on fresh random inputs; prints a
  * table; exit status 1 if any check fails, 2 if there is no usable GPU. */
-static int cmd_selftest(int argc, char **argv) {
+static int cmd_selftest(const cli_args *a) {
 #ifdef SPARKD_CUDA
-    int quick = 0, bench = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--bench")) bench = 1;
-        else { fprintf(stderr, "error: selftest: unknown option '%s'\n", argv[i]); return 2; }
-    }
+    int quick = a->quick, bench = a->kbench;
     err e = {0};
     if (bench) {
         if (cuda_kbench(stdout, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
@@ -642,29 +556,36 @@ static int cmd_selftest(int argc, char **argv) {
     if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
     return fails ? 1 : 0;
 #else
-    (void)argc;
-    (void)argv;
+    (void)a;
     fprintf(stderr, "error: this sparkd was built without CUDA (CPU only)\n");
     return 2;
 #endif
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { usage(stderr); return 2; }
-    if (!strcmp(argv[1], "device")) return cmd_device();
-    if (!strcmp(argv[1], "selftest")) return cmd_selftest(argc, argv);
-    if (!strcmp(argv[1], "serve")) return cmd_serve(argc, argv);
-    if (!strcmp(argv[1], "verify")) return cmd_verify(argc, argv);
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
-    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) { printf("sparkd %s\n", SPARKD_VERSION); return 0; }
-    cli_opts o;
-    if (strcmp(argv[1], "run") && strcmp(argv[1], "info") && strcmp(argv[1], "bench")) {
-        fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
-        usage(stderr);
-        return 2;
+    if (argc < 2) { cli_usage(stderr); return 2; }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        printf("sparkd %s — one binary LLM endpoint\n", SPARKD_VERSION);
+        cli_usage(stdout);
+        return 0;
     }
-    if (parse_args(argc, argv, &o)) return 2;
-    if (!strcmp(argv[1], "run")) return cmd_run(&o);
-    if (!strcmp(argv[1], "info")) return cmd_info(&o);
-    return cmd_bench(&o);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) { printf("sparkd %s\n", SPARKD_VERSION); return 0; }
+    cli_args a;
+    int rc = cli_parse(&a, argc, argv, stdout, stderr);
+    if (rc) {
+        free(a.files);
+        return rc == 1 ? 0 : 2;
+    }
+    cli_opts o;
+    switch (a.cmd) {
+    case CLI_DEVICE: rc = cmd_device(); break;
+    case CLI_SELFTEST: rc = cmd_selftest(&a); break;
+    case CLI_SERVE: rc = cmd_serve(&a); break;
+    case CLI_VERIFY: rc = cmd_verify(&a); break;
+    default:
+        if (opts_from_cli(&a, &o)) { rc = 2; break; }
+        rc = a.cmd == CLI_RUN ? cmd_run(&o) : a.cmd == CLI_INFO ? cmd_info(&o) : cmd_bench(&o);
+    }
+    free(a.files);
+    return rc;
 }

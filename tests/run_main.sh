@@ -67,7 +67,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$BIN" serve -c "$RUN/sparkd.ini" 2>"$RUN/sparkd.log" &
+"$BIN" serve --config "$RUN/sparkd.ini" 2>"$RUN/sparkd.log" &
 SPARKD_PID=$!
 echo "$SPARKD_PID" >"$RUN/sparkd.pid"
 "$NGINX" -p "$RUN" -c "$RUN/nginx.conf" -e "$RUN/error.log" &

@@ -88,7 +88,7 @@ class Stack:
 
     def start_sparkd(self):
         """Starts sparkd (again, after it exited: its log is appended to)."""
-        self.sparkd = subprocess.Popen([BIN, "serve", "-c", self.ini], stdout=subprocess.DEVNULL,
+        self.sparkd = subprocess.Popen([BIN, "serve", "--config", self.ini], stdout=subprocess.DEVNULL,
                                        stderr=open(self.sparkd_log, "a"))
         return self
 

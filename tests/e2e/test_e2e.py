@@ -520,7 +520,7 @@ def config_errors():
     for text, want in cases:
         p = os.path.join(d, "bad.ini")
         open(p, "w").write(text)
-        r = subprocess.run([harness.BIN, "serve", "-c", p, "--listen", "unix:" + os.path.join(d, "s.sock")],
+        r = subprocess.run([harness.BIN, "serve", "--config", p, "--listen", "unix:" + os.path.join(d, "s.sock")],
                            capture_output=True, text=True, timeout=30)
         ok = r.returncode != 0 and (want is None or (p + ":" + want) in r.stderr)
         R.ok(ok, "config error exits non-zero with file:line: %r" % (want or "missing model"), r.stderr[-300:])

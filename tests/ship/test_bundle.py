@@ -71,7 +71,7 @@ def main():
     ok(r.returncode == 0, "nginx/gen-ca.sh: a local CA and a server certificate", r.stderr)
     sock = os.path.join(work, "sparkd.sock")
     log = open(os.path.join(work, "sparkd.log"), "w")
-    sp = subprocess.Popen([sparkd, "serve", "-c", os.path.join(B, "etc", "sparkd.ini"), "--listen", "unix:" + sock,
+    sp = subprocess.Popen([sparkd, "serve", "--config", os.path.join(B, "etc", "sparkd.ini"), "--listen", "unix:" + sock,
                            "-t", "2"], stdout=log, stderr=log, cwd="/")
     ng = S.Nginx(os.path.join(work, "nginx"), sock, tls=(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"),
                                                          os.path.join(tls, "ca.pem")))

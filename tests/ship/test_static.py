@@ -80,7 +80,7 @@ def main():
     ok(before == ["gemma3.jinja", "model.gguf", "run", "sparkd", "sparkd.ini"], "the root holds only sparkd's files",
        before)
     log = open(os.path.join(work, "sparkd.log"), "w")
-    sp = subprocess.Popen(prefix + ["chroot", root, "/sparkd", "serve", "-c", "/sparkd.ini"], stdout=log, stderr=log)
+    sp = subprocess.Popen(prefix + ["chroot", root, "/sparkd", "serve", "--config", "/sparkd.ini"], stdout=log, stderr=log)
     ng = S.Nginx(os.path.join(work, "nginx"), os.path.join(root, "run", "sparkd.sock"))
     try:
         st = ng.wait_health(lambda: sp.poll() is None)

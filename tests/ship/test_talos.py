@@ -76,7 +76,7 @@ def main():
         "listen = " + ini_get("listen"), "listen = unix:" + sock)
     with open(os.path.join(work, "sparkd.ini"), "w") as f:
         f.write(local)
-    p = subprocess.Popen([os.path.join(S.ROOT, "build", "sparkd"), "serve", "-c", os.path.join(work, "sparkd.ini"),
+    p = subprocess.Popen([os.path.join(S.ROOT, "build", "sparkd"), "serve", "--config", os.path.join(work, "sparkd.ini"),
                           "-t", "2"], stderr=subprocess.PIPE, text=True)
     out = ""
     t0 = time.time()
