@@ -456,7 +456,10 @@ static int cmd_serve(const cli_args *a) {
     if (a->has_ctx) c.n_ctx = a->ctx;
     if (a->has_batch) c.max_batched_tokens = a->batch;
     if (a->has_parallel) c.max_seqs = a->parallel;
-    if (a->has_n_predict) c.max_tokens = a->n_predict;
+    if (a->has_n_predict) {
+        if (a->n_predict < 1) { fprintf(stderr, "error: serve -n is the max_tokens cap: at least 1\n"); return 2; }
+        c.max_tokens = a->n_predict;
+    }
     if (a->has_memory_limit_mb) c.memory_limit_mb = a->memory_limit_mb;
     if (a->has_temp) c.sp.temperature = a->temp;
     if (a->has_top_k) c.sp.top_k = a->top_k;
