@@ -2,7 +2,8 @@
 # musl/deps.sh [OUT] — static musl builds of sparkd's C dependencies, made from
 # Debian's own source packages (nothing vendored in this tree):
 #
-#   apt-get source bearssl      (bookworm main, hashes checked against the
+#   apt-get source bearssl      (the host distribution's sources: Debian main, or Ubuntu
+#                                main+universe on DGX OS; hashes checked against the
 #                                signed Sources index by apt)
 #   musl-gcc -O2 ...  ->  OUT/lib/libbearssl.a, OUT/include/
 #
@@ -22,8 +23,20 @@ OUT=$(cd "$OUT" && pwd)
 CC=${MUSL_CC:-musl-gcc}
 CFLAGS="-O2 -g0 -fPIE -fstack-protector-strong -w"
 PKGS="bearssl"
-MIRROR=${SPARKD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SUITE=${SPARKD_DEBIAN_SUITE:-bookworm}
+# The host's own distribution's sources: Debian (CI, dev machines) or Ubuntu (DGX OS).
+. /etc/os-release 2>/dev/null || true
+case "${ID:-debian}" in
+    ubuntu)
+        case "$(dpkg --print-architecture 2>/dev/null || echo amd64)" in
+            amd64|i386) def_mirror=http://archive.ubuntu.com/ubuntu ;;
+            *) def_mirror=http://ports.ubuntu.com/ubuntu-ports ;;
+        esac
+        def_comp="main universe" keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg ;;
+    *) def_mirror=http://deb.debian.org/debian def_comp=main keyring=/usr/share/keyrings/debian-archive-keyring.gpg ;;
+esac
+MIRROR=${SPARKD_DEBIAN_MIRROR:-$def_mirror}
+SUITE=${SPARKD_DEBIAN_SUITE:-${VERSION_CODENAME:-bookworm}}
+COMPONENTS=${SPARKD_DEBIAN_COMPONENTS:-$def_comp}
 log() { printf '[musl-deps] %s\n' "$*" >&2; }
 
 command -v "$CC" >/dev/null || { log "$CC not found (Debian: musl-tools)"; exit 1; }
@@ -34,13 +47,13 @@ if [ "$OUT/.stamp" -nt "$0" ] && [ -f "$OUT/lib/libbearssl.a" ]; then exit 0; fi
 
 APT="$OUT/apt"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/src"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $SUITE main" >"$APT/sources.list"
+echo "deb-src [signed-by=$keyring] $MIRROR $SUITE $COMPONENTS" >"$APT/sources.list"
 AOPT=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
       -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" -o Debug::NoLocking=1)
 # apt drops to the _apt user for downloads when it runs as root; that user cannot
 # write into a private tree, so download as ourselves.
 [ "$(id -u)" = 0 ] && AOPT+=(-o APT::Sandbox::User=root)
-log "apt-get update (deb-src $SUITE main, private lists under $APT)"
+log "apt-get update (deb-src $MIRROR $SUITE $COMPONENTS, private lists under $APT)"
 apt-get "${AOPT[@]}" -qq update
 rm -rf "$APT/src" && mkdir -p "$APT/src"
 log "apt-get source $PKGS"
