@@ -47,7 +47,7 @@ FCGI_LIB = $(OUT)/libsparkd_fcgi.a
 ifeq ($(CUDA),1)
 CUDA_SRC = $(wildcard kernels/*.cu)
 CUDA_OBJ = $(CUDA_SRC:%.cu=$(OUT)/obj/%.o)
-NVFLAGS  = -O2 -std=c++17 $(addprefix -I,$(APP_DIRS)) -Ikernels \
+NVFLAGS  = -O2 -std=c++17 -DSPARKD_CUDA=1 $(addprefix -I,$(APP_DIRS)) -Ikernels \
            -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_121a,code=sm_121a \
            -Xcompiler -Wall,-Wextra,-Werror
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))

@@ -11,7 +11,7 @@ enum {
     O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
     O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_SEED, O_REPEAT, O_PRESENCE, O_FREQUENCY, O_LOAD_ONLY, O_PRINT_IDS,
     O_NO_BOS, O_SPECIAL, O_IGNORE_EOS, O_MANIFEST, O_API_KEY_FILE, O_API_KEY, O_ALIAS, O_TEMPLATE, O_CONT_BATCHING,
-    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH,
+    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY,
 };
 
 #define ALL_MODEL (CLI_RUN | CLI_INFO | CLI_BENCH | CLI_SERVE)
@@ -27,7 +27,7 @@ typedef struct opt {
 } opt;
 
 static const opt opts[] = {
-    {"model", 'm', required_argument, ALL_MODEL, "FILE", "the GGUF model"},
+    {"model", 'm', required_argument, ALL_MODEL | CLI_SELFTEST, "FILE", "the GGUF model"},
     {"config", O_CONFIG, required_argument, CLI_SERVE, "FILE", "the INI file (etc/sparkd.ini documents every key); flags override it"},
     {"prompt", 'p', required_argument, CLI_RUN | CLI_BENCH, "TEXT|N", "run: the text to continue; bench: prompt tokens (128)"},
     {"n-prompt", 'p', required_argument, CLI_BENCH, NULL, NULL},
@@ -43,7 +43,7 @@ static const opt opts[] = {
     {"n-gpu-layers", O_NGL, required_argument, COMPUTE, "N", "accepted for llama.cpp users: N > 0 = the GPU when present, 0 = CPU; also -ngl, --gpu-layers"},
     {"gpu-layers", O_NGL, required_argument, COMPUTE, NULL, NULL},
     {"device", O_DEVICE, required_argument, COMPUTE, "cpu|cuda|auto", "where the model runs (cpu)"},
-    {"kv", O_KV, required_argument, ALL_MODEL, "TYPE", "KV cache precision: f32 (exact, default), f16, q8, bf16, fp8; also -ctk/-ctv"},
+    {"kv", O_KV, required_argument, ALL_MODEL | CLI_SELFTEST, "TYPE", "KV cache precision: f32 (exact, default), f16, q8, bf16, fp8; also -ctk/-ctv"},
     {"cache-type-k", O_CTK, required_argument, ALL_MODEL, NULL, NULL},
     {"cache-type-v", O_CTV, required_argument, ALL_MODEL, NULL, NULL},
     {"mmap", O_MMAP, no_argument, CLI_RUN | CLI_INFO | CLI_BENCH, NULL, "map the file instead of reading it (slower on GB10)"},
@@ -73,6 +73,7 @@ static const opt opts[] = {
     {"metrics", O_METRICS, no_argument, CLI_SERVE, NULL, "accepted: /metrics is always served"},
     {"quick", O_QUICK, no_argument, CLI_SELFTEST, NULL, "fewer, smaller cases"},
     {"bench", O_KBENCH, no_argument, CLI_SELFTEST, NULL, "time the kernels instead of checking them"},
+    {"model-only", O_MODEL_ONLY, no_argument, CLI_SELFTEST, NULL, "with -m: only the CUDA engine against the CPU engine on MODEL"},
     {"help", 'h', no_argument, ALL_MODEL | CLI_VERIFY | CLI_DEVICE | CLI_SELFTEST, NULL, "this help"},
 };
 #define N_OPTS (sizeof opts / sizeof *opts)
@@ -92,7 +93,8 @@ static const struct { const char *name; int cmd; const char *args, *what; } cmds
     {"serve", CLI_SERVE, "[--config FILE] [options]", "the FastCGI responder behind nginx (OpenAI API)"},
     {"verify", CLI_VERIFY, "--manifest SHA256SUMS [FILE...] | FILE...", "SHA-256 of files against a sha256sum manifest"},
     {"device", CLI_DEVICE, "", "the GPU the CUDA unit sees and its read bandwidth"},
-    {"selftest", CLI_SELFTEST, "[--quick|--bench]", "every GPU kernel against the CPU reference (CUDA builds)"},
+    {"selftest", CLI_SELFTEST, "[--quick|--bench] [-m MODEL [--kv T] [--model-only]]",
+     "every GPU kernel (and the CUDA engine on MODEL) against the CPU reference (CUDA builds)"},
 };
 
 int cli_command(const char *s) {
@@ -300,6 +302,7 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
         case O_MEMORY_LIMIT: INT(1, 1 << 30, memory_limit_mb); break;
         case O_QUICK: a->quick = 1; break;
         case O_KBENCH: a->kbench = 1; break;
+        case O_MODEL_ONLY: a->model_only = 1; break;
         default: fprintf(err, "error: option %s not handled\n", given); rc = 2; break;
         }
 #undef INT

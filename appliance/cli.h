@@ -53,7 +53,7 @@ typedef struct cli_args {
     uint64_t seed;
     int has_seed;
     int use_mmap, load_only, print_ids, no_bos, special, ignore_eos;
-    int quick, kbench;                /* selftest --quick / --bench */
+    int quick, kbench, model_only;    /* selftest --quick / --bench / --model-only */
     const char **files;               /* verify: the FILE arguments */
     int n_files;
 } cli_args;

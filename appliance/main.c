@@ -549,14 +549,26 @@ static int cmd_device(void) {
  * table; exit status 1 if any check fails, 2 if there is no usable GPU. */
 static int cmd_selftest(const cli_args *a) {
 #ifdef SPARKD_CUDA
-    int quick = a->quick, bench = a->kbench;
     err e = {0};
-    if (bench) {
+    if (a->kbench) {
         if (cuda_kbench(stdout, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
         return 0;
     }
-    int fails = cuda_selftest(stdout, quick, &e);
-    if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+    int kv = 0;
+    if (a->kv && (kv = engine_kv_type_parse(a->kv)) < 0) {
+        fprintf(stderr, "error: --kv must be one of %s\n", ENGINE_KV_TYPE_NAMES);
+        return 2;
+    }
+    int fails = 0;
+    if (!(a->model_only && a->model)) {
+        fails = cuda_selftest(stdout, a->quick, &e);
+        if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+    }
+    if (a->model) { /* the CUDA engine against the CPU engine on this file */
+        int mf = cuda_model_check(stdout, a->model, kv, &e);
+        if (mf < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        fails += mf;
+    }
     return fails ? 1 : 0;
 #else
     (void)a;

@@ -130,13 +130,16 @@ typedef struct cuda_mm_args {
     int accumulate;
     int path;                               /* CUDA_MM_AUTO / FORCE_* */
     int exact;                              /* 1: hi + lo (default for correctness) */
+    float *work;       /* optional device scratch: lets small grids split K over CTAs */
+    uint64_t work_bytes; /* (the partials are summed in a fixed order: deterministic) */
 } cuda_mm_args;
 int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
 
 /* ---------------------------------------------------------------- layer ops */
 
 /* The residual stage between sub-blocks, one row r = rows ? rows[i] : i per output i < n:
- *   if o:      x[r] += post_w ? rmsnorm(o[r]) * post_w : o[r]        (x updated in place)
+ *   if o:      o' = o[r] + o_bias (o_bias optional, (dim) f32)
+ *              x[r] += post_w ? rmsnorm(o') * post_w : o'            (x updated in place)
  *   if out:    out row i = mm input of rmsnorm(x[r]) * norm_w
  *   if xout:   xout row i = rmsnorm(x[r]) * norm_w (plain f32, (n, dim))
  * rmsnorm(v) = v * (1 / sqrt(mean(v^2) + eps)), multiplied in that order (as the CPU).
@@ -144,6 +147,7 @@ int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e)
 typedef struct cuda_resid_args {
     float *x;
     const float *o;
+    const float *o_bias;
     const float *post_w;
     const float *norm_w;
     const int32_t *rows; /* device (n) or NULL */
@@ -294,6 +298,10 @@ int cuda_selftest(void *f, int quick, err *e);
 /* Product throughput table (GEMV and tensor-core paths over formats and token counts,
  * weights rotated through copies well beyond the L2) after a read-bandwidth probe. */
 int cuda_kbench(void *f, err *e);
+/* The CUDA engine against the CPU engine on one model file (modelcheck.cu): first-step
+ * logits, greedy and sampled continuations, batched vs solo. kv_type: engine_kv_type.
+ * Returns the number of failed checks, or -1 with e set. */
+int cuda_model_check(void *f, const char *path, int kv_type, err *e);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,10 @@ struct gemm_mat {
 struct gemm_params {
     gemm_mat m[CUDA_MM_MAX_MATS];
     int n, K, T, accumulate, exact;
+    int ksplit;       // CTAs along K (grid.z); > 1: partials go to ws, gemm_reduce sums them
+    float *ws;        // (ksplit, T, rows of all matrices) f32
+    int ws_rows;      // rows of all matrices
+    int row0[CUDA_MM_MAX_MATS]; // first ws row of each matrix
     const uint16_t *xh, *xl;
     const float *gsum, *tscale;
 };
@@ -86,18 +90,17 @@ __device__ __forceinline__ void gemm_load_stage(uint8_t *sb, const gemm_params &
     constexpr qfmt f = C::f;
     const int tid = threadIdx.x;
     // activations: 64 tokens x 128 bytes, hi (and lo)
-    for (int piece = tid; piece < GB_N * 8; piece += 256) {
+    // activations: the tile's tokens only (rows past T are never read back: a column of
+    // the product depends on its own B column alone)
+    const int ntok = min(GB_N, p.T - n0);
+    for (int piece = tid; piece < ntok * 8; piece += 256) {
         const int tok = piece >> 3, part = piece & 7;
-        const bool v = n0 + tok < p.T;
-        const size_t src = (size_t)(v ? n0 + tok : 0) * p.K + (size_t)kc * 64 + part * 8;
-        cp_async16(sb + tok * XP_PITCH * 2 + part * 16, p.xh + src, v);
-        if (p.exact) cp_async16(sb + C::off_xl + tok * XP_PITCH * 2 + part * 16, p.xl + src, v);
+        const size_t src = (size_t)(n0 + tok) * p.K + (size_t)kc * 64 + part * 8;
+        cp_async16(sb + tok * XP_PITCH * 2 + part * 16, p.xh + src, true);
+        if (p.exact) cp_async16(sb + C::off_xl + tok * XP_PITCH * 2 + part * 16, p.xl + src, true);
     }
     if constexpr (f.has_min) {
-        if (tid < GB_N) {
-            const bool v = n0 + tid < p.T;
-            cp_async8(sb + C::off_gs + tid * 8, p.gsum + (size_t)(v ? n0 + tid : 0) * (p.K / 32) + 2 * kc, v);
-        }
+        if (tid < ntok) cp_async8(sb + C::off_gs + tid * 8, p.gsum + (size_t)(n0 + tid) * (p.K / 32) + 2 * kc, true);
     }
     constexpr int ppr = f.cbits * 64 / 8 / 16; // 16-byte pieces per row
     for (int piece = tid; piece < GB_M * ppr; piece += 256) {
@@ -150,7 +153,9 @@ __global__ __launch_bounds__(256) void gemm_kernel(const gemm_params p) {
     const gemm_mat &M = p.m[mi];
     const int m0 = b * GB_M, n0 = blockIdx.y * GB_N;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-    const int nk = p.K / 64;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
     const int ntiles = min(8, (p.T - n0 + 7) / 8);
     const int rg = m0 + warp * 16 + g, rg8 = rg + 8;
     const uint8_t *meta_g = M.meta + (uint64_t)min(rg, M.rows - 1) * M.meta_pitch;
@@ -162,7 +167,7 @@ __global__ __launch_bounds__(256) void gemm_kernel(const gemm_params p) {
 
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++) {
-        if (s < nk) gemm_load_stage<F>(smem + s * C::stage, p, M, m0, n0, s);
+        if (s < nk) gemm_load_stage<F>(smem + s * C::stage, p, M, m0, n0, kz0 + s);
         cp_commit();
     }
     for (int kc = 0; kc < nk; kc++) {
@@ -170,14 +175,14 @@ __global__ __launch_bounds__(256) void gemm_kernel(const gemm_params p) {
         __syncthreads();
         {
             const int kn = kc + C::stages - 1;
-            if (kn < nk) gemm_load_stage<F>(smem + (kn % C::stages) * C::stage, p, M, m0, n0, kn);
+            if (kn < nk) gemm_load_stage<F>(smem + (kn % C::stages) * C::stage, p, M, m0, n0, kz0 + kn);
             cp_commit();
         }
         float sg[NGc > 0 ? NGc : 1], sg8[NGc > 0 ? NGc : 1], mg[NGc > 0 ? NGc : 1], mg8[NGc > 0 ? NGc : 1];
 #pragma unroll
         for (int gl = 0; gl < NGc; gl++) {
-            group_sm<F>(meta_g, kc * NGc + gl, sg[gl], mg[gl]);
-            group_sm<F>(meta_g8, kc * NGc + gl, sg8[gl], mg8[gl]);
+            group_sm<F>(meta_g, (kz0 + kc) * NGc + gl, sg[gl], mg[gl]);
+            group_sm<F>(meta_g8, (kz0 + kc) * NGc + gl, sg8[gl], mg8[gl]);
         }
         const uint8_t *sb = smem + (kc % C::stages) * C::stage;
         uint32_t a[4][4];
@@ -251,10 +256,29 @@ __global__ __launch_bounds__(256) void gemm_kernel(const gemm_params p) {
             const int tk = n0 + nt * 8 + 2 * c + h;
             if (tk >= p.T) continue;
             const float ts = p.tscale[tk];
+            if (p.ksplit > 1) {
+                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                if (rg < M.rows) w[rg] = acc[nt][h] * ts;
+                if (rg8 < M.rows) w[rg8] = acc[nt][2 + h] * ts;
+                continue;
+            }
             float *y = M.y + (size_t)tk * M.ldy;
             if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
             if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
         }
+    }
+}
+
+// Sums the split-K partials in a fixed order (deterministic), then stores or accumulates.
+__global__ void gemm_reduce_kernel(const gemm_params p) {
+    const int t = blockIdx.y;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int z = 0; z < p.ksplit; z++) s += p.ws[((size_t)z * p.T + t) * p.ws_rows + r];
+        int mi = 0;
+        while (mi + 1 < p.n && r >= p.row0[mi + 1]) mi++;
+        float *y = p.m[mi].y + (size_t)t * p.m[mi].ldy + (r - p.row0[mi]);
+        *y = p.accumulate ? *y + s : s;
     }
 }
 
@@ -266,9 +290,13 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
         CUDA_TRY(cudaFuncSetAttribute(gemm_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
         attr = true;
     }
-    dim3 grid((unsigned)mtiles, (unsigned)((p.T + GB_N - 1) / GB_N));
+    dim3 grid((unsigned)mtiles, (unsigned)((p.T + GB_N - 1) / GB_N), (unsigned)p.ksplit);
     gemm_kernel<F><<<grid, 256, C::smem, CUDA_STREAM(stream)>>>(p);
     CUDA_LAUNCHED();
+    if (p.ksplit > 1) {
+        gemm_reduce_kernel<<<dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), 256, 0, CUDA_STREAM(stream)>>>(p);
+        CUDA_LAUNCHED();
+    }
     return 0;
 }
 
@@ -323,6 +351,22 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
         m.ldy = a->ldy[i];
         m.mtiles = (m.rows + GB_M - 1) / GB_M;
         mtiles += m.mtiles;
+        p.row0[i] = p.ws_rows;
+        p.ws_rows += m.rows;
+    }
+    // small grids (decode batches on narrow matrices) split K over CTAs, when the caller
+    // gave room for the partials
+    p.ksplit = 1;
+    const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N;
+    if (a->work && mtiles * ntile_n < 264 && nk >= 8) {
+        int ks = 264 / (mtiles * ntile_n);
+        if (ks > nk / 4) ks = nk / 4;
+        if (ks > 8) ks = 8;
+        while (ks > 1 && (uint64_t)ks * T * p.ws_rows * 4 > a->work_bytes) ks--;
+        if (ks > 1) {
+            p.ksplit = ks;
+            p.ws = a->work;
+        }
     }
     switch (type) {
 #define X(TY) case TY: return gemm_launch<TY>(p, mtiles, stream, e);

@@ -20,16 +20,21 @@ __global__ void resid_norm_kernel(cuda_resid_args a, cuda_mmin out, int has_out)
     float *x = a.x + (size_t)r * a.dim;
     const int dim = a.dim;
     if (a.o) {
-        const float *o = a.o + (size_t)r * dim;
+        const float *o = a.o + (size_t)r * dim, *ob = a.o_bias;
         float ro = 1.0f;
         if (a.post_w) {
             float ss = 0.0f;
-            for (int k = threadIdx.x; k < dim; k += blockDim.x) ss += o[k] * o[k];
+            for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+                const float v = ob ? o[k] + ob[k] : o[k];
+                ss += v * v;
+            }
             ss = block_sum(ss, red);
             ro = 1.0f / sqrtf(ss / (float)dim + a.eps);
         }
-        for (int k = threadIdx.x; k < dim; k += blockDim.x)
-            x[k] += a.post_w ? o[k] * ro * a.post_w[k] : o[k];
+        for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+            const float v = ob ? o[k] + ob[k] : o[k];
+            x[k] += a.post_w ? v * ro * a.post_w[k] : v;
+        }
         __syncthreads();
     }
     float ss = 0.0f;

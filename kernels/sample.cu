@@ -69,14 +69,29 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
             sh.mass[i] = 0;
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < V; i += blockDim.x) {
-            uint32_t k;
-            unsigned long long ms;
-            if (!kf(i, k, ms)) continue;
-            if (level > 0 && (k >> (shift + 8)) != (prefix >> (shift + 8))) continue;
-            const int d = (k >> shift) & 255;
-            atomicAdd(&sh.cnt[d], 1u);
-            if (MASS && ms) atomicAdd(&sh.mass[d], ms);
+        // warp-aggregated: the lanes that fall in one digit add once (logit keys share
+        // their top bits, so per-lane atomics would serialize on a handful of bins)
+        for (int base = 0; base < V; base += blockDim.x) {
+            const int i = base + threadIdx.x;
+            uint32_t k = 0;
+            unsigned long long ms = 0;
+            int d = -1;
+            if (i < V && kf(i, k, ms) && (level == 0 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
+                d = (k >> shift) & 255;
+            const unsigned peers = __match_any_sync(0xffffffffu, d);
+            if (d < 0) continue;
+            const int leader = __ffs(peers) - 1;
+            const unsigned n = __popc(peers);
+            unsigned long long msum = 0;
+            if (MASS) {
+                const unsigned lo = __reduce_add_sync(peers, (unsigned)(ms & 0xffffu));
+                const unsigned hi = __reduce_add_sync(peers, (unsigned)(ms >> 16));
+                msum = (unsigned long long)lo + ((unsigned long long)hi << 16);
+            }
+            if ((int)(threadIdx.x & 31) == leader) {
+                atomicAdd(&sh.cnt[d], n);
+                if (MASS && msum) atomicAdd(&sh.mass[d], msum);
+            }
         }
         __syncthreads();
         if (threadIdx.x == 0) {

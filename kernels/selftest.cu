@@ -315,6 +315,8 @@ void test_matmul(uint32_t type, int N, int K, int T, int path, int exact, int ac
     cuda_mm_args a;
     memset(&a, 0, sizeof a);
     a.n = 1; a.w[0] = &w; a.y[0] = dy; a.ldy[0] = N; a.accumulate = accumulate; a.path = path; a.exact = exact;
+    a.work_bytes = 32u << 20; // split-K partials (small grids)
+    a.work = (float *)dalloc(a.work_bytes);
     if (accumulate) cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice);
     else poison(dy, (size_t)T * N * 4);
     if (cuda_matmul(&a, &m, C->st, &e2)) { fprintf(C->f, "not ok - matmul %s: %s\n", tname(type), e2.msg); C->fails++; return; }
@@ -968,6 +970,7 @@ void bench_matmul(uint32_t type, int N, int K, double probe) {
     cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, K, forms)), Tmax, K, forms);
     float *dx = dup(randn((size_t)Tmax * K, 1.0));
     float *dy = (float *)dalloc((size_t)Tmax * N * 4);
+    float *splitk = (float *)dalloc(32u << 20);
     struct cfg { int T, path, exact; } cfgs[] = {{1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_FORCE_GEMM, 1}, {1, CUDA_MM_FORCE_GEMM, 0},
                                                 {8, CUDA_MM_AUTO, 1}, {32, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 1},
                                                 {64, CUDA_MM_AUTO, 0}, {512, CUDA_MM_AUTO, 1}, {512, CUDA_MM_AUTO, 0}};
@@ -979,6 +982,7 @@ void bench_matmul(uint32_t type, int N, int K, double probe) {
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
         a.n = 1; a.y[0] = dy; a.ldy[0] = N; a.path = c.path; a.exact = c.exact;
+        a.work = splitk; a.work_bytes = 32u << 20;
         double us = time_us([&] {
             a.w[0] = &ws[it++ % copies];
             err e3;

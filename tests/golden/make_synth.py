@@ -100,13 +100,39 @@ WTYPES = {
     "q4_1": gguf.GGMLQuantizationType.Q4_1,
     "q5_0": gguf.GGMLQuantizationType.Q5_0,
     "q5_1": gguf.GGMLQuantizationType.Q5_1,
+    "mxfp4": gguf.GGMLQuantizationType.MXFP4,
+    "q4_k": gguf.GGMLQuantizationType.Q4_K,
+    "q5_k": gguf.GGMLQuantizationType.Q5_K,
+    "q6_k": gguf.GGMLQuantizationType.Q6_K,
+    # llama.cpp's Q4_K_M mix: Q4_K, with Q6_K for the output and for attn_v / ffn_down in
+    # the first and last eighth of the layers and every third layer between (tensor_qtype)
+    "q4_k_m": gguf.GGMLQuantizationType.Q4_K,
 }
+KQUANT = {gguf.GGMLQuantizationType.Q4_K: "quantize_q4_k", gguf.GGMLQuantizationType.Q5_K: "quantize_q5_k",
+          gguf.GGMLQuantizationType.Q6_K: "quantize_q6_k"}
+
+
+def tensor_qtype(wtype, name, n_layer):
+    """The ggml type a matrix gets under --wtype (only q4_k_m varies by tensor)."""
+    q = WTYPES[wtype]
+    if wtype != "q4_k_m":
+        return q
+    if name == "output.weight":
+        return gguf.GGMLQuantizationType.Q6_K
+    if name.endswith("attn_v.weight") or name.endswith("ffn_down.weight"):
+        i = int(name.split(".")[1])
+        if i < n_layer // 8 or i >= 7 * n_layer // 8 or (i - n_layer // 8) % 3 == 2:
+            return gguf.GGMLQuantizationType.Q6_K
+    return q
 # general.file_type (llama_ftype) for a file whose matrices are all of one type
 FILE_TYPES = {
     "f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
     "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
     "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
     "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0, "q5_1": gguf.LlamaFileType.MOSTLY_Q5_1,
+    "mxfp4": gguf.LlamaFileType.MOSTLY_MXFP4_MOE, "q4_k": gguf.LlamaFileType.MOSTLY_Q4_K_S,
+    "q5_k": gguf.LlamaFileType.MOSTLY_Q5_K_S, "q6_k": gguf.LlamaFileType.MOSTLY_Q6_K,
+    "q4_k_m": gguf.LlamaFileType.MOSTLY_Q4_K_M,
 }
 
 # The Qwen2 pre-tokenizer split (what llama.cpp calls pre=qwen2).
@@ -312,7 +338,11 @@ def make_tensor(name, shape, scale, is_norm, seed, qtype):
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         x = draw(rng, (r1 - r0) * cols, scale).reshape(r1 - r0, cols)
-        out[r0:r1] = gguf.quants.quantize(x, qtype)
+        if qtype in KQUANT:
+            import kquant  # tests/golden/kquant.py: gguf 0.19 has no K-quant quantizer
+            out[r0:r1] = getattr(kquant, KQUANT[qtype])(x)
+        else:
+            out[r0:r1] = gguf.quants.quantize(x, qtype)
     return out, qtype
 
 
@@ -391,6 +421,7 @@ def main():
         if is_norm:
             w.add_tensor_info(tname, shape, np.dtype(np.float32), shape[0] * 4)
             continue
+        qtype = tensor_qtype(args.wtype, tname, hp["n_layer"])
         rows, cols = shape
         if qtype == gguf.GGMLQuantizationType.F32:
             w.add_tensor_info(tname, shape, np.dtype(np.float32), rows * cols * 4)
@@ -406,7 +437,7 @@ def main():
     if rope_freqs is not None:
         w.write_tensor_data(rope_freqs)
     for tname, shape, scale, is_norm in plan:
-        data, _ = make_tensor(tname, shape, scale, is_norm, args.seed, qtype)
+        data, _ = make_tensor(tname, shape, scale, is_norm, args.seed, tensor_qtype(args.wtype, tname, hp["n_layer"]))
         w.write_tensor_data(data)
     w.close()
     os.replace(tmp, args.out)

@@ -3,15 +3,32 @@
 #
 #   BIN=path/to/sparkd OUT=results/ tests/gpu/run.sh [steps]
 #
-# steps (default: all): env selftest bench memcheck racecheck
+# steps (default: all): env selftest bench synth models memcheck racecheck serve perf
+#   selftest   every kernel against its CPU reference (sparkd selftest)
+#   synth      synthetic models made HERE by tests/golden/make_synth.py (needs the gguf
+#              wheel: WHL=dir with gguf-0.19.0-py3-none-any.whl): every weight format on
+#              the tiny Qwen3 shape, Llama with each RoPE scaling, Qwen2 (biases), and the
+#              Qwen3-8B shape (LAYERS of its 36 layers, default 2) in Q8_0 and Q4_K_M
+#   models     sparkd selftest --model-only on each: the CUDA engine against the CPU engine
+#              (logits, 32 greedy tokens, sampled tokens, batched vs solo), KV f32 and the
+#              other KV types on two of them
+#   memcheck / racecheck   compute-sanitizer over the kernel selftest (--quick) and over a
+#              model-level check
+#   serve      tests/gpu/serve_gpu.py on the GPU engine (64 concurrent streams = solo,
+#              disconnect, 429, drain)
+#   perf       sparkd bench on the Qwen3-8B-shaped models (and the llama.cpp peer if
+#              PEER=dir with llama-bench)
 # Each step writes $OUT/<step>.txt; a short table is printed last. Exit status non-zero if
-# any step failed. Nothing is downloaded: the binary (built where nvcc is, see
-# tests/gpu/README.md) and everything else come with the call.
+# any step failed. Nothing is downloaded: the binary (built where nvcc is) and the wheel
+# come with the call; models are generated here, never carried.
 set -uo pipefail
 BIN=${BIN:-build/sparkd}
 OUT=${OUT:-build/gpu-out}
 mkdir -p "$OUT"
-STEPS=${*:-env selftest bench memcheck racecheck}
+STEPS=${*:-env selftest synth models serve memcheck racecheck perf}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+M=${MODELS:-/tmp/sparkd-models}
+PY=${PY:-python3}
 declare -A RES
 fails=0
 step() { # name, timeout, command...
@@ -30,8 +47,30 @@ for s in $STEPS; do
     env) step env 60 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; $BIN device" ;;
     selftest) step selftest ${T_SELFTEST:-180} "$BIN" selftest ;;
     bench) step bench ${T_BENCH:-120} "$BIN" selftest --bench ;;
-    memcheck) step memcheck ${T_SAN:-120} "$SAN" --tool memcheck --leak-check no --error-exitcode 9 "$BIN" selftest --quick ;;
-    racecheck) step racecheck ${T_SAN:-120} "$SAN" --tool racecheck --racecheck-report analysis --error-exitcode 9 "$BIN" selftest --quick ;;
+    memcheck) step memcheck ${T_SAN:-150} bash -c "'$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --quick && SPARKD_MODELCHECK_QUICK=1 '$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv q8" ;;
+    racecheck) step racecheck ${T_SAN:-150} bash -c "SPARKD_MODELCHECK_QUICK=1 '$SAN' --tool racecheck --racecheck-report analysis --error-exitcode 9 '$BIN' selftest --model-only -m $M/tiny-q8_0.gguf" ;;
+    synth) step synth ${T_SYNTH:-240} bash -c "
+        set -e; mkdir -p $M
+        if [ -n '${WHL:-}' ]; then $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site ${WHL:-.}/*.whl; fi
+        export PYTHONPATH=/tmp/site:\${PYTHONPATH:-}
+        S=$ROOT/tests/golden/make_synth.py
+        for w in f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k mxfp4 q4_k_m; do $PY \$S --out $M/tiny-\$w.gguf --preset tiny --wtype \$w & done
+        for r in none linear yarn llama3; do $PY \$S --out $M/llama-\$r.gguf --preset llama-tiny --rope-scaling \$r & done
+        $PY \$S --out $M/qwen2-tiny.gguf --preset qwen2-tiny &
+        $PY \$S --out $M/q8b-q8_0.gguf --preset qwen3-8b --layers ${LAYERS:-2} --wtype q8_0 &
+        $PY \$S --out $M/q8b-q4_k_m.gguf --preset qwen3-8b --layers ${LAYERS:-2} --wtype q4_k_m &
+        wait; ls -la $M" ;;
+    models) step models ${T_MODELS:-300} bash -c "
+        f=0
+        for g in $M/tiny-*.gguf $M/llama-*.gguf $M/qwen2-tiny.gguf $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf; do
+            '$BIN' selftest --model-only -m \$g || f=\$((f + 1)); done
+        for kv in f16 q8 bf16 fp8; do '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv \$kv || f=\$((f + 1)); done
+        '$BIN' selftest --model-only -m $M/q8b-q4_k_m.gguf --kv f16 || f=\$((f + 1))
+        exit \$f" ;;
+    serve) step serve ${T_SERVE:-200} env SPARKD_BIN="$BIN" SPARKD_MODEL=$M/q8b-q4_k_m.gguf $PY "$ROOT/tests/gpu/serve_gpu.py" ;;
+    perf) step perf ${T_PERF:-200} bash -c "
+        for g in $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf; do echo \"== \$g\"; '$BIN' bench -m \$g --device cuda -p 512 -n 128 -r 3 2>&1 | tail -n 6; done
+        if [ -n '${PEER:-}' ]; then for g in $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf; do LD_LIBRARY_PATH=/usr/local/cuda/lib64:\${LD_LIBRARY_PATH:-} ${PEER:-.}/llama-bench -m \$g -p 512 -n 128 -fa 1 -r 3 2>&1 | tail -n 5; done; fi" ;;
     *) echo "unknown step $s" >&2; fails=$((fails + 1)) ;;
     esac
 done
@@ -41,6 +80,7 @@ echo "|---|---|---|"
 for s in $STEPS; do
     f="$OUT/$s.txt"
     checks=$(grep -aE '^[0-9]+ checks, [0-9]+ failed' "$f" 2>/dev/null | tail -n 1)
+    [ -z "$checks" ] && checks="$(grep -ac '^ok - ' "$f" 2>/dev/null) ok, $(grep -ac '^not ok - ' "$f" 2>/dev/null) not ok"
     san=$(grep -aE 'ERROR SUMMARY|RACECHECK SUMMARY' "$f" 2>/dev/null | tail -n 1)
     echo "| $s | ${RES[$s]:-not run} | $checks $san |"
 done

@@ -1,0 +1,1006 @@
+// engine.cu — the CUDA backend (engine_cuda_ops, engine.h): plan, create (weights
+// streamed through a bounded pinned staging buffer and repacked on the device), forward
+// over the paged KV cache by layer kinds, sampling on the device.
+//
+// Per forward call (T = new tokens of all sequences):
+//   host: token ids, positions, entry of each token, block tables, attention tiles and
+//         the rows whose logits are wanted -> one pinned buffer -> one copy to the device
+//   x = embed(tokens) * embd_scale;  in = mm input of rmsnorm(x) * attn_norm[0]
+//   per layer (attention mixer, dense FFN; the only kinds the CPU runs today):
+//     q,k,v = in Wq^T, Wk^T, Wv^T          (one launch when the three share a type)
+//     bias, QK-norm, RoPE; K/V -> cache     (cuda_qkv_rope_store)
+//     att = attention over the blocks       (cuda_attention)
+//     o = mm(att) Wo^T
+//     x += post(o + bo); in = mm input of rmsnorm(x) * ffn_norm     (cuda_resid_norm)
+//     gate, up = in Wg^T, Wu^T; in2 = mm input of act(gate) * up
+//     o = in2 Wd^T
+//     x += post(o); in = mm input of rmsnorm(x) * next attn_norm (or, after the last
+//     layer, only the rows whose logits are wanted, with output_norm)
+//   logits = in Wout^T (+ soft-cap)
+// Decode steps (every entry one token, all wanting logits) are captured once per batch
+// size into a CUDA graph and replayed: only the metadata buffer changes between steps.
+//
+// Memory: planned once (cuda_layout) and allocated in create: device weights (the P64
+// layout of cuda_kern.h, plus f32 norm vectors), the KV pool, activations, logits,
+// sampling buffers, and a pinned host staging buffer. On an integrated GPU (GB10) what is
+// free comes from /proc/meminfo (MemAvailable + SwapFree), elsewhere from cudaMemGetInfo.
+#include "cuda.h"
+#include "cuda_kern.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kern_util.cuh"
+
+extern "C" {
+#include "engine.h"
+#include "quant.h"
+#include "sysmem.h"
+}
+
+#define CU_KV_BLOCK 16
+#define CU_STAGE (64ull << 20)   // pinned staging for the weight upload, two halves
+#define CU_MAX_GRAPHS 64
+#define CU_ATT_SPLIT_MAX 16
+#define CU_SPLITK (32ull << 20) // room for split-K partials (cuda_mm_args.work)
+
+namespace {
+
+struct layer_w {
+    cuda_weight wq, wk, wv, wo, wg, wu, wd;
+    float *attn_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
+    float *q_norm, *k_norm, *bq, *bk, *bv, *bo, *sinks;
+};
+
+// Everything create allocates, computed from the model and the options alone.
+struct cuda_layout {
+    int T, S, V, dim, q_dim, kv_dim, ffn, n_kv_layers, max_blocks, n_blocks, max_tiles;
+    uint64_t weights, kv, work, staging;
+    uint64_t kv_layer_elems; // elements of one layer's K (= V) pool
+    uint64_t meta_bytes;
+    int forms_dim, forms_q, forms_ffn; // union of the input forms the products may need
+};
+
+struct graph_entry {
+    int B;
+    cudaGraphExec_t exec;
+};
+
+} // namespace
+
+struct engine {
+    const model *m;
+    engine_opts opt;
+    cuda_layout lay;
+    int dev;
+    int fault;
+    cudaStream_t st;
+
+    // device memory: one allocation for the weights, one for the KV pool, one for work
+    uint8_t *dweights, *dkv, *dwork;
+    uint64_t used_weights, used_kv, used_work;
+    layer_w *L;        // host array (n_layer)
+    cuda_weight embd, out;
+    float *out_norm;
+    float *inv_freq;   // (n_rope, head_dim / 2)
+    int32_t *kv_of_layer; // host (n_layer)
+
+    // activations
+    float *x, *q, *k, *v, *att, *o, *gate, *up; // (T, ..) rows
+    cuda_mmin in_dim, in_q, in_ffn, in_out;
+    float *logits;     // (S, V)
+    float *attn_work;
+    // samplers
+    uint32_t *counts;  // (S, V)
+    float *smp_work;
+    cuda_sample_row *d_rows;
+    cuda_sample_out *d_sout;
+    uint32_t *d_masks;
+    int32_t *d_bias_ids;
+    float *d_bias_vals;
+    int32_t *d_acc;    // (2, n) pending accepts: slots then tokens
+
+    // per-step metadata (device + pinned host mirror, same layout)
+    uint8_t *d_meta, *h_meta;
+    uint8_t *d_stage;  // (CU_STAGE) raw GGUF rows on their way to the repack
+    float *splitk;     // (CU_SPLITK bytes) split-K partials
+    int32_t *d_tok, *d_pos, *d_seq, *d_bt, *d_rows_out;
+    cuda_attn_tile *d_tiles;
+    int n_tiles, n_out, n_split;
+
+    // host state
+    uint8_t *h_stage;   // pinned: weight staging, then sampling inputs/outputs
+    float *h_logits;    // (V) a row handed out by ops->logits
+    int n_last;
+    int entry_slot[1024];
+    int entry_row[1024]; // logits row of entry i, -1 none
+    int32_t *acc_slot, *acc_tok;
+    int n_acc, acc_cap;
+    graph_entry graphs[CU_MAX_GRAPHS];
+    int n_graphs;
+    int use_graphs;
+    int release_host; // integrated GPU: give back the host pages of uploaded weights
+};
+
+namespace {
+
+uint64_t a256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
+
+int is_kquant(uint32_t t) { return t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_Q6_K; }
+
+// A matrix the products use: supported type, cols a multiple of 128 (256 for K-quants).
+int check_matrix(const model_tensor *t, err *e) {
+    if (!t) return 0;
+    const quant_traits *qt = quant_traits_of(t->dtype);
+    if (!cuda_weight_type_ok(t->dtype))
+        return err_set(e, ERR_UNSUPPORTED, "tensor '%s' has type %s, not supported by the CUDA engine", t->name,
+                       qt ? qt->name : "unknown");
+    if (t->n_dims != 2 || !cuda_weight_bytes(t->dtype, t->ne[1], t->ne[0]))
+        return err_set(e, ERR_UNSUPPORTED, "tensor '%s': rows of %lld elements (the CUDA engine needs a multiple of %d)",
+                       t->name, (long long)t->ne[0], is_kquant(t->dtype) ? 256 : 128);
+    return 0;
+}
+
+uint64_t mat_bytes(const model_tensor *t) { return t ? a256(cuda_weight_bytes(t->dtype, t->ne[1], t->ne[0])) : 0; }
+uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1) * 4) : 0; }
+
+int forms_for(const model_tensor *t) {
+    if (!t) return 0;
+    return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2);
+}
+
+int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
+    const model_hparams *hp = &m->hp;
+    memset(l, 0, sizeof *l);
+    if (o->n_ctx < 1 || o->max_seqs < 1 || o->max_tokens < 1 || o->n_kv_blocks < 0 || o->max_seqs > 1024)
+        return err_set(e, ERR_INVALID, "engine options out of range (ctx %d, seqs %d (max 1024), batch %d)", o->n_ctx,
+                       o->max_seqs, o->max_tokens);
+    if (o->kv_type < 0 || o->kv_type >= ENGINE_KV_COUNT)
+        return err_set(e, ERR_INVALID, "kv_type %d", (int)o->kv_type);
+    if (hp->head_dim % 8 || hp->head_dim > 256 || hp->n_head % hp->n_head_kv)
+        return err_set(e, ERR_UNSUPPORTED, "head_dim %d (the CUDA attention needs a multiple of 8, at most 256)",
+                       hp->head_dim);
+    if (hp->act != MODEL_ACT_SILU && hp->act != MODEL_ACT_GELU_TANH)
+        return err_set(e, ERR_UNSUPPORTED, "FFN activation %d is not supported by the CUDA engine yet", (int)hp->act);
+    if (hp->dim % 128 || hp->ffn_dim % 128 || (hp->n_head * hp->head_dim) % 128)
+        return err_set(e, ERR_UNSUPPORTED, "widths %d/%d/%d: the CUDA engine needs multiples of 128", hp->dim,
+                       hp->ffn_dim, hp->n_head * hp->head_dim);
+    for (int r = 0; r < m->n_rope; r++)
+        if (m->rope[r].n_rot > hp->head_dim || (m->rope[r].n_rot & 1))
+            return err_set(e, ERR_UNSUPPORTED, "rope %d rotates %d of %d dims", r, m->rope[r].n_rot, hp->head_dim);
+    int rc;
+    if ((rc = check_matrix(m->token_embd, e)) || (rc = check_matrix(m->output, e))) return rc;
+    l->weights = mat_bytes(m->token_embd) + (m->output != m->token_embd ? mat_bytes(m->output) : 0) +
+                 vec_bytes(m->output_norm);
+    l->forms_dim = l->forms_q = l->forms_ffn = CUDA_MMIN_XP;
+    l->forms_dim |= forms_for(m->output);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        if (L->mixer != MODEL_MIXER_ATTENTION)
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixer kind %d is not supported by the CUDA engine", il,
+                           (int)L->mixer);
+        if (L->ffn != MODEL_FFN_DENSE)
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN is not supported by the CUDA engine yet",
+                           il);
+        const model_attention *A = &L->attn;
+        const model_tensor *mats[7] = {A->wq, A->wk, A->wv, A->wo, L->dense.w_gate, L->dense.w_up, L->dense.w_down};
+        for (int i = 0; i < 7; i++) {
+            if ((rc = check_matrix(mats[i], e))) return rc;
+            l->weights += mat_bytes(mats[i]);
+        }
+        const model_tensor *vecs[11] = {L->attn_norm, L->post_attn_norm, L->ffn_norm, L->post_ffn_norm, A->q_norm,
+                                        A->k_norm, A->bq, A->bk, A->bv, A->bo, A->sinks};
+        for (int i = 0; i < 11; i++) l->weights += vec_bytes(vecs[i]);
+        l->forms_dim |= forms_for(A->wq) | forms_for(A->wk) | forms_for(A->wv) | forms_for(L->dense.w_gate) |
+                        forms_for(L->dense.w_up);
+        l->forms_q |= forms_for(A->wo);
+        l->forms_ffn |= forms_for(L->dense.w_down);
+    }
+    l->weights += a256((uint64_t)m->n_rope * (hp->head_dim / 2) * 4);
+    l->T = o->max_tokens;
+    l->S = o->max_seqs;
+    l->V = hp->n_vocab;
+    l->dim = hp->dim;
+    l->q_dim = hp->n_head * hp->head_dim;
+    l->kv_dim = hp->n_head_kv * hp->head_dim;
+    l->ffn = hp->ffn_dim;
+    l->n_kv_layers = model_n_kv_layers(m);
+    l->max_blocks = (o->n_ctx + CU_KV_BLOCK - 1) / CU_KV_BLOCK;
+    const uint64_t blocks = o->n_kv_blocks > 0 ? (uint64_t)o->n_kv_blocks : (uint64_t)o->max_seqs * l->max_blocks;
+    if (blocks > INT32_MAX / CU_KV_BLOCK) return err_set(e, ERR_INVALID, "a KV pool of %llu blocks is too large",
+                                                        (unsigned long long)blocks);
+    l->n_blocks = (int)blocks;
+    const engine_kv_type kt = o->kv_type;
+    l->kv_layer_elems = (uint64_t)l->n_blocks * CU_KV_BLOCK * l->kv_dim;
+    const uint64_t scales = engine_kv_scale_bytes(kt) ? (uint64_t)l->n_blocks * CU_KV_BLOCK * hp->n_head_kv : 0;
+    l->kv = (uint64_t)l->n_kv_layers * 2 * (a256(l->kv_layer_elems * engine_kv_elem_bytes(kt)) + a256(scales * 4));
+    const int G = hp->n_head / hp->n_head_kv;
+    l->max_tiles = l->T + l->S; // every sequence can end in a partial tile
+    (void)G;
+    const uint64_t T = (uint64_t)l->T, S = (uint64_t)l->S, V = (uint64_t)l->V;
+    uint64_t w = 0;
+    w += a256(T * l->dim * 4) * 2;                 // x, o
+    w += a256(T * l->q_dim * 4) * 2;               // q, att
+    w += a256(T * l->kv_dim * 4) * 2;              // k, v
+    w += a256(T * l->ffn * 4) * 2;                 // gate, up
+    w += a256(cuda_mmin_bytes(l->T, l->dim, l->forms_dim));
+    w += a256(cuda_mmin_bytes(l->T, l->q_dim, l->forms_q));
+    w += a256(cuda_mmin_bytes(l->T, l->ffn, l->forms_ffn));
+    w += a256(cuda_mmin_bytes(l->S, l->dim, l->forms_dim));
+    w += a256(S * V * 4);                          // logits
+    w += a256(cuda_attn_work_bytes(l->max_tiles, hp->n_head, hp->n_head_kv, hp->head_dim, CU_ATT_SPLIT_MAX));
+    w += a256(S * V * 4);                          // counts
+    w += a256(cuda_sample_work_bytes(l->S, l->V));
+    w += a256(S * sizeof(cuda_sample_row)) + a256(S * sizeof(cuda_sample_out));
+    w += a256(S * ((V + 31) / 32) * 4);            // masks
+    w += a256(S * 256 * 4) * 2;                    // logit bias (256 per row)
+    w += a256(2 * S * 64 * 4);                     // pending accepts
+    l->meta_bytes = a256(T * 4) * 3 + a256(S * l->max_blocks * 4) + a256(S * 4) + a256(l->max_tiles * sizeof(cuda_attn_tile));
+    w += l->meta_bytes;
+    w += CU_STAGE;                                 // device side of the weight upload
+    w += CU_SPLITK;                                // split-K partials of small products
+    l->work = w;
+    l->staging = CU_STAGE;
+    return 0;
+}
+
+int cu_fail(engine *g, err *e, cudaError_t rc, const char *what, int line) {
+    g->fault = 1;
+    return cuda_fail(e, rc, what, __FILE__, line);
+}
+#define G_TRY(call)                                                                        \
+    do {                                                                                   \
+        cudaError_t rc_ = (call);                                                          \
+        if (rc_ != cudaSuccess) return cu_fail(g, e, rc_, #call, __LINE__);                \
+    } while (0)
+#define K_TRY(call)                                                                        \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_) { g->fault = 1; return rc_; }                                             \
+    } while (0)
+
+int cuda_plan(const model *m, const engine_opts *o, engine_plan *p, err *e) {
+    memset(p, 0, sizeof *p);
+    cuda_layout l;
+    int rc = layout_of(m, o, &l, e);
+    if (rc) return rc;
+    p->weights_bytes = l.weights;
+    p->kv_bytes = l.kv;
+    p->work_bytes = l.work + l.staging;
+    p->total_bytes = p->weights_bytes + p->kv_bytes + p->work_bytes;
+    p->kv_bytes_per_token = engine_kv_bytes_per_token(m, o->kv_type);
+    p->kv_block = CU_KV_BLOCK;
+    p->n_kv_blocks = l.n_blocks;
+    p->prefix_cache = 1;
+    int integrated = 0;
+    if (cudaSetDevice(o->device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&integrated, cudaDevAttrIntegrated, o->device) != cudaSuccess) {
+        cudaGetLastError();
+        return err_set(e, ERR_UNSUPPORTED, "CUDA device %d is not usable", o->device);
+    }
+    if (integrated) {
+        // GB10: one memory; cudaMemGetInfo ignores reclaimable page cache
+        if (sysmem_available(&p->available_bytes, NULL) == 0) p->available_from = "/proc/meminfo MemAvailable + SwapFree";
+    } else {
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
+            p->available_bytes = fr;
+            p->available_from = "cudaMemGetInfo";
+        }
+        cudaGetLastError();
+    }
+    const double MB = 1048576.0;
+    if (o->memory_limit && p->total_bytes > o->memory_limit)
+        return err_set(e, ERR_NOMEM,
+                       "the memory limit is %.1f MB but weights %.1f MB + KV cache %.1f MB + buffers %.1f MB need %.1f MB",
+                       o->memory_limit / MB, p->weights_bytes / MB, p->kv_bytes / MB, p->work_bytes / MB,
+                       p->total_bytes / MB);
+    // on an integrated GPU the host's copy of the weights (if the model was read into
+    // memory) is already counted as used by MemAvailable
+    if (p->available_bytes && p->total_bytes > p->available_bytes)
+        return err_set(e, ERR_NOMEM,
+                       "the GPU has %.1f MB free (%s) but weights %.1f MB + KV cache %.1f MB + buffers %.1f MB need %.1f MB",
+                       p->available_bytes / MB, p->available_from, p->weights_bytes / MB, p->kv_bytes / MB,
+                       p->work_bytes / MB, p->total_bytes / MB);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------- create
+
+struct uploader {
+    engine *g;
+    uint8_t *h;          // pinned staging (CU_STAGE bytes, two halves)
+    uint8_t *d_raw;      // device raw staging (two halves)
+    cudaEvent_t ev[2];
+    int half;
+    uint64_t done, total;
+    double t0;
+    int progress;
+    int host_src; // src points into the model's weight buffer (not a temporary)
+};
+
+double now_s() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+void up_progress(uploader *u, uint64_t n) {
+    const uint64_t step = 1ull << 30;
+    const uint64_t before = u->done / step;
+    u->done += n;
+    if (u->progress && u->done / step != before)
+        fprintf(stderr, "\rloading weights to the GPU: %.1f / %.1f GB", u->done / 1e9, u->total / 1e9);
+}
+
+// Source bytes of a tensor: the model's host buffer (read into memory at load).
+const uint8_t *src_of(const model_tensor *t) { return (const uint8_t *)t->data; }
+
+// Copies n bytes into the next staging half (waiting until the GPU is done with it) and
+// returns the device address the half's bytes will have after the async copy.
+uint8_t *up_chunk(uploader *u, const uint8_t *src, uint64_t n, err *e) {
+    engine *g = u->g;
+    const uint64_t hb = CU_STAGE / 2;
+    u->half ^= 1;
+    if (cudaEventSynchronize(u->ev[u->half]) != cudaSuccess) { cu_fail(g, e, cudaGetLastError(), "staging", __LINE__); return NULL; }
+    uint8_t *h = u->h + u->half * hb, *d = u->d_raw + u->half * hb;
+    memcpy(h, src, n);
+    if (g->release_host && u->host_src) {
+        // GB10: host and device memory are one DRAM; the bytes now live in the staging
+        // buffer, so the model's copy of them is returned to the system page by page
+        const uintptr_t a = ((uintptr_t)src + 4095) & ~(uintptr_t)4095, b = ((uintptr_t)src + n) & ~(uintptr_t)4095;
+        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+    if (cudaMemcpyAsync(d, h, n, cudaMemcpyHostToDevice, g->st) != cudaSuccess) {
+        cu_fail(g, e, cudaGetLastError(), "cudaMemcpyAsync(weights)", __LINE__);
+        return NULL;
+    }
+    up_progress(u, n);
+    return d;
+}
+
+void up_mark(uploader *u) { cudaEventRecord(u->ev[u->half], u->g->st); }
+
+int upload_matrix(uploader *u, const model_tensor *t, cuda_weight *w, err *e) {
+    engine *g = u->g;
+    w->type = t->dtype;
+    w->rows = t->ne[1];
+    w->cols = t->ne[0];
+    w->base = g->dweights + g->used_weights;
+    g->used_weights += mat_bytes(t);
+    const uint64_t rb = t->row_bytes, per = (CU_STAGE / 2) / rb;
+    if (per < 1) return err_set(e, ERR_UNSUPPORTED, "tensor '%s': a row of %llu bytes exceeds the staging buffer", t->name,
+                                (unsigned long long)rb);
+    const uint8_t *src = src_of(t);
+    u->host_src = 1;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += (int64_t)per) {
+        const int64_t n = w->rows - r0 < (int64_t)per ? w->rows - r0 : (int64_t)per;
+        uint8_t *d = up_chunk(u, src + (uint64_t)r0 * rb, (uint64_t)n * rb, e);
+        if (!d) return ERR_IO;
+        K_TRY(cuda_weight_repack(w, d, r0, n, g->st, e));
+        up_mark(u);
+    }
+    return 0;
+}
+
+// A vector (norm weights, biases, sinks) as f32 on the device, or NULL.
+int upload_vec(uploader *u, const model_tensor *t, float **out, err *e) {
+    engine *g = u->g;
+    *out = NULL;
+    if (!t) return 0;
+    const int64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
+    float *tmp = (float *)malloc((size_t)n * 4);
+    if (!tmp) return err_set(e, ERR_NOMEM, "out of memory");
+    quant_dequant_row(t->dtype, src_of(t), tmp, n);
+    *out = (float *)(g->dweights + g->used_weights);
+    g->used_weights += vec_bytes(t);
+    u->host_src = 0;
+    uint8_t *d = up_chunk(u, (const uint8_t *)tmp, (uint64_t)n * 4, e);
+    free(tmp);
+    if (!d) return ERR_IO;
+    G_TRY(cudaMemcpyAsync(*out, d, (size_t)n * 4, cudaMemcpyDeviceToDevice, g->st));
+    up_mark(u);
+    return 0;
+}
+
+// inv[i] = the rotation speed of pair i under rope r (as engine/cpu computes it).
+void rope_freqs(const model_rope *r, float *inv) {
+    const int half = r->n_rot / 2;
+    const float *ff = r->freq_factors ? (const float *)r->freq_factors->data : NULL;
+    float lo = 0, hi = 0;
+    auto corr = [&](float nr) {
+        return (float)r->n_rot * logf((float)r->orig_ctx / (nr * 2.0f * (float)M_PI)) / (2.0f * logf(r->base));
+    };
+    if (r->scaling == MODEL_ROPE_SCALE_YARN) {
+        lo = floorf(corr(r->yarn_beta_fast));
+        hi = ceilf(corr(r->yarn_beta_slow));
+        if (lo < 0) lo = 0;
+        if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
+    }
+    for (int i = 0; i < half; i++) {
+        float f = 1.0f / powf(r->base, (float)(2 * i) / (float)r->n_rot);
+        if (ff) f /= ff[i];
+        if (r->scaling == MODEL_ROPE_SCALE_LINEAR) f /= r->factor;
+        if (r->scaling == MODEL_ROPE_SCALE_YARN) {
+            float ramp = (hi - lo) < 0.001f ? 0.0f : ((float)i - lo) / (hi - lo);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            const float extrap = 1.0f - ramp;
+            f = f / r->factor * (1.0f - extrap) + f * extrap;
+        }
+        inv[i] = f;
+    }
+}
+
+void cuda_destroy(engine *g) {
+    if (!g) return;
+    cudaSetDevice(g->dev);
+    for (int i = 0; i < g->n_graphs; i++) cudaGraphExecDestroy(g->graphs[i].exec);
+    cudaFree(g->dweights);
+    cudaFree(g->dkv);
+    cudaFree(g->dwork);
+    cudaFreeHost(g->h_meta);
+    cudaFreeHost(g->h_stage);
+    if (g->st) cudaStreamDestroy(g->st);
+    free(g->L);
+    free(g->kv_of_layer);
+    free(g->h_logits);
+    free(g->acc_slot);
+    free(g->acc_tok);
+    delete g;
+}
+
+int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
+    *out = NULL;
+    engine_plan plan;
+    int rc = cuda_plan(m, o, &plan, e);
+    if (rc) return rc;
+    if (!m->weights && !m->weights_mapped)
+        return err_set(e, ERR_INVALID, "the model was loaded without its weights (header only)");
+    engine *g = new engine();
+    memset((void *)g, 0, sizeof *g);
+    g->m = m;
+    g->opt = *o;
+    g->dev = o->device;
+    layout_of(m, o, &g->lay, e);
+    const cuda_layout &l = g->lay;
+    const model_hparams *hp = &m->hp;
+    const double t0 = now_s();
+#define C_TRY(call)                                                                        \
+    do {                                                                                   \
+        cudaError_t rc_ = (call);                                                          \
+        if (rc_ != cudaSuccess) { rc = cuda_fail(e, rc_, #call, __FILE__, __LINE__); goto fail; } \
+    } while (0)
+    C_TRY(cudaSetDevice(g->dev));
+    {
+        int integrated = 0;
+        C_TRY(cudaDeviceGetAttribute(&integrated, cudaDevAttrIntegrated, g->dev));
+        g->release_host = integrated && m->weights && !getenv("SPARKD_KEEP_HOST_WEIGHTS");
+    }
+    C_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
+    C_TRY(cudaMalloc((void **)&g->dweights, l.weights));
+    C_TRY(cudaMalloc((void **)&g->dkv, l.kv));
+    C_TRY(cudaMalloc((void **)&g->dwork, l.work));
+    C_TRY(cudaHostAlloc((void **)&g->h_stage, CU_STAGE, cudaHostAllocDefault));
+    C_TRY(cudaHostAlloc((void **)&g->h_meta, l.meta_bytes, cudaHostAllocDefault));
+    g->L = (layer_w *)calloc((size_t)hp->n_layer, sizeof(layer_w));
+    g->kv_of_layer = (int32_t *)calloc((size_t)hp->n_layer, sizeof(int32_t));
+    g->h_logits = (float *)malloc((size_t)l.V * 4);
+    g->acc_cap = 64 * l.S;
+    g->acc_slot = (int32_t *)malloc((size_t)g->acc_cap * 4);
+    g->acc_tok = (int32_t *)malloc((size_t)g->acc_cap * 4);
+    if (!g->L || !g->kv_of_layer || !g->h_logits || !g->acc_slot || !g->acc_tok) {
+        rc = err_set(e, ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    {
+        // carve the work buffer
+        uint8_t *p = g->dwork;
+        auto take = [&](uint64_t b) { uint8_t *r = p; p += a256(b); g->used_work += a256(b); return r; };
+        const uint64_t T = l.T, S = l.S, V = l.V;
+        g->x = (float *)take(T * l.dim * 4);
+        g->o = (float *)take(T * l.dim * 4);
+        g->q = (float *)take(T * l.q_dim * 4);
+        g->att = (float *)take(T * l.q_dim * 4);
+        g->k = (float *)take(T * l.kv_dim * 4);
+        g->v = (float *)take(T * l.kv_dim * 4);
+        g->gate = (float *)take(T * l.ffn * 4);
+        g->up = (float *)take(T * l.ffn * 4);
+        cuda_mmin_carve(&g->in_dim, take(cuda_mmin_bytes(l.T, l.dim, l.forms_dim)), l.T, l.dim, l.forms_dim);
+        cuda_mmin_carve(&g->in_q, take(cuda_mmin_bytes(l.T, l.q_dim, l.forms_q)), l.T, l.q_dim, l.forms_q);
+        cuda_mmin_carve(&g->in_ffn, take(cuda_mmin_bytes(l.T, l.ffn, l.forms_ffn)), l.T, l.ffn, l.forms_ffn);
+        cuda_mmin_carve(&g->in_out, take(cuda_mmin_bytes(l.S, l.dim, l.forms_dim)), l.S, l.dim, l.forms_dim);
+        g->logits = (float *)take(S * V * 4);
+        g->attn_work = (float *)take(cuda_attn_work_bytes(l.max_tiles, hp->n_head, hp->n_head_kv, hp->head_dim,
+                                                          CU_ATT_SPLIT_MAX));
+        g->counts = (uint32_t *)take(S * V * 4);
+        g->smp_work = (float *)take(cuda_sample_work_bytes(l.S, l.V));
+        g->d_rows = (cuda_sample_row *)take(S * sizeof(cuda_sample_row));
+        g->d_sout = (cuda_sample_out *)take(S * sizeof(cuda_sample_out));
+        g->d_masks = (uint32_t *)take(S * ((V + 31) / 32) * 4);
+        g->d_bias_ids = (int32_t *)take(S * 256 * 4);
+        g->d_bias_vals = (float *)take(S * 256 * 4);
+        g->d_acc = (int32_t *)take(2 * S * 64 * 4);
+        g->d_stage = take(CU_STAGE);
+        g->splitk = (float *)take(CU_SPLITK);
+        g->d_meta = take(l.meta_bytes);
+        g->used_work -= a256(l.meta_bytes); // counted once below, with its parts
+        uint8_t *q = g->d_meta;
+        auto carve = [&](uint64_t b) { uint8_t *r = q; q += a256(b); return r; };
+        g->d_tok = (int32_t *)carve(T * 4);
+        g->d_pos = (int32_t *)carve(T * 4);
+        g->d_seq = (int32_t *)carve(T * 4);
+        g->d_bt = (int32_t *)carve(S * l.max_blocks * 4);
+        g->d_rows_out = (int32_t *)carve(S * 4);
+        g->d_tiles = (cuda_attn_tile *)carve(l.max_tiles * sizeof(cuda_attn_tile));
+        g->used_work += l.meta_bytes;
+        C_TRY(cudaMemsetAsync(g->counts, 0, S * V * 4, g->st));
+    }
+    {
+        uploader u;
+        memset(&u, 0, sizeof u);
+        u.g = g;
+        u.h = g->h_stage;
+        u.d_raw = g->d_stage;
+        u.total = l.weights;
+        u.progress = m->weights_bytes > (1ull << 30);
+        u.half = 1;
+        C_TRY(cudaEventCreateWithFlags(&u.ev[0], cudaEventDisableTiming));
+        C_TRY(cudaEventCreateWithFlags(&u.ev[1], cudaEventDisableTiming));
+        C_TRY(cudaEventRecord(u.ev[0], g->st));
+        C_TRY(cudaEventRecord(u.ev[1], g->st));
+        rc = upload_matrix(&u, m->token_embd, &g->embd, e);
+        if (!rc && m->output != m->token_embd) rc = upload_matrix(&u, m->output, &g->out, e);
+        else g->out = g->embd;
+        if (!rc) rc = upload_vec(&u, m->output_norm, &g->out_norm, e);
+        for (int il = 0, nk = 0; il < hp->n_layer && !rc; il++) {
+            const model_layer *L = &m->layers[il];
+            layer_w *W = &g->L[il];
+            const model_attention *A = &L->attn;
+            g->kv_of_layer[il] = L->mixer == MODEL_MIXER_ATTENTION ? nk++ : -1;
+            if (!rc) rc = upload_matrix(&u, A->wq, &W->wq, e);
+            if (!rc) rc = upload_matrix(&u, A->wk, &W->wk, e);
+            if (!rc) rc = upload_matrix(&u, A->wv, &W->wv, e);
+            if (!rc) rc = upload_matrix(&u, A->wo, &W->wo, e);
+            if (!rc) rc = upload_matrix(&u, L->dense.w_gate, &W->wg, e);
+            if (!rc) rc = upload_matrix(&u, L->dense.w_up, &W->wu, e);
+            if (!rc) rc = upload_matrix(&u, L->dense.w_down, &W->wd, e);
+            const model_tensor *vt[11] = {L->attn_norm, L->post_attn_norm, L->ffn_norm, L->post_ffn_norm, A->q_norm,
+                                          A->k_norm, A->bq, A->bk, A->bv, A->bo, A->sinks};
+            float **vd[11] = {&W->attn_norm, &W->post_attn_norm, &W->ffn_norm, &W->post_ffn_norm, &W->q_norm,
+                              &W->k_norm, &W->bq, &W->bk, &W->bv, &W->bo, &W->sinks};
+            for (int i = 0; i < 11 && !rc; i++) rc = upload_vec(&u, vt[i], vd[i], e);
+        }
+        if (!rc) {
+            u.host_src = 0;
+            const int half = hp->head_dim / 2;
+            float *inv = (float *)calloc((size_t)(m->n_rope ? m->n_rope : 1) * half, 4);
+            if (!inv) rc = err_set(e, ERR_NOMEM, "out of memory");
+            for (int r = 0; r < m->n_rope && !rc; r++) rope_freqs(&m->rope[r], inv + (size_t)r * half);
+            g->inv_freq = (float *)(g->dweights + g->used_weights);
+            g->used_weights += a256((uint64_t)m->n_rope * half * 4);
+            if (!rc && m->n_rope) {
+                uint8_t *d = up_chunk(&u, (const uint8_t *)inv, (uint64_t)m->n_rope * half * 4, e);
+                if (!d) rc = ERR_IO;
+                else if (cudaMemcpyAsync(g->inv_freq, d, (size_t)m->n_rope * half * 4, cudaMemcpyDeviceToDevice, g->st))
+                    rc = err_set(e, ERR_IO, "inv_freq upload");
+                up_mark(&u);
+            }
+            free(inv);
+        }
+        if (!rc && cudaStreamSynchronize(g->st) != cudaSuccess) rc = cuda_fail(e, cudaGetLastError(), "upload", __FILE__, __LINE__);
+        cudaEventDestroy(u.ev[0]);
+        cudaEventDestroy(u.ev[1]);
+        if (rc) goto fail;
+        if (u.progress) fprintf(stderr, "\n");
+        const double dt = now_s() - t0;
+        if (u.progress || getenv("SPARKD_LOAD_STATS"))
+            fprintf(stderr, "weights on the GPU: %.2f GB in %.2f s (%.2f GB/s)\n", l.weights / 1e9, dt, l.weights / 1e9 / dt);
+    }
+    C_TRY(cudaMemsetAsync(g->dkv, 0, l.kv, g->st));
+    C_TRY(cudaStreamSynchronize(g->st));
+    g->use_graphs = !getenv("SPARKD_NO_GRAPHS");
+    *out = g;
+    return 0;
+fail:
+    cuda_destroy(g);
+    return rc ? rc : ERR_IO;
+#undef C_TRY
+}
+
+void cuda_usage(const engine *g, engine_usage *u) {
+    u->weights_bytes = g->used_weights;
+    u->kv_bytes = g->lay.kv;
+    u->state_bytes = 0;
+    u->work_bytes = g->used_work + CU_STAGE;
+}
+
+// ----------------------------------------------------------------------------- forward
+
+cuda_kv_layer kv_layer(engine *g, int kl) {
+    const cuda_layout &l = g->lay;
+    const engine_kv_type kt = g->opt.kv_type;
+    const uint64_t eb = a256(l.kv_layer_elems * engine_kv_elem_bytes(kt));
+    const uint64_t sb = engine_kv_scale_bytes(kt) ? a256((uint64_t)l.n_blocks * CU_KV_BLOCK * g->m->hp.n_head_kv * 4) : 0;
+    uint8_t *base = g->dkv + (uint64_t)kl * 2 * (eb + sb);
+    cuda_kv_layer r;
+    r.k = base;
+    r.v = base + eb;
+    r.k_scale = sb ? (float *)(base + 2 * eb) : NULL;
+    r.v_scale = sb ? (float *)(base + 2 * eb + sb) : NULL;
+    return r;
+}
+
+// engine_kv_type and CUDA_KV_* share their values
+static_assert((int)ENGINE_KV_F32 == CUDA_KV_F32 && (int)ENGINE_KV_F16 == CUDA_KV_F16 && (int)ENGINE_KV_Q8 == CUDA_KV_Q8 &&
+                  (int)ENGINE_KV_BF16 == CUDA_KV_BF16 && (int)ENGINE_KV_FP8 == CUDA_KV_FP8,
+              "kv type values");
+
+int mm(engine *g, cuda_mmin *x, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
+       const cuda_weight *w2, float *y2, err *e) {
+    const cuda_weight *ws[3] = {w0, w1, w2};
+    float *ys[3] = {y0, y1, y2};
+    // one launch for the matrices that share the first one's type, then the others
+    int done[3] = {0, 0, 0};
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.exact = 1;
+        a.work = g->splitk;
+        a.work_bytes = CU_SPLITK;
+        for (int j = i; j < n; j++)
+            if (!done[j] && ws[j]->type == ws[i]->type) {
+                a.w[a.n] = ws[j];
+                a.y[a.n] = ys[j];
+                a.ldy[a.n] = (int)ws[j]->rows;
+                a.n++;
+                done[j] = 1;
+            }
+        K_TRY(cuda_matmul(&a, x, g->st, e));
+    }
+    return 0;
+}
+
+int forms_at(int forms_all, int T) {
+    // the forms a product of T rows reads: XP alone for T == 1, the tensor-core ones else
+    if (T == 1) return CUDA_MMIN_XP;
+    return forms_all; // XP is needed for F32 weights at any T
+}
+
+// The layer stack and the head over the metadata already on the device.
+int run_layers(engine *g, int T, int n_out, err *e) {
+    const model *m = g->m;
+    const model_hparams *hp = &m->hp;
+    const cuda_layout &l = g->lay;
+    g->in_dim.forms = forms_at(l.forms_dim, T);
+    g->in_q.forms = forms_at(l.forms_q, T);
+    g->in_ffn.forms = forms_at(l.forms_ffn, T);
+    g->in_out.forms = forms_at(l.forms_dim, n_out);
+    K_TRY(cuda_weight_rows(&g->embd, g->d_tok, T, hp->embd_scale, g->x, g->st, e));
+    cuda_resid_args ra;
+    memset(&ra, 0, sizeof ra);
+    ra.x = g->x; ra.norm_w = g->L[0].attn_norm; ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
+    K_TRY(cuda_resid_norm(&ra, g->st, e));
+    cuda_tokens tk = {g->d_pos, g->d_seq, g->d_bt, l.max_blocks, T};
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        const model_attention *A = &L->attn;
+        layer_w *W = &g->L[il];
+        const cuda_kv_layer kv = kv_layer(g, g->kv_of_layer[il]);
+        K_TRY(mm(g, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, e));
+        const model_rope *R = &m->rope[A->rope];
+        cuda_qkv_args qa;
+        memset(&qa, 0, sizeof qa);
+        qa.q = g->q; qa.k = g->k; qa.v = g->v; qa.ldq = l.q_dim; qa.ldk = qa.ldv = l.kv_dim;
+        qa.bq = W->bq; qa.bk = W->bk; qa.bv = W->bv; qa.q_norm = W->q_norm; qa.k_norm = W->k_norm; qa.eps = hp->norm_eps;
+        qa.inv_freq = g->inv_freq + (size_t)A->rope * (hp->head_dim / 2);
+        qa.n_rot = R->n_rot; qa.neox = R->style == MODEL_ROPE_NEOX; qa.mscale = R->attn_factor;
+        qa.n_head = hp->n_head; qa.n_kv = hp->n_head_kv; qa.head_dim = hp->head_dim;
+        qa.kv = kv; qa.kv_type = (int)g->opt.kv_type; qa.kv_block = CU_KV_BLOCK;
+        K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
+        cuda_attn_args aa;
+        memset(&aa, 0, sizeof aa);
+        aa.q = g->q; aa.out = g->att; aa.ldq = aa.ldo = l.q_dim; aa.kv = kv; aa.kv_type = (int)g->opt.kv_type;
+        aa.kv_block = CU_KV_BLOCK; aa.block_tables = g->d_bt; aa.max_blocks = l.max_blocks; aa.tiles = g->d_tiles;
+        aa.n_tiles = g->n_tiles; aa.n_head = hp->n_head; aa.n_kv = hp->n_head_kv; aa.head_dim = hp->head_dim;
+        aa.scale = A->scale; aa.window = A->window; aa.sinks = W->sinks; aa.n_split = g->n_split; aa.work = g->attn_work;
+        K_TRY(cuda_attention(&aa, g->st, e));
+        K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+        K_TRY(mm(g, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
+        memset(&ra, 0, sizeof ra);
+        ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
+        ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
+        K_TRY(cuda_resid_norm(&ra, g->st, e));
+        K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
+        K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU,
+                          &g->in_ffn, g->st, e));
+        K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+        memset(&ra, 0, sizeof ra);
+        ra.x = g->x; ra.o = g->o; ra.post_w = W->post_ffn_norm; ra.dim = hp->dim; ra.eps = hp->norm_eps;
+        if (il + 1 < hp->n_layer) {
+            ra.norm_w = g->L[il + 1].attn_norm; ra.n = T; ra.out = &g->in_dim;
+        } else {
+            if (n_out == 0) {
+                ra.norm_w = g->out_norm; ra.n = T; ra.xout = g->o; // the residual still gets its last add
+                ra.out = NULL;
+            } else {
+                ra.norm_w = g->out_norm; ra.rows = g->d_rows_out; ra.n = n_out; ra.out = &g->in_out;
+            }
+        }
+        K_TRY(cuda_resid_norm(&ra, g->st, e));
+    }
+    if (n_out) {
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = 1;
+        K_TRY(cuda_matmul(&a, &g->in_out, g->st, e));
+        if (hp->final_softcap > 0.0f) K_TRY(cuda_softcap(g->logits, l.V, n_out, l.V, hp->final_softcap, g->st, e));
+    }
+    return 0;
+}
+
+int check_batch(engine *g, const engine_seq *seqs, int n, err *e) {
+    const model_hparams *hp = &g->m->hp;
+    if (n < 1 || n > g->opt.max_seqs)
+        return err_set(e, ERR_INVALID, "batch of %d sequences (1..%d allowed)", n, g->opt.max_seqs);
+    int n_tok = 0;
+    for (int i = 0; i < n; i++) {
+        const engine_seq *s = &seqs[i];
+        if (s->n < 1 || s->pos < 0 || s->pos > g->opt.n_ctx - s->n)
+            return err_set(e, ERR_INVALID, "sequence %d: %d tokens at position %d do not fit (context %d)", i, s->n,
+                           s->pos, g->opt.n_ctx);
+        if (s->slot < 0 || s->slot >= g->opt.max_seqs)
+            return err_set(e, ERR_INVALID, "sequence %d: slot %d out of range", i, s->slot);
+        for (int k = 0; k < i; k++)
+            if (seqs[k].slot == s->slot) return err_set(e, ERR_INVALID, "slot %d used twice in one batch", s->slot);
+        if (!s->blocks) return err_set(e, ERR_INVALID, "sequence %d has no block table", i);
+        for (int b = 0; b <= (s->pos + s->n - 1) / CU_KV_BLOCK; b++)
+            if (s->blocks[b] < 0 || s->blocks[b] >= g->lay.n_blocks)
+                return err_set(e, ERR_INVALID, "sequence %d: KV block %d out of range", i, s->blocks[b]);
+        if (s->n > g->opt.max_tokens - n_tok)
+            return err_set(e, ERR_INVALID, "batch has more than %d tokens", g->opt.max_tokens);
+        for (int t = 0; t < s->n; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= hp->n_vocab)
+                return err_set(e, ERR_INVALID, "token id %d out of range [0, %d)", s->tokens[t], hp->n_vocab);
+        n_tok += s->n;
+    }
+    return 0;
+}
+
+int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
+    if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
+    g->n_last = 0;
+    int rc = check_batch(g, seqs, n, e);
+    if (rc) return rc;
+    const cuda_layout &l = g->lay;
+    const model_hparams *hp = &g->m->hp;
+    const int QT = cuda_attn_tile_tokens(hp->n_head / hp->n_head_kv);
+    // metadata, in the device layout
+    uint8_t *q = g->h_meta;
+    auto carve = [&](uint64_t b) { uint8_t *r = q; q += a256(b); return r; };
+    int32_t *tok = (int32_t *)carve((uint64_t)l.T * 4), *pos = (int32_t *)carve((uint64_t)l.T * 4),
+            *seq = (int32_t *)carve((uint64_t)l.T * 4), *bt = (int32_t *)carve((uint64_t)l.S * l.max_blocks * 4),
+            *rows = (int32_t *)carve((uint64_t)l.S * 4);
+    cuda_attn_tile *tiles = (cuda_attn_tile *)carve((uint64_t)l.max_tiles * sizeof(cuda_attn_tile));
+    int T = 0, n_out = 0, n_tiles = 0, max_ctx = 0, decode = 1;
+    for (int i = 0; i < n; i++) {
+        const engine_seq *s = &seqs[i];
+        const int nb = (s->pos + s->n - 1) / CU_KV_BLOCK + 1;
+        memcpy(bt + (size_t)i * l.max_blocks, s->blocks, (size_t)nb * 4);
+        for (int k = 0; k < s->n; k += QT) {
+            tiles[n_tiles].seq = i;
+            tiles[n_tiles].t0 = T + k;
+            tiles[n_tiles].n = s->n - k < QT ? s->n - k : QT;
+            tiles[n_tiles].pos0 = s->pos + k;
+            n_tiles++;
+        }
+        for (int t = 0; t < s->n; t++) {
+            tok[T] = s->tokens[t];
+            pos[T] = s->pos + t;
+            seq[T] = i;
+            T++;
+        }
+        g->entry_slot[i] = s->slot;
+        g->entry_row[i] = -1;
+        if (s->want & ENGINE_WANT_LOGITS) {
+            g->entry_row[i] = n_out;
+            rows[n_out++] = T - 1;
+        } else {
+            decode = 0;
+        }
+        if (s->n != 1) decode = 0;
+        if (s->pos + s->n > max_ctx) max_ctx = s->pos + s->n;
+    }
+    // split long contexts over more CTAs when the grid would be small
+    int split = 1;
+    if (n_tiles * hp->n_head_kv < 132 && max_ctx > 1024) {
+        split = max_ctx / 512;
+        if (split > CU_ATT_SPLIT_MAX) split = CU_ATT_SPLIT_MAX;
+    }
+    // graphs are replayed at any context length: their split is fixed by the batch size
+    if (decode && g->use_graphs) split = n * hp->n_head_kv < 264 ? CU_ATT_SPLIT_MAX : 4;
+    G_TRY(cudaMemcpyAsync(g->d_meta, g->h_meta, l.meta_bytes, cudaMemcpyHostToDevice, g->st));
+    g->n_tiles = n_tiles;
+    g->n_out = n_out;
+    g->n_split = split;
+    if (decode && g->use_graphs) {
+        // replay (or capture) the step for this batch size
+        graph_entry *ge = NULL;
+        for (int i = 0; i < g->n_graphs; i++)
+            if (g->graphs[i].B == n && g->graphs[i].exec) ge = &g->graphs[i];
+        if (!ge && g->n_graphs < CU_MAX_GRAPHS) {
+            cudaGraph_t graph;
+            G_TRY(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeRelaxed));
+            rc = run_layers(g, T, n_out, e);
+            cudaError_t ce = cudaStreamEndCapture(g->st, &graph);
+            if (rc) return rc;
+            if (ce != cudaSuccess) return cu_fail(g, e, ce, "cudaStreamEndCapture", __LINE__);
+            cudaGraphExec_t exec;
+            ce = cudaGraphInstantiate(&exec, graph, 0);
+            cudaGraphDestroy(graph);
+            if (ce != cudaSuccess) return cu_fail(g, e, ce, "cudaGraphInstantiate", __LINE__);
+            ge = &g->graphs[g->n_graphs++];
+            ge->B = n;
+            ge->exec = exec;
+        }
+        if (ge) {
+            G_TRY(cudaGraphLaunch(ge->exec, g->st));
+        } else {
+            K_TRY(run_layers(g, T, n_out, e));
+        }
+    } else {
+        K_TRY(run_layers(g, T, n_out, e));
+    }
+    // one step at a time: the host needs the results next (sampling, or the next
+    // chunk's metadata in the same pinned buffer), and a fault surfaces here as ERR_IO
+    G_TRY(cudaStreamSynchronize(g->st));
+    g->n_last = n;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------- sampling
+
+int check_slot(engine *g, int slot, err *e) {
+    if (slot < 0 || slot >= g->opt.max_seqs) return err_set(e, ERR_INVALID, "slot %d out of range", slot);
+    return 0;
+}
+
+int flush_accepts(engine *g, err *e) {
+    if (!g->n_acc) return 0;
+    const int n = g->n_acc;
+    int32_t *h = (int32_t *)g->h_stage;
+    memcpy(h, g->acc_slot, (size_t)n * 4);
+    memcpy(h + n, g->acc_tok, (size_t)n * 4);
+    G_TRY(cudaMemcpyAsync(g->d_acc, h, (size_t)n * 8, cudaMemcpyHostToDevice, g->st));
+    K_TRY(cuda_counts_add(g->counts, g->lay.V, g->d_acc, g->d_acc + n, n, g->st, e));
+    G_TRY(cudaStreamSynchronize(g->st)); // the staging buffer is reused right after
+    g->n_acc = 0;
+    return 0;
+}
+
+int cuda_slot_reset(engine *g, int slot, const int32_t *tokens, int n, err *e) {
+    int rc = check_slot(g, slot, e);
+    if (rc) return rc;
+    if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
+    if ((rc = flush_accepts(g, e))) return rc;
+    G_TRY(cudaMemsetAsync(g->counts + (size_t)slot * g->lay.V, 0, (size_t)g->lay.V * 4, g->st));
+    for (int i = 0; i < n; i++) {
+        if (g->n_acc == g->acc_cap && (rc = flush_accepts(g, e))) return rc;
+        g->acc_slot[g->n_acc] = slot;
+        g->acc_tok[g->n_acc++] = tokens[i];
+    }
+    return flush_accepts(g, e);
+}
+
+int cuda_slot_accept(engine *g, int slot, int32_t token, err *e) {
+    int rc = check_slot(g, slot, e);
+    if (rc) return rc;
+    if (g->n_acc == g->acc_cap && (rc = flush_accepts(g, e))) return rc;
+    g->acc_slot[g->n_acc] = slot;
+    g->acc_tok[g->n_acc++] = token;
+    return 0;
+}
+
+int cuda_sample_ops(engine *g, const engine_sample_in *in, int n, engine_sample_out *out, err *e) {
+    if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
+    const cuda_layout &l = g->lay;
+    if (n < 1 || n > l.S) return err_set(e, ERR_INVALID, "sample: %d rows", n);
+    int rc = flush_accepts(g, e);
+    if (rc) return rc;
+    const int words = (l.V + 31) / 32;
+    // host staging: rows, masks, bias ids, bias values (each at a 256-byte boundary)
+    uint8_t *h = g->h_stage;
+    cuda_sample_row *rows = (cuda_sample_row *)h;
+    uint32_t *masks = (uint32_t *)(h + a256((uint64_t)l.S * sizeof(cuda_sample_row)));
+    int32_t *bid = (int32_t *)((uint8_t *)masks + a256((uint64_t)l.S * words * 4));
+    float *bval = (float *)((uint8_t *)bid + a256((uint64_t)l.S * 256 * 4));
+    int n_masks = 0, n_bias = 0;
+    for (int i = 0; i < n; i++) {
+        const engine_sample_in *s = &in[i];
+        if (s->seq < 0 || s->seq >= g->n_last || g->entry_row[s->seq] < 0)
+            return err_set(e, ERR_INVALID, "forward entry %d has no logits", s->seq);
+        if (s->n_top < 0 || s->n_top > ENGINE_MAX_TOP)
+            return err_set(e, ERR_INVALID, "n_top %d out of range [0, %d]", s->n_top, ENGINE_MAX_TOP);
+        if (!(s->u >= 0.0f && s->u < 1.0f)) return err_set(e, ERR_INVALID, "uniform draw out of [0, 1)");
+        if (s->n_bias < 0 || s->n_bias > 256 - 0 || n_bias + s->n_bias > l.S * 256)
+            return err_set(e, ERR_INVALID, "%d logit_bias entries (at most 256 per row)", s->n_bias);
+        cuda_sample_row &R = rows[i];
+        memset(&R, 0, sizeof R);
+        R.logits_row = g->entry_row[s->seq];
+        R.slot = g->entry_slot[s->seq];
+        R.temperature = s->sp->temperature;
+        R.top_p = s->sp->top_p;
+        R.min_p = s->sp->min_p;
+        R.rep_pen = s->sp->repetition_penalty;
+        R.freq_pen = s->sp->frequency_penalty;
+        R.pres_pen = s->sp->presence_penalty;
+        R.top_k = s->sp->top_k;
+        R.u = s->u;
+        R.mask_off = -1;
+        if (s->mask) {
+            R.mask_off = n_masks * words;
+            memcpy(masks + (size_t)n_masks * words, s->mask, (size_t)words * 4);
+            n_masks++;
+        }
+        R.bias_off = n_bias;
+        R.n_bias = s->n_bias;
+        if (s->n_bias) {
+            memcpy(bid + n_bias, s->bias_ids, (size_t)s->n_bias * 4);
+            memcpy(bval + n_bias, s->bias_vals, (size_t)s->n_bias * 4);
+            n_bias += s->n_bias;
+        }
+        R.n_top = s->n_top;
+    }
+    G_TRY(cudaMemcpyAsync(g->d_rows, rows, (size_t)n * sizeof(cuda_sample_row), cudaMemcpyHostToDevice, g->st));
+    if (n_masks) G_TRY(cudaMemcpyAsync(g->d_masks, masks, (size_t)n_masks * words * 4, cudaMemcpyHostToDevice, g->st));
+    if (n_bias) {
+        G_TRY(cudaMemcpyAsync(g->d_bias_ids, bid, (size_t)n_bias * 4, cudaMemcpyHostToDevice, g->st));
+        G_TRY(cudaMemcpyAsync(g->d_bias_vals, bval, (size_t)n_bias * 4, cudaMemcpyHostToDevice, g->st));
+    }
+    cuda_sample_args a;
+    memset(&a, 0, sizeof a);
+    a.logits = g->logits; a.ld = l.V; a.n_vocab = l.V; a.rows = g->d_rows; a.n = n; a.counts = g->counts;
+    a.masks = g->d_masks; a.bias_ids = g->d_bias_ids; a.bias_vals = g->d_bias_vals; a.work = g->smp_work;
+    a.out = g->d_sout;
+    K_TRY(cuda_sample(&a, g->st, e));
+    cuda_sample_out *ho = (cuda_sample_out *)h; // the inputs are on the device by now (same stream)
+    G_TRY(cudaMemcpyAsync(ho, g->d_sout, (size_t)n * sizeof(cuda_sample_out), cudaMemcpyDeviceToHost, g->st));
+    G_TRY(cudaStreamSynchronize(g->st));
+    for (int i = 0; i < n; i++) {
+        static_assert(CUDA_SAMPLE_TOP == ENGINE_MAX_TOP, "top logprobs");
+        out[i].token = ho[i].token;
+        out[i].logprob = ho[i].logprob;
+        out[i].n_top = in[i].n_top ? ho[i].n_top : 0;
+        for (int k = 0; k < out[i].n_top; k++) {
+            out[i].top_ids[k] = ho[i].top_ids[k];
+            out[i].top_logprobs[k] = ho[i].top_logprobs[k];
+        }
+        if (!in[i].logprob && !in[i].n_top) out[i].logprob = 0.0f;
+    }
+    return 0;
+}
+
+const float *cuda_logits(engine *g, int seq, err *e) {
+    if (seq < 0 || seq >= g->n_last || g->entry_row[seq] < 0) {
+        err_set(e, ERR_INVALID, "forward entry %d has no logits", seq);
+        return NULL;
+    }
+    const size_t V = (size_t)g->lay.V;
+    if (cudaMemcpyAsync(g->h_logits, g->logits + (size_t)g->entry_row[seq] * V, V * 4, cudaMemcpyDeviceToHost, g->st) !=
+            cudaSuccess ||
+        cudaStreamSynchronize(g->st) != cudaSuccess) {
+        cu_fail(g, e, cudaGetLastError(), "logits", __LINE__);
+        return NULL;
+    }
+    return g->h_logits;
+}
+
+} // namespace
+
+extern "C" const engine_ops engine_cuda_ops = {
+    "cuda",          cuda_plan,        cuda_create,     cuda_destroy, cuda_forward,
+    cuda_slot_reset, cuda_slot_accept, cuda_sample_ops, cuda_logits,  cuda_usage,
+};
