@@ -123,6 +123,7 @@ struct engine {
     int n_graphs;
     int use_graphs;
     int release_host; // integrated GPU: give back the host pages of uploaded weights
+    int sms;          // multiprocessors (grid-size heuristics)
 };
 
 namespace {
@@ -478,6 +479,7 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
         int integrated = 0;
         C_TRY(cudaDeviceGetAttribute(&integrated, cudaDevAttrIntegrated, g->dev));
         g->release_host = integrated && m->weights && !getenv("SPARKD_KEEP_HOST_WEIGHTS");
+        C_TRY(cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, g->dev));
     }
     C_TRY(cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking));
     C_TRY(cudaMalloc((void **)&g->dweights, l.weights));
@@ -816,12 +818,12 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     }
     // split long contexts over more CTAs when the grid would be small
     int split = 1;
-    if (n_tiles * hp->n_head_kv < 132 && max_ctx > 1024) {
+    if (n_tiles * hp->n_head_kv < g->sms && max_ctx > 1024) {
         split = max_ctx / 512;
         if (split > CU_ATT_SPLIT_MAX) split = CU_ATT_SPLIT_MAX;
     }
     // graphs are replayed at any context length: their split is fixed by the batch size
-    if (decode && g->use_graphs) split = n * hp->n_head_kv < 264 ? CU_ATT_SPLIT_MAX : 4;
+    if (decode && g->use_graphs) split = n * hp->n_head_kv < 2 * g->sms ? CU_ATT_SPLIT_MAX : 4;
     G_TRY(cudaMemcpyAsync(g->d_meta, g->h_meta, l.meta_bytes, cudaMemcpyHostToDevice, g->st));
     g->n_tiles = n_tiles;
     g->n_out = n_out;

@@ -357,9 +357,15 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     // small grids (decode batches on narrow matrices) split K over CTAs, when the caller
     // gave room for the partials
     p.ksplit = 1;
-    const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N;
-    if (a->work && mtiles * ntile_n < 264 && nk >= 8) {
-        int ks = 264 / (mtiles * ntile_n);
+    static int sms = 0; // two CTAs per SM is the target (132 on an H200, 48 on GB10)
+    if (!sms) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = 48;
+    }
+    const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N, want = 2 * sms;
+    if (a->work && mtiles * ntile_n < want && nk >= 8) {
+        int ks = want / (mtiles * ntile_n);
         if (ks > nk / 4) ks = nk / 4;
         if (ks > 8) ks = 8;
         while (ks > 1 && (uint64_t)ks * T * p.ws_rows * 4 > a->work_bytes) ks--;

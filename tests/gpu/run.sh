@@ -45,9 +45,9 @@ SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2
 for s in $STEPS; do
     case $s in
     env) step env 60 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; $BIN device" ;;
-    selftest) step selftest ${T_SELFTEST:-180} "$BIN" selftest ;;
+    selftest) step selftest ${T_SELFTEST:-180} "$BIN" selftest ${SELFTEST_ARGS:-} ;;
     bench) step bench ${T_BENCH:-120} "$BIN" selftest --bench ;;
-    memcheck) step memcheck ${T_SAN:-150} bash -c "'$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --quick && SPARKD_MODELCHECK_QUICK=1 '$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv q8" ;;
+    memcheck) step memcheck ${T_SAN:-150} bash -c "{ [ '${SAN_KERNELS:-1}' = 0 ] || '$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --quick; } && SPARKD_MODELCHECK_QUICK=1 '$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv q8" ;;
     racecheck) step racecheck ${T_SAN:-150} bash -c "SPARKD_MODELCHECK_QUICK=1 '$SAN' --tool racecheck --racecheck-report analysis --error-exitcode 9 '$BIN' selftest --model-only -m $M/tiny-q8_0.gguf" ;;
     synth) step synth ${T_SYNTH:-240} bash -c "
         set -e; mkdir -p $M
@@ -62,10 +62,11 @@ for s in $STEPS; do
         wait; ls -la $M" ;;
     models) step models ${T_MODELS:-300} bash -c "
         f=0
-        for g in $M/tiny-*.gguf $M/llama-*.gguf $M/qwen2-tiny.gguf $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf; do
-            '$BIN' selftest --model-only -m \$g || f=\$((f + 1)); done
-        for kv in f16 q8 bf16 fp8; do '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv \$kv || f=\$((f + 1)); done
-        '$BIN' selftest --model-only -m $M/q8b-q4_k_m.gguf --kv f16 || f=\$((f + 1))
+        if [ '${MODEL_SET:-all}' = quick ]; then list='$M/tiny-q4_k_m.gguf $M/tiny-bf16.gguf $M/llama-yarn.gguf'; kvs='q8 fp8'
+        else list='$M/tiny-*.gguf $M/llama-*.gguf $M/qwen2-tiny.gguf $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf'; kvs='f16 q8 bf16 fp8'; fi
+        for g in \$list; do '$BIN' selftest --model-only -m \$g || f=\$((f + 1)); done
+        for kv in \$kvs; do '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv \$kv || f=\$((f + 1)); done
+        [ '${MODEL_SET:-all}' = quick ] || '$BIN' selftest --model-only -m $M/q8b-q4_k_m.gguf --kv f16 || f=\$((f + 1))
         exit \$f" ;;
     serve) step serve ${T_SERVE:-200} env SPARKD_BIN="$BIN" SPARKD_MODEL=$M/q8b-q4_k_m.gguf $PY "$ROOT/tests/gpu/serve_gpu.py" ;;
     perf) step perf ${T_PERF:-200} bash -c "
