@@ -2,7 +2,8 @@
  *
  * The common subset of ECMAScript (JSON Schema "pattern") and Python's re: literals
  * (UTF-8, matched as code points), . (any code point but \n), classes [a-z] [^...] with
- * \d \w \s \D \W \S (ASCII meanings), escapes \n \r \t \f \v \0 \xHH \uHHHH \u{H...},
+ * \d \w \s \D \W \S (\d = [0-9] and \w = [A-Za-z0-9_] as ECMAScript, the dialect JSON
+ * Schema names; \s = Unicode White_Space), escapes \n \r \t \f \v \0 \xHH \uHHHH \u{H...},
  * groups (...) (?:...) (?<name>...) (?P<name>...), alternation |, quantifiers * + ? {n}
  * {n,} {n,m} (lazy forms are the same language), ^ at the start and $ at the end.
  * Refused with the position: backreferences, lookaround, \b \B, anchors inside, possessive
@@ -77,9 +78,17 @@ static int add_class_escape(gb_cpset *c, int e)
         rc |= cps_add(&t, 'a', 'z');
         rc |= cps_add(&t, '_', '_');
         break;
-    case 's':
-        rc |= cps_add(&t, '\t', '\r'); /* \t \n \v \f \r */
+    case 's': /* Unicode White_Space (what Rust's and Python's \s mean, less Python's \x1c-\x1f) */
+        rc |= cps_add(&t, '\t', '\r');
         rc |= cps_add(&t, ' ', ' ');
+        rc |= cps_add(&t, 0x85, 0x85);
+        rc |= cps_add(&t, 0xA0, 0xA0);
+        rc |= cps_add(&t, 0x1680, 0x1680);
+        rc |= cps_add(&t, 0x2000, 0x200A);
+        rc |= cps_add(&t, 0x2028, 0x2029);
+        rc |= cps_add(&t, 0x202F, 0x202F);
+        rc |= cps_add(&t, 0x205F, 0x205F);
+        rc |= cps_add(&t, 0x3000, 0x3000);
         break;
     }
     if (neg) rc |= cps_negate(&t);

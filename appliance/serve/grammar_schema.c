@@ -231,14 +231,85 @@ static int32_t value_rule(sc *c)
     return c->r_value;
 }
 
-/* A JSON value as one literal (compact). */
+/* One character of a fixed string, every spelling the string grammar allows for it
+ * (\n or \u000a or \u000A ...), so a value equal after decoding is accepted. */
+static int32_t char_spellings(sc *c, uint8_t ch)
+{
+    gb *b = c->b;
+    static const char shortf[] = "\b\f\n\r\t";
+    static const char shortl[] = "bfnrt";
+    if (ch == '"') return gx_lit(b, "\\\"", 2);
+    if (ch == '\\') return gx_lit(b, "\\\\", 2);
+    if (ch >= 0x20 && ch != 0x7F) return gx_byte(b, ch);
+    int32_t alts[2];
+    int n = 0;
+    const char *sp = ch ? strchr(shortf, ch) : NULL;
+    if (sp) alts[n++] = gx_seq2(b, gx_byte(b, '\\'), gx_byte(b, (uint8_t)shortl[sp - shortf]));
+    const char *hex = "0123456789abcdef";
+    int hi = ch >> 4, lo = ch & 15;
+    int32_t low = lo >= 10 ? gx_alt2(b, gx_byte(b, (uint8_t)hex[lo]), gx_byte(b, (uint8_t)(hex[lo] - 32)))
+                           : gx_byte(b, (uint8_t)hex[lo]);
+    char pre[5] = {'\\', 'u', '0', '0', hex[hi]};
+    alts[n++] = gx_seq2(b, gx_lit(b, pre, 5), low);
+    return gx_alt(b, alts, n);
+}
+
+/* A fixed JSON value (enum, const): compact, strings in any allowed spelling. */
 static int32_t literal_of(sc *c, jv v)
 {
+    gb *b = c->b;
+    if (b->failed) return -1;
+    switch (v.type) {
+    case JV_STR: {
+        const jv_str *s = v.u.s;
+        int32_t acc = gx_byte(b, '"');
+        size_t i = 0;
+        while (i < s->len && !b->failed) {
+            int32_t part[64];
+            int k = 0;
+            while (i < s->len && k < 64) part[k++] = char_spellings(c, (uint8_t)s->p[i++]);
+            acc = gx_seq2(b, acc, gx_seq(b, part, k));
+        }
+        return gx_seq2(b, acc, gx_byte(b, '"'));
+    }
+    case JV_LIST: {
+        int32_t acc = gx_seq2(b, gx_byte(b, '['), ws(c));
+        for (size_t i = 0; i < v.u.l->n; i++) {
+            if (i) acc = gx_seq2(b, acc, around(c, ','));
+            acc = gx_seq2(b, acc, literal_of(c, v.u.l->v[i]));
+        }
+        return gx_seq(b, (int32_t[]){acc, ws(c), gx_byte(b, ']')}, 3);
+    }
+    case JV_DICT: {
+        int32_t acc = gx_seq2(b, gx_byte(b, '{'), ws(c));
+        for (size_t i = 0; i < v.u.d->n; i++) {
+            if (i) acc = gx_seq2(b, acc, around(c, ','));
+            acc = gx_seq(b, (int32_t[]){acc, literal_of(c, jv_strv(v.u.d->k[i])), around(c, ':'),
+                                        literal_of(c, v.u.d->v[i])}, 4);
+        }
+        return gx_seq(b, (int32_t[]){acc, ws(c), gx_byte(b, '}')}, 3);
+    }
+    default: {
+        jv_buf buf;
+        jv_buf_init(&buf, 4096);
+        err e = {0};
+        int32_t x;
+        if (jv_dump(&buf, v, NULL, ",", ":", 0, 0, &e) || buf.over) x = sc_fail(c, ERR_INVALID, "value cannot be written as JSON");
+        else x = gx_lit(b, buf.p, buf.n);
+        jv_buf_free(&buf);
+        return x;
+    }
+    }
+}
+
+/* A property name as written by json.dumps (one spelling: keys are matched as written). */
+static int32_t key_literal(sc *c, const jv_str *k)
+{
     jv_buf buf;
-    jv_buf_init(&buf, 1 << 20);
+    jv_buf_init(&buf, 1 << 16);
     err e = {0};
-    int32_t x = -1;
-    if (jv_dump(&buf, v, NULL, ",", ":", 0, 0, &e) || buf.over) x = sc_fail(c, ERR_INVALID, "value too large");
+    int32_t x;
+    if (jv_dump(&buf, jv_strv(k), NULL, ",", ":", 0, 0, &e) || buf.over) x = sc_fail(c, ERR_INVALID, "property name too long");
     else x = gx_lit(c->b, buf.p, buf.n);
     jv_buf_free(&buf);
     return x;
@@ -539,12 +610,12 @@ static const char *format_regex(const char *f)
     static const char *date = "(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|"
                               "02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|"
                               "(?:0[48]|[2468][048]|[13579][26])00)-02-29)";
-    static const char *time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
+    static const char *time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
     static char dt[1024];
     if (strcmp(f, "date") == 0) return date;
     if (strcmp(f, "time") == 0) return time;
     if (strcmp(f, "date-time") == 0) {
-        snprintf(dt, sizeof dt, "%sT%s", date, time);
+        snprintf(dt, sizeof dt, "%s[Tt]%s", date, time);
         return dt;
     }
     if (strcmp(f, "duration") == 0)
@@ -722,7 +793,7 @@ static int32_t object_expr(sc *c, const jv_dict *d)
                 path_pop(c, o);
                 goto out;
             }
-            int32_t key = literal_of(c, jv_strv(props->k[i]));
+            int32_t key = key_literal(c, props->k[i]);
             int32_t m[3] = {key, around(c, ':'), val};
             mem[i] = gx_seq(b, m, 3);
         }
@@ -791,7 +862,12 @@ static int32_t array_expr(sc *c, const jv_dict *d)
         }
     }
     /* tail(i): elements i.. (0-based) once element i-1 was written; built backwards */
-    int64_t last = mx >= 0 ? mx : (int64_t)(np > (size_t)mn ? np : (size_t)mn);
+    /* elements 0..last-1 are written out; past them an unbounded array repeats `rest` */
+    int64_t last = mx;
+    if (mx < 0) {
+        last = (int64_t)np > mn ? (int64_t)np : mn;
+        if (last < 1) last = 1;
+    }
     int32_t tail = mx >= 0 ? gx_empty(b) : gx_rep(b, gx_seq2(b, around(c, ','), rest), 0, -1);
     for (int64_t i = last - 1; i >= 1; i--) {
         int32_t e = i < (int64_t)np ? el[i] : rest;

@@ -11,8 +11,9 @@
  *       {"ok":false,"code":"invalid","error":"..."}. With "masks":1 every step's mask of
  *       walk w of job j goes to MASKDIR/j_w.bin (n_steps x words u32, little endian).
  *       A walk samples at temperature 1 from random logits (normal, plus a bias toward
- *       tokens holding " } ] , and toward end tokens so walks finish) over the allowed
- *       tokens only, and checks each pick against grammar_state_accept.
+ *       tokens holding " } ] that grows after 100 steps for those starting with ", and toward end tokens, so walks
+ *       finish) over the allowed tokens only, and checks each pick with
+ *       grammar_state_accept.
  *   tool_grammar VOCAB.gguf bench KIND FILE [STEPS [WALKS [WS]]]
  *       random walks timing every grammar_state_mask; prints
  *       "bench masks=N median_us=.. p99_us=.. mean_us=.. max_us=.. compile_ms=.. positions=.."
@@ -82,7 +83,8 @@ static double rng_normal(void)
 
 typedef struct vocab_info {
     int32_t n;
-    float *bias; /* per token */
+    float *bias;    /* per token */
+    uint8_t *closer; /* starts with " : its bias grows with the walk's length, so walks end */
     uint8_t *eog;
     const char **piece;
     size_t *len;
@@ -92,6 +94,7 @@ static void info_build(vocab_info *vi, const tok *t)
 {
     vi->n = tok_vocab_size(t);
     vi->bias = calloc((size_t)vi->n, sizeof(float));
+    vi->closer = calloc((size_t)vi->n, 1);
     vi->eog = calloc((size_t)vi->n, 1);
     vi->piece = calloc((size_t)vi->n, sizeof(char *));
     vi->len = calloc((size_t)vi->n, sizeof(size_t));
@@ -101,11 +104,11 @@ static void info_build(vocab_info *vi, const tok *t)
         if (vi->eog[i]) vi->bias[i] = 6;
         for (size_t k = 0; k < vi->len[i]; k++) {
             char c = vi->piece[i][k];
-            if (c == '"' || c == '}' || c == ']' || c == ',') {
-                vi->bias[i] = 2.5f;
-                break;
-            }
+            if (c == '"') vi->bias[i] = 4.0f;
+            if ((c == '}' || c == ']') && vi->bias[i] < 2.0f) vi->bias[i] = 2.0f;
         }
+        if (vi->len[i] && vi->piece[i][0] == '"') vi->closer[i] = 1;
+        if (vi->len[i] && vi->piece[i][0] == '\\') vi->bias[i] = -2.0f; /* fewer escapes: strings end sooner */
     }
 }
 
@@ -123,8 +126,9 @@ static void noise_init(void)
 
 /* One token at temperature 1 over (normal logit + bias) restricted to the mask:
  * argmax of logit + Gumbel noise is a softmax sample. */
-static int32_t sample(const vocab_info *vi, const uint32_t *mask, int *n_allowed)
+static int32_t sample(const vocab_info *vi, const uint32_t *mask, int step, int *n_allowed)
 {
+    const float ramp = step > 100 ? (float)(step - 100) / 25.0f : 0.0f;
     float best = -1e30f;
     int32_t pick = -1;
     int cnt = 0;
@@ -136,7 +140,7 @@ static int32_t sample(const vocab_info *vi, const uint32_t *mask, int *n_allowed
             int32_t id = w * 32 + b;
             if (id >= vi->n) break;
             cnt++;
-            float s = vi->bias[id] + noise_tab[rng_next() & 0xFFFF];
+            float s = vi->bias[id] + (vi->closer[id] ? ramp : 0.0f) + noise_tab[rng_next() & 0xFFFF];
             if (s > best) {
                 best = s;
                 pick = id;
@@ -225,7 +229,7 @@ static int run_walk(grammar_state *st, const vocab_info *vi, uint32_t *mask, siz
         }
         if (mask_out) fwrite(mask, 4, nw, mask_out);
         int n_allowed = 0;
-        int32_t t = sample(vi, mask, &n_allowed);
+        int32_t t = sample(vi, mask, step, &n_allowed);
         if (t < 0) {
             snprintf(why, why_cap, "empty mask");
             break;
@@ -325,6 +329,38 @@ int main(int argc, char **argv)
     }
     size_t nw = grammar_mask_words(gv);
     uint32_t *mask = malloc(nw * 4);
+    if (strcmp(mode, "allowed") == 0 && argc >= 6) {
+        /* allowed KIND FILE HEXPREFIX: the tokens allowed after the prefix */
+        grammar_kind k;
+        if (kind_of(argv[3], &k)) return 2;
+        size_t len;
+        char *text = read_file(argv[4], &len);
+        grammar *gr = NULL;
+        grammar_state *st = NULL;
+        if (grammar_compile(&gr, gv, k, text, len, NULL, &e) || grammar_state_new(&st, gr, &e)) {
+            printf("error %s\n", e.msg);
+            return 1;
+        }
+        size_t hl = strlen(argv[5]);
+        char *bytes = malloc(hl / 2 + 1);
+        for (size_t i = 0; i < hl / 2; i++) sscanf(argv[5] + 2 * i, "%2hhx", (unsigned char *)&bytes[i]);
+        if (grammar_state_accept_bytes(st, bytes, hl / 2, &e)) {
+            printf("error %s\n", e.msg);
+            return 1;
+        }
+        grammar_state_mask(st, mask, &e);
+        int n = 0;
+        for (int32_t i = 0; i < vi.n; i++)
+            if ((mask[i >> 5] >> (i & 31)) & 1) {
+                if (n++ < 200) {
+                    putchar('[');
+                    fwrite(vi.piece[i], 1, vi.len[i], stdout);
+                    putchar(']');
+                }
+            }
+        printf("\nallowed %d\n", n);
+        return 0;
+    }
     if (strcmp(mode, "bench") == 0 && argc >= 5) {
         grammar_kind k;
         if (kind_of(argv[3], &k)) return 2;
