@@ -14,7 +14,7 @@ void grammar_opts_default(grammar_opts *o)
     o->max_stacks = 256;
     o->max_text = (size_t)1 << 20;
     o->max_repeat = 256;
-    o->max_work = 400000000;
+    o->max_work = 100000000;
 }
 
 /* A JSON array of strings: the output is exactly one of them. */

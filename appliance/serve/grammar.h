@@ -66,8 +66,9 @@ typedef struct grammar_opts {
     size_t max_text;     /* input text bytes (default 1 MiB) */
     int max_repeat;      /* largest count in a bounded repetition: {m,n}, minItems/maxItems,
                           * minLength/maxLength (default 256) */
-    int64_t max_work;    /* compile budget in automaton steps (DFA construction + vocabulary
-                          * walks); past it ERR_INVALID "too complex" (default 400M, ~1-2 s) */
+    int64_t max_work;    /* compile budget in automaton steps, each for the DFA construction and
+                          * for the vocabulary walks; past it ERR_INVALID "too complex"
+                          * (default 100M: about a second at worst) */
 } grammar_opts;
 
 void grammar_opts_default(grammar_opts *o);
@@ -107,6 +108,7 @@ typedef struct grammar_stats {
     int64_t n_uncertain; /* (token, exit offset) entries checked against the stack at run time */
     size_t bytes;        /* memory held by the grammar */
     double compile_ms;   /* wall time of grammar_compile */
+    int64_t work;        /* vocabulary-walk steps spent (bounded by opts.max_work) */
 } grammar_stats;
 void grammar_get_stats(const grammar *g, grammar_stats *s);
 

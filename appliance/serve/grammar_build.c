@@ -68,7 +68,7 @@ int gb_charge(gb *b, int64_t n, const char *what)
     if (b->failed) return -1;
     b->work += n;
     if (b->work > b->o->max_work)
-        return gb_fail(b, ERR_INVALID, "%s: grammar too complex (more than %lld compile steps)", what,
+        return gb_fail(b, ERR_INVALID, "%s: too complex (more than %lld compile steps)", what,
                        (long long)b->o->max_work);
     return 0;
 }
@@ -452,7 +452,7 @@ typedef struct nfa {
     int32_t n_e, cap_e;
 } nfa;
 
-#define NFA_MAX_EDGES (1 << 23)
+#define NFA_MAX_EDGES (1 << 21)
 
 typedef struct build_ctx {
     gb *b;
@@ -463,7 +463,8 @@ typedef struct build_ctx {
 
 static int32_t nfa_state(build_ctx *c)
 {
-    if (c->n->n_states >= NFA_MAX_EDGES) return gb_fail(c->b, ERR_INVALID, "grammar too large (NFA)");
+    if (c->n->n_states >= NFA_MAX_EDGES)
+        return gb_fail(c->b, ERR_INVALID, "grammar too large (more than %d automaton states)", NFA_MAX_EDGES);
     return c->n->n_states++;
 }
 
@@ -704,6 +705,7 @@ static void rule_dfa_free(rule_dfa *d)
 
 typedef struct subset_ctx {
     gb *b;
+    const char *rule_name;
     const nfa *n;
     int32_t *eoff;     /* CSR of edges by from: (n_states + 1) */
     int32_t *eidx;
@@ -785,7 +787,7 @@ static int32_t dfa_intern(subset_ctx *c, int32_t m, int32_t max_states)
         k = (k + 1) & (c->hash_cap - 1);
     }
     if (c->n_dfa >= max_states)
-        return gb_fail(c->b, ERR_INVALID, "grammar too complex (a rule needs more than %d automaton states)",
+        return gb_fail(c->b, ERR_INVALID, "%s: too complex (more than %d automaton states in one rule)", c->rule_name,
                        max_states);
     if (c->n_pool + m > c->cap_pool) {
         int64_t nc = c->cap_pool ? c->cap_pool * 2 : 4096;
@@ -811,14 +813,17 @@ static int32_t dfa_intern(subset_ctx *c, int32_t m, int32_t max_states)
     return c->n_dfa++;
 }
 
-#define DFA_MAX_STATES 200000
+#define DFA_MAX_STATES 20000
+#define AUTO_MAX_STATES 100000
 
 /* Subset construction of one rule's NFA (start 0, final 1). */
-static int nfa_to_dfa(gb *b, const nfa *n, int32_t n_classes, const uint8_t *set_cls, rule_dfa *out)
+static int nfa_to_dfa(gb *b, const char *rule_name, const nfa *n, int32_t n_classes, const uint8_t *set_cls,
+                      rule_dfa *out)
 {
     subset_ctx c;
     memset(&c, 0, sizeof c);
     c.b = b;
+    c.rule_name = rule_name;
     c.n = n;
     c.n_classes = n_classes;
     c.set_cls = (uint8_t *)set_cls;
@@ -1030,7 +1035,7 @@ int gm_auto_build(gm_auto *a, gb *b, int32_t root)
     }
 
     /* rules reachable from the root through calls that stay calls; DFA for each */
-    int32_t n_order = 0;
+    int32_t n_order = 0, total_states = 0;
     used[root] = 1;
     order[n_order++] = root;
     for (int32_t i = 0; i < n_order; i++) {
@@ -1042,9 +1047,14 @@ int gm_auto_build(gm_auto *a, gb *b, int32_t root)
             free(n.e);
             goto fail;
         }
-        int rc2 = nfa_to_dfa(b, &n, a->n_classes, set_cls, &dfa[r]);
+        int rc2 = nfa_to_dfa(b, gb_rule_name(b, r), &n, a->n_classes, set_cls, &dfa[r]);
         free(n.e);
         if (rc2) goto fail;
+        total_states += dfa[r].n;
+        if (total_states > AUTO_MAX_STATES) {
+            gb_fail(b, ERR_INVALID, "grammar too complex (more than %d automaton states)", AUTO_MAX_STATES);
+            goto fail;
+        }
         for (int32_t k = 0; k < dfa[r].n_calls; k++) {
             int32_t callee = dfa[r].call_rule[k];
             if (!used[callee]) {

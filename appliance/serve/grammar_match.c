@@ -473,7 +473,7 @@ int gm_caches_build(grammar *g, err *e)
             if (w.oom) goto nomem;
         }
         if (work > g->o.max_work) {
-            err_set(e, ERR_INVALID, "grammar too complex for this vocabulary (more than %lld steps)",
+            err_set(e, ERR_INVALID, "grammar: too complex for this vocabulary (more than %lld steps)",
                     (long long)g->o.max_work);
             goto out;
         }
@@ -550,6 +550,7 @@ int gm_caches_build(grammar *g, err *e)
         }
         g->st.n_positions++;
     }
+    g->st.work = work;
     rc = 0;
     goto out;
 nomem:
@@ -655,13 +656,23 @@ static int state_fail(grammar_state *st, err *e)
     return err_set(e, ERR_INVALID, "grammar: %s", st->fail_msg);
 }
 
+/* 1 if the cached verdicts of stack el may have pushed past max_depth. */
+static int s_grow_exceeds(const grammar_state *st, gm_elem el)
+{
+    return st->sim.nodes[el.p].depth + 1 + st->g->cache[el.q].grow > st->g->o.max_depth;
+}
+
 int grammar_state_mask(grammar_state *st, uint32_t *words, err *e)
 {
     const grammar *g = st->g;
     const grammar_vocab *v = g->v;
     if (!v) return err_set(e, ERR_INVALID, "grammar: compiled without a vocabulary");
     const size_t nw = grammar_mask_words(v);
-    memset(words, 0, nw * sizeof(uint32_t));
+    if (st->failed || st->finished || st->n_cur == 0 || g->cache[st->cur[0].q].acc_kind != GC_BITS ||
+        s_grow_exceeds(st, st->cur[0]))
+        memset(words, 0, nw * sizeof(uint32_t));
+    else /* the first stack's accepted bitset is copied instead of OR'd into zeros */
+        memcpy(words, g->acc_bits + g->cache[st->cur[0].q].acc_off, nw * sizeof(uint32_t));
     if (st->failed) return err_set(e, ERR_INVALID, "grammar: %s", st->fail_msg);
     if (st->finished) {
         for (int32_t k = 0; k < v->n_eog; k++) words[v->eog[k] >> 5] |= 1u << (v->eog[k] & 31);
@@ -680,7 +691,7 @@ int grammar_state_mask(grammar_state *st, uint32_t *words, err *e)
         const gm_elem el = st->cur[k];
         const gm_cache *c = &g->cache[el.q];
         s->n_nodes = st->n_persist;
-        if (s->nodes[el.p].depth + 1 + c->grow > g->o.max_depth) {
+        if (s_grow_exceeds(st, el)) {
             /* deep stack: the cached verdicts may have pushed past max_depth; walk the
              * whole vocabulary from the real stack */
             s->buf[0] = el;
@@ -697,7 +708,9 @@ int grammar_state_mask(grammar_state *st, uint32_t *words, err *e)
         }
         if (st->pos_stamp[el.q] != st->stamp) {
             st->pos_stamp[el.q] = st->stamp;
-            if (c->acc_kind == GC_BITS) {
+            if (k == 0 && c->acc_kind == GC_BITS) {
+                /* copied above */
+            } else if (c->acc_kind == GC_BITS) {
                 const uint32_t *bits = g->acc_bits + c->acc_off;
                 for (size_t i = 0; i < nw; i++) words[i] |= bits[i];
             } else if (c->acc_kind == GC_LIST) {

@@ -91,6 +91,8 @@ static void path_pop(sc *c, size_t old)
 
 static int32_t sc_fail(sc *c, err_code code, const char *what)
 {
+    if (c->plen > 160) /* keep the message whole: the start and the end of a long path */
+        return gb_fail(c->b, code, "%.40s...%s: %s", c->path, c->path + c->plen - 110, what);
     return gb_fail(c->b, code, "%s: %s", c->path, what);
 }
 
@@ -958,7 +960,7 @@ static int32_t ref_expr(sc *c, const jv *ref)
     }
     /* the rule exists before its body is compiled: recursion calls it */
     char name[300];
-    snprintf(name, sizeof name, "%.290s", r[0] == '#' && rl > 1 ? r + 1 : "root");
+    snprintf(name, sizeof name, "%.290s", r[0] == '#' && rl > 1 ? r + 1 : "$");
     /* error paths inside the target read as "$" + pointer with dots */
     for (char *p = name; *p; p++)
         if (*p == '/') *p = '.';
@@ -1200,7 +1202,7 @@ int32_t schema_build(gb *b, const char *text, size_t len, int json_object)
         gb_rule_set(b, root, gx_call(b, object_any_rule(&c)));
         return b->failed ? -1 : root;
     }
-    c.ar = jv_arena_new(len * 8 + 65536);
+    c.ar = jv_arena_new(len * 32 + ((size_t)1 << 20));
     if (!c.ar) return gb_fail(b, ERR_NOMEM, "out of memory");
     err pe = {0};
     if (jv_parse(c.ar, text, len, 128, &c.doc, &pe)) {

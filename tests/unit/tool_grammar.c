@@ -6,10 +6,13 @@
  *       n_vocab (u32), then per token: eog (u8), len (u32), bytes
  *   tool_grammar VOCAB.gguf batch MASKDIR
  *       stdin: one JSON job per line {"kind":..., "text":..., "ws":0, "seed":1, "walks":2,
- *       "max_steps":300, "masks":0|1, "depth":64}; stdout: one JSON line per job
+ *       "max_steps":300, "masks":0|1, "depth":64, "timing":0|1, "uniform":0|1}; stdout: one
+ *       JSON line per job
  *       {"ok":true,"ms":..,"stats":{..},"walks":[{"ids":[..],"hex":"..","ended":true}]} or
  *       {"ok":false,"code":"invalid","error":"..."}. With "masks":1 every step's mask of
  *       walk w of job j goes to MASKDIR/j_w.bin (n_steps x words u32, little endian).
+ *       "timing":1 adds each mask's thread CPU and wall time in µs ("cpu_us", "wall_us");
+ *       "uniform":1 picks among the allowed tokens with equal logits (long strings).
  *       A walk samples at temperature 1 from random logits (normal, plus a bias toward
  *       tokens holding " } ] that grows after 100 steps for those starting with ", and toward end tokens, so walks
  *       finish) over the allowed tokens only, and checks each pick with
@@ -126,9 +129,12 @@ static void noise_init(void)
 
 /* One token at temperature 1 over (normal logit + bias) restricted to the mask:
  * argmax of logit + Gumbel noise is a softmax sample. */
+static int uniform_pick; /* 1: every allowed token equally likely (equal logits) */
+
 static int32_t sample(const vocab_info *vi, const uint32_t *mask, int step, int *n_allowed)
 {
     const float ramp = step > 100 ? (float)(step - 100) / 25.0f : 0.0f;
+    const float scale = uniform_pick ? 0.0f : 1.0f;
     float best = -1e30f;
     int32_t pick = -1;
     int cnt = 0;
@@ -140,7 +146,7 @@ static int32_t sample(const vocab_info *vi, const uint32_t *mask, int step, int 
             int32_t id = w * 32 + b;
             if (id >= vi->n) break;
             cnt++;
-            float s = vi->bias[id] + (vi->closer[id] ? ramp : 0.0f) + noise_tab[rng_next() & 0xFFFF];
+            float s = scale * (vi->bias[id] + (vi->closer[id] ? ramp : 0.0f)) + noise_tab[rng_next() & 0xFFFF];
             if (s > best) {
                 best = s;
                 pick = id;
@@ -417,6 +423,7 @@ int main(int argc, char **argv)
         ssize_t r;
         int job = 0;
         int32_t *ids = malloc(sizeof(int32_t) * 4096);
+        double *wt = malloc(sizeof(double) * 4096), *ct = malloc(sizeof(double) * 4096);
         char *txt = malloc(1 << 20), why[512];
         while ((r = getline(&line, &cap, stdin)) > 0) {
             jv_arena *ar = jv_arena_new((size_t)r * 4 + 65536);
@@ -440,7 +447,8 @@ int main(int argc, char **argv)
             o.json_ws = (int)jint(d, "ws", 0);
             o.max_depth = (int)jint(d, "depth", 64);
             int walks = (int)jint(d, "walks", 1), max_steps = (int)jint(d, "max_steps", 300);
-            int want_masks = (int)jint(d, "masks", 0);
+            int want_masks = (int)jint(d, "masks", 0), want_times = (int)jint(d, "timing", 0);
+            uniform_pick = (int)jint(d, "uniform", 0);
             if (max_steps > 4096) max_steps = 4096;
             rng_s = 88172645463325252ull ^ (uint64_t)jint(d, "seed", 1) * 0x9E3779B97F4A7C15ull;
             if (kind_of(kn, &k)) {
@@ -474,10 +482,10 @@ int main(int argc, char **argv)
                     snprintf(path, sizeof path, "%s/%d_%d.bin", maskdir, job, w);
                     mf = fopen(path, "wb");
                 }
-                int ended;
+                int ended, n_t = 0;
                 size_t tlen;
-                int n = run_walk(st, &vi, mask, nw, max_steps, ids, txt, &tlen, 1 << 20, &ended, mf, NULL, NULL, NULL,
-                                 why, sizeof why);
+                int n = run_walk(st, &vi, mask, nw, max_steps, ids, txt, &tlen, 1 << 20, &ended, mf,
+                                 want_times ? wt : NULL, want_times ? ct : NULL, &n_t, why, sizeof why);
                 if (mf) fclose(mf);
                 printf("%s{\"ids\":[", w ? "," : "");
                 for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
@@ -485,6 +493,13 @@ int main(int argc, char **argv)
                 put_hex(stdout, txt, tlen);
                 printf("\",\"ended\":%s,\"why\":", ended ? "true" : "false");
                 put_json_str(stdout, why);
+                if (want_times) {
+                    printf(",\"cpu_us\":[");
+                    for (int i = 0; i < n_t; i++) printf("%s%.3f", i ? "," : "", ct[i]);
+                    printf("],\"wall_us\":[");
+                    for (int i = 0; i < n_t; i++) printf("%s%.3f", i ? "," : "", wt[i]);
+                    printf("]");
+                }
                 printf("}");
             }
             printf("]}\n");
