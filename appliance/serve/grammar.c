@@ -20,7 +20,7 @@ void grammar_opts_default(grammar_opts *o)
 /* A JSON array of strings: the output is exactly one of them. */
 int32_t choice_build(gb *b, const char *text, size_t len)
 {
-    jv_arena *ar = jv_arena_new(len * 4 + 4096);
+    jv_arena *ar = jv_arena_new(len * 32 + 65536);
     if (!ar) return gb_fail(b, ERR_NOMEM, "out of memory");
     jv v;
     err pe = {0};

@@ -366,18 +366,20 @@ def main():
             tok = PeerVocab(toks, eog).llg()
             sch = schemas(n_sch, 1234 if name == "qwen3" else 99)
             peer = [i for i, s in enumerate(sch) if peer_comparable(s)][:n_peer]
-            jobs = [{"kind": "json_schema", "text": json.dumps(s), "seed": i + 1, "walks": 1, "max_steps": 1500,
+            jobs = [{"kind": "json_schema", "text": json.dumps(s), "seed": i + 1, "walks": 2, "max_steps": 1500,
                      "masks": 1 if i in peer else 0} for i, s in enumerate(sch)]
             maskdir = os.path.join(tmp, name)
             os.makedirs(maskdir)
             res = run_batch(gguf, jobs, maskdir)
             # 1. validity
-            n_ok, n_ended, bad = 0, 0, []
+            n_ok, n_ended, n_walks, covered, bad = 0, 0, 0, 0, []
             for i, (s, r) in enumerate(zip(sch, res)):
                 if not r["ok"]:
                     bad.append("schema %d did not compile: %s" % (i, r.get("error")))
                     continue
+                good = 0
                 for w in r["walks"]:
+                    n_walks += 1
                     if w["why"]:
                         bad.append("schema %d: walk failed: %s" % (i, w["why"]))
                         continue
@@ -390,9 +392,14 @@ def main():
                                                               bytes.fromhex(w["hex"])[:300]))
                     else:
                         n_ok += 1
-            ok(not bad and n_ended >= 0.9 * len(sch),
-                        "%s: %d/%d schemas' walks ended with an end token, %d valid per jsonschema%s" % (
-                            name, n_ended, len(sch), n_ok, "; " + " | ".join(bad[:3]) if bad else ""))
+                        good = 1
+                covered += good
+            # a walk that has not ended after 1500 tokens is unfinished, not wrong: random
+            # tokens rarely hold the digit an unanchored pattern "[0-9]+" waits for
+            ok(not bad and covered >= 0.97 * len(sch),
+               "%s: %d/%d schemas have a finished walk; %d/%d walks ended with an end token, all %d valid per "
+               "jsonschema%s" % (name, covered, len(sch), n_ended, n_walks, n_ok,
+                                 "; " + " | ".join(bad[:3]) if bad else ""))
             # 2. peer masks on the first n_peer schemas
             steps, mism = 0, []
             for i in peer:
