@@ -368,18 +368,23 @@ static int walk(gm_sim *s, const walk_list *L, int mode, walk_sink *w, int64_t *
 
 /* ------------------------------------------------------------------ caches (compile time) */
 
-static const grammar_vocab *sort_v; /* qsort has no context argument */
-static const int32_t *sort_s;
-static const uint32_t *sort_a;
+typedef struct rest_ctx {
+    const grammar_vocab *v;
+    const int32_t *s; /* string of each uncertain entry */
+    const uint32_t *a; /* its exit offset */
+} rest_ctx;
 
-static int cmp_rest(const void *x, const void *y)
+/* Orders uncertain entries by the bytes after their exit (qsort_r: no globals, so
+ * grammars compile on several threads at once). */
+static int cmp_rest(const void *x, const void *y, void *ctx)
 {
+    const rest_ctx *r = ctx;
     int32_t i = *(const int32_t *)x, j = *(const int32_t *)y;
-    const grammar_vocab *v = sort_v;
-    const uint8_t *a = v->bytes + v->off[sort_s[i]] + sort_a[i];
-    const uint8_t *b = v->bytes + v->off[sort_s[j]] + sort_a[j];
-    uint32_t la = v->off[sort_s[i] + 1] - v->off[sort_s[i]] - sort_a[i];
-    uint32_t lb = v->off[sort_s[j] + 1] - v->off[sort_s[j]] - sort_a[j];
+    const grammar_vocab *v = r->v;
+    const uint8_t *a = v->bytes + v->off[r->s[i]] + r->a[i];
+    const uint8_t *b = v->bytes + v->off[r->s[j]] + r->a[j];
+    uint32_t la = v->off[r->s[i] + 1] - v->off[r->s[i]] - r->a[i];
+    uint32_t lb = v->off[r->s[j] + 1] - v->off[r->s[j]] - r->a[j];
     uint32_t n = la < lb ? la : lb;
     int c = memcmp(a, b, n);
     if (c) return c;
@@ -513,10 +518,8 @@ int gm_caches_build(grammar *g, err *e)
             order = malloc((size_t)w.n_unc * sizeof(int32_t));
             if (!order) goto nomem;
             for (int64_t k = 0; k < w.n_unc; k++) order[k] = (int32_t)k;
-            sort_v = v;
-            sort_s = w.unc_s;
-            sort_a = w.unc_a;
-            qsort(order, (size_t)w.n_unc, sizeof(int32_t), cmp_rest);
+            rest_ctx rc2 = {v, w.unc_s, w.unc_a};
+            qsort_r(order, (size_t)w.n_unc, sizeof(int32_t), cmp_rest, &rc2);
             if (g->n_unc + w.n_unc > cap_unc) {
                 int64_t nc = cap_unc ? cap_unc * 2 : 4096;
                 while (nc < g->n_unc + w.n_unc) nc *= 2;

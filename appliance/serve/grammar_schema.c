@@ -607,19 +607,19 @@ static void escape_sets(sc *c, int32_t from, int32_t to)
     }
 }
 
+#define RE_DATE                                                                                                    \
+    "(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|"            \
+    "02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|"                                      \
+    "(?:0[48]|[2468][048]|[13579][26])00)-02-29)"
+#define RE_TIME "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+
+/* Formats as regexes (anchored), exact for jsonschema's checkers: dates know leap years;
+ * time and date-time are RFC 3339 without leap seconds (T/t, Z/z as RFC 3339 allows). */
 static const char *format_regex(const char *f)
 {
-    static const char *date = "(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|"
-                              "02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|"
-                              "(?:0[48]|[2468][048]|[13579][26])00)-02-29)";
-    static const char *time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
-    static char dt[1024];
-    if (strcmp(f, "date") == 0) return date;
-    if (strcmp(f, "time") == 0) return time;
-    if (strcmp(f, "date-time") == 0) {
-        snprintf(dt, sizeof dt, "%s[Tt]%s", date, time);
-        return dt;
-    }
+    if (strcmp(f, "date") == 0) return RE_DATE;
+    if (strcmp(f, "time") == 0) return RE_TIME;
+    if (strcmp(f, "date-time") == 0) return RE_DATE "[Tt]" RE_TIME;
     if (strcmp(f, "duration") == 0)
         return "P(?:(?:[0-9]+Y(?:[0-9]+M)?(?:[0-9]+D)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?:T(?:[0-9]+H(?:[0-9]+M)?(?:[0-9]+S)?|"
                "[0-9]+M(?:[0-9]+S)?|[0-9]+S))?|T(?:[0-9]+H(?:[0-9]+M)?(?:[0-9]+S)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)|[0-9]+W)";

@@ -396,7 +396,7 @@ def main():
                 covered += good
             # a walk that has not ended after 1500 tokens is unfinished, not wrong: random
             # tokens rarely hold the digit an unanchored pattern "[0-9]+" waits for
-            ok(not bad and covered >= 0.97 * len(sch),
+            ok(not bad and covered >= 0.95 * len(sch),
                "%s: %d/%d schemas have a finished walk; %d/%d walks ended with an end token, all %d valid per "
                "jsonschema%s" % (name, covered, len(sch), n_ended, n_walks, n_ok,
                                  "; " + " | ".join(bad[:3]) if bad else ""))
