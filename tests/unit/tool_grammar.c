@@ -257,68 +257,91 @@ static int run_walk(grammar_state *st, const vocab_info *vi, uint32_t *mask, siz
     return n;
 }
 
+/* Everything main keeps, freed on every way out (the -san build checks for leaks). */
+static tok *g_tok;
+static grammar_vocab *g_vocab;
+static vocab_info g_vi;
+static void *g_own[16];
+static int g_n_own;
+static void *own(void *p)
+{
+    if (g_n_own < 16) g_own[g_n_own++] = p;
+    return p;
+}
+static int finish(int rc)
+{
+    for (int i = 0; i < g_n_own; i++) free(g_own[i]);
+    free(g_vi.bias);
+    free(g_vi.closer);
+    free(g_vi.eog);
+    free(g_vi.piece);
+    free(g_vi.len);
+    grammar_vocab_free(g_vocab);
+    tok_free(g_tok);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: tool_grammar VOCAB.gguf|- vocab|batch|bench|check|match ...\n");
-        return 2;
+        return finish(2);
     }
     err e = {0};
     tok *t = NULL;
     grammar_vocab *gv = NULL;
-    vocab_info vi = {0};
     if (strcmp(argv[1], "-") != 0) {
         gguf_file *g = NULL;
         if (gguf_open(&g, argv[1], &e) || tok_load(&t, g, &e)) {
             fprintf(stderr, "tool_grammar: %s\n", e.msg);
-            return 1;
+            return finish(1);
         }
         gguf_close(g);
         const char *nv = getenv("GRAMMAR_N_VOCAB"); /* e.g. 151936: Qwen3's logit rows */
         if (grammar_vocab_new(&gv, t, nv ? atoi(nv) : 0, &e)) {
             fprintf(stderr, "tool_grammar: %s\n", e.msg);
-            return 1;
+            return finish(1);
         }
-        info_build(&vi, t);
+        info_build(&g_vi, t);
         noise_init();
+        g_tok = t;
+        g_vocab = gv;
     }
     const char *mode = argv[2];
     if (strcmp(mode, "vocab") == 0 && argc >= 4 && t) {
         FILE *f = fopen(argv[3], "wb");
-        uint32_t n = (uint32_t)vi.n;
+        uint32_t n = (uint32_t)g_vi.n;
         fwrite(&n, 4, 1, f);
-        for (int32_t i = 0; i < vi.n; i++) {
-            uint8_t eg = vi.eog[i];
-            uint32_t l = (uint32_t)vi.len[i];
+        for (int32_t i = 0; i < g_vi.n; i++) {
+            uint8_t eg = g_vi.eog[i];
+            uint32_t l = (uint32_t)g_vi.len[i];
             fwrite(&eg, 1, 1, f);
             fwrite(&l, 4, 1, f);
-            fwrite(vi.piece[i], 1, vi.len[i], f);
+            fwrite(g_vi.piece[i], 1, g_vi.len[i], f);
         }
         fclose(f);
-        printf("ok vocab=%d\n", vi.n);
-        return 0;
+        printf("ok vocab=%d\n", g_vi.n);
+        return finish(0);
     }
     if ((strcmp(mode, "check") == 0 || strcmp(mode, "match") == 0) && argc >= 5) {
         grammar_kind k;
-        if (kind_of(argv[3], &k)) return 2;
+        if (kind_of(argv[3], &k)) return finish(2);
         size_t len;
-        char *text = read_file(argv[4], &len);
-        if (!text) return 2;
+        char *text = own(read_file(argv[4], &len));
+        if (!text) return finish(2);
         grammar *gr = NULL;
         if (grammar_compile(&gr, gv, k, text, len, NULL, &e)) {
             printf("error %s: %s\n", err_code_name(e.code), e.msg);
-            free(text);
-            return 0;
+            return finish(0);
         }
         if (strcmp(mode, "match") == 0 && argc >= 6) {
             grammar_state *st;
             grammar_state_new(&st, gr, &e);
             size_t hl = strlen(argv[5]);
-            char *bytes = malloc(hl / 2 + 1);
+            char *bytes = own(malloc(hl / 2 + 1));
             for (size_t i = 0; i < hl / 2; i++) sscanf(argv[5] + 2 * i, "%2hhx", (unsigned char *)&bytes[i]);
             if (grammar_state_accept_bytes(st, bytes, hl / 2, &e)) printf("error %s: %s\n", err_code_name(e.code), e.msg);
             else printf("ok can_end=%d done=%d\n", grammar_state_can_end(st), grammar_state_done(st));
-            free(bytes);
             grammar_state_free(st);
         } else {
             grammar_stats s;
@@ -326,52 +349,53 @@ int main(int argc, char **argv)
             printf("ok rules=%d states=%d\n", s.n_rules, s.n_states);
         }
         grammar_free(gr);
-        free(text);
-        return 0;
+        return finish(0);
     }
     if (!gv) {
         fprintf(stderr, "tool_grammar: this mode needs a vocabulary\n");
-        return 2;
+        return finish(2);
     }
     size_t nw = grammar_mask_words(gv);
-    uint32_t *mask = malloc(nw * 4);
+    uint32_t *mask = own(malloc(nw * 4));
     if (strcmp(mode, "allowed") == 0 && argc >= 6) {
         /* allowed KIND FILE HEXPREFIX: the tokens allowed after the prefix */
         grammar_kind k;
-        if (kind_of(argv[3], &k)) return 2;
+        if (kind_of(argv[3], &k)) return finish(2);
         size_t len;
-        char *text = read_file(argv[4], &len);
+        char *text = own(read_file(argv[4], &len));
         grammar *gr = NULL;
         grammar_state *st = NULL;
         if (grammar_compile(&gr, gv, k, text, len, NULL, &e) || grammar_state_new(&st, gr, &e)) {
             printf("error %s\n", e.msg);
-            return 1;
+            return finish(1);
         }
         size_t hl = strlen(argv[5]);
-        char *bytes = malloc(hl / 2 + 1);
+        char *bytes = own(malloc(hl / 2 + 1));
         for (size_t i = 0; i < hl / 2; i++) sscanf(argv[5] + 2 * i, "%2hhx", (unsigned char *)&bytes[i]);
         if (grammar_state_accept_bytes(st, bytes, hl / 2, &e)) {
             printf("error %s\n", e.msg);
-            return 1;
+            return finish(1);
         }
         grammar_state_mask(st, mask, &e);
         int n = 0;
-        for (int32_t i = 0; i < vi.n; i++)
+        for (int32_t i = 0; i < g_vi.n; i++)
             if ((mask[i >> 5] >> (i & 31)) & 1) {
                 if (n++ < 200) {
                     putchar('[');
-                    fwrite(vi.piece[i], 1, vi.len[i], stdout);
+                    fwrite(g_vi.piece[i], 1, g_vi.len[i], stdout);
                     putchar(']');
                 }
             }
         printf("\nallowed %d\n", n);
-        return 0;
+        grammar_state_free(st);
+        grammar_free(gr);
+        return finish(0);
     }
     if (strcmp(mode, "bench") == 0 && argc >= 5) {
         grammar_kind k;
-        if (kind_of(argv[3], &k)) return 2;
+        if (kind_of(argv[3], &k)) return finish(2);
         size_t len;
-        char *text = read_file(argv[4], &len);
+        char *text = own(read_file(argv[4], &len));
         int steps = argc > 5 ? atoi(argv[5]) : 400;
         int walks = argc > 6 ? atoi(argv[6]) : 10;
         grammar_opts o;
@@ -380,22 +404,22 @@ int main(int argc, char **argv)
         grammar *gr = NULL;
         if (grammar_compile(&gr, gv, k, text, len, &o, &e)) {
             printf("error %s: %s\n", err_code_name(e.code), e.msg);
-            return 1;
+            return finish(1);
         }
         grammar_stats s;
         grammar_get_stats(gr, &s);
         grammar_state *st;
         grammar_state_new(&st, gr, &e);
-        double *times = malloc(sizeof(double) * (size_t)steps * (size_t)walks);
-        double *ctimes = malloc(sizeof(double) * (size_t)steps * (size_t)walks);
+        double *times = own(malloc(sizeof(double) * (size_t)steps * (size_t)walks));
+        double *ctimes = own(malloc(sizeof(double) * (size_t)steps * (size_t)walks));
         int n_times = 0, n_ended = 0;
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)steps);
-        char *txt = malloc(1 << 20), why[256];
+        int32_t *ids = own(malloc(sizeof(int32_t) * (size_t)steps));
+        char *txt = own(malloc(1 << 20)), why[256];
         size_t tl;
         for (int w = 0; w < walks; w++) {
             grammar_state_reset(st);
             int ended;
-            run_walk(st, &vi, mask, nw, steps, ids, txt, &tl, 1 << 20, &ended, NULL, times, ctimes, &n_times, why,
+            run_walk(st, &g_vi, mask, nw, steps, ids, txt, &tl, 1 << 20, &ended, NULL, times, ctimes, &n_times, why,
                      sizeof why);
             n_ended += ended;
             if (why[0]) fprintf(stderr, "walk %d: %s\n", w, why);
@@ -414,7 +438,9 @@ int main(int argc, char **argv)
                times[n_times - 1], ctimes[n_times / 2], ctimes[(int)(n_times * 0.99)], csum / n_times,
                ctimes[n_times - 1], s.compile_ms, s.n_positions, s.n_states, (long long)s.n_accept,
                (long long)s.n_uncertain, s.bytes);
-        return 0;
+        grammar_state_free(st);
+        grammar_free(gr);
+        return finish(0);
     }
     if (strcmp(mode, "batch") == 0 && argc >= 4) {
         const char *maskdir = argv[3];
@@ -422,9 +448,9 @@ int main(int argc, char **argv)
         size_t cap = 0;
         ssize_t r;
         int job = 0;
-        int32_t *ids = malloc(sizeof(int32_t) * 4096);
-        double *wt = malloc(sizeof(double) * 4096), *ct = malloc(sizeof(double) * 4096);
-        char *txt = malloc(1 << 20), why[512];
+        int32_t *ids = own(malloc(sizeof(int32_t) * 4096));
+        double *wt = own(malloc(sizeof(double) * 4096)), *ct = own(malloc(sizeof(double) * 4096));
+        char *txt = own(malloc(1 << 20)), why[512];
         while ((r = getline(&line, &cap, stdin)) > 0) {
             jv_arena *ar = jv_arena_new((size_t)r * 4 + 65536);
             jv v;
@@ -484,7 +510,7 @@ int main(int argc, char **argv)
                 }
                 int ended, n_t = 0;
                 size_t tlen;
-                int n = run_walk(st, &vi, mask, nw, max_steps, ids, txt, &tlen, 1 << 20, &ended, mf,
+                int n = run_walk(st, &g_vi, mask, nw, max_steps, ids, txt, &tlen, 1 << 20, &ended, mf,
                                  want_times ? wt : NULL, want_times ? ct : NULL, &n_t, why, sizeof why);
                 if (mf) fclose(mf);
                 printf("%s{\"ids\":[", w ? "," : "");
@@ -510,8 +536,8 @@ int main(int argc, char **argv)
             job++;
         }
         free(line);
-        return 0;
+        return finish(0);
     }
     fprintf(stderr, "tool_grammar: bad arguments\n");
-    return 2;
+    return finish(2);
 }
