@@ -174,6 +174,7 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
     if (!av || !a->files || !lo) {
         free(av);
         free(lo);
+        cli_free(a);
         fprintf(err, "error: out of memory\n");
         return 2;
     }
@@ -335,6 +336,12 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
     }
     free(av);
     free(lo);
-    if (rc == 1) return 1;
+    if (rc) cli_free(a);
     return rc;
+}
+
+void cli_free(cli_args *a) {
+    free(a->files);
+    a->files = NULL;
+    a->n_files = 0;
 }

@@ -14,7 +14,8 @@
  *   their long names before getopt_long sees them; nothing else is single-dash long.
  *   `sparkd CMD --help` lists exactly the options CMD takes.
  *
- * Owns: nothing on the heap after cli_parse returns except a.files (points into argv). */
+ * Owns: a.files, the array of FILE arguments (its strings are argv's); cli_free releases it,
+ * and cli_parse releases it itself when it returns non-zero. */
 #ifndef SPARKD_CLI_H
 #define SPARKD_CLI_H
 
@@ -65,6 +66,9 @@ const char *cli_command_name(int cmd);
 /* Parses argv[2..] for the subcommand in argv[1]. Returns 0 (parsed), 1 (--help was
  * printed to out: exit 0) or 2 (an error was printed to err: exit 2). */
 int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err);
+
+/* Frees what cli_parse allocated (a.files); a is then empty. */
+void cli_free(cli_args *a);
 
 /* `sparkd CMD --help`: usage and the options CMD takes. */
 void cli_help(FILE *f, int cmd);

@@ -587,10 +587,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) { printf("sparkd %s\n", SPARKD_VERSION); return 0; }
     cli_args a;
     int rc = cli_parse(&a, argc, argv, stdout, stderr);
-    if (rc) {
-        free(a.files);
-        return rc == 1 ? 0 : 2;
-    }
+    if (rc) return rc == 1 ? 0 : 2;
     cli_opts o;
     switch (a.cmd) {
     case CLI_DEVICE: rc = cmd_device(); break;
@@ -601,6 +598,6 @@ int main(int argc, char **argv) {
         if (opts_from_cli(&a, &o)) { rc = 2; break; }
         rc = a.cmd == CLI_RUN ? cmd_run(&o) : a.cmd == CLI_INFO ? cmd_info(&o) : cmd_bench(&o);
     }
-    free(a.files);
+    cli_free(&a);
     return rc;
 }

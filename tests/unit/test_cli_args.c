@@ -26,6 +26,7 @@ static int P(cli_args *a, ...) {
     FILE *e = fmemopen(errbuf, sizeof errbuf, "w"), *o = fmemopen(outbuf, sizeof outbuf, "w");
     memset(errbuf, 0, sizeof errbuf);
     memset(outbuf, 0, sizeof outbuf);
+    cli_free(a); /* the previous parse's */
     int rc = cli_parse(a, argc, argv, o, e);
     fclose(e);
     fclose(o);
@@ -33,7 +34,7 @@ static int P(cli_args *a, ...) {
 }
 
 int main(void) {
-    cli_args a;
+    cli_args a = {0};
     int rc = P(&a, "run", "-m", "M.gguf", "--prompt=Hello there", "-n32", "--threads=3", "--ctx-size", "512",
                "--temp=0", "--top-k", "40", "--seed=7", "--print-ids", NULL);
     T_OK(rc == 0 && a.cmd == CLI_RUN && !strcmp(a.model, "M.gguf") && !strcmp(a.prompt, "Hello there") &&
@@ -86,6 +87,7 @@ int main(void) {
         for (int k = 0; bad[i].args[k]; k++) argv[n++] = (char *)bad[i].args[k];
         FILE *e = fmemopen(errbuf, sizeof errbuf, "w"), *o = fmemopen(outbuf, sizeof outbuf, "w");
         memset(errbuf, 0, sizeof errbuf);
+        cli_free(&a);
         rc = cli_parse(&a, n, argv, o, e);
         fclose(e);
         fclose(o);
@@ -102,5 +104,6 @@ int main(void) {
          !strstr(outbuf, "--listen"), "run -h lists run's options only");
     rc = P(&a, "verify", "--help", NULL);
     T_OK(rc == 1 && strstr(outbuf, "--manifest FILE") && !strstr(outbuf, "--model"), "verify --help");
+    cli_free(&a);
     T_DONE();
 }
