@@ -1,0 +1,208 @@
+/* shard.c — one rank's view of a model under tensor parallelism. See shard.h. */
+#include "shard.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "quant.h"
+
+/* Sliced tensors per layer: wq wk wv wo bq bk bv sinks w_gate w_up w_down. */
+#define SHARD_PER_LAYER 11
+
+struct shard {
+    model m;             /* the view; layers and tensors below */
+    model_layer *layers; /* (n_layer) */
+    model_tensor *tens;  /* (n_tens) the sliced tensors */
+    uint64_t *stride;    /* (n_tens) source bytes between rows; 0 = contiguous */
+    int n_tens;
+};
+
+void shard_vocab(int n_vocab, int size, int rank, int *v0, int *vn) {
+    const int64_t a = (int64_t)n_vocab * rank / size, b = (int64_t)n_vocab * (rank + 1) / size;
+    *v0 = (int)a;
+    *vn = (int)(b - a);
+}
+
+static int block_of(const model_tensor *t) {
+    const quant_traits *q = quant_traits_of(t->dtype);
+    return q ? q->block_elems : 0;
+}
+
+/* A matrix cut along ne[0] into `size` parts: each part a whole number of blocks. */
+static int check_cols(const model_tensor *t, int size, err *e) {
+    const int b = block_of(t);
+    if (!b || t->ne[0] % size || (t->ne[0] / size) % b)
+        return err_set(e, ERR_UNSUPPORTED,
+                       "tensor parallel %d: tensor '%s' has rows of %lld elements; a rank's %lld are not whole blocks of %d",
+                       size, t->name, (long long)t->ne[0], (long long)(t->ne[0] / size), b);
+    return 0;
+}
+
+static int check_rows(const model_tensor *t, int size, err *e) {
+    if (t->ne[1] % size)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel %d: tensor '%s' has %lld rows, not divisible", size, t->name,
+                       (long long)t->ne[1]);
+    if (t->scale)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel: tensor '%s' has a dequantization scale (not sharded yet)",
+                       t->name);
+    return 0;
+}
+
+/* A vector cut into `size` parts: plain elements only (no blocks to split). */
+static int check_vec(const model_tensor *t, int size, err *e) {
+    if (!t) return 0;
+    if (block_of(t) != 1 || t->n_dims != 1 || t->ne[0] % size)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel %d: vector '%s' (%lld elements) cannot be split", size, t->name,
+                       (long long)t->ne[0]);
+    return 0;
+}
+
+int shard_check(const model *m, int size, err *e) {
+    const model_hparams *hp = &m->hp;
+    if (size < 1 || size > ENGINE_PARALLEL_MAX)
+        return err_set(e, ERR_INVALID, "tensor parallel size %d (1..%d)", size, ENGINE_PARALLEL_MAX);
+    if (hp->n_head % size || hp->n_head_kv % size)
+        return err_set(e, ERR_UNSUPPORTED,
+                       "tensor parallel %d: %d query heads and %d KV heads must both divide by the number of ranks", size,
+                       hp->n_head, hp->n_head_kv);
+    if (hp->n_vocab < size) return err_set(e, ERR_UNSUPPORTED, "tensor parallel %d: vocabulary of %d", size, hp->n_vocab);
+    if (!m->output || m->output->n_dims != 2 || m->output->ne[1] != hp->n_vocab)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel: the output matrix is not (n_vocab, dim)");
+    int rc;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        if (L->mixer != MODEL_MIXER_ATTENTION)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d mixer kind %d is not sharded", il, (int)L->mixer);
+        if (L->ffn != MODEL_FFN_DENSE)
+            return err_set(e, ERR_UNSUPPORTED,
+                           "tensor parallel: layer %d is a mixture of experts; expert layers are not sharded yet", il);
+        const model_attention *A = &L->attn;
+        if (!A->wq || !A->wk || !A->wv || !A->wo || !L->dense.w_gate || !L->dense.w_up || !L->dense.w_down)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d lacks a projection", il);
+        if ((rc = check_rows(A->wq, size, e)) || (rc = check_rows(A->wk, size, e)) || (rc = check_rows(A->wv, size, e)) ||
+            (rc = check_cols(A->wo, size, e)) || (rc = check_rows(L->dense.w_gate, size, e)) ||
+            (rc = check_rows(L->dense.w_up, size, e)) || (rc = check_cols(L->dense.w_down, size, e)) ||
+            (rc = check_vec(A->bq, size, e)) || (rc = check_vec(A->bk, size, e)) || (rc = check_vec(A->bv, size, e)) ||
+            (rc = check_vec(A->sinks, size, e)))
+            return rc;
+        if (A->wo->scale || L->dense.w_down->scale)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has dequantization scales (not sharded yet)", il);
+    }
+    if (m->output->scale) return err_set(e, ERR_UNSUPPORTED, "tensor parallel: the output matrix has a scale");
+    return 0;
+}
+
+/* The next tensor of the table: a copy of src to be narrowed by the caller. */
+static model_tensor *take(shard *s, const model_tensor *src) {
+    model_tensor *t = &s->tens[s->n_tens++];
+    *t = *src;
+    return t;
+}
+
+/* Rows [r0, r0 + n) of src (ne[1] = rows; a vector's elements are its "rows"). */
+static const model_tensor *rows(shard *s, const model_tensor *src, int64_t r0, int64_t n) {
+    if (!src) return NULL;
+    model_tensor *t = take(s, src);
+    if (src->n_dims == 1) {
+        const uint64_t eb = src->row_bytes / (uint64_t)src->ne[0]; /* plain elements (shard_check) */
+        t->ne[0] = n;
+        t->row_bytes = eb * (uint64_t)n;
+        t->nbytes = t->row_bytes;
+        t->data = (const uint8_t *)src->data + eb * (uint64_t)r0;
+        t->offset = src->offset + eb * (uint64_t)r0;
+        return t;
+    }
+    t->ne[1] = n;
+    t->nbytes = src->row_bytes * (uint64_t)n;
+    t->data = (const uint8_t *)src->data + src->row_bytes * (uint64_t)r0;
+    t->offset = src->offset + src->row_bytes * (uint64_t)r0;
+    return t;
+}
+
+/* Columns [c0, c0 + n) of every row of src (block-aligned: shard_check). */
+static const model_tensor *cols(shard *s, const model_tensor *src, int64_t c0, int64_t n) {
+    model_tensor *t = take(s, src);
+    uint64_t rb = 0, skip = 0;
+    quant_row_bytes(src->dtype, n, &rb);
+    if (c0) quant_row_bytes(src->dtype, c0, &skip);
+    t->ne[0] = n;
+    t->row_bytes = rb;
+    t->nbytes = rb * (uint64_t)src->ne[1];
+    t->data = (const uint8_t *)src->data + skip;
+    t->offset = src->offset + skip;
+    s->stride[t - s->tens] = src->row_bytes;
+    return t;
+}
+
+int shard_open(shard **out, const model *m, int size, int rank, err *e) {
+    *out = NULL;
+    int rc = shard_check(m, size, e);
+    if (rc) return rc;
+    if (rank < 0 || rank >= size) return err_set(e, ERR_INVALID, "tensor parallel rank %d of %d", rank, size);
+    const model_hparams *hp = &m->hp;
+    shard *s = calloc(1, sizeof *s);
+    const int cap = hp->n_layer * SHARD_PER_LAYER + 1;
+    if (s) {
+        s->layers = calloc((size_t)(hp->n_layer ? hp->n_layer : 1), sizeof *s->layers);
+        s->tens = calloc((size_t)cap, sizeof *s->tens);
+        s->stride = calloc((size_t)cap, sizeof *s->stride);
+    }
+    if (!s || !s->layers || !s->tens || !s->stride) {
+        shard_free(s);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    s->m = *m;
+    s->m.layers = s->layers;
+    s->m.hp.n_head = hp->n_head / size;
+    s->m.hp.n_head_kv = hp->n_head_kv / size;
+    const int hd = hp->head_dim, qh = hp->n_head / size, kh = hp->n_head_kv / size;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        model_layer *V = &s->layers[il];
+        *V = *L;
+        const model_attention *A = &L->attn;
+        model_attention *VA = &V->attn;
+        const int64_t q0 = (int64_t)rank * qh * hd, k0 = (int64_t)rank * kh * hd;
+        VA->wq = rows(s, A->wq, q0, (int64_t)qh * hd);
+        VA->wk = rows(s, A->wk, k0, (int64_t)kh * hd);
+        VA->wv = rows(s, A->wv, k0, (int64_t)kh * hd);
+        VA->wo = cols(s, A->wo, q0, (int64_t)qh * hd);
+        VA->bq = rows(s, A->bq, q0, (int64_t)qh * hd);
+        VA->bk = rows(s, A->bk, k0, (int64_t)kh * hd);
+        VA->bv = rows(s, A->bv, k0, (int64_t)kh * hd);
+        VA->sinks = rows(s, A->sinks, (int64_t)rank * qh, qh);
+        const int64_t F = L->dense.w_gate->ne[1], f = F / size;
+        V->dense.w_gate = rows(s, L->dense.w_gate, rank * f, f);
+        V->dense.w_up = rows(s, L->dense.w_up, rank * f, f);
+        V->dense.w_down = cols(s, L->dense.w_down, rank * f, f);
+    }
+    s->m.hp.ffn_dim = hp->ffn_dim / size;
+    int v0, vn;
+    shard_vocab(hp->n_vocab, size, rank, &v0, &vn);
+    s->m.output = rows(s, m->output, v0, vn); /* tied: a slice of token_embd, a tensor of its own */
+    *out = s;
+    return 0;
+}
+
+void shard_free(shard *s) {
+    if (!s) return;
+    free(s->layers);
+    free(s->tens);
+    free(s->stride);
+    free(s);
+}
+
+const model *shard_model(const shard *s) { return &s->m; }
+
+void shard_copy_rows(const shard *s, const model_tensor *t, int64_t r0, int64_t n, void *dst) {
+    const uint8_t *src = t->data;
+    uint64_t stride = 0;
+    if (s && t >= s->tens && t < s->tens + s->n_tens) stride = s->stride[t - s->tens];
+    if (!stride || n <= 0) {
+        if (n > 0) memcpy(dst, src + t->row_bytes * (uint64_t)r0, t->row_bytes * (uint64_t)n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        memcpy((uint8_t *)dst + t->row_bytes * (uint64_t)i, src + stride * (uint64_t)(r0 + i), t->row_bytes);
+}

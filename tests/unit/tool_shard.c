@@ -1,0 +1,90 @@
+/* tool_shard — what each rank's shard view of a model holds, for tests/tp/test_shard.py.
+ *
+ *   tool_shard MODEL SIZE
+ * prints, for every rank r of SIZE:
+ *   rank R hp n_head N n_head_kv N ffn_dim N n_vocab N vocab V0 VN
+ *   rank R tensor NAME ne0 NE0 ne1 NE1 sha256 HEX
+ * one tensor line for every tensor the view slices (the bytes shard_copy_rows packs for
+ * all its rows), and for the tensors it keeps whole "rank R whole NAME" — or, when the
+ * model cannot be split, "refused: MESSAGE" and exit status 3. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "sha256.h"
+#include "shard.h"
+
+static void dump(int r, const shard *s, const model_tensor *src, const model_tensor *t) {
+    if (!t) return;
+    if (t == src) {
+        printf("rank %d whole %s\n", r, t->name);
+        return;
+    }
+    const int64_t rows = t->n_dims == 1 ? 1 : t->ne[1];
+    uint8_t *buf = malloc(t->row_bytes * (uint64_t)rows);
+    if (!buf) exit(1);
+    shard_copy_rows(s, t, 0, rows, buf);
+    uint8_t d[32];
+    char hx[65];
+    sha256_of(buf, t->row_bytes * (uint64_t)rows, d);
+    sha256_hex(d, hx);
+    printf("rank %d tensor %s ne0 %lld ne1 %lld sha256 %s\n", r, t->name, (long long)t->ne[0],
+           (long long)(t->n_dims == 1 ? 1 : t->ne[1]), hx);
+    free(buf);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: tool_shard MODEL SIZE\n");
+        return 2;
+    }
+    err e = {0};
+    model *m;
+    if (model_load(&m, argv[1], NULL, &e)) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        return 1;
+    }
+    const int size = atoi(argv[2]);
+    if (shard_check(m, size, &e)) {
+        printf("refused: %s\n", e.msg);
+        model_free(m);
+        return 3;
+    }
+    for (int r = 0; r < size; r++) {
+        shard *s;
+        if (shard_open(&s, m, size, r, &e)) {
+            printf("refused: %s\n", e.msg);
+            return 3;
+        }
+        const model *v = shard_model(s);
+        int v0, vn;
+        shard_vocab(m->hp.n_vocab, size, r, &v0, &vn);
+        printf("rank %d hp n_head %d n_head_kv %d ffn_dim %d n_vocab %d vocab %d %d\n", r, v->hp.n_head, v->hp.n_head_kv,
+               v->hp.ffn_dim, v->hp.n_vocab, v0, vn);
+        dump(r, s, m->token_embd, v->token_embd);
+        dump(r, s, m->output, v->output);
+        for (int il = 0; il < m->hp.n_layer; il++) {
+            const model_layer *L = &m->layers[il], *V = &v->layers[il];
+            dump(r, s, L->attn.wq, V->attn.wq);
+            dump(r, s, L->attn.wk, V->attn.wk);
+            dump(r, s, L->attn.wv, V->attn.wv);
+            dump(r, s, L->attn.wo, V->attn.wo);
+            dump(r, s, L->attn.bq, V->attn.bq);
+            dump(r, s, L->attn.bk, V->attn.bk);
+            dump(r, s, L->attn.bv, V->attn.bv);
+            dump(r, s, L->attn.bo, V->attn.bo);
+            dump(r, s, L->attn.sinks, V->attn.sinks);
+            dump(r, s, L->attn.q_norm, V->attn.q_norm);
+            dump(r, s, L->attn.k_norm, V->attn.k_norm);
+            dump(r, s, L->attn_norm, V->attn_norm);
+            dump(r, s, L->ffn_norm, V->ffn_norm);
+            dump(r, s, L->dense.w_gate, V->dense.w_gate);
+            dump(r, s, L->dense.w_up, V->dense.w_up);
+            dump(r, s, L->dense.w_down, V->dense.w_down);
+        }
+        shard_free(s);
+    }
+    model_free(m);
+    return 0;
+}
