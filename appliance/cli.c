@@ -11,7 +11,7 @@ enum {
     O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
     O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_SEED, O_REPEAT, O_PRESENCE, O_FREQUENCY, O_LOAD_ONLY, O_PRINT_IDS,
     O_NO_BOS, O_SPECIAL, O_IGNORE_EOS, O_MANIFEST, O_API_KEY_FILE, O_API_KEY, O_ALIAS, O_TEMPLATE, O_CONT_BATCHING,
-    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY,
+    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY, O_TP, O_TP_RANK, O_TP_ADDR,
 };
 
 #define ALL_MODEL (CLI_RUN | CLI_INFO | CLI_BENCH | CLI_SERVE)
@@ -74,6 +74,9 @@ static const opt opts[] = {
     {"quick", O_QUICK, no_argument, CLI_SELFTEST, NULL, "fewer, smaller cases"},
     {"bench", O_KBENCH, no_argument, CLI_SELFTEST, NULL, "time the kernels instead of checking them"},
     {"model-only", O_MODEL_ONLY, no_argument, CLI_SELFTEST, NULL, "with -m: only the CUDA engine against the CPU engine on MODEL"},
+    {"tp", O_TP, required_argument, CLI_SERVE | CLI_SELFTEST, "N", "tensor parallel over N GPUs ([parallel] size); selftest -m: N shards against the whole model"},
+    {"tp-rank", O_TP_RANK, required_argument, CLI_SERVE, "R", "this process's rank, 0 = the front end ([parallel] rank)"},
+    {"tp-addr", O_TP_ADDR, required_argument, CLI_SERVE | CLI_SELFTEST, "HOST:PORT", "rank 0's control socket ([parallel] address); selftest: run the check as rank 0 over NCCL"},
     {"help", 'h', no_argument, ALL_MODEL | CLI_VERIFY | CLI_DEVICE | CLI_SELFTEST, NULL, "this help"},
 };
 #define N_OPTS (sizeof opts / sizeof *opts)
@@ -93,7 +96,7 @@ static const struct { const char *name; int cmd; const char *args, *what; } cmds
     {"serve", CLI_SERVE, "[--config FILE] [options]", "the FastCGI responder behind nginx (OpenAI API)"},
     {"verify", CLI_VERIFY, "--manifest SHA256SUMS [FILE...] | FILE...", "SHA-256 of files against a sha256sum manifest"},
     {"device", CLI_DEVICE, "", "the GPU the CUDA unit sees and its read bandwidth"},
-    {"selftest", CLI_SELFTEST, "[--quick|--bench] [-m MODEL [--kv T] [--model-only]]",
+    {"selftest", CLI_SELFTEST, "[--quick|--bench] [-m MODEL [--kv T] [--model-only] [--tp N [--tp-addr A]]]",
      "every GPU kernel (and the CUDA engine on MODEL) against the CPU reference (CUDA builds)"},
 };
 
@@ -304,6 +307,15 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
         case O_QUICK: a->quick = 1; break;
         case O_KBENCH: a->kbench = 1; break;
         case O_MODEL_ONLY: a->model_only = 1; break;
+        case O_TP: INT(1, 8, tp); break;
+        case O_TP_RANK: INT(0, 7, tp_rank); break;
+        case O_TP_ADDR:
+            if (!strchr(v, ':') || strlen(v) >= 256) {
+                fprintf(err, "error: bad value '%s' for %s (HOST:PORT)\n", v, given);
+                rc = 2;
+            }
+            a->tp_addr = v;
+            break;
         default: fprintf(err, "error: option %s not handled\n", given); rc = 2; break;
         }
 #undef INT

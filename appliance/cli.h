@@ -55,6 +55,9 @@ typedef struct cli_args {
     int has_seed;
     int use_mmap, load_only, print_ids, no_bos, special, ignore_eos;
     int quick, kbench, model_only;    /* selftest --quick / --bench / --model-only */
+    int tp, has_tp;                   /* serve: [parallel] size; selftest: the tensor-parallel check */
+    int tp_rank, has_tp_rank;         /* serve: [parallel] rank */
+    const char *tp_addr;              /* serve, selftest: [parallel] address */
     const char **files;               /* verify: the FILE arguments */
     int n_files;
 } cli_args;

@@ -23,6 +23,7 @@
 #ifdef SPARKD_CUDA
 #include "cuda.h"
 #include "cuda_kern.h"
+#include "tp.h"
 #endif
 #include "engine.h"
 #include "fcgi.h"
@@ -426,6 +427,35 @@ done:
     return rc;
 }
 
+/* serve on a tensor-parallel rank > 0: no front end; load the model, join rank 0's
+ * group, run the steps it sends until it says goodbye or goes away. */
+static int serve_follower(const config *c) {
+#ifdef SPARKD_CUDA
+    err e = {0};
+    session_opts so;
+    session_opts_from_config(&so, c);
+    so.tokenizer = so.chat = so.scheduler = 0;
+    so.progress = 0;
+    uint8_t want[32];
+    int have = 0;
+    if (config_model_digest(c, want, &have, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    if (have) so.model_sha256 = want;
+    fprintf(stderr, "sparkd: tensor parallel rank %d of %d: loading %s, then joining %s\n", c->parallel.rank,
+            c->parallel.size, c->model_path, c->parallel.addr);
+    session *s;
+    if (session_open(&s, &so, &e)) { fprintf(stderr, "sparkd: tensor parallel rank %d: start failed: %s\n", c->parallel.rank, e.msg); return 1; }
+    fprintf(stderr, "sparkd: tensor parallel rank %d: ready, following rank 0\n", c->parallel.rank);
+    int rc = engine_tp_follow(s->eng, &e);
+    if (rc) fprintf(stderr, "sparkd: tensor parallel rank %d: stopped: %s\n", c->parallel.rank, e.msg);
+    session_close(s);
+    return rc ? 1 : 0;
+#else
+    fprintf(stderr, "error: [parallel] rank %d: this sparkd was built without CUDA (tensor parallel needs it)\n",
+            c->parallel.rank);
+    return 1;
+#endif
+}
+
 /* serve: the INI file first, then the flags given over it. */
 static int cmd_serve(const cli_args *a) {
     config c;
@@ -474,7 +504,11 @@ static int cmd_serve(const cli_args *a) {
         c.kv_type = t;
     }
     if (a->api_key_file && config_add_key_file(&c, a->api_key_file, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    if (a->has_tp) c.parallel.size = a->tp;
+    if (a->has_tp_rank) c.parallel.rank = a->tp_rank;
+    if (a->tp_addr) snprintf(c.parallel.addr, sizeof c.parallel.addr, "%s", a->tp_addr);
     if (config_check(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    if (c.parallel.size > 1 && c.parallel.rank > 0) return serve_follower(&c);
     if (fcgi_serve(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     return 0;
 }
@@ -564,7 +598,18 @@ static int cmd_selftest(const cli_args *a) {
         fails = cuda_selftest(stdout, a->quick, &e);
         if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
     }
-    if (a->model) { /* the CUDA engine against the CPU engine on this file */
+    if (a->has_tp) { /* the sharded engine against the whole one on this file */
+        if (!a->model) { fprintf(stderr, "error: selftest --tp needs -m MODEL\n"); return 2; }
+        engine_parallel par;
+        memset(&par, 0, sizeof par);
+        par.size = a->tp;
+        par.connect_timeout_s = 60;
+        par.step_timeout_s = 30;
+        if (a->tp_addr) snprintf(par.addr, sizeof par.addr, "%s", a->tp_addr);
+        int tf = cuda_tp_check(stdout, a->model, kv, &par, &e);
+        if (tf < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        fails += tf;
+    } else if (a->model) { /* the CUDA engine against the CPU engine on this file */
         int mf = cuda_model_check(stdout, a->model, kv, &e);
         if (mf < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
         fails += mf;

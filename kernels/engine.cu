@@ -34,10 +34,12 @@
 #include <sys/mman.h>
 
 #include "kern_util.cuh"
+#include "tp.h"
 
 extern "C" {
 #include "engine.h"
 #include "quant.h"
+#include "shard.h"
 #include "sysmem.h"
 }
 
@@ -124,6 +126,8 @@ struct engine {
     int use_graphs;
     int release_host; // integrated GPU: give back the host pages of uploaded weights
     int sms;          // multiprocessors (grid-size heuristics)
+    // tensor parallel (kernels/tp.h): m is this rank's shard view; NULL = the whole model
+    tp_ctx *tp;
 };
 
 namespace {
@@ -365,6 +369,24 @@ uint8_t *up_chunk(uploader *u, const uint8_t *src, uint64_t n, err *e) {
 
 void up_mark(uploader *u) { cudaEventRecord(u->ev[u->half], u->g->st); }
 
+// Tensor parallel: rows [r0, r0 + n) of a tensor of the shard view (column slices are
+// gathered row by row) into the next staging half; the host copy stays (every rank
+// reads only its slices of it).
+uint8_t *up_rows(uploader *u, const model_tensor *t, int64_t r0, int64_t n, err *e) {
+    engine *g = u->g;
+    const uint64_t hb = CU_STAGE / 2;
+    u->half ^= 1;
+    if (cudaEventSynchronize(u->ev[u->half]) != cudaSuccess) { cu_fail(g, e, cudaGetLastError(), "staging", __LINE__); return NULL; }
+    uint8_t *h = u->h + u->half * hb, *d = u->d_raw + u->half * hb;
+    shard_copy_rows(tp_shard(g->tp), t, r0, n, h);
+    if (cudaMemcpyAsync(d, h, (size_t)n * t->row_bytes, cudaMemcpyHostToDevice, g->st) != cudaSuccess) {
+        cu_fail(g, e, cudaGetLastError(), "cudaMemcpyAsync(weights)", __LINE__);
+        return NULL;
+    }
+    up_progress(u, (uint64_t)n * t->row_bytes);
+    return d;
+}
+
 int upload_matrix(uploader *u, const model_tensor *t, cuda_weight *w, err *e) {
     engine *g = u->g;
     w->type = t->dtype;
@@ -379,7 +401,7 @@ int upload_matrix(uploader *u, const model_tensor *t, cuda_weight *w, err *e) {
     u->host_src = 1;
     for (int64_t r0 = 0; r0 < w->rows; r0 += (int64_t)per) {
         const int64_t n = w->rows - r0 < (int64_t)per ? w->rows - r0 : (int64_t)per;
-        uint8_t *d = up_chunk(u, src + (uint64_t)r0 * rb, (uint64_t)n * rb, e);
+        uint8_t *d = g->tp ? up_rows(u, t, r0, n, e) : up_chunk(u, src + (uint64_t)r0 * rb, (uint64_t)n * rb, e);
         if (!d) return ERR_IO;
         K_TRY(cuda_weight_repack(w, d, r0, n, g->st, e));
         up_mark(u);
@@ -453,7 +475,7 @@ void cuda_destroy(engine *g) {
     delete g;
 }
 
-int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
+int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp, err *e) {
     *out = NULL;
     engine_plan plan;
     int rc = cuda_plan(m, o, &plan, e);
@@ -465,6 +487,7 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
     g->m = m;
     g->opt = *o;
     g->dev = o->device;
+    g->tp = tp;
     layout_of(m, o, &g->lay, e);
     const cuda_layout &l = g->lay;
     const model_hparams *hp = &m->hp;
@@ -603,13 +626,19 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
     }
     C_TRY(cudaMemsetAsync(g->dkv, 0, l.kv, g->st));
     C_TRY(cudaStreamSynchronize(g->st));
-    g->use_graphs = !getenv("SPARKD_NO_GRAPHS");
+    g->use_graphs = !getenv("SPARKD_NO_GRAPHS") && (!tp || tp_graphs_ok(tp));
     *out = g;
     return 0;
 fail:
     cuda_destroy(g);
     return rc ? rc : ERR_IO;
 #undef C_TRY
+}
+
+int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
+    if (o->parallel && o->parallel->size > 1)
+        return err_set(e, ERR_INVALID, "tensor parallel needs engine_tp_ops, not the plain CUDA engine");
+    return create_engine(out, m, o, NULL, e);
 }
 
 void cuda_usage(const engine *g, engine_usage *u) {
@@ -712,6 +741,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         K_TRY(cuda_attention(&aa, g->st, e));
         K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
         K_TRY(mm(g, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
+        if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the heads
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
         ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
@@ -720,6 +750,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU,
                           &g->in_ffn, g->st, e));
         K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+        if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.post_w = W->post_ffn_norm; ra.dim = hp->dim; ra.eps = hp->norm_eps;
         if (il + 1 < hp->n_layer) {
@@ -738,7 +769,9 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
         a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = 1;
+        if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
         K_TRY(cuda_matmul(&a, &g->in_out, g->st, e));
+        if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0
         if (hp->final_softcap > 0.0f) K_TRY(cuda_softcap(g->logits, l.V, n_out, l.V, hp->final_softcap, g->st, e));
     }
     return 0;
@@ -858,7 +891,8 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     }
     // one step at a time: the host needs the results next (sampling, or the next
     // chunk's metadata in the same pinned buffer), and a fault surfaces here as ERR_IO
-    G_TRY(cudaStreamSynchronize(g->st));
+    if (g->tp) K_TRY(tp_wait(g->tp, g->st, e)); // with the peers' watchdog
+    else G_TRY(cudaStreamSynchronize(g->st));
     g->n_last = n;
     return 0;
 }
@@ -1001,6 +1035,13 @@ const float *cuda_logits(engine *g, int seq, err *e) {
 }
 
 } // namespace
+
+// Tensor parallel (tp.h): one rank's engine over its shard view.
+extern "C" int cuda_engine_create_rank(engine **out, const model *view, const engine_opts *o, tp_ctx *tp, err *e) {
+    engine_opts oo = *o;
+    oo.parallel = NULL;
+    return create_engine(out, view, &oo, tp, e);
+}
 
 extern "C" const engine_ops engine_cuda_ops = {
     "cuda",          cuda_plan,        cuda_create,     cuda_destroy, cuda_forward,

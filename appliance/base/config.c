@@ -43,6 +43,9 @@ void config_defaults(config *c) {
     c->retry_after_s = 1;
     c->log_level = 1;
     c->log_requests = 1;
+    c->parallel.size = 1;
+    c->parallel.connect_timeout_s = 300;
+    c->parallel.step_timeout_s = 30;
 }
 
 typedef struct load_ctx {
@@ -206,8 +209,18 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     if (IS("log", "requests")) return get_bool(x, k, v, &c->log_requests);
     if (IS("auth", "api_key_sha256")) return get_key(x, k, v);
     if (IS("auth", "metrics_public")) return get_bool(x, k, v, &c->metrics_public);
+    if (IS("parallel", "size")) return get_int(x, k, v, 1, ENGINE_PARALLEL_MAX, &c->parallel.size);
+    if (IS("parallel", "rank")) return get_int(x, k, v, 0, ENGINE_PARALLEL_MAX - 1, &c->parallel.rank);
+    if (IS("parallel", "address")) {
+        if (!strchr(v, ':')) return fail(x, "%s: '%s' is not HOST:PORT", k, v);
+        return get_str(x, k, v, c->parallel.addr, sizeof c->parallel.addr);
+    }
+    if (IS("parallel", "gpu")) return get_int(x, k, v, 0, 255, &c->parallel.gpu);
+    if (IS("parallel", "connect_timeout_s")) return get_int(x, k, v, 1, 86400, &c->parallel.connect_timeout_s);
+    if (IS("parallel", "step_timeout_s")) return get_int(x, k, v, 1, 3600, &c->parallel.step_timeout_s);
+    if (IS("parallel", "nccl_library")) return get_path(x, k, v, c->parallel.nccl_lib, sizeof c->parallel.nccl_lib);
 #undef IS
-    static const char *sections[] = {"server", "model", "engine", "limits", "timeouts", "log", "auth"};
+    static const char *sections[] = {"server", "model", "engine", "limits", "timeouts", "log", "auth", "parallel"};
     for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
         if (!strcmp(sec, sections[i])) return fail(x, "unknown key '%s' in [%s]", k, sec);
     if (!sec[0]) return fail(x, "key '%s' outside any section%s", k, "");
@@ -356,5 +369,11 @@ int config_check(const config *c, err *e) {
     if (strncmp(c->listen, "unix:", 5) && !strchr(c->listen, ':'))
         return err_set(e, ERR_INVALID, "listen: '%s' is neither unix:PATH nor HOST:PORT", c->listen);
     if (c->max_top_logprobs > 20) return err_set(e, ERR_INVALID, "max_top_logprobs: at most 20");
+    if (c->parallel.size > 1 && c->parallel.rank >= c->parallel.size)
+        return err_set(e, ERR_INVALID, "[parallel] rank %d of size %d (ranks are 0..%d)", c->parallel.rank,
+                       c->parallel.size, c->parallel.size - 1);
+    if (c->parallel.size > 1 && !c->parallel.addr[0])
+        return err_set(e, ERR_INVALID, "[parallel] size %d needs address = HOST:PORT (rank 0's control socket)",
+                       c->parallel.size);
     return 0;
 }

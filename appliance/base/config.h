@@ -62,6 +62,8 @@ typedef struct config {
     int n_keys;                   /* 0 = no authentication */
     uint8_t key_sha256[CONFIG_MAX_KEYS][32];
     int metrics_public;           /* /metrics without a key */
+    /* [parallel] */
+    engine_parallel parallel;     /* tensor parallel over NCCL (size 1 = off) */
 } config;
 
 /* Fills the documented defaults (the same values etc/sparkd.ini shows). */

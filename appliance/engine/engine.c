@@ -11,6 +11,7 @@
  * is missing instead of failing to link. */
 extern const engine_ops engine_cuda_ops __attribute__((weak));
 extern int cuda_device_describe(char *out, size_t cap, err *e) __attribute__((weak));
+extern const engine_ops engine_tp_ops __attribute__((weak));
 #endif
 
 static const char *const kv_names[ENGINE_KV_COUNT] = {"f32", "f16", "q8", "bf16", "fp8"};
@@ -41,6 +42,22 @@ int engine_kv_scale_bytes(engine_kv_type t) {
 
 uint64_t engine_kv_bytes_per_token(const model *m, engine_kv_type t) {
     return model_kv_bytes_per_token(m, (double)engine_kv_elem_bytes(t), engine_kv_scale_bytes(t));
+}
+
+const engine_ops *engine_select_parallel(const engine_parallel *p, const char *device, err *e) {
+    if (!p || p->size < 2) {
+        err_set(e, ERR_INVALID, "tensor parallel: size %d", p ? p->size : 0);
+        return NULL;
+    }
+    if (device && strcmp(device, "cuda") && strcmp(device, "auto")) {
+        err_set(e, ERR_INVALID, "[parallel] size %d needs device = cuda (not %.16s)", p->size, device);
+        return NULL;
+    }
+#ifdef SPARKD_CUDA
+    if (&engine_tp_ops != NULL) return &engine_tp_ops;
+#endif
+    err_set(e, ERR_UNSUPPORTED, "[parallel] size %d: this sparkd was built without CUDA (tensor parallel needs it)", p->size);
+    return NULL;
 }
 
 const engine_ops *engine_select(const char *device, err *e) {

@@ -66,6 +66,23 @@ int engine_kv_scale_bytes(engine_kv_type t);
 /* K and V of one position over all attention layers (model_kv_bytes_per_token). */
 uint64_t engine_kv_bytes_per_token(const model *m, engine_kv_type t);
 
+/* Tensor parallelism ([parallel] in the INI; kernels/tp.cu, docs in INSTALL.md): `size`
+ * processes, one GPU each, on one host or several, compute one model together. Every
+ * rank holds only its shard of the weights and of the KV cache (attention heads and
+ * FFN columns Megatron-style, the vocabulary of the output layer); rank 0 runs the
+ * front end and the scheduler and sends each step's batch to the others over its
+ * control socket; NCCL (loaded at run time) sums the partial results. */
+#define ENGINE_PARALLEL_MAX 8
+typedef struct engine_parallel {
+    int size;              /* ranks in the group; 1 = off */
+    int rank;              /* this process, 0..size-1; 0 drives the others */
+    char addr[256];        /* rank 0's control socket HOST:PORT: rank 0 listens, the others connect */
+    int gpu;               /* CUDA device ordinal this rank computes on */
+    int connect_timeout_s; /* start: how long rank 0 waits for every peer (and peers for rank 0) */
+    int step_timeout_s;    /* a step (or the NCCL setup) not done by then: the group is aborted */
+    char nccl_lib[256];    /* "" = libnccl.so.2 from the loader's search path */
+} engine_parallel;
+
 typedef struct engine_opts {
     int n_threads;       /* CPU threads (cpu backend; host-side work elsewhere), >= 1 */
     int n_ctx;           /* max positions per sequence */
@@ -76,6 +93,8 @@ typedef struct engine_opts {
     int device;          /* GPU ordinal (cuda backend) */
     uint64_t memory_limit; /* bytes; 0 = none. A hard ceiling over weights + KV + state +
                             * work: plan fails with ERR_NOMEM naming the numbers */
+    const engine_parallel *parallel; /* NULL (or size 1): one GPU. Else engine_tp_ops only:
+                            * plan and create are this rank's (its shard, its KV share) */
 } engine_opts;
 
 typedef struct engine_plan {
@@ -170,7 +189,16 @@ typedef struct engine_ops {
 extern const engine_ops engine_cpu_ops;
 #ifdef SPARKD_CUDA
 extern const engine_ops engine_cuda_ops;
+/* Tensor parallel over NCCL (kernels/tp.cu): needs engine_opts.parallel. On rank 0 it is
+ * a whole engine (forward sends the batch to the other ranks first; sample and logits
+ * are rank 0's: the logits are gathered there). On the other ranks only create, destroy
+ * and engine_tp_follow (kernels/tp.h) are used. */
+extern const engine_ops engine_tp_ops;
 #endif
+
+/* The tensor-parallel engine for p (size > 1): engine_tp_ops when this build has the
+ * CUDA unit and device is "cuda" or "auto"; NULL with e set otherwise. */
+const engine_ops *engine_select_parallel(const engine_parallel *p, const char *device, err *e);
 
 /* "cpu", "cuda" or "auto" (the GPU when one is present and usable, else the CPU).
  * Returns the table, or NULL with e set (unknown name, or "cuda" asked for in a build

@@ -35,6 +35,7 @@ void session_opts_from_config(session_opts *o, const config *c) {
     o->scheduler = 1;
     o->max_queue = c->max_queue;
     o->prefix_cache = c->prefix_cache;
+    if (c->parallel.size > 1) o->parallel = &c->parallel;
 }
 
 static int read_file(const char *path, char **out, size_t *len, size_t max, err *e) {
@@ -120,7 +121,8 @@ int session_open(session **out, const session_opts *o, err *e) {
     session *s = calloc(1, sizeof *s);
     if (!s) return err_set(e, ERR_NOMEM, "out of memory");
     int rc;
-    s->ops = engine_select(o->device, e);
+    s->ops = o->parallel && o->parallel->size > 1 ? engine_select_parallel(o->parallel, o->device, e)
+                                                  : engine_select(o->device, e);
     if (!s->ops) {
         rc = e && e->code ? e->code : ERR_INVALID;
         goto fail;
@@ -163,7 +165,8 @@ int session_open(session **out, const session_opts *o, err *e) {
     }
     s->eopts = (engine_opts){.n_threads = threads, .n_ctx = s->n_ctx, .max_seqs = o->max_seqs,
                              .max_tokens = o->max_tokens, .n_kv_blocks = o->n_kv_blocks, .kv_type = o->kv_type,
-                             .memory_limit = o->memory_limit};
+                             .memory_limit = o->memory_limit,
+                             .parallel = o->parallel && o->parallel->size > 1 ? o->parallel : NULL};
     if (o->header_only) {
         s->ops->plan(s->m, &s->eopts, &s->plan, &s->plan_err);
         *out = s;

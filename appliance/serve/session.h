@@ -47,6 +47,7 @@ typedef struct session_opts {
     int scheduler;         /* start the scheduler (serve); else the caller drives the engine */
     int max_queue;
     int prefix_cache;
+    const engine_parallel *parallel; /* NULL / size 1: one GPU; else engine_tp_ops (this rank) */
 } session_opts;
 
 typedef struct session {

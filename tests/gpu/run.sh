@@ -16,6 +16,9 @@
 #              model-level check
 #   serve      tests/gpu/serve_gpu.py on the GPU engine (64 concurrent streams = solo,
 #              disconnect, 429, drain)
+#   tp         sparkd selftest --model-only --tp 2: the tensor-parallel sharding math on one
+#              GPU (both shards in this process, partial sums added on the device) against
+#              the whole-model engine; NCCL across two GPUs is tests/gpu/tp.sh
 #   perf       sparkd bench on the Qwen3-8B-shaped models (and the llama.cpp peer if
 #              PEER=dir with llama-bench)
 # Each step writes $OUT/<step>.txt; a short table is printed last. Exit status non-zero if
@@ -25,7 +28,7 @@ set -uo pipefail
 BIN=${BIN:-build/sparkd}
 OUT=${OUT:-build/gpu-out}
 mkdir -p "$OUT"
-STEPS=${*:-env selftest synth models serve memcheck racecheck perf}
+STEPS=${*:-env selftest synth models tp serve memcheck racecheck perf}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 M=${MODELS:-/tmp/sparkd-models}
 PY=${PY:-python3}
@@ -67,6 +70,12 @@ for s in $STEPS; do
         for g in \$list; do '$BIN' selftest --model-only -m \$g || f=\$((f + 1)); done
         for kv in \$kvs; do '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv \$kv || f=\$((f + 1)); done
         [ '${MODEL_SET:-all}' = quick ] || '$BIN' selftest --model-only -m $M/q8b-q4_k_m.gguf --kv f16 || f=\$((f + 1))
+        exit \$f" ;;
+    tp) step tp ${T_TP:-200} bash -c "
+        f=0
+        for g in $M/tiny-q8_0.gguf $M/tiny-f16.gguf $M/qwen2-tiny.gguf $M/q8b-q8_0.gguf; do
+            '$BIN' selftest --model-only -m \$g --tp 2 || f=\$((f + 1)); done
+        '$BIN' selftest --model-only -m $M/tiny-q8_0.gguf --tp 2 --kv q8 || f=\$((f + 1))
         exit \$f" ;;
     serve) step serve ${T_SERVE:-200} env SPARKD_BIN="$BIN" SPARKD_MODEL=$M/q8b-q4_k_m.gguf $PY "$ROOT/tests/gpu/serve_gpu.py" ;;
     perf) step perf ${T_PERF:-200} bash -c "

@@ -136,6 +136,38 @@ int main(void) {
         T_OK(config_add_key_file(&c, "/nonexistent/keys", &e) == ERR_IO && strstr(e.msg, "/nonexistent/keys"),
              "missing api key file named");
     }
+    /* [parallel]: the shipped defaults, every key, and the cross-field checks */
+    config_defaults(&c);
+    T_OK(c.parallel.size == 1 && c.parallel.rank == 0 && c.parallel.connect_timeout_s == 300 &&
+             c.parallel.step_timeout_s == 30 && !c.parallel.addr[0],
+         "[parallel] defaults: off");
+    m = load("[model]\npath = /m.gguf\n[parallel]\nsize = 2\nrank = 1\naddress = 10.0.0.1:29500\ngpu = 1\n"
+             "connect_timeout_s = 60\nstep_timeout_s = 5\nnccl_library = /opt/nccl/libnccl.so.2\n", &c);
+    e = (err){0};
+    T_OK(!m[0] && c.parallel.size == 2 && c.parallel.rank == 1 && !strcmp(c.parallel.addr, "10.0.0.1:29500") &&
+             c.parallel.gpu == 1 && c.parallel.connect_timeout_s == 60 && c.parallel.step_timeout_s == 5 &&
+             !strcmp(c.parallel.nccl_lib, "/opt/nccl/libnccl.so.2") && config_check(&c, &e) == 0,
+         "[parallel] every key read (%s %s)", m, e.msg);
+    struct { const char *text, *want; } bad_par[] = {
+        {"[parallel]\nsize = 9\n", "t.ini:2: size: 9 (range 1..8) is out of range"},
+        {"[parallel]\nsize = 0\n", "t.ini:2: size: 0 (range 1..8) is out of range"},
+        {"[parallel]\nrank = -1\n", "t.ini:2: rank: -1 (range 0..7) is out of range"},
+        {"[parallel]\naddress = nohost\n", "t.ini:2: address: 'nohost' is not HOST:PORT"},
+        {"[parallel]\nstep_timeout_s = 0\n", "t.ini:2: step_timeout_s: 0 (range 1..3600) is out of range"},
+        {"[parallel]\nports = 1\n", "t.ini:2: unknown key 'ports' in [parallel]"},
+    };
+    for (size_t i = 0; i < sizeof bad_par / sizeof *bad_par; i++) {
+        m = load(bad_par[i].text, &c);
+        T_OK(!strcmp(m, bad_par[i].want), "[parallel] refused: '%s' (%s)", bad_par[i].want, m);
+    }
+    m = load("[model]\npath = /m.gguf\n[parallel]\nsize = 2\nrank = 2\naddress = h:1\n", &c);
+    e = (err){0};
+    T_OK(!m[0] && config_check(&c, &e) == ERR_INVALID && strstr(e.msg, "rank 2 of size 2"), "rank >= size refused (%s)",
+         e.msg);
+    m = load("[model]\npath = /m.gguf\n[parallel]\nsize = 2\n", &c);
+    e = (err){0};
+    T_OK(!m[0] && config_check(&c, &e) == ERR_INVALID && strstr(e.msg, "needs address"), "size 2 without address refused (%s)",
+         e.msg);
     m = load("[engine]\nkv_type = q8\n", &c);
     T_OK(!m[0] && c.kv_type == 2, "kv_type = q8 read (%s)", m);
     e = (err){0};

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Tensor parallel through the server, on a machine with two GPUs (tests/gpu/tp.sh runs
+it): rank 1 = `sparkd serve` with [parallel] rank 1 on GPU 1, rank 0 = the FastCGI front
+end on GPU 0 (no nginx: requests go straight to its socket, tests/e2e/fcgi_client.py).
+
+  - a missing peer at start: rank 0 alone, connect_timeout_s 3: /health 503 "failed",
+    requests 503, the log names the missing rank;
+  - the pair: greedy completions through the front end (8 concurrent = their solo runs);
+  - a peer dying mid-stream: rank 1 killed (SIGKILL) during a long stream: the stream
+    ends (error, never a clean finish) within step_timeout_s + a margin, new requests get
+    503 at once, rank 0's log names rank 1, SIGTERM still stops rank 0 (no hang).
+
+    SPARKD_BIN=... SPARKD_MODEL=synthetic.gguf python3 tests/gpu/tp_serve.py
+"""
+import hashlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for p in (os.path.join(HERE, "..", "e2e"), os.environ.get("FCGI_CLIENT_DIR", "")):
+    if p:
+        sys.path.insert(0, p)
+import fcgi_client as fc  # noqa: E402
+
+BIN = os.environ.get("SPARKD_BIN", "build/sparkd")
+MODEL = os.environ["SPARKD_MODEL"]
+KEY = "tp-test-key"
+PORT = int(os.environ.get("TP_PORT", "29531"))
+FAILED = 0
+
+
+def ok(cond, name, detail=""):
+    global FAILED
+    print(("ok - " if cond else "not ok - ") + name, flush=True)
+    if not cond:
+        FAILED += 1
+        if detail:
+            print("#   " + str(detail)[-800:], flush=True)
+
+
+def env_for(gpu):
+    e = dict(os.environ)
+    e["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    e["NCCL_NVLS_ENABLE"] = "0"  # NVLink multicast stays off on shared hosts
+    return e
+
+
+class Rank:
+    def __init__(self, d, rank, connect_timeout=120, step_timeout=5):
+        self.rank = rank
+        self.sock = os.path.join(d, "s%d.sock" % rank)
+        self.log = os.path.join(d, "rank%d.log" % rank)
+        ini = os.path.join(d, "rank%d.ini" % rank)
+        with open(ini, "w") as f:
+            f.write("[server]\nlisten = unix:%s\nworkers = 24\nthreads = 4\n" % self.sock)
+            f.write("[model]\npath = %s\nid = synth\ncontext = 4096\n" % MODEL)
+            f.write("[engine]\ndevice = cuda\nmax_seqs = 16\nmax_batched_tokens = 512\n")
+            f.write("[limits]\nmax_queue = 16\nmax_tokens = 4000\n")
+            f.write("[timeouts]\ndrain_s = 10\n")
+            f.write("[auth]\napi_key_sha256 = %s\n" % hashlib.sha256(KEY.encode()).hexdigest())
+            f.write("[parallel]\nsize = 2\nrank = %d\naddress = 127.0.0.1:%d\ngpu = 0\n" % (rank, PORT))
+            f.write("connect_timeout_s = %d\nstep_timeout_s = %d\n" % (connect_timeout, step_timeout))
+        self.p = subprocess.Popen([BIN, "serve", "--config", ini], stdout=subprocess.DEVNULL, stderr=open(self.log, "w"),
+                                  env=env_for(rank))
+
+    def req(self, method, path, body=None, timeout=120):
+        data = json.dumps(body).encode() if body is not None else b""
+        c = fc.Conn(self.sock, timeout=timeout)
+        try:
+            return c.request(fc.env_for(method, path, data, auth=KEY), data, keep=False)
+        finally:
+            c.close()
+
+    def health(self):
+        try:
+            st, _, b = self.req("GET", "/health", timeout=5)
+            return st, b
+        except OSError as e:
+            return None, str(e)
+
+    def wait_health(self, want, secs):
+        t0 = time.time()
+        while time.time() - t0 < secs:
+            st, b = self.health()
+            if st == want:
+                return True, b
+            if self.p.poll() is not None and self.rank != 0:
+                return False, "exited"
+            time.sleep(0.2)
+        return False, self.health()
+
+    def complete(self, prompt, n=16):
+        st, _, b = self.req("POST", "/v1/completions", {"model": "synth", "prompt": prompt, "max_tokens": n,
+                                                        "temperature": 0, "ignore_eos": True})
+        return st, (json.loads(b)["choices"][0]["text"] if st == 200 else b)
+
+    def text(self):
+        return open(self.log, errors="replace").read()
+
+    def stop(self, sig=signal.SIGTERM, wait=30):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(wait)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(10)
+                return None
+        return self.p.returncode
+
+
+def stream_start(r, prompt, n):
+    data = json.dumps({"model": "synth", "prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": True,
+                       "stream": True}).encode()
+    c = fc.Conn(r.sock, timeout=120)
+    msg = fc.record(fc.BEGIN, struct.pack(">HB5x", 1, 0))
+    msg += fc.record(fc.PARAMS, fc.params(fc.env_for("POST", "/v1/completions", data, auth=KEY))) + fc.record(fc.PARAMS, b"")
+    msg += fc.record(fc.STDIN, data) + fc.record(fc.STDIN, b"")
+    c.s.sendall(msg)
+    return c
+
+
+def read_events(c, stop_after=None):
+    out = b""
+    events = []
+    while True:
+        h = c.read_exact(8)
+        _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", h)
+        content = c.read_exact(clen + pad)[:clen]
+        if rtype == fc.STDOUT:
+            out += content
+            events = [l[6:] for l in out.split(b"\n") if l.startswith(b"data: ")]
+            if stop_after and len(events) >= stop_after:
+                return events, False, out
+        elif rtype == fc.END:
+            return events, True, out
+
+
+def main():
+    d = tempfile.mkdtemp(prefix="sparkd-tp-")
+    # 1. a missing peer at start
+    r0 = Rank(d, 0, connect_timeout=3)
+    try:
+        good, body = r0.wait_health(503, 60)
+        t0 = time.time()
+        failed = False
+        while time.time() - t0 < 60:
+            st, b = r0.health()
+            if st == 503 and b and b"failed" in b:
+                failed = True
+                break
+            time.sleep(0.3)
+        st, b = r0.complete("x", 2)
+        log = r0.text()
+        ok(failed and st == 503 and "did not connect" in log,
+           "missing peer at start: /health 503 failed, requests 503, the log says which (%s)" % st,
+           log[-600:])
+    finally:
+        r0.stop()
+    # 2. the pair
+    r1 = Rank(d, 1)
+    r0 = Rank(d, 0)
+    try:
+        up, why = r0.wait_health(200, 240)
+        if not ok(up, "rank 0 + rank 1 ready", (why, r0.text()[-800:], r1.text()[-800:])):
+            return 1
+        prompts = ["Tensor parallel request %d: the quick brown fox" % i for i in range(8)]
+        solo = [r0.complete(p) for p in prompts]
+        ok(all(s == 200 and t for s, t in solo), "8 greedy completions through the TP front end", solo[:2])
+        res = [None] * 8
+
+        def one(i):
+            res[i] = r0.complete(prompts[i])
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        ok(res == solo, "8 concurrent greedy completions equal their solo runs (%d/8)" %
+           sum(1 for i in range(8) if res[i] == solo[i]))
+        # 3. rank 1 dies mid-stream
+        c = stream_start(r0, "A long story:", 3500)
+        ev, done, _ = read_events(c, stop_after=5)
+        r1.p.send_signal(signal.SIGKILL)
+        t_kill = time.time()
+        try:
+            ev, done, raw = read_events(c)
+            t_end = time.time() - t_kill
+            tail = raw[-300:]
+        except OSError as e:
+            t_end, tail, done = time.time() - t_kill, str(e), True
+        c.close()
+        clean = b"[DONE]" in tail and b"error" not in tail
+        ok(done and not clean and t_end < 20, "rank 1 killed mid-stream: the stream ends with an error after %.1f s "
+           "(step_timeout_s 5), %d events" % (t_end, len(ev)), tail)
+        t0 = time.time()
+        st, b = r0.complete("after the peer died", 4)
+        dt = time.time() - t0
+        ok(st == 503 and dt < 5, "after the peer died: a new request gets 503 in %.2f s" % dt, (st, b))
+        hs, hb = r0.health()
+        print("# /health after the peer died: %s %s" % (hs, hb))
+        log = r0.text()
+        ok("rank 1" in log and ("went away" in log or "closed its control connection" in log or "did not finish" in log),
+           "rank 0's log names rank 1", log[-800:])
+        t0 = time.time()
+        rc = r0.stop(wait=30)
+        ok(rc is not None, "SIGTERM stops rank 0 after the failure (exit %s in %.1f s)" % (rc, time.time() - t0),
+           r0.text()[-400:])
+    finally:
+        r0.stop(signal.SIGKILL, 5)
+        r1.stop(signal.SIGKILL, 5)
+        print("# rank 0 log tail:\n" + "\n".join("#   " + l for l in r0.text().splitlines()[-12:]))
+        print("# rank 1 log tail:\n" + "\n".join("#   " + l for l in r1.text().splitlines()[-6:]))
+    print("%d failed" % FAILED)
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
