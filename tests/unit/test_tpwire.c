@@ -146,7 +146,7 @@ int main(void) {
     double t0 = now_s();
     rc = tpwire_recv(cfd, &type, rbuf, sizeof rbuf, &rlen, 300, &e);
     double dt = now_s() - t0;
-    T_OK(rc == ERR_UNAVAILABLE && dt >= 0.25 && dt < 2.0, "recv times out after 300 ms (%.2f s, %s)", dt, e.msg);
+    T_OK(rc == ERR_UNAVAILABLE && dt >= 0.25 && dt < 10.0, "recv times out after 300 ms (%.2f s, %s)", dt, e.msg);
     memset(&e, 0, sizeof e);
     rc = tpwire_send(sfd, TPWIRE_STEP, buf, (uint32_t)len, 1000, &e);
     memset(&e, 0, sizeof e);
@@ -186,7 +186,7 @@ int main(void) {
     t0 = now_s();
     rc = tpwire_connect(dead, 700, &e);
     dt = now_s() - t0;
-    T_OK(rc < 0 && e.code == ERR_UNAVAILABLE && strstr(e.msg, "did not answer within") && dt >= 0.6 && dt < 3,
+    T_OK(rc < 0 && e.code == ERR_UNAVAILABLE && strstr(e.msg, "did not answer within") && dt >= 0.6 && dt < 10,
          "connect to a missing rank 0 gives up after the timeout (%.2f s, %s)", dt, e.msg);
     memset(&e, 0, sizeof e);
     T_OK(tpwire_listen("nohost", &e) < 0 && strstr(e.msg, "want HOST:PORT"), "address without a port refused (%s)", e.msg);
