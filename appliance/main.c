@@ -22,6 +22,7 @@
 #include "config.h"
 #ifdef SPARKD_CUDA
 #include "cuda.h"
+#include "cuda_moe.h"
 #include "cuda_kern.h"
 #endif
 #include "engine.h"
@@ -563,6 +564,9 @@ static int cmd_selftest(const cli_args *a) {
     if (!(a->model_only && a->model)) {
         fails = cuda_selftest(stdout, a->quick, &e);
         if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        const int moe_fails = cuda_moe_selftest(stdout, a->quick, &e); /* kernels/moe_selftest.cu */
+        if (moe_fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        fails += moe_fails;
     }
     if (a->model) { /* the CUDA engine against the CPU engine on this file */
         int mf = cuda_model_check(stdout, a->model, kv, &e);

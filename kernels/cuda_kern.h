@@ -14,7 +14,7 @@
  *
  * ---------------------------------------------------------------------------------------
  * Weight layout ("P64 planes"). A matrix of N rows (output features) by K elements (input
- * features, K % 128 == 0) is repacked at load from the GGUF bytes into up to three planes,
+ * features, K % 64 == 0) is repacked at load from the GGUF bytes into up to three planes,
  * each starting 256-byte aligned inside one allocation of cuda_weight_bytes():
  *   codes  (N, K * cbits / 8) bytes: cbits = 4 (every 4/5/6-bit format and MXFP4: the low
  *          4 bits of each code), 8 (Q8_0: int8), 16 (F16/BF16 values), 32 (F32 values)
@@ -61,7 +61,7 @@ extern "C" {
 typedef struct cuda_weight {
     uint32_t type;  /* ggml type id (quant.h) */
     int64_t rows;   /* N: output features */
-    int64_t cols;   /* K: input features, K % 128 == 0 (K % 256 for K-quants) */
+    int64_t cols;   /* K: input features, K % 64 == 0 (K % 256 for K-quants) */
     void *base;     /* device: cuda_weight_bytes(type, rows, cols) bytes, 256-byte aligned */
 } cuda_weight;
 
@@ -69,7 +69,7 @@ typedef struct cuda_weight {
  * Q6_K MXFP4). */
 int cuda_weight_type_ok(uint32_t type);
 /* Bytes of the repacked layout of a rows x cols matrix, or 0 when the type is not
- * supported or cols is not a multiple of 128 (256 for K-quants). */
+ * supported or cols is not a multiple of 64 (256 for K-quants). */
 uint64_t cuda_weight_bytes(uint32_t type, int64_t rows, int64_t cols);
 /* Repacks rows [row0, row0 + n) of w from GGUF bytes:
  *   raw  device, n rows of the GGUF layout (row_bytes = quant_row_bytes(type, cols) each,
@@ -94,7 +94,7 @@ enum {
 
 typedef struct cuda_mmin {
     int T;            /* rows (tokens) present */
-    int K;            /* row length, % 128 == 0 */
+    int K;            /* row length, % 64 == 0 */
     int forms;        /* CUDA_MMIN_* written by the producer */
     float *xp;        /* (T, K) f32, P64 order */
     uint16_t *hi, *lo;   /* (T, K) f16 bits, P64 order: x * 2^-e_t = hi + lo */

@@ -10,7 +10,7 @@ extern "C" int cuda_weight_type_ok(uint32_t type) { return qfmt_of(type).ok; }
 
 extern "C" uint64_t cuda_weight_bytes(uint32_t type, int64_t rows, int64_t cols) {
     const qfmt f = qfmt_of(type);
-    if (!f.ok || rows <= 0 || cols <= 0 || cols % 128 || (f.raw_be == 256 && cols % 256)) return 0;
+    if (!f.ok || rows <= 0 || cols <= 0 || cols % 64 || (f.raw_be == 256 && cols % 256)) return 0;
     return wplanes_of(type, rows, cols).total;
 }
 
@@ -264,7 +264,7 @@ __global__ void mmin_prepare_kernel(const float *x, int ldx, cuda_mmin m) {
 }
 
 extern "C" int cuda_mmin_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err *e) {
-    if (!x || !m || T < 1 || m->K % 128 || ldx < m->K || !m->forms)
+    if (!x || !m || T < 1 || m->K % 64 || ldx < m->K || !m->forms)
         return err_set(e, ERR_INVALID, "cuda_mmin_prepare: T %d K %d ldx %d", T, m ? m->K : 0, ldx);
     m->T = T;
     mmin_prepare_kernel<<<T, 256, 0, CUDA_STREAM(stream)>>>(x, ldx, *m);
