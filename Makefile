@@ -88,6 +88,14 @@ $(OUT)/tests/%: tests/unit/%.c $(APP_OBJ) $(FCGI_LIB) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -iquote tests/unit -o $@ $< $(APP_OBJ) $(FCGI_LIB) $(LDLIBS) $(TEST_LDLIBS)
 
+# tool_logits runs the engine `sparkd run` would (SPARKD_DEVICE): with the CUDA unit in CUDA
+# builds, so the golden references can be checked on the GPU (tests/gpu/run.sh)
+ifeq ($(CUDA),1)
+$(OUT)/tests/tool_logits: tests/unit/tool_logits.c $(APP_OBJ) $(FCGI_LIB) $(CUDA_OBJ) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -iquote tests/unit -o $@ $< $(APP_OBJ) $(CUDA_OBJ) $(FCGI_LIB) $(CUDA_LIBS) $(LDLIBS) $(TEST_LDLIBS)
+endif
+
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/fuzz/%)
 fuzz: $(FUZZ_BIN)

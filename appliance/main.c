@@ -3,7 +3,7 @@
  *
  *   sparkd run   -m MODEL -p TEXT [-n N] [sampling...]   stream a continuation to stdout
  *   sparkd info  -m MODEL [-c CTX] [--parallel N]        describe a model and its memory plan
- *   sparkd bench -m MODEL [-p N] [-n N] [-r N]           prompt / generation tok/s
+ *   sparkd bench -m MODEL [-p N] [-n N] [-r N] [--parallel N]   prompt / generation tok/s
  *   sparkd serve [--config FILE] [options]               the FastCGI responder (fcgi/)
  *   sparkd verify --manifest SHA256SUMS [FILE...]         check files against a manifest
  *   sparkd device | selftest                             the GPU (CUDA builds)
@@ -372,11 +372,82 @@ static int bench_load(const cli_opts *o) {
     return 0;
 }
 
+/* bench --parallel N: N sequences of bench_pp prompt tokens (each prefilled alone), then
+ * bench_tg decode steps that each advance all N in one forward call and sample all N
+ * greedily on the engine: generated tok/s = N * bench_tg / decode time (what
+ * llama-batched-bench reports as S_TG at -npl N). */
+static int bench_parallel(session *s, const cli_opts *oo, const int32_t *ids, err *e) {
+    const int N = oo->max_seqs, bps = (oo->n_ctx + s->plan.kv_block - 1) / s->plan.kv_block;
+    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)s->plan.n_kv_blocks);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)N);
+    engine_seq *q = calloc((size_t)N, sizeof *q);
+    engine_sample_in *in = calloc((size_t)N, sizeof *in);
+    engine_sample_out *out = calloc((size_t)N, sizeof *out);
+    double *tg = calloc((size_t)oo->bench_reps, sizeof(double)), *pp = calloc((size_t)oo->bench_reps, sizeof(double));
+    sampler_rng rng;
+    sampler_rng_seed(&rng, 0);
+    int rc = ERR_NOMEM;
+    if (oo->bench_tg < 2) {
+        rc = err_set(e, ERR_INVALID, "bench --parallel needs -n 2 or more (the first step is not timed)");
+        goto done;
+    }
+    if (!blocks || !tok || !q || !in || !out || !tg || !pp || s->plan.n_kv_blocks < N * bps) {
+        rc = err_set(e, ERR_NOMEM, "bench --parallel: out of memory or KV blocks");
+        goto done;
+    }
+    for (int i = 0; i < s->plan.n_kv_blocks; i++) blocks[i] = i;
+    for (int r = 0; r < oo->bench_reps; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < N; i++) {
+            engine_seq one = {.tokens = ids, .n = oo->bench_pp, .pos = 0, .blocks = blocks + (size_t)i * bps, .slot = i,
+                              .want = ENGINE_WANT_LOGITS};
+            if ((rc = s->ops->slot_reset(s->eng, i, ids, oo->bench_pp, e)) || (rc = s->ops->forward(s->eng, &one, 1, e)))
+                goto done;
+            tok[i] = ids[i % oo->bench_pp];
+        }
+        pp[r] = (double)N * oo->bench_pp / (now_s() - t0);
+        t0 = now_s();
+        for (int step = 0; step < oo->bench_tg; step++) {
+            if (step == 1) t0 = now_s(); /* step 0 captures the decode graph of this batch size */
+            for (int i = 0; i < N; i++) {
+                q[i] = (engine_seq){.tokens = &tok[i], .n = 1, .pos = oo->bench_pp + step,
+                                    .blocks = blocks + (size_t)i * bps, .slot = i, .want = ENGINE_WANT_LOGITS};
+                in[i] = (engine_sample_in){.seq = i, .sp = &oo->sp, .u = sampler_rng_next(&rng)};
+            }
+            if ((rc = s->ops->forward(s->eng, q, N, e)) || (rc = s->ops->sample(s->eng, in, N, out, e))) goto done;
+            for (int i = 0; i < N; i++) {
+                tok[i] = out[i].token;
+                if ((rc = s->ops->slot_accept(s->eng, i, out[i].token, e))) goto done;
+            }
+        }
+        tg[r] = (double)N * (oo->bench_tg - 1) / (now_s() - t0);
+    }
+    double m1, s1, m2, s2;
+    mean_sd(pp, oo->bench_reps, &m1, &s1);
+    mean_sd(tg, oo->bench_reps, &m2, &s2);
+    printf("model: %s, engine: %s, kv: %s, reps: %d, sequences: %d\n", s->m->arch_name, s->ops->name,
+           engine_kv_type_name(s->eopts.kv_type), oo->bench_reps, N);
+    printf("pp%d x %d (one sequence at a time): %.2f ± %.2f tok/s\n", oo->bench_pp, N, m1, s1);
+    printf("tg%d x %d (all sequences each step, steps 2..%d timed): %.2f ± %.2f tok/s\n", oo->bench_tg, N,
+           oo->bench_tg, m2, s2);
+    rc = 0;
+done:
+    free(blocks);
+    free(tok);
+    free(q);
+    free(in);
+    free(out);
+    free(tg);
+    free(pp);
+    return rc;
+}
+
 static int cmd_bench(const cli_opts *o) {
     err e = {0};
     if (o->load_only) return bench_load(o);
     cli_opts oo = *o;
     if (oo.batch < oo.bench_pp) oo.batch = oo.bench_pp;
+    if (oo.batch < oo.max_seqs) oo.batch = oo.max_seqs;
     if (!oo.n_ctx) oo.n_ctx = oo.bench_pp + oo.bench_tg + 1;
     oo.sp.temperature = 0;
     session *s;
@@ -392,6 +463,11 @@ static int cmd_bench(const cli_opts *o) {
     for (int i = 0; i < oo.bench_pp; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((x >> 33) % (uint64_t)s->m->hp.n_vocab);
+    }
+    if (oo.max_seqs > 1) {
+        if (bench_parallel(s, &oo, ids, &e)) goto fail;
+        rc = 0;
+        goto done;
     }
     /* warm-up: one small forward */
     if (prefill(s, blocks, ids, oo.bench_pp < 8 ? oo.bench_pp : 8, 0, &e)) goto fail;

@@ -26,6 +26,7 @@
 // free comes from /proc/meminfo (MemAvailable + SwapFree), elsewhere from cudaMemGetInfo.
 #include "cuda.h"
 #include "cuda_kern.h"
+#include "cuda_moe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +54,9 @@ struct layer_w {
     cuda_weight wq, wk, wv, wo, wg, wu, wd;
     float *attn_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
     float *q_norm, *k_norm, *bq, *bk, *bv, *bo, *sinks;
+    // MODEL_FFN_MOE: router (n_expert, dim) F32; stacked experts (n_expert * rows, cols)
+    cuda_weight router, eg, eu, ed;
+    float *router_b, *gate_b, *up_b, *down_b; // (n_expert), (n_expert, ffn) x 2, (n_expert, dim)
 };
 
 // Everything create allocates, computed from the model and the options alone.
@@ -62,6 +66,8 @@ struct cuda_layout {
     uint64_t kv_layer_elems; // elements of one layer's K (= V) pool
     uint64_t meta_bytes;
     int forms_dim, forms_q, forms_ffn; // union of the input forms the products may need
+    int moe_E, moe_k, moe_ffn;         // largest MoE layer (0: none)
+    uint64_t moe_work;                 // cuda_moe_work_bytes of it at T tokens
 };
 
 struct graph_entry {
@@ -93,6 +99,9 @@ struct engine {
     cuda_mmin in_dim, in_q, in_ffn, in_out;
     float *logits;     // (S, V)
     float *attn_work;
+    float *moe_logits; // (T, moe_E) router logits
+    void *moe_work;    // (lay.moe_work bytes) cuda_moe_ffn scratch
+    int moe_native;    // SPARKD_MXFP4_NATIVE=1 on an sm_121 GPU: block-scaled MXFP4 GEMM
     // samplers
     uint32_t *counts;  // (S, V)
     float *smp_work;
@@ -153,6 +162,48 @@ int forms_for(const model_tensor *t) {
     return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2);
 }
 
+// ---- mixture of experts (MODEL_FFN_MOE, kernels/moe.cu): layout, upload, forward ----
+
+// A stacked expert tensor (ne = [cols, rows, n_expert]) as one matrix of rows * n_expert
+// rows over the same bytes (expert e's rows start at e * rows).
+model_tensor expert_rows(const model_tensor *t) {
+    model_tensor v = *t;
+    v.n_dims = 2;
+    v.ne[1] = t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+    v.ne[2] = 1;
+    return v;
+}
+
+int moe_layout(const model_layer *L, cuda_layout *l, err *e) {
+    const model_moe *M = &L->moe;
+    int rc;
+    if (M->shared.w_gate)
+        return err_set(e, ERR_UNSUPPORTED, "a shared expert is not supported by the CUDA engine yet");
+    if (M->n_expert > CUDA_MOE_MAX_EXPERTS || M->n_used > CUDA_MOE_MAX_USED || M->ffn_dim % 64)
+        return err_set(e, ERR_UNSUPPORTED, "%d experts (top %d) of width %d: the CUDA engine takes up to %d (top %d), "
+                                           "widths a multiple of 64", M->n_expert, M->n_used, M->ffn_dim,
+                       CUDA_MOE_MAX_EXPERTS, CUDA_MOE_MAX_USED);
+    if ((rc = check_matrix(M->router, e))) return rc;
+    const model_tensor *ex[3] = {M->gate_exps, M->up_exps, M->down_exps};
+    for (int i = 0; i < 3; i++) {
+        const model_tensor v = expert_rows(ex[i]);
+        if (!cuda_moe_type_ok(ex[i]->dtype))
+            return err_set(e, ERR_UNSUPPORTED, "tensor '%s': experts of type %u have no CUDA MoE kernel", ex[i]->name,
+                           ex[i]->dtype);
+        if ((rc = check_matrix(&v, e))) return rc;
+        l->weights += mat_bytes(&v);
+    }
+    if (M->gate_exps->dtype != M->up_exps->dtype)
+        return err_set(e, ERR_UNSUPPORTED, "experts' gate and up tensors have different types");
+    l->weights += mat_bytes(M->router) + vec_bytes(M->router_b) + vec_bytes(M->gate_b) + vec_bytes(M->up_b) +
+                  vec_bytes(M->down_b);
+    l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16; // router: f32 rows; experts: f16 hi/lo
+    if (M->n_expert > l->moe_E) l->moe_E = M->n_expert;
+    if (M->n_used > l->moe_k) l->moe_k = M->n_used;
+    if (M->ffn_dim > l->moe_ffn) l->moe_ffn = M->ffn_dim;
+    return 0;
+}
+
 int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     const model_hparams *hp = &m->hp;
     memset(l, 0, sizeof *l);
@@ -164,10 +215,10 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     if (hp->head_dim % 8 || hp->head_dim > 256 || hp->n_head % hp->n_head_kv)
         return err_set(e, ERR_UNSUPPORTED, "head_dim %d (the CUDA attention needs a multiple of 8, at most 256)",
                        hp->head_dim);
-    if (hp->act != MODEL_ACT_SILU && hp->act != MODEL_ACT_GELU_TANH)
+    if (hp->act != MODEL_ACT_SILU && hp->act != MODEL_ACT_GELU_TANH && hp->act != MODEL_ACT_SWIGLU_OAI)
         return err_set(e, ERR_UNSUPPORTED, "FFN activation %d is not supported by the CUDA engine yet", (int)hp->act);
-    if (hp->dim % 128 || hp->ffn_dim % 128 || (hp->n_head * hp->head_dim) % 128)
-        return err_set(e, ERR_UNSUPPORTED, "widths %d/%d/%d: the CUDA engine needs multiples of 128", hp->dim,
+    if (hp->dim % 64 || hp->ffn_dim % 64 || (hp->n_head * hp->head_dim) % 64)
+        return err_set(e, ERR_UNSUPPORTED, "widths %d/%d/%d: the CUDA engine needs multiples of 64", hp->dim,
                        hp->ffn_dim, hp->n_head * hp->head_dim);
     for (int r = 0; r < m->n_rope; r++)
         if (m->rope[r].n_rot > hp->head_dim || (m->rope[r].n_rot & 1))
@@ -183,9 +234,12 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
         if (L->mixer != MODEL_MIXER_ATTENTION)
             return err_set(e, ERR_UNSUPPORTED, "layer %d: mixer kind %d is not supported by the CUDA engine", il,
                            (int)L->mixer);
-        if (L->ffn != MODEL_FFN_DENSE)
-            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN is not supported by the CUDA engine yet",
-                           il);
+        if (L->ffn == MODEL_FFN_MOE) {
+            if ((rc = moe_layout(L, l, e))) return rc;
+        } else if (L->ffn != MODEL_FFN_DENSE || hp->act == MODEL_ACT_SWIGLU_OAI) {
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: FFN kind %d with activation %d is not supported by the CUDA "
+                                               "engine", il, (int)L->ffn, (int)hp->act);
+        }
         const model_attention *A = &L->attn;
         const model_tensor *mats[7] = {A->wq, A->wk, A->wv, A->wo, L->dense.w_gate, L->dense.w_up, L->dense.w_down};
         for (int i = 0; i < 7; i++) {
@@ -243,6 +297,10 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     w += l->meta_bytes;
     w += CU_STAGE;                                 // device side of the weight upload
     w += CU_SPLITK;                                // split-K partials of small products
+    if (l->moe_E) {
+        l->moe_work = cuda_moe_work_bytes(l->T, l->dim, l->moe_ffn, l->moe_E, l->moe_k);
+        w += a256(l->moe_work) + a256(T * l->moe_E * 4); // MoE scratch, router logits
+    }
     l->work = w;
     l->staging = CU_STAGE;
     return 0;
@@ -407,6 +465,18 @@ int upload_vec(uploader *u, const model_tensor *t, float **out, err *e) {
     return 0;
 }
 
+// MoE: the router, the three stacked expert tensors (one matrix each) and the biases.
+int upload_moe(uploader *u, const model_moe *M, layer_w *W, err *e) {
+    const model_tensor vg = expert_rows(M->gate_exps), vu = expert_rows(M->up_exps), vd = expert_rows(M->down_exps);
+    int rc;
+    if ((rc = upload_matrix(u, M->router, &W->router, e)) || (rc = upload_matrix(u, &vg, &W->eg, e)) ||
+        (rc = upload_matrix(u, &vu, &W->eu, e)) || (rc = upload_matrix(u, &vd, &W->ed, e)) ||
+        (rc = upload_vec(u, M->router_b, &W->router_b, e)) || (rc = upload_vec(u, M->gate_b, &W->gate_b, e)) ||
+        (rc = upload_vec(u, M->up_b, &W->up_b, e)) || (rc = upload_vec(u, M->down_b, &W->down_b, e)))
+        return rc;
+    return 0;
+}
+
 // inv[i] = the rotation speed of pair i under rope r (as engine/cpu computes it).
 void rope_freqs(const model_rope *r, float *inv) {
     const int half = r->n_rot / 2;
@@ -416,8 +486,12 @@ void rope_freqs(const model_rope *r, float *inv) {
         return (float)r->n_rot * logf((float)r->orig_ctx / (nr * 2.0f * (float)M_PI)) / (2.0f * logf(r->base));
     };
     if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-        lo = floorf(corr(r->yarn_beta_fast));
-        hi = ceilf(corr(r->yarn_beta_slow));
+        lo = corr(r->yarn_beta_fast);
+        hi = corr(r->yarn_beta_slow);
+        if (!r->yarn_exact) { // llama.cpp's widening to whole dims; gpt-oss keeps the range as computed
+            lo = floorf(lo);
+            hi = ceilf(hi);
+        }
         if (lo < 0) lo = 0;
         if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
     }
@@ -527,6 +601,10 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
         g->d_acc = (int32_t *)take(2 * S * 64 * 4);
         g->d_stage = take(CU_STAGE);
         g->splitk = (float *)take(CU_SPLITK);
+        if (l.moe_E) {
+            g->moe_work = take(l.moe_work);
+            g->moe_logits = (float *)take(T * l.moe_E * 4);
+        }
         g->d_meta = take(l.meta_bytes);
         g->used_work -= a256(l.meta_bytes); // counted once below, with its parts
         uint8_t *q = g->d_meta;
@@ -566,9 +644,13 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
             if (!rc) rc = upload_matrix(&u, A->wk, &W->wk, e);
             if (!rc) rc = upload_matrix(&u, A->wv, &W->wv, e);
             if (!rc) rc = upload_matrix(&u, A->wo, &W->wo, e);
-            if (!rc) rc = upload_matrix(&u, L->dense.w_gate, &W->wg, e);
-            if (!rc) rc = upload_matrix(&u, L->dense.w_up, &W->wu, e);
-            if (!rc) rc = upload_matrix(&u, L->dense.w_down, &W->wd, e);
+            if (L->ffn == MODEL_FFN_MOE) {
+                if (!rc) rc = upload_moe(&u, &L->moe, W, e);
+            } else {
+                if (!rc) rc = upload_matrix(&u, L->dense.w_gate, &W->wg, e);
+                if (!rc) rc = upload_matrix(&u, L->dense.w_up, &W->wu, e);
+                if (!rc) rc = upload_matrix(&u, L->dense.w_down, &W->wd, e);
+            }
             const model_tensor *vt[11] = {L->attn_norm, L->post_attn_norm, L->ffn_norm, L->post_ffn_norm, A->q_norm,
                                           A->k_norm, A->bq, A->bk, A->bv, A->bo, A->sinks};
             float **vd[11] = {&W->attn_norm, &W->post_attn_norm, &W->ffn_norm, &W->post_ffn_norm, &W->q_norm,
@@ -604,6 +686,10 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
     C_TRY(cudaMemsetAsync(g->dkv, 0, l.kv, g->st));
     C_TRY(cudaStreamSynchronize(g->st));
     g->use_graphs = !getenv("SPARKD_NO_GRAPHS");
+    {
+        const char *nat = getenv("SPARKD_MXFP4_NATIVE");
+        g->moe_native = nat && !strcmp(nat, "1") && cuda_moe_native_ok();
+    }
     *out = g;
     return 0;
 fail:
@@ -672,6 +758,45 @@ int forms_at(int forms_all, int T) {
     return forms_all; // XP is needed for F32 weights at any T
 }
 
+// MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV
+// kernel at any T, on the f32 form), then routing, experts and their weighted sum.
+int moe_forward(engine *g, int il, int T, err *e) {
+    const model_hparams *hp = &g->m->hp;
+    const model_moe *M = &g->m->layers[il].moe;
+    layer_w *W = &g->L[il];
+    K_TRY(mm(g, &g->in_dim, 1, &W->router, g->moe_logits, NULL, NULL, NULL, NULL, e));
+    cuda_moe_args a;
+    memset(&a, 0, sizeof a);
+    a.T = T;
+    a.dim = hp->dim;
+    a.ffn = M->ffn_dim;
+    a.n_expert = M->n_expert;
+    a.n_used = M->n_used;
+    a.gating = M->gating == MODEL_MOE_TOPK_SOFTMAX ? CUDA_MOE_TOPK_SOFTMAX : CUDA_MOE_SOFTMAX_TOPK;
+    a.norm_topk = M->norm_topk;
+    a.act = hp->act == MODEL_ACT_SWIGLU_OAI ? (int)CUDA_MOE_ACT_SWIGLU_OAI
+            : hp->act == MODEL_ACT_GELU_TANH ? (int)CUDA_ACT_GELU_TANH : (int)CUDA_ACT_SILU;
+    a.act_alpha = hp->act_alpha;
+    a.act_limit = hp->act_limit;
+    a.logits = g->moe_logits;
+    a.router_b = W->router_b;
+    a.gate = &W->eg;
+    a.up = &W->eu;
+    a.down = &W->ed;
+    a.gate_b = W->gate_b;
+    a.up_b = W->up_b;
+    a.down_b = W->down_b;
+    a.x = &g->in_dim;
+    a.out = g->o;
+    a.path = g->moe_native && T > CUDA_MOE_GEMV_MAX_T && W->eg.type == QUANT_MXFP4 && W->ed.type == QUANT_MXFP4
+                 ? (int)CUDA_MM_FORCE_NATIVE : (int)CUDA_MM_AUTO;
+    a.exact = 1;
+    a.work = g->moe_work;
+    a.work_bytes = g->lay.moe_work;
+    K_TRY(cuda_moe_ffn(&a, g->st, e));
+    return 0;
+}
+
 // The layer stack and the head over the metadata already on the device.
 int run_layers(engine *g, int T, int n_out, err *e) {
     const model *m = g->m;
@@ -716,10 +841,14 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
         ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
         K_TRY(cuda_resid_norm(&ra, g->st, e));
-        K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
-        K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU,
-                          &g->in_ffn, g->st, e));
-        K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+        if (L->ffn == MODEL_FFN_MOE) {
+            K_TRY(moe_forward(g, il, T, e)); // o = the experts' weighted sum
+        } else {
+            K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
+            K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn,
+                              hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU, &g->in_ffn, g->st, e));
+            K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+        }
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.post_w = W->post_ffn_norm; ra.dim = hp->dim; ra.eps = hp->norm_eps;
         if (il + 1 < hp->n_layer) {
