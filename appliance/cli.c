@@ -37,7 +37,7 @@ static const opt opts[] = {
     {"ctx-size", 'c', required_argument, ALL_MODEL, "N", "context per sequence (default: the model's, at most 4096)"},
     {"ctx", 'c', required_argument, ALL_MODEL, NULL, NULL},
     {"batch-size", 'b', required_argument, ALL_MODEL, "N", "tokens per forward step (256)"},
-    {"parallel", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO | CLI_BENCH, "N", "sequences decoded together ([engine] max_seqs; info: the plan's; bench: generated tok/s of N sequences in one batch); also -np, --seqs"},
+    {"parallel", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO | CLI_BENCH, "N", "sequences decoded together ([engine] max_seqs; info: the plan's; bench: then generated tok/s of N sequences in one batch); also -np, --seqs"},
     {"seqs", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO, NULL, NULL},
     {"memory-limit", O_MEMORY_LIMIT, required_argument, CLI_SERVE | CLI_INFO, "MB", "refuse a plan over MB MiB ([engine] memory_limit_mb; info: say whether it fits)"},
     {"n-gpu-layers", O_NGL, required_argument, COMPUTE, "N", "accepted for llama.cpp users: N > 0 = the GPU when present, 0 = CPU; also -ngl, --gpu-layers"},

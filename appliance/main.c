@@ -372,11 +372,16 @@ static int bench_load(const cli_opts *o) {
     return 0;
 }
 
-/* bench --parallel N: N sequences of bench_pp prompt tokens (each prefilled alone), then
- * bench_tg decode steps that each advance all N in one forward call and sample all N
- * greedily on the engine: generated tok/s = N * bench_tg / decode time (what
- * llama-batched-bench reports as S_TG at -npl N). */
-static int bench_parallel(session *s, const cli_opts *oo, const int32_t *ids, err *e) {
+/* bench --parallel N (after the one-sequence bench): N sequences of PP = min(128, -p)
+ * prompt tokens (each prefilled alone), then TG = min(32, -n) decode steps that each advance
+ * all N in one forward call and sample all N greedily on the engine: generated tok/s =
+ * N * (TG - 1) / time of steps 2..TG (what llama-batched-bench reports as S_TG at -npp 128
+ * -ntg 32 -npl N). */
+static int bench_parallel(session *s, const cli_opts *o, const int32_t *ids, err *e) {
+    cli_opts par = *o;
+    const cli_opts *oo = &par;
+    if (par.bench_pp > 128) par.bench_pp = 128;
+    if (par.bench_tg > 32) par.bench_tg = 32;
     const int N = oo->max_seqs, bps = (oo->n_ctx + s->plan.kv_block - 1) / s->plan.kv_block;
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)s->plan.n_kv_blocks);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)N);
@@ -464,11 +469,6 @@ static int cmd_bench(const cli_opts *o) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((x >> 33) % (uint64_t)s->m->hp.n_vocab);
     }
-    if (oo.max_seqs > 1) {
-        if (bench_parallel(s, &oo, ids, &e)) goto fail;
-        rc = 0;
-        goto done;
-    }
     /* warm-up: one small forward */
     if (prefill(s, blocks, ids, oo.bench_pp < 8 ? oo.bench_pp : 8, 0, &e)) goto fail;
     for (int r = 0; r < oo.bench_reps; r++) {
@@ -490,6 +490,7 @@ static int cmd_bench(const cli_opts *o) {
            s->eopts.n_threads, engine_kv_type_name(s->eopts.kv_type), oo.bench_reps);
     printf("pp%d: %.2f ± %.2f tok/s\n", oo.bench_pp, m1, s1);
     printf("tg%d: %.2f ± %.2f tok/s\n", oo.bench_tg, m2, s2);
+    if (oo.max_seqs > 1 && bench_parallel(s, &oo, ids, &e)) goto fail;
     rc = 0;
     goto done;
 fail:
@@ -638,11 +639,17 @@ static int cmd_selftest(const cli_args *a) {
     }
     int fails = 0;
     if (!(a->model_only && a->model)) {
-        fails = cuda_selftest(stdout, a->quick, &e);
-        if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
-        const int moe_fails = cuda_moe_selftest(stdout, a->quick, &e); /* kernels/moe_selftest.cu */
-        if (moe_fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
-        fails += moe_fails;
+        /* SPARKD_SELFTEST_ONLY=kernels or =moe runs one of the two tables */
+        const char *only = getenv("SPARKD_SELFTEST_ONLY");
+        if (!only || strcmp(only, "moe")) {
+            fails = cuda_selftest(stdout, a->quick, &e);
+            if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        }
+        if (!only || strcmp(only, "kernels")) {
+            const int moe_fails = cuda_moe_selftest(stdout, a->quick, &e); /* kernels/moe_selftest.cu */
+            if (moe_fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+            fails += moe_fails;
+        }
     }
     if (a->model) { /* the CUDA engine against the CPU engine on this file */
         int mf = cuda_model_check(stdout, a->model, kv, &e);
