@@ -457,9 +457,10 @@ void test_ffn(const ffn_case &c) {
     report("ffn", shape, err, tol, us, finite && rerr <= 2e-6, note);
 }
 
-// Speed of the FFN alone at real shapes (weights of one layer, routing drawn afresh for
-// each of 8 rotating logit sets so the chosen experts change like in a real decode).
-void bench_ffn(const char *name, int T, int D, int F, int E, int k, uint32_t tgu, uint32_t tdown, int path) {
+// Speed of the FFN alone at real shapes: one layer's experts, T tokens for each T of ts,
+// routing drawn afresh for each of 8 rotating logit sets so the chosen experts change as
+// in a real decode. Bytes: the distinct experts a call reads times their size.
+void bench_ffn(const char *name, const int *ts, int nts, int D, int F, int E, int k, uint32_t tgu, uint32_t tdown) {
     // one expert drawn, copied to all E (drawing 1.7 GB of codes would cost seconds; the
     // copies still sit at distinct addresses, so the reads are the same)
     auto tile = [&](const std::vector<uint8_t> &one) {
@@ -467,50 +468,51 @@ void bench_ffn(const char *name, int T, int D, int F, int E, int k, uint32_t tgu
         for (int e = 0; e < E; e++) memcpy(all.data() + one.size() * (size_t)e, one.data(), one.size());
         return all;
     };
-    const auto rg = tile(gen_rows(tgu, F, D, 1.0)), ru = tile(gen_rows(tgu, F, D, 1.0));
-    const auto rd = tile(gen_rows(tdown, D, F, 0.5));
     cuda_weight wg, wu, wd;
-    if (!make_weight(&wg, tgu, rg, (int64_t)E * F, D) || !make_weight(&wu, tgu, ru, (int64_t)E * F, D) ||
-        !make_weight(&wd, tdown, rd, (int64_t)E * D, F))
-        return;
-    const int R = 8;
-    std::vector<float> logits((size_t)R * T * E), x((size_t)T * D);
-    for (auto &v : logits) v = (float)(2.0 * C->rng.normal());
-    for (auto &v : x) v = (float)C->rng.normal();
-    float *dl = dup(logits), *dx = dup(x);
-    cuda_mmin xm;
-    const int forms = CUDA_MMIN_XP | (T > 1 ? CUDA_MMIN_F16 : 0);
-    void *xbuf = dalloc(cuda_mmin_bytes(T, D, forms));
-    cuda_moe_args a;
-    memset(&a, 0, sizeof a);
-    a.T = T; a.dim = D; a.ffn = F; a.n_expert = E; a.n_used = k; a.gating = CUDA_MOE_TOPK_SOFTMAX;
-    a.act = CUDA_ACT_SILU; a.gate = &wg; a.up = &wu; a.down = &wd; a.path = path; a.exact = 1;
-    a.out = (float *)dalloc((size_t)T * D * 4);
-    a.work_bytes = cuda_moe_work_bytes(T, D, F, E, k);
-    a.work = dalloc(a.work_bytes);
-    if (!dl || !dx || !xbuf || !a.out || !a.work) { fail_line("bench", "cannot allocate"); return; }
-    cuda_mmin_carve(&xm, xbuf, T, D, forms);
-    err e2 = {ERR_OK, {0}};
-    if (cuda_mmin_prepare(dx, D, &xm, T, C->st, &e2)) { fail_line("bench", e2.msg); return; }
-    a.x = &xm;
-    int it = 0, rc = 0;
-    auto run = [&] {
-        a.logits = dl + (size_t)(it++ % R) * T * E;
-        rc |= cuda_moe_ffn(&a, C->st, &e2);
-    };
-    const double us = time_us([&] { for (int i = 0; i < R; i++) run(); }, 5) / R;
-    if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) { fail_line("bench", rc ? e2.msg : "launch failed"); return; }
-    // bytes: the distinct experts each call reads (from the routing of the last call) x their size
-    cuda_moe_view v;
-    cuda_moe_view_of(a.work, T, D, F, E, k, &v);
-    const auto meta = get(v.meta, 2);
+    {
+        const auto rg = tile(gen_rows(tgu, F, D, 1.0)), rd = tile(gen_rows(tdown, D, F, 0.5));
+        if (!make_weight(&wg, tgu, rg, (int64_t)E * F, D) || !make_weight(&wu, tgu, rg, (int64_t)E * F, D) ||
+            !make_weight(&wd, tdown, rd, (int64_t)E * D, F))
+            return;
+    }
     const double per_expert = (double)cuda_weight_bytes(tgu, F, D) * 2 + (double)cuda_weight_bytes(tdown, D, F);
-    const double gb = meta[0] * per_expert / 1e9;
-    const double flop = 2.0 * 3.0 * D * (double)F * k * T;
-    fprintf(C->f, "# moe bench %-14s T=%-4d %-9s %8.1f us  %2d experts read, %7.1f GB/s of expert weights, %6.1f TFLOP/s\n",
-            name, T, path == CUDA_MM_FORCE_GEMV ? "mmv" : path == CUDA_MM_FORCE_GEMM ? "gemm" : "auto", us, meta[0],
-            gb / (us * 1e-6), flop / (us * 1e-6) / 1e12);
-    fflush(C->f);
+    for (int ti = 0; ti < nts; ti++) {
+        const int T = ts[ti], R = 8;
+        std::vector<float> logits((size_t)R * T * E), x((size_t)T * D);
+        for (auto &v : logits) v = (float)(2.0 * C->rng.normal());
+        for (auto &v : x) v = (float)C->rng.normal();
+        float *dl = dup(logits), *dx = dup(x);
+        cuda_mmin xm;
+        const int forms = CUDA_MMIN_XP | (T > 1 ? CUDA_MMIN_F16 : 0);
+        void *xbuf = dalloc(cuda_mmin_bytes(T, D, forms));
+        cuda_moe_args a;
+        memset(&a, 0, sizeof a);
+        a.T = T; a.dim = D; a.ffn = F; a.n_expert = E; a.n_used = k; a.gating = CUDA_MOE_TOPK_SOFTMAX;
+        a.act = CUDA_ACT_SILU; a.gate = &wg; a.up = &wu; a.down = &wd; a.path = CUDA_MM_AUTO; a.exact = 1;
+        a.out = (float *)dalloc((size_t)T * D * 4);
+        a.work_bytes = cuda_moe_work_bytes(T, D, F, E, k);
+        a.work = dalloc(a.work_bytes);
+        if (!dl || !dx || !xbuf || !a.out || !a.work) { fail_line("bench", "cannot allocate"); return; }
+        cuda_mmin_carve(&xm, xbuf, T, D, forms);
+        err e2 = {ERR_OK, {0}};
+        if (cuda_mmin_prepare(dx, D, &xm, T, C->st, &e2)) { fail_line("bench", e2.msg); return; }
+        a.x = &xm;
+        int it = 0, rc = 0;
+        const double us = time_us([&] {
+            for (int i = 0; i < R; i++) {
+                a.logits = dl + (size_t)(it++ % R) * T * E;
+                rc |= cuda_moe_ffn(&a, C->st, &e2);
+            }
+        }, 5) / R;
+        if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) { fail_line("bench", rc ? e2.msg : "launch failed"); return; }
+        cuda_moe_view v;
+        cuda_moe_view_of(a.work, T, D, F, E, k, &v);
+        const auto meta = get(v.meta, 2);
+        const double gb = meta[0] * per_expert / 1e9, flop = 2.0 * 3.0 * D * (double)F * k * T;
+        fprintf(C->f, "# moe bench %-14s T=%-4d %-4s %9.1f us  %3d experts read, %7.1f GB/s of expert weights, %6.1f TFLOP/s\n",
+                name, T, T <= CUDA_MOE_GEMV_MAX_T ? "mmv" : "gemm", us, meta[0], gb / (us * 1e-6), flop / (us * 1e-6) / 1e12);
+        fflush(C->f);
+    }
 }
 
 } // namespace
@@ -582,12 +584,12 @@ extern "C" int cuda_moe_selftest(void *file, int quick, err *e) {
     if (!quick && getenv("SPARKD_MOE_BENCH")) {
         // one layer's experts at the real shapes (gpt-oss-20b / 120b, Qwen3-30B-A3B)
         const int ts[] = {1, 8, 64, 2048};
-        for (int T : ts) {
-            bench_ffn("gpt-oss-20b", T, 2880, 2880, 32, 4, QUANT_MXFP4, QUANT_MXFP4, AU);
-            bench_ffn("gpt-oss-120b", T, 2880, 2880, 128, 4, QUANT_MXFP4, QUANT_MXFP4, AU);
-            bench_ffn("qwen3-30b-a3b", T, 2048, 768, 128, 8, QUANT_Q4_K, QUANT_Q6_K, AU);
-            dfree_all();
-        }
+        bench_ffn("gpt-oss-20b", ts, 4, 2880, 2880, 32, 4, QUANT_MXFP4, QUANT_MXFP4);
+        dfree_all();
+        bench_ffn("gpt-oss-120b", ts, 4, 2880, 2880, 128, 4, QUANT_MXFP4, QUANT_MXFP4);
+        dfree_all();
+        bench_ffn("qwen3-30b-a3b", ts, 4, 2048, 768, 128, 8, QUANT_Q4_K, QUANT_Q6_K);
+        dfree_all();
     }
     dfree_all();
     fprintf(ctx.f, "# moe: %d checks, %d failed\n", ctx.checks, ctx.fails);
