@@ -9,11 +9,11 @@
 #                         with "N passed, N failed"
 #   ./build.sh bench      ... then the CPU benchmarks of BENCHMARKS.md (slow)
 #   ./build.sh bundle     ... then the air-gapped bundle build/sparkd-bundle-ARCH.tar
-#                         (dist/bundle.sh; INSTALL.md section 3)
+#                         (etc/deploy/bundle.sh; INSTALL.md section 3)
 # Environment: SPARKD_CPU_ONLY=1 skips the CUDA unit even when nvcc is present;
 #              SPARKD_NO_INSTALL=1 never calls apt-get/pip;
 #              SPARKD_NO_STATIC=1 skips build/sparkd-static (which fetches Debian
-#              source packages the first time, musl/deps.sh).
+#              source packages the first time, etc/static/musl-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -26,7 +26,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 # libjansson-dev: tests only (a JSON reader nobody here wrote, to check our writer);
-# dpkg-dev: apt-get source for musl/deps.sh; systemd: systemd-analyze for the unit's
+# dpkg-dev: apt-get source for etc/static/musl-deps.sh; systemd: systemd-analyze for the unit's
 # checks; file: tests read what `file` says of the binaries.
 DEB_PKGS="build-essential libbearssl-dev musl-tools nginx libjansson-dev \
 clang libclang-rt-14-dev python3 python3-venv python3-pip openssl curl ca-certificates \
@@ -87,7 +87,7 @@ build() {
     log "make (CUDA=$CUDA)"
     make -s -j"$JOBS" OUT=build CUDA=$CUDA all tests
     # build/sparkd-static: the fully static CPU binary (musl; its C dependencies are
-    # built from Debian's source packages by musl/deps.sh on first use)
+    # built from Debian's source packages by etc/static/musl-deps.sh on first use)
     [ -n "${SPARKD_NO_STATIC:-}" ] || { log "make static"; make -s -j"$JOBS" OUT=build static; }
 }
 
@@ -100,6 +100,6 @@ case "$MODE" in
     run)   shift; exec "$ROOT/tests/run_main.sh" "$@" ;;
     test)  exec "$ROOT/tests/run.sh" ;;
     bench) exec "$ROOT/tests/bench/run.sh" ;;
-    bundle) exec "$ROOT/dist/bundle.sh" ;;
+    bundle) exec "$ROOT/etc/deploy/bundle.sh" ;;
     *) log "unknown mode '$MODE' (build|run|test|bench|bundle)"; exit 2 ;;
 esac
