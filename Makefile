@@ -82,7 +82,21 @@ $(OUT)/obj/%.o: %.cu $(wildcard kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
+# the sparkd CLI over the scripted test engine (tests/engine_script): never shipped
+SCRIPTED = $(OUT)/tests/sparkd_scripted
+TEST_BIN += $(SCRIPTED)
+
 tests: $(TEST_BIN)
+
+$(OUT)/obj/tests/main_scripted.o: appliance/main.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Dmain=sparkd_cli_main -c -o $@ $<
+
+$(SCRIPTED): tests/engine_script/sparkd_scripted.c tests/engine_script/engine_script.c $(OUT)/obj/tests/main_scripted.o \
+             $(APP_OBJ) $(FCGI_LIB) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ tests/engine_script/sparkd_scripted.c tests/engine_script/engine_script.c \
+	    $(OUT)/obj/tests/main_scripted.o $(APP_OBJ) $(FCGI_LIB) $(CUDA_OBJ) $(CUDA_LIBS) $(LDLIBS)
 
 $(OUT)/tests/%: tests/unit/%.c $(APP_OBJ) $(FCGI_LIB) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)

@@ -324,7 +324,7 @@ int main(int argc, char **argv) {
         sched_release(rd);
         /* logit_bias: +100 on one id wins every greedy step; the same prompt again
          * finds its prefix in the cache */
-        int32_t bid = 4242;
+        int32_t bid = n_vocab - 7;
         float bval = 100.0f;
         sched_params b = {.n_prompt = make_prompt(3, ids, n_vocab), .prompt = ids, .max_tokens = 5, .bias_ids = &bid,
                           .bias_vals = &bval, .n_bias = 1};
