@@ -100,6 +100,21 @@ def hf_prompt_tokens(name, messages, tools):
     return len(Tokenizer.from_file(tok_ref.package_file(mod, *tj)).encode(text[0], add_special_tokens=False).ids)
 
 
+def stop_checked(st, label):
+    """SIGTERM, then the log must hold no sanitizer report (the -san pass)."""
+    import signal
+    if st.sparkd and st.sparkd.poll() is None:
+        st.sparkd.send_signal(signal.SIGTERM)
+        try:
+            st.sparkd.wait(timeout=60)
+        except Exception:  # noqa: BLE001
+            pass
+    log = st.log()
+    ok("ERROR: AddressSanitizer" not in log and "runtime error" not in log and "LeakSanitizer" not in log,
+       "%s: no sanitizer report in the server log" % label, log[-1500:])
+    st.stop()
+
+
 def client(st):
     import openai
     mk = getattr(openai, "DefaultHttpx2Client", None) or openai.DefaultHttpxClient
@@ -219,7 +234,7 @@ def check_model(name, scripts):
                                                               if k != "max_tokens"})
             ok(s == 200 and json.loads(b)["input_tokens"] == want, "%s: count_tokens == the prompt (%d)" % (name, want), b)
     finally:
-        st.stop()
+        stop_checked(st, name)
 
 
 def check_misc():
@@ -262,7 +277,7 @@ def check_misc():
         s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": [{"role": "user", "content": "again [[script:final]]"}]})
         ok(s == 200, "after a fault the server serves", b[:200])
     finally:
-        st.stop()
+        stop_checked(st, "faults")
 
 
 def main():
