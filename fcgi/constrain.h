@@ -12,6 +12,13 @@
 
 typedef struct fcgi_constraint fcgi_constraint;
 
+/* Per app, once the model is loaded: the grammar vocabulary over the model's
+ * n_vocab logit rows, the whitespace-only tokens, the reasoning markers. */
+int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e);
+void fcgi_constraint_teardown(fcgi_app *a);
+/* The function a forced call calls (named, or "required" with one tool), or NULL. */
+const char *fcgi_forced_name(const fcgi_gen *g);
+
 /* A forced tool call (tool_choice "required" or a named function) starts with
  * the model's own tool-call opener written into the prompt (prefill), so the
  * model goes on inside the call: Qwen3 '<tool_call>\n{"name": "NAME",
@@ -29,6 +36,10 @@ int fcgi_forced_prefix(const fcgi_app *a, const fcgi_gen *g, int thinking, char 
  * keyword's path), or for a form this model has no syntax for. */
 int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_constraint **out, fcgi_error *er);
 const sched_constraint *fcgi_constraint_sched(fcgi_constraint *c); /* NULL for NULL */
+/* When the constraint completed the output (the scheduler stopped on done), the
+ * markup the model's syntax still needs after it ("}\n</tool_call>", "<|call|>"),
+ * which the caller feeds to the output parser; else NULL. */
+const char *fcgi_constraint_suffix(const fcgi_constraint *c);
 void fcgi_constraint_free(fcgi_constraint *c);
 
 #endif

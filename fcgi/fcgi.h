@@ -94,9 +94,14 @@ int fcgi_store_put(fcgi_store *s, const char *id, const char *text, size_t n);
 /* A malloc'd copy of id's text (*n bytes), or NULL. */
 char *fcgi_store_get(fcgi_store *s, const char *id, size_t *n);
 
+typedef struct grammar_vocab grammar_vocab;
+
 typedef struct fcgi_app {
     const config *cfg;
     fcgi_store *store;     /* NULL: /v1/responses store disabled */
+    grammar_vocab *gvocab; /* constrained output (constrain.c); NULL: not available */
+    uint32_t *ws_tokens;   /* (mask words) tokens that are whitespace only */
+    int32_t think_open, think_close; /* "<think>" / "</think>" ids, -1 when absent */
     session *sess;         /* owns what the fields below borrow */
     const tok *tk;
     tmpl *tp;              /* NULL: the model has no chat template (chat -> 400) */

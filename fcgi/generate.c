@@ -440,6 +440,10 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api
             emit_text(&R, w->hold, R.nhold);
             R.nhold = 0;
         }
+        /* a constraint that completed a forced call: the closing markup the
+         * model was not asked to write */
+        const char *suffix = fcgi_constraint_suffix(cons);
+        if (suffix && R.ps) parse_feed(R.ps, suffix, strlen(suffix), on_parse, &R);
         if (R.ps) parse_finish(R.ps, on_parse, &R);
         fcgi_tools_close(&R);
         if (R.tools.n && !strcmp(finish, "stop")) finish = "tool_calls";

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "constrain.h"
 #include "fcgi.h"
 #include "sha256.h"
 
@@ -253,10 +254,16 @@ static int load_model(fcgi_app *a, err *e) {
         if (bl >= sizeof a->model_id) bl = sizeof a->model_id - 1;
         snprintf(a->model_id, sizeof a->model_id, "%.*s", (int)bl, base);
     }
+    err ge = {0};
+    if (fcgi_constraint_setup(a, a->sess->m->hp.n_vocab, &ge)) {
+        fprintf(stderr, "sparkd: warning: constrained output off: %s\n", ge.msg);
+        fcgi_constraint_teardown(a);
+    }
     return 0;
 }
 
 static void app_free(fcgi_app *a) {
+    fcgi_constraint_teardown(a);
     session_close(a->sess);
     fcgi_store_free(a->store);
     a->sess = NULL; a->s = NULL; a->tp = NULL; a->tk = NULL; a->store = NULL;

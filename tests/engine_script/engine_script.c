@@ -11,9 +11,10 @@
  * Which script: the last "[[script:NAME]]" in the sequence's decoded prompt names
  * $SPARKD_SCRIPT_DIR/NAME.txt (a tool result can carry the marker of the next turn);
  * no marker: "Hello from the scripted engine." When the script is spent: the
- * tokenizer's end token. A grammar mask is obeyed: a script token it forbids is
- * replaced by the end token if allowed, else by the lowest allowed id (counted on
- * stderr), so constrained requests stay inside their grammar. A script whose first
+ * tokenizer's end token. A grammar mask is obeyed as a model under it would: a
+ * script token it forbids is replaced by the longest allowed token that spells a
+ * prefix of the rest of the script (the rest is tokenized again after it), else
+ * by the end token if allowed, else by the lowest allowed id (noted on stderr). A script whose first
  * line is "#fail-after N" makes sample fail (ERR_IO, as a device fault would) once
  * N tokens have been emitted; the engine keeps working afterwards.
  *
@@ -176,6 +177,26 @@ static int script_sample(engine *g, const engine_sample_in *in, int n, engine_sa
         int32_t t = s->pos < s->n ? s->ids[s->pos] : eos;
         for (int b = 0; b < in[i].n_bias; b++) /* a +100 bias wins, as in a real sampler */
             if (in[i].bias_vals[b] >= 100) t = in[i].bias_ids[b];
+        if (!allowed(in[i].mask, t) && s->pos < s->n) {
+            /* the longest allowed token that is a prefix of the script's rest */
+            size_t rl = tok_decode(g->tk, s->ids + s->pos, s->n - s->pos, g->text, g->text_cap, 1);
+            if (rl >= g->text_cap) rl = g->text_cap - 1;
+            int32_t best = -1;
+            size_t best_len = 0;
+            for (int32_t id = 0; id < V; id++) {
+                size_t pl;
+                const char *p = allowed(in[i].mask, id) ? tok_piece(g->tk, id, &pl, 1) : NULL;
+                if (p && pl > best_len && pl <= rl && !memcmp(p, g->text, pl)) { best = id; best_len = pl; }
+            }
+            if (best >= 0) {
+                err te = {0};
+                int k = tok_encode(g->tk, g->text + best_len, rl - best_len, 0, 1, s->ids + s->pos + 1,
+                                   SCRIPT_MAX - s->pos - 1, &te);
+                s->ids[s->pos] = best;
+                s->n = s->pos + 1 + (k < 0 ? 0 : k);
+                t = best;
+            }
+        }
         if (!allowed(in[i].mask, t)) {
             int32_t pick = eos >= 0 && allowed(in[i].mask, eos) ? eos : -1;
             for (int32_t id = 0; pick < 0 && id < V; id++)
