@@ -5,7 +5,8 @@ tests/golden/README.md).
 
 For every reference file and every case:
   - the prompt ids sparkd's tokenizer produces equal HF's (text prompts);
-  - `sparkd run --temp 0` generates exactly HF's greedy ids;
+  - `sparkd run --temp 0` generates exactly HF's greedy ids (on the engine
+    SPARKD_GOLDEN_DEVICE names, e.g. cuda; the CPU engine by default);
   - first-step logits agree: the top-16 ids in the same order where HF's
     logits are separated by more than the tolerance, and every compared logit
     (top 64 + a strided sample of the vocabulary) within LOGIT_ATOL.
@@ -81,6 +82,8 @@ def check_case(ref, model, ci, case):
     if case.get("prompt") is not None:
         cmd = [BIN, "run", "-m", model, "-p", case["prompt"], "-n", str(n_new), "--temp", "0",
                "--print-ids", "--ignore-eos", "-c", "512", "-t", "2"]
+        if os.environ.get("SPARKD_GOLDEN_DEVICE"):  # e.g. cuda: the greedy run on the GPU engine
+            cmd += ["--device", os.environ["SPARKD_GOLDEN_DEVICE"]]
         r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=600)
         ok(r.returncode == 0, name + " sparkd run exits 0", r.stderr[-500:])
         pids = parse_ids(r.stderr, "prompt ids:")
@@ -131,6 +134,10 @@ def check_case(ref, model, ci, case):
 def main():
     refs = sorted(f for f in os.listdir(HERE) if f.endswith(".json") and "prompts" not in f)
     ok(len(refs) >= 3, "golden reference files present (%d)" % len(refs))
+    only = os.environ.get("SPARKD_GOLDEN_ONLY")  # e.g. gemma3-270m: the files whose names start so
+    if only:
+        refs = [f for f in refs if f.startswith(only)]
+        ok(len(refs) >= 1, "reference files starting with %s (%d)" % (only, len(refs)))
     for f in refs:
         with open(os.path.join(HERE, f)) as fh:
             ref = json.load(fh)
