@@ -55,6 +55,8 @@ typedef struct cli_args {
     int has_seed;
     int use_mmap, load_only, print_ids, no_bos, special, ignore_eos;
     int quick, kbench, model_only;    /* selftest --quick / --bench / --model-only */
+    const char *npl;                  /* bench --npl LIST (comma-separated sequence counts) */
+    int depth, has_depth;             /* bench --depth N */
     const char **files;               /* verify: the FILE arguments */
     int n_files;
 } cli_args;

@@ -132,8 +132,17 @@ typedef struct cuda_mm_args {
     int exact;                              /* 1: hi + lo (default for correctness) */
     float *work;       /* optional device scratch: lets small grids split K over CTAs */
     uint64_t work_bytes; /* (the partials are summed in a fixed order: deterministic) */
+    /* Paired gated activation (GEMV path only: T == 1, quantized or 16-bit weights): with
+     * pair_act = CUDA_ACT_* + 1, n == 2, w[0] = gate and w[1] = up of the same shape, the
+     * product writes act(gate) * up straight into act_out's f32 P64 rows (XP form,
+     * act_out->K == rows, act_out->T is set to T) and y is not written. 0 = off. */
+    int pair_act;
+    cuda_mmin *act_out;
 } cuda_mm_args;
 int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
+/* Tuning (selftest --bench): warps of a GEMV CTA that split K, 1, 2, 4 or 8; 0 = the
+ * built-in choice (SPARKD_GEMV_WK sets it at the first product). */
+void cuda_gemv_wk_set(int wk);
 
 /* ---------------------------------------------------------------- layer ops */
 
@@ -234,9 +243,13 @@ typedef struct cuda_attn_args {
     int window;       /* 0 = full causal; else positions (pos - window, pos] */
     const float *sinks; /* (n_head) f32 or NULL: extra softmax term exp(sink), no value */
     int n_split;      /* >= 1: CTAs over each tile's positions (long contexts) */
-    float *work;      /* cuda_attn_work_bytes(n_tiles, ...) bytes when n_split > 1 */
+    float *work;      /* cuda_attn_work_bytes(n_tiles, ...) bytes when n_split > 1 (or
+                       * cuda_attn_work_bytes_tokens(T, ...) for tokens [0, T) of the batch) */
+    int out_p64;      /* 1: out rows are written in P64 order (the f32 mm input of the next
+                       * product, cuda_mmin.xp with K = n_head * hd, ldo = K) */
 } cuda_attn_args;
 uint64_t cuda_attn_work_bytes(int n_tiles, int n_head, int n_kv, int head_dim, int n_split);
+uint64_t cuda_attn_work_bytes_tokens(int T, int n_head, int head_dim, int n_split);
 int cuda_attention(const cuda_attn_args *a, void *stream, err *e);
 
 /* ---------------------------------------------------------------- sampling */

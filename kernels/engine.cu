@@ -28,6 +28,8 @@
 #include "cuda_kern.h"
 #include "cuda_moe.h"
 
+#include <cuda_fp8.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +47,8 @@ extern "C" {
 #define CU_KV_BLOCK 16
 #define CU_STAGE (64ull << 20)   // pinned staging for the weight upload, two halves
 #define CU_MAX_GRAPHS 64
-#define CU_ATT_SPLIT_MAX 16
+#define CU_ATT_SPLIT_MAX 32   // CTAs over the context of one decode token and KV head
+#define CU_ATT_SPLIT_WIDE 4   // ... when the batch alone fills the GPU
 #define CU_SPLITK (32ull << 20) // room for split-K partials (cuda_mm_args.work)
 
 namespace {
@@ -62,6 +65,9 @@ struct layer_w {
 // Everything create allocates, computed from the model and the options alone.
 struct cuda_layout {
     int T, S, V, dim, q_dim, kv_dim, ffn, n_kv_layers, max_blocks, n_blocks, max_tiles;
+    int sms;             // multiprocessors (split heuristics)
+    int split_tokens;    // batches of at most this many tokens may split attention CU_ATT_SPLIT_MAX ways
+    uint64_t attn_work;  // bytes of attention partials
     uint64_t weights, kv, work, staging;
     uint64_t kv_layer_elems; // elements of one layer's K (= V) pool
     uint64_t meta_bytes;
@@ -131,6 +137,7 @@ struct engine {
     graph_entry graphs[CU_MAX_GRAPHS];
     int n_graphs;
     int use_graphs;
+    int fast_mm;      // SPARKD_MM_FAST: tensor-core products read the f16 activation only (A/B)
     int release_host; // integrated GPU: give back the host pages of uploaded weights
     int sms;          // multiprocessors (grid-size heuristics)
 };
@@ -274,7 +281,21 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     l->kv = (uint64_t)l->n_kv_layers * 2 * (a256(l->kv_layer_elems * engine_kv_elem_bytes(kt)) + a256(scales * 4));
     const int G = hp->n_head / hp->n_head_kv;
     l->max_tiles = l->T + l->S; // every sequence can end in a partial tile
-    (void)G;
+    // attention partials (cuda_forward picks the split): CU_ATT_SPLIT_MAX ways for batches
+    // whose tiles x KV heads stay under 2 x the SMs, CU_ATT_SPLIT_WIDE ways otherwise
+    l->sms = 0;
+    if (cudaDeviceGetAttribute(&l->sms, cudaDevAttrMultiProcessorCount, o->device) != cudaSuccess || l->sms < 1) {
+        cudaGetLastError();
+        l->sms = 132;
+    }
+    {
+        const int few_tiles = 2 * l->sms / hp->n_head_kv + 1;
+        const int tok = few_tiles * cuda_attn_tile_tokens(G);
+        l->split_tokens = tok < l->T ? tok : l->T;
+        const uint64_t a1 = cuda_attn_work_bytes_tokens(l->split_tokens, hp->n_head, hp->head_dim, CU_ATT_SPLIT_MAX);
+        const uint64_t a2 = cuda_attn_work_bytes_tokens(l->T, hp->n_head, hp->head_dim, CU_ATT_SPLIT_WIDE);
+        l->attn_work = a1 > a2 ? a1 : a2;
+    }
     const uint64_t T = (uint64_t)l->T, S = (uint64_t)l->S, V = (uint64_t)l->V;
     uint64_t w = 0;
     w += a256(T * l->dim * 4) * 2;                 // x, o
@@ -286,7 +307,7 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     w += a256(cuda_mmin_bytes(l->T, l->ffn, l->forms_ffn));
     w += a256(cuda_mmin_bytes(l->S, l->dim, l->forms_dim));
     w += a256(S * V * 4);                          // logits
-    w += a256(cuda_attn_work_bytes(l->max_tiles, hp->n_head, hp->n_head_kv, hp->head_dim, CU_ATT_SPLIT_MAX));
+    w += a256(l->attn_work);
     w += a256(S * V * 4);                          // counts
     w += a256(cuda_sample_work_bytes(l->S, l->V));
     w += a256(S * sizeof(cuda_sample_row)) + a256(S * sizeof(cuda_sample_out));
@@ -589,8 +610,7 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
         cuda_mmin_carve(&g->in_ffn, take(cuda_mmin_bytes(l.T, l.ffn, l.forms_ffn)), l.T, l.ffn, l.forms_ffn);
         cuda_mmin_carve(&g->in_out, take(cuda_mmin_bytes(l.S, l.dim, l.forms_dim)), l.S, l.dim, l.forms_dim);
         g->logits = (float *)take(S * V * 4);
-        g->attn_work = (float *)take(cuda_attn_work_bytes(l.max_tiles, hp->n_head, hp->n_head_kv, hp->head_dim,
-                                                          CU_ATT_SPLIT_MAX));
+        g->attn_work = (float *)take(l.attn_work);
         g->counts = (uint32_t *)take(S * V * 4);
         g->smp_work = (float *)take(cuda_sample_work_bytes(l.S, l.V));
         g->d_rows = (cuda_sample_row *)take(S * sizeof(cuda_sample_row));
@@ -690,6 +710,13 @@ int cuda_create(engine **out, const model *m, const engine_opts *o, err *e) {
         const char *nat = getenv("SPARKD_MXFP4_NATIVE");
         g->moe_native = nat && !strcmp(nat, "1") && cuda_moe_native_ok();
     }
+    g->fast_mm = getenv("SPARKD_MM_FAST") != NULL;
+    {
+        // programmatic dependent launch (kern_util.cuh): sm_90+ (H100/H200, GB10)
+        int major = 0;
+        C_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, g->dev));
+        cuda_pdl_set(major >= 9 && !getenv("SPARKD_NO_PDL"));
+    }
     *out = g;
     return 0;
 fail:
@@ -736,7 +763,7 @@ int mm(engine *g, cuda_mmin *x, int n, const cuda_weight *w0, float *y0, const c
         if (done[i]) continue;
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
-        a.exact = 1;
+        a.exact = !g->fast_mm;
         a.work = g->splitk;
         a.work_bytes = CU_SPLITK;
         for (int j = i; j < n; j++)
@@ -750,6 +777,13 @@ int mm(engine *g, cuda_mmin *x, int n, const cuda_weight *w0, float *y0, const c
         K_TRY(cuda_matmul(&a, x, g->st, e));
     }
     return 0;
+}
+
+// SPARKD_NO_PAIR: gate/up and the activation as separate launches at T == 1 (A/B tests)
+int getenv_cached_no_pair() {
+    static int v = -1;
+    if (v < 0) v = getenv("SPARKD_NO_PAIR") ? 1 : 0;
+    return v;
 }
 
 int forms_at(int forms_all, int T) {
@@ -834,8 +868,16 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         aa.kv_block = CU_KV_BLOCK; aa.block_tables = g->d_bt; aa.max_blocks = l.max_blocks; aa.tiles = g->d_tiles;
         aa.n_tiles = g->n_tiles; aa.n_head = hp->n_head; aa.n_kv = hp->n_head_kv; aa.head_dim = hp->head_dim;
         aa.scale = A->scale; aa.window = A->window; aa.sinks = W->sinks; aa.n_split = g->n_split; aa.work = g->attn_work;
-        K_TRY(cuda_attention(&aa, g->st, e));
-        K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+        if (g->in_q.forms == CUDA_MMIN_XP) {
+            // one token (GEMV next): attention writes the f32 P64 input of Wo itself
+            aa.out = g->in_q.xp;
+            aa.out_p64 = 1;
+            K_TRY(cuda_attention(&aa, g->st, e));
+            g->in_q.T = T;
+        } else {
+            K_TRY(cuda_attention(&aa, g->st, e));
+            K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+        }
         K_TRY(mm(g, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
@@ -844,9 +886,19 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         if (L->ffn == MODEL_FFN_MOE) {
             K_TRY(moe_forward(g, il, T, e)); // o = the experts' weighted sum
         } else {
-            K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
-            K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn,
-                              hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU, &g->in_ffn, g->st, e));
+            const int act = hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU;
+            if (T == 1 && g->in_ffn.forms == CUDA_MMIN_XP && W->wg.type == W->wu.type && W->wg.type != QUANT_F32 &&
+                !getenv_cached_no_pair()) {
+                // one token: gate and up in one GEMV that writes act(gate) * up as Wd's input
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = 2; a.w[0] = &W->wg; a.w[1] = &W->wu; a.y[0] = g->gate; a.y[1] = g->up;
+                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = 1; a.pair_act = act + 1; a.act_out = &g->in_ffn;
+                K_TRY(cuda_matmul(&a, &g->in_dim, g->st, e));
+            } else {
+                K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
+                K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, act, &g->in_ffn, g->st, e));
+            }
             K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
         }
         memset(&ra, 0, sizeof ra);
@@ -945,14 +997,17 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
         if (s->n != 1) decode = 0;
         if (s->pos + s->n > max_ctx) max_ctx = s->pos + s->n;
     }
-    // split long contexts over more CTAs when the grid would be small
+    // split long contexts over more CTAs when the grid would be small (the partials
+    // buffer holds CU_ATT_SPLIT_MAX ways for split_tokens tokens, CU_ATT_SPLIT_WIDE for all)
     int split = 1;
-    if (n_tiles * hp->n_head_kv < g->sms && max_ctx > 1024) {
+    if (n_tiles * hp->n_head_kv < 2 * g->sms && max_ctx > 1024) {
         split = max_ctx / 512;
-        if (split > CU_ATT_SPLIT_MAX) split = CU_ATT_SPLIT_MAX;
+        const int cap = T <= l.split_tokens ? CU_ATT_SPLIT_MAX : CU_ATT_SPLIT_WIDE;
+        if (split > cap) split = cap;
     }
     // graphs are replayed at any context length: their split is fixed by the batch size
-    if (decode && g->use_graphs) split = n * hp->n_head_kv < 2 * g->sms ? CU_ATT_SPLIT_MAX : 4;
+    if (decode && g->use_graphs)
+        split = n * hp->n_head_kv < 2 * g->sms && n <= l.split_tokens ? CU_ATT_SPLIT_MAX : CU_ATT_SPLIT_WIDE;
     G_TRY(cudaMemcpyAsync(g->d_meta, g->h_meta, l.meta_bytes, cudaMemcpyHostToDevice, g->st));
     g->n_tiles = n_tiles;
     g->n_out = n_out;
@@ -1130,6 +1185,57 @@ const float *cuda_logits(engine *g, int seq, err *e) {
 }
 
 } // namespace
+
+// ----------------------------------------------------------------------------- bench
+
+namespace {
+
+__device__ __forceinline__ uint32_t fill_hash(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+// n elements of one KV pool (K or V of a layer) of kv_type: values uniform in [-1, 1)
+// (f32/f16/bf16), random int8 / e4m3 codes with scale 1/127 / 1/448 (q8/fp8).
+__global__ void fill_kv_kernel(void *base, float *scale, uint64_t n, uint64_t n_rows, int kv_type, uint64_t seed) {
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const uint32_t h = fill_hash(seed * 0x9e3779b97f4a7c15ull + i);
+        const float u = (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+        switch (kv_type) {
+        case CUDA_KV_F32: ((float *)base)[i] = u; break;
+        case CUDA_KV_F16: ((__half *)base)[i] = __float2half_rn(u); break;
+        case CUDA_KV_BF16: ((__nv_bfloat16 *)base)[i] = __float2bfloat16_rn(u); break;
+        case CUDA_KV_Q8: ((int8_t *)base)[i] = (int8_t)(int)(u * 127.0f); break;
+        default: ((uint8_t *)base)[i] = (uint8_t)((h & 0x7f) < 0x7f ? (h & 0xff) : 0x3e); break; // no NaN codes
+        }
+    }
+    if (scale)
+        for (uint64_t r = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; r < n_rows; r += stride)
+            scale[r] = kv_type == CUDA_KV_Q8 ? 1.0f / 127.0f : 1.0f / 448.0f;
+}
+
+} // namespace
+
+// Blocks [0, n_blocks) of the KV pool (< 0: all) filled with random values (benchmarks of decode at a long context
+// without its prefill: the attention reads the same bytes whatever they hold).
+extern "C" int cuda_bench_fill_kv(struct engine *g, int n_blocks, unsigned long long seed, err *e) {
+    if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
+    const cuda_layout &l = g->lay;
+    if (n_blocks < 0 || n_blocks > l.n_blocks) n_blocks = l.n_blocks;
+    const uint64_t rows = (uint64_t)n_blocks * CU_KV_BLOCK * g->m->hp.n_head_kv;
+    const uint64_t elems = rows * g->m->hp.head_dim;
+    for (int kl = 0; kl < l.n_kv_layers; kl++) {
+        const cuda_kv_layer kv = kv_layer(g, kl);
+        fill_kv_kernel<<<2048, 256, 0, g->st>>>(kv.k, kv.k_scale, elems, rows, (int)g->opt.kv_type, seed * 2 * (kl + 1));
+        G_TRY(cudaGetLastError());
+        fill_kv_kernel<<<2048, 256, 0, g->st>>>(kv.v, kv.v_scale, elems, rows, (int)g->opt.kv_type,
+                                                seed * 2 * (kl + 1) + 1);
+        G_TRY(cudaGetLastError());
+    }
+    G_TRY(cudaStreamSynchronize(g->st));
+    return 0;
+}
 
 extern "C" const engine_ops engine_cuda_ops = {
     "cuda",          cuda_plan,        cuda_create,     cuda_destroy, cuda_forward,

@@ -5,7 +5,8 @@ tests/golden/README.md).
 
 For every reference file and every case:
   - the prompt ids sparkd's tokenizer produces equal HF's (text prompts);
-  - `sparkd run --temp 0` generates exactly HF's greedy ids;
+  - `sparkd run --temp 0` generates exactly HF's greedy ids (on the engine
+    SPARKD_DEVICE names, e.g. cuda; the CPU engine by default);
   - first-step logits agree: the top-16 ids in the same order where HF's
     logits are separated by more than the tolerance, and every compared logit
     (top 64 + a strided sample of the vocabulary) within LOGIT_ATOL.
@@ -27,7 +28,7 @@ LOGIT_ATOL = 0.02  # absolute, on logits of magnitude ~10-40 (float32 vs float32
 # The same references on another engine (tests/gpu/run.sh: SPARKD_DEVICE=cuda): `sparkd run
 # --device` and tool_logits (which reads SPARKD_DEVICE) use it; SPARKD_GOLDEN_ONLY=a,b keeps
 # the reference files whose names start with one of the prefixes.
-DEVICE = os.environ.get("SPARKD_DEVICE", "")
+DEVICE = os.environ.get("SPARKD_DEVICE", "") or os.environ.get("SPARKD_GOLDEN_DEVICE", "")
 ONLY = [x for x in os.environ.get("SPARKD_GOLDEN_ONLY", "").split(",") if x]
 
 

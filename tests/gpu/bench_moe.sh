@@ -10,8 +10,8 @@
 # PEER: llama-bench and llama-batched-bench built for sm_90a (tests/gpu/build_llamacpp_cuda.sh);
 # they need the machine's libcudart.so.13 / libcublas.so.13 (LD_LIBRARY_PATH below).
 # Per model, both engines, KV f16, flash attention on for llama.cpp:
-#   pp2048 and tg64 at batch 1   sparkd bench -p 2048 -n 64 -r 2 --parallel 64 | llama-bench -p 2048 -n 64
-#   generated tok/s, 64 seqs     (the same sparkd run, --parallel 64: prompts of 128, 32 steps)
+#   pp2048 and tg64 at batch 1   sparkd bench -p 2048 -n 64 -r 2 | llama-bench -p 2048 -n 64
+#   generated tok/s, 64 seqs     (sparkd bench --npl 64 -p 128 -n 32: prompts of 128, 32 steps)
 #                                | llama-batched-bench -npp 128 -ntg 32 -npl 64 (S_TG)
 # Depths: L20 (of 24), L120 (of 36), LQ (of 48) layers (defaults 4, 2, 8). Bytes per decode
 # token of the cut file and of the full model come from tests/gpu/moe_bytes.py (weights only:
@@ -61,10 +61,11 @@ run)
         [ -f "$f" ] || { echo "== $name: no file"; continue; }
         read -r _ bytes _ _ _ _ _ layers _ _ _ fbytes < <($PY "$ROOT/tests/gpu/moe_bytes.py" "$f" --full-layers "$full")
         echo "== $name ($layers of $full layers): $bytes bytes per decode token, $fbytes at full depth"
-        s1=$(timeout 150 "$BIN" bench -m "$f" --device cuda --kv f16 -p 2048 -n 64 -r 2 --parallel 64 2>&1); echo "$s1"
+        s1=$(timeout 150 "$BIN" bench -m "$f" --device cuda --kv f16 -p 2048 -n 64 -r 2 2>&1); echo "$s1"
         s_pp=$(echo "$s1" | sed -n 's/^pp2048: \([0-9.]*\).*/\1/p')
         s_tg=$(echo "$s1" | sed -n 's/^tg64: \([0-9.]*\).*/\1/p')
-        s_b=$(echo "$s1" | sed -n 's/^tg32 x 64.*: \([0-9.]*\) ±.*/\1/p')
+        s2=$(timeout 150 "$BIN" bench -m "$f" --device cuda --kv f16 -p 128 -n 32 --npl 64 2>&1); echo "$s2"
+        s_b=$(echo "$s2" | sed -n 's/^npl 64: .*; tg 32 x 64: \([0-9.]*\) tok\/s.*/\1/p')
         l_pp=; l_tg=; l_b=
         if [ -x "$LB" ]; then
             l1=$(timeout 150 "$LB" -m "$f" -p 2048 -n 64 -fa 1 -ngl 99 -ctk f16 -ctv f16 -r 2 2>&1); echo "$l1" | grep -a '^|'
