@@ -4,7 +4,7 @@
 #   make tests           unit-test binaries under $(OUT)/tests/
 #   make fuzz            libFuzzer targets under $(OUT)/fuzz/ (needs clang)
 #   make static          $(OUT)/sparkd-static: the CPU build linked fully statically against
-#                        musl (BearSSL built by musl/deps.sh from Debian's
+#                        musl (BearSSL built by etc/static/musl-deps.sh from Debian's
 #                        source packages into $(OUT)/musl-deps)
 OUT    ?= build
 CC     ?= cc
@@ -82,11 +82,33 @@ $(OUT)/obj/%.o: %.cu $(wildcard kernels/*.h kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
+# the sparkd CLI over the scripted test engine (tests/engine_script): never shipped
+SCRIPTED = $(OUT)/tests/sparkd_scripted
+TEST_BIN += $(SCRIPTED)
+
 tests: $(TEST_BIN)
+
+$(OUT)/obj/tests/main_scripted.o: appliance/main.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Dmain=sparkd_cli_main -c -o $@ $<
+
+$(SCRIPTED): tests/engine_script/sparkd_scripted.c tests/engine_script/engine_script.c $(OUT)/obj/tests/main_scripted.o \
+             $(APP_OBJ) $(FCGI_LIB) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ tests/engine_script/sparkd_scripted.c tests/engine_script/engine_script.c \
+	    $(OUT)/obj/tests/main_scripted.o $(APP_OBJ) $(FCGI_LIB) $(CUDA_OBJ) $(CUDA_LIBS) $(LDLIBS)
 
 $(OUT)/tests/%: tests/unit/%.c $(APP_OBJ) $(FCGI_LIB) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -iquote tests/unit -o $@ $< $(APP_OBJ) $(FCGI_LIB) $(LDLIBS) $(TEST_LDLIBS)
+
+# tool_logits runs the engine `sparkd run` would (SPARKD_DEVICE): with the CUDA unit in CUDA
+# builds, so the golden references can be checked on the GPU (tests/gpu/run.sh)
+ifeq ($(CUDA),1)
+$(OUT)/tests/tool_logits: tests/unit/tool_logits.c $(APP_OBJ) $(FCGI_LIB) $(CUDA_OBJ) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -iquote tests/unit -o $@ $< $(APP_OBJ) $(CUDA_OBJ) $(FCGI_LIB) $(CUDA_LIBS) $(LDLIBS) $(TEST_LDLIBS)
+endif
 
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(OUT)/fuzz/%)
@@ -104,8 +126,8 @@ MUSL_CC   ?= musl-gcc
 MUSL_DEPS ?= $(OUT)/musl-deps
 STATIC_OBJ = $(patsubst %.c,$(OUT)/static-obj/%.o,appliance/main.c $(APP_SRC) $(FCGI_SRC))
 static: $(OUT)/sparkd-static
-$(MUSL_DEPS)/.stamp: musl/deps.sh
-	musl/deps.sh $(MUSL_DEPS)
+$(MUSL_DEPS)/.stamp: etc/static/musl-deps.sh
+	etc/static/musl-deps.sh $(MUSL_DEPS)
 $(OUT)/static-obj/%.o: %.c $(APP_HDR) $(wildcard kernels/*.h fcgi/*.h) $(MUSL_DEPS)/.stamp
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(CFLAGS_BASE) $(ARCHFLAGS) -I$(MUSL_DEPS)/include -c -o $@ $<

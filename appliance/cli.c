@@ -11,7 +11,7 @@ enum {
     O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
     O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_SEED, O_REPEAT, O_PRESENCE, O_FREQUENCY, O_LOAD_ONLY, O_PRINT_IDS,
     O_NO_BOS, O_SPECIAL, O_IGNORE_EOS, O_MANIFEST, O_API_KEY_FILE, O_API_KEY, O_ALIAS, O_TEMPLATE, O_CONT_BATCHING,
-    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY, O_TP, O_TP_RANK, O_TP_ADDR,
+    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY, O_NPL, O_DEPTH, O_TP, O_TP_RANK, O_TP_ADDR,
 };
 
 #define ALL_MODEL (CLI_RUN | CLI_INFO | CLI_BENCH | CLI_SERVE)
@@ -37,7 +37,7 @@ static const opt opts[] = {
     {"ctx-size", 'c', required_argument, ALL_MODEL, "N", "context per sequence (default: the model's, at most 4096)"},
     {"ctx", 'c', required_argument, ALL_MODEL, NULL, NULL},
     {"batch-size", 'b', required_argument, ALL_MODEL, "N", "tokens per forward step (256)"},
-    {"parallel", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO, "N", "sequences decoded together ([engine] max_seqs; info: the plan's); also -np, --seqs"},
+    {"parallel", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO | CLI_BENCH, "N", "sequences decoded together ([engine] max_seqs; info: the plan's; bench: then generated tok/s of N sequences in one batch); also -np, --seqs"},
     {"seqs", O_PARALLEL, required_argument, CLI_SERVE | CLI_INFO, NULL, NULL},
     {"memory-limit", O_MEMORY_LIMIT, required_argument, CLI_SERVE | CLI_INFO, "MB", "refuse a plan over MB MiB ([engine] memory_limit_mb; info: say whether it fits)"},
     {"n-gpu-layers", O_NGL, required_argument, COMPUTE, "N", "accepted for llama.cpp users: N > 0 = the GPU when present, 0 = CPU; also -ngl, --gpu-layers"},
@@ -57,6 +57,8 @@ static const opt opts[] = {
     {"frequency-penalty", O_FREQUENCY, required_argument, CLI_RUN | CLI_SERVE, "X", "frequency penalty (0 = off)"},
     {"seed", O_SEED, required_argument, CLI_RUN, "S", "sampling seed (default: the clock)"},
     {"load-only", O_LOAD_ONLY, no_argument, CLI_BENCH, NULL, "time loading the weights only"},
+    {"npl", O_NPL, required_argument, CLI_BENCH, "LIST", "bench: sequences decoded together, e.g. 1,8,32,64 (as llama-batched-bench): prompt and generated tok/s of each"},
+    {"depth", O_DEPTH, required_argument, CLI_BENCH, "N", "bench: generate after N positions of context (one prefix shared by the --npl sequences; on the GPU filled with random K/V instead of a prefill)"},
     {"print-ids", O_PRINT_IDS, no_argument, CLI_RUN, NULL, "print prompt and generated token ids on stderr"},
     {"no-bos", O_NO_BOS, no_argument, CLI_RUN, NULL, "do not prepend BOS"},
     {"special", O_SPECIAL, no_argument, CLI_RUN, NULL, "parse special tokens in the prompt and print them"},
@@ -256,6 +258,8 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
             break;
         case 'b': INT(1, 1 << 16, batch); break;
         case O_PARALLEL: INT(1, 1024, parallel); break;
+        case O_NPL: a->npl = v; break;
+        case O_DEPTH: INT(0, 1 << 24, depth); break;
         case O_NGL: INT(-1, 1 << 20, gpu_layers); break;
         case O_DEVICE:
             if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto")) {

@@ -3,7 +3,7 @@
  *
  *   sparkd run   -m MODEL -p TEXT [-n N] [sampling...]   stream a continuation to stdout
  *   sparkd info  -m MODEL [-c CTX] [--parallel N]        describe a model and its memory plan
- *   sparkd bench -m MODEL [-p N] [-n N] [-r N]           prompt / generation tok/s
+ *   sparkd bench -m MODEL [-p N] [-n N] [-r N] [--npl LIST] [--depth N]   prompt / generation tok/s
  *   sparkd serve [--config FILE] [options]               the FastCGI responder (fcgi/)
  *   sparkd verify --manifest SHA256SUMS [FILE...]         check files against a manifest
  *   sparkd device | selftest                             the GPU (CUDA builds)
@@ -22,6 +22,7 @@
 #include "config.h"
 #ifdef SPARKD_CUDA
 #include "cuda.h"
+#include "cuda_moe.h"
 #include "cuda_kern.h"
 #include "tp.h"
 #endif
@@ -48,6 +49,8 @@ typedef struct cli_opts {
     int special;   /* parse special tokens in the prompt, print control tokens */
     int ignore_eos;
     int bench_pp, bench_tg, bench_reps;
+    const char *bench_npl; /* bench --npl LIST */
+    int bench_depth;       /* bench --depth N */
     int load_only; /* bench: time the weight load only */
     int max_seqs;  /* info: sequences the plan is for (default 1) */
     uint64_t memory_limit; /* info: bytes the plan must fit (0 = none) */
@@ -85,6 +88,8 @@ static int opts_from_cli(const cli_args *a, cli_opts *o) {
     if (a->has_n_predict) o->n_predict = o->bench_tg = a->n_predict;
     if (a->has_n_prompt) o->bench_pp = a->n_prompt;
     if (a->has_reps) o->bench_reps = a->reps;
+    o->bench_npl = a->npl;
+    if (a->has_depth) o->bench_depth = a->depth;
     if (a->has_threads) o->n_threads = a->threads;
     if (a->has_ctx) o->n_ctx = a->ctx;
     if (a->has_batch) o->batch = a->batch;
@@ -372,11 +377,143 @@ static int bench_load(const cli_opts *o) {
     return 0;
 }
 
+/* bench --npl LIST / --depth N: for each B in LIST, B sequences (slots 0..B-1) read a
+ * prompt of -p tokens each (S_PP = B * p / time) and then generate -n tokens together, one
+ * forward of B tokens per step (S_TG = B * n / time), as llama-batched-bench reports them.
+ * With --depth D the sequences instead generate after D positions of context that all of
+ * them share (the same KV blocks in every block table, as the prefix cache shares them;
+ * llama-batched-bench -pps): on the GPU that context is filled with random K/V rather than
+ * prefilled (the time of a decode step does not depend on what the cache holds), on the
+ * CPU it is prefilled. One untimed step comes before each timed run (graph capture). */
+static int bench_parallel(const cli_opts *o) {
+    err e = {0};
+    int npl[16], n_npl = 0, bmax = 1;
+    const char *c = o->bench_npl ? o->bench_npl : "1";
+    while (*c) {
+        char *end;
+        long v = strtol(c, &end, 10);
+        if (end == c || v < 1 || v > 1024 || n_npl == 16 || (*end && *end != ',')) {
+            fprintf(stderr, "error: bad --npl list '%s' (up to 16 counts 1..1024, comma-separated)\n", o->bench_npl);
+            return 2;
+        }
+        npl[n_npl++] = (int)v;
+        if (v > bmax) bmax = (int)v;
+        c = *end ? end + 1 : end;
+    }
+    const int P = o->bench_pp, N = o->bench_tg > 0 ? o->bench_tg : 1;
+    cli_opts oo = *o;
+    oo.sp.temperature = 0;
+    oo.max_seqs = bmax;
+    if (!oo.n_ctx) oo.n_ctx = o->bench_depth + 256 + (o->bench_depth ? 0 : P) + N + 2;
+    if (oo.batch < bmax) oo.batch = bmax;
+    if (!o->bench_depth && oo.batch < P) oo.batch = P;
+    session *s;
+    if (open_session(&s, &oo, 0, 0, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    const int kb = s->plan.kv_block, bps = s->plan.n_kv_blocks / bmax;
+    const int D = (o->bench_depth + kb - 1) / kb * kb; /* whole shared blocks */
+    const int base = D ? D : P;
+    int rc = 1;
+    int32_t *tables = malloc(sizeof(int32_t) * (size_t)bmax * bps);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(P > 0 ? P : 1) * bmax);
+    int32_t *cur = malloc(sizeof(int32_t) * (size_t)bmax);
+    engine_seq *seqs = malloc(sizeof(engine_seq) * (size_t)bmax);
+    engine_sample_in *sin = malloc(sizeof(engine_sample_in) * (size_t)bmax);
+    engine_sample_out *sout = malloc(sizeof(engine_sample_out) * (size_t)bmax);
+    if (!tables || !ids || !cur || !seqs || !sin || !sout) { fprintf(stderr, "error: out of memory\n"); goto done; }
+    if ((base + N + 1 + kb - 1) / kb > bps) {
+        fprintf(stderr, "error: context %d too small for depth %d + %d tokens\n", s->n_ctx, base, N + 1);
+        goto done;
+    }
+    for (int i = 0; i < bmax; i++)
+        for (int b = 0; b < bps; b++) tables[(size_t)i * bps + b] = b < D / kb ? b : i * bps + b;
+    {
+        uint64_t x = 12345;
+        for (int i = 0; i < (P > 0 ? P : 1) * bmax; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = (int32_t)((x >> 33) % (uint64_t)s->m->hp.n_vocab);
+        }
+    }
+    printf("model: %s, engine: %s, kv: %s, prompt %d, generate %d, depth %d\n", s->m->arch_name, s->ops->name,
+           engine_kv_type_name(s->eopts.kv_type), D ? 0 : P, N, D);
+    if (D) {
+#ifdef SPARKD_CUDA
+        if (s->ops == &engine_cuda_ops) {
+            if (cuda_bench_fill_kv(s->eng, D / kb, 7, &e)) goto fail; /* the shared prefix's blocks */
+        } else
+#endif
+        if (prefill(s, tables, ids, 1, 0, &e) || (D > 1 && prefill(s, tables, ids, 1, D - 1, &e))) goto fail;
+        /* (the CPU engine: only the cache rows at 0 and D-1 are written; the rest is what
+         * create left there — zeros — which costs the same to read) */
+    }
+    for (int k = 0; k < n_npl; k++) {
+        const int B = npl[k];
+        double t_pp = 0;
+        if (!D) {
+            /* prompts: B sequences of P tokens, packed into forwards of at most max_tokens */
+            const double t0 = now_s();
+            int *done = calloc((size_t)B, sizeof(int));
+            if (!done) goto fail;
+            for (int i0 = 0; i0 < B;) {
+                int n = 0, used = 0;
+                for (int i = i0; i < B && used < s->eopts.max_tokens; i++) {
+                    int take = P - done[i];
+                    if (take > s->eopts.max_tokens - used) take = s->eopts.max_tokens - used;
+                    seqs[n] = (engine_seq){.tokens = ids + (size_t)i * P + done[i], .n = take, .pos = done[i],
+                                           .blocks = tables + (size_t)i * bps, .slot = i,
+                                           .want = done[i] + take == P ? ENGINE_WANT_LOGITS : 0};
+                    done[i] += take;
+                    used += take;
+                    n++;
+                }
+                if (s->ops->forward(s->eng, seqs, n, &e)) { free(done); goto fail; }
+                while (i0 < B && done[i0] == P) i0++;
+            }
+            free(done);
+            t_pp = now_s() - t0;
+        }
+        for (int i = 0; i < B; i++) cur[i] = ids[i];
+        double t_tg = 0;
+        for (int step = -1; step < N; step++) {
+            const double t0 = now_s();
+            for (int i = 0; i < B; i++) {
+                seqs[i] = (engine_seq){.tokens = &cur[i], .n = 1, .pos = base + step + 1,
+                                       .blocks = tables + (size_t)i * bps, .slot = i, .want = ENGINE_WANT_LOGITS};
+                sin[i] = (engine_sample_in){.seq = i, .sp = &oo.sp, .u = 0.5f};
+            }
+            if (s->ops->forward(s->eng, seqs, B, &e) || s->ops->sample(s->eng, sin, B, sout, &e)) goto fail;
+            for (int i = 0; i < B; i++) cur[i] = sout[i].token;
+            if (step >= 0) t_tg += now_s() - t0;
+        }
+        if (!D)
+            printf("npl %d: pp %d x %d: %.1f tok/s (%.3f s); tg %d x %d: %.1f tok/s (%.3f ms/step)\n", B, P, B,
+                   (double)P * B / t_pp, t_pp, N, B, (double)N * B / t_tg, 1e3 * t_tg / N);
+        else
+            printf("depth %d npl %d: tg %d x %d: %.1f tok/s (%.3f ms/step)\n", D, B, N, B, (double)N * B / t_tg,
+                   1e3 * t_tg / N);
+        fflush(stdout);
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "error: %s\n", e.msg);
+done:
+    free(tables);
+    free(ids);
+    free(cur);
+    free(seqs);
+    free(sin);
+    free(sout);
+    session_close(s);
+    return rc;
+}
+
 static int cmd_bench(const cli_opts *o) {
     err e = {0};
     if (o->load_only) return bench_load(o);
+    if (o->bench_npl || o->bench_depth) return bench_parallel(o);
     cli_opts oo = *o;
     if (oo.batch < oo.bench_pp) oo.batch = oo.bench_pp;
+    if (oo.batch < oo.max_seqs) oo.batch = oo.max_seqs;
     if (!oo.n_ctx) oo.n_ctx = oo.bench_pp + oo.bench_tg + 1;
     oo.sp.temperature = 0;
     session *s;
@@ -572,6 +709,9 @@ static int cmd_device(void) {
     double gbps;
     if (cuda_probe_read_bw((size_t)1 << 30, 10, &gbps, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     printf("read bandwidth %.1f GB/s (1 GiB, best of 10)\n", gbps);
+    double tf;
+    if (cuda_probe_mma_peak(&tf, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    printf("mma.sync m16n8k16 f16->f32 peak %.1f TFLOP/s (best of 5)\n", tf);
     return 0;
 #else
     fprintf(stderr, "error: this sparkd was built without CUDA (CPU only)\n");
@@ -595,8 +735,17 @@ static int cmd_selftest(const cli_args *a) {
     }
     int fails = 0;
     if (!(a->model_only && a->model)) {
-        fails = cuda_selftest(stdout, a->quick, &e);
-        if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        /* SPARKD_SELFTEST_ONLY=kernels or =moe runs one of the two tables */
+        const char *only = getenv("SPARKD_SELFTEST_ONLY");
+        if (!only || strcmp(only, "moe")) {
+            fails = cuda_selftest(stdout, a->quick, &e);
+            if (fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+        }
+        if (!only || strcmp(only, "kernels")) {
+            const int moe_fails = cuda_moe_selftest(stdout, a->quick, &e); /* kernels/moe_selftest.cu */
+            if (moe_fails < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
+            fails += moe_fails;
+        }
     }
     if (a->has_tp) { /* the sharded engine against the whole one on this file */
         if (!a->model) { fprintf(stderr, "error: selftest --tp needs -m MODEL\n"); return 2; }

@@ -1,6 +1,9 @@
 /* chat.c — the /v1/chat/completions reply shapes: chat.completion.chunk
- * deltas (role first, then content / reasoning_content / tool_calls) and the
- * whole chat.completion; the head and usage pieces every OpenAI shape shares. */
+ * deltas (role first, then content / reasoning_content (and the same text as
+ * "reasoning", the field newer clients read) / tool_calls) and the whole
+ * chat.completion; and what every OpenAI chat/completions shape shares: the
+ * head, usage (with prompt_tokens_details.cached_tokens), the stream's chunk
+ * framing, its usage chunk, [DONE] and its error event. */
 #include <string.h>
 
 #include "run.h"
@@ -24,7 +27,19 @@ void fcgi_write_usage(fcgi_run *R, jw *f) {
     jw_int(f, R->n_gen);
     jw_lit(f, ",\"total_tokens\":");
     jw_int(f, R->n_prompt + R->n_gen);
-    jw_lit(f, "}");
+    jw_lit(f, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    jw_int(f, R->n_cached);
+    jw_lit(f, "},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    jw_int(f, R->n_reasoning);
+    jw_lit(f, "}}");
+}
+
+void fcgi_pending_reset(fcgi_run *R) {
+    fcgi_worker *w = R->w;
+    jw_reset(&w->content);
+    jw_reset(&w->reasoning);
+    jw_reset(&w->tools);
+    jw_reset(&w->events);
 }
 
 void fcgi_tools_close(fcgi_run *R) {
@@ -92,7 +107,11 @@ static void member(jw *f, int *k, const char *name) {
 static void reasoning_and_tools(fcgi_run *R, jw *f, int *k) {
     fcgi_worker *w = R->w;
     if (w->reasoning.n) {
+        /* reasoning_content (DeepSeek's name, what most clients read) and
+         * reasoning (the newer name), the same text */
         member(f, k, "reasoning_content");
+        jw_str(f, w->reasoning.p, w->reasoning.n);
+        member(f, k, "reasoning");
         jw_str(f, w->reasoning.p, w->reasoning.n);
     }
     if (w->tools.n) {
@@ -142,10 +161,71 @@ static void chat_whole(fcgi_run *R, jw *f, const char *finish) {
     jw_lit(f, "}");
 }
 
+/* ---- the OpenAI stream framing (chat and completions) ---- */
+
+/* A chunk with the pending deltas and finish (NULL: not finished); nothing when
+ * nothing is pending and finish is NULL. */
+int fcgi_openai_chunk(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
+                      const char *finish) {
+    fcgi_worker *w = R->w;
+    if (!finish && !w->content.n && !w->reasoning.n && !w->tools.n && !R->lp_count) {
+        jw_reset(&w->events);
+        return 0;
+    }
+    jw *f = &w->frame;
+    jw_reset(f);
+    /* an open arguments string is closed in this chunk and continued by
+     * index in the next (OpenAI's streamed tool_calls deltas) */
+    fcgi_tools_close(R);
+    fcgi_write_head(R, f, object);
+    jw_lit(f, ",\"choices\":[{\"index\":0,");
+    choice(R, f, finish);
+    jw_lit(f, "}]");
+    if (R->g->include_usage) jw_lit(f, ",\"usage\":null");
+    jw_lit(f, "}");
+    fcgi_pending_reset(R);
+    return fcgi_sse_frame(R);
+}
+
+int fcgi_openai_end(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
+                    const char *finish) {
+    fcgi_openai_chunk(R, object, choice, NULL);
+    fcgi_openai_chunk(R, object, choice, finish);
+    if (R->g->include_usage) {
+        jw *f = &R->w->frame;
+        jw_reset(f);
+        fcgi_write_head(R, f, object);
+        jw_lit(f, ",\"choices\":[],\"usage\":");
+        fcgi_write_usage(R, f);
+        jw_lit(f, "}");
+        fcgi_sse_frame(R);
+    }
+    fcgi_out_write(R->o, "data: [DONE]\n\n", 14);
+    return fcgi_out_flush(R->o);
+}
+
+int fcgi_openai_error(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
+                      const fcgi_error *er) {
+    fcgi_openai_chunk(R, object, choice, NULL);
+    jw *f = &R->w->frame;
+    jw_reset(f);
+    fcgi_error_write(f, er);
+    return fcgi_sse_frame(R);
+}
+
+static int chat_delta(fcgi_run *R) { return fcgi_openai_chunk(R, "chat.completion.chunk", chat_chunk, NULL); }
+static int chat_end(fcgi_run *R, const char *finish) {
+    return fcgi_openai_end(R, "chat.completion.chunk", chat_chunk, finish);
+}
+static int chat_error(fcgi_run *R, const fcgi_error *er) {
+    return fcgi_openai_error(R, "chat.completion.chunk", chat_chunk, er);
+}
+
 const fcgi_api fcgi_api_chat = {
     .id_prefix = "chatcmpl-",
-    .chunk_object = "chat.completion.chunk",
     .logprob = chat_logprob,
-    .chunk = chat_chunk,
+    .stream_delta = chat_delta,
+    .stream_end = chat_end,
+    .stream_error = chat_error,
     .whole = chat_whole,
 };

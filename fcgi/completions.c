@@ -75,10 +75,19 @@ static void completions_whole(fcgi_run *R, jw *f, const char *finish) {
     jw_lit(f, "}");
 }
 
+static int completions_delta(fcgi_run *R) { return fcgi_openai_chunk(R, "text_completion", completions_chunk, NULL); }
+static int completions_end(fcgi_run *R, const char *finish) {
+    return fcgi_openai_end(R, "text_completion", completions_chunk, finish);
+}
+static int completions_error(fcgi_run *R, const fcgi_error *er) {
+    return fcgi_openai_error(R, "text_completion", completions_chunk, er);
+}
+
 const fcgi_api fcgi_api_completions = {
     .id_prefix = "cmpl-",
-    .chunk_object = "text_completion",
     .logprob = completions_logprob,
-    .chunk = completions_chunk,
+    .stream_delta = completions_delta,
+    .stream_end = completions_end,
+    .stream_error = completions_error,
     .whole = completions_whole,
 };

@@ -52,6 +52,7 @@ static void handle_one(fcgi_app *a, fcgi_worker *w, fcgi_conn *c) {
     fcgi_http_req rq = {.method = fcgi_conn_param(c, "REQUEST_METHOD"),
                         .path = req_path(c, pbuf, sizeof pbuf),
                         .authorization = fcgi_conn_param(c, "HTTP_AUTHORIZATION"),
+                        .x_api_key = fcgi_conn_param(c, "HTTP_X_API_KEY"),
                         .body = "", .body_len = 0};
     double t0 = mono_s();
     int status;

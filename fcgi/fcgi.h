@@ -77,13 +77,31 @@ size_t fcgi_metrics_render(const fcgi_metrics *m, const sched_stats *st, int sta
 /* Authorization header value ("Bearer KEY") against the configured digests.
  * Returns 1 if allowed. Time depends only on the number of keys. */
 int fcgi_auth_check(const config *c, const char *authorization);
+/* The same for a bare key (the x-api-key header). */
+int fcgi_auth_check_key(const config *c, const char *key);
 void fcgi_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* ---- the application ---- */
 enum { FCGI_LOADING = 0, FCGI_READY, FCGI_DRAINING, FCGI_FAILED };
 
+/* The Responses API store (responses.c): per response id, the conversation. */
+#define FCGI_STORE_MAX 1024              /* responses kept */
+#define FCGI_STORE_BYTES ((size_t)256 << 20) /* bytes kept, all responses */
+typedef struct fcgi_store fcgi_store;
+int fcgi_store_new(fcgi_store **out);
+void fcgi_store_free(fcgi_store *s);
+int fcgi_store_put(fcgi_store *s, const char *id, const char *text, size_t n);
+/* A malloc'd copy of id's text (*n bytes), or NULL. */
+char *fcgi_store_get(fcgi_store *s, const char *id, size_t *n);
+
+typedef struct grammar_vocab grammar_vocab;
+
 typedef struct fcgi_app {
     const config *cfg;
+    fcgi_store *store;     /* NULL: /v1/responses store disabled */
+    grammar_vocab *gvocab; /* constrained output (constrain.c); NULL: not available */
+    uint32_t *ws_tokens;   /* (mask words) tokens that are whitespace only */
+    int32_t think_open, think_close; /* "<think>" / "</think>" ids, -1 when absent */
     session *sess;         /* owns what the fields below borrow */
     const tok *tk;
     tmpl *tp;              /* NULL: the model has no chat template (chat -> 400) */
@@ -107,12 +125,16 @@ typedef struct fcgi_out {
     void *u;
     int failed;            /* a write or flush failed: stop, cancel */
     int status;            /* status sent (0 = headers not sent yet) */
+    int err_shape;         /* FCGI_ERR_*: how this route's errors look */
 } fcgi_out;
+
+enum { FCGI_ERR_OPENAI = 0, FCGI_ERR_ANTHROPIC };
 
 typedef struct fcgi_http_req {
     const char *method;        /* "GET", "POST", ... */
     const char *path;          /* without query string */
     const char *authorization; /* may be NULL */
+    const char *x_api_key;     /* the x-api-key header (Anthropic's clients); may be NULL */
     const char *body;          /* may contain NULs; body[body_len] == 0 */
     size_t body_len;
 } fcgi_http_req;
@@ -130,6 +152,10 @@ typedef struct fcgi_worker {
     jw content;         /* generated content of a non-streamed reply / of one chunk */
     jw reasoning;       /* reasoning_content, same */
     jw tools;           /* tool_calls array body, same */
+    jw events;          /* the output parser's events in order (run.h); kept whole for
+                         * the messages and responses shapes */
+    jw item, items;     /* responses: the open output item's text; the items written so far */
+    jw all_content, all_reasoning; /* the whole reply's content and reasoning (the responses store) */
     jw lp;              /* logprob entries not yet sent */
     jw lp2, lp3, lp4;   /* completions logprobs: token_logprobs, top_logprobs, text_offset */
 } fcgi_worker;
@@ -158,6 +184,9 @@ int fcgi_errorf(fcgi_error *er, int status, const char *type, const char *code, 
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* {"error":{"message","type","param","code"}} into b. */
 void fcgi_error_write(jw *b, const fcgi_error *er);
+/* The same in a route's shape: FCGI_ERR_ANTHROPIC is
+ * {"type":"error","error":{"type","message"}} with Anthropic's type names. */
+void fcgi_error_write_shape(jw *b, const fcgi_error *er, int shape);
 /* Sends an error response (counted in metrics by the caller). */
 int fcgi_reply_error(fcgi_out *o, const fcgi_error *er, const char *extra);
 
@@ -172,22 +201,46 @@ typedef struct fcgi_limits {
     long max_tools_bytes;
     int max_top_logprobs;
     int max_top_k;          /* resolved: > 0 */
+    int32_t n_vocab;        /* logit_bias ids below it */
     sampler_params sp;      /* defaults */
 } fcgi_limits;
 
-/* A validated generation request. Every pointer points into root's values,
- * which live in arena (owned: fcgi_gen_free frees it). */
+/* The API a generation request came in on (and is answered in). */
+typedef enum fcgi_api_kind {
+    FCGI_API_COMPLETIONS = 0, /* /v1/completions (and /infill) */
+    FCGI_API_CHAT,            /* /v1/chat/completions */
+    FCGI_API_RESPONSES,       /* /v1/responses (OpenAI) */
+    FCGI_API_MESSAGES,        /* /v1/messages (Anthropic) */
+} fcgi_api_kind;
+
+enum { FCGI_TOOLS_AUTO = 0, FCGI_TOOLS_NONE, FCGI_TOOLS_REQUIRED, FCGI_TOOLS_NAMED };
+enum { FCGI_FMT_TEXT = 0, FCGI_FMT_JSON_OBJECT, FCGI_FMT_JSON_SCHEMA };
+
+/* A validated generation request, whatever API it came in on: the Responses and
+ * Messages parsers translate their input into the chat shape (messages, tools)
+ * the templates expect. Every pointer points into values in arena (owned:
+ * fcgi_gen_free frees it): the parsed body, and what the translation built. */
 typedef struct fcgi_gen {
-    int chat;               /* /v1/chat/completions */
-    jv_arena *arena;        /* the parsed body's values */
+    int chat;               /* messages-based (chat, responses, messages): 1; completions: 0 */
+    fcgi_api_kind api;
+    jv_arena *arena;        /* the parsed body's values and everything built from them */
     jv root;                /* the body (a JV_DICT) */
     const char *model;
-    const jv *messages;     /* chat: the list */
-    const jv *tools;        /* chat: the list, NULL if none */
+    const jv *messages;     /* chat shape: the list */
+    const jv *tools;        /* chat shape ({"type":"function","function":{...}}): the list, NULL if none */
     const jv *template_kwargs; /* chat_template_kwargs object, may be NULL */
+    const char *reasoning_effort; /* "minimal" .. "high", NULL if not asked */
+    int thinking;           /* -1: the template's default; 0/1: enable_thinking for the template */
+    int tool_choice;        /* FCGI_TOOLS_* */
+    const char *tool_name;  /* FCGI_TOOLS_NAMED */
+    int parallel_tool_calls;/* 0: at most one call */
+    int format;             /* FCGI_FMT_* (response_format / text.format) */
+    const jv *schema;       /* FCGI_FMT_JSON_SCHEMA: the schema */
     const char *prompt;     /* completions, text prompt */
     size_t prompt_len;
     const jv *prompt_ids;   /* completions, token-id prompt (a list of JV_INT) */
+    const char *suffix;     /* completions: fill-in-the-middle suffix (NULL: none) */
+    size_t suffix_len;
     int stream, include_usage;
     int max_tokens;         /* -1: absent */
     sampler_params sp;
@@ -196,9 +249,15 @@ typedef struct fcgi_gen {
     int n_stop;
     const char *stop[FCGI_MAX_STOP];
     size_t stop_len[FCGI_MAX_STOP];
+    int n_bias;             /* logit_bias, in arena */
+    int32_t *bias_ids;
+    float *bias_vals;
     int ignore_eos;
     int echo;
     int has_seed;
+    /* /v1/responses */
+    int store;              /* keep the response for previous_response_id */
+    const char *instructions;
 } fcgi_gen;
 
 /* Max nesting of [ and { in a raw body (outside strings), without parsing it. */
@@ -207,6 +266,13 @@ int fcgi_json_depth(const char *p, size_t n);
  * body. On failure fills er (status 400/404) and returns -1; g is left empty. */
 int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits *lim,
                        const char *model_id, fcgi_gen *g, fcgi_error *er);
+/* Anthropic's /v1/messages (count_only: /v1/messages/count_tokens, where
+ * max_tokens may be absent) and OpenAI's /v1/responses, into the same
+ * fcgi_gen. On failure er is set and g must still be freed. */
+int fcgi_messages_parse(const char *body, size_t len, const fcgi_limits *lim, const char *model_id, int count_only,
+                        fcgi_gen *g, fcgi_error *er);
+int fcgi_responses_parse(const char *body, size_t len, const fcgi_limits *lim, const char *model_id, fcgi_store *store,
+                         fcgi_gen *g, fcgi_error *er);
 void fcgi_gen_free(fcgi_gen *g);
 /* Parses any JSON object body with the same rules (depth, duplicates, UTF-8,
  * strict numbers) into *out, whose values live in *arena (the caller frees it
@@ -222,17 +288,19 @@ const jv *fcgi_jget(const jv *o, const char *k);
 int fcgi_chat_context(const fcgi_gen *g, const char *bos_text, const char *eos_text, jv *ctx);
 /* The prompt of g as token ids in w->ids: the chat template rendered from the
  * request's values (messages, tools, chat_template_kwargs) and tokenized, or
- * the completions prompt (text or ids). *thinking: the rendered chat prompt
+ * the completions prompt (text or ids); prefix (may be NULL): text the reply is
+ * to start with, appended to the chat prompt (constrain.h). *thinking: the rendered chat prompt
  * left a reasoning block open, so the output starts as reasoning. Returns the
  * count, or -1 with er set (400: no template, template error, too long for
  * the context). */
-int fcgi_prompt_build(fcgi_app *a, fcgi_worker *w, const fcgi_gen *g, int *thinking, fcgi_error *er);
+int fcgi_prompt_build(fcgi_app *a, fcgi_worker *w, const fcgi_gen *g, const char *prefix, int *thinking,
+                      fcgi_error *er);
 
 /* ---- route.c / generate.c ---- */
 void fcgi_limits_from(const fcgi_app *a, fcgi_limits *l);
 /* Handles one request completely; returns the HTTP status sent. */
 int fcgi_handle(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_out *o);
-int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat, fcgi_out *o);
+int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api_kind api, fcgi_out *o);
 
 /* ---- wire.c: the FastCGI record layer ---- */
 #define FCGI_MAX_PARAMS_BYTES (64 * 1024) /* a request's PARAMS stream, bytes */

@@ -30,6 +30,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "constrain.h"
 #include "run.h"
 
 #define POLL_MS 50 /* how often a waiting worker checks its client */
@@ -53,13 +54,62 @@ static void make_id(char *out, size_t cap, const char *prefix) {
 
 /* ---------- text routing ---------- */
 
+/* One record of the ordered log: [type u8][index u32][len u32][len bytes];
+ * a TOOL_START's bytes are the id, NUL, the name, NUL. */
+static void log_event(jw *log, int type, int index, const char *a, size_t na, const char *b, size_t nb) {
+    unsigned char h[9];
+    uint32_t i = (uint32_t)index, n = (uint32_t)(na + (b ? nb + 2 : 0));
+    h[0] = (unsigned char)type;
+    memcpy(h + 1, &i, 4);
+    memcpy(h + 5, &n, 4);
+    jw_raw(log, (const char *)h, 9);
+    jw_raw(log, a, na);
+    if (b) {
+        jw_raw(log, "", 1); /* one NUL byte */
+        jw_raw(log, b, nb);
+        jw_raw(log, "", 1);
+    }
+}
+
+int fcgi_events_next(const jw *log, size_t *at, fcgi_evrec *r) {
+    if (*at + 9 > log->n) return 0;
+    const unsigned char *h = (const unsigned char *)log->p + *at;
+    uint32_t i, n;
+    memcpy(&i, h + 1, 4);
+    memcpy(&n, h + 5, 4);
+    memset(r, 0, sizeof *r);
+    r->type = h[0];
+    r->index = (int)i;
+    r->text = log->p + *at + 9;
+    r->len = n;
+    if (r->type == FCGI_EV_TOOL_START) { /* id, NUL, name */
+        r->id = r->text;
+        r->name = r->text + strlen(r->text) + 1;
+    }
+    *at += 9 + n;
+    return 1;
+}
+
 static void on_parse(void *user, const parse_event *ev) {
     fcgi_run *R = user;
     fcgi_worker *w = R->w;
     switch (ev->type) {
-    case PARSE_EV_CONTENT: jw_raw(&w->content, ev->text, ev->len); break;
-    case PARSE_EV_REASONING: jw_raw(&w->reasoning, ev->text, ev->len); break;
+    case PARSE_EV_CONTENT:
+        jw_raw(&w->content, ev->text, ev->len);
+        jw_raw(&w->all_content, ev->text, ev->len);
+        log_event(&w->events, FCGI_EV_CONTENT, 0, ev->text, ev->len, NULL, 0);
+        R->in_reasoning = 0;
+        break;
+    case PARSE_EV_REASONING:
+        jw_raw(&w->reasoning, ev->text, ev->len);
+        jw_raw(&w->all_reasoning, ev->text, ev->len);
+        log_event(&w->events, FCGI_EV_REASONING, 0, ev->text, ev->len, NULL, 0);
+        R->in_reasoning = 1;
+        break;
     case PARSE_EV_TOOL_START:
+        R->in_reasoning = 0;
+        log_event(&w->events, FCGI_EV_TOOL_START, ev->index, ev->id ? ev->id : "", ev->id ? strlen(ev->id) : 0,
+                  ev->name ? ev->name : "", ev->name ? strlen(ev->name) : 0);
         fcgi_tools_close(R);
         if (w->tools.n) jw_lit(&w->tools, ",");
         jw_lit(&w->tools, "{\"index\":");
@@ -82,8 +132,12 @@ static void on_parse(void *user, const parse_event *ev) {
             R->tools.open = 1;
         }
         jw_str_body(&w->tools, ev->text, ev->len);
+        log_event(&w->events, FCGI_EV_TOOL_ARGS, ev->index, ev->text, ev->len, NULL, 0);
         break;
-    case PARSE_EV_TOOL_END: fcgi_tools_close(R); break;
+    case PARSE_EV_TOOL_END:
+        fcgi_tools_close(R);
+        log_event(&w->events, FCGI_EV_TOOL_END, ev->index, "", 0, NULL, 0);
+        break;
     }
 }
 
@@ -91,7 +145,11 @@ static void on_parse(void *user, const parse_event *ev) {
 static void emit_text(fcgi_run *R, const char *p, size_t n) {
     if (!n) return;
     if (R->ps) parse_feed(R->ps, p, n, on_parse, R);
-    else jw_raw(&R->w->content, p, n);
+    else {
+        jw_raw(&R->w->content, p, n);
+        jw_raw(&R->w->all_content, p, n);
+        log_event(&R->w->events, FCGI_EV_CONTENT, 0, p, n, NULL, 0);
+    }
 }
 
 /* Longest suffix of h[0..n) that is a proper prefix of some stop string. */
@@ -122,7 +180,10 @@ static int feed_text(fcgi_run *R, const char *p, size_t n) {
         size_t at = (size_t)-1;
         for (int i = 0; i < g->n_stop; i++) {
             const char *m = memmem(w->hold, R->nhold, g->stop[i], g->stop_len[i]);
-            if (m && (size_t)(m - w->hold) < at) at = (size_t)(m - w->hold);
+            if (m && (size_t)(m - w->hold) < at) {
+                at = (size_t)(m - w->hold);
+                R->stop_index = i;
+            }
         }
         if (at != (size_t)-1) {
             emit_text(R, w->hold, at);
@@ -177,14 +238,35 @@ static int cut_reply(fcgi_run *R, const fcgi_error *er) {
         }
         return reply_error(R->a, R->o, er);
     }
-    fcgi_sse_chunk(R, NULL);
-    fcgi_sse_error(R, er);
+    R->api->stream_error(R, er);
     return R->o->status;
 }
 
 static void reset_worker_text(fcgi_worker *w) {
     jw_reset(&w->frame); jw_reset(&w->content); jw_reset(&w->reasoning); jw_reset(&w->tools);
+    jw_reset(&w->events); jw_reset(&w->item); jw_reset(&w->items);
+    jw_reset(&w->all_content); jw_reset(&w->all_reasoning);
     jw_reset(&w->lp); jw_reset(&w->lp2); jw_reset(&w->lp3); jw_reset(&w->lp4);
+}
+
+static int parse_request(fcgi_app *a, const fcgi_http_req *rq, fcgi_api_kind api, fcgi_gen *g, fcgi_error *er) {
+    fcgi_limits lim;
+    fcgi_limits_from(a, &lim);
+    switch (api) {
+    case FCGI_API_MESSAGES: return fcgi_messages_parse(rq->body, rq->body_len, &lim, a->model_id, 0, g, er);
+    case FCGI_API_RESPONSES:
+        return fcgi_responses_parse(rq->body, rq->body_len, &lim, a->model_id, a->store, g, er);
+    default: return fcgi_request_parse(rq->body, rq->body_len, api == FCGI_API_CHAT, &lim, a->model_id, g, er);
+    }
+}
+
+static const fcgi_api *api_of(fcgi_api_kind k) {
+    switch (k) {
+    case FCGI_API_CHAT: return &fcgi_api_chat;
+    case FCGI_API_RESPONSES: return &fcgi_api_responses;
+    case FCGI_API_MESSAGES: return &fcgi_api_messages;
+    default: return &fcgi_api_completions;
+    }
 }
 
 /* Client gone: cancel, then wait for the scheduler's final event so the log
@@ -215,30 +297,47 @@ done:
                 ev.type == SCHED_EV_DONE ? ev.n_generated - seen : -1);
 }
 
-int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat, fcgi_out *o) {
-    fcgi_limits lim;
-    fcgi_limits_from(a, &lim);
+int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api_kind api, fcgi_out *o) {
     fcgi_gen g;
     fcgi_error er;
-    if (fcgi_request_parse(rq->body, rq->body_len, chat, &lim, a->model_id, &g, &er)) return reply_error(a, o, &er);
+    if (parse_request(a, rq, api, &g, &er)) {
+        fcgi_gen_free(&g);
+        return reply_error(a, o, &er);
+    }
+    const int chat = g.chat;
     reset_worker_text(w);
-    fcgi_run R = {.a = a, .w = w, .g = &g, .o = o, .api = chat ? &fcgi_api_chat : &fcgi_api_completions,
-                  .created = (long)time(NULL)};
+    fcgi_run R = {.a = a, .w = w, .g = &g, .o = o, .api = api_of(api), .created = (long)time(NULL), .stop_index = -1,
+                  .block = -1, .item = -1};
     make_id(R.id, sizeof R.id, R.api->id_prefix);
     int status = 0;
     sched_req *req = NULL;
+    fcgi_constraint *cons = NULL;
     err e = {0};
     int thinking = 0;
-    if ((R.n_prompt = fcgi_prompt_build(a, w, &g, &thinking, &er)) < 0) { status = reply_error(a, o, &er); goto out; }
+    char prefix_buf[256];
+    const char *prefix = NULL;
+    /* the template's own reasoning opener matters to the prefix: render first
+     * without it, then again with it only when a call is forced */
+    if ((R.n_prompt = fcgi_prompt_build(a, w, &g, NULL, &thinking, &er)) < 0) { status = reply_error(a, o, &er); goto out; }
+    if (chat && (g.tool_choice == FCGI_TOOLS_REQUIRED || g.tool_choice == FCGI_TOOLS_NAMED)) {
+        if (fcgi_forced_prefix(a, &g, thinking, prefix_buf, sizeof prefix_buf, &prefix, &er) ||
+            (R.n_prompt = fcgi_prompt_build(a, w, &g, prefix, &thinking, &er)) < 0) {
+            status = reply_error(a, o, &er);
+            goto out;
+        }
+    }
     if (chat && a->pfmt != PARSE_PLAIN && parse_create(&R.ps, a->pfmt, thinking, (size_t)a->n_ctx * 64, &e)) {
         R.ps = NULL;
         fcgi_errorf(&er, 500, "server_error", NULL, NULL, "output parser: %s", e.msg);
         status = reply_error(a, o, &er);
         goto out;
     }
+    /* structured output and forced tool calls: a grammar over the model's own syntax */
+    if (fcgi_constraint_new(a, &g, thinking, &cons, &er)) { status = reply_error(a, o, &er); goto out; }
 
     sched_params sp = {.prompt = w->ids, .n_prompt = R.n_prompt, .sp = g.sp, .ignore_eos = g.ignore_eos,
-                       .logprobs = g.logprobs, .top_logprobs = g.top_logprobs};
+                       .logprobs = g.logprobs, .top_logprobs = g.top_logprobs, .bias_ids = g.bias_ids,
+                       .bias_vals = g.bias_vals, .n_bias = g.n_bias, .constraint = fcgi_constraint_sched(cons)};
     int room = a->n_ctx - R.n_prompt;
     sp.max_tokens = g.max_tokens > 0 ? g.max_tokens : a->cfg->max_tokens;
     if (sp.max_tokens > room) sp.max_tokens = room;
@@ -261,6 +360,8 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
     tok_stream_init(&ts);
     char piece[512];
     if (!chat && g.echo && g.prompt) jw_raw(&w->content, g.prompt, g.prompt_len);
+    if (R.ps && thinking) R.in_reasoning = 1;
+    if (prefix && R.ps) parse_feed(R.ps, prefix, strlen(prefix), on_parse, &R); /* the parser reads the forced opener */
 
     const char *finish = NULL;
     int keepalive = a->cfg->keepalive_ms;
@@ -280,25 +381,41 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
             t_prev = t;
             R.n_seen++;
             if (R.stop_hit) continue; /* cancelled; draining to DONE */
-            if (g.logprobs) R.api->logprob(&R, &ev);
+            if (g.logprobs && R.api->logprob) R.api->logprob(&R, &ev);
+            if (R.in_reasoning) R.n_reasoning++;
             size_t k = tok_stream_feed(a->tk, &ts, ev.token, piece, sizeof piece);
+            if (!k && R.ps && a->pfmt == PARSE_HARMONY) {
+                /* harmony's structure is control tokens (<|channel|>, <|message|>,
+                 * <|start|>, <|end|>...): its parser reads their text */
+                size_t sl;
+                const char *sp = tok_piece(a->tk, ev.token, &sl, 1);
+                if (sp && sl && sl < sizeof piece) {
+                    memcpy(piece, sp, sl);
+                    k = sl;
+                }
+            }
             if (feed_text(&R, piece, k)) {
                 R.stop_hit = 1;
                 R.n_gen = R.n_seen;
                 sched_cancel(req);
             }
-            if (g.stream) fcgi_sse_chunk(&R, NULL); /* a failure is handled at the loop top */
+            if (g.stream) R.api->stream_delta(&R); /* a failure is handled at the loop top */
             continue;
         }
         if (ev.type == SCHED_EV_ERROR) {
             /* an engine fault: this request fails, the server lives on */
             atomic_fetch_add(&a->metrics.cut_engine, 1);
-            fcgi_errorf(&er, ev.code == ERR_UNAVAILABLE || ev.code == ERR_IO ? 503 : 500, "server_error", "engine_error", NULL, "%s", ev.msg);
+            if (ev.code == ERR_INVALID) /* the output constraint could not go on */
+                fcgi_errorf(&er, 500, "server_error", "constraint_error", NULL, "%s", ev.msg);
+            else
+                fcgi_errorf(&er, ev.code == ERR_UNAVAILABLE || ev.code == ERR_IO ? 503 : 500, "server_error",
+                            "engine_error", NULL, "%s", ev.msg);
             status = cut_reply(&R, &er);
             goto out;
         }
         /* DONE */
         t_done = mono_s();
+        R.n_cached = ev.n_cached;
         atomic_fetch_add(&a->metrics.generated_tokens, ev.n_generated);
         fcgi_hist_observe(&a->metrics.e2e, mono_s() - R.t_submit);
         if (ev.finish == SCHED_FINISH_DRAINED) {
@@ -323,16 +440,17 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
             emit_text(&R, w->hold, R.nhold);
             R.nhold = 0;
         }
+        /* a constraint that completed a forced call: the closing markup the
+         * model was not asked to write */
+        const char *suffix = fcgi_constraint_suffix(cons);
+        if (suffix && R.ps) parse_feed(R.ps, suffix, strlen(suffix), on_parse, &R);
         if (R.ps) parse_finish(R.ps, on_parse, &R);
         fcgi_tools_close(&R);
         if (R.tools.n && !strcmp(finish, "stop")) finish = "tool_calls";
         break;
     }
     if (g.stream) {
-        fcgi_sse_chunk(&R, NULL);
-        fcgi_sse_chunk(&R, finish);
-        if (g.include_usage) fcgi_sse_usage(&R);
-        fcgi_sse_done(&R);
+        R.api->stream_end(&R, finish);
         status = o->failed ? 499 : 200;
     } else status = send_whole(&R, finish);
     if (a->cfg->log_requests)
@@ -340,6 +458,7 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, int chat
                 R.n_gen, (t_done - R.t_submit) * 1e3, finish);
 out:
     if (req) sched_release(req);
+    fcgi_constraint_free(cons);
     if (R.ps) parse_free(R.ps);
     fcgi_gen_free(&g);
     return status;

@@ -96,9 +96,32 @@ void fcgi_error_write(jw *b, const fcgi_error *er) {
     jw_lit(b, "}}");
 }
 
+/* Anthropic's error type for a status (their documented list). */
+static const char *anthropic_type(int status) {
+    switch (status) {
+    case 400: case 405: case 414: case 431: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: case 529: return "overloaded_error";
+    default: return "api_error";
+    }
+}
+
+void fcgi_error_write_shape(jw *b, const fcgi_error *er, int shape) {
+    if (shape != FCGI_ERR_ANTHROPIC) { fcgi_error_write(b, er); return; }
+    jw_lit(b, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    jw_lit(b, anthropic_type(er->status));
+    jw_lit(b, "\",\"message\":");
+    jw_str(b, er->msg, strlen(er->msg));
+    jw_lit(b, "}}");
+}
+
 int fcgi_reply_error(fcgi_out *o, const fcgi_error *er, const char *extra) {
     jw b = {0};
-    fcgi_error_write(&b, er);
+    fcgi_error_write_shape(&b, er, o->err_shape);
     int rc = fcgi_reply_json(o, er->status, &b, extra);
     jw_free(&b);
     return rc;

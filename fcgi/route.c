@@ -5,10 +5,13 @@
  *   GET  /v1/models[/ID]         the served model
  *   POST /v1/chat/completions    generate.c
  *   POST /v1/completions         generate.c
+ *   POST /v1/responses           generate.c, responses.c (OpenAI's Responses API)
+ *   POST /v1/messages            generate.c, messages.c (Anthropic's Messages API)
+ *   POST /v1/messages/count_tokens  the prompt such a request would have, counted
  *   POST /tokenize               {"content", "add_special", "with_pieces"} -> {"tokens"}  (llama-server)
  *   POST /detokenize             {"tokens"} -> {"content"}                                 (llama-server)
  * Everything except /health (and /metrics with metrics_public) needs an API
- * key when keys are configured. */
+ * key when keys are configured: "Authorization: Bearer KEY" or "x-api-key: KEY". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,7 @@ void fcgi_limits_from(const fcgi_app *a, fcgi_limits *l) {
     l->max_top_logprobs = c->max_top_logprobs < SCHED_MAX_TOP_LOGPROBS ? c->max_top_logprobs : SCHED_MAX_TOP_LOGPROBS;
     int V = a->tk ? tok_vocab_size(a->tk) : 1 << 20;
     l->max_top_k = c->max_top_k > 0 && c->max_top_k < V ? c->max_top_k : V;
+    l->n_vocab = V;
     l->sp = c->sp;
 }
 
@@ -209,12 +213,36 @@ static const char *type_of(int status) {
     }
 }
 
+/* POST /v1/messages/count_tokens: the prompt the request would have, counted. */
+static int h_count_tokens(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_out *o) {
+    fcgi_limits lim;
+    fcgi_limits_from(a, &lim);
+    fcgi_gen g;
+    fcgi_error er;
+    int thinking = 0, n;
+    if (fcgi_messages_parse(rq->body, rq->body_len, &lim, a->model_id, 1, &g, &er) ||
+        (n = fcgi_prompt_build(a, w, &g, NULL, &thinking, &er)) < 0) {
+        fcgi_gen_free(&g);
+        fcgi_reply_error(o, &er, NULL);
+        return er.status;
+    }
+    fcgi_gen_free(&g);
+    jw b = {0};
+    jw_lit(&b, "{\"input_tokens\":");
+    jw_int(&b, n);
+    jw_lit(&b, "}");
+    fcgi_reply_json(o, 200, &b, NULL);
+    jw_free(&b);
+    return 200;
+}
+
 static int dispatch(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_out *o) {
     const char *p = rq->path, *m = rq->method ? rq->method : "";
     if (!p || !p[0])
         return error_reply(o, 400, "invalid_request_error", "no_path", NULL, "the request has no path (empty PATH_INFO and DOCUMENT_URI)");
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD"), post = !strcmp(m, "POST");
-    enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPL, R_TOK, R_DETOK } r = R_NONE;
+    enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPL, R_TOK, R_DETOK, R_RESP, R_MSG, R_COUNT } r =
+        R_NONE;
     int want_post = 1;
     if (!strcmp(p, "/health")) r = R_HEALTH, want_post = 0;
     else if (!strcmp(p, "/metrics")) r = R_METRICS, want_post = 0;
@@ -222,27 +250,39 @@ static int dispatch(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_o
     else if (!strncmp(p, "/v1/models/", 11) && p[11]) r = R_MODEL, want_post = 0;
     else if (!strcmp(p, "/v1/chat/completions")) r = R_CHAT;
     else if (!strcmp(p, "/v1/completions")) r = R_COMPL;
+    else if (!strcmp(p, "/v1/responses")) r = R_RESP;
+    else if (!strcmp(p, "/v1/messages")) r = R_MSG;
+    else if (!strcmp(p, "/v1/messages/count_tokens")) r = R_COUNT;
     else if (!strcmp(p, "/tokenize")) r = R_TOK;
     else if (!strcmp(p, "/detokenize")) r = R_DETOK;
+    /* Anthropic's routes answer in Anthropic's error shape */
+    if (r == R_MSG || r == R_COUNT) o->err_shape = FCGI_ERR_ANTHROPIC;
     if (r == R_NONE) return error_reply(o, 404, "invalid_request_error", "not_found", NULL, "no such endpoint");
     if (want_post ? !post : !get)
         return error_reply(o, 405, "invalid_request_error", "method_not_allowed", want_post ? "Allow: POST\r\n" : "Allow: GET\r\n",
                            want_post ? "use POST" : "use GET");
     if (r == R_HEALTH) return h_health(a, o);
-    if (!(r == R_METRICS && a->cfg->metrics_public) && !fcgi_auth_check(a->cfg, rq->authorization))
+    /* the key: Authorization: Bearer KEY, or x-api-key: KEY (Anthropic's clients) */
+    int authed = fcgi_auth_check(a->cfg, rq->authorization) ||
+                 (rq->x_api_key && rq->x_api_key[0] && fcgi_auth_check_key(a->cfg, rq->x_api_key));
+    if (!(r == R_METRICS && a->cfg->metrics_public) && !authed)
         return error_reply(o, 401, "authentication_error", "invalid_api_key", "WWW-Authenticate: Bearer\r\n",
-                           "missing or invalid API key (Authorization: Bearer KEY)");
+                           "missing or invalid API key (Authorization: Bearer KEY, or x-api-key: KEY)");
     if (r == R_METRICS) return h_metrics(a, o);
     if (atomic_load(&a->state) != FCGI_READY)
         return error_reply(o, 503, "server_error", "service_unavailable", "Retry-After: 1\r\n",
                            atomic_load(&a->state) == FCGI_DRAINING ? "the server is shutting down" : "the model is loading");
-    if ((r == R_CHAT || r == R_COMPL) && !w->ids) /* became ready while this worker was idle */
+    if ((r == R_CHAT || r == R_COMPL || r == R_RESP || r == R_MSG || r == R_COUNT) && !w->ids)
+        /* became ready while this worker was idle */
         return error_reply(o, 503, "server_error", "service_unavailable", "Retry-After: 1\r\n", "the model is loading");
     switch (r) {
     case R_MODELS: return h_models(a, o, NULL);
     case R_MODEL: return h_models(a, o, p + 11);
-    case R_CHAT: return fcgi_generate(a, w, rq, 1, o);
-    case R_COMPL: return fcgi_generate(a, w, rq, 0, o);
+    case R_CHAT: return fcgi_generate(a, w, rq, FCGI_API_CHAT, o);
+    case R_COMPL: return fcgi_generate(a, w, rq, FCGI_API_COMPLETIONS, o);
+    case R_RESP: return fcgi_generate(a, w, rq, FCGI_API_RESPONSES, o);
+    case R_MSG: return fcgi_generate(a, w, rq, FCGI_API_MESSAGES, o);
+    case R_COUNT: return h_count_tokens(a, w, rq, o);
     case R_TOK: return h_tokenize(a, rq, o);
     case R_DETOK: return h_detokenize(a, rq, o);
     default: return error_reply(o, 404, "invalid_request_error", "not_found", NULL, "no such endpoint");

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "constrain.h"
 #include "fcgi.h"
 #include "sha256.h"
 
@@ -83,7 +84,8 @@ void fcgi_worker_free(fcgi_worker *w) {
     free(w->ids);
     free(w->body);
     free(w->hold);
-    jw_free(&w->frame); jw_free(&w->content); jw_free(&w->reasoning); jw_free(&w->tools);
+    jw_free(&w->frame); jw_free(&w->content); jw_free(&w->reasoning); jw_free(&w->tools); jw_free(&w->events);
+    jw_free(&w->item); jw_free(&w->items); jw_free(&w->all_content); jw_free(&w->all_reasoning);
     jw_free(&w->lp); jw_free(&w->lp2); jw_free(&w->lp3); jw_free(&w->lp4);
     memset(w, 0, sizeof *w);
 }
@@ -252,12 +254,19 @@ static int load_model(fcgi_app *a, err *e) {
         if (bl >= sizeof a->model_id) bl = sizeof a->model_id - 1;
         snprintf(a->model_id, sizeof a->model_id, "%.*s", (int)bl, base);
     }
+    err ge = {0};
+    if (fcgi_constraint_setup(a, a->sess->m->hp.n_vocab, &ge)) {
+        fprintf(stderr, "sparkd: warning: constrained output off: %s\n", ge.msg);
+        fcgi_constraint_teardown(a);
+    }
     return 0;
 }
 
 static void app_free(fcgi_app *a) {
+    fcgi_constraint_teardown(a);
     session_close(a->sess);
-    a->sess = NULL; a->s = NULL; a->tp = NULL; a->tk = NULL;
+    fcgi_store_free(a->store);
+    a->sess = NULL; a->s = NULL; a->tp = NULL; a->tk = NULL; a->store = NULL;
 }
 
 static double mono_s(void) {
@@ -320,6 +329,7 @@ int fcgi_serve(const config *c, err *e) {
     fprintf(stderr, "sparkd: listening on %s with %d workers; loading the model\n", c->listen, started);
     double t0 = mono_s();
     int rc = started ? load_model(a, e) : err_set(e, ERR_NOMEM, "cannot start worker threads");
+    if (!rc && fcgi_store_new(&a->store)) rc = err_set(e, ERR_NOMEM, "out of memory for the responses store");
     if (rc) {
         atomic_store(&a->state, FCGI_FAILED);
         fprintf(stderr, "sparkd: start failed: %s\n", e->msg);

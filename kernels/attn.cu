@@ -21,6 +21,10 @@
 #define ATT_R 8      // rows per warp (max)
 #define ATT_ROWS 32  // rows per CTA (max)
 #define ATT_DMAX 256
+#define V_ILP 8      // V rows in flight per P.V step
+
+// Where element e of a row goes in the P64 order of an mm input (cuda_kern.h).
+__device__ __forceinline__ size_t p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
 extern "C" int cuda_attn_tile_tokens(int group) { return group >= ATT_ROWS ? 1 : ATT_ROWS / group; }
 
@@ -119,6 +123,8 @@ __global__ __launch_bounds__(ATT_WARPS * 32) void attn_kernel(const att_params P
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const bool wsplit = rows <= ATT_R;
     const int split = blockIdx.z;
+    pdl_trigger();
+    pdl_wait();
 
     // q rows -> shared (row r: token r / Gc, head hk * G + hg0 + r % Gc)
     float *qs = sm;
@@ -162,6 +168,7 @@ __global__ __launch_bounds__(ATT_WARPS * 32) void attn_kernel(const att_params P
         float s[ATT_R];
 #pragma unroll
         for (int i = 0; i < ATT_R; i++) s[i] = 0.0f;
+#pragma unroll 4
         for (int d = 0; d < D; d += 8) {
             float kv[8];
             kv_load8<KV>(a.kv.k, krow * D + d, kv);
@@ -192,27 +199,39 @@ __global__ __launch_bounds__(ATT_WARPS * 32) void attn_kernel(const att_params P
             }
             pr[i] = pp;
         }
-        // P.V: lane owns dims 4*lane + 128*k
+        // P.V: lane owns dims 4*lane + 128*k. Position p0 + j's V row is the K row lane j
+        // found (same cache row index); V_ILP rows are loaded before any is used.
         const int jmax = min(32, last - p0 + 1);
-        for (int j = 0; j < jmax; j++) {
-            const size_t vrow = kv_row(P, tile.seq, p0 + j, hk);
-            const float vsc = k8 ? a.kv.v_scale[vrow] : 1.0f;
-            float4 vv[2];
+        for (int j0 = 0; j0 < jmax; j0 += V_ILP) {
+            float4 vv[V_ILP][2];
+            float vsc[V_ILP];
 #pragma unroll
-            for (int k = 0; k < 2; k++) {
-                const int d = 4 * lane + 128 * k;
-                vv[k] = d < D ? kv_load4<KV>(a.kv.v, vrow * D + d) : make_float4(0.f, 0.f, 0.f, 0.f);
-            }
-#pragma unroll
-            for (int i = 0; i < ATT_R; i++) {
-                if (i >= nr) break;
-                const float pj = __shfl_sync(0xffffffffu, pr[i], j) * vsc;
+            for (int u = 0; u < V_ILP; u++) {
+                const int j = j0 + u;
+                const size_t vrow = (size_t)__shfl_sync(0xffffffffu, (unsigned long long)krow, j & 31);
+                vsc[u] = k8 && j < jmax ? a.kv.v_scale[vrow] : 1.0f;
 #pragma unroll
                 for (int k = 0; k < 2; k++) {
-                    o[i][k][0] = fmaf(pj, vv[k].x, o[i][k][0]);
-                    o[i][k][1] = fmaf(pj, vv[k].y, o[i][k][1]);
-                    o[i][k][2] = fmaf(pj, vv[k].z, o[i][k][2]);
-                    o[i][k][3] = fmaf(pj, vv[k].w, o[i][k][3]);
+                    const int d = 4 * lane + 128 * k;
+                    vv[u][k] = d < D && j < jmax ? kv_load4<KV>(a.kv.v, vrow * D + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < V_ILP; u++) {
+                const int j = j0 + u;
+#pragma unroll
+                for (int i = 0; i < ATT_R; i++) {
+                    if (i >= nr) break;
+                    // (j past jmax: p is 0 there, the shuffle stays warp-uniform)
+                    const float pj = __shfl_sync(0xffffffffu, pr[i], j & 31) * vsc[u];
+                    if (j >= jmax) continue;
+#pragma unroll
+                    for (int k = 0; k < 2; k++) {
+                        o[i][k][0] = fmaf(pj, vv[u][k].x, o[i][k][0]);
+                        o[i][k][1] = fmaf(pj, vv[u][k].y, o[i][k][1]);
+                        o[i][k][2] = fmaf(pj, vv[u][k].z, o[i][k][2]);
+                        o[i][k][3] = fmaf(pj, vv[u][k].w, o[i][k][3]);
+                    }
                 }
             }
         }
@@ -274,14 +293,21 @@ __global__ __launch_bounds__(ATT_WARPS * 32) void attn_kernel(const att_params P
             float lt = l[i];
             if (a.sinks && m[i] != -INFINITY) lt += expf(a.sinks[h] - m[i]);
             const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
-            float *dst = a.out + (size_t)(tile.t0 + tok) * a.ldo + (size_t)h * D;
+            float *row = a.out + (size_t)(tile.t0 + tok) * a.ldo;
 #pragma unroll
             for (int k = 0; k < 2; k++) {
                 const int d = 4 * lane + 128 * k;
-                if (d < D) *(float4 *)(dst + d) = make_float4(o[i][k][0] * inv, o[i][k][1] * inv, o[i][k][2] * inv, o[i][k][3] * inv);
+                if (d >= D) continue;
+                const float4 v = make_float4(o[i][k][0] * inv, o[i][k][1] * inv, o[i][k][2] * inv, o[i][k][3] * inv);
+                if (a.out_p64) {
+                    const int e0 = h * D + d;
+                    row[p64_at(e0)] = v.x; row[p64_at(e0 + 1)] = v.y; row[p64_at(e0 + 2)] = v.z; row[p64_at(e0 + 3)] = v.w;
+                } else {
+                    *(float4 *)(row + (size_t)h * D + d) = v;
+                }
             }
         } else {
-            const size_t prow = (((size_t)blockIdx.x * P.QT + tok) * a.n_head + h) * a.n_split + split;
+            const size_t prow = (((size_t)tile.t0 + tok) * a.n_head + h) * a.n_split + split;
             float *dst = a.work + prow * (size_t)(D + 2);
 #pragma unroll
             for (int k = 0; k < 2; k++) {
@@ -296,10 +322,12 @@ __global__ __launch_bounds__(ATT_WARPS * 32) void attn_kernel(const att_params P
 // grid (n_tiles, n_head): merges the n_split partials of every token of the tile.
 __global__ void attn_combine_kernel(const att_params P) {
     const cuda_attn_args &a = P.a;
+    pdl_trigger();
+    pdl_wait();
     const cuda_attn_tile tile = a.tiles[blockIdx.x];
     const int h = blockIdx.y, D = a.head_dim;
     for (int tok = 0; tok < tile.n; tok++) {
-        const float *part = a.work + (((size_t)blockIdx.x * P.QT + tok) * a.n_head + h) * a.n_split * (size_t)(D + 2);
+        const float *part = a.work + (((size_t)tile.t0 + tok) * a.n_head + h) * a.n_split * (size_t)(D + 2);
         float mx = -INFINITY;
         for (int s = 0; s < a.n_split; s++) mx = fmaxf(mx, part[(size_t)s * (D + 2) + D]);
         float ls = 0.0f;
@@ -309,14 +337,14 @@ __global__ void attn_combine_kernel(const att_params P) {
         }
         if (a.sinks && mx != -INFINITY) ls += expf(a.sinks[h] - mx);
         const float inv = ls > 0.0f ? 1.0f / ls : 0.0f;
-        float *dst = a.out + (size_t)(tile.t0 + tok) * a.ldo + (size_t)h * D;
+        float *row = a.out + (size_t)(tile.t0 + tok) * a.ldo;
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             float acc = 0.0f;
             for (int s = 0; s < a.n_split; s++) {
                 const float ms = part[(size_t)s * (D + 2) + D];
                 if (ms != -INFINITY) acc += part[(size_t)s * (D + 2) + d] * expf(ms - mx);
             }
-            dst[d] = acc * inv;
+            row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = acc * inv;
         }
     }
 }
@@ -324,7 +352,12 @@ __global__ void attn_combine_kernel(const att_params P) {
 extern "C" uint64_t cuda_attn_work_bytes(int n_tiles, int n_head, int n_kv, int head_dim, int n_split) {
     if (n_split <= 1 || n_kv < 1) return 0;
     const int QT = cuda_attn_tile_tokens(n_head / n_kv);
-    return (uint64_t)n_tiles * QT * n_head * n_split * (uint64_t)(head_dim + 2) * 4;
+    return cuda_attn_work_bytes_tokens(n_tiles * QT, n_head, head_dim, n_split);
+}
+
+extern "C" uint64_t cuda_attn_work_bytes_tokens(int T, int n_head, int head_dim, int n_split) {
+    if (n_split <= 1) return 0;
+    return (uint64_t)T * n_head * n_split * (uint64_t)(head_dim + 2) * 4;
 }
 
 template <int KV>
@@ -335,8 +368,7 @@ static int attn_launch(const att_params &P, dim3 grid, size_t smem, void *stream
                                       (ATT_ROWS * ATT_DMAX + ATT_WARPS * ATT_R * (ATT_DMAX + 2)) * 4));
         attr = true;
     }
-    attn_kernel<KV><<<grid, ATT_WARPS * 32, smem, CUDA_STREAM(stream)>>>(P);
-    CUDA_LAUNCHED();
+    CUDA_TRY(cuda_launch(attn_kernel<KV>, grid, dim3(ATT_WARPS * 32), smem, stream, P));
     return 0;
 }
 
@@ -365,7 +397,6 @@ extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
     default: rc = attn_launch<CUDA_KV_FP8>(P, grid, smem, stream, e); break;
     }
     if (rc || a->n_split == 1) return rc;
-    attn_combine_kernel<<<dim3((unsigned)a->n_tiles, (unsigned)a->n_head), 128, 0, CUDA_STREAM(stream)>>>(P);
-    CUDA_LAUNCHED();
+    CUDA_TRY(cuda_launch(attn_combine_kernel, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(128), 0, stream, P));
     return 0;
 }

@@ -35,6 +35,18 @@ int cuda_device_describe(char *out, size_t cap, err *e);
  * *gbps = bytes / best pass time, in 1e9 bytes per second. */
 int cuda_probe_read_bw(size_t bytes, int iters, double *gbps, err *e);
 
+/* Tensor-core throughput of the instruction the prefill GEMM issues (mma.sync m16n8k16,
+ * f16 inputs, f32 accumulation), from registers, every SM busy: best of 5 timed runs, in
+ * 1e12 FLOP/s (2 x 16 x 8 x 16 per instruction). The exact GEMM path issues two of these
+ * per product term (activation hi and lo halves). */
+int cuda_probe_mma_peak(double *tflops, err *e);
+
+/* Benchmarks only (sparkd bench --depth): fills KV blocks [0, n_blocks) (all when < 0)
+ * of a CUDA engine (engine_cuda_ops) with random values, so decode at a long context can
+ * be timed without first prefilling that context. */
+struct engine;
+int cuda_bench_fill_kv(struct engine *g, int n_blocks, unsigned long long seed, err *e);
+
 #ifdef __cplusplus
 }
 #endif

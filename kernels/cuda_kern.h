@@ -14,7 +14,7 @@
  *
  * ---------------------------------------------------------------------------------------
  * Weight layout ("P64 planes"). A matrix of N rows (output features) by K elements (input
- * features, K % 128 == 0) is repacked at load from the GGUF bytes into up to three planes,
+ * features, K % 64 == 0) is repacked at load from the GGUF bytes into up to three planes,
  * each starting 256-byte aligned inside one allocation of cuda_weight_bytes():
  *   codes  (N, K * cbits / 8) bytes: cbits = 4 (every 4/5/6-bit format and MXFP4: the low
  *          4 bits of each code), 8 (Q8_0: int8), 16 (F16/BF16 values), 32 (F32 values)
@@ -61,7 +61,7 @@ extern "C" {
 typedef struct cuda_weight {
     uint32_t type;  /* ggml type id (quant.h) */
     int64_t rows;   /* N: output features */
-    int64_t cols;   /* K: input features, K % 128 == 0 (K % 256 for K-quants) */
+    int64_t cols;   /* K: input features, K % 64 == 0 (K % 256 for K-quants) */
     void *base;     /* device: cuda_weight_bytes(type, rows, cols) bytes, 256-byte aligned */
 } cuda_weight;
 
@@ -69,7 +69,7 @@ typedef struct cuda_weight {
  * Q6_K MXFP4). */
 int cuda_weight_type_ok(uint32_t type);
 /* Bytes of the repacked layout of a rows x cols matrix, or 0 when the type is not
- * supported or cols is not a multiple of 128 (256 for K-quants). */
+ * supported or cols is not a multiple of 64 (256 for K-quants). */
 uint64_t cuda_weight_bytes(uint32_t type, int64_t rows, int64_t cols);
 /* Repacks rows [row0, row0 + n) of w from GGUF bytes:
  *   raw  device, n rows of the GGUF layout (row_bytes = quant_row_bytes(type, cols) each,
@@ -94,7 +94,7 @@ enum {
 
 typedef struct cuda_mmin {
     int T;            /* rows (tokens) present */
-    int K;            /* row length, % 128 == 0 */
+    int K;            /* row length, % 64 == 0 */
     int forms;        /* CUDA_MMIN_* written by the producer */
     float *xp;        /* (T, K) f32, P64 order */
     uint16_t *hi, *lo;   /* (T, K) f16 bits, P64 order: x * 2^-e_t = hi + lo */
@@ -132,8 +132,17 @@ typedef struct cuda_mm_args {
     int exact;                              /* 1: hi + lo (default for correctness) */
     float *work;       /* optional device scratch: lets small grids split K over CTAs */
     uint64_t work_bytes; /* (the partials are summed in a fixed order: deterministic) */
+    /* Paired gated activation (GEMV path only: T == 1, quantized or 16-bit weights): with
+     * pair_act = CUDA_ACT_* + 1, n == 2, w[0] = gate and w[1] = up of the same shape, the
+     * product writes act(gate) * up straight into act_out's f32 P64 rows (XP form,
+     * act_out->K == rows, act_out->T is set to T) and y is not written. 0 = off. */
+    int pair_act;
+    cuda_mmin *act_out;
 } cuda_mm_args;
 int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
+/* Tuning (selftest --bench): warps of a GEMV CTA that split K, 1, 2, 4 or 8; 0 = the
+ * built-in choice (SPARKD_GEMV_WK sets it at the first product). */
+void cuda_gemv_wk_set(int wk);
 
 /* ---------------------------------------------------------------- layer ops */
 
@@ -234,9 +243,13 @@ typedef struct cuda_attn_args {
     int window;       /* 0 = full causal; else positions (pos - window, pos] */
     const float *sinks; /* (n_head) f32 or NULL: extra softmax term exp(sink), no value */
     int n_split;      /* >= 1: CTAs over each tile's positions (long contexts) */
-    float *work;      /* cuda_attn_work_bytes(n_tiles, ...) bytes when n_split > 1 */
+    float *work;      /* cuda_attn_work_bytes(n_tiles, ...) bytes when n_split > 1 (or
+                       * cuda_attn_work_bytes_tokens(T, ...) for tokens [0, T) of the batch) */
+    int out_p64;      /* 1: out rows are written in P64 order (the f32 mm input of the next
+                       * product, cuda_mmin.xp with K = n_head * hd, ldo = K) */
 } cuda_attn_args;
 uint64_t cuda_attn_work_bytes(int n_tiles, int n_head, int n_kv, int head_dim, int n_split);
+uint64_t cuda_attn_work_bytes_tokens(int T, int n_head, int head_dim, int n_split);
 int cuda_attention(const cuda_attn_args *a, void *stream, err *e);
 
 /* ---------------------------------------------------------------- sampling */

@@ -26,6 +26,9 @@
 // free comes from /proc/meminfo (MemAvailable + SwapFree), elsewhere from cudaMemGetInfo.
 #include "cuda.h"
 #include "cuda_kern.h"
+#include "cuda_moe.h"
+
+#include <cuda_fp8.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -46,7 +49,8 @@ extern "C" {
 #define CU_KV_BLOCK 16
 #define CU_STAGE (64ull << 20)   // pinned staging for the weight upload, two halves
 #define CU_MAX_GRAPHS 64
-#define CU_ATT_SPLIT_MAX 16
+#define CU_ATT_SPLIT_MAX 32   // CTAs over the context of one decode token and KV head
+#define CU_ATT_SPLIT_WIDE 4   // ... when the batch alone fills the GPU
 #define CU_SPLITK (32ull << 20) // room for split-K partials (cuda_mm_args.work)
 
 namespace {
@@ -55,15 +59,23 @@ struct layer_w {
     cuda_weight wq, wk, wv, wo, wg, wu, wd;
     float *attn_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
     float *q_norm, *k_norm, *bq, *bk, *bv, *bo, *sinks;
+    // MODEL_FFN_MOE: router (n_expert, dim) F32; stacked experts (n_expert * rows, cols)
+    cuda_weight router, eg, eu, ed;
+    float *router_b, *gate_b, *up_b, *down_b; // (n_expert), (n_expert, ffn) x 2, (n_expert, dim)
 };
 
 // Everything create allocates, computed from the model and the options alone.
 struct cuda_layout {
     int T, S, V, dim, q_dim, kv_dim, ffn, n_kv_layers, max_blocks, n_blocks, max_tiles;
+    int sms;             // multiprocessors (split heuristics)
+    int split_tokens;    // batches of at most this many tokens may split attention CU_ATT_SPLIT_MAX ways
+    uint64_t attn_work;  // bytes of attention partials
     uint64_t weights, kv, work, staging;
     uint64_t kv_layer_elems; // elements of one layer's K (= V) pool
     uint64_t meta_bytes;
     int forms_dim, forms_q, forms_ffn; // union of the input forms the products may need
+    int moe_E, moe_k, moe_ffn;         // largest MoE layer (0: none)
+    uint64_t moe_work;                 // cuda_moe_work_bytes of it at T tokens
 };
 
 struct graph_entry {
@@ -95,6 +107,9 @@ struct engine {
     cuda_mmin in_dim, in_q, in_ffn, in_out;
     float *logits;     // (S, V)
     float *attn_work;
+    float *moe_logits; // (T, moe_E) router logits
+    void *moe_work;    // (lay.moe_work bytes) cuda_moe_ffn scratch
+    int moe_native;    // SPARKD_MXFP4_NATIVE=1 on an sm_121 GPU: block-scaled MXFP4 GEMM
     // samplers
     uint32_t *counts;  // (S, V)
     float *smp_work;
@@ -124,6 +139,7 @@ struct engine {
     graph_entry graphs[CU_MAX_GRAPHS];
     int n_graphs;
     int use_graphs;
+    int fast_mm;      // SPARKD_MM_FAST: tensor-core products read the f16 activation only (A/B)
     int release_host; // integrated GPU: give back the host pages of uploaded weights
     int sms;          // multiprocessors (grid-size heuristics)
     // tensor parallel (kernels/tp.h): m is this rank's shard view; NULL = the whole model
@@ -157,6 +173,48 @@ int forms_for(const model_tensor *t) {
     return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2);
 }
 
+// ---- mixture of experts (MODEL_FFN_MOE, kernels/moe.cu): layout, upload, forward ----
+
+// A stacked expert tensor (ne = [cols, rows, n_expert]) as one matrix of rows * n_expert
+// rows over the same bytes (expert e's rows start at e * rows).
+model_tensor expert_rows(const model_tensor *t) {
+    model_tensor v = *t;
+    v.n_dims = 2;
+    v.ne[1] = t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+    v.ne[2] = 1;
+    return v;
+}
+
+int moe_layout(const model_layer *L, cuda_layout *l, err *e) {
+    const model_moe *M = &L->moe;
+    int rc;
+    if (M->shared.w_gate)
+        return err_set(e, ERR_UNSUPPORTED, "a shared expert is not supported by the CUDA engine yet");
+    if (M->n_expert > CUDA_MOE_MAX_EXPERTS || M->n_used > CUDA_MOE_MAX_USED || M->ffn_dim % 64)
+        return err_set(e, ERR_UNSUPPORTED, "%d experts (top %d) of width %d: the CUDA engine takes up to %d (top %d), "
+                                           "widths a multiple of 64", M->n_expert, M->n_used, M->ffn_dim,
+                       CUDA_MOE_MAX_EXPERTS, CUDA_MOE_MAX_USED);
+    if ((rc = check_matrix(M->router, e))) return rc;
+    const model_tensor *ex[3] = {M->gate_exps, M->up_exps, M->down_exps};
+    for (int i = 0; i < 3; i++) {
+        const model_tensor v = expert_rows(ex[i]);
+        if (!cuda_moe_type_ok(ex[i]->dtype))
+            return err_set(e, ERR_UNSUPPORTED, "tensor '%s': experts of type %u have no CUDA MoE kernel", ex[i]->name,
+                           ex[i]->dtype);
+        if ((rc = check_matrix(&v, e))) return rc;
+        l->weights += mat_bytes(&v);
+    }
+    if (M->gate_exps->dtype != M->up_exps->dtype)
+        return err_set(e, ERR_UNSUPPORTED, "experts' gate and up tensors have different types");
+    l->weights += mat_bytes(M->router) + vec_bytes(M->router_b) + vec_bytes(M->gate_b) + vec_bytes(M->up_b) +
+                  vec_bytes(M->down_b);
+    l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16; // router: f32 rows; experts: f16 hi/lo
+    if (M->n_expert > l->moe_E) l->moe_E = M->n_expert;
+    if (M->n_used > l->moe_k) l->moe_k = M->n_used;
+    if (M->ffn_dim > l->moe_ffn) l->moe_ffn = M->ffn_dim;
+    return 0;
+}
+
 int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     const model_hparams *hp = &m->hp;
     memset(l, 0, sizeof *l);
@@ -168,10 +226,10 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     if (hp->head_dim % 8 || hp->head_dim > 256 || hp->n_head % hp->n_head_kv)
         return err_set(e, ERR_UNSUPPORTED, "head_dim %d (the CUDA attention needs a multiple of 8, at most 256)",
                        hp->head_dim);
-    if (hp->act != MODEL_ACT_SILU && hp->act != MODEL_ACT_GELU_TANH)
+    if (hp->act != MODEL_ACT_SILU && hp->act != MODEL_ACT_GELU_TANH && hp->act != MODEL_ACT_SWIGLU_OAI)
         return err_set(e, ERR_UNSUPPORTED, "FFN activation %d is not supported by the CUDA engine yet", (int)hp->act);
-    if (hp->dim % 128 || hp->ffn_dim % 128 || (hp->n_head * hp->head_dim) % 128)
-        return err_set(e, ERR_UNSUPPORTED, "widths %d/%d/%d: the CUDA engine needs multiples of 128", hp->dim,
+    if (hp->dim % 64 || hp->ffn_dim % 64 || (hp->n_head * hp->head_dim) % 64)
+        return err_set(e, ERR_UNSUPPORTED, "widths %d/%d/%d: the CUDA engine needs multiples of 64", hp->dim,
                        hp->ffn_dim, hp->n_head * hp->head_dim);
     for (int r = 0; r < m->n_rope; r++)
         if (m->rope[r].n_rot > hp->head_dim || (m->rope[r].n_rot & 1))
@@ -187,9 +245,12 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
         if (L->mixer != MODEL_MIXER_ATTENTION)
             return err_set(e, ERR_UNSUPPORTED, "layer %d: mixer kind %d is not supported by the CUDA engine", il,
                            (int)L->mixer);
-        if (L->ffn != MODEL_FFN_DENSE)
-            return err_set(e, ERR_UNSUPPORTED, "layer %d: mixture-of-experts FFN is not supported by the CUDA engine yet",
-                           il);
+        if (L->ffn == MODEL_FFN_MOE) {
+            if ((rc = moe_layout(L, l, e))) return rc;
+        } else if (L->ffn != MODEL_FFN_DENSE || hp->act == MODEL_ACT_SWIGLU_OAI) {
+            return err_set(e, ERR_UNSUPPORTED, "layer %d: FFN kind %d with activation %d is not supported by the CUDA "
+                                               "engine", il, (int)L->ffn, (int)hp->act);
+        }
         const model_attention *A = &L->attn;
         const model_tensor *mats[7] = {A->wq, A->wk, A->wv, A->wo, L->dense.w_gate, L->dense.w_up, L->dense.w_down};
         for (int i = 0; i < 7; i++) {
@@ -224,7 +285,21 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     l->kv = (uint64_t)l->n_kv_layers * 2 * (a256(l->kv_layer_elems * engine_kv_elem_bytes(kt)) + a256(scales * 4));
     const int G = hp->n_head / hp->n_head_kv;
     l->max_tiles = l->T + l->S; // every sequence can end in a partial tile
-    (void)G;
+    // attention partials (cuda_forward picks the split): CU_ATT_SPLIT_MAX ways for batches
+    // whose tiles x KV heads stay under 2 x the SMs, CU_ATT_SPLIT_WIDE ways otherwise
+    l->sms = 0;
+    if (cudaDeviceGetAttribute(&l->sms, cudaDevAttrMultiProcessorCount, o->device) != cudaSuccess || l->sms < 1) {
+        cudaGetLastError();
+        l->sms = 132;
+    }
+    {
+        const int few_tiles = 2 * l->sms / hp->n_head_kv + 1;
+        const int tok = few_tiles * cuda_attn_tile_tokens(G);
+        l->split_tokens = tok < l->T ? tok : l->T;
+        const uint64_t a1 = cuda_attn_work_bytes_tokens(l->split_tokens, hp->n_head, hp->head_dim, CU_ATT_SPLIT_MAX);
+        const uint64_t a2 = cuda_attn_work_bytes_tokens(l->T, hp->n_head, hp->head_dim, CU_ATT_SPLIT_WIDE);
+        l->attn_work = a1 > a2 ? a1 : a2;
+    }
     const uint64_t T = (uint64_t)l->T, S = (uint64_t)l->S, V = (uint64_t)l->V;
     uint64_t w = 0;
     w += a256(T * l->dim * 4) * 2;                 // x, o
@@ -236,7 +311,7 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     w += a256(cuda_mmin_bytes(l->T, l->ffn, l->forms_ffn));
     w += a256(cuda_mmin_bytes(l->S, l->dim, l->forms_dim));
     w += a256(S * V * 4);                          // logits
-    w += a256(cuda_attn_work_bytes(l->max_tiles, hp->n_head, hp->n_head_kv, hp->head_dim, CU_ATT_SPLIT_MAX));
+    w += a256(l->attn_work);
     w += a256(S * V * 4);                          // counts
     w += a256(cuda_sample_work_bytes(l->S, l->V));
     w += a256(S * sizeof(cuda_sample_row)) + a256(S * sizeof(cuda_sample_out));
@@ -247,6 +322,10 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     w += l->meta_bytes;
     w += CU_STAGE;                                 // device side of the weight upload
     w += CU_SPLITK;                                // split-K partials of small products
+    if (l->moe_E) {
+        l->moe_work = cuda_moe_work_bytes(l->T, l->dim, l->moe_ffn, l->moe_E, l->moe_k);
+        w += a256(l->moe_work) + a256(T * l->moe_E * 4); // MoE scratch, router logits
+    }
     l->work = w;
     l->staging = CU_STAGE;
     return 0;
@@ -429,6 +508,18 @@ int upload_vec(uploader *u, const model_tensor *t, float **out, err *e) {
     return 0;
 }
 
+// MoE: the router, the three stacked expert tensors (one matrix each) and the biases.
+int upload_moe(uploader *u, const model_moe *M, layer_w *W, err *e) {
+    const model_tensor vg = expert_rows(M->gate_exps), vu = expert_rows(M->up_exps), vd = expert_rows(M->down_exps);
+    int rc;
+    if ((rc = upload_matrix(u, M->router, &W->router, e)) || (rc = upload_matrix(u, &vg, &W->eg, e)) ||
+        (rc = upload_matrix(u, &vu, &W->eu, e)) || (rc = upload_matrix(u, &vd, &W->ed, e)) ||
+        (rc = upload_vec(u, M->router_b, &W->router_b, e)) || (rc = upload_vec(u, M->gate_b, &W->gate_b, e)) ||
+        (rc = upload_vec(u, M->up_b, &W->up_b, e)) || (rc = upload_vec(u, M->down_b, &W->down_b, e)))
+        return rc;
+    return 0;
+}
+
 // inv[i] = the rotation speed of pair i under rope r (as engine/cpu computes it).
 void rope_freqs(const model_rope *r, float *inv) {
     const int half = r->n_rot / 2;
@@ -438,8 +529,12 @@ void rope_freqs(const model_rope *r, float *inv) {
         return (float)r->n_rot * logf((float)r->orig_ctx / (nr * 2.0f * (float)M_PI)) / (2.0f * logf(r->base));
     };
     if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-        lo = floorf(corr(r->yarn_beta_fast));
-        hi = ceilf(corr(r->yarn_beta_slow));
+        lo = corr(r->yarn_beta_fast);
+        hi = corr(r->yarn_beta_slow);
+        if (!r->yarn_exact) { // llama.cpp's widening to whole dims; gpt-oss keeps the range as computed
+            lo = floorf(lo);
+            hi = ceilf(hi);
+        }
         if (lo < 0) lo = 0;
         if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
     }
@@ -538,8 +633,7 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         cuda_mmin_carve(&g->in_ffn, take(cuda_mmin_bytes(l.T, l.ffn, l.forms_ffn)), l.T, l.ffn, l.forms_ffn);
         cuda_mmin_carve(&g->in_out, take(cuda_mmin_bytes(l.S, l.dim, l.forms_dim)), l.S, l.dim, l.forms_dim);
         g->logits = (float *)take(S * V * 4);
-        g->attn_work = (float *)take(cuda_attn_work_bytes(l.max_tiles, hp->n_head, hp->n_head_kv, hp->head_dim,
-                                                          CU_ATT_SPLIT_MAX));
+        g->attn_work = (float *)take(l.attn_work);
         g->counts = (uint32_t *)take(S * V * 4);
         g->smp_work = (float *)take(cuda_sample_work_bytes(l.S, l.V));
         g->d_rows = (cuda_sample_row *)take(S * sizeof(cuda_sample_row));
@@ -550,6 +644,10 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         g->d_acc = (int32_t *)take(2 * S * 64 * 4);
         g->d_stage = take(CU_STAGE);
         g->splitk = (float *)take(CU_SPLITK);
+        if (l.moe_E) {
+            g->moe_work = take(l.moe_work);
+            g->moe_logits = (float *)take(T * l.moe_E * 4);
+        }
         g->d_meta = take(l.meta_bytes);
         g->used_work -= a256(l.meta_bytes); // counted once below, with its parts
         uint8_t *q = g->d_meta;
@@ -589,9 +687,13 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
             if (!rc) rc = upload_matrix(&u, A->wk, &W->wk, e);
             if (!rc) rc = upload_matrix(&u, A->wv, &W->wv, e);
             if (!rc) rc = upload_matrix(&u, A->wo, &W->wo, e);
-            if (!rc) rc = upload_matrix(&u, L->dense.w_gate, &W->wg, e);
-            if (!rc) rc = upload_matrix(&u, L->dense.w_up, &W->wu, e);
-            if (!rc) rc = upload_matrix(&u, L->dense.w_down, &W->wd, e);
+            if (L->ffn == MODEL_FFN_MOE) {
+                if (!rc) rc = upload_moe(&u, &L->moe, W, e);
+            } else {
+                if (!rc) rc = upload_matrix(&u, L->dense.w_gate, &W->wg, e);
+                if (!rc) rc = upload_matrix(&u, L->dense.w_up, &W->wu, e);
+                if (!rc) rc = upload_matrix(&u, L->dense.w_down, &W->wd, e);
+            }
             const model_tensor *vt[11] = {L->attn_norm, L->post_attn_norm, L->ffn_norm, L->post_ffn_norm, A->q_norm,
                                           A->k_norm, A->bq, A->bk, A->bv, A->bo, A->sinks};
             float **vd[11] = {&W->attn_norm, &W->post_attn_norm, &W->ffn_norm, &W->post_ffn_norm, &W->q_norm,
@@ -627,6 +729,17 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
     C_TRY(cudaMemsetAsync(g->dkv, 0, l.kv, g->st));
     C_TRY(cudaStreamSynchronize(g->st));
     g->use_graphs = !getenv("SPARKD_NO_GRAPHS") && (!tp || tp_graphs_ok(tp));
+    {
+        const char *nat = getenv("SPARKD_MXFP4_NATIVE");
+        g->moe_native = nat && !strcmp(nat, "1") && cuda_moe_native_ok();
+    }
+    g->fast_mm = getenv("SPARKD_MM_FAST") != NULL;
+    {
+        // programmatic dependent launch (kern_util.cuh): sm_90+ (H100/H200, GB10)
+        int major = 0;
+        C_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, g->dev));
+        cuda_pdl_set(major >= 9 && !getenv("SPARKD_NO_PDL"));
+    }
     *out = g;
     return 0;
 fail:
@@ -679,7 +792,7 @@ int mm(engine *g, cuda_mmin *x, int n, const cuda_weight *w0, float *y0, const c
         if (done[i]) continue;
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
-        a.exact = 1;
+        a.exact = !g->fast_mm;
         a.work = g->splitk;
         a.work_bytes = CU_SPLITK;
         for (int j = i; j < n; j++)
@@ -695,10 +808,56 @@ int mm(engine *g, cuda_mmin *x, int n, const cuda_weight *w0, float *y0, const c
     return 0;
 }
 
+// SPARKD_NO_PAIR: gate/up and the activation as separate launches at T == 1 (A/B tests)
+int getenv_cached_no_pair() {
+    static int v = -1;
+    if (v < 0) v = getenv("SPARKD_NO_PAIR") ? 1 : 0;
+    return v;
+}
+
 int forms_at(int forms_all, int T) {
     // the forms a product of T rows reads: XP alone for T == 1, the tensor-core ones else
     if (T == 1) return CUDA_MMIN_XP;
     return forms_all; // XP is needed for F32 weights at any T
+}
+
+// MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV
+// kernel at any T, on the f32 form), then routing, experts and their weighted sum.
+int moe_forward(engine *g, int il, int T, err *e) {
+    const model_hparams *hp = &g->m->hp;
+    const model_moe *M = &g->m->layers[il].moe;
+    layer_w *W = &g->L[il];
+    K_TRY(mm(g, &g->in_dim, 1, &W->router, g->moe_logits, NULL, NULL, NULL, NULL, e));
+    cuda_moe_args a;
+    memset(&a, 0, sizeof a);
+    a.T = T;
+    a.dim = hp->dim;
+    a.ffn = M->ffn_dim;
+    a.n_expert = M->n_expert;
+    a.n_used = M->n_used;
+    a.gating = M->gating == MODEL_MOE_TOPK_SOFTMAX ? CUDA_MOE_TOPK_SOFTMAX : CUDA_MOE_SOFTMAX_TOPK;
+    a.norm_topk = M->norm_topk;
+    a.act = hp->act == MODEL_ACT_SWIGLU_OAI ? (int)CUDA_MOE_ACT_SWIGLU_OAI
+            : hp->act == MODEL_ACT_GELU_TANH ? (int)CUDA_ACT_GELU_TANH : (int)CUDA_ACT_SILU;
+    a.act_alpha = hp->act_alpha;
+    a.act_limit = hp->act_limit;
+    a.logits = g->moe_logits;
+    a.router_b = W->router_b;
+    a.gate = &W->eg;
+    a.up = &W->eu;
+    a.down = &W->ed;
+    a.gate_b = W->gate_b;
+    a.up_b = W->up_b;
+    a.down_b = W->down_b;
+    a.x = &g->in_dim;
+    a.out = g->o;
+    a.path = g->moe_native && T > CUDA_MOE_GEMV_MAX_T && W->eg.type == QUANT_MXFP4 && W->ed.type == QUANT_MXFP4
+                 ? (int)CUDA_MM_FORCE_NATIVE : (int)CUDA_MM_AUTO;
+    a.exact = 1;
+    a.work = g->moe_work;
+    a.work_bytes = g->lay.moe_work;
+    K_TRY(cuda_moe_ffn(&a, g->st, e));
+    return 0;
 }
 
 // The layer stack and the head over the metadata already on the device.
@@ -738,19 +897,41 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         aa.kv_block = CU_KV_BLOCK; aa.block_tables = g->d_bt; aa.max_blocks = l.max_blocks; aa.tiles = g->d_tiles;
         aa.n_tiles = g->n_tiles; aa.n_head = hp->n_head; aa.n_kv = hp->n_head_kv; aa.head_dim = hp->head_dim;
         aa.scale = A->scale; aa.window = A->window; aa.sinks = W->sinks; aa.n_split = g->n_split; aa.work = g->attn_work;
-        K_TRY(cuda_attention(&aa, g->st, e));
-        K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+        if (g->in_q.forms == CUDA_MMIN_XP) {
+            // one token (GEMV next): attention writes the f32 P64 input of Wo itself
+            aa.out = g->in_q.xp;
+            aa.out_p64 = 1;
+            K_TRY(cuda_attention(&aa, g->st, e));
+            g->in_q.T = T;
+        } else {
+            K_TRY(cuda_attention(&aa, g->st, e));
+            K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+        }
         K_TRY(mm(g, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the heads
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
         ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
         K_TRY(cuda_resid_norm(&ra, g->st, e));
-        K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
-        K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU,
-                          &g->in_ffn, g->st, e));
-        K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
-        if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns
+        if (L->ffn == MODEL_FFN_MOE) {
+            K_TRY(moe_forward(g, il, T, e)); // o = the experts' weighted sum
+        } else {
+            const int act = hp->act == MODEL_ACT_GELU_TANH ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU;
+            if (T == 1 && g->in_ffn.forms == CUDA_MMIN_XP && W->wg.type == W->wu.type && W->wg.type != QUANT_F32 &&
+                !getenv_cached_no_pair()) {
+                // one token: gate and up in one GEMV that writes act(gate) * up as Wd's input
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = 2; a.w[0] = &W->wg; a.w[1] = &W->wu; a.y[0] = g->gate; a.y[1] = g->up;
+                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = 1; a.pair_act = act + 1; a.act_out = &g->in_ffn;
+                K_TRY(cuda_matmul(&a, &g->in_dim, g->st, e));
+            } else {
+                K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
+                K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, act, &g->in_ffn, g->st, e));
+            }
+            K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+        }
+        if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns (MoE layers are not sharded: shard.c)
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.post_w = W->post_ffn_norm; ra.dim = hp->dim; ra.eps = hp->norm_eps;
         if (il + 1 < hp->n_layer) {
@@ -849,14 +1030,17 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
         if (s->n != 1) decode = 0;
         if (s->pos + s->n > max_ctx) max_ctx = s->pos + s->n;
     }
-    // split long contexts over more CTAs when the grid would be small
+    // split long contexts over more CTAs when the grid would be small (the partials
+    // buffer holds CU_ATT_SPLIT_MAX ways for split_tokens tokens, CU_ATT_SPLIT_WIDE for all)
     int split = 1;
-    if (n_tiles * hp->n_head_kv < g->sms && max_ctx > 1024) {
+    if (n_tiles * hp->n_head_kv < 2 * g->sms && max_ctx > 1024) {
         split = max_ctx / 512;
-        if (split > CU_ATT_SPLIT_MAX) split = CU_ATT_SPLIT_MAX;
+        const int cap = T <= l.split_tokens ? CU_ATT_SPLIT_MAX : CU_ATT_SPLIT_WIDE;
+        if (split > cap) split = cap;
     }
     // graphs are replayed at any context length: their split is fixed by the batch size
-    if (decode && g->use_graphs) split = n * hp->n_head_kv < 2 * g->sms ? CU_ATT_SPLIT_MAX : 4;
+    if (decode && g->use_graphs)
+        split = n * hp->n_head_kv < 2 * g->sms && n <= l.split_tokens ? CU_ATT_SPLIT_MAX : CU_ATT_SPLIT_WIDE;
     G_TRY(cudaMemcpyAsync(g->d_meta, g->h_meta, l.meta_bytes, cudaMemcpyHostToDevice, g->st));
     g->n_tiles = n_tiles;
     g->n_out = n_out;
@@ -1041,6 +1225,57 @@ extern "C" int cuda_engine_create_rank(engine **out, const model *view, const en
     engine_opts oo = *o;
     oo.parallel = NULL;
     return create_engine(out, view, &oo, tp, e);
+}
+
+// ----------------------------------------------------------------------------- bench
+
+namespace {
+
+__device__ __forceinline__ uint32_t fill_hash(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+// n elements of one KV pool (K or V of a layer) of kv_type: values uniform in [-1, 1)
+// (f32/f16/bf16), random int8 / e4m3 codes with scale 1/127 / 1/448 (q8/fp8).
+__global__ void fill_kv_kernel(void *base, float *scale, uint64_t n, uint64_t n_rows, int kv_type, uint64_t seed) {
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const uint32_t h = fill_hash(seed * 0x9e3779b97f4a7c15ull + i);
+        const float u = (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+        switch (kv_type) {
+        case CUDA_KV_F32: ((float *)base)[i] = u; break;
+        case CUDA_KV_F16: ((__half *)base)[i] = __float2half_rn(u); break;
+        case CUDA_KV_BF16: ((__nv_bfloat16 *)base)[i] = __float2bfloat16_rn(u); break;
+        case CUDA_KV_Q8: ((int8_t *)base)[i] = (int8_t)(int)(u * 127.0f); break;
+        default: ((uint8_t *)base)[i] = (uint8_t)((h & 0x7f) < 0x7f ? (h & 0xff) : 0x3e); break; // no NaN codes
+        }
+    }
+    if (scale)
+        for (uint64_t r = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; r < n_rows; r += stride)
+            scale[r] = kv_type == CUDA_KV_Q8 ? 1.0f / 127.0f : 1.0f / 448.0f;
+}
+
+} // namespace
+
+// Blocks [0, n_blocks) of the KV pool (< 0: all) filled with random values (benchmarks of decode at a long context
+// without its prefill: the attention reads the same bytes whatever they hold).
+extern "C" int cuda_bench_fill_kv(struct engine *g, int n_blocks, unsigned long long seed, err *e) {
+    if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
+    const cuda_layout &l = g->lay;
+    if (n_blocks < 0 || n_blocks > l.n_blocks) n_blocks = l.n_blocks;
+    const uint64_t rows = (uint64_t)n_blocks * CU_KV_BLOCK * g->m->hp.n_head_kv;
+    const uint64_t elems = rows * g->m->hp.head_dim;
+    for (int kl = 0; kl < l.n_kv_layers; kl++) {
+        const cuda_kv_layer kv = kv_layer(g, kl);
+        fill_kv_kernel<<<2048, 256, 0, g->st>>>(kv.k, kv.k_scale, elems, rows, (int)g->opt.kv_type, seed * 2 * (kl + 1));
+        G_TRY(cudaGetLastError());
+        fill_kv_kernel<<<2048, 256, 0, g->st>>>(kv.v, kv.v_scale, elems, rows, (int)g->opt.kv_type,
+                                                seed * 2 * (kl + 1) + 1);
+        G_TRY(cudaGetLastError());
+    }
+    G_TRY(cudaStreamSynchronize(g->st));
+    return 0;
 }
 
 extern "C" const engine_ops engine_cuda_ops = {

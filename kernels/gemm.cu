@@ -148,6 +148,8 @@ __global__ __launch_bounds__(256) void gemm_kernel(const gemm_params p) {
     constexpr bool BF = F == QT_BF16;
     constexpr int NGc = C::ngroups;
     extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    pdl_wait();
     int b = blockIdx.x, mi = 0;
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
@@ -271,6 +273,8 @@ __global__ __launch_bounds__(256) void gemm_kernel(const gemm_params p) {
 
 // Sums the split-K partials in a fixed order (deterministic), then stores or accumulates.
 __global__ void gemm_reduce_kernel(const gemm_params p) {
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.y;
     for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
         float s = 0.0f;
@@ -291,12 +295,10 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
         attr = true;
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + GB_N - 1) / GB_N), (unsigned)p.ksplit);
-    gemm_kernel<F><<<grid, 256, C::smem, CUDA_STREAM(stream)>>>(p);
-    CUDA_LAUNCHED();
-    if (p.ksplit > 1) {
-        gemm_reduce_kernel<<<dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), 256, 0, CUDA_STREAM(stream)>>>(p);
-        CUDA_LAUNCHED();
-    }
+    CUDA_TRY(cuda_launch(gemm_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
     return 0;
 }
 
@@ -315,6 +317,11 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     }
     if (T < 1) return err_set(e, ERR_INVALID, "cuda_matmul: T %d", T);
     const bool gemv = a->path == CUDA_MM_FORCE_GEMV || type == QT_F32 || (a->path == CUDA_MM_AUTO && T == 1);
+    if (a->pair_act && (!gemv || a->n != 2 || type == QT_F32 || a->w[0]->rows != a->w[1]->rows || !a->act_out ||
+                        !a->act_out->xp || !(a->act_out->forms & CUDA_MMIN_XP) || a->act_out->K != a->w[0]->rows ||
+                        (a->pair_act != CUDA_ACT_SILU + 1 && a->pair_act != CUDA_ACT_GELU_TANH + 1)))
+        return err_set(e, ERR_INVALID, "cuda_matmul: the paired activation needs the GEMV path, gate and up of one "
+                                       "shape and an f32 output of their rows");
     if (gemv) {
         if (!(x->forms & CUDA_MMIN_XP) || T > 65535)
             return err_set(e, ERR_INVALID, "cuda_matmul: GEMV needs the f32 input form (T %d)", T);

@@ -36,6 +36,46 @@ int cuda_fail(err *e, cudaError_t rc, const char *call, const char *file, int li
 
 #define CUDA_STREAM(s) ((cudaStream_t)(s))
 
+// ---- programmatic dependent launch (PDL, sm_90 and later: H100/H200 and GB10)
+// A kernel launched with cuda_launch() may start while the kernel before it on the stream
+// is still running (when cuda_pdl_enabled()): every such kernel calls pdl_wait() before it
+// reads anything an earlier kernel wrote or writes anything an earlier kernel reads
+// (griddepcontrol.wait returns once the earlier grids have completed and their memory is
+// visible; it is a no-op for a normal launch), and pdl_trigger() to let the next kernel's
+// CTAs be scheduled early (they can then fetch constant data such as weights before their
+// own wait). Work before pdl_wait() may touch only memory no kernel writes (weights).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" :::);
+#endif
+}
+// Whether cuda_launch() asks for programmatic serialization (util.cu: off by default; the
+// engine turns it on for devices of compute capability 9.0+ unless SPARKD_NO_PDL is set).
+int cuda_pdl_enabled(void);
+void cuda_pdl_set(int on);
+
+// kern<<<grid, block, smem, stream>>>(args...), with the PDL attribute when enabled.
+// Returns the launch status (CUDA_TRY it).
+template <typename... KArgs, typename... Args>
+cudaError_t cuda_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, void *stream, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = CUDA_STREAM(stream);
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = cuda_pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -15,6 +15,8 @@
 
 __global__ void resid_norm_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
     __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
     const int i = blockIdx.x;
     const int r = a.rows ? a.rows[i] : i;
     float *x = a.x + (size_t)r * a.dim;
@@ -58,8 +60,9 @@ extern "C" int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e) {
         a->out->T = a->n;
         out = *a->out;
     }
-    resid_norm_kernel<<<a->n, 256, 0, CUDA_STREAM(stream)>>>(*a, out, a->out != NULL);
-    CUDA_LAUNCHED();
+    // few rows (decode): one wide block per row, the reductions are the latency
+    CUDA_TRY(cuda_launch(resid_norm_kernel, dim3((unsigned)a->n), dim3(a->n <= 16 ? 1024 : 256), 0, stream, *a, out,
+                         a->out != NULL ? 1 : 0));
     return 0;
 }
 
@@ -75,8 +78,21 @@ __device__ __forceinline__ float act_f(float g, int act) {
 
 __global__ void act_mm_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out) {
     __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
     const float *g = gate + (size_t)blockIdx.x * ld, *u = up + (size_t)blockIdx.x * ld;
     mmin_emit(out, blockIdx.x, [&](int k) { return act_f(g[k], act) * u[k]; }, red);
+}
+
+// Only the f32 form (small batches): no row reductions, so every element is its own thread.
+__global__ void act_xp_kernel(const float *gate, const float *up, int ld, int act, int K, float *xp) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.y;
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < K; k += gridDim.x * blockDim.x) {
+        const float v = act_f(gate[(size_t)t * ld + k], act) * up[(size_t)t * ld + k];
+        xp[(size_t)t * K + (k & ~63) + inv_perm64(k & 63)] = v;
+    }
 }
 
 extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, int ffn, int act,
@@ -84,8 +100,13 @@ extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, in
     if (!gate || !up || !out || T < 1 || ffn < 1 || ld < ffn || out->K != ffn || (act != CUDA_ACT_SILU && act != CUDA_ACT_GELU_TANH))
         return err_set(e, ERR_INVALID, "cuda_act_mm: T %d ffn %d act %d", T, ffn, act);
     out->T = T;
-    act_mm_kernel<<<T, 256, 0, CUDA_STREAM(stream)>>>(gate, up, ld, act, *out);
-    CUDA_LAUNCHED();
+    if (out->forms == CUDA_MMIN_XP && T <= 65535) {
+        CUDA_TRY(cuda_launch(act_xp_kernel, dim3((unsigned)((ffn + 255) / 256), (unsigned)T), dim3(256), 0, stream, gate,
+                             up, ld, act, ffn, out->xp));
+        return 0;
+    }
+    CUDA_TRY(cuda_launch(act_mm_kernel, dim3((unsigned)T), dim3(T <= 16 ? 1024 : 256), 0, stream, gate, up, ld, act,
+                         *out));
     return 0;
 }
 
@@ -93,15 +114,18 @@ extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, in
 
 #define QKV_WARPS 4
 
+// grid (T, ceil((n_head + 2 n_kv) / QKV_WARPS)): one warp per head of one token.
 __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk) {
     __shared__ float rowbuf[QKV_WARPS][256];
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int D = a.head_dim;
     const int pos = tk.pos[t];
     const int32_t blk = tk.block_tables[(size_t)tk.seq[t] * tk.max_blocks + pos / a.kv_block];
     const int off = pos % a.kv_block;
     float *v = rowbuf[warp];
-    for (int h = warp; h < a.n_head + 2 * a.n_kv; h += QKV_WARPS) {
+    for (int h = blockIdx.y * QKV_WARPS + warp; h < a.n_head + 2 * a.n_kv; h += QKV_WARPS * gridDim.y) {
         const int kind = h < a.n_head ? 0 : h < a.n_head + a.n_kv ? 1 : 2; // q, k, v
         const int hh = kind == 0 ? h : kind == 1 ? h - a.n_head : h - a.n_head - a.n_kv;
         float *src = kind == 0 ? a.q + (size_t)t * a.ldq : kind == 1 ? a.k + (size_t)t * a.ldk : a.v + (size_t)t * a.ldv;
@@ -173,14 +197,17 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
         ((a->kv_type == CUDA_KV_Q8 || a->kv_type == CUDA_KV_FP8) && (!a->kv.k_scale || !a->kv.v_scale)))
         return err_set(e, ERR_INVALID, "cuda_qkv_rope_store: bad arguments (head_dim %d, n_rot %d, kv_type %d)",
                        a ? a->head_dim : 0, a ? a->n_rot : 0, a ? a->kv_type : -1);
-    qkv_kernel<<<tk->T, QKV_WARPS * 32, 0, CUDA_STREAM(stream)>>>(*a, *tk);
-    CUDA_LAUNCHED();
+    const int heads = a->n_head + 2 * a->n_kv;
+    CUDA_TRY(cuda_launch(qkv_kernel, dim3((unsigned)tk->T, (unsigned)((heads + QKV_WARPS - 1) / QKV_WARPS)),
+                         dim3(QKV_WARPS * 32), 0, stream, *a, *tk));
     return 0;
 }
 
 // ------------------------------------------------------------------- soft-capping
 
 __global__ void softcap_kernel(float *l, int ld, int n_vocab, float cap) {
+    pdl_trigger();
+    pdl_wait();
     float *row = l + (size_t)blockIdx.y * ld;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_vocab; i += gridDim.x * blockDim.x)
         row[i] = cap * tanhf(row[i] / cap);
@@ -190,7 +217,6 @@ extern "C" int cuda_softcap(float *logits, int ld, int n, int n_vocab, float cap
     if (!logits || n < 1 || n > 65535 || n_vocab < 1 || ld < n_vocab || !(cap > 0.0f))
         return err_set(e, ERR_INVALID, "cuda_softcap: n %d vocab %d cap %g", n, n_vocab, (double)cap);
     dim3 grid((unsigned)((n_vocab + 1023) / 1024 < 64 ? (n_vocab + 1023) / 1024 : 64), (unsigned)n);
-    softcap_kernel<<<grid, 1024, 0, CUDA_STREAM(stream)>>>(logits, ld, n_vocab, cap);
-    CUDA_LAUNCHED();
+    CUDA_TRY(cuda_launch(softcap_kernel, grid, dim3(1024), 0, stream, logits, ld, n_vocab, cap));
     return 0;
 }

@@ -95,3 +95,62 @@ out:
     cudaFree(sink);
     return status;
 }
+
+// ---------------------------------------------------------------------------------------
+// tensor-core peak of the kind the prefill GEMM issues: mma.sync.m16n8k16 f16 x f16 -> f32
+
+// Every warp runs `iters` rounds of 8 independent MMAs from registers (operands are
+// non-zero and differ per lane); the sums are written only on an unlikely value.
+__global__ void cuda_mma_peak_kernel(int iters, float *sink) {
+    const uint32_t l = threadIdx.x & 31;
+    uint32_t a[4], b0, b1;
+    for (int i = 0; i < 4; i++) a[i] = 0x3c003c00u + (l * 7 + i) * 0x00010001u; // ~1.0 halves
+    b0 = 0x38003800u + l * 0x00030003u;                                          // ~0.5
+    b1 = 0x34003400u + l * 0x00050005u;                                          // ~0.25
+    float acc[8][4];
+    for (int k = 0; k < 8; k++) acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.0f;
+    for (int it = 0; it < iters; it++) {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                         "{%8,%9}, {%0,%1,%2,%3};\n"
+                         : "+f"(acc[k][0]), "+f"(acc[k][1]), "+f"(acc[k][2]), "+f"(acc[k][3])
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    float s = 0.0f;
+    for (int k = 0; k < 8; k++) s += acc[k][0] + acc[k][1] + acc[k][2] + acc[k][3];
+    if (s == 1234.5f) sink[0] = s;
+}
+
+extern "C" int cuda_probe_mma_peak(double *tflops, err *e) {
+    if (!tflops) return err_set(e, ERR_INVALID, "cuda_probe_mma_peak: no output");
+    *tflops = 0.0;
+    int status = 0, sms = 0;
+    float *sink = NULL;
+    cudaEvent_t t0 = NULL, t1 = NULL;
+    const int iters = 4096, threads = 256, per_sm = 4;
+    float best_ms = 0.0f;
+    CUDA_TRY_GOTO(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), out);
+    CUDA_TRY_GOTO(cudaMalloc((void **)&sink, sizeof *sink), out);
+    CUDA_TRY_GOTO(cudaEventCreate(&t0), out);
+    CUDA_TRY_GOTO(cudaEventCreate(&t1), out);
+    for (int it = -1; it < 5; it++) {
+        CUDA_TRY_GOTO(cudaEventRecord(t0), out);
+        cuda_mma_peak_kernel<<<sms * per_sm, threads>>>(iters, sink);
+        CUDA_TRY_GOTO(cudaGetLastError(), out);
+        CUDA_TRY_GOTO(cudaEventRecord(t1), out);
+        CUDA_TRY_GOTO(cudaEventSynchronize(t1), out);
+        float ms = 0.0f;
+        CUDA_TRY_GOTO(cudaEventElapsedTime(&ms, t0, t1), out);
+        if (it >= 0 && (best_ms == 0.0f || ms < best_ms)) best_ms = ms;
+    }
+    if (best_ms > 0.0f) {
+        const double flop = (double)sms * per_sm * (threads / 32) * iters * 8 * (2.0 * 16 * 8 * 16);
+        *tflops = flop / (best_ms * 1e-3) / 1e12;
+    }
+out:
+    if (t0) cudaEventDestroy(t0);
+    if (t1) cudaEventDestroy(t1);
+    cudaFree(sink);
+    return status;
+}

@@ -359,6 +359,52 @@ void test_matmul(uint32_t type, int N, int K, int T, int path, int exact, int ac
     report(gemv ? "gemv" : "gemm", shape, err_, exact ? 1e-5 : 3e-3, us, fin, note);
 }
 
+// gate/up in one GEMV writing act(gate) * up in P64 order (cuda_mm_args.pair_act)
+void test_gemv_pair(uint32_t type, int rows, int K, int act) {
+    auto rg = gen_rows(type, rows, K), ru = gen_rows(type, rows, K);
+    auto Wg = ref_dequant(type, rg, rows, K), Wu = ref_dequant(type, ru, rows, K);
+    cuda_weight wg, wu;
+    if (!make_weight(&wg, type, rg, rows, K) || !make_weight(&wu, type, ru, rows, K)) return;
+    auto x = randn(K, 1.0);
+    float *dx = dup(x);
+    cuda_mmin m, out;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
+    cuda_mmin_carve(&out, dalloc(cuda_mmin_bytes(1, rows, CUDA_MMIN_XP)), 1, rows, CUDA_MMIN_XP);
+    float *dummy = (float *)dalloc((size_t)rows * 4);
+    poison(out.xp, (size_t)rows * 4);
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, 1, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = 2; a.w[0] = &wg; a.w[1] = &wu; a.y[0] = a.y[1] = dummy; a.ldy[0] = a.ldy[1] = rows; a.exact = 1;
+    a.pair_act = act + 1; a.act_out = &out;
+    const int rc = cuda_matmul(&a, &m, C->st, &e2);
+    if (rc) fprintf(C->f, "# gemv-pair: %s\n", e2.msg);
+    cudaStreamSynchronize(C->st);
+    auto xp = get(out.xp, (size_t)rows);
+    std::vector<double> ref;
+    std::vector<float> got;
+    for (int r = 0; r < rows; r++) {
+        double g = 0, u = 0;
+        for (int k = 0; k < K; k++) {
+            g += (double)Wg[(size_t)r * K + k] * x[k];
+            u += (double)Wu[(size_t)r * K + k] * x[k];
+        }
+        const double av = act == CUDA_ACT_GELU_TANH ? 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)))
+                                                    : g / (1.0 + exp(-g));
+        ref.push_back(av * u);
+        got.push_back(xp[(size_t)(r & ~63) + inv_perm64(r & 63)]);
+    }
+    int fin;
+    const double er = rel_l2(got.data(), ref.data(), ref.size(), &fin);
+    double us = time_us([&] { err e3; cuda_matmul(&a, &m, C->st, &e3); }, 10);
+    char shape[64], note[64];
+    snprintf(shape, sizeof shape, "%s 2x%d K%d %s", tname(type), rows, K, act == CUDA_ACT_GELU_TANH ? "gelu_tanh" : "silu");
+    snprintf(note, sizeof note, "%.0f GB/s", 2.0 * (double)cuda_weight_bytes(type, rows, K) / (us * 1e3));
+    report("gemv-pair-act", shape, er, 1e-5, us, rc == 0 && fin, note);
+    dfree_all();
+}
+
 void test_matmul_multi() {
     // three matrices in one launch (q/k/v), GEMV and GEMM
     for (int T : {1, 7}) {
@@ -659,6 +705,7 @@ struct attn_case {
     int n_head, n_kv, D, kv_type, window, sinks, n_split;
     std::vector<int> n, pos0; // per sequence: new tokens, position of the first
     int check;                // query tokens compared per sequence (0 = all)
+    int p64 = 0;              // out rows in P64 order (the f32 input of the next GEMV)
 };
 
 void test_attn(const attn_case &c) {
@@ -725,6 +772,7 @@ void test_attn(const attn_case &c) {
     a.sinks = c.sinks ? dup(sinks) : NULL;
     a.n_split = c.n_split;
     a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes(a.n_tiles, H, HK, D, c.n_split)) : NULL;
+    a.out_p64 = c.p64;
     err e2 = {ERR_OK, {0}};
     const int rc = cuda_attention(&a, C->st, &e2);
     if (rc) fprintf(C->f, "# attention: %s\n", e2.msg);
@@ -765,7 +813,9 @@ void test_attn(const attn_case &c) {
                 }
                 for (int k = 0; k < D; k++) {
                     ref.push_back(o[k] / l);
-                    got.push_back(out[((size_t)(t0[s] + i) * H + h) * D + k]);
+                    const int e_ = h * D + k;
+                    got.push_back(out[(size_t)(t0[s] + i) * H * D +
+                                      (c.p64 ? (size_t)(e_ & ~63) + inv_perm64(e_ & 63) : (size_t)e_)]);
                 }
             }
         }
@@ -776,8 +826,8 @@ void test_attn(const attn_case &c) {
     char shape[64];
     int ctx = 0;
     for (int s = 0; s < nseq; s++) ctx = std::max(ctx, c.pos0[s] + c.n[s]);
-    snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s split%d", nseq, T, ctx, H, HK, D, kn_[c.kv_type],
-             c.window ? " win" : "", c.sinks ? " sinks" : "", c.n_split);
+    snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s split%d%s", nseq, T, ctx, H, HK, D,
+             kn_[c.kv_type], c.window ? " win" : "", c.sinks ? " sinks" : "", c.n_split, c.p64 ? " p64" : "");
     double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
     report("attention", shape, er, 2e-5, us, rc == 0 && fin && f2);
 }
@@ -956,7 +1006,7 @@ void test_sample(int V, int ties) {
 // Product throughput with weights rotated over copies that together exceed the L2 several
 // times, so every call reads from device memory: GB/s of weight bytes for small T,
 // TFLOP/s for prefill-sized T.
-void bench_matmul(uint32_t type, int N, int K, double probe) {
+void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = false) {
     const uint64_t wb = cuda_weight_bytes(type, N, K);
     int copies = (int)((768ull << 20) / wb) + 1;
     if (copies > 64) copies = 64;
@@ -974,7 +1024,15 @@ void bench_matmul(uint32_t type, int N, int K, double probe) {
     struct cfg { int T, path, exact; } cfgs[] = {{1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_FORCE_GEMM, 1}, {1, CUDA_MM_FORCE_GEMM, 0},
                                                 {8, CUDA_MM_AUTO, 1}, {32, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 1},
                                                 {64, CUDA_MM_AUTO, 0}, {512, CUDA_MM_AUTO, 1}, {512, CUDA_MM_AUTO, 0}};
-    for (const cfg &c : cfgs) {
+    std::vector<cfg> list(cfgs, cfgs + sizeof cfgs / sizeof *cfgs);
+    if (decode_only) list = {{1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_AUTO, 1},
+                             {1, CUDA_MM_AUTO, 1}, {8, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 0}};
+    int li = -1;
+    for (const cfg &c : list) {
+        li++;
+        // decode_only: the GEMV with the built-in K split, then K split over 1, 2, 4, 8 warps
+        int wk = decode_only && li < 5 ? (li == 0 ? 0 : 1 << (li - 1)) : 0;
+        cuda_gemv_wk_set(wk);
         if (type == QUANT_F32 && c.path == CUDA_MM_FORCE_GEMM) continue;
         err e2 = {ERR_OK, {0}};
         if (cuda_mmin_prepare(dx, K, &m, c.T, C->st, &e2)) return;
@@ -991,11 +1049,14 @@ void bench_matmul(uint32_t type, int N, int K, double probe) {
         cudaError_t ce = cudaGetLastError();
         const bool gemv = c.path == CUDA_MM_FORCE_GEMV || type == QUANT_F32 || (c.path == CUDA_MM_AUTO && c.T == 1);
         const double gbs = (double)wb / (us * 1e3), tfl = 2.0 * c.T * N * K / (us * 1e6);
-        fprintf(C->f, "| %s | %dx%d | %d | %s%s | %.1f | %.0f | %.0f%% | %.2f |%s\n", tname(type), N, K, c.T,
-                gemv ? "gemv" : "mma", c.exact ? "" : " f16-in", us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tfl,
-                ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+        char kn[32];
+        snprintf(kn, sizeof kn, "%s%s", gemv ? "gemv" : "mma", c.exact ? "" : " f16-in");
+        if (gemv && wk) snprintf(kn, sizeof kn, "gemv wk=%d", wk);
+        fprintf(C->f, "| %s | %dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.2f |%s\n", tname(type), N, K, c.T, kn, us,
+                gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tfl, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         fflush(C->f);
     }
+    cuda_gemv_wk_set(0);
     dfree_all();
 }
 
@@ -1027,6 +1088,23 @@ extern "C" int cuda_kbench(void *file, err *e) {
     if (cuda_probe_read_bw((size_t)2 << 30, 10, &probe, e)) return -1;
     fprintf(ctx.f, "# %s\n# read probe %.0f GB/s (2 GiB, best of 10)\n", line, probe);
     fprintf(ctx.f, "| type | N x K | T | kernel | us | GB/s | %% probe | TFLOP/s |\n|---|---|---|---|---|---|---|---|\n");
+    const char *mode = getenv("SPARKD_KBENCH");
+    if (mode && !strcmp(mode, "decode")) {
+        // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
+        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) {
+            bench_matmul(t, 6144, 4096, probe, true);
+            bench_matmul(t, 4096, 4096, probe, true);
+            bench_matmul(t, 24576, 4096, probe, true);
+            bench_matmul(t, 4096, 12288, probe, true);
+        }
+        bench_matmul(QUANT_Q6_K, 4096, 12288, probe, true);
+        bench_matmul(QUANT_Q6_K, 151936, 4096, probe, true);
+        bench_matmul(QUANT_Q8_0, 151936, 4096, probe, true);
+        cudaStreamDestroy(ctx.st);
+        cudaEventDestroy(ctx.e0);
+        cudaEventDestroy(ctx.e1);
+        return 0;
+    }
     const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K, QUANT_Q4_0, QUANT_MXFP4, QUANT_F16, QUANT_BF16};
     for (uint32_t t : types) bench_matmul(t, 4096, 4096, probe);
     bench_matmul(QUANT_Q8_0, 12288, 4096, probe);
@@ -1054,6 +1132,14 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     if (cudaStreamCreate(&ctx.st) != cudaSuccess || cudaEventCreate(&ctx.e0) != cudaSuccess ||
         cudaEventCreate(&ctx.e1) != cudaSuccess)
         return err_set(e, ERR_IO, "selftest: cannot create a stream"), -1;
+    {
+        // the kernels run as the engine launches them: with programmatic dependent launch
+        // where the device has it (SPARKD_NO_PDL=1: without)
+        int major = 0;
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+        cuda_pdl_set(major >= 9 && !getenv("SPARKD_NO_PDL"));
+        fprintf(ctx.f, "# programmatic dependent launch %s\n", cuda_pdl_enabled() ? "on" : "off");
+    }
 
     for (uint32_t t : kTypes) { test_dequant(t, 7, 256); test_dequant(t, 129, 4096); dfree_all(); }
     for (uint32_t t : kTypes) {
@@ -1078,6 +1164,23 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         }
     }
     test_matmul_multi();
+    // GEMV warps that run three iterations and more (long rows), every register slot reused
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_0, QUANT_F16, QUANT_MXFP4}) {
+        test_matmul(t, 129, 12288, 1, CUDA_MM_AUTO, 1, 1, 0, 0);
+        dfree_all();
+    }
+    for (int wk : {1, 2, 4, 8}) { // every K split on an odd shape
+        cuda_gemv_wk_set(wk);
+        test_matmul(QUANT_Q4_K, 67, 2048, 1, CUDA_MM_AUTO, 1, 0, 0, 0);
+        test_matmul(QUANT_Q8_0, 67, 1024, 1, CUDA_MM_AUTO, 1, 0, 0, 0);
+        dfree_all();
+    }
+    cuda_gemv_wk_set(0);
+    test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
+    test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
+    test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
+    test_gemv_pair(QUANT_F16, 256, 768, CUDA_ACT_SILU);
+    test_gemv_pair(QUANT_Q5_1, 384, 2048, CUDA_ACT_GELU_TANH);
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
     test_resid_norm(4097, 1024, 1, 0, 0);
@@ -1114,6 +1217,10 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         c = {32, 8, 128, CUDA_KV_F16, 0, 0, 8, {1, 1, 1, 1, 1}, {0, 6, 32, 999, 4096}, 0}; test_attn(c);
         c = {32, 8, 128, CUDA_KV_Q8, 0, 1, 8, {1, 1, 1}, {4096, 77, 2}, 0}; test_attn(c);
         c = {4, 1, 256, CUDA_KV_FP8, 512, 0, 4, {1, 1}, {4096, 300}, 0}; test_attn(c);
+        dfree_all();
+        // output in P64 order (decode: straight into the Wo GEMV's input), split and not
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 32, {1, 1, 1}, {0, 999, 4096}, 0, 1}; test_attn(c);
+        c = {8, 2, 128, CUDA_KV_F32, 0, 0, 1, {7, 1}, {3, 40}, 0, 1}; test_attn(c);
         dfree_all();
         if (!quick) { c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {4097}, {0}, 12}; test_attn(c); dfree_all(); }
     }

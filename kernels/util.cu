@@ -30,3 +30,7 @@ int cuda_fail(err *e, cudaError_t rc, const char *call, const char *file, int li
     return err_set(e, code, "%s:%d: %s: %s (%s)", cuda_src_name(file), line, call,
                    cudaGetErrorString(rc), cudaGetErrorName(rc));
 }
+
+static int g_pdl = 0;
+int cuda_pdl_enabled(void) { return g_pdl; }
+void cuda_pdl_set(int on) { g_pdl = on; }

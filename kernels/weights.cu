@@ -10,7 +10,7 @@ extern "C" int cuda_weight_type_ok(uint32_t type) { return qfmt_of(type).ok; }
 
 extern "C" uint64_t cuda_weight_bytes(uint32_t type, int64_t rows, int64_t cols) {
     const qfmt f = qfmt_of(type);
-    if (!f.ok || rows <= 0 || cols <= 0 || cols % 128 || (f.raw_be == 256 && cols % 256)) return 0;
+    if (!f.ok || rows <= 0 || cols <= 0 || cols % 64 || (f.raw_be == 256 && cols % 256)) return 0;
     return wplanes_of(type, rows, cols).total;
 }
 
@@ -259,15 +259,30 @@ extern "C" int cuda_mmin_forms_for(uint32_t type, int T) {
 
 __global__ void mmin_prepare_kernel(const float *x, int ldx, cuda_mmin m) {
     __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
     const float *row = x + (size_t)blockIdx.x * ldx;
     mmin_emit(m, blockIdx.x, [&](int k) { return row[k]; }, red);
 }
 
+// Only the f32 form (small batches): a permutation, one element per thread.
+__global__ void mmin_xp_kernel(const float *x, int ldx, int K, float *xp) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.y;
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < K; k += gridDim.x * blockDim.x)
+        xp[(size_t)t * K + (k & ~63) + inv_perm64(k & 63)] = x[(size_t)t * ldx + k];
+}
+
 extern "C" int cuda_mmin_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err *e) {
-    if (!x || !m || T < 1 || m->K % 128 || ldx < m->K || !m->forms)
+    if (!x || !m || T < 1 || m->K % 64 || ldx < m->K || !m->forms)
         return err_set(e, ERR_INVALID, "cuda_mmin_prepare: T %d K %d ldx %d", T, m ? m->K : 0, ldx);
     m->T = T;
-    mmin_prepare_kernel<<<T, 256, 0, CUDA_STREAM(stream)>>>(x, ldx, *m);
-    CUDA_LAUNCHED();
+    if (m->forms == CUDA_MMIN_XP && T <= 65535) {
+        CUDA_TRY(cuda_launch(mmin_xp_kernel, dim3((unsigned)((m->K + 255) / 256), (unsigned)T), dim3(256), 0, stream, x,
+                             ldx, m->K, m->xp));
+        return 0;
+    }
+    CUDA_TRY(cuda_launch(mmin_prepare_kernel, dim3((unsigned)T), dim3(T <= 16 ? 1024 : 256), 0, stream, x, ldx, *m));
     return 0;
 }

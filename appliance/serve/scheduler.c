@@ -38,8 +38,11 @@ struct sched_req {
     int released;    /* front end gave the handle back */
     int cancelled;
     int drained;     /* cancelled by the drain deadline, not by its front end */
-    sched_params p;  /* p.prompt points at toks */
+    sched_params p;  /* p.prompt points at toks; p.bias_* at bias_ids/bias_vals */
     int32_t *toks;   /* (n_ctx) prompt then generated tokens */
+    int32_t *bias_ids; /* (SCHED_MAX_BIAS) logit_bias, copied at submit */
+    float *bias_vals;
+    int n_cached;    /* prompt tokens the prefix cache held at (first) admission */
     int len;         /* tokens in toks */
     int n_kv;        /* positions whose K/V are in this sequence's blocks */
     int n_gen;       /* tokens generated (emitted) */
@@ -78,8 +81,11 @@ struct sched {
     engine_seq *batch;           /* (max_seqs) */
     sched_req **batch_req;       /* (max_seqs) */
     engine_sample_in *samp_in;   /* (max_seqs) */
+    uint32_t *masks;             /* (max_seqs * mask_words) constraint masks, one row per batch entry */
+    size_t mask_words;           /* ceil(n_vocab / 32) */
     engine_sample_out *samp_out; /* (max_seqs) */
     int *samp_of;                /* (max_seqs) batch entry -> index in samp_in, -1 */
+    err *cerr;                   /* (max_seqs) a batch entry's constraint error (code 0: none) */
     sched_stats st;
 };
 
@@ -129,6 +135,7 @@ static void done_event(sched_req *r, sched_finish why, sched_event *ev) {
     ev->finish = why;
     ev->n_prompt = r->p.n_prompt;
     ev->n_generated = r->n_gen;
+    ev->n_cached = r->n_cached;
     ev->ttft_s = r->t_first > 0 ? r->t_first - r->t_submit : 0;
 }
 
@@ -141,6 +148,7 @@ static void admit(sched *s, sched_req *r, int slot) {
     s->run[slot] = r;
     r->n_kv = kvpool_seq_map_prefix(s->kv, &r->kv, r->toks, r->len);
     if (!r->resumed) {
+        r->n_cached = r->n_kv < r->p.n_prompt ? r->n_kv : r->p.n_prompt;
         s->st.prefix_hit_tokens += r->n_kv;
         s->st.prefix_miss_tokens += r->p.n_prompt - r->n_kv;
     }
@@ -167,6 +175,20 @@ static void preempt_youngest(sched *s) {
 }
 
 /* ---- one step ---- */
+
+/* The request's constraint mask for its next token into m; an error, or a mask that
+ * allows nothing, is set in *ce (the request then ends with it). */
+static int constraint_mask(sched *s, sched_req *r, uint32_t *m, err *ce) {
+    const sched_constraint *c = r->p.constraint;
+    if (c->mask(c->u, m, ce)) {
+        if (!ce->code) err_set(ce, ERR_INVALID, "the output constraint failed");
+        return -1;
+    }
+    uint32_t any = 0;
+    for (size_t i = 0; i < s->mask_words; i++) any |= m[i];
+    if (!any) return err_set(ce, ERR_INVALID, "the output constraint allows no token here"), -1;
+    return 0;
+}
 
 static int step(sched *s) {
     const int S = s->o.max_seqs;
@@ -238,18 +260,36 @@ static int step(sched *s) {
     err e = {0};
     int rc = s->ops->forward(s->eng, s->batch, nb, &e);
     int ns = 0;
+    /* a constraint that fails fails its own request only (cerr[b] set), not the batch */
     for (int b = 0; b < nb && !rc; b++) {
         s->samp_of[b] = -1;
+        s->cerr[b].code = ERR_OK;
         if (!(s->batch[b].want & ENGINE_WANT_LOGITS)) continue;
         sched_req *r = s->batch_req[b];
+        const uint32_t *mask = NULL;
+        if (r->p.constraint) {
+            uint32_t *m = s->masks + (size_t)ns * s->mask_words;
+            if (constraint_mask(s, r, m, &s->cerr[b])) continue;
+            mask = m;
+        }
         s->samp_of[b] = ns;
         s->samp_in[ns++] = (engine_sample_in){.seq = b, .sp = &r->p.sp, .u = sampler_rng_next(&r->rng),
-                                              .logprob = r->p.logprobs || r->p.top_logprobs,
+                                              .mask = mask, .bias_ids = r->p.bias_ids, .bias_vals = r->p.bias_vals,
+                                              .n_bias = r->p.n_bias, .logprob = r->p.logprobs || r->p.top_logprobs,
                                               .n_top = r->p.top_logprobs};
     }
     if (!rc && ns) rc = s->ops->sample(s->eng, s->samp_in, ns, s->samp_out, &e);
     for (int b = 0; b < nb && !rc; b++)
         if (s->samp_of[b] >= 0) rc = s->ops->slot_accept(s->eng, s->batch[b].slot, s->samp_out[s->samp_of[b]].token, &e);
+    for (int b = 0; b < nb && !rc; b++) {
+        sched_req *r = s->batch_req[b];
+        if (s->samp_of[b] < 0 || !r->p.constraint) continue;
+        const sched_constraint *c = r->p.constraint;
+        if (c->accept(c->u, s->samp_out[s->samp_of[b]].token, &s->cerr[b])) {
+            if (!s->cerr[b].code) err_set(&s->cerr[b], ERR_INVALID, "the output constraint refused a token");
+            s->samp_of[b] = -1;
+        }
+    }
 
     pthread_mutex_lock(&s->mu);
     s->st.steps++;
@@ -267,6 +307,12 @@ static int step(sched *s) {
         if (prompt_end > r->n_kv) s->st.prompt_tokens += prompt_end - r->n_kv;
         kvpool_seq_filled(s->kv, &r->kv, r->toks, r->n_kv, r->n_kv + q->n);
         r->n_kv += q->n;
+        if (s->cerr[b].code) {
+            sched_event ev = {.type = SCHED_EV_ERROR, .code = s->cerr[b].code};
+            snprintf(ev.msg, sizeof ev.msg, "%.150s", s->cerr[b].msg);
+            finish(s, r, &ev);
+            continue;
+        }
         if (s->samp_of[b] < 0) continue;
         const engine_sample_out *so = &s->samp_out[s->samp_of[b]];
         const int32_t t = so->token;
@@ -285,9 +331,11 @@ static int step(sched *s) {
             }
             push_event(r, &ev);
         }
-        if (eog || r->n_gen >= r->p.max_tokens || r->len >= s->o.n_ctx) {
+        /* a constraint that is complete ends the output as if an end token came */
+        const int complete = !eog && r->p.constraint && r->p.constraint->done && r->p.constraint->done(r->p.constraint->u);
+        if (eog || complete || r->n_gen >= r->p.max_tokens || r->len >= s->o.n_ctx) {
             sched_event ev;
-            done_event(r, eog ? SCHED_FINISH_STOP : SCHED_FINISH_LENGTH, &ev);
+            done_event(r, eog || complete ? SCHED_FINISH_STOP : SCHED_FINISH_LENGTH, &ev);
             finish(s, r, &ev);
         }
     }
@@ -329,11 +377,14 @@ static void sched_destroy(sched *s) {
     if (s->reqs)
         for (int i = 0; i < s->n_reqs; i++) {
             free(s->reqs[i].toks);
+            free(s->reqs[i].bias_ids);
+            free(s->reqs[i].bias_vals);
             free(s->reqs[i].kv.blocks);
             pthread_cond_destroy(&s->reqs[i].cv);
         }
     free(s->run); free(s->batch); free(s->batch_req); free(s->reqs);
     free(s->samp_in); free(s->samp_out); free(s->samp_of); free(s->eog);
+    free(s->masks); free(s->cerr);
     kvpool_free(s->kv);
     free(s);
 }
@@ -361,9 +412,13 @@ int sched_create(sched **out, const engine_ops *ops, engine *g, const engine_pla
     s->samp_out = calloc((size_t)o->max_seqs, sizeof *s->samp_out);
     s->samp_of = calloc((size_t)o->max_seqs, sizeof *s->samp_of);
     s->eog = calloc((size_t)o->n_vocab, 1);
+    s->mask_words = ((size_t)o->n_vocab + 31) / 32;
+    s->masks = calloc((size_t)o->max_seqs * s->mask_words, sizeof *s->masks);
+    s->cerr = calloc((size_t)o->max_seqs, sizeof *s->cerr);
     s->n_reqs = o->max_seqs + o->max_queue;
     s->reqs = calloc((size_t)s->n_reqs, sizeof *s->reqs);
-    if (!s->run || !s->batch || !s->batch_req || !s->samp_in || !s->samp_out || !s->samp_of || !s->eog || !s->reqs) {
+    if (!s->run || !s->batch || !s->batch_req || !s->samp_in || !s->samp_out || !s->samp_of || !s->eog || !s->reqs ||
+        !s->masks || !s->cerr) {
         sched_destroy(s);
         return err_set(e, ERR_NOMEM, "out of memory for the scheduler");
     }
@@ -374,9 +429,14 @@ int sched_create(sched **out, const engine_ops *ops, engine *g, const engine_pla
         r->s = s;
         r->run = -1;
         r->toks = malloc(sizeof(int32_t) * (size_t)o->n_ctx);
+        r->bias_ids = malloc(sizeof(int32_t) * SCHED_MAX_BIAS);
+        r->bias_vals = malloc(sizeof(float) * SCHED_MAX_BIAS);
         r->kv.blocks = malloc(sizeof(int32_t) * (size_t)blocks_per_seq);
         pthread_cond_init(&r->cv, NULL);
-        if (!r->toks || !r->kv.blocks) { sched_destroy(s); return err_set(e, ERR_NOMEM, "out of memory"); }
+        if (!r->toks || !r->bias_ids || !r->bias_vals || !r->kv.blocks) {
+            sched_destroy(s);
+            return err_set(e, ERR_NOMEM, "out of memory");
+        }
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
@@ -420,6 +480,13 @@ int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e) {
     for (int i = 0; i < p->n_prompt; i++)
         if (p->prompt[i] < 0 || p->prompt[i] >= s->o.n_vocab)
             return err_set(e, ERR_INVALID, "token id %d out of range", p->prompt[i]);
+    if (p->n_bias < 0 || p->n_bias > SCHED_MAX_BIAS || (p->n_bias && (!p->bias_ids || !p->bias_vals)))
+        return err_set(e, ERR_INVALID, "logit_bias: %d entries; at most %d", p->n_bias, SCHED_MAX_BIAS);
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias_ids[i] < 0 || p->bias_ids[i] >= s->o.n_vocab)
+            return err_set(e, ERR_INVALID, "logit_bias: token id %d out of range", p->bias_ids[i]);
+    if (p->constraint && (!p->constraint->mask || !p->constraint->accept))
+        return err_set(e, ERR_INVALID, "a constraint needs mask and accept");
     int max_tokens = p->max_tokens;
     if (max_tokens > s->o.n_ctx - p->n_prompt) max_tokens = s->o.n_ctx - p->n_prompt;
     const long need = kvpool_blocks_for(s->kv, (long)p->n_prompt + max_tokens);
@@ -453,6 +520,13 @@ int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e) {
     r->p.max_tokens = max_tokens;
     memcpy(r->toks, p->prompt, sizeof(int32_t) * (size_t)p->n_prompt);
     r->p.prompt = r->toks;
+    if (p->n_bias) {
+        memcpy(r->bias_ids, p->bias_ids, sizeof(int32_t) * (size_t)p->n_bias);
+        memcpy(r->bias_vals, p->bias_vals, sizeof(float) * (size_t)p->n_bias);
+    }
+    r->p.bias_ids = p->n_bias ? r->bias_ids : NULL;
+    r->p.bias_vals = p->n_bias ? r->bias_vals : NULL;
+    r->n_cached = 0;
     r->len = p->n_prompt;
     r->n_kv = r->n_gen = r->kv.n_blocks = 0;
     sampler_rng_seed(&r->rng, p->sp.seed);

@@ -47,6 +47,25 @@ typedef struct sched_opts {
     int n_eog;
 } sched_opts;
 
+#define SCHED_MAX_BIAS 1024 /* logit_bias entries per request */
+
+/* A rule on the tokens a request may generate (a grammar from grammar.h behind it,
+ * or anything else with these three calls). The scheduler calls it on its own thread
+ * only, once per generated token: mask before the token is picked (the engine applies
+ * it, engine.h), accept after. A nonzero return ends the request with an ERROR event
+ * carrying e (ERR_INVALID: the rule cannot go on). */
+typedef struct sched_constraint {
+    /* Allowed ids of the next token into words: ceil(n_vocab / 32) words, bit id % 32
+     * of word id / 32 set = allowed (engine.h). A mask that allows nothing is an
+     * error the scheduler reports. */
+    int (*mask)(void *u, uint32_t *words, err *e);
+    int (*accept)(void *u, int32_t token, err *e);
+    /* 1 once the output is complete and nothing may follow: the request finishes
+     * (SCHED_FINISH_STOP) without asking the model for an end token. May be NULL. */
+    int (*done)(void *u);
+    void *u;
+} sched_constraint;
+
 typedef struct sched_params {
     const int32_t *prompt; /* (n_prompt) ids; copied at submit */
     int n_prompt;
@@ -55,6 +74,10 @@ typedef struct sched_params {
     int top_logprobs;      /* 0..SCHED_MAX_TOP_LOGPROBS alternatives per token */
     int logprobs;          /* report the chosen token's logprob */
     int ignore_eos;
+    const sched_constraint *constraint; /* NULL, or borrowed until the final event */
+    const int32_t *bias_ids;  /* (n_bias) logit_bias, copied at submit; ids < n_vocab */
+    const float *bias_vals;
+    int n_bias;               /* 0..SCHED_MAX_BIAS */
 } sched_params;
 
 typedef enum sched_event_type {
@@ -79,6 +102,7 @@ typedef struct sched_event {
     float top_logprobs[SCHED_MAX_TOP_LOGPROBS];
     sched_finish finish;
     int n_prompt, n_generated;                  /* usage, on DONE */
+    int n_cached;                               /* on DONE: prompt tokens found in the prefix cache */
     double ttft_s;                              /* on DONE: submit -> first token */
     err_code code;                              /* on ERROR: ERR_IO = the engine failed */
     char msg[160];                              /* on ERROR */

@@ -31,10 +31,14 @@
  * unterminated header or block is flushed as content at parse_finish. */
 #include "output_parse.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "jsonv.h"
 
@@ -130,9 +134,25 @@ static void ev_text(parse *p, parse_event_type type, const char *s, size_t n, pa
 
 /* A tool call is START, any number of ARGS deltas, END; content events never
  * come between them, so a consumer can keep the call open by its index. */
+/* Tool-call ids are unique across restarts: a random 48-bit base drawn once per
+ * process (clients key conversation state by these ids), then a counter. */
+static uint64_t id_base;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+static void id_base_init(void) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
+    }
+    id_base = r & 0xffffffffffffull;
+}
+
 static void ev_tool_start(parse *p, const char *name, parse_sink sink, void *user) {
     char id[40];
-    snprintf(id, sizeof id, "call_%llu", (unsigned long long)atomic_fetch_add(&parse_id_counter, 1) + 1);
+    pthread_once(&id_once, id_base_init);
+    snprintf(id, sizeof id, "call_%012llx%08llx", (unsigned long long)id_base,
+             (unsigned long long)(atomic_fetch_add(&parse_id_counter, 1) + 1) & 0xffffffffull);
     parse_event ev = {.type = PARSE_EV_TOOL_START, .index = p->ntools, .id = id, .name = name};
     sink(user, &ev);
 }

@@ -609,10 +609,18 @@ int tok_create(tok **out, const tok_vocab *v, err *e)
         }
     }
     if (t->eos >= 0) t->eog[t->eos] = 1;
+    /* Harmony (GPT-OSS): "<|end|>" closes one message (the analysis) and the model
+     * goes on with the next; only "<|return|>" and "<|call|>" end its turn. So
+     * "<|end|>" is not an end of generation in a vocabulary that has "<|return|>"
+     * (as llama.cpp decides for gpt-oss). */
+    int harmony = 0;
+    for (int32_t i = 0; i < n && !harmony; i++)
+        harmony = t->type[i] == TT_CONTROL && t->dec_len[i] == 10 && !memcmp(t->dec + t->dec_off[i], "<|return|>", 10);
     for (int32_t i = 0; i < n; i++) {
         if (t->type[i] != TT_CONTROL && t->type[i] != TT_USER) continue;
         for (size_t k = 0; k < sizeof eog_names / sizeof *eog_names; k++)
-            if (t->dec_len[i] == strlen(eog_names[k]) && memcmp(t->dec + t->dec_off[i], eog_names[k], t->dec_len[i]) == 0)
+            if (t->dec_len[i] == strlen(eog_names[k]) && memcmp(t->dec + t->dec_off[i], eog_names[k], t->dec_len[i]) == 0 &&
+                !(harmony && !strcmp(eog_names[k], "<|end|>")))
                 t->eog[i] = 1;
     }
     t->add_bos = v->add_bos >= 0 ? v->add_bos : kind == KIND_SPM;

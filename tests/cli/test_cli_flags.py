@@ -97,7 +97,7 @@ def main():
                                 ("serve", ["--config", "--host", "--api-key-file", "--alias", "--n-gpu-layers"],
                                  ["--prompt", "--print-ids"]),
                                 ("verify", ["--manifest"], ["--model"]),
-                                ("selftest", ["--quick", "--model-only", "--tp"], ["--prompt", "--config"])):
+                                ("selftest", ["--quick", "--model-only", "--kv", "--tp"], ["--prompt", "--listen"])):
             r = sd(b, cmd, "--help")
             ok(r.returncode == 0 and all(h in r.stdout for h in has) and not any(x in r.stdout for x in lacks),
                "%s %s --help lists its own options" % (tag, cmd), r.stdout)

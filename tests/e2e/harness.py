@@ -52,7 +52,7 @@ class Stack:
             "engine": {"max_seqs": "2", "max_batched_tokens": "128"},
             "limits": {"max_body_bytes": "1048576", "max_queue": "2", "max_tokens": "256", "max_stop": "4",
                        "max_stop_len": "64", "max_tools_bytes": "4096"},
-            "timeouts": {"keepalive_ms": "200", "drain_s": "20"},
+            "timeouts": {"keepalive_ms": "200", "drain_s": "60"},
             "log": {"level": "info", "requests": "true"},
             "auth": {"api_key_sha256": hashlib.sha256(API_KEY.encode()).hexdigest(), "metrics_public": "false"},
         }

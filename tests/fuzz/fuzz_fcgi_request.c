@@ -1,8 +1,10 @@
 /* fuzz_fcgi_request — libFuzzer target for the request path of fcgi/: the
- * body parser and validator (fcgi/request.c over jsonv.c), the chat template
+ * body parsers and validators of every API (fcgi/request.c: chat and
+ * completions; messages.c: Anthropic; responses.c: Responses, with their
+ * translations into the chat shape) over jsonv.c, the chat template
  * context built from the parsed values (fcgi/prompt.c) rendered by a small
  * tool-aware template (text/tmpl.c), and the JSON writer (fcgi/jw.c). The
- * first byte picks chat or completions; the rest is the body. Every accepted
+ * first byte picks the API (its low two bits); the rest is the body. Every accepted
  * body must yield in-range fields; every refused one a 400/404 with a
  * non-empty message; the writer's output must re-parse as a JSON string.
  *   make fuzz && tests/fuzz/run_fuzz.sh fuzz_fcgi_request 60 */
@@ -30,15 +32,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (tmpl_compile(&tp, tmpl_src, sizeof tmpl_src - 1, &e)) abort();
     }
     if (size < 1) return 0;
-    int chat = data[0] & 1;
+    int api = data[0] & 3, chat = api != 0;
     const char *body = (const char *)data + 1;
     size_t n = size - 1;
     fcgi_limits l = {.max_body_bytes = 1 << 20, .max_tokens = 100, .max_stop = 4, .max_stop_len = 16,
-                     .max_tools_bytes = 1024, .max_top_logprobs = 20, .max_top_k = 1000};
+                     .max_tools_bytes = 1024, .max_top_logprobs = 20, .max_top_k = 1000, .n_vocab = 1000};
     sampler_default_params(&l.sp);
     fcgi_gen g;
     fcgi_error er = {0};
-    if (fcgi_request_parse(body, n, chat, &l, "m", &g, &er) == 0) {
+    int rc = api == 2   ? fcgi_messages_parse(body, n, &l, "m", data[0] & 4, &g, &er)
+             : api == 3 ? fcgi_responses_parse(body, n, &l, "m", NULL, &g, &er)
+                        : fcgi_request_parse(body, n, chat, &l, "m", &g, &er);
+    if (rc == 0) {
+        for (int i = 0; i < g.n_bias; i++)
+            if (g.bias_ids[i] < 0 || g.bias_ids[i] >= 1000 || g.bias_vals[i] < -100 || g.bias_vals[i] > 100) abort();
+        if ((g.tool_choice == FCGI_TOOLS_NAMED || g.tool_choice == FCGI_TOOLS_REQUIRED) && !g.tools) abort();
         if (g.max_tokens > 100 || (g.max_tokens < 1 && g.max_tokens != -1) || g.n_stop > 4 || g.top_logprobs > 20 ||
             g.sp.temperature < 0 || g.sp.temperature > 2 || g.sp.top_k > 1000)
             abort();
@@ -55,8 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             free(out);
         }
         fcgi_gen_free(&g);
-    } else if ((er.status != 400 && er.status != 404) || !er.msg[0]) {
-        abort();
+    } else {
+        if ((er.status != 400 && er.status != 404) || !er.msg[0]) abort();
+        fcgi_gen_free(&g);
     }
     jw w = {0};
     jw_str(&w, body, n);

@@ -9,6 +9,13 @@ quantizer. Same arguments -> byte-identical file (the SHA-256 is printed at the 
 
     make_synth.py --out tiny.gguf --preset tiny [--wtype q8_0] [--seed 0]
     make_synth.py --out q8b.gguf  --preset qwen3-8b --layers 8 --wtype q8_0
+    make_synth.py --out q8b.gguf  --preset qwen3-8b --wtype q8_0 --period 4 --jobs 16
+
+--period K (speed benchmarks of full-depth shapes): layer i holds the weights of layer
+i % K, and every 16M-element chunk of a matrix has its own generator, so the chunks are
+drawn and quantized by --jobs processes; a different file than without --period (the
+same arguments still give the same bytes, whatever --jobs is). Every weight byte is still
+stored (and read by an engine) once per layer.
 
 Presets
   tiny      hidden 256, 4 layers, 4 heads x 128, 2 KV heads, ffn 768, vocab = tokenizer
@@ -318,6 +325,35 @@ def draw(rng, n, scale):
     return x
 
 
+def quantize_rows(x, qtype):
+    if qtype in KQUANT:
+        import kquant  # tests/golden/kquant.py: gguf 0.19 has no K-quant quantizer
+        return getattr(kquant, KQUANT[qtype])(x)
+    if qtype == gguf.GGMLQuantizationType.F32:
+        return x
+    if qtype == gguf.GGMLQuantizationType.F16:
+        return x.astype(np.float16)
+    return gguf.quants.quantize(x, qtype)
+
+
+def _chunk_job(job):
+    """--period: rows [r0, r1) of a matrix from their own generator (a worker process)."""
+    name, cols, r0, r1, scale, seed, qtype = job
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), r0])
+    return quantize_rows(draw(rng, (r1 - r0) * cols, scale).reshape(r1 - r0, cols), qtype)
+
+
+def make_tensor_chunked(name, shape, scale, is_norm, seed, qtype, pool):
+    """--period: as make_tensor, one generator per chunk of rows, chunks in pool."""
+    if is_norm:
+        return make_tensor(name, shape, scale, is_norm, seed, qtype)[0]
+    rows, cols = shape
+    step = max(1, CHUNK_ELEMS // cols)
+    jobs = [(name, cols, r0, min(rows, r0 + step), scale, seed, qtype) for r0 in range(0, rows, step)]
+    parts = pool.map(_chunk_job, jobs, chunksize=1) if pool else [_chunk_job(j) for j in jobs]
+    return np.concatenate(parts, axis=0)
+
+
 def make_tensor(name, shape, scale, is_norm, seed, qtype):
     """Returns (bytes-as-ndarray ready for write_tensor_data, ggml type)."""
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -356,6 +392,9 @@ def main():
     ap.add_argument("--rope-scaling", choices=["none", "linear", "yarn", "llama3"], default="none",
                     help="llama preset only")
     ap.add_argument("--rope-factor", type=float, default=4.0)
+    ap.add_argument("--period", type=int, default=0,
+                    help="layer i repeats layer i %% K, chunk-wise generators (speed benchmarks)")
+    ap.add_argument("--jobs", type=int, default=1, help="with --period: processes")
     args = ap.parse_args()
 
     t0 = time.time()
@@ -379,6 +418,8 @@ def main():
     name = f"sparkd-synth-{args.preset}-L{hp['n_layer']}-{args.wtype}-s{args.seed}"
     if args.rope_scaling != "none":
         name += f"-rope-{args.rope_scaling}{args.rope_factor:g}"
+    if args.period:
+        name += f"-period{args.period}"
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(name)
     w.add_block_count(hp["n_layer"])
@@ -436,9 +477,26 @@ def main():
     w.write_ti_data_to_file()
     if rope_freqs is not None:
         w.write_tensor_data(rope_freqs)
-    for tname, shape, scale, is_norm in plan:
-        data, _ = make_tensor(tname, shape, scale, is_norm, args.seed, tensor_qtype(args.wtype, tname, hp["n_layer"]))
-        w.write_tensor_data(data)
+    if args.period:
+        import multiprocessing
+        pool = multiprocessing.Pool(args.jobs) if args.jobs > 1 else None
+        cache = {}
+        for tname, shape, scale, is_norm in plan:
+            qt = tensor_qtype(args.wtype, tname, hp["n_layer"])
+            src = tname
+            if tname.startswith("blk."):
+                _, i, rest = tname.split(".", 2)
+                src = f"blk.{int(i) % args.period}.{rest}"
+            key = (src, qt)
+            if key not in cache:
+                cache[key] = make_tensor_chunked(src, shape, scale, is_norm, args.seed, qt, pool)
+            w.write_tensor_data(cache[key])
+        if pool:
+            pool.close()
+    else:
+        for tname, shape, scale, is_norm in plan:
+            data, _ = make_tensor(tname, shape, scale, is_norm, args.seed, tensor_qtype(args.wtype, tname, hp["n_layer"]))
+            w.write_tensor_data(data)
     w.close()
     os.replace(tmp, args.out)
 

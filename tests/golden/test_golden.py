@@ -5,7 +5,8 @@ tests/golden/README.md).
 
 For every reference file and every case:
   - the prompt ids sparkd's tokenizer produces equal HF's (text prompts);
-  - `sparkd run --temp 0` generates exactly HF's greedy ids;
+  - `sparkd run --temp 0` generates exactly HF's greedy ids (on the engine
+    SPARKD_DEVICE names, e.g. cuda; the CPU engine by default);
   - first-step logits agree: the top-16 ids in the same order where HF's
     logits are separated by more than the tolerance, and every compared logit
     (top 64 + a strided sample of the vocabulary) within LOGIT_ATOL.
@@ -24,6 +25,11 @@ BIN = os.environ.get("SPARKD_BIN", os.path.join(BUILD, "sparkd"))
 SAN = BUILD.rstrip("/").endswith("-san")
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGIT_ATOL = 0.02  # absolute, on logits of magnitude ~10-40 (float32 vs float32, different summation order)
+# The same references on another engine (tests/gpu/run.sh: SPARKD_DEVICE=cuda): `sparkd run
+# --device` and tool_logits (which reads SPARKD_DEVICE) use it; SPARKD_GOLDEN_ONLY=a,b keeps
+# the reference files whose names start with one of the prefixes.
+DEVICE = os.environ.get("SPARKD_DEVICE", "") or os.environ.get("SPARKD_GOLDEN_DEVICE", "")
+ONLY = [x for x in os.environ.get("SPARKD_GOLDEN_ONLY", "").split(",") if x]
 
 
 def sha256(path):
@@ -73,14 +79,14 @@ def greedy_ok(ref, case, gids):
 
 
 def check_case(ref, model, ci, case):
-    name = "%s case %d" % (ref["model_file"], ci)
+    name = "%s case %d%s" % (ref["model_file"], ci, " on " + DEVICE if DEVICE else "")
     atol = ref.get("logit_atol", LOGIT_ATOL)
     if ref.get("second_reference"):
         name += " (%s)" % ref["reference"].split(" ")[0]
     n_new = len(case["greedy_ids"])
     if case.get("prompt") is not None:
         cmd = [BIN, "run", "-m", model, "-p", case["prompt"], "-n", str(n_new), "--temp", "0",
-               "--print-ids", "--ignore-eos", "-c", "512", "-t", "2"]
+               "--print-ids", "--ignore-eos", "-c", "512", "-t", "2"] + (["--device", DEVICE] if DEVICE else [])
         r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=600)
         ok(r.returncode == 0, name + " sparkd run exits 0", r.stderr[-500:])
         pids = parse_ids(r.stderr, "prompt ids:")
@@ -131,6 +137,9 @@ def check_case(ref, model, ci, case):
 def main():
     refs = sorted(f for f in os.listdir(HERE) if f.endswith(".json") and "prompts" not in f)
     ok(len(refs) >= 3, "golden reference files present (%d)" % len(refs))
+    if ONLY:
+        refs = [f for f in refs if any(f.startswith(p) for p in ONLY)]
+        ok(len(refs) >= 1, "reference files matching %s: %s" % (ONLY, refs))
     for f in refs:
         with open(os.path.join(HERE, f)) as fh:
             ref = json.load(fh)

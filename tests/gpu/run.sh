@@ -21,6 +21,16 @@
 #              the whole-model engine; NCCL across two GPUs is tests/gpu/tp.sh
 #   perf       sparkd bench on the Qwen3-8B-shaped models (and the llama.cpp peer if
 #              PEER=dir with llama-bench)
+#   moeself    the MoE kernels against their CPU references (SPARKD_SELFTEST_ONLY=moe;
+#              with SPARKD_MOE_BENCH=1 also their speed at the real expert shapes)
+#   moegolden  tests/golden/test_golden.py on the GPU engine for gpt-oss-tiny,
+#              gpt-oss-tiny-yarn4k and qwen3moe-tiny (greedy ids equal HF transformers',
+#              logits within 0.02; needs WHL for the generator; SPARKD_BUILD=dir holding
+#              tests/tool_logits of the same build)
+#   moemodels  sparkd selftest --model-only on the MoE tiny files (CUDA engine vs CPU engine,
+#              batched vs solo), KV f32 and f16
+#   moememcheck compute-sanitizer memcheck over the MoE kernel selftest and the gpt-oss-tiny
+#              model check
 # Each step writes $OUT/<step>.txt; a short table is printed last. Exit status non-zero if
 # any step failed. Nothing is downloaded: the binary (built where nvcc is) and the wheel
 # come with the call; models are generated here, never carried.
@@ -81,6 +91,19 @@ for s in $STEPS; do
     perf) step perf ${T_PERF:-200} bash -c "
         for g in $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf; do echo \"== \$g\"; '$BIN' bench -m \$g --device cuda -p 512 -n 128 -r 3 2>&1 | tail -n 6; done
         if [ -n '${PEER:-}' ]; then for g in $M/q8b-q8_0.gguf $M/q8b-q4_k_m.gguf; do LD_LIBRARY_PATH=/usr/local/cuda/lib64:\${LD_LIBRARY_PATH:-} ${PEER:-.}/llama-bench -m \$g -p 512 -n 128 -fa 1 -r 3 2>&1 | tail -n 5; done; fi" ;;
+    moeself) step moeself ${T_MOESELF:-180} env SPARKD_SELFTEST_ONLY=moe "$BIN" selftest ${SELFTEST_ARGS:-} ;;
+    moegolden) step moegolden ${T_MOEGOLDEN:-240} bash -c "
+        if [ -n '${WHL:-}' ]; then $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site ${WHL:-.}/*.whl; fi
+        export PYTHONPATH=/tmp/site:\${PYTHONPATH:-}
+        SPARKD_DEVICE=cuda SPARKD_GOLDEN_ONLY=gpt-oss-tiny.json,gpt-oss-tiny-yarn4k.json,qwen3moe-tiny.json \
+        SPARKD_BIN='$BIN' SPARKD_BUILD='${SPARKD_BUILD:-$ROOT/build}' SPARKD_ROOT='$ROOT' SPARKD_PY='$PY' \
+        $PY '$ROOT/tests/golden/test_golden.py'" ;;
+    moemodels) step moemodels ${T_MOEMODELS:-240} bash -c "
+        f=0; G='${SPARKD_BUILD:-$ROOT/build}/golden'
+        for g in \$G/gpt-oss-tiny.gguf \$G/qwen3moe-tiny.gguf; do '$BIN' selftest --model-only -m \$g || f=\$((f + 1)); done
+        '$BIN' selftest --model-only -m \$G/gpt-oss-tiny.gguf --kv f16 || f=\$((f + 1))
+        exit \$f" ;;
+    moememcheck) step moememcheck ${T_SAN:-150} bash -c "SPARKD_SELFTEST_ONLY=moe '$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --quick && SPARKD_MODELCHECK_QUICK=1 '$SAN' --tool memcheck --leak-check no --error-exitcode 9 '$BIN' selftest --model-only -m '${SPARKD_BUILD:-$ROOT/build}/golden/gpt-oss-tiny.gguf'" ;;
     *) echo "unknown step $s" >&2; fails=$((fails + 1)) ;;
     esac
 done

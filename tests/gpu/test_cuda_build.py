@@ -61,8 +61,22 @@ def main():
     ok(".ptx" not in ptx.stdout, "no PTX embedded (an 'a' target has no portable fallback)", ptx.stdout[-300:])
     # the kernels the engine needs are really in the sm_121a image, not only declared
     names = subprocess.run([tool, "--dump-elf-symbols", BIN], capture_output=True, text=True).stdout
-    for k in ("gemm_kernel", "gemv_kernel", "attn_kernel", "sample_kernel", "qkv_kernel", "repack_kernel"):
+    for k in ("gemm_kernel", "gemv_kernel", "attn_kernel", "sample_kernel", "qkv_kernel", "repack_kernel",
+              "route_small_kernel", "mmv_kernel", "mg_kernel", "mn_kernel", "combine_kernel"):
         ok(k in names, "kernel %s is in the fatbin" % k)
+    # the block-scaled MXFP4 kernel of kernels/moe.cu (mma.sync kind::mxf8f6f4, e2m1 x e4m3,
+    # ue8m0 scales) assembled to its SASS in the sm_121a image only (nvdisasm of the
+    # nvidia-cuda-nvdisasm wheel decodes both chips' SASS)
+    nvdisasm = os.path.join(os.path.dirname(tool), "nvdisasm")
+    ok(os.path.exists(nvdisasm), "nvdisasm found beside cuobjdump (nvidia-cuda-nvdisasm wheel)")
+    if os.path.exists(nvdisasm):
+        env = dict(os.environ, PATH=os.path.dirname(tool) + os.pathsep + os.environ.get("PATH", ""))
+        sass = {a: subprocess.run([tool, "--dump-sass", "-arch", a, BIN], capture_output=True, text=True, env=env).stdout
+                for a in ("sm_90a", "sm_121a")}
+        q121 = len(re.findall(r"QMMA\.SF\.16832\.F32\.E2M1\.E4M3\.E8", sass["sm_121a"]))
+        ok(q121 > 0, "sm_121a image has the block-scaled MXFP4 MMA (QMMA.SF.16832.F32.E2M1.E4M3.E8 x %d)" % q121)
+        ok("QMMA.SF" not in sass["sm_90a"] and "HMMA.16816.F32" in sass["sm_90a"],
+           "sm_90a image computes MXFP4 through f16 HMMA only (no block-scaled MMA)")
     return exit_code()
 
 

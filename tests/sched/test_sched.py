@@ -90,7 +90,7 @@ def main():
     print("# " + r.stdout.strip())
     n_during = int(r.stdout.split(" over ")[-1].split()[0]) if " over " in r.stdout else 0
     ok(r.returncode == 0 and n_during >= 10, "stream produced %d tokens during a chunked 2000-token prefill" % n_during)
-    for mode in ("cancel", "queue", "long", "drain"):
+    for mode in ("cancel", "queue", "long", "drain", "constrain"):
         r = subprocess.run([TOOL, model, mode], capture_output=True, text=True, timeout=300)
         print(r.stdout, end="")
         ok(r.returncode == 0, "tool_sched %s exits 0" % mode, r.stderr[-300:])

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_bundle.py — INSTALL.md section 3 (air-gapped): the bundle made by one command
-(dist/bundle.sh), moved (its tar checked by sha256sum and by sparkd verify, unpacked
+(etc/deploy/bundle.sh), moved (its tar checked by sha256sum and by sparkd verify, unpacked
 elsewhere), verified with the bundle's own static binary (`sparkd verify --manifest
 SHA256SUMS`: every file OK; a changed byte: FAILED, exit 1), and served from where it
 was unpacked — nginx with a certificate from a local CA (nginx/gen-ca.sh), curl trusting
@@ -24,9 +24,9 @@ def main():
         return 0
     work = tempfile.mkdtemp(prefix="sparkd-bundle-", dir=os.path.join(S.ROOT, "build"))
     out = os.path.join(work, "out")
-    r = S.run([os.path.join(S.ROOT, "dist", "bundle.sh"), out])
+    r = S.run([os.path.join(S.ROOT, "etc", "deploy", "bundle.sh"), out])
     tar = r.stdout.strip()
-    ok(r.returncode == 0 and tar.endswith(".tar") and os.path.exists(tar), "dist/bundle.sh makes the bundle",
+    ok(r.returncode == 0 and tar.endswith(".tar") and os.path.exists(tar), "etc/deploy/bundle.sh makes the bundle",
        r.stdout + r.stderr)
     if not os.path.exists(tar):
         return exit_code()

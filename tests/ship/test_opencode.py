@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_opencode.py — dist/opencode-config.sh (INSTALL.md section 5): the OpenCode provider
+"""test_opencode.py — etc/deploy/opencode-config.sh (INSTALL.md section 5): the OpenCode provider
 config it writes for a running sparkd is valid JSON in OpenCode's provider shape, names
 the model id /v1/models serves with the INI's context and output limits, and the official
 `openai` client pointed at the config's baseURL and model (as OpenCode's
@@ -17,7 +17,7 @@ import shiplib as S  # noqa: E402
 import harness  # noqa: E402
 from testlib import ok, exit_code  # noqa: E402
 
-GEN = os.path.join(S.ROOT, "dist", "opencode-config.sh")
+GEN = os.path.join(S.ROOT, "etc", "deploy", "opencode-config.sh")
 
 
 def main():

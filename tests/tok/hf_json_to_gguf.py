@@ -14,7 +14,9 @@ import sys
 import gguf
 
 
-def convert(tok_json, cfg_json, pre, out):
+def convert(tok_json, cfg_json, pre, out, arch="llama", extra=None):
+    """extra(writer, n_vocab): adds more keys and tensors before the file is written
+    (tests/api/make_script_models.py makes whole tiny models this way)."""
     j = json.load(open(tok_json, encoding="utf-8"))
     cfg = json.load(open(cfg_json, encoding="utf-8")) if cfg_json else {}
     model = j["model"]
@@ -43,7 +45,7 @@ def convert(tok_json, cfg_json, pre, out):
             return None
         return tokens.index(v)
 
-    w = gguf.GGUFWriter(out, "llama")
+    w = gguf.GGUFWriter(out, arch)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
@@ -55,6 +57,8 @@ def convert(tok_json, cfg_json, pre, out):
         if i is not None:
             add(i)
     w.add_add_bos_token(bool(cfg.get("add_bos_token", pre == "llama-bpe")))
+    if extra:
+        extra(w, n)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -31,7 +31,7 @@ static const char *body_of(const cap *c) {
 
 static fcgi_limits lim(void) {
     fcgi_limits l = {.max_body_bytes = 1 << 20, .max_tokens = 100, .max_stop = 4, .max_stop_len = 8,
-                     .max_tools_bytes = 200, .max_top_logprobs = 5, .max_top_k = 1000};
+                     .max_tools_bytes = 200, .max_top_logprobs = 5, .max_top_k = 1000, .n_vocab = 1000};
     sampler_default_params(&l.sp);
     return l;
 }
@@ -105,9 +105,26 @@ int main(void) {
                         "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
                         "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"}}]"),
                 400, "tools", "the limit is 200");
-    check_parse(1, CHAT(",\"tool_choice\":\"required\""), 400, "tool_choice", "only tool_choice");
-    check_parse(1, CHAT(",\"response_format\":{\"type\":\"json_object\"}"), 400, "response_format", "not supported");
-    check_parse(1, CHAT(",\"logit_bias\":{\"1\":5}"), 400, "logit_bias", "not supported");
+    /* tool_choice, response_format, logit_bias, reasoning_effort (issue 12) */
+#define TOOL "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}"
+    check_parse(1, CHAT(",\"tool_choice\":\"required\""), 400, "tool_choice", "the request has no tools");
+    check_parse(1, CHAT(",\"tools\":[" TOOL "],\"tool_choice\":\"required\""), 0, NULL, NULL);
+    check_parse(1, CHAT(",\"tools\":[" TOOL "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}}"), 0,
+                NULL, NULL);
+    check_parse(1, CHAT(",\"tools\":[" TOOL "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}"), 400,
+                "tool_choice", "not among the tools");
+    check_parse(1, CHAT(",\"tools\":[" TOOL "],\"tool_choice\":\"sometimes\""), 400, "tool_choice", "is not one of");
+    check_parse(1, CHAT(",\"tools\":[" TOOL "," TOOL "]"), 400, "tools", "used twice");
+    check_parse(1, CHAT(",\"response_format\":{\"type\":\"json_object\"}"), 0, NULL, NULL);
+    check_parse(1, CHAT(",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}"), 400,
+                "response_format", "'schema' must be");
+    check_parse(1, CHAT(",\"response_format\":{\"type\":\"yaml\"}"), 400, "response_format", "is not one of");
+    check_parse(1, CHAT(",\"logit_bias\":{\"1\":5}"), 0, NULL, NULL);
+    check_parse(1, CHAT(",\"logit_bias\":{\"5000\":5}"), 400, "logit_bias", "not a token id");
+    check_parse(1, CHAT(",\"logit_bias\":{\"1\":101}"), 400, "logit_bias", "in [-100, 100]");
+    check_parse(1, CHAT(",\"logit_bias\":{\"x\":1}"), 400, "logit_bias", "not a token id");
+    check_parse(1, CHAT(",\"reasoning_effort\":\"extreme\""), 400, "reasoning_effort", "must be one of");
+    check_parse(1, CHAT(",\"reasoning_effort\":\"high\""), 0, NULL, NULL);
     /* one JSON path (jsonv.c in strict mode): the rules jansson applied before */
     {
         char big[2048];
@@ -129,7 +146,118 @@ int main(void) {
     check_parse(0, "{\"model\":\"m\",\"prompt\":[[1,2],[3]]}", 400, "prompt", "batched prompts");
     check_parse(0, "{\"model\":\"m\",\"prompt\":[1,2,3]}", 0, NULL, NULL);
     check_parse(0, "{\"model\":\"m\",\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs", "out of range [0, 5]");
-    check_parse(0, "{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":\"y\"}", 400, "suffix", "not supported");
+    check_parse(0, "{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":\"y\"}", 0, NULL, NULL);
+    check_parse(0, "{\"model\":\"m\",\"prompt\":\"x\",\"suffix\":5}", 400, "suffix", "must be a string");
+
+    /* Anthropic's /v1/messages and OpenAI's /v1/responses: the request table's
+     * treatment, then the translation into the chat shape */
+    {
+        struct { const char *body; int want; const char *param, *msg; } rows[] = {
+            {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 400, "max_tokens", "'max_tokens' is required"},
+            {"{\"model\":\"m\",\"max_tokens\":5}", 400, "messages", "'messages' is required"},
+            {"{\"model\":\"m\",\"max_tokens\":0,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 400, "max_tokens", "at least 1"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\","
+             "\"tool_use_id\":\"nope\",\"content\":\"x\"}]}]}", 400, "messages", "names no earlier tool_use"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"hologram\"}]}]}", 400,
+             "messages", "'hologram' is not supported"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\"}]}]}", 400,
+             "messages", "image blocks are not supported"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\","
+             "\"content\":\"x\"}]}", 400, "messages", "prefilled"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"name\":"
+             "\"a b\",\"input_schema\":{}}]}", 400, "tools", "name must be"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":"
+             "\"web_search_20250305\",\"name\":\"w\"}]}", 400, "tools", "client tools only"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tool_choice\":{\"type\":"
+             "\"any\"}}", 400, "tool_choice", "has no tools"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":1.5}", 400,
+             "temperature", "out of range [0, 1]"},
+            {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"thinking\":{\"type\":"
+             "\"maybe\"}}", 400, "thinking", "enabled"},
+        };
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+            fcgi_limits l = lim();
+            fcgi_gen g;
+            fcgi_error er = {0};
+            int rc = fcgi_messages_parse(rows[i].body, strlen(rows[i].body), &l, "m", 0, &g, &er);
+            int ok = rc == -1 && er.status == rows[i].want && er.param && !strcmp(er.param, rows[i].param) &&
+                     strstr(er.msg, rows[i].msg);
+            T_OK(ok, "messages: %d %s (got %d %s: %s)", rows[i].want, rows[i].msg, er.status, er.param ? er.param : "-", er.msg);
+            fcgi_gen_free(&g);
+        }
+        /* a tool round trip translates: system, user, assistant (thinking + tool_use), tool, user */
+        const char *ok_body =
+            "{\"model\":\"m\",\"max_tokens\":5,\"system\":[{\"type\":\"text\",\"text\":\"be brief\"}],\"messages\":["
+            "{\"role\":\"user\",\"content\":\"weather?\"},"
+            "{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"s\"},"
+            "{\"type\":\"tool_use\",\"id\":\"tu1\",\"name\":\"get\",\"input\":{\"city\":\"Oslo\"}}]},"
+            "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"tu1\",\"content\":[{\"type\":\"text\","
+            "\"text\":\"5C\"}]},{\"type\":\"text\",\"text\":\"thanks\"}]}],"
+            "\"tools\":[{\"name\":\"get\",\"input_schema\":{\"type\":\"object\"}}],\"tool_choice\":{\"type\":\"tool\",\"name\":"
+            "\"get\"},\"stop_sequences\":[\"END\"],\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2048}}";
+        fcgi_limits l = lim();
+        fcgi_gen g;
+        fcgi_error er = {0};
+        int rc = fcgi_messages_parse(ok_body, strlen(ok_body), &l, "m", 0, &g, &er);
+        const char *roles[] = {"system", "user", "assistant", "tool", "user"};
+        int good = rc == 0 && g.messages && g.messages->u.l->n == 5;
+        for (int i = 0; good && i < 5; i++)
+            good = !strcmp(fcgi_jget(&g.messages->u.l->v[i], "role")->u.s->p, roles[i]);
+        good = good && fcgi_jget(&g.messages->u.l->v[2], "tool_calls") && fcgi_jget(&g.messages->u.l->v[2], "reasoning_content") &&
+               !strcmp(fcgi_jget(&g.messages->u.l->v[3], "tool_call_id")->u.s->p, "tu1") &&
+               !strcmp(fcgi_jget(&g.messages->u.l->v[3], "content")->u.s->p, "5C") && g.tools && g.tool_choice == FCGI_TOOLS_NAMED &&
+               g.n_stop == 1 && g.thinking == 1 && g.max_tokens == 5;
+        T_OK(good, "messages: a tool round trip becomes system, user, assistant(thinking, tool_calls), tool, user (%s)", er.msg);
+        fcgi_gen_free(&g);
+    }
+    {
+        struct { const char *body; int want; const char *param, *msg; } rows[] = {
+            {"{\"model\":\"m\"}", 400, "input", "'input' is required"},
+            {"{\"model\":\"m\",\"input\":5}", 400, "input", "must be a string or a list"},
+            {"{\"model\":\"m\",\"input\":[{\"type\":\"computer_call\"}]}", 400, "input", "'computer_call' is not supported"},
+            {"{\"model\":\"m\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\"}]}]}", 400, "input",
+             "only text parts"},
+            {"{\"model\":\"m\",\"input\":\"hi\",\"previous_response_id\":\"resp_nope\"}", 400, "previous_response_id", "not found"},
+            {"{\"model\":\"m\",\"input\":\"hi\",\"tools\":[{\"type\":\"web_search\"}]}", 400, "tools", "function tools only"},
+            {"{\"model\":\"m\",\"input\":\"hi\",\"max_output_tokens\":0}", 400, "max_output_tokens", "at least 1"},
+            {"{\"model\":\"m\",\"input\":\"hi\",\"reasoning\":{\"effort\":\"max\"}}", 400, "reasoning.effort", "must be one of"},
+            {"{\"model\":\"m\",\"input\":\"hi\",\"text\":{\"format\":{\"type\":\"json_schema\"}}}", 400, "text.format",
+             "'schema' must be"},
+        };
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+            fcgi_limits l = lim();
+            fcgi_gen g;
+            fcgi_error er = {0};
+            int rc = fcgi_responses_parse(rows[i].body, strlen(rows[i].body), &l, "m", NULL, &g, &er);
+            int ok = rc == -1 && er.status == rows[i].want && er.param && !strcmp(er.param, rows[i].param) &&
+                     strstr(er.msg, rows[i].msg);
+            T_OK(ok, "responses: %d %s (got %d %s: %s)", rows[i].want, rows[i].msg, er.status, er.param ? er.param : "-", er.msg);
+            fcgi_gen_free(&g);
+        }
+        const char *ok_body =
+            "{\"model\":\"m\",\"instructions\":\"be brief\",\"input\":[{\"role\":\"user\",\"content\":\"weather?\"},"
+            "{\"type\":\"reasoning\",\"summary\":[],\"content\":[{\"type\":\"reasoning_text\",\"text\":\"hm\"}]},"
+            "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"get\",\"arguments\":\"{}\"},"
+            "{\"type\":\"function_call\",\"call_id\":\"c2\",\"name\":\"get\",\"arguments\":\"{}\"},"
+            "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"5C\"},"
+            "{\"type\":\"function_call_output\",\"call_id\":\"c2\",\"output\":\"6C\"}],"
+            "\"tools\":[{\"type\":\"function\",\"name\":\"get\",\"parameters\":{\"type\":\"object\"}}],"
+            "\"tool_choice\":{\"type\":\"function\",\"name\":\"get\"},\"max_output_tokens\":7,\"store\":false,"
+            "\"reasoning\":{\"effort\":\"low\"},\"text\":{\"format\":{\"type\":\"json_object\"}}}";
+        fcgi_limits l = lim();
+        fcgi_gen g;
+        fcgi_error er = {0};
+        int rc = fcgi_responses_parse(ok_body, strlen(ok_body), &l, "m", NULL, &g, &er);
+        const char *roles[] = {"system", "user", "assistant", "tool", "tool"};
+        int good = rc == 0 && g.messages && g.messages->u.l->n == 5;
+        for (int i = 0; good && i < 5; i++)
+            good = !strcmp(fcgi_jget(&g.messages->u.l->v[i], "role")->u.s->p, roles[i]);
+        good = good && fcgi_jget(&g.messages->u.l->v[2], "tool_calls")->u.l->n == 2 &&
+               fcgi_jget(&g.messages->u.l->v[2], "reasoning_content") && g.tool_choice == FCGI_TOOLS_NAMED && !g.store &&
+               g.max_tokens == 7 && g.format == FCGI_FMT_JSON_OBJECT && !strcmp(g.reasoning_effort, "low");
+        T_OK(good, "responses: items become system, user, assistant(2 tool_calls, reasoning), tool, tool (%s)", er.msg);
+        fcgi_gen_free(&g);
+    }
 
     /* parsed values */
     {

@@ -12,6 +12,9 @@
  *   tool_sched MODEL cancel                                cancel mid-stream; slot freed
  *   tool_sched MODEL queue                                 bounded queue refuses (429)
  *   tool_sched MODEL long                                  prompt longer than the context
+ *   tool_sched MODEL constrain                             a constraint's mask is obeyed, its
+ *           done() ends the output, a mask allowing nothing fails that request only;
+ *           logit_bias +100 forces a token under greedy sampling; n_cached reported
  * Request i's prompt is deterministic: length 3 + (i * 7) % 40 ids from an LCG. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +118,36 @@ static double time_first_token(sched *s, const int32_t *ids, int n, int max_toke
 static int fail(const char *what, const err *e) {
     printf("not ok - %s: %s\n", what, e ? e->msg : "");
     return 1;
+}
+
+/* A test constraint: allows only ids[0..n) (cycling through them is not needed:
+ * any of them, every step), done after `stop_after` accepted tokens; counts the
+ * tokens it saw; `deny` makes the mask allow nothing. */
+typedef struct set_rule {
+    const int32_t *ids;
+    int n, stop_after, seen, bad, deny;
+    int32_t vocab;
+} set_rule;
+static int rule_mask(void *u, uint32_t *w, err *e) {
+    (void)e;
+    set_rule *r = u;
+    memset(w, 0, sizeof(uint32_t) * (((size_t)r->vocab + 31) / 32));
+    if (!r->deny)
+        for (int i = 0; i < r->n; i++) w[r->ids[i] / 32] |= 1u << (r->ids[i] % 32);
+    return 0;
+}
+static int rule_accept(void *u, int32_t t, err *e) {
+    (void)e;
+    set_rule *r = u;
+    int in = 0;
+    for (int i = 0; i < r->n; i++) in |= r->ids[i] == t;
+    r->bad += !in;
+    r->seen++;
+    return 0;
+}
+static int rule_done(void *u) {
+    set_rule *r = u;
+    return r->stop_after && r->seen >= r->stop_after;
 }
 
 int main(int argc, char **argv) {
@@ -250,6 +283,68 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4; i++)
             if (r[i]) sched_release(r[i]);
         rc |= accepted != 3;
+        tool_sched_free(s);
+    } else if (!strcmp(mode, "constrain")) {
+        tool_opts o = {.n_threads = 2, .n_ctx = 256, .max_seqs = 2, .max_batched_tokens = 64, .max_queue = 2};
+        sched *s;
+        if (tool_sched_create(&s, &o, &e)) return fail("sched_create", &e);
+        /* sampled at temperature 1: without the mask almost every token would be outside the set */
+        static const int32_t allowed[3] = {100, 200, 300};
+        set_rule a = {.ids = allowed, .n = 3, .stop_after = 7, .vocab = n_vocab};
+        set_rule d = {.ids = allowed, .n = 3, .deny = 1, .vocab = n_vocab};
+        sched_constraint ca = {.mask = rule_mask, .accept = rule_accept, .done = rule_done, .u = &a};
+        sched_constraint cd = {.mask = rule_mask, .accept = rule_accept, .u = &d};
+        sched_params p = {.n_prompt = make_prompt(3, ids, n_vocab), .prompt = ids, .max_tokens = 50, .constraint = &ca};
+        sampler_default_params(&p.sp);
+        p.sp.temperature = 1.0f;
+        p.sp.seed = 7;
+        sched_req *ra, *rd;
+        if (sched_submit(s, &p, &ra, &e)) return fail("submit", &e);
+        sched_params q = p;
+        q.constraint = &cd;
+        if (sched_submit(s, &q, &rd, &e)) return fail("submit", &e);
+        sched_event ev;
+        int toks = 0, outside = 0;
+        while (sched_next(ra, &ev, 10000) && ev.type == SCHED_EV_TOKEN) {
+            toks++;
+            outside += ev.token != 100 && ev.token != 200 && ev.token != 300;
+        }
+        printf("%s - constrained: %d tokens all in the allowed set (%d outside), done() ended it (finish %d)\n",
+               toks == 7 && !outside && a.bad == 0 && ev.type == SCHED_EV_DONE && ev.finish == SCHED_FINISH_STOP ? "ok"
+                                                                                                      : "not ok",
+               toks, outside, ev.finish);
+        rc |= !(toks == 7 && !outside && a.bad == 0 && ev.type == SCHED_EV_DONE && ev.finish == SCHED_FINISH_STOP);
+        sched_event ed;
+        while (sched_next(rd, &ed, 10000) && ed.type == SCHED_EV_TOKEN) {}
+        printf("%s - a mask that allows nothing fails that request only (%s: %s)\n",
+               ed.type == SCHED_EV_ERROR && ed.code == ERR_INVALID ? "ok" : "not ok",
+               ed.type == SCHED_EV_ERROR ? "ERROR" : "no error", ed.msg);
+        rc |= !(ed.type == SCHED_EV_ERROR && ed.code == ERR_INVALID);
+        sched_release(ra);
+        sched_release(rd);
+        /* logit_bias: +100 on one id wins every greedy step; the same prompt again
+         * finds its prefix in the cache */
+        int32_t bid = n_vocab - 7;
+        float bval = 100.0f;
+        sched_params b = {.n_prompt = make_prompt(3, ids, n_vocab), .prompt = ids, .max_tokens = 5, .bias_ids = &bid,
+                          .bias_vals = &bval, .n_bias = 1};
+        sampler_default_params(&b.sp);
+        b.sp.temperature = 0;
+        sched_req *rb;
+        if (sched_submit(s, &b, &rb, &e)) return fail("submit", &e);
+        int forced = 0, n = 0;
+        while (sched_next(rb, &ev, 10000) && ev.type == SCHED_EV_TOKEN) { n++; forced += ev.token == bid; }
+        printf("%s - logit_bias +100 forces id %d: %d of %d tokens; prompt %d tokens, %d cached\n",
+               n == 5 && forced == 5 ? "ok" : "not ok", bid, forced, n, ev.n_prompt, ev.n_cached);
+        rc |= !(n == 5 && forced == 5);
+        sched_release(rb);
+        int32_t bad = n_vocab;
+        b.bias_ids = &bad;
+        err e2 = {0};
+        int r2 = sched_submit(s, &b, &rb, &e2);
+        printf("%s - logit_bias with an id past the vocabulary is refused (%s)\n", r2 == ERR_INVALID ? "ok" : "not ok",
+               e2.msg);
+        rc |= r2 != ERR_INVALID;
         tool_sched_free(s);
     } else if (!strcmp(mode, "drain")) {
         tool_opts o = {.n_threads = 2, .n_ctx = 256, .max_seqs = 2, .max_batched_tokens = 64, .max_queue = 4};

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# dist/opencode-config.sh BASE_URL INI... — an OpenCode provider config (opencode.json) for
+# etc/deploy/opencode-config.sh BASE_URL INI... — an OpenCode provider config (opencode.json) for
 # the sparkd instances whose INI files are given: one provider per instance (one sparkd
 # serves one model), each model listed under the id it serves ([model] id, else the file
 # name without .gguf) with its context ([model] context; 0 = the model's, capped at 4096)
 # and output limit ([limits] max_tokens, at most the context). The API key is read by
 # OpenCode from $SPARKD_API_KEY. Several instances behind one name: give BASE_URL once per
 # INI as URL=INI, e.g.
-#   dist/opencode-config.sh https://spark.TAILNET.ts.net/v1 /etc/sparkd/sparkd.ini > opencode.json
-#   dist/opencode-config.sh https://spark:8443/v1=/etc/sparkd/qwen3.ini https://spark:8444/v1=/etc/sparkd/oss.ini
+#   etc/deploy/opencode-config.sh https://spark.TAILNET.ts.net/v1 /etc/sparkd/sparkd.ini > opencode.json
+#   etc/deploy/opencode-config.sh https://spark:8443/v1=/etc/sparkd/qwen3.ini https://spark:8444/v1=/etc/sparkd/oss.ini
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BASE_URL INI... | URL=INI..." >&2; exit 2; }
 default_url=""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# musl/deps.sh [OUT] — static musl builds of sparkd's C dependencies, made from
+# etc/static/musl-deps.sh [OUT] — static musl builds of sparkd's C dependencies, made from
 # Debian's own source packages (nothing vendored in this tree):
 #
 #   apt-get source bearssl      (the host distribution's sources: Debian main, or Ubuntu

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dist/bundle.sh [OUT_DIR] — the air-gapped bundle (INSTALL.md section 3), one command:
+# etc/deploy/bundle.sh [OUT_DIR] — the air-gapped bundle (INSTALL.md section 3), one command:
 #
 #   build/sparkd-bundle-ARCH/             the shipping part of a checkout, same layout:
 #     build/sparkd-static                   fully static CPU binary (runs anywhere on ARCH)
@@ -17,7 +17,7 @@
 #   build/sparkd-static verify --manifest SHA256SUMS      # every file: OK, or exit 1
 # then INSTALL.md section 1 from "Install" on (the commands are the same from here).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 OUT=${1:-$ROOT/build}
 MODEL=${SPARKD_BUNDLE_MODEL:-$ROOT/models/gemma-3-270m-q4_k_m.gguf}

@@ -1,0 +1,286 @@
+/* constrain.c — see constrain.h.
+ *
+ * Grammars come from appliance/serve/grammar.h, compiled per request against the
+ * app's grammar_vocab (built once at start). What each form becomes:
+ *   response_format json_object            GRAMMAR_JSON_OBJECT
+ *   response_format json_schema            GRAMMAR_JSON_SCHEMA of the schema
+ *   forced call, a named function          prefill up to the arguments, then the
+ *     (or "required" with one tool)        tool's parameters schema (Qwen3 JSON body,
+ *                                          harmony message); the closing markup is
+ *                                          written for the model once the JSON is
+ *                                          complete (constraint done)
+ *   forced call, "required", several tools Qwen3: prefill "<tool_call>\n", then a
+ *                                          schema of anyOf {"name": one tool,
+ *                                          "arguments": its parameters}
+ *   Qwen3-Coder XML parameters, harmony    prefill only (the opener is forced; the
+ *     with the name left open              arguments are the model's)
+ * JSON whitespace between tokens is bounded (JSON_WS bytes at each place).
+ *
+ * Reasoning models: a Qwen3-style model may open "<think>" first. The constraint
+ * then lets the reasoning run unconstrained, lets the whitespace after "</think>"
+ * through, and applies the grammar from the first other token. */
+#include "constrain.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar.h"
+
+#define JSON_WS 2 /* whitespace bytes allowed at each place of generated JSON */
+
+enum { PHASE_PRE = 0, PHASE_THINK, PHASE_GAP, PHASE_ARMED };
+
+struct fcgi_constraint {
+    sched_constraint sc;
+    grammar *g;
+    grammar_state *st;
+    const fcgi_app *a;
+    int phase;           /* PHASE_* */
+    int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 none */
+    char suffix[96];     /* written for the model when the grammar completes */
+};
+
+/* ---------------------------------------------------------------- per app */
+
+static int32_t special_id(const tok *tk, const char *s) {
+    int32_t ids[4];
+    err e = {0};
+    int n = tok_encode(tk, s, strlen(s), 0, 1, ids, 4, &e);
+    size_t len;
+    const char *p = n == 1 ? tok_piece(tk, ids[0], &len, 1) : NULL;
+    return p && len == strlen(s) && !memcmp(p, s, len) ? ids[0] : -1;
+}
+
+int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e) {
+    int rc = grammar_vocab_new(&a->gvocab, a->tk, n_vocab, e);
+    if (rc) return rc;
+    const size_t nw = grammar_mask_words(a->gvocab);
+    a->ws_tokens = calloc(nw, sizeof *a->ws_tokens);
+    if (!a->ws_tokens) return err_set(e, ERR_NOMEM, "out of memory");
+    const int32_t V = tok_vocab_size(a->tk) < n_vocab ? tok_vocab_size(a->tk) : n_vocab;
+    for (int32_t id = 0; id < V; id++) {
+        size_t len;
+        const char *p = tok_piece(a->tk, id, &len, 0);
+        if (!p || !len) continue;
+        size_t k = 0;
+        while (k < len && (p[k] == ' ' || p[k] == '\n' || p[k] == '\t' || p[k] == '\r')) k++;
+        if (k == len) a->ws_tokens[id / 32] |= 1u << (id % 32);
+    }
+    a->think_open = special_id(a->tk, "<think>");
+    a->think_close = special_id(a->tk, "</think>");
+    return 0;
+}
+
+void fcgi_constraint_teardown(fcgi_app *a) {
+    grammar_vocab_free(a->gvocab);
+    free(a->ws_tokens);
+    a->gvocab = NULL;
+    a->ws_tokens = NULL;
+}
+
+/* ---------------------------------------------------------------- forced prefix */
+
+int fcgi_forced_prefix(const fcgi_app *a, const fcgi_gen *g, int thinking, char *buf, size_t cap, const char **prefix,
+                       fcgi_error *er) {
+    *prefix = NULL;
+    if (g->tool_choice != FCGI_TOOLS_REQUIRED && g->tool_choice != FCGI_TOOLS_NAMED) return 0;
+    const char *name = fcgi_forced_name(g);
+    const char *close = thinking ? "\n</think>\n\n" : "";
+    int k;
+    switch (a->pfmt) {
+    case PARSE_QWEN3:
+        k = name ? snprintf(buf, cap, "%s<tool_call>\n{\"name\": \"%s\", \"arguments\": ", close, name)
+                 : snprintf(buf, cap, "%s<tool_call>\n", close);
+        break;
+    case PARSE_QWEN3_CODER:
+        k = name ? snprintf(buf, cap, "%s<tool_call>\n<function=%s>\n", close, name)
+                 : snprintf(buf, cap, "%s<tool_call>\n<function=", close);
+        break;
+    case PARSE_HARMONY:
+        k = name ? snprintf(buf, cap, "<|channel|>commentary to=functions.%s <|constrain|>json<|message|>", name)
+                 : snprintf(buf, cap, "<|channel|>commentary to=functions.");
+        break;
+    default:
+        return fcgi_errorf(er, 400, "invalid_request_error", "unsupported_value", "tool_choice",
+                           "this model's chat template has no tool-call syntax sparkd knows, so a tool call cannot be "
+                           "forced; use tool_choice \"auto\"");
+    }
+    if (k < 0 || (size_t)k >= cap) return fcgi_errorf(er, 500, "server_error", NULL, NULL, "tool-call prefix too long");
+    *prefix = buf;
+    return 0;
+}
+
+const char *fcgi_forced_name(const fcgi_gen *g) {
+    if (g->tool_choice == FCGI_TOOLS_NAMED) return g->tool_name;
+    if (g->tool_choice == FCGI_TOOLS_REQUIRED && g->tools && g->tools->u.l->n == 1)
+        return fcgi_jget(fcgi_jget(&g->tools->u.l->v[0], "function"), "name")->u.s->p;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- the constraint's calls */
+
+static int allowed(const uint32_t *w, int32_t id) { return w[id / 32] >> (id % 32) & 1; }
+
+static int c_mask(void *u, uint32_t *words, err *e) {
+    fcgi_constraint *c = u;
+    const size_t nw = grammar_mask_words(c->a->gvocab);
+    if (c->phase == PHASE_THINK) {
+        memset(words, 0xff, nw * sizeof *words);
+        return 0;
+    }
+    int rc = grammar_state_mask(c->st, words, e);
+    if (rc) return rc;
+    if (c->phase == PHASE_PRE && c->think_open >= 0) words[c->think_open / 32] |= 1u << (c->think_open % 32);
+    if (c->phase == PHASE_GAP)
+        for (size_t i = 0; i < nw; i++) words[i] |= c->a->ws_tokens[i];
+    return 0;
+}
+
+static int c_accept(void *u, int32_t t, err *e) {
+    fcgi_constraint *c = u;
+    switch (c->phase) {
+    case PHASE_PRE:
+        if (t == c->think_open) { c->phase = PHASE_THINK; return 0; }
+        c->phase = PHASE_ARMED;
+        break;
+    case PHASE_THINK:
+        if (t == c->think_close) c->phase = PHASE_GAP;
+        return 0;
+    case PHASE_GAP:
+        if (allowed(c->a->ws_tokens, t)) {
+            /* whitespace the grammar itself would take counts for it */
+            err ig = {0};
+            if (grammar_state_accept(c->st, t, &ig) == 0) c->phase = PHASE_ARMED;
+            return 0;
+        }
+        c->phase = PHASE_ARMED;
+        break;
+    }
+    return grammar_state_accept(c->st, t, e);
+}
+
+static int c_done(void *u) {
+    fcgi_constraint *c = u;
+    return c->phase == PHASE_ARMED && grammar_state_done(c->st);
+}
+
+/* ---------------------------------------------------------------- building */
+
+/* The tool's parameters schema (an empty object schema when it has none), dumped. */
+static int params_text(const fcgi_gen *g, const char *name, jv_buf *out) {
+    for (size_t i = 0; i < g->tools->u.l->n; i++) {
+        const jv *fn = fcgi_jget(&g->tools->u.l->v[i], "function");
+        if (strcmp(fcgi_jget(fn, "name")->u.s->p, name)) continue;
+        const jv *p = fcgi_jget(fn, "parameters");
+        err e = {0};
+        if (!p || p->type != JV_DICT) { jv_buf_puts(out, "{\"type\":\"object\"}"); return out->over ? -1 : 0; }
+        return jv_dump(out, *p, NULL, ",", ":", 0, 0, &e) || out->over ? -1 : 0;
+    }
+    return -1;
+}
+
+/* anyOf over {"name": [tool], "arguments": its parameters} for every tool. */
+static int calls_text(const fcgi_gen *g, jv_buf *out) {
+    jv_buf_puts(out, "{\"anyOf\":[");
+    for (size_t i = 0; i < g->tools->u.l->n; i++) {
+        const jv *fn = fcgi_jget(&g->tools->u.l->v[i], "function");
+        const char *name = fcgi_jget(fn, "name")->u.s->p;
+        if (i) jv_buf_putc(out, ',');
+        jv_buf_puts(out, "{\"type\":\"object\",\"properties\":{\"name\":{\"enum\":[\"");
+        jv_buf_puts(out, name); /* valid names need no escaping: [A-Za-z0-9_.-] */
+        jv_buf_puts(out, "\"]},\"arguments\":");
+        if (params_text(g, name, out)) return -1;
+        jv_buf_puts(out, "},\"required\":[\"name\",\"arguments\"],\"additionalProperties\":false}");
+    }
+    jv_buf_puts(out, "]}");
+    return out->over ? -1 : 0;
+}
+
+int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_constraint **out, fcgi_error *er) {
+    *out = NULL;
+    const int forced = g->tool_choice == FCGI_TOOLS_REQUIRED || g->tool_choice == FCGI_TOOLS_NAMED;
+    const char *param = forced ? "tool_choice" : g->api == FCGI_API_RESPONSES ? "text.format" : "response_format";
+    grammar_kind kind;
+    const char *suffix = "";
+    jv_buf text;
+    jv_buf_init(&text, (size_t)8 << 20);
+    if (forced) {
+        const char *name = fcgi_forced_name(g);
+        if (a->pfmt == PARSE_QWEN3 && name) {
+            kind = GRAMMAR_JSON_SCHEMA;
+            suffix = "}\n</tool_call>";
+            if (params_text(g, name, &text)) goto toolarge;
+        } else if (a->pfmt == PARSE_QWEN3) {
+            kind = GRAMMAR_JSON_SCHEMA;
+            suffix = "\n</tool_call>";
+            if (calls_text(g, &text)) goto toolarge;
+        } else if (a->pfmt == PARSE_HARMONY && name) {
+            kind = GRAMMAR_JSON_SCHEMA;
+            suffix = "<|call|>";
+            if (params_text(g, name, &text)) goto toolarge;
+        } else {
+            jv_buf_free(&text);
+            return 0; /* prefill only (constrain.c's header) */
+        }
+    } else if (g->format == FCGI_FMT_JSON_OBJECT) {
+        kind = GRAMMAR_JSON_OBJECT;
+    } else if (g->format == FCGI_FMT_JSON_SCHEMA) {
+        kind = GRAMMAR_JSON_SCHEMA;
+        err de = {0};
+        if (jv_dump(&text, *g->schema, NULL, ",", ":", 0, 0, &de) || text.over) goto toolarge;
+    } else {
+        jv_buf_free(&text);
+        return 0;
+    }
+    if (!a->gvocab) {
+        jv_buf_free(&text);
+        return fcgi_errorf(er, 400, "invalid_request_error", "unsupported_value", param,
+                           "constrained output is not available: the grammar vocabulary could not be built at start");
+    }
+    fcgi_constraint *c = calloc(1, sizeof *c);
+    if (!c) { jv_buf_free(&text); return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory"); }
+    c->a = a;
+    grammar_opts o;
+    grammar_opts_default(&o);
+    o.json_ws = JSON_WS;
+    err e = {0};
+    int rc = grammar_compile(&c->g, a->gvocab, kind, text.p ? text.p : "", text.n, &o, &e);
+    jv_buf_free(&text);
+    if (!rc) rc = grammar_state_new(&c->st, c->g, &e);
+    if (rc) {
+        fcgi_constraint_free(c);
+        if (e.code == ERR_NOMEM) return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory compiling the schema");
+        return fcgi_errorf(er, 400, "invalid_request_error", e.code == ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_schema",
+                           param, "%s: %s", forced ? "the tool's parameters schema" : "the schema", e.msg);
+    }
+    snprintf(c->suffix, sizeof c->suffix, "%s", suffix);
+    c->think_open = c->think_close = -1;
+    if (!forced && (a->pfmt == PARSE_QWEN3 || a->pfmt == PARSE_QWEN3_CODER)) {
+        c->think_open = a->think_open;
+        c->think_close = a->think_close;
+    }
+    /* forced calls close any open reasoning in their prefix; structured output
+     * waits for the reasoning the prompt opened, or that the model may open */
+    c->phase = forced ? PHASE_ARMED : thinking && c->think_close >= 0 ? PHASE_THINK
+                                                                      : c->think_open >= 0 ? PHASE_PRE : PHASE_ARMED;
+    c->sc = (sched_constraint){.mask = c_mask, .accept = c_accept, .done = c_done, .u = c};
+    *out = c;
+    return 0;
+toolarge:
+    jv_buf_free(&text);
+    return fcgi_errorf(er, 400, "invalid_request_error", "invalid_schema", param, "the schema is too large");
+}
+
+const sched_constraint *fcgi_constraint_sched(fcgi_constraint *c) { return c ? &c->sc : NULL; }
+
+const char *fcgi_constraint_suffix(const fcgi_constraint *c) {
+    return c && c->phase == PHASE_ARMED && grammar_state_done(c->st) && c->suffix[0] ? c->suffix : NULL;
+}
+
+void fcgi_constraint_free(fcgi_constraint *c) {
+    if (!c) return;
+    grammar_state_free(c->st);
+    grammar_free(c->g);
+    free(c);
+}

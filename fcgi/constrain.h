@@ -1,0 +1,45 @@
+/* constrain.h — structured output and forced tool calls (prefix fcgi_constraint):
+ * what a request asks of the output's form (response_format / text.format
+ * json_object or json_schema; tool_choice "required" or a named function)
+ * turned into a sched_constraint, so the scheduler masks every token to it.
+ *
+ * Owns: per request, the compiled grammar and its per-sequence state; freed by
+ * fcgi_constraint_free after the request's final event. */
+#ifndef SPARKD_FCGI_CONSTRAIN_H
+#define SPARKD_FCGI_CONSTRAIN_H
+
+#include "fcgi.h"
+
+typedef struct fcgi_constraint fcgi_constraint;
+
+/* Per app, once the model is loaded: the grammar vocabulary over the model's
+ * n_vocab logit rows, the whitespace-only tokens, the reasoning markers. */
+int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e);
+void fcgi_constraint_teardown(fcgi_app *a);
+/* The function a forced call calls (named, or "required" with one tool), or NULL. */
+const char *fcgi_forced_name(const fcgi_gen *g);
+
+/* A forced tool call (tool_choice "required" or a named function) starts with
+ * the model's own tool-call opener written into the prompt (prefill), so the
+ * model goes on inside the call: Qwen3 '<tool_call>\n{"name": "NAME",
+ * "arguments": ', Qwen3-Coder "<tool_call>\n<function=NAME>\n", harmony
+ * "<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>" (a
+ * required call leaves the name to the model). *prefix = that text in buf, or
+ * NULL when nothing is forced; thinking: the prompt left a reasoning block open
+ * (closed first). 400 for a model without a tool-call syntax. */
+int fcgi_forced_prefix(const fcgi_app *a, const fcgi_gen *g, int thinking, char *buf, size_t cap, const char **prefix,
+                       fcgi_error *er);
+
+/* *out = NULL when the request asks nothing of the output's form; else a
+ * constraint for the model's own syntax (thinking: the prompt left a reasoning
+ * block open). -1 with er set: 400 for a schema the engine refuses (naming the
+ * keyword's path), or for a form this model has no syntax for. */
+int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_constraint **out, fcgi_error *er);
+const sched_constraint *fcgi_constraint_sched(fcgi_constraint *c); /* NULL for NULL */
+/* When the constraint completed the output (the scheduler stopped on done), the
+ * markup the model's syntax still needs after it ("}\n</tool_call>", "<|call|>"),
+ * which the caller feeds to the output parser; else NULL. */
+const char *fcgi_constraint_suffix(const fcgi_constraint *c);
+void fcgi_constraint_free(fcgi_constraint *c);
+
+#endif

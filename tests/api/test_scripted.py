@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""test_scripted.py — the agent APIs end to end over HTTPS (nginx + sparkd) with
+the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS and scripted
+outputs (tests/engine_script: the model's tokens are given, everything else is
+the product: template, tokenizer, scheduler, output parsers, the four API shapes).
+
+Per model: a tool call with reasoning through /v1/chat/completions (whole and
+streamed, read by the official openai client), /v1/responses (whole, and streamed
+through the client's event accumulator) and /v1/messages (Anthropic shapes, raw
+SSE checked event by event); the round trip with the tool's result; the prompt
+sparkd built equals transformers' own rendering of the same conversation
+(render_jinja_template) tokenized by HF tokenizers (Qwen3: chat, responses and
+messages translations). Then: previous_response_id, cached_tokens, x-api-key,
+Anthropic error shape, count_tokens, and an engine fault mid-stream (error event,
+no [DONE]; whole: 503). Runs in both passes (~20 s; the models are built once
+into build/script-models by make_script_models.py)."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import http.client
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, ".."))
+import harness  # noqa: E402
+import make_script_models  # noqa: E402
+from testlib import exit_code, ok  # noqa: E402
+
+BUILD = os.environ.get("SPARKD_BUILD", os.path.join(harness.ROOT, "build"))
+MODELS = os.path.join(harness.ROOT, "build", "script-models")
+KEY = harness.API_KEY
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}}]
+RESP_TOOLS = [{"type": "function", "name": "get_weather", "description": "Current weather in a city",
+               "parameters": TOOLS[0]["function"]["parameters"]}]
+ANTH_TOOLS = [{"name": "get_weather", "description": "Current weather in a city",
+               "input_schema": TOOLS[0]["function"]["parameters"]}]
+REASONING = "The user wants the weather."
+FINAL = "It is 5C and sunny in Oslo."
+
+# what each model writes for: reasoning + a get_weather(Oslo) call; the final answer
+SCRIPTS = {
+    "qwen3": {
+        "call": "<think>\n%s\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n"
+                "</tool_call><|im_end|>" % REASONING,
+        "final": "<think>\n\n</think>\n\n%s<|im_end|>" % FINAL,
+    },
+    "qwen3-coder": {
+        "call": "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n</tool_call><|im_end|>",
+        "final": "%s<|im_end|>" % FINAL,
+    },
+    "gpt-oss": {
+        "call": "<|channel|>analysis<|message|>%s<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather "
+                "<|constrain|>json<|message|>{\"city\":\"Oslo\"}<|call|>" % REASONING,
+        "final": "<|channel|>final<|message|>%s<|return|>" % FINAL,
+    },
+}
+HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True}
+
+
+def post(st, path, body, headers=None):
+    c = http.client.HTTPSConnection("127.0.0.1", st.port, context=st.ssl_ctx(), timeout=60)
+    h = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request("POST", path, json.dumps(body), h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def sse(data):
+    """[(event name or None, parsed data or raw)] of an event stream."""
+    out = []
+    for block in data.decode().split("\n\n"):
+        ev, payload = None, None
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                ev = line[7:]
+            elif line.startswith("data: "):
+                payload = line[6:]
+        if payload is not None:
+            out.append((ev, payload if payload == "[DONE]" else json.loads(payload)))
+    return out
+
+
+def hf_prompt_tokens(name, messages, tools):
+    """transformers' rendering of the template, tokenized by HF tokenizers."""
+    from transformers.utils import chat_template_utils as ctu
+    from tokenizers import Tokenizer
+    import tok_ref
+    src = open(os.path.join(MODELS, name + ".jinja")).read()
+    text, _ = ctu.render_jinja_template(conversations=[messages], tools=tools, chat_template=src,
+                                        add_generation_prompt=True)
+    mod, tj, _, _ = tok_ref.BYTE_LEVEL["qwen3"]
+    return len(Tokenizer.from_file(tok_ref.package_file(mod, *tj)).encode(text[0], add_special_tokens=False).ids)
+
+
+def stop_checked(st, label):
+    """SIGTERM, then the log must hold no sanitizer report (the -san pass)."""
+    import signal
+    if st.sparkd and st.sparkd.poll() is None:
+        st.sparkd.send_signal(signal.SIGTERM)
+        try:
+            st.sparkd.wait(timeout=60)
+        except Exception:  # noqa: BLE001
+            pass
+    log = st.log()
+    ok("ERROR: AddressSanitizer" not in log and "runtime error" not in log and "LeakSanitizer" not in log,
+       "%s: no sanitizer report in the server log" % label, log[-1500:])
+    st.stop()
+
+
+def client(st):
+    import openai
+    mk = getattr(openai, "DefaultHttpx2Client", None) or openai.DefaultHttpxClient
+    return openai.OpenAI(base_url=st.base + "/v1", api_key=KEY, max_retries=0, http_client=mk(verify=st.cert, timeout=60))
+
+
+def check_model(name, scripts):
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, name + ".gguf"), "id": name, "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, name + ".jinja")}})
+    try:
+        st.start()
+        cl = client(st)
+        user = [{"role": "user", "content": "What is the weather in Oslo? [[script:call]]"}]
+        # chat, whole
+        r = cl.chat.completions.create(model=name, messages=user, tools=TOOLS)
+        m = r.choices[0].message
+        good = (r.choices[0].finish_reason == "tool_calls" and m.tool_calls and len(m.tool_calls) == 1 and
+                m.tool_calls[0].function.name == "get_weather" and
+                json.loads(m.tool_calls[0].function.arguments) == {"city": "Oslo"} and
+                m.tool_calls[0].id.startswith("call_") and len(m.tool_calls[0].id) > 12)
+        if HAS_REASONING[name]:
+            good = good and (m.model_extra or {}).get("reasoning_content", "").strip() == REASONING and \
+                (m.model_extra or {}).get("reasoning", "").strip() == REASONING
+        ok(good, "%s: chat -> reasoning + get_weather(Oslo), finish tool_calls" % name, r.model_dump_json()[:600])
+        if name == "qwen3":
+            want = hf_prompt_tokens(name, user, TOOLS)
+            ok(r.usage.prompt_tokens == want, "%s: chat prompt == transformers' rendering (%d tokens)" % (name, want),
+               (r.usage.prompt_tokens, want))
+        # chat, streamed: the deltas add up to the same call
+        chunks = list(cl.chat.completions.create(model=name, messages=user, tools=TOOLS, stream=True,
+                                                 stream_options={"include_usage": True}))
+        args, fname, reason, finish = "", None, "", None
+        for c in chunks:
+            if not c.choices:
+                continue
+            d = c.choices[0].delta
+            reason += (d.model_extra or {}).get("reasoning_content") or ""
+            for tc in d.tool_calls or []:
+                fname = tc.function.name or fname
+                args += tc.function.arguments or ""
+            finish = c.choices[0].finish_reason or finish
+        ok(fname == "get_weather" and json.loads(args) == {"city": "Oslo"} and finish == "tool_calls" and
+           (not HAS_REASONING[name] or reason.strip() == REASONING) and chunks[-1].usage.completion_tokens > 0,
+           "%s: chat streamed -> the same call from deltas, usage chunk" % name, (fname, args, reason, finish))
+        # the round trip: the tool's result in, the final answer out
+        call = m.tool_calls[0]
+        turn2 = user + [{"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.function.arguments}}]},
+            {"role": "tool", "tool_call_id": call.id, "content": "5C, sunny [[script:final]]"}]
+        r2 = cl.chat.completions.create(model=name, messages=turn2, tools=TOOLS)
+        ok(r2.choices[0].message.content.strip() == FINAL and r2.choices[0].finish_reason == "stop",
+           "%s: chat round trip -> final answer" % name, r2.model_dump_json()[:400])
+
+        # responses, whole and streamed (the client's accumulator checks the event sequence)
+        rs = cl.responses.create(model=name, input="What is the weather in Oslo? [[script:call]]", tools=RESP_TOOLS)
+        kinds = [o.type for o in rs.output]
+        fc = [o for o in rs.output if o.type == "function_call"]
+        good = rs.status == "completed" and fc and fc[0].name == "get_weather" and json.loads(fc[0].arguments) == {"city": "Oslo"}
+        if HAS_REASONING[name]:
+            good = good and kinds[0] == "reasoning" and rs.output[0].content[0].text.strip() == REASONING
+        ok(good, "%s: responses -> %s" % (name, kinds), rs.model_dump_json()[:600])
+        with cl.responses.stream(model=name, input="What is the weather in Oslo? [[script:call]]", tools=RESP_TOOLS) as s:
+            events = [e.type for e in s]
+            final = s.get_final_response()
+        fcs = [o for o in final.output if o.type == "function_call"]
+        ok(events[0] == "response.created" and events[-1] == "response.completed" and
+           "response.function_call_arguments.delta" in events and fcs and json.loads(fcs[0].arguments) == {"city": "Oslo"},
+           "%s: responses streamed -> %d events, created .. completed, the same call" % (name, len(events)), events)
+        # the round trip through previous_response_id
+        rs2 = cl.responses.create(model=name, previous_response_id=rs.id, tools=RESP_TOOLS, input=[
+            {"type": "function_call_output", "call_id": fc[0].call_id, "output": "5C, sunny [[script:final]]"}])
+        ok(rs2.output_text.strip() == FINAL and rs2.usage.input_tokens > rs.usage.input_tokens,
+           "%s: responses previous_response_id round trip -> final answer" % name, rs2.model_dump_json()[:400])
+
+        # messages (Anthropic), whole and streamed
+        body = {"model": name, "max_tokens": 200, "tools": ANTH_TOOLS,
+                "messages": [{"role": "user", "content": "What is the weather in Oslo? [[script:call]]"}]}
+        s, _, b = post(st, "/v1/messages", body, {"x-api-key": KEY, "Authorization": ""})
+        j = json.loads(b) if s == 200 else {}
+        blocks = [c["type"] for c in j.get("content", [])]
+        tu = [c for c in j.get("content", []) if c["type"] == "tool_use"]
+        good = s == 200 and j["stop_reason"] == "tool_use" and tu and tu[0]["input"] == {"city": "Oslo"}
+        if HAS_REASONING[name]:
+            good = good and blocks[0] == "thinking" and j["content"][0]["thinking"].strip() == REASONING
+        ok(good, "%s: messages (x-api-key) -> %s, stop_reason tool_use" % (name, blocks), b[:500])
+        s, hd, b = post(st, "/v1/messages", dict(body, stream=True))
+        evs = sse(b)
+        names = [e for e, _ in evs]
+        partial = "".join(d["delta"]["partial_json"] for e, d in evs
+                          if e == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
+        starts = [d["content_block"]["type"] for e, d in evs if e == "content_block_start"]
+        stops = names.count("content_block_stop")
+        md = [d for e, d in evs if e == "message_delta"]
+        ok(s == 200 and names[0] == "message_start" and names[-1] == "message_stop" and "tool_use" in starts and
+           stops == len(starts) and json.loads(partial) == {"city": "Oslo"} and md and
+           md[0]["delta"]["stop_reason"] == "tool_use" and all(e == d.get("type") for e, d in evs),
+           "%s: messages streamed -> %s" % (name, " ".join(n for n in names if n != "content_block_delta")), names)
+        turn2 = body["messages"] + [{"role": "assistant", "content": j["content"]},
+                                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tu[0]["id"],
+                                                                  "content": "5C, sunny [[script:final]]"}]}]
+        s, _, b = post(st, "/v1/messages", dict(body, messages=turn2))
+        j2 = json.loads(b) if s == 200 else {}
+        texts = [c["text"] for c in j2.get("content", []) if c["type"] == "text"]
+        ok(s == 200 and texts and texts[-1].strip() == FINAL and j2["stop_reason"] == "end_turn",
+           "%s: messages tool_result round trip -> final answer, end_turn" % name, b[:400])
+        if name == "qwen3":
+            # the Anthropic translation renders as transformers renders the same conversation
+            oa = [{"role": "user", "content": "What is the weather in Oslo? [[script:call]]"},
+                  {"role": "assistant", "content": "", "reasoning_content": REASONING,
+                   "tool_calls": [{"id": tu[0]["id"], "type": "function",
+                                   "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+                  {"role": "tool", "tool_call_id": tu[0]["id"], "content": "5C, sunny [[script:final]]"}]
+            want = hf_prompt_tokens(name, oa, TOOLS)
+            ok(j2["usage"]["input_tokens"] + j2["usage"]["cache_read_input_tokens"] == want,
+               "%s: messages prompt == transformers' rendering (%d tokens)" % (name, want), j2.get("usage"))
+            s, _, b = post(st, "/v1/messages/count_tokens", {k: v for k, v in dict(body, messages=turn2).items()
+                                                              if k != "max_tokens"})
+            ok(s == 200 and json.loads(b)["input_tokens"] == want, "%s: count_tokens == the prompt (%d)" % (name, want), b)
+    finally:
+        stop_checked(st, name)
+
+
+def check_misc():
+    """On Qwen3: cached tokens, Anthropic errors, faults mid-stream."""
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "qwen3.gguf"), "id": "qwen3", "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, "qwen3.jinja")}})
+    try:
+        st.start()
+        cl = client(st)
+        msgs = [{"role": "system", "content": "You are a careful assistant. " * 20},
+                {"role": "user", "content": "Hi [[script:final]]"}]
+        cl.chat.completions.create(model="qwen3", messages=msgs)
+        r = cl.chat.completions.create(model="qwen3", messages=msgs)
+        cached = r.usage.prompt_tokens_details.cached_tokens
+        ok(cached >= 16 and cached < r.usage.prompt_tokens and cached % 16 == 0,
+           "usage.prompt_tokens_details.cached_tokens: %d of %d on a repeat" % (cached, r.usage.prompt_tokens), r.usage)
+        s, _, b = post(st, "/v1/messages", {"model": "qwen3", "messages": [{"role": "user", "content": "x"}]})
+        j = json.loads(b)
+        ok(s == 400 and j.get("type") == "error" and j["error"]["type"] == "invalid_request_error" and
+           "max_tokens" in j["error"]["message"], "messages: missing max_tokens -> 400 in Anthropic's error shape", b)
+        s, _, b = post(st, "/v1/messages", {"model": "qwen3", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+                       {"Authorization": "", "x-api-key": "wrong"})
+        j = json.loads(b)
+        ok(s == 401 and j["error"]["type"] == "authentication_error", "messages: wrong x-api-key -> 401 authentication_error", b)
+        # an engine fault after 3 tokens: streams end with an error event (no [DONE] / no message_stop), whole -> 503
+        os.makedirs(st.script_dir, exist_ok=True)
+        cut = {"model": "qwen3", "messages": [{"role": "user", "content": "go [[script:fault]]"}], "stream": True}
+        s, _, b = post(st, "/v1/chat/completions", cut)
+        evs = sse(b)
+        ok(s == 200 and evs and "error" in evs[-1][1] and not any(d == "[DONE]" for _, d in evs),
+           "engine fault mid-stream (chat): error event, no [DONE]", evs[-2:])
+        s, _, b = post(st, "/v1/messages", {"model": "qwen3", "max_tokens": 50, "stream": True,
+                                            "messages": [{"role": "user", "content": "go [[script:fault]]"}]})
+        evs = sse(b)
+        ok(s == 200 and evs[-1][0] == "error" and evs[-1][1]["error"]["type"] in ("overloaded_error", "api_error") and
+           "message_stop" not in [e for e, _ in evs], "engine fault mid-stream (messages): error event, no message_stop",
+           evs[-2:])
+        s, hd, b = post(st, "/v1/chat/completions", dict(cut, stream=False))
+        ok(s == 503 and json.loads(b)["error"]["code"] == "engine_error", "engine fault (whole reply): 503 engine_error", b)
+        s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": [{"role": "user", "content": "again [[script:final]]"}]})
+        ok(s == 200, "after a fault the server serves", b[:200])
+    finally:
+        stop_checked(st, "faults")
+
+
+def main():
+    if not os.path.exists(os.path.join(BUILD, "tests", "sparkd_scripted")):
+        ok(False, "build/tests/sparkd_scripted exists (make tests)")
+        return exit_code()
+    make_script_models.build(MODELS)
+    harness.BIN = os.path.join(BUILD, "tests", "sparkd_scripted")
+    for name, scripts in SCRIPTS.items():
+        d = tempfile.mkdtemp(prefix="sparkd-scripts-")
+        for k, v in scripts.items():
+            open(os.path.join(d, k + ".txt"), "w").write(v)
+        open(os.path.join(d, "fault.txt"), "w").write("#fail-after 3\nOnce upon a time there was a fault.")
+        os.environ["SPARKD_SCRIPT_DIR"] = d
+        harness.Stack.script_dir = d
+        try:
+            check_model(name, scripts)
+            if name == "qwen3":
+                check_misc()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return exit_code()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
