@@ -644,6 +644,7 @@ static int cmd_serve(const cli_args *a) {
     if (a->has_tp) c.parallel.size = a->tp;
     if (a->has_tp_rank) c.parallel.rank = a->tp_rank;
     if (a->tp_addr) snprintf(c.parallel.addr, sizeof c.parallel.addr, "%s", a->tp_addr);
+    config_resolve_auto(&c); /* workers / max_queue "auto" from max_seqs, after -np */
     if (config_check(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     if (c.parallel.size > 1 && c.parallel.rank > 0) return serve_follower(&c);
     if (fcgi_serve(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }

@@ -1,6 +1,10 @@
 /* completions.c — the legacy /v1/completions reply shapes: text_completion
  * chunks and the whole reply, with logprobs as four parallel arrays (tokens,
- * token_logprobs, top_logprobs as {piece: logprob} objects, text_offset). */
+ * token_logprobs, top_logprobs as {piece: logprob} objects, text_offset); and
+ * llama-server's /infill shape, which editors' completion plugins read:
+ * {"content", "stop", "stop_type", "tokens_predicted", "tokens_evaluated"},
+ * streamed as data: {"content": delta, "stop": false} events and a last one
+ * with stop true. */
 #include <string.h>
 
 #include "run.h"
@@ -90,4 +94,64 @@ const fcgi_api fcgi_api_completions = {
     .stream_end = completions_end,
     .stream_error = completions_error,
     .whole = completions_whole,
+};
+
+/* ---- /infill (llama-server) ---- */
+
+static void infill_obj(fcgi_run *R, jw *f, const char *finish) {
+    fcgi_worker *w = R->w;
+    jw_lit(f, "{\"content\":");
+    jw_str(f, w->content.p ? w->content.p : "", w->content.n);
+    jw_lit(f, ",\"id_slot\":0,\"stop\":");
+    jw_lit(f, finish ? "true" : "false");
+    if (finish) {
+        jw_lit(f, ",\"stop_type\":\"");
+        jw_lit(f, !strcmp(finish, "length") ? "limit" : R->stop_index >= 0 ? "word" : "eos");
+        jw_lit(f, "\",\"model\":");
+        jw_str(f, R->a->model_id, strlen(R->a->model_id));
+        jw_lit(f, ",\"tokens_predicted\":");
+        jw_int(f, R->n_gen);
+        jw_lit(f, ",\"tokens_evaluated\":");
+        jw_int(f, R->n_prompt);
+        jw_lit(f, ",\"tokens_cached\":");
+        jw_int(f, R->n_cached);
+    }
+    jw_lit(f, "}");
+}
+
+static int infill_delta(fcgi_run *R) {
+    fcgi_worker *w = R->w;
+    if (!w->content.n) return 0;
+    jw *f = &w->frame;
+    jw_reset(f);
+    infill_obj(R, f, NULL);
+    fcgi_pending_reset(R);
+    return fcgi_sse_frame(R);
+}
+
+static int infill_end(fcgi_run *R, const char *finish) {
+    infill_delta(R);
+    jw *f = &R->w->frame;
+    jw_reset(f);
+    infill_obj(R, f, finish);
+    return fcgi_sse_frame(R);
+}
+
+static int infill_error(fcgi_run *R, const fcgi_error *er) {
+    infill_delta(R);
+    jw *f = &R->w->frame;
+    jw_reset(f);
+    fcgi_error_write(f, er);
+    return fcgi_sse_frame(R);
+}
+
+static void infill_whole(fcgi_run *R, jw *f, const char *finish) { infill_obj(R, f, finish); }
+
+const fcgi_api fcgi_api_infill = {
+    .id_prefix = "infill-",
+    .logprob = NULL,
+    .stream_delta = infill_delta,
+    .stream_end = infill_end,
+    .stream_error = infill_error,
+    .whole = infill_whole,
 };

@@ -207,10 +207,11 @@ typedef struct fcgi_limits {
 
 /* The API a generation request came in on (and is answered in). */
 typedef enum fcgi_api_kind {
-    FCGI_API_COMPLETIONS = 0, /* /v1/completions (and /infill) */
+    FCGI_API_COMPLETIONS = 0, /* /v1/completions */
     FCGI_API_CHAT,            /* /v1/chat/completions */
     FCGI_API_RESPONSES,       /* /v1/responses (OpenAI) */
     FCGI_API_MESSAGES,        /* /v1/messages (Anthropic) */
+    FCGI_API_INFILL,          /* /infill (llama-server's fill-in-the-middle) */
 } fcgi_api_kind;
 
 enum { FCGI_TOOLS_AUTO = 0, FCGI_TOOLS_NONE, FCGI_TOOLS_REQUIRED, FCGI_TOOLS_NAMED };
@@ -241,6 +242,8 @@ typedef struct fcgi_gen {
     const jv *prompt_ids;   /* completions, token-id prompt (a list of JV_INT) */
     const char *suffix;     /* completions: fill-in-the-middle suffix (NULL: none) */
     size_t suffix_len;
+    const char *fim_extra;  /* /infill "prompt": text after the middle marker (NULL: none) */
+    size_t fim_extra_len;
     int stream, include_usage;
     int max_tokens;         /* -1: absent */
     sampler_params sp;
@@ -271,6 +274,10 @@ int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits
  * fcgi_gen. On failure er is set and g must still be freed. */
 int fcgi_messages_parse(const char *body, size_t len, const fcgi_limits *lim, const char *model_id, int count_only,
                         fcgi_gen *g, fcgi_error *er);
+/* llama-server's /infill: input_prefix, input_suffix, prompt (after the middle
+ * marker), and the completions fields; "model" may be left out. */
+int fcgi_infill_parse(const char *body, size_t len, const fcgi_limits *lim, const char *model_id, fcgi_gen *g,
+                      fcgi_error *er);
 int fcgi_responses_parse(const char *body, size_t len, const fcgi_limits *lim, const char *model_id, fcgi_store *store,
                          fcgi_gen *g, fcgi_error *er);
 void fcgi_gen_free(fcgi_gen *g);

@@ -256,6 +256,7 @@ static int parse_request(fcgi_app *a, const fcgi_http_req *rq, fcgi_api_kind api
     case FCGI_API_MESSAGES: return fcgi_messages_parse(rq->body, rq->body_len, &lim, a->model_id, 0, g, er);
     case FCGI_API_RESPONSES:
         return fcgi_responses_parse(rq->body, rq->body_len, &lim, a->model_id, a->store, g, er);
+    case FCGI_API_INFILL: return fcgi_infill_parse(rq->body, rq->body_len, &lim, a->model_id, g, er);
     default: return fcgi_request_parse(rq->body, rq->body_len, api == FCGI_API_CHAT, &lim, a->model_id, g, er);
     }
 }
@@ -265,6 +266,7 @@ static const fcgi_api *api_of(fcgi_api_kind k) {
     case FCGI_API_CHAT: return &fcgi_api_chat;
     case FCGI_API_RESPONSES: return &fcgi_api_responses;
     case FCGI_API_MESSAGES: return &fcgi_api_messages;
+    case FCGI_API_INFILL: return &fcgi_api_infill;
     default: return &fcgi_api_completions;
     }
 }

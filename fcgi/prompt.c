@@ -275,6 +275,11 @@ static int fim_tokens(fcgi_app *a, fcgi_worker *w, const fcgi_gen *g, fcgi_error
     n += k;
     if (n >= w->ids_cap) return too_long(a, g, er, -1);
     w->ids[n++] = m[2];
+    if (g->fim_extra && g->fim_extra_len) {
+        if ((k = tok_encode(a->tk, g->fim_extra, g->fim_extra_len, 0, 0, w->ids + n, w->ids_cap - n, &e)) < 0)
+            return too_long(a, g, er, -1);
+        n += k;
+    }
     return n;
 }
 

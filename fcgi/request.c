@@ -474,7 +474,7 @@ static int common_openai(const jv *root, const fcgi_limits *lim, fcgi_gen *g, fc
 static void gen_init(fcgi_gen *g, fcgi_api_kind api, const fcgi_limits *lim) {
     memset(g, 0, sizeof *g);
     g->api = api;
-    g->chat = api != FCGI_API_COMPLETIONS;
+    g->chat = api == FCGI_API_CHAT || api == FCGI_API_RESPONSES || api == FCGI_API_MESSAGES;
     g->max_tokens = -1;
     g->sp = lim->sp;
     g->thinking = -1;
@@ -551,6 +551,29 @@ int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits
 fail:
     fcgi_gen_free(g);
     return -1;
+}
+
+int fcgi_infill_parse(const char *body, size_t len, const fcgi_limits *lim, const char *model_id, fcgi_gen *g,
+                      fcgi_error *er) {
+    if (fcgi_gen_begin(body, len, FCGI_API_INFILL, lim, g, er)) return -1;
+    const jv *root = &g->root;
+    /* llama-server serves one model and does not ask for its name */
+    if (fcgi_jget(root, "model") && fcgi_check_model(root, model_id, g, er)) return -1;
+    const jv *pre = fcgi_jget(root, "input_prefix"), *suf = fcgi_jget(root, "input_suffix"), *ex = fcgi_jget(root, "prompt");
+    if (!fcgi_is_null(pre) && !fcgi_is_str(pre)) return BADTYPE("input_prefix", "a string");
+    if (!fcgi_is_null(suf) && !fcgi_is_str(suf)) return BADTYPE("input_suffix", "a string");
+    if (!fcgi_is_null(ex) && !fcgi_is_str(ex)) return BADTYPE("prompt", "a string");
+    if (fcgi_is_null(pre) && fcgi_is_null(suf)) return BAD("input_prefix", "'input_prefix' or 'input_suffix' is required");
+    g->prompt = fcgi_is_str(pre) ? pre->u.s->p : "";
+    g->prompt_len = fcgi_is_str(pre) ? pre->u.s->len : 0;
+    g->suffix = fcgi_is_str(suf) ? suf->u.s->p : "";
+    g->suffix_len = fcgi_is_str(suf) ? suf->u.s->len : 0;
+    if (fcgi_is_str(ex)) { g->fim_extra = ex->u.s->p; g->fim_extra_len = ex->u.s->len; }
+    long long x;
+    int rc;
+    if ((rc = fcgi_opt_int(root, "n_predict", -1, 1ll << 62, &x, er)) < 0) return -1;
+    if (rc == 1 && x > 0) g->max_tokens = x > lim->max_tokens ? lim->max_tokens : (int)x;
+    return common_openai(root, lim, g, er);
 }
 
 void fcgi_gen_free(fcgi_gen *g) {

@@ -8,6 +8,7 @@
  *   POST /v1/responses           generate.c, responses.c (OpenAI's Responses API)
  *   POST /v1/messages            generate.c, messages.c (Anthropic's Messages API)
  *   POST /v1/messages/count_tokens  the prompt such a request would have, counted
+ *   POST /infill                 generate.c (llama-server's fill-in-the-middle)
  *   POST /tokenize               {"content", "add_special", "with_pieces"} -> {"tokens"}  (llama-server)
  *   POST /detokenize             {"tokens"} -> {"content"}                                 (llama-server)
  * Everything except /health (and /metrics with metrics_public) needs an API
@@ -241,8 +242,8 @@ static int dispatch(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_o
     if (!p || !p[0])
         return error_reply(o, 400, "invalid_request_error", "no_path", NULL, "the request has no path (empty PATH_INFO and DOCUMENT_URI)");
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD"), post = !strcmp(m, "POST");
-    enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPL, R_TOK, R_DETOK, R_RESP, R_MSG, R_COUNT } r =
-        R_NONE;
+    enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPL, R_TOK, R_DETOK, R_RESP, R_MSG, R_COUNT,
+           R_INFILL } r = R_NONE;
     int want_post = 1;
     if (!strcmp(p, "/health")) r = R_HEALTH, want_post = 0;
     else if (!strcmp(p, "/metrics")) r = R_METRICS, want_post = 0;
@@ -255,6 +256,7 @@ static int dispatch(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_o
     else if (!strcmp(p, "/v1/messages/count_tokens")) r = R_COUNT;
     else if (!strcmp(p, "/tokenize")) r = R_TOK;
     else if (!strcmp(p, "/detokenize")) r = R_DETOK;
+    else if (!strcmp(p, "/infill")) r = R_INFILL;
     /* Anthropic's routes answer in Anthropic's error shape */
     if (r == R_MSG || r == R_COUNT) o->err_shape = FCGI_ERR_ANTHROPIC;
     if (r == R_NONE) return error_reply(o, 404, "invalid_request_error", "not_found", NULL, "no such endpoint");
@@ -272,7 +274,7 @@ static int dispatch(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_o
     if (atomic_load(&a->state) != FCGI_READY)
         return error_reply(o, 503, "server_error", "service_unavailable", "Retry-After: 1\r\n",
                            atomic_load(&a->state) == FCGI_DRAINING ? "the server is shutting down" : "the model is loading");
-    if ((r == R_CHAT || r == R_COMPL || r == R_RESP || r == R_MSG || r == R_COUNT) && !w->ids)
+    if ((r == R_CHAT || r == R_COMPL || r == R_RESP || r == R_MSG || r == R_COUNT || r == R_INFILL) && !w->ids)
         /* became ready while this worker was idle */
         return error_reply(o, 503, "server_error", "service_unavailable", "Retry-After: 1\r\n", "the model is loading");
     switch (r) {
@@ -283,6 +285,7 @@ static int dispatch(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_o
     case R_RESP: return fcgi_generate(a, w, rq, FCGI_API_RESPONSES, o);
     case R_MSG: return fcgi_generate(a, w, rq, FCGI_API_MESSAGES, o);
     case R_COUNT: return h_count_tokens(a, w, rq, o);
+    case R_INFILL: return fcgi_generate(a, w, rq, FCGI_API_INFILL, o);
     case R_TOK: return h_tokenize(a, rq, o);
     case R_DETOK: return h_detokenize(a, rq, o);
     default: return error_reply(o, 404, "invalid_request_error", "not_found", NULL, "no such endpoint");

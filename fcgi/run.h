@@ -39,7 +39,7 @@ typedef struct fcgi_api {
     void (*whole)(fcgi_run *R, jw *f, const char *finish);
 } fcgi_api;
 
-extern const fcgi_api fcgi_api_chat, fcgi_api_completions, fcgi_api_messages, fcgi_api_responses;
+extern const fcgi_api fcgi_api_chat, fcgi_api_completions, fcgi_api_messages, fcgi_api_responses, fcgi_api_infill;
 
 typedef struct fcgi_tools_state {
     int open; /* a tool call's arguments string is open in w->tools */

@@ -238,6 +238,11 @@ static int load_model(fcgi_app *a, err *e) {
     a->tp = a->sess->tp;
     a->s = a->sess->s;
     a->pfmt = a->sess->pfmt;
+    /* [model] output_format overrides what the template and vocabulary said */
+    if (!strcmp(c->output_format, "plain")) a->pfmt = PARSE_PLAIN;
+    else if (!strcmp(c->output_format, "qwen3")) a->pfmt = PARSE_QWEN3;
+    else if (!strcmp(c->output_format, "qwen3-coder")) a->pfmt = PARSE_QWEN3_CODER;
+    else if (!strcmp(c->output_format, "harmony")) a->pfmt = PARSE_HARMONY;
     a->n_ctx = a->sess->n_ctx;
     size_t l;
     const char *p;
@@ -288,7 +293,12 @@ static void *second_signal(void *arg) {
     return NULL;
 }
 
-int fcgi_serve(const config *c, err *e) {
+int fcgi_serve(const config *cfg, err *e) {
+    /* the served configuration: the caller's with "auto" sizes made numbers */
+    static config resolved;
+    resolved = *cfg;
+    config_resolve_auto(&resolved);
+    const config *c = &resolved;
     fcgi_app *a = &g_app;
     memset(a, 0, sizeof *a);
     a->cfg = c;
@@ -326,7 +336,8 @@ int fcgi_serve(const config *c, err *e) {
         if (pthread_create(&wcs[i].th, NULL, worker_main, &wcs[i])) { fcgi_conn_free(&wcs[i].conn); break; }
         started++;
     }
-    fprintf(stderr, "sparkd: listening on %s with %d workers; loading the model\n", c->listen, started);
+    fprintf(stderr, "sparkd: listening on %s with %d workers (queue %d); loading the model\n", c->listen, started,
+            c->max_queue);
     double t0 = mono_s();
     int rc = started ? load_model(a, e) : err_set(e, ERR_NOMEM, "cannot start worker threads");
     if (!rc && fcgi_store_new(&a->store)) rc = err_set(e, ERR_NOMEM, "out of memory for the responses store");

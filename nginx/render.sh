@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # render.sh — fill nginx/sparkd.conf.in's placeholders.
 #   nginx/render.sh --listen 443 --cert /etc/sparkd/tls/cert.pem --key /etc/sparkd/tls/key.pem \
-#                   --socket /run/sparkd/sparkd.sock [--max-conns 16] \
+#                   --socket /run/sparkd/sparkd.sock [--max-conns 128] \
 #                   [--client-conns N] [--client-rate R] [--client-burst B] \
 #                   [--fastcgi-params /etc/nginx/fastcgi_params] > site.conf
-# --max-conns: requests passed to sparkd at once, at most sparkd's [server] workers.
+# --max-conns: requests passed to sparkd at once, at most sparkd's [server] workers
+#   (128 = what workers = auto gives the default max_seqs 4).
 # --client-conns: requests one client address may have in flight (default: --max-conns).
 # --client-rate, --client-burst: requests per second one client address may start
 #   (default 50) and the burst above it (default 200); beyond them nginx answers 429.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 listen=443 cert=/etc/sparkd/tls/cert.pem key=/etc/sparkd/tls/key.pem socket=/run/sparkd/sparkd.sock
-params=/etc/nginx/fastcgi_params maxconns=16 clientconns="" rate=50 burst=200
+params=/etc/nginx/fastcgi_params maxconns=128 clientconns="" rate=50 burst=200
 while [ $# -gt 0 ]; do
     case "$1" in
         --listen) listen=$2 ;; --cert) cert=$2 ;; --key) key=$2 ;; --socket) socket=$2 ;;

@@ -52,7 +52,7 @@ sed -e "s|^listen = .*|listen = unix:$SOCK|" -e "s|^path = .*|path = $MODEL|" \
     -e "s|^chat_template_file = .*|chat_template_file = $ROOT/etc/templates/gemma3.jinja|" \
     -e "s|^; api_key_sha256 = .*|api_key_sha256 = $DIGEST|" "$ROOT/etc/sparkd.ini" >"$RUN/sparkd.ini"
 "$ROOT/nginx/render.sh" --listen "127.0.0.1:$PORT" --cert "$RUN/tls/cert.pem" --key "$RUN/tls/key.pem" \
-    --socket "$SOCK" --max-conns 16 >"$RUN/sparkd.conf"
+    --socket "$SOCK" --max-conns 128 >"$RUN/sparkd.conf"
 USER_LINE=""; [ "$(id -u)" = 0 ] && USER_LINE="user root;"
 sed -e "s|@PREFIX@|$RUN|g" -e "s|@USER_LINE@|$USER_LINE|" "$ROOT/nginx/standalone.conf.in" >"$RUN/nginx.conf"
 

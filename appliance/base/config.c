@@ -22,16 +22,17 @@
 void config_defaults(config *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->listen, sizeof c->listen, "unix:/run/sparkd/sparkd.sock");
-    c->workers = 16;
+    c->workers = CONFIG_AUTO;
     c->threads = 0;
     sampler_default_params(&c->sp);
     c->sp.temperature = 1.0f;
     snprintf(c->device, sizeof c->device, "cpu");
+    snprintf(c->output_format, sizeof c->output_format, "auto");
     c->max_seqs = 4;
     c->max_batched_tokens = 256;
     c->prefix_cache = 1;
     c->max_body_bytes = 1 << 20;
-    c->max_queue = 8;
+    c->max_queue = CONFIG_AUTO;
     c->max_tokens = 4096;
     c->max_stop = 8;
     c->max_stop_len = 256;
@@ -151,11 +152,19 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     if (x->failed) return 0;
 #define IS(s, n) (!strcmp(sec, s) && !strcmp(k, n))
     if (IS("server", "listen")) return get_str(x, k, v, c->listen, sizeof c->listen);
-    if (IS("server", "workers")) return get_int(x, k, v, 1, 1024, &c->workers);
+    if (IS("server", "workers")) {
+        if (!strcmp(v, "auto")) { c->workers = CONFIG_AUTO; return 1; }
+        return get_int(x, k, v, 1, 1024, &c->workers);
+    }
     if (IS("server", "threads")) return get_int(x, k, v, 0, 1024, &c->threads);
     if (IS("model", "path")) return get_path(x, k, v, c->model_path, sizeof c->model_path);
     if (IS("model", "id")) return get_str(x, k, v, c->model_id, sizeof c->model_id);
     if (IS("model", "context")) return get_int(x, k, v, 0, 1 << 24, &c->n_ctx);
+    if (IS("model", "output_format")) {
+        if (strcmp(v, "auto") && strcmp(v, "plain") && strcmp(v, "qwen3") && strcmp(v, "qwen3-coder") && strcmp(v, "harmony"))
+            return fail(x, "%s: '%s' is not one of auto, plain, qwen3, qwen3-coder, harmony", k, v);
+        return get_str(x, k, v, c->output_format, sizeof c->output_format);
+    }
     if (IS("model", "chat_template_file"))
         return get_path(x, k, v, c->chat_template_file, sizeof c->chat_template_file);
     if (IS("model", "sha256")) {
@@ -189,7 +198,10 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     }
     if (IS("engine", "prefix_cache")) return get_bool(x, k, v, &c->prefix_cache);
     if (IS("limits", "max_body_bytes")) return get_long(x, k, v, 1024, 1L << 30, &c->max_body_bytes);
-    if (IS("limits", "max_queue")) return get_int(x, k, v, 0, 1 << 20, &c->max_queue);
+    if (IS("limits", "max_queue")) {
+        if (!strcmp(v, "auto")) { c->max_queue = CONFIG_AUTO; return 1; }
+        return get_int(x, k, v, 0, 1 << 20, &c->max_queue);
+    }
     if (IS("limits", "max_tokens")) return get_int(x, k, v, 1, 1 << 24, &c->max_tokens);
     if (IS("limits", "max_stop")) return get_int(x, k, v, 0, 64, &c->max_stop);
     if (IS("limits", "max_stop_len")) return get_int(x, k, v, 1, 4096, &c->max_stop_len);
@@ -362,6 +374,21 @@ int config_model_digest(const config *c, uint8_t out[32], int *have, err *e) {
     }
     sha256_manifest_free(m);
     return rc;
+}
+
+void config_resolve_auto(config *c) {
+    /* A queued request holds a handle with its prompt (context x 4 bytes) and a
+     * worker thread, both planned at start; 16 per decode slot, at least 64, lets
+     * an agent fan out a swarm of sub-agents without a 429. */
+    if (c->max_queue == CONFIG_AUTO) {
+        long q = 16L * c->max_seqs;
+        c->max_queue = (int)(q < 64 ? 64 : q > 1024 ? 1024 : q);
+    }
+    /* every admitted request, and room to answer 429 beyond them */
+    if (c->workers == CONFIG_AUTO) {
+        long w = (long)c->max_seqs + c->max_queue + 8;
+        c->workers = (int)(w < 128 ? 128 : w > 1024 ? 1024 : w);
+    }
 }
 
 int config_check(const config *c, err *e) {

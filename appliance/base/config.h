@@ -23,13 +23,15 @@
 typedef struct config {
     /* [server] */
     char listen[CONFIG_PATH_MAX]; /* "unix:/path" or "host:port" */
-    int workers;                  /* FastCGI worker threads (concurrent requests) */
+    int workers;                  /* FastCGI worker threads (concurrent requests); CONFIG_AUTO */
     int threads;                  /* engine threads (0 = online CPUs) */
     /* [model] */
     char model_path[CONFIG_PATH_MAX];
     char model_id[128];           /* id served by /v1/models ("" = file name) */
     int n_ctx;                    /* 0 = min(trained context, 4096) */
     char chat_template_file[CONFIG_PATH_MAX]; /* "" = the GGUF's template */
+    char output_format[16];       /* reasoning / tool-call syntax: "auto" (from the template and
+                                   * the vocabulary), "plain", "qwen3", "qwen3-coder", "harmony" */
     int has_model_sha256;         /* [model] sha256 given */
     uint8_t model_sha256[32];     /* the model file's expected SHA-256 */
     char model_manifest[CONFIG_PATH_MAX]; /* sha256sum manifest listing the model ("" = none) */
@@ -44,7 +46,7 @@ typedef struct config {
     int prefix_cache;             /* reuse KV blocks of equal prompt prefixes */
     /* [limits] */
     long max_body_bytes;          /* request body cap (413 beyond) */
-    int max_queue;                /* waiting requests before 429 */
+    int max_queue;                /* waiting requests beyond free decode slots before 429; CONFIG_AUTO */
     int max_tokens;               /* cap on generated tokens per request */
     int max_stop;                 /* stop strings per request */
     int max_stop_len;             /* bytes per stop string */
@@ -84,5 +86,10 @@ int config_add_key_file(config *c, const char *path, err *e);
 int config_model_digest(const config *c, uint8_t out[32], int *have, err *e);
 /* Checks cross-field constraints after CLI overrides. */
 int config_check(const config *c, err *e);
+/* "auto" (CONFIG_AUTO) for workers and max_queue, made numbers from max_seqs:
+ * max_queue = 16 per decode slot, at least 64 (at most 1024); workers =
+ * max_seqs + max_queue + 8, at least 128 (at most 1024). After all overrides. */
+#define CONFIG_AUTO (-1)
+void config_resolve_auto(config *c);
 
 #endif

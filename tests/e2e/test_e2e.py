@@ -135,6 +135,11 @@ def request_table(st):
                                                 "tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}, 400),
         ("tools: schema huge", C, {"model": MODEL, "messages": msg, "tools": [{"type": "function", "function": {
             "name": "f", "parameters": {"type": "object", "description": "d" * 5000}}}]}, 400),
+        ("suffix on a model without FIM tokens", P, {"model": MODEL, "prompt": "a", "suffix": "b"}, 400),
+        ("logit_bias id past the vocabulary", C, {"model": MODEL, "messages": msg, "logit_bias": {"99999999": 5}}, 400),
+        ("response_format json_schema without a schema", C, {"model": MODEL, "messages": msg,
+                                                             "response_format": {"type": "json_schema", "json_schema": {}}}, 400),
+        ("tool_choice required without tools", C, {"model": MODEL, "messages": msg, "tool_choice": "required"}, 400),
         ("top_p = 0", C, {"model": MODEL, "messages": msg, "top_p": 0}, 400),
         ("stream_options without stream", C, {"model": MODEL, "messages": msg, "stream_options": {"include_usage": True}}, 400),
         ("chat_template_kwargs.tools (would skip the tool checks)", C, {"model": MODEL, "messages": msg,

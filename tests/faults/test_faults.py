@@ -243,9 +243,9 @@ def case_kill():
 # ---------------------------------------------------------------- burst
 
 def case_burst():
-    # the shipped sizes (etc/sparkd.ini, nginx/render.sh defaults)
-    st = harness.Stack(ini_extra={"server": {"workers": "16"}, "engine": {"max_seqs": "4"}, "limits": {"max_queue": "8"}},
-                       max_conns=16)
+    # the shipped sizes (etc/sparkd.ini: max_seqs 4, workers and max_queue auto; render.sh's --max-conns)
+    st = harness.Stack(ini_extra={"server": {"workers": "auto"}, "engine": {"max_seqs": "4"},
+                                  "limits": {"max_queue": "auto"}}, max_conns=128)
     try:
         st.start()
         res = []
@@ -271,6 +271,19 @@ def case_burst():
         print("# burst of 128: %s" % ", ".join("%s x%d" % (k, v) for k, v in sorted(counts.items(), key=str)))
         ok(len(res) == 128 and not bad and counts.get(200, 0) >= 2,
            "burst: 128 streams -> only 200 (complete) and 429 (JSON, Retry-After)", (counts, bad[:3]))
+        # an agent's swarm: 64 at once on the shipped sizes all wait their turn (issue 12)
+        res.clear()
+        go.clear()
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+        for t in ts:
+            t.start()
+        go.set()
+        for t in ts:
+            t.join(600)
+        good = sum(1 for s, hd, ev, exc in res if s == 200 and complete_stream(ev))
+        print("# burst of 64: %d complete 200 streams" % good)
+        ok(good == 64, "burst: 64 streams on the shipped sizes -> all queued and served (no 429)",
+           [(s, ev[-1:] if ev else None) for s, hd, ev, exc in res if s != 200][:5])
     finally:
         st.stop()
 

@@ -1,10 +1,11 @@
 /* fuzz_fcgi_request — libFuzzer target for the request path of fcgi/: the
  * body parsers and validators of every API (fcgi/request.c: chat and
  * completions; messages.c: Anthropic; responses.c: Responses, with their
- * translations into the chat shape) over jsonv.c, the chat template
+ * translations into the chat shape; llama-server's /infill) over jsonv.c, the chat template
  * context built from the parsed values (fcgi/prompt.c) rendered by a small
  * tool-aware template (text/tmpl.c), and the JSON writer (fcgi/jw.c). The
- * first byte picks the API (its low two bits); the rest is the body. Every accepted
+ * first byte picks the API (its low two bits; bit 3 turns completions into
+ * /infill); the rest is the body. Every accepted
  * body must yield in-range fields; every refused one a 400/404 with a
  * non-empty message; the writer's output must re-parse as a JSON string.
  *   make fuzz && tests/fuzz/run_fuzz.sh fuzz_fcgi_request 60 */
@@ -40,8 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sampler_default_params(&l.sp);
     fcgi_gen g;
     fcgi_error er = {0};
+    int infill = api == 0 && (data[0] & 8);
     int rc = api == 2   ? fcgi_messages_parse(body, n, &l, "m", data[0] & 4, &g, &er)
              : api == 3 ? fcgi_responses_parse(body, n, &l, "m", NULL, &g, &er)
+             : infill   ? fcgi_infill_parse(body, n, &l, "m", &g, &er)
                         : fcgi_request_parse(body, n, chat, &l, "m", &g, &er);
     if (rc == 0) {
         for (int i = 0; i < g.n_bias; i++)
@@ -52,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort();
         for (int i = 0; i < g.n_stop; i++)
             if (g.stop_len[i] == 0 || g.stop_len[i] > 16) abort();
+        if (infill && (g.chat || !g.suffix || !g.prompt)) abort();
         if (chat) {
             jv ctx;
             if (fcgi_chat_context(&g, "<s>", "</s>", &ctx)) abort();

@@ -45,11 +45,36 @@ int main(void) {
     config_defaults(&c);
     int rc = config_load(&c, "etc/sparkd.ini", &e);
     T_OK(rc == 0, "etc/sparkd.ini loads (%s)", e.msg);
-    T_OK(!strcmp(c.listen, "unix:/run/sparkd/sparkd.sock") && c.workers == 16 && c.max_seqs == 4 && c.n_ctx == 2048,
+    T_OK(!strcmp(c.listen, "unix:/run/sparkd/sparkd.sock") && c.workers == CONFIG_AUTO && c.max_seqs == 4 && c.n_ctx == 2048,
          "etc/sparkd.ini values");
     T_OK(strstr(c.model_path, "etc/../models/gemma-3-270m-q4_k_m.gguf") != NULL, "relative model path resolved: %s", c.model_path);
     T_OK(strstr(c.chat_template_file, "etc/templates/gemma3.jinja") != NULL, "relative template path resolved");
     T_OK(c.n_keys == 0 && c.max_body_bytes == 1048576 && c.keepalive_ms == 10000, "etc/sparkd.ini limits, no keys");
+    T_OK(c.max_queue == CONFIG_AUTO && !strcmp(c.output_format, "auto"), "etc/sparkd.ini: max_queue auto, output_format auto");
+    /* auto sizes: the shipped max_seqs 4 queues a swarm of 64; larger max_seqs scale */
+    config_resolve_auto(&c);
+    T_OK(c.max_queue == 64 && c.workers == 128, "auto: max_seqs 4 -> max_queue 64, workers 128 (%d, %d)", c.max_queue,
+         c.workers);
+    config_resolve_auto(&c);
+    T_OK(c.max_queue == 64 && c.workers == 128, "config_resolve_auto leaves numbers alone");
+    config_defaults(&c);
+    c.max_seqs = 32;
+    config_resolve_auto(&c);
+    T_OK(c.max_queue == 512 && c.workers == 552, "auto: max_seqs 32 -> max_queue 512, workers 552 (%d, %d)", c.max_queue,
+         c.workers);
+    config_defaults(&c);
+    c.max_seqs = 256;
+    c.max_queue = 0;
+    config_resolve_auto(&c);
+    T_OK(c.max_queue == 0 && c.workers == 264, "auto workers follow an explicit max_queue 0 (%d)", c.workers);
+    c.max_seqs = 1024;
+    c.max_queue = CONFIG_AUTO;
+    c.workers = CONFIG_AUTO;
+    config_resolve_auto(&c);
+    T_OK(c.max_queue == 1024 && c.workers == 1024, "auto: capped at 1024 (%d, %d)", c.max_queue, c.workers);
+    const char *m0 = load("[model]\npath = /m.gguf\noutput_format = harmony\n[server]\nworkers = auto\n[limits]\nmax_queue = 7\n", &c);
+    T_OK(!m0[0] && !strcmp(c.output_format, "harmony") && c.workers == CONFIG_AUTO && c.max_queue == 7,
+         "output_format, workers = auto, max_queue = 7 read (%s)", m0);
 
     const char *m = load("[server]\nlisten = 127.0.0.1:9000 ; inline comment\nworkers = 3\n[model]\npath = /m.gguf\n"
                          "temperature = 0.5\ntop_k = 40\n[auth]\n"
@@ -66,6 +91,8 @@ int main(void) {
         {"[server]\n\n[nonsense]\nx = 1\n", "t.ini:4: unknown section [nonsense] (key 'x')"},
         {"x = 1\n", "t.ini:1: key 'x' outside any section"},
         {"[server]\nworkers = 0\n", "t.ini:2: workers: 0 (range 1..1024) is out of range"},
+        {"[model]\noutput_format = xml\n", "t.ini:2: output_format: 'xml' is not one of auto, plain, qwen3, qwen3-coder, harmony"},
+        {"[limits]\nmax_queue = lots\n", "t.ini:2: max_queue: 'lots' is not an integer"},
         {"[server]\nworkers = 12abc\n", "t.ini:2: workers: '12abc' is not an integer"},
         {"[server]\nworkers = 99999999999999999999\n", "t.ini:2: workers: '99999999999999999999' is not an integer"},
         {"[model]\ntemperature = nan\n", "t.ini:2: temperature: 'nan' is not a finite number"},

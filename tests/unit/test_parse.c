@@ -389,6 +389,8 @@ int main(void) {
         T_OK(parse_detect(q, strlen(q), 0) == PARSE_QWEN3 && parse_detect(c, strlen(c), 0) == PARSE_QWEN3_CODER &&
                  parse_detect("hi", 2, 0) == PARSE_PLAIN && parse_detect(h, strlen(h), 0) == PARSE_HARMONY,
              "parse_detect: qwen3 / qwen3-coder / plain / harmony from the template text");
+        const char *r1 = "{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}";
+        T_OK(parse_detect(r1, strlen(r1), 0) == PARSE_QWEN3, "parse_detect: a template with only </think> reasons");
     }
     T_DONE();
 }
