@@ -34,6 +34,15 @@ void fcgi_write_usage(fcgi_run *R, jw *f) {
     jw_lit(f, "}}");
 }
 
+void fcgi_write_usage_n(fcgi_run *const *R, int n, jw *f) {
+    fcgi_run u = *R[0];
+    for (int i = 1; i < n; i++) {
+        u.n_gen += R[i]->n_gen;
+        u.n_reasoning += R[i]->n_reasoning;
+    }
+    fcgi_write_usage(&u, f);
+}
+
 void fcgi_pending_reset(fcgi_run *R) {
     fcgi_worker *w = R->w;
     jw_reset(&w->content);
@@ -144,22 +153,31 @@ static void chat_chunk(fcgi_run *R, jw *f, const char *finish) {
     finish_reason(f, finish);
 }
 
-static void chat_whole(fcgi_run *R, jw *f, const char *finish) {
-    fcgi_worker *w = R->w;
-    int k = 1; /* after role */
-    fcgi_write_head(R, f, "chat.completion");
-    jw_lit(f, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\"");
-    member(f, &k, "content");
-    if (w->content.n || !w->tools.n) jw_str(f, w->content.p ? w->content.p : "", w->content.n);
-    else jw_lit(f, "null");
-    reasoning_and_tools(R, f, &k);
-    jw_lit(f, "},\"logprobs\":");
-    chat_logprobs(R, f);
-    finish_reason(f, finish);
-    jw_lit(f, "}],\"usage\":");
-    fcgi_write_usage(R, f);
+static void chat_whole_n(fcgi_run *const *Rs, int n, jw *f, const char *const *finishes) {
+    fcgi_write_head(Rs[0], f, "chat.completion");
+    jw_lit(f, ",\"choices\":[");
+    for (int i = 0; i < n; i++) {
+        fcgi_run *R = Rs[i];
+        fcgi_worker *w = R->w;
+        int k = 1; /* after role */
+        jw_lit(f, i ? ",{\"index\":" : "{\"index\":");
+        jw_int(f, i);
+        jw_lit(f, ",\"message\":{\"role\":\"assistant\"");
+        member(f, &k, "content");
+        if (w->content.n || !w->tools.n) jw_str(f, w->content.p ? w->content.p : "", w->content.n);
+        else jw_lit(f, "null");
+        reasoning_and_tools(R, f, &k);
+        jw_lit(f, "},\"logprobs\":");
+        chat_logprobs(R, f);
+        finish_reason(f, finishes[i]);
+        jw_lit(f, "}");
+    }
+    jw_lit(f, "],\"usage\":");
+    fcgi_write_usage_n(Rs, n, f);
     jw_lit(f, "}");
 }
+
+static void chat_whole(fcgi_run *R, jw *f, const char *finish) { chat_whole_n(&R, 1, f, &finish); }
 
 /* ---- the OpenAI stream framing (chat and completions) ---- */
 
@@ -178,7 +196,9 @@ int fcgi_openai_chunk(fcgi_run *R, const char *object, void (*choice)(fcgi_run *
      * index in the next (OpenAI's streamed tool_calls deltas) */
     fcgi_tools_close(R);
     fcgi_write_head(R, f, object);
-    jw_lit(f, ",\"choices\":[{\"index\":0,");
+    jw_lit(f, ",\"choices\":[{\"index\":");
+    jw_int(f, R->index);
+    jw_lit(f, ",");
     choice(R, f, finish);
     jw_lit(f, "}]");
     if (R->g->include_usage) jw_lit(f, ",\"usage\":null");
@@ -187,10 +207,19 @@ int fcgi_openai_chunk(fcgi_run *R, const char *object, void (*choice)(fcgi_run *
     return fcgi_sse_frame(R);
 }
 
+int fcgi_openai_choice_end(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
+                           const char *finish) {
+    fcgi_openai_chunk(R, object, choice, NULL);
+    return fcgi_openai_chunk(R, object, choice, finish);
+}
+
 int fcgi_openai_end(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
                     const char *finish) {
-    fcgi_openai_chunk(R, object, choice, NULL);
-    fcgi_openai_chunk(R, object, choice, finish);
+    fcgi_openai_choice_end(R, object, choice, finish);
+    return fcgi_openai_close(R, object);
+}
+
+int fcgi_openai_close(fcgi_run *R, const char *object) {
     if (R->g->include_usage) {
         jw *f = &R->w->frame;
         jw_reset(f);
@@ -220,6 +249,10 @@ static int chat_end(fcgi_run *R, const char *finish) {
 static int chat_error(fcgi_run *R, const fcgi_error *er) {
     return fcgi_openai_error(R, "chat.completion.chunk", chat_chunk, er);
 }
+static int chat_choice_end(fcgi_run *R, const char *finish) {
+    return fcgi_openai_choice_end(R, "chat.completion.chunk", chat_chunk, finish);
+}
+static int chat_close(fcgi_run *R) { return fcgi_openai_close(R, "chat.completion.chunk"); }
 
 const fcgi_api fcgi_api_chat = {
     .id_prefix = "chatcmpl-",
@@ -228,4 +261,7 @@ const fcgi_api fcgi_api_chat = {
     .stream_end = chat_end,
     .stream_error = chat_error,
     .whole = chat_whole,
+    .whole_n = chat_whole_n,
+    .stream_choice_end = chat_choice_end,
+    .stream_close = chat_close,
 };

@@ -70,14 +70,22 @@ static void text_and_logprobs(fcgi_run *R, jw *f, const char *finish, int whole)
 
 static void completions_chunk(fcgi_run *R, jw *f, const char *finish) { text_and_logprobs(R, f, finish, 0); }
 
-static void completions_whole(fcgi_run *R, jw *f, const char *finish) {
-    fcgi_write_head(R, f, "text_completion");
-    jw_lit(f, ",\"choices\":[{\"index\":0,");
-    text_and_logprobs(R, f, finish, 1);
-    jw_lit(f, "}],\"usage\":");
-    fcgi_write_usage(R, f);
+static void completions_whole_n(fcgi_run *const *R, int n, jw *f, const char *const *finish) {
+    fcgi_write_head(R[0], f, "text_completion");
+    jw_lit(f, ",\"choices\":[");
+    for (int i = 0; i < n; i++) {
+        jw_lit(f, i ? ",{\"index\":" : "{\"index\":");
+        jw_int(f, i);
+        jw_lit(f, ",");
+        text_and_logprobs(R[i], f, finish[i], 1);
+        jw_lit(f, "}");
+    }
+    jw_lit(f, "],\"usage\":");
+    fcgi_write_usage_n(R, n, f);
     jw_lit(f, "}");
 }
+
+static void completions_whole(fcgi_run *R, jw *f, const char *finish) { completions_whole_n(&R, 1, f, &finish); }
 
 static int completions_delta(fcgi_run *R) { return fcgi_openai_chunk(R, "text_completion", completions_chunk, NULL); }
 static int completions_end(fcgi_run *R, const char *finish) {
@@ -86,6 +94,10 @@ static int completions_end(fcgi_run *R, const char *finish) {
 static int completions_error(fcgi_run *R, const fcgi_error *er) {
     return fcgi_openai_error(R, "text_completion", completions_chunk, er);
 }
+static int completions_choice_end(fcgi_run *R, const char *finish) {
+    return fcgi_openai_choice_end(R, "text_completion", completions_chunk, finish);
+}
+static int completions_close(fcgi_run *R) { return fcgi_openai_close(R, "text_completion"); }
 
 const fcgi_api fcgi_api_completions = {
     .id_prefix = "cmpl-",
@@ -94,6 +106,9 @@ const fcgi_api fcgi_api_completions = {
     .stream_end = completions_end,
     .stream_error = completions_error,
     .whole = completions_whole,
+    .whole_n = completions_whole_n,
+    .stream_choice_end = completions_choice_end,
+    .stream_close = completions_close,
 };
 
 /* ---- /infill (llama-server) ---- */

@@ -158,10 +158,16 @@ typedef struct fcgi_worker {
     jw all_content, all_reasoning; /* the whole reply's content and reasoning (the responses store) */
     jw lp;              /* logprob entries not yet sent */
     jw lp2, lp3, lp4;   /* completions logprobs: token_logprobs, top_logprobs, text_offset */
+    /* (FCGI_MAX_N - 1) the text buffers of choices 1.. of an n > 1 request (their
+     * hold and jw buffers only; ids and body stay the parent's): allocated at the
+     * worker's first such request, kept like the jw buffers */
+    struct fcgi_worker *more;
 } fcgi_worker;
 
 int fcgi_worker_init(fcgi_worker *w, const fcgi_app *a, err *e);
 void fcgi_worker_free(fcgi_worker *w);
+/* w->more for an n > 1 request; -1 out of memory. */
+int fcgi_worker_more(fcgi_worker *w);
 
 /* ---- reply.c ---- */
 int fcgi_out_write(fcgi_out *o, const char *p, size_t n);
@@ -193,6 +199,10 @@ int fcgi_reply_error(fcgi_out *o, const fcgi_error *er, const char *extra);
 /* ---- request.c ---- */
 #define FCGI_MAX_STOP 64
 #define FCGI_MAX_DEPTH 64
+/* Choices per request ("n" on chat and completions): each is a sequence of its
+ * own, counted against max_seqs + max_queue at admission; they share the
+ * prompt's KV through the prefix cache (sched_params.group). */
+#define FCGI_MAX_N 8
 
 typedef struct fcgi_limits {
     long max_body_bytes;
@@ -245,6 +255,7 @@ typedef struct fcgi_gen {
     const char *fim_extra;  /* /infill "prompt": text after the middle marker (NULL: none) */
     size_t fim_extra_len;
     int stream, include_usage;
+    int n;                  /* choices (chat, completions): 1..FCGI_MAX_N, each a sequence of its own */
     int max_tokens;         /* -1: absent */
     sampler_params sp;
     int logprobs;           /* report logprobs of chosen tokens */

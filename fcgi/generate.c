@@ -299,6 +299,127 @@ done:
                 ev.type == SCHED_EV_DONE ? ev.n_generated - seen : -1);
 }
 
+/* One choice in flight: a request runs n of them (n > 1 on chat and
+ * completions) over one prompt, each its own sequence, parser, constraint and
+ * text buffers (choice 0 the worker's, the others w->more). */
+typedef struct gen_choice {
+    fcgi_run R;
+    sched_req *req;
+    fcgi_constraint *cons;
+    tok_stream ts;
+    const char *finish; /* how it ended, once it has */
+    double t_prev;      /* the previous token's arrival */
+} gen_choice;
+
+/* One generated token through the text path (and out, when streaming). */
+static void on_token(gen_choice *c, const sched_event *ev) {
+    fcgi_run *R = &c->R;
+    fcgi_app *a = R->a;
+    double t = mono_s();
+    if (R->n_seen == 0) fcgi_hist_observe(&a->metrics.ttft, t - R->t_submit);
+    else fcgi_hist_observe(&a->metrics.itl, t - c->t_prev);
+    c->t_prev = t;
+    R->n_seen++;
+    if (R->stop_hit) return; /* cancelled; draining to DONE */
+    if (R->g->logprobs && R->api->logprob) R->api->logprob(R, ev);
+    if (R->in_reasoning) R->n_reasoning++;
+    char piece[512];
+    size_t k = tok_stream_feed(a->tk, &c->ts, ev->token, piece, sizeof piece);
+    if (!k && R->ps && a->pfmt == PARSE_HARMONY) {
+        /* harmony's structure is control tokens (<|channel|>, <|message|>,
+         * <|start|>, <|end|>...): its parser reads their text */
+        size_t sl;
+        const char *sp = tok_piece(a->tk, ev->token, &sl, 1);
+        if (sp && sl && sl < sizeof piece) {
+            memcpy(piece, sp, sl);
+            k = sl;
+        }
+    }
+    if (feed_text(R, piece, k)) {
+        R->stop_hit = 1;
+        R->n_gen = R->n_seen;
+        sched_cancel(c->req);
+    }
+    if (R->g->stream) R->api->stream_delta(R); /* a failure is handled at the loop top */
+}
+
+/* The DONE event: 0 with c->finish set, or -1 when the drain deadline cut the
+ * generation (er set). */
+static int on_done(gen_choice *c, const sched_event *ev, fcgi_error *er) {
+    fcgi_run *R = &c->R;
+    fcgi_app *a = R->a;
+    R->n_cached = ev->n_cached;
+    atomic_fetch_add(&a->metrics.generated_tokens, ev->n_generated);
+    fcgi_hist_observe(&a->metrics.e2e, mono_s() - R->t_submit);
+    if (ev->finish == SCHED_FINISH_DRAINED) {
+        /* the drain deadline cut it: never "stop", the text is incomplete */
+        atomic_fetch_add(&a->metrics.cut_drain, 1);
+        fcgi_errorf(er, 503, "server_error", "service_unavailable", NULL,
+                    "the server is shutting down: this generation was cut after %d tokens when the drain time "
+                    "(%d s) ran out; retry", ev->n_generated, a->cfg->drain_s);
+        if (a->cfg->log_requests)
+            fprintf(stderr, "sparkd: %s: %d prompt + %d generated tokens, cut by the drain deadline\n", R->id,
+                    R->n_prompt, ev->n_generated);
+        return -1;
+    }
+    const char *finish;
+    if (R->stop_hit) { finish = "stop"; atomic_fetch_add(&a->metrics.cancelled, 1); }
+    else {
+        R->n_gen = ev->n_generated;
+        finish = ev->finish == SCHED_FINISH_LENGTH ? "length" : "stop";
+        /* flush what the stop matcher and the UTF-8 stream still hold */
+        char piece[512];
+        size_t k = tok_stream_flush(&c->ts, piece, sizeof piece);
+        if (k) feed_text(R, piece, k);
+        emit_text(R, R->w->hold, R->nhold);
+        R->nhold = 0;
+    }
+    /* a constraint that completed a forced call: the closing markup the
+     * model was not asked to write */
+    const char *suffix = fcgi_constraint_suffix(c->cons);
+    if (suffix && R->ps) parse_feed(R->ps, suffix, strlen(suffix), on_parse, R);
+    if (R->ps) parse_finish(R->ps, on_parse, R);
+    fcgi_tools_close(R);
+    if (R->tools.n && !strcmp(finish, "stop")) finish = "tool_calls";
+    c->finish = finish;
+    return 0;
+}
+
+/* Non-streamed reply of n > 1 choices. */
+static int send_whole_n(gen_choice *ch, int n) {
+    fcgi_run *Rs[FCGI_MAX_N];
+    const char *fin[FCGI_MAX_N];
+    for (int i = 0; i < n; i++) {
+        Rs[i] = &ch[i].R;
+        fin[i] = ch[i].finish;
+    }
+    jw *f = &ch[0].R.w->frame;
+    jw_reset(f);
+    ch[0].R.api->whole_n(Rs, n, f, fin);
+    if (f->oom) {
+        fcgi_error er;
+        fcgi_errorf(&er, 500, "server_error", NULL, NULL, "out of memory building the reply");
+        return reply_error(ch[0].R.a, ch[0].R.o, &er);
+    }
+    fcgi_reply_json(ch[0].R.o, 200, f, NULL);
+    return 200;
+}
+
+static void cancel_all(gen_choice *ch, int n) {
+    for (int i = 0; i < n; i++)
+        if (ch[i].req && !ch[i].finish) sched_cancel(ch[i].req);
+}
+
+static int submit_error(fcgi_app *a, fcgi_out *o, const err *e) {
+    fcgi_error er;
+    if (e->code == ERR_NOMEM)
+        fcgi_errorf(&er, 429, "rate_limit_error", "server_busy", NULL, "%s; retry later", e->msg);
+    else if (e->code == ERR_UNAVAILABLE)
+        fcgi_errorf(&er, 503, "server_error", "service_unavailable", NULL, "%s", e->msg);
+    else fcgi_errorf(&er, 400, "invalid_request_error", "invalid_value", NULL, "%s", e->msg);
+    return reply_error(a, o, &er);
+}
+
 int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api_kind api, fcgi_out *o) {
     fcgi_gen g;
     fcgi_error er;
@@ -306,18 +427,23 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api
         fcgi_gen_free(&g);
         return reply_error(a, o, &er);
     }
-    const int chat = g.chat;
+    const int chat = g.chat, n = g.n;
+    gen_choice ch[FCGI_MAX_N];
+    memset(ch, 0, sizeof ch);
     reset_worker_text(w);
     fcgi_run R = {.a = a, .w = w, .g = &g, .o = o, .api = api_of(api), .created = (long)time(NULL), .stop_index = -1,
                   .block = -1, .item = -1};
     make_id(R.id, sizeof R.id, R.api->id_prefix);
     int status = 0;
-    sched_req *req = NULL;
-    fcgi_constraint *cons = NULL;
     err e = {0};
     int thinking = 0;
     char prefix_buf[256];
     const char *prefix = NULL;
+    if (n > 1 && (!R.api->whole_n || fcgi_worker_more(w))) { /* only chat and completions parse n */
+        fcgi_errorf(&er, 500, "server_error", NULL, NULL, "out of memory for %d choices", n);
+        fcgi_gen_free(&g);
+        return reply_error(a, o, &er);
+    }
     /* the template's own reasoning opener matters to the prefix: render first
      * without it, then again with it only when a call is forced */
     if ((R.n_prompt = fcgi_prompt_build(a, w, &g, NULL, &thinking, &er)) < 0) { status = reply_error(a, o, &er); goto out; }
@@ -328,140 +454,147 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api
             goto out;
         }
     }
-    if (chat && a->pfmt != PARSE_PLAIN && parse_create(&R.ps, a->pfmt, thinking, (size_t)a->n_ctx * 64, &e)) {
-        R.ps = NULL;
-        fcgi_errorf(&er, 500, "server_error", NULL, NULL, "output parser: %s", e.msg);
-        status = reply_error(a, o, &er);
-        goto out;
+    for (int i = 0; i < n; i++) {
+        gen_choice *c = &ch[i];
+        c->R = R;
+        c->R.index = i;
+        if (i) {
+            c->R.w = &w->more[i - 1];
+            reset_worker_text(c->R.w);
+        }
+        if (chat && a->pfmt != PARSE_PLAIN && parse_create(&c->R.ps, a->pfmt, thinking, (size_t)a->n_ctx * 64, &e)) {
+            c->R.ps = NULL;
+            fcgi_errorf(&er, 500, "server_error", NULL, NULL, "output parser: %s", e.msg);
+            status = reply_error(a, o, &er);
+            goto out;
+        }
+        /* structured output and forced tool calls: a grammar over the model's own syntax */
+        if (fcgi_constraint_new(a, &g, thinking, &c->cons, &er)) { status = reply_error(a, o, &er); goto out; }
     }
-    /* structured output and forced tool calls: a grammar over the model's own syntax */
-    if (fcgi_constraint_new(a, &g, thinking, &cons, &er)) { status = reply_error(a, o, &er); goto out; }
 
     sched_params sp = {.prompt = w->ids, .n_prompt = R.n_prompt, .sp = g.sp, .ignore_eos = g.ignore_eos,
                        .logprobs = g.logprobs, .top_logprobs = g.top_logprobs, .bias_ids = g.bias_ids,
-                       .bias_vals = g.bias_vals, .n_bias = g.n_bias, .constraint = fcgi_constraint_sched(cons)};
+                       .bias_vals = g.bias_vals, .n_bias = g.n_bias,
+                       /* the choices share the prompt's KV: the worker is one request's at a time */
+                       .group = n > 1 ? (uint64_t)(uintptr_t)w : 0};
     int room = a->n_ctx - R.n_prompt;
     sp.max_tokens = g.max_tokens > 0 ? g.max_tokens : a->cfg->max_tokens;
     if (sp.max_tokens > room) sp.max_tokens = room;
-    if (!g.has_seed && getrandom(&sp.sp.seed, sizeof sp.sp.seed, 0) != (ssize_t)sizeof sp.sp.seed)
-        sp.sp.seed = (uint64_t)(mono_s() * 1e9);
-    if (sched_submit(a->s, &sp, &req, &e)) {
-        if (e.code == ERR_NOMEM)
-            fcgi_errorf(&er, 429, "rate_limit_error", "server_busy", NULL, "%s; retry later", e.msg);
-        else if (e.code == ERR_UNAVAILABLE)
-            fcgi_errorf(&er, 503, "server_error", "service_unavailable", NULL, "%s", e.msg);
-        else fcgi_errorf(&er, 400, "invalid_request_error", "invalid_value", NULL, "%s", e.msg);
-        status = reply_error(a, o, &er);
-        req = NULL;
-        goto out;
+    uint64_t seed = g.sp.seed;
+    /* each choice a sequence of its own against max_seqs + max_queue: all or none */
+    for (int i = 0; i < n; i++) {
+        /* a given seed: choice i samples with seed + i (choice 0 as a request of n = 1) */
+        if (g.has_seed) sp.sp.seed = seed + (uint64_t)i;
+        else if (getrandom(&sp.sp.seed, sizeof sp.sp.seed, 0) != (ssize_t)sizeof sp.sp.seed)
+            sp.sp.seed = (uint64_t)(mono_s() * 1e9) + (uint64_t)i;
+        sp.constraint = fcgi_constraint_sched(ch[i].cons);
+        if (sched_submit(a->s, &sp, &ch[i].req, &e)) {
+            ch[i].req = NULL;
+            cancel_all(ch, i);
+            status = submit_error(a, o, &e);
+            goto out;
+        }
     }
     atomic_fetch_add(&a->metrics.prompt_tokens, R.n_prompt);
-    R.t_submit = R.t_last = mono_s();
+    for (int i = 0; i < n; i++) {
+        fcgi_run *Ri = &ch[i].R;
+        Ri->t_submit = Ri->t_last = mono_s();
+        tok_stream_init(&ch[i].ts);
+        if (!chat && g.echo && g.prompt) jw_raw(&Ri->w->content, g.prompt, g.prompt_len);
+        if (Ri->ps && thinking) Ri->in_reasoning = 1;
+        if (prefix && Ri->ps) parse_feed(Ri->ps, prefix, strlen(prefix), on_parse, Ri); /* the parser reads the forced opener */
+    }
 
-    tok_stream ts;
-    tok_stream_init(&ts);
-    char piece[512];
-    if (!chat && g.echo && g.prompt) jw_raw(&w->content, g.prompt, g.prompt_len);
-    if (R.ps && thinking) R.in_reasoning = 1;
-    if (prefix && R.ps) parse_feed(R.ps, prefix, strlen(prefix), on_parse, &R); /* the parser reads the forced opener */
-
-    const char *finish = NULL;
-    int keepalive = a->cfg->keepalive_ms;
-    double t_prev = 0, t_done = 0;
+    int keepalive = a->cfg->keepalive_ms, left = n, turn = 0;
+    gen_choice *last = NULL;
+    double t_done = 0;
     sched_event ev;
     for (;;) {
         if (o->gone && o->gone(o->u)) { o->failed = 1; }
-        if (o->failed) { cancel_for_client(&R, req); status = 499; goto out; }
-        if (!sched_next(req, &ev, POLL_MS)) {
-            if (g.stream && (mono_s() - R.t_last) * 1000 >= keepalive) fcgi_sse_keepalive(&R);
+        if (o->failed) {
+            cancel_all(ch, n);
+            for (int i = 0; i < n; i++)
+                if (!ch[i].finish) cancel_for_client(&ch[i].R, ch[i].req);
+            status = 499;
+            goto out;
+        }
+        gen_choice *c = NULL;
+        if (n == 1) c = sched_next(ch[0].req, &ev, POLL_MS) ? &ch[0] : NULL;
+        else {
+            /* every running choice in turn; with nothing ready, a short wait on one */
+            for (int k = 0; k < n && !c; k++) {
+                gen_choice *x = &ch[(turn + k) % n];
+                if (!x->finish && sched_next(x->req, &ev, 0)) c = x;
+            }
+            for (int k = 0; k < n && !c; k++) {
+                gen_choice *x = &ch[(turn + k) % n];
+                if (x->finish) continue;
+                if (sched_next(x->req, &ev, 2)) c = x;
+                break;
+            }
+            turn = (turn + 1) % n;
+        }
+        if (!c) {
+            double last = 0;
+            for (int i = 0; i < n; i++)
+                if (ch[i].R.t_last > last) last = ch[i].R.t_last;
+            if (g.stream && (mono_s() - last) * 1000 >= keepalive) fcgi_sse_keepalive(&ch[0].R);
             continue;
         }
         if (ev.type == SCHED_EV_TOKEN) {
-            double t = mono_s();
-            if (R.n_seen == 0) fcgi_hist_observe(&a->metrics.ttft, t - R.t_submit);
-            else fcgi_hist_observe(&a->metrics.itl, t - t_prev);
-            t_prev = t;
-            R.n_seen++;
-            if (R.stop_hit) continue; /* cancelled; draining to DONE */
-            if (g.logprobs && R.api->logprob) R.api->logprob(&R, &ev);
-            if (R.in_reasoning) R.n_reasoning++;
-            size_t k = tok_stream_feed(a->tk, &ts, ev.token, piece, sizeof piece);
-            if (!k && R.ps && a->pfmt == PARSE_HARMONY) {
-                /* harmony's structure is control tokens (<|channel|>, <|message|>,
-                 * <|start|>, <|end|>...): its parser reads their text */
-                size_t sl;
-                const char *sp = tok_piece(a->tk, ev.token, &sl, 1);
-                if (sp && sl && sl < sizeof piece) {
-                    memcpy(piece, sp, sl);
-                    k = sl;
-                }
-            }
-            if (feed_text(&R, piece, k)) {
-                R.stop_hit = 1;
-                R.n_gen = R.n_seen;
-                sched_cancel(req);
-            }
-            if (g.stream) R.api->stream_delta(&R); /* a failure is handled at the loop top */
+            on_token(c, &ev);
             continue;
         }
         if (ev.type == SCHED_EV_ERROR) {
             /* an engine fault: this request fails, the server lives on */
             atomic_fetch_add(&a->metrics.cut_engine, 1);
+            c->finish = "error";
+            cancel_all(ch, n);
             if (ev.code == ERR_INVALID) /* the output constraint could not go on */
                 fcgi_errorf(&er, 500, "server_error", "constraint_error", NULL, "%s", ev.msg);
             else
                 fcgi_errorf(&er, ev.code == ERR_UNAVAILABLE || ev.code == ERR_IO ? 503 : 500, "server_error",
                             "engine_error", NULL, "%s", ev.msg);
-            status = cut_reply(&R, &er);
+            status = cut_reply(&c->R, &er);
             goto out;
         }
         /* DONE */
         t_done = mono_s();
-        R.n_cached = ev.n_cached;
-        atomic_fetch_add(&a->metrics.generated_tokens, ev.n_generated);
-        fcgi_hist_observe(&a->metrics.e2e, mono_s() - R.t_submit);
-        if (ev.finish == SCHED_FINISH_DRAINED) {
-            /* the drain deadline cut it: never "stop", the text is incomplete */
-            atomic_fetch_add(&a->metrics.cut_drain, 1);
-            fcgi_errorf(&er, 503, "server_error", "service_unavailable", NULL,
-                        "the server is shutting down: this generation was cut after %d tokens when the drain time "
-                        "(%d s) ran out; retry", ev.n_generated, a->cfg->drain_s);
-            status = cut_reply(&R, &er);
-            if (a->cfg->log_requests)
-                fprintf(stderr, "sparkd: %s: %d prompt + %d generated tokens, cut by the drain deadline\n", R.id,
-                        R.n_prompt, ev.n_generated);
+        if (on_done(c, &ev, &er)) {
+            c->finish = "error";
+            cancel_all(ch, n);
+            status = cut_reply(&c->R, &er);
             goto out;
         }
-        if (R.stop_hit) { finish = "stop"; atomic_fetch_add(&a->metrics.cancelled, 1); }
-        else {
-            R.n_gen = ev.n_generated;
-            finish = ev.finish == SCHED_FINISH_LENGTH ? "length" : "stop";
-            /* flush what the stop matcher and the UTF-8 stream still hold */
-            size_t k = tok_stream_flush(&ts, piece, sizeof piece);
-            if (k) feed_text(&R, piece, k);
-            emit_text(&R, w->hold, R.nhold);
-            R.nhold = 0;
-        }
-        /* a constraint that completed a forced call: the closing markup the
-         * model was not asked to write */
-        const char *suffix = fcgi_constraint_suffix(cons);
-        if (suffix && R.ps) parse_feed(R.ps, suffix, strlen(suffix), on_parse, &R);
-        if (R.ps) parse_finish(R.ps, on_parse, &R);
-        fcgi_tools_close(&R);
-        if (R.tools.n && !strcmp(finish, "stop")) finish = "tool_calls";
-        break;
+        if (--left == 0) { last = c; break; }
+        if (g.stream) c->R.api->stream_choice_end(&c->R, c->finish); /* n > 1: this choice's last chunks */
+    }
+    int n_gen = 0, n_reasoning = 0;
+    for (int i = 0; i < n; i++) {
+        n_gen += ch[i].R.n_gen;
+        n_reasoning += ch[i].R.n_reasoning;
     }
     if (g.stream) {
-        R.api->stream_end(&R, finish);
+        if (n == 1) R.api->stream_end(&ch[0].R, ch[0].finish);
+        else {
+            /* the last to end: its chunks, then usage over all choices and [DONE] */
+            last->R.api->stream_choice_end(&last->R, last->finish);
+            fcgi_run u = ch[0].R;
+            u.n_gen = n_gen;
+            u.n_reasoning = n_reasoning;
+            u.api->stream_close(&u);
+        }
         status = o->failed ? 499 : 200;
-    } else status = send_whole(&R, finish);
+    } else status = n == 1 ? send_whole(&ch[0].R, ch[0].finish) : send_whole_n(ch, n);
     if (a->cfg->log_requests)
-        fprintf(stderr, "sparkd: %s: %d prompt + %d generated tokens, engine %.2f ms, finish %s\n", R.id, R.n_prompt,
-                R.n_gen, (t_done - R.t_submit) * 1e3, finish);
+        fprintf(stderr, "sparkd: %s: %d prompt + %d generated tokens, engine %.2f ms, finish %s%s\n", R.id, R.n_prompt,
+                n_gen, (t_done - ch[0].R.t_submit) * 1e3, ch[0].finish, n > 1 ? " (n > 1: choice 0's)" : "");
 out:
-    if (req) sched_release(req);
-    fcgi_constraint_free(cons);
-    if (R.ps) parse_free(R.ps);
+    for (int i = 0; i < n; i++) {
+        if (ch[i].req) sched_release(ch[i].req);
+        fcgi_constraint_free(ch[i].cons);
+        if (ch[i].R.ps) parse_free(ch[i].R.ps);
+    }
     fcgi_gen_free(&g);
     return status;
 }

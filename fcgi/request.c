@@ -19,8 +19,8 @@
  *  - "\u0000" inside a string is rejected (values are also C strings);
  *  - a known field of the wrong type or out of range is a 400 naming it;
  *    unknown fields are ignored (clients send many optional extras), except
- *    features we do not implement (n > 1, best_of), which are refused rather
- *    than ignored;
+ *    features we do not implement (best_of other than 1, n beyond FCGI_MAX_N),
+ *    which are refused rather than ignored;
  *  - numbers: JSON has no NaN/Infinity literals, and an overflowing literal
  *    (1e999) is refused: both 400. */
 #include <math.h>
@@ -434,12 +434,14 @@ static int check_prompt(const jv *p, fcgi_gen *g, fcgi_error *er) {
     return 0;
 }
 
-static int refuse_unsupported(const jv *root, fcgi_error *er) {
+/* n (choices, 1..FCGI_MAX_N); best_of other than 1 is refused. */
+static int parse_n(const jv *root, fcgi_gen *g, fcgi_error *er) {
     long long n = 1;
     int rc = fcgi_opt_int(root, "n", -(1ll << 40), 1ll << 40, &n, er);
     if (rc < 0) return -1;
     if (rc == 1 && n < 1) return BAD("n", "'n' = %lld must be at least 1", n);
-    if (rc == 1 && n > 1) return BAD("n", "'n' = %lld: only n = 1 is supported", n);
+    if (rc == 1 && n > FCGI_MAX_N) return BAD("n", "'n' = %lld: at most %d choices per request", n, FCGI_MAX_N);
+    g->n = (int)n;
     rc = fcgi_opt_int(root, "best_of", -(1ll << 40), 1ll << 40, &n, er);
     if (rc < 0) return -1;
     if (rc == 1 && n != 1) return BAD("best_of", "'best_of' = %lld: only 1 is supported", n);
@@ -476,6 +478,7 @@ static void gen_init(fcgi_gen *g, fcgi_api_kind api, const fcgi_limits *lim) {
     g->api = api;
     g->chat = api == FCGI_API_CHAT || api == FCGI_API_RESPONSES || api == FCGI_API_MESSAGES;
     g->max_tokens = -1;
+    g->n = 1;
     g->sp = lim->sp;
     g->thinking = -1;
     g->parallel_tool_calls = 1;
@@ -491,7 +494,7 @@ int fcgi_request_parse(const char *body, size_t len, int chat, const fcgi_limits
                        fcgi_gen *g, fcgi_error *er) {
     if (fcgi_gen_begin(body, len, chat ? FCGI_API_CHAT : FCGI_API_COMPLETIONS, lim, g, er)) return -1;
     const jv *root = &g->root;
-    if (fcgi_check_model(root, model_id, g, er) || refuse_unsupported(root, er)) goto fail;
+    if (fcgi_check_model(root, model_id, g, er) || parse_n(root, g, er)) goto fail;
 
     if (chat) {
         g->messages = fcgi_jget(root, "messages");

@@ -37,6 +37,14 @@ typedef struct fcgi_api {
     int (*stream_error)(fcgi_run *R, const fcgi_error *er);
     /* The whole non-streamed reply into f. */
     void (*whole)(fcgi_run *R, jw *f, const char *finish);
+    /* n > 1 choices (chat and completions only; NULL elsewhere): the whole reply
+     * with R[0..n) as choices 0..n-1 and usage over all of them; in a stream, a
+     * choice's end (what is pending, then its finish chunk), and once all have
+     * ended the stream's end (the usage chunk if asked, [DONE]) written by R
+     * with usage over all choices. */
+    void (*whole_n)(fcgi_run *const *R, int n, jw *f, const char *const *finish);
+    int (*stream_choice_end)(fcgi_run *R, const char *finish);
+    int (*stream_close)(fcgi_run *R);
 } fcgi_api;
 
 extern const fcgi_api fcgi_api_chat, fcgi_api_completions, fcgi_api_messages, fcgi_api_responses, fcgi_api_infill;
@@ -53,6 +61,7 @@ struct fcgi_run {
     fcgi_out *o;
     const fcgi_api *api;
     char id[48];
+    int index;            /* the choice (n > 1): its chunks' and its object's "index" */
     long created;
     int n_prompt;
     int n_cached;         /* prompt tokens the prefix cache held */
@@ -111,6 +120,13 @@ int fcgi_openai_chunk(fcgi_run *R, const char *object, void (*choice)(fcgi_run *
                       const char *finish);
 int fcgi_openai_end(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
                     const char *finish);
+/* fcgi_openai_end in two: one choice's end (pending, its finish chunk); the
+ * stream's end (usage chunk if asked, [DONE]). */
+int fcgi_openai_choice_end(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
+                           const char *finish);
+int fcgi_openai_close(fcgi_run *R, const char *object);
+/* Usage over R[0..n): the prompt once, completion and reasoning tokens summed. */
+void fcgi_write_usage_n(fcgi_run *const *R, int n, jw *f);
 int fcgi_openai_error(fcgi_run *R, const char *object, void (*choice)(fcgi_run *, jw *, const char *),
                       const fcgi_error *er);
 

@@ -80,7 +80,26 @@ int fcgi_worker_init(fcgi_worker *w, const fcgi_app *a, err *e) {
     return 0;
 }
 
+int fcgi_worker_more(fcgi_worker *w) {
+    if (w->more) return 0;
+    fcgi_worker *m = calloc(FCGI_MAX_N - 1, sizeof *m);
+    if (!m) return -1;
+    for (int i = 0; i < FCGI_MAX_N - 1; i++) {
+        m[i].hold_cap = w->hold_cap;
+        if (!(m[i].hold = malloc(m[i].hold_cap))) {
+            for (int k = 0; k < i; k++) free(m[k].hold);
+            free(m);
+            return -1;
+        }
+    }
+    w->more = m;
+    return 0;
+}
+
 void fcgi_worker_free(fcgi_worker *w) {
+    if (w->more)
+        for (int i = 0; i < FCGI_MAX_N - 1; i++) fcgi_worker_free(&w->more[i]);
+    free(w->more);
     free(w->ids);
     free(w->body);
     free(w->hold);

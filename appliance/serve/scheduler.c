@@ -65,6 +65,7 @@ struct sched {
     engine *eng;
     kvpool *kv;
     int kv_total;         /* blocks in the pool (fixed: read without the lock) */
+    int prefix_on;        /* the prefix cache is on (sched_params.group waits only then) */
     uint8_t *eog;         /* (n_vocab) 1 = ends generation */
     sched_req **run;      /* (max_seqs) running requests, NULL free */
     sched_req *reqs;      /* (n_reqs) handle pool */
@@ -157,6 +158,15 @@ static void admit(sched *s, sched_req *r, int slot) {
     s->ops->slot_reset(s->eng, slot, r->toks, r->len, NULL);
 }
 
+/* A running member of group g is still computing its prompt. */
+static int group_prefilling(const sched *s, uint64_t g) {
+    for (int i = 0; i < s->o.max_seqs; i++) {
+        const sched_req *q = s->run[i];
+        if (q && q->p.group == g && q->n_kv < q->p.n_prompt) return 1;
+    }
+    return 0;
+}
+
 /* Frees the youngest running sequence's blocks and requeues it at the head. */
 static void preempt_youngest(sched *s) {
     sched_req *y = NULL;
@@ -218,6 +228,8 @@ static int step(sched *s) {
         /* Admission: its uncached prompt blocks must be available now (cached
          * blocks it would reuse count as available too, conservatively). */
         if (kvpool_blocks_for(s->kv, r->len) > kvpool_available(s->kv)) break;
+        /* a sibling is computing the same prompt: wait for its blocks (FIFO kept) */
+        if (r->p.group && s->prefix_on && group_prefilling(s, r->p.group)) break;
         s->q_head = r->next_queued;
         if (!s->q_head) s->q_tail = NULL;
         s->n_queued--;
@@ -404,6 +416,7 @@ int sched_create(sched **out, const engine_ops *ops, engine *g, const engine_pla
     int rc = kvpool_create(&s->kv, plan->n_kv_blocks, plan->kv_block, plan->prefix_cache && !o->no_prefix_cache, e);
     if (rc) { sched_destroy(s); return rc; }
     s->kv_total = plan->n_kv_blocks;
+    s->prefix_on = plan->prefix_cache && !o->no_prefix_cache;
     const int blocks_per_seq = kvpool_blocks_for(s->kv, o->n_ctx);
     s->run = calloc((size_t)o->max_seqs, sizeof *s->run);
     s->batch = calloc((size_t)o->max_seqs, sizeof *s->batch);

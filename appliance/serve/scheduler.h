@@ -78,6 +78,12 @@ typedef struct sched_params {
     const int32_t *bias_ids;  /* (n_bias) logit_bias, copied at submit; ids < n_vocab */
     const float *bias_vals;
     int n_bias;               /* 0..SCHED_MAX_BIAS */
+    /* Nonzero: a group of requests with one prompt (the n choices of one API
+     * request). A queued member is not admitted while a running member is still
+     * computing the prompt; then it maps the prompt's full KV blocks from the
+     * prefix cache (when the cache is on) and computes only the last partial
+     * block, so n choices share the prompt's KV. */
+    uint64_t group;
 } sched_params;
 
 typedef enum sched_event_type {

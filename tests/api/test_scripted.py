@@ -310,6 +310,140 @@ def check_formats():
             stop_checked(st, tpl)
 
 
+def logged_prompts(st):
+    """The chat prompts sparkd rendered, in order (log level debug prints each,
+    "sparkd: chat prompt (N bytes): TEXT", up to 2000 bytes)."""
+    log, out, at = st.log(), [], 0
+    mark = "sparkd: chat prompt ("
+    while True:
+        at = log.find(mark, at)
+        if at < 0:
+            return out
+        n = int(log[at + len(mark):log.index(" ", at + len(mark))])
+        start = log.index("): ", at) + 3
+        out.append(log[start:start + min(n, 2000)])
+        at = start
+
+
+def check_effort():
+    """reasoning_effort (chat) and reasoning.effort (responses) reach GPT-OSS's
+    real template over HTTP: the prompt sparkd rendered equals transformers'
+    rendering of the same conversation with that effort ("Reasoning: high" in
+    the system message); minimal / none map to low; absent leaves the
+    template's default (medium)."""
+    from transformers.utils import chat_template_utils as ctu
+    src = open(os.path.join(MODELS, "gpt-oss.jinja")).read()
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "gpt-oss.gguf"), "id": "gpt-oss", "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, "gpt-oss.jinja")},
+                                  "log": {"level": "debug"}})
+    try:
+        st.start()
+        cl = client(st)
+        user = [{"role": "user", "content": "Think hard. [[script:final]]"}]
+        cases = [("chat", "high", "high"), ("chat", "low", "low"), ("chat", "minimal", "low"), ("chat", None, "medium"),
+                 ("responses", "high", "high"), ("responses", "medium", "medium")]
+        for api, effort, want in cases:
+            n0 = len(logged_prompts(st))
+            if api == "chat":
+                kw = {"reasoning_effort": effort} if effort else {}
+                r = cl.chat.completions.create(model="gpt-oss", messages=user, **kw)
+                good = r.choices[0].message.content.strip() == FINAL
+            else:
+                r = cl.responses.create(model="gpt-oss", input=user[0]["content"], reasoning={"effort": effort})
+                good = r.output_text.strip() == FINAL and r.reasoning.effort == effort
+            ps = logged_prompts(st)
+            got = ps[-1] if len(ps) > n0 else ""
+            kw = {"reasoning_effort": want} if effort else {}
+            ref, _ = ctu.render_jinja_template(conversations=[user], chat_template=src, add_generation_prompt=True, **kw)
+            ok(good and ("Reasoning: %s\n" % want) in got and got == ref[0][:2000],
+               "gpt-oss %s effort %s -> the template's system message says 'Reasoning: %s', prompt == transformers'"
+               % (api, effort, want), (got[:400], ref[0][:400]))
+    finally:
+        stop_checked(st, "effort")
+
+
+def metric(st, name):
+    s, _, b = st.get("/metrics", headers={"Authorization": "Bearer " + KEY})
+    for line in b.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def check_n():
+    """n > 1 on chat and completions: choices 0..n-1 (whole and streamed, read by
+    the openai client), each a full reply of its own (reasoning split, content);
+    usage counts the prompt once and every choice's tokens; the choices share the
+    prompt's KV (the prefix cache's hit counter grows by the prompt's full blocks
+    for each choice after the first); admission counts n sequences (429 when n
+    cannot all be admitted)."""
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "qwen3.gguf"), "id": "qwen3", "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, "qwen3.jinja")},
+                                  "engine": {"max_seqs": "2"}, "limits": {"max_queue": "2"}})
+    try:
+        st.start()
+        cl = client(st)
+        # a prompt of its own (no earlier request cached it)
+        msgs = [{"role": "system", "content": "Choices share this prompt. " * 40},
+                {"role": "user", "content": "Hi [[script:final]]"}]
+        one = cl.chat.completions.create(model="qwen3", messages=[{"role": "user", "content": "Other [[script:final]]"}])
+        single = one.usage.completion_tokens
+        h0 = metric(st, "sparkd_prefix_cache_hit_tokens_total")
+        r = cl.chat.completions.create(model="qwen3", messages=msgs, n=3)
+        h1 = metric(st, "sparkd_prefix_cache_hit_tokens_total")
+        P = r.usage.prompt_tokens
+        shared = (P - 1) // 16 * 16
+        ok([c.index for c in r.choices] == [0, 1, 2] and
+           all(c.message.content.strip() == FINAL and c.finish_reason == "stop" for c in r.choices) and
+           r.usage.completion_tokens == 3 * single and r.usage.total_tokens == P + 3 * single,
+           "chat n = 3: choices 0..2, each the whole answer; usage counts 3 x %d tokens" % single,
+           r.model_dump_json()[:600])
+        ok(h1 - h0 >= 2 * shared, "chat n = 3: choices 1, 2 map the prompt's KV from choice 0 (%d hit tokens, >= 2 x %d)"
+           % (h1 - h0, shared), (h0, h1, P))
+        # streamed: chunks carry their choice's index; one usage chunk; [DONE] once
+        s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": msgs, "n": 3, "stream": True,
+                                                     "stream_options": {"include_usage": True}})
+        evs = sse(b)
+        text, fin, role = {}, {}, {}
+        usage = [d["usage"] for _, d in evs if d != "[DONE]" and d.get("usage")]
+        for _, d in evs:
+            if d == "[DONE]":
+                continue
+            for c in d["choices"]:
+                text[c["index"]] = text.get(c["index"], "") + (c["delta"].get("content") or "")
+                role[c["index"]] = role.get(c["index"], 0) + (c["delta"].get("role") == "assistant")
+                if c.get("finish_reason"):
+                    fin[c["index"]] = fin.get(c["index"], []) + [c["finish_reason"]]
+        ok(s == 200 and sorted(text) == [0, 1, 2] and all(text[i].strip() == FINAL for i in text) and
+           all(fin.get(i) == ["stop"] and role[i] == 1 for i in range(3)) and len(usage) == 1 and
+           usage[0]["completion_tokens"] == 3 * single and [d for _, d in evs].count("[DONE]") == 1 and
+           evs[-1][1] == "[DONE]", "chat n = 3 streamed: per-index deltas, a role and a finish each, one usage chunk, one [DONE]",
+           (text, fin, usage, len(evs)))
+        # the same stream through the official client
+        got = {}
+        for c in cl.chat.completions.create(model="qwen3", messages=msgs, n=2, stream=True):
+            for x in c.choices:
+                got[x.index] = got.get(x.index, "") + (x.delta.content or "")
+        ok(sorted(got) == [0, 1] and all(v.strip() == FINAL for v in got.values()),
+           "chat n = 2 streamed, read by the openai client", got)
+        # completions
+        rc = cl.completions.create(model="qwen3", prompt="Say hi [[script:fim]]", n=2, max_tokens=30)
+        ok([c.index for c in rc.choices] == [0, 1] and all(c.text == "return a + b" for c in rc.choices),
+           "completions n = 2: choices 0, 1", rc.model_dump_json()[:400])
+        # admission: max_seqs 2 + max_queue 2 = 4 sequences; n = 4 fits, n = 5 cannot all be admitted
+        s, hd, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": msgs, "n": 4})
+        ok(s == 200 and len(json.loads(b)["choices"]) == 4, "n = 4 on max_seqs 2 + max_queue 2: all admitted", b[:200])
+        s, hd, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": msgs, "n": 5})
+        ok(s == 429 and "retry-after" in hd and json.loads(b)["error"]["code"] == "server_busy",
+           "n = 5 on max_seqs 2 + max_queue 2: 429 with Retry-After (n sequences count as n)", (s, b[:200]))
+        s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": msgs, "n": 2})
+        ok(s == 200, "after the refused n = 5 every slot is free again", b[:200])
+        s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": msgs, "n": 9})
+        ok(s == 400 and json.loads(b)["error"]["param"] == "n", "n = 9 (past FCGI_MAX_N = 8): 400 naming n", b[:200])
+    finally:
+        stop_checked(st, "n")
+
+
 def check_fim():
     """Fill-in-the-middle on the Qwen3 vocabulary's own FIM tokens: /infill
     (llama-server's shape, whole and streamed) and /v1/completions with suffix;
@@ -356,10 +490,13 @@ def main():
         harness.Stack.script_dir = d
         try:
             check_model(name, scripts)
+            if name == "gpt-oss":
+                check_effort()
             if name == "qwen3":
                 check_misc()
                 check_formats()
                 check_fim()
+                check_n()
         finally:
             shutil.rmtree(d, ignore_errors=True)
     return exit_code()

@@ -106,7 +106,11 @@ def request_table(st):
         ("max_tokens = 0", P, {"model": MODEL, "prompt": "a", "max_tokens": 0}, 400),
         ("max_tokens < 0", P, {"model": MODEL, "prompt": "a", "max_tokens": -5}, 400),
         ("max_completion_tokens = 0", C, {"model": MODEL, "messages": msg, "max_completion_tokens": 0}, 400),
-        ("n > 1", C, {"model": MODEL, "messages": msg, "n": 2}, 400),
+        ("n past the limit of 8", C, {"model": MODEL, "messages": msg, "n": 9}, 400),
+        ("n past the limit (completions)", P, {"model": MODEL, "prompt": "a", "n": 64}, 400),
+        ("wrong type: n", C, {"model": MODEL, "messages": msg, "n": "2"}, 400),
+        ("wrong type: n float", P, {"model": MODEL, "prompt": "a", "n": 2.5}, 400),
+        ("best_of > 1", P, {"model": MODEL, "prompt": "a", "n": 2, "best_of": 3}, 400),
         ("n huge", C, {"model": MODEL, "messages": msg, "n": 10 ** 12}, 400),
         ("n = 0", C, {"model": MODEL, "messages": msg, "n": 0}, 400),
         ("n negative", C, {"model": MODEL, "messages": msg, "n": -1}, 400),
@@ -136,6 +140,12 @@ def request_table(st):
         ("tools: schema huge", C, {"model": MODEL, "messages": msg, "tools": [{"type": "function", "function": {
             "name": "f", "parameters": {"type": "object", "description": "d" * 5000}}}]}, 400),
         ("suffix on a model without FIM tokens", P, {"model": MODEL, "prompt": "a", "suffix": "b"}, 400),
+        ("infill: neither input_prefix nor input_suffix", "/infill", {"prompt": "a"}, 400),
+        ("infill: input_prefix not a string", "/infill", {"input_prefix": ["a"], "input_suffix": "b"}, 400),
+        ("infill: input_suffix not a string", "/infill", {"input_prefix": "a", "input_suffix": 5}, 400),
+        ("infill: n_predict not an integer", "/infill", {"input_prefix": "a", "input_suffix": "b", "n_predict": "9"}, 400),
+        ("infill: unknown model", "/infill", {"model": "gpt-9", "input_prefix": "a", "input_suffix": "b"}, 404),
+        ("infill on a model without FIM tokens", "/infill", {"input_prefix": "a", "input_suffix": "b"}, 400),
         ("logit_bias id past the vocabulary", C, {"model": MODEL, "messages": msg, "logit_bias": {"99999999": 5}}, 400),
         ("response_format json_schema without a schema", C, {"model": MODEL, "messages": msg,
                                                              "response_format": {"type": "json_schema", "json_schema": {}}}, 400),
@@ -293,6 +303,24 @@ def metric(st, name):
     return None
 
 
+def n_choices(st, label):
+    """n > 1 on the real model (sampling at temperature 1): choice i samples with
+    seed + i, so choice 0 equals a request of n = 1 with the seed and choice 1 one
+    with seed + 1; the choices are independent sequences that ran together."""
+    body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 8, "temperature": 1.0, "seed": 1234,
+            "ignore_eos": True}
+    solo = []
+    for sd in (1234, 1235):
+        status, _, b = curl(st, "/v1/completions", dict(body, seed=sd))
+        solo.append(json.loads(b)["choices"][0]["text"] if status == 200 else None)
+    status, _, b = curl(st, "/v1/completions", dict(body, n=2))
+    j = json.loads(b) if status == 200 else {}
+    ch = j.get("choices", [])
+    R.ok(status == 200 and [c["index"] for c in ch] == [0, 1] and [c["text"] for c in ch] == solo and
+         solo[0] != solo[1] and j["usage"]["completion_tokens"] == 16,
+         "%sn = 2: choice i == the solo run with seed + i, usage counts both" % label, (solo, b[:400]))
+
+
 def sse_framing(st, label):
     status, hd, events, raw = stream_raw(st, {"model": MODEL, "prompt": "The sky is", "max_tokens": 4, "temperature": 0,
                                               "stream": True, "stream_options": {"include_usage": True}})
@@ -369,7 +397,7 @@ def openai_suite(st):
         R.ok(s.choices[0].finish_reason == "stop" and stop not in s.choices[0].text and full.startswith(s.choices[0].text),
              "openai: stop string cuts the text, finish_reason stop", (full, stop, s.choices[0].text))
     for name, exc, fn in [
-        ("n > 1 -> BadRequestError", openai.BadRequestError, lambda: cl.chat.completions.create(model=MODEL, messages=msgs, n=2)),
+        ("n past 8 -> BadRequestError", openai.BadRequestError, lambda: cl.chat.completions.create(model=MODEL, messages=msgs, n=9)),
         ("unknown model -> NotFoundError", openai.NotFoundError, lambda: cl.chat.completions.create(model="nope", messages=msgs)),
         ("max_tokens 0 -> BadRequestError", openai.BadRequestError, lambda: cl.completions.create(model=MODEL, prompt="x", max_tokens=0)),
         ("wrong key -> AuthenticationError", openai.AuthenticationError,
@@ -543,6 +571,7 @@ def main():
         check_context_message(st, label)
         fastcgi_abuse(st, label)
         sse_framing(st, label)
+        n_choices(st, label)
         if not SAN:
             clamp_tests(st, label)
             openai_suite(st)
