@@ -93,7 +93,7 @@ def main():
 
     r = S.run([os.path.join(S.ROOT, "nginx", "render.sh"), "--listen", "8443", "--cert", "/etc/nginx/tls/tls.crt",
                "--key", "/etc/nginx/tls/tls.key", "--socket", "/run/sparkd/sparkd.sock", "--fastcgi-params",
-               "/etc/nginx/fastcgi_params", "--max-conns", "16"])
+               "/etc/nginx/fastcgi_params", "--max-conns", "128"])
     ok(r.returncode == 0 and r.stdout == site, "the ConfigMap's nginx site = nginx/render.sh output")
 
     sockpath = ini_get("listen")[len("unix:"):]

@@ -81,7 +81,21 @@ int main(void) {
                 "messages", "part type 'image_url' is not supported");
     check_parse(1, "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"f\"}}]}]}", 0,
                 NULL, NULL);
-    check_parse(1, CHAT(",\"n\":2"), 400, "n", "only n = 1 is supported");
+    check_parse(1, CHAT(",\"n\":2"), 0, NULL, NULL);
+    check_parse(1, CHAT(",\"n\":8"), 0, NULL, NULL);
+    check_parse(1, CHAT(",\"n\":9"), 400, "n", "at most 8 choices per request");
+    check_parse(0, "{\"model\":\"m\",\"prompt\":\"a\",\"n\":2,\"best_of\":2}", 400, "best_of", "only 1 is supported");
+    {
+        fcgi_limits l = lim();
+        fcgi_gen g;
+        fcgi_error er = {0};
+        const char *bd = CHAT(",\"n\":3");
+        T_OK(fcgi_request_parse(bd, strlen(bd), 1, &l, "m", &g, &er) == 0 && g.n == 3, "n = 3 parsed into g.n");
+        fcgi_gen_free(&g);
+        bd = CHAT("");
+        T_OK(fcgi_request_parse(bd, strlen(bd), 1, &l, "m", &g, &er) == 0 && g.n == 1, "n absent: 1");
+        fcgi_gen_free(&g);
+    }
     check_parse(1, CHAT(",\"n\":0"), 400, "n", "must be at least 1");
     check_parse(1, CHAT(",\"n\":1"), 0, NULL, NULL);
     check_parse(1, CHAT(",\"max_tokens\":0"), 400, "max_tokens", "must be at least 1");
