@@ -14,72 +14,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "kern_util.cuh"
-
-extern "C" {
-#include "quant.h"
-}
+#include "selftest_util.cuh"
 
 namespace {
 
-struct rng_t {
-    uint64_t s;
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    double unit() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); }
-    double normal() {
-        double u = unit(), v = unit();
-        if (u < 1e-300) u = 1e-300;
-        return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-    }
-    int below(int n) { return (int)(next() % (uint64_t)n); }
-};
-
-struct ctx_t {
-    FILE *f;
-    int quick;
-    rng_t rng;
-    int fails = 0, checks = 0;
-    cudaStream_t st = 0;
-    cudaEvent_t e0 = 0, e1 = 0;
-    std::vector<void *> dev;
-    err *e;
+struct ctx_t : st_ctx {
+    int checks = 0;
 };
 ctx_t *C;
-
-void *dalloc(size_t bytes) {
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
-    C->dev.push_back(p);
-    return p;
-}
-void dfree_all() {
-    for (void *p : C->dev) cudaFree(p);
-    C->dev.clear();
-}
-template <class T> T *dup(const std::vector<T> &h) {
-    T *d = (T *)dalloc(h.size() * sizeof(T));
-    if (d && !h.empty()) cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
-    return d;
-}
-template <class T> std::vector<T> get(const T *d, size_t n) {
-    std::vector<T> h(n);
-    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-}
-void poison(void *d, size_t bytes) { cudaMemset(d, 0xff, bytes); }
 
 void report(const char *what, const char *shape, double err, double tol, double us, bool ok, const char *note = "") {
     ok = ok && err <= tol && !isnan(err);
@@ -95,25 +42,6 @@ void fail_line(const char *what, const char *msg) {
     fprintf(C->f, "not ok - moe %s: %s\n", what, msg);
     fflush(C->f);
 }
-
-template <class F> double time_us(F fn, int reps) {
-    fn();
-    std::vector<float> t;
-    for (int i = 0; i < reps; i++) {
-        cudaEventRecord(C->e0, C->st);
-        fn();
-        cudaEventRecord(C->e1, C->st);
-        cudaEventSynchronize(C->e1);
-        float ms = 0;
-        cudaEventElapsedTime(&ms, C->e0, C->e1);
-        t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    return t.empty() ? 0.0 : 1e3 * t[t.size() / 2];
-}
-
-const char *tname(uint32_t t) { const quant_traits *q = quant_traits_of(t); return q ? q->name : "?"; }
-uint16_t rand_f16(double lo, double hi) { return quant_f32_to_f16((float)(lo + (hi - lo) * C->rng.unit())); }
 
 // Random valid GGUF rows of `type` whose dequantized values have roughly unit scale / sqrt
 // of the row length times `gain` (so products stay O(1) through two layers).
@@ -519,18 +447,13 @@ void bench_ffn(const char *name, const int *ts, int nts, int D, int F, int E, in
 
 extern "C" int cuda_moe_selftest(void *file, int quick, err *e) {
     ctx_t ctx;
-    ctx.f = file ? (FILE *)file : stdout;
-    ctx.quick = quick;
-    ctx.e = e;
+    st_begin(&ctx, file, quick, e);
     C = &ctx;
     char line[320];
     if (cuda_device_describe(line, sizeof line, e)) return -1;
-    const char *seed_env = getenv("SPARKD_SELFTEST_SEED");
-    ctx.rng.s = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32) ^ 0x6d6f65ull;
+    ctx.rng.s = st_seed(0x6d6f65ull);
     fprintf(ctx.f, "# moe kernels, seed %llu\n", (unsigned long long)ctx.rng.s);
-    if (cudaStreamCreate(&ctx.st) != cudaSuccess || cudaEventCreate(&ctx.e0) != cudaSuccess ||
-        cudaEventCreate(&ctx.e1) != cudaSuccess)
-        return err_set(e, ERR_IO, "moe selftest: cannot create a stream"), -1;
+    if (!st_open_stream()) return err_set(e, ERR_IO, "moe selftest: cannot create a stream"), -1;
 
     // router + top-k: both gating kinds, the one-CTA (T <= 32) and the multi-kernel path
     test_route(1, 8, 4, CUDA_MOE_TOPK_SOFTMAX, 0, 1);
@@ -593,8 +516,6 @@ extern "C" int cuda_moe_selftest(void *file, int quick, err *e) {
     }
     dfree_all();
     fprintf(ctx.f, "# moe: %d checks, %d failed\n", ctx.checks, ctx.fails);
-    cudaEventDestroy(ctx.e0);
-    cudaEventDestroy(ctx.e1);
-    cudaStreamDestroy(ctx.st);
+    st_close_stream();
     return ctx.fails;
 }

@@ -16,37 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "kern_util.cuh"
-
-extern "C" {
-#include "quant.h"
-}
+#include "selftest_util.cuh"
 
 namespace {
 
 // ----------------------------------------------------------------------------- plumbing
-
-struct rng_t {
-    uint64_t s;
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    double unit() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); } // [0,1)
-    double normal() {
-        double u = unit(), v = unit();
-        if (u < 1e-300) u = 1e-300;
-        return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-    }
-    int below(int n) { return (int)(next() % (uint64_t)n); }
-};
 
 struct row_t {
     char kernel[24], shape[64], note[64];
@@ -54,16 +33,8 @@ struct row_t {
     int ok;
 };
 
-struct ctx_t {
-    FILE *f;
-    int quick;
-    rng_t rng;
+struct ctx_t : st_ctx {
     std::vector<row_t> rows;
-    int fails = 0;
-    cudaStream_t st = 0;
-    cudaEvent_t e0 = 0, e1 = 0;
-    std::vector<void *> dev; // freed after each test
-    err *e;
     int cuda_error = 0;
 };
 
@@ -89,28 +60,6 @@ ctx_t *C;
     } while (0)
 #define EE (&e2_)
 
-void *dalloc(size_t bytes) {
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) return NULL;
-    C->dev.push_back(p);
-    return p;
-}
-void dfree_all() {
-    for (void *p : C->dev) cudaFree(p);
-    C->dev.clear();
-}
-template <class T> T *dup(const std::vector<T> &h) {
-    T *d = (T *)dalloc(h.size() * sizeof(T));
-    if (d && !h.empty()) cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
-    return d;
-}
-template <class T> std::vector<T> get(const T *d, size_t n) {
-    std::vector<T> h(n);
-    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-}
-void poison(void *d, size_t bytes) { cudaMemset(d, 0xff, bytes); } // NaN for f32
-
 void report(const char *kernel, const char *shape, double err, double tol, double us, int ok, const char *note = "") {
     row_t r;
     snprintf(r.kernel, sizeof r.kernel, "%s", kernel);
@@ -125,23 +74,6 @@ void report(const char *kernel, const char *shape, double err, double tol, doubl
     fprintf(C->f, "%s - %s %s: err %.3g (tol %.3g) %.1f us%s%s\n", r.ok ? "ok" : "not ok", kernel, shape, err, tol,
             us, note[0] ? " " : "", note);
     fflush(C->f);
-}
-
-// Median time of `reps` runs of fn (after one warm-up), microseconds.
-template <class F> double time_us(F fn, int reps) {
-    fn();
-    std::vector<float> t;
-    for (int i = 0; i < reps; i++) {
-        cudaEventRecord(C->e0, C->st);
-        fn();
-        cudaEventRecord(C->e1, C->st);
-        cudaEventSynchronize(C->e1);
-        float ms = 0;
-        cudaEventElapsedTime(&ms, C->e0, C->e1);
-        t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    return t.empty() ? 0.0 : 1e3 * t[t.size() / 2];
 }
 
 // ||a - b|| / ||b||, and whether every a is finite.
@@ -189,12 +121,8 @@ uint8_t e4m3_encode(float x) { // nearest, ties to even code, saturating at 448
     return (uint8_t)(c | (x < 0 ? 0x80 : 0));
 }
 
-const char *tname(uint32_t t) { const quant_traits *q = quant_traits_of(t); return q ? q->name : "?"; }
-
 const uint32_t kTypes[] = {QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1,
                            QUANT_Q5_0, QUANT_Q5_1, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K, QUANT_MXFP4};
-
-uint16_t rand_f16(double lo, double hi) { return quant_f32_to_f16((float)(lo + (hi - lo) * C->rng.unit())); }
 
 // Random but valid GGUF rows (finite scales of realistic size, every code value).
 std::vector<uint8_t> gen_rows(uint32_t type, int rows, int cols) {
@@ -1086,16 +1014,12 @@ void print_table() {
 
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
-    ctx.f = file ? (FILE *)file : stdout;
-    ctx.quick = 0;
-    ctx.e = e;
+    st_begin(&ctx, file, 0, e);
     C = &ctx;
     char line[320];
     if (cuda_device_describe(line, sizeof line, e)) return -1;
     ctx.rng.s = 12345;
-    if (cudaStreamCreate(&ctx.st) != cudaSuccess || cudaEventCreate(&ctx.e0) != cudaSuccess ||
-        cudaEventCreate(&ctx.e1) != cudaSuccess)
-        return err_set(e, ERR_IO, "kbench: cannot create a stream"), -1;
+    if (!st_open_stream()) return err_set(e, ERR_IO, "kbench: cannot create a stream"), -1;
     double probe = 0;
     if (cuda_probe_read_bw((size_t)2 << 30, 10, &probe, e)) return -1;
     fprintf(ctx.f, "# %s\n# read probe %.0f GB/s (2 GiB, best of 10)\n", line, probe);
@@ -1124,26 +1048,19 @@ extern "C" int cuda_kbench(void *file, err *e) {
     bench_matmul(QUANT_Q4_K, 12288, 4096, probe);
     bench_matmul(QUANT_Q4_K, 1024, 4096, probe);
     bench_matmul(QUANT_Q6_K, 151936, 4096, probe);
-    cudaStreamDestroy(ctx.st);
-    cudaEventDestroy(ctx.e0);
-    cudaEventDestroy(ctx.e1);
+    st_close_stream();
     return 0;
 }
 
 extern "C" int cuda_selftest(void *file, int quick, err *e) {
     ctx_t ctx;
-    ctx.f = file ? (FILE *)file : stdout;
-    ctx.quick = quick;
-    ctx.e = e;
+    st_begin(&ctx, file, quick, e);
     C = &ctx;
     char line[320];
     if (cuda_device_describe(line, sizeof line, e)) return -1;
-    const char *seed_env = getenv("SPARKD_SELFTEST_SEED");
-    ctx.rng.s = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    ctx.rng.s = st_seed(0);
     fprintf(ctx.f, "# %s\n# seed %llu (SPARKD_SELFTEST_SEED repeats it)\n", line, (unsigned long long)ctx.rng.s);
-    if (cudaStreamCreate(&ctx.st) != cudaSuccess || cudaEventCreate(&ctx.e0) != cudaSuccess ||
-        cudaEventCreate(&ctx.e1) != cudaSuccess)
-        return err_set(e, ERR_IO, "selftest: cannot create a stream"), -1;
+    if (!st_open_stream()) return err_set(e, ERR_IO, "selftest: cannot create a stream"), -1;
     {
         // the kernels run as the engine launches them: with programmatic dependent launch
         // where the device has it (SPARKD_NO_PDL=1: without)
@@ -1243,9 +1160,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     dfree_all();
     print_table();
     fprintf(ctx.f, "\n%zu checks, %d failed\n", ctx.rows.size(), ctx.fails);
-    cudaStreamDestroy(ctx.st);
-    cudaEventDestroy(ctx.e0);
-    cudaEventDestroy(ctx.e1);
+    st_close_stream();
     if (ctx.cuda_error) return -1;
     return ctx.fails;
 }

@@ -1,0 +1,136 @@
+// selftest_util.cuh — the host-side test context the kernel selftests share (selftest.cu,
+// moe_selftest.cu; internal, not a C interface): the random stream, the run's stream and
+// timing events, device buffers freed together, upload / download / NaN poisoning, kernel
+// timing. Host code only: nothing here runs on the device.
+//
+// Everything sits in an unnamed namespace, so each selftest file has its own copy and its
+// own current context S (set by st_begin for the length of one selftest call).
+#ifndef SPARKD_SELFTEST_UTIL_CUH
+#define SPARKD_SELFTEST_UTIL_CUH
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kern_util.cuh"
+
+extern "C" {
+#include "quant.h"
+}
+
+namespace {
+
+// splitmix64: uniform, normal and bounded draws for test inputs.
+struct rng_t {
+    uint64_t s;
+    uint64_t next() {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    double unit() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); } // [0,1)
+    double normal() {
+        double u = unit(), v = unit();
+        if (u < 1e-300) u = 1e-300;
+        return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+    }
+    int below(int n) { return (int)(next() % (uint64_t)n); }
+};
+
+// One selftest call's state (a selftest file derives its own context from it).
+struct st_ctx {
+    FILE *f;
+    int quick;
+    rng_t rng;
+    int fails = 0;
+    cudaStream_t st = 0;
+    cudaEvent_t e0 = 0, e1 = 0;
+    std::vector<void *> dev; // freed by dfree_all (after each test)
+    err *e;
+};
+
+st_ctx *S; // the running selftest's context
+
+// Makes c the current context (output to file, stdout when NULL).
+inline void st_begin(st_ctx *c, void *file, int quick, err *e) {
+    c->f = file ? (FILE *)file : stdout;
+    c->quick = quick;
+    c->e = e;
+    S = c;
+}
+
+// The seed of a run: SPARKD_SELFTEST_SEED when set, else the time and clock mixed with mix.
+inline uint64_t st_seed(uint64_t mix) {
+    const char *seed_env = getenv("SPARKD_SELFTEST_SEED");
+    return seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32) ^ mix;
+}
+
+// The stream and the two timing events of the current context; false when one cannot be made.
+inline bool st_open_stream() {
+    return cudaStreamCreate(&S->st) == cudaSuccess && cudaEventCreate(&S->e0) == cudaSuccess &&
+           cudaEventCreate(&S->e1) == cudaSuccess;
+}
+inline void st_close_stream() {
+    cudaStreamDestroy(S->st);
+    cudaEventDestroy(S->e0);
+    cudaEventDestroy(S->e1);
+}
+
+// Device memory of `bytes` (16 when 0), freed by dfree_all; NULL when cudaMalloc fails
+// (its error is cleared, so the next launch check does not report it).
+inline void *dalloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    S->dev.push_back(p);
+    return p;
+}
+inline void dfree_all() {
+    for (void *p : S->dev) cudaFree(p);
+    S->dev.clear();
+}
+// A device copy of h (dalloc'd).
+template <class T> T *dup(const std::vector<T> &h) {
+    T *d = (T *)dalloc(h.size() * sizeof(T));
+    if (d && !h.empty()) cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+    return d;
+}
+// n elements of device array d, on the host.
+template <class T> std::vector<T> get(const T *d, size_t n) {
+    std::vector<T> h(n);
+    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+}
+inline void poison(void *d, size_t bytes) { cudaMemset(d, 0xff, bytes); } // NaN for f32
+
+// Median time of `reps` runs of fn on the context's stream (after one warm-up), microseconds.
+template <class F> double time_us(F fn, int reps) {
+    fn();
+    std::vector<float> t;
+    for (int i = 0; i < reps; i++) {
+        cudaEventRecord(S->e0, S->st);
+        fn();
+        cudaEventRecord(S->e1, S->st);
+        cudaEventSynchronize(S->e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, S->e0, S->e1);
+        t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    return t.empty() ? 0.0 : 1e3 * t[t.size() / 2];
+}
+
+inline const char *tname(uint32_t t) { const quant_traits *q = quant_traits_of(t); return q ? q->name : "?"; }
+// An f16 drawn uniformly from [lo, hi).
+inline uint16_t rand_f16(double lo, double hi) { return quant_f32_to_f16((float)(lo + (hi - lo) * S->rng.unit())); }
+
+} // namespace
+
+#endif
