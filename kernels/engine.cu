@@ -275,10 +275,7 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     l->ffn = hp->ffn_dim;
     l->n_kv_layers = model_n_kv_layers(m);
     l->max_blocks = (o->n_ctx + CU_KV_BLOCK - 1) / CU_KV_BLOCK;
-    const uint64_t blocks = o->n_kv_blocks > 0 ? (uint64_t)o->n_kv_blocks : (uint64_t)o->max_seqs * l->max_blocks;
-    if (blocks > INT32_MAX / CU_KV_BLOCK) return err_set(e, ERR_INVALID, "a KV pool of %llu blocks is too large",
-                                                        (unsigned long long)blocks);
-    l->n_blocks = (int)blocks;
+    if ((rc = engine_kv_pool_blocks(o, CU_KV_BLOCK, &l->n_blocks, e))) return rc;
     const engine_kv_type kt = o->kv_type;
     l->kv_layer_elems = (uint64_t)l->n_blocks * CU_KV_BLOCK * l->kv_dim;
     const uint64_t scales = engine_kv_scale_bytes(kt) ? (uint64_t)l->n_blocks * CU_KV_BLOCK * hp->n_head_kv : 0;
@@ -376,12 +373,8 @@ int cuda_plan(const model *m, const engine_opts *o, engine_plan *p, err *e) {
         }
         cudaGetLastError();
     }
+    if ((rc = engine_plan_check_limit(p, o, e))) return rc;
     const double MB = 1048576.0;
-    if (o->memory_limit && p->total_bytes > o->memory_limit)
-        return err_set(e, ERR_NOMEM,
-                       "the memory limit is %.1f MB but weights %.1f MB + KV cache %.1f MB + buffers %.1f MB need %.1f MB",
-                       o->memory_limit / MB, p->weights_bytes / MB, p->kv_bytes / MB, p->work_bytes / MB,
-                       p->total_bytes / MB);
     // on an integrated GPU the host's copy of the weights (if the model was read into
     // memory) is already counted as used by MemAvailable
     if (p->available_bytes && p->total_bytes > p->available_bytes)
@@ -958,38 +951,10 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     return 0;
 }
 
-int check_batch(engine *g, const engine_seq *seqs, int n, err *e) {
-    const model_hparams *hp = &g->m->hp;
-    if (n < 1 || n > g->opt.max_seqs)
-        return err_set(e, ERR_INVALID, "batch of %d sequences (1..%d allowed)", n, g->opt.max_seqs);
-    int n_tok = 0;
-    for (int i = 0; i < n; i++) {
-        const engine_seq *s = &seqs[i];
-        if (s->n < 1 || s->pos < 0 || s->pos > g->opt.n_ctx - s->n)
-            return err_set(e, ERR_INVALID, "sequence %d: %d tokens at position %d do not fit (context %d)", i, s->n,
-                           s->pos, g->opt.n_ctx);
-        if (s->slot < 0 || s->slot >= g->opt.max_seqs)
-            return err_set(e, ERR_INVALID, "sequence %d: slot %d out of range", i, s->slot);
-        for (int k = 0; k < i; k++)
-            if (seqs[k].slot == s->slot) return err_set(e, ERR_INVALID, "slot %d used twice in one batch", s->slot);
-        if (!s->blocks) return err_set(e, ERR_INVALID, "sequence %d has no block table", i);
-        for (int b = 0; b <= (s->pos + s->n - 1) / CU_KV_BLOCK; b++)
-            if (s->blocks[b] < 0 || s->blocks[b] >= g->lay.n_blocks)
-                return err_set(e, ERR_INVALID, "sequence %d: KV block %d out of range", i, s->blocks[b]);
-        if (s->n > g->opt.max_tokens - n_tok)
-            return err_set(e, ERR_INVALID, "batch has more than %d tokens", g->opt.max_tokens);
-        for (int t = 0; t < s->n; t++)
-            if (s->tokens[t] < 0 || s->tokens[t] >= hp->n_vocab)
-                return err_set(e, ERR_INVALID, "token id %d out of range [0, %d)", s->tokens[t], hp->n_vocab);
-        n_tok += s->n;
-    }
-    return 0;
-}
-
 int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
     g->n_last = 0;
-    int rc = check_batch(g, seqs, n, e);
+    int rc = engine_check_batch(seqs, n, &g->opt, CU_KV_BLOCK, g->lay.n_blocks, g->m->hp.n_vocab, e);
     if (rc) return rc;
     const cuda_layout &l = g->lay;
     const model_hparams *hp = &g->m->hp;

@@ -1,7 +1,8 @@
-/* engine.c — choosing a backend, the KV type names and the KV byte arithmetic
- * every backend plans with. See engine.h. */
+/* engine.c — choosing a backend, the KV type names, the KV byte arithmetic every backend
+ * plans with and the plan / batch checks they share. See engine.h. */
 #include "engine.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #ifdef SPARKD_CUDA
@@ -42,6 +43,53 @@ int engine_kv_scale_bytes(engine_kv_type t) {
 
 uint64_t engine_kv_bytes_per_token(const model *m, engine_kv_type t) {
     return model_kv_bytes_per_token(m, (double)engine_kv_elem_bytes(t), engine_kv_scale_bytes(t));
+}
+
+int engine_kv_pool_blocks(const engine_opts *o, int kv_block, int *n_blocks, err *e) {
+    const uint64_t per_seq = ((uint64_t)o->n_ctx + kv_block - 1) / kv_block;
+    const uint64_t blocks = o->n_kv_blocks > 0 ? (uint64_t)o->n_kv_blocks : (uint64_t)o->max_seqs * per_seq;
+    if (blocks > (uint64_t)(INT32_MAX / kv_block))
+        return err_set(e, ERR_INVALID, "a KV pool of %llu blocks is too large", (unsigned long long)blocks);
+    *n_blocks = (int)blocks;
+    return 0;
+}
+
+int engine_plan_check_limit(const engine_plan *p, const engine_opts *o, err *e) {
+    const double MB = 1048576.0;
+    if (o->memory_limit && p->total_bytes > o->memory_limit)
+        return err_set(e, ERR_NOMEM,
+                       "the memory limit is %.1f MB but weights %.1f MB + KV cache %.1f MB + buffers %.1f MB need %.1f MB",
+                       (double)o->memory_limit / MB, (double)p->weights_bytes / MB, (double)p->kv_bytes / MB,
+                       (double)p->work_bytes / MB, (double)p->total_bytes / MB);
+    return 0;
+}
+
+int engine_check_batch(const engine_seq *seqs, int n, const engine_opts *o, int kv_block, int n_blocks, int n_vocab,
+                       err *e) {
+    if (n < 1 || n > o->max_seqs)
+        return err_set(e, ERR_INVALID, "batch of %d sequences (1..%d allowed)", n, o->max_seqs);
+    int n_tok = 0;
+    for (int i = 0; i < n; i++) {
+        const engine_seq *s = &seqs[i];
+        if (s->n < 1 || s->pos < 0 || s->pos > o->n_ctx - s->n)
+            return err_set(e, ERR_INVALID, "sequence %d: %d tokens at position %d do not fit (context %d)", i, s->n,
+                           s->pos, o->n_ctx);
+        if (s->slot < 0 || s->slot >= o->max_seqs)
+            return err_set(e, ERR_INVALID, "sequence %d: slot %d out of range", i, s->slot);
+        for (int k = 0; k < i; k++)
+            if (seqs[k].slot == s->slot) return err_set(e, ERR_INVALID, "slot %d used twice in one batch", s->slot);
+        if (!s->blocks) return err_set(e, ERR_INVALID, "sequence %d has no block table", i);
+        for (int b = 0; b <= (s->pos + s->n - 1) / kv_block; b++)
+            if (s->blocks[b] < 0 || s->blocks[b] >= n_blocks)
+                return err_set(e, ERR_INVALID, "sequence %d: KV block %d out of range", i, s->blocks[b]);
+        if (s->n > o->max_tokens - n_tok)
+            return err_set(e, ERR_INVALID, "batch has more than %d tokens", o->max_tokens);
+        for (int t = 0; t < s->n; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= n_vocab)
+                return err_set(e, ERR_INVALID, "token id %d out of range [0, %d)", s->tokens[t], n_vocab);
+        n_tok += s->n;
+    }
+    return 0;
 }
 
 const engine_ops *engine_select_parallel(const engine_parallel *p, const char *device, err *e) {

@@ -185,6 +185,20 @@ typedef struct engine_ops {
     void (*usage)(const engine *g, engine_usage *u);
 } engine_ops;
 
+/* Plan and forward arithmetic every backend shares (engine.c), so that all of them accept
+ * and refuse the same things with the same words:
+ *  - engine_kv_pool_blocks: the KV pool in blocks of kv_block positions (o->n_kv_blocks, or
+ *    max_seqs * ceil(n_ctx / kv_block)); ERR_INVALID when its positions pass INT32_MAX;
+ *  - engine_plan_check_limit: ERR_NOMEM naming weights, KV cache, buffers and their sum
+ *    when p->total_bytes is over o->memory_limit (0: no limit);
+ *  - engine_check_batch: the rules of ops->forward over seqs[0..n) for an engine with these
+ *    options, a pool of n_blocks blocks of kv_block positions and n_vocab token ids
+ *    (ERR_INVALID naming the first broken one). */
+int engine_kv_pool_blocks(const engine_opts *o, int kv_block, int *n_blocks, err *e);
+int engine_plan_check_limit(const engine_plan *p, const engine_opts *o, err *e);
+int engine_check_batch(const engine_seq *seqs, int n, const engine_opts *o, int kv_block, int n_blocks, int n_vocab,
+                       err *e);
+
 /* The backends compiled into this binary. */
 extern const engine_ops engine_cpu_ops;
 #ifdef SPARKD_CUDA

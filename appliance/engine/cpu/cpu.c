@@ -68,11 +68,9 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e) {
     l->q_dim = hp->n_head * hp->head_dim;
     l->kv_dim = hp->n_head_kv * hp->head_dim;
     l->n_kv_layers = model_n_kv_layers(m);
-    const uint64_t per_seq = ((uint64_t)o->n_ctx + CPU_KV_BLOCK - 1) / CPU_KV_BLOCK;
-    const uint64_t blocks = o->n_kv_blocks > 0 ? (uint64_t)o->n_kv_blocks : (uint64_t)o->max_seqs * per_seq;
-    if (blocks > INT32_MAX / CPU_KV_BLOCK)
-        return err_set(e, ERR_INVALID, "a KV pool of %llu blocks is too large", (unsigned long long)blocks);
-    l->n_blocks = (int)blocks;
+    int rc = engine_kv_pool_blocks(o, CPU_KV_BLOCK, &l->n_blocks, e);
+    if (rc) return rc;
+    const uint64_t blocks = (uint64_t)l->n_blocks;
     l->scratch_floats =
         quant_matmul_scratch_floats(max_i64(max_i64(hp->dim, l->moe_ffn), max_i64(hp->ffn_dim, l->q_dim)));
     l->kv_elems = (uint64_t)l->n_kv_layers * blocks * CPU_KV_BLOCK * (uint64_t)l->kv_dim;
@@ -115,13 +113,7 @@ static int cpu_plan(const model *m, const engine_opts *o, engine_plan *p, err *e
     p->prefix_cache = 1;
     if (sysmem_available(&p->available_bytes, NULL) == 0)
         p->available_from = "/proc/meminfo MemAvailable + SwapFree";
-    if (o->memory_limit && p->total_bytes > o->memory_limit)
-        return err_set(e, ERR_NOMEM,
-                       "the memory limit is %.1f MB but weights %.1f MB + KV cache %.1f MB + buffers %.1f MB "
-                       "need %.1f MB",
-                       (double)o->memory_limit / 1048576.0, (double)p->weights_bytes / 1048576.0,
-                       (double)p->kv_bytes / 1048576.0, (double)p->work_bytes / 1048576.0,
-                       (double)p->total_bytes / 1048576.0);
+    if ((rc = engine_plan_check_limit(p, o, e))) return rc;
     /* The weights already sit in the model's buffer when it was loaded; what create
      * adds must fit in what is free now. */
     const uint64_t more = p->total_bytes - (m->weights || m->weights_mapped ? p->weights_bytes : 0);
@@ -463,39 +455,11 @@ static void head_worker(void *arg, int ith, int nth) {
 
 /* ---- one step ---- */
 
-static int check_batch(engine *c, const engine_seq *seqs, int n, err *e) {
-    const model_hparams *hp = &c->m->hp;
-    if (n < 1 || n > c->opt.max_seqs)
-        return err_set(e, ERR_INVALID, "batch of %d sequences (1..%d allowed)", n, c->opt.max_seqs);
-    int n_tok = 0;
-    for (int i = 0; i < n; i++) {
-        const engine_seq *s = &seqs[i];
-        if (s->n < 1 || s->pos < 0 || s->pos > c->opt.n_ctx - s->n)
-            return err_set(e, ERR_INVALID, "sequence %d: %d tokens at position %d do not fit (context %d)", i, s->n,
-                           s->pos, c->opt.n_ctx);
-        if (s->slot < 0 || s->slot >= c->opt.max_seqs)
-            return err_set(e, ERR_INVALID, "sequence %d: slot %d out of range", i, s->slot);
-        for (int k = 0; k < i; k++)
-            if (seqs[k].slot == s->slot) return err_set(e, ERR_INVALID, "slot %d used twice in one batch", s->slot);
-        if (!s->blocks) return err_set(e, ERR_INVALID, "sequence %d has no block table", i);
-        for (int b = 0; b <= (s->pos + s->n - 1) / CPU_KV_BLOCK; b++)
-            if (s->blocks[b] < 0 || s->blocks[b] >= c->lay.n_blocks)
-                return err_set(e, ERR_INVALID, "sequence %d: KV block %d out of range", i, s->blocks[b]);
-        if (s->n > c->opt.max_tokens - n_tok)
-            return err_set(e, ERR_INVALID, "batch has more than %d tokens", c->opt.max_tokens);
-        for (int t = 0; t < s->n; t++)
-            if (s->tokens[t] < 0 || s->tokens[t] >= hp->n_vocab)
-                return err_set(e, ERR_INVALID, "token id %d out of range [0, %d)", s->tokens[t], hp->n_vocab);
-        n_tok += s->n;
-    }
-    return 0;
-}
-
 static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
     const model *m = c->m;
     const model_hparams *hp = &m->hp;
     c->n_last = 0;
-    int rc = check_batch(c, seqs, n_seqs, e);
+    int rc = engine_check_batch(seqs, n_seqs, &c->opt, CPU_KV_BLOCK, c->lay.n_blocks, hp->n_vocab, e);
     if (rc) return rc;
     int n_tok = 0;
     for (int i = 0; i < n_seqs; i++) {
