@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "grammar_int.h"
+#include "unicode.h"
 
 /* ------------------------------------------------------------------ builder */
 
@@ -200,6 +201,42 @@ int32_t gx_seq2(gb *b, int32_t x, int32_t y)
     int32_t v[2] = {x, y};
     return gx_seq(b, v, 2);
 }
+
+void gx_seqbuf_init(gx_seqbuf *q)
+{
+    q->n = 0;
+    q->acc = -1;
+}
+
+int gx_seqbuf_add(gb *b, gx_seqbuf *q, int32_t x)
+{
+    q->items[q->n++] = x;
+    if (q->n == 64) {
+        int32_t part = gx_seq(b, q->items, q->n);
+        q->acc = q->acc < 0 ? part : gx_seq2(b, q->acc, part);
+        q->n = 0;
+        if (q->acc < 0) return -1;
+    }
+    return 0;
+}
+
+int32_t gx_seqbuf_end(gb *b, gx_seqbuf *q)
+{
+    int32_t part = gx_seq(b, q->items, q->n);
+    return q->acc < 0 ? part : gx_seq2(b, q->acc, part);
+}
+
+int gb_parse_count(const unsigned char *s, size_t n, size_t *i, int64_t *v)
+{
+    if (*i >= n || s[*i] < '0' || s[*i] > '9') return 0;
+    *v = 0;
+    while (*i < n && s[*i] >= '0' && s[*i] <= '9') {
+        *v = *v * 10 + (s[(*i)++] - '0');
+        if (*v > 100000000) *v = 100000000;
+    }
+    return 1;
+}
+
 int32_t gx_alt2(gb *b, int32_t x, int32_t y)
 {
     int32_t v[2] = {x, y};
@@ -309,30 +346,6 @@ fail:
 
 static int utf8_len(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
 
-static int utf8_enc(uint32_t cp, uint8_t *o)
-{
-    if (cp < 0x80) {
-        o[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (uint8_t)(0xC0 | (cp >> 6));
-        o[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xE0 | (cp >> 12));
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xF0 | (cp >> 18));
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 typedef struct seqs {
     int32_t *alts;
     int n, cap;
@@ -364,8 +377,8 @@ static int utf8_split(gb *b, seqs *out, uint32_t lo, uint32_t hi, int depth)
         }
     }
     uint8_t a[4], z[4];
-    utf8_enc(lo, a);
-    utf8_enc(hi, z);
+    uni_encode(lo, a);
+    uni_encode(hi, z);
     int32_t parts[4];
     for (int k = 0; k < n; k++) parts[k] = gx_byte_range(b, a[k], z[k]);
     int32_t s = gx_seq(b, parts, n);
@@ -434,7 +447,7 @@ fail:
 int32_t gx_cp(gb *b, uint32_t cp)
 {
     uint8_t u[4];
-    int n = utf8_enc(cp, u);
+    int n = uni_encode(cp, u);
     return gx_lit(b, (const char *)u, (size_t)n);
 }
 
@@ -988,6 +1001,42 @@ void gm_auto_free(gm_auto *a)
     memset(a, 0, sizeof *a);
 }
 
+/* The states of d a depth-first walk reaches from its start over calls of nullable rules
+ * (calls not cut): where the rule can be with nothing consumed. Returns them in the order
+ * the walk takes them off its stack (*n_out of them; the caller frees), NULL when out of
+ * memory. */
+static int32_t *walk_nullable(const rule_dfa *d, const uint8_t *nullable, int32_t *n_out)
+{
+    uint8_t *seen = calloc((size_t)d->n, 1);
+    int32_t *st = malloc((size_t)d->n * sizeof(int32_t));
+    int32_t *out = malloc((size_t)d->n * sizeof(int32_t));
+    if (!seen || !st || !out) {
+        free(seen);
+        free(st);
+        free(out);
+        return NULL;
+    }
+    int sp = 0;
+    int32_t n = 0;
+    st[sp++] = 0;
+    seen[0] = 1;
+    while (sp) {
+        int32_t s = st[--sp];
+        out[n++] = s;
+        for (int32_t k = d->call_off[s]; k < d->call_off[s + 1]; k++) {
+            int32_t c2 = d->call_rule[k];
+            if (c2 >= 0 && nullable[c2] && !seen[d->call_to[k]]) {
+                seen[d->call_to[k]] = 1;
+                st[sp++] = d->call_to[k];
+            }
+        }
+    }
+    free(seen);
+    free(st);
+    *n_out = n;
+    return out;
+}
+
 int gm_auto_build(gm_auto *a, gb *b, int32_t root)
 {
     memset(a, 0, sizeof *a);
@@ -1145,30 +1194,12 @@ int gm_auto_build(gm_auto *a, gb *b, int32_t root)
             int32_t r = order[i];
             if (nullable[r] || !prod[r]) continue;
             rule_dfa *d = &dfa[r];
-            /* states reachable from start over calls of nullable rules */
-            uint8_t *seen = calloc((size_t)d->n, 1);
-            int32_t *st = malloc((size_t)d->n * sizeof(int32_t));
-            if (!seen || !st) {
-                free(seen);
-                free(st);
-                goto nomem;
-            }
-            int sp = 0;
-            st[sp++] = 0;
-            seen[0] = 1;
-            while (sp) {
-                int32_t s = st[--sp];
-                if (d->final[s]) nullable[r] = 1;
-                for (int32_t k = d->call_off[s]; k < d->call_off[s + 1]; k++) {
-                    int32_t c2 = d->call_rule[k];
-                    if (c2 >= 0 && nullable[c2] && !seen[d->call_to[k]]) {
-                        seen[d->call_to[k]] = 1;
-                        st[sp++] = d->call_to[k];
-                    }
-                }
-            }
-            free(seen);
-            free(st);
+            int32_t nw;
+            int32_t *w = walk_nullable(d, nullable, &nw);
+            if (!w) goto nomem;
+            for (int32_t j = 0; j < nw; j++)
+                if (d->final[w[j]]) nullable[r] = 1;
+            free(w);
             if (nullable[r]) changed = 1;
         }
     }
@@ -1181,39 +1212,26 @@ int gm_auto_build(gm_auto *a, gb *b, int32_t root)
             lc_off[r] = n_lc;
             if (!used[r] || !prod[r]) continue;
             rule_dfa *d = &dfa[r];
-            uint8_t *seen = calloc((size_t)d->n, 1);
-            int32_t *st = malloc((size_t)d->n * sizeof(int32_t));
-            if (!seen || !st) {
-                free(seen);
-                free(st);
+            int32_t nw;
+            int32_t *w = walk_nullable(d, nullable, &nw);
+            if (!w) {
                 free(lc_off);
                 free(lc);
                 goto nomem;
             }
-            int sp = 0;
-            st[sp++] = 0;
-            seen[0] = 1;
-            while (sp) {
-                int32_t s = st[--sp];
-                for (int32_t k = d->call_off[s]; k < d->call_off[s + 1]; k++) {
+            for (int32_t j = 0; j < nw; j++)
+                for (int32_t k = d->call_off[w[j]]; k < d->call_off[w[j] + 1]; k++) {
                     int32_t c2 = d->call_rule[k];
                     if (c2 < 0) continue;
                     if (grow((void **)&lc, &cap_lc, n_lc + 1, sizeof(int32_t), 1 << 26)) {
-                        free(seen);
-                        free(st);
+                        free(w);
                         free(lc_off);
                         free(lc);
                         goto nomem;
                     }
                     lc[n_lc++] = c2;
-                    if (nullable[c2] && !seen[d->call_to[k]]) {
-                        seen[d->call_to[k]] = 1;
-                        st[sp++] = d->call_to[k];
-                    }
                 }
-            }
-            free(seen);
-            free(st);
+            free(w);
         }
         lc_off[nr] = n_lc;
         uint8_t *color = calloc((size_t)nr, 1);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "grammar_int.h"
+#include "unicode.h"
 
 typedef struct gp {
     gb *b;
@@ -185,21 +186,7 @@ static int32_t gp_primary(gp *p)
             if (cp >= 0xD800 && cp <= 0xDFFF) return gp_fail(p, ERR_INVALID, "surrogate code point in a literal");
             /* encode into buf, flush as literal pieces */
             uint8_t u[4];
-            int nu = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-            if (nu == 1) u[0] = (uint8_t)cp;
-            else if (nu == 2) {
-                u[0] = (uint8_t)(0xC0 | (cp >> 6));
-                u[1] = (uint8_t)(0x80 | (cp & 0x3F));
-            } else if (nu == 3) {
-                u[0] = (uint8_t)(0xE0 | (cp >> 12));
-                u[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-                u[2] = (uint8_t)(0x80 | (cp & 0x3F));
-            } else {
-                u[0] = (uint8_t)(0xF0 | (cp >> 18));
-                u[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-                u[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-                u[3] = (uint8_t)(0x80 | (cp & 0x3F));
-            }
+            int nu = uni_encode((uint32_t)cp, u);
             if (nb + 4 > sizeof buf) {
                 int32_t part = gx_lit(p->b, (const char *)buf, nb);
                 acc = acc < 0 ? part : gx_seq2(p->b, acc, part);
@@ -291,22 +278,10 @@ static int32_t gp_primary(gp *p)
     return gp_fail(p, ERR_INVALID, "unexpected character");
 }
 
-static int gp_int(gp *p, int64_t *v)
-{
-    if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return 0;
-    *v = 0;
-    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
-        *v = *v * 10 + (p->s[p->i++] - '0');
-        if (*v > 100000000) *v = 100000000;
-    }
-    return 1;
-}
-
 static int32_t gp_seq(gp *p, int nested)
 {
-    int32_t acc = -1;
-    int32_t items[64];
-    int n = 0;
+    gx_seqbuf q;
+    gx_seqbuf_init(&q);
     for (;;) {
         gp_space(p, nested);
         if (p->i >= p->n) break;
@@ -331,13 +306,13 @@ static int32_t gp_seq(gp *p, int nested)
             } else if (q == '{') {
                 p->i++;
                 gp_space(p, nested);
-                if (!gp_int(p, &lo)) return gp_fail(p, ERR_INVALID, "expecting a number after {");
+                if (!gb_parse_count(p->s, p->n, &p->i, &lo)) return gp_fail(p, ERR_INVALID, "expecting a number after {");
                 gp_space(p, nested);
                 hi = lo;
                 if (p->i < p->n && p->s[p->i] == ',') {
                     p->i++;
                     gp_space(p, nested);
-                    if (!gp_int(p, &hi)) hi = -1;
+                    if (!gb_parse_count(p->s, p->n, &p->i, &hi)) hi = -1;
                     gp_space(p, nested);
                 }
                 if (p->i >= p->n || p->s[p->i] != '}') return gp_fail(p, ERR_INVALID, "expecting }");
@@ -358,16 +333,9 @@ static int32_t gp_seq(gp *p, int nested)
             if (x < 0) return -1;
             gp_space(p, nested);
         }
-        items[n++] = x;
-        if (n == 64) {
-            int32_t part = gx_seq(p->b, items, n);
-            acc = acc < 0 ? part : gx_seq2(p->b, acc, part);
-            if (acc < 0) return -1;
-            n = 0;
-        }
+        if (gx_seqbuf_add(p->b, &q, x)) return -1;
     }
-    int32_t part = gx_seq(p->b, items, n);
-    return acc < 0 ? part : gx_seq2(p->b, acc, part);
+    return gx_seqbuf_end(p->b, &q);
 }
 
 static int32_t gp_alts(gp *p, int nested)

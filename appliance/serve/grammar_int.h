@@ -90,6 +90,23 @@ int32_t gx_rep(gb *b, int32_t x, int32_t min, int32_t max);
 int32_t gx_opt(gb *b, int32_t x);
 int32_t gx_call(gb *b, int32_t rule);
 
+/* A sequence of any length, item by item: items collect in chunks of 64, each chunk a
+ * GX_SEQ appended to what came before. add returns 0 or -1 (the builder failed); end
+ * returns the whole sequence (the empty one when nothing was added) or -1. */
+typedef struct gx_seqbuf {
+    int32_t items[64];
+    int n;
+    int32_t acc; /* the chunks so far, -1 when none */
+} gx_seqbuf;
+void gx_seqbuf_init(gx_seqbuf *q);
+int gx_seqbuf_add(gb *b, gx_seqbuf *q, int32_t x);
+int32_t gx_seqbuf_end(gb *b, gx_seqbuf *q);
+
+/* Parsing helper of the text front ends: the decimal number at s[*i] (n bytes in all).
+ * Returns 0 when s[*i] is not a digit; else 1 with *i past the digits and *v their value,
+ * held at 100000000 (counts are checked against grammar_opts.max_repeat afterwards). */
+int gb_parse_count(const unsigned char *s, size_t n, size_t *i, int64_t *v);
+
 /* Code-point classes: sorted, non-overlapping, merged [lo, hi] pairs (n pairs). */
 typedef struct gb_cpset {
     uint32_t *r; /* 2n values */

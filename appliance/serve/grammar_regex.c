@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "grammar_int.h"
+#include "unicode.h"
 
 typedef struct rx {
     gb *b;
@@ -26,22 +27,13 @@ static int32_t rx_fail(rx *r, err_code code, const char *what)
     return gb_fail(r->b, code, "%s: at offset %zu: %s", r->where, r->i, what);
 }
 
-/* Decodes one UTF-8 code point at r->i; -1 on invalid UTF-8. */
+/* Decodes one UTF-8 code point at r->i (r->i < r->n); -1 on invalid UTF-8 (a byte that
+ * does not start a valid, shortest-form, non-surrogate sequence). */
 static int64_t rx_cp(rx *r)
 {
-    const unsigned char *s = r->s + r->i;
-    size_t left = r->n - r->i;
-    uint32_t c = s[0];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (!len || (size_t)len > left) return -1;
-    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-    for (int k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80) return -1;
-        cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return -1;
+    uint32_t cp;
+    const int len = uni_decode(r->s + r->i, r->n - r->i, &cp);
+    if (cp == UNI_INVALID) return -1;
     r->i += (size_t)len;
     return cp;
 }
@@ -252,17 +244,6 @@ nomem:
 
 static int32_t rx_alt(rx *r);
 
-static int rx_number(rx *r, int64_t *v)
-{
-    if (r->i >= r->n || r->s[r->i] < '0' || r->s[r->i] > '9') return 0;
-    *v = 0;
-    while (r->i < r->n && r->s[r->i] >= '0' && r->s[r->i] <= '9') {
-        *v = *v * 10 + (r->s[r->i++] - '0');
-        if (*v > 100000000) *v = 100000000;
-    }
-    return 1;
-}
-
 static int32_t rx_atom(rx *r)
 {
     unsigned char c = r->s[r->i];
@@ -343,14 +324,14 @@ static int rx_braces(rx *r, int64_t *lo, int64_t *hi)
 {
     size_t save = r->i;
     r->i++;
-    if (!rx_number(r, lo)) {
+    if (!gb_parse_count(r->s, r->n, &r->i, lo)) {
         r->i = save;
         return 0;
     }
     *hi = *lo;
     if (r->i < r->n && r->s[r->i] == ',') {
         r->i++;
-        if (!rx_number(r, hi)) *hi = -1;
+        if (!gb_parse_count(r->s, r->n, &r->i, hi)) *hi = -1;
     }
     if (r->i >= r->n || r->s[r->i] != '}') {
         r->i = save;
@@ -362,9 +343,8 @@ static int rx_braces(rx *r, int64_t *lo, int64_t *hi)
 
 static int32_t rx_seq(rx *r)
 {
-    int32_t items[64];
-    int n = 0;
-    int32_t acc = -1;
+    gx_seqbuf q;
+    gx_seqbuf_init(&q);
     while (r->i < r->n && r->s[r->i] != '|' && r->s[r->i] != ')') {
         if (r->s[r->i] == '$' && r->i + 1 == r->n && r->depth == 0) break;
         int32_t x = rx_atom(r);
@@ -408,16 +388,9 @@ static int32_t rx_seq(rx *r)
             x = gx_rep(r->b, x, (int32_t)lo, (int32_t)hi);
             if (x < 0) return -1;
         }
-        items[n++] = x;
-        if (n == 64) {
-            int32_t part = gx_seq(r->b, items, n);
-            acc = acc < 0 ? part : gx_seq2(r->b, acc, part);
-            n = 0;
-            if (acc < 0) return -1;
-        }
+        if (gx_seqbuf_add(r->b, &q, x)) return -1;
     }
-    int32_t part = gx_seq(r->b, items, n);
-    return acc < 0 ? part : gx_seq2(r->b, acc, part);
+    return gx_seqbuf_end(r->b, &q);
 }
 
 static int32_t rx_alt(rx *r)
