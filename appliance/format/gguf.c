@@ -686,52 +686,50 @@ static int get_int(const gguf_file *g, const char *key, int *neg, uint64_t *mag,
     return 0;
 }
 
-static int int_range_err(const char *key, int neg, uint64_t mag, const char *want, err *e) {
-    shown k = show(key, strlen(key));
-    return err_set(e, ERR_FORMAT, "key '%s': value %s%llu out of range for %s", k.s, neg ? "-" : "",
-                   (unsigned long long)mag, want);
+/* The integer value of key when it lies in [-max_neg, max_pos] (as get_int says it);
+ * else ERR_FORMAT naming the value and want. */
+static int get_int_in(const gguf_file *g, const char *key, uint64_t max_pos, uint64_t max_neg, const char *want,
+                      int *neg, uint64_t *mag, err *e) {
+    int rc = get_int(g, key, neg, mag, e);
+    if (rc) return rc;
+    if (*neg ? *mag > max_neg : *mag > max_pos) {
+        shown k = show(key, strlen(key));
+        return err_set(e, ERR_FORMAT, "key '%s': value %s%llu out of range for %s", k.s, *neg ? "-" : "",
+                       (unsigned long long)*mag, want);
+    }
+    return 0;
 }
 
 int gguf_get_u32(const gguf_file *g, const char *key, uint32_t *out, err *e) {
     int neg;
     uint64_t mag;
-    int rc = get_int(g, key, &neg, &mag, e);
-    if (rc) return rc;
-    if (neg || mag > UINT32_MAX) return int_range_err(key, neg, mag, "uint32", e);
-    *out = (uint32_t)mag;
-    return 0;
+    int rc = get_int_in(g, key, UINT32_MAX, 0, "uint32", &neg, &mag, e);
+    if (!rc) *out = (uint32_t)mag;
+    return rc;
 }
 
 int gguf_get_u64(const gguf_file *g, const char *key, uint64_t *out, err *e) {
     int neg;
     uint64_t mag;
-    int rc = get_int(g, key, &neg, &mag, e);
-    if (rc) return rc;
-    if (neg) return int_range_err(key, neg, mag, "uint64", e);
-    *out = mag;
-    return 0;
+    int rc = get_int_in(g, key, UINT64_MAX, 0, "uint64", &neg, &mag, e);
+    if (!rc) *out = mag;
+    return rc;
 }
 
 int gguf_get_i32(const gguf_file *g, const char *key, int32_t *out, err *e) {
     int neg;
     uint64_t mag;
-    int rc = get_int(g, key, &neg, &mag, e);
-    if (rc) return rc;
-    if (neg ? mag > (uint64_t)INT32_MAX + 1 : mag > INT32_MAX)
-        return int_range_err(key, neg, mag, "int32", e);
-    *out = neg ? (int32_t)(-(int64_t)mag) : (int32_t)mag;
-    return 0;
+    int rc = get_int_in(g, key, INT32_MAX, (uint64_t)INT32_MAX + 1, "int32", &neg, &mag, e);
+    if (!rc) *out = neg ? (int32_t)(-(int64_t)mag) : (int32_t)mag;
+    return rc;
 }
 
 int gguf_get_i64(const gguf_file *g, const char *key, int64_t *out, err *e) {
     int neg;
     uint64_t mag;
-    int rc = get_int(g, key, &neg, &mag, e);
-    if (rc) return rc;
-    if (neg ? mag > (uint64_t)INT64_MAX + 1 : mag > INT64_MAX)
-        return int_range_err(key, neg, mag, "int64", e);
-    *out = neg ? -(int64_t)(mag - 1) - 1 : (int64_t)mag; /* no overflow at INT64_MIN */
-    return 0;
+    int rc = get_int_in(g, key, INT64_MAX, (uint64_t)INT64_MAX + 1, "int64", &neg, &mag, e);
+    if (!rc) *out = neg ? -(int64_t)(mag - 1) - 1 : (int64_t)mag; /* no overflow at INT64_MIN */
+    return rc;
 }
 
 int gguf_get_f64(const gguf_file *g, const char *key, double *out, err *e) {

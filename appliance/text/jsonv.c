@@ -125,12 +125,8 @@ long jv_dict_find(const jv_dict *d, const char *k, size_t klen) {
     return -1;
 }
 
-int jv_dict_set(jv_arena *a, jv_dict *d, const jv_str *k, jv v) {
-    long at = jv_dict_find(d, k->p, k->len);
-    if (at >= 0) {
-        d->v[at] = v;
-        return 0;
-    }
+/* Appends without looking the key up (the caller checks duplicates later). */
+static int dict_append(jv_arena *a, jv_dict *d, const jv_str *k, jv v) {
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 4;
         const jv_str **nk = jv_alloc(a, nc * sizeof *nk);
@@ -148,6 +144,15 @@ int jv_dict_set(jv_arena *a, jv_dict *d, const jv_str *k, jv v) {
     d->v[d->n] = v;
     d->n++;
     return 0;
+}
+
+int jv_dict_set(jv_arena *a, jv_dict *d, const jv_str *k, jv v) {
+    long at = jv_dict_find(d, k->p, k->len);
+    if (at >= 0) {
+        d->v[at] = v;
+        return 0;
+    }
+    return dict_append(a, d, k, v);
 }
 
 /* ---------------------------------------------------------------- unicode */
@@ -277,27 +282,6 @@ static int jp_string(jp *p, const jv_str **out) {
 }
 
 static int jp_value(jp *p, jv *out, int depth);
-
-/* Appends without looking the key up (the caller checks duplicates later). */
-static int dict_append(jv_arena *a, jv_dict *d, const jv_str *k, jv v) {
-    if (d->n == d->cap) {
-        size_t nc = d->cap ? d->cap * 2 : 4;
-        const jv_str **nk = jv_alloc(a, nc * sizeof *nk);
-        jv *nv = jv_alloc(a, nc * sizeof(jv));
-        if (!nk || !nv) return -1;
-        if (d->n) {
-            memcpy(nk, d->k, d->n * sizeof *nk);
-            memcpy(nv, d->v, d->n * sizeof(jv));
-        }
-        d->k = nk;
-        d->v = nv;
-        d->cap = nc;
-    }
-    d->k[d->n] = k;
-    d->v[d->n] = v;
-    d->n++;
-    return 0;
-}
 
 static int key_cmp(const void *x, const void *y) {
     const jv_str *a = *(const jv_str *const *)x, *b = *(const jv_str *const *)y;
