@@ -534,12 +534,21 @@ static inline __m256i bits32_to_0x10(uint32_t bits) {
     return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
-static float dot_f16_avx2(const uint8_t *row, const float *x, int64_t n) {
+/* Dot of a row of n 16-bit floats (bf16 = 0: IEEE f16, 1: bfloat16) with x. Always
+ * called with a constant bf16, so each caller compiles to its own loop. */
+static inline float dot_16bit_avx2(const uint8_t *row, const float *x, int64_t n, const int bf16) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i)));
-        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i + 16)));
+        __m256 w0, w1;
+        if (bf16) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * i));
+            w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
+            w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
+        } else {
+            w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i)));
+            w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * i + 16)));
+        }
         a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
     }
@@ -547,29 +556,13 @@ static float dot_f16_avx2(const uint8_t *row, const float *x, int64_t n) {
     for (; i < n; i++) {
         uint16_t h;
         memcpy(&h, row + 2 * i, 2);
-        s += quant_f16_to_f32(h) * x[i];
+        s += (bf16 ? quant_bf16_to_f32(h) : quant_f16_to_f32(h)) * x[i];
     }
     return s;
 }
 
-static float dot_bf16_avx2(const uint8_t *row, const float *x, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * i));
-        __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
-        __m256 w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
-    }
-    float s = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, row + 2 * i, 2);
-        s += quant_bf16_to_f32(h) * x[i];
-    }
-    return s;
-}
+static float dot_f16_avx2(const uint8_t *row, const float *x, int64_t n) { return dot_16bit_avx2(row, x, n, 0); }
+static float dot_bf16_avx2(const uint8_t *row, const float *x, int64_t n) { return dot_16bit_avx2(row, x, n, 1); }
 
 static float dot_q8_0_avx2(const uint8_t *b, const float *x, int64_t nb) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
