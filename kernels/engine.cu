@@ -513,38 +513,6 @@ int upload_moe(uploader *u, const model_moe *M, layer_w *W, err *e) {
     return 0;
 }
 
-// inv[i] = the rotation speed of pair i under rope r (as engine/cpu computes it).
-void rope_freqs(const model_rope *r, float *inv) {
-    const int half = r->n_rot / 2;
-    const float *ff = r->freq_factors ? (const float *)r->freq_factors->data : NULL;
-    float lo = 0, hi = 0;
-    auto corr = [&](float nr) {
-        return (float)r->n_rot * logf((float)r->orig_ctx / (nr * 2.0f * (float)M_PI)) / (2.0f * logf(r->base));
-    };
-    if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-        lo = corr(r->yarn_beta_fast);
-        hi = corr(r->yarn_beta_slow);
-        if (!r->yarn_exact) { // llama.cpp's widening to whole dims; gpt-oss keeps the range as computed
-            lo = floorf(lo);
-            hi = ceilf(hi);
-        }
-        if (lo < 0) lo = 0;
-        if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
-    }
-    for (int i = 0; i < half; i++) {
-        float f = 1.0f / powf(r->base, (float)(2 * i) / (float)r->n_rot);
-        if (ff) f /= ff[i];
-        if (r->scaling == MODEL_ROPE_SCALE_LINEAR) f /= r->factor;
-        if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-            float ramp = (hi - lo) < 0.001f ? 0.0f : ((float)i - lo) / (hi - lo);
-            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-            const float extrap = 1.0f - ramp;
-            f = f / r->factor * (1.0f - extrap) + f * extrap;
-        }
-        inv[i] = f;
-    }
-}
-
 void cuda_destroy(engine *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
@@ -698,7 +666,7 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
             const int half = hp->head_dim / 2;
             float *inv = (float *)calloc((size_t)(m->n_rope ? m->n_rope : 1) * half, 4);
             if (!inv) rc = err_set(e, ERR_NOMEM, "out of memory");
-            for (int r = 0; r < m->n_rope && !rc; r++) rope_freqs(&m->rope[r], inv + (size_t)r * half);
+            for (int r = 0; r < m->n_rope && !rc; r++) engine_rope_inv_freq(&m->rope[r], inv + (size_t)r * half);
             g->inv_freq = (float *)(g->dweights + g->used_weights);
             g->used_weights += a256((uint64_t)m->n_rope * half * 4);
             if (!rc && m->n_rope) {

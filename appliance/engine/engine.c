@@ -2,6 +2,7 @@
  * plans with and the plan / batch checks they share. See engine.h. */
 #include "engine.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -62,6 +63,41 @@ int engine_plan_check_limit(const engine_plan *p, const engine_opts *o, err *e) 
                        (double)o->memory_limit / MB, (double)p->weights_bytes / MB, (double)p->kv_bytes / MB,
                        (double)p->work_bytes / MB, (double)p->total_bytes / MB);
     return 0;
+}
+
+/* YaRN correction range: the dims whose wavelength falls between beta_fast and
+ * beta_slow rotations over the original context get a linear ramp. */
+static float yarn_corr_dim(int n_dims, int orig_ctx, float n_rot, float base) {
+    return (float)n_dims * logf((float)orig_ctx / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
+}
+
+void engine_rope_inv_freq(const model_rope *r, float *inv) {
+    const int half = r->n_rot / 2;
+    const float *ff = r->freq_factors ? (const float *)r->freq_factors->data : NULL;
+    float lo = 0, hi = 0;
+    if (r->scaling == MODEL_ROPE_SCALE_YARN) {
+        lo = yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_fast, r->base);
+        hi = yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_slow, r->base);
+        if (!r->yarn_exact) { /* llama.cpp's widening to whole dims; gpt-oss keeps the range as computed */
+            lo = floorf(lo);
+            hi = ceilf(hi);
+        }
+        if (lo < 0) lo = 0;
+        if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
+    }
+    for (int i = 0; i < half; i++) {
+        /* Same float32 recipe as transformers' default RoPE init. */
+        float f = 1.0f / powf(r->base, (float)(2 * i) / (float)r->n_rot);
+        if (ff) f /= ff[i];
+        if (r->scaling == MODEL_ROPE_SCALE_LINEAR) f /= r->factor;
+        if (r->scaling == MODEL_ROPE_SCALE_YARN) {
+            float ramp = (hi - lo) < 0.001f ? 0.0f : ((float)i - lo) / (hi - lo);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            float extrap = 1.0f - ramp; /* 1 = keep the original frequency */
+            f = f / r->factor * (1.0f - extrap) + f * extrap;
+        }
+        inv[i] = f;
+    }
 }
 
 int engine_check_batch(const engine_seq *seqs, int n, const engine_opts *o, int kv_block, int n_blocks, int n_vocab,

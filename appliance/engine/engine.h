@@ -198,6 +198,10 @@ int engine_kv_pool_blocks(const engine_opts *o, int kv_block, int *n_blocks, err
 int engine_plan_check_limit(const engine_plan *p, const engine_opts *o, err *e);
 int engine_check_batch(const engine_seq *seqs, int n, const engine_opts *o, int kv_block, int n_blocks, int n_vocab,
                        err *e);
+/* inv[i] = the rotation speed of pair i under rope r, (n_rot / 2) floats: the float32
+ * recipe of transformers' RoPE init (freq_factors, linear scaling, YaRN's ramp). Every
+ * backend builds its frequency table with it. */
+void engine_rope_inv_freq(const model_rope *r, float *inv);
 
 /* The backends compiled into this binary. */
 extern const engine_ops engine_cpu_ops;

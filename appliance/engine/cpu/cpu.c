@@ -136,42 +136,6 @@ static void *cpu_alloc(uint64_t bytes, uint64_t *count, err *e, int *rc) {
     return p;
 }
 
-/* YaRN correction range: the dims whose wavelength falls between beta_fast and
- * beta_slow rotations over the original context get a linear ramp. */
-static float yarn_corr_dim(int n_dims, int orig_ctx, float n_rot, float base) {
-    return (float)n_dims * logf((float)orig_ctx / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
-}
-
-/* inv[i] = the rotation speed of pair i under rope r, (n_rot / 2) floats. */
-static void rope_freqs(const model_rope *r, float *inv) {
-    const int half = r->n_rot / 2;
-    const float *ff = f32_ptr(r->freq_factors);
-    float lo = 0, hi = 0;
-    if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-        lo = yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_fast, r->base);
-        hi = yarn_corr_dim(r->n_rot, r->orig_ctx, r->yarn_beta_slow, r->base);
-        if (!r->yarn_exact) {
-            lo = floorf(lo);
-            hi = ceilf(hi);
-        }
-        if (lo < 0) lo = 0;
-        if (hi > r->n_rot - 1) hi = (float)(r->n_rot - 1);
-    }
-    for (int i = 0; i < half; i++) {
-        /* Same float32 recipe as transformers' default RoPE init. */
-        float f = 1.0f / powf(r->base, (float)(2 * i) / (float)r->n_rot);
-        if (ff) f /= ff[i];
-        if (r->scaling == MODEL_ROPE_SCALE_LINEAR) f /= r->factor;
-        if (r->scaling == MODEL_ROPE_SCALE_YARN) {
-            float ramp = (hi - lo) < 0.001f ? 0.0f : ((float)i - lo) / (hi - lo);
-            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-            float extrap = 1.0f - ramp; /* 1 = keep the original frequency */
-            f = f / r->factor * (1.0f - extrap) + f * extrap;
-        }
-        inv[i] = f;
-    }
-}
-
 static void cpu_destroy(engine *c) {
     if (!c) return;
     if (c->pool) pool_free(c->pool);
@@ -260,7 +224,7 @@ static int cpu_create(engine **out, const model *m, const engine_opts *o, err *e
         cpu_destroy(c);
         return rc;
     }
-    for (int r = 0; r < m->n_rope; r++) rope_freqs(&m->rope[r], c->inv_freq + (size_t)r * (hp->head_dim / 2));
+    for (int r = 0; r < m->n_rope; r++) engine_rope_inv_freq(&m->rope[r], c->inv_freq + (size_t)r * (hp->head_dim / 2));
     for (int il = 0, n = 0; il < hp->n_layer; il++)
         c->kv_layer[il] = m->layers[il].mixer == MODEL_MIXER_ATTENTION ? n++ : -1;
     for (int b = 0; b < 256; b++) c->fp8_lut[b] = quant_fp8_e4m3_to_f32((uint8_t)b);
