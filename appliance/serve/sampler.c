@@ -15,6 +15,7 @@ struct sampler {
     sampler_params p; /* sampler_sample's parameters */
     sampler_rng rng;  /* sampler_sample's stream */
     cand *c;          /* (n_vocab) working candidates */
+    cand *tmp;        /* (n_vocab) the radix sort's other buffer */
     uint32_t *counts; /* (n_vocab) occurrences of each token so far */
     int32_t *seen;    /* (n_vocab) distinct tokens with counts > 0, for cheap penalties/reset */
     int32_t n_seen;
@@ -80,7 +81,7 @@ void sampler_reset(sampler *s, const sampler_params *p) {
 }
 
 uint64_t sampler_bytes(int32_t n_vocab) {
-    return (uint64_t)n_vocab * (sizeof(cand) + sizeof(uint32_t) + sizeof(int32_t));
+    return (uint64_t)n_vocab * (2 * sizeof(cand) + sizeof(uint32_t) + sizeof(int32_t));
 }
 
 int sampler_create(sampler **out, int32_t n_vocab, const sampler_params *p, err *e) {
@@ -89,11 +90,12 @@ int sampler_create(sampler **out, int32_t n_vocab, const sampler_params *p, err 
     sampler *s = calloc(1, sizeof *s);
     if (!s) return err_set(e, ERR_NOMEM, "out of memory");
     s->n_vocab = n_vocab;
-    /* the three buffers add up to sampler_bytes(n_vocab) */
+    /* the four buffers add up to sampler_bytes(n_vocab) */
     s->c = malloc(sizeof(cand) * (size_t)n_vocab);
+    s->tmp = malloc(sizeof(cand) * (size_t)n_vocab);
     s->counts = calloc((size_t)n_vocab, sizeof(uint32_t));
     s->seen = malloc(sizeof(int32_t) * (size_t)n_vocab);
-    if (!s->c || !s->counts || !s->seen) {
+    if (!s->c || !s->tmp || !s->counts || !s->seen) {
         sampler_free(s);
         return err_set(e, ERR_NOMEM, "out of memory for the sampler");
     }
@@ -105,6 +107,7 @@ int sampler_create(sampler **out, int32_t n_vocab, const sampler_params *p, err 
 void sampler_free(sampler *s) {
     if (!s) return;
     free(s->c);
+    free(s->tmp);
     free(s->counts);
     free(s->seen);
     free(s);
@@ -136,6 +139,51 @@ static void select_top(cand *c, int32_t n, int32_t k) {
         else if (k - 1 >= i) lo = i;
         else break;
     }
+}
+
+/* The order cand_desc sorts by as one unsigned key of 32 + 32 bits, ascending:
+ * the logit's bits made order-preserving and inverted (larger first), then the id. */
+static uint32_t logit_key(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    b = b & 0x80000000u ? ~b : b | 0x80000000u; /* ascending with f */
+    return ~b;
+}
+
+/* Sorts c[0..m) as qsort with cand_desc would (the same total order), by LSD radix
+ * passes of 11 bits — id bits first, then the logit key — through tmp[0..m); a pass
+ * whose digit is the same for all m is skipped. Small m: qsort. */
+static void sort_desc(cand *c, cand *tmp, int32_t m) {
+    if (m < 2048) {
+        qsort(c, (size_t)m, sizeof(cand), cand_desc);
+        return;
+    }
+    uint32_t cnt[2048];
+    cand *src = c, *dst = tmp;
+    for (int pass = 0; pass < 6; pass++) {
+        const int word = pass / 3, shift = (pass % 3) * 11; /* word 0: id, word 1: logit key */
+        memset(cnt, 0, sizeof cnt);
+        for (int32_t i = 0; i < m; i++) {
+            const uint32_t k = word ? logit_key(src[i].logit) : (uint32_t)src[i].id;
+            cnt[(k >> shift) & 2047]++;
+        }
+        uint32_t sum = 0, same = 0;
+        for (int d = 0; d < 2048; d++) {
+            if (cnt[d] == (uint32_t)m) same = 1;
+            const uint32_t t = cnt[d];
+            cnt[d] = sum;
+            sum += t;
+        }
+        if (same) continue;
+        for (int32_t i = 0; i < m; i++) {
+            const uint32_t k = word ? logit_key(src[i].logit) : (uint32_t)src[i].id;
+            dst[cnt[(k >> shift) & 2047]++] = src[i];
+        }
+        cand *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != c) memcpy(c, src, sizeof(cand) * (size_t)m);
 }
 
 int32_t sampler_sample(sampler *s, const float *logits) {
@@ -178,23 +226,29 @@ int32_t sampler_pick(sampler *s, const sampler_params *p, const float *logits, f
         pick = c[pick].id;
     } else {
         /* Work on the top candidates only: top_k if set, else enough to cover
-         * top_p / min_p (doubled until the mass is covered). */
+         * top_p / min_p (x4 until the mass is covered). The rounds only select (the
+         * top m unordered in c[0..m)); the whole distribution's mass is summed once;
+         * the final m are sorted once. */
         int32_t m = p->top_k > 0 && p->top_k < n ? p->top_k : (n < 256 ? n : 256);
+        float lmx = c[0].logit;
+        for (int32_t i = 1; i < n; i++)
+            if (c[i].logit > lmx) lmx = c[i].logit;
+        double all = -1;
         for (;;) {
-            select_top(c, n, m);
-            qsort(c, (size_t)m, sizeof(cand), cand_desc);
+            if (m < n) select_top(c, n, m);
             if (p->top_k > 0 || m == n) break;
             /* Is the tail beyond m negligible for top_p? Compare the mass of the
              * first m against the whole distribution. */
-            double mx = c[0].logit, in = 0, all = 0;
-            for (int32_t i = 0; i < n; i++) {
-                double w = exp(((double)c[i].logit - mx) / p->temperature);
-                all += w;
-                if (i < m) in += w;
+            if (all < 0) {
+                all = 0;
+                for (int32_t i = 0; i < n; i++) all += exp(((double)c[i].logit - lmx) / p->temperature);
             }
+            double in = 0;
+            for (int32_t i = 0; i < m; i++) in += exp(((double)c[i].logit - lmx) / p->temperature);
             if (p->top_p < 1.0f ? in >= p->top_p * all : (all - in) <= 1e-6 * all) break;
             m = m * 4 < n ? m * 4 : n;
         }
+        sort_desc(c, s->tmp, m);
         double mx = c[0].logit, sum = 0;
         /* From here on c[i].logit holds the unnormalised probability. */
         for (int32_t i = 0; i < m; i++) {

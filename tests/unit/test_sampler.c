@@ -4,6 +4,8 @@
  * never pick outside their sets; penalties act as documented (OpenAI's
  * presence/frequency formula, llama.cpp's repetition penalty). */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sampler.h"
@@ -29,6 +31,47 @@ static sampler *make(sampler_params *p) {
         exit(1);
     }
     return s;
+}
+
+
+/* The pick as its definition reads (sampler.h): every candidate sorted by logit
+ * (ties: lower id first), the top m for m = 256, 1024, ... until they hold top_p of
+ * the mass (or all but 1e-6 of it), then top_p, min_p and the draw u over the sorted
+ * probabilities. A plain full sort, for the large-vocabulary check of the fast path
+ * (selection rounds and the radix sort, m >= 2048). */
+typedef struct { float l; int32_t id; } rc_t;
+static int rc_desc(const void *a, const void *b) {
+    const rc_t *x = a, *y = b;
+    if (x->l != y->l) return x->l < y->l ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+static int32_t ref_pick(const float *lg, int32_t n, const sampler_params *p, float u, rc_t *c, double *w) {
+    for (int32_t i = 0; i < n; i++) { c[i].l = isnan(lg[i]) ? -INFINITY : lg[i]; c[i].id = i; }
+    qsort(c, (size_t)n, sizeof *c, rc_desc);
+    if (p->temperature <= 0) return c[0].id;
+    double all = 0;
+    for (int32_t i = 0; i < n; i++) all += (w[i] = exp(((double)c[i].l - c[0].l) / p->temperature));
+    int32_t m = p->top_k > 0 && p->top_k < n ? p->top_k : (n < 256 ? n : 256);
+    while (!(p->top_k > 0) && m < n) {
+        double in = 0;
+        for (int32_t i = 0; i < m; i++) in += w[i];
+        if (p->top_p < 1.0f ? in >= p->top_p * all : (all - in) <= 1e-6 * all) break;
+        m = m * 4 < n ? m * 4 : n;
+    }
+    double sum = 0;
+    for (int32_t i = 0; i < m; i++) sum += (float)w[i];
+    int32_t keep = m;
+    if (p->top_p < 1.0f) {
+        double acc = 0;
+        for (int32_t i = 0; i < m; i++) { acc += (float)w[i]; if (acc >= p->top_p * sum) { keep = i + 1; break; } }
+    }
+    if (p->min_p > 0) { int32_t k2 = 1; while (k2 < keep && (float)w[k2] >= p->min_p * (float)w[0]) k2++; keep = k2; }
+    double tot = 0;
+    for (int32_t i = 0; i < keep; i++) tot += (float)w[i];
+    const double r = (double)u * tot;
+    double acc = 0;
+    for (int32_t i = 0; i < keep; i++) { acc += (float)w[i]; if (r < acc) return c[i].id; }
+    return c[keep - 1].id;
 }
 
 int main(void) {
@@ -176,6 +219,55 @@ int main(void) {
     sampler_accept(s, 500);
     T_OK(sampler_sample(s, logits) == 7, "repetition_penalty 2 halves a seen positive logit");
     sampler_free(s);
+
+
+    /* a large vocabulary (the selection rounds and the radix sort): random logits of
+     * spread 3 with ties and NaNs, picks equal the plain full-sort definition */
+    {
+        enum { NB = 151936 };
+        float *lg = malloc(sizeof(float) * NB);
+        rc_t *rc = malloc(sizeof(rc_t) * NB);
+        double *w = malloc(sizeof(double) * NB);
+        uint64_t x = 88172645463325252ull;
+        for (int i = 0; i < NB; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            const double u1 = ((x >> 11) + 0.5) / 9007199254740992.0;
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            const double u2 = (x >> 11) / 9007199254740992.0;
+            float v = (float)(3.0 * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+            if (i % 3 == 0) v = roundf(v * 4.0f) / 4.0f; /* ties */
+            lg[i] = i % 5000 == 17 ? NAN : v;
+        }
+        static const float temps[] = {1.0f, 0.7f, 1.0f, 1.3f, 0.2f};
+        static const float tops[] = {1.0f, 1.0f, 0.95f, 1.0f, 1.0f};
+        static const float minps[] = {0.0f, 0.0f, 0.0f, 0.001f, 0.0f};
+        sampler *sb;
+        err eb = {0};
+        sampler_default_params(&p);
+        int made = sampler_create(&sb, NB, &p, &eb) == 0, bad = 0, n = 0, distinct_big = 0;
+        for (int k = 0; made && k < 5; k++) {
+            sampler_params q;
+            sampler_default_params(&q);
+            q.temperature = temps[k]; q.top_p = tops[k]; q.min_p = minps[k];
+            int32_t last = -1;
+            for (int j = 0; j < 40; j++) {
+                const float u = (float)(j + 0.5) / 40.0f;
+                const int32_t got = sampler_pick(sb, &q, lg, u, NULL, NULL, NULL, 0);
+                const int32_t want = ref_pick(lg, NB, &q, u, rc, w);
+                if (got != want) { bad++; printf("# T %.1f top_p %.2f min_p %.3f u %.4f: got %d want %d\n", q.temperature,
+                                                 q.top_p, q.min_p, u, got, want); }
+                if (got != last) distinct_big++;
+                last = got;
+                n++;
+            }
+        }
+        T_OK(made && bad == 0 && distinct_big > 100, "vocabulary %d: %d picks equal the full-sort definition (%d mismatches, "
+             "%d distinct in a row)", NB, n, bad, distinct_big);
+        if (made) sampler_free(sb);
+        free(lg);
+        free(rc);
+        free(w);
+    }
 
     /* parameter checks */
     err e = {0};
