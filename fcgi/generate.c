@@ -518,22 +518,15 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api
             status = 499;
             goto out;
         }
-        gen_choice *c = NULL;
-        if (n == 1) c = sched_next(ch[0].req, &ev, POLL_MS) ? &ch[0] : NULL;
-        else {
-            /* every running choice in turn; with nothing ready, a short wait on one */
-            for (int k = 0; k < n && !c; k++) {
-                gen_choice *x = &ch[(turn + k) % n];
-                if (!x->finish && sched_next(x->req, &ev, 0)) c = x;
-            }
-            for (int k = 0; k < n && !c; k++) {
-                gen_choice *x = &ch[(turn + k) % n];
-                if (x->finish) continue;
-                if (sched_next(x->req, &ev, 2)) c = x;
-                break;
-            }
-            turn = (turn + 1) % n;
-        }
+        /* the next event of any running choice, looking from a turn that moves on */
+        sched_req *rs[FCGI_MAX_N];
+        gen_choice *of[FCGI_MAX_N];
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (!ch[i].finish) { rs[m] = ch[i].req; of[m++] = &ch[i]; }
+        const int got = m ? sched_next_any(rs, m, turn % m, &ev, POLL_MS) : -1;
+        gen_choice *c = got >= 0 ? of[got] : NULL;
+        turn = (turn + 1) % 840; /* 840: a multiple of every m <= 8 (FCGI_MAX_N) */
         if (!c) {
             double last = 0;
             for (int i = 0; i < n; i++)

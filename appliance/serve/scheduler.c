@@ -56,6 +56,7 @@ struct sched_req {
     sched_event ring[SCHED_RING];
     int head, count;
     pthread_cond_t cv; /* signalled when an event is pushed */
+    pthread_cond_t *also; /* while a sched_next_any waits on this request with others: its cv */
     struct sched_req *next_queued;
 };
 
@@ -108,6 +109,7 @@ static int push_event(sched_req *r, const sched_event *ev) {
     r->ring[(r->head + r->count) % SCHED_RING] = *ev;
     r->count++;
     pthread_cond_broadcast(&r->cv);
+    if (r->also) pthread_cond_broadcast(r->also);
     return 1;
 }
 
@@ -558,28 +560,45 @@ int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e) {
     return 0;
 }
 
-int sched_next(sched_req *r, sched_event *ev, int timeout_ms) {
-    sched *s = r->s;
+/* The first of rs[start..], rs[0..start) (in that order) holding an event, or -1. */
+static int first_ready(sched_req *const *rs, int n, int start) {
+    for (int k = 0; k < n; k++) {
+        const int i = (start + k) % n;
+        if (rs[i]->count > 0) return i;
+    }
+    return -1;
+}
+
+int sched_next_any(sched_req *const *rs, int n, int start, sched_event *ev, int timeout_ms) {
+    sched *s = rs[0]->s;
     pthread_mutex_lock(&s->mu);
-    if (r->count == 0 && timeout_ms > 0) {
+    int i = first_ready(rs, n, start);
+    if (i < 0 && timeout_ms > 0) {
+        /* one condition for all n: each request's pushes also signal rs[0]'s */
+        pthread_cond_t *cv = &rs[0]->cv;
+        for (int k = 1; k < n; k++) rs[k]->also = cv;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += timeout_ms / 1000;
         ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-        while (r->count == 0)
-            if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) == ETIMEDOUT) break;
+        while ((i = first_ready(rs, n, start)) < 0)
+            if (pthread_cond_timedwait(cv, &s->mu, &ts) == ETIMEDOUT) break;
+        for (int k = 1; k < n; k++) rs[k]->also = NULL;
     }
-    int got = 0;
-    if (r->count > 0) {
+    if (i >= 0) {
+        sched_req *r = rs[i];
         *ev = r->ring[r->head];
         r->head = (r->head + 1) % SCHED_RING;
         r->count--;
-        got = 1;
         if (r->count == SCHED_RING - 2) pthread_cond_broadcast(&s->wake); /* room again */
     }
     pthread_mutex_unlock(&s->mu);
-    return got;
+    return i;
+}
+
+int sched_next(sched_req *r, sched_event *ev, int timeout_ms) {
+    return sched_next_any(&r, 1, 0, ev, timeout_ms) == 0;
 }
 
 int sched_cancel(sched_req *r) {

@@ -141,6 +141,10 @@ int sched_submit(sched *s, const sched_params *p, sched_req **out, err *e);
 /* Waits up to timeout_ms for the next event. Returns 1 with *ev filled, 0 on
  * timeout. After DONE or ERROR there are no more events. */
 int sched_next(sched_req *r, sched_event *ev, int timeout_ms);
+/* The same over n requests of one scheduler (the choices of one API request): the
+ * next event of whichever has one, looking from rs[start] on; returns its index, or
+ * -1 after timeout_ms with none. */
+int sched_next_any(sched_req *const *rs, int n, int start, sched_event *ev, int timeout_ms);
 /* Returns how many tokens the request had generated when the cancel was
  * registered; at most one step already in flight can add one more. */
 int sched_cancel(sched_req *r);
