@@ -2,6 +2,7 @@
 from the FastCGI 1.0 specification) for talking to sparkd's socket without
 nginx: to time the FastCGI hop alone and to send requests nginx never would
 (lying CONTENT_LENGTH, absurd parameter lengths, no path)."""
+import json
 import socket
 import struct
 
@@ -93,3 +94,33 @@ def env_for(method, path, body=b"", auth=None):
     if auth:
         e["HTTP_AUTHORIZATION"] = "Bearer " + auth
     return e
+
+
+def stream_completion(sock, key, prompt, n, model="synth", timeout=120):
+    """Sends a greedy streaming /v1/completions request of n tokens (ignore_eos) over one
+    connection and returns the Conn, its reply still to be read (read_sse)."""
+    data = json.dumps({"model": model, "prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": True,
+                       "stream": True}).encode()
+    c = Conn(sock, timeout=timeout)
+    msg = record(BEGIN, struct.pack(">HB5x", 1, 0))
+    msg += record(PARAMS, params(env_for("POST", "/v1/completions", data, auth=key))) + record(PARAMS, b"")
+    msg += record(STDIN, data) + record(STDIN, b"")
+    c.s.sendall(msg)
+    return c
+
+
+def read_sse(c, stop_after=None):
+    """Reads STDOUT records until END_REQUEST, or until stop_after SSE data lines have come.
+    Returns (the data lines, whether END_REQUEST came, the raw STDOUT bytes)."""
+    out = b""
+    events = []
+    while True:
+        _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", c.read_exact(8))
+        content = c.read_exact(clen + pad)[:clen]
+        if rtype == STDOUT:
+            out += content
+            events = [l[6:] for l in out.split(b"\n") if l.startswith(b"data: ")]
+            if stop_after and len(events) >= stop_after:
+                return events, False, out
+        elif rtype == END:
+            return events, True, out

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -95,35 +94,6 @@ class Server:
                 self.p.kill()
 
 
-def stream_start(srv, prompt, n):
-    """Sends a streaming request and returns the open connection."""
-    data = json.dumps({"model": "synth", "prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": True,
-                       "stream": True}).encode()
-    c = fc.Conn(srv.sock, timeout=120)
-    msg = fc.record(fc.BEGIN, struct.pack(">HB5x", 1, 0))
-    msg += fc.record(fc.PARAMS, fc.params(fc.env_for("POST", "/v1/completions", data, auth=KEY))) + fc.record(fc.PARAMS, b"")
-    msg += fc.record(fc.STDIN, data) + fc.record(fc.STDIN, b"")
-    c.s.sendall(msg)
-    return c
-
-
-def read_events(c, stop_after=None):
-    """Reads STDOUT records until END (or stop_after SSE events); returns the data lines."""
-    out = b""
-    events = []
-    while True:
-        h = c.read_exact(8)
-        _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", h)
-        content = c.read_exact(clen + pad)[:clen]
-        if rtype == fc.STDOUT:
-            out += content
-            events = [l[6:] for l in out.split(b"\n") if l.startswith(b"data: ")]
-            if stop_after and len(events) >= stop_after:
-                return events, False
-        elif rtype == fc.END:
-            return events, True
-
-
 def main():
     prompts = ["Request number %d: the quick brown fox jumps over the lazy dog and then" % i for i in range(64)]
     srv = Server(max_seqs=64, max_queue=64)
@@ -147,8 +117,8 @@ def main():
         ok(same == 64, "64 concurrent greedy streams equal their solo runs (%d/64; solo %.1f s, together %.1f s)"
            % (same, t_solo, t_conc), [(i, res[i], solo[i]) for i in range(64) if res[i] != solo[i]][:3])
         # a client that leaves mid-stream
-        c = stream_start(srv, "Once upon a time", 400)
-        ev, done = read_events(c, stop_after=3)
+        c = fc.stream_completion(srv.sock, KEY, "Once upon a time", 400)
+        ev, done, _ = fc.read_sse(c, stop_after=3)
         c.close()
         time.sleep(1.0)
         st, txt = srv.complete("After the disconnect", 8)
@@ -182,13 +152,13 @@ def main():
         ok(n429 >= 2 and statuses.count(200) + n429 == 6, "six requests on 2 slots + 2 queued: overflow gets 429 (%s)"
            % sorted(statuses))
         # drain
-        c = stream_start(srv, "Drain me:", 900)
-        read_events(c, stop_after=2)
+        c = fc.stream_completion(srv.sock, KEY, "Drain me:", 900)
+        fc.read_sse(c, stop_after=2)
         srv.p.send_signal(signal.SIGTERM)
         time.sleep(0.05)
         st, _, _ = srv.req("GET", "/health")
         st2, _, _ = srv.req("POST", "/v1/completions", {"model": "synth", "prompt": "x", "max_tokens": 2})
-        ev, done = read_events(c)
+        ev, done, _ = fc.read_sse(c)
         c.close()
         ok(st == 503 and st2 == 503, "SIGTERM: /health and new requests get 503 while draining (%s, %s)" % (st, st2))
         ok(done and ev and ev[-1].strip() == b"[DONE]", "SIGTERM: the in-flight stream finishes")

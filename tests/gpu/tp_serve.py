@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -117,33 +116,6 @@ class Rank:
         return self.p.returncode
 
 
-def stream_start(r, prompt, n):
-    data = json.dumps({"model": "synth", "prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": True,
-                       "stream": True}).encode()
-    c = fc.Conn(r.sock, timeout=120)
-    msg = fc.record(fc.BEGIN, struct.pack(">HB5x", 1, 0))
-    msg += fc.record(fc.PARAMS, fc.params(fc.env_for("POST", "/v1/completions", data, auth=KEY))) + fc.record(fc.PARAMS, b"")
-    msg += fc.record(fc.STDIN, data) + fc.record(fc.STDIN, b"")
-    c.s.sendall(msg)
-    return c
-
-
-def read_events(c, stop_after=None):
-    out = b""
-    events = []
-    while True:
-        h = c.read_exact(8)
-        _, rtype, _, clen, pad, _ = struct.unpack(">BBHHBB", h)
-        content = c.read_exact(clen + pad)[:clen]
-        if rtype == fc.STDOUT:
-            out += content
-            events = [l[6:] for l in out.split(b"\n") if l.startswith(b"data: ")]
-            if stop_after and len(events) >= stop_after:
-                return events, False, out
-        elif rtype == fc.END:
-            return events, True, out
-
-
 def main():
     d = tempfile.mkdtemp(prefix="sparkd-tp-")
     # 1. a missing peer at start: the front end answers 503 while it waits, then the start
@@ -186,12 +158,12 @@ def main():
         ok(res == solo, "8 concurrent greedy completions equal their solo runs (%d/8)" %
            sum(1 for i in range(8) if res[i] == solo[i]))
         # 3. rank 1 dies mid-stream
-        c = stream_start(r0, "A long story:", 3500)
-        ev, done, _ = read_events(c, stop_after=5)
+        c = fc.stream_completion(r0.sock, KEY, "A long story:", 3500)
+        ev, done, _ = fc.read_sse(c, stop_after=5)
         r1.p.send_signal(signal.SIGKILL)
         t_kill = time.time()
         try:
-            ev, done, raw = read_events(c)
+            ev, done, raw = fc.read_sse(c)
             t_end = time.time() - t_kill
             tail = raw[-300:]
         except OSError as e:
