@@ -14,6 +14,7 @@
  * Everything except /health (and /metrics with metrics_public) needs an API
  * key when keys are configured: "Authorization: Bearer KEY" or "x-api-key: KEY". */
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,7 +125,8 @@ static int h_tokenize(fcgi_app *a, const fcgi_http_req *rq, fcgi_out *o) {
         fcgi_errorf(&er, 400, "invalid_request_error", "invalid_type", "content", "'content' must be a string");
     else if (!get_bool_field(&root, "add_special", &add_special, &er) && !get_bool_field(&root, "with_pieces", &with_pieces, &er)) {
         size_t len = c->u.s->len;
-        int cap = (int)(len + 2); /* a token covers at least one byte; +BOS */
+        const size_t mx = tok_max_ids(len);
+        int cap = mx > INT_MAX ? INT_MAX : (int)mx;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
         err e = {0};
         int n = ids ? tok_encode(a->tk, c->u.s->p, len, add_special, 1, ids, cap, &e) : -1;

@@ -765,6 +765,7 @@ typedef struct scratch {
     uint32_t *ends; /* [len + 1] split ends */
     sym *syms;      /* [len + 4] */
     cand *heap;     /* [3*len + 8] */
+    size_t len;     /* the len the four above were sized for */
 } scratch;
 
 typedef struct sink {
@@ -913,12 +914,25 @@ static void encode_spm(const tok *t, const uint8_t *text, size_t len, int at_sta
     }
 }
 
-/* gpt2: one piece of text between added tokens. */
-static void encode_bpe(const tok *t, const uint8_t *text, size_t len, scratch *sc, sink *k)
+/* gpt2: one piece of text between added tokens. Returns 0, or -1 out of memory. */
+static int encode_bpe(const tok *t, const uint8_t *text, size_t len, scratch *sc, sink *k)
 {
+    uint8_t *big = NULL;
+    scratch wide = *sc;
     if (t->nfc && !uni_nfc_trivial(text, len)) {
         len = uni_nfc(text, len, sc->nfc);
         text = sc->nfc;
+        if (len > sc->len) {
+            /* NFC made the piece longer than the text the scratch was sized for
+             * (up to 3x: composition exclusions decompose): this piece gets its own */
+            big = malloc((len + 1) * sizeof(uint32_t) + (len + 4) * sizeof(sym) + (3 * len + 8) * sizeof(cand) + 16);
+            if (!big) return -1;
+            wide.heap = (cand *)big;
+            wide.syms = (sym *)(big + (3 * len + 8) * sizeof(cand));
+            wide.ends = (uint32_t *)((uint8_t *)wide.syms + (len + 4) * sizeof(sym));
+            wide.len = len;
+            sc = &wide;
+        }
     }
     size_t np = uni_split(t->split, text, len, sc->ends);
     size_t start = 0;
@@ -946,13 +960,19 @@ static void encode_bpe(const tok *t, const uint8_t *text, size_t len, scratch *s
         }
         start = end;
     }
+    free(big);
+    return 0;
 }
 
-static void encode_piece(const tok *t, const uint8_t *text, size_t len, int at_start, scratch *sc, sink *k)
+/* Returns 0, or -1 out of memory. */
+static int encode_piece(const tok *t, const uint8_t *text, size_t len, int at_start, scratch *sc, sink *k)
 {
-    if (len == 0) return;
-    if (t->kind == KIND_SPM) encode_spm(t, text, len, at_start, sc, k);
-    else encode_bpe(t, text, len, sc, k);
+    if (len == 0) return 0;
+    if (t->kind == KIND_SPM) {
+        encode_spm(t, text, len, at_start, sc, k);
+        return 0;
+    }
+    return encode_bpe(t, text, len, sc, k);
 }
 
 /* Length of the maximal subpart of an ill-formed sequence at s[0..n) (Unicode
@@ -1025,6 +1045,8 @@ int tok_encode(const tok *t, const char *text_, size_t len, int add_bos, int par
     return r;
 }
 
+size_t tok_max_ids(size_t len) { return 3 * len + 4; }
+
 static int encode_valid(const tok *t, const uint8_t *text, size_t len, int add_bos, int parse_special,
                         int32_t *ids, int cap, err *e)
 {
@@ -1048,6 +1070,7 @@ static int encode_valid(const tok *t, const uint8_t *text, size_t len, int add_b
     sc.ends = (uint32_t *)((uint8_t *)sc.syms + (len + 4) * sizeof(sym));
     sc.norm = (uint8_t *)(sc.ends + len + 1);
     sc.nfc = sc.norm + norm_sz;
+    sc.len = len;
 
     size_t seg = 0;
     for (size_t i = 0; i < len;) {
@@ -1070,16 +1093,19 @@ static int encode_valid(const tok *t, const uint8_t *text, size_t len, int add_b
             i++;
             continue;
         }
-        encode_piece(t, text + seg, i - seg, seg == 0, &sc, &k);
+        if (encode_piece(t, text + seg, i - seg, seg == 0, &sc, &k)) goto nomem;
         emit(&k, match);
         i += mlen;
         seg = i;
     }
-    encode_piece(t, text + seg, len - seg, seg == 0, &sc, &k);
+    if (encode_piece(t, text + seg, len - seg, seg == 0, &sc, &k)) goto nomem;
     free(mem);
     if (k.n > cap)
         return err_set(e, ERR_NOMEM, "text needs %ld tokens, room for %d", k.n, cap), -1;
     return (int)k.n;
+nomem:
+    free(mem);
+    return err_set(e, ERR_NOMEM, "tokenizer: out of memory for a %zu-byte piece after NFC", len), -1;
 }
 
 /* ----------------------------------------------------------------- decode */

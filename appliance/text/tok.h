@@ -98,6 +98,11 @@ int tok_is_eog(const tok *t, int32_t id);
  * UTF-8 decoder such as Python's would hand HF tokenizers). */
 int tok_encode(const tok *t, const char *text, size_t len, int add_bos, int parse_special,
                int32_t *ids, int cap, err *e);
+/* The most ids tok_encode can return for len bytes of text: a token covers at least
+ * one byte of the normalized text, which U+FFFD substitution, NFC (composition
+ * exclusions) and SPM's U+2581 for spaces make up to 3x longer; +4 for BOS and the
+ * SPM space prefix. */
+size_t tok_max_ids(size_t len);
 
 /* The bytes a token stands for when decoded on its own (U+2581 -> ' ' for SPM,
  * byte-level chars -> bytes for gpt2, <0xXX> -> the byte). Control tokens decode

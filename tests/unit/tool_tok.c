@@ -76,7 +76,7 @@ int main(int argc, char **argv)
             size_t n = len / 2;
             char *buf = malloc(n + 1);
             for (size_t i = 0; i < n; i++) buf[i] = (char)(hexv(line[2 * i]) * 16 + hexv(line[2 * i + 1]));
-            int cap = (int)n + 8;
+            int cap = (int)tok_max_ids(n);
             int32_t *ids = malloc((size_t)cap * sizeof *ids);
             err le = {0};
             int k = tok_encode(t, buf, n, bos, special, ids, cap, &le);
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
             size_t got = fread(buf, 1, (size_t)n, f);
             fclose(f);
             int reps = argc >= 5 ? atoi(argv[4]) : 3;
-            int cap = (int)got + 16;
+            int cap = (int)tok_max_ids(got);
             int32_t *ids = malloc((size_t)cap * sizeof *ids);
             int k = 0;
             struct timespec a, b;
