@@ -29,6 +29,9 @@
 #            -n 128 -fa 1 -ngl 99; llama-batched-bench -npp 512 -ntg 128 -npl 1,8,32,64;
 #            llama-bench -p 0 -n 128 -d 32768 and llama-batched-bench -npp 32768 -ntg 128
 #            -npl 8 -pps -kvu on Q4_K_M
+#   serve    tests/gpu/serve_latency.py on the Q8_0 model: TTFT and ITL (p50/p99, 64 streams)
+#            through nginx (TLS) -> FastCGI -> scheduler -> GPU against sparkd bench's own figures
+#            (NGX=dir with bin/nginx, bin/openssl, lib/ and fastcgi_params where the machine has no nginx)
 #   MODE=decode: the sparkd and peer steps time only batch-1 decode and the --depth runs
 #   table    tests/gpu/bench_table.py: one table, sparkd | llama.cpp | ceiling | ratios, with
 #            bytes per token and FLOPs per token counted from the model files
@@ -135,6 +138,9 @@ for s in $STEPS; do
         echo \"== $Q4 depth\"
         \$P/cuda-bin/llama-bench -m $Q4 -p 0 -n 128 -d $DEPTH -fa 1 -ngl 99 -r 1 -o jsonl
         \$P/cuda-bin/llama-batched-bench -m $Q4 -c $((DEPTH + 8 * 128 + 256)) -b 2048 -ub 512 -npp $DEPTH -ntg 128 -npl 8 -pps -kvu -ngl 99 -fa on --output-format jsonl" ;;
+    serve) step serve ${T_SERVE:-300} env SPARKD_BIN="$BIN" SPARKD_MODEL=$Q8 PATH="${NGX:+$NGX/bin:}$PATH" \
+        LD_LIBRARY_PATH="${NGX:+$NGX/lib:}${LD_LIBRARY_PATH:-}" ${NGX:+SPARKD_NGINX=$NGX/bin/nginx SPARKD_NGINX_PARAMS=$NGX/fastcgi_params} \
+        $PY "$HERE/serve_latency.py" ;;
     table) t0=$SECONDS; $PY "$HERE/bench_table.py" "$OUT" "$Q8" "$Q4" "$KV" "$DEPTH" >/dev/null; RES[table]="rc=$? $((SECONDS - t0))s" ;;
     *) echo "unknown step $s" >&2; fails=$((fails + 1)) ;;
     esac
