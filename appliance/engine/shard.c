@@ -7,14 +7,17 @@
 #include "engine.h"
 #include "quant.h"
 
-/* Sliced tensors per layer: wq wk wv wo bq bk bv sinks w_gate w_up w_down. */
-#define SHARD_PER_LAYER 11
+/* Sliced tensors per layer: wq wk wv wo bq bk bv sinks, then w_gate w_up w_down (dense)
+ * or gate_exps up_exps down_exps gate_b up_b (MoE). */
+#define SHARD_PER_LAYER 13
 
 struct shard {
     model m;             /* the view; layers and tensors below */
     model_layer *layers; /* (n_layer) */
     model_tensor *tens;  /* (n_tens) the sliced tensors */
     uint64_t *stride;    /* (n_tens) source bytes between rows; 0 = contiguous */
+    uint64_t *estride;   /* (n_tens) source bytes between experts (stacked expert tensors,
+                          * rows numbered expert-major: row e * ne[1] + j); 0 = ne[1] rows */
     int n_tens;
 };
 
@@ -58,6 +61,35 @@ static int check_vec(const model_tensor *t, int size, err *e) {
     return 0;
 }
 
+/* A mixture of experts split inside every expert: rows of gate/up (and their biases),
+ * the same columns of down; router and down bias whole. */
+static int check_moe(const model_layer *L, int il, int size, err *e) {
+    const model_moe *M = &L->moe;
+    int rc;
+    if (M->shared.w_gate || M->shared_gate)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has a shared expert (not sharded yet)", il);
+    if (!M->router || !M->gate_exps || !M->up_exps || !M->down_exps)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d lacks an expert tensor", il);
+    if (M->ffn_dim < size || M->ffn_dim % size)
+        return err_set(e, ERR_UNSUPPORTED,
+                       "tensor parallel %d: layer %d's experts are %d wide, not divisible by the number of ranks", size, il,
+                       M->ffn_dim);
+    const model_tensor *ex[3] = {M->gate_exps, M->up_exps, M->down_exps};
+    for (int i = 0; i < 3; i++)
+        if (ex[i]->n_dims != 3 || ex[i]->ne[2] != M->n_expert || ex[i]->scale)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: expert tensor '%s' is not (cols, rows, %d) unscaled",
+                           ex[i]->name, M->n_expert);
+    if (M->gate_exps->ne[1] != M->ffn_dim || M->up_exps->ne[1] != M->ffn_dim || M->down_exps->ne[0] != M->ffn_dim)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d's expert tensors are not %d wide", il, M->ffn_dim);
+    if ((rc = check_cols(M->down_exps, size, e))) return rc;
+    const model_tensor *bs[2] = {M->gate_b, M->up_b};
+    for (int i = 0; i < 2; i++)
+        if (bs[i] && (block_of(bs[i]) != 1 || bs[i]->n_dims != 2 || bs[i]->ne[0] != M->ffn_dim))
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: expert bias '%s' is not plain (%d, experts)",
+                           bs[i]->name, M->ffn_dim);
+    return 0;
+}
+
 int shard_check(const model *m, int size, err *e) {
     const model_hparams *hp = &m->hp;
     if (size < 1 || size > ENGINE_PARALLEL_MAX)
@@ -74,19 +106,27 @@ int shard_check(const model *m, int size, err *e) {
         const model_layer *L = &m->layers[il];
         if (L->mixer != MODEL_MIXER_ATTENTION)
             return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d mixer kind %d is not sharded", il, (int)L->mixer);
-        if (L->ffn != MODEL_FFN_DENSE)
-            return err_set(e, ERR_UNSUPPORTED,
-                           "tensor parallel: layer %d is a mixture of experts; expert layers are not sharded yet", il);
         const model_attention *A = &L->attn;
-        if (!A->wq || !A->wk || !A->wv || !A->wo || !L->dense.w_gate || !L->dense.w_up || !L->dense.w_down)
+        if (!A->wq || !A->wk || !A->wv || !A->wo)
             return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d lacks a projection", il);
         if ((rc = check_rows(A->wq, size, e)) || (rc = check_rows(A->wk, size, e)) || (rc = check_rows(A->wv, size, e)) ||
-            (rc = check_cols(A->wo, size, e)) || (rc = check_rows(L->dense.w_gate, size, e)) ||
-            (rc = check_rows(L->dense.w_up, size, e)) || (rc = check_cols(L->dense.w_down, size, e)) ||
-            (rc = check_vec(A->bq, size, e)) || (rc = check_vec(A->bk, size, e)) || (rc = check_vec(A->bv, size, e)) ||
-            (rc = check_vec(A->sinks, size, e)))
+            (rc = check_cols(A->wo, size, e)) || (rc = check_vec(A->bq, size, e)) || (rc = check_vec(A->bk, size, e)) ||
+            (rc = check_vec(A->bv, size, e)) || (rc = check_vec(A->sinks, size, e)))
             return rc;
-        if (A->wo->scale || L->dense.w_down->scale)
+        if (A->wo->scale)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has dequantization scales (not sharded yet)", il);
+        if (L->ffn == MODEL_FFN_MOE) {
+            if ((rc = check_moe(L, il, size, e))) return rc;
+            continue;
+        }
+        if (L->ffn != MODEL_FFN_DENSE)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d FFN kind %d is not sharded", il, (int)L->ffn);
+        if (!L->dense.w_gate || !L->dense.w_up || !L->dense.w_down)
+            return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d lacks a projection", il);
+        if ((rc = check_rows(L->dense.w_gate, size, e)) || (rc = check_rows(L->dense.w_up, size, e)) ||
+            (rc = check_cols(L->dense.w_down, size, e)))
+            return rc;
+        if (L->dense.w_down->scale)
             return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has dequantization scales (not sharded yet)", il);
     }
     if (m->output->scale) return err_set(e, ERR_UNSUPPORTED, "tensor parallel: the output matrix has a scale");
@@ -117,6 +157,11 @@ static const model_tensor *rows(shard *s, const model_tensor *src, int64_t r0, i
     t->nbytes = src->row_bytes * (uint64_t)n;
     t->data = (const uint8_t *)src->data + src->row_bytes * (uint64_t)r0;
     t->offset = src->offset + src->row_bytes * (uint64_t)r0;
+    if (src->n_dims > 2) { /* stacked experts: the same rows of every expert */
+        t->nbytes *= (uint64_t)src->ne[2];
+        s->stride[t - s->tens] = src->row_bytes;
+        s->estride[t - s->tens] = src->row_bytes * (uint64_t)src->ne[1];
+    }
     return t;
 }
 
@@ -128,7 +173,7 @@ static const model_tensor *cols(shard *s, const model_tensor *src, int64_t c0, i
     if (c0) quant_row_bytes(src->dtype, c0, &skip);
     t->ne[0] = n;
     t->row_bytes = rb;
-    t->nbytes = rb * (uint64_t)src->ne[1];
+    t->nbytes = rb * (uint64_t)src->ne[1] * (uint64_t)(src->n_dims > 2 ? src->ne[2] : 1);
     t->data = (const uint8_t *)src->data + skip;
     t->offset = src->offset + skip;
     s->stride[t - s->tens] = src->row_bytes;
@@ -147,8 +192,9 @@ int shard_open(shard **out, const model *m, int size, int rank, err *e) {
         s->layers = calloc((size_t)(hp->n_layer ? hp->n_layer : 1), sizeof *s->layers);
         s->tens = calloc((size_t)cap, sizeof *s->tens);
         s->stride = calloc((size_t)cap, sizeof *s->stride);
+        s->estride = calloc((size_t)cap, sizeof *s->estride);
     }
-    if (!s || !s->layers || !s->tens || !s->stride) {
+    if (!s || !s->layers || !s->tens || !s->stride || !s->estride) {
         shard_free(s);
         return err_set(e, ERR_NOMEM, "out of memory");
     }
@@ -172,12 +218,25 @@ int shard_open(shard **out, const model *m, int size, int rank, err *e) {
         VA->bk = rows(s, A->bk, k0, (int64_t)kh * hd);
         VA->bv = rows(s, A->bv, k0, (int64_t)kh * hd);
         VA->sinks = rows(s, A->sinks, (int64_t)rank * qh, qh);
+        if (L->ffn == MODEL_FFN_MOE) {
+            const model_moe *M = &L->moe;
+            model_moe *VM = &V->moe;
+            const int64_t f = M->ffn_dim / size;
+            VM->ffn_dim = (int)f;
+            VM->gate_exps = rows(s, M->gate_exps, rank * f, f);
+            VM->up_exps = rows(s, M->up_exps, rank * f, f);
+            VM->down_exps = cols(s, M->down_exps, rank * f, f);
+            VM->gate_b = M->gate_b ? cols(s, M->gate_b, rank * f, f) : NULL;
+            VM->up_b = M->up_b ? cols(s, M->up_b, rank * f, f) : NULL;
+            VM->down_b = rank == 0 ? M->down_b : NULL; /* added once: the ranks' outputs are summed */
+            continue;
+        }
         const int64_t F = L->dense.w_gate->ne[1], f = F / size;
         V->dense.w_gate = rows(s, L->dense.w_gate, rank * f, f);
         V->dense.w_up = rows(s, L->dense.w_up, rank * f, f);
         V->dense.w_down = cols(s, L->dense.w_down, rank * f, f);
     }
-    s->m.hp.ffn_dim = hp->ffn_dim / size;
+    s->m.hp.ffn_dim = hp->ffn_dim / size; /* 0 when every layer is MoE */
     int v0, vn;
     shard_vocab(hp->n_vocab, size, rank, &v0, &vn);
     s->m.output = rows(s, m->output, v0, vn); /* tied: a slice of token_embd, a tensor of its own */
@@ -190,6 +249,7 @@ void shard_free(shard *s) {
     free(s->layers);
     free(s->tens);
     free(s->stride);
+    free(s->estride);
     free(s);
 }
 
@@ -197,12 +257,20 @@ const model *shard_model(const shard *s) { return &s->m; }
 
 void shard_copy_rows(const shard *s, const model_tensor *t, int64_t r0, int64_t n, void *dst) {
     const uint8_t *src = t->data;
-    uint64_t stride = 0;
-    if (s && t >= s->tens && t < s->tens + s->n_tens) stride = s->stride[t - s->tens];
+    uint64_t stride = 0, estride = 0;
+    if (s && t >= s->tens && t < s->tens + s->n_tens) {
+        stride = s->stride[t - s->tens];
+        estride = s->estride[t - s->tens];
+    }
     if (!stride || n <= 0) {
         if (n > 0) memcpy(dst, src + t->row_bytes * (uint64_t)r0, t->row_bytes * (uint64_t)n);
         return;
     }
-    for (int64_t i = 0; i < n; i++)
-        memcpy((uint8_t *)dst + t->row_bytes * (uint64_t)i, src + stride * (uint64_t)(r0 + i), t->row_bytes);
+    const int64_t per = t->n_dims > 2 ? t->ne[1] : n + r0; /* rows of one expert */
+    if (!estride) estride = stride * (uint64_t)per;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t r = r0 + i, ex = r / per, j = r % per;
+        memcpy((uint8_t *)dst + t->row_bytes * (uint64_t)i, src + estride * (uint64_t)ex + stride * (uint64_t)j,
+               t->row_bytes);
+    }
 }

@@ -8,22 +8,34 @@
  *              columns ("row-parallel": the rank's product is a partial sum of the whole
  *              output); bo, q_norm, k_norm whole. The KV cache holds the rank's heads.
  *   dense FFN  rows [r*F/N, (r+1)*F/N) of w_gate and w_up, the same columns of w_down.
+ *   MoE FFN    the same split inside every expert (F = the experts' width): rows
+ *              [r*F/N, (r+1)*F/N) of every expert's gate and up and of their biases
+ *              (gate_b, up_b: the same columns of each expert's row), the same columns of
+ *              every expert's down; moe.ffn_dim is F/N. The router and its bias stay
+ *              whole, so every rank picks the same experts with the same weights; the
+ *              down bias (weighted by the routing weight inside the expert sum) is kept
+ *              by rank 0 only (NULL on the others), so the ranks' partial sums add up to
+ *              it once. A shared expert is refused (not sharded yet).
  *   output     vocabulary rows [V*r/N, V*(r+1)/N) (integer division: shards may differ
  *              by one row) of the output matrix, or of the embedding when it is tied.
  *   whole      token_embd, every norm, rope tables: each rank keeps the whole residual.
  * hp.n_head, hp.n_head_kv and hp.ffn_dim are the rank's; hp.n_vocab stays the whole
  * vocabulary (token ids, sampling): the output tensor's ne[1] is the shard's rows.
- * What the backend adds (kernels/engine.cu): the partial outputs of wo and w_down are
- * summed over the ranks (all-reduce) before the residual add, where bo is added once;
- * the vocabulary shards of the logits are concatenated on rank 0 (gather).
+ * What the backend adds (kernels/engine.cu): the partial outputs of wo, w_down and the
+ * experts' down are summed over the ranks (all-reduce) before the residual add, where bo
+ * is added once; the vocabulary shards of the logits are concatenated on rank 0 (gather).
  *
  * Bytes: a row slice points into the model's weight buffer. A column slice's rows are
  * `stride` source bytes apart (its data points at row 0 of the slice and row_bytes is
- * the slice's own), so read any tensor of a view with shard_copy_rows.
+ * the slice's own), and a slice of a stacked expert tensor (ne[2] experts) numbers its
+ * rows expert-major (row e * ne[1] + j) with experts further apart than ne[1] rows, so
+ * read any tensor of a view with shard_copy_rows.
  *
- * Mixture-of-experts layers are refused today (ERR_UNSUPPORTED): the design (INSTALL.md,
- * "Tensor parallel") is the same split inside every expert (rows of gate/up, columns of
- * down, the router whole) or, as an option, whole experts per rank (expert parallel).
+ * Refused (ERR_UNSUPPORTED, naming the tensor): a width not divisible by N, a column
+ * slice that would cut a quantization block (the down matrices' F/N must be a multiple
+ * of the format's block: 32 for MXFP4 / Q8_0, 256 for K-quants — Q4_K_M MoE files whose
+ * expert width is 768 cannot be split in two this way), quantized vectors. Expert
+ * parallelism (whole experts per rank) is not implemented.
  *
  * Owns: the view's model struct, layer array and tensor table; never weight bytes (the
  * source model must outlive the view). */
@@ -40,7 +52,7 @@ typedef struct shard shard;
 /* 0 if the model can be split over `size` ranks; else ERR_UNSUPPORTED (or ERR_INVALID for
  * a size out of 1..8) naming the first reason (heads not divisible, an FFN width whose
  * share is not a whole number of quantization blocks, a sliced vector that is quantized,
- * a layer kind not sharded yet). */
+ * a shared expert, a layer kind not sharded yet). */
 int shard_check(const model *m, int size, err *e);
 
 /* The view of rank `rank` of `size` (shard_check first). */
@@ -49,7 +61,8 @@ void shard_free(shard *s);
 const model *shard_model(const shard *s);
 
 /* Rows [r0, r0 + n) of tensor t of the view (or of any model: a tensor the view does not
- * own is read as it lies) packed into dst: n * t->row_bytes bytes. */
+ * own is read as it lies) packed into dst: n * t->row_bytes bytes. A stacked expert
+ * tensor's rows are numbered expert-major: 0 .. ne[1] * ne[2]. */
 void shard_copy_rows(const shard *s, const model_tensor *t, int64_t r0, int64_t n, void *dst);
 
 /* The vocabulary rows of rank r: [*v0, *v0 + *vn). */

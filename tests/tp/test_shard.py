@@ -8,8 +8,12 @@ tensor: rows [r*n/N, (r+1)*n/N) of wq/wk/wv/w_gate/w_up and of the biases and si
 the same byte columns of every row of wo/w_down (quantization blocks whole), vocabulary
 rows [V*r/N, V*(r+1)/N) of the output matrix; the norms and the embedding whole; the
 hyper-parameters the rank's (heads, KV heads, FFN width divided). The ranks' slices
-together must cover each tensor exactly once. Models that cannot be split are refused
-with their reason (Gemma 3 270M: one KV head; 4 ranks of 2 KV heads).
+together must cover each tensor exactly once. Mixture of experts (gpt-oss-tiny: MXFP4
+experts with biases; qwen3moe-tiny-tp: Q4_K/Q6_K experts): rows [r*f, (r+1)*f) of every
+expert's gate/up, the same columns of every expert's down and gate/up bias, the router
+whole on every rank, the down bias on rank 0 only. Models that cannot be split are
+refused with their reason (Gemma 3 270M: one KV head; 4 ranks of 2 KV heads;
+qwen3moe-tiny: a K-quant down matrix 256 wide cannot be cut in two).
 """
 import hashlib
 import os
@@ -34,7 +38,12 @@ except ImportError:
 
 ROW_SLICED = ("attn_q.weight", "attn_k.weight", "attn_v.weight", "ffn_gate.weight", "ffn_up.weight",
               "attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_sinks.weight")
-COL_SLICED = ("attn_output.weight", "ffn_down.weight")
+COL_SLICED = ("attn_output.weight", "ffn_down.weight",
+              # mixture of experts: the same columns of every expert's down, and of the
+              # (experts, F) gate/up biases (each expert's row of F values)
+              "ffn_down_exps.weight", "ffn_gate_exps.bias", "ffn_up_exps.bias")
+EXPERT_ROW_SLICED = ("ffn_gate_exps.weight", "ffn_up_exps.weight")  # rows of every expert
+RANK0_ONLY = ("ffn_down_exps.bias",)  # added once: rank 0 keeps it whole, the others none
 
 
 def tool(model, size):
@@ -55,23 +64,28 @@ def expected(t, size, rank, n_vocab):
     raw = raw_rows(t)
     ne0 = int(t.shape[0])
     ne1 = int(t.shape[1]) if len(t.shape) > 1 else 1
+    ne2 = int(t.shape[2]) if len(t.shape) > 2 else 1
     if name == "output.weight":
         a, b = n_vocab * rank // size, n_vocab * (rank + 1) // size
-        return ne0, b - a, hashlib.sha256(raw[a:b].tobytes()).hexdigest()
+        return ne0, b - a, 1, hashlib.sha256(raw[a:b].tobytes()).hexdigest()
     short = name.split(".", 2)[-1]
+    if short in EXPERT_ROW_SLICED:  # (ne2 experts, ne1 rows, bytes): rows [r*f, (r+1)*f) of each
+        n = ne1 // size
+        ex = raw.reshape(ne2, ne1, -1)[:, rank * n:(rank + 1) * n]
+        return ne0, n, ne2, hashlib.sha256(np.ascontiguousarray(ex).tobytes()).hexdigest()
     if short in ROW_SLICED:
         if ne1 == 1:  # a vector: its elements are split
             n = ne0 // size
             eb = raw.shape[1] // ne0
-            return n, 1, hashlib.sha256(raw[0, rank * n * eb:(rank + 1) * n * eb].tobytes()).hexdigest()
+            return n, 1, 1, hashlib.sha256(raw[0, rank * n * eb:(rank + 1) * n * eb].tobytes()).hexdigest()
         n = ne1 // size
-        return ne0, n, hashlib.sha256(raw[rank * n:(rank + 1) * n].tobytes()).hexdigest()
+        return ne0, n, 1, hashlib.sha256(raw[rank * n:(rank + 1) * n].tobytes()).hexdigest()
     if short in COL_SLICED:
         bs, ts = gguf.GGML_QUANT_SIZES[t.tensor_type]
         n = ne0 // size
         assert n % bs == 0
         c0, c1 = rank * n // bs * ts, (rank + 1) * n // bs * ts
-        return n, ne1, hashlib.sha256(np.ascontiguousarray(raw[:, c0:c1]).tobytes()).hexdigest()
+        return n, ne1, ne2, hashlib.sha256(np.ascontiguousarray(raw[:, c0:c1]).tobytes()).hexdigest()
     return None
 
 
@@ -84,11 +98,31 @@ def check_model(label, path, size):
     n_vocab = int(tens["token_embd.weight"].shape[1])
     lines = [ln.split() for ln in out.splitlines()]
     hp = {int(l[1]): l for l in lines if l[2] == "hp"}
-    got = {(int(l[1]), l[3]): (int(l[5]), int(l[7]), l[9]) for l in lines if l[2] == "tensor"}
+    got = {(int(l[1]), l[3]): (int(l[5]), int(l[7]), int(l[9]), l[11]) for l in lines if l[2] == "tensor"}
     whole = {(int(l[1]), l[3]) for l in lines if l[2] == "whole"}
+    moe = [l for l in lines if l[2] == "moe"]
     heads = int(rd.fields["%s.attention.head_count" % arch_of(rd)].parts[-1][0])
     kvh = int(rd.fields["%s.attention.head_count_kv" % arch_of(rd)].parts[-1][0])
-    ffn = int(rd.fields["%s.feed_forward_length" % arch_of(rd)].parts[-1][0])
+    fexp = rd.fields.get("%s.expert_feed_forward_length" % arch_of(rd))
+    ffn = 0 if fexp else int(rd.fields["%s.feed_forward_length" % arch_of(rd)].parts[-1][0])
+    if fexp:
+        fe = int(fexp.parts[-1][0])
+        n_layer = int(rd.fields["%s.block_count" % arch_of(rd)].parts[-1][0])
+        want = [[str(r), "moe", str(il), "ffn_dim", str(fe // size), "down_b",
+                 "yes" if r == 0 and "blk.0.ffn_down_exps.bias" in tens else "no"]
+                for r in range(size) for il in range(n_layer)]
+        ok([l[1:] for l in moe] == want, "%s: every MoE layer's experts %d -> %d wide per rank, the down bias on rank 0 "
+           "only" % (label, fe, fe // size), [l for l in moe][:3])
+        for r in range(size):
+            for name in tens:
+                if name.endswith("ffn_gate_inp.weight") or name.endswith("ffn_gate_inp.bias"):
+                    ok((r, name) in whole, "%s rank %d: router %s whole" % (label, r, name))
+                    break
+            rb = [n for n in tens if n.split(".", 2)[-1] in RANK0_ONLY]
+            if rb:
+                has = [n for n in rb if (r, n) in whole]
+                ok(len(has) == (len(rb) if r == 0 else 0) and not any((r, n) in got for n in rb),
+                   "%s rank %d: expert down biases %s" % (label, r, "whole" if r == 0 else "absent"), has[:2])
     for r in range(size):
         h = hp.get(r)
         v0, vn = n_vocab * r // size, n_vocab * (r + 1) // size - n_vocab * r // size
@@ -118,7 +152,7 @@ def check_model(label, path, size):
             ok(False, "%s %s: every rank has a slice" % (label, name))
             break
         raw = raw_rows(t)
-        total = sum(p[0] * p[1] for p in parts)
+        total = sum(p[0] * p[1] * p[2] for p in parts)
         if total != int(np.prod([int(x) for x in t.shape])):
             ok(False, "%s %s: slices cover %d of %d elements" % (label, name, total, raw.size))
             break
@@ -145,6 +179,23 @@ def main():
         if not os.path.exists(p):
             subprocess.run([PY, SYNTH, "--out", p] + args, check=True, stdout=subprocess.DEVNULL, timeout=600)
         check_model(label, p, 2)
+    moe = os.path.join(ROOT, "tests", "golden", "make_synth_moe.py")
+    for label, fn, preset in [("gpt-oss-tiny (MXFP4 experts, biases)", "gpt-oss-tiny.gguf", "gpt-oss-tiny"),
+                              ("qwen3moe-tiny-tp (Q4_K/Q6_K experts)", "qwen3moe-tiny-tp.gguf", "qwen3moe-tiny-tp")]:
+        p = os.path.join(d, fn)
+        if not os.path.exists(p):
+            subprocess.run([PY, moe, "--out", p, "--preset", preset], check=True, stdout=subprocess.DEVNULL, timeout=600)
+        check_model(label, p, 2)
+    rc, out, _ = tool(os.path.join(d, "gpt-oss-tiny.gguf"), 3)
+    ok(rc == 3 and "refused:" in out and "divide" in out, "gpt-oss-tiny over 3 ranks: refused (heads)", out)
+    # qwen3moe-tiny's down matrices are Q4_K/Q6_K 256 columns wide: half is not a 256-block
+    p = os.path.join(d, "qwen3moe-tiny.gguf")
+    if not os.path.exists(p):
+        subprocess.run([PY, moe, "--out", p, "--preset", "qwen3moe-tiny"], check=True, stdout=subprocess.DEVNULL,
+                       timeout=600)
+    rc, out, _ = tool(p, 2)
+    ok(rc == 3 and "ffn_down_exps" in out and "whole blocks of 256" in out,
+       "qwen3moe-tiny (K-quant down, 256 wide) over 2 ranks: refused naming the down tensor and the block", out)
     rc, out, _ = tool(os.path.join(d, "tiny-q8_0.gguf"), 4)
     ok(rc == 3 and "refused:" in out and "2 KV heads must both divide" in out, "4 ranks of 2 KV heads: refused", out)
     gem = os.environ.get("SPARKD_MODEL", os.path.join(ROOT, "models", "gemma-3-270m-q4_k_m.gguf"))

@@ -3,7 +3,8 @@
  *   tool_shard MODEL SIZE
  * prints, for every rank r of SIZE:
  *   rank R hp n_head N n_head_kv N ffn_dim N n_vocab N vocab V0 VN
- *   rank R tensor NAME ne0 NE0 ne1 NE1 sha256 HEX
+ *   rank R tensor NAME ne0 NE0 ne1 NE1 ne2 NE2 sha256 HEX
+ *   rank R moe LAYER ffn_dim F down_b yes|no        (mixture-of-experts layers)
  * one tensor line for every tensor the view slices (the bytes shard_copy_rows packs for
  * all its rows), and for the tensors it keeps whole "rank R whole NAME" — or, when the
  * model cannot be split, "refused: MESSAGE" and exit status 3. */
@@ -21,7 +22,7 @@ static void dump(int r, const shard *s, const model_tensor *src, const model_ten
         printf("rank %d whole %s\n", r, t->name);
         return;
     }
-    const int64_t rows = t->n_dims == 1 ? 1 : t->ne[1];
+    const int64_t rows = t->n_dims == 1 ? 1 : t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
     uint8_t *buf = malloc(t->row_bytes * (uint64_t)rows);
     if (!buf) exit(1);
     shard_copy_rows(s, t, 0, rows, buf);
@@ -29,8 +30,8 @@ static void dump(int r, const shard *s, const model_tensor *src, const model_ten
     char hx[65];
     sha256_of(buf, t->row_bytes * (uint64_t)rows, d);
     sha256_hex(d, hx);
-    printf("rank %d tensor %s ne0 %lld ne1 %lld sha256 %s\n", r, t->name, (long long)t->ne[0],
-           (long long)(t->n_dims == 1 ? 1 : t->ne[1]), hx);
+    printf("rank %d tensor %s ne0 %lld ne1 %lld ne2 %lld sha256 %s\n", r, t->name, (long long)t->ne[0],
+           (long long)(t->n_dims == 1 ? 1 : t->ne[1]), (long long)(t->n_dims > 2 ? t->ne[2] : 1), hx);
     free(buf);
 }
 
@@ -82,6 +83,18 @@ int main(int argc, char **argv) {
             dump(r, s, L->dense.w_gate, V->dense.w_gate);
             dump(r, s, L->dense.w_up, V->dense.w_up);
             dump(r, s, L->dense.w_down, V->dense.w_down);
+            if (L->ffn == MODEL_FFN_MOE) {
+                const model_moe *M = &L->moe, *VM = &V->moe;
+                printf("rank %d moe %d ffn_dim %d down_b %s\n", r, il, VM->ffn_dim, VM->down_b ? "yes" : "no");
+                dump(r, s, M->router, VM->router);
+                dump(r, s, M->router_b, VM->router_b);
+                dump(r, s, M->gate_exps, VM->gate_exps);
+                dump(r, s, M->up_exps, VM->up_exps);
+                dump(r, s, M->down_exps, VM->down_exps);
+                dump(r, s, M->gate_b, VM->gate_b);
+                dump(r, s, M->up_b, VM->up_b);
+                dump(r, s, M->down_b, VM->down_b);
+            }
         }
         shard_free(s);
     }
