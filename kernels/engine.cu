@@ -61,7 +61,8 @@ struct layer_w {
     float *q_norm, *k_norm, *bq, *bk, *bv, *bo, *sinks;
     // MODEL_FFN_MOE: router (n_expert, dim) F32; stacked experts (n_expert * rows, cols)
     cuda_weight router, eg, eu, ed;
-    float *router_b, *gate_b, *up_b, *down_b; // (n_expert), (n_expert, ffn) x 2, (n_expert, dim)
+    float *router_b, *gate_b, *up_b, *down_b; // (n_expert), (n_expert, moe_f) x 2, (n_expert, dim)
+    int moe_f; // rows of one expert's gate/up on the device: its width rounded up to 64 (moe_width)
 };
 
 // Everything create allocates, computed from the model and the options alone.
@@ -185,19 +186,46 @@ model_tensor expert_rows(const model_tensor *t) {
     return v;
 }
 
+// The experts' width on the device: the model's (or a tensor-parallel shard's: F/N,
+// e.g. 1440 for gpt-oss-20b over 2 ranks) rounded up to the kernels' multiple of 64. The
+// padding is zero rows of gate/up (and zero biases: act(0, 0) = 0 for every activation)
+// and zero blocks of down's columns, so it adds nothing to the sum.
+int moe_width(const model_moe *M) { return (M->ffn_dim + 63) / 64 * 64; }
+
+// A stacked expert tensor's device shape: rows * n_expert rows of cols, the expert width
+// padded (gate/up: rows; down: cols).
+model_tensor expert_padded(const model_tensor *t, int f, int fp, int down) {
+    model_tensor v = expert_rows(t);
+    if (down) v.ne[0] = fp;
+    else v.ne[1] = (int64_t)fp * (t->n_dims > 2 ? t->ne[2] : 1);
+    (void)f;
+    return v;
+}
+
+uint64_t expert_bias_bytes(const model_tensor *t, int fp) {
+    return t ? a256((uint64_t)fp * (t->n_dims > 1 ? t->ne[1] : 1) * 4) : 0;
+}
+
 int moe_layout(const model_layer *L, cuda_layout *l, err *e) {
     const model_moe *M = &L->moe;
+    const int fp = moe_width(M);
     int rc;
     if (M->shared.w_gate)
         return err_set(e, ERR_UNSUPPORTED, "a shared expert is not supported by the CUDA engine yet");
-    if (M->n_expert > CUDA_MOE_MAX_EXPERTS || M->n_used > CUDA_MOE_MAX_USED || M->ffn_dim % 64)
-        return err_set(e, ERR_UNSUPPORTED, "%d experts (top %d) of width %d: the CUDA engine takes up to %d (top %d), "
-                                           "widths a multiple of 64", M->n_expert, M->n_used, M->ffn_dim,
-                       CUDA_MOE_MAX_EXPERTS, CUDA_MOE_MAX_USED);
+    if (M->n_expert > CUDA_MOE_MAX_EXPERTS || M->n_used > CUDA_MOE_MAX_USED || M->ffn_dim < 1)
+        return err_set(e, ERR_UNSUPPORTED, "%d experts (top %d) of width %d: the CUDA engine takes up to %d (top %d)",
+                       M->n_expert, M->n_used, M->ffn_dim, CUDA_MOE_MAX_EXPERTS, CUDA_MOE_MAX_USED);
+    if (fp != M->ffn_dim) { // padded: the down matrix gains whole zero blocks only
+        const quant_traits *q = quant_traits_of(M->down_exps->dtype);
+        const int b = q ? q->block_elems : 0;
+        if (!b || M->ffn_dim % b || (fp - M->ffn_dim) % b)
+            return err_set(e, ERR_UNSUPPORTED, "experts of width %d: the CUDA engine pads them to %d, which blocks of %d "
+                                               "of '%s' do not allow", M->ffn_dim, fp, b, M->down_exps->name);
+    }
     if ((rc = check_matrix(M->router, e))) return rc;
     const model_tensor *ex[3] = {M->gate_exps, M->up_exps, M->down_exps};
     for (int i = 0; i < 3; i++) {
-        const model_tensor v = expert_rows(ex[i]);
+        const model_tensor v = expert_padded(ex[i], M->ffn_dim, fp, i == 2);
         if (!cuda_moe_type_ok(ex[i]->dtype))
             return err_set(e, ERR_UNSUPPORTED, "tensor '%s': experts of type %u have no CUDA MoE kernel", ex[i]->name,
                            ex[i]->dtype);
@@ -206,12 +234,12 @@ int moe_layout(const model_layer *L, cuda_layout *l, err *e) {
     }
     if (M->gate_exps->dtype != M->up_exps->dtype)
         return err_set(e, ERR_UNSUPPORTED, "experts' gate and up tensors have different types");
-    l->weights += mat_bytes(M->router) + vec_bytes(M->router_b) + vec_bytes(M->gate_b) + vec_bytes(M->up_b) +
-                  vec_bytes(M->down_b);
+    l->weights += mat_bytes(M->router) + vec_bytes(M->router_b) + expert_bias_bytes(M->gate_b, fp) +
+                  expert_bias_bytes(M->up_b, fp) + vec_bytes(M->down_b);
     l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16; // router: f32 rows; experts: f16 hi/lo
     if (M->n_expert > l->moe_E) l->moe_E = M->n_expert;
     if (M->n_used > l->moe_k) l->moe_k = M->n_used;
-    if (M->ffn_dim > l->moe_ffn) l->moe_ffn = M->ffn_dim;
+    if (fp > l->moe_ffn) l->moe_ffn = fp;
     return 0;
 }
 
@@ -501,14 +529,118 @@ int upload_vec(uploader *u, const model_tensor *t, float **out, err *e) {
     return 0;
 }
 
+// A stacked expert tensor t (a tensor of the model or of the shard view: read through
+// shard_copy_rows, rows numbered expert-major) as the device matrix of expert_padded:
+// gate/up (down = 0): expert e's f rows at e * fp, rows [f, fp) zero; down (down = 1):
+// each row's f columns then fp - f zero columns (whole zero blocks: moe_layout).
+int upload_experts(uploader *u, const model_tensor *t, int f, int fp, int down, cuda_weight *w, err *e) {
+    engine *g = u->g;
+    const shard *sh = g->tp ? tp_shard(g->tp) : NULL;
+    const model_tensor v = expert_padded(t, f, fp, down);
+    w->type = t->dtype;
+    w->rows = v.ne[1];
+    w->cols = v.ne[0];
+    w->base = g->dweights + g->used_weights;
+    g->used_weights += mat_bytes(&v);
+    uint64_t rb = 0; // device-side source row bytes (padded)
+    if (quant_row_bytes(t->dtype, v.ne[0], &rb) || !rb) return err_set(e, ERR_UNSUPPORTED, "tensor '%s'", t->name);
+    const uint64_t hb = CU_STAGE / 2, per = hb / rb;
+    if (per < 1) return err_set(e, ERR_UNSUPPORTED, "tensor '%s': a row of %llu bytes exceeds the staging buffer", t->name,
+                                (unsigned long long)rb);
+    for (int64_t r0 = 0; r0 < w->rows; r0 += (int64_t)per) {
+        const int64_t n = w->rows - r0 < (int64_t)per ? w->rows - r0 : (int64_t)per;
+        u->half ^= 1;
+        if (cudaEventSynchronize(u->ev[u->half]) != cudaSuccess) {
+            cu_fail(g, e, cudaGetLastError(), "staging", __LINE__);
+            return ERR_IO;
+        }
+        uint8_t *h = u->h + u->half * hb, *d = u->d_raw + u->half * hb;
+        if (down) {
+            if (fp == f) {
+                shard_copy_rows(sh, t, r0, n, h);
+            } else {
+                for (int64_t i = 0; i < n; i++) {
+                    uint8_t *row = h + (uint64_t)i * rb;
+                    shard_copy_rows(sh, t, r0 + i, 1, row);
+                    memset(row + t->row_bytes, 0, rb - t->row_bytes);
+                }
+            }
+        } else {
+            for (int64_t i = 0; i < n;) { // runs of one expert's real rows, then its zero rows
+                const int64_t R = r0 + i, ex = R / fp, j = R % fp;
+                const int64_t left = n - i;
+                if (j < f) {
+                    const int64_t run = f - j < left ? f - j : left;
+                    shard_copy_rows(sh, t, ex * f + j, run, h + (uint64_t)i * rb);
+                    i += run;
+                } else {
+                    const int64_t run = fp - j < left ? fp - j : left;
+                    memset(h + (uint64_t)i * rb, 0, (uint64_t)run * rb);
+                    i += run;
+                }
+            }
+        }
+        if (cudaMemcpyAsync(d, h, (size_t)n * rb, cudaMemcpyHostToDevice, g->st) != cudaSuccess) {
+            cu_fail(g, e, cudaGetLastError(), "cudaMemcpyAsync(weights)", __LINE__);
+            return ERR_IO;
+        }
+        up_progress(u, (uint64_t)n * rb);
+        K_TRY(cuda_weight_repack(w, d, r0, n, g->st, e));
+        up_mark(u);
+    }
+    return 0;
+}
+
+// An expert bias (ne = [f, n_expert], f32; a shard's is a column slice) as (n_expert, fp)
+// f32 on the device, zeros past f; or NULL.
+int upload_expert_bias(uploader *u, const model_tensor *t, int f, int fp, float **out, err *e) {
+    engine *g = u->g;
+    *out = NULL;
+    if (!t) return 0;
+    const int64_t E = t->n_dims > 1 ? t->ne[1] : 1;
+    float *tmp = (float *)calloc((size_t)(E * fp), 4);
+    uint8_t *row = (uint8_t *)malloc(t->row_bytes);
+    if (!tmp || !row) {
+        free(tmp);
+        free(row);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    const shard *sh = g->tp ? tp_shard(g->tp) : NULL;
+    for (int64_t x = 0; x < E; x++) {
+        shard_copy_rows(sh, t, x, 1, row);
+        quant_dequant_row(t->dtype, row, tmp + x * fp, f);
+    }
+    free(row);
+    *out = (float *)(g->dweights + g->used_weights);
+    g->used_weights += expert_bias_bytes(t, fp);
+    u->host_src = 0;
+    uint8_t *d = up_chunk(u, (const uint8_t *)tmp, (uint64_t)E * fp * 4, e);
+    free(tmp);
+    if (!d) return ERR_IO;
+    G_TRY(cudaMemcpyAsync(*out, d, (size_t)E * fp * 4, cudaMemcpyDeviceToDevice, g->st));
+    up_mark(u);
+    return 0;
+}
+
 // MoE: the router, the three stacked expert tensors (one matrix each) and the biases.
+// Unpadded and unsharded, the experts go up as one matrix straight from the weight buffer.
 int upload_moe(uploader *u, const model_moe *M, layer_w *W, err *e) {
-    const model_tensor vg = expert_rows(M->gate_exps), vu = expert_rows(M->up_exps), vd = expert_rows(M->down_exps);
+    const int f = M->ffn_dim, fp = moe_width(M);
+    W->moe_f = fp;
     int rc;
-    if ((rc = upload_matrix(u, M->router, &W->router, e)) || (rc = upload_matrix(u, &vg, &W->eg, e)) ||
-        (rc = upload_matrix(u, &vu, &W->eu, e)) || (rc = upload_matrix(u, &vd, &W->ed, e)) ||
-        (rc = upload_vec(u, M->router_b, &W->router_b, e)) || (rc = upload_vec(u, M->gate_b, &W->gate_b, e)) ||
-        (rc = upload_vec(u, M->up_b, &W->up_b, e)) || (rc = upload_vec(u, M->down_b, &W->down_b, e)))
+    if ((rc = upload_matrix(u, M->router, &W->router, e))) return rc;
+    if (fp == f && !u->g->tp) {
+        const model_tensor vg = expert_rows(M->gate_exps), vu = expert_rows(M->up_exps), vd = expert_rows(M->down_exps);
+        if ((rc = upload_matrix(u, &vg, &W->eg, e)) || (rc = upload_matrix(u, &vu, &W->eu, e)) ||
+            (rc = upload_matrix(u, &vd, &W->ed, e)))
+            return rc;
+    } else if ((rc = upload_experts(u, M->gate_exps, f, fp, 0, &W->eg, e)) ||
+               (rc = upload_experts(u, M->up_exps, f, fp, 0, &W->eu, e)) ||
+               (rc = upload_experts(u, M->down_exps, f, fp, 1, &W->ed, e))) {
+        return rc;
+    }
+    if ((rc = upload_vec(u, M->router_b, &W->router_b, e)) || (rc = upload_expert_bias(u, M->gate_b, f, fp, &W->gate_b, e)) ||
+        (rc = upload_expert_bias(u, M->up_b, f, fp, &W->up_b, e)) || (rc = upload_vec(u, M->down_b, &W->down_b, e)))
         return rc;
     return 0;
 }
@@ -793,7 +925,7 @@ int moe_forward(engine *g, int il, int T, err *e) {
     memset(&a, 0, sizeof a);
     a.T = T;
     a.dim = hp->dim;
-    a.ffn = M->ffn_dim;
+    a.ffn = W->moe_f; // padded to 64 (moe_width)
     a.n_expert = M->n_expert;
     a.n_used = M->n_used;
     a.gating = M->gating == MODEL_MOE_TOPK_SOFTMAX ? CUDA_MOE_TOPK_SOFTMAX : CUDA_MOE_SOFTMAX_TOPK;
@@ -892,7 +1024,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             }
             K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
         }
-        if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns (MoE layers are not sharded: shard.c)
+        if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns (dense or every expert's)
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.post_w = W->post_ffn_norm; ra.dim = hp->dim; ra.eps = hp->norm_eps;
         if (il + 1 < hp->n_layer) {
