@@ -19,6 +19,7 @@ struct shard {
     uint64_t *estride;   /* (n_tens) source bytes between experts (stacked expert tensors,
                           * rows numbered expert-major: row e * ne[1] + j); 0 = ne[1] rows */
     int n_tens;
+    void *packed;        /* shard_pack: the sliced tensors' bytes, contiguous; NULL = none */
 };
 
 void shard_vocab(int n_vocab, int size, int rank, int *v0, int *vn) {
@@ -250,10 +251,36 @@ void shard_free(shard *s) {
     free(s->tens);
     free(s->stride);
     free(s->estride);
+    free(s->packed);
     free(s);
 }
 
 const model *shard_model(const shard *s) { return &s->m; }
+
+/* Rows shard_copy_rows numbers for t: a vector is one row. */
+static int64_t all_rows(const model_tensor *t) {
+    return t->n_dims == 1 ? 1 : t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);
+}
+
+int shard_pack(shard *s, err *e) {
+    if (s->packed) return 0;
+    uint64_t total = 0;
+    for (int i = 0; i < s->n_tens; i++) total += (s->tens[i].row_bytes * (uint64_t)all_rows(&s->tens[i]) + 63) & ~63ull;
+    uint8_t *buf = aligned_alloc(64, total ? total : 64);
+    if (!buf) return err_set(e, ERR_NOMEM, "tensor parallel: %llu bytes for the packed shard", (unsigned long long)total);
+    uint64_t at = 0;
+    for (int i = 0; i < s->n_tens; i++) {
+        model_tensor *t = &s->tens[i];
+        const uint64_t n = t->row_bytes * (uint64_t)all_rows(t);
+        shard_copy_rows(s, t, 0, all_rows(t), buf + at);
+        t->data = buf + at;
+        t->offset = at;
+        s->stride[i] = s->estride[i] = 0;
+        at += (n + 63) & ~63ull;
+    }
+    s->packed = buf;
+    return 0;
+}
 
 void shard_copy_rows(const shard *s, const model_tensor *t, int64_t r0, int64_t n, void *dst) {
     const uint8_t *src = t->data;

@@ -37,8 +37,9 @@
  * expert width is 768 cannot be split in two this way), quantized vectors. Expert
  * parallelism (whole experts per rank) is not implemented.
  *
- * Owns: the view's model struct, layer array and tensor table; never weight bytes (the
- * source model must outlive the view). */
+ * Owns: the view's model struct, layer array and tensor table, and after shard_pack the
+ * sliced tensors' bytes; never the source's weight buffer (the source model must outlive
+ * the view). */
 #ifndef SPARKD_SHARD_H
 #define SPARKD_SHARD_H
 
@@ -58,6 +59,12 @@ int shard_check(const model *m, int size, err *e);
 /* The view of rank `rank` of `size` (shard_check first). */
 int shard_open(shard **out, const model *m, int size, int rank, err *e);
 void shard_free(shard *s);
+
+/* Copies every sliced tensor of the view into a buffer the view owns, contiguous (rows
+ * row_bytes apart, experts ne[1] rows apart), so that a backend reading tensors in place
+ * (the CPU engine) can run the view as a model; offsets then count in that buffer. The
+ * tensors kept whole still point into the source model. */
+int shard_pack(shard *s, err *e);
 const model *shard_model(const shard *s);
 
 /* Rows [r0, r0 + n) of tensor t of the view (or of any model: a tensor the view does not

@@ -449,6 +449,7 @@ static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
             run_stage(c, il, STAGE_QK_ROPE_KV);
             cpu_attention(c, il);
             cpu_matmul3(c, c->att, n_tok, 1, A->wo, c->o, NULL, NULL, NULL, NULL);
+            if (c->tp_fn) c->tp_fn(c->tp_user, c->o, (size_t)n_tok * hp->dim); /* partial sums of the heads */
             break;
         }
         }
@@ -465,6 +466,7 @@ static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
             cpu_moe(c, il);
             break;
         }
+        if (c->tp_fn) c->tp_fn(c->tp_user, c->o, (size_t)n_tok * hp->dim); /* partial sums of the FFN */
         run_stage(c, il, STAGE_FFN_RESID);
     }
 
@@ -492,6 +494,11 @@ static int cpu_forward(engine *c, const engine_seq *seqs, int n_seqs, err *e) {
     }
     c->n_last = n_seqs;
     return 0;
+}
+
+void cpu_set_tp(engine *c, cpu_tp_fn fn, void *user) {
+    c->tp_fn = fn;
+    c->tp_user = user;
 }
 
 const engine_ops engine_cpu_ops = {

@@ -44,7 +44,11 @@ typedef struct cpu_layout {
     uint64_t kv_bytes, work_bytes;
 } cpu_layout;
 
+typedef void (*cpu_tp_fn)(void *user, float *o, size_t n); /* cpu_set_tp */
+
 struct engine {
+    cpu_tp_fn tp_fn; /* NULL: one rank (cpu_set_tp) */
+    void *tp_user;
     const model *m;
     pool *pool;
     engine_opts opt;
@@ -108,6 +112,13 @@ int cpu_layout_of(const model *m, const engine_opts *o, cpu_layout *l, err *e);
 void cpu_attention(engine *c, int layer);                 /* att = softmax(q K^T) V for every row */
 void cpu_kv_store(engine *c, int layer, int t);           /* K/V of row t -> its block */
 int cpu_kv_supported(engine_kv_type t);
+
+/* Tensor parallel on the CPU (tests: tests/unit/tool_tpcpu.c, the sharding math without a
+ * GPU): an engine over a packed shard view (shard_pack) calls fn(user, o, n) with its
+ * partial output o (n = tokens * dim floats) after the attention output projection and
+ * after the FFN, before the residual add; fn must leave the sum over the ranks in o. The
+ * logits of such an engine are its vocabulary rows only (the first rows of entry 0). */
+void cpu_set_tp(engine *c, cpu_tp_fn fn, void *user);
 
 /* cpu_moe.c */
 void cpu_moe(engine *c, int layer); /* o = MoE FFN of xn for every row */

@@ -1,0 +1,249 @@
+/* tool_tpcpu — the tensor-parallel sharding math on the CPU engine, for
+ * tests/tp/test_tp_cpu.py (the check CI runs without a GPU).
+ *
+ *   tool_tpcpu MODEL SIZE [STEPS]
+ *
+ * Loads MODEL, runs the unsharded CPU engine and SIZE CPU engines over the packed shard
+ * views (shard_open + shard_pack: each holds only its heads, FFN / expert columns and
+ * vocabulary rows), one thread per rank, in lockstep: the all-reduce after the attention
+ * output and after the FFN is a barrier and a sum of the ranks' partial outputs in rank
+ * order (cpu_set_tp). A prompt of 13 seeded random tokens, then STEPS (default 6) decode
+ * steps teacher-forced with the unsharded engine's greedy token; at every step the ranks'
+ * vocabulary rows put together are compared with the unsharded logits. Then the same with
+ * the all-reduce left out (each rank keeps its own partial sums), and, for a model with
+ * expert down biases, with every rank adding them (not rank 0 alone): negative controls,
+ * which must NOT match. Prints
+ *   step S rel_l2 R max_abs A argmax_equal 0|1
+ *   ok - / not ok - lines, and exit status 0 (all ok), 1 (a check failed), 2 (usage/load),
+ *   3 (the model cannot be split: "refused: MESSAGE"). */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "engine.h"
+#include "model.h"
+#include "shard.h"
+
+#define TP_MAX 8
+#define CTX 64
+
+typedef struct group {
+    int size, reduce;     /* reduce = 0: the negative control (no sum) */
+    pthread_barrier_t bar;
+    float *part[TP_MAX];  /* each rank's o of this call */
+    float *sum;           /* (CTX * dim) */
+} group;
+
+typedef struct rank {
+    group *g;
+    int r;
+    engine *eng;
+    engine_seq seq;
+    int rc;
+    err e;
+} rank;
+
+static void allreduce(void *user, float *o, size_t n) {
+    rank *k = user;
+    group *g = k->g;
+    g->part[k->r] = o;
+    pthread_barrier_wait(&g->bar);
+    if (k->r == 0 && g->reduce)
+        for (size_t i = 0; i < n; i++) {
+            float s = 0.0f;
+            for (int q = 0; q < g->size; q++) s += g->part[q][i];
+            g->sum[i] = s;
+        }
+    pthread_barrier_wait(&g->bar);
+    if (g->reduce) memcpy(o, g->sum, n * sizeof *o);
+}
+
+static void *rank_forward(void *arg) {
+    rank *k = arg;
+    k->rc = engine_cpu_ops.forward(k->eng, &k->seq, 1, &k->e);
+    return NULL;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* One run of prompt + steps on the group; worst relative L2 over the steps in *worst.
+ * Returns 0, or -1 when an engine failed. */
+static int run(const model *m, engine *whole, rank *rk, group *g, int steps, int print, double *worst, int *am_ok) {
+    const int V = m->hp.n_vocab, size = g->size;
+    int32_t toks[CTX], blocks[CTX];
+    for (int i = 0; i < CTX; i++) blocks[i] = i;
+    uint32_t st = 12345u;
+    for (int i = 0; i < 13; i++) {
+        st = st * 1664525u + 1013904223u;
+        toks[i] = (int32_t)((st >> 8) % (uint32_t)V);
+    }
+    float *cat = malloc((size_t)V * sizeof *cat);
+    if (!cat) return -1;
+    *worst = 0.0;
+    *am_ok = 1;
+    int pos = 0, n = 13, rc = 0;
+    err e = {0};
+    for (int s = 0; s <= steps && !rc; s++) {
+        engine_seq q = {.tokens = toks + pos, .n = n, .pos = pos, .blocks = blocks, .slot = 0, .want = ENGINE_WANT_LOGITS};
+        if (engine_cpu_ops.forward(whole, &q, 1, &e)) {
+            fprintf(stderr, "whole forward: %s\n", e.msg);
+            rc = -1;
+            break;
+        }
+        pthread_t th[TP_MAX];
+        for (int r = 0; r < size; r++) {
+            rk[r].seq = q;
+            pthread_create(&th[r], NULL, rank_forward, &rk[r]);
+        }
+        for (int r = 0; r < size; r++) pthread_join(th[r], NULL);
+        for (int r = 0; r < size && !rc; r++)
+            if (rk[r].rc) {
+                fprintf(stderr, "rank %d forward: %s\n", r, rk[r].e.msg);
+                rc = -1;
+            }
+        if (rc) break;
+        const float *ref = engine_cpu_ops.logits(whole, 0, &e);
+        for (int r = 0; r < size; r++) {
+            int v0, vn;
+            shard_vocab(V, size, r, &v0, &vn);
+            memcpy(cat + v0, engine_cpu_ops.logits(rk[r].eng, 0, &e), (size_t)vn * sizeof *cat);
+        }
+        double d2 = 0, r2 = 0, mx = 0;
+        for (int i = 0; i < V; i++) {
+            const double d = (double)cat[i] - ref[i];
+            d2 += d * d;
+            r2 += (double)ref[i] * ref[i];
+            if (fabs(d) > mx) mx = fabs(d);
+        }
+        const double rel = sqrt(d2 / (r2 > 0 ? r2 : 1));
+        const int next = argmax(ref, V), eq = argmax(cat, V) == next;
+        if (print) printf("step %d rel_l2 %.3g max_abs %.3g argmax_equal %d\n", s, rel, mx, eq);
+        if (rel > *worst || isnan(rel)) *worst = isnan(rel) ? INFINITY : rel;
+        if (!eq) *am_ok = 0;
+        pos += n;
+        toks[pos] = next;
+        n = 1;
+    }
+    free(cat);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: tool_tpcpu MODEL SIZE [STEPS]\n");
+        return 2;
+    }
+    const int size = atoi(argv[2]), steps = argc > 3 ? atoi(argv[3]) : 6;
+    if (size < 1 || size > TP_MAX || steps < 0 || 13 + steps > CTX) {
+        fprintf(stderr, "SIZE 1..%d, STEPS 0..%d\n", TP_MAX, CTX - 13);
+        return 2;
+    }
+    err e = {0};
+    model *m;
+    if (model_load(&m, argv[1], NULL, &e)) {
+        fprintf(stderr, "error: %s\n", e.msg);
+        return 2;
+    }
+    if (shard_check(m, size, &e)) {
+        printf("refused: %s\n", e.msg);
+        model_free(m);
+        return 3;
+    }
+    engine_opts o;
+    memset(&o, 0, sizeof o);
+    o.n_threads = 1;
+    o.n_ctx = CTX;
+    o.max_seqs = 1;
+    o.max_tokens = 16;
+    o.kv_type = ENGINE_KV_F32;
+    engine *whole = NULL;
+    shard *sh[TP_MAX] = {0};
+    rank rk[TP_MAX];
+    memset(rk, 0, sizeof rk);
+    group g;
+    memset(&g, 0, sizeof g);
+    g.size = size;
+    g.sum = malloc((size_t)o.max_tokens * m->hp.dim * sizeof(float));
+    pthread_barrier_init(&g.bar, NULL, (unsigned)size);
+    int status = 2;
+    if (!g.sum || engine_cpu_ops.create(&whole, m, &o, &e)) {
+        fprintf(stderr, "whole engine: %s\n", e.msg);
+        goto out;
+    }
+    for (int r = 0; r < size; r++) {
+        if (shard_open(&sh[r], m, size, r, &e) || shard_pack(sh[r], &e) ||
+            engine_cpu_ops.create(&rk[r].eng, shard_model(sh[r]), &o, &e)) {
+            fprintf(stderr, "rank %d: %s\n", r, e.msg);
+            goto out;
+        }
+        rk[r].g = &g;
+        rk[r].r = r;
+        cpu_set_tp(rk[r].eng, allreduce, &rk[r]);
+    }
+    double worst, worst_bad;
+    int am, am_bad;
+    g.reduce = 1;
+    if (run(m, whole, rk, &g, steps, 1, &worst, &am)) goto out;
+    g.reduce = 0;
+    if (run(m, whole, rk, &g, steps, 0, &worst_bad, &am_bad)) goto out;
+    /* expert down biases on every rank (the views of ranks > 0 have none: shard.c) */
+    double worst_db = -1;
+    int am_db, has_db = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) has_db |= m->layers[il].ffn == MODEL_FFN_MOE && m->layers[il].moe.down_b;
+    if (has_db) {
+        for (int r = 1; r < size; r++)
+            for (int il = 0; il < m->hp.n_layer; il++) /* a test's poison: the view is the tool's own */
+                ((model *)shard_model(sh[r]))->layers[il].moe.down_b = m->layers[il].moe.down_b;
+        g.reduce = 1;
+        if (run(m, whole, rk, &g, steps, 0, &worst_db, &am_db)) goto out;
+    }
+    status = 0;
+    const double tol = 1e-4;
+    if (worst < tol)
+        printf("ok - %d CPU ranks, partial sums added: logits within rel L2 %.2g of the unsharded engine (< %g) over %d "
+               "steps\n", size, worst, tol, steps + 1);
+    else {
+        printf("not ok - %d CPU ranks: logits rel L2 %.3g (tolerance %g)\n", size, worst, tol);
+        status = 1;
+    }
+    if (am)
+        printf("ok - greedy tokens equal at every step\n");
+    else {
+        printf("not ok - a greedy token differs\n");
+        status = 1;
+    }
+    if (worst_bad > 1e-2)
+        printf("ok - negative control: without the all-reduce the logits are off by rel L2 %.3g\n", worst_bad);
+    else {
+        printf("not ok - negative control: without the all-reduce the logits still match (rel L2 %.3g): the check "
+               "cannot fail\n", worst_bad);
+        status = 1;
+    }
+    if (has_db && size > 1) {
+        if (worst_db > 10 * tol)
+            printf("ok - negative control: expert down biases added on every rank put the logits off by rel L2 %.3g\n",
+                   worst_db);
+        else {
+            printf("not ok - negative control: down biases on every rank still match (rel L2 %.3g)\n", worst_db);
+            status = 1;
+        }
+    }
+out:
+    for (int r = 0; r < size; r++) {
+        if (rk[r].eng) engine_cpu_ops.destroy(rk[r].eng);
+        shard_free(sh[r]);
+    }
+    if (whole) engine_cpu_ops.destroy(whole);
+    pthread_barrier_destroy(&g.bar);
+    free(g.sum);
+    model_free(m);
+    return status;
+}
