@@ -529,10 +529,11 @@ int upload_vec(uploader *u, const model_tensor *t, float **out, err *e) {
     return 0;
 }
 
-// A stacked expert tensor t (a tensor of the model or of the shard view: read through
-// shard_copy_rows, rows numbered expert-major) as the device matrix of expert_padded:
-// gate/up (down = 0): expert e's f rows at e * fp, rows [f, fp) zero; down (down = 1):
-// each row's f columns then fp - f zero columns (whole zero blocks: moe_layout).
+// A stacked expert tensor t (a tensor of the model or of the shard view) as the device
+// matrix of expert_padded, staged by shard_copy_experts (the layout tests/tp/test_tp_cpu.py
+// runs on the CPU): gate/up (down = 0): expert e's f rows at e * fp, rows [f, fp) zero;
+// down (down = 1): each row's f columns then fp - f zero columns (whole zero blocks:
+// moe_layout).
 int upload_experts(uploader *u, const model_tensor *t, int f, int fp, int down, cuda_weight *w, err *e) {
     engine *g = u->g;
     const shard *sh = g->tp ? tp_shard(g->tp) : NULL;
@@ -555,31 +556,7 @@ int upload_experts(uploader *u, const model_tensor *t, int f, int fp, int down, 
             return ERR_IO;
         }
         uint8_t *h = u->h + u->half * hb, *d = u->d_raw + u->half * hb;
-        if (down) {
-            if (fp == f) {
-                shard_copy_rows(sh, t, r0, n, h);
-            } else {
-                for (int64_t i = 0; i < n; i++) {
-                    uint8_t *row = h + (uint64_t)i * rb;
-                    shard_copy_rows(sh, t, r0 + i, 1, row);
-                    memset(row + t->row_bytes, 0, rb - t->row_bytes);
-                }
-            }
-        } else {
-            for (int64_t i = 0; i < n;) { // runs of one expert's real rows, then its zero rows
-                const int64_t R = r0 + i, ex = R / fp, j = R % fp;
-                const int64_t left = n - i;
-                if (j < f) {
-                    const int64_t run = f - j < left ? f - j : left;
-                    shard_copy_rows(sh, t, ex * f + j, run, h + (uint64_t)i * rb);
-                    i += run;
-                } else {
-                    const int64_t run = fp - j < left ? fp - j : left;
-                    memset(h + (uint64_t)i * rb, 0, (uint64_t)run * rb);
-                    i += run;
-                }
-            }
-        }
+        shard_copy_experts(sh, t, f, fp, down, r0, n, rb, h);
         if (cudaMemcpyAsync(d, h, (size_t)n * rb, cudaMemcpyHostToDevice, g->st) != cudaSuccess) {
             cu_fail(g, e, cudaGetLastError(), "cudaMemcpyAsync(weights)", __LINE__);
             return ERR_IO;

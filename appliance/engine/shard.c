@@ -257,6 +257,35 @@ void shard_free(shard *s) {
 
 const model *shard_model(const shard *s) { return &s->m; }
 
+void shard_copy_experts(const shard *s, const model_tensor *t, int f, int fp, int down, int64_t r0, int64_t n,
+                        uint64_t rb, void *dst) {
+    uint8_t *h = dst;
+    if (down) { /* each row: the f columns, then zero blocks up to rb bytes */
+        if (fp == f) {
+            shard_copy_rows(s, t, r0, n, h);
+            return;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            uint8_t *row = h + (uint64_t)i * rb;
+            shard_copy_rows(s, t, r0 + i, 1, row);
+            memset(row + t->row_bytes, 0, rb - t->row_bytes);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n;) { /* runs of one expert's real rows, then its zero rows */
+        const int64_t R = r0 + i, ex = R / fp, j = R % fp, left = n - i;
+        if (j < f) {
+            const int64_t run = f - j < left ? f - j : left;
+            shard_copy_rows(s, t, ex * f + j, run, h + (uint64_t)i * rb);
+            i += run;
+        } else {
+            const int64_t run = fp - j < left ? fp - j : left;
+            memset(h + (uint64_t)i * rb, 0, (uint64_t)run * rb);
+            i += run;
+        }
+    }
+}
+
 /* Rows shard_copy_rows numbers for t: a vector is one row. */
 static int64_t all_rows(const model_tensor *t) {
     return t->n_dims == 1 ? 1 : t->ne[1] * (t->n_dims > 2 ? t->ne[2] : 1);

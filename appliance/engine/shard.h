@@ -72,6 +72,17 @@ const model *shard_model(const shard *s);
  * tensor's rows are numbered expert-major: 0 .. ne[1] * ne[2]. */
 void shard_copy_rows(const shard *s, const model_tensor *t, int64_t r0, int64_t n, void *dst);
 
+/* A stacked expert tensor t (ne = [cols, f, E] gate/up, or [f, dim, E] down; of the view
+ * or of any model) with each expert's width f padded to fp (backends whose kernels need a
+ * multiple: the CUDA engine pads to 64; the padding adds nothing: zero rows of gate/up
+ * give act(0, 0) = 0, zero columns of down multiply those zeros; fp - f must be whole
+ * blocks of down's format). Rows [r0, r0 + n) of the padded layout into dst, rb bytes
+ * each: gate/up (down = 0): E * fp rows of t->row_bytes (= rb), expert e's real rows at
+ * e * fp, then fp - f zero rows; down (down = 1): dim * E rows of the f columns' bytes
+ * followed by zero bytes up to rb (the row bytes of fp columns). */
+void shard_copy_experts(const shard *s, const model_tensor *t, int f, int fp, int down, int64_t r0, int64_t n,
+                        uint64_t rb, void *dst);
+
 /* The vocabulary rows of rank r: [*v0, *v0 + *vn). */
 void shard_vocab(int n_vocab, int size, int rank, int *v0, int *vn);
 

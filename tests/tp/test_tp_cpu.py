@@ -9,7 +9,8 @@ and teacher-forced decode steps (relative L2 < 1e-4, greedy tokens equal). The
 references are the unsharded engine's own logits (checked elsewhere against HF
 transformers: tests/golden); what this checks is that cutting the model changes nothing.
 Negative controls in the tool (without the all-reduce; expert down biases on every rank)
-must fail to match, or the check could not fail. Models: the dense synthetic Qwen3 (Q8_0,
+must fail to match, or the check could not fail. The experts' zero padding the CUDA
+engine uploads (shard_copy_experts) is run on the CPU too and must change nothing. Models: the dense synthetic Qwen3 (Q8_0,
 F16), Qwen2 (q/k/v biases), gpt-oss-tiny (MXFP4 experts with biases, sinks, sliding
 window) and qwen3moe-tiny-tp (Q4_K/Q6_K experts); qwen3moe-tiny (a 256-wide K-quant down
 matrix) is refused.
@@ -60,6 +61,18 @@ def main():
         ok(r.returncode == 0 and not bad and len(oks) == want,
            "%s: 2 CPU ranks equal the unsharded engine; %d checks (%s)" % (label, want, "; ".join(
                l[5:] for l in oks)), r.stdout[-600:] + r.stderr[-300:])
+    # the CUDA engine pads each rank's experts to a multiple of 64 (gpt-oss over 2 ranks:
+    # 1440 -> 1472) with shard_copy_experts; the same layout on the CPU must change nothing
+    # (zero rows of gate/up and their biases, zero MXFP4 blocks of down)
+    p = os.path.join(d, "gpt-oss-tiny.gguf")
+    for size, pad, what in ((2, 128, "96 -> 128 per rank"), (1, 128, "192 -> 256, unsharded")):
+        r = subprocess.run([TOOL, p, str(size), "6", str(pad)], capture_output=True, text=True, timeout=300)
+        lines = r.stdout.splitlines()
+        bad = [l for l in lines if l.startswith("not ok")]
+        ok(r.returncode == 0 and not bad and "# experts padded to a multiple of %d" % pad in r.stdout and
+           sum(l.startswith("ok - ") for l in lines) == (4 if size > 1 else 2),
+           "gpt-oss-tiny, %d rank(s), experts zero-padded %s: equal to the unpadded unsharded engine (%s)" % (
+               size, what, next((l[5:] for l in lines if l.startswith("ok - ")), "")), r.stdout[-600:] + r.stderr[-300:])
     p = model(d, "qwen3moe-tiny.gguf", SYNTH_MOE, ["--preset", "qwen3moe-tiny"])
     r = subprocess.run([TOOL, p, "2"], capture_output=True, text=True, timeout=300)
     ok(r.returncode == 3 and "ffn_down_exps" in r.stdout and "blocks of 256" in r.stdout,
