@@ -14,6 +14,13 @@
  *                                          "arguments": its parameters}
  *   Qwen3-Coder XML parameters, harmony    prefill only (the opener is forced; the
  *     with the name left open              arguments are the model's)
+ *   DeepSeek, a named function             prefill up to the arguments (V3.1:
+ *                                          "NAME<｜tool▁sep｜>", R1: "function
+ *                                          <｜tool▁sep｜>NAME\n```json\n"), then the
+ *                                          parameters schema; the suffix closes the
+ *                                          call and the block
+ *   DeepSeek, "required", several tools    prefill up to the name (the model names
+ *                                          the function and writes the arguments)
  * JSON whitespace between tokens is bounded (JSON_WS bytes at each place).
  *
  * Reasoning models: a Qwen3-style model may open "<think>" first. The constraint
@@ -100,6 +107,15 @@ int fcgi_forced_prefix(const fcgi_app *a, const fcgi_gen *g, int thinking, char 
     case PARSE_HARMONY:
         k = name ? snprintf(buf, cap, "<|channel|>commentary to=functions.%s <|constrain|>json<|message|>", name)
                  : snprintf(buf, cap, "<|channel|>commentary to=functions.");
+        break;
+    case PARSE_DEEPSEEK:
+        k = name ? snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN "%s" PARSE_DS_SEP, close, name)
+                 : snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN, close);
+        break;
+    case PARSE_DEEPSEEK_R1:
+        k = name ? snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN "function" PARSE_DS_SEP "%s\n```json\n",
+                            close, name)
+                 : snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN "function" PARSE_DS_SEP, close);
         break;
     default:
         return fcgi_errorf(er, 400, "invalid_request_error", "unsupported_value", "tool_choice",
@@ -219,6 +235,10 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
             kind = GRAMMAR_JSON_SCHEMA;
             suffix = "<|call|>";
             if (params_text(g, name, &text)) goto toolarge;
+        } else if ((a->pfmt == PARSE_DEEPSEEK || a->pfmt == PARSE_DEEPSEEK_R1) && name) {
+            kind = GRAMMAR_JSON_SCHEMA;
+            suffix = a->pfmt == PARSE_DEEPSEEK_R1 ? "\n```" PARSE_DS_CALL_END PARSE_DS_CALLS_END : PARSE_DS_CALL_END PARSE_DS_CALLS_END;
+            if (params_text(g, name, &text)) goto toolarge;
         } else {
             jv_buf_free(&text);
             return 0; /* prefill only (constrain.c's header) */
@@ -256,7 +276,8 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
     }
     snprintf(c->suffix, sizeof c->suffix, "%s", suffix);
     c->think_open = c->think_close = -1;
-    if (!forced && (a->pfmt == PARSE_QWEN3 || a->pfmt == PARSE_QWEN3_CODER)) {
+    if (!forced && (a->pfmt == PARSE_QWEN3 || a->pfmt == PARSE_QWEN3_CODER || a->pfmt == PARSE_DEEPSEEK ||
+                    a->pfmt == PARSE_DEEPSEEK_R1)) {
         c->think_open = a->think_open;
         c->think_close = a->think_close;
     }

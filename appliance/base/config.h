@@ -31,7 +31,8 @@ typedef struct config {
     int n_ctx;                    /* 0 = min(trained context, 4096) */
     char chat_template_file[CONFIG_PATH_MAX]; /* "" = the GGUF's template */
     char output_format[16];       /* reasoning / tool-call syntax: "auto" (from the template and
-                                   * the vocabulary), "plain", "qwen3", "qwen3-coder", "harmony" */
+                                   * the vocabulary), "plain", "qwen3", "qwen3-coder", "harmony",
+                                   * "deepseek", "deepseek-r1", "deepseek-v3.1" */
     int has_model_sha256;         /* [model] sha256 given */
     uint8_t model_sha256[32];     /* the model file's expected SHA-256 */
     char model_manifest[CONFIG_PATH_MAX]; /* sha256sum manifest listing the model ("" = none) */

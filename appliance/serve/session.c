@@ -66,12 +66,17 @@ static int load_tokenizer(session *s, err *e) {
     return rc;
 }
 
-/* A vocabulary with harmony's channel marker as one special token speaks harmony
- * (GPT-OSS), whatever template is configured. */
-static int harmony_vocab(const tok *tk) {
+/* Markers that are one special token in the vocabulary: harmony's channel
+ * marker (GPT-OSS speaks harmony whatever template is configured), DeepSeek's
+ * tool-calls opener (parse_detect). */
+static int one_token(const tok *tk, const char *s) {
     int32_t id;
     err e = {0};
-    return tk && tok_encode(tk, "<|channel|>", 11, 0, 1, &id, 1, &e) == 1;
+    return tk && tok_encode(tk, s, strlen(s), 0, 1, &id, 1, &e) == 1;
+}
+static unsigned vocab_markers(const tok *tk) {
+    return (one_token(tk, "<|channel|>") ? PARSE_VOCAB_HARMONY : 0u) |
+           (one_token(tk, PARSE_DS_CALLS_BEGIN) ? PARSE_VOCAB_DEEPSEEK : 0u);
 }
 
 /* The chat template (the override file, else the model's) and the parser format. */
@@ -92,7 +97,7 @@ static int open_chat(session *s, const session_opts *o, err *e) {
             slen = n;
         }
     }
-    s->pfmt = parse_detect(src, slen, harmony_vocab(s->tk));
+    s->pfmt = parse_detect(src, slen, vocab_markers(s->tk));
     if (!src) return 0;
     err te = {0};
     rc = tmpl_compile(&s->tp, src, slen, &te);

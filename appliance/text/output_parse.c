@@ -28,7 +28,15 @@
  * Malformed output elsewhere: text after a streamed call's arguments (other
  * than the closing `}`) and a streamed XML call's unparsable rest go out as
  * content after the call ends; an unterminated <think> stays reasoning; an
- * unterminated header or block is flushed as content at parse_finish. */
+ * unterminated header or block is flushed as content at parse_finish.
+ *
+ * DeepSeek: content and <think> as Qwen3; <｜tool▁calls▁begin｜> (or a bare
+ * <｜tool▁call▁begin｜>, which models also write) opens a block of calls.
+ * Each call is collected up to <｜tool▁call▁end｜> and then read in either
+ * generation's form (ds_call); whitespace between calls is dropped; text in
+ * the block that is no call is content. A call interrupted by another marker
+ * (<｜tool▁call▁begin｜>, <｜tool▁calls▁end｜>) or cut off by the end of the
+ * output is read as it stands, and is content when it does not read. */
 #include "output_parse.h"
 
 #include <pthread.h>
@@ -51,6 +59,8 @@ enum {
     H_START,       /* harmony: between messages, expecting a header */
     H_HEADER,      /* collecting a header up to <|message|> */
     H_BODY,        /* inside a message body */
+    D_BLOCK,       /* DeepSeek: inside <｜tool▁calls▁begin｜>, between calls */
+    D_CALL,        /* DeepSeek: inside <｜tool▁call▁begin｜>, collecting the call */
 };
 
 enum { H_CH_FINAL = 0, H_CH_ANALYSIS, H_CH_TOOL, H_CH_OTHER };
@@ -103,7 +113,8 @@ int parse_create(parse **out, parse_format fmt, int thinking, size_t max_text, e
     p->fmt = fmt;
     p->max_text = max_text;
     if (fmt == PARSE_HARMONY) p->mode = H_START;
-    else if ((fmt == PARSE_QWEN3 || fmt == PARSE_QWEN3_CODER) && thinking) {
+    else if ((fmt == PARSE_QWEN3 || fmt == PARSE_QWEN3_CODER || fmt == PARSE_DEEPSEEK || fmt == PARSE_DEEPSEEK_R1) &&
+             thinking) {
         p->mode = Q_REASON;
         p->skip_ws = 1;
     } else p->mode = Q_CONTENT;
@@ -876,11 +887,227 @@ static void run_harmony(parse *p, int final, parse_sink sink, void *user) {
     }
 }
 
+
+/* ---------------------------------------------------------------- DeepSeek */
+
+static const char *const ds_content_tags[] = {"<think>", PARSE_DS_CALLS_BEGIN, PARSE_DS_CALL_BEGIN, NULL};
+static const char *const ds_block_tags[] = {PARSE_DS_CALL_BEGIN, PARSE_DS_CALLS_END, NULL};
+static const char *const ds_call_tags[] = {PARSE_DS_CALL_END, PARSE_DS_CALL_BEGIN, PARSE_DS_CALLS_END, NULL};
+
+/* Arguments text -> compact JSON object in args: an object, or a JSON string
+ * that holds one (R1-Distill's template writes `arguments | tojson` of the
+ * string); empty text is {}. Returns 0, or -1 when it is neither. */
+static int ds_args(const char *s, size_t n, jv_buf *args) {
+    while (n && is_ws(*s)) { s++; n--; }
+    while (n && is_ws(s[n - 1])) n--;
+    if (!n) {
+        jv_buf_puts(args, "{}");
+        return args->over ? -1 : 0;
+    }
+    jv_arena *a = jv_arena_new(16 * n + 65536);
+    if (!a) return -1;
+    int rc = -1;
+    jv v;
+    err e = {0};
+    if (jv_parse(a, s, n, 64, &v, &e) == 0) {
+        if (v.type == JV_STR) {
+            jv inner;
+            err e2 = {0};
+            if (jv_parse(a, v.u.s->p, v.u.s->len, 64, &inner, &e2) == 0) v = inner;
+        }
+        if (v.type == JV_DICT) rc = jv_dump(args, v, NULL, NULL, NULL, 0, 0, NULL) ? -1 : 0;
+    }
+    jv_arena_free(a);
+    return rc || args->over ? -1 : 0;
+}
+
+/* A function name: 1..name_cap-1 bytes, no whitespace, no markup. */
+static int ds_name(const char *s, size_t n, char *name, size_t name_cap) {
+    while (n && is_ws(*s)) { s++; n--; }
+    while (n && is_ws(s[n - 1])) n--;
+    if (!n || n >= name_cap) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (is_ws(s[i]) || s[i] == '<' || s[i] == '>' || s[i] == '`') return -1;
+    memcpy(name, s, n);
+    name[n] = '\0';
+    return 0;
+}
+
+/* Strips a ```json (or ```) fence opening s[0..*n) and the ``` closing it, if
+ * any (a model may leave the closing one out). */
+static const char *ds_unfence(const char *s, size_t *n) {
+    size_t l = *n;
+    while (l && is_ws(*s)) { s++; l--; }
+    while (l && is_ws(s[l - 1])) l--;
+    if (l >= 3 && !memcmp(s, "```", 3)) {
+        s += 3;
+        l -= 3;
+        if (l >= 4 && !memcmp(s, "json", 4)) { s += 4; l -= 4; }
+        if (l >= 3 && !memcmp(s + l - 3, "```", 3)) l -= 3;
+    }
+    *n = l;
+    return s;
+}
+
+/* One call's body (between <｜tool▁call▁begin｜> and <｜tool▁call▁end｜>):
+ *   V3 / R1:  TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```   (TYPE is "function")
+ *   V3.1 on:  NAME<｜tool▁sep｜>ARGS                      (ARGS possibly fenced)
+ * Returns 0 with name and args set when it reads as either. */
+static int ds_call(const char *body, size_t n, char *name, size_t name_cap, jv_buf *args) {
+    long sep = find(body, n, PARSE_DS_SEP);
+    if (sep < 0) return -1;
+    const size_t sl = strlen(PARSE_DS_SEP);
+    const char *head = body, *rest = body + sep + sl;
+    size_t hl = (size_t)sep, rl = n - (size_t)sep - sl;
+    if (find(rest, rl, PARSE_DS_SEP) >= 0) return -1;
+    while (hl && is_ws(*head)) { head++; hl--; }
+    while (hl && is_ws(head[hl - 1])) hl--;
+    /* V3 / R1: the head is the call's type, the name is the first line after
+     * the separator; else (V3.1) a function that may be named "function" */
+    if (hl == 8 && !memcmp(head, "function", 8)) {
+        long nl = find(rest, rl, "\n");
+        long fence = find(rest, rl, "```");
+        if (nl >= 0 && (fence < 0 || nl < fence)) {
+            size_t al = rl - (size_t)nl - 1;
+            const char *a = ds_unfence(rest + nl + 1, &al);
+            if (ds_name(rest, (size_t)nl, name, name_cap)) return -1;
+            return ds_args(a, al, args);
+        }
+    }
+    size_t al = rl;
+    const char *a = ds_unfence(rest, &al);
+    if (ds_name(head, hl, name, name_cap)) return -1;
+    return ds_args(a, al, args);
+}
+
+/* Emits the collected call, or (malformed) its raw text as content. */
+static void ds_finish_call(parse *p, int closed, parse_sink sink, void *user) {
+    char name[256];
+    jv_buf args;
+    jv_buf_init(&args, p->max_text);
+    int ok = ds_call(p->tool, p->ntool, name, sizeof name, &args) == 0;
+    p->skip_ws = 0;
+    if (ok) {
+        ev_tool(p, name, args.p ? args.p : "{}", args.p ? args.n : 2, sink, user);
+    } else {
+        ev_text(p, PARSE_EV_CONTENT, PARSE_DS_CALL_BEGIN, strlen(PARSE_DS_CALL_BEGIN), sink, user);
+        ev_text(p, PARSE_EV_CONTENT, p->tool, p->ntool, sink, user);
+        if (closed) ev_text(p, PARSE_EV_CONTENT, PARSE_DS_CALL_END, strlen(PARSE_DS_CALL_END), sink, user);
+    }
+    jv_buf_free(&args);
+    p->ntool = 0;
+}
+
+/* Earliest of tags in s[0..n): its offset (or -1) and which. */
+static long find_first(const char *s, size_t n, const char *const *tags, int *which) {
+    long at = -1;
+    *which = -1;
+    for (int t = 0; tags[t]; t++) {
+        long f = find(s, n, tags[t]);
+        if (f >= 0 && (at < 0 || f < at)) { at = f; *which = t; }
+    }
+    return at;
+}
+
+/* Whether s[0..n) (n shorter than the tag) is a proper prefix of one of tags. */
+static int starts_partial(const char *s, size_t n, const char *const *tags) {
+    for (int t = 0; tags[t]; t++)
+        if (n < strlen(tags[t]) && !memcmp(s, tags[t], n)) return 1;
+    return 0;
+}
+
+static void run_deepseek(parse *p, int final, parse_sink sink, void *user) {
+    while (1) {
+        if (p->mode == Q_CONTENT) {
+            int w;
+            long at = find_first(p->pend, p->npend, ds_content_tags, &w);
+            if (at < 0) {
+                emit_decided(p, PARSE_EV_CONTENT, ds_content_tags, 1, final, sink, user);
+                return;
+            }
+            size_t n = (size_t)at;
+            while (n && is_ws(p->pend[n - 1])) n--;
+            ev_text(p, PARSE_EV_CONTENT, p->pend, n, sink, user);
+            consume(p, (size_t)at + strlen(ds_content_tags[w]));
+            p->mode = w == 0 ? Q_REASON : w == 1 ? D_BLOCK : D_CALL;
+            p->ntool = 0;
+            p->skip_ws = 1;
+        } else if (p->mode == Q_REASON) {
+            long at = find(p->pend, p->npend, "</think>");
+            if (at < 0) {
+                emit_decided(p, PARSE_EV_REASONING, q_reason_tags, 1, final, sink, user);
+                return;
+            }
+            size_t n = (size_t)at;
+            while (n && is_ws(p->pend[n - 1])) n--;
+            ev_text(p, PARSE_EV_REASONING, p->pend, n, sink, user);
+            consume(p, (size_t)at + 8);
+            p->mode = Q_CONTENT;
+            p->skip_ws = 1;
+        } else if (p->mode == D_BLOCK) {
+            /* whitespace is dropped before a marker; before other text it is
+             * part of that text (decided by what follows, not by the split) */
+            size_t ws = 0;
+            while (ws < p->npend && is_ws(p->pend[ws])) ws++;
+            if (ws == p->npend) {
+                if (final) consume(p, ws);
+                return;
+            }
+            int w;
+            long at = find_first(p->pend + ws, p->npend - ws, ds_block_tags, &w);
+            if (at == 0) {
+                consume(p, ws + strlen(ds_block_tags[w]));
+                p->mode = w == 0 ? D_CALL : Q_CONTENT;
+                p->ntool = 0;
+                p->skip_ws = 1;
+                continue;
+            }
+            if (!final && starts_partial(p->pend + ws, p->npend - ws, ds_block_tags)) return;
+            if (at >= 0) at += (long)ws;
+            /* text in the block that is no call: content, up to the next marker */
+            p->skip_ws = 0;
+            if (at < 0) {
+                emit_decided(p, PARSE_EV_CONTENT, ds_block_tags, 1, final, sink, user);
+                return;
+            }
+            size_t n = (size_t)at;
+            while (n && is_ws(p->pend[n - 1])) n--;
+            ev_text(p, PARSE_EV_CONTENT, p->pend, n, sink, user);
+            consume(p, (size_t)at);
+        } else { /* D_CALL */
+            int w;
+            long at = find_first(p->pend, p->npend, ds_call_tags, &w);
+            size_t upto = at >= 0 ? (size_t)at : p->npend - (final ? 0 : partial_tag(p->pend, p->npend, ds_call_tags));
+            if (tool_append(p, PARSE_DS_CALL_BEGIN, p->pend, upto, sink, user)) {
+                p->mode = Q_CONTENT; /* too long to be a call: the rest is content */
+                continue;
+            }
+            consume(p, upto);
+            if (at < 0) {
+                if (final) {
+                    /* the output ended inside a call: read it as it stands */
+                    ds_finish_call(p, 0, sink, user);
+                    p->mode = Q_CONTENT;
+                }
+                return;
+            }
+            if (w == 0) {
+                consume(p, strlen(PARSE_DS_CALL_END));
+                ds_finish_call(p, 1, sink, user);
+            } else {
+                ds_finish_call(p, 0, sink, user); /* the next marker cut it short */
+            }
+            p->mode = D_BLOCK;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- API */
 
 static void run(parse *p, int final, parse_sink sink, void *user) {
     if (p->fmt == PARSE_HARMONY) run_harmony(p, final, sink, user);
     else if (p->fmt == PARSE_QWEN3 || p->fmt == PARSE_QWEN3_CODER) run_qwen(p, final, sink, user);
+    else if (p->fmt == PARSE_DEEPSEEK || p->fmt == PARSE_DEEPSEEK_R1) run_deepseek(p, final, sink, user);
     else emit_decided(p, PARSE_EV_CONTENT, (const char *const[]){NULL}, 0, final, sink, user);
 }
 
@@ -903,20 +1130,30 @@ void parse_feed(parse *p, const char *text, size_t len, parse_sink sink, void *u
 
 void parse_finish(parse *p, parse_sink sink, void *user) {
     run(p, 1, sink, user);
-    if (p->mode == Q_TOOL) p->mode = Q_CONTENT;
+    if (p->mode == Q_TOOL || p->mode == D_CALL) p->mode = Q_CONTENT;
 }
 
-parse_format parse_detect(const char *chat_template, size_t len, int harmony_vocab) {
-    if (harmony_vocab) return PARSE_HARMONY;
+parse_format parse_detect(const char *chat_template, size_t len, unsigned vocab) {
+    if (vocab & PARSE_VOCAB_HARMONY) return PARSE_HARMONY;
     if (chat_template && len) {
         if (find(chat_template, len, "<|channel|>") >= 0) return PARSE_HARMONY;
+        /* DeepSeek's tool-call markers; V3 / R1 templates fence the arguments in ```json */
+        if (find(chat_template, len, PARSE_DS_CALL_BEGIN) >= 0 || find(chat_template, len, PARSE_DS_CALLS_BEGIN) >= 0) {
+            long sep = find(chat_template, len, PARSE_DS_SEP);
+            return sep >= 0 && find(chat_template + sep, len - (size_t)sep, "```json") >= 0 ? PARSE_DEEPSEEK_R1
+                                                                                             : PARSE_DEEPSEEK;
+        }
         if (find(chat_template, len, "<function=") >= 0 && find(chat_template, len, "<parameter=") >= 0)
             return PARSE_QWEN3_CODER;
+        if (find(chat_template, len, "<tool_call>") >= 0) return PARSE_QWEN3;
+    }
+    /* a DeepSeek vocabulary whose template does not show the call syntax
+     * (V3.2 and later templates, or none at all) still reasons in <think> */
+    if (vocab & PARSE_VOCAB_DEEPSEEK) return PARSE_DEEPSEEK;
+    if (chat_template && len) {
         /* "</think>" alone: templates that only strip the reasoning from history
          * (DeepSeek-R1-Distill revisions), whose models still write <think> blocks */
-        if (find(chat_template, len, "<tool_call>") >= 0 || find(chat_template, len, "<think>") >= 0 ||
-            find(chat_template, len, "</think>") >= 0)
-            return PARSE_QWEN3;
+        if (find(chat_template, len, "<think>") >= 0 || find(chat_template, len, "</think>") >= 0) return PARSE_QWEN3;
     }
     return PARSE_PLAIN;
 }

@@ -4,7 +4,13 @@
  * Formats: Qwen3 <think>...</think> and <tool_call>{json}</tool_call>;
  * Qwen3-Coder <tool_call><function=NAME><parameter=P>...</parameter></function></tool_call>;
  * GPT-OSS harmony channels (analysis -> reasoning, final -> content,
- * commentary to=functions.NAME -> tool call).
+ * commentary to=functions.NAME -> tool call);
+ * DeepSeek <think>...</think> and its tool-call tokens, both generations:
+ *   V3 / R1:  <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME
+ *             ```json\nARGS\n```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+ *   V3.1 on:  <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>...
+ *   (the parser reads either form whichever the format says; the two formats
+ *   differ in what a forced call writes, constrain.h).
  *
  * Streaming-safe: text that could still become a tag is held back until it is
  * decided, so partial tags never reach content. Malformed output (unterminated
@@ -19,7 +25,10 @@
  * stays in the arguments, as with OpenAI's API. Qwen3-Coder parameters are
  * converted one by one (JSON value if it parses, else a JSON string). Qwen3
  * bodies in another shape are collected whole, validated and re-serialized
- * (one TOOL_ARGS), or emitted as content when malformed.
+ * (one TOOL_ARGS), or emitted as content when malformed. DeepSeek calls are
+ * collected whole up to <｜tool▁call▁end｜> the same way (one TOOL_ARGS; ARGS
+ * must be a JSON object, or a JSON string holding one, as R1-Distill's
+ * template writes it); a malformed one is content, its markers included.
  *
  * Owns: its buffers, sized at parse_create (bounded by max_text); no allocation
  * while feeding. One parser per generated sequence. */
@@ -35,6 +44,9 @@ typedef enum parse_format {
     PARSE_QWEN3,       /* <think>, <tool_call>{json} */
     PARSE_QWEN3_CODER, /* <think>, <tool_call><function=...> XML */
     PARSE_HARMONY,     /* GPT-OSS */
+    PARSE_DEEPSEEK,    /* <think>, <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS (V3.1 and later) */
+    PARSE_DEEPSEEK_R1, /* <think>, <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME ```json ARGS``` (V3, R1) */
+    PARSE_NFORMATS
 } parse_format;
 
 typedef enum parse_event_type {
@@ -71,8 +83,21 @@ void parse_finish(parse *p, parse_sink sink, void *user);
 /* Number of tool calls emitted so far. */
 int parse_tool_calls(const parse *p);
 
-/* Chooses a format from the chat template text (may be NULL) and whether the
- * vocabulary has harmony's <|channel|> token (GPT-OSS). */
-parse_format parse_detect(const char *chat_template, size_t len, int harmony_vocab);
+/* What the vocabulary says (parse_detect's vocab bits). */
+#define PARSE_VOCAB_HARMONY 1u  /* <|channel|> is one token (GPT-OSS) */
+#define PARSE_VOCAB_DEEPSEEK 2u /* <｜tool▁calls▁begin｜> is one token */
+
+/* Chooses a format from the chat template text (may be NULL) and the
+ * vocabulary's markers (PARSE_VOCAB_* bits). */
+parse_format parse_detect(const char *chat_template, size_t len, unsigned vocab);
+
+/* The spellings of DeepSeek's markers (UTF-8: ｜ U+FF5C, ▁ U+2581). */
+#define PARSE_DS_BAR "\xef\xbd\x9c"
+#define PARSE_DS_SP "\xe2\x96\x81"
+#define PARSE_DS_CALLS_BEGIN "<" PARSE_DS_BAR "tool" PARSE_DS_SP "calls" PARSE_DS_SP "begin" PARSE_DS_BAR ">"
+#define PARSE_DS_CALLS_END "<" PARSE_DS_BAR "tool" PARSE_DS_SP "calls" PARSE_DS_SP "end" PARSE_DS_BAR ">"
+#define PARSE_DS_CALL_BEGIN "<" PARSE_DS_BAR "tool" PARSE_DS_SP "call" PARSE_DS_SP "begin" PARSE_DS_BAR ">"
+#define PARSE_DS_CALL_END "<" PARSE_DS_BAR "tool" PARSE_DS_SP "call" PARSE_DS_SP "end" PARSE_DS_BAR ">"
+#define PARSE_DS_SEP "<" PARSE_DS_BAR "tool" PARSE_DS_SP "sep" PARSE_DS_BAR ">"
 
 #endif

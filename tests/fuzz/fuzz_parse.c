@@ -1,5 +1,6 @@
 /* fuzz_parse — libFuzzer target for the output parsers (appliance/parse.c).
- * Byte 0 picks the format, the "thinking" flag and a small or large buffer;
+ * Byte 0 picks the format (bits 0-1 and 4-5), the "thinking" flag (bit 2) and a
+ * small or large buffer (bit 3);
  * byte 1 seeds the chunk sizes. The rest is model output, fed once whole and
  * once in chunks: the two event streams must agree (streaming safety), or the
  * target aborts. Run: tests/fuzz/run_fuzz.sh fuzz_parse SECONDS */
@@ -52,7 +53,7 @@ static void sink(void *user, const parse_event *ev) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    parse_format fmt = (parse_format)(data[0] % 4);
+    parse_format fmt = (parse_format)(((data[0] & 3) | (data[0] >> 2 & 12)) % PARSE_NFORMATS);
     int thinking = (data[0] >> 2) & 1;
     size_t max_text = (data[0] & 8) ? 64 : 4096;
     unsigned seed = data[1];

@@ -1,5 +1,5 @@
-/* test_parse.c — output parsers: known answers for Qwen3, Qwen3-Coder and
- * GPT-OSS harmony; every stream split (each 2-way split, byte by byte,
+/* test_parse.c — output parsers: known answers for Qwen3, Qwen3-Coder,
+ * GPT-OSS harmony and DeepSeek (V3.1 and R1 tool-call forms, hostile cases); every stream split (each 2-way split, byte by byte,
  * random chunks) must give the one-shot result; malformed output keeps every
  * character; a random mix of tag fragments never crashes or loses text.
  * The expected answers are written from the formats' published shapes (the
@@ -166,7 +166,8 @@ static void strip_tags_ws(const char *s, size_t n, const char *const *tags, char
     }
 }
 
-static const char *const qwen_tags[] = {"<think>", "</think>", "<tool_call>", "</tool_call>", NULL};
+static const char *const qwen_tags[] = {"<think>", "</think>", "<tool_call>", "</tool_call>", PARSE_DS_CALLS_BEGIN,
+                                        PARSE_DS_CALLS_END, PARSE_DS_CALL_BEGIN, PARSE_DS_CALL_END, NULL};
 
 static int keeps_every_char(const char *in, size_t n, const rec *r) {
     static char a[REC_MAX], b[REC_MAX];
@@ -183,7 +184,8 @@ typedef struct kcase {
 } kcase;
 
 static const char *fmt_name(parse_format f) {
-    return f == PARSE_QWEN3 ? "qwen3" : f == PARSE_QWEN3_CODER ? "qwen3-coder" : f == PARSE_HARMONY ? "harmony" : "plain";
+    return f == PARSE_QWEN3 ? "qwen3" : f == PARSE_QWEN3_CODER ? "qwen3-coder" : f == PARSE_HARMONY ? "harmony"
+         : f == PARSE_DEEPSEEK ? "deepseek" : f == PARSE_DEEPSEEK_R1 ? "deepseek-r1" : "plain";
 }
 
 int main(void) {
@@ -252,6 +254,41 @@ int main(void) {
          "f({\"a\": \"日本語 👩‍👩‍👧\"});"},
         /* plain */
         {PARSE_PLAIN, 0, "a<think>b</think>", "a<think>b</think>", "", ""},
+        /* DeepSeek V3.1: NAME<｜tool▁sep｜>ARGS; R1: function<｜tool▁sep｜>NAME ```json ARGS``` */
+#define CB PARSE_DS_CALLS_BEGIN
+#define CE PARSE_DS_CALLS_END
+#define KB PARSE_DS_CALL_BEGIN
+#define KE PARSE_DS_CALL_END
+#define SEP PARSE_DS_SEP
+        {PARSE_DEEPSEEK, 0, "Let me check." CB KB "get_weather" SEP "{\"city\": \"Paris\"}" KE CE, "Let me check.", "",
+         "get_weather({\"city\": \"Paris\"});"},
+        {PARSE_DEEPSEEK, 0, CB KB "a" SEP "{\"x\": 1}" KE KB "b" SEP "{\"y\": [true, null, 2.5]}" KE CE, "", "",
+         "a({\"x\": 1});b({\"y\": [true, null, 2.5]});"},
+        {PARSE_DEEPSEEK_R1, 0,
+         CB KB "function" SEP "get_weather\n```json\n{\"city\": \"Paris\"}\n```" KE "\n" KB "function" SEP "calc\n```json\n{}\n```" KE CE,
+         "", "", "get_weather({\"city\": \"Paris\"});calc({});"},
+        {PARSE_DEEPSEEK_R1, 1, "plan 日本語\n</think>\n\n" CB KB "function" SEP "f\n```json\n{\"s\": \"👩‍👩‍👧\"}\n```" KE CE, "",
+         "plan 日本語", "f({\"s\": \"👩‍👩‍👧\"});"},
+        {PARSE_DEEPSEEK, 0, "<think>r</think>\n\nok" CB KB "f" SEP "\"{\\\"k\\\": 1}\"" KE CE "\n\nDone.", "okDone.", "r",
+         "f({\"k\": 1});"},
+        /* a bare <｜tool▁call▁begin｜> (no block opener) and fenced V3.1 arguments */
+        {PARSE_DEEPSEEK, 0, KB "f" SEP "```json\n{\"a\": 1}\n```" KE, "", "", "f({\"a\": 1});"},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP KE CE, "", "", "f({});"},
+        /* hostile: invalid JSON, no separator, a name with a space, arguments not an
+         * object, unterminated, nested markers, stray text in the block */
+        {PARSE_DEEPSEEK, 0, "x" CB KB "f" SEP "{bad" KE CE "y", "x" KB "f" SEP "{bad" KE "y", "", ""},
+        {PARSE_DEEPSEEK, 0, CB KB "just text" KE CE, KB "just text" KE, "", ""},
+        {PARSE_DEEPSEEK, 0, CB KB "bad name" SEP "{}" KE CE, KB "bad name" SEP "{}" KE, "", ""},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP "[1, 2]" KE CE, KB "f" SEP "[1, 2]" KE, "", ""},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP "{\"a\": 1}", "", "", "f({\"a\": 1});"},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP "{\"a\": ", KB "f" SEP "{\"a\": ", "", ""},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP "{\"a\": " KB "g" SEP "{}" KE CE, KB "f" SEP "{\"a\": ", "", "g({});"},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP "{}" KE "junk" KB "g" SEP "{}" KE CE, "junk", "", "f({});g({});"},
+        {PARSE_DEEPSEEK, 0, CB KB "f" SEP "{}" SEP "{}" KE CE, KB "f" SEP "{}" SEP "{}" KE, "", ""},
+        {PARSE_DEEPSEEK_R1, 0, CB KB "function" SEP "f\n```json\n{\"a\": 1}" KE CE, "", "", "f({\"a\": 1});"},
+        {PARSE_DEEPSEEK_R1, 0, CB KB "function" SEP "\n```json\n{}\n```" KE CE, KB "function" SEP "\n```json\n{}\n```" KE, "", ""},
+        {PARSE_DEEPSEEK, 0, "a <\xef\xbd\x9ctool and \xef\xbd\x9c> <｜tool▁call", "a <\xef\xbd\x9ctool and \xef\xbd\x9c> <｜tool▁call", "", ""},
+        {PARSE_DEEPSEEK, 0, "<think>never closed " CB, "", "never closed " CB, ""},
     };
     static rec one;
     for (size_t k = 0; k < sizeof known / sizeof *known; k++) {
@@ -294,9 +331,10 @@ int main(void) {
         "<function=g>", "<parameter=p>", "</parameter>", "</function>", "<|channel|>", "analysis", "final",
         "commentary to=functions.h", "<|message|>", "<|end|>", "<|start|>", "<|call|>", "<|return|>", "<|constrain|>json",
         "text", " ", "\n", "é", "日本", "👩‍👧", "<", "<|", "</", "{", "}", "\"", "<think", "</tool_", "\xff",
+        CB, CE, KB, KE, SEP, "function", "```json\n", "\n```", "<\xef\xbd\x9c", "\xe2\x96\x81", "{\"a\": \"\xe2\x96\x81\"}",
     };
-    int fmts[] = {PARSE_QWEN3, PARSE_QWEN3_CODER, PARSE_HARMONY, PARSE_PLAIN};
-    for (int f = 0; f < 4; f++) {
+    int fmts[] = {PARSE_QWEN3, PARSE_QWEN3_CODER, PARSE_HARMONY, PARSE_PLAIN, PARSE_DEEPSEEK, PARSE_DEEPSEEK_R1};
+    for (int f = 0; f < 6; f++) {
         int disagree = 0, lost = 0, bad_events = 0, runs = 0;
         char in[512];
         for (int it = 0; it < 400; it++) {
@@ -381,6 +419,29 @@ int main(void) {
         }
     }
 
+    /* DeepSeek: a huge name, a call larger than the buffer */
+    {
+        static char big[4096];
+        int n = snprintf(big, sizeof big, "%s%s", CB, KB);
+        while (n < 2000) big[n++] = 'n';
+        n += snprintf(big + n, sizeof big - (size_t)n, "%s{}%s%s", SEP, KE, CE);
+        run_split(PARSE_DEEPSEEK, 0, big, (size_t)n, NULL, 0, &one, 4096);
+        T_OK(one.ntools == 0 && keeps_every_char(big, (size_t)n, &one), "parse deepseek: a 1900-byte name is content, every character kept");
+        run_split(PARSE_DEEPSEEK, 0, big, (size_t)n, NULL, 0, &one, 256);
+        T_OK(one.ntools == 0 && keeps_every_char(big, (size_t)n, &one),
+             "parse deepseek: a call larger than max_text becomes content, every character kept");
+        n = snprintf(big, sizeof big, "%s%sf%s{\"s\": \"", CB, KB, SEP);
+        while (n < 3000) big[n++] = 'x';
+        n += snprintf(big + n, sizeof big - (size_t)n, "\"}%s%s", KE, CE);
+        run_split(PARSE_DEEPSEEK, 0, big, (size_t)n, NULL, 0, &one, 4096);
+        T_OK(one.ntools == 1 && one.ntools_text > 2900, "parse deepseek: a 3000-byte call within max_text is one call");
+    }
+#undef CB
+#undef CE
+#undef KB
+#undef KE
+#undef SEP
+
     T_OK(parse_detect(NULL, 0, 1) == PARSE_HARMONY, "parse_detect: a vocabulary with <|channel|> is harmony");
     {
         const char *q = "{{ '<tool_call>' }} <think>";
@@ -391,6 +452,14 @@ int main(void) {
              "parse_detect: qwen3 / qwen3-coder / plain / harmony from the template text");
         const char *r1 = "{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}";
         T_OK(parse_detect(r1, strlen(r1), 0) == PARSE_QWEN3, "parse_detect: a template with only </think> reasons");
+        const char *v31 = "{{'" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN "'+ name + '" PARSE_DS_SEP "' + args}}";
+        const char *dr1 = "{{'" PARSE_DS_CALL_BEGIN "' + type + '" PARSE_DS_SEP "' + name + '\\n```json\\n'}}";
+        T_OK(parse_detect(v31, strlen(v31), 0) == PARSE_DEEPSEEK && parse_detect(dr1, strlen(dr1), 0) == PARSE_DEEPSEEK_R1,
+             "parse_detect: DeepSeek V3.1 / R1 tool-call markers in the template");
+        const char *v32 = "{{ '<think>' }}";
+        T_OK(parse_detect(v32, strlen(v32), PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK && parse_detect(NULL, 0, PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK &&
+                 parse_detect(q, strlen(q), PARSE_VOCAB_DEEPSEEK) == PARSE_QWEN3,
+             "parse_detect: a DeepSeek vocabulary -> deepseek unless the template says <tool_call>");
     }
     T_DONE();
 }

@@ -2,8 +2,10 @@
  *
  *   tool_parse FORMAT CHUNK           reads one generated text from stdin
  *   tool_parse FORMAT CHUNK --batch   reads records "<len>\n<len bytes>" until EOF
+ *   tool_parse --detect TEMPLATE      prints the format parse_detect picks for a
+ *                                     chat template file (no vocabulary markers)
  *
- * FORMAT: plain | qwen3 | qwen3-coder | harmony (a "+think" suffix opens the
+ * FORMAT: plain | qwen3 | qwen3-coder | harmony | deepseek | deepseek-r1 (a "+think" suffix opens the
  * parser in reasoning mode). CHUNK: bytes per parse_feed call (>= 1), so the
  * same text can be checked under different stream splits.
  *
@@ -71,9 +73,26 @@ static char *read_n(size_t n) {
     return buf;
 }
 
+static const char *const fmt_names[PARSE_NFORMATS] = {"plain", "qwen3", "qwen3-coder", "harmony", "deepseek",
+                                                      "deepseek-r1"};
+
+static int detect(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    printf("%s\n", fmt_names[parse_detect(buf, n, 0)]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--detect")) return detect(argv[2]);
     if (argc < 3) {
-        fprintf(stderr, "usage: tool_parse plain|qwen3|qwen3-coder|harmony[+think] CHUNK [--batch]\n");
+        fprintf(stderr, "usage: tool_parse plain|qwen3|qwen3-coder|harmony|deepseek|deepseek-r1[+think] CHUNK [--batch]\n");
         return 2;
     }
     char fname[64];
@@ -89,6 +108,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(fname, "qwen3")) fmt = PARSE_QWEN3;
     else if (!strcmp(fname, "qwen3-coder")) fmt = PARSE_QWEN3_CODER;
     else if (!strcmp(fname, "harmony")) fmt = PARSE_HARMONY;
+    else if (!strcmp(fname, "deepseek")) fmt = PARSE_DEEPSEEK;
+    else if (!strcmp(fname, "deepseek-r1")) fmt = PARSE_DEEPSEEK_R1;
     else {
         fprintf(stderr, "unknown format %s\n", argv[1]);
         return 2;
