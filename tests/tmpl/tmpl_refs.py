@@ -3,7 +3,8 @@ committed; everything is fetched from PyPI into build/tmpl-refs/ on first use):
 
   * llama-cpp-python 0.3.36 sdist: vendor/llama.cpp/models/templates/*.jinja,
     the templates llama.cpp copies from each model's tokenizer_config.json
-    (Qwen3, Qwen3-Coder, Llama 3.1/3.2/3.3, GPT-OSS, and more).
+    (Qwen3, Qwen3-Coder, Llama 3.1/3.2/3.3, GPT-OSS, DeepSeek V3.1 / R1-Distill /
+    V3.2, and more).
     build/peer/llama_cpp_python-0.3.36.tar.gz is reused when present.
   * axolotl 0.19.0 wheel: axolotl/utils/chat_templates/templates/gemma3.jinja
     (llama.cpp's folder has no Gemma 3 template; axolotl ships Google's, with
@@ -78,6 +79,11 @@ def templates():
         "Llama-3.2-3B-Instruct": os.path.join(ll, "meta-llama-Llama-3.2-3B-Instruct.jinja"),
         "Llama-3.3-70B-Instruct": os.path.join(ll, "meta-llama-Llama-3.3-70B-Instruct.jinja"),
         "gpt-oss-120b": os.path.join(ll, "openai-gpt-oss-120b.jinja"),
+        # DeepSeek's tool-call tokens (V3.1 form, R1 form) and V3.2's DSML markup
+        "DeepSeek-V3.1": os.path.join(ll, "deepseek-ai-DeepSeek-V3.1.jinja"),
+        "DeepSeek-R1-Distill-Qwen-32B": os.path.join(ll, "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"),
+        "DeepSeek-R1-Distill-Llama-8B": os.path.join(ll, "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja"),
+        "DeepSeek-V3.2": os.path.join(ll, "deepseek-ai-DeepSeek-V3.2.jinja"),
         "gemma-3": os.path.join(ax, "gemma3.jinja"),
     }
 
