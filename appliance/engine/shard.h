@@ -24,6 +24,9 @@
  * What the backend adds (kernels/engine.cu): the partial outputs of wo, w_down and the
  * experts' down are summed over the ranks (all-reduce) before the residual add, where bo
  * is added once; the vocabulary shards of the logits are concatenated on rank 0 (gather).
+ * The CUDA engine pads each rank's experts to its kernels' multiple of 64 with zeros
+ * (shard_copy_experts). The CPU engine runs a packed view (shard_pack) with the sums done
+ * by a hook (cpu_set_tp): tests/tp/test_tp_cpu.py, the sharding check without a GPU.
  *
  * Bytes: a row slice points into the model's weight buffer. A column slice's rows are
  * `stride` source bytes apart (its data points at row 0 of the slice and row_bytes is
