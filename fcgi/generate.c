@@ -15,7 +15,8 @@
  *
  * How a generation ends, as the client sees it (also INSTALL.md, "Faults"):
  *   end-of-generation token, stop string   finish_reason "stop" ([DONE] when streamed)
- *   tool call(s) parsed                     "tool_calls"
+ *   tool call(s) parsed                     "tool_calls" (parallel_tool_calls false: the
+ *                                           generation ends after the first complete call)
  *   max_tokens or the context reached       "length"
  *   drain deadline (SIGTERM + drain_s)      whole: 503 JSON error, Retry-After;
  *                                           stream: the text so far, then an
@@ -93,6 +94,9 @@ int fcgi_events_next(const jw *log, size_t *at, fcgi_evrec *r) {
 static void on_parse(void *user, const parse_event *ev) {
     fcgi_run *R = user;
     fcgi_worker *w = R->w;
+    /* parallel_tool_calls false: nothing after the first complete call is the
+     * reply (on_token ends the generation there) */
+    if (R->tools.done) return;
     switch (ev->type) {
     case PARSE_EV_CONTENT:
         jw_raw(&w->content, ev->text, ev->len);
@@ -137,6 +141,7 @@ static void on_parse(void *user, const parse_event *ev) {
     case PARSE_EV_TOOL_END:
         fcgi_tools_close(R);
         log_event(&w->events, FCGI_EV_TOOL_END, ev->index, "", 0, NULL, 0);
+        if (!R->g->parallel_tool_calls) R->tools.done = 1;
         break;
     }
 }
@@ -335,7 +340,9 @@ static void on_token(gen_choice *c, const sched_event *ev) {
             k = sl;
         }
     }
-    if (feed_text(R, piece, k)) {
+    if (feed_text(R, piece, k) || R->tools.done) {
+        /* a stop string, or the one tool call parallel_tool_calls false allows:
+         * the reply ends here ("tool_calls" for the latter, see the DONE event) */
         R->stop_hit = 1;
         R->n_gen = R->n_seen;
         sched_cancel(c->req);

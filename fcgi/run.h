@@ -52,6 +52,7 @@ extern const fcgi_api fcgi_api_chat, fcgi_api_completions, fcgi_api_messages, fc
 typedef struct fcgi_tools_state {
     int open; /* a tool call's arguments string is open in w->tools */
     int n;    /* tool calls seen */
+    int done; /* parallel_tool_calls false: the one call is complete; later events are dropped */
 } fcgi_tools_state;
 
 struct fcgi_run {

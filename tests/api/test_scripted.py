@@ -50,6 +50,10 @@ SCRIPTS = {
         "call": "<think>\n%s\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n"
                 "</tool_call><|im_end|>" % REASONING,
         "final": "<think>\n\n</think>\n\n%s<|im_end|>" % FINAL,
+        # two calls and text after them: parallel_tool_calls false keeps only the first
+        "two": "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>\n"
+               "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Bergen\"}}\n</tool_call>"
+               "\nand more text that is not a call<|im_end|>",
     },
     "qwen3-coder": {
         "call": "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n</tool_call><|im_end|>",
@@ -336,6 +340,50 @@ def check_formats():
             stop_checked(st, tpl)
 
 
+def check_parallel():
+    """parallel_tool_calls (chat, responses) and disable_parallel_tool_use (messages):
+    true/absent returns both calls the model wrote; false ends the generation after
+    the first complete call (finish tool_calls, fewer completion tokens)."""
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "qwen3.gguf"), "id": "qwen3", "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, "qwen3.jinja")}})
+    try:
+        st.start()
+        cl = client(st)
+        user = [{"role": "user", "content": "Weather in Oslo and Bergen? [[script:two]]"}]
+        cities = lambda calls: [json.loads(c.function.arguments)["city"] for c in calls or []]  # noqa: E731
+        r2 = cl.chat.completions.create(model="qwen3", messages=user, tools=TOOLS)
+        ok(cities(r2.choices[0].message.tool_calls) == ["Oslo", "Bergen"] and r2.choices[0].finish_reason == "tool_calls",
+           "chat: parallel_tool_calls absent -> both calls", r2.model_dump_json()[:500])
+        r1 = cl.chat.completions.create(model="qwen3", messages=user, tools=TOOLS, parallel_tool_calls=False)
+        ok(cities(r1.choices[0].message.tool_calls) == ["Oslo"] and r1.choices[0].finish_reason == "tool_calls" and
+           not (r1.choices[0].message.content or "").strip() and r1.usage.completion_tokens < r2.usage.completion_tokens,
+           "chat: parallel_tool_calls false -> only the first call, generation ended there (%d < %d tokens)" % (
+               r1.usage.completion_tokens, r2.usage.completion_tokens), r1.model_dump_json()[:500])
+        args, idx, finish = {}, set(), None
+        for c in cl.chat.completions.create(model="qwen3", messages=user, tools=TOOLS, parallel_tool_calls=False, stream=True):
+            for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+                idx.add(tc.index)
+                args[tc.index] = args.get(tc.index, "") + (tc.function.arguments or "")
+            finish = (c.choices[0].finish_reason if c.choices else None) or finish
+        ok(idx == {0} and json.loads(args[0]) == {"city": "Oslo"} and finish == "tool_calls",
+           "chat streamed: parallel_tool_calls false -> one call", (args, finish))
+        rs = cl.responses.create(model="qwen3", input="Weather in Oslo and Bergen? [[script:two]]", tools=RESP_TOOLS,
+                                 parallel_tool_calls=False)
+        fc = [o for o in rs.output if o.type == "function_call"]
+        ok(len(fc) == 1 and json.loads(fc[0].arguments) == {"city": "Oslo"} and rs.parallel_tool_calls is False,
+           "responses: parallel_tool_calls false -> one function_call", rs.model_dump_json()[:500])
+        for dis, want in ((False, ["Oslo", "Bergen"]), (True, ["Oslo"])):
+            s, _, b = post(st, "/v1/messages", {"model": "qwen3", "max_tokens": 200, "tools": ANTH_TOOLS,
+                                                "tool_choice": {"type": "auto", "disable_parallel_tool_use": dis},
+                                                "messages": [{"role": "user", "content": "Weather? [[script:two]]"}]})
+            j = json.loads(b) if s == 200 else {}
+            got = [blk["input"]["city"] for blk in j.get("content", []) if blk.get("type") == "tool_use"]
+            ok(got == want and j.get("stop_reason") == "tool_use",
+               "messages: disable_parallel_tool_use %s -> %s" % (dis, want), b[:400])
+    finally:
+        stop_checked(st, "parallel")
+
+
 def logged_prompts(st):
     """The chat prompts sparkd rendered, in order (log level debug prints each,
     "sparkd: chat prompt (N bytes): TEXT", up to 2000 bytes)."""
@@ -520,6 +568,7 @@ def main():
                 check_effort()
             if name == "qwen3":
                 check_misc()
+                check_parallel()
                 check_formats()
                 check_fim()
                 check_n()
