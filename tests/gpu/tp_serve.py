@@ -43,6 +43,7 @@ def ok(cond, name, detail=""):
         FAILED += 1
         if detail:
             print("#   " + str(detail)[-800:], flush=True)
+    return cond
 
 
 def env_for(gpu):
@@ -67,8 +68,12 @@ class Rank:
             f.write("[auth]\napi_key_sha256 = %s\n" % hashlib.sha256(KEY.encode()).hexdigest())
             f.write("[parallel]\nsize = 2\nrank = %d\naddress = 127.0.0.1:%d\ngpu = 0\n" % (rank, PORT))
             f.write("connect_timeout_s = %d\nstep_timeout_s = %d\n" % (connect_timeout, step_timeout))
-        self.p = subprocess.Popen([BIN, "serve", "--config", ini], stdout=subprocess.DEVNULL, stderr=open(self.log, "w"),
-                                  env=env_for(rank))
+        # SPARKD_TP_WRAP0: a command rank 0 runs under (e.g. "cuda-gdb -q -batch -ex run -ex bt --args"), its
+        # output in rank 0's log
+        wrap = os.environ.get("SPARKD_TP_WRAP0", "").split() if rank == 0 else []
+        logf = open(self.log, "w")
+        self.p = subprocess.Popen(wrap + [BIN, "serve", "--config", ini], stdout=logf if wrap else subprocess.DEVNULL,
+                                  stderr=logf, env=env_for(rank))
 
     def req(self, method, path, body=None, timeout=120):
         data = json.dumps(body).encode() if body is not None else b""
