@@ -121,6 +121,19 @@ class Rank:
         return self.p.returncode
 
 
+def stacks(r):
+    """Every thread's stack of a hung rank (cuda-gdb attaches to host programs too), into its log's reader."""
+    gdb = os.environ.get("SPARKD_TP_GDB")
+    if not gdb:
+        return
+    out = subprocess.run([gdb, "-q", "-batch", "-p", str(r.p.pid), "-ex", "thread apply all bt 25"],
+                         capture_output=True, text=True, timeout=90)
+    print("# stacks of rank %d while hung:" % r.rank)
+    for line in (out.stdout + out.stderr).splitlines():
+        if line.startswith(("#", "Thread")):
+            print("#   " + line[:220])
+
+
 def main():
     d = tempfile.mkdtemp(prefix="sparkd-tp-")
     # 1. a missing peer at start: the front end answers 503 while it waits, then the start
@@ -167,12 +180,25 @@ def main():
         ev, done, _ = fc.read_sse(c, stop_after=5)
         r1.p.send_signal(signal.SIGKILL)
         t_kill = time.time()
-        try:
-            ev, done, raw = fc.read_sse(c)
-            t_end = time.time() - t_kill
+        got = {}
+
+        def rest():
+            try:
+                got["r"] = fc.read_sse(c)
+            except OSError as e:
+                got["e"] = str(e)
+        rd = threading.Thread(target=rest, daemon=True)
+        rd.start()
+        rd.join(30)  # keepalive comments would keep a socket timeout from firing: a wall deadline
+        t_end = time.time() - t_kill
+        if rd.is_alive():
+            done, tail = False, "no end 30 s after the kill"
+            stacks(r0)
+        elif "e" in got:
+            done, tail = True, got["e"]
+        else:
+            ev, done, raw = got["r"]
             tail = raw[-300:]
-        except OSError as e:
-            t_end, tail, done = time.time() - t_kill, str(e), True
         c.close()
         clean = b"[DONE]" in tail and b"error" not in tail
         ok(done and not clean and t_end < 20, "rank 1 killed mid-stream: the stream ends with an error after %.1f s "
