@@ -348,7 +348,8 @@ __device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K,
     using C = gdq_cfg<F>;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nch = K / 64;
-    constexpr int U = 4;
+    // chunks per warp whose loads go out together (K = 4096: all of them; Q6_K 4: registers)
+    constexpr int U = F == QT_Q6_K ? 4 : 8;
     for (int c0 = warp; c0 < nch; c0 += GEMV_WARPS * U) {
         float2 v[U];
 #pragma unroll
