@@ -487,15 +487,23 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
                 mt.y = __shfl_sync(gm, s.mt[r].x, l0 + 1);
                 mt.z = __shfl_sync(gm, s.mt[r].x, l0 + 2);
                 mt.w = __shfl_sync(gm, s.mt[r].x, l0 + 3);
+                // the two lanes of a chunk each unpack one sub-block's 6-bit scale and min
+                // (lane parity = own) and swap scales: one unpack per lane instead of two
+                float sme, mme;
+                meta_sm<F>(mt, ci, own, sme, mme);
+                const float sot = __shfl_xor_sync(gm, sme, 1);
+                s0 = own ? sot : sme;
+                s1 = own ? sme : sot;
+                m0 = m1 = mme;
             } else {
                 mt = s.mt[r];
+                meta_sm<F>(mt, ci, 0, s0, m0);
+                meta_sm<F>(mt, ci, 1, s1, m1);
             }
-            meta_sm<F>(mt, ci, 0, s0, m0);
-            meta_sm<F>(mt, ci, 1, s1, m1);
             if constexpr (F == QT_Q4_K) {
                 acc[r] = fmaf(s0 * dx.x, (float)i0, acc[r]);
                 acc[r] = fmaf(s1 * dx.y, (float)i1, acc[r]);
-                acc[r] = fmaf(own ? m1 : m0, so, acc[r]); // m * d * sum(q) of the whole block
+                acc[r] = fmaf(m0, so, acc[r]); // this lane's block: m * d * sum(q) over all 32
             } else {
                 acc[r] = fmaf(s0 * dx.x, (float)i0 - (own ? 0.0f : so), acc[r]);
                 acc[r] = fmaf(s1 * dx.y, (float)i1 - (own ? so : 0.0f), acc[r]);
