@@ -120,7 +120,9 @@ int cuda_mmin_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream
  * gate/up): y[i] is (T, w[i]->rows) f32 with row stride ldy[i]; accumulate = 1 adds to y
  * (residual). T == 1 and F32 use the GEMV kernel, otherwise the tensor-core GEMM;
  * CUDA_MM_FORCE_* overrides (tests, tuning). exact = 0 lets the GEMM skip the low f16 half
- * of the input (one MMA instead of two; ~11 bits of input precision). */
+ * of the input (one MMA instead of two; ~11 bits of input precision) and the GEMV of Q8_0,
+ * Q4_0, Q4_K, Q6_K weights quantize the input to int8 per block of 32 (scale amax / 127;
+ * products by __dp4a, gemv.cu). */
 enum { CUDA_MM_AUTO = 0, CUDA_MM_FORCE_GEMV = 1, CUDA_MM_FORCE_GEMM = 2 };
 typedef struct cuda_mm_args {
     int n;                                  /* matrices, 1..CUDA_MM_MAX_MATS, same type and cols */
@@ -143,6 +145,10 @@ int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e)
 /* Tuning (selftest --bench): warps of a GEMV CTA that split K, 1, 2, 4 or 8; 0 = the
  * built-in choice (SPARKD_GEMV_WK sets it at the first product). */
 void cuda_gemv_wk_set(int wk);
+/* Tests and benches: 1 = the GEMV's int8 (__dp4a) path also for exact products (Q8_0, Q4_0,
+ * Q4_K, Q6_K); 0 = only for exact = 0. SPARKD_GEMV_DP4A=1 sets 1 at the first product
+ * (temporary, for the lead's A/B under precision = exact). */
+void cuda_gemv_dp4a_set(int on);
 
 /* ---------------------------------------------------------------- layer ops */
 

@@ -993,7 +993,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = 2; a.w[0] = &W->wg; a.w[1] = &W->wu; a.y[0] = g->gate; a.y[1] = g->up;
-                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = 1; a.pair_act = act + 1; a.act_out = &g->in_ffn;
+                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = !g->fast_mm; a.pair_act = act + 1; a.act_out = &g->in_ffn;
                 K_TRY(cuda_matmul(&a, &g->in_dim, g->st, e));
             } else {
                 K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
@@ -1019,7 +1019,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     if (n_out) {
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
-        a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = 1;
+        a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = !g->fast_mm;
         if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
         K_TRY(cuda_matmul(&a, &g->in_out, g->st, e));
         if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0

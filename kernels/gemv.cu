@@ -312,6 +312,335 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_kernel(const gemv_par
     }
 }
 
+// ------------------------------------------------------------------- int8 path (fast precision)
+//
+// The `fast` decode product (engine precision fast, or SPARKD_GEMV_DP4A=1 to force it for
+// an A/B): the activation row is quantized to int8 in blocks of 32 (d = amax / 127,
+// q = roundf(x / d), as llama.cpp's q8_1) and each 4 weight codes times 4 activation
+// bytes are one __dp4a; the per-block scales multiply the int32 partial sums in f32.
+// Every CTA quantizes the row itself into shared memory after pdl_wait (K floats read from
+// L2, ~3-25% of the CTA's weight bytes at >= 16 rows per CTA), so the path needs no extra
+// launch, no scratch memory and no change to the producers: the paired gate/up product
+// still writes the down product's f32 P64 input, which the down product quantizes again.
+// Result: exactly the product of the dequantized weights with the dequantized int8
+// activation (q * d), up to f32 rounding order; against the f32 product the error of an
+// output is at most sum over elements |w| * d_block / 2 (selftest prints that bound).
+//
+// Shared layout (K % 64 == 0): xq[K] int8 in P64 order, except Q4_K/Q4_0 where each run of
+// 8 positions is stored as positions 0,4,1,5,2,6,3,7 (the order of a code word's low and
+// high nibbles, so a word's nibbles need one mask each and no byte permute);
+// xd[K / 32] the block scales d; xs[K / SG] per-block sums: Q4_K d * sum(q) over 32
+// (times the min), Q4_0 8 * sum(q) over 32 and Q6_K 32 * sum(q) over 16 (the code offsets).
+template <uint32_t F> struct gdq_cfg {
+    static constexpr qfmt f = qfmt_of(F);
+    static constexpr bool nib = F == QT_Q4_K || F == QT_Q4_0;
+    static constexpr int SG = F == QT_Q6_K ? 16 : 32;
+    static constexpr int LPC = f.cbits == 4 ? 2 : 4; // lanes per 64-element chunk
+    static constexpr int CPI = 32 / LPC;
+    static constexpr int R = 4;                       // rows per warp
+};
+static bool gdq_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K || t == QT_Q4_0; }
+static size_t gdq_smem(int K) { return (size_t)K + (size_t)(K / 32) * 4 + (size_t)(K / 16) * 4; }
+
+// Quantizes row x (K f32, P64) into shared memory; called by all threads, ends synchronized.
+template <uint32_t F>
+__device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K, int8_t *xq, float *xd, float *xs) {
+    using C = gdq_cfg<F>;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nch = K / 64;
+    // chunks per warp whose loads go out together (K = 4096: all of them; Q6_K 4: registers)
+    constexpr int U = F == QT_Q6_K ? 4 : 8;
+    for (int c0 = warp; c0 < nch; c0 += GEMV_WARPS * U) {
+        float2 v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int ci = c0 + GEMV_WARPS * u;
+            v[u] = ci < nch ? __ldg((const float2 *)(x + (size_t)ci * 64 + 2 * lane)) : make_float2(0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int ci = c0 + GEMV_WARPS * u;
+            if (ci >= nch) break; // warp-uniform
+            // positions 2 lane, 2 lane + 1: 32-block (lane >> 2) & 1, 16-block 2 * that + ((lane >> 1) & 1)
+            float a = fmaxf(fabsf(v[u].x), fabsf(v[u].y));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 1));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 8));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 16));
+            const float d = a / 127.0f;
+            const int q0 = a == 0.0f ? 0 : (int)roundf(v[u].x / d);
+            const int q1 = a == 0.0f ? 0 : (int)roundf(v[u].y / d);
+            const int g = (lane >> 2) & 1;
+            if constexpr (C::nib) {
+                const int base = ci * 64 + ((2 * lane) & ~7), qd = (2 * lane) & 7;
+                xq[base + 2 * (qd & 3) + (qd >> 2)] = (int8_t)q0;
+                xq[base + 2 * ((qd + 1) & 3) + ((qd + 1) >> 2)] = (int8_t)q1;
+            } else {
+                *(char2 *)(xq + ci * 64 + 2 * lane) = make_char2((signed char)q0, (signed char)q1);
+            }
+            if ((lane & 27) == 0) xd[2 * ci + g] = d;
+            if constexpr (F != QT_Q8_0) {
+                int s = q0 + q1;
+                s += __shfl_xor_sync(0xffffffffu, s, 1);
+                s += __shfl_xor_sync(0xffffffffu, s, 8);
+                s += __shfl_xor_sync(0xffffffffu, s, 16);
+                if constexpr (F == QT_Q6_K) {
+                    if ((lane & 25) == 0) xs[4 * ci + 2 * g + ((lane >> 1) & 1)] = 32.0f * (float)s;
+                } else {
+                    s += __shfl_xor_sync(0xffffffffu, s, 2);
+                    if ((lane & 27) == 0) xs[2 * ci + g] = F == QT_Q4_0 ? 8.0f * (float)s : d * (float)s;
+                }
+            }
+        }
+    }
+    __syncthreads();
+}
+
+// One iteration's loads of a row: codes (16 bytes per lane), hi bits, meta.
+template <uint32_t F> struct gdq_slot {
+    uint4 c[gdq_cfg<F>::R];
+    uint2 h[gdq_cfg<F>::R];
+    uint4 mt[gdq_cfg<F>::R];
+};
+
+template <uint32_t F>
+__device__ __forceinline__ void gdq_load(gdq_slot<F> &s, const gemv_rows &W, const int *row, bool pair, int ci,
+                                         int c0) {
+    using C = gdq_cfg<F>;
+#pragma unroll
+    for (int r = 0; r < C::R; r++) {
+        const bool m1 = pair && r >= C::R / 2;
+        const uint8_t *cr = (m1 ? W.codes[1] : W.codes[0]) + (uint64_t)(uint32_t)row[r] * W.code_pitch;
+        const uint8_t *mr = (m1 ? W.meta[1] : W.meta[0]) + (uint64_t)(uint32_t)row[r] * W.meta_pitch;
+        if constexpr (C::f.cbits == 8) {
+            s.c[r] = __ldg((const uint4 *)(cr + (size_t)ci * 64 + 16 * c0));
+        } else {
+            s.c[r] = __ldg((const uint4 *)(cr + (size_t)ci * 32 + 8 * c0));
+        }
+        if constexpr (F == QT_Q6_K) {
+            const uint8_t *hr = (m1 ? W.hi[1] : W.hi[0]) + (uint64_t)(uint32_t)row[r] * W.hi_pitch;
+            s.h[r] = __ldg((const uint2 *)(hr + (size_t)ci * 16 + 4 * c0));
+        }
+        if constexpr (F == QT_Q4_K) {
+            // the 8 lanes of a superblock (lanes 8k..8k+7: chunks 4k'..4k'+3) each load one
+            // word of its 16-byte head; gdq_step gathers the head by shuffles (registers)
+            s.mt[r].x = __ldg((const unsigned int *)(mr + (size_t)(ci >> 2) * 16) + (threadIdx.x & 3));
+        } else {
+            s.mt[r] = meta_load<F>(mr, ci);
+        }
+    }
+}
+
+// Q6_K: the 6-bit codes of word w (0, 1) of a quarter (code word cw, hi-plane word hb) as two
+// int8x4 vectors A (positions 0..3 of the word's run of 8) and B (4..7), unsigned 0..63.
+__device__ __forceinline__ void q6_word(uint32_t cw, uint32_t hb, int w, uint32_t &A, uint32_t &B) {
+    const uint32_t L = cw & 0x0f0f0f0fu, H = (cw >> 4) & 0x0f0f0f0fu; // positions 0,4,1,5 / 2,6,3,7
+    A = __byte_perm(L, H, 0x6420);
+    B = __byte_perm(L, H, 0x7531);
+    const uint32_t hh = __byte_perm(hb >> (8 * w), 0u, 0x2020); // even, odd, even, odd hi bytes
+    const uint32_t ha = (hh & 0x00000303u) | ((hh >> 2) & 0x03030000u);
+    const uint32_t hbb = ((hh >> 4) & 0x00000303u) | ((hh >> 6) & 0x03030000u);
+    A |= ha << 4;
+    B |= hbb << 4;
+}
+
+// acc[r] += the lane's part of row r's dot over chunk ci.
+template <uint32_t F>
+__device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq, const float *xd, const float *xs,
+                                         int ci, int c0, float *acc) {
+    using C = gdq_cfg<F>;
+    if constexpr (F == QT_Q8_0) {
+        const uint4 X = *(const uint4 *)(xq + ci * 64 + 16 * c0);
+        const float2 dx = *(const float2 *)(xd + 2 * ci);
+#pragma unroll
+        for (int r = 0; r < C::R; r++) {
+            const int i0 = __dp4a((int)s.c[r].x, (int)X.x, __dp4a((int)s.c[r].y, (int)X.y, 0));
+            const int i1 = __dp4a((int)s.c[r].z, (int)X.z, __dp4a((int)s.c[r].w, (int)X.w, 0));
+            float s0, s1, m;
+            meta_sm<F>(s.mt[r], ci, 0, s0, m);
+            meta_sm<F>(s.mt[r], ci, 1, s1, m);
+            acc[r] = fmaf(s0 * dx.x, (float)i0, acc[r]);
+            acc[r] = fmaf(s1 * dx.y, (float)i1, acc[r]);
+        }
+    } else if constexpr (F == QT_Q4_K || F == QT_Q4_0) {
+        const uint4 X0 = *(const uint4 *)(xq + ci * 64 + 16 * c0);
+        const uint4 X1 = *(const uint4 *)(xq + ci * 64 + 16 * c0 + 16);
+        const float2 dx = *(const float2 *)(xd + 2 * ci);
+        const int own = c0 >> 1; // this lane adds the min / offset term of block `own`
+        const float so = xs[2 * ci + own];
+        constexpr uint32_t M = 0x0f0f0f0fu;
+#pragma unroll
+        for (int r = 0; r < C::R; r++) {
+            const uint4 v = s.c[r];
+            int i0 = __dp4a((int)(v.x & M), (int)X0.x, __dp4a((int)((v.x >> 4) & M), (int)X0.y, 0));
+            i0 = __dp4a((int)(v.z & M), (int)X1.x, __dp4a((int)((v.z >> 4) & M), (int)X1.y, i0));
+            int i1 = __dp4a((int)(v.y & M), (int)X0.z, __dp4a((int)((v.y >> 4) & M), (int)X0.w, 0));
+            i1 = __dp4a((int)(v.w & M), (int)X1.z, __dp4a((int)((v.w >> 4) & M), (int)X1.w, i1));
+            float s0, s1, m0, m1;
+            uint4 mt;
+            if constexpr (F == QT_Q4_K) {
+                // the superblock's 8 lanes run this step together (K % 256 == 0, chunk
+                // groups of 4 start at multiples of 4): mask them only
+                const int l0 = (threadIdx.x & 31) & ~7;
+                const unsigned gm = 0xffu << l0;
+                mt.x = __shfl_sync(gm, s.mt[r].x, l0);
+                mt.y = __shfl_sync(gm, s.mt[r].x, l0 + 1);
+                mt.z = __shfl_sync(gm, s.mt[r].x, l0 + 2);
+                mt.w = __shfl_sync(gm, s.mt[r].x, l0 + 3);
+                // the two lanes of a chunk each unpack one sub-block's 6-bit scale and min
+                // (lane parity = own) and swap scales: one unpack per lane instead of two
+                float sme, mme;
+                meta_sm<F>(mt, ci, own, sme, mme);
+                const float sot = __shfl_xor_sync(gm, sme, 1);
+                s0 = own ? sot : sme;
+                s1 = own ? sme : sot;
+                m0 = m1 = mme;
+            } else {
+                mt = s.mt[r];
+                meta_sm<F>(mt, ci, 0, s0, m0);
+                meta_sm<F>(mt, ci, 1, s1, m1);
+            }
+            if constexpr (F == QT_Q4_K) {
+                acc[r] = fmaf(s0 * dx.x, (float)i0, acc[r]);
+                acc[r] = fmaf(s1 * dx.y, (float)i1, acc[r]);
+                acc[r] = fmaf(m0, so, acc[r]); // this lane's block: m * d * sum(q) over all 32
+            } else {
+                acc[r] = fmaf(s0 * dx.x, (float)i0 - (own ? 0.0f : so), acc[r]);
+                acc[r] = fmaf(s1 * dx.y, (float)i1 - (own ? so : 0.0f), acc[r]);
+            }
+        }
+    } else { // Q6_K: 16-element blocks 2w + (0: positions 0..3, 1: 4..7 of each run)
+        const uint4 X0 = *(const uint4 *)(xq + ci * 64 + 16 * c0);
+        const uint4 X1 = *(const uint4 *)(xq + ci * 64 + 16 * c0 + 16);
+        const float2 dx = *(const float2 *)(xd + 2 * ci);
+        const int own = c0 >> 1; // this lane subtracts the offsets of blocks 2 own, 2 own + 1
+        const float2 so = *(const float2 *)(xs + 4 * ci + 2 * own);
+#pragma unroll
+        for (int r = 0; r < C::R; r++) {
+            const uint4 v = s.c[r];
+            uint32_t A, B;
+            int i[4];
+            q6_word(v.x, s.h[r].x, 0, A, B);
+            i[0] = __dp4a((int)A, (int)X0.x, 0);
+            i[1] = __dp4a((int)B, (int)X0.y, 0);
+            q6_word(v.y, s.h[r].x, 1, A, B);
+            i[2] = __dp4a((int)A, (int)X0.z, 0);
+            i[3] = __dp4a((int)B, (int)X0.w, 0);
+            q6_word(v.z, s.h[r].y, 0, A, B);
+            i[0] = __dp4a((int)A, (int)X1.x, i[0]);
+            i[1] = __dp4a((int)B, (int)X1.y, i[1]);
+            q6_word(v.w, s.h[r].y, 1, A, B);
+            i[2] = __dp4a((int)A, (int)X1.z, i[2]);
+            i[3] = __dp4a((int)B, (int)X1.w, i[3]);
+#pragma unroll
+            for (int g = 0; g < 4; g++) {
+                float sg, m;
+                meta_sm<F>(s.mt[r], ci, g, sg, m);
+                const float off = (g >> 1) == own ? ((g & 1) ? so.y : so.x) : 0.0f;
+                acc[r] = fmaf(sg * ((g >> 1) ? dx.y : dx.x), (float)i[g] - off, acc[r]);
+            }
+        }
+    }
+}
+
+template <uint32_t F>
+__global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_params p) {
+    using C = gdq_cfg<F>;
+    constexpr int R = C::R, LPC = C::LPC, CPI = C::CPI;
+    extern __shared__ __align__(16) uint8_t gdq_sm[];
+    __shared__ float red[GEMV_WARPS][R];
+    pdl_trigger();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wk = warp % p.wk, wr = warp / p.wk;
+    const int rows_cta = (GEMV_WARPS / p.wk) * R;
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].ctas) b -= p.m[mi++].ctas;
+    const int t = blockIdx.y;
+    const bool pair = p.pair_act != 0;
+    gemv_rows W;
+    {
+        const gemv_mat &M0 = p.m[pair ? 0 : mi], &M1 = p.m[pair ? 1 : mi];
+        W.codes[0] = M0.codes; W.hi[0] = M0.hi; W.meta[0] = M0.meta;
+        W.codes[1] = M1.codes; W.hi[1] = M1.hi; W.meta[1] = M1.meta;
+        W.code_pitch = (uint32_t)M0.code_pitch; W.hi_pitch = (uint32_t)M0.hi_pitch; W.meta_pitch = (uint32_t)M0.meta_pitch;
+    }
+    int row[R];
+    {
+        const int nrows = p.m[pair ? 0 : mi].rows;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int rr = pair ? b * (rows_cta / 2) + wr * (R / 2) + (r % (R / 2)) : b * rows_cta + wr * R + r;
+            row[r] = min(rr, nrows - 1);
+        }
+    }
+    const int K = p.K, nch = K / 64, nit = (nch + CPI - 1) / CPI;
+    const int nj = nit > wk ? (nit - wk + p.wk - 1) / p.wk : 0;
+    const int csub = lane / LPC, c0 = (lane % LPC) * (4 / LPC);
+    auto chunk = [&](int j) { return (wk + j * p.wk) * CPI + csub; };
+    gdq_slot<F> s0, s1;
+    if (nj > 0 && chunk(0) < nch) gdq_load<F>(s0, W, row, pair, chunk(0), c0);
+    if (nj > 1 && chunk(1) < nch) gdq_load<F>(s1, W, row, pair, chunk(1), c0);
+    pdl_wait(); // x comes from the kernel before
+    int8_t *xq = (int8_t *)gdq_sm;
+    float *xd = (float *)(gdq_sm + K), *xs = xd + K / 32;
+    gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    for (int j = 0; j < nj; j += 2) {
+        int ci = chunk(j);
+        if (ci < nch) gdq_step<F>(s0, xq, xd, xs, ci, c0, acc);
+        if (j + 2 < nj && chunk(j + 2) < nch) gdq_load<F>(s0, W, row, pair, chunk(j + 2), c0);
+        if (j + 1 < nj) {
+            ci = chunk(j + 1);
+            if (ci < nch) gdq_step<F>(s1, xq, xd, xs, ci, c0, acc);
+            if (j + 3 < nj && chunk(j + 3) < nch) gdq_load<F>(s1, W, row, pair, chunk(j + 3), c0);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float v = warp_sum(acc[r]);
+        if (lane == 0) red[warp][r] = v;
+    }
+    __syncthreads();
+    const int i = threadIdx.x;
+    if (!p.pair_act) {
+        if (i < rows_cta) {
+            const int gr = i / R, r = i % R;
+            float v = 0.0f;
+            for (int k = 0; k < p.wk; k++) v += red[gr * p.wk + k][r];
+            const gemv_mat &M = p.m[mi];
+            const int rw = b * rows_cta + i;
+            if (rw < M.rows) {
+                float *y = M.y + (size_t)t * M.ldy + rw;
+                *y = p.accumulate ? *y + v : v;
+            }
+        }
+    } else if (i < rows_cta / 2) {
+        constexpr int H = R / 2;
+        const int gr = i / H, r = i % H;
+        float g = 0.0f, u = 0.0f;
+        for (int k = 0; k < p.wk; k++) {
+            g += red[gr * p.wk + k][r];
+            u += red[gr * p.wk + k][r + H];
+        }
+        const int rw = b * (rows_cta / 2) + i;
+        if (rw < p.m[0].rows)
+            p.act_xp[(size_t)t * p.act_ld + (rw & ~63) + inv_perm64(rw & 63)] = gemv_act(g, p.pair_act - 1) * u;
+    }
+}
+
+// SPARKD_GEMV_DP4A=1: the int8 path also for exact products (A/B; temporary).
+static int g_dp4a = -1;
+extern "C" void cuda_gemv_dp4a_set(int on) { g_dp4a = on ? 1 : 0; }
+static bool gdq_forced() {
+    if (g_dp4a < 0) {
+        const char *s = getenv("SPARKD_GEMV_DP4A");
+        g_dp4a = s && atoi(s) ? 1 : 0;
+    }
+    return g_dp4a == 1;
+}
+
 #define FOR_EACH_QT(X)                                                                      \
     X(QT_F32) X(QT_F16) X(QT_BF16) X(QT_Q8_0) X(QT_Q4_0) X(QT_Q4_1) X(QT_Q5_0) X(QT_Q5_1)    \
     X(QT_Q4_K) X(QT_Q5_K) X(QT_Q6_K) X(QT_MXFP4)
@@ -344,9 +673,18 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     p.ldx = x->K;
     p.xp = x->xp;
     p.accumulate = a->accumulate;
+    // the int8 path: fast precision (exact = 0) or forced; rows of K that fit shared memory
+    const bool dq = gdq_type(type) && (!a->exact || gdq_forced()) && gdq_smem(x->K) <= 46u * 1024u;
     p.wk = gemv_wk(type, x->K);
+    if (dq && g_wk <= 0) {
+        // >= 16 rows per CTA (each CTA quantizes the row: K floats from L2); two warps per
+        // row group where one would leave fewer than two CTAs per SM
+        int rows = 0;
+        for (int i = 0; i < a->n; i++) rows += (int)a->w[i]->rows;
+        p.wk = rows / 32 >= 2 * 132 ? 1 : 2;
+    }
     const qfmt qf = qfmt_of(type);
-    const int R = qf.cbits == 32 ? 1 : (qf.cbits == 16 || qf.hbits) ? 2 : 4; // gemv_cfg::R
+    const int R = dq ? 4 : qf.cbits == 32 ? 1 : (qf.cbits == 16 || qf.hbits) ? 2 : 4; // gemv_cfg::R
     const int rows_cta = (GEMV_WARPS / p.wk) * R;
     if (a->pair_act) {
         p.pair_act = a->pair_act;
@@ -373,6 +711,16 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
         ctas += m.ctas;
     }
     dim3 grid((unsigned)ctas, (unsigned)T);
+    if (dq) {
+        const size_t sm = gdq_smem(x->K);
+        switch (type) {
+#define X(TY)                                                                                \
+    case TY: CUDA_TRY(cuda_launch(gemv_dq_kernel<TY>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
+            X(QT_Q8_0) X(QT_Q4_K) X(QT_Q6_K) X(QT_Q4_0)
+#undef X
+        }
+        return 0;
+    }
     switch (type) {
 #define X(TY)                                                                                \
     case TY: CUDA_TRY(cuda_launch(gemv_kernel<TY>, grid, dim3(GEMV_WARPS * 32), 0, stream, p)); break;

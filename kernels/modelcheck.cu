@@ -60,7 +60,16 @@ extern "C" int cuda_model_check(void *file, const char *path, int kv_type, err *
     // tolerance of the first-step logits: f32 KV stores what the CPU stores; rounding KV
     // to 16 or 8 bits turns 1e-7 input differences into whole-step differences of a few
     // elements (both engines round the same way, from slightly different inputs)
-    const double ltol = kv_type == ENGINE_KV_F32 ? 1e-4 : 1e-3;
+    // Precision fast (SPARKD_MM_FAST, or SPARKD_GEMV_DP4A forcing the int8 GEMV): every
+    // decode product rounds its input to int8 per block of 32 (step amax / 127), an error
+    // of ~(amax / 127) / sqrt(12) ~ 0.6% of the input's RMS per element, ~0.6% of each
+    // product after the sum over K; through the layers the logits move by ~1e-2 (rel L2).
+    // Bound 5e-2: still fails on a wiring bug (wrong input, row, format or path: rel L2 of
+    // order 1); the per-format arithmetic is checked at 2e-6 against an int8 reference by
+    // selftest (gemv-dp4a lines).
+    const bool fast = getenv("SPARKD_MM_FAST") || (getenv("SPARKD_GEMV_DP4A") && atoi(getenv("SPARKD_GEMV_DP4A")));
+    const double ltol = fast ? 5e-2 : kv_type == ENGINE_KV_F32 ? 1e-4 : 1e-3;
+    if (fast) fprintf(f, "# precision fast: logits bound %.0e (int8 decode inputs)\n", ltol);
     std::vector<std::vector<int32_t>> prompts(4), solo(4);
     uint64_t x = 0x5eed1234ull ^ (uint64_t)V;
     auto rnd = [&]() { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x; };
@@ -94,9 +103,11 @@ extern "C" int cuda_model_check(void *file, const char *path, int kv_type, err *
             const bool same = got[i] == solo[i];
             int div = 0;
             while (div < N && div < (int)got[i].size() && got[i][div] == solo[i][div]) div++;
-            fails += !same;
-            fprintf(f, "%s - batched GPU run equals its solo run (prompt %d tokens)%s\n", same ? "ok" : "not ok", lens[i],
-                    same ? "" : " — differs");
+            // precision fast: a batched step runs the tensor-core product where the solo
+            // decode runs the int8 GEMV, so the two may part at a near-tie (reported only)
+            fails += !same && !fast;
+            fprintf(f, "%s - batched GPU run equals its solo run (prompt %d tokens)%s\n",
+                    same ? "ok" : fast ? "# (fast, not checked)" : "not ok", lens[i], same ? "" : " — differs");
             if (!same) fprintf(f, "# first difference at step %d\n", div);
         }
     }

@@ -333,6 +333,148 @@ void test_gemv_pair(uint32_t type, int rows, int K, int act) {
     dfree_all();
 }
 
+// The GEMV's int8 path (exact = 0, gemv.cu): the activation quantized per natural block of
+// 32 the way the kernel does it (d = amax / 127 in f32, q = roundf(x / d)), written here.
+std::vector<float> q8_blocks(const float *x, int K) {
+    std::vector<float> out(K);
+    for (int b = 0; b < K / 32; b++) {
+        float a = 0.0f;
+        for (int i = 0; i < 32; i++) a = fmaxf(a, fabsf(x[32 * b + i]));
+        const float d = a / 127.0f;
+        for (int i = 0; i < 32; i++) {
+            const float q = a == 0.0f ? 0.0f : roundf(x[32 * b + i] / d);
+            out[32 * b + i] = q * d; // q * d: what the kernel's scaled int sums stand for
+        }
+    }
+    return out;
+}
+
+// Two checks of one output set y (rows of W times x): against the dequantized-int8 input
+// xq (only f32 summation order differs: relative to sum |w xq|, tolerance 2e-6), and
+// against the exact f32 input x, bounded per output by sum |w| |x - xq| (+ 1e-5 of sum
+// |w x|): returns the largest |y - exact| / bound, which must stay <= 1.
+struct dq_err { double rel, ratio, bound_rel; };
+dq_err dq_compare(const std::vector<float> &y, const float *W, int N, int K, const std::vector<float> &x,
+                  const std::vector<float> &xq, const std::vector<float> *y0) {
+    dq_err r = {0, 0, 0};
+    double num = 0, den = 0, bnum = 0, bden = 0;
+    for (int n = 0; n < N; n++) {
+        double s = 0, sa = 0, se = 0, sea = 0, bound = 0;
+        const float *wr = W + (size_t)n * K;
+        for (int k = 0; k < K; k++) {
+            s += (double)wr[k] * xq[k]; sa += fabs((double)wr[k] * xq[k]);
+            se += (double)wr[k] * x[k]; sea += fabs((double)wr[k] * x[k]);
+            bound += fabs((double)wr[k]) * fabs((double)x[k] - xq[k]);
+        }
+        if (y0) { s += (*y0)[n]; se += (*y0)[n]; sa += fabs((*y0)[n]); sea += fabs((*y0)[n]); }
+        const double d = y[n] - s;
+        num += d * d; den += sa * sa;
+        const double ratio = fabs(y[n] - se) / (bound + 1e-5 * sea + 1e-30);
+        if (!(ratio <= r.ratio)) r.ratio = ratio; // NaN propagates
+        bnum += bound * bound; bden += sea * sea;
+    }
+    r.rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    r.bound_rel = bden > 0 ? sqrt(bnum / bden) : 0;
+    return r;
+}
+
+void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
+    auto raw = gen_rows(type, N, K);
+    auto W = ref_dequant(type, raw, N, K);
+    cuda_weight w;
+    if (!make_weight(&w, type, raw, N, K)) return;
+    auto x = randn(K, 1.0);
+    for (int k = 0; k < K; k += 97) x[k] *= 20.0f; // outliers: blocks with a large scale
+    for (int k = 64; k < 96 && k < K; k++) x[k] = 0.0f; // an all-zero block (d = 0)
+    auto xq = q8_blocks(x.data(), K);
+    float *dx = dup(x);
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
+    std::vector<float> y0 = accumulate ? randn(N, 1.0) : std::vector<float>();
+    float *dy = (float *)dalloc((size_t)N * 4);
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, 1, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    if (accumulate) cudaMemcpy(dy, y0.data(), (size_t)N * 4, cudaMemcpyHostToDevice);
+    else poison(dy, (size_t)N * 4);
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = 1; a.w[0] = &w; a.y[0] = dy; a.ldy[0] = N; a.accumulate = accumulate; a.exact = 0;
+    cuda_gemv_wk_set(wk);
+    const int rc = cuda_matmul(&a, &m, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    auto y = get(dy, (size_t)N);
+    a.accumulate = 0;
+    const double us = time_us([&] { err e3; cuda_matmul(&a, &m, C->st, &e3); }, 10);
+    cuda_gemv_wk_set(0);
+    int fin = 1;
+    for (float v : y) if (!isfinite(v)) fin = 0;
+    const dq_err r = dq_compare(y, W.data(), N, K, x, xq, accumulate ? &y0 : NULL);
+    char shape[64], note[64];
+    snprintf(shape, sizeof shape, "%s N%d K%d%s wk%d int8-x", tname(type), N, K, accumulate ? " +=" : "", wk);
+    report("gemv-dp4a", shape, r.rel, 2e-6, us, rc == 0 && fin, "(vs int8 x)");
+    snprintf(note, sizeof note, "(|y-exact|/bound; bound ~%.1e of |wx|)", r.bound_rel);
+    report("gemv-dp4a-vs-f32", shape, r.ratio, 1.0, 0, rc == 0 && fin, note);
+    dfree_all();
+}
+
+// Paired gate/up on the int8 path, then the down product (int8 path too) on the pair's
+// output: the chain the engine runs at precision = fast.
+void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
+    auto rg = gen_rows(type, rows, K), ru = gen_rows(type, rows, K), rd = gen_rows(type, dim, rows);
+    auto Wg = ref_dequant(type, rg, rows, K), Wu = ref_dequant(type, ru, rows, K), Wd = ref_dequant(type, rd, dim, rows);
+    cuda_weight wg, wu, wd;
+    if (!make_weight(&wg, type, rg, rows, K) || !make_weight(&wu, type, ru, rows, K) || !make_weight(&wd, type, rd, dim, rows)) return;
+    auto x = randn(K, 1.0);
+    auto xq = q8_blocks(x.data(), K);
+    float *dx = dup(x);
+    cuda_mmin m, out;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
+    cuda_mmin_carve(&out, dalloc(cuda_mmin_bytes(1, rows, CUDA_MMIN_XP)), 1, rows, CUDA_MMIN_XP);
+    float *dummy = (float *)dalloc((size_t)rows * 4), *dy = (float *)dalloc((size_t)dim * 4);
+    poison(out.xp, (size_t)rows * 4);
+    poison(dy, (size_t)dim * 4);
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, 1, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = 2; a.w[0] = &wg; a.w[1] = &wu; a.y[0] = a.y[1] = dummy; a.ldy[0] = a.ldy[1] = rows; a.exact = 0;
+    a.pair_act = act + 1; a.act_out = &out;
+    cuda_mm_args d;
+    memset(&d, 0, sizeof d);
+    d.n = 1; d.w[0] = &wd; d.y[0] = dy; d.ldy[0] = dim; d.exact = 0;
+    const int rc = cuda_matmul(&a, &m, C->st, &e2) || cuda_matmul(&d, &out, C->st, &e2);
+    if (rc) fprintf(C->f, "# gemv-dp4a-pair: %s\n", e2.msg);
+    cudaStreamSynchronize(C->st);
+    auto hp = get(out.xp, (size_t)rows);
+    auto y = get(dy, (size_t)dim);
+    std::vector<double> ref;
+    std::vector<float> got(rows), h(rows);
+    for (int r = 0; r < rows; r++) {
+        double g = 0, u = 0;
+        for (int k = 0; k < K; k++) {
+            g += (double)Wg[(size_t)r * K + k] * xq[k];
+            u += (double)Wu[(size_t)r * K + k] * xq[k];
+        }
+        const double av = act == CUDA_ACT_GELU_TANH ? 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)))
+                                                    : g / (1.0 + exp(-g));
+        ref.push_back(av * u);
+        got[r] = h[r] = hp[(size_t)(r & ~63) + inv_perm64(r & 63)];
+    }
+    int fin;
+    const double er = rel_l2(got.data(), ref.data(), ref.size(), &fin);
+    // the down product on exactly the pair's output (its own quantization of it)
+    auto hq = q8_blocks(h.data(), rows);
+    const dq_err r = dq_compare(y, Wd.data(), dim, rows, h, hq, NULL);
+    int fin2 = 1;
+    for (float v : y) if (!isfinite(v)) fin2 = 0;
+    char shape[64];
+    snprintf(shape, sizeof shape, "%s 2x%d K%d %s int8-x", tname(type), rows, K, act == CUDA_ACT_GELU_TANH ? "gelu_tanh" : "silu");
+    report("gemv-dp4a-pair", shape, er, 1e-5, 0, rc == 0 && fin, "(vs int8 x)");
+    snprintf(shape, sizeof shape, "%s %dx%d on the pair's output", tname(type), dim, rows);
+    report("gemv-dp4a-down", shape, r.rel, 2e-6, 0, rc == 0 && fin2, "(vs int8 x)");
+    dfree_all();
+}
+
 void test_matmul_multi() {
     // three matrices in one launch (q/k/v), GEMV and GEMM
     for (int T : {1, 7}) {
@@ -961,17 +1103,17 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
     float *dx = dup(randn((size_t)Tmax * K, 1.0));
     float *dy = (float *)dalloc((size_t)Tmax * N * 4);
     float *splitk = (float *)dalloc(32u << 20);
-    struct cfg { int T, path, exact; } cfgs[] = {{1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_FORCE_GEMM, 1}, {1, CUDA_MM_FORCE_GEMM, 0},
-                                                {8, CUDA_MM_AUTO, 1}, {32, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 1},
-                                                {64, CUDA_MM_AUTO, 0}, {512, CUDA_MM_AUTO, 1}, {512, CUDA_MM_AUTO, 0}};
+    struct cfg { int T, path, exact, wk; } cfgs[] = {{1, CUDA_MM_AUTO, 1, 0}, {1, CUDA_MM_FORCE_GEMM, 1, 0}, {1, CUDA_MM_FORCE_GEMM, 0, 0},
+                                                {8, CUDA_MM_AUTO, 1, 0}, {32, CUDA_MM_AUTO, 1, 0}, {64, CUDA_MM_AUTO, 1, 0},
+                                                {64, CUDA_MM_AUTO, 0, 0}, {512, CUDA_MM_AUTO, 1, 0}, {512, CUDA_MM_AUTO, 0, 0}};
     std::vector<cfg> list(cfgs, cfgs + sizeof cfgs / sizeof *cfgs);
-    if (decode_only) list = {{1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_AUTO, 1}, {1, CUDA_MM_AUTO, 1},
-                             {1, CUDA_MM_AUTO, 1}, {8, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 1}, {64, CUDA_MM_AUTO, 0}};
-    int li = -1;
+    // decode_only: the f32 GEMV (exact) and the int8 one (exact = 0: "gemv dp4a") with the
+    // built-in K split, then each with K split over 1, 2, 4, 8 warps
+    if (decode_only) list = {{1, CUDA_MM_AUTO, 1, 0}, {1, CUDA_MM_AUTO, 0, 0}, {1, CUDA_MM_AUTO, 1, 1}, {1, CUDA_MM_AUTO, 1, 2},
+                             {1, CUDA_MM_AUTO, 1, 4}, {1, CUDA_MM_AUTO, 1, 8}, {1, CUDA_MM_AUTO, 0, 1}, {1, CUDA_MM_AUTO, 0, 2},
+                             {1, CUDA_MM_AUTO, 0, 4}};
     for (const cfg &c : list) {
-        li++;
-        // decode_only: the GEMV with the built-in K split, then K split over 1, 2, 4, 8 warps
-        int wk = decode_only && li < 5 ? (li == 0 ? 0 : 1 << (li - 1)) : 0;
+        const int wk = c.wk;
         cuda_gemv_wk_set(wk);
         if (type == QUANT_F32 && c.path == CUDA_MM_FORCE_GEMM) continue;
         err e2 = {ERR_OK, {0}};
@@ -990,8 +1132,8 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
         const bool gemv = c.path == CUDA_MM_FORCE_GEMV || type == QUANT_F32 || (c.path == CUDA_MM_AUTO && c.T == 1);
         const double gbs = (double)wb / (us * 1e3), tfl = 2.0 * c.T * N * K / (us * 1e6);
         char kn[32];
-        snprintf(kn, sizeof kn, "%s%s", gemv ? "gemv" : "mma", c.exact ? "" : " f16-in");
-        if (gemv && wk) snprintf(kn, sizeof kn, "gemv wk=%d", wk);
+        snprintf(kn, sizeof kn, "%s%s", gemv ? "gemv" : "mma", c.exact ? "" : gemv ? " dp4a" : " f16-in");
+        if (gemv && wk) snprintf(kn, sizeof kn, "gemv%s wk=%d", c.exact ? "" : " dp4a", wk);
         fprintf(C->f, "| %s | %dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.2f |%s\n", tname(type), N, K, c.T, kn, us,
                 gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tfl, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         fflush(C->f);
@@ -1027,15 +1169,15 @@ extern "C" int cuda_kbench(void *file, err *e) {
     const char *mode = getenv("SPARKD_KBENCH");
     if (mode && !strcmp(mode, "decode")) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
-        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) {
+        // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
+        cuda_gemv_dp4a_set(0);
+        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
             bench_matmul(t, 6144, 4096, probe, true);
             bench_matmul(t, 4096, 4096, probe, true);
             bench_matmul(t, 24576, 4096, probe, true);
             bench_matmul(t, 4096, 12288, probe, true);
+            bench_matmul(t, 151936, 4096, probe, true);
         }
-        bench_matmul(QUANT_Q6_K, 4096, 12288, probe, true);
-        bench_matmul(QUANT_Q6_K, 151936, 4096, probe, true);
-        bench_matmul(QUANT_Q8_0, 151936, 4096, probe, true);
         cudaStreamDestroy(ctx.st);
         cudaEventDestroy(ctx.e0);
         cudaEventDestroy(ctx.e1);
@@ -1070,6 +1212,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         fprintf(ctx.f, "# programmatic dependent launch %s\n", cuda_pdl_enabled() ? "on" : "off");
     }
 
+    cuda_gemv_dp4a_set(0); // exact products stay exact here whatever SPARKD_GEMV_DP4A says
     for (uint32_t t : kTypes) { test_dequant(t, 7, 256); test_dequant(t, 129, 4096); dfree_all(); }
     for (uint32_t t : kTypes) {
         test_matmul(t, 1, 256, 1, CUDA_MM_AUTO, 1, 0, 0, 0);
@@ -1105,6 +1248,19 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         dfree_all();
     }
     cuda_gemv_wk_set(0);
+    // the int8 (dp4a) GEMV of precision = fast: rows and K not multiples of a CTA's work
+    // (16 or 32 rows, 512 / 1024 elements per warp iteration), every K split, accumulate
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int Kodd = t == QUANT_Q8_0 || t == QUANT_Q4_0 ? 2112 : 2304;
+        test_gemv_dq(t, 1, 256, 0, 0);
+        test_gemv_dq(t, 67, Kodd, 0, 0);
+        test_gemv_dq(t, 67, Kodd, 1, 1);
+        test_gemv_dq(t, 1000, Kodd, 0, 2);
+        test_gemv_dq(t, 257, 4096, 0, 4);
+        test_gemv_dq(t, 129, 12288, 1, 8);
+        test_gemv_dq(t, 4097, 4096, 0, 0);
+        test_gemv_dq_pair(t, t == QUANT_Q8_0 ? 384 : 1280, t == QUANT_Q6_K ? 512 : 1024, 259, t == QUANT_Q6_K ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
+    }
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);

@@ -98,12 +98,15 @@ for s in $STEPS; do
         [ '${CHECK_EXTRA:-1}' = 0 ] && exit \$f
         '$BIN' selftest --model-only -m $M/tiny-q4_k_m.gguf --kv f16 || f=\$((f + 1))
         SPARKD_NO_PDL=1 SPARKD_NO_PAIR=1 '$BIN' selftest --model-only -m $M/q8b-L2-q4_k_m.gguf || f=\$((f + 1))
+        # the int8 (dp4a) decode GEMV forced (precision fast's GEMV): its own logits bound 5e-2
+        for g in q8b-L2-q8_0 q8b-L2-q4_k_m tiny-q6_k; do SPARKD_GEMV_DP4A=1 '$BIN' selftest --model-only -m $M/\$g.gguf || f=\$((f + 1)); done
         echo '== information only: single-f16 activations in the tensor-core products (SPARKD_MM_FAST=1)'
         SPARKD_MM_FAST=1 '$BIN' selftest --model-only -m $M/q8b-L2-q4_k_m.gguf | sed 's/^not ok/(fast) not ok/; s/^ok/(fast) ok/'
         exit \$f" ;;
     kbench) step kbench ${T_KBENCH:-150} env SPARKD_KBENCH=decode "$BIN" selftest --bench ;;
     sparkd) if [ "${MODE:-full}" = decode ]; then step sparkd ${T_SPARKD:-400} bash -c "
         for g in $Q8 $Q4; do echo \"== \$g\"; '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
+        for g in $Q8 $Q4; do echo \"== \$g SPARKD_GEMV_DP4A=1\"; SPARKD_GEMV_DP4A=1 '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
         echo \"== $Q4 depth\"
         '$BIN' bench -m $Q4 --device cuda --kv $KV -n 128 --depth $DEPTH --npl 1,8 2>&1 | tail -n 3"
         else step sparkd ${T_SPARKD:-400} bash -c "
@@ -114,6 +117,7 @@ for s in $STEPS; do
         done
         echo \"== $Q4 depth\"
         '$BIN' bench -m $Q4 --device cuda --kv $KV -n 128 --depth $DEPTH --npl 1,8 2>&1 | tail -n 3
+        for g in $Q8 $Q4; do echo \"== \$g SPARKD_GEMV_DP4A=1\"; SPARKD_GEMV_DP4A=1 '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
         for v in SPARKD_NO_PDL SPARKD_NO_PAIR; do
             echo \"== $Q8 \$v=1\"
             env \$v=1 '$BIN' bench -m $Q8 --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 1
