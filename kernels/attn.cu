@@ -701,7 +701,7 @@ extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
     return target + 2 * n;
 }
 
-extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 4; }
+extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 8; }
 
 extern "C" uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl) {
     return (uint64_t)T * n_head * nsl * (uint64_t)(head_dim + 2) * 4;
@@ -710,7 +710,7 @@ extern "C" uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, in
 extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks,
                                   int kv_block, int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot) {
     enum { MAXT = 1024, MAXG = 128 };
-    if (n_tiles < 1 || n_tiles > MAXT || n_items < 2 * n_tiles || group < 1 || group > DEC_ROWS || nsl < 2 || nsl > 64)
+    if (n_tiles < 1 || n_tiles > MAXT || n_items < 2 * n_tiles || group < 1 || group > DEC_ROWS || nsl < 8 || nsl > 64)
         return -1;
     memset(items, 0, (size_t)n_items * sizeof *items);
     const int gmax = DEC_ROWS / group < CUDA_ATTN_MEMBERS ? DEC_ROWS / group : CUDA_ATTN_MEMBERS;
@@ -782,7 +782,7 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
     int n_used = 0;
     for (int k = 0; k < ng; k++) { // cascade items: member slots from 0
         const cuda_attn_item gi = grp[k];
-        int np = parts_of(gi.p1, nsl / 2);
+        int np = parts_of(gi.p1, nsl - 4); // (>= 4 slots left for each member's own rest)
         if (np > n_items - n_used - n_tiles) np = n_items - n_used - n_tiles;
         for (int p = 0; p < np; p++) {
             cuda_attn_item *x = &items[n_used++];

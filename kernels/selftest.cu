@@ -635,7 +635,7 @@ struct attn_case {
     int check;                // query tokens compared per sequence (0 = all)
     int p64 = 0;              // out rows in P64 order (the f32 input of the next GEMV)
     int dec = 0;              // 1: the decode plan (tensor-core kernel, cuda_attn_dec_plan); one token per sequence
-    std::vector<int> shared;  // per sequence: leading blocks that are sequence 0's (same ids: a shared prefix)
+    std::vector<int> shared = {}; // per sequence: leading blocks that are sequence 0's (same ids: a shared prefix)
 };
 
 int st_sms() {
