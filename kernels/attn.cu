@@ -14,6 +14,7 @@
 #include "cuda_kern.h"
 
 #include <cuda_fp8.h>
+#include <string.h>
 
 #include "kern_util.cuh"
 
@@ -372,6 +373,457 @@ static int attn_launch(const att_params &P, dim3 grid, size_t smem, void *stream
     return 0;
 }
 
+// ================================================================ decode on the tensor cores
+//
+// One CTA (4 warps) takes one plan item (cuda_attn_item) and one KV head: the rows are the
+// item's member tokens x the G query heads of that KV head (up to 32 rows = two m16 tiles),
+// so every K/V row is read from memory once for all of them: the G heads of a GQA group at
+// batch 1, and member tokens x G at once for a prefix that several sequences share (their
+// block tables hold the same block ids: the plan's cascade items). The positions of the item
+// go by in steps of 16; warp w takes steps w, w + 4, ..., each step's 16 K and 16 V rows
+// copied global -> the warp's own shared buffer with cp.async (16-byte chunks, two stages:
+// the next step's rows are in flight while this one is computed), then
+//   S (rows x 16) = Q K^T   mma.sync m16n8k16, K fragments by ldmatrix from the K rows,
+//   online softmax per row (exp2; scale * log2 e folded into Q),
+//   O += P V                mma.sync m16n8k16, V fragments by ldmatrix.trans.
+// Q and P are f32 values split into f16 hi + lo halves, each multiplied (two MMAs): with K
+// and V exact in f16 the products keep ~22 bits, the f32 kernel's accuracy (tolerance 2e-5),
+// at twice the tensor work, which is still far below the time of the bytes. The 4 warps'
+// partials merge in shared memory; the CTA writes one (O, max, sum) partial per row into its
+// token's slot; attn_dec_combine merges a token's slots by log-sum-exp (sinks added there).
+
+#define DEC_WARPS 4
+#define DEC_ROWS 32 // rows per CTA (2 m-tiles)
+#define DEC_STEP 16 // positions per warp step
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void ldsm4(uint32_t *r, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm4t(uint32_t *r, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// (x, y) -> f16x2 hi and the f16x2 of what hi missed
+__device__ __forceinline__ void split2(float x, float y, uint32_t &hi, uint32_t &lo) {
+    const __half2 h = __floats2half2_rn(x, y);
+    const float2 hf = __half22float2(h);
+    const __half2 l = __floats2half2_rn(x - hf.x, y - hf.y);
+    hi = *(const uint32_t *)&h;
+    lo = *(const uint32_t *)&l;
+}
+
+template <int D> struct dec_smem {
+    static constexpr int LD = D + 8;                          // halves per row (16 B pad: ldmatrix banks)
+    static constexpr int Q = 2 * DEC_ROWS * LD * 2;           // Q hi, lo (bytes)
+    static constexpr int STAGE = 2 * DEC_STEP * LD * 2;       // K + V rows of one step
+    static constexpr int KV = DEC_WARPS * 2 * STAGE;          // 2 stages per warp
+    static constexpr int PART = DEC_WARPS * DEC_ROWS * (D + 2) * 4; // the warps' partials (reuses KV)
+    static constexpr int TOTAL = Q + (KV > PART ? KV : PART);
+};
+
+template <int D>
+__global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_attn_args a) {
+    using SM = dec_smem<D>;
+    constexpr int LD = SM::LD, NT = D / 8; // dim n-tiles of O
+    extern __shared__ __align__(16) uint8_t dsm[];
+    __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * LD;
+    uint8_t *kvs = dsm + SM::Q;
+    pdl_trigger();
+    pdl_wait();
+    const cuda_attn_item &it = a.plan[blockIdx.x]; // (read in place: a local copy would sit in local memory)
+    if (it.n <= 0) return;
+    const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = it.n * G;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c = lane & 3;
+    const float qsc = a.scale * 1.4426950408889634f;
+
+    // the range after the window: [lo, hi) in steps of DEC_STEP, this item's part of it
+    int minpos = 1 << 30, maxpos = 0;
+    for (int m = 0; m < it.n; m++) {
+        const int p = a.tiles[it.tile[m]].pos0;
+        minpos = min(minpos, p);
+        maxpos = max(maxpos, p);
+    }
+    int lo = it.p0, hi = min(it.p1, maxpos + 1);
+    if (a.window > 0) lo = max(lo, minpos - a.window + 1);
+    const int nsteps_all = hi > lo ? (hi - lo + DEC_STEP - 1) / DEC_STEP : 0;
+    const int per = (nsteps_all + it.nparts - 1) / it.nparts;
+    const int s0 = it.part * per, s1 = min(nsteps_all, s0 + per);
+    const int seq0 = a.tiles[it.tile[0]].seq; // member 0's table holds every position of the range
+    const int32_t *btab = a.block_tables + (size_t)seq0 * a.max_blocks;
+
+    // Q rows (member r / G, head hk * G + r % G) * scale * log2 e -> f16 hi, lo; rows >= R zero
+    for (int idx = threadIdx.x; idx < DEC_ROWS * (D / 2); idx += blockDim.x) {
+        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        float x = 0.0f, y = 0.0f;
+        if (r < R) {
+            const float *q = a.q + (size_t)a.tiles[it.tile[r / G]].t0 * a.ldq + (size_t)(hk * G + r % G) * D + d;
+            x = q[0] * qsc;
+            y = q[1] * qsc;
+        }
+        uint32_t h_, l_;
+        split2(x, y, h_, l_);
+        *(uint32_t *)(qh + r * LD + d) = h_;
+        *(uint32_t *)(ql + r * LD + d) = l_;
+    }
+    // per-lane rows: mt * 16 + g + 8 * hh; their token position (masking) or -1 (padding)
+    int rpos[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = mt * 16 + g + 8 * hh;
+            rpos[mt][hh] = r < R ? a.tiles[it.tile[r / G]].pos0 : -1;
+        }
+    const int nmt = R > 16 ? 2 : 1;
+    __syncthreads();
+
+    float o[2][NT][4], mrow[2][2], lrow[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) mrow[mt][hh] = -INFINITY, lrow[mt][hh] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+    }
+    __half *wbuf = (__half *)(kvs + (size_t)warp * 2 * SM::STAGE); // [stage][K 16 x LD | V 16 x LD]
+    const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+    // stage the K and V rows of step s (positions lo + 16 s ..; past hi: the last valid row)
+    auto issue = [&](int s, int stage) {
+        __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * LD, *vb = kb + DEC_STEP * LD;
+        const int p = min(lo + s * DEC_STEP + (lane & 15), hi - 1);
+        const size_t row = ((size_t)btab[p / a.kv_block] * a.n_kv + hk) * a.kv_block + p % a.kv_block;
+        constexpr int CH = D / 8; // 16-byte chunks per row
+#pragma unroll
+        for (int i = 0; i < DEC_STEP * CH / 32; i++) {
+            const int j = lane + 32 * i, rr = j / CH, ch = j % CH;
+            const size_t rw = __shfl_sync(0xffffffffu, (unsigned long long)row, rr);
+            cp_async16(kb + rr * LD + ch * 8, K + rw * D + ch * 8);
+            cp_async16(vb + rr * LD + ch * 8, V + rw * D + ch * 8);
+        }
+    };
+    int s = s0 + warp;
+    if (s < s1) issue(s, 0);
+    cp_commit();
+    for (int stage = 0; s < s1; s += DEC_WARPS, stage ^= 1) {
+        if (s + DEC_WARPS < s1) issue(s + DEC_WARPS, stage ^ 1);
+        cp_commit();
+        cp_wait<1>();
+        __syncwarp();
+        const __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * LD, *vb = kb + DEC_STEP * LD;
+        const int p0 = lo + s * DEC_STEP;
+        // S = Q K^T: two n-tiles of 8 positions
+        float sc[2][2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            uint32_t kf[4]; // b0, b1 of positions 0-7, then of 8-15
+            ldsm4(kf, kb + ((lane >> 4) * 8 + (lane & 7)) * LD + ks * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                if (mt >= nmt) break;
+                uint32_t ah[4], al[4];
+                const int qo = (mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + ks * 16 + (lane >> 4) * 8;
+                ldsm4(ah, qh + qo);
+                ldsm4(al, ql + qo);
+                mma16816(sc[mt][0], ah, kf[0], kf[1]);
+                mma16816(sc[mt][0], al, kf[0], kf[1]);
+                mma16816(sc[mt][1], ah, kf[2], kf[3]);
+                mma16816(sc[mt][1], al, kf[2], kf[3]);
+            }
+        }
+        // online softmax; P as the A operand of P V (hi, lo)
+        uint32_t ph[2][4], pl[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            if (mt >= nmt) break;
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int pr = rpos[mt][hh];
+                float v[4];
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int p = p0 + nt * 8 + 2 * c + e;
+                        const bool ok = p < hi && p <= pr && (a.window <= 0 || p > pr - a.window);
+                        v[nt * 2 + e] = ok ? sc[mt][nt][2 * hh + e] : -INFINITY;
+                    }
+                float mx = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mn = fmaxf(mrow[mt][hh], mx);
+                const float corr = mn == -INFINITY ? 1.0f : exp2f(mrow[mt][hh] - mn);
+                mrow[mt][hh] = mn;
+                float ps = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    v[i] = mn == -INFINITY ? 0.0f : exp2f(v[i] - mn);
+                    ps += v[i];
+                }
+                lrow[mt][hh] = lrow[mt][hh] * corr + ps;
+#pragma unroll
+                for (int n = 0; n < NT; n++) o[mt][n][2 * hh] *= corr, o[mt][n][2 * hh + 1] *= corr;
+                // a0 (row g, k 2c..) = n-tile 0, a1 (row g + 8) , a2 (row g, k 8 + 2c..) = n-tile 1, a3
+                split2(v[0], v[1], ph[mt][hh], pl[mt][hh]);
+                split2(v[2], v[3], ph[mt][2 + hh], pl[mt][2 + hh]);
+            }
+        }
+        // O += P V: V fragments of dims 16 j .. 16 j + 15 (two n-tiles) per ldmatrix.trans
+#pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            uint32_t vf[4];
+            ldsm4t(vf, vb + (((lane >> 3) & 1) * 8 + (lane & 7)) * LD + j * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                if (mt >= nmt) break;
+                mma16816(o[mt][2 * j], ph[mt], vf[0], vf[1]);
+                mma16816(o[mt][2 * j], pl[mt], vf[0], vf[1]);
+                mma16816(o[mt][2 * j + 1], ph[mt], vf[2], vf[3]);
+                mma16816(o[mt][2 * j + 1], pl[mt], vf[2], vf[3]);
+            }
+        }
+        __syncwarp(); // this stage is refilled next iteration but one
+    }
+    cp_wait<0>();
+    __syncthreads(); // every warp done with its buffers: they become the partials
+
+    // the warps' partials -> shared [warp][row][D + 2] (max and sum in log2 units)
+    float *part = (float *)kvs;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float l = lrow[mt][hh];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int r = mt * 16 + g + 8 * hh;
+            float *dst = part + ((size_t)warp * DEC_ROWS + r) * (D + 2);
+            if (mt < nmt) {
+#pragma unroll
+                for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[mt][n][2 * hh], o[mt][n][2 * hh + 1]);
+            }
+            if (c == 0) dst[D] = mt < nmt ? mrow[mt][hh] : -INFINITY, dst[D + 1] = mt < nmt ? l : 0.0f;
+        }
+    }
+    __syncthreads();
+    // merge the warps: thread d of each row; one partial per row to its token's slot
+    for (int r = 0; r < R; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) mx = fmaxf(mx, part[((size_t)w * DEC_ROWS + r) * (D + 2) + D]);
+        const int mem = r / G, h = hk * G + r % G;
+        float *dst = a.work + (((size_t)a.tiles[it.tile[mem]].t0 * a.n_head + h) * a.plan_nsl + it.slot[mem]) * (D + 2);
+        for (int d = threadIdx.x; d < D + 1; d += blockDim.x) {
+            float acc = 0.0f, ls = 0.0f;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const float *src = part + ((size_t)w * DEC_ROWS + r) * (D + 2);
+                const float cw = src[D] == -INFINITY ? 0.0f : exp2f(src[D] - mx);
+                if (d < D) acc += src[d] * cw;
+                else ls += src[D + 1] * cw;
+            }
+            if (d < D) dst[d] = acc;
+            else dst[D] = mx, dst[D + 1] = ls;
+        }
+    }
+}
+
+// grid (n_tiles, n_head), D threads: merges the plan_nslot[tile] partials of the tile's
+// token and head h (log2 units), adds the sink, writes the output row.
+template <int D>
+__global__ __launch_bounds__(D) void attn_dec_combine(const cuda_attn_args a) {
+    __shared__ float w[64 + 1];
+    pdl_trigger();
+    pdl_wait();
+    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x;
+    const int ns = a.plan_nslot[blockIdx.x]; // (tile blockIdx.x: one token, t)
+    const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (D + 2);
+    if (ns <= 0) return; // (a token the plan does not cover: none in a decode batch)
+    __shared__ float sm_mx, sm_l;
+    if (d < 32) {
+        float mx = -INFINITY;
+        for (int s = d; s < ns; s += 32) mx = fmaxf(mx, part[(size_t)s * (D + 2) + D]);
+        mx = warp_max(mx);
+        const float sk = a.sinks ? a.sinks[h] * 1.4426950408889634f : -INFINITY;
+        const float M = fmaxf(mx, sk);
+        float l = 0.0f;
+        for (int s = d; s < ns; s += 32) {
+            const float ms = part[(size_t)s * (D + 2) + D];
+            const float cw = ms == -INFINITY ? 0.0f : exp2f(ms - M);
+            w[s] = cw;
+            l += cw * part[(size_t)s * (D + 2) + D + 1];
+        }
+        l = warp_sum(l);
+        if (d == 0) {
+            if (a.sinks && M != -INFINITY) l += exp2f(sk - M);
+            sm_l = l;
+            sm_mx = M;
+        }
+    }
+    __syncthreads();
+    const float inv = sm_l > 0.0f ? 1.0f / sm_l : 0.0f;
+    float acc[4] = {0, 0, 0, 0};
+    int s = 0;
+    for (; s + 4 <= ns; s += 4) {
+#pragma unroll
+        for (int u = 0; u < 4; u++) acc[u] += w[s + u] * part[(size_t)(s + u) * (D + 2) + d];
+    }
+    for (; s < ns; s++) acc[0] += w[s] * part[(size_t)s * (D + 2) + d];
+    const float v = (acc[0] + acc[1] + acc[2] + acc[3]) * inv;
+    float *row = a.out + (size_t)t * a.ldo;
+    row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
+}
+
+extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type) {
+    return kv_type == CUDA_KV_F16 && (head_dim == 64 || head_dim == 128) && n_kv > 0 && n_head % n_kv == 0 &&
+           n_head / n_kv <= DEC_ROWS;
+}
+
+extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
+    const int target = (4 * sms + n_kv - 1) / (n_kv > 0 ? n_kv : 1); // ~4 CTAs per SM
+    return target + 2 * n;
+}
+
+extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 8; }
+
+extern "C" uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl) {
+    return (uint64_t)T * n_head * nsl * (uint64_t)(head_dim + 2) * 4;
+}
+
+extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks,
+                                  int kv_block, int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot) {
+    enum { MAXT = 1024, MAXG = 128 };
+    if (n_tiles < 1 || n_tiles > MAXT || n_items < 2 * n_tiles || group < 1 || group > DEC_ROWS || nsl < 8 || nsl > 64)
+        return -1;
+    memset(items, 0, (size_t)n_items * sizeof *items);
+    const int gmax = DEC_ROWS / group < CUDA_ATTN_MEMBERS ? DEC_ROWS / group : CUDA_ATTN_MEMBERS;
+    const int target = n_items - 2 * n_tiles; // items for the proportional split (cuda_attn_dec_items)
+    // groups: tile i takes later ungrouped tiles (up to gmax members) whose table starts with
+    // its first block; the shared run = their common leading block ids, clipped to the lowest
+    // position + 1 (every member attends to all of it). own0[t]: where t's own pass starts.
+    int own0[MAXT];
+    bool taken[MAXT];
+    for (int t = 0; t < n_tiles; t++) own0[t] = 0, taken[t] = false, nslot[t] = 0;
+    cuda_attn_item grp[MAXG];
+    int ng = 0;
+    int64_t total = 0; // positions read (a shared run once)
+    for (int t = 0; t < n_tiles; t++) total += tiles[t].pos0 + 1;
+    for (int i = 0; i < n_tiles && ng < MAXG && gmax > 1; i++) {
+        if (taken[i]) continue;
+        // candidates: ungrouped later tiles of other sequences, by the blocks they share with
+        // tile i (common leading ids), longest first; keep the first m that save the most
+        // reads, m x shared positions
+        const int32_t *bi = bt + (size_t)tiles[i].seq * max_blocks;
+        const int nbi = tiles[i].pos0 / kv_block + 1;
+        int cand[CUDA_ATTN_MEMBERS - 1], ck[CUDA_ATTN_MEMBERS - 1], nc = 0;
+        for (int j = i + 1; j < n_tiles; j++) {
+            if (taken[j] || tiles[j].seq == tiles[i].seq) continue;
+            const int32_t *bj = bt + (size_t)tiles[j].seq * max_blocks;
+            if (bj[0] != bi[0]) continue;
+            const int nbj = tiles[j].pos0 / kv_block + 1;
+            int k = 0;
+            while (k < nbi && k < nbj && bj[k] == bi[k]) k++;
+            int x; // insertion into the gmax - 1 longest
+            if (nc < gmax - 1) {
+                x = nc++;
+            } else {
+                if (k <= ck[nc - 1]) continue;
+                x = nc - 1;
+            }
+            while (x > 0 && ck[x - 1] < k) cand[x] = cand[x - 1], ck[x] = ck[x - 1], x--;
+            cand[x] = j;
+            ck[x] = k;
+        }
+        int best = 0, best_ls = 0, minpos = tiles[i].pos0;
+        int64_t best_save = 0;
+        for (int m = 1; m <= nc; m++) {
+            if (tiles[cand[m - 1]].pos0 < minpos) minpos = tiles[cand[m - 1]].pos0;
+            int ls = ck[m - 1] * kv_block; // (ck is descending: the m-th is the common run)
+            if (ls > minpos + 1) ls = minpos + 1;
+            if ((int64_t)m * ls > best_save) best_save = (int64_t)m * ls, best = m, best_ls = ls;
+        }
+        if (best < 1 || best_ls < 4 * DEC_STEP) continue;
+        cuda_attn_item *gi = &grp[ng++];
+        memset(gi, 0, sizeof *gi);
+        gi->n = best + 1;
+        gi->p1 = best_ls;
+        gi->tile[0] = (int16_t)i;
+        for (int m = 0; m < best; m++) gi->tile[m + 1] = (int16_t)cand[m];
+        for (int m = 0; m < gi->n; m++) {
+            taken[gi->tile[m]] = true;
+            own0[gi->tile[m]] = best_ls;
+        }
+        total -= (int64_t)best * best_ls; // the shared run is read once, not n times
+    }
+    auto parts_of = [&](int64_t len, int cap) {
+        int64_t k = total > 0 ? (len * target + total / 2) / total : 1;
+        const int64_t kmax = (len + 8 * DEC_STEP - 1) / (8 * DEC_STEP); // >= 8 steps (2 per warp) an item
+        if (k > kmax) k = kmax;
+        if (k > cap) k = cap;
+        return (int)(k < 1 ? 1 : k);
+    };
+    int n_used = 0;
+    for (int k = 0; k < ng; k++) { // cascade items: member slots from 0
+        const cuda_attn_item gi = grp[k];
+        int np = parts_of(gi.p1, nsl - 4); // (>= 4 slots left for each member's own rest)
+        if (np > n_items - n_used - n_tiles) np = n_items - n_used - n_tiles;
+        for (int p = 0; p < np; p++) {
+            cuda_attn_item *x = &items[n_used++];
+            *x = gi;
+            x->part = p;
+            x->nparts = np;
+            for (int m = 0; m < gi.n; m++) x->slot[m] = (int16_t)nslot[gi.tile[m]]++;
+        }
+    }
+    for (int t = 0; t < n_tiles; t++) { // every tile's own rest (an item even when empty: a slot)
+        const int len = tiles[t].pos0 + 1 - own0[t];
+        int np = parts_of(len > 0 ? len : 1, nsl - nslot[t]);
+        if (np > n_items - n_used - (n_tiles - 1 - t)) np = n_items - n_used - (n_tiles - 1 - t);
+        if (np < 1) return -1; // cannot happen: n_items >= target + 2 n_tiles
+        for (int p = 0; p < np; p++) {
+            cuda_attn_item *x = &items[n_used++];
+            x->n = 1;
+            x->p0 = own0[t];
+            x->p1 = tiles[t].pos0 + 1;
+            x->part = p;
+            x->nparts = np;
+            x->tile[0] = (int16_t)t;
+            x->slot[0] = (int16_t)nslot[t]++;
+        }
+    }
+    return n_used;
+}
+
+template <int D>
+static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(attn_dec_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, dec_smem<D>::TOTAL));
+        attr = true;
+    }
+    CUDA_TRY(cuda_launch(attn_dec_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
+                         (size_t)dec_smem<D>::TOTAL, stream, *a));
+    CUDA_TRY(cuda_launch(attn_dec_combine<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+    return 0;
+}
+
 extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
     if (!a || !a->q || !a->out || !a->tiles || a->n_tiles < 1 || a->n_tiles > 65535 || a->n_head < 1 ||
         a->n_kv < 1 || a->n_head % a->n_kv || a->head_dim < 8 || a->head_dim > ATT_DMAX || a->head_dim % 8 ||
@@ -380,6 +832,12 @@ extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
         ((a->kv_type == CUDA_KV_Q8 || a->kv_type == CUDA_KV_FP8) && (!a->kv.k_scale || !a->kv.v_scale)))
         return err_set(e, ERR_INVALID, "cuda_attention: bad arguments (heads %d/%d, head_dim %d, split %d)",
                        a ? a->n_head : 0, a ? a->n_kv : 0, a ? a->head_dim : 0, a ? a->n_split : 0);
+    if (a->plan) {
+        if (!cuda_attn_dec_ok(a->n_head, a->n_kv, a->head_dim, a->kv_type) || a->plan_items < 1 || !a->plan_nslot ||
+            !a->work || a->plan_nsl < 1 || a->plan_nsl > 64 || a->n_kv > 65535)
+            return err_set(e, ERR_INVALID, "cuda_attention: bad decode plan (items %d, slots %d)", a->plan_items, a->plan_nsl);
+        return a->head_dim == 64 ? attn_dec_launch<64>(a, stream, e) : attn_dec_launch<128>(a, stream, e);
+    }
     att_params P;
     P.a = *a;
     P.G = a->n_head / a->n_kv;

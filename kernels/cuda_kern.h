@@ -253,7 +253,37 @@ typedef struct cuda_attn_args {
                        * cuda_attn_work_bytes_tokens(T, ...) for tokens [0, T) of the batch) */
     int out_p64;      /* 1: out rows are written in P64 order (the f32 mm input of the next
                        * product, cuda_mmin.xp with K = n_head * hd, ldo = K) */
+    /* Decode plan (optional; every tile one token, f16 KV, cuda_attn_dec_ok): when set,
+     * the tensor-core decode kernel runs the plan's items instead of n_split, writing
+     * partials to work (cuda_attn_dec_work_bytes) that a log-sum-exp combine merges. */
+    const struct cuda_attn_item *plan; /* device (plan_items) */
+    const int32_t *plan_nslot;         /* device (T): partial slots of token t */
+    int plan_items, plan_nsl;          /* grid.x of the kernel; slots per token */
 } cuda_attn_args;
+
+/* One work item of the decode plan: positions [p0, p1) of KV head blockIdx.y for the n
+ * member tokens (tile indices; n > 1 only when they share the physical blocks holding
+ * [p0, p1): the shared-prefix "cascade" pass), part `part` of `nparts` of that range after
+ * the layer's window clips it. Member m's partial goes to slot[m] of its token. n = 0: idle. */
+#define CUDA_ATTN_MEMBERS 8
+typedef struct cuda_attn_item {
+    int32_t n, p0, p1, part, nparts;
+    int16_t tile[CUDA_ATTN_MEMBERS], slot[CUDA_ATTN_MEMBERS];
+} cuda_attn_item;
+/* Whether the decode kernel takes this shape (kv_type f16, head_dim 64 or 128, group <= 32). */
+int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type);
+/* Items of the plan grid for a decode batch of n tokens (fixed per n: graphs replay it). */
+int cuda_attn_dec_items(int n, int n_kv, int sms);
+/* Partial slots per token for batches of up to max_seqs tokens. */
+int cuda_attn_dec_nsl(int max_seqs);
+uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);
+/* Host: fills items[0, n_items) (idle ones n = 0) and nslot[0, n_tiles) for decode tiles
+ * (host copies, n == 1 each, t0 = token index = tile index) with block tables bt (n_seq,
+ * max_blocks): groups of tiles whose tables start with the same block ids get one pass over
+ * that shared run (cascade), every tile one over its own rest; ranges split over the items
+ * in proportion to their length. No allocation. Returns the items used. */
+int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks, int kv_block,
+                       int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot);
 uint64_t cuda_attn_work_bytes(int n_tiles, int n_head, int n_kv, int head_dim, int n_split);
 uint64_t cuda_attn_work_bytes_tokens(int T, int n_head, int head_dim, int n_split);
 int cuda_attention(const cuda_attn_args *a, void *stream, err *e);

@@ -71,6 +71,7 @@ struct cuda_layout {
     int sms;             // multiprocessors (split heuristics)
     int split_tokens;    // batches of at most this many tokens may split attention CU_ATT_SPLIT_MAX ways
     uint64_t attn_work;  // bytes of attention partials
+    int dec, dec_items, dec_nsl; // decode attention from a plan (attn.cu, cuda_attn_dec_plan): on, grid items, slots per token
     uint64_t weights, kv, work, staging;
     uint64_t kv_layer_elems; // elements of one layer's K (= V) pool
     uint64_t meta_bytes;
@@ -128,6 +129,9 @@ struct engine {
     int32_t *d_tok, *d_pos, *d_seq, *d_bt, *d_rows_out;
     cuda_attn_tile *d_tiles;
     int n_tiles, n_out, n_split;
+    cuda_attn_item *d_items; // (lay.dec_items) decode plan of this step
+    int32_t *d_nslot;        // (S) its partial slots per token
+    int dec_items;           // > 0: this step's attention runs the plan over this many items
 
     // host state
     uint8_t *h_stage;   // pinned: weight staging, then sampling inputs/outputs
@@ -324,6 +328,15 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
         const uint64_t a1 = cuda_attn_work_bytes_tokens(l->split_tokens, hp->n_head, hp->head_dim, CU_ATT_SPLIT_MAX);
         const uint64_t a2 = cuda_attn_work_bytes_tokens(l->T, hp->n_head, hp->head_dim, CU_ATT_SPLIT_WIDE);
         l->attn_work = a1 > a2 ? a1 : a2;
+        // the tensor-core decode kernel (SPARKD_ATTN_OLD=1: the kernel above for decode too, A/B)
+        l->dec = cuda_attn_dec_ok(hp->n_head, hp->n_head_kv, hp->head_dim, (int)kt) && l->S <= 1024 &&
+                 !getenv("SPARKD_ATTN_OLD");
+        if (l->dec) {
+            l->dec_items = cuda_attn_dec_items(l->S, hp->n_head_kv, l->sms);
+            l->dec_nsl = cuda_attn_dec_nsl(l->S);
+            const uint64_t a3 = cuda_attn_dec_work_bytes(l->S, hp->n_head, hp->head_dim, l->dec_nsl);
+            if (a3 > l->attn_work) l->attn_work = a3;
+        }
     }
     const uint64_t T = (uint64_t)l->T, S = (uint64_t)l->S, V = (uint64_t)l->V;
     uint64_t w = 0;
@@ -344,6 +357,7 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     w += a256(S * 256 * 4) * 2;                    // logit bias (256 per row)
     w += a256(2 * S * 64 * 4);                     // pending accepts
     l->meta_bytes = a256(T * 4) * 3 + a256(S * l->max_blocks * 4) + a256(S * 4) + a256(l->max_tiles * sizeof(cuda_attn_tile));
+    l->meta_bytes += a256((uint64_t)l->dec_items * sizeof(cuda_attn_item)) + a256(S * 4); // decode plan, its slot counts
     w += l->meta_bytes;
     w += CU_STAGE;                                 // device side of the weight upload
     w += CU_SPLITK;                                // split-K partials of small products
@@ -728,6 +742,8 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         g->d_bt = (int32_t *)carve(S * l.max_blocks * 4);
         g->d_rows_out = (int32_t *)carve(S * 4);
         g->d_tiles = (cuda_attn_tile *)carve(l.max_tiles * sizeof(cuda_attn_tile));
+        g->d_items = (cuda_attn_item *)carve((uint64_t)l.dec_items * sizeof(cuda_attn_item));
+        g->d_nslot = (int32_t *)carve(S * 4);
         g->used_work += l.meta_bytes;
         C_TRY(cudaMemsetAsync(g->counts, 0, S * V * 4, g->st));
     }
@@ -967,6 +983,9 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         aa.kv_block = CU_KV_BLOCK; aa.block_tables = g->d_bt; aa.max_blocks = l.max_blocks; aa.tiles = g->d_tiles;
         aa.n_tiles = g->n_tiles; aa.n_head = hp->n_head; aa.n_kv = hp->n_head_kv; aa.head_dim = hp->head_dim;
         aa.scale = A->scale; aa.window = A->window; aa.sinks = W->sinks; aa.n_split = g->n_split; aa.work = g->attn_work;
+        if (g->dec_items > 0) {
+            aa.plan = g->d_items; aa.plan_nslot = g->d_nslot; aa.plan_items = g->dec_items; aa.plan_nsl = l.dec_nsl;
+        }
         if (g->in_q.forms == CUDA_MMIN_XP) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself
             aa.out = g->in_q.xp;
@@ -1043,6 +1062,8 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
             *seq = (int32_t *)carve((uint64_t)l.T * 4), *bt = (int32_t *)carve((uint64_t)l.S * l.max_blocks * 4),
             *rows = (int32_t *)carve((uint64_t)l.S * 4);
     cuda_attn_tile *tiles = (cuda_attn_tile *)carve((uint64_t)l.max_tiles * sizeof(cuda_attn_tile));
+    cuda_attn_item *items = (cuda_attn_item *)carve((uint64_t)l.dec_items * sizeof(cuda_attn_item));
+    int32_t *nslot = (int32_t *)carve((uint64_t)l.S * 4);
     int T = 0, n_out = 0, n_tiles = 0, max_ctx = 0, decode = 1;
     for (int i = 0; i < n; i++) {
         const engine_seq *s = &seqs[i];
@@ -1083,6 +1104,14 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     // graphs are replayed at any context length: their split is fixed by the batch size
     if (decode && g->use_graphs)
         split = n * hp->n_head_kv < 2 * g->sms && n <= l.split_tokens ? CU_ATT_SPLIT_MAX : CU_ATT_SPLIT_WIDE;
+    // one token per sequence: the decode plan (groups sharing leading blocks read them once)
+    g->dec_items = 0;
+    if (l.dec && n_tiles == n && T == n) {
+        const int ni = cuda_attn_dec_items(n, hp->n_head_kv, l.sms);
+        if (cuda_attn_dec_plan(tiles, n_tiles, bt, l.max_blocks, CU_KV_BLOCK, hp->n_head / hp->n_head_kv, ni, l.dec_nsl,
+                               items, nslot) > 0)
+            g->dec_items = ni;
+    }
     G_TRY(cudaMemcpyAsync(g->d_meta, g->h_meta, l.meta_bytes, cudaMemcpyHostToDevice, g->st));
     g->n_tiles = n_tiles;
     g->n_out = n_out;

@@ -28,7 +28,7 @@ namespace {
 // ----------------------------------------------------------------------------- plumbing
 
 struct row_t {
-    char kernel[24], shape[64], note[64];
+    char kernel[24], shape[160], note[64];
     double err, tol, us;
     int ok;
 };
@@ -776,7 +776,15 @@ struct attn_case {
     std::vector<int> n, pos0; // per sequence: new tokens, position of the first
     int check;                // query tokens compared per sequence (0 = all)
     int p64 = 0;              // out rows in P64 order (the f32 input of the next GEMV)
+    int dec = 0;              // 1: the decode plan (tensor-core kernel, cuda_attn_dec_plan); one token per sequence
+    std::vector<int> shared = {}; // per sequence: leading blocks that are sequence 0's (same ids: a shared prefix)
 };
+
+int st_sms() {
+    int sms = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || sms < 1) cudaGetLastError(), sms = 132;
+    return sms;
+}
 
 void test_attn(const attn_case &c) {
     const int kvb = 16, nseq = (int)c.n.size(), H = c.n_head, HK = c.n_kv, D = c.D, G = H / HK;
@@ -789,6 +797,8 @@ void test_attn(const attn_case &c) {
     for (int i = n_blocks - 1; i > 0; i--) std::swap(perm[i], perm[C->rng.below(i + 1)]);
     std::vector<int32_t> bt((size_t)nseq * max_blocks);
     for (size_t i = 0; i < bt.size(); i++) bt[i] = perm[i];
+    for (int s = 1; s < nseq && s < (int)c.shared.size(); s++)
+        for (int i = 0; i < c.shared[s] && i < max_blocks; i++) bt[(size_t)s * max_blocks + i] = bt[i];
     const int esz = c.kv_type == CUDA_KV_F32 ? 4 : (c.kv_type == CUDA_KV_F16 || c.kv_type == CUDA_KV_BF16) ? 2 : 1;
     const size_t rows = (size_t)n_blocks * HK * kvb, elems = rows * D;
     std::vector<uint8_t> kb(elems * esz, 0), vb(elems * esz, 0);
@@ -812,10 +822,13 @@ void test_attn(const attn_case &c) {
         }
     };
     std::vector<float> tmp(D);
+    std::vector<char> done(rows, 0); // (rows of a shared block: written once)
     for (int s = 0; s < nseq; s++)
         for (int p = 0; p < c.pos0[s] + c.n[s]; p++)
             for (int h = 0; h < HK; h++) {
                 const size_t row = ((size_t)bt[(size_t)s * max_blocks + p / kvb] * HK + h) * kvb + p % kvb;
+                if (done[row]) continue;
+                done[row] = 1;
                 for (int d = 0; d < D; d++) tmp[d] = (float)C->rng.normal();
                 store(kb, ksc, kval, row, tmp.data());
                 for (int d = 0; d < D; d++) tmp[d] = (float)C->rng.normal();
@@ -843,8 +856,26 @@ void test_attn(const attn_case &c) {
     a.n_split = c.n_split;
     a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes(a.n_tiles, H, HK, D, c.n_split)) : NULL;
     a.out_p64 = c.p64;
+    int plan_rc = 1, n_items = 0, n_casc = 0;
+    if (c.dec) {
+        // the engine's decode plan, made here the same way (cuda_forward)
+        n_items = cuda_attn_dec_items(nseq, HK, st_sms());
+        const int nsl = cuda_attn_dec_nsl(nseq);
+        std::vector<cuda_attn_item> items(n_items);
+        std::vector<int32_t> nslot(nseq);
+        plan_rc = cuda_attn_dec_plan(tiles.data(), (int)tiles.size(), bt.data(), max_blocks, kvb, G, n_items, nsl,
+                                     items.data(), nslot.data());
+        for (const cuda_attn_item &x : items) n_casc += x.n > 1;
+        a.plan = dup(items);
+        a.plan_nslot = dup(nslot);
+        a.plan_items = n_items;
+        a.plan_nsl = nsl;
+        a.work = (float *)dalloc(cuda_attn_dec_work_bytes(T, H, D, nsl));
+        poison(a.work, cuda_attn_dec_work_bytes(T, H, D, nsl));
+    }
     err e2 = {ERR_OK, {0}};
-    const int rc = cuda_attention(&a, C->st, &e2);
+    const int rc = plan_rc < 1 ? -1 : cuda_attention(&a, C->st, &e2);
+    if (plan_rc < 1) fprintf(C->f, "# attention: the decode plan failed (%d)\n", plan_rc);
     if (rc) fprintf(C->f, "# attention: %s\n", e2.msg);
     cudaStreamSynchronize(C->st);
     auto out = get(a.out, (size_t)T * H * D);
@@ -893,13 +924,18 @@ void test_attn(const attn_case &c) {
     int f2;
     const double er = rel_l2(got.data(), ref.data(), ref.size(), &f2);
     static const char *kn_[] = {"f32", "f16", "q8", "bf16", "fp8"};
-    char shape[64];
+    char shape[160];
     int ctx = 0;
     for (int s = 0; s < nseq; s++) ctx = std::max(ctx, c.pos0[s] + c.n[s]);
-    snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s split%d%s", nseq, T, ctx, H, HK, D,
-             kn_[c.kv_type], c.window ? " win" : "", c.sinks ? " sinks" : "", c.n_split, c.p64 ? " p64" : "");
+    int sh = 0;
+    for (int s = 1; s < nseq && s < (int)c.shared.size(); s++) sh = std::max(sh, c.shared[s]);
+    char split[64];
+    if (c.dec) snprintf(split, sizeof split, "dec items%d cascade%d shared<=%dblk", n_items, n_casc, sh);
+    else snprintf(split, sizeof split, "split%d", c.n_split);
+    snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s %s%s", nseq, T, ctx, H, HK, D,
+             kn_[c.kv_type], c.window ? " win" : "", c.sinks ? " sinks" : "", split, c.p64 ? " p64" : "");
     double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
-    report("attention", shape, er, 2e-5, us, rc == 0 && fin && f2);
+    report(c.dec ? "attention dec" : "attention", shape, er, c.dec ? 5e-5 : 2e-5, us, rc == 0 && fin && f2);
 }
 
 // ----------------------------------------------------------------------------- sampling
@@ -1152,6 +1188,79 @@ void print_table() {
                 r.ok ? "ok" : "FAIL", r.note[0] ? " " : "", r.note);
 }
 
+// Decode attention alone at a long context (Qwen3-8B shape: 32 / 8 heads x 128, f16 KV,
+// blocks of 16): nseq sequences, each a token at position ctx - 1 + s; shared > 0: every
+// sequence's table starts with the same blocks (ctx - 1 positions: a prefix cache hit), else
+// each its own. The old kernel (split like the engine: 32 ways) against the plan. GB/s over the
+// KV bytes read once (a shared prefix counted once) and % of the probe. Rotates over copies of
+// the cache that together exceed the L2 when they fit in 12 GB.
+void bench_attn(int ctx, int nseq, int shared, double probe) {
+    const int H = 32, HK = 8, D = 128, G = H / HK, kvb = 16;
+    const int max_blocks = (ctx + nseq + kvb - 1) / kvb;
+    std::vector<int32_t> bt((size_t)nseq * max_blocks);
+    int nb = 0;
+    const int pre = shared ? (ctx - 1) / kvb : 0; // whole shared blocks
+    for (int i = 0; i < pre; i++) bt[i] = nb++;
+    for (int s = 0; s < nseq; s++)
+        for (int i = 0; i < max_blocks; i++) bt[(size_t)s * max_blocks + i] = i < pre ? bt[i] : nb++;
+    const uint64_t kvbytes = (uint64_t)nb * HK * kvb * D * 2; // K (= V) pool
+    int copies = (int)((512ull << 20) / (2 * kvbytes)) + 1;
+    if (copies > 8) copies = 8;
+    if ((uint64_t)copies * 2 * kvbytes > (12ull << 30)) copies = 1;
+    std::vector<uint16_t> kv(kvbytes / 2);
+    uint32_t x = 2463534242u;
+    for (auto &h : kv) { x ^= x << 13; x ^= x >> 17; x ^= x << 5; h = quant_f32_to_f16((float)(int)(x % 2001u - 1000u) * 1e-3f); }
+    std::vector<void *> ks(copies), vs(copies);
+    for (int i = 0; i < copies; i++) { ks[i] = dup(kv); vs[i] = dup(kv); }
+    std::vector<cuda_attn_tile> tiles;
+    uint64_t read_pos = 0; // positions read once per KV head
+    for (int s = 0; s < nseq; s++) {
+        tiles.push_back({s, s, 1, ctx - 1 + s});
+        read_pos += (uint64_t)(ctx + s) - (s && shared ? (uint64_t)pre * kvb : 0);
+    }
+    const double bytes = (double)read_pos * HK * D * 2 * 2;
+    cuda_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dup(randn((size_t)nseq * H * D, 1.0));
+    a.out = (float *)dalloc((size_t)nseq * H * D * 4);
+    a.ldq = a.ldo = H * D;
+    a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
+    a.block_tables = dup(bt); a.max_blocks = max_blocks;
+    a.tiles = dup(tiles); a.n_tiles = nseq;
+    a.n_head = H; a.n_kv = HK; a.head_dim = D; a.scale = 1.0f / sqrtf((float)D);
+    const int n_items = cuda_attn_dec_items(nseq, HK, st_sms()), nsl = cuda_attn_dec_nsl(nseq);
+    std::vector<cuda_attn_item> items(n_items);
+    std::vector<int32_t> nslot(nseq);
+    const int used = cuda_attn_dec_plan(tiles.data(), nseq, bt.data(), max_blocks, kvb, G, n_items, nsl, items.data(), nslot.data());
+    int casc = 0;
+    for (const cuda_attn_item &it : items) casc += it.n > 1;
+    const uint64_t wb = std::max(cuda_attn_work_bytes_tokens(nseq, H, D, 32), cuda_attn_dec_work_bytes(nseq, H, D, nsl));
+    float *work = (float *)dalloc(wb);
+    cuda_attn_item *ditems = dup(items);
+    int32_t *dnslot = dup(nslot);
+    for (int mode = 0; mode < 2; mode++) {
+        a.work = work;
+        a.n_split = mode == 0 ? (nseq * HK < 2 * st_sms() ? 32 : 4) : 1; // (the engine's choice, CU_ATT_SPLIT_*)
+        a.plan = mode == 1 ? ditems : NULL;
+        a.plan_nslot = dnslot; a.plan_items = n_items; a.plan_nsl = nsl;
+        int it = 0;
+        double us = time_us([&] {
+            a.kv.k = ks[it % copies]; a.kv.v = vs[it % copies]; it++;
+            err e3;
+            cuda_attention(&a, C->st, &e3);
+        }, 20);
+        cudaError_t ce = cudaGetLastError();
+        const double gbs = bytes / (us * 1e3);
+        fprintf(C->f, "| attention decode | ctx %d x %d seq%s | %s | %.1f | %.0f | %.0f%% | %s |\n", ctx, nseq,
+                shared ? " shared prefix" : "", mode ? "new (plan)" : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
+                probe > 0 ? 100.0 * gbs / probe : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+        if (mode) fprintf(C->f, "#   plan: %d of %d items used, %d cascade items, %d slots for token 0; KV read once %.1f MB\n",
+                          used, n_items, casc, nslot[0], bytes / 1e6);
+        fflush(C->f);
+    }
+    dfree_all();
+}
+
 } // namespace
 
 extern "C" int cuda_kbench(void *file, err *e) {
@@ -1167,6 +1276,17 @@ extern "C" int cuda_kbench(void *file, err *e) {
     fprintf(ctx.f, "# %s\n# read probe %.0f GB/s (2 GiB, best of 10)\n", line, probe);
     fprintf(ctx.f, "| type | N x K | T | kernel | us | GB/s | %% probe | TFLOP/s |\n|---|---|---|---|---|---|---|---|\n");
     const char *mode = getenv("SPARKD_KBENCH");
+    if (mode && !strcmp(mode, "attn")) {
+        // decode attention of one layer at 32K (Qwen3-8B shape, f16 KV): old kernel vs plan
+        fprintf(ctx.f, "| kernel | shape | variant | us per layer | GB/s (KV read once) | %% probe | |\n|---|---|---|---|---|---|---|\n");
+        bench_attn(32768, 1, 0, probe);
+        bench_attn(32768, 8, 1, probe);
+        bench_attn(32768, 8, 0, probe);
+        bench_attn(4096, 1, 0, probe);
+        bench_attn(4096, 64, 0, probe);
+        st_close_stream();
+        return 0;
+    }
     if (mode && !strcmp(mode, "decode")) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
         // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
@@ -1308,6 +1428,31 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         c = {8, 2, 128, CUDA_KV_F32, 0, 0, 1, {7, 1}, {3, 40}, 0, 1}; test_attn(c);
         dfree_all();
         if (!quick) { c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {4097}, {0}, 12}; test_attn(c); dfree_all(); }
+        // decode plan on the tensor cores (f16 KV; the other KV types keep the kernel above):
+        // contexts 1, 31, 32, 33, 1000, 5000 (pos0 + 1), P64 out, gpt-oss shape (64/8 heads,
+        // d64) with sinks, a window layer, then shared prefixes: fully shared with the run
+        // ending mid-block, partially shared with different suffix lengths, two groups
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1}, {0, 30, 31, 32, 999, 4999}, 0, 0, 1}; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1}, {4999}, 0, 1, 1}; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1}, {0, 999, 4096}, 0, 1, 1}; test_attn(c);
+        c = {64, 8, 64, CUDA_KV_F16, 0, 1, 1, {1, 1, 1}, {0, 200, 4999}, 0, 0, 1}; test_attn(c);
+        c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1}, {0, 200, 4999}, 0, 0, 1}; test_attn(c);
+        c = {16, 2, 64, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1}, {2000, 2100, 2100, 40}, 0, 0, 1, {0, 125, 125, 3}}; test_attn(c);
+        dfree_all();
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+             0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1}, {4999, 3000, 2047, 5100, 100}, 0, 0, 1,
+             {0, 100, 127, 200, 3}}; test_attn(c);
+        c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1, 1, 1}, {3000, 3001, 3010, 2999, 7}, 0, 1, 1,
+             {0, 187, 187, 187, 0}}; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_F16, 0, 1, 1, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1500, 1600, 1700, 1800, 1900, 2000,
+             2100, 2200, 2300, 2400, 2500, 2600}, 0, 0, 1, {0, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90}}; test_attn(c);
+        dfree_all();
+        if (!quick) {
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1}, {32767}, 0, 1, 1}; test_attn(c); dfree_all();
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {32767, 32768, 32769, 32770, 32790, 32800,
+                 32900, 33000}, 0, 1, 1, {0, 2047, 2047, 2047, 2047, 2047, 2047, 2047}}; test_attn(c); dfree_all();
+        }
     }
     test_sample(1000, 0);
     test_sample(151936, 0);
