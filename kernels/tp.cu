@@ -133,10 +133,24 @@ struct tp_ctx {
 
 namespace {
 
+void *abort_main(void *comm) {
+    nc.CommAbort(reinterpret_cast<ncclComm_t>(comm));
+    return NULL;
+}
+
+// Aborts the communicator on a detached thread of its own: ncclCommAbort can block for good
+// (seen on an H200 pair: rank 1 killed during an all-reduce, rank 0's abort waited inside
+// NCCL on a condition that never came), and the step that found the fault must return its
+// error at once so the front end ends the streams and answers 503.
 void ctx_abort(tp_ctx *t) {
     if (t->kind == TP_NCCL && t->comm && !t->aborted) {
         t->aborted = 1;
-        nc.CommAbort(t->comm);
+        pthread_attr_t a;
+        pthread_t th;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &a, abort_main, t->comm)) nc.CommAbort(t->comm); // no thread: here
+        pthread_attr_destroy(&a);
     }
 }
 
@@ -189,7 +203,9 @@ tp_ctx *ctx_new(int kind, int size, int rank, int V, err *e) {
 
 void ctx_free(tp_ctx *t) {
     if (!t) return;
-    if (t->d_shard) cudaFree(t->d_shard);
+    // after an abort a collective may still hold the stream: cudaFree would wait on it (the
+    // memory goes with the process)
+    if (t->d_shard && !t->aborted) cudaFree(t->d_shard);
     shard_free(t->sh);
     for (int q = 0; q < ENGINE_PARALLEL_MAX; q++)
         if (t->fds[q] >= 0) close(t->fds[q]);
@@ -377,13 +393,13 @@ void tp_destroy(engine *g) {
     if (T->ctx && T->par.rank == 0)
         for (int q = 1; q < T->par.size; q++)
             if (T->ctx->fds[q] >= 0) tpwire_send(T->ctx->fds[q], TPWIRE_BYE, NULL, 0, 1000, NULL);
-    if (T->inner) engine_cuda_ops.destroy(T->inner);
+    // after a group fault the inner engine's stream may hold a collective that never ends:
+    // its teardown (stream sync, frees) would wait on it, so the GPU side is left to the
+    // process exit
+    if (T->inner && !T->fault) engine_cuda_ops.destroy(T->inner);
+    else if (T->inner) fprintf(stderr, "sparkd: tensor parallel: GPU teardown skipped after the group fault\n");
     if (T->ctx) {
-        // abort rather than destroy: it never waits for a peer that may be gone
-        if (T->ctx->comm && !T->ctx->aborted) {
-            T->ctx->aborted = 1;
-            nc.CommAbort(T->ctx->comm);
-        }
+        ctx_abort(T->ctx); // abort rather than destroy: it never waits for a peer that may be gone
         ctx_free(T->ctx);
     }
     free(T->step);
