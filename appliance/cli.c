@@ -8,7 +8,7 @@
 #include <string.h>
 
 enum {
-    O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
+    O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_PRECISION, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
     O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_SEED, O_REPEAT, O_PRESENCE, O_FREQUENCY, O_LOAD_ONLY, O_PRINT_IDS,
     O_NO_BOS, O_SPECIAL, O_IGNORE_EOS, O_MANIFEST, O_API_KEY_FILE, O_API_KEY, O_ALIAS, O_TEMPLATE, O_CONT_BATCHING,
     O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY, O_NPL, O_DEPTH, O_TP, O_TP_RANK, O_TP_ADDR,
@@ -46,6 +46,7 @@ static const opt opts[] = {
     {"kv", O_KV, required_argument, ALL_MODEL | CLI_SELFTEST, "TYPE", "KV cache precision: f32 (exact, default), f16, q8, bf16, fp8; also -ctk/-ctv"},
     {"cache-type-k", O_CTK, required_argument, ALL_MODEL, NULL, NULL},
     {"cache-type-v", O_CTV, required_argument, ALL_MODEL, NULL, NULL},
+    {"precision", O_PRECISION, required_argument, ALL_MODEL, "exact|fast", "tensor-core product input on the GPU ([engine] precision): exact (f16 hi + lo, default) or fast (one f16)"},
     {"mmap", O_MMAP, no_argument, CLI_RUN | CLI_INFO | CLI_BENCH, NULL, "map the file instead of reading it (slower on GB10)"},
     {"no-mmap", O_NO_MMAP, no_argument, ALL_MODEL, NULL, "read the file into memory (the default; accepted)"},
     {"temp", O_TEMP, required_argument, CLI_RUN | CLI_SERVE, "T", "temperature (run 0.8; serve: [model] temperature); 0 = greedy"},
@@ -269,6 +270,13 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
             a->device = v;
             break;
         case O_KV: a->kv = v; break;
+        case O_PRECISION:
+            if (strcmp(v, "exact") && strcmp(v, "fast")) {
+                fprintf(err, "error: bad value '%s' for %s (exact or fast)\n", v, given);
+                rc = 2;
+            }
+            a->precision = v;
+            break;
         case O_CTK: ctk = v; break;
         case O_CTV: ctv = v; break;
         case O_MMAP: a->use_mmap = 1; break;

@@ -37,7 +37,7 @@ enum cli_cmd {
 typedef struct cli_args {
     int cmd;                          /* one enum cli_cmd */
     const char *model, *prompt, *config, *listen, *host, *manifest, *api_key_file, *alias;
-    const char *chat_template_file, *device, *kv;
+    const char *chat_template_file, *device, *kv, *precision;
     int port, has_port;
     int n_predict, has_n_predict;     /* run: tokens to generate; bench: tg; serve: max_tokens cap */
     int n_prompt, has_n_prompt;       /* bench: prompt tokens (-p N) */

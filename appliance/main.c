@@ -55,6 +55,7 @@ typedef struct cli_opts {
     int max_seqs;  /* info: sequences the plan is for (default 1) */
     uint64_t memory_limit; /* info: bytes the plan must fit (0 = none) */
     engine_kv_type kv_type;
+    engine_precision precision;
     const char *device;
     sampler_params sp;
 } cli_opts;
@@ -117,6 +118,7 @@ static int opts_from_cli(const cli_args *a, cli_opts *o) {
         if (t < 0) { fprintf(stderr, "error: bad value '%s' for --kv (f32, f16, q8, bf16, fp8)\n", a->kv); return -1; }
         o->kv_type = (engine_kv_type)t;
     }
+    if (a->precision) o->precision = (engine_precision)engine_precision_parse(a->precision);
     if (!o->model_path) {
         fprintf(stderr, "error: -m MODEL is required (sparkd %s --help)\n", cli_command_name(a->cmd));
         return -1;
@@ -139,6 +141,7 @@ static int open_session(session **out, const cli_opts *o, int header_only, int t
     so.n_ctx = o->n_ctx;
     so.max_tokens = o->batch;
     so.kv_type = o->kv_type;
+    so.precision = o->precision;
     if (o->max_seqs) so.max_seqs = o->max_seqs;
     so.memory_limit = o->memory_limit;
     so.tokenizer = tokenizer;
@@ -433,8 +436,8 @@ static int bench_parallel(const cli_opts *o) {
             ids[i] = (int32_t)((x >> 33) % (uint64_t)s->m->hp.n_vocab);
         }
     }
-    printf("model: %s, engine: %s, kv: %s, prompt %d, generate %d, depth %d\n", s->m->arch_name, s->ops->name,
-           engine_kv_type_name(s->eopts.kv_type), D ? 0 : P, N, D);
+    printf("model: %s, engine: %s, kv: %s, prompt %d, generate %d, depth %d, precision: %s\n", s->m->arch_name,
+           s->ops->name, engine_kv_type_name(s->eopts.kv_type), D ? 0 : P, N, D, engine_precision_name(s->eopts.precision));
     if (D) {
 #ifdef SPARKD_CUDA
         if (s->ops == &engine_cuda_ops) {
@@ -547,8 +550,9 @@ static int cmd_bench(const cli_opts *o) {
     double m1, s1, m2, s2;
     mean_sd(pp, oo.bench_reps, &m1, &s1);
     mean_sd(tg, oo.bench_reps, &m2, &s2);
-    printf("model: %s, engine: %s, threads: %d, kv: %s, reps: %d\n", s->m->arch_name, s->ops->name,
-           s->eopts.n_threads, engine_kv_type_name(s->eopts.kv_type), oo.bench_reps);
+    printf("model: %s, engine: %s, threads: %d, kv: %s, reps: %d, precision: %s\n", s->m->arch_name, s->ops->name,
+           s->eopts.n_threads, engine_kv_type_name(s->eopts.kv_type), oo.bench_reps,
+           engine_precision_name(s->eopts.precision));
     printf("pp%d: %.2f ± %.2f tok/s\n", oo.bench_pp, m1, s1);
     printf("tg%d: %.2f ± %.2f tok/s\n", oo.bench_tg, m2, s2);
     rc = 0;
@@ -640,6 +644,7 @@ static int cmd_serve(const cli_args *a) {
         if (t < 0) { fprintf(stderr, "error: bad value '%s' for --kv (f32, f16, q8, bf16, fp8)\n", a->kv); return 2; }
         c.kv_type = t;
     }
+    if (a->precision) c.precision = (engine_precision)engine_precision_parse(a->precision);
     if (a->api_key_file && config_add_key_file(&c, a->api_key_file, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     if (a->has_tp) c.parallel.size = a->tp;
     if (a->has_tp_rank) c.parallel.rank = a->tp_rank;

@@ -144,7 +144,7 @@ struct engine {
     graph_entry graphs[CU_MAX_GRAPHS];
     int n_graphs;
     int use_graphs;
-    int fast_mm;      // SPARKD_MM_FAST: tensor-core products read the f16 activation only (A/B)
+    int fast_mm;      // [engine] precision = fast (or SPARKD_MM_FAST): products read one f16 input
     int release_host; // integrated GPU: give back the host pages of uploaded weights
     int sms;          // multiprocessors (grid-size heuristics)
     // tensor parallel (kernels/tp.h): m is this rank's shard view; NULL = the whole model
@@ -819,7 +819,10 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         const char *nat = getenv("SPARKD_MXFP4_NATIVE");
         g->moe_native = nat && !strcmp(nat, "1") && cuda_moe_native_ok();
     }
-    g->fast_mm = getenv("SPARKD_MM_FAST") != NULL;
+    // [engine] precision = fast (--precision fast): one f16 input per MMA term in the
+    // tensor-core products (and, through this same flag, the decode GEMV's input);
+    // SPARKD_MM_FAST=1 forces it for an A/B without editing the configuration
+    g->fast_mm = g->opt.precision == ENGINE_PRECISION_FAST || getenv("SPARKD_MM_FAST") != NULL;
     {
         // programmatic dependent launch (kern_util.cuh): sm_90+ (H100/H200, GB10)
         int major = 0;

@@ -193,6 +193,12 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
         c->kv_type = (engine_kv_type)t;
         return 1;
     }
+    if (IS("engine", "precision")) {
+        int t = engine_precision_parse(v);
+        if (t < 0) return fail(x, "%s: '%s' is not one of exact, fast", k, v);
+        c->precision = (engine_precision)t;
+        return 1;
+    }
     if (IS("engine", "device")) {
         if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
             return fail(x, "%s: '%s' is not one of cpu, cuda, auto", k, v);

@@ -44,6 +44,7 @@ typedef struct config {
     long memory_limit_mb;         /* refuse to start if weights + plan exceed it (0 = off) */
     int kv_blocks;                /* KV pool in blocks of the engine's size (0 = max_seqs * context / block) */
     engine_kv_type kv_type;       /* K/V storage: f32 (exact), f16, q8, bf16, fp8 */
+    engine_precision precision;   /* tensor-core product input: exact (default), fast */
     int prefix_cache;             /* reuse KV blocks of equal prompt prefixes */
     /* [limits] */
     long max_body_bytes;          /* request body cap (413 beyond) */

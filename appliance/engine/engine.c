@@ -28,6 +28,16 @@ const char *engine_kv_type_name(engine_kv_type t) {
     return (int)t >= 0 && t < ENGINE_KV_COUNT ? kv_names[t] : "?";
 }
 
+int engine_precision_parse(const char *name) {
+    if (name && !strcmp(name, "exact")) return ENGINE_PRECISION_EXACT;
+    if (name && !strcmp(name, "fast")) return ENGINE_PRECISION_FAST;
+    return -1;
+}
+
+const char *engine_precision_name(engine_precision p) {
+    return p == ENGINE_PRECISION_EXACT ? "exact" : p == ENGINE_PRECISION_FAST ? "fast" : "?";
+}
+
 int engine_kv_elem_bytes(engine_kv_type t) {
     switch (t) {
     case ENGINE_KV_F16:

@@ -59,6 +59,15 @@ int engine_kv_type_parse(const char *name);
 const char *engine_kv_type_name(engine_kv_type t);
 #define ENGINE_KV_TYPE_NAMES "f32, f16, q8, bf16, fp8" /* for messages */
 
+/* Input precision of the tensor-core products (cuda backend; the CPU engine is always
+ * exact): EXACT splits each activation into f16 hi + lo halves (two MMAs per term, results
+ * equal dequantize-then-dot to f32 rounding order); FAST reads one f16 (one MMA per term,
+ * relative error <= 2^-11 of sum |w x| per output). "exact" "fast" <-> the enum: the
+ * spelling of [engine] precision and --precision; parse returns -1 for others. */
+typedef enum engine_precision { ENGINE_PRECISION_EXACT = 0, ENGINE_PRECISION_FAST } engine_precision;
+int engine_precision_parse(const char *name);
+const char *engine_precision_name(engine_precision p);
+
 /* KV byte arithmetic every backend plans with (engine.c): one stored element, and
  * the f32 scale of one (position, kv head) row (q8, fp8; 0 otherwise). */
 int engine_kv_elem_bytes(engine_kv_type t);
@@ -90,6 +99,7 @@ typedef struct engine_opts {
     int max_tokens;      /* new tokens per forward call (decode tokens + prompt chunks) */
     int n_kv_blocks;     /* KV pool in blocks; 0 = max_seqs * ceil(n_ctx / kv_block) */
     engine_kv_type kv_type;
+    engine_precision precision; /* tensor-core product input (cuda backend); 0 = exact */
     int device;          /* GPU ordinal (cuda backend) */
     uint64_t memory_limit; /* bytes; 0 = none. A hard ceiling over weights + KV + state +
                             * work: plan fails with ERR_NOMEM naming the numbers */

@@ -28,6 +28,7 @@ void session_opts_from_config(session_opts *o, const config *c) {
     o->max_tokens = c->max_batched_tokens;
     o->n_kv_blocks = c->kv_blocks;
     o->kv_type = c->kv_type;
+    o->precision = c->precision;
     o->memory_limit = (uint64_t)c->memory_limit_mb << 20;
     o->tokenizer = 1;
     o->chat = 1;
@@ -170,7 +171,7 @@ int session_open(session **out, const session_opts *o, err *e) {
     }
     s->eopts = (engine_opts){.n_threads = threads, .n_ctx = s->n_ctx, .max_seqs = o->max_seqs,
                              .max_tokens = o->max_tokens, .n_kv_blocks = o->n_kv_blocks, .kv_type = o->kv_type,
-                             .memory_limit = o->memory_limit,
+                             .precision = o->precision, .memory_limit = o->memory_limit,
                              .parallel = o->parallel && o->parallel->size > 1 ? o->parallel : NULL};
     if (o->header_only) {
         s->ops->plan(s->m, &s->eopts, &s->plan, &s->plan_err);

@@ -40,6 +40,7 @@ typedef struct session_opts {
     int max_tokens;        /* tokens per forward step */
     int n_kv_blocks;       /* 0 = every sequence can reach n_ctx */
     engine_kv_type kv_type;
+    engine_precision precision; /* tensor-core product input (cuda) */
     uint64_t memory_limit; /* bytes, 0 = none */
     int tokenizer;         /* load the tokenizer */
     int chat;              /* also the chat template and the output-parser format */

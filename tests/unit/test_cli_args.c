@@ -60,6 +60,8 @@ int main(void) {
     T_OK(rc == 0 && !strcmp(a.manifest, "S") && a.n_files == 2 && !strcmp(a.files[1], "b c"), "verify: files");
     rc = P(&a, "verify", "a", "--manifest=S", NULL);
     T_OK(rc == 0 && !strcmp(a.manifest, "S") && a.n_files == 1, "verify: options after files (permuted)");
+    rc = P(&a, "serve", "--precision=fast", NULL);
+    T_OK(rc == 0 && a.precision && !strcmp(a.precision, "fast"), "serve --precision=fast");
 
     struct { const char *args[8], *want; } bad[] = {
         {{"run", "--bogus", NULL}, "error: unknown option '--bogus' for run"},
@@ -80,6 +82,7 @@ int main(void) {
         {{"run", "stray", NULL}, "error: unexpected argument 'stray' for run"},
         {{"frobnicate", NULL}, "error: unknown command 'frobnicate'"},
         {{"serve", "--port", "70000", NULL}, "error: bad value '70000' for --port"},
+        {{"bench", "--precision", "half", NULL}, "error: bad value 'half' for --precision (exact or fast)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *argv[10] = {"sparkd"};

@@ -110,6 +110,7 @@ int main(void) {
          "t.ini:2: line longer than 190 bytes"},
         {"[limits]\nmax_top_logprobs = 21\n", "t.ini:2: max_top_logprobs: 21 (range 0..20) is out of range"},
         {"[engine]\nkv_type = f8\n", "t.ini:2: kv_type: 'f8' is not one of f32, f16, q8"},
+        {"[engine]\nprecision = half\n", "t.ini:2: precision: 'half' is not one of exact, fast"},
         /* the line grammar of config.c */
         {"[server]\n = 4\n", "t.ini:2: syntax error (empty key before '=')"},
         {"[server]\n  workers\n", "t.ini:2: syntax error (want key = value or [section])"},
@@ -195,6 +196,8 @@ int main(void) {
     e = (err){0};
     T_OK(!m[0] && config_check(&c, &e) == ERR_INVALID && strstr(e.msg, "needs address"), "size 2 without address refused (%s)",
          e.msg);
+    m = load("[engine]\nprecision = fast\n", &c);
+    T_OK(!m[0] && c.precision == ENGINE_PRECISION_FAST, "precision = fast read (%s)", m);
     m = load("[engine]\nkv_type = q8\n", &c);
     T_OK(!m[0] && c.kv_type == 2, "kv_type = q8 read (%s)", m);
     e = (err){0};
