@@ -44,6 +44,12 @@ static int error_reply(fcgi_out *o, int status, const char *type, const char *co
 
 static int h_health(fcgi_app *a, fcgi_out *o) {
     int st = atomic_load(&a->state);
+    if (st == FCGI_READY && a->s) {
+        /* an engine that can no longer step (a tensor-parallel peer died) is not ready */
+        sched_stats ss;
+        sched_get_stats(a->s, &ss);
+        if (ss.engine_failed) st = FCGI_FAILED;
+    }
     jw b = {0};
     if (st == FCGI_READY) {
         jw_lit(&b, "{\"status\":\"ok\"}");

@@ -396,8 +396,16 @@ void tp_destroy(engine *g) {
     // after a group fault the inner engine's stream may hold a collective that never ends:
     // its teardown (stream sync, frees) would wait on it, so the GPU side is left to the
     // process exit
-    if (T->inner && !T->fault) engine_cuda_ops.destroy(T->inner);
-    else if (T->inner) fprintf(stderr, "sparkd: tensor parallel: GPU teardown skipped after the group fault\n");
+    if (T->fault) {
+        // the GPU state is wedged (a collective may never end, NCCL's abort may still run on
+        // its thread): the process ends here without the CUDA and NCCL teardown, which
+        // crashed at exit on an H200 pair (SIGSEGV after 'stopped'). The service manager
+        // restarts it; the status says the group failed.
+        fprintf(stderr, "sparkd: tensor parallel: the group failed; exiting without GPU teardown\n");
+        fflush(NULL);
+        _exit(1);
+    }
+    if (T->inner) engine_cuda_ops.destroy(T->inner);
     if (T->ctx) {
         ctx_abort(T->ctx); // abort rather than destroy: it never waits for a peer that may be gone
         ctx_free(T->ctx);

@@ -306,6 +306,7 @@ static int step(sched *s) {
     }
 
     pthread_mutex_lock(&s->mu);
+    if (rc == ERR_UNAVAILABLE) s->st.engine_failed = 1;
     s->st.steps++;
     s->st.batched_seqs_total += nb;
     for (int b = 0; b < nb; b++) {

@@ -122,6 +122,8 @@ typedef struct sched_stats {
     long kv_cached;                 /* unreferenced blocks kept for prefix reuse */
     long prefix_hit_tokens, prefix_miss_tokens; /* prompt tokens found / not found in the cache */
     long preemptions;
+    int engine_failed; /* a step got ERR_UNAVAILABLE from the engine (a tensor-parallel group
+                        * that lost a rank): every later step fails too, /health says so */
 } sched_stats;
 
 /* Starts the scheduler thread over an engine created with plan (its KV block

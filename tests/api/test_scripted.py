@@ -306,6 +306,13 @@ def check_misc():
         ok(s == 503 and json.loads(b)["error"]["code"] == "engine_error", "engine fault (whole reply): 503 engine_error", b)
         s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": [{"role": "user", "content": "again [[script:final]]"}]})
         ok(s == 200, "after a fault the server serves", b[:200])
+        # an engine that can no longer step (ERR_UNAVAILABLE: a tensor-parallel group that lost a rank)
+        st_h, _, _ = st.get("/health")
+        open(os.path.join(st.script_dir, "dead.txt"), "w").write("#fail-after 2 unavailable\nOnce upon a time.")
+        s, _, b = post(st, "/v1/chat/completions", {"model": "qwen3", "messages": [{"role": "user", "content": "go [[script:dead]]"}]})
+        s2, _, hb = st.get("/health")
+        ok(st_h == 200 and s == 503 and s2 == 503 and json.loads(hb).get("status") == "failed",
+           "engine unavailable (a lost tensor-parallel rank): 503, then /health 503 status failed", (st_h, s, b[:200], s2, hb))
     finally:
         stop_checked(st, "faults")
 

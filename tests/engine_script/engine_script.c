@@ -16,7 +16,9 @@
  * prefix of the rest of the script (the rest is tokenized again after it), else
  * by the end token if allowed, else by the lowest allowed id (noted on stderr). A script whose first
  * line is "#fail-after N" makes sample fail (ERR_IO, as a device fault would) once
- * N tokens have been emitted; the engine keeps working afterwards.
+ * N tokens have been emitted; the engine keeps working afterwards. "#fail-after N
+ * unavailable" fails with ERR_UNAVAILABLE instead, as a tensor-parallel group that lost a
+ * rank does (the scheduler then reports the engine failed).
  *
  * Owns: per slot, the script's ids and a position; a tokenizer of its own (from the
  * model's GGUF); a text buffer for decoding prompts. All allocated at create. */
@@ -33,6 +35,7 @@ typedef struct script_slot {
     int32_t *ids; /* (SCRIPT_MAX) */
     int n, pos;
     int fail_at;  /* fail when pos reaches it; -1 never */
+    int fail_code; /* ERR_IO, or ERR_UNAVAILABLE ("#fail-after N unavailable") */
 } script_slot;
 
 struct engine {
@@ -141,6 +144,8 @@ static void load_script(engine *g, script_slot *s, const int32_t *tokens, int n)
     if (blen > 12 && !memcmp(body, "#fail-after ", 12)) {
         s->fail_at = atoi(body + 12);
         const char *nl = memchr(body, '\n', blen);
+        const size_t ll = nl ? (size_t)(nl - body) : blen;
+        s->fail_code = ll >= 23 && memmem(body, ll, " unavailable", 12) ? ERR_UNAVAILABLE : ERR_IO;
         size_t skip = nl ? (size_t)(nl - body) + 1 : blen;
         body += skip;
         blen -= skip;
@@ -172,7 +177,7 @@ static int script_sample(engine *g, const engine_sample_in *in, int n, engine_sa
         script_slot *s = &g->slots[g->batch_slot[in[i].seq]];
         if (s->fail_at >= 0 && s->pos >= s->fail_at) {
             s->fail_at = -1;
-            return err_set(e, ERR_IO, "injected engine fault (scripted engine, #fail-after)");
+            return err_set(e, s->fail_code, "injected engine fault (scripted engine, #fail-after)");
         }
         int32_t t = s->pos < s->n ? s->ids[s->pos] : eos;
         for (int b = 0; b < in[i].n_bias; b++) /* a +100 bias wins, as in a real sampler */
