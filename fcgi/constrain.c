@@ -21,6 +21,11 @@
  *                                          call and the block
  *   DeepSeek, "required", several tools    prefill up to the name (the model names
  *                                          the function and writes the arguments)
+ *   DeepSeek V3.2 (DSML)                   prefill only, as Qwen3-Coder: the block and
+ *                                          "<｜DSML｜invoke name=\"NAME\">\n" (named) or
+ *                                          "<｜DSML｜invoke name=\"" (required, several
+ *                                          tools); the parameters are the model's (they
+ *                                          are DSML, not JSON, so no schema mask)
  * JSON whitespace between tokens is bounded (JSON_WS bytes at each place).
  *
  * Reasoning models: a Qwen3-style model may open "<think>" first. The constraint
@@ -111,6 +116,10 @@ int fcgi_forced_prefix(const fcgi_app *a, const fcgi_gen *g, int thinking, char 
     case PARSE_DEEPSEEK:
         k = name ? snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN "%s" PARSE_DS_SEP, close, name)
                  : snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN, close);
+        break;
+    case PARSE_DEEPSEEK_V32:
+        k = name ? snprintf(buf, cap, "%s" PARSE_DSML_CALLS_BEGIN "\n" PARSE_DSML_INVOKE " name=\"%s\">\n", close, name)
+                 : snprintf(buf, cap, "%s" PARSE_DSML_CALLS_BEGIN "\n" PARSE_DSML_INVOKE " name=\"", close);
         break;
     case PARSE_DEEPSEEK_R1:
         k = name ? snprintf(buf, cap, "%s" PARSE_DS_CALLS_BEGIN PARSE_DS_CALL_BEGIN "function" PARSE_DS_SEP "%s\n```json\n",
@@ -277,7 +286,7 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
     snprintf(c->suffix, sizeof c->suffix, "%s", suffix);
     c->think_open = c->think_close = -1;
     if (!forced && (a->pfmt == PARSE_QWEN3 || a->pfmt == PARSE_QWEN3_CODER || a->pfmt == PARSE_DEEPSEEK ||
-                    a->pfmt == PARSE_DEEPSEEK_R1)) {
+                    a->pfmt == PARSE_DEEPSEEK_R1 || a->pfmt == PARSE_DEEPSEEK_V32)) {
         c->think_open = a->think_open;
         c->think_close = a->think_close;
     }

@@ -263,9 +263,10 @@ static int load_model(fcgi_app *a, err *e) {
     else if (!strcmp(c->output_format, "qwen3-coder")) a->pfmt = PARSE_QWEN3_CODER;
     else if (!strcmp(c->output_format, "harmony")) a->pfmt = PARSE_HARMONY;
     else if (!strcmp(c->output_format, "deepseek")) /* the generation from the template, else V3.1's */
-        a->pfmt = a->pfmt == PARSE_DEEPSEEK_R1 ? PARSE_DEEPSEEK_R1 : PARSE_DEEPSEEK;
+        a->pfmt = a->pfmt == PARSE_DEEPSEEK_R1 || a->pfmt == PARSE_DEEPSEEK_V32 ? a->pfmt : PARSE_DEEPSEEK;
     else if (!strcmp(c->output_format, "deepseek-r1")) a->pfmt = PARSE_DEEPSEEK_R1;
     else if (!strcmp(c->output_format, "deepseek-v3.1")) a->pfmt = PARSE_DEEPSEEK;
+    else if (!strcmp(c->output_format, "deepseek-v3.2")) a->pfmt = PARSE_DEEPSEEK_V32;
     a->n_ctx = a->sess->n_ctx;
     size_t l;
     const char *p;

@@ -162,8 +162,11 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     if (IS("model", "context")) return get_int(x, k, v, 0, 1 << 24, &c->n_ctx);
     if (IS("model", "output_format")) {
         if (strcmp(v, "auto") && strcmp(v, "plain") && strcmp(v, "qwen3") && strcmp(v, "qwen3-coder") && strcmp(v, "harmony") &&
-            strcmp(v, "deepseek") && strcmp(v, "deepseek-r1") && strcmp(v, "deepseek-v3.1"))
-            return fail(x, "%s: '%s' is not one of auto, plain, qwen3, qwen3-coder, harmony, deepseek, deepseek-r1, deepseek-v3.1",
+            strcmp(v, "deepseek") && strcmp(v, "deepseek-r1") && strcmp(v, "deepseek-v3.1") &&
+            strcmp(v, "deepseek-v3.2"))
+            return fail(x,
+                        "%s: '%s' is not one of auto, plain, qwen3, qwen3-coder, harmony, deepseek, deepseek-r1, "
+                        "deepseek-v3.1, deepseek-v3.2",
                         k, v);
         return get_str(x, k, v, c->output_format, sizeof c->output_format);
     }

@@ -32,7 +32,7 @@ typedef struct config {
     char chat_template_file[CONFIG_PATH_MAX]; /* "" = the GGUF's template */
     char output_format[16];       /* reasoning / tool-call syntax: "auto" (from the template and
                                    * the vocabulary), "plain", "qwen3", "qwen3-coder", "harmony",
-                                   * "deepseek", "deepseek-r1", "deepseek-v3.1" */
+                                   * "deepseek", "deepseek-r1", "deepseek-v3.1", "deepseek-v3.2" */
     int has_model_sha256;         /* [model] sha256 given */
     uint8_t model_sha256[32];     /* the model file's expected SHA-256 */
     char model_manifest[CONFIG_PATH_MAX]; /* sha256sum manifest listing the model ("" = none) */

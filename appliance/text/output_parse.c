@@ -113,7 +113,8 @@ int parse_create(parse **out, parse_format fmt, int thinking, size_t max_text, e
     p->fmt = fmt;
     p->max_text = max_text;
     if (fmt == PARSE_HARMONY) p->mode = H_START;
-    else if ((fmt == PARSE_QWEN3 || fmt == PARSE_QWEN3_CODER || fmt == PARSE_DEEPSEEK || fmt == PARSE_DEEPSEEK_R1) &&
+    else if ((fmt == PARSE_QWEN3 || fmt == PARSE_QWEN3_CODER || fmt == PARSE_DEEPSEEK || fmt == PARSE_DEEPSEEK_R1 ||
+              fmt == PARSE_DEEPSEEK_V32) &&
              thinking) {
         p->mode = Q_REASON;
         p->skip_ws = 1;
@@ -890,9 +891,25 @@ static void run_harmony(parse *p, int final, parse_sink sink, void *user) {
 
 /* ---------------------------------------------------------------- DeepSeek */
 
+/* The markers of one generation's tool calls. Each list's order matters:
+ * content: <think>, block opener, call opener; reason: </think> first;
+ * block: call opener, block closer; call: call closer first. */
+typedef struct ds_syntax {
+    const char *const *content_tags; /* what ends content */
+    const char *const *reason_tags;  /* what ends reasoning ([1], if any, opens a block) */
+    const char *const *block_tags;   /* what a block holds between calls */
+    const char *const *call_tags;    /* what ends (or cuts short) a call */
+    const char *call_begin, *call_end;
+    int (*call)(const char *body, size_t n, char *name, size_t name_cap, jv_buf *args);
+} ds_syntax;
+
 static const char *const ds_content_tags[] = {"<think>", PARSE_DS_CALLS_BEGIN, PARSE_DS_CALL_BEGIN, NULL};
 static const char *const ds_block_tags[] = {PARSE_DS_CALL_BEGIN, PARSE_DS_CALLS_END, NULL};
 static const char *const ds_call_tags[] = {PARSE_DS_CALL_END, PARSE_DS_CALL_BEGIN, PARSE_DS_CALLS_END, NULL};
+static const char *const dsml_content_tags[] = {"<think>", PARSE_DSML_CALLS_BEGIN, PARSE_DSML_INVOKE, NULL};
+static const char *const dsml_reason_tags[] = {"</think>", PARSE_DSML_CALLS_BEGIN, NULL};
+static const char *const dsml_block_tags[] = {PARSE_DSML_INVOKE, PARSE_DSML_CALLS_END, NULL};
+static const char *const dsml_call_tags[] = {PARSE_DSML_INVOKE_END, PARSE_DSML_INVOKE, PARSE_DSML_CALLS_END, NULL};
 
 /* Arguments text -> compact JSON object in args: an object, or a JSON string
  * that holds one (R1-Distill's template writes `arguments | tojson` of the
@@ -980,19 +997,114 @@ static int ds_call(const char *body, size_t n, char *name, size_t name_cap, jv_b
     return ds_args(a, al, args);
 }
 
+/* V3.2: `"TEXT"` after optional whitespace at *i, TEXT without `"`, `<`, `>`
+ * or control bytes (1..cap-1 bytes) -> out. Returns 0, or -1. */
+static int dsml_quoted(const char *s, size_t n, size_t *i, char *out, size_t cap) {
+    while (*i < n && is_ws(s[*i])) (*i)++;
+    if (*i >= n || s[*i] != '"') return -1;
+    size_t b = ++*i;
+    while (*i < n && s[*i] != '"') {
+        unsigned char c = (unsigned char)s[*i];
+        if (c < 0x20 || c == '<' || c == '>') return -1;
+        (*i)++;
+    }
+    if (*i >= n || *i == b || *i - b >= cap) return -1;
+    memcpy(out, s + b, *i - b);
+    out[*i - b] = '\0';
+    (*i)++;
+    return 0;
+}
+
+/* V3.2: whitespace, then literal lit at *i (advanced past it). */
+static int dsml_lit(const char *s, size_t n, size_t *i, const char *lit) {
+    size_t l = strlen(lit);
+    while (*i < n && is_ws(s[*i])) (*i)++;
+    if (n - *i < l || memcmp(s + *i, lit, l)) return -1;
+    *i += l;
+    return 0;
+}
+
+/* One V3.2 call's body (after <｜DSML｜invoke, up to </｜DSML｜invoke>):
+ *    name="NAME">\n
+ *   <｜DSML｜parameter name="K" string="true|false">VALUE</｜DSML｜parameter>\n ...
+ * Returns 0 with name and the arguments object set when it reads. */
+static int dsml_call(const char *body, size_t n, char *name, size_t name_cap, jv_buf *args) {
+    size_t i = 0;
+    if (n == 0 || !is_ws(body[0])) return -1; /* "<｜DSML｜invokeX" is no call */
+    if (dsml_lit(body, n, &i, "name=") || dsml_quoted(body, n, &i, name, name_cap) || dsml_lit(body, n, &i, ">"))
+        return -1;
+    for (size_t k = 0; name[k]; k++)
+        if (is_ws(name[k]) || name[k] == '`') return -1;
+    jv_arena *a = jv_arena_new(16 * n + 65536);
+    if (!a) return -1;
+    int rc = -1;
+    jv_dict *d = jv_dict_new(a, 0);
+    if (!d) goto done;
+    const size_t pl = strlen(PARSE_DSML_PARAM), el = strlen(PARSE_DSML_PARAM_END);
+    while (1) {
+        while (i < n && is_ws(body[i])) i++;
+        if (i == n) break;
+        if (n - i < pl || memcmp(body + i, PARSE_DSML_PARAM, pl)) goto done;
+        i += pl;
+        if (i >= n || !is_ws(body[i])) goto done;
+        char key[256];
+        if (dsml_lit(body, n, &i, "name=") || dsml_quoted(body, n, &i, key, sizeof key)) goto done;
+        int kind = -1; /* 1 string="true", 0 string="false", -1 not said */
+        char sv[8];
+        size_t j = i;
+        if (dsml_lit(body, n, &j, "string=") == 0) {
+            if (dsml_quoted(body, n, &j, sv, sizeof sv)) goto done;
+            if (!strcmp(sv, "true")) kind = 1;
+            else if (!strcmp(sv, "false")) kind = 0;
+            else goto done;
+            i = j;
+        }
+        if (dsml_lit(body, n, &i, ">")) goto done;
+        long end = find(body + i, n - i, PARSE_DSML_PARAM_END);
+        if (end < 0) goto done;
+        const char *val = body + i;
+        size_t vl = (size_t)end;
+        jv v;
+        err e = {0};
+        const jv_str *ks = jv_str_new(a, key, strlen(key));
+        if (!ks) goto done;
+        if (kind == 1 || (kind < 0 && jv_parse(a, val, vl, 64, &v, &e) != 0)) {
+            const jv_str *s = jv_str_new(a, val, vl); /* as written: the template does not escape */
+            if (!s) goto done;
+            v = jv_strv(s);
+        } else if (kind == 0 && jv_parse(a, val, vl, 64, &v, &e) != 0) {
+            goto done; /* string="false" must be JSON */
+        }
+        if (jv_dict_set(a, d, ks, v)) goto done;
+        i += (size_t)end + el;
+    }
+    jv obj = {0};
+    obj.type = JV_DICT;
+    obj.u.d = d;
+    rc = jv_dump(args, obj, NULL, NULL, NULL, 0, 0, NULL) ? -1 : 0;
+done:
+    jv_arena_free(a);
+    return rc || args->over ? -1 : 0;
+}
+
+static const ds_syntax ds_v3 = {ds_content_tags, q_reason_tags, ds_block_tags, ds_call_tags,
+                                PARSE_DS_CALL_BEGIN, PARSE_DS_CALL_END, ds_call};
+static const ds_syntax ds_v32 = {dsml_content_tags, dsml_reason_tags, dsml_block_tags, dsml_call_tags,
+                                 PARSE_DSML_INVOKE, PARSE_DSML_INVOKE_END, dsml_call};
+
 /* Emits the collected call, or (malformed) its raw text as content. */
-static void ds_finish_call(parse *p, int closed, parse_sink sink, void *user) {
+static void ds_finish_call(parse *p, const ds_syntax *sx, int closed, parse_sink sink, void *user) {
     char name[256];
     jv_buf args;
     jv_buf_init(&args, p->max_text);
-    int ok = ds_call(p->tool, p->ntool, name, sizeof name, &args) == 0;
+    int ok = sx->call(p->tool, p->ntool, name, sizeof name, &args) == 0;
     p->skip_ws = 0;
     if (ok) {
         ev_tool(p, name, args.p ? args.p : "{}", args.p ? args.n : 2, sink, user);
     } else {
-        ev_text(p, PARSE_EV_CONTENT, PARSE_DS_CALL_BEGIN, strlen(PARSE_DS_CALL_BEGIN), sink, user);
+        ev_text(p, PARSE_EV_CONTENT, sx->call_begin, strlen(sx->call_begin), sink, user);
         ev_text(p, PARSE_EV_CONTENT, p->tool, p->ntool, sink, user);
-        if (closed) ev_text(p, PARSE_EV_CONTENT, PARSE_DS_CALL_END, strlen(PARSE_DS_CALL_END), sink, user);
+        if (closed) ev_text(p, PARSE_EV_CONTENT, sx->call_end, strlen(sx->call_end), sink, user);
     }
     jv_buf_free(&args);
     p->ntool = 0;
@@ -1016,33 +1128,35 @@ static int starts_partial(const char *s, size_t n, const char *const *tags) {
     return 0;
 }
 
-static void run_deepseek(parse *p, int final, parse_sink sink, void *user) {
+static void run_deepseek(parse *p, const ds_syntax *sx, int final, parse_sink sink, void *user) {
     while (1) {
         if (p->mode == Q_CONTENT) {
             int w;
-            long at = find_first(p->pend, p->npend, ds_content_tags, &w);
+            long at = find_first(p->pend, p->npend, sx->content_tags, &w);
             if (at < 0) {
-                emit_decided(p, PARSE_EV_CONTENT, ds_content_tags, 1, final, sink, user);
+                emit_decided(p, PARSE_EV_CONTENT, sx->content_tags, 1, final, sink, user);
                 return;
             }
             size_t n = (size_t)at;
             while (n && is_ws(p->pend[n - 1])) n--;
             ev_text(p, PARSE_EV_CONTENT, p->pend, n, sink, user);
-            consume(p, (size_t)at + strlen(ds_content_tags[w]));
+            consume(p, (size_t)at + strlen(sx->content_tags[w]));
             p->mode = w == 0 ? Q_REASON : w == 1 ? D_BLOCK : D_CALL;
             p->ntool = 0;
             p->skip_ws = 1;
         } else if (p->mode == Q_REASON) {
-            long at = find(p->pend, p->npend, "</think>");
+            int w;
+            long at = find_first(p->pend, p->npend, sx->reason_tags, &w);
             if (at < 0) {
-                emit_decided(p, PARSE_EV_REASONING, q_reason_tags, 1, final, sink, user);
+                emit_decided(p, PARSE_EV_REASONING, sx->reason_tags, 1, final, sink, user);
                 return;
             }
             size_t n = (size_t)at;
             while (n && is_ws(p->pend[n - 1])) n--;
             ev_text(p, PARSE_EV_REASONING, p->pend, n, sink, user);
-            consume(p, (size_t)at + 8);
-            p->mode = Q_CONTENT;
+            consume(p, (size_t)at + strlen(sx->reason_tags[w]));
+            p->mode = w == 0 ? Q_CONTENT : D_BLOCK; /* a block opener ends unclosed reasoning */
+            p->ntool = 0;
             p->skip_ws = 1;
         } else if (p->mode == D_BLOCK) {
             /* whitespace is dropped before a marker; before other text it is
@@ -1054,20 +1168,20 @@ static void run_deepseek(parse *p, int final, parse_sink sink, void *user) {
                 return;
             }
             int w;
-            long at = find_first(p->pend + ws, p->npend - ws, ds_block_tags, &w);
+            long at = find_first(p->pend + ws, p->npend - ws, sx->block_tags, &w);
             if (at == 0) {
-                consume(p, ws + strlen(ds_block_tags[w]));
+                consume(p, ws + strlen(sx->block_tags[w]));
                 p->mode = w == 0 ? D_CALL : Q_CONTENT;
                 p->ntool = 0;
                 p->skip_ws = 1;
                 continue;
             }
-            if (!final && starts_partial(p->pend + ws, p->npend - ws, ds_block_tags)) return;
+            if (!final && starts_partial(p->pend + ws, p->npend - ws, sx->block_tags)) return;
             if (at >= 0) at += (long)ws;
             /* text in the block that is no call: content, up to the next marker */
             p->skip_ws = 0;
             if (at < 0) {
-                emit_decided(p, PARSE_EV_CONTENT, ds_block_tags, 1, final, sink, user);
+                emit_decided(p, PARSE_EV_CONTENT, sx->block_tags, 1, final, sink, user);
                 return;
             }
             size_t n = (size_t)at;
@@ -1076,9 +1190,9 @@ static void run_deepseek(parse *p, int final, parse_sink sink, void *user) {
             consume(p, (size_t)at);
         } else { /* D_CALL */
             int w;
-            long at = find_first(p->pend, p->npend, ds_call_tags, &w);
-            size_t upto = at >= 0 ? (size_t)at : p->npend - (final ? 0 : partial_tag(p->pend, p->npend, ds_call_tags));
-            if (tool_append(p, PARSE_DS_CALL_BEGIN, p->pend, upto, sink, user)) {
+            long at = find_first(p->pend, p->npend, sx->call_tags, &w);
+            size_t upto = at >= 0 ? (size_t)at : p->npend - (final ? 0 : partial_tag(p->pend, p->npend, sx->call_tags));
+            if (tool_append(p, sx->call_begin, p->pend, upto, sink, user)) {
                 p->mode = Q_CONTENT; /* too long to be a call: the rest is content */
                 continue;
             }
@@ -1086,16 +1200,16 @@ static void run_deepseek(parse *p, int final, parse_sink sink, void *user) {
             if (at < 0) {
                 if (final) {
                     /* the output ended inside a call: read it as it stands */
-                    ds_finish_call(p, 0, sink, user);
+                    ds_finish_call(p, sx, 0, sink, user);
                     p->mode = Q_CONTENT;
                 }
                 return;
             }
             if (w == 0) {
-                consume(p, strlen(PARSE_DS_CALL_END));
-                ds_finish_call(p, 1, sink, user);
+                consume(p, strlen(sx->call_end));
+                ds_finish_call(p, sx, 1, sink, user);
             } else {
-                ds_finish_call(p, 0, sink, user); /* the next marker cut it short */
+                ds_finish_call(p, sx, 0, sink, user); /* the next marker cut it short */
             }
             p->mode = D_BLOCK;
         }
@@ -1107,7 +1221,8 @@ static void run_deepseek(parse *p, int final, parse_sink sink, void *user) {
 static void run(parse *p, int final, parse_sink sink, void *user) {
     if (p->fmt == PARSE_HARMONY) run_harmony(p, final, sink, user);
     else if (p->fmt == PARSE_QWEN3 || p->fmt == PARSE_QWEN3_CODER) run_qwen(p, final, sink, user);
-    else if (p->fmt == PARSE_DEEPSEEK || p->fmt == PARSE_DEEPSEEK_R1) run_deepseek(p, final, sink, user);
+    else if (p->fmt == PARSE_DEEPSEEK || p->fmt == PARSE_DEEPSEEK_R1) run_deepseek(p, &ds_v3, final, sink, user);
+    else if (p->fmt == PARSE_DEEPSEEK_V32) run_deepseek(p, &ds_v32, final, sink, user);
     else emit_decided(p, PARSE_EV_CONTENT, (const char *const[]){NULL}, 0, final, sink, user);
 }
 
@@ -1137,6 +1252,10 @@ parse_format parse_detect(const char *chat_template, size_t len, unsigned vocab)
     if (vocab & PARSE_VOCAB_HARMONY) return PARSE_HARMONY;
     if (chat_template && len) {
         if (find(chat_template, len, "<|channel|>") >= 0) return PARSE_HARMONY;
+        /* V3.2 builds its markers from a variable ('｜DSML｜'), so they are
+         * not spelled whole in the template */
+        if (find(chat_template, len, PARSE_DSML) >= 0 && find(chat_template, len, "function_calls") >= 0)
+            return PARSE_DEEPSEEK_V32;
         /* DeepSeek's tool-call markers; V3 / R1 templates fence the arguments in ```json */
         if (find(chat_template, len, PARSE_DS_CALL_BEGIN) >= 0 || find(chat_template, len, PARSE_DS_CALLS_BEGIN) >= 0) {
             long sep = find(chat_template, len, PARSE_DS_SEP);

@@ -11,6 +11,15 @@
  *   V3.1 on:  <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>...
  *   (the parser reads either form whichever the format says; the two formats
  *   differ in what a forced call writes, constrain.h).
+ *   V3.2 (DSML markup, its own format):
+ *     <｜DSML｜function_calls>\n<｜DSML｜invoke name="NAME">\n
+ *     <｜DSML｜parameter name="K" string="true">RAW TEXT</｜DSML｜parameter>\n
+ *     <｜DSML｜parameter name="K" string="false">JSON</｜DSML｜parameter>\n
+ *     </｜DSML｜invoke>\n...</｜DSML｜function_calls>
+ *     string="true" values are taken as they stand (a JSON string), string="false"
+ *     ones must parse as JSON, a parameter without the attribute is JSON if it
+ *     parses, else a string. <｜DSML｜function_calls> also ends reasoning that was
+ *     never closed (the model may call from inside <think>, as llama.cpp allows).
  *
  * Streaming-safe: text that could still become a tag is held back until it is
  * decided, so partial tags never reach content. Malformed output (unterminated
@@ -46,6 +55,7 @@ typedef enum parse_format {
     PARSE_HARMONY,     /* GPT-OSS */
     PARSE_DEEPSEEK,    /* <think>, <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS (V3.1 and later) */
     PARSE_DEEPSEEK_R1, /* <think>, <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME ```json ARGS``` (V3, R1) */
+    PARSE_DEEPSEEK_V32, /* <think>, <｜DSML｜function_calls><｜DSML｜invoke name="NAME">... (V3.2) */
     PARSE_NFORMATS
 } parse_format;
 
@@ -99,5 +109,13 @@ parse_format parse_detect(const char *chat_template, size_t len, unsigned vocab)
 #define PARSE_DS_CALL_BEGIN "<" PARSE_DS_BAR "tool" PARSE_DS_SP "call" PARSE_DS_SP "begin" PARSE_DS_BAR ">"
 #define PARSE_DS_CALL_END "<" PARSE_DS_BAR "tool" PARSE_DS_SP "call" PARSE_DS_SP "end" PARSE_DS_BAR ">"
 #define PARSE_DS_SEP "<" PARSE_DS_BAR "tool" PARSE_DS_SP "sep" PARSE_DS_BAR ">"
+/* V3.2's DSML markup (｜DSML｜ with U+FF5C bars) */
+#define PARSE_DSML "\xef\xbd\x9c" "DSML" "\xef\xbd\x9c"
+#define PARSE_DSML_CALLS_BEGIN "<" PARSE_DSML "function_calls>"
+#define PARSE_DSML_CALLS_END "</" PARSE_DSML "function_calls>"
+#define PARSE_DSML_INVOKE "<" PARSE_DSML "invoke"
+#define PARSE_DSML_INVOKE_END "</" PARSE_DSML "invoke>"
+#define PARSE_DSML_PARAM "<" PARSE_DSML "parameter"
+#define PARSE_DSML_PARAM_END "</" PARSE_DSML "parameter>"
 
 #endif

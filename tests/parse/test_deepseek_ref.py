@@ -10,6 +10,12 @@ from the llama-cpp-python sdist; tests/tmpl/tmpl_refs.py fetches them):
                                        string of an OpenAI-style string)  -> deepseek-r1
   deepseek-ai-DeepSeek-R1-Distill-Llama-8B  the same with ARGS as the string itself
   llama-cpp-deepseek-r1                llama.cpp's own R1 tool template
+  deepseek-ai-DeepSeek-V3.2            DSML markup: <｜DSML｜function_calls>
+                                       <｜DSML｜invoke name="NAME"> <｜DSML｜parameter
+                                       name="K" string="true|false">V</｜DSML｜parameter>
+                                       (strings as they stand, other values as JSON;
+                                       string values here include JSON look-alikes,
+                                       which must come back as strings)  -> deepseek-v3.2
 Each case is an assistant message with 1-3 tool calls (random names, argument
 objects with unicode, quotes, newlines, nesting, empty) and, for V3.1, text
 before the calls. The conversation is rendered by jinja2 with and without the
@@ -17,7 +23,11 @@ assistant message; the difference, less the assistant marker and the
 template's empty "<think></think>" in front and "<｜end▁of▁sentence｜>" at the
 end (the end token stops generation), is what the model generates. Some cases
 put reasoning in front ("<think>R</think>" as the model writes it, or with the
-parser opened in reasoning mode, as after a prompt that opened <think>).
+parser opened in reasoning mode, as after a prompt that opened <think>). V3.2's
+template writes the reasoning itself (thinking=True, reasoning_content): its
+"<think>R</think>" is taken as rendered, or less "<think>" (the generation
+prompt's opener) with the parser in reasoning mode; without thinking the
+rendered turn opens with "</think>" (the prompt held "<think>"), which is cut.
 
 sparkd's parser (build/tests/tool_parse) reads each text whole and in chunks of
 1, 2, 3 and 7 bytes (every special token split inside its UTF-8 bytes).
@@ -53,14 +63,17 @@ def build_dir():
     return os.environ.get("SPARKD_BUILD") or os.path.join(ROOT, "build")
 
 
-def rand_args(rng):
+def rand_args(rng, dsml=False):
     pool = {
         "city": ["Paris", "東京", "São Paulo", "Zürich 🙂"], "n": [0, 1, 42, -7, 3.5, 1e-3],
         "flag": [True, False, None], "tags": [["a", "b"], [], [1, [2, {"c": "d"}]]],
         "nested": [{"k": "v", "deep": {"list": [1, 2, 3]}}, {}],
         "q": ["quote \" and \\ backslash", "line\nbreak", "", "fence ``` inside", "<｜ bar"],
     }
-    keys = rng.sample(sorted(pool), rng.randint(0, 4))
+    if dsml:
+        # strings that read as JSON (string="true" keeps them strings), padding kept
+        pool["s"] = ["42", "true", "null", "[1, 2]", "{\"a\": 1}", " padded \n", "\"quoted\"", "a=\"b\" <x>"]
+    keys = rng.sample(sorted(pool), rng.randint(0, 5 if dsml else 4))
     return {k: rng.choice(pool[k]) for k in keys}
 
 
@@ -70,6 +83,7 @@ def env():
     e = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                                      extensions=["jinja2.ext.loopcontrols"])
     e.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
+    e.filters["from_json"] = json.loads  # V3.2's template reads string arguments with it
     return e
 
 
@@ -98,6 +112,7 @@ TEMPLATES = [
     ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "deepseek-r1", ("obj", "str"), False, 3),
     ("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "deepseek-r1", ("str",), False, 2),
     ("llama-cpp-deepseek-r1", "deepseek-r1", ("obj", "str"), False, 3),
+    ("deepseek-ai-DeepSeek-V3.2", "deepseek-v3.2", ("obj", "str"), True, 3),
 ]
 
 
@@ -106,10 +121,11 @@ def cases(tname, styles, with_content, max_calls, n):
     e = env()
     src = open(os.path.join(tmpl_refs._llama_templates_dir(), tname + ".jinja")).read()
     tpl = e.from_string(src)
-    rng = random.Random(hash(tname) & 0xffff)
+    dsml = "DSML" in src
+    rng = random.Random(sum(tname.encode()))
     out = []
     for i in range(n):
-        calls = [(rng.choice(NAMES), rand_args(rng)) for _ in range(rng.randint(1, max_calls))]
+        calls = [(rng.choice(NAMES), rand_args(rng, dsml)) for _ in range(rng.randint(1, max_calls))]
         style = styles[i % len(styles)]
         tcs = [{"id": "call_%d" % k, "type": "function",
                 "function": {"name": nm, "arguments": a if style == "obj" else
@@ -117,9 +133,21 @@ def cases(tname, styles, with_content, max_calls, n):
         content = rng.choice(TEXTS) if with_content and rng.randrange(2) else None
         asst = {"role": "assistant", "content": content, "tool_calls": tcs}
         msgs = [{"role": "user", "content": "Question %d?" % i}]
-        text = completion(tpl, msgs, asst)
         reasoning, thinking = "", 0
         r = rng.randrange(3)
+        if dsml:
+            if r:
+                reasoning = rng.choice(REASONS)
+                asst["reasoning_content"] = reasoning
+            text = completion(tpl, msgs, asst, thinking=bool(r))
+            pre = "<think>" if r else "</think>"
+            if not text.startswith(pre):
+                raise RuntimeError("V3.2's turn does not open with %s: %r" % (pre, text[:80]))
+            if r != 1:
+                text, thinking = text[len(pre):], int(r == 2)
+            out.append((text.encode(), thinking, content or "", reasoning, calls))
+            continue
+        text = completion(tpl, msgs, asst)
         if r == 1:
             reasoning = rng.choice(REASONS)
             text = "<think>\n" + reasoning + "\n</think>\n\n" + text
@@ -223,6 +251,16 @@ def main():
     cs = cases(*TEMPLATES[0][:1], TEMPLATES[0][2], TEMPLATES[0][3], TEMPLATES[0][4], 20)
     res = run_parser("qwen3", [c[0] for c in cs if not c[1]], 1 << 20)
     ok(all(not ours(evs)[2] for evs in res), "poison: the Qwen3 parser finds none of those calls (the check can fail)")
+    # V3.2: the cases hold what they claim (string and non-string parameters, JSON
+    # look-alike strings, both reasoning modes), and V3.1's parser finds none of the calls
+    v32 = [t for t in TEMPLATES if t[1] == "deepseek-v3.2"][0]
+    cs = cases(v32[0], v32[2], v32[3], v32[4], 80)
+    txt = b"".join(c[0] for c in cs)
+    ok(txt.count(b'string="true"') > 20 and txt.count(b'string="false"') > 20 and b'string="true">42<' in txt and
+       any(c[1] for c in cs) and any(c[3] and not c[1] for c in cs),
+       "V3.2 cases cover string/non-string parameters, JSON look-alike strings, reasoning both ways")
+    res = run_parser("deepseek", [c[0] for c in cs if not c[1]], 1 << 20)
+    ok(all(not ours(evs)[2] for evs in res), "poison: the V3.1 parser finds none of V3.2's calls")
     return exit_code()
 
 

@@ -91,7 +91,7 @@ int main(void) {
         {"[server]\n\n[nonsense]\nx = 1\n", "t.ini:4: unknown section [nonsense] (key 'x')"},
         {"x = 1\n", "t.ini:1: key 'x' outside any section"},
         {"[server]\nworkers = 0\n", "t.ini:2: workers: 0 (range 1..1024) is out of range"},
-        {"[model]\noutput_format = xml\n", "t.ini:2: output_format: 'xml' is not one of auto, plain, qwen3, qwen3-coder, harmony, deepseek, deepseek-r1, deepseek-v3.1"},
+        {"[model]\noutput_format = xml\n", "t.ini:2: output_format: 'xml' is not one of auto, plain, qwen3, qwen3-coder, harmony, deepseek, deepseek-r1, deepseek-v3.1, deepseek-v3.2"},
         {"[limits]\nmax_queue = lots\n", "t.ini:2: max_queue: 'lots' is not an integer"},
         {"[server]\nworkers = 12abc\n", "t.ini:2: workers: '12abc' is not an integer"},
         {"[server]\nworkers = 99999999999999999999\n", "t.ini:2: workers: '99999999999999999999' is not an integer"},

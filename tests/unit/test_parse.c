@@ -167,7 +167,8 @@ static void strip_tags_ws(const char *s, size_t n, const char *const *tags, char
 }
 
 static const char *const qwen_tags[] = {"<think>", "</think>", "<tool_call>", "</tool_call>", PARSE_DS_CALLS_BEGIN,
-                                        PARSE_DS_CALLS_END, PARSE_DS_CALL_BEGIN, PARSE_DS_CALL_END, NULL};
+                                        PARSE_DS_CALLS_END, PARSE_DS_CALL_BEGIN, PARSE_DS_CALL_END,
+                                        PARSE_DSML_CALLS_BEGIN, PARSE_DSML_CALLS_END, NULL};
 
 static int keeps_every_char(const char *in, size_t n, const rec *r) {
     static char a[REC_MAX], b[REC_MAX];
@@ -185,7 +186,8 @@ typedef struct kcase {
 
 static const char *fmt_name(parse_format f) {
     return f == PARSE_QWEN3 ? "qwen3" : f == PARSE_QWEN3_CODER ? "qwen3-coder" : f == PARSE_HARMONY ? "harmony"
-         : f == PARSE_DEEPSEEK ? "deepseek" : f == PARSE_DEEPSEEK_R1 ? "deepseek-r1" : "plain";
+         : f == PARSE_DEEPSEEK ? "deepseek" : f == PARSE_DEEPSEEK_R1 ? "deepseek-r1"
+         : f == PARSE_DEEPSEEK_V32 ? "deepseek-v3.2" : "plain";
 }
 
 int main(void) {
@@ -289,6 +291,57 @@ int main(void) {
         {PARSE_DEEPSEEK_R1, 0, CB KB "function" SEP "\n```json\n{}\n```" KE CE, KB "function" SEP "\n```json\n{}\n```" KE, "", ""},
         {PARSE_DEEPSEEK, 0, "a <\xef\xbd\x9ctool and \xef\xbd\x9c> <｜tool▁call", "a <\xef\xbd\x9ctool and \xef\xbd\x9c> <｜tool▁call", "", ""},
         {PARSE_DEEPSEEK, 0, "<think>never closed " CB, "", "never closed " CB, ""},
+        /* DeepSeek V3.2 (DSML): string="true" values as they stand, string="false" as JSON */
+#define FB PARSE_DSML_CALLS_BEGIN
+#define FE PARSE_DSML_CALLS_END
+#define IV PARSE_DSML_INVOKE
+#define IE PARSE_DSML_INVOKE_END
+#define PB PARSE_DSML_PARAM
+#define PE PARSE_DSML_PARAM_END
+        {PARSE_DEEPSEEK_V32, 0,
+         "Let me check.\n\n" FB "\n" IV " name=\"get_weather\">\n" PB " name=\"city\" string=\"true\">Paris" PE "\n" PB
+         " name=\"days\" string=\"false\">3" PE "\n" IE "\n" FE,
+         "Let me check.", "", "get_weather({\"city\": \"Paris\", \"days\": 3});"},
+        {PARSE_DEEPSEEK_V32, 0,
+         FB "\n" IV " name=\"a\">\n" PB " name=\"s\" string=\"true\">42" PE "\n" PB " name=\"o\" string=\"false\">{\"k\": [1, null]}" PE
+         "\n" IE "\n" IV " name=\"b\">\n" IE "\n" FE,
+         "", "", "a({\"s\": \"42\", \"o\": {\"k\": [1, null]}});b({});"},
+        {PARSE_DEEPSEEK_V32, 1, "plan 日本語</think>\n\n" FB "\n" IV " name=\"f\">\n" PB " name=\"t\" string=\"true\">👩‍👩‍👧" PE IE FE,
+         "", "plan 日本語", "f({\"t\": \"👩‍👩‍👧\"});"},
+        /* the block opener ends reasoning that was never closed (llama.cpp's reading too) */
+        {PARSE_DEEPSEEK_V32, 1, "plan\n\n" FB "\n" IV " name=\"f\">\n" IE "\n" FE, "", "plan", "f({});"},
+        {PARSE_DEEPSEEK_V32, 0, "<think>r</think>ok\n\n" FB IV " name=\"f\">" IE FE "\n\nDone.", "okDone.", "r", "f({});"},
+        /* raw multi-line strings with quotes and backslashes; no attribute: JSON if it parses */
+        {PARSE_DEEPSEEK_V32, 0,
+         FB IV " name=\"w\">" PB " name=\"text\" string=\"true\">l1\n\"q\" \\ <x> " PE PB " name=\"n\">5" PE PB " name=\"t\">hi" PE IE FE,
+         "", "", "w({\"text\": \"l1\\n\\\"q\\\" \\\\ <x> \", \"n\": 5, \"t\": \"hi\"});"},
+        /* a bare invoke (no block) */
+        {PARSE_DEEPSEEK_V32, 0, IV " name=\"f\">" PB " name=\"b\" string=\"false\">true" PE IE, "", "", "f({\"b\": true});"},
+        /* hostile: string="false" not JSON, an unknown string value, a name with a
+         * space, no name, an unterminated parameter, a quote in a key, junk in the
+         * block, an invoke cut short by the next, markers half-written */
+        {PARSE_DEEPSEEK_V32, 0, "x" FB IV " name=\"f\">" PB " name=\"a\" string=\"false\">{bad" PE IE FE "y",
+         "x" IV " name=\"f\">" PB " name=\"a\" string=\"false\">{bad" PE IE "y", "", ""},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" PB " name=\"a\" string=\"maybe\">1" PE IE FE,
+         IV " name=\"f\">" PB " name=\"a\" string=\"maybe\">1" PE IE, "", ""},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"bad name\">" IE FE, IV " name=\"bad name\">" IE, "", ""},
+        {PARSE_DEEPSEEK_V32, 0, FB IV ">" IE FE, IV ">" IE, "", ""},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" PB " name=\"a\" string=\"true\">x" IE FE,
+         IV " name=\"f\">" PB " name=\"a\" string=\"true\">x" IE, "", ""},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" PB " name=\"a\"b\" string=\"true\">x" PE IE FE,
+         IV " name=\"f\">" PB " name=\"a\"b\" string=\"true\">x" PE IE, "", ""},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" IE "junk" IV " name=\"g\">" IE FE, "junk", "", "f({});g({});"},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" PB " name=\"a\"" IV " name=\"g\">" IE FE,
+         IV " name=\"f\">" PB " name=\"a\"", "", "g({});"},
+        {PARSE_DEEPSEEK_V32, 0, IV "X name=\"f\">" IE, IV "X name=\"f\">" IE, "", ""},
+        /* cut off by the end of the output: read as it stands */
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" PB " name=\"a\" string=\"true\">x" PE, "", "", "f({\"a\": \"x\"});"},
+        {PARSE_DEEPSEEK_V32, 0, FB IV " name=\"f\">" PB " name=\"a\" string=\"true\">x",
+         IV " name=\"f\">" PB " name=\"a\" string=\"true\">x", "", ""},
+        {PARSE_DEEPSEEK_V32, 0, "a <\xef\xbd\x9c" "DSML\xef\xbd\x9c and <｜DSML｜func", "a <\xef\xbd\x9c" "DSML\xef\xbd\x9c and <｜DSML｜func", "", ""},
+        {PARSE_DEEPSEEK_V32, 0, "<think>never closed " FB IV " name=\"f\">" IE, "", "never closed", "f({});"},
+        /* V3.1's markers are text to V3.2 */
+        {PARSE_DEEPSEEK_V32, 0, CB KB "f" SEP "{}" KE CE, CB KB "f" SEP "{}" KE CE, "", ""},
     };
     static rec one;
     for (size_t k = 0; k < sizeof known / sizeof *known; k++) {
@@ -332,9 +385,11 @@ int main(void) {
         "commentary to=functions.h", "<|message|>", "<|end|>", "<|start|>", "<|call|>", "<|return|>", "<|constrain|>json",
         "text", " ", "\n", "é", "日本", "👩‍👧", "<", "<|", "</", "{", "}", "\"", "<think", "</tool_", "\xff",
         CB, CE, KB, KE, SEP, "function", "```json\n", "\n```", "<\xef\xbd\x9c", "\xe2\x96\x81", "{\"a\": \"\xe2\x96\x81\"}",
+        FB, FE, IV, IE, PB, PE, " name=\"f\">", " name=\"a\" string=\"true\">", " name=\"b\" string=\"false\">", "[1]",
+        "<\xef\xbd\x9c" "DSML", "\"",
     };
-    int fmts[] = {PARSE_QWEN3, PARSE_QWEN3_CODER, PARSE_HARMONY, PARSE_PLAIN, PARSE_DEEPSEEK, PARSE_DEEPSEEK_R1};
-    for (int f = 0; f < 6; f++) {
+    int fmts[] = {PARSE_QWEN3, PARSE_QWEN3_CODER, PARSE_HARMONY, PARSE_PLAIN, PARSE_DEEPSEEK, PARSE_DEEPSEEK_R1, PARSE_DEEPSEEK_V32};
+    for (int f = 0; f < 7; f++) {
         int disagree = 0, lost = 0, bad_events = 0, runs = 0;
         char in[512];
         for (int it = 0; it < 400; it++) {
@@ -435,8 +490,28 @@ int main(void) {
         n += snprintf(big + n, sizeof big - (size_t)n, "\"}%s%s", KE, CE);
         run_split(PARSE_DEEPSEEK, 0, big, (size_t)n, NULL, 0, &one, 4096);
         T_OK(one.ntools == 1 && one.ntools_text > 2900, "parse deepseek: a 3000-byte call within max_text is one call");
+        /* V3.2 the same */
+        n = snprintf(big, sizeof big, "%s%s name=\"", FB, IV);
+        while (n < 2000) big[n++] = 'n';
+        n += snprintf(big + n, sizeof big - (size_t)n, "\">%s%s", IE, FE);
+        run_split(PARSE_DEEPSEEK_V32, 0, big, (size_t)n, NULL, 0, &one, 4096);
+        T_OK(one.ntools == 0 && keeps_every_char(big, (size_t)n, &one), "parse deepseek-v3.2: a 1900-byte name is content, every character kept");
+        n = snprintf(big, sizeof big, "%s%s name=\"f\">%s name=\"s\" string=\"true\">", FB, IV, PB);
+        while (n < 3000) big[n++] = 'x';
+        n += snprintf(big + n, sizeof big - (size_t)n, "%s%s%s", PE, IE, FE);
+        run_split(PARSE_DEEPSEEK_V32, 0, big, (size_t)n, NULL, 0, &one, 256);
+        T_OK(one.ntools == 0 && keeps_every_char(big, (size_t)n, &one),
+             "parse deepseek-v3.2: a call larger than max_text becomes content, every character kept");
+        run_split(PARSE_DEEPSEEK_V32, 0, big, (size_t)n, NULL, 0, &one, 4096);
+        T_OK(one.ntools == 1 && one.ntools_text > 2900, "parse deepseek-v3.2: a 3000-byte call within max_text is one call");
     }
 #undef CB
+#undef FB
+#undef FE
+#undef IV
+#undef IE
+#undef PB
+#undef PE
 #undef CE
 #undef KB
 #undef KE
@@ -460,6 +535,12 @@ int main(void) {
         T_OK(parse_detect(v32, strlen(v32), PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK && parse_detect(NULL, 0, PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK &&
                  parse_detect(q, strlen(q), PARSE_VOCAB_DEEPSEEK) == PARSE_QWEN3,
              "parse_detect: a DeepSeek vocabulary -> deepseek unless the template says <tool_call>");
+        const char *dsml = "{%- set dsml_token = '" PARSE_DSML "' -%}{{ '<' + dsml_token + 'function_calls>' }}";
+        const char *dsml_only = "{{ '" PARSE_DSML "' }}";
+        T_OK(parse_detect(dsml, strlen(dsml), PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK_V32 &&
+                 parse_detect(dsml, strlen(dsml), 0) == PARSE_DEEPSEEK_V32 &&
+                 parse_detect(dsml_only, strlen(dsml_only), PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK,
+             "parse_detect: V3.2's DSML token and function_calls in the template -> deepseek-v3.2");
     }
     T_DONE();
 }

@@ -74,7 +74,7 @@ static char *read_n(size_t n) {
 }
 
 static const char *const fmt_names[PARSE_NFORMATS] = {"plain", "qwen3", "qwen3-coder", "harmony", "deepseek",
-                                                      "deepseek-r1"};
+                                                      "deepseek-r1", "deepseek-v3.2"};
 
 static int detect(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -92,7 +92,7 @@ static int detect(const char *path) {
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--detect")) return detect(argv[2]);
     if (argc < 3) {
-        fprintf(stderr, "usage: tool_parse plain|qwen3|qwen3-coder|harmony|deepseek|deepseek-r1[+think] CHUNK [--batch]\n");
+        fprintf(stderr, "usage: tool_parse plain|qwen3|qwen3-coder|harmony|deepseek|deepseek-r1|deepseek-v3.2[+think] CHUNK [--batch]\n");
         return 2;
     }
     char fname[64];
@@ -110,6 +110,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(fname, "harmony")) fmt = PARSE_HARMONY;
     else if (!strcmp(fname, "deepseek")) fmt = PARSE_DEEPSEEK;
     else if (!strcmp(fname, "deepseek-r1")) fmt = PARSE_DEEPSEEK_R1;
+    else if (!strcmp(fname, "deepseek-v3.2")) fmt = PARSE_DEEPSEEK_V32;
     else {
         fprintf(stderr, "unknown format %s\n", argv[1]);
         return 2;
