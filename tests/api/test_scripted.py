@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_scripted.py — the agent APIs end to end over HTTPS (nginx + sparkd) with
 the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS (and DeepSeek
-V3.1's and R1-Distill's templates over Qwen3's tokenizer, with DeepSeek's tool-call
+V3.1's, R1-Distill's and V3.2's templates over Qwen3's tokenizer, with DeepSeek's tool-call
 tokens spelled as text; named and "required" forced calls there too) and scripted
 outputs (tests/engine_script: the model's tokens are given, everything else is
 the product: template, tokenizer, scheduler, output parsers, the four API shapes).
@@ -78,8 +78,21 @@ SCRIPTS = {
         "final": "<think>\nDone.\n</think>\n\n%s<|im_end|>" % FINAL,
         "forced": "{\"city\": \"Oslo\"}<|im_end|>",
     },
+    # V3.2's DSML markup (the template closes the reasoning in the prompt unless thinking);
+    # a forced call prefills the block and the invoke, the model writes the parameters
+    "deepseek-v3.2": {
+        "call": "Checking.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+                "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                "</｜DSML｜function_calls><|im_end|>",
+        "final": "%s<|im_end|>" % FINAL,
+        "forced": "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                  "</｜DSML｜function_calls><|im_end|>",
+    },
 }
-HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True}
+HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True,
+                 "deepseek-v3.2": False}
+# text before the call that must come back as content
+CALL_CONTENT = {"deepseek-v3.2": "Checking."}
 
 
 def post(st, path, body, headers=None):
@@ -158,8 +171,10 @@ def check_model(name, scripts):
         if HAS_REASONING[name]:
             good = good and (m.model_extra or {}).get("reasoning_content", "").strip() == REASONING and \
                 (m.model_extra or {}).get("reasoning", "").strip() == REASONING
+        if name in CALL_CONTENT:
+            good = good and (m.content or "").strip() == CALL_CONTENT[name]
         ok(good, "%s: chat -> reasoning + get_weather(Oslo), finish tool_calls" % name, r.model_dump_json()[:600])
-        if name in ("qwen3", "deepseek-v3.1", "deepseek-r1"):
+        if name in ("qwen3", "deepseek-v3.1", "deepseek-r1", "deepseek-v3.2"):
             want = hf_prompt_tokens(name, user, TOOLS)
             ok(r.usage.prompt_tokens == want, "%s: chat prompt == transformers' rendering (%d tokens)" % (name, want),
                (r.usage.prompt_tokens, want))
@@ -320,7 +335,8 @@ def check_misc():
 def check_formats():
     """Reasoning detection beyond the three: DeepSeek-R1-Distill's template (the
     prompt opens <think>), the same template holding only </think> (the model
-    opens it), and [model] output_format overriding detection."""
+    opens it), and [model] output_format overriding detection (plain; deepseek-v3.2
+    over Qwen3's template)."""
     cases = [("r1-distill", "The user asks for a greeting.\n</think>\n\nHello there.<|im_end|>", "auto"),
              ("r1-only-close", "<think>\nThe user asks for a greeting.\n</think>\n\nHello there.<|im_end|>", "auto"),
              ("qwen3", "<think>\nThe user asks for a greeting.\n</think>\n\nHello there.<|im_end|>", "plain")]
@@ -345,6 +361,23 @@ def check_formats():
                    "%s template: reasoning detected and split from the answer" % tpl, b[:300])
         finally:
             stop_checked(st, tpl)
+    # output_format = deepseek-v3.2 over a template that says otherwise (Qwen3's): DSML calls are read
+    d = os.environ["SPARKD_SCRIPT_DIR"]
+    open(os.path.join(d, "dsml.txt"), "w").write(SCRIPTS["deepseek-v3.2"]["call"])
+    st = harness.Stack(ini_extra={"model": {"path": os.path.join(MODELS, "qwen3.gguf"), "id": "m", "context": "4096",
+                                            "chat_template_file": os.path.join(MODELS, "qwen3.jinja"),
+                                            "output_format": "deepseek-v3.2"}})
+    try:
+        st.start()
+        s, _, b = post(st, "/v1/chat/completions", {"model": "m", "tools": TOOLS,
+                                                    "messages": [{"role": "user", "content": "hi [[script:dsml]]"}]})
+        m = json.loads(b)["choices"][0]["message"] if s == 200 else {}
+        tc = m.get("tool_calls") or []
+        ok(s == 200 and len(tc) == 1 and tc[0]["function"]["name"] == "get_weather" and
+           json.loads(tc[0]["function"]["arguments"]) == {"city": "Oslo"} and (m.get("content") or "").strip() == "Checking.",
+           "output_format = deepseek-v3.2 overrides detection: the DSML call is read", b[:400])
+    finally:
+        stop_checked(st, "dsml-override")
 
 
 def check_parallel():
