@@ -87,6 +87,9 @@ SCRIPTS = {
         "final": "%s<|im_end|>" % FINAL,
         "forced": "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
                   "</｜DSML｜function_calls><|im_end|>",
+        # "required" over several tools: the prefill stops at name=", the model names one
+        "forced_any": "get_weather\">\n<｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n"
+                      "</｜DSML｜invoke>\n</｜DSML｜function_calls><|im_end|>",
     },
 }
 HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True,
@@ -188,6 +191,15 @@ def check_model(name, scripts):
                    json.loads(mf.tool_calls[0].function.arguments) == {"city": "Oslo"} and not (mf.content or "").strip(),
                    "%s: tool_choice %s -> get_weather(Oslo) in DeepSeek's syntax" % (name, json.dumps(tc)),
                    rf.model_dump_json()[:600])
+        if "forced_any" in scripts:
+            two = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+            fu = [{"role": "user", "content": "Weather in Oslo, please. [[script:forced_any]]"}]
+            rf = cl.chat.completions.create(model=name, messages=fu, tools=two, tool_choice="required")
+            mf = rf.choices[0].message
+            ok(mf.tool_calls and len(mf.tool_calls) == 1 and mf.tool_calls[0].function.name == "get_weather" and
+               json.loads(mf.tool_calls[0].function.arguments) == {"city": "Oslo"} and not (mf.content or "").strip(),
+               "%s: tool_choice \"required\" over two tools -> the model names get_weather(Oslo)" % name,
+               rf.model_dump_json()[:600])
         # chat, streamed: the deltas add up to the same call
         chunks = list(cl.chat.completions.create(model=name, messages=user, tools=TOOLS, stream=True,
                                                  stream_options={"include_usage": True}))
