@@ -49,6 +49,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "tmpl"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from testlib import ok, exit_code  # noqa: E402
 import tmpl_refs  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import parse_tool  # noqa: E402
 
 EOS = "<｜end▁of▁sentence｜>"
 ASSISTANT = "<｜Assistant｜>"
@@ -159,52 +161,12 @@ def cases(tname, styles, with_content, max_calls, n):
 
 
 def run_parser(fmt, texts, chunk):
-    data = b"".join(b"%d\n" % len(t) + t for t in texts)
-    tool = os.path.join(build_dir(), "tests", "tool_parse")
-    p = subprocess.run([tool, fmt, str(chunk), "--batch"], input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError("tool_parse rc=%d: %s" % (p.returncode, p.stderr.decode("utf-8", "replace")[-2000:]))
-    results, cur = [], []
-    for line in p.stdout.split(b"\n")[:-1]:
-        if line == b"END":
-            results.append(cur)
-            cur = []
-        else:
-            cur.append(json.loads(line.decode("utf-8", "surrogateescape")))
-    if len(results) != len(texts):
-        raise RuntimeError("tool_parse answered %d of %d" % (len(results), len(texts)))
-    return results
+    return parse_tool.run_parser(build_dir(), fmt, texts, chunk)
 
 
 def ours(events):
     """(reasoning, content, [(name, args text)], problems)."""
-    r, c, tools, problems = b"", b"", [], []
-    for ev in events:
-        x = ev.get("x", "").encode("utf-8", "surrogateescape")
-        if "x" in ev:
-            try:
-                x.decode("utf-8")
-            except UnicodeDecodeError:
-                problems.append("delta is not valid UTF-8: %r" % x)
-        if ev["t"] == "reasoning":
-            r += x
-        elif ev["t"] == "content":
-            c += x
-        elif ev["t"] == "tool_start":
-            if ev["i"] != len(tools):
-                problems.append("tool index %d, expected %d" % (ev["i"], len(tools)))
-            tools.append([ev["name"], b"", False])
-        elif ev["t"] == "tool_args":
-            tools[-1][1] += x
-        elif ev["t"] == "tool_end":
-            tools[-1][2] = True
-    for t in tools:
-        if not t[2]:
-            problems.append("tool call %s never ended" % t[0])
-    dec = lambda b: b.decode("utf-8", "replace")  # noqa: E731
-    return dec(r), dec(c), [(n, dec(a)) for n, a, _ in tools], problems
-
+    return parse_tool.summary(events)
 
 def check_template(tname, fmt, styles, with_content, max_calls, n):
     cs = cases(tname, styles, with_content, max_calls, n)
