@@ -11,7 +11,7 @@ enum {
     O_CONFIG = 256, O_LISTEN, O_HOST, O_PORT, O_PARALLEL, O_NGL, O_DEVICE, O_KV, O_PRECISION, O_CTK, O_CTV, O_MMAP, O_NO_MMAP,
     O_TEMP, O_TOP_K, O_TOP_P, O_MIN_P, O_SEED, O_REPEAT, O_PRESENCE, O_FREQUENCY, O_LOAD_ONLY, O_PRINT_IDS,
     O_NO_BOS, O_SPECIAL, O_IGNORE_EOS, O_MANIFEST, O_API_KEY_FILE, O_API_KEY, O_ALIAS, O_TEMPLATE, O_CONT_BATCHING,
-    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY, O_NPL, O_DEPTH, O_TP, O_TP_RANK, O_TP_ADDR,
+    O_METRICS, O_MEMORY_LIMIT, O_QUICK, O_KBENCH, O_MODEL_ONLY, O_NPL, O_DEPTH, O_TP, O_TP_RANK, O_TP_ADDR, O_MOE_SPLIT,
 };
 
 #define ALL_MODEL (CLI_RUN | CLI_INFO | CLI_BENCH | CLI_SERVE)
@@ -78,6 +78,7 @@ static const opt opts[] = {
     {"bench", O_KBENCH, no_argument, CLI_SELFTEST, NULL, "time the kernels instead of checking them"},
     {"model-only", O_MODEL_ONLY, no_argument, CLI_SELFTEST, NULL, "with -m: only the CUDA engine against the CPU engine on MODEL"},
     {"tp", O_TP, required_argument, CLI_SERVE | CLI_SELFTEST, "N", "tensor parallel over N GPUs ([parallel] size); selftest -m: N shards against the whole model"},
+    {"moe-split", O_MOE_SPLIT, required_argument, CLI_SERVE | CLI_SELFTEST, "columns|experts", "how tensor parallel splits MoE layers ([parallel] moe_split): a slice of every expert (default) or whole experts per rank"},
     {"tp-rank", O_TP_RANK, required_argument, CLI_SERVE, "R", "this process's rank, 0 = the front end ([parallel] rank)"},
     {"tp-addr", O_TP_ADDR, required_argument, CLI_SERVE | CLI_SELFTEST, "HOST:PORT", "rank 0's control socket ([parallel] address); selftest: run the check as rank 0 over NCCL"},
     {"help", 'h', no_argument, ALL_MODEL | CLI_VERIFY | CLI_DEVICE | CLI_SELFTEST, NULL, "this help"},
@@ -99,7 +100,7 @@ static const struct { const char *name; int cmd; const char *args, *what; } cmds
     {"serve", CLI_SERVE, "[--config FILE] [options]", "the FastCGI responder behind nginx (OpenAI API)"},
     {"verify", CLI_VERIFY, "--manifest SHA256SUMS [FILE...] | FILE...", "SHA-256 of files against a sha256sum manifest"},
     {"device", CLI_DEVICE, "", "the GPU the CUDA unit sees and its read bandwidth"},
-    {"selftest", CLI_SELFTEST, "[--quick|--bench] [-m MODEL [--kv T] [--model-only] [--tp N [--tp-addr A]]]",
+    {"selftest", CLI_SELFTEST, "[--quick|--bench] [-m MODEL [--kv T] [--model-only] [--tp N [--tp-addr A] [--moe-split S]]]",
      "every GPU kernel (and the CUDA engine on MODEL) against the CPU reference (CUDA builds)"},
 };
 
@@ -327,6 +328,13 @@ int cli_parse(cli_args *a, int argc, char **argv, FILE *out, FILE *err) {
                 rc = 2;
             }
             a->tp_addr = v;
+            break;
+        case O_MOE_SPLIT:
+            if (strcmp(v, "columns") && strcmp(v, "experts")) {
+                fprintf(err, "error: bad value '%s' for %s (columns or experts)\n", v, given);
+                rc = 2;
+            }
+            a->moe_split = v;
             break;
         default: fprintf(err, "error: option %s not handled\n", given); rc = 2; break;
         }

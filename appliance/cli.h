@@ -58,6 +58,7 @@ typedef struct cli_args {
     int tp, has_tp;                   /* serve: [parallel] size; selftest: the tensor-parallel check */
     int tp_rank, has_tp_rank;         /* serve: [parallel] rank */
     const char *tp_addr;              /* serve, selftest: [parallel] address */
+    const char *moe_split;            /* serve, selftest: [parallel] moe_split (NULL = the INI's) */
     const char *npl;                  /* bench --npl LIST (comma-separated sequence counts) */
     int depth, has_depth;             /* bench --depth N */
     const char **files;               /* verify: the FILE arguments */

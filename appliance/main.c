@@ -649,6 +649,7 @@ static int cmd_serve(const cli_args *a) {
     if (a->has_tp) c.parallel.size = a->tp;
     if (a->has_tp_rank) c.parallel.rank = a->tp_rank;
     if (a->tp_addr) snprintf(c.parallel.addr, sizeof c.parallel.addr, "%s", a->tp_addr);
+    if (a->moe_split) c.parallel.moe_split = (engine_moe_split)engine_moe_split_parse(a->moe_split);
     config_resolve_auto(&c); /* workers / max_queue "auto" from max_seqs, after -np */
     if (config_check(&c, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     if (c.parallel.size > 1 && c.parallel.rank > 0) return serve_follower(&c);
@@ -761,6 +762,8 @@ static int cmd_selftest(const cli_args *a) {
         par.connect_timeout_s = 60;
         par.step_timeout_s = 30;
         if (a->tp_addr) snprintf(par.addr, sizeof par.addr, "%s", a->tp_addr);
+        if (a->moe_split) par.moe_split = (engine_moe_split)engine_moe_split_parse(a->moe_split);
+        printf("# tensor parallel check: %d ranks, moe_split %s\n", par.size, engine_moe_split_name(par.moe_split));
         int tf = cuda_tp_check(stdout, a->model, kv, &par, &e);
         if (tf < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
         fails += tf;

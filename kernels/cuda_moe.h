@@ -68,15 +68,20 @@ typedef struct cuda_moe_args {
     int T;                 /* tokens (rows of x, logits, out) */
     int dim, ffn;          /* residual width; rows of one expert's gate/up */
     int n_expert, n_used;  /* <= CUDA_MOE_MAX_EXPERTS, <= CUDA_MOE_MAX_USED */
+    int expert0, n_local;  /* expert parallelism (shard.h, moe_split = experts): the weights
+                            * and expert biases hold experts [expert0, expert0 + n_local)
+                            * only; routing is over all n_expert and an entry routed to an
+                            * expert outside adds nothing (route: a "none" bucket, inv -1).
+                            * 0, 0 = all (n_local 0 means n_expert) */
     int gating, norm_topk; /* CUDA_MOE_* */
     int act;               /* CUDA_ACT_SILU, CUDA_ACT_GELU_TANH, CUDA_MOE_ACT_SWIGLU_OAI */
     float act_alpha, act_limit;
     const float *logits;   /* (T, n_expert) f32 router logits, bias not added */
     const float *router_b; /* (n_expert) f32 or NULL */
-    const cuda_weight *gate, *up; /* rows n_expert * ffn, cols dim */
-    const cuda_weight *down;      /* rows n_expert * dim, cols ffn */
-    const float *gate_b, *up_b;   /* (n_expert, ffn) f32 or NULL */
-    const float *down_b;          /* (n_expert, dim) f32 or NULL */
+    const cuda_weight *gate, *up; /* rows n_local * ffn, cols dim */
+    const cuda_weight *down;      /* rows n_local * dim, cols ffn */
+    const float *gate_b, *up_b;   /* (n_local, ffn) f32 or NULL */
+    const float *down_b;          /* (n_local, dim) f32 or NULL */
     const cuda_mmin *x;    /* (T, dim): the XP form for the GEMV path, F16 for the GEMM */
     float *out;            /* (T, dim) f32, row stride dim */
     int path;              /* CUDA_MM_AUTO, CUDA_MM_FORCE_GEMV/GEMM, CUDA_MM_FORCE_NATIVE */
@@ -95,9 +100,9 @@ int cuda_moe_route(const cuda_moe_args *a, void *stream, err *e);
 typedef struct cuda_moe_view {
     int32_t *ids;   /* (T * n_used) expert of entry (t, j), j in descending weight order */
     float *w;       /* (T * n_used) its weight */
-    int32_t *first; /* (n_expert + 1) */
+    int32_t *first; /* (n_local + 1): expert e - expert0's positions */
     int32_t *stok;  /* (T * n_used) token of sorted position */
-    int32_t *inv;   /* (T * n_used) sorted position of entry (t, j) */
+    int32_t *inv;   /* (T * n_used) sorted position of entry (t, j); -1: not a local expert */
     int32_t *meta;  /* [0] active experts, [1] GEMM tiles */
 } cuda_moe_view;
 void cuda_moe_view_of(void *work, int T, int dim, int ffn, int n_expert, int n_used, cuda_moe_view *v);

@@ -923,6 +923,8 @@ int moe_forward(engine *g, int il, int T, err *e) {
     a.dim = hp->dim;
     a.ffn = W->moe_f; // padded to 64 (moe_width)
     a.n_expert = M->n_expert;
+    a.expert0 = M->expert0;        // expert parallelism: the weights hold [expert0, +n_local)
+    a.n_local = M->n_expert_local;
     a.n_used = M->n_used;
     a.gating = M->gating == MODEL_MOE_TOPK_SOFTMAX ? CUDA_MOE_TOPK_SOFTMAX : CUDA_MOE_SOFTMAX_TOPK;
     a.norm_topk = M->norm_topk;

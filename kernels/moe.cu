@@ -165,6 +165,7 @@ struct route_p {
     const float *logits; // (T, E)
     const float *bias;   // (E) or NULL
     int T, E, k, gating, norm;
+    int e0, nl;          // the experts grouped: [e0, e0 + nl) (expert parallelism; else 0, E)
     int32_t *ids;
     float *w;
     int32_t *count;      // (E) global counters (zeroed before the gating kernel)
@@ -267,15 +268,20 @@ __device__ void route_token(const route_p &p, int t, int lane, int32_t *cnt) {
     }
 }
 
-// One CTA: prefix sum over the counts, active list, tile table, placement.
+// One CTA: prefix sum over the counts, active list, tile table, placement. Expert
+// parallelism (p.nl < p.E): only experts [e0, e0 + nl) are grouped, numbered from 0 in
+// first/active/tiles/sexp (the weights hold those alone); entries routed elsewhere go to
+// a "none" bucket after them (positions first[nl] .. N, in no tile and not active, so
+// the products never see them) and get inv = -1, which the combine skips.
 __device__ void route_place(const route_p &p, const int32_t *cnt) {
     __shared__ int first_s[kMaxE + 1];
-    __shared__ int fill[kMaxE];
+    __shared__ int fill[kMaxE + 1];
+    const int nl = p.nl;
     if (threadIdx.x == 0) {
         int acc = 0, na = 0, nt = 0;
-        for (int e = 0; e < p.E; e++) {
+        for (int e = 0; e < nl; e++) {
             first_s[e] = acc;
-            const int c = cnt[e];
+            const int c = cnt[p.e0 + e];
             if (c) {
                 p.active[na++] = e;
                 for (int s = 0; s < c; s += 64)
@@ -283,23 +289,25 @@ __device__ void route_place(const route_p &p, const int32_t *cnt) {
             }
             acc += c;
         }
-        first_s[p.E] = acc;
+        first_s[nl] = acc;
         p.meta[0] = na;
         p.meta[1] = nt;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i <= p.E; i += blockDim.x) {
+    for (int i = threadIdx.x; i <= nl; i += blockDim.x) {
         p.first[i] = first_s[i];
-        if (i < p.E) fill[i] = 0;
+        fill[i] = 0;
     }
     __syncthreads();
     const int n = p.T * p.k;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const int e = p.ids[i];
-        const int pos = first_s[e] + atomicAdd(&fill[e], 1);
+        const int e = p.ids[i] - p.e0;
+        const bool mine = e >= 0 && e < nl;
+        const int b = mine ? e : nl;
+        const int pos = first_s[b] + atomicAdd(&fill[b], 1);
         p.stok[pos] = i / p.k;
-        p.sexp[pos] = e;
-        p.inv[i] = pos;
+        p.sexp[pos] = mine ? e : 0; // "none": a valid bias row for act_kernel, never used
+        p.inv[i] = mine ? pos : -1;
     }
 }
 
@@ -905,7 +913,7 @@ __global__ void combine_kernel(const float *ys, const int32_t *ids, const float 
 #pragma unroll
     for (int j = 0; j < kMaxK; j++) {
         e[j] = j < k ? ids[(size_t)t * k + j] : 0x7fffffff;
-        pos[j] = j < k ? inv[(size_t)t * k + j] : 0;
+        pos[j] = j < k ? inv[(size_t)t * k + j] : -1; // -1: an expert another rank holds
         wt[j] = j < k ? w[(size_t)t * k + j] : 0.0f;
     }
     // increasing expert order (the CPU's summation order)
@@ -923,7 +931,7 @@ __global__ void combine_kernel(const float *ys, const int32_t *ids, const float 
         float s = 0.0f;
 #pragma unroll
         for (int j = 0; j < kMaxK; j++)
-            if (j < k) s = fmaf(wt[j], ys[(size_t)pos[j] * dim + i], s);
+            if (j < k && pos[j] >= 0) s = fmaf(wt[j], ys[(size_t)pos[j] * dim + i], s);
         out[(size_t)t * dim + i] = s;
     }
 }
@@ -956,7 +964,8 @@ int check_args(const cuda_moe_args *a, err *e) {
         !a->x || a->x->K != a->dim || a->x->T < a->T || !a->out || !a->work ||
         (a->gating != CUDA_MOE_SOFTMAX_TOPK && a->gating != CUDA_MOE_TOPK_SOFTMAX) ||
         (a->act != CUDA_ACT_SILU && a->act != CUDA_ACT_GELU_TANH && a->act != CUDA_MOE_ACT_SWIGLU_OAI) ||
-        (long long)a->T * a->n_used > (1 << 24))
+        (long long)a->T * a->n_used > (1 << 24) || a->expert0 < 0 || a->n_local < 0 ||
+        a->expert0 + (a->n_local ? a->n_local : a->n_expert) > a->n_expert)
         return err_set(e, ERR_INVALID, "cuda_moe: bad arguments (T %d, dim %d, ffn %d, experts %d, top %d)", a ? a->T : 0,
                        a ? a->dim : 0, a ? a->ffn : 0, a ? a->n_expert : 0, a ? a->n_used : 0);
     if (a->work_bytes < cuda_moe_work_bytes(a->T, a->dim, a->ffn, a->n_expert, a->n_used))
@@ -973,6 +982,8 @@ route_p route_params(const cuda_moe_args *a, const moe_work &w) {
     p.bias = a->router_b;
     p.T = a->T;
     p.E = a->n_expert;
+    p.e0 = a->expert0;
+    p.nl = a->n_local ? a->n_local : a->n_expert;
     p.k = a->n_used;
     p.gating = a->gating;
     p.norm = a->norm_topk;
@@ -1107,8 +1118,9 @@ extern "C" int cuda_moe_ffn(const cuda_moe_args *a, void *stream, err *e) {
     int rc = check_args(a, e);
     if (rc) return rc;
     const int E = a->n_expert, F = a->ffn, D = a->dim, T = a->T, k = a->n_used, N = T * k;
-    if ((rc = check_w(a->gate, F, E, D, "gate", e)) || (rc = check_w(a->up, F, E, D, "up", e)) ||
-        (rc = check_w(a->down, D, E, F, "down", e)))
+    const int EL = a->n_local ? a->n_local : E; // experts the weights hold
+    if ((rc = check_w(a->gate, F, EL, D, "gate", e)) || (rc = check_w(a->up, F, EL, D, "up", e)) ||
+        (rc = check_w(a->down, D, EL, F, "down", e)))
         return rc;
     if (a->gate->type != a->up->type)
         return err_set(e, ERR_UNSUPPORTED, "cuda_moe: gate (type %u) and up (type %u) differ", a->gate->type, a->up->type);
@@ -1156,7 +1168,7 @@ extern "C" int cuda_moe_ffn(const cuda_moe_args *a, void *stream, err *e) {
         p.act = a->act;
         p.alpha = a->act_alpha;
         p.limit = a->act_limit;
-        const int ny = N < E ? N : E;
+        const int ny = N < EL ? N : EL;
         if ((rc = mmv(a->gate->type, p, 2, (F + 15) / 16, ny, st, e))) return rc;
         act_p q;
         memset(&q, 0, sizeof q);

@@ -374,7 +374,7 @@ int tp_plan(const model *m, const engine_opts *o, engine_plan *p, err *e) {
     int rc = check_par(o, e);
     if (rc) return rc;
     shard *sh;
-    if ((rc = shard_open(&sh, m, o->parallel->size, o->parallel->rank, e))) return rc;
+    if ((rc = shard_open(&sh, m, o->parallel->size, o->parallel->rank, o->parallel->moe_split, e))) return rc;
     engine_opts ro = rank_opts(o);
     rc = engine_cuda_ops.plan(shard_model(sh), &ro, p, e);
     if (!rc) {
@@ -518,7 +518,7 @@ int tp_create(engine **out, const model *m, const engine_opts *o, err *e) {
     const engine_parallel *P = o->parallel;
     setenv("NCCL_NVLS_ENABLE", "0", 0); // NVLink multicast off unless the operator says otherwise
     if ((rc = nccl_load(P->nccl_lib, e))) return rc;
-    if ((rc = shard_check(m, P->size, e))) return rc;
+    if ((rc = shard_check(m, P->size, P->moe_split, e))) return rc;
     tp_engine *T = (tp_engine *)calloc(1, sizeof(tp_engine));
     if (!T) return err_set(e, ERR_NOMEM, "out of memory");
     T->par = *P;
@@ -613,7 +613,7 @@ int tp_create(engine **out, const model *m, const engine_opts *o, err *e) {
     if ((rc = nccl_init(T->ctx, &id, P->gpu, sto > cto ? sto : cto, e))) goto fail;
     {
         const int V = m->hp.n_vocab;
-        if ((rc = shard_open(&T->ctx->sh, m, size, rank, e))) goto fail;
+        if ((rc = shard_open(&T->ctx->sh, m, size, rank, P->moe_split, e))) goto fail;
         if ((rc = ctx_alloc(T->ctx, T->opts.max_seqs, T->opts.max_tokens, m->hp.dim, e))) goto fail;
         T->plan_work = T->ctx->bytes;
         if ((rc = warm_up(T->ctx, e))) goto fail;
@@ -848,7 +848,7 @@ void local_destroy(engine *g) {
 int local_plan(const model *m, const engine_opts *o, engine_plan *p, err *e) {
     if (!o->parallel || o->parallel->size < 1) return err_set(e, ERR_INVALID, "tp_local_ops needs engine_opts.parallel");
     shard *sh;
-    int rc = shard_open(&sh, m, o->parallel->size, 0, e);
+    int rc = shard_open(&sh, m, o->parallel->size, 0, o->parallel->moe_split, e);
     if (rc) return rc;
     engine_opts ro = *o;
     ro.parallel = NULL;
@@ -861,7 +861,7 @@ int local_create(engine **out, const model *m, const engine_opts *o, err *e) {
     *out = NULL;
     if (!o->parallel || o->parallel->size < 1) return err_set(e, ERR_INVALID, "tp_local_ops needs engine_opts.parallel");
     const int size = o->parallel->size;
-    int rc = shard_check(m, size, e);
+    int rc = shard_check(m, size, o->parallel->moe_split, e);
     if (rc) return rc;
     tp_local_eng *L = (tp_local_eng *)calloc(1, sizeof(tp_local_eng));
     if (!L) return err_set(e, ERR_NOMEM, "out of memory");
@@ -889,7 +889,7 @@ int local_create(engine **out, const model *m, const engine_opts *o, err *e) {
         if (!t) { rc = ERR_NOMEM; break; }
         L->ctx[r] = t;
         t->grp = &L->grp;
-        if ((rc = shard_open(&t->sh, m, size, r, e))) break;
+        if ((rc = shard_open(&t->sh, m, size, r, o->parallel->moe_split, e))) break;
         if ((rc = ctx_alloc(t, o->max_seqs, o->max_tokens, m->hp.dim, e))) break;
         rc = cuda_engine_create_rank(&L->eng[r], shard_model(t->sh), &ro, t, e);
     }

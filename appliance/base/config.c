@@ -241,6 +241,12 @@ static int handler(void *user, const char *sec, const char *k, const char *v) {
     if (IS("parallel", "gpu")) return get_int(x, k, v, 0, 255, &c->parallel.gpu);
     if (IS("parallel", "connect_timeout_s")) return get_int(x, k, v, 1, 86400, &c->parallel.connect_timeout_s);
     if (IS("parallel", "step_timeout_s")) return get_int(x, k, v, 1, 3600, &c->parallel.step_timeout_s);
+    if (IS("parallel", "moe_split")) {
+        int t = engine_moe_split_parse(v);
+        if (t < 0) return fail(x, "%s: '%s' is not one of columns, experts", k, v);
+        c->parallel.moe_split = (engine_moe_split)t;
+        return 1;
+    }
     if (IS("parallel", "nccl_library")) return get_path(x, k, v, c->parallel.nccl_lib, sizeof c->parallel.nccl_lib);
 #undef IS
     static const char *sections[] = {"server", "model", "engine", "limits", "timeouts", "log", "auth", "parallel"};

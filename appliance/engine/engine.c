@@ -38,6 +38,16 @@ const char *engine_precision_name(engine_precision p) {
     return p == ENGINE_PRECISION_EXACT ? "exact" : p == ENGINE_PRECISION_FAST ? "fast" : "?";
 }
 
+int engine_moe_split_parse(const char *name) {
+    if (name && !strcmp(name, "columns")) return ENGINE_MOE_SPLIT_COLUMNS;
+    if (name && !strcmp(name, "experts")) return ENGINE_MOE_SPLIT_EXPERTS;
+    return -1;
+}
+
+const char *engine_moe_split_name(engine_moe_split s) {
+    return s == ENGINE_MOE_SPLIT_COLUMNS ? "columns" : s == ENGINE_MOE_SPLIT_EXPERTS ? "experts" : "?";
+}
+
 int engine_kv_elem_bytes(engine_kv_type t) {
     switch (t) {
     case ENGINE_KV_F16:

@@ -82,6 +82,14 @@ uint64_t engine_kv_bytes_per_token(const model *m, engine_kv_type t);
  * front end and the scheduler and sends each step's batch to the others over its
  * control socket; NCCL (loaded at run time) sums the partial results. */
 #define ENGINE_PARALLEL_MAX 8
+/* How the ranks split a mixture-of-experts layer ([parallel] moe_split, --moe-split;
+ * appliance/engine/shard.h): COLUMNS = the same rows of every expert's gate/up and columns
+ * of its down on every rank (the default); EXPERTS = whole experts, rank r holding
+ * [r*E/N, (r+1)*E/N), every rank routing over all E and computing only its own experts'
+ * (token, expert) pairs. parse returns -1 for other spellings. */
+typedef enum engine_moe_split { ENGINE_MOE_SPLIT_COLUMNS = 0, ENGINE_MOE_SPLIT_EXPERTS } engine_moe_split;
+int engine_moe_split_parse(const char *name);
+const char *engine_moe_split_name(engine_moe_split s);
 typedef struct engine_parallel {
     int size;              /* ranks in the group; 1 = off */
     int rank;              /* this process, 0..size-1; 0 drives the others */
@@ -90,6 +98,7 @@ typedef struct engine_parallel {
     int connect_timeout_s; /* start: how long rank 0 waits for every peer (and peers for rank 0) */
     int step_timeout_s;    /* a step (or the NCCL setup) not done by then: the group is aborted */
     char nccl_lib[256];    /* "" = libnccl.so.2 from the loader's search path */
+    engine_moe_split moe_split; /* MoE layers: columns of every expert (0) or whole experts */
 } engine_parallel;
 
 typedef struct engine_opts {

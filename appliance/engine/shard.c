@@ -8,8 +8,8 @@
 #include "quant.h"
 
 /* Sliced tensors per layer: wq wk wv wo bq bk bv sinks, then w_gate w_up w_down (dense)
- * or gate_exps up_exps down_exps gate_b up_b (MoE). */
-#define SHARD_PER_LAYER 13
+ * or gate_exps up_exps down_exps gate_b up_b (MoE by columns), and down_b (by experts). */
+#define SHARD_PER_LAYER 14
 
 struct shard {
     model m;             /* the view; layers and tensors below */
@@ -62,15 +62,35 @@ static int check_vec(const model_tensor *t, int size, err *e) {
     return 0;
 }
 
-/* A mixture of experts split inside every expert: rows of gate/up (and their biases),
- * the same columns of down; router and down bias whole. */
-static int check_moe(const model_layer *L, int il, int size, err *e) {
+/* A mixture of experts split inside every expert (columns: rows of gate/up and their
+ * biases, the same columns of down; router and down bias whole) or by whole experts. */
+static int check_moe(const model_layer *L, int il, int size, engine_moe_split split, err *e) {
     const model_moe *M = &L->moe;
     int rc;
     if (M->shared.w_gate || M->shared_gate)
         return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has a shared expert (not sharded yet)", il);
     if (!M->router || !M->gate_exps || !M->up_exps || !M->down_exps)
         return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d lacks an expert tensor", il);
+    if (M->expert0 || M->n_expert_local != M->n_expert)
+        return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d holds a share of its experts already", il);
+    if (split == ENGINE_MOE_SPLIT_EXPERTS) { /* whole experts: E / N per rank, no cut inside one */
+        if (M->n_expert % size)
+            return err_set(e, ERR_UNSUPPORTED,
+                           "tensor parallel %d, moe_split = experts: layer %d has %d experts, not divisible by the "
+                           "number of ranks",
+                           size, il, M->n_expert);
+        const model_tensor *ex[3] = {M->gate_exps, M->up_exps, M->down_exps};
+        for (int i = 0; i < 3; i++)
+            if (ex[i]->n_dims != 3 || ex[i]->ne[2] != M->n_expert || ex[i]->scale)
+                return err_set(e, ERR_UNSUPPORTED, "tensor parallel: expert tensor '%s' is not (cols, rows, %d) unscaled",
+                               ex[i]->name, M->n_expert);
+        const model_tensor *bs[3] = {M->gate_b, M->up_b, M->down_b};
+        for (int i = 0; i < 3; i++)
+            if (bs[i] && (block_of(bs[i]) != 1 || bs[i]->n_dims != 2 || bs[i]->ne[1] != M->n_expert))
+                return err_set(e, ERR_UNSUPPORTED, "tensor parallel: expert bias '%s' is not plain (width, %d)",
+                               bs[i]->name, M->n_expert);
+        return 0;
+    }
     if (M->ffn_dim < size || M->ffn_dim % size)
         return err_set(e, ERR_UNSUPPORTED,
                        "tensor parallel %d: layer %d's experts are %d wide, not divisible by the number of ranks", size, il,
@@ -91,10 +111,12 @@ static int check_moe(const model_layer *L, int il, int size, err *e) {
     return 0;
 }
 
-int shard_check(const model *m, int size, err *e) {
+int shard_check(const model *m, int size, engine_moe_split split, err *e) {
     const model_hparams *hp = &m->hp;
     if (size < 1 || size > ENGINE_PARALLEL_MAX)
         return err_set(e, ERR_INVALID, "tensor parallel size %d (1..%d)", size, ENGINE_PARALLEL_MAX);
+    if (split != ENGINE_MOE_SPLIT_COLUMNS && split != ENGINE_MOE_SPLIT_EXPERTS)
+        return err_set(e, ERR_INVALID, "tensor parallel: moe_split %d", (int)split);
     if (hp->n_head % size || hp->n_head_kv % size)
         return err_set(e, ERR_UNSUPPORTED,
                        "tensor parallel %d: %d query heads and %d KV heads must both divide by the number of ranks", size,
@@ -117,7 +139,7 @@ int shard_check(const model *m, int size, err *e) {
         if (A->wo->scale)
             return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has dequantization scales (not sharded yet)", il);
         if (L->ffn == MODEL_FFN_MOE) {
-            if ((rc = check_moe(L, il, size, e))) return rc;
+            if ((rc = check_moe(L, il, size, split, e))) return rc;
             continue;
         }
         if (L->ffn != MODEL_FFN_DENSE)
@@ -166,6 +188,17 @@ static const model_tensor *rows(shard *s, const model_tensor *src, int64_t r0, i
     return t;
 }
 
+/* Experts [e0, e0 + n) of a stacked expert tensor: contiguous bytes, ne[2] = n. */
+static const model_tensor *experts(shard *s, const model_tensor *src, int64_t e0, int64_t n) {
+    model_tensor *t = take(s, src);
+    const uint64_t eb = src->row_bytes * (uint64_t)src->ne[1];
+    t->ne[2] = n;
+    t->nbytes = eb * (uint64_t)n;
+    t->data = (const uint8_t *)src->data + eb * (uint64_t)e0;
+    t->offset = src->offset + eb * (uint64_t)e0;
+    return t;
+}
+
 /* Columns [c0, c0 + n) of every row of src (block-aligned: shard_check). */
 static const model_tensor *cols(shard *s, const model_tensor *src, int64_t c0, int64_t n) {
     model_tensor *t = take(s, src);
@@ -181,9 +214,9 @@ static const model_tensor *cols(shard *s, const model_tensor *src, int64_t c0, i
     return t;
 }
 
-int shard_open(shard **out, const model *m, int size, int rank, err *e) {
+int shard_open(shard **out, const model *m, int size, int rank, engine_moe_split split, err *e) {
     *out = NULL;
-    int rc = shard_check(m, size, e);
+    int rc = shard_check(m, size, split, e);
     if (rc) return rc;
     if (rank < 0 || rank >= size) return err_set(e, ERR_INVALID, "tensor parallel rank %d of %d", rank, size);
     const model_hparams *hp = &m->hp;
@@ -222,6 +255,18 @@ int shard_open(shard **out, const model *m, int size, int rank, err *e) {
         if (L->ffn == MODEL_FFN_MOE) {
             const model_moe *M = &L->moe;
             model_moe *VM = &V->moe;
+            if (split == ENGINE_MOE_SPLIT_EXPERTS) { /* whole experts; each one's biases go with it */
+                const int64_t ne = M->n_expert / size, e0 = rank * ne;
+                VM->expert0 = (int)e0;
+                VM->n_expert_local = (int)ne;
+                VM->gate_exps = experts(s, M->gate_exps, e0, ne);
+                VM->up_exps = experts(s, M->up_exps, e0, ne);
+                VM->down_exps = experts(s, M->down_exps, e0, ne);
+                VM->gate_b = rows(s, M->gate_b, e0, ne);
+                VM->up_b = rows(s, M->up_b, e0, ne);
+                VM->down_b = rows(s, M->down_b, e0, ne);
+                continue;
+            }
             const int64_t f = M->ffn_dim / size;
             VM->ffn_dim = (int)f;
             VM->gate_exps = rows(s, M->gate_exps, rank * f, f);

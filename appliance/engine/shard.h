@@ -16,6 +16,17 @@
  *              down bias (weighted by the routing weight inside the expert sum) is kept
  *              by rank 0 only (NULL on the others), so the ranks' partial sums add up to
  *              it once. A shared expert is refused (not sharded yet).
+ *   MoE FFN, moe_split = experts (ENGINE_MOE_SPLIT_EXPERTS): whole experts instead, rank
+ *              r holding [r*E/N, (r+1)*E/N): those experts' gate, up and down (ne[2] =
+ *              E/N, contiguous bytes) and their gate/up/down biases (the same rows of
+ *              the (width, E) bias tensors); moe.expert0 = r*E/N and moe.n_expert_local =
+ *              E/N say which (model.h), moe.ffn_dim stays whole. The router and its bias
+ *              stay whole, so every rank computes the same top-k over all E; a backend
+ *              computes only the routed (token, expert) pairs whose expert it holds (the
+ *              others add zero) and the FFN all-reduce sums the ranks. Each expert's down
+ *              bias belongs to the rank holding the expert (it is weighted by the routing
+ *              weight inside that expert's term), so no rank-0 case. Nothing is cut
+ *              inside an expert: the route for files the columns split refuses.
  *   output     vocabulary rows [V*r/N, V*(r+1)/N) (integer division: shards may differ
  *              by one row) of the output matrix, or of the embedding when it is tied.
  *   whole      token_embd, every norm, rope tables: each rank keeps the whole residual.
@@ -37,8 +48,8 @@
  * Refused (ERR_UNSUPPORTED, naming the tensor): a width not divisible by N, a column
  * slice that would cut a quantization block (the down matrices' F/N must be a multiple
  * of the format's block: 32 for MXFP4 / Q8_0, 256 for K-quants — Q4_K_M MoE files whose
- * expert width is 768 cannot be split in two this way), quantized vectors. Expert
- * parallelism (whole experts per rank) is not implemented.
+ * expert width is 768 cannot be split in two this way: split them by experts), quantized
+ * vectors; by experts, a number of experts not divisible by N.
  *
  * Owns: the view's model struct, layer array and tensor table, and after shard_pack the
  * sliced tensors' bytes; never the source's weight buffer (the source model must outlive
@@ -48,6 +59,7 @@
 
 #include <stdint.h>
 
+#include "engine.h"
 #include "err.h"
 #include "model.h"
 
@@ -57,10 +69,10 @@ typedef struct shard shard;
  * a size out of 1..8) naming the first reason (heads not divisible, an FFN width whose
  * share is not a whole number of quantization blocks, a sliced vector that is quantized,
  * a shared expert, a layer kind not sharded yet). */
-int shard_check(const model *m, int size, err *e);
+int shard_check(const model *m, int size, engine_moe_split split, err *e);
 
-/* The view of rank `rank` of `size` (shard_check first). */
-int shard_open(shard **out, const model *m, int size, int rank, err *e);
+/* The view of rank `rank` of `size` (shard_check first); split: how MoE layers divide. */
+int shard_open(shard **out, const model *m, int size, int rank, engine_moe_split split, err *e);
 void shard_free(shard *s);
 
 /* Copies every sliced tensor of the view into a buffer the view owns, contiguous (rows

@@ -193,6 +193,7 @@ int arch_read_moe(model *m, model_moe *mo, err *e) {
     if ((rc = arch_u32(m, "expert_feed_forward_length", &ffn, 1, 1, 1u << 20, e))) return rc;
     memset(mo, 0, sizeof *mo);
     mo->n_expert = n_expert;
+    mo->n_expert_local = n_expert; /* all of them (a shard by experts narrows it) */
     mo->n_used = n_used;
     mo->ffn_dim = ffn;
     return 0;

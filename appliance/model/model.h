@@ -122,11 +122,18 @@ typedef struct model_moe {
     int norm_topk;              /* SOFTMAX_TOPK: renormalize the k weights */
     const model_tensor *router;    /* ne = [dim, n_expert] */
     const model_tensor *router_b;  /* optional (n_expert) f32 */
-    const model_tensor *gate_exps; /* ne = [dim, ffn_dim, n_expert] */
-    const model_tensor *up_exps;   /* ne = [dim, ffn_dim, n_expert] */
-    const model_tensor *down_exps; /* ne = [ffn_dim, dim, n_expert] */
-    const model_tensor *gate_b, *up_b; /* optional (ffn_dim, n_expert) f32 */
-    const model_tensor *down_b;        /* optional (dim, n_expert) f32 */
+    /* The experts this model's tensors hold: [expert0, expert0 + n_expert_local). A
+     * loaded model holds them all (0, n_expert); a tensor-parallel shard split by experts
+     * (appliance/engine/shard.h, ENGINE_MOE_SPLIT_EXPERTS) holds its rank's share: the
+     * router stays whole (routing is over all n_expert), and a routed (token, expert)
+     * pair outside the range adds nothing on this rank (the ranks' outputs are summed).
+     * Expert e's slice of the tensors below is number e - expert0. */
+    int expert0, n_expert_local;
+    const model_tensor *gate_exps; /* ne = [dim, ffn_dim, n_expert_local] */
+    const model_tensor *up_exps;   /* ne = [dim, ffn_dim, n_expert_local] */
+    const model_tensor *down_exps; /* ne = [ffn_dim, dim, n_expert_local] */
+    const model_tensor *gate_b, *up_b; /* optional (ffn_dim, n_expert_local) f32 */
+    const model_tensor *down_b;        /* optional (dim, n_expert_local) f32 */
     model_dense_ffn shared;     /* optional shared expert (w_gate NULL = none) */
     const model_tensor *shared_gate; /* optional (dim) f32: sigmoid gate of the shared expert */
 } model_moe;

@@ -62,6 +62,9 @@ int main(void) {
     T_OK(rc == 0 && !strcmp(a.manifest, "S") && a.n_files == 1, "verify: options after files (permuted)");
     rc = P(&a, "serve", "--precision=fast", NULL);
     T_OK(rc == 0 && a.precision && !strcmp(a.precision, "fast"), "serve --precision=fast");
+    rc = P(&a, "selftest", "-m", "M", "--tp", "2", "--moe-split", "experts", NULL);
+    T_OK(rc == 0 && a.has_tp && a.tp == 2 && a.moe_split && !strcmp(a.moe_split, "experts"),
+         "selftest --tp 2 --moe-split experts");
 
     struct { const char *args[8], *want; } bad[] = {
         {{"run", "--bogus", NULL}, "error: unknown option '--bogus' for run"},
@@ -83,6 +86,8 @@ int main(void) {
         {{"frobnicate", NULL}, "error: unknown command 'frobnicate'"},
         {{"serve", "--port", "70000", NULL}, "error: bad value '70000' for --port"},
         {{"bench", "--precision", "half", NULL}, "error: bad value 'half' for --precision (exact or fast)"},
+        {{"serve", "--moe-split", "rows", NULL}, "error: bad value 'rows' for --moe-split (columns or experts)"},
+        {{"run", "--moe-split", "experts", NULL}, "error: --moe-split is not an option of run"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *argv[10] = {"sparkd"};

@@ -167,14 +167,15 @@ int main(void) {
     /* [parallel]: the shipped defaults, every key, and the cross-field checks */
     config_defaults(&c);
     T_OK(c.parallel.size == 1 && c.parallel.rank == 0 && c.parallel.connect_timeout_s == 300 &&
-             c.parallel.step_timeout_s == 30 && !c.parallel.addr[0],
-         "[parallel] defaults: off");
+             c.parallel.step_timeout_s == 30 && !c.parallel.addr[0] && c.parallel.moe_split == ENGINE_MOE_SPLIT_COLUMNS,
+         "[parallel] defaults: off, moe_split columns");
     m = load("[model]\npath = /m.gguf\n[parallel]\nsize = 2\nrank = 1\naddress = 10.0.0.1:29500\ngpu = 1\n"
-             "connect_timeout_s = 60\nstep_timeout_s = 5\nnccl_library = /opt/nccl/libnccl.so.2\n", &c);
+             "connect_timeout_s = 60\nstep_timeout_s = 5\nnccl_library = /opt/nccl/libnccl.so.2\nmoe_split = experts\n", &c);
     e = (err){0};
     T_OK(!m[0] && c.parallel.size == 2 && c.parallel.rank == 1 && !strcmp(c.parallel.addr, "10.0.0.1:29500") &&
              c.parallel.gpu == 1 && c.parallel.connect_timeout_s == 60 && c.parallel.step_timeout_s == 5 &&
-             !strcmp(c.parallel.nccl_lib, "/opt/nccl/libnccl.so.2") && config_check(&c, &e) == 0,
+             !strcmp(c.parallel.nccl_lib, "/opt/nccl/libnccl.so.2") && c.parallel.moe_split == ENGINE_MOE_SPLIT_EXPERTS &&
+             config_check(&c, &e) == 0,
          "[parallel] every key read (%s %s)", m, e.msg);
     struct { const char *text, *want; } bad_par[] = {
         {"[parallel]\nsize = 9\n", "t.ini:2: size: 9 (range 1..8) is out of range"},
@@ -183,6 +184,7 @@ int main(void) {
         {"[parallel]\naddress = nohost\n", "t.ini:2: address: 'nohost' is not HOST:PORT"},
         {"[parallel]\nstep_timeout_s = 0\n", "t.ini:2: step_timeout_s: 0 (range 1..3600) is out of range"},
         {"[parallel]\nports = 1\n", "t.ini:2: unknown key 'ports' in [parallel]"},
+        {"[parallel]\nmoe_split = rows\n", "t.ini:2: moe_split: 'rows' is not one of columns, experts"},
     };
     for (size_t i = 0; i < sizeof bad_par / sizeof *bad_par; i++) {
         m = load(bad_par[i].text, &c);

@@ -1,10 +1,12 @@
 /* tool_shard — what each rank's shard view of a model holds, for tests/tp/test_shard.py.
  *
- *   tool_shard MODEL SIZE
- * prints, for every rank r of SIZE:
+ *   tool_shard MODEL SIZE [columns|experts]
+ * prints, for every rank r of SIZE (MoE layers split as the third argument says,
+ * columns by default):
  *   rank R hp n_head N n_head_kv N ffn_dim N n_vocab N vocab V0 VN
  *   rank R tensor NAME ne0 NE0 ne1 NE1 ne2 NE2 sha256 HEX
- *   rank R moe LAYER ffn_dim F down_b yes|no        (mixture-of-experts layers)
+ *   rank R moe LAYER ffn_dim F down_b yes|no experts E0 N  (MoE layers: the experts the
+ *                                                           view holds, [E0, E0 + N))
  * one tensor line for every tensor the view slices (the bytes shard_copy_rows packs for
  * all its rows), and for the tensors it keeps whole "rank R whole NAME" — or, when the
  * model cannot be split, "refused: MESSAGE" and exit status 3. */
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "model.h"
 #include "sha256.h"
 #include "shard.h"
@@ -36,8 +39,9 @@ static void dump(int r, const shard *s, const model_tensor *src, const model_ten
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: tool_shard MODEL SIZE\n");
+    const int split = argc == 4 ? engine_moe_split_parse(argv[3]) : ENGINE_MOE_SPLIT_COLUMNS;
+    if ((argc != 3 && argc != 4) || split < 0) {
+        fprintf(stderr, "usage: tool_shard MODEL SIZE [columns|experts]\n");
         return 2;
     }
     err e = {0};
@@ -47,14 +51,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int size = atoi(argv[2]);
-    if (shard_check(m, size, &e)) {
+    if (shard_check(m, size, (engine_moe_split)split, &e)) {
         printf("refused: %s\n", e.msg);
         model_free(m);
         return 3;
     }
     for (int r = 0; r < size; r++) {
         shard *s;
-        if (shard_open(&s, m, size, r, &e)) {
+        if (shard_open(&s, m, size, r, (engine_moe_split)split, &e)) {
             printf("refused: %s\n", e.msg);
             return 3;
         }
@@ -85,7 +89,8 @@ int main(int argc, char **argv) {
             dump(r, s, L->dense.w_down, V->dense.w_down);
             if (L->ffn == MODEL_FFN_MOE) {
                 const model_moe *M = &L->moe, *VM = &V->moe;
-                printf("rank %d moe %d ffn_dim %d down_b %s\n", r, il, VM->ffn_dim, VM->down_b ? "yes" : "no");
+                printf("rank %d moe %d ffn_dim %d down_b %s experts %d %d\n", r, il, VM->ffn_dim, VM->down_b ? "yes" : "no",
+                       VM->expert0, VM->n_expert_local);
                 dump(r, s, M->router, VM->router);
                 dump(r, s, M->router_b, VM->router_b);
                 dump(r, s, M->gate_exps, VM->gate_exps);

@@ -1,7 +1,7 @@
 /* tool_tpcpu — the tensor-parallel sharding math on the CPU engine, for
  * tests/tp/test_tp_cpu.py (the check CI runs without a GPU).
  *
- *   tool_tpcpu MODEL SIZE [STEPS [PAD]]
+ *   tool_tpcpu MODEL SIZE [STEPS [PAD [SPLIT]]]
  *
  * Loads MODEL, runs the unsharded CPU engine and SIZE CPU engines over the packed shard
  * views (shard_open + shard_pack: each holds only its heads, FFN / expert columns and
@@ -15,7 +15,11 @@
  * which must NOT match (SIZE > 1). PAD > 0: every rank's experts are first padded to a
  * multiple of PAD with shard_copy_experts (the layout the CUDA engine uploads: zero rows
  * of gate/up and their biases, zero blocks of down's columns), so the padding is checked
- * to change nothing either. Prints
+ * to change nothing either. SPLIT: how MoE layers divide, columns (default) or experts
+ * (whole experts per rank, shard.h); with experts the controls are: no all-reduce; the
+ * expert down biases on rank 0 alone (the columns rule, wrong here: each expert's bias
+ * belongs to its rank), for a model with them; and every rank taking its experts for
+ * experts 0.. (expert0 = 0: the offset ignored). Prints
  *   step S rel_l2 R max_abs A argmax_equal 0|1
  *   ok - / not ok - lines, and exit status 0 (all ok), 1 (a check failed), 2 (usage/load),
  *   3 (the model cannot be split: "refused: MESSAGE"). */
@@ -74,7 +78,7 @@ static int pad_experts(const shard *s, model *v, int pad, model_tensor *tens, in
         if (v->layers[il].ffn != MODEL_FFN_MOE) continue;
         const int f = M->ffn_dim, fp = (f + pad - 1) / pad * pad;
         if (fp == f) continue;
-        const int64_t E = M->n_expert;
+        const int64_t E = M->n_expert_local; /* the experts the view holds */
         const model_tensor *src[5] = {M->gate_exps, M->up_exps, M->down_exps, M->gate_b, M->up_b};
         const model_tensor **dst[5] = {&M->gate_exps, &M->up_exps, &M->down_exps, &M->gate_b, &M->up_b};
         for (int i = 0; i < 5; i++) {
@@ -183,11 +187,12 @@ static int run(const model *m, engine *whole, rank *rk, group *g, int steps, int
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: tool_tpcpu MODEL SIZE [STEPS]\n");
+        fprintf(stderr, "usage: tool_tpcpu MODEL SIZE [STEPS [PAD [columns|experts]]]\n");
         return 2;
     }
     const int size = atoi(argv[2]), steps = argc > 3 ? atoi(argv[3]) : 6, pad = argc > 4 ? atoi(argv[4]) : 0;
-    if (size < 1 || size > TP_MAX || steps < 0 || 13 + steps > CTX || pad < 0) {
+    const int split = argc > 5 ? engine_moe_split_parse(argv[5]) : ENGINE_MOE_SPLIT_COLUMNS;
+    if (size < 1 || size > TP_MAX || steps < 0 || 13 + steps > CTX || pad < 0 || split < 0) {
         fprintf(stderr, "SIZE 1..%d, STEPS 0..%d\n", TP_MAX, CTX - 13);
         return 2;
     }
@@ -197,7 +202,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", e.msg);
         return 2;
     }
-    if (shard_check(m, size, &e)) {
+    const engine_moe_split sp = (engine_moe_split)split;
+    if (shard_check(m, size, sp, &e)) {
         printf("refused: %s\n", e.msg);
         model_free(m);
         return 3;
@@ -232,7 +238,7 @@ int main(int argc, char **argv) {
         if (!ptens || !pbufs) goto out;
     }
     for (int r = 0; r < size; r++) {
-        if (shard_open(&sh[r], m, size, r, &e) || shard_pack(sh[r], &e)) {
+        if (shard_open(&sh[r], m, size, r, sp, &e) || shard_pack(sh[r], &e)) {
             fprintf(stderr, "rank %d: %s\n", r, e.msg);
             goto out;
         }
@@ -255,17 +261,44 @@ int main(int argc, char **argv) {
     g.reduce = 0;
     worst_bad = 1;
     if (size > 1 && run(m, whole, rk, &g, steps, 0, &worst_bad, &am_bad)) goto out;
-    /* expert down biases on every rank (the views of ranks > 0 have none: shard.c) */
-    double worst_db = -1;
-    int am_db, has_db = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) has_db |= m->layers[il].ffn == MODEL_FFN_MOE && m->layers[il].moe.down_b;
+    /* columns: expert down biases on every rank (the views of ranks > 0 have none:
+     * shard.c); experts: on rank 0 alone (each rank's view has its experts' biases) */
+    double worst_db = -1, worst_off = -1;
+    int am_db, am_off, has_db = 0, has_moe = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        has_db |= m->layers[il].ffn == MODEL_FFN_MOE && m->layers[il].moe.down_b;
+        has_moe |= m->layers[il].ffn == MODEL_FFN_MOE;
+    }
+    const int nl = m->hp.n_layer;
+    const model_tensor **saved = calloc((size_t)size * (nl ? nl : 1), sizeof *saved); /* the views' down_b */
+    if (!saved) goto out;
+    for (int r = 0; r < size; r++)
+        for (int il = 0; il < nl; il++) saved[r * nl + il] = shard_model(sh[r])->layers[il].moe.down_b;
     if (has_db && size > 1) {
         for (int r = 1; r < size; r++)
-            for (int il = 0; il < m->hp.n_layer; il++) /* a test's poison: the view is the tool's own */
-                ((model *)shard_model(sh[r]))->layers[il].moe.down_b = m->layers[il].moe.down_b;
+            for (int il = 0; il < nl; il++) /* a test's poison: the view is the tool's own */
+                ((model *)shard_model(sh[r]))->layers[il].moe.down_b =
+                    sp == ENGINE_MOE_SPLIT_EXPERTS ? NULL : m->layers[il].moe.down_b;
         g.reduce = 1;
-        if (run(m, whole, rk, &g, steps, 0, &worst_db, &am_db)) goto out;
+        if (run(m, whole, rk, &g, steps, 0, &worst_db, &am_db)) {
+            free(saved);
+            goto out;
+        }
     }
+    if (sp == ENGINE_MOE_SPLIT_EXPERTS && has_moe && size > 1) {
+        for (int r = 0; r < size; r++)
+            for (int il = 0; il < nl; il++) { /* the biases back; the offset dropped */
+                model_moe *VM = &((model *)shard_model(sh[r]))->layers[il].moe;
+                VM->down_b = saved[r * nl + il];
+                VM->expert0 = 0;
+            }
+        g.reduce = 1;
+        if (run(m, whole, rk, &g, steps, 0, &worst_off, &am_off)) {
+            free(saved);
+            goto out;
+        }
+    }
+    free(saved);
     status = 0;
     const double tol = 1e-4;
     if (worst < tol)
@@ -291,15 +324,26 @@ int main(int argc, char **argv) {
                "cannot fail\n", worst_bad);
         status = 1;
     }
+    const char *db_what = sp == ENGINE_MOE_SPLIT_EXPERTS ? "on rank 0 alone" : "on every rank";
     if (has_db && size > 1) {
         if (worst_db > 10 * tol)
-            printf("ok - negative control: expert down biases added on every rank put the logits off by rel L2 %.3g\n",
+            printf("ok - negative control: expert down biases added %s put the logits off by rel L2 %.3g\n", db_what,
                    worst_db);
         else {
-            printf("not ok - negative control: down biases on every rank still match (rel L2 %.3g)\n", worst_db);
+            printf("not ok - negative control: down biases %s still match (rel L2 %.3g)\n", db_what, worst_db);
             status = 1;
         }
     }
+    if (worst_off >= 0) {
+        if (worst_off > 10 * tol)
+            printf("ok - negative control: every rank's experts taken for experts 0.. (offset dropped) put the logits "
+                   "off by rel L2 %.3g\n", worst_off);
+        else {
+            printf("not ok - negative control: experts with the offset dropped still match (rel L2 %.3g)\n", worst_off);
+            status = 1;
+        }
+    }
+    if (size > 1) printf("# moe_split %s\n", engine_moe_split_name(sp));
 out:
     for (int r = 0; r < size; r++) {
         if (rk[r].eng) engine_cpu_ops.destroy(rk[r].eng);

@@ -15,7 +15,11 @@
  * Rows are grouped by expert first (moe_first / moe_row), so each chosen expert's
  * weights are read once per call for all its rows: one product of its gathered rows
  * against its slice, threads over the slice's output rows. Ties between equal router
- * values go to the lower expert index. */
+ * values go to the lower expert index.
+ *
+ * A shard split by experts (shard.h) holds experts [expert0, expert0 + n_expert_local)
+ * only: it routes over all of them as above but sums only the chosen experts it holds
+ * (the other ranks add the rest: cpu_set_tp's hook after the FFN). */
 #include <math.h>
 #include <string.h>
 
@@ -79,6 +83,7 @@ void cpu_moe(engine *c, int layer) {
     const model_hparams *hp = &m->hp;
     const model_moe *M = &m->layers[layer].moe;
     const int T = c->n_tok, E = M->n_expert, k = M->n_used, F = M->ffn_dim, dim = hp->dim;
+    const int e0 = M->expert0, e1 = M->expert0 + M->n_expert_local; /* the experts held */
 
     /* router and gating */
     cpu_matmul3(c, c->xn, T, 1, M->router, c->moe_logits, NULL, NULL, NULL, NULL);
@@ -101,20 +106,20 @@ void cpu_moe(engine *c, int layer) {
 
     memset(c->o, 0, sizeof(float) * (size_t)T * dim);
     const float *bg = f32(M->gate_b), *bu = f32(M->up_b), *bd = f32(M->down_b);
-    for (int e = 0; e < E; e++) {
-        const int r0 = c->moe_first[e], n = c->moe_first[e + 1] - r0;
+    for (int e = e0; e < e1; e++) { /* pairs routed to experts not held add nothing here */
+        const int r0 = c->moe_first[e], n = c->moe_first[e + 1] - r0, el = e - e0;
         if (n == 0) continue;
         for (int r = 0; r < n; r++)
             memcpy(c->moe_x + (size_t)r * dim, c->xn + (size_t)c->moe_row[r0 + r] * dim, sizeof(float) * dim);
-        const model_tensor wg = expert_slice(M->gate_exps, e), wu = expert_slice(M->up_exps, e),
-                           wd = expert_slice(M->down_exps, e);
+        const model_tensor wg = expert_slice(M->gate_exps, el), wu = expert_slice(M->up_exps, el),
+                           wd = expert_slice(M->down_exps, el);
         cpu_matmul3(c, c->moe_x, n, 2, &wg, c->moe_g, &wu, c->moe_u, NULL, NULL);
         for (int r = 0; r < n; r++) {
             float *g = c->moe_g + (size_t)r * F, *u = c->moe_u + (size_t)r * F;
             if (bg)
-                for (int i = 0; i < F; i++) g[i] += bg[(size_t)e * F + i];
+                for (int i = 0; i < F; i++) g[i] += bg[(size_t)el * F + i];
             if (bu)
-                for (int i = 0; i < F; i++) u[i] += bu[(size_t)e * F + i];
+                for (int i = 0; i < F; i++) u[i] += bu[(size_t)el * F + i];
             cpu_act_rows(hp, g, u, F);
         }
         cpu_matmul3(c, c->moe_g, n, 1, &wd, c->moe_y, NULL, NULL, NULL, NULL);
@@ -122,7 +127,7 @@ void cpu_moe(engine *c, int layer) {
             const float *y = c->moe_y + (size_t)r * dim;
             float *o = c->o + (size_t)c->moe_row[r0 + r] * dim;
             const float w = c->moe_rw[r0 + r];
-            for (int i = 0; i < dim; i++) o[i] += w * (y[i] + (bd ? bd[(size_t)e * dim + i] : 0.0f));
+            for (int i = 0; i < dim; i++) o[i] += w * (y[i] + (bd ? bd[(size_t)el * dim + i] : 0.0f));
         }
     }
 }
