@@ -119,6 +119,10 @@ PRESETS = {
     # over 2 tensor-parallel ranks (tests/tp/test_shard.py, tests/gpu/tp.sh)
     "qwen3moe-tiny-tp": dict(QWEN3MOE, n_embd=256, n_layer=4, n_head=8, n_head_kv=2, head_dim=64,
                              n_expert=16, n_ff_exp=512, n_ff=1024, n_vocab=None, codes=False),
+    # 7 experts: not divisible by 2 ranks, refused by tensor parallel's moe_split = experts
+    # (tests/tp/test_shard.py)
+    "qwen3moe-tiny-e7": dict(QWEN3MOE, n_embd=256, n_layer=2, n_head=8, n_head_kv=2, head_dim=64, n_used=4,
+                             n_expert=7, n_ff_exp=256, n_ff=1024, n_vocab=None, codes=False),
     "qwen3-30b-a3b": dict(QWEN3MOE, n_embd=2048, n_layer=48, n_head=32, n_head_kv=4, n_expert=128,
                           n_ff_exp=768, n_ff=6144, n_vocab=151936, codes=True),
 }

@@ -14,6 +14,13 @@ expert's gate/up, the same columns of every expert's down and gate/up bias, the 
 whole on every rank, the down bias on rank 0 only. Models that cannot be split are
 refused with their reason (Gemma 3 270M: one KV head; 4 ranks of 2 KV heads;
 qwen3moe-tiny: a K-quant down matrix 256 wide cannot be cut in two).
+
+moe_split = experts (tool_shard MODEL N experts): rank r's expert tensors are experts
+[r*E/N, (r+1)*E/N) of the stacked gate/up/down and the same rows of the (width, E) gate,
+up and down biases, byte-equal to gguf's; the router whole on every rank; the experts'
+width whole; every expert on exactly one rank (the ranks' ranges tile 0..E); the rest
+(attention, vocabulary) as above. qwen3moe-tiny, refused by columns, splits this way; a
+number of experts not divisible by the ranks is refused.
 """
 import hashlib
 import os
@@ -46,8 +53,13 @@ EXPERT_ROW_SLICED = ("ffn_gate_exps.weight", "ffn_up_exps.weight")  # rows of ev
 RANK0_ONLY = ("ffn_down_exps.bias",)  # added once: rank 0 keeps it whole, the others none
 
 
-def tool(model, size):
-    r = subprocess.run([TOOL, model, str(size)], capture_output=True, text=True, timeout=300)
+EXPERT_SPLIT = ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight",
+                "ffn_gate_exps.bias", "ffn_up_exps.bias", "ffn_down_exps.bias")  # by experts: whole experts
+
+
+def tool(model, size, split=None):
+    r = subprocess.run([TOOL, model, str(size)] + ([split] if split else []), capture_output=True, text=True,
+                       timeout=300)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -108,8 +120,9 @@ def check_model(label, path, size):
     if fexp:
         fe = int(fexp.parts[-1][0])
         n_layer = int(rd.fields["%s.block_count" % arch_of(rd)].parts[-1][0])
+        ne = int(rd.fields["%s.expert_count" % arch_of(rd)].parts[-1][0])
         want = [[str(r), "moe", str(il), "ffn_dim", str(fe // size), "down_b",
-                 "yes" if r == 0 and "blk.0.ffn_down_exps.bias" in tens else "no"]
+                 "yes" if r == 0 and "blk.0.ffn_down_exps.bias" in tens else "no", "experts", "0", str(ne)]
                 for r in range(size) for il in range(n_layer)]
         ok([l[1:] for l in moe] == want, "%s: every MoE layer's experts %d -> %d wide per rank, the down bias on rank 0 "
            "only" % (label, fe, fe // size), [l for l in moe][:3])
@@ -160,6 +173,58 @@ def check_model(label, path, size):
         ok(True, "%s: the ranks' slices cover every sliced tensor exactly" % label)
 
 
+def check_experts(label, path, size):
+    """moe_split = experts: whole experts per rank, byte-equal to gguf's; attention as by columns."""
+    rc, out, err = tool(path, size, "experts")
+    if not ok(rc == 0, "%s, experts: %d-way views built" % (label, size), err + out[-400:]):
+        return
+    rd = gguf.GGUFReader(path)
+    tens = {t.name: t for t in rd.tensors}
+    n_vocab = int(tens["token_embd.weight"].shape[1])
+    lines = [ln.split() for ln in out.splitlines()]
+    got = {(int(l[1]), l[3]): (int(l[5]), int(l[7]), int(l[9]), l[11]) for l in lines if l[2] == "tensor"}
+    whole = {(int(l[1]), l[3]) for l in lines if l[2] == "whole"}
+    moe = [l for l in lines if l[2] == "moe"]
+    E = int(rd.fields["%s.expert_count" % arch_of(rd)].parts[-1][0])
+    fe = int(rd.fields["%s.expert_feed_forward_length" % arch_of(rd)].parts[-1][0])
+    n_layer = int(rd.fields["%s.block_count" % arch_of(rd)].parts[-1][0])
+    n = E // size
+    has_db = "blk.0.ffn_down_exps.bias" in tens
+    want = [[str(r), "moe", str(il), "ffn_dim", str(fe), "down_b", "yes" if has_db else "no", "experts", str(r * n),
+             str(n)] for r in range(size) for il in range(n_layer)]
+    ok([l[1:] for l in moe] == want, "%s, experts: every MoE layer's rank r holds experts [%d r, %d (r+1)) of %d, "
+       "%d wide%s" % (label, n, n, E, fe, ", each with its down bias" if has_db else ""), moe[:3])
+    for r in range(size):
+        bad, n_exp, n_other = [], 0, 0
+        for name, t in tens.items():
+            short = name.split(".", 2)[-1]
+            if short in EXPERT_SPLIT:
+                raw = raw_rows(t)
+                ne0, ne1 = int(t.shape[0]), int(t.shape[1])
+                if len(t.shape) > 2:  # stacked (E, rows, bytes): experts [r*n, (r+1)*n)
+                    sl = raw.reshape(int(t.shape[2]), ne1, -1)[r * n:(r + 1) * n]
+                    w = (ne0, ne1, n, hashlib.sha256(np.ascontiguousarray(sl).tobytes()).hexdigest())
+                else:  # a (width, E) bias: rows [r*n, (r+1)*n)
+                    w = (ne0, n, 1, hashlib.sha256(raw[r * n:(r + 1) * n].tobytes()).hexdigest())
+                n_exp += 1
+            else:
+                w = expected(t, size, r, n_vocab)
+                if w is None:
+                    continue
+                n_other += 1
+            if got.get((r, name)) != w:
+                bad.append((name, got.get((r, name)), w))
+        ok(not bad and n_exp >= 3 * n_layer, "%s, experts, rank %d: %d expert tensors and %d other sliced tensors equal "
+           "gguf's slices" % (label, r, n_exp, n_other), bad[:3])
+        routers = [nm for nm in tens if nm.endswith("ffn_gate_inp.weight") or nm.endswith("ffn_gate_inp.bias")]
+        ok(routers and all((r, nm) in whole for nm in routers), "%s, experts, rank %d: the routers whole (%d)" % (
+            label, r, len(routers)))
+    # every expert on exactly one rank: the ranges tile [0, E)
+    cover = sorted((int(l[9]), int(l[10])) for l in moe if l[3] == "0")
+    ok(cover == [(r * n, n) for r in range(size)] and sum(c[1] for c in cover) == E,
+       "%s, experts: the ranks' experts are disjoint and cover all %d" % (label, E), cover)
+
+
 def arch_of(rd):
     f = rd.fields["general.architecture"]
     return bytes(f.parts[-1]).decode()
@@ -196,6 +261,21 @@ def main():
     rc, out, _ = tool(p, 2)
     ok(rc == 3 and "ffn_down_exps" in out and "whole blocks of 256" in out,
        "qwen3moe-tiny (K-quant down, 256 wide) over 2 ranks: refused naming the down tensor and the block", out)
+    check_experts("qwen3moe-tiny (K-quant, refused by columns)", p, 2)
+    for label, fn in (("gpt-oss-tiny (MXFP4 experts, biases)", "gpt-oss-tiny.gguf"),
+                      ("qwen3moe-tiny-tp (Q4_K/Q6_K experts)", "qwen3moe-tiny-tp.gguf")):
+        check_experts(label, os.path.join(d, fn), 2)
+    p7 = os.path.join(d, "qwen3moe-tiny-e7.gguf")  # 7 experts, heads that divide by 2
+    if not os.path.exists(p7):
+        subprocess.run([PY, moe, "--out", p7, "--preset", "qwen3moe-tiny-e7"], check=True, stdout=subprocess.DEVNULL,
+                       timeout=600)
+    rc, out, _ = tool(p7, 2, "experts")
+    ok(rc == 3 and "7 experts, not divisible" in out and "moe_split = experts" in out,
+       "7 experts over 2 ranks by experts: refused naming the reason", out)
+    rc, out, _ = tool(os.path.join(d, "gpt-oss-tiny.gguf"), 3, "experts")
+    ok(rc == 3 and "refused:" in out, "gpt-oss-tiny over 3 ranks by experts: refused", out)
+    rc, out, _ = tool(os.path.join(d, "tiny-q8_0.gguf"), 2, "experts")
+    ok(rc == 0 and "moe" not in out.split(), "a dense model by experts: split as by columns (no MoE layer)", out[-300:])
     rc, out, _ = tool(os.path.join(d, "tiny-q8_0.gguf"), 4)
     ok(rc == 3 and "refused:" in out and "2 KV heads must both divide" in out, "4 ranks of 2 KV heads: refused", out)
     gem = os.environ.get("SPARKD_MODEL", os.path.join(ROOT, "models", "gemma-3-270m-q4_k_m.gguf"))

@@ -13,7 +13,13 @@ must fail to match, or the check could not fail. The experts' zero padding the C
 engine uploads (shard_copy_experts) is run on the CPU too and must change nothing. Models: the dense synthetic Qwen3 (Q8_0,
 F16), Qwen2 (q/k/v biases), gpt-oss-tiny (MXFP4 experts with biases, sinks, sliding
 window) and qwen3moe-tiny-tp (Q4_K/Q6_K experts); qwen3moe-tiny (a 256-wide K-quant down
-matrix) is refused.
+matrix) is refused by the columns split.
+
+moe_split = experts (whole experts per rank, shard.h) on gpt-oss-tiny, qwen3moe-tiny-tp and
+qwen3moe-tiny (the file the columns split refuses): the same comparison, and the controls
+that must fail: no all-reduce; the expert down biases on rank 0 alone (the columns rule,
+wrong by experts: gpt-oss-tiny); every rank's experts taken for experts 0.. (the expert
+offset dropped).
 """
 import os
 import subprocess
@@ -77,6 +83,19 @@ def main():
     r = subprocess.run([TOOL, p, "2"], capture_output=True, text=True, timeout=300)
     ok(r.returncode == 3 and "ffn_down_exps" in r.stdout and "blocks of 256" in r.stdout,
        "qwen3moe-tiny over 2 ranks: refused (its K-quant down matrix is 256 wide)", r.stdout + r.stderr)
+    # moe_split = experts: whole experts per rank; qwen3moe-tiny splits this way
+    for label, fn, pad, want in (("gpt-oss-tiny (MXFP4 experts, biases)", "gpt-oss-tiny.gguf", 0, 5),
+                                 ("gpt-oss-tiny, experts zero-padded 192 -> 256", "gpt-oss-tiny.gguf", 128, 5),
+                                 ("qwen3moe-tiny-tp (K-quant experts)", "qwen3moe-tiny-tp.gguf", 0, 4),
+                                 ("qwen3moe-tiny (refused by columns)", "qwen3moe-tiny.gguf", 0, 4)):
+        r = subprocess.run([TOOL, os.path.join(d, fn), "2", "6", str(pad), "experts"], capture_output=True, text=True,
+                           timeout=300)
+        lines = r.stdout.splitlines()
+        oks = [l for l in lines if l.startswith("ok - ")]
+        bad = [l for l in lines if l.startswith("not ok")]
+        ok(r.returncode == 0 and not bad and len(oks) == want and "# moe_split experts" in lines,
+           "%s, moe_split experts: 2 CPU ranks of whole experts equal the unsharded engine; %d checks (%s)" % (
+               label, want, "; ".join(l[5:] for l in oks)), r.stdout[-700:] + r.stderr[-300:])
     return exit_code()
 
 
