@@ -763,7 +763,6 @@ static int cmd_selftest(const cli_args *a) {
         par.step_timeout_s = 30;
         if (a->tp_addr) snprintf(par.addr, sizeof par.addr, "%s", a->tp_addr);
         if (a->moe_split) par.moe_split = (engine_moe_split)engine_moe_split_parse(a->moe_split);
-        printf("# tensor parallel check: %d ranks, moe_split %s\n", par.size, engine_moe_split_name(par.moe_split));
         int tf = cuda_tp_check(stdout, a->model, kv, &par, &e);
         if (tf < 0) { fprintf(stderr, "error: %s\n", e.msg); return 2; }
         fails += tf;

@@ -585,6 +585,7 @@ int tp_create(engine **out, const model *m, const engine_opts *o, err *e) {
         w.max_tokens = o->max_tokens;
         w.n_kv_blocks = o->n_kv_blocks;
         w.kv_type = (int32_t)o->kv_type;
+        w.moe_split = (int32_t)P->moe_split;
         for (int q = 1; q < size; q++)
             if ((rc = tpwire_send(T->ctx->fds[q], TPWIRE_WELCOME, &w, sizeof w, 10000, e))) goto fail;
     } else {
@@ -609,11 +610,19 @@ int tp_create(engine **out, const model *m, const engine_opts *o, err *e) {
         T->opts.max_tokens = w.max_tokens;
         T->opts.n_kv_blocks = w.n_kv_blocks;
         T->opts.kv_type = (engine_kv_type)w.kv_type;
+        if (w.moe_split != ENGINE_MOE_SPLIT_COLUMNS && w.moe_split != ENGINE_MOE_SPLIT_EXPERTS) {
+            rc = err_set(e, ERR_FORMAT, "tensor parallel: rank 0 sent moe_split %d", (int)w.moe_split);
+            goto fail;
+        }
+        if (w.moe_split != (int32_t)P->moe_split)
+            fprintf(stderr, "sparkd: tensor parallel rank %d: moe_split %s as rank 0 says (this rank's setting: %s)\n",
+                    rank, engine_moe_split_name((engine_moe_split)w.moe_split), engine_moe_split_name(P->moe_split));
+        T->par.moe_split = (engine_moe_split)w.moe_split; // the shards must be cut alike
     }
     if ((rc = nccl_init(T->ctx, &id, P->gpu, sto > cto ? sto : cto, e))) goto fail;
     {
         const int V = m->hp.n_vocab;
-        if ((rc = shard_open(&T->ctx->sh, m, size, rank, P->moe_split, e))) goto fail;
+        if ((rc = shard_open(&T->ctx->sh, m, size, rank, T->par.moe_split, e))) goto fail;
         if ((rc = ctx_alloc(T->ctx, T->opts.max_seqs, T->opts.max_tokens, m->hp.dim, e))) goto fail;
         T->plan_work = T->ctx->bytes;
         if ((rc = warm_up(T->ctx, e))) goto fail;

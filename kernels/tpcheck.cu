@@ -105,8 +105,9 @@ extern "C" int cuda_tp_check(void *file, const char *path, int kv_type, const en
         model_free(m);
         return -1;
     }
-    fprintf(f, "# tensor-parallel check: %s (%s, %d layers, vocab %d), kv %s, %d ranks %s\n", path, m->arch_name,
-            m->hp.n_layer, V, engine_kv_type_name((engine_kv_type)kv_type), par->size,
+    fprintf(f, "# tensor-parallel check: %s (%s, %d layers, vocab %d), kv %s, %d ranks, moe_split %s, %s\n", path,
+            m->arch_name, m->hp.n_layer, V, engine_kv_type_name((engine_kv_type)kv_type), par->size,
+            engine_moe_split_name(par->moe_split),
             nccl ? "over NCCL (this process is rank 0)" : "in one process on one GPU (partial sums added on the device)");
     int fails = 0;
     const int lens[4] = {1, 7, 67, 300};

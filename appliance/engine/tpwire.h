@@ -31,7 +31,7 @@
 
 enum { TPWIRE_HELLO = 1, TPWIRE_WELCOME = 2, TPWIRE_STEP = 3, TPWIRE_BYE = 4, TPWIRE_READY = 5 };
 #define TPWIRE_MAGIC 0x57545053u /* "SPTW" */
-#define TPWIRE_VERSION 1
+#define TPWIRE_VERSION 2 /* 2: the welcome carries moe_split */
 #define TPWIRE_ID_BYTES 128      /* ncclUniqueId */
 
 typedef struct tpwire_hello {
@@ -43,6 +43,7 @@ typedef struct tpwire_hello {
 typedef struct tpwire_welcome {
     uint8_t nccl_id[TPWIRE_ID_BYTES];
     int32_t n_ctx, max_seqs, max_tokens, n_kv_blocks, kv_type;
+    int32_t moe_split; /* engine_moe_split: rank 0's, which the peers follow */
 } tpwire_welcome;
 
 /* The fingerprint of this process's model and rank. */

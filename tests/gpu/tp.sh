@@ -9,10 +9,12 @@
 #           tiny Qwen2 (q/k/v biases), the Qwen3-8B shape cut to LAYERS (default 4) layers;
 #           mixture of experts (tests/golden/make_synth_moe.py): gpt-oss-tiny (MXFP4 experts
 #           of 192: 96 per rank, padded to 128 on the device), qwen3moe-tiny-tp (Q4_K/Q6_K
-#           experts of 512), the gpt-oss-20b shape cut to MOE_LAYERS (default 4) layers
+#           experts of 512), qwen3moe-tiny (experts of 256), the gpt-oss-20b shape cut to MOE_LAYERS (default 4) layers
 #           (32 experts of 2880 top-4: 1440 per rank, padded to 1472)
 #   local   sparkd selftest --model-only --tp 2 on GPU 0 alone: both shards in one process,
-#           partial sums added on the device, against the whole-model engine
+#           partial sums added on the device, against the whole-model engine; MoE models
+#           again with --moe-split experts (whole experts per rank; also qwen3moe-tiny,
+#           whose 256-wide K-quant experts the columns split refuses)
 #   nccl    rank 1 = `sparkd serve --tp 2 --tp-rank 1` on GPU 1, rank 0 = `sparkd selftest
 #           --tp 2 --tp-addr` on GPU 0: TP=2 over NCCL against TP=1 (logits, greedy ids,
 #           batched = solo) and decode speed at 1 and 64 sequences, both in one process
@@ -79,13 +81,17 @@ for s in $STEPS; do
         $PY $SYNTH --out $M/q8b-q8_0.gguf --preset qwen3-8b --layers ${LAYERS:-4} --wtype q8_0 &
         $PY $SYNTH_MOE --out $M/gpt-oss-tiny.gguf --preset gpt-oss-tiny &
         $PY $SYNTH_MOE --out $M/qwen3moe-tiny-tp.gguf --preset qwen3moe-tiny-tp &
+        $PY $SYNTH_MOE --out $M/qwen3moe-tiny.gguf --preset qwen3moe-tiny &
         $PY $SYNTH_MOE --out $M/oss20b.gguf --preset gpt-oss-20b --layers ${MOE_LAYERS:-4} &
         wait; ls -la $M" ;;
-    local) step local ${T_LOCAL:-180} bash -c "
+    local) step local ${T_LOCAL:-300} bash -c "
         f=0
         for g in $M/tiny-q8_0.gguf $M/tiny-f16.gguf $M/qwen2-tiny.gguf $M/q8b-q8_0.gguf \
                  $M/gpt-oss-tiny.gguf $M/qwen3moe-tiny-tp.gguf $M/oss20b.gguf; do
             CUDA_VISIBLE_DEVICES=0 '$BIN' selftest --model-only -m \$g --tp 2 || f=\$((f + 1)); done
+        # moe_split = experts: whole experts per rank (qwen3moe-tiny: refused by columns)
+        for g in $M/gpt-oss-tiny.gguf $M/qwen3moe-tiny-tp.gguf $M/qwen3moe-tiny.gguf $M/oss20b.gguf; do
+            CUDA_VISIBLE_DEVICES=0 '$BIN' selftest --model-only -m \$g --tp 2 --moe-split experts || f=\$((f + 1)); done
         CUDA_VISIBLE_DEVICES=0 '$BIN' selftest --model-only -m $M/tiny-q8_0.gguf --tp 2 --kv q8 || f=\$((f + 1))
         exit \$f" ;;
     nccl) step nccl ${T_NCCL:-200} bash -c "
