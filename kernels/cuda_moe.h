@@ -109,7 +109,9 @@ void cuda_moe_view_of(void *work, int T, int dim, int ffn, int n_expert, int n_u
 
 /* Runs the MoE kernels against CPU references (moe_selftest.cu): router/top-k of both
  * gating kinds, GEMV and grouped GEMM over each expert type, the MXFP4 block-scaled kernel
- * where the device has it, activations and the whole FFN on odd shapes, outputs poisoned.
+ * where the device has it, activations and the whole FFN on odd shapes, outputs poisoned;
+ * expert parallelism: the FFN as 2 or 4 calls over shares of the experts (expert0 /
+ * n_local), summed, against the same reference ("moe ffn expert-parallel" lines).
  * Prints "ok - / not ok - " lines to f (a FILE *); returns the number of failures, -1 with
  * e set when no GPU is usable. */
 int cuda_moe_selftest(void *f, int quick, err *e);

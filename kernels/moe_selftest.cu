@@ -266,6 +266,7 @@ struct ffn_case {
     uint32_t tgu, tdown;
     int path; // CUDA_MM_*
     int time_reps;
+    int split; // > 1: also as `split` expert-parallel calls (expert0 / n_local), outputs summed
 };
 
 void test_ffn(const ffn_case &c) {
@@ -383,6 +384,58 @@ void test_ffn(const ffn_case &c) {
     // ~22-bit activations (f16 hi + lo) for mmv/gemm; two e4m3 terms (~9 bits) natively
     const double tol = c.path == CUDA_MM_FORCE_NATIVE ? 1e-2 : 2e-5;
     report("ffn", shape, err, tol, us, finite && rerr <= 2e-6, note);
+    if (c.split < 2 || E % c.split) return;
+    // expert parallelism (moe_split = experts): `split` calls, each with the weights and
+    // biases of experts [e0, e0 + n) only and routing over all E; their outputs summed
+    // must equal the same reference; one call alone must not (the check can fail)
+    const int n = E / c.split;
+    std::vector<double> sum((size_t)T * D, 0.0);
+    double err0 = 0;
+    bool fin = true;
+    for (int r = 0; r < c.split; r++) {
+        const int e0 = r * n;
+        auto sub = [&](const std::vector<uint8_t> &v, uint64_t per) {
+            return std::vector<uint8_t>(v.begin() + (size_t)e0 * per, v.begin() + (size_t)(e0 + n) * per);
+        };
+        auto subf = [&](const std::vector<float> &v, int per) {
+            return std::vector<float>(v.begin() + (size_t)e0 * per, v.begin() + (size_t)(e0 + n) * per);
+        };
+        cuda_weight sg, su, sd;
+        if (!make_weight(&sg, c.tgu, sub(rg, (uint64_t)F * rbg), (int64_t)n * F, D) ||
+            !make_weight(&su, c.tgu, sub(ru, (uint64_t)F * rbg), (int64_t)n * F, D) ||
+            !make_weight(&sd, c.tdown, sub(rd, (uint64_t)D * rbd), (int64_t)n * D, F))
+            return;
+        cuda_moe_args b = a;
+        b.expert0 = e0;
+        b.n_local = n;
+        b.gate = &sg; b.up = &su; b.down = &sd;
+        b.gate_b = c.biases ? dup(subf(bg, F)) : NULL;
+        b.up_b = c.biases ? dup(subf(bu, F)) : NULL;
+        b.down_b = c.biases ? dup(subf(bd, D)) : NULL;
+        poison(b.out, (size_t)T * D * 4);
+        poison(b.work, b.work_bytes);
+        if (cuda_moe_ffn(&b, C->st, &e2)) { fail_line(shape, e2.msg); return; }
+        if (cudaStreamSynchronize(C->st) != cudaSuccess) { fail_line(shape, cudaGetErrorString(cudaGetLastError())); return; }
+        const auto part = get(b.out, (size_t)T * D);
+        double n0 = 0, d0 = 0;
+        for (size_t i = 0; i < sum.size(); i++) {
+            if (!isfinite(part[i])) fin = false;
+            sum[i] += part[i];
+            n0 += (part[i] - ref[i]) * (part[i] - ref[i]);
+            d0 += ref[i] * ref[i];
+        }
+        if (r == 0) err0 = sqrt(n0 / (d0 > 0 ? d0 : 1));
+    }
+    double ne = 0, de = 0;
+    for (size_t i = 0; i < sum.size(); i++) {
+        ne += (sum[i] - ref[i]) * (sum[i] - ref[i]);
+        de += ref[i] * ref[i];
+    }
+    const double err_ep = fin ? sqrt(ne / (de > 0 ? de : 1)) : INFINITY;
+    char shape2[200], note2[120];
+    snprintf(shape2, sizeof shape2, "%s, experts over %d calls of %d", shape, c.split, n);
+    snprintf(note2, sizeof note2, "summed; the first call alone is off by %.3g", err0);
+    report("ffn expert-parallel", shape2, err_ep, tol, 0, fin && err0 > 0.1, note2);
 }
 
 // Speed of the FFN alone at real shapes: one layer's experts, T tokens for each T of ts,
@@ -468,38 +521,43 @@ extern "C" int cuda_moe_selftest(void *file, int quick, err *e) {
     const int GV = CUDA_MM_FORCE_GEMV, GM = CUDA_MM_FORCE_GEMM, AU = CUDA_MM_AUTO;
     const ffn_case cases[] = {
         // gpt-oss-like: MXFP4 experts, biases, clamped SwiGLU, top-4 softmax over the chosen
-        {1, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 5},
-        {7, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GV, 5},
-        {7, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GM, 5},
-        {67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 5},
-        {67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GV, 5},
-        {1, 2880, 2880, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 10},
+        {1, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 5, 0},
+        {7, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GV, 5, 0},
+        {7, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GM, 5, 0},
+        {67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 5, 0},
+        {67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GV, 5, 0},
+        {1, 2880, 2880, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 10, 0},
         // qwen3moe-like: Q4_K gate/up, Q6_K (or Q4_K) down, softmax then top-8 renormalized
-        {1, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 5},
-        {5, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 5},
-        {67, 512, 768, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q4_K, AU, 5},
-        {33, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, GV, 5},
+        {1, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 5, 0},
+        {5, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 5, 0},
+        {67, 512, 768, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q4_K, AU, 5, 0},
+        {33, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, GV, 5, 0},
         // the other expert types, GeGLU
-        {7, 256, 192, 8, 2, TS, 0, CUDA_ACT_GELU_TANH, 1, QUANT_Q8_0, QUANT_Q8_0, GM, 5},
-        {1, 256, 256, 8, 2, TS, 0, CUDA_ACT_GELU_TANH, 1, QUANT_Q8_0, QUANT_Q5_K, AU, 5},
-        {9, 256, 256, 8, 3, ST, 0, CUDA_ACT_SILU, 1, QUANT_Q5_K, QUANT_Q4_0, GM, 5},
-        {3, 256, 256, 8, 3, ST, 0, CUDA_ACT_SILU, 1, QUANT_Q4_0, QUANT_Q4_0, GV, 5},
+        {7, 256, 192, 8, 2, TS, 0, CUDA_ACT_GELU_TANH, 1, QUANT_Q8_0, QUANT_Q8_0, GM, 5, 0},
+        {1, 256, 256, 8, 2, TS, 0, CUDA_ACT_GELU_TANH, 1, QUANT_Q8_0, QUANT_Q5_K, AU, 5, 0},
+        {9, 256, 256, 8, 3, ST, 0, CUDA_ACT_SILU, 1, QUANT_Q5_K, QUANT_Q4_0, GM, 5, 0},
+        {3, 256, 256, 8, 3, ST, 0, CUDA_ACT_SILU, 1, QUANT_Q4_0, QUANT_Q4_0, GV, 5, 0},
+        // expert parallelism: the weights of a share of the experts, routing over all
+        {7, 192, 192, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GV, 0, 2},
+        {67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, GM, 0, 2},
+        {1, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 0, 4},
+        {67, 256, 256, 16, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, GM, 0, 2},
     };
     for (const ffn_case &c : cases) {
         test_ffn(c);
         dfree_all();
     }
     if (!quick) {
-        test_ffn({67, 2880, 704, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 3});
+        test_ffn({67, 2880, 704, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, AU, 3, 0});
         dfree_all();
-        test_ffn({9, 2048, 768, 32, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 3});
+        test_ffn({9, 2048, 768, 32, 8, ST, 1, CUDA_ACT_SILU, 0, QUANT_Q4_K, QUANT_Q6_K, AU, 3, 0});
         dfree_all();
     }
     // the block-scaled MXFP4 kernel (sm_121a cubin): runs on GB10 only
     if (cuda_moe_native_ok()) {
-        test_ffn({67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, CUDA_MM_FORCE_NATIVE, 5});
+        test_ffn({67, 192, 320, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, CUDA_MM_FORCE_NATIVE, 5, 2});
         dfree_all();
-        test_ffn({67, 2880, 704, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, CUDA_MM_FORCE_NATIVE, 3});
+        test_ffn({67, 2880, 704, 8, 4, TS, 0, OAI, 1, QUANT_MXFP4, QUANT_MXFP4, CUDA_MM_FORCE_NATIVE, 3, 0});
         dfree_all();
     } else {
         fprintf(ctx.f, "ok - moe mxf8f6f4 block-scaled MXFP4 GEMM # SKIP compiled for sm_121a, runs on a GB10 (this device is not sm_121)\n");
