@@ -71,7 +71,7 @@ static int check_moe(const model_layer *L, int il, int size, engine_moe_split sp
         return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d has a shared expert (not sharded yet)", il);
     if (!M->router || !M->gate_exps || !M->up_exps || !M->down_exps)
         return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d lacks an expert tensor", il);
-    if (M->expert0 || M->n_expert_local != M->n_expert)
+    if (M->expert0 || (M->n_expert_local && M->n_expert_local != M->n_expert))
         return err_set(e, ERR_UNSUPPORTED, "tensor parallel: layer %d holds a share of its experts already", il);
     if (split == ENGINE_MOE_SPLIT_EXPERTS) { /* whole experts: E / N per rank, no cut inside one */
         if (M->n_expert % size)

@@ -127,7 +127,8 @@ typedef struct model_moe {
      * (appliance/engine/shard.h, ENGINE_MOE_SPLIT_EXPERTS) holds its rank's share: the
      * router stays whole (routing is over all n_expert), and a routed (token, expert)
      * pair outside the range adds nothing on this rank (the ranks' outputs are summed).
-     * Expert e's slice of the tensors below is number e - expert0. */
+     * Expert e's slice of the tensors below is number e - expert0. n_expert_local 0 means
+     * all n_expert (a loader that leaves the fields zero still means the whole layer). */
     int expert0, n_expert_local;
     const model_tensor *gate_exps; /* ne = [dim, ffn_dim, n_expert_local] */
     const model_tensor *up_exps;   /* ne = [dim, ffn_dim, n_expert_local] */

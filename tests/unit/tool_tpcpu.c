@@ -78,7 +78,7 @@ static int pad_experts(const shard *s, model *v, int pad, model_tensor *tens, in
         if (v->layers[il].ffn != MODEL_FFN_MOE) continue;
         const int f = M->ffn_dim, fp = (f + pad - 1) / pad * pad;
         if (fp == f) continue;
-        const int64_t E = M->n_expert_local; /* the experts the view holds */
+        const int64_t E = M->n_expert_local ? M->n_expert_local : M->n_expert; /* the experts the view holds */
         const model_tensor *src[5] = {M->gate_exps, M->up_exps, M->down_exps, M->gate_b, M->up_b};
         const model_tensor **dst[5] = {&M->gate_exps, &M->up_exps, &M->down_exps, &M->gate_b, &M->up_b};
         for (int i = 0; i < 5; i++) {

@@ -83,7 +83,7 @@ void cpu_moe(engine *c, int layer) {
     const model_hparams *hp = &m->hp;
     const model_moe *M = &m->layers[layer].moe;
     const int T = c->n_tok, E = M->n_expert, k = M->n_used, F = M->ffn_dim, dim = hp->dim;
-    const int e0 = M->expert0, e1 = M->expert0 + M->n_expert_local; /* the experts held */
+    const int e0 = M->expert0, e1 = e0 + (M->n_expert_local ? M->n_expert_local : E); /* the experts held */
 
     /* router and gating */
     cpu_matmul3(c, c->xn, T, 1, M->router, c->moe_logits, NULL, NULL, NULL, NULL);
