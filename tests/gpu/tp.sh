@@ -17,7 +17,8 @@
 #           whose 256-wide K-quant experts the columns split refuses)
 #   nccl    rank 1 = `sparkd serve --tp 2 --tp-rank 1` on GPU 1, rank 0 = `sparkd selftest
 #           --tp 2 --tp-addr` on GPU 0: TP=2 over NCCL against TP=1 (logits, greedy ids,
-#           batched = solo) and decode speed at 1 and 64 sequences, both in one process
+#           batched = solo) and decode speed at 1 and 64 sequences, both in one process;
+#           qwen3moe-tiny with --moe-split experts on both ranks
 #   serve   tests/gpu/tp_serve.py: the front end on the pair, a missing peer at start, a
 #           peer killed mid-stream (503, no hang)
 #   peer    llama.cpp's llama-bench on the same models (Qwen3-8B shape, gpt-oss-20b shape):
@@ -56,7 +57,7 @@ step() { # name, timeout, command...
 # rank 1 (GPU 1) in the background, rank 0's command in the foreground (GPU 0)
 pair() { # model, port, rank-0 command...
     local model=$1 port=$2; shift 2
-    CUDA_VISIBLE_DEVICES=1 "$BIN" serve -m "$model" --device cuda --tp 2 --tp-rank 1 --tp-addr 127.0.0.1:$port \
+    CUDA_VISIBLE_DEVICES=1 "$BIN" serve -m "$model" --device cuda --tp 2 --tp-rank 1 --tp-addr 127.0.0.1:$port ${PEER_ARGS:-} \
         >"$OUT/rank1-$port.log" 2>&1 &
     local r1=$!
     CUDA_VISIBLE_DEVICES=0 "$@" --tp-addr 127.0.0.1:$port
@@ -101,6 +102,7 @@ for s in $STEPS; do
         pair $M/q8b-q8_0.gguf 29522 '$BIN' selftest --model-only -m $M/q8b-q8_0.gguf --tp 2 || f=\$((f + 1))
         SPARKD_MODELCHECK_QUICK=1 pair $M/gpt-oss-tiny.gguf 29523 '$BIN' selftest --model-only -m $M/gpt-oss-tiny.gguf --tp 2 || f=\$((f + 1))
         pair $M/oss20b.gguf 29524 '$BIN' selftest --model-only -m $M/oss20b.gguf --tp 2 || f=\$((f + 1))
+        PEER_ARGS='--moe-split experts' SPARKD_MODELCHECK_QUICK=1 pair $M/qwen3moe-tiny.gguf 29525 '$BIN' selftest --model-only -m $M/qwen3moe-tiny.gguf --tp 2 --moe-split experts || f=\$((f + 1))
         exit \$f" ;;
     serve) step serve ${T_SERVE:-150} env SPARKD_BIN="$BIN" SPARKD_MODEL=$M/q8b-q8_0.gguf FCGI_CLIENT_DIR="${FCGI_CLIENT_DIR:-}" \
         $PY "$HERE/tp_serve.py" ;;
