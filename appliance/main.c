@@ -730,6 +730,9 @@ static int cmd_device(void) {
  * table; exit status 1 if any check fails, 2 if there is no usable GPU. */
 static int cmd_selftest(const cli_args *a) {
 #ifdef SPARKD_CUDA
+    /* line by line into files and pipes too: a crash must not take the lines already
+     * printed with it (a tensor-parallel run's segfault at exit lost every ok line) */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     err e = {0};
     if (a->kbench) {
         if (cuda_kbench(stdout, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 2; }

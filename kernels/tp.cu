@@ -407,7 +407,14 @@ void tp_destroy(engine *g) {
     }
     if (T->inner) engine_cuda_ops.destroy(T->inner);
     if (T->ctx) {
-        ctx_abort(T->ctx); // abort rather than destroy: it never waits for a peer that may be gone
+        // a healthy group: abort here, on this thread, before the process can exit (abort
+        // rather than destroy: it never waits for a peer that may be gone). Not ctx_abort's
+        // detached thread: an exit while NCCL still runs on it crashed (SIGSEGV after the
+        // goodbye on the H200 pair); the threaded abort is only for a step that found a fault.
+        if (T->ctx->kind == TP_NCCL && T->ctx->comm && !T->ctx->aborted) {
+            T->ctx->aborted = 1;
+            nc.CommAbort(T->ctx->comm);
+        }
         ctx_free(T->ctx);
     }
     free(T->step);
