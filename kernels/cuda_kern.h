@@ -91,7 +91,7 @@ enum {
     CUDA_MMIN_F16 = 2,  /* f16 hi/lo + sums + scales: tensor-core products, f16 weights/codes */
     CUDA_MMIN_BF16 = 4, /* bf16 hi/lo + sums + scales: tensor-core products of BF16 weights */
     CUDA_MMIN_Q8 = 8,   /* int8 rows + per-32 scales and sums: the int8 tensor-core products
-                         * (mmq.cu) of precision fast, Q8_0 and Q4_K weights, T > 1 */
+                         * (mmq.cu) of precision fast, Q8_0/Q4_K/Q6_K weights, T > 1 */
 };
 
 typedef struct cuda_mmin {
@@ -156,7 +156,7 @@ void cuda_gemv_wk_set(int wk);
  * Q4_K, Q6_K); 0 = only for exact = 0. SPARKD_GEMV_DP4A=1 sets 1 at the first product
  * (temporary, for the lead's A/B under precision = exact). */
 void cuda_gemv_dp4a_set(int on);
-/* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K):
+/* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):
  * cuda_matmul takes it for T > 1 when exact = 0 and the input carries CUDA_MMIN_Q8. */
 int cuda_mmq_type_ok(uint32_t type);
 /* Tests and benches: 0 keeps exact = 0 products of T > 1 on the f16 tensor-core kernel

@@ -32,8 +32,8 @@
 #define MQ_N 64
 
 struct mmq_mat {
-    const uint8_t *codes, *meta;     // the weight's planes (qfmt.cuh)
-    uint64_t code_pitch, meta_pitch; // bytes per row
+    const uint8_t *codes, *hi, *meta;           // the weight's planes (qfmt.cuh)
+    uint64_t code_pitch, hi_pitch, meta_pitch;  // bytes per row
     float *y;                        // (T, ldy) f32
     int rows, ldy, mtiles;
 };
@@ -49,13 +49,15 @@ struct mmq_params {
 };
 
 template <uint32_t F> struct mmq_cfg {
-    static constexpr bool q4 = F == QT_Q4_K;
-    static constexpr int wpitch = q4 ? 32 : 64;  // smem bytes of codes per row and chunk
-    static constexpr int mpitch = q4 ? 16 : 4;   // smem bytes of meta per row
+    static constexpr bool q4 = F == QT_Q4_K, q6 = F == QT_Q6_K;
+    static constexpr int wpitch = q4 || q6 ? 32 : 64;  // smem bytes of codes per row and chunk
+    static constexpr int hpitch = q6 ? 16 : 0;         // smem bytes of hi bits per row
+    static constexpr int mpitch = q4 ? 16 : q6 ? 8 : 4; // smem bytes of meta per row
     static constexpr int off_xd = MQ_N * 64;
     static constexpr int off_xs = off_xd + MQ_N * 8;
     static constexpr int off_w = off_xs + (q4 ? MQ_N * 8 : 0);
-    static constexpr int off_m = off_w + MQ_M * wpitch;
+    static constexpr int off_h = off_w + MQ_M * wpitch;
+    static constexpr int off_m = off_h + MQ_M * hpitch;
     static constexpr int stage = off_m + MQ_M * mpitch;
     static constexpr int stages = 3;
     static constexpr int smem = stage * stages;
@@ -116,8 +118,16 @@ __device__ __forceinline__ void mmq_load_stage(uint8_t *sb, const mmq_params &p,
     if (tid < MQ_M) {
         const bool v = m0 + tid < M.rows;
         const uint8_t *mr = M.meta + (uint64_t)(v ? m0 + tid : 0) * M.meta_pitch;
-        if constexpr (C::q4) mq_cp16(sb + C::off_m + tid * 16, mr + (size_t)(kc >> 2) * 16, v); // superblock head
-        else mq_cp4(sb + C::off_m + tid * 4, mr + (size_t)kc * 4, v);                       // f16 d of 2 blocks
+        if constexpr (C::q4) {
+            mq_cp16(sb + C::off_m + tid * 16, mr + (size_t)(kc >> 2) * 16, v); // superblock head
+        } else if constexpr (C::q6) {
+            // f16 d (+ 2 pad bytes), then the int8 scales of the chunk's four 16-blocks
+            mq_cp4(sb + C::off_m + tid * 8, mr + (size_t)(kc >> 2) * 20, v);
+            mq_cp4(sb + C::off_m + tid * 8 + 4, mr + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), v);
+            mq_cp16(sb + C::off_h + tid * 16, M.hi + (uint64_t)(v ? m0 + tid : 0) * M.hi_pitch + (size_t)kc * 16, v);
+        } else {
+            mq_cp4(sb + C::off_m + tid * 4, mr + (size_t)kc * 4, v); // f16 d of 2 blocks
+        }
     }
 }
 
@@ -127,6 +137,31 @@ __device__ __forceinline__ void mq_unpack(uint32_t w, uint32_t &e03, uint32_t &e
     const uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu; // [e0 e4 e1 e5], [e2 e6 e3 e7]
     e03 = __byte_perm(lo, hi, 0x6420);
     e47 = __byte_perm(lo, hi, 0x7531);
+}
+
+// Q6_K: the same word with its hi-plane bits t = (the quarter's 2-bit word >> 8 w) &
+// 0x00ff00ff (bits 2j of byte 0: element 2j's, of byte 2: element 2j + 1's) -> int8
+// codes minus 32 (-32..31), elements 0..3 and 4..7 in order.
+__device__ __forceinline__ void mq_unpack6(uint32_t w, uint32_t t, uint32_t &e03, uint32_t &e47) {
+    uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;                // [e0 e4 e1 e5], [e2 e6 e3 e7]
+    const uint32_t y = (t & 0x000f000fu) | ((t & 0x00f000f0u) << 4);          // hi bits of [e0 e4 e1 e5] in bits 0-1
+    lo |= (y & 0x03030303u) << 4;
+    hi |= ((y >> 2) & 0x03030303u) << 4;
+    // bytewise c - 32 without borrows between bytes
+    e03 = ((__byte_perm(lo, hi, 0x6420) | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
+    e47 = ((__byte_perm(lo, hi, 0x7531) | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
+}
+
+// r = A (16x16 s8) * B (16x8 s8) as f32, the same bias as mma_s8_f32 (Q6_K's 16-blocks:
+// of a 32-block's k, 0..15 — registers a0, a1, b0 — are one 16-block, 16..31 the other).
+__device__ __forceinline__ void mma_s8k16_f32(float *r, uint32_t a0, uint32_t a1, uint32_t b0) {
+    int d[4];
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+                 "{%7,%7,%7,%7};\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a0), "r"(a1), "r"(b0), "r"(0x4b400000));
+#pragma unroll
+    for (int i = 0; i < 4; i++) r[i] = __int_as_float(d[i]) - 12582912.0f;
 }
 
 template <uint32_t F>
@@ -168,8 +203,9 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
         if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         const uint8_t *sb = smem + (kc % C::stages) * C::stage;
         // A fragments of both 32-blocks: a[mt][G][4]; scales sw[mt][h][G] (h: row g, g + 8), mins mw
+        constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
         uint32_t a[2][2][4];
-        float sw[2][2][2], mw[2][2][2];
+        float sw[2][2][NS], mw[2][2][2];
 #pragma unroll
         for (int mt = 0; mt < 2; mt++) {
 #pragma unroll
@@ -182,6 +218,16 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
 #pragma unroll
                     for (int G = 0; G < 2; G++)
                         group_sm<F>(sb + C::off_m + r * 16, 2 * ((kz0 + kc) & 3) + G, sw[mt][h][G], mw[mt][h][G]);
+                } else if constexpr (C::q6) {
+                    const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
+                    const uint32_t hb = *(const uint32_t *)(sb + C::off_h + r * 16 + 4 * c);
+                    mq_unpack6(v.x, hb & 0x00ff00ffu, a[mt][0][h], a[mt][0][2 + h]);
+                    mq_unpack6(v.y, (hb >> 8) & 0x00ff00ffu, a[mt][1][h], a[mt][1][2 + h]);
+                    const uint8_t *mb = sb + C::off_m + r * 8;
+                    const float d = f16_bits_to_f32(*(const uint16_t *)mb);
+#pragma unroll
+                    for (int j = 0; j < 4; j++) sw[mt][h][j] = __fmul_rn(d, (float)(int8_t)mb[4 + j]);
+                    mw[mt][h][0] = mw[mt][h][1] = 0.0f;
                 } else {
                     const uint4 v = *(const uint4 *)(sb + C::off_w + r * 64 + 16 * c);
                     a[mt][0][h] = v.x; a[mt][0][2 + h] = v.y;
@@ -211,9 +257,22 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
                 const float dx0 = G ? d0.y : d0.x, dx1 = G ? d1.y : d1.x;
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++) {
+                    float *o = acc[mt][nt];
+                    if constexpr (C::q6) {
+#pragma unroll
+                        for (int hf = 0; hf < 2; hf++) {
+                            float t[4];
+                            mma_s8k16_f32(t, a[mt][G][2 * hf], a[mt][G][2 * hf + 1], hf ? b1 : b0);
+                            const float w0 = sw[mt][0][2 * G + hf], w8 = sw[mt][1][2 * G + hf];
+                            o[0] = fmaf(t[0], w0 * dx0, o[0]);
+                            o[1] = fmaf(t[1], w0 * dx1, o[1]);
+                            o[2] = fmaf(t[2], w8 * dx0, o[2]);
+                            o[3] = fmaf(t[3], w8 * dx1, o[3]);
+                        }
+                        continue;
+                    }
                     float t[4];
                     mma_s8_f32(t, a[mt][G], b0, b1);
-                    float *o = acc[mt][nt];
                     o[0] = fmaf(t[0], sw[mt][0][G] * dx0, o[0]);
                     o[1] = fmaf(t[1], sw[mt][0][G] * dx1, o[1]);
                     o[2] = fmaf(t[2], sw[mt][1][G] * dx0, o[2]);
@@ -287,7 +346,7 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
 
 static int mmq_on = -1;
 extern "C" void cuda_mmq_set(int on) { mmq_on = on ? 1 : 0; }
-extern "C" int cuda_mmq_type_ok(uint32_t type) { return type == QT_Q8_0 || type == QT_Q4_K; }
+extern "C" int cuda_mmq_type_ok(uint32_t type) { return type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q6_K; }
 
 // Whether cuda_matmul hands this product to cuda_mmq_launch (gemm.cu asks).
 int cuda_mmq_wants(const cuda_mm_args *a, const cuda_mmin *x) {
@@ -318,8 +377,10 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
         const wplanes pl = wplanes_of(w->type, w->rows, w->cols);
         mmq_mat &m = p.m[i];
         m.codes = (const uint8_t *)w->base + pl.codes;
+        m.hi = (const uint8_t *)w->base + pl.hi;
         m.meta = (const uint8_t *)w->base + pl.meta;
         m.code_pitch = pl.code_pitch;
+        m.hi_pitch = pl.hi_pitch;
         m.meta_pitch = pl.meta_pitch;
         m.y = a->y[i];
         m.rows = (int)w->rows;
@@ -351,5 +412,6 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
     }
     if (type == QT_Q8_0) return mmq_launch<QT_Q8_0>(p, mtiles, stream, e);
     if (type == QT_Q4_K) return mmq_launch<QT_Q4_K>(p, mtiles, stream, e);
+    if (type == QT_Q6_K) return mmq_launch<QT_Q6_K>(p, mtiles, stream, e);
     return err_set(e, ERR_UNSUPPORTED, "cuda_mmq: no int8 kernel for type %u", type);
 }

@@ -417,11 +417,11 @@ void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
     dfree_all();
 }
 
-// The int8 tensor-core product (mmq.cu, precision fast, T > 1): the input's Q8 form is
-// written by cuda_mmin_prepare (mmin_emit), the product checked per token against the
-// CPU's int8 quantization of the same row (q8_blocks: only f32 summation order differs,
-// tolerance 2e-6 of sum |w xq|) and against the f32 input within the int8 rounding bound
-// (dq_compare). Two matrices of different rows in one launch when N2 > 0 (second one's
+// The int8 tensor-core product (mmq.cu, precision fast, T > 1; Q8_0, Q4_K, Q6_K): the
+// input's Q8 form is written by cuda_mmin_prepare (mmin_emit), the product checked per
+// token against the CPU's int8 quantization of the same row (q8_blocks: only f32
+// summation order differs, tolerance 2e-6 of sum |w xq|) and against the f32 input within
+// the int8 rounding bound (dq_compare). Two matrices of different rows in one launch when N2 > 0 (second one's
 // ldy padded), accumulate, split K over CTAs when splitk. If cuda_matmul took any other
 // path (the f16 kernel's 11-bit input) the first check fails by orders of magnitude.
 void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, int time_reps) {
@@ -1444,7 +1444,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         const char *pk = getenv("SPARKD_MMA_PEAK");
         const double peak = pk ? atof(pk) : 634.0;
         fprintf(ctx.f, "| type | product | T | kernel | us | TOPS | %% f16 peak | |\n|---|---|---|---|---|---|---|---|\n");
-        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) bench_prefill(t, peak);
+        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) bench_prefill(t, peak);
         st_close_stream();
         return 0;
     }
@@ -1542,10 +1542,10 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         test_gemv_dq(t, 4097, 4096, 0, 0);
         test_gemv_dq_pair(t, t == QUANT_Q8_0 ? 384 : 1280, t == QUANT_Q6_K ? 512 : 1024, 259, t == QUANT_Q6_K ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
     }
-    // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K): tokens
+    // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K, Q6_K): tokens
     // 2/7/64/65/512/1000, rows not multiples of 128, odd chunk counts, two matrices with
     // padded ldy, accumulate, split K
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) {
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         const int Kodd = t == QUANT_Q8_0 ? 2112 : 2304;
         test_mmq(t, 257, Kodd, 2, 0, 0, 0, 0);
         test_mmq(t, 257, Kodd, 7, 0, 1, 0, 0);
