@@ -99,8 +99,8 @@ __device__ __forceinline__ void mmq_load_stage(uint8_t *sb, const mmq_params &p,
     using C = mmq_cfg<F>;
     const int tid = threadIdx.x, nb = p.K / 32;
     const int ntok = min(MQ_N, p.T - n0); // tokens past T are never read back
-    for (int piece = tid; piece < ntok * 4; piece += 256) {
-        const int tok = piece >> 2, part = piece & 3;
+    if (tid < ntok * 4) { // 256 threads: one 16-byte piece each at most
+        const int tok = tid >> 2, part = tid & 3;
         mq_cp16(sb + tok * 64 + part * 16, p.xq + (size_t)(n0 + tok) * p.K + (size_t)kc * 64 + part * 16, true);
     }
     if (tid < ntok) mq_cp8(sb + C::off_xd + tid * 8, p.xd + (size_t)(n0 + tid) * nb + 2 * kc, true);
@@ -109,8 +109,10 @@ __device__ __forceinline__ void mmq_load_stage(uint8_t *sb, const mmq_params &p,
             mq_cp8(sb + C::off_xs + (tid - 64) * 8, p.xs + (size_t)(n0 + tid - 64) * nb + 2 * kc, true);
     }
     constexpr int ppr = C::wpitch / 16; // 16-byte pieces per row
-    for (int piece = tid; piece < MQ_M * ppr; piece += 256) {
-        const int row = piece / ppr, part = piece % ppr;
+    static_assert(MQ_M * ppr % 256 == 0, "whole rounds of pieces");
+#pragma unroll
+    for (int i = 0; i < MQ_M * ppr / 256; i++) {
+        const int piece = tid + 256 * i, row = piece / ppr, part = piece % ppr;
         const bool v = m0 + row < M.rows;
         const uint8_t *src = M.codes + (uint64_t)(v ? m0 + row : 0) * M.code_pitch + (size_t)kc * C::wpitch + part * 16;
         mq_cp16(sb + C::off_w + row * C::wpitch + part * 16, src, v);

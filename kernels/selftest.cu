@@ -420,10 +420,11 @@ void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
 // The int8 tensor-core product (mmq.cu, precision fast, T > 1; Q8_0, Q4_K, Q6_K): the
 // input's Q8 form is written by cuda_mmin_prepare (mmin_emit), the product checked per
 // token against the CPU's int8 quantization of the same row (q8_blocks: only f32
-// summation order differs, tolerance 2e-6 of sum |w xq|) and against the f32 input within
-// the int8 rounding bound (dq_compare). Two matrices of different rows in one launch when N2 > 0 (second one's
-// ldy padded), accumulate, split K over CTAs when splitk. If cuda_matmul took any other
-// path (the f16 kernel's 11-bit input) the first check fails by orders of magnitude.
+// summation order differs; tolerance 5e-6 of sum |w xq|, up to 128 block partials summed
+// in f32) and against the f32 input within the int8 rounding bound (dq_compare). Two
+// matrices of different rows in one launch when N2 > 0 (the second one's ldy padded),
+// accumulate, split K over CTAs when splitk. If cuda_matmul took any other path (the f16
+// kernel's 11-bit input) the first check fails by orders of magnitude.
 void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, int time_reps) {
     const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
     cuda_weight w[2];
@@ -497,7 +498,7 @@ void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int sp
         for (int i = 0; i < nm; i++) ops += 2.0 * T * Ns[i] * K;
         snprintf(note, sizeof note, "(vs int8 x) %.1f TOPS", ops / (us * 1e6));
     }
-    report("mmq", shape, rel, 2e-6, us, rc == 0 && fin, us > 0 ? note : "(vs int8 x)");
+    report("mmq", shape, rel, 5e-6, us, rc == 0 && fin, us > 0 ? note : "(vs int8 x)");
     snprintf(note, sizeof note, "(|y-exact|/bound; bound ~%.1e of |wx|)", brel);
     report("mmq-vs-f32", shape, ratio, 1.0, 0, rc == 0 && fin, note);
     dfree_all();
