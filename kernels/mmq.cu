@@ -1,5 +1,5 @@
 // mmq.cu — Y = X W^T for T > 1 tokens on the int8 tensor cores (mma.sync m16n8k32
-// s8 * s8 -> s32), the `fast` precision's product for Q8_0 and Q4_K weights.
+// s8 * s8 -> s32), the `fast` precision's product for Q8_0, Q4_K and Q6_K weights.
 //
 // The input is the mm input's Q8 form (cuda_kern.h): each token row quantized per natural
 // block of 32 to int8 (d = amax / 127, as the dp4a GEMV), written by the producer of the
@@ -13,11 +13,14 @@
 //
 // CTA: 128 rows x 64 tokens, 8 warps of 32 rows x 32 tokens; per 64-element chunk of K a
 // stage holds the int8 activation tile (64 x 64 B), its block scales (and sums), the codes
-// (128 x 64 B Q8_0, 128 x 32 B Q4_K) and the codes' scale bytes, filled by cp.async through
-// 3 stages. Codes and activations are in P64 order: quad lane c finds its fragment bytes
-// of both 32-blocks of a chunk in 16 contiguous bytes (8 for Q4_K) per row, so a lane
-// loads one LDS.128 (LDS.64) per row and token and the MMA's k maps to the same 32 P64
-// positions in A and B: block G of a chunk is positions 16c + 8G .. 16c + 8G + 7.
+// (128 x 64 B Q8_0, 128 x 32 B Q4_K/Q6_K, + Q6_K's 2-bit plane) and the codes' scale bytes,
+// filled by cp.async through 3 stages; Q4_K's and Q6_K's scales (and mins) of the chunk are
+// decoded once per CTA into a shared table (one thread per row and half). Codes and
+// activations are in P64 order: quad lane c finds its fragment bytes of both 32-blocks of a
+// chunk in 16 contiguous bytes (8 for 4-bit codes) per row, so a lane loads one LDS.128
+// (LDS.64) per row and token and the MMA's k maps to the same 32 P64 positions in A and B:
+// block G of a chunk is positions 16c + 8G .. 16c + 8G + 7 (Q6_K: its 16-blocks are the
+// first and the last 4 of those 8, so one m16n8k16 each).
 // Small grids split K over CTAs (partials in the caller's work buffer, summed in a fixed
 // order), as the f16 kernel.
 #include "cuda_kern.h"
@@ -60,7 +63,11 @@ template <uint32_t F> struct mmq_cfg {
     static constexpr int off_m = off_h + MQ_M * hpitch;
     static constexpr int stage = off_m + MQ_M * mpitch;
     static constexpr int stages = 3;
-    static constexpr int smem = stage * stages;
+    // Q4_K / Q6_K: the current chunk's scales decoded once per CTA, f32 [row][4]:
+    // Q4_K s, m of block 0, s, m of block 1; Q6_K s of the four 16-blocks
+    static constexpr bool dec = q4 || q6;
+    static constexpr int off_dec = stage * stages;
+    static constexpr int smem = off_dec + (dec ? MQ_M * 16 : 0);
 };
 
 __device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
@@ -202,8 +209,25 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
             if (kn < nk) mmq_load_stage<F>(smem + (kn % C::stages) * C::stage, p, M, m0, n0, kz0 + kn);
             mq_commit();
         }
-        if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         const uint8_t *sb = smem + (kc % C::stages) * C::stage;
+        if constexpr (C::dec) {
+            // one thread per (row, half): the barrier at the top of the next iteration keeps
+            // these writes after every warp's reads of this chunk's table
+            float *dt = (float *)(smem + C::off_dec);
+            const int r = threadIdx.x >> 1, hf = threadIdx.x & 1;
+            if constexpr (C::q4) {
+                float sv, mv;
+                group_sm<F>(sb + C::off_m + r * 16, 2 * ((kz0 + kc) & 3) + hf, sv, mv);
+                *(float2 *)(dt + 4 * r + 2 * hf) = make_float2(sv, mv);
+            } else {
+                const uint8_t *mb = sb + C::off_m + r * 8;
+                const float d = f16_bits_to_f32(*(const uint16_t *)mb);
+                *(float2 *)(dt + 4 * r + 2 * hf) = make_float2(__fmul_rn(d, (float)(int8_t)mb[4 + 2 * hf]),
+                                                               __fmul_rn(d, (float)(int8_t)mb[5 + 2 * hf]));
+            }
+            __syncthreads();
+        }
+        if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         // A fragments of both 32-blocks: a[mt][G][4]; scales sw[mt][h][G] (h: row g, g + 8), mins mw
         constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
         uint32_t a[2][2][4];
@@ -217,18 +241,16 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
                     const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
                     mq_unpack(v.x, a[mt][0][h], a[mt][0][2 + h]);
                     mq_unpack(v.y, a[mt][1][h], a[mt][1][2 + h]);
-#pragma unroll
-                    for (int G = 0; G < 2; G++)
-                        group_sm<F>(sb + C::off_m + r * 16, 2 * ((kz0 + kc) & 3) + G, sw[mt][h][G], mw[mt][h][G]);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + r * 16);
+                    sw[mt][h][0] = t.x; mw[mt][h][0] = t.y;
+                    sw[mt][h][1] = t.z; mw[mt][h][1] = t.w;
                 } else if constexpr (C::q6) {
                     const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
                     const uint32_t hb = *(const uint32_t *)(sb + C::off_h + r * 16 + 4 * c);
                     mq_unpack6(v.x, hb & 0x00ff00ffu, a[mt][0][h], a[mt][0][2 + h]);
                     mq_unpack6(v.y, (hb >> 8) & 0x00ff00ffu, a[mt][1][h], a[mt][1][2 + h]);
-                    const uint8_t *mb = sb + C::off_m + r * 8;
-                    const float d = f16_bits_to_f32(*(const uint16_t *)mb);
-#pragma unroll
-                    for (int j = 0; j < 4; j++) sw[mt][h][j] = __fmul_rn(d, (float)(int8_t)mb[4 + j]);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + r * 16);
+                    sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; sw[mt][h][2] = t.z; sw[mt][h][3] = t.w;
                     mw[mt][h][0] = mw[mt][h][1] = 0.0f;
                 } else {
                     const uint4 v = *(const uint4 *)(sb + C::off_w + r * 64 + 16 * c);
