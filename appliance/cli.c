@@ -46,7 +46,7 @@ static const opt opts[] = {
     {"kv", O_KV, required_argument, ALL_MODEL | CLI_SELFTEST, "TYPE", "KV cache precision: f32 (exact, default), f16, q8, bf16, fp8; also -ctk/-ctv"},
     {"cache-type-k", O_CTK, required_argument, ALL_MODEL, NULL, NULL},
     {"cache-type-v", O_CTV, required_argument, ALL_MODEL, NULL, NULL},
-    {"precision", O_PRECISION, required_argument, ALL_MODEL, "exact|fast", "how the GPU reads activations ([engine] precision): exact (f16 hi + lo, f32 at decode; default) or fast (one f16; int8 dp4a at decode)"},
+    {"precision", O_PRECISION, required_argument, ALL_MODEL, "exact|fast", "how the GPU reads activations ([engine] precision): exact (f16 hi + lo, f32 at decode; default) or fast (int8 activations per 32: dp4a at decode, int8 tensor cores in prompts)"},
     {"mmap", O_MMAP, no_argument, CLI_RUN | CLI_INFO | CLI_BENCH, NULL, "map the file instead of reading it (slower on GB10)"},
     {"no-mmap", O_NO_MMAP, no_argument, ALL_MODEL, NULL, "read the file into memory (the default; accepted)"},
     {"temp", O_TEMP, required_argument, CLI_RUN | CLI_SERVE, "T", "temperature (run 0.8; serve: [model] temperature); 0 = greedy"},

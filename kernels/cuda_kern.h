@@ -90,6 +90,8 @@ enum {
     CUDA_MMIN_XP = 1,   /* f32 P64 rows: GEMV (T == 1) and F32 weights */
     CUDA_MMIN_F16 = 2,  /* f16 hi/lo + sums + scales: tensor-core products, f16 weights/codes */
     CUDA_MMIN_BF16 = 4, /* bf16 hi/lo + sums + scales: tensor-core products of BF16 weights */
+    CUDA_MMIN_Q8 = 8,   /* int8 rows + per-32 scales and sums: the int8 tensor-core products
+                         * (mmq.cu) of precision fast, Q8_0/Q4_K/Q6_K weights, T > 1 */
 };
 
 typedef struct cuda_mmin {
@@ -101,6 +103,11 @@ typedef struct cuda_mmin {
     uint16_t *bhi, *blo; /* (T, K) bf16 bits, same */
     float *gsum;      /* (T, K / 32) sum of x * 2^-e_t over each group of 32 (natural order) */
     float *tscale;    /* (T) 2^e_t */
+    /* Q8 form: the unscaled row quantized per natural block of 32 as the dp4a GEMV does
+     * (d = amax / 127 in f32, q = roundf(x / d), q = 0 when amax = 0) */
+    int8_t *q8;       /* (T, K) int8 codes q, P64 order */
+    float *q8d;       /* (T, K / 32) d of each block (natural order) */
+    float *q8s;       /* (T, K / 32) d * sum(q) of each block (the mins of Q4_K) */
 } cuda_mmin;
 
 /* Bytes of a cuda_mmin of T rows of K for these forms (cuda_mmin_carve lays them out). */
@@ -149,6 +156,13 @@ void cuda_gemv_wk_set(int wk);
  * Q4_K, Q6_K); 0 = only for exact = 0. SPARKD_GEMV_DP4A=1 sets 1 at the first product
  * (temporary, for the lead's A/B under precision = exact). */
 void cuda_gemv_dp4a_set(int on);
+/* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):
+ * cuda_matmul takes it for T > 1 when exact = 0 and the input carries CUDA_MMIN_Q8. */
+int cuda_mmq_type_ok(uint32_t type);
+/* Tests and benches: 0 keeps exact = 0 products of T > 1 on the f16 tensor-core kernel
+ * even with a Q8 input (A/B); 1 (default) allows mmq. SPARKD_MMQ=0 sets 0 at the first
+ * product. */
+void cuda_mmq_set(int on);
 
 /* ---------------------------------------------------------------- layer ops */
 

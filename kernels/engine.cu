@@ -175,7 +175,9 @@ uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] *
 
 int forms_for(const model_tensor *t) {
     if (!t) return 0;
-    return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2);
+    // + the int8 rows of the mmq product (precision fast, T > 1; forms_at drops them when exact)
+    return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2) |
+           (cuda_mmq_type_ok(t->dtype) ? CUDA_MMIN_Q8 : 0);
 }
 
 // ---- mixture of experts (MODEL_FFN_MOE, kernels/moe.cu): layout, upload, forward ----
@@ -904,10 +906,11 @@ int getenv_cached_no_pair() {
     return v;
 }
 
-int forms_at(int forms_all, int T) {
+int forms_at(int forms_all, int T, int fast) {
     // the forms a product of T rows reads: XP alone for T == 1, the tensor-core ones else
+    // (the int8 rows of mmq only at precision fast)
     if (T == 1) return CUDA_MMIN_XP;
-    return forms_all; // XP is needed for F32 weights at any T
+    return fast ? forms_all : forms_all & ~CUDA_MMIN_Q8; // XP is needed for F32 weights at any T
 }
 
 // MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV
@@ -956,10 +959,10 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     const model *m = g->m;
     const model_hparams *hp = &m->hp;
     const cuda_layout &l = g->lay;
-    g->in_dim.forms = forms_at(l.forms_dim, T);
-    g->in_q.forms = forms_at(l.forms_q, T);
-    g->in_ffn.forms = forms_at(l.forms_ffn, T);
-    g->in_out.forms = forms_at(l.forms_dim, n_out);
+    g->in_dim.forms = forms_at(l.forms_dim, T, g->fast_mm);
+    g->in_q.forms = forms_at(l.forms_q, T, g->fast_mm);
+    g->in_ffn.forms = forms_at(l.forms_ffn, T, g->fast_mm);
+    g->in_out.forms = forms_at(l.forms_dim, n_out, g->fast_mm);
     K_TRY(cuda_weight_rows(&g->embd, g->d_tok, T, hp->embd_scale, g->x, g->st, e));
     cuda_resid_args ra;
     memset(&ra, 0, sizeof ra);

@@ -25,6 +25,8 @@
 #define XP_PITCH 72 // halves per token row of an activation tile (64 + 8: no bank conflicts)
 
 int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, err *e);
+int cuda_mmq_wants(const cuda_mm_args *a, const cuda_mmin *x); // mmq.cu
+int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
 
 struct gemm_mat {
     const uint8_t *codes, *hi, *meta;
@@ -327,6 +329,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
             return err_set(e, ERR_INVALID, "cuda_matmul: GEMV needs the f32 input form (T %d)", T);
         return cuda_gemv_launch(a, x, T, stream, e);
     }
+    if (cuda_mmq_wants(a, x)) return cuda_mmq_launch(a, x, stream, e); // int8 tensor cores (fast)
     const int need = type == QT_BF16 ? CUDA_MMIN_BF16 : CUDA_MMIN_F16;
     if (!(x->forms & need))
         return err_set(e, ERR_INVALID, "cuda_matmul: the tensor-core path needs the %s input form",

@@ -55,6 +55,18 @@ __device__ void mmin_emit(const cuda_mmin &m, int t, V val, float *red) {
             const float s = warp_sum(v);
             if (lane == 0) m.gsum[(size_t)t * (K / 32) + g] = s;
         }
+        if (m.forms & CUDA_MMIN_Q8) {
+            // the dp4a GEMV's quantization (gemv.cu gdq_quantize), per natural block of 32
+            const float a = warp_max(fabsf(x));
+            const float d = a / 127.0f;
+            const int q = a == 0.0f ? 0 : (int)roundf(x / d);
+            m.q8[at] = (int8_t)q;
+            const float sq = warp_sum((float)q); // exact: |sum| <= 32 * 127
+            if (lane == 0) {
+                m.q8d[(size_t)t * (K / 32) + g] = d;
+                m.q8s[(size_t)t * (K / 32) + g] = d * sq;
+            }
+        }
     }
     __syncthreads();
 }

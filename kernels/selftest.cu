@@ -417,6 +417,93 @@ void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
     dfree_all();
 }
 
+// The int8 tensor-core product (mmq.cu, precision fast, T > 1; Q8_0, Q4_K, Q6_K): the
+// input's Q8 form is written by cuda_mmin_prepare (mmin_emit), the product checked per
+// token against the CPU's int8 quantization of the same row (q8_blocks: only f32
+// summation order differs; tolerance 5e-6 of sum |w xq|, up to 128 block partials summed
+// in f32) and against the f32 input within the int8 rounding bound (dq_compare). Two
+// matrices of different rows in one launch when N2 > 0 (the second one's ldy padded),
+// accumulate, split K over CTAs when splitk. If cuda_matmul took any other path (the f16
+// kernel's 11-bit input) the first check fails by orders of magnitude.
+void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, int time_reps) {
+    const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
+    cuda_weight w[2];
+    std::vector<float> W[2];
+    for (int i = 0; i < nm; i++) {
+        auto raw = gen_rows(type, Ns[i], K);
+        W[i] = ref_dequant(type, raw, Ns[i], K);
+        if (!make_weight(&w[i], type, raw, Ns[i], K)) return;
+    }
+    auto x = randn((size_t)T * K, 1.0);
+    for (size_t k = 0; k < x.size(); k += 97) x[k] *= 20.0f;          // outliers: blocks with a large scale
+    for (int k = 64; k < 96 && k < K; k++) x[k] = 0.0f;               // an all-zero block (d = 0)
+    if (T > 2) for (int k = 0; k < K; k++) x[(size_t)1 * K + k] *= 3000.0f; // a large row
+    float *dx = dup(x);
+    const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+    std::vector<float> y0[2];
+    float *dy[2] = {NULL, NULL};
+    for (int i = 0; i < nm; i++) {
+        dy[i] = (float *)dalloc((size_t)T * ld[i] * 4);
+        if (accumulate) {
+            y0[i] = randn((size_t)T * ld[i], 1.0);
+            cudaMemcpy(dy[i], y0[i].data(), y0[i].size() * 4, cudaMemcpyHostToDevice);
+        } else {
+            poison(dy[i], (size_t)T * ld[i] * 4);
+        }
+    }
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = nm; a.accumulate = accumulate; a.exact = 0;
+    for (int i = 0; i < nm; i++) { a.w[i] = &w[i]; a.y[i] = dy[i]; a.ldy[i] = ld[i]; }
+    if (splitk) { a.work_bytes = 32u << 20; a.work = (float *)dalloc(a.work_bytes); }
+    cuda_mmq_set(1);
+    const int rc = cuda_matmul(&a, &m, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    std::vector<float> y[2];
+    for (int i = 0; i < nm; i++) y[i] = get(dy[i], (size_t)T * ld[i]);
+    double us = 0;
+    if (time_reps) {
+        a.accumulate = 0;
+        us = time_us([&] { err e3; cuda_matmul(&a, &m, C->st, &e3); }, time_reps);
+    }
+    int fin = 1;
+    for (int i = 0; i < nm; i++)
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < Ns[i]; r++) if (!isfinite(y[i][(size_t)t * ld[i] + r])) fin = 0;
+    std::vector<int> toks;
+    if (T <= 16) for (int t = 0; t < T; t++) toks.push_back(t);
+    else { toks = {0, 1, T - 1, 63 < T ? 63 : 0, 64 < T ? 64 : 0}; while (toks.size() < 12) toks.push_back(C->rng.below(T)); }
+    double rel = 0, ratio = 0, brel = 0;
+    for (int i = 0; i < nm; i++)
+        for (int t : toks) {
+            std::vector<float> xt(x.begin() + (size_t)t * K, x.begin() + (size_t)(t + 1) * K);
+            auto xq = q8_blocks(xt.data(), K);
+            std::vector<float> yt(y[i].begin() + (size_t)t * ld[i], y[i].begin() + (size_t)t * ld[i] + Ns[i]);
+            std::vector<float> y0t;
+            if (accumulate) y0t.assign(y0[i].begin() + (size_t)t * ld[i], y0[i].begin() + (size_t)t * ld[i] + Ns[i]);
+            const dq_err r = dq_compare(yt, W[i].data(), Ns[i], K, xt, xq, accumulate ? &y0t : NULL);
+            if (!(r.rel <= rel)) rel = r.rel; // NaN propagates
+            if (!(r.ratio <= ratio)) ratio = r.ratio;
+            if (r.bound_rel > brel) brel = r.bound_rel;
+        }
+    char shape[96], note[64] = "";
+    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
+             accumulate ? " +=" : "", splitk ? " splitk" : "");
+    if (us > 0) {
+        double ops = 0;
+        for (int i = 0; i < nm; i++) ops += 2.0 * T * Ns[i] * K;
+        snprintf(note, sizeof note, "(vs int8 x) %.1f TOPS", ops / (us * 1e6));
+    }
+    report("mmq", shape, rel, 5e-6, us, rc == 0 && fin, us > 0 ? note : "(vs int8 x)");
+    snprintf(note, sizeof note, "(|y-exact|/bound; bound ~%.1e of |wx|)", brel);
+    report("mmq-vs-f32", shape, ratio, 1.0, 0, rc == 0 && fin, note);
+    dfree_all();
+}
+
 // Paired gate/up on the int8 path, then the down product (int8 path too) on the pair's
 // output: the chain the engine runs at precision = fast.
 void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
@@ -1178,6 +1265,70 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
     dfree_all();
 }
 
+// The Qwen3-8B prefill products (q+k+v, o, gate+up, down) at T = 64 and 512: the f16
+// tensor-core kernel exact (hi + lo) and fast (one f16), and the int8 one (mmq), each
+// with weights rotated over copies beyond the L2; TOPS = 2 T N K / time. Also the cost
+// the Q8 form adds to an input's producer (cuda_mmin_prepare, F16 vs F16 + Q8).
+void bench_prefill(uint32_t type, double peak) {
+    struct prod { const char *name; int n, rows, K; } prods[] = {
+        {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
+    for (const prod &pr : prods) {
+        const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
+        int copies = (int)((768ull << 20) / wb) + 1;
+        if (copies > 16) copies = 16;
+        auto raw = gen_rows(type, pr.rows, pr.K);
+        std::vector<cuda_weight> ws((size_t)copies * pr.n);
+        for (auto &w : ws)
+            if (!make_weight(&w, type, raw, pr.rows, pr.K)) return;
+        const int Tmax = 512;
+        const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
+        cuda_mmin m;
+        cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, pr.K, forms)), Tmax, pr.K, forms);
+        float *dx = dup(randn((size_t)Tmax * pr.K, 1.0));
+        float *dy[2] = {(float *)dalloc((size_t)Tmax * pr.rows * 4), (float *)dalloc((size_t)Tmax * pr.rows * 4)};
+        float *splitk = (float *)dalloc(32u << 20);
+        for (int T : {64, 512}) {
+            err e2 = {ERR_OK, {0}};
+            if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
+            const char *kn[3] = {"f16 mma exact", "f16 mma fast", "int8 mmq"};
+            double base = 0;
+            for (int v = 0; v < 3; v++) {
+                cuda_mmq_set(v == 2);
+                int it = 0;
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = pr.n; a.exact = v == 0; a.work = splitk; a.work_bytes = 32u << 20;
+                for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
+                const double us = time_us([&] {
+                    const int c = it++ % copies;
+                    for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                    err e3;
+                    cuda_matmul(&a, &m, C->st, &e3);
+                }, 3 * copies);
+                cudaError_t ce = cudaGetLastError();
+                const double tops = 2.0 * T * pr.rows * pr.n * (double)pr.K / (us * 1e6);
+                if (v == 1) base = us;
+                char sp[32] = "";
+                if (v == 2 && base > 0) snprintf(sp, sizeof sp, "%.2fx fast", base / us);
+                fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.1f | %.0f%% | %s%s |\n", tname(type), pr.name, pr.n,
+                        pr.rows, pr.K, T, kn[v], us, tops, peak > 0 ? 100.0 * tops / peak : 0.0, sp,
+                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+            }
+            cuda_mmq_set(1);
+            // the producer's cost of the int8 rows
+            for (int fv = 0; fv < 2; fv++) {
+                cuda_mmin m2 = m;
+                m2.forms = fv ? forms : CUDA_MMIN_F16;
+                const double us = time_us([&] { err e3; cuda_mmin_prepare(dx, pr.K, &m2, T, C->st, &e3); }, 20);
+                fprintf(C->f, "| %s | prepare %dx%d | %d | %s | %.1f | | | |\n", tname(type), T, pr.K, T,
+                        fv ? "F16 + Q8 form" : "F16 form", us);
+            }
+        }
+        dfree_all();
+    }
+}
+
 // ----------------------------------------------------------------------------- driver
 
 void print_table() {
@@ -1287,6 +1438,17 @@ extern "C" int cuda_kbench(void *file, err *e) {
         st_close_stream();
         return 0;
     }
+    if (mode && !strcmp(mode, "prefill")) {
+        // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
+        // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
+        // round; SPARKD_MMA_PEAK overrides), the int8 MMAs' own peak is about twice that
+        const char *pk = getenv("SPARKD_MMA_PEAK");
+        const double peak = pk ? atof(pk) : 634.0;
+        fprintf(ctx.f, "| type | product | T | kernel | us | TOPS | %% f16 peak | |\n|---|---|---|---|---|---|---|---|\n");
+        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) bench_prefill(t, peak);
+        st_close_stream();
+        return 0;
+    }
     if (mode && !strcmp(mode, "decode")) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
         // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
@@ -1380,6 +1542,19 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         test_gemv_dq(t, 129, 12288, 1, 8);
         test_gemv_dq(t, 4097, 4096, 0, 0);
         test_gemv_dq_pair(t, t == QUANT_Q8_0 ? 384 : 1280, t == QUANT_Q6_K ? 512 : 1024, 259, t == QUANT_Q6_K ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
+    }
+    // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K, Q6_K): tokens
+    // 2/7/64/65/512/1000, rows not multiples of 128, odd chunk counts, two matrices with
+    // padded ldy, accumulate, split K
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int Kodd = t == QUANT_Q8_0 ? 2112 : 2304;
+        test_mmq(t, 257, Kodd, 2, 0, 0, 0, 0);
+        test_mmq(t, 257, Kodd, 7, 0, 1, 0, 0);
+        test_mmq(t, 257, Kodd, 64, 67, 0, 1, 0);
+        test_mmq(t, 129, Kodd, 65, 0, 1, 1, 0);
+        test_mmq(t, 1000, 512, 512, 0, 0, 0, 0);
+        test_mmq(t, 67, Kodd, 1000, 131, 0, 0, 0);
+        if (!quick) test_mmq(t, 4096, 4096, 512, 0, 0, 0, 10);
     }
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);

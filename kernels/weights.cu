@@ -225,6 +225,7 @@ extern "C" uint64_t cuda_mmin_bytes(int T, int K, int forms) {
     if (forms & CUDA_MMIN_F16) b += 2 * align256(n * 2);
     if (forms & CUDA_MMIN_BF16) b += 2 * align256(n * 2);
     if (forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) b += align256(n / 32 * 4) + align256((uint64_t)T * 4);
+    if (forms & CUDA_MMIN_Q8) b += align256(n) + 2 * align256(n / 32 * 4);
     return b;
 }
 
@@ -237,6 +238,8 @@ extern "C" void cuda_mmin_carve(cuda_mmin *m, void *buf, int T, int K, int forms
     m->xp = NULL;
     m->hi = m->lo = m->bhi = m->blo = NULL;
     m->gsum = m->tscale = NULL;
+    m->q8 = NULL;
+    m->q8d = m->q8s = NULL;
     if (forms & CUDA_MMIN_XP) { m->xp = (float *)p; p += align256(n * 4); }
     if (forms & CUDA_MMIN_F16) {
         m->hi = (uint16_t *)p; p += align256(n * 2);
@@ -248,7 +251,12 @@ extern "C" void cuda_mmin_carve(cuda_mmin *m, void *buf, int T, int K, int forms
     }
     if (forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) {
         m->gsum = (float *)p; p += align256(n / 32 * 4);
-        m->tscale = (float *)p;
+        m->tscale = (float *)p; p += align256((uint64_t)T * 4);
+    }
+    if (forms & CUDA_MMIN_Q8) {
+        m->q8 = (int8_t *)p; p += align256(n);
+        m->q8d = (float *)p; p += align256(n / 32 * 4);
+        m->q8s = (float *)p;
     }
 }
 

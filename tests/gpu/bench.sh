@@ -18,6 +18,10 @@
 #            against the CPU engine (selftest --model-only) on CHECK_MODELS
 #   kbench   SPARKD_KBENCH=decode sparkd selftest --bench: each decode product's GEMV time,
 #            GB/s and share of the probe, over the K splits
+#   mmq      (not in the default list) the int8 tensor-core products of precision fast:
+#            SPARKD_KBENCH=prefill (f16 exact / f16 fast / int8 mmq per Qwen3-8B product),
+#            SPARKD_MM_FAST=1 model checks, pp512 and 64 sequences with --precision fast,
+#            SPARKD_MMQ=1 (int8) against SPARKD_MMQ=0 (one f16)
 #   sparkd   sparkd bench on both models (KV f16, as llama.cpp's default cache):
 #            -p 512 -n 128 -r 3 (llama-bench's pp512 / tg128); --npl 1,8,32,64 -p 512 -n 128
 #            (llama-batched-bench); --depth 32768 --npl 1,8 -n 128 on Q4_K_M (decode at 32K of
@@ -104,6 +108,17 @@ for s in $STEPS; do
         SPARKD_MM_FAST=1 '$BIN' selftest --model-only -m $M/q8b-L2-q4_k_m.gguf | sed 's/^not ok/(fast) not ok/; s/^ok/(fast) ok/'
         exit \$f" ;;
     kbench) step kbench ${T_KBENCH:-150} env SPARKD_KBENCH=decode "$BIN" selftest --bench ;;
+    mmq) step mmq ${T_MMQ:-550} bash -c "
+        f=0
+        SPARKD_KBENCH=prefill '$BIN' selftest --bench || f=\$((f + 1))
+        for g in q8b-L2-q8_0 q8b-L2-q4_k_m tiny-q6_k tiny-q4_k_m; do
+            echo \"== SPARKD_MM_FAST=1 \$g\"; SPARKD_MM_FAST=1 '$BIN' selftest --model-only -m $M/\$g.gguf || f=\$((f + 1)); done
+        for g in $Q8 $Q4; do for v in 1 0; do
+            echo \"== \$g --precision fast SPARKD_MMQ=\$v\"
+            SPARKD_MMQ=\$v '$BIN' bench -m \$g --device cuda --kv $KV --precision fast -p 512 -n 128 -r 3 2>&1 | tail -n 3
+            SPARKD_MMQ=\$v '$BIN' bench -m \$g --device cuda --kv $KV --precision fast -p 512 -n 128 --npl 1,64 -b 2048 2>&1 | tail -n 2
+        done; done
+        exit \$f" ;;
     sparkd) if [ "${MODE:-full}" = decode ]; then step sparkd ${T_SPARKD:-400} bash -c "
         for g in $Q8 $Q4; do echo \"== \$g\"; '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
         for g in $Q8 $Q4; do echo \"== \$g SPARKD_GEMV_DP4A=1\"; SPARKD_GEMV_DP4A=1 '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done

@@ -1,0 +1,441 @@
+// mmq.cu — Y = X W^T for T > 1 tokens on the int8 tensor cores (mma.sync m16n8k32
+// s8 * s8 -> s32), the `fast` precision's product for Q8_0, Q4_K and Q6_K weights.
+//
+// The input is the mm input's Q8 form (cuda_kern.h): each token row quantized per natural
+// block of 32 to int8 (d = amax / 127, as the dp4a GEMV), written by the producer of the
+// row (mmin_emit: the residual norm, the activation, cuda_mmin_prepare) next to its f16
+// forms, so no extra launch. The weights' codes are used as they are: Q8_0's int8 codes,
+// Q4_K's nibbles (0..15, unpacked to int8 in registers). Per 32-block the MMA's int32 sum
+// I (read as f32 without a conversion: mma_s8_f32) is scaled in f32:
+//   y += (s_w * d_x) * I (+ m_w * d_x * sum(q) for Q4_K's min)
+// so the result is the product of the dequantized weights with the dequantized int8
+// activation up to f32 rounding order (selftest: test_mmq).
+//
+// CTA: 128 rows x 64 tokens, 8 warps of 32 rows x 32 tokens; per 64-element chunk of K a
+// stage holds the int8 activation tile (64 x 64 B), its block scales (and sums), the codes
+// (128 x 64 B Q8_0, 128 x 32 B Q4_K/Q6_K, + Q6_K's 2-bit plane) and the codes' scale bytes,
+// filled by cp.async through 3 stages; Q4_K's and Q6_K's scales (and mins) of the chunk are
+// decoded once per CTA into a shared table (one thread per row and half). Codes and
+// activations are in P64 order: quad lane c finds its fragment bytes of both 32-blocks of a
+// chunk in 16 contiguous bytes (8 for 4-bit codes) per row, so a lane loads one LDS.128
+// (LDS.64) per row and token and the MMA's k maps to the same 32 P64 positions in A and B:
+// block G of a chunk is positions 16c + 8G .. 16c + 8G + 7 (Q6_K: its 16-blocks are the
+// first and the last 4 of those 8, so one m16n8k16 each).
+// Small grids split K over CTAs (partials in the caller's work buffer, summed in a fixed
+// order), as the f16 kernel.
+#include "cuda_kern.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_util.cuh"
+#include "qfmt.cuh"
+
+#define MQ_M 128
+#define MQ_N 64
+
+struct mmq_mat {
+    const uint8_t *codes, *hi, *meta;           // the weight's planes (qfmt.cuh)
+    uint64_t code_pitch, hi_pitch, meta_pitch;  // bytes per row
+    float *y;                        // (T, ldy) f32
+    int rows, ldy, mtiles;
+};
+struct mmq_params {
+    mmq_mat m[CUDA_MM_MAX_MATS];
+    int n, K, T, accumulate;
+    int ksplit;  // CTAs along K (grid.z); > 1: partials to ws, mmq_reduce sums them
+    float *ws;   // (ksplit, T, ws_rows) f32
+    int ws_rows; // rows of all matrices
+    int row0[CUDA_MM_MAX_MATS];
+    const int8_t *xq;        // (T, K) int8, P64
+    const float *xd, *xs;    // (T, K / 32) block scales, d * sum(q)
+};
+
+template <uint32_t F> struct mmq_cfg {
+    static constexpr bool q4 = F == QT_Q4_K, q6 = F == QT_Q6_K;
+    static constexpr int wpitch = q4 || q6 ? 32 : 64;  // smem bytes of codes per row and chunk
+    static constexpr int hpitch = q6 ? 16 : 0;         // smem bytes of hi bits per row
+    static constexpr int mpitch = q4 ? 16 : q6 ? 8 : 4; // smem bytes of meta per row
+    static constexpr int off_xd = MQ_N * 64;
+    static constexpr int off_xs = off_xd + MQ_N * 8;
+    static constexpr int off_w = off_xs + (q4 ? MQ_N * 8 : 0);
+    static constexpr int off_h = off_w + MQ_M * wpitch;
+    static constexpr int off_m = off_h + MQ_M * hpitch;
+    static constexpr int stage = off_m + MQ_M * mpitch;
+    static constexpr int stages = 3;
+    // Q4_K / Q6_K: the current chunk's scales decoded once per CTA, f32 [row][4]:
+    // Q4_K s, m of block 0, s, m of block 1; Q6_K s of the four 16-blocks
+    static constexpr bool dec = q4 || q6;
+    static constexpr int off_dec = stage * stages;
+    static constexpr int smem = off_dec + (dec ? MQ_M * 16 : 0);
+};
+
+__device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void mq_cp8(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 8 : 0));
+}
+__device__ __forceinline__ void mq_cp4(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void mq_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void mq_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// r = A (16x32 s8, row) * B (32x8 s8, col) as f32. The s32 accumulator starts at the bits
+// of 1.5 * 2^23, so for |dot| < 2^22 (a 32-block's dot is at most 32 * 127 * 128 in
+// magnitude) the result's bits are the f32 1.5 * 2^23 + dot, and one exact FADD gives the
+// dot: the I2F conversion (a slow pipe) is not needed.
+__device__ __forceinline__ void mma_s8_f32(float *r, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    int d[4];
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%10,%10,%10,%10};\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0x4b400000));
+#pragma unroll
+    for (int i = 0; i < 4; i++) r[i] = __int_as_float(d[i]) - 12582912.0f;
+}
+
+// cp.async copies of chunk kc into stage buffer sb.
+template <uint32_t F>
+__device__ __forceinline__ void mmq_load_stage(uint8_t *sb, const mmq_params &p, const mmq_mat &M, int m0, int n0,
+                                               int kc) {
+    using C = mmq_cfg<F>;
+    const int tid = threadIdx.x, nb = p.K / 32;
+    const int ntok = min(MQ_N, p.T - n0); // tokens past T are never read back
+    if (tid < ntok * 4) { // 256 threads: one 16-byte piece each at most
+        const int tok = tid >> 2, part = tid & 3;
+        mq_cp16(sb + tok * 64 + part * 16, p.xq + (size_t)(n0 + tok) * p.K + (size_t)kc * 64 + part * 16, true);
+    }
+    if (tid < ntok) mq_cp8(sb + C::off_xd + tid * 8, p.xd + (size_t)(n0 + tid) * nb + 2 * kc, true);
+    if constexpr (C::q4) {
+        if (tid >= 64 && tid - 64 < ntok)
+            mq_cp8(sb + C::off_xs + (tid - 64) * 8, p.xs + (size_t)(n0 + tid - 64) * nb + 2 * kc, true);
+    }
+    constexpr int ppr = C::wpitch / 16; // 16-byte pieces per row
+    static_assert(MQ_M * ppr % 256 == 0, "whole rounds of pieces");
+#pragma unroll
+    for (int i = 0; i < MQ_M * ppr / 256; i++) {
+        const int piece = tid + 256 * i, row = piece / ppr, part = piece % ppr;
+        const bool v = m0 + row < M.rows;
+        const uint8_t *src = M.codes + (uint64_t)(v ? m0 + row : 0) * M.code_pitch + (size_t)kc * C::wpitch + part * 16;
+        mq_cp16(sb + C::off_w + row * C::wpitch + part * 16, src, v);
+    }
+    if (tid < MQ_M) {
+        const bool v = m0 + tid < M.rows;
+        const uint8_t *mr = M.meta + (uint64_t)(v ? m0 + tid : 0) * M.meta_pitch;
+        if constexpr (C::q4) {
+            mq_cp16(sb + C::off_m + tid * 16, mr + (size_t)(kc >> 2) * 16, v); // superblock head
+        } else if constexpr (C::q6) {
+            // f16 d (+ 2 pad bytes), then the int8 scales of the chunk's four 16-blocks
+            mq_cp4(sb + C::off_m + tid * 8, mr + (size_t)(kc >> 2) * 20, v);
+            mq_cp4(sb + C::off_m + tid * 8 + 4, mr + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), v);
+            mq_cp16(sb + C::off_h + tid * 16, M.hi + (uint64_t)(v ? m0 + tid : 0) * M.hi_pitch + (size_t)kc * 16, v);
+        } else {
+            mq_cp4(sb + C::off_m + tid * 4, mr + (size_t)kc * 4, v); // f16 d of 2 blocks
+        }
+    }
+}
+
+// Q4_K: one code word of a quarter (elements 0..7 of it, nibbles interleaved as
+// cuda_kern.h says) -> int8 elements 0..3 and 4..7 in order.
+__device__ __forceinline__ void mq_unpack(uint32_t w, uint32_t &e03, uint32_t &e47) {
+    const uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu; // [e0 e4 e1 e5], [e2 e6 e3 e7]
+    e03 = __byte_perm(lo, hi, 0x6420);
+    e47 = __byte_perm(lo, hi, 0x7531);
+}
+
+// Q6_K: the same word with its hi-plane bits t = (the quarter's 2-bit word >> 8 w) &
+// 0x00ff00ff (bits 2j of byte 0: element 2j's, of byte 2: element 2j + 1's) -> int8
+// codes minus 32 (-32..31), elements 0..3 and 4..7 in order.
+__device__ __forceinline__ void mq_unpack6(uint32_t w, uint32_t t, uint32_t &e03, uint32_t &e47) {
+    uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;                // [e0 e4 e1 e5], [e2 e6 e3 e7]
+    const uint32_t y = (t & 0x000f000fu) | ((t & 0x00f000f0u) << 4);          // hi bits of [e0 e4 e1 e5] in bits 0-1
+    lo |= (y & 0x03030303u) << 4;
+    hi |= ((y >> 2) & 0x03030303u) << 4;
+    // bytewise c - 32 without borrows between bytes
+    e03 = ((__byte_perm(lo, hi, 0x6420) | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
+    e47 = ((__byte_perm(lo, hi, 0x7531) | 0x80808080u) - 0x20202020u) ^ 0x80808080u;
+}
+
+// r = A (16x16 s8) * B (16x8 s8) as f32, the same bias as mma_s8_f32 (Q6_K's 16-blocks:
+// of a 32-block's k, 0..15 — registers a0, a1, b0 — are one 16-block, 16..31 the other).
+__device__ __forceinline__ void mma_s8k16_f32(float *r, uint32_t a0, uint32_t a1, uint32_t b0) {
+    int d[4];
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+                 "{%7,%7,%7,%7};\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(a0), "r"(a1), "r"(b0), "r"(0x4b400000));
+#pragma unroll
+    for (int i = 0; i < 4; i++) r[i] = __int_as_float(d[i]) - 12582912.0f;
+}
+
+template <uint32_t F>
+__global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
+    using C = mmq_cfg<F>;
+    extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    pdl_wait();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const mmq_mat &M = p.m[mi];
+    const int m0 = b * MQ_M, n0 = blockIdx.y * MQ_N;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int wm = warp & 3, wn = warp >> 2; // rows 32 wm.., tokens 32 wn..
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const int ntiles = max(0, min(4, (p.T - n0 - 32 * wn + 7) / 8)); // n8 tiles of this warp with tokens
+
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < C::stages - 1; s++) {
+        if (s < nk) mmq_load_stage<F>(smem + s * C::stage, p, M, m0, n0, kz0 + s);
+        mq_commit();
+    }
+    for (int kc = 0; kc < nk; kc++) {
+        mq_wait<C::stages - 2>();
+        __syncthreads();
+        {
+            const int kn = kc + C::stages - 1;
+            if (kn < nk) mmq_load_stage<F>(smem + (kn % C::stages) * C::stage, p, M, m0, n0, kz0 + kn);
+            mq_commit();
+        }
+        const uint8_t *sb = smem + (kc % C::stages) * C::stage;
+        if constexpr (C::dec) {
+            // one thread per (row, half): the barrier at the top of the next iteration keeps
+            // these writes after every warp's reads of this chunk's table
+            float *dt = (float *)(smem + C::off_dec);
+            const int r = threadIdx.x >> 1, hf = threadIdx.x & 1;
+            if constexpr (C::q4) {
+                float sv, mv;
+                group_sm<F>(sb + C::off_m + r * 16, 2 * ((kz0 + kc) & 3) + hf, sv, mv);
+                *(float2 *)(dt + 4 * r + 2 * hf) = make_float2(sv, mv);
+            } else {
+                const uint8_t *mb = sb + C::off_m + r * 8;
+                const float d = f16_bits_to_f32(*(const uint16_t *)mb);
+                *(float2 *)(dt + 4 * r + 2 * hf) = make_float2(__fmul_rn(d, (float)(int8_t)mb[4 + 2 * hf]),
+                                                               __fmul_rn(d, (float)(int8_t)mb[5 + 2 * hf]));
+            }
+            __syncthreads();
+        }
+        if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
+        // A fragments of both 32-blocks: a[mt][G][4]; scales sw[mt][h][G] (h: row g, g + 8), mins mw
+        constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
+        uint32_t a[2][2][4];
+        float sw[2][2][NS], mw[2][2][2];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = wm * 32 + mt * 16 + g + 8 * h;
+                if constexpr (C::q4) {
+                    const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
+                    mq_unpack(v.x, a[mt][0][h], a[mt][0][2 + h]);
+                    mq_unpack(v.y, a[mt][1][h], a[mt][1][2 + h]);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + r * 16);
+                    sw[mt][h][0] = t.x; mw[mt][h][0] = t.y;
+                    sw[mt][h][1] = t.z; mw[mt][h][1] = t.w;
+                } else if constexpr (C::q6) {
+                    const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
+                    const uint32_t hb = *(const uint32_t *)(sb + C::off_h + r * 16 + 4 * c);
+                    mq_unpack6(v.x, hb & 0x00ff00ffu, a[mt][0][h], a[mt][0][2 + h]);
+                    mq_unpack6(v.y, (hb >> 8) & 0x00ff00ffu, a[mt][1][h], a[mt][1][2 + h]);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + r * 16);
+                    sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; sw[mt][h][2] = t.z; sw[mt][h][3] = t.w;
+                    mw[mt][h][0] = mw[mt][h][1] = 0.0f;
+                } else {
+                    const uint4 v = *(const uint4 *)(sb + C::off_w + r * 64 + 16 * c);
+                    a[mt][0][h] = v.x; a[mt][0][2 + h] = v.y;
+                    a[mt][1][h] = v.z; a[mt][1][2 + h] = v.w;
+                    const uint32_t dd = *(const uint32_t *)(sb + C::off_m + r * 4);
+                    sw[mt][h][0] = f16_bits_to_f32((uint16_t)(dd & 0xffffu));
+                    sw[mt][h][1] = f16_bits_to_f32((uint16_t)(dd >> 16));
+                    mw[mt][h][0] = mw[mt][h][1] = 0.0f;
+                }
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) {
+            if (nt >= ntiles) break;
+            const int tl = wn * 32 + nt * 8; // the n8 tile's first token in the CTA tile
+            const uint4 xb = *(const uint4 *)(sb + (tl + g) * 64 + 16 * c);
+            const float2 d0 = *(const float2 *)(sb + C::off_xd + (tl + 2 * c) * 8);     // token 2c: blocks 0, 1
+            const float2 d1 = *(const float2 *)(sb + C::off_xd + (tl + 2 * c + 1) * 8); // token 2c + 1
+            float2 s0 = make_float2(0.0f, 0.0f), s1 = s0;
+            if constexpr (C::q4) {
+                s0 = *(const float2 *)(sb + C::off_xs + (tl + 2 * c) * 8);
+                s1 = *(const float2 *)(sb + C::off_xs + (tl + 2 * c + 1) * 8);
+            }
+#pragma unroll
+            for (int G = 0; G < 2; G++) {
+                const uint32_t b0 = G ? xb.z : xb.x, b1 = G ? xb.w : xb.y;
+                const float dx0 = G ? d0.y : d0.x, dx1 = G ? d1.y : d1.x;
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    float *o = acc[mt][nt];
+                    if constexpr (C::q6) {
+#pragma unroll
+                        for (int hf = 0; hf < 2; hf++) {
+                            float t[4];
+                            mma_s8k16_f32(t, a[mt][G][2 * hf], a[mt][G][2 * hf + 1], hf ? b1 : b0);
+                            const float w0 = sw[mt][0][2 * G + hf], w8 = sw[mt][1][2 * G + hf];
+                            o[0] = fmaf(t[0], w0 * dx0, o[0]);
+                            o[1] = fmaf(t[1], w0 * dx1, o[1]);
+                            o[2] = fmaf(t[2], w8 * dx0, o[2]);
+                            o[3] = fmaf(t[3], w8 * dx1, o[3]);
+                        }
+                        continue;
+                    }
+                    float t[4];
+                    mma_s8_f32(t, a[mt][G], b0, b1);
+                    o[0] = fmaf(t[0], sw[mt][0][G] * dx0, o[0]);
+                    o[1] = fmaf(t[1], sw[mt][0][G] * dx1, o[1]);
+                    o[2] = fmaf(t[2], sw[mt][1][G] * dx0, o[2]);
+                    o[3] = fmaf(t[3], sw[mt][1][G] * dx1, o[3]);
+                    if constexpr (C::q4) {
+                        const float xs0 = G ? s0.y : s0.x, xs1 = G ? s1.y : s1.x;
+                        o[0] = fmaf(mw[mt][0][G], xs0, o[0]);
+                        o[1] = fmaf(mw[mt][0][G], xs1, o[1]);
+                        o[2] = fmaf(mw[mt][1][G], xs0, o[2]);
+                        o[3] = fmaf(mw[mt][1][G], xs1, o[3]);
+                    }
+                }
+            }
+        }
+    }
+    mq_wait<0>();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const int rg = m0 + wm * 32 + mt * 16 + g, rg8 = rg + 8;
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + wn * 32 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                    if (rg < M.rows) w[rg] = acc[mt][nt][h];
+                    if (rg8 < M.rows) w[rg8] = acc[mt][nt][2 + h];
+                    continue;
+                }
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] : acc[mt][nt][h];
+                if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] : acc[mt][nt][2 + h];
+            }
+        }
+    }
+}
+
+// Sums the split-K partials in a fixed order (deterministic), then stores or accumulates.
+__global__ void mmq_reduce_kernel(const mmq_params p) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.y;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int z = 0; z < p.ksplit; z++) s += p.ws[((size_t)z * p.T + t) * p.ws_rows + r];
+        int mi = 0;
+        while (mi + 1 < p.n && r >= p.row0[mi + 1]) mi++;
+        float *y = p.m[mi].y + (size_t)t * p.m[mi].ldy + (r - p.row0[mi]);
+        *y = p.accumulate ? *y + s : s;
+    }
+}
+
+template <uint32_t F>
+static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
+    using C = mmq_cfg<F>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(mmq_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
+        attr = true;
+    }
+    dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
+
+static int mmq_on = -1;
+extern "C" void cuda_mmq_set(int on) { mmq_on = on ? 1 : 0; }
+extern "C" int cuda_mmq_type_ok(uint32_t type) { return type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q6_K; }
+
+// Whether cuda_matmul hands this product to cuda_mmq_launch (gemm.cu asks).
+int cuda_mmq_wants(const cuda_mm_args *a, const cuda_mmin *x) {
+    if (mmq_on < 0) {
+        const char *v = getenv("SPARKD_MMQ");
+        mmq_on = v && v[0] == '0' ? 0 : 1;
+    }
+    return mmq_on && !a->exact && a->path != CUDA_MM_FORCE_GEMV && x->T > 1 && (x->forms & CUDA_MMIN_Q8) && x->q8 &&
+           cuda_mmq_type_ok(a->w[0]->type);
+}
+
+// The product of cuda_matmul's arguments (checked there: matrices of one type, K = x->K).
+int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    const uint32_t type = a->w[0]->type;
+    const int T = x->T;
+    mmq_params p;
+    memset(&p, 0, sizeof p);
+    p.n = a->n;
+    p.K = x->K;
+    p.T = T;
+    p.accumulate = a->accumulate;
+    p.xq = x->q8;
+    p.xd = x->q8d;
+    p.xs = x->q8s;
+    int mtiles = 0;
+    for (int i = 0; i < a->n; i++) {
+        const cuda_weight *w = a->w[i];
+        const wplanes pl = wplanes_of(w->type, w->rows, w->cols);
+        mmq_mat &m = p.m[i];
+        m.codes = (const uint8_t *)w->base + pl.codes;
+        m.hi = (const uint8_t *)w->base + pl.hi;
+        m.meta = (const uint8_t *)w->base + pl.meta;
+        m.code_pitch = pl.code_pitch;
+        m.hi_pitch = pl.hi_pitch;
+        m.meta_pitch = pl.meta_pitch;
+        m.y = a->y[i];
+        m.rows = (int)w->rows;
+        m.ldy = a->ldy[i];
+        m.mtiles = (m.rows + MQ_M - 1) / MQ_M;
+        mtiles += m.mtiles;
+        p.row0[i] = p.ws_rows;
+        p.ws_rows += m.rows;
+    }
+    // small grids (batched decode: 64 tokens, narrow matrices) split K over CTAs when the
+    // caller gave room for the partials: two CTAs per SM is the target
+    p.ksplit = 1;
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = 48;
+    }
+    const int nk = x->K / 64, ntile_n = (T + MQ_N - 1) / MQ_N, want = 2 * sms;
+    if (a->work && mtiles * ntile_n < want && nk >= 8) {
+        int ks = want / (mtiles * ntile_n);
+        if (ks > nk / 4) ks = nk / 4;
+        if (ks > 8) ks = 8;
+        while (ks > 1 && (uint64_t)ks * T * p.ws_rows * 4 > a->work_bytes) ks--;
+        if (ks > 1) {
+            p.ksplit = ks;
+            p.ws = a->work;
+        }
+    }
+    if (type == QT_Q8_0) return mmq_launch<QT_Q8_0>(p, mtiles, stream, e);
+    if (type == QT_Q4_K) return mmq_launch<QT_Q4_K>(p, mtiles, stream, e);
+    if (type == QT_Q6_K) return mmq_launch<QT_Q6_K>(p, mtiles, stream, e);
+    return err_set(e, ERR_UNSUPPORTED, "cuda_mmq: no int8 kernel for type %u", type);
+}
