@@ -695,14 +695,8 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     int ctas = 0;
     for (int i = 0; i < a->n; i++) {
         const cuda_weight *w = a->w[i];
-        const wplanes pl = wplanes_of(w->type, w->rows, w->cols);
         gemv_mat &m = p.m[i];
-        m.codes = (const uint8_t *)w->base + pl.codes;
-        m.hi = (const uint8_t *)w->base + pl.hi;
-        m.meta = (const uint8_t *)w->base + pl.meta;
-        m.code_pitch = pl.code_pitch;
-        m.hi_pitch = pl.hi_pitch;
-        m.meta_pitch = pl.meta_pitch;
+        wmat_planes(m, w);
         m.y = a->y[i];
         m.rows = (int)w->rows;
         m.ldy = a->ldy[i];

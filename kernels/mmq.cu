@@ -341,15 +341,7 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
 __global__ void mmq_reduce_kernel(const mmq_params p) {
     pdl_trigger();
     pdl_wait();
-    const int t = blockIdx.y;
-    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
-        float s = 0.0f;
-        for (int z = 0; z < p.ksplit; z++) s += p.ws[((size_t)z * p.T + t) * p.ws_rows + r];
-        int mi = 0;
-        while (mi + 1 < p.n && r >= p.row0[mi + 1]) mi++;
-        float *y = p.m[mi].y + (size_t)t * p.m[mi].ldy + (r - p.row0[mi]);
-        *y = p.accumulate ? *y + s : s;
-    }
+    splitk_reduce(p);
 }
 
 template <uint32_t F>
@@ -398,14 +390,8 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
     int mtiles = 0;
     for (int i = 0; i < a->n; i++) {
         const cuda_weight *w = a->w[i];
-        const wplanes pl = wplanes_of(w->type, w->rows, w->cols);
         mmq_mat &m = p.m[i];
-        m.codes = (const uint8_t *)w->base + pl.codes;
-        m.hi = (const uint8_t *)w->base + pl.hi;
-        m.meta = (const uint8_t *)w->base + pl.meta;
-        m.code_pitch = pl.code_pitch;
-        m.hi_pitch = pl.hi_pitch;
-        m.meta_pitch = pl.meta_pitch;
+        wmat_planes(m, w);
         m.y = a->y[i];
         m.rows = (int)w->rows;
         m.ldy = a->ldy[i];

@@ -50,14 +50,8 @@ struct moe_mat {
 };
 
 moe_mat mat_of(const cuda_weight *w) {
-    const wplanes pl = wplanes_of(w->type, w->rows, w->cols);
     moe_mat m;
-    m.codes = (const uint8_t *)w->base + pl.codes;
-    m.hi = (const uint8_t *)w->base + pl.hi;
-    m.meta = (const uint8_t *)w->base + pl.meta;
-    m.code_pitch = pl.code_pitch;
-    m.hi_pitch = pl.hi_pitch;
-    m.meta_pitch = pl.meta_pitch;
+    wmat_planes(m, w);
     return m;
 }
 

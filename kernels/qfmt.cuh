@@ -5,6 +5,7 @@
 #ifndef SPARKD_QFMT_CUH
 #define SPARKD_QFMT_CUH
 
+#include "cuda_kern.h"
 #include "kern_util.cuh"
 
 // ggml type ids (quant.h), the ones the kernels compute with
@@ -208,6 +209,33 @@ template <uint32_t F>
 __device__ __forceinline__ float quarter_value(const quarter &r, int i) {
     const float2 v = quarter_pair_f32<F>(r, i >> 1);
     return (i & 1) ? v.y : v.x;
+}
+
+// A repacked weight's planes as the product kernels read them: sets m.codes, m.hi, m.meta and
+// their row pitches (M: gemm_mat, gemv_mat, mmq_mat, moe_mat: the same six members).
+template <class M> inline void wmat_planes(M &m, const cuda_weight *w) {
+    const wplanes pl = wplanes_of(w->type, w->rows, w->cols);
+    m.codes = (const uint8_t *)w->base + pl.codes;
+    m.hi = (const uint8_t *)w->base + pl.hi;
+    m.meta = (const uint8_t *)w->base + pl.meta;
+    m.code_pitch = pl.code_pitch;
+    m.hi_pitch = pl.hi_pitch;
+    m.meta_pitch = pl.meta_pitch;
+}
+
+// Sums split-K partials p.ws (ksplit, T, ws_rows) in a fixed order (deterministic) into the
+// products' rows (matrix mi owns rows [row0[mi], row0[mi + 1])), storing or accumulating. One
+// thread a row, grid (rows / blockDim, T). P: gemm_params / mmq_params (the same members).
+template <class P> __device__ __forceinline__ void splitk_reduce(const P &p) {
+    const int t = blockIdx.y;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int z = 0; z < p.ksplit; z++) s += p.ws[((size_t)z * p.T + t) * p.ws_rows + r];
+        int mi = 0;
+        while (mi + 1 < p.n && r >= p.row0[mi + 1]) mi++;
+        float *y = p.m[mi].y + (size_t)t * p.m[mi].ldy + (r - p.row0[mi]);
+        *y = p.accumulate ? *y + s : s;
+    }
 }
 
 #endif
