@@ -42,4 +42,15 @@ const sched_constraint *fcgi_constraint_sched(fcgi_constraint *c); /* NULL for N
 const char *fcgi_constraint_suffix(const fcgi_constraint *c);
 void fcgi_constraint_free(fcgi_constraint *c);
 
+/* Qwen3-Coder's XML call body after "<function=NAME>\n" as llama.cpp GBNF (start
+ * rule root) from the tool's parameters schema (NULL: no parameters): each
+ * property in the schema's order, "<parameter=KEY>\nVALUE\n</parameter>\n",
+ * required ones mandatory, the others optional, then "</function>". VALUE: a
+ * string is raw text (never "</parameter>" nor "</tool_call>") or one of its enum
+ * strings; integer / number / boolean / null their JSON literals (or enum values);
+ * object / array / no type any JSON value of that kind (the nested schema is not
+ * enforced). 0 written to out; 1 the schema is not expressible (anyOf, $ref,
+ * type lists, bounds, patterns...: the caller keeps prefill only); -1 out overflowed. */
+int fcgi_xml_params_gbnf(const jv *params, jv_buf *out);
+
 #endif
