@@ -58,6 +58,12 @@ SCRIPTS = {
     "qwen3-coder": {
         "call": "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n</tool_call><|im_end|>",
         "final": "%s<|im_end|>" % FINAL,
+        # after the forced "<tool_call>\n<function=plan_trip>\n": parameters that break the
+        # schema (a wrong key, a non-integer for an integer, a word for a boolean, a value
+        # outside the enum, a string that closes the call early); the grammar must repair them
+        "forced_xml": "<parameter=cit>\nOslo </tool_call>\n</parameter>\n<parameter=days>\n3.5\n</parameter>\n"
+                      "<parameter=unit>\nkelvin\n</parameter>\n<parameter=exact>\nyes\n</parameter>\n"
+                      "</function>\n</tool_call><|im_end|>",
     },
     "gpt-oss": {
         "call": "<|channel|>analysis<|message|>%s<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather "
@@ -191,6 +197,30 @@ def check_model(name, scripts):
                    json.loads(mf.tool_calls[0].function.arguments) == {"city": "Oslo"} and not (mf.content or "").strip(),
                    "%s: tool_choice %s -> get_weather(Oslo) in DeepSeek's syntax" % (name, json.dumps(tc)),
                    rf.model_dump_json()[:600])
+        if "forced_xml" in scripts:
+            # Qwen3-Coder's XML parameters under the tool's schema: the scripted model writes
+            # parameters that break it, the grammar mask repairs them; the arguments the openai
+            # client reads must validate with jsonschema against the schema
+            import jsonschema
+            params = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                                       "unit": {"type": "string", "enum": ["c", "f"]},
+                                                       "exact": {"type": "boolean"}},
+                      "required": ["city", "days"], "additionalProperties": False}
+            trip = [{"type": "function", "function": {"name": "plan_trip", "parameters": params}}]
+            fu = [{"role": "user", "content": "Plan a trip to Oslo. [[script:forced_xml]]"}]
+            for tc in ({"type": "function", "function": {"name": "plan_trip"}}, "required"):
+                rf = cl.chat.completions.create(model=name, messages=fu, tools=trip, tool_choice=tc, max_tokens=200)
+                mf = rf.choices[0].message
+                args, why = None, ""
+                try:
+                    args = json.loads(mf.tool_calls[0].function.arguments)
+                    jsonschema.validate(args, params)
+                except Exception as ex:  # noqa: BLE001
+                    why = repr(ex)[:300]
+                ok(not why and len(mf.tool_calls) == 1 and mf.tool_calls[0].function.name == "plan_trip" and
+                   not (mf.content or "").strip(),
+                   "%s: tool_choice %s, parameters that break the schema -> repaired by the grammar, valid for "
+                   "jsonschema (%s)" % (name, json.dumps(tc), json.dumps(args)), (why, rf.model_dump_json()[:700]))
         if "forced_any" in scripts:
             two = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
             fu = [{"role": "user", "content": "Weather in Oslo, please. [[script:forced_any]]"}]
