@@ -418,7 +418,7 @@ int fcgi_xml_params_gbnf(const jv *params, jv_buf *o) {
     for (size_t i = 0; i < props->n; i++) {
         const jv_str *k = props->k[i];
         /* the parser reads the key up to the first '>' */
-        if (!k->len || memchr(k->p, '>', k->len) || memchr(k->p, '\n', k->len)) return 1;
+        if (!k->len || memchr(k->p, '>', k->len) || memchr(k->p, '\n', k->len) || memchr(k->p, 0, k->len)) return 1;
         char h[48];
         snprintf(h, sizeof h, "p%zu ::= ", i);
         jv_buf_puts(o, h);
