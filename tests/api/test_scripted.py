@@ -2,7 +2,9 @@
 """test_scripted.py — the agent APIs end to end over HTTPS (nginx + sparkd) with
 the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS (and DeepSeek
 V3.1's, R1-Distill's and V3.2's templates over Qwen3's tokenizer, with DeepSeek's tool-call
-tokens spelled as text; named and "required" forced calls there too) and scripted
+tokens spelled as text; named and "required" forced calls there too, and on Qwen3-Coder a
+forced call whose scripted XML parameters break the tool's schema, repaired by the grammar
+mask and checked with jsonschema) and scripted
 outputs (tests/engine_script: the model's tokens are given, everything else is
 the product: template, tokenizer, scheduler, output parsers, the four API shapes).
 
