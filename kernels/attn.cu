@@ -824,6 +824,239 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     return 0;
 }
 
+// ================================================================ prefill on the tensor cores
+//
+// Flash-attention-2 style: one CTA (4 warps) takes one tile of query tokens of one sequence
+// (cuda_attn_tile, up to cuda_attn_pf_tokens(G) tokens) and one KV head; its rows are the
+// tile's tokens x the G query heads of that KV head (token-major, up to 64 rows: 16 per warp,
+// one m16 tile each). Positions go by in tiles of PF_BN: the CTA copies a tile's K and V rows
+// global -> shared with cp.async (two stages: the next tile is in flight while this one is
+// computed), then each warp, for its 16 rows,
+//   S (16 x PF_BN) = Q K^T   mma.sync m16n8k16, Q (hi, lo) and K fragments by ldmatrix,
+//   causal / window mask per row, online softmax in registers (exp2; scale * log2 e in Q),
+//   O += P V                mma.sync m16n8k16, V fragments by ldmatrix.trans.
+// Q and P are split into f16 hi + lo like the decode kernel (the f32 kernel's accuracy).
+// Warps whose rows all precede a tile skip it (the causal triangle). n_split > 1 divides the
+// positions over CTAs (blockIdx.z) and writes the old kernel's partial layout (natural-log
+// max), merged by attn_combine_kernel; n_split == 1 writes the output (sinks added here).
+// Tiles are taken last first: a sequence's last tiles attend to the most positions.
+
+#define PF_WARPS 4
+#define PF_ROWS 64 // rows per CTA (16 per warp)
+#define PF_BN 32   // positions per K/V tile
+
+extern "C" int cuda_attn_pf_tokens(int group) { return group >= PF_ROWS ? 1 : PF_ROWS / (group > 0 ? group : 1); }
+
+extern "C" int cuda_attn_pf_ok(int n_head, int n_kv, int head_dim, int kv_type) {
+    return kv_type == CUDA_KV_F16 && (head_dim == 64 || head_dim == 128) && n_kv > 0 && n_head % n_kv == 0 &&
+           n_head / n_kv <= PF_ROWS;
+}
+
+template <int D> struct pf_smem {
+    static constexpr int LD = D + 8;                 // halves per row (16 B pad: ldmatrix banks)
+    static constexpr int Q = 2 * PF_ROWS * LD * 2;   // Q hi, lo (bytes)
+    static constexpr int STAGE = 2 * PF_BN * LD * 2; // K + V rows of one tile
+    static constexpr int TOTAL = Q + 2 * STAGE;      // 68 KB at d128, 36 KB at d64
+};
+
+template <int D>
+__global__ __launch_bounds__(PF_WARPS * 32, 2) void attn_pf_kernel(const cuda_attn_args a) {
+    using SM = pf_smem<D>;
+    constexpr int LD = SM::LD, NT = D / 8, CH = D / 8;
+    extern __shared__ __align__(16) uint8_t psm[];
+    __half *qh = (__half *)psm, *ql = qh + PF_ROWS * LD;
+    __half *kvs = (__half *)(psm + SM::Q); // [stage][K PF_BN x LD | V PF_BN x LD]
+    pdl_trigger();
+    pdl_wait();
+    const cuda_attn_tile tile = a.tiles[a.n_tiles - 1 - blockIdx.x];
+    const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = tile.n * G;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+    const float qsc = a.scale * 1.4426950408889634f;
+    const int last = tile.pos0 + tile.n - 1;
+    const int first = a.window > 0 ? max(0, tile.pos0 - a.window + 1) : 0;
+    const int ntile = (last - first) / PF_BN + 1;
+    const int per = (ntile + a.n_split - 1) / a.n_split;
+    const int kt0 = blockIdx.z * per, kt1 = min(ntile, kt0 + per);
+    const int32_t *btab = a.block_tables + (size_t)tile.seq * a.max_blocks;
+    const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+
+    // stage the K and V rows of tile kt (positions first + PF_BN kt ..; past `last`: the last row)
+    auto issue = [&](int kt, int stage) {
+        __half *kb = kvs + (size_t)stage * 2 * PF_BN * LD, *vb = kb + PF_BN * LD;
+        const int p0 = first + kt * PF_BN;
+#pragma unroll
+        for (int i = 0; i < PF_BN * CH / (PF_WARPS * 32); i++) {
+            const int j = tid + PF_WARPS * 32 * i, rr = j / CH, ch = j % CH;
+            const int p = min(p0 + rr, last);
+            const size_t row = ((size_t)btab[p / a.kv_block] * a.n_kv + hk) * a.kv_block + p % a.kv_block;
+            cp_async16(kb + rr * LD + ch * 8, K + row * D + ch * 8);
+            cp_async16(vb + rr * LD + ch * 8, V + row * D + ch * 8);
+        }
+    };
+    if (kt0 < kt1) issue(kt0, 0);
+    cp_commit();
+
+    // Q rows (token r / G, head hk * G + r % G) * scale * log2 e -> f16 hi, lo; rows >= R zero
+    for (int idx = tid; idx < PF_ROWS * (D / 2); idx += PF_WARPS * 32) {
+        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        float x = 0.0f, y = 0.0f;
+        if (r < R) {
+            const float2 v = *(const float2 *)(a.q + (size_t)(tile.t0 + r / G) * a.ldq + (size_t)(hk * G + r % G) * D + d);
+            x = v.x * qsc;
+            y = v.y * qsc;
+        }
+        uint32_t h_, l_;
+        split2(x, y, h_, l_);
+        *(uint32_t *)(qh + r * LD + d) = h_;
+        *(uint32_t *)(ql + r * LD + d) = l_;
+    }
+    // this lane's rows 16 warp + g (+ 8): their positions, -1 past R; the warp's span
+    const int r0 = 16 * warp + g;
+    const int rpos[2] = {r0 < R ? tile.pos0 + r0 / G : -1, r0 + 8 < R ? tile.pos0 + (r0 + 8) / G : -1};
+    const bool wact = 16 * warp < R;
+    const int wmin = tile.pos0 + (16 * warp) / G, wmax = tile.pos0 + min(16 * warp + 15, R - 1) / G;
+
+    float o[NT][4], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+
+    for (int kt = kt0, stage = 0; kt < kt1; kt++, stage ^= 1) {
+        if (kt + 1 < kt1) issue(kt + 1, stage ^ 1);
+        cp_commit();
+        cp_wait<1>();
+        __syncthreads(); // this tile's rows (and Q) visible to every warp
+        const int p0 = first + kt * PF_BN;
+        // the warp's rows see some position of the tile (causal; window: not all before it)
+        if (wact && p0 <= wmax && (a.window <= 0 || p0 + PF_BN - 1 > wmin - a.window)) {
+            const __half *kb = kvs + (size_t)stage * 2 * PF_BN * LD, *vb = kb + PF_BN * LD;
+            float s[PF_BN / 8][4];
+#pragma unroll
+            for (int nt = 0; nt < PF_BN / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ks++) {
+                uint32_t ah[4], al[4];
+                const int qo = (16 * warp + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + ks * 16 + (lane >> 4) * 8;
+                ldsm4(ah, qh + qo);
+                ldsm4(al, ql + qo);
+#pragma unroll
+                for (int h2 = 0; h2 < PF_BN / 16; h2++) {
+                    uint32_t kf[4]; // b0, b1 of positions 16 h2 + 0-7, then of + 8-15
+                    ldsm4(kf, kb + (16 * h2 + (lane >> 4) * 8 + (lane & 7)) * LD + ks * 16 + ((lane >> 3) & 1) * 8);
+                    mma16816(s[2 * h2], ah, kf[0], kf[1]);
+                    mma16816(s[2 * h2], al, kf[0], kf[1]);
+                    mma16816(s[2 * h2 + 1], ah, kf[2], kf[3]);
+                    mma16816(s[2 * h2 + 1], al, kf[2], kf[3]);
+                }
+            }
+            // online softmax per row; P as the A operand of P V (hi, lo) per 16 positions
+            uint32_t ph[PF_BN / 16][4], pl[PF_BN / 16][4];
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int pr = rpos[hh];
+                float v[PF_BN / 4];
+#pragma unroll
+                for (int nt = 0; nt < PF_BN / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int p = p0 + nt * 8 + 2 * c + e;
+                        const bool ok = p <= pr && (a.window <= 0 || p > pr - a.window);
+                        v[nt * 2 + e] = ok ? s[nt][2 * hh + e] : -INFINITY;
+                    }
+                float mx = v[0];
+#pragma unroll
+                for (int i = 1; i < PF_BN / 4; i++) mx = fmaxf(mx, v[i]);
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mn = fmaxf(mrow[hh], mx);
+                const float corr = mn == -INFINITY ? 1.0f : exp2f(mrow[hh] - mn);
+                mrow[hh] = mn;
+                float ps = 0.0f;
+#pragma unroll
+                for (int i = 0; i < PF_BN / 4; i++) {
+                    v[i] = mn == -INFINITY ? 0.0f : exp2f(v[i] - mn);
+                    ps += v[i];
+                }
+                lrow[hh] = lrow[hh] * corr + ps;
+#pragma unroll
+                for (int n = 0; n < NT; n++) o[n][2 * hh] *= corr, o[n][2 * hh + 1] *= corr;
+                // a0 (row g, k 2c..) = n-tile 2 kc, a1 (row g + 8), a2 (row g, k 8 + 2c..) = n-tile 2 kc + 1, a3
+#pragma unroll
+                for (int kc = 0; kc < PF_BN / 16; kc++) {
+                    split2(v[4 * kc], v[4 * kc + 1], ph[kc][hh], pl[kc][hh]);
+                    split2(v[4 * kc + 2], v[4 * kc + 3], ph[kc][2 + hh], pl[kc][2 + hh]);
+                }
+            }
+            // O += P V: V fragments of positions 16 kc.., dims 16 j .. 16 j + 15 per ldmatrix.trans
+#pragma unroll
+            for (int j = 0; j < D / 16; j++) {
+#pragma unroll
+                for (int kc = 0; kc < PF_BN / 16; kc++) {
+                    uint32_t vf[4];
+                    ldsm4t(vf, vb + (16 * kc + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + j * 16 + (lane >> 4) * 8);
+                    mma16816(o[2 * j], ph[kc], vf[0], vf[1]);
+                    mma16816(o[2 * j], pl[kc], vf[0], vf[1]);
+                    mma16816(o[2 * j + 1], ph[kc], vf[2], vf[3]);
+                    mma16816(o[2 * j + 1], pl[kc], vf[2], vf[3]);
+                }
+            }
+        }
+        __syncthreads(); // every warp done with this stage: it is refilled next iteration
+    }
+    cp_wait<0>();
+
+    // rows out: the output (sinks added) or this split's partial (max in natural log units)
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        float l = lrow[hh];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int r = r0 + 8 * hh;
+        if (r >= R) continue;
+        const int tok = r / G, h = hk * G + r % G;
+        const float m = mrow[hh];
+        if (a.n_split == 1) {
+            float cm = 1.0f;
+            if (a.sinks) {
+                const float sk = a.sinks[h] * 1.4426950408889634f;
+                const float M = fmaxf(m, sk);
+                cm = m == -INFINITY ? 0.0f : exp2f(m - M);
+                l = l * cm + exp2f(sk - M);
+            }
+            const float inv = l > 0.0f ? cm / l : 0.0f;
+            float *row = a.out + (size_t)(tile.t0 + tok) * a.ldo;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                const int d = n * 8 + 2 * c;
+                const float x = o[n][2 * hh] * inv, y = o[n][2 * hh + 1] * inv;
+                if (a.out_p64) {
+                    row[p64_at(h * D + d)] = x;
+                    row[p64_at(h * D + d + 1)] = y;
+                } else {
+                    *(float2 *)(row + (size_t)h * D + d) = make_float2(x, y);
+                }
+            }
+        } else {
+            const size_t prow = (((size_t)tile.t0 + tok) * a.n_head + h) * a.n_split + blockIdx.z;
+            float *dst = a.work + prow * (size_t)(D + 2);
+#pragma unroll
+            for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[n][2 * hh], o[n][2 * hh + 1]);
+            if (c == 0) dst[D] = m == -INFINITY ? -INFINITY : m * 0.6931471805599453f, dst[D + 1] = l;
+        }
+    }
+}
+
+template <int D>
+static int attn_pf_launch(const cuda_attn_args *a, void *stream, err *e) {
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(attn_pf_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, pf_smem<D>::TOTAL));
+        attr = true;
+    }
+    CUDA_TRY(cuda_launch(attn_pf_kernel<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_kv, (unsigned)a->n_split),
+                         dim3(PF_WARPS * 32), (size_t)pf_smem<D>::TOTAL, stream, *a));
+    return 0;
+}
+
 extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
     if (!a || !a->q || !a->out || !a->tiles || a->n_tiles < 1 || a->n_tiles > 65535 || a->n_head < 1 ||
         a->n_kv < 1 || a->n_head % a->n_kv || a->head_dim < 8 || a->head_dim > ATT_DMAX || a->head_dim % 8 ||
@@ -840,6 +1073,15 @@ extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
     }
     att_params P;
     P.a = *a;
+    if (a->prefill) {
+        if (!cuda_attn_pf_ok(a->n_head, a->n_kv, a->head_dim, a->kv_type) || a->n_kv > 65535 || a->n_split > 65535)
+            return err_set(e, ERR_INVALID, "cuda_attention: bad prefill shape (heads %d/%d, head_dim %d, kv %d)",
+                           a->n_head, a->n_kv, a->head_dim, a->kv_type);
+        const int rc = a->head_dim == 64 ? attn_pf_launch<64>(a, stream, e) : attn_pf_launch<128>(a, stream, e);
+        if (rc || a->n_split == 1) return rc;
+        CUDA_TRY(cuda_launch(attn_combine_kernel, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(128), 0, stream, P));
+        return 0;
+    }
     P.G = a->n_head / a->n_kv;
     P.Gc = P.G < ATT_ROWS ? P.G : ATT_ROWS;
     P.hsplit = (P.G + ATT_ROWS - 1) / ATT_ROWS;

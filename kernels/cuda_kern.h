@@ -273,6 +273,10 @@ typedef struct cuda_attn_args {
     const struct cuda_attn_item *plan; /* device (plan_items) */
     const int32_t *plan_nslot;         /* device (T): partial slots of token t */
     int plan_items, plan_nsl;          /* grid.x of the kernel; slots per token */
+    /* Prefill on the tensor cores (no plan; cuda_attn_pf_ok): tiles of up to
+     * cuda_attn_pf_tokens(n_head / n_kv) tokens, any n (prompt chunks, several tokens of a
+     * sequence, single tokens); n_split and work as for the kernel above. */
+    int prefill;
 } cuda_attn_args;
 
 /* One work item of the decode plan: positions [p0, p1) of KV head blockIdx.y for the n
@@ -298,6 +302,10 @@ uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);
  * in proportion to their length. No allocation. Returns the items used. */
 int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks, int kv_block,
                        int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot);
+/* Whether the prefill kernel takes this shape (kv_type f16, head_dim 64 or 128, group <= 64),
+ * and the query tokens of its tiles (64 rows = tokens x group). */
+int cuda_attn_pf_ok(int n_head, int n_kv, int head_dim, int kv_type);
+int cuda_attn_pf_tokens(int group);
 uint64_t cuda_attn_work_bytes(int n_tiles, int n_head, int n_kv, int head_dim, int n_split);
 uint64_t cuda_attn_work_bytes_tokens(int T, int n_head, int head_dim, int n_split);
 int cuda_attention(const cuda_attn_args *a, void *stream, err *e);

@@ -72,6 +72,7 @@ struct cuda_layout {
     int split_tokens;    // batches of at most this many tokens may split attention CU_ATT_SPLIT_MAX ways
     uint64_t attn_work;  // bytes of attention partials
     int dec, dec_items, dec_nsl; // decode attention from a plan (attn.cu, cuda_attn_dec_plan): on, grid items, slots per token
+    int pf;              // steps without a plan: the tensor-core prefill kernel (attn.cu, cuda_attn_pf_ok), tiles of cuda_attn_pf_tokens
     uint64_t weights, kv, work, staging;
     uint64_t kv_layer_elems; // elements of one layer's K (= V) pool
     uint64_t meta_bytes;
@@ -339,6 +340,10 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
             const uint64_t a3 = cuda_attn_dec_work_bytes(l->S, hp->n_head, hp->head_dim, l->dec_nsl);
             if (a3 > l->attn_work) l->attn_work = a3;
         }
+        // prompt chunks (and any step without a plan) on the tensor cores
+        // (SPARKD_ATTN_OLD_PREFILL=1 or SPARKD_ATTN_OLD=1: the f32 kernel, A/B)
+        l->pf = cuda_attn_pf_ok(hp->n_head, hp->n_head_kv, hp->head_dim, (int)kt) && !getenv("SPARKD_ATTN_OLD") &&
+                !getenv("SPARKD_ATTN_OLD_PREFILL");
     }
     const uint64_t T = (uint64_t)l->T, S = (uint64_t)l->S, V = (uint64_t)l->V;
     uint64_t w = 0;
@@ -993,6 +998,8 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         aa.scale = A->scale; aa.window = A->window; aa.sinks = W->sinks; aa.n_split = g->n_split; aa.work = g->attn_work;
         if (g->dec_items > 0) {
             aa.plan = g->d_items; aa.plan_nslot = g->d_nslot; aa.plan_items = g->dec_items; aa.plan_nsl = l.dec_nsl;
+        } else {
+            aa.prefill = l.pf; // (the tiles were cut to cuda_attn_pf_tokens then)
         }
         if (g->in_q.forms == CUDA_MMIN_XP) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself
@@ -1062,7 +1069,8 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     if (rc) return rc;
     const cuda_layout &l = g->lay;
     const model_hparams *hp = &g->m->hp;
-    const int QT = cuda_attn_tile_tokens(hp->n_head / hp->n_head_kv);
+    const int G = hp->n_head / hp->n_head_kv;
+    const int QT = l.pf ? cuda_attn_pf_tokens(G) : cuda_attn_tile_tokens(G); // (max_tiles = T + S holds for both)
     // metadata, in the device layout
     uint8_t *q = g->h_meta;
     auto carve = [&](uint64_t b) { uint8_t *r = q; q += a256(b); return r; };

@@ -865,7 +865,16 @@ struct attn_case {
     int p64 = 0;              // out rows in P64 order (the f32 input of the next GEMV)
     int dec = 0;              // 1: the decode plan (tensor-core kernel, cuda_attn_dec_plan); one token per sequence
     std::vector<int> shared = {}; // per sequence: leading blocks that are sequence 0's (same ids: a shared prefix)
+    int pf = 0;               // 1: the tensor-core prefill kernel (tiles of cuda_attn_pf_tokens, cuda_attn_args.prefill)
 };
+
+// A case of the prefill kernel (f16 KV): n tokens per sequence after pos0 positions of context.
+attn_case pf_case(int H, int HK, int D, int window, int sinks, int n_split, std::vector<int> n, std::vector<int> pos0,
+                  int check, int p64 = 0) {
+    attn_case c = {H, HK, D, CUDA_KV_F16, window, sinks, n_split, n, pos0, check, p64, 0};
+    c.pf = 1;
+    return c;
+}
 
 int st_sms() {
     int sms = 0;
@@ -924,7 +933,7 @@ void test_attn(const attn_case &c) {
     auto q = randn((size_t)T * H * D, 1.0);
     auto sinks = randn(H, 1.0);
     const float scale = 1.0f / sqrtf((float)D);
-    const int QT = cuda_attn_tile_tokens(G);
+    const int QT = c.pf ? cuda_attn_pf_tokens(G) : cuda_attn_tile_tokens(G);
     std::vector<cuda_attn_tile> tiles;
     for (int s = 0; s < nseq; s++)
         for (int i = 0; i < c.n[s]; i += QT) tiles.push_back({s, t0[s] + i, std::min(QT, c.n[s] - i), c.pos0[s] + i});
@@ -942,6 +951,11 @@ void test_attn(const attn_case &c) {
     a.sinks = c.sinks ? dup(sinks) : NULL;
     a.n_split = c.n_split;
     a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes(a.n_tiles, H, HK, D, c.n_split)) : NULL;
+    if (c.pf) {
+        a.prefill = 1;
+        a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes_tokens(T, H, D, c.n_split)) : NULL;
+        if (a.work) poison(a.work, cuda_attn_work_bytes_tokens(T, H, D, c.n_split));
+    }
     a.out_p64 = c.p64;
     int plan_rc = 1, n_items = 0, n_casc = 0;
     if (c.dec) {
@@ -1022,7 +1036,9 @@ void test_attn(const attn_case &c) {
     snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s %s%s", nseq, T, ctx, H, HK, D,
              kn_[c.kv_type], c.window ? " win" : "", c.sinks ? " sinks" : "", split, c.p64 ? " p64" : "");
     double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
-    report(c.dec ? "attention dec" : "attention", shape, er, c.dec ? 5e-5 : 2e-5, us, rc == 0 && fin && f2);
+    // (the tensor-core kernels: Q and P in f16 hi + lo, K and V exact in f16)
+    report(c.dec ? "attention dec" : c.pf ? "attention pf" : "attention", shape, er, c.dec || c.pf ? 5e-5 : 2e-5, us,
+           rc == 0 && fin && f2);
 }
 
 // ----------------------------------------------------------------------------- sampling
@@ -1412,6 +1428,55 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     dfree_all();
 }
 
+// Prefill attention of one layer (Qwen3-8B shape: 32 / 8 heads x 128, f16 KV, blocks of 16):
+// nseq sequences of n new tokens each after ctx positions of context, as the engine runs a
+// prompt chunk: the old f32 kernel (tiles of cuda_attn_tile_tokens, the engine's split rule)
+// against the tensor-core prefill kernel (tiles of cuda_attn_pf_tokens). TFLOP/s over the
+// causal work (4 x head_dim FLOPs per query head and visible position).
+void bench_attn_pf(int n, int nseq, int ctx) {
+    const int H = 32, HK = 8, D = 128, G = H / HK, kvb = 16, T = n * nseq;
+    const int max_blocks = (ctx + n + kvb - 1) / kvb;
+    std::vector<int32_t> bt((size_t)nseq * max_blocks);
+    for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)i;
+    const uint64_t kvbytes = (uint64_t)bt.size() * HK * kvb * D * 2;
+    std::vector<uint16_t> kv(kvbytes / 2);
+    uint32_t x = 2463534242u;
+    for (auto &h : kv) { x ^= x << 13; x ^= x >> 17; x ^= x << 5; h = quant_f32_to_f16((float)(int)(x % 2001u - 1000u) * 1e-3f); }
+    double flops = 0;
+    for (int s = 0; s < nseq; s++)
+        for (int i = 0; i < n; i++) flops += 4.0 * D * H * (ctx + i + 1);
+    cuda_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dup(randn((size_t)T * H * D, 1.0));
+    a.out = (float *)dalloc((size_t)T * H * D * 4);
+    a.ldq = a.ldo = H * D;
+    a.kv.k = dup(kv); a.kv.v = dup(kv);
+    a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
+    a.block_tables = dup(bt); a.max_blocks = max_blocks;
+    a.n_head = H; a.n_kv = HK; a.head_dim = D; a.scale = 1.0f / sqrtf((float)D);
+    a.work = (float *)dalloc(cuda_attn_work_bytes_tokens(T, H, D, 32));
+    for (int mode = 0; mode < 2; mode++) {
+        const int QT = mode ? cuda_attn_pf_tokens(G) : cuda_attn_tile_tokens(G);
+        std::vector<cuda_attn_tile> tiles;
+        for (int s = 0; s < nseq; s++)
+            for (int i = 0; i < n; i += QT) tiles.push_back({s, s * n + i, std::min(QT, n - i), ctx + i});
+        a.tiles = dup(tiles); a.n_tiles = (int)tiles.size();
+        a.prefill = mode;
+        // the engine's split rule (cuda_forward): only few tiles at long context split
+        a.n_split = 1;
+        if (a.n_tiles * HK < 2 * st_sms() && ctx + n > 1024) a.n_split = std::min(32, (ctx + n) / 512);
+        err e3 = {ERR_OK, {0}};
+        const int rc = cuda_attention(&a, C->st, &e3);
+        const double us = time_us([&] { err e4; cuda_attention(&a, C->st, &e4); }, 20);
+        cudaError_t ce = cudaGetLastError();
+        fprintf(C->f, "| attention prefill | %d seq x %d tokens after %d | %s | %.1f | %.1f | %d tiles, split %d %s%s |\n", nseq, n,
+                ctx, mode ? "new (tensor cores)" : "old (f32)", us, flops / (us * 1e6), a.n_tiles, a.n_split,
+                rc ? e3.msg : "", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+        fflush(C->f);
+    }
+    dfree_all();
+}
+
 } // namespace
 
 extern "C" int cuda_kbench(void *file, err *e) {
@@ -1435,6 +1500,17 @@ extern "C" int cuda_kbench(void *file, err *e) {
         bench_attn(32768, 8, 0, probe);
         bench_attn(4096, 1, 0, probe);
         bench_attn(4096, 64, 0, probe);
+        st_close_stream();
+        return 0;
+    }
+    if (mode && !strcmp(mode, "attnpf")) {
+        // prefill attention of one layer (Qwen3-8B shape, f16 KV): old f32 kernel vs tensor cores
+        fprintf(ctx.f, "| kernel | shape | variant | us per layer | TFLOP/s (causal) | |\n|---|---|---|---|---|---|\n");
+        bench_attn_pf(512, 1, 0);      // pp512
+        bench_attn_pf(2048, 1, 0);     // pp2048
+        bench_attn_pf(128, 16, 0);     // a 2048-token chunk of 128-token prompts (64-sequence benchmark)
+        bench_attn_pf(512, 1, 4096);   // a chunk after 4K of context
+        bench_attn_pf(16, 1, 8192);    // a few tokens at long context (split)
         st_close_stream();
         return 0;
     }
@@ -1628,6 +1704,34 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {32767, 32768, 32769, 32770, 32790, 32800,
                  32900, 33000}, 0, 1, 1, {0, 2047, 2047, 2047, 2047, 2047, 2047, 2047}}; test_attn(c); dfree_all();
         }
+    }
+    {
+        // prefill on the tensor cores (f16 KV): Qwen3-8B shape (32/8 heads, d128) at chunk
+        // sizes 1..600 (multiples of 16 and not) after 0 / 37 / 1000 positions of context,
+        // several sequences of different lengths in one step (decode tokens among them),
+        // G = 1, 8, 64, head_dim 64 and 128, sinks, a window, P64 output, a split context
+        attn_case c;
+        c = pf_case(32, 8, 128, 0, 0, 1, {1}, {0}, 0); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {7}, {37}, 0); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {16}, {0}, 0); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {17}, {1000}, 0); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {63}, {37}, 0); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {512}, {0}, 40); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {600}, {1000}, 40); test_attn(c);
+        dfree_all();
+        c = pf_case(32, 8, 128, 0, 0, 1, {100, 1, 33, 257, 1}, {0, 1000, 37, 5, 0}, 24); test_attn(c);
+        c = pf_case(32, 8, 128, 0, 0, 1, {128, 128, 128, 128, 128, 128, 128, 128}, {0, 0, 0, 0, 0, 0, 0, 0}, 12); test_attn(c);
+        c = pf_case(8, 8, 128, 0, 0, 1, {130, 64, 65}, {1000, 0, 37}, 24); test_attn(c);       // G = 1
+        c = pf_case(8, 8, 64, 0, 0, 1, {600}, {0}, 30); test_attn(c);                          // G = 1, d64
+        c = pf_case(64, 8, 64, 0, 1, 1, {45, 200, 1}, {0, 37, 300}, 24); test_attn(c);         // gpt-oss shape, sinks
+        c = pf_case(64, 8, 64, 128, 1, 1, {45, 300}, {0, 1000}, 24); test_attn(c);             // + window 128
+        c = pf_case(32, 8, 128, 256, 0, 1, {300}, {700}, 24); test_attn(c);                    // window 256, d128
+        c = pf_case(64, 1, 64, 0, 0, 1, {3, 5}, {10, 0}, 0); test_attn(c);                     // G = 64
+        c = pf_case(16, 4, 128, 0, 0, 1, {7, 1}, {3, 40}, 0, 1); test_attn(c);                 // P64 out
+        dfree_all();
+        c = pf_case(32, 8, 128, 0, 0, 4, {20, 5}, {3000, 1200}, 0); test_attn(c);              // split 4 (long context)
+        c = pf_case(64, 8, 64, 0, 1, 8, {9, 1}, {2000, 77}, 0); test_attn(c);                  // split 8, sinks
+        dfree_all();
     }
     test_sample(1000, 0);
     test_sample(151936, 0);
