@@ -835,7 +835,8 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
 //   S (16 x PF_BN) = Q K^T   mma.sync m16n8k16, Q (hi, lo) and K fragments by ldmatrix,
 //   causal / window mask per row, online softmax in registers (exp2; scale * log2 e in Q),
 //   O += P V                mma.sync m16n8k16, V fragments by ldmatrix.trans.
-// Q and P are split into f16 hi + lo like the decode kernel (the f32 kernel's accuracy).
+// Q and P are split into f16 hi + lo like the decode kernel (the f32 kernel's accuracy);
+// pf_fast (precision fast) multiplies the hi halves only: half the MMAs, ~1e-3 relative.
 // Warps whose rows all precede a tile skip it (the causal triangle). n_split > 1 divides the
 // positions over CTAs (blockIdx.z) and writes the old kernel's partial layout (natural-log
 // max), merged by attn_combine_kernel; n_split == 1 writes the output (sinks added here).
@@ -860,7 +861,7 @@ template <int D> struct pf_smem {
 };
 
 template <int D>
-__global__ __launch_bounds__(PF_WARPS * 32, 2) void attn_pf_kernel(const cuda_attn_args a) {
+__global__ __launch_bounds__(PF_WARPS * 32, 3) void attn_pf_kernel(const cuda_attn_args a) {
     using SM = pf_smem<D>;
     constexpr int LD = SM::LD, NT = D / 8, CH = D / 8;
     extern __shared__ __align__(16) uint8_t psm[];
@@ -872,6 +873,7 @@ __global__ __launch_bounds__(PF_WARPS * 32, 2) void attn_pf_kernel(const cuda_at
     const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = tile.n * G;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
+    const bool exact = !a.pf_fast; // (warp-uniform: the lo halves' loads and MMAs are skipped)
     const int last = tile.pos0 + tile.n - 1;
     const int first = a.window > 0 ? max(0, tile.pos0 - a.window + 1) : 0;
     const int ntile = (last - first) / PF_BN + 1;
@@ -937,15 +939,17 @@ __global__ __launch_bounds__(PF_WARPS * 32, 2) void attn_pf_kernel(const cuda_at
                 uint32_t ah[4], al[4];
                 const int qo = (16 * warp + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + ks * 16 + (lane >> 4) * 8;
                 ldsm4(ah, qh + qo);
-                ldsm4(al, ql + qo);
+                if (exact) ldsm4(al, ql + qo);
 #pragma unroll
                 for (int h2 = 0; h2 < PF_BN / 16; h2++) {
                     uint32_t kf[4]; // b0, b1 of positions 16 h2 + 0-7, then of + 8-15
                     ldsm4(kf, kb + (16 * h2 + (lane >> 4) * 8 + (lane & 7)) * LD + ks * 16 + ((lane >> 3) & 1) * 8);
                     mma16816(s[2 * h2], ah, kf[0], kf[1]);
-                    mma16816(s[2 * h2], al, kf[0], kf[1]);
                     mma16816(s[2 * h2 + 1], ah, kf[2], kf[3]);
-                    mma16816(s[2 * h2 + 1], al, kf[2], kf[3]);
+                    if (exact) {
+                        mma16816(s[2 * h2], al, kf[0], kf[1]);
+                        mma16816(s[2 * h2 + 1], al, kf[2], kf[3]);
+                    }
                 }
             }
             // online softmax per row; P as the A operand of P V (hi, lo) per 16 positions
@@ -994,9 +998,11 @@ __global__ __launch_bounds__(PF_WARPS * 32, 2) void attn_pf_kernel(const cuda_at
                     uint32_t vf[4];
                     ldsm4t(vf, vb + (16 * kc + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + j * 16 + (lane >> 4) * 8);
                     mma16816(o[2 * j], ph[kc], vf[0], vf[1]);
-                    mma16816(o[2 * j], pl[kc], vf[0], vf[1]);
                     mma16816(o[2 * j + 1], ph[kc], vf[2], vf[3]);
-                    mma16816(o[2 * j + 1], pl[kc], vf[2], vf[3]);
+                    if (exact) {
+                        mma16816(o[2 * j], pl[kc], vf[0], vf[1]);
+                        mma16816(o[2 * j + 1], pl[kc], vf[2], vf[3]);
+                    }
                 }
             }
         }

@@ -1000,6 +1000,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             aa.plan = g->d_items; aa.plan_nslot = g->d_nslot; aa.plan_items = g->dec_items; aa.plan_nsl = l.dec_nsl;
         } else {
             aa.prefill = l.pf; // (the tiles were cut to cuda_attn_pf_tokens then)
+            aa.pf_fast = g->fast_mm;
         }
         if (g->in_q.forms == CUDA_MMIN_XP) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself
