@@ -1469,7 +1469,8 @@ void bench_attn_pf(int n, int nseq, int ctx) {
         a.pf_fast = mode == 2;
         // the engine's split rule (cuda_forward): only few tiles at long context split
         a.n_split = 1;
-        if (a.n_tiles * HK < 2 * st_sms() && ctx + n > 1024) a.n_split = std::min(32, (ctx + n) / 512);
+        const int split_tokens = (2 * st_sms() / HK + 1) * cuda_attn_tile_tokens(G); // (cuda_layout: 32 ways up to these tokens, else 4)
+        if (a.n_tiles * HK < 2 * st_sms() && ctx + n > 1024) a.n_split = std::min(T <= split_tokens ? 32 : 4, (ctx + n) / 512);
         err e3 = {ERR_OK, {0}};
         const int rc = cuda_attention(&a, C->st, &e3);
         const double us = time_us([&] { err e4; cuda_attention(&a, C->st, &e4); }, 20);
