@@ -165,8 +165,11 @@ template <int NV>
 __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
     __shared__ float red[32];
     pdl_trigger();
-    pdl_wait();
     const int i = blockIdx.x, nt = blockDim.x, tid = threadIdx.x;
+    float4 wn[NV]; // the norm weights (no kernel writes them): fetched while the product runs
+#pragma unroll
+    for (int j = 0; j < NV; j++) wn[j] = ld4(a.norm_w + 4 * (j * nt + tid));
+    pdl_wait();
     const int r = a.rows ? a.rows[i] : i;
     const int dim = a.dim;
     float *x = a.x + (size_t)r * dim;
@@ -211,7 +214,7 @@ __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a,
     const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
 #pragma unroll
     for (int j = 0; j < NV; j++) {
-        const float4 w = ld4(a.norm_w + 4 * (j * nt + tid));
+        const float4 w = wn[j];
         v[j].x = v[j].x * rr * w.x; v[j].y = v[j].y * rr * w.y; v[j].z = v[j].z * rr * w.z; v[j].w = v[j].w * rr * w.w;
     }
     if (a.xout)
@@ -333,12 +336,28 @@ int elt_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err 
 #define QKV_WARPS 4
 
 // grid (T, ceil((n_head + 2 n_kv) / QKV_WARPS)): one warp per head of one token.
-__global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk) {
+__global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk, int pre_w) {
     __shared__ float rowbuf[QKV_WARPS][256];
     pdl_trigger();
-    pdl_wait();
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int D = a.head_dim;
+    // weights (no kernel writes them) into registers before the wait on the product: the
+    // inverse frequencies and the norm weights of the kind of this warp's first head
+    // (second generation; SPARKD_ELT_OLD reads them in the loop as before)
+    const bool pre = pre_w != 0;
+    float ifr[4], nwr[8];
+    int nw_kind = -1;
+    if (pre) {
+        const int h0 = blockIdx.y * QKV_WARPS + warp;
+        nw_kind = h0 < a.n_head ? 0 : h0 < a.n_head + a.n_kv ? 1 : 2;
+        const float *nw0 = nw_kind == 0 ? a.q_norm : nw_kind == 1 ? a.k_norm : NULL;
+        if (!nw0) nw_kind = -1;
+#pragma unroll
+        for (int j = 0; j < 8; j++) nwr[j] = nw0 && lane + 32 * j < D ? nw0[lane + 32 * j] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) ifr[j] = lane + 32 * j < a.n_rot / 2 ? a.inv_freq[lane + 32 * j] : 0.0f;
+    }
+    pdl_wait();
     const int pos = tk.pos[t];
     const int32_t blk = tk.block_tables[(size_t)tk.seq[t] * tk.max_blocks + pos / a.kv_block];
     const int off = pos % a.kv_block;
@@ -360,18 +379,40 @@ __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cu
         if (nw) {
             ss = warp_sum(ss);
             const float r = 1.0f / sqrtf(ss / (float)D + a.eps);
-            for (int d = lane; d < D; d += 32) v[d] = v[d] * r * nw[d];
+            if (kind == nw_kind) {
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    if (lane + 32 * j < D) v[lane + 32 * j] = v[lane + 32 * j] * r * nwr[j];
+            } else {
+                for (int d = lane; d < D; d += 32) v[d] = v[d] * r * nw[d];
+            }
         }
         __syncwarp();
         if (kind < 2) {
             const int half = a.n_rot / 2;
-            for (int i = lane; i < half; i += 32) {
-                const float th = (float)pos * a.inv_freq[i];
-                const float cs = cosf(th) * a.mscale, sn = sinf(th) * a.mscale;
-                const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
-                const float x0 = v[ia], x1 = v[ib];
-                v[ia] = x0 * cs - x1 * sn;
-                v[ib] = x0 * sn + x1 * cs;
+            if (pre) {
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int i = lane + 32 * j;
+                    if (i >= half) break;
+                    float sn, cs;
+                    sincosf((float)pos * ifr[j], &sn, &cs);
+                    cs *= a.mscale;
+                    sn *= a.mscale;
+                    const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+                    const float x0 = v[ia], x1 = v[ib];
+                    v[ia] = x0 * cs - x1 * sn;
+                    v[ib] = x0 * sn + x1 * cs;
+                }
+            } else {
+                for (int i = lane; i < half; i += 32) {
+                    const float th = (float)pos * a.inv_freq[i];
+                    const float cs = cosf(th) * a.mscale, sn = sinf(th) * a.mscale;
+                    const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+                    const float x0 = v[ia], x1 = v[ib];
+                    v[ia] = x0 * cs - x1 * sn;
+                    v[ib] = x0 * sn + x1 * cs;
+                }
             }
             __syncwarp();
         }
@@ -417,7 +458,7 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
                        a ? a->head_dim : 0, a ? a->n_rot : 0, a ? a->kv_type : -1);
     const int heads = a->n_head + 2 * a->n_kv;
     CUDA_TRY(cuda_launch(qkv_kernel, dim3((unsigned)tk->T, (unsigned)((heads + QKV_WARPS - 1) / QKV_WARPS)),
-                         dim3(QKV_WARPS * 32), 0, stream, *a, *tk));
+                         dim3(QKV_WARPS * 32), 0, stream, *a, *tk, elt_old() ? 0 : 1));
     return 0;
 }
 
