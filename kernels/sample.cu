@@ -26,8 +26,8 @@
 // most SMP_LCAP run the sampling passes over a list of just those, in id order; every
 // result is the one the full row gives (tokens of zero mass move no cut by mass, never
 // get drawn, and a count cut past them keeps the same mass). More: the full row.
-#define SMP_LCAP 8192
-#define SMP_SCAP 512 // candidates a slice may hold (more: the full row)
+#define SMP_LCAP 16384
+#define SMP_SCAP 1024 // candidates a slice may hold (more: the full row)
 #define SMP_MAXP 512 // slices a row may have for the list (V <= SMP_MAXP * SMP_SLICE)
 
 // Per (row, slice) partials of the first passes.

@@ -1579,8 +1579,9 @@ void bench_elt() {
         dfree_all();
     }
     // sampling over a 151936 vocabulary: greedy, and sampled (temperature 0.8, top_p 0.95)
-    // on LLM-like logits (a few tokens far above a N(0, 2) background: the candidate list)
-    // and on flat ones (N(0, 3): every token has mass, the full-row passes)
+    // on LLM-like logits (20 tokens near 25 above a N(0, 2) background: tokens of non-zero
+    // mass are those within 17 of the top, the candidate list) and on flat ones (N(0, 3):
+    // every token has mass, the full-row passes in one CTA as before)
     const int V = 151936;
     for (int n : {1, 64}) {
         for (int kind = 0; kind < 3; kind++) {
@@ -1588,7 +1589,7 @@ void bench_elt() {
             for (auto &x : lg) x = (float)((kind == 2 ? 3.0 : 2.0) * C->rng.normal());
             if (kind < 2)
                 for (int r = 0; r < n; r++)
-                    for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(14.0 + 3.0 * C->rng.normal());
+                    for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(25.0 + 2.0 * C->rng.normal());
             std::vector<cuda_sample_row> rows(n);
             for (int r = 0; r < n; r++) {
                 cuda_sample_row &R = rows[r];
@@ -1928,6 +1929,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_sample(151936, 0, 8.0f);
     test_sample(1000, 1, 8.0f);
     test_sample(151936, 1, 16.0f);
+    test_sample(4096, 0); // every token a candidate, 2048 per slice: past the slice cap, the full row
     if (!quick) for (int i = 0; i < 3; i++) test_sample(151936, 0); // fresh draws: the tail bound above
     dfree_all();
     print_table();
