@@ -105,7 +105,7 @@ __device__ __forceinline__ unsigned long long block_sum64(unsigned long long v, 
 // Radix search: the first prefix of the descending key order whose metric (count, or
 // fixed-point mass) reaches target. kf(i, key, metric) -> bool (token present). Leaves in
 // sh: found_key, found_above (metric of keys strictly greater), found_ties (count at key).
-template <bool MASS, class KF>
+template <bool MASS, bool PAR = false, class KF>
 __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &sh) {
     uint32_t prefix = 0;
     unsigned long long above = 0;
@@ -141,7 +141,57 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
             }
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
+        if (PAR) {
+            // warp 0: the same choice as the serial scan below: the first digit d (from
+            // 255 down) with tokens whose prefix metric above + sum_{d' >= d} reaches target;
+            // else the lowest non-empty digit (lane l owns digits 255 - 8l .. 248 - 8l)
+            if (threadIdx.x < 32) {
+                const int lane = threadIdx.x;
+                unsigned long long part = 0;
+                unsigned ne = 0; // bit j: digit 255 - 8 lane - j has tokens
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const int d = 255 - 8 * lane - j;
+                    part += MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                    if (sh.cnt[d]) ne |= 1u << j;
+                }
+                unsigned long long incl = part;
+#pragma unroll
+                for (int o = 1; o < 32; o <<= 1) {
+                    const unsigned long long t = __shfl_up_sync(0xffffffffu, incl, o);
+                    if (lane >= o) incl += t;
+                }
+                const unsigned long long total = __shfl_sync(0xffffffffu, incl, 31);
+                unsigned long long run = above + incl - part;
+                int hit = -1;
+                unsigned long long hit_run = 0;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const int d = 255 - 8 * lane - j;
+                    const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                    if (hit < 0 && (ne >> j & 1u) && run + mm >= target) { hit = d; hit_run = run; }
+                    run += mm;
+                }
+                const unsigned hits = __ballot_sync(0xffffffffu, hit >= 0);
+                const unsigned nes = __ballot_sync(0xffffffffu, ne != 0);
+                if (hits) {
+                    if (lane == __ffs(hits) - 1) {
+                        sh.found_key = prefix | ((uint32_t)hit << shift);
+                        sh.found_above = hit_run;
+                        sh.found_ties = sh.cnt[hit];
+                    }
+                } else {
+                    const int ll = nes ? 31 - __clz(nes) : 0; // the lane of the lowest non-empty digit
+                    if (lane == ll) {
+                        const int d = nes ? 255 - 8 * lane - (31 - __clz(ne)) : 0;
+                        const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                        sh.found_key = prefix | ((uint32_t)d << shift);
+                        sh.found_above = above + total - mm;
+                        sh.found_ties = sh.cnt[d];
+                    }
+                }
+            }
+        } else if (threadIdx.x == 0) {
             unsigned long long run = above;
             int d = 255, last_nonempty = -1;
             for (; d >= 0; d--) {
@@ -547,14 +597,14 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         }
         if (R.top_k > 0 && R.top_k < V) {
             if (R.top_k < nfin) {
-                radix_find<false>(Vc, kf, (unsigned long long)R.top_k, sh);
+                radix_find<false, PRE>(Vc, kf, (unsigned long long)R.top_k, sh);
                 tighten(sh.found_key, (unsigned long long)R.top_k - sh.found_above);
             }
         } else {
             const unsigned long long all = mass_of(0, ~0ull);
             int mm = Vc < 256 ? Vc : 256;
             while (mm < nfin && mm < Vc) {
-                radix_find<false>(Vc, kf, (unsigned long long)mm, sh);
+                radix_find<false, PRE>(Vc, kf, (unsigned long long)mm, sh);
                 const uint32_t k = sh.found_key;
                 const unsigned long long t = (unsigned long long)mm - sh.found_above;
                 const unsigned long long in = mass_of(k, t);
@@ -569,7 +619,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
             const unsigned long long mu = cut_mass();
             unsigned long long tp = (unsigned long long)ceil((double)R.top_p * (double)mu);
             if (tp < 1) tp = 1;
-            radix_find<true>(Vc, kf, tp, sh);
+            radix_find<true, PRE>(Vc, kf, tp, sh);
             const unsigned long long pk = pm(key_f(sh.found_key));
             const unsigned long long need = pk ? (tp - sh.found_above + pk - 1) / pk : 1;
             tighten(sh.found_key, need < 1 ? 1 : need);
@@ -591,7 +641,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         if (mb > 0) {
             unsigned long long r = (unsigned long long)((double)R.u * (double)mb);
             if (r >= mb) r = mb - 1;
-            radix_find<true>(Vc, kf, r + 1, sh);
+            radix_find<true, PRE>(Vc, kf, r + 1, sh);
             const unsigned long long pk = pm(key_f(sh.found_key));
             const unsigned long long j = pk ? (r - sh.found_above) / pk : 0;
             if (threadIdx.x == 0) sh.list_n = 0;
@@ -615,7 +665,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
             ms = 0;
             return true;
         };
-        radix_find<false>(V, kr, (unsigned long long)n_top, sh);
+        radix_find<false, PRE>(V, kr, (unsigned long long)n_top, sh);
         const uint32_t kk = sh.found_key;
         const int need = n_top - (int)sh.found_above;
         if (threadIdx.x == 0) sh.list_n = 0;
