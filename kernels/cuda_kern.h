@@ -187,6 +187,13 @@ typedef struct cuda_resid_args {
 } cuda_resid_args;
 int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e);
 
+/* Tests and benches: 1 = the first-generation element-wise producers (one CTA per row,
+ * two passes: resid_norm, act_mm, mmin_prepare) and every input form the layer's weights
+ * may read (the engine); 0 (default) = the vectorized ones (layer.cu) and only the forms
+ * the products of this T and precision read. SPARKD_ELT_OLD=1 sets 1 at the first call. */
+void cuda_elt_old_set(int on);
+int cuda_elt_old(void);
+
 enum { CUDA_ACT_SILU = 0, CUDA_ACT_GELU_TANH = 1 }; /* = model_act's first two */
 /* h = act(gate) * up (T, ffn) f32 rows (stride ld) -> out (mm input of h, out->T = T). */
 int cuda_act_mm(const float *gate, const float *up, int ld, int T, int ffn, int act,

@@ -174,11 +174,18 @@ int check_matrix(const model_tensor *t, err *e) {
 uint64_t mat_bytes(const model_tensor *t) { return t ? a256(cuda_weight_bytes(t->dtype, t->ne[1], t->ne[0])) : 0; }
 uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1) * 4) : 0; }
 
+// Layout bits above the CUDA_MMIN_* ones (forms_at strips them): something reads the XP
+// form at any T (an F32 weight's GEMV, the MoE kernels); some weight takes the f16/bf16 tensor-core form even
+// at precision fast (mmq does not compute with its type).
+#define ENG_FORM_XP 0x100
+#define ENG_FORM_TC 0x200
+#define ENG_FORMS_MASK 0xff
+
 int forms_for(const model_tensor *t) {
     if (!t) return 0;
     // + the int8 rows of the mmq product (precision fast, T > 1; forms_at drops them when exact)
     return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2) |
-           (cuda_mmq_type_ok(t->dtype) ? CUDA_MMIN_Q8 : 0);
+           (cuda_mmq_type_ok(t->dtype) ? CUDA_MMIN_Q8 : t->dtype == QUANT_F32 ? ENG_FORM_XP : ENG_FORM_TC);
 }
 
 // ---- mixture of experts (MODEL_FFN_MOE, kernels/moe.cu): layout, upload, forward ----
@@ -243,7 +250,7 @@ int moe_layout(const model_layer *L, cuda_layout *l, err *e) {
         return err_set(e, ERR_UNSUPPORTED, "experts' gate and up tensors have different types");
     l->weights += mat_bytes(M->router) + vec_bytes(M->router_b) + expert_bias_bytes(M->gate_b, fp) +
                   expert_bias_bytes(M->up_b, fp) + vec_bytes(M->down_b);
-    l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16; // router: f32 rows; experts: f16 hi/lo
+    l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16 | ENG_FORM_TC | ENG_FORM_XP; // router: f32 rows; experts: f16 hi/lo (+ xp, moe.cu)
     if (M->n_expert > l->moe_E) l->moe_E = M->n_expert;
     if (M->n_used > l->moe_k) l->moe_k = M->n_used;
     if (fp > l->moe_ffn) l->moe_ffn = fp;
@@ -719,10 +726,10 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         g->v = (float *)take(T * l.kv_dim * 4);
         g->gate = (float *)take(T * l.ffn * 4);
         g->up = (float *)take(T * l.ffn * 4);
-        cuda_mmin_carve(&g->in_dim, take(cuda_mmin_bytes(l.T, l.dim, l.forms_dim)), l.T, l.dim, l.forms_dim);
-        cuda_mmin_carve(&g->in_q, take(cuda_mmin_bytes(l.T, l.q_dim, l.forms_q)), l.T, l.q_dim, l.forms_q);
-        cuda_mmin_carve(&g->in_ffn, take(cuda_mmin_bytes(l.T, l.ffn, l.forms_ffn)), l.T, l.ffn, l.forms_ffn);
-        cuda_mmin_carve(&g->in_out, take(cuda_mmin_bytes(l.S, l.dim, l.forms_dim)), l.S, l.dim, l.forms_dim);
+        cuda_mmin_carve(&g->in_dim, take(cuda_mmin_bytes(l.T, l.dim, l.forms_dim)), l.T, l.dim, l.forms_dim & ENG_FORMS_MASK);
+        cuda_mmin_carve(&g->in_q, take(cuda_mmin_bytes(l.T, l.q_dim, l.forms_q)), l.T, l.q_dim, l.forms_q & ENG_FORMS_MASK);
+        cuda_mmin_carve(&g->in_ffn, take(cuda_mmin_bytes(l.T, l.ffn, l.forms_ffn)), l.T, l.ffn, l.forms_ffn & ENG_FORMS_MASK);
+        cuda_mmin_carve(&g->in_out, take(cuda_mmin_bytes(l.S, l.dim, l.forms_dim)), l.S, l.dim, l.forms_dim & ENG_FORMS_MASK);
         g->logits = (float *)take(S * V * 4);
         g->attn_work = (float *)take(l.attn_work);
         g->counts = (uint32_t *)take(S * V * 4);
@@ -911,11 +918,26 @@ int getenv_cached_no_pair() {
     return v;
 }
 
+int mmq_env_on() { // mmq.cu's switch (SPARKD_MMQ=0: the f16 kernel reads the F16 form instead)
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("SPARKD_MMQ");
+        v = s && s[0] == '0' ? 0 : 1;
+    }
+    return v;
+}
+
 int forms_at(int forms_all, int T, int fast) {
     // the forms a product of T rows reads: XP alone for T == 1, the tensor-core ones else
     // (the int8 rows of mmq only at precision fast)
     if (T == 1) return CUDA_MMIN_XP;
-    return fast ? forms_all : forms_all & ~CUDA_MMIN_Q8; // XP is needed for F32 weights at any T
+    if (cuda_elt_old()) // every form the weights may read (A/B with the first generation)
+        return (fast ? forms_all : forms_all & ~CUDA_MMIN_Q8) & ENG_FORMS_MASK;
+    if (!fast || !mmq_env_on() || !(forms_all & CUDA_MMIN_Q8)) // XP at T > 1 only where ENG_FORM_XP says
+        return forms_all & ~CUDA_MMIN_Q8 & ~(forms_all & ENG_FORM_XP ? 0 : CUDA_MMIN_XP) & ENG_FORMS_MASK;
+    // fast with mmq: the int8 rows, + f16/bf16 only for weights mmq does not take, + XP where read
+    return CUDA_MMIN_Q8 | (forms_all & ENG_FORM_TC ? forms_all & (CUDA_MMIN_F16 | CUDA_MMIN_BF16) : 0) |
+           (forms_all & ENG_FORM_XP ? CUDA_MMIN_XP : 0);
 }
 
 // MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV

@@ -6,6 +6,7 @@
 #include "cuda_kern.h"
 
 #include <cuda_fp8.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kern_util.cuh"
@@ -50,6 +51,10 @@ __global__ void resid_norm_kernel(cuda_resid_args a, cuda_mmin out, int has_out)
     if (has_out) mmin_emit(out, i, val, red);
 }
 
+static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e);
+static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
+                   void *stream, err *e);
+
 extern "C" int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e) {
     if (!a || !a->x || !a->norm_w || a->n < 1 || a->dim < 1 || (a->out && a->out->K != a->dim) ||
         (!a->out && !a->xout))
@@ -59,6 +64,10 @@ extern "C" int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e) {
     if (a->out) {
         a->out->T = a->n;
         out = *a->out;
+    }
+    if (!elt_old()) {
+        const int rc = elt_resid_norm(a, out, stream, e);
+        if (rc >= 0) return rc;
     }
     // few rows (decode): one wide block per row, the reductions are the latency
     CUDA_TRY(cuda_launch(resid_norm_kernel, dim3((unsigned)a->n), dim3(a->n <= 16 ? 1024 : 256), 0, stream, *a, out,
@@ -100,6 +109,10 @@ extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, in
     if (!gate || !up || !out || T < 1 || ffn < 1 || ld < ffn || out->K != ffn || (act != CUDA_ACT_SILU && act != CUDA_ACT_GELU_TANH))
         return err_set(e, ERR_INVALID, "cuda_act_mm: T %d ffn %d act %d", T, ffn, act);
     out->T = T;
+    if (!elt_old()) {
+        const int rc = elt_act(gate, up, ld, T, ffn, act, *out, stream, e);
+        if (rc >= 0) return rc;
+    }
     if (out->forms == CUDA_MMIN_XP && T <= 65535) {
         CUDA_TRY(cuda_launch(act_xp_kernel, dim3((unsigned)((ffn + 255) / 256), (unsigned)T), dim3(256), 0, stream, gate,
                              up, ld, act, ffn, out->xp));
@@ -110,17 +123,241 @@ extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, in
     return 0;
 }
 
+// ------------------------------------------------------------------- second generation
+// The producers above run one CTA per row and walk the row twice through val(e) (global
+// re-reads, expf twice). These hold each thread's values in registers as float4s (128-bit
+// loads), compute every value once, and need a row-wide reduction only where the
+// arithmetic does (RMSNorm; the exponent of the F16/BF16 forms). Producers without one
+// (the activation and a plain prepare into the Q8 / XP forms) run a 2-D grid of
+// (row chunks of 1024 elements, rows). Values are bit-identical to the first generation
+// except the f32 summation order of the RMSNorm sums and of gsum. SPARKD_ELT_OLD=1 keeps
+// the first generation (A/B).
+
+static int elt_old_v = -1;
+int elt_old() {
+    if (elt_old_v < 0) {
+        const char *v = getenv("SPARKD_ELT_OLD");
+        elt_old_v = v && v[0] && v[0] != '0' ? 1 : 0;
+    }
+    return elt_old_v;
+}
+extern "C" void cuda_elt_old_set(int on) { elt_old_v = on ? 1 : 0; }
+extern "C" int cuda_elt_old(void) { return elt_old(); }
+
+#define ELT_CHUNK 256 // threads (float4s) of a chunk CTA
+
+// Float4s per thread (1, 2, 4) for a row of K in registers with K / (4 NV) threads
+// (% 32 == 0, <= 1024); 0 when none fits.
+static int elt_row_nv(int K, int *threads) {
+    if (K < 128 || K % 128) return 0;
+    for (int nv = 1; nv <= 4; nv *= 2) {
+        const int th = K / 4 / nv;
+        if (th % 32 == 0 && th <= 1024) {
+            *threads = th;
+            return nv;
+        }
+    }
+    return 0;
+}
+static bool a16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+template <int NV>
+__global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
+    __shared__ float red[32];
+    pdl_trigger();
+    const int i = blockIdx.x, nt = blockDim.x, tid = threadIdx.x;
+    float4 wn[NV]; // the norm weights (no kernel writes them): fetched while the product runs
+#pragma unroll
+    for (int j = 0; j < NV; j++) wn[j] = ld4(a.norm_w + 4 * (j * nt + tid));
+    pdl_wait();
+    const int r = a.rows ? a.rows[i] : i;
+    const int dim = a.dim;
+    float *x = a.x + (size_t)r * dim;
+    float4 v[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) v[j] = ld4(x + 4 * (j * nt + tid));
+    if (a.o) {
+        const float *op = a.o + (size_t)r * dim;
+        float4 o[NV];
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            const int k = 4 * (j * nt + tid);
+            o[j] = ld4(op + k);
+            if (a.o_bias) {
+                const float4 b = ld4(a.o_bias + k);
+                o[j].x += b.x; o[j].y += b.y; o[j].z += b.z; o[j].w += b.w;
+            }
+        }
+        if (a.post_w) {
+            float ss = 0.0f;
+#pragma unroll
+            for (int j = 0; j < NV; j++) ss += o[j].x * o[j].x + o[j].y * o[j].y + o[j].z * o[j].z + o[j].w * o[j].w;
+            ss = block_sum(ss, red);
+            const float ro = 1.0f / sqrtf(ss / (float)dim + a.eps);
+#pragma unroll
+            for (int j = 0; j < NV; j++) {
+                const float4 pw = ld4(a.post_w + 4 * (j * nt + tid));
+                v[j].x += o[j].x * ro * pw.x; v[j].y += o[j].y * ro * pw.y;
+                v[j].z += o[j].z * ro * pw.z; v[j].w += o[j].w * ro * pw.w;
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < NV; j++) { v[j].x += o[j].x; v[j].y += o[j].y; v[j].z += o[j].z; v[j].w += o[j].w; }
+        }
+#pragma unroll
+        for (int j = 0; j < NV; j++) *(float4 *)(x + 4 * (j * nt + tid)) = v[j];
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NV; j++) ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+    ss = block_sum(ss, red);
+    const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const float4 w = wn[j];
+        v[j].x = v[j].x * rr * w.x; v[j].y = v[j].y * rr * w.y; v[j].z = v[j].z * rr * w.z; v[j].w = v[j].w * rr * w.w;
+    }
+    if (a.xout)
+#pragma unroll
+        for (int j = 0; j < NV; j++) *(float4 *)(a.xout + (size_t)i * dim + 4 * (j * nt + tid)) = v[j];
+    if (has_out) mmin_emit_row<NV>(out, i, v, red);
+}
+
+static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e) {
+    int th = 0;
+    const int nv = elt_row_nv(a->dim, &th);
+    if (!nv || !a16(a->x) || (a->o && !a16(a->o)) || (a->o_bias && !a16(a->o_bias)) || (a->post_w && !a16(a->post_w)) ||
+        !a16(a->norm_w) || (a->xout && !a16(a->xout)))
+        return -1;
+    const int has = a->out != NULL ? 1 : 0;
+    const dim3 g((unsigned)a->n), b((unsigned)th);
+    if (nv == 1) CUDA_TRY(cuda_launch(resid_norm_row_kernel<1>, g, b, 0, stream, *a, out, has));
+    else if (nv == 2) CUDA_TRY(cuda_launch(resid_norm_row_kernel<2>, g, b, 0, stream, *a, out, has));
+    else CUDA_TRY(cuda_launch(resid_norm_row_kernel<4>, g, b, 0, stream, *a, out, has));
+    return 0;
+}
+
+// Activation, whole row in registers (the F16/BF16 forms: the row exponent).
+template <int NV>
+__global__ __launch_bounds__(1024) void act_row_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out) {
+    __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.x, nt = blockDim.x, tid = threadIdx.x;
+    const float *g = gate + (size_t)t * ld, *u = up + (size_t)t * ld;
+    float4 v[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const int k = 4 * (j * nt + tid);
+        const float4 gv = ld4(g + k), uv = ld4(u + k);
+        v[j] = make_float4(act_f(gv.x, act) * uv.x, act_f(gv.y, act) * uv.y, act_f(gv.z, act) * uv.z,
+                           act_f(gv.w, act) * uv.w);
+    }
+    mmin_emit_row<NV>(out, t, v, red);
+}
+
+// Activation into forms without a row reduction (Q8, XP): grid (chunks of 4 ELT_CHUNK, T).
+__global__ __launch_bounds__(ELT_CHUNK) void act_chunk_kernel(const float *gate, const float *up, int ld, int act,
+                                                              cuda_mmin out) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.y, f = blockIdx.x * ELT_CHUNK + threadIdx.x;
+    const bool live = f < out.K / 4;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (live) {
+        const float4 gv = ld4(gate + (size_t)t * ld + 4 * f), uv = ld4(up + (size_t)t * ld + 4 * f);
+        v = make_float4(act_f(gv.x, act) * uv.x, act_f(gv.y, act) * uv.y, act_f(gv.z, act) * uv.z,
+                        act_f(gv.w, act) * uv.w);
+    }
+    mmin_emit4(out, t, 4 * f, v, live, 1.0f);
+}
+
+static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
+                   void *stream, err *e) {
+    if (ld % 4 || !a16(gate) || !a16(up)) return -1;
+    if (!(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16))) {
+        if (T > 65535) return -1;
+        const dim3 g((unsigned)((ffn / 4 + ELT_CHUNK - 1) / ELT_CHUNK), (unsigned)T);
+        CUDA_TRY(cuda_launch(act_chunk_kernel, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out));
+        return 0;
+    }
+    int th = 0;
+    const int nv = elt_row_nv(ffn, &th);
+    if (!nv) return -1;
+    const dim3 g((unsigned)T), b((unsigned)th);
+    if (nv == 1) CUDA_TRY(cuda_launch(act_row_kernel<1>, g, b, 0, stream, gate, up, ld, act, out));
+    else if (nv == 2) CUDA_TRY(cuda_launch(act_row_kernel<2>, g, b, 0, stream, gate, up, ld, act, out));
+    else CUDA_TRY(cuda_launch(act_row_kernel<4>, g, b, 0, stream, gate, up, ld, act, out));
+    return 0;
+}
+
+// Plain rows -> mm input (cuda_mmin_prepare), the same two shapes.
+template <int NV>
+__global__ __launch_bounds__(1024) void prep_row_kernel(const float *x, int ldx, cuda_mmin out) {
+    __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.x, nt = blockDim.x, tid = threadIdx.x;
+    float4 v[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) v[j] = ld4(x + (size_t)t * ldx + 4 * (j * nt + tid));
+    mmin_emit_row<NV>(out, t, v, red);
+}
+
+__global__ __launch_bounds__(ELT_CHUNK) void prep_chunk_kernel(const float *x, int ldx, cuda_mmin out) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.y, f = blockIdx.x * ELT_CHUNK + threadIdx.x;
+    const bool live = f < out.K / 4;
+    const float4 v = live ? ld4(x + (size_t)t * ldx + 4 * f) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    mmin_emit4(out, t, 4 * f, v, live, 1.0f);
+}
+
+int elt_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err *e) {
+    if (elt_old() || ldx % 4 || !a16(x)) return -1;
+    if (!(m->forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16))) {
+        if (T > 65535) return -1;
+        const dim3 g((unsigned)((m->K / 4 + ELT_CHUNK - 1) / ELT_CHUNK), (unsigned)T);
+        CUDA_TRY(cuda_launch(prep_chunk_kernel, g, dim3(ELT_CHUNK), 0, stream, x, ldx, *m));
+        return 0;
+    }
+    int th = 0;
+    const int nv = elt_row_nv(m->K, &th);
+    if (!nv) return -1;
+    const dim3 g((unsigned)T), b((unsigned)th);
+    if (nv == 1) CUDA_TRY(cuda_launch(prep_row_kernel<1>, g, b, 0, stream, x, ldx, *m));
+    else if (nv == 2) CUDA_TRY(cuda_launch(prep_row_kernel<2>, g, b, 0, stream, x, ldx, *m));
+    else CUDA_TRY(cuda_launch(prep_row_kernel<4>, g, b, 0, stream, x, ldx, *m));
+    return 0;
+}
+
 // ------------------------------------------------------------------- QK-norm, RoPE, KV store
 
 #define QKV_WARPS 4
 
 // grid (T, ceil((n_head + 2 n_kv) / QKV_WARPS)): one warp per head of one token.
-__global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk) {
+__global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk, int pre_w) {
     __shared__ float rowbuf[QKV_WARPS][256];
     pdl_trigger();
-    pdl_wait();
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int D = a.head_dim;
+    // weights (no kernel writes them) into registers before the wait on the product: the
+    // inverse frequencies and the norm weights of the kind of this warp's first head
+    // (second generation; SPARKD_ELT_OLD reads them in the loop as before)
+    const bool pre = pre_w != 0;
+    float ifr[4], nwr[8];
+    int nw_kind = -1;
+    if (pre) {
+        const int h0 = blockIdx.y * QKV_WARPS + warp;
+        nw_kind = h0 < a.n_head ? 0 : h0 < a.n_head + a.n_kv ? 1 : 2;
+        const float *nw0 = nw_kind == 0 ? a.q_norm : nw_kind == 1 ? a.k_norm : NULL;
+        if (!nw0) nw_kind = -1;
+#pragma unroll
+        for (int j = 0; j < 8; j++) nwr[j] = nw0 && lane + 32 * j < D ? nw0[lane + 32 * j] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) ifr[j] = lane + 32 * j < a.n_rot / 2 ? a.inv_freq[lane + 32 * j] : 0.0f;
+    }
+    pdl_wait();
     const int pos = tk.pos[t];
     const int32_t blk = tk.block_tables[(size_t)tk.seq[t] * tk.max_blocks + pos / a.kv_block];
     const int off = pos % a.kv_block;
@@ -142,18 +379,40 @@ __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cu
         if (nw) {
             ss = warp_sum(ss);
             const float r = 1.0f / sqrtf(ss / (float)D + a.eps);
-            for (int d = lane; d < D; d += 32) v[d] = v[d] * r * nw[d];
+            if (kind == nw_kind) {
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    if (lane + 32 * j < D) v[lane + 32 * j] = v[lane + 32 * j] * r * nwr[j];
+            } else {
+                for (int d = lane; d < D; d += 32) v[d] = v[d] * r * nw[d];
+            }
         }
         __syncwarp();
         if (kind < 2) {
             const int half = a.n_rot / 2;
-            for (int i = lane; i < half; i += 32) {
-                const float th = (float)pos * a.inv_freq[i];
-                const float cs = cosf(th) * a.mscale, sn = sinf(th) * a.mscale;
-                const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
-                const float x0 = v[ia], x1 = v[ib];
-                v[ia] = x0 * cs - x1 * sn;
-                v[ib] = x0 * sn + x1 * cs;
+            if (pre) {
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int i = lane + 32 * j;
+                    if (i >= half) break;
+                    float sn, cs;
+                    sincosf((float)pos * ifr[j], &sn, &cs);
+                    cs *= a.mscale;
+                    sn *= a.mscale;
+                    const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+                    const float x0 = v[ia], x1 = v[ib];
+                    v[ia] = x0 * cs - x1 * sn;
+                    v[ib] = x0 * sn + x1 * cs;
+                }
+            } else {
+                for (int i = lane; i < half; i += 32) {
+                    const float th = (float)pos * a.inv_freq[i];
+                    const float cs = cosf(th) * a.mscale, sn = sinf(th) * a.mscale;
+                    const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+                    const float x0 = v[ia], x1 = v[ib];
+                    v[ia] = x0 * cs - x1 * sn;
+                    v[ib] = x0 * sn + x1 * cs;
+                }
             }
             __syncwarp();
         }
@@ -199,7 +458,7 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
                        a ? a->head_dim : 0, a ? a->n_rot : 0, a ? a->kv_type : -1);
     const int heads = a->n_head + 2 * a->n_kv;
     CUDA_TRY(cuda_launch(qkv_kernel, dim3((unsigned)tk->T, (unsigned)((heads + QKV_WARPS - 1) / QKV_WARPS)),
-                         dim3(QKV_WARPS * 32), 0, stream, *a, *tk));
+                         dim3(QKV_WARPS * 32), 0, stream, *a, *tk, elt_old() ? 0 : 1));
     return 0;
 }
 

@@ -15,8 +15,54 @@
 #include "kern_util.cuh"
 
 #define SMP_THREADS 1024
+// First passes over many CTAs (second generation): grid (slices of SMP_SLICE tokens, rows),
+// SMP_PRE_THREADS threads holding SMP_SLICE / SMP_PRE_THREADS tokens each in registers.
+#define SMP_PRE_THREADS 256
+#define SMP_PER 8
+#define SMP_SLICE (SMP_PRE_THREADS * SMP_PER)
 
-extern "C" uint64_t cuda_sample_work_bytes(int n, int n_vocab) { return (uint64_t)n * (uint64_t)n_vocab * 4; }
+// Sampling rows (temperature > 0) whose tokens of non-zero fixed-point mass (the
+// candidates: a prefix of the descending order, since mass grows with the logit) number at
+// most SMP_LCAP run the sampling passes over a list of just those, in id order; every
+// result is the one the full row gives (tokens of zero mass move no cut by mass, never
+// get drawn, and a count cut past them keeps the same mass). More: the full row.
+#define SMP_LCAP 16384
+#define SMP_SCAP 1024 // candidates a slice may hold (more: the full row)
+#define SMP_MAXP 512 // slices a row may have for the list (V <= SMP_MAXP * SMP_SLICE)
+
+// Per (row, slice) partials of the first passes.
+struct smp_part {
+    float rmx, rse;   // raw: max (NaN as -inf) and sum of exp(raw - rmx) over the slice
+    float best;       // processed: first maximum (value, then lowest id)
+    int32_t best_i;
+    int32_t nfin;     // processed values > -inf
+    int32_t ncand;    // candidates of the slice (sample_cand_kernel)
+    int32_t pad[2];
+};
+__host__ __device__ __forceinline__ int smp_slices(int V) { return (V + SMP_SLICE - 1) / SMP_SLICE; }
+__host__ __device__ __forceinline__ size_t smp_al(size_t b) { return (b + 255) & ~(size_t)255; }
+// The work buffer: processed rows (n, V) f32 | partials (n, slices) | per-slice candidate
+// ids (n, slices, SMP_SCAP) int32 | list ids (n, SMP_LCAP) | list values.
+struct smp_work {
+    float *w;
+    smp_part *parts;
+    int32_t *sid, *lid;
+    float *lv;
+};
+__host__ __device__ __forceinline__ smp_work smp_carve(void *base, int n, int V) {
+    char *p = (char *)base;
+    smp_work k;
+    k.w = (float *)p; p += smp_al((size_t)n * V * 4);
+    k.parts = (smp_part *)p; p += smp_al((size_t)n * smp_slices(V) * sizeof(smp_part));
+    k.sid = (int32_t *)p; p += smp_al((size_t)n * smp_slices(V) * SMP_SCAP * 4);
+    k.lid = (int32_t *)p; p += smp_al((size_t)n * SMP_LCAP * 4);
+    k.lv = (float *)p; p += smp_al((size_t)n * SMP_LCAP * 4);
+    return k;
+}
+
+extern "C" uint64_t cuda_sample_work_bytes(int n, int n_vocab) {
+    return (uint64_t)(size_t)((char *)smp_carve(NULL, n, n_vocab).lv + smp_al((size_t)n * SMP_LCAP * 4));
+}
 
 __device__ __forceinline__ uint32_t fkey(float f) { // order-preserving: larger float -> larger key
     const uint32_t b = __float_as_uint(f);
@@ -40,6 +86,7 @@ struct smp_shared {
     int32_t list_id[64];
     float list_v[64];
     uint32_t scan[SMP_THREADS / 32];
+    int32_t pre[SMP_MAXP + 1]; // candidates before each slice (list mode)
 };
 
 __device__ __forceinline__ unsigned long long block_sum64(unsigned long long v, smp_shared &sh) {
@@ -58,7 +105,7 @@ __device__ __forceinline__ unsigned long long block_sum64(unsigned long long v, 
 // Radix search: the first prefix of the descending key order whose metric (count, or
 // fixed-point mass) reaches target. kf(i, key, metric) -> bool (token present). Leaves in
 // sh: found_key, found_above (metric of keys strictly greater), found_ties (count at key).
-template <bool MASS, class KF>
+template <bool MASS, bool PAR = false, class KF>
 __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &sh) {
     uint32_t prefix = 0;
     unsigned long long above = 0;
@@ -94,7 +141,57 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
             }
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
+        if (PAR) {
+            // warp 0: the same choice as the serial scan below: the first digit d (from
+            // 255 down) with tokens whose prefix metric above + sum_{d' >= d} reaches target;
+            // else the lowest non-empty digit (lane l owns digits 255 - 8l .. 248 - 8l)
+            if (threadIdx.x < 32) {
+                const int lane = threadIdx.x;
+                unsigned long long part = 0;
+                unsigned ne = 0; // bit j: digit 255 - 8 lane - j has tokens
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const int d = 255 - 8 * lane - j;
+                    part += MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                    if (sh.cnt[d]) ne |= 1u << j;
+                }
+                unsigned long long incl = part;
+#pragma unroll
+                for (int o = 1; o < 32; o <<= 1) {
+                    const unsigned long long t = __shfl_up_sync(0xffffffffu, incl, o);
+                    if (lane >= o) incl += t;
+                }
+                const unsigned long long total = __shfl_sync(0xffffffffu, incl, 31);
+                unsigned long long run = above + incl - part;
+                int hit = -1;
+                unsigned long long hit_run = 0;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const int d = 255 - 8 * lane - j;
+                    const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                    if (hit < 0 && (ne >> j & 1u) && run + mm >= target) { hit = d; hit_run = run; }
+                    run += mm;
+                }
+                const unsigned hits = __ballot_sync(0xffffffffu, hit >= 0);
+                const unsigned nes = __ballot_sync(0xffffffffu, ne != 0);
+                if (hits) {
+                    if (lane == __ffs(hits) - 1) {
+                        sh.found_key = prefix | ((uint32_t)hit << shift);
+                        sh.found_above = hit_run;
+                        sh.found_ties = sh.cnt[hit];
+                    }
+                } else {
+                    const int ll = nes ? 31 - __clz(nes) : 0; // the lane of the lowest non-empty digit
+                    if (lane == ll) {
+                        const int d = nes ? 255 - 8 * lane - (31 - __clz(ne)) : 0;
+                        const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
+                        sh.found_key = prefix | ((uint32_t)d << shift);
+                        sh.found_above = above + total - mm;
+                        sh.found_ties = sh.cnt[d];
+                    }
+                }
+            }
+        } else if (threadIdx.x == 0) {
             unsigned long long run = above;
             int d = 255, last_nonempty = -1;
             for (; d >= 0; d--) {
@@ -170,14 +267,195 @@ __device__ void tie_find(int V, KF kf, uint32_t key, int j, int emit, smp_shared
     __syncthreads();
 }
 
-__global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_args A) {
+// (first-maximum order: value desc, then id asc)
+__device__ __forceinline__ void smp_best(float &best, int &best_i, float v, int i) {
+    if (v > best || (v == best && i < best_i)) { best = v; best_i = i; }
+}
+
+// The first passes of a slice of a row: the raw maximum and sum of exponentials, the
+// processed logits (bias, NaN, mask, penalties; the same arithmetic as sample_kernel)
+// into the work row, their first maximum and finite count -> one smp_part.
+__global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_sample_args A) {
+    __shared__ float red[32];
+    __shared__ float rb[SMP_PRE_THREADS / 32];
+    __shared__ int ri[SMP_PRE_THREADS / 32];
+    const int row = blockIdx.y, tid = threadIdx.x;
+    const cuda_sample_row R = A.rows[row];
+    const int V = A.n_vocab;
+    const float *raw = A.logits + (size_t)R.logits_row * A.ld;
+    float *w = A.work + (size_t)row * V;
+    const int i0 = blockIdx.x * SMP_SLICE, i1 = min(V, i0 + SMP_SLICE);
+    float v[SMP_PER];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) {
+        const int i = i0 + j * SMP_PRE_THREADS + tid;
+        v[j] = -INFINITY;
+        if (i < i1) {
+            const float r = raw[i];
+            v[j] = isnan(r) ? -INFINITY : r;
+            mx = fmaxf(mx, v[j]);
+        }
+    }
+    const float rmx = block_max(mx, red);
+    float se = 0.0f;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) se += rmx == -INFINITY ? 0.0f : expf(v[j] - rmx); // exp(-inf) = 0 past i1
+    se = block_sum(se, red);
+    if (R.n_bias > 0) { // the bias entries of this slice, added in the work row
+#pragma unroll
+        for (int j = 0; j < SMP_PER; j++) {
+            const int i = i0 + j * SMP_PRE_THREADS + tid;
+            if (i < i1) w[i] = v[j];
+        }
+        __syncthreads();
+        for (int b = tid; b < R.n_bias; b += SMP_PRE_THREADS) {
+            const int id = A.bias_ids[R.bias_off + b];
+            if (id >= i0 && id < i1) atomicAdd(&w[id], A.bias_vals[R.bias_off + b]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < SMP_PER; j++) {
+            const int i = i0 + j * SMP_PRE_THREADS + tid;
+            if (i < i1) v[j] = __ldcg(&w[i]);
+        }
+    }
+    const uint32_t *cnt = A.counts ? A.counts + (size_t)R.slot * V : NULL;
+    const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
+    float best = -INFINITY;
+    int best_i = 0x7fffffff, nfin = 0;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) {
+        const int i = i0 + j * SMP_PRE_THREADS + tid;
+        if (i >= i1) continue;
+        float x = v[j];
+        if (isnan(x)) x = -INFINITY;
+        if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) x = -INFINITY;
+        if (cnt) {
+            const uint32_t c = cnt[i];
+            if (c) {
+                if (R.rep_pen != 1.0f) x = x > 0 ? x / R.rep_pen : x * R.rep_pen;
+                x -= R.freq_pen * (float)c + R.pres_pen;
+            }
+        }
+        w[i] = x;
+        nfin += x != -INFINITY;
+        smp_best(best, best_i, x, i);
+    }
+    const int lane = tid & 31, wp = tid >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+        smp_best(best, best_i, ob, oi);
+        nfin += __shfl_xor_sync(0xffffffffu, nfin, o);
+    }
+    __syncthreads();
+    if (lane == 0) { rb[wp] = best; ri[wp] = best_i; red[wp] = __int_as_float(nfin); }
+    __syncthreads();
+    if (tid == 0) {
+        int nf = 0;
+        for (int k = 0; k < SMP_PRE_THREADS / 32; k++) {
+            smp_best(best, best_i, rb[k], ri[k]);
+            nf += __float_as_int(red[k]);
+        }
+        smp_part *pp = smp_carve(A.work, A.n, V).parts + (size_t)row * gridDim.x + blockIdx.x;
+        pp->rmx = rmx;
+        pp->rse = se;
+        pp->best = best;
+        pp->best_i = best_i;
+        pp->nfin = nf;
+    }
+}
+
+// The candidates of a slice of a sampling row (temperature > 0): the ids whose mass
+// pm(v) = floor(min(exp((v - max) / temperature), 1) 2^31) is not zero, in id order, to the
+// slice's place in sid (the first SMP_SCAP); their count to its part. Greedy rows: 0.
+__global__ __launch_bounds__(SMP_PRE_THREADS) void sample_cand_kernel(const cuda_sample_args A) {
+    __shared__ float red[32];
+    __shared__ int wsum[SMP_PRE_THREADS / 32];
+    const int row = blockIdx.y, tid = threadIdx.x, P = gridDim.x;
+    const cuda_sample_row R = A.rows[row];
+    const int V = A.n_vocab;
+    const smp_work k = smp_carve(A.work, A.n, V);
+    smp_part *pp = k.parts + (size_t)row * P;
+    if (!(R.temperature > 0.0f)) {
+        if (tid == 0) pp[blockIdx.x].ncand = 0;
+        return;
+    }
+    float m = -INFINITY;
+    for (int p = tid; p < P; p += SMP_PRE_THREADS) m = fmaxf(m, pp[p].best);
+    const float pmx = block_max(m, red), temp = R.temperature;
+    const float *w = k.w + (size_t)row * V;
+    const int i0 = blockIdx.x * SMP_SLICE, i1 = min(V, i0 + SMP_SLICE);
+    unsigned keep = 0;
+    int c = 0;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) {
+        const int i = i0 + tid * SMP_PER + j;
+        if (i < i1 && pmx != -INFINITY) {
+            const float v = w[i];
+            if (v != -INFINITY && __float2uint_rd(fminf(expf((v - pmx) / temp), 1.0f) * 2147483648.0f) > 0u) {
+                keep |= 1u << j;
+                c++;
+            }
+        }
+    }
+    // exclusive scan of c over the block (thread order = id order)
+    const int lane = tid & 31, wp = tid >> 5;
+    int incl = c;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    if (lane == 31) wsum[wp] = incl;
+    __syncthreads();
+    int before = incl - c, total = 0;
+    for (int q = 0; q < SMP_PRE_THREADS / 32; q++) {
+        if (q < wp) before += wsum[q];
+        total += wsum[q];
+    }
+    int32_t *ids = k.sid + ((size_t)row * P + blockIdx.x) * SMP_SCAP;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++)
+        if (keep >> j & 1u) {
+            if (before < SMP_SCAP) ids[before] = i0 + tid * SMP_PER + j;
+            before++;
+        }
+    if (tid == 0) pp[blockIdx.x].ncand = total;
+}
+
+// PRE = 0: the whole row in this CTA (first generation); PRE = 1: the first passes came
+// from sample_pre_kernel (parts: its slices of this row), this CTA combines them and runs
+// the sampling passes (temperature > 0) and the top logprobs.
+template <bool PRE>
+__global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_args A, int parts) {
     __shared__ smp_shared sh;
     const cuda_sample_row R = A.rows[blockIdx.x];
     const int V = A.n_vocab;
     const float *raw = A.logits + (size_t)R.logits_row * A.ld;
     float *w = A.work + (size_t)blockIdx.x * V;
     cuda_sample_out *out = A.out + blockIdx.x;
-
+    float lse, best = -INFINITY;
+    int best_i = 0x7fffffff, nfin = -1;
+    if (PRE) {
+        const smp_part *pp = smp_carve(A.work, A.n, V).parts + (size_t)blockIdx.x * parts;
+        float m = -INFINITY;
+        for (int p = threadIdx.x; p < parts; p += blockDim.x) m = fmaxf(m, pp[p].rmx);
+        const float M = block_max(m, sh.red);
+        float se = 0.0f;
+        unsigned long long nf = 0;
+        for (int p = threadIdx.x; p < parts; p += blockDim.x) {
+            const smp_part q = pp[p];
+            if (q.rmx != -INFINITY) se += q.rse * expf(q.rmx - M);
+            smp_best(best, best_i, q.best, q.best_i);
+            nf += (unsigned long long)q.nfin;
+        }
+        se = block_sum(se, sh.red);
+        lse = M + logf(se);
+        nfin = (int)block_sum64(nf, sh);
+    } else {
     // raw log-sum-exp (logprobs)
     float mx = -INFINITY;
     for (int i = threadIdx.x; i < V; i += blockDim.x) {
@@ -189,7 +467,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
     float se = 0.0f;
     for (int i = threadIdx.x; i < V; i += blockDim.x) se += raw_mx == -INFINITY ? 0.0f : expf(w[i] - raw_mx);
     se = block_sum(se, sh.red);
-    const float lse = raw_mx + logf(se);
+    lse = raw_mx + logf(se);
     // processed logits
     for (int b = threadIdx.x; b < R.n_bias; b += blockDim.x) {
         const int id = A.bias_ids[R.bias_off + b];
@@ -198,8 +476,6 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
     __syncthreads();
     const uint32_t *cnt = A.counts ? A.counts + (size_t)R.slot * V : NULL;
     const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
-    float best = -INFINITY;
-    int best_i = 0x7fffffff;
     for (int i = threadIdx.x; i < V; i += blockDim.x) {
         float v = w[i];
         if (isnan(v)) v = -INFINITY;
@@ -211,6 +487,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         w[i] = v;
         if (v > best || (v == best && i < best_i)) { best = v; best_i = i; }
     }
+    } // !PRE
     // first maximum over the block
     {
         const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
@@ -237,13 +514,54 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
     }
     int32_t tok = best_i < V ? best_i : 0;
     if (R.temperature > 0.0f && best != -INFINITY) {
+        // the values the passes below walk: the whole row, or the candidate list (PRE)
+        const float *cw = w;
+        const int32_t *cid = NULL;
+        int Vc = V;
+        if (PRE && parts <= SMP_MAXP) {
+            const smp_work wk = smp_carve(A.work, A.n, V);
+            const smp_part *pp = wk.parts + (size_t)blockIdx.x * parts;
+            if (threadIdx.x == 0) {
+                int run = 0;
+                for (int p = 0; p < parts; p++) {
+                    sh.pre[p] = run;
+                    run += pp[p].ncand > SMP_SCAP ? SMP_LCAP + 1 : pp[p].ncand; // a full slice: no list
+                    if (run > SMP_LCAP) run = SMP_LCAP + 1;
+                }
+                sh.pre[parts] = run;
+            }
+            __syncthreads();
+            const int total = sh.pre[parts];
+            if (total <= SMP_LCAP) {
+                int32_t *lid = wk.lid + (size_t)blockIdx.x * SMP_LCAP;
+                float *lv = wk.lv + (size_t)blockIdx.x * SMP_LCAP;
+                const int32_t *sid = wk.sid + (size_t)blockIdx.x * parts * SMP_SCAP;
+                for (int q = threadIdx.x; q < total; q += blockDim.x) {
+                    int lo = 0, hi = parts - 1; // the last slice s with pre[s] <= q
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) >> 1;
+                        if (sh.pre[mid] <= q) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    const int id = sid[(size_t)lo * SMP_SCAP + (q - sh.pre[lo])];
+                    lid[q] = id;
+                    lv[q] = w[id];
+                }
+                __syncthreads();
+                cw = lv;
+                cid = lid;
+                Vc = total;
+                nfin = total;
+            }
+            __syncthreads();
+        }
         const float pmx = best, temp = R.temperature;
         const float S = 2147483648.0f; // 2^31
         auto pm = [&](float v) -> unsigned long long {
             return (unsigned long long)__float2uint_rd(fminf(expf((v - pmx) / temp), 1.0f) * S);
         };
         auto kf = [&](int i, uint32_t &k, unsigned long long &ms) -> bool {
-            const float v = w[i];
+            const float v = cw[i];
             if (v == -INFINITY) return false;
             k = fkey(v);
             ms = pm(v);
@@ -253,8 +571,8 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         // `ties` tokens (by id) at `key`. (0, all) keeps everything.
         auto mass_of = [&](uint32_t key, unsigned long long ties) -> unsigned long long {
             unsigned long long s = 0, at = 0;
-            for (int i = threadIdx.x; i < V; i += blockDim.x) {
-                const float v = w[i];
+            for (int i = threadIdx.x; i < Vc; i += blockDim.x) {
+                const float v = cw[i];
                 if (v == -INFINITY) continue;
                 const uint32_t k = fkey(v);
                 if (k > key) s += pm(v);
@@ -272,26 +590,28 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         };
         // the candidate set, as sampler.c picks it: top-k; else the top m for m = 256,
         // 1024, ... until it holds top_p of the mass (top_p < 1) or all but 1e-6 of it
-        int nfin = 0;
-        for (int i = threadIdx.x; i < V; i += blockDim.x) nfin += w[i] != -INFINITY;
-        nfin = (int)block_sum64((unsigned long long)nfin, sh);
+        if (nfin < 0) {
+            nfin = 0;
+            for (int i = threadIdx.x; i < Vc; i += blockDim.x) nfin += cw[i] != -INFINITY;
+            nfin = (int)block_sum64((unsigned long long)nfin, sh);
+        }
         if (R.top_k > 0 && R.top_k < V) {
             if (R.top_k < nfin) {
-                radix_find<false>(V, kf, (unsigned long long)R.top_k, sh);
+                radix_find<false, PRE>(Vc, kf, (unsigned long long)R.top_k, sh);
                 tighten(sh.found_key, (unsigned long long)R.top_k - sh.found_above);
             }
         } else {
             const unsigned long long all = mass_of(0, ~0ull);
-            int mm = V < 256 ? V : 256;
-            while (mm < nfin && mm < V) {
-                radix_find<false>(V, kf, (unsigned long long)mm, sh);
+            int mm = Vc < 256 ? Vc : 256;
+            while (mm < nfin && mm < Vc) {
+                radix_find<false, PRE>(Vc, kf, (unsigned long long)mm, sh);
                 const uint32_t k = sh.found_key;
                 const unsigned long long t = (unsigned long long)mm - sh.found_above;
                 const unsigned long long in = mass_of(k, t);
                 const bool done = R.top_p < 1.0f ? (double)in >= (double)R.top_p * (double)all
                                                  : (double)(all - in) <= 1e-6 * (double)all;
                 if (done) { tighten(k, t); break; }
-                mm = mm * 4 < V ? mm * 4 : V;
+                mm = mm * 4 < Vc ? mm * 4 : Vc;
             }
         }
         auto cut_mass = [&]() { return mass_of(bkey, bties); };
@@ -299,7 +619,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
             const unsigned long long mu = cut_mass();
             unsigned long long tp = (unsigned long long)ceil((double)R.top_p * (double)mu);
             if (tp < 1) tp = 1;
-            radix_find<true>(V, kf, tp, sh);
+            radix_find<true, PRE>(Vc, kf, tp, sh);
             const unsigned long long pk = pm(key_f(sh.found_key));
             const unsigned long long need = pk ? (tp - sh.found_above + pk - 1) / pk : 1;
             tighten(sh.found_key, need < 1 ? 1 : need);
@@ -307,8 +627,8 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         if (R.min_p > 0.0f) {
             // smallest key whose probability (relative to the top) is >= min_p
             uint32_t kmin = 0xffffffffu;
-            for (int i = threadIdx.x; i < V; i += blockDim.x) {
-                const float v = w[i];
+            for (int i = threadIdx.x; i < Vc; i += blockDim.x) {
+                const float v = cw[i];
                 if (v != -INFINITY && expf((v - pmx) / temp) >= R.min_p) kmin = min(kmin, fkey(v));
             }
             if (threadIdx.x == 0) sh.kmin = 0xffffffffu;
@@ -321,13 +641,13 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
         if (mb > 0) {
             unsigned long long r = (unsigned long long)((double)R.u * (double)mb);
             if (r >= mb) r = mb - 1;
-            radix_find<true>(V, kf, r + 1, sh);
+            radix_find<true, PRE>(Vc, kf, r + 1, sh);
             const unsigned long long pk = pm(key_f(sh.found_key));
             const unsigned long long j = pk ? (r - sh.found_above) / pk : 0;
             if (threadIdx.x == 0) sh.list_n = 0;
             __syncthreads();
-            tie_find(V, kf, sh.found_key, (int)j, 0, sh);
-            if (sh.tie_id >= 0) tok = sh.tie_id;
+            tie_find(Vc, kf, sh.found_key, (int)j, 0, sh);
+            if (sh.tie_id >= 0) tok = cid ? cid[sh.tie_id] : sh.tie_id;
         }
     }
     // logprobs of the raw logits
@@ -345,7 +665,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
             ms = 0;
             return true;
         };
-        radix_find<false>(V, kr, (unsigned long long)n_top, sh);
+        radix_find<false, PRE>(V, kr, (unsigned long long)n_top, sh);
         const uint32_t kk = sh.found_key;
         const int need = n_top - (int)sh.found_above;
         if (threadIdx.x == 0) sh.list_n = 0;
@@ -389,7 +709,17 @@ extern "C" int cuda_sample(const cuda_sample_args *a, void *stream, err *e) {
     if (!a || !a->logits || !a->rows || !a->work || !a->out || a->n < 1 || a->n > 65535 || a->n_vocab < 1 ||
         a->ld < a->n_vocab)
         return err_set(e, ERR_INVALID, "cuda_sample: n %d vocab %d", a ? a->n : 0, a ? a->n_vocab : 0);
-    sample_kernel<<<a->n, SMP_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    if (cuda_elt_old()) {
+        sample_kernel<false><<<a->n, SMP_THREADS, 0, CUDA_STREAM(stream)>>>(*a, 0);
+        CUDA_LAUNCHED();
+        return 0;
+    }
+    const int parts = smp_slices(a->n_vocab);
+    sample_pre_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    CUDA_LAUNCHED();
+    sample_cand_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    CUDA_LAUNCHED();
+    sample_kernel<true><<<a->n, SMP_THREADS, 0, CUDA_STREAM(stream)>>>(*a, parts);
     CUDA_LAUNCHED();
     return 0;
 }

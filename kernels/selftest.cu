@@ -708,6 +708,184 @@ void test_act(int T, int ffn, int act) {
     report("act_mm", shape, er, 1e-5, us, rc == 0 && f1 && f2);
 }
 
+// ----------------------------------------------------------------------------- element-wise producers (second generation)
+
+// One producer (kind 0: resid_norm with o (+ post_w when post), 1: act_mm silu (gelu when
+// post), 2: mmin_prepare) at T rows of K into `forms`, against float64: the XP values, the
+// F16/BF16 hi + lo times 2^e (and the per-32 sums), and the Q8 codes / scales / sums bit
+// for bit against the CPU's quantization of the f32 row the same kernel computes (a
+// companion run with XP added; its XP must equal this run's where both have it). The
+// residual's x update too. `fresh` inputs per run (the residual updates x in place).
+struct elt_io {
+    std::vector<float> xp, ts, gs, q8d, q8s, xo;
+    std::vector<uint16_t> hi, lo, bhi, blo;
+    std::vector<int8_t> q8;
+    double us;
+    int rc;
+};
+elt_io elt_run(int kind, int T, int K, int forms, int post, const std::vector<float> &in0, const std::vector<float> &in1,
+               const std::vector<float> &pw, const std::vector<float> &nw, bool time_it) {
+    elt_io r;
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+    if (m.xp) poison(m.xp, (size_t)T * K * 4);
+    if (m.hi) { poison(m.hi, (size_t)T * K * 2); poison(m.lo, (size_t)T * K * 2); poison(m.gsum, (size_t)T * K / 32 * 4); }
+    if (m.bhi) { poison(m.bhi, (size_t)T * K * 2); poison(m.blo, (size_t)T * K * 2); poison(m.gsum, (size_t)T * K / 32 * 4); }
+    if (m.q8) { poison(m.q8, (size_t)T * K); poison(m.q8d, (size_t)T * K / 32 * 4); poison(m.q8s, (size_t)T * K / 32 * 4); }
+    float *d0 = dup(in0), *d1 = kind < 2 ? dup(in1) : NULL, *dpw = dup(pw), *dnw = dup(nw);
+    err e2 = {ERR_OK, {0}};
+    cuda_resid_args a;
+    memset(&a, 0, sizeof a);
+    a.x = d0; a.o = d1; a.post_w = post ? dpw : NULL; a.norm_w = dnw; a.n = T; a.dim = K; a.eps = 1e-6f; a.out = &m;
+    auto launch = [&]() {
+        if (kind == 0) return cuda_resid_norm(&a, C->st, &e2);
+        if (kind == 1) return cuda_act_mm(d0, d1, K, T, K, post ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU, &m, C->st, &e2);
+        return cuda_mmin_prepare(d0, K, &m, T, C->st, &e2);
+    };
+    r.rc = launch();
+    cudaStreamSynchronize(C->st);
+    const size_t n = (size_t)T * K;
+    if (m.xp) r.xp = get(m.xp, n);
+    if (m.hi) { r.hi = get(m.hi, n); r.lo = get(m.lo, n); }
+    if (m.bhi) { r.bhi = get(m.bhi, n); r.blo = get(m.blo, n); }
+    if (m.gsum) { r.gs = get(m.gsum, n / 32); r.ts = get(m.tscale, T); }
+    if (m.q8) { r.q8 = get(m.q8, n); r.q8d = get(m.q8d, n / 32); r.q8s = get(m.q8s, n / 32); }
+    if (kind == 0) r.xo = get(d0, n);
+    r.us = 0;
+    if (time_it && kind != 0) r.us = time_us([&] { launch(); }, 10);
+    if (time_it && kind == 0) { a.o = NULL; r.us = time_us([&] { launch(); }, 10); } // x stays put: no o
+    return r;
+}
+
+void test_elt(int kind, int T, int K, int forms, int post) {
+    const size_t n = (size_t)T * K;
+    auto in0 = randn(n, kind == 1 ? 2.0 : 1.5), in1 = randn(n, 1.0);
+    auto pw = randn(K, 0.3), nw = randn(K, 0.3);
+    for (auto &v : pw) v += 1.0f;
+    for (auto &v : nw) v += 1.0f;
+    if (T > 2) for (int k = 0; k < K; k++) in0[(size_t)1 * K + k] *= 3000.0f; // a large row
+    for (int k = 64; k < 96 && kind == 2; k++) in0[k] = 0.0f;                 // an all-zero block
+    // float64 reference of the produced rows (and of the updated residual)
+    std::vector<double> ref(n), xr(kind == 0 ? n : 0);
+    for (int t = 0; t < T; t++) {
+        const size_t b = (size_t)t * K;
+        if (kind == 0) {
+            double so = 0;
+            for (int k = 0; k < K; k++) so += (double)in1[b + k] * in1[b + k];
+            const double ro = 1.0 / sqrt(so / K + 1e-6);
+            double ss = 0;
+            for (int k = 0; k < K; k++) {
+                xr[b + k] = in0[b + k] + (post ? in1[b + k] * ro * pw[k] : (double)in1[b + k]);
+                ss += xr[b + k] * xr[b + k];
+            }
+            const double rr = 1.0 / sqrt(ss / K + 1e-6);
+            for (int k = 0; k < K; k++) ref[b + k] = xr[b + k] * rr * nw[k];
+        } else if (kind == 1) {
+            for (int k = 0; k < K; k++) {
+                const double g = in0[b + k];
+                const double av = post ? 0.5 * g * (1 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) : g / (1 + exp(-g));
+                ref[b + k] = av * in1[b + k];
+            }
+        } else {
+            for (int k = 0; k < K; k++) ref[b + k] = in0[b + k];
+        }
+    }
+    elt_io comp = elt_run(kind, T, K, forms | CUDA_MMIN_XP, post, in0, in1, pw, nw, false);
+    elt_io run = elt_run(kind, T, K, forms, post, in0, in1, pw, nw, true);
+    double er = 0, er_tc = 0;
+    int fin = 1, f2 = 1;
+    size_t bad = 0;
+    std::vector<float> nat(n); // comp's XP in natural order
+    for (size_t t = 0; t < (size_t)T; t++)
+        for (int k = 0; k < K; k++) nat[t * K + k] = comp.xp[t * K + (k & ~63) + inv_perm64(k & 63)];
+    er = rel_l2(nat.data(), ref.data(), n, &fin);
+    if (kind == 0) {
+        int f3;
+        er = std::max(er, rel_l2(run.xo.data(), xr.data(), n, &f3));
+        fin &= f3;
+    }
+    if (forms & CUDA_MMIN_XP) bad += run.xp != comp.xp;
+    for (int bf = 0; bf < 2; bf++) {
+        const int fm = bf ? CUDA_MMIN_BF16 : CUDA_MMIN_F16;
+        if (!(forms & fm)) continue;
+        const std::vector<uint16_t> &H = bf ? run.bhi : run.hi, &L = bf ? run.blo : run.lo;
+        std::vector<float> got(n), gsg(n / 32);
+        std::vector<double> gsr(n / 32, 0.0);
+        for (size_t t = 0; t < (size_t)T; t++)
+            for (int k = 0; k < K; k++) {
+                const size_t at = t * K + (k & ~63) + inv_perm64(k & 63);
+                const float h = bf ? bf2f(H[at]) : quant_f16_to_f32(H[at]), l = bf ? bf2f(L[at]) : quant_f16_to_f32(L[at]);
+                got[t * K + k] = (h + l) * run.ts[t];
+                gsr[(t * K + k) / 32] += ref[t * K + k];
+            }
+        for (size_t g = 0; g < n / 32; g++) gsg[g] = run.gs[g] * run.ts[g / (K / 32)];
+        int fa, fb;
+        er_tc = std::max(er_tc, rel_l2(got.data(), ref.data(), n, &fa));
+        er_tc = std::max(er_tc, rel_l2(gsg.data(), gsr.data(), n / 32, &fb));
+        f2 &= fa & fb;
+    }
+    size_t q8bad = 0;
+    if (forms & CUDA_MMIN_Q8) {
+        for (size_t g = 0; g < n / 32; g++) {
+            float a = 0.0f;
+            for (int i = 0; i < 32; i++) a = fmaxf(a, fabsf(nat[g * 32 + i]));
+            const float d = a / 127.0f;
+            int sq = 0;
+            for (int i = 0; i < 32; i++) {
+                const size_t e = g * 32 + i, t = e / K, k = e % K;
+                const int q = a == 0.0f ? 0 : (int)roundf(nat[e] / d);
+                sq += q;
+                if (run.q8[t * K + (k & ~63) + inv_perm64((int)(k & 63))] != (int8_t)q) q8bad++;
+            }
+            if (!(run.q8d[g] == d) || !(run.q8s[g] == d * (float)sq)) q8bad++;
+        }
+    }
+    const char *kn[3] = {"elt resid_norm", "elt act_mm", "elt prepare"};
+    char shape[96], note[96];
+    snprintf(shape, sizeof shape, "T%d K%d%s%s%s%s%s%s", T, K, forms & CUDA_MMIN_XP ? " xp" : "", forms & CUDA_MMIN_F16 ? " f16" : "",
+             forms & CUDA_MMIN_BF16 ? " bf16" : "", forms & CUDA_MMIN_Q8 ? " q8" : "",
+             post ? (kind == 0 ? " post" : kind == 1 ? " gelu" : "") : "", cuda_elt_old() ? " OLD" : "");
+    snprintf(note, sizeof note, "(tc err %.1e; %zu q8 mismatches, %zu xp diffs)", er_tc, q8bad, bad);
+    const double tol_tc = forms & CUDA_MMIN_BF16 ? 1e-4 : 1e-5;
+    report(kn[kind], shape, er, 1e-5, run.us,
+           comp.rc == 0 && run.rc == 0 && fin && f2 && er_tc <= tol_tc && q8bad == 0 && bad == 0, note);
+    dfree_all();
+}
+
+// The combinations of rows, widths and forms the engine uses (T = 1 XP; T > 1 the Q8
+// form alone at precision fast, F16 (+ XP) at exact, Q8 + F16 when a weight mmq does not
+// take shares the input, BF16), widths on the 1/2/4-float4-per-thread row kernels, a width
+// that falls back to the first generation (K % 128 != 0) and chunk tails (K / 4 not a
+// multiple of 256).
+void test_elt_all(int quick) {
+    const int Q8 = CUDA_MMIN_Q8, F16 = CUDA_MMIN_F16, XP = CUDA_MMIN_XP, BF = CUDA_MMIN_BF16;
+    for (int T : {1, 2, 17, 64, 512, 2048}) {
+        if (quick && T == 2048) continue;
+        const int f = T == 1 ? XP : Q8;
+        test_elt(0, T, 4096, f, 0);
+        test_elt(1, T, 12288, f, 0);
+        test_elt(2, T, 4096, f, 0);
+    }
+    test_elt(0, 1, 4096, XP, 1);
+    test_elt(0, 17, 4096, Q8 | F16, 1);
+    test_elt(0, 64, 4096, F16 | XP, 0);
+    test_elt(0, 7, 640, Q8 | XP, 1);
+    test_elt(0, 5, 5120, BF | Q8, 0);
+    test_elt(0, 3, 8192, F16, 1);
+    test_elt(0, 2, 16384, Q8 | F16, 0);
+    test_elt(0, 3, 4160, Q8, 0);
+    test_elt(1, 17, 12288, Q8 | F16, 0);
+    test_elt(1, 64, 12288, F16 | XP, 0);
+    test_elt(1, 5, 1088, Q8 | XP, 1);
+    test_elt(1, 3, 3072, BF | XP, 1);
+    test_elt(1, 2, 25600, F16, 0); // 6400 float4s: no row kernel, the first generation
+    test_elt(2, 17, 4096, Q8 | F16, 0);
+    test_elt(2, 512, 4096, Q8 | XP, 0);
+    test_elt(2, 64, 4096, F16, 0);
+    test_elt(2, 3, 1088, Q8, 0);
+    test_elt(2, 5, 4096, BF | XP, 0);
+}
+
 // Inverse frequencies of one RoPE (what the engine computes from model_rope): plain base,
 // linear scaling, YaRN ramp (with its mscale), llama3 per-dimension divisors.
 void rope_table(int variant, int n_rot, float base, std::vector<float> &inv, float &mscale) {
@@ -1124,7 +1302,10 @@ smp_ref sample_ref(const float *raw, int V, const cuda_sample_row &R, const uint
     return res;
 }
 
-void test_sample(int V, int ties) {
+// tdiv > 1 divides every temperature (peaked distributions: the candidate-list path of
+// the second generation). The rows are also run through the first generation (one CTA
+// per row, SPARKD_ELT_OLD's path): tokens and top ids must be identical, logprobs within 1e-5.
+void test_sample(int V, int ties, float tdiv = 1.0f) {
     const int n = 9;
     std::vector<float> logits((size_t)n * V);
     for (auto &x : logits) {
@@ -1166,6 +1347,7 @@ void test_sample(int V, int ties) {
     rows[6].temperature = 1.0f; // the whole distribution
     rows[7].temperature = 0.5f; rows[7].top_k = 5; rows[7].mask_off = 0; rows[7].bias_off = 0; rows[7].n_bias = 12;
     rows[8].temperature = 2.0f; rows[8].top_p = 0.5f; rows[8].n_top = 20; rows[8].pres_pen = -1.0f;
+    for (auto &R : rows) R.temperature /= tdiv;
     cuda_sample_args a;
     memset(&a, 0, sizeof a);
     a.logits = dup(logits); a.ld = V; a.n_vocab = V; a.rows = dup(rows); a.n = n;
@@ -1183,7 +1365,29 @@ void test_sample(int V, int ties) {
     cudaStreamSynchronize(C->st);
     auto out = get(a.out, n);
     double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 5);
-    int bad = 0, near = 0;
+    int bad = 0, near = 0, gen_diff = 0;
+    {
+        const int was = cuda_elt_old();
+        cuda_elt_old_set(!was);
+        cuda_sample_out *o2 = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
+        poison(o2, n * sizeof(cuda_sample_out));
+        cuda_sample_args a2 = a;
+        a2.out = o2;
+        rc |= cuda_sample(&a2, C->st, &e2);
+        cudaStreamSynchronize(C->st);
+        cuda_elt_old_set(was);
+        auto out2 = get(o2, n);
+        for (int r = 0; r < n; r++) {
+            bool same = out2[r].token == out[r].token && out2[r].n_top == out[r].n_top &&
+                        fabsf(out2[r].logprob - out[r].logprob) <= 1e-5f;
+            for (int k = 0; same && k < out[r].n_top && k < CUDA_SAMPLE_TOP; k++)
+                same = out2[r].top_ids[k] == out[r].top_ids[k] && fabsf(out2[r].top_logprobs[k] - out[r].top_logprobs[k]) <= 1e-5f;
+            if (!same) {
+                gen_diff++;
+                fprintf(C->f, "# sample row %d: token %d here, %d with the other generation\n", r, out[r].token, out2[r].token);
+            }
+        }
+    }
     double lp_err = 0;
     for (int r = 0; r < n; r++) {
         const cuda_sample_row &R = rows[r];
@@ -1219,10 +1423,11 @@ void test_sample(int V, int ties) {
             }
         }
     }
-    char shape[64], note[64];
-    snprintf(shape, sizeof shape, "%d rows vocab%d%s", n, V, ties ? " ties" : "");
-    snprintf(note, sizeof note, "(%d wrong, %d near-boundary; lp err)", bad, near);
-    report("sample", shape, lp_err, 2e-4, us, rc == 0 && bad == 0 && counts_ok, note);
+    char shape[64], note[128];
+    snprintf(shape, sizeof shape, "%d rows vocab%d%s%s%s", n, V, ties ? " ties" : "", tdiv > 1.0f ? " peaked" : "",
+             cuda_elt_old() ? " OLD" : "");
+    snprintf(note, sizeof note, "(%d wrong, %d near-boundary, %d differ old/new; lp err)", bad, near, gen_diff);
+    report("sample", shape, lp_err, 2e-4, us, rc == 0 && bad == 0 && gen_diff == 0 && counts_ok, note);
 }
 
 
@@ -1347,6 +1552,89 @@ void bench_prefill(uint32_t type, double peak) {
         }
         dfree_all();
     }
+}
+
+// SPARKD_KBENCH=elt: the element-wise producers and sampling at the Qwen3-8B shape, first
+// generation (SPARKD_ELT_OLD's kernels with every form the engine used to write) vs the
+// second (its kernels with the same forms, then with the forms the engine now writes).
+void bench_elt() {
+    const int Q8 = CUDA_MMIN_Q8, F16 = CUDA_MMIN_F16, XP = CUDA_MMIN_XP;
+    const int was = cuda_elt_old();
+    fprintf(C->f, "| kernel | T | variant | forms | us per call | GB/s (min bytes) | |\n|---|---|---|---|---|---|---|\n");
+    const int Tmax = 512;
+    struct { const char *name; int kind, K; } ks[] = {{"resid_norm (+o)", 0, 4096}, {"act_mm silu", 1, 12288}, {"mmin_prepare", 2, 4096}};
+    for (auto &kd : ks) {
+        const int K = kd.K;
+        const int allf = XP | F16 | Q8;
+        cuda_mmin m;
+        cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, K, allf)), Tmax, K, allf);
+        float *d0 = dup(randn((size_t)Tmax * K, 1.0)), *d1 = dup(randn((size_t)Tmax * K, 1.0));
+        float *dnw = dup(randn(K, 1.0));
+        for (int T : {1, 64, 512}) {
+            struct { const char *v; int old, forms; } vs[] = {
+                {"old", 1, T == 1 ? XP : allf}, {"new, old forms", 0, T == 1 ? XP : allf}, {"new", 0, T == 1 ? XP : Q8}};
+            for (auto &v : vs) {
+                cuda_elt_old_set(v.old);
+                cuda_mmin mm = m;
+                mm.forms = v.forms;
+                cuda_resid_args a;
+                memset(&a, 0, sizeof a);
+                a.x = d0; a.o = d1; a.norm_w = dnw; a.n = T; a.dim = K; a.eps = 1e-6f; a.out = &mm;
+                const double us = time_us([&] {
+                    err e3;
+                    if (kd.kind == 0) cuda_resid_norm(&a, C->st, &e3);
+                    else if (kd.kind == 1) cuda_act_mm(d0, d1, K, T, K, CUDA_ACT_SILU, &mm, C->st, &e3);
+                    else cuda_mmin_prepare(d0, K, &mm, T, C->st, &e3);
+                }, 50);
+                // bytes that must move: inputs read (+ x written) + the forms written
+                double by = (double)T * K * 4 * (kd.kind == 0 ? 3 : kd.kind == 1 ? 2 : 1);
+                by += (double)T * K * ((v.forms & XP ? 4 : 0) + (v.forms & F16 ? 4 : 0) + (v.forms & Q8 ? 1 : 0));
+                cudaError_t ce = cudaGetLastError();
+                fprintf(C->f, "| %s K%d | %d | %s | %s%s%s | %.2f | %.0f | %s |\n", kd.name, K, T, v.v, v.forms & XP ? "xp " : "",
+                        v.forms & F16 ? "f16 " : "", v.forms & Q8 ? "q8" : "", us, by / (us * 1e3),
+                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+            }
+        }
+        dfree_all();
+    }
+    // sampling over a 151936 vocabulary: greedy, and sampled (temperature 0.8, top_p 0.95)
+    // on LLM-like logits (20 tokens near 25 above a N(0, 2) background: tokens of non-zero
+    // mass are those within 17 of the top, the candidate list) and on flat ones (N(0, 3):
+    // every token has mass, the full-row passes in one CTA as before)
+    const int V = 151936;
+    for (int n : {1, 64}) {
+        for (int kind = 0; kind < 3; kind++) {
+            std::vector<float> lg((size_t)n * V);
+            for (auto &x : lg) x = (float)((kind == 2 ? 3.0 : 2.0) * C->rng.normal());
+            if (kind < 2)
+                for (int r = 0; r < n; r++)
+                    for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(25.0 + 2.0 * C->rng.normal());
+            std::vector<cuda_sample_row> rows(n);
+            for (int r = 0; r < n; r++) {
+                cuda_sample_row &R = rows[r];
+                memset(&R, 0, sizeof R);
+                R.logits_row = r; R.slot = r; R.temperature = kind == 0 ? 0.0f : 0.8f; R.top_p = kind == 0 ? 1.0f : 0.95f;
+                R.rep_pen = 1.0f; R.u = (float)C->rng.unit(); R.mask_off = -1;
+            }
+            cuda_sample_args a;
+            memset(&a, 0, sizeof a);
+            a.logits = dup(lg); a.ld = V; a.n_vocab = V; a.rows = dup(rows); a.n = n;
+            a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
+            a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
+            const char *kn[3] = {"greedy", "sampled, LLM-like logits", "sampled, flat logits"};
+            for (int old = 1; old >= 0; old--) {
+                cuda_elt_old_set(old);
+                const double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 20);
+                cudaError_t ce = cudaGetLastError();
+                fprintf(C->f, "| sample V%d %s | %d | %s | | %.2f | | %s |\n", V, kn[kind], n, old ? "old" : "new", us,
+                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+            }
+            dfree_all();
+        }
+    }
+    cuda_elt_old_set(was);
 }
 
 // ----------------------------------------------------------------------------- driver
@@ -1520,6 +1808,11 @@ extern "C" int cuda_kbench(void *file, err *e) {
         st_close_stream();
         return 0;
     }
+    if (mode && !strcmp(mode, "elt")) {
+        bench_elt();
+        st_close_stream();
+        return 0;
+    }
     if (mode && !strcmp(mode, "prefill")) {
         // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
         // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
@@ -1653,6 +1946,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_act(7, 2048, CUDA_ACT_GELU_TANH);
     test_act(4097, 1024, CUDA_ACT_SILU);
     dfree_all();
+    test_elt_all(quick);
     for (int kv = CUDA_KV_F32; kv <= CUDA_KV_FP8; kv++) { test_qkv(7, 8, 2, 128, 128, 1, 0, kv, 1, 0); dfree_all(); }
     test_qkv(1, 4, 1, 256, 256, 1, 2, CUDA_KV_F16, 1, 0);
     test_qkv(7, 4, 2, 64, 64, 0, 1, CUDA_KV_F32, 0, 1);
@@ -1744,6 +2038,10 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_sample(1000, 0);
     test_sample(151936, 0);
     test_sample(1000, 1);
+    test_sample(151936, 0, 8.0f);
+    test_sample(1000, 1, 8.0f);
+    test_sample(151936, 1, 16.0f);
+    test_sample(4096, 0); // every token a candidate, 2048 per slice: past the slice cap, the full row
     if (!quick) for (int i = 0; i < 3; i++) test_sample(151936, 0); // fresh draws: the tail bound above
     dfree_all();
     print_table();

@@ -286,6 +286,8 @@ extern "C" int cuda_mmin_prepare(const float *x, int ldx, cuda_mmin *m, int T, v
     if (!x || !m || T < 1 || m->K % 64 || ldx < m->K || !m->forms)
         return err_set(e, ERR_INVALID, "cuda_mmin_prepare: T %d K %d ldx %d", T, m ? m->K : 0, ldx);
     m->T = T;
+    const int rc = elt_prepare(x, ldx, m, T, stream, e); // layer.cu: -1 = not taken (or SPARKD_ELT_OLD)
+    if (rc >= 0) return rc;
     if (m->forms == CUDA_MMIN_XP && T <= 65535) {
         CUDA_TRY(cuda_launch(mmin_xp_kernel, dim3((unsigned)((m->K + 255) / 256), (unsigned)T), dim3(256), 0, stream, x,
                              ldx, m->K, m->xp));
