@@ -719,6 +719,8 @@ static int cmd_device(void) {
     double tf;
     if (cuda_probe_mma_peak(&tf, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
     printf("mma.sync m16n8k16 f16->f32 peak %.1f TFLOP/s (best of 5)\n", tf);
+    if (cuda_probe_mma_peak_s8(&tf, &e)) { fprintf(stderr, "error: %s\n", e.msg); return 1; }
+    printf("mma.sync m16n8k32 s8->s32 peak %.1f TOPS (best of 5)\n", tf);
     return 0;
 #else
     fprintf(stderr, "error: this sparkd was built without CUDA (CPU only)\n");

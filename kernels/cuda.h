@@ -40,6 +40,9 @@ int cuda_probe_read_bw(size_t bytes, int iters, double *gbps, err *e);
  * 1e12 FLOP/s (2 x 16 x 8 x 16 per instruction). The exact GEMM path issues two of these
  * per product term (activation hi and lo halves). */
 int cuda_probe_mma_peak(double *tflops, err *e);
+/* The same for the int8 products of precision fast (mma.sync m16n8k32 s8 x s8 -> s32),
+ * in 1e12 OP/s (2 x 16 x 8 x 32 per instruction). */
+int cuda_probe_mma_peak_s8(double *tops, err *e);
 
 /* Benchmarks only (sparkd bench --depth): fills KV blocks [0, n_blocks) (all when < 0)
  * of a CUDA engine (engine_cuda_ops) with random values, so decode at a long context can

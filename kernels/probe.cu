@@ -97,34 +97,50 @@ out:
 }
 
 // ---------------------------------------------------------------------------------------
-// tensor-core peak of the kind the prefill GEMM issues: mma.sync.m16n8k16 f16 x f16 -> f32
+// tensor-core peaks of the kinds the prompt products issue: mma.sync.m16n8k16 f16 x f16 -> f32
+// (precision exact, and the f16 path) and mma.sync.m16n8k32 s8 x s8 -> s32 (precision fast:
+// kernels/mmq.cu)
 
 // Every warp runs `iters` rounds of 8 independent MMAs from registers (operands are
 // non-zero and differ per lane); the sums are written only on an unlikely value.
+// a[4], b0, b1: the same register counts for both kinds (16 x 16 f16 / 16 x 32 s8 A, B halves).
+template <int S8>
 __global__ void cuda_mma_peak_kernel(int iters, float *sink) {
     const uint32_t l = threadIdx.x & 31;
     uint32_t a[4], b0, b1;
-    for (int i = 0; i < 4; i++) a[i] = 0x3c003c00u + (l * 7 + i) * 0x00010001u; // ~1.0 halves
+    for (int i = 0; i < 4; i++) a[i] = 0x3c003c00u + (l * 7 + i) * 0x00010001u; // ~1.0 halves; small s8 codes
     b0 = 0x38003800u + l * 0x00030003u;                                          // ~0.5
     b1 = 0x34003400u + l * 0x00050005u;                                          // ~0.25
     float acc[8][4];
-    for (int k = 0; k < 8; k++) acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.0f;
+    int iacc[8][4];
+    for (int k = 0; k < 8; k++) {
+        acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.0f;
+        iacc[k][0] = iacc[k][1] = iacc[k][2] = iacc[k][3] = 0;
+    }
     for (int it = 0; it < iters; it++) {
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                         "{%8,%9}, {%0,%1,%2,%3};\n"
-                         : "+f"(acc[k][0]), "+f"(acc[k][1]), "+f"(acc[k][2]), "+f"(acc[k][3])
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        for (int k = 0; k < 8; k++) {
+            if (S8)
+                asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                             "{%8,%9}, {%0,%1,%2,%3};\n"
+                             : "+r"(iacc[k][0]), "+r"(iacc[k][1]), "+r"(iacc[k][2]), "+r"(iacc[k][3])
+                             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+            else
+                asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                             "{%8,%9}, {%0,%1,%2,%3};\n"
+                             : "+f"(acc[k][0]), "+f"(acc[k][1]), "+f"(acc[k][2]), "+f"(acc[k][3])
+                             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        }
     }
     float s = 0.0f;
-    for (int k = 0; k < 8; k++) s += acc[k][0] + acc[k][1] + acc[k][2] + acc[k][3];
+    for (int k = 0; k < 8; k++) s += acc[k][0] + acc[k][1] + acc[k][2] + acc[k][3] +
+                                     (float)(iacc[k][0] + iacc[k][1] + iacc[k][2] + iacc[k][3]);
     if (s == 1234.5f) sink[0] = s;
 }
 
-extern "C" int cuda_probe_mma_peak(double *tflops, err *e) {
-    if (!tflops) return err_set(e, ERR_INVALID, "cuda_probe_mma_peak: no output");
-    *tflops = 0.0;
+static int probe_mma(int s8, double *tops, err *e) {
+    if (!tops) return err_set(e, ERR_INVALID, "cuda_probe_mma_peak: no output");
+    *tops = 0.0;
     int status = 0, sms = 0;
     float *sink = NULL;
     cudaEvent_t t0 = NULL, t1 = NULL;
@@ -136,7 +152,8 @@ extern "C" int cuda_probe_mma_peak(double *tflops, err *e) {
     CUDA_TRY_GOTO(cudaEventCreate(&t1), out);
     for (int it = -1; it < 5; it++) {
         CUDA_TRY_GOTO(cudaEventRecord(t0), out);
-        cuda_mma_peak_kernel<<<sms * per_sm, threads>>>(iters, sink);
+        if (s8) cuda_mma_peak_kernel<1><<<sms * per_sm, threads>>>(iters, sink);
+        else cuda_mma_peak_kernel<0><<<sms * per_sm, threads>>>(iters, sink);
         CUDA_TRY_GOTO(cudaGetLastError(), out);
         CUDA_TRY_GOTO(cudaEventRecord(t1), out);
         CUDA_TRY_GOTO(cudaEventSynchronize(t1), out);
@@ -145,8 +162,9 @@ extern "C" int cuda_probe_mma_peak(double *tflops, err *e) {
         if (it >= 0 && (best_ms == 0.0f || ms < best_ms)) best_ms = ms;
     }
     if (best_ms > 0.0f) {
-        const double flop = (double)sms * per_sm * (threads / 32) * iters * 8 * (2.0 * 16 * 8 * 16);
-        *tflops = flop / (best_ms * 1e-3) / 1e12;
+        const double k = s8 ? 32.0 : 16.0; // m16 n8 k
+        const double ops = (double)sms * per_sm * (threads / 32) * iters * 8 * (2.0 * 16 * 8 * k);
+        *tops = ops / (best_ms * 1e-3) / 1e12;
     }
 out:
     if (t0) cudaEventDestroy(t0);
@@ -154,3 +172,6 @@ out:
     cudaFree(sink);
     return status;
 }
+
+extern "C" int cuda_probe_mma_peak(double *tflops, err *e) { return probe_mma(0, tflops, e); }
+extern "C" int cuda_probe_mma_peak_s8(double *tops, err *e) { return probe_mma(1, tops, e); }

@@ -22,12 +22,11 @@
 #            SPARKD_KBENCH=prefill (f16 exact / f16 fast / int8 mmq per Qwen3-8B product),
 #            SPARKD_MM_FAST=1 model checks, pp512 and 64 sequences with --precision fast,
 #            SPARKD_MMQ=1 (int8) against SPARKD_MMQ=0 (one f16)
-#   sparkd   sparkd bench on both models (KV f16, as llama.cpp's default cache):
-#            -p 512 -n 128 -r 3 (llama-bench's pp512 / tg128); --npl 1,8,32,64 -p 512 -n 128
-#            (llama-batched-bench); --depth 32768 --npl 1,8 -n 128 on Q4_K_M (decode at 32K of
-#            context, prefix shared); A/B runs of the decode step with PDL, the paired
-#            gate/up GEMV turned off (SPARKD_NO_PDL, SPARKD_NO_PAIR), the tensor-core products
-#            on single-f16 activations (SPARKD_MM_FAST=1: --npl 1,64; not the default)
+#   sparkd   sparkd bench on both models (KV f16, as llama.cpp's default cache), --precision
+#            PREC (default fast): -p 512 -n 128 -r 3 (llama-bench's pp512 / tg128); --npl
+#            1,8,32,64 -p 512 -n 128 (llama-batched-bench); --depth 32768 --npl 1,8 -n 128 on
+#            Q4_K_M (decode at 32K of context, prefix shared); beside them pp512 / tg128 / 64
+#            sequences at --precision exact and the decode step without PDL (SPARKD_NO_PDL=1)
 #   peer     llama.cpp (the CUDA peer of tests/gpu/build_llamacpp_cuda.sh, unpacked here; its
 #            libcudart/libcublas come from this machine's CUDA toolkit): llama-bench -p 512
 #            -n 128 -fa 1 -ngl 99; llama-batched-bench -npp 512 -ntg 128 -npl 1,8,32,64;
@@ -52,6 +51,7 @@ PY=${PY:-python3}
 LAYERS=${LAYERS:-36}
 JOBS=${JOBS:-$(nproc)}
 KV=${KV:-f16}
+export PREC=${PREC:-fast} # the sparkd step's --precision (fast: int8 activations, the speed mode; exact rows are printed beside)
 DEPTH=${DEPTH:-32768}
 mkdir -p "$M"
 export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
@@ -120,25 +120,23 @@ for s in $STEPS; do
         done; done
         exit \$f" ;;
     sparkd) if [ "${MODE:-full}" = decode ]; then step sparkd ${T_SPARKD:-400} bash -c "
-        for g in $Q8 $Q4; do echo \"== \$g\"; '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
+        for g in $Q8 $Q4; do echo \"== \$g\"; '$BIN' bench -m \$g --device cuda --kv $KV --precision $PREC -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
         for g in $Q8 $Q4; do echo \"== \$g SPARKD_GEMV_DP4A=1\"; SPARKD_GEMV_DP4A=1 '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
         echo \"== $Q4 depth\"
-        '$BIN' bench -m $Q4 --device cuda --kv $KV -n 128 --depth $DEPTH --npl 1,8 2>&1 | tail -n 3"
+        '$BIN' bench -m $Q4 --device cuda --kv $KV --precision $PREC -n 128 --depth $DEPTH --npl 1,8 2>&1 | tail -n 3"
         else step sparkd ${T_SPARKD:-400} bash -c "
         for g in $Q8 $Q4; do
             echo \"== \$g\"
-            '$BIN' bench -m \$g --device cuda --kv $KV -p 512 -n 128 -r 3 2>&1 | tail -n 3
-            '$BIN' bench -m \$g --device cuda --kv $KV -p 512 -n 128 --npl 1,8,32,64 -b 2048 2>&1 | tail -n 5
+            '$BIN' bench -m \$g --device cuda --kv $KV --precision $PREC -p 512 -n 128 -r 3 2>&1 | tail -n 3
+            '$BIN' bench -m \$g --device cuda --kv $KV --precision $PREC -p 512 -n 128 --npl 1,8,32,64 -b 2048 2>&1 | tail -n 5
         done
         echo \"== $Q4 depth\"
-        '$BIN' bench -m $Q4 --device cuda --kv $KV -n 128 --depth $DEPTH --npl 1,8 2>&1 | tail -n 3
-        for g in $Q8 $Q4; do echo \"== \$g SPARKD_GEMV_DP4A=1\"; SPARKD_GEMV_DP4A=1 '$BIN' bench -m \$g --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 3; done
-        for v in SPARKD_NO_PDL SPARKD_NO_PAIR; do
-            echo \"== $Q8 \$v=1\"
-            env \$v=1 '$BIN' bench -m $Q8 --device cuda --kv $KV -p 8 -n 128 -r 2 2>&1 | tail -n 1
-        done
-        echo \"== $Q8 SPARKD_MM_FAST=1\"
-        SPARKD_MM_FAST=1 '$BIN' bench -m $Q8 --device cuda --kv $KV -p 512 -n 128 --npl 1,64 -b 2048 2>&1 | tail -n 2"; fi ;;
+        '$BIN' bench -m $Q4 --device cuda --kv $KV --precision $PREC -n 128 --depth $DEPTH --npl 1,8 2>&1 | tail -n 3
+        for g in $Q8 $Q4; do echo \"== \$g precision exact\"
+            '$BIN' bench -m \$g --device cuda --kv $KV --precision exact -p 512 -n 128 -r 2 2>&1 | tail -n 2
+            '$BIN' bench -m \$g --device cuda --kv $KV --precision exact -p 512 -n 128 --npl 64 -b 2048 2>&1 | tail -n 1; done
+        echo \"== $Q8 SPARKD_NO_PDL=1\"
+        SPARKD_NO_PDL=1 '$BIN' bench -m $Q8 --device cuda --kv $KV --precision $PREC -p 8 -n 128 -r 2 2>&1 | tail -n 1"; fi ;;
     peer) step peer ${T_PEER:-400} bash -c "
         set -e
         P=/tmp/peer; mkdir -p \$P

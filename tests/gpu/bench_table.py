@@ -91,7 +91,10 @@ def num(pat, lines):
 
 env = read("env.txt")
 probe = num(r"read bandwidth ([\d.]+) GB/s", env.splitlines())
-peak = num(r"peak ([\d.]+) TFLOP/s", env.splitlines())
+peak16 = num(r"f16->f32 peak ([\d.]+) TFLOP/s", env.splitlines())
+peak8 = num(r"s8->s32 peak ([\d.]+) TOPS", env.splitlines())
+# the prompt ceiling is the peak of the MMA kind the prompt products issue at this precision
+peak = peak8 if os.environ.get("PREC", "fast") == "fast" and peak8 else peak16
 sp = sections(read("sparkd.txt"))
 pe = sections(read("peer.txt"))
 
@@ -172,18 +175,24 @@ for name, path in (("Q8_0", Q8), ("Q4_K_M", Q4)):
                          probe * 1e9 * B / bstep if probe else None,
                          f"ceiling counts each sequence's {DEPTH * c['kv_pos'] / 1e9:.1f} GB of KV (the prefix is "
                          f"shared, so L2 may beat it); target ≥ 2×"))
+    ex = sp.get(f"{path} precision exact", [])
+    if ex:
+        rows.append((f"{name} at --precision exact: pp512 (tok/s)", num(r"^pp512: ([\d.]+)", ex), pp_p,
+                     peak16 * 1e12 / fl if peak16 else None,
+                     "f16 hi + lo activations (the default precision); ceiling from the f16 peak"))
+        rows.append((f"{name} at --precision exact: tg128 (tok/s)", num(r"^tg128: ([\d.]+)", ex), tg_p, ceil_tg, ""))
+        rows.append((f"{name} at --precision exact: 64 sequences (generated tok/s)",
+                     num(r"^npl 64: .*tg 128 x 64: ([\d.]+) tok/s", ex), lbb(p, 64, "speed_tg"), None, ""))
     if name == "Q8_0":
         for v in ("SPARKD_NO_PDL", "SPARKD_NO_PAIR"):
-            ab = num(r"^tg128: ([\d.]+)", sp.get(f"{path} {v}=1", []))
-            rows.append((f"{name} tg128 with {v}=1 (A/B)", ab, None, ceil_tg, "what that part is worth"))
-        fs = sp.get(f"{path} SPARKD_MM_FAST=1", [])
-        rows.append((f"{name} prompt tok/s, 1 x 512, single-f16 activations (SPARKD_MM_FAST=1)",
-                     num(r"^npl 1: pp 512 x 1: ([\d.]+)", fs), pp_p, ceil_pp, "A/B: not the default (accuracy)"))
-        rows.append((f"{name} generated tok/s, 64 sequences, SPARKD_MM_FAST=1",
-                     num(r"^npl 64: .*tg 128 x 64: ([\d.]+) tok/s", fs), lbb(p, 64, "speed_tg"), None,
-                     "A/B: not the default (accuracy)"))
+            ab = num(r"^tg\d+: ([\d.]+)", sp.get(f"{path} {v}=1", []))
+            if ab is not None:
+                rows.append((f"{name} decode batch 1 with {v}=1 (A/B)", ab, None, ceil_tg, "what that part is worth"))
 
-lines = [f"Probe {f(probe)} GB/s, mma.sync m16n8k16 f16->f32 peak {f(peak, 1)} TFLOP/s, KV {KV}.", "",
+PREC = os.environ.get("PREC", "fast")
+lines = [f"Probe {f(probe)} GB/s, mma.sync m16n8k16 f16->f32 peak {f(peak16, 1)} TFLOP/s, m16n8k32 s8->s32 peak "
+         f"{f(peak8, 1)} TOPS (the prompt ceilings use {'the s8' if peak is peak8 and peak8 else 'the f16'} one), KV {KV}, "
+         f"sparkd --precision {PREC} unless a row says otherwise.", "",
          "| figure | sparkd | llama.cpp | ceiling | sparkd / llama.cpp | sparkd of ceiling | llama.cpp of ceiling | counted |",
          "|---|---|---|---|---|---|---|---|"]
 for what, a, b, cl, note in rows:
