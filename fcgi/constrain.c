@@ -61,16 +61,37 @@
 #define JSON_WS 2 /* whitespace bytes allowed at each place of generated JSON */
 
 enum { PHASE_PRE = 0, PHASE_THINK, PHASE_GAP, PHASE_ARMED };
+/* ST_ONE: one grammar (c->g). The staged call ("required" over several tools,
+ * arguments in JSON): ST_NAME the names grammar (c->g: each name followed by the
+ * text part of the separator), ST_SEP the separator's control tokens one by one,
+ * ST_ARGS the chosen tool's arguments grammar (c->args[chosen], state c->ast). */
+enum { ST_ONE = 0, ST_NAME, ST_SEP, ST_ARGS };
+
+#define SEP_MAX 8     /* control-token ids of a separator */
+#define ACC_MAX 160   /* bytes of a name and the separator's text */
 
 struct fcgi_constraint {
     sched_constraint sc;
     grammar *g;
     grammar_state *st;
-    const fcgi_app *a;
+    fcgi_app *a;
     int phase;           /* PHASE_* */
     int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 none */
     char suffix[96];     /* written for the model when the grammar completes */
+    /* the staged call */
+    int stage;           /* ST_* */
+    int n_tools;
+    grammar **args;      /* (n_tools) each tool's arguments grammar */
+    char *names;         /* (n_tools) NUL-terminated: each name + the separator's text part */
+    int32_t sep[SEP_MAX];
+    int n_sep, i_sep;
+    char acc[ACC_MAX];   /* the bytes ST_NAME accepted */
+    size_t n_acc;
+    grammar_state *ast;  /* the chosen tool's arguments state (made when chosen) */
 };
+
+static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, grammar **out, err *e);
+static void grel(fcgi_app *a, grammar *g);
 
 /* ---------------------------------------------------------------- per app */
 
@@ -98,6 +119,10 @@ int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e) {
         while (k < len && (p[k] == ' ' || p[k] == '\n' || p[k] == '\t' || p[k] == '\r')) k++;
         if (k == len) a->ws_tokens[id / 32] |= 1u << (id % 32);
     }
+    a->eog_tokens = calloc(nw, sizeof *a->eog_tokens);
+    if (!a->eog_tokens) return err_set(e, ERR_NOMEM, "out of memory");
+    for (int32_t id = 0; id < V; id++)
+        if (tok_is_eog(a->tk, id)) a->eog_tokens[id / 32] |= 1u << (id % 32);
     a->think_open = special_id(a->tk, "<think>");
     a->think_close = special_id(a->tk, "</think>");
     return 0;
@@ -106,8 +131,10 @@ int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e) {
 void fcgi_constraint_teardown(fcgi_app *a) {
     grammar_vocab_free(a->gvocab);
     free(a->ws_tokens);
+    free(a->eog_tokens);
     a->gvocab = NULL;
     a->ws_tokens = NULL;
+    a->eog_tokens = NULL;
 }
 
 /* ---------------------------------------------------------------- forced prefix */
@@ -169,6 +196,20 @@ static int allowed(const uint32_t *w, int32_t id) { return w[id / 32] >> (id % 3
 static int c_mask(void *u, uint32_t *words, err *e) {
     fcgi_constraint *c = u;
     const size_t nw = grammar_mask_words(c->a->gvocab);
+    switch (c->stage) {
+    case ST_NAME: {
+        int rc = grammar_state_mask(c->st, words, e);
+        if (rc) return rc;
+        for (size_t i = 0; i < nw; i++) words[i] &= ~c->a->eog_tokens[i]; /* a name is never the end */
+        if (c->n_sep && grammar_state_can_end(c->st)) words[c->sep[0] / 32] |= 1u << (c->sep[0] % 32);
+        return 0;
+    }
+    case ST_SEP:
+        memset(words, 0, nw * sizeof *words);
+        words[c->sep[c->i_sep] / 32] |= 1u << (c->sep[c->i_sep] % 32);
+        return 0;
+    case ST_ARGS: return grammar_state_mask(c->ast, words, e);
+    }
     if (c->phase == PHASE_THINK) {
         memset(words, 0xff, nw * sizeof *words);
         return 0;
@@ -181,8 +222,50 @@ static int c_mask(void *u, uint32_t *words, err *e) {
     return 0;
 }
 
+/* ST_NAME is over: the tool whose name (and separator text) was written. */
+static int choose(fcgi_constraint *c, err *e) {
+    const char *nm = c->names;
+    for (int i = 0; i < c->n_tools; i++, nm += strlen(nm) + 1) {
+        if (strlen(nm) != c->n_acc || memcmp(nm, c->acc, c->n_acc)) continue;
+        return grammar_state_new(&c->ast, c->args[i], e);
+    }
+    return err_set(e, ERR_INVALID, "forced call: the name written is none of the tools'");
+}
+
+static int c_accept_staged(fcgi_constraint *c, int32_t t, err *e) {
+    switch (c->stage) {
+    case ST_NAME: {
+        int rc;
+        if (c->n_sep && t == c->sep[0] && grammar_state_can_end(c->st)) {
+            if ((rc = choose(c, e))) return rc;
+            c->i_sep = 1;
+            c->stage = c->i_sep < c->n_sep ? ST_SEP : ST_ARGS;
+            return 0;
+        }
+        if ((rc = grammar_state_accept(c->st, t, e))) return rc;
+        size_t len;
+        const char *p = tok_piece(c->a->tk, t, &len, 0);
+        if (c->n_acc + len > sizeof c->acc) return err_set(e, ERR_INVALID, "forced call: the name is too long");
+        memcpy(c->acc + c->n_acc, p, len);
+        c->n_acc += len;
+        if (grammar_state_done(c->st)) {
+            if ((rc = choose(c, e))) return rc;
+            c->i_sep = 0;
+            c->stage = c->n_sep ? ST_SEP : ST_ARGS;
+        }
+        return 0;
+    }
+    case ST_SEP:
+        if (t != c->sep[c->i_sep]) return err_set(e, ERR_INVALID, "forced call: not the separator's token");
+        if (++c->i_sep == c->n_sep) c->stage = ST_ARGS;
+        return 0;
+    default: return grammar_state_accept(c->ast, t, e);
+    }
+}
+
 static int c_accept(void *u, int32_t t, err *e) {
     fcgi_constraint *c = u;
+    if (c->stage != ST_ONE) return c_accept_staged(c, t, e);
     switch (c->phase) {
     case PHASE_PRE:
         if (t == c->think_open) { c->phase = PHASE_THINK; return 0; }
@@ -204,10 +287,13 @@ static int c_accept(void *u, int32_t t, err *e) {
     return grammar_state_accept(c->st, t, e);
 }
 
-static int c_done(void *u) {
-    fcgi_constraint *c = u;
-    return c->phase == PHASE_ARMED && grammar_state_done(c->st);
+/* 1 once the grammar that ends the output is complete. */
+static int finished(const fcgi_constraint *c) {
+    if (c->stage == ST_ONE) return c->phase == PHASE_ARMED && grammar_state_done(c->st);
+    return c->stage == ST_ARGS && grammar_state_done(c->ast);
 }
+
+static int c_done(void *u) { return finished(u); }
 
 /* ---------------------------------------------------------------- building */
 
@@ -241,7 +327,7 @@ static int calls_text(const fcgi_gen *g, jv_buf *out) {
     return out->over ? -1 : 0;
 }
 
-/* ---------------------------------------------------------------- Qwen3-Coder XML parameters */
+/* ---------------------------------------------------------------- XML / DSML parameter grammars */
 
 /* The GBNF literal of s[0..n): quotes and backslashes escaped, control bytes as \xHH. */
 static void gbnf_lit(jv_buf *o, const char *s, size_t n) {
@@ -254,6 +340,7 @@ static void gbnf_lit(jv_buf *o, const char *s, size_t n) {
     }
     jv_buf_putc(o, '"');
 }
+static void gbnf_str(jv_buf *o, const char *s) { gbnf_lit(o, s, strlen(s)); }
 
 /* After "<" + s[..k) of a closing tag (s without its '<'), a byte that breaks
  * the tag: anything but s[k] and '<' (a '<' starts over: xmlstr's D below); the
@@ -281,35 +368,57 @@ static void gbnf_prefix(jv_buf *o, const char *s) {
     jv_buf_puts(o, " )?");
 }
 
-/* The fixed rules: xmlstr is raw text that never contains "</parameter>" (where
- * the parser ends the value) nor "</tool_call>" (where it ends the call). As a
- * regular expression over code points, with D = "<" followed by a proper prefix
- * of "/parameter>" or "/tool_call>" (a tag begun but not finished):
+/* The two markups a parameter grammar is written in. */
+enum { MK_XML = 0, MK_DSML = 1 };
+
+/* The fixed rules.
+ * XML: xmlstr is raw text that never contains "</parameter>" (where the parser
+ * ends the value) nor "</tool_call>" (where it ends the call). As a regular
+ * expression over code points, with D = "<" followed by a proper prefix of
+ * "/parameter>" or "/tool_call>" (a tag begun but not finished):
  *   ( [^<] | D* "<" X )* D*
  * where X is the byte after D that breaks the tag (anything but the tag's next
- * byte and '<'). The generic JSON rules (object / array / untyped values:
- * any JSON value of that kind, the nested schema is not enforced) keep "</" out
- * of their strings (a JSON string can always write "<\/" instead). Rules a schema
+ * byte and '<'). The generic JSON rules (object / array / untyped values: any
+ * JSON value of that kind, the nested schema is not enforced) keep "</" out of
+ * their strings (a JSON string can always write "<\/" instead). Rules a schema
  * does not use cost nothing at compile time; xmlstr costs about 0.2 s of compile
  * on a 151k vocabulary (its positions accept most tokens; a variant with fewer,
- * ASCII-only positions accepted twice as many tokens in all and took 0.38 s). */
-static void gbnf_fixed(jv_buf *o) {
-    jv_buf_puts(o, "xmlstr ::= ( [^<] | xmltag* \"<\" ( [^/<] | \"/\" ( [^pt<] | \"p\" ");
-    gbnf_break(o, "arameter>");
-    jv_buf_puts(o, " | \"t\" ");
-    gbnf_break(o, "ool_call>");
-    jv_buf_puts(o, " ) ) )* xmltag*\n");
-    jv_buf_puts(o, "xmltag ::= \"<\" ( \"/\" ( \"p\" ");
-    gbnf_prefix(o, "arameter>");
-    jv_buf_puts(o, " | \"t\" ");
-    gbnf_prefix(o, "ool_call>");
-    jv_buf_puts(o, " )? )?\n");
+ * ASCII-only positions accepted twice as many tokens in all and took 0.38 s).
+ * DSML: dstr is raw text that never contains "｜DSML｜" (U+FF5C D S M L U+FF5C:
+ * every marker the parser cuts at, "</｜DSML｜parameter>", "</｜DSML｜invoke>",
+ * "<｜DSML｜invoke", "</｜DSML｜function_calls>", holds it). The automaton
+ * counts how much of the word it has seen (k = 0..5 after a '｜'); as an
+ * expression, with R the ways from k = 1 back to k = 1 and X the ways from
+ * k = 1 back to 0:
+ *   ( [^｜] | "｜" R* X )* ( "｜" R* ( "D" ( "S" ( "M" "L"? )? )? )? )?
+ * Its JSON strings never hold '｜' (JSON can write \uff5c). */
+static void gbnf_fixed(jv_buf *o, int mk) {
+    if (mk == MK_XML) {
+        jv_buf_puts(o, "xmlstr ::= ( [^<] | xmltag* \"<\" ( [^/<] | \"/\" ( [^pt<] | \"p\" ");
+        gbnf_break(o, "arameter>");
+        jv_buf_puts(o, " | \"t\" ");
+        gbnf_break(o, "ool_call>");
+        jv_buf_puts(o, " ) ) )* xmltag*\n");
+        jv_buf_puts(o, "xmltag ::= \"<\" ( \"/\" ( \"p\" ");
+        gbnf_prefix(o, "arameter>");
+        jv_buf_puts(o, " | \"t\" ");
+        gbnf_prefix(o, "ool_call>");
+        jv_buf_puts(o, " )? )?\n");
+        jv_buf_puts(o, "jstr ::= \"\\\"\" ( jc | \"/\" | \"<\"+ jc )* \"<\"* \"\\\"\"\n"
+                       "jc ::= [^\"\\\\</\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n");
+    } else {
+        jv_buf_puts(o, "dstr ::= ( [^\xef\xbd\x9c] | \"\xef\xbd\x9c\" dr* dx )* ( \"\xef\xbd\x9c\" dr* ( \"D\" ( \"S\" "
+                       "( \"M\" \"L\"? )? )? )? )?\n"
+                       "dr ::= \"\xef\xbd\x9c\" | \"D\xef\xbd\x9c\" | \"DS\xef\xbd\x9c\" | \"DSM\xef\xbd\x9c\"\n"
+                       "dx ::= [^\xef\xbd\x9c" "D] | \"D\" [^\xef\xbd\x9cS] | \"DS\" [^\xef\xbd\x9cM] | \"DSM\" "
+                       "[^\xef\xbd\x9cL] | \"DSML\" [^\xef\xbd\x9c]\n"
+                       "jstr ::= \"\\\"\" ( [^\"\\\\\xef\xbd\x9c\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" "
+                       "[0-9a-fA-F]{4} ) )* \"\\\"\"\n");
+    }
     jv_buf_puts(o,
                 "jint ::= \"-\"? ( \"0\" | [1-9] [0-9]* )\n"
                 "jnum ::= jint ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )?\n"
                 "jws ::= \" \"?\n"
-                "jstr ::= \"\\\"\" ( jc | \"/\" | \"<\"+ jc )* \"<\"* \"\\\"\"\n"
-                "jc ::= [^\"\\\\</\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n"
                 "jval ::= jobj | jarr | jstr | jnum | \"true\" | \"false\" | \"null\"\n"
                 "jobj ::= \"{\" jws ( jstr jws \":\" jws jval jws ( \",\" jws jstr jws \":\" jws jval jws )* )? \"}\"\n"
                 "jarr ::= \"[\" jws ( jval jws ( \",\" jws jval jws )* )? \"]\"\n");
@@ -328,9 +437,17 @@ static int key_in(const char *k, const char *const *set) {
     return 0;
 }
 
-/* One property's value: 0 written, 1 not expressible here. */
-static int gbnf_value(jv_buf *o, const jv *ps) {
+/* A raw string the parser would cut (it holds a closing marker). */
+static int raw_cut(int mk, const char *s, size_t n) {
+    return mk == MK_XML ? has_sub(s, n, "</parameter>") || has_sub(s, n, "</tool_call>") : has_sub(s, n, PARSE_DSML);
+}
+
+/* One property's value: 0 written, 1 not expressible here. DSML values start
+ * with the rest of their string attribute: true">  (raw text) or false"> (JSON). */
+static int gbnf_value(jv_buf *o, const jv *ps, int mk) {
     static const char *const plain[] = {"type", "enum", "description", "title", "default", "examples", NULL};
+    const char *as_str = mk == MK_DSML ? "\"true\\\">\" " : "";
+    const char *as_json = mk == MK_DSML ? "\"false\\\">\" " : "";
     if (!ps || ps->type != JV_DICT) return 1;
     const jv *t = fcgi_jget(ps, "type");
     const char *ty = t && t->type == JV_STR ? t->u.s->p : NULL;
@@ -349,8 +466,8 @@ static int gbnf_value(jv_buf *o, const jv *ps) {
             if (v->type == JV_STR) {
                 /* a raw string: only for string properties, and it must survive the parser */
                 if (ty && strcmp(ty, "string")) return 1;
-                if (has_sub(v->u.s->p, v->u.s->len, "</parameter>") || has_sub(v->u.s->p, v->u.s->len, "</tool_call>"))
-                    return 1;
+                if (raw_cut(mk, v->u.s->p, v->u.s->len)) return 1;
+                jv_buf_puts(o, as_str);
                 gbnf_lit(o, v->u.s->p, v->u.s->len);
             } else {
                 if (ty && !strcmp(ty, "string")) return 1;
@@ -358,8 +475,8 @@ static int gbnf_value(jv_buf *o, const jv *ps) {
                 jv_buf_init(&tx, 4096);
                 err e = {0};
                 int bad = jv_dump(&tx, *v, NULL, ",", ":", 0, 0, &e) || tx.over || !tx.n ||
-                          has_sub(tx.p, tx.n, "</");
-                if (!bad) gbnf_lit(o, tx.p, tx.n);
+                          has_sub(tx.p, tx.n, mk == MK_XML ? "</" : "\xef\xbd\x9c");
+                if (!bad) { jv_buf_puts(o, as_json); gbnf_lit(o, tx.p, tx.n); }
                 jv_buf_free(&tx);
                 if (bad) return 1;
             }
@@ -367,9 +484,15 @@ static int gbnf_value(jv_buf *o, const jv *ps) {
         jv_buf_puts(o, " )");
         return 0;
     }
-    if (!ty) jv_buf_puts(o, "jval");
-    else if (!strcmp(ty, "string")) jv_buf_puts(o, "xmlstr");
-    else if (!strcmp(ty, "integer")) jv_buf_puts(o, "jint");
+    const char *str = mk == MK_XML ? "xmlstr" : "dstr";
+    if (!ty) {
+        if (mk == MK_XML) jv_buf_puts(o, "jval");
+        else jv_buf_puts(o, "( \"true\\\">\" dstr | \"false\\\">\" jval )");
+        return 0;
+    }
+    if (!strcmp(ty, "string")) { jv_buf_puts(o, as_str); jv_buf_puts(o, str); return 0; }
+    jv_buf_puts(o, as_json);
+    if (!strcmp(ty, "integer")) jv_buf_puts(o, "jint");
     else if (!strcmp(ty, "number")) jv_buf_puts(o, "jnum");
     else if (!strcmp(ty, "boolean")) jv_buf_puts(o, "( \"true\" | \"false\" )");
     else if (!strcmp(ty, "null")) jv_buf_puts(o, "\"null\"");
@@ -379,7 +502,23 @@ static int gbnf_value(jv_buf *o, const jv *ps) {
     return 0;
 }
 
-int fcgi_xml_params_gbnf(const jv *params, jv_buf *o) {
+/* A parameter key the markup can carry (the parser reads an XML key up to the
+ * first '>'; a DSML key is a quoted value without '"', '<', '>' or controls). */
+static int key_ok(int mk, const jv_str *k) {
+    if (!k->len || k->len > 200) return 0;
+    for (size_t i = 0; i < k->len; i++) {
+        unsigned char ch = (unsigned char)k->p[i];
+        if (ch == '>' || ch == 0) return 0;
+        if (mk == MK_XML && ch == '\n') return 0;
+        if (mk == MK_DSML && (ch < 0x20 || ch == '"' || ch == '<')) return 0;
+    }
+    return 1;
+}
+
+/* One tool's parameters as rules RProot (the body up to the call's end marker)
+ * and RPp0, RPp1... (rp: a rule-name prefix, "" or "tN"). 0 written, 1 not
+ * expressible (nothing useful written), -1 out overflowed. */
+static int params_rules(jv_buf *o, const jv *params, const char *rp, int mk) {
     static const char *const top[] = {"type", "properties", "required", "additionalProperties", "description",
                                       "title", "$schema", "strict", NULL};
     jv_dict empty = {0};
@@ -405,33 +544,210 @@ int fcgi_xml_params_gbnf(const jv *params, jv_buf *o) {
             if (i == props->n) return 1;
         }
     }
+    jv_buf_puts(o, rp);
     jv_buf_puts(o, "root ::=");
     for (size_t i = 0; i < props->n; i++) {
         int required = 0;
         for (size_t r = 0; req && r < req->u.l->n; r++)
             if (!strcmp(req->u.l->v[r].u.s->p, props->k[i]->p)) required = 1;
-        char h[48];
-        snprintf(h, sizeof h, " p%zu%s", i, required ? "" : "?");
+        char h[64];
+        snprintf(h, sizeof h, " %sp%zu%s", rp, i, required ? "" : "?");
         jv_buf_puts(o, h);
     }
-    jv_buf_puts(o, " \"</function>\"\n");
+    jv_buf_putc(o, ' ');
+    gbnf_str(o, mk == MK_XML ? "</function>" : PARSE_DSML_INVOKE_END);
+    jv_buf_putc(o, '\n');
     for (size_t i = 0; i < props->n; i++) {
         const jv_str *k = props->k[i];
-        /* the parser reads the key up to the first '>' */
-        if (!k->len || memchr(k->p, '>', k->len) || memchr(k->p, '\n', k->len) || memchr(k->p, 0, k->len)) return 1;
-        char h[48];
-        snprintf(h, sizeof h, "p%zu ::= ", i);
+        if (!key_ok(mk, k)) return 1;
+        char h[64];
+        snprintf(h, sizeof h, "%sp%zu ::= ", rp, i);
         jv_buf_puts(o, h);
         char open[600];
-        int m = snprintf(open, sizeof open, "<parameter=%s>\n", k->p);
+        int m = mk == MK_XML ? snprintf(open, sizeof open, "<parameter=%s>\n", k->p)
+                             : snprintf(open, sizeof open, PARSE_DSML_PARAM " name=\"%s\" string=\"", k->p);
         if (m < 0 || (size_t)m >= sizeof open) return 1;
         gbnf_lit(o, open, (size_t)m);
         jv_buf_putc(o, ' ');
-        if (gbnf_value(o, &props->v[i])) return 1;
-        jv_buf_puts(o, " \"\\n</parameter>\\n\"\n");
+        if (gbnf_value(o, &props->v[i], mk)) return 1;
+        jv_buf_putc(o, ' ');
+        gbnf_str(o, mk == MK_XML ? "\n</parameter>\n" : PARSE_DSML_PARAM_END "\n");
+        jv_buf_putc(o, '\n');
     }
-    gbnf_fixed(o);
     return o->over ? -1 : 0;
+}
+
+/* A tool whose schema the markup grammar cannot express: any parameters, the
+ * values raw text (XML) or raw text / JSON by their attribute (DSML). */
+static void params_any(jv_buf *o, const char *rp, int mk) {
+    jv_buf_puts(o, rp);
+    if (mk == MK_XML)
+        jv_buf_puts(o, "root ::= ( \"<parameter=\" [^>\\n\\x00]+ \">\\n\" xmlstr \"\\n</parameter>\\n\" )* \"</function>\"\n");
+    else
+        jv_buf_puts(o, "root ::= ( \"" PARSE_DSML_PARAM " name=\\\"\" [^\"<>\\x00-\\x1F]+ \"\\\" string=\\\"\" "
+                       "( \"true\\\">\" dstr | \"false\\\">\" jval ) \"" PARSE_DSML_PARAM_END "\\n\" )* \""
+                       PARSE_DSML_INVOKE_END "\"\n");
+}
+
+static int params_gbnf(const jv *params, jv_buf *o, int mk) {
+    int rc = params_rules(o, params, "", mk);
+    if (rc) return rc;
+    gbnf_fixed(o, mk);
+    return o->over ? -1 : 0;
+}
+
+int fcgi_xml_params_gbnf(const jv *params, jv_buf *o) { return params_gbnf(params, o, MK_XML); }
+int fcgi_dsml_params_gbnf(const jv *params, jv_buf *o) { return params_gbnf(params, o, MK_DSML); }
+
+static const jv *tool_params(const fcgi_gen *g, size_t i) {
+    return fcgi_jget(fcgi_jget(&g->tools->u.l->v[i], "function"), "parameters");
+}
+static const char *tool_name(const fcgi_gen *g, size_t i) {
+    return fcgi_jget(fcgi_jget(&g->tools->u.l->v[i], "function"), "name")->u.s->p;
+}
+
+int fcgi_tool_str_param(void *u, const char *fn, const char *key, size_t kl) {
+    const fcgi_gen *g = u;
+    if (!g->tools || !fn) return 0;
+    for (size_t i = 0; i < g->tools->u.l->n; i++) {
+        if (strcmp(tool_name(g, i), fn)) continue;
+        const jv *pr = fcgi_jget(tool_params(g, i), "properties");
+        if (!pr || pr->type != JV_DICT) return 0;
+        for (size_t k = 0; k < pr->u.d->n; k++) {
+            if (pr->u.d->k[k]->len != kl || memcmp(pr->u.d->k[k]->p, key, kl)) continue;
+            const jv *t = pr->u.d->v[k].type == JV_DICT ? fcgi_jget(&pr->u.d->v[k], "type") : NULL;
+            return t && t->type == JV_STR && !strcmp(t->u.s->p, "string");
+        }
+        return 0;
+    }
+    return 0;
+}
+
+int fcgi_calls_gbnf(const fcgi_gen *g, int dsml, jv_buf *o) {
+    const int mk = dsml ? MK_DSML : MK_XML;
+    const size_t n = g->tools->u.l->n;
+    jv_buf_puts(o, "root ::=");
+    for (size_t i = 0; i < n; i++) {
+        char h[600];
+        snprintf(h, sizeof h, "%s%s%s", tool_name(g, i), mk == MK_XML ? ">" : "\">", "\n");
+        jv_buf_puts(o, i ? " | " : " ");
+        gbnf_str(o, h);
+        snprintf(h, sizeof h, " t%zuroot", i);
+        jv_buf_puts(o, h);
+    }
+    jv_buf_putc(o, '\n');
+    for (size_t i = 0; i < n; i++) {
+        char rp[32];
+        snprintf(rp, sizeof rp, "t%zu", i);
+        size_t mark = o->n;
+        int rc = params_rules(o, tool_params(g, i), rp, mk);
+        if (rc < 0) return -1;
+        if (rc > 0) {
+            o->n = mark; /* drop what it wrote: any parameters for this tool */
+            params_any(o, rp, mk);
+        }
+    }
+    gbnf_fixed(o, mk);
+    return o->over ? -1 : 0;
+}
+
+/* The 400/500 of a grammar that did not compile. */
+static int compile_error(const err *e, int forced, const char *param, fcgi_error *er) {
+    if (e->code == ERR_NOMEM) return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory compiling the schema");
+    return fcgi_errorf(er, 400, "invalid_request_error", e->code == ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_schema",
+                       param, "%s: %s", forced ? "the tool's parameters schema" : "the schema", e->msg);
+}
+
+/* s[0..n) as a JSON string literal. */
+static void json_lit(jv_buf *o, const char *s, size_t n) {
+    jv_buf_putc(o, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') { jv_buf_putc(o, '\\'); jv_buf_putc(o, (char)ch); }
+        else if (ch < 0x20) { char h[8]; snprintf(h, sizeof h, "\\u%04x", ch); jv_buf_puts(o, h); }
+        else jv_buf_putc(o, (char)ch);
+    }
+    jv_buf_putc(o, '"');
+}
+
+/* "required" over several tools where the arguments are JSON (harmony, DeepSeek
+ * V3/R1/V3.1): the prefill stops before the name; the names grammar takes one
+ * tool's name and the text part of the separator (sep, as the template writes
+ * it; its control tokens, which no grammar can spell, are then allowed one by
+ * one), and the arguments are masked by that tool's parameters schema. */
+static int calls_staged(fcgi_app *a, const fcgi_gen *g, const char *sep, const char *suffix, fcgi_constraint **out,
+                        fcgi_error *er) {
+    const int n = (int)g->tools->u.l->n;
+    fcgi_constraint *c = calloc(1, sizeof *c);
+    jv_buf t;
+    jv_buf_init(&t, (size_t)8 << 20);
+    err e = {0};
+    int32_t ids[32];
+    char text[64];
+    size_t tl = 0;
+    if (!c) goto nomem;
+    c->a = a;
+    c->stage = ST_NAME;
+    c->phase = PHASE_ARMED;
+    c->think_open = c->think_close = -1;
+    snprintf(c->suffix, sizeof c->suffix, "%s", suffix);
+    /* the separator: text tokens first (into the names grammar), then control tokens */
+    int k = tok_encode(a->tk, sep, strlen(sep), 0, 1, ids, 32, &e), i = 0;
+    for (; k > 0 && i < k; i++) {
+        size_t len;
+        const char *p = tok_piece(a->tk, ids[i], &len, 0);
+        if (!len) break;
+        if (tl + len >= sizeof text) { k = -1; break; }
+        memcpy(text + tl, p, len);
+        tl += len;
+    }
+    if (k < 0 || k - i > SEP_MAX) {
+        fcgi_constraint_free(c);
+        jv_buf_free(&t);
+        return fcgi_errorf(er, 500, "server_error", NULL, NULL, "tool-call separator not tokenizable");
+    }
+    c->n_sep = k - i;
+    memcpy(c->sep, ids + i, (size_t)c->n_sep * sizeof *ids);
+    c->n_tools = n;
+    c->args = calloc((size_t)n, sizeof *c->args);
+    c->names = malloc((size_t)n * (64 + tl + 1) + 1);
+    if (!c->args || !c->names) goto nomem;
+    char *np = c->names;
+    jv_buf_putc(&t, '[');
+    for (int j = 0; j < n; j++) {
+        const char *nm = tool_name(g, (size_t)j);
+        size_t nl = strlen(nm); /* 1..64 (request.c) */
+        memcpy(np, nm, nl);
+        memcpy(np + nl, text, tl);
+        np[nl + tl] = 0;
+        if (j) jv_buf_putc(&t, ',');
+        json_lit(&t, np, nl + tl);
+        np += nl + tl + 1;
+    }
+    jv_buf_putc(&t, ']');
+    if (t.over) goto toolarge;
+    if (gget(a, GRAMMAR_CHOICE, t.p, t.n, &c->g, &e) || grammar_state_new(&c->st, c->g, &e)) goto bad;
+    for (int j = 0; j < n; j++) {
+        t.n = 0;
+        if (params_text(g, tool_name(g, (size_t)j), &t)) goto toolarge;
+        if (gget(a, GRAMMAR_JSON_SCHEMA, t.p, t.n, &c->args[j], &e)) goto bad;
+    }
+    jv_buf_free(&t);
+    c->sc = (sched_constraint){.mask = c_mask, .accept = c_accept, .done = c_done, .u = c};
+    *out = c;
+    return 0;
+nomem:
+    fcgi_constraint_free(c);
+    jv_buf_free(&t);
+    return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory");
+toolarge:
+    fcgi_constraint_free(c);
+    jv_buf_free(&t);
+    return fcgi_errorf(er, 400, "invalid_request_error", "invalid_schema", "tool_choice", "the schema is too large");
+bad:
+    fcgi_constraint_free(c);
+    jv_buf_free(&t);
+    return compile_error(&e, 1, "tool_choice", er);
 }
 
 int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_constraint **out, fcgi_error *er) {
@@ -440,10 +756,13 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
     const char *param = forced ? "tool_choice" : g->api == FCGI_API_RESPONSES ? "text.format" : "response_format";
     grammar_kind kind;
     const char *suffix = "";
+    const int markup = a->pfmt == PARSE_QWEN3_CODER || a->pfmt == PARSE_DEEPSEEK_V32; /* parameters in XML / DSML */
     jv_buf text;
     jv_buf_init(&text, (size_t)8 << 20);
     if (forced) {
         const char *name = fcgi_forced_name(g);
+        const char *ds_end = a->pfmt == PARSE_DEEPSEEK_R1 ? "\n```" PARSE_DS_CALL_END PARSE_DS_CALLS_END
+                                                           : PARSE_DS_CALL_END PARSE_DS_CALLS_END;
         if (a->pfmt == PARSE_QWEN3 && name) {
             kind = GRAMMAR_JSON_SCHEMA;
             suffix = "}\n</tool_call>";
@@ -452,19 +771,23 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
             kind = GRAMMAR_JSON_SCHEMA;
             suffix = "\n</tool_call>";
             if (calls_text(g, &text)) goto toolarge;
-        } else if (a->pfmt == PARSE_QWEN3_CODER && name) {
-            const jv *params = NULL;
-            for (size_t i = 0; i < g->tools->u.l->n; i++) {
-                const jv *fn = fcgi_jget(&g->tools->u.l->v[i], "function");
-                if (!strcmp(fcgi_jget(fn, "name")->u.s->p, name)) params = fcgi_jget(fn, "parameters");
-            }
+        } else if (markup) {
+            const int mk = a->pfmt == PARSE_QWEN3_CODER ? MK_XML : MK_DSML;
             kind = GRAMMAR_GBNF;
-            suffix = "\n</tool_call>";
-            int rc = fcgi_xml_params_gbnf(params, &text);
+            suffix = mk == MK_XML ? "\n</tool_call>" : "\n" PARSE_DSML_CALLS_END;
+            int rc;
+            if (name) {
+                const jv *params = NULL;
+                for (size_t i = 0; i < g->tools->u.l->n; i++)
+                    if (!strcmp(tool_name(g, i), name)) params = tool_params(g, i);
+                rc = params_gbnf(params, &text, mk);
+            } else {
+                rc = fcgi_calls_gbnf(g, mk == MK_DSML, &text);
+            }
             if (rc < 0) goto toolarge;
             if (rc > 0) {
                 jv_buf_free(&text);
-                return 0; /* a schema the XML grammar cannot express: prefill only */
+                return 0; /* a schema the markup grammar cannot express: prefill only */
             }
         } else if (a->pfmt == PARSE_HARMONY && name) {
             kind = GRAMMAR_JSON_SCHEMA;
@@ -472,8 +795,14 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
             if (params_text(g, name, &text)) goto toolarge;
         } else if ((a->pfmt == PARSE_DEEPSEEK || a->pfmt == PARSE_DEEPSEEK_R1) && name) {
             kind = GRAMMAR_JSON_SCHEMA;
-            suffix = a->pfmt == PARSE_DEEPSEEK_R1 ? "\n```" PARSE_DS_CALL_END PARSE_DS_CALLS_END : PARSE_DS_CALL_END PARSE_DS_CALLS_END;
+            suffix = ds_end;
             if (params_text(g, name, &text)) goto toolarge;
+        } else if (a->pfmt == PARSE_HARMONY || a->pfmt == PARSE_DEEPSEEK || a->pfmt == PARSE_DEEPSEEK_R1) {
+            jv_buf_free(&text);
+            if (!a->gvocab) return 0; /* prefill only */
+            const char *sep = a->pfmt == PARSE_HARMONY ? " <|constrain|>json<|message|>"
+                              : a->pfmt == PARSE_DEEPSEEK ? PARSE_DS_SEP : "\n```json\n";
+            return calls_staged(a, g, sep, a->pfmt == PARSE_HARMONY ? "<|call|>" : ds_end, out, er);
         } else {
             jv_buf_free(&text);
             return 0; /* prefill only (constrain.c's header) */
@@ -496,21 +825,16 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
     fcgi_constraint *c = calloc(1, sizeof *c);
     if (!c) { jv_buf_free(&text); return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory"); }
     c->a = a;
-    grammar_opts o;
-    grammar_opts_default(&o);
-    o.json_ws = JSON_WS;
     err e = {0};
-    int rc = grammar_compile(&c->g, a->gvocab, kind, text.p ? text.p : "", text.n, &o, &e);
+    int rc = gget(a, kind, text.p ? text.p : "", text.n, &c->g, &e);
     jv_buf_free(&text);
     if (!rc) rc = grammar_state_new(&c->st, c->g, &e);
     if (rc) {
         fcgi_constraint_free(c);
-        /* the XML grammar is ours, not the client's: past the engine's bounds (text,
+        /* the markup grammar is ours, not the client's: past the engine's bounds (text,
          * work, repeats) the call keeps its prefill only, as before, instead of a 400 */
-        if (forced && a->pfmt == PARSE_QWEN3_CODER && e.code != ERR_NOMEM) return 0;
-        if (e.code == ERR_NOMEM) return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory compiling the schema");
-        return fcgi_errorf(er, 400, "invalid_request_error", e.code == ERR_UNSUPPORTED ? "unsupported_schema" : "invalid_schema",
-                           param, "%s: %s", forced ? "the tool's parameters schema" : "the schema", e.msg);
+        if (forced && markup && e.code != ERR_NOMEM) return 0;
+        return compile_error(&e, forced, param, er);
     }
     snprintf(c->suffix, sizeof c->suffix, "%s", suffix);
     c->think_open = c->think_close = -1;
@@ -531,15 +855,34 @@ toolarge:
     return fcgi_errorf(er, 400, "invalid_request_error", "invalid_schema", param, "the schema is too large");
 }
 
+/* ---------------------------------------------------------------- compiled grammars */
+
+static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, grammar **out, err *e) {
+    grammar_opts o;
+    grammar_opts_default(&o);
+    o.json_ws = JSON_WS;
+    return grammar_compile(out, a->gvocab, kind, text, n, &o, e);
+}
+
+static void grel(fcgi_app *a, grammar *g) {
+    (void)a;
+    grammar_free(g);
+}
+
 const sched_constraint *fcgi_constraint_sched(fcgi_constraint *c) { return c ? &c->sc : NULL; }
 
 const char *fcgi_constraint_suffix(const fcgi_constraint *c) {
-    return c && c->phase == PHASE_ARMED && grammar_state_done(c->st) && c->suffix[0] ? c->suffix : NULL;
+    return c && finished(c) && c->suffix[0] ? c->suffix : NULL;
 }
 
 void fcgi_constraint_free(fcgi_constraint *c) {
     if (!c) return;
     grammar_state_free(c->st);
-    grammar_free(c->g);
+    grammar_state_free(c->ast);
+    if (c->g) grel(c->a, c->g);
+    for (int i = 0; c->args && i < c->n_tools; i++)
+        if (c->args[i]) grel(c->a, c->args[i]);
+    free(c->args);
+    free(c->names);
     free(c);
 }

@@ -53,4 +53,24 @@ void fcgi_constraint_free(fcgi_constraint *c);
  * type lists, bounds, patterns...: the caller keeps prefill only); -1 out overflowed. */
 int fcgi_xml_params_gbnf(const jv *params, jv_buf *out);
 
+/* DeepSeek V3.2's DSML call body after "<｜DSML｜invoke name=\"NAME\">\n", the same
+ * way: each property "<｜DSML｜parameter name=\"KEY\" string=\"true\">VALUE</｜DSML｜parameter>\n"
+ * (string="true" for strings, raw text that never holds "｜DSML｜", where every
+ * marker the parser cuts at lies; string="false" for the others, their JSON,
+ * whose strings never hold '｜'), then "</｜DSML｜invoke>". Returns as above. */
+int fcgi_dsml_params_gbnf(const jv *params, jv_buf *out);
+
+/* "required" over several tools in the markup formats: the text after the
+ * prefill's "<function=" (Qwen3-Coder, dsml 0) or "invoke name=\"" (V3.2, dsml 1)
+ * as one GBNF: root ::= "NAME0>\n" t0root | "NAME1>\n" t1root ... (V3.2:
+ * "NAME\">\n"), each tN the tool's parameters as above (rules prefixed tN), or
+ * any parameters for a schema the markup grammar cannot express. 0, or -1 out
+ * overflowed. */
+int fcgi_calls_gbnf(const fcgi_gen *g, int dsml, jv_buf *out);
+
+/* parse_str_param over the request's tools (u: the fcgi_gen): 1 when function
+ * fn's parameters schema types property key as "string" (Qwen3-Coder's parser
+ * then keeps the value's raw text instead of reading "42" as a number). */
+int fcgi_tool_str_param(void *u, const char *fn, const char *key, size_t kl);
+
 #endif

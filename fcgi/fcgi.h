@@ -101,6 +101,8 @@ typedef struct fcgi_app {
     fcgi_store *store;     /* NULL: /v1/responses store disabled */
     grammar_vocab *gvocab; /* constrained output (constrain.c); NULL: not available */
     uint32_t *ws_tokens;   /* (mask words) tokens that are whitespace only */
+    uint32_t *eog_tokens;  /* (mask words) end-of-generation tokens */
+    struct fcgi_gcache *gcache; /* compiled grammars by their source text (constrain.c) */
     int32_t think_open, think_close; /* "<think>" / "</think>" ids, -1 when absent */
     session *sess;         /* owns what the fields below borrow */
     const tok *tk;

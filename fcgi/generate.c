@@ -475,6 +475,7 @@ int fcgi_generate(fcgi_app *a, fcgi_worker *w, const fcgi_http_req *rq, fcgi_api
             status = reply_error(a, o, &er);
             goto out;
         }
+        if (c->R.ps && a->pfmt == PARSE_QWEN3_CODER && g.tools) parse_set_str_param(c->R.ps, fcgi_tool_str_param, &g);
         /* structured output and forced tool calls: a grammar over the model's own syntax */
         if (fcgi_constraint_new(a, &g, thinking, &c->cons, &er)) { status = reply_error(a, o, &er); goto out; }
     }

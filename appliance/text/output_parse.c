@@ -100,7 +100,26 @@ struct parse {
     int js_done;     /* Q_ARGS: 1 the value is closed, `tool` collects what follows; 2 the call was ended early */
     int xml_nparams; /* Q_XML: parameters emitted so far */
     int xml_state;   /* Q_XML: 0 in the function, 1 after </function>, 2 malformed */
+    parse_str_param str_param; /* Q_XML: string-typed parameters (parse_set_str_param), or NULL */
+    void *str_param_u;
 };
+
+void parse_set_str_param(parse *p, parse_str_param f, void *u) {
+    p->str_param = f;
+    p->str_param_u = u;
+}
+
+/* A Qwen3-Coder value: JSON when it parses, else a string; a parameter the
+ * tool's schema declares a string stays the raw text. */
+static jv xml_value(const parse *p, jv_arena *a, const char *fn, const char *key, size_t kl, const char *val, size_t vl) {
+    jv v;
+    err e = {0};
+    if ((p->str_param && p->str_param(p->str_param_u, fn, key, kl)) || jv_parse(a, val, vl, 64, &v, &e) != 0) {
+        const jv_str *s = jv_str_new(a, val, vl);
+        v = s ? jv_strv(s) : jv_undef();
+    }
+    return v;
+}
 
 static atomic_ullong parse_id_counter;
 
@@ -284,7 +303,7 @@ static int qwen_json_call(const char *body, size_t n, char *name, size_t name_ca
 }
 
 /* <function=NAME>\n<parameter=P>\nVALUE\n</parameter>...</function> */
-static int qwen_xml_call(const char *body, size_t n, char *name, size_t name_cap, jv_buf *args) {
+static int qwen_xml_call(const parse *p, const char *body, size_t n, char *name, size_t name_cap, jv_buf *args) {
     jv_arena *a = jv_arena_new(16 * n + 65536);
     if (!a) return -1;
     int rc = -1;
@@ -319,14 +338,8 @@ static int qwen_xml_call(const char *body, size_t n, char *name, size_t name_cap
         /* the template writes "\n" + value + "\n" */
         if (vl && val[0] == '\n') { val++; vl--; }
         if (vl && val[vl - 1] == '\n') vl--;
-        jv jvv;
-        err e = {0};
-        if (jv_parse(a, val, vl, 64, &jvv, &e) != 0) {
-            const jv_str *s = jv_str_new(a, val, vl);
-            if (!s) goto done;
-            jvv = jv_strv(s);
-        }
-        if (jv_dict_set(a, d, key, jvv)) goto done;
+        jv jvv = xml_value(p, a, name, key->p, key->len, val, vl);
+        if (jvv.type == JV_UNDEF || jv_dict_set(a, d, key, jvv)) goto done;
         i += (size_t)end + 12;
     }
     while (i < n && is_ws(body[i])) i++;
@@ -345,7 +358,7 @@ static void finish_qwen_tool(parse *p, int closed, parse_sink sink, void *user) 
     char name[256];
     jv_buf args;
     jv_buf_init(&args, p->max_text);
-    int ok = (p->fmt == PARSE_QWEN3_CODER ? qwen_xml_call(p->tool, p->ntool, name, sizeof name, &args)
+    int ok = (p->fmt == PARSE_QWEN3_CODER ? qwen_xml_call(p, p->tool, p->ntool, name, sizeof name, &args)
                                           : qwen_json_call(p->tool, p->ntool, name, sizeof name, &args)) == 0;
     if (!ok && p->fmt == PARSE_QWEN3_CODER) {
         /* Qwen3-Coder sometimes answers in the JSON form: accept it too */
@@ -548,12 +561,7 @@ static int xml_param(parse *p, const char *key, size_t kl, const char *val, size
     jv_buf_puts(&b, p->xml_nparams ? ", " : "{");
     int rc = -1;
     const jv_str *ks = jv_str_new(a, key, kl);
-    jv v;
-    err e = {0};
-    if (jv_parse(a, val, vl, 64, &v, &e) != 0) {
-        const jv_str *vs = jv_str_new(a, val, vl);
-        v = vs ? jv_strv(vs) : jv_undef();
-    }
+    jv v = xml_value(p, a, p->name, key, kl, val, vl);
     if (ks && v.type != JV_UNDEF && !jv_dump(&b, jv_strv(ks), NULL, NULL, NULL, 0, 0, NULL)) {
         jv_buf_puts(&b, ": ");
         if (!jv_dump(&b, v, NULL, NULL, NULL, 0, 0, NULL) && !b.over) rc = 0;

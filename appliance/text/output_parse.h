@@ -90,6 +90,12 @@ void parse_free(parse *p);
 void parse_feed(parse *p, const char *text, size_t len, parse_sink sink, void *user);
 /* End of generation: flushes whatever is held back. */
 void parse_finish(parse *p, parse_sink sink, void *user);
+/* Qwen3-Coder's XML values carry no type: a value is read as JSON when it parses,
+ * else as a string. With this hook (the request's tools), a parameter whose schema
+ * says "string" keeps its raw text ("42" stays "42"), as the template wrote it.
+ * f(u, function name, key, key length): 1 for a string parameter. */
+typedef int (*parse_str_param)(void *u, const char *fn, const char *key, size_t kl);
+void parse_set_str_param(parse *p, parse_str_param f, void *u);
 /* Number of tool calls emitted so far. */
 int parse_tool_calls(const parse *p);
 

@@ -100,6 +100,87 @@ SCRIPTS = {
                       "</｜DSML｜invoke>\n</｜DSML｜function_calls><|im_end|>",
     },
 }
+# "required" over three tools (REQ_TOOLS): after the prefill the scripted model names a
+# tool that does not exist ("plan_trp") and writes arguments that break plan_trip's schema
+# (a wrong key, a non-integer for an integer, a value outside the enum, a word for a
+# boolean); the mask must turn that into a call of an offered tool whose arguments
+# validate against THAT tool's schema. OPENERS: the prefill, so the same text can be
+# scripted under tool_choice "auto" (no mask) as the negative control.
+SCRIPTS["qwen3-coder"]["req_bad"] = (
+    "plan_trp>\n<parameter=cit>\nOslo </tool_call>\n</parameter>\n<parameter=days>\n3.5\n</parameter>\n"
+    "<parameter=unit>\nkelvin\n</parameter>\n<parameter=exact>\nyes\n</parameter>\n</function>\n</tool_call><|im_end|>")
+SCRIPTS["gpt-oss"]["req_bad"] = (
+    "plan_trp <|constrain|>json<|message|>{\"cit\": \"Oslo\", \"days\": 3.5, \"unit\": \"kelvin\", "
+    "\"exact\": \"yes\"}<|call|>")
+SCRIPTS["deepseek-v3.1"]["req_bad"] = (
+    "plan_trp<｜tool▁sep｜>{\"cit\": \"Oslo\", \"days\": 3.5, \"unit\": \"kelvin\", \"exact\": \"yes\"}"
+    "<｜tool▁call▁end｜><｜tool▁calls▁end｜><|im_end|>")
+SCRIPTS["deepseek-v3.2"]["req_bad"] = (
+    "plan_trp\">\n<｜DSML｜parameter name=\"cit\" string=\"true\">Oslo</｜DSML｜parameter>\n"
+    "<｜DSML｜parameter name=\"days\" string=\"false\">3.5</｜DSML｜parameter>\n"
+    "<｜DSML｜parameter name=\"unit\" string=\"true\">kelvin</｜DSML｜parameter>\n"
+    "<｜DSML｜parameter name=\"exact\" string=\"true\">yes</｜DSML｜parameter>\n"
+    "</｜DSML｜invoke>\n</｜DSML｜function_calls><|im_end|>")
+# V3.2 named (plan_trip): the parameters after the prefilled invoke break the schema
+SCRIPTS["deepseek-v3.2"]["named_bad"] = SCRIPTS["deepseek-v3.2"]["req_bad"][len("plan_trp\">\n"):]
+OPENERS = {"qwen3-coder": "<tool_call>\n<function=", "gpt-oss": "<|channel|>commentary to=functions.",
+           "deepseek-v3.1": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>",
+           "deepseek-v3.2": "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\""}
+for _n, _o in OPENERS.items():
+    SCRIPTS[_n]["req_bad_auto"] = _o + SCRIPTS[_n]["req_bad"]
+SCRIPTS["deepseek-v3.2"]["named_bad_auto"] = OPENERS["deepseek-v3.2"] + "plan_trip\">\n" + SCRIPTS["deepseek-v3.2"]["named_bad"]
+TRIP = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                         "unit": {"type": "string", "enum": ["c", "f"]}, "exact": {"type": "boolean"}},
+        "required": ["city", "days"], "additionalProperties": False}
+REQ_TOOLS = TOOLS + [{"type": "function", "function": {"name": "plan_trip", "description": "Plan a trip",
+                                                       "parameters": TRIP}},
+                     {"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {
+                         "type": "object", "properties": {"tz": {"type": "string", "enum": ["UTC", "CET"]}},
+                         "required": ["tz"], "additionalProperties": False}}}]
+
+
+def valid_call(r, tools):
+    """'' when the reply is one call of an offered tool whose arguments validate with
+    jsonschema against that tool's schema (and no content); else why not."""
+    import jsonschema
+    try:
+        m = r.choices[0].message
+        if not m.tool_calls or len(m.tool_calls) != 1:
+            return "not one tool call"
+        fn = m.tool_calls[0].function
+        schema = {t["function"]["name"]: t["function"]["parameters"] for t in tools}.get(fn.name)
+        if schema is None:
+            return "%r is not an offered tool" % fn.name
+        jsonschema.validate(json.loads(fn.arguments), schema)
+        if (m.content or "").strip():
+            return "content next to the call"
+        return ""
+    except Exception as ex:  # noqa: BLE001
+        return repr(ex)[:300]
+
+
+def check_required_masked(cl, name, scripts):
+    """tool_choice "required" over three tools (and V3.2 named) with scripted text that
+    names a tool that does not exist and breaks the schema: masked, the reply is a valid
+    call of an offered tool; the same text under tool_choice "auto" (no mask) is not."""
+    cases = [("required", "req_bad", "required")]
+    if "named_bad" in scripts:
+        cases.append(("named plan_trip", "named_bad", {"type": "function", "function": {"name": "plan_trip"}}))
+    for label, key, tc in cases:
+        fu = [{"role": "user", "content": "Plan a trip to Oslo. [[script:%s]]" % key}]
+        rf = cl.chat.completions.create(model=name, messages=fu, tools=REQ_TOOLS, tool_choice=tc, max_tokens=300)
+        why = valid_call(rf, REQ_TOOLS)
+        m = rf.choices[0].message
+        got = (m.tool_calls[0].function.name, m.tool_calls[0].function.arguments) if m.tool_calls else None
+        ok(not why, "%s: tool_choice %s over 3 tools, %sarguments breaking the schema -> masked into a valid call %s"
+           % (name, label, "a bad name and " if tc == "required" else "", got), (why, rf.model_dump_json()[:700]))
+        fu = [{"role": "user", "content": "Plan a trip to Oslo. [[script:%s_auto]]" % key}]
+        ra = cl.chat.completions.create(model=name, messages=fu, tools=REQ_TOOLS, max_tokens=300)
+        why = valid_call(ra, REQ_TOOLS)
+        ok(why != "", "%s: control: the same text under tool_choice auto (no mask) is no valid call (%s)" % (name, why),
+           ra.model_dump_json()[:500])
+
+
 HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True,
                  "deepseek-v3.2": False}
 # text before the call that must come back as content
@@ -223,8 +304,10 @@ def check_model(name, scripts):
                    not (mf.content or "").strip(),
                    "%s: tool_choice %s, parameters that break the schema -> repaired by the grammar, valid for "
                    "jsonschema (%s)" % (name, json.dumps(tc), json.dumps(args)), (why, rf.model_dump_json()[:700]))
+        if "req_bad" in scripts:
+            check_required_masked(cl, name, scripts)
         if "forced_any" in scripts:
-            two = TOOLS + [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]
+            two = TOOLS + [{"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {"type": "object"}}}]
             fu = [{"role": "user", "content": "Weather in Oslo, please. [[script:forced_any]]"}]
             rf = cl.chat.completions.create(model=name, messages=fu, tools=two, tool_choice="required")
             mf = rf.choices[0].message
