@@ -89,6 +89,24 @@ static void sink(void *user, const parse_event *ev) {
     }
 }
 
+/* parse_str_param for the tests: "city" and "zip" of f are strings */
+static int str_param_f(void *u, const char *fn, const char *key, size_t kl) {
+    (void)u;
+    return !strcmp(fn, "f") && ((kl == 4 && !memcmp(key, "city", 4)) || (kl == 3 && !memcmp(key, "zip", 3)));
+}
+
+/* Qwen3-Coder with the string-parameter hook, fed in pieces of `step` bytes. */
+static void run_typed(const char *s, size_t step, rec *r) {
+    memset(r, 0, sizeof *r);
+    parse *p;
+    err e = {0};
+    if (parse_create(&p, PARSE_QWEN3_CODER, 0, 1 << 16, &e)) return;
+    parse_set_str_param(p, str_param_f, NULL);
+    for (size_t at = 0, n = strlen(s); at < n; at += step) parse_feed(p, s + at, at + step > n ? n - at : step, sink, r);
+    parse_finish(p, sink, r);
+    parse_free(p);
+}
+
 /* Feeds s in chunks given by cuts[] (sorted offsets), returns the record. */
 static int run_split(parse_format fmt, int thinking, const char *s, size_t n, const size_t *cuts, int ncuts, rec *r,
                      size_t max_text) {
@@ -541,6 +559,21 @@ int main(void) {
                  parse_detect(dsml, strlen(dsml), 0) == PARSE_DEEPSEEK_V32 &&
                  parse_detect(dsml_only, strlen(dsml_only), PARSE_VOCAB_DEEPSEEK) == PARSE_DEEPSEEK,
              "parse_detect: V3.2's DSML token and function_calls in the template -> deepseek-v3.2");
+    }
+    {
+        /* Qwen3-Coder values carry no type: with the tools' schemas a string parameter keeps its text */
+        const char *x = "<tool_call>\n<function=f>\n<parameter=city>\n3.5\n</parameter>\n<parameter=zip>\n"
+                        "\"0123\"\n</parameter>\n<parameter=n>\n42\n</parameter>\n</function>\n</tool_call>";
+        const char *want = "f({\"city\": \"3.5\", \"zip\": \"\\\"0123\\\"\", \"n\": 42});";
+        rec r1, r2, r3;
+        run_typed(x, strlen(x), &r1);
+        run_typed(x, 1, &r2);
+        run_split(PARSE_QWEN3_CODER, 0, x, strlen(x), NULL, 0, &r3, 1 << 16);
+        T_OK(!strcmp(r1.tools, want) && !strcmp(r2.tools, want),
+             "qwen3-coder: string-typed parameters keep their raw text (\"3.5\", the quotes of \"0123\"), others JSON; "
+             "whole and byte by byte (%s | %s)", r1.tools, r2.tools);
+        T_OK(!strcmp(r3.tools, "f({\"city\": 3.5, \"zip\": \"0123\", \"n\": 42});"),
+             "qwen3-coder: without the schemas a value is JSON when it parses (%s)", r3.tools);
     }
     T_DONE();
 }

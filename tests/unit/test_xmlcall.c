@@ -1,16 +1,19 @@
-/* test_xmlcall.c — the Qwen3-Coder forced-call grammar (fcgi_xml_params_gbnf):
- * the GBNF it writes for a tool's parameters schema compiles (grammar_gbnf.c) and
- * accepts exactly the call bodies the schema allows, in the model's XML syntax.
- * References: the format as Qwen3-Coder's chat template writes it (samples below),
- * and for raw string values libc's strstr over random strings built from the
- * closing tags' pieces (a value may not contain "</parameter>" nor "</tool_call>"). */
+/* test_xmlcall.c — the forced-call grammars of the markup formats: Qwen3-Coder's
+ * XML (fcgi_xml_params_gbnf), DeepSeek V3.2's DSML (fcgi_dsml_params_gbnf) and
+ * "required" over several tools (fcgi_calls_gbnf: one tool's name, then that
+ * tool's parameters). The GBNF compiles (grammar_gbnf.c) and accepts exactly the
+ * call bodies the schema allows, in the model's syntax. References: the formats as
+ * Qwen3-Coder's and V3.2's chat templates write them (samples below), and for raw
+ * string values libc's strstr over random strings built from the closing tags'
+ * pieces (an XML value may not contain "</parameter>" nor "</tool_call>"; a DSML
+ * value not "｜DSML｜"). */
 #include <stdint.h>
 
 #include "constrain.h"
 #include "grammar.h"
 #include "t.h"
 
-static grammar *compile_schema(const char *schema, int *unsupported) {
+static grammar *compile_with(int (*gen)(const jv *, jv_buf *), const char *schema, int *unsupported) {
     jv_arena *ar = jv_arena_new(1 << 20);
     jv v;
     err e = {0};
@@ -18,7 +21,7 @@ static grammar *compile_schema(const char *schema, int *unsupported) {
     if (!ar || jv_parse(ar, schema, strlen(schema), 64, &v, &e)) { jv_arena_free(ar); return NULL; }
     jv_buf b;
     jv_buf_init(&b, 1 << 20);
-    int rc = fcgi_xml_params_gbnf(&v, &b);
+    int rc = gen(&v, &b);
     grammar *g = NULL;
     if (rc == 1) *unsupported = 1;
     else if (rc == 0 && grammar_compile(&g, NULL, GRAMMAR_GBNF, b.p, b.n, NULL, &e)) {
@@ -28,6 +31,31 @@ static grammar *compile_schema(const char *schema, int *unsupported) {
     jv_buf_free(&b);
     jv_arena_free(ar);
     return g;
+}
+
+static grammar *compile_schema(const char *schema, int *unsupported) {
+    return compile_with(fcgi_xml_params_gbnf, schema, unsupported);
+}
+
+/* fcgi_calls_gbnf over a JSON list of chat-shape tools */
+static grammar *compile_calls(const char *tools, int dsml) {
+    jv_arena *ar = jv_arena_new(1 << 20);
+    jv v;
+    err e = {0};
+    if (!ar || jv_parse(ar, tools, strlen(tools), 64, &v, &e)) { jv_arena_free(ar); return NULL; }
+    fcgi_gen g;
+    memset(&g, 0, sizeof g);
+    g.tools = &v;
+    jv_buf b;
+    jv_buf_init(&b, 1 << 20);
+    grammar *gr = NULL;
+    if (fcgi_calls_gbnf(&g, dsml, &b) == 0 && grammar_compile(&gr, NULL, GRAMMAR_GBNF, b.p, b.n, NULL, &e)) {
+        printf("# compile: %s\n%.*s\n", e.msg, (int)b.n, b.p);
+        gr = NULL;
+    }
+    jv_buf_free(&b);
+    jv_arena_free(ar);
+    return gr;
 }
 
 /* 1 if the whole body matches */
@@ -126,5 +154,116 @@ int main(void) {
     T_OK(g && matches(g, P("k\"\\ey", "22") "</function>") == 1 && matches(g, P("k\"\\ey", "2") "</function>") == 0,
          "a key with a quote and a backslash (escaped in the GBNF literal); an integer enum");
     grammar_free(g);
+
+    /* ---- DeepSeek V3.2's DSML parameters */
+#define BAR "\xef\xbd\x9c"
+#define DP(k, s, v) "<" BAR "DSML" BAR "parameter name=\"" k "\" string=\"" s "\">" v "</" BAR "DSML" BAR "parameter>\n"
+#define DEND "</" BAR "DSML" BAR "invoke>"
+    g = compile_with(fcgi_dsml_params_gbnf, schema, &uns);
+    T_OK(g != NULL, "the DSML GBNF of the 7-property schema compiles");
+    if (g) {
+        struct { const char *body; int want; const char *what; } dc[] = {
+            {DP("city", "true", "Oslo") DP("days", "false", "3") DEND, 1, "required parameters only, as V3.2's template writes them"},
+            {DP("city", "true", "Oslo, \"N\" <b>x</b> </" BAR "DSM") DP("days", "false", "-12") DP("unit", "true", "f\"q")
+             DP("exact", "false", "false") DP("w", "false", "2.5e-3") DP("tags", "false", "[1, \"a\", {\"k\":null}]")
+             DP("opt", "false", "{\"a\": [true]}") DEND, 1, "every parameter in order, quotes, tags, a broken marker, JSON"},
+            {DP("city", "true", "multi\nline") DP("days", "false", "0") DEND, 1, "a multi-line string"},
+            {DP("city", "true", "") DP("days", "false", "0") DEND, 1, "an empty string"},
+            {DP("city", "false", "Oslo") DP("days", "false", "3") DEND, 0, "string=\"false\" for a string"},
+            {DP("city", "true", "Oslo") DP("days", "true", "3") DEND, 0, "string=\"true\" for an integer"},
+            {DP("city", "true", "Oslo") DEND, 0, "a required parameter missing"},
+            {DP("days", "false", "3") DP("city", "true", "Oslo") DEND, 0, "out of the schema's order"},
+            {DP("cit", "true", "Oslo") DP("days", "false", "3") DEND, 0, "a key not in the schema"},
+            {DP("city", "true", "Oslo") DP("days", "false", "3.5") DEND, 0, "a non-integer for an integer"},
+            {DP("city", "true", "a</" BAR "DSML" BAR "parameter>b") DP("days", "false", "3") DEND, 0,
+             "a string holding the parameter's closing marker"},
+            {DP("city", "true", "a<" BAR "DSML" BAR "invoke") DP("days", "false", "3") DEND, 0,
+             "a string holding an invoke marker"},
+            {DP("city", "true", "Oslo") DP("days", "false", "3") DP("unit", "true", "k") DEND, 0, "outside the enum"},
+            {DP("city", "true", "Oslo") DP("days", "false", "3") DP("exact", "false", "yes") DEND, 0, "a non-boolean"},
+            {DP("city", "true", "Oslo") DP("days", "false", "3") DP("opt", "false", "{\"a\":\"" BAR "\"}") DEND, 0,
+             "a JSON string holding the bar (it could spell a marker)"},
+            {DP("city", "true", "Oslo") DP("days", "false", "3"), 0, "no </｜DSML｜invoke>"},
+        };
+        for (size_t i = 0; i < sizeof dc / sizeof dc[0]; i++)
+            T_OK(matches(g, dc[i].body) == dc[i].want, "DSML %s: %s", dc[i].want ? "accepted" : "refused", dc[i].what);
+        grammar_free(g);
+    }
+    g = compile_with(fcgi_dsml_params_gbnf, "{\"properties\":{\"s\":{\"type\":\"string\"}},\"required\":[\"s\"]}", &uns);
+    T_OK(g != NULL, "DSML: a one-string schema compiles");
+    if (g) {
+        static const char *const bits[] = {BAR, "D", "S", "M", "L", "DSML", BAR "DSML", "DSML" BAR, BAR "D", "x",
+                                           "<", "/", "\n", BAR BAR, "DS", "SML", "é", "parameter>"};
+        uint64_t x = 0x2545f4914f6cdd1du;
+        int agree = 0, n_bad = 0, total = 3000;
+        for (int k = 0; k < total; k++) {
+            char val[256] = "", body[600];
+            int parts = 1 + (int)(k % 11);
+            for (int j = 0; j < parts; j++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                strcat(val, bits[x % (sizeof bits / sizeof bits[0])]);
+            }
+            snprintf(body, sizeof body, DP("s", "true", "%s") DEND, val);
+            int want = !strstr(val, BAR "DSML" BAR);
+            n_bad += !want;
+            agree += matches(g, body) == want;
+        }
+        T_OK(agree == total && n_bad > 50, "DSML raw strings: the grammar agrees with strstr on %d/%d random values "
+             "(%d holding ｜DSML｜)", agree, total, n_bad);
+        grammar_free(g);
+    }
+    g = compile_with(fcgi_dsml_params_gbnf, "{\"properties\":{\"k\":{\"enum\":[\"a" BAR "DSML" BAR "\"]}}}", &uns);
+    T_OK(!g && uns, "DSML: an enum string holding ｜DSML｜: not expressible (prefill only)");
+    g = compile_with(fcgi_dsml_params_gbnf, "{\"properties\":{\"k\\\"\":{\"type\":\"string\"}}}", &uns);
+    T_OK(!g && uns, "DSML: a key with a quote: not expressible");
+
+    /* ---- "required" over several tools: one grammar, a name then that tool's parameters */
+    const char *tools =
+        "[{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\","
+        "\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"]}}},"
+        "{\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"parameters\":{\"type\":\"object\","
+        "\"properties\":{\"tz\":{\"type\":\"string\",\"enum\":[\"UTC\",\"CET\"]}},\"required\":[\"tz\"]}}},"
+        "{\"type\":\"function\",\"function\":{\"name\":\"any\",\"parameters\":{\"anyOf\":[{\"type\":\"object\"}]}}},"
+        "{\"type\":\"function\",\"function\":{\"name\":\"bare\"}}]";
+    g = compile_calls(tools, 0);
+    T_OK(g != NULL, "XML: the GBNF of 4 tools compiles");
+    if (g) {
+        struct { const char *body; int want; const char *what; } rc[] = {
+            {"get>\n" P("n", "3") "</function>", 1, "get(n=3)"},
+            {"get_time>\n" P("tz", "CET") "</function>", 1, "get_time(tz=CET): a name with another as its prefix"},
+            {"get>\n" P("tz", "CET") "</function>", 0, "get with get_time's parameter"},
+            {"get_time>\n" P("n", "3") "</function>", 0, "get_time with get's parameter"},
+            {"get_time>\n" P("tz", "PST") "</function>", 0, "get_time outside its enum"},
+            {"gets>\n" P("n", "3") "</function>", 0, "a name that is no tool's"},
+            {"get>" P("n", "3") "</function>", 0, "the newline after the name missing"},
+            {"any>\n" P("whatever", "x y") P("k", "1") "</function>", 1,
+             "a schema the markup cannot express: any parameters"},
+            {"any>\n<parameter=k>\na</tool_call>\n</parameter>\n</function>", 0,
+             "... whose raw values still never close the call"},
+            {"bare>\n</function>", 1, "a tool without parameters"},
+            {"bare>\n" P("n", "3") "</function>", 0, "... takes none"},
+        };
+        for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++)
+            T_OK(matches(g, rc[i].body) == rc[i].want, "XML required %s: %s", rc[i].want ? "accepted" : "refused",
+                 rc[i].what);
+        grammar_free(g);
+    }
+    g = compile_calls(tools, 1);
+    T_OK(g != NULL, "DSML: the GBNF of 4 tools compiles");
+    if (g) {
+        struct { const char *body; int want; const char *what; } rc[] = {
+            {"get\">\n" DP("n", "false", "3") DEND, 1, "get(n=3)"},
+            {"get_time\">\n" DP("tz", "true", "UTC") DEND, 1, "get_time(tz=UTC)"},
+            {"get\">\n" DP("tz", "true", "UTC") DEND, 0, "get with get_time's parameter"},
+            {"gett\">\n" DP("n", "false", "3") DEND, 0, "a name that is no tool's"},
+            {"any\">\n" DP("x", "true", "a b") DP("y", "false", "[1]") DEND, 1, "any parameters for an anyOf schema"},
+            {"any\">\n" DP("y", "false", "[1") DEND, 0, "... string=\"false\" still JSON"},
+            {"bare\">\n" DEND, 1, "a tool without parameters"},
+        };
+        for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++)
+            T_OK(matches(g, rc[i].body) == rc[i].want, "DSML required %s: %s", rc[i].want ? "accepted" : "refused",
+                 rc[i].what);
+        grammar_free(g);
+    }
     T_DONE();
 }
