@@ -28,23 +28,44 @@
  *                                          Schemas it cannot express ($ref, anyOf or
  *                                          $defs at the top, type lists, bounds,
  *                                          patterns, keys with '>'): prefill only, as
- *                                          before, not an error. A string value that is
- *                                          itself JSON ("42") is read back by the
- *                                          parser as JSON (it has no schema): not fixed.
- *   Qwen3-Coder "required" over several    prefill only (the opener is forced; the
- *     tools, harmony with the name open    arguments are the model's)
+ *                                          before, not an error. The parser keeps a
+ *                                          string-typed value's raw text
+ *                                          (fcgi_tool_str_param), so "42" stays "42".
+ *   DeepSeek V3.2 (DSML), a named function the same with fcgi_dsml_params_gbnf after
+ *                                          the prefilled block and
+ *                                          "<｜DSML｜invoke name=\"NAME\">\n": each
+ *                                          property "<｜DSML｜parameter name=\"KEY\"
+ *                                          string=\"true\">RAW</｜DSML｜parameter>\n"
+ *                                          (RAW never holds "｜DSML｜") or string=
+ *                                          \"false\" with JSON; "</｜DSML｜invoke>";
+ *                                          the suffix closes the block
+ *   Qwen3-Coder / V3.2, "required" over    prefill up to the name ("<function=",
+ *     several tools                        "invoke name=\""), then ONE GBNF
+ *                                          (fcgi_calls_gbnf): an alternation of
+ *                                          NAME + ">\n" (V3.2 "\">\n") + that tool's
+ *                                          parameter rules (prefixed tN); a tool whose
+ *                                          schema the markup cannot express takes any
+ *                                          parameters there (its name is still masked)
+ *   harmony / DeepSeek V3/R1/V3.1,         staged (calls_staged): prefill up to the
+ *     "required" over several tools        name; ST_NAME a choice grammar of NAME +
+ *                                          the separator's text (harmony " ", V3.1
+ *                                          "<｜tool▁sep｜>" when it is text, R1
+ *                                          "\n```json\n"); ST_SEP the separator's
+ *                                          control tokens, one allowed at a time
+ *                                          (harmony "<|constrain|>json<|message|>");
+ *                                          ST_ARGS the chosen tool's parameters schema
+ *                                          (every tool's compiled up front; the chosen
+ *                                          one's state made when the name completes).
+ *                                          A name followed directly by a control token
+ *                                          (a vocabulary where <｜tool▁sep｜> is one)
+ *                                          may be a prefix of another: the separator
+ *                                          is allowed wherever the name can end, and
+ *                                          no end-of-generation token is, in ST_NAME
  *   DeepSeek, a named function             prefill up to the arguments (V3.1:
  *                                          "NAME<｜tool▁sep｜>", R1: "function
  *                                          <｜tool▁sep｜>NAME\n```json\n"), then the
  *                                          parameters schema; the suffix closes the
  *                                          call and the block
- *   DeepSeek, "required", several tools    prefill up to the name (the model names
- *                                          the function and writes the arguments)
- *   DeepSeek V3.2 (DSML)                   prefill only, as Qwen3-Coder: the block and
- *                                          "<｜DSML｜invoke name=\"NAME\">\n" (named) or
- *                                          "<｜DSML｜invoke name=\"" (required, several
- *                                          tools); the parameters are the model's (they
- *                                          are DSML, not JSON, so no schema mask)
  * JSON whitespace between tokens is bounded (JSON_WS bytes at each place).
  *
  * Reasoning models: a Qwen3-style model may open "<think>" first. The constraint
