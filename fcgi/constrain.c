@@ -73,6 +73,7 @@
  * through, and applies the grammar from the first other token. */
 #include "constrain.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,7 @@ struct fcgi_constraint {
 
 static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, grammar **out, err *e);
 static void grel(fcgi_app *a, grammar *g);
+static int gcache_new(fcgi_app *a);
 
 /* ---------------------------------------------------------------- per app */
 
@@ -144,12 +146,16 @@ int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e) {
     if (!a->eog_tokens) return err_set(e, ERR_NOMEM, "out of memory");
     for (int32_t id = 0; id < V; id++)
         if (tok_is_eog(a->tk, id)) a->eog_tokens[id / 32] |= 1u << (id % 32);
+    if (gcache_new(a)) return err_set(e, ERR_NOMEM, "out of memory");
     a->think_open = special_id(a->tk, "<think>");
     a->think_close = special_id(a->tk, "</think>");
     return 0;
 }
 
+static void gcache_free(fcgi_app *a);
+
 void fcgi_constraint_teardown(fcgi_app *a) {
+    gcache_free(a);
     grammar_vocab_free(a->gvocab);
     free(a->ws_tokens);
     free(a->eog_tokens);
@@ -878,16 +884,152 @@ toolarge:
 
 /* ---------------------------------------------------------------- compiled grammars */
 
+/* A bounded cache of compiled grammars keyed by (kind, source text), per app:
+ * the same tools or schema on the next request (an agent's loop, the n choices
+ * of one request) skip the compile (a Qwen3-Coder forced call's xmlstr alone is
+ * ~0.16 s on a 151k vocabulary). Grammars are immutable after compile, so one is
+ * shared by every constraint holding it. Bounds, planned: at most GCACHE_ENTRIES
+ * grammars and GCACHE_BYTES of grammar memory (grammar_stats.bytes) plus their
+ * key texts; a grammar over half of that is never kept. Only entries no request
+ * holds are evicted (least recently used first); when every entry is held the new
+ * grammar is used uncached and freed with its request. Compiles run on the
+ * FastCGI worker threads, several at once, outside the lock; the mutex guards
+ * only the table (a lookup, an insert, a release: a few dozen compares). */
+#define GCACHE_ENTRIES 32
+#define GCACHE_BYTES ((size_t)96 << 20)
+
+typedef struct gc_entry {
+    grammar *g;    /* NULL: a free slot */
+    char *key;     /* kind byte, then the source text */
+    size_t klen;
+    size_t bytes;  /* grammar memory + klen */
+    int refs;      /* constraints holding it */
+    uint64_t used; /* last use (tick) */
+} gc_entry;
+
+struct fcgi_gcache {
+    pthread_mutex_t mu;
+    gc_entry e[GCACHE_ENTRIES];
+    size_t bytes;
+    uint64_t tick, hits, misses;
+};
+
+static gc_entry *gc_find(struct fcgi_gcache *c, const char *key, size_t klen) {
+    for (int i = 0; i < GCACHE_ENTRIES; i++)
+        if (c->e[i].g && c->e[i].klen == klen && !memcmp(c->e[i].key, key, klen)) return &c->e[i];
+    return NULL;
+}
+
+static void gc_drop(struct fcgi_gcache *c, gc_entry *x) {
+    c->bytes -= x->bytes;
+    grammar_free(x->g);
+    free(x->key);
+    memset(x, 0, sizeof *x);
+}
+
+/* A free slot with room for `bytes` more, evicting unheld entries; NULL if none. */
+static gc_entry *gc_room(struct fcgi_gcache *c, size_t bytes) {
+    for (;;) {
+        gc_entry *slot = NULL, *lru = NULL;
+        for (int i = 0; i < GCACHE_ENTRIES; i++) {
+            gc_entry *x = &c->e[i];
+            if (!x->g) { if (!slot) slot = x; continue; }
+            if (!x->refs && (!lru || x->used < lru->used)) lru = x;
+        }
+        if (slot && c->bytes + bytes <= GCACHE_BYTES) return slot;
+        if (!lru) return NULL;
+        gc_drop(c, lru);
+    }
+}
+
+static int gcache_new(fcgi_app *a) {
+    a->gcache = calloc(1, sizeof *a->gcache);
+    if (!a->gcache) return -1;
+    if (pthread_mutex_init(&a->gcache->mu, NULL)) { free(a->gcache); a->gcache = NULL; return -1; }
+    return 0;
+}
+
+static void gcache_free(fcgi_app *a) {
+    struct fcgi_gcache *c = a->gcache;
+    if (!c) return;
+    for (int i = 0; i < GCACHE_ENTRIES; i++)
+        if (c->e[i].g) gc_drop(c, &c->e[i]);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+    a->gcache = NULL;
+}
+
+void fcgi_gcache_stats(const fcgi_app *a, uint64_t *hits, uint64_t *misses, int *entries, size_t *bytes) {
+    struct fcgi_gcache *c = a->gcache;
+    *hits = *misses = 0;
+    *entries = 0;
+    *bytes = 0;
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    *hits = c->hits;
+    *misses = c->misses;
+    for (int i = 0; i < GCACHE_ENTRIES; i++) *entries += c->e[i].g != NULL;
+    *bytes = c->bytes;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, grammar **out, err *e) {
+    struct fcgi_gcache *c = a->gcache;
+    char *key = c ? malloc(n + 1) : NULL;
+    if (key) {
+        key[0] = (char)kind;
+        memcpy(key + 1, text, n);
+        pthread_mutex_lock(&c->mu);
+        gc_entry *x = gc_find(c, key, n + 1);
+        if (x) {
+            x->refs++;
+            x->used = ++c->tick;
+            c->hits++;
+            *out = x->g;
+        } else {
+            c->misses++;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (x) { free(key); return 0; }
+    }
     grammar_opts o;
     grammar_opts_default(&o);
     o.json_ws = JSON_WS;
-    return grammar_compile(out, a->gvocab, kind, text, n, &o, e);
+    int rc = grammar_compile(out, a->gvocab, kind, text, n, &o, e);
+    if (rc || !key) { free(key); return rc; }
+    grammar_stats gs;
+    grammar_get_stats(*out, &gs);
+    const size_t bytes = gs.bytes + n + 1;
+    pthread_mutex_lock(&c->mu);
+    gc_entry *x = gc_find(c, key, n + 1); /* another worker compiled it meanwhile */
+    if (x) {
+        x->refs++;
+        x->used = ++c->tick;
+        grammar_free(*out);
+        *out = x->g;
+    } else if (bytes <= GCACHE_BYTES / 2 && (x = gc_room(c, bytes))) {
+        *x = (gc_entry){.g = *out, .key = key, .klen = n + 1, .bytes = bytes, .refs = 1, .used = ++c->tick};
+        c->bytes += bytes;
+        key = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(key);
+    return 0;
 }
 
 static void grel(fcgi_app *a, grammar *g) {
-    (void)a;
-    grammar_free(g);
+    struct fcgi_gcache *c = a->gcache;
+    if (c) {
+        pthread_mutex_lock(&c->mu);
+        for (int i = 0; i < GCACHE_ENTRIES; i++)
+            if (c->e[i].g == g) {
+                c->e[i].refs--;
+                pthread_mutex_unlock(&c->mu);
+                return;
+            }
+        pthread_mutex_unlock(&c->mu);
+    }
+    grammar_free(g); /* never cached */
 }
 
 const sched_constraint *fcgi_constraint_sched(fcgi_constraint *c) { return c ? &c->sc : NULL; }

@@ -16,6 +16,9 @@ typedef struct fcgi_constraint fcgi_constraint;
  * n_vocab logit rows, the whitespace-only tokens, the reasoning markers. */
 int fcgi_constraint_setup(fcgi_app *a, int32_t n_vocab, err *e);
 void fcgi_constraint_teardown(fcgi_app *a);
+/* The compiled-grammar cache (constrain.c): lookups that found / compiled, the
+ * grammars kept and their bytes. */
+void fcgi_gcache_stats(const fcgi_app *a, uint64_t *hits, uint64_t *misses, int *entries, size_t *bytes);
 /* The function a forced call calls (named, or "required" with one tool), or NULL. */
 const char *fcgi_forced_name(const fcgi_gen *g);
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "constrain.h"
 #include "fcgi.h"
 
 void fcgi_limits_from(const fcgi_app *a, fcgi_limits *l) {
@@ -77,6 +78,21 @@ static int h_metrics(fcgi_app *a, fcgi_out *o) {
     if (a->s) sched_get_stats(a->s, &st);
     char buf[16384];
     size_t n = fcgi_metrics_render(&a->metrics, a->s ? &st : NULL, atomic_load(&a->state), buf, sizeof buf);
+    uint64_t gh, gm;
+    int ge;
+    size_t gb;
+    fcgi_gcache_stats(a, &gh, &gm, &ge, &gb);
+    int k = snprintf(buf + n, sizeof buf - n,
+                     "# HELP sparkd_grammar_cache_hits_total Constrained outputs whose grammar was already compiled.\n"
+                     "# TYPE sparkd_grammar_cache_hits_total counter\nsparkd_grammar_cache_hits_total %llu\n"
+                     "# HELP sparkd_grammar_cache_misses_total Grammars compiled.\n"
+                     "# TYPE sparkd_grammar_cache_misses_total counter\nsparkd_grammar_cache_misses_total %llu\n"
+                     "# HELP sparkd_grammar_cache_entries Compiled grammars kept.\n"
+                     "# TYPE sparkd_grammar_cache_entries gauge\nsparkd_grammar_cache_entries %d\n"
+                     "# HELP sparkd_grammar_cache_bytes Memory of the compiled grammars kept.\n"
+                     "# TYPE sparkd_grammar_cache_bytes gauge\nsparkd_grammar_cache_bytes %zu\n",
+                     (unsigned long long)gh, (unsigned long long)gm, ge, gb);
+    if (k > 0 && (size_t)k < sizeof buf - n) n += (size_t)k;
     fcgi_out_headers(o, 200, "text/plain; version=0.0.4; charset=utf-8", NULL);
     fcgi_out_write(o, buf, n);
     return 200;

@@ -162,7 +162,7 @@ def valid_call(r, tools):
         return repr(ex)[:300]
 
 
-def check_required_masked(cl, name, scripts):
+def check_required_masked(st, cl, name, scripts):
     """tool_choice "required" over three tools (and V3.2 named) with scripted text that
     names a tool that does not exist and breaks the schema: masked, the reply is a valid
     call of an offered tool; the same text under tool_choice "auto" (no mask) is not."""
@@ -177,6 +177,16 @@ def check_required_masked(cl, name, scripts):
         got = (m.tool_calls[0].function.name, m.tool_calls[0].function.arguments) if m.tool_calls else None
         ok(not why, "%s: tool_choice %s over 3 tools, %sarguments breaking the schema -> masked into a valid call %s"
            % (name, label, "a bad name and " if tc == "required" else "", got), (why, rf.model_dump_json()[:700]))
+        if key == "req_bad":
+            # the same tools again: the grammars come from the cache (no compile), the same call
+            h0 = metric(st, "sparkd_grammar_cache_hits_total")
+            r2 = cl.chat.completions.create(model=name, messages=fu, tools=REQ_TOOLS, tool_choice=tc, max_tokens=300)
+            m2 = r2.choices[0].message
+            got2 = (m2.tool_calls[0].function.name, m2.tool_calls[0].function.arguments) if m2.tool_calls else None
+            h1 = metric(st, "sparkd_grammar_cache_hits_total")
+            ok(got2 == got and h1 is not None and h0 is not None and h1 > h0,
+               "%s: the same forced request again -> the same call, its grammars from the cache (hits %s -> %s)"
+               % (name, h0, h1), (got, got2))
         fu = [{"role": "user", "content": "Plan a trip to Oslo. [[script:%s_auto]]" % key}]
         ra = cl.chat.completions.create(model=name, messages=fu, tools=REQ_TOOLS, max_tokens=300)
         why = valid_call(ra, REQ_TOOLS)
@@ -308,7 +318,7 @@ def check_model(name, scripts):
                    "%s: tool_choice %s, parameters that break the schema -> repaired by the grammar, valid for "
                    "jsonschema (%s)" % (name, json.dumps(tc), json.dumps(args)), (why, rf.model_dump_json()[:700]))
         if "req_bad" in scripts:
-            check_required_masked(cl, name, scripts)
+            check_required_masked(st, cl, name, scripts)
         if "forced_any" in scripts:
             two = TOOLS + [{"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {"type": "object"}}}]
             fu = [{"role": "user", "content": "Weather in Oslo, please. [[script:forced_any]]"}]
