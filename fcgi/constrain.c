@@ -112,7 +112,7 @@ struct fcgi_constraint {
     grammar_state *ast;  /* the chosen tool's arguments state (made when chosen) */
 };
 
-static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, grammar **out, err *e);
+static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, int64_t *budget, grammar **out, err *e);
 static void grel(fcgi_app *a, grammar *g);
 static int gcache_new(fcgi_app *a);
 
@@ -753,11 +753,15 @@ static int calls_staged(fcgi_app *a, const fcgi_gen *g, const char *sep, const c
     }
     jv_buf_putc(&t, ']');
     if (t.over) goto toolarge;
-    if (gget(a, GRAMMAR_CHOICE, t.p, t.n, &c->g, &e) || grammar_state_new(&c->st, c->g, &e)) goto bad;
+    /* one compile budget for all of them, as the one grammar of the other formats has */
+    grammar_opts dflt;
+    grammar_opts_default(&dflt);
+    int64_t budget = dflt.max_work;
+    if (gget(a, GRAMMAR_CHOICE, t.p, t.n, &budget, &c->g, &e) || grammar_state_new(&c->st, c->g, &e)) goto bad;
     for (int j = 0; j < n; j++) {
         t.n = 0;
         if (params_text(g, tool_name(g, (size_t)j), &t)) goto toolarge;
-        if (gget(a, GRAMMAR_JSON_SCHEMA, t.p, t.n, &c->args[j], &e)) goto bad;
+        if (gget(a, GRAMMAR_JSON_SCHEMA, t.p, t.n, &budget, &c->args[j], &e)) goto bad;
     }
     jv_buf_free(&t);
     c->sc = (sched_constraint){.mask = c_mask, .accept = c_accept, .done = c_done, .u = c};
@@ -853,7 +857,7 @@ int fcgi_constraint_new(fcgi_app *a, const fcgi_gen *g, int thinking, fcgi_const
     if (!c) { jv_buf_free(&text); return fcgi_errorf(er, 500, "server_error", NULL, NULL, "out of memory"); }
     c->a = a;
     err e = {0};
-    int rc = gget(a, kind, text.p ? text.p : "", text.n, &c->g, &e);
+    int rc = gget(a, kind, text.p ? text.p : "", text.n, NULL, &c->g, &e);
     jv_buf_free(&text);
     if (!rc) rc = grammar_state_new(&c->st, c->g, &e);
     if (rc) {
@@ -973,7 +977,9 @@ void fcgi_gcache_stats(const fcgi_app *a, uint64_t *hits, uint64_t *misses, int 
     pthread_mutex_unlock(&c->mu);
 }
 
-static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, grammar **out, err *e) {
+/* budget: NULL, or the compile work (grammar_opts.max_work) left to a request
+ * that compiles several grammars, charged with what this compile spends. */
+static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, int64_t *budget, grammar **out, err *e) {
     struct fcgi_gcache *c = a->gcache;
     char *key = c ? malloc(n + 1) : NULL;
     if (key) {
@@ -995,10 +1001,12 @@ static int gget(fcgi_app *a, grammar_kind kind, const char *text, size_t n, gram
     grammar_opts o;
     grammar_opts_default(&o);
     o.json_ws = JSON_WS;
+    if (budget) o.max_work = *budget > 0 ? *budget : 1;
     int rc = grammar_compile(out, a->gvocab, kind, text, n, &o, e);
-    if (rc || !key) { free(key); return rc; }
     grammar_stats gs;
-    grammar_get_stats(*out, &gs);
+    if (!rc) grammar_get_stats(*out, &gs);
+    if (!rc && budget) *budget -= gs.work > 0 ? gs.work : 1;
+    if (rc || !key) { free(key); return rc; }
     const size_t bytes = gs.bytes + n + 1;
     pthread_mutex_lock(&c->mu);
     gc_entry *x = gc_find(c, key, n + 1); /* another worker compiled it meanwhile */
