@@ -1,6 +1,7 @@
 /* fuzz_parse — libFuzzer target for the output parsers (appliance/parse.c).
- * Byte 0 picks the format (bits 0-1 and 4-5), the "thinking" flag (bit 2) and a
- * small or large buffer (bit 3);
+ * Byte 0 picks the format (bits 0-1 and 4-5), the "thinking" flag (bit 2), a
+ * small or large buffer (bit 3) and (bit 6) a string-parameter hook
+ * (parse_set_str_param: keys starting with 's' of functions starting with 'f');
  * byte 1 seeds the chunk sizes. The rest is model output, fed once whole and
  * once in chunks: the two event streams must agree (streaming safety), or the
  * target aborts. Run: tests/fuzz/run_fuzz.sh fuzz_parse SECONDS */
@@ -51,6 +52,11 @@ static void sink(void *user, const parse_event *ev) {
     } else if (a->open) abort();
 }
 
+static int str_param(void *u, const char *fn, const char *key, size_t kl) {
+    (void)u;
+    return fn && fn[0] == 'f' && kl > 0 && key[0] == 's';
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     parse_format fmt = (parse_format)(((data[0] & 3) | (data[0] >> 2 & 12)) % PARSE_NFORMATS);
@@ -65,12 +71,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     parse *p;
     err e = {0};
     if (parse_create(&p, fmt, thinking, max_text, &e)) return 0;
+    if (data[0] & 0x40) parse_set_str_param(p, str_param, NULL);
     parse_feed(p, text, n, sink, &whole);
     parse_finish(p, sink, &whole);
     if (whole.open || parse_tool_calls(p) != whole.ncalls) abort();
     parse_free(p);
 
     if (parse_create(&p, fmt, thinking, max_text, &e)) abort();
+    if (data[0] & 0x40) parse_set_str_param(p, str_param, NULL);
     for (size_t at = 0; at < n;) {
         seed = seed * 1103515245u + 12345u;
         size_t k = 1 + (seed >> 16) % 9;
