@@ -4,7 +4,7 @@ the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS (and DeepSee
 V3.1's, R1-Distill's and V3.2's templates over Qwen3's tokenizer, with DeepSeek's tool-call
 tokens spelled as text; named and "required" forced calls there too, and on Qwen3-Coder a
 forced call whose scripted XML parameters break the tool's schema, repaired by the grammar
-mask and checked with jsonschema; on Qwen3-Coder, GPT-OSS, DeepSeek V3.1 and V3.2
+mask and checked with jsonschema; on Qwen3-Coder, GPT-OSS, DeepSeek V3.1, R1 and V3.2
 tool_choice "required" over three tools with a scripted name that is no tool's and
 arguments that break the schema, masked into a call of an offered tool that validates
 against that tool's schema, while the same text under "auto" does not) and scripted
@@ -124,10 +124,15 @@ SCRIPTS["deepseek-v3.2"]["req_bad"] = (
     "<｜DSML｜parameter name=\"unit\" string=\"true\">kelvin</｜DSML｜parameter>\n"
     "<｜DSML｜parameter name=\"exact\" string=\"true\">yes</｜DSML｜parameter>\n"
     "</｜DSML｜invoke>\n</｜DSML｜function_calls><|im_end|>")
+SCRIPTS["deepseek-r1"]["req_bad"] = (
+    "plan_trp\n```json\n{\"cit\": \"Oslo\", \"days\": 3.5, \"unit\": \"kelvin\", \"exact\": \"yes\"}\n```"
+    "<｜tool▁call▁end｜><｜tool▁calls▁end｜><|im_end|>")
 # V3.2 named (plan_trip): the parameters after the prefilled invoke break the schema
 SCRIPTS["deepseek-v3.2"]["named_bad"] = SCRIPTS["deepseek-v3.2"]["req_bad"][len("plan_trp\">\n"):]
 OPENERS = {"qwen3-coder": "<tool_call>\n<function=", "gpt-oss": "<|channel|>commentary to=functions.",
            "deepseek-v3.1": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>",
+           # R1's prompt opens the reasoning: the forced prefix closes it first
+           "deepseek-r1": "\n</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>",
            "deepseek-v3.2": "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\""}
 for _n, _o in OPENERS.items():
     SCRIPTS[_n]["req_bad_auto"] = _o + SCRIPTS[_n]["req_bad"]
