@@ -642,8 +642,12 @@ int fcgi_tool_str_param(void *u, const char *fn, const char *key, size_t kl) {
         if (!pr || pr->type != JV_DICT) return 0;
         for (size_t k = 0; k < pr->u.d->n; k++) {
             if (pr->u.d->k[k]->len != kl || memcmp(pr->u.d->k[k]->p, key, kl)) continue;
-            const jv *t = pr->u.d->v[k].type == JV_DICT ? fcgi_jget(&pr->u.d->v[k], "type") : NULL;
-            return t && t->type == JV_STR && !strcmp(t->u.s->p, "string");
+            const jv *t = fcgi_jget(&pr->u.d->v[k], "type"), *en = fcgi_jget(&pr->u.d->v[k], "enum");
+            if (t) return t->type == JV_STR && !strcmp(t->u.s->p, "string");
+            if (!en || en->type != JV_LIST || !en->u.l->n) return 0;
+            for (size_t j = 0; j < en->u.l->n; j++) /* no type, an enum of strings only */
+                if (en->u.l->v[j].type != JV_STR) return 0;
+            return 1;
         }
         return 0;
     }

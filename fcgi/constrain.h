@@ -72,7 +72,8 @@ int fcgi_dsml_params_gbnf(const jv *params, jv_buf *out);
 int fcgi_calls_gbnf(const fcgi_gen *g, int dsml, jv_buf *out);
 
 /* parse_str_param over the request's tools (u: the fcgi_gen): 1 when function
- * fn's parameters schema types property key as "string" (Qwen3-Coder's parser
+ * fn's parameters schema types property key as "string", or gives it no type and
+ * an enum of strings only (Qwen3-Coder's parser
  * then keeps the value's raw text instead of reading "42" as a number). */
 int fcgi_tool_str_param(void *u, const char *fn, const char *key, size_t kl);
 
