@@ -330,12 +330,17 @@ static void on_token(gen_choice *c, const sched_event *ev) {
     if (R->in_reasoning) R->n_reasoning++;
     char piece[512];
     size_t k = tok_stream_feed(a->tk, &c->ts, ev->token, piece, sizeof piece);
-    if (!k && R->ps && a->pfmt == PARSE_HARMONY) {
+    if (!k && R->ps && (a->pfmt == PARSE_HARMONY || a->pfmt == PARSE_DEEPSEEK || a->pfmt == PARSE_DEEPSEEK_R1)) {
         /* harmony's structure is control tokens (<|channel|>, <|message|>,
-         * <|start|>, <|end|>...): its parser reads their text */
+         * <|start|>, <|end|>...): its parser reads their text. DeepSeek's
+         * tool-call markers (<｜tool▁calls▁begin｜>, <｜tool▁sep｜>...) are control
+         * tokens in GGUFs made by llama.cpp's converter (it marks every added
+         * "<｜...｜>" token so): their parser reads them too, and only them */
         size_t sl;
         const char *sp = tok_piece(a->tk, ev->token, &sl, 1);
-        if (sp && sl && sl < sizeof piece) {
+        static const char ds_tool[] = "<\xef\xbd\x9ctool";
+        if (sp && sl && sl < sizeof piece &&
+            (a->pfmt == PARSE_HARMONY || (sl > sizeof ds_tool - 1 && !memcmp(sp, ds_tool, sizeof ds_tool - 1)))) {
             memcpy(piece, sp, sl);
             k = sl;
         }

@@ -13,6 +13,8 @@ tokenizer_config.json template):
   deepseek-v3.1, deepseek-r1, deepseek-v3.2   Qwen3's tokenizer (DeepSeek's markers are
                spelled out as text; the parser reads text) + DeepSeek-V3.1's /
                R1-Distill-Qwen's / V3.2's (DSML) template
+  deepseek-v3.1-ctl   the same with DeepSeek's five tool-call markers added to the
+               tokenizer as control tokens + V3.1's template
 
     make_script_models.py OUTDIR    -> OUTDIR/{name}.gguf and OUTDIR/{name}.jinja
 Nothing is downloaded beyond what the tokenizer and template tests fetch."""
@@ -95,6 +97,25 @@ def build(outdir):
                 shutil.copy(os.path.join(outdir, "qwen3.gguf"), out + ".tmp")
                 os.replace(out + ".tmp", out)
             shutil.copy(os.path.join(tmpl_refs._llama_templates_dir(), tname + ".jinja"), os.path.join(outdir, name + ".jinja"))
+        # V3.1's template over Qwen3's tokenizer with DeepSeek's tool-call markers added as
+        # control tokens (as in DeepSeek's own vocabulary): a name followed directly by a
+        # control-token separator (tool_choice "required": <｜tool▁sep｜> allowed where a
+        # name can end)
+        out = os.path.join(outdir, "deepseek-v3.1-ctl.gguf")
+        if not os.path.exists(out):
+            import json
+            j = json.load(open(qtj, encoding="utf-8"))
+            nxt = max(list(j["model"]["vocab"].values()) + [a["id"] for a in j["added_tokens"]]) + 1
+            for k, m in enumerate(["<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>",
+                                   "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"]):
+                j["added_tokens"].append({"id": nxt + k, "content": m, "single_word": False, "lstrip": False,
+                                          "rstrip": False, "normalized": False, "special": True})
+            tjc = os.path.join(tmps, "ds-ctl-tokenizer.json")
+            json.dump(j, open(tjc, "w", encoding="utf-8"), ensure_ascii=False)
+            hf_json_to_gguf.convert(tjc, qtc, pre, out + ".tmp", arch="qwen3", extra=tensors)
+            os.replace(out + ".tmp", out)
+        shutil.copy(os.path.join(tmpl_refs._llama_templates_dir(), "deepseek-ai-DeepSeek-V3.1.jinja"),
+                    os.path.join(outdir, "deepseek-v3.1-ctl.jinja"))
     finally:
         shutil.rmtree(tmps, ignore_errors=True)
 

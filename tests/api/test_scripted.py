@@ -5,9 +5,11 @@ V3.1's, R1-Distill's and V3.2's templates over Qwen3's tokenizer, with DeepSeek'
 tokens spelled as text; named and "required" forced calls there too, and on Qwen3-Coder a
 forced call whose scripted XML parameters break the tool's schema, repaired by the grammar
 mask and checked with jsonschema; on Qwen3-Coder, GPT-OSS, DeepSeek V3.1, R1 and V3.2
-tool_choice "required" over three tools with a scripted name that is no tool's and
+tool_choice "required" over four tools with a scripted name that is no tool's and
 arguments that break the schema, masked into a call of an offered tool that validates
-against that tool's schema, while the same text under "auto" does not) and scripted
+against that tool's schema, while the same text under "auto" does not; and everything again
+on V3.1's template over a vocabulary where DeepSeek's markers are control tokens, as
+llama.cpp's converter makes them) and scripted
 outputs (tests/engine_script: the model's tokens are given, everything else is
 the product: template, tokenizer, scheduler, output parsers, the four API shapes).
 
@@ -103,7 +105,7 @@ SCRIPTS = {
                       "</｜DSML｜invoke>\n</｜DSML｜function_calls><|im_end|>",
     },
 }
-# "required" over three tools (REQ_TOOLS): after the prefill the scripted model names a
+# "required" over four tools (REQ_TOOLS, one name a prefix of another): after the prefill the scripted model names a
 # tool that does not exist ("plan_trp") and writes arguments that break plan_trip's schema
 # (a wrong key, a non-integer for an integer, a value outside the enum, a word for a
 # boolean); the mask must turn that into a call of an offered tool whose arguments
@@ -129,7 +131,12 @@ SCRIPTS["deepseek-r1"]["req_bad"] = (
     "<｜tool▁call▁end｜><｜tool▁calls▁end｜><|im_end|>")
 # V3.2 named (plan_trip): the parameters after the prefilled invoke break the schema
 SCRIPTS["deepseek-v3.2"]["named_bad"] = SCRIPTS["deepseek-v3.2"]["req_bad"][len("plan_trp\">\n"):]
-OPENERS = {"qwen3-coder": "<tool_call>\n<function=", "gpt-oss": "<|channel|>commentary to=functions.",
+# the same V3.1 text where the markers are control tokens; "plan" is a prefix of "plan_trip"
+SCRIPTS["deepseek-v3.1-ctl"] = dict(SCRIPTS["deepseek-v3.1"])
+# the model names "plan", then the separator token right there (where "plan_trip" could go on)
+SCRIPTS["deepseek-v3.1-ctl"]["req_plan"] = "plan<｜tool▁sep｜>{}<｜tool▁call▁end｜><｜tool▁calls▁end｜><|im_end|>"
+OPENERS = {"deepseek-v3.1-ctl": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>",
+           "qwen3-coder": "<tool_call>\n<function=", "gpt-oss": "<|channel|>commentary to=functions.",
            "deepseek-v3.1": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>",
            # R1's prompt opens the reasoning: the forced prefix closes it first
            "deepseek-r1": "\n</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>",
@@ -144,7 +151,10 @@ REQ_TOOLS = TOOLS + [{"type": "function", "function": {"name": "plan_trip", "des
                                                        "parameters": TRIP}},
                      {"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {
                          "type": "object", "properties": {"tz": {"type": "string", "enum": ["UTC", "CET"]}},
-                         "required": ["tz"], "additionalProperties": False}}}]
+                         "required": ["tz"], "additionalProperties": False}}},
+                     # a name that is a prefix of another's
+                     {"type": "function", "function": {"name": "plan", "description": "Plan",
+                                                       "parameters": {"type": "object", "properties": {}}}}]
 
 
 def valid_call(r, tools):
@@ -168,20 +178,28 @@ def valid_call(r, tools):
 
 
 def check_required_masked(st, cl, name, scripts):
-    """tool_choice "required" over three tools (and V3.2 named) with scripted text that
+    """tool_choice "required" over four tools (and V3.2 named) with scripted text that
     names a tool that does not exist and breaks the schema: masked, the reply is a valid
     call of an offered tool; the same text under tool_choice "auto" (no mask) is not."""
     cases = [("required", "req_bad", "required")]
     if "named_bad" in scripts:
         cases.append(("named plan_trip", "named_bad", {"type": "function", "function": {"name": "plan_trip"}}))
+    if "req_plan" in scripts:
+        fu = [{"role": "user", "content": "Plan. [[script:req_plan]]"}]
+        rf = cl.chat.completions.create(model=name, messages=fu, tools=REQ_TOOLS, tool_choice="required", max_tokens=100)
+        m = rf.choices[0].message
+        ok(not valid_call(rf, REQ_TOOLS) and m.tool_calls[0].function.name == "plan",
+           "%s: tool_choice required, the name \"plan\" (a prefix of \"plan_trip\") ended by the separator token -> "
+           "plan({})" % name, rf.model_dump_json()[:500])
     for label, key, tc in cases:
         fu = [{"role": "user", "content": "Plan a trip to Oslo. [[script:%s]]" % key}]
         rf = cl.chat.completions.create(model=name, messages=fu, tools=REQ_TOOLS, tool_choice=tc, max_tokens=300)
         why = valid_call(rf, REQ_TOOLS)
         m = rf.choices[0].message
         got = (m.tool_calls[0].function.name, m.tool_calls[0].function.arguments) if m.tool_calls else None
-        ok(not why, "%s: tool_choice %s over 3 tools, %sarguments breaking the schema -> masked into a valid call %s"
-           % (name, label, "a bad name and " if tc == "required" else "", got), (why, rf.model_dump_json()[:700]))
+        ok(not why, "%s: tool_choice %s over %d tools, %sarguments breaking the schema -> masked into a valid call %s"
+           % (name, label, len(REQ_TOOLS), "a bad name and " if tc == "required" else "", got),
+           (why, rf.model_dump_json()[:700]))
         if key == "req_bad":
             # the same tools again: the grammars come from the cache (no compile), the same call
             h0 = metric(st, "sparkd_grammar_cache_hits_total")
@@ -200,7 +218,7 @@ def check_required_masked(st, cl, name, scripts):
 
 
 HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True,
-                 "deepseek-v3.2": False}
+                 "deepseek-v3.2": False, "deepseek-v3.1-ctl": False}
 # text before the call that must come back as content
 CALL_CONTENT = {"deepseek-v3.2": "Checking."}
 
