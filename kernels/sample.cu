@@ -149,7 +149,7 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
                 const int lane = threadIdx.x;
                 unsigned long long part = 0;
                 unsigned ne = 0; // bit j: digit 255 - 8 lane - j has tokens
-#pragma unroll
+#pragma unroll 1
                 for (int j = 0; j < 8; j++) {
                     const int d = 255 - 8 * lane - j;
                     part += MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
@@ -165,7 +165,7 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
                 unsigned long long run = above + incl - part;
                 int hit = -1;
                 unsigned long long hit_run = 0;
-#pragma unroll
+#pragma unroll 1
                 for (int j = 0; j < 8; j++) {
                     const int d = 255 - 8 * lane - j;
                     const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
