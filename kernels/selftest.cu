@@ -1578,6 +1578,35 @@ void bench_elt() {
         }
         dfree_all();
     }
+    // QK-norm + RoPE + f16 KV store, Qwen3-8B heads (32 q / 8 kv, 128), tokens of one
+    // sequence at positions 1000.. (repeated calls rewrite q in place: timing only)
+    for (int T : {1, 64, 512}) {
+        const int nh = 32, nkv = 8, D = 128, kvb = 16, p0 = 1000;
+        const int max_blocks = (p0 + T) / kvb + 1;
+        std::vector<int32_t> pos(T), seq(T, 0), bt(max_blocks);
+        for (int t = 0; t < T; t++) pos[t] = p0 + t;
+        for (int i = 0; i < max_blocks; i++) bt[i] = i;
+        std::vector<float> inv(D / 2), nw(D, 1.0f);
+        for (int i = 0; i < D / 2; i++) inv[i] = powf(1e6f, -2.0f * i / D);
+        cuda_qkv_args a;
+        memset(&a, 0, sizeof a);
+        a.q = dup(randn((size_t)T * nh * D, 1.0)); a.k = dup(randn((size_t)T * nkv * D, 1.0));
+        a.v = dup(randn((size_t)T * nkv * D, 1.0)); a.ldq = nh * D; a.ldk = a.ldv = nkv * D;
+        a.q_norm = dup(nw); a.k_norm = dup(nw); a.eps = 1e-6f; a.inv_freq = dup(inv); a.n_rot = D; a.neox = 1;
+        a.mscale = 1.0f; a.n_head = nh; a.n_kv = nkv; a.head_dim = D;
+        a.kv.k = dalloc((size_t)max_blocks * nkv * kvb * D * 2); a.kv.v = dalloc((size_t)max_blocks * nkv * kvb * D * 2);
+        a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
+        cuda_tokens tk = {dup(pos), dup(seq), dup(bt), max_blocks, T};
+        for (int old = 1; old >= 0; old--) {
+            cuda_elt_old_set(old);
+            const double us = time_us([&] { err e3; cuda_qkv_rope_store(&a, &tk, C->st, &e3); }, 50);
+            cudaError_t ce = cudaGetLastError();
+            fprintf(C->f, "| qkv_rope_store 32/8 x 128 f16 KV | %d | %s | | %.2f | | %s |\n", T, old ? "old" : "new", us,
+                    ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+            fflush(C->f);
+        }
+        dfree_all();
+    }
     // sampling over a 151936 vocabulary: greedy, and sampled (temperature 0.8, top_p 0.95)
     // on LLM-like logits (20 tokens near 25 above a N(0, 2) background: tokens of non-zero
     // mass are those within 17 of the top, the candidate list) and on flat ones (N(0, 3):
