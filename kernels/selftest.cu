@@ -1613,17 +1613,18 @@ void bench_elt() {
     // every token has mass, the full-row passes in one CTA as before)
     const int V = 151936;
     for (int n : {1, 64}) {
-        for (int kind = 0; kind < 3; kind++) {
+        for (int kind = 0; kind < 4; kind++) {
             std::vector<float> lg((size_t)n * V);
             for (auto &x : lg) x = (float)((kind == 2 ? 3.0 : 2.0) * C->rng.normal());
-            if (kind < 2)
+            if (kind != 2)
                 for (int r = 0; r < n; r++)
                     for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(25.0 + 2.0 * C->rng.normal());
             std::vector<cuda_sample_row> rows(n);
             for (int r = 0; r < n; r++) {
                 cuda_sample_row &R = rows[r];
                 memset(&R, 0, sizeof R);
-                R.logits_row = r; R.slot = r; R.temperature = kind == 0 ? 0.0f : 0.8f; R.top_p = kind == 0 ? 1.0f : 0.95f;
+                R.logits_row = r; R.slot = r; R.temperature = kind == 0 || kind == 3 ? 0.0f : 0.8f;
+                R.top_p = kind == 0 || kind == 3 ? 1.0f : 0.95f; R.n_top = kind == 3 ? 20 : 0;
                 R.rep_pen = 1.0f; R.u = (float)C->rng.unit(); R.mask_off = -1;
             }
             cuda_sample_args a;
@@ -1631,7 +1632,7 @@ void bench_elt() {
             a.logits = dup(lg); a.ld = V; a.n_vocab = V; a.rows = dup(rows); a.n = n;
             a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
             a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
-            const char *kn[3] = {"greedy", "sampled, LLM-like logits", "sampled, flat logits"};
+            const char *kn[4] = {"greedy", "sampled, LLM-like logits", "sampled, flat logits", "greedy + 20 top logprobs, LLM-like"};
             for (int old = 1; old >= 0; old--) {
                 cuda_elt_old_set(old);
                 const double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 20);
