@@ -187,10 +187,13 @@ typedef struct cuda_resid_args {
 } cuda_resid_args;
 int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e);
 
-/* Tests and benches: 1 = the first-generation element-wise producers (one CTA per row,
- * two passes: resid_norm, act_mm, mmin_prepare) and every input form the layer's weights
- * may read (the engine); 0 (default) = the vectorized ones (layer.cu) and only the forms
- * the products of this T and precision read. SPARKD_ELT_OLD=1 sets 1 at the first call. */
+/* Tests and benches: 1 = the first generation of the element-wise kernels (resid_norm,
+ * act_mm, mmin_prepare: one CTA per row, two passes; qkv_rope_store; cuda_sample: one CTA
+ * per row over the whole vocabulary) and every input form the layer's weights may read
+ * (the engine); 0 (default) = the second generation (layer.cu: vectorized rows and 2-D
+ * grids; sample.cu: first passes over many CTAs, sampling over the candidate list) and
+ * only the forms the products of this T and precision read. SPARKD_ELT_OLD=1 sets 1 at
+ * the first call. */
 void cuda_elt_old_set(int on);
 int cuda_elt_old(void);
 

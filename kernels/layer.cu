@@ -166,9 +166,12 @@ __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a,
     __shared__ float red[32];
     pdl_trigger();
     const int i = blockIdx.x, nt = blockDim.x, tid = threadIdx.x;
-    float4 wn[NV]; // the norm weights (no kernel writes them): fetched while the product runs
+    // the norm weights (no kernel writes them): fetched while the product runs (NV < 4: the
+    // widest rows would spill at 1024 threads and load them after the sums)
+    float4 wn[NV];
 #pragma unroll
-    for (int j = 0; j < NV; j++) wn[j] = ld4(a.norm_w + 4 * (j * nt + tid));
+    for (int j = 0; j < NV; j++)
+        if (NV < 4) wn[j] = ld4(a.norm_w + 4 * (j * nt + tid));
     pdl_wait();
     const int r = a.rows ? a.rows[i] : i;
     const int dim = a.dim;
@@ -214,7 +217,7 @@ __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a,
     const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
 #pragma unroll
     for (int j = 0; j < NV; j++) {
-        const float4 w = wn[j];
+        const float4 w = NV < 4 ? wn[j] : ld4(a.norm_w + 4 * (j * nt + tid));
         v[j].x = v[j].x * rr * w.x; v[j].y = v[j].y * rr * w.y; v[j].z = v[j].z * rr * w.z; v[j].w = v[j].w * rr * w.w;
     }
     if (a.xout)

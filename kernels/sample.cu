@@ -29,6 +29,11 @@
 #define SMP_LCAP 16384
 #define SMP_SCAP 1024 // candidates a slice may hold (more: the full row)
 #define SMP_MAXP 512 // slices a row may have for the list (V <= SMP_MAXP * SMP_SLICE)
+// Top logprobs (n_top > 0) likewise walk only the raw tokens at or above tau, the n_top-th
+// largest of the slices' raw maxima (n_top slices hold a token >= tau, so the n_top best
+// and all their ties are among them): <= SMP_RCAP a slice, <= SMP_RLCAP in all; else the row.
+#define SMP_RCAP 64
+#define SMP_RLCAP 2048
 
 // Per (row, slice) partials of the first passes.
 struct smp_part {
@@ -37,17 +42,20 @@ struct smp_part {
     int32_t best_i;
     int32_t nfin;     // processed values > -inf
     int32_t ncand;    // candidates of the slice (sample_cand_kernel)
-    int32_t pad[2];
+    int32_t nraw;     // raw tokens >= tau of the slice (top logprobs; SMP_RCAP + 1: none kept)
+    int32_t pad;
 };
 __host__ __device__ __forceinline__ int smp_slices(int V) { return (V + SMP_SLICE - 1) / SMP_SLICE; }
 __host__ __device__ __forceinline__ size_t smp_al(size_t b) { return (b + 255) & ~(size_t)255; }
 // The work buffer: processed rows (n, V) f32 | partials (n, slices) | per-slice candidate
-// ids (n, slices, SMP_SCAP) int32 | list ids (n, SMP_LCAP) | list values.
+// ids (n, slices, SMP_SCAP) int32 | list ids (n, SMP_LCAP) | list values | per-slice raw
+// top ids (n, slices, SMP_RCAP).
 struct smp_work {
     float *w;
     smp_part *parts;
     int32_t *sid, *lid;
     float *lv;
+    int32_t *rsid;
 };
 __host__ __device__ __forceinline__ smp_work smp_carve(void *base, int n, int V) {
     char *p = (char *)base;
@@ -57,11 +65,13 @@ __host__ __device__ __forceinline__ smp_work smp_carve(void *base, int n, int V)
     k.sid = (int32_t *)p; p += smp_al((size_t)n * smp_slices(V) * SMP_SCAP * 4);
     k.lid = (int32_t *)p; p += smp_al((size_t)n * SMP_LCAP * 4);
     k.lv = (float *)p; p += smp_al((size_t)n * SMP_LCAP * 4);
+    k.rsid = (int32_t *)p;
     return k;
 }
 
 extern "C" uint64_t cuda_sample_work_bytes(int n, int n_vocab) {
-    return (uint64_t)(size_t)((char *)smp_carve(NULL, n, n_vocab).lv + smp_al((size_t)n * SMP_LCAP * 4));
+    return (uint64_t)(size_t)((char *)smp_carve(NULL, n, n_vocab).rsid +
+                              smp_al((size_t)n * smp_slices(n_vocab) * SMP_RCAP * 4));
 }
 
 __device__ __forceinline__ uint32_t fkey(float f) { // order-preserving: larger float -> larger key
@@ -149,7 +159,7 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
                 const int lane = threadIdx.x;
                 unsigned long long part = 0;
                 unsigned ne = 0; // bit j: digit 255 - 8 lane - j has tokens
-#pragma unroll
+#pragma unroll 1
                 for (int j = 0; j < 8; j++) {
                     const int d = 255 - 8 * lane - j;
                     part += MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
@@ -165,7 +175,7 @@ __device__ void radix_find(int V, KF kf, unsigned long long target, smp_shared &
                 unsigned long long run = above + incl - part;
                 int hit = -1;
                 unsigned long long hit_run = 0;
-#pragma unroll
+#pragma unroll 1
                 for (int j = 0; j < 8; j++) {
                     const int d = 255 - 8 * lane - j;
                     const unsigned long long mm = MASS ? sh.mass[d] : (unsigned long long)sh.cnt[d];
@@ -379,6 +389,67 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_cand_kernel(const cuda
     const int V = A.n_vocab;
     const smp_work k = smp_carve(A.work, A.n, V);
     smp_part *pp = k.parts + (size_t)row * P;
+    const int lane = tid & 31, wp = tid >> 5;
+    const int i0 = blockIdx.x * SMP_SLICE, i1 = min(V, i0 + SMP_SLICE);
+    // exclusive scan of c over the block (thread order = id order) -> before, total
+    auto scan = [&](int c, int &before, int &total) {
+        int incl = c;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int t = __shfl_up_sync(0xffffffffu, incl, o);
+            if (lane >= o) incl += t;
+        }
+        __syncthreads();
+        if (lane == 31) wsum[wp] = incl;
+        __syncthreads();
+        before = incl - c;
+        total = 0;
+        for (int q = 0; q < SMP_PRE_THREADS / 32; q++) {
+            if (q < wp) before += wsum[q];
+            total += wsum[q];
+        }
+    };
+    const int n_top = min(min(R.n_top, CUDA_SAMPLE_TOP), V);
+    if (n_top > 0) {
+        // tau: the n_top-th largest slice maximum (ties by slice index); -inf: keep none
+        __shared__ float tau_sh;
+        if (tid == 0) tau_sh = -INFINITY;
+        __syncthreads();
+        for (int p = tid; p < P; p += SMP_PRE_THREADS) {
+            const float r = pp[p].rmx;
+            int rank = 0;
+            for (int q = 0; q < P; q++) {
+                const float o = pp[q].rmx;
+                rank += o > r || (o == r && q < p);
+            }
+            if (rank == n_top - 1) tau_sh = r;
+        }
+        __syncthreads();
+        const float tau = tau_sh;
+        const float *raw = A.logits + (size_t)R.logits_row * A.ld;
+        unsigned keep = 0;
+        int c = 0;
+        if (tau != -INFINITY) {
+#pragma unroll
+            for (int j = 0; j < SMP_PER; j++) {
+                const int i = i0 + tid * SMP_PER + j;
+                if (i < i1 && raw[i] >= tau) { // NaN: never
+                    keep |= 1u << j;
+                    c++;
+                }
+            }
+        }
+        int before, total;
+        scan(c, before, total);
+        int32_t *ids = k.rsid + ((size_t)row * P + blockIdx.x) * SMP_RCAP;
+#pragma unroll
+        for (int j = 0; j < SMP_PER; j++)
+            if (keep >> j & 1u) {
+                if (before < SMP_RCAP) ids[before] = i0 + tid * SMP_PER + j;
+                before++;
+            }
+        if (tid == 0) pp[blockIdx.x].nraw = tau == -INFINITY ? SMP_RCAP + 1 : total;
+    }
     if (!(R.temperature > 0.0f)) {
         if (tid == 0) pp[blockIdx.x].ncand = 0;
         return;
@@ -387,7 +458,6 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_cand_kernel(const cuda
     for (int p = tid; p < P; p += SMP_PRE_THREADS) m = fmaxf(m, pp[p].best);
     const float pmx = block_max(m, red), temp = R.temperature;
     const float *w = k.w + (size_t)row * V;
-    const int i0 = blockIdx.x * SMP_SLICE, i1 = min(V, i0 + SMP_SLICE);
     unsigned keep = 0;
     int c = 0;
 #pragma unroll
@@ -401,21 +471,8 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_cand_kernel(const cuda
             }
         }
     }
-    // exclusive scan of c over the block (thread order = id order)
-    const int lane = tid & 31, wp = tid >> 5;
-    int incl = c;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int t = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += t;
-    }
-    if (lane == 31) wsum[wp] = incl;
-    __syncthreads();
-    int before = incl - c, total = 0;
-    for (int q = 0; q < SMP_PRE_THREADS / 32; q++) {
-        if (q < wp) before += wsum[q];
-        total += wsum[q];
-    }
+    int before, total;
+    scan(c, before, total);
     int32_t *ids = k.sid + ((size_t)row * P + blockIdx.x) * SMP_SCAP;
 #pragma unroll
     for (int j = 0; j < SMP_PER; j++)
@@ -659,18 +716,59 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
     }
     const int n_top = min(min(R.n_top, CUDA_SAMPLE_TOP), V);
     if (n_top > 0) {
+        // the values walked: the raw row, or (PRE) the list of raw tokens >= tau
+        const float *rv = raw;
+        const int32_t *rid = NULL;
+        int Vr = V;
+        if (PRE && parts <= SMP_MAXP) {
+            const smp_work wk = smp_carve(A.work, A.n, V);
+            const smp_part *pp = wk.parts + (size_t)blockIdx.x * parts;
+            __syncthreads(); // the sampling list (same memory) is done with
+            if (threadIdx.x == 0) {
+                int run = 0;
+                for (int p = 0; p < parts; p++) {
+                    sh.pre[p] = run;
+                    run += pp[p].nraw > SMP_RCAP ? SMP_RLCAP + 1 : pp[p].nraw;
+                    if (run > SMP_RLCAP) run = SMP_RLCAP + 1;
+                }
+                sh.pre[parts] = run;
+            }
+            __syncthreads();
+            const int total = sh.pre[parts];
+            if (total <= SMP_RLCAP && total >= n_top) {
+                int32_t *lid = wk.lid + (size_t)blockIdx.x * SMP_LCAP;
+                float *lv = wk.lv + (size_t)blockIdx.x * SMP_LCAP;
+                const int32_t *rs = wk.rsid + (size_t)blockIdx.x * parts * SMP_RCAP;
+                for (int q = threadIdx.x; q < total; q += blockDim.x) {
+                    int lo = 0, hi = parts - 1; // the last slice s with pre[s] <= q
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) >> 1;
+                        if (sh.pre[mid] <= q) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    const int id = rs[(size_t)lo * SMP_RCAP + (q - sh.pre[lo])];
+                    lid[q] = id;
+                    lv[q] = raw[id];
+                }
+                __syncthreads();
+                rv = lv;
+                rid = lid;
+                Vr = total;
+            }
+            __syncthreads();
+        }
         auto kr = [&](int i, uint32_t &k, unsigned long long &ms) -> bool {
-            const float v = raw[i];
+            const float v = rv[i];
             k = fkey(isnan(v) ? -INFINITY : v);
             ms = 0;
             return true;
         };
-        radix_find<false, PRE>(V, kr, (unsigned long long)n_top, sh);
+        radix_find<false, PRE>(Vr, kr, (unsigned long long)n_top, sh);
         const uint32_t kk = sh.found_key;
         const int need = n_top - (int)sh.found_above;
         if (threadIdx.x == 0) sh.list_n = 0;
         __syncthreads();
-        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        for (int i = threadIdx.x; i < Vr; i += blockDim.x) {
             uint32_t k;
             unsigned long long ms;
             kr(i, k, ms);
@@ -680,9 +778,11 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
             }
         }
         __syncthreads();
-        tie_find(V, kr, kk, -1, need, sh);
+        tie_find(Vr, kr, kk, -1, need, sh);
         if (threadIdx.x == 0) {
             const int n = min(sh.list_n, n_top);
+            if (rid) // list index -> token id (the list is in id order)
+                for (int a = 0; a < min(sh.list_n, 64); a++) sh.list_id[a] = rid[sh.list_id[a]];
             // insertion sort: value desc, id asc
             for (int a = 1; a < min(sh.list_n, 64); a++) {
                 const int id = sh.list_id[a];

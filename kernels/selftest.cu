@@ -1598,23 +1598,53 @@ void bench_elt() {
         }
         dfree_all();
     }
+    // QK-norm + RoPE + f16 KV store, Qwen3-8B heads (32 q / 8 kv, 128), tokens of one
+    // sequence at positions 1000.. (repeated calls rewrite q in place: timing only)
+    for (int T : {1, 64, 512}) {
+        const int nh = 32, nkv = 8, D = 128, kvb = 16, p0 = 1000;
+        const int max_blocks = (p0 + T) / kvb + 1;
+        std::vector<int32_t> pos(T), seq(T, 0), bt(max_blocks);
+        for (int t = 0; t < T; t++) pos[t] = p0 + t;
+        for (int i = 0; i < max_blocks; i++) bt[i] = i;
+        std::vector<float> inv(D / 2), nw(D, 1.0f);
+        for (int i = 0; i < D / 2; i++) inv[i] = powf(1e6f, -2.0f * i / D);
+        cuda_qkv_args a;
+        memset(&a, 0, sizeof a);
+        a.q = dup(randn((size_t)T * nh * D, 1.0)); a.k = dup(randn((size_t)T * nkv * D, 1.0));
+        a.v = dup(randn((size_t)T * nkv * D, 1.0)); a.ldq = nh * D; a.ldk = a.ldv = nkv * D;
+        a.q_norm = dup(nw); a.k_norm = dup(nw); a.eps = 1e-6f; a.inv_freq = dup(inv); a.n_rot = D; a.neox = 1;
+        a.mscale = 1.0f; a.n_head = nh; a.n_kv = nkv; a.head_dim = D;
+        a.kv.k = dalloc((size_t)max_blocks * nkv * kvb * D * 2); a.kv.v = dalloc((size_t)max_blocks * nkv * kvb * D * 2);
+        a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
+        cuda_tokens tk = {dup(pos), dup(seq), dup(bt), max_blocks, T};
+        for (int old = 1; old >= 0; old--) {
+            cuda_elt_old_set(old);
+            const double us = time_us([&] { err e3; cuda_qkv_rope_store(&a, &tk, C->st, &e3); }, 50);
+            cudaError_t ce = cudaGetLastError();
+            fprintf(C->f, "| qkv_rope_store 32/8 x 128 f16 KV | %d | %s | | %.2f | | %s |\n", T, old ? "old" : "new", us,
+                    ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+            fflush(C->f);
+        }
+        dfree_all();
+    }
     // sampling over a 151936 vocabulary: greedy, and sampled (temperature 0.8, top_p 0.95)
     // on LLM-like logits (20 tokens near 25 above a N(0, 2) background: tokens of non-zero
     // mass are those within 17 of the top, the candidate list) and on flat ones (N(0, 3):
     // every token has mass, the full-row passes in one CTA as before)
     const int V = 151936;
     for (int n : {1, 64}) {
-        for (int kind = 0; kind < 3; kind++) {
+        for (int kind = 0; kind < 4; kind++) {
             std::vector<float> lg((size_t)n * V);
             for (auto &x : lg) x = (float)((kind == 2 ? 3.0 : 2.0) * C->rng.normal());
-            if (kind < 2)
+            if (kind != 2)
                 for (int r = 0; r < n; r++)
                     for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(25.0 + 2.0 * C->rng.normal());
             std::vector<cuda_sample_row> rows(n);
             for (int r = 0; r < n; r++) {
                 cuda_sample_row &R = rows[r];
                 memset(&R, 0, sizeof R);
-                R.logits_row = r; R.slot = r; R.temperature = kind == 0 ? 0.0f : 0.8f; R.top_p = kind == 0 ? 1.0f : 0.95f;
+                R.logits_row = r; R.slot = r; R.temperature = kind == 0 || kind == 3 ? 0.0f : 0.8f;
+                R.top_p = kind == 0 || kind == 3 ? 1.0f : 0.95f; R.n_top = kind == 3 ? 20 : 0;
                 R.rep_pen = 1.0f; R.u = (float)C->rng.unit(); R.mask_off = -1;
             }
             cuda_sample_args a;
@@ -1622,7 +1652,7 @@ void bench_elt() {
             a.logits = dup(lg); a.ld = V; a.n_vocab = V; a.rows = dup(rows); a.n = n;
             a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
             a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
-            const char *kn[3] = {"greedy", "sampled, LLM-like logits", "sampled, flat logits"};
+            const char *kn[4] = {"greedy", "sampled, LLM-like logits", "sampled, flat logits", "greedy + 20 top logprobs, LLM-like"};
             for (int old = 1; old >= 0; old--) {
                 cuda_elt_old_set(old);
                 const double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 20);
