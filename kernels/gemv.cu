@@ -676,16 +676,37 @@ __device__ __forceinline__ void g4_rows(const gemv_params &p, int q, gemv_rows &
 }
 
 // The outputs of quad q for token t from the lanes' partial sums (called by the whole warp).
-__device__ __forceinline__ void g4_store(const gemv_params &p, int q, int t, const float *acc) {
+// With a K split (p.wk = KS warps per quad) warps kw = 1 .. KS-1 of the group leave their
+// sums in red[warp][par] and warp kw = 0 adds them in that fixed order (deterministic); the
+// group meets at named barrier 1 + group (KS x 32 threads). red is double-buffered by quad
+// parity par: a helper warp writes the same buffer again only two quads later, after the
+// next barrier, which warp 0 of the group reaches only once it has read this one.
+__device__ __forceinline__ void g4_store(const gemv_params &p, int q, int t, const float *acc, float (*red)[2][4],
+                                         int par) {
     float v[4];
 #pragma unroll
     for (int r = 0; r < 4; r++) v[r] = warp_sum(acc[r]);
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int KS = p.wk, kw = warp % KS;
+    float val = lane == 0 ? v[0] : lane == 1 ? v[1] : lane == 2 ? v[2] : v[3]; // lanes 0..3: row lane
+    if (KS > 1) {
+        if (kw && lane < 4) red[warp][par][lane] = val;
+        // immediate barrier ids (1..4), so ptxas reserves 5 barriers, not all 16
+        const int nt = 32 * KS;
+        switch (warp / KS) {
+        case 0: asm volatile("bar.sync 1, %0;" ::"r"(nt) : "memory"); break;
+        case 1: asm volatile("bar.sync 2, %0;" ::"r"(nt) : "memory"); break;
+        case 2: asm volatile("bar.sync 3, %0;" ::"r"(nt) : "memory"); break;
+        default: asm volatile("bar.sync 4, %0;" ::"r"(nt) : "memory"); break;
+        }
+        if (kw) return;
+        if (lane < 4)
+            for (int k = 1; k < KS; k++) val += red[warp + k][par][lane];
+    }
     int mi, r0;
     g4_locate(p, q, mi, r0);
     if (!p.pair_act) {
         if (lane < 4) {
-            const float val = lane == 0 ? v[0] : lane == 1 ? v[1] : lane == 2 ? v[2] : v[3];
             const gemv_mat &M = p.m[mi];
             const int rw = r0 + lane;
             if (rw < M.rows) {
@@ -693,11 +714,12 @@ __device__ __forceinline__ void g4_store(const gemv_params &p, int q, int t, con
                 *y = p.accumulate ? *y + val : val;
             }
         }
-    } else if (lane < 2) {
-        const float g = lane ? v[1] : v[0], u = lane ? v[3] : v[2];
+    } else {
+        // lanes 0, 1: gate rows r0, r0 + 1; lanes 2, 3: the same up rows
+        const float u = __shfl_down_sync(0xffffffffu, val, 2);
         const int rw = r0 + lane;
-        if (rw < p.m[0].rows)
-            p.act_xp[(size_t)t * p.act_ld + (rw & ~63) + inv_perm64(rw & 63)] = gemv_act(g, p.pair_act - 1) * u;
+        if (lane < 2 && rw < p.m[0].rows)
+            p.act_xp[(size_t)t * p.act_ld + (rw & ~63) + inv_perm64(rw & 63)] = gemv_act(val, p.pair_act - 1) * u;
     }
 }
 
@@ -707,28 +729,31 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
     constexpr int R = 4, LPC = C::LPC, CPI = C::CPI, NS = g4_cfg<F>::NS;
     static_assert(C::R == R, "gemv4: quads of 4 rows");
     extern __shared__ __align__(16) uint8_t g4_sm[];
+    __shared__ float red[GEMV_WARPS][2][4];
     pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int t = blockIdx.y;
     const bool pair = p.pair_act != 0;
-    const int nq = p.nq;
-    const int gw = blockIdx.x * GEMV_WARPS + warp, GW = gridDim.x * GEMV_WARPS;
+    const int nq = p.nq, KS = p.wk, kw = warp % KS;
+    // group gg of KS warps (never across CTAs: KS divides GEMV_WARPS) walks quads gg, gg + GG, ...
+    const int gg = (blockIdx.x * GEMV_WARPS + warp) / KS, GG = gridDim.x * (GEMV_WARPS / KS);
     const int K = p.K, nch = K / 64, nit = (nch + CPI - 1) / CPI;
-    const int nqw = gw < nq ? (nq - gw + GW - 1) / GW : 0; // quads of this warp
-    const int ntot = nqw * nit;                            // warp iterations in all
+    const int nitw = nit > kw ? (nit - kw + KS - 1) / KS : 0; // this warp's iterations kw, kw + KS, ... of a quad
+    const int nqw = gg < nq ? (nq - gg + GG - 1) / GG : 0;    // quads of the group
+    const int ntot = nqw * nitw;                              // warp iterations in all
     const int csub = lane / LPC, c0 = (lane % LPC) * (4 / LPC);
     // load cursor: quad lq, iteration li (its rows in LW / lrow)
-    int lq = gw, li = 0;
+    int lq = gg, li = 0;
     gemv_rows LW;
     int lrow[R];
     if (nqw > 0) g4_rows(p, lq, LW, lrow);
     gdq_slot<F> s[NS];
     auto load_next = [&](gdq_slot<F> &sl) {
-        const int ci = li * CPI + csub;
+        const int ci = (kw + li * KS) * CPI + csub;
         if (ci < nch) gdq_load<F>(sl, LW, lrow, pair, ci, c0);
-        if (++li == nit) {
+        if (++li == nitw) {
             li = 0;
-            lq += GW;
+            lq += GG;
             if (lq < nq) g4_rows(p, lq, LW, lrow);
         }
     };
@@ -742,18 +767,19 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
-    int cq = gw, cit = 0; // compute cursor
+    int cq = gg, cit = 0, par = 0; // compute cursor
     for (int j = 0; j < ntot; j += NS) {
 #pragma unroll
         for (int u = 0; u < NS; u++) {
             if (j + u < ntot) {
-                const int ci = cit * CPI + csub;
+                const int ci = (kw + cit * KS) * CPI + csub;
                 if (ci < nch) gdq_step<F>(s[u], xq, xd, xs, ci, c0, acc);
                 if (j + u + NS < ntot) load_next(s[u]);
-                if (++cit == nit) {
+                if (++cit == nitw) {
                     cit = 0;
-                    g4_store(p, cq, t, acc);
-                    cq += GW;
+                    g4_store(p, cq, t, acc, red, par);
+                    cq += GG;
+                    par ^= 1;
 #pragma unroll
                     for (int r = 0; r < R; r++) acc[r] = 0.0f;
                 }
@@ -764,13 +790,13 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
 
 // gemv4 mode: 0 = gemv_dq_kernel always (SPARKD_GEMV4_OLD=1), 1 = gemv4 where the product
 // has at least a quad per resident warp (default), 2 = gemv4 for every int8 product (tests);
-// cuda_gemv4_set(-1): as SPARKD_GEMV4_OLD says again.
+// cuda_gemv4_set(-1): as the environment says again (SPARKD_GEMV4_OLD=1 = 0; SPARKD_GEMV4=0|1|2).
 static int g_g4 = -1;
 extern "C" void cuda_gemv4_set(int mode) { g_g4 = mode < 0 ? -1 : mode > 2 ? 2 : mode; }
 static int g4_mode() {
     if (g_g4 < 0) {
-        const char *s = getenv("SPARKD_GEMV4_OLD");
-        g_g4 = s && atoi(s) ? 0 : 1;
+        const char *s = getenv("SPARKD_GEMV4_OLD"), *m = getenv("SPARKD_GEMV4"); // SPARKD_GEMV4=0|1|2: the mode
+        g_g4 = s && atoi(s) ? 0 : m && *m ? (atoi(m) < 0 ? 0 : atoi(m) > 2 ? 2 : atoi(m)) : 1;
     }
     return g_g4;
 }
@@ -803,9 +829,9 @@ static int g4_resident(uint32_t type, size_t smem) {
 }
 
 // gemv4 launch (dq path only). Returns 1 when launched, 0 to use gemv_dq_kernel, -1 on error.
-static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, gemv_params &p, bool wk_set, err *e) {
+static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, gemv_params &p, int wk_set, err *e) {
     const int mode = g4_mode();
-    if (mode == 0 || wk_set) return 0; // SPARKD_GEMV_WK tunes the old kernel
+    if (mode == 0 || (mode == 1 && wk_set > 0)) return 0; // SPARKD_GEMV_WK tunes the old kernel
     const uint32_t type = a->w[0]->type;
     int nq = 0;
     if (a->pair_act) nq = (int)((a->w[0]->rows + 1) / 2);
@@ -814,9 +840,26 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     const size_t sm = gdq_smem(x->K);
     const int res = g4_resident(type, sm);
     if (res <= 0) return 0;
-    if (mode == 1 && (int64_t)nq < (int64_t)res * GEMV_WARPS) return 0;
+    // K split: the fewest warps per quad (1, 2, 4; at most the quad's iterations) that give
+    // at least 3/4 of the resident warps a quad; none: the old kernel. Forced (mode 2): 1,
+    // or SPARKD_GEMV_WK / cuda_gemv_wk_set's 2 or 4 (tests)
+    const int nit = (x->K / 64 + (qfmt_of(type).cbits == 4 ? 15 : 7)) / (qfmt_of(type).cbits == 4 ? 16 : 8);
+    int ks = 0;
+    if (mode == 2) {
+        ks = wk_set == 2 || wk_set == 4 ? wk_set : 1;
+        while (ks > 1 && ks > nit) ks /= 2;
+    } else {
+        static int ksmax = -1; // SPARKD_GEMV4_KSMAX=1|2|4 (default 4): 1 = only products with a quad per warp
+        if (ksmax < 0) {
+            const char *e4 = getenv("SPARKD_GEMV4_KSMAX");
+            ksmax = e4 && (atoi(e4) == 1 || atoi(e4) == 2) ? atoi(e4) : 4;
+        }
+        for (int k = 1; k <= ksmax && k <= nit && !ks; k *= 2)
+            if ((int64_t)nq * k * 4 >= (int64_t)res * GEMV_WARPS * 3) ks = k;
+        if (!ks) return 0;
+    }
     p.nq = nq;
-    p.wk = 1;
+    p.wk = ks;
     for (int i = 0; i < a->n; i++) {
         gemv_mat &m = p.m[i];
         if (a->pair_act) m.ctas = i == 0 ? nq : 0;
@@ -824,7 +867,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     }
     int per_t = res / T;
     if (per_t < 1) per_t = 1;
-    int g = (nq + GEMV_WARPS - 1) / GEMV_WARPS;
+    int g = (int)(((int64_t)nq * ks + GEMV_WARPS - 1) / GEMV_WARPS);
     if (g > per_t) g = per_t;
     dim3 grid((unsigned)g, (unsigned)T);
     switch (type) {
@@ -912,7 +955,7 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     }
     dim3 grid((unsigned)ctas, (unsigned)T);
     if (dq) {
-        const int g4 = gemv4_try(a, x, T, stream, p, g_wk > 0, e);
+        const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
         if (g4 < 0) return -1;
         if (g4 > 0) return 0;
         const size_t sm = gdq_smem(x->K);

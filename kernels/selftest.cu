@@ -1980,8 +1980,9 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     // the persistent int8 kernel (gemv4) forced for every product: a tiny and an odd shape,
     // accumulate, three matrices, the paired gate/up (+ down on its output), and every
     // Qwen3-8B product shape (q+k+v 6144, o 4096, gate+up 2 x 12288, down K 12288; the
-    // 151936-row head differs from gate+up only in quads per warp); then the default choice
-    // (gemv4 only where there is a quad per resident warp) on the largest shape
+    // 151936-row head differs from gate+up only in quads per warp), K split over 2 / 4
+    // warps per quad (the label's wk); then the default choice (gemv4 with the fewest warps
+    // per quad that keep 3/4 of the resident warps busy, else the old kernel) on Qwen3-8B shapes
     cuda_gemv4_set(2);
     g_gemv_tag = " gemv4";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
@@ -1989,8 +1990,17 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         test_gemv_dq(t, 1, 256, 0, 0);
         test_gemv_dq(t, 67, Kodd, 1, 0);
         test_gemv_dq(t, 1000, Kodd, 0, 0);
+        test_gemv_dq(t, 1000, Kodd, 0, 2); // K split over 2 and 4 warps per quad
+        test_gemv_dq(t, 257, 4096, 1, 4);
+        test_gemv_dq(t, 129, 12288, 0, 2);
         test_gemv_dq_multi(t);
+        cuda_gemv_wk_set(4);
+        test_gemv_dq_multi(t);
+        cuda_gemv_wk_set(0);
         test_gemv_dq_pair(t, t == QUANT_Q8_0 ? 384 : 1280, t == QUANT_Q6_K ? 512 : 1024, 259, t == QUANT_Q6_K ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
+        cuda_gemv_wk_set(2);
+        test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU);
+        cuda_gemv_wk_set(0);
         if (quick) continue;
         test_gemv_dq(t, 6144, 4096, 0, 0);
         test_gemv_dq(t, 4096, 4096, 1, 0);
@@ -1999,7 +2009,11 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     }
     cuda_gemv4_set(1);
     g_gemv_tag = " auto";
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) test_gemv_dq(t, 24576, 4096, 0, 0);
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemv_dq(t, 24576, 4096, 0, 0);
+        test_gemv_dq(t, 4096, 4096, 0, 0);
+        if (!quick) test_gemv_dq(t, 4096, 12288, 1, 0);
+    }
     g_gemv_tag = "";
     cuda_gemv4_set(-1);
     // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K, Q6_K): tokens
