@@ -23,6 +23,7 @@
 // product's input (f32 P64), so SwiGLU/GeGLU costs no launch and no pass over memory.
 #include "cuda_kern.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -809,13 +810,22 @@ template <uint32_t F> static int g4_resident_t(size_t smem) {
     struct ent { int dev; size_t smem; int n; };
     static ent cache[8];
     static int ncache = 0;
-    for (int i = 0; i < ncache; i++)
-        if (cache[i].dev == dev && cache[i].smem == smem) return cache[i].n;
-    if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess)
-        return 0;
-    const int n = occ * nsm;
-    if (ncache < 8) cache[ncache++] = {dev, smem, n};
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; // engines of several devices may launch at once
+    pthread_mutex_lock(&mu);
+    int n = -1;
+    for (int i = 0; i < ncache && n < 0; i++)
+        if (cache[i].dev == dev && cache[i].smem == smem) n = cache[i].n;
+    if (n < 0) {
+        if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess) {
+            (void)cudaGetLastError();
+            n = 0;
+        } else {
+            n = occ * nsm;
+            if (ncache < 8) cache[ncache++] = {dev, smem, n};
+        }
+    }
+    pthread_mutex_unlock(&mu);
     return n;
 }
 static int g4_resident(uint32_t type, size_t smem) {
