@@ -156,6 +156,11 @@ void cuda_gemv_wk_set(int wk);
  * Q4_K, Q6_K); 0 = only for exact = 0. SPARKD_GEMV_DP4A=1 sets 1 at the first product
  * (temporary, for the lead's A/B under precision = exact). */
 void cuda_gemv_dp4a_set(int on);
+/* The int8 path's persistent kernel (gemv4_kernel, gemv.cu): 0 = never (the per-32-rows
+ * gemv_dq_kernel; SPARKD_GEMV4_OLD=1 sets it), 1 = where the product has at least one row
+ * quad per resident warp (default), 2 = for every int8 product (tests), -1 = as the
+ * environment says. */
+void cuda_gemv4_set(int mode);
 /* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):
  * cuda_matmul takes it for T > 1 when exact = 0 and the input carries CUDA_MMIN_Q8. */
 int cuda_mmq_type_ok(uint32_t type);

@@ -23,6 +23,7 @@
 // product's input (f32 P64), so SwiGLU/GeGLU costs no launch and no pass over memory.
 #include "cuda_kern.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct gemv_mat {
 struct gemv_params {
     gemv_mat m[CUDA_MM_MAX_MATS];
     int n, K, ldx, accumulate;
+    int nq;          // gemv4: row quads of the product (m[i].ctas = quads of matrix i there)
     int wk;          // warps along K per row group (1, 2, 4, 8)
     int pair_act;    // 0, or CUDA_ACT_* + 1 (paired mode, see above)
     float *act_xp;   // paired mode: (T, act_ld) f32 P64 rows
@@ -630,6 +632,263 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
     }
 }
 
+// ------------------------------------------------------------------- gemv4 (round 4)
+//
+// The int8 path as a persistent stream: the grid is what fits on the device at once (CTAs
+// per SM from the occupancy query x SMs), each CTA quantizes x once into shared memory, and
+// each warp walks row quads gw, gw + GW, gw + 2 GW, ... (GW = warps in the grid; a quad = 4
+// rows of one matrix, or 2 gate + the same 2 up rows in paired mode) over the whole of K,
+// with a register ring of NS iterations (3 for 4/8-bit codes, 2 for Q6_K's hi plane) that
+// runs on across quads: the loads of the next quad go out while the warp finishes this
+// one, so a warp's bytes in flight never drop to zero between rows, there is no wave tail
+// and no second CTA start per SM, and x is read and quantized once per CTA instead of once
+// per 32 rows (gate+up: 264 instead of 768 times on an H200, output head 264 instead of
+// 4748). The step (gdq_step) and loads (gdq_load) are gemv_dq_kernel's; a warp owns its
+// rows whole (no K split), so outputs leave by a warp sum, no shared memory, no barrier.
+// Used where there are at least as many quads as resident warps (the big products on an
+// H200; every Qwen3-8B product on a 48-SM GB10); SPARKD_GEMV4_OLD=1 keeps gemv_dq_kernel.
+template <uint32_t F> struct g4_cfg {
+    static constexpr int NS = F == QT_Q6_K ? 2 : 3; // register ring depth (iterations)
+};
+
+// Matrix mi and first row r0 of quad q (non-paired: m[i].ctas = quads of matrix i).
+__device__ __forceinline__ void g4_locate(const gemv_params &p, int q, int &mi, int &r0) {
+    mi = 0;
+    if (p.pair_act) {
+        r0 = 2 * q;
+        return;
+    }
+    while (mi + 1 < p.n && q >= p.m[mi].ctas) q -= p.m[mi++].ctas;
+    r0 = 4 * q;
+}
+
+// Plane bases and the 4 row indices (clamped: duplicates are computed, never stored) of quad q.
+__device__ __forceinline__ void g4_rows(const gemv_params &p, int q, gemv_rows &W, int *row) {
+    int mi, r0;
+    g4_locate(p, q, mi, r0);
+    const bool pair = p.pair_act != 0;
+    const gemv_mat &M0 = p.m[pair ? 0 : mi], &M1 = p.m[pair ? 1 : mi];
+    W.codes[0] = M0.codes; W.hi[0] = M0.hi; W.meta[0] = M0.meta;
+    W.codes[1] = M1.codes; W.hi[1] = M1.hi; W.meta[1] = M1.meta;
+    W.code_pitch = (uint32_t)M0.code_pitch; W.hi_pitch = (uint32_t)M0.hi_pitch; W.meta_pitch = (uint32_t)M0.meta_pitch;
+    const int nrows = M0.rows;
+#pragma unroll
+    for (int r = 0; r < 4; r++) row[r] = min(pair ? r0 + (r & 1) : r0 + r, nrows - 1);
+}
+
+// The outputs of quad q for token t from the lanes' partial sums (called by the whole warp).
+// With a K split (p.wk = KS warps per quad) warps kw = 1 .. KS-1 of the group leave their
+// sums in red[warp][par] and warp kw = 0 adds them in that fixed order (deterministic); the
+// group meets at named barrier 1 + group (KS x 32 threads). red is double-buffered by quad
+// parity par: a helper warp writes the same buffer again only two quads later, after the
+// next barrier, which warp 0 of the group reaches only once it has read this one.
+__device__ __forceinline__ void g4_store(const gemv_params &p, int q, int t, const float *acc, float (*red)[2][4],
+                                         int par) {
+    float v[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) v[r] = warp_sum(acc[r]);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int KS = p.wk, kw = warp % KS;
+    float val = lane == 0 ? v[0] : lane == 1 ? v[1] : lane == 2 ? v[2] : v[3]; // lanes 0..3: row lane
+    if (KS > 1) {
+        if (kw && lane < 4) red[warp][par][lane] = val;
+        // immediate barrier ids (1..4), so ptxas reserves 5 barriers, not all 16
+        const int nt = 32 * KS;
+        switch (warp / KS) {
+        case 0: asm volatile("bar.sync 1, %0;" ::"r"(nt) : "memory"); break;
+        case 1: asm volatile("bar.sync 2, %0;" ::"r"(nt) : "memory"); break;
+        case 2: asm volatile("bar.sync 3, %0;" ::"r"(nt) : "memory"); break;
+        default: asm volatile("bar.sync 4, %0;" ::"r"(nt) : "memory"); break;
+        }
+        if (kw) return;
+        if (lane < 4)
+            for (int k = 1; k < KS; k++) val += red[warp + k][par][lane];
+    }
+    int mi, r0;
+    g4_locate(p, q, mi, r0);
+    if (!p.pair_act) {
+        if (lane < 4) {
+            const gemv_mat &M = p.m[mi];
+            const int rw = r0 + lane;
+            if (rw < M.rows) {
+                float *y = M.y + (size_t)t * M.ldy + rw;
+                *y = p.accumulate ? *y + val : val;
+            }
+        }
+    } else {
+        // lanes 0, 1: gate rows r0, r0 + 1; lanes 2, 3: the same up rows
+        const float u = __shfl_down_sync(0xffffffffu, val, 2);
+        const int rw = r0 + lane;
+        if (lane < 2 && rw < p.m[0].rows)
+            p.act_xp[(size_t)t * p.act_ld + (rw & ~63) + inv_perm64(rw & 63)] = gemv_act(val, p.pair_act - 1) * u;
+    }
+}
+
+template <uint32_t F>
+__global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_params p) {
+    using C = gdq_cfg<F>;
+    constexpr int R = 4, LPC = C::LPC, CPI = C::CPI, NS = g4_cfg<F>::NS;
+    static_assert(C::R == R, "gemv4: quads of 4 rows");
+    extern __shared__ __align__(16) uint8_t g4_sm[];
+    __shared__ float red[GEMV_WARPS][2][4];
+    pdl_trigger();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int t = blockIdx.y;
+    const bool pair = p.pair_act != 0;
+    const int nq = p.nq, KS = p.wk, kw = warp % KS;
+    // group gg of KS warps (never across CTAs: KS divides GEMV_WARPS) walks quads gg, gg + GG, ...
+    const int gg = (blockIdx.x * GEMV_WARPS + warp) / KS, GG = gridDim.x * (GEMV_WARPS / KS);
+    const int K = p.K, nch = K / 64, nit = (nch + CPI - 1) / CPI;
+    const int nitw = nit > kw ? (nit - kw + KS - 1) / KS : 0; // this warp's iterations kw, kw + KS, ... of a quad
+    const int nqw = gg < nq ? (nq - gg + GG - 1) / GG : 0;    // quads of the group
+    const int ntot = nqw * nitw;                              // warp iterations in all
+    const int csub = lane / LPC, c0 = (lane % LPC) * (4 / LPC);
+    // load cursor: quad lq, iteration li (its rows in LW / lrow)
+    int lq = gg, li = 0;
+    gemv_rows LW;
+    int lrow[R];
+    if (nqw > 0) g4_rows(p, lq, LW, lrow);
+    gdq_slot<F> s[NS];
+    auto load_next = [&](gdq_slot<F> &sl) {
+        const int ci = (kw + li * KS) * CPI + csub;
+        if (ci < nch) gdq_load<F>(sl, LW, lrow, pair, ci, c0);
+        if (++li == nitw) {
+            li = 0;
+            lq += GG;
+            if (lq < nq) g4_rows(p, lq, LW, lrow);
+        }
+    };
+#pragma unroll
+    for (int u = 0; u < NS; u++)
+        if (u < ntot) load_next(s[u]);
+    pdl_wait(); // x comes from the kernel before
+    int8_t *xq = (int8_t *)g4_sm;
+    float *xd = (float *)(g4_sm + K), *xs = xd + K / 32;
+    gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    int cq = gg, cit = 0, par = 0; // compute cursor
+    for (int j = 0; j < ntot; j += NS) {
+#pragma unroll
+        for (int u = 0; u < NS; u++) {
+            if (j + u < ntot) {
+                const int ci = (kw + cit * KS) * CPI + csub;
+                if (ci < nch) gdq_step<F>(s[u], xq, xd, xs, ci, c0, acc);
+                if (j + u + NS < ntot) load_next(s[u]);
+                if (++cit == nitw) {
+                    cit = 0;
+                    g4_store(p, cq, t, acc, red, par);
+                    cq += GG;
+                    par ^= 1;
+#pragma unroll
+                    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+// gemv4 mode: 0 = gemv_dq_kernel always (SPARKD_GEMV4_OLD=1), 1 = gemv4 where the product
+// has at least a quad per resident warp (default), 2 = gemv4 for every int8 product (tests);
+// cuda_gemv4_set(-1): as the environment says again (SPARKD_GEMV4_OLD=1 = 0; SPARKD_GEMV4=0|1|2).
+static int g_g4 = -1;
+extern "C" void cuda_gemv4_set(int mode) { g_g4 = mode < 0 ? -1 : mode > 2 ? 2 : mode; }
+static int g4_mode() {
+    if (g_g4 < 0) {
+        const char *s = getenv("SPARKD_GEMV4_OLD"), *m = getenv("SPARKD_GEMV4"); // SPARKD_GEMV4=0|1|2: the mode
+        g_g4 = s && atoi(s) ? 0 : m && *m ? (atoi(m) < 0 ? 0 : atoi(m) > 2 ? 2 : atoi(m)) : 1;
+    }
+    return g_g4;
+}
+
+// Resident CTAs of gemv4_kernel<type> on the current device with smem bytes of shared memory
+// (occupancy query x SMs), cached per (device, type, smem).
+template <uint32_t F> static int g4_resident_t(size_t smem) {
+    int dev = 0, nsm = 0, occ = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    struct ent { int dev; size_t smem; int n; };
+    static ent cache[8];
+    static int ncache = 0;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; // engines of several devices may launch at once
+    pthread_mutex_lock(&mu);
+    int n = -1;
+    for (int i = 0; i < ncache && n < 0; i++)
+        if (cache[i].dev == dev && cache[i].smem == smem) n = cache[i].n;
+    if (n < 0) {
+        if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess) {
+            (void)cudaGetLastError();
+            n = 0;
+        } else {
+            n = occ * nsm;
+            if (ncache < 8) cache[ncache++] = {dev, smem, n};
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+static int g4_resident(uint32_t type, size_t smem) {
+    switch (type) {
+    case QT_Q8_0: return g4_resident_t<QT_Q8_0>(smem);
+    case QT_Q4_K: return g4_resident_t<QT_Q4_K>(smem);
+    case QT_Q6_K: return g4_resident_t<QT_Q6_K>(smem);
+    case QT_Q4_0: return g4_resident_t<QT_Q4_0>(smem);
+    }
+    return 0;
+}
+
+// gemv4 launch (dq path only). Returns 1 when launched, 0 to use gemv_dq_kernel, -1 on error.
+static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, gemv_params &p, int wk_set, err *e) {
+    const int mode = g4_mode();
+    if (mode == 0 || (mode == 1 && wk_set > 0)) return 0; // SPARKD_GEMV_WK tunes the old kernel
+    const uint32_t type = a->w[0]->type;
+    int nq = 0;
+    if (a->pair_act) nq = (int)((a->w[0]->rows + 1) / 2);
+    else
+        for (int i = 0; i < a->n; i++) nq += (int)((a->w[i]->rows + 3) / 4);
+    const size_t sm = gdq_smem(x->K);
+    const int res = g4_resident(type, sm);
+    if (res <= 0) return 0;
+    // K split: the fewest warps per quad (1, 2, 4; at most the quad's iterations) that give
+    // at least 3/4 of the resident warps a quad; none: the old kernel. Forced (mode 2): 1,
+    // or SPARKD_GEMV_WK / cuda_gemv_wk_set's 2 or 4 (tests)
+    const int nit = (x->K / 64 + (qfmt_of(type).cbits == 4 ? 15 : 7)) / (qfmt_of(type).cbits == 4 ? 16 : 8);
+    int ks = 0;
+    if (mode == 2) {
+        ks = wk_set == 2 || wk_set == 4 ? wk_set : 1;
+        while (ks > 1 && ks > nit) ks /= 2;
+    } else {
+        static int ksmax = -1; // SPARKD_GEMV4_KSMAX=1|2|4 (default 4): 1 = only products with a quad per warp
+        if (ksmax < 0) {
+            const char *e4 = getenv("SPARKD_GEMV4_KSMAX");
+            ksmax = e4 && (atoi(e4) == 1 || atoi(e4) == 2) ? atoi(e4) : 4;
+        }
+        for (int k = 1; k <= ksmax && k <= nit && !ks; k *= 2)
+            if ((int64_t)nq * k * 4 >= (int64_t)res * GEMV_WARPS * 3) ks = k;
+        if (!ks) return 0;
+    }
+    p.nq = nq;
+    p.wk = ks;
+    for (int i = 0; i < a->n; i++) {
+        gemv_mat &m = p.m[i];
+        if (a->pair_act) m.ctas = i == 0 ? nq : 0;
+        else m.ctas = (m.rows + 3) / 4;
+    }
+    int per_t = res / T;
+    if (per_t < 1) per_t = 1;
+    int g = (int)(((int64_t)nq * ks + GEMV_WARPS - 1) / GEMV_WARPS);
+    if (g > per_t) g = per_t;
+    dim3 grid((unsigned)g, (unsigned)T);
+    switch (type) {
+#define X(TY)                                                                                \
+    case TY: CUDA_TRY(cuda_launch(gemv4_kernel<TY>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
+        X(QT_Q8_0) X(QT_Q4_K) X(QT_Q6_K) X(QT_Q4_0)
+#undef X
+    }
+    return 1;
+}
+
 // SPARKD_GEMV_DP4A=1: the int8 path also for exact products (A/B; temporary).
 static int g_dp4a = -1;
 extern "C" void cuda_gemv_dp4a_set(int on) { g_dp4a = on ? 1 : 0; }
@@ -706,6 +965,9 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     }
     dim3 grid((unsigned)ctas, (unsigned)T);
     if (dq) {
+        const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
+        if (g4 < 0) return -1;
+        if (g4 > 0) return 0;
         const size_t sm = gdq_smem(x->K);
         switch (type) {
 #define X(TY)                                                                                \

@@ -378,6 +378,10 @@ dq_err dq_compare(const std::vector<float> &y, const float *W, int N, int K, con
     return r;
 }
 
+// "" or " gemv4" (cuda_gemv4_set(2): the persistent kernel for every int8 product): the rows'
+// label says which kernel ran
+static const char *g_gemv_tag = "";
+
 void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
     auto raw = gen_rows(type, N, K);
     auto W = ref_dequant(type, raw, N, K);
@@ -410,7 +414,7 @@ void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
     for (float v : y) if (!isfinite(v)) fin = 0;
     const dq_err r = dq_compare(y, W.data(), N, K, x, xq, accumulate ? &y0 : NULL);
     char shape[64], note[64];
-    snprintf(shape, sizeof shape, "%s N%d K%d%s wk%d int8-x", tname(type), N, K, accumulate ? " +=" : "", wk);
+    snprintf(shape, sizeof shape, "%s N%d K%d%s wk%d int8-x%s", tname(type), N, K, accumulate ? " +=" : "", wk, g_gemv_tag);
     report("gemv-dp4a", shape, r.rel, 2e-6, us, rc == 0 && fin, "(vs int8 x)");
     snprintf(note, sizeof note, "(|y-exact|/bound; bound ~%.1e of |wx|)", r.bound_rel);
     report("gemv-dp4a-vs-f32", shape, r.ratio, 1.0, 0, rc == 0 && fin, note);
@@ -555,9 +559,9 @@ void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
     int fin2 = 1;
     for (float v : y) if (!isfinite(v)) fin2 = 0;
     char shape[64];
-    snprintf(shape, sizeof shape, "%s 2x%d K%d %s int8-x", tname(type), rows, K, act == CUDA_ACT_GELU_TANH ? "gelu_tanh" : "silu");
+    snprintf(shape, sizeof shape, "%s 2x%d K%d %s int8-x%s", tname(type), rows, K, act == CUDA_ACT_GELU_TANH ? "gelu_tanh" : "silu", g_gemv_tag);
     report("gemv-dp4a-pair", shape, er, 1e-5, 0, rc == 0 && fin, "(vs int8 x)");
-    snprintf(shape, sizeof shape, "%s %dx%d on the pair's output", tname(type), dim, rows);
+    snprintf(shape, sizeof shape, "%s %dx%d on the pair's output%s", tname(type), dim, rows, g_gemv_tag);
     report("gemv-dp4a-down", shape, r.rel, 2e-6, 0, rc == 0 && fin2, "(vs int8 x)");
     dfree_all();
 }
@@ -609,6 +613,53 @@ void test_matmul_multi() {
         report(T == 1 ? "gemv-multi" : "gemm-multi", shape, er, 1e-5, 0, fin && rc == 0);
         dfree_all();
     }
+}
+
+// Three matrices in one int8 (dp4a) GEMV launch (q/k/v-like, odd rows, padded ldy): the
+// row-to-matrix mapping of both int8 kernels, against the CPU's int8 quantization of x.
+void test_gemv_dq_multi(uint32_t type) {
+    const int K = 512, Ns[3] = {128 + 5, 64 + 1, 64 + 3};
+    cuda_weight w[3];
+    std::vector<float> W[3];
+    float *dy[3];
+    for (int i = 0; i < 3; i++) {
+        auto raw = gen_rows(type, Ns[i], K);
+        W[i] = ref_dequant(type, raw, Ns[i], K);
+        if (!make_weight(&w[i], type, raw, Ns[i], K)) return;
+        dy[i] = (float *)dalloc((size_t)(Ns[i] + 3) * 4);
+        poison(dy[i], (size_t)(Ns[i] + 3) * 4);
+    }
+    auto x = randn(K, 1.0);
+    auto xq = q8_blocks(x.data(), K);
+    float *dx = dup(x);
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, 1, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = 3;
+    a.exact = 0;
+    for (int i = 0; i < 3; i++) { a.w[i] = &w[i]; a.y[i] = dy[i]; a.ldy[i] = Ns[i] + 3; }
+    const int rc = cuda_matmul(&a, &m, C->st, &e2);
+    cudaStreamSynchronize(C->st);
+    std::vector<double> ref;
+    std::vector<float> got;
+    for (int i = 0; i < 3; i++) {
+        auto y = get(dy[i], (size_t)(Ns[i] + 3));
+        for (int r = 0; r < Ns[i]; r++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++) acc += (double)W[i][(size_t)r * K + k] * xq[k];
+            ref.push_back(acc);
+            got.push_back(y[r]);
+        }
+    }
+    int fin;
+    const double er = rel_l2(got.data(), ref.data(), ref.size(), &fin);
+    char shape[80];
+    snprintf(shape, sizeof shape, "%s x3 (133/65/67 rows, ldy+3) K%d int8-x%s", tname(type), K, g_gemv_tag);
+    report("gemv-dp4a-multi", shape, er, 2e-6, 0, fin && rc == 0, "(vs int8 x)");
+    dfree_all();
 }
 
 // ----------------------------------------------------------------------------- layer ops
@@ -1451,18 +1502,23 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
     float *dx = dup(randn((size_t)Tmax * K, 1.0));
     float *dy = (float *)dalloc((size_t)Tmax * N * 4);
     float *splitk = (float *)dalloc(32u << 20);
-    struct cfg { int T, path, exact, wk; } cfgs[] = {{1, CUDA_MM_AUTO, 1, 0}, {1, CUDA_MM_FORCE_GEMM, 1, 0}, {1, CUDA_MM_FORCE_GEMM, 0, 0},
+    // g4: the int8 GEMV kernel choice (cuda_gemv4_set: -1 as the environment says, 0 the
+    // per-32-rows gemv_dq_kernel, 1 the default choice, 2 the persistent gemv4 always)
+    struct cfg { int T, path, exact, wk, g4 = -1; } cfgs[] = {{1, CUDA_MM_AUTO, 1, 0}, {1, CUDA_MM_FORCE_GEMM, 1, 0}, {1, CUDA_MM_FORCE_GEMM, 0, 0},
                                                 {8, CUDA_MM_AUTO, 1, 0}, {32, CUDA_MM_AUTO, 1, 0}, {64, CUDA_MM_AUTO, 1, 0},
                                                 {64, CUDA_MM_AUTO, 0, 0}, {512, CUDA_MM_AUTO, 1, 0}, {512, CUDA_MM_AUTO, 0, 0}};
     std::vector<cfg> list(cfgs, cfgs + sizeof cfgs / sizeof *cfgs);
     // decode_only: the f32 GEMV (exact) and the int8 one (exact = 0: "gemv dp4a") with the
     // built-in K split, then each with K split over 1, 2, 4, 8 warps
-    if (decode_only) list = {{1, CUDA_MM_AUTO, 1, 0}, {1, CUDA_MM_AUTO, 0, 0}, {1, CUDA_MM_AUTO, 1, 1}, {1, CUDA_MM_AUTO, 1, 2},
+    // (dp4a: the old per-32-rows kernel "old", the persistent "gemv4", and the default choice)
+    if (decode_only) list = {{1, CUDA_MM_AUTO, 1, 0}, {1, CUDA_MM_AUTO, 0, 0, 0}, {1, CUDA_MM_AUTO, 0, 0, 2}, {1, CUDA_MM_AUTO, 0, 0, 1},
+                             {1, CUDA_MM_AUTO, 1, 1}, {1, CUDA_MM_AUTO, 1, 2},
                              {1, CUDA_MM_AUTO, 1, 4}, {1, CUDA_MM_AUTO, 1, 8}, {1, CUDA_MM_AUTO, 0, 1}, {1, CUDA_MM_AUTO, 0, 2},
                              {1, CUDA_MM_AUTO, 0, 4}};
     for (const cfg &c : list) {
         const int wk = c.wk;
         cuda_gemv_wk_set(wk);
+        cuda_gemv4_set(c.g4);
         if (type == QUANT_F32 && c.path == CUDA_MM_FORCE_GEMM) continue;
         err e2 = {ERR_OK, {0}};
         if (cuda_mmin_prepare(dx, K, &m, c.T, C->st, &e2)) return;
@@ -1482,11 +1538,13 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
         char kn[32];
         snprintf(kn, sizeof kn, "%s%s", gemv ? "gemv" : "mma", c.exact ? "" : gemv ? " dp4a" : " f16-in");
         if (gemv && wk) snprintf(kn, sizeof kn, "gemv%s wk=%d", c.exact ? "" : " dp4a", wk);
+        if (gemv && !c.exact && !wk && c.g4 >= 0) snprintf(kn, sizeof kn, "gemv dp4a %s", c.g4 == 0 ? "old" : c.g4 == 2 ? "gemv4" : "auto");
         fprintf(C->f, "| %s | %dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.2f |%s\n", tname(type), N, K, c.T, kn, us,
                 gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tfl, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         fflush(C->f);
     }
     cuda_gemv_wk_set(0);
+    cuda_gemv4_set(-1);
     dfree_all();
 }
 
@@ -1947,7 +2005,47 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         test_gemv_dq(t, 129, 12288, 1, 8);
         test_gemv_dq(t, 4097, 4096, 0, 0);
         test_gemv_dq_pair(t, t == QUANT_Q8_0 ? 384 : 1280, t == QUANT_Q6_K ? 512 : 1024, 259, t == QUANT_Q6_K ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
+        test_gemv_dq_multi(t);
     }
+    // the persistent int8 kernel (gemv4) forced for every product: a tiny and an odd shape,
+    // accumulate, three matrices, the paired gate/up (+ down on its output), and every
+    // Qwen3-8B product shape (q+k+v 6144, o 4096, gate+up 2 x 12288, down K 12288; the
+    // 151936-row head differs from gate+up only in quads per warp), K split over 2 / 4
+    // warps per quad (the label's wk); then the default choice (gemv4 with the fewest warps
+    // per quad that keep 3/4 of the resident warps busy, else the old kernel) on Qwen3-8B shapes
+    cuda_gemv4_set(2);
+    g_gemv_tag = " gemv4";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int Kodd = t == QUANT_Q8_0 || t == QUANT_Q4_0 ? 2112 : 2304;
+        test_gemv_dq(t, 1, 256, 0, 0);
+        test_gemv_dq(t, 67, Kodd, 1, 0);
+        test_gemv_dq(t, 1000, Kodd, 0, 0);
+        test_gemv_dq(t, 1000, Kodd, 0, 2); // K split over 2 and 4 warps per quad
+        test_gemv_dq(t, 257, 4096, 1, 4);
+        test_gemv_dq(t, 129, 12288, 0, 2);
+        test_gemv_dq_multi(t);
+        cuda_gemv_wk_set(4);
+        test_gemv_dq_multi(t);
+        cuda_gemv_wk_set(0);
+        test_gemv_dq_pair(t, t == QUANT_Q8_0 ? 384 : 1280, t == QUANT_Q6_K ? 512 : 1024, 259, t == QUANT_Q6_K ? CUDA_ACT_GELU_TANH : CUDA_ACT_SILU);
+        cuda_gemv_wk_set(2);
+        test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU);
+        cuda_gemv_wk_set(0);
+        if (quick) continue;
+        test_gemv_dq(t, 6144, 4096, 0, 0);
+        test_gemv_dq(t, 4096, 4096, 1, 0);
+        test_gemv_dq(t, 4096, 12288, 0, 0);
+        test_gemv_dq_pair(t, 12288, 4096, 4096, CUDA_ACT_SILU);
+    }
+    cuda_gemv4_set(1);
+    g_gemv_tag = " auto";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemv_dq(t, 24576, 4096, 0, 0);
+        test_gemv_dq(t, 4096, 4096, 0, 0);
+        if (!quick) test_gemv_dq(t, 4096, 12288, 1, 0);
+    }
+    g_gemv_tag = "";
+    cuda_gemv4_set(-1);
     // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K, Q6_K): tokens
     // 2/7/64/65/512/1000, rows not multiples of 128, odd chunk counts, two matrices with
     // padded ldy, accumulate, split K
