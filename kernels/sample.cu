@@ -486,6 +486,23 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_cand_kernel(const cuda
 // PRE = 0: the whole row in this CTA (first generation); PRE = 1: the first passes came
 // from sample_pre_kernel (parts: its slices of this row), this CTA combines them and runs
 // the sampling passes (temperature > 0) and the top logprobs.
+// The ids that slices 0..parts-1 listed (slice p's pre[p + 1] - pre[p] ids at sid[p * cap...])
+// gathered in order into lid[0, total), with val[id] beside them in lv. Every thread of the block.
+__device__ void smp_gather(const int32_t *pre, int parts, int total, const int32_t *sid, int cap, const float *val,
+                           int32_t *lid, float *lv) {
+    for (int q = threadIdx.x; q < total; q += blockDim.x) {
+        int lo = 0, hi = parts - 1; // the last slice s with pre[s] <= q
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) >> 1;
+            if (pre[mid] <= q) lo = mid;
+            else hi = mid - 1;
+        }
+        const int id = sid[(size_t)lo * cap + (q - pre[lo])];
+        lid[q] = id;
+        lv[q] = val[id];
+    }
+}
+
 template <bool PRE>
 __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_args A, int parts) {
     __shared__ smp_shared sh;
@@ -593,17 +610,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
                 int32_t *lid = wk.lid + (size_t)blockIdx.x * SMP_LCAP;
                 float *lv = wk.lv + (size_t)blockIdx.x * SMP_LCAP;
                 const int32_t *sid = wk.sid + (size_t)blockIdx.x * parts * SMP_SCAP;
-                for (int q = threadIdx.x; q < total; q += blockDim.x) {
-                    int lo = 0, hi = parts - 1; // the last slice s with pre[s] <= q
-                    while (lo < hi) {
-                        const int mid = (lo + hi + 1) >> 1;
-                        if (sh.pre[mid] <= q) lo = mid;
-                        else hi = mid - 1;
-                    }
-                    const int id = sid[(size_t)lo * SMP_SCAP + (q - sh.pre[lo])];
-                    lid[q] = id;
-                    lv[q] = w[id];
-                }
+                smp_gather(sh.pre, parts, total, sid, SMP_SCAP, w, lid, lv);
                 __syncthreads();
                 cw = lv;
                 cid = lid;
@@ -739,17 +746,7 @@ __global__ __launch_bounds__(SMP_THREADS) void sample_kernel(const cuda_sample_a
                 int32_t *lid = wk.lid + (size_t)blockIdx.x * SMP_LCAP;
                 float *lv = wk.lv + (size_t)blockIdx.x * SMP_LCAP;
                 const int32_t *rs = wk.rsid + (size_t)blockIdx.x * parts * SMP_RCAP;
-                for (int q = threadIdx.x; q < total; q += blockDim.x) {
-                    int lo = 0, hi = parts - 1; // the last slice s with pre[s] <= q
-                    while (lo < hi) {
-                        const int mid = (lo + hi + 1) >> 1;
-                        if (sh.pre[mid] <= q) lo = mid;
-                        else hi = mid - 1;
-                    }
-                    const int id = rs[(size_t)lo * SMP_RCAP + (q - sh.pre[lo])];
-                    lid[q] = id;
-                    lv[q] = raw[id];
-                }
+                smp_gather(sh.pre, parts, total, rs, SMP_RCAP, raw, lid, lv);
                 __syncthreads();
                 rv = lv;
                 rid = lid;
