@@ -469,9 +469,288 @@ static int raw_cut(int mk, const char *s, size_t n) {
     return mk == MK_XML ? has_sub(s, n, "</parameter>") || has_sub(s, n, "</tool_call>") : has_sub(s, n, PARSE_DSML);
 }
 
+/* ---------------------------------------------------------------- nested JSON values under their sub-schema
+ *
+ * An object / array parameter value (and an untyped one whose schema has object or
+ * array keywords) follows its schema: properties in the schema's order, the required
+ * ones mandatory and the others optional, no other keys (additionalProperties false,
+ * or absent where properties are declared, as grammar_schema.c's strict mode; a bare
+ * {"type": "object"} stays any object), items, minItems / maxItems up to
+ * NEST_ITEMS, enum / const, the scalar types, nested to NEST_DEPTH levels. A schema
+ * (or a sub-schema) with any other keyword ($ref, anyOf, pattern, minimum,
+ * additionalProperties true or a schema, prefixItems, type lists, ...), or nested
+ * deeper, or an object of more than NEST_PROPS properties, becomes any JSON value of
+ * its type there (jobj, jarr, jstr, ... as before): never stricter than the schema.
+ * Spacing as tojson writes it (", " and ": "): one optional space (jws) around every
+ * token. Each object, member and array is a rule of its own, named RPnK (rp the
+ * tool's prefix, K a counter), written to a side buffer appended after the tool's. */
+#define NEST_DEPTH 16 /* schema levels followed (grammar_schema.c allows 64; these are rules per value) */
+#define NEST_PROPS 64
+#define NEST_ITEMS 16
+
+typedef struct nx {
+    jv_buf *rules; /* the rules made so far */
+    const char *rp;
+    int n;         /* rules made */
+    int mk;
+} nx;
+
+static const char *const NEST_NOTES[] = {"description", "title", "default", "examples", "$comment", "deprecated",
+                                         "readOnly", "writeOnly", NULL};
+static const char *const NEST_OBJ[] = {"properties", "required", "additionalProperties", NULL};
+static const char *const NEST_ARR[] = {"items", "minItems", "maxItems", NULL};
+
+static const char *nx_generic(const char *ty) {
+    if (!ty) return "jval";
+    if (!strcmp(ty, "object")) return "jobj";
+    if (!strcmp(ty, "array")) return "jarr";
+    if (!strcmp(ty, "string")) return "jstr";
+    if (!strcmp(ty, "integer")) return "jint";
+    if (!strcmp(ty, "number")) return "jnum";
+    if (!strcmp(ty, "boolean")) return "( \"true\" | \"false\" )";
+    if (!strcmp(ty, "null")) return "\"null\"";
+    return "jval";
+}
+
+/* A new rule's name into h (RPnK). */
+static void nx_name(nx *x, char *h, size_t cap) { snprintf(h, cap, "%sn%d", x->rp, x->n++); }
+
+/* The JSON text of v as tojson spells it, as a GBNF literal: 0, or 1 when a
+ * closing marker could appear in it (XML "</", DSML the bar). */
+static int nx_literal(nx *x, jv_buf *o, jv v) {
+    jv_buf tx;
+    jv_buf_init(&tx, 1 << 16);
+    err e = {0};
+    int bad = jv_dump(&tx, v, NULL, ", ", ": ", 0, 0, &e) || tx.over || !tx.n ||
+              has_sub(tx.p, tx.n, x->mk == MK_XML ? "</" : "\xef\xbd\x9c");
+    if (!bad) gbnf_lit(o, tx.p, tx.n);
+    jv_buf_free(&tx);
+    return bad;
+}
+
+/* the JSON type of v fits type name ty (NULL: any) */
+static int nx_fits(jv v, const char *ty) {
+    if (!ty) return 1;
+    switch (v.type) {
+    case JV_NONE: return !strcmp(ty, "null");
+    case JV_BOOL: return !strcmp(ty, "boolean");
+    case JV_INT: return !strcmp(ty, "integer") || !strcmp(ty, "number");
+    case JV_FLOAT: return !strcmp(ty, "number");
+    case JV_STR: return !strcmp(ty, "string");
+    case JV_LIST: return !strcmp(ty, "array");
+    case JV_DICT: return !strcmp(ty, "object");
+    default: return 0;
+    }
+}
+
+static int nx_expr(nx *x, jv_buf *o, const jv *s, int depth);
+
+/* enum / const: the values of the schema's type, each as tojson writes it. 1: not expressible. */
+static int nx_enum(nx *x, jv_buf *o, const jv *en, const jv *cn, const char *ty) {
+    jv_buf b;
+    jv_buf_init(&b, o->max);
+    int n = 0, bad = 0;
+    jv_buf_puts(&b, "(");
+    if (cn) {
+        if (nx_fits(*cn, ty)) { jv_buf_putc(&b, ' '); bad = nx_literal(x, &b, *cn); n = 1; }
+    } else {
+        for (size_t i = 0; !bad && i < en->u.l->n; i++) {
+            if (!nx_fits(en->u.l->v[i], ty)) continue;
+            jv_buf_puts(&b, n++ ? " | " : " ");
+            bad = nx_literal(x, &b, en->u.l->v[i]);
+        }
+    }
+    jv_buf_puts(&b, " )");
+    if (!bad && n && !b.over) jv_buf_put(o, b.p, b.n);
+    jv_buf_free(&b);
+    return bad || !n;
+}
+
+/* A closed object: "{" members "}" as a rule; its name into o. 1: not expressible. */
+static int nx_object(nx *x, jv_buf *o, const jv_dict *d, int depth) {
+    const jv *pv = NULL, *rq = NULL, *ap = NULL;
+    for (size_t i = 0; i < d->n; i++) {
+        if (!strcmp(d->k[i]->p, "properties")) pv = &d->v[i];
+        else if (!strcmp(d->k[i]->p, "required")) rq = &d->v[i];
+        else if (!strcmp(d->k[i]->p, "additionalProperties")) ap = &d->v[i];
+    }
+    if ((pv && pv->type != JV_DICT) || (rq && rq->type != JV_LIST)) return 1;
+    if (ap && !(ap->type == JV_BOOL && !ap->u.i)) return 1; /* other keys allowed: any object */
+    if (!pv && !ap) return 1; /* a bare {"type": "object"}: any object */
+    const jv_dict *props = pv ? pv->u.d : NULL;
+    const size_t np = props ? props->n : 0;
+    if (np > NEST_PROPS) return 1;
+    uint8_t req[NEST_PROPS] = {0};
+    for (size_t r = 0; rq && r < rq->u.l->n; r++) {
+        const jv *rv = &rq->u.l->v[r];
+        long at = rv->type == JV_STR && props ? jv_dict_find(props, rv->u.s->p, rv->u.s->len) : -1;
+        if (at < 0) return 1;
+        req[at] = 1;
+    }
+    int first = x->n; /* member rules: RPn(first+i) */
+    char h[64];
+    for (size_t i = 0; i < np; i++) { /* reserve the member names first */
+        nx_name(x, h, sizeof h);
+    }
+    char self[64];
+    nx_name(x, self, sizeof self);
+    for (size_t i = 0; i < np; i++) {
+        jv_buf m;
+        jv_buf_init(&m, o->max);
+        snprintf(h, sizeof h, "%sn%d ::= ", x->rp, first + (int)i);
+        jv_buf_puts(&m, h);
+        jv kv = {.type = JV_STR, .u.s = props->k[i]};
+        int bad = nx_literal(x, &m, kv);
+        jv_buf_puts(&m, " jws \":\" jws ");
+        if (!bad) bad = nx_expr(x, &m, &props->v[i], depth + 1) < 0;
+        jv_buf_putc(&m, '\n');
+        if (!bad) jv_buf_put(x->rules, m.p, m.n);
+        bad |= m.over;
+        jv_buf_free(&m);
+        if (bad) return 1; /* a key holding a marker's start */
+    }
+    jv_buf b;
+    jv_buf_init(&b, o->max);
+    jv_buf_puts(&b, self);
+    jv_buf_puts(&b, " ::= \"{\" jws");
+    /* B: the first member written is j (every one before it optional and left out);
+     * after it A(j+1): the rest, each "," member, the optional ones optional */
+    size_t last = np; /* the first required one */
+    for (size_t j = 0; j < np && last == np; j++)
+        if (req[j]) last = j;
+    if (np) {
+        jv_buf_puts(&b, " (");
+        for (size_t j = 0; j < np && j <= last; j++) {
+            snprintf(h, sizeof h, "%s %sn%d", j ? " |" : "", x->rp, first + (int)j);
+            jv_buf_puts(&b, h);
+            for (size_t k = j + 1; k < np; k++) {
+                snprintf(h, sizeof h, " ( jws \",\" jws %sn%d )%s", x->rp, first + (int)k, req[k] ? "" : "?");
+                jv_buf_puts(&b, h);
+            }
+        }
+        jv_buf_puts(&b, last == np ? " )? jws" : " ) jws");
+    }
+    jv_buf_puts(&b, " \"}\"\n");
+    int over = b.over;
+    jv_buf_put(x->rules, b.p, b.n);
+    jv_buf_free(&b);
+    if (over) return -1;
+    jv_buf_puts(o, self);
+    return 0;
+}
+
+/* a count keyword: its value, or dflt when absent; -2 when not a small non-negative integer */
+static int64_t nx_count(const jv_dict *d, const char *k, int64_t dflt) {
+    long at = jv_dict_find(d, k, strlen(k));
+    if (at < 0) return dflt;
+    const jv *v = &d->v[at];
+    if (v->type == JV_FLOAT && v->u.f == (double)(int64_t)v->u.f && v->u.f >= 0 && v->u.f < 1e9) return (int64_t)v->u.f;
+    if (v->type != JV_INT || v->u.i < 0) return -2;
+    return v->u.i;
+}
+
+/* An array: "[" items "]" as a rule; its name into o. 1: not expressible. */
+static int nx_array(nx *x, jv_buf *o, const jv_dict *d, int depth) {
+    int64_t mn = nx_count(d, "minItems", 0), mx = nx_count(d, "maxItems", -1);
+    if (mn == -2 || mx == -2 || mn > NEST_ITEMS || (mx >= 0 && mx < mn)) return 1;
+    if (mx > NEST_ITEMS) mx = -1; /* a large bound is not enforced */
+    long at = jv_dict_find(d, "items", 5);
+    const jv *it = at >= 0 ? &d->v[at] : NULL;
+    if (it && it->type == JV_BOOL && !it->u.i) {
+        if (mn > 0) return 1;
+        mx = 0;
+    }
+    char self[64], item[64], h[96];
+    nx_name(x, self, sizeof self);
+    nx_name(x, item, sizeof item);
+    jv_buf m;
+    jv_buf_init(&m, o->max);
+    jv_buf_puts(&m, item);
+    jv_buf_puts(&m, " ::= ");
+    int rc = nx_expr(x, &m, it && it->type == JV_DICT ? it : NULL, depth + 1);
+    jv_buf_putc(&m, '\n');
+    if (!rc && !m.over) jv_buf_put(x->rules, m.p, m.n);
+    rc = rc || m.over ? -1 : 0;
+    jv_buf_free(&m);
+    if (rc) return -1;
+    jv_buf_puts(x->rules, self);
+    jv_buf_puts(x->rules, " ::= \"[\" jws");
+    if (mx != 0) {
+        jv_buf_putc(x->rules, ' ');
+        if (mn == 0) jv_buf_puts(x->rules, "( ");
+        jv_buf_puts(x->rules, item);
+        int64_t lo = mn > 0 ? mn - 1 : 0, hi = mx > 0 ? mx - 1 : -1;
+        if (hi != 0) {
+            if (hi < 0) snprintf(h, sizeof h, " ( jws \",\" jws %s ){%lld,}", item, (long long)lo);
+            else snprintf(h, sizeof h, " ( jws \",\" jws %s ){%lld,%lld}", item, (long long)lo, (long long)hi);
+            jv_buf_puts(x->rules, h);
+        }
+        if (mn == 0) jv_buf_puts(x->rules, " )?");
+        jv_buf_puts(x->rules, " jws");
+    }
+    jv_buf_puts(x->rules, " \"]\"\n");
+    jv_buf_puts(o, self);
+    return x->rules->over ? -1 : 0;
+}
+
+/* The keywords of schema d all in the annotation list or one of l1 / l2. */
+static int nx_only(const jv_dict *d, const char *const *l1, const char *const *l2) {
+    for (size_t i = 0; i < d->n; i++) {
+        const char *k = d->k[i]->p;
+        if (!strcmp(k, "type") || !strcmp(k, "enum") || !strcmp(k, "const") || key_in(k, NEST_NOTES)) continue;
+        if ((l1 && key_in(k, l1)) || (l2 && key_in(k, l2))) continue;
+        return 0;
+    }
+    return 1;
+}
+
+static int nx_has(const jv_dict *d, const char *const *l) {
+    for (size_t i = 0; i < d->n; i++)
+        if (key_in(d->k[i]->p, l)) return 1;
+    return 0;
+}
+
+/* The type a schema's value has: its "type", or untyped with only object (array)
+ * keywords: object (array). NULL: any. *list: "type" is not one name. */
+static const char *nx_type(const jv_dict *d, int *list) {
+    long at = jv_dict_find(d, "type", 4);
+    *list = 0;
+    if (at >= 0) {
+        if (d->v[at].type == JV_STR) return d->v[at].u.s->p;
+        *list = 1;
+        return NULL;
+    }
+    int ob = nx_has(d, NEST_OBJ), ar = nx_has(d, NEST_ARR);
+    if (ob && !ar && nx_only(d, NEST_OBJ, NULL)) return "object";
+    if (ar && !ob && nx_only(d, NEST_ARR, NULL)) return "array";
+    return NULL;
+}
+
+/* A JSON value of schema s (NULL: any) into o. 0, or -1 when a buffer overflowed. */
+static int nx_expr(nx *x, jv_buf *o, const jv *s, int depth) {
+    if (!s || s->type != JV_DICT) { jv_buf_puts(o, "jval"); return o->over ? -1 : 0; }
+    const jv_dict *d = s->u.d;
+    int list;
+    const char *ty = nx_type(d, &list);
+    const char *gen = list ? "jval" : nx_generic(ty);
+    int isobj = ty && !strcmp(ty, "object"), isarr = ty && !strcmp(ty, "array");
+    int fine = !list && depth <= NEST_DEPTH && nx_only(d, isobj ? NEST_OBJ : NULL, isarr ? NEST_ARR : NULL);
+    long en = jv_dict_find(d, "enum", 4), cn = jv_dict_find(d, "const", 5);
+    int rc = 1;
+    size_t mark = o->n;
+    if (fine && (en >= 0 || cn >= 0)) {
+        if (cn < 0 && d->v[en].type != JV_LIST) rc = 1;
+        else rc = nx_enum(x, o, en >= 0 ? &d->v[en] : NULL, cn >= 0 ? &d->v[cn] : NULL, ty);
+    } else if (fine && isobj) rc = nx_object(x, o, d, depth);
+    else if (fine && isarr) rc = nx_array(x, o, d, depth);
+    if (rc < 0) return -1;
+    if (rc) { o->n = mark; jv_buf_puts(o, gen); }
+    return o->over || x->rules->over ? -1 : 0;
+}
+
 /* One property's value: 0 written, 1 not expressible here. DSML values start
  * with the rest of their string attribute: true">  (raw text) or false"> (JSON). */
-static int gbnf_value(jv_buf *o, const jv *ps, int mk) {
+static int gbnf_value(jv_buf *o, const jv *ps, int mk, nx *x) {
     static const char *const plain[] = {"type", "enum", "description", "title", "default", "examples", NULL};
     const char *as_str = mk == MK_DSML ? "\"true\\\">\" " : "";
     const char *as_json = mk == MK_DSML ? "\"false\\\">\" " : "";
@@ -479,12 +758,18 @@ static int gbnf_value(jv_buf *o, const jv *ps, int mk) {
     const jv *t = fcgi_jget(ps, "type");
     const char *ty = t && t->type == JV_STR ? t->u.s->p : NULL;
     if (t && !ty) return 1; /* a list of types */
-    const int generic = ty && (!strcmp(ty, "object") || !strcmp(ty, "array"));
+    int list;
+    const char *nt = nx_type(ps->u.d, &list);
+    if (nt && (!strcmp(nt, "object") || !strcmp(nt, "array"))) { /* JSON under its sub-schema (or any of its kind) */
+        jv_buf_puts(o, as_json);
+        nx_expr(x, o, ps, 1);
+        return 0;
+    }
     for (size_t i = 0; i < ps->u.d->n; i++)
-        if (!generic && !key_in(ps->u.d->k[i]->p, plain)) return 1; /* anyOf, $ref, minimum, pattern... */
+        if (!key_in(ps->u.d->k[i]->p, plain)) return 1; /* anyOf, $ref, minimum, pattern... */
     const jv *en = fcgi_jget(ps, "enum");
     if (en) {
-        if (en->type != JV_LIST || !en->u.l->n || generic) return 1;
+        if (en->type != JV_LIST || !en->u.l->n) return 1;
         jv_buf_puts(o, "(");
         for (size_t i = 0; i < en->u.l->n; i++) {
             const jv *v = &en->u.l->v[i];
@@ -523,8 +808,6 @@ static int gbnf_value(jv_buf *o, const jv *ps, int mk) {
     else if (!strcmp(ty, "number")) jv_buf_puts(o, "jnum");
     else if (!strcmp(ty, "boolean")) jv_buf_puts(o, "( \"true\" | \"false\" )");
     else if (!strcmp(ty, "null")) jv_buf_puts(o, "\"null\"");
-    else if (!strcmp(ty, "object")) jv_buf_puts(o, "jobj");
-    else if (!strcmp(ty, "array")) jv_buf_puts(o, "jarr");
     else return 1;
     return 0;
 }
@@ -545,7 +828,7 @@ static int key_ok(int mk, const jv_str *k) {
 /* One tool's parameters as rules RProot (the body up to the call's end marker)
  * and RPp0, RPp1... (rp: a rule-name prefix, "" or "tN"). 0 written, 1 not
  * expressible (nothing useful written), -1 out overflowed. */
-static int params_rules(jv_buf *o, const jv *params, const char *rp, int mk) {
+static int params_rules_x(jv_buf *o, const jv *params, const char *rp, int mk, nx *x) {
     static const char *const top[] = {"type", "properties", "required", "additionalProperties", "description",
                                       "title", "$schema", "strict", NULL};
     jv_dict empty = {0};
@@ -596,12 +879,23 @@ static int params_rules(jv_buf *o, const jv *params, const char *rp, int mk) {
         if (m < 0 || (size_t)m >= sizeof open) return 1;
         gbnf_lit(o, open, (size_t)m);
         jv_buf_putc(o, ' ');
-        if (gbnf_value(o, &props->v[i], mk)) return 1;
+        if (gbnf_value(o, &props->v[i], mk, x)) return 1;
         jv_buf_putc(o, ' ');
         gbnf_str(o, mk == MK_XML ? "\n</parameter>\n" : PARSE_DSML_PARAM_END "\n");
         jv_buf_putc(o, '\n');
     }
     return o->over ? -1 : 0;
+}
+
+static int params_rules(jv_buf *o, const jv *params, const char *rp, int mk) {
+    jv_buf rules;
+    jv_buf_init(&rules, o->max);
+    nx x = {&rules, rp, 0, mk};
+    int rc = params_rules_x(o, params, rp, mk, &x);
+    if (!rc) jv_buf_put(o, rules.p, rules.n);
+    if (!rc && (rules.over || o->over)) rc = -1;
+    jv_buf_free(&rules);
+    return rc;
 }
 
 /* A tool whose schema the markup grammar cannot express: any parameters, the
