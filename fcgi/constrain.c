@@ -21,9 +21,14 @@
  *                                          is raw text without "</parameter>" and
  *                                          "</tool_call>" (where the parser cuts) or an
  *                                          enum string; integer / number / boolean /
- *                                          null JSON literals; object / array / untyped
- *                                          any JSON of that kind (the nested schema is
- *                                          NOT enforced: a generic JSON grammar). The
+ *                                          null JSON literals; object / array values
+ *                                          (untyped ones with object or array keywords
+ *                                          too) under their sub-schema (nx_expr below:
+ *                                          properties, required, closed objects, items,
+ *                                          small min/maxItems, enum/const, scalar types;
+ *                                          anything else there, $ref, anyOf, pattern,
+ *                                          bounds..., stays any JSON of its kind); other
+ *                                          untyped values any JSON. The
  *                                          suffix "\n</tool_call>" closes the call.
  *                                          Schemas it cannot express ($ref, anyOf or
  *                                          $defs at the top, type lists, bounds,
@@ -405,8 +410,8 @@ enum { MK_XML = 0, MK_DSML = 1 };
  * "/parameter>" or "/tool_call>" (a tag begun but not finished):
  *   ( [^<] | D* "<" X )* D*
  * where X is the byte after D that breaks the tag (anything but the tag's next
- * byte and '<'). The generic JSON rules (object / array / untyped values: any
- * JSON value of that kind, the nested schema is not enforced) keep "</" out of
+ * byte and '<'). The generic JSON rules (the nested values nx_expr cannot
+ * follow: any JSON value of that kind) and nx_expr's own rules keep "</" out of
  * their strings (a JSON string can always write "<\/" instead). Rules a schema
  * does not use cost nothing at compile time; xmlstr costs about 0.2 s of compile
  * on a 151k vocabulary (its positions accept most tokens; a variant with fewer,
