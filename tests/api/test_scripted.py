@@ -147,6 +147,28 @@ SCRIPTS["deepseek-v3.2"]["named_bad_auto"] = OPENERS["deepseek-v3.2"] + "plan_tr
 TRIP = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
                                          "unit": {"type": "string", "enum": ["c", "f"]}, "exact": {"type": "boolean"}},
         "required": ["city", "days"], "additionalProperties": False}
+# a nested array of objects under a named forced call (Qwen3-Coder's XML, V3.2's DSML): the
+# scripted value breaks the sub-schema (a non-integer nested integer, more items than
+# maxItems); masked, the arguments validate against the whole schema; under "auto" the same
+# text does not (so the nested schema, not only the markup, is what the mask enforced)
+NEST = {"type": "object", "properties": {
+    "city": {"type": "string"},
+    "stops": {"type": "array", "minItems": 1, "maxItems": 2, "items": {
+        "type": "object", "properties": {"name": {"type": "string"}, "nights": {"type": "integer"}},
+        "required": ["name", "nights"], "additionalProperties": False}}},
+    "required": ["city", "stops"], "additionalProperties": False}
+NEST_TOOLS = [{"type": "function", "function": {"name": "plan_stops", "description": "Plan stops", "parameters": NEST}}]
+_STOPS = '[{"name": "Bergen", "nights": 2.5}, {"name": "Voss", "nights": 1}, {"name": "Flam", "nights": 1}]'
+SCRIPTS["qwen3-coder"]["nest_bad"] = (
+    "<parameter=city>\nOslo\n</parameter>\n<parameter=stops>\n" + _STOPS + "\n</parameter>\n</function>\n"
+    "</tool_call><|im_end|>")
+SCRIPTS["qwen3-coder"]["nest_bad_auto"] = "<tool_call>\n<function=plan_stops>\n" + SCRIPTS["qwen3-coder"]["nest_bad"]
+SCRIPTS["deepseek-v3.2"]["nest_bad"] = (
+    "<｜DSML｜parameter name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n"
+    "<｜DSML｜parameter name=\"stops\" string=\"false\">" + _STOPS + "</｜DSML｜parameter>\n"
+    "</｜DSML｜invoke>\n</｜DSML｜function_calls><|im_end|>")
+SCRIPTS["deepseek-v3.2"]["nest_bad_auto"] = (
+    "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"plan_stops\">\n" + SCRIPTS["deepseek-v3.2"]["nest_bad"])
 REQ_TOOLS = TOOLS + [{"type": "function", "function": {"name": "plan_trip", "description": "Plan a trip",
                                                        "parameters": TRIP}},
                      {"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {
@@ -215,6 +237,27 @@ def check_required_masked(st, cl, name, scripts):
         why = valid_call(ra, REQ_TOOLS)
         ok(why != "", "%s: control: the same text under tool_choice auto (no mask) is no valid call (%s)" % (name, why),
            ra.model_dump_json()[:500])
+
+
+def check_nested_masked(cl, name):
+    """a named forced call whose scripted nested array breaks its sub-schema: masked, the
+    arguments validate (jsonschema) against the whole tool schema; under auto they do not."""
+    tc = {"type": "function", "function": {"name": "plan_stops"}}
+    fu = [{"role": "user", "content": "Plan stops. [[script:nest_bad]]"}]
+    rf = cl.chat.completions.create(model=name, messages=fu, tools=NEST_TOOLS, tool_choice=tc, max_tokens=300)
+    why = valid_call(rf, NEST_TOOLS)
+    m = rf.choices[0].message
+    got = m.tool_calls[0].function.arguments if m.tool_calls else None
+    ok(not why and m.tool_calls[0].function.name == "plan_stops",
+       "%s: forced plan_stops, a nested array breaking its sub-schema (2.5 for an integer, 3 items over maxItems 2) "
+       "-> masked into arguments valid for the whole schema %s" % (name, got), (why, rf.model_dump_json()[:700]))
+    fu = [{"role": "user", "content": "Plan stops. [[script:nest_bad_auto]]"}]
+    ra = cl.chat.completions.create(model=name, messages=fu, tools=NEST_TOOLS, max_tokens=300)
+    why = valid_call(ra, NEST_TOOLS)
+    ma = ra.choices[0].message
+    ok(why != "" and ma.tool_calls and ma.tool_calls[0].function.name == "plan_stops",
+       "%s: control: the same text under tool_choice auto parses as a plan_stops call that is not valid (%s)"
+       % (name, why), ra.model_dump_json()[:500])
 
 
 HAS_REASONING = {"qwen3": True, "qwen3-coder": False, "gpt-oss": True, "deepseek-v3.1": False, "deepseek-r1": True,
@@ -342,6 +385,8 @@ def check_model(name, scripts):
                    "jsonschema (%s)" % (name, json.dumps(tc), json.dumps(args)), (why, rf.model_dump_json()[:700]))
         if "req_bad" in scripts:
             check_required_masked(st, cl, name, scripts)
+        if "nest_bad" in scripts:
+            check_nested_masked(cl, name)
         if "forced_any" in scripts:
             two = TOOLS + [{"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": {"type": "object"}}}]
             fu = [{"role": "user", "content": "Weather in Oslo, please. [[script:forced_any]]"}]
