@@ -4,7 +4,8 @@ the real templates and tokenizers of Qwen3, Qwen3-Coder and GPT-OSS (and DeepSee
 V3.1's, R1-Distill's and V3.2's templates over Qwen3's tokenizer, with DeepSeek's tool-call
 tokens spelled as text; named and "required" forced calls there too, and on Qwen3-Coder a
 forced call whose scripted XML parameters break the tool's schema, repaired by the grammar
-mask and checked with jsonschema; on Qwen3-Coder, GPT-OSS, DeepSeek V3.1, R1 and V3.2
+mask and checked with jsonschema; on Qwen3-Coder and V3.2 a named call whose scripted nested
+array breaks its sub-schema, valid for jsonschema once masked and not under "auto"; on Qwen3-Coder, GPT-OSS, DeepSeek V3.1, R1 and V3.2
 tool_choice "required" over four tools with a scripted name that is no tool's and
 arguments that break the schema, masked into a call of an offered tool that validates
 against that tool's schema, while the same text under "auto" does not; and everything again

@@ -6,7 +6,10 @@
  * Qwen3-Coder's and V3.2's chat templates write them (samples below), and for raw
  * string values libc's strstr over random strings built from the closing tags'
  * pieces (an XML value may not contain "</parameter>" nor "</tool_call>"; a DSML
- * value not "｜DSML｜"). */
+ * value not "｜DSML｜"). Nested object / array values under their sub-schema: samples
+ * as tojson writes them, random arrays of objects whose validity is decided while they
+ * are written (part by part, by construction), and mutated schemas whose GBNF must
+ * always compile. */
 #include <stdint.h>
 
 #include "constrain.h"
@@ -257,6 +260,56 @@ int main(void) {
              "random nested arrays of objects: the grammar agrees with the schema on %d/%d (%d valid)", agree, total,
              n_valid);
         grammar_free(g);
+    }
+    /* mutated nested schemas: whatever parses as JSON either compiles or is refused as
+     * not expressible (1), for both markups; never GBNF the compiler rejects */
+    {
+        uint64_t x = 0x9fb21c651e98df25u;
+        static const char pieces[] = "{}[]\",:01-e.tnfa\\";
+        static const char *const words[] = {"\"type\"", "\"object\"", "\"array\"", "\"items\"", "\"properties\"",
+                                            "\"required\"", "\"enum\"", "\"const\"", "\"minItems\"", "\"maxItems\"",
+                                            "\"additionalProperties\"", "false", "true", "null", "\"</\"", "\"\xef\xbd\x9c\"",
+                                            "99", "-1", "2.0", "{}", "[]"};
+        int parsed = 0, fine = 0, n_ok = 0, total = 3000;
+        for (int k = 0; k < total; k++) {
+            char m[2048];
+            snprintf(m, sizeof m, "%s", nest);
+            for (int c = 1 + RND(3); c > 0; c--) {
+                size_t L = strlen(m), at = (size_t)RND((uint64_t)L);
+                if (RND(2)) { /* a word in */
+                    const char *w = words[RND(sizeof words / sizeof words[0])];
+                    if (L + strlen(w) + 1 >= sizeof m) continue;
+                    memmove(m + at + strlen(w), m + at, L - at + 1);
+                    memcpy(m + at, w, strlen(w));
+                } else if (RND(2)) m[at] = pieces[RND(sizeof pieces - 1)];
+                else memmove(m + at, m + at + 1, L - at);
+            }
+            jv_arena *ar = jv_arena_new(1 << 20);
+            jv v;
+            err e = {0};
+            if (ar && jv_parse(ar, m, strlen(m), 64, &v, &e) == 0) {
+                parsed++;
+                int good = 1;
+                for (int dsml = 0; dsml < 2; dsml++) {
+                    jv_buf b;
+                    jv_buf_init(&b, 1 << 20);
+                    int rc = dsml ? fcgi_dsml_params_gbnf(&v, &b) : fcgi_xml_params_gbnf(&v, &b);
+                    grammar *gg = NULL;
+                    if (rc == 0 && grammar_compile(&gg, NULL, GRAMMAR_GBNF, b.p, b.n, NULL, &e)) {
+                        good = 0;
+                        if (fine == n_ok) printf("# mutated schema %s -> %s\n", m, e.msg);
+                    }
+                    fine += rc == 0 && !dsml;
+                    grammar_free(gg);
+                    jv_buf_free(&b);
+                }
+                n_ok += good;
+            }
+            jv_arena_free(ar);
+        }
+        T_OK(n_ok == parsed && parsed > 300 && fine > 100,
+             "%d mutated nested schemas that parse: every generated GBNF compiles (%d/%d; %d expressible)", parsed,
+             n_ok, parsed, fine);
     }
     /* nesting past the followed depth: any JSON object there */
     {
