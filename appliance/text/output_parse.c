@@ -302,6 +302,14 @@ static int qwen_json_call(const char *body, size_t n, char *name, size_t name_ca
     return rc || args->over ? -1 : 0;
 }
 
+/* The call's arguments: the parameters collected in d written as one JSON object. */
+static int dict_args(jv_dict *d, jv_buf *args) {
+    jv obj = {0};
+    obj.type = JV_DICT;
+    obj.u.d = d;
+    return jv_dump(args, obj, NULL, NULL, NULL, 0, 0, NULL) ? -1 : 0;
+}
+
 /* <function=NAME>\n<parameter=P>\nVALUE\n</parameter>...</function> */
 static int qwen_xml_call(const parse *p, const char *body, size_t n, char *name, size_t name_cap, jv_buf *args) {
     jv_arena *a = jv_arena_new(16 * n + 65536);
@@ -344,10 +352,7 @@ static int qwen_xml_call(const parse *p, const char *body, size_t n, char *name,
     }
     while (i < n && is_ws(body[i])) i++;
     if (i != n) goto done;
-    jv obj = {0};
-    obj.type = JV_DICT;
-    obj.u.d = d;
-    rc = jv_dump(args, obj, NULL, NULL, NULL, 0, 0, NULL) ? -1 : 0;
+    rc = dict_args(d, args);
 done:
     jv_arena_free(a);
     return rc || args->over ? -1 : 0;
@@ -1093,10 +1098,7 @@ static int dsml_call(const char *body, size_t n, char *name, size_t name_cap, jv
         if (jv_dict_set(a, d, ks, v)) goto done;
         i += (size_t)end + el;
     }
-    jv obj = {0};
-    obj.type = JV_DICT;
-    obj.u.d = d;
-    rc = jv_dump(args, obj, NULL, NULL, NULL, 0, 0, NULL) ? -1 : 0;
+    rc = dict_args(d, args);
 done:
     jv_arena_free(a);
     return rc || args->over ? -1 : 0;

@@ -184,10 +184,9 @@ for name, path in (("Q8_0", Q8), ("Q4_K_M", Q4)):
         rows.append((f"{name} at --precision exact: 64 sequences (generated tok/s)",
                      num(r"^npl 64: .*tg 128 x 64: ([\d.]+) tok/s", ex), lbb(p, 64, "speed_tg"), None, ""))
     if name == "Q8_0":
-        for v in ("SPARKD_NO_PDL", "SPARKD_NO_PAIR"):
-            ab = num(r"^tg\d+: ([\d.]+)", sp.get(f"{path} {v}=1", []))
-            if ab is not None:
-                rows.append((f"{name} decode batch 1 with {v}=1 (A/B)", ab, None, ceil_tg, "what that part is worth"))
+        ab = num(r"^tg\d+: ([\d.]+)", sp.get(f"{path} SPARKD_NO_PDL=1", []))
+        if ab is not None:
+            rows.append((f"{name} decode batch 1 with SPARKD_NO_PDL=1 (A/B)", ab, None, ceil_tg, "what PDL is worth"))
 
 PREC = os.environ.get("PREC", "fast")
 lines = [f"Probe {f(probe)} GB/s, mma.sync m16n8k16 f16->f32 peak {f(peak16, 1)} TFLOP/s, m16n8k32 s8->s32 peak "
