@@ -1552,6 +1552,8 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
 // tensor-core kernel exact (hi + lo) and fast (one f16), and the int8 one (mmq), each
 // with weights rotated over copies beyond the L2; TOPS = 2 T N K / time. Also the cost
 // the Q8 form adds to an input's producer (cuda_mmin_prepare, F16 vs F16 + Q8).
+extern "C" void cuda_mmq_old_set(int on); // mmq.cu: 1 = the round-4 int8 kernel (A/B)
+
 void bench_prefill(uint32_t type, double peak) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
@@ -1563,20 +1565,21 @@ void bench_prefill(uint32_t type, double peak) {
         std::vector<cuda_weight> ws((size_t)copies * pr.n);
         for (auto &w : ws)
             if (!make_weight(&w, type, raw, pr.rows, pr.K)) return;
-        const int Tmax = 512;
+        const int Tmax = 2048;
         const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
         cuda_mmin m;
         cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, pr.K, forms)), Tmax, pr.K, forms);
         float *dx = dup(randn((size_t)Tmax * pr.K, 1.0));
         float *dy[2] = {(float *)dalloc((size_t)Tmax * pr.rows * 4), (float *)dalloc((size_t)Tmax * pr.rows * 4)};
         float *splitk = (float *)dalloc(32u << 20);
-        for (int T : {64, 512}) {
+        for (int T : {64, 512, 2048}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[3] = {"f16 mma exact", "f16 mma fast", "int8 mmq"};
+            const char *kn[4] = {"f16 mma exact", "f16 mma fast", "int8 mmq", "int8 mmq old"};
             double base = 0;
-            for (int v = 0; v < 3; v++) {
-                cuda_mmq_set(v == 2);
+            for (int v = 0; v < 4; v++) {
+                cuda_mmq_set(v >= 2);
+                cuda_mmq_old_set(v == 3);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -1592,13 +1595,14 @@ void bench_prefill(uint32_t type, double peak) {
                 const double tops = 2.0 * T * pr.rows * pr.n * (double)pr.K / (us * 1e6);
                 if (v == 1) base = us;
                 char sp[32] = "";
-                if (v == 2 && base > 0) snprintf(sp, sizeof sp, "%.2fx fast", base / us);
+                if (v >= 2 && base > 0) snprintf(sp, sizeof sp, "%.2fx fast", base / us);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.1f | %.0f%% | %s%s |\n", tname(type), pr.name, pr.n,
                         pr.rows, pr.K, T, kn[v], us, tops, peak > 0 ? 100.0 * tops / peak : 0.0, sp,
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
             }
             cuda_mmq_set(1);
+            cuda_mmq_old_set(0);
             // the producer's cost of the int8 rows
             for (int fv = 0; fv < 2; fv++) {
                 cuda_mmin m2 = m;
