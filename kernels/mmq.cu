@@ -69,7 +69,13 @@ template <uint32_t F> struct mmq_cfg {
     // Q4_K s, m of block 0, s, m of block 1; Q6_K s of the four 16-blocks
     static constexpr bool dec = q4 || q6;
     static constexpr int off_dec = stage * stages;
-    static constexpr int smem = off_dec + (dec ? MQ_M * 32 : 0); // mmq_kernel uses 16 B a row, mmq3 32
+    static constexpr int smem = off_dec + (dec ? MQ_M * 16 : 0);
+    // mmq3_kernel's tables after the stages: Q4_K the decoded scales of the 4 chunks of the
+    // current superblock, [4][128 rows] float4 {s0, s1, nM0, nM1} then [4][128] float2 {m0, m1};
+    // Q6_K the chunk's, [128] float4 {s0..s3} + float4 {nM0..nM3}; Q8_0 each warp's own
+    // [8 warps][32 rows] float4 {s0, s1, nM0, nM1}
+    static constexpr int off_t2 = off_dec + 4 * MQ_M * 16; // Q4_K's m table
+    static constexpr int smem3 = off_dec + (q4 ? 4 * MQ_M * 24 : MQ_M * 32);
 };
 
 __device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
@@ -374,8 +380,14 @@ __device__ __forceinline__ void mma_s8k16_raw(uint32_t (&d)[4], uint32_t a0, uin
 __device__ __forceinline__ void mq3_cp16(uint32_t dst, const void *src, int size) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(size));
 }
-__device__ __forceinline__ void mq3_cp8(uint32_t dst, const void *src) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
+// predicated in the instruction (no branch around the address arithmetic): copies when on != 0
+__device__ __forceinline__ void mq3_cp16p(uint32_t dst, const void *src, int on) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
+                 "l"(src), "r"(on));
+}
+__device__ __forceinline__ void mq3_cp8p(uint32_t dst, const void *src, int on) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.ca.shared.global [%0], [%1], 8;\n}\n" ::"r"(dst),
+                 "l"(src), "r"(on));
 }
 __device__ __forceinline__ void mq3_cp4(uint32_t dst, const void *src, int size) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(size));
@@ -388,7 +400,8 @@ template <uint32_t F> struct mq3_loader {
     static constexpr int NW = C::wpitch == 64 ? 2 : 1; // 16-byte code pieces per thread
     const uint8_t *xq, *xd, *w[NW], *meta, *hi;
     int wsz[NW], msz;        // cp.async source sizes (0: row past the matrix, zero fill)
-    bool has_x, has_d, has_m; // this thread copies activation bytes / scales (/ sums) / meta
+    int has_x, has_d;        // this thread copies activation bytes / scales (/ sums)
+    bool has_m;              // this thread copies a row's meta
     int kz0;
 
     __device__ __forceinline__ void init(const mmq_params &p, int mi, int m0, int n0, int kz0_) {
@@ -418,7 +431,15 @@ template <uint32_t F> struct mq3_loader {
         hi = NULL;
         if constexpr (C::q8) meta += (size_t)kz0 * 4;
         if constexpr (C::q6) hi = p.m[mi].hi + (uint64_t)(vm ? m0 + tid : 0) * p.m[mi].hi_pitch + (size_t)kz0 * 16;
+        // opaque to the compiler: each source is then one 64-bit register pair advanced by one
+        // IMAD.WIDE a chunk (else the uniform matrix base is re-added to a per-thread offset
+        // every chunk: three instructions a copy)
+        opaque(xq); opaque(xd); opaque(meta);
+#pragma unroll
+        for (int i = 0; i < NW; i++) opaque(w[i]);
+        if constexpr (C::q6) opaque(hi);
     }
+    static __device__ __forceinline__ void opaque(const uint8_t *&ptr) { asm("mov.b64 %0, %0;" : "+l"(ptr)); }
     // weights of chunk kz0 + j into the stage at shared address s
     __device__ __forceinline__ void weights(uint32_t s, int j) const {
         const int tid = threadIdx.x;
@@ -441,8 +462,8 @@ template <uint32_t F> struct mq3_loader {
     // activations (int8 rows, block scales, Q4_K's sums) of chunk kz0 + j
     __device__ __forceinline__ void acts(uint32_t s, int j) const {
         const int tid = threadIdx.x;
-        if (has_x) mq3_cp16(s + tid * 16, xq + (size_t)(unsigned)j * 64, 16);
-        if (has_d) mq3_cp8(s + C::off_xd + tid * 8, xd + (size_t)(unsigned)j * 8);
+        mq3_cp16p(s + tid * 16, xq + (size_t)(unsigned)j * 64, has_x);
+        mq3_cp8p(s + C::off_xd + tid * 8, xd + (size_t)(unsigned)j * 8, has_d);
     }
 };
 
@@ -496,24 +517,54 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
         const uint8_t *sb = smem + rd;
         rd = rd == (C::stages - 1) * C::stage ? 0 : rd + C::stage;
         wr = wr == (C::stages - 1) * C::stage ? 0 : wr + C::stage;
-        if constexpr (C::dec) {
-            // one thread per (row, half), table row: s of 2 groups (Q6_K 4), their nM, Q4_K's m
+        const int q = (kz0 + kc) & 3; // chunk in the superblock (Q4_K)
+        if constexpr (C::q4) {
+            // the superblock's 8 scales and mins, once per superblock (and at the first chunk:
+            // a K split may start inside one): thread (row, half) decodes groups 4 half ..
+            // 4 half + 3, chunks 2 half and 2 half + 1; 4 bytes at a time (kscale_min's bits)
+            if (kc == 0 || q == 0) {
+                const int r = threadIdx.x >> 1, hf = threadIdx.x & 1;
+                const uint4 hd = *(const uint4 *)(sb + C::off_m + r * 16); // d, dmin, scales[12]
+                uint32_t sc4, mn4;
+                if (hf == 0) {
+                    sc4 = hd.y & 0x3f3f3f3fu;
+                    mn4 = hd.z & 0x3f3f3f3fu;
+                } else {
+                    sc4 = (hd.w & 0x0f0f0f0fu) | ((hd.y >> 2) & 0x30303030u);
+                    mn4 = ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 2) & 0x30303030u);
+                }
+                const float d = f16_bits_to_f32((uint16_t)(hd.x & 0xffffu)), dmin = f16_bits_to_f32((uint16_t)(hd.x >> 16));
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const float s0 = __fmul_rn(d, (float)((sc4 >> (16 * u)) & 0xffu));
+                    const float s1 = __fmul_rn(d, (float)((sc4 >> (16 * u + 8)) & 0xffu));
+                    const float mv0 = -__fmul_rn(dmin, (float)((mn4 >> (16 * u)) & 0xffu));
+                    const float mv1 = -__fmul_rn(dmin, (float)((mn4 >> (16 * u + 8)) & 0xffu));
+                    const int qq = 2 * hf + u;
+                    // nM exact: s = d * (6-bit scale), <= 17 significant bits
+                    *(float4 *)(smem + C::off_dec + (qq * MQ_M + r) * 16) = make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
+                    *(float2 *)(smem + C::off_t2 + (qq * MQ_M + r) * 8) = make_float2(mv0, mv1);
+                }
+                __syncthreads();
+            }
+        } else if constexpr (C::q6) {
+            // one thread per (row, half): s of 2 16-blocks and their nM
             float *dt = (float *)(smem + C::off_dec) + 8 * (threadIdx.x >> 1);
             const int hf = threadIdx.x & 1;
-            if constexpr (C::q4) {
-                float sv, mv;
-                group_sm<F>(sb + C::off_m + (threadIdx.x >> 1) * 16, 2 * ((kz0 + kc) & 3) + hf, sv, mv);
-                dt[hf] = sv;
-                dt[2 + hf] = -12582912.0f * sv; // exact: sv = d * (6-bit scale), <= 17 bits
-                dt[4 + hf] = mv;
-            } else {
-                const uint8_t *mb = sb + C::off_m + (threadIdx.x >> 1) * 8;
-                const float d = f16_bits_to_f32(*(const uint16_t *)mb);
-                const float sa = __fmul_rn(d, (float)(int8_t)mb[4 + 2 * hf]), sc = __fmul_rn(d, (float)(int8_t)mb[5 + 2 * hf]);
-                *(float2 *)(dt + 2 * hf) = make_float2(sa, sc);
-                *(float2 *)(dt + 4 + 2 * hf) = make_float2(-12582912.0f * sa, -12582912.0f * sc); // exact: <= 18 bits
-            }
+            const uint8_t *mb = sb + C::off_m + (threadIdx.x >> 1) * 8;
+            const float d = f16_bits_to_f32(*(const uint16_t *)mb);
+            const float sa = __fmul_rn(d, (float)(int8_t)mb[4 + 2 * hf]), sc = __fmul_rn(d, (float)(int8_t)mb[5 + 2 * hf]);
+            *(float2 *)(dt + 2 * hf) = make_float2(sa, sc);
+            *(float2 *)(dt + 4 + 2 * hf) = make_float2(-12582912.0f * sa, -12582912.0f * sc); // exact: <= 18 bits
             __syncthreads();
+        } else {
+            // Q8_0: each warp converts its own 32 rows' f16 d (lane = row) into a private table
+            // (the barrier at the top of the next chunk orders the next writes after these reads)
+            const uint32_t dd = *(const uint32_t *)(sb + C::off_m + (wm * 32 + lane) * 4);
+            const float s0 = f16_bits_to_f32((uint16_t)(dd & 0xffffu)), s1 = f16_bits_to_f32((uint16_t)(dd >> 16));
+            // nM exact: an f16 d, 11 significant bits
+            *(float4 *)(smem + C::off_dec + (warp * 32 + lane) * 16) = make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
+            __syncwarp();
         }
         if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
@@ -528,8 +579,8 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
                     mq_unpack(v.x, a[mt][0][h], a[mt][0][2 + h]);
                     mq_unpack(v.y, a[mt][1][h], a[mt][1][2 + h]);
-                    const float4 t = *(const float4 *)(smem + C::off_dec + r * 32);
-                    const float2 m = *(const float2 *)(smem + C::off_dec + r * 32 + 16);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + (q * MQ_M + r) * 16);
+                    const float2 m = *(const float2 *)(smem + C::off_t2 + (q * MQ_M + r) * 8);
                     sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; nm[mt][h][0] = t.z; nm[mt][h][1] = t.w;
                     mw[mt][h][0] = m.x; mw[mt][h][1] = m.y;
                 } else if constexpr (C::q6) {
@@ -549,11 +600,8 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     const uint4 v = *(const uint4 *)(sb + C::off_w + r * 64 + 16 * c);
                     a[mt][0][h] = __byte_perm(v.x, 0, psel); a[mt][0][2 + h] = __byte_perm(v.y, 0, psel);
                     a[mt][1][h] = __byte_perm(v.z, 0, psel); a[mt][1][2 + h] = __byte_perm(v.w, 0, psel);
-                    const uint32_t dd = *(const uint32_t *)(sb + C::off_m + r * 4);
-                    sw[mt][h][0] = f16_bits_to_f32((uint16_t)(dd & 0xffffu));
-                    sw[mt][h][1] = f16_bits_to_f32((uint16_t)(dd >> 16));
-                    nm[mt][h][0] = -12582912.0f * sw[mt][h][0]; // exact: an f16 d, 11 bits
-                    nm[mt][h][1] = -12582912.0f * sw[mt][h][1];
+                    const float4 t = *(const float4 *)(smem + C::off_dec + (warp * 32 + mt * 16 + g + 8 * h) * 16);
+                    sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; nm[mt][h][0] = t.z; nm[mt][h][1] = t.w;
                 }
             }
         }
@@ -652,7 +700,7 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
     static bool attr = false;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(mmq_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
-        CUDA_TRY(cudaFuncSetAttribute(mmq3_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
+        CUDA_TRY(cudaFuncSetAttribute(mmq3_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem3));
         attr = true;
     }
     if (mmq_old < 0) {
@@ -661,7 +709,7 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
     if (mmq_old) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
-    else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
+    else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C::smem3, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
