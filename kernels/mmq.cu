@@ -631,11 +631,11 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                         for (int hf = 0; hf < 2; hf++) {
                             uint32_t d[4];
                             mma_s8k16_raw(d, a[mt][G][2 * hf], a[mt][G][2 * hf + 1], hf ? b1 : b0, cb);
-                            const int q = 2 * G + hf;
-                            o[0] = fmaf(fmaf(__uint_as_float(d[0]), sw[mt][0][q], nm[mt][0][q]), dx0, o[0]);
-                            o[1] = fmaf(fmaf(__uint_as_float(d[1]), sw[mt][0][q], nm[mt][0][q]), dx1, o[1]);
-                            o[2] = fmaf(fmaf(__uint_as_float(d[2]), sw[mt][1][q], nm[mt][1][q]), dx0, o[2]);
-                            o[3] = fmaf(fmaf(__uint_as_float(d[3]), sw[mt][1][q], nm[mt][1][q]), dx1, o[3]);
+                            const int k = 2 * G + hf; // the 16-block
+                            o[0] = fmaf(fmaf(__uint_as_float(d[0]), sw[mt][0][k], nm[mt][0][k]), dx0, o[0]);
+                            o[1] = fmaf(fmaf(__uint_as_float(d[1]), sw[mt][0][k], nm[mt][0][k]), dx1, o[1]);
+                            o[2] = fmaf(fmaf(__uint_as_float(d[2]), sw[mt][1][k], nm[mt][1][k]), dx0, o[2]);
+                            o[3] = fmaf(fmaf(__uint_as_float(d[3]), sw[mt][1][k], nm[mt][1][k]), dx1, o[3]);
                         }
                         continue;
                     }
