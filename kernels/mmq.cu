@@ -53,14 +53,15 @@ struct mmq_params {
     int psel;                // mmq3_kernel: 0x3210, an identity byte permutation
 };
 
-template <uint32_t F> struct mmq_cfg {
+// V3: mmq3_kernel's layout (Q4_K's token sums outside the stages, in a superblock ring)
+template <uint32_t F, bool V3 = false> struct mmq_cfg {
     static constexpr bool q4 = F == QT_Q4_K, q6 = F == QT_Q6_K, q8 = F == QT_Q8_0;
     static constexpr int wpitch = q4 || q6 ? 32 : 64;  // smem bytes of codes per row and chunk
     static constexpr int hpitch = q6 ? 16 : 0;         // smem bytes of hi bits per row
     static constexpr int mpitch = q4 ? 16 : q6 ? 8 : 4; // smem bytes of meta per row
     static constexpr int off_xd = MQ_N * 64;
     static constexpr int off_xs = off_xd + MQ_N * 8;
-    static constexpr int off_w = off_xs + (q4 ? MQ_N * 8 : 0);
+    static constexpr int off_w = off_xs + (q4 && !V3 ? MQ_N * 8 : 0);
     static constexpr int off_h = off_w + MQ_M * wpitch;
     static constexpr int off_m = off_h + MQ_M * hpitch;
     static constexpr int stage = off_m + MQ_M * mpitch;
@@ -70,12 +71,16 @@ template <uint32_t F> struct mmq_cfg {
     static constexpr bool dec = q4 || q6;
     static constexpr int off_dec = stage * stages;
     static constexpr int smem = off_dec + (dec ? MQ_M * 16 : 0);
-    // mmq3_kernel's tables after the stages: Q4_K the decoded scales of the 4 chunks of the
-    // current superblock, [4][128 rows] float4 {s0, s1, nM0, nM1} then [4][128] float2 {m0, m1};
-    // Q6_K the chunk's, [128] float4 {s0..s3} + float4 {nM0..nM3}; Q8_0 each warp's own
-    // [8 warps][32 rows] float4 {s0, s1, nM0, nM1}
-    static constexpr int off_t2 = off_dec + 4 * MQ_M * 16; // Q4_K's m table
-    static constexpr int smem3 = off_dec + (q4 ? 4 * MQ_M * 24 : MQ_M * 32);
+    // mmq3_kernel's tables after the stages (V3). Q4_K: the decoded scales of the 4 chunks of
+    // the current superblock [4][128 rows] float4 {s0, s1, nM0, nM1}; its mins as floats
+    // [128 rows][8 blocks] (0 for blocks outside the CTA's K range); -dmin [128 rows]; the
+    // tokens' sums of 2 superblocks (ring by superblock parity) [2][64 tokens][8 blocks].
+    // Q6_K: the chunk's [128] float4 {s0..s3} + float4 {nM0..nM3}. Q8_0: each warp's own
+    // [8 warps][32 rows] float4 {s0, s1, nM0, nM1}.
+    static constexpr int off_tm = off_dec + 4 * MQ_M * 16;
+    static constexpr int off_td = off_tm + MQ_M * 32;
+    static constexpr int off_xr = off_td + MQ_M * 4;
+    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : off_dec + MQ_M * 32;
 };
 
 __device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
@@ -377,6 +382,17 @@ __device__ __forceinline__ void mma_s8k16_raw(uint32_t (&d)[4], uint32_t a0, uin
         : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
         : "r"(a0), "r"(a1), "r"(b0), "r"(cb[0]), "r"(cb[1]), "r"(cb[2]), "r"(cb[3]));
 }
+// d = A (16x8 tf32) * B (8x8 tf32) + c, f32 (Q4_K's min term per superblock).
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, const float (&c)[4]) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+__device__ __forceinline__ uint32_t tf32_rna(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+}
 __device__ __forceinline__ void mq3_cp16(uint32_t dst, const void *src, int size) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(size));
 }
@@ -396,17 +412,19 @@ __device__ __forceinline__ void mq3_cp4(uint32_t dst, const void *src, int size)
 // One thread's share of a stage's cp.async copies, set up once: sources at chunk kz0, each
 // advanced by a constant per chunk (j: chunks after kz0), destinations relative to the stage.
 template <uint32_t F> struct mq3_loader {
-    using C = mmq_cfg<F>;
+    using C = mmq_cfg<F, true>;
     static constexpr int NW = C::wpitch == 64 ? 2 : 1; // 16-byte code pieces per thread
     const uint8_t *xq, *xd, *w[NW], *meta, *hi;
     int wsz[NW], msz;        // cp.async source sizes (0: row past the matrix, zero fill)
     int has_x, has_d;        // this thread copies activation bytes / scales (/ sums)
     bool has_m;              // this thread copies a row's meta
     int kz0;
+    uint32_t sbase;          // shared address of the dynamic shared memory
 
-    __device__ __forceinline__ void init(const mmq_params &p, int mi, int m0, int n0, int kz0_) {
+    __device__ __forceinline__ void init(const mmq_params &p, int mi, int m0, int n0, int kz0_, uint32_t sbase_) {
         const int tid = threadIdx.x, nb = p.K / 32, ntok = min(MQ_N, p.T - n0);
         kz0 = kz0_;
+        sbase = sbase_;
         const uint8_t *codes = p.m[mi].codes, *mt = p.m[mi].meta;
         const uint64_t cp = p.m[mi].code_pitch, mp = p.m[mi].meta_pitch;
         const int rows = p.m[mi].rows;
@@ -463,13 +481,19 @@ template <uint32_t F> struct mq3_loader {
     __device__ __forceinline__ void acts(uint32_t s, int j) const {
         const int tid = threadIdx.x;
         mq3_cp16p(s + tid * 16, xq + (size_t)(unsigned)j * 64, has_x);
-        mq3_cp8p(s + C::off_xd + tid * 8, xd + (size_t)(unsigned)j * 8, has_d);
+        uint32_t dd = s + C::off_xd + tid * 8;
+        if constexpr (C::q4) { // threads 64..127: the sums of chunk k into the superblock ring
+            const unsigned k = (unsigned)(kz0 + j);
+            if (tid >= 64) dd = sbase + C::off_xr + ((k >> 2) & 1) * (MQ_N * 32) + (tid - 64) * 32 + (k & 3) * 8;
+        }
+        mq3_cp8p(dd, xd + (size_t)(unsigned)j * 8, has_d);
     }
 };
 
 template <uint32_t F>
 __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
-    using C = mmq_cfg<F>;
+    using C = mmq_cfg<F, true>;
+    static_assert(C::smem3 <= 48 * 1024, "2 CTAs per SM on a GB10 (100 KB of shared memory)");
     extern __shared__ __align__(16) uint8_t smem[];
     pdl_trigger();
     int b = blockIdx.x, mi = 0;
@@ -484,9 +508,15 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
     const uint32_t cb[4] = {(uint32_t)p.cbias[0], (uint32_t)p.cbias[1], (uint32_t)p.cbias[2], (uint32_t)p.cbias[3]};
     const uint32_t psel = (uint32_t)p.psel; // 0x3210: __byte_perm(x, 0, psel) == x
 
-    mq3_loader<F> L;
-    L.init(p, mi, m0, n0, kz0);
     const uint32_t s0 = (uint32_t)__cvta_generic_to_shared(smem);
+    mq3_loader<F> L;
+    L.init(p, mi, m0, n0, kz0, s0);
+    if constexpr (C::q4) {
+        // the sums ring starts at 0: blocks outside the K range (min 0) must not meet a NaN
+        static_assert(2 * MQ_N * 32 == 256 * 16, "one 16-byte store per thread");
+        *(float4 *)(smem + C::off_xr + threadIdx.x * 16) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        __syncthreads();
+    }
     // stages 0 and 1: weights before the PDL wait, activations after it; group 0 = stage 0's
     // copies and stage 1's weights, group 1 = stage 1's activations
 #pragma unroll
@@ -534,17 +564,21 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     mn4 = ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 2) & 0x30303030u);
                 }
                 const float d = f16_bits_to_f32((uint16_t)(hd.x & 0xffffu)), dmin = f16_bits_to_f32((uint16_t)(hd.x >> 16));
+                const int c0 = (kz0 + kc) & ~3; // the superblock's first chunk
+                float mn[4];
 #pragma unroll
                 for (int u = 0; u < 2; u++) {
                     const float s0 = __fmul_rn(d, (float)((sc4 >> (16 * u)) & 0xffu));
                     const float s1 = __fmul_rn(d, (float)((sc4 >> (16 * u + 8)) & 0xffu));
-                    const float mv0 = -__fmul_rn(dmin, (float)((mn4 >> (16 * u)) & 0xffu));
-                    const float mv1 = -__fmul_rn(dmin, (float)((mn4 >> (16 * u + 8)) & 0xffu));
                     const int qq = 2 * hf + u;
                     // nM exact: s = d * (6-bit scale), <= 17 significant bits
                     *(float4 *)(smem + C::off_dec + (qq * MQ_M + r) * 16) = make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
-                    *(float2 *)(smem + C::off_t2 + (qq * MQ_M + r) * 8) = make_float2(mv0, mv1);
+                    const bool in = c0 + qq >= kz0 && c0 + qq < kz0 + nk; // chunk in this CTA's K range
+                    mn[2 * u] = in ? (float)((mn4 >> (16 * u)) & 0xffu) : 0.0f;
+                    mn[2 * u + 1] = in ? (float)((mn4 >> (16 * u + 8)) & 0xffu) : 0.0f;
                 }
+                *(float4 *)(smem + C::off_tm + r * 32 + hf * 16) = make_float4(mn[0], mn[1], mn[2], mn[3]);
+                if (hf == 0) *(float *)(smem + C::off_td + r * 4) = -dmin;
                 __syncthreads();
             }
         } else if constexpr (C::q6) {
@@ -569,7 +603,7 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
         if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
         uint32_t a[2][2][4];
-        float sw[2][2][NS], nm[2][2][NS], mw[2][2][2];
+        float sw[2][2][NS], nm[2][2][NS];
 #pragma unroll
         for (int mt = 0; mt < 2; mt++) {
 #pragma unroll
@@ -580,9 +614,7 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     mq_unpack(v.x, a[mt][0][h], a[mt][0][2 + h]);
                     mq_unpack(v.y, a[mt][1][h], a[mt][1][2 + h]);
                     const float4 t = *(const float4 *)(smem + C::off_dec + (q * MQ_M + r) * 16);
-                    const float2 m = *(const float2 *)(smem + C::off_t2 + (q * MQ_M + r) * 8);
                     sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; nm[mt][h][0] = t.z; nm[mt][h][1] = t.w;
-                    mw[mt][h][0] = m.x; mw[mt][h][1] = m.y;
                 } else if constexpr (C::q6) {
                     const uint2 v = *(const uint2 *)(sb + C::off_w + r * 32 + 8 * c);
                     const uint32_t hb = *(const uint32_t *)(sb + C::off_h + r * 16 + 4 * c);
@@ -613,12 +645,6 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
             // tokens 2c and 2c + 1, blocks 0 and 1: 16 aligned bytes
             const float4 dq = *(const float4 *)(sb + C::off_xd + (tl + 2 * c) * 8);
             const float2 d0 = make_float2(dq.x, dq.y), d1 = make_float2(dq.z, dq.w);
-            float2 x0 = make_float2(0.0f, 0.0f), x1 = x0;
-            if constexpr (C::q4) {
-                const float4 xq = *(const float4 *)(sb + C::off_xs + (tl + 2 * c) * 8);
-                x0 = make_float2(xq.x, xq.y);
-                x1 = make_float2(xq.z, xq.w);
-            }
 #pragma unroll
             for (int G = 0; G < 2; G++) {
                 const uint32_t b0 = G ? xb.z : xb.x, b1 = G ? xb.w : xb.y;
@@ -645,12 +671,47 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     o[1] = fmaf(fmaf(__uint_as_float(d[1]), sw[mt][0][G], nm[mt][0][G]), dx1, o[1]);
                     o[2] = fmaf(fmaf(__uint_as_float(d[2]), sw[mt][1][G], nm[mt][1][G]), dx0, o[2]);
                     o[3] = fmaf(fmaf(__uint_as_float(d[3]), sw[mt][1][G], nm[mt][1][G]), dx1, o[3]);
-                    if constexpr (C::q4) {
-                        const float xs0 = G ? x0.y : x0.x, xs1 = G ? x1.y : x1.x;
-                        o[0] = fmaf(mw[mt][0][G], xs0, o[0]);
-                        o[1] = fmaf(mw[mt][0][G], xs1, o[1]);
-                        o[2] = fmaf(mw[mt][1][G], xs0, o[2]);
-                        o[3] = fmaf(mw[mt][1][G], xs1, o[3]);
+                }
+            }
+        }
+        if constexpr (C::q4) {
+            // Q4_K's min term once per superblock (its last chunk, or the K range's): per row
+            // and token sum_b mn[r][b] * xs[t][b] over the 8 blocks on the tf32 tensor cores
+            // (mn: 6-bit integers, exact; xs split into a tf32 hi and the rest: ~2^-21 of xs),
+            // then y += -dmin * that (one FFMA per output and superblock instead of one per block)
+            if (q == 3 || kc == nk - 1) {
+                const float *xr = (const float *)(smem + C::off_xr + (((kz0 + kc) >> 2) & 1) * (MQ_N * 32));
+                uint32_t am[2][4];
+                float dm[2][2];
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    const int r = wm * 32 + mt * 16 + g;
+                    const float *tm = (const float *)(smem + C::off_tm);
+                    am[mt][0] = __float_as_uint(tm[r * 8 + c]);
+                    am[mt][1] = __float_as_uint(tm[(r + 8) * 8 + c]);
+                    am[mt][2] = __float_as_uint(tm[r * 8 + c + 4]);
+                    am[mt][3] = __float_as_uint(tm[(r + 8) * 8 + c + 4]);
+                    dm[mt][0] = ((const float *)(smem + C::off_td))[r];
+                    dm[mt][1] = ((const float *)(smem + C::off_td))[r + 8];
+                }
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+                    if (nt >= ntiles) break;
+                    const int tk = wn * 32 + nt * 8 + g; // B column g: token tk, blocks c and c + 4
+                    const float x0 = xr[tk * 8 + c], x1 = xr[tk * 8 + c + 4];
+                    const uint32_t h0 = tf32_rna(x0), h1 = tf32_rna(x1);
+                    const uint32_t l0 = __float_as_uint(x0 - __uint_as_float(h0)), l1 = __float_as_uint(x1 - __uint_as_float(h1));
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        float dd[4];
+                        const float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                        mma_tf32(dd, am[mt], h0, h1, z);
+                        mma_tf32(dd, am[mt], l0, l1, dd);
+                        float *o = acc[mt][nt];
+                        o[0] = fmaf(dd[0], dm[mt][0], o[0]);
+                        o[1] = fmaf(dd[1], dm[mt][0], o[1]);
+                        o[2] = fmaf(dd[2], dm[mt][1], o[2]);
+                        o[3] = fmaf(dd[3], dm[mt][1], o[3]);
                     }
                 }
             }
@@ -696,7 +757,7 @@ extern "C" void cuda_mmq_old_set(int on) { mmq_old = on ? 1 : 0; }
 
 template <uint32_t F>
 static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
-    using C = mmq_cfg<F>;
+    using C = mmq_cfg<F, true>;
     static bool attr = false;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(mmq_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
