@@ -750,10 +750,12 @@ __global__ void mmq_reduce_kernel(const mmq_params p) {
     splitk_reduce(p);
 }
 
-// 1: the round-4 kernel (mmq_kernel) instead of mmq3_kernel (SPARKD_MMQ_OLD=1 at the first
-// launch; cuda_mmq_old_set for the selftest's A/B).
+// The round-4 kernel (mmq_kernel) instead of mmq3_kernel, a bit per type (1 Q8_0, 2 Q4_K,
+// 4 Q6_K): SPARKD_MMQ_OLD=1 all of them, or the types named (e.g. SPARKD_MMQ_OLD=q4k,q6k), read
+// at the first launch; cuda_mmq_old_set (the selftest's A/B) sets all or none.
 static int mmq_old = -1;
-extern "C" void cuda_mmq_old_set(int on) { mmq_old = on ? 1 : 0; }
+extern "C" void cuda_mmq_old_set(int on) { mmq_old = on ? 7 : 0; }
+static int mmq_old_bit(uint32_t F) { return F == QT_Q8_0 ? 1 : F == QT_Q4_K ? 2 : 4; }
 
 template <uint32_t F>
 static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
@@ -766,10 +768,10 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
     }
     if (mmq_old < 0) {
         const char *v = getenv("SPARKD_MMQ_OLD");
-        mmq_old = v && v[0] == '1' ? 1 : 0;
+        mmq_old = !v ? 0 : !strcmp(v, "1") ? 7 : (strstr(v, "q8") ? 1 : 0) | (strstr(v, "q4") ? 2 : 0) | (strstr(v, "q6") ? 4 : 0);
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
-    if (mmq_old) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
+    if (mmq_old & mmq_old_bit(F)) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
     else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C::smem3, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
