@@ -759,11 +759,12 @@ static int mmq_old_bit(uint32_t F) { return F == QT_Q8_0 ? 1 : F == QT_Q4_K ? 2 
 
 template <uint32_t F>
 static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
-    using C = mmq_cfg<F, true>;
+    using C = mmq_cfg<F>;        // mmq_kernel's layout
+    using C3 = mmq_cfg<F, true>; // mmq3_kernel's
     static bool attr = false;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(mmq_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
-        CUDA_TRY(cudaFuncSetAttribute(mmq3_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem3));
+        CUDA_TRY(cudaFuncSetAttribute(mmq3_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C3::smem3));
         attr = true;
     }
     if (mmq_old < 0) {
@@ -772,7 +773,7 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
     if (mmq_old & mmq_old_bit(F)) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
-    else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C::smem3, stream, p));
+    else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C3::smem3, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
