@@ -752,9 +752,10 @@ __global__ void mmq_reduce_kernel(const mmq_params p) {
 
 // The round-4 kernel (mmq_kernel) instead of mmq3_kernel, a bit per type (1 Q8_0, 2 Q4_K,
 // 4 Q6_K): SPARKD_MMQ_OLD=1 all of them, or the types named (e.g. SPARKD_MMQ_OLD=q4k,q6k), read
-// at the first launch; cuda_mmq_old_set (the selftest's A/B) sets all or none.
+// at the first launch; cuda_mmq_old_set (the selftest's A/B) sets all (1) or none (0), or
+// goes back to the environment's choice (-1).
 static int mmq_old = -1;
-extern "C" void cuda_mmq_old_set(int on) { mmq_old = on ? 7 : 0; }
+extern "C" void cuda_mmq_old_set(int on) { mmq_old = on < 0 ? -1 : on ? 7 : 0; }
 static int mmq_old_bit(uint32_t F) { return F == QT_Q8_0 ? 1 : F == QT_Q4_K ? 2 : 4; }
 
 template <uint32_t F>

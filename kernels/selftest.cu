@@ -429,6 +429,8 @@ void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
 // matrices of different rows in one launch when N2 > 0 (the second one's ldy padded),
 // accumulate, split K over CTAs when splitk. If cuda_matmul took any other path (the f16
 // kernel's 11-bit input) the first check fails by orders of magnitude.
+extern "C" void cuda_mmq_old_set(int on); // mmq.cu: 1 = the round-4 int8 kernel, -1 = as SPARKD_MMQ_OLD says
+static const char *g_mmq_tag = "";
 void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, int time_reps) {
     const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
     cuda_weight w[2];
@@ -495,8 +497,8 @@ void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int sp
             if (r.bound_rel > brel) brel = r.bound_rel;
         }
     char shape[96], note[64] = "";
-    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
-             accumulate ? " +=" : "", splitk ? " splitk" : "");
+    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
+             accumulate ? " +=" : "", splitk ? " splitk" : "", g_mmq_tag);
     if (us > 0) {
         double ops = 0;
         for (int i = 0; i < nm; i++) ops += 2.0 * T * Ns[i] * K;
@@ -1552,8 +1554,6 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
 // tensor-core kernel exact (hi + lo) and fast (one f16), and the int8 one (mmq), each
 // with weights rotated over copies beyond the L2; TOPS = 2 T N K / time. Also the cost
 // the Q8 form adds to an input's producer (cuda_mmin_prepare, F16 vs F16 + Q8).
-extern "C" void cuda_mmq_old_set(int on); // mmq.cu: 1 = the round-4 int8 kernel (A/B)
-
 void bench_prefill(uint32_t type, double peak) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
@@ -1602,7 +1602,7 @@ void bench_prefill(uint32_t type, double peak) {
                 fflush(C->f);
             }
             cuda_mmq_set(1);
-            cuda_mmq_old_set(0);
+            cuda_mmq_old_set(-1);
             // the producer's cost of the int8 rows
             for (int fv = 0; fv < 2; fv++) {
                 cuda_mmin m2 = m;
@@ -2063,6 +2063,16 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         test_mmq(t, 67, Kodd, 1000, 131, 0, 0, 0);
         if (!quick) test_mmq(t, 4096, 4096, 512, 0, 0, 0, 10);
     }
+    // the round-4 int8 kernel too (SPARKD_MMQ_OLD's A/B), on the split-K and padded cases
+    cuda_mmq_old_set(1);
+    g_mmq_tag = " old kernel";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int Kodd = t == QUANT_Q8_0 ? 2112 : 2304;
+        test_mmq(t, 257, Kodd, 64, 67, 0, 1, 0);
+        test_mmq(t, 67, Kodd, 1000, 131, 0, 0, 0);
+    }
+    g_mmq_tag = "";
+    cuda_mmq_old_set(-1);
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
