@@ -359,12 +359,17 @@ __global__ __launch_bounds__(256, 2) void mmq_kernel(const mmq_params p) {
 //   scale, 18) and 1.5 * 2^23 = 3 * 2^22 two, so nM is exact in f32 and the FMA's exact
 //   product 1.5 * 2^23 * s_w + dot * s_w cancels against it exactly: t = round(dot * s_w),
 //   one rounding, where the old kernel rounded s_w * d_x instead (same error bound).
-// - the MMA's C operand is 4 registers set once (kernel parameter cbias, the host sets the
-//   bits of 1.5 * 2^23), never the destination;
+// - the MMA's C operand: 4 registers from a kernel parameter (cbias, the host sets the bits
+//   of 1.5 * 2^23; 2 LDC.64 a chunk), never the destination;
+// - Q8_0's A fragments through an identity PRMT (opaque selector psel): the MMA's A registers
+//   interleave rows g and g + 8, an LDS.128 holds one row, and plain copies were rebuilt
+//   before every MMA (4 moves an MMA); fresh values are placed once a chunk (1 PRMT an MMA);
 // - the cp.async plumbing out of the chunk loop: per-thread source pointers (the matrix's
 //   fields read once), advanced by one IMAD.WIDE a chunk, per-thread predicates and shared
 //   destinations, stage offsets rotated without a division; the weights' first stages go out
-//   before the PDL wait (weights are never written by a kernel).
+//   before the PDL wait (weights are never written by a kernel);
+// - scales: Q8_0 converted per warp into a private table, Q4_K decoded once per superblock,
+//   and Q4_K's min term once per superblock on the tf32 tensor cores (see below).
 
 // r = A (16x32 s8) * B (32x8 s8) + C (s32), raw bits (mma_s8_f32's bias comes in C).
 __device__ __forceinline__ void mma_s8_raw(uint32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
