@@ -642,9 +642,8 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                 }
             }
         }
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-            if (nt >= ntiles) break;
+        // one n8 token tile: 4 MMAs (Q6_K 8) and their scaling
+        auto tile = [&](const int nt) {
             const int tl = wn * 32 + nt * 8; // the n8 tile's first token in the CTA tile
             const uint4 xb = *(const uint4 *)(sb + (tl + g) * 64 + 16 * c);
             // tokens 2c and 2c + 1, blocks 0 and 1: 16 aligned bytes
@@ -677,6 +676,18 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     o[2] = fmaf(fmaf(__uint_as_float(d[2]), sw[mt][1][G], nm[mt][1][G]), dx0, o[2]);
                     o[3] = fmaf(fmaf(__uint_as_float(d[3]), sw[mt][1][G], nm[mt][1][G]), dx1, o[3]);
                 }
+            }
+        };
+        if (C::q8 && ntiles == 4) {
+            // Q8_0 (registers to spare): the 4 tiles without branches between them, so the
+            // next tile's loads can go out before this tile's MMAs
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) tile(nt);
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                if (nt >= ntiles) break;
+                tile(nt);
             }
         }
         if constexpr (C::q4) {
