@@ -58,7 +58,7 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     static constexpr bool q4 = F == QT_Q4_K, q6 = F == QT_Q6_K, q8 = F == QT_Q8_0;
     static constexpr int wpitch = q4 || q6 ? 32 : 64;  // smem bytes of codes per row and chunk
     static constexpr int hpitch = q6 ? 16 : 0;         // smem bytes of hi bits per row
-    static constexpr int mpitch = q4 ? 16 : q6 ? 8 : 4; // smem bytes of meta per row
+    static constexpr int mpitch = q4 ? 16 : q6 ? 8 : V3 ? 0 : 4; // smem bytes of meta per row (V3 Q8_0: in a ring)
     static constexpr int off_xd = MQ_N * 64;
     static constexpr int off_xs = off_xd + MQ_N * 8;
     static constexpr int off_w = off_xs + (q4 && !V3 ? MQ_N * 8 : 0);
@@ -76,11 +76,14 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     // [128 rows][8 blocks] (0 for blocks outside the CTA's K range); -dmin [128 rows]; the
     // tokens' sums of 2 superblocks (ring by superblock parity) [2][64 tokens][8 blocks].
     // Q6_K: the chunk's [128] float4 {s0..s3} + float4 {nM0..nM3}. Q8_0: each warp's own
-    // [8 warps][32 rows] float4 {s0, s1, nM0, nM1}.
+    // [2 chunks][8 warps][32 rows] float4 {s0, s1, nM0, nM1} (chunk parity; the next chunk's
+    // is built during this one) and the f16 d of 4 chunks [4][128 rows] (a ring by chunk & 3,
+    // copied one chunk ahead of the codes).
     static constexpr int off_tm = off_dec + 4 * MQ_M * 16;
     static constexpr int off_td = off_tm + MQ_M * 32;
     static constexpr int off_xr = off_td + MQ_M * 4;
-    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : off_dec + MQ_M * 32;
+    static constexpr int off_mr = off_dec + 2 * MQ_M * 32; // Q8_0's d ring
+    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : q8 ? off_mr + 4 * MQ_M * 4 : off_dec + MQ_M * 32;
 };
 
 __device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
@@ -421,12 +424,13 @@ template <uint32_t F> struct mq3_loader {
     int wsz[NW], msz;        // cp.async source sizes (0: row past the matrix, zero fill)
     int has_x, has_d;        // this thread copies activation bytes / scales (/ sums)
     bool has_m;              // this thread copies a row's meta
-    int kz0;
+    int kz0, nk;
     uint32_t sbase;          // shared address of the dynamic shared memory
 
-    __device__ __forceinline__ void init(const mmq_params &p, int mi, int m0, int n0, int kz0_, uint32_t sbase_) {
+    __device__ __forceinline__ void init(const mmq_params &p, int mi, int m0, int n0, int kz0_, int nk_, uint32_t sbase_) {
         const int tid = threadIdx.x, nb = p.K / 32, ntok = min(MQ_N, p.T - n0);
         kz0 = kz0_;
+        nk = nk_;
         sbase = sbase_;
         const uint8_t *codes = p.m[mi].codes, *mt = p.m[mi].meta;
         const uint64_t cp = p.m[mi].code_pitch, mp = p.m[mi].meta_pitch;
@@ -475,10 +479,15 @@ template <uint32_t F> struct mq3_loader {
                 mq3_cp4(s + C::off_m + tid * 8, mb, msz);
                 mq3_cp4(s + C::off_m + tid * 8 + 4, mb + 4 + 4 * (k & 3), msz);
                 mq3_cp16(s + C::off_h + tid * 16, hi + (size_t)(unsigned)j * 16, msz * 4);
-            } else {
-                mq3_cp4(s + C::off_m + tid * 4, meta + (size_t)(unsigned)j * 4, msz);
+            } else if (j + 1 < nk) {
+                // Q8_0: the d of chunk j + 1 (one chunk ahead) into the ring
+                meta_q8(j + 1);
             }
         }
+    }
+    // Q8_0: the f16 d of chunk kz0 + j (2 blocks) of row tid into ring slot j & 3
+    __device__ __forceinline__ void meta_q8(int j) const {
+        mq3_cp4(sbase + C::off_mr + (j & 3) * (MQ_M * 4) + threadIdx.x * 4, meta + (size_t)(unsigned)j * 4, msz);
     }
     // activations (int8 rows, block scales, Q4_K's sums) of chunk kz0 + j
     __device__ __forceinline__ void acts(uint32_t s, int j) const {
@@ -513,7 +522,7 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
 
     const uint32_t s0 = (uint32_t)__cvta_generic_to_shared(smem);
     mq3_loader<F> L;
-    L.init(p, mi, m0, n0, kz0, s0);
+    L.init(p, mi, m0, n0, kz0, nk, s0);
     if constexpr (C::q4) {
         // the sums ring starts at 0: blocks outside the K range (min 0) must not meet a NaN
         static_assert(2 * MQ_N * 32 == 256 * 16, "one 16-byte store per thread");
@@ -525,6 +534,8 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++)
         if (s < nk) L.weights(s0 + s * C::stage, s);
+    if constexpr (C::q8)
+        if (threadIdx.x < MQ_M && nk > 0) L.meta_q8(0); // chunk 0's d (the others come one chunk ahead)
     pdl_wait();
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++) {
@@ -594,16 +605,25 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
             *(float2 *)(dt + 2 * hf) = make_float2(sa, sc);
             *(float2 *)(dt + 4 + 2 * hf) = make_float2(-12582912.0f * sa, -12582912.0f * sc); // exact: <= 18 bits
             __syncthreads();
-        } else {
-            // Q8_0: each warp converts its own 32 rows' f16 d (lane = row) into a private table
-            // (the barrier at the top of the next chunk orders the next writes after these reads)
-            const uint32_t dd = *(const uint32_t *)(sb + C::off_m + (wm * 32 + lane) * 4);
-            const float s0 = f16_bits_to_f32((uint16_t)(dd & 0xffffu)), s1 = f16_bits_to_f32((uint16_t)(dd >> 16));
-            // nM exact: an f16 d, 11 significant bits
-            *(float4 *)(smem + C::off_dec + (warp * 32 + lane) * 16) = make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
-            __syncwarp();
         }
         if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
+        // Q8_0: each warp converts its own 32 rows' f16 d (lane = row) of chunk k into a private
+        // table (parity k & 1). Chunk k + 1's d arrived with chunk k's codes, so its table is built
+        // during chunk k, off the critical path; the next barrier orders those writes before the
+        // reads, and the reads of chunk k before the writes of chunk k + 2.
+        auto q8_table = [&](int k) {
+            const uint32_t dd = *(const uint32_t *)(smem + C::off_mr + (k & 3) * (MQ_M * 4) + (wm * 32 + lane) * 4);
+            const float s0 = f16_bits_to_f32((uint16_t)(dd & 0xffffu)), s1 = f16_bits_to_f32((uint16_t)(dd >> 16));
+            // nM exact: an f16 d, 11 significant bits
+            *(float4 *)(smem + C::off_dec + ((k & 1) * 256 + warp * 32 + lane) * 16) =
+                make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
+        };
+        if constexpr (C::q8) {
+            if (kc == 0) {
+                q8_table(0);
+                __syncwarp();
+            }
+        }
         constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
         uint32_t a[2][2][4];
         float sw[2][2][NS], nm[2][2][NS];
@@ -635,11 +655,13 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     const uint4 v = *(const uint4 *)(sb + C::off_w + r * 64 + 16 * c);
                     a[mt][0][h] = __byte_perm(v.x, 0, psel); a[mt][0][2 + h] = __byte_perm(v.y, 0, psel);
                     a[mt][1][h] = __byte_perm(v.z, 0, psel); a[mt][1][2 + h] = __byte_perm(v.w, 0, psel);
-                    const float4 t = *(const float4 *)(smem + C::off_dec + (warp * 32 + mt * 16 + g + 8 * h) * 16);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + ((kc & 1) * 256 + warp * 32 + mt * 16 + g + 8 * h) * 16);
                     sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; nm[mt][h][0] = t.z; nm[mt][h][1] = t.w;
                 }
             }
         }
+        // the next chunk's table (its ring slot holds stale bytes after the last chunk: unused)
+        if constexpr (C::q8) q8_table(kc + 1);
         // one n8 token tile: 4 MMAs (Q6_K 8) and their scaling
         auto tile = [&](const int nt) {
             const int tl = wn * 32 + nt * 8; // the n8 tile's first token in the CTA tile
@@ -676,9 +698,9 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                 }
             }
         };
-        if (C::q8 && ntiles == 4) {
-            // Q8_0 (registers to spare): the 4 tiles without branches between them, so the
-            // next tile's loads can go out before this tile's MMAs
+        if (!C::q6 && ntiles == 4) {
+            // Q8_0, Q4_K: the 4 tiles without branches between them, so the next tile's loads
+            // go out before this tile's MMAs (Q6_K: no registers left for it)
 #pragma unroll
             for (int nt = 0; nt < 4; nt++) tile(nt);
         } else {
