@@ -58,7 +58,7 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     static constexpr bool q4 = F == QT_Q4_K, q6 = F == QT_Q6_K, q8 = F == QT_Q8_0;
     static constexpr int wpitch = q4 || q6 ? 32 : 64;  // smem bytes of codes per row and chunk
     static constexpr int hpitch = q6 ? 16 : 0;         // smem bytes of hi bits per row
-    static constexpr int mpitch = q4 ? 16 : q6 ? 8 : V3 ? 0 : 4; // smem bytes of meta per row (V3 Q8_0: in a ring)
+    static constexpr int mpitch = q4 ? 16 : V3 ? 0 : q6 ? 8 : 4; // smem bytes of meta per row (V3 Q8_0, Q6_K: in a ring)
     static constexpr int off_xd = MQ_N * 64;
     static constexpr int off_xs = off_xd + MQ_N * 8;
     static constexpr int off_w = off_xs + (q4 && !V3 ? MQ_N * 8 : 0);
@@ -75,7 +75,9 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     // the current superblock [4][128 rows] float4 {s0, s1, nM0, nM1}; its mins as floats
     // [128 rows][8 blocks] (0 for blocks outside the CTA's K range); -dmin [128 rows]; the
     // tokens' sums of 2 superblocks (ring by superblock parity) [2][64 tokens][8 blocks].
-    // Q6_K: the chunk's [128] float4 {s0..s3} + float4 {nM0..nM3}. Q8_0: each warp's own
+    // Q6_K: [2 chunks][128 rows] float4 {s0..s3} + float4 {nM0..nM3} (chunk parity; the next
+    // chunk's is built during this one) and the meta of 4 chunks [4][128 rows][8 bytes: f16 d,
+    // 2 pad, the chunk's 4 int8 scales] (a ring by chunk & 3, copied one chunk ahead). Q8_0: each warp's own
     // [2 chunks][8 warps][32 rows] float4 {s0, s1, nM0, nM1} (chunk parity; the next chunk's
     // is built during this one) and the f16 d of 4 chunks [4][128 rows] (a ring by chunk & 3,
     // copied one chunk ahead of the codes).
@@ -83,7 +85,7 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     static constexpr int off_td = off_tm + MQ_M * 32;
     static constexpr int off_xr = off_td + MQ_M * 4;
     static constexpr int off_mr = off_dec + 2 * MQ_M * 32; // Q8_0's d ring
-    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : q8 ? off_mr + 4 * MQ_M * 4 : off_dec + MQ_M * 32;
+    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : q8 ? off_mr + 4 * MQ_M * 4 : off_mr + 4 * MQ_M * 8;
 };
 
 __device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
@@ -474,16 +476,22 @@ template <uint32_t F> struct mq3_loader {
             if constexpr (C::q4) {
                 mq3_cp16(s + C::off_m + tid * 16, meta + (size_t)((unsigned)(kz0 + j) >> 2) * 16, msz * 4);
             } else if constexpr (C::q6) {
-                const unsigned k = (unsigned)(kz0 + j);
-                const uint8_t *mb = meta + (size_t)(k >> 2) * 20;
-                mq3_cp4(s + C::off_m + tid * 8, mb, msz);
-                mq3_cp4(s + C::off_m + tid * 8 + 4, mb + 4 + 4 * (k & 3), msz);
                 mq3_cp16(s + C::off_h + tid * 16, hi + (size_t)(unsigned)j * 16, msz * 4);
+                if (j + 1 < nk) meta_q6(j + 1); // one chunk ahead, into the ring
             } else if (j + 1 < nk) {
                 // Q8_0: the d of chunk j + 1 (one chunk ahead) into the ring
                 meta_q8(j + 1);
             }
         }
+    }
+    // Q6_K: the f16 d (+ 2 pad bytes) and the 4 int8 scales of chunk kz0 + j of row tid into
+    // ring slot j & 3
+    __device__ __forceinline__ void meta_q6(int j) const {
+        const unsigned k = (unsigned)(kz0 + j);
+        const uint8_t *mb = meta + (size_t)(k >> 2) * 20;
+        const uint32_t d = sbase + C::off_mr + (j & 3) * (MQ_M * 8) + threadIdx.x * 8;
+        mq3_cp4(d, mb, msz);
+        mq3_cp4(d + 4, mb + 4 + 4 * (k & 3), msz);
     }
     // Q8_0: the f16 d of chunk kz0 + j (2 blocks) of row tid into ring slot j & 3
     __device__ __forceinline__ void meta_q8(int j) const {
@@ -536,6 +544,8 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
         if (s < nk) L.weights(s0 + s * C::stage, s);
     if constexpr (C::q8)
         if (threadIdx.x < MQ_M && nk > 0) L.meta_q8(0); // chunk 0's d (the others come one chunk ahead)
+    if constexpr (C::q6)
+        if (threadIdx.x < MQ_M && nk > 0) L.meta_q6(0);
     pdl_wait();
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++) {
@@ -596,15 +606,24 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                 __syncthreads();
             }
         } else if constexpr (C::q6) {
-            // one thread per (row, half): s of 2 16-blocks and their nM
-            float *dt = (float *)(smem + C::off_dec) + 8 * (threadIdx.x >> 1);
-            const int hf = threadIdx.x & 1;
-            const uint8_t *mb = sb + C::off_m + (threadIdx.x >> 1) * 8;
-            const float d = f16_bits_to_f32(*(const uint16_t *)mb);
-            const float sa = __fmul_rn(d, (float)(int8_t)mb[4 + 2 * hf]), sc = __fmul_rn(d, (float)(int8_t)mb[5 + 2 * hf]);
-            *(float2 *)(dt + 2 * hf) = make_float2(sa, sc);
-            *(float2 *)(dt + 4 + 2 * hf) = make_float2(-12582912.0f * sa, -12582912.0f * sc); // exact: <= 18 bits
-            __syncthreads();
+            // one thread per (row, half) decodes s of 2 16-blocks and their nM of chunk k into the
+            // table of parity k & 1: chunk 0's before its reads (a barrier), chunk kc + 1's now
+            // (its meta came with chunk kc's codes; the next chunk's barrier orders the writes
+            // before their reads and after every read of the table's previous chunk, kc - 1)
+            auto q6_table = [&](int k) {
+                float *dt = (float *)(smem + C::off_dec) + (k & 1) * (MQ_M * 8) + 8 * (threadIdx.x >> 1);
+                const int hf = threadIdx.x & 1;
+                const uint8_t *mb = smem + C::off_mr + (k & 3) * (MQ_M * 8) + (threadIdx.x >> 1) * 8;
+                const float d = f16_bits_to_f32(*(const uint16_t *)mb);
+                const float sa = __fmul_rn(d, (float)(int8_t)mb[4 + 2 * hf]), sc = __fmul_rn(d, (float)(int8_t)mb[5 + 2 * hf]);
+                *(float2 *)(dt + 2 * hf) = make_float2(sa, sc);
+                *(float2 *)(dt + 4 + 2 * hf) = make_float2(-12582912.0f * sa, -12582912.0f * sc); // exact: <= 18 bits
+            };
+            if (kc == 0) {
+                q6_table(0);
+                __syncthreads();
+            }
+            q6_table(kc + 1); // after the last chunk: stale ring bytes, never read
         }
         if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         // Q8_0: each warp converts its own 32 rows' f16 d (lane = row) of chunk k into a private
@@ -643,8 +662,8 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     const uint32_t hb = *(const uint32_t *)(sb + C::off_h + r * 16 + 4 * c);
                     mq_unpack6(v.x, hb & 0x00ff00ffu, a[mt][0][h], a[mt][0][2 + h]);
                     mq_unpack6(v.y, (hb >> 8) & 0x00ff00ffu, a[mt][1][h], a[mt][1][2 + h]);
-                    const float4 t = *(const float4 *)(smem + C::off_dec + r * 32);
-                    const float4 u = *(const float4 *)(smem + C::off_dec + r * 32 + 16);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + (kc & 1) * (MQ_M * 32) + r * 32);
+                    const float4 u = *(const float4 *)(smem + C::off_dec + (kc & 1) * (MQ_M * 32) + r * 32 + 16);
                     sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; sw[mt][h][2] = t.z; sw[mt][h][3] = t.w;
                     nm[mt][h][0] = u.x; nm[mt][h][1] = u.y; nm[mt][h][2] = u.z; nm[mt][h][3] = u.w;
                 } else {
