@@ -525,6 +525,10 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
     const int ntiles = max(0, min(4, (p.T - n0 - 32 * wn + 7) / 8)); // n8 tiles of this warp with tokens
+    // all 4 tiles have tokens (ntiles == 4), as its own comparison: ptxas 13.0 turned
+    // `ntiles == 4` into the predicate output of the clamp's VIMNMX.RELU, which on the H200 held
+    // only where the clamp did not cut (run 2: 15 of 16 warps at T = 512 took the branchy path)
+    const bool full4 = p.T - n0 - 32 * wn > 24;
     const uint32_t cb[4] = {(uint32_t)p.cbias[0], (uint32_t)p.cbias[1], (uint32_t)p.cbias[2], (uint32_t)p.cbias[3]};
     const uint32_t psel = (uint32_t)p.psel; // 0x3210: __byte_perm(x, 0, psel) == x
 
@@ -717,7 +721,7 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                 }
             }
         };
-        if (!C::q6 && ntiles == 4) {
+        if (!C::q6 && full4) {
             // Q8_0, Q4_K: the 4 tiles without branches between them, so the next tile's loads
             // go out before this tile's MMAs (Q6_K: no registers left for it)
 #pragma unroll
