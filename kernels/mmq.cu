@@ -816,6 +816,13 @@ __global__ void mmq_reduce_kernel(const mmq_params p) {
 static int mmq_old = -1;
 extern "C" void cuda_mmq_old_set(int on) { mmq_old = on < 0 ? -1 : on ? 7 : 0; }
 static int mmq_old_bit(uint32_t F) { return F == QT_Q8_0 ? 1 : F == QT_Q4_K ? 2 : 4; }
+// Products of fewer tokens than this take the old kernel: mmq3_kernel was measured at T = 64,
+// 512 and 2048 only, and run 2's build (a4ed608, whose full-tile test misfired, fixed since)
+// was slower on batch-8 decode. SPARKD_MMQ3_MIN_T=n (read at the first launch) or
+// cuda_mmq3_min_t_set (the selftest) moves the threshold (2: mmq3 for every T > 1; -1: back to
+// the environment's choice).
+static int mmq3_min_t = -1;
+extern "C" void cuda_mmq3_min_t_set(int t) { mmq3_min_t = t; }
 
 template <uint32_t F>
 static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
@@ -827,12 +834,16 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
         CUDA_TRY(cudaFuncSetAttribute(mmq3_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C3::smem3));
         attr = true;
     }
+    if (mmq3_min_t < 0) {
+        const char *v = getenv("SPARKD_MMQ3_MIN_T");
+        mmq3_min_t = v && atoi(v) > 0 ? atoi(v) : 64;
+    }
     if (mmq_old < 0) {
         const char *v = getenv("SPARKD_MMQ_OLD");
         mmq_old = !v ? 0 : !strcmp(v, "1") ? 7 : (strstr(v, "q8") ? 1 : 0) | (strstr(v, "q4") ? 2 : 0) | (strstr(v, "q6") ? 4 : 0);
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
-    if (mmq_old & mmq_old_bit(F)) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
+    if ((mmq_old & mmq_old_bit(F)) || p.T < mmq3_min_t) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
     else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C3::smem3, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,

@@ -430,6 +430,7 @@ void test_gemv_dq(uint32_t type, int N, int K, int accumulate, int wk) {
 // accumulate, split K over CTAs when splitk. If cuda_matmul took any other path (the f16
 // kernel's 11-bit input) the first check fails by orders of magnitude.
 extern "C" void cuda_mmq_old_set(int on); // mmq.cu: 1 = the round-4 int8 kernel, -1 = as SPARKD_MMQ_OLD says
+extern "C" void cuda_mmq3_min_t_set(int t); // mmq.cu: fewest tokens for mmq3_kernel, -1 = as SPARKD_MMQ3_MIN_T says
 static const char *g_mmq_tag = "";
 void test_mmq(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, int time_reps) {
     const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
@@ -2073,6 +2074,17 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     }
     g_mmq_tag = "";
     cuda_mmq_old_set(-1);
+    // mmq3_kernel below its default threshold (64 tokens) too, where the old kernel runs
+    cuda_mmq3_min_t_set(2);
+    g_mmq_tag = " mmq3";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int Kodd = t == QUANT_Q8_0 ? 2112 : 2304;
+        test_mmq(t, 257, Kodd, 2, 0, 0, 0, 0);
+        test_mmq(t, 257, Kodd, 7, 0, 1, 0, 0);
+        test_mmq(t, 129, Kodd, 40, 0, 1, 1, 0);
+    }
+    g_mmq_tag = "";
+    cuda_mmq3_min_t_set(-1);
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
