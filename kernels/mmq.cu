@@ -58,7 +58,7 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     static constexpr bool q4 = F == QT_Q4_K, q6 = F == QT_Q6_K, q8 = F == QT_Q8_0;
     static constexpr int wpitch = q4 || q6 ? 32 : 64;  // smem bytes of codes per row and chunk
     static constexpr int hpitch = q6 ? 16 : 0;         // smem bytes of hi bits per row
-    static constexpr int mpitch = q4 ? 16 : V3 ? 0 : q6 ? 8 : 4; // smem bytes of meta per row (V3 Q8_0, Q6_K: in a ring)
+    static constexpr int mpitch = q4 ? 16 : q6 ? (V3 ? 0 : 8) : 4; // smem bytes of meta per row (V3 Q6_K: in a ring)
     static constexpr int off_xd = MQ_N * 64;
     static constexpr int off_xs = off_xd + MQ_N * 8;
     static constexpr int off_w = off_xs + (q4 && !V3 ? MQ_N * 8 : 0);
@@ -78,14 +78,13 @@ template <uint32_t F, bool V3 = false> struct mmq_cfg {
     // Q6_K: [2 chunks][128 rows] float4 {s0..s3} + float4 {nM0..nM3} (chunk parity; the next
     // chunk's is built during this one) and the meta of 4 chunks [4][128 rows][8 bytes: f16 d,
     // 2 pad, the chunk's 4 int8 scales] (a ring by chunk & 3, copied one chunk ahead). Q8_0: each warp's own
-    // [2 chunks][8 warps][32 rows] float4 {s0, s1, nM0, nM1} (chunk parity; the next chunk's
-    // is built during this one) and the f16 d of 4 chunks [4][128 rows] (a ring by chunk & 3,
-    // copied one chunk ahead of the codes).
+    // [8 warps][32 rows] float4 {s0, s1, nM0, nM1}, built at the start of each chunk (run 2: the
+    // same double-buffered with the d one chunk ahead cost more instructions than it saved).
     static constexpr int off_tm = off_dec + 4 * MQ_M * 16;
     static constexpr int off_td = off_tm + MQ_M * 32;
     static constexpr int off_xr = off_td + MQ_M * 4;
-    static constexpr int off_mr = off_dec + 2 * MQ_M * 32; // Q8_0's d ring
-    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : q8 ? off_mr + 4 * MQ_M * 4 : off_mr + 4 * MQ_M * 8;
+    static constexpr int off_mr = off_dec + 2 * MQ_M * 32; // Q6_K's meta ring
+    static constexpr int smem3 = q4 ? off_xr + 2 * MQ_N * 32 : q8 ? off_dec + MQ_M * 32 : off_mr + 4 * MQ_M * 8;
 };
 
 __device__ __forceinline__ void mq_cp16(void *dst, const void *src, bool valid) {
@@ -478,9 +477,8 @@ template <uint32_t F> struct mq3_loader {
             } else if constexpr (C::q6) {
                 mq3_cp16(s + C::off_h + tid * 16, hi + (size_t)(unsigned)j * 16, msz * 4);
                 if (j + 1 < nk) meta_q6(j + 1); // one chunk ahead, into the ring
-            } else if (j + 1 < nk) {
-                // Q8_0: the d of chunk j + 1 (one chunk ahead) into the ring
-                meta_q8(j + 1);
+            } else {
+                mq3_cp4(s + C::off_m + tid * 4, meta + (size_t)(unsigned)j * 4, msz); // f16 d of 2 blocks
             }
         }
     }
@@ -492,10 +490,6 @@ template <uint32_t F> struct mq3_loader {
         const uint32_t d = sbase + C::off_mr + (j & 3) * (MQ_M * 8) + threadIdx.x * 8;
         mq3_cp4(d, mb, msz);
         mq3_cp4(d + 4, mb + 4 + 4 * (k & 3), msz);
-    }
-    // Q8_0: the f16 d of chunk kz0 + j (2 blocks) of row tid into ring slot j & 3
-    __device__ __forceinline__ void meta_q8(int j) const {
-        mq3_cp4(sbase + C::off_mr + (j & 3) * (MQ_M * 4) + threadIdx.x * 4, meta + (size_t)(unsigned)j * 4, msz);
     }
     // activations (int8 rows, block scales, Q4_K's sums) of chunk kz0 + j
     __device__ __forceinline__ void acts(uint32_t s, int j) const {
@@ -546,8 +540,6 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++)
         if (s < nk) L.weights(s0 + s * C::stage, s);
-    if constexpr (C::q8)
-        if (threadIdx.x < MQ_M && nk > 0) L.meta_q8(0); // chunk 0's d (the others come one chunk ahead)
     if constexpr (C::q6)
         if (threadIdx.x < MQ_M && nk > 0) L.meta_q6(0);
     pdl_wait();
@@ -629,24 +621,16 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
             }
             q6_table(kc + 1); // after the last chunk: stale ring bytes, never read
         }
-        if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
-        // Q8_0: each warp converts its own 32 rows' f16 d (lane = row) of chunk k into a private
-        // table (parity k & 1). Chunk k + 1's d arrived with chunk k's codes, so its table is built
-        // during chunk k, off the critical path; the next barrier orders those writes before the
-        // reads, and the reads of chunk k before the writes of chunk k + 2.
-        auto q8_table = [&](int k) {
-            const uint32_t dd = *(const uint32_t *)(smem + C::off_mr + (k & 3) * (MQ_M * 4) + (wm * 32 + lane) * 4);
+        if constexpr (C::q8) {
+            // Q8_0: each warp converts its own 32 rows' f16 d (lane = row) into a private table
+            // (the barrier at the top of the next chunk orders the next writes after these reads)
+            const uint32_t dd = *(const uint32_t *)(sb + C::off_m + (wm * 32 + lane) * 4);
             const float s0 = f16_bits_to_f32((uint16_t)(dd & 0xffffu)), s1 = f16_bits_to_f32((uint16_t)(dd >> 16));
             // nM exact: an f16 d, 11 significant bits
-            *(float4 *)(smem + C::off_dec + ((k & 1) * 256 + warp * 32 + lane) * 16) =
-                make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
-        };
-        if constexpr (C::q8) {
-            if (kc == 0) {
-                q8_table(0);
-                __syncwarp();
-            }
+            *(float4 *)(smem + C::off_dec + (warp * 32 + lane) * 16) = make_float4(s0, s1, -12582912.0f * s0, -12582912.0f * s1);
+            __syncwarp();
         }
+        if (ntiles == 0) continue; // warp-uniform: no tokens for this warp
         constexpr int NS = C::q6 ? 4 : 2; // scale groups per chunk
         uint32_t a[2][2][4];
         float sw[2][2][NS], nm[2][2][NS];
@@ -678,13 +662,11 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
                     const uint4 v = *(const uint4 *)(sb + C::off_w + r * 64 + 16 * c);
                     a[mt][0][h] = __byte_perm(v.x, 0, psel); a[mt][0][2 + h] = __byte_perm(v.y, 0, psel);
                     a[mt][1][h] = __byte_perm(v.z, 0, psel); a[mt][1][2 + h] = __byte_perm(v.w, 0, psel);
-                    const float4 t = *(const float4 *)(smem + C::off_dec + ((kc & 1) * 256 + warp * 32 + mt * 16 + g + 8 * h) * 16);
+                    const float4 t = *(const float4 *)(smem + C::off_dec + (warp * 32 + mt * 16 + g + 8 * h) * 16);
                     sw[mt][h][0] = t.x; sw[mt][h][1] = t.y; nm[mt][h][0] = t.z; nm[mt][h][1] = t.w;
                 }
             }
         }
-        // the next chunk's table (its ring slot holds stale bytes after the last chunk: unused)
-        if constexpr (C::q8) q8_table(kc + 1);
         // one n8 token tile: 4 MMAs (Q6_K 8) and their scaling
         auto tile = [&](const int nt) {
             const int tl = wn * 32 + nt * 8; // the n8 tile's first token in the CTA tile
