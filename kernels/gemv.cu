@@ -47,6 +47,8 @@ struct gemv_params {
     float *act_xp;   // paired mode: (T, act_ld) f32 P64 rows
     int act_ld;
     const float *xp; // (T, ldx) f32 P64 rows
+    int pre;         // int8 path: 1 = gdq_quantize8 (round 5), 0 = gdq_quantize (SPARKD_GEMV_PRE=0)
+    int pf;          // int8 path: warp iterations past the register ring prefetched into L2 before pdl_wait
 };
 
 template <uint32_t F> struct gemv_cfg {
@@ -398,6 +400,109 @@ __device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K,
     __syncthreads();
 }
 
+// gdq_quantize's result bit for bit (the same max, f32 division and roundf per element, and
+// exact integer sums) with a shorter chain: lane l of a warp pass owns the run of 8
+// consecutive P64 positions 8 (l & 7) .. +7 of chunk c + (l >> 3) (two float4 loads), so a
+// 32-block (the runs of one parity in a chunk, 4 lanes) needs 2 shuffle rounds per max and
+// per sum instead of 4, a lane does 8 independent divisions, and the run's 8 bytes leave in
+// one 8-byte store (Q4_K/Q4_0: in the nibble order 0,4,1,5,2,6,3,7). Ends synchronized.
+template <uint32_t F>
+__device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K, int8_t *xq, float *xd, float *xs) {
+    using C = gdq_cfg<F>;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nch = K / 64, m = lane & 7, g = m & 1;
+    constexpr int U = F == QT_Q6_K ? 1 : 2; // passes whose loads go out together (K = 4096: all; Q6_K: registers)
+    constexpr int PS = GEMV_WARPS * 4;   // chunks per pass of the CTA
+    for (int c0 = warp * 4; c0 < nch; c0 += PS * U) {
+        float4 v[U][2];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int ci = c0 + PS * u + (lane >> 3);
+            const float4 *src = (const float4 *)(x + (size_t)ci * 64 + 8 * m);
+            v[u][0] = ci < nch ? __ldg(src) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[u][1] = ci < nch ? __ldg(src + 1) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c0 + PS * u >= nch) break; // warp-uniform; lanes past nch compute on zeros, store nothing
+            const int ci = c0 + PS * u + (lane >> 3);
+            const float e[8] = {v[u][0].x, v[u][0].y, v[u][0].z, v[u][0].w, v[u][1].x, v[u][1].y, v[u][1].z, v[u][1].w};
+            float a = fabsf(e[0]);
+#pragma unroll
+            for (int i = 1; i < 8; i++) a = fmaxf(a, fabsf(e[i]));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 4));
+            const float d = a / 127.0f;
+            // the 8 codes into two words as they come (few live registers: Q6_K's ring)
+            uint32_t w0 = 0u, w1 = 0u;
+            int s0 = 0, s1 = 0; // sums of positions 0..3 and 4..7
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const int qi = a == 0.0f ? 0 : (int)roundf(e[i] / d);
+                const int slot = C::nib ? 2 * (i & 3) + (i >> 2) : i;
+                if (slot < 4) w0 |= (uint32_t)(qi & 0xff) << (8 * slot);
+                else w1 |= (uint32_t)(qi & 0xff) << (8 * (slot - 4));
+                if (i < 4) s0 += qi;
+                else s1 += qi;
+            }
+            const uint2 w = make_uint2(w0, w1);
+            const bool st = ci < nch;
+            if (st) *(uint2 *)(xq + ci * 64 + 8 * m) = w;
+            if (st && m < 2) xd[2 * ci + g] = d;
+            if constexpr (F == QT_Q6_K) {
+                // s0, s1: 16-blocks 2g, 2g + 1
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 4);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 4);
+                if (st && m < 2) *(float2 *)(xs + 4 * ci + 2 * g) = make_float2(32.0f * (float)s0, 32.0f * (float)s1);
+            } else if constexpr (F != QT_Q8_0) {
+                int s = s0 + s1;
+                s += __shfl_xor_sync(0xffffffffu, s, 2);
+                s += __shfl_xor_sync(0xffffffffu, s, 4);
+                if (st && m < 2) xs[2 * ci + g] = F == QT_Q4_0 ? 8.0f * (float)s : d * (float)s;
+            }
+        }
+    }
+    __syncthreads();
+}
+
+// [off0, off1) of row `row` of a plane (base, pitch) into L2 (no registers written), widened
+// to 16-byte bounds (planes start 256-aligned and are padded to 256: the widened range
+// stays inside the weight's allocation). sm_90+: one bulk prefetch; older: nothing.
+__device__ __forceinline__ void l2_prefetch(const uint8_t *base, uint64_t pitch, int row, uint32_t off0, uint32_t off1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint64_t a = (uint64_t)__cvta_generic_to_global(base + (uint64_t)(uint32_t)row * pitch);
+    const uint64_t a0 = (a + off0) & ~(uint64_t)15, a1 = (a + off1 + 15) & ~(uint64_t)15;
+    if (a1 > a0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a0), "r"((uint32_t)(a1 - a0)));
+#else
+    (void)base; (void)pitch; (void)row; (void)off0; (void)off1;
+#endif
+}
+
+// Plane pl (0 codes, 1 meta, 2 hi: Q6_K) of chunks [ci0, ci1) of one row into L2: the bytes
+// gdq_load reads for those chunks.
+template <uint32_t F>
+__device__ __forceinline__ void gdq_prefetch(const gemv_mat &M, int row, int ci0, int ci1, int pl) {
+    constexpr qfmt f = qfmt_of(F);
+    if (pl == 0) {
+        constexpr uint32_t cb = f.cbits == 8 ? 64 : 32; // code bytes per chunk
+        l2_prefetch(M.codes, M.code_pitch, row, ci0 * cb, ci1 * cb);
+    } else if (pl == 1) {
+        if constexpr (F == QT_Q4_K || F == QT_Q6_K) { // one meta entry per 4 chunks
+            l2_prefetch(M.meta, M.meta_pitch, row, (ci0 >> 2) * f.meta_bytes, ((ci1 + 3) >> 2) * f.meta_bytes);
+        } else {                                        // two entries per chunk
+            l2_prefetch(M.meta, M.meta_pitch, row, ci0 * 2 * f.meta_bytes, ci1 * 2 * f.meta_bytes);
+        }
+    } else if constexpr (F == QT_Q6_K) {
+        l2_prefetch(M.hi, M.hi_pitch, row, ci0 * 16, ci1 * 16);
+    }
+}
+template <uint32_t F> struct gdq_pf {
+    static constexpr int NP = F == QT_Q6_K ? 3 : 2; // planes
+    static constexpr int IT = 4 * NP;               // prefetches of a warp iteration (4 rows x planes)
+};
+
 // One iteration's loads of a row: codes (16 bytes per lane), hi bits, meta.
 template <uint32_t F> struct gdq_slot {
     uint4 c[gdq_cfg<F>::R];
@@ -582,10 +687,24 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
     gdq_slot<F> s0, s1;
     if (nj > 0 && chunk(0) < nch) gdq_load<F>(s0, W, row, pair, chunk(0), c0);
     if (nj > 1 && chunk(1) < nch) gdq_load<F>(s1, W, row, pair, chunk(1), c0);
+    // iterations 2 .. 1 + pf into L2 while the kernel before runs (lane: one row's plane)
+    if (p.pf > 0 && nj > 2) {
+        using PF = gdq_pf<F>;
+        const int n = min(nj - 2, p.pf) * PF::IT;
+        for (int it = lane; it < n; it += 32) {
+            const int j = 2 + it / PF::IT, r = (it % PF::IT) & 3, pl = (it % PF::IT) >> 2;
+            const int ci0 = (wk + j * p.wk) * CPI;
+            if (ci0 >= nch) continue;
+            const int rr = r == 0 ? row[0] : r == 1 ? row[1] : r == 2 ? row[2] : row[3];
+            gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rr, ci0, min(ci0 + CPI, nch), pl);
+        }
+    }
     pdl_wait(); // x comes from the kernel before
     int8_t *xq = (int8_t *)gdq_sm;
     float *xd = (float *)(gdq_sm + K), *xs = xd + K / 32;
-    gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    // (Q6_K here keeps gdq_quantize: with its 2-slot ring of hi planes live, quantize8 spills on sm_90a)
+    if (F != QT_Q6_K && p.pre) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -761,10 +880,26 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
 #pragma unroll
     for (int u = 0; u < NS; u++)
         if (u < ntot) load_next(s[u]);
+    // warp iterations NS .. NS + pf - 1 into L2 while the kernel before runs (the loads
+    // above already cover the first NS): lane it % 32 takes row (it % IT) & 3's plane
+    if (p.pf > 0 && ntot > NS) {
+        using PF = gdq_pf<F>;
+        const int n = min(ntot - NS, p.pf) * PF::IT;
+        for (int it = lane; it < n; it += 32) {
+            const int u = NS + it / PF::IT, r = (it % PF::IT) & 3, pl = (it % PF::IT) >> 2;
+            const int q = gg + (u / nitw) * GG, ci0 = (kw + (u % nitw) * KS) * CPI;
+            if (ci0 >= nch) continue;
+            int mi, r0;
+            g4_locate(p, q, mi, r0);
+            const int rw = min(pair ? r0 + (r & 1) : r0 + r, p.m[pair ? 0 : mi].rows - 1);
+            gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rw, ci0, min(ci0 + CPI, nch), pl);
+        }
+    }
     pdl_wait(); // x comes from the kernel before
     int8_t *xq = (int8_t *)g4_sm;
     float *xd = (float *)(g4_sm + K), *xs = xd + K / 32;
-    gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if (p.pre) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -800,6 +935,54 @@ static int g4_mode() {
         g_g4 = s && atoi(s) ? 0 : m && *m ? (atoi(m) < 0 ? 0 : atoi(m) > 2 ? 2 : atoi(m)) : 1;
     }
     return g_g4;
+}
+
+// The int8 path's pre-wait work (round 5; cuda_gemv_pre_set, SPARKD_GEMV_PRE=0 = off).
+static int g_pre = -1;
+extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on ? 1 : 0; }
+static bool gemv_pre() {
+    if (g_pre < 0) {
+        const char *s = getenv("SPARKD_GEMV_PRE");
+        g_pre = s && *s && !atoi(s) ? 0 : 1;
+    }
+    return g_pre == 1;
+}
+
+// L2 bytes of the current device (cudaDevAttrL2CacheSize, cached per device; 0 unknown).
+static int64_t l2_bytes() {
+    static int64_t cache[16];
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return 0;
+    pthread_mutex_lock(&mu);
+    if (!cache[dev]) {
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrL2CacheSize, dev) != cudaSuccess) (void)cudaGetLastError();
+        cache[dev] = v > 0 ? v : -1;
+    }
+    const int64_t n = cache[dev] > 0 ? cache[dev] : 0;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+// Warp iterations past the register ring that each of `warps` warps prefetches into L2
+// before pdl_wait: the product's prefetch stays within a budget of half the L2
+// (SPARKD_GEMV_PF_KB=n: n KB instead, 0 = none; tuning), at most 64. T > 1: none (the
+// tokens' CTAs would fetch the same bytes).
+static int gemv_pf(uint32_t type, int64_t warps, int T) {
+    if (!gemv_pre() || T != 1 || warps <= 0) return 0;
+    static int64_t kb = -2;
+    if (kb == -2) {
+        const char *s = getenv("SPARKD_GEMV_PF_KB");
+        kb = s && *s ? (atoll(s) < 0 ? 0 : atoll(s)) : -1;
+    }
+    const int64_t budget = kb >= 0 ? kb * 1024 : l2_bytes() / 2;
+    const qfmt f = qfmt_of(type);
+    const int cpi = f.cbits == 4 ? 16 : 8; // gdq_cfg::CPI
+    // bytes of one warp iteration: 4 rows x cpi chunks x (codes + hi + meta per chunk)
+    const int64_t per_chunk = 64 * f.cbits / 8 + 64 * f.hbits / 8 + (f.meta_bytes * 64 + f.meta_elems - 1) / f.meta_elems;
+    const int64_t it = 4 * cpi * per_chunk;
+    int64_t n = budget / (warps * it);
+    return (int)(n > 64 ? 64 : n);
 }
 
 // Resident CTAs of gemv4_kernel<type> on the current device with smem bytes of shared memory
@@ -879,6 +1062,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     if (per_t < 1) per_t = 1;
     int g = (int)(((int64_t)nq * ks + GEMV_WARPS - 1) / GEMV_WARPS);
     if (g > per_t) g = per_t;
+    p.pf = gemv_pf(type, (int64_t)g * GEMV_WARPS, T);
     dim3 grid((unsigned)g, (unsigned)T);
     switch (type) {
 #define X(TY)                                                                                \
@@ -965,6 +1149,8 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     }
     dim3 grid((unsigned)ctas, (unsigned)T);
     if (dq) {
+        p.pre = gemv_pre() ? 1 : 0;
+        p.pf = gemv_pf(type, (int64_t)ctas * GEMV_WARPS, T);
         const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
         if (g4 < 0) return -1;
         if (g4 > 0) return 0;
