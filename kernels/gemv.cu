@@ -551,8 +551,20 @@ __device__ __forceinline__ void q6_word(uint32_t cw, uint32_t hb, int w, uint32_
     B |= hbb << 4;
 }
 
+// Q4_K: the 6-bit scale sc and min mn of sub-block j (0..7) from a superblock head r
+// (scales in r.y, r.z, r.w), as meta_sm computes them, without its branch on j < 4 (j
+// differs between the lanes of a warp: the branch runs both sides one after the other).
+__device__ __forceinline__ void q4k_scmn(const uint4 &r, int j, int &sc, int &mn) {
+    const int sh = 8 * (j & 3);
+    const int by = (int)((r.y >> sh) & 0xffu), bz = (int)((r.z >> sh) & 0xffu), bw = (int)((r.w >> sh) & 0xffu);
+    sc = j < 4 ? (by & 63) : ((bw & 0xf) | ((by >> 6) << 4));
+    mn = j < 4 ? (bz & 63) : ((bw >> 4) | ((bz >> 6) << 4));
+}
+
 // acc[r] += the lane's part of row r's dot over chunk ci.
-template <uint32_t F>
+// V (Q4_K only): 0 = round 4; 1 = the scales by q4k_scmn; 2 = also full-warp shuffles (the
+// caller guarantees that all 32 lanes run the step: K % 1024 == 0). The same values either way.
+template <uint32_t F, int V = 0>
 __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq, const float *xd, const float *xs,
                                          int ci, int c0, float *acc) {
     using C = gdq_cfg<F>;
@@ -589,7 +601,7 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
                 // the superblock's 8 lanes run this step together (K % 256 == 0, chunk
                 // groups of 4 start at multiples of 4): mask them only
                 const int l0 = (threadIdx.x & 31) & ~7;
-                const unsigned gm = 0xffu << l0;
+                const unsigned gm = V == 2 ? 0xffffffffu : 0xffu << l0;
                 mt.x = __shfl_sync(gm, s.mt[r].x, l0);
                 mt.y = __shfl_sync(gm, s.mt[r].x, l0 + 1);
                 mt.z = __shfl_sync(gm, s.mt[r].x, l0 + 2);
@@ -597,7 +609,14 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
                 // the two lanes of a chunk each unpack one sub-block's 6-bit scale and min
                 // (lane parity = own) and swap scales: one unpack per lane instead of two
                 float sme, mme;
-                meta_sm<F>(mt, ci, own, sme, mme);
+                if constexpr (V == 0) {
+                    meta_sm<F>(mt, ci, own, sme, mme);
+                } else { // meta_sm's arithmetic, q4k_scmn's unpack
+                    int sc, mn;
+                    q4k_scmn(mt, 2 * (ci & 3) + own, sc, mn);
+                    sme = __fmul_rn(f16_bits_to_f32((uint16_t)(mt.x & 0xffffu)), (float)sc);
+                    mme = -__fmul_rn(f16_bits_to_f32((uint16_t)(mt.x >> 16)), (float)mn);
+                }
                 const float sot = __shfl_xor_sync(gm, sme, 1);
                 s0 = own ? sot : sme;
                 s1 = own ? sme : sot;
@@ -650,7 +669,9 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
     }
 }
 
-template <uint32_t F>
+// PRE (round 5; host: p.pre, SPARKD_GEMV_PRE=0 = false): the L2 prefetch before pdl_wait,
+// gdq_quantize8 and gdq_step V 1/2; false = the round-4 kernel as it was.
+template <uint32_t F, bool PRE>
 __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_params p) {
     using C = gdq_cfg<F>;
     constexpr int R = C::R, LPC = C::LPC, CPI = C::CPI;
@@ -688,7 +709,7 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
     if (nj > 0 && chunk(0) < nch) gdq_load<F>(s0, W, row, pair, chunk(0), c0);
     if (nj > 1 && chunk(1) < nch) gdq_load<F>(s1, W, row, pair, chunk(1), c0);
     // iterations 2 .. 1 + pf into L2 while the kernel before runs (lane: one row's plane)
-    if (p.pf > 0 && nj > 2) {
+    if (PRE && p.pf > 0 && nj > 2) {
         using PF = gdq_pf<F>;
         const int n = min(nj - 2, p.pf) * PF::IT;
         for (int it = lane; it < n; it += 32) {
@@ -703,18 +724,28 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
     int8_t *xq = (int8_t *)gdq_sm;
     float *xd = (float *)(gdq_sm + K), *xs = xd + K / 32;
     // (Q6_K here keeps gdq_quantize: with its 2-slot ring of hi planes live, quantize8 spills on sm_90a)
-    if (F != QT_Q6_K && p.pre) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if (F != QT_Q6_K && PRE) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    // all 32 lanes in every step (Q4_K's full-warp shuffles): whole iterations of chunks
+    const bool full = PRE && F == QT_Q4_K && nch % CPI == 0;
+    auto step = [&](const gdq_slot<F> &sl, int ci) {
+        if constexpr (PRE && F == QT_Q4_K) {
+            if (full) gdq_step<F, 2>(sl, xq, xd, xs, ci, c0, acc);
+            else gdq_step<F, 1>(sl, xq, xd, xs, ci, c0, acc);
+        } else {
+            gdq_step<F>(sl, xq, xd, xs, ci, c0, acc);
+        }
+    };
     for (int j = 0; j < nj; j += 2) {
         int ci = chunk(j);
-        if (ci < nch) gdq_step<F>(s0, xq, xd, xs, ci, c0, acc);
+        if (ci < nch) step(s0, ci);
         if (j + 2 < nj && chunk(j + 2) < nch) gdq_load<F>(s0, W, row, pair, chunk(j + 2), c0);
         if (j + 1 < nj) {
             ci = chunk(j + 1);
-            if (ci < nch) gdq_step<F>(s1, xq, xd, xs, ci, c0, acc);
+            if (ci < nch) step(s1, ci);
             if (j + 3 < nj && chunk(j + 3) < nch) gdq_load<F>(s1, W, row, pair, chunk(j + 3), c0);
         }
     }
@@ -843,7 +874,8 @@ __device__ __forceinline__ void g4_store(const gemv_params &p, int q, int t, con
     }
 }
 
-template <uint32_t F>
+// PRE: as gemv_dq_kernel's.
+template <uint32_t F, bool PRE>
 __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_params p) {
     using C = gdq_cfg<F>;
     constexpr int R = 4, LPC = C::LPC, CPI = C::CPI, NS = g4_cfg<F>::NS;
@@ -882,7 +914,7 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
         if (u < ntot) load_next(s[u]);
     // warp iterations NS .. NS + pf - 1 into L2 while the kernel before runs (the loads
     // above already cover the first NS): lane it % 32 takes row (it % IT) & 3's plane
-    if (p.pf > 0 && ntot > NS) {
+    if (PRE && p.pf > 0 && ntot > NS) {
         using PF = gdq_pf<F>;
         const int n = min(ntot - NS, p.pf) * PF::IT;
         for (int it = lane; it < n; it += 32) {
@@ -898,8 +930,9 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
     pdl_wait(); // x comes from the kernel before
     int8_t *xq = (int8_t *)g4_sm;
     float *xd = (float *)(g4_sm + K), *xs = xd + K / 32;
-    if (p.pre) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if (PRE) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    const bool full = PRE && F == QT_Q4_K && nch % CPI == 0; // all 32 lanes in every step
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -909,7 +942,14 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
         for (int u = 0; u < NS; u++) {
             if (j + u < ntot) {
                 const int ci = (kw + cit * KS) * CPI + csub;
-                if (ci < nch) gdq_step<F>(s[u], xq, xd, xs, ci, c0, acc);
+                if (ci < nch) {
+                    if constexpr (PRE && F == QT_Q4_K) {
+                        if (full) gdq_step<F, 2>(s[u], xq, xd, xs, ci, c0, acc);
+                        else gdq_step<F, 1>(s[u], xq, xd, xs, ci, c0, acc);
+                    } else {
+                        gdq_step<F>(s[u], xq, xd, xs, ci, c0, acc);
+                    }
+                }
                 if (j + u + NS < ntot) load_next(s[u]);
                 if (++cit == nitw) {
                     cit = 0;
@@ -987,7 +1027,7 @@ static int gemv_pf(uint32_t type, int64_t warps, int T) {
 
 // Resident CTAs of gemv4_kernel<type> on the current device with smem bytes of shared memory
 // (occupancy query x SMs), cached per (device, type, smem).
-template <uint32_t F> static int g4_resident_t(size_t smem) {
+template <uint32_t F, bool PRE> static int g4_resident_t(size_t smem) {
     int dev = 0, nsm = 0, occ = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     struct ent { int dev; size_t smem; int n; };
@@ -1000,7 +1040,7 @@ template <uint32_t F> static int g4_resident_t(size_t smem) {
         if (cache[i].dev == dev && cache[i].smem == smem) n = cache[i].n;
     if (n < 0) {
         if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess) {
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F, PRE>, GEMV_WARPS * 32, smem) != cudaSuccess) {
             (void)cudaGetLastError();
             n = 0;
         } else {
@@ -1011,12 +1051,12 @@ template <uint32_t F> static int g4_resident_t(size_t smem) {
     pthread_mutex_unlock(&mu);
     return n;
 }
-static int g4_resident(uint32_t type, size_t smem) {
+static int g4_resident(uint32_t type, size_t smem, bool pre) {
     switch (type) {
-    case QT_Q8_0: return g4_resident_t<QT_Q8_0>(smem);
-    case QT_Q4_K: return g4_resident_t<QT_Q4_K>(smem);
-    case QT_Q6_K: return g4_resident_t<QT_Q6_K>(smem);
-    case QT_Q4_0: return g4_resident_t<QT_Q4_0>(smem);
+    case QT_Q8_0: return pre ? g4_resident_t<QT_Q8_0, true>(smem) : g4_resident_t<QT_Q8_0, false>(smem);
+    case QT_Q4_K: return pre ? g4_resident_t<QT_Q4_K, true>(smem) : g4_resident_t<QT_Q4_K, false>(smem);
+    case QT_Q6_K: return pre ? g4_resident_t<QT_Q6_K, true>(smem) : g4_resident_t<QT_Q6_K, false>(smem);
+    case QT_Q4_0: return pre ? g4_resident_t<QT_Q4_0, true>(smem) : g4_resident_t<QT_Q4_0, false>(smem);
     }
     return 0;
 }
@@ -1031,7 +1071,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     else
         for (int i = 0; i < a->n; i++) nq += (int)((a->w[i]->rows + 3) / 4);
     const size_t sm = gdq_smem(x->K);
-    const int res = g4_resident(type, sm);
+    const int res = g4_resident(type, sm, p.pre != 0);
     if (res <= 0) return 0;
     // K split: the fewest warps per quad (1, 2, 4; at most the quad's iterations) that give
     // at least 3/4 of the resident warps a quad; none: the old kernel. Forced (mode 2): 1,
@@ -1066,7 +1106,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     dim3 grid((unsigned)g, (unsigned)T);
     switch (type) {
 #define X(TY)                                                                                \
-    case TY: CUDA_TRY(cuda_launch(gemv4_kernel<TY>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
+    case TY: CUDA_TRY(cuda_launch(p.pre ? gemv4_kernel<TY, true> : gemv4_kernel<TY, false>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
         X(QT_Q8_0) X(QT_Q4_K) X(QT_Q6_K) X(QT_Q4_0)
 #undef X
     }
@@ -1157,7 +1197,7 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
         const size_t sm = gdq_smem(x->K);
         switch (type) {
 #define X(TY)                                                                                \
-    case TY: CUDA_TRY(cuda_launch(gemv_dq_kernel<TY>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
+    case TY: CUDA_TRY(cuda_launch(p.pre ? gemv_dq_kernel<TY, true> : gemv_dq_kernel<TY, false>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
             X(QT_Q8_0) X(QT_Q4_K) X(QT_Q6_K) X(QT_Q4_0)
 #undef X
         }
