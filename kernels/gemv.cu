@@ -978,15 +978,18 @@ static int g4_mode() {
 }
 
 // The int8 path's pre-wait work (round 5; cuda_gemv_pre_set, SPARKD_GEMV_PRE=0 = off).
+// 0 = off, 1 = on, 2 = on without the L2 prefetch (A/B of its two parts).
 static int g_pre = -1;
-extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on ? 1 : 0; }
-static bool gemv_pre() {
+extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on > 2 ? 2 : on; }
+static int gemv_pre_mode() {
     if (g_pre < 0) {
         const char *s = getenv("SPARKD_GEMV_PRE");
-        g_pre = s && *s && !atoi(s) ? 0 : 1;
+        const int v = s && *s ? atoi(s) : 1;
+        g_pre = v < 0 ? 0 : v > 2 ? 2 : v;
     }
-    return g_pre == 1;
+    return g_pre;
 }
+static bool gemv_pre() { return gemv_pre_mode() != 0; }
 
 // L2 bytes of the current device (cudaDevAttrL2CacheSize, cached per device; 0 unknown).
 static int64_t l2_bytes() {
@@ -1009,7 +1012,7 @@ static int64_t l2_bytes() {
 // (SPARKD_GEMV_PF_KB=n: n KB instead, 0 = none; tuning), at most 64. T > 1: none (the
 // tokens' CTAs would fetch the same bytes).
 static int gemv_pf(uint32_t type, int64_t warps, int T) {
-    if (!gemv_pre() || T != 1 || warps <= 0) return 0;
+    if (gemv_pre_mode() != 1 || T != 1 || warps <= 0) return 0;
     static int64_t kb = -2;
     if (kb == -2) {
         const char *s = getenv("SPARKD_GEMV_PF_KB");

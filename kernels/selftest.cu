@@ -1654,15 +1654,15 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &out; }
         cuda_matmul(&a, &m, C->st, &e3);
     };
-    double us[3] = {0, 0, 0}; // PRE=0, PRE=1, producers alone
-    for (int v = 0; v < 3; v++) {
-        cuda_gemv_pre_set(v == 1 ? 1 : 0);
+    double us[4] = {0, 0, 0, 0}; // PRE=0, PRE=1, producers alone, PRE=2 (no L2 prefetch)
+    for (int v = 0; v < 4; v++) {
+        cuda_gemv_pre_set(v == 1 ? 1 : v == 3 ? 2 : 0);
         step(0, true); // warm-up outside the capture (occupancy and attribute caches)
         cudaStreamSynchronize(C->st);
         cudaGraph_t g;
         cudaGraphExec_t ge;
         if (cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) != cudaSuccess) break;
-        for (int i = 0; i < copies; i++) step(i, v < 2);
+        for (int i = 0; i < copies; i++) step(i, v != 2);
         if (cudaStreamEndCapture(C->st, &g) != cudaSuccess) break;
         const bool okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
         cudaGraphDestroy(g);
@@ -1672,8 +1672,8 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
     }
     cuda_gemv_pre_set(-1);
     cudaError_t ce = cudaGetLastError();
-    fprintf(C->f, "| decode chain | %s %s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | PRE=0 %.2f us | PRE=1 %.2f us | %+.1f%% | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
-            tname(type), name, rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[2],
+    fprintf(C->f, "| decode chain | %s %s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | PRE=0 %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=2 (no prefetch) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
+            tname(type), name, rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[3], us[2],
             us[0] - us[2], us[1] - us[2], (double)wb / ((us[0] - us[2]) * 1e3), (double)wb / ((us[1] - us[2]) * 1e3),
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     fflush(C->f);
