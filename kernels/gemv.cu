@@ -413,6 +413,14 @@ __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K
     const int nch = K / 64, m = lane & 7, g = m & 1;
     constexpr int U = F == QT_Q6_K ? 1 : 2; // passes whose loads go out together (K = 4096: all; Q6_K: registers)
     constexpr int PS = GEMV_WARPS * 4;   // chunks per pass of the CTA
+    // rows longer than one loop (K > 4096; down: K 12288 = 3 loops): the later passes' lines
+    // into L1 now (lanes 0 and 4 of each run group: one 128-byte line each), so each loop
+    // waits for L1, not for another L2 round trip
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if ((m & 3) == 0)
+        for (int ci = warp * 4 + PS * U + (lane >> 3); ci < nch; ci += PS)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(__cvta_generic_to_global(x + (size_t)ci * 64 + 8 * m)));
+#endif
     for (int c0 = warp * 4; c0 < nch; c0 += PS * U) {
         float4 v[U][2];
 #pragma unroll
