@@ -16,7 +16,8 @@
 // of each row in a fixed order (deterministic).
 //
 // Weights (constant) are loaded before pdl_wait(): with programmatic dependent launch the
-// next GEMV streams its weights while the kernel before it finishes.
+// next GEMV streams its weights while the kernel before it finishes. The int8 kernels (round
+// 5, SPARKD_GEMV_PRE) also prefetch the iterations past their register ring into L2 there.
 //
 // Paired mode (pair_act): w[0] = gate, w[1] = up; a warp's R rows are R/2 gate rows and
 // the same R/2 up rows, and the CTA writes act(gate) * up straight into the down
@@ -47,7 +48,7 @@ struct gemv_params {
     float *act_xp;   // paired mode: (T, act_ld) f32 P64 rows
     int act_ld;
     const float *xp; // (T, ldx) f32 P64 rows
-    int pre;         // int8 path: 1 = gdq_quantize8 (round 5), 0 = gdq_quantize (SPARKD_GEMV_PRE=0)
+    int pre;         // int8 path: 1 = the PRE kernels (round 5: L2 prefetch, gdq_quantize8, Q4_K step V 1/2), 0 = round 4
     int pf;          // int8 path: warp iterations past the register ring prefetched into L2 before pdl_wait
 };
 
