@@ -165,7 +165,8 @@ void cuda_gemv4_set(int mode);
  * into L2, before pdl_wait, the weight bytes of its iterations beyond the register ring
  * (bounded to half the L2 per product), and x is quantized by lanes owning runs of 8 (fewer
  * shuffles and divisions in the chain, the same bytes); 0 = the round-4 kernels exactly;
- * 2 = 1 without the L2 prefetch (A/B). SPARKD_GEMV_PRE=0|1|2 sets it at the first product;
+ * 2 = 1 without the L2 prefetch (A/B); 3 = 1 with the prefetch window rolling on through the
+ * persistent kernel's loop (experiment). SPARKD_GEMV_PRE=0..3 sets it at the first product;
  * -1 = as the environment says. Results are bit-identical either way. */
 void cuda_gemv_pre_set(int on);
 /* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):

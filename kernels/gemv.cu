@@ -50,6 +50,7 @@ struct gemv_params {
     const float *xp; // (T, ldx) f32 P64 rows
     int pre;         // int8 path: 1 = the PRE kernels (round 5: L2 prefetch, gdq_quantize8, Q4_K step V 1/2), 0 = round 4
     int pf;          // int8 path: warp iterations past the register ring prefetched into L2 before pdl_wait
+    int roll;        // gemv4 PRE: 1 = keep prefetching pf iterations ahead in the loop (SPARKD_GEMV_PRE=3; experiment)
 };
 
 template <uint32_t F> struct gemv_cfg {
@@ -960,6 +961,19 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
                     }
                 }
                 if (j + u + NS < ntot) load_next(s[u]);
+                if constexpr (PRE) { // (experiment) the window of pf iterations past the ring rolls on
+                    const int ui = j + u + NS + p.pf;
+                    if (p.roll && ui < ntot && lane < gdq_pf<F>::IT) {
+                        const int ci0 = (kw + (ui % nitw) * KS) * CPI;
+                        if (ci0 < nch) {
+                            int mi, r0;
+                            g4_locate(p, gg + (ui / nitw) * GG, mi, r0);
+                            const int r = lane & 3;
+                            const int rw = min(pair ? r0 + (r & 1) : r0 + r, p.m[pair ? 0 : mi].rows - 1);
+                            gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rw, ci0, min(ci0 + CPI, nch), lane >> 2);
+                        }
+                    }
+                }
                 if (++cit == nitw) {
                     cit = 0;
                     g4_store(p, cq, t, acc, red, par);
@@ -987,14 +1001,15 @@ static int g4_mode() {
 }
 
 // The int8 path's pre-wait work (round 5; cuda_gemv_pre_set, SPARKD_GEMV_PRE=0 = off).
-// 0 = off, 1 = on, 2 = on without the L2 prefetch (A/B of its two parts).
+// 0 = off, 1 = on, 2 = on without the L2 prefetch (A/B of its two parts), 3 = on with the
+// prefetch window rolling on in gemv4's loop (experiment).
 static int g_pre = -1;
-extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on > 2 ? 2 : on; }
+extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on > 3 ? 3 : on; }
 static int gemv_pre_mode() {
     if (g_pre < 0) {
         const char *s = getenv("SPARKD_GEMV_PRE");
         const int v = s && *s ? atoi(s) : 1;
-        g_pre = v < 0 ? 0 : v > 2 ? 2 : v;
+        g_pre = v < 0 ? 0 : v > 3 ? 3 : v;
     }
     return g_pre;
 }
@@ -1021,7 +1036,7 @@ static int64_t l2_bytes() {
 // (SPARKD_GEMV_PF_KB=n: n KB instead, 0 = none; tuning), at most 64. T > 1: none (the
 // tokens' CTAs would fetch the same bytes).
 static int gemv_pf(uint32_t type, int64_t warps, int T) {
-    if (gemv_pre_mode() != 1 || T != 1 || warps <= 0) return 0;
+    if ((gemv_pre_mode() != 1 && gemv_pre_mode() != 3) || T != 1 || warps <= 0) return 0;
     static int64_t kb = -2;
     if (kb == -2) {
         const char *s = getenv("SPARKD_GEMV_PF_KB");
@@ -1202,6 +1217,7 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     dim3 grid((unsigned)ctas, (unsigned)T);
     if (dq) {
         p.pre = gemv_pre() ? 1 : 0;
+        p.roll = gemv_pre_mode() == 3 ? 1 : 0;
         p.pf = gemv_pf(type, (int64_t)ctas * GEMV_WARPS, T);
         const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
         if (g4 < 0) return -1;
