@@ -161,13 +161,13 @@ void cuda_gemv_dp4a_set(int on);
  * quad per resident warp (default), 2 = for every int8 product (tests), -1 = as the
  * environment says. */
 void cuda_gemv4_set(int mode);
-/* The int8 GEMVs' pre-wait work (gemv.cu, round 5): 1 (default) = each warp also prefetches
- * into L2, before pdl_wait, the weight bytes of its iterations beyond the register ring
- * (bounded to half the L2 per product), and x is quantized by lanes owning runs of 8 (fewer
- * shuffles and divisions in the chain, the same bytes); 0 = the round-4 kernels exactly;
- * 2 = 1 without the L2 prefetch (A/B); 3 = 1 with the prefetch window rolling on through the
- * persistent kernel's loop (experiment). SPARKD_GEMV_PRE=0..3 sets it at the first product;
- * -1 = as the environment says. Results are bit-identical either way. */
+/* The int8 GEMVs' round-5 kernels (gemv.cu): 1 (default) = x quantized by lanes owning runs
+ * of 8 (gdq_quantize8: fewer shuffles and divisions in the chain, the same bytes) and the Q4_K
+ * step without divergence handling; 0 = the round-4 kernels exactly; 2 = 1 (and never the L2
+ * prefetch); 3 = 1 plus the L2 prefetch of the iterations past the register ring before
+ * pdl_wait, rolling on through the persistent kernel's loop (experiment; at 1 the prefetch
+ * before pdl_wait runs only with SPARKD_GEMV_PF_KB=n > 0). SPARKD_GEMV_PRE=0..3 sets it at the
+ * first product; -1 = as the environment says. Results are bit-identical either way. */
 void cuda_gemv_pre_set(int on);
 /* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):
  * cuda_matmul takes it for T > 1 when exact = 0 and the input carries CUDA_MMIN_Q8. */

@@ -1000,9 +1000,11 @@ static int g4_mode() {
     return g_g4;
 }
 
-// The int8 path's pre-wait work (round 5; cuda_gemv_pre_set, SPARKD_GEMV_PRE=0 = off).
-// 0 = off, 1 = on, 2 = on without the L2 prefetch (A/B of its two parts), 3 = on with the
-// prefetch window rolling on in gemv4's loop (experiment).
+// The int8 path's round-5 kernels (cuda_gemv_pre_set, SPARKD_GEMV_PRE): 0 = off (the round-4
+// kernels), 1 = on (default: gdq_quantize8, the Q4_K step; the L2 prefetch before pdl_wait only
+// with SPARKD_GEMV_PF_KB=n > 0: GPU run 1 measured it 1-5% slower per product), 2 = on and never
+// the prefetch, 3 = on with the prefetch (half the L2 unless SPARKD_GEMV_PF_KB) rolling on
+// through gemv4's loop (experiment).
 static int g_pre = -1;
 extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on > 3 ? 3 : on; }
 static int gemv_pre_mode() {
@@ -1032,17 +1034,18 @@ static int64_t l2_bytes() {
 }
 
 // Warp iterations past the register ring that each of `warps` warps prefetches into L2
-// before pdl_wait: the product's prefetch stays within a budget of half the L2
-// (SPARKD_GEMV_PF_KB=n: n KB instead, 0 = none; tuning), at most 64. T > 1: none (the
-// tokens' CTAs would fetch the same bytes).
+// before pdl_wait: the product's prefetch stays within a budget (SPARKD_GEMV_PF_KB=n KB;
+// unset: none at PRE 1, half the L2 at PRE 3), at most 64. T > 1: none (the tokens' CTAs
+// would fetch the same bytes).
 static int gemv_pf(uint32_t type, int64_t warps, int T) {
-    if ((gemv_pre_mode() != 1 && gemv_pre_mode() != 3) || T != 1 || warps <= 0) return 0;
+    const int mode = gemv_pre_mode();
+    if (mode == 0 || mode == 2 || T != 1 || warps <= 0) return 0;
     static int64_t kb = -2;
     if (kb == -2) {
         const char *s = getenv("SPARKD_GEMV_PF_KB");
         kb = s && *s ? (atoll(s) < 0 ? 0 : atoll(s)) : -1;
     }
-    const int64_t budget = kb >= 0 ? kb * 1024 : l2_bytes() / 2;
+    const int64_t budget = kb >= 0 ? kb * 1024 : mode == 3 ? l2_bytes() / 2 : 0;
     const qfmt f = qfmt_of(type);
     const int cpi = f.cbits == 4 ? 16 : 8; // gdq_cfg::CPI
     // bytes of one warp iteration: 4 rows x cpi chunks x (codes + hi + meta per chunk)
