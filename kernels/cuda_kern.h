@@ -169,6 +169,11 @@ void cuda_gemv4_set(int mode);
  * before pdl_wait runs only with SPARKD_GEMV_PF_KB=n > 0). SPARKD_GEMV_PRE=0..3 sets it at the
  * first product; -1 = as the environment says. Results are bit-identical either way. */
 void cuda_gemv_pre_set(int on);
+/* gemv4's K split (warps per row quad): 1 (default) = where the round-4 rule splits K, a
+ * larger split when it gives the busiest warp >= 10% fewer iterations (q+k+v on an H200:
+ * 4 instead of 2); 0 = the round-4 rule; -1 = as SPARKD_GEMV4_BAL=0|1 says. A different split
+ * sums in a different order (not the same bits as the round-4 split). */
+void cuda_gemv4_bal_set(int on);
 /* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):
  * cuda_matmul takes it for T > 1 when exact = 0 and the input carries CUDA_MMIN_Q8. */
 int cuda_mmq_type_ok(uint32_t type);

@@ -24,6 +24,7 @@
 // product's input (f32 P64), so SwiGLU/GeGLU costs no launch and no pass over memory.
 #include "cuda_kern.h"
 
+#include <algorithm>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1091,6 +1092,11 @@ static int g4_resident(uint32_t type, size_t smem, bool pre) {
     return 0;
 }
 
+// SPARKD_GEMV4_BAL / cuda_gemv4_bal_set: gemv4_try's balanced K split (1, default) or the
+// round-4 rule (0); -1 = as the environment says.
+static int g_bal = -1;
+extern "C" void cuda_gemv4_bal_set(int on) { g_bal = on < 0 ? -1 : on ? 1 : 0; }
+
 // gemv4 launch (dq path only). Returns 1 when launched, 0 to use gemv_dq_kernel, -1 on error.
 static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, gemv_params &p, int wk_set, err *e) {
     const int mode = g4_mode();
@@ -1117,9 +1123,37 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
             const char *e4 = getenv("SPARKD_GEMV4_KSMAX");
             ksmax = e4 && (atoi(e4) == 1 || atoi(e4) == 2) ? atoi(e4) : 4;
         }
-        for (int k = 1; k <= ksmax && k <= nit && !ks; k *= 2)
-            if ((int64_t)nq * k * 4 >= (int64_t)res * GEMV_WARPS * 3) ks = k;
+        // SPARKD_GEMV4_BAL (default 1; 0 = the round-4 rule above): where the round-4 rule
+        // already splits K (KS > 1: a product small for the device, latency-bound), a larger
+        // qualifying split when it gives the busiest warp (quads of its group x the quad's
+        // iterations per warp) at least 10% fewer iterations. q+k+v on an H200 (1,536 quads,
+        // 1,056 groups at KS 2): KS 2 leaves some groups 2 quads, others 1 (Q8_0: 8 iterations
+        // for the busiest warp); KS 4 gives every group ~3 quads of 2 (6). (A bandwidth-bound
+        // GB10, where the rule gives KS 1, keeps it.)
+        if (g_bal < 0) {
+            const char *eb = getenv("SPARKD_GEMV4_BAL");
+            g_bal = eb && *eb && !atoi(eb) ? 0 : 1;
+        }
+        const int bal = g_bal;
+        int64_t c0 = -1, best = -1;
+        int kb = 0;
+        for (int k = 1; k <= ksmax && k <= nit && (bal || !ks); k *= 2) {
+            if ((int64_t)nq * k * 4 < (int64_t)res * GEMV_WARPS * 3) continue;
+            const int per_t = res / T < 1 ? 1 : res / T;
+            const int gk = (int)std::min<int64_t>(((int64_t)nq * k + GEMV_WARPS - 1) / GEMV_WARPS, per_t);
+            const int64_t groups = (int64_t)gk * (GEMV_WARPS / k);
+            const int64_t cost = ((nq + groups - 1) / groups) * ((nit + k - 1) / k);
+            if (!ks) {
+                ks = k; // the round-4 choice
+                c0 = cost;
+            }
+            if (best < 0 || cost < best) {
+                best = cost;
+                kb = k;
+            }
+        }
         if (!ks) return 0;
+        if (bal && ks > 1 && kb != ks && best * 10 <= c0 * 9) ks = kb;
     }
     p.nq = nq;
     p.wk = ks;

@@ -1654,9 +1654,12 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &out; }
         cuda_matmul(&a, &m, C->st, &e3);
     };
-    double us[4] = {0, 0, 0, 0}; // PRE=0, PRE=1, producers alone, PRE=3 (L2 prefetch, rolling)
-    for (int v = 0; v < 4; v++) {
-        cuda_gemv_pre_set(v == 1 ? 1 : v == 3 ? 3 : 0);
+    // PRE=0 (with BAL=0: the round-4 kernels and K split), PRE=1, producers alone, PRE=3 (L2
+    // prefetch, rolling), PRE=1 with BAL=0 (the round-4 K split)
+    double us[5] = {0, 0, 0, 0, 0};
+    for (int v = 0; v < 5; v++) {
+        cuda_gemv_pre_set(v == 1 || v == 4 ? 1 : v == 3 ? 3 : 0);
+        cuda_gemv4_bal_set(v == 0 || v == 4 ? 0 : 1);
         step(0, true); // warm-up outside the capture (occupancy and attribute caches)
         cudaStreamSynchronize(C->st);
         cudaGraph_t g;
@@ -1671,9 +1674,10 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         cudaGraphExecDestroy(ge);
     }
     cuda_gemv_pre_set(-1);
+    cuda_gemv4_bal_set(-1);
     cudaError_t ce = cudaGetLastError();
-    fprintf(C->f, "| decode chain | %s %s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | PRE=0 %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=3 (L2 prefetch, rolling) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
-            tname(type), name, rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[3], us[2],
+    fprintf(C->f, "| decode chain | %s %s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch, rolling) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
+            tname(type), name, rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
             us[0] - us[2], us[1] - us[2], (double)wb / ((us[0] - us[2]) * 1e3), (double)wb / ((us[1] - us[2]) * 1e3),
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     fflush(C->f);
@@ -2051,6 +2055,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         // round 5: each product behind its producer in a graph with PDL, pre-wait work off / on
         for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
             bench_decode_chain(t, "q+k+v", 6144, 4096, 0);
+            if (t == QUANT_Q4_K) bench_decode_chain(t, "q+k", 5120, 4096, 0); // Q4_K_M's layers with a Q6_K v
             bench_decode_chain(t, "o", 4096, 4096, 0);
             bench_decode_chain(t, "v", 1024, 4096, 0);
             bench_decode_chain(t, "gate+up", 12288, 4096, 1);
@@ -2183,6 +2188,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
         test_gemv_dq(t, 24576, 4096, 0, 0);
         test_gemv_dq(t, 4096, 4096, 0, 0);
+        test_gemv_dq(t, 6144, 4096, 1, 0); // q+k+v: the balanced K split (KS 4 on an H200)
         if (!quick) test_gemv_dq(t, 4096, 12288, 1, 0);
     }
     g_gemv_tag = "";
