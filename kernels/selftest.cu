@@ -1626,7 +1626,9 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
 // replayed; us per pair with the round-5 kernels off (SPARKD_GEMV_PRE=0), on, on with the L2
 // prefetch (PRE=3), and the producers alone. What ncu's isolated kernel times cannot show: the GEMV's weights moving
 // while its producer runs.
-void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pair) {
+// ks4: the product forced onto gemv4 with 4 warps per quad (cuda_gemv4_set(2), wk 4): the
+// 1024-row v product, which the default choice leaves on gemv_dq_kernel (64 CTAs).
+void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pair, int ks4 = 0) {
     const int nw = pair ? 2 : 1;
     const uint64_t wb = cuda_weight_bytes(type, rows, K) * nw;
     int copies = (int)((768ull << 20) / wb) + 1;
@@ -1657,6 +1659,10 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
     // PRE=0 (with BAL=0: the round-4 kernels and K split), PRE=1, producers alone, PRE=3 (L2
     // prefetch, rolling), PRE=1 with BAL=0 (the round-4 K split)
     double us[5] = {0, 0, 0, 0, 0};
+    if (ks4) {
+        cuda_gemv4_set(2);
+        cuda_gemv_wk_set(4);
+    }
     for (int v = 0; v < 5; v++) {
         cuda_gemv_pre_set(v == 1 || v == 4 ? 1 : v == 3 ? 3 : 0);
         cuda_gemv4_bal_set(v == 0 || v == 4 ? 0 : 1);
@@ -1675,9 +1681,11 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
     }
     cuda_gemv_pre_set(-1);
     cuda_gemv4_bal_set(-1);
+    cuda_gemv4_set(-1);
+    cuda_gemv_wk_set(0);
     cudaError_t ce = cudaGetLastError();
-    fprintf(C->f, "| decode chain | %s %s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch, rolling) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
-            tname(type), name, rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
+    fprintf(C->f, "| decode chain | %s %s%s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch, rolling) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
+            tname(type), name, ks4 ? " (gemv4 KS 4)" : "", rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
             us[0] - us[2], us[1] - us[2], (double)wb / ((us[0] - us[2]) * 1e3), (double)wb / ((us[1] - us[2]) * 1e3),
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     fflush(C->f);
@@ -2058,6 +2066,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
             if (t == QUANT_Q4_K) bench_decode_chain(t, "q+k", 5120, 4096, 0); // Q4_K_M's layers with a Q6_K v
             bench_decode_chain(t, "o", 4096, 4096, 0);
             bench_decode_chain(t, "v", 1024, 4096, 0);
+            bench_decode_chain(t, "v", 1024, 4096, 0, 1);
             bench_decode_chain(t, "gate+up", 12288, 4096, 1);
             bench_decode_chain(t, "down", 4096, 12288, 0);
             if (t == QUANT_Q6_K) bench_decode_chain(t, "head", 151936, 4096, 0); // Q4_K_M's output
