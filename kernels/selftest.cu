@@ -566,10 +566,10 @@ void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
     dfree_all();
 }
 
-// Round 5 (gemv.cu, SPARKD_GEMV_PRE): the int8 GEMV with its pre-wait work (weights of the
-// iterations past the register ring prefetched into L2 before pdl_wait, x quantized by
-// gdq_quantize8) against the round-4 kernel (cuda_gemv_pre_set(0)): the outputs must be the
-// same bits. err = outputs that differ (tol 0; any non-finite output also fails). g4: the
+// Round 5 (gemv.cu, SPARKD_GEMV_PRE): the int8 GEMV's round-5 kernels (PRE=1: x quantized by
+// gdq_quantize8, the Q4_K step without divergence handling; PRE=3: also the weights past the
+// register ring prefetched into L2, before pdl_wait and rolling on) against the round-4
+// kernels (cuda_gemv_pre_set(0)): the outputs must be the same bits. err = outputs that differ (tol 0; any non-finite output also fails). g4: the
 // kernel choice (cuda_gemv4_set); wk: K split (gemv_dq_kernel's wk, gemv4's KS at g4 = 2);
 // nmat 3: three matrices in one launch (rows N, 65, 67); pair: gate/up into the activation.
 // control: x differs in one element between the two runs, so the rows MUST differ (the
@@ -1623,9 +1623,10 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
 // Round 5 (gemv.cu, SPARKD_GEMV_PRE): a decode step's product as the engine runs it: its
 // producer (cuda_resid_norm of one row, PDL trigger at its start) then the int8 GEMV, both
 // in one CUDA graph of `copies` such pairs (weights rotated over copies beyond the L2),
-// replayed; us per pair with the round-5 kernels off (SPARKD_GEMV_PRE=0), on, on with the L2
-// prefetch (PRE=3), and the producers alone. What ncu's isolated kernel times cannot show: the GEMV's weights moving
-// while its producer runs.
+// replayed; us per pair with the round-4 kernels and K split (SPARKD_GEMV_PRE=0
+// SPARKD_GEMV4_BAL=0), the default, the default with the round-4 K split, PRE=3 (L2 prefetch),
+// and the producers alone. What ncu's isolated kernel times cannot show: the GEMV's weights
+// moving while its producer runs.
 // ks4: the product forced onto gemv4 with 4 warps per quad (cuda_gemv4_set(2), wk 4): the
 // 1024-row v product, which the default choice leaves on gemv_dq_kernel (64 CTAs).
 void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pair, int ks4 = 0) {
@@ -2202,8 +2203,8 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     }
     g_gemv_tag = "";
     cuda_gemv4_set(-1);
-    // round 5: the pre-wait path (L2 prefetch, gdq_quantize8) bit-identical to the round-4
-    // kernels on every int8 type and kernel shape: the old per-32-rows kernel (wk 1, 2, with
+    // round 5: the round-5 int8 kernels (PRE=1 and 3) bit-identical to the round-4 kernels on
+    // every int8 type and kernel shape: the old per-32-rows kernel (wk 1, 2, with
     // prefetched iterations at K 12288), gemv4 at KS 1 / 2 / 4, three matrices, the paired
     // gate/up, odd K (a partial pass of quantize8), the default choice on Qwen3-8B shapes
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
