@@ -51,8 +51,19 @@ struct gemv_params {
     const float *xp; // (T, ldx) f32 P64 rows
     int pre;         // int8 path: 1 = the PRE kernels (round 5: L2 prefetch, gdq_quantize8, Q4_K step V 1/2), 0 = round 4
     int pf;          // int8 path: warp iterations past the register ring prefetched into L2 before pdl_wait
-    int roll;        // gemv4 PRE: 1 = keep prefetching pf iterations ahead in the loop (SPARKD_GEMV_PRE=3; experiment)
+    unsigned long long *trace; // PRE kernels, benches only (cuda_gemv_trace_set): (gridDim.y, gridDim.x, GEMV_TRACE) globaltimer ns, or NULL
 };
+
+// Trace points of a CTA (thread 0, %globaltimer): 0 start, 1 ring loads issued (before
+// pdl_wait), 2 pdl_wait returned, 3 x quantized (after the barrier), 4 all warps done.
+#define GEMV_TRACE 5
+__device__ __forceinline__ void gemv_trace(const gemv_params &p, int k) {
+    if (p.trace && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        p.trace[((size_t)blockIdx.y * gridDim.x + blockIdx.x) * GEMV_TRACE + k] = t;
+    }
+}
 
 template <uint32_t F> struct gemv_cfg {
     static constexpr qfmt f = qfmt_of(F);
@@ -689,6 +700,7 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
     extern __shared__ __align__(16) uint8_t gdq_sm[];
     __shared__ float red[GEMV_WARPS][R];
     pdl_trigger();
+    if constexpr (PRE) gemv_trace(p, 0);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wk = warp % p.wk, wr = warp / p.wk;
     const int rows_cta = (GEMV_WARPS / p.wk) * R;
@@ -731,12 +743,15 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
             gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rr, ci0, min(ci0 + CPI, nch), pl);
         }
     }
+    if constexpr (PRE) gemv_trace(p, 1);
     pdl_wait(); // x comes from the kernel before
+    if constexpr (PRE) gemv_trace(p, 2);
     int8_t *xq = (int8_t *)gdq_sm;
     float *xd = (float *)(gdq_sm + K), *xs = xd + K / 32;
     // (Q6_K here keeps gdq_quantize: with its 2-slot ring of hi planes live, quantize8 spills on sm_90a)
     if (F != QT_Q6_K && PRE) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if constexpr (PRE) gemv_trace(p, 3);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -790,6 +805,12 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
         const int rw = b * (rows_cta / 2) + i;
         if (rw < p.m[0].rows)
             p.act_xp[(size_t)t * p.act_ld + (rw & ~63) + inv_perm64(rw & 63)] = gemv_act(g, p.pair_act - 1) * u;
+    }
+    if constexpr (PRE) {
+        if (p.trace) {
+            __syncthreads();
+            gemv_trace(p, 4);
+        }
     }
 }
 
@@ -890,10 +911,12 @@ template <uint32_t F, bool PRE>
 __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_params p) {
     using C = gdq_cfg<F>;
     constexpr int R = 4, LPC = C::LPC, CPI = C::CPI, NS = g4_cfg<F>::NS;
+    constexpr bool TR = PRE && F != QT_Q6_K; // trace points (Q6_K: none, its registers are full)
     static_assert(C::R == R, "gemv4: quads of 4 rows");
     extern __shared__ __align__(16) uint8_t g4_sm[];
     __shared__ float red[GEMV_WARPS][2][4];
     pdl_trigger();
+    if constexpr (TR) gemv_trace(p, 0);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int t = blockIdx.y;
     const bool pair = p.pair_act != 0;
@@ -938,11 +961,14 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
             gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rw, ci0, min(ci0 + CPI, nch), pl);
         }
     }
+    if constexpr (TR) gemv_trace(p, 1);
     pdl_wait(); // x comes from the kernel before
+    if constexpr (TR) gemv_trace(p, 2);
     int8_t *xq = (int8_t *)g4_sm;
     float *xd = (float *)(g4_sm + K), *xs = xd + K / 32;
     if (PRE) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if constexpr (TR) gemv_trace(p, 3);
     const bool full = PRE && F == QT_Q4_K && nch % CPI == 0; // all 32 lanes in every step
     float acc[R];
 #pragma unroll
@@ -962,19 +988,6 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
                     }
                 }
                 if (j + u + NS < ntot) load_next(s[u]);
-                if constexpr (PRE) { // (experiment) the window of pf iterations past the ring rolls on
-                    const int ui = j + u + NS + p.pf;
-                    if (p.roll && ui < ntot && lane < gdq_pf<F>::IT) {
-                        const int ci0 = (kw + (ui % nitw) * KS) * CPI;
-                        if (ci0 < nch) {
-                            int mi, r0;
-                            g4_locate(p, gg + (ui / nitw) * GG, mi, r0);
-                            const int r = lane & 3;
-                            const int rw = min(pair ? r0 + (r & 1) : r0 + r, p.m[pair ? 0 : mi].rows - 1);
-                            gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rw, ci0, min(ci0 + CPI, nch), lane >> 2);
-                        }
-                    }
-                }
                 if (++cit == nitw) {
                     cit = 0;
                     g4_store(p, cq, t, acc, red, par);
@@ -984,6 +997,12 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
                     for (int r = 0; r < R; r++) acc[r] = 0.0f;
                 }
             }
+        }
+    }
+    if constexpr (TR) {
+        if (p.trace) {
+            __syncthreads();
+            gemv_trace(p, 4);
         }
     }
 }
@@ -1004,8 +1023,7 @@ static int g4_mode() {
 // The int8 path's round-5 kernels (cuda_gemv_pre_set, SPARKD_GEMV_PRE): 0 = off (the round-4
 // kernels), 1 = on (default: gdq_quantize8, the Q4_K step; the L2 prefetch before pdl_wait only
 // with SPARKD_GEMV_PF_KB=n > 0: GPU run 1 measured it 1-5% slower per product), 2 = on and never
-// the prefetch, 3 = on with the prefetch (half the L2 unless SPARKD_GEMV_PF_KB) rolling on
-// through gemv4's loop (experiment).
+// the prefetch, 3 = on with the prefetch (half the L2 unless SPARKD_GEMV_PF_KB: run 1's default).
 static int g_pre = -1;
 extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on > 3 ? 3 : on; }
 static int gemv_pre_mode() {
@@ -1092,6 +1110,25 @@ static int g4_resident(uint32_t type, size_t smem, bool pre) {
     return 0;
 }
 
+// cuda_gemv_trace_set: each later launch of a PRE kernel takes the next grid x GEMV_TRACE
+// entries of buf (until cap entries are used; then none).
+static unsigned long long *g_trace;
+static size_t g_trace_cap, g_trace_used;
+extern "C" size_t cuda_gemv_trace_set(unsigned long long *buf, size_t cap) {
+    const size_t used = g_trace_used;
+    g_trace = buf;
+    g_trace_cap = buf ? cap : 0;
+    g_trace_used = 0;
+    return used;
+}
+static unsigned long long *trace_take(dim3 grid) {
+    const size_t n = (size_t)grid.x * grid.y * GEMV_TRACE;
+    if (!g_trace || g_trace_used + n > g_trace_cap) return NULL;
+    unsigned long long *t = g_trace + g_trace_used;
+    g_trace_used += n;
+    return t;
+}
+
 // SPARKD_GEMV4_BAL / cuda_gemv4_bal_set: gemv4_try's balanced K split (1, default) or the
 // round-4 rule (0); -1 = as the environment says.
 static int g_bal = -1;
@@ -1168,6 +1205,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     if (g > per_t) g = per_t;
     p.pf = gemv_pf(type, (int64_t)g * GEMV_WARPS, T);
     dim3 grid((unsigned)g, (unsigned)T);
+    p.trace = p.pre ? trace_take(grid) : NULL;
     switch (type) {
 #define X(TY)                                                                                \
     case TY: CUDA_TRY(cuda_launch(p.pre ? gemv4_kernel<TY, true> : gemv4_kernel<TY, false>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
@@ -1254,12 +1292,12 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     dim3 grid((unsigned)ctas, (unsigned)T);
     if (dq) {
         p.pre = gemv_pre() ? 1 : 0;
-        p.roll = gemv_pre_mode() == 3 ? 1 : 0;
         p.pf = gemv_pf(type, (int64_t)ctas * GEMV_WARPS, T);
         const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
         if (g4 < 0) return -1;
         if (g4 > 0) return 0;
         const size_t sm = gdq_smem(x->K);
+        p.trace = p.pre ? trace_take(grid) : NULL;
         switch (type) {
 #define X(TY)                                                                                \
     case TY: CUDA_TRY(cuda_launch(p.pre ? gemv_dq_kernel<TY, true> : gemv_dq_kernel<TY, false>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;

@@ -568,7 +568,7 @@ void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
 
 // Round 5 (gemv.cu, SPARKD_GEMV_PRE): the int8 GEMV's round-5 kernels (PRE=1: x quantized by
 // gdq_quantize8, the Q4_K step without divergence handling; PRE=3: also the weights past the
-// register ring prefetched into L2, before pdl_wait and rolling on) against the round-4
+// register ring prefetched into L2 before pdl_wait) against the round-4
 // kernels (cuda_gemv_pre_set(0)): the outputs must be the same bits. err = outputs that differ (tol 0; any non-finite output also fails). g4: the
 // kernel choice (cuda_gemv4_set); wk: K split (gemv_dq_kernel's wk, gemv4's KS at g4 = 2);
 // nmat 3: three matrices in one launch (rows N, 65, 67); pair: gate/up into the activation.
@@ -609,7 +609,7 @@ void test_gemv_pre(uint32_t type, int N, int K, int g4, int wk, int nmat, int pa
     if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &out; }
     cuda_gemv4_set(g4);
     cuda_gemv_wk_set(wk);
-    std::vector<float> y[3]; // SPARKD_GEMV_PRE = 0, 1, 3 (3: the rolling prefetch, the same bits again)
+    std::vector<float> y[3]; // SPARKD_GEMV_PRE = 0, 1, 3 (3: with the L2 prefetch, the same bits again)
     int rc = 0;
     for (int v = 0; v < 3; v++) {
         err e2 = {ERR_OK, {0}};
@@ -1658,7 +1658,7 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         cuda_matmul(&a, &m, C->st, &e3);
     };
     // PRE=0 (with BAL=0: the round-4 kernels and K split), PRE=1, producers alone, PRE=3 (L2
-    // prefetch, rolling), PRE=1 with BAL=0 (the round-4 K split)
+    // prefetch before pdl_wait), PRE=1 with BAL=0 (the round-4 K split)
     double us[5] = {0, 0, 0, 0, 0};
     if (ks4) {
         cuda_gemv4_set(2);
@@ -1680,12 +1680,64 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         us[v] = time_us([&] { cudaGraphLaunch(ge, C->st); }, 20) / copies;
         cudaGraphExecDestroy(ge);
     }
+    // the default variant's timeline: per CTA of every GEMV in the graph, globaltimer stamps
+    // (start, ring loads issued, pdl_wait returned, x quantized, done), relative to the end
+    // of the GEMV before it (its last CTA), averaged over the graph's launches 1 .. copies-1
+    double tl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int tl_n = 0;
+    {
+        cuda_gemv_pre_set(1);
+        cuda_gemv4_bal_set(1);
+        const size_t cap = (size_t)copies * 2048 * 5;
+        unsigned long long *tb = (unsigned long long *)dalloc(cap * 8);
+        cudaMemset(tb, 0, cap * 8);
+        cudaStreamSynchronize(C->st);
+        cuda_gemv_trace_set(tb, cap);
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        bool okg = cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) == cudaSuccess;
+        if (okg) {
+            for (int i = 0; i < copies; i++) step(i, true);
+            okg = cudaStreamEndCapture(C->st, &g) == cudaSuccess;
+        }
+        const size_t used = cuda_gemv_trace_set(NULL, 0);
+        if (okg) {
+            okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
+            cudaGraphDestroy(g);
+        }
+        if (okg) {
+            cudaGraphLaunch(ge, C->st);
+            cudaGraphLaunch(ge, C->st);
+            cudaStreamSynchronize(C->st);
+            cudaGraphExecDestroy(ge);
+            const size_t per = used / copies, nct = per / 5;
+            auto h = get(tb, used);
+            for (int i = 1; i < copies && per && nct; i++) {
+                const unsigned long long *a = &h[(size_t)(i - 1) * per], *b = &h[(size_t)i * per];
+                unsigned long long pe = 0;
+                std::vector<double> st[5];
+                for (size_t c = 0; c < nct; c++) pe = std::max(pe, a[c * 5 + 4]);
+                for (size_t c = 0; c < nct; c++)
+                    for (int k = 0; k < 5; k++) st[k].push_back((double)b[c * 5 + k] - (double)pe);
+                if (!pe || st[0].empty() || b[0] == 0) continue;
+                for (auto &v : st) std::sort(v.begin(), v.end());
+                const size_t md = st[0].size() / 2;
+                const double v8[8] = {st[0].front(), st[0].back(), st[1][md], st[2][md], st[2].back(), st[3][md], st[3].back(), st[4].back()};
+                for (int k = 0; k < 8; k++) tl[k] += v8[k] * 1e-3;
+                tl_n++;
+            }
+            for (double &v : tl) v = tl_n ? v / tl_n : 0.0;
+        }
+    }
     cuda_gemv_pre_set(-1);
     cuda_gemv4_bal_set(-1);
     cuda_gemv4_set(-1);
     cuda_gemv_wk_set(0);
     cudaError_t ce = cudaGetLastError();
-    fprintf(C->f, "| decode chain | %s %s%s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch, rolling) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
+    if (tl_n)
+        fprintf(C->f, "| gemv timeline | %s %s%s | us after the previous GEMV's last CTA ended (PRE=1, %d launches): first CTA start %.2f, last start %.2f | ring issued (median CTA) %.2f | pdl_wait returned median %.2f, last %.2f | x quantized median %.2f, last %.2f | last CTA done %.2f |\n",
+                tname(type), name, ks4 ? " (gemv4 KS 4)" : "", tl_n, tl[0], tl[1], tl[2], tl[3], tl[4], tl[5], tl[6], tl[7]);
+    fprintf(C->f, "| decode chain | %s %s%s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
             tname(type), name, ks4 ? " (gemv4 KS 4)" : "", rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
             us[0] - us[2], us[1] - us[2], (double)wb / ((us[0] - us[2]) * 1e3), (double)wb / ((us[1] - us[2]) * 1e3),
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
