@@ -455,12 +455,32 @@ __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K
             a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
             a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 4));
             const float d = a / 127.0f;
+            // e / d as div.rn.f32's fast path computes it (ptxas: MUFU.RCP, one Newton step,
+            // the quotient, one residual correction: these instructions, so these bits) without
+            // its per-division range check and branch: for a in [2^-80, 2^100] every operand
+            // and intermediate of a quotient >= 1/4 in magnitude is normal (so the fast path is
+            // the IEEE quotient), and smaller quotients round to 0 either way. Other blocks
+            // (a = 0, tiny, huge, inf, NaN): the IEEE division.
+            const bool fast = a >= 0x1p-80f && a <= 0x1p100f;
+            float rc = 0.0f;
+            if (fast) {
+                float r;
+                asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+                rc = fmaf(r, fmaf(-d, r, 1.0f), r);
+            }
             // the 8 codes into two words as they come (few live registers: Q6_K's ring)
             uint32_t w0 = 0u, w1 = 0u;
             int s0 = 0, s1 = 0; // sums of positions 0..3 and 4..7
 #pragma unroll
             for (int i = 0; i < 8; i++) {
-                const int qi = a == 0.0f ? 0 : (int)roundf(e[i] / d);
+                float qf;
+                if (fast) {
+                    const float q0 = e[i] * rc;
+                    qf = fmaf(rc, fmaf(-d, q0, e[i]), q0);
+                } else {
+                    qf = e[i] / d;
+                }
+                const int qi = a == 0.0f ? 0 : (int)roundf(qf);
                 const int slot = C::nib ? 2 * (i & 3) + (i >> 2) : i;
                 if (slot < 4) w0 |= (uint32_t)(qi & 0xff) << (8 * slot);
                 else w1 |= (uint32_t)(qi & 0xff) << (8 * (slot - 4));

@@ -586,6 +586,11 @@ void test_gemv_pre(uint32_t type, int N, int K, int g4, int wk, int nmat, int pa
     for (int k = 0; k < K; k += 97) x[k] *= 20.0f;       // blocks with a large scale
     for (int k = 64; k < 96 && k < K; k++) x[k] = 0.0f; // an all-zero block (d = 0)
     for (int k = 200; k < 232 && k < K; k++) x[k] *= 1e-30f; // tiny values (the division's slow path)
+    for (int k = 256; k < 288 && k < K; k++) x[k] *= 1e-22f; // small (~2^-73: quantize8's fast division)
+    for (int k = 320; k < 352 && k < K; k++) x[k] *= 1e25f;  // large (~2^83)
+    for (int k = 384; k < 416 && k < K; k++) x[k] = (k & 1) ? 1e-41f : 0.0f; // denormal amax
+    for (int k = 448; k < 480 && k < K; k++) x[k] = 1e-24f * (float)(k - 460); // a ~ 2^-75.5 (fast division) ...
+    if (K > 450) { x[449] = 1e-38f; x[450] = 1e-44f; }                       // ... with tiny and denormal x
     float *dx = dup(x);
     cuda_mmin m, out;
     cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
