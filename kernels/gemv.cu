@@ -49,7 +49,7 @@ struct gemv_params {
     float *act_xp;   // paired mode: (T, act_ld) f32 P64 rows
     int act_ld;
     const float *xp; // (T, ldx) f32 P64 rows
-    int pre;         // int8 path: 1 = the PRE kernels (round 5: L2 prefetch, gdq_quantize8, Q4_K step V 1/2), 0 = round 4
+    int pre;         // int8 path: 1 = the PRE kernels (round 5: gdq_quantize8, Q4_K step V 1/2, L2 prefetch if pf > 0), 0 = round 4
     int pf;          // int8 path: warp iterations past the register ring prefetched into L2 before pdl_wait
     unsigned long long *trace; // PRE kernels, benches only (cuda_gemv_trace_set): (gridDim.y, gridDim.x, GEMV_TRACE) globaltimer ns, or NULL
 };
@@ -414,12 +414,13 @@ __device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K,
     __syncthreads();
 }
 
-// gdq_quantize's result bit for bit (the same max, f32 division and roundf per element, and
-// exact integer sums) with a shorter chain: lane l of a warp pass owns the run of 8
+// gdq_quantize's result bit for bit (the same max, the same rounded quotients, exact integer
+// sums) with a shorter chain: lane l of a warp pass owns the run of 8
 // consecutive P64 positions 8 (l & 7) .. +7 of chunk c + (l >> 3) (two float4 loads), so a
 // 32-block (the runs of one parity in a chunk, 4 lanes) needs 2 shuffle rounds per max and
-// per sum instead of 4, a lane does 8 independent divisions, and the run's 8 bytes leave in
-// one 8-byte store (Q4_K/Q4_0: in the nibble order 0,4,1,5,2,6,3,7). Ends synchronized.
+// per sum instead of 4, a lane does 8 independent divisions (one reciprocal, no branches where
+// the block's scale is in range), and the run's 8 bytes leave in one 8-byte store (Q4_K/Q4_0:
+// in the nibble order 0,4,1,5,2,6,3,7). Ends synchronized.
 template <uint32_t F>
 __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K, int8_t *xq, float *xd, float *xs) {
     using C = gdq_cfg<F>;
