@@ -161,6 +161,24 @@ void cuda_gemv_dp4a_set(int on);
  * quad per resident warp (default), 2 = for every int8 product (tests), -1 = as the
  * environment says. */
 void cuda_gemv4_set(int mode);
+/* The int8 GEMVs' round-5 kernels (gemv.cu): 1 (default) = x quantized by lanes owning runs
+ * of 8 (gdq_quantize8: fewer shuffles and divisions in the chain, the same bytes) and the Q4_K
+ * step without divergence handling; 0 = the round-4 kernels exactly; 2 = 1 (and never the L2
+ * prefetch); 3 = 1 plus the L2 prefetch of the iterations past the register ring before
+ * pdl_wait (GPU run 1's default, 1-5% slower a product; at 1 it runs only with
+ * SPARKD_GEMV_PF_KB=n > 0). SPARKD_GEMV_PRE=0..3 sets it at the
+ * first product; -1 = as the environment says. Results are bit-identical either way. */
+void cuda_gemv_pre_set(int on);
+/* gemv4's K split (warps per row quad): 1 (default) = where the round-4 rule splits K, a
+ * larger split when it gives the busiest warp >= 10% fewer iterations (q+k+v on an H200:
+ * 4 instead of 2); 0 = the round-4 rule; -1 = as SPARKD_GEMV4_BAL=0|1 says. A different split
+ * sums in a different order (not the same bits as the round-4 split). */
+void cuda_gemv4_bal_set(int on);
+/* Benches: every later int8 GEMV launch at SPARKD_GEMV_PRE >= 1 records, per CTA, 5 globaltimer
+ * stamps (ns: start, ring loads issued, pdl_wait returned, x quantized, done; gemv4 on Q6_K
+ * none: its registers are full) into the next grid x 5 entries of buf (device, cap entries;
+ * in launch order, grid order); NULL = off. Returns the entries the previous buffer took. */
+size_t cuda_gemv_trace_set(unsigned long long *buf, size_t cap);
 /* 1 if the int8 tensor-core product (mmq.cu) computes with this weight type (Q8_0, Q4_K, Q6_K):
  * cuda_matmul takes it for T > 1 when exact = 0 and the input carries CUDA_MMIN_Q8. */
 int cuda_mmq_type_ok(uint32_t type);

@@ -16,13 +16,15 @@
 // of each row in a fixed order (deterministic).
 //
 // Weights (constant) are loaded before pdl_wait(): with programmatic dependent launch the
-// next GEMV streams its weights while the kernel before it finishes.
+// next GEMV streams its weights while the kernel before it finishes. The int8 kernels (round
+// 5, SPARKD_GEMV_PRE) also prefetch the iterations past their register ring into L2 there.
 //
 // Paired mode (pair_act): w[0] = gate, w[1] = up; a warp's R rows are R/2 gate rows and
 // the same R/2 up rows, and the CTA writes act(gate) * up straight into the down
 // product's input (f32 P64), so SwiGLU/GeGLU costs no launch and no pass over memory.
 #include "cuda_kern.h"
 
+#include <algorithm>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +49,21 @@ struct gemv_params {
     float *act_xp;   // paired mode: (T, act_ld) f32 P64 rows
     int act_ld;
     const float *xp; // (T, ldx) f32 P64 rows
+    int pre;         // int8 path: 1 = the PRE kernels (round 5: gdq_quantize8, Q4_K step V 1/2, L2 prefetch if pf > 0), 0 = round 4
+    int pf;          // int8 path: warp iterations past the register ring prefetched into L2 before pdl_wait
+    unsigned long long *trace; // PRE kernels, benches only (cuda_gemv_trace_set): (gridDim.y, gridDim.x, GEMV_TRACE) globaltimer ns, or NULL
 };
+
+// Trace points of a CTA (thread 0, %globaltimer): 0 start, 1 ring loads issued (before
+// pdl_wait), 2 pdl_wait returned, 3 x quantized (after the barrier), 4 all warps done.
+#define GEMV_TRACE 5
+__device__ __forceinline__ void gemv_trace(const gemv_params &p, int k) {
+    if (p.trace && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        p.trace[((size_t)blockIdx.y * gridDim.x + blockIdx.x) * GEMV_TRACE + k] = t;
+    }
+}
 
 template <uint32_t F> struct gemv_cfg {
     static constexpr qfmt f = qfmt_of(F);
@@ -398,6 +414,138 @@ __device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K,
     __syncthreads();
 }
 
+// gdq_quantize's result bit for bit (the same max, the same rounded quotients, exact integer
+// sums) with a shorter chain: lane l of a warp pass owns the run of 8
+// consecutive P64 positions 8 (l & 7) .. +7 of chunk c + (l >> 3) (two float4 loads), so a
+// 32-block (the runs of one parity in a chunk, 4 lanes) needs 2 shuffle rounds per max and
+// per sum instead of 4, a lane does 8 independent divisions (one reciprocal, no branches where
+// the block's scale is in range), and the run's 8 bytes leave in one 8-byte store (Q4_K/Q4_0:
+// in the nibble order 0,4,1,5,2,6,3,7). Ends synchronized.
+template <uint32_t F>
+__device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K, int8_t *xq, float *xd, float *xs) {
+    using C = gdq_cfg<F>;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nch = K / 64, m = lane & 7, g = m & 1;
+    constexpr int U = F == QT_Q6_K ? 1 : 2; // passes whose loads go out together (K = 4096: all; Q6_K: registers)
+    constexpr int PS = GEMV_WARPS * 4;   // chunks per pass of the CTA
+    // rows longer than one loop (K > 4096; down: K 12288 = 3 loops): the later passes' lines
+    // into L1 now (lanes 0 and 4 of each run group: one 128-byte line each), so each loop
+    // waits for L1, not for another L2 round trip
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if ((m & 3) == 0)
+        for (int ci = warp * 4 + PS * U + (lane >> 3); ci < nch; ci += PS)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(__cvta_generic_to_global(x + (size_t)ci * 64 + 8 * m)));
+#endif
+    for (int c0 = warp * 4; c0 < nch; c0 += PS * U) {
+        float4 v[U][2];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int ci = c0 + PS * u + (lane >> 3);
+            const float4 *src = (const float4 *)(x + (size_t)ci * 64 + 8 * m);
+            v[u][0] = ci < nch ? __ldg(src) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[u][1] = ci < nch ? __ldg(src + 1) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c0 + PS * u >= nch) break; // warp-uniform; lanes past nch compute on zeros, store nothing
+            const int ci = c0 + PS * u + (lane >> 3);
+            const float e[8] = {v[u][0].x, v[u][0].y, v[u][0].z, v[u][0].w, v[u][1].x, v[u][1].y, v[u][1].z, v[u][1].w};
+            float a = fabsf(e[0]);
+#pragma unroll
+            for (int i = 1; i < 8; i++) a = fmaxf(a, fabsf(e[i]));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 4));
+            const float d = a / 127.0f;
+            // e / d as div.rn.f32's fast path computes it (ptxas: MUFU.RCP, one Newton step,
+            // the quotient, one residual correction: these instructions, so these bits) without
+            // its per-division range check and branch: for a in [2^-80, 2^100] every operand
+            // and intermediate of a quotient >= 1/4 in magnitude is normal (so the fast path is
+            // the IEEE quotient), and smaller quotients round to 0 either way. Other blocks
+            // (a = 0, tiny, huge, inf, NaN): the IEEE division.
+            const bool fast = a >= 0x1p-80f && a <= 0x1p100f;
+            float rc = 0.0f;
+            if (fast) {
+                float r;
+                asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+                rc = fmaf(r, fmaf(-d, r, 1.0f), r);
+            }
+            // the 8 codes into two words as they come (few live registers: Q6_K's ring)
+            uint32_t w0 = 0u, w1 = 0u;
+            int s0 = 0, s1 = 0; // sums of positions 0..3 and 4..7
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                float qf;
+                if (fast) {
+                    const float q0 = e[i] * rc;
+                    qf = fmaf(rc, fmaf(-d, q0, e[i]), q0);
+                } else {
+                    qf = e[i] / d;
+                }
+                const int qi = a == 0.0f ? 0 : (int)roundf(qf);
+                const int slot = C::nib ? 2 * (i & 3) + (i >> 2) : i;
+                if (slot < 4) w0 |= (uint32_t)(qi & 0xff) << (8 * slot);
+                else w1 |= (uint32_t)(qi & 0xff) << (8 * (slot - 4));
+                if (i < 4) s0 += qi;
+                else s1 += qi;
+            }
+            const uint2 w = make_uint2(w0, w1);
+            const bool st = ci < nch;
+            if (st) *(uint2 *)(xq + ci * 64 + 8 * m) = w;
+            if (st && m < 2) xd[2 * ci + g] = d;
+            if constexpr (F == QT_Q6_K) {
+                // s0, s1: 16-blocks 2g, 2g + 1
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+                s0 += __shfl_xor_sync(0xffffffffu, s0, 4);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, 4);
+                if (st && m < 2) *(float2 *)(xs + 4 * ci + 2 * g) = make_float2(32.0f * (float)s0, 32.0f * (float)s1);
+            } else if constexpr (F != QT_Q8_0) {
+                int s = s0 + s1;
+                s += __shfl_xor_sync(0xffffffffu, s, 2);
+                s += __shfl_xor_sync(0xffffffffu, s, 4);
+                if (st && m < 2) xs[2 * ci + g] = F == QT_Q4_0 ? 8.0f * (float)s : d * (float)s;
+            }
+        }
+    }
+    __syncthreads();
+}
+
+// [off0, off1) of row `row` of a plane (base, pitch) into L2 (no registers written), widened
+// to 16-byte bounds (planes start 256-aligned and are padded to 256: the widened range
+// stays inside the weight's allocation). sm_90+: one bulk prefetch; older: nothing.
+__device__ __forceinline__ void l2_prefetch(const uint8_t *base, uint64_t pitch, int row, uint32_t off0, uint32_t off1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint64_t a = (uint64_t)__cvta_generic_to_global(base + (uint64_t)(uint32_t)row * pitch);
+    const uint64_t a0 = (a + off0) & ~(uint64_t)15, a1 = (a + off1 + 15) & ~(uint64_t)15;
+    if (a1 > a0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a0), "r"((uint32_t)(a1 - a0)));
+#else
+    (void)base; (void)pitch; (void)row; (void)off0; (void)off1;
+#endif
+}
+
+// Plane pl (0 codes, 1 meta, 2 hi: Q6_K) of chunks [ci0, ci1) of one row into L2: the bytes
+// gdq_load reads for those chunks.
+template <uint32_t F>
+__device__ __forceinline__ void gdq_prefetch(const gemv_mat &M, int row, int ci0, int ci1, int pl) {
+    constexpr qfmt f = qfmt_of(F);
+    if (pl == 0) {
+        constexpr uint32_t cb = f.cbits == 8 ? 64 : 32; // code bytes per chunk
+        l2_prefetch(M.codes, M.code_pitch, row, ci0 * cb, ci1 * cb);
+    } else if (pl == 1) {
+        if constexpr (F == QT_Q4_K || F == QT_Q6_K) { // one meta entry per 4 chunks
+            l2_prefetch(M.meta, M.meta_pitch, row, (ci0 >> 2) * f.meta_bytes, ((ci1 + 3) >> 2) * f.meta_bytes);
+        } else {                                        // two entries per chunk
+            l2_prefetch(M.meta, M.meta_pitch, row, ci0 * 2 * f.meta_bytes, ci1 * 2 * f.meta_bytes);
+        }
+    } else if constexpr (F == QT_Q6_K) {
+        l2_prefetch(M.hi, M.hi_pitch, row, ci0 * 16, ci1 * 16);
+    }
+}
+template <uint32_t F> struct gdq_pf {
+    static constexpr int NP = F == QT_Q6_K ? 3 : 2; // planes
+    static constexpr int IT = 4 * NP;               // prefetches of a warp iteration (4 rows x planes)
+};
+
 // One iteration's loads of a row: codes (16 bytes per lane), hi bits, meta.
 template <uint32_t F> struct gdq_slot {
     uint4 c[gdq_cfg<F>::R];
@@ -446,8 +594,20 @@ __device__ __forceinline__ void q6_word(uint32_t cw, uint32_t hb, int w, uint32_
     B |= hbb << 4;
 }
 
+// Q4_K: the 6-bit scale sc and min mn of sub-block j (0..7) from a superblock head r
+// (scales in r.y, r.z, r.w), as meta_sm computes them, without its branch on j < 4 (j
+// differs between the lanes of a warp: the branch runs both sides one after the other).
+__device__ __forceinline__ void q4k_scmn(const uint4 &r, int j, int &sc, int &mn) {
+    const int sh = 8 * (j & 3);
+    const int by = (int)((r.y >> sh) & 0xffu), bz = (int)((r.z >> sh) & 0xffu), bw = (int)((r.w >> sh) & 0xffu);
+    sc = j < 4 ? (by & 63) : ((bw & 0xf) | ((by >> 6) << 4));
+    mn = j < 4 ? (bz & 63) : ((bw >> 4) | ((bz >> 6) << 4));
+}
+
 // acc[r] += the lane's part of row r's dot over chunk ci.
-template <uint32_t F>
+// V (Q4_K only): 0 = round 4; 1 = the scales by q4k_scmn; 2 = also full-warp shuffles (the
+// caller guarantees that all 32 lanes run the step: K % 1024 == 0). The same values either way.
+template <uint32_t F, int V = 0>
 __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq, const float *xd, const float *xs,
                                          int ci, int c0, float *acc) {
     using C = gdq_cfg<F>;
@@ -484,7 +644,7 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
                 // the superblock's 8 lanes run this step together (K % 256 == 0, chunk
                 // groups of 4 start at multiples of 4): mask them only
                 const int l0 = (threadIdx.x & 31) & ~7;
-                const unsigned gm = 0xffu << l0;
+                const unsigned gm = V == 2 ? 0xffffffffu : 0xffu << l0;
                 mt.x = __shfl_sync(gm, s.mt[r].x, l0);
                 mt.y = __shfl_sync(gm, s.mt[r].x, l0 + 1);
                 mt.z = __shfl_sync(gm, s.mt[r].x, l0 + 2);
@@ -492,7 +652,14 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
                 // the two lanes of a chunk each unpack one sub-block's 6-bit scale and min
                 // (lane parity = own) and swap scales: one unpack per lane instead of two
                 float sme, mme;
-                meta_sm<F>(mt, ci, own, sme, mme);
+                if constexpr (V == 0) {
+                    meta_sm<F>(mt, ci, own, sme, mme);
+                } else { // meta_sm's arithmetic, q4k_scmn's unpack
+                    int sc, mn;
+                    q4k_scmn(mt, 2 * (ci & 3) + own, sc, mn);
+                    sme = __fmul_rn(f16_bits_to_f32((uint16_t)(mt.x & 0xffffu)), (float)sc);
+                    mme = -__fmul_rn(f16_bits_to_f32((uint16_t)(mt.x >> 16)), (float)mn);
+                }
                 const float sot = __shfl_xor_sync(gm, sme, 1);
                 s0 = own ? sot : sme;
                 s1 = own ? sme : sot;
@@ -545,13 +712,16 @@ __device__ __forceinline__ void gdq_step(const gdq_slot<F> &s, const int8_t *xq,
     }
 }
 
-template <uint32_t F>
+// PRE (round 5; host: p.pre, SPARKD_GEMV_PRE=0 = false): the L2 prefetch before pdl_wait,
+// gdq_quantize8 and gdq_step V 1/2; false = the round-4 kernel as it was.
+template <uint32_t F, bool PRE>
 __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_params p) {
     using C = gdq_cfg<F>;
     constexpr int R = C::R, LPC = C::LPC, CPI = C::CPI;
     extern __shared__ __align__(16) uint8_t gdq_sm[];
     __shared__ float red[GEMV_WARPS][R];
     pdl_trigger();
+    if constexpr (PRE) gemv_trace(p, 0);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wk = warp % p.wk, wr = warp / p.wk;
     const int rows_cta = (GEMV_WARPS / p.wk) * R;
@@ -582,20 +752,47 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
     gdq_slot<F> s0, s1;
     if (nj > 0 && chunk(0) < nch) gdq_load<F>(s0, W, row, pair, chunk(0), c0);
     if (nj > 1 && chunk(1) < nch) gdq_load<F>(s1, W, row, pair, chunk(1), c0);
+    // iterations 2 .. 1 + pf into L2 while the kernel before runs (lane: one row's plane)
+    if (PRE && p.pf > 0 && nj > 2) {
+        using PF = gdq_pf<F>;
+        const int n = min(nj - 2, p.pf) * PF::IT;
+        for (int it = lane; it < n; it += 32) {
+            const int j = 2 + it / PF::IT, r = (it % PF::IT) & 3, pl = (it % PF::IT) >> 2;
+            const int ci0 = (wk + j * p.wk) * CPI;
+            if (ci0 >= nch) continue;
+            const int rr = r == 0 ? row[0] : r == 1 ? row[1] : r == 2 ? row[2] : row[3];
+            gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rr, ci0, min(ci0 + CPI, nch), pl);
+        }
+    }
+    if constexpr (PRE) gemv_trace(p, 1);
     pdl_wait(); // x comes from the kernel before
+    if constexpr (PRE) gemv_trace(p, 2);
     int8_t *xq = (int8_t *)gdq_sm;
     float *xd = (float *)(gdq_sm + K), *xs = xd + K / 32;
-    gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    // (Q6_K here keeps gdq_quantize: with its 2-slot ring of hi planes live, quantize8 spills on sm_90a)
+    if (F != QT_Q6_K && PRE) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if constexpr (PRE) gemv_trace(p, 3);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    // all 32 lanes in every step (Q4_K's full-warp shuffles): whole iterations of chunks
+    const bool full = PRE && F == QT_Q4_K && nch % CPI == 0;
+    auto step = [&](const gdq_slot<F> &sl, int ci) {
+        if constexpr (PRE && F == QT_Q4_K) {
+            if (full) gdq_step<F, 2>(sl, xq, xd, xs, ci, c0, acc);
+            else gdq_step<F, 1>(sl, xq, xd, xs, ci, c0, acc);
+        } else {
+            gdq_step<F>(sl, xq, xd, xs, ci, c0, acc);
+        }
+    };
     for (int j = 0; j < nj; j += 2) {
         int ci = chunk(j);
-        if (ci < nch) gdq_step<F>(s0, xq, xd, xs, ci, c0, acc);
+        if (ci < nch) step(s0, ci);
         if (j + 2 < nj && chunk(j + 2) < nch) gdq_load<F>(s0, W, row, pair, chunk(j + 2), c0);
         if (j + 1 < nj) {
             ci = chunk(j + 1);
-            if (ci < nch) gdq_step<F>(s1, xq, xd, xs, ci, c0, acc);
+            if (ci < nch) step(s1, ci);
             if (j + 3 < nj && chunk(j + 3) < nch) gdq_load<F>(s1, W, row, pair, chunk(j + 3), c0);
         }
     }
@@ -629,6 +826,12 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv_dq_kernel(const gemv_
         const int rw = b * (rows_cta / 2) + i;
         if (rw < p.m[0].rows)
             p.act_xp[(size_t)t * p.act_ld + (rw & ~63) + inv_perm64(rw & 63)] = gemv_act(g, p.pair_act - 1) * u;
+    }
+    if constexpr (PRE) {
+        if (p.trace) {
+            __syncthreads();
+            gemv_trace(p, 4);
+        }
     }
 }
 
@@ -724,14 +927,17 @@ __device__ __forceinline__ void g4_store(const gemv_params &p, int q, int t, con
     }
 }
 
-template <uint32_t F>
+// PRE: as gemv_dq_kernel's.
+template <uint32_t F, bool PRE>
 __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_params p) {
     using C = gdq_cfg<F>;
     constexpr int R = 4, LPC = C::LPC, CPI = C::CPI, NS = g4_cfg<F>::NS;
+    constexpr bool TR = PRE && F != QT_Q6_K; // trace points (Q6_K: none, its registers are full)
     static_assert(C::R == R, "gemv4: quads of 4 rows");
     extern __shared__ __align__(16) uint8_t g4_sm[];
     __shared__ float red[GEMV_WARPS][2][4];
     pdl_trigger();
+    if constexpr (TR) gemv_trace(p, 0);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int t = blockIdx.y;
     const bool pair = p.pair_act != 0;
@@ -761,10 +967,30 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
 #pragma unroll
     for (int u = 0; u < NS; u++)
         if (u < ntot) load_next(s[u]);
+    // warp iterations NS .. NS + pf - 1 into L2 while the kernel before runs (the loads
+    // above already cover the first NS): lane it % 32 takes row (it % IT) & 3's plane
+    if (PRE && p.pf > 0 && ntot > NS) {
+        using PF = gdq_pf<F>;
+        const int n = min(ntot - NS, p.pf) * PF::IT;
+        for (int it = lane; it < n; it += 32) {
+            const int u = NS + it / PF::IT, r = (it % PF::IT) & 3, pl = (it % PF::IT) >> 2;
+            const int q = gg + (u / nitw) * GG, ci0 = (kw + (u % nitw) * KS) * CPI;
+            if (ci0 >= nch) continue;
+            int mi, r0;
+            g4_locate(p, q, mi, r0);
+            const int rw = min(pair ? r0 + (r & 1) : r0 + r, p.m[pair ? 0 : mi].rows - 1);
+            gdq_prefetch<F>(p.m[pair ? (r >= 2 ? 1 : 0) : mi], rw, ci0, min(ci0 + CPI, nch), pl);
+        }
+    }
+    if constexpr (TR) gemv_trace(p, 1);
     pdl_wait(); // x comes from the kernel before
+    if constexpr (TR) gemv_trace(p, 2);
     int8_t *xq = (int8_t *)g4_sm;
     float *xd = (float *)(g4_sm + K), *xs = xd + K / 32;
-    gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if (PRE) gdq_quantize8<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    else gdq_quantize<F>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    if constexpr (TR) gemv_trace(p, 3);
+    const bool full = PRE && F == QT_Q4_K && nch % CPI == 0; // all 32 lanes in every step
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -774,7 +1000,14 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
         for (int u = 0; u < NS; u++) {
             if (j + u < ntot) {
                 const int ci = (kw + cit * KS) * CPI + csub;
-                if (ci < nch) gdq_step<F>(s[u], xq, xd, xs, ci, c0, acc);
+                if (ci < nch) {
+                    if constexpr (PRE && F == QT_Q4_K) {
+                        if (full) gdq_step<F, 2>(s[u], xq, xd, xs, ci, c0, acc);
+                        else gdq_step<F, 1>(s[u], xq, xd, xs, ci, c0, acc);
+                    } else {
+                        gdq_step<F>(s[u], xq, xd, xs, ci, c0, acc);
+                    }
+                }
                 if (j + u + NS < ntot) load_next(s[u]);
                 if (++cit == nitw) {
                     cit = 0;
@@ -785,6 +1018,12 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
                     for (int r = 0; r < R; r++) acc[r] = 0.0f;
                 }
             }
+        }
+    }
+    if constexpr (TR) {
+        if (p.trace) {
+            __syncthreads();
+            gemv_trace(p, 4);
         }
     }
 }
@@ -802,9 +1041,63 @@ static int g4_mode() {
     return g_g4;
 }
 
+// The int8 path's round-5 kernels (cuda_gemv_pre_set, SPARKD_GEMV_PRE): 0 = off (the round-4
+// kernels), 1 = on (default: gdq_quantize8, the Q4_K step; the L2 prefetch before pdl_wait only
+// with SPARKD_GEMV_PF_KB=n > 0: GPU run 1 measured it 1-5% slower per product), 2 = on and never
+// the prefetch, 3 = on with the prefetch (half the L2 unless SPARKD_GEMV_PF_KB: run 1's default).
+static int g_pre = -1;
+extern "C" void cuda_gemv_pre_set(int on) { g_pre = on < 0 ? -1 : on > 3 ? 3 : on; }
+static int gemv_pre_mode() {
+    if (g_pre < 0) {
+        const char *s = getenv("SPARKD_GEMV_PRE");
+        const int v = s && *s ? atoi(s) : 1;
+        g_pre = v < 0 ? 0 : v > 3 ? 3 : v;
+    }
+    return g_pre;
+}
+static bool gemv_pre() { return gemv_pre_mode() != 0; }
+
+// L2 bytes of the current device (cudaDevAttrL2CacheSize, cached per device; 0 unknown).
+static int64_t l2_bytes() {
+    static int64_t cache[16];
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return 0;
+    pthread_mutex_lock(&mu);
+    if (!cache[dev]) {
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrL2CacheSize, dev) != cudaSuccess) (void)cudaGetLastError();
+        cache[dev] = v > 0 ? v : -1;
+    }
+    const int64_t n = cache[dev] > 0 ? cache[dev] : 0;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+// Warp iterations past the register ring that each of `warps` warps prefetches into L2
+// before pdl_wait: the product's prefetch stays within a budget (SPARKD_GEMV_PF_KB=n KB;
+// unset: none at PRE 1, half the L2 at PRE 3), at most 64. T > 1: none (the tokens' CTAs
+// would fetch the same bytes).
+static int gemv_pf(uint32_t type, int64_t warps, int T) {
+    const int mode = gemv_pre_mode();
+    if (mode == 0 || mode == 2 || T != 1 || warps <= 0) return 0;
+    static int64_t kb = -2;
+    if (kb == -2) {
+        const char *s = getenv("SPARKD_GEMV_PF_KB");
+        kb = s && *s ? (atoll(s) < 0 ? 0 : atoll(s)) : -1;
+    }
+    const int64_t budget = kb >= 0 ? kb * 1024 : mode == 3 ? l2_bytes() / 2 : 0;
+    const qfmt f = qfmt_of(type);
+    const int cpi = f.cbits == 4 ? 16 : 8; // gdq_cfg::CPI
+    // bytes of one warp iteration: 4 rows x cpi chunks x (codes + hi + meta per chunk)
+    const int64_t per_chunk = 64 * f.cbits / 8 + 64 * f.hbits / 8 + (f.meta_bytes * 64 + f.meta_elems - 1) / f.meta_elems;
+    const int64_t it = 4 * cpi * per_chunk;
+    int64_t n = budget / (warps * it);
+    return (int)(n > 64 ? 64 : n);
+}
+
 // Resident CTAs of gemv4_kernel<type> on the current device with smem bytes of shared memory
 // (occupancy query x SMs), cached per (device, type, smem).
-template <uint32_t F> static int g4_resident_t(size_t smem) {
+template <uint32_t F, bool PRE> static int g4_resident_t(size_t smem) {
     int dev = 0, nsm = 0, occ = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     struct ent { int dev; size_t smem; int n; };
@@ -817,7 +1110,7 @@ template <uint32_t F> static int g4_resident_t(size_t smem) {
         if (cache[i].dev == dev && cache[i].smem == smem) n = cache[i].n;
     if (n < 0) {
         if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess) {
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, gemv4_kernel<F, PRE>, GEMV_WARPS * 32, smem) != cudaSuccess) {
             (void)cudaGetLastError();
             n = 0;
         } else {
@@ -828,15 +1121,39 @@ template <uint32_t F> static int g4_resident_t(size_t smem) {
     pthread_mutex_unlock(&mu);
     return n;
 }
-static int g4_resident(uint32_t type, size_t smem) {
+static int g4_resident(uint32_t type, size_t smem, bool pre) {
     switch (type) {
-    case QT_Q8_0: return g4_resident_t<QT_Q8_0>(smem);
-    case QT_Q4_K: return g4_resident_t<QT_Q4_K>(smem);
-    case QT_Q6_K: return g4_resident_t<QT_Q6_K>(smem);
-    case QT_Q4_0: return g4_resident_t<QT_Q4_0>(smem);
+    case QT_Q8_0: return pre ? g4_resident_t<QT_Q8_0, true>(smem) : g4_resident_t<QT_Q8_0, false>(smem);
+    case QT_Q4_K: return pre ? g4_resident_t<QT_Q4_K, true>(smem) : g4_resident_t<QT_Q4_K, false>(smem);
+    case QT_Q6_K: return pre ? g4_resident_t<QT_Q6_K, true>(smem) : g4_resident_t<QT_Q6_K, false>(smem);
+    case QT_Q4_0: return pre ? g4_resident_t<QT_Q4_0, true>(smem) : g4_resident_t<QT_Q4_0, false>(smem);
     }
     return 0;
 }
+
+// cuda_gemv_trace_set: each later launch of a PRE kernel takes the next grid x GEMV_TRACE
+// entries of buf (until cap entries are used; then none).
+static unsigned long long *g_trace;
+static size_t g_trace_cap, g_trace_used;
+extern "C" size_t cuda_gemv_trace_set(unsigned long long *buf, size_t cap) {
+    const size_t used = g_trace_used;
+    g_trace = buf;
+    g_trace_cap = buf ? cap : 0;
+    g_trace_used = 0;
+    return used;
+}
+static unsigned long long *trace_take(dim3 grid) {
+    const size_t n = (size_t)grid.x * grid.y * GEMV_TRACE;
+    if (!g_trace || g_trace_used + n > g_trace_cap) return NULL;
+    unsigned long long *t = g_trace + g_trace_used;
+    g_trace_used += n;
+    return t;
+}
+
+// SPARKD_GEMV4_BAL / cuda_gemv4_bal_set: gemv4_try's balanced K split (1, default) or the
+// round-4 rule (0); -1 = as the environment says.
+static int g_bal = -1;
+extern "C" void cuda_gemv4_bal_set(int on) { g_bal = on < 0 ? -1 : on ? 1 : 0; }
 
 // gemv4 launch (dq path only). Returns 1 when launched, 0 to use gemv_dq_kernel, -1 on error.
 static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, gemv_params &p, int wk_set, err *e) {
@@ -848,7 +1165,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     else
         for (int i = 0; i < a->n; i++) nq += (int)((a->w[i]->rows + 3) / 4);
     const size_t sm = gdq_smem(x->K);
-    const int res = g4_resident(type, sm);
+    const int res = g4_resident(type, sm, p.pre != 0);
     if (res <= 0) return 0;
     // K split: the fewest warps per quad (1, 2, 4; at most the quad's iterations) that give
     // at least 3/4 of the resident warps a quad; none: the old kernel. Forced (mode 2): 1,
@@ -864,9 +1181,37 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
             const char *e4 = getenv("SPARKD_GEMV4_KSMAX");
             ksmax = e4 && (atoi(e4) == 1 || atoi(e4) == 2) ? atoi(e4) : 4;
         }
-        for (int k = 1; k <= ksmax && k <= nit && !ks; k *= 2)
-            if ((int64_t)nq * k * 4 >= (int64_t)res * GEMV_WARPS * 3) ks = k;
+        // SPARKD_GEMV4_BAL (default 1; 0 = the round-4 rule above): where the round-4 rule
+        // already splits K (KS > 1: a product small for the device, latency-bound), a larger
+        // qualifying split when it gives the busiest warp (quads of its group x the quad's
+        // iterations per warp) at least 10% fewer iterations. q+k+v on an H200 (1,536 quads,
+        // 1,056 groups at KS 2): KS 2 leaves some groups 2 quads, others 1 (Q8_0: 8 iterations
+        // for the busiest warp); KS 4 gives every group ~3 quads of 2 (6). (A bandwidth-bound
+        // GB10, where the rule gives KS 1, keeps it.)
+        if (g_bal < 0) {
+            const char *eb = getenv("SPARKD_GEMV4_BAL");
+            g_bal = eb && *eb && !atoi(eb) ? 0 : 1;
+        }
+        const int bal = g_bal;
+        int64_t c0 = -1, best = -1;
+        int kb = 0;
+        for (int k = 1; k <= ksmax && k <= nit && (bal || !ks); k *= 2) {
+            if ((int64_t)nq * k * 4 < (int64_t)res * GEMV_WARPS * 3) continue;
+            const int per_t = res / T < 1 ? 1 : res / T;
+            const int gk = (int)std::min<int64_t>(((int64_t)nq * k + GEMV_WARPS - 1) / GEMV_WARPS, per_t);
+            const int64_t groups = (int64_t)gk * (GEMV_WARPS / k);
+            const int64_t cost = ((nq + groups - 1) / groups) * ((nit + k - 1) / k);
+            if (!ks) {
+                ks = k; // the round-4 choice
+                c0 = cost;
+            }
+            if (best < 0 || cost < best) {
+                best = cost;
+                kb = k;
+            }
+        }
         if (!ks) return 0;
+        if (bal && ks > 1 && kb != ks && best * 10 <= c0 * 9) ks = kb;
     }
     p.nq = nq;
     p.wk = ks;
@@ -879,10 +1224,12 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     if (per_t < 1) per_t = 1;
     int g = (int)(((int64_t)nq * ks + GEMV_WARPS - 1) / GEMV_WARPS);
     if (g > per_t) g = per_t;
+    p.pf = gemv_pf(type, (int64_t)g * GEMV_WARPS, T);
     dim3 grid((unsigned)g, (unsigned)T);
+    p.trace = p.pre ? trace_take(grid) : NULL;
     switch (type) {
 #define X(TY)                                                                                \
-    case TY: CUDA_TRY(cuda_launch(gemv4_kernel<TY>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
+    case TY: CUDA_TRY(cuda_launch(p.pre ? gemv4_kernel<TY, true> : gemv4_kernel<TY, false>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
         X(QT_Q8_0) X(QT_Q4_K) X(QT_Q6_K) X(QT_Q4_0)
 #undef X
     }
@@ -965,13 +1312,16 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     }
     dim3 grid((unsigned)ctas, (unsigned)T);
     if (dq) {
+        p.pre = gemv_pre() ? 1 : 0;
+        p.pf = gemv_pf(type, (int64_t)ctas * GEMV_WARPS, T);
         const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
         if (g4 < 0) return -1;
         if (g4 > 0) return 0;
         const size_t sm = gdq_smem(x->K);
+        p.trace = p.pre ? trace_take(grid) : NULL;
         switch (type) {
 #define X(TY)                                                                                \
-    case TY: CUDA_TRY(cuda_launch(gemv_dq_kernel<TY>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
+    case TY: CUDA_TRY(cuda_launch(p.pre ? gemv_dq_kernel<TY, true> : gemv_dq_kernel<TY, false>, grid, dim3(GEMV_WARPS * 32), sm, stream, p)); break;
             X(QT_Q8_0) X(QT_Q4_K) X(QT_Q6_K) X(QT_Q4_0)
 #undef X
         }

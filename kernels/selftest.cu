@@ -569,6 +569,83 @@ void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
     dfree_all();
 }
 
+// Round 5 (gemv.cu, SPARKD_GEMV_PRE): the int8 GEMV's round-5 kernels (PRE=1: x quantized by
+// gdq_quantize8, the Q4_K step without divergence handling; PRE=3: also the weights past the
+// register ring prefetched into L2 before pdl_wait) against the round-4
+// kernels (cuda_gemv_pre_set(0)): the outputs must be the same bits. err = outputs that differ (tol 0; any non-finite output also fails). g4: the
+// kernel choice (cuda_gemv4_set); wk: K split (gemv_dq_kernel's wk, gemv4's KS at g4 = 2);
+// nmat 3: three matrices in one launch (rows N, 65, 67); pair: gate/up into the activation.
+// control: x differs in one element between the two runs, so the rows MUST differ (the
+// comparison can fail).
+void test_gemv_pre(uint32_t type, int N, int K, int g4, int wk, int nmat, int pair, int control = 0) {
+    const int rows[3] = {N, 65, 67};
+    const int nm = pair ? 2 : nmat;
+    cuda_weight w[3];
+    for (int i = 0; i < nm; i++) {
+        auto raw = gen_rows(type, pair ? N : rows[i], K);
+        if (!make_weight(&w[i], type, raw, pair ? N : rows[i], K)) return;
+    }
+    auto x = randn(K, 1.0);
+    for (int k = 0; k < K; k += 97) x[k] *= 20.0f;       // blocks with a large scale
+    for (int k = 64; k < 96 && k < K; k++) x[k] = 0.0f; // an all-zero block (d = 0)
+    for (int k = 200; k < 232 && k < K; k++) x[k] *= 1e-30f; // tiny values (the division's slow path)
+    for (int k = 256; k < 288 && k < K; k++) x[k] *= 1e-22f; // small (~2^-73: quantize8's fast division)
+    for (int k = 320; k < 352 && k < K; k++) x[k] *= 1e25f;  // large (~2^83)
+    for (int k = 384; k < 416 && k < K; k++) x[k] = (k & 1) ? 1e-41f : 0.0f; // denormal amax
+    for (int k = 448; k < 480 && k < K; k++) x[k] = 1e-24f * (float)(k - 460); // a ~ 2^-75.5 (fast division) ...
+    if (K > 450) { x[449] = 1e-38f; x[450] = 1e-44f; }                       // ... with tiny and denormal x
+    float *dx = dup(x);
+    cuda_mmin m, out;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
+    size_t ny = 0;
+    for (int i = 0; i < nm; i++) ny += pair ? 0 : rows[i];
+    if (pair) {
+        cuda_mmin_carve(&out, dalloc(cuda_mmin_bytes(1, N, CUDA_MMIN_XP)), 1, N, CUDA_MMIN_XP);
+        ny = N;
+    }
+    float *dy = pair ? out.xp : (float *)dalloc(ny * 4), *dummy = (float *)dalloc((size_t)N * 4);
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = nm; a.exact = 0;
+    size_t off = 0;
+    for (int i = 0; i < nm; i++) {
+        a.w[i] = &w[i];
+        a.y[i] = pair ? dummy : dy + off;
+        a.ldy[i] = pair ? N : rows[i];
+        off += pair ? 0 : rows[i];
+    }
+    if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &out; }
+    cuda_gemv4_set(g4);
+    cuda_gemv_wk_set(wk);
+    std::vector<float> y[3]; // SPARKD_GEMV_PRE = 0, 1, 3 (3: with the L2 prefetch, the same bits again)
+    int rc = 0;
+    for (int v = 0; v < 3; v++) {
+        err e2 = {ERR_OK, {0}};
+        if (control && v == 1) { x[5] *= 1.5f; cudaMemcpy(dx, x.data(), (size_t)K * 4, cudaMemcpyHostToDevice); }
+        rc |= cuda_mmin_prepare(dx, K, &m, 1, C->st, &e2);
+        cuda_gemv_pre_set(v == 2 ? 3 : v);
+        poison(dy, ny * 4);
+        rc |= cuda_matmul(&a, &m, C->st, &e2);
+        if (cudaStreamSynchronize(C->st) != cudaSuccess) rc = 1;
+        y[v] = get(dy, ny);
+    }
+    cuda_gemv_pre_set(-1);
+    cuda_gemv_wk_set(0);
+    cuda_gemv4_set(-1);
+    int fin = 1;
+    size_t diff = 0;
+    for (size_t i = 0; i < ny; i++) {
+        if (!isfinite(y[0][i]) || !isfinite(y[1][i]) || !isfinite(y[2][i])) fin = 0;
+        if (memcmp(&y[0][i], &y[1][i], 4) || (!control && memcmp(&y[0][i], &y[2][i], 4))) diff++;
+    }
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s %s%d K%d %s wk%d%s", tname(type), pair ? "2x" : nm == 3 ? "x3 " : "N", N, K,
+             g4 == 0 ? "old" : g4 == 2 ? "gemv4" : "auto", wk, pair ? " pair" : "");
+    if (control) report("gemv-pre-exact control", shape, diff ? 0.0 : 1.0, 0, 0, rc == 0 && fin, "(x differs: rows must differ)");
+    else report("gemv-pre-exact", shape, (double)diff, 0, 0, rc == 0 && fin, "(outputs of PRE=1 or PRE=3 differing from PRE=0)");
+    dfree_all();
+}
+
 void test_matmul_multi() {
     // three matrices in one launch (q/k/v), GEMV and GEMM
     for (int T : {1, 7}) {
@@ -1551,6 +1628,131 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
     dfree_all();
 }
 
+// Round 5 (gemv.cu, SPARKD_GEMV_PRE): a decode step's product as the engine runs it: its
+// producer (cuda_resid_norm of one row, PDL trigger at its start) then the int8 GEMV, both
+// in one CUDA graph of `copies` such pairs (weights rotated over copies beyond the L2),
+// replayed; us per pair with the round-4 kernels and K split (SPARKD_GEMV_PRE=0
+// SPARKD_GEMV4_BAL=0), the default, the default with the round-4 K split, PRE=3 (L2 prefetch),
+// and the producers alone. What ncu's isolated kernel times cannot show: the GEMV's weights
+// moving while its producer runs.
+// ks4: the product forced onto gemv4 with 4 warps per quad (cuda_gemv4_set(2), wk 4): the
+// 1024-row v product, which the default choice leaves on gemv_dq_kernel (64 CTAs).
+void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pair, int ks4 = 0) {
+    const int nw = pair ? 2 : 1;
+    const uint64_t wb = cuda_weight_bytes(type, rows, K) * nw;
+    int copies = (int)((768ull << 20) / wb) + 1;
+    if (copies > 48) copies = 48;
+    auto raw = gen_rows(type, rows, K);
+    std::vector<cuda_weight> ws((size_t)copies * nw);
+    for (auto &w : ws)
+        if (!make_weight(&w, type, raw, rows, K)) return;
+    float *dx = dup(randn(K, 2.0)), *dnw = dup(randn(K, 0.3));
+    cuda_mmin m, out;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(1, K, CUDA_MMIN_XP)), 1, K, CUDA_MMIN_XP);
+    cuda_mmin_carve(&out, dalloc(cuda_mmin_bytes(1, rows, CUDA_MMIN_XP)), 1, rows, CUDA_MMIN_XP);
+    float *dy = (float *)dalloc((size_t)rows * 4);
+    cuda_resid_args ra;
+    memset(&ra, 0, sizeof ra);
+    ra.x = dx; ra.norm_w = dnw; ra.n = 1; ra.dim = K; ra.eps = 1e-6f; ra.out = &m;
+    auto step = [&](int i, bool gemv) {
+        err e3;
+        cuda_resid_norm(&ra, C->st, &e3);
+        if (!gemv) return;
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.n = nw; a.exact = 0;
+        for (int j = 0; j < nw; j++) { a.w[j] = &ws[(size_t)i * nw + j]; a.y[j] = dy; a.ldy[j] = rows; }
+        if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &out; }
+        cuda_matmul(&a, &m, C->st, &e3);
+    };
+    // PRE=0 (with BAL=0: the round-4 kernels and K split), PRE=1, producers alone, PRE=3 (L2
+    // prefetch before pdl_wait), PRE=1 with BAL=0 (the round-4 K split)
+    double us[5] = {0, 0, 0, 0, 0};
+    if (ks4) {
+        cuda_gemv4_set(2);
+        cuda_gemv_wk_set(4);
+    }
+    for (int v = 0; v < 5; v++) {
+        cuda_gemv_pre_set(v == 1 || v == 4 ? 1 : v == 3 ? 3 : 0);
+        cuda_gemv4_bal_set(v == 0 || v == 4 ? 0 : 1);
+        step(0, true); // warm-up outside the capture (occupancy and attribute caches)
+        cudaStreamSynchronize(C->st);
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        if (cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) != cudaSuccess) break;
+        for (int i = 0; i < copies; i++) step(i, v != 2);
+        if (cudaStreamEndCapture(C->st, &g) != cudaSuccess) break;
+        const bool okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
+        cudaGraphDestroy(g);
+        if (!okg) break;
+        us[v] = time_us([&] { cudaGraphLaunch(ge, C->st); }, 20) / copies;
+        cudaGraphExecDestroy(ge);
+    }
+    // the default variant's timeline: per CTA of every GEMV in the graph, globaltimer stamps
+    // (start, ring loads issued, pdl_wait returned, x quantized, done), relative to the end
+    // of the GEMV before it (its last CTA), averaged over the graph's launches 1 .. copies-1
+    double tl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int tl_n = 0;
+    {
+        cuda_gemv_pre_set(1);
+        cuda_gemv4_bal_set(1);
+        const size_t cap = (size_t)copies * 2048 * 5;
+        unsigned long long *tb = (unsigned long long *)dalloc(cap * 8);
+        cudaMemset(tb, 0, cap * 8);
+        cudaStreamSynchronize(C->st);
+        cuda_gemv_trace_set(tb, cap);
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        bool okg = cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) == cudaSuccess;
+        if (okg) {
+            for (int i = 0; i < copies; i++) step(i, true);
+            okg = cudaStreamEndCapture(C->st, &g) == cudaSuccess;
+        }
+        const size_t used = cuda_gemv_trace_set(NULL, 0);
+        if (okg) {
+            okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
+            cudaGraphDestroy(g);
+        }
+        if (okg) {
+            cudaGraphLaunch(ge, C->st);
+            cudaGraphLaunch(ge, C->st);
+            cudaStreamSynchronize(C->st);
+            cudaGraphExecDestroy(ge);
+            const size_t per = used / copies, nct = per / 5;
+            auto h = get(tb, used);
+            for (int i = 1; i < copies && per && nct; i++) {
+                const unsigned long long *a = &h[(size_t)(i - 1) * per], *b = &h[(size_t)i * per];
+                unsigned long long pe = 0;
+                std::vector<double> st[5];
+                for (size_t c = 0; c < nct; c++) pe = std::max(pe, a[c * 5 + 4]);
+                for (size_t c = 0; c < nct; c++)
+                    for (int k = 0; k < 5; k++) st[k].push_back((double)b[c * 5 + k] - (double)pe);
+                if (!pe || st[0].empty() || b[0] == 0) continue;
+                for (auto &v : st) std::sort(v.begin(), v.end());
+                const size_t md = st[0].size() / 2;
+                const double v8[8] = {st[0].front(), st[0].back(), st[1][md], st[2][md], st[2].back(), st[3][md], st[3].back(), st[4].back()};
+                for (int k = 0; k < 8; k++) tl[k] += v8[k] * 1e-3;
+                tl_n++;
+            }
+            for (double &v : tl) v = tl_n ? v / tl_n : 0.0;
+        }
+    }
+    cuda_gemv_pre_set(-1);
+    cuda_gemv4_bal_set(-1);
+    cuda_gemv4_set(-1);
+    cuda_gemv_wk_set(0);
+    cudaError_t ce = cudaGetLastError();
+    if (tl_n)
+        fprintf(C->f, "| gemv timeline | %s %s%s | us after the previous GEMV's last CTA ended (PRE=1, %d launches): first CTA start %.2f, last start %.2f | ring issued (median CTA) %.2f | pdl_wait returned median %.2f, last %.2f | x quantized median %.2f, last %.2f | last CTA done %.2f |\n",
+                tname(type), name, ks4 ? " (gemv4 KS 4)" : "", tl_n, tl[0], tl[1], tl[2], tl[3], tl[4], tl[5], tl[6], tl[7]);
+    fprintf(C->f, "| decode chain | %s %s%s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
+            tname(type), name, ks4 ? " (gemv4 KS 4)" : "", rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
+            us[0] - us[2], us[1] - us[2], (double)wb / ((us[0] - us[2]) * 1e3), (double)wb / ((us[1] - us[2]) * 1e3),
+            ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+    fflush(C->f);
+    dfree_all();
+}
+
 // The Qwen3-8B prefill products (q+k+v, o, gate+up, down) at T = 64 and 512: the f16
 // tensor-core kernel exact (hi + lo) and fast (one f16), and the int8 one (mmq), each
 // with weights rotated over copies beyond the L2; TOPS = 2 T N K / time. Also the cost
@@ -1921,6 +2123,17 @@ extern "C" int cuda_kbench(void *file, err *e) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
         // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
         cuda_gemv_dp4a_set(0);
+        // round 5: each product behind its producer in a graph with PDL, pre-wait work off / on
+        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+            bench_decode_chain(t, "q+k+v", 6144, 4096, 0);
+            if (t == QUANT_Q4_K) bench_decode_chain(t, "q+k", 5120, 4096, 0); // Q4_K_M's layers with a Q6_K v
+            bench_decode_chain(t, "o", 4096, 4096, 0);
+            bench_decode_chain(t, "v", 1024, 4096, 0);
+            bench_decode_chain(t, "v", 1024, 4096, 0, 1);
+            bench_decode_chain(t, "gate+up", 12288, 4096, 1);
+            bench_decode_chain(t, "down", 4096, 12288, 0);
+            if (t == QUANT_Q6_K) bench_decode_chain(t, "head", 151936, 4096, 0); // Q4_K_M's output
+        }
         for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
             bench_matmul(t, 6144, 4096, probe, true);
             bench_matmul(t, 4096, 4096, probe, true);
@@ -2047,10 +2260,33 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
         test_gemv_dq(t, 24576, 4096, 0, 0);
         test_gemv_dq(t, 4096, 4096, 0, 0);
+        test_gemv_dq(t, 6144, 4096, 1, 0); // q+k+v: the balanced K split (KS 4 on an H200)
         if (!quick) test_gemv_dq(t, 4096, 12288, 1, 0);
     }
     g_gemv_tag = "";
     cuda_gemv4_set(-1);
+    // round 5: the round-5 int8 kernels (PRE=1 and 3) bit-identical to the round-4 kernels on
+    // every int8 type and kernel shape: the old per-32-rows kernel (wk 1, 2, with
+    // prefetched iterations at K 12288), gemv4 at KS 1 / 2 / 4, three matrices, the paired
+    // gate/up, odd K (a partial pass of quantize8), the default choice on Qwen3-8B shapes
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int Kodd = t == QUANT_Q8_0 || t == QUANT_Q4_0 ? 2112 : 2304;
+        test_gemv_pre(t, 67, Kodd, 0, 1, 1, 0);
+        test_gemv_pre(t, 257, 12288, 0, 1, 1, 0);
+        test_gemv_pre(t, 1000, 4096, 0, 2, 1, 0);
+        test_gemv_pre(t, 1280, 4096, 0, 0, 1, 1);
+        test_gemv_pre(t, 1000, Kodd, 2, 1, 1, 0);
+        test_gemv_pre(t, 1000, Kodd, 2, 2, 1, 0);
+        test_gemv_pre(t, 257, 4096, 2, 4, 1, 0);
+        test_gemv_pre(t, 129, 12288, 2, 2, 3, 0);
+        test_gemv_pre(t, 1280, Kodd, 2, 1, 1, 1);
+        test_gemv_pre(t, 1280, 2304, 2, 2, 1, 1);
+        test_gemv_pre(t, 4096, 4096, 1, 0, 1, 0);
+        if (quick) continue;
+        test_gemv_pre(t, 4096, 12288, 1, 0, 1, 0);
+        test_gemv_pre(t, 12288, 4096, 1, 0, 1, 1);
+    }
+    test_gemv_pre(QUANT_Q4_K, 4096, 4096, 1, 0, 1, 0, 1);
     // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K, Q6_K): tokens
     // 2/7/64/65/512/1000, rows not multiples of 128, odd chunk counts, two matrices with
     // padded ldy, accumulate, split K
