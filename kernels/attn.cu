@@ -14,6 +14,7 @@
 #include "cuda_kern.h"
 
 #include <cuda_fp8.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kern_util.cuh"
@@ -645,6 +646,253 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_
     }
 }
 
+// ---------------------------------------------------------------- decode, deeper pipeline
+//
+// attn_dec2_kernel: the same item/partial contract as attn_dec_kernel, with
+// - a ring of NS stages per warp (runtime: 3 where two CTAs of that size fit an SM, H100/H200;
+//   else 2), so NS - 1 steps of K/V (8 KB each at d128) are in flight per warp while one is
+//   computed (the old kernel: one);
+// - rows unpadded (D halves) with the 16-byte chunks XOR-swizzled by row & 7 (ldmatrix stays
+//   conflict-free), so three stages of four warps + Q fit twice in an SM's 228 KB;
+// - the block id of the step after the next prefetched into a register one step ahead (the old
+//   kernel's issue waited on that load before computing);
+// - the first steps' copies issued before Q is staged (their latencies overlap).
+// The plan (cuda_attn_dec_plan) then sizes the grid to one wave of resident CTAs.
+template <int D> struct dec2_smem {
+    static constexpr int Q = 2 * DEC_ROWS * D * 2;       // Q hi, lo (bytes)
+    static constexpr int STAGE = 2 * DEC_STEP * D * 2;   // K + V rows of one step
+    static constexpr int PART = DEC_WARPS * DEC_ROWS * (D + 2) * 4;
+    static int total(int ns) { return Q + (DEC_WARPS * ns * STAGE > PART ? DEC_WARPS * ns * STAGE : PART); }
+};
+// halves offset of (row r, element d) in a swizzled row-major [.][D] f16 buffer
+template <int D> __device__ __forceinline__ int swz(int r, int d) { return r * D + ((((d >> 3) ^ r) & 7) | ((d >> 3) & ~7)) * 8 + (d & 7); }
+
+template <int D>
+__global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda_attn_args a, const int NS) {
+    using SM = dec2_smem<D>;
+    constexpr int NT = D / 8; // dim n-tiles of O
+    extern __shared__ __align__(16) uint8_t dsm[];
+    __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * D;
+    uint8_t *kvs = dsm + SM::Q;
+    pdl_trigger();
+    pdl_wait();
+    const cuda_attn_item &it = a.plan[blockIdx.x];
+    if (it.n <= 0) return;
+    const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = it.n * G;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c = lane & 3;
+    const float qsc = a.scale * 1.4426950408889634f;
+
+    int minpos = 1 << 30, maxpos = 0;
+    for (int m = 0; m < it.n; m++) {
+        const int p = a.tiles[it.tile[m]].pos0;
+        minpos = min(minpos, p);
+        maxpos = max(maxpos, p);
+    }
+    int lo = it.p0, hi = min(it.p1, maxpos + 1);
+    if (a.window > 0) lo = max(lo, minpos - a.window + 1);
+    const int nsteps_all = hi > lo ? (hi - lo + DEC_STEP - 1) / DEC_STEP : 0;
+    const int per = (nsteps_all + it.nparts - 1) / it.nparts;
+    const int s0 = it.part * per, s1 = min(nsteps_all, s0 + per);
+    const int seq0 = a.tiles[it.tile[0]].seq;
+    const int32_t *btab = a.block_tables + (size_t)seq0 * a.max_blocks;
+    const int kvb = a.kv_block;
+
+    __half *wbuf = (__half *)(kvs + (size_t)warp * NS * SM::STAGE); // [stage][K 16 x D | V 16 x D]
+    const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+    // lane l (mod 16): position of row l of step s (past hi: the last valid row) and its block id
+    auto pos_of = [&](int s) { return min(lo + s * DEC_STEP + (lane & 15), hi - 1); };
+    auto issue = [&](int s, int blk, int stage) {
+        __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
+        const size_t row = ((size_t)blk * a.n_kv + hk) * kvb + pos_of(s) % kvb;
+        constexpr int CH = D / 8;
+#pragma unroll
+        for (int i = 0; i < DEC_STEP * CH / 32; i++) {
+            const int j = lane + 32 * i, rr = j / CH, ch = j % CH;
+            const size_t rw = __shfl_sync(0xffffffffu, (unsigned long long)row, rr);
+            const int o = swz<D>(rr, ch * 8);
+            cp_async16(kb + o, K + rw * D + ch * 8);
+            cp_async16(vb + o, V + rw * D + ch * 8);
+        }
+    };
+    // prologue: this warp's first NS - 1 steps (s0 + warp + k * DEC_WARPS) into stages 0..NS-2
+    int s = s0 + warp;
+    int b0[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const int sk = s + k * DEC_WARPS;
+        b0[k] = k < NS - 1 && sk < s1 ? btab[pos_of(sk) / kvb] : 0;
+    }
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        if (k >= NS - 1) break;
+        if (s + k * DEC_WARPS < s1) issue(s + k * DEC_WARPS, b0[k], k);
+        cp_commit();
+    }
+    int sn = s + (NS - 1) * DEC_WARPS; // the next step to issue, and its block id (prefetched)
+    int nblk = sn < s1 ? btab[pos_of(sn) / kvb] : 0;
+
+    // Q rows (member r / G, head hk * G + r % G) * scale * log2 e -> f16 hi, lo; rows >= R zero
+    for (int idx = threadIdx.x; idx < DEC_ROWS * (D / 2); idx += blockDim.x) {
+        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        float x = 0.0f, y = 0.0f;
+        if (r < R) {
+            const float *q = a.q + (size_t)a.tiles[it.tile[r / G]].t0 * a.ldq + (size_t)(hk * G + r % G) * D + d;
+            x = q[0] * qsc;
+            y = q[1] * qsc;
+        }
+        uint32_t h_, l_;
+        split2(x, y, h_, l_);
+        *(uint32_t *)(qh + swz<D>(r, d)) = h_;
+        *(uint32_t *)(ql + swz<D>(r, d)) = l_;
+    }
+    int rpos[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = mt * 16 + g + 8 * hh;
+            rpos[mt][hh] = r < R ? a.tiles[it.tile[r / G]].pos0 : -1;
+        }
+    const int nmt = R > 16 ? 2 : 1;
+    __syncthreads();
+
+    float o[2][NT][4], mrow[2][2], lrow[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) mrow[mt][hh] = -INFINITY, lrow[mt][hh] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+    }
+    for (int stage = 0; s < s1; s += DEC_WARPS) {
+        // refill the stage computed last iteration with step sn; then wait for step s
+        if (sn < s1) {
+            issue(sn, nblk, stage == 0 ? NS - 1 : stage - 1);
+            sn += DEC_WARPS;
+            if (sn < s1) nblk = btab[pos_of(sn) / kvb];
+        }
+        cp_commit();
+        if (NS == 3) cp_wait<2>();
+        else cp_wait<1>();
+        __syncwarp();
+        const __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
+        const int p0 = lo + s * DEC_STEP;
+        float sc[2][2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            uint32_t kf[4]; // b0, b1 of positions 0-7, then of 8-15
+            ldsm4(kf, kb + swz<D>((lane >> 4) * 8 + (lane & 7), ks * 16 + ((lane >> 3) & 1) * 8));
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                if (mt >= nmt) break;
+                uint32_t ah[4], al[4];
+                const int qo = swz<D>(mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), ks * 16 + (lane >> 4) * 8);
+                ldsm4(ah, qh + qo);
+                ldsm4(al, ql + qo);
+                mma16816(sc[mt][0], ah, kf[0], kf[1]);
+                mma16816(sc[mt][1], ah, kf[2], kf[3]);
+                mma16816(sc[mt][0], al, kf[0], kf[1]);
+                mma16816(sc[mt][1], al, kf[2], kf[3]);
+            }
+        }
+        uint32_t ph[2][4], pl[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            if (mt >= nmt) break;
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int pr = rpos[mt][hh];
+                float v[4];
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int p = p0 + nt * 8 + 2 * c + e;
+                        const bool ok = p < hi && p <= pr && (a.window <= 0 || p > pr - a.window);
+                        v[nt * 2 + e] = ok ? sc[mt][nt][2 * hh + e] : -INFINITY;
+                    }
+                float mx = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mn = fmaxf(mrow[mt][hh], mx);
+                const float corr = mn == -INFINITY ? 1.0f : exp2f(mrow[mt][hh] - mn);
+                mrow[mt][hh] = mn;
+                float ps = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    v[i] = mn == -INFINITY ? 0.0f : exp2f(v[i] - mn);
+                    ps += v[i];
+                }
+                lrow[mt][hh] = lrow[mt][hh] * corr + ps;
+#pragma unroll
+                for (int n = 0; n < NT; n++) o[mt][n][2 * hh] *= corr, o[mt][n][2 * hh + 1] *= corr;
+                split2(v[0], v[1], ph[mt][hh], pl[mt][hh]);
+                split2(v[2], v[3], ph[mt][2 + hh], pl[mt][2 + hh]);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            uint32_t vf[4];
+            ldsm4t(vf, vb + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), j * 16 + (lane >> 4) * 8));
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                if (mt >= nmt) break;
+                mma16816(o[mt][2 * j], ph[mt], vf[0], vf[1]);
+                mma16816(o[mt][2 * j + 1], ph[mt], vf[2], vf[3]);
+                mma16816(o[mt][2 * j], pl[mt], vf[0], vf[1]);
+                mma16816(o[mt][2 * j + 1], pl[mt], vf[2], vf[3]);
+            }
+        }
+        __syncwarp(); // this stage is refilled next iteration
+        stage = stage + 1 == NS ? 0 : stage + 1;
+    }
+    cp_wait<0>();
+    __syncthreads();
+
+    float *part = (float *)kvs;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float l = lrow[mt][hh];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int r = mt * 16 + g + 8 * hh;
+            float *dst = part + ((size_t)warp * DEC_ROWS + r) * (D + 2);
+            if (mt < nmt) {
+#pragma unroll
+                for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[mt][n][2 * hh], o[mt][n][2 * hh + 1]);
+            }
+            if (c == 0) dst[D] = mt < nmt ? mrow[mt][hh] : -INFINITY, dst[D + 1] = mt < nmt ? l : 0.0f;
+        }
+    }
+    __syncthreads();
+    for (int r = 0; r < R; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) mx = fmaxf(mx, part[((size_t)w * DEC_ROWS + r) * (D + 2) + D]);
+        const int mem = r / G, h = hk * G + r % G;
+        float *dst = a.work + (((size_t)a.tiles[it.tile[mem]].t0 * a.n_head + h) * a.plan_nsl + it.slot[mem]) * (D + 2);
+        for (int d = threadIdx.x; d < D + 1; d += blockDim.x) {
+            float acc = 0.0f, ls = 0.0f;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const float *src = part + ((size_t)w * DEC_ROWS + r) * (D + 2);
+                const float cw = src[D] == -INFINITY ? 0.0f : exp2f(src[D] - mx);
+                if (d < D) acc += src[d] * cw;
+                else ls += src[D + 1] * cw;
+            }
+            if (d < D) dst[d] = acc;
+            else dst[D] = mx, dst[D + 1] = ls;
+        }
+    }
+}
+
 // grid (n_tiles, n_head), D threads: merges the plan_nslot[tile] partials of the tile's
 // token and head h (log2 units), adds the sink, writes the output row.
 template <int D>
@@ -696,9 +944,58 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
            n_head / n_kv <= DEC_ROWS;
 }
 
+// SPARKD_ATTN_DEC_OLD=1: attn_dec_kernel and its plan (~4 CTAs per SM, >= 8 steps an item), the
+// A/B of attn_dec2_kernel. SPARKD_ATTN_DEC_WAVES=N: the new plan sizes the grid to N waves of
+// resident CTAs (default 1). Read once; cuda_attn_dec_tune sets them (benches).
+static int g_dec_old = -1, g_dec_waves = 1;
+static void dec_env() {
+    if (g_dec_old >= 0) return;
+    const char *s = getenv("SPARKD_ATTN_DEC_WAVES");
+    if (s && atoi(s) >= 1 && atoi(s) <= 8) g_dec_waves = atoi(s);
+    s = getenv("SPARKD_ATTN_DEC_OLD");
+    g_dec_old = s && *s && strcmp(s, "0") ? 1 : 0;
+}
+extern "C" void cuda_attn_dec_tune(int old, int waves) {
+    dec_env();
+    if (old >= 0) g_dec_old = old ? 1 : 0;
+    if (waves >= 1 && waves <= 8) g_dec_waves = waves;
+}
+
+// attn_dec2_kernel's launch for head_dim D on the current device: stages per warp (3 where two
+// CTAs fit an SM, else 2), dynamic shared bytes, resident CTAs per SM. Set up once.
+struct dec2_cfg {
+    int ns, smem, per_sm;
+};
+template <int D> static dec2_cfg dec2_setup() {
+    static dec2_cfg c = {0, 0, 0};
+    if (c.ns) return c;
+    int dev = 0, smps = 0, optin = 0, resv = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&smps, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&resv, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
+        smps = optin = resv = 0;
+    const int t3 = dec2_smem<D>::total(3);
+    c.ns = t3 <= optin && 2 * (t3 + resv) <= smps ? 3 : 2;
+    c.smem = dec2_smem<D>::total(c.ns);
+    cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
+    cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    int nb = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec2_kernel<D>, DEC_WARPS * 32, (size_t)c.smem) != cudaSuccess ||
+        nb < 1)
+        nb = 1;
+    cudaGetLastError();
+    c.per_sm = nb;
+    return c;
+}
+
 extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
-    const int target = (4 * sms + n_kv - 1) / (n_kv > 0 ? n_kv : 1); // ~4 CTAs per SM
-    return target + 2 * n;
+    dec_env();
+    if (n_kv < 1) n_kv = 1;
+    if (g_dec_old) return (4 * sms + n_kv - 1) / n_kv + 2 * n; // ~4 CTAs per SM
+    // one wave (g_dec_waves) of resident CTAs for the proportional split, + 2 per token
+    const int w = g_dec_waves * dec2_setup<128>().per_sm * sms / n_kv;
+    return (w > 1 ? w : 1) + 2 * n;
 }
 
 extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 8; }
@@ -772,13 +1069,35 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         }
         total -= (int64_t)best * best_ls; // the shared run is read once, not n times
     }
+    // old plan: >= 8 steps (2 per warp) an item; new: >= 4 (1 per warp), and the target
+    // lowered until the items (each range >= 1) fit the wave: tiny ranges (a member's own rest
+    // after a shared run) must not push big parts into a second wave
+    dec_env();
+    const int minpos_item = (g_dec_old ? 8 : DEC_WARPS) * DEC_STEP;
+    int tgt = target;
     auto parts_of = [&](int64_t len, int cap) {
-        int64_t k = total > 0 ? (len * target + total / 2) / total : 1;
-        const int64_t kmax = (len + 8 * DEC_STEP - 1) / (8 * DEC_STEP); // >= 8 steps (2 per warp) an item
+        int64_t k = total > 0 ? (len * tgt + total / 2) / total : 1;
+        const int64_t kmax = (len + minpos_item - 1) / minpos_item;
         if (k > kmax) k = kmax;
         if (k > cap) k = cap;
         return (int)(k < 1 ? 1 : k);
     };
+    for (int iter = 0; !g_dec_old && iter < 8; iter++) { // (dry run of the two loops below)
+        int sum = 0;
+        for (int k = 0; k < ng; k++) {
+            const int np = parts_of(grp[k].p1, nsl - 4);
+            sum += np;
+            for (int m = 0; m < grp[k].n; m++) nslot[grp[k].tile[m]] += np;
+        }
+        for (int t = 0; t < n_tiles; t++) {
+            const int len = tiles[t].pos0 + 1 - own0[t];
+            sum += parts_of(len > 0 ? len : 1, nsl - nslot[t]);
+            nslot[t] = 0;
+        }
+        if (sum <= target || tgt <= 1) break;
+        tgt -= sum - target;
+        if (tgt < 1) tgt = 1;
+    }
     int n_used = 0;
     for (int k = 0; k < ng; k++) { // cascade items: member slots from 0
         const cuda_attn_item gi = grp[k];
@@ -813,6 +1132,14 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
 
 template <int D>
 static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
+    dec_env();
+    if (!g_dec_old) {
+        const dec2_cfg c = dec2_setup<D>();
+        CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
+                             (size_t)c.smem, stream, *a, c.ns));
+        CUDA_TRY(cuda_launch(attn_dec_combine<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+        return 0;
+    }
     static bool attr = false;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(attn_dec_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, dec_smem<D>::TOTAL));

@@ -308,6 +308,10 @@ typedef struct cuda_attn_item {
 int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type);
 /* Items of the plan grid for a decode batch of n tokens (fixed per n: graphs replay it). */
 int cuda_attn_dec_items(int n, int n_kv, int sms);
+/* The decode kernel's A/B (benches): old = 1 the round-3 kernel and plan, 0 the pipelined one,
+ * -1 unchanged; waves >= 1: resident-CTA waves the plan's grid is sized to. Defaults from
+ * SPARKD_ATTN_DEC_OLD / SPARKD_ATTN_DEC_WAVES. Call before the plans it should change. */
+void cuda_attn_dec_tune(int old, int waves);
 /* Partial slots per token for batches of up to max_seqs tokens. */
 int cuda_attn_dec_nsl(int max_seqs);
 uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);

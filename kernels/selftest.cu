@@ -1775,21 +1775,23 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     a.block_tables = dup(bt); a.max_blocks = max_blocks;
     a.tiles = dup(tiles); a.n_tiles = nseq;
     a.n_head = H; a.n_kv = HK; a.head_dim = D; a.scale = 1.0f / sqrtf((float)D);
-    const int n_items = cuda_attn_dec_items(nseq, HK, st_sms()), nsl = cuda_attn_dec_nsl(nseq);
-    std::vector<cuda_attn_item> items(n_items);
-    std::vector<int32_t> nslot(nseq);
-    const int used = cuda_attn_dec_plan(tiles.data(), nseq, bt.data(), max_blocks, kvb, G, n_items, nsl, items.data(), nslot.data());
-    int casc = 0;
-    for (const cuda_attn_item &it : items) casc += it.n > 1;
+    const int nsl = cuda_attn_dec_nsl(nseq);
     const uint64_t wb = std::max(cuda_attn_work_bytes_tokens(nseq, H, D, 32), cuda_attn_dec_work_bytes(nseq, H, D, nsl));
     float *work = (float *)dalloc(wb);
-    cuda_attn_item *ditems = dup(items);
-    int32_t *dnslot = dup(nslot);
-    for (int mode = 0; mode < 2; mode++) {
+    // modes: the f32 kernel split like the engine; the plan with attn_dec2_kernel (one wave,
+    // then two: SPARKD_ATTN_DEC_WAVES); the round-3 attn_dec_kernel and plan (SPARKD_ATTN_DEC_OLD=1)
+    for (int mode = 0; mode < 4; mode++) {
+        cuda_attn_dec_tune(mode == 3, mode == 2 ? 2 : 1);
+        const int n_items = cuda_attn_dec_items(nseq, HK, st_sms());
+        std::vector<cuda_attn_item> items(n_items);
+        std::vector<int32_t> nslot(nseq);
+        const int used = cuda_attn_dec_plan(tiles.data(), nseq, bt.data(), max_blocks, kvb, G, n_items, nsl, items.data(), nslot.data());
+        int casc = 0;
+        for (const cuda_attn_item &it : items) casc += it.n > 1;
         a.work = work;
         a.n_split = mode == 0 ? (nseq * HK < 2 * st_sms() ? 32 : 4) : 1; // (the engine's choice, CU_ATT_SPLIT_*)
-        a.plan = mode == 1 ? ditems : NULL;
-        a.plan_nslot = dnslot; a.plan_items = n_items; a.plan_nsl = nsl;
+        a.plan = mode ? dup(items) : NULL;
+        a.plan_nslot = dup(nslot); a.plan_items = n_items; a.plan_nsl = nsl;
         int it = 0;
         double us = time_us([&] {
             a.kv.k = ks[it % copies]; a.kv.v = vs[it % copies]; it++;
@@ -1798,13 +1800,15 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         }, 20);
         cudaError_t ce = cudaGetLastError();
         const double gbs = bytes / (us * 1e3);
+        static const char *name[4] = {"", "new (dec2, 1 wave)", "new (dec2, 2 waves)", "round 3 (dec, DEC_OLD)"};
         fprintf(C->f, "| attention decode | ctx %d x %d seq%s | %s | %.1f | %.0f | %.0f%% | %s |\n", ctx, nseq,
-                shared ? " shared prefix" : "", mode ? "new (plan)" : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
+                shared ? " shared prefix" : "", mode ? name[mode] : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
                 probe > 0 ? 100.0 * gbs / probe : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         if (mode) fprintf(C->f, "#   plan: %d of %d items used, %d cascade items, %d slots for token 0; KV read once %.1f MB\n",
                           used, n_items, casc, nslot[0], bytes / 1e6);
         fflush(C->f);
     }
+    cuda_attn_dec_tune(-1, 1);
     dfree_all();
 }
 
@@ -1882,6 +1886,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         bench_attn(32768, 8, 0, probe);
         bench_attn(4096, 1, 0, probe);
         bench_attn(4096, 64, 0, probe);
+        bench_attn(512, 1, 0, probe); // short context: latency, not bandwidth
         st_close_stream();
         return 0;
     }
