@@ -656,7 +656,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_
 //   conflict-free), so three stages of four warps + Q fit twice in an SM's 228 KB;
 // - the block id of the step after the next prefetched into a register one step ahead (the old
 //   kernel's issue waited on that load before computing);
-// - the first steps' copies issued before Q is staged (their latencies overlap).
+// - the first steps' copies issued before Q is staged (their latencies overlap);
+// - with pf_fast (precision fast, as the prefill kernel) Q and P rounded to one f16 each: half
+//   the MMAs and Q fragment loads (~5e-4 relative, the selftest's fast bound 3e-3).
 // The plan (cuda_attn_dec_plan) then sizes the grid to one wave of resident CTAs.
 template <int D> struct dec2_smem {
     static constexpr int Q = 2 * DEC_ROWS * D * 2;       // Q hi, lo (bytes)
@@ -682,6 +684,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
+    const bool fast = a.pf_fast; // precision fast: Q and P one f16 each (the hi MMAs only)
 
     int minpos = 1 << 30, maxpos = 0;
     for (int m = 0; m < it.n; m++) {
@@ -793,9 +796,10 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
                 uint32_t ah[4], al[4];
                 const int qo = swz<D>(mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), ks * 16 + (lane >> 4) * 8);
                 ldsm4(ah, qh + qo);
-                ldsm4(al, ql + qo);
                 mma16816(sc[mt][0], ah, kf[0], kf[1]);
                 mma16816(sc[mt][1], ah, kf[2], kf[3]);
+                if (fast) continue;
+                ldsm4(al, ql + qo);
                 mma16816(sc[mt][0], al, kf[0], kf[1]);
                 mma16816(sc[mt][1], al, kf[2], kf[3]);
             }
@@ -844,6 +848,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
                 if (mt >= nmt) break;
                 mma16816(o[mt][2 * j], ph[mt], vf[0], vf[1]);
                 mma16816(o[mt][2 * j + 1], ph[mt], vf[2], vf[3]);
+                if (fast) continue;
                 mma16816(o[mt][2 * j], pl[mt], vf[0], vf[1]);
                 mma16816(o[mt][2 * j + 1], pl[mt], vf[2], vf[3]);
             }
@@ -939,6 +944,56 @@ __global__ __launch_bounds__(D) void attn_dec_combine(const cuda_attn_args a) {
     row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
 }
 
+// attn_dec_combine for the dec2 path: no shared memory and no barrier; every thread (dim d)
+// reads the slots' (max, sum) itself (the same addresses for all: broadcasts) with its own
+// value, 16 slots per round, all loads of a round independent, merged online (log2 units).
+// A token's ns slots take ceil(ns / 16) rounds of memory latency (the old one: ~3 + ns / 4).
+template <int D>
+__global__ __launch_bounds__(D) void attn_dec_combine2(const cuda_attn_args a) {
+    constexpr int U = 16;
+    pdl_trigger();
+    pdl_wait();
+    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x;
+    const int ns = a.plan_nslot[blockIdx.x];
+    if (ns <= 0) return;
+    const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (D + 2);
+    float M = -INFINITY, L = 0.0f, acc = 0.0f;
+    for (int s0 = 0; s0 < ns; s0 += U) {
+        float m[U], l[U], x[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float *p = part + (size_t)(s0 + u) * (D + 2);
+            const bool in = s0 + u < ns;
+            m[u] = in ? p[D] : -INFINITY;
+            l[u] = in ? p[D + 1] : 0.0f;
+            x[u] = in ? p[d] : 0.0f;
+        }
+        float cm = M;
+#pragma unroll
+        for (int u = 0; u < U; u++) cm = fmaxf(cm, m[u]);
+        if (cm == -INFINITY) continue; // (no positions yet)
+        const float r = M == -INFINITY ? 0.0f : exp2f(M - cm);
+        acc *= r;
+        L *= r;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float w = m[u] == -INFINITY ? 0.0f : exp2f(m[u] - cm);
+            acc += w * x[u];
+            L += w * l[u];
+        }
+        M = cm;
+    }
+    if (a.sinks) {
+        const float sk = a.sinks[h] * 1.4426950408889634f, M2 = fmaxf(M, sk);
+        const float r = M == -INFINITY ? 0.0f : exp2f(M - M2);
+        acc *= r;
+        L = L * r + exp2f(sk - M2);
+    }
+    const float v = L > 0.0f ? acc / L : 0.0f;
+    float *row = a.out + (size_t)t * a.ldo;
+    row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
+}
+
 extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type) {
     return kv_type == CUDA_KV_F16 && (head_dim == 64 || head_dim == 128) && n_kv > 0 && n_head % n_kv == 0 &&
            n_head / n_kv <= DEC_ROWS;
@@ -946,10 +1001,12 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 
 // SPARKD_ATTN_DEC_OLD=1: attn_dec_kernel and its plan (~4 CTAs per SM, >= 8 steps an item), the
 // A/B of attn_dec2_kernel. SPARKD_ATTN_DEC_WAVES=N: the new plan sizes the grid to N waves of
-// resident CTAs (default 1). Read once; cuda_attn_dec_tune sets them (benches).
-static int g_dec_old = -1, g_dec_waves = 1;
+// resident CTAs (default 1). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
+// of its one-f16 path at precision fast). Read once; cuda_attn_dec_tune sets old / waves (benches).
+static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0;
 static void dec_env() {
     if (g_dec_old >= 0) return;
+    g_dec_exact = getenv("SPARKD_ATTN_DEC_EXACT") != NULL; // (pf_fast ignored: hi + lo at precision fast too)
     const char *s = getenv("SPARKD_ATTN_DEC_WAVES");
     if (s && atoi(s) >= 1 && atoi(s) <= 8) g_dec_waves = atoi(s);
     s = getenv("SPARKD_ATTN_DEC_OLD");
@@ -1135,9 +1192,11 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     dec_env();
     if (!g_dec_old) {
         const dec2_cfg c = dec2_setup<D>();
+        cuda_attn_args b = *a;
+        if (g_dec_exact) b.pf_fast = 0;
         CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                             (size_t)c.smem, stream, *a, c.ns));
-        CUDA_TRY(cuda_launch(attn_dec_combine<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+                             (size_t)c.smem, stream, b, c.ns));
+        CUDA_TRY(cuda_launch(attn_dec_combine2<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
         return 0;
     }
     static bool attr = false;

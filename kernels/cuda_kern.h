@@ -292,7 +292,8 @@ typedef struct cuda_attn_args {
      * cuda_attn_pf_tokens(n_head / n_kv) tokens, any n (prompt chunks, several tokens of a
      * sequence, single tokens); n_split and work as for the kernel above. */
     int prefill;
-    int pf_fast;      /* prefill: Q and P as one f16 each (precision fast), else hi + lo halves */
+    int pf_fast;      /* prefill and the decode plan (attn_dec2_kernel): Q and P as one f16 each
+                       * (precision fast), else hi + lo halves */
 } cuda_attn_args;
 
 /* One work item of the decode plan: positions [p0, p1) of KV head blockIdx.y for the n
