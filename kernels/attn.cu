@@ -718,6 +718,19 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
             cp_async16(vb + o, V + rw * D + ch * 8);
         }
     };
+    // Q rows (member r / G, head hk * G + r % G) * scale * log2 e: loaded into registers first
+    // (all loads of the thread in flight at once), stored after the first copies are issued
+    constexpr int QI = DEC_ROWS * (D / 2) / (DEC_WARPS * 32); // (row, pair) items per thread
+    float2 qv[QI];
+#pragma unroll
+    for (int k = 0; k < QI; k++) {
+        const int idx = threadIdx.x + k * DEC_WARPS * 32, r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        qv[k] = make_float2(0.0f, 0.0f);
+        if (r < R) {
+            const float *q = a.q + (size_t)a.tiles[it.tile[r / G]].t0 * a.ldq + (size_t)(hk * G + r % G) * D + d;
+            qv[k] = make_float2(q[0], q[1]);
+        }
+    }
     // prologue: this warp's first NS - 1 steps (s0 + warp + k * DEC_WARPS) into stages 0..NS-2
     int s = s0 + warp;
     int b0[2];
@@ -734,18 +747,12 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     }
     int sn = s + (NS - 1) * DEC_WARPS; // the next step to issue, and its block id (prefetched)
     int nblk = sn < s1 ? btab[pos_of(sn) / kvb] : 0;
-
-    // Q rows (member r / G, head hk * G + r % G) * scale * log2 e -> f16 hi, lo; rows >= R zero
-    for (int idx = threadIdx.x; idx < DEC_ROWS * (D / 2); idx += blockDim.x) {
-        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
-        float x = 0.0f, y = 0.0f;
-        if (r < R) {
-            const float *q = a.q + (size_t)a.tiles[it.tile[r / G]].t0 * a.ldq + (size_t)(hk * G + r % G) * D + d;
-            x = q[0] * qsc;
-            y = q[1] * qsc;
-        }
+    // Q -> f16 hi, lo (rows >= R zero)
+#pragma unroll
+    for (int k = 0; k < QI; k++) {
+        const int idx = threadIdx.x + k * DEC_WARPS * 32, r = idx / (D / 2), d = 2 * (idx % (D / 2));
         uint32_t h_, l_;
-        split2(x, y, h_, l_);
+        split2(qv[k].x * qsc, qv[k].y * qsc, h_, l_);
         *(uint32_t *)(qh + swz<D>(r, d)) = h_;
         *(uint32_t *)(ql + swz<D>(r, d)) = l_;
     }
