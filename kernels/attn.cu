@@ -650,8 +650,8 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_
 //
 // attn_dec2_kernel: the same item/partial contract as attn_dec_kernel, with
 // - a ring of NS stages per warp (runtime: 3 where two CTAs of that size fit an SM, H100/H200;
-//   else 2), so NS - 1 steps of K/V (8 KB each at d128) are in flight per warp while one is
-//   computed (the old kernel: one);
+//   else 2; SPARKD_ATTN_DEC_NS=2..4 for the A/B), so NS - 1 steps of K/V (8 KB each at d128)
+//   are in flight per warp while one is computed (the old kernel: one);
 // - rows unpadded (D halves) with the 16-byte chunks XOR-swizzled by row & 7 (ldmatrix stays
 //   conflict-free), so three stages of four warps + Q fit twice in an SM's 228 KB;
 // - the block id of the step after the next prefetched into a register one step ahead (the old
@@ -660,6 +660,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_
 // - with pf_fast (precision fast, as the prefill kernel) Q and P rounded to one f16 each: half
 //   the MMAs and Q fragment loads (~5e-4 relative, the selftest's fast bound 3e-3).
 // The plan (cuda_attn_dec_plan) then sizes the grid to one wave of resident CTAs.
+#define DEC_NSMAX 4 // stages per warp, at most (SPARKD_ATTN_DEC_NS)
 template <int D> struct dec2_smem {
     static constexpr int Q = 2 * DEC_ROWS * D * 2;       // Q hi, lo (bytes)
     static constexpr int STAGE = 2 * DEC_STEP * D * 2;   // K + V rows of one step
@@ -733,14 +734,14 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     }
     // prologue: this warp's first NS - 1 steps (s0 + warp + k * DEC_WARPS) into stages 0..NS-2
     int s = s0 + warp;
-    int b0[2];
+    int b0[DEC_NSMAX - 1];
 #pragma unroll
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
         const int sk = s + k * DEC_WARPS;
         b0[k] = k < NS - 1 && sk < s1 ? btab[pos_of(sk) / kvb] : 0;
     }
 #pragma unroll
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
         if (k >= NS - 1) break;
         if (s + k * DEC_WARPS < s1) issue(s + k * DEC_WARPS, b0[k], k);
         cp_commit();
@@ -783,7 +784,8 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
             if (sn < s1) nblk = btab[pos_of(sn) / kvb];
         }
         cp_commit();
-        if (NS == 3) cp_wait<2>();
+        if (NS == 4) cp_wait<3>();
+        else if (NS == 3) cp_wait<2>();
         else cp_wait<1>();
         __syncwarp();
         const __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
@@ -1041,6 +1043,8 @@ template <int D> static dec2_cfg dec2_setup() {
         smps = optin = resv = 0;
     const int t3 = dec2_smem<D>::total(3);
     c.ns = t3 <= optin && 2 * (t3 + resv) <= smps ? 3 : 2;
+    const char *env = getenv("SPARKD_ATTN_DEC_NS"); // (A/B: 2, 3 or 4 stages where they fit one CTA)
+    if (env && atoi(env) >= 2 && atoi(env) <= DEC_NSMAX && dec2_smem<D>::total(atoi(env)) <= optin) c.ns = atoi(env);
     c.smem = dec2_smem<D>::total(c.ns);
     cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
     cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
