@@ -678,7 +678,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * D;
     uint8_t *kvs = dsm + SM::Q;
     pdl_trigger();
-    pdl_wait();
+    // The plan, tiles and block tables are host copies made before the step's first kernel (no
+    // kernel writes them): read before pdl_wait, with the first block ids, while the kernel
+    // before (qkv: Q, K/V rows) finishes. Q and K/V only after the wait.
     const cuda_attn_item &it = a.plan[blockIdx.x];
     if (it.n <= 0) return;
     const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = it.n * G;
@@ -719,6 +721,16 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
             cp_async16(vb + o, V + rw * D + ch * 8);
         }
     };
+    int s = s0 + warp;
+    int b0[DEC_NSMAX - 1];
+#pragma unroll
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        const int sk = s + k * DEC_WARPS;
+        b0[k] = k < NS - 1 && sk < s1 ? btab[pos_of(sk) / kvb] : 0;
+    }
+    int sn = s + (NS - 1) * DEC_WARPS; // the next step to issue, and its block id (prefetched)
+    int nblk = sn < s1 ? btab[pos_of(sn) / kvb] : 0;
+    pdl_wait();
     // Q rows (member r / G, head hk * G + r % G) * scale * log2 e: loaded into registers first
     // (all loads of the thread in flight at once), stored after the first copies are issued
     constexpr int QI = DEC_ROWS * (D / 2) / (DEC_WARPS * 32); // (row, pair) items per thread
@@ -733,21 +745,12 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
         }
     }
     // prologue: this warp's first NS - 1 steps (s0 + warp + k * DEC_WARPS) into stages 0..NS-2
-    int s = s0 + warp;
-    int b0[DEC_NSMAX - 1];
-#pragma unroll
-    for (int k = 0; k < DEC_NSMAX - 1; k++) {
-        const int sk = s + k * DEC_WARPS;
-        b0[k] = k < NS - 1 && sk < s1 ? btab[pos_of(sk) / kvb] : 0;
-    }
 #pragma unroll
     for (int k = 0; k < DEC_NSMAX - 1; k++) {
         if (k >= NS - 1) break;
         if (s + k * DEC_WARPS < s1) issue(s + k * DEC_WARPS, b0[k], k);
         cp_commit();
     }
-    int sn = s + (NS - 1) * DEC_WARPS; // the next step to issue, and its block id (prefetched)
-    int nblk = sn < s1 ? btab[pos_of(sn) / kvb] : 0;
     // Q -> f16 hi, lo (rows >= R zero)
 #pragma unroll
     for (int k = 0; k < QI; k++) {
@@ -961,10 +964,10 @@ template <int D>
 __global__ __launch_bounds__(D) void attn_dec_combine2(const cuda_attn_args a) {
     constexpr int U = 16;
     pdl_trigger();
-    pdl_wait();
-    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x;
+    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x; // (host copies: before the wait)
     const int ns = a.plan_nslot[blockIdx.x];
     if (ns <= 0) return;
+    pdl_wait();
     const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (D + 2);
     float M = -INFINITY, L = 0.0f, acc = 0.0f;
     for (int s0 = 0; s0 < ns; s0 += U) {
