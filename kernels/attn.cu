@@ -1035,9 +1035,8 @@ extern "C" void cuda_attn_dec_tune(int old, int waves) {
 struct dec2_cfg {
     int ns, smem, per_sm;
 };
-template <int D> static dec2_cfg dec2_setup() {
-    static dec2_cfg c = {0, 0, 0};
-    if (c.ns) return c;
+template <int D> static dec2_cfg dec2_compute() {
+    dec2_cfg c = {0, 0, 0};
     int dev = 0, smps = 0, optin = 0, resv = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&smps, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
@@ -1054,9 +1053,14 @@ template <int D> static dec2_cfg dec2_setup() {
     int nb = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec2_kernel<D>, DEC_WARPS * 32, (size_t)c.smem) != cudaSuccess ||
         nb < 1)
-        nb = 1;
-    cudaGetLastError();
+        nb = 1, cudaGetLastError();
     c.per_sm = nb;
+    return c;
+}
+// (computed once on the device current at the first call, engine layout or launch: the devices
+// of one process are taken to be of one kind; the kernel's attributes are set per device at launch)
+template <int D> static dec2_cfg dec2_setup() {
+    static const dec2_cfg c = dec2_compute<D>(); // (a function-local static: initialized once, thread-safe)
     return c;
 }
 
@@ -1206,6 +1210,14 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     dec_env();
     if (!g_dec_old) {
         const dec2_cfg c = dec2_setup<D>();
+        static bool set[64]; // (function attributes are per device)
+        int dev = 0;
+        CUDA_TRY(cudaGetDevice(&dev));
+        if (dev < 0 || dev >= 64 || !set[dev]) {
+            CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem));
+            CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+            if (dev >= 0 && dev < 64) set[dev] = true;
+        }
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
         CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
