@@ -649,11 +649,10 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_
 // ---------------------------------------------------------------- decode, deeper pipeline
 //
 // attn_dec2_kernel: the same item/partial contract as attn_dec_kernel, with
-// - a ring of NS stages per warp (runtime: 3 where two CTAs of that size fit an SM, H100/H200;
-//   else 2; SPARKD_ATTN_DEC_NS=2..4 for the A/B), so NS - 1 steps of K/V (8 KB each at d128)
-//   are in flight per warp while one is computed (the old kernel: one);
+// - a ring of NS stages per warp (2 by default, as the old kernel; SPARKD_ATTN_DEC_NS=3|4), so
+//   NS - 1 steps of K/V (8 KB each at d128) are in flight per warp while one is computed;
 // - rows unpadded (D halves) with the 16-byte chunks XOR-swizzled by row & 7 (ldmatrix stays
-//   conflict-free), so three stages of four warps + Q fit twice in an SM's 228 KB;
+//   conflict-free): 81 KB a CTA at 2 stages (the old kernel 87 KB), 112 KB at 3;
 // - the block id of the step after the next prefetched into a register one step ahead (the old
 //   kernel's issue waited on that load before computing);
 // - the first steps' copies issued before Q is staged (their latencies overlap);
@@ -1013,11 +1012,13 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 
 // SPARKD_ATTN_DEC_OLD=1: attn_dec_kernel and its plan (~4 CTAs per SM, >= 8 steps an item), the
 // A/B of attn_dec2_kernel. SPARKD_ATTN_DEC_WAVES=N: the new plan sizes the grid to N waves of
-// resident CTAs (default 1). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
+// resident CTAs (default 1); SPARKD_ATTN_DEC_MINSTEPS=n: >= n steps of 16 an item (default 8). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
 // of its one-f16 path at precision fast). Read once; cuda_attn_dec_tune sets old / waves (benches).
-static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0;
+static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8;
 static void dec_env() {
     if (g_dec_old >= 0) return;
+    const char *ms = getenv("SPARKD_ATTN_DEC_MINSTEPS"); // (steps an item at least: 8 = the old plan's)
+    if (ms && atoi(ms) >= 1 && atoi(ms) <= 64) g_dec_minsteps = atoi(ms);
     g_dec_exact = getenv("SPARKD_ATTN_DEC_EXACT") != NULL; // (pf_fast ignored: hi + lo at precision fast too)
     const char *s = getenv("SPARKD_ATTN_DEC_WAVES");
     if (s && atoi(s) >= 1 && atoi(s) <= 8) g_dec_waves = atoi(s);
@@ -1033,23 +1034,26 @@ extern "C" void cuda_attn_dec_tune(int old, int waves) {
 // attn_dec2_kernel's launch for head_dim D on the current device: stages per warp (3 where two
 // CTAs fit an SM, else 2), dynamic shared bytes, resident CTAs per SM. Set up once.
 struct dec2_cfg {
-    int ns, smem, per_sm;
+    int ns, smem, per_sm, carveout;
 };
 template <int D> static dec2_cfg dec2_compute() {
-    dec2_cfg c = {0, 0, 0};
-    int dev = 0, smps = 0, optin = 0, resv = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&smps, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&resv, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
-        smps = optin = resv = 0;
-    const int t3 = dec2_smem<D>::total(3);
-    c.ns = t3 <= optin && 2 * (t3 + resv) <= smps ? 3 : 2;
-    const char *env = getenv("SPARKD_ATTN_DEC_NS"); // (A/B: 2, 3 or 4 stages where they fit one CTA)
+    dec2_cfg c = {0, 0, 0, 0};
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+        optin = 0, cudaGetLastError();
+    // 2 stages (81 KB at d128: two CTAs leave ~60 KB of an H200 SM to the kernels around it,
+    // as the round-3 kernel's 87 KB did). Run 1 (H200): 3 stages (112 KB, the whole SM for two
+    // CTAs) + a 100% shared carveout gained ~2 us of 54 at 32K b1 over a two-wave plan but cost
+    // 6-11 us a layer at ~600 positions in the whole model (the GEMVs' early-launched CTAs and
+    // their L2 prefetch had no room / a different L1 split): SPARKD_ATTN_DEC_NS=3|4 and
+    // SPARKD_ATTN_DEC_CARVEOUT=1 for the A/B.
+    c.ns = 2;
+    const char *env = getenv("SPARKD_ATTN_DEC_NS");
     if (env && atoi(env) >= 2 && atoi(env) <= DEC_NSMAX && dec2_smem<D>::total(atoi(env)) <= optin) c.ns = atoi(env);
+    c.carveout = getenv("SPARKD_ATTN_DEC_CARVEOUT") != NULL;
     c.smem = dec2_smem<D>::total(c.ns);
     cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
-    cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    if (c.carveout) cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
     int nb = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec2_kernel<D>, DEC_WARPS * 32, (size_t)c.smem) != cudaSuccess ||
         nb < 1)
@@ -1144,11 +1148,11 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         }
         total -= (int64_t)best * best_ls; // the shared run is read once, not n times
     }
-    // old plan: >= 8 steps (2 per warp) an item; new: >= 4 (1 per warp), and the target
-    // lowered until the items (each range >= 1) fit the wave: tiny ranges (a member's own rest
-    // after a shared run) must not push big parts into a second wave
+    // >= 8 steps (2 per warp) an item (new plan: SPARKD_ATTN_DEC_MINSTEPS); new plan: the
+    // target lowered until the items (each range >= 1) fit the wave: tiny ranges (a member's
+    // own rest after a shared run) must not push big parts into a second wave
     dec_env();
-    const int minpos_item = (g_dec_old ? 8 : DEC_WARPS) * DEC_STEP;
+    const int minpos_item = (g_dec_old ? 8 : g_dec_minsteps) * DEC_STEP;
     int tgt = target;
     auto parts_of = [&](int64_t len, int cap) {
         int64_t k = total > 0 ? (len * tgt + total / 2) / total : 1;
@@ -1215,7 +1219,8 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         CUDA_TRY(cudaGetDevice(&dev));
         if (dev < 0 || dev >= 64 || !set[dev]) {
             CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem));
-            CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+            if (c.carveout)
+                CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
             if (dev >= 0 && dev < 64) set[dev] = true;
         }
         cuda_attn_args b = *a;
