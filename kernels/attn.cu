@@ -680,9 +680,12 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     // The plan, tiles and block tables are host copies made before the step's first kernel (no
     // kernel writes them): read before pdl_wait, with the first block ids, while the kernel
     // before (qkv: Q, K/V rows) finishes. Q and K/V only after the wait.
-    const cuda_attn_item &it = a.plan[blockIdx.x];
+    // item-major: CTA i takes item i / n_kv for KV head i % n_kv (the plan is sorted longest
+    // first, so the first wave holds the long parts of every head)
+    const int cta = blockIdx.x + blockIdx.y * gridDim.x;
+    const cuda_attn_item &it = a.plan[cta / a.n_kv];
     if (it.n <= 0) return;
-    const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = it.n * G;
+    const int hk = cta % a.n_kv, G = a.n_head / a.n_kv, R = it.n * G;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
@@ -1083,6 +1086,16 @@ extern "C" uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, in
     return (uint64_t)T * n_head * nsl * (uint64_t)(head_dim + 2) * 4;
 }
 
+// (the order of the new plan: positions per part descending, then cascade first, tile, part)
+static int dec_item_cmp(const void *pa, const void *pb) {
+    const cuda_attn_item *a = (const cuda_attn_item *)pa, *b = (const cuda_attn_item *)pb;
+    const int la = (a->p1 - a->p0 + a->nparts - 1) / a->nparts, lb = (b->p1 - b->p0 + b->nparts - 1) / b->nparts;
+    if (la != lb) return la > lb ? -1 : 1;
+    if (a->n != b->n) return a->n > b->n ? -1 : 1;
+    if (a->tile[0] != b->tile[0]) return a->tile[0] < b->tile[0] ? -1 : 1;
+    return a->part < b->part ? -1 : a->part > b->part ? 1 : 0;
+}
+
 extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks,
                                   int kv_block, int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot) {
     enum { MAXT = 1024, MAXG = 128 };
@@ -1170,7 +1183,9 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         }
         for (int t = 0; t < n_tiles; t++) {
             const int len = tiles[t].pos0 + 1 - own0[t];
-            sum += parts_of(len > 0 ? len : 1, nsl - nslot[t]);
+            // (a range under half an item's share, e.g. a member's rest after a shared run,
+            // goes last (the sort below) and does not count against the wave)
+            if (2 * (int64_t)(len > 0 ? len : 1) * target >= total) sum += parts_of(len > 0 ? len : 1, nsl - nslot[t]);
             nslot[t] = 0;
         }
         if (sum <= target || tgt <= 1) break;
@@ -1206,6 +1221,9 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
             x->slot[0] = (int16_t)nslot[t]++;
         }
     }
+    // new plan: longest items first; attn_dec2_kernel takes items in that order over all KV
+    // heads (item-major CTA order), so the long parts fill the first wave and short ones follow
+    if (!g_dec_old) qsort(items, (size_t)n_used, sizeof *items, dec_item_cmp);
     return n_used;
 }
 
