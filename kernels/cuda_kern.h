@@ -296,10 +296,12 @@ typedef struct cuda_attn_args {
                        * (precision fast), else hi + lo halves */
 } cuda_attn_args;
 
-/* One work item of the decode plan: positions [p0, p1) of KV head blockIdx.y for the n
- * member tokens (tile indices; n > 1 only when they share the physical blocks holding
- * [p0, p1): the shared-prefix "cascade" pass), part `part` of `nparts` of that range after
- * the layer's window clips it. Member m's partial goes to slot[m] of its token. n = 0: idle. */
+/* One work item of the decode plan: positions [p0, p1) of one KV head (every head runs every
+ * item: the round-3 kernel item blockIdx.x x head blockIdx.y, the current one item-major,
+ * CTA i = item i / n_kv x head i % n_kv) for the n member tokens (tile indices; n > 1 only
+ * when they share the physical blocks holding [p0, p1): the shared-prefix "cascade" pass),
+ * part `part` of `nparts` of that range after the layer's window clips it. Member m's
+ * partial goes to slot[m] of its token. n = 0: idle. */
 #define CUDA_ATTN_MEMBERS 8
 typedef struct cuda_attn_item {
     int32_t n, p0, p1, part, nparts;
@@ -320,7 +322,8 @@ uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);
  * (host copies, n == 1 each, t0 = token index = tile index) with block tables bt (n_seq,
  * max_blocks): groups of tiles whose tables start with the same block ids get one pass over
  * that shared run (cascade), every tile one over its own rest; ranges split over the items
- * in proportion to their length. No allocation. Returns the items used. */
+ * in proportion to their length (current plan: sorted longest first). No allocation.
+ * Returns the items used. */
 int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks, int kv_block,
                        int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot);
 /* Whether the prefill kernel takes this shape (kv_type f16, head_dim 64 or 128, group <= 64),
