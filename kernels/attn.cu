@@ -705,6 +705,11 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     const int seq0 = a.tiles[it.tile[0]].seq;
     const int32_t *btab = a.block_tables + (size_t)seq0 * a.max_blocks;
     const int kvb = a.kv_block;
+    // position -> (block index, row in the block); blocks of a power of two (the engine's 16) by shifts
+    const bool kpow2 = (kvb & (kvb - 1)) == 0;
+    const int ksh = __ffs(kvb) - 1;
+    auto blk_at = [&](int p) { return kpow2 ? p >> ksh : p / kvb; };
+    auto row_in = [&](int p) { return kpow2 ? p & (kvb - 1) : p % kvb; };
 
     __half *wbuf = (__half *)(kvs + (size_t)warp * NS * SM::STAGE); // [stage][K 16 x D | V 16 x D]
     const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
@@ -712,7 +717,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     auto pos_of = [&](int s) { return min(lo + s * DEC_STEP + (lane & 15), hi - 1); };
     auto issue = [&](int s, int blk, int stage) {
         __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
-        const size_t row = ((size_t)blk * a.n_kv + hk) * kvb + pos_of(s) % kvb;
+        const size_t row = ((size_t)blk * a.n_kv + hk) * kvb + row_in(pos_of(s));
         constexpr int CH = D / 8;
 #pragma unroll
         for (int i = 0; i < DEC_STEP * CH / 32; i++) {
@@ -728,10 +733,10 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
 #pragma unroll
     for (int k = 0; k < DEC_NSMAX - 1; k++) {
         const int sk = s + k * DEC_WARPS;
-        b0[k] = k < NS - 1 && sk < s1 ? btab[pos_of(sk) / kvb] : 0;
+        b0[k] = k < NS - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
     }
     int sn = s + (NS - 1) * DEC_WARPS; // the next step to issue, and its block id (prefetched)
-    int nblk = sn < s1 ? btab[pos_of(sn) / kvb] : 0;
+    int nblk = sn < s1 ? btab[blk_at(pos_of(sn))] : 0;
     pdl_wait();
     // Q rows (member r / G, head hk * G + r % G) * scale * log2 e: loaded into registers first
     // (all loads of the thread in flight at once), stored after the first copies are issued
@@ -786,7 +791,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
         if (sn < s1) {
             issue(sn, nblk, stage == 0 ? NS - 1 : stage - 1);
             sn += DEC_WARPS;
-            if (sn < s1) nblk = btab[pos_of(sn) / kvb];
+            if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
         }
         cp_commit();
         if (NS == 4) cp_wait<3>();
