@@ -1779,10 +1779,15 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     const uint64_t wb = std::max(cuda_attn_work_bytes_tokens(nseq, H, D, 32), cuda_attn_dec_work_bytes(nseq, H, D, nsl));
     float *work = (float *)dalloc(wb);
     // modes: the f32 kernel split like the engine; the plan with attn_dec2_kernel (one wave,
-    // then two: SPARKD_ATTN_DEC_WAVES); the round-3 attn_dec_kernel and plan (SPARKD_ATTN_DEC_OLD=1)
-    for (int mode = 0; mode < 5; mode++) {
-        cuda_attn_dec_tune(mode == 3, mode == 2 ? 2 : 1);
+    // then two: SPARKD_ATTN_DEC_WAVES); the round-3 attn_dec_kernel and plan (SPARKD_ATTN_DEC_OLD=1);
+    // dec2 at precision fast
+    // modes 5, 6: new and round 3 again with programmatic dependent launch on (as the engine's
+    // graphs: a launch overlaps the tail of the one before)
+    const int pdl0 = cuda_pdl_enabled();
+    for (int mode = 0; mode < 7; mode++) {
+        cuda_attn_dec_tune(mode == 3 || mode == 6, mode == 2 ? 2 : 1);
         a.pf_fast = mode == 4;
+        cuda_pdl_set(mode >= 5 ? 1 : pdl0);
         const int n_items = cuda_attn_dec_items(nseq, HK, st_sms());
         std::vector<cuda_attn_item> items(n_items);
         std::vector<int32_t> nslot(nseq);
@@ -1801,8 +1806,8 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         }, 20);
         cudaError_t ce = cudaGetLastError();
         const double gbs = bytes / (us * 1e3);
-        static const char *name[5] = {"", "new (dec2, 1 wave)", "new (dec2, 2 waves)", "round 3 (dec, DEC_OLD)",
-                                      "new fast (dec2, one f16)"};
+        static const char *name[7] = {"", "new (dec2, 1 wave)", "new (dec2, 2 waves)", "round 3 (dec, DEC_OLD)",
+                                      "new fast (dec2, one f16)", "new, PDL", "round 3, PDL"};
         fprintf(C->f, "| attention decode | ctx %d x %d seq%s | %s | %.1f | %.0f | %.0f%% | %s |\n", ctx, nseq,
                 shared ? " shared prefix" : "", mode ? name[mode] : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
                 probe > 0 ? 100.0 * gbs / probe : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -1811,6 +1816,7 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         fflush(C->f);
     }
     cuda_attn_dec_tune(-1, 1);
+    cuda_pdl_set(pdl0);
     dfree_all();
 }
 
