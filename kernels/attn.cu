@@ -14,6 +14,7 @@
 #include "cuda_kern.h"
 
 #include <cuda_fp8.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kern_util.cuh"
@@ -645,6 +646,277 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec_kernel(const cuda_
     }
 }
 
+// ---------------------------------------------------------------- decode, deeper pipeline
+//
+// attn_dec2_kernel: the same item/partial contract as attn_dec_kernel, with
+// - a ring of NS stages per warp (2 by default, as the old kernel; SPARKD_ATTN_DEC_NS=3|4), so
+//   NS - 1 steps of K/V (8 KB each at d128) are in flight per warp while one is computed;
+// - rows unpadded (D halves) with the 16-byte chunks XOR-swizzled by row & 7 (ldmatrix stays
+//   conflict-free): 81 KB a CTA at 2 stages (the old kernel 87 KB), 112 KB at 3;
+// - the block id of the step after the next prefetched into a register one step ahead (the old
+//   kernel's issue waited on that load before computing);
+// - the first steps' copies issued before Q is staged (their latencies overlap);
+// - with pf_fast (precision fast, as the prefill kernel) Q and P rounded to one f16 each: half
+//   the MMAs and Q fragment loads (~5e-4 relative, the selftest's fast bound 3e-3).
+// The plan (cuda_attn_dec_plan) then sizes the grid to one wave of resident CTAs.
+#define DEC_NSMAX 4 // stages per warp, at most (SPARKD_ATTN_DEC_NS)
+template <int D> struct dec2_smem {
+    static constexpr int Q = 2 * DEC_ROWS * D * 2;       // Q hi, lo (bytes)
+    static constexpr int STAGE = 2 * DEC_STEP * D * 2;   // K + V rows of one step
+    static constexpr int PART = DEC_WARPS * DEC_ROWS * (D + 2) * 4;
+    static int total(int ns) { return Q + (DEC_WARPS * ns * STAGE > PART ? DEC_WARPS * ns * STAGE : PART); }
+};
+// halves offset of (row r, element d) in a swizzled row-major [.][D] f16 buffer
+template <int D> __device__ __forceinline__ int swz(int r, int d) { return r * D + ((((d >> 3) ^ r) & 7) | ((d >> 3) & ~7)) * 8 + (d & 7); }
+
+template <int D>
+__global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda_attn_args a, const int NS) {
+    using SM = dec2_smem<D>;
+    constexpr int NT = D / 8; // dim n-tiles of O
+    extern __shared__ __align__(16) uint8_t dsm[];
+    __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * D;
+    uint8_t *kvs = dsm + SM::Q;
+    pdl_trigger();
+    // The plan, tiles and block tables are host copies made before the step's first kernel (no
+    // kernel writes them): read before pdl_wait, with the first block ids, while the kernel
+    // before (qkv: Q, K/V rows) finishes. Q and K/V only after the wait.
+    // item-major: CTA i takes item i / n_kv for KV head i % n_kv (the plan is sorted longest
+    // first, so the first wave holds the long parts of every head)
+    const int cta = blockIdx.x + blockIdx.y * gridDim.x;
+    const cuda_attn_item &it = a.plan[cta / a.n_kv];
+    if (it.n <= 0) return;
+    const int hk = cta % a.n_kv, G = a.n_head / a.n_kv, R = it.n * G;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c = lane & 3;
+    const float qsc = a.scale * 1.4426950408889634f;
+    const bool fast = a.pf_fast; // precision fast: Q and P one f16 each (the hi MMAs only)
+
+    int minpos = 1 << 30, maxpos = 0;
+    for (int m = 0; m < it.n; m++) {
+        const int p = a.tiles[it.tile[m]].pos0;
+        minpos = min(minpos, p);
+        maxpos = max(maxpos, p);
+    }
+    int lo = it.p0, hi = min(it.p1, maxpos + 1);
+    if (a.window > 0) lo = max(lo, minpos - a.window + 1);
+    const int nsteps_all = hi > lo ? (hi - lo + DEC_STEP - 1) / DEC_STEP : 0;
+    const int per = (nsteps_all + it.nparts - 1) / it.nparts;
+    const int s0 = it.part * per, s1 = min(nsteps_all, s0 + per);
+    const int seq0 = a.tiles[it.tile[0]].seq;
+    const int32_t *btab = a.block_tables + (size_t)seq0 * a.max_blocks;
+    const int kvb = a.kv_block;
+    // position -> (block index, row in the block); blocks of a power of two (the engine's 16) by shifts
+    const bool kpow2 = (kvb & (kvb - 1)) == 0;
+    const int ksh = __ffs(kvb) - 1;
+    auto blk_at = [&](int p) { return kpow2 ? p >> ksh : p / kvb; };
+    auto row_in = [&](int p) { return kpow2 ? p & (kvb - 1) : p % kvb; };
+
+    __half *wbuf = (__half *)(kvs + (size_t)warp * NS * SM::STAGE); // [stage][K 16 x D | V 16 x D]
+    const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+    // lane l (mod 16): position of row l of step s (past hi: the last valid row) and its block id
+    auto pos_of = [&](int s) { return min(lo + s * DEC_STEP + (lane & 15), hi - 1); };
+    auto issue = [&](int s, int blk, int stage) {
+        __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
+        const size_t row = ((size_t)blk * a.n_kv + hk) * kvb + row_in(pos_of(s));
+        constexpr int CH = D / 8;
+#pragma unroll
+        for (int i = 0; i < DEC_STEP * CH / 32; i++) {
+            const int j = lane + 32 * i, rr = j / CH, ch = j % CH;
+            const size_t rw = __shfl_sync(0xffffffffu, (unsigned long long)row, rr);
+            const int o = swz<D>(rr, ch * 8);
+            cp_async16(kb + o, K + rw * D + ch * 8);
+            cp_async16(vb + o, V + rw * D + ch * 8);
+        }
+    };
+    int s = s0 + warp;
+    int b0[DEC_NSMAX - 1];
+#pragma unroll
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        const int sk = s + k * DEC_WARPS;
+        b0[k] = k < NS - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
+    }
+    int sn = s + (NS - 1) * DEC_WARPS; // the next step to issue, and its block id (prefetched)
+    int nblk = sn < s1 ? btab[blk_at(pos_of(sn))] : 0;
+    pdl_wait();
+    // Q rows (member r / G, head hk * G + r % G) * scale * log2 e: loaded into registers first
+    // (all loads of the thread in flight at once), stored after the first copies are issued
+    constexpr int QI = DEC_ROWS * (D / 2) / (DEC_WARPS * 32); // (row, pair) items per thread
+    float2 qv[QI];
+#pragma unroll
+    for (int k = 0; k < QI; k++) {
+        const int idx = threadIdx.x + k * DEC_WARPS * 32, r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        qv[k] = make_float2(0.0f, 0.0f);
+        if (r < R) {
+            const float *q = a.q + (size_t)a.tiles[it.tile[r / G]].t0 * a.ldq + (size_t)(hk * G + r % G) * D + d;
+            qv[k] = make_float2(q[0], q[1]);
+        }
+    }
+    // prologue: this warp's first NS - 1 steps (s0 + warp + k * DEC_WARPS) into stages 0..NS-2
+#pragma unroll
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        if (k >= NS - 1) break;
+        if (s + k * DEC_WARPS < s1) issue(s + k * DEC_WARPS, b0[k], k);
+        cp_commit();
+    }
+    // Q -> f16 hi, lo (rows >= R zero)
+#pragma unroll
+    for (int k = 0; k < QI; k++) {
+        const int idx = threadIdx.x + k * DEC_WARPS * 32, r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        uint32_t h_, l_;
+        split2(qv[k].x * qsc, qv[k].y * qsc, h_, l_);
+        *(uint32_t *)(qh + swz<D>(r, d)) = h_;
+        *(uint32_t *)(ql + swz<D>(r, d)) = l_;
+    }
+    int rpos[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = mt * 16 + g + 8 * hh;
+            rpos[mt][hh] = r < R ? a.tiles[it.tile[r / G]].pos0 : -1;
+        }
+    const int nmt = R > 16 ? 2 : 1;
+    __syncthreads();
+
+    float o[2][NT][4], mrow[2][2], lrow[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) mrow[mt][hh] = -INFINITY, lrow[mt][hh] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+    }
+    for (int stage = 0; s < s1; s += DEC_WARPS) {
+        // refill the stage computed last iteration with step sn; then wait for step s
+        if (sn < s1) {
+            issue(sn, nblk, stage == 0 ? NS - 1 : stage - 1);
+            sn += DEC_WARPS;
+            if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
+        }
+        cp_commit();
+        if (NS == 4) cp_wait<3>();
+        else if (NS == 3) cp_wait<2>();
+        else cp_wait<1>();
+        __syncwarp();
+        const __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
+        const int p0 = lo + s * DEC_STEP;
+        float sc[2][2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            uint32_t kf[4]; // b0, b1 of positions 0-7, then of 8-15
+            ldsm4(kf, kb + swz<D>((lane >> 4) * 8 + (lane & 7), ks * 16 + ((lane >> 3) & 1) * 8));
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                if (mt >= nmt) break;
+                uint32_t ah[4], al[4];
+                const int qo = swz<D>(mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), ks * 16 + (lane >> 4) * 8);
+                ldsm4(ah, qh + qo);
+                mma16816(sc[mt][0], ah, kf[0], kf[1]);
+                mma16816(sc[mt][1], ah, kf[2], kf[3]);
+                if (fast) continue;
+                ldsm4(al, ql + qo);
+                mma16816(sc[mt][0], al, kf[0], kf[1]);
+                mma16816(sc[mt][1], al, kf[2], kf[3]);
+            }
+        }
+        uint32_t ph[2][4], pl[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            if (mt >= nmt) break;
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                const int pr = rpos[mt][hh];
+                float v[4];
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int p = p0 + nt * 8 + 2 * c + e;
+                        const bool ok = p < hi && p <= pr && (a.window <= 0 || p > pr - a.window);
+                        v[nt * 2 + e] = ok ? sc[mt][nt][2 * hh + e] : -INFINITY;
+                    }
+                float mx = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mn = fmaxf(mrow[mt][hh], mx);
+                const float corr = mn == -INFINITY ? 1.0f : exp2f(mrow[mt][hh] - mn);
+                mrow[mt][hh] = mn;
+                float ps = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    v[i] = mn == -INFINITY ? 0.0f : exp2f(v[i] - mn);
+                    ps += v[i];
+                }
+                lrow[mt][hh] = lrow[mt][hh] * corr + ps;
+#pragma unroll
+                for (int n = 0; n < NT; n++) o[mt][n][2 * hh] *= corr, o[mt][n][2 * hh + 1] *= corr;
+                split2(v[0], v[1], ph[mt][hh], pl[mt][hh]);
+                split2(v[2], v[3], ph[mt][2 + hh], pl[mt][2 + hh]);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            uint32_t vf[4];
+            ldsm4t(vf, vb + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), j * 16 + (lane >> 4) * 8));
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                if (mt >= nmt) break;
+                mma16816(o[mt][2 * j], ph[mt], vf[0], vf[1]);
+                mma16816(o[mt][2 * j + 1], ph[mt], vf[2], vf[3]);
+                if (fast) continue;
+                mma16816(o[mt][2 * j], pl[mt], vf[0], vf[1]);
+                mma16816(o[mt][2 * j + 1], pl[mt], vf[2], vf[3]);
+            }
+        }
+        __syncwarp(); // this stage is refilled next iteration
+        stage = stage + 1 == NS ? 0 : stage + 1;
+    }
+    cp_wait<0>();
+    __syncthreads();
+
+    float *part = (float *)kvs;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float l = lrow[mt][hh];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int r = mt * 16 + g + 8 * hh;
+            float *dst = part + ((size_t)warp * DEC_ROWS + r) * (D + 2);
+            if (mt < nmt) {
+#pragma unroll
+                for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[mt][n][2 * hh], o[mt][n][2 * hh + 1]);
+            }
+            if (c == 0) dst[D] = mt < nmt ? mrow[mt][hh] : -INFINITY, dst[D + 1] = mt < nmt ? l : 0.0f;
+        }
+    }
+    __syncthreads();
+    for (int r = 0; r < R; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) mx = fmaxf(mx, part[((size_t)w * DEC_ROWS + r) * (D + 2) + D]);
+        const int mem = r / G, h = hk * G + r % G;
+        float *dst = a.work + (((size_t)a.tiles[it.tile[mem]].t0 * a.n_head + h) * a.plan_nsl + it.slot[mem]) * (D + 2);
+        for (int d = threadIdx.x; d < D + 1; d += blockDim.x) {
+            float acc = 0.0f, ls = 0.0f;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const float *src = part + ((size_t)w * DEC_ROWS + r) * (D + 2);
+                const float cw = src[D] == -INFINITY ? 0.0f : exp2f(src[D] - mx);
+                if (d < D) acc += src[d] * cw;
+                else ls += src[D + 1] * cw;
+            }
+            if (d < D) dst[d] = acc;
+            else dst[D] = mx, dst[D + 1] = ls;
+        }
+    }
+}
+
 // grid (n_tiles, n_head), D threads: merges the plan_nslot[tile] partials of the tile's
 // token and head h (log2 units), adds the sink, writes the output row.
 template <int D>
@@ -691,20 +963,142 @@ __global__ __launch_bounds__(D) void attn_dec_combine(const cuda_attn_args a) {
     row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
 }
 
+// attn_dec_combine for the dec2 path: no shared memory and no barrier; every thread (dim d)
+// reads the slots' (max, sum) itself (the same addresses for all: broadcasts) with its own
+// value, 16 slots per round, all loads of a round independent, merged online (log2 units).
+// A token's ns slots take ceil(ns / 16) rounds of memory latency (the old one: ~3 + ns / 4).
+template <int D>
+__global__ __launch_bounds__(D) void attn_dec_combine2(const cuda_attn_args a) {
+    constexpr int U = 16;
+    pdl_trigger();
+    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x; // (host copies: before the wait)
+    const int ns = a.plan_nslot[blockIdx.x];
+    if (ns <= 0) return;
+    pdl_wait();
+    const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (D + 2);
+    float M = -INFINITY, L = 0.0f, acc = 0.0f;
+    for (int s0 = 0; s0 < ns; s0 += U) {
+        float m[U], l[U], x[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float *p = part + (size_t)(s0 + u) * (D + 2);
+            const bool in = s0 + u < ns;
+            m[u] = in ? p[D] : -INFINITY;
+            l[u] = in ? p[D + 1] : 0.0f;
+            x[u] = in ? p[d] : 0.0f;
+        }
+        float cm = M;
+#pragma unroll
+        for (int u = 0; u < U; u++) cm = fmaxf(cm, m[u]);
+        if (cm == -INFINITY) continue; // (no positions yet)
+        const float r = M == -INFINITY ? 0.0f : exp2f(M - cm);
+        acc *= r;
+        L *= r;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float w = m[u] == -INFINITY ? 0.0f : exp2f(m[u] - cm);
+            acc += w * x[u];
+            L += w * l[u];
+        }
+        M = cm;
+    }
+    if (a.sinks) {
+        const float sk = a.sinks[h] * 1.4426950408889634f, M2 = fmaxf(M, sk);
+        const float r = M == -INFINITY ? 0.0f : exp2f(M - M2);
+        acc *= r;
+        L = L * r + exp2f(sk - M2);
+    }
+    const float v = L > 0.0f ? acc / L : 0.0f;
+    float *row = a.out + (size_t)t * a.ldo;
+    row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
+}
+
 extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type) {
     return kv_type == CUDA_KV_F16 && (head_dim == 64 || head_dim == 128) && n_kv > 0 && n_head % n_kv == 0 &&
            n_head / n_kv <= DEC_ROWS;
 }
 
+// SPARKD_ATTN_DEC_OLD=1: attn_dec_kernel and its plan (~4 CTAs per SM, >= 8 steps an item), the
+// A/B of attn_dec2_kernel. SPARKD_ATTN_DEC_WAVES=N: the new plan sizes the grid to N waves of
+// resident CTAs (default 1); SPARKD_ATTN_DEC_MINSTEPS=n: >= n steps of 16 an item (default 8). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
+// of its one-f16 path at precision fast). Read once; cuda_attn_dec_tune sets old / waves (benches).
+static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8;
+static void dec_env() {
+    if (g_dec_old >= 0) return;
+    const char *ms = getenv("SPARKD_ATTN_DEC_MINSTEPS"); // (steps an item at least: 8 = the old plan's)
+    if (ms && atoi(ms) >= 1 && atoi(ms) <= 64) g_dec_minsteps = atoi(ms);
+    g_dec_exact = getenv("SPARKD_ATTN_DEC_EXACT") != NULL; // (pf_fast ignored: hi + lo at precision fast too)
+    const char *s = getenv("SPARKD_ATTN_DEC_WAVES");
+    if (s && atoi(s) >= 1 && atoi(s) <= 8) g_dec_waves = atoi(s);
+    s = getenv("SPARKD_ATTN_DEC_OLD");
+    g_dec_old = s && *s && strcmp(s, "0") ? 1 : 0;
+}
+extern "C" void cuda_attn_dec_tune(int old, int waves) {
+    dec_env();
+    if (old >= 0) g_dec_old = old ? 1 : 0;
+    if (waves >= 1 && waves <= 8) g_dec_waves = waves;
+}
+
+// attn_dec2_kernel's launch for head_dim D on the current device: stages per warp (3 where two
+// CTAs fit an SM, else 2), dynamic shared bytes, resident CTAs per SM. Set up once.
+struct dec2_cfg {
+    int ns, smem, per_sm, carveout;
+};
+template <int D> static dec2_cfg dec2_compute() {
+    dec2_cfg c = {0, 0, 0, 0};
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+        optin = 0, cudaGetLastError();
+    // 2 stages (81 KB at d128: two CTAs leave ~60 KB of an H200 SM to the kernels around it,
+    // as the round-3 kernel's 87 KB did). Run 1 (H200): 3 stages (112 KB, the whole SM for two
+    // CTAs) + a 100% shared carveout gained ~2 us of 54 at 32K b1 over a two-wave plan but cost
+    // 6-11 us a layer at ~600 positions in the whole model (the GEMVs' early-launched CTAs and
+    // their L2 prefetch had no room / a different L1 split): SPARKD_ATTN_DEC_NS=3|4 and
+    // SPARKD_ATTN_DEC_CARVEOUT=1 for the A/B.
+    c.ns = 2;
+    const char *env = getenv("SPARKD_ATTN_DEC_NS");
+    if (env && atoi(env) >= 2 && atoi(env) <= DEC_NSMAX && dec2_smem<D>::total(atoi(env)) <= optin) c.ns = atoi(env);
+    c.carveout = getenv("SPARKD_ATTN_DEC_CARVEOUT") != NULL;
+    c.smem = dec2_smem<D>::total(c.ns);
+    cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
+    if (c.carveout) cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    int nb = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec2_kernel<D>, DEC_WARPS * 32, (size_t)c.smem) != cudaSuccess ||
+        nb < 1)
+        nb = 1, cudaGetLastError();
+    c.per_sm = nb;
+    return c;
+}
+// (computed once on the device current at the first call, engine layout or launch: the devices
+// of one process are taken to be of one kind; the kernel's attributes are set per device at launch)
+template <int D> static dec2_cfg dec2_setup() {
+    static const dec2_cfg c = dec2_compute<D>(); // (a function-local static: initialized once, thread-safe)
+    return c;
+}
+
 extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
-    const int target = (4 * sms + n_kv - 1) / (n_kv > 0 ? n_kv : 1); // ~4 CTAs per SM
-    return target + 2 * n;
+    dec_env();
+    if (n_kv < 1) n_kv = 1;
+    if (g_dec_old) return (4 * sms + n_kv - 1) / n_kv + 2 * n; // ~4 CTAs per SM
+    // one wave (g_dec_waves) of resident CTAs for the proportional split, + 2 per token
+    const int w = g_dec_waves * dec2_setup<128>().per_sm * sms / n_kv;
+    return (w > 1 ? w : 1) + 2 * n;
 }
 
 extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 8; }
 
 extern "C" uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl) {
     return (uint64_t)T * n_head * nsl * (uint64_t)(head_dim + 2) * 4;
+}
+
+// (the order of the new plan: positions per part descending, then cascade first, tile, part)
+static int dec_item_cmp(const void *pa, const void *pb) {
+    const cuda_attn_item *a = (const cuda_attn_item *)pa, *b = (const cuda_attn_item *)pb;
+    const int la = (a->p1 - a->p0 + a->nparts - 1) / a->nparts, lb = (b->p1 - b->p0 + b->nparts - 1) / b->nparts;
+    if (la != lb) return la > lb ? -1 : 1;
+    if (a->n != b->n) return a->n > b->n ? -1 : 1;
+    if (a->tile[0] != b->tile[0]) return a->tile[0] < b->tile[0] ? -1 : 1;
+    return a->part < b->part ? -1 : a->part > b->part ? 1 : 0;
 }
 
 extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks,
@@ -772,13 +1166,37 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         }
         total -= (int64_t)best * best_ls; // the shared run is read once, not n times
     }
+    // >= 8 steps (2 per warp) an item (new plan: SPARKD_ATTN_DEC_MINSTEPS); new plan: the
+    // target lowered until the items (each range >= 1) fit the wave: tiny ranges (a member's
+    // own rest after a shared run) must not push big parts into a second wave
+    dec_env();
+    const int minpos_item = (g_dec_old ? 8 : g_dec_minsteps) * DEC_STEP;
+    int tgt = target;
     auto parts_of = [&](int64_t len, int cap) {
-        int64_t k = total > 0 ? (len * target + total / 2) / total : 1;
-        const int64_t kmax = (len + 8 * DEC_STEP - 1) / (8 * DEC_STEP); // >= 8 steps (2 per warp) an item
+        int64_t k = total > 0 ? (len * tgt + total / 2) / total : 1;
+        const int64_t kmax = (len + minpos_item - 1) / minpos_item;
         if (k > kmax) k = kmax;
         if (k > cap) k = cap;
         return (int)(k < 1 ? 1 : k);
     };
+    for (int iter = 0; !g_dec_old && iter < 8; iter++) { // (dry run of the two loops below)
+        int sum = 0;
+        for (int k = 0; k < ng; k++) {
+            const int np = parts_of(grp[k].p1, nsl - 4);
+            sum += np;
+            for (int m = 0; m < grp[k].n; m++) nslot[grp[k].tile[m]] += np;
+        }
+        for (int t = 0; t < n_tiles; t++) {
+            const int len = tiles[t].pos0 + 1 - own0[t];
+            // (a range under half an item's share, e.g. a member's rest after a shared run,
+            // goes last (the sort below) and does not count against the wave)
+            if (2 * (int64_t)(len > 0 ? len : 1) * target >= total) sum += parts_of(len > 0 ? len : 1, nsl - nslot[t]);
+            nslot[t] = 0;
+        }
+        if (sum <= target || tgt <= 1) break;
+        tgt -= sum - target;
+        if (tgt < 1) tgt = 1;
+    }
     int n_used = 0;
     for (int k = 0; k < ng; k++) { // cascade items: member slots from 0
         const cuda_attn_item gi = grp[k];
@@ -808,11 +1226,33 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
             x->slot[0] = (int16_t)nslot[t]++;
         }
     }
+    // new plan: longest items first; attn_dec2_kernel takes items in that order over all KV
+    // heads (item-major CTA order), so the long parts fill the first wave and short ones follow
+    if (!g_dec_old) qsort(items, (size_t)n_used, sizeof *items, dec_item_cmp);
     return n_used;
 }
 
 template <int D>
 static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
+    dec_env();
+    if (!g_dec_old) {
+        const dec2_cfg c = dec2_setup<D>();
+        static bool set[64]; // (function attributes are per device)
+        int dev = 0;
+        CUDA_TRY(cudaGetDevice(&dev));
+        if (dev < 0 || dev >= 64 || !set[dev]) {
+            CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem));
+            if (c.carveout)
+                CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+            if (dev >= 0 && dev < 64) set[dev] = true;
+        }
+        cuda_attn_args b = *a;
+        if (g_dec_exact) b.pf_fast = 0;
+        CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
+                             (size_t)c.smem, stream, b, c.ns));
+        CUDA_TRY(cuda_launch(attn_dec_combine2<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+        return 0;
+    }
     static bool attr = false;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(attn_dec_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, dec_smem<D>::TOTAL));

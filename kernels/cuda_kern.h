@@ -310,13 +310,16 @@ typedef struct cuda_attn_args {
      * cuda_attn_pf_tokens(n_head / n_kv) tokens, any n (prompt chunks, several tokens of a
      * sequence, single tokens); n_split and work as for the kernel above. */
     int prefill;
-    int pf_fast;      /* prefill: Q and P as one f16 each (precision fast), else hi + lo halves */
+    int pf_fast;      /* prefill and the decode plan (attn_dec2_kernel): Q and P as one f16 each
+                       * (precision fast), else hi + lo halves */
 } cuda_attn_args;
 
-/* One work item of the decode plan: positions [p0, p1) of KV head blockIdx.y for the n
- * member tokens (tile indices; n > 1 only when they share the physical blocks holding
- * [p0, p1): the shared-prefix "cascade" pass), part `part` of `nparts` of that range after
- * the layer's window clips it. Member m's partial goes to slot[m] of its token. n = 0: idle. */
+/* One work item of the decode plan: positions [p0, p1) of one KV head (every head runs every
+ * item: the round-3 kernel item blockIdx.x x head blockIdx.y, the current one item-major,
+ * CTA i = item i / n_kv x head i % n_kv) for the n member tokens (tile indices; n > 1 only
+ * when they share the physical blocks holding [p0, p1): the shared-prefix "cascade" pass),
+ * part `part` of `nparts` of that range after the layer's window clips it. Member m's
+ * partial goes to slot[m] of its token. n = 0: idle. */
 #define CUDA_ATTN_MEMBERS 8
 typedef struct cuda_attn_item {
     int32_t n, p0, p1, part, nparts;
@@ -326,6 +329,10 @@ typedef struct cuda_attn_item {
 int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type);
 /* Items of the plan grid for a decode batch of n tokens (fixed per n: graphs replay it). */
 int cuda_attn_dec_items(int n, int n_kv, int sms);
+/* The decode kernel's A/B (benches): old = 1 the round-3 kernel and plan, 0 the pipelined one,
+ * -1 unchanged; waves >= 1: resident-CTA waves the plan's grid is sized to. Defaults from
+ * SPARKD_ATTN_DEC_OLD / SPARKD_ATTN_DEC_WAVES. Call before the plans it should change. */
+void cuda_attn_dec_tune(int old, int waves);
 /* Partial slots per token for batches of up to max_seqs tokens. */
 int cuda_attn_dec_nsl(int max_seqs);
 uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);
@@ -333,7 +340,8 @@ uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);
  * (host copies, n == 1 each, t0 = token index = tile index) with block tables bt (n_seq,
  * max_blocks): groups of tiles whose tables start with the same block ids get one pass over
  * that shared run (cascade), every tile one over its own rest; ranges split over the items
- * in proportion to their length. No allocation. Returns the items used. */
+ * in proportion to their length (current plan: sorted longest first). No allocation.
+ * Returns the items used. */
 int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, const int32_t *bt, int max_blocks, int kv_block,
                        int group, int n_items, int nsl, cuda_attn_item *items, int32_t *nslot);
 /* Whether the prefill kernel takes this shape (kv_type f16, head_dim 64 or 128, group <= 64),

@@ -1018,11 +1018,11 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         aa.kv_block = CU_KV_BLOCK; aa.block_tables = g->d_bt; aa.max_blocks = l.max_blocks; aa.tiles = g->d_tiles;
         aa.n_tiles = g->n_tiles; aa.n_head = hp->n_head; aa.n_kv = hp->n_head_kv; aa.head_dim = hp->head_dim;
         aa.scale = A->scale; aa.window = A->window; aa.sinks = W->sinks; aa.n_split = g->n_split; aa.work = g->attn_work;
+        aa.pf_fast = g->fast_mm; // (prefill and the decode plan: Q and P one f16 each at precision fast)
         if (g->dec_items > 0) {
             aa.plan = g->d_items; aa.plan_nslot = g->d_nslot; aa.plan_items = g->dec_items; aa.plan_nsl = l.dec_nsl;
         } else {
             aa.prefill = l.pf; // (the tiles were cut to cuda_attn_pf_tokens then)
-            aa.pf_fast = g->fast_mm;
         }
         if (g->in_q.forms == CUDA_MMIN_XP) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself

@@ -1262,9 +1262,9 @@ void test_attn(const attn_case &c) {
     a.sinks = c.sinks ? dup(sinks) : NULL;
     a.n_split = c.n_split;
     a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes(a.n_tiles, H, HK, D, c.n_split)) : NULL;
+    a.pf_fast = c.fast; // (decode plan: attn_dec2_kernel's precision fast too)
     if (c.pf) {
         a.prefill = 1;
-        a.pf_fast = c.fast;
         a.work = c.n_split > 1 ? (float *)dalloc(cuda_attn_work_bytes_tokens(T, H, D, c.n_split)) : NULL;
         if (a.work) poison(a.work, cuda_attn_work_bytes_tokens(T, H, D, c.n_split));
     }
@@ -1350,7 +1350,7 @@ void test_attn(const attn_case &c) {
     double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
     // (the tensor-core kernels: Q and P in f16 hi + lo, K and V exact in f16)
     // (fast: Q and P rounded to f16 once, ~2.8e-4 rms each: ~5e-4 relative expected)
-    report(c.dec ? "attention dec" : c.fast ? "attention pf fast" : c.pf ? "attention pf" : "attention", shape, er,
+    report(c.dec ? (c.fast ? "attention dec fast" : "attention dec") : c.fast ? "attention pf fast" : c.pf ? "attention pf" : "attention", shape, er,
            c.fast ? 3e-3 : c.dec || c.pf ? 5e-5 : 2e-5, us, rc == 0 && fin && f2);
 }
 
@@ -1982,21 +1982,29 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     a.block_tables = dup(bt); a.max_blocks = max_blocks;
     a.tiles = dup(tiles); a.n_tiles = nseq;
     a.n_head = H; a.n_kv = HK; a.head_dim = D; a.scale = 1.0f / sqrtf((float)D);
-    const int n_items = cuda_attn_dec_items(nseq, HK, st_sms()), nsl = cuda_attn_dec_nsl(nseq);
-    std::vector<cuda_attn_item> items(n_items);
-    std::vector<int32_t> nslot(nseq);
-    const int used = cuda_attn_dec_plan(tiles.data(), nseq, bt.data(), max_blocks, kvb, G, n_items, nsl, items.data(), nslot.data());
-    int casc = 0;
-    for (const cuda_attn_item &it : items) casc += it.n > 1;
+    const int nsl = cuda_attn_dec_nsl(nseq);
     const uint64_t wb = std::max(cuda_attn_work_bytes_tokens(nseq, H, D, 32), cuda_attn_dec_work_bytes(nseq, H, D, nsl));
     float *work = (float *)dalloc(wb);
-    cuda_attn_item *ditems = dup(items);
-    int32_t *dnslot = dup(nslot);
-    for (int mode = 0; mode < 2; mode++) {
+    // modes: the f32 kernel split like the engine; the plan with attn_dec2_kernel (one wave,
+    // then two: SPARKD_ATTN_DEC_WAVES); the round-3 attn_dec_kernel and plan (SPARKD_ATTN_DEC_OLD=1);
+    // dec2 at precision fast
+    // modes 5, 6: new and round 3 again with programmatic dependent launch on (as the engine's
+    // graphs: a launch overlaps the tail of the one before)
+    const int pdl0 = cuda_pdl_enabled();
+    for (int mode = 0; mode < 7; mode++) {
+        cuda_attn_dec_tune(mode == 3 || mode == 6, mode == 2 ? 2 : 1);
+        a.pf_fast = mode == 4;
+        cuda_pdl_set(mode >= 5 ? 1 : pdl0);
+        const int n_items = cuda_attn_dec_items(nseq, HK, st_sms());
+        std::vector<cuda_attn_item> items(n_items);
+        std::vector<int32_t> nslot(nseq);
+        const int used = cuda_attn_dec_plan(tiles.data(), nseq, bt.data(), max_blocks, kvb, G, n_items, nsl, items.data(), nslot.data());
+        int casc = 0;
+        for (const cuda_attn_item &it : items) casc += it.n > 1;
         a.work = work;
         a.n_split = mode == 0 ? (nseq * HK < 2 * st_sms() ? 32 : 4) : 1; // (the engine's choice, CU_ATT_SPLIT_*)
-        a.plan = mode == 1 ? ditems : NULL;
-        a.plan_nslot = dnslot; a.plan_items = n_items; a.plan_nsl = nsl;
+        a.plan = mode ? dup(items) : NULL;
+        a.plan_nslot = dup(nslot); a.plan_items = n_items; a.plan_nsl = nsl;
         int it = 0;
         double us = time_us([&] {
             a.kv.k = ks[it % copies]; a.kv.v = vs[it % copies]; it++;
@@ -2005,13 +2013,17 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         }, 20);
         cudaError_t ce = cudaGetLastError();
         const double gbs = bytes / (us * 1e3);
+        static const char *name[7] = {"", "new (dec2, 1 wave)", "new (dec2, 2 waves)", "round 3 (dec, DEC_OLD)",
+                                      "new fast (dec2, one f16)", "new, PDL", "round 3, PDL"};
         fprintf(C->f, "| attention decode | ctx %d x %d seq%s | %s | %.1f | %.0f | %.0f%% | %s |\n", ctx, nseq,
-                shared ? " shared prefix" : "", mode ? "new (plan)" : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
+                shared ? " shared prefix" : "", mode ? name[mode] : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
                 probe > 0 ? 100.0 * gbs / probe : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         if (mode) fprintf(C->f, "#   plan: %d of %d items used, %d cascade items, %d slots for token 0; KV read once %.1f MB\n",
                           used, n_items, casc, nslot[0], bytes / 1e6);
         fflush(C->f);
     }
+    cuda_attn_dec_tune(-1, 1);
+    cuda_pdl_set(pdl0);
     dfree_all();
 }
 
@@ -2089,6 +2101,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         bench_attn(32768, 8, 0, probe);
         bench_attn(4096, 1, 0, probe);
         bench_attn(4096, 64, 0, probe);
+        bench_attn(512, 1, 0, probe); // short context: latency, not bandwidth
         st_close_stream();
         return 0;
     }
@@ -2388,6 +2401,13 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
              {0, 187, 187, 187, 0}}; test_attn(c);
         c = {32, 8, 128, CUDA_KV_F16, 0, 1, 1, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1500, 1600, 1700, 1800, 1900, 2000,
              2100, 2200, 2300, 2400, 2500, 2600}, 0, 0, 1, {0, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90}}; test_attn(c);
+        dfree_all();
+        // precision fast (one f16 for Q and P): b1 long, a shared prefix with sinks and a window (d64), P64
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1}, {0, 999, 4999}, 0, 1, 1}; c.fast = 1; test_attn(c);
+        c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1, 1, 1}, {3000, 3001, 3010, 2999, 7}, 0, 1, 1,
+             {0, 187, 187, 187, 0}}; c.fast = 1; test_attn(c);
+        c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+             0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; c.fast = 1; test_attn(c);
         dfree_all();
         if (!quick) {
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1}, {32767}, 0, 1, 1}; test_attn(c); dfree_all();
