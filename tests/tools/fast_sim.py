@@ -27,6 +27,8 @@ A policy maps product kind (qkv, o, gateup, down, head) -> rounding mode:
   f16     the hi-half f16 rounding
   q8f16   "gpu", but where the GPU would use q8 use f16 instead (the product leaves the int8 path)
   q8rX    "gpu", but rows whose amax / rms > X leave the int8 path (f32/f16 instead)
+  g16     "gpu", with int8 blocks of 16 instead of 32 (kernel-side alternative, not built)
+  g2      "gpu", with two int8 terms per block (q8x2; kernel-side alternative, not built)
 Policies are written KIND=MODE,KIND=MODE (unnamed kinds: gpu); "fast" = all gpu, "exact"
 = all exact.
 
@@ -79,6 +81,13 @@ def q8(x, block=32):
     safe = np.where(d == 0, F32(1), d)
     q = np.where(a == 0, F32(0), round_away((b / safe).astype(F32)))
     return (q * d).astype(F32).reshape(T, K)
+
+
+def q8x2(x):
+    """Two int8 terms per block of 32: q8 of x, then q8 of what it left (a kernel-side
+    alternative: twice the int8 products, ~2^-14 of the block's amax)."""
+    a = q8(x)
+    return (a + q8((x - a).astype(F32))).astype(F32)
 
 
 def f16hi(x):
@@ -210,6 +219,10 @@ class Policy:
             return other(x)
         if m == "gpu":
             return q8(x)
+        if m == "g16":
+            return q8(x, 16)
+        if m == "g2":
+            return q8x2(x)
         if m == "q8f16":
             return other(x)
         if m.startswith("q8r"):
