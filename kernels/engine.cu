@@ -194,8 +194,8 @@ uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] *
 // (dim 640) int8 inputs in any one product kind move the logits by 0.7-1.6e-2 (rel L2;
 // 5.2e-2 all together, over the engine check's 5e-2 bound) and the head's alone turns the
 // greedy path off HF transformers' in 3 of 12 golden cases (tests/tools/fast_sim.py,
-// kernels/PERF.md "Round 5, helper fastacc"); such a model's products are small and
-// launch-bound, so the int8 path buys little there.
+// kernels/PERF.md "Round 5, helper fastacc"). The threshold rests on that one real model
+// (the synthetic Qwen3-8B's random weights say nothing about a trained one's sensitivity).
 #define ENG_FAST_INT8_MIN_DIM 2048
 
 // The product kinds that read int8 inputs at precision fast: SPARKD_FAST_ALL=1 every kind
