@@ -146,6 +146,7 @@ struct engine {
     int n_graphs;
     int use_graphs;
     int fast_mm;      // [engine] precision = fast (or SPARKD_MM_FAST): products read one f16 input
+    int int8_kinds;   // at fast: the ENG_MM_* product kinds that read int8 inputs (fast_int8_kinds)
     int release_host; // integrated GPU: give back the host pages of uploaded weights
     int sms;          // multiprocessors (grid-size heuristics)
     // tensor parallel (kernels/tp.h): m is this rank's shard view; NULL = the whole model
@@ -180,6 +181,51 @@ uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] *
 #define ENG_FORM_XP 0x100
 #define ENG_FORM_TC 0x200
 #define ENG_FORMS_MASK 0xff
+
+// Product kinds, for precision fast's int8 choice (fast_int8_kinds): which products read
+// their input quantized to int8 per block of 32 (the dp4a GEMV at T == 1, mmq at T > 1).
+#define ENG_MM_QKV 1
+#define ENG_MM_O 2
+#define ENG_MM_FFN 4   // gate and up
+#define ENG_MM_DOWN 8
+#define ENG_MM_HEAD 16
+#define ENG_MM_ALL 31
+// "auto": int8 inputs only for models of at least this hidden size. On gemma-3-270m
+// (dim 640) int8 inputs in any one product kind move the logits by 0.7-1.6e-2 (rel L2;
+// 5.2e-2 all together, over the engine check's 5e-2 bound) and the head's alone turns the
+// greedy path off HF transformers' in 3 of 12 golden cases (tests/tools/fast_sim.py,
+// kernels/PERF.md "Round 5, helper fastacc"). The threshold rests on that one real model
+// (the synthetic Qwen3-8B's random weights say nothing about a trained one's sensitivity).
+#define ENG_FAST_INT8_MIN_DIM 2048
+
+// The product kinds that read int8 inputs at precision fast: SPARKD_FAST_ALL=1 every kind
+// (round 4's fast); SPARKD_FAST_INT8 = all | none | auto | a list of qkv,o,ffn,down,head;
+// default auto (all where dim >= ENG_FAST_INT8_MIN_DIM, else none). A kind left out
+// computes as at precision exact (mm_exact).
+int fast_int8_kinds(const model *m) {
+    const char *all = getenv("SPARKD_FAST_ALL");
+    if (all && atoi(all)) return ENG_MM_ALL;
+    const char *s = getenv("SPARKD_FAST_INT8");
+    int k = m->hp.dim >= ENG_FAST_INT8_MIN_DIM ? ENG_MM_ALL : 0;
+    if (s && *s && strcmp(s, "auto")) {
+        k = 0;
+        if (!strcmp(s, "all")) k = ENG_MM_ALL;
+        static const struct { const char *name; int bit; } names[] = {
+            {"qkv", ENG_MM_QKV}, {"o", ENG_MM_O}, {"ffn", ENG_MM_FFN}, {"down", ENG_MM_DOWN}, {"head", ENG_MM_HEAD}};
+        for (const char *p = s; *p;) {
+            const size_t n = strcspn(p, ",");
+            for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+                if (strlen(names[i].name) == n && !strncmp(p, names[i].name, n)) k |= names[i].bit;
+            p += n + (p[n] == ',');
+        }
+    }
+    if (s || getenv("SPARKD_LOAD_STATS"))
+        fprintf(stderr, "precision fast: int8 inputs for%s%s%s%s%s%s (SPARKD_FAST_INT8=%s, dim %d)\n",
+                k & ENG_MM_QKV ? " qkv" : "", k & ENG_MM_O ? " o" : "", k & ENG_MM_FFN ? " ffn" : "",
+                k & ENG_MM_DOWN ? " down" : "", k & ENG_MM_HEAD ? " head" : "", k ? "" : " no product",
+                s ? s : "auto", m->hp.dim);
+    return k;
+}
 
 int forms_for(const model_tensor *t) {
     if (!t) return 0;
@@ -837,6 +883,7 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
     // tensor-core products (and, through this same flag, the decode GEMV's input);
     // SPARKD_MM_FAST=1 forces it for an A/B without editing the configuration
     g->fast_mm = g->opt.precision == ENGINE_PRECISION_FAST || getenv("SPARKD_MM_FAST") != NULL;
+    g->int8_kinds = fast_int8_kinds(g->m);
     {
         // programmatic dependent launch (kern_util.cuh): sm_90+ (H100/H200, GB10)
         int major = 0;
@@ -885,17 +932,43 @@ static_assert((int)ENGINE_KV_F32 == CUDA_KV_F32 && (int)ENGINE_KV_F16 == CUDA_KV
                   (int)ENGINE_KV_BF16 == CUDA_KV_BF16 && (int)ENGINE_KV_FP8 == CUDA_KV_FP8,
               "kv type values");
 
-int mm(engine *g, cuda_mmin *x, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
+// cuda_mm_args.exact of a product of this kind (ENG_MM_*) over x: 0 at precision fast for
+// the kinds that take int8 inputs; a kind fast keeps off int8 computes as at exact (f16 hi
+// + lo at T > 1, the f32 GEMV at T == 1), or with SPARKD_FAST_F16=1 from the hi half only
+// at T > 1 (round 3's fast; at T == 1 exact = 0 is the dp4a path for Q8_0/Q4_0/Q4_K/Q6_K)
+int fast_f16_env() {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("SPARKD_FAST_F16");
+        v = s && atoi(s) ? 1 : 0;
+    }
+    return v;
+}
+int mm_exact(const engine *g, int kind, const cuda_mmin *x) {
+    return !g->fast_mm || (!(g->int8_kinds & kind) && (x->T == 1 || !fast_f16_env()));
+}
+
+// The input a product of this kind reads: x, or at fast for a kind kept off int8 a copy
+// without the int8 rows (cuda_matmul then takes the f16 kernel at T > 1, never mmq).
+cuda_mmin mm_input(const engine *g, int kind, const cuda_mmin *x) {
+    cuda_mmin v = *x;
+    if (g->fast_mm && !(g->int8_kinds & kind)) v.forms &= ~CUDA_MMIN_Q8;
+    return v;
+}
+
+int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
        const cuda_weight *w2, float *y2, err *e) {
     const cuda_weight *ws[3] = {w0, w1, w2};
     float *ys[3] = {y0, y1, y2};
+    cuda_mmin xv = mm_input(g, kind, x0);
+    cuda_mmin *x = &xv;
     // one launch for the matrices that share the first one's type, then the others
     int done[3] = {0, 0, 0};
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
-        a.exact = !g->fast_mm;
+        a.exact = mm_exact(g, kind, x);
         a.work = g->splitk;
         a.work_bytes = CU_SPLITK;
         for (int j = i; j < n; j++)
@@ -940,13 +1013,22 @@ int forms_at(int forms_all, int T, int fast) {
            (forms_all & ENG_FORM_XP ? CUDA_MMIN_XP : 0);
 }
 
+// The forms of an input the products of these kinds (ENG_MM_*) read: forms_at of the
+// precision, at fast the int8 rows only where one of them takes int8 inputs and the f16
+// forms too where one of them does not (fast_int8_kinds).
+int input_forms(const engine *g, int forms_all, int T, int kinds) {
+    if (!g->fast_mm) return forms_at(forms_all, T, 0);
+    const int k8 = g->int8_kinds & kinds;
+    return (k8 ? forms_at(forms_all, T, 1) : 0) | (k8 != kinds ? forms_at(forms_all, T, 0) : 0);
+}
+
 // MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV
 // kernel at any T, on the f32 form), then routing, experts and their weighted sum.
 int moe_forward(engine *g, int il, int T, err *e) {
     const model_hparams *hp = &g->m->hp;
     const model_moe *M = &g->m->layers[il].moe;
     layer_w *W = &g->L[il];
-    K_TRY(mm(g, &g->in_dim, 1, &W->router, g->moe_logits, NULL, NULL, NULL, NULL, e));
+    K_TRY(mm(g, ENG_MM_ALL, &g->in_dim, 1, &W->router, g->moe_logits, NULL, NULL, NULL, NULL, e));
     cuda_moe_args a;
     memset(&a, 0, sizeof a);
     a.T = T;
@@ -986,10 +1068,10 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     const model *m = g->m;
     const model_hparams *hp = &m->hp;
     const cuda_layout &l = g->lay;
-    g->in_dim.forms = forms_at(l.forms_dim, T, g->fast_mm);
-    g->in_q.forms = forms_at(l.forms_q, T, g->fast_mm);
-    g->in_ffn.forms = forms_at(l.forms_ffn, T, g->fast_mm);
-    g->in_out.forms = forms_at(l.forms_dim, n_out, g->fast_mm);
+    g->in_dim.forms = input_forms(g, l.forms_dim, T, ENG_MM_QKV | ENG_MM_FFN);
+    g->in_q.forms = input_forms(g, l.forms_q, T, ENG_MM_O);
+    g->in_ffn.forms = input_forms(g, l.forms_ffn, T, ENG_MM_DOWN);
+    g->in_out.forms = input_forms(g, l.forms_dim, n_out, ENG_MM_HEAD);
     K_TRY(cuda_weight_rows(&g->embd, g->d_tok, T, hp->embd_scale, g->x, g->st, e));
     cuda_resid_args ra;
     memset(&ra, 0, sizeof ra);
@@ -1001,7 +1083,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         const model_attention *A = &L->attn;
         layer_w *W = &g->L[il];
         const cuda_kv_layer kv = kv_layer(g, g->kv_of_layer[il]);
-        K_TRY(mm(g, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, e));
+        K_TRY(mm(g, ENG_MM_QKV, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, e));
         const model_rope *R = &m->rope[A->rope];
         cuda_qkv_args qa;
         memset(&qa, 0, sizeof qa);
@@ -1034,7 +1116,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             K_TRY(cuda_attention(&aa, g->st, e));
             K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
         }
-        K_TRY(mm(g, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
+        K_TRY(mm(g, ENG_MM_O, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the heads
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
@@ -1050,13 +1132,13 @@ int run_layers(engine *g, int T, int n_out, err *e) {
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = 2; a.w[0] = &W->wg; a.w[1] = &W->wu; a.y[0] = g->gate; a.y[1] = g->up;
-                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = !g->fast_mm; a.pair_act = act + 1; a.act_out = &g->in_ffn;
+                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = mm_exact(g, ENG_MM_FFN, &g->in_dim); a.pair_act = act + 1; a.act_out = &g->in_ffn;
                 K_TRY(cuda_matmul(&a, &g->in_dim, g->st, e));
             } else {
-                K_TRY(mm(g, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
+                K_TRY(mm(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
                 K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, act, &g->in_ffn, g->st, e));
             }
-            K_TRY(mm(g, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+            K_TRY(mm(g, ENG_MM_DOWN, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
         }
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns (dense or every expert's)
         memset(&ra, 0, sizeof ra);
@@ -1076,9 +1158,10 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     if (n_out) {
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
-        a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = !g->fast_mm;
+        a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = mm_exact(g, ENG_MM_HEAD, &g->in_out);
         if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
-        K_TRY(cuda_matmul(&a, &g->in_out, g->st, e));
+        const cuda_mmin hx = mm_input(g, ENG_MM_HEAD, &g->in_out);
+        K_TRY(cuda_matmul(&a, &hx, g->st, e));
         if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0
         if (hp->final_softcap > 0.0f) K_TRY(cuda_softcap(g->logits, l.V, n_out, l.V, hp->final_softcap, g->st, e));
     }
