@@ -1669,6 +1669,14 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &out; }
         cuda_matmul(&a, &m, C->st, &e3);
     };
+    // with programmatic dependent launch as the engine runs it (cuda_kbench does not turn it
+    // on for the other benches; run 2's chain rows were measured without it)
+    const int pdl0 = cuda_pdl_enabled();
+    {
+        int major = 0;
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+        cuda_pdl_set(major >= 9 && !getenv("SPARKD_NO_PDL"));
+    }
     // PRE=0 (with BAL=0: the round-4 kernels and K split), PRE=1, producers alone, PRE=3 (L2
     // prefetch before pdl_wait), PRE=1 with BAL=0 (the round-4 K split)
     double us[5] = {0, 0, 0, 0, 0};
@@ -1745,12 +1753,14 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
     cuda_gemv4_bal_set(-1);
     cuda_gemv4_set(-1);
     cuda_gemv_wk_set(0);
+    const int pdl = cuda_pdl_enabled();
+    cuda_pdl_set(pdl0);
     cudaError_t ce = cudaGetLastError();
     if (tl_n)
         fprintf(C->f, "| gemv timeline | %s %s%s | us after the previous GEMV's last CTA ended (PRE=1, %d launches): first CTA start %.2f, last start %.2f | ring issued (median CTA) %.2f | pdl_wait returned median %.2f, last %.2f | x quantized median %.2f, last %.2f | last CTA done %.2f |\n",
                 tname(type), name, ks4 ? " (gemv4 KS 4)" : "", tl_n, tl[0], tl[1], tl[2], tl[3], tl[4], tl[5], tl[6], tl[7]);
-    fprintf(C->f, "| decode chain | %s %s%s %dx%d%s | resid_norm + gemv dp4a, PDL, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
-            tname(type), name, ks4 ? " (gemv4 KS 4)" : "", rows, K, pair ? " x2" : "", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
+    fprintf(C->f, "| decode chain | %s %s%s %dx%d%s | resid_norm + gemv dp4a, %s, graph | round 4 (PRE=0 BAL=0) %.2f us | PRE=1 %.2f us | %+.1f%% | PRE=1 BAL=0 %.2f us | PRE=3 (L2 prefetch) %.2f us | producer alone %.2f us | GEMV share %.1f -> %.1f us (%.0f -> %.0f GB/s) |%s\n",
+            tname(type), name, ks4 ? " (gemv4 KS 4)" : "", rows, K, pair ? " x2" : "", pdl ? "PDL" : "no PDL", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[4], us[3], us[2],
             us[0] - us[2], us[1] - us[2], (double)wb / ((us[0] - us[2]) * 1e3), (double)wb / ((us[1] - us[2]) * 1e3),
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     fflush(C->f);
