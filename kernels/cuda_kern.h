@@ -169,9 +169,9 @@ void cuda_gemv4_set(int mode);
  * SPARKD_GEMV_PF_KB=n > 0). SPARKD_GEMV_PRE=0..3 sets it at the
  * first product; -1 = as the environment says. Results are bit-identical either way. */
 void cuda_gemv_pre_set(int on);
-/* gemv4's K split (warps per row quad): 1 (default) = where the round-4 rule splits K, a
- * larger split when it gives the busiest warp >= 10% fewer iterations (q+k+v on an H200:
- * 4 instead of 2); 0 = the round-4 rule; -1 = as SPARKD_GEMV4_BAL=0|1 says. A different split
+/* gemv4's K split (warps per row quad): 1 = where the round-4 rule splits K, a larger split
+ * when it gives the busiest warp >= 10% fewer iterations (q+k+v on an H200: 4 instead of 2;
+ * measured +-5%, not a win); 0 (default) = the round-4 rule; -1 = as SPARKD_GEMV4_BAL=0|1 says. A different split
  * sums in a different order (not the same bits as the round-4 split). */
 void cuda_gemv4_bal_set(int on);
 /* Benches: every later int8 GEMV launch at SPARKD_GEMV_PRE >= 1 records, per CTA, 5 globaltimer

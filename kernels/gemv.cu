@@ -1150,8 +1150,8 @@ static unsigned long long *trace_take(dim3 grid) {
     return t;
 }
 
-// SPARKD_GEMV4_BAL / cuda_gemv4_bal_set: gemv4_try's balanced K split (1, default) or the
-// round-4 rule (0); -1 = as the environment says.
+// SPARKD_GEMV4_BAL / cuda_gemv4_bal_set: gemv4_try's balanced K split (1) or the round-4
+// rule (0, default); -1 = as the environment says.
 static int g_bal = -1;
 extern "C" void cuda_gemv4_bal_set(int on) { g_bal = on < 0 ? -1 : on ? 1 : 0; }
 
@@ -1181,7 +1181,8 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
             const char *e4 = getenv("SPARKD_GEMV4_KSMAX");
             ksmax = e4 && (atoi(e4) == 1 || atoi(e4) == 2) ? atoi(e4) : 4;
         }
-        // SPARKD_GEMV4_BAL (default 1; 0 = the round-4 rule above): where the round-4 rule
+        // SPARKD_GEMV4_BAL=1 (default 0 = the round-4 rule above; run 2's chain bench: KS 4 on
+        // q+k+v / q+k was +1..2% slower on Q8_0 and Q4_K, 5% faster on Q6_K): where the round-4 rule
         // already splits K (KS > 1: a product small for the device, latency-bound), a larger
         // qualifying split when it gives the busiest warp (quads of its group x the quad's
         // iterations per warp) at least 10% fewer iterations. q+k+v on an H200 (1,536 quads,
@@ -1190,7 +1191,7 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
         // GB10, where the rule gives KS 1, keeps it.)
         if (g_bal < 0) {
             const char *eb = getenv("SPARKD_GEMV4_BAL");
-            g_bal = eb && *eb && !atoi(eb) ? 0 : 1;
+            g_bal = eb && *eb && atoi(eb) ? 1 : 0;
         }
         const int bal = g_bal;
         int64_t c0 = -1, best = -1;
