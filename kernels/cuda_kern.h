@@ -186,6 +186,17 @@ int cuda_mmq_type_ok(uint32_t type);
  * even with a Q8 input (A/B); 1 (default) allows mmq. SPARKD_MMQ=0 sets 0 at the first
  * product. */
 void cuda_mmq_set(int on);
+/* precision fast's f16 product (gemm.cu hfast_kernel: weights rounded once to f16 in the
+ * fragment, the hi form alone; Q8_0, Q4_K, Q5_K, Q6_K): cuda_matmul takes it for exact = 0,
+ * T >= cuda_hfast_min_t() and an input with the F16 form, before mmq. min_t: the threshold
+ * (SPARKD_HFAST_MIN_T, default 33; a huge value when SPARKD_FAST_MM=int8 turns it off);
+ * cuda_hfast_set(n) sets it (0 = off, -1 = as the environment says). cuda_hfast_check
+ * records whether w's weights stay inside the f16 range (synchronizes the stream; the
+ * engine calls it at load, cuda_matmul for a matrix not yet checked unless capturing). */
+int cuda_hfast_type_ok(uint32_t type);
+int cuda_hfast_min_t(void);
+void cuda_hfast_set(int min_t);
+int cuda_hfast_check(const cuda_weight *w, void *stream, err *e);
 
 /* ---------------------------------------------------------------- layer ops */
 

@@ -580,6 +580,8 @@ int upload_matrix(uploader *u, const model_tensor *t, cuda_weight *w, err *e) {
         K_TRY(cuda_weight_repack(w, d, r0, n, g->st, e));
         up_mark(u);
     }
+    // whether precision fast's f16 product (hfast) may compute with it (weights inside f16)
+    if (cuda_hfast_type_ok(w->type)) K_TRY(cuda_hfast_check(w, g->st, e));
     return 0;
 }
 
@@ -1004,6 +1006,9 @@ int forms_at(int forms_all, int T, int fast) {
     // the forms a product of T rows reads: XP alone for T == 1, the tensor-core ones else
     // (the int8 rows of mmq only at precision fast)
     if (T == 1) return CUDA_MMIN_XP;
+    // fast at T >= SPARKD_HFAST_MIN_T: the f16 product (hfast) reads the F16 form as exact does
+    // (SPARKD_FAST_MM=int8: the int8 rows as before)
+    if (fast && T >= cuda_hfast_min_t()) fast = 0;
     if (cuda_elt_old()) // every form the weights may read (A/B with the first generation)
         return (fast ? forms_all : forms_all & ~CUDA_MMIN_Q8) & ENG_FORMS_MASK;
     if (!fast || !mmq_env_on() || !(forms_all & CUDA_MMIN_Q8)) // XP at T > 1 only where ENG_FORM_XP says

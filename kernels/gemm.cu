@@ -280,6 +280,428 @@ __global__ void gemm_reduce_kernel(const gemm_params p) {
     splitk_reduce(p);
 }
 
+// ---------------------------------------------------------------------------------------
+// hfast_kernel: precision fast's product for T >= SPARKD_HFAST_MIN_T tokens (default 33) on
+// the f16 tensor cores. Each A fragment pair is the weight itself, rounded once to f16:
+// f16(s * code + m) by one HFMA2 (HMUL2 without a min) from the group's f16 scale and min
+// while the fragment is built, B is the input's f16 `hi` form alone (already scaled by the
+// power of two 1 / tscale), and the f32 accumulators run straight across every group of K:
+// no scratch MMA, no fold, no group sums. Error ~1e-4..1e-3 relative (f16 weight and
+// activation rounding; selftest test_hfast). Matrices whose scales could leave the f16 range
+// take gemm_kernel instead (cuda_hfast_check at load).
+//
+// CTA: 32 * WM rows x 64 tokens, WM warps of 32 rows (two m16 tiles) x 64 tokens (eight n8
+// tiles): per 64-element chunk a warp builds 32 A registers and reads its B fragments once
+// per 16 MMAs (2 LDS.128 per n8 tile: 128 B of shared memory per MMA). A stage holds the
+// activation tile, the codes (+ hi bits) and the rows' meta words of the chunk, filled by
+// cp.async through HF_STAGES stages; the weights of the first stages are requested before
+// the PDL wait.
+#define HF_N 64
+#define HF_STAGES 4
+
+template <uint32_t F, int WM> struct hf_cfg {
+    static constexpr qfmt f = qfmt_of(F);
+    static constexpr int HM = 32 * WM, NT = 32 * WM;
+    static constexpr int wpitch = f.cbits == 4 ? 32 : 64; // smem bytes per row and chunk
+    static constexpr int hpitch = f.hbits == 1 ? 8 : f.hbits == 2 ? 16 : 0;
+    // meta bytes per row and chunk: Q8_0 the two f16 d; Q4_K/Q5_K the superblock head;
+    // Q6_K d (+ pad) and the chunk's 4 int8 scales
+    static constexpr int mpitch = F == QT_Q8_0 ? 4 : F == QT_Q6_K ? 8 : 16;
+    static constexpr int off_w = HF_N * XP_PITCH * 2;
+    static constexpr int off_h = off_w + HM * wpitch;
+    static constexpr int off_m = off_h + HM * hpitch;
+    static constexpr int stage = (off_m + HM * mpitch + 127) & ~127;
+    static constexpr int smem = stage * HF_STAGES;
+    static constexpr int ng = f.group == 16 ? 4 : 2; // scale groups per chunk
+};
+
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
+}
+
+// The weight part of chunk kc (codes, hi bits, meta) of rows [m0, m0 + HM) into stage sb.
+template <uint32_t F, int WM>
+__device__ __forceinline__ void hf_load_w(uint8_t *sb, const gemm_mat &M, int m0, int kc) {
+    using C = hf_cfg<F, WM>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16; // 16-byte pieces per row
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int piece = tid; piece < C::HM * ppr; piece += C::NT) {
+        const int row = piece / ppr, part = piece % ppr;
+        const bool v = m0 + row < M.rows;
+        const uint8_t *src = M.codes + (uint64_t)(v ? m0 + row : 0) * M.code_pitch + (size_t)kc * (f.cbits * 8) + part * 16;
+        cp_async16(sb + C::off_w + row * C::wpitch + part * 16, src, v);
+    }
+#pragma unroll
+    for (int row = tid; row < C::HM; row += C::NT) {
+        const bool v = m0 + row < M.rows;
+        const uint64_t r = (uint64_t)(v ? m0 + row : 0);
+        if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + row * 8, M.hi + r * M.hi_pitch + (size_t)kc * 8, v);
+        else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + row * 16, M.hi + r * M.hi_pitch + (size_t)kc * 16, v);
+        const uint8_t *mr = M.meta + r * M.meta_pitch;
+        uint8_t *md = sb + C::off_m + row * C::mpitch;
+        if constexpr (F == QT_Q8_0) cp_async4(md, mr + (size_t)kc * 4, v);
+        else if constexpr (F == QT_Q6_K) {
+            cp_async4(md, mr + (size_t)(kc >> 2) * 20, v);
+            cp_async4(md + 4, mr + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), v);
+        } else cp_async16(md, mr + (size_t)(kc >> 2) * 16, v);
+    }
+}
+
+// The activation part of chunk kc (the tile's tokens of the hi form) into stage sb.
+template <int NT>
+__device__ __forceinline__ void hf_load_x(uint8_t *sb, const gemm_params &p, int n0, int kc) {
+    const int ntok = min(HF_N, p.T - n0);
+    for (int piece = threadIdx.x; piece < ntok * 8; piece += NT) {
+        const int tok = piece >> 3, part = piece & 7;
+        const size_t src = (size_t)(n0 + tok) * p.K + (size_t)kc * 64 + part * 8;
+        cp_async16(sb + tok * XP_PITCH * 2 + part * 16, p.xh + src, true);
+    }
+}
+
+// The f16x2 scale (and min) of the chunk's scale groups for one row from its meta words md
+// (stage copy) at chunk kc, as group_sm computes them, then rounded to f16.
+template <uint32_t F, int NG>
+__device__ __forceinline__ void hf_scales(const uint8_t *md, int kc, __half2 (&s2)[NG], __half2 (&m2)[NG]) {
+    if constexpr (F == QT_Q8_0) {
+        const uint32_t w = *(const uint32_t *)md;
+        const uint32_t a = __byte_perm(w, 0, 0x1010), b = __byte_perm(w, 0, 0x3232);
+        s2[0] = *(const __half2 *)&a;
+        s2[1] = *(const __half2 *)&b;
+        m2[0] = m2[1] = __float2half2_rn(0.0f);
+    } else if constexpr (F == QT_Q6_K) {
+        const uint2 w = *(const uint2 *)md;
+        const float d = f16_bits_to_f32((uint16_t)(w.x & 0xffff));
+#pragma unroll
+        for (int j = 0; j < NG; j++) {
+            const float s = __fmul_rn(d, (float)(int8_t)(w.y >> (8 * j)));
+            s2[j] = __float2half2_rn(s);
+            m2[j] = __float2half2_rn(0.0f);
+        }
+    } else { // Q4_K, Q5_K: sub-blocks 2q and 2q + 1 of the superblock, q = kc & 3
+        const uint4 w = *(const uint4 *)md;
+        const float d = f16_bits_to_f32((uint16_t)(w.x & 0xffff)), dmin = f16_bits_to_f32((uint16_t)(w.x >> 16));
+        const int q = kc & 3;
+#pragma unroll
+        for (int j = 0; j < NG; j++) {
+            const int bsh = 8 * ((2 * q + j) & 3);
+            const uint32_t x0 = (w.y >> bsh) & 0xff, x1 = (w.z >> bsh) & 0xff, x2 = (w.w >> bsh) & 0xff;
+            const uint32_t sc = q < 2 ? x0 & 63 : (x2 & 15) | ((x0 >> 6) << 4);
+            const uint32_t mn = q < 2 ? x1 & 63 : (x2 >> 4) | ((x1 >> 6) << 4);
+            s2[j] = __float2half2_rn(__fmul_rn(d, (float)sc));
+            m2[j] = __float2half2_rn(-__fmul_rn(dmin, (float)mn));
+        }
+    }
+}
+
+template <uint32_t F, int WM>
+__global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
+    using C = hf_cfg<F, WM>;
+    constexpr qfmt f = C::f;
+    constexpr int NG = C::ng;
+    extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const int m0 = b * C::HM, n0 = blockIdx.y * HF_N;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    // weights first (no kernel writes them), then the activations after the PDL wait; the
+    // first commit group holds every early weight copy and chunk 0's activations
+#pragma unroll
+    for (int s = 0; s < HF_STAGES - 1; s++)
+        if (s < nk) hf_load_w<F, WM>(smem + s * C::stage, M, m0, kz0 + s);
+    pdl_wait();
+#pragma unroll
+    for (int s = 0; s < HF_STAGES - 1; s++) {
+        if (s < nk) hf_load_x<C::NT>(smem + s * C::stage, p, n0, kz0 + s);
+        cp_commit();
+    }
+    const int ntiles = min(8, (p.T - n0 + 7) / 8);
+    float acc[2][8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
+
+    for (int kc = 0; kc < nk; kc++) {
+        cp_wait<HF_STAGES - 2>();
+        __syncthreads();
+        {
+            const int kn = kc + HF_STAGES - 1;
+            uint8_t *sn = smem + (kn % HF_STAGES) * C::stage;
+            if (kn < nk) {
+                hf_load_w<F, WM>(sn, M, m0, kz0 + kn);
+                hf_load_x<C::NT>(sn, p, n0, kz0 + kn);
+            }
+            cp_commit();
+        }
+        const uint8_t *sb = smem + (kc % HF_STAGES) * C::stage;
+        uint32_t a[2][4][4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) { // rows g, g + 8 (m16 tile 0), g + 16, g + 24 (tile 1)
+            const int row = warp * 32 + 8 * i + g;
+            __half2 s2[NG], m2[NG];
+            hf_scales<F, NG>(sb + C::off_m + row * C::mpitch, kz0 + kc, s2, m2);
+            quarter q;
+            const uint8_t *w = sb + C::off_w + row * C::wpitch;
+            if constexpr (f.cbits == 4) {
+                const uint2 v = *(const uint2 *)(w + 8 * c);
+                q.q.x = v.x;
+                q.q.y = v.y;
+            } else {
+                q.q = *(const uint4 *)(w + 16 * c);
+            }
+            if constexpr (f.hbits == 1) q.hb = *(const uint16_t *)(sb + C::off_h + row * 8 + 2 * c);
+            else if constexpr (f.hbits == 2) q.hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const uint32_t cb = quarter_pair<F>(q, j);
+                const int gi = NG == 4 ? j >> 1 : j >> 2; // pair j is in k16 step j >> 1
+                __half2 v;
+                if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2[gi], m2[gi]);
+                else v = __hmul2(*(const __half2 *)&cb, s2[gi]);
+                a[i >> 1][j >> 1][(j & 1) * 2 + (i & 1)] = *(const uint32_t *)&v;
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            if (nt >= ntiles) break;
+            const uint4 *xh = (const uint4 *)(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c);
+            const uint4 v0 = xh[0], v1 = xh[1];
+            const uint32_t bh[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                mma16816<false>(acc[0][nt], a[0][s], bh[2 * s], bh[2 * s + 1]);
+                mma16816<false>(acc[1][nt], a[1][s], bh[2 * s], bh[2 * s + 1]);
+            }
+        }
+    }
+    cp_wait<0>();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const int rg = m0 + warp * 32 + 16 * mt + g, rg8 = rg + 8;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                    if (rg < M.rows) w[rg] = acc[mt][nt][h] * ts;
+                    if (rg8 < M.rows) w[rg8] = acc[mt][nt][2 + h] * ts;
+                    continue;
+                }
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
+                if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
+            }
+        }
+    }
+}
+
+// ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
+// the largest |s| * max|code - off| + |m| of the matrix (non-finite scales count as huge)
+template <uint32_t F>
+__global__ void hfast_range_kernel(const gemm_mat M, int groups, unsigned *out) {
+    constexpr qfmt f = qfmt_of(F);
+    // largest |code - off|: Q8_0 128, Q4_K 15, Q5_K 31, Q6_K 32
+    constexpr int top = (1 << (f.cbits + f.hbits)) - 1 - f.off;
+    constexpr float cmax = F == QT_Q8_0 ? 128.0f : (float)(top > f.off ? top : f.off);
+    float mx = 0.0f;
+    const long n = (long)M.rows * groups;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const int r = (int)(i / groups), gi = (int)(i % groups);
+        float s, m;
+        group_sm<F>(M.meta + (uint64_t)r * M.meta_pitch, gi, s, m);
+        float v = fabsf(s) * cmax + fabsf(m);
+        if (!(v <= 3.0e38f)) v = 3.0e38f;
+        mx = fmaxf(mx, v);
+    }
+    mx = warp_max(mx);
+    if ((threadIdx.x & 31) == 0) atomicMax(out, __float_as_uint(mx));
+}
+
+// Matrices checked so far: weight base -> 1 ok, 0 out of range (open addressing; entries
+// are written once per check, base last).
+#define HF_TABLE 8192
+struct hf_entry {
+    const void *base;
+    uint32_t type;
+    int64_t rows, cols;
+    int ok;
+};
+static hf_entry hf_table[HF_TABLE];
+static size_t hf_slot(const void *base) { return ((uintptr_t)base >> 8) * 0x9E3779B97F4A7C15ull >> 51 & (HF_TABLE - 1); }
+static int hf_lookup(const cuda_weight *w) { // 1 ok, 0 out of range, -1 not checked
+    for (size_t i = hf_slot(w->base), n = 0; n < HF_TABLE; i = (i + 1) & (HF_TABLE - 1), n++) {
+        const void *b = __atomic_load_n(&hf_table[i].base, __ATOMIC_ACQUIRE);
+        if (!b) return -1;
+        if (b == w->base && hf_table[i].type == w->type && hf_table[i].rows == w->rows && hf_table[i].cols == w->cols)
+            return hf_table[i].ok;
+    }
+    return -1;
+}
+static void hf_store(const cuda_weight *w, int ok) {
+    for (size_t i = hf_slot(w->base), n = 0; n < HF_TABLE; i = (i + 1) & (HF_TABLE - 1), n++) {
+        const void *b = __atomic_load_n(&hf_table[i].base, __ATOMIC_ACQUIRE);
+        if (b == w->base) {
+            hf_table[i].type = w->type; hf_table[i].rows = w->rows; hf_table[i].cols = w->cols; hf_table[i].ok = ok;
+            return;
+        }
+        if (!b) {
+            hf_table[i].type = w->type; hf_table[i].rows = w->rows; hf_table[i].cols = w->cols; hf_table[i].ok = ok;
+            __atomic_store_n(&hf_table[i].base, w->base, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+}
+
+extern "C" int cuda_hfast_type_ok(uint32_t type) {
+    return type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
+}
+
+// SPARKD_FAST_MM=int8: today's int8 routing exactly (hfast off); SPARKD_HFAST_MIN_T=n: the
+// fewest tokens that take hfast (default 33). cuda_hfast_set: tests and benches.
+static int hf_min_t = -1;
+extern "C" void cuda_hfast_set(int min_t) { hf_min_t = min_t; }
+extern "C" int cuda_hfast_min_t(void) {
+    if (hf_min_t < 0) {
+        const char *mm = getenv("SPARKD_FAST_MM");
+        const char *v = getenv("SPARKD_HFAST_MIN_T");
+        hf_min_t = mm && !strcmp(mm, "int8") ? 0 : v && atoi(v) > 1 ? atoi(v) : 33;
+    }
+    return hf_min_t ? hf_min_t : 0x7fffffff;
+}
+
+extern "C" int cuda_hfast_check(const cuda_weight *w, void *stream, err *e) {
+    if (!cuda_hfast_type_ok(w->type)) return 0;
+    static unsigned *dmax = NULL;
+    if (!dmax) CUDA_TRY(cudaMalloc(&dmax, sizeof(unsigned)));
+    gemm_mat m;
+    memset(&m, 0, sizeof m);
+    wmat_planes(m, w);
+    m.rows = (int)w->rows;
+    const int groups = (int)(w->cols / qfmt_of(w->type).group);
+    CUDA_TRY(cudaMemsetAsync(dmax, 0, sizeof(unsigned), CUDA_STREAM(stream)));
+    const long n = (long)m.rows * groups;
+    const unsigned blocks = (unsigned)(n / 256 + 1 < 1024 ? n / 256 + 1 : 1024);
+    switch (w->type) {
+    case QT_Q8_0: hfast_range_kernel<QT_Q8_0><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
+    case QT_Q4_K: hfast_range_kernel<QT_Q4_K><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
+    case QT_Q5_K: hfast_range_kernel<QT_Q5_K><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
+    case QT_Q6_K: hfast_range_kernel<QT_Q6_K><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
+    }
+    CUDA_TRY(cudaGetLastError());
+    unsigned h = 0;
+    CUDA_TRY(cudaMemcpyAsync(&h, dmax, sizeof h, cudaMemcpyDeviceToHost, CUDA_STREAM(stream)));
+    CUDA_TRY(cudaStreamSynchronize(CUDA_STREAM(stream)));
+    float mx;
+    memcpy(&mx, &h, 4);
+    // weights below 2^15 in f16 (max 65504); times the hi form (< 2^14) far inside f32
+    const int ok = mx < 32768.0f;
+    hf_store(w, ok);
+    return 0;
+}
+
+// Whether cuda_matmul gives these matrices to hfast_kernel: precision fast (exact = 0), the
+// f16 form present, T at least the threshold, a supported type, every matrix checked in
+// range (an unchecked one is checked here unless the stream is capturing a graph).
+static bool hfast_wants(const cuda_mm_args *a, const cuda_mmin *x, void *stream) {
+    if (a->exact || x->T < cuda_hfast_min_t() || !(x->forms & CUDA_MMIN_F16) || !x->hi ||
+        !cuda_hfast_type_ok(a->w[0]->type))
+        return false;
+    for (int i = 0; i < a->n; i++) {
+        int ok = hf_lookup(a->w[i]);
+        if (ok < 0) {
+            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+            if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
+                return false;
+            err e2 = {ERR_OK, {0}};
+            if (cuda_hfast_check(a->w[i], stream, &e2)) return false;
+            ok = hf_lookup(a->w[i]);
+        }
+        if (ok != 1) return false;
+    }
+    return true;
+}
+
+template <uint32_t F, int WM>
+static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+    using C = hf_cfg<F, WM>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(hfast_kernel<F, WM>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
+        attr = true;
+    }
+    dim3 grid((unsigned)mtiles, (unsigned)((p.T + HF_N - 1) / HF_N), (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hfast_kernel<F, WM>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
+
+// Tile choice: 128-row CTAs (4 warps) when they give at least 2 CTAs per SM, else 64-row
+// CTAs (2 warps); still fewer than 3 per SM (and the caller gave a work buffer): split K.
+// SPARKD_HFAST_WM=2|4 forces the tile, SPARKD_HFAST_KSPLIT=n the split (tuning).
+static int env_wm = -1, env_ks = -1, hf_launches = 0;
+// tests and benches (declared there): the tile and split (0 = the rule, -1 = as the
+// environment says), and how many hfast launches cuda_matmul made so far
+extern "C" void cuda_hfast_tile_set(int wm, int ks) {
+    env_wm = wm < 0 ? -1 : wm;
+    env_ks = ks < 0 ? 0 : ks;
+}
+extern "C" int cuda_hfast_launches(void) { return hf_launches; }
+static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
+    hf_launches++;
+    if (env_wm < 0) {
+        const char *v = getenv("SPARKD_HFAST_WM");
+        env_wm = v ? atoi(v) : 0;
+        v = getenv("SPARKD_HFAST_KSPLIT");
+        env_ks = v ? atoi(v) : 0;
+    }
+    const int ntile_n = (p.T + HF_N - 1) / HF_N, nk = p.K / 64;
+    int m128 = 0;
+    for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
+    const int wm = env_wm == 2 || env_wm == 4 ? env_wm : m128 * ntile_n >= 2 * sms ? 4 : 2;
+    int mtiles = 0;
+    for (int i = 0; i < p.n; i++) {
+        p.m[i].mtiles = (p.m[i].rows + 32 * wm - 1) / (32 * wm);
+        mtiles += p.m[i].mtiles;
+    }
+    p.ksplit = 1;
+    p.ws = NULL;
+    int ks = 1;
+    const int want = wm == 4 ? 3 * sms : 4 * sms;
+    if (env_ks > 0) ks = env_ks;
+    else if (mtiles * ntile_n < want && nk >= 8) ks = (want + mtiles * ntile_n - 1) / (mtiles * ntile_n);
+    if (ks > nk / 4) ks = nk / 4;
+    if (ks > 8) ks = 8;
+    if (!a->work) ks = 1;
+    while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
+    if (ks > 1) {
+        p.ksplit = ks;
+        p.ws = a->work;
+    }
+    const uint32_t type = a->w[0]->type;
+#define HF_CASE(TY)                                                                                             \
+    case TY: return wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
+    switch (type) {
+        HF_CASE(QT_Q8_0) HF_CASE(QT_Q4_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q6_K)
+    }
+#undef HF_CASE
+    return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no hfast kernel for type %u", type);
+}
+
 template <uint32_t F>
 static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
     using C = gemm_cfg<F>;
@@ -321,7 +743,14 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
             return err_set(e, ERR_INVALID, "cuda_matmul: GEMV needs the f32 input form (T %d)", T);
         return cuda_gemv_launch(a, x, T, stream, e);
     }
-    if (cuda_mmq_wants(a, x)) return cuda_mmq_launch(a, x, stream, e); // int8 tensor cores (fast)
+    static int sms = 0; // two CTAs per SM is the target (132 on an H200, 48 on GB10)
+    if (!sms) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = 48;
+    }
+    const bool hf = hfast_wants(a, x, stream); // f16 tensor cores, weights scaled in the fragment (fast)
+    if (!hf && cuda_mmq_wants(a, x)) return cuda_mmq_launch(a, x, stream, e); // int8 tensor cores (fast)
     const int need = type == QT_BF16 ? CUDA_MMIN_BF16 : CUDA_MMIN_F16;
     if (!(x->forms & need))
         return err_set(e, ERR_INVALID, "cuda_matmul: the tensor-core path needs the %s input form",
@@ -352,13 +781,8 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     }
     // small grids (decode batches on narrow matrices) split K over CTAs, when the caller
     // gave room for the partials
+    if (hf) return hfast_launch(p, a, sms, stream, e);
     p.ksplit = 1;
-    static int sms = 0; // two CTAs per SM is the target (132 on an H200, 48 on GB10)
-    if (!sms) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            sms = 48;
-    }
     const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N, want = 2 * sms;
     if (a->work && mtiles * ntile_n < want && nk >= 8) {
         int ks = want / (mtiles * ntile_n);

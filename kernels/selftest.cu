@@ -2095,6 +2095,7 @@ void bench_attn_pf(int n, int nseq, int ctx) {
     dfree_all();
 }
 
+#include "hfast_test.cuh" // hfast: precision fast's f16 product (test_hfast_all, bench_hfast)
 } // namespace
 
 extern "C" int cuda_kbench(void *file, err *e) {
@@ -2130,6 +2131,12 @@ extern "C" int cuda_kbench(void *file, err *e) {
         bench_attn_pf(128, 16, 0);     // a 2048-token chunk of 128-token prompts (64-sequence benchmark)
         bench_attn_pf(512, 1, 4096);   // a chunk after 4K of context
         bench_attn_pf(16, 1, 8192);    // a few tokens at long context (split)
+        st_close_stream();
+        return 0;
+    }
+    if (mode && !strcmp(mode, "hfast")) { // precision fast's f16 product vs the int8 mmq
+        const char *pk = getenv("SPARKD_MMA_PEAK");
+        for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) bench_hfast(t, pk ? atof(pk) : 642.0, probe);
         st_close_stream();
         return 0;
     }
@@ -2206,6 +2213,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     }
 
     cuda_gemv_dp4a_set(0); // exact products stay exact here whatever SPARKD_GEMV_DP4A says
+    cuda_hfast_set(0); // the kernels' own paths below; test_hfast_all turns hfast on for its rows
     for (uint32_t t : kTypes) { test_dequant(t, 7, 256); test_dequant(t, 129, 4096); dfree_all(); }
     for (uint32_t t : kTypes) {
         test_matmul(t, 1, 256, 1, CUDA_MM_AUTO, 1, 0, 0, 0);
@@ -2471,6 +2479,8 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_sample(4096, 0); // every token a candidate, 2048 per slice: past the slice cap, the full row
     if (!quick) for (int i = 0; i < 3; i++) test_sample(151936, 0); // fresh draws: the tail bound above
     dfree_all();
+    test_hfast_all(quick);
+    cuda_hfast_set(-1);
     print_table();
     fprintf(ctx.f, "\n%zu checks, %d failed\n", ctx.rows.size(), ctx.fails);
     st_close_stream();

@@ -1,0 +1,218 @@
+// hfast_test.cuh — selftest rows and the kernel bench of precision fast's f16 product
+// (gemm.cu hfast_kernel). Included by selftest.cu inside its unnamed namespace, after its
+// helpers (gen_rows, ref_dequant, make_weight, randn, report, time_us); not a header of its own.
+//
+// test_hfast: the product against the dequantize-then-f32 reference (quant.c weights, f32
+// input, double sums; relative L2 over sampled tokens, tol 2e-3: the f16 rounding of weight
+// and activation), for Q8_0 also against an exact emulation of its numerics (weights f16(d *
+// code), the input's hi form; tol 2e-5: only f32 summation order differs), and checks that
+// cuda_matmul took hfast (its launch count). Controls: a poisoned code plane must fail the
+// first check; a matrix with a block scale outside the f16 range must not take hfast
+// (cuda_hfast_check) and still match the reference (the f16 kernel with exact weights).
+extern "C" void cuda_hfast_tile_set(int wm, int ks); // gemm.cu: tile rows / 32 and K split, 0 = rule
+extern "C" int cuda_hfast_launches(void);             // gemm.cu: hfast launches so far
+
+// The F16 form's hi half of one row as the producer writes it (mmin_exponent, f16 of x * 2^-e).
+static void hf_hi_row(const float *x, int K, std::vector<double> &hi, double &ts) {
+    float amax = 0;
+    for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+    int e = 0;
+    if (amax > 0 && isfinite(amax)) {
+        int ex;
+        frexpf(amax, &ex);
+        e = ex - 14;
+        e = e < -120 ? -120 : e > 120 ? 120 : e;
+    }
+    hi.resize(K);
+    for (int k = 0; k < K; k++) hi[k] = quant_f16_to_f32(quant_f32_to_f16(ldexpf(x[k], -e)));
+    ts = ldexp(1.0, e);
+}
+
+// mode: 0 plain, 1 poisoned code plane (must fail), 2 one block scale out of f16 range (Q8_0:
+// must fall back and pass)
+void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, int mode = 0, int wm = 0) {
+    const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
+    cuda_weight w[2];
+    std::vector<float> W[2];
+    for (int i = 0; i < nm; i++) {
+        auto raw = gen_rows(type, Ns[i], K);
+        if (mode == 2 && type == QUANT_Q8_0) {
+            const uint16_t big = quant_f32_to_f16(1000.0f); // 1000 * 128 > 2^15
+            memcpy(raw.data() + (size_t)3 * (K / 32) * 34 + 34, &big, 2); // row 3, block 1
+        }
+        W[i] = ref_dequant(type, raw, Ns[i], K);
+        if (!make_weight(&w[i], type, raw, Ns[i], K)) return;
+        err e0 = {ERR_OK, {0}};
+        if (cuda_hfast_check(&w[i], C->st, &e0)) { fprintf(C->f, "not ok - hfast check: %s\n", e0.msg); C->fails++; return; }
+    }
+    if (mode == 1) { // codes of 5 rows set to 0x5a..: far from the reference
+        const uint64_t cp = (uint64_t)K * (type == QUANT_Q8_0 ? 8 : 4) / 8;
+        cudaMemset((uint8_t *)w[0].base + 7 * cp, 0x5a, 5 * cp);
+    }
+    auto x = randn((size_t)T * K, 1.0);
+    for (size_t k = 0; k < x.size(); k += 97) x[k] *= 20.0f;
+    if (T > 2) for (int k = 0; k < K; k++) x[(size_t)1 * K + k] *= 3000.0f; // a large row (its own tscale)
+    float *dx = dup(x);
+    const int forms = CUDA_MMIN_F16; // what the engine gives these products at fast
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+    std::vector<float> y0[2];
+    float *dy[2] = {NULL, NULL};
+    for (int i = 0; i < nm; i++) {
+        dy[i] = (float *)dalloc((size_t)T * ld[i] * 4);
+        if (accumulate) {
+            y0[i] = randn((size_t)T * ld[i], 1.0);
+            cudaMemcpy(dy[i], y0[i].data(), y0[i].size() * 4, cudaMemcpyHostToDevice);
+        } else {
+            poison(dy[i], (size_t)T * ld[i] * 4);
+        }
+    }
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) { fprintf(C->f, "not ok - prepare: %s\n", e2.msg); C->fails++; return; }
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = nm; a.accumulate = accumulate; a.exact = 0;
+    for (int i = 0; i < nm; i++) { a.w[i] = &w[i]; a.y[i] = dy[i]; a.ldy[i] = ld[i]; }
+    if (splitk) { a.work_bytes = 32u << 20; a.work = (float *)dalloc(a.work_bytes); }
+    cuda_hfast_set(33);
+    cuda_hfast_tile_set(wm, 0);
+    const int l0 = cuda_hfast_launches();
+    const int rc = cuda_matmul(&a, &m, C->st, &e2);
+    const int took = cuda_hfast_launches() - l0;
+    cudaStreamSynchronize(C->st);
+    cuda_hfast_tile_set(-1, -1);
+    cuda_hfast_set(0); // the selftest's state (its other rows test the kernels' own paths)
+    std::vector<float> y[2];
+    for (int i = 0; i < nm; i++) y[i] = get(dy[i], (size_t)T * ld[i]);
+    int fin = 1;
+    for (int i = 0; i < nm; i++)
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < Ns[i]; r++) if (!isfinite(y[i][(size_t)t * ld[i] + r])) fin = 0;
+    std::vector<int> toks = {0, 1, T - 1, 63 < T ? 63 : 0, 64 < T ? 64 : 0};
+    while (toks.size() < 10) toks.push_back(C->rng.below(T));
+    double num = 0, den = 0, enum_ = 0, eden = 0;
+    std::vector<double> hi;
+    for (int i = 0; i < nm; i++)
+        for (int t : toks) {
+            const float *xt = x.data() + (size_t)t * K;
+            double ts;
+            hf_hi_row(xt, K, hi, ts);
+            for (int r = 0; r < Ns[i]; r++) {
+                const float *wr = W[i].data() + (size_t)r * K;
+                double s = 0, se = 0;
+                for (int k = 0; k < K; k++) {
+                    s += (double)wr[k] * xt[k];
+                    if (type == QUANT_Q8_0) se += (double)quant_f16_to_f32(quant_f32_to_f16(wr[k])) * hi[k];
+                }
+                se *= ts;
+                const double base = accumulate ? y0[i][(size_t)t * ld[i] + r] : 0.0;
+                const double got = (double)y[i][(size_t)t * ld[i] + r] - base;
+                num += (got - s) * (got - s);
+                den += s * s;
+                enum_ += (got - se) * (got - se);
+                eden += se * se;
+            }
+        }
+    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    const double erel = eden > 0 ? sqrt(enum_ / eden) : sqrt(enum_);
+    char shape[112], note[80];
+    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
+             accumulate ? " +=" : "", splitk ? " splitk" : "", wm ? (wm == 2 ? " wm2" : " wm4") : "",
+             mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
+    if (mode == 1) { // the control: the comparison must see the poisoned rows
+        snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
+        report("hfast-control", shape, rel > 2e-3 ? 0.0 : 1.0, 0.5, 0, rc == 0 && took == 1, note);
+    } else if (mode == 2) {
+        snprintf(note, sizeof note, "(fell back: hfast launches %d, must be 0)", took);
+        report("hfast-range", shape, rel, 2e-3, 0, rc == 0 && fin && took == 0, note);
+    } else {
+        snprintf(note, sizeof note, "(vs dequant-then-f32; hfast launches %d)", took);
+        report("hfast", shape, rel, 2e-3, 0, rc == 0 && fin && took == 1, note);
+        if (type == QUANT_Q8_0) report("hfast-emul", shape, erel, 2e-5, 0, rc == 0 && fin && took == 1,
+                                       "(vs f16(w) x hi, f64 sums)");
+    }
+    dfree_all();
+}
+
+void test_hfast_all(int quick) {
+    const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K};
+    for (uint32_t t : types) {
+        test_hfast(t, 200, 512, 33, 0, 0, 0);
+        test_hfast(t, 257, 768, 64, 67, 0, 1);        // two matrices, split K, rows not a multiple
+        test_hfast(t, 129, 512, 100, 0, 1, 0);         // accumulate, a partial token tile
+        test_hfast(t, 300, 1024, 512, 0, 0, 0, 0, 4);  // 128-row tiles
+        test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, 2);  // 64-row tiles, accumulate, split K
+        if (!quick) test_hfast(t, 4096, 4096, 64, 0, 0, 1);
+    }
+    test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1); // poisoned codes: must fail the comparison
+    test_hfast(QUANT_Q4_K, 200, 512, 64, 0, 0, 0, 1);
+    test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 2); // out of f16 range: falls back
+}
+
+// SPARKD_KBENCH=hfast: the Qwen3-8B products at T = 64 and 512, int8 mmq (today's fast) vs
+// hfast (and its tile variants) in one run; weights rotated over copies beyond the L2.
+void bench_hfast(uint32_t type, double peak, double probe) {
+    struct prod { const char *name; int n, rows, K; } prods[] = {
+        {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
+    double layer[2][5] = {{0}};
+    for (const prod &pr : prods) {
+        const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
+        int copies = (int)((768ull << 20) / wb) + 1;
+        if (copies > 16) copies = 16;
+        auto raw = gen_rows(type, pr.rows, pr.K);
+        std::vector<cuda_weight> ws((size_t)copies * pr.n);
+        for (auto &w : ws) {
+            if (!make_weight(&w, type, raw, pr.rows, pr.K)) return;
+            err e0;
+            cuda_hfast_check(&w, C->st, &e0);
+        }
+        const int Tmax = 512;
+        const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
+        cuda_mmin m;
+        cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, pr.K, forms)), Tmax, pr.K, forms);
+        float *dx = dup(randn((size_t)Tmax * pr.K, 1.0));
+        float *dy[2] = {(float *)dalloc((size_t)Tmax * pr.rows * 4), (float *)dalloc((size_t)Tmax * pr.rows * 4)};
+        float *splitk = (float *)dalloc(32u << 20);
+        int ti = 0;
+        for (int T : {64, 512}) {
+            err e2 = {ERR_OK, {0}};
+            if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
+            const char *kn[5] = {"int8 mmq", "f16 hfast", "hfast wm4", "hfast wm2", "hfast wm4 ks1"};
+            double base = 0;
+            for (int v = 0; v < 5; v++) {
+                cuda_hfast_set(v == 0 ? 0 : 33);
+                cuda_hfast_tile_set(v == 2 || v == 4 ? 4 : v == 3 ? 2 : 0, v == 4 ? 1 : 0);
+                int it = 0;
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
+                for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
+                const double us = time_us([&] {
+                    const int c = it++ % copies;
+                    for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                    err e3;
+                    cuda_matmul(&a, &m, C->st, &e3);
+                }, 3 * copies);
+                cudaError_t ce = cudaGetLastError();
+                const double tf = 2.0 * T * pr.rows * pr.n * (double)pr.K / (us * 1e6);
+                const double gbs = (double)wb / (us * 1e3);
+                if (v == 0) base = us;
+                layer[ti][v] += us;
+                char sp[40] = "";
+                if (v > 0 && base > 0) snprintf(sp, sizeof sp, "%.2fx mmq", base / us);
+                fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.1f (%.0f%% peak) %s%s |\n", tname(type),
+                        pr.name, pr.n, pr.rows, pr.K, T, kn[v], us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tf,
+                        peak > 0 ? 100.0 * tf / peak : 0.0, sp, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+            }
+            cuda_hfast_set(-1);
+            cuda_hfast_tile_set(-1, -1);
+            ti++;
+        }
+        dfree_all();
+    }
+    for (int ti = 0; ti < 2; ti++)
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm4 %.1f, wm2 %.1f, wm4 ks1 %.1f) | | | | %.2fx |\n",
+                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
+                layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+}
