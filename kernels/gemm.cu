@@ -320,45 +320,79 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
 }
 
-// The weight part of chunk kc (codes, hi bits, meta) of rows [m0, m0 + HM) into stage sb.
+// A thread's cp.async sources, computed once per CTA (the matrix fields are read once):
+// weight piece i of chunk kc is w + i * wstep + kc * (cbits * 8) (rows past the matrix
+// clamped to row 0 and zero-filled: bit i of wv clear), activation piece i is x + i * xstep
+// + kc * 128 (skipped past the tile's tokens: bit i of xv clear); the hi bits and meta of row
+// m0 + tid from h and m.
+struct hf_src {
+    const uint8_t *w, *h, *m, *x;
+    uint64_t wstep, xstep;
+    uint32_t wv, xv;
+    bool rv;
+};
+
 template <uint32_t F, int WM>
-__device__ __forceinline__ void hf_load_w(uint8_t *sb, const gemm_mat &M, int m0, int kc) {
+__device__ __forceinline__ hf_src hf_src_of(const gemm_params &p, const gemm_mat &M, int m0, int n0) {
     using C = hf_cfg<F, WM>;
     constexpr qfmt f = C::f;
-    constexpr int ppr = f.cbits * 64 / 8 / 16; // 16-byte pieces per row
+    constexpr int ppr = f.cbits * 64 / 8 / 16; // 16-byte pieces per row and chunk
+    const int tid = threadIdx.x, rows = M.rows;
+    hf_src s;
+    const int r0 = tid / ppr;
+    s.w = M.codes + (uint64_t)(m0 + r0 < rows ? m0 + r0 : 0) * M.code_pitch + (tid % ppr) * 16;
+    s.wstep = (uint64_t)(C::NT / ppr) * M.code_pitch;
+    s.wv = 0;
+#pragma unroll
+    for (int i = 0; i < C::HM * ppr / C::NT; i++)
+        if (m0 + r0 + i * (C::NT / ppr) < rows) s.wv |= 1u << i;
+    // a piece past the matrix is zero-filled from its first piece's row (row 0 when that one is past it too)
+    const int rr = m0 + tid < rows ? m0 + tid : 0;
+    s.rv = m0 + tid < rows;
+    s.h = M.hi + (uint64_t)rr * M.hi_pitch;
+    s.m = M.meta + (uint64_t)rr * M.meta_pitch;
+    const int ntok = min(HF_N, p.T - n0), t0 = tid >> 3;
+    s.x = (const uint8_t *)(p.xh + (size_t)(n0 + (t0 < ntok ? t0 : 0)) * p.K) + (tid & 7) * 16;
+    s.xstep = (uint64_t)(C::NT / 8) * p.K * 2;
+    s.xv = 0;
+#pragma unroll
+    for (int i = 0; i < HF_N * 8 / C::NT; i++)
+        if (t0 + i * (C::NT / 8) < ntok) s.xv |= 1u << i;
+    return s;
+}
+
+// The weight part of chunk kc (codes, hi bits, meta) of the CTA's rows into stage sb.
+template <uint32_t F, int WM>
+__device__ __forceinline__ void hf_load_w(uint8_t *sb, const hf_src &s, int kc) {
+    using C = hf_cfg<F, WM>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16;
+    static_assert(C::HM * ppr % C::NT == 0 && C::HM == C::NT, "hf_load_w: whole rounds");
     const int tid = threadIdx.x;
+    const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
+    uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
 #pragma unroll
-    for (int piece = tid; piece < C::HM * ppr; piece += C::NT) {
-        const int row = piece / ppr, part = piece % ppr;
-        const bool v = m0 + row < M.rows;
-        const uint8_t *src = M.codes + (uint64_t)(v ? m0 + row : 0) * M.code_pitch + (size_t)kc * (f.cbits * 8) + part * 16;
-        cp_async16(sb + C::off_w + row * C::wpitch + part * 16, src, v);
-    }
-#pragma unroll
-    for (int row = tid; row < C::HM; row += C::NT) {
-        const bool v = m0 + row < M.rows;
-        const uint64_t r = (uint64_t)(v ? m0 + row : 0);
-        if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + row * 8, M.hi + r * M.hi_pitch + (size_t)kc * 8, v);
-        else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + row * 16, M.hi + r * M.hi_pitch + (size_t)kc * 16, v);
-        const uint8_t *mr = M.meta + r * M.meta_pitch;
-        uint8_t *md = sb + C::off_m + row * C::mpitch;
-        if constexpr (F == QT_Q8_0) cp_async4(md, mr + (size_t)kc * 4, v);
-        else if constexpr (F == QT_Q6_K) {
-            cp_async4(md, mr + (size_t)(kc >> 2) * 20, v);
-            cp_async4(md + 4, mr + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), v);
-        } else cp_async16(md, mr + (size_t)(kc >> 2) * 16, v);
-    }
+    for (int i = 0; i < C::HM * ppr / C::NT; i++)
+        cp_async16(dw + i * (C::NT / ppr) * C::wpitch, (s.wv >> i) & 1 ? wk + i * s.wstep : wk, (s.wv >> i) & 1);
+    if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, s.rv);
+    else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, s.rv);
+    uint8_t *md = sb + C::off_m + tid * C::mpitch;
+    if constexpr (F == QT_Q8_0) cp_async4(md, s.m + (size_t)kc * 4, s.rv);
+    else if constexpr (F == QT_Q6_K) {
+        cp_async4(md, s.m + (size_t)(kc >> 2) * 20, s.rv);
+        cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), s.rv);
+    } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, s.rv);
 }
 
 // The activation part of chunk kc (the tile's tokens of the hi form) into stage sb.
 template <int NT>
-__device__ __forceinline__ void hf_load_x(uint8_t *sb, const gemm_params &p, int n0, int kc) {
-    const int ntok = min(HF_N, p.T - n0);
-    for (int piece = threadIdx.x; piece < ntok * 8; piece += NT) {
-        const int tok = piece >> 3, part = piece & 7;
-        const size_t src = (size_t)(n0 + tok) * p.K + (size_t)kc * 64 + part * 8;
-        cp_async16(sb + tok * XP_PITCH * 2 + part * 16, p.xh + src, true);
-    }
+__device__ __forceinline__ void hf_load_x(uint8_t *sb, const hf_src &s, int kc) {
+    const int tid = threadIdx.x;
+    const uint8_t *xk = s.x + (size_t)kc * 128;
+    uint8_t *dx = sb + (tid >> 3) * XP_PITCH * 2 + (tid & 7) * 16;
+#pragma unroll
+    for (int i = 0; i < HF_N * 8 / NT; i++)
+        if ((s.xv >> i) & 1) cp_async16(dx + i * (NT / 8) * XP_PITCH * 2, xk + i * s.xstep, true);
 }
 
 // The f16x2 scale (and min) of the chunk's scale groups for one row from its meta words md
@@ -397,7 +431,7 @@ __device__ __forceinline__ void hf_scales(const uint8_t *md, int kc, __half2 (&s
 }
 
 template <uint32_t F, int WM>
-__global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
+__global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 4) void hfast_kernel(const gemm_params p) {
     using C = hf_cfg<F, WM>;
     constexpr qfmt f = C::f;
     constexpr int NG = C::ng;
@@ -413,16 +447,19 @@ __global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
     const int nk = kz1 - kz0;
     // weights first (no kernel writes them), then the activations after the PDL wait; the
     // first commit group holds every early weight copy and chunk 0's activations
+    const hf_src src = hf_src_of<F, WM>(p, M, m0, n0);
+    const int rows = M.rows;
 #pragma unroll
     for (int s = 0; s < HF_STAGES - 1; s++)
-        if (s < nk) hf_load_w<F, WM>(smem + s * C::stage, M, m0, kz0 + s);
+        if (s < nk) hf_load_w<F, WM>(smem + s * C::stage, src, kz0 + s);
     pdl_wait();
 #pragma unroll
     for (int s = 0; s < HF_STAGES - 1; s++) {
-        if (s < nk) hf_load_x<C::NT>(smem + s * C::stage, p, n0, kz0 + s);
+        if (s < nk) hf_load_x<C::NT>(smem + s * C::stage, src, kz0 + s);
         cp_commit();
     }
     const int ntiles = min(8, (p.T - n0 + 7) / 8);
+    const bool full = p.T - n0 >= HF_N;
     float acc[2][8][4];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -436,8 +473,8 @@ __global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
             const int kn = kc + HF_STAGES - 1;
             uint8_t *sn = smem + (kn % HF_STAGES) * C::stage;
             if (kn < nk) {
-                hf_load_w<F, WM>(sn, M, m0, kz0 + kn);
-                hf_load_x<C::NT>(sn, p, n0, kz0 + kn);
+                hf_load_w<F, WM>(sn, src, kz0 + kn);
+                hf_load_x<C::NT>(sn, src, kz0 + kn);
             }
             cp_commit();
         }
@@ -469,9 +506,7 @@ __global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
                 a[i >> 1][j >> 1][(j & 1) * 2 + (i & 1)] = *(const uint32_t *)&v;
             }
         }
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            if (nt >= ntiles) break;
+        auto tile = [&](int nt) {
             const uint4 *xh = (const uint4 *)(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c);
             const uint4 v0 = xh[0], v1 = xh[1];
             const uint32_t bh[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
@@ -479,6 +514,16 @@ __global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
             for (int s = 0; s < 4; s++) {
                 mma16816<false>(acc[0][nt], a[0][s], bh[2 * s], bh[2 * s + 1]);
                 mma16816<false>(acc[1][nt], a[1][s], bh[2 * s], bh[2 * s + 1]);
+            }
+        };
+        if (full) { // all 64 tokens: no branch between the tiles
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) tile(nt);
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                if (nt >= ntiles) break;
+                tile(nt);
             }
         }
     }
@@ -496,13 +541,13 @@ __global__ __launch_bounds__(32 * WM) void hfast_kernel(const gemm_params p) {
                 const float ts = p.tscale[tk];
                 if (p.ksplit > 1) {
                     float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                    if (rg < M.rows) w[rg] = acc[mt][nt][h] * ts;
-                    if (rg8 < M.rows) w[rg8] = acc[mt][nt][2 + h] * ts;
+                    if (rg < rows) w[rg] = acc[mt][nt][h] * ts;
+                    if (rg8 < rows) w[rg8] = acc[mt][nt][2 + h] * ts;
                     continue;
                 }
                 float *y = M.y + (size_t)tk * M.ldy;
-                if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
-                if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
+                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
+                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
             }
         }
     }
@@ -550,7 +595,7 @@ static int hf_lookup(const cuda_weight *w) { // 1 ok, 0 out of range, -1 not che
     }
     return -1;
 }
-static void hf_store(const cuda_weight *w, int ok) {
+static void hf_store_locked(const cuda_weight *w, int ok) {
     for (size_t i = hf_slot(w->base), n = 0; n < HF_TABLE; i = (i + 1) & (HF_TABLE - 1), n++) {
         const void *b = __atomic_load_n(&hf_table[i].base, __ATOMIC_ACQUIRE);
         if (b == w->base) {
@@ -563,6 +608,13 @@ static void hf_store(const cuda_weight *w, int ok) {
             return;
         }
     }
+}
+static int hf_lock = 0; // writers (engines of several devices may load at once)
+static void hf_store(const cuda_weight *w, int ok) {
+    while (__atomic_exchange_n(&hf_lock, 1, __ATOMIC_ACQUIRE)) {
+    }
+    hf_store_locked(w, ok);
+    __atomic_store_n(&hf_lock, 0, __ATOMIC_RELEASE);
 }
 
 extern "C" int cuda_hfast_type_ok(uint32_t type) {
@@ -584,8 +636,12 @@ extern "C" int cuda_hfast_min_t(void) {
 
 extern "C" int cuda_hfast_check(const cuda_weight *w, void *stream, err *e) {
     if (!cuda_hfast_type_ok(w->type)) return 0;
-    static unsigned *dmax = NULL;
-    if (!dmax) CUDA_TRY(cudaMalloc(&dmax, sizeof(unsigned)));
+    static unsigned *dmaxs[64]; // one word per device
+    int dev = 0;
+    CUDA_TRY(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= 64) return err_set(e, ERR_UNSUPPORTED, "cuda_hfast_check: device %d", dev);
+    if (!dmaxs[dev]) CUDA_TRY(cudaMalloc(&dmaxs[dev], sizeof(unsigned)));
+    unsigned *dmax = dmaxs[dev];
     gemm_mat m;
     memset(&m, 0, sizeof m);
     wmat_planes(m, w);
