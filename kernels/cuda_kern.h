@@ -187,7 +187,7 @@ int cuda_mmq_type_ok(uint32_t type);
  * product. */
 void cuda_mmq_set(int on);
 /* precision fast's f16 product (gemm.cu hfast_kernel: weights rounded once to f16 in the
- * fragment, the hi form alone; Q8_0, Q4_K, Q5_K, Q6_K): cuda_matmul takes it for exact = 0,
+ * fragment, the hi form alone; Q8_0, Q4_K, Q5_K, Q6_K, Q4_0, Q5_0): cuda_matmul takes it for exact = 0,
  * T >= cuda_hfast_min_t() and an input with the F16 form, before mmq. min_t: the threshold
  * (SPARKD_HFAST_MIN_T, default 33; a huge value when SPARKD_FAST_MM=int8 turns it off);
  * cuda_hfast_set(n) sets it (0 = off, -1 = as the environment says). cuda_hfast_check

@@ -306,7 +306,7 @@ template <uint32_t F, int WM> struct hf_cfg {
     static constexpr int hpitch = f.hbits == 1 ? 8 : f.hbits == 2 ? 16 : 0;
     // meta bytes per row and chunk: Q8_0 the two f16 d; Q4_K/Q5_K the superblock head;
     // Q6_K d (+ pad) and the chunk's 4 int8 scales
-    static constexpr int mpitch = F == QT_Q8_0 ? 4 : F == QT_Q6_K ? 8 : 16;
+    static constexpr int mpitch = f.meta_bytes == 2 ? 4 : F == QT_Q6_K ? 8 : 16;
     static constexpr int off_w = HF_N * XP_PITCH * 2;
     static constexpr int off_h = off_w + HM * wpitch;
     static constexpr int off_m = off_h + HM * hpitch;
@@ -377,7 +377,7 @@ __device__ __forceinline__ void hf_load_w(uint8_t *sb, const hf_src &s, int kc) 
     if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, s.rv);
     else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, s.rv);
     uint8_t *md = sb + C::off_m + tid * C::mpitch;
-    if constexpr (F == QT_Q8_0) cp_async4(md, s.m + (size_t)kc * 4, s.rv);
+    if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, s.rv); // Q8_0, Q4_0, Q5_0: two f16 d
     else if constexpr (F == QT_Q6_K) {
         cp_async4(md, s.m + (size_t)(kc >> 2) * 20, s.rv);
         cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), s.rv);
@@ -399,7 +399,7 @@ __device__ __forceinline__ void hf_load_x(uint8_t *sb, const hf_src &s, int kc) 
 // (stage copy) at chunk kc, as group_sm computes them, then rounded to f16.
 template <uint32_t F, int NG>
 __device__ __forceinline__ void hf_scales(const uint8_t *md, int kc, __half2 (&s2)[NG], __half2 (&m2)[NG]) {
-    if constexpr (F == QT_Q8_0) {
+    if constexpr (F == QT_Q8_0 || F == QT_Q4_0 || F == QT_Q5_0) {
         const uint32_t w = *(const uint32_t *)md;
         const uint32_t a = __byte_perm(w, 0, 0x1010), b = __byte_perm(w, 0, 0x3232);
         s2[0] = *(const __half2 *)&a;
@@ -558,7 +558,7 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 4) void hfast_kernel(const g
 template <uint32_t F>
 __global__ void hfast_range_kernel(const gemm_mat M, int groups, unsigned *out) {
     constexpr qfmt f = qfmt_of(F);
-    // largest |code - off|: Q8_0 128, Q4_K 15, Q5_K 31, Q6_K 32
+    // largest |code - off|: Q8_0 128, Q4_K 15, Q5_K 31, Q6_K 32, Q4_0 8, Q5_0 16
     constexpr int top = (1 << (f.cbits + f.hbits)) - 1 - f.off;
     constexpr float cmax = F == QT_Q8_0 ? 128.0f : (float)(top > f.off ? top : f.off);
     float mx = 0.0f;
@@ -618,7 +618,7 @@ static void hf_store(const cuda_weight *w, int ok) {
 }
 
 extern "C" int cuda_hfast_type_ok(uint32_t type) {
-    return type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K;
+    return type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K || type == QT_Q4_0 || type == QT_Q5_0;
 }
 
 // SPARKD_FAST_MM=int8: today's int8 routing exactly (hfast off); SPARKD_HFAST_MIN_T=n: the
@@ -655,6 +655,8 @@ extern "C" int cuda_hfast_check(const cuda_weight *w, void *stream, err *e) {
     case QT_Q4_K: hfast_range_kernel<QT_Q4_K><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
     case QT_Q5_K: hfast_range_kernel<QT_Q5_K><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
     case QT_Q6_K: hfast_range_kernel<QT_Q6_K><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
+    case QT_Q4_0: hfast_range_kernel<QT_Q4_0><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
+    case QT_Q5_0: hfast_range_kernel<QT_Q5_0><<<blocks, 256, 0, CUDA_STREAM(stream)>>>(m, groups, dmax); break;
     }
     CUDA_TRY(cudaGetLastError());
     unsigned h = 0;
@@ -752,7 +754,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
 #define HF_CASE(TY)                                                                                             \
     case TY: return wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
     switch (type) {
-        HF_CASE(QT_Q8_0) HF_CASE(QT_Q4_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q6_K)
+        HF_CASE(QT_Q8_0) HF_CASE(QT_Q4_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q6_K) HF_CASE(QT_Q4_0) HF_CASE(QT_Q5_0)
     }
 #undef HF_CASE
     return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no hfast kernel for type %u", type);

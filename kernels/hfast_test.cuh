@@ -4,8 +4,8 @@
 //
 // test_hfast: the product against the dequantize-then-f32 reference (quant.c weights, f32
 // input, double sums; relative L2 over sampled tokens, tol 2e-3: the f16 rounding of weight
-// and activation), for Q8_0 also against an exact emulation of its numerics (weights f16(d *
-// code), the input's hi form; tol 2e-5: only f32 summation order differs), and checks that
+// and activation), for Q8_0/Q4_0/Q5_0 also against an exact emulation of its numerics (weights
+// f16(d * code), the input's hi form; tol 2e-5: only f32 summation order differs), and checks that
 // cuda_matmul took hfast (its launch count). Controls: a poisoned code plane must fail the
 // first check; a matrix with a block scale outside the f16 range must not take hfast
 // (cuda_hfast_check) and still match the reference (the f16 kernel with exact weights).
@@ -92,6 +92,8 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     while (toks.size() < 10) toks.push_back(C->rng.below(T));
     double num = 0, den = 0, enum_ = 0, eden = 0;
     std::vector<double> hi;
+    // Q8_0, Q4_0, Q5_0: d * (code - off) is exact in f32, so the kernel's weight is f16 of the reference's
+    const bool emul = type == QUANT_Q8_0 || type == QUANT_Q4_0 || type == QUANT_Q5_0;
     for (int i = 0; i < nm; i++)
         for (int t : toks) {
             const float *xt = x.data() + (size_t)t * K;
@@ -102,7 +104,7 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
                 double s = 0, se = 0;
                 for (int k = 0; k < K; k++) {
                     s += (double)wr[k] * xt[k];
-                    if (type == QUANT_Q8_0) se += (double)quant_f16_to_f32(quant_f32_to_f16(wr[k])) * hi[k];
+                    if (emul) se += (double)quant_f16_to_f32(quant_f32_to_f16(wr[k])) * hi[k];
                 }
                 se *= ts;
                 const double base = accumulate ? y0[i][(size_t)t * ld[i] + r] : 0.0;
@@ -128,14 +130,14 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     } else {
         snprintf(note, sizeof note, "(vs dequant-then-f32; hfast launches %d)", took);
         report("hfast", shape, rel, 2e-3, 0, rc == 0 && fin && took == 1, note);
-        if (type == QUANT_Q8_0) report("hfast-emul", shape, erel, 2e-5, 0, rc == 0 && fin && took == 1,
+        if (emul) report("hfast-emul", shape, erel, 2e-5, 0, rc == 0 && fin && took == 1,
                                        "(vs f16(w) x hi, f64 sums)");
     }
     dfree_all();
 }
 
 void test_hfast_all(int quick) {
-    const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K};
+    const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q5_K, QUANT_Q4_0, QUANT_Q5_0};
     for (uint32_t t : types) {
         test_hfast(t, 200, 512, 33, 0, 0, 0);
         test_hfast(t, 257, 768, 64, 67, 0, 1);        // two matrices, split K, rows not a multiple
