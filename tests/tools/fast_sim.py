@@ -29,8 +29,13 @@ A policy maps product kind (qkv, o, gateup, down, head) -> rounding mode:
   q8rX    "gpu", but rows whose amax / rms > X leave the int8 path (f32/f16 instead)
   g16     "gpu", with int8 blocks of 16 instead of 32 (kernel-side alternative, not built)
   g2      "gpu", with two int8 terms per block (q8x2; kernel-side alternative, not built)
+  hf      round 6's f16 product (gemm.cu hfast_kernel) at T >= FAST_SIM_HF_MIN_T (default 33)
+          for the types it takes (HF_TYPES): the input's f16 hi form times the weights rounded
+          once to f16 as the kernel builds them, f16(f16(s) * (code - off) + f16(m)) per group;
+          exact elsewhere (a narrow model's fast below the threshold)
+  hfgpu   "gpu", but where hf applies hf instead (a wide model's fast with hfast)
 Policies are written KIND=MODE,KIND=MODE (unnamed kinds: gpu); "fast" = all gpu, "exact"
-= all exact.
+= all exact, "hf" = all hf.
 
 Run (from the repository root; ~2-6 minutes per policy on 2 cores):
   build/venv/bin/python3 tests/tools/fast_sim.py check       # the forward vs the CPU engine
@@ -60,6 +65,8 @@ F32 = np.float32
 # weight types (gguf GGMLQuantizationType names) the GPU's int8 paths take
 DP4A_TYPES = {"Q8_0", "Q4_0", "Q4_K", "Q6_K"}  # gemv.cu gdq_type (T == 1)
 MMQ_TYPES = {"Q8_0", "Q4_K", "Q6_K"}  # mmq.cu cuda_mmq_type_ok (T > 1)
+HF_TYPES = {"Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q5_K", "Q6_K"}  # gemm.cu cuda_hfast_type_ok
+HF_MIN_T = int(os.environ.get("FAST_SIM_HF_MIN_T", "33"))
 KINDS = ("qkv", "o", "gateup", "down", "head")
 
 
@@ -108,6 +115,49 @@ def row_ratio(x):
     return np.abs(x).max(axis=1) / rms
 
 
+def hf_weight(w, typ, raw):
+    """The weights as hfast_kernel multiplies them: per scale group f16(s16 * q + m16) with
+    s16 = f16(s), m16 = f16(m) (s, m in f32 as quant.c / group_sm), rounded once.
+    w: the f32 dequantized matrix (rows, cols); raw: its GGUF bytes (rows, row_bytes)."""
+    if typ in ("Q8_0", "Q4_0", "Q5_0"):  # d * (code - off) is exact in f32; d is f16 already
+        return w.astype(np.float16).astype(F32)
+    rows, cols = w.shape
+    nb = cols // 256
+    if typ == "Q6_K":
+        b = raw.reshape(rows, nb, 210)
+        d = b[:, :, 208:210].copy().view(np.float16).astype(F32)  # (rows, nb, 1)
+        sc = b[:, :, 192:208].view(np.int8).astype(F32)  # (rows, nb, 16)
+        s = (d * sc).astype(F32)
+        wg = w.reshape(rows, nb, 16, 16).astype(np.float64)
+        sd = s[..., None].astype(np.float64)
+        q = np.where(sd != 0, np.round(wg / np.where(sd != 0, sd, 1)), 0)
+        out = s[..., None].astype(np.float16).astype(np.float64) * q
+        return out.astype(np.float16).astype(F32).reshape(rows, cols)
+    if typ in ("Q4_K", "Q5_K"):
+        bb = 144 if typ == "Q4_K" else 176
+        b = raw.reshape(rows, nb, bb)
+        d = b[:, :, 0:2].copy().view(np.float16).astype(F32)
+        dmin = b[:, :, 2:4].copy().view(np.float16).astype(F32)
+        S = b[:, :, 4:16].astype(np.int32)
+        sc = np.zeros((rows, nb, 8), np.int32)
+        mn = np.zeros((rows, nb, 8), np.int32)
+        for j in range(8):  # quant.c kscale_min
+            if j < 4:
+                sc[..., j] = S[..., j] & 63
+                mn[..., j] = S[..., j + 4] & 63
+            else:
+                sc[..., j] = (S[..., j + 4] & 0xF) | ((S[..., j - 4] >> 6) << 4)
+                mn[..., j] = (S[..., j + 4] >> 4) | ((S[..., j] >> 6) << 4)
+        s = (d * sc.astype(F32)).astype(F32)
+        m = (-(dmin * mn.astype(F32))).astype(F32)
+        wg = w.reshape(rows, nb, 8, 32).astype(np.float64)
+        sd, md = s[..., None].astype(np.float64), m[..., None].astype(np.float64)
+        q = np.where(sd != 0, np.round((wg - md) / np.where(sd != 0, sd, 1)), 0)
+        out = s[..., None].astype(np.float16).astype(np.float64) * q + m[..., None].astype(np.float16).astype(np.float64)
+        return out.astype(np.float16).astype(F32).reshape(rows, cols)
+    raise ValueError(typ)
+
+
 # ---------------------------------------------------------------- model
 
 class Gemma3:
@@ -132,11 +182,13 @@ class Gemma3:
         self.window = fld("gemma3.attention.sliding_window", 0)
         self.pattern = fld("gemma3.attention.sliding_window_pattern", 6)
         self.softcap = fld("gemma3.final_logit_softcapping", 0.0)
-        self.W, self.types = {}, {}
+        self.W, self.types, self.raw, self.W16 = {}, {}, {}, {}
         for t in r.tensors:
             w = gguf.quants.dequantize(t.data, t.tensor_type)
             self.W[t.name] = np.ascontiguousarray(w, dtype=F32)
             self.types[t.name] = t.tensor_type.name
+            if t.tensor_type.name in HF_TYPES:
+                self.raw[t.name] = t.data
         self.V = self.W["token_embd.weight"].shape[0]
         self.head = "output.weight" if "output.weight" in self.W else "token_embd.weight"
         self.scale = F32(1.0) / np.sqrt(F32(self.hd))
@@ -148,6 +200,11 @@ class Gemma3:
 
         self.inv = {0: inv_freq(self.base), 1: inv_freq(10000.0)}
         self.local = [self.window > 0 and self.pattern > 0 and (il + 1) % self.pattern != 0 for il in range(self.n_layer)]
+
+    def hfw(self, n):
+        if n not in self.W16:
+            self.W16[n] = hf_weight(self.W[n], self.types[n], np.asarray(self.raw[n]))
+        return self.W16[n]
 
     def wname(self, il, n):
         return "blk.%d.%s.weight" % (il, n)
@@ -182,6 +239,8 @@ class Policy:
         self.rules = []  # (kinds, layer range or None, mode), last match wins
         if spec == "exact":
             self.rules.append((KINDS, None, "exact"))
+        elif spec in ("hf", "hfgpu"):
+            self.rules.append((KINDS, None, spec))
         elif spec not in ("fast", "gpu"):
             for part in spec.split(","):
                 k, m = part.split("=")
@@ -212,6 +271,12 @@ class Policy:
             return q8(x)
         if m == "f16":
             return f16hi(x)
+        if m in ("hf", "hfgpu") and T >= HF_MIN_T and wtype in HF_TYPES:
+            return (f16hi(x), "hfw")  # Session.mm multiplies the hfast weights
+        if m == "hf":
+            return x
+        if m == "hfgpu":
+            m = "gpu"
         # GPU modes
         int8 = (wtype in DP4A_TYPES) if T == 1 else (wtype in MMQ_TYPES)
         other = (lambda v: v) if T == 1 else f16hi  # what the non-int8 path reads
@@ -256,9 +321,12 @@ class Session:
         outs = []
         for n in names:
             xi = self.pol.apply(kind, g.types[n], x, self.stats, il)
+            W = g.W[n]
+            if isinstance(xi, tuple):
+                xi, W = xi[0], g.hfw(n)
             if self.record is not None:
                 self.record.setdefault(kind, []).append(x)
-            outs.append((xi @ g.W[n].T).astype(F32))
+            outs.append((xi @ W.T).astype(F32))
         return outs
 
     def forward(self, ids):
