@@ -709,7 +709,8 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
 }
 
 // Tile choice: 128-row CTAs (4 warps) when they give at least 2 CTAs per SM, else 64-row
-// CTAs (2 warps); still fewer than 3 per SM (and the caller gave a work buffer): split K.
+// CTAs (2 warps); still fewer than 2 per SM (and the caller gave a work buffer): split K
+// to about 3 per SM (T = 64: o and down 7, q+k+v 5; gate+up and every T = 512 product none).
 // SPARKD_HFAST_WM=2|4 forces the tile, SPARKD_HFAST_KSPLIT=n the split (tuning).
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
 // tests and benches (declared there): the tile and split (0 = the rule, -1 = as the
@@ -739,9 +740,9 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     p.ksplit = 1;
     p.ws = NULL;
     int ks = 1;
-    const int want = wm == 4 ? 3 * sms : 4 * sms;
+    const int ctas = mtiles * ntile_n;
     if (env_ks > 0) ks = env_ks;
-    else if (mtiles * ntile_n < want && nk >= 8) ks = (want + mtiles * ntile_n - 1) / (mtiles * ntile_n);
+    else if (ctas < 2 * sms && nk >= 8) ks = (3 * sms + ctas - 1) / ctas; // about 3 CTAs per SM
     if (ks > nk / 4) ks = nk / 4;
     if (ks > 8) ks = 8;
     if (!a->work) ks = 1;

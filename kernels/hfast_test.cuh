@@ -156,7 +156,8 @@ void test_hfast_all(int quick) {
 void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    double layer[2][5] = {{0}};
+    constexpr int NV = 6;
+    double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
         int copies = (int)((768ull << 20) / wb) + 1;
@@ -179,11 +180,11 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         for (int T : {64, 512}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[5] = {"int8 mmq", "f16 hfast", "hfast wm4", "hfast wm2", "hfast wm4 ks1"};
+            const char *kn[NV] = {"int8 mmq", "f16 hfast", "hfast wm4", "hfast wm2", "hfast wm4 ks1", "hfast wm2 ks1"};
             double base = 0;
-            for (int v = 0; v < 5; v++) {
+            for (int v = 0; v < NV; v++) {
                 cuda_hfast_set(v == 0 ? 0 : 33);
-                cuda_hfast_tile_set(v == 2 || v == 4 ? 4 : v == 3 ? 2 : 0, v == 4 ? 1 : 0);
+                cuda_hfast_tile_set(v == 2 || v == 4 ? 4 : v == 3 || v == 5 ? 2 : 0, v >= 4 ? 1 : 0);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -214,7 +215,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
-        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm4 %.1f, wm2 %.1f, wm4 ks1 %.1f) | | | | %.2fx |\n",
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm4 %.1f, wm2 %.1f, wm4 ks1 %.1f, wm2 ks1 %.1f) | | | | %.2fx |\n",
                 tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
-                layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+                layer[ti][5], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
 }
