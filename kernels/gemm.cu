@@ -294,10 +294,9 @@ __global__ void gemm_reduce_kernel(const gemm_params p) {
 // tiles): per 64-element chunk a warp builds 32 A registers and reads its B fragments once
 // per 16 MMAs (2 LDS.128 per n8 tile: 128 B of shared memory per MMA). A stage holds the
 // activation tile, the codes (+ hi bits) and the rows' meta words of the chunk, filled by
-// cp.async through HF_STAGES stages; the weights of the first stages are requested before
+// cp.async through 4 stages (3 for 8 warps); the weights of the first stages are requested before
 // the PDL wait.
 #define HF_N 64
-#define HF_STAGES 4
 
 template <uint32_t F, int WM> struct hf_cfg {
     static constexpr qfmt f = qfmt_of(F);
@@ -311,7 +310,8 @@ template <uint32_t F, int WM> struct hf_cfg {
     static constexpr int off_h = off_w + HM * wpitch;
     static constexpr int off_m = off_h + HM * hpitch;
     static constexpr int stage = (off_m + HM * mpitch + 127) & ~127;
-    static constexpr int smem = stage * HF_STAGES;
+    static constexpr int stages = WM == 8 ? 3 : 4; // 8 warps: 3 stages (80 KB: a GB10 block takes <= 99 KB)
+    static constexpr int smem = stage * stages;
     static constexpr int ng = f.group == 16 ? 4 : 2; // scale groups per chunk
 };
 
@@ -431,7 +431,7 @@ __device__ __forceinline__ void hf_scales(const uint8_t *md, int kc, __half2 (&s
 }
 
 template <uint32_t F, int WM>
-__global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 4) void hfast_kernel(const gemm_params p) {
+__global__ __launch_bounds__(32 * WM, WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_kernel(const gemm_params p) {
     using C = hf_cfg<F, WM>;
     constexpr qfmt f = C::f;
     constexpr int NG = C::ng;
@@ -450,11 +450,11 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 4) void hfast_kernel(const g
     const hf_src src = hf_src_of<F, WM>(p, M, m0, n0);
     const int rows = M.rows;
 #pragma unroll
-    for (int s = 0; s < HF_STAGES - 1; s++)
+    for (int s = 0; s < C::stages - 1; s++)
         if (s < nk) hf_load_w<F, WM>(smem + s * C::stage, src, kz0 + s);
     pdl_wait();
 #pragma unroll
-    for (int s = 0; s < HF_STAGES - 1; s++) {
+    for (int s = 0; s < C::stages - 1; s++) {
         if (s < nk) hf_load_x<C::NT>(smem + s * C::stage, src, kz0 + s);
         cp_commit();
     }
@@ -467,18 +467,18 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 4) void hfast_kernel(const g
         for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
 
     for (int kc = 0; kc < nk; kc++) {
-        cp_wait<HF_STAGES - 2>();
+        cp_wait<C::stages - 2>();
         __syncthreads();
         {
-            const int kn = kc + HF_STAGES - 1;
-            uint8_t *sn = smem + (kn % HF_STAGES) * C::stage;
+            const int kn = kc + C::stages - 1;
+            uint8_t *sn = smem + (kn % C::stages) * C::stage;
             if (kn < nk) {
                 hf_load_w<F, WM>(sn, src, kz0 + kn);
                 hf_load_x<C::NT>(sn, src, kz0 + kn);
             }
             cp_commit();
         }
-        const uint8_t *sb = smem + (kc % HF_STAGES) * C::stage;
+        const uint8_t *sb = smem + (kc % C::stages) * C::stage;
         uint32_t a[2][4][4];
 #pragma unroll
         for (int i = 0; i < 4; i++) { // rows g, g + 8 (m16 tile 0), g + 16, g + 24 (tile 1)
@@ -708,10 +708,9 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
     return 0;
 }
 
-// Tile choice: 128-row CTAs (4 warps) when they give at least 2 CTAs per SM, else 64-row
-// CTAs (2 warps); still fewer than 2 per SM (and the caller gave a work buffer): split K
-// to about 3 per SM (T = 64: o and down 7, q+k+v 5; gate+up and every T = 512 product none).
-// SPARKD_HFAST_WM=2|4 forces the tile, SPARKD_HFAST_KSPLIT=n the split (tuning).
+// Tile choice: 256-row CTAs (8 warps), 128 (4) or 64 (2), and a K split where the CTAs would
+// fill less than half the SMs' slots (needs the caller's work buffer), by the cost model
+// below. SPARKD_HFAST_WM=2|4|8 forces the tile, SPARKD_HFAST_KSPLIT=n the split (tuning).
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
 // tests and benches (declared there): the tile and split (0 = the rule, -1 = as the
 // environment says), and how many hfast launches cuda_matmul made so far
@@ -729,31 +728,52 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         env_ks = v ? atoi(v) : 0;
     }
     const int ntile_n = (p.T + HF_N - 1) / HF_N, nk = p.K / 64;
+    // A model of the time (run 0: the products moved ~3.5 TB/s from L2 into the SMs whatever
+    // the tile): bytes a busy SM takes in per chunk, times waves, times chunks per CTA, plus
+    // the split's partials (written and read once, spread over all SMs). CTAs per SM: 8
+    // warps 1 (registers), 4 warps 3, 2 warps 4.
+    const qfmt f = qfmt_of(a->w[0]->type);
+    const double wb = f.cbits * 8 + f.hbits * 8 + (double)f.meta_bytes * 64 / f.meta_elems; // bytes per row and chunk
+    const double xb = 128.0 * (p.T < HF_N ? p.T : HF_N);
+    int best_wm = 4, best_ks = 1;
+    double best = 1e300;
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
-    const int wm = env_wm == 2 || env_wm == 4 ? env_wm : m128 * ntile_n >= 2 * sms ? 4 : 2;
+    // one token tile (T <= 64; run 0, Q8_0/Q4_K at T = 64): gate+up fastest on 64-row CTAs
+    // unsplit, q+k+v, o and down on 128-row CTAs split to ~3 per SM (the model is off there)
+    const int rule_wm = ntile_n > 1 ? 0 : m128 >= sms ? 2 : 4;
+    for (int wm : {8, 4, 2}) {
+        if (env_wm > 0 ? wm != env_wm : rule_wm && wm != rule_wm) continue;
+        const int cpsm = wm == 8 ? 1 : wm == 4 ? 3 : 4, slots = cpsm * sms;
+        int mt = 0;
+        for (int i = 0; i < p.n; i++) mt += (p.m[i].rows + 32 * wm - 1) / (32 * wm);
+        const int ctas = mt * ntile_n;
+        int ks = 1;
+        if (env_ks > 0) ks = env_ks;
+        else if (ctas * 2 < slots && nk >= 8) ks = (slots + ctas - 1) / ctas; // to ~1 wave
+        if (ks > nk / 4) ks = nk / 4;
+        if (ks > 8) ks = 8;
+        if (!a->work) ks = 1;
+        while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
+        if (ks < 1) ks = 1;
+        const int all = ctas * ks, waves = (all + slots - 1) / slots;
+        const int conc = (all + sms - 1) / sms < cpsm ? (all + sms - 1) / sms : cpsm;
+        double cost = (double)waves * conc * (wb * 32 * wm + xb) * ((double)nk / ks);
+        if (ks > 1) cost += 8.0 * ks * p.T * p.ws_rows / sms + 3000.0; // partials, + the reduce launch
+        if (cost < best) { best = cost; best_wm = wm; best_ks = ks; }
+    }
+    const int wm = best_wm;
     int mtiles = 0;
     for (int i = 0; i < p.n; i++) {
         p.m[i].mtiles = (p.m[i].rows + 32 * wm - 1) / (32 * wm);
         mtiles += p.m[i].mtiles;
     }
-    p.ksplit = 1;
-    p.ws = NULL;
-    int ks = 1;
-    const int ctas = mtiles * ntile_n;
-    if (env_ks > 0) ks = env_ks;
-    else if (ctas < 2 * sms && nk >= 8) ks = (3 * sms + ctas - 1) / ctas; // about 3 CTAs per SM
-    if (ks > nk / 4) ks = nk / 4;
-    if (ks > 8) ks = 8;
-    if (!a->work) ks = 1;
-    while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
-    if (ks > 1) {
-        p.ksplit = ks;
-        p.ws = a->work;
-    }
+    p.ksplit = best_ks;
+    p.ws = best_ks > 1 ? a->work : NULL;
     const uint32_t type = a->w[0]->type;
 #define HF_CASE(TY)                                                                                             \
-    case TY: return wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
+    case TY: return wm == 8 ? hfast_launch_t<TY, 8>(p, mtiles, stream, e) : wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) \
+                            : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
     switch (type) {
         HF_CASE(QT_Q8_0) HF_CASE(QT_Q4_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q6_K) HF_CASE(QT_Q4_0) HF_CASE(QT_Q5_0)
     }
