@@ -157,7 +157,7 @@ void test_hfast_all(int quick) {
 void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    constexpr int NV = 8;
+    constexpr int NV = 7;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -182,8 +182,8 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
             const char *kn[NV] = {"int8 mmq", "f16 hfast", "hfast wm8", "hfast wm4", "hfast wm2",
-                                  "hfast wm8 ks1", "hfast wm4 ks1", "hfast wm2 ks1"};
-            const int vwm[NV] = {0, 0, 8, 4, 2, 8, 4, 2};
+                                  "hfast wm8 ks1", "hfast wm4 ks1"};
+            const int vwm[NV] = {0, 0, 8, 4, 2, 8, 4};
             double base = 0;
             for (int v = 0; v < NV; v++) {
                 cuda_hfast_set(v == 0 ? 0 : 33);
@@ -218,7 +218,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
-        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm8 %.1f, wm4 %.1f, wm2 %.1f, wm8 ks1 %.1f, wm4 ks1 %.1f, wm2 ks1 %.1f) | | | | %.2fx |\n",
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm8 %.1f, wm4 %.1f, wm2 %.1f, wm8 ks1 %.1f, wm4 ks1 %.1f) | | | | %.2fx |\n",
                 tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
-                layer[ti][5], layer[ti][6], layer[ti][7], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+                layer[ti][5], layer[ti][6], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
 }
