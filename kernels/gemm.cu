@@ -298,19 +298,21 @@ __global__ void gemm_reduce_kernel(const gemm_params p) {
 // the PDL wait.
 #define HF_N 64
 
-template <uint32_t F, int WM> struct hf_cfg {
+// MT: m16 tiles a warp (2: 32 rows x 64 tokens; 1: 16 rows x 128 tokens, same 64 accumulators)
+template <uint32_t F, int WM, int MT = 2> struct hf_cfg {
     static constexpr qfmt f = qfmt_of(F);
-    static constexpr int HM = 32 * WM, NT = 32 * WM;
+    static constexpr int NTL = 16 / MT, TN = 8 * NTL; // n8 tiles a warp, tokens a CTA
+    static constexpr int HM = 16 * MT * WM, NT = 32 * WM;
     static constexpr int wpitch = f.cbits == 4 ? 32 : 64; // smem bytes per row and chunk
     static constexpr int hpitch = f.hbits == 1 ? 8 : f.hbits == 2 ? 16 : 0;
     // meta bytes per row and chunk: Q8_0 the two f16 d; Q4_K/Q5_K the superblock head;
     // Q6_K d (+ pad) and the chunk's 4 int8 scales
     static constexpr int mpitch = f.meta_bytes == 2 ? 4 : F == QT_Q6_K ? 8 : 16;
-    static constexpr int off_w = HF_N * XP_PITCH * 2;
+    static constexpr int off_w = TN * XP_PITCH * 2;
     static constexpr int off_h = off_w + HM * wpitch;
     static constexpr int off_m = off_h + HM * hpitch;
     static constexpr int stage = (off_m + HM * mpitch + 127) & ~127;
-    static constexpr int stages = WM == 8 ? 3 : 4; // 8 warps: 3 stages (80 KB: a GB10 block takes <= 99 KB)
+    static constexpr int stages = 4 * stage <= 98 * 1024 ? 4 : 3; // a GB10 block takes <= 99 KB
     static constexpr int smem = stage * stages;
     static constexpr int ng = f.group == 16 ? 4 : 2; // scale groups per chunk
 };
@@ -332,9 +334,9 @@ struct hf_src {
     bool rv;
 };
 
-template <uint32_t F, int WM>
+template <uint32_t F, int WM, int MT>
 __device__ __forceinline__ hf_src hf_src_of(const gemm_params &p, const gemm_mat &M, int m0, int n0) {
-    using C = hf_cfg<F, WM>;
+    using C = hf_cfg<F, WM, MT>;
     constexpr qfmt f = C::f;
     constexpr int ppr = f.cbits * 64 / 8 / 16; // 16-byte pieces per row and chunk
     const int tid = threadIdx.x, rows = M.rows;
@@ -348,32 +350,33 @@ __device__ __forceinline__ hf_src hf_src_of(const gemm_params &p, const gemm_mat
         if (m0 + r0 + i * (C::NT / ppr) < rows) s.wv |= 1u << i;
     // a piece past the matrix is zero-filled from its first piece's row (row 0 when that one is past it too)
     const int rr = m0 + tid < rows ? m0 + tid : 0;
-    s.rv = m0 + tid < rows;
+    s.rv = tid < C::HM && m0 + tid < rows;
     s.h = M.hi + (uint64_t)rr * M.hi_pitch;
     s.m = M.meta + (uint64_t)rr * M.meta_pitch;
-    const int ntok = min(HF_N, p.T - n0), t0 = tid >> 3;
+    const int ntok = min(C::TN, p.T - n0), t0 = tid >> 3;
     s.x = (const uint8_t *)(p.xh + (size_t)(n0 + (t0 < ntok ? t0 : 0)) * p.K) + (tid & 7) * 16;
     s.xstep = (uint64_t)(C::NT / 8) * p.K * 2;
     s.xv = 0;
 #pragma unroll
-    for (int i = 0; i < HF_N * 8 / C::NT; i++)
+    for (int i = 0; i < C::TN * 8 / C::NT; i++)
         if (t0 + i * (C::NT / 8) < ntok) s.xv |= 1u << i;
     return s;
 }
 
 // The weight part of chunk kc (codes, hi bits, meta) of the CTA's rows into stage sb.
-template <uint32_t F, int WM>
+template <uint32_t F, int WM, int MT>
 __device__ __forceinline__ void hf_load_w(uint8_t *sb, const hf_src &s, int kc) {
-    using C = hf_cfg<F, WM>;
+    using C = hf_cfg<F, WM, MT>;
     constexpr qfmt f = C::f;
     constexpr int ppr = f.cbits * 64 / 8 / 16;
-    static_assert(C::HM * ppr % C::NT == 0 && C::HM == C::NT, "hf_load_w: whole rounds");
+    static_assert(C::HM * ppr % C::NT == 0 && C::HM <= C::NT, "hf_load_w: whole rounds");
     const int tid = threadIdx.x;
     const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
     uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
 #pragma unroll
     for (int i = 0; i < C::HM * ppr / C::NT; i++)
         cp_async16(dw + i * (C::NT / ppr) * C::wpitch, (s.wv >> i) & 1 ? wk + i * s.wstep : wk, (s.wv >> i) & 1);
+    if (C::HM < C::NT && tid >= C::HM) return; // one row a thread for hi bits and meta
     if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, s.rv);
     else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, s.rv);
     uint8_t *md = sb + C::off_m + tid * C::mpitch;
@@ -385,13 +388,13 @@ __device__ __forceinline__ void hf_load_w(uint8_t *sb, const hf_src &s, int kc) 
 }
 
 // The activation part of chunk kc (the tile's tokens of the hi form) into stage sb.
-template <int NT>
+template <int NT, int TN>
 __device__ __forceinline__ void hf_load_x(uint8_t *sb, const hf_src &s, int kc) {
     const int tid = threadIdx.x;
     const uint8_t *xk = s.x + (size_t)kc * 128;
     uint8_t *dx = sb + (tid >> 3) * XP_PITCH * 2 + (tid & 7) * 16;
 #pragma unroll
-    for (int i = 0; i < HF_N * 8 / NT; i++)
+    for (int i = 0; i < TN * 8 / NT; i++)
         if ((s.xv >> i) & 1) cp_async16(dx + i * (NT / 8) * XP_PITCH * 2, xk + i * s.xstep, true);
 }
 
@@ -430,9 +433,10 @@ __device__ __forceinline__ void hf_scales(const uint8_t *md, int kc, __half2 (&s
     }
 }
 
-template <uint32_t F, int WM>
-__global__ __launch_bounds__(32 * WM, WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_kernel(const gemm_params p) {
-    using C = hf_cfg<F, WM>;
+template <uint32_t F, int WM, int MT>
+__global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_kernel(const gemm_params p) {
+    using C = hf_cfg<F, WM, MT>;
+    constexpr int NTL = C::NTL;
     constexpr qfmt f = C::f;
     constexpr int NG = C::ng;
     extern __shared__ __align__(16) uint8_t smem[];
@@ -440,31 +444,31 @@ __global__ __launch_bounds__(32 * WM, WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_
     int b = blockIdx.x, mi = 0;
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = blockIdx.y * HF_N;
+    const int m0 = b * C::HM, n0 = blockIdx.y * C::TN;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
     // weights first (no kernel writes them), then the activations after the PDL wait; the
     // first commit group holds every early weight copy and chunk 0's activations
-    const hf_src src = hf_src_of<F, WM>(p, M, m0, n0);
+    const hf_src src = hf_src_of<F, WM, MT>(p, M, m0, n0);
     const int rows = M.rows;
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++)
-        if (s < nk) hf_load_w<F, WM>(smem + s * C::stage, src, kz0 + s);
+        if (s < nk) hf_load_w<F, WM, MT>(smem + s * C::stage, src, kz0 + s);
     pdl_wait();
 #pragma unroll
     for (int s = 0; s < C::stages - 1; s++) {
-        if (s < nk) hf_load_x<C::NT>(smem + s * C::stage, src, kz0 + s);
+        if (s < nk) hf_load_x<C::NT, C::TN>(smem + s * C::stage, src, kz0 + s);
         cp_commit();
     }
-    const int ntiles = min(8, (p.T - n0 + 7) / 8);
-    const bool full = p.T - n0 >= HF_N;
-    float acc[2][8][4];
+    const int ntiles = min(NTL, (p.T - n0 + 7) / 8);
+    const bool full = p.T - n0 >= C::TN;
+    float acc[MT][NTL][4];
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
+        for (int i = 0; i < NTL; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
 
     for (int kc = 0; kc < nk; kc++) {
         cp_wait<C::stages - 2>();
@@ -473,16 +477,16 @@ __global__ __launch_bounds__(32 * WM, WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_
             const int kn = kc + C::stages - 1;
             uint8_t *sn = smem + (kn % C::stages) * C::stage;
             if (kn < nk) {
-                hf_load_w<F, WM>(sn, src, kz0 + kn);
-                hf_load_x<C::NT>(sn, src, kz0 + kn);
+                hf_load_w<F, WM, MT>(sn, src, kz0 + kn);
+                hf_load_x<C::NT, C::TN>(sn, src, kz0 + kn);
             }
             cp_commit();
         }
         const uint8_t *sb = smem + (kc % C::stages) * C::stage;
-        uint32_t a[2][4][4];
+        uint32_t a[MT][4][4];
 #pragma unroll
-        for (int i = 0; i < 4; i++) { // rows g, g + 8 (m16 tile 0), g + 16, g + 24 (tile 1)
-            const int row = warp * 32 + 8 * i + g;
+        for (int i = 0; i < 2 * MT; i++) { // rows g, g + 8 (m16 tile 0), g + 16, g + 24 (tile 1)
+            const int row = warp * 16 * MT + 8 * i + g;
             __half2 s2[NG], m2[NG];
             hf_scales<F, NG>(sb + C::off_m + row * C::mpitch, kz0 + kc, s2, m2);
             quarter q;
@@ -511,17 +515,16 @@ __global__ __launch_bounds__(32 * WM, WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_
             const uint4 v0 = xh[0], v1 = xh[1];
             const uint32_t bh[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
-            for (int s = 0; s < 4; s++) {
-                mma16816<false>(acc[0][nt], a[0][s], bh[2 * s], bh[2 * s + 1]);
-                mma16816<false>(acc[1][nt], a[1][s], bh[2 * s], bh[2 * s + 1]);
-            }
-        };
-        if (full) { // all 64 tokens: no branch between the tiles
+            for (int s = 0; s < 4; s++)
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) tile(nt);
+                for (int mt = 0; mt < MT; mt++) mma16816<false>(acc[mt][nt], a[mt][s], bh[2 * s], bh[2 * s + 1]);
+        };
+        if (full) { // all the tile's tokens: no branch between the n8 tiles
+#pragma unroll
+            for (int nt = 0; nt < NTL; nt++) tile(nt);
         } else {
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
+            for (int nt = 0; nt < NTL; nt++) {
                 if (nt >= ntiles) break;
                 tile(nt);
             }
@@ -529,10 +532,10 @@ __global__ __launch_bounds__(32 * WM, WM == 8 ? 1 : WM == 4 ? 3 : 4) void hfast_
     }
     cp_wait<0>();
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++) {
-        const int rg = m0 + warp * 32 + 16 * mt + g, rg8 = rg + 8;
+    for (int mt = 0; mt < MT; mt++) {
+        const int rg = m0 + warp * 16 * MT + 16 * mt + g, rg8 = rg + 8;
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
+        for (int nt = 0; nt < NTL; nt++) {
             if (nt >= ntiles) break;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
@@ -692,16 +695,16 @@ static bool hfast_wants(const cuda_mm_args *a, const cuda_mmin *x, void *stream)
     return true;
 }
 
-template <uint32_t F, int WM>
+template <uint32_t F, int WM, int MT = 2>
 static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
-    using C = hf_cfg<F, WM>;
+    using C = hf_cfg<F, WM, MT>;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfast_kernel<F, WM>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfast_kernel<F, WM, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
         attr = true;
     }
-    dim3 grid((unsigned)mtiles, (unsigned)((p.T + HF_N - 1) / HF_N), (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfast_kernel<F, WM>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
+    dim3 grid((unsigned)mtiles, (unsigned)((p.T + C::TN - 1) / C::TN), (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hfast_kernel<F, WM, MT>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -727,26 +730,29 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         v = getenv("SPARKD_HFAST_KSPLIT");
         env_ks = v ? atoi(v) : 0;
     }
-    const int ntile_n = (p.T + HF_N - 1) / HF_N, nk = p.K / 64;
+    const int nk = p.K / 64;
     // A model of the time (run 0: the products moved ~3.5 TB/s from L2 into the SMs whatever
     // the tile): bytes a busy SM takes in per chunk, times waves, times chunks per CTA, plus
-    // the split's partials (written and read once, spread over all SMs). CTAs per SM: 8
-    // warps 1 (registers), 4 warps 3, 2 warps 4.
+    // the split's partials (written and read once, spread over all SMs). Tiles: 2, 4, 8 warps
+    // of 32 rows x 64 tokens (CTAs per SM 4, 3, 1: registers), 9 = 8 warps of 16 rows x 128
+    // tokens (128 x 128 CTAs, 2 per SM; opt-in, SPARKD_HFAST_WM=9).
     const qfmt f = qfmt_of(a->w[0]->type);
     const double wb = f.cbits * 8 + f.hbits * 8 + (double)f.meta_bytes * 64 / f.meta_elems; // bytes per row and chunk
-    const double xb = 128.0 * (p.T < HF_N ? p.T : HF_N);
     int best_wm = 4, best_ks = 1;
     double best = 1e300;
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
     // one token tile (T <= 64; run 0, Q8_0/Q4_K at T = 64): gate+up fastest on 64-row CTAs
     // unsplit, q+k+v, o and down on 128-row CTAs split to ~3 per SM (the model is off there)
-    const int rule_wm = ntile_n > 1 ? 0 : m128 >= sms ? 2 : 4;
-    for (int wm : {8, 4, 2}) {
-        if (env_wm > 0 ? wm != env_wm : rule_wm && wm != rule_wm) continue;
-        const int cpsm = wm == 8 ? 1 : wm == 4 ? 3 : 4, slots = cpsm * sms;
+    const int rule_wm = p.T > HF_N ? 0 : m128 >= sms ? 2 : 4;
+    for (int wm : {8, 4, 2, 9}) {
+        if (env_wm > 0 ? wm != env_wm : rule_wm ? wm != rule_wm : wm == 9) continue;
+        if (wm == 9 && a->w[0]->type != QT_Q8_0 && a->w[0]->type != QT_Q4_K && a->w[0]->type != QT_Q6_K) continue;
+        const int hm = wm == 9 ? 128 : 32 * wm, tn = wm == 9 ? 128 : HF_N;
+        const int cpsm = wm == 9 ? 2 : wm == 8 ? 1 : wm == 4 ? 3 : 4, slots = cpsm * sms;
+        const int ntile_n = (p.T + tn - 1) / tn;
         int mt = 0;
-        for (int i = 0; i < p.n; i++) mt += (p.m[i].rows + 32 * wm - 1) / (32 * wm);
+        for (int i = 0; i < p.n; i++) mt += (p.m[i].rows + hm - 1) / hm;
         const int ctas = mt * ntile_n;
         int ks = 1;
         if (env_ks > 0) ks = env_ks;
@@ -758,14 +764,15 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         if (ks < 1) ks = 1;
         const int all = ctas * ks, waves = (all + slots - 1) / slots;
         const int conc = (all + sms - 1) / sms < cpsm ? (all + sms - 1) / sms : cpsm;
-        double cost = (double)waves * conc * (wb * 32 * wm + xb) * ((double)nk / ks);
+        const double xb = 128.0 * (p.T < tn ? p.T : tn);
+        double cost = (double)waves * conc * (wb * hm + xb) * ((double)nk / ks);
         if (ks > 1) cost += 8.0 * ks * p.T * p.ws_rows / sms + 3000.0; // partials, + the reduce launch
         if (cost < best) { best = cost; best_wm = wm; best_ks = ks; }
     }
-    const int wm = best_wm;
+    const int wm = best_wm, hm = wm == 9 ? 128 : 32 * wm;
     int mtiles = 0;
     for (int i = 0; i < p.n; i++) {
-        p.m[i].mtiles = (p.m[i].rows + 32 * wm - 1) / (32 * wm);
+        p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
         mtiles += p.m[i].mtiles;
     }
     p.ksplit = best_ks;
@@ -774,10 +781,14 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
 #define HF_CASE(TY)                                                                                             \
     case TY: return wm == 8 ? hfast_launch_t<TY, 8>(p, mtiles, stream, e) : wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) \
                             : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
+#define HF_CASE9(TY)                                                                                            \
+    case TY: return wm == 9 ? hfast_launch_t<TY, 8, 1>(p, mtiles, stream, e) : wm == 8 ? hfast_launch_t<TY, 8>(p, mtiles, stream, e) \
+                            : wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
     switch (type) {
-        HF_CASE(QT_Q8_0) HF_CASE(QT_Q4_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q6_K) HF_CASE(QT_Q4_0) HF_CASE(QT_Q5_0)
+        HF_CASE9(QT_Q8_0) HF_CASE9(QT_Q4_K) HF_CASE9(QT_Q6_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q4_0) HF_CASE(QT_Q5_0)
     }
 #undef HF_CASE
+#undef HF_CASE9
     return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no hfast kernel for type %u", type);
 }
 

@@ -119,7 +119,8 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     const double erel = eden > 0 ? sqrt(enum_ / eden) : sqrt(enum_);
     char shape[112], note[80];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
-             accumulate ? " +=" : "", splitk ? " splitk" : "", wm ? (wm == 2 ? " wm2" : " wm4") : "",
+             accumulate ? " +=" : "", splitk ? " splitk" : "",
+             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
@@ -145,6 +146,8 @@ void test_hfast_all(int quick) {
         test_hfast(t, 300, 1024, 512, 0, 0, 0, 0, 4);  // 128-row tiles
         test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, 2);  // 64-row tiles, accumulate, split K
         test_hfast(t, 300, 1024, 130, 77, 0, 1, 0, 8); // 256-row tiles, two matrices, split K
+        if (t == QUANT_Q8_0 || t == QUANT_Q4_K || t == QUANT_Q6_K)
+            test_hfast(t, 300, 1024, 200, 0, 1, 1, 0, 9); // 128 x 128 tiles (16 rows x 128 tokens a warp)
         if (!quick) test_hfast(t, 4096, 4096, 64, 0, 0, 1);
     }
     test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1); // poisoned codes: must fail the comparison
@@ -157,7 +160,7 @@ void test_hfast_all(int quick) {
 void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    constexpr int NV = 7;
+    constexpr int NV = 8;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -182,12 +185,12 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
             const char *kn[NV] = {"int8 mmq", "f16 hfast", "hfast wm8", "hfast wm4", "hfast wm2",
-                                  "hfast wm8 ks1", "hfast wm4 ks1"};
-            const int vwm[NV] = {0, 0, 8, 4, 2, 8, 4};
+                                  "hfast wm8 ks1", "hfast wm4 ks1", "hfast t128 (wm9)"};
+            const int vwm[NV] = {0, 0, 8, 4, 2, 8, 4, 9};
             double base = 0;
             for (int v = 0; v < NV; v++) {
                 cuda_hfast_set(v == 0 ? 0 : 33);
-                cuda_hfast_tile_set(vwm[v], v >= 5 ? 1 : 0);
+                cuda_hfast_tile_set(vwm[v], v == 5 || v == 6 ? 1 : 0);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -218,7 +221,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
-        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm8 %.1f, wm4 %.1f, wm2 %.1f, wm8 ks1 %.1f, wm4 ks1 %.1f) | | | | %.2fx |\n",
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm8 %.1f, wm4 %.1f, wm2 %.1f, wm8 ks1 %.1f, wm4 ks1 %.1f, t128 %.1f) | | | | %.2fx |\n",
                 tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
-                layer[ti][5], layer[ti][6], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+                layer[ti][5], layer[ti][6], layer[ti][7], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
 }
