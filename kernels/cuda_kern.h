@@ -190,11 +190,14 @@ void cuda_mmq_set(int on);
  * fragment, the hi form alone; Q8_0, Q4_K, Q5_K, Q6_K, Q4_0, Q5_0): cuda_matmul takes it for exact = 0,
  * T >= cuda_hfast_min_t() and an input with the F16 form, before mmq. min_t: the threshold
  * (SPARKD_HFAST_MIN_T, default 33; a huge value when SPARKD_FAST_MM=int8 turns it off);
- * cuda_hfast_set(n) sets it (0 = off, -1 = as the environment says). cuda_hfast_check
+ * cuda_hfast_set(n) sets it and the Q8_0 one (0 = off, -1 = as the environment says). cuda_hfast_check
  * records whether w's weights stay inside the f16 range (synchronizes the stream; the
  * engine calls it at load, cuda_matmul for a matrix not yet checked unless capturing). */
 int cuda_hfast_type_ok(uint32_t type);
 int cuda_hfast_min_t(void);
+/* The threshold for one weight type: Q8_0 SPARKD_HFAST_MIN_T_Q8 (default 65: at T = 64 the int8
+ * product measured as fast), others cuda_hfast_min_t(). */
+int cuda_hfast_min_t_type(uint32_t type);
 void cuda_hfast_set(int min_t);
 int cuda_hfast_check(const cuda_weight *w, void *stream, err *e);
 

@@ -180,6 +180,7 @@ uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] *
 // at precision fast (mmq does not compute with its type).
 #define ENG_FORM_XP 0x100
 #define ENG_FORM_TC 0x200
+#define ENG_FORM_Q8_0 0x400 // a Q8_0 weight reads it (hfast leaves Q8_0 below its own threshold to mmq)
 #define ENG_FORMS_MASK 0xff
 
 // Product kinds, for precision fast's int8 choice (fast_int8_kinds): which products read
@@ -231,7 +232,8 @@ int forms_for(const model_tensor *t) {
     if (!t) return 0;
     // + the int8 rows of the mmq product (precision fast, T > 1; forms_at drops them when exact)
     return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2) |
-           (cuda_mmq_type_ok(t->dtype) ? CUDA_MMIN_Q8 : t->dtype == QUANT_F32 ? ENG_FORM_XP : ENG_FORM_TC);
+           (cuda_mmq_type_ok(t->dtype) ? CUDA_MMIN_Q8 : t->dtype == QUANT_F32 ? ENG_FORM_XP : ENG_FORM_TC) |
+           (t->dtype == QUANT_Q8_0 ? ENG_FORM_Q8_0 : 0);
 }
 
 // ---- mixture of experts (MODEL_FFN_MOE, kernels/moe.cu): layout, upload, forward ----
@@ -960,7 +962,7 @@ int hfast_narrow(const engine *g, int kind, const cuda_mmin *x, uint32_t type) {
         const char *v = getenv("SPARKD_HFAST_NARROW");
         on = v && v[0] == '0' ? 0 : 1;
     }
-    return on && g->fast_mm && !(g->int8_kinds & kind) && x->T >= cuda_hfast_min_t() && cuda_hfast_type_ok(type);
+    return on && g->fast_mm && !(g->int8_kinds & kind) && x->T >= cuda_hfast_min_t_type(type) && cuda_hfast_type_ok(type);
 }
 
 // The input a product of this kind reads: x, or at fast for a kind kept off int8 a copy
@@ -1020,8 +1022,13 @@ int forms_at(int forms_all, int T, int fast) {
     // (the int8 rows of mmq only at precision fast)
     if (T == 1) return CUDA_MMIN_XP;
     // fast at T >= SPARKD_HFAST_MIN_T: the f16 product (hfast) reads the F16 form as exact does
-    // (SPARKD_FAST_MM=int8: the int8 rows as before)
-    if (fast && T >= cuda_hfast_min_t()) fast = 0;
+    // (SPARKD_FAST_MM=int8: the int8 rows as before); Q8_0 weights below their own threshold
+    // (SPARKD_HFAST_MIN_T_Q8, 65) keep the int8 rows too (mmq)
+    if (fast && T >= cuda_hfast_min_t()) {
+        const int q8 = T < cuda_hfast_min_t_type(QUANT_Q8_0) && (forms_all & ENG_FORM_Q8_0) && mmq_env_on() &&
+                       !cuda_elt_old();
+        return forms_at(forms_all, T, 0) | (q8 ? CUDA_MMIN_Q8 : 0);
+    }
     if (cuda_elt_old()) // every form the weights may read (A/B with the first generation)
         return (fast ? forms_all : forms_all & ~CUDA_MMIN_Q8) & ENG_FORMS_MASK;
     if (!fast || !mmq_env_on() || !(forms_all & CUDA_MMIN_Q8)) // XP at T > 1 only where ENG_FORM_XP says

@@ -626,15 +626,28 @@ extern "C" int cuda_hfast_type_ok(uint32_t type) {
 
 // SPARKD_FAST_MM=int8: today's int8 routing exactly (hfast off); SPARKD_HFAST_MIN_T=n: the
 // fewest tokens that take hfast (default 33). cuda_hfast_set: tests and benches.
-static int hf_min_t = -1;
-extern "C" void cuda_hfast_set(int min_t) { hf_min_t = min_t; }
-extern "C" int cuda_hfast_min_t(void) {
+// Q8_0 below SPARKD_HFAST_MIN_T_Q8 (default 65) stays on the int8 mmq: run 1 (H200), Q8_0 at
+// T = 64 hfast's best tiles 196.9 us a layer against mmq's 193.3 (Q4_K 205.3 vs 226.4, Q6_K
+// 215.4 vs 330.4: hfast). cuda_hfast_set(n > 0) sets both thresholds (tests, benches).
+static int hf_min_t = -1, hf_min_t_q8 = -1;
+extern "C" void cuda_hfast_set(int min_t) { hf_min_t = hf_min_t_q8 = min_t; }
+static void hf_env() {
     if (hf_min_t < 0) {
         const char *mm = getenv("SPARKD_FAST_MM");
-        const char *v = getenv("SPARKD_HFAST_MIN_T");
-        hf_min_t = mm && !strcmp(mm, "int8") ? 0 : v && atoi(v) > 1 ? atoi(v) : 33;
+        const char *v = getenv("SPARKD_HFAST_MIN_T"), *v8 = getenv("SPARKD_HFAST_MIN_T_Q8");
+        const bool off = mm && !strcmp(mm, "int8");
+        hf_min_t = off ? 0 : v && atoi(v) > 1 ? atoi(v) : 33;
+        hf_min_t_q8 = off ? 0 : v8 && atoi(v8) > 1 ? atoi(v8) : 65;
     }
+}
+extern "C" int cuda_hfast_min_t(void) {
+    hf_env();
     return hf_min_t ? hf_min_t : 0x7fffffff;
+}
+extern "C" int cuda_hfast_min_t_type(uint32_t type) {
+    hf_env();
+    const int t = type == QT_Q8_0 ? hf_min_t_q8 : hf_min_t;
+    return t ? t : 0x7fffffff;
 }
 
 extern "C" int cuda_hfast_check(const cuda_weight *w, void *stream, err *e) {
@@ -677,7 +690,7 @@ extern "C" int cuda_hfast_check(const cuda_weight *w, void *stream, err *e) {
 // f16 form present, T at least the threshold, a supported type, every matrix checked in
 // range (an unchecked one is checked here unless the stream is capturing a graph).
 static bool hfast_wants(const cuda_mm_args *a, const cuda_mmin *x, void *stream) {
-    if (a->exact || x->T < cuda_hfast_min_t() || !(x->forms & CUDA_MMIN_F16) || !x->hi ||
+    if (a->exact || x->T < cuda_hfast_min_t_type(a->w[0]->type) || !(x->forms & CUDA_MMIN_F16) || !x->hi ||
         !cuda_hfast_type_ok(a->w[0]->type))
         return false;
     for (int i = 0; i < a->n; i++) {
@@ -711,9 +724,7 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
     return 0;
 }
 
-// Tile choice: 256-row CTAs (8 warps), 128 (4) or 64 (2), and a K split where the CTAs would
-// fill less than half the SMs' slots (needs the caller's work buffer), by the cost model
-// below. SPARKD_HFAST_WM=2|4|8 forces the tile, SPARKD_HFAST_KSPLIT=n the split (tuning).
+// Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
 // tests and benches (declared there): the tile and split (0 = the rule, -1 = as the
 // environment says), and how many hfast launches cuda_matmul made so far
@@ -731,43 +742,34 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         env_ks = v ? atoi(v) : 0;
     }
     const int nk = p.K / 64;
-    // A model of the time (run 0: the products moved ~3.5 TB/s from L2 into the SMs whatever
-    // the tile): bytes a busy SM takes in per chunk, times waves, times chunks per CTA, plus
-    // the split's partials (written and read once, spread over all SMs). Tiles: 2, 4, 8 warps
-    // of 32 rows x 64 tokens (CTAs per SM 4, 3, 1: registers), 9 = 8 warps of 16 rows x 128
-    // tokens (128 x 128 CTAs, 2 per SM; opt-in, SPARKD_HFAST_WM=9).
-    const qfmt f = qfmt_of(a->w[0]->type);
-    const double wb = f.cbits * 8 + f.hbits * 8 + (double)f.meta_bytes * 64 / f.meta_elems; // bytes per row and chunk
-    int best_wm = 4, best_ks = 1;
-    double best = 1e300;
+    // Tiles: 2, 4, 8 warps of 32 rows x 64 tokens (CTAs per SM 4, 3, 1: registers), 9 = 8 warps
+    // of 16 rows x 128 tokens (128 x 128 CTAs, 2 per SM). Run 1 (H200, every tile of every
+    // Qwen3-8B product at T = 64 and 512, Q8_0/Q4_K/Q6_K): 128-row CTAs best almost everywhere
+    // (the 256-row CTAs' 8 warps per SM lost 10-45%: the kernel is latency-bound, ncu: no
+    // eligible warp 63% of the time at 12 warps); 128 x 128 best for gate+up at T = 512 (Q8_0
+    // 412.6 vs 445.2 us, Q6_K 443.3 vs 486.2, Q4_K 457.8 vs 461.9) and worse on the smaller
+    // products; split K to ~3 CTAs per SM only below 1 CTA per SM (T = 64: q+k+v, o, down).
+    // SPARKD_HFAST_WM=2|4|8|9 and SPARKD_HFAST_KSPLIT=n override (tuning).
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
-    // one token tile (T <= 64; run 0, Q8_0/Q4_K at T = 64): gate+up fastest on 64-row CTAs
-    // unsplit, q+k+v, o and down on 128-row CTAs split to ~3 per SM (the model is off there)
-    const int rule_wm = p.T > HF_N ? 0 : m128 >= sms ? 2 : 4;
-    for (int wm : {8, 4, 2, 9}) {
-        if (env_wm > 0 ? wm != env_wm : rule_wm ? wm != rule_wm : wm == 9) continue;
-        if (wm == 9 && a->w[0]->type != QT_Q8_0 && a->w[0]->type != QT_Q4_K && a->w[0]->type != QT_Q6_K) continue;
-        const int hm = wm == 9 ? 128 : 32 * wm, tn = wm == 9 ? 128 : HF_N;
-        const int cpsm = wm == 9 ? 2 : wm == 8 ? 1 : wm == 4 ? 3 : 4, slots = cpsm * sms;
-        const int ntile_n = (p.T + tn - 1) / tn;
+    const uint32_t ty = a->w[0]->type;
+    const bool t128_ok = ty == QT_Q8_0 || ty == QT_Q4_K || ty == QT_Q6_K;
+    int best_ks = 1;
+    int best_wm = env_wm == 2 || env_wm == 4 || env_wm == 8 || (env_wm == 9 && t128_ok) ? env_wm : 4;
+    if (env_wm <= 0 && t128_ok && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms) best_wm = 9;
+    {
+        const int hm = best_wm == 9 ? 128 : 32 * best_wm, tn = best_wm == 9 ? 128 : HF_N;
         int mt = 0;
         for (int i = 0; i < p.n; i++) mt += (p.m[i].rows + hm - 1) / hm;
-        const int ctas = mt * ntile_n;
+        const int ctas = mt * ((p.T + tn - 1) / tn);
         int ks = 1;
         if (env_ks > 0) ks = env_ks;
-        else if (ctas * 2 < slots && nk >= 8) ks = (slots + ctas - 1) / ctas; // to ~1 wave
+        else if (ctas < sms && nk >= 8) ks = (3 * sms + ctas - 1) / ctas;
         if (ks > nk / 4) ks = nk / 4;
         if (ks > 8) ks = 8;
         if (!a->work) ks = 1;
         while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
-        if (ks < 1) ks = 1;
-        const int all = ctas * ks, waves = (all + slots - 1) / slots;
-        const int conc = (all + sms - 1) / sms < cpsm ? (all + sms - 1) / sms : cpsm;
-        const double xb = 128.0 * (p.T < tn ? p.T : tn);
-        double cost = (double)waves * conc * (wb * hm + xb) * ((double)nk / ks);
-        if (ks > 1) cost += 8.0 * ks * p.T * p.ws_rows / sms + 3000.0; // partials, + the reduce launch
-        if (cost < best) { best = cost; best_wm = wm; best_ks = ks; }
+        best_ks = ks < 1 ? 1 : ks;
     }
     const int wm = best_wm, hm = wm == 9 ? 128 : 32 * wm;
     int mtiles = 0;
