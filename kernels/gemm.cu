@@ -749,13 +749,13 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // eligible warp 63% of the time at 12 warps); 128 x 128 best for gate+up at T = 512 (Q8_0
     // 412.6 vs 445.2 us, Q6_K 443.3 vs 486.2, Q4_K 457.8 vs 461.9) and worse on the smaller
     // products; split K to ~3 CTAs per SM only below 1 CTA per SM (T = 64: q+k+v, o, down).
-    // SPARKD_HFAST_WM=2|4|8|9 and SPARKD_HFAST_KSPLIT=n override (tuning).
+    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning).
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
     const uint32_t ty = a->w[0]->type;
     const bool t128_ok = ty == QT_Q8_0 || ty == QT_Q4_K || ty == QT_Q6_K;
     int best_ks = 1;
-    int best_wm = env_wm == 2 || env_wm == 4 || env_wm == 8 || (env_wm == 9 && t128_ok) ? env_wm : 4;
+    int best_wm = env_wm == 9 && t128_ok ? 9 : 4; // (the 2- and 8-warp tiles of run 1 are not built)
     if (env_wm <= 0 && t128_ok && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms) best_wm = 9;
     {
         const int hm = best_wm == 9 ? 128 : 32 * best_wm, tn = best_wm == 9 ? 128 : HF_N;
@@ -780,12 +780,10 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     p.ksplit = best_ks;
     p.ws = best_ks > 1 ? a->work : NULL;
     const uint32_t type = a->w[0]->type;
-#define HF_CASE(TY)                                                                                             \
-    case TY: return wm == 8 ? hfast_launch_t<TY, 8>(p, mtiles, stream, e) : wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) \
-                            : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
-#define HF_CASE9(TY)                                                                                            \
-    case TY: return wm == 9 ? hfast_launch_t<TY, 8, 1>(p, mtiles, stream, e) : wm == 8 ? hfast_launch_t<TY, 8>(p, mtiles, stream, e) \
-                            : wm == 4 ? hfast_launch_t<TY, 4>(p, mtiles, stream, e) : hfast_launch_t<TY, 2>(p, mtiles, stream, e);
+#define HF_CASE(TY) \
+    case TY: return hfast_launch_t<TY, 4>(p, mtiles, stream, e);
+#define HF_CASE9(TY) \
+    case TY: return wm == 9 ? hfast_launch_t<TY, 8, 1>(p, mtiles, stream, e) : hfast_launch_t<TY, 4>(p, mtiles, stream, e);
     switch (type) {
         HF_CASE9(QT_Q8_0) HF_CASE9(QT_Q4_K) HF_CASE9(QT_Q6_K) HF_CASE(QT_Q5_K) HF_CASE(QT_Q4_0) HF_CASE(QT_Q5_0)
     }

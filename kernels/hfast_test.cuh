@@ -144,10 +144,12 @@ void test_hfast_all(int quick) {
         test_hfast(t, 257, 768, 64, 67, 0, 1);        // two matrices, split K, rows not a multiple
         test_hfast(t, 129, 512, 100, 0, 1, 0);         // accumulate, a partial token tile
         test_hfast(t, 300, 1024, 512, 0, 0, 0, 0, 4);  // 128-row tiles
-        test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, 2);  // 64-row tiles, accumulate, split K
-        test_hfast(t, 300, 1024, 130, 77, 0, 1, 0, 8); // 256-row tiles, two matrices, split K
-        if (t == QUANT_Q8_0 || t == QUANT_Q4_K || t == QUANT_Q6_K)
-            test_hfast(t, 300, 1024, 200, 0, 1, 1, 0, 9); // 128 x 128 tiles (16 rows x 128 tokens a warp)
+        test_hfast(t, 300, 1024, 512, 0, 1, 1);        // accumulate, split K allowed
+        test_hfast(t, 70, 1024, 130, 77, 0, 1);        // two small matrices: split K
+        if (t == QUANT_Q8_0 || t == QUANT_Q4_K || t == QUANT_Q6_K) {
+            test_hfast(t, 300, 1024, 200, 0, 1, 1, 0, 9);  // 128 x 128 tiles (16 rows x 128 tokens a warp)
+            test_hfast(t, 300, 1024, 130, 77, 0, 1, 0, 9); // the same, two matrices, split K
+        }
         if (!quick) test_hfast(t, 4096, 4096, 64, 0, 0, 1);
     }
     test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1); // poisoned codes: must fail the comparison
@@ -162,7 +164,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
         {"head", 1, 151936, 4096}};
-    constexpr int NV = 8;
+    constexpr int NV = 5;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -188,13 +190,12 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             if (head && T != 64) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[NV] = {"int8 mmq", "f16 hfast", "hfast wm8", "hfast wm4", "hfast wm2",
-                                  "hfast wm8 ks1", "hfast wm4 ks1", "hfast t128 (wm9)"};
-            const int vwm[NV] = {0, 0, 8, 4, 2, 8, 4, 9};
+            const char *kn[NV] = {"int8 mmq", "f16 hfast", "hfast wm4", "hfast wm4 ks1", "hfast t128 (wm9)"};
+            const int vwm[NV] = {0, 0, 4, 4, 9};
             double base = 0;
             for (int v = 0; v < NV; v++) {
                 cuda_hfast_set(v == 0 ? 0 : 33);
-                cuda_hfast_tile_set(vwm[v], v == 5 || v == 6 ? 1 : 0);
+                cuda_hfast_tile_set(vwm[v], v == 3 ? 1 : 0);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -225,7 +226,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
-        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm8 %.1f, wm4 %.1f, wm2 %.1f, wm8 ks1 %.1f, wm4 ks1 %.1f, t128 %.1f) | | | | %.2fx |\n",
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm4 %.1f, wm4 ks1 %.1f, t128 %.1f) | | | | %.2fx |\n",
                 tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
-                layer[ti][5], layer[ti][6], layer[ti][7], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+                layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
 }
