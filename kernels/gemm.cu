@@ -13,6 +13,9 @@
 //
 // Warp w of the CTA owns rows [16w, 16w + 16) of the tile and all 64 tokens (eight n8
 // tiles); tiles past the last token are skipped, so small batches cost few MMAs.
+//
+// hfast_kernel (below) is precision fast's product for T >= 33: the weights rounded once to
+// f16 in the fragment, the hi half alone, no per-group fold (~1e-4..7e-4 relative).
 #include "cuda_kern.h"
 
 #include <string.h>
@@ -290,12 +293,12 @@ __global__ void gemm_reduce_kernel(const gemm_params p) {
 // activation rounding; selftest test_hfast). Matrices whose scales could leave the f16 range
 // take gemm_kernel instead (cuda_hfast_check at load).
 //
-// CTA: 32 * WM rows x 64 tokens, WM warps of 32 rows (two m16 tiles) x 64 tokens (eight n8
-// tiles): per 64-element chunk a warp builds 32 A registers and reads its B fragments once
-// per 16 MMAs (2 LDS.128 per n8 tile: 128 B of shared memory per MMA). A stage holds the
-// activation tile, the codes (+ hi bits) and the rows' meta words of the chunk, filled by
-// cp.async through 4 stages (3 for 8 warps); the weights of the first stages are requested before
-// the PDL wait.
+// CTA: 4 warps of 32 rows (two m16 tiles) x 64 tokens (eight n8 tiles): per 64-element chunk
+// a warp builds 32 A registers and reads its B fragments once per 16 MMAs (2 LDS.128 per n8
+// tile); or (MT = 1, gate+up-sized products at T > 64) 8 warps of 16 rows x 128 tokens. A
+// stage holds the activation tile, the codes (+ hi bits) and the rows' meta words of the
+// chunk, filled by cp.async through 4 stages (3 where a GB10 block would exceed 99 KB); the
+// weights of the first stages are requested before the PDL wait.
 #define HF_N 64
 
 // MT: m16 tiles a warp (2: 32 rows x 64 tokens; 1: 16 rows x 128 tokens, same 64 accumulators)
