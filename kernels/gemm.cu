@@ -321,6 +321,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
             return err_set(e, ERR_INVALID, "cuda_matmul: GEMV needs the f32 input form (T %d)", T);
         return cuda_gemv_launch(a, x, T, stream, e);
     }
+    if (cuda_gemms_wants(a, x)) return cuda_gemms_launch(a, x, stream, e); // 2 <= T <= 32 at fast (gemms.cu)
     if (cuda_mmq_wants(a, x)) return cuda_mmq_launch(a, x, stream, e); // int8 tensor cores (fast)
     const int need = type == QT_BF16 ? CUDA_MMIN_BF16 : CUDA_MMIN_F16;
     if (!(x->forms & need))
