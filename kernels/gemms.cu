@@ -34,6 +34,7 @@
 #define GS_ROWS (16 * GS_WARPS)    // rows of a CTA
 #define GS_SMEM_MIN (48 * 1024)    // input slice per CTA at least (gs_smem_cap)
 #define GS_MAX_T 32
+#define GS_FIRST 2                 // units of the input slice waited for before the loop starts
 
 struct gemms_mat {
     const uint8_t *codes, *hi, *meta;
@@ -212,6 +213,24 @@ __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_
     }
 }
 
+// Copies units [ua, ub) of the CTA's input slice (all NT * 8 token rows; tokens past T and
+// units past the CTA's range as zeros) into shared memory as one cp.async group: token t, unit
+// ur, 16-byte block bk (positions 8bk..8bk+7) at t * pitch + ur * 256 + 16 * ((bk & 12) |
+// ((bk & 3) ^ (bk >> 3))), the swizzle gs_unit reads.
+template <int NT>
+__device__ __forceinline__ void gs_fill(uint8_t *smem, const gemms_params &p, int ubeg, int ua, int ub) {
+    const int per_tok = (ub - ua) * 16, pieces = NT * 8 * per_tok;
+    for (int pc = threadIdx.x; pc < pieces; pc += GS_WARPS * 32) {
+        const int t = pc / per_tok, rem = pc - t * per_tok, ur = ua + (rem >> 4), bk = rem & 15;
+        const bool v = t < p.T;
+        const uint16_t *src = v ? p.xh + (size_t)t * p.K + (size_t)(ubeg + ur) * 128 + 8 * bk : p.xh;
+        const unsigned dst = (unsigned)__cvta_generic_to_shared(
+            smem + t * p.pitch + ur * 256 + 16 * ((bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1))));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(v ? 16 : 0));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
 template <uint32_t F, int NT>
 __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_params p) {
     constexpr int R = gs_cfg<F, NT>::R;
@@ -240,22 +259,13 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
     for (int i = 0; i < R; i++)
         if (i < n) gs_load<F>(ring[i], cr, hr, mr, ubeg + i, c);
     pdl_wait();
-    // the input slice: token t, unit ur, 16-byte block bk (positions 8bk..8bk+7) at
-    // t * pitch + ur * 256 + 16 * (bk & 12 | (bk & 3) ^ (bk >> 3 & 1)); tokens past T are zeros
-    {
-        const int per_tok = p.upc * 16, pieces = NT * 8 * per_tok;
-        for (int pc = threadIdx.x; pc < pieces; pc += GS_WARPS * 32) {
-            const int t = pc / per_tok, rem = pc - t * per_tok, ur = rem >> 4, bk = rem & 15;
-            const bool v = t < p.T && ur < n;
-            const uint16_t *src = v ? p.xh + (size_t)t * p.K + (size_t)(ubeg + ur) * 128 + 8 * bk : p.xh;
-            const unsigned dst = (unsigned)__cvta_generic_to_shared(
-                smem + t * p.pitch + ur * 256 + 16 * ((bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1))));
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(v ? 16 : 0));
-        }
-        asm volatile("cp.async.commit_group;\n" ::);
-        asm volatile("cp.async.wait_group 0;\n" ::);
-        __syncthreads();
-    }
+    // the input slice, in two groups: units [0, g1) first (the loop starts when they are in),
+    // the rest behind them (waited for before unit g1)
+    const int g1 = min(n, GS_FIRST);
+    gs_fill<NT>(smem, p, ubeg, 0, g1);
+    gs_fill<NT>(smem, p, ubeg, g1, n);
+    asm volatile("cp.async.wait_group 1;\n" ::);
+    __syncthreads();
     float acc[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
@@ -266,6 +276,10 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
         for (int i = 0; i < R; i++) {
             const int u = u0 + i;
             if (u < n) {
+                if (u == g1) {
+                    asm volatile("cp.async.wait_group 0;\n" ::);
+                    __syncthreads();
+                }
                 const gs_slot<F> cur = ring[i];
                 if (u + R < n) gs_load<F>(ring[i], cr, hr, mr, ubeg + u + R, c);
                 gs_unit<F, NT>(cur, (2 * (ubeg + u) + (c >> 1)) & 3, bs + u * 256, p.pitch, sw, acc);
