@@ -316,6 +316,10 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 
 static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
 static long g_launches = 0;
+static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
+// Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
+// 0 = the cost model's choice.
+extern "C" void cuda_gemms_force_ks(int ks) { g_force_ks = ks > 0 ? ks : 0; }
 
 static void gs_env() {
     if (g_on < 0) {
@@ -387,6 +391,12 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
         if (ks != k) continue; // the same split as a smaller k
         if ((uint64_t)tpad * (uint64_t)(upc * 256 + 32) > (uint64_t)cap) continue;
         if (ks > 1 && (uint64_t)ks * T * ws_rows * 4 > work_bytes) continue;
+        if (g_force_ks > 0) { // benches: this split if it fits
+            if (ks != g_force_ks) continue;
+            bks = ks;
+            bupc = upc;
+            break;
+        }
         const long ctas = (long)tiles * ks, waves = (ctas + slots - 1) / slots;
         const double occ = ctas >= slots / 2 ? 1.0 : (double)ctas / (slots / 2);
         const double cost = (double)wbytes / occ + (double)waves * wave +

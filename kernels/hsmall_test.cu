@@ -26,7 +26,7 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
-extern "C" void cuda_mmq_old_set(int on); // mmq.cu
+extern "C" void cuda_gemms_force_ks(int ks); // gemms.cu (benches)
 
 namespace {
 
@@ -245,6 +245,32 @@ void bench_small(uint32_t type, double probe) {
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s%s |\n", tname(type), pr.name,
                         pr.n, pr.rows, pr.K, T, kn[v], us_v[v], gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, extra,
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+            }
+            // the K splits the cost model did not take (tuning data for cuda_gemms_plan)
+            cuda_gemms_set(1, -1);
+            for (int kf : {1, 2, 3, 4, 5, 6, 8, 11, 16, 24}) {
+                if (T != 8 && T != 32) break;
+                int ks2 = 0, upc2 = 0;
+                cuda_gemms_force_ks(kf);
+                const bool fits = cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks2, &upc2);
+                if (!fits || kf == ks) { cuda_gemms_force_ks(0); continue; }
+                int it = 0;
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
+                for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
+                const double us = time_us([&] {
+                    const int c = it++ % copies;
+                    for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                    err e3;
+                    cuda_matmul(&a, &m, C->st, &e3);
+                }, 3 * copies);
+                cuda_gemms_force_ks(0);
+                const double gbs = (double)wb / (us * 1e3);
+                fprintf(C->f, "| %s | %s %dx%dx%d | %d | gemms forced ks %d (%d units) | %.1f | %.0f | %.0f%% | %.2fx the chosen |\n",
+                        tname(type), pr.name, pr.n, pr.rows, pr.K, T, ks2, upc2, us, gbs,
+                        probe > 0 ? 100.0 * gbs / probe : 0.0, us_v[0] / us);
                 fflush(C->f);
             }
             cuda_gemms_set(-1, -1);
