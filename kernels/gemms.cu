@@ -24,6 +24,7 @@
 // conflict-free), so no data moves between lanes.
 #include "cuda_kern.h"
 
+#include <cooperative_groups.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,9 @@ struct gemms_mat {
 struct gemms_params {
     gemms_mat m[CUDA_MM_MAX_MATS];
     int n, K, T, accumulate;
-    int ksplit;       // CTAs along K (grid.y); > 1: partials go to ws, splitk_reduce sums them
+    int ksplit;       // CTAs along K (grid.y); > 1: partials summed in a fixed order, by
+    int cluster;      //   1: the ksplit CTAs of a row tile (one thread-block cluster) through
+                      //   distributed shared memory, 0: ws + gemms_reduce_kernel
     int upc;          // 128-element units of K per CTA (the last split may have fewer)
     int pitch;        // bytes per token row of the shared input slice (upc * 256 + 32)
     float *ws;        // (ksplit, T, ws_rows) f32
@@ -286,6 +289,38 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
             }
         }
     }
+    if (p.cluster) {
+        // the cluster's CTAs (rank z = blockIdx.y: K part z) leave their partials in shared
+        // memory, token-major (part[t][row of the tile]); rank z then sums rows of the tile
+        // [.., ..) for every token over ranks 0..ksplit-1 in that order (deterministic) and
+        // stores them
+        namespace cg = cooperative_groups;
+        cg::cluster_group cl = cg::this_cluster();
+        __syncthreads(); // every warp is done with the input slice
+        float *part = (float *)smem;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = nt * 8 + 2 * c + h;
+                part[tk * GS_ROWS + warp * 16 + g] = acc[nt][h];
+                part[tk * GS_ROWS + warp * 16 + g + 8] = acc[nt][2 + h];
+            }
+        cl.sync();
+        const int ks = p.ksplit, z = (int)blockIdx.y;
+        for (int e = z * GS_WARPS * 32 + (int)threadIdx.x; e < p.T * GS_ROWS; e += ks * GS_WARPS * 32) {
+            float s = 0.0f;
+            for (int r = 0; r < ks; r++) s += cl.map_shared_rank(part, r)[e];
+            const int tk = e / GS_ROWS, row = b * GS_ROWS + (e % GS_ROWS);
+            if (row < M.rows) {
+                float *y = M.y + (size_t)tk * M.ldy + row;
+                const float v = s * p.tscale[tk];
+                *y = p.accumulate ? *y + v : v;
+            }
+        }
+        cl.sync(); // the other ranks read this CTA's shared memory until here
+        return;
+    }
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
 #pragma unroll
@@ -317,14 +352,30 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
 static long g_launches = 0;
 static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
+static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER (default 1)
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
 extern "C" void cuda_gemms_force_ks(int ks) { g_force_ks = ks > 0 ? ks : 0; }
+static void gs_env();
+// Tests and benches: 1/0 = the K split's partials through clusters / through ws and the reduce
+// kernel; -1 = as SPARKD_HSMALL_CLUSTER says.
+extern "C" void cuda_gemms_cluster_set(int on) {
+    g_cluster = -1;
+    gs_env();
+    if (on == 0) g_cluster = 0;
+}
 
 static void gs_env() {
     if (g_on < 0) {
         const char *v = getenv("SPARKD_HSMALL");
         g_on = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_cluster < 0) {
+        const char *v = getenv("SPARKD_HSMALL_CLUSTER");
+        int dev = 0, ok = 0;
+        g_cluster = v && v[0] == '0' ? 0 : 1;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !ok)
+            g_cluster = 0; // no thread-block clusters on this device
     }
     if (g_max_t < 0) {
         const char *v = getenv("SPARKD_HSMALL_MAX_T");
@@ -375,13 +426,15 @@ static int gs_smem_cap() {
 }
 
 // The K split: units per CTA (upc) and splits (ks) for `tiles` CTAs of 128 rows over K / 128
-// units, T tokens, wbytes of weights. The input slice must fit gs_smem_cap(); partials need
-// the caller's work buffer (ks * T * ws_rows f32). Cost in bytes at the bandwidth wall: the
-// weights (at a fraction of the wall below one CTA a SM), + the partials written and read, +
-// ~1 us of the wall per wave of CTAs (start: ring loads, slice copy) and per extra launch.
-// Returns 0 when nothing fits.
+// units, T tokens, wbytes of weights. The input slice must fit gs_smem_cap(); with clusters
+// (SPARKD_HSMALL_CLUSTER, default on) ks <= 8 (a portable cluster), else the partials need the
+// caller's work buffer (ks * T * ws_rows f32). Cost in bytes at the bandwidth wall: the
+// weights (at a fraction of the wall below one CTA a SM), + ~1 us of the wall per wave of CTAs
+// (start: ring loads, slice copy), + without clusters the partials written and read and the
+// reduce launch (~1 us), with them ~1/4 us for the cluster exchange. Returns 0 when nothing fits.
 extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wbytes, uint64_t work_bytes,
                                int *ks_out, int *upc_out) {
+    gs_env();
     const int nu = K / 128, tpad = 8 * gs_nt(T), slots = 2 * gs_sms(), cap = gs_smem_cap();
     const double wave = 4.0e6; // ~1 us at ~4 TB/s
     double best = 1e300;
@@ -390,7 +443,7 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
         const int upc = (nu + k - 1) / k, ks = (nu + upc - 1) / upc;
         if (ks != k) continue; // the same split as a smaller k
         if ((uint64_t)tpad * (uint64_t)(upc * 256 + 32) > (uint64_t)cap) continue;
-        if (ks > 1 && (uint64_t)ks * T * ws_rows * 4 > work_bytes) continue;
+        if (g_cluster ? ks > 8 : ks > 1 && (uint64_t)ks * T * ws_rows * 4 > work_bytes) continue;
         if (g_force_ks > 0) { // benches: this split if it fits
             if (ks != g_force_ks) continue;
             bks = ks;
@@ -400,7 +453,7 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
         const long ctas = (long)tiles * ks, waves = (ctas + slots - 1) / slots;
         const double occ = ctas >= slots / 2 ? 1.0 : (double)ctas / (slots / 2);
         const double cost = (double)wbytes / occ + (double)waves * wave +
-                            (ks > 1 ? 2.0 * ks * T * ws_rows * 4.0 + wave : 0.0);
+                            (ks == 1 ? 0.0 : g_cluster ? 0.25 * wave : 2.0 * ks * T * ws_rows * 4.0 + wave);
         if (cost < best) {
             best = cost;
             bks = ks;
@@ -438,7 +491,28 @@ static int gs_launch(const gemms_params &p, int mtiles, void *stream, err *e) {
         CUDA_TRY(cudaFuncSetAttribute(gemms_kernel<F, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, gs_smem_cap()));
         attr = true;
     }
-    const size_t smem = (size_t)NT * 8 * p.pitch;
+    size_t smem = (size_t)NT * 8 * p.pitch;
+    if (p.cluster) {
+        // the partials (NT * 8 tokens x 128 rows f32) reuse the slice's shared memory
+        if (smem < (size_t)NT * 8 * GS_ROWS * 4) smem = (size_t)NT * 8 * GS_ROWS * 4;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)mtiles, (unsigned)p.ksplit);
+        cfg.blockDim = dim3(GS_WARPS * 32);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = CUDA_STREAM(stream);
+        cudaLaunchAttribute at[2];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = 1;
+        at[0].val.clusterDim.y = (unsigned)p.ksplit;
+        at[0].val.clusterDim.z = 1;
+        at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[1].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
+        CUDA_TRY(cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT>, p));
+        g_launches++;
+        return 0;
+    }
     CUDA_TRY(cuda_launch(gemms_kernel<F, NT>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(GS_WARPS * 32), smem,
                          stream, p));
     if (p.ksplit > 1)
@@ -487,7 +561,8 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     if (!cuda_gemms_plan(p.T, p.K, mtiles, p.ws_rows, wb, a->work ? a->work_bytes : 0, &p.ksplit, &p.upc))
         return err_set(e, ERR_INVALID, "cuda_gemms: no K split fits (T %d, K %d)", p.T, p.K);
     p.pitch = p.upc * 256 + 32;
-    p.ws = p.ksplit > 1 ? a->work : NULL;
+    p.cluster = g_cluster && p.ksplit > 1;
+    p.ws = p.ksplit > 1 && !p.cluster ? a->work : NULL;
     if (type == QT_Q8_0) return gs_launch_t<QT_Q8_0>(p, mtiles, stream, e);
     if (type == QT_Q4_K) return gs_launch_t<QT_Q4_K>(p, mtiles, stream, e);
     if (type == QT_Q6_K) return gs_launch_t<QT_Q6_K>(p, mtiles, stream, e);

@@ -27,6 +27,7 @@
 #include "selftest_util.cuh"
 
 extern "C" void cuda_gemms_force_ks(int ks); // gemms.cu (benches)
+extern "C" void cuda_gemms_cluster_set(int on); // gemms.cu: 0 = K-split partials through ws + reduce kernel
 
 namespace {
 
@@ -120,6 +121,8 @@ double tok_err(const std::vector<float> &y, int ld, const std::vector<float> &W,
     return worst;
 }
 
+const char *g_cl_tag = ""; // " ws-reduce" while cuda_gemms_cluster_set(0)
+
 void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, bool control,
                 bool expect = true, double tol = 2e-3) {
     const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
@@ -176,8 +179,8 @@ void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
         if (!f1) fin = 0;
     }
     char shape[128], note[96];
-    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
-             accumulate ? " +=" : "", splitk ? " splitk" : "");
+    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
+             accumulate ? " +=" : "", splitk ? " work" : "", g_cl_tag);
     if (expect)
         snprintf(note, sizeof note, "(ks %d, %d units a CTA%s%s)", ks, upc, ran ? "" : "; gemms did NOT run",
                  ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -217,12 +220,14 @@ void bench_small(uint32_t type, double probe) {
         for (int T : {2, 8, 16, 32}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[3] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast"};
-            double us_v[3] = {0, 0, 0};
+            const char *kn[4] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, ws + reduce kernel"};
+            double us_v[4] = {0, 0, 0, 0};
             int ks = 0, upc = 0;
             cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks, &upc);
-            for (int v = 0; v < 3; v++) {
-                cuda_gemms_set(v == 0, -1);
+            for (int v = 0; v < 4; v++) {
+                if (v == 3 && ks < 2) break;
+                cuda_gemms_set(v == 0 || v == 3, -1);
+                cuda_gemms_cluster_set(v == 3 ? 0 : -1);
                 cuda_mmq_set(v == 1);
                 int it = 0;
                 cuda_mm_args a;
@@ -240,8 +245,13 @@ void bench_small(uint32_t type, double probe) {
                 cudaError_t ce = cudaGetLastError();
                 const double gbs = (double)wb / (us_v[v] * 1e3);
                 char extra[96] = "";
-                if (v == 0) snprintf(extra, sizeof extra, "ks %d, %d units a CTA%s", ks, upc, ran ? "" : ", NOT gemms");
+                if (v == 0 || v == 3) {
+                    int ks3 = ks, upc3 = upc;
+                    if (v == 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
+                    snprintf(extra, sizeof extra, "ks %d, %d units a CTA%s", ks3, upc3, ran ? "" : ", NOT gemms");
+                }
                 else if (us_v[0] > 0) snprintf(extra, sizeof extra, "gemms %.2fx faster", us_v[v] / us_v[0]);
+                cuda_gemms_cluster_set(-1);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s%s |\n", tname(type), pr.name,
                         pr.n, pr.rows, pr.K, T, kn[v], us_v[v], gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, extra,
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -302,6 +312,16 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 200, 512, 32, 0, 1, 0, false);
         if (!quick) test_gemms(t, 4097, 12288, 24, 0, 1, 1, false);
     }
+    // the K split's other reduction (SPARKD_HSMALL_CLUSTER=0: partials in the work buffer,
+    // gemms_reduce_kernel)
+    cuda_gemms_cluster_set(0);
+    g_cl_tag = " ws-reduce";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
+        test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
+    }
+    cuda_gemms_cluster_set(-1);
+    g_cl_tag = "";
     // SPARKD_HSMALL=0's routing: the same product must not reach gemms.cu (int8 input: 3e-2)
     cuda_gemms_set(0, -1);
     test_gemms(QUANT_Q8_0, 257, 768, 8, 0, 0, 1, false, false, 3e-2);
