@@ -25,6 +25,7 @@
 #include "cuda_kern.h"
 
 #include <cooperative_groups.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -485,7 +486,7 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
 }
 
 template <uint32_t F, int NT>
-static int gs_launch(const gemms_params &p, int mtiles, void *stream, err *e) {
+static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_bytes, void *stream, err *e) {
     static bool attr = false;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(gemms_kernel<F, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, gs_smem_cap()));
@@ -509,9 +510,21 @@ static int gs_launch(const gemms_params &p, int mtiles, void *stream, err *e) {
         at[1].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = at;
         cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
-        CUDA_TRY(cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT>, p));
-        g_launches++;
-        return 0;
+        const cudaError_t rc = cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT>, p);
+        if (rc == cudaSuccess) {
+            g_launches++;
+            return 0;
+        }
+        // a device that cannot place the cluster: the work buffer from now on, if it fits
+        cudaGetLastError();
+        if (!work || (uint64_t)p.ksplit * p.T * p.ws_rows * 4 > work_bytes)
+            return cuda_fail(e, rc, "cudaLaunchKernelEx (gemms cluster)", __FILE__, __LINE__);
+        fprintf(stderr, "gemms: cluster launch failed (%s): K-split partials through the work buffer\n",
+                cudaGetErrorString(rc));
+        g_cluster = 0;
+        p.cluster = 0;
+        p.ws = work;
+        smem = (size_t)NT * 8 * p.pitch;
     }
     CUDA_TRY(cuda_launch(gemms_kernel<F, NT>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(GS_WARPS * 32), smem,
                          stream, p));
@@ -523,11 +536,11 @@ static int gs_launch(const gemms_params &p, int mtiles, void *stream, err *e) {
 }
 
 template <uint32_t F>
-static int gs_launch_t(const gemms_params &p, int mtiles, void *stream, err *e) {
+static int gs_launch_t(const gemms_params &p, int mtiles, float *work, uint64_t wbytes, void *stream, err *e) {
     switch (gs_nt(p.T)) {
-    case 1: return gs_launch<F, 1>(p, mtiles, stream, e);
-    case 2: return gs_launch<F, 2>(p, mtiles, stream, e);
-    default: return gs_launch<F, 4>(p, mtiles, stream, e);
+    case 1: return gs_launch<F, 1>(p, mtiles, work, wbytes, stream, e);
+    case 2: return gs_launch<F, 2>(p, mtiles, work, wbytes, stream, e);
+    default: return gs_launch<F, 4>(p, mtiles, work, wbytes, stream, e);
     }
 }
 
@@ -563,8 +576,8 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     p.pitch = p.upc * 256 + 32;
     p.cluster = g_cluster && p.ksplit > 1;
     p.ws = p.ksplit > 1 && !p.cluster ? a->work : NULL;
-    if (type == QT_Q8_0) return gs_launch_t<QT_Q8_0>(p, mtiles, stream, e);
-    if (type == QT_Q4_K) return gs_launch_t<QT_Q4_K>(p, mtiles, stream, e);
-    if (type == QT_Q6_K) return gs_launch_t<QT_Q6_K>(p, mtiles, stream, e);
+    if (type == QT_Q8_0) return gs_launch_t<QT_Q8_0>(p, mtiles, a->work, a->work_bytes, stream, e);
+    if (type == QT_Q4_K) return gs_launch_t<QT_Q4_K>(p, mtiles, a->work, a->work_bytes, stream, e);
+    if (type == QT_Q6_K) return gs_launch_t<QT_Q6_K>(p, mtiles, a->work, a->work_bytes, stream, e);
     return err_set(e, ERR_UNSUPPORTED, "cuda_gemms: no kernel for type %u", type);
 }
