@@ -15,10 +15,10 @@
 // its K range, f16) is copied into shared memory once, after pdl_wait(); the weights go from
 // global memory straight into registers through a ring of R units per lane whose first loads
 // are issued before pdl_wait() (they overlap the previous kernel's tail under PDL).
-// In a unit lane (g, c) holds 32 contiguous bytes of rows g and g + 8 (Q8_0: quarters
-// 2(c & 1), +1 of chunk c >> 1, two 16-byte loads a row; 4-bit codes: the same quarters,
-// one 16-byte load a row, + 8 bytes of Q6_K's 2-bit plane), so a warp's load reads 128
-// (Q8_0) or 64 contiguous bytes of each of 16 rows. The MMA's k order inside a unit is the
+// In a unit (two 64-element chunks) lane (g, c) holds 32 code bytes of rows g and g + 8 (Q8_0:
+// quarter c of both chunks, two 16-byte loads a row; 4-bit codes: quarters 2(c & 1), +1 of
+// chunk c >> 1, one 16-byte load a row, + 8 bytes of Q6_K's 2-bit plane), so each load
+// instruction of a warp reads 64 contiguous bytes of each of 8 rows. The MMA's k order inside a unit is the
 // lane's own (positions 32c..32c+31 of the unit, P64 order as stored), and the input slice
 // in shared memory is read in that same order (a 16-byte swizzle keeps its LDS.128
 // conflict-free), so no data moves between lanes.
@@ -51,7 +51,7 @@ struct gemms_params {
     int cluster;      //   1: the ksplit CTAs of a row tile (one thread-block cluster) through
                       //   distributed shared memory, 0: ws + gemms_reduce_kernel
     int upc;          // 128-element units of K per CTA (the last split may have fewer)
-    int pitch;        // bytes per token row of the shared input slice (upc * 256 + 32)
+    int pitch;        // bytes per token row of the shared input slice (upc * 256 + 16 or 32)
     float *ws;        // (ksplit, T, ws_rows) f32
     int ws_rows;      // rows of all matrices
     int row0[CUDA_MM_MAX_MATS];
@@ -66,7 +66,7 @@ template <uint32_t F, int NT> struct gs_cfg {
 };
 
 // One unit's raw loads for a lane: rows g and g + 8 (r = 0, 1).
-//   Q8_0: c[r][0..1] the 32 code bytes, m[r].x the f16 d pair of the lane's chunk
+//   Q8_0: c[r][0..1] quarter c of the unit's two chunks, m[r].x/.y their four f16 d
 //   Q4_K: c[r][0] the 32 codes (16 bytes), m[r] the superblock head (d, dmin, scales[12])
 //   Q6_K: c[r][0] the low nibbles, m[r].x = d (+ pad), .y = the 4 int8 scales of the lane's
 //         chunk, .z/.w = the 2-bit plane words of its two quarters
@@ -81,11 +81,12 @@ __device__ __forceinline__ void gs_load(gs_slot<F> &s, const uint8_t *const *cr,
     const int ci = 2 * u + (c >> 1); // the lane's chunk
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        if constexpr (F == QT_Q8_0) {
-            const uint4 *p = (const uint4 *)(cr[r] + (size_t)u * 128 + 32 * c);
-            s.c[r][0] = __ldg(p);
-            s.c[r][1] = __ldg(p + 1);
-            s.m[r].x = __ldg((const unsigned int *)(mr[r] + (size_t)ci * 4));
+        if constexpr (F == QT_Q8_0) { // quarter c of both chunks, their four f16 d
+            s.c[r][0] = __ldg((const uint4 *)(cr[r] + (size_t)u * 128 + 16 * c));
+            s.c[r][1] = __ldg((const uint4 *)(cr[r] + (size_t)u * 128 + 64 + 16 * c));
+            const uint2 d = __ldg((const uint2 *)(mr[r] + (size_t)u * 8));
+            s.m[r].x = d.x;
+            s.m[r].y = d.y;
         } else {
             s.c[r][0] = __ldg((const uint4 *)(cr[r] + (size_t)u * 64 + 16 * c));
             if constexpr (F == QT_Q4_K) {
@@ -116,10 +117,11 @@ __device__ __forceinline__ uint32_t bytes_h2(uint32_t x, uint32_t sel, uint16_t 
 }
 
 // The lane's f16x2 scales (both halves equal) per step group of one unit: s[r][k], k =
-// (step >> 1) & 1 (Q8_0, Q4_K: the chunk's two groups of 32) or step & 3 (Q6_K: groups of
-// 16); Q4_K's mins m[r][k] (negated: weight = s * code + m).
+// step >> 1 (Q8_0: the two chunks' groups of 32), (step >> 1) & 1 (Q4_K: the chunk's two
+// groups of 32) or step & 3 (Q6_K: groups of 16); Q4_K's mins m[r][k] (negated: weight =
+// s * code + m).
 template <uint32_t F> struct gs_sc {
-    uint32_t s[2][F == QT_Q6_K ? 4 : 2];
+    uint32_t s[2][F == QT_Q4_K ? 2 : 4];
     uint32_t m[2][F == QT_Q4_K ? 2 : 1];
 };
 
@@ -131,6 +133,8 @@ __device__ __forceinline__ void gs_scales(gs_sc<F> &o, const gs_slot<F> &s, int 
         if constexpr (F == QT_Q8_0) {
             o.s[r][0] = __byte_perm(h.x, 0, 0x1010);
             o.s[r][1] = __byte_perm(h.x, 0, 0x3232);
+            o.s[r][2] = __byte_perm(h.y, 0, 0x1010);
+            o.s[r][3] = __byte_perm(h.y, 0, 0x3232);
         } else if constexpr (F == QT_Q4_K) {
             // groups 2q, 2q + 1 of the superblock (quant.c kscale_min), two at a time in
             // the byte pairs of 16-bit values
@@ -194,11 +198,12 @@ __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_
     for (int i = 0; i < 4; i++) { // 16-byte block i of the lane's 64 input bytes: steps 2i, 2i + 1
         uint4 bv[NT];
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++) bv[nt] = *(const uint4 *)(bs + nt * 8 * pitch + ((16 * i) ^ sw));
+        for (int nt = 0; nt < NT; nt++)
+            bv[nt] = *(const uint4 *)(bs + nt * 8 * pitch + (F == QT_Q8_0 ? 16 * (i & 1) + 128 * (i >> 1) : (16 * i) ^ sw));
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int st = 2 * i + h, Q = st >> 2, j = 2 * (st & 3);
-            const int k = F == QT_Q6_K ? (st & 3) : ((st >> 1) & 1);
+            const int k = F == QT_Q6_K ? (st & 3) : F == QT_Q8_0 ? st >> 1 : ((st >> 1) & 1);
             uint32_t a[4];
 #pragma unroll
             for (int r = 0; r < 2; r++) {
@@ -217,19 +222,20 @@ __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_
     }
 }
 
-// Copies units [ua, ub) of the CTA's input slice (all NT * 8 token rows; tokens past T and
-// units past the CTA's range as zeros) into shared memory as one cp.async group: token t, unit
-// ur, 16-byte block bk (positions 8bk..8bk+7) at t * pitch + ur * 256 + 16 * ((bk & 12) |
-// ((bk & 3) ^ (bk >> 3))), the swizzle gs_unit reads.
-template <int NT>
+// Copies units [ua, ub) of the CTA's input slice (all NT * 8 token rows; tokens past T as
+// zeros) into shared memory as one cp.async group: token t, unit ur, 16-byte block bk
+// (positions 8bk..8bk+7) at t * pitch + ur * 256 + 16 * sb, sb = bk (Q8_0; pitch % 128 = 16)
+// or (bk & 12) | ((bk & 3) ^ (bk >> 3)) (4-bit codes; pitch % 128 = 32): the LDS.128 of
+// gs_unit hit 8 different 16-byte bank groups in each quarter warp.
+template <uint32_t F, int NT>
 __device__ __forceinline__ void gs_fill(uint8_t *smem, const gemms_params &p, int ubeg, int ua, int ub) {
     const int per_tok = (ub - ua) * 16, pieces = NT * 8 * per_tok;
     for (int pc = threadIdx.x; pc < pieces; pc += GS_WARPS * 32) {
         const int t = pc / per_tok, rem = pc - t * per_tok, ur = ua + (rem >> 4), bk = rem & 15;
         const bool v = t < p.T;
         const uint16_t *src = v ? p.xh + (size_t)t * p.K + (size_t)(ubeg + ur) * 128 + 8 * bk : p.xh;
-        const unsigned dst = (unsigned)__cvta_generic_to_shared(
-            smem + t * p.pitch + ur * 256 + 16 * ((bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1))));
+        const int sb = F == QT_Q8_0 ? bk : (bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1));
+        const unsigned dst = (unsigned)__cvta_generic_to_shared(smem + t * p.pitch + ur * 256 + 16 * sb);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(v ? 16 : 0));
     }
     asm volatile("cp.async.commit_group;\n" ::);
@@ -266,14 +272,14 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
     // the input slice, in two groups: units [0, g1) first (the loop starts when they are in),
     // the rest behind them (waited for before unit g1)
     const int g1 = min(n, GS_FIRST);
-    gs_fill<NT>(smem, p, ubeg, 0, g1);
-    gs_fill<NT>(smem, p, ubeg, g1, n);
+    gs_fill<F, NT>(smem, p, ubeg, 0, g1);
+    gs_fill<F, NT>(smem, p, ubeg, g1, n);
     asm volatile("cp.async.wait_group 1;\n" ::);
     __syncthreads();
     float acc[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    const uint8_t *bs = smem + g * p.pitch + 64 * c;
+    const uint8_t *bs = smem + g * p.pitch + (F == QT_Q8_0 ? 32 : 64) * c;
     const int sw = (c >> 1) ? 16 : 0;
     for (int u0 = 0; u0 < n; u0 += R) {
 #pragma unroll
@@ -573,7 +579,7 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     }
     if (!cuda_gemms_plan(p.T, p.K, mtiles, p.ws_rows, wb, a->work ? a->work_bytes : 0, &p.ksplit, &p.upc))
         return err_set(e, ERR_INVALID, "cuda_gemms: no K split fits (T %d, K %d)", p.T, p.K);
-    p.pitch = p.upc * 256 + 32;
+    p.pitch = p.upc * 256 + (type == QT_Q8_0 ? 16 : 32);
     p.cluster = g_cluster && p.ksplit > 1;
     p.ws = p.ksplit > 1 && !p.cluster ? a->work : NULL;
     if (type == QT_Q8_0) return gs_launch_t<QT_Q8_0>(p, mtiles, a->work, a->work_bytes, stream, e);
