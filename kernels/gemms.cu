@@ -55,14 +55,15 @@ struct gemms_params {
     float *ws;        // (ksplit, T, ws_rows) f32
     int ws_rows;      // rows of all matrices
     int row0[CUDA_MM_MAX_MATS];
+    uint32_t ml, mh;      // 0x64006400, 0x54005400 (q4k_pair, q6k_pair), in registers
     const uint16_t *xh;   // (T, K) f16 bits, P64 order: x * 2^-e_t (hi form)
     const float *tscale;  // (T) 2^e_t
 };
 
-// Ring depth (units in flight per lane beyond the one being computed): within 128 registers
-// (2 CTAs an SM) without spills; per SM 48-64 KB of weights in flight at the deepest.
+// Ring depth (units in flight per lane beyond the one being computed; R + 1 slots): within 128
+// registers (2 CTAs an SM) without spills; per SM 32-64 KB of weights in flight.
 template <uint32_t F, int NT> struct gs_cfg {
-    static constexpr int R = F == QT_Q4_K ? (NT == 4 ? 3 : 4) : (NT == 4 ? 2 : 3);
+    static constexpr int R = NT == 4 ? 2 : F == QT_Q6_K && NT == 2 ? 2 : 3;
 };
 
 // One unit's raw loads for a lane: rows g and g + 8 (r = 0, 1).
@@ -138,12 +139,13 @@ __device__ __forceinline__ void gs_scales(gs_sc<F> &o, const gs_slot<F> &s, int 
         } else if constexpr (F == QT_Q4_K) {
             // groups 2q, 2q + 1 of the superblock (quant.c kscale_min), two at a time in
             // the byte pairs of 16-bit values
-            const bool odd = q & 1;
-            const uint32_t A = odd ? h.y >> 16 : h.y & 0xffffu; // scales[0..3]
-            const uint32_t B = odd ? h.z >> 16 : h.z & 0xffffu; // scales[4..7]
-            const uint32_t Cc = odd ? h.w >> 16 : h.w & 0xffffu; // scales[8..11]
-            const uint32_t sc = q >= 2 ? (Cc & 0x0f0fu) | ((A >> 2) & 0x3030u) : A & 0x3f3fu;
-            const uint32_t mn = q >= 2 ? ((Cc >> 4) & 0x0f0fu) | ((B >> 2) & 0x3030u) : B & 0x3f3fu;
+            const uint32_t sel = (q & 1) ? 0x4432u : 0x4410u; // bytes 2, 3 or 0, 1; zeros above
+            const uint32_t A = __byte_perm(h.y, 0, sel);      // scales[0..3]
+            const uint32_t B = __byte_perm(h.z, 0, sel);      // scales[4..7]
+            const uint32_t Cc = __byte_perm(h.w, 0, sel);     // scales[8..11]
+            const uint32_t hm = 0u - (uint32_t)(q >> 1);       // groups 4..7: all ones
+            const uint32_t sc = (((Cc & 0x0f0fu) | ((A >> 2) & 0x3030u)) & hm) | (A & 0x3f3fu & ~hm);
+            const uint32_t mn = ((((Cc >> 4) & 0x0f0fu) | ((B >> 2) & 0x3030u)) & hm) | (B & 0x3f3fu & ~hm);
             const uint32_t sv = h2mul(__byte_perm(h.x, 0, 0x1010), bytes_h2(sc, 0x4140, 0x6400)); // d * sc
             const uint32_t mv = h2mul(__byte_perm(h.x, 0, 0x3232), bytes_h2(mn, 0x4140, 0x6400)) ^ 0x80008000u; // -dmin * mn
             o.s[r][0] = __byte_perm(sv, 0, 0x1010);
@@ -163,6 +165,28 @@ __device__ __forceinline__ void gs_scales(gs_sc<F> &o, const gs_slot<F> &s, int 
     }
 }
 
+// Q4_K pair j of a quarter (qfmt.cuh quarter_pair's value, fewer instructions): the nibbles
+// at bits 4k, 16 + 4k of word j >> 2 (k = j & 3) as f16 1024 + q (k even: mantissa bits 0-3,
+// magic 0x6400) or 64 + q (k odd: bits 4-7, magic 0x5400, ulp 1/16), minus 1024 or 64: exact.
+// The magic words come in registers (ml, mh: kernel parameters) so that mask-and-or is one
+// LOP3; words 2, 3 of a byte pair need one shift by 8 per word.
+__device__ __forceinline__ uint32_t q4k_pair(const quarter &r, int j, uint32_t ml, uint32_t mh) {
+    const uint32_t w = j < 4 ? r.q.x : r.q.y, k = j & 3, v = k >= 2 ? w >> 8 : w;
+    const uint32_t h = (k & 1) ? (v & 0x00f000f0u) | mh : (v & 0x000f000fu) | ml;
+    return h2u(__hsub2(u2h(h), __half2half2(__ushort_as_half((k & 1) ? 0x5400 : 0x6400))));
+}
+
+// Q6_K pair j the same way, with the 2-bit plane's bits of the pair (bits 2b, 2b + 1 and 16 +
+// 2b.. of hb, b = 4 (j >> 2) + (j & 3)) shifted next to the nibble (bits 4-5 under magic
+// 0x6400, bits 8-9 under 0x5400), minus 1024 + 32 or 64 + 32: the code minus 32, exact.
+__device__ __forceinline__ uint32_t q6k_pair(const quarter &r, int j, uint32_t ml, uint32_t mh) {
+    const uint32_t w = j < 4 ? r.q.x : r.q.y, k = j & 3, v = k >= 2 ? w >> 8 : w;
+    const int sh = ((k & 1) ? 8 : 4) - 2 * (4 * (j >> 2) + (int)k);
+    const uint32_t hs = sh >= 0 ? r.hb << sh : r.hb >> -sh;
+    const uint32_t h = (k & 1) ? (v & 0x00f000f0u) | ((hs & 0x03000300u) | mh) : (v & 0x000f000fu) | ((hs & 0x00300030u) | ml);
+    return h2u(__hsub2(u2h(h), __half2half2(__ushort_as_half((k & 1) ? 0x5600 : 0x6420))));
+}
+
 __device__ __forceinline__ void gs_mma(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
                  "{%8,%9}, {%0,%1,%2,%3};\n"
@@ -174,7 +198,7 @@ __device__ __forceinline__ void gs_mma(float *d, const uint32_t *a, uint32_t b0,
 // in shared memory (token g of tile 0, + 64c), pitch: bytes per token row, sw: the swizzle.
 template <uint32_t F, int NT>
 __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_t *bs, int pitch, int sw,
-                                        float (*acc)[4]) {
+                                        uint32_t ml, uint32_t mh, float (*acc)[4]) {
     gs_sc<F> sc;
     gs_scales<F>(sc, s, q);
     quarter qr[2][2]; // [row][quarter of the lane]
@@ -207,7 +231,17 @@ __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_
             uint32_t a[4];
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const uint32_t p0 = quarter_pair<F>(qr[r][Q], j), p1 = quarter_pair<F>(qr[r][Q], j + 1);
+                uint32_t p0, p1;
+                if constexpr (F == QT_Q4_K) {
+                    p0 = q4k_pair(qr[r][Q], j, ml, mh);
+                    p1 = q4k_pair(qr[r][Q], j + 1, ml, mh);
+                } else if constexpr (F == QT_Q6_K) {
+                    p0 = q6k_pair(qr[r][Q], j, ml, mh);
+                    p1 = q6k_pair(qr[r][Q], j + 1, ml, mh);
+                } else {
+                    p0 = quarter_pair<F>(qr[r][Q], j);
+                    p1 = quarter_pair<F>(qr[r][Q], j + 1);
+                }
                 if constexpr (F == QT_Q4_K) {
                     a[r] = h2fma(p0, sc.s[r][k], sc.m[r][k]);
                     a[2 + r] = h2fma(p1, sc.s[r][k], sc.m[r][k]);
@@ -264,7 +298,7 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
         mr[1] = M.meta + (uint64_t)r1 * M.meta_pitch;
     }
     // the weights of the first R units: constant, so before the wait
-    gs_slot<F> ring[R];
+    gs_slot<F> ring[R + 1]; // slot i % (R + 1) holds unit i
 #pragma unroll
     for (int i = 0; i < R; i++)
         if (i < n) gs_load<F>(ring[i], cr, hr, mr, ubeg + i, c);
@@ -281,18 +315,19 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
     for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
     const uint8_t *bs = smem + g * p.pitch + (F == QT_Q8_0 ? 32 : 64) * c;
     const int sw = (c >> 1) ? 16 : 0;
-    for (int u0 = 0; u0 < n; u0 += R) {
+    const uint32_t ml = p.ml, mh = p.mh;
+    for (int u0 = 0; u0 < n; u0 += R + 1) {
 #pragma unroll
-        for (int i = 0; i < R; i++) {
+        for (int i = 0; i <= R; i++) {
             const int u = u0 + i;
             if (u < n) {
                 if (u == g1) {
                     asm volatile("cp.async.wait_group 0;\n" ::);
                     __syncthreads();
                 }
-                const gs_slot<F> cur = ring[i];
-                if (u + R < n) gs_load<F>(ring[i], cr, hr, mr, ubeg + u + R, c);
-                gs_unit<F, NT>(cur, (2 * (ubeg + u) + (c >> 1)) & 3, bs + u * 256, p.pitch, sw, acc);
+                // unit u + R into the slot unit u - 1 left, then unit u
+                if (u + R < n) gs_load<F>(ring[(i + R) % (R + 1)], cr, hr, mr, ubeg + u + R, c);
+                gs_unit<F, NT>(ring[i], (2 * (ubeg + u) + (c >> 1)) & 3, bs + u * 256, p.pitch, sw, ml, mh, acc);
             }
         }
     }
@@ -562,6 +597,8 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     p.accumulate = a->accumulate;
     p.xh = x->hi;
     p.tscale = x->tscale;
+    p.ml = 0x64006400u;
+    p.mh = 0x54005400u;
     int mtiles = 0;
     uint64_t wb = 0;
     for (int i = 0; i < a->n; i++) {
