@@ -470,15 +470,14 @@ static int gs_smem_cap() {
 // The K split: units per CTA (upc) and splits (ks) for `tiles` CTAs of 128 rows over K / 128
 // units, T tokens, wbytes of weights. The input slice must fit gs_smem_cap(); with clusters
 // (SPARKD_HSMALL_CLUSTER, default on) ks <= 8 (a portable cluster), else the partials need the
-// caller's work buffer (ks * T * ws_rows f32). Cost in bytes at the bandwidth wall: the
-// weights (at a fraction of the wall below one CTA a SM), + ~1 us of the wall per wave of CTAs
-// (start: ring loads, slice copy), + without clusters the partials written and read and the
-// reduce launch (~1 us), with them ~1/4 us for the cluster exchange. Returns 0 when nothing fits.
+// caller's work buffer (ks * T * ws_rows f32). Cost in units of one CTA's unit time: waves of
+// resident CTAs x (units + 4), stretched below one CTA an SM, + the split's exchange (GPU run 0's
+// forced splits: the fewest equal waves win; 7-8 CTA clusters ran slower). Returns 0 when
+// nothing fits.
 extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wbytes, uint64_t work_bytes,
                                int *ks_out, int *upc_out) {
     gs_env();
     const int nu = K / 128, tpad = 8 * gs_nt(T), slots = 2 * gs_sms(), cap = gs_smem_cap();
-    const double wave = 4.0e6; // ~1 us at ~4 TB/s
     double best = 1e300;
     int bks = 0, bupc = 0;
     for (int k = 1; k <= nu && k <= 64; k++) {
@@ -492,10 +491,13 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
             bupc = upc;
             break;
         }
+        // waves of resident CTAs times a CTA's units (+ ~4 units of start: ring loads, slice
+        // copy), stretched when the grid cannot fill one CTA an SM; a split adds its exchange
+        // (clusters of 7-8 measured slower in GPU run 0: 1.3x)
         const long ctas = (long)tiles * ks, waves = (ctas + slots - 1) / slots;
-        const double occ = ctas >= slots / 2 ? 1.0 : (double)ctas / (slots / 2);
-        const double cost = (double)wbytes / occ + (double)waves * wave +
-                            (ks == 1 ? 0.0 : g_cluster ? 0.25 * wave : 2.0 * ks * T * ws_rows * 4.0 + wave);
+        const double fill = ctas >= slots / 2 ? 1.0 : (double)(slots / 2) / (double)ctas;
+        double cost = (double)waves * (upc + 4) * fill;
+        if (ks > 1) cost += g_cluster ? (ks > 6 ? 0.3 * cost : 0.0) + 1.0 : 2.0 + 2.0 * ks * T * ws_rows * 4.0 / (double)(wbytes / nu + 1);
         if (cost < best) {
             best = cost;
             bks = ks;

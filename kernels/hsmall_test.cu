@@ -201,11 +201,14 @@ void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
 // copies beyond the L2; GB/s = weight bytes / time.
 void bench_small(uint32_t type, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
-        {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
+        {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
+        {"head", 1, 151936, 4096}};
     for (const prod &pr : prods) {
+        if (pr.rows > 100000 && type == QUANT_Q4_K) continue; // the head: Q8_0 / Q6_K (Q4_K_M's)
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
-        int copies = (int)((768ull << 20) / wb) + 1;
-        if (copies > 16) copies = 16;
+        int copies = (int)((768ull << 20) / wb) + 1; // beyond the L2, and launches back to back
+        if (copies > 16) copies = 16;              // (time of the batch / copies: no host gaps)
+        if (copies < 8 && wb < (256ull << 20)) copies = 8;
         auto raw = gen_rows(type, pr.rows, pr.K);
         std::vector<cuda_weight> ws((size_t)copies * pr.n);
         for (auto &w : ws)
@@ -229,18 +232,18 @@ void bench_small(uint32_t type, double probe) {
                 cuda_gemms_set(v == 0 || v == 3, -1);
                 cuda_gemms_cluster_set(v == 3 ? 0 : -1);
                 cuda_mmq_set(v == 1);
-                int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
                 for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
                 const long l0 = cuda_gemms_launches();
                 us_v[v] = time_us([&] {
-                    const int c = it++ % copies;
-                    for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
-                    err e3;
-                    cuda_matmul(&a, &m, C->st, &e3);
-                }, 3 * copies);
+                    for (int c = 0; c < copies; c++) {
+                        for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                        err e3;
+                        cuda_matmul(&a, &m, C->st, &e3);
+                    }
+                }, 3) / copies;
                 const bool ran = cuda_gemms_launches() > l0;
                 cudaError_t ce = cudaGetLastError();
                 const double gbs = (double)wb / (us_v[v] * 1e3);
@@ -265,17 +268,17 @@ void bench_small(uint32_t type, double probe) {
                 cuda_gemms_force_ks(kf);
                 const bool fits = cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks2, &upc2);
                 if (!fits || kf == ks) { cuda_gemms_force_ks(0); continue; }
-                int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
                 for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
                 const double us = time_us([&] {
-                    const int c = it++ % copies;
-                    for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
-                    err e3;
-                    cuda_matmul(&a, &m, C->st, &e3);
-                }, 3 * copies);
+                    for (int c = 0; c < copies; c++) {
+                        for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                        err e3;
+                        cuda_matmul(&a, &m, C->st, &e3);
+                    }
+                }, 3) / copies;
                 cuda_gemms_force_ks(0);
                 const double gbs = (double)wb / (us * 1e3);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | gemms forced ks %d (%d units) | %.1f | %.0f | %.0f%% | %.2fx the chosen |\n",
