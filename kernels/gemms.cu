@@ -49,7 +49,9 @@ struct gemms_params {
     int n, K, T, accumulate;
     int ksplit;       // CTAs along K (grid.y); > 1: partials summed in a fixed order, by
     int cluster;      //   1: the ksplit CTAs of a row tile (one thread-block cluster) through
-                      //   distributed shared memory, 0: ws + gemms_reduce_kernel
+                      //   distributed shared memory, 0: ws + gemms_reduce_kernel, 2: ws and the
+                      //   tile's last CTA to finish (counter cnt[tile]) sums them
+    int *cnt;         // mode 2: (tiles) int, zero between launches (the last CTA resets its own)
     int upc;          // 128-element units of K per CTA (the last split may have fewer)
     int pitch;        // bytes per token row of the shared input slice (upc * 256 + 16 or 32)
     float *ws;        // (ksplit, T, ws_rows) f32
@@ -275,6 +277,34 @@ __device__ __forceinline__ void gs_fill(uint8_t *smem, const gemms_params &p, in
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
+// Mode 2's end of a K-split CTA (after its partials are in ws): the tile's last CTA to arrive
+// sums the ks partials in z order (deterministic) and stores them. Not inlined (scalars only:
+// no copy of the parameters), so the main loop's register allocation stays as without it.
+//   cnt: the tile's counter; ws: the tile's first row in partial plane z = 0 of token 0
+//   (planes T * ws_rows apart, tokens ws_rows apart); y: its first row of token 0 (ldy apart)
+__device__ __noinline__ void gs_fixup(int *cnt, int ks, int T, int ws_rows, const float *ws, float *y, int ldy,
+                                      int nrows, int accumulate) {
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        s_last = atomicAdd(cnt, 1) == ks - 1;
+        if (s_last) *cnt = 0; // every split has counted: ready for the next launch
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    for (int e = threadIdx.x; e < T * GS_ROWS; e += GS_WARPS * 32) {
+        const int tk = e / GS_ROWS, r = e % GS_ROWS;
+        if (r >= nrows) continue;
+        const float *w = ws + (size_t)tk * ws_rows + r;
+        float sum = 0.0f;
+        for (int z = 0; z < ks; z++) sum += __ldcg(w + (size_t)z * T * ws_rows);
+        float *o = y + (size_t)tk * ldy + r;
+        *o = accumulate ? *o + sum : sum;
+    }
+}
+
 template <uint32_t F, int NT>
 __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_params p) {
     constexpr int R = gs_cfg<F, NT>::R;
@@ -331,7 +361,7 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
             }
         }
     }
-    if (p.cluster) {
+    if (p.cluster == 1) {
         // the cluster's CTAs (rank z = blockIdx.y: K part z) leave their partials in shared
         // memory, token-major (part[t][row of the tile]); rank z then sums rows of the tile
         // [.., ..) for every token over ranks 0..ksplit-1 in that order (deterministic) and
@@ -381,6 +411,15 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
             if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
         }
     }
+    if (p.ksplit > 1 && p.cluster == 2) {
+        // the tile again from %ctaid.x (nothing kept live across the main loop for this)
+        unsigned bx;
+        asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(bx));
+        int fb = (int)bx, fm = 0;
+        while (fm + 1 < p.n && fb >= p.m[fm].mtiles) fb -= p.m[fm++].mtiles;
+        gs_fixup(p.cnt + bx, p.ksplit, p.T, p.ws_rows, p.ws + p.row0[fm] + fb * GS_ROWS, p.m[fm].y + fb * GS_ROWS,
+                 p.m[fm].ldy, min(GS_ROWS, p.m[fm].rows - fb * GS_ROWS), p.accumulate);
+    }
 }
 
 __global__ void gemms_reduce_kernel(const gemms_params p) {
@@ -394,17 +433,17 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
 static long g_launches = 0;
 static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
-static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER (default 1)
+static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 ws + reduce kernel, 1 (default) clusters, 2 last CTA
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
 extern "C" void cuda_gemms_force_ks(int ks) { g_force_ks = ks > 0 ? ks : 0; }
 static void gs_env();
-// Tests and benches: 1/0 = the K split's partials through clusters / through ws and the reduce
-// kernel; -1 = as SPARKD_HSMALL_CLUSTER says.
+// Tests and benches: the K split's partials through 1 = clusters, 0 = ws and the reduce kernel,
+// 2 = ws and the tile's last CTA; -1 = as SPARKD_HSMALL_CLUSTER says.
 extern "C" void cuda_gemms_cluster_set(int on) {
     g_cluster = -1;
     gs_env();
-    if (on == 0) g_cluster = 0;
+    if (on == 0 || on == 2) g_cluster = on;
 }
 
 static void gs_env() {
@@ -415,8 +454,9 @@ static void gs_env() {
     if (g_cluster < 0) {
         const char *v = getenv("SPARKD_HSMALL_CLUSTER");
         int dev = 0, ok = 0;
-        g_cluster = v && v[0] == '0' ? 0 : 1;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !ok)
+        g_cluster = v && v[0] == '0' ? 0 : v && v[0] == '2' ? 2 : 1;
+        if (g_cluster == 1 && (cudaGetDevice(&dev) != cudaSuccess ||
+                               cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !ok))
             g_cluster = 0; // no thread-block clusters on this device
     }
     if (g_max_t < 0) {
@@ -484,7 +524,7 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
         const int upc = (nu + k - 1) / k, ks = (nu + upc - 1) / upc;
         if (ks != k) continue; // the same split as a smaller k
         if ((uint64_t)tpad * (uint64_t)(upc * 256 + 32) > (uint64_t)cap) continue;
-        if (g_cluster ? ks > 8 : ks > 1 && (uint64_t)ks * T * ws_rows * 4 > work_bytes) continue;
+        if (g_cluster == 1 ? ks > 8 : ks > 1 && (uint64_t)ks * T * ws_rows * 4 > work_bytes) continue;
         if (g_force_ks > 0) { // benches: this split if it fits
             if (ks != g_force_ks) continue;
             bks = ks;
@@ -497,7 +537,9 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
         const long ctas = (long)tiles * ks, waves = (ctas + slots - 1) / slots;
         const double fill = ctas >= slots / 2 ? 1.0 : (double)(slots / 2) / (double)ctas;
         double cost = (double)waves * (upc + 4) * fill;
-        if (ks > 1) cost += g_cluster ? (ks > 6 ? 0.3 * cost : 0.0) + 1.0 : 2.0 + 2.0 * ks * T * ws_rows * 4.0 / (double)(wbytes / nu + 1);
+        if (ks > 1)
+            cost += g_cluster == 1 ? (ks > 6 ? 0.3 * cost : 0.0) + 1.0
+                                   : (g_cluster ? 0.5 : 2.0) + 2.0 * ks * T * ws_rows * 4.0 / (double)(wbytes / nu + 1);
         if (cost < best) {
             best = cost;
             bks = ks;
@@ -528,6 +570,24 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     return cuda_gemms_plan(x->T, x->K, tiles, rows, wb, a->work ? a->work_bytes : 0, &ks, &upc);
 }
 
+// Mode 2's tile counters, one buffer a device (allocated and zeroed at the first such launch
+// outside a graph capture; NULL: that launch takes mode 0).
+#define GS_CNT 16384
+static int *g_cnt[64];
+static int *gs_counters(void *stream) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return NULL;
+    if (!g_cnt[dev]) {
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return NULL;
+        int *c = NULL;
+        if (cudaMalloc(&c, GS_CNT * sizeof(int)) != cudaSuccess) { cudaGetLastError(); return NULL; }
+        if (cudaMemset(c, 0, GS_CNT * sizeof(int)) != cudaSuccess) { cudaGetLastError(); cudaFree(c); return NULL; }
+        g_cnt[dev] = c;
+    }
+    return g_cnt[dev];
+}
+
 template <uint32_t F, int NT>
 static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_bytes, void *stream, err *e) {
     static bool attr = false;
@@ -536,7 +596,11 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
         attr = true;
     }
     size_t smem = (size_t)NT * 8 * p.pitch;
-    if (p.cluster) {
+    if (p.cluster == 2) {
+        p.cnt = mtiles <= GS_CNT ? gs_counters(stream) : NULL;
+        if (!p.cnt) p.cluster = 0; // no counters (yet): ws + the reduce kernel
+    }
+    if (p.cluster == 1) {
         // the partials (NT * 8 tokens x 128 rows f32) reuse the slice's shared memory
         if (smem < (size_t)NT * 8 * GS_ROWS * 4) smem = (size_t)NT * 8 * GS_ROWS * 4;
         cudaLaunchConfig_t cfg = {};
@@ -571,7 +635,7 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
     }
     CUDA_TRY(cuda_launch(gemms_kernel<F, NT>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(GS_WARPS * 32), smem,
                          stream, p));
-    if (p.ksplit > 1)
+    if (p.ksplit > 1 && p.cluster != 2)
         CUDA_TRY(cuda_launch(gemms_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     g_launches++;
@@ -619,8 +683,8 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     if (!cuda_gemms_plan(p.T, p.K, mtiles, p.ws_rows, wb, a->work ? a->work_bytes : 0, &p.ksplit, &p.upc))
         return err_set(e, ERR_INVALID, "cuda_gemms: no K split fits (T %d, K %d)", p.T, p.K);
     p.pitch = p.upc * 256 + (type == QT_Q8_0 ? 16 : 32);
-    p.cluster = g_cluster && p.ksplit > 1;
-    p.ws = p.ksplit > 1 && !p.cluster ? a->work : NULL;
+    p.cluster = p.ksplit > 1 ? g_cluster : 0;
+    p.ws = p.ksplit > 1 && p.cluster != 1 ? a->work : NULL;
     if (type == QT_Q8_0) return gs_launch_t<QT_Q8_0>(p, mtiles, a->work, a->work_bytes, stream, e);
     if (type == QT_Q4_K) return gs_launch_t<QT_Q4_K>(p, mtiles, a->work, a->work_bytes, stream, e);
     if (type == QT_Q6_K) return gs_launch_t<QT_Q6_K>(p, mtiles, a->work, a->work_bytes, stream, e);

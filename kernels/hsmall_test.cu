@@ -121,7 +121,7 @@ double tok_err(const std::vector<float> &y, int ld, const std::vector<float> &W,
     return worst;
 }
 
-const char *g_cl_tag = ""; // " ws-reduce" while cuda_gemms_cluster_set(0)
+const char *g_cl_tag = ""; // " ws-reduce" / " last-cta" while cuda_gemms_cluster_set(0 / 2)
 
 void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, bool control,
                 bool expect = true, double tol = 2e-3) {
@@ -223,14 +223,15 @@ void bench_small(uint32_t type, double probe) {
         for (int T : {2, 8, 16, 32}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[4] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, ws + reduce kernel"};
-            double us_v[4] = {0, 0, 0, 0};
+            const char *kn[5] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, ws + reduce kernel",
+                                 "gemms, ws + last CTA sums"};
+            double us_v[5] = {0, 0, 0, 0, 0};
             int ks = 0, upc = 0;
             cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks, &upc);
-            for (int v = 0; v < 4; v++) {
-                if (v == 3 && ks < 2) break;
-                cuda_gemms_set(v == 0 || v == 3, -1);
-                cuda_gemms_cluster_set(v == 3 ? 0 : -1);
+            for (int v = 0; v < 5; v++) {
+                if (v >= 3 && ks < 2) break;
+                cuda_gemms_set(v == 0 || v >= 3, -1);
+                cuda_gemms_cluster_set(v == 3 ? 0 : v == 4 ? 2 : -1);
                 cuda_mmq_set(v == 1);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -248,9 +249,9 @@ void bench_small(uint32_t type, double probe) {
                 cudaError_t ce = cudaGetLastError();
                 const double gbs = (double)wb / (us_v[v] * 1e3);
                 char extra[96] = "";
-                if (v == 0 || v == 3) {
+                if (v == 0 || v >= 3) {
                     int ks3 = ks, upc3 = upc;
-                    if (v == 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
+                    if (v >= 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
                     snprintf(extra, sizeof extra, "ks %d, %d units a CTA%s", ks3, upc3, ran ? "" : ", NOT gemms");
                 }
                 else if (us_v[0] > 0) snprintf(extra, sizeof extra, "gemms %.2fx faster", us_v[v] / us_v[0]);
@@ -319,6 +320,13 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
     // gemms_reduce_kernel)
     cuda_gemms_cluster_set(0);
     g_cl_tag = " ws-reduce";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
+        test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
+    }
+    // and the tile's last CTA summing them (SPARKD_HSMALL_CLUSTER=2)
+    cuda_gemms_cluster_set(2);
+    g_cl_tag = " last-cta";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
         test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
