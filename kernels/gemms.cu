@@ -51,7 +51,6 @@ struct gemms_params {
     int cluster;      //   1: the ksplit CTAs of a row tile (one thread-block cluster) through
                       //   distributed shared memory, 0: ws + gemms_reduce_kernel, 2: ws and the
                       //   tile's last CTA to finish (counter cnt[tile]) sums them
-    int *cnt;         // mode 2: (tiles) int, zero between launches (the last CTA resets its own)
     int upc;          // 128-element units of K per CTA (the last split may have fewer)
     int pitch;        // bytes per token row of the shared input slice (upc * 256 + 16 or 32)
     float *ws;        // (ksplit, T, ws_rows) f32
@@ -277,6 +276,12 @@ __device__ __forceinline__ void gs_fill(uint8_t *smem, const gemms_params &p, in
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
+// Mode 2's tile counters: static device memory (zero at module load, one copy a device; no
+// allocation, graph capture safe), zero between launches (a tile's last CTA resets its own).
+// Split launches on one device must not overlap (one stream: PDL's wait precedes the counting).
+#define GS_CNT 16384
+__device__ int g_gs_cnt[GS_CNT];
+
 // Mode 2's end of a K-split CTA (after its partials are in ws): the tile's last CTA to arrive
 // sums the ks partials in z order (deterministic) and stores them. Not inlined (scalars only:
 // no copy of the parameters), so the main loop's register allocation stays as without it.
@@ -417,7 +422,7 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
         asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(bx));
         int fb = (int)bx, fm = 0;
         while (fm + 1 < p.n && fb >= p.m[fm].mtiles) fb -= p.m[fm++].mtiles;
-        gs_fixup(p.cnt + bx, p.ksplit, p.T, p.ws_rows, p.ws + p.row0[fm] + fb * GS_ROWS, p.m[fm].y + fb * GS_ROWS,
+        gs_fixup(g_gs_cnt + bx, p.ksplit, p.T, p.ws_rows, p.ws + p.row0[fm] + fb * GS_ROWS, p.m[fm].y + fb * GS_ROWS,
                  p.m[fm].ldy, min(GS_ROWS, p.m[fm].rows - fb * GS_ROWS), p.accumulate);
     }
 }
@@ -570,24 +575,6 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     return cuda_gemms_plan(x->T, x->K, tiles, rows, wb, a->work ? a->work_bytes : 0, &ks, &upc);
 }
 
-// Mode 2's tile counters, one buffer a device (allocated and zeroed at the first such launch
-// outside a graph capture; NULL: that launch takes mode 0).
-#define GS_CNT 16384
-static int *g_cnt[64];
-static int *gs_counters(void *stream) {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return NULL;
-    if (!g_cnt[dev]) {
-        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-        if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return NULL;
-        int *c = NULL;
-        if (cudaMalloc(&c, GS_CNT * sizeof(int)) != cudaSuccess) { cudaGetLastError(); return NULL; }
-        if (cudaMemset(c, 0, GS_CNT * sizeof(int)) != cudaSuccess) { cudaGetLastError(); cudaFree(c); return NULL; }
-        g_cnt[dev] = c;
-    }
-    return g_cnt[dev];
-}
-
 template <uint32_t F, int NT>
 static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_bytes, void *stream, err *e) {
     static bool attr = false;
@@ -596,10 +583,7 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
         attr = true;
     }
     size_t smem = (size_t)NT * 8 * p.pitch;
-    if (p.cluster == 2) {
-        p.cnt = mtiles <= GS_CNT ? gs_counters(stream) : NULL;
-        if (!p.cnt) p.cluster = 0; // no counters (yet): ws + the reduce kernel
-    }
+    if (p.cluster == 2 && mtiles > GS_CNT) p.cluster = 0; // more tiles than counters: ws + the reduce kernel
     if (p.cluster == 1) {
         // the partials (NT * 8 tokens x 128 rows f32) reuse the slice's shared memory
         if (smem < (size_t)NT * 8 * GS_ROWS * 4) smem = (size_t)NT * 8 * GS_ROWS * 4;
