@@ -32,8 +32,6 @@
 #include "kern_util.cuh"
 #include "qfmt.cuh"
 
-#define GS_WARPS 8
-#define GS_ROWS (16 * GS_WARPS)    // rows of a CTA
 #define GS_SMEM_MIN (48 * 1024)    // input slice per CTA at least (gs_smem_cap)
 #define GS_MAX_T 32
 #define GS_FIRST 2                 // units of the input slice waited for before the loop starts
@@ -265,7 +263,7 @@ __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_
 template <uint32_t F, int NT>
 __device__ __forceinline__ void gs_fill(uint8_t *smem, const gemms_params &p, int ubeg, int ua, int ub) {
     const int per_tok = (ub - ua) * 16, pieces = NT * 8 * per_tok;
-    for (int pc = threadIdx.x; pc < pieces; pc += GS_WARPS * 32) {
+    for (int pc = threadIdx.x; pc < pieces; pc += blockDim.x) {
         const int t = pc / per_tok, rem = pc - t * per_tok, ur = ua + (rem >> 4), bk = rem & 15;
         const bool v = t < p.T;
         const uint16_t *src = v ? p.xh + (size_t)t * p.K + (size_t)(ubeg + ur) * 128 + 8 * bk : p.xh;
@@ -288,7 +286,7 @@ __device__ int g_gs_cnt[GS_CNT];
 //   cnt: the tile's counter; ws: the tile's first row in partial plane z = 0 of token 0
 //   (planes T * ws_rows apart, tokens ws_rows apart); y: its first row of token 0 (ldy apart)
 __device__ __noinline__ void gs_fixup(int *cnt, int ks, int T, int ws_rows, const float *ws, float *y, int ldy,
-                                      int nrows, int accumulate) {
+                                      int nrows, int accumulate, int tile_rows) {
     __shared__ int s_last;
     __threadfence();
     __syncthreads();
@@ -299,8 +297,8 @@ __device__ __noinline__ void gs_fixup(int *cnt, int ks, int T, int ws_rows, cons
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    for (int e = threadIdx.x; e < T * GS_ROWS; e += GS_WARPS * 32) {
-        const int tk = e / GS_ROWS, r = e % GS_ROWS;
+    for (int e = threadIdx.x; e < T * tile_rows; e += blockDim.x) {
+        const int tk = e / tile_rows, r = e % tile_rows;
         if (r >= nrows) continue;
         const float *w = ws + (size_t)tk * ws_rows + r;
         float sum = 0.0f;
@@ -310,8 +308,9 @@ __device__ __noinline__ void gs_fixup(int *cnt, int ks, int T, int ws_rows, cons
     }
 }
 
-template <uint32_t F, int NT>
-__global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_params p) {
+template <uint32_t F, int NT, int W>
+__global__ __launch_bounds__(W * 32, W == 8 ? 2 : 1) void gemms_kernel(const gemms_params p) {
+    constexpr int ROWS = 16 * W; // rows of the CTA
     constexpr int R = gs_cfg<F, NT>::R;
     extern __shared__ __align__(16) uint8_t smem[];
     pdl_trigger();
@@ -321,7 +320,7 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nu = p.K >> 7;
     const int ubeg = blockIdx.y * p.upc, n = min(nu - ubeg, p.upc);
-    const int rg = b * GS_ROWS + warp * 16 + g, rg8 = rg + 8;
+    const int rg = b * ROWS + warp * 16 + g, rg8 = rg + 8;
     const uint8_t *cr[2], *hr[2], *mr[2];
     {
         const int r0 = min(rg, M.rows - 1), r1 = min(rg8, M.rows - 1);
@@ -380,15 +379,15 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int tk = nt * 8 + 2 * c + h;
-                part[tk * GS_ROWS + warp * 16 + g] = acc[nt][h];
-                part[tk * GS_ROWS + warp * 16 + g + 8] = acc[nt][2 + h];
+                part[tk * ROWS + warp * 16 + g] = acc[nt][h];
+                part[tk * ROWS + warp * 16 + g + 8] = acc[nt][2 + h];
             }
         cl.sync();
         const int ks = p.ksplit, z = (int)blockIdx.y;
-        for (int e = z * GS_WARPS * 32 + (int)threadIdx.x; e < p.T * GS_ROWS; e += ks * GS_WARPS * 32) {
+        for (int e = z * W * 32 + (int)threadIdx.x; e < p.T * ROWS; e += ks * W * 32) {
             float s = 0.0f;
             for (int r = 0; r < ks; r++) s += cl.map_shared_rank(part, r)[e];
-            const int tk = e / GS_ROWS, row = b * GS_ROWS + (e % GS_ROWS);
+            const int tk = e / ROWS, row = b * ROWS + (e % ROWS);
             if (row < M.rows) {
                 float *y = M.y + (size_t)tk * M.ldy + row;
                 const float v = s * p.tscale[tk];
@@ -422,8 +421,8 @@ __global__ __launch_bounds__(GS_WARPS * 32, 2) void gemms_kernel(const gemms_par
         asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(bx));
         int fb = (int)bx, fm = 0;
         while (fm + 1 < p.n && fb >= p.m[fm].mtiles) fb -= p.m[fm++].mtiles;
-        gs_fixup(g_gs_cnt + bx, p.ksplit, p.T, p.ws_rows, p.ws + p.row0[fm] + fb * GS_ROWS, p.m[fm].y + fb * GS_ROWS,
-                 p.m[fm].ldy, min(GS_ROWS, p.m[fm].rows - fb * GS_ROWS), p.accumulate);
+        gs_fixup(g_gs_cnt + bx, p.ksplit, p.T, p.ws_rows, p.ws + p.row0[fm] + fb * ROWS, p.m[fm].y + fb * ROWS,
+                 p.m[fm].ldy, min(ROWS, p.m[fm].rows - fb * ROWS), p.accumulate, ROWS);
     }
 }
 
@@ -439,9 +438,12 @@ static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
 static long g_launches = 0;
 static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
 static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 ws + reduce kernel, 1 (default) clusters, 2 last CTA
+static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
 extern "C" void cuda_gemms_force_ks(int ks) { g_force_ks = ks > 0 ? ks : 0; }
+// Tests and benches: 1/0 = CTAs of 16 / 8 warps at T > 16; -1 = as SPARKD_HSMALL_WIDE says.
+extern "C" void cuda_gemms_wide_set(int on) { g_wide = on < 0 ? -1 : on ? 1 : 0; }
 static void gs_env();
 // Tests and benches: the K split's partials through 1 = clusters, 0 = ws and the reduce kernel,
 // 2 = ws and the tile's last CTA; -1 = as SPARKD_HSMALL_CLUSTER says.
@@ -455,6 +457,10 @@ static void gs_env() {
     if (g_on < 0) {
         const char *v = getenv("SPARKD_HSMALL");
         g_on = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_wide < 0) {
+        const char *v = getenv("SPARKD_HSMALL_WIDE");
+        g_wide = v && v[0] == '0' ? 0 : 1;
     }
     if (g_cluster < 0) {
         const char *v = getenv("SPARKD_HSMALL_CLUSTER");
@@ -484,6 +490,14 @@ extern "C" long cuda_gemms_launches(void) { return g_launches; }
 
 static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
+// Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
+// then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
+static int gs_warps(int T) { return gs_nt(T) == 4 && g_wide ? 16 : 8; }
+// Rows of a CTA at T tokens (benches and tests count tiles with it).
+extern "C" int cuda_gemms_tile_rows(int T) {
+    gs_env();
+    return 16 * gs_warps(T);
+}
 
 static int gs_sms() {
     static int sms = 0;
@@ -522,7 +536,7 @@ static int gs_smem_cap() {
 extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wbytes, uint64_t work_bytes,
                                int *ks_out, int *upc_out) {
     gs_env();
-    const int nu = K / 128, tpad = 8 * gs_nt(T), slots = 2 * gs_sms(), cap = gs_smem_cap();
+    const int nu = K / 128, tpad = 8 * gs_nt(T), slots = (gs_warps(T) == 8 ? 2 : 1) * gs_sms(), cap = gs_smem_cap();
     double best = 1e300;
     int bks = 0, bupc = 0;
     for (int k = 1; k <= nu && k <= 64; k++) {
@@ -540,7 +554,7 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
         // copy), stretched when the grid cannot fill one CTA an SM; a split adds its exchange
         // (clusters of 7-8 measured slower in GPU run 0: 1.3x)
         const long ctas = (long)tiles * ks, waves = (ctas + slots - 1) / slots;
-        const double fill = ctas >= slots / 2 ? 1.0 : (double)(slots / 2) / (double)ctas;
+        const double fill = ctas >= gs_sms() ? 1.0 : (double)gs_sms() / (double)ctas; // < 1 CTA an SM
         double cost = (double)waves * (upc + 4) * fill;
         if (ks > 1)
             cost += g_cluster == 1 ? (ks > 6 ? 0.3 * cost : 0.0) + 1.0
@@ -568,28 +582,28 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     int tiles = 0, rows = 0, ks, upc;
     uint64_t wb = 0;
     for (int i = 0; i < a->n; i++) {
-        tiles += (int)((a->w[i]->rows + GS_ROWS - 1) / GS_ROWS);
+        tiles += (int)((a->w[i]->rows + 16 * gs_warps(x->T) - 1) / (16 * gs_warps(x->T)));
         rows += (int)a->w[i]->rows;
         wb += cuda_weight_bytes(a->w[i]->type, a->w[i]->rows, a->w[i]->cols);
     }
     return cuda_gemms_plan(x->T, x->K, tiles, rows, wb, a->work ? a->work_bytes : 0, &ks, &upc);
 }
 
-template <uint32_t F, int NT>
+template <uint32_t F, int NT, int W>
 static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_bytes, void *stream, err *e) {
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(gemms_kernel<F, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, gs_smem_cap()));
+        CUDA_TRY(cudaFuncSetAttribute(gemms_kernel<F, NT, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, gs_smem_cap()));
         attr = true;
     }
     size_t smem = (size_t)NT * 8 * p.pitch;
     if (p.cluster == 2 && mtiles > GS_CNT) p.cluster = 0; // more tiles than counters: ws + the reduce kernel
     if (p.cluster == 1) {
         // the partials (NT * 8 tokens x 128 rows f32) reuse the slice's shared memory
-        if (smem < (size_t)NT * 8 * GS_ROWS * 4) smem = (size_t)NT * 8 * GS_ROWS * 4;
+        if (smem < (size_t)NT * 8 * 16 * W * 4) smem = (size_t)NT * 8 * 16 * W * 4;
         cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3((unsigned)mtiles, (unsigned)p.ksplit);
-        cfg.blockDim = dim3(GS_WARPS * 32);
+        cfg.blockDim = dim3(W * 32);
         cfg.dynamicSmemBytes = smem;
         cfg.stream = CUDA_STREAM(stream);
         cudaLaunchAttribute at[2];
@@ -601,7 +615,7 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
         at[1].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = at;
         cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
-        const cudaError_t rc = cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT>, p);
+        const cudaError_t rc = cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT, W>, p);
         if (rc == cudaSuccess) {
             g_launches++;
             return 0;
@@ -617,7 +631,7 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
         p.ws = work;
         smem = (size_t)NT * 8 * p.pitch;
     }
-    CUDA_TRY(cuda_launch(gemms_kernel<F, NT>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(GS_WARPS * 32), smem,
+    CUDA_TRY(cuda_launch(gemms_kernel<F, NT, W>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(W * 32), smem,
                          stream, p));
     if (p.ksplit > 1 && p.cluster != 2)
         CUDA_TRY(cuda_launch(gemms_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
@@ -629,9 +643,11 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
 template <uint32_t F>
 static int gs_launch_t(const gemms_params &p, int mtiles, float *work, uint64_t wbytes, void *stream, err *e) {
     switch (gs_nt(p.T)) {
-    case 1: return gs_launch<F, 1>(p, mtiles, work, wbytes, stream, e);
-    case 2: return gs_launch<F, 2>(p, mtiles, work, wbytes, stream, e);
-    default: return gs_launch<F, 4>(p, mtiles, work, wbytes, stream, e);
+    case 1: return gs_launch<F, 1, 8>(p, mtiles, work, wbytes, stream, e);
+    case 2: return gs_launch<F, 2, 8>(p, mtiles, work, wbytes, stream, e);
+    default:
+        if (gs_warps(p.T) == 16) return gs_launch<F, 4, 16>(p, mtiles, work, wbytes, stream, e);
+        return gs_launch<F, 4, 8>(p, mtiles, work, wbytes, stream, e);
     }
 }
 
@@ -659,7 +675,7 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
         m.y = a->y[i];
         m.rows = (int)w->rows;
         m.ldy = a->ldy[i];
-        m.mtiles = (m.rows + GS_ROWS - 1) / GS_ROWS;
+        m.mtiles = (m.rows + 16 * gs_warps(p.T) - 1) / (16 * gs_warps(p.T));
         mtiles += m.mtiles;
         p.row0[i] = p.ws_rows;
         p.ws_rows += m.rows;

@@ -27,6 +27,8 @@
 #include "selftest_util.cuh"
 
 extern "C" void cuda_gemms_force_ks(int ks); // gemms.cu (benches)
+extern "C" int cuda_gemms_tile_rows(int T);   // gemms.cu: rows of a CTA at T tokens
+extern "C" void cuda_gemms_wide_set(int on);  // gemms.cu: 0 = CTAs of 8 warps at T > 16 too
 extern "C" void cuda_gemms_cluster_set(int on); // gemms.cu: 0 = K-split partials through ws + reduce kernel
 
 namespace {
@@ -162,7 +164,8 @@ void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     if (splitk) { a.work_bytes = 32u << 20; a.work = (float *)dalloc(a.work_bytes); }
     int ks = 1, upc = 0, tiles = 0, rows = 0;
     uint64_t wb = 0;
-    for (int i = 0; i < nm; i++) { tiles += (Ns[i] + 127) / 128; rows += Ns[i]; wb += cuda_weight_bytes(type, Ns[i], K); }
+    const int tr = cuda_gemms_tile_rows(T);
+    for (int i = 0; i < nm; i++) { tiles += (Ns[i] + tr - 1) / tr; rows += Ns[i]; wb += cuda_weight_bytes(type, Ns[i], K); }
     cuda_gemms_plan(T, K, tiles, rows, wb, a.work ? a.work_bytes : 0, &ks, &upc);
     const long l0 = cuda_gemms_launches();
     const int rc = cuda_matmul(&a, &m, C->st, &e2);
@@ -223,15 +226,17 @@ void bench_small(uint32_t type, double probe) {
         for (int T : {2, 8, 16, 32}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[5] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, ws + reduce kernel",
-                                 "gemms, ws + last CTA sums"};
-            double us_v[5] = {0, 0, 0, 0, 0};
+            const char *kn[6] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, ws + reduce kernel",
+                                 "gemms, ws + last CTA sums", "gemms, CTAs of 8 warps"};
+            double us_v[6] = {0, 0, 0, 0, 0, 0};
             int ks = 0, upc = 0;
-            cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks, &upc);
-            for (int v = 0; v < 5; v++) {
-                if (v >= 3 && ks < 2) break;
+            cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks, &upc);
+            for (int v = 0; v < 6; v++) {
+                if ((v == 3 || v == 4) && ks < 2) continue;
+                if (v == 5 && T <= 16) continue;
                 cuda_gemms_set(v == 0 || v >= 3, -1);
                 cuda_gemms_cluster_set(v == 3 ? 0 : v == 4 ? 2 : -1);
+                cuda_gemms_wide_set(v == 5 ? 0 : -1);
                 cuda_mmq_set(v == 1);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -251,11 +256,12 @@ void bench_small(uint32_t type, double probe) {
                 char extra[96] = "";
                 if (v == 0 || v >= 3) {
                     int ks3 = ks, upc3 = upc;
-                    if (v >= 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
+                    if (v >= 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
                     snprintf(extra, sizeof extra, "ks %d, %d units a CTA%s", ks3, upc3, ran ? "" : ", NOT gemms");
                 }
                 else if (us_v[0] > 0) snprintf(extra, sizeof extra, "gemms %.2fx faster", us_v[v] / us_v[0]);
                 cuda_gemms_cluster_set(-1);
+                cuda_gemms_wide_set(-1);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s%s |\n", tname(type), pr.name,
                         pr.n, pr.rows, pr.K, T, kn[v], us_v[v], gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, extra,
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -267,7 +273,7 @@ void bench_small(uint32_t type, double probe) {
                 if (T != 8 && T != 32) break;
                 int ks2 = 0, upc2 = 0;
                 cuda_gemms_force_ks(kf);
-                const bool fits = cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + 127) / 128), pr.n * pr.rows, wb, 32u << 20, &ks2, &upc2);
+                const bool fits = cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks2, &upc2);
                 if (!fits || kf == ks) { cuda_gemms_force_ks(0); continue; }
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -324,6 +330,14 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
         test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
     }
+    // T > 16 in CTAs of 8 warps (SPARKD_HSMALL_WIDE=0; default 16)
+    cuda_gemms_wide_set(0);
+    g_cl_tag = " 8-warp";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
+        test_gemms(t, 200, 512, 32, 0, 1, 0, false);
+    }
+    cuda_gemms_wide_set(-1);
     // and the tile's last CTA summing them (SPARKD_HSMALL_CLUSTER=2)
     cuda_gemms_cluster_set(2);
     g_cl_tag = " last-cta";
