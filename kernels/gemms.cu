@@ -46,8 +46,8 @@ struct gemms_params {
     gemms_mat m[CUDA_MM_MAX_MATS];
     int n, K, T, accumulate;
     int ksplit;       // CTAs along K (grid.y); > 1: partials summed in a fixed order, by
-    int cluster;      //   1: the ksplit CTAs of a row tile (one thread-block cluster) through
-                      //   distributed shared memory, 0: ws + gemms_reduce_kernel, 2: ws and the
+    int cluster;      //   0 (default): ws + gemms_reduce_kernel, 1: the ksplit CTAs of a row tile
+                      //   (a thread-block cluster) through distributed shared memory, 2: ws and the
                       //   tile's last CTA to finish (counter cnt[tile]) sums them
     int upc;          // 128-element units of K per CTA (the last split may have fewer)
     int pitch;        // bytes per token row of the shared input slice (upc * 256 + 16 or 32)
@@ -437,7 +437,7 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
 static long g_launches = 0;
 static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
-static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 ws + reduce kernel, 1 (default) clusters, 2 last CTA
+static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 (default) ws + reduce kernel, 1 clusters, 2 last CTA
 static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
@@ -450,7 +450,7 @@ static void gs_env();
 extern "C" void cuda_gemms_cluster_set(int on) {
     g_cluster = -1;
     gs_env();
-    if (on == 0 || on == 2) g_cluster = on;
+    if (on >= 0 && on <= 2) g_cluster = on;
 }
 
 static void gs_env() {
@@ -465,7 +465,7 @@ static void gs_env() {
     if (g_cluster < 0) {
         const char *v = getenv("SPARKD_HSMALL_CLUSTER");
         int dev = 0, ok = 0;
-        g_cluster = v && v[0] == '0' ? 0 : v && v[0] == '2' ? 2 : 1;
+        g_cluster = v && v[0] == '1' ? 1 : v && v[0] == '2' ? 2 : 0; // GPU run 1: 0 measured best
         if (g_cluster == 1 && (cudaGetDevice(&dev) != cudaSuccess ||
                                cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !ok))
             g_cluster = 0; // no thread-block clusters on this device
@@ -528,7 +528,7 @@ static int gs_smem_cap() {
 
 // The K split: units per CTA (upc) and splits (ks) for `tiles` CTAs of 128 rows over K / 128
 // units, T tokens, wbytes of weights. The input slice must fit gs_smem_cap(); with clusters
-// (SPARKD_HSMALL_CLUSTER, default on) ks <= 8 (a portable cluster), else the partials need the
+// (SPARKD_HSMALL_CLUSTER=1) ks <= 8 (a portable cluster), else (default) the partials need the
 // caller's work buffer (ks * T * ws_rows f32). Cost in units of one CTA's unit time: waves of
 // resident CTAs x (units + 4), stretched below one CTA an SM, + the split's exchange (GPU run 0's
 // forced splits: the fewest equal waves win; 7-8 CTA clusters ran slower). Returns 0 when

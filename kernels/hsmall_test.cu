@@ -123,7 +123,7 @@ double tok_err(const std::vector<float> &y, int ld, const std::vector<float> &W,
     return worst;
 }
 
-const char *g_cl_tag = ""; // " ws-reduce" / " last-cta" while cuda_gemms_cluster_set(0 / 2)
+const char *g_cl_tag = ""; // " cluster" / " last-cta" / " 8-warp" while the other modes run
 
 void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, bool control,
                 bool expect = true, double tol = 2e-3) {
@@ -226,7 +226,7 @@ void bench_small(uint32_t type, double probe) {
         for (int T : {2, 8, 16, 32}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[6] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, ws + reduce kernel",
+            const char *kn[6] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, clusters",
                                  "gemms, ws + last CTA sums", "gemms, CTAs of 8 warps"};
             double us_v[6] = {0, 0, 0, 0, 0, 0};
             int ks = 0, upc = 0;
@@ -235,7 +235,7 @@ void bench_small(uint32_t type, double probe) {
                 if ((v == 3 || v == 4) && ks < 2) continue;
                 if (v == 5 && T <= 16) continue;
                 cuda_gemms_set(v == 0 || v >= 3, -1);
-                cuda_gemms_cluster_set(v == 3 ? 0 : v == 4 ? 2 : -1);
+                cuda_gemms_cluster_set(v == 3 ? 1 : v == 4 ? 2 : -1);
                 cuda_gemms_wide_set(v == 5 ? 0 : -1);
                 cuda_mmq_set(v == 1);
                 cuda_mm_args a;
@@ -322,10 +322,10 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 200, 512, 32, 0, 1, 0, false);
         if (!quick) test_gemms(t, 4097, 12288, 24, 0, 1, 1, false);
     }
-    // the K split's other reduction (SPARKD_HSMALL_CLUSTER=0: partials in the work buffer,
-    // gemms_reduce_kernel)
-    cuda_gemms_cluster_set(0);
-    g_cl_tag = " ws-reduce";
+    // the K split's other reductions: clusters (SPARKD_HSMALL_CLUSTER=1: partials summed through
+    // distributed shared memory; the default 0 puts them in the work buffer for gemms_reduce_kernel)
+    cuda_gemms_cluster_set(1);
+    g_cl_tag = " cluster";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
         test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
