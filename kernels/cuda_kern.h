@@ -196,8 +196,9 @@ void cuda_gemms_set(int on, int max_t);
 long cuda_gemms_launches(void);
 int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x);
 int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
-/* Its K split for T tokens, K, `tiles` CTAs of 128 rows, ws_rows rows and wbytes of weights in
- * all, work_bytes of partials room: splits and 128-element units per CTA; 0 when none fits. */
+/* Its K split for T tokens, K, `tiles` CTAs (of 128 rows; 256 at T > 16 with SPARKD_HSMALL_WIDE
+ * on), ws_rows rows and wbytes of weights in all, work_bytes of partials room: splits and
+ * 128-element units per CTA; 0 when none fits. */
 int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wbytes, uint64_t work_bytes, int *ks, int *upc);
 
 /* ---------------------------------------------------------------- layer ops */
