@@ -201,6 +201,20 @@ int cuda_hfast_min_t_type(uint32_t type);
 void cuda_hfast_set(int min_t);
 int cuda_hfast_check(const cuda_weight *w, void *stream, err *e);
 
+/* The small-batch f16 product (gemms.cu): cuda_matmul takes it for exact = 0, 2 <= T <=
+ * cuda_gemms_max_t() (SPARKD_HSMALL_MAX_T, default 32; 0 when SPARKD_HSMALL=0), Q8_0 / Q4_K /
+ * Q6_K weights and an input with the CUDA_MMIN_F16 form. cuda_gemms_set (tests, benches): on
+ * 1/0 or -1 = as the environment says, max_t likewise. cuda_gemms_launches: launches so far. */
+int cuda_gemms_max_t(void);
+void cuda_gemms_set(int on, int max_t);
+long cuda_gemms_launches(void);
+int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x);
+int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
+/* Its K split for T tokens, K, `tiles` CTAs (of 128 rows; 256 at T > 16 with SPARKD_HSMALL_WIDE
+ * on), ws_rows rows and wbytes of weights in all, work_bytes of partials room: splits and
+ * 128-element units per CTA; 0 when none fits. */
+int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wbytes, uint64_t work_bytes, int *ks, int *upc);
+
 /* ---------------------------------------------------------------- layer ops */
 
 /* The residual stage between sub-blocks, one row r = rows ? rows[i] : i per output i < n:

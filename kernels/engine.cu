@@ -1035,7 +1035,8 @@ int forms_at(int forms_all, int T, int fast) {
         return forms_all & ~CUDA_MMIN_Q8 & ~(forms_all & ENG_FORM_XP ? 0 : CUDA_MMIN_XP) & ENG_FORMS_MASK;
     // fast with mmq: the int8 rows, + f16/bf16 only for weights mmq does not take, + XP where read
     return CUDA_MMIN_Q8 | (forms_all & ENG_FORM_TC ? forms_all & (CUDA_MMIN_F16 | CUDA_MMIN_BF16) : 0) |
-           (forms_all & ENG_FORM_XP ? CUDA_MMIN_XP : 0);
+           (forms_all & ENG_FORM_XP ? CUDA_MMIN_XP : 0) |
+           (T <= cuda_gemms_max_t() ? forms_all & CUDA_MMIN_F16 : 0); // + f16 hi for gemms.cu (hsmall)
 }
 
 // The forms of an input the products of these kinds (ENG_MM_*) read: forms_at of the

@@ -842,6 +842,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
         if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             sms = 48;
     }
+    if (cuda_gemms_wants(a, x)) return cuda_gemms_launch(a, x, stream, e); // 2 <= T <= 32 at fast (gemms.cu)
     const bool hf = hfast_wants(a, x, stream); // f16 tensor cores, weights scaled in the fragment (fast)
     if (!hf && cuda_mmq_wants(a, x)) return cuda_mmq_launch(a, x, stream, e); // int8 tensor cores (fast)
     const int need = type == QT_BF16 ? CUDA_MMIN_BF16 : CUDA_MMIN_F16;

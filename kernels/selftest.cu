@@ -2098,6 +2098,8 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 #include "hfast_test.cuh" // hfast: precision fast's f16 product (test_hfast_all, bench_hfast)
 } // namespace
 
+int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_test.cu
+void hsmall_kbench(void *file, double probe, err *e);
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -2140,6 +2142,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         st_close_stream();
         return 0;
     }
+    if (mode && !strcmp(mode, "small")) { hsmall_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // gemms.cu
     if (mode && !strcmp(mode, "elt")) {
         bench_elt();
         st_close_stream();
@@ -2328,6 +2331,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     // the int8 tensor-core product of precision = fast (T > 1; Q8_0, Q4_K, Q6_K): tokens
     // 2/7/64/65/512/1000, rows not multiples of 128, odd chunk counts, two matrices with
     // padded ldy, accumulate, split K
+    cuda_gemms_set(0, -1); // (T <= 32 would take gemms.cu: its own rows follow, hsmall_test.cu)
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         const int Kodd = t == QUANT_Q8_0 ? 2112 : 2304;
         test_mmq(t, 257, Kodd, 2, 0, 0, 0, 0);
@@ -2359,6 +2363,8 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     }
     g_mmq_tag = "";
     cuda_mmq3_min_t_set(-1);
+    cuda_gemms_set(-1, -1);
+    ctx.fails += hsmall_selftest(ctx.f, quick, ctx.rng.next(), e); // gemms.cu (hsmall_test.cu)
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);

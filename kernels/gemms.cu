@@ -1,0 +1,692 @@
+// gemms.cu — Y = X W^T for small batches (2 <= T <= 32 tokens: batched decode) at precision
+// fast, on the f16 tensor cores (mma.m16n8k16, f32 accumulation), built to stream the
+// weights once at the bandwidth wall (kernels/PERF.md "Round 6, helper hsmall").
+//
+// Numerics (the same recipe as the T >= 33 f16 kernel of precision fast): the A fragment is
+// f16(s * code + m) built in registers from the codes (qfmt.cuh quarter_pair gives the
+// exact f16 code, one HFMA2 / HMUL2 per pair applies the group's scale s and min m, both
+// rounded to f16 once: they are exact f32 products of f16 and small integers, so f16 math
+// gives the same bits); B is the input's f16 `hi` form (cuda_mmin.hi: each token row scaled
+// by 2^-e_t, the result multiplied by tscale[t] = 2^e_t); f32 accumulation over the whole of
+// K; K split over CTAs sums its partials in a fixed order (splitk_reduce: deterministic).
+//
+// Work: a CTA of 8 warps owns 128 rows (16 a warp: one m16 tile) and a range of K in units
+// of 128 elements; every warp runs the whole range. The CTA's slice of the input (T tokens x
+// its K range, f16) is copied into shared memory once, after pdl_wait(); the weights go from
+// global memory straight into registers through a ring of R units per lane whose first loads
+// are issued before pdl_wait() (they overlap the previous kernel's tail under PDL).
+// In a unit (two 64-element chunks) lane (g, c) holds 32 code bytes of rows g and g + 8 (Q8_0:
+// quarter c of both chunks, two 16-byte loads a row; 4-bit codes: quarters 2(c & 1), +1 of
+// chunk c >> 1, one 16-byte load a row, + 8 bytes of Q6_K's 2-bit plane), so each load
+// instruction of a warp reads 64 contiguous bytes of each of 8 rows. The MMA's k order inside a unit is the
+// lane's own (positions 32c..32c+31 of the unit, P64 order as stored), and the input slice
+// in shared memory is read in that same order (a 16-byte swizzle keeps its LDS.128
+// conflict-free), so no data moves between lanes.
+#include "cuda_kern.h"
+
+#include <cooperative_groups.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_util.cuh"
+#include "qfmt.cuh"
+
+#define GS_SMEM_MIN (48 * 1024)    // input slice per CTA at least (gs_smem_cap)
+#define GS_MAX_T 32
+#define GS_FIRST 2                 // units of the input slice waited for before the loop starts
+
+struct gemms_mat {
+    const uint8_t *codes, *hi, *meta;
+    uint64_t code_pitch, hi_pitch, meta_pitch;
+    float *y;
+    int rows, ldy, mtiles;
+};
+struct gemms_params {
+    gemms_mat m[CUDA_MM_MAX_MATS];
+    int n, K, T, accumulate;
+    int ksplit;       // CTAs along K (grid.y); > 1: partials summed in a fixed order, by
+    int cluster;      //   0 (default): ws + gemms_reduce_kernel, 1: the ksplit CTAs of a row tile
+                      //   (a thread-block cluster) through distributed shared memory, 2: ws and the
+                      //   tile's last CTA to finish (counter cnt[tile]) sums them
+    int upc;          // 128-element units of K per CTA (the last split may have fewer)
+    int pitch;        // bytes per token row of the shared input slice (upc * 256 + 16 or 32)
+    float *ws;        // (ksplit, T, ws_rows) f32
+    int ws_rows;      // rows of all matrices
+    int row0[CUDA_MM_MAX_MATS];
+    uint32_t ml, mh;      // 0x64006400, 0x54005400 (q4k_pair, q6k_pair), in registers
+    const uint16_t *xh;   // (T, K) f16 bits, P64 order: x * 2^-e_t (hi form)
+    const float *tscale;  // (T) 2^e_t
+};
+
+// Ring depth (units in flight per lane beyond the one being computed; R + 1 slots): within 128
+// registers (2 CTAs an SM) without spills; per SM 32-64 KB of weights in flight.
+template <uint32_t F, int NT> struct gs_cfg {
+    static constexpr int R = NT == 4 ? 2 : F == QT_Q6_K && NT == 2 ? 2 : 3;
+};
+
+// One unit's raw loads for a lane: rows g and g + 8 (r = 0, 1).
+//   Q8_0: c[r][0..1] quarter c of the unit's two chunks, m[r].x/.y their four f16 d
+//   Q4_K: c[r][0] the 32 codes (16 bytes), m[r] the superblock head (d, dmin, scales[12])
+//   Q6_K: c[r][0] the low nibbles, m[r].x = d (+ pad), .y = the 4 int8 scales of the lane's
+//         chunk, .z/.w = the 2-bit plane words of its two quarters
+template <uint32_t F> struct gs_slot {
+    uint4 c[2][F == QT_Q8_0 ? 2 : 1];
+    uint4 m[2];
+};
+
+template <uint32_t F>
+__device__ __forceinline__ void gs_load(gs_slot<F> &s, const uint8_t *const *cr, const uint8_t *const *hr,
+                                        const uint8_t *const *mr, int u, int c) {
+    const int ci = 2 * u + (c >> 1); // the lane's chunk
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if constexpr (F == QT_Q8_0) { // quarter c of both chunks, their four f16 d
+            s.c[r][0] = __ldg((const uint4 *)(cr[r] + (size_t)u * 128 + 16 * c));
+            s.c[r][1] = __ldg((const uint4 *)(cr[r] + (size_t)u * 128 + 64 + 16 * c));
+            const uint2 d = __ldg((const uint2 *)(mr[r] + (size_t)u * 8));
+            s.m[r].x = d.x;
+            s.m[r].y = d.y;
+        } else {
+            s.c[r][0] = __ldg((const uint4 *)(cr[r] + (size_t)u * 64 + 16 * c));
+            if constexpr (F == QT_Q4_K) {
+                s.m[r] = __ldg((const uint4 *)(mr[r] + (size_t)(u >> 1) * 16));
+            } else { // Q6_K
+                const uint8_t *b = mr[r] + (size_t)(u >> 1) * 20;
+                s.m[r].x = __ldg((const unsigned int *)b);
+                s.m[r].y = __ldg((const unsigned int *)(b + 4 + 4 * (ci & 3)));
+                const uint2 h = __ldg((const uint2 *)(hr[r] + (size_t)u * 32 + 8 * c));
+                s.m[r].z = h.x;
+                s.m[r].w = h.y;
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ uint32_t h2u(__half2 v) { return *(const uint32_t *)&v; }
+__device__ __forceinline__ __half2 u2h(uint32_t v) { return *(const __half2 *)&v; }
+__device__ __forceinline__ uint32_t h2mul(uint32_t a, uint32_t b) { return h2u(__hmul2(u2h(a), u2h(b))); }
+__device__ __forceinline__ uint32_t h2fma(uint32_t a, uint32_t b, uint32_t c) {
+    return h2u(__hfma2(u2h(a), u2h(b), u2h(c)));
+}
+// two bytes b0, b1 of x (selector 0x4140: bytes 0, 1; 0x4342: bytes 2, 3) as f16 {b0, b1},
+// minus `sub` (f16 bits of 1024 + offset): exact small integers
+__device__ __forceinline__ uint32_t bytes_h2(uint32_t x, uint32_t sel, uint16_t sub) {
+    const uint32_t h = __byte_perm(x, 0x64646464u, sel);
+    return h2u(__hsub2(u2h(h), __half2half2(__ushort_as_half(sub))));
+}
+
+// The lane's f16x2 scales (both halves equal) per step group of one unit: s[r][k], k =
+// step >> 1 (Q8_0: the two chunks' groups of 32), (step >> 1) & 1 (Q4_K: the chunk's two
+// groups of 32) or step & 3 (Q6_K: groups of 16); Q4_K's mins m[r][k] (negated: weight =
+// s * code + m).
+template <uint32_t F> struct gs_sc {
+    uint32_t s[2][F == QT_Q4_K ? 2 : 4];
+    uint32_t m[2][F == QT_Q4_K ? 2 : 1];
+};
+
+template <uint32_t F>
+__device__ __forceinline__ void gs_scales(gs_sc<F> &o, const gs_slot<F> &s, int q /* chunk & 3 */) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const uint4 h = s.m[r];
+        if constexpr (F == QT_Q8_0) {
+            o.s[r][0] = __byte_perm(h.x, 0, 0x1010);
+            o.s[r][1] = __byte_perm(h.x, 0, 0x3232);
+            o.s[r][2] = __byte_perm(h.y, 0, 0x1010);
+            o.s[r][3] = __byte_perm(h.y, 0, 0x3232);
+        } else if constexpr (F == QT_Q4_K) {
+            // groups 2q, 2q + 1 of the superblock (quant.c kscale_min), two at a time in
+            // the byte pairs of 16-bit values
+            const uint32_t sel = (q & 1) ? 0x4432u : 0x4410u; // bytes 2, 3 or 0, 1; zeros above
+            const uint32_t A = __byte_perm(h.y, 0, sel);      // scales[0..3]
+            const uint32_t B = __byte_perm(h.z, 0, sel);      // scales[4..7]
+            const uint32_t Cc = __byte_perm(h.w, 0, sel);     // scales[8..11]
+            const uint32_t hm = 0u - (uint32_t)(q >> 1);       // groups 4..7: all ones
+            const uint32_t sc = (((Cc & 0x0f0fu) | ((A >> 2) & 0x3030u)) & hm) | (A & 0x3f3fu & ~hm);
+            const uint32_t mn = ((((Cc >> 4) & 0x0f0fu) | ((B >> 2) & 0x3030u)) & hm) | (B & 0x3f3fu & ~hm);
+            const uint32_t sv = h2mul(__byte_perm(h.x, 0, 0x1010), bytes_h2(sc, 0x4140, 0x6400)); // d * sc
+            const uint32_t mv = h2mul(__byte_perm(h.x, 0, 0x3232), bytes_h2(mn, 0x4140, 0x6400)) ^ 0x80008000u; // -dmin * mn
+            o.s[r][0] = __byte_perm(sv, 0, 0x1010);
+            o.s[r][1] = __byte_perm(sv, 0, 0x3232);
+            o.m[r][0] = __byte_perm(mv, 0, 0x1010);
+            o.m[r][1] = __byte_perm(mv, 0, 0x3232);
+        } else { // Q6_K: d * int8 scale of the chunk's four groups of 16
+            const uint32_t w = h.y ^ 0x80808080u;
+            const uint32_t dd = __byte_perm(h.x, 0, 0x1010);
+            const uint32_t v01 = h2mul(dd, bytes_h2(w, 0x4140, 0x6480)); // - (1024 + 128)
+            const uint32_t v23 = h2mul(dd, bytes_h2(w, 0x4342, 0x6480));
+            o.s[r][0] = __byte_perm(v01, 0, 0x1010);
+            o.s[r][1] = __byte_perm(v01, 0, 0x3232);
+            o.s[r][2] = __byte_perm(v23, 0, 0x1010);
+            o.s[r][3] = __byte_perm(v23, 0, 0x3232);
+        }
+    }
+}
+
+// Q4_K pair j of a quarter (qfmt.cuh quarter_pair's value, fewer instructions): the nibbles
+// at bits 4k, 16 + 4k of word j >> 2 (k = j & 3) as f16 1024 + q (k even: mantissa bits 0-3,
+// magic 0x6400) or 64 + q (k odd: bits 4-7, magic 0x5400, ulp 1/16), minus 1024 or 64: exact.
+// The magic words come in registers (ml, mh: kernel parameters) so that mask-and-or is one
+// LOP3; words 2, 3 of a byte pair need one shift by 8 per word.
+__device__ __forceinline__ uint32_t q4k_pair(const quarter &r, int j, uint32_t ml, uint32_t mh) {
+    const uint32_t w = j < 4 ? r.q.x : r.q.y, k = j & 3, v = k >= 2 ? w >> 8 : w;
+    const uint32_t h = (k & 1) ? (v & 0x00f000f0u) | mh : (v & 0x000f000fu) | ml;
+    return h2u(__hsub2(u2h(h), __half2half2(__ushort_as_half((k & 1) ? 0x5400 : 0x6400))));
+}
+
+// Q6_K pair j the same way, with the 2-bit plane's bits of the pair (bits 2b, 2b + 1 and 16 +
+// 2b.. of hb, b = 4 (j >> 2) + (j & 3)) shifted next to the nibble (bits 4-5 under magic
+// 0x6400, bits 8-9 under 0x5400), minus 1024 + 32 or 64 + 32: the code minus 32, exact.
+__device__ __forceinline__ uint32_t q6k_pair(const quarter &r, int j, uint32_t ml, uint32_t mh) {
+    const uint32_t w = j < 4 ? r.q.x : r.q.y, k = j & 3, v = k >= 2 ? w >> 8 : w;
+    const int sh = ((k & 1) ? 8 : 4) - 2 * (4 * (j >> 2) + (int)k);
+    const uint32_t hs = sh >= 0 ? r.hb << sh : r.hb >> -sh;
+    const uint32_t h = (k & 1) ? (v & 0x00f000f0u) | ((hs & 0x03000300u) | mh) : (v & 0x000f000fu) | ((hs & 0x00300030u) | ml);
+    return h2u(__hsub2(u2h(h), __half2half2(__ushort_as_half((k & 1) ? 0x5600 : 0x6420))));
+}
+
+__device__ __forceinline__ void gs_mma(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One unit of a lane: 8 k16 steps x NT token tiles. bs: the lane's input bytes of this unit
+// in shared memory (token g of tile 0, + 64c), pitch: bytes per token row, sw: the swizzle.
+template <uint32_t F, int NT>
+__device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_t *bs, int pitch, int sw,
+                                        uint32_t ml, uint32_t mh, float (*acc)[4]) {
+    gs_sc<F> sc;
+    gs_scales<F>(sc, s, q);
+    quarter qr[2][2]; // [row][quarter of the lane]
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if constexpr (F == QT_Q8_0) {
+            qr[r][0].q = s.c[r][0];
+            qr[r][1].q = s.c[r][1];
+        } else {
+            qr[r][0].q.x = s.c[r][0].x;
+            qr[r][0].q.y = s.c[r][0].y;
+            qr[r][1].q.x = s.c[r][0].z;
+            qr[r][1].q.y = s.c[r][0].w;
+            if constexpr (F == QT_Q6_K) {
+                qr[r][0].hb = s.m[r].z;
+                qr[r][1].hb = s.m[r].w;
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) { // 16-byte block i of the lane's 64 input bytes: steps 2i, 2i + 1
+        uint4 bv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            bv[nt] = *(const uint4 *)(bs + nt * 8 * pitch + (F == QT_Q8_0 ? 16 * (i & 1) + 128 * (i >> 1) : (16 * i) ^ sw));
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int st = 2 * i + h, Q = st >> 2, j = 2 * (st & 3);
+            const int k = F == QT_Q6_K ? (st & 3) : F == QT_Q8_0 ? st >> 1 : ((st >> 1) & 1);
+            uint32_t a[4];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                uint32_t p0, p1;
+                if constexpr (F == QT_Q4_K) {
+                    p0 = q4k_pair(qr[r][Q], j, ml, mh);
+                    p1 = q4k_pair(qr[r][Q], j + 1, ml, mh);
+                } else if constexpr (F == QT_Q6_K) {
+                    p0 = q6k_pair(qr[r][Q], j, ml, mh);
+                    p1 = q6k_pair(qr[r][Q], j + 1, ml, mh);
+                } else {
+                    p0 = quarter_pair<F>(qr[r][Q], j);
+                    p1 = quarter_pair<F>(qr[r][Q], j + 1);
+                }
+                if constexpr (F == QT_Q4_K) {
+                    a[r] = h2fma(p0, sc.s[r][k], sc.m[r][k]);
+                    a[2 + r] = h2fma(p1, sc.s[r][k], sc.m[r][k]);
+                } else {
+                    a[r] = h2mul(p0, sc.s[r][k]);
+                    a[2 + r] = h2mul(p1, sc.s[r][k]);
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) gs_mma(acc[nt], a, h ? bv[nt].z : bv[nt].x, h ? bv[nt].w : bv[nt].y);
+        }
+    }
+}
+
+// Copies units [ua, ub) of the CTA's input slice (all NT * 8 token rows; tokens past T as
+// zeros) into shared memory as one cp.async group: token t, unit ur, 16-byte block bk
+// (positions 8bk..8bk+7) at t * pitch + ur * 256 + 16 * sb, sb = bk (Q8_0; pitch % 128 = 16)
+// or (bk & 12) | ((bk & 3) ^ (bk >> 3)) (4-bit codes; pitch % 128 = 32): the LDS.128 of
+// gs_unit hit 8 different 16-byte bank groups in each quarter warp.
+template <uint32_t F, int NT>
+__device__ __forceinline__ void gs_fill(uint8_t *smem, const gemms_params &p, int ubeg, int ua, int ub) {
+    const int per_tok = (ub - ua) * 16, pieces = NT * 8 * per_tok;
+    for (int pc = threadIdx.x; pc < pieces; pc += blockDim.x) {
+        const int t = pc / per_tok, rem = pc - t * per_tok, ur = ua + (rem >> 4), bk = rem & 15;
+        const bool v = t < p.T;
+        const uint16_t *src = v ? p.xh + (size_t)t * p.K + (size_t)(ubeg + ur) * 128 + 8 * bk : p.xh;
+        const int sb = F == QT_Q8_0 ? bk : (bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1));
+        const unsigned dst = (unsigned)__cvta_generic_to_shared(smem + t * p.pitch + ur * 256 + 16 * sb);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(v ? 16 : 0));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// Mode 2's tile counters: static device memory (zero at module load, one copy a device; no
+// allocation, graph capture safe), zero between launches (a tile's last CTA resets its own).
+// Split launches on one device must not overlap (one stream: PDL's wait precedes the counting).
+#define GS_CNT 16384
+__device__ int g_gs_cnt[GS_CNT];
+
+// Mode 2's end of a K-split CTA (after its partials are in ws): the tile's last CTA to arrive
+// sums the ks partials in z order (deterministic) and stores them. Not inlined (scalars only:
+// no copy of the parameters), so the main loop's register allocation stays as without it.
+//   cnt: the tile's counter; ws: the tile's first row in partial plane z = 0 of token 0
+//   (planes T * ws_rows apart, tokens ws_rows apart); y: its first row of token 0 (ldy apart)
+__device__ __noinline__ void gs_fixup(int *cnt, int ks, int T, int ws_rows, const float *ws, float *y, int ldy,
+                                      int nrows, int accumulate, int tile_rows) {
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        s_last = atomicAdd(cnt, 1) == ks - 1;
+        if (s_last) *cnt = 0; // every split has counted: ready for the next launch
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    for (int e = threadIdx.x; e < T * tile_rows; e += blockDim.x) {
+        const int tk = e / tile_rows, r = e % tile_rows;
+        if (r >= nrows) continue;
+        const float *w = ws + (size_t)tk * ws_rows + r;
+        float sum = 0.0f;
+        for (int z = 0; z < ks; z++) sum += __ldcg(w + (size_t)z * T * ws_rows);
+        float *o = y + (size_t)tk * ldy + r;
+        *o = accumulate ? *o + sum : sum;
+    }
+}
+
+template <uint32_t F, int NT, int W>
+__global__ __launch_bounds__(W * 32, W == 8 ? 2 : 1) void gemms_kernel(const gemms_params p) {
+    constexpr int ROWS = 16 * W; // rows of the CTA
+    constexpr int R = gs_cfg<F, NT>::R;
+    extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemms_mat &M = p.m[mi];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nu = p.K >> 7;
+    const int ubeg = blockIdx.y * p.upc, n = min(nu - ubeg, p.upc);
+    const int rg = b * ROWS + warp * 16 + g, rg8 = rg + 8;
+    const uint8_t *cr[2], *hr[2], *mr[2];
+    {
+        const int r0 = min(rg, M.rows - 1), r1 = min(rg8, M.rows - 1);
+        cr[0] = M.codes + (uint64_t)r0 * M.code_pitch;
+        cr[1] = M.codes + (uint64_t)r1 * M.code_pitch;
+        hr[0] = M.hi + (uint64_t)r0 * M.hi_pitch;
+        hr[1] = M.hi + (uint64_t)r1 * M.hi_pitch;
+        mr[0] = M.meta + (uint64_t)r0 * M.meta_pitch;
+        mr[1] = M.meta + (uint64_t)r1 * M.meta_pitch;
+    }
+    // the weights of the first R units: constant, so before the wait
+    gs_slot<F> ring[R + 1]; // slot i % (R + 1) holds unit i
+#pragma unroll
+    for (int i = 0; i < R; i++)
+        if (i < n) gs_load<F>(ring[i], cr, hr, mr, ubeg + i, c);
+    pdl_wait();
+    // the input slice, in two groups: units [0, g1) first (the loop starts when they are in),
+    // the rest behind them (waited for before unit g1)
+    const int g1 = min(n, GS_FIRST);
+    gs_fill<F, NT>(smem, p, ubeg, 0, g1);
+    gs_fill<F, NT>(smem, p, ubeg, g1, n);
+    asm volatile("cp.async.wait_group 1;\n" ::);
+    __syncthreads();
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    const uint8_t *bs = smem + g * p.pitch + (F == QT_Q8_0 ? 32 : 64) * c;
+    const int sw = (c >> 1) ? 16 : 0;
+    const uint32_t ml = p.ml, mh = p.mh;
+    for (int u0 = 0; u0 < n; u0 += R + 1) {
+#pragma unroll
+        for (int i = 0; i <= R; i++) {
+            const int u = u0 + i;
+            if (u < n) {
+                if (u == g1) {
+                    asm volatile("cp.async.wait_group 0;\n" ::);
+                    __syncthreads();
+                }
+                // unit u + R into the slot unit u - 1 left, then unit u
+                if (u + R < n) gs_load<F>(ring[(i + R) % (R + 1)], cr, hr, mr, ubeg + u + R, c);
+                gs_unit<F, NT>(ring[i], (2 * (ubeg + u) + (c >> 1)) & 3, bs + u * 256, p.pitch, sw, ml, mh, acc);
+            }
+        }
+    }
+    if (p.cluster == 1) {
+        // the cluster's CTAs (rank z = blockIdx.y: K part z) leave their partials in shared
+        // memory, token-major (part[t][row of the tile]); rank z then sums rows of the tile
+        // [.., ..) for every token over ranks 0..ksplit-1 in that order (deterministic) and
+        // stores them
+        namespace cg = cooperative_groups;
+        cg::cluster_group cl = cg::this_cluster();
+        __syncthreads(); // every warp is done with the input slice
+        float *part = (float *)smem;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = nt * 8 + 2 * c + h;
+                part[tk * ROWS + warp * 16 + g] = acc[nt][h];
+                part[tk * ROWS + warp * 16 + g + 8] = acc[nt][2 + h];
+            }
+        cl.sync();
+        const int ks = p.ksplit, z = (int)blockIdx.y;
+        for (int e = z * W * 32 + (int)threadIdx.x; e < p.T * ROWS; e += ks * W * 32) {
+            float s = 0.0f;
+            for (int r = 0; r < ks; r++) s += cl.map_shared_rank(part, r)[e];
+            const int tk = e / ROWS, row = b * ROWS + (e % ROWS);
+            if (row < M.rows) {
+                float *y = M.y + (size_t)tk * M.ldy + row;
+                const float v = s * p.tscale[tk];
+                *y = p.accumulate ? *y + v : v;
+            }
+        }
+        cl.sync(); // the other ranks read this CTA's shared memory until here
+        return;
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int tk = nt * 8 + 2 * c + h;
+            if (tk >= p.T) continue;
+            const float ts = p.tscale[tk];
+            if (p.ksplit > 1) {
+                float *w = p.ws + ((size_t)blockIdx.y * p.T + tk) * p.ws_rows + p.row0[mi];
+                if (rg < M.rows) w[rg] = acc[nt][h] * ts;
+                if (rg8 < M.rows) w[rg8] = acc[nt][2 + h] * ts;
+                continue;
+            }
+            float *y = M.y + (size_t)tk * M.ldy;
+            if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
+            if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+        }
+    }
+    if (p.ksplit > 1 && p.cluster == 2) {
+        // the tile again from %ctaid.x (nothing kept live across the main loop for this)
+        unsigned bx;
+        asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(bx));
+        int fb = (int)bx, fm = 0;
+        while (fm + 1 < p.n && fb >= p.m[fm].mtiles) fb -= p.m[fm++].mtiles;
+        gs_fixup(g_gs_cnt + bx, p.ksplit, p.T, p.ws_rows, p.ws + p.row0[fm] + fb * ROWS, p.m[fm].y + fb * ROWS,
+                 p.m[fm].ldy, min(ROWS, p.m[fm].rows - fb * ROWS), p.accumulate, ROWS);
+    }
+}
+
+__global__ void gemms_reduce_kernel(const gemms_params p) {
+    pdl_trigger();
+    pdl_wait();
+    splitk_reduce(p);
+}
+
+// ------------------------------------------------------------------------------ host
+
+static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
+static long g_launches = 0;
+static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
+static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 (default) ws + reduce kernel, 1 clusters, 2 last CTA
+static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
+// Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
+// 0 = the cost model's choice.
+extern "C" void cuda_gemms_force_ks(int ks) { g_force_ks = ks > 0 ? ks : 0; }
+// Tests and benches: 1/0 = CTAs of 16 / 8 warps at T > 16; -1 = as SPARKD_HSMALL_WIDE says.
+extern "C" void cuda_gemms_wide_set(int on) { g_wide = on < 0 ? -1 : on ? 1 : 0; }
+static void gs_env();
+// Tests and benches: the K split's partials through 1 = clusters, 0 = ws and the reduce kernel,
+// 2 = ws and the tile's last CTA; -1 = as SPARKD_HSMALL_CLUSTER says.
+extern "C" void cuda_gemms_cluster_set(int on) {
+    g_cluster = -1;
+    gs_env();
+    if (on >= 0 && on <= 2) g_cluster = on;
+}
+
+static void gs_env() {
+    if (g_on < 0) {
+        const char *v = getenv("SPARKD_HSMALL");
+        g_on = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_wide < 0) {
+        const char *v = getenv("SPARKD_HSMALL_WIDE");
+        g_wide = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_cluster < 0) {
+        const char *v = getenv("SPARKD_HSMALL_CLUSTER");
+        int dev = 0, ok = 0;
+        g_cluster = v && v[0] == '1' ? 1 : v && v[0] == '2' ? 2 : 0; // GPU run 1: 0 measured best
+        if (g_cluster == 1 && (cudaGetDevice(&dev) != cudaSuccess ||
+                               cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !ok))
+            g_cluster = 0; // no thread-block clusters on this device
+    }
+    if (g_max_t < 0) {
+        const char *v = getenv("SPARKD_HSMALL_MAX_T");
+        const int t = v ? atoi(v) : GS_MAX_T;
+        g_max_t = t < 0 ? 0 : t > GS_MAX_T ? GS_MAX_T : t;
+    }
+}
+
+extern "C" void cuda_gemms_set(int on, int max_t) {
+    g_on = on < 0 ? -1 : on ? 1 : 0;
+    g_max_t = max_t < 0 ? -1 : max_t > GS_MAX_T ? GS_MAX_T : max_t;
+    gs_env();
+}
+extern "C" int cuda_gemms_max_t(void) {
+    gs_env();
+    return g_on ? g_max_t : 0;
+}
+extern "C" long cuda_gemms_launches(void) { return g_launches; }
+
+static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
+static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
+// Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
+// then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
+static int gs_warps(int T) { return gs_nt(T) == 4 && g_wide ? 16 : 8; }
+// Rows of a CTA at T tokens (benches and tests count tiles with it).
+extern "C" int cuda_gemms_tile_rows(int T) {
+    gs_env();
+    return 16 * gs_warps(T);
+}
+
+static int gs_sms() {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = 48;
+    }
+    return sms;
+}
+
+// Shared memory a CTA may take for its input slice: two CTAs an SM (H200: 113 KB, GB10: 49 KB).
+static int gs_smem_cap() {
+    static int cap = 0;
+    if (!cap) {
+        int dev = 0, per_sm = 0, optin = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            per_sm = optin = 2 * GS_SMEM_MIN + 2048;
+        cap = per_sm / 2 - 1024;
+        if (cap > optin) cap = optin;
+        cap &= ~1023;
+        if (cap < GS_SMEM_MIN) cap = GS_SMEM_MIN;
+    }
+    return cap;
+}
+
+// The K split: units per CTA (upc) and splits (ks) for `tiles` CTAs of 128 rows over K / 128
+// units, T tokens, wbytes of weights. The input slice must fit gs_smem_cap(); with clusters
+// (SPARKD_HSMALL_CLUSTER=1) ks <= 8 (a portable cluster), else (default) the partials need the
+// caller's work buffer (ks * T * ws_rows f32). Cost in units of one CTA's unit time: waves of
+// resident CTAs x (units + 4), stretched below one CTA an SM, + the split's exchange (GPU run 0's
+// forced splits: the fewest equal waves win; 7-8 CTA clusters ran slower). Returns 0 when
+// nothing fits.
+extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wbytes, uint64_t work_bytes,
+                               int *ks_out, int *upc_out) {
+    gs_env();
+    const int nu = K / 128, tpad = 8 * gs_nt(T), slots = (gs_warps(T) == 8 ? 2 : 1) * gs_sms(), cap = gs_smem_cap();
+    double best = 1e300;
+    int bks = 0, bupc = 0;
+    for (int k = 1; k <= nu && k <= 64; k++) {
+        const int upc = (nu + k - 1) / k, ks = (nu + upc - 1) / upc;
+        if (ks != k) continue; // the same split as a smaller k
+        if ((uint64_t)tpad * (uint64_t)(upc * 256 + 32) > (uint64_t)cap) continue;
+        if (g_cluster == 1 ? ks > 8 : ks > 1 && (uint64_t)ks * T * ws_rows * 4 > work_bytes) continue;
+        if (g_force_ks > 0) { // benches: this split if it fits
+            if (ks != g_force_ks) continue;
+            bks = ks;
+            bupc = upc;
+            break;
+        }
+        // waves of resident CTAs times a CTA's units (+ ~4 units of start: ring loads, slice
+        // copy), stretched when the grid cannot fill one CTA an SM; a split adds its exchange
+        // (clusters of 7-8 measured slower in GPU run 0: 1.3x)
+        const long ctas = (long)tiles * ks, waves = (ctas + slots - 1) / slots;
+        const double fill = ctas >= gs_sms() ? 1.0 : (double)gs_sms() / (double)ctas; // < 1 CTA an SM
+        double cost = (double)waves * (upc + 4) * fill;
+        if (ks > 1)
+            cost += g_cluster == 1 ? (ks > 6 ? 0.3 * cost : 0.0) + 1.0
+                                   : (g_cluster ? 0.5 : 2.0) + 2.0 * ks * T * ws_rows * 4.0 / (double)(wbytes / nu + 1);
+        if (cost < best) {
+            best = cost;
+            bks = ks;
+            bupc = upc;
+        }
+    }
+    if (!bks) return 0;
+    *ks_out = bks;
+    *upc_out = bupc;
+    return 1;
+}
+
+// Whether cuda_matmul hands this product to cuda_gemms_launch (gemm.cu asks): precision
+// fast, 2 <= T <= SPARKD_HSMALL_MAX_T (default 32), Q8_0 / Q4_K / Q6_K weights, the input's
+// f16 form present, K % 128 == 0, a K split that fits. SPARKD_HSMALL=0: never.
+extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
+    gs_env();
+    if (!g_on || a->exact || a->pair_act || a->path == CUDA_MM_FORCE_GEMV || x->T < 2 || x->T > g_max_t ||
+        !(x->forms & CUDA_MMIN_F16) || !x->hi || !x->tscale || x->K % 128 || !gs_type_ok(a->w[0]->type))
+        return 0;
+    int tiles = 0, rows = 0, ks, upc;
+    uint64_t wb = 0;
+    for (int i = 0; i < a->n; i++) {
+        tiles += (int)((a->w[i]->rows + 16 * gs_warps(x->T) - 1) / (16 * gs_warps(x->T)));
+        rows += (int)a->w[i]->rows;
+        wb += cuda_weight_bytes(a->w[i]->type, a->w[i]->rows, a->w[i]->cols);
+    }
+    return cuda_gemms_plan(x->T, x->K, tiles, rows, wb, a->work ? a->work_bytes : 0, &ks, &upc);
+}
+
+template <uint32_t F, int NT, int W>
+static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_bytes, void *stream, err *e) {
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(gemms_kernel<F, NT, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, gs_smem_cap()));
+        attr = true;
+    }
+    size_t smem = (size_t)NT * 8 * p.pitch;
+    if (p.cluster == 2 && mtiles > GS_CNT) p.cluster = 0; // more tiles than counters: ws + the reduce kernel
+    if (p.cluster == 1) {
+        // the partials (NT * 8 tokens x 128 rows f32) reuse the slice's shared memory
+        if (smem < (size_t)NT * 8 * 16 * W * 4) smem = (size_t)NT * 8 * 16 * W * 4;
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)mtiles, (unsigned)p.ksplit);
+        cfg.blockDim = dim3(W * 32);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = CUDA_STREAM(stream);
+        cudaLaunchAttribute at[2];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = 1;
+        at[0].val.clusterDim.y = (unsigned)p.ksplit;
+        at[0].val.clusterDim.z = 1;
+        at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[1].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
+        const cudaError_t rc = cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT, W>, p);
+        if (rc == cudaSuccess) {
+            g_launches++;
+            return 0;
+        }
+        // a device that cannot place the cluster: the work buffer from now on, if it fits
+        cudaGetLastError();
+        if (!work || (uint64_t)p.ksplit * p.T * p.ws_rows * 4 > work_bytes)
+            return cuda_fail(e, rc, "cudaLaunchKernelEx (gemms cluster)", __FILE__, __LINE__);
+        fprintf(stderr, "gemms: cluster launch failed (%s): K-split partials through the work buffer\n",
+                cudaGetErrorString(rc));
+        g_cluster = 0;
+        p.cluster = 0;
+        p.ws = work;
+        smem = (size_t)NT * 8 * p.pitch;
+    }
+    CUDA_TRY(cuda_launch(gemms_kernel<F, NT, W>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(W * 32), smem,
+                         stream, p));
+    if (p.ksplit > 1 && p.cluster != 2)
+        CUDA_TRY(cuda_launch(gemms_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    g_launches++;
+    return 0;
+}
+
+template <uint32_t F>
+static int gs_launch_t(const gemms_params &p, int mtiles, float *work, uint64_t wbytes, void *stream, err *e) {
+    switch (gs_nt(p.T)) {
+    case 1: return gs_launch<F, 1, 8>(p, mtiles, work, wbytes, stream, e);
+    case 2: return gs_launch<F, 2, 8>(p, mtiles, work, wbytes, stream, e);
+    default:
+        if (gs_warps(p.T) == 16) return gs_launch<F, 4, 16>(p, mtiles, work, wbytes, stream, e);
+        return gs_launch<F, 4, 8>(p, mtiles, work, wbytes, stream, e);
+    }
+}
+
+// The product of cuda_matmul's arguments (checked there: matrices of one type, K = x->K;
+// cuda_gemms_wants said yes).
+extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    const uint32_t type = a->w[0]->type;
+    gemms_params p;
+    memset(&p, 0, sizeof p);
+    p.n = a->n;
+    p.K = x->K;
+    p.T = x->T;
+    p.accumulate = a->accumulate;
+    p.xh = x->hi;
+    p.tscale = x->tscale;
+    p.ml = 0x64006400u;
+    p.mh = 0x54005400u;
+    int mtiles = 0;
+    uint64_t wb = 0;
+    for (int i = 0; i < a->n; i++) {
+        const cuda_weight *w = a->w[i];
+        wb += cuda_weight_bytes(w->type, w->rows, w->cols);
+        gemms_mat &m = p.m[i];
+        wmat_planes(m, w);
+        m.y = a->y[i];
+        m.rows = (int)w->rows;
+        m.ldy = a->ldy[i];
+        m.mtiles = (m.rows + 16 * gs_warps(p.T) - 1) / (16 * gs_warps(p.T));
+        mtiles += m.mtiles;
+        p.row0[i] = p.ws_rows;
+        p.ws_rows += m.rows;
+    }
+    if (!cuda_gemms_plan(p.T, p.K, mtiles, p.ws_rows, wb, a->work ? a->work_bytes : 0, &p.ksplit, &p.upc))
+        return err_set(e, ERR_INVALID, "cuda_gemms: no K split fits (T %d, K %d)", p.T, p.K);
+    p.pitch = p.upc * 256 + (type == QT_Q8_0 ? 16 : 32);
+    p.cluster = p.ksplit > 1 ? g_cluster : 0;
+    p.ws = p.ksplit > 1 && p.cluster != 1 ? a->work : NULL;
+    if (type == QT_Q8_0) return gs_launch_t<QT_Q8_0>(p, mtiles, a->work, a->work_bytes, stream, e);
+    if (type == QT_Q4_K) return gs_launch_t<QT_Q4_K>(p, mtiles, a->work, a->work_bytes, stream, e);
+    if (type == QT_Q6_K) return gs_launch_t<QT_Q6_K>(p, mtiles, a->work, a->work_bytes, stream, e);
+    return err_set(e, ERR_UNSUPPORTED, "cuda_gemms: no kernel for type %u", type);
+}
