@@ -943,6 +943,18 @@ __device__ __forceinline__ float ex2a(float x) {
     return y;
 }
 template <int V> struct dec_ic { static constexpr int value = V; };
+// (shared-window addresses as u32: the swizzled offsets below are computed once per thread)
+__device__ __forceinline__ void cp_async16u(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void ldsm4u(uint32_t *r, uint32_t p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
+}
+__device__ __forceinline__ void ldsm4tu(uint32_t *r, uint32_t p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
+}
 
 template <int D>
 __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda_attn_args a, const int NS, const int ctl) {
@@ -988,23 +1000,30 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     const int win_lo = a.window > 0 ? maxpos - a.window + 1 : -(1 << 30); // p >= win_lo: inside every window
 
     __half *wbuf = (__half *)(kvs + (size_t)warp * NS * SM::STAGE); // [stage][K 16 x D | V 16 x D]
+    const uint32_t wbuf_u = smem_u32(wbuf);
     const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+    // per-lane invariants of the block-aligned copy (chunk ch of rows r0 + RPI i, see issue)
+    const int gl_r0 = lane / (D / 8), gl_ch = lane % (D / 8);
+    const int gl_off = gl_r0 * D + gl_ch * 8;
+    const uint32_t sx = 16u * (uint32_t)(gl_ch ^ gl_r0) + 2u * D * (uint32_t)gl_r0;
     auto pos_of = [&](int s) { return min(lo + s * DEC_STEP + (lane & 15), hi - 1); };
     auto issue = [&](int s, int blk, int stage) {
         __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
         constexpr int CH = D / 8;
         const int p0s = lo + s * DEC_STEP;
         if (alig && p0s + DEC_STEP <= hi) {
-            // rows row_in(p0s) .. + 15 of block blk (every lane holds that block's id)
+            // rows row_in(p0s) .. + 15 of block blk (every lane holds that block's id): lane
+            // copies chunk ch of rows r0 + RPI i; its swizzled byte offset in the stage is
+            // 2 D (r0 + RPI i) + (16 (ch ^ r0) ^ 16 ((RPI i) & 7)) (r0 < RPI: no carries)
             constexpr int RPI = 32 / CH; // rows per round of the warp
-            const size_t base = (((size_t)blk * a.n_kv + hk) * kvb + row_in(p0s)) * D;
+            const size_t base = (((size_t)blk * a.n_kv + hk) * kvb + row_in(p0s)) * D + gl_off;
             const __half *kg = K + base, *vg = V + base;
+            const uint32_t sst = wbuf_u + (uint32_t)stage * SM::STAGE;
 #pragma unroll
             for (int i = 0; i < DEC_STEP / RPI; i++) {
-                const int rr = lane / CH + RPI * i, ch = lane % CH;
-                const int o = swz<D>(rr, ch * 8);
-                cp_async16(kb + o, kg + rr * D + ch * 8);
-                cp_async16(vb + o, vg + rr * D + ch * 8);
+                const uint32_t d = sst + 2u * D * RPI * i + (sx ^ (16u * ((RPI * i) & 7)));
+                cp_async16u(d, kg + RPI * i * D);
+                cp_async16u(d + DEC_STEP * D * 2, vg + RPI * i * D);
             }
             return;
         }
@@ -1071,6 +1090,13 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
 #pragma unroll
         for (int n = 0; n < NT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
     }
+    // ldmatrix addresses: byte offset of (row r, 16-byte chunk k) in a swizzled [.][D] f16
+    // buffer = 2 D r + 16 (k ^ (r & 7)); with k = 2 ks + b: 2 D r + (16 (b ^ (r & 7)) ^ 32 ks)
+    // K (x4: positions 0-7 / 8-15 x k halves): r = (lane >> 4) 8 + (lane & 7), b = (lane >> 3) & 1
+    // Q and V (x4 / x4.trans: rows 0-7 / 8-15 x k halves): r = ((lane >> 3) & 1) 8 + (lane & 7), b = lane >> 4
+    const uint32_t kx = 16u * (uint32_t)(((lane >> 3) & 1) ^ (lane & 7)), koff = 2u * D * (uint32_t)((lane >> 4) * 8 + (lane & 7));
+    const uint32_t qx = 16u * (uint32_t)((lane >> 4) ^ (lane & 7)), qoff = 2u * D * (uint32_t)(((lane >> 3) & 1) * 8 + (lane & 7));
+    const uint32_t qb = smem_u32(qh) + qoff; // (Q lo at + DEC_ROWS * D * 2)
     // the steps of this warp, specialized on MT (m-tiles) and FAST (one f16 for Q and P)
     auto run = [&](auto mtc, auto fc) {
         constexpr int MT = decltype(mtc)::value;
@@ -1086,7 +1112,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
             else if (NS == 3) cp_wait<2>();
             else cp_wait<1>();
             __syncwarp();
-            const __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
+            const uint32_t kst = wbuf_u + (uint32_t)stage * SM::STAGE; // K rows; V at + DEC_STEP * D * 2
             const int p0 = lo + s * DEC_STEP;
             float sc[MT][2][4];
 #pragma unroll
@@ -1096,13 +1122,13 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
 #pragma unroll
             for (int ks = 0; ks < D / 16; ks++) {
                 uint32_t kf[4];
-                ldsm4(kf, kb + swz<D>((lane >> 4) * 8 + (lane & 7), ks * 16 + ((lane >> 3) & 1) * 8));
+                ldsm4u(kf, kst + koff + (kx ^ (32u * ks)));
                 uint32_t ah[MT][4], al[MT][4];
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    const int qo = swz<D>(mt * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), ks * 16 + (lane >> 4) * 8);
-                    ldsm4(ah[mt], qh + qo);
-                    if (!FAST) ldsm4(al[mt], ql + qo);
+                    const uint32_t qa = qb + mt * 32u * D + (qx ^ (32u * ks));
+                    ldsm4u(ah[mt], qa);
+                    if (!FAST) ldsm4u(al[mt], qa + DEC_ROWS * D * 2);
                 }
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
@@ -1179,7 +1205,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
 #pragma unroll
             for (int j = 0; j < D / 16; j++) {
                 uint32_t vf[4];
-                ldsm4t(vf, vb + swz<D>(((lane >> 3) & 1) * 8 + (lane & 7), j * 16 + (lane >> 4) * 8));
+                ldsm4tu(vf, kst + DEC_STEP * D * 2 + qoff + (qx ^ (32u * j)));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     mma16816(o[mt][2 * j], ph[mt], vf[0], vf[1]);
