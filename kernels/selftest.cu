@@ -2035,8 +2035,10 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     };
     const int pdl0 = cuda_pdl_enabled();
     const int att8_0 = cuda_attn_dec_att8(-1), rows0 = cuda_attn_dec_rows(-1);
+    const char *only = getenv("SPARKD_KBENCH_ATTN_MODE"); // (one mode of bm only: for ncu)
     for (int mode = 0; mode < (int)(sizeof bm / sizeof bm[0]); mode++) {
         const bmode &B = bm[mode];
+        if (only && *only && atoi(only) != mode) continue;
         cuda_attn_dec_tune(B.old, B.waves);
         cuda_attn_dec_att8(B.att8);
         cuda_attn_dec_rows(B.rows);
