@@ -936,7 +936,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
 // - the CTA's partials merge in parallel (all threads over rows x dims, per-row weights and
 //   destinations staged in shared memory) instead of one row at a time (32 rows in a cascade
 //   item: 32 serial rounds of global loads of the plan before).
-// ctl (selftest control only): the partial sums written halved, so the results must miss.
+// ctl: bit 0 (selftest control only) the partial sums written halved, so the results must
+// miss; bit 1 (SPARKD_ATT8_PRE=1) the first copies of rows before every member's position
+// issued before pdl_wait (see there).
 __device__ __forceinline__ float ex2a(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
@@ -1046,6 +1048,22 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     }
     int sn = s + (NS - 1) * DEC_WARPS;
     int nblk = sn < s1 ? btab[blk_at(pos_of(sn))] : 0;
+    // (ctl & 2, SPARKD_ATT8_PRE=1) the first steps whose 16 rows all precede every member's
+    // position are copied before pdl_wait: the kernel before (qkv) writes only the rows at
+    // the members' positions, earlier rows were final when the step began (the engine
+    // synchronizes every step; blocks shared by several sequences hold only their common
+    // history). The other first steps are issued after the wait as before.
+    int kpre = 0;
+    if (ctl & 2) {
+#pragma unroll
+        for (int k = 0; k < DEC_NSMAX - 1; k++) {
+            const int sk = s + k * DEC_WARPS;
+            if (k >= NS - 1 || kpre < k || sk >= s1 || lo + (sk + 1) * DEC_STEP > minpos) break;
+            issue(sk, b0[k], k);
+            cp_commit();
+            kpre = k + 1;
+        }
+    }
     pdl_wait();
     constexpr int QI = DEC_ROWS * (D / 2) / (DEC_WARPS * 32);
     float2 qv[QI];
@@ -1061,6 +1079,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
 #pragma unroll
     for (int k = 0; k < DEC_NSMAX - 1; k++) {
         if (k >= NS - 1) break;
+        if (k < kpre) continue; // (issued before the wait)
         if (s + k * DEC_WARPS < s1) issue(s + k * DEC_WARPS, b0[k], k);
         cp_commit();
     }
@@ -1271,7 +1290,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
         const size_t off = (((size_t)a.tiles[it.tile[mem]].t0 * a.n_head + h) * a.plan_nsl + it.slot[mem]) * (D + 2);
         doff[r] = off;
         a.work[off + D] = mx;
-        a.work[off + D + 1] = ctl ? 0.5f * ls : ls;
+        a.work[off + D + 1] = (ctl & 1) ? 0.5f * ls : ls;
     }
     __syncthreads();
     for (int idx = threadIdx.x; idx < R * (D / 2); idx += blockDim.x) {
@@ -1396,11 +1415,14 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 // SPARKD_ATT8=0: attn_dec2_kernel (round 5) instead of attn_dec3_kernel (round 6), same plan.
 // SPARKD_ATT8_ROWS=16: cascade groups of at most 16 rows (one m-tile: 4 members at G = 4; a
 // shared prefix is then read by several groups, the later reads mostly from L2), default 32.
-static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = DEC_ROWS;
+// SPARKD_ATT8_PRE=1: attn_dec3_kernel copies its first steps before pdl_wait where no kernel
+// of the step writes them (off by default: kern_util.cuh's rule allows only weights there).
+static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = DEC_ROWS, g_att8_pre = 0;
 static void dec_env() {
     if (g_dec_old >= 0) return;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
+    g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
     a8 = getenv("SPARKD_ATT8_ROWS");
     if (a8 && atoi(a8) >= 1 && atoi(a8) <= DEC_ROWS) g_dec_rows = atoi(a8);
     const char *ms = getenv("SPARKD_ATTN_DEC_MINSTEPS"); // (steps an item at least: 8 = the old plan's)
@@ -1651,7 +1673,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         if (g_dec_exact) b.pf_fast = 0;
         if (g_att8)
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                                 (size_t)c.smem, stream, b, c.ns, g_att8 == 2 ? 1 : 0));
+                                 (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0)));
         else
             CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns));
