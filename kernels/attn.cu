@@ -1599,6 +1599,21 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         if (k > cap) k = cap;
         return (int)(k < 1 ? 1 : k);
     };
+    // att8: ranges under half a share (members' rests after a shared run) run after the long
+    // parts; with the wave full of long parts they formed a second wave (b8 shared at 32K: 64
+    // CTAs of 1-2 steps, ~4-5 us after the rest). One item a head per 8 such ranges is kept out
+    // of the long parts' wave instead, so they cycle through those slots while the long parts run.
+    int wave = target;
+    if (!g_dec_old && g_att8) {
+        int nsmall = 0;
+        for (int t = 0; t < n_tiles; t++) {
+            const int len = tiles[t].pos0 + 1 - own0[t];
+            nsmall += 2 * (int64_t)(len > 0 ? len : 1) * target < total;
+        }
+        int reserve = (nsmall + 7) / 8;
+        if (reserve > target / 4) reserve = target / 4;
+        wave = target - reserve;
+    }
     for (int iter = 0; !g_dec_old && iter < 8; iter++) { // (dry run of the two loops below)
         int sum = 0;
         for (int k = 0; k < ng; k++) {
@@ -1613,8 +1628,8 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
             if (2 * (int64_t)(len > 0 ? len : 1) * target >= total) sum += parts_of(len > 0 ? len : 1, nsl - nslot[t]);
             nslot[t] = 0;
         }
-        if (sum <= target || tgt <= 1) break;
-        tgt -= sum - target;
+        if (sum <= wave || tgt <= 1) break;
+        tgt -= sum - wave;
         if (tgt < 1) tgt = 1;
     }
     int n_used = 0;
