@@ -1142,21 +1142,33 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
             for (int ks = 0; ks < D / 16; ks++) {
                 uint32_t kf[4];
                 ldsm4u(kf, kst + koff + (kx ^ (32u * ks)));
-                uint32_t ah[MT][4], al[MT][4];
+                if (FAST || MT == 1) {
+                    uint32_t ah[MT][4], al[MT][4];
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    const uint32_t qa = qb + mt * 32u * D + (qx ^ (32u * ks));
-                    ldsm4u(ah[mt], qa);
-                    if (!FAST) ldsm4u(al[mt], qa + DEC_ROWS * D * 2);
-                }
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(sc[mt][0], ah[mt], kf[0], kf[1]);
-                    mma16816(sc[mt][1], ah[mt], kf[2], kf[3]);
-                    if (!FAST) {
-                        mma16816(sc[mt][0], al[mt], kf[0], kf[1]);
-                        mma16816(sc[mt][1], al[mt], kf[2], kf[3]);
+                    for (int mt = 0; mt < MT; mt++) {
+                        const uint32_t qa = qb + mt * 32u * D + (qx ^ (32u * ks));
+                        ldsm4u(ah[mt], qa);
+                        if (!FAST) ldsm4u(al[mt], qa + DEC_ROWS * D * 2);
                     }
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(sc[mt][0], ah[mt], kf[0], kf[1]);
+                        mma16816(sc[mt][1], ah[mt], kf[2], kf[3]);
+                        if (!FAST) {
+                            mma16816(sc[mt][0], al[mt], kf[0], kf[1]);
+                            mma16816(sc[mt][1], al[mt], kf[2], kf[3]);
+                        }
+                    }
+                } else { // (32 rows, hi + lo: one A fragment live at a time, fewer registers)
+#pragma unroll
+                    for (int hl = 0; hl < 2; hl++)
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            uint32_t af[4];
+                            ldsm4u(af, qb + mt * 32u * D + (qx ^ (32u * ks)) + hl * DEC_ROWS * D * 2);
+                            mma16816(sc[mt][0], af, kf[0], kf[1]);
+                            mma16816(sc[mt][1], af, kf[2], kf[3]);
+                        }
                 }
             }
             const bool full = p0 + DEC_STEP <= nomask_end && p0 >= win_lo; // (uniform)
