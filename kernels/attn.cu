@@ -975,6 +975,12 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     const int g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
     const bool fast = a.pf_fast;
+    // (ctl & 4, SPARKD_ATT8_PAIR=1) items of more than 16 rows: warps pair up on one ring of 2 NS
+    // stages; each warp copies half of every step's rows and computes one m-tile of it (a 4-row
+    // item's work a warp), the pair's steps interleave with the other pair's
+    const bool pairm = (ctl & 4) && R > 16 && NS == 2 && fast; // (precision fast only)
+    const int STR = pairm ? 2 : DEC_WARPS, NSE = pairm ? 2 * NS : NS, hb = pairm ? (warp & 1) * 8 : 0;
+    const int mt_off = pairm ? (warp & 1) : 0; // (the m-tile of a paired warp)
 
     int minpos = 1 << 30, maxpos = 0;
     for (int m = 0; m < it.n; m++) {
@@ -1001,7 +1007,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     const int nomask_end = min(hi, minpos + 1);
     const int win_lo = a.window > 0 ? maxpos - a.window + 1 : -(1 << 30); // p >= win_lo: inside every window
 
-    __half *wbuf = (__half *)(kvs + (size_t)warp * NS * SM::STAGE); // [stage][K 16 x D | V 16 x D]
+    __half *wbuf = (__half *)(kvs + (size_t)(pairm ? warp >> 1 : warp) * NSE * SM::STAGE); // [stage][K 16 x D | V 16 x D]
     const uint32_t wbuf_u = smem_u32(wbuf);
     const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
     // per-lane invariants of the block-aligned copy (chunk ch of rows r0 + RPI i, see issue)
@@ -1020,33 +1026,36 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
             constexpr int RPI = 32 / CH; // rows per round of the warp
             const size_t base = (((size_t)blk * a.n_kv + hk) * kvb + row_in(p0s)) * D + gl_off;
             const __half *kg = K + base, *vg = V + base;
-            const uint32_t sst = wbuf_u + (uint32_t)stage * SM::STAGE;
+            const uint32_t sst = wbuf_u + (uint32_t)stage * SM::STAGE + 2u * D * hb; // (rows from hb: 8 | 0 ^ (RPI i & 7) = same swizzle)
+            const __half *kh = kg + hb * D, *vh = vg + hb * D;
 #pragma unroll
             for (int i = 0; i < DEC_STEP / RPI; i++) {
+                if (pairm && i >= DEC_STEP / 2 / RPI) break; // (a paired warp: 8 rows)
                 const uint32_t d = sst + 2u * D * RPI * i + (sx ^ (16u * ((RPI * i) & 7)));
-                cp_async16u(d, kg + RPI * i * D);
-                cp_async16u(d + DEC_STEP * D * 2, vg + RPI * i * D);
+                cp_async16u(d, kh + RPI * i * D);
+                cp_async16u(d + DEC_STEP * D * 2, vh + RPI * i * D);
             }
             return;
         }
         const size_t row = ((size_t)blk * a.n_kv + hk) * kvb + row_in(pos_of(s));
 #pragma unroll
         for (int i = 0; i < DEC_STEP * CH / 32; i++) {
-            const int j = lane + 32 * i, rr = j / CH, ch = j % CH;
+            if (pairm && i >= DEC_STEP / 2 * CH / 32) break; // (a paired warp: rows hb .. hb + 7)
+            const int j = lane + 32 * i, rr = hb + j / CH, ch = j % CH;
             const size_t rw = __shfl_sync(0xffffffffu, (unsigned long long)row, rr);
             const int o = swz<D>(rr, ch * 8);
             cp_async16(kb + o, K + rw * D + ch * 8);
             cp_async16(vb + o, V + rw * D + ch * 8);
         }
     };
-    int s = s0 + warp;
+    int s = s0 + (pairm ? warp >> 1 : warp);
     int b0[DEC_NSMAX - 1];
 #pragma unroll
     for (int k = 0; k < DEC_NSMAX - 1; k++) {
-        const int sk = s + k * DEC_WARPS;
-        b0[k] = k < NS - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
+        const int sk = s + k * STR;
+        b0[k] = k < NSE - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
     }
-    int sn = s + (NS - 1) * DEC_WARPS;
+    int sn = s + (NSE - 1) * STR;
     int nblk = sn < s1 ? btab[blk_at(pos_of(sn))] : 0;
     // (ctl & 2, SPARKD_ATT8_PRE=1) the first steps whose 16 rows all precede every member's
     // position are copied before pdl_wait: the kernel before (qkv) writes only the rows at
@@ -1057,8 +1066,8 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     if (ctl & 2) {
 #pragma unroll
         for (int k = 0; k < DEC_NSMAX - 1; k++) {
-            const int sk = s + k * DEC_WARPS;
-            if (k >= NS - 1 || kpre < k || sk >= s1 || lo + (sk + 1) * DEC_STEP > minpos) break;
+            const int sk = s + k * STR;
+            if (k >= NSE - 1 || kpre < k || sk >= s1 || lo + (sk + 1) * DEC_STEP > minpos) break;
             issue(sk, b0[k], k);
             cp_commit();
             kpre = k + 1;
@@ -1078,9 +1087,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     }
 #pragma unroll
     for (int k = 0; k < DEC_NSMAX - 1; k++) {
-        if (k >= NS - 1) break;
+        if (k >= NSE - 1) break;
         if (k < kpre) continue; // (issued before the wait)
-        if (s + k * DEC_WARPS < s1) issue(s + k * DEC_WARPS, b0[k], k);
+        if (s + k * STR < s1) issue(s + k * STR, b0[k], k);
         cp_commit();
     }
 #pragma unroll
@@ -1096,7 +1105,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
-            const int r = mt * 16 + g + 8 * hh;
+            const int r = (mt + mt_off) * 16 + g + 8 * hh; // (mt_off: a paired warp's m-tile in slot 0)
             rpos[mt][hh] = r < R ? a.tiles[it.tile[r / G]].pos0 : -1;
         }
     __syncthreads();
@@ -1115,22 +1124,37 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     // Q and V (x4 / x4.trans: rows 0-7 / 8-15 x k halves): r = ((lane >> 3) & 1) 8 + (lane & 7), b = lane >> 4
     const uint32_t kx = 16u * (uint32_t)(((lane >> 3) & 1) ^ (lane & 7)), koff = 2u * D * (uint32_t)((lane >> 4) * 8 + (lane & 7));
     const uint32_t qx = 16u * (uint32_t)((lane >> 4) ^ (lane & 7)), qoff = 2u * D * (uint32_t)(((lane >> 3) & 1) * 8 + (lane & 7));
-    const uint32_t qb = smem_u32(qh) + qoff; // (Q lo at + DEC_ROWS * D * 2)
+    const uint32_t qb = smem_u32(qh) + qoff + mt_off * 32u * D; // (Q lo at + DEC_ROWS * D * 2)
     // the steps of this warp, specialized on MT (m-tiles) and FAST (one f16 for Q and P)
-    auto run = [&](auto mtc, auto fc) {
+    auto run = [&](auto mtc, auto fc, auto pc) {
         constexpr int MT = decltype(mtc)::value;
         constexpr bool FAST = decltype(fc)::value != 0;
-        for (int stage = 0; s < s1; s += DEC_WARPS) {
-            if (sn < s1) {
-                issue(sn, nblk, stage == 0 ? NS - 1 : stage - 1);
-                sn += DEC_WARPS;
-                if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
+        constexpr bool PAIR = decltype(pc)::value != 0; // (MT = 1, NSE = 4 stages a pair)
+        for (int stage = 0; s < s1; s += STR) {
+            if (PAIR) {
+                // this warp's copies of step s landed; the barrier makes the partner's visible
+                // and says both computed the stage refilled next (the previous step's)
+                cp_wait<2>();
+                if (warp >> 1) asm volatile("bar.sync 2, 64;\n" ::: "memory");
+                else asm volatile("bar.sync 1, 64;\n" ::: "memory");
+                if (sn < s1) {
+                    issue(sn, nblk, stage == 0 ? NSE - 1 : stage - 1);
+                    sn += STR;
+                    if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
+                }
+                cp_commit();
+            } else {
+                if (sn < s1) {
+                    issue(sn, nblk, stage == 0 ? NS - 1 : stage - 1);
+                    sn += STR;
+                    if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
+                }
+                cp_commit();
+                if (NS == 4) cp_wait<3>();
+                else if (NS == 3) cp_wait<2>();
+                else cp_wait<1>();
+                __syncwarp();
             }
-            cp_commit();
-            if (NS == 4) cp_wait<3>();
-            else if (NS == 3) cp_wait<2>();
-            else cp_wait<1>();
-            __syncwarp();
             const uint32_t kst = wbuf_u + (uint32_t)stage * SM::STAGE; // K rows; V at + DEC_STEP * D * 2
             const int p0 = lo + s * DEC_STEP;
             float sc[MT][2][4];
@@ -1247,18 +1271,20 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
                     }
                 }
             }
-            __syncwarp(); // this stage is refilled next iteration
-            stage = stage + 1 == NS ? 0 : stage + 1;
+            if (!PAIR) __syncwarp(); // this stage is refilled next iteration
+            stage = stage + 1 == NSE ? 0 : stage + 1;
         }
     };
-    if (R > 16) {
-        if (fast) run(dec_ic<2>(), dec_ic<1>());
-        else run(dec_ic<2>(), dec_ic<0>());
+    if (pairm) {
+        run(dec_ic<1>(), dec_ic<1>(), dec_ic<1>());
+    } else if (R > 16) {
+        if (fast) run(dec_ic<2>(), dec_ic<1>(), dec_ic<0>());
+        else run(dec_ic<2>(), dec_ic<0>(), dec_ic<0>());
     } else {
-        if (fast) run(dec_ic<1>(), dec_ic<1>());
-        else run(dec_ic<1>(), dec_ic<0>());
+        if (fast) run(dec_ic<1>(), dec_ic<1>(), dec_ic<0>());
+        else run(dec_ic<1>(), dec_ic<0>(), dec_ic<0>());
     }
-    const int nmt = R > 16 ? 2 : 1;
+    const int nmt = R > 16 && !pairm ? 2 : 1;
     cp_wait<0>();
     __syncthreads();
 
@@ -1274,6 +1300,17 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
             l += __shfl_xor_sync(0xffffffffu, l, 2);
             const int r = mt * 16 + g + 8 * hh;
             float *dst = part + ((size_t)warp * DEC_ROWS + r) * (D + 2);
+            if (pairm) { // (this warp's m-tile in slot 0 -> rows of m-tile mt_off; the other rows zero, weight 0)
+                const bool mine = mt == mt_off;
+                float lm = __shfl_xor_sync(0xffffffffu, lrow[0][hh], 1);
+                lm = lrow[0][hh] + lm;
+                lm += __shfl_xor_sync(0xffffffffu, lm, 2);
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+                    *(float2 *)(dst + n * 8 + 2 * c) = mine ? make_float2(o[0][n][2 * hh], o[0][n][2 * hh + 1]) : make_float2(0.0f, 0.0f);
+                if (c == 0) dst[D] = mine ? mrow[0][hh] : -INFINITY, dst[D + 1] = mine ? lm : 0.0f;
+                continue;
+            }
             if (mt < nmt) {
 #pragma unroll
                 for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[mt][n][2 * hh], o[mt][n][2 * hh + 1]);
@@ -1430,11 +1467,14 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 // SPARKD_ATT8_PRE=1: attn_dec3_kernel copies its first steps before pdl_wait where no kernel
 // of the step writes them (off by default: kern_util.cuh's rule allows only weights there).
 static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = DEC_ROWS, g_att8_pre = 0;
+// SPARKD_ATT8_PAIR=1: attn_dec3_kernel's items of more than 16 rows by warp pairs (see there; off by default).
+static int g_att8_pair = 0;
 static void dec_env() {
     if (g_dec_old >= 0) return;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
+    g_att8_pair = getenv("SPARKD_ATT8_PAIR") && atoi(getenv("SPARKD_ATT8_PAIR")) == 1;
     a8 = getenv("SPARKD_ATT8_ROWS");
     if (a8 && atoi(a8) >= 1 && atoi(a8) <= DEC_ROWS) g_dec_rows = atoi(a8);
     const char *ms = getenv("SPARKD_ATTN_DEC_MINSTEPS"); // (steps an item at least: 8 = the old plan's)
@@ -1459,7 +1499,7 @@ extern "C" int cuda_attn_dec_rows(int rows) {
 extern "C" int cuda_attn_dec_att8(int mode) {
     dec_env();
     const int was = g_att8;
-    if (mode >= 0 && mode <= 2) g_att8 = mode;
+    if (mode >= 0 && mode <= 3) g_att8 = mode;
     return was;
 }
 
@@ -1700,7 +1740,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         if (g_dec_exact) b.pf_fast = 0;
         if (g_att8)
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                                 (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0)));
+                                 (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8_pair || g_att8 == 3 ? 4 : 0)));
         else
             CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns));

@@ -334,7 +334,8 @@ int cuda_attn_dec_items(int n, int n_kv, int sms);
  * SPARKD_ATTN_DEC_OLD / SPARKD_ATTN_DEC_WAVES. Call before the plans it should change. */
 void cuda_attn_dec_tune(int old, int waves);
 /* The round-6 decode kernel (attn_dec3_kernel): mode 1 on (default), 0 attn_dec2_kernel
- * (SPARKD_ATT8=0), 2 the selftest's control (a wrong result); -1 unchanged. Returns the old mode. */
+ * (SPARKD_ATT8=0), 2 the selftest's control (a wrong result), 3 on with warp pairs for items of
+ * more than 16 rows (SPARKD_ATT8_PAIR=1); -1 unchanged. Returns the old mode. */
 int cuda_attn_dec_att8(int mode);
 /* Rows of a shared-prefix (cascade) item at most (32 default, SPARKD_ATT8_ROWS); returns the old. */
 int cuda_attn_dec_rows(int rows);

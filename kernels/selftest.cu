@@ -1364,7 +1364,7 @@ void test_attn(const attn_case &c) {
         report("attention dec3 control", shape, er > (c.fast ? 3e-3 : 5e-5) ? 0.0 : 1.0, 0.5, us, rc == 0, note);
         return;
     }
-    report(c.dec ? (c.fast ? (a8 ? "attention dec3 fast" : "attention dec fast") : a8 ? "attention dec3" : "attention dec")
+    report(c.dec ? (c.fast ? (a8 == 3 ? "attention dec3 pair fast" : a8 ? "attention dec3 fast" : "attention dec fast") : a8 ? "attention dec3" : "attention dec")
                  : c.fast ? "attention pf fast" : c.pf ? "attention pf" : "attention", shape, er,
            c.fast ? 3e-3 : c.dec || c.pf ? 5e-5 : 2e-5, us, rc == 0 && fin && f2);
 }
@@ -2016,7 +2016,8 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     // the engine's graphs: a launch overlaps the tail of the one before); then round 6's
     // attn_dec3_kernel (SPARKD_ATT8) exact / fast / fast + PDL / fast + PDL with cascade items of
     // 16 rows (SPARKD_ATT8_ROWS=16), and dec2 / dec3 fast + PDL timed as 10 calls back to back
-    // (per call: the launch gaps of a single timed call hidden, as in the engine's graph)
+    // (per call: the launch gaps of a single timed call hidden, as in the engine's graph), and
+    // dec3 fast + PDL with warp pairs on items of more than 16 rows (SPARKD_ATT8_PAIR=1)
     struct bmode { const char *name; int old, waves, fast, pdl, att8, rows, reps; };
     static const bmode bm[] = {
         {"", 0, 1, 0, -1, 0, 32, 1},
@@ -2032,6 +2033,7 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         {"att8 fast, PDL, cascade rows 16", 0, 1, 1, 1, 1, 16, 1},
         {"dec2 fast, PDL, per call of 10", 0, 1, 1, 1, 0, 32, 10},
         {"att8 fast, PDL, per call of 10", 0, 1, 1, 1, 1, 32, 10},
+        {"att8 fast, PDL, warp pairs", 0, 1, 1, 1, 3, 32, 1},
     };
     const int pdl0 = cuda_pdl_enabled();
     const int att8_0 = cuda_attn_dec_att8(-1), rows0 = cuda_attn_dec_rows(-1);
@@ -2444,6 +2446,14 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
                  0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; c.fast = 1; test_attn(c);
             cuda_attn_dec_rows(rows_was);
+            cuda_attn_dec_att8(3); // (warp pairs for the items of more than 16 rows, SPARKD_ATT8_PAIR=1)
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+                 0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; c.fast = 1; test_attn(c);
+            c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1, 1, 1}, {3000, 3001, 3010, 2999, 7}, 0, 1, 1,
+                 {0, 187, 187, 187, 0}}; c.fast = 1; test_attn(c);
+            c = {32, 8, 128, CUDA_KV_F16, 0, 1, 1, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1500, 1600, 1700, 1800, 1900, 2000,
+                 2100, 2200, 2300, 2400, 2500, 2600}, 0, 0, 1, {0, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90}}; c.fast = 1; test_attn(c);
+            dfree_all();
             cuda_attn_dec_att8(2);
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1}, {999, 4999}, 0, 0, 1}; test_attn(c); dfree_all(); break;
         }
