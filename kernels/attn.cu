@@ -1511,11 +1511,12 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 // resident CTAs (default 1); SPARKD_ATTN_DEC_MINSTEPS=n: >= n steps of 16 an item (default 8). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
 // of its one-f16 path at precision fast). Read once; cuda_attn_dec_tune sets old / waves (benches).
 // SPARKD_ATT8=0: attn_dec2_kernel (round 5) instead of attn_dec3_kernel (round 6), same plan.
-// SPARKD_ATT8_ROWS=16: cascade groups of at most 16 rows (one m-tile: 4 members at G = 4; a
-// shared prefix is then read by several groups, the later reads mostly from L2), default 32.
+// SPARKD_ATT8_ROWS=n: cascade groups of at most n rows; default 16 with attn_dec3_kernel (one
+// m-tile: 4 members at G = 4; a shared prefix is then read by several groups, the later reads
+// mostly from L2; GPU run 0: 32K b8 shared 54.4 -> 52.5 us, 4K 29.2 -> 24.8), 32 with dec2.
 // SPARKD_ATT8_PRE=1: attn_dec3_kernel copies its first steps before pdl_wait where no kernel
 // of the step writes them (off by default: kern_util.cuh's rule allows only weights there).
-static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = DEC_ROWS, g_att8_pre = 0;
+static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = 0, g_att8_pre = 0;
 // SPARKD_ATT8_PAIR=1: attn_dec3_kernel's items of more than 16 rows by warp pairs (see there; off by default).
 static int g_att8_pair = 0;
 static void dec_env() {
@@ -1542,7 +1543,7 @@ extern "C" void cuda_attn_dec_tune(int old, int waves) {
 extern "C" int cuda_attn_dec_rows(int rows) {
     dec_env();
     const int was = g_dec_rows;
-    if (rows >= 1 && rows <= DEC_ROWS) g_dec_rows = rows;
+    if (rows >= 0 && rows <= DEC_ROWS) g_dec_rows = rows; // (0: the default)
     return was;
 }
 extern "C" int cuda_attn_dec_att8(int mode) {
@@ -1627,7 +1628,7 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         return -1;
     memset(items, 0, (size_t)n_items * sizeof *items);
     dec_env();
-    const int grows = g_dec_rows; // (rows of a cascade item at most: 32, or 16 = one m-tile, SPARKD_ATT8_ROWS)
+    const int grows = g_dec_rows > 0 ? g_dec_rows : g_att8 ? 16 : DEC_ROWS; // (rows of a cascade item at most, SPARKD_ATT8_ROWS)
     const int gmax = grows / group < CUDA_ATTN_MEMBERS ? grows / group : CUDA_ATTN_MEMBERS;
     const int target = n_items - 2 * n_tiles; // items for the proportional split (cuda_attn_dec_items)
     // groups: tile i takes later ungrouped tiles (up to gmax members) whose table starts with

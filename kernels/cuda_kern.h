@@ -337,7 +337,8 @@ void cuda_attn_dec_tune(int old, int waves);
  * (SPARKD_ATT8=0), 2 the selftest's control (a wrong result), 3 on with warp pairs for items of
  * more than 16 rows (SPARKD_ATT8_PAIR=1); -1 unchanged. Returns the old mode. */
 int cuda_attn_dec_att8(int mode);
-/* Rows of a shared-prefix (cascade) item at most (32 default, SPARKD_ATT8_ROWS); returns the old. */
+/* Rows of a shared-prefix (cascade) item at most (0: the default, 16 with the round-6 kernel, 32
+ * with dec2; SPARKD_ATT8_ROWS); returns the old setting. */
 int cuda_attn_dec_rows(int rows);
 /* Partial slots per token for batches of up to max_seqs tokens. */
 int cuda_attn_dec_nsl(int max_seqs);
