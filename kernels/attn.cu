@@ -975,7 +975,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     const int g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
     const bool fast = a.pf_fast;
-    // (ctl & 4, SPARKD_ATT8_PAIR=1) items of more than 16 rows: warps pair up on one ring of 2 NS
+    // (ctl & 4, the default; SPARKD_ATT8_PAIR=0 off) items of more than 16 rows: warps pair up on one ring of 2 NS
     // stages; each warp copies half of every step's rows and computes one m-tile of it (a 4-row
     // item's work a warp), the pair's steps interleave with the other pair's
     const bool pairm = (ctl & 4) && R > 16 && NS == 2 && fast; // (precision fast only)
@@ -1511,20 +1511,22 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 // resident CTAs (default 1); SPARKD_ATTN_DEC_MINSTEPS=n: >= n steps of 16 an item (default 8). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
 // of its one-f16 path at precision fast). Read once; cuda_attn_dec_tune sets old / waves (benches).
 // SPARKD_ATT8=0: attn_dec2_kernel (round 5) instead of attn_dec3_kernel (round 6), same plan.
-// SPARKD_ATT8_ROWS=n: cascade groups of at most n rows; default 16 with attn_dec3_kernel (one
-// m-tile: 4 members at G = 4; a shared prefix is then read by several groups, the later reads
-// mostly from L2; GPU run 0: 32K b8 shared 54.4 -> 52.5 us, 4K 29.2 -> 24.8), 32 with dec2.
+// SPARKD_ATT8_ROWS=n: cascade groups of at most n rows (default 32; 16 = one m-tile, 4 members
+// at G = 4, the prefix then read by several groups: faster in the kernel bench of GPU run 0,
+// slower in the whole model of run 1, 32K b8 1,233 vs 1,275 tok/s).
 // SPARKD_ATT8_PRE=1: attn_dec3_kernel copies its first steps before pdl_wait where no kernel
 // of the step writes them (off by default: kern_util.cuh's rule allows only weights there).
 static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = 0, g_att8_pre = 0;
-// SPARKD_ATT8_PAIR=1: attn_dec3_kernel's items of more than 16 rows by warp pairs (see there; off by default).
-static int g_att8_pair = 0;
+// SPARKD_ATT8_PAIR=0: attn_dec3_kernel's items of more than 16 rows at precision fast by two
+// m-tiles a warp instead of warp pairs (see there; pairs by default since GPU run 1: 32K b8
+// 1,283.7 vs 1,274.7 tok/s).
+static int g_att8_pair = 1;
 static void dec_env() {
     if (g_dec_old >= 0) return;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
-    g_att8_pair = getenv("SPARKD_ATT8_PAIR") && atoi(getenv("SPARKD_ATT8_PAIR")) == 1;
+    g_att8_pair = !(getenv("SPARKD_ATT8_PAIR") && atoi(getenv("SPARKD_ATT8_PAIR")) == 0);
     a8 = getenv("SPARKD_ATT8_ROWS");
     if (a8 && atoi(a8) >= 1 && atoi(a8) <= DEC_ROWS) g_dec_rows = atoi(a8);
     const char *ms = getenv("SPARKD_ATTN_DEC_MINSTEPS"); // (steps an item at least: 8 = the old plan's)
@@ -1549,7 +1551,7 @@ extern "C" int cuda_attn_dec_rows(int rows) {
 extern "C" int cuda_attn_dec_att8(int mode) {
     dec_env();
     const int was = g_att8;
-    if (mode >= 0 && mode <= 3) g_att8 = mode;
+    if (mode >= 0 && mode <= 4) g_att8 = mode;
     return was;
 }
 
@@ -1628,7 +1630,7 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         return -1;
     memset(items, 0, (size_t)n_items * sizeof *items);
     dec_env();
-    const int grows = g_dec_rows > 0 ? g_dec_rows : g_att8 ? 16 : DEC_ROWS; // (rows of a cascade item at most, SPARKD_ATT8_ROWS)
+    const int grows = g_dec_rows > 0 ? g_dec_rows : DEC_ROWS; // (rows of a cascade item at most, SPARKD_ATT8_ROWS)
     const int gmax = grows / group < CUDA_ATTN_MEMBERS ? grows / group : CUDA_ATTN_MEMBERS;
     const int target = n_items - 2 * n_tiles; // items for the proportional split (cuda_attn_dec_items)
     // groups: tile i takes later ungrouped tiles (up to gmax members) whose table starts with
@@ -1790,7 +1792,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         if (g_dec_exact) b.pf_fast = 0;
         if (g_att8) {
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                                 (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8_pair || g_att8 == 3 ? 4 : 0)));
+                                 (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8 == 3 || (g_att8 != 4 && g_att8_pair) ? 4 : 0)));
             if (a->plan_nsl > 16) { // (up to 16 slots: combine2's one round already)
                 CUDA_TRY(cuda_launch(attn_dec_combine3<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
                 return 0;

@@ -335,10 +335,11 @@ int cuda_attn_dec_items(int n, int n_kv, int sms);
 void cuda_attn_dec_tune(int old, int waves);
 /* The round-6 decode kernel (attn_dec3_kernel): mode 1 on (default), 0 attn_dec2_kernel
  * (SPARKD_ATT8=0), 2 the selftest's control (a wrong result), 3 on with warp pairs for items of
- * more than 16 rows (SPARKD_ATT8_PAIR=1); -1 unchanged. Returns the old mode. */
+ * more than 16 rows, 4 on without them (1: pairs unless SPARKD_ATT8_PAIR=0); -1 unchanged.
+ * Returns the old mode. */
 int cuda_attn_dec_att8(int mode);
-/* Rows of a shared-prefix (cascade) item at most (0: the default, 16 with the round-6 kernel, 32
- * with dec2; SPARKD_ATT8_ROWS); returns the old setting. */
+/* Rows of a shared-prefix (cascade) item at most (0: the default, 32; SPARKD_ATT8_ROWS); returns
+ * the old setting. */
 int cuda_attn_dec_rows(int rows);
 /* Partial slots per token for batches of up to max_seqs tokens. */
 int cuda_attn_dec_nsl(int max_seqs);

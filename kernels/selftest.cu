@@ -2014,11 +2014,11 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     // then two: SPARKD_ATTN_DEC_WAVES); the round-3 attn_dec_kernel and plan (SPARKD_ATTN_DEC_OLD=1);
     // dec2 at precision fast; new and round 3 again with programmatic dependent launch on (as
     // the engine's graphs: a launch overlaps the tail of the one before); then round 6's
-    // attn_dec3_kernel (SPARKD_ATT8) exact / fast / fast + PDL (cascade items of 16 rows, its
-    // default) / fast + PDL with cascade items of 32 rows (SPARKD_ATT8_ROWS=32), and dec2 / dec3
-    // fast + PDL timed as 10 calls back to back
+    // attn_dec3_kernel (SPARKD_ATT8) exact / fast / fast + PDL (32-row cascade items by warp
+    // pairs, its default) / fast + PDL with cascade items of 16 rows (SPARKD_ATT8_ROWS=16), and
+    // dec2 / dec3 fast + PDL timed as 10 calls back to back
     // (per call: the launch gaps of a single timed call hidden, as in the engine's graph), and
-    // dec3 fast + PDL with 32-row items by warp pairs (SPARKD_ATT8_ROWS=32 SPARKD_ATT8_PAIR=1)
+    // dec3 fast + PDL with 32-row items by two m-tiles a warp (SPARKD_ATT8_PAIR=0)
     struct bmode { const char *name; int old, waves, fast, pdl, att8, rows, reps; };
     static const bmode bm[] = {
         {"", 0, 1, 0, -1, 0, 32, 1},
@@ -2031,10 +2031,10 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         {"att8 (dec3)", 0, 1, 0, -1, 1, 0, 1},
         {"att8 fast (dec3, one f16)", 0, 1, 1, -1, 1, 0, 1},
         {"att8 fast, PDL", 0, 1, 1, 1, 1, 0, 1},
-        {"att8 fast, PDL, cascade rows 32", 0, 1, 1, 1, 1, 32, 1},
+        {"att8 fast, PDL, cascade rows 16", 0, 1, 1, 1, 1, 16, 1},
         {"dec2 fast, PDL, per call of 10", 0, 1, 1, 1, 0, 32, 10},
         {"att8 fast, PDL, per call of 10", 0, 1, 1, 1, 1, 0, 10},
-        {"att8 fast, PDL, rows 32, warp pairs", 0, 1, 1, 1, 3, 32, 1},
+        {"att8 fast, PDL, no warp pairs", 0, 1, 1, 1, 4, 0, 1},
     };
     const int pdl0 = cuda_pdl_enabled();
     const int att8_0 = cuda_attn_dec_att8(-1), rows0 = cuda_attn_dec_rows(-1);
@@ -2441,8 +2441,8 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         const int att8_was = cuda_attn_dec_att8(-1);
         for (int att8 = 0; att8 < 3; att8++) {
         cuda_attn_dec_att8(att8);
-        if (att8 == 2) { // (dec3 with 32-row cascade items: two m-tiles, then by warp pairs; then the control)
-            cuda_attn_dec_att8(1);
+        if (att8 == 2) { // (dec3: 32-row cascade items by two m-tiles a warp, 16-row items, warp pairs; then the control)
+            cuda_attn_dec_att8(4);
             const int rows_was = cuda_attn_dec_rows(32);
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
                  0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; test_attn(c);
@@ -2451,6 +2451,11 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
                  2100, 2200, 2300, 2400, 2500, 2600}, 0, 0, 1, {0, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90}}; test_attn(c);
             c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1, 1, 1}, {3000, 3001, 3010, 2999, 7}, 0, 1, 1,
                  {0, 187, 187, 187, 0}}; test_attn(c);
+            cuda_attn_dec_att8(1);
+            cuda_attn_dec_rows(16); // (SPARKD_ATT8_ROWS=16)
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+                 0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; c.fast = 1; test_attn(c);
+            cuda_attn_dec_rows(32);
             dfree_all();
             cuda_attn_dec_att8(3); // (warp pairs for the items of more than 16 rows, SPARKD_ATT8_PAIR=1)
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
