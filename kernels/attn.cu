@@ -917,6 +917,445 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec2_kernel(const cuda
     }
 }
 
+// ---------------------------------------------------------------- decode, round 6 (att8)
+//
+// attn_dec3_kernel: attn_dec2_kernel's contract, plan, smem layout and pipeline (NS stages a
+// warp, XOR-swizzled rows), with the per-step instruction count cut (SASS of dec2's step at
+// 32 rows: ~1,300 instructions, 128 HMMA of them; the cascade pass ran at 34% of the probe):
+// - the step's loop is specialized on the m-tiles (1: <= 16 rows, 2: <= 32) and on precision
+//   fast (Q, P one f16): dec2 branched on both inside every k-step and every P.V tile, which
+//   serialized each ldmatrix -> HMMA pair; here every branch is outside the step;
+// - exp2 by ex2.approx.ftz (dec2's exp2f: ~10 instructions of denormal handling each; the
+//   weights below 2^-126 of the row max become 0, below every tolerance);
+// - the causal / window mask only on steps that need it (uniform test per step: the last
+//   step of a range, window layers): the other steps skip ~60 compares and selects;
+// - O rescaled only when a row's max moved (one warp vote a step; exact: the skipped factor
+//   is exp2(0) = 1), 64-128 FMULs a step saved once the maxima settle;
+// - a step that lies inside one KV block (kv_block a multiple of 16, the range 16-aligned:
+//   every step but a range's last) copies its rows from one base address per lane, no shuffles;
+// - the CTA's partials merge in parallel (all threads over rows x dims, per-row weights and
+//   destinations staged in shared memory) instead of one row at a time (32 rows in a cascade
+//   item: 32 serial rounds of global loads of the plan before).
+// ctl: bit 0 (selftest control only) the partial sums written halved, so the results must
+// miss; bit 1 (SPARKD_ATT8_PRE=1) the first copies of rows before every member's position
+// issued before pdl_wait (see there).
+__device__ __forceinline__ float ex2a(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+template <int V> struct dec_ic { static constexpr int value = V; };
+// (shared-window addresses as u32: the swizzled offsets below are computed once per thread)
+__device__ __forceinline__ void cp_async16u(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void ldsm4u(uint32_t *r, uint32_t p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
+}
+__device__ __forceinline__ void ldsm4tu(uint32_t *r, uint32_t p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
+}
+
+template <int D>
+__global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda_attn_args a, const int NS, const int ctl) {
+    using SM = dec2_smem<D>;
+    constexpr int NT = D / 8; // dim n-tiles of O
+    extern __shared__ __align__(16) uint8_t dsm[];
+    __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * D;
+    uint8_t *kvs = dsm + SM::Q;
+    pdl_trigger();
+    // (the plan, tiles and block tables: host copies, read before pdl_wait as in dec2)
+    const int cta = blockIdx.x + blockIdx.y * gridDim.x;
+    const cuda_attn_item &it = a.plan[cta / a.n_kv];
+    if (it.n <= 0) return;
+    const int hk = cta % a.n_kv, G = a.n_head / a.n_kv, R = it.n * G;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c = lane & 3;
+    const float qsc = a.scale * 1.4426950408889634f;
+    const bool fast = a.pf_fast;
+    // (ctl & 4, the default; SPARKD_ATT8_PAIR=0 off) items of more than 16 rows: warps pair up on one ring of 2 NS
+    // stages; each warp copies half of every step's rows and computes one m-tile of it (a 4-row
+    // item's work a warp), the pair's steps interleave with the other pair's
+    const bool pairm = (ctl & 4) && R > 16 && NS == 2 && fast; // (precision fast only)
+    const int STR = pairm ? 2 : DEC_WARPS, NSE = pairm ? 2 * NS : NS, hb = pairm ? (warp & 1) * 8 : 0;
+    const int mt_off = pairm ? (warp & 1) : 0; // (the m-tile of a paired warp)
+
+    int minpos = 1 << 30, maxpos = 0;
+    for (int m = 0; m < it.n; m++) {
+        const int p = a.tiles[it.tile[m]].pos0;
+        minpos = min(minpos, p);
+        maxpos = max(maxpos, p);
+    }
+    int lo = it.p0, hi = min(it.p1, maxpos + 1);
+    if (a.window > 0) lo = max(lo, minpos - a.window + 1);
+    const int nsteps_all = hi > lo ? (hi - lo + DEC_STEP - 1) / DEC_STEP : 0;
+    const int per = (nsteps_all + it.nparts - 1) / it.nparts;
+    const int s0 = it.part * per, s1 = min(nsteps_all, s0 + per);
+    const int seq0 = a.tiles[it.tile[0]].seq;
+    const int32_t *btab = a.block_tables + (size_t)seq0 * a.max_blocks;
+    const int kvb = a.kv_block;
+    const bool kpow2 = (kvb & (kvb - 1)) == 0;
+    const int ksh = __ffs(kvb) - 1;
+    auto blk_at = [&](int p) { return kpow2 ? p >> ksh : p / kvb; };
+    auto row_in = [&](int p) { return kpow2 ? p & (kvb - 1) : p % kvb; };
+    // steps inside one block: blocks of a multiple of 16 rows and a 16-aligned range
+    const bool alig = kvb % DEC_STEP == 0 && lo % DEC_STEP == 0;
+    // steps from p0 up to (excluded) nomask_end need no mask: every member attends to all of
+    // them (p < hi, p <= the lowest member position, inside every member's window)
+    const int nomask_end = min(hi, minpos + 1);
+    const int win_lo = a.window > 0 ? maxpos - a.window + 1 : -(1 << 30); // p >= win_lo: inside every window
+
+    __half *wbuf = (__half *)(kvs + (size_t)(pairm ? warp >> 1 : warp) * NSE * SM::STAGE); // [stage][K 16 x D | V 16 x D]
+    const uint32_t wbuf_u = smem_u32(wbuf);
+    const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+    // per-lane invariants of the block-aligned copy (chunk ch of rows r0 + RPI i, see issue)
+    const int gl_r0 = lane / (D / 8), gl_ch = lane % (D / 8);
+    const int gl_off = gl_r0 * D + gl_ch * 8;
+    const uint32_t sx = 16u * (uint32_t)(gl_ch ^ gl_r0) + 2u * D * (uint32_t)gl_r0;
+    auto pos_of = [&](int s) { return min(lo + s * DEC_STEP + (lane & 15), hi - 1); };
+    auto issue = [&](int s, int blk, int stage) {
+        __half *kb = wbuf + (size_t)stage * 2 * DEC_STEP * D, *vb = kb + DEC_STEP * D;
+        constexpr int CH = D / 8;
+        const int p0s = lo + s * DEC_STEP;
+        if (alig && p0s + DEC_STEP <= hi) {
+            // rows row_in(p0s) .. + 15 of block blk (every lane holds that block's id): lane
+            // copies chunk ch of rows r0 + RPI i; its swizzled byte offset in the stage is
+            // 2 D (r0 + RPI i) + (16 (ch ^ r0) ^ 16 ((RPI i) & 7)) (r0 < RPI: no carries)
+            constexpr int RPI = 32 / CH; // rows per round of the warp
+            const size_t base = (((size_t)blk * a.n_kv + hk) * kvb + row_in(p0s)) * D + gl_off;
+            const __half *kg = K + base, *vg = V + base;
+            const uint32_t sst = wbuf_u + (uint32_t)stage * SM::STAGE + 2u * D * hb; // (rows from hb: 8 | 0 ^ (RPI i & 7) = same swizzle)
+            const __half *kh = kg + hb * D, *vh = vg + hb * D;
+#pragma unroll
+            for (int i = 0; i < DEC_STEP / RPI; i++) {
+                if (pairm && i >= DEC_STEP / 2 / RPI) break; // (a paired warp: 8 rows)
+                const uint32_t d = sst + 2u * D * RPI * i + (sx ^ (16u * ((RPI * i) & 7)));
+                cp_async16u(d, kh + RPI * i * D);
+                cp_async16u(d + DEC_STEP * D * 2, vh + RPI * i * D);
+            }
+            return;
+        }
+        const size_t row = ((size_t)blk * a.n_kv + hk) * kvb + row_in(pos_of(s));
+#pragma unroll
+        for (int i = 0; i < DEC_STEP * CH / 32; i++) {
+            if (pairm && i >= DEC_STEP / 2 * CH / 32) break; // (a paired warp: rows hb .. hb + 7)
+            const int j = lane + 32 * i, rr = hb + j / CH, ch = j % CH;
+            const size_t rw = __shfl_sync(0xffffffffu, (unsigned long long)row, rr);
+            const int o = swz<D>(rr, ch * 8);
+            cp_async16(kb + o, K + rw * D + ch * 8);
+            cp_async16(vb + o, V + rw * D + ch * 8);
+        }
+    };
+    int s = s0 + (pairm ? warp >> 1 : warp);
+    int b0[DEC_NSMAX - 1];
+#pragma unroll
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        const int sk = s + k * STR;
+        b0[k] = k < NSE - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
+    }
+    int sn = s + (NSE - 1) * STR;
+    int nblk = sn < s1 ? btab[blk_at(pos_of(sn))] : 0;
+    // (ctl & 2, SPARKD_ATT8_PRE=1) the first steps whose 16 rows all precede every member's
+    // position are copied before pdl_wait: the kernel before (qkv) writes only the rows at
+    // the members' positions, earlier rows were final when the step began (the engine
+    // synchronizes every step; blocks shared by several sequences hold only their common
+    // history). The other first steps are issued after the wait as before.
+    int kpre = 0;
+    if (ctl & 2) {
+#pragma unroll
+        for (int k = 0; k < DEC_NSMAX - 1; k++) {
+            const int sk = s + k * STR;
+            if (k >= NSE - 1 || kpre < k || sk >= s1 || lo + (sk + 1) * DEC_STEP > minpos) break;
+            issue(sk, b0[k], k);
+            cp_commit();
+            kpre = k + 1;
+        }
+    }
+    pdl_wait();
+    constexpr int QI = DEC_ROWS * (D / 2) / (DEC_WARPS * 32);
+    float2 qv[QI];
+#pragma unroll
+    for (int k = 0; k < QI; k++) {
+        const int idx = threadIdx.x + k * DEC_WARPS * 32, r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        qv[k] = make_float2(0.0f, 0.0f);
+        if (r < R) {
+            const float *q = a.q + (size_t)a.tiles[it.tile[r / G]].t0 * a.ldq + (size_t)(hk * G + r % G) * D + d;
+            qv[k] = make_float2(q[0], q[1]);
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        if (k >= NSE - 1) break;
+        if (k < kpre) continue; // (issued before the wait)
+        if (s + k * STR < s1) issue(s + k * STR, b0[k], k);
+        cp_commit();
+    }
+#pragma unroll
+    for (int k = 0; k < QI; k++) {
+        const int idx = threadIdx.x + k * DEC_WARPS * 32, r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        uint32_t h_, l_;
+        split2(qv[k].x * qsc, qv[k].y * qsc, h_, l_);
+        *(uint32_t *)(qh + swz<D>(r, d)) = h_;
+        *(uint32_t *)(ql + swz<D>(r, d)) = l_;
+    }
+    int rpos[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = (mt + mt_off) * 16 + g + 8 * hh; // (mt_off: a paired warp's m-tile in slot 0)
+            rpos[mt][hh] = r < R ? a.tiles[it.tile[r / G]].pos0 : -1;
+        }
+    __syncthreads();
+
+    float o[2][NT][4], mrow[2][2], lrow[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) mrow[mt][hh] = -INFINITY, lrow[mt][hh] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+    }
+    // ldmatrix addresses: byte offset of (row r, 16-byte chunk k) in a swizzled [.][D] f16
+    // buffer = 2 D r + 16 (k ^ (r & 7)); with k = 2 ks + b: 2 D r + (16 (b ^ (r & 7)) ^ 32 ks)
+    // K (x4: positions 0-7 / 8-15 x k halves): r = (lane >> 4) 8 + (lane & 7), b = (lane >> 3) & 1
+    // Q and V (x4 / x4.trans: rows 0-7 / 8-15 x k halves): r = ((lane >> 3) & 1) 8 + (lane & 7), b = lane >> 4
+    const uint32_t kx = 16u * (uint32_t)(((lane >> 3) & 1) ^ (lane & 7)), koff = 2u * D * (uint32_t)((lane >> 4) * 8 + (lane & 7));
+    const uint32_t qx = 16u * (uint32_t)((lane >> 4) ^ (lane & 7)), qoff = 2u * D * (uint32_t)(((lane >> 3) & 1) * 8 + (lane & 7));
+    const uint32_t qb = smem_u32(qh) + qoff + mt_off * 32u * D; // (Q lo at + DEC_ROWS * D * 2)
+    // the steps of this warp, specialized on MT (m-tiles) and FAST (one f16 for Q and P)
+    auto run = [&](auto mtc, auto fc, auto pc) {
+        constexpr int MT = decltype(mtc)::value;
+        constexpr bool FAST = decltype(fc)::value != 0;
+        constexpr bool PAIR = decltype(pc)::value != 0; // (MT = 1, NSE = 4 stages a pair)
+        for (int stage = 0; s < s1; s += STR) {
+            if (PAIR) {
+                // this warp's copies of step s landed; the barrier makes the partner's visible
+                // and says both computed the stage refilled next (the previous step's)
+                cp_wait<2>();
+                if (warp >> 1) asm volatile("bar.sync 2, 64;\n" ::: "memory");
+                else asm volatile("bar.sync 1, 64;\n" ::: "memory");
+                if (sn < s1) {
+                    issue(sn, nblk, stage == 0 ? NSE - 1 : stage - 1);
+                    sn += STR;
+                    if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
+                }
+                cp_commit();
+            } else {
+                if (sn < s1) {
+                    issue(sn, nblk, stage == 0 ? NS - 1 : stage - 1);
+                    sn += STR;
+                    if (sn < s1) nblk = btab[blk_at(pos_of(sn))];
+                }
+                cp_commit();
+                if (NS == 4) cp_wait<3>();
+                else if (NS == 3) cp_wait<2>();
+                else cp_wait<1>();
+                __syncwarp();
+            }
+            const uint32_t kst = wbuf_u + (uint32_t)stage * SM::STAGE; // K rows; V at + DEC_STEP * D * 2
+            const int p0 = lo + s * DEC_STEP;
+            float sc[MT][2][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++) sc[mt][nt][0] = sc[mt][nt][1] = sc[mt][nt][2] = sc[mt][nt][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ks++) {
+                uint32_t kf[4];
+                ldsm4u(kf, kst + koff + (kx ^ (32u * ks)));
+                if (FAST || MT == 1) {
+                    uint32_t ah[MT][4], al[MT][4];
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        const uint32_t qa = qb + mt * 32u * D + (qx ^ (32u * ks));
+                        ldsm4u(ah[mt], qa);
+                        if (!FAST) ldsm4u(al[mt], qa + DEC_ROWS * D * 2);
+                    }
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(sc[mt][0], ah[mt], kf[0], kf[1]);
+                        mma16816(sc[mt][1], ah[mt], kf[2], kf[3]);
+                        if (!FAST) {
+                            mma16816(sc[mt][0], al[mt], kf[0], kf[1]);
+                            mma16816(sc[mt][1], al[mt], kf[2], kf[3]);
+                        }
+                    }
+                } else { // (32 rows, hi + lo: one A fragment live at a time, fewer registers)
+#pragma unroll
+                    for (int hl = 0; hl < 2; hl++)
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++) {
+                            uint32_t af[4];
+                            ldsm4u(af, qb + mt * 32u * D + (qx ^ (32u * ks)) + hl * DEC_ROWS * D * 2);
+                            mma16816(sc[mt][0], af, kf[0], kf[1]);
+                            mma16816(sc[mt][1], af, kf[2], kf[3]);
+                        }
+                }
+            }
+            const bool full = p0 + DEC_STEP <= nomask_end && p0 >= win_lo; // (uniform)
+            float corr[MT][2], v[MT][2][4];
+            bool moved = false;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+#pragma unroll
+                    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) v[mt][hh][nt * 2 + e] = sc[mt][nt][2 * hh + e];
+                    if (!full) {
+                        const int pr = rpos[mt][hh];
+#pragma unroll
+                        for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                const int p = p0 + nt * 8 + 2 * c + e;
+                                const bool ok = p < hi && p <= pr && (a.window <= 0 || p > pr - a.window);
+                                if (!ok) v[mt][hh][nt * 2 + e] = -INFINITY;
+                            }
+                    }
+                    float mx = fmaxf(fmaxf(v[mt][hh][0], v[mt][hh][1]), fmaxf(v[mt][hh][2], v[mt][hh][3]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    const float mo = mrow[mt][hh], mn = fmaxf(mo, mx);
+                    corr[mt][hh] = mo == mn ? 1.0f : ex2a(mo - mn); // (mo = -inf < mn: 0)
+                    moved |= mo != mn;
+                    mrow[mt][hh] = mn;
+                    float ps = 0.0f;
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        v[mt][hh][i] = mn == -INFINITY ? 0.0f : ex2a(v[mt][hh][i] - mn);
+                        ps += v[mt][hh][i];
+                    }
+                    lrow[mt][hh] = lrow[mt][hh] * corr[mt][hh] + ps;
+                }
+            }
+            if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+                        for (int n = 0; n < NT; n++) o[mt][n][2 * hh] *= corr[mt][hh], o[mt][n][2 * hh + 1] *= corr[mt][hh];
+            }
+            uint32_t ph[MT][4], pl[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    if (FAST) {
+                        const __half2 h0 = __floats2half2_rn(v[mt][hh][0], v[mt][hh][1]);
+                        const __half2 h1 = __floats2half2_rn(v[mt][hh][2], v[mt][hh][3]);
+                        ph[mt][hh] = *(const uint32_t *)&h0;
+                        ph[mt][2 + hh] = *(const uint32_t *)&h1;
+                        pl[mt][hh] = pl[mt][2 + hh] = 0u;
+                    } else {
+                        split2(v[mt][hh][0], v[mt][hh][1], ph[mt][hh], pl[mt][hh]);
+                        split2(v[mt][hh][2], v[mt][hh][3], ph[mt][2 + hh], pl[mt][2 + hh]);
+                    }
+                }
+#pragma unroll
+            for (int j = 0; j < D / 16; j++) {
+                uint32_t vf[4];
+                ldsm4tu(vf, kst + DEC_STEP * D * 2 + qoff + (qx ^ (32u * j)));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(o[mt][2 * j], ph[mt], vf[0], vf[1]);
+                    mma16816(o[mt][2 * j + 1], ph[mt], vf[2], vf[3]);
+                    if (!FAST) {
+                        mma16816(o[mt][2 * j], pl[mt], vf[0], vf[1]);
+                        mma16816(o[mt][2 * j + 1], pl[mt], vf[2], vf[3]);
+                    }
+                }
+            }
+            if (!PAIR) __syncwarp(); // this stage is refilled next iteration
+            stage = stage + 1 == NSE ? 0 : stage + 1;
+        }
+    };
+    if (pairm) {
+        run(dec_ic<1>(), dec_ic<1>(), dec_ic<1>());
+    } else if (R > 16) {
+        if (fast) run(dec_ic<2>(), dec_ic<1>(), dec_ic<0>());
+        else run(dec_ic<2>(), dec_ic<0>(), dec_ic<0>());
+    } else {
+        if (fast) run(dec_ic<1>(), dec_ic<1>(), dec_ic<0>());
+        else run(dec_ic<1>(), dec_ic<0>(), dec_ic<0>());
+    }
+    const int nmt = R > 16 && !pairm ? 2 : 1;
+    cp_wait<0>();
+    __syncthreads();
+
+    // the 4 warps' partials -> smem [warp][row][D + 2] (the K/V ring), then merged by all
+    // threads: row stats and weights first (threads < R), then rows x dims in float2 units
+    float *part = (float *)kvs;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float l = lrow[mt][hh];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int r = mt * 16 + g + 8 * hh;
+            float *dst = part + ((size_t)warp * DEC_ROWS + r) * (D + 2);
+            if (pairm) { // (this warp's m-tile in slot 0 -> rows of m-tile mt_off; the other rows zero, weight 0)
+                const bool mine = mt == mt_off;
+                float lm = __shfl_xor_sync(0xffffffffu, lrow[0][hh], 1);
+                lm = lrow[0][hh] + lm;
+                lm += __shfl_xor_sync(0xffffffffu, lm, 2);
+#pragma unroll
+                for (int n = 0; n < NT; n++)
+                    *(float2 *)(dst + n * 8 + 2 * c) = mine ? make_float2(o[0][n][2 * hh], o[0][n][2 * hh + 1]) : make_float2(0.0f, 0.0f);
+                if (c == 0) dst[D] = mine ? mrow[0][hh] : -INFINITY, dst[D + 1] = mine ? lm : 0.0f;
+                continue;
+            }
+            if (mt < nmt) {
+#pragma unroll
+                for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[mt][n][2 * hh], o[mt][n][2 * hh + 1]);
+            }
+            if (c == 0) dst[D] = mt < nmt ? mrow[mt][hh] : -INFINITY, dst[D + 1] = mt < nmt ? l : 0.0f;
+        }
+    }
+    // (Q is no longer read: its space holds the merge weights [warp][row] and row offsets)
+    float *cw = (float *)dsm;                                        // [DEC_WARPS][DEC_ROWS]
+    unsigned long long *doff = (unsigned long long *)(cw + DEC_WARPS * DEC_ROWS); // [DEC_ROWS]
+    __syncthreads();
+    if (threadIdx.x < R) {
+        const int r = threadIdx.x;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) mx = fmaxf(mx, part[((size_t)w * DEC_ROWS + r) * (D + 2) + D]);
+        float ls = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float *src = part + ((size_t)w * DEC_ROWS + r) * (D + 2);
+            const float wt = src[D] == -INFINITY ? 0.0f : ex2a(src[D] - mx);
+            cw[w * DEC_ROWS + r] = wt;
+            ls += src[D + 1] * wt;
+        }
+        const int mem = r / G, h = hk * G + r % G;
+        const size_t off = (((size_t)a.tiles[it.tile[mem]].t0 * a.n_head + h) * a.plan_nsl + it.slot[mem]) * (D + 2);
+        doff[r] = off;
+        a.work[off + D] = mx;
+        a.work[off + D + 1] = (ctl & 1) ? 0.5f * ls : ls;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < R * (D / 2); idx += blockDim.x) {
+        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        float2 acc = make_float2(0.0f, 0.0f);
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float wt = cw[w * DEC_ROWS + r];
+            const float2 x = *(const float2 *)(part + ((size_t)w * DEC_ROWS + r) * (D + 2) + d);
+            acc.x += wt * x.x;
+            acc.y += wt * x.y;
+        }
+        *(float2 *)(a.work + doff[r] + d) = acc;
+    }
+}
+
 // grid (n_tiles, n_head), D threads: merges the plan_nslot[tile] partials of the tile's
 // token and head h (log2 units), adds the sink, writes the output row.
 template <int D>
@@ -1013,6 +1452,55 @@ __global__ __launch_bounds__(D) void attn_dec_combine2(const cuda_attn_args a) {
     row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
 }
 
+// attn_dec_combine2 with 40 slots a round (att8): a token's (max, sum, value) loads of up to 40
+// slots issued at once, so the 33-34 slots of a 32K token (b1, b8) take one memory latency
+// instead of ceil(ns / 16) = 3; more slots (up to plan_nsl = 64) take a second round.
+template <int D>
+__global__ __launch_bounds__(D) void attn_dec_combine3(const cuda_attn_args a) {
+    constexpr int U = 40;
+    pdl_trigger();
+    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x; // (host copies: before the wait)
+    const int ns = a.plan_nslot[blockIdx.x];
+    if (ns <= 0) return;
+    pdl_wait();
+    const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (D + 2);
+    float M = -INFINITY, L = 0.0f, acc = 0.0f;
+    for (int s0 = 0; s0 < ns; s0 += U) {
+        float m[U], l[U], x[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float *p = part + (size_t)(s0 + u) * (D + 2);
+            const bool in = s0 + u < ns;
+            m[u] = in ? p[D] : -INFINITY;
+            l[u] = in ? p[D + 1] : 0.0f;
+            x[u] = in ? p[d] : 0.0f;
+        }
+        float cm = M;
+#pragma unroll
+        for (int u = 0; u < U; u++) cm = fmaxf(cm, m[u]);
+        if (cm == -INFINITY) continue; // (no positions yet)
+        const float r = M == -INFINITY ? 0.0f : exp2f(M - cm);
+        acc *= r;
+        L *= r;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float w = m[u] == -INFINITY ? 0.0f : exp2f(m[u] - cm);
+            acc += w * x[u];
+            L += w * l[u];
+        }
+        M = cm;
+    }
+    if (a.sinks) {
+        const float sk = a.sinks[h] * 1.4426950408889634f, M2 = fmaxf(M, sk);
+        const float r = M == -INFINITY ? 0.0f : exp2f(M - M2);
+        acc *= r;
+        L = L * r + exp2f(sk - M2);
+    }
+    const float v = L > 0.0f ? acc / L : 0.0f;
+    float *row = a.out + (size_t)t * a.ldo;
+    row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
+}
+
 extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type) {
     return kv_type == CUDA_KV_F16 && (head_dim == 64 || head_dim == 128) && n_kv > 0 && n_head % n_kv == 0 &&
            n_head / n_kv <= DEC_ROWS;
@@ -1022,9 +1510,25 @@ extern "C" int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type)
 // A/B of attn_dec2_kernel. SPARKD_ATTN_DEC_WAVES=N: the new plan sizes the grid to N waves of
 // resident CTAs (default 1); SPARKD_ATTN_DEC_MINSTEPS=n: >= n steps of 16 an item (default 8). SPARKD_ATTN_DEC_EXACT=1: attn_dec2_kernel ignores pf_fast (the A/B
 // of its one-f16 path at precision fast). Read once; cuda_attn_dec_tune sets old / waves (benches).
-static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8;
+// SPARKD_ATT8=0: attn_dec2_kernel (round 5) instead of attn_dec3_kernel (round 6), same plan.
+// SPARKD_ATT8_ROWS=n: cascade groups of at most n rows (default 32; 16 = one m-tile, 4 members
+// at G = 4, the prefix then read by several groups: faster in the kernel bench of GPU run 0,
+// slower in the whole model of run 1, 32K b8 1,233 vs 1,275 tok/s).
+// SPARKD_ATT8_PRE=1: attn_dec3_kernel copies its first steps before pdl_wait where no kernel
+// of the step writes them (off by default: kern_util.cuh's rule allows only weights there).
+static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8, g_att8 = 1, g_dec_rows = 0, g_att8_pre = 0;
+// SPARKD_ATT8_PAIR=0: attn_dec3_kernel's items of more than 16 rows at precision fast by two
+// m-tiles a warp instead of warp pairs (see there; pairs by default since GPU run 1: 32K b8
+// 1,283.7 vs 1,274.7 tok/s).
+static int g_att8_pair = 1;
 static void dec_env() {
     if (g_dec_old >= 0) return;
+    const char *a8 = getenv("SPARKD_ATT8");
+    g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
+    g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
+    g_att8_pair = !(getenv("SPARKD_ATT8_PAIR") && atoi(getenv("SPARKD_ATT8_PAIR")) == 0);
+    a8 = getenv("SPARKD_ATT8_ROWS");
+    if (a8 && atoi(a8) >= 1 && atoi(a8) <= DEC_ROWS) g_dec_rows = atoi(a8);
     const char *ms = getenv("SPARKD_ATTN_DEC_MINSTEPS"); // (steps an item at least: 8 = the old plan's)
     if (ms && atoi(ms) >= 1 && atoi(ms) <= 64) g_dec_minsteps = atoi(ms);
     g_dec_exact = getenv("SPARKD_ATTN_DEC_EXACT") != NULL; // (pf_fast ignored: hi + lo at precision fast too)
@@ -1037,6 +1541,18 @@ extern "C" void cuda_attn_dec_tune(int old, int waves) {
     dec_env();
     if (old >= 0) g_dec_old = old ? 1 : 0;
     if (waves >= 1 && waves <= 8) g_dec_waves = waves;
+}
+extern "C" int cuda_attn_dec_rows(int rows) {
+    dec_env();
+    const int was = g_dec_rows;
+    if (rows >= 0 && rows <= DEC_ROWS) g_dec_rows = rows; // (0: the default)
+    return was;
+}
+extern "C" int cuda_attn_dec_att8(int mode) {
+    dec_env();
+    const int was = g_att8;
+    if (mode >= 0 && mode <= 4) g_att8 = mode;
+    return was;
 }
 
 // attn_dec2_kernel's launch for head_dim D on the current device: stages per warp (3 where two
@@ -1061,12 +1577,18 @@ template <int D> static dec2_cfg dec2_compute() {
     c.carveout = getenv("SPARKD_ATTN_DEC_CARVEOUT") != NULL;
     c.smem = dec2_smem<D>::total(c.ns);
     cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
+    cudaFuncSetAttribute(attn_dec3_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
     if (c.carveout) cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
-    int nb = 0;
+    if (c.carveout) cudaFuncSetAttribute(attn_dec3_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    int nb = 0, nb3 = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec2_kernel<D>, DEC_WARPS * 32, (size_t)c.smem) != cudaSuccess ||
         nb < 1)
         nb = 1, cudaGetLastError();
-    c.per_sm = nb;
+    // (one plan for both kernels: the wave of the one with fewer resident CTAs)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb3, attn_dec3_kernel<D>, DEC_WARPS * 32, (size_t)c.smem) != cudaSuccess ||
+        nb3 < 1)
+        nb3 = 1, cudaGetLastError();
+    c.per_sm = nb < nb3 ? nb : nb3;
     return c;
 }
 // (computed once on the device current at the first call, engine layout or launch: the devices
@@ -1107,7 +1629,9 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
     if (n_tiles < 1 || n_tiles > MAXT || n_items < 2 * n_tiles || group < 1 || group > DEC_ROWS || nsl < 8 || nsl > 64)
         return -1;
     memset(items, 0, (size_t)n_items * sizeof *items);
-    const int gmax = DEC_ROWS / group < CUDA_ATTN_MEMBERS ? DEC_ROWS / group : CUDA_ATTN_MEMBERS;
+    dec_env();
+    const int grows = g_dec_rows > 0 ? g_dec_rows : DEC_ROWS; // (rows of a cascade item at most, SPARKD_ATT8_ROWS)
+    const int gmax = grows / group < CUDA_ATTN_MEMBERS ? grows / group : CUDA_ATTN_MEMBERS;
     const int target = n_items - 2 * n_tiles; // items for the proportional split (cuda_attn_dec_items)
     // groups: tile i takes later ungrouped tiles (up to gmax members) whose table starts with
     // its first block; the shared run = their common leading block ids, clipped to the lowest
@@ -1179,6 +1703,21 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
         if (k > cap) k = cap;
         return (int)(k < 1 ? 1 : k);
     };
+    // att8: ranges under half a share (members' rests after a shared run) run after the long
+    // parts; with the wave full of long parts they formed a second wave (b8 shared at 32K: 64
+    // CTAs of 1-2 steps, ~4-5 us after the rest). One item a head per 8 such ranges is kept out
+    // of the long parts' wave instead, so they cycle through those slots while the long parts run.
+    int wave = target;
+    if (!g_dec_old && g_att8) {
+        int nsmall = 0;
+        for (int t = 0; t < n_tiles; t++) {
+            const int len = tiles[t].pos0 + 1 - own0[t];
+            nsmall += 2 * (int64_t)(len > 0 ? len : 1) * target < total;
+        }
+        int reserve = (nsmall + 7) / 8;
+        if (reserve > target / 4) reserve = target / 4;
+        wave = target - reserve;
+    }
     for (int iter = 0; !g_dec_old && iter < 8; iter++) { // (dry run of the two loops below)
         int sum = 0;
         for (int k = 0; k < ng; k++) {
@@ -1193,8 +1732,8 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
             if (2 * (int64_t)(len > 0 ? len : 1) * target >= total) sum += parts_of(len > 0 ? len : 1, nsl - nslot[t]);
             nslot[t] = 0;
         }
-        if (sum <= target || tgt <= 1) break;
-        tgt -= sum - target;
+        if (sum <= wave || tgt <= 1) break;
+        tgt -= sum - wave;
         if (tgt < 1) tgt = 1;
     }
     int n_used = 0;
@@ -1242,14 +1781,26 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         CUDA_TRY(cudaGetDevice(&dev));
         if (dev < 0 || dev >= 64 || !set[dev]) {
             CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem));
-            if (c.carveout)
+            CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem));
+            if (c.carveout) {
                 CUDA_TRY(cudaFuncSetAttribute(attn_dec2_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+                CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+            }
             if (dev >= 0 && dev < 64) set[dev] = true;
         }
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
-        CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                             (size_t)c.smem, stream, b, c.ns));
+        if (g_att8) {
+            CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
+                                 (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8 == 3 || (g_att8 != 4 && g_att8_pair) ? 4 : 0)));
+            if (a->plan_nsl > 16) { // (up to 16 slots: combine2's one round already)
+                CUDA_TRY(cuda_launch(attn_dec_combine3<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+                return 0;
+            }
+        } else {
+            CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
+                                 (size_t)c.smem, stream, b, c.ns));
+        }
         CUDA_TRY(cuda_launch(attn_dec_combine2<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
         return 0;
     }

@@ -361,6 +361,14 @@ int cuda_attn_dec_items(int n, int n_kv, int sms);
  * -1 unchanged; waves >= 1: resident-CTA waves the plan's grid is sized to. Defaults from
  * SPARKD_ATTN_DEC_OLD / SPARKD_ATTN_DEC_WAVES. Call before the plans it should change. */
 void cuda_attn_dec_tune(int old, int waves);
+/* The round-6 decode kernel (attn_dec3_kernel): mode 1 on (default), 0 attn_dec2_kernel
+ * (SPARKD_ATT8=0), 2 the selftest's control (a wrong result), 3 on with warp pairs for items of
+ * more than 16 rows, 4 on without them (1: pairs unless SPARKD_ATT8_PAIR=0); -1 unchanged.
+ * Returns the old mode. */
+int cuda_attn_dec_att8(int mode);
+/* Rows of a shared-prefix (cascade) item at most (0: the default, 32; SPARKD_ATT8_ROWS); returns
+ * the old setting. */
+int cuda_attn_dec_rows(int rows);
 /* Partial slots per token for batches of up to max_seqs tokens. */
 int cuda_attn_dec_nsl(int max_seqs);
 uint64_t cuda_attn_dec_work_bytes(int T, int n_head, int head_dim, int nsl);

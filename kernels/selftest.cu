@@ -1357,7 +1357,15 @@ void test_attn(const attn_case &c) {
     double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
     // (the tensor-core kernels: Q and P in f16 hi + lo, K and V exact in f16)
     // (fast: Q and P rounded to f16 once, ~2.8e-4 rms each: ~5e-4 relative expected)
-    report(c.dec ? (c.fast ? "attention dec fast" : "attention dec") : c.fast ? "attention pf fast" : c.pf ? "attention pf" : "attention", shape, er,
+    const int a8 = c.dec ? cuda_attn_dec_att8(-1) : 0; // (1: attn_dec3_kernel; 2: its control)
+    if (a8 == 2) { // the control must miss the bound: ok when it does
+        char note[64];
+        snprintf(note, sizeof note, "(error %.3g must exceed %.0e)", er, c.fast ? 3e-3 : 5e-5);
+        report("attention dec3 control", shape, er > (c.fast ? 3e-3 : 5e-5) ? 0.0 : 1.0, 0.5, us, rc == 0, note);
+        return;
+    }
+    report(c.dec ? (c.fast ? (a8 == 3 ? "attention dec3 pair fast" : a8 ? "attention dec3 fast" : "attention dec fast") : a8 ? "attention dec3" : "attention dec")
+                 : c.fast ? "attention pf fast" : c.pf ? "attention pf" : "attention", shape, er,
            c.fast ? 3e-3 : c.dec || c.pf ? 5e-5 : 2e-5, us, rc == 0 && fin && f2);
 }
 
@@ -2004,14 +2012,41 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
     float *work = (float *)dalloc(wb);
     // modes: the f32 kernel split like the engine; the plan with attn_dec2_kernel (one wave,
     // then two: SPARKD_ATTN_DEC_WAVES); the round-3 attn_dec_kernel and plan (SPARKD_ATTN_DEC_OLD=1);
-    // dec2 at precision fast
-    // modes 5, 6: new and round 3 again with programmatic dependent launch on (as the engine's
-    // graphs: a launch overlaps the tail of the one before)
+    // dec2 at precision fast; new and round 3 again with programmatic dependent launch on (as
+    // the engine's graphs: a launch overlaps the tail of the one before); then round 6's
+    // attn_dec3_kernel (SPARKD_ATT8) exact / fast / fast + PDL (32-row cascade items by warp
+    // pairs, its default) / fast + PDL with cascade items of 16 rows (SPARKD_ATT8_ROWS=16), and
+    // dec2 / dec3 fast + PDL timed as 10 calls back to back
+    // (per call: the launch gaps of a single timed call hidden, as in the engine's graph), and
+    // dec3 fast + PDL with 32-row items by two m-tiles a warp (SPARKD_ATT8_PAIR=0)
+    struct bmode { const char *name; int old, waves, fast, pdl, att8, rows, reps; };
+    static const bmode bm[] = {
+        {"", 0, 1, 0, -1, 0, 32, 1},
+        {"new (dec2, 1 wave)", 0, 1, 0, -1, 0, 32, 1},
+        {"new (dec2, 2 waves)", 0, 2, 0, -1, 0, 32, 1},
+        {"round 3 (dec, DEC_OLD)", 1, 1, 0, -1, 0, 32, 1},
+        {"new fast (dec2, one f16)", 0, 1, 1, -1, 0, 32, 1},
+        {"new, PDL", 0, 1, 0, 1, 0, 32, 1},
+        {"round 3, PDL", 1, 1, 0, 1, 0, 32, 1},
+        {"att8 (dec3)", 0, 1, 0, -1, 1, 0, 1},
+        {"att8 fast (dec3, one f16)", 0, 1, 1, -1, 1, 0, 1},
+        {"att8 fast, PDL", 0, 1, 1, 1, 1, 0, 1},
+        {"att8 fast, PDL, cascade rows 16", 0, 1, 1, 1, 1, 16, 1},
+        {"dec2 fast, PDL, per call of 10", 0, 1, 1, 1, 0, 32, 10},
+        {"att8 fast, PDL, per call of 10", 0, 1, 1, 1, 1, 0, 10},
+        {"att8 fast, PDL, no warp pairs", 0, 1, 1, 1, 4, 0, 1},
+    };
     const int pdl0 = cuda_pdl_enabled();
-    for (int mode = 0; mode < 7; mode++) {
-        cuda_attn_dec_tune(mode == 3 || mode == 6, mode == 2 ? 2 : 1);
-        a.pf_fast = mode == 4;
-        cuda_pdl_set(mode >= 5 ? 1 : pdl0);
+    const int att8_0 = cuda_attn_dec_att8(-1), rows0 = cuda_attn_dec_rows(-1);
+    const char *only = getenv("SPARKD_KBENCH_ATTN_MODE"); // (one mode of bm only: for ncu)
+    for (int mode = 0; mode < (int)(sizeof bm / sizeof bm[0]); mode++) {
+        const bmode &B = bm[mode];
+        if (only && *only && atoi(only) != mode) continue;
+        cuda_attn_dec_tune(B.old, B.waves);
+        cuda_attn_dec_att8(B.att8);
+        cuda_attn_dec_rows(B.rows);
+        a.pf_fast = B.fast;
+        cuda_pdl_set(B.pdl >= 0 ? B.pdl : pdl0);
         const int n_items = cuda_attn_dec_items(nseq, HK, st_sms());
         std::vector<cuda_attn_item> items(n_items);
         std::vector<int32_t> nslot(nseq);
@@ -2024,21 +2059,23 @@ void bench_attn(int ctx, int nseq, int shared, double probe) {
         a.plan_nslot = dup(nslot); a.plan_items = n_items; a.plan_nsl = nsl;
         int it = 0;
         double us = time_us([&] {
-            a.kv.k = ks[it % copies]; a.kv.v = vs[it % copies]; it++;
-            err e3;
-            cuda_attention(&a, C->st, &e3);
-        }, 20);
+            for (int r = 0; r < B.reps; r++) {
+                a.kv.k = ks[it % copies]; a.kv.v = vs[it % copies]; it++;
+                err e3;
+                cuda_attention(&a, C->st, &e3);
+            }
+        }, 20) / B.reps;
         cudaError_t ce = cudaGetLastError();
         const double gbs = bytes / (us * 1e3);
-        static const char *name[7] = {"", "new (dec2, 1 wave)", "new (dec2, 2 waves)", "round 3 (dec, DEC_OLD)",
-                                      "new fast (dec2, one f16)", "new, PDL", "round 3, PDL"};
         fprintf(C->f, "| attention decode | ctx %d x %d seq%s | %s | %.1f | %.0f | %.0f%% | %s |\n", ctx, nseq,
-                shared ? " shared prefix" : "", mode ? name[mode] : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
+                shared ? " shared prefix" : "", mode ? B.name : (a.n_split == 32 ? "old (split 32)" : "old (split 4)"), us, gbs,
                 probe > 0 ? 100.0 * gbs / probe : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         if (mode) fprintf(C->f, "#   plan: %d of %d items used, %d cascade items, %d slots for token 0; KV read once %.1f MB\n",
                           used, n_items, casc, nslot[0], bytes / 1e6);
         fflush(C->f);
     }
+    cuda_attn_dec_att8(att8_0);
+    cuda_attn_dec_rows(rows0);
     cuda_attn_dec_tune(-1, 1);
     cuda_pdl_set(pdl0);
     dfree_all();
@@ -2118,6 +2155,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         fprintf(ctx.f, "| kernel | shape | variant | us per layer | GB/s (KV read once) | %% probe | |\n|---|---|---|---|---|---|---|\n");
         bench_attn(32768, 1, 0, probe);
         bench_attn(32768, 8, 1, probe);
+        bench_attn(4096, 8, 1, probe); // (the shared-prefix pass's fixed part: 32K minus 4K)
         bench_attn(32768, 8, 0, probe);
         bench_attn(4096, 1, 0, probe);
         bench_attn(4096, 64, 0, probe);
@@ -2413,6 +2451,38 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
         c = {8, 2, 128, CUDA_KV_F32, 0, 0, 1, {7, 1}, {3, 40}, 0, 1}; test_attn(c);
         dfree_all();
         if (!quick) { c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {4097}, {0}, 12}; test_attn(c); dfree_all(); }
+        // (twice: attn_dec2_kernel, "attention dec", then attn_dec3_kernel, "attention dec3"; then dec3's control)
+        const int att8_was = cuda_attn_dec_att8(-1);
+        for (int att8 = 0; att8 < 3; att8++) {
+        cuda_attn_dec_att8(att8);
+        if (att8 == 2) { // (dec3: 32-row cascade items by two m-tiles a warp, 16-row items, warp pairs; then the control)
+            cuda_attn_dec_att8(4);
+            const int rows_was = cuda_attn_dec_rows(32);
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+                 0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; test_attn(c);
+            c.fast = 1; test_attn(c);
+            c = {32, 8, 128, CUDA_KV_F16, 0, 1, 1, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1500, 1600, 1700, 1800, 1900, 2000,
+                 2100, 2200, 2300, 2400, 2500, 2600}, 0, 0, 1, {0, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90}}; test_attn(c);
+            c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1, 1, 1}, {3000, 3001, 3010, 2999, 7}, 0, 1, 1,
+                 {0, 187, 187, 187, 0}}; test_attn(c);
+            cuda_attn_dec_att8(1);
+            cuda_attn_dec_rows(16); // (SPARKD_ATT8_ROWS=16)
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+                 0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; c.fast = 1; test_attn(c);
+            cuda_attn_dec_rows(32);
+            dfree_all();
+            cuda_attn_dec_att8(3); // (warp pairs for the items of more than 16 rows, SPARKD_ATT8_PAIR=1)
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007},
+                 0, 0, 1, {0, 63, 63, 63, 63, 63, 63, 63}}; c.fast = 1; test_attn(c);
+            c = {64, 8, 64, CUDA_KV_F16, 128, 1, 1, {1, 1, 1, 1, 1}, {3000, 3001, 3010, 2999, 7}, 0, 1, 1,
+                 {0, 187, 187, 187, 0}}; c.fast = 1; test_attn(c);
+            c = {32, 8, 128, CUDA_KV_F16, 0, 1, 1, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {1500, 1600, 1700, 1800, 1900, 2000,
+                 2100, 2200, 2300, 2400, 2500, 2600}, 0, 0, 1, {0, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 90}}; c.fast = 1; test_attn(c);
+            dfree_all();
+            cuda_attn_dec_rows(rows_was);
+            cuda_attn_dec_att8(2);
+            c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1}, {999, 4999}, 0, 0, 1}; test_attn(c); dfree_all(); break;
+        }
         // decode plan on the tensor cores (f16 KV; the other KV types keep the kernel above):
         // contexts 1, 31, 32, 33, 1000, 5000 (pos0 + 1), P64 out, gpt-oss shape (64/8 heads,
         // d64) with sinks, a window layer, then shared prefixes: fully shared with the run
@@ -2445,6 +2515,8 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
             c = {32, 8, 128, CUDA_KV_F16, 0, 0, 1, {1, 1, 1, 1, 1, 1, 1, 1}, {32767, 32768, 32769, 32770, 32790, 32800,
                  32900, 33000}, 0, 1, 1, {0, 2047, 2047, 2047, 2047, 2047, 2047, 2047}}; test_attn(c); dfree_all();
         }
+        }
+        cuda_attn_dec_att8(att8_was);
     }
     {
         // prefill on the tensor cores (f16 KV): Qwen3-8B shape (32/8 heads, d128) at chunk
