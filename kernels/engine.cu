@@ -1158,8 +1158,10 @@ int run_layers(engine *g, int T, int n_out, err *e) {
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = 2; a.w[0] = &W->wg; a.w[1] = &W->wu; a.y[0] = g->gate; a.y[1] = g->up;
-                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = mm_exact(g, ENG_MM_FFN, &g->in_dim); a.pair_act = act + 1; a.act_out = &g->in_ffn;
-                K_TRY(cuda_matmul(&a, &g->in_dim, g->st, e));
+                // the input as mm() gives it (mm_input: no int8 rows where this kind keeps f32/f16 inputs)
+                cuda_mmin xin = mm_input(g, ENG_MM_FFN, &g->in_dim);
+                a.ldy[0] = a.ldy[1] = l.ffn; a.exact = mm_exact(g, ENG_MM_FFN, &xin); a.pair_act = act + 1; a.act_out = &g->in_ffn;
+                K_TRY(cuda_matmul(&a, &xin, g->st, e));
             } else {
                 K_TRY(mm(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
                 K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, act, &g->in_ffn, g->st, e));
