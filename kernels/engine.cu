@@ -954,13 +954,15 @@ int mm_exact(const engine *g, int kind, const cuda_mmin *x) {
 // At fast, a kind kept off int8 (narrow models) still takes the f16 product (hfast) at
 // T >= SPARKD_HFAST_MIN_T for the weight types hfast computes with: f16 weights and input
 // moved gemma-3-270m's logits by <= 3.8e-3 (engine check prompts) and no golden greedy step
-// (tests/tools/fast_sim.py study hf; kernels/PERF.md "Round 6, helper hfast").
-// SPARKD_HFAST_NARROW=0: those products stay exact.
+// (tests/tools/fast_sim.py study hf; kernels/PERF.md "Round 6, helper hfast"), but on the
+// GPU (round 6 final call) one of gemma's 76 golden checks then missed (a logit 2.22e-2 from
+// HF's, tolerance 2e-2; greedy tokens and top-16 order all equal) for +3% of prompt speed, so
+// it is opt-in: SPARKD_HFAST_NARROW=1. Default: those products stay exact.
 int hfast_narrow(const engine *g, int kind, const cuda_mmin *x, uint32_t type) {
     static int on = -1;
     if (on < 0) {
         const char *v = getenv("SPARKD_HFAST_NARROW");
-        on = v && v[0] == '0' ? 0 : 1;
+        on = v && v[0] == '1' ? 1 : 0;
     }
     return on && g->fast_mm && !(g->int8_kinds & kind) && x->T >= cuda_hfast_min_t_type(type) && cuda_hfast_type_ok(type);
 }
