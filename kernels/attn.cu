@@ -1402,62 +1402,14 @@ __global__ __launch_bounds__(D) void attn_dec_combine(const cuda_attn_args a) {
     row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
 }
 
-// attn_dec_combine for the dec2 path: no shared memory and no barrier; every thread (dim d)
-// reads the slots' (max, sum) itself (the same addresses for all: broadcasts) with its own
-// value, 16 slots per round, all loads of a round independent, merged online (log2 units).
-// A token's ns slots take ceil(ns / 16) rounds of memory latency (the old one: ~3 + ns / 4).
-template <int D>
-__global__ __launch_bounds__(D) void attn_dec_combine2(const cuda_attn_args a) {
-    constexpr int U = 16;
-    pdl_trigger();
-    const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x; // (host copies: before the wait)
-    const int ns = a.plan_nslot[blockIdx.x];
-    if (ns <= 0) return;
-    pdl_wait();
-    const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (D + 2);
-    float M = -INFINITY, L = 0.0f, acc = 0.0f;
-    for (int s0 = 0; s0 < ns; s0 += U) {
-        float m[U], l[U], x[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const float *p = part + (size_t)(s0 + u) * (D + 2);
-            const bool in = s0 + u < ns;
-            m[u] = in ? p[D] : -INFINITY;
-            l[u] = in ? p[D + 1] : 0.0f;
-            x[u] = in ? p[d] : 0.0f;
-        }
-        float cm = M;
-#pragma unroll
-        for (int u = 0; u < U; u++) cm = fmaxf(cm, m[u]);
-        if (cm == -INFINITY) continue; // (no positions yet)
-        const float r = M == -INFINITY ? 0.0f : exp2f(M - cm);
-        acc *= r;
-        L *= r;
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const float w = m[u] == -INFINITY ? 0.0f : exp2f(m[u] - cm);
-            acc += w * x[u];
-            L += w * l[u];
-        }
-        M = cm;
-    }
-    if (a.sinks) {
-        const float sk = a.sinks[h] * 1.4426950408889634f, M2 = fmaxf(M, sk);
-        const float r = M == -INFINITY ? 0.0f : exp2f(M - M2);
-        acc *= r;
-        L = L * r + exp2f(sk - M2);
-    }
-    const float v = L > 0.0f ? acc / L : 0.0f;
-    float *row = a.out + (size_t)t * a.ldo;
-    row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
-}
-
-// attn_dec_combine2 with 40 slots a round (att8): a token's (max, sum, value) loads of up to 40
-// slots issued at once, so the 33-34 slots of a 32K token (b1, b8) take one memory latency
-// instead of ceil(ns / 16) = 3; more slots (up to plan_nsl = 64) take a second round.
-template <int D>
-__global__ __launch_bounds__(D) void attn_dec_combine3(const cuda_attn_args a) {
-    constexpr int U = 40;
+// attn_dec_combine for the dec2/dec3 paths: no shared memory and no barrier; every thread
+// (dim d) reads the slots' (max, sum) itself (the same addresses for all: broadcasts) with its
+// own value, U slots per round, all loads of a round independent, merged online (log2 units).
+// A token's ns slots take ceil(ns / U) rounds of memory latency (the old one: ~3 + ns / 4).
+// U = 16 for dec2; U = 40 for dec3 (att8): the 33-34 slots of a 32K token (b1, b8) in one
+// round instead of 3; more slots (up to plan_nsl = 64) take a second round.
+template <int D, int U>
+__global__ __launch_bounds__(D) void attn_dec_combine_u(const cuda_attn_args a) {
     pdl_trigger();
     const int t = a.tiles[blockIdx.x].t0, h = blockIdx.y, d = threadIdx.x; // (host copies: before the wait)
     const int ns = a.plan_nslot[blockIdx.x];
@@ -1793,15 +1745,15 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         if (g_att8) {
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8 == 3 || (g_att8 != 4 && g_att8_pair) ? 4 : 0)));
-            if (a->plan_nsl > 16) { // (up to 16 slots: combine2's one round already)
-                CUDA_TRY(cuda_launch(attn_dec_combine3<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+            if (a->plan_nsl > 16) { // (up to 16 slots: the U = 16 combine's one round already)
+                CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
                 return 0;
             }
         } else {
             CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns));
         }
-        CUDA_TRY(cuda_launch(attn_dec_combine2<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+        CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 16>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
         return 0;
     }
     static bool attr = false;
