@@ -181,6 +181,7 @@ uint64_t vec_bytes(const model_tensor *t) { return t ? a256((uint64_t)t->ne[0] *
 #define ENG_FORM_XP 0x100
 #define ENG_FORM_TC 0x200
 #define ENG_FORM_Q8_0 0x400 // a Q8_0 weight reads it (hfast leaves Q8_0 below its own threshold to mmq)
+#define ENG_FORM_NQ8_0 0x800 // a weight of another type (or the MoE experts) reads it
 #define ENG_FORMS_MASK 0xff
 
 // Product kinds, for precision fast's int8 choice (fast_int8_kinds): which products read
@@ -233,7 +234,7 @@ int forms_for(const model_tensor *t) {
     // + the int8 rows of the mmq product (precision fast, T > 1; forms_at drops them when exact)
     return cuda_mmin_forms_for(t->dtype, 1) | cuda_mmin_forms_for(t->dtype, 2) |
            (cuda_mmq_type_ok(t->dtype) ? CUDA_MMIN_Q8 : t->dtype == QUANT_F32 ? ENG_FORM_XP : ENG_FORM_TC) |
-           (t->dtype == QUANT_Q8_0 ? ENG_FORM_Q8_0 : 0);
+           (t->dtype == QUANT_Q8_0 ? ENG_FORM_Q8_0 : ENG_FORM_NQ8_0);
 }
 
 // ---- mixture of experts (MODEL_FFN_MOE, kernels/moe.cu): layout, upload, forward ----
@@ -298,7 +299,7 @@ int moe_layout(const model_layer *L, cuda_layout *l, err *e) {
         return err_set(e, ERR_UNSUPPORTED, "experts' gate and up tensors have different types");
     l->weights += mat_bytes(M->router) + vec_bytes(M->router_b) + expert_bias_bytes(M->gate_b, fp) +
                   expert_bias_bytes(M->up_b, fp) + vec_bytes(M->down_b);
-    l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16 | ENG_FORM_TC | ENG_FORM_XP; // router: f32 rows; experts: f16 hi/lo (+ xp, moe.cu)
+    l->forms_dim |= forms_for(M->router) | CUDA_MMIN_F16 | ENG_FORM_TC | ENG_FORM_XP | ENG_FORM_NQ8_0; // router: f32 rows; experts: f16 hi/lo (+ xp, moe.cu)
     if (M->n_expert > l->moe_E) l->moe_E = M->n_expert;
     if (M->n_used > l->moe_k) l->moe_k = M->n_used;
     if (fp > l->moe_ffn) l->moe_ffn = fp;
@@ -1029,7 +1030,9 @@ int forms_at(int forms_all, int T, int fast) {
     if (fast && T >= cuda_hfast_min_t()) {
         const int q8 = T < cuda_hfast_min_t_type(QUANT_Q8_0) && (forms_all & ENG_FORM_Q8_0) && mmq_env_on() &&
                        !cuda_elt_old();
-        return forms_at(forms_all, T, 0) | (q8 ? CUDA_MMIN_Q8 : 0);
+        // only Q8_0 weights read this input and all of them stay on mmq at this T: the int8 rows
+        // alone, as below (the f16 hi + lo rows cost a 64-sequence Q8_0 step 3.7%, nobody read them)
+        if (!(q8 && !(forms_all & ENG_FORM_NQ8_0))) return forms_at(forms_all, T, 0) | (q8 ? CUDA_MMIN_Q8 : 0);
     }
     if (cuda_elt_old()) // every form the weights may read (A/B with the first generation)
         return (fast ? forms_all : forms_all & ~CUDA_MMIN_Q8) & ENG_FORMS_MASK;
