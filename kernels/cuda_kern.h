@@ -169,6 +169,14 @@ void cuda_gemv4_set(int mode);
  * SPARKD_GEMV_PF_KB=n > 0). SPARKD_GEMV_PRE=0..3 sets it at the
  * first product; -1 = as the environment says. Results are bit-identical either way. */
 void cuda_gemv_pre_set(int on);
+/* Round 7 (gemv.cu q4v_kernel): Q4_K / Q6_K int8 GEMVs with a lane owning whole chunks: 0 = off
+ * (as round 5), 1 = on at SPARKD_GEMV_PRE != 0 (default), 2 = every Q4_K / Q6_K int8 product;
+ * -1 = as SPARKD_Q4V=0|1|2 says. cuda_gemv_q6v_set: 0 = Q6_K stays on round 5's kernels at mode
+ * 1 (SPARKD_Q6V=0), 1 = not, -1 = as the environment says. Launches so far (tests: which
+ * kernel ran). */
+void cuda_gemv_q4v_set(int mode);
+void cuda_gemv_q6v_set(int on);
+int cuda_gemv_q4v_launches(void);
 /* gemv4's K split (warps per row quad): 1 = where the round-4 rule splits K, a larger split
  * when it gives the busiest warp >= 10% fewer iterations (q+k+v on an H200: 4 instead of 2;
  * measured +-5%, not a win); 0 (default) = the round-4 rule; -1 = as SPARKD_GEMV4_BAL=0|1 says. A different split

@@ -421,7 +421,9 @@ __device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K,
 // per sum instead of 4, a lane does 8 independent divisions (one reciprocal, no branches where
 // the block's scale is in range), and the run's 8 bytes leave in one 8-byte store (Q4_K/Q4_0:
 // in the nibble order 0,4,1,5,2,6,3,7). Ends synchronized.
-template <uint32_t F>
+// PM (q4v, round 7): the 16-byte pieces piece-major (piece k of chunk ci at (k nch + ci) 16):
+// lanes that each own one chunk then read piece k of consecutive chunks without bank conflicts.
+template <uint32_t F, bool PM = false>
 __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K, int8_t *xq, float *xd, float *xs) {
     using C = gdq_cfg<F>;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -490,7 +492,7 @@ __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K
             }
             const uint2 w = make_uint2(w0, w1);
             const bool st = ci < nch;
-            if (st) *(uint2 *)(xq + ci * 64 + 8 * m) = w;
+            if (st) *(uint2 *)(xq + (PM ? ((m >> 1) * nch + ci) * 16 + 8 * (m & 1) : ci * 64 + 8 * m)) = w;
             if (st && m < 2) xd[2 * ci + g] = d;
             if constexpr (F == QT_Q6_K) {
                 // s0, s1: 16-blocks 2g, 2g + 1
@@ -1028,6 +1030,267 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
     }
 }
 
+// ------------------------------------------------------------------- q4v (round 7)
+//
+// Q4_K and Q6_K at batch 1 with fewer instructions per weight byte (kernels/PERF.md round 7
+// "q4v"; SPARKD_Q4V=0 = gemv4 / gemv_dq_kernel as in round 5, SPARKD_Q6V=0 = that for Q6_K
+// only). gemv4's stream (resident CTAs, x quantized once per CTA, a register ring of NS
+// iterations that runs on across rows) with another lane layout: a warp owns a row pair
+// (rows 2q, 2q + 1 of one matrix; paired mode: gate row q and up row q) over all of K, and
+// lane l owns whole 64-element chunks ci = 32 it + l of both rows: its 32 code bytes (two
+// 16-byte loads) hold every sub-block of the chunk and its meta load (Q4_K: the 16-byte
+// superblock head; Q6_K: d and the chunk's four int8 scales) their scales, decoded by the
+// lane itself (ci & 3 = l & 3 for every ci of the lane: the decode's selects are fixed per
+// lane) — no shuffles of the head, no divergence, one fold per sub-block.
+// Q4_K: low nibbles w & 0x0f0f0f0f, high nibbles w & 0xf0f0f0f0 as they are (dp4a u8 x s8 =
+// 16 x their dot, shifted back once per sub-block: exact); x in the nibble order
+// (gdq_quantize8's). Per sub-block the integer sc * dot (|.| < 2^22: exact in f32), then one
+// fold by d and the x scale, and the min term d_min * (mn0 xs0 + mn1 xs1) (xs = the x block's
+// scale x its code sum, as gdq_quantize8 writes it).
+// Q6_K: per 8 codes two byte permutes regroup the low nibbles into the two 16-element
+// blocks (positions 0..3, 4..7) and two more place the 2-bit plane's bits at bits 4..5 of
+// the same bytes (from the plane word masked and shifted once per 16 codes), one LOP3 each
+// merges them: 6-bit codes 0..63 for the dp4a; the offset 32 leaves through the x block sums
+// (xs = 32 x code sum).
+// x: gdq_quantize8's bytes (the same quantization, bit for bit) stored piece-major (PM) so
+// that the lanes' 16-byte reads of consecutive chunks hit distinct banks. Different lanes
+// sum different terms than gemv4, so the f32 result is not gemv4's bits; the integer dots
+// are exact and the folds fewer (selftest q4v rows: relative error against the
+// double-precision sum over the same int8 x).
+template <uint32_t F> struct q4v_cfg {
+    static constexpr int NS = F == QT_Q6_K ? 2 : 3; // register ring depth (iterations of a warp)
+};
+
+template <uint32_t F> struct q4v_slot {
+    uint4 c[2][2]; // [row][half]: the chunk's 32 code bytes
+    uint4 h[2];    // [row]: Q4_K the superblock head (d, dmin, scales[12]); Q6_K the 2-bit plane's 16 bytes
+    uint32_t d[2], sc[2]; // [row]: Q6_K the superblock's f16 d, the chunk's 4 int8 scales
+};
+
+// Matrix mi and first row r0 of pair q (non-paired: m[i].ctas = pairs of matrix i).
+__device__ __forceinline__ void q4v_locate(const gemv_params &p, int q, int &mi, int &r0) {
+    mi = 0;
+    if (p.pair_act) {
+        r0 = q;
+        return;
+    }
+    while (mi + 1 < p.n && q >= p.m[mi].ctas) q -= p.m[mi++].ctas;
+    r0 = 2 * q;
+}
+
+// Code, hi and meta row pointers of pair q (a last odd row is computed twice, stored once).
+__device__ __forceinline__ void q4v_rows(const gemv_params &p, int q, const uint8_t **cr, const uint8_t **hr,
+                                         const uint8_t **mr) {
+    int mi, r0;
+    q4v_locate(p, q, mi, r0);
+    const bool pair = p.pair_act != 0;
+    const gemv_mat &M0 = p.m[pair ? 0 : mi], &M1 = p.m[pair ? 1 : mi];
+    const int rb = pair ? r0 : min(r0 + 1, M0.rows - 1);
+    cr[0] = M0.codes + (uint64_t)(uint32_t)r0 * M0.code_pitch;
+    hr[0] = M0.hi + (uint64_t)(uint32_t)r0 * M0.hi_pitch;
+    mr[0] = M0.meta + (uint64_t)(uint32_t)r0 * M0.meta_pitch;
+    cr[1] = M1.codes + (uint64_t)(uint32_t)rb * M1.code_pitch;
+    hr[1] = M1.hi + (uint64_t)(uint32_t)rb * M1.hi_pitch;
+    mr[1] = M1.meta + (uint64_t)(uint32_t)rb * M1.meta_pitch;
+}
+
+// (a & 0x0f0f0f0f) | (b & 0xf0f0f0f0) in one LOP3.
+__device__ __forceinline__ uint32_t lo_hi_merge(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, 0x0f0f0f0f, 0xE4;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+
+// dp4a with unsigned bytes in a (0..255) and signed bytes in b.
+__device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+// acc[r] += row r's dot over the lane's chunk: X = the chunk's 64 x bytes (4 pieces; Q4_K
+// in the nibble order), dx = its two 32-blocks' x scales, xs = its x block sums (Q4_K: scale x
+// code sum of the two 32-blocks; Q6_K: 32 x code sum of the four 16-blocks). Q4_K: hi =
+// chunk & 3 >= 2 (the sub-blocks' scales and mins split 4 + 2 bits), sel = the byte selector
+// of the chunk's first sub-block in the 4-byte scale / min words.
+template <uint32_t F>
+__device__ __forceinline__ void q4v_step(const q4v_slot<F> &s, const uint4 *X, float2 dx, float4 xs, bool hi,
+                                         uint32_t sel, float *acc) {
+    constexpr uint32_t LO = 0x0f0f0f0fu, HI = 0xf0f0f0f0u;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const uint32_t w[8] = {s.c[r][0].x, s.c[r][0].y, s.c[r][0].z, s.c[r][0].w,
+                               s.c[r][1].x, s.c[r][1].y, s.c[r][1].z, s.c[r][1].w};
+        if constexpr (F == QT_Q4_K) {
+            // word v = x bytes 8v .. 8v + 7 (piece v / 2; low nibbles with its first 4 bytes,
+            // high nibbles with the next 4); even words: sub-block 0, odd: sub-block 1
+            int l0 = 0, h0 = 0, l1 = 0, h1 = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                l0 = __dp4a((int)(w[2 * k] & LO), (int)X[k].x, l0);
+                h0 = dp4a_us(w[2 * k] & HI, X[k].y, h0);
+                l1 = __dp4a((int)(w[2 * k + 1] & LO), (int)X[k].z, l1);
+                h1 = dp4a_us(w[2 * k + 1] & HI, X[k].w, h1);
+            }
+            const int i0 = l0 + (h0 >> 4), i1 = l1 + (h1 >> 4); // h: multiples of 16 (exact)
+            // scales / mins of sub-blocks j = 2 (chunk & 3) + {0, 1} (meta_sm's arithmetic on
+            // 4 bytes at once): j < 4: q[j] & 63, q[j + 4] & 63; else (q[j + 4] & 15) | (q[j - 4] >> 6) << 4,
+            // (q[j + 4] >> 4) | (q[j] >> 6) << 4; words y = q[0..3], z = q[4..7], w = q[8..11]
+            const uint4 hd = s.h[r];
+            const uint32_t mA = hi ? 0x0f0f0f0fu : 0x3f3f3f3fu, mB = hi ? 0x30303030u : 0u;
+            const uint32_t SC = ((hi ? hd.w : hd.y) & mA) | ((hd.y >> 2) & mB);
+            const uint32_t MN = ((hi ? hd.w >> 4 : hd.z) & mA) | ((hd.z >> 2) & mB);
+            const int sc0 = (int)__byte_perm(SC, 0u, sel), sc1 = (int)__byte_perm(SC, 0u, sel + 1u);
+            const int mn0 = (int)__byte_perm(MN, 0u, sel), mn1 = (int)__byte_perm(MN, 0u, sel + 1u);
+            const float d = f16_bits_to_f32((uint16_t)(hd.x & 0xffffu)), dmin = f16_bits_to_f32((uint16_t)(hd.x >> 16));
+            const float t = fmaf(dx.y, (float)(sc1 * i1), dx.x * (float)(sc0 * i0));
+            const float u = fmaf(xs.y, (float)mn1, xs.x * (float)mn0);
+            acc[r] = fmaf(d, t, fmaf(-dmin, u, acc[r]));
+        } else { // Q6_K
+            // quarter c: code words 2c, 2c + 1 (runs of 8), plane word c: byte w (run 2c + w)
+            // holds the 2-bit parts of positions 0, 2, 4, 6 at bits 0, 2, 4, 6, byte w + 2
+            // those of 1, 3, 5, 7. 16-blocks: 2 (run & 1) + (position >= 4)
+            const uint32_t hw[4] = {s.h[r].x, s.h[r].y, s.h[r].z, s.h[r].w};
+            int i[4] = {0, 0, 0, 0};
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const uint32_t hm = hw[c] & 0x33333333u, hn = (hw[c] >> 2) & 0x33333333u; // positions 0,4 | 2,6 (P), 1,5 | 3,7 (Q)
+                const uint32_t hm4 = hm << 4, hn4 = hn << 4;
+#pragma unroll
+                for (int v = 0; v < 2; v++) {
+                    const uint32_t cw = w[2 * c + v], cw4 = cw >> 4;
+                    const uint32_t sl = v ? 0x7531u : 0x6420u; // bytes w, w + 2 of both sources
+                    // positions 0..3: low nibbles of bytes 0, 2, high nibbles of bytes 0, 2;
+                    // their 2-bit parts: P bits 0-1, Q 0-1, P 2-3, Q 2-3 (bits 4-5 after the shifts)
+                    const uint32_t A = lo_hi_merge(__byte_perm(cw, cw4, 0x6420u), __byte_perm(hm4, hn4, sl));
+                    const uint32_t B = lo_hi_merge(__byte_perm(cw, cw4, 0x7531u), __byte_perm(hm, hn, sl));
+                    i[2 * v] = __dp4a((int)A, (int)(v ? X[c].z : X[c].x), i[2 * v]);
+                    i[2 * v + 1] = __dp4a((int)B, (int)(v ? X[c].w : X[c].y), i[2 * v + 1]);
+                }
+            }
+            const uint32_t scw = s.sc[r];
+            const float s0 = (float)(int8_t)(scw & 0xffu), s1 = (float)(int8_t)((scw >> 8) & 0xffu);
+            const float s2 = (float)(int8_t)((scw >> 16) & 0xffu), s3 = (float)(int8_t)(scw >> 24);
+            const float t0 = fmaf(s1, (float)i[1] - xs.y, s0 * ((float)i[0] - xs.x));
+            const float t1 = fmaf(s3, (float)i[3] - xs.w, s2 * ((float)i[2] - xs.z));
+            const float d = f16_bits_to_f32((uint16_t)(s.d[r] & 0xffffu));
+            acc[r] = fmaf(d, fmaf(dx.y, t1, dx.x * t0), acc[r]);
+        }
+    }
+}
+
+// The outputs of pair q for token t from the lanes' partial sums (the whole warp calls it):
+// lanes 0-15 sum row 0, lanes 16-31 row 1 (5 shuffle rounds for both), fixed order.
+__device__ __forceinline__ void q4v_store(const gemv_params &p, int q, int t, const float *acc) {
+    const int lane = threadIdx.x & 31;
+    float v = (lane & 16) ? acc[1] : acc[0];
+    v += __shfl_xor_sync(0xffffffffu, (lane & 16) ? acc[0] : acc[1], 16);
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const float v1 = __shfl_down_sync(0xffffffffu, v, 16);
+    if (lane) return;
+    int mi, r0;
+    q4v_locate(p, q, mi, r0);
+    if (p.pair_act) {
+        p.act_xp[(size_t)t * p.act_ld + (r0 & ~63) + inv_perm64(r0 & 63)] = gemv_act(v, p.pair_act - 1) * v1;
+    } else {
+        const gemv_mat &M = p.m[mi];
+        float *y = M.y + (size_t)t * M.ldy + r0;
+        y[0] = p.accumulate ? y[0] + v : v;
+        if (r0 + 1 < M.rows) y[1] = p.accumulate ? y[1] + v1 : v1;
+    }
+}
+
+template <uint32_t F>
+__global__ __launch_bounds__(GEMV_WARPS * 32, 2) void q4v_kernel(const gemv_params p) {
+    constexpr int NS = q4v_cfg<F>::NS;
+    extern __shared__ __align__(16) uint8_t q4v_sm[];
+    pdl_trigger();
+    gemv_trace(p, 0);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int t = blockIdx.y;
+    const int nq = p.nq;
+    const int gw = blockIdx.x * GEMV_WARPS + warp, GW = gridDim.x * GEMV_WARPS;
+    const int K = p.K, nch = K / 64, nit = (nch + 31) / 32;
+    const int nqw = gw < nq ? (nq - gw + GW - 1) / GW : 0; // pairs of this warp
+    const int ntot = nqw * nit;                             // its iterations in all
+    int lq = gw, li = 0;                                    // load cursor: pair, iteration
+    const uint8_t *cr[2], *hr[2], *mr[2];
+    if (nqw > 0) q4v_rows(p, lq, cr, hr, mr);
+    q4v_slot<F> s[NS];
+    auto load_next = [&](q4v_slot<F> &sl) {
+        const int ci = li * 32 + lane;
+        if (ci < nch) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const uint4 *c = (const uint4 *)(cr[r] + (size_t)ci * 32);
+                sl.c[r][0] = __ldg(c);
+                sl.c[r][1] = __ldg(c + 1);
+                if constexpr (F == QT_Q4_K) {
+                    sl.h[r] = __ldg((const uint4 *)(mr[r] + (size_t)(ci >> 2) * 16));
+                } else {
+                    sl.h[r] = __ldg((const uint4 *)(hr[r] + (size_t)ci * 16));
+                    const uint8_t *m = mr[r] + (size_t)(ci >> 2) * 20;
+                    sl.d[r] = __ldg((const unsigned int *)m);
+                    sl.sc[r] = __ldg((const unsigned int *)(m + 4 + 4 * (ci & 3)));
+                }
+            }
+        }
+        if (++li == nit) {
+            li = 0;
+            lq += GW;
+            if (lq < nq) q4v_rows(p, lq, cr, hr, mr);
+        }
+    };
+#pragma unroll
+    for (int u = 0; u < NS; u++)
+        if (u < ntot) load_next(s[u]);
+    gemv_trace(p, 1);
+    pdl_wait(); // x comes from the kernel before
+    gemv_trace(p, 2);
+    int8_t *xq = (int8_t *)q4v_sm;
+    float *xd = (float *)(q4v_sm + K), *xs = xd + K / 32;
+    gdq_quantize8<F, true>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    gemv_trace(p, 3);
+    const bool hi = (lane & 2) != 0;
+    const uint32_t sel = 0x4440u + 2u * (uint32_t)(lane & 1);
+    float acc[2] = {0.0f, 0.0f};
+    int cq = gw, cit = 0; // compute cursor
+    for (int j = 0; j < ntot; j += NS) {
+#pragma unroll
+        for (int u = 0; u < NS; u++) {
+            if (j + u < ntot) {
+                const int ci = cit * 32 + lane;
+                if (ci < nch) {
+                    uint4 X[4];
+#pragma unroll
+                    for (int k = 0; k < 4; k++) X[k] = *(const uint4 *)(xq + ((size_t)k * nch + ci) * 16);
+                    const float2 dx = *(const float2 *)(xd + 2 * ci);
+                    float4 xv;
+                    if constexpr (F == QT_Q4_K) {
+                        const float2 x2 = *(const float2 *)(xs + 2 * ci);
+                        xv = make_float4(x2.x, x2.y, 0.0f, 0.0f);
+                    } else {
+                        xv = *(const float4 *)(xs + 4 * ci);
+                    }
+                    q4v_step<F>(s[u], X, dx, xv, hi, sel, acc);
+                }
+                if (j + u + NS < ntot) load_next(s[u]);
+                if (++cit == nit) {
+                    cit = 0;
+                    q4v_store(p, cq, t, acc);
+                    cq += GW;
+                    acc[0] = acc[1] = 0.0f;
+                }
+            }
+        }
+    }
+    if (p.trace) {
+        __syncthreads();
+        gemv_trace(p, 4);
+    }
+}
+
 // gemv4 mode: 0 = gemv_dq_kernel always (SPARKD_GEMV4_OLD=1), 1 = gemv4 where the product
 // has at least a quad per resident warp (default), 2 = gemv4 for every int8 product (tests);
 // cuda_gemv4_set(-1): as the environment says again (SPARKD_GEMV4_OLD=1 = 0; SPARKD_GEMV4=0|1|2).
@@ -1237,6 +1500,91 @@ static int gemv4_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     return 1;
 }
 
+// q4v (round 7): 0 = off (SPARKD_Q4V=0: gemv4 / gemv_dq_kernel as in round 5), 1 = Q4_K and
+// Q6_K int8 products at PRE != 0 unless SPARKD_GEMV_WK / cuda_gemv_wk_set tunes the old kernels
+// (default; Q6_K also needs SPARKD_Q6V != 0), 2 = every Q4_K / Q6_K int8 product (tests);
+// cuda_gemv_q4v_set(-1): as the environment says.
+static int g_q4v = -1;
+extern "C" void cuda_gemv_q4v_set(int mode) { g_q4v = mode < 0 ? -1 : mode > 2 ? 2 : mode; }
+static int q4v_mode() {
+    if (g_q4v < 0) {
+        const char *s = getenv("SPARKD_Q4V");
+        const int v = s && *s ? atoi(s) : 1;
+        g_q4v = v < 0 ? 0 : v > 2 ? 2 : v;
+    }
+    return g_q4v;
+}
+// Q6_K's own switch at mode 1 (SPARKD_Q6V=0: Q6_K products stay on round 5's kernels)
+static int g_q6v = -1;
+extern "C" void cuda_gemv_q6v_set(int on) { g_q6v = on < 0 ? -1 : on ? 1 : 0; }
+static bool q6v_on() {
+    if (g_q6v < 0) {
+        const char *s = getenv("SPARKD_Q6V");
+        g_q6v = s && *s && !atoi(s) ? 0 : 1;
+    }
+    return g_q6v == 1;
+}
+static int g_q4v_launches;
+extern "C" int cuda_gemv_q4v_launches(void) { return g_q4v_launches; }
+
+// Resident CTAs of q4v_kernel<F> with smem bytes of shared memory (as g4_resident_t).
+template <uint32_t F> static int q4v_resident(size_t smem) {
+    int dev = 0, nsm = 0, occ = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+    struct ent { int dev; size_t smem; int n; };
+    static ent cache[8];
+    static int ncache = 0;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    int n = -1;
+    for (int i = 0; i < ncache && n < 0; i++)
+        if (cache[i].dev == dev && cache[i].smem == smem) n = cache[i].n;
+    if (n < 0) {
+        if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, q4v_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess) {
+            (void)cudaGetLastError();
+            n = 0;
+        } else {
+            n = occ * nsm;
+            if (ncache < 8) cache[ncache++] = {dev, smem, n};
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+// q4v launch (dq path, Q4_K / Q6_K). Returns 1 when launched, 0 to use the other kernels, -1 on error.
+static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *stream, gemv_params &p, int wk_set, err *e) {
+    const int mode = q4v_mode();
+    if (mode == 0 || (mode == 1 && (wk_set > 0 || !p.pre))) return 0;
+    const uint32_t type = a->w[0]->type;
+    if (type != QT_Q4_K && type != QT_Q6_K) return 0;
+    if (type == QT_Q6_K && mode == 1 && !q6v_on()) return 0;
+    int nq = 0; // row pairs
+    if (a->pair_act) nq = (int)a->w[0]->rows;
+    else
+        for (int i = 0; i < a->n; i++) nq += (int)((a->w[i]->rows + 1) / 2);
+    const size_t sm = gdq_smem(x->K);
+    const int res = type == QT_Q4_K ? q4v_resident<QT_Q4_K>(sm) : q4v_resident<QT_Q6_K>(sm);
+    if (res <= 0) return 0;
+    p.nq = nq;
+    p.wk = 1;
+    for (int i = 0; i < a->n; i++) {
+        gemv_mat &m = p.m[i];
+        m.ctas = a->pair_act ? (i == 0 ? nq : 0) : (m.rows + 1) / 2;
+    }
+    int per_t = res / T;
+    if (per_t < 1) per_t = 1;
+    int g = (nq + GEMV_WARPS - 1) / GEMV_WARPS;
+    if (g > per_t) g = per_t;
+    dim3 grid((unsigned)g, (unsigned)T);
+    p.trace = trace_take(grid);
+    if (type == QT_Q4_K) CUDA_TRY(cuda_launch(q4v_kernel<QT_Q4_K>, grid, dim3(GEMV_WARPS * 32), sm, stream, p));
+    else CUDA_TRY(cuda_launch(q4v_kernel<QT_Q6_K>, grid, dim3(GEMV_WARPS * 32), sm, stream, p));
+    g_q4v_launches++;
+    return 1;
+}
+
 // SPARKD_GEMV_DP4A=1: the int8 path also for exact products (A/B; temporary).
 static int g_dp4a = -1;
 extern "C" void cuda_gemv_dp4a_set(int on) { g_dp4a = on ? 1 : 0; }
@@ -1315,6 +1663,9 @@ int cuda_gemv_launch(const cuda_mm_args *a, const cuda_mmin *x, int T, void *str
     if (dq) {
         p.pre = gemv_pre() ? 1 : 0;
         p.pf = gemv_pf(type, (int64_t)ctas * GEMV_WARPS, T);
+        const int qv = q4v_try(a, x, T, stream, p, g_wk, e);
+        if (qv < 0) return -1;
+        if (qv > 0) return 0;
         const int g4 = gemv4_try(a, x, T, stream, p, g_wk, e);
         if (g4 < 0) return -1;
         if (g4 > 0) return 0;

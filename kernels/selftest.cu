@@ -578,6 +578,7 @@ void test_gemv_dq_pair(uint32_t type, int rows, int K, int dim, int act) {
 // control: x differs in one element between the two runs, so the rows MUST differ (the
 // comparison can fail).
 void test_gemv_pre(uint32_t type, int N, int K, int g4, int wk, int nmat, int pair, int control = 0) {
+    cuda_gemv_q4v_set(0); // (round 5's kernels against round 4's: q4v is not the same bits)
     const int rows[3] = {N, 65, 67};
     const int nm = pair ? 2 : nmat;
     cuda_weight w[3];
@@ -639,6 +640,7 @@ void test_gemv_pre(uint32_t type, int N, int K, int g4, int wk, int nmat, int pa
     cuda_gemv_pre_set(-1);
     cuda_gemv_wk_set(0);
     cuda_gemv4_set(-1);
+    cuda_gemv_q4v_set(-1);
     int fin = 1;
     size_t diff = 0;
     for (size_t i = 0; i < ny; i++) {
@@ -2133,6 +2135,7 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 }
 
 #include "hfast_test.cuh" // hfast: precision fast's f16 product (test_hfast_all, bench_hfast)
+#include "q4v_test.cuh" // q4v: the round-7 Q4_K batch-1 GEMV (q4v_selftest, q4v_kbench)
 } // namespace
 
 int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_test.cu
@@ -2197,6 +2200,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         st_close_stream();
         return 0;
     }
+    if (mode && !strcmp(mode, "q4v")) { q4v_kbench(probe); st_close_stream(); return 0; } // gemv.cu q4v (q4v_test.cuh)
     if (mode && !strcmp(mode, "decode")) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
         // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
@@ -2310,6 +2314,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     // 151936-row head differs from gate+up only in quads per warp), K split over 2 / 4
     // warps per quad (the label's wk); then the default choice (gemv4 with the fewest warps
     // per quad that keep 3/4 of the resident warps busy, else the old kernel) on Qwen3-8B shapes
+    cuda_gemv_q4v_set(0); // (Q4_K: gemv4 itself here; q4v's rows: q4v_selftest)
     cuda_gemv4_set(2);
     g_gemv_tag = " gemv4";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K}) {
@@ -2344,6 +2349,8 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     }
     g_gemv_tag = "";
     cuda_gemv4_set(-1);
+    cuda_gemv_q4v_set(-1);
+    q4v_selftest(quick); // round 7: gemv.cu q4v (q4v_test.cuh)
     // round 5: the round-5 int8 kernels (PRE=1 and 3) bit-identical to the round-4 kernels on
     // every int8 type and kernel shape: the old per-32-rows kernel (wk 1, 2, with
     // prefetched iterations at K 12288), gemv4 at KS 1 / 2 / 4, three matrices, the paired
