@@ -423,13 +423,14 @@ __device__ __forceinline__ void gdq_quantize(const float *__restrict__ x, int K,
 // in the nibble order 0,4,1,5,2,6,3,7). Ends synchronized.
 // PM (q4v, round 7): the 16-byte pieces piece-major (piece k of chunk ci at (k nch + ci) 16):
 // lanes that each own one chunk then read piece k of consecutive chunks without bank conflicts.
-template <uint32_t F, bool PM = false>
+// NW: warps of the CTA (q4v: 8 or 16).
+template <uint32_t F, bool PM = false, int NW = GEMV_WARPS>
 __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K, int8_t *xq, float *xd, float *xs) {
     using C = gdq_cfg<F>;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nch = K / 64, m = lane & 7, g = m & 1;
     constexpr int U = F == QT_Q6_K ? 1 : 2; // passes whose loads go out together (K = 4096: all; Q6_K: registers)
-    constexpr int PS = GEMV_WARPS * 4;   // chunks per pass of the CTA
+    constexpr int PS = NW * 4;           // chunks per pass of the CTA
     // rows longer than one loop (K > 4096; down: K 12288 = 3 loops): the later passes' lines
     // into L1 now (lanes 0 and 4 of each run group: one 128-byte line each), so each loop
     // waits for L1, not for another L2 round trip
@@ -1201,8 +1202,10 @@ __device__ __forceinline__ void q4v_store(const gemv_params &p, int q, int t, co
     }
 }
 
-template <uint32_t F>
-__global__ __launch_bounds__(GEMV_WARPS * 32, 2) void q4v_kernel(const gemv_params p) {
+// NW: warps of a CTA, 8 (2 CTAs an SM) or 16 (1 CTA an SM: x quantized once per SM,
+// by twice the warps).
+template <uint32_t F, int NW>
+__global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params p) {
     constexpr int NS = q4v_cfg<F>::NS;
     extern __shared__ __align__(16) uint8_t q4v_sm[];
     pdl_trigger();
@@ -1210,7 +1213,7 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void q4v_kernel(const gemv_para
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int t = blockIdx.y;
     const int nq = p.nq;
-    const int gw = blockIdx.x * GEMV_WARPS + warp, GW = gridDim.x * GEMV_WARPS;
+    const int gw = blockIdx.x * NW + warp, GW = gridDim.x * NW;
     const int K = p.K, nch = K / 64, nit = (nch + 31) / 32;
     const int nqw = gw < nq ? (nq - gw + GW - 1) / GW : 0; // pairs of this warp
     const int ntot = nqw * nit;                             // its iterations in all
@@ -1250,7 +1253,7 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void q4v_kernel(const gemv_para
     gemv_trace(p, 2);
     int8_t *xq = (int8_t *)q4v_sm;
     float *xd = (float *)(q4v_sm + K), *xs = xd + K / 32;
-    gdq_quantize8<F, true>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
+    gdq_quantize8<F, true, NW>(p.xp + (size_t)t * p.ldx, K, xq, xd, xs);
     gemv_trace(p, 3);
     const bool hi = (lane & 2) != 0;
     const uint32_t sel = 0x4440u + 2u * (uint32_t)(lane & 1);
@@ -1527,8 +1530,20 @@ static bool q6v_on() {
 static int g_q4v_launches;
 extern "C" int cuda_gemv_q4v_launches(void) { return g_q4v_launches; }
 
-// Resident CTAs of q4v_kernel<F> with smem bytes of shared memory (as g4_resident_t).
-template <uint32_t F> static int q4v_resident(size_t smem) {
+// Warps of a q4v CTA: -1 = the rule in q4v_try (default), 8 or 16 forced (SPARKD_Q4V_W=8|16;
+// cuda_gemv_q4v_warps_set, 0 = as the environment says).
+static int g_q4v_w = 0;
+extern "C" void cuda_gemv_q4v_warps_set(int nw) { g_q4v_w = nw == 8 || nw == 16 ? nw : 0; }
+static int q4v_warps() {
+    if (!g_q4v_w) {
+        const char *s = getenv("SPARKD_Q4V_W");
+        g_q4v_w = s && (atoi(s) == 8 || atoi(s) == 16) ? atoi(s) : -1;
+    }
+    return g_q4v_w;
+}
+
+// Resident CTAs of q4v_kernel<F, NW> with smem bytes of shared memory (as g4_resident_t).
+template <uint32_t F, int NW> static int q4v_resident(size_t smem) {
     int dev = 0, nsm = 0, occ = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     struct ent { int dev; size_t smem; int n; };
@@ -1541,7 +1556,7 @@ template <uint32_t F> static int q4v_resident(size_t smem) {
         if (cache[i].dev == dev && cache[i].smem == smem) n = cache[i].n;
     if (n < 0) {
         if (cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, q4v_kernel<F>, GEMV_WARPS * 32, smem) != cudaSuccess) {
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, q4v_kernel<F, NW>, NW * 32, smem) != cudaSuccess) {
             (void)cudaGetLastError();
             n = 0;
         } else {
@@ -1565,7 +1580,15 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     else
         for (int i = 0; i < a->n; i++) nq += (int)((a->w[i]->rows + 1) / 2);
     const size_t sm = gdq_smem(x->K);
-    const int res = type == QT_Q4_K ? q4v_resident<QT_Q4_K>(sm) : q4v_resident<QT_Q6_K>(sm);
+    // 16 warps a CTA (one CTA an SM: x quantized once per SM) where the pairs fill at least 3/4
+    // of the SMs that way, else 8 (small products: more SMs pulling bytes)
+    int nw = q4v_warps();
+    if (nw < 0) {
+        const int res16 = type == QT_Q4_K ? q4v_resident<QT_Q4_K, 16>(sm) : q4v_resident<QT_Q6_K, 16>(sm);
+        nw = (int64_t)((nq + 15) / 16) * 4 >= (int64_t)res16 * 3 ? 16 : 8;
+    }
+    const int res = type == QT_Q4_K ? (nw == 16 ? q4v_resident<QT_Q4_K, 16>(sm) : q4v_resident<QT_Q4_K, 8>(sm))
+                                    : (nw == 16 ? q4v_resident<QT_Q6_K, 16>(sm) : q4v_resident<QT_Q6_K, 8>(sm));
     if (res <= 0) return 0;
     p.nq = nq;
     p.wk = 1;
@@ -1575,12 +1598,13 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     }
     int per_t = res / T;
     if (per_t < 1) per_t = 1;
-    int g = (nq + GEMV_WARPS - 1) / GEMV_WARPS;
+    int g = (nq + nw - 1) / nw;
     if (g > per_t) g = per_t;
     dim3 grid((unsigned)g, (unsigned)T);
     p.trace = trace_take(grid);
-    if (type == QT_Q4_K) CUDA_TRY(cuda_launch(q4v_kernel<QT_Q4_K>, grid, dim3(GEMV_WARPS * 32), sm, stream, p));
-    else CUDA_TRY(cuda_launch(q4v_kernel<QT_Q6_K>, grid, dim3(GEMV_WARPS * 32), sm, stream, p));
+    void (*kern)(gemv_params) = type == QT_Q4_K ? (nw == 16 ? q4v_kernel<QT_Q4_K, 16> : q4v_kernel<QT_Q4_K, 8>)
+                                                : (nw == 16 ? q4v_kernel<QT_Q6_K, 16> : q4v_kernel<QT_Q6_K, 8>);
+    CUDA_TRY(cuda_launch(kern, grid, dim3(nw * 32), sm, stream, p));
     g_q4v_launches++;
     return 1;
 }
