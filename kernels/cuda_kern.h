@@ -177,7 +177,7 @@ void cuda_gemv_pre_set(int on);
 void cuda_gemv_q4v_set(int mode);
 void cuda_gemv_q6v_set(int on);
 /* q4v's warps per CTA: 16 (one CTA an SM) or 8 (two) forced (SPARKD_Q4V_W=16|8); 0 = as the
- * environment says, unset there: 16 where the product's row pairs fill 3/4 of the SMs that way, else 8. */
+ * environment says, unset there: 16. */
 void cuda_gemv_q4v_warps_set(int nw);
 int cuda_gemv_q4v_launches(void);
 /* gemv4's K split (warps per row quad): 1 = where the round-4 rule splits K, a larger split

@@ -1181,13 +1181,41 @@ __device__ __forceinline__ void q4v_step(const q4v_slot<F> &s, const uint4 *X, f
 }
 
 // The outputs of pair q for token t from the lanes' partial sums (the whole warp calls it):
-// lanes 0-15 sum row 0, lanes 16-31 row 1 (5 shuffle rounds for both), fixed order.
-__device__ __forceinline__ void q4v_store(const gemv_params &p, int q, int t, const float *acc) {
-    const int lane = threadIdx.x & 31;
+// lanes 0-15 sum row 0, lanes 16-31 row 1 (5 shuffle rounds for both), fixed order. With a
+// K split (p.wk = 2: warps 2g, 2g + 1 of a CTA share each pair, kw = warp & 1) warp 2g + 1
+// leaves its two sums in red[warp][par] and warp 2g adds them after named barrier 1 + g (64
+// threads); red is double-buffered by pair parity par (as g4_store's).
+template <int NW>
+__device__ __forceinline__ void q4v_store(const gemv_params &p, int q, int t, const float *acc, float (*red)[2][2],
+                                          int par) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float v = (lane & 16) ? acc[1] : acc[0];
     v += __shfl_xor_sync(0xffffffffu, (lane & 16) ? acc[0] : acc[1], 16);
 #pragma unroll
     for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (p.wk > 1) {
+        const int kw = warp & 1;
+        if (kw && (lane & 15) == 0) red[warp][par][lane >> 4] = v;
+        // immediate barrier ids (1 .. NW / 2)
+        switch (warp >> 1) {
+        case 0: asm volatile("bar.sync 1, 64;" ::: "memory"); break;
+        case 1: asm volatile("bar.sync 2, 64;" ::: "memory"); break;
+        case 2: asm volatile("bar.sync 3, 64;" ::: "memory"); break;
+        case 3: asm volatile("bar.sync 4, 64;" ::: "memory"); break;
+        default:
+            if constexpr (NW > 8) {
+                switch (warp >> 1) {
+                case 4: asm volatile("bar.sync 5, 64;" ::: "memory"); break;
+                case 5: asm volatile("bar.sync 6, 64;" ::: "memory"); break;
+                case 6: asm volatile("bar.sync 7, 64;" ::: "memory"); break;
+                default: asm volatile("bar.sync 8, 64;" ::: "memory"); break;
+                }
+            }
+            break;
+        }
+        if (kw) return;
+        if ((lane & 15) == 0) v += red[warp + 1][par][lane >> 4];
+    }
     const float v1 = __shfl_down_sync(0xffffffffu, v, 16);
     if (lane) return;
     int mi, r0;
@@ -1208,21 +1236,26 @@ template <uint32_t F, int NW>
 __global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params p) {
     constexpr int NS = q4v_cfg<F>::NS;
     extern __shared__ __align__(16) uint8_t q4v_sm[];
+    __shared__ float red[NW][2][2];
     pdl_trigger();
     gemv_trace(p, 0);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int t = blockIdx.y;
     const int nq = p.nq;
-    const int gw = blockIdx.x * NW + warp, GW = gridDim.x * NW;
+    // group gg of KS warps (p.wk: 1, or 2 = warps 2g, 2g + 1 of the CTA) walks pairs gg, gg + GG, ...;
+    // its warp kw takes iterations kw, kw + KS, ... of each (the host picks KS 2 only where nit >= 2)
+    const int KS = p.wk, kw = warp & (KS - 1);
+    const int gg = (blockIdx.x * NW + warp) / KS, GG = gridDim.x * NW / KS;
     const int K = p.K, nch = K / 64, nit = (nch + 31) / 32;
-    const int nqw = gw < nq ? (nq - gw + GW - 1) / GW : 0; // pairs of this warp
-    const int ntot = nqw * nit;                             // its iterations in all
-    int lq = gw, li = 0;                                    // load cursor: pair, iteration
+    const int nitw = (nit - kw + KS - 1) / KS;              // this warp's iterations of a pair
+    const int nqw = gg < nq ? (nq - gg + GG - 1) / GG : 0; // pairs of the group
+    const int ntot = nqw * nitw;                            // its iterations in all
+    int lq = gg, li = 0;                                    // load cursor: pair, iteration
     const uint8_t *cr[2], *hr[2], *mr[2];
     if (nqw > 0) q4v_rows(p, lq, cr, hr, mr);
     q4v_slot<F> s[NS];
     auto load_next = [&](q4v_slot<F> &sl) {
-        const int ci = li * 32 + lane;
+        const int ci = (kw + li * KS) * 32 + lane;
         if (ci < nch) {
 #pragma unroll
             for (int r = 0; r < 2; r++) {
@@ -1239,9 +1272,9 @@ __global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params
                 }
             }
         }
-        if (++li == nit) {
+        if (++li == nitw) {
             li = 0;
-            lq += GW;
+            lq += GG;
             if (lq < nq) q4v_rows(p, lq, cr, hr, mr);
         }
     };
@@ -1258,12 +1291,12 @@ __global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params
     const bool hi = (lane & 2) != 0;
     const uint32_t sel = 0x4440u + 2u * (uint32_t)(lane & 1);
     float acc[2] = {0.0f, 0.0f};
-    int cq = gw, cit = 0; // compute cursor
+    int cq = gg, cit = 0, par = 0; // compute cursor
     for (int j = 0; j < ntot; j += NS) {
 #pragma unroll
         for (int u = 0; u < NS; u++) {
             if (j + u < ntot) {
-                const int ci = cit * 32 + lane;
+                const int ci = (kw + cit * KS) * 32 + lane;
                 if (ci < nch) {
                     uint4 X[4];
 #pragma unroll
@@ -1279,10 +1312,11 @@ __global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params
                     q4v_step<F>(s[u], X, dx, xv, hi, sel, acc);
                 }
                 if (j + u + NS < ntot) load_next(s[u]);
-                if (++cit == nit) {
+                if (++cit == nitw) {
                     cit = 0;
-                    q4v_store(p, cq, t, acc);
-                    cq += GW;
+                    q4v_store<NW>(p, cq, t, acc, red, par);
+                    cq += GG;
+                    par ^= 1;
                     acc[0] = acc[1] = 0.0f;
                 }
             }
@@ -1530,7 +1564,7 @@ static bool q6v_on() {
 static int g_q4v_launches;
 extern "C" int cuda_gemv_q4v_launches(void) { return g_q4v_launches; }
 
-// Warps of a q4v CTA: -1 = the rule in q4v_try (default), 8 or 16 forced (SPARKD_Q4V_W=8|16;
+// Warps of a q4v CTA: -1 = the default (16), 8 or 16 forced (SPARKD_Q4V_W=8|16;
 // cuda_gemv_q4v_warps_set, 0 = as the environment says).
 static int g_q4v_w = 0;
 extern "C" void cuda_gemv_q4v_warps_set(int nw) { g_q4v_w = nw == 8 || nw == 16 ? nw : 0; }
@@ -1540,6 +1574,18 @@ static int q4v_warps() {
         g_q4v_w = s && (atoi(s) == 8 || atoi(s) == 16) ? atoi(s) : -1;
     }
     return g_q4v_w;
+}
+
+// q4v's K split: 0 = the rule in q4v_try (default), 1 or 2 forced (SPARKD_Q4V_KS=1|2;
+// cuda_gemv_q4v_ks_set, -1 = as the environment says).
+static int g_q4v_ks = -1;
+extern "C" void cuda_gemv_q4v_ks_set(int ks) { g_q4v_ks = ks == 1 || ks == 2 ? ks : ks == 0 ? 0 : -1; }
+static int q4v_ks() {
+    if (g_q4v_ks < 0) {
+        const char *s = getenv("SPARKD_Q4V_KS");
+        g_q4v_ks = s && (atoi(s) == 1 || atoi(s) == 2) ? atoi(s) : 0;
+    }
+    return g_q4v_ks;
 }
 
 // Resident CTAs of q4v_kernel<F, NW> with smem bytes of shared memory (as g4_resident_t).
@@ -1580,26 +1626,33 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     else
         for (int i = 0; i < a->n; i++) nq += (int)((a->w[i]->rows + 1) / 2);
     const size_t sm = gdq_smem(x->K);
-    // 16 warps a CTA (one CTA an SM: x quantized once per SM) where the pairs fill at least 3/4
-    // of the SMs that way, else 8 (small products: more SMs pulling bytes)
+    // 16 warps a CTA (one CTA an SM: x quantized once per SM) unless SPARKD_Q4V_W=8 (GPU run 0,
+    // chain rows: 16 at least as fast as 8 on every product, the 1024-row v too)
     int nw = q4v_warps();
-    if (nw < 0) {
-        const int res16 = type == QT_Q4_K ? q4v_resident<QT_Q4_K, 16>(sm) : q4v_resident<QT_Q6_K, 16>(sm);
-        nw = (int64_t)((nq + 15) / 16) * 4 >= (int64_t)res16 * 3 ? 16 : 8;
-    }
+    if (nw < 0) nw = 16;
     const int res = type == QT_Q4_K ? (nw == 16 ? q4v_resident<QT_Q4_K, 16>(sm) : q4v_resident<QT_Q4_K, 8>(sm))
                                     : (nw == 16 ? q4v_resident<QT_Q6_K, 16>(sm) : q4v_resident<QT_Q6_K, 8>(sm));
     if (res <= 0) return 0;
+    int per_t = res / T;
+    if (per_t < 1) per_t = 1;
+    // K split over a warp pair (KS 2) where it gives the busiest warp >= 20% fewer iterations
+    // (an H200: v, q+k, q+k+v; SPARKD_Q4V_KS=1|2 forces; 2 needs >= 2 iterations a row)
+    const int nit = (x->K / 64 + 31) / 32;
+    auto grid_of = [&](int ks) { return (int)std::min<int64_t>(((int64_t)nq * ks + nw - 1) / nw, per_t); };
+    auto busiest = [&](int ks) {
+        const int64_t groups = (int64_t)grid_of(ks) * nw / ks;
+        return ((nq + groups - 1) / groups) * ((nit + ks - 1) / ks);
+    };
+    int ks = q4v_ks();
+    if (ks == 0) ks = nit >= 2 && busiest(2) * 5 <= busiest(1) * 4 ? 2 : 1;
+    if (nit < 2) ks = 1;
     p.nq = nq;
-    p.wk = 1;
+    p.wk = ks;
     for (int i = 0; i < a->n; i++) {
         gemv_mat &m = p.m[i];
         m.ctas = a->pair_act ? (i == 0 ? nq : 0) : (m.rows + 1) / 2;
     }
-    int per_t = res / T;
-    if (per_t < 1) per_t = 1;
-    int g = (nq + nw - 1) / nw;
-    if (g > per_t) g = per_t;
+    const int g = grid_of(ks);
     dim3 grid((unsigned)g, (unsigned)T);
     p.trace = trace_take(grid);
     void (*kern)(gemv_params) = type == QT_Q4_K ? (nw == 16 ? q4v_kernel<QT_Q4_K, 16> : q4v_kernel<QT_Q4_K, 8>)

@@ -18,9 +18,11 @@
 //
 // q4v_kbench (SPARKD_KBENCH=q4v): each Qwen3-8B Q4_K product behind its producer
 // (cuda_resid_norm of one row) in a CUDA graph with PDL, weights rotated over copies beyond
-// the L2, us per pair with q4v off (round 5's gemv4 / gemv_dq), on (16 warps a CTA) and on
-// with 8 warps a CTA, the producer alone,
+// the L2, us per pair with q4v off (round 5's gemv4 / gemv_dq), on with its defaults, forced
+// to 16 and 8 warps a CTA, without the K split, the producer alone,
 // the GEMV share in us, GB/s and % of the read probe; then the q4v CTA timeline.
+
+extern "C" void cuda_gemv_q4v_ks_set(int ks); // gemv.cu: q4v's K split 1 / 2 forced, 0 = its rule, -1 = as SPARKD_Q4V_KS says
 
 // One product at q4v mode `mode` (0 off, 2 forced) on x: y (rows of all matrices).
 static std::vector<float> q4v_run(const std::vector<cuda_weight> &w, int K, const std::vector<float> &x, int mode) {
@@ -91,7 +93,9 @@ void test_q4v_vs_old(uint32_t type, int N, int K, int control) {
     }
     const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
     if (control) {
-        report("q4v control", shape, rel, 2e-6, 0, fin && ran == 1 && rel > 2e-6, "(x halves swapped in the reference: must exceed tol)");
+        char note[96];
+        snprintf(note, sizeof note, "(x halves swapped in the reference: err %.3g must exceed 2e-6)", rel);
+        report("q4v control", shape, rel > 2e-6 ? 0.0 : 1.0, 0, 0, fin && ran == 1, note);
     } else {
         char note[96];
         snprintf(note, sizeof note, "(|q4v - round 5| / sum|w xq|; q4v launches %d, with Q4V=0 %d)", ran, ran0);
@@ -131,6 +135,21 @@ void q4v_selftest(int quick) {
         run(1, [&] { test_gemv_dq(t, 4096, 12288, 0, 0); });
         run(2, [&] { test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU); });
         cuda_gemv_q4v_warps_set(0);
+        // the K split over a warp pair forced (the rule takes it for v, q+k, q+k+v), and off
+        cuda_gemv_q4v_ks_set(2);
+        g_gemv_tag = " q4v K split 2";
+        run(1, [&] { test_gemv_dq(t, 1001, 2304, 1, 0); });
+        run(1, [&] { test_gemv_dq(t, 4096, 12288, 0, 0); });
+        run(1, [&] { test_gemv_dq(t, 6144, 4096, 0, 0); });
+        run(1, [&] { test_gemv_dq_multi(t); });
+        run(2, [&] { test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU); });
+        cuda_gemv_q4v_warps_set(8);
+        run(1, [&] { test_gemv_dq(t, 67, 6144, 0, 0); }); // 3 iterations a row: 2 + 1
+        cuda_gemv_q4v_warps_set(0);
+        cuda_gemv_q4v_ks_set(1);
+        g_gemv_tag = " q4v K split 1";
+        run(1, [&] { test_gemv_dq(t, 1024, 4096, 0, 0); });
+        cuda_gemv_q4v_ks_set(-1);
         g_gemv_tag = "";
         cuda_gemv_q4v_set(-1);
         char note[64];
@@ -178,11 +197,13 @@ void q4v_chain(uint32_t type, const char *name, int rows, int K, int pair, doubl
         cuda_pdl_set(major >= 9 && !getenv("SPARKD_NO_PDL"));
     }
     // v 0: q4v off (round 5), 1: q4v on (16 warps a CTA), 2: the producers alone, 3: q4v with
-    // 8 warps a CTA, 4: q4v's default choice of the two; graphs of `copies` pairs
-    double us[5] = {0, 0, 0, 0, 0};
-    for (int v = 0; v < 5; v++) {
+    // 8 warps a CTA, 4: q4v's defaults, 5: q4v's defaults without the K split; graphs of
+    // `copies` pairs
+    double us[6] = {0, 0, 0, 0, 0, 0};
+    for (int v = 0; v < 6; v++) {
         cuda_gemv_q4v_set(v == 1 || v >= 3 ? 1 : 0);
-        cuda_gemv_q4v_warps_set(v == 3 ? 8 : v == 4 ? 0 : 16);
+        cuda_gemv_q4v_warps_set(v == 3 ? 8 : v >= 4 ? 0 : 16);
+        cuda_gemv_q4v_ks_set(v == 5 ? 1 : 0);
         step(0, true);
         cudaStreamSynchronize(C->st);
         cudaGraph_t g;
@@ -245,13 +266,14 @@ void q4v_chain(uint32_t type, const char *name, int rows, int K, int pair, doubl
     }
     cuda_gemv_q4v_set(-1);
     cuda_gemv_q4v_warps_set(0);
+    cuda_gemv_q4v_ks_set(-1);
     const int pdl = cuda_pdl_enabled();
     cuda_pdl_set(pdl0);
     cudaError_t ce = cudaGetLastError();
     const double s0 = us[0] - us[2], s1 = us[4] - us[2];
     const double g0 = (double)wb / (s0 * 1e3), g1 = (double)wb / (s1 * 1e3);
-    fprintf(C->f, "| q4v chain | %s %s %dx%d%s | resid_norm + gemv dp4a, %s, graph, us a pair | Q4V=0 %.2f | Q4V=1 %.2f (%+.1f%%) | W=16 %.2f, W=8 %.2f | producer alone %.2f | GEMV share %.2f -> %.2f us | %.0f -> %.0f GB/s | %.0f%% -> %.0f%% of the probe |%s\n",
-            tname(type), name, rows, K, pair ? " x2" : "", pdl ? "PDL" : "no PDL", us[0], us[4], us[0] > 0 ? 100.0 * (us[4] - us[0]) / us[0] : 0.0, us[1], us[3], us[2],
+    fprintf(C->f, "| q4v chain | %s %s %dx%d%s | resid_norm + gemv dp4a, %s, graph, us a pair | Q4V=0 %.2f | Q4V=1 %.2f (%+.1f%%) | W=16 %.2f, W=8 %.2f, KS=1 %.2f | producer alone %.2f | GEMV share %.2f -> %.2f us | %.0f -> %.0f GB/s | %.0f%% -> %.0f%% of the probe |%s\n",
+            tname(type), name, rows, K, pair ? " x2" : "", pdl ? "PDL" : "no PDL", us[0], us[4], us[0] > 0 ? 100.0 * (us[4] - us[0]) / us[0] : 0.0, us[1], us[3], us[5], us[2],
             s0, s1, g0, g1, probe > 0 ? 100.0 * g0 / probe : 0.0, probe > 0 ? 100.0 * g1 / probe : 0.0,
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     if (tl_n)
