@@ -169,13 +169,15 @@ void cuda_gemv4_set(int mode);
  * SPARKD_GEMV_PF_KB=n > 0). SPARKD_GEMV_PRE=0..3 sets it at the
  * first product; -1 = as the environment says. Results are bit-identical either way. */
 void cuda_gemv_pre_set(int on);
-/* Round 7 (gemv.cu q4v_kernel): Q4_K / Q6_K int8 GEMVs with a lane owning whole chunks: 0 = off
- * (as round 5), 1 = on at SPARKD_GEMV_PRE != 0 (default), 2 = every Q4_K / Q6_K int8 product;
+/* Round 7 (gemv.cu q4v_kernel): Q4_K / Q6_K / Q8_0 int8 GEMVs with a lane owning whole chunks: 0 = off
+ * (as round 5), 1 = on at SPARKD_GEMV_PRE != 0 (default), 2 = every Q4_K / Q6_K / Q8_0 int8 product;
  * -1 = as SPARKD_Q4V=0|1|2 says. cuda_gemv_q6v_set: 0 = Q6_K stays on round 5's kernels at mode
  * 1 (SPARKD_Q6V=0), 1 = not, -1 = as the environment says. Launches so far (tests: which
  * kernel ran). */
 void cuda_gemv_q4v_set(int mode);
 void cuda_gemv_q6v_set(int on);
+/* Q8_0's switch, as cuda_gemv_q6v_set's (SPARKD_Q8V=0: Q8_0 stays on round 5's gemv4 / gemv_dq at mode 1). */
+void cuda_gemv_q8v_set(int on);
 /* q4v's warps per CTA: 16 (one CTA an SM) or 8 (two) forced (SPARKD_Q4V_W=16|8); 0 = as the
  * environment says, unset there: 16. */
 void cuda_gemv_q4v_warps_set(int nw);

@@ -1059,13 +1059,14 @@ __global__ __launch_bounds__(GEMV_WARPS * 32, 2) void gemv4_kernel(const gemv_pa
 // are exact and the folds fewer (selftest q4v rows: relative error against the
 // double-precision sum over the same int8 x).
 template <uint32_t F> struct q4v_cfg {
-    static constexpr int NS = F == QT_Q6_K ? 2 : 3; // register ring depth (iterations of a warp)
+    static constexpr int NS = F == QT_Q4_K ? 3 : 2; // register ring depth (iterations of a warp)
+    static constexpr int CW = F == QT_Q8_0 ? 4 : 2; // 16-byte code loads of a chunk
 };
 
 template <uint32_t F> struct q4v_slot {
-    uint4 c[2][2]; // [row][half]: the chunk's 32 code bytes
+    uint4 c[2][q4v_cfg<F>::CW]; // [row][]: the chunk's 32 (4-bit) or 64 (Q8_0) code bytes
     uint4 h[2];    // [row]: Q4_K the superblock head (d, dmin, scales[12]); Q6_K the 2-bit plane's 16 bytes
-    uint32_t d[2], sc[2]; // [row]: Q6_K the superblock's f16 d, the chunk's 4 int8 scales
+    uint32_t d[2], sc[2]; // [row]: Q6_K the superblock's f16 d, the chunk's 4 int8 scales; Q8_0 d: the two f16 scales
 };
 
 // Matrix mi and first row r0 of pair q (non-paired: m[i].ctas = pairs of matrix i).
@@ -1120,6 +1121,18 @@ __device__ __forceinline__ void q4v_step(const q4v_slot<F> &s, const uint4 *X, f
     constexpr uint32_t LO = 0x0f0f0f0fu, HI = 0xf0f0f0f0u;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
+        if constexpr (F == QT_Q8_0) {
+            // 16-byte piece k = runs 2k (words x, y: 32-block 0) and 2k + 1 (z, w: block 1)
+            int i0 = 0, i1 = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                i0 = __dp4a((int)s.c[r][k].x, (int)X[k].x, __dp4a((int)s.c[r][k].y, (int)X[k].y, i0));
+                i1 = __dp4a((int)s.c[r][k].z, (int)X[k].z, __dp4a((int)s.c[r][k].w, (int)X[k].w, i1));
+            }
+            const float s0 = f16_bits_to_f32((uint16_t)(s.d[r] & 0xffffu)), s1 = f16_bits_to_f32((uint16_t)(s.d[r] >> 16));
+            acc[r] = fmaf(s0 * dx.x, (float)i0, fmaf(s1 * dx.y, (float)i1, acc[r]));
+            continue;
+        }
         const uint32_t w[8] = {s.c[r][0].x, s.c[r][0].y, s.c[r][0].z, s.c[r][0].w,
                                s.c[r][1].x, s.c[r][1].y, s.c[r][1].z, s.c[r][1].w};
         if constexpr (F == QT_Q4_K) {
@@ -1147,7 +1160,7 @@ __device__ __forceinline__ void q4v_step(const q4v_slot<F> &s, const uint4 *X, f
             const float t = fmaf(dx.y, (float)(sc1 * i1), dx.x * (float)(sc0 * i0));
             const float u = fmaf(xs.y, (float)mn1, xs.x * (float)mn0);
             acc[r] = fmaf(d, t, fmaf(-dmin, u, acc[r]));
-        } else { // Q6_K
+        } else if constexpr (F == QT_Q6_K) {
             // quarter c: code words 2c, 2c + 1 (runs of 8), plane word c: byte w (run 2c + w)
             // holds the 2-bit parts of positions 0, 2, 4, 6 at bits 0, 2, 4, 6, byte w + 2
             // those of 1, 3, 5, 7. 16-blocks: 2 (run & 1) + (position >= 4)
@@ -1259,10 +1272,13 @@ __global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params
         if (ci < nch) {
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const uint4 *c = (const uint4 *)(cr[r] + (size_t)ci * 32);
-                sl.c[r][0] = __ldg(c);
-                sl.c[r][1] = __ldg(c + 1);
-                if constexpr (F == QT_Q4_K) {
+                constexpr int CW = q4v_cfg<F>::CW;
+                const uint4 *c = (const uint4 *)(cr[r] + (size_t)ci * (16 * CW));
+#pragma unroll
+                for (int k = 0; k < CW; k++) sl.c[r][k] = __ldg(c + k);
+                if constexpr (F == QT_Q8_0) {
+                    sl.d[r] = __ldg((const unsigned int *)(mr[r] + (size_t)ci * 4));
+                } else if constexpr (F == QT_Q4_K) {
                     sl.h[r] = __ldg((const uint4 *)(mr[r] + (size_t)(ci >> 2) * 16));
                 } else {
                     sl.h[r] = __ldg((const uint4 *)(hr[r] + (size_t)ci * 16));
@@ -1302,11 +1318,11 @@ __global__ __launch_bounds__(NW * 32, 16 / NW) void q4v_kernel(const gemv_params
 #pragma unroll
                     for (int k = 0; k < 4; k++) X[k] = *(const uint4 *)(xq + ((size_t)k * nch + ci) * 16);
                     const float2 dx = *(const float2 *)(xd + 2 * ci);
-                    float4 xv;
+                    float4 xv = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                     if constexpr (F == QT_Q4_K) {
                         const float2 x2 = *(const float2 *)(xs + 2 * ci);
                         xv = make_float4(x2.x, x2.y, 0.0f, 0.0f);
-                    } else {
+                    } else if constexpr (F == QT_Q6_K) {
                         xv = *(const float4 *)(xs + 4 * ci);
                     }
                     q4v_step<F>(s[u], X, dx, xv, hi, sel, acc);
@@ -1551,6 +1567,16 @@ static int q4v_mode() {
     }
     return g_q4v;
 }
+// Q8_0's own switch at mode 1 (SPARKD_Q8V=0: Q8_0 products stay on round 5's kernels)
+static int g_q8v = -1;
+extern "C" void cuda_gemv_q8v_set(int on) { g_q8v = on < 0 ? -1 : on ? 1 : 0; }
+static bool q8v_on() {
+    if (g_q8v < 0) {
+        const char *s = getenv("SPARKD_Q8V");
+        g_q8v = s && *s && !atoi(s) ? 0 : 1;
+    }
+    return g_q8v == 1;
+}
 // Q6_K's own switch at mode 1 (SPARKD_Q6V=0: Q6_K products stay on round 5's kernels)
 static int g_q6v = -1;
 extern "C" void cuda_gemv_q6v_set(int on) { g_q6v = on < 0 ? -1 : on ? 1 : 0; }
@@ -1619,8 +1645,9 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     const int mode = q4v_mode();
     if (mode == 0 || (mode == 1 && (wk_set > 0 || !p.pre))) return 0;
     const uint32_t type = a->w[0]->type;
-    if (type != QT_Q4_K && type != QT_Q6_K) return 0;
+    if (type != QT_Q4_K && type != QT_Q6_K && type != QT_Q8_0) return 0;
     if (type == QT_Q6_K && mode == 1 && !q6v_on()) return 0;
+    if (type == QT_Q8_0 && mode == 1 && !q8v_on()) return 0;
     int nq = 0; // row pairs
     if (a->pair_act) nq = (int)a->w[0]->rows;
     else
@@ -1629,9 +1656,10 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     // 16 warps a CTA (one CTA an SM: x quantized once per SM) unless SPARKD_Q4V_W=8 (GPU run 0,
     // chain rows: 16 at least as fast as 8 on every product, the 1024-row v too)
     int nw = q4v_warps();
-    if (nw < 0) nw = 16;
-    const int res = type == QT_Q4_K ? (nw == 16 ? q4v_resident<QT_Q4_K, 16>(sm) : q4v_resident<QT_Q4_K, 8>(sm))
-                                    : (nw == 16 ? q4v_resident<QT_Q6_K, 16>(sm) : q4v_resident<QT_Q6_K, 8>(sm));
+    if (nw < 0 || type == QT_Q8_0) nw = 16; // (Q8_0: 16 only)
+    const int res = type == QT_Q8_0 ? q4v_resident<QT_Q8_0, 16>(sm)
+                    : type == QT_Q4_K ? (nw == 16 ? q4v_resident<QT_Q4_K, 16>(sm) : q4v_resident<QT_Q4_K, 8>(sm))
+                                      : (nw == 16 ? q4v_resident<QT_Q6_K, 16>(sm) : q4v_resident<QT_Q6_K, 8>(sm));
     if (res <= 0) return 0;
     int per_t = res / T;
     if (per_t < 1) per_t = 1;
@@ -1655,8 +1683,9 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     const int g = grid_of(ks);
     dim3 grid((unsigned)g, (unsigned)T);
     p.trace = trace_take(grid);
-    void (*kern)(gemv_params) = type == QT_Q4_K ? (nw == 16 ? q4v_kernel<QT_Q4_K, 16> : q4v_kernel<QT_Q4_K, 8>)
-                                                : (nw == 16 ? q4v_kernel<QT_Q6_K, 16> : q4v_kernel<QT_Q6_K, 8>);
+    void (*kern)(gemv_params) = type == QT_Q8_0   ? q4v_kernel<QT_Q8_0, 16>
+                                : type == QT_Q4_K ? (nw == 16 ? q4v_kernel<QT_Q4_K, 16> : q4v_kernel<QT_Q4_K, 8>)
+                                                  : (nw == 16 ? q4v_kernel<QT_Q6_K, 16> : q4v_kernel<QT_Q6_K, 8>);
     CUDA_TRY(cuda_launch(kern, grid, dim3(nw * 32), sm, stream, p));
     g_q4v_launches++;
     return 1;

@@ -1,4 +1,4 @@
-// q4v_test.cuh — selftest rows and the kernel bench of the round-7 Q4_K / Q6_K batch-1 GEMV
+// q4v_test.cuh — selftest rows and the kernel bench of the round-7 Q4_K / Q6_K / Q8_0 batch-1 GEMV
 // (gemv.cu q4v_kernel). Included by selftest.cu inside its unnamed namespace, after its
 // helpers (gen_rows, ref_dequant, make_weight, randn, q8_blocks, dq_compare, report,
 // time_us, test_gemv_dq*); not a header of its own.
@@ -9,7 +9,7 @@
 // shape, odd K (2304: 36 chunks, a partial last iteration), odd rows, accumulate, three
 // matrices in one launch, the paired gate/up (+ down on its output), every Qwen3-8B Q4_K_M
 // product shape (q+k 5120, o 4096, v 1024, down K 12288, a 24576-row stand-in for the head;
-// gate+up 2 x 12288 without --quick), for Q4_K and Q6_K.
+// gate+up 2 x 12288 without --quick), for Q4_K, Q6_K and Q8_0.
 // q4v-vs-old: q4v against round 5's kernel (cuda_gemv_q4v_set(0)) on the same x (not the
 // same bits: other lanes sum other terms; tol 2e-6 of sum |w xq|). q4v-ran: the q4v kernel
 // launched for every one of those products (its launch counter). Control: q4v's output
@@ -18,8 +18,8 @@
 //
 // q4v_kbench (SPARKD_KBENCH=q4v): each Qwen3-8B Q4_K product behind its producer
 // (cuda_resid_norm of one row) in a CUDA graph with PDL, weights rotated over copies beyond
-// the L2, us per pair with q4v off (round 5's gemv4 / gemv_dq), on with its defaults, forced
-// to 16 and 8 warps a CTA, without the K split, the producer alone,
+// the L2, us per pair with q4v off (round 5's gemv4 / gemv_dq), on with its defaults, on
+// without the K split, the producer alone,
 // the GEMV share in us, GB/s and % of the read probe; then the q4v CTA timeline.
 
 extern "C" void cuda_gemv_q4v_ks_set(int ks); // gemv.cu: q4v's K split 1 / 2 forced, 0 = its rule, -1 = as SPARKD_Q4V_KS says
@@ -105,7 +105,7 @@ void test_q4v_vs_old(uint32_t type, int N, int K, int control) {
 }
 
 void q4v_selftest(int quick) {
-    for (uint32_t t : {QUANT_Q4_K, QUANT_Q6_K}) {
+    for (uint32_t t : {QUANT_Q4_K, QUANT_Q6_K, QUANT_Q8_0}) {
         cuda_gemv_q4v_set(2);
         g_gemv_tag = " q4v";
         int calls = 0, missed = 0;
@@ -128,13 +128,15 @@ void q4v_selftest(int quick) {
         run(2, [&] { test_gemv_dq_pair(t, 1280, 1024, 259, CUDA_ACT_SILU); });
         run(2, [&] { test_gemv_dq_pair(t, 1536, 2304, 67, CUDA_ACT_GELU_TANH); });
         if (!quick) run(2, [&] { test_gemv_dq_pair(t, 12288, 4096, 4096, CUDA_ACT_SILU); });
-        // CTAs of 8 warps (SPARKD_Q4V_W=8)
-        cuda_gemv_q4v_warps_set(8);
-        g_gemv_tag = " q4v 8 warps";
-        run(1, [&] { test_gemv_dq(t, 67, 2304, 1, 0); });
-        run(1, [&] { test_gemv_dq(t, 4096, 12288, 0, 0); });
-        run(2, [&] { test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU); });
-        cuda_gemv_q4v_warps_set(0);
+        // CTAs of 8 warps (SPARKD_Q4V_W=8; Q8_0: 16 only)
+        if (t != QUANT_Q8_0) {
+            cuda_gemv_q4v_warps_set(8);
+            g_gemv_tag = " q4v 8 warps";
+            run(1, [&] { test_gemv_dq(t, 67, 2304, 1, 0); });
+            run(1, [&] { test_gemv_dq(t, 4096, 12288, 0, 0); });
+            run(2, [&] { test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU); });
+            cuda_gemv_q4v_warps_set(0);
+        }
         // the K split over a warp pair forced (the rule takes it for v, q+k, q+k+v), and off
         cuda_gemv_q4v_ks_set(2);
         g_gemv_tag = " q4v K split 2";
@@ -143,9 +145,7 @@ void q4v_selftest(int quick) {
         run(1, [&] { test_gemv_dq(t, 6144, 4096, 0, 0); });
         run(1, [&] { test_gemv_dq_multi(t); });
         run(2, [&] { test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU); });
-        cuda_gemv_q4v_warps_set(8);
         run(1, [&] { test_gemv_dq(t, 67, 6144, 0, 0); }); // 3 iterations a row: 2 + 1
-        cuda_gemv_q4v_warps_set(0);
         cuda_gemv_q4v_ks_set(1);
         g_gemv_tag = " q4v K split 1";
         run(1, [&] { test_gemv_dq(t, 1024, 4096, 0, 0); });
@@ -196,14 +196,12 @@ void q4v_chain(uint32_t type, const char *name, int rows, int K, int pair, doubl
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
         cuda_pdl_set(major >= 9 && !getenv("SPARKD_NO_PDL"));
     }
-    // v 0: q4v off (round 5), 1: q4v on (16 warps a CTA), 2: the producers alone, 3: q4v with
-    // 8 warps a CTA, 4: q4v's defaults, 5: q4v's defaults without the K split; graphs of
-    // `copies` pairs
-    double us[6] = {0, 0, 0, 0, 0, 0};
-    for (int v = 0; v < 6; v++) {
-        cuda_gemv_q4v_set(v == 1 || v >= 3 ? 1 : 0);
-        cuda_gemv_q4v_warps_set(v == 3 ? 8 : v >= 4 ? 0 : 16);
-        cuda_gemv_q4v_ks_set(v == 5 ? 1 : 0);
+    // v 0: q4v off (round 5), 1: q4v's defaults, 2: the producers alone, 3: q4v's defaults
+    // without the K split; graphs of `copies` pairs
+    double us[4] = {0, 0, 0, 0};
+    for (int v = 0; v < 4; v++) {
+        cuda_gemv_q4v_set(v == 1 || v == 3 ? 1 : 0);
+        cuda_gemv_q4v_ks_set(v == 3 ? 1 : 0);
         step(0, true);
         cudaStreamSynchronize(C->st);
         cudaGraph_t g;
@@ -270,10 +268,10 @@ void q4v_chain(uint32_t type, const char *name, int rows, int K, int pair, doubl
     const int pdl = cuda_pdl_enabled();
     cuda_pdl_set(pdl0);
     cudaError_t ce = cudaGetLastError();
-    const double s0 = us[0] - us[2], s1 = us[4] - us[2];
+    const double s0 = us[0] - us[2], s1 = us[1] - us[2];
     const double g0 = (double)wb / (s0 * 1e3), g1 = (double)wb / (s1 * 1e3);
-    fprintf(C->f, "| q4v chain | %s %s %dx%d%s | resid_norm + gemv dp4a, %s, graph, us a pair | Q4V=0 %.2f | Q4V=1 %.2f (%+.1f%%) | W=16 %.2f, W=8 %.2f, KS=1 %.2f | producer alone %.2f | GEMV share %.2f -> %.2f us | %.0f -> %.0f GB/s | %.0f%% -> %.0f%% of the probe |%s\n",
-            tname(type), name, rows, K, pair ? " x2" : "", pdl ? "PDL" : "no PDL", us[0], us[4], us[0] > 0 ? 100.0 * (us[4] - us[0]) / us[0] : 0.0, us[1], us[3], us[5], us[2],
+    fprintf(C->f, "| q4v chain | %s %s %dx%d%s | resid_norm + gemv dp4a, %s, graph, us a pair | Q4V=0 %.2f | Q4V=1 %.2f (%+.1f%%) | Q4V=1 KS=1 %.2f | producer alone %.2f | GEMV share %.2f -> %.2f us | %.0f -> %.0f GB/s | %.0f%% -> %.0f%% of the probe |%s\n",
+            tname(type), name, rows, K, pair ? " x2" : "", pdl ? "PDL" : "no PDL", us[0], us[1], us[0] > 0 ? 100.0 * (us[1] - us[0]) / us[0] : 0.0, us[3], us[2],
             s0, s1, g0, g1, probe > 0 ? 100.0 * g0 / probe : 0.0, probe > 0 ? 100.0 * g1 / probe : 0.0,
             ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     if (tl_n)
@@ -285,12 +283,18 @@ void q4v_chain(uint32_t type, const char *name, int rows, int K, int pair, doubl
 
 void q4v_kbench(double probe) {
     cuda_gemv_dp4a_set(0);
-    for (uint32_t t : {QUANT_Q4_K, QUANT_Q6_K}) {
-        q4v_chain(t, "q+k", 5120, 4096, 0, probe);
-        q4v_chain(t, "o", 4096, 4096, 0, probe);
-        q4v_chain(t, "v", 1024, 4096, 0, probe);
-        q4v_chain(t, "gate+up", 12288, 4096, 1, probe);
-        q4v_chain(t, "down", 4096, 12288, 0, probe);
-        q4v_chain(t, "head", 151936, 4096, 0, probe);
-    }
+    // Q4_K_M's products (Q4_K: q+k, o, v, gate+up, down; Q6_K: v, down, the head) and Q8_0's
+    q4v_chain(QUANT_Q4_K, "q+k", 5120, 4096, 0, probe);
+    q4v_chain(QUANT_Q4_K, "o", 4096, 4096, 0, probe);
+    q4v_chain(QUANT_Q4_K, "v", 1024, 4096, 0, probe);
+    q4v_chain(QUANT_Q4_K, "gate+up", 12288, 4096, 1, probe);
+    q4v_chain(QUANT_Q4_K, "down", 4096, 12288, 0, probe);
+    q4v_chain(QUANT_Q6_K, "v", 1024, 4096, 0, probe);
+    q4v_chain(QUANT_Q6_K, "down", 4096, 12288, 0, probe);
+    q4v_chain(QUANT_Q6_K, "head", 151936, 4096, 0, probe);
+    q4v_chain(QUANT_Q8_0, "q+k+v", 6144, 4096, 0, probe);
+    q4v_chain(QUANT_Q8_0, "o", 4096, 4096, 0, probe);
+    q4v_chain(QUANT_Q8_0, "gate+up", 12288, 4096, 1, probe);
+    q4v_chain(QUANT_Q8_0, "down", 4096, 12288, 0, probe);
+    q4v_chain(QUANT_Q8_0, "head", 151936, 4096, 0, probe);
 }
