@@ -429,7 +429,9 @@ __device__ __forceinline__ void gdq_quantize8(const float *__restrict__ x, int K
     using C = gdq_cfg<F>;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nch = K / 64, m = lane & 7, g = m & 1;
-    constexpr int U = F == QT_Q6_K ? 1 : 2; // passes whose loads go out together (K = 4096: all; Q6_K: registers)
+    // passes whose loads go out together (K = 4096: all; Q6_K: registers); q4v with 16 warps: Q8_0 3
+    // (K 12288 in one round), Q6_K 2, Q4_K 2 (3 spills beside its ring)
+    constexpr int U = NW > GEMV_WARPS ? (F == QT_Q8_0 ? 3 : 2) : F == QT_Q6_K ? 1 : 2;
     constexpr int PS = NW * 4;           // chunks per pass of the CTA
     // rows longer than one loop (K > 4096; down: K 12288 = 3 loops): the later passes' lines
     // into L1 now (lanes 0 and 4 of each run group: one 128-byte line each), so each loop
