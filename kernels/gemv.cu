@@ -1665,8 +1665,10 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
     if (res <= 0) return 0;
     int per_t = res / T;
     if (per_t < 1) per_t = 1;
-    // K split over a warp pair (KS 2) where it gives the busiest warp >= 20% fewer iterations
-    // (an H200: v, q+k, q+k+v; SPARKD_Q4V_KS=1|2 forces; 2 needs >= 2 iterations a row)
+    // K split over a warp pair (KS 2) where it at least halves the busiest warp's iterations (an
+    // H200: the 1024-row v; GPU run 1, chain rows: v Q4_K 4.61 -> 4.29 us, Q6_K 5.32 -> 4.63, but
+    // q+k Q4_K 7.55 -> 7.48 and Q8_0 q+k+v 8.41 -> 10.19 where it only cut 4 iterations to 3);
+    // SPARKD_Q4V_KS=1|2 forces; 2 needs >= 2 iterations a row
     const int nit = (x->K / 64 + 31) / 32;
     auto grid_of = [&](int ks) { return (int)std::min<int64_t>(((int64_t)nq * ks + nw - 1) / nw, per_t); };
     auto busiest = [&](int ks) {
@@ -1674,7 +1676,7 @@ static int q4v_try(const cuda_mm_args *a, const cuda_mmin *x, int T, void *strea
         return ((nq + groups - 1) / groups) * ((nit + ks - 1) / ks);
     };
     int ks = q4v_ks();
-    if (ks == 0) ks = nit >= 2 && busiest(2) * 5 <= busiest(1) * 4 ? 2 : 1;
+    if (ks == 0) ks = nit >= 2 && busiest(2) * 2 <= busiest(1) ? 2 : 1;
     if (nit < 2) ks = 1;
     p.nq = nq;
     p.wk = ks;

@@ -137,7 +137,7 @@ void q4v_selftest(int quick) {
             run(2, [&] { test_gemv_dq_pair(t, 1280, 2304, 67, CUDA_ACT_SILU); });
             cuda_gemv_q4v_warps_set(0);
         }
-        // the K split over a warp pair forced (the rule takes it for v, q+k, q+k+v), and off
+        // the K split over a warp pair forced (the rule takes it for the 1024-row v), and off
         cuda_gemv_q4v_ks_set(2);
         g_gemv_tag = " q4v K split 2";
         run(1, [&] { test_gemv_dq(t, 1001, 2304, 1, 0); });
