@@ -57,6 +57,8 @@ struct gemms_params {
     uint32_t ml, mh;      // 0x64006400, 0x54005400 (q4k_pair, q6k_pair), in registers
     const uint16_t *xh;   // (T, K) f16 bits, P64 order: x * 2^-e_t (hi form)
     const float *tscale;  // (T) 2^e_t
+    // gemms2_kernel only: ring stages, 128-row tiles of all matrices, CTAs, units a stage
+    int stages, ntiles, grid, unit;
 };
 
 // Ring depth (units in flight per lane beyond the one being computed; R + 1 slots): within 128
@@ -432,6 +434,272 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
     splitk_reduce(p);
 }
 
+// ------------------------------------------------------------------------------ gemms2
+// gemms2_kernel (SPARKD_HS2, default on; kernels/PERF.md "Round 7, helper hs2"): the same
+// numerics and fragment recipe as gemms_kernel (gs_unit), with the weights streamed through a
+// shared-memory ring (cp.async, S - 1 stages in flight a warp, no registers held) instead of a
+// register ring, and a persistent grid.
+//   Work: the products' 128-row tiles x their K in stages of U units (U * 128 elements) form
+//   one index space x = tile * nst + stage (nst = K / (128 U)); CTA b of G (one an SM) owns
+//   [x_beg(b), x_beg(b + 1)), x_beg(b) = b * N / G: every CTA streams the same number of
+//   stages (+-1) with no second wave, and the stream runs on across tile boundaries.
+//   A tile inside one CTA's range is stored (or accumulated) directly; a tile cut by a range
+//   boundary leaves each piece's partial sums in the work buffer (slot 0: the CTA's first
+//   piece, 1: its last) and gemms2_reduce_kernel sums the pieces in CTA order (deterministic).
+//   Warps: 8 consumers (16 rows each) and 1 input warp. A consumer copies its own rows'
+//   weights: lane (g, c) copies exactly the 16-byte pieces it later reads (gs_slot's bytes)
+//   into its own slots (cp.async.cg, one group a stage; no cross-lane sync for the codes),
+//   and lanes c = 0, 1 the meta of rows g, g + 8 (read by the quad after a __syncwarp). The
+//   input warp copies each stage's input slice (T tokens x U * 128, f16 hi; gs_fill's
+//   layout and swizzle) into a CTA-shared ring slot: full[i] completes by the 32 lanes'
+//   cp.async.mbarrier.arrive.noinc, empty[i] by one arrival a consumer warp. The first S - 1
+//   weight stages are requested before pdl_wait.
+template <uint32_t F, int NT> struct g2_cfg {
+    static constexpr int U = F == QT_Q8_0 ? 2 : NT == 4 ? 2 : 4;          // units a stage
+    static constexpr int CP = F == QT_Q8_0 ? 4 : 2;                         // code pieces a lane a unit
+    static constexpr int MST = U * 8;                                       // meta bytes a row a stage
+    static constexpr int WST = U * CP * 512 + 16 * MST;                     // weight bytes a warp a stage
+    static constexpr int PITCH = U * 256 + (F == QT_Q8_0 ? 16 : 32);        // input bytes a token row
+    static constexpr int XST = NT * 8 * PITCH;                              // input bytes a stage
+    static constexpr int STAGE = 8 * WST + XST;                             // bytes a stage
+};
+
+__device__ __forceinline__ uint32_t g2_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void g2_bar_init(uint32_t bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void g2_bar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// this thread's earlier cp.async copies, once complete, count as one arrival on bar
+__device__ __forceinline__ void g2_bar_arrive_cp(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void g2_bar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t ok = 0;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+// cp.async.wait_group S - 2 (an immediate: S = 3..6)
+__device__ __forceinline__ void g2_wait_cp(int S) {
+    switch (S) {
+    case 3: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    }
+}
+__device__ __forceinline__ void g2_cp16(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
+// The tile of index space entry x (x / nst) as (matrix, tile of the matrix).
+__device__ __forceinline__ void g2_tile(const gemms_params &p, int t, int &mi, int &b) {
+    mi = 0;
+    b = t;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+}
+// First index of CTA cta's range, and the CTA whose range holds index x.
+__device__ __forceinline__ long long g2_beg(long long N, int G, int cta) { return (long long)cta * N / G; }
+__device__ __forceinline__ int g2_cta_of(long long N, int G, long long x) { return (int)(((x + 1) * G - 1) / N); }
+
+// A consumer lane's copies of one weight stage (tile t, stage st of the tile) into its slot ws_
+// (the warp's weight bytes of the ring slot): code piece k of unit uu at ((uu * CP + k) * 32 +
+// lane) * 16; meta of the warp's row j at U * CP * 512 + j * MST.
+template <uint32_t F, int NT>
+__device__ __forceinline__ void g2_wcopy(const gemms_params &p, int t, int st, int warp, int g, int c, int lane,
+                                         uint8_t *ws_) {
+    using C = g2_cfg<F, NT>;
+    constexpr int U = C::U;
+    int mi, b;
+    g2_tile(p, t, mi, b);
+    const gemms_mat &M = p.m[mi];
+    const int rg = b * 128 + warp * 16 + g;
+    const int r0 = min(rg, M.rows - 1), r1 = min(rg + 8, M.rows - 1);
+    const uint8_t *cr0 = M.codes + (uint64_t)r0 * M.code_pitch, *cr1 = M.codes + (uint64_t)r1 * M.code_pitch;
+    const uint32_t d = g2_smem(ws_) + lane * 16;
+#pragma unroll
+    for (int uu = 0; uu < U; uu++) {
+        const size_t u = (size_t)st * U + uu;
+        if constexpr (F == QT_Q8_0) { // gs_load's c[r][0..1]
+            g2_cp16(d + ((uu * 4 + 0) * 32) * 16, cr0 + u * 128 + 16 * c);
+            g2_cp16(d + ((uu * 4 + 1) * 32) * 16, cr0 + u * 128 + 64 + 16 * c);
+            g2_cp16(d + ((uu * 4 + 2) * 32) * 16, cr1 + u * 128 + 16 * c);
+            g2_cp16(d + ((uu * 4 + 3) * 32) * 16, cr1 + u * 128 + 64 + 16 * c);
+        } else {
+            g2_cp16(d + ((uu * 2 + 0) * 32) * 16, cr0 + u * 64 + 16 * c);
+            g2_cp16(d + ((uu * 2 + 1) * 32) * 16, cr1 + u * 64 + 16 * c);
+        }
+    }
+    // meta: MST bytes of rows g (lane c = 0) and g + 8 (c = 1) for the stage, 16 at a time
+    if (c < 2) {
+        const int rr = c ? r1 : r0;
+        const uint8_t *ms = M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST;
+        const uint32_t md = g2_smem(ws_) + U * C::CP * 512 + (g + 8 * c) * C::MST;
+#pragma unroll
+        for (int k = 0; k < C::MST / 16; k++) g2_cp16(md + 16 * k, ms + 16 * k);
+    }
+}
+
+template <uint32_t F, int NT>
+__global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
+    using C = g2_cfg<F, NT>;
+    constexpr int U = C::U;
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int S = p.stages, G = (int)gridDim.x, cta = (int)blockIdx.x;
+    const int nst = (p.K >> 7) / U;
+    const long long N = (long long)p.ntiles * nst;
+    const long long xb = g2_beg(N, G, cta), xe = g2_beg(N, G, cta + 1);
+    const int cnt = (int)(xe - xb);
+    uint64_t *bars = (uint64_t *)(smem + (size_t)S * C::STAGE); // full[S], empty[S]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int t0 = (int)(xb / nst), s0 = (int)(xb % nst);
+    pdl_trigger();
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < S; i++) {
+            g2_bar_init(g2_smem(bars + i), 32);    // the input warp's lanes (cp.async arrivals)
+            g2_bar_init(g2_smem(bars + S + i), 8); // one arrival a consumer warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (warp == 8) {
+        // ---- input warp: stage i's slice into slot i % S (phase (i / S) & 1)
+        pdl_wait();
+        const int T = p.T, per_tok = U * 16, pieces = NT * 8 * per_tok;
+        int t = t0, st = s0;
+        (void)t;
+        for (int i = 0, slot = 0, ph = 0; i < cnt; i++) {
+            if (i >= S) g2_bar_wait(g2_smem(bars + S + slot), ph ^ 1);
+            uint8_t *xd = smem + (size_t)slot * C::STAGE + 8 * C::WST;
+            for (int pc = lane; pc < pieces; pc += 32) {
+                const int tk = pc / per_tok, rem = pc - tk * per_tok, ur = rem >> 4, bk = rem & 15;
+                if (tk >= T) break; // tokens past T: never copied (their MMA columns are never stored)
+                const uint16_t *src = p.xh + (size_t)tk * p.K + (size_t)(st * U + ur) * 128 + 8 * bk;
+                const int sb = F == QT_Q8_0 ? bk : (bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1));
+                g2_cp16(g2_smem(xd + tk * C::PITCH + ur * 256 + 16 * sb), src);
+            }
+            g2_bar_arrive_cp(g2_smem(bars + slot));
+            if (++st == nst) st = 0, t++;
+            if (++slot == S) slot = 0, ph ^= 1;
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        return;
+    }
+    // ---- consumers: warp w owns rows 16 w + g, + 8 of every tile
+    const int g = lane >> 2, c = lane & 3;
+    uint8_t *wbase = smem + (size_t)warp * C::WST;
+    // the first S - 1 weight stages (constant: before the wait), one cp.async group each
+    int ti = t0, si = s0; // the next stage to copy
+    for (int i = 0; i < S - 1; i++) {
+        if (i < cnt) g2_wcopy<F, NT>(p, ti, si, warp, g, c, lane, wbase + (size_t)i * C::STAGE);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        if (++si == nst) si = 0, ti++;
+    }
+    pdl_wait();
+    const uint32_t ml = p.ml, mh = p.mh;
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    const int row_a = warp * 16 + g; // row of the tile (and + 8)
+    const int xoff_lane = 8 * C::WST + g * C::PITCH + (F == QT_Q8_0 ? 32 : 64) * c;
+    const int sw = (c >> 1) ? 16 : 0;
+    int t = t0, st = s0;
+    for (int i = 0, slot = 0, ph = 0, wslot = S - 1; i < cnt; i++) {
+        // this warp's stage i is in (groups complete in order: S - 2 younger ones may pend)
+        g2_wait_cp(S);
+        __syncwarp();
+        // stage i + S - 1 into the slot stage i - 1 left (every lane is past it: the sync above)
+        if (i + S - 1 < cnt) g2_wcopy<F, NT>(p, ti, si, warp, g, c, lane, wbase + (size_t)wslot * C::STAGE);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        if (++si == nst) si = 0, ti++;
+        if (++wslot == S) wslot = 0;
+        const uint8_t *base = smem + (size_t)slot * C::STAGE;
+        g2_bar_wait(g2_smem(bars + slot), ph); // the input slice
+        const uint8_t *wl = wbase + (size_t)slot * C::STAGE;
+#pragma unroll
+        for (int uu = 0; uu < U; uu++) {
+            gs_slot<F> s;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const uint8_t *mr = wl + U * C::CP * 512 + (g + 8 * r) * C::MST;
+                if constexpr (F == QT_Q8_0) {
+                    s.c[r][0] = *(const uint4 *)(wl + ((uu * 4 + 2 * r) * 32 + lane) * 16);
+                    s.c[r][1] = *(const uint4 *)(wl + ((uu * 4 + 2 * r + 1) * 32 + lane) * 16);
+                    const uint2 d = *(const uint2 *)(mr + uu * 8);
+                    s.m[r].x = d.x;
+                    s.m[r].y = d.y;
+                } else {
+                    s.c[r][0] = *(const uint4 *)(wl + ((uu * 2 + r) * 32 + lane) * 16);
+                    s.m[r] = *(const uint4 *)(mr + (uu >> 1) * 16);
+                }
+            }
+            const int ug = st * U + uu; // the unit of the row
+            gs_unit<F, NT>(s, (2 * ug + (c >> 1)) & 3, base + xoff_lane + uu * 256, C::PITCH, sw, ml, mh, acc);
+        }
+        __syncwarp();
+        if (lane == 0) g2_bar_arrive(g2_smem(bars + S + slot));
+        if (++slot == S) slot = 0, ph ^= 1;
+        if (st == nst - 1 || i == cnt - 1) {
+            // the tile's piece is done: whole tile -> y, else the piece's partials -> ws slot
+            const bool whole = (long long)t * nst >= xb && (long long)(t + 1) * nst <= xe;
+            int mi, b;
+            g2_tile(p, t, mi, b);
+            const gemms_mat &M = p.m[mi];
+            const int rg = b * 128 + row_a, rg8 = rg + 8;
+            float *w = p.ws + ((size_t)(2 * cta + (t == t0 ? 0 : 1)) * p.T) * 128;
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int tk = nt * 8 + 2 * c + h;
+                    if (tk >= p.T) continue;
+                    const float ts = p.tscale[tk];
+                    if (whole) {
+                        float *y = M.y + (size_t)tk * M.ldy;
+                        if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
+                        if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+                    } else {
+                        w[tk * 128 + row_a] = acc[nt][h] * ts;
+                        w[tk * 128 + row_a + 8] = acc[nt][2 + h] * ts;
+                    }
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+        }
+        if (++st == nst) st = 0, t++;
+    }
+}
+
+// The pieces of tiles cut by a range boundary, summed in CTA order: one thread a (row, token).
+__global__ void gemms2_reduce_kernel(const gemms_params p) {
+    pdl_trigger();
+    pdl_wait();
+    const int tk = blockIdx.y, G = p.grid, nst = (p.K >> 7) / p.unit;
+    const long long N = (long long)p.ntiles * nst;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
+        int mi = 0;
+        while (mi + 1 < p.n && r >= p.row0[mi + 1]) mi++;
+        const int lr = r - p.row0[mi], b = lr >> 7;
+        int t = b;
+        for (int j = 0; j < mi; j++) t += p.m[j].mtiles;
+        const int c0 = g2_cta_of(N, G, (long long)t * nst), c1 = g2_cta_of(N, G, (long long)(t + 1) * nst - 1);
+        if (c0 == c1) continue; // whole in one CTA: stored by it
+        float s = 0.0f;
+        for (int cta = c0; cta <= c1; cta++) {
+            const int slot = (int)(g2_beg(N, G, cta) / nst) == t ? 0 : 1;
+            s += p.ws[((size_t)(2 * cta + slot) * p.T + tk) * 128 + (lr & 127)];
+        }
+        float *y = p.m[mi].y + (size_t)tk * p.m[mi].ldy + lr;
+        *y = p.accumulate ? *y + s : s;
+    }
+}
+
 // ------------------------------------------------------------------------------ host
 
 static int g_on = -1, g_max_t = -1; // SPARKD_HSMALL, SPARKD_HSMALL_MAX_T
@@ -439,6 +707,8 @@ static long g_launches = 0;
 static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
 static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 (default) ws + reduce kernel, 1 clusters, 2 last CTA
 static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
+static int g_hs2 = -1;               // SPARKD_HS2: 1 (default) gemms2_kernel where it fits, 0 gemms_kernel only
+static long g_launches2 = 0;         // gemms2_kernel launches
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
 extern "C" void cuda_gemms_force_ks(int ks) { g_force_ks = ks > 0 ? ks : 0; }
@@ -454,6 +724,10 @@ extern "C" void cuda_gemms_cluster_set(int on) {
 }
 
 static void gs_env() {
+    if (g_hs2 < 0) {
+        const char *v = getenv("SPARKD_HS2");
+        g_hs2 = v && v[0] == '0' ? 0 : 1;
+    }
     if (g_on < 0) {
         const char *v = getenv("SPARKD_HSMALL");
         g_on = v && v[0] == '0' ? 0 : 1;
@@ -487,6 +761,13 @@ extern "C" int cuda_gemms_max_t(void) {
     return g_on ? g_max_t : 0;
 }
 extern "C" long cuda_gemms_launches(void) { return g_launches; }
+// Tests and benches: 1/0 = gemms2_kernel where it fits / never; -1 = as SPARKD_HS2 says.
+extern "C" void cuda_gemms2_set(int on) {
+    g_hs2 = -1;
+    gs_env();
+    if (on >= 0) g_hs2 = on ? 1 : 0;
+}
+extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
 
 static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
@@ -524,6 +805,46 @@ static int gs_smem_cap() {
         if (cap < GS_SMEM_MIN) cap = GS_SMEM_MIN;
     }
     return cap;
+}
+
+// gemms2_kernel's geometry for weights of `type` at T tokens, K: units a stage, ring stages
+// (as many as the opt-in shared memory of a CTA holds, at most 6), the block's shared bytes;
+// 0 when it does not apply (another type, K not a multiple of a stage, < 3 stages: GB10's
+// ~100 KB a CTA keeps gemms_kernel).
+static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem) {
+    if (type != QT_Q8_0 && type != QT_Q4_K) return 0;
+    const int nt = gs_nt(T);
+    int U = 0, st = 0;
+#define G2_GEOM(F_, NT_)                                                                                           \
+    if (type == F_ && nt == NT_) { U = g2_cfg<F_, NT_>::U; st = g2_cfg<F_, NT_>::STAGE; }
+    G2_GEOM(QT_Q8_0, 1) G2_GEOM(QT_Q8_0, 2) G2_GEOM(QT_Q8_0, 4) G2_GEOM(QT_Q4_K, 1) G2_GEOM(QT_Q4_K, 2) G2_GEOM(QT_Q4_K, 4)
+#undef G2_GEOM
+    if (!U || K % (128 * U)) return 0;
+    static int optin = 0;
+    if (!optin) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            optin = 48 * 1024;
+    }
+    int S = (optin - 1024) / (st + 16);
+    if (S > 6) S = 6;
+    if (S < 3) return 0;
+    *unit = U;
+    *stages = S;
+    *smem = (size_t)S * st + 16 * (size_t)S;
+    return 1;
+}
+// Whether gemms2_kernel takes a product of `tiles` 128-row tiles: SPARKD_HS2 on, the geometry,
+// and the work buffer holding two pieces of partials a CTA (2 x SMs x T x 128 f32).
+static int g2_wants(uint32_t type, int T, int K, int tiles, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
+                    int *grid) {
+    if (!g_hs2 || !g2_geom(type, T, K, unit, stages, smem)) return 0;
+    const long long N = (long long)tiles * (K / (128 * *unit));
+    const int G = (int)(N < gs_sms() ? N : gs_sms());
+    if ((uint64_t)2 * G * T * 128 * 4 > work_bytes) return 0;
+    *grid = G;
+    return 1;
 }
 
 // The K split: units per CTA (upc) and splits (ks) for `tiles` CTAs of 128 rows over K / 128
@@ -581,6 +902,12 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
         return 0;
     int tiles = 0, rows = 0, ks, upc;
     uint64_t wb = 0;
+    {
+        int t128 = 0, u2, s2, g2;
+        size_t m2;
+        for (int i = 0; i < a->n; i++) t128 += (int)((a->w[i]->rows + 127) / 128);
+        if (g2_wants(a->w[0]->type, x->T, x->K, t128, a->work ? a->work_bytes : 0, &u2, &s2, &m2, &g2)) return 1;
+    }
     for (int i = 0; i < a->n; i++) {
         tiles += (int)((a->w[i]->rows + 16 * gs_warps(x->T) - 1) / (16 * gs_warps(x->T)));
         rows += (int)a->w[i]->rows;
@@ -651,6 +978,33 @@ static int gs_launch_t(const gemms_params &p, int mtiles, float *work, uint64_t 
     }
 }
 
+template <uint32_t F, int NT> static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
+    static size_t attr = 0;
+    if (attr < smem) {
+        CUDA_TRY(cudaFuncSetAttribute(gemms2_kernel<F, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr = smem;
+    }
+    CUDA_TRY(cuda_launch(gemms2_kernel<F, NT>, dim3((unsigned)p.grid), dim3(288), smem, stream, p));
+    // a tile cut by a range boundary: its pieces summed by the reduce kernel
+    const int nst = (p.K >> 7) / p.unit;
+    const long long N = (long long)p.ntiles * nst;
+    bool cut = false;
+    for (int b = 1; b < p.grid && !cut; b++) cut = ((long long)b * N / p.grid) % nst != 0;
+    if (cut)
+        CUDA_TRY(cuda_launch(gemms2_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    g_launches++;
+    g_launches2++;
+    return 0;
+}
+template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem, void *stream, err *e) {
+    switch (gs_nt(p.T)) {
+    case 1: return g2_launch<F, 1>(p, smem, stream, e);
+    case 2: return g2_launch<F, 2>(p, smem, stream, e);
+    default: return g2_launch<F, 4>(p, smem, stream, e);
+    }
+}
+
 // The product of cuda_matmul's arguments (checked there: matrices of one type, K = x->K;
 // cuda_gemms_wants said yes).
 extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
@@ -679,6 +1033,18 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
         mtiles += m.mtiles;
         p.row0[i] = p.ws_rows;
         p.ws_rows += m.rows;
+    }
+    {
+        int t128 = 0;
+        size_t smem = 0;
+        for (int i = 0; i < a->n; i++) t128 += (p.m[i].rows + 127) / 128;
+        if (g2_wants(type, p.T, p.K, t128, a->work ? a->work_bytes : 0, &p.unit, &p.stages, &smem, &p.grid)) {
+            for (int i = 0; i < a->n; i++) p.m[i].mtiles = (p.m[i].rows + 127) / 128;
+            p.ntiles = t128;
+            p.ws = a->work;
+            if (type == QT_Q8_0) return g2_launch_t<QT_Q8_0>(p, smem, stream, e);
+            return g2_launch_t<QT_Q4_K>(p, smem, stream, e);
+        }
     }
     if (!cuda_gemms_plan(p.T, p.K, mtiles, p.ws_rows, wb, a->work ? a->work_bytes : 0, &p.ksplit, &p.upc))
         return err_set(e, ERR_INVALID, "cuda_gemms: no K split fits (T %d, K %d)", p.T, p.K);

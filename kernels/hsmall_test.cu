@@ -30,6 +30,8 @@ extern "C" void cuda_gemms_force_ks(int ks); // gemms.cu (benches)
 extern "C" int cuda_gemms_tile_rows(int T);   // gemms.cu: rows of a CTA at T tokens
 extern "C" void cuda_gemms_wide_set(int on);  // gemms.cu: 0 = CTAs of 8 warps at T > 16 too
 extern "C" void cuda_gemms_cluster_set(int on); // gemms.cu: 0 = K-split partials through ws + reduce kernel
+extern "C" void cuda_gemms2_set(int on);      // gemms.cu: 1/0 = gemms2_kernel (SPARKD_HS2) where it fits / never
+extern "C" long cuda_gemms2_launches(void);   // gemms.cu: gemms2_kernel launches so far
 
 namespace {
 
@@ -124,6 +126,8 @@ double tok_err(const std::vector<float> &y, int ld, const std::vector<float> &W,
 }
 
 const char *g_cl_tag = ""; // " cluster" / " last-cta" / " 8-warp" while the other modes run
+int g_kb_all = 0;          // kbench: SPARKD_KBENCH_ALL=1 adds the round-6 modes and forced splits
+int g_want2 = 0;           // 1: the product must run on gemms2_kernel, 0: must not, -1: either
 
 void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int splitk, bool control,
                 bool expect = true, double tol = 2e-3) {
@@ -167,11 +171,12 @@ void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     const int tr = cuda_gemms_tile_rows(T);
     for (int i = 0; i < nm; i++) { tiles += (Ns[i] + tr - 1) / tr; rows += Ns[i]; wb += cuda_weight_bytes(type, Ns[i], K); }
     cuda_gemms_plan(T, K, tiles, rows, wb, a.work ? a.work_bytes : 0, &ks, &upc);
-    const long l0 = cuda_gemms_launches();
+    const long l0 = cuda_gemms_launches(), l2 = cuda_gemms2_launches();
     const int rc = cuda_matmul(&a, &m, C->st, &e2);
     cudaStreamSynchronize(C->st);
     const cudaError_t ce = cudaGetLastError();
-    const bool ran = cuda_gemms_launches() == l0 + 1;
+    const bool ran2 = cuda_gemms2_launches() == l2 + 1;
+    const bool ran = cuda_gemms_launches() == l0 + 1 && (g_want2 < 0 || ran2 == (g_want2 == 1));
     double er = 0, erc = 0;
     int fin = 1;
     for (int i = 0; i < nm; i++) {
@@ -184,13 +189,16 @@ void test_gemms(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     char shape[128], note[96];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " work" : "", g_cl_tag);
-    if (expect)
-        snprintf(note, sizeof note, "(ks %d, %d units a CTA%s%s)", ks, upc, ran ? "" : "; gemms did NOT run",
+    if (expect && ran2)
+        snprintf(note, sizeof note, "(gemms2: persistent, smem ring%s%s)", ran ? "" : "; NOT as expected",
+                 ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+    else if (expect)
+        snprintf(note, sizeof note, "(gemms_kernel: ks %d, %d units a CTA%s%s)", ks, upc, ran ? "" : "; NOT as expected",
                  ce != cudaSuccess ? cudaGetErrorString(ce) : "");
     else
         snprintf(note, sizeof note, "(SPARKD_HSMALL=0: today's int8 path%s%s)", ran ? "; gemms RAN" : "",
                  ce != cudaSuccess ? cudaGetErrorString(ce) : "");
-    report(expect ? "gemms" : "gemms-off", shape, er, tol, 0, rc == 0 && ce == cudaSuccess && fin && ran == expect && er <= tol, note);
+    report(expect ? (ran2 ? "gemms2" : "gemms") : "gemms-off", shape, er, tol, 0, rc == 0 && ce == cudaSuccess && fin && ran == expect && er <= tol, note);
     if (control)
         report("gemms-control", shape, erc, 2e-3, 0, rc == 0 && erc > 2e-3,
                "(reference input with neighbours swapped: must exceed the tolerance)");
@@ -226,14 +234,16 @@ void bench_small(uint32_t type, double probe) {
         for (int T : {2, 8, 16, 32}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[6] = {"gemms (hsmall)", "int8 mmq (today)", "f16 mma fast", "gemms, clusters",
-                                 "gemms, ws + last CTA sums", "gemms, CTAs of 8 warps"};
-            double us_v[6] = {0, 0, 0, 0, 0, 0};
+            const char *kn[7] = {"gemms (hsmall r6)", "int8 mmq", "f16 mma fast", "gemms, clusters",
+                                 "gemms, ws + last CTA sums", "gemms, CTAs of 8 warps", "gemms2 (hs2)"};
+            double us_v[7] = {0, 0, 0, 0, 0, 0, 0};
             int ks = 0, upc = 0;
             cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks, &upc);
-            for (int v = 0; v < 6; v++) {
-                if ((v == 3 || v == 4) && ks < 2) continue;
-                if (v == 5 && T <= 16) continue;
+            for (int v : {0, 6, 1, 2, 3, 4, 5}) {
+                if ((v == 3 || v == 4) && (ks < 2 || !g_kb_all)) continue;
+                if (v == 5 && (T <= 16 || !g_kb_all)) continue;
+                if (v == 2 && !g_kb_all) continue;
+                cuda_gemms2_set(v == 6);
                 cuda_gemms_set(v == 0 || v >= 3, -1);
                 cuda_gemms_cluster_set(v == 3 ? 1 : v == 4 ? 2 : -1);
                 cuda_gemms_wide_set(v == 5 ? 0 : -1);
@@ -242,7 +252,7 @@ void bench_small(uint32_t type, double probe) {
                 memset(&a, 0, sizeof a);
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
                 for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
-                const long l0 = cuda_gemms_launches();
+                const long l0 = cuda_gemms_launches(), l2 = cuda_gemms2_launches();
                 us_v[v] = time_us([&] {
                     for (int c = 0; c < copies; c++) {
                         for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
@@ -250,11 +260,13 @@ void bench_small(uint32_t type, double probe) {
                         cuda_matmul(&a, &m, C->st, &e3);
                     }
                 }, 3) / copies;
-                const bool ran = cuda_gemms_launches() > l0;
+                const bool ran = v == 6 ? cuda_gemms2_launches() > l2 : cuda_gemms_launches() > l0;
                 cudaError_t ce = cudaGetLastError();
                 const double gbs = (double)wb / (us_v[v] * 1e3);
                 char extra[96] = "";
-                if (v == 0 || v >= 3) {
+                if (v == 6) {
+                    snprintf(extra, sizeof extra, "%s; %.2fx r6", ran ? "gemms2" : "NOT gemms2", us_v[0] / us_v[6]);
+                } else if (v == 0 || v >= 3) {
                     int ks3 = ks, upc3 = upc;
                     if (v >= 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
                     snprintf(extra, sizeof extra, "ks %d, %d units a CTA%s", ks3, upc3, ran ? "" : ", NOT gemms");
@@ -262,6 +274,7 @@ void bench_small(uint32_t type, double probe) {
                 else if (us_v[0] > 0) snprintf(extra, sizeof extra, "gemms %.2fx faster", us_v[v] / us_v[0]);
                 cuda_gemms_cluster_set(-1);
                 cuda_gemms_wide_set(-1);
+                cuda_gemms2_set(-1);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s%s |\n", tname(type), pr.name,
                         pr.n, pr.rows, pr.K, T, kn[v], us_v[v], gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, extra,
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -269,8 +282,9 @@ void bench_small(uint32_t type, double probe) {
             }
             // the K splits the cost model did not take (tuning data for cuda_gemms_plan)
             cuda_gemms_set(1, -1);
+            cuda_gemms2_set(0);
             for (int kf : {1, 2, 3, 4, 5, 6, 8, 11, 16, 24}) {
-                if (T != 8 && T != 32) break;
+                if ((T != 8 && T != 32) || !g_kb_all) break;
                 int ks2 = 0, upc2 = 0;
                 cuda_gemms_force_ks(kf);
                 const bool fits = cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks2, &upc2);
@@ -294,6 +308,7 @@ void bench_small(uint32_t type, double probe) {
                 fflush(C->f);
             }
             cuda_gemms_set(-1, -1);
+            cuda_gemms2_set(-1);
             cuda_mmq_set(1);
         }
         dfree_all();
@@ -313,6 +328,30 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         return 1;
     }
     cuda_gemms_set(1, 32);
+    // gemms2_kernel (SPARKD_HS2=1, the default): every T tile count, two matrices, accumulate,
+    // rows not a multiple of 128, tiles whole in a CTA's range and cut by range boundaries
+    cuda_gemms2_set(1);
+    g_want2 = 1;
+    g_cl_tag = " hs2";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) {
+        test_gemms(t, 257, 1024, 2, 0, 0, 1, true);
+        test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
+        test_gemms(t, 1000, 4096, 8, 0, 0, 1, false);
+        test_gemms(t, 129, 2048, 16, 0, 1, 1, false);
+        test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
+        test_gemms(t, 200, 512, 32, 0, 1, 1, false);
+        test_gemms(t, 40000, 512, 8, 0, 1, 1, false);
+        test_gemms(t, 20000, 1024, 24, 0, 0, 1, false);
+        if (!quick) test_gemms(t, 4097, 12288, 24, 0, 1, 1, false);
+    }
+    // where it does not apply: no work buffer, Q6_K, K not a multiple of a stage -> gemms_kernel
+    g_want2 = 0;
+    test_gemms(QUANT_Q8_0, 200, 512, 8, 0, 1, 0, false);
+    test_gemms(QUANT_Q6_K, 515, 4096, 8, 0, 0, 1, false);
+    test_gemms(QUANT_Q4_K, 257, 768, 8, 0, 0, 1, false);
+    // the round-6 kernel (SPARKD_HS2=0)
+    cuda_gemms2_set(0);
+    g_cl_tag = "";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         test_gemms(t, 257, 768, 2, 0, 0, 0, true);
         test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
@@ -347,6 +386,8 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
     }
     cuda_gemms_cluster_set(-1);
     g_cl_tag = "";
+    cuda_gemms2_set(-1);
+    g_want2 = -1;
     // SPARKD_HSMALL=0's routing: the same product must not reach gemms.cu (int8 input: 3e-2)
     cuda_gemms_set(0, -1);
     test_gemms(QUANT_Q8_0, 257, 768, 8, 0, 0, 1, false, false, 3e-2);
@@ -362,7 +403,9 @@ void hsmall_kbench(void *file, double probe, err *e) {
     C = &ctx;
     ctx.rng.s = 777;
     if (!st_open_stream()) return;
+    g_kb_all = getenv("SPARKD_KBENCH_ALL") && getenv("SPARKD_KBENCH_ALL")[0] == '1';
     fprintf(ctx.f, "| type | product | T | kernel | us | GB/s (weights) | %% probe | |\n|---|---|---|---|---|---|---|---|\n");
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) bench_small(t, probe);
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K})
+        if (t != QUANT_Q6_K || g_kb_all) bench_small(t, probe); // Q6_K: gemms_kernel only
     st_close_stream();
 }
