@@ -46,58 +46,11 @@ void report(const char *what, const char *shape, double err, double tol, double 
     fflush(C->f);
 }
 
-// Random valid GGUF rows with realistic scales (as selftest.cu's).
-std::vector<uint8_t> gen_rows(uint32_t type, int rows, int cols) {
-    uint64_t rb = 0;
-    quant_row_bytes(type, cols, &rb);
-    std::vector<uint8_t> out((size_t)rb * rows);
-    rng_t &R = C->rng;
-    for (auto &b : out) b = (uint8_t)R.next();
-    const quant_traits *qt = quant_traits_of(type);
-    const size_t nblk = out.size() / qt->block_bytes;
-    for (size_t i = 0; i < nblk; i++) {
-        uint8_t *b = out.data() + i * qt->block_bytes;
-        uint16_t h;
-        switch (type) {
-        case QUANT_Q8_0: h = rand_f16(0.002, 0.02); memcpy(b, &h, 2); break;
-        case QUANT_Q4_K:
-            h = rand_f16(0.0005, 0.004); memcpy(b, &h, 2);
-            h = rand_f16(0.0005, 0.004); memcpy(b + 2, &h, 2); break;
-        case QUANT_Q6_K: h = rand_f16(0.0005, 0.004); memcpy(b + 208, &h, 2); break;
-        }
-    }
-    return out;
-}
-
-std::vector<float> ref_dequant(uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
-    uint64_t rb = 0;
-    quant_row_bytes(type, cols, &rb);
-    std::vector<float> w((size_t)rows * cols);
-    for (int r = 0; r < rows; r++) quant_dequant_row(type, raw.data() + (size_t)r * rb, w.data() + (size_t)r * cols, cols);
-    return w;
-}
-
-bool make_weight(cuda_weight *w, uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
-    w->type = type;
-    w->rows = rows;
-    w->cols = cols;
-    w->base = dalloc(cuda_weight_bytes(type, rows, cols));
-    void *draw = dup(raw);
-    if (!w->base || !draw) return false;
-    err e2 = {ERR_OK, {0}};
-    if (cuda_weight_repack(w, draw, 0, rows, C->st, &e2)) {
-        fprintf(C->f, "not ok - gemms repack: %s\n", e2.msg);
-        C->fails++;
-        return false;
-    }
-    return true;
-}
-
-std::vector<float> randn(size_t n, double scale) {
-    std::vector<float> v(n);
-    for (auto &x : v) x = (float)(scale * C->rng.normal());
-    return v;
-}
+// The generators of selftest_util.cuh (shared with selftest.cu).
+std::vector<uint8_t> gen_rows(uint32_t type, int rows, int cols) { return st_gen_rows(type, rows, cols); }
+std::vector<float> ref_dequant(uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) { return st_ref_dequant(type, raw, rows, cols); }
+bool make_weight(cuda_weight *w, uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) { return st_make_weight(w, type, raw, rows, cols); }
+std::vector<float> randn(size_t n, double scale) { return st_randn(n, scale); }
 
 // Largest over tokens of ||y_t - ref_t|| / ||ref_t||, ref = W x_t (+ y0); swap: the
 // reference's input with elements 2i and 2i + 1 exchanged (the control).
