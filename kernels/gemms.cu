@@ -455,10 +455,12 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 //   cp.async.mbarrier.arrive.noinc, empty[i] by one arrival a consumer warp. The first S - 1
 //   weight stages are requested before pdl_wait.
 template <uint32_t F, int NT> struct g2_cfg {
-    static constexpr int U = F == QT_Q8_0 ? 2 : NT == 4 ? 2 : 4;          // units a stage
-    static constexpr int CP = F == QT_Q8_0 ? 4 : 2;                         // code pieces a lane a unit
-    static constexpr int MST = U * 8;                                       // meta bytes a row a stage
-    static constexpr int WST = U * CP * 512 + 16 * MST;                     // weight bytes a warp a stage
+    static constexpr int U = F == QT_Q4_K && NT < 4 ? 4 : 2;                // units a stage
+    static constexpr int CP = F == QT_Q8_0 ? 4 : 2;                         // 16-byte code pieces a lane a unit
+    static constexpr int HP = F == QT_Q6_K ? 2 : 0;                         // 8-byte hi pieces a lane a unit
+    static constexpr int MST = F == QT_Q6_K ? U / 2 * 20 : U * 8;           // meta bytes a row a stage
+    static constexpr int MOFF = U * CP * 512 + U * HP * 256;                // meta rows in a warp's slot
+    static constexpr int WST = MOFF + 16 * MST;                             // weight bytes a warp a stage
     static constexpr int PITCH = U * 256 + (F == QT_Q8_0 ? 16 : 32);        // input bytes a token row
     static constexpr int XST = NT * 8 * PITCH;                              // input bytes a stage
     static constexpr int STAGE = 8 * WST + XST;                             // bytes a stage
@@ -496,6 +498,12 @@ __device__ __forceinline__ void g2_wait_cp(int S) {
 __device__ __forceinline__ void g2_cp16(uint32_t dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
+__device__ __forceinline__ void g2_cp8(uint32_t dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void g2_cp4(uint32_t dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src) : "memory");
+}
 
 // The tile of index space entry x (x / nst) as (matrix, tile of the matrix).
 __device__ __forceinline__ void g2_tile(const gemms_params &p, int t, int &mi, int &b) {
@@ -509,7 +517,8 @@ __device__ __forceinline__ int g2_cta_of(long long N, int G, long long x) { retu
 
 // A consumer lane's copies of one weight stage (tile t, stage st of the tile) into its slot ws_
 // (the warp's weight bytes of the ring slot): code piece k of unit uu at ((uu * CP + k) * 32 +
-// lane) * 16; meta of the warp's row j at U * CP * 512 + j * MST.
+// lane) * 16, Q6_K's hi piece k (8 bytes) at U * CP * 512 + ((uu * 2 + k) * 32 + lane) * 8,
+// meta of the warp's row j (g, or g + 8 for j >= 8) at MOFF + j * MST.
 template <uint32_t F, int NT>
 __device__ __forceinline__ void g2_wcopy(const gemms_params &p, int t, int st, int warp, int g, int c, int lane,
                                          uint8_t *ws_) {
@@ -533,13 +542,29 @@ __device__ __forceinline__ void g2_wcopy(const gemms_params &p, int t, int st, i
         } else {
             g2_cp16(d + ((uu * 2 + 0) * 32) * 16, cr0 + u * 64 + 16 * c);
             g2_cp16(d + ((uu * 2 + 1) * 32) * 16, cr1 + u * 64 + 16 * c);
+            if constexpr (F == QT_Q6_K) { // gs_load's 2-bit plane words
+                const uint32_t dh = g2_smem(ws_) + U * C::CP * 512 + lane * 8;
+                g2_cp8(dh + ((uu * 2 + 0) * 32) * 8, M.hi + (uint64_t)r0 * M.hi_pitch + u * 32 + 8 * c);
+                g2_cp8(dh + ((uu * 2 + 1) * 32) * 8, M.hi + (uint64_t)r1 * M.hi_pitch + u * 32 + 8 * c);
+            }
         }
+    }
+    if constexpr (F == QT_Q6_K) {
+        // meta: 20 bytes a superblock (not 16-aligned): 4 at a time, 16 rows x MST / 4 pieces
+        const int base_row = b * 128 + warp * 16;
+        for (int pc = lane; pc < 16 * (C::MST / 4); pc += 32) {
+            const int j = pc / (C::MST / 4), k = pc - j * (C::MST / 4);
+            const int rr = min(base_row + j, M.rows - 1);
+            g2_cp4(g2_smem(ws_) + C::MOFF + j * C::MST + 4 * k,
+                   M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST + 4 * k);
+        }
+        return;
     }
     // meta: MST bytes of rows g (lane c = 0) and g + 8 (c = 1) for the stage, 16 at a time
     if (c < 2) {
         const int rr = c ? r1 : r0;
         const uint8_t *ms = M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST;
-        const uint32_t md = g2_smem(ws_) + U * C::CP * 512 + (g + 8 * c) * C::MST;
+        const uint32_t md = g2_smem(ws_) + C::MOFF + (g + 8 * c) * C::MST;
 #pragma unroll
         for (int k = 0; k < C::MST / 16; k++) g2_cp16(md + 16 * k, ms + 16 * k);
     }
@@ -547,6 +572,10 @@ __device__ __forceinline__ void g2_wcopy(const gemms_params &p, int t, int st, i
 
 template <uint32_t F, int NT>
 __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
+    // launched on compute capability 9.x only (g2_geom): no body elsewhere (build time)
+    __trap();
+#else
     using C = g2_cfg<F, NT>;
     constexpr int U = C::U;
     extern __shared__ __align__(16) uint8_t smem[];
@@ -626,16 +655,25 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
             gs_slot<F> s;
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const uint8_t *mr = wl + U * C::CP * 512 + (g + 8 * r) * C::MST;
+                const uint8_t *mr = wl + C::MOFF + (g + 8 * r) * C::MST;
                 if constexpr (F == QT_Q8_0) {
                     s.c[r][0] = *(const uint4 *)(wl + ((uu * 4 + 2 * r) * 32 + lane) * 16);
                     s.c[r][1] = *(const uint4 *)(wl + ((uu * 4 + 2 * r + 1) * 32 + lane) * 16);
                     const uint2 d = *(const uint2 *)(mr + uu * 8);
                     s.m[r].x = d.x;
                     s.m[r].y = d.y;
-                } else {
+                } else if constexpr (F == QT_Q4_K) {
                     s.c[r][0] = *(const uint4 *)(wl + ((uu * 2 + r) * 32 + lane) * 16);
                     s.m[r] = *(const uint4 *)(mr + (uu >> 1) * 16);
+                } else { // Q6_K: as gs_load
+                    s.c[r][0] = *(const uint4 *)(wl + ((uu * 2 + r) * 32 + lane) * 16);
+                    const int ci = 2 * (st * U + uu) + (c >> 1);
+                    const uint8_t *sb = mr + (uu >> 1) * 20;
+                    s.m[r].x = *(const unsigned int *)sb;
+                    s.m[r].y = *(const unsigned int *)(sb + 4 + 4 * (ci & 3));
+                    const uint2 h = *(const uint2 *)(wl + U * C::CP * 512 + ((uu * 2 + r) * 32 + lane) * 8);
+                    s.m[r].z = h.x;
+                    s.m[r].w = h.y;
                 }
             }
             const int ug = st * U + uu; // the unit of the row
@@ -674,6 +712,7 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
         }
         if (++st == nst) st = 0, t++;
     }
+#endif
 }
 
 // The pieces of tiles cut by a range boundary, summed in CTA order: one thread a (row, token).
@@ -812,20 +851,22 @@ static int gs_smem_cap() {
 // 0 when it does not apply (another type, K not a multiple of a stage, < 3 stages: GB10's
 // ~100 KB a CTA keeps gemms_kernel).
 static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem) {
-    if (type != QT_Q8_0 && type != QT_Q4_K) return 0;
+    if (type != QT_Q8_0 && type != QT_Q4_K && type != QT_Q6_K) return 0;
     const int nt = gs_nt(T);
     int U = 0, st = 0;
 #define G2_GEOM(F_, NT_)                                                                                           \
     if (type == F_ && nt == NT_) { U = g2_cfg<F_, NT_>::U; st = g2_cfg<F_, NT_>::STAGE; }
     G2_GEOM(QT_Q8_0, 1) G2_GEOM(QT_Q8_0, 2) G2_GEOM(QT_Q8_0, 4) G2_GEOM(QT_Q4_K, 1) G2_GEOM(QT_Q4_K, 2) G2_GEOM(QT_Q4_K, 4)
+    G2_GEOM(QT_Q6_K, 1) G2_GEOM(QT_Q6_K, 2) G2_GEOM(QT_Q6_K, 4)
 #undef G2_GEOM
     if (!U || K % (128 * U)) return 0;
     static int optin = 0;
-    if (!optin) {
-        int dev = 0;
+    if (!optin) { // compute capability 9.x (H100 / H200) only: the kernel is built for sm_90a alone
+        int dev = 0, major = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            optin = 48 * 1024;
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major != 9)
+            optin = 1;
     }
     int S = (optin - 1024) / (st + 16);
     if (S > 6) S = 6;
@@ -1043,7 +1084,8 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
             p.ntiles = t128;
             p.ws = a->work;
             if (type == QT_Q8_0) return g2_launch_t<QT_Q8_0>(p, smem, stream, e);
-            return g2_launch_t<QT_Q4_K>(p, smem, stream, e);
+            if (type == QT_Q4_K) return g2_launch_t<QT_Q4_K>(p, smem, stream, e);
+            return g2_launch_t<QT_Q6_K>(p, smem, stream, e);
         }
     }
     if (!cuda_gemms_plan(p.T, p.K, mtiles, p.ws_rows, wb, a->work ? a->work_bytes : 0, &p.ksplit, &p.upc))

@@ -286,7 +286,7 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
     cuda_gemms2_set(1);
     g_want2 = 1;
     g_cl_tag = " hs2";
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) {
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         test_gemms(t, 257, 1024, 2, 0, 0, 1, true);
         test_gemms(t, 300, 1024, 5, 131, 1, 1, false);
         test_gemms(t, 1000, 4096, 8, 0, 0, 1, false);
@@ -297,10 +297,10 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 20000, 1024, 24, 0, 0, 1, false);
         if (!quick) test_gemms(t, 4097, 12288, 24, 0, 1, 1, false);
     }
-    // where it does not apply: no work buffer, Q6_K, K not a multiple of a stage -> gemms_kernel
+    // where it does not apply: no work buffer, K not a multiple of a stage -> gemms_kernel
     g_want2 = 0;
     test_gemms(QUANT_Q8_0, 200, 512, 8, 0, 1, 0, false);
-    test_gemms(QUANT_Q6_K, 515, 4096, 8, 0, 0, 1, false);
+    test_gemms(QUANT_Q6_K, 515, 4096, 8, 0, 0, 0, false);
     test_gemms(QUANT_Q4_K, 257, 768, 8, 0, 0, 1, false);
     // the round-6 kernel (SPARKD_HS2=0)
     cuda_gemms2_set(0);
@@ -358,7 +358,6 @@ void hsmall_kbench(void *file, double probe, err *e) {
     if (!st_open_stream()) return;
     g_kb_all = getenv("SPARKD_KBENCH_ALL") && getenv("SPARKD_KBENCH_ALL")[0] == '1';
     fprintf(ctx.f, "| type | product | T | kernel | us | GB/s (weights) | %% probe | |\n|---|---|---|---|---|---|---|---|\n");
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K})
-        if (t != QUANT_Q6_K || g_kb_all) bench_small(t, probe); // Q6_K: gemms_kernel only
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) bench_small(t, probe);
     st_close_stream();
 }
