@@ -515,60 +515,84 @@ __device__ __forceinline__ void g2_tile(const gemms_params &p, int t, int &mi, i
 __device__ __forceinline__ long long g2_beg(long long N, int G, int cta) { return (long long)cta * N / G; }
 __device__ __forceinline__ int g2_cta_of(long long N, int G, long long x) { return (int)(((x + 1) * G - 1) / N); }
 
-// A consumer lane's copies of one weight stage (tile t, stage st of the tile) into its slot ws_
-// (the warp's weight bytes of the ring slot): code piece k of unit uu at ((uu * CP + k) * 32 +
-// lane) * 16, Q6_K's hi piece k (8 bytes) at U * CP * 512 + ((uu * 2 + k) * 32 + lane) * 8,
-// meta of the warp's row j (g, or g + 8 for j >= 8) at MOFF + j * MST.
-template <uint32_t F, int NT>
-__device__ __forceinline__ void g2_wcopy(const gemms_params &p, int t, int st, int warp, int g, int c, int lane,
-                                         uint8_t *ws_) {
+// A consumer lane's weight copies (one stage at a time, into its warp's part of a ring slot):
+// code piece k of unit uu at ((uu * CP + k) * 32 + lane) * 16 (gs_load's c[r][..] of this
+// lane), Q6_K's hi piece k (8 bytes) at U * CP * 512 + ((uu * 2 + k) * 32 + lane) * 8, the meta
+// of the warp's row j (g, or g + 8 for j >= 8) at MOFF + j * MST. The source pointers are set
+// at a tile's first copied stage (set) and advance by one stage a copy.
+template <uint32_t F, int NT> struct g2_src {
     using C = g2_cfg<F, NT>;
-    constexpr int U = C::U;
-    int mi, b;
-    g2_tile(p, t, mi, b);
-    const gemms_mat &M = p.m[mi];
-    const int rg = b * 128 + warp * 16 + g;
-    const int r0 = min(rg, M.rows - 1), r1 = min(rg + 8, M.rows - 1);
-    const uint8_t *cr0 = M.codes + (uint64_t)r0 * M.code_pitch, *cr1 = M.codes + (uint64_t)r1 * M.code_pitch;
-    const uint32_t d = g2_smem(ws_) + lane * 16;
+    const uint8_t *c0, *c1, *h0, *h1, *m0, *m1, *m2;
+    __device__ __forceinline__ void set(const gemms_params &p, int t, int st, int warp, int g, int c, int lane) {
+        int mi, b;
+        g2_tile(p, t, mi, b);
+        const gemms_mat &M = p.m[mi];
+        const int rg = b * 128 + warp * 16 + g;
+        const int r0 = min(rg, M.rows - 1), r1 = min(rg + 8, M.rows - 1);
+        const size_t cs = (size_t)st * C::U * (F == QT_Q8_0 ? 128 : 64) + 16 * c;
+        c0 = M.codes + (uint64_t)r0 * M.code_pitch + cs;
+        c1 = M.codes + (uint64_t)r1 * M.code_pitch + cs;
+        if constexpr (F == QT_Q6_K) {
+            h0 = M.hi + (uint64_t)r0 * M.hi_pitch + (size_t)st * C::U * 32 + 8 * c;
+            h1 = M.hi + (uint64_t)r1 * M.hi_pitch + (size_t)st * C::U * 32 + 8 * c;
+            // meta pieces lane, lane + 32, lane + 64 of 16 rows x MST / 4 (4 bytes each)
+            constexpr int PR = C::MST / 4;
+            const uint8_t **mp[3] = {&m0, &m1, &m2};
 #pragma unroll
-    for (int uu = 0; uu < U; uu++) {
-        const size_t u = (size_t)st * U + uu;
-        if constexpr (F == QT_Q8_0) { // gs_load's c[r][0..1]
-            g2_cp16(d + ((uu * 4 + 0) * 32) * 16, cr0 + u * 128 + 16 * c);
-            g2_cp16(d + ((uu * 4 + 1) * 32) * 16, cr0 + u * 128 + 64 + 16 * c);
-            g2_cp16(d + ((uu * 4 + 2) * 32) * 16, cr1 + u * 128 + 16 * c);
-            g2_cp16(d + ((uu * 4 + 3) * 32) * 16, cr1 + u * 128 + 64 + 16 * c);
+            for (int q = 0; q < 3; q++) {
+                const int pc = lane + 32 * q, j = pc / PR, k = pc - j * PR;
+                const int rr = min(b * 128 + warp * 16 + (j < 16 ? j : 15), M.rows - 1);
+                *mp[q] = M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST + 4 * k;
+            }
         } else {
-            g2_cp16(d + ((uu * 2 + 0) * 32) * 16, cr0 + u * 64 + 16 * c);
-            g2_cp16(d + ((uu * 2 + 1) * 32) * 16, cr1 + u * 64 + 16 * c);
-            if constexpr (F == QT_Q6_K) { // gs_load's 2-bit plane words
-                const uint32_t dh = g2_smem(ws_) + U * C::CP * 512 + lane * 8;
-                g2_cp8(dh + ((uu * 2 + 0) * 32) * 8, M.hi + (uint64_t)r0 * M.hi_pitch + u * 32 + 8 * c);
-                g2_cp8(dh + ((uu * 2 + 1) * 32) * 8, M.hi + (uint64_t)r1 * M.hi_pitch + u * 32 + 8 * c);
+            m0 = M.meta + (uint64_t)(c ? r1 : r0) * M.meta_pitch + (size_t)st * C::MST;
+        }
+    }
+    __device__ __forceinline__ void copy(uint32_t ws_, int g, int c, int lane) {
+        constexpr int U = C::U;
+        const uint32_t d = ws_ + lane * 16;
+#pragma unroll
+        for (int uu = 0; uu < U; uu++) {
+            if constexpr (F == QT_Q8_0) {
+                g2_cp16(d + ((uu * 4 + 0) * 32) * 16, c0 + uu * 128);
+                g2_cp16(d + ((uu * 4 + 1) * 32) * 16, c0 + uu * 128 + 64);
+                g2_cp16(d + ((uu * 4 + 2) * 32) * 16, c1 + uu * 128);
+                g2_cp16(d + ((uu * 4 + 3) * 32) * 16, c1 + uu * 128 + 64);
+            } else {
+                g2_cp16(d + ((uu * 2 + 0) * 32) * 16, c0 + uu * 64);
+                g2_cp16(d + ((uu * 2 + 1) * 32) * 16, c1 + uu * 64);
+                if constexpr (F == QT_Q6_K) {
+                    const uint32_t dh = ws_ + U * C::CP * 512 + lane * 8;
+                    g2_cp8(dh + ((uu * 2 + 0) * 32) * 8, h0 + uu * 32);
+                    g2_cp8(dh + ((uu * 2 + 1) * 32) * 8, h1 + uu * 32);
+                }
             }
         }
-    }
-    if constexpr (F == QT_Q6_K) {
-        // meta: 20 bytes a superblock (not 16-aligned): 4 at a time, 16 rows x MST / 4 pieces
-        const int base_row = b * 128 + warp * 16;
-        for (int pc = lane; pc < 16 * (C::MST / 4); pc += 32) {
-            const int j = pc / (C::MST / 4), k = pc - j * (C::MST / 4);
-            const int rr = min(base_row + j, M.rows - 1);
-            g2_cp4(g2_smem(ws_) + C::MOFF + j * C::MST + 4 * k,
-                   M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST + 4 * k);
-        }
-        return;
-    }
-    // meta: MST bytes of rows g (lane c = 0) and g + 8 (c = 1) for the stage, 16 at a time
-    if (c < 2) {
-        const int rr = c ? r1 : r0;
-        const uint8_t *ms = M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST;
-        const uint32_t md = g2_smem(ws_) + C::MOFF + (g + 8 * c) * C::MST;
+        c0 += U * (F == QT_Q8_0 ? 128 : 64);
+        c1 += U * (F == QT_Q8_0 ? 128 : 64);
+        if constexpr (F == QT_Q6_K) {
+            constexpr int PR = C::MST / 4;
+            h0 += U * 32;
+            h1 += U * 32;
+            const uint8_t *mp[3] = {m0, m1, m2};
 #pragma unroll
-        for (int k = 0; k < C::MST / 16; k++) g2_cp16(md + 16 * k, ms + 16 * k);
+            for (int q = 0; q < 3; q++) {
+                const int pc = lane + 32 * q, j = pc / PR, k = pc - j * PR;
+                if (pc < 16 * PR) g2_cp4(ws_ + C::MOFF + j * C::MST + 4 * k, mp[q]);
+            }
+            m0 += C::MST;
+            m1 += C::MST;
+            m2 += C::MST;
+        } else {
+            if (c < 2) {
+                const uint32_t md = ws_ + C::MOFF + (g + 8 * c) * C::MST;
+#pragma unroll
+                for (int k = 0; k < C::MST / 16; k++) g2_cp16(md + 16 * k, m0 + 16 * k);
+            }
+            m0 += C::MST;
+        }
     }
-}
+};
 
 template <uint32_t F, int NT>
 __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
@@ -624,10 +648,16 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
     uint8_t *wbase = smem + (size_t)warp * C::WST;
     // the first S - 1 weight stages (constant: before the wait), one cp.async group each
     int ti = t0, si = s0; // the next stage to copy
+    g2_src<F, NT> src;
+    src.set(p, ti, si, warp, g, c, lane);
+    const uint32_t wb32 = g2_smem(wbase);
     for (int i = 0; i < S - 1; i++) {
-        if (i < cnt) g2_wcopy<F, NT>(p, ti, si, warp, g, c, lane, wbase + (size_t)i * C::STAGE);
+        if (i < cnt) src.copy(wb32 + i * C::STAGE, g, c, lane);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
-        if (++si == nst) si = 0, ti++;
+        if (++si == nst) {
+            si = 0;
+            if (++ti < p.ntiles) src.set(p, ti, 0, warp, g, c, lane);
+        }
     }
     pdl_wait();
     const uint32_t ml = p.ml, mh = p.mh;
@@ -643,9 +673,14 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
         g2_wait_cp(S);
         __syncwarp();
         // stage i + S - 1 into the slot stage i - 1 left (every lane is past it: the sync above)
-        if (i + S - 1 < cnt) g2_wcopy<F, NT>(p, ti, si, warp, g, c, lane, wbase + (size_t)wslot * C::STAGE);
+        if (i + S - 1 < cnt) {
+            src.copy(wb32 + wslot * C::STAGE, g, c, lane);
+            if (++si == nst) {
+                si = 0;
+                if (++ti < p.ntiles) src.set(p, ti, 0, warp, g, c, lane);
+            }
+        }
         asm volatile("cp.async.commit_group;\n" ::: "memory");
-        if (++si == nst) si = 0, ti++;
         if (++wslot == S) wslot = 0;
         const uint8_t *base = smem + (size_t)slot * C::STAGE;
         g2_bar_wait(g2_smem(bars + slot), ph); // the input slice
