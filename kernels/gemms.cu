@@ -34,6 +34,7 @@
 
 #define GS_SMEM_MIN (48 * 1024)    // input slice per CTA at least (gs_smem_cap)
 #define GS_MAX_T 32
+#define G2_MAX_T 64                // gemms2_kernel: up to 8 token tiles (SPARKD_HS2_MAX_T, default 32)
 #define GS_FIRST 2                 // units of the input slice waited for before the loop starts
 
 struct gemms_mat {
@@ -782,6 +783,7 @@ static int g_force_ks = 0;           // benches: cuda_gemms_force_ks
 static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 (default) ws + reduce kernel, 1 clusters, 2 last CTA
 static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
 static int g_hs2 = -1;               // SPARKD_HS2: 1 (default) gemms2_kernel where it fits, 0 gemms_kernel only
+static int g_hs2_max_t = -1;         // SPARKD_HS2_MAX_T: gemms2's top T (default 32, at most 64)
 static long g_launches2 = 0;         // gemms2_kernel launches
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
@@ -801,6 +803,11 @@ static void gs_env() {
     if (g_hs2 < 0) {
         const char *v = getenv("SPARKD_HS2");
         g_hs2 = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_hs2_max_t < 0) {
+        const char *v = getenv("SPARKD_HS2_MAX_T");
+        const int t = v ? atoi(v) : 32;
+        g_hs2_max_t = t < 0 ? 0 : t > G2_MAX_T ? G2_MAX_T : t;
     }
     if (g_on < 0) {
         const char *v = getenv("SPARKD_HSMALL");
@@ -832,7 +839,7 @@ extern "C" void cuda_gemms_set(int on, int max_t) {
 }
 extern "C" int cuda_gemms_max_t(void) {
     gs_env();
-    return g_on ? g_max_t : 0;
+    return !g_on ? 0 : g_hs2 && g_hs2_max_t > g_max_t ? g_hs2_max_t : g_max_t;
 }
 extern "C" long cuda_gemms_launches(void) { return g_launches; }
 // Tests and benches: 1/0 = gemms2_kernel where it fits / never; -1 = as SPARKD_HS2 says.
@@ -842,9 +849,16 @@ extern "C" void cuda_gemms2_set(int on) {
     if (on >= 0) g_hs2 = on ? 1 : 0;
 }
 extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
+// Tests and benches: gemms2's top T (<= 64); -1 = as SPARKD_HS2_MAX_T says.
+extern "C" void cuda_gemms2_max_t_set(int t) {
+    g_hs2_max_t = -1;
+    gs_env();
+    if (t >= 0) g_hs2_max_t = t > G2_MAX_T ? G2_MAX_T : t;
+}
 
 static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
+static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
 // then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
 static int gs_warps(int T) { return gs_nt(T) == 4 && g_wide ? 16 : 8; }
@@ -887,12 +901,13 @@ static int gs_smem_cap() {
 // ~100 KB a CTA keeps gemms_kernel).
 static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem) {
     if (type != QT_Q8_0 && type != QT_Q4_K && type != QT_Q6_K) return 0;
-    const int nt = gs_nt(T);
+    const int nt = g2_nt(T);
     int U = 0, st = 0;
 #define G2_GEOM(F_, NT_)                                                                                           \
     if (type == F_ && nt == NT_) { U = g2_cfg<F_, NT_>::U; st = g2_cfg<F_, NT_>::STAGE; }
     G2_GEOM(QT_Q8_0, 1) G2_GEOM(QT_Q8_0, 2) G2_GEOM(QT_Q8_0, 4) G2_GEOM(QT_Q4_K, 1) G2_GEOM(QT_Q4_K, 2) G2_GEOM(QT_Q4_K, 4)
     G2_GEOM(QT_Q6_K, 1) G2_GEOM(QT_Q6_K, 2) G2_GEOM(QT_Q6_K, 4)
+    G2_GEOM(QT_Q8_0, 8) G2_GEOM(QT_Q4_K, 8) G2_GEOM(QT_Q6_K, 8)
 #undef G2_GEOM
     if (!U || K % (128 * U)) return 0;
     static int optin = 0;
@@ -915,7 +930,7 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
 // and the work buffer holding two pieces of partials a CTA (2 x SMs x T x 128 f32).
 static int g2_wants(uint32_t type, int T, int K, int tiles, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
                     int *grid) {
-    if (!g_hs2 || !g2_geom(type, T, K, unit, stages, smem)) return 0;
+    if (!g_hs2 || T > g_hs2_max_t || !g2_geom(type, T, K, unit, stages, smem)) return 0;
     const long long N = (long long)tiles * (K / (128 * *unit));
     const int G = (int)(N < gs_sms() ? N : gs_sms());
     if ((uint64_t)2 * G * T * 128 * 4 > work_bytes) return 0;
@@ -973,7 +988,7 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
 // f16 form present, K % 128 == 0, a K split that fits. SPARKD_HSMALL=0: never.
 extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     gs_env();
-    if (!g_on || a->exact || a->pair_act || a->path == CUDA_MM_FORCE_GEMV || x->T < 2 || x->T > g_max_t ||
+    if (!g_on || a->exact || a->pair_act || a->path == CUDA_MM_FORCE_GEMV || x->T < 2 || x->T > cuda_gemms_max_t() ||
         !(x->forms & CUDA_MMIN_F16) || !x->hi || !x->tscale || x->K % 128 || !gs_type_ok(a->w[0]->type))
         return 0;
     int tiles = 0, rows = 0, ks, upc;
@@ -984,6 +999,7 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
         for (int i = 0; i < a->n; i++) t128 += (int)((a->w[i]->rows + 127) / 128);
         if (g2_wants(a->w[0]->type, x->T, x->K, t128, a->work ? a->work_bytes : 0, &u2, &s2, &m2, &g2)) return 1;
     }
+    if (x->T > g_max_t) return 0; // gemms_kernel: T <= 32
     for (int i = 0; i < a->n; i++) {
         tiles += (int)((a->w[i]->rows + 16 * gs_warps(x->T) - 1) / (16 * gs_warps(x->T)));
         rows += (int)a->w[i]->rows;
@@ -1074,10 +1090,11 @@ template <uint32_t F, int NT> static int g2_launch(const gemms_params &p, size_t
     return 0;
 }
 template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem, void *stream, err *e) {
-    switch (gs_nt(p.T)) {
+    switch (g2_nt(p.T)) {
     case 1: return g2_launch<F, 1>(p, smem, stream, e);
     case 2: return g2_launch<F, 2>(p, smem, stream, e);
-    default: return g2_launch<F, 4>(p, smem, stream, e);
+    case 4: return g2_launch<F, 4>(p, smem, stream, e);
+    default: return g2_launch<F, 8>(p, smem, stream, e);
     }
 }
 

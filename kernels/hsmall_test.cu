@@ -32,6 +32,7 @@ extern "C" void cuda_gemms_wide_set(int on);  // gemms.cu: 0 = CTAs of 8 warps a
 extern "C" void cuda_gemms_cluster_set(int on); // gemms.cu: 0 = K-split partials through ws + reduce kernel
 extern "C" void cuda_gemms2_set(int on);      // gemms.cu: 1/0 = gemms2_kernel (SPARKD_HS2) where it fits / never
 extern "C" long cuda_gemms2_launches(void);   // gemms.cu: gemms2_kernel launches so far
+extern "C" void cuda_gemms2_max_t_set(int t); // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
 
 namespace {
 
@@ -177,22 +178,24 @@ void bench_small(uint32_t type, double probe) {
         std::vector<cuda_weight> ws((size_t)copies * pr.n);
         for (auto &w : ws)
             if (!make_weight(&w, type, raw, pr.rows, pr.K)) return;
-        const int Tmax = 32;
+        const int Tmax = 64;
         const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
         cuda_mmin m;
         cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, pr.K, forms)), Tmax, pr.K, forms);
         float *dx = dup(randn((size_t)Tmax * pr.K, 1.0));
         float *dy[2] = {(float *)dalloc((size_t)Tmax * pr.rows * 4), (float *)dalloc((size_t)Tmax * pr.rows * 4)};
         float *splitk = (float *)dalloc(32u << 20);
-        for (int T : {2, 8, 16, 32}) {
+        cuda_gemms2_max_t_set(64); // gemms2 rows at T = 64 too (the others: SPARKD_HS2_MAX_T)
+        for (int T : {2, 8, 16, 32, 64}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[7] = {"gemms (hsmall r6)", "int8 mmq", "f16 mma fast", "gemms, clusters",
+            const char *kn[7] = {"gemms (hsmall r6)", T > 32 && type != QUANT_Q8_0 ? "hfast (today)" : "int8 mmq (today)", "f16 mma fast", "gemms, clusters",
                                  "gemms, ws + last CTA sums", "gemms, CTAs of 8 warps", "gemms2 (hs2)"};
             double us_v[7] = {0, 0, 0, 0, 0, 0, 0};
             int ks = 0, upc = 0;
             cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks, &upc);
             for (int v : {0, 6, 1, 2, 3, 4, 5}) {
+                if (T > 32 && v != 6 && v != 1) continue; // gemms_kernel: T <= 32
                 if ((v == 3 || v == 4) && (ks < 2 || !g_kb_all)) continue;
                 if (v == 5 && (T <= 16 || !g_kb_all)) continue;
                 if (v == 2 && !g_kb_all) continue;
@@ -218,13 +221,13 @@ void bench_small(uint32_t type, double probe) {
                 const double gbs = (double)wb / (us_v[v] * 1e3);
                 char extra[96] = "";
                 if (v == 6) {
-                    snprintf(extra, sizeof extra, "%s; %.2fx r6", ran ? "gemms2" : "NOT gemms2", us_v[0] / us_v[6]);
+                    snprintf(extra, sizeof extra, "%s; %.2fx r6", ran ? "gemms2" : "NOT gemms2", us_v[0] > 0 ? us_v[0] / us_v[6] : 0.0);
                 } else if (v == 0 || v >= 3) {
                     int ks3 = ks, upc3 = upc;
                     if (v >= 3) cuda_gemms_plan(T, pr.K, pr.n * ((pr.rows + cuda_gemms_tile_rows(T) - 1) / cuda_gemms_tile_rows(T)), pr.n * pr.rows, wb, 32u << 20, &ks3, &upc3);
                     snprintf(extra, sizeof extra, "ks %d, %d units a CTA%s", ks3, upc3, ran ? "" : ", NOT gemms");
                 }
-                else if (us_v[0] > 0) snprintf(extra, sizeof extra, "gemms %.2fx faster", us_v[v] / us_v[0]);
+                else if (us_v[6] > 0) snprintf(extra, sizeof extra, "gemms2 %.2fx faster", us_v[v] / us_v[6]);
                 cuda_gemms_cluster_set(-1);
                 cuda_gemms_wide_set(-1);
                 cuda_gemms2_set(-1);
@@ -264,6 +267,7 @@ void bench_small(uint32_t type, double probe) {
             cuda_gemms2_set(-1);
             cuda_mmq_set(1);
         }
+        cuda_gemms2_max_t_set(-1);
         dfree_all();
     }
 }
@@ -297,6 +301,14 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 20000, 1024, 24, 0, 0, 1, false);
         if (!quick) test_gemms(t, 4097, 12288, 24, 0, 1, 1, false);
     }
+    // 33 <= T <= 64 (SPARKD_HS2_MAX_T=64: 8 token tiles)
+    cuda_gemms2_max_t_set(64);
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemms(t, 300, 1024, 40, 131, 1, 1, t == QUANT_Q8_0);
+        test_gemms(t, 515, 2048, 64, 0, 0, 1, false);
+        test_gemms(t, 20000, 512, 64, 0, 1, 1, false);
+    }
+    cuda_gemms2_max_t_set(-1);
     // where it does not apply: no work buffer, K not a multiple of a stage -> gemms_kernel
     g_want2 = 0;
     test_gemms(QUANT_Q8_0, 200, 512, 8, 0, 1, 0, false);
