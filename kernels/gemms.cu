@@ -624,21 +624,31 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
     if (warp == 8) {
         // ---- input warp: stage i's slice into slot i % S (phase (i / S) & 1)
         pdl_wait();
-        const int T = p.T, per_tok = U * 16, pieces = NT * 8 * per_tok;
-        int t = t0, st = s0;
-        (void)t;
+        // a token's stage is U * 16 pieces of 16 bytes: lane takes pieces lane + 32 q of every
+        // token (fixed shared / global offsets); tokens past T are never copied (their MMA
+        // columns are never stored)
+        constexpr int PER = U / 2;
+        int doff[PER], soff[PER];
+#pragma unroll
+        for (int q = 0; q < PER; q++) {
+            const int rem = lane + 32 * q, ur = rem >> 4, bk = rem & 15;
+            const int sb = F == QT_Q8_0 ? bk : (bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1));
+            doff[q] = ur * 256 + 16 * sb;
+            soff[q] = ur * 128 + 8 * bk;
+        }
+        const int T = p.T;
+        int st = s0;
+        const uint32_t xd0 = g2_smem(smem) + 8 * C::WST;
         for (int i = 0, slot = 0, ph = 0; i < cnt; i++) {
             if (i >= S) g2_bar_wait(g2_smem(bars + S + slot), ph ^ 1);
-            uint8_t *xd = smem + (size_t)slot * C::STAGE + 8 * C::WST;
-            for (int pc = lane; pc < pieces; pc += 32) {
-                const int tk = pc / per_tok, rem = pc - tk * per_tok, ur = rem >> 4, bk = rem & 15;
-                if (tk >= T) break; // tokens past T: never copied (their MMA columns are never stored)
-                const uint16_t *src = p.xh + (size_t)tk * p.K + (size_t)(st * U + ur) * 128 + 8 * bk;
-                const int sb = F == QT_Q8_0 ? bk : (bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1));
-                g2_cp16(g2_smem(xd + tk * C::PITCH + ur * 256 + 16 * sb), src);
+            const uint32_t xd = xd0 + slot * C::STAGE;
+            const uint16_t *xs = p.xh + (size_t)st * U * 128;
+            for (int tk = 0; tk < T; tk++) {
+#pragma unroll
+                for (int q = 0; q < PER; q++) g2_cp16(xd + tk * C::PITCH + doff[q], xs + (size_t)tk * p.K + soff[q]);
             }
             g2_bar_arrive_cp(g2_smem(bars + slot));
-            if (++st == nst) st = 0, t++;
+            if (++st == nst) st = 0;
             if (++slot == S) slot = 0, ph ^= 1;
         }
         asm volatile("cp.async.wait_all;\n" ::: "memory");
@@ -751,28 +761,28 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
 #endif
 }
 
-// The pieces of tiles cut by a range boundary, summed in CTA order: one thread a (row, token).
-__global__ void gemms2_reduce_kernel(const gemms_params p) {
+// The pieces of tiles cut by a range boundary, summed in CTA order: block (b - 1, token) for
+// boundary b (the first CTA of range b), a thread a row of the tile that boundary cuts first.
+__global__ __launch_bounds__(128) void gemms2_reduce_kernel(const gemms_params p) {
     pdl_trigger();
     pdl_wait();
-    const int tk = blockIdx.y, G = p.grid, nst = (p.K >> 7) / p.unit;
-    const long long N = (long long)p.ntiles * nst;
-    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < p.ws_rows; r += gridDim.x * blockDim.x) {
-        int mi = 0;
-        while (mi + 1 < p.n && r >= p.row0[mi + 1]) mi++;
-        const int lr = r - p.row0[mi], b = lr >> 7;
-        int t = b;
-        for (int j = 0; j < mi; j++) t += p.m[j].mtiles;
-        const int c0 = g2_cta_of(N, G, (long long)t * nst), c1 = g2_cta_of(N, G, (long long)(t + 1) * nst - 1);
-        if (c0 == c1) continue; // whole in one CTA: stored by it
-        float s = 0.0f;
-        for (int cta = c0; cta <= c1; cta++) {
-            const int slot = (int)(g2_beg(N, G, cta) / nst) == t ? 0 : 1;
-            s += p.ws[((size_t)(2 * cta + slot) * p.T + tk) * 128 + (lr & 127)];
-        }
-        float *y = p.m[mi].y + (size_t)tk * p.m[mi].ldy + lr;
-        *y = p.accumulate ? *y + s : s;
+    const int tk = blockIdx.y, G = p.grid, nst = (p.K >> 7) / p.unit, bd = blockIdx.x + 1;
+    const long long N = (long long)p.ntiles * nst, xb = g2_beg(N, G, bd);
+    if (xb % nst == 0) return; // boundary bd cuts no tile
+    const int t = (int)(xb / nst);
+    const int c0 = g2_cta_of(N, G, (long long)t * nst), c1 = g2_cta_of(N, G, (long long)(t + 1) * nst - 1);
+    if (bd != c0 + 1) return; // the tile's first cut sums it
+    int mi, b;
+    g2_tile(p, t, mi, b);
+    const int lr = b * 128 + (int)threadIdx.x;
+    if (lr >= p.m[mi].rows) return;
+    float s = 0.0f;
+    for (int cta = c0; cta <= c1; cta++) {
+        const int slot = (int)(g2_beg(N, G, cta) / nst) == t ? 0 : 1;
+        s += p.ws[((size_t)(2 * cta + slot) * p.T + tk) * 128 + threadIdx.x];
     }
+    float *y = p.m[mi].y + (size_t)tk * p.m[mi].ldy + lr;
+    *y = p.accumulate ? *y + s : s;
 }
 
 // ------------------------------------------------------------------------------ host
@@ -1083,8 +1093,7 @@ template <uint32_t F, int NT> static int g2_launch(const gemms_params &p, size_t
     bool cut = false;
     for (int b = 1; b < p.grid && !cut; b++) cut = ((long long)b * N / p.grid) % nst != 0;
     if (cut)
-        CUDA_TRY(cuda_launch(gemms2_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
-                             stream, p));
+        CUDA_TRY(cuda_launch(gemms2_reduce_kernel, dim3((unsigned)(p.grid - 1), (unsigned)p.T), dim3(128), 0, stream, p));
     g_launches++;
     g_launches2++;
     return 0;
