@@ -794,6 +794,7 @@ static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 (default) ws + 
 static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
 static int g_hs2 = -1;               // SPARKD_HS2: 1 (default) gemms2_kernel where it fits, 0 gemms_kernel only
 static int g_hs2_max_t = -1;         // SPARKD_HS2_MAX_T: gemms2's top T (default 32, at most 64)
+static int g_hs2_stages = -1;        // SPARKD_HS2_STAGES: ring stages (0 = as many as fit, <= 6)
 static long g_launches2 = 0;         // gemms2_kernel launches
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
@@ -813,6 +814,11 @@ static void gs_env() {
     if (g_hs2 < 0) {
         const char *v = getenv("SPARKD_HS2");
         g_hs2 = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_hs2_stages < 0) {
+        const char *v = getenv("SPARKD_HS2_STAGES");
+        g_hs2_stages = v ? atoi(v) : 0;
+        if (g_hs2_stages < 0) g_hs2_stages = 0;
     }
     if (g_hs2_max_t < 0) {
         const char *v = getenv("SPARKD_HS2_MAX_T");
@@ -859,6 +865,13 @@ extern "C" void cuda_gemms2_set(int on) {
     if (on >= 0) g_hs2 = on ? 1 : 0;
 }
 extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
+// Benches: gemms2's ring stages (3..6, fewer when they do not fit; 0 = as many as fit); -1 = as
+// SPARKD_HS2_STAGES says.
+extern "C" void cuda_gemms2_stages_set(int s) {
+    g_hs2_stages = -1;
+    gs_env();
+    if (s >= 0) g_hs2_stages = s;
+}
 // Tests and benches: gemms2's top T (<= 64); -1 = as SPARKD_HS2_MAX_T says.
 extern "C" void cuda_gemms2_max_t_set(int t) {
     g_hs2_max_t = -1;
@@ -930,6 +943,7 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
     }
     int S = (optin - 1024) / (st + 16);
     if (S > 6) S = 6;
+    if (g_hs2_stages >= 3 && g_hs2_stages < S) S = g_hs2_stages;
     if (S < 3) return 0;
     *unit = U;
     *stages = S;

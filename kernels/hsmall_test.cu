@@ -33,6 +33,7 @@ extern "C" void cuda_gemms_cluster_set(int on); // gemms.cu: 0 = K-split partial
 extern "C" void cuda_gemms2_set(int on);      // gemms.cu: 1/0 = gemms2_kernel (SPARKD_HS2) where it fits / never
 extern "C" long cuda_gemms2_launches(void);   // gemms.cu: gemms2_kernel launches so far
 extern "C" void cuda_gemms2_max_t_set(int t); // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
+extern "C" void cuda_gemms2_stages_set(int s); // gemms.cu: gemms2's ring stages (0: as many as fit)
 
 namespace {
 
@@ -236,6 +237,33 @@ void bench_small(uint32_t type, double probe) {
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
             }
+            // gemms2 with fewer ring stages than fit (tuning data for the ring depth)
+            for (int sf : {3, 4, 5}) {
+                if (T != 8 && T != 32 && T != 64) break;
+                cuda_gemms_set(1, -1);
+                cuda_gemms2_set(1);
+                cuda_gemms2_stages_set(sf);
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
+                for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
+                const long l2 = cuda_gemms2_launches();
+                const double us = time_us([&] {
+                    for (int c = 0; c < copies; c++) {
+                        for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                        err e3;
+                        cuda_matmul(&a, &m, C->st, &e3);
+                    }
+                }, 3) / copies;
+                const bool ran = cuda_gemms2_launches() > l2;
+                cuda_gemms2_stages_set(-1);
+                const double gbs = (double)wb / (us * 1e3);
+                fprintf(C->f, "| %s | %s %dx%dx%d | %d | gemms2, %d stages | %.1f | %.0f | %.0f%% | %s; %.2fx the default |\n",
+                        tname(type), pr.name, pr.n, pr.rows, pr.K, T, sf, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
+                        ran ? "gemms2" : "NOT gemms2", us_v[6] / us);
+                fflush(C->f);
+            }
+            cuda_gemms2_set(-1);
             // the K splits the cost model did not take (tuning data for cuda_gemms_plan)
             cuda_gemms_set(1, -1);
             cuda_gemms2_set(0);
