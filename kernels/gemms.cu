@@ -196,27 +196,32 @@ __device__ __forceinline__ void gs_mma(float *d, const uint32_t *a, uint32_t b0,
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// One unit of a lane: 8 k16 steps x NT token tiles. bs: the lane's input bytes of this unit
-// in shared memory (token g of tile 0, + 64c), pitch: bytes per token row, sw: the swizzle.
-template <uint32_t F, int NT>
-__device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_t *bs, int pitch, int sw,
-                                        uint32_t ml, uint32_t mh, float (*acc)[4]) {
-    gs_sc<F> sc;
-    gs_scales<F>(sc, s, q);
-    quarter qr[2][2]; // [row][quarter of the lane]
+// One unit of a lane: 8 k16 steps x NT token tiles x MT m16 tiles (m-tile mt: the rows of
+// slot s[mt], accumulators acc[mt]; the B fragments of a step are read once for all MT).
+// bs: the lane's input bytes of this unit in shared memory (token g of tile 0, + 64c), pitch:
+// bytes per token row, sw: the swizzle.
+template <uint32_t F, int NT, int MT>
+__device__ __forceinline__ void gs_unit_m(const gs_slot<F> *s, int q, const uint8_t *bs, int pitch, int sw,
+                                          uint32_t ml, uint32_t mh, float (*acc)[NT][4]) {
+    gs_sc<F> sc[MT];
+    quarter qr[MT][2][2]; // [m-tile][row][quarter of the lane]
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if constexpr (F == QT_Q8_0) {
-            qr[r][0].q = s.c[r][0];
-            qr[r][1].q = s.c[r][1];
-        } else {
-            qr[r][0].q.x = s.c[r][0].x;
-            qr[r][0].q.y = s.c[r][0].y;
-            qr[r][1].q.x = s.c[r][0].z;
-            qr[r][1].q.y = s.c[r][0].w;
-            if constexpr (F == QT_Q6_K) {
-                qr[r][0].hb = s.m[r].z;
-                qr[r][1].hb = s.m[r].w;
+    for (int mt = 0; mt < MT; mt++) {
+        gs_scales<F>(sc[mt], s[mt], q);
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if constexpr (F == QT_Q8_0) {
+                qr[mt][r][0].q = s[mt].c[r][0];
+                qr[mt][r][1].q = s[mt].c[r][1];
+            } else {
+                qr[mt][r][0].q.x = s[mt].c[r][0].x;
+                qr[mt][r][0].q.y = s[mt].c[r][0].y;
+                qr[mt][r][1].q.x = s[mt].c[r][0].z;
+                qr[mt][r][1].q.y = s[mt].c[r][0].w;
+                if constexpr (F == QT_Q6_K) {
+                    qr[mt][r][0].hb = s[mt].m[r].z;
+                    qr[mt][r][1].hb = s[mt].m[r].w;
+                }
             }
         }
     }
@@ -230,32 +235,41 @@ __device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_
         for (int h = 0; h < 2; h++) {
             const int st = 2 * i + h, Q = st >> 2, j = 2 * (st & 3);
             const int k = F == QT_Q6_K ? (st & 3) : F == QT_Q8_0 ? st >> 1 : ((st >> 1) & 1);
-            uint32_t a[4];
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                uint32_t p0, p1;
-                if constexpr (F == QT_Q4_K) {
-                    p0 = q4k_pair(qr[r][Q], j, ml, mh);
-                    p1 = q4k_pair(qr[r][Q], j + 1, ml, mh);
-                } else if constexpr (F == QT_Q6_K) {
-                    p0 = q6k_pair(qr[r][Q], j, ml, mh);
-                    p1 = q6k_pair(qr[r][Q], j + 1, ml, mh);
-                } else {
-                    p0 = quarter_pair<F>(qr[r][Q], j);
-                    p1 = quarter_pair<F>(qr[r][Q], j + 1);
+            for (int mt = 0; mt < MT; mt++) {
+                uint32_t a[4];
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    uint32_t p0, p1;
+                    if constexpr (F == QT_Q4_K) {
+                        p0 = q4k_pair(qr[mt][r][Q], j, ml, mh);
+                        p1 = q4k_pair(qr[mt][r][Q], j + 1, ml, mh);
+                    } else if constexpr (F == QT_Q6_K) {
+                        p0 = q6k_pair(qr[mt][r][Q], j, ml, mh);
+                        p1 = q6k_pair(qr[mt][r][Q], j + 1, ml, mh);
+                    } else {
+                        p0 = quarter_pair<F>(qr[mt][r][Q], j);
+                        p1 = quarter_pair<F>(qr[mt][r][Q], j + 1);
+                    }
+                    if constexpr (F == QT_Q4_K) {
+                        a[r] = h2fma(p0, sc[mt].s[r][k], sc[mt].m[r][k]);
+                        a[2 + r] = h2fma(p1, sc[mt].s[r][k], sc[mt].m[r][k]);
+                    } else {
+                        a[r] = h2mul(p0, sc[mt].s[r][k]);
+                        a[2 + r] = h2mul(p1, sc[mt].s[r][k]);
+                    }
                 }
-                if constexpr (F == QT_Q4_K) {
-                    a[r] = h2fma(p0, sc.s[r][k], sc.m[r][k]);
-                    a[2 + r] = h2fma(p1, sc.s[r][k], sc.m[r][k]);
-                } else {
-                    a[r] = h2mul(p0, sc.s[r][k]);
-                    a[2 + r] = h2mul(p1, sc.s[r][k]);
-                }
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    gs_mma(acc[mt][nt], a, h ? bv[nt].z : bv[nt].x, h ? bv[nt].w : bv[nt].y);
             }
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) gs_mma(acc[nt], a, h ? bv[nt].z : bv[nt].x, h ? bv[nt].w : bv[nt].y);
         }
     }
+}
+template <uint32_t F, int NT>
+__device__ __forceinline__ void gs_unit(const gs_slot<F> &s, int q, const uint8_t *bs, int pitch, int sw,
+                                        uint32_t ml, uint32_t mh, float (*acc)[4]) {
+    gs_unit_m<F, NT, 1>(&s, q, bs, pitch, sw, ml, mh, (float (*)[NT][4])acc);
 }
 
 // Copies units [ua, ub) of the CTA's input slice (all NT * 8 token rows; tokens past T as
