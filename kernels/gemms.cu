@@ -59,7 +59,7 @@ struct gemms_params {
     const uint16_t *xh;   // (T, K) f16 bits, P64 order: x * 2^-e_t (hi form)
     const float *tscale;  // (T) 2^e_t
     // gemms2_kernel only: ring stages, 128-row tiles of all matrices, CTAs, units a stage
-    int stages, ntiles, grid, unit;
+    int stages, ntiles, grid, unit, trows; // trows: rows a tile (128 MT)
 };
 
 // Ring depth (units in flight per lane beyond the one being computed; R + 1 slots): within 128
@@ -469,13 +469,16 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 //   layout and swizzle) into a CTA-shared ring slot: full[i] completes by the 32 lanes'
 //   cp.async.mbarrier.arrive.noinc, empty[i] by one arrival a consumer warp. The first S - 1
 //   weight stages are requested before pdl_wait.
-template <uint32_t F, int NT> struct g2_cfg {
-    static constexpr int U = F == QT_Q4_K && NT < 4 ? 4 : 2;                // units a stage
-    static constexpr int CP = F == QT_Q8_0 ? 4 : 2;                         // 16-byte code pieces a lane a unit
-    static constexpr int HP = F == QT_Q6_K ? 2 : 0;                         // 8-byte hi pieces a lane a unit
-    static constexpr int MST = F == QT_Q6_K ? U / 2 * 20 : U * 8;           // meta bytes a row a stage
-    static constexpr int MOFF = U * CP * 512 + U * HP * 256;                // meta rows in a warp's slot
-    static constexpr int WST = MOFF + 16 * MST;                             // weight bytes a warp a stage
+template <uint32_t F, int NT, int MT = 1> struct g2_cfg {
+    // MT m16 tiles a warp (16 MT rows; a tile of 128 MT rows); MT = 2: one unit a stage
+    static constexpr int U = MT == 2 ? 1 : F == QT_Q4_K && NT < 4 ? 4 : 2;  // units a stage
+    static constexpr int CP = F == QT_Q8_0 ? 4 : 2;                         // 16-byte code pieces a lane a unit a m-tile
+    static constexpr int HP = F == QT_Q6_K ? 2 : 0;                         // 8-byte hi pieces a lane a unit a m-tile
+    static constexpr int SB = F == QT_Q8_0 ? 8 : F == QT_Q4_K ? 16 : 20;    // meta bytes a unit (Q8_0) / superblock
+    static constexpr int MST = F == QT_Q8_0 ? U * 8 : (U >= 2 ? U / 2 : 1) * SB; // meta bytes a row a stage
+    static constexpr int MOFF = MT * U * (CP * 512 + HP * 256);             // meta rows in a warp's slot
+    static constexpr int WST = (MOFF + 16 * MT * MST + 15) / 16 * 16;       // weight bytes a warp a stage
+    static constexpr int ROWS = 128 * MT;                                   // rows a tile
     static constexpr int PITCH = U * 256 + (F == QT_Q8_0 ? 16 : 32);        // input bytes a token row
     static constexpr int XST = NT * 8 * PITCH;                              // input bytes a stage
     static constexpr int STAGE = 8 * WST + XST;                             // bytes a stage
@@ -531,92 +534,98 @@ __device__ __forceinline__ long long g2_beg(long long N, int G, int cta) { retur
 __device__ __forceinline__ int g2_cta_of(long long N, int G, long long x) { return (int)(((x + 1) * G - 1) / N); }
 
 // A consumer lane's weight copies (one stage at a time, into its warp's part of a ring slot):
-// code piece k of unit uu at ((uu * CP + k) * 32 + lane) * 16 (gs_load's c[r][..] of this
-// lane), Q6_K's hi piece k (8 bytes) at U * CP * 512 + ((uu * 2 + k) * 32 + lane) * 8, the meta
-// of the warp's row j (g, or g + 8 for j >= 8) at MOFF + j * MST. The source pointers are set
-// at a tile's first copied stage (set) and advance by one stage a copy.
-template <uint32_t F, int NT> struct g2_src {
-    using C = g2_cfg<F, NT>;
-    const uint8_t *c0, *c1, *h0, *h1, *m0, *m1, *m2;
+// code piece k of m-tile mt, unit uu at (((mt * U + uu) * CP + k) * 32 + lane) * 16 (gs_load's
+// c[r][..] of this lane), Q6_K's hi piece k (8 bytes) at MT * U * CP * 512 + (((mt * U + uu) * 2
+// + k) * 32 + lane) * 8, the meta of the warp's row j (16 mt + g, + 8) at MOFF + j * MST. The
+// code / hi pointers are set at a tile's first copied stage (set) and advance a stage a copy.
+template <uint32_t F, int NT, int MT> struct g2_src {
+    using C = g2_cfg<F, NT, MT>;
+    static constexpr int PR = C::MST / 4, NP = (16 * MT * PR + 31) / 32; // Q6_K: 4-byte meta pieces
+    const uint8_t *cp_[MT][2], *hp_[MT][2], *mp_[F == QT_Q6_K ? NP : 1];
+    __device__ __forceinline__ static size_t moff(int st) { // meta bytes of the row before stage st
+        return F == QT_Q8_0 ? (size_t)st * C::MST : (size_t)((st * C::U) >> 1) * C::SB;
+    }
     __device__ __forceinline__ void set(const gemms_params &p, int t, int st, int warp, int g, int c, int lane) {
         int mi, b;
         g2_tile(p, t, mi, b);
         const gemms_mat &M = p.m[mi];
-        const int rg = b * 128 + warp * 16 + g;
-        const int r0 = min(rg, M.rows - 1), r1 = min(rg + 8, M.rows - 1);
+        const int r00 = b * C::ROWS + warp * 16 * MT;
         const size_t cs = (size_t)st * C::U * (F == QT_Q8_0 ? 128 : 64) + 16 * c;
-        c0 = M.codes + (uint64_t)r0 * M.code_pitch + cs;
-        c1 = M.codes + (uint64_t)r1 * M.code_pitch + cs;
-        if constexpr (F == QT_Q6_K) {
-            h0 = M.hi + (uint64_t)r0 * M.hi_pitch + (size_t)st * C::U * 32 + 8 * c;
-            h1 = M.hi + (uint64_t)r1 * M.hi_pitch + (size_t)st * C::U * 32 + 8 * c;
-            // meta pieces lane, lane + 32, lane + 64 of 16 rows x MST / 4 (4 bytes each)
-            constexpr int PR = C::MST / 4;
-            const uint8_t **mp[3] = {&m0, &m1, &m2};
 #pragma unroll
-            for (int q = 0; q < 3; q++) {
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int rr = min(r00 + 16 * mt + g + 8 * r, M.rows - 1);
+                cp_[mt][r] = M.codes + (uint64_t)rr * M.code_pitch + cs;
+                if constexpr (F == QT_Q6_K) hp_[mt][r] = M.hi + (uint64_t)rr * M.hi_pitch + (size_t)st * C::U * 32 + 8 * c;
+            }
+        if constexpr (F == QT_Q6_K) {
+#pragma unroll
+            for (int q = 0; q < NP; q++) { // the rows of pieces lane + 32 q (row starts: moff added a copy)
                 const int pc = lane + 32 * q, j = pc / PR, k = pc - j * PR;
-                const int rr = min(b * 128 + warp * 16 + (j < 16 ? j : 15), M.rows - 1);
-                *mp[q] = M.meta + (uint64_t)rr * M.meta_pitch + (size_t)st * C::MST + 4 * k;
+                const int rr = min(r00 + (j < 16 * MT ? j : 16 * MT - 1), M.rows - 1);
+                mp_[q] = M.meta + (uint64_t)rr * M.meta_pitch + 4 * k;
             }
         } else {
-            m0 = M.meta + (uint64_t)(c ? r1 : r0) * M.meta_pitch + (size_t)st * C::MST;
+            mp_[0] = M.meta + (uint64_t)min(r00 + g + 8 * c, M.rows - 1) * M.meta_pitch;
         }
     }
-    __device__ __forceinline__ void copy(uint32_t ws_, int g, int c, int lane) {
-        constexpr int U = C::U;
+    __device__ __forceinline__ void copy(uint32_t ws_, int st, int g, int c, int lane) {
+        constexpr int U = C::U, CB = F == QT_Q8_0 ? 128 : 64;
         const uint32_t d = ws_ + lane * 16;
 #pragma unroll
-        for (int uu = 0; uu < U; uu++) {
-            if constexpr (F == QT_Q8_0) {
-                g2_cp16(d + ((uu * 4 + 0) * 32) * 16, c0 + uu * 128);
-                g2_cp16(d + ((uu * 4 + 1) * 32) * 16, c0 + uu * 128 + 64);
-                g2_cp16(d + ((uu * 4 + 2) * 32) * 16, c1 + uu * 128);
-                g2_cp16(d + ((uu * 4 + 3) * 32) * 16, c1 + uu * 128 + 64);
-            } else {
-                g2_cp16(d + ((uu * 2 + 0) * 32) * 16, c0 + uu * 64);
-                g2_cp16(d + ((uu * 2 + 1) * 32) * 16, c1 + uu * 64);
-                if constexpr (F == QT_Q6_K) {
-                    const uint32_t dh = ws_ + U * C::CP * 512 + lane * 8;
-                    g2_cp8(dh + ((uu * 2 + 0) * 32) * 8, h0 + uu * 32);
-                    g2_cp8(dh + ((uu * 2 + 1) * 32) * 8, h1 + uu * 32);
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int uu = 0; uu < U; uu++) {
+                const int pb = (mt * U + uu) * C::CP;
+                if constexpr (F == QT_Q8_0) {
+                    g2_cp16(d + ((pb + 0) * 32) * 16, cp_[mt][0] + uu * 128);
+                    g2_cp16(d + ((pb + 1) * 32) * 16, cp_[mt][0] + uu * 128 + 64);
+                    g2_cp16(d + ((pb + 2) * 32) * 16, cp_[mt][1] + uu * 128);
+                    g2_cp16(d + ((pb + 3) * 32) * 16, cp_[mt][1] + uu * 128 + 64);
+                } else {
+                    g2_cp16(d + ((pb + 0) * 32) * 16, cp_[mt][0] + uu * 64);
+                    g2_cp16(d + ((pb + 1) * 32) * 16, cp_[mt][1] + uu * 64);
+                    if constexpr (F == QT_Q6_K) {
+                        const uint32_t dh = ws_ + MT * U * C::CP * 512 + lane * 8;
+                        g2_cp8(dh + (((mt * U + uu) * 2 + 0) * 32) * 8, hp_[mt][0] + uu * 32);
+                        g2_cp8(dh + (((mt * U + uu) * 2 + 1) * 32) * 8, hp_[mt][1] + uu * 32);
+                    }
                 }
             }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                cp_[mt][r] += U * CB;
+                if constexpr (F == QT_Q6_K) hp_[mt][r] += U * 32;
+            }
         }
-        c0 += U * (F == QT_Q8_0 ? 128 : 64);
-        c1 += U * (F == QT_Q8_0 ? 128 : 64);
+        const size_t mo = moff(st);
         if constexpr (F == QT_Q6_K) {
-            constexpr int PR = C::MST / 4;
-            h0 += U * 32;
-            h1 += U * 32;
-            const uint8_t *mp[3] = {m0, m1, m2};
 #pragma unroll
-            for (int q = 0; q < 3; q++) {
+            for (int q = 0; q < NP; q++) {
                 const int pc = lane + 32 * q, j = pc / PR, k = pc - j * PR;
-                if (pc < 16 * PR) g2_cp4(ws_ + C::MOFF + j * C::MST + 4 * k, mp[q]);
+                if (pc < 16 * MT * PR) g2_cp4(ws_ + C::MOFF + j * C::MST + 4 * k, mp_[q] + mo);
             }
-            m0 += C::MST;
-            m1 += C::MST;
-            m2 += C::MST;
-        } else {
-            if (c < 2) {
-                const uint32_t md = ws_ + C::MOFF + (g + 8 * c) * C::MST;
+        } else if (c < 2 * MT) { // row g + 8 c of the warp
+            const uint32_t md = ws_ + C::MOFF + (g + 8 * c) * C::MST;
+            if constexpr (C::MST == 8) {
+                g2_cp8(md, mp_[0] + mo);
+            } else {
 #pragma unroll
-                for (int k = 0; k < C::MST / 16; k++) g2_cp16(md + 16 * k, m0 + 16 * k);
+                for (int k = 0; k < C::MST / 16; k++) g2_cp16(md + 16 * k, mp_[0] + mo + 16 * k);
             }
-            m0 += C::MST;
         }
     }
 };
 
-template <uint32_t F, int NT>
+template <uint32_t F, int NT, int MT>
 __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
     // launched on compute capability 9.x only (g2_geom): no body elsewhere (build time)
     __trap();
 #else
-    using C = g2_cfg<F, NT>;
-    constexpr int U = C::U;
+    using C = g2_cfg<F, NT, MT>;
+    constexpr int U = C::U, ROWS = C::ROWS;
     extern __shared__ __align__(16) uint8_t smem[];
     const int S = p.stages, G = (int)gridDim.x, cta = (int)blockIdx.x;
     const int nst = (p.K >> 7) / U;
@@ -641,11 +650,13 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
         // a token's stage is U * 16 pieces of 16 bytes: lane takes pieces lane + 32 q of every
         // token (fixed shared / global offsets); tokens past T are never copied (their MMA
         // columns are never stored)
-        constexpr int PER = U / 2;
+        // (U = 1: 16 pieces a token, lanes 16..31 take the odd tokens)
+        constexpr int PER = U >= 2 ? U / 2 : 1, TSTEP = U >= 2 ? 1 : 2;
+        const int tk0 = U >= 2 ? 0 : lane >> 4;
         int doff[PER], soff[PER];
 #pragma unroll
         for (int q = 0; q < PER; q++) {
-            const int rem = lane + 32 * q, ur = rem >> 4, bk = rem & 15;
+            const int rem = U >= 2 ? lane + 32 * q : lane & 15, ur = rem >> 4, bk = rem & 15;
             const int sb = F == QT_Q8_0 ? bk : (bk & 12) | ((bk & 3) ^ ((bk >> 3) & 1));
             doff[q] = ur * 256 + 16 * sb;
             soff[q] = ur * 128 + 8 * bk;
@@ -657,7 +668,7 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
             if (i >= S) g2_bar_wait(g2_smem(bars + S + slot), ph ^ 1);
             const uint32_t xd = xd0 + slot * C::STAGE;
             const uint16_t *xs = p.xh + (size_t)st * U * 128;
-            for (int tk = 0; tk < T; tk++) {
+            for (int tk = tk0; tk < T; tk += TSTEP) {
 #pragma unroll
                 for (int q = 0; q < PER; q++) g2_cp16(xd + tk * C::PITCH + doff[q], xs + (size_t)tk * p.K + soff[q]);
             }
@@ -673,11 +684,11 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
     uint8_t *wbase = smem + (size_t)warp * C::WST;
     // the first S - 1 weight stages (constant: before the wait), one cp.async group each
     int ti = t0, si = s0; // the next stage to copy
-    g2_src<F, NT> src;
+    g2_src<F, NT, MT> src;
     src.set(p, ti, si, warp, g, c, lane);
     const uint32_t wb32 = g2_smem(wbase);
     for (int i = 0; i < S - 1; i++) {
-        if (i < cnt) src.copy(wb32 + i * C::STAGE, g, c, lane);
+        if (i < cnt) src.copy(wb32 + i * C::STAGE, si, g, c, lane);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
         if (++si == nst) {
             si = 0;
@@ -686,10 +697,12 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
     }
     pdl_wait();
     const uint32_t ml = p.ml, mh = p.mh;
-    float acc[NT][4];
+    float acc[MT][NT][4];
 #pragma unroll
-    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    const int row_a = warp * 16 + g; // row of the tile (and + 8)
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.0f;
+    const int row_a = warp * 16 * MT + g; // row of the tile of m-tile 0 (+ 8, + 16 mt)
     const int xoff_lane = 8 * C::WST + g * C::PITCH + (F == QT_Q8_0 ? 32 : 64) * c;
     const int sw = (c >> 1) ? 16 : 0;
     int t = t0, st = s0;
@@ -699,7 +712,7 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
         __syncwarp();
         // stage i + S - 1 into the slot stage i - 1 left (every lane is past it: the sync above)
         if (i + S - 1 < cnt) {
-            src.copy(wb32 + wslot * C::STAGE, g, c, lane);
+            src.copy(wb32 + wslot * C::STAGE, si, g, c, lane);
             if (++si == nst) {
                 si = 0;
                 if (++ti < p.ntiles) src.set(p, ti, 0, warp, g, c, lane);
@@ -712,32 +725,36 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
         const uint8_t *wl = wbase + (size_t)slot * C::STAGE;
 #pragma unroll
         for (int uu = 0; uu < U; uu++) {
-            gs_slot<F> s;
+            gs_slot<F> s[MT];
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                const uint8_t *mr = wl + C::MOFF + (g + 8 * r) * C::MST;
-                if constexpr (F == QT_Q8_0) {
-                    s.c[r][0] = *(const uint4 *)(wl + ((uu * 4 + 2 * r) * 32 + lane) * 16);
-                    s.c[r][1] = *(const uint4 *)(wl + ((uu * 4 + 2 * r + 1) * 32 + lane) * 16);
-                    const uint2 d = *(const uint2 *)(mr + uu * 8);
-                    s.m[r].x = d.x;
-                    s.m[r].y = d.y;
-                } else if constexpr (F == QT_Q4_K) {
-                    s.c[r][0] = *(const uint4 *)(wl + ((uu * 2 + r) * 32 + lane) * 16);
-                    s.m[r] = *(const uint4 *)(mr + (uu >> 1) * 16);
-                } else { // Q6_K: as gs_load
-                    s.c[r][0] = *(const uint4 *)(wl + ((uu * 2 + r) * 32 + lane) * 16);
-                    const int ci = 2 * (st * U + uu) + (c >> 1);
-                    const uint8_t *sb = mr + (uu >> 1) * 20;
-                    s.m[r].x = *(const unsigned int *)sb;
-                    s.m[r].y = *(const unsigned int *)(sb + 4 + 4 * (ci & 3));
-                    const uint2 h = *(const uint2 *)(wl + U * C::CP * 512 + ((uu * 2 + r) * 32 + lane) * 8);
-                    s.m[r].z = h.x;
-                    s.m[r].w = h.y;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const uint8_t *mr = wl + C::MOFF + (16 * mt + g + 8 * r) * C::MST;
+                    const int pb = (mt * U + uu) * C::CP;
+                    if constexpr (F == QT_Q8_0) {
+                        s[mt].c[r][0] = *(const uint4 *)(wl + ((pb + 2 * r) * 32 + lane) * 16);
+                        s[mt].c[r][1] = *(const uint4 *)(wl + ((pb + 2 * r + 1) * 32 + lane) * 16);
+                        const uint2 d = *(const uint2 *)(mr + uu * 8);
+                        s[mt].m[r].x = d.x;
+                        s[mt].m[r].y = d.y;
+                    } else if constexpr (F == QT_Q4_K) {
+                        s[mt].c[r][0] = *(const uint4 *)(wl + ((pb + r) * 32 + lane) * 16);
+                        s[mt].m[r] = *(const uint4 *)(mr + (uu >> 1) * 16);
+                    } else { // Q6_K: as gs_load
+                        s[mt].c[r][0] = *(const uint4 *)(wl + ((pb + r) * 32 + lane) * 16);
+                        const int ci = 2 * (st * U + uu) + (c >> 1);
+                        const uint8_t *sb = mr + (uu >> 1) * 20;
+                        s[mt].m[r].x = *(const unsigned int *)sb;
+                        s[mt].m[r].y = *(const unsigned int *)(sb + 4 + 4 * (ci & 3));
+                        const uint2 h =
+                            *(const uint2 *)(wl + MT * U * C::CP * 512 + (((mt * U + uu) * 2 + r) * 32 + lane) * 8);
+                        s[mt].m[r].z = h.x;
+                        s[mt].m[r].w = h.y;
+                    }
                 }
-            }
             const int ug = st * U + uu; // the unit of the row
-            gs_unit<F, NT>(s, (2 * ug + (c >> 1)) & 3, base + xoff_lane + uu * 256, C::PITCH, sw, ml, mh, acc);
+            gs_unit_m<F, NT, MT>(s, (2 * ug + (c >> 1)) & 3, base + xoff_lane + uu * 256, C::PITCH, sw, ml, mh, acc);
         }
         __syncwarp();
         if (lane == 0) g2_bar_arrive(g2_smem(bars + S + slot));
@@ -748,27 +765,33 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
             int mi, b;
             g2_tile(p, t, mi, b);
             const gemms_mat &M = p.m[mi];
-            const int rg = b * 128 + row_a, rg8 = rg + 8;
-            float *w = p.ws + ((size_t)(2 * cta + (t == t0 ? 0 : 1)) * p.T) * 128;
+            float *w = p.ws + ((size_t)(2 * cta + (t == t0 ? 0 : 1)) * p.T) * ROWS;
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
+            for (int mt = 0; mt < MT; mt++) {
+                const int ra = row_a + 16 * mt, rg = b * ROWS + ra, rg8 = rg + 8;
 #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int tk = nt * 8 + 2 * c + h;
-                    if (tk >= p.T) continue;
-                    const float ts = p.tscale[tk];
-                    if (whole) {
-                        float *y = M.y + (size_t)tk * M.ldy;
-                        if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
-                        if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
-                    } else {
-                        w[tk * 128 + row_a] = acc[nt][h] * ts;
-                        w[tk * 128 + row_a + 8] = acc[nt][2 + h] * ts;
+                for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int tk = nt * 8 + 2 * c + h;
+                        if (tk >= p.T) continue;
+                        const float ts = p.tscale[tk];
+                        const float v0 = acc[mt][nt][h] * ts, v1 = acc[mt][nt][2 + h] * ts;
+                        if (whole) {
+                            float *y = M.y + (size_t)tk * M.ldy;
+                            if (rg < M.rows) y[rg] = p.accumulate ? y[rg] + v0 : v0;
+                            if (rg8 < M.rows) y[rg8] = p.accumulate ? y[rg8] + v1 : v1;
+                        } else {
+                            w[tk * ROWS + ra] = v0;
+                            w[tk * ROWS + ra + 8] = v1;
+                        }
                     }
                 }
             }
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.0f;
         }
         if (++st == nst) st = 0, t++;
     }
@@ -777,7 +800,7 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
 
 // The pieces of tiles cut by a range boundary, summed in CTA order: block (b - 1, token) for
 // boundary b (the first CTA of range b), a thread a row of the tile that boundary cuts first.
-__global__ __launch_bounds__(128) void gemms2_reduce_kernel(const gemms_params p) {
+__global__ __launch_bounds__(256) void gemms2_reduce_kernel(const gemms_params p) {
     pdl_trigger();
     pdl_wait();
     const int tk = blockIdx.y, G = p.grid, nst = (p.K >> 7) / p.unit, bd = blockIdx.x + 1;
@@ -788,12 +811,12 @@ __global__ __launch_bounds__(128) void gemms2_reduce_kernel(const gemms_params p
     if (bd != c0 + 1) return; // the tile's first cut sums it
     int mi, b;
     g2_tile(p, t, mi, b);
-    const int lr = b * 128 + (int)threadIdx.x;
+    const int lr = b * p.trows + (int)threadIdx.x;
     if (lr >= p.m[mi].rows) return;
     float s = 0.0f;
     for (int cta = c0; cta <= c1; cta++) {
         const int slot = (int)(g2_beg(N, G, cta) / nst) == t ? 0 : 1;
-        s += p.ws[((size_t)(2 * cta + slot) * p.T + tk) * 128 + threadIdx.x];
+        s += p.ws[((size_t)(2 * cta + slot) * p.T + tk) * p.trows + threadIdx.x];
     }
     float *y = p.m[mi].y + (size_t)tk * p.m[mi].ldy + lr;
     *y = p.accumulate ? *y + s : s;
@@ -809,6 +832,7 @@ static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16
 static int g_hs2 = -1;               // SPARKD_HS2: 1 (default) gemms2_kernel where it fits, 0 gemms_kernel only
 static int g_hs2_max_t = -1;         // SPARKD_HS2_MAX_T: gemms2's top T (default 32, at most 64)
 static int g_hs2_stages = -1;        // SPARKD_HS2_STAGES: ring stages (0 = as many as fit, <= 6)
+static int g_hs2_mt = -1;            // SPARKD_HS2_MT: 2 = warps of 32 rows (two m16 tiles) at T 17..32; default 1
 static long g_launches2 = 0;         // gemms2_kernel launches
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
@@ -828,6 +852,10 @@ static void gs_env() {
     if (g_hs2 < 0) {
         const char *v = getenv("SPARKD_HS2");
         g_hs2 = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_hs2_mt < 0) {
+        const char *v = getenv("SPARKD_HS2_MT");
+        g_hs2_mt = v && v[0] == '2' ? 2 : 1;
     }
     if (g_hs2_stages < 0) {
         const char *v = getenv("SPARKD_HS2_STAGES");
@@ -886,6 +914,12 @@ extern "C" void cuda_gemms2_stages_set(int s) {
     gs_env();
     if (s >= 0) g_hs2_stages = s;
 }
+// Tests and benches: gemms2's m16 tiles a warp at T > 16 (1 or 2); -1 = as SPARKD_HS2_MT says.
+extern "C" void cuda_gemms2_mt_set(int mt) {
+    g_hs2_mt = -1;
+    gs_env();
+    if (mt == 1 || mt == 2) g_hs2_mt = mt;
+}
 // Tests and benches: gemms2's top T (<= 64); -1 = as SPARKD_HS2_MAX_T says.
 extern "C" void cuda_gemms2_max_t_set(int t) {
     g_hs2_max_t = -1;
@@ -896,6 +930,8 @@ extern "C" void cuda_gemms2_max_t_set(int t) {
 static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
+// m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
+static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : 1; }
 // Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
 // then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
 static int gs_warps(int T) { return gs_nt(T) == 4 && g_wide ? 16 : 8; }
@@ -938,13 +974,14 @@ static int gs_smem_cap() {
 // ~100 KB a CTA keeps gemms_kernel).
 static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem) {
     if (type != QT_Q8_0 && type != QT_Q4_K && type != QT_Q6_K) return 0;
-    const int nt = g2_nt(T);
+    const int nt = g2_nt(T), mt = g2_mt(T);
     int U = 0, st = 0;
-#define G2_GEOM(F_, NT_)                                                                                           \
-    if (type == F_ && nt == NT_) { U = g2_cfg<F_, NT_>::U; st = g2_cfg<F_, NT_>::STAGE; }
-    G2_GEOM(QT_Q8_0, 1) G2_GEOM(QT_Q8_0, 2) G2_GEOM(QT_Q8_0, 4) G2_GEOM(QT_Q4_K, 1) G2_GEOM(QT_Q4_K, 2) G2_GEOM(QT_Q4_K, 4)
-    G2_GEOM(QT_Q6_K, 1) G2_GEOM(QT_Q6_K, 2) G2_GEOM(QT_Q6_K, 4)
-    G2_GEOM(QT_Q8_0, 8) G2_GEOM(QT_Q4_K, 8) G2_GEOM(QT_Q6_K, 8)
+#define G2_GEOM(F_, NT_, MT_)                                                                                      \
+    if (type == F_ && nt == NT_ && mt == MT_) { U = g2_cfg<F_, NT_, MT_>::U; st = g2_cfg<F_, NT_, MT_>::STAGE; }
+    G2_GEOM(QT_Q8_0, 1, 1) G2_GEOM(QT_Q8_0, 2, 1) G2_GEOM(QT_Q8_0, 4, 1) G2_GEOM(QT_Q8_0, 8, 1)
+    G2_GEOM(QT_Q4_K, 1, 1) G2_GEOM(QT_Q4_K, 2, 1) G2_GEOM(QT_Q4_K, 4, 1) G2_GEOM(QT_Q4_K, 8, 1)
+    G2_GEOM(QT_Q6_K, 1, 1) G2_GEOM(QT_Q6_K, 2, 1) G2_GEOM(QT_Q6_K, 4, 1) G2_GEOM(QT_Q6_K, 8, 1)
+    G2_GEOM(QT_Q8_0, 4, 2) G2_GEOM(QT_Q4_K, 4, 2) G2_GEOM(QT_Q6_K, 4, 2)
 #undef G2_GEOM
     if (!U || K % (128 * U)) return 0;
     static int optin = 0;
@@ -964,15 +1001,21 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
     *smem = (size_t)S * st + 16 * (size_t)S;
     return 1;
 }
-// Whether gemms2_kernel takes a product of `tiles` 128-row tiles: SPARKD_HS2 on, the geometry,
-// and the work buffer holding two pieces of partials a CTA (2 x SMs x T x 128 f32).
-static int g2_wants(uint32_t type, int T, int K, int tiles, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
-                    int *grid) {
-    if (!g_hs2 || T > g_hs2_max_t || !g2_geom(type, T, K, unit, stages, smem)) return 0;
+// Whether gemms2_kernel takes a product of the matrices a (rows a[i]->w rows): SPARKD_HS2 on, T
+// <= SPARKD_HS2_MAX_T, the geometry, and the work buffer holding two pieces of partials a CTA
+// (2 x SMs x T x trows f32). Sets the tile rows (128 MT), their count, the grid.
+static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
+                    int *grid, int *trows, int *ntiles) {
+    if (!g_hs2 || T > g_hs2_max_t || !g2_geom(a->w[0]->type, T, K, unit, stages, smem)) return 0;
+    const int tr = 128 * g2_mt(T);
+    int tiles = 0;
+    for (int i = 0; i < a->n; i++) tiles += (int)((a->w[i]->rows + tr - 1) / tr);
     const long long N = (long long)tiles * (K / (128 * *unit));
     const int G = (int)(N < gs_sms() ? N : gs_sms());
-    if ((uint64_t)2 * G * T * 128 * 4 > work_bytes) return 0;
+    if ((uint64_t)2 * G * T * tr * 4 > work_bytes) return 0;
     *grid = G;
+    *trows = tr;
+    *ntiles = tiles;
     return 1;
 }
 
@@ -1032,10 +1075,9 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     int tiles = 0, rows = 0, ks, upc;
     uint64_t wb = 0;
     {
-        int t128 = 0, u2, s2, g2;
+        int u2, s2, g2, r2, n2;
         size_t m2;
-        for (int i = 0; i < a->n; i++) t128 += (int)((a->w[i]->rows + 127) / 128);
-        if (g2_wants(a->w[0]->type, x->T, x->K, t128, a->work ? a->work_bytes : 0, &u2, &s2, &m2, &g2)) return 1;
+        if (g2_wants(a, x->T, x->K, a->work ? a->work_bytes : 0, &u2, &s2, &m2, &g2, &r2, &n2)) return 1;
     }
     if (x->T > g_max_t) return 0; // gemms_kernel: T <= 32
     for (int i = 0; i < a->n; i++) {
@@ -1108,30 +1150,32 @@ static int gs_launch_t(const gemms_params &p, int mtiles, float *work, uint64_t 
     }
 }
 
-template <uint32_t F, int NT> static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
+template <uint32_t F, int NT, int MT> static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
     static size_t attr = 0;
     if (attr < smem) {
-        CUDA_TRY(cudaFuncSetAttribute(gemms2_kernel<F, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_TRY(cudaFuncSetAttribute(gemms2_kernel<F, NT, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr = smem;
     }
-    CUDA_TRY(cuda_launch(gemms2_kernel<F, NT>, dim3((unsigned)p.grid), dim3(288), smem, stream, p));
+    CUDA_TRY(cuda_launch(gemms2_kernel<F, NT, MT>, dim3((unsigned)p.grid), dim3(288), smem, stream, p));
     // a tile cut by a range boundary: its pieces summed by the reduce kernel
     const int nst = (p.K >> 7) / p.unit;
     const long long N = (long long)p.ntiles * nst;
     bool cut = false;
     for (int b = 1; b < p.grid && !cut; b++) cut = ((long long)b * N / p.grid) % nst != 0;
     if (cut)
-        CUDA_TRY(cuda_launch(gemms2_reduce_kernel, dim3((unsigned)(p.grid - 1), (unsigned)p.T), dim3(128), 0, stream, p));
+        CUDA_TRY(cuda_launch(gemms2_reduce_kernel, dim3((unsigned)(p.grid - 1), (unsigned)p.T), dim3((unsigned)p.trows), 0,
+                             stream, p));
     g_launches++;
     g_launches2++;
     return 0;
 }
 template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem, void *stream, err *e) {
+    const bool m2 = p.trows == 256;
     switch (g2_nt(p.T)) {
-    case 1: return g2_launch<F, 1>(p, smem, stream, e);
-    case 2: return g2_launch<F, 2>(p, smem, stream, e);
-    case 4: return g2_launch<F, 4>(p, smem, stream, e);
-    default: return g2_launch<F, 8>(p, smem, stream, e);
+    case 1: return g2_launch<F, 1, 1>(p, smem, stream, e);
+    case 2: return g2_launch<F, 2, 1>(p, smem, stream, e);
+    case 4: return m2 ? g2_launch<F, 4, 2>(p, smem, stream, e) : g2_launch<F, 4, 1>(p, smem, stream, e);
+    default: return g2_launch<F, 8, 1>(p, smem, stream, e);
     }
 }
 
@@ -1165,12 +1209,9 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
         p.ws_rows += m.rows;
     }
     {
-        int t128 = 0;
         size_t smem = 0;
-        for (int i = 0; i < a->n; i++) t128 += (p.m[i].rows + 127) / 128;
-        if (g2_wants(type, p.T, p.K, t128, a->work ? a->work_bytes : 0, &p.unit, &p.stages, &smem, &p.grid)) {
-            for (int i = 0; i < a->n; i++) p.m[i].mtiles = (p.m[i].rows + 127) / 128;
-            p.ntiles = t128;
+        if (g2_wants(a, p.T, p.K, a->work ? a->work_bytes : 0, &p.unit, &p.stages, &smem, &p.grid, &p.trows, &p.ntiles)) {
+            for (int i = 0; i < a->n; i++) p.m[i].mtiles = (p.m[i].rows + p.trows - 1) / p.trows;
             p.ws = a->work;
             if (type == QT_Q8_0) return g2_launch_t<QT_Q8_0>(p, smem, stream, e);
             if (type == QT_Q4_K) return g2_launch_t<QT_Q4_K>(p, smem, stream, e);

@@ -34,6 +34,7 @@ extern "C" void cuda_gemms2_set(int on);      // gemms.cu: 1/0 = gemms2_kernel (
 extern "C" long cuda_gemms2_launches(void);   // gemms.cu: gemms2_kernel launches so far
 extern "C" void cuda_gemms2_max_t_set(int t); // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
 extern "C" void cuda_gemms2_stages_set(int s); // gemms.cu: gemms2's ring stages (0: as many as fit)
+extern "C" void cuda_gemms2_mt_set(int mt);   // gemms.cu: gemms2's m16 tiles a warp at T 17..32 (-1: SPARKD_HS2_MT)
 
 namespace {
 
@@ -237,9 +238,12 @@ void bench_small(uint32_t type, double probe) {
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
             }
-            // gemms2 with fewer ring stages than fit (tuning data for the ring depth)
-            for (int sf : {3, 4, 5}) {
+            // gemms2 with fewer ring stages than fit (tuning data for the ring depth); sf = 0:
+            // warps of two m16 tiles (SPARKD_HS2_MT=2) at T = 32
+            for (int sf : {0, 3, 4, 5}) {
                 if (T != 8 && T != 32 && T != 64) break;
+                if (sf == 0 && T != 32) continue;
+                cuda_gemms2_mt_set(sf == 0 ? 2 : -1);
                 cuda_gemms_set(1, -1);
                 cuda_gemms2_set(1);
                 cuda_gemms2_stages_set(sf);
@@ -257,9 +261,13 @@ void bench_small(uint32_t type, double probe) {
                 }, 3) / copies;
                 const bool ran = cuda_gemms2_launches() > l2;
                 cuda_gemms2_stages_set(-1);
+                cuda_gemms2_mt_set(-1);
                 const double gbs = (double)wb / (us * 1e3);
-                fprintf(C->f, "| %s | %s %dx%dx%d | %d | gemms2, %d stages | %.1f | %.0f | %.0f%% | %s; %.2fx the default |\n",
-                        tname(type), pr.name, pr.n, pr.rows, pr.K, T, sf, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
+                char kname[48];
+                if (sf) snprintf(kname, sizeof kname, "gemms2, %d stages", sf);
+                else snprintf(kname, sizeof kname, "gemms2, warps of 32 rows");
+                fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s; %.2fx the default |\n",
+                        tname(type), pr.name, pr.n, pr.rows, pr.K, T, kname, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
                         ran ? "gemms2" : "NOT gemms2", us_v[6] / us);
                 fflush(C->f);
             }
@@ -337,6 +345,16 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 34000, 256, 40, 0, 1, 1, false);
     }
     cuda_gemms2_max_t_set(-1);
+    // warps of two m16 tiles (256-row tiles, one unit a stage) at 17..32 tokens (SPARKD_HS2_MT=2)
+    cuda_gemms2_mt_set(2);
+    g_cl_tag = " hs2 mt2";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemms(t, 300, 1024, 24, 131, 1, 1, t == QUANT_Q8_0);
+        test_gemms(t, 515, 4096, 32, 0, 0, 1, false);
+        test_gemms(t, 34000, 256, 20, 0, 1, 1, false);
+    }
+    cuda_gemms2_mt_set(-1);
+    g_cl_tag = " hs2";
     // where it does not apply: no work buffer, K not a multiple of a stage -> gemms_kernel
     g_want2 = 0;
     test_gemms(QUANT_Q8_0, 200, 512, 8, 0, 1, 0, false);
