@@ -831,7 +831,8 @@ static int g_cluster = -1;           // SPARKD_HSMALL_CLUSTER: 0 (default) ws + 
 static int g_wide = -1;              // SPARKD_HSMALL_WIDE: NT = 4 in CTAs of 16 warps (default 1)
 static int g_hs2 = -1;               // SPARKD_HS2: 1 (default) gemms2_kernel where it fits, 0 gemms_kernel only
 static int g_hs2_max_t = -1;         // SPARKD_HS2_MAX_T: gemms2's top T (default 32, at most 64)
-static int g_hs2_stages = -1;        // SPARKD_HS2_STAGES: ring stages (0 = as many as fit, <= 6)
+static int g_hs2_stages = -1;        // SPARKD_HS2_STAGES: ring stages (default 3; 0 = as many as fit, <= 6)
+static int g_hs2_min_rows = -1;      // SPARKD_HS2_MIN_ROWS: gemms2 only for products of >= this many rows (default 16384)
 static int g_hs2_mt = -1;            // SPARKD_HS2_MT: 2 = warps of 32 rows (two m16 tiles) at T 17..32; default 1
 static long g_launches2 = 0;         // gemms2_kernel launches
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
@@ -857,10 +858,15 @@ static void gs_env() {
         const char *v = getenv("SPARKD_HS2_MT");
         g_hs2_mt = v && v[0] == '2' ? 2 : 1;
     }
-    if (g_hs2_stages < 0) {
+    if (g_hs2_stages < 0) { // GPU run 0: 3 stages 1.02-1.07x the deepest ring, and 1/2 the shared memory
         const char *v = getenv("SPARKD_HS2_STAGES");
-        g_hs2_stages = v ? atoi(v) : 0;
+        g_hs2_stages = v ? atoi(v) : 3;
         if (g_hs2_stages < 0) g_hs2_stages = 0;
+    }
+    if (g_hs2_min_rows < 0) { // GPU run 0: gemms2 won on gate+up (24576 rows) and the head, lost on the
+        const char *v = getenv("SPARKD_HS2_MIN_ROWS"); // <= 6144-row products (a ~3-4 us fixed cost)
+        g_hs2_min_rows = v ? atoi(v) : 16384;
+        if (g_hs2_min_rows < 0) g_hs2_min_rows = 0;
     }
     if (g_hs2_max_t < 0) {
         const char *v = getenv("SPARKD_HS2_MAX_T");
@@ -907,8 +913,14 @@ extern "C" void cuda_gemms2_set(int on) {
     if (on >= 0) g_hs2 = on ? 1 : 0;
 }
 extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
+// Tests and benches: gemms2 only for products of >= rows rows (0: all); -1 = as SPARKD_HS2_MIN_ROWS says.
+extern "C" void cuda_gemms2_min_rows_set(int rows) {
+    g_hs2_min_rows = -1;
+    gs_env();
+    if (rows >= 0) g_hs2_min_rows = rows;
+}
 // Benches: gemms2's ring stages (3..6, fewer when they do not fit; 0 = as many as fit); -1 = as
-// SPARKD_HS2_STAGES says.
+// SPARKD_HS2_STAGES says (default 3).
 extern "C" void cuda_gemms2_stages_set(int s) {
     g_hs2_stages = -1;
     gs_env();
@@ -1009,7 +1021,12 @@ static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, in
     if (!g_hs2 || T > g_hs2_max_t || !g2_geom(a->w[0]->type, T, K, unit, stages, smem)) return 0;
     const int tr = 128 * g2_mt(T);
     int tiles = 0;
-    for (int i = 0; i < a->n; i++) tiles += (int)((a->w[i]->rows + tr - 1) / tr);
+    int64_t rows = 0;
+    for (int i = 0; i < a->n; i++) {
+        tiles += (int)((a->w[i]->rows + tr - 1) / tr);
+        rows += a->w[i]->rows;
+    }
+    if (rows < g_hs2_min_rows) return 0; // small products: gemms_kernel (GPU run 0)
     const long long N = (long long)tiles * (K / (128 * *unit));
     const int G = (int)(N < gs_sms() ? N : gs_sms());
     if ((uint64_t)2 * G * T * tr * 4 > work_bytes) return 0;

@@ -35,6 +35,7 @@ extern "C" long cuda_gemms2_launches(void);   // gemms.cu: gemms2_kernel launche
 extern "C" void cuda_gemms2_max_t_set(int t); // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
 extern "C" void cuda_gemms2_stages_set(int s); // gemms.cu: gemms2's ring stages (0: as many as fit)
 extern "C" void cuda_gemms2_mt_set(int mt);   // gemms.cu: gemms2's m16 tiles a warp at T 17..32 (-1: SPARKD_HS2_MT)
+extern "C" void cuda_gemms2_min_rows_set(int rows); // gemms.cu: gemms2 only from this many rows (0: all)
 
 namespace {
 
@@ -188,6 +189,7 @@ void bench_small(uint32_t type, double probe) {
         float *dy[2] = {(float *)dalloc((size_t)Tmax * pr.rows * 4), (float *)dalloc((size_t)Tmax * pr.rows * 4)};
         float *splitk = (float *)dalloc(32u << 20);
         cuda_gemms2_max_t_set(64); // gemms2 rows at T = 64 too (the others: SPARKD_HS2_MAX_T)
+        cuda_gemms2_min_rows_set(0); // and for every product (the default takes the large ones)
         for (int T : {2, 8, 16, 32, 64}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
@@ -304,6 +306,7 @@ void bench_small(uint32_t type, double probe) {
             cuda_mmq_set(1);
         }
         cuda_gemms2_max_t_set(-1);
+        cuda_gemms2_min_rows_set(-1);
         dfree_all();
     }
 }
@@ -323,7 +326,9 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
     cuda_gemms_set(1, 32);
     // gemms2_kernel (SPARKD_HS2=1, the default): every T tile count, two matrices, accumulate,
     // rows not a multiple of 128, tiles whole in a CTA's range and cut by range boundaries
+    // (SPARKD_HS2_MIN_ROWS=0: the small test products too)
     cuda_gemms2_set(1);
+    cuda_gemms2_min_rows_set(0);
     g_want2 = 1;
     g_cl_tag = " hs2";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
@@ -396,6 +401,17 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
     }
     cuda_gemms_cluster_set(-1);
+    g_cl_tag = "";
+    cuda_gemms2_set(-1);
+    cuda_gemms2_min_rows_set(-1);
+    // the default routing (SPARKD_HS2_MIN_ROWS 16384): a 1000-row product on gemms_kernel, gate+up
+    // sized ones (2 x 8500 rows) on gemms2
+    cuda_gemms2_set(1);
+    g_cl_tag = " hs2 default";
+    g_want2 = 0;
+    test_gemms(QUANT_Q8_0, 1000, 1024, 8, 0, 0, 1, false);
+    g_want2 = 1;
+    test_gemms(QUANT_Q4_K, 8500, 512, 8, 8500, 1, 1, false);
     g_cl_tag = "";
     cuda_gemms2_set(-1);
     g_want2 = -1;
