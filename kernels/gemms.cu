@@ -469,9 +469,10 @@ __global__ void gemms_reduce_kernel(const gemms_params p) {
 //   layout and swizzle) into a CTA-shared ring slot: full[i] completes by the 32 lanes'
 //   cp.async.mbarrier.arrive.noinc, empty[i] by one arrival a consumer warp. The first S - 1
 //   weight stages are requested before pdl_wait.
-template <uint32_t F, int NT, int MT = 1> struct g2_cfg {
-    // MT m16 tiles a warp (16 MT rows; a tile of 128 MT rows); MT = 2: one unit a stage
-    static constexpr int U = MT == 2 ? 1 : F == QT_Q4_K && NT < 4 ? 4 : 2;  // units a stage
+template <uint32_t F, int NT, int MT = 1, bool C2 = false> struct g2_cfg {
+    // MT m16 tiles a warp (16 MT rows; a tile of 128 MT rows); MT = 2: one unit a stage; C2: two
+    // CTAs an SM (SPARKD_HS2_2CTA), stages of 1 (Q8_0) or 2 units
+    static constexpr int U = C2 ? (F == QT_Q8_0 ? 1 : 2) : MT == 2 ? 1 : F == QT_Q4_K && NT < 4 ? 4 : 2; // units a stage
     static constexpr int CP = F == QT_Q8_0 ? 4 : 2;                         // 16-byte code pieces a lane a unit a m-tile
     static constexpr int HP = F == QT_Q6_K ? 2 : 0;                         // 8-byte hi pieces a lane a unit a m-tile
     static constexpr int SB = F == QT_Q8_0 ? 8 : F == QT_Q4_K ? 16 : 20;    // meta bytes a unit (Q8_0) / superblock
@@ -538,8 +539,8 @@ __device__ __forceinline__ int g2_cta_of(long long N, int G, long long x) { retu
 // c[r][..] of this lane), Q6_K's hi piece k (8 bytes) at MT * U * CP * 512 + (((mt * U + uu) * 2
 // + k) * 32 + lane) * 8, the meta of the warp's row j (16 mt + g, + 8) at MOFF + j * MST. The
 // code / hi pointers are set at a tile's first copied stage (set) and advance a stage a copy.
-template <uint32_t F, int NT, int MT> struct g2_src {
-    using C = g2_cfg<F, NT, MT>;
+template <uint32_t F, int NT, int MT, bool C2> struct g2_src {
+    using C = g2_cfg<F, NT, MT, C2>;
     static constexpr int PR = C::MST / 4, NP = (16 * MT * PR + 31) / 32; // Q6_K: 4-byte meta pieces
     const uint8_t *cp_[MT][2], *hp_[MT][2], *mp_[F == QT_Q6_K ? NP : 1];
     __device__ __forceinline__ static size_t moff(int st) { // meta bytes of the row before stage st
@@ -618,13 +619,13 @@ template <uint32_t F, int NT, int MT> struct g2_src {
     }
 };
 
-template <uint32_t F, int NT, int MT>
-__global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
+template <uint32_t F, int NT, int MT, bool C2>
+__global__ __launch_bounds__(288, C2 ? 2 : 1) void gemms2_kernel(const gemms_params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
     // launched on compute capability 9.x only (g2_geom): no body elsewhere (build time)
     __trap();
 #else
-    using C = g2_cfg<F, NT, MT>;
+    using C = g2_cfg<F, NT, MT, C2>;
     constexpr int U = C::U, ROWS = C::ROWS;
     extern __shared__ __align__(16) uint8_t smem[];
     const int S = p.stages, G = (int)gridDim.x, cta = (int)blockIdx.x;
@@ -684,7 +685,7 @@ __global__ __launch_bounds__(288, 1) void gemms2_kernel(const gemms_params p) {
     uint8_t *wbase = smem + (size_t)warp * C::WST;
     // the first S - 1 weight stages (constant: before the wait), one cp.async group each
     int ti = t0, si = s0; // the next stage to copy
-    g2_src<F, NT, MT> src;
+    g2_src<F, NT, MT, C2> src;
     src.set(p, ti, si, warp, g, c, lane);
     const uint32_t wb32 = g2_smem(wbase);
     for (int i = 0; i < S - 1; i++) {
@@ -834,6 +835,7 @@ static int g_hs2_max_t = -1;         // SPARKD_HS2_MAX_T: gemms2's top T (defaul
 static int g_hs2_stages = -1;        // SPARKD_HS2_STAGES: ring stages (default 3; 0 = as many as fit, <= 6)
 static int g_hs2_min_rows = -1;      // SPARKD_HS2_MIN_ROWS: gemms2 only for products of >= this many rows (default 16384)
 static int g_hs2_mt = -1;            // SPARKD_HS2_MT: 2 = warps of 32 rows (two m16 tiles) at T 17..32; default 1
+static int g_hs2_2cta = -1;          // SPARKD_HS2_2CTA: 1 = two CTAs an SM (smaller stages, <= 113 KB a CTA)
 static long g_launches2 = 0;         // gemms2_kernel launches
 // Benches (hsmall_test.cu): every later plan takes K split ks when it fits (no gemms otherwise);
 // 0 = the cost model's choice.
@@ -853,6 +855,10 @@ static void gs_env() {
     if (g_hs2 < 0) {
         const char *v = getenv("SPARKD_HS2");
         g_hs2 = v && v[0] == '0' ? 0 : 1;
+    }
+    if (g_hs2_2cta < 0) {
+        const char *v = getenv("SPARKD_HS2_2CTA");
+        g_hs2_2cta = v && v[0] == '1' ? 1 : 0;
     }
     if (g_hs2_mt < 0) {
         const char *v = getenv("SPARKD_HS2_MT");
@@ -913,6 +919,12 @@ extern "C" void cuda_gemms2_set(int on) {
     if (on >= 0) g_hs2 = on ? 1 : 0;
 }
 extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
+// Tests and benches: 1/0 = two CTAs an SM / one; -1 = as SPARKD_HS2_2CTA says.
+extern "C" void cuda_gemms2_2cta_set(int on) {
+    g_hs2_2cta = -1;
+    gs_env();
+    if (on >= 0) g_hs2_2cta = on ? 1 : 0;
+}
 // Tests and benches: gemms2 only for products of >= rows rows (0: all); -1 = as SPARKD_HS2_MIN_ROWS says.
 extern "C" void cuda_gemms2_min_rows_set(int rows) {
     g_hs2_min_rows = -1;
@@ -944,6 +956,8 @@ static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
 static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : 1; }
+// two CTAs an SM (SPARKD_HS2_2CTA=1) at T <= 32 with one m16 tile a warp
+static int g2_c2(int T) { return g_hs2_2cta && g2_nt(T) <= 4 && g2_mt(T) == 1; }
 // Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
 // then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
 static int gs_warps(int T) { return gs_nt(T) == 4 && g_wide ? 16 : 8; }
@@ -986,14 +1000,20 @@ static int gs_smem_cap() {
 // ~100 KB a CTA keeps gemms_kernel).
 static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem) {
     if (type != QT_Q8_0 && type != QT_Q4_K && type != QT_Q6_K) return 0;
-    const int nt = g2_nt(T), mt = g2_mt(T);
+    const int nt = g2_nt(T), mt = g2_mt(T), c2 = g2_c2(T);
     int U = 0, st = 0;
-#define G2_GEOM(F_, NT_, MT_)                                                                                      \
-    if (type == F_ && nt == NT_ && mt == MT_) { U = g2_cfg<F_, NT_, MT_>::U; st = g2_cfg<F_, NT_, MT_>::STAGE; }
-    G2_GEOM(QT_Q8_0, 1, 1) G2_GEOM(QT_Q8_0, 2, 1) G2_GEOM(QT_Q8_0, 4, 1) G2_GEOM(QT_Q8_0, 8, 1)
-    G2_GEOM(QT_Q4_K, 1, 1) G2_GEOM(QT_Q4_K, 2, 1) G2_GEOM(QT_Q4_K, 4, 1) G2_GEOM(QT_Q4_K, 8, 1)
-    G2_GEOM(QT_Q6_K, 1, 1) G2_GEOM(QT_Q6_K, 2, 1) G2_GEOM(QT_Q6_K, 4, 1) G2_GEOM(QT_Q6_K, 8, 1)
-    G2_GEOM(QT_Q8_0, 4, 2) G2_GEOM(QT_Q4_K, 4, 2) G2_GEOM(QT_Q6_K, 4, 2)
+#define G2_GEOM(F_, NT_, MT_, C2_)                                                                                 \
+    if (type == F_ && nt == NT_ && mt == MT_ && c2 == C2_) {                                                    \
+        U = g2_cfg<F_, NT_, MT_, C2_>::U;                                                                          \
+        st = g2_cfg<F_, NT_, MT_, C2_>::STAGE;                                                                     \
+    }
+    G2_GEOM(QT_Q8_0, 1, 1, 0) G2_GEOM(QT_Q8_0, 2, 1, 0) G2_GEOM(QT_Q8_0, 4, 1, 0) G2_GEOM(QT_Q8_0, 8, 1, 0)
+    G2_GEOM(QT_Q4_K, 1, 1, 0) G2_GEOM(QT_Q4_K, 2, 1, 0) G2_GEOM(QT_Q4_K, 4, 1, 0) G2_GEOM(QT_Q4_K, 8, 1, 0)
+    G2_GEOM(QT_Q6_K, 1, 1, 0) G2_GEOM(QT_Q6_K, 2, 1, 0) G2_GEOM(QT_Q6_K, 4, 1, 0) G2_GEOM(QT_Q6_K, 8, 1, 0)
+    G2_GEOM(QT_Q8_0, 4, 2, 0) G2_GEOM(QT_Q4_K, 4, 2, 0) G2_GEOM(QT_Q6_K, 4, 2, 0)
+    G2_GEOM(QT_Q8_0, 1, 1, 1) G2_GEOM(QT_Q8_0, 2, 1, 1) G2_GEOM(QT_Q8_0, 4, 1, 1)
+    G2_GEOM(QT_Q4_K, 1, 1, 1) G2_GEOM(QT_Q4_K, 2, 1, 1) G2_GEOM(QT_Q4_K, 4, 1, 1)
+    G2_GEOM(QT_Q6_K, 1, 1, 1) G2_GEOM(QT_Q6_K, 2, 1, 1) G2_GEOM(QT_Q6_K, 4, 1, 1)
 #undef G2_GEOM
     if (!U || K % (128 * U)) return 0;
     static int optin = 0;
@@ -1004,7 +1024,9 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major != 9)
             optin = 1;
     }
-    int S = (optin - 1024) / (st + 16);
+    // two CTAs an SM: each within half the SM's shared memory less its 1 KB reserve
+    const int budget = c2 ? (optin + 1024) / 2 - 1024 - 1024 : optin - 1024;
+    int S = budget / (st + 16);
     if (S > 6) S = 6;
     if (g_hs2_stages >= 3 && g_hs2_stages < S) S = g_hs2_stages;
     if (S < 3) return 0;
@@ -1028,7 +1050,8 @@ static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, in
     }
     if (rows < g_hs2_min_rows) return 0; // small products: gemms_kernel (GPU run 0)
     const long long N = (long long)tiles * (K / (128 * *unit));
-    const int G = (int)(N < gs_sms() ? N : gs_sms());
+    const int slots = (g2_c2(T) ? 2 : 1) * gs_sms();
+    const int G = (int)(N < slots ? N : slots);
     if ((uint64_t)2 * G * T * tr * 4 > work_bytes) return 0;
     *grid = G;
     *trows = tr;
@@ -1167,13 +1190,14 @@ static int gs_launch_t(const gemms_params &p, int mtiles, float *work, uint64_t 
     }
 }
 
-template <uint32_t F, int NT, int MT> static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
+template <uint32_t F, int NT, int MT, bool C2 = false>
+static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
     static size_t attr = 0;
     if (attr < smem) {
-        CUDA_TRY(cudaFuncSetAttribute(gemms2_kernel<F, NT, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_TRY(cudaFuncSetAttribute(gemms2_kernel<F, NT, MT, C2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr = smem;
     }
-    CUDA_TRY(cuda_launch(gemms2_kernel<F, NT, MT>, dim3((unsigned)p.grid), dim3(288), smem, stream, p));
+    CUDA_TRY(cuda_launch(gemms2_kernel<F, NT, MT, C2>, dim3((unsigned)p.grid), dim3(288), smem, stream, p));
     // a tile cut by a range boundary: its pieces summed by the reduce kernel
     const int nst = (p.K >> 7) / p.unit;
     const long long N = (long long)p.ntiles * nst;
@@ -1187,11 +1211,13 @@ template <uint32_t F, int NT, int MT> static int g2_launch(const gemms_params &p
     return 0;
 }
 template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem, void *stream, err *e) {
-    const bool m2 = p.trows == 256;
+    const bool m2 = p.trows == 256, c2 = g2_c2(p.T);
     switch (g2_nt(p.T)) {
-    case 1: return g2_launch<F, 1, 1>(p, smem, stream, e);
-    case 2: return g2_launch<F, 2, 1>(p, smem, stream, e);
-    case 4: return m2 ? g2_launch<F, 4, 2>(p, smem, stream, e) : g2_launch<F, 4, 1>(p, smem, stream, e);
+    case 1: return c2 ? g2_launch<F, 1, 1, true>(p, smem, stream, e) : g2_launch<F, 1, 1>(p, smem, stream, e);
+    case 2: return c2 ? g2_launch<F, 2, 1, true>(p, smem, stream, e) : g2_launch<F, 2, 1>(p, smem, stream, e);
+    case 4:
+        return m2 ? g2_launch<F, 4, 2>(p, smem, stream, e)
+                  : c2 ? g2_launch<F, 4, 1, true>(p, smem, stream, e) : g2_launch<F, 4, 1>(p, smem, stream, e);
     default: return g2_launch<F, 8, 1>(p, smem, stream, e);
     }
 }

@@ -36,6 +36,7 @@ extern "C" void cuda_gemms2_max_t_set(int t); // gemms.cu: gemms2's top T (<= 64
 extern "C" void cuda_gemms2_stages_set(int s); // gemms.cu: gemms2's ring stages (0: as many as fit)
 extern "C" void cuda_gemms2_mt_set(int mt);   // gemms.cu: gemms2's m16 tiles a warp at T 17..32 (-1: SPARKD_HS2_MT)
 extern "C" void cuda_gemms2_min_rows_set(int rows); // gemms.cu: gemms2 only from this many rows (0: all)
+extern "C" void cuda_gemms2_2cta_set(int on); // gemms.cu: two CTAs an SM (-1: SPARKD_HS2_2CTA)
 
 namespace {
 
@@ -242,13 +243,15 @@ void bench_small(uint32_t type, double probe) {
             }
             // gemms2 with fewer ring stages than fit (tuning data for the ring depth); sf = 0:
             // warps of two m16 tiles (SPARKD_HS2_MT=2) at T = 32
-            for (int sf : {0, 3, 4, 5}) {
+            for (int sf : {0, 1, 3, 4, 5}) {
                 if (T != 8 && T != 32 && T != 64) break;
                 if (sf == 0 && T != 32) continue;
+                if (sf == 1 && T > 32) continue;
                 cuda_gemms2_mt_set(sf == 0 ? 2 : -1);
+                cuda_gemms2_2cta_set(sf == 1 ? 1 : -1);
                 cuda_gemms_set(1, -1);
                 cuda_gemms2_set(1);
-                cuda_gemms2_stages_set(sf);
+                cuda_gemms2_stages_set(sf == 1 ? -1 : sf);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
@@ -264,9 +267,11 @@ void bench_small(uint32_t type, double probe) {
                 const bool ran = cuda_gemms2_launches() > l2;
                 cuda_gemms2_stages_set(-1);
                 cuda_gemms2_mt_set(-1);
+                cuda_gemms2_2cta_set(-1);
                 const double gbs = (double)wb / (us * 1e3);
                 char kname[48];
-                if (sf) snprintf(kname, sizeof kname, "gemms2, %d stages", sf);
+                if (sf == 1) snprintf(kname, sizeof kname, "gemms2, 2 CTAs an SM");
+                else if (sf) snprintf(kname, sizeof kname, "gemms2, %d stages", sf);
                 else snprintf(kname, sizeof kname, "gemms2, warps of 32 rows");
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s; %.2fx the default |\n",
                         tname(type), pr.name, pr.n, pr.rows, pr.K, T, kname, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
@@ -359,6 +364,17 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 34000, 256, 20, 0, 1, 1, false);
     }
     cuda_gemms2_mt_set(-1);
+    // two CTAs an SM (SPARKD_HS2_2CTA=1: stages of 1 unit (Q8_0) / 2, a grid of 2 x SMs)
+    cuda_gemms2_2cta_set(1);
+    g_cl_tag = " hs2 2cta";
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        test_gemms(t, 257, 1024, 2, 0, 0, 1, t == QUANT_Q8_0);
+        test_gemms(t, 300, 1024, 8, 131, 1, 1, false);
+        test_gemms(t, 129, 2048, 16, 0, 1, 1, false);
+        test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
+        test_gemms(t, 34000, 256, 8, 0, 1, 1, false);
+    }
+    cuda_gemms2_2cta_set(-1);
     g_cl_tag = " hs2";
     // where it does not apply: no work buffer, K not a multiple of a stage -> gemms_kernel
     g_want2 = 0;
