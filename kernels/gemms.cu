@@ -1051,7 +1051,9 @@ static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, in
     if (rows < g_hs2_min_rows) return 0; // small products: gemms_kernel (GPU run 0)
     const long long N = (long long)tiles * (K / (128 * *unit));
     const int slots = (g2_c2(T) ? 2 : 1) * gs_sms();
-    const int G = (int)(N < slots ? N : slots);
+    int G = (int)(N < slots ? N : slots);
+    // two CTAs an SM and SMs <= tiles <= 2 x SMs (gate+up: 192): a CTA a tile, no cut tile, no reduce
+    if (g2_c2(T) && tiles >= gs_sms() && tiles <= slots) G = tiles;
     if ((uint64_t)2 * G * T * tr * 4 > work_bytes) return 0;
     *grid = G;
     *trows = tr;

@@ -373,6 +373,7 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 129, 2048, 16, 0, 1, 1, false);
         test_gemms(t, 515, 4096, 32, 67, 0, 1, false);
         test_gemms(t, 34000, 256, 8, 0, 1, 1, false);
+        test_gemms(t, 19195, 256, 8, 0, 1, 1, false); // 150 tiles: a CTA a tile, no reduce
     }
     cuda_gemms2_2cta_set(-1);
     g_cl_tag = " hs2";
