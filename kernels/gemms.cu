@@ -60,6 +60,7 @@ struct gemms_params {
     const float *tscale;  // (T) 2^e_t
     // gemms2_kernel only: ring stages, 128-row tiles of all matrices, CTAs, units a stage
     int stages, ntiles, grid, unit, trows; // trows: rows a tile (128 MT)
+    int c2;                                // two CTAs an SM (host side: which kernel)
 };
 
 // Ring depth (units in flight per lane beyond the one being computed; R + 1 slots): within 128
@@ -858,7 +859,7 @@ static void gs_env() {
     }
     if (g_hs2_2cta < 0) {
         const char *v = getenv("SPARKD_HS2_2CTA");
-        g_hs2_2cta = v && v[0] == '1' ? 1 : 0;
+        g_hs2_2cta = v && v[0] == '1' ? 1 : v && v[0] == '0' ? 0 : 2;
     }
     if (g_hs2_mt < 0) {
         const char *v = getenv("SPARKD_HS2_MT");
@@ -919,11 +920,12 @@ extern "C" void cuda_gemms2_set(int on) {
     if (on >= 0) g_hs2 = on ? 1 : 0;
 }
 extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
-// Tests and benches: 1/0 = two CTAs an SM / one; -1 = as SPARKD_HS2_2CTA says.
+// Tests and benches: 1 = two CTAs an SM at T <= 32, 2 = at 17..32 (the default), 0 = never; -1 =
+// as SPARKD_HS2_2CTA says.
 extern "C" void cuda_gemms2_2cta_set(int on) {
     g_hs2_2cta = -1;
     gs_env();
-    if (on >= 0) g_hs2_2cta = on ? 1 : 0;
+    if (on >= 0 && on <= 2) g_hs2_2cta = on;
 }
 // Tests and benches: gemms2 only for products of >= rows rows (0: all); -1 = as SPARKD_HS2_MIN_ROWS says.
 extern "C" void cuda_gemms2_min_rows_set(int rows) {
@@ -956,8 +958,11 @@ static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
 static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : 1; }
-// two CTAs an SM (SPARKD_HS2_2CTA=1) at T <= 32 with one m16 tile a warp
-static int g2_c2(int T) { return g_hs2_2cta && g2_nt(T) <= 4 && g2_mt(T) == 1; }
+// two CTAs an SM wanted at T tokens: SPARKD_HS2_2CTA=1 at T <= 32, default (2) at 17..32 only
+// (GPU run 1, Q8_0: 32 sequences +2.9%, 8 sequences -5.6%), 0 never; one m16 tile a warp
+static int g2_c2(int T) {
+    return g_hs2_2cta && g2_mt(T) == 1 && (g_hs2_2cta == 1 ? g2_nt(T) <= 4 : g2_nt(T) == 4);
+}
 // Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
 // then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
 static int gs_warps(int T) { return gs_nt(T) == 4 && g_wide ? 16 : 8; }
@@ -998,9 +1003,11 @@ static int gs_smem_cap() {
 // (as many as the opt-in shared memory of a CTA holds, at most 6), the block's shared bytes;
 // 0 when it does not apply (another type, K not a multiple of a stage, < 3 stages: GB10's
 // ~100 KB a CTA keeps gemms_kernel).
-static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem) {
+// c2_io: in, two CTAs an SM wanted; out, taken (where 3 stages do not fit half an SM, e.g. Q6_K at
+// T = 32: one CTA an SM).
+static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *smem, int *c2_io) {
     if (type != QT_Q8_0 && type != QT_Q4_K && type != QT_Q6_K) return 0;
-    const int nt = g2_nt(T), mt = g2_mt(T), c2 = g2_c2(T);
+    const int nt = g2_nt(T), mt = g2_mt(T), c2 = *c2_io;
     int U = 0, st = 0;
 #define G2_GEOM(F_, NT_, MT_, C2_)                                                                                 \
     if (type == F_ && nt == NT_ && mt == MT_ && c2 == C2_) {                                                    \
@@ -1029,6 +1036,10 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
     int S = budget / (st + 16);
     if (S > 6) S = 6;
     if (g_hs2_stages >= 3 && g_hs2_stages < S) S = g_hs2_stages;
+    if (S < 3 && c2) { // one CTA an SM instead
+        *c2_io = 0;
+        return g2_geom(type, T, K, unit, stages, smem, c2_io);
+    }
     if (S < 3) return 0;
     *unit = U;
     *stages = S;
@@ -1039,8 +1050,9 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
 // <= SPARKD_HS2_MAX_T, the geometry, and the work buffer holding two pieces of partials a CTA
 // (2 x SMs x T x trows f32). Sets the tile rows (128 MT), their count, the grid.
 static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
-                    int *grid, int *trows, int *ntiles) {
-    if (!g_hs2 || T > g_hs2_max_t || !g2_geom(a->w[0]->type, T, K, unit, stages, smem)) return 0;
+                    int *grid, int *trows, int *ntiles, int *c2) {
+    *c2 = g2_c2(T);
+    if (!g_hs2 || T > g_hs2_max_t || !g2_geom(a->w[0]->type, T, K, unit, stages, smem, c2)) return 0;
     const int tr = 128 * g2_mt(T);
     int tiles = 0;
     int64_t rows = 0;
@@ -1050,10 +1062,10 @@ static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, in
     }
     if (rows < g_hs2_min_rows) return 0; // small products: gemms_kernel (GPU run 0)
     const long long N = (long long)tiles * (K / (128 * *unit));
-    const int slots = (g2_c2(T) ? 2 : 1) * gs_sms();
+    const int slots = (*c2 ? 2 : 1) * gs_sms();
     int G = (int)(N < slots ? N : slots);
     // two CTAs an SM and SMs <= tiles <= 2 x SMs (gate+up: 192): a CTA a tile, no cut tile, no reduce
-    if (g2_c2(T) && tiles >= gs_sms() && tiles <= slots) G = tiles;
+    if (*c2 && tiles >= gs_sms() && tiles <= slots) G = tiles;
     if ((uint64_t)2 * G * T * tr * 4 > work_bytes) return 0;
     *grid = G;
     *trows = tr;
@@ -1117,9 +1129,9 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     int tiles = 0, rows = 0, ks, upc;
     uint64_t wb = 0;
     {
-        int u2, s2, g2, r2, n2;
+        int u2, s2, g2, r2, n2, c2;
         size_t m2;
-        if (g2_wants(a, x->T, x->K, a->work ? a->work_bytes : 0, &u2, &s2, &m2, &g2, &r2, &n2)) return 1;
+        if (g2_wants(a, x->T, x->K, a->work ? a->work_bytes : 0, &u2, &s2, &m2, &g2, &r2, &n2, &c2)) return 1;
     }
     if (x->T > g_max_t) return 0; // gemms_kernel: T <= 32
     for (int i = 0; i < a->n; i++) {
@@ -1213,7 +1225,7 @@ static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
     return 0;
 }
 template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem, void *stream, err *e) {
-    const bool m2 = p.trows == 256, c2 = g2_c2(p.T);
+    const bool m2 = p.trows == 256, c2 = p.c2;
     switch (g2_nt(p.T)) {
     case 1: return c2 ? g2_launch<F, 1, 1, true>(p, smem, stream, e) : g2_launch<F, 1, 1>(p, smem, stream, e);
     case 2: return c2 ? g2_launch<F, 2, 1, true>(p, smem, stream, e) : g2_launch<F, 2, 1>(p, smem, stream, e);
@@ -1255,7 +1267,8 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     }
     {
         size_t smem = 0;
-        if (g2_wants(a, p.T, p.K, a->work ? a->work_bytes : 0, &p.unit, &p.stages, &smem, &p.grid, &p.trows, &p.ntiles)) {
+        if (g2_wants(a, p.T, p.K, a->work ? a->work_bytes : 0, &p.unit, &p.stages, &smem, &p.grid, &p.trows, &p.ntiles,
+                     &p.c2)) {
             for (int i = 0; i < a->n; i++) p.m[i].mtiles = (p.m[i].rows + p.trows - 1) / p.trows;
             p.ws = a->work;
             if (type == QT_Q8_0) return g2_launch_t<QT_Q8_0>(p, smem, stream, e);

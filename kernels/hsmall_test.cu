@@ -331,9 +331,10 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
     cuda_gemms_set(1, 32);
     // gemms2_kernel (SPARKD_HS2=1, the default): every T tile count, two matrices, accumulate,
     // rows not a multiple of 128, tiles whole in a CTA's range and cut by range boundaries
-    // (SPARKD_HS2_MIN_ROWS=0: the small test products too)
+    // (SPARKD_HS2_MIN_ROWS=0: the small test products too; one CTA an SM: SPARKD_HS2_2CTA=0)
     cuda_gemms2_set(1);
     cuda_gemms2_min_rows_set(0);
+    cuda_gemms2_2cta_set(0);
     g_want2 = 1;
     g_cl_tag = " hs2";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
@@ -364,7 +365,8 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 34000, 256, 20, 0, 1, 1, false);
     }
     cuda_gemms2_mt_set(-1);
-    // two CTAs an SM (SPARKD_HS2_2CTA=1: stages of 1 unit (Q8_0) / 2, a grid of 2 x SMs)
+    // two CTAs an SM (SPARKD_HS2_2CTA=1: stages of 1 unit (Q8_0) / 2, a grid of 2 x SMs; Q6_K at
+    // T = 32 does not fit 3 stages in half an SM: one CTA an SM)
     cuda_gemms2_2cta_set(1);
     g_cl_tag = " hs2 2cta";
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
@@ -375,7 +377,7 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_gemms(t, 34000, 256, 8, 0, 1, 1, false);
         test_gemms(t, 19195, 256, 8, 0, 1, 1, false); // 150 tiles: a CTA a tile, no reduce
     }
-    cuda_gemms2_2cta_set(-1);
+    cuda_gemms2_2cta_set(0);
     g_cl_tag = " hs2";
     // where it does not apply: no work buffer, K not a multiple of a stage -> gemms_kernel
     g_want2 = 0;
@@ -421,6 +423,7 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e) {
     g_cl_tag = "";
     cuda_gemms2_set(-1);
     cuda_gemms2_min_rows_set(-1);
+    cuda_gemms2_2cta_set(-1);
     // the default routing (SPARKD_HS2_MIN_ROWS 16384): a 1000-row product on gemms_kernel, gate+up
     // sized ones (2 x 8500 rows) on gemms2
     cuda_gemms2_set(1);
