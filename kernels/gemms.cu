@@ -920,8 +920,8 @@ extern "C" void cuda_gemms2_set(int on) {
     if (on >= 0) g_hs2 = on ? 1 : 0;
 }
 extern "C" long cuda_gemms2_launches(void) { return g_launches2; }
-// Tests and benches: 1 = two CTAs an SM at T <= 32, 2 = at 17..32 (the default), 0 = never; -1 =
-// as SPARKD_HS2_2CTA says.
+// Tests and benches: 1 = two CTAs an SM at T <= 32, 2 = at 17..32 for Q8_0 (the default), 0 =
+// never; -1 = as SPARKD_HS2_2CTA says.
 extern "C" void cuda_gemms2_2cta_set(int on) {
     g_hs2_2cta = -1;
     gs_env();
@@ -958,10 +958,12 @@ static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
 static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : 1; }
-// two CTAs an SM wanted at T tokens: SPARKD_HS2_2CTA=1 at T <= 32, default (2) at 17..32 only
-// (GPU run 1, Q8_0: 32 sequences +2.9%, 8 sequences -5.6%), 0 never; one m16 tile a warp
-static int g2_c2(int T) {
-    return g_hs2_2cta && g2_mt(T) == 1 && (g_hs2_2cta == 1 ? g2_nt(T) <= 4 : g2_nt(T) == 4);
+// two CTAs an SM wanted at T tokens: SPARKD_HS2_2CTA=1 at T <= 32, default (2) at 17..32 for Q8_0
+// only (GPU run 1, Q8_0: 32 sequences +2.9%, 8 sequences -5.6%; the K-quants were not measured and
+// Q4_K's 2-CTA kernel at 17..32 spills 24 bytes), 0 never; one m16 tile a warp
+static int g2_c2(int T, uint32_t type) {
+    return g_hs2_2cta && g2_mt(T) == 1 &&
+           (g_hs2_2cta == 1 ? g2_nt(T) <= 4 : g2_nt(T) == 4 && type == QT_Q8_0);
 }
 // Warps of a CTA at T tokens: 16 for 4 token tiles (the input slice, 4x larger than at T <= 8,
 // then serves 256 rows: half the L2 -> shared traffic a weight byte), else 8.
@@ -1051,7 +1053,7 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
 // (2 x SMs x T x trows f32). Sets the tile rows (128 MT), their count, the grid.
 static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
                     int *grid, int *trows, int *ntiles, int *c2) {
-    *c2 = g2_c2(T);
+    *c2 = g2_c2(T, a->w[0]->type);
     if (!g_hs2 || T > g_hs2_max_t || !g2_geom(a->w[0]->type, T, K, unit, stages, smem, c2)) return 0;
     const int tr = 128 * g2_mt(T);
     int tiles = 0;
