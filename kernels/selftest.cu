@@ -124,73 +124,11 @@ uint8_t e4m3_encode(float x) { // nearest, ties to even code, saturating at 448
 const uint32_t kTypes[] = {QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_1,
                            QUANT_Q5_0, QUANT_Q5_1, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K, QUANT_MXFP4};
 
-// Random but valid GGUF rows (finite scales of realistic size, every code value).
-std::vector<uint8_t> gen_rows(uint32_t type, int rows, int cols) {
-    uint64_t rb = 0;
-    quant_row_bytes(type, cols, &rb);
-    std::vector<uint8_t> out((size_t)rb * rows);
-    rng_t &R = C->rng;
-    for (auto &b : out) b = (uint8_t)R.next();
-    const quant_traits *qt = quant_traits_of(type);
-    const size_t nblk = out.size() / qt->block_bytes;
-    for (size_t i = 0; i < nblk; i++) {
-        uint8_t *b = out.data() + i * qt->block_bytes;
-        uint16_t h;
-        switch (type) {
-        case QUANT_F32: { float v = (float)(0.1 * R.normal()); memcpy(b, &v, 4); break; }
-        case QUANT_F16: h = quant_f32_to_f16((float)(0.1 * R.normal())); memcpy(b, &h, 2); break;
-        case QUANT_BF16: h = f2bf((float)(0.1 * R.normal())); memcpy(b, &h, 2); break;
-        case QUANT_Q8_0: case QUANT_Q4_0: case QUANT_Q5_0:
-            h = rand_f16(0.002, 0.02); memcpy(b, &h, 2); break;
-        case QUANT_Q4_1: case QUANT_Q5_1:
-            h = rand_f16(0.002, 0.02); memcpy(b, &h, 2);
-            h = rand_f16(-0.05, 0.05); memcpy(b + 2, &h, 2); break;
-        case QUANT_Q4_K: case QUANT_Q5_K:
-            h = rand_f16(0.0005, 0.004); memcpy(b, &h, 2);
-            h = rand_f16(0.0005, 0.004); memcpy(b + 2, &h, 2); break;
-        case QUANT_Q6_K: h = rand_f16(0.0005, 0.004); memcpy(b + 208, &h, 2); break;
-        case QUANT_MXFP4: b[0] = (uint8_t)(118 + R.below(8)); break;
-        }
-    }
-    return out;
-}
-
-// The reference matrix (rows, cols) f32, via quant.c.
-std::vector<float> ref_dequant(uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
-    uint64_t rb = 0;
-    quant_row_bytes(type, cols, &rb);
-    std::vector<float> w((size_t)rows * cols);
-    for (int r = 0; r < rows; r++) quant_dequant_row(type, raw.data() + (size_t)r * rb, w.data() + (size_t)r * cols, cols);
-    return w;
-}
-
-// A device weight repacked from raw (in two chunks, to exercise row0).
-bool make_weight(cuda_weight *w, uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
-    w->type = type;
-    w->rows = rows;
-    w->cols = cols;
-    w->base = dalloc(cuda_weight_bytes(type, rows, cols));
-    void *draw = dup(raw);
-    if (!w->base || !draw) return false;
-    poison(w->base, cuda_weight_bytes(type, rows, cols));
-    uint64_t rb = 0;
-    quant_row_bytes(type, cols, &rb);
-    err e2 = {ERR_OK, {0}};
-    const int half = rows / 2;
-    if (cuda_weight_repack(w, draw, 0, half, C->st, &e2) ||
-        cuda_weight_repack(w, (const uint8_t *)draw + (size_t)half * rb, half, rows - half, C->st, &e2)) {
-        fprintf(C->f, "not ok - repack: %s\n", e2.msg);
-        C->fails++;
-        return false;
-    }
-    return true;
-}
-
-std::vector<float> randn(size_t n, double scale) {
-    std::vector<float> v(n);
-    for (auto &x : v) x = (float)(scale * C->rng.normal());
-    return v;
-}
+// The generators of selftest_util.cuh (shared with hsmall_test.cu and the other selftest files).
+std::vector<uint8_t> gen_rows(uint32_t type, int rows, int cols) { return st_gen_rows(type, rows, cols); }
+std::vector<float> ref_dequant(uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) { return st_ref_dequant(type, raw, rows, cols); }
+bool make_weight(cuda_weight *w, uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) { return st_make_weight(w, type, raw, rows, cols); }
+std::vector<float> randn(size_t n, double scale) { return st_randn(n, scale); }
 
 // ----------------------------------------------------------------------------- weights
 

@@ -1,7 +1,8 @@
 // selftest_util.cuh — the host-side test context the kernel selftests share (selftest.cu,
 // moe_selftest.cu; internal, not a C interface): the random stream, the run's stream and
 // timing events, device buffers freed together, upload / download / NaN poisoning, kernel
-// timing. Host code only: nothing here runs on the device.
+// timing, and the test generators (random valid GGUF rows, their f32 reference, a repacked
+// device weight, normal draws). Host code only: nothing here runs on the device.
 //
 // Everything sits in an unnamed namespace, so each selftest file has its own copy and its
 // own current context S (set by st_begin for the length of one selftest call).
@@ -11,11 +12,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "cuda_kern.h"
 #include "kern_util.cuh"
 
 extern "C" {
@@ -130,6 +133,76 @@ template <class F> double time_us(F fn, int reps) {
 inline const char *tname(uint32_t t) { const quant_traits *q = quant_traits_of(t); return q ? q->name : "?"; }
 // An f16 drawn uniformly from [lo, hi).
 inline uint16_t rand_f16(double lo, double hi) { return quant_f32_to_f16((float)(lo + (hi - lo) * S->rng.unit())); }
+
+// Random but valid GGUF rows (finite scales of realistic size, every code value), from S's rng.
+inline std::vector<uint8_t> st_gen_rows(uint32_t type, int rows, int cols) {
+    uint64_t rb = 0;
+    quant_row_bytes(type, cols, &rb);
+    std::vector<uint8_t> out((size_t)rb * rows);
+    rng_t &R = S->rng;
+    for (auto &b : out) b = (uint8_t)R.next();
+    const quant_traits *qt = quant_traits_of(type);
+    const size_t nblk = out.size() / qt->block_bytes;
+    for (size_t i = 0; i < nblk; i++) {
+        uint8_t *b = out.data() + i * qt->block_bytes;
+        uint16_t h;
+        switch (type) {
+        case QUANT_F32: { float v = (float)(0.1 * R.normal()); memcpy(b, &v, 4); break; }
+        case QUANT_F16: h = quant_f32_to_f16((float)(0.1 * R.normal())); memcpy(b, &h, 2); break;
+        case QUANT_BF16: h = quant_f32_to_bf16((float)(0.1 * R.normal())); memcpy(b, &h, 2); break;
+        case QUANT_Q8_0: case QUANT_Q4_0: case QUANT_Q5_0:
+            h = rand_f16(0.002, 0.02); memcpy(b, &h, 2); break;
+        case QUANT_Q4_1: case QUANT_Q5_1:
+            h = rand_f16(0.002, 0.02); memcpy(b, &h, 2);
+            h = rand_f16(-0.05, 0.05); memcpy(b + 2, &h, 2); break;
+        case QUANT_Q4_K: case QUANT_Q5_K:
+            h = rand_f16(0.0005, 0.004); memcpy(b, &h, 2);
+            h = rand_f16(0.0005, 0.004); memcpy(b + 2, &h, 2); break;
+        case QUANT_Q6_K: h = rand_f16(0.0005, 0.004); memcpy(b + 208, &h, 2); break;
+        case QUANT_MXFP4: b[0] = (uint8_t)(118 + R.below(8)); break;
+        }
+    }
+    return out;
+}
+
+// The reference matrix (rows, cols) f32, via quant.c.
+inline std::vector<float> st_ref_dequant(uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
+    uint64_t rb = 0;
+    quant_row_bytes(type, cols, &rb);
+    std::vector<float> w((size_t)rows * cols);
+    for (int r = 0; r < rows; r++) quant_dequant_row(type, raw.data() + (size_t)r * rb, w.data() + (size_t)r * cols, cols);
+    return w;
+}
+
+// A device weight repacked from raw on S's stream (in two chunks, to exercise row0; the
+// allocation poisoned first); false (and a "not ok" line counted in S) on failure.
+inline bool st_make_weight(cuda_weight *w, uint32_t type, const std::vector<uint8_t> &raw, int rows, int cols) {
+    w->type = type;
+    w->rows = rows;
+    w->cols = cols;
+    w->base = dalloc(cuda_weight_bytes(type, rows, cols));
+    void *draw = dup(raw);
+    if (!w->base || !draw) return false;
+    poison(w->base, cuda_weight_bytes(type, rows, cols));
+    uint64_t rb = 0;
+    quant_row_bytes(type, cols, &rb);
+    err e2 = {ERR_OK, {0}};
+    const int half = rows / 2;
+    if (cuda_weight_repack(w, draw, 0, half, S->st, &e2) ||
+        cuda_weight_repack(w, (const uint8_t *)draw + (size_t)half * rb, half, rows - half, S->st, &e2)) {
+        fprintf(S->f, "not ok - repack: %s\n", e2.msg);
+        S->fails++;
+        return false;
+    }
+    return true;
+}
+
+// n normal draws times scale, from S's rng.
+inline std::vector<float> st_randn(size_t n, double scale) {
+    std::vector<float> v(n);
+    for (auto &x : v) x = (float)(scale * S->rng.normal());
+    return v;
+}
 
 } // namespace
 
