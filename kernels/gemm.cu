@@ -559,6 +559,200 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// hf2_kernel: the same product as hfast_kernel (the same A values: f16(s * (code - off) + m)
+// by one HMUL2/HFMA2 a pair, the hi form as B, f32 accumulation; only the order of the f32
+// sums may differ), scheduled as a software pipeline by k16 steps. hfast_kernel builds a
+// chunk's 32 A registers after the chunk's barrier and then runs its 64 HMMAs, so each warp
+// alternates an ALU phase (PRMT -> HADD2 -> HMUL2 chains behind LDS) and an HMMA phase, 168
+// registers leave 3 CTAs an SM, and the tensor pipe idles while all of a scheduler's warps
+// build A (ncu: no eligible warp 63% of cycles). Here a warp (32 rows x 64 tokens, CTA 128
+// x 64) builds step s + 1's 8 A registers while step s's 16 HMMAs run, and the barrier of a
+// chunk makes the NEXT chunk visible, so step 0 of chunk kc + 1 is built during step 3 of
+// chunk kc: the only values carried from step to step are 8 A registers (and the chunk's
+// scales), the codes are read from shared memory one word a row a step. __launch_bounds__
+// (128, 4): <= 128 registers, 4 CTAs (16 warps) an SM with 3 stages (Q8_0 53.8 KB a CTA).
+// Stage ring: at chunk kc the warps read slots kc (B, codes) and kc + 1 (codes of step 0,
+// scales) while cp.async fills slot kc + 2 (= kc - 1, free after the barrier).
+// SPARKD_HF2=0: hfast_kernel as before (one binary A/Bs both).
+// MB: CTAs an SM the registers allow (4: <= 128 registers, 3 stages; 3: <= 168, 4 stages).
+template <uint32_t F, int MB = 4> struct hf2_cfg {
+    using C = hf_cfg<F, 4, 2>;
+    static constexpr int minb = MB, stages = MB == 4 ? 3 : 4;
+    static constexpr int smem = C::stage * stages;
+};
+
+// One row's chunk scales (as hf_scales), for the 4 rows a lane builds (g, g + 8, g + 16, g + 24).
+template <uint32_t F, int NG> struct hf2_sc {
+    __half2 s2[4][NG], m2[4][NG];
+};
+
+template <uint32_t F>
+__device__ __forceinline__ void hf2_scales(hf2_sc<F, hf_cfg<F, 4, 2>::ng> &sc, const uint8_t *sb, int rowb, int kc) {
+    using C = hf_cfg<F, 4, 2>;
+#pragma unroll
+    for (int i = 0; i < 4; i++) hf_scales<F, C::ng>(sb + C::off_m + (rowb + 8 * i) * C::mpitch, kc, sc.s2[i], sc.m2[i]);
+}
+
+// The 8 A registers of k16 step s of the chunk in slot sb (rows rowb + 8i, quad lane c): pairs
+// 2s and 2s + 1 of each row's quarter, exactly as hfast_kernel builds them.
+template <uint32_t F>
+__device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const hf2_sc<F, hf_cfg<F, 4, 2>::ng> &sc,
+                                          const uint8_t *sb, int rowb, int c, int s) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+    constexpr int NG = C::ng;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = rowb + 8 * i;
+        const uint8_t *w = sb + C::off_w + row * C::wpitch;
+        quarter q;
+        // only the word the step reads: Q8_0 word s (pairs 2s, 2s + 1); 4-bit word s >> 1
+        if constexpr (f.cbits == 4) {
+            const uint32_t v = *(const uint32_t *)(w + 8 * c + 4 * (s >> 1));
+            q.q.x = q.q.y = v;
+        } else {
+            const uint32_t v = *(const uint32_t *)(w + 16 * c + 4 * s);
+            q.q.x = q.q.y = q.q.z = q.q.w = v;
+        }
+        if constexpr (f.hbits == 1) q.hb = *(const uint16_t *)(sb + C::off_h + row * 8 + 2 * c);
+        else if constexpr (f.hbits == 2) q.hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int j = 2 * s + jj;
+            const uint32_t cb = quarter_pair<F>(q, j);
+            const int gi = NG == 4 ? j >> 1 : j >> 2;
+            __half2 v;
+            if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, sc.s2[i][gi], sc.m2[i][gi]);
+            else v = __hmul2(*(const __half2 *)&cb, sc.s2[i][gi]);
+            a[i >> 1][jj * 2 + (i & 1)] = *(const uint32_t *)&v;
+        }
+    }
+}
+
+// The chunk loop; NTF: the tile's tokens (n8 tiles) all present (a compile-time count) or ntiles.
+template <uint32_t F, int MB, bool FULL>
+__device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
+                                         int ntiles, int rowb, int g, int c) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr int S = hf2_cfg<F, MB>::stages;
+    constexpr int NG = C::ng;
+    hf2_sc<F, NG> sc;
+    uint32_t a[2][4];
+    cp_wait<S - 2>(); // chunk 0
+    __syncthreads();
+    hf2_scales<F>(sc, smem, rowb, kz0);
+    hf2_build<F>(a, sc, smem, rowb, c, 0);
+    // slot offsets: chunk kc (read), kc + 1 (read: step 0's codes, scales), kc + S - 1 (written)
+    uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
+    for (int kc = 0; kc < nk; kc++) {
+        cp_wait<S - 3>(); // chunk kc + 1 landed (this thread's copies) ...
+        __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
+        {
+            const int kn = kc + S - 1;
+            if (kn < nk) {
+                hf_load_w<F, 4, 2>(smem + on, src, kz0 + kn);
+                hf_load_x<C::NT, C::TN>(smem + on, src, kz0 + kn);
+            }
+            cp_commit();
+        }
+        const uint8_t *sb = smem + ob;
+        const uint8_t *sx = smem + ox;
+        ob = ox;
+        ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
+        on = on + C::stage == S * C::stage ? 0 : on + C::stage;
+        const bool more = kc + 1 < nk;
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            uint32_t an[2][4];
+            if (s < 3) {
+                hf2_build<F>(an, sc, sb, rowb, c, s + 1);
+            } else if (more) {
+                hf2_scales<F>(sc, sx, rowb, kz0 + kc + 1);
+                hf2_build<F>(an, sc, sx, rowb, c, 0);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                if (!FULL && nt >= ntiles) break;
+                uint32_t b0, b1; // one step's B fragment (an LDS.64 a tile: no 2-step LDS.128 held across steps)
+                asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n"
+                             : "=r"(b0), "=r"(b1)
+                             : "r"((unsigned)__cvta_generic_to_shared(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 8 * s)));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) mma16816<false>(acc[mt][nt], a[mt], b0, b1);
+            }
+            if (s < 3 || more) {
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++) a[mt][r] = an[mt][r];
+            }
+        }
+    }
+}
+
+template <uint32_t F, int MB>
+__global__ __launch_bounds__(128, MB) void hf2_kernel(const gemm_params p) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr int S = hf2_cfg<F, MB>::stages;
+    extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const int m0 = b * C::HM, n0 = blockIdx.y * C::TN;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const hf_src src = hf_src_of<F, 4, 2>(p, M, m0, n0);
+#pragma unroll
+    for (int s = 0; s < S - 1; s++)
+        if (s < nk) hf_load_w<F, 4, 2>(smem + s * C::stage, src, kz0 + s);
+    pdl_wait();
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) hf_load_x<C::NT, C::TN>(smem + s * C::stage, src, kz0 + s);
+        cp_commit();
+    }
+    const int ntiles = min(8, (p.T - n0 + 7) / 8);
+    float acc[2][8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
+    const int rowb = warp * 32 + g;
+    if (nk > 0) {
+        if (p.T - n0 >= C::TN) hf2_loop<F, MB, true>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+        else hf2_loop<F, MB, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+    }
+    cp_wait<0>();
+    const int rows = M.rows;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const int rg = m0 + warp * 32 + 16 * mt + g, rg8 = rg + 8;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                    if (rg < rows) w[rg] = acc[mt][nt][h] * ts;
+                    if (rg8 < rows) w[rg8] = acc[mt][nt][2 + h] * ts;
+                    continue;
+                }
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
+                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
+            }
+        }
+    }
+}
+
 // ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
 // the largest |s| * max|code - off| + |m| of the matrix (non-finite scales count as huge)
 template <uint32_t F>
@@ -727,6 +921,25 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
     return 0;
 }
 
+template <uint32_t F, int MB>
+static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+    using C2 = hf2_cfg<F, MB>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(hf2_kernel<F, MB>, cudaFuncAttributeMaxDynamicSharedMemorySize, C2::smem));
+        attr = true;
+    }
+    dim3 grid((unsigned)mtiles, (unsigned)((p.T + HF_N - 1) / HF_N), (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hf2_kernel<F, MB>, grid, dim3(128), (size_t)C2::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
+static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
+// SPARKD_HF2: 0 hfast_kernel as in round 6; 4 (default) hf2_kernel<F, 4> for its types; 3 hf2_kernel<F, 3>
+static int hf2_on = -1;
+
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
 // tests and benches (declared there): the tile and split (0 = the rule, -1 = as the
@@ -752,14 +965,51 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // eligible warp 63% of the time at 12 warps); 128 x 128 best for gate+up at T = 512 (Q8_0
     // 412.6 vs 445.2 us, Q6_K 443.3 vs 486.2, Q4_K 457.8 vs 461.9) and worse on the smaller
     // products; split K to ~3 CTAs per SM only below 1 CTA per SM (T = 64: q+k+v, o, down).
-    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning).
+    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning); 10 / 11: hf2_kernel with
+    // 4 / 3 CTAs an SM; 12: the round-6 rule (as SPARKD_HF2=0).
+    if (hf2_on < 0) {
+        const char *v = getenv("SPARKD_HF2");
+        hf2_on = v && (!strcmp(v, "0") || !strcmp(v, "3")) ? atoi(v) : 4;
+        // 4 CTAs of 3 stages need ~215 KB of shared memory an SM (H100/H200: 228); a GB10 SM (100 KB)
+        // holds one CTA either way: there the 3-CTA build (no spills at 168 registers) is the one
+        int dev = 0, smsm = 0;
+        if (hf2_on == 4 && (cudaGetDevice(&dev) != cudaSuccess ||
+                            cudaDeviceGetAttribute(&smsm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
+                            smsm < 4 * (hf2_cfg<QT_Q8_0, 4>::smem + 1024)))
+            hf2_on = 3;
+    }
+    const uint32_t ty = a->w[0]->type;
+    // hf2 (tile code 10): 128 x 64 CTAs, 4 an SM; split K only below 2 CTAs an SM, to fill one
+    // wave of 4 an SM (T = 64: gate+up 2, q+k+v / o / down 8)
+    const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
+    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || (env_wm <= 0 && hf2_on))) {
+        const int mb = env_wm == 11 ? 3 : env_wm == 10 ? 4 : hf2_on;
+        int mt = 0;
+        for (int i = 0; i < p.n; i++) {
+            p.m[i].mtiles = (p.m[i].rows + 127) / 128;
+            mt += p.m[i].mtiles;
+        }
+        const int ctas = mt * ((p.T + HF_N - 1) / HF_N);
+        int ks = 1;
+        if (env_ks > 0) ks = env_ks;
+        else if (ctas < 2 * sms && nk >= 8) ks = mb * sms / ctas;
+        if (ks > nk / 4) ks = nk / 4;
+        if (ks > 8) ks = 8;
+        if (!a->work) ks = 1;
+        while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
+        p.ksplit = ks < 1 ? 1 : ks;
+        p.ws = p.ksplit > 1 ? a->work : NULL;
+#define HF2_CASE(TY) \
+    case TY: return mb == 3 ? hf2_launch_t<TY, 3>(p, mt, stream, e) : hf2_launch_t<TY, 4>(p, mt, stream, e);
+        switch (ty) { HF2_CASE(QT_Q8_0) HF2_CASE(QT_Q4_K) HF2_CASE(QT_Q5_K) HF2_CASE(QT_Q6_K) }
+#undef HF2_CASE
+    }
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
-    const uint32_t ty = a->w[0]->type;
     const bool t128_ok = ty == QT_Q8_0 || ty == QT_Q4_K || ty == QT_Q6_K;
     int best_ks = 1;
-    int best_wm = env_wm == 9 && t128_ok ? 9 : 4; // (the 2- and 8-warp tiles of run 1 are not built)
-    if (env_wm <= 0 && t128_ok && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms) best_wm = 9;
+    int best_wm = wmr == 9 && t128_ok ? 9 : 4; // (the 2- and 8-warp tiles of run 1 are not built)
+    if (wmr <= 0 && t128_ok && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms) best_wm = 9;
     {
         const int hm = best_wm == 9 ? 128 : 32 * best_wm, tn = best_wm == 9 ? 128 : HF_N;
         int mt = 0;
