@@ -582,30 +582,51 @@ template <uint32_t F, int MB = 4> struct hf2_cfg {
     static constexpr int smem = C::stage * stages;
 };
 
-// One row's chunk scales (as hf_scales), for the 4 rows a lane builds (g, g + 8, g + 16, g + 24).
-template <uint32_t F, int NG> struct hf2_sc {
-    __half2 s2[4][NG], m2[4][NG];
-};
-
+// The thread that copied row r's meta words of a chunk (thread r) turns them, once its copies have
+// landed and before the chunk's barrier, into the f16 factors the A build multiplies with, in place
+// (hf_scales' values exactly, computed once a row instead of once a quad lane): Q4_K/Q5_K {s2[0],
+// s2[1], m2[0], m2[1]} (16 B, the superblock head's size), Q6_K the chunk's 4 group scales as
+// halves (8 B); Q8_0's two f16 d are used as stored.
 template <uint32_t F>
-__device__ __forceinline__ void hf2_scales(hf2_sc<F, hf_cfg<F, 4, 2>::ng> &sc, const uint8_t *sb, int rowb, int kc) {
+__device__ __forceinline__ void hf2_decode(uint8_t *sb, int kc) {
     using C = hf_cfg<F, 4, 2>;
-#pragma unroll
-    for (int i = 0; i < 4; i++) hf_scales<F, C::ng>(sb + C::off_m + (rowb + 8 * i) * C::mpitch, kc, sc.s2[i], sc.m2[i]);
+    constexpr int NG = C::ng;
+    if constexpr (F == QT_Q4_K || F == QT_Q5_K || F == QT_Q6_K) {
+        uint8_t *md = sb + C::off_m + threadIdx.x * C::mpitch;
+        __half2 s2[NG], m2[NG];
+        hf_scales<F, NG>(md, kc, s2, m2);
+        if constexpr (F == QT_Q6_K) {
+            const __half2 lo = __lows2half2(s2[0], s2[1]), hi = __lows2half2(s2[2], s2[3]);
+            *(uint2 *)md = make_uint2(*(const uint32_t *)&lo, *(const uint32_t *)&hi);
+        } else {
+            *(uint4 *)md = make_uint4(*(const uint32_t *)&s2[0], *(const uint32_t *)&s2[1], *(const uint32_t *)&m2[0],
+                                      *(const uint32_t *)&m2[1]);
+        }
+    }
 }
 
 // The 8 A registers of k16 step s of the chunk in slot sb (rows rowb + 8i, quad lane c): pairs
-// 2s and 2s + 1 of each row's quarter, exactly as hfast_kernel builds them.
+// 2s and 2s + 1 of each row's quarter, exactly as hfast_kernel builds them (the factors of the
+// pairs' scale group from hf2_decode's words).
 template <uint32_t F>
-__device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const hf2_sc<F, hf_cfg<F, 4, 2>::ng> &sc,
-                                          const uint8_t *sb, int rowb, int c, int s) {
+__device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const uint8_t *sb, int rowb, int c, int s) {
     using C = hf_cfg<F, 4, 2>;
     constexpr qfmt f = C::f;
     constexpr int NG = C::ng;
+    const int gi = NG == 4 ? s : s >> 1; // both pairs of the step are in one group
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const int row = rowb + 8 * i;
         const uint8_t *w = sb + C::off_w + row * C::wpitch;
+        const uint8_t *md = sb + C::off_m + row * C::mpitch;
+        __half2 s2, m2;
+        if constexpr (F == QT_Q4_K || F == QT_Q5_K) {
+            s2 = *(const __half2 *)(md + 4 * gi);
+            m2 = *(const __half2 *)(md + 8 + 4 * gi);
+        } else {
+            const __half2 v = *(const __half2 *)(md + (F == QT_Q6_K ? 4 * (gi >> 1) : 0));
+            s2 = (F == QT_Q6_K ? gi & 1 : gi) ? __high2half2(v) : __low2half2(v);
+        }
         quarter q;
         // only the word the step reads: Q8_0 word s (pairs 2s, 2s + 1); 4-bit word s >> 1
         if constexpr (f.cbits == 4) {
@@ -619,34 +640,32 @@ __device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const hf2_sc<F, h
         else if constexpr (f.hbits == 2) q.hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
 #pragma unroll
         for (int jj = 0; jj < 2; jj++) {
-            const int j = 2 * s + jj;
-            const uint32_t cb = quarter_pair<F>(q, j);
-            const int gi = NG == 4 ? j >> 1 : j >> 2;
+            const uint32_t cb = quarter_pair<F>(q, 2 * s + jj);
             __half2 v;
-            if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, sc.s2[i][gi], sc.m2[i][gi]);
-            else v = __hmul2(*(const __half2 *)&cb, sc.s2[i][gi]);
+            if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
+            else v = __hmul2(*(const __half2 *)&cb, s2);
             a[i >> 1][jj * 2 + (i & 1)] = *(const uint32_t *)&v;
         }
     }
 }
 
-// The chunk loop; NTF: the tile's tokens (n8 tiles) all present (a compile-time count) or ntiles.
+// The chunk loop; FULL: the tile's tokens all present (8 n8 tiles), else ntiles of them.
 template <uint32_t F, int MB, bool FULL>
 __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
                                          int ntiles, int rowb, int g, int c) {
     using C = hf_cfg<F, 4, 2>;
     constexpr int S = hf2_cfg<F, MB>::stages;
-    constexpr int NG = C::ng;
-    hf2_sc<F, NG> sc;
     uint32_t a[2][4];
     cp_wait<S - 2>(); // chunk 0
+    hf2_decode<F>(smem, kz0);
     __syncthreads();
-    hf2_scales<F>(sc, smem, rowb, kz0);
-    hf2_build<F>(a, sc, smem, rowb, c, 0);
+    hf2_build<F>(a, smem, rowb, c, 0);
     // slot offsets: chunk kc (read), kc + 1 (read: step 0's codes, scales), kc + S - 1 (written)
     uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
     for (int kc = 0; kc < nk; kc++) {
+        const bool more = kc + 1 < nk;
         cp_wait<S - 3>(); // chunk kc + 1 landed (this thread's copies) ...
+        if (more) hf2_decode<F>(smem + ox, kz0 + kc + 1);
         __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
         {
             const int kn = kc + S - 1;
@@ -661,16 +680,11 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
         ob = ox;
         ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
         on = on + C::stage == S * C::stage ? 0 : on + C::stage;
-        const bool more = kc + 1 < nk;
 #pragma unroll
         for (int s = 0; s < 4; s++) {
-            uint32_t an[2][4];
-            if (s < 3) {
-                hf2_build<F>(an, sc, sb, rowb, c, s + 1);
-            } else if (more) {
-                hf2_scales<F>(sc, sx, rowb, kz0 + kc + 1);
-                hf2_build<F>(an, sc, sx, rowb, c, 0);
-            }
+            uint32_t an[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+            if (s < 3) hf2_build<F>(an, sb, rowb, c, s + 1);
+            else if (more) hf2_build<F>(an, sx, rowb, c, 0);
 #pragma unroll
             for (int nt = 0; nt < 8; nt++) {
                 if (!FULL && nt >= ntiles) break;
@@ -681,12 +695,10 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++) mma16816<false>(acc[mt][nt], a[mt], b0, b1);
             }
-            if (s < 3 || more) {
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++)
+            for (int mt = 0; mt < 2; mt++) // (after the last chunk's step 3: unused)
 #pragma unroll
-                    for (int r = 0; r < 4; r++) a[mt][r] = an[mt][r];
-            }
+                for (int r = 0; r < 4; r++) a[mt][r] = an[mt][r];
         }
     }
 }

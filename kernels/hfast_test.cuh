@@ -172,13 +172,20 @@ void test_hfast_all(int quick) {
 }
 
 // SPARKD_KBENCH=hfast: the Qwen3-8B products at T = 64 and 512, int8 mmq (today's fast) vs
-// hfast (and its tile variants) in one run; weights rotated over copies beyond the L2.
+// the round-6 hfast rule vs hf2_kernel (and its variants) in one run, side by side; weights rotated
+// over copies beyond the L2. SPARKD_KBENCH_HF=q8_0,q4_k: only those types.
 void bench_hfast(uint32_t type, double peak, double probe) {
+    if (const char *only = getenv("SPARKD_KBENCH_HF")) {
+        char want[16];
+        snprintf(want, sizeof want, "%s", tname(type));
+        for (char *q = want; *q; q++) if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+        if (!strstr(only, want)) return;
+    }
     // the head (151936 rows) only at T = 64: a 64-sequence decode step's logits (prompts want 1 row)
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
         {"head", 1, 151936, 4096}};
-    constexpr int NV = 5;
+    constexpr int NV = 6;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -204,13 +211,15 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             if (head && T != 64) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 hf2 (the rule), 3 hf2 3 CTAs an SM, 4 hf2 ks1
-            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "hf2", "hf2 mb3", "hf2 ks1"};
-            const int vwm[NV] = {0, 12, 10, 11, 10};
+            // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 hf2 (the rule), 3 hf2 3 CTAs an SM; T = 64
+            // (not the head): 4 hf2 without split K, 5 hf2 split in 4
+            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "hf2", "hf2 mb3", "hf2 ks1", "hf2 ks4"};
+            const int vwm[NV] = {0, 12, 10, 11, 10, 10};
             double base = 0, old = 0;
             for (int v = 0; v < NV; v++) {
+                if (v >= 4 && (T != 64 || head)) continue;
                 cuda_hfast_set(v == 0 ? 0 : 33);
-                cuda_hfast_tile_set(vwm[v], v == 4 ? 1 : 0);
+                cuda_hfast_tile_set(vwm[v], v == 4 ? 1 : v == 5 ? 4 : 0);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -244,7 +253,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     }
     for (int ti = 0; ti < 2; ti++)
         fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast (round 6) %.1f, hf2 %.1f "
-                "(mb3 %.1f, ks1 %.1f) | | | | hf2 %.2fx round 6, %.2fx mmq |\n",
-                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
+                "(mb3 %.1f, ks1 %.1f, ks4 %.1f) | | | | hf2 %.2fx round 6, %.2fx mmq |\n",
+                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5],
                 layer[ti][2] > 0 ? layer[ti][1] / layer[ti][2] : 0.0, layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0);
 }
