@@ -582,6 +582,40 @@ template <uint32_t F, int MB = 4> struct hf2_cfg {
     static constexpr int smem = C::stage * stages;
 };
 
+// hf_load_w + hf_load_x for hf2's CTA (128 rows x 64 tokens); WF: every row of the tile is inside
+// the matrix, XF: every token of the tile is inside T (no per-piece validity: plain copies).
+template <uint32_t F, bool WF, bool XF>
+__device__ __forceinline__ void hf2_load(uint8_t *sb, const hf_src &s, int kc) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16;
+    const int tid = threadIdx.x;
+    if constexpr (!WF) {
+        hf_load_w<F, 4, 2>(sb, s, kc);
+    } else {
+        const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
+        uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
+#pragma unroll
+        for (int i = 0; i < C::HM * ppr / C::NT; i++) cp_async16(dw + i * (C::NT / ppr) * C::wpitch, wk + i * s.wstep, true);
+        if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, true);
+        else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, true);
+        uint8_t *md = sb + C::off_m + tid * C::mpitch;
+        if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, true);
+        else if constexpr (F == QT_Q6_K) {
+            cp_async4(md, s.m + (size_t)(kc >> 2) * 20, true);
+            cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), true);
+        } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, true);
+    }
+    if constexpr (!XF) {
+        hf_load_x<C::NT, C::TN>(sb, s, kc);
+    } else {
+        const uint8_t *xk = s.x + (size_t)kc * 128;
+        uint8_t *dx = sb + (tid >> 3) * XP_PITCH * 2 + (tid & 7) * 16;
+#pragma unroll
+        for (int i = 0; i < C::TN * 8 / C::NT; i++) cp_async16(dx + i * (C::NT / 8) * XP_PITCH * 2, xk + i * s.xstep, true);
+    }
+}
+
 // The thread that copied row r's meta words of a chunk (thread r) turns them, once its copies have
 // landed and before the chunk's barrier, into the f16 factors the A build multiplies with, in place
 // (hf_scales' values exactly, computed once a row instead of once a quad lane): Q4_K/Q5_K {s2[0],
@@ -650,7 +684,7 @@ __device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const uint8_t *sb
 }
 
 // The chunk loop; FULL: the tile's tokens all present (8 n8 tiles), else ntiles of them.
-template <uint32_t F, int MB, bool FULL>
+template <uint32_t F, int MB, bool FULL, bool WF>
 __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
                                          int ntiles, int rowb, int g, int c) {
     using C = hf_cfg<F, 4, 2>;
@@ -669,10 +703,7 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
         __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
         {
             const int kn = kc + S - 1;
-            if (kn < nk) {
-                hf_load_w<F, 4, 2>(smem + on, src, kz0 + kn);
-                hf_load_x<C::NT, C::TN>(smem + on, src, kz0 + kn);
-            }
+            if (kn < nk) hf2_load<F, WF, FULL>(smem + on, src, kz0 + kn);
             cp_commit();
         }
         const uint8_t *sb = smem + ob;
@@ -735,8 +766,14 @@ __global__ __launch_bounds__(128, MB) void hf2_kernel(const gemm_params p) {
         for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
     const int rowb = warp * 32 + g;
     if (nk > 0) {
-        if (p.T - n0 >= C::TN) hf2_loop<F, MB, true>(acc, smem, src, kz0, nk, 8, rowb, g, c);
-        else hf2_loop<F, MB, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        // (the prologue's copies above check every piece; the loop's only where the tile is partial)
+        if (m0 + C::HM <= M.rows) {
+            if (p.T - n0 >= C::TN) hf2_loop<F, MB, true, true>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+            else hf2_loop<F, MB, false, true>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        } else {
+            if (p.T - n0 >= C::TN) hf2_loop<F, MB, true, false>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+            else hf2_loop<F, MB, false, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        }
     }
     cp_wait<0>();
     const int rows = M.rows;
