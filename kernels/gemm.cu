@@ -619,7 +619,7 @@ __device__ __forceinline__ void hf2_load(uint8_t *sb, const hf_src &s, int kc) {
 // The thread that copied row r's meta words of a chunk (thread r) turns them, once its copies have
 // landed and before the chunk's barrier, into the f16 factors the A build multiplies with, in place
 // (hf_scales' values exactly, computed once a row instead of once a quad lane): Q4_K/Q5_K {s2[0],
-// s2[1], m2[0], m2[1]} (16 B, the superblock head's size), Q6_K the chunk's 4 group scales as
+// m2[0], s2[1], m2[1]} (16 B, the superblock head's size), Q6_K the chunk's 4 group scales as
 // halves (8 B); Q8_0's two f16 d are used as stored.
 template <uint32_t F>
 __device__ __forceinline__ void hf2_decode(uint8_t *sb, int kc) {
@@ -633,17 +633,71 @@ __device__ __forceinline__ void hf2_decode(uint8_t *sb, int kc) {
             const __half2 lo = __lows2half2(s2[0], s2[1]), hi = __lows2half2(s2[2], s2[3]);
             *(uint2 *)md = make_uint2(*(const uint32_t *)&lo, *(const uint32_t *)&hi);
         } else {
-            *(uint4 *)md = make_uint4(*(const uint32_t *)&s2[0], *(const uint32_t *)&s2[1], *(const uint32_t *)&m2[0],
+            *(uint4 *)md = make_uint4(*(const uint32_t *)&s2[0], *(const uint32_t *)&m2[0], *(const uint32_t *)&s2[1],
                                       *(const uint32_t *)&m2[1]);
         }
     }
 }
 
-// The 8 A registers of k16 step s of the chunk in slot sb (rows rowb + 8i, quad lane c): pairs
-// 2s and 2s + 1 of each row's quarter, exactly as hfast_kernel builds them (the factors of the
-// pairs' scale group from hf2_decode's words).
+// The quarters (codes + hi bits) of a lane's 4 rows (rowb + 8i, quad lane c) of the chunk in slot sb,
+// one LDS.128 (Q8_0) / LDS.64 (4-bit) a row: conflict-free, once a chunk (a word a step would be a
+// 4-way / 2-way bank conflict).
 template <uint32_t F>
-__device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const uint8_t *sb, int rowb, int c, int s) {
+__device__ __forceinline__ void hf2_rows(quarter (&q)[4], const uint8_t *sb, int rowb, int c) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = rowb + 8 * i;
+        const uint8_t *w = sb + C::off_w + row * C::wpitch;
+        if constexpr (f.cbits == 4) {
+            const uint2 v = *(const uint2 *)(w + 8 * c);
+            q[i].q.x = v.x;
+            q[i].q.y = v.y;
+        } else {
+            q[i].q = *(const uint4 *)(w + 16 * c);
+        }
+        if constexpr (f.hbits == 1) q[i].hb = *(const uint16_t *)(sb + C::off_h + row * 8 + 2 * c);
+        else if constexpr (f.hbits == 2) q[i].hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
+    }
+}
+
+// The 8 A registers of k16 step s: pairs 2s and 2s + 1 of each row's quarter q[i], exactly as
+// hfast_kernel builds them (the factors of the pairs' scale group from hf2_decode's words in the
+// slot sb of the chunk).
+template <uint32_t F>
+__device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const quarter (&q)[4], const uint8_t *sb, int rowb, int s) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+    constexpr int NG = C::ng;
+    const int gi = NG == 4 ? s : s >> 1; // both pairs of the step are in one group
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *md = sb + C::off_m + (rowb + 8 * i) * C::mpitch;
+        __half2 s2, m2;
+        if constexpr (F == QT_Q4_K || F == QT_Q5_K) {
+            const uint2 v = *(const uint2 *)(md + 8 * gi);
+            s2 = *(const __half2 *)&v.x;
+            m2 = *(const __half2 *)&v.y;
+        } else {
+            const __half2 v = *(const __half2 *)(md + (F == QT_Q6_K ? 4 * (gi >> 1) : 0));
+            s2 = (F == QT_Q6_K ? gi & 1 : gi) ? __high2half2(v) : __low2half2(v);
+        }
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const uint32_t cb = quarter_pair<F>(q[i], 2 * s + jj);
+            __half2 v;
+            if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
+            else v = __hmul2(*(const __half2 *)&cb, s2);
+            a[i >> 1][jj * 2 + (i & 1)] = *(const uint32_t *)&v;
+        }
+    }
+}
+
+// hf2_build for the 4-CTA build (MB = 4, <= 128 registers): the codes read a word a row a step from
+// the slot (fewer live registers, bank-conflicted reads).
+template <uint32_t F>
+__device__ __forceinline__ void hf2_build_w(uint32_t (&a)[2][4], const uint8_t *sb, int rowb, int c, int s) {
     using C = hf_cfg<F, 4, 2>;
     constexpr qfmt f = C::f;
     constexpr int NG = C::ng;
@@ -655,8 +709,9 @@ __device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const uint8_t *sb
         const uint8_t *md = sb + C::off_m + row * C::mpitch;
         __half2 s2, m2;
         if constexpr (F == QT_Q4_K || F == QT_Q5_K) {
-            s2 = *(const __half2 *)(md + 4 * gi);
-            m2 = *(const __half2 *)(md + 8 + 4 * gi);
+            const uint2 v = *(const uint2 *)(md + 8 * gi);
+            s2 = *(const __half2 *)&v.x;
+            m2 = *(const __half2 *)&v.y;
         } else {
             const __half2 v = *(const __half2 *)(md + (F == QT_Q6_K ? 4 * (gi >> 1) : 0));
             s2 = (F == QT_Q6_K ? gi & 1 : gi) ? __high2half2(v) : __low2half2(v);
@@ -689,11 +744,18 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
                                          int ntiles, int rowb, int g, int c) {
     using C = hf_cfg<F, 4, 2>;
     constexpr int S = hf2_cfg<F, MB>::stages;
+    constexpr bool RQ = MB != 4; // the rows' quarters in registers (hf2_rows) or read a word a step
     uint32_t a[2][4];
+    quarter q[4];
     cp_wait<S - 2>(); // chunk 0
     hf2_decode<F>(smem, kz0);
     __syncthreads();
-    hf2_build<F>(a, smem, rowb, c, 0);
+    if constexpr (RQ) {
+        hf2_rows<F>(q, smem, rowb, c);
+        hf2_build<F>(a, q, smem, rowb, 0);
+    } else {
+        hf2_build_w<F>(a, smem, rowb, c, 0);
+    }
     // slot offsets: chunk kc (read), kc + 1 (read: step 0's codes, scales), kc + S - 1 (written)
     uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
     for (int kc = 0; kc < nk; kc++) {
@@ -711,18 +773,38 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
         ob = ox;
         ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
         on = on + C::stage == S * C::stage ? 0 : on + C::stage;
+        uint4 bv[8]; // (RQ) two steps' B fragments of each n8 tile: one conflict-free LDS.128 (144-byte token pitch)
 #pragma unroll
         for (int s = 0; s < 4; s++) {
+            if (RQ && (s & 1) == 0) {
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++)
+                    if (FULL || nt < ntiles) bv[nt] = *(const uint4 *)(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 16 * (s >> 1));
+            }
             uint32_t an[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
-            if (s < 3) hf2_build<F>(an, sb, rowb, c, s + 1);
-            else if (more) hf2_build<F>(an, sx, rowb, c, 0);
+            if (s < 3) {
+                if constexpr (RQ) hf2_build<F>(an, q, sb, rowb, s + 1);
+                else hf2_build_w<F>(an, sb, rowb, c, s + 1);
+            } else if (more) {
+                if constexpr (RQ) {
+                    hf2_rows<F>(q, sx, rowb, c);
+                    hf2_build<F>(an, q, sx, rowb, 0);
+                } else {
+                    hf2_build_w<F>(an, sx, rowb, c, 0);
+                }
+            }
 #pragma unroll
             for (int nt = 0; nt < 8; nt++) {
                 if (!FULL && nt >= ntiles) break;
-                uint32_t b0, b1; // one step's B fragment (an LDS.64 a tile: no 2-step LDS.128 held across steps)
-                asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n"
-                             : "=r"(b0), "=r"(b1)
-                             : "r"((unsigned)__cvta_generic_to_shared(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 8 * s)));
+                uint32_t b0, b1;
+                if constexpr (RQ) {
+                    b0 = s & 1 ? bv[nt].z : bv[nt].x;
+                    b1 = s & 1 ? bv[nt].w : bv[nt].y;
+                } else { // one step's fragment (LDS.64: fewer live registers)
+                    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n"
+                                 : "=r"(b0), "=r"(b1)
+                                 : "r"((unsigned)__cvta_generic_to_shared(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 8 * s)));
+                }
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++) mma16816<false>(acc[mt][nt], a[mt], b0, b1);
             }
@@ -986,7 +1068,7 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
-// SPARKD_HF2: 0 hfast_kernel as in round 6; 4 (default) hf2_kernel<F, 4> for its types; 3 hf2_kernel<F, 3>
+// SPARKD_HF2: 0 hfast_kernel as in round 6; 3 (default) hf2_kernel<F, 3> for its types; 4 hf2_kernel<F, 4>
 static int hf2_on = -1;
 
 // Tile and K split: see hfast_launch.
@@ -1018,7 +1100,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 4 / 3 CTAs an SM; 12: the round-6 rule (as SPARKD_HF2=0).
     if (hf2_on < 0) {
         const char *v = getenv("SPARKD_HF2");
-        hf2_on = v && (!strcmp(v, "0") || !strcmp(v, "3")) ? atoi(v) : 4;
+        hf2_on = v && (!strcmp(v, "0") || !strcmp(v, "4")) ? atoi(v) : 3;
         // 4 CTAs of 3 stages need ~215 KB of shared memory an SM (H100/H200: 228); a GB10 SM (100 KB)
         // holds one CTA either way: there the 3-CTA build (no spills at 168 registers) is the one
         int dev = 0, smsm = 0;
