@@ -662,6 +662,33 @@ __device__ __forceinline__ void hf2_rows(quarter (&q)[4], const uint8_t *sb, int
     }
 }
 
+// quarter_pair for the 4-bit formats in fewer instructions, the same f16 values: the nibble at
+// bits 4-7 of each half is made 64 + c by OR-ing 0x5400 (the ulp of 64 is 1/16) instead of shifting
+// it down to 1024 + c, and the mask and the OR are one LOP3 (1 instruction a pair, + 1 shift for the
+// odd k16 steps, instead of 3); the hi bits go to mantissa bit 4 (1024 + c) or 8 (64 + c); then
+// one HSUB2 of 1024 + off or 64 + off (exact: small integers).
+template <uint32_t M, uint32_t O> __device__ __forceinline__ uint32_t hf2_and_or(uint32_t a) {
+    uint32_t d; // (a & M) | O in one LOP3
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(a), "n"(M), "n"(O));
+    return d;
+}
+template <uint32_t F> __device__ __forceinline__ uint32_t hf2_pair4(const quarter &r, int j) {
+    constexpr qfmt f = qfmt_of(F);
+    const int k = j & 3, b = 4 * (j >> 2) + k; // nibble of each half; hi-plane bit of the pair's first element
+    const uint32_t w0 = j < 4 ? r.q.x : r.q.y, w = k >= 2 ? w0 >> 8 : w0;
+    uint32_t h = k & 1 ? hf2_and_or<0x00f000f0u, 0x54005400u>(w) : hf2_and_or<0x000f000fu, 0x64006400u>(w);
+    const int hs = k & 1 ? 8 : 4;
+    if constexpr (f.hbits == 1) {
+        const uint32_t x = (r.hb & 0xffu) | ((r.hb & 0xff00u) << 8);
+        h |= ((x >> b) & 0x00010001u) << hs;
+    } else if constexpr (f.hbits == 2) {
+        h |= ((r.hb >> (2 * b)) & 0x00030003u) << hs;
+    }
+    const uint16_t sub = k & 1 ? (uint16_t)(0x5400 + 16 * f.off) : (uint16_t)(0x6400 + f.off); // 64 + off, 1024 + off
+    const __half2 v = __hsub2(*(const __half2 *)&h, __half2half2(__ushort_as_half(sub)));
+    return *(const uint32_t *)&v;
+}
+
 // The 8 A registers of k16 step s: pairs 2s and 2s + 1 of each row's quarter q[i], exactly as
 // hfast_kernel builds them (the factors of the pairs' scale group from hf2_decode's words in the
 // slot sb of the chunk).
@@ -685,7 +712,9 @@ __device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const quarter (&q
         }
 #pragma unroll
         for (int jj = 0; jj < 2; jj++) {
-            const uint32_t cb = quarter_pair<F>(q[i], 2 * s + jj);
+            uint32_t cb;
+            if constexpr (f.cbits == 4) cb = hf2_pair4<F>(q[i], 2 * s + jj);
+            else cb = quarter_pair<F>(q[i], 2 * s + jj);
             __half2 v;
             if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
             else v = __hmul2(*(const __half2 *)&cb, s2);
@@ -729,7 +758,9 @@ __device__ __forceinline__ void hf2_build_w(uint32_t (&a)[2][4], const uint8_t *
         else if constexpr (f.hbits == 2) q.hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
 #pragma unroll
         for (int jj = 0; jj < 2; jj++) {
-            const uint32_t cb = quarter_pair<F>(q, 2 * s + jj);
+            uint32_t cb;
+            if constexpr (f.cbits == 4) cb = hf2_pair4<F>(q, 2 * s + jj);
+            else cb = quarter_pair<F>(q, 2 * s + jj);
             __half2 v;
             if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
             else v = __hmul2(*(const __half2 *)&cb, s2);
