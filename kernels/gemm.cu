@@ -575,10 +575,12 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
 // Stage ring: at chunk kc the warps read slots kc (B, codes) and kc + 1 (codes of step 0,
 // scales) while cp.async fills slot kc + 2 (= kc - 1, free after the barrier).
 // SPARKD_HF2=0: hfast_kernel as before (one binary A/Bs both).
-// MB: CTAs an SM the registers allow (4: <= 128 registers, 3 stages; 3: <= 168, 4 stages).
-template <uint32_t F, int MB = 4> struct hf2_cfg {
+// 3 CTAs an SM (<= 168 registers, no spills), 4 stages (Q8_0 71.7 KB a CTA). (A 4-CTA build at
+// <= 128 registers and 3 stages lost 5-20% on every product in run 0: spills, the codes read a word
+// a step.)
+template <uint32_t F> struct hf2_cfg {
     using C = hf_cfg<F, 4, 2>;
-    static constexpr int minb = MB, stages = MB == 4 ? 3 : 4;
+    static constexpr int stages = 4;
     static constexpr int smem = C::stage * stages;
 };
 
@@ -723,70 +725,19 @@ __device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const quarter (&q
     }
 }
 
-// hf2_build for the 4-CTA build (MB = 4, <= 128 registers): the codes read a word a row a step from
-// the slot (fewer live registers, bank-conflicted reads).
-template <uint32_t F>
-__device__ __forceinline__ void hf2_build_w(uint32_t (&a)[2][4], const uint8_t *sb, int rowb, int c, int s) {
-    using C = hf_cfg<F, 4, 2>;
-    constexpr qfmt f = C::f;
-    constexpr int NG = C::ng;
-    const int gi = NG == 4 ? s : s >> 1; // both pairs of the step are in one group
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int row = rowb + 8 * i;
-        const uint8_t *w = sb + C::off_w + row * C::wpitch;
-        const uint8_t *md = sb + C::off_m + row * C::mpitch;
-        __half2 s2, m2;
-        if constexpr (F == QT_Q4_K || F == QT_Q5_K) {
-            const uint2 v = *(const uint2 *)(md + 8 * gi);
-            s2 = *(const __half2 *)&v.x;
-            m2 = *(const __half2 *)&v.y;
-        } else {
-            const __half2 v = *(const __half2 *)(md + (F == QT_Q6_K ? 4 * (gi >> 1) : 0));
-            s2 = (F == QT_Q6_K ? gi & 1 : gi) ? __high2half2(v) : __low2half2(v);
-        }
-        quarter q;
-        // only the word the step reads: Q8_0 word s (pairs 2s, 2s + 1); 4-bit word s >> 1
-        if constexpr (f.cbits == 4) {
-            const uint32_t v = *(const uint32_t *)(w + 8 * c + 4 * (s >> 1));
-            q.q.x = q.q.y = v;
-        } else {
-            const uint32_t v = *(const uint32_t *)(w + 16 * c + 4 * s);
-            q.q.x = q.q.y = q.q.z = q.q.w = v;
-        }
-        if constexpr (f.hbits == 1) q.hb = *(const uint16_t *)(sb + C::off_h + row * 8 + 2 * c);
-        else if constexpr (f.hbits == 2) q.hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
-#pragma unroll
-        for (int jj = 0; jj < 2; jj++) {
-            uint32_t cb;
-            if constexpr (f.cbits == 4) cb = hf2_pair4<F>(q, 2 * s + jj);
-            else cb = quarter_pair<F>(q, 2 * s + jj);
-            __half2 v;
-            if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
-            else v = __hmul2(*(const __half2 *)&cb, s2);
-            a[i >> 1][jj * 2 + (i & 1)] = *(const uint32_t *)&v;
-        }
-    }
-}
-
 // The chunk loop; FULL: the tile's tokens all present (8 n8 tiles), else ntiles of them.
-template <uint32_t F, int MB, bool FULL, bool WF>
+template <uint32_t F, bool FULL, bool WF>
 __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
                                          int ntiles, int rowb, int g, int c) {
     using C = hf_cfg<F, 4, 2>;
-    constexpr int S = hf2_cfg<F, MB>::stages;
-    constexpr bool RQ = MB != 4; // the rows' quarters in registers (hf2_rows) or read a word a step
+    constexpr int S = hf2_cfg<F>::stages;
     uint32_t a[2][4];
     quarter q[4];
     cp_wait<S - 2>(); // chunk 0
     hf2_decode<F>(smem, kz0);
     __syncthreads();
-    if constexpr (RQ) {
-        hf2_rows<F>(q, smem, rowb, c);
-        hf2_build<F>(a, q, smem, rowb, 0);
-    } else {
-        hf2_build_w<F>(a, smem, rowb, c, 0);
-    }
+    hf2_rows<F>(q, smem, rowb, c);
+    hf2_build<F>(a, q, smem, rowb, 0);
     // slot offsets: chunk kc (read), kc + 1 (read: step 0's codes, scales), kc + S - 1 (written)
     uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
     for (int kc = 0; kc < nk; kc++) {
@@ -804,38 +755,25 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
         ob = ox;
         ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
         on = on + C::stage == S * C::stage ? 0 : on + C::stage;
-        uint4 bv[8]; // (RQ) two steps' B fragments of each n8 tile: one conflict-free LDS.128 (144-byte token pitch)
+        uint4 bv[8]; // two steps' B fragments of each n8 tile: one conflict-free LDS.128 (144-byte token pitch)
 #pragma unroll
         for (int s = 0; s < 4; s++) {
-            if (RQ && (s & 1) == 0) {
+            if ((s & 1) == 0) {
 #pragma unroll
                 for (int nt = 0; nt < 8; nt++)
                     if (FULL || nt < ntiles) bv[nt] = *(const uint4 *)(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 16 * (s >> 1));
             }
             uint32_t an[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
             if (s < 3) {
-                if constexpr (RQ) hf2_build<F>(an, q, sb, rowb, s + 1);
-                else hf2_build_w<F>(an, sb, rowb, c, s + 1);
+                hf2_build<F>(an, q, sb, rowb, s + 1);
             } else if (more) {
-                if constexpr (RQ) {
-                    hf2_rows<F>(q, sx, rowb, c);
-                    hf2_build<F>(an, q, sx, rowb, 0);
-                } else {
-                    hf2_build_w<F>(an, sx, rowb, c, 0);
-                }
+                hf2_rows<F>(q, sx, rowb, c);
+                hf2_build<F>(an, q, sx, rowb, 0);
             }
 #pragma unroll
             for (int nt = 0; nt < 8; nt++) {
                 if (!FULL && nt >= ntiles) break;
-                uint32_t b0, b1;
-                if constexpr (RQ) {
-                    b0 = s & 1 ? bv[nt].z : bv[nt].x;
-                    b1 = s & 1 ? bv[nt].w : bv[nt].y;
-                } else { // one step's fragment (LDS.64: fewer live registers)
-                    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n"
-                                 : "=r"(b0), "=r"(b1)
-                                 : "r"((unsigned)__cvta_generic_to_shared(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 8 * s)));
-                }
+                const uint32_t b0 = s & 1 ? bv[nt].z : bv[nt].x, b1 = s & 1 ? bv[nt].w : bv[nt].y;
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++) mma16816<false>(acc[mt][nt], a[mt], b0, b1);
             }
@@ -847,10 +785,10 @@ __device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, c
     }
 }
 
-template <uint32_t F, int MB>
-__global__ __launch_bounds__(128, MB) void hf2_kernel(const gemm_params p) {
+template <uint32_t F>
+__global__ __launch_bounds__(128, 3) void hf2_kernel(const gemm_params p) {
     using C = hf_cfg<F, 4, 2>;
-    constexpr int S = hf2_cfg<F, MB>::stages;
+    constexpr int S = hf2_cfg<F>::stages;
     extern __shared__ __align__(16) uint8_t smem[];
     pdl_trigger();
     int b = blockIdx.x, mi = 0;
@@ -881,11 +819,11 @@ __global__ __launch_bounds__(128, MB) void hf2_kernel(const gemm_params p) {
     if (nk > 0) {
         // (the prologue's copies above check every piece; the loop's only where the tile is partial)
         if (m0 + C::HM <= M.rows) {
-            if (p.T - n0 >= C::TN) hf2_loop<F, MB, true, true>(acc, smem, src, kz0, nk, 8, rowb, g, c);
-            else hf2_loop<F, MB, false, true>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+            if (p.T - n0 >= C::TN) hf2_loop<F, true, true>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+            else hf2_loop<F, false, true>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
         } else {
-            if (p.T - n0 >= C::TN) hf2_loop<F, MB, true, false>(acc, smem, src, kz0, nk, 8, rowb, g, c);
-            else hf2_loop<F, MB, false, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+            if (p.T - n0 >= C::TN) hf2_loop<F, true, false>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+            else hf2_loop<F, false, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
         }
     }
     cp_wait<0>();
@@ -1083,23 +1021,23 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
     return 0;
 }
 
-template <uint32_t F, int MB>
+template <uint32_t F>
 static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
-    using C2 = hf2_cfg<F, MB>;
+    using C2 = hf2_cfg<F>;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hf2_kernel<F, MB>, cudaFuncAttributeMaxDynamicSharedMemorySize, C2::smem));
+        CUDA_TRY(cudaFuncSetAttribute(hf2_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C2::smem));
         attr = true;
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + HF_N - 1) / HF_N), (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hf2_kernel<F, MB>, grid, dim3(128), (size_t)C2::smem, stream, p));
+    CUDA_TRY(cuda_launch(hf2_kernel<F>, grid, dim3(128), (size_t)C2::smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
-// SPARKD_HF2: 0 hfast_kernel as in round 6; 3 (default) hf2_kernel<F, 3> for its types; 4 hf2_kernel<F, 4>
+// SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch)
 static int hf2_on = -1;
 
 // Tile and K split: see hfast_launch.
@@ -1127,25 +1065,23 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // eligible warp 63% of the time at 12 warps); 128 x 128 best for gate+up at T = 512 (Q8_0
     // 412.6 vs 445.2 us, Q6_K 443.3 vs 486.2, Q4_K 457.8 vs 461.9) and worse on the smaller
     // products; split K to ~3 CTAs per SM only below 1 CTA per SM (T = 64: q+k+v, o, down).
-    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning); 10 / 11: hf2_kernel with
-    // 4 / 3 CTAs an SM; 12: the round-6 rule (as SPARKD_HF2=0).
+    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning); 10 (or 11): hf2_kernel;
+    // 12: the round-6 rule (as SPARKD_HF2=0).
     if (hf2_on < 0) {
         const char *v = getenv("SPARKD_HF2");
-        hf2_on = v && (!strcmp(v, "0") || !strcmp(v, "4")) ? atoi(v) : 3;
-        // 4 CTAs of 3 stages need ~215 KB of shared memory an SM (H100/H200: 228); a GB10 SM (100 KB)
-        // holds one CTA either way: there the 3-CTA build (no spills at 168 registers) is the one
-        int dev = 0, smsm = 0;
-        if (hf2_on == 4 && (cudaGetDevice(&dev) != cudaSuccess ||
-                            cudaDeviceGetAttribute(&smsm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess ||
-                            smsm < 4 * (hf2_cfg<QT_Q8_0, 4>::smem + 1024)))
-            hf2_on = 3;
+        hf2_on = !(v && !strcmp(v, "0"));
     }
     const uint32_t ty = a->w[0]->type;
-    // hf2 (tile code 10): 128 x 64 CTAs, 4 an SM; split K only below 2 CTAs an SM, to fill one
-    // wave of 4 an SM (T = 64: gate+up 2, q+k+v / o / down 8)
+    int m128 = 0;
+    for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
+    // hf2 (128 x 64 CTAs, 3 an SM) for its types, split K only below 2 CTAs an SM (to ~one wave:
+    // T = 64 gate+up 2, q+k+v / o / down 8), except Q8_0's products where round 6's rule takes the
+    // 128 x 128 tile (a warp's A registers serve 128 tokens there, and Q8_0's A costs 3.5
+    // instructions a register): run 0, T = 512 gate+up Q8_0 388.5 us on it vs 485.2 on hf2 (Q4_K:
+    // hf2 423.6 vs 447.0).
+    const bool t128_q8 = ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
     const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
-    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || (env_wm <= 0 && hf2_on))) {
-        const int mb = env_wm == 11 ? 3 : env_wm == 10 ? 4 : hf2_on;
+    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || (env_wm <= 0 && hf2_on && !t128_q8))) {
         int mt = 0;
         for (int i = 0; i < p.n; i++) {
             p.m[i].mtiles = (p.m[i].rows + 127) / 128;
@@ -1154,20 +1090,20 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         const int ctas = mt * ((p.T + HF_N - 1) / HF_N);
         int ks = 1;
         if (env_ks > 0) ks = env_ks;
-        else if (ctas < 2 * sms && nk >= 8) ks = mb * sms / ctas;
+        else if (ctas < 2 * sms && nk >= 8) ks = 3 * sms / ctas;
         if (ks > nk / 4) ks = nk / 4;
         if (ks > 8) ks = 8;
         if (!a->work) ks = 1;
         while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
         p.ksplit = ks < 1 ? 1 : ks;
         p.ws = p.ksplit > 1 ? a->work : NULL;
-#define HF2_CASE(TY) \
-    case TY: return mb == 3 ? hf2_launch_t<TY, 3>(p, mt, stream, e) : hf2_launch_t<TY, 4>(p, mt, stream, e);
-        switch (ty) { HF2_CASE(QT_Q8_0) HF2_CASE(QT_Q4_K) HF2_CASE(QT_Q5_K) HF2_CASE(QT_Q6_K) }
-#undef HF2_CASE
+        switch (ty) {
+        case QT_Q8_0: return hf2_launch_t<QT_Q8_0>(p, mt, stream, e);
+        case QT_Q4_K: return hf2_launch_t<QT_Q4_K>(p, mt, stream, e);
+        case QT_Q5_K: return hf2_launch_t<QT_Q5_K>(p, mt, stream, e);
+        case QT_Q6_K: return hf2_launch_t<QT_Q6_K>(p, mt, stream, e);
+        }
     }
-    int m128 = 0;
-    for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
     const bool t128_ok = ty == QT_Q8_0 || ty == QT_Q4_K || ty == QT_Q6_K;
     int best_ks = 1;
     int best_wm = wmr == 9 && t128_ok ? 9 : 4; // (the 2- and 8-warp tiles of run 1 are not built)

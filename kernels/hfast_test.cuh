@@ -120,8 +120,8 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     char shape[112], note[80];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
-             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 ? " hf2-mb4" :
-             wm == 11 ? " hf2" : wm == 12 ? " round-6 rule" : "",
+             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" :
+             wm == 12 ? " round-6 rule" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
@@ -156,8 +156,8 @@ void test_hfast_all(int quick) {
             test_hfast(t, 257, 768, 64, 67, 0, 1, 0, 10);    // two matrices, split K, rows not a multiple of 128
             test_hfast(t, 129, 512, 100, 0, 1, 0, 0, 10);    // accumulate, a partial second token tile
             test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, 10);   // accumulate, 8 token tiles
-            test_hfast(t, 200, 512, 64, 0, 0, 1, 0, 11);     // 3 CTAs an SM (4 stages, the default)
-            test_hfast(t, 300, 1024, 100, 77, 1, 1, 0, 11);  // the same: two matrices, accumulate, split K
+            test_hfast(t, 200, 512, 64, 0, 0, 1, 0, 11);     // one full token tile
+            test_hfast(t, 300, 1024, 100, 77, 1, 1, 0, 11);  // two matrices, accumulate, split K
             test_hfast(t, 300, 1024, 512, 0, 0, 0, 0, 11);   // 8 token tiles
             test_hfast(t, 257, 768, 64, 67, 0, 1, 0, 12);    // the round-6 rule (SPARKD_HF2=0)
         }
@@ -165,10 +165,8 @@ void test_hfast_all(int quick) {
     }
     test_hfast(QUANT_Q8_0, 130, 64, 40, 0, 0, 0, 0, 10);  // hf2: one chunk of K
     test_hfast(QUANT_Q8_0, 130, 128, 70, 0, 1, 0, 0, 10); // two chunks
-    test_hfast(QUANT_Q8_0, 130, 64, 40, 0, 0, 0, 0, 11);
-    test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1, 11); // hf2, poisoned codes: must fail the comparison
-    test_hfast(QUANT_Q4_K, 200, 512, 64, 0, 0, 0, 1, 11);
-    test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1, 10);
+    test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1, 10); // hf2, poisoned codes: must fail the comparison
+    test_hfast(QUANT_Q4_K, 200, 512, 64, 0, 0, 0, 1, 10);
     test_hfast(QUANT_Q6_K, 200, 512, 64, 0, 0, 0, 1, 10);
     test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1); // poisoned codes: must fail the comparison
     test_hfast(QUANT_Q4_K, 200, 512, 64, 0, 0, 0, 1);
@@ -189,7 +187,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
         {"head", 1, 151936, 4096}};
-    constexpr int NV = 6;
+    constexpr int NV = 5;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -215,15 +213,14 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             if (head && T != 64) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 hf2 (3 CTAs an SM, the default), 3 hf2 4 CTAs an
-            // SM; T = 64 (not the head): 4 hf2 without split K, 5 hf2 split in 4
-            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "hf2", "hf2 mb4", "hf2 ks1", "hf2 ks4"};
-            const int vwm[NV] = {0, 12, 11, 10, 11, 11};
+            // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 the rule (default: hf2, Q8_0's 128 x 128
+            // products on round 6's tile), 3 hf2 for all, 4 round 6's 128 x 128 tile for all
+            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule (hf2)", "hf2", "t128 (round 6)"};
+            const int vwm[NV] = {0, 12, 0, 11, 9};
             double base = 0, old = 0;
             for (int v = 0; v < NV; v++) {
-                if (v >= 4 && (T != 64 || head)) continue;
                 cuda_hfast_set(v == 0 ? 0 : 33);
-                cuda_hfast_tile_set(vwm[v], v == 4 ? 1 : v == 5 ? 4 : 0);
+                cuda_hfast_tile_set(vwm[v], 0);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -256,8 +253,8 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
-        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast (round 6) %.1f, hf2 %.1f "
-                "(mb4 %.1f, ks1 %.1f, ks4 %.1f) | | | | hf2 %.2fx round 6, %.2fx mmq |\n",
-                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5],
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast (round 6) %.1f, rule (hf2) %.1f "
+                "(hf2 for all %.1f, t128 for all %.1f) | | | | rule %.2fx round 6, %.2fx mmq |\n",
+                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
                 layer[ti][2] > 0 ? layer[ti][1] / layer[ti][2] : 0.0, layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0);
 }
