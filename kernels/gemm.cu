@@ -41,6 +41,7 @@ struct gemm_params {
     gemm_mat m[CUDA_MM_MAX_MATS];
     int n, K, T, accumulate, exact;
     int ksplit;       // CTAs along K (grid.z); > 1: partials go to ws, gemm_reduce sums them
+    int ntn;          // hf2_kernel: > 0: grid.x = row tiles x ntn token tiles, token tile fastest (0: grid.y)
     float *ws;        // (ksplit, T, rows of all matrices) f32
     int ws_rows;      // rows of all matrices
     int row0[CUDA_MM_MAX_MATS]; // first ws row of each matrix
@@ -791,10 +792,16 @@ __global__ __launch_bounds__(128, 3) void hf2_kernel(const gemm_params p) {
     constexpr int S = hf2_cfg<F>::stages;
     extern __shared__ __align__(16) uint8_t smem[];
     pdl_trigger();
-    int b = blockIdx.x, mi = 0;
+    // token tile fastest (p.ntn > 0): the CTAs that read a row tile's weights run together, so a
+    // matrix larger than the L2 (gate+up: 100 MB of Q8_0) comes from DRAM once, not once a token tile
+    int b = blockIdx.x, by = blockIdx.y, mi = 0;
+    if (p.ntn > 0) {
+        by = b % p.ntn;
+        b /= p.ntn;
+    }
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = blockIdx.y * C::TN;
+    const int m0 = b * C::HM, n0 = by * C::TN;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
@@ -1029,7 +1036,8 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
         CUDA_TRY(cudaFuncSetAttribute(hf2_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C2::smem));
         attr = true;
     }
-    dim3 grid((unsigned)mtiles, (unsigned)((p.T + HF_N - 1) / HF_N), (unsigned)p.ksplit);
+    const unsigned ntn = (unsigned)((p.T + HF_N - 1) / HF_N);
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hf2_kernel<F>, grid, dim3(128), (size_t)C2::smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
@@ -1037,8 +1045,9 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
-// SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch)
-static int hf2_on = -1;
+// SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
+// SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
+static int hf2_on = -1, hf2_raster = -1;
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -1066,10 +1075,12 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 412.6 vs 445.2 us, Q6_K 443.3 vs 486.2, Q4_K 457.8 vs 461.9) and worse on the smaller
     // products; split K to ~3 CTAs per SM only below 1 CTA per SM (T = 64: q+k+v, o, down).
     // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning); 10 (or 11): hf2_kernel;
-    // 12: the round-6 rule (as SPARKD_HF2=0).
+    // 12: the round-6 rule (as SPARKD_HF2=0); 13: hf2_kernel, row tile fastest.
     if (hf2_on < 0) {
         const char *v = getenv("SPARKD_HF2");
         hf2_on = !(v && !strcmp(v, "0"));
+        v = getenv("SPARKD_HF2_RASTER");
+        if (hf2_raster < 0) hf2_raster = !(v && !strcmp(v, "0"));
     }
     const uint32_t ty = a->w[0]->type;
     int m128 = 0;
@@ -1081,7 +1092,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // hf2 423.6 vs 447.0).
     const bool t128_q8 = ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
     const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
-    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || (env_wm <= 0 && hf2_on && !t128_q8))) {
+    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || (env_wm <= 0 && hf2_on && !t128_q8))) {
         int mt = 0;
         for (int i = 0; i < p.n; i++) {
             p.m[i].mtiles = (p.m[i].rows + 127) / 128;
@@ -1097,6 +1108,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
         p.ksplit = ks < 1 ? 1 : ks;
         p.ws = p.ksplit > 1 ? a->work : NULL;
+        p.ntn = hf2_raster && env_wm != 13 ? (p.T + HF_N - 1) / HF_N : 0;
         switch (ty) {
         case QT_Q8_0: return hf2_launch_t<QT_Q8_0>(p, mt, stream, e);
         case QT_Q4_K: return hf2_launch_t<QT_Q4_K>(p, mt, stream, e);

@@ -120,7 +120,7 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     char shape[112], note[80];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
-             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" :
+             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" : wm == 13 ? " hf2 raster m" :
              wm == 12 ? " round-6 rule" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
@@ -160,6 +160,7 @@ void test_hfast_all(int quick) {
             test_hfast(t, 300, 1024, 100, 77, 1, 1, 0, 11);  // two matrices, accumulate, split K
             test_hfast(t, 300, 1024, 512, 0, 0, 0, 0, 11);   // 8 token tiles
             test_hfast(t, 257, 768, 64, 67, 0, 1, 0, 12);    // the round-6 rule (SPARKD_HF2=0)
+            test_hfast(t, 300, 1024, 200, 77, 1, 1, 0, 13);  // hf2 with the row tile fastest (SPARKD_HF2_RASTER=0)
         }
         if (!quick) test_hfast(t, 4096, 4096, 64, 0, 0, 1);
     }
@@ -187,7 +188,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
         {"head", 1, 151936, 4096}};
-    constexpr int NV = 5;
+    constexpr int NV = 6;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -214,11 +215,13 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
             // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 the rule (default: hf2, Q8_0's 128 x 128
-            // products on round 6's tile), 3 hf2 for all, 4 round 6's 128 x 128 tile for all
-            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule (hf2)", "hf2", "t128 (round 6)"};
-            const int vwm[NV] = {0, 12, 0, 11, 9};
+            // products on round 6's tile), 3 hf2 for all; T = 512: 4 hf2 row tile fastest
+            // (SPARKD_HF2_RASTER=0), 5 round 6's 128 x 128 tile for all
+            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule (hf2)", "hf2", "hf2 raster m", "t128 (round 6)"};
+            const int vwm[NV] = {0, 12, 0, 11, 13, 9};
             double base = 0, old = 0;
             for (int v = 0; v < NV; v++) {
+                if (v >= 4 && T != 512) continue;
                 cuda_hfast_set(v == 0 ? 0 : 33);
                 cuda_hfast_tile_set(vwm[v], 0);
                 int it = 0;
@@ -254,7 +257,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     }
     for (int ti = 0; ti < 2; ti++)
         fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast (round 6) %.1f, rule (hf2) %.1f "
-                "(hf2 for all %.1f, t128 for all %.1f) | | | | rule %.2fx round 6, %.2fx mmq |\n",
-                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
+                "(hf2 for all %.1f, raster m %.1f, t128 for all %.1f) | | | | rule %.2fx round 6, %.2fx mmq |\n",
+                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5],
                 layer[ti][2] > 0 ? layer[ti][1] / layer[ti][2] : 0.0, layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0);
 }
