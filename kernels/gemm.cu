@@ -445,10 +445,14 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
     constexpr int NG = C::ng;
     extern __shared__ __align__(16) uint8_t smem[];
     pdl_trigger();
-    int b = blockIdx.x, mi = 0;
+    int b = blockIdx.x, by = blockIdx.y, mi = 0;
+    if (p.ntn > 0) { // token tile fastest (hf2's CTA order, see hf2_kernel)
+        by = b % p.ntn;
+        b /= p.ntn;
+    }
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = blockIdx.y * C::TN;
+    const int m0 = b * C::HM, n0 = by * C::TN;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
@@ -1020,7 +1024,8 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
         CUDA_TRY(cudaFuncSetAttribute(hfast_kernel<F, WM, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
         attr = true;
     }
-    dim3 grid((unsigned)mtiles, (unsigned)((p.T + C::TN - 1) / C::TN), (unsigned)p.ksplit);
+    const unsigned ntn = (unsigned)((p.T + C::TN - 1) / C::TN);
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hfast_kernel<F, WM, MT>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
@@ -1142,6 +1147,10 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     }
     p.ksplit = best_ks;
     p.ws = best_ks > 1 ? a->work : NULL;
+    // hf2's CTA order for these too (Q8_0's 128 x 128 products: gate+up at T = 512 is 100 MB), except
+    // as round 6 (SPARKD_HF2=0, tile code 12) or SPARKD_HF2_RASTER=0
+    const int tn = wm == 9 ? 128 : HF_N;
+    p.ntn = hf2_on && hf2_raster && env_wm != 12 ? (p.T + tn - 1) / tn : 0;
     const uint32_t type = a->w[0]->type;
 #define HF_CASE(TY) \
     case TY: return hfast_launch_t<TY, 4>(p, mtiles, stream, e);

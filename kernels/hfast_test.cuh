@@ -216,8 +216,8 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
             // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 the rule (default: hf2, Q8_0's 128 x 128
             // products on round 6's tile), 3 hf2 for all; T = 512: 4 hf2 row tile fastest
-            // (SPARKD_HF2_RASTER=0), 5 round 6's 128 x 128 tile for all
-            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule (hf2)", "hf2", "hf2 raster m", "t128 (round 6)"};
+            // (SPARKD_HF2_RASTER=0), 5 round 6's 128 x 128 tile for all (in hf2's CTA order)
+            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule (hf2)", "hf2", "hf2 raster m", "t128"};
             const int vwm[NV] = {0, 12, 0, 11, 13, 9};
             double base = 0, old = 0;
             for (int v = 0; v < NV; v++) {
