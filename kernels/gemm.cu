@@ -1052,7 +1052,8 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
 // SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
-static int hf2_on = -1, hf2_raster = -1;
+// SPARKD_HF2_Q8T128=0: Q8_0's gate+up-sized products on hf2 too (default: round 6's 128 x 128 tile)
+static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -1086,6 +1087,8 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         hf2_on = !(v && !strcmp(v, "0"));
         v = getenv("SPARKD_HF2_RASTER");
         if (hf2_raster < 0) hf2_raster = !(v && !strcmp(v, "0"));
+        v = getenv("SPARKD_HF2_Q8T128");
+        if (hf2_q8t128 < 0) hf2_q8t128 = !(v && !strcmp(v, "0"));
     }
     const uint32_t ty = a->w[0]->type;
     int m128 = 0;
@@ -1095,7 +1098,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 128 x 128 tile (a warp's A registers serve 128 tokens there, and Q8_0's A costs 3.5
     // instructions a register): run 0, T = 512 gate+up Q8_0 388.5 us on it vs 485.2 on hf2 (Q4_K:
     // hf2 423.6 vs 447.0).
-    const bool t128_q8 = ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
+    const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
     const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
     if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || (env_wm <= 0 && hf2_on && !t128_q8))) {
         int mt = 0;
