@@ -1052,7 +1052,7 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
 // SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
-// SPARKD_HF2_Q8T128=0: Q8_0's gate+up-sized products on hf2 too (default: round 6's 128 x 128 tile)
+// SPARKD_HF2_Q8T128=1: Q8_0's gate+up-sized products on round 6's 128 x 128 tile (default 0: hf2)
 static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
 
 // Tile and K split: see hfast_launch.
@@ -1088,16 +1088,17 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         v = getenv("SPARKD_HF2_RASTER");
         if (hf2_raster < 0) hf2_raster = !(v && !strcmp(v, "0"));
         v = getenv("SPARKD_HF2_Q8T128");
-        if (hf2_q8t128 < 0) hf2_q8t128 = !(v && !strcmp(v, "0"));
+        if (hf2_q8t128 < 0) hf2_q8t128 = v && !strcmp(v, "1");
     }
     const uint32_t ty = a->w[0]->type;
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
     // hf2 (128 x 64 CTAs, 3 an SM) for its types, split K only below 2 CTAs an SM (to ~one wave:
-    // T = 64 gate+up 2, q+k+v / o / down 8), except Q8_0's products where round 6's rule takes the
-    // 128 x 128 tile (a warp's A registers serve 128 tokens there, and Q8_0's A costs 3.5
-    // instructions a register): run 0, T = 512 gate+up Q8_0 388.5 us on it vs 485.2 on hf2 (Q4_K:
-    // hf2 423.6 vs 447.0).
+    // T = 64 gate+up 2, q+k+v / o / down 8). SPARKD_HF2_Q8T128=1: Q8_0's products where round 6's
+    // rule takes the 128 x 128 tile stay there. Run 0: Q8_0 gate+up at T = 512 388.5 us there vs
+    // 485.2 on hf2 in run 0's CTA order; run 1 (token tile fastest): kernel bench 391.9-405.2 vs
+    // 418.7, but the whole model faster on hf2: pp512 13,101 vs 12,659 tok/s, 64 x 512 prompts
+    // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
     const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
     if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || (env_wm <= 0 && hf2_on && !t128_q8))) {
