@@ -15,7 +15,8 @@
 // tiles); tiles past the last token are skipped, so small batches cost few MMAs.
 //
 // hfast_kernel (below) is precision fast's product for T >= 33: the weights rounded once to
-// f16 in the fragment, the hi half alone, no per-group fold (~1e-4..7e-4 relative).
+// f16 in the fragment, the hi half alone, no per-group fold (~1e-4..7e-4 relative); hf2_kernel
+// computes the same as a software pipeline and is the default for Q8_0, Q4_K, Q5_K, Q6_K.
 #include "cuda_kern.h"
 
 #include <string.h>
@@ -569,17 +570,16 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
 // by one HMUL2/HFMA2 a pair, the hi form as B, f32 accumulation; only the order of the f32
 // sums may differ), scheduled as a software pipeline by k16 steps. hfast_kernel builds a
 // chunk's 32 A registers after the chunk's barrier and then runs its 64 HMMAs, so each warp
-// alternates an ALU phase (PRMT -> HADD2 -> HMUL2 chains behind LDS) and an HMMA phase, 168
-// registers leave 3 CTAs an SM, and the tensor pipe idles while all of a scheduler's warps
-// build A (ncu: no eligible warp 63% of cycles). Here a warp (32 rows x 64 tokens, CTA 128
-// x 64) builds step s + 1's 8 A registers while step s's 16 HMMAs run, and the barrier of a
-// chunk makes the NEXT chunk visible, so step 0 of chunk kc + 1 is built during step 3 of
-// chunk kc: the only values carried from step to step are 8 A registers (and the chunk's
-// scales), the codes are read from shared memory one word a row a step. __launch_bounds__
-// (128, 4): <= 128 registers, 4 CTAs (16 warps) an SM with 3 stages (Q8_0 53.8 KB a CTA).
-// Stage ring: at chunk kc the warps read slots kc (B, codes) and kc + 1 (codes of step 0,
-// scales) while cp.async fills slot kc + 2 (= kc - 1, free after the barrier).
-// SPARKD_HF2=0: hfast_kernel as before (one binary A/Bs both).
+// alternates an ALU phase (PRMT -> HADD2 -> HMUL2 chains behind LDS) and an HMMA phase (ncu: no
+// eligible warp 63% of cycles). Here a warp (32 rows x 64 tokens, CTA 128 x 64, 3 CTAs an SM)
+// builds step s + 1's 8 A registers while step s's 16 HMMAs run, and the barrier of a chunk
+// makes the NEXT chunk visible, so step 0 of chunk kc + 1 is built during step 3 of chunk kc.
+// The rows' codes are read once a chunk (hf2_rows), B two steps at once, the chunk's scales
+// once a row (hf2_decode), 4-bit pairs in one LOP3 (hf2_pair4); the CTAs run token tile
+// fastest (p.ntn). Stage ring (4 stages): at chunk kc the warps read slots kc (B, codes) and
+// kc + 1 (codes of step 0, scales) while cp.async fills slot kc + 3 (= kc - 1, free after the
+// barrier). SPARKD_HF2=0: hfast_kernel as in round 6 (one binary A/Bs both). kernels/PERF.md
+// "Round 7, helper hf2" has the SASS counts and the runs.
 // 3 CTAs an SM (<= 168 registers, no spills), 4 stages (Q8_0 71.7 KB a CTA). (A 4-CTA build at
 // <= 128 registers and 3 stages lost 5-20% on every product in run 0: spills, the codes read a word
 // a step.)
