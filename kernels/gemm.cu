@@ -15,7 +15,8 @@
 // tiles); tiles past the last token are skipped, so small batches cost few MMAs.
 //
 // hfast_kernel (below) is precision fast's product for T >= 33: the weights rounded once to
-// f16 in the fragment, the hi half alone, no per-group fold (~1e-4..7e-4 relative).
+// f16 in the fragment, the hi half alone, no per-group fold (~1e-4..7e-4 relative); hf2_kernel
+// computes the same as a software pipeline and is the default for Q8_0, Q4_K, Q5_K, Q6_K.
 #include "cuda_kern.h"
 
 #include <string.h>
@@ -41,6 +42,7 @@ struct gemm_params {
     gemm_mat m[CUDA_MM_MAX_MATS];
     int n, K, T, accumulate, exact;
     int ksplit;       // CTAs along K (grid.z); > 1: partials go to ws, gemm_reduce sums them
+    int ntn;          // hf2_kernel: > 0: grid.x = row tiles x ntn token tiles, token tile fastest (0: grid.y)
     float *ws;        // (ksplit, T, rows of all matrices) f32
     int ws_rows;      // rows of all matrices
     int row0[CUDA_MM_MAX_MATS]; // first ws row of each matrix
@@ -444,10 +446,14 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
     constexpr int NG = C::ng;
     extern __shared__ __align__(16) uint8_t smem[];
     pdl_trigger();
-    int b = blockIdx.x, mi = 0;
+    int b = blockIdx.x, by = blockIdx.y, mi = 0;
+    if (p.ntn > 0) { // token tile fastest (hf2's CTA order, see hf2_kernel)
+        by = b % p.ntn;
+        b /= p.ntn;
+    }
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = blockIdx.y * C::TN;
+    const int m0 = b * C::HM, n0 = by * C::TN;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
@@ -539,6 +545,305 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
         const int rg = m0 + warp * 16 * MT + 16 * mt + g, rg8 = rg + 8;
 #pragma unroll
         for (int nt = 0; nt < NTL; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                    if (rg < rows) w[rg] = acc[mt][nt][h] * ts;
+                    if (rg8 < rows) w[rg8] = acc[mt][nt][2 + h] * ts;
+                    continue;
+                }
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
+                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// hf2_kernel: the same product as hfast_kernel (the same A values: f16(s * (code - off) + m)
+// by one HMUL2/HFMA2 a pair, the hi form as B, f32 accumulation; only the order of the f32
+// sums may differ), scheduled as a software pipeline by k16 steps. hfast_kernel builds a
+// chunk's 32 A registers after the chunk's barrier and then runs its 64 HMMAs, so each warp
+// alternates an ALU phase (PRMT -> HADD2 -> HMUL2 chains behind LDS) and an HMMA phase (ncu: no
+// eligible warp 63% of cycles). Here a warp (32 rows x 64 tokens, CTA 128 x 64, 3 CTAs an SM)
+// builds step s + 1's 8 A registers while step s's 16 HMMAs run, and the barrier of a chunk
+// makes the NEXT chunk visible, so step 0 of chunk kc + 1 is built during step 3 of chunk kc.
+// The rows' codes are read once a chunk (hf2_rows), B two steps at once, the chunk's scales
+// once a row (hf2_decode), 4-bit pairs in one LOP3 (hf2_pair4); the CTAs run token tile
+// fastest (p.ntn). Stage ring (4 stages): at chunk kc the warps read slots kc (B, codes) and
+// kc + 1 (codes of step 0, scales) while cp.async fills slot kc + 3 (= kc - 1, free after the
+// barrier). SPARKD_HF2=0: hfast_kernel as in round 6 (one binary A/Bs both). kernels/PERF.md
+// "Round 7, helper hf2" has the SASS counts and the runs.
+// 3 CTAs an SM (<= 168 registers, no spills), 4 stages (Q8_0 71.7 KB a CTA). (A 4-CTA build at
+// <= 128 registers and 3 stages lost 5-20% on every product in run 0: spills, the codes read a word
+// a step.)
+template <uint32_t F> struct hf2_cfg {
+    using C = hf_cfg<F, 4, 2>;
+    static constexpr int stages = 4;
+    static constexpr int smem = C::stage * stages;
+};
+
+// hf_load_w + hf_load_x for hf2's CTA (128 rows x 64 tokens); WF: every row of the tile is inside
+// the matrix, XF: every token of the tile is inside T (no per-piece validity: plain copies).
+template <uint32_t F, bool WF, bool XF>
+__device__ __forceinline__ void hf2_load(uint8_t *sb, const hf_src &s, int kc) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16;
+    const int tid = threadIdx.x;
+    if constexpr (!WF) {
+        hf_load_w<F, 4, 2>(sb, s, kc);
+    } else {
+        const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
+        uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
+#pragma unroll
+        for (int i = 0; i < C::HM * ppr / C::NT; i++) cp_async16(dw + i * (C::NT / ppr) * C::wpitch, wk + i * s.wstep, true);
+        if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, true);
+        else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, true);
+        uint8_t *md = sb + C::off_m + tid * C::mpitch;
+        if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, true);
+        else if constexpr (F == QT_Q6_K) {
+            cp_async4(md, s.m + (size_t)(kc >> 2) * 20, true);
+            cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), true);
+        } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, true);
+    }
+    if constexpr (!XF) {
+        hf_load_x<C::NT, C::TN>(sb, s, kc);
+    } else {
+        const uint8_t *xk = s.x + (size_t)kc * 128;
+        uint8_t *dx = sb + (tid >> 3) * XP_PITCH * 2 + (tid & 7) * 16;
+#pragma unroll
+        for (int i = 0; i < C::TN * 8 / C::NT; i++) cp_async16(dx + i * (C::NT / 8) * XP_PITCH * 2, xk + i * s.xstep, true);
+    }
+}
+
+// The thread that copied row r's meta words of a chunk (thread r) turns them, once its copies have
+// landed and before the chunk's barrier, into the f16 factors the A build multiplies with, in place
+// (hf_scales' values exactly, computed once a row instead of once a quad lane): Q4_K/Q5_K {s2[0],
+// m2[0], s2[1], m2[1]} (16 B, the superblock head's size), Q6_K the chunk's 4 group scales as
+// halves (8 B); Q8_0's two f16 d are used as stored.
+template <uint32_t F>
+__device__ __forceinline__ void hf2_decode(uint8_t *sb, int kc) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr int NG = C::ng;
+    if constexpr (F == QT_Q4_K || F == QT_Q5_K || F == QT_Q6_K) {
+        uint8_t *md = sb + C::off_m + threadIdx.x * C::mpitch;
+        __half2 s2[NG], m2[NG];
+        hf_scales<F, NG>(md, kc, s2, m2);
+        if constexpr (F == QT_Q6_K) {
+            const __half2 lo = __lows2half2(s2[0], s2[1]), hi = __lows2half2(s2[2], s2[3]);
+            *(uint2 *)md = make_uint2(*(const uint32_t *)&lo, *(const uint32_t *)&hi);
+        } else {
+            *(uint4 *)md = make_uint4(*(const uint32_t *)&s2[0], *(const uint32_t *)&m2[0], *(const uint32_t *)&s2[1],
+                                      *(const uint32_t *)&m2[1]);
+        }
+    }
+}
+
+// The quarters (codes + hi bits) of a lane's 4 rows (rowb + 8i, quad lane c) of the chunk in slot sb,
+// one LDS.128 (Q8_0) / LDS.64 (4-bit) a row: conflict-free, once a chunk (a word a step would be a
+// 4-way / 2-way bank conflict).
+template <uint32_t F>
+__device__ __forceinline__ void hf2_rows(quarter (&q)[4], const uint8_t *sb, int rowb, int c) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = rowb + 8 * i;
+        const uint8_t *w = sb + C::off_w + row * C::wpitch;
+        if constexpr (f.cbits == 4) {
+            const uint2 v = *(const uint2 *)(w + 8 * c);
+            q[i].q.x = v.x;
+            q[i].q.y = v.y;
+        } else {
+            q[i].q = *(const uint4 *)(w + 16 * c);
+        }
+        if constexpr (f.hbits == 1) q[i].hb = *(const uint16_t *)(sb + C::off_h + row * 8 + 2 * c);
+        else if constexpr (f.hbits == 2) q[i].hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
+    }
+}
+
+// quarter_pair for the 4-bit formats in fewer instructions, the same f16 values: the nibble at
+// bits 4-7 of each half is made 64 + c by OR-ing 0x5400 (the ulp of 64 is 1/16) instead of shifting
+// it down to 1024 + c, and the mask and the OR are one LOP3 (1 instruction a pair, + 1 shift for the
+// odd k16 steps, instead of 3); the hi bits go to mantissa bit 4 (1024 + c) or 8 (64 + c); then
+// one HSUB2 of 1024 + off or 64 + off (exact: small integers).
+template <uint32_t M, uint32_t O> __device__ __forceinline__ uint32_t hf2_and_or(uint32_t a) {
+    uint32_t d; // (a & M) | O in one LOP3
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(a), "n"(M), "n"(O));
+    return d;
+}
+template <uint32_t F> __device__ __forceinline__ uint32_t hf2_pair4(const quarter &r, int j) {
+    constexpr qfmt f = qfmt_of(F);
+    const int k = j & 3, b = 4 * (j >> 2) + k; // nibble of each half; hi-plane bit of the pair's first element
+    const uint32_t w0 = j < 4 ? r.q.x : r.q.y, w = k >= 2 ? w0 >> 8 : w0;
+    uint32_t h = k & 1 ? hf2_and_or<0x00f000f0u, 0x54005400u>(w) : hf2_and_or<0x000f000fu, 0x64006400u>(w);
+    const int hs = k & 1 ? 8 : 4;
+    if constexpr (f.hbits == 1) {
+        const uint32_t x = (r.hb & 0xffu) | ((r.hb & 0xff00u) << 8);
+        h |= ((x >> b) & 0x00010001u) << hs;
+    } else if constexpr (f.hbits == 2) {
+        h |= ((r.hb >> (2 * b)) & 0x00030003u) << hs;
+    }
+    const uint16_t sub = k & 1 ? (uint16_t)(0x5400 + 16 * f.off) : (uint16_t)(0x6400 + f.off); // 64 + off, 1024 + off
+    const __half2 v = __hsub2(*(const __half2 *)&h, __half2half2(__ushort_as_half(sub)));
+    return *(const uint32_t *)&v;
+}
+
+// The 8 A registers of k16 step s: pairs 2s and 2s + 1 of each row's quarter q[i], exactly as
+// hfast_kernel builds them (the factors of the pairs' scale group from hf2_decode's words in the
+// slot sb of the chunk).
+template <uint32_t F>
+__device__ __forceinline__ void hf2_build(uint32_t (&a)[2][4], const quarter (&q)[4], const uint8_t *sb, int rowb, int s) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr qfmt f = C::f;
+    constexpr int NG = C::ng;
+    const int gi = NG == 4 ? s : s >> 1; // both pairs of the step are in one group
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *md = sb + C::off_m + (rowb + 8 * i) * C::mpitch;
+        __half2 s2, m2;
+        if constexpr (F == QT_Q4_K || F == QT_Q5_K) {
+            const uint2 v = *(const uint2 *)(md + 8 * gi);
+            s2 = *(const __half2 *)&v.x;
+            m2 = *(const __half2 *)&v.y;
+        } else {
+            const __half2 v = *(const __half2 *)(md + (F == QT_Q6_K ? 4 * (gi >> 1) : 0));
+            s2 = (F == QT_Q6_K ? gi & 1 : gi) ? __high2half2(v) : __low2half2(v);
+        }
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            uint32_t cb;
+            if constexpr (f.cbits == 4) cb = hf2_pair4<F>(q[i], 2 * s + jj);
+            else cb = quarter_pair<F>(q[i], 2 * s + jj);
+            __half2 v;
+            if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
+            else v = __hmul2(*(const __half2 *)&cb, s2);
+            a[i >> 1][jj * 2 + (i & 1)] = *(const uint32_t *)&v;
+        }
+    }
+}
+
+// The chunk loop; FULL: the tile's tokens all present (8 n8 tiles), else ntiles of them.
+template <uint32_t F, bool FULL, bool WF>
+__device__ __forceinline__ void hf2_loop(float (&acc)[2][8][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
+                                         int ntiles, int rowb, int g, int c) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr int S = hf2_cfg<F>::stages;
+    uint32_t a[2][4];
+    quarter q[4];
+    cp_wait<S - 2>(); // chunk 0
+    hf2_decode<F>(smem, kz0);
+    __syncthreads();
+    hf2_rows<F>(q, smem, rowb, c);
+    hf2_build<F>(a, q, smem, rowb, 0);
+    // slot offsets: chunk kc (read), kc + 1 (read: step 0's codes, scales), kc + S - 1 (written)
+    uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
+    for (int kc = 0; kc < nk; kc++) {
+        const bool more = kc + 1 < nk;
+        cp_wait<S - 3>(); // chunk kc + 1 landed (this thread's copies) ...
+        if (more) hf2_decode<F>(smem + ox, kz0 + kc + 1);
+        __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
+        {
+            const int kn = kc + S - 1;
+            if (kn < nk) hf2_load<F, WF, FULL>(smem + on, src, kz0 + kn);
+            cp_commit();
+        }
+        const uint8_t *sb = smem + ob;
+        const uint8_t *sx = smem + ox;
+        ob = ox;
+        ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
+        on = on + C::stage == S * C::stage ? 0 : on + C::stage;
+        uint4 bv[8]; // two steps' B fragments of each n8 tile: one conflict-free LDS.128 (144-byte token pitch)
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            if ((s & 1) == 0) {
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++)
+                    if (FULL || nt < ntiles) bv[nt] = *(const uint4 *)(sb + (nt * 8 + g) * XP_PITCH * 2 + 32 * c + 16 * (s >> 1));
+            }
+            uint32_t an[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+            if (s < 3) {
+                hf2_build<F>(an, q, sb, rowb, s + 1);
+            } else if (more) {
+                hf2_rows<F>(q, sx, rowb, c);
+                hf2_build<F>(an, q, sx, rowb, 0);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                if (!FULL && nt >= ntiles) break;
+                const uint32_t b0 = s & 1 ? bv[nt].z : bv[nt].x, b1 = s & 1 ? bv[nt].w : bv[nt].y;
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) mma16816<false>(acc[mt][nt], a[mt], b0, b1);
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) // (after the last chunk's step 3: unused)
+#pragma unroll
+                for (int r = 0; r < 4; r++) a[mt][r] = an[mt][r];
+        }
+    }
+}
+
+template <uint32_t F>
+__global__ __launch_bounds__(128, 3) void hf2_kernel(const gemm_params p) {
+    using C = hf_cfg<F, 4, 2>;
+    constexpr int S = hf2_cfg<F>::stages;
+    extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    // token tile fastest (p.ntn > 0): the CTAs that read a row tile's weights run together, so a
+    // matrix larger than the L2 (gate+up: 100 MB of Q8_0) comes from DRAM once, not once a token tile
+    int b = blockIdx.x, by = blockIdx.y, mi = 0;
+    if (p.ntn > 0) {
+        by = b % p.ntn;
+        b /= p.ntn;
+    }
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const int m0 = b * C::HM, n0 = by * C::TN;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const hf_src src = hf_src_of<F, 4, 2>(p, M, m0, n0);
+#pragma unroll
+    for (int s = 0; s < S - 1; s++)
+        if (s < nk) hf_load_w<F, 4, 2>(smem + s * C::stage, src, kz0 + s);
+    pdl_wait();
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) hf_load_x<C::NT, C::TN>(smem + s * C::stage, src, kz0 + s);
+        cp_commit();
+    }
+    const int ntiles = min(8, (p.T - n0 + 7) / 8);
+    float acc[2][8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.0f;
+    const int rowb = warp * 32 + g;
+    if (nk > 0) {
+        // (the prologue's copies above check every piece; the loop's only where the tile is partial)
+        if (m0 + C::HM <= M.rows) {
+            if (p.T - n0 >= C::TN) hf2_loop<F, true, true>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+            else hf2_loop<F, false, true>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        } else {
+            if (p.T - n0 >= C::TN) hf2_loop<F, true, false>(acc, smem, src, kz0, nk, 8, rowb, g, c);
+            else hf2_loop<F, false, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        }
+    }
+    cp_wait<0>();
+    const int rows = M.rows;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const int rg = m0 + warp * 32 + 16 * mt + g, rg8 = rg + 8;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
             if (nt >= ntiles) break;
 #pragma unroll
             for (int h = 0; h < 2; h++) {
@@ -719,13 +1024,36 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
         CUDA_TRY(cudaFuncSetAttribute(hfast_kernel<F, WM, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
         attr = true;
     }
-    dim3 grid((unsigned)mtiles, (unsigned)((p.T + C::TN - 1) / C::TN), (unsigned)p.ksplit);
+    const unsigned ntn = (unsigned)((p.T + C::TN - 1) / C::TN);
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hfast_kernel<F, WM, MT>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
+
+template <uint32_t F>
+static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+    using C2 = hf2_cfg<F>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(hf2_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C2::smem));
+        attr = true;
+    }
+    const unsigned ntn = (unsigned)((p.T + HF_N - 1) / HF_N);
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hf2_kernel<F>, grid, dim3(128), (size_t)C2::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
+static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
+// SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
+// SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
+// SPARKD_HF2_Q8T128=1: Q8_0's gate+up-sized products on round 6's 128 x 128 tile (default 0: hf2)
+static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -752,14 +1080,55 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // eligible warp 63% of the time at 12 warps); 128 x 128 best for gate+up at T = 512 (Q8_0
     // 412.6 vs 445.2 us, Q6_K 443.3 vs 486.2, Q4_K 457.8 vs 461.9) and worse on the smaller
     // products; split K to ~3 CTAs per SM only below 1 CTA per SM (T = 64: q+k+v, o, down).
-    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning).
+    // SPARKD_HFAST_WM=4|9 and SPARKD_HFAST_KSPLIT=n override (tuning); 10 (or 11): hf2_kernel;
+    // 12: the round-6 rule (as SPARKD_HF2=0); 13: hf2_kernel, row tile fastest.
+    if (hf2_on < 0) {
+        const char *v = getenv("SPARKD_HF2");
+        hf2_on = !(v && !strcmp(v, "0"));
+        v = getenv("SPARKD_HF2_RASTER");
+        if (hf2_raster < 0) hf2_raster = !(v && !strcmp(v, "0"));
+        v = getenv("SPARKD_HF2_Q8T128");
+        if (hf2_q8t128 < 0) hf2_q8t128 = v && !strcmp(v, "1");
+    }
+    const uint32_t ty = a->w[0]->type;
     int m128 = 0;
     for (int i = 0; i < p.n; i++) m128 += (p.m[i].rows + 127) / 128;
-    const uint32_t ty = a->w[0]->type;
+    // hf2 (128 x 64 CTAs, 3 an SM) for its types, split K only below 2 CTAs an SM (to ~one wave:
+    // T = 64 gate+up 2, q+k+v / o / down 8). SPARKD_HF2_Q8T128=1: Q8_0's products where round 6's
+    // rule takes the 128 x 128 tile stay there. Run 0: Q8_0 gate+up at T = 512 388.5 us there vs
+    // 485.2 on hf2 in run 0's CTA order; run 1 (token tile fastest): kernel bench 391.9-405.2 vs
+    // 418.7, but the whole model faster on hf2: pp512 13,101 vs 12,659 tok/s, 64 x 512 prompts
+    // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
+    const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
+    const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
+    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || (env_wm <= 0 && hf2_on && !t128_q8))) {
+        int mt = 0;
+        for (int i = 0; i < p.n; i++) {
+            p.m[i].mtiles = (p.m[i].rows + 127) / 128;
+            mt += p.m[i].mtiles;
+        }
+        const int ctas = mt * ((p.T + HF_N - 1) / HF_N);
+        int ks = 1;
+        if (env_ks > 0) ks = env_ks;
+        else if (ctas < 2 * sms && nk >= 8) ks = 3 * sms / ctas;
+        if (ks > nk / 4) ks = nk / 4;
+        if (ks > 8) ks = 8;
+        if (!a->work) ks = 1;
+        while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
+        p.ksplit = ks < 1 ? 1 : ks;
+        p.ws = p.ksplit > 1 ? a->work : NULL;
+        p.ntn = hf2_raster && env_wm != 13 ? (p.T + HF_N - 1) / HF_N : 0;
+        switch (ty) {
+        case QT_Q8_0: return hf2_launch_t<QT_Q8_0>(p, mt, stream, e);
+        case QT_Q4_K: return hf2_launch_t<QT_Q4_K>(p, mt, stream, e);
+        case QT_Q5_K: return hf2_launch_t<QT_Q5_K>(p, mt, stream, e);
+        case QT_Q6_K: return hf2_launch_t<QT_Q6_K>(p, mt, stream, e);
+        }
+    }
     const bool t128_ok = ty == QT_Q8_0 || ty == QT_Q4_K || ty == QT_Q6_K;
     int best_ks = 1;
-    int best_wm = env_wm == 9 && t128_ok ? 9 : 4; // (the 2- and 8-warp tiles of run 1 are not built)
-    if (env_wm <= 0 && t128_ok && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms) best_wm = 9;
+    int best_wm = wmr == 9 && t128_ok ? 9 : 4; // (the 2- and 8-warp tiles of run 1 are not built)
+    if (wmr <= 0 && t128_ok && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms) best_wm = 9;
     {
         const int hm = best_wm == 9 ? 128 : 32 * best_wm, tn = best_wm == 9 ? 128 : HF_N;
         int mt = 0;
@@ -782,6 +1151,10 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     }
     p.ksplit = best_ks;
     p.ws = best_ks > 1 ? a->work : NULL;
+    // hf2's CTA order for these too (Q8_0's 128 x 128 products: gate+up at T = 512 is 100 MB), except
+    // as round 6 (SPARKD_HF2=0, tile code 12) or SPARKD_HF2_RASTER=0
+    const int tn = wm == 9 ? 128 : HF_N;
+    p.ntn = hf2_on && hf2_raster && env_wm != 12 ? (p.T + tn - 1) / tn : 0;
     const uint32_t type = a->w[0]->type;
 #define HF_CASE(TY) \
     case TY: return hfast_launch_t<TY, 4>(p, mtiles, stream, e);

@@ -120,7 +120,8 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     char shape[112], note[80];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
-             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : "",
+             wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" : wm == 13 ? " hf2 raster m" :
+             wm == 12 ? " round-6 rule" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
@@ -150,21 +151,44 @@ void test_hfast_all(int quick) {
             test_hfast(t, 300, 1024, 200, 0, 1, 1, 0, 9);  // 128 x 128 tiles (16 rows x 128 tokens a warp)
             test_hfast(t, 300, 1024, 130, 77, 0, 1, 0, 9); // the same, two matrices, split K
         }
+        if (t == QUANT_Q8_0 || t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_Q6_K) { // hf2_kernel (SPARKD_HF2)
+            test_hfast(t, 200, 512, 33, 0, 0, 0, 0, 10);     // one partial token tile
+            test_hfast(t, 257, 768, 64, 67, 0, 1, 0, 10);    // two matrices, split K, rows not a multiple of 128
+            test_hfast(t, 129, 512, 100, 0, 1, 0, 0, 10);    // accumulate, a partial second token tile
+            test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, 10);   // accumulate, 8 token tiles
+            test_hfast(t, 200, 512, 64, 0, 0, 1, 0, 11);     // one full token tile
+            test_hfast(t, 300, 1024, 100, 77, 1, 1, 0, 11);  // two matrices, accumulate, split K
+            test_hfast(t, 300, 1024, 512, 0, 0, 0, 0, 11);   // 8 token tiles
+            test_hfast(t, 257, 768, 64, 67, 0, 1, 0, 12);    // the round-6 rule (SPARKD_HF2=0)
+            test_hfast(t, 300, 1024, 200, 77, 1, 1, 0, 13);  // hf2 with the row tile fastest (SPARKD_HF2_RASTER=0)
+        }
         if (!quick) test_hfast(t, 4096, 4096, 64, 0, 0, 1);
     }
+    test_hfast(QUANT_Q8_0, 130, 64, 40, 0, 0, 0, 0, 10);  // hf2: one chunk of K
+    test_hfast(QUANT_Q8_0, 130, 128, 70, 0, 1, 0, 0, 10); // two chunks
+    test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1, 10); // hf2, poisoned codes: must fail the comparison
+    test_hfast(QUANT_Q4_K, 200, 512, 64, 0, 0, 0, 1, 10);
+    test_hfast(QUANT_Q6_K, 200, 512, 64, 0, 0, 0, 1, 10);
     test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 1); // poisoned codes: must fail the comparison
     test_hfast(QUANT_Q4_K, 200, 512, 64, 0, 0, 0, 1);
     test_hfast(QUANT_Q8_0, 200, 512, 64, 0, 0, 0, 2); // out of f16 range: falls back
 }
 
 // SPARKD_KBENCH=hfast: the Qwen3-8B products at T = 64 and 512, int8 mmq (today's fast) vs
-// hfast (and its tile variants) in one run; weights rotated over copies beyond the L2.
+// the round-6 hfast rule vs hf2_kernel (and its variants) in one run, side by side; weights rotated
+// over copies beyond the L2. SPARKD_KBENCH_HF=q8_0,q4_k: only those types.
 void bench_hfast(uint32_t type, double peak, double probe) {
+    if (const char *only = getenv("SPARKD_KBENCH_HF")) {
+        char want[16];
+        snprintf(want, sizeof want, "%s", tname(type));
+        for (char *q = want; *q; q++) if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+        if (!strstr(only, want)) return;
+    }
     // the head (151936 rows) only at T = 64: a 64-sequence decode step's logits (prompts want 1 row)
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
         {"head", 1, 151936, 4096}};
-    constexpr int NV = 5;
+    constexpr int NV = 6;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -190,12 +214,16 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             if (head && T != 64) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            const char *kn[NV] = {"int8 mmq", "f16 hfast", "hfast wm4", "hfast wm4 ks1", "hfast t128 (wm9)"};
-            const int vwm[NV] = {0, 0, 4, 4, 9};
-            double base = 0;
+            // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 the rule (default: hf2, Q8_0's 128 x 128
+            // products on round 6's tile), 3 hf2 for all; T = 512: 4 hf2 row tile fastest
+            // (SPARKD_HF2_RASTER=0), 5 round 6's 128 x 128 tile for all (in hf2's CTA order)
+            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule (hf2)", "hf2", "hf2 raster m", "t128"};
+            const int vwm[NV] = {0, 12, 0, 11, 13, 9};
+            double base = 0, old = 0;
             for (int v = 0; v < NV; v++) {
+                if (v >= 3 && T != 512) continue; // (at T = 64 the rule is hf2 for every product)
                 cuda_hfast_set(v == 0 ? 0 : 33);
-                cuda_hfast_tile_set(vwm[v], v == 3 ? 1 : 0);
+                cuda_hfast_tile_set(vwm[v], 0);
                 int it = 0;
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -211,9 +239,11 @@ void bench_hfast(uint32_t type, double peak, double probe) {
                 const double tf = 2.0 * T * pr.rows * pr.n * (double)pr.K / (us * 1e6);
                 const double gbs = (double)wb / (us * 1e3);
                 if (v == 0) base = us;
+                if (v == 1) old = us;
                 if (!head) layer[ti][v] += us;
-                char sp[40] = "";
+                char sp[64] = "";
                 if (v > 0 && base > 0) snprintf(sp, sizeof sp, "%.2fx mmq", base / us);
+                if (v > 1 && old > 0) snprintf(sp + strlen(sp), sizeof sp - strlen(sp), ", %.2fx round 6", old / us);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.1f (%.0f%% peak) %s%s |\n", tname(type),
                         pr.name, pr.n, pr.rows, pr.K, T, kn[v], us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tf,
                         peak > 0 ? 100.0 * tf / peak : 0.0, sp, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -226,7 +256,8 @@ void bench_hfast(uint32_t type, double peak, double probe) {
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
-        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast %.1f (wm4 %.1f, wm4 ks1 %.1f, t128 %.1f) | | | | %.2fx |\n",
-                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4],
-                layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+        fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast (round 6) %.1f, rule (hf2) %.1f "
+                "(hf2 for all %.1f, raster m %.1f, t128 for all %.1f) | | | | rule %.2fx round 6, %.2fx mmq |\n",
+                tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5],
+                layer[ti][2] > 0 ? layer[ti][1] / layer[ti][2] : 0.0, layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0);
 }
