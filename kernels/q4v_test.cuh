@@ -215,53 +215,11 @@ void q4v_chain(uint32_t type, const char *name, int rows, int K, int pair, doubl
         us[v] = time_us([&] { cudaGraphLaunch(ge, C->st); }, 20) / copies;
         cudaGraphExecDestroy(ge);
     }
-    // q4v's timeline (as bench_decode_chain's: us after the previous GEMV's last CTA ended)
+    // q4v's timeline (selftest.cu chain_timeline, as bench_decode_chain's)
     double tl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int tl_n = 0;
-    {
-        cuda_gemv_q4v_set(1);
-        cuda_gemv_q4v_warps_set(0);
-        const size_t cap = (size_t)copies * 2048 * 5;
-        unsigned long long *tb = (unsigned long long *)dalloc(cap * 8);
-        cudaMemset(tb, 0, cap * 8);
-        cudaStreamSynchronize(C->st);
-        cuda_gemv_trace_set(tb, cap);
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        bool okg = cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) == cudaSuccess;
-        if (okg) {
-            for (int i = 0; i < copies; i++) step(i, true);
-            okg = cudaStreamEndCapture(C->st, &g) == cudaSuccess;
-        }
-        const size_t used = cuda_gemv_trace_set(NULL, 0);
-        if (okg) {
-            okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
-            cudaGraphDestroy(g);
-        }
-        if (okg) {
-            cudaGraphLaunch(ge, C->st);
-            cudaGraphLaunch(ge, C->st);
-            cudaStreamSynchronize(C->st);
-            cudaGraphExecDestroy(ge);
-            const size_t per = used / copies, nct = per / 5;
-            auto h = get(tb, used);
-            for (int i = 1; i < copies && per && nct; i++) {
-                const unsigned long long *a = &h[(size_t)(i - 1) * per], *b = &h[(size_t)i * per];
-                unsigned long long pe = 0;
-                std::vector<double> st[5];
-                for (size_t c = 0; c < nct; c++) pe = std::max(pe, a[c * 5 + 4]);
-                for (size_t c = 0; c < nct; c++)
-                    for (int k = 0; k < 5; k++) st[k].push_back((double)b[c * 5 + k] - (double)pe);
-                if (!pe || st[0].empty() || b[0] == 0) continue;
-                for (auto &vv : st) std::sort(vv.begin(), vv.end());
-                const size_t md = st[0].size() / 2;
-                const double v8[8] = {st[0].front(), st[0].back(), st[1][md], st[2][md], st[2].back(), st[3][md], st[3].back(), st[4].back()};
-                for (int k = 0; k < 8; k++) tl[k] += v8[k] * 1e-3;
-                tl_n++;
-            }
-            for (double &vv : tl) vv = tl_n ? vv / tl_n : 0.0;
-        }
-    }
+    cuda_gemv_q4v_set(1);
+    cuda_gemv_q4v_warps_set(0);
+    const int tl_n = chain_timeline(copies, step, tl);
     cuda_gemv_q4v_set(-1);
     cuda_gemv_q4v_warps_set(0);
     cuda_gemv_q4v_ks_set(-1);

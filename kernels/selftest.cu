@@ -1583,6 +1583,58 @@ void bench_matmul(uint32_t type, int N, int K, double probe, bool decode_only = 
     dfree_all();
 }
 
+// A GEMV chain's timeline: a graph of `copies` steps (step(i, true): producer + GEMV on weight
+// copy i) run with the GEMV trace on; per CTA of every GEMV, globaltimer stamps (start, ring loads
+// issued, pdl_wait returned, x quantized, done) relative to the end of the GEMV before it (its last
+// CTA), averaged over the graph's launches 1 .. copies-1. tl: first start, last start, ring issued
+// (median), pdl_wait returned (median, last), x quantized (median, last), last CTA done, in us;
+// returns how many launches were averaged (0: none). The caller picks the kernel variant first.
+template <class Step>
+static int chain_timeline(int copies, Step step, double tl[8]) {
+    int tl_n = 0;
+    const size_t cap = (size_t)copies * 2048 * 5;
+    unsigned long long *tb = (unsigned long long *)dalloc(cap * 8);
+    cudaMemset(tb, 0, cap * 8);
+    cudaStreamSynchronize(C->st);
+    cuda_gemv_trace_set(tb, cap);
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    bool okg = cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) == cudaSuccess;
+    if (okg) {
+        for (int i = 0; i < copies; i++) step(i, true);
+        okg = cudaStreamEndCapture(C->st, &g) == cudaSuccess;
+    }
+    const size_t used = cuda_gemv_trace_set(NULL, 0);
+    if (okg) {
+        okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
+        cudaGraphDestroy(g);
+    }
+    if (okg) {
+        cudaGraphLaunch(ge, C->st);
+        cudaGraphLaunch(ge, C->st);
+        cudaStreamSynchronize(C->st);
+        cudaGraphExecDestroy(ge);
+        const size_t per = used / copies, nct = per / 5;
+        auto h = get(tb, used);
+        for (int i = 1; i < copies && per && nct; i++) {
+            const unsigned long long *a = &h[(size_t)(i - 1) * per], *b = &h[(size_t)i * per];
+            unsigned long long pe = 0;
+            std::vector<double> st[5];
+            for (size_t c = 0; c < nct; c++) pe = std::max(pe, a[c * 5 + 4]);
+            for (size_t c = 0; c < nct; c++)
+                for (int k = 0; k < 5; k++) st[k].push_back((double)b[c * 5 + k] - (double)pe);
+            if (!pe || st[0].empty() || b[0] == 0) continue;
+            for (auto &v : st) std::sort(v.begin(), v.end());
+            const size_t md = st[0].size() / 2;
+            const double v8[8] = {st[0].front(), st[0].back(), st[1][md], st[2][md], st[2].back(), st[3][md], st[3].back(), st[4].back()};
+            for (int k = 0; k < 8; k++) tl[k] += v8[k] * 1e-3;
+            tl_n++;
+        }
+        for (int k = 0; k < 8; k++) tl[k] = tl_n ? tl[k] / tl_n : 0.0;
+    }
+    return tl_n;
+}
+
 // Round 5 (gemv.cu, SPARKD_GEMV_PRE): a decode step's product as the engine runs it: its
 // producer (cuda_resid_norm of one row, PDL trigger at its start) then the int8 GEMV, both
 // in one CUDA graph of `copies` such pairs (weights rotated over copies beyond the L2),
@@ -1651,55 +1703,11 @@ void bench_decode_chain(uint32_t type, const char *name, int rows, int K, int pa
         us[v] = time_us([&] { cudaGraphLaunch(ge, C->st); }, 20) / copies;
         cudaGraphExecDestroy(ge);
     }
-    // the default variant's timeline: per CTA of every GEMV in the graph, globaltimer stamps
-    // (start, ring loads issued, pdl_wait returned, x quantized, done), relative to the end
-    // of the GEMV before it (its last CTA), averaged over the graph's launches 1 .. copies-1
+    // the default variant's timeline (chain_timeline)
     double tl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int tl_n = 0;
-    {
-        cuda_gemv_pre_set(1);
-        cuda_gemv4_bal_set(0);
-        const size_t cap = (size_t)copies * 2048 * 5;
-        unsigned long long *tb = (unsigned long long *)dalloc(cap * 8);
-        cudaMemset(tb, 0, cap * 8);
-        cudaStreamSynchronize(C->st);
-        cuda_gemv_trace_set(tb, cap);
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        bool okg = cudaStreamBeginCapture(C->st, cudaStreamCaptureModeRelaxed) == cudaSuccess;
-        if (okg) {
-            for (int i = 0; i < copies; i++) step(i, true);
-            okg = cudaStreamEndCapture(C->st, &g) == cudaSuccess;
-        }
-        const size_t used = cuda_gemv_trace_set(NULL, 0);
-        if (okg) {
-            okg = cudaGraphInstantiate(&ge, g, 0) == cudaSuccess;
-            cudaGraphDestroy(g);
-        }
-        if (okg) {
-            cudaGraphLaunch(ge, C->st);
-            cudaGraphLaunch(ge, C->st);
-            cudaStreamSynchronize(C->st);
-            cudaGraphExecDestroy(ge);
-            const size_t per = used / copies, nct = per / 5;
-            auto h = get(tb, used);
-            for (int i = 1; i < copies && per && nct; i++) {
-                const unsigned long long *a = &h[(size_t)(i - 1) * per], *b = &h[(size_t)i * per];
-                unsigned long long pe = 0;
-                std::vector<double> st[5];
-                for (size_t c = 0; c < nct; c++) pe = std::max(pe, a[c * 5 + 4]);
-                for (size_t c = 0; c < nct; c++)
-                    for (int k = 0; k < 5; k++) st[k].push_back((double)b[c * 5 + k] - (double)pe);
-                if (!pe || st[0].empty() || b[0] == 0) continue;
-                for (auto &v : st) std::sort(v.begin(), v.end());
-                const size_t md = st[0].size() / 2;
-                const double v8[8] = {st[0].front(), st[0].back(), st[1][md], st[2][md], st[2].back(), st[3][md], st[3].back(), st[4].back()};
-                for (int k = 0; k < 8; k++) tl[k] += v8[k] * 1e-3;
-                tl_n++;
-            }
-            for (double &v : tl) v = tl_n ? v / tl_n : 0.0;
-        }
-    }
+    cuda_gemv_pre_set(1);
+    cuda_gemv4_bal_set(0);
+    const int tl_n = chain_timeline(copies, step, tl);
     cuda_gemv_pre_set(-1);
     cuda_gemv4_bal_set(-1);
     cuda_gemv4_set(-1);
