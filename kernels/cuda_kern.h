@@ -131,6 +131,29 @@ int cuda_mmin_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream
  * Q4_0, Q4_K, Q6_K weights quantize the input to int8 per block of 32 (scale amax / 127;
  * products by __dp4a, gemv.cu). */
 enum { CUDA_MM_AUTO = 0, CUDA_MM_FORCE_GEMV = 1, CUDA_MM_FORCE_GEMM = 2 };
+/* One output matrix of a split-K product whose reduce launch was deferred to its consumer
+ * (cuda_mm_args.defer; round 8 fz, kernels/fz_part.cuh sums them). nz == 0 and g2 == 0: the
+ * product wrote y itself. nz > 0: element r of token t is sum over z = 0..nz-1, in that order
+ * from 0.0f (as splitk_reduce), of p[z * zs + t * ld + r]; y was not written. g2 = 1 (gemms2's
+ * persistent grid): y holds the tiles no CTA range boundary cuts; row r's tile tile0 + r / ld
+ * (ld = rows a tile), when cut, is the sum over its CTAs c0..c1 in order of p[((2 c + slot) *
+ * zs + t) * ld + r % ld] (zs = T; slot 0 where the tile starts c's range, else 1; G CTAs over
+ * N = tiles x nst index entries: as gemms2_reduce_kernel). */
+typedef struct cuda_part {
+    const float *p;
+    long long zs, N;
+    int ld, nz;
+    int g2, G, nst, tile0;
+} cuda_part;
+/* Set cuda_mm_args.defer to one of these with on = 1: a product that splits K then leaves its
+ * partials in the work buffer (no reduce launch) and describes them in part[i] (matrix i);
+ * used: bytes of work they take from its start (they must outlive the consumer's launch).
+ * Products that do not split (or a path without this: GEMV, clusters) leave part[i] zero. */
+typedef struct cuda_defer {
+    int on;
+    uint64_t used;
+    cuda_part part[CUDA_MM_MAX_MATS];
+} cuda_defer;
 typedef struct cuda_mm_args {
     int n;                                  /* matrices, 1..CUDA_MM_MAX_MATS, same type and cols */
     const cuda_weight *w[CUDA_MM_MAX_MATS];
@@ -147,6 +170,7 @@ typedef struct cuda_mm_args {
      * act_out->K == rows, act_out->T is set to T) and y is not written. 0 = off. */
     int pair_act;
     cuda_mmin *act_out;
+    cuda_defer *defer; /* NULL: every split product sums its partials itself (reduce launch) */
 } cuda_mm_args;
 int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
 /* Tuning (selftest --bench): warps of a GEMV CTA that split K, 1, 2, 4 or 8; 0 = the
@@ -248,6 +272,7 @@ typedef struct cuda_resid_args {
     float eps;
     cuda_mmin *out;      /* forms given by out->forms; out->T is set to n */
     float *xout;
+    cuda_part o_part;    /* o as deferred split-K partials (zero: o itself) */
 } cuda_resid_args;
 int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e);
 
@@ -265,6 +290,9 @@ enum { CUDA_ACT_SILU = 0, CUDA_ACT_GELU_TANH = 1 }; /* = model_act's first two *
 /* h = act(gate) * up (T, ffn) f32 rows (stride ld) -> out (mm input of h, out->T = T). */
 int cuda_act_mm(const float *gate, const float *up, int ld, int T, int ffn, int act,
                 cuda_mmin *out, void *stream, err *e);
+/* The same with gate / up given as deferred partials (cuda_part; p NULL: plain gate / up). */
+int cuda_act_mm_part(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_part *pg,
+                     const cuda_part *pu, cuda_mmin *out, void *stream, err *e);
 
 /* KV cache (one layer): K and V pools of n_blocks blocks; block b, kv head h holds
  * kv_block positions of head_dim elements contiguous:
@@ -307,6 +335,7 @@ typedef struct cuda_qkv_args {
     int n_head, n_kv, head_dim;
     cuda_kv_layer kv;
     int kv_type, kv_block;
+    cuda_part pq, pk, pv; /* q / k / v as deferred split-K partials (zero: q / k / v) */
 } cuda_qkv_args;
 int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);
 

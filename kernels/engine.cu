@@ -976,21 +976,33 @@ cuda_mmin mm_input(const engine *g, int kind, const cuda_mmin *x) {
     return v;
 }
 
-int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
-       const cuda_weight *w2, float *y2, err *e) {
+// parts (NULL: every split product reduces its own partials): round 8 fz, each product that
+// splits K leaves its partials in g->splitk for the consumer (parts[j]: output j's, zero where
+// y was written); a second launch (matrices of another type) takes the room after the first's.
+int mm_p(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
+         const cuda_weight *w2, float *y2, cuda_part *parts, err *e) {
     const cuda_weight *ws[3] = {w0, w1, w2};
     float *ys[3] = {y0, y1, y2};
     cuda_mmin xv = mm_input(g, kind, x0);
     cuda_mmin *x = &xv;
+    uint64_t used = 0; // bytes of g->splitk holding deferred partials
+    if (parts) memset(parts, 0, 3 * sizeof *parts);
     // one launch for the matrices that share the first one's type, then the others
     int done[3] = {0, 0, 0};
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
+        cuda_defer d;
+        memset(&d, 0, sizeof d);
+        int js[3], nj = 0;
         a.exact = mm_exact(g, kind, x) && !hfast_narrow(g, kind, x, ws[i]->type);
-        a.work = g->splitk;
-        a.work_bytes = CU_SPLITK;
+        a.work = g->splitk + used / sizeof(float);
+        a.work_bytes = CU_SPLITK - used;
+        if (parts) {
+            d.on = 1;
+            a.defer = &d;
+        }
         for (int j = i; j < n; j++)
             if (!done[j] && ws[j]->type == ws[i]->type) {
                 a.w[a.n] = ws[j];
@@ -998,10 +1010,31 @@ int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *
                 a.ldy[a.n] = (int)ws[j]->rows;
                 a.n++;
                 done[j] = 1;
+                js[nj++] = j;
             }
         K_TRY(cuda_matmul(&a, x, g->st, e));
+        if (parts) {
+            for (int k = 0; k < nj; k++) parts[js[k]] = d.part[k];
+            used += (d.used + 255) & ~(uint64_t)255;
+        }
     }
     return 0;
+}
+int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
+       const cuda_weight *w2, float *y2, err *e) {
+    return mm_p(g, kind, x0, n, w0, y0, w1, y1, w2, y2, NULL, e);
+}
+
+// SPARKD_FZ (round 8): 1 (default) = at T >= 2 the split-K partials of q+k+v, o, gate+up and
+// down are summed by their consumers (qkv_rope_store, resid_norm, the activation) instead of
+// a reduce launch each, the same bits; 0 = every product reduces itself (round 7's launches).
+int fz_on() {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("SPARKD_FZ");
+        v = s && s[0] == '0' ? 0 : 1;
+    }
+    return v;
 }
 
 // SPARKD_NO_PAIR: gate/up and the activation as separate launches at T == 1 (A/B tests)
@@ -1109,12 +1142,15 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     ra.x = g->x; ra.norm_w = g->L[0].attn_norm; ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
     K_TRY(cuda_resid_norm(&ra, g->st, e));
     cuda_tokens tk = {g->d_pos, g->d_seq, g->d_bt, l.max_blocks, T};
+    // fz: deferred split-K partials at T >= 2 (not with tensor parallel: its all-reduce reads o)
+    const bool fz = T >= 2 && fz_on() && !g->tp && !cuda_elt_old();
+    cuda_part pp[3]; // the last product's deferred partials, read by its consumer next
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *L = &m->layers[il];
         const model_attention *A = &L->attn;
         layer_w *W = &g->L[il];
         const cuda_kv_layer kv = kv_layer(g, g->kv_of_layer[il]);
-        K_TRY(mm(g, ENG_MM_QKV, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, e));
+        K_TRY(mm_p(g, ENG_MM_QKV, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, fz ? pp : NULL, e));
         const model_rope *R = &m->rope[A->rope];
         cuda_qkv_args qa;
         memset(&qa, 0, sizeof qa);
@@ -1124,6 +1160,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         qa.n_rot = R->n_rot; qa.neox = R->style == MODEL_ROPE_NEOX; qa.mscale = R->attn_factor;
         qa.n_head = hp->n_head; qa.n_kv = hp->n_head_kv; qa.head_dim = hp->head_dim;
         qa.kv = kv; qa.kv_type = (int)g->opt.kv_type; qa.kv_block = CU_KV_BLOCK;
+        if (fz) { qa.pq = pp[0]; qa.pk = pp[1]; qa.pv = pp[2]; }
         K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
         cuda_attn_args aa;
         memset(&aa, 0, sizeof aa);
@@ -1147,10 +1184,11 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             K_TRY(cuda_attention(&aa, g->st, e));
             K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
         }
-        K_TRY(mm(g, ENG_MM_O, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
+        K_TRY(mm_p(g, ENG_MM_O, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, fz ? pp : NULL, e));
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the heads
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
+        if (fz) ra.o_part = pp[0];
         ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
         K_TRY(cuda_resid_norm(&ra, g->st, e));
         if (L->ffn == MODEL_FFN_MOE) {
@@ -1168,14 +1206,16 @@ int run_layers(engine *g, int T, int n_out, err *e) {
                 a.ldy[0] = a.ldy[1] = l.ffn; a.exact = mm_exact(g, ENG_MM_FFN, &xin); a.pair_act = act + 1; a.act_out = &g->in_ffn;
                 K_TRY(cuda_matmul(&a, &xin, g->st, e));
             } else {
-                K_TRY(mm(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
-                K_TRY(cuda_act_mm(g->gate, g->up, l.ffn, T, l.ffn, act, &g->in_ffn, g->st, e));
+                K_TRY(mm_p(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, fz ? pp : NULL, e));
+                K_TRY(cuda_act_mm_part(g->gate, g->up, l.ffn, T, l.ffn, act, fz ? &pp[0] : NULL, fz ? &pp[1] : NULL,
+                                       &g->in_ffn, g->st, e));
             }
-            K_TRY(mm(g, ENG_MM_DOWN, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
+            K_TRY(mm_p(g, ENG_MM_DOWN, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, fz ? pp : NULL, e));
         }
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns (dense or every expert's)
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.post_w = W->post_ffn_norm; ra.dim = hp->dim; ra.eps = hp->norm_eps;
+        if (fz && L->ffn != MODEL_FFN_MOE) ra.o_part = pp[0];
         if (il + 1 < hp->n_layer) {
             ra.norm_w = g->L[il + 1].attn_norm; ra.n = T; ra.out = &g->in_dim;
         } else {

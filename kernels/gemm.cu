@@ -21,6 +21,7 @@
 
 #include <string.h>
 
+#include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "qfmt.cuh"
 
@@ -48,6 +49,7 @@ struct gemm_params {
     int row0[CUDA_MM_MAX_MATS]; // first ws row of each matrix
     const uint16_t *xh, *xl;
     const float *gsum, *tscale;
+    cuda_defer *defer; // host side: cuda_mm_args.defer (fz: no reduce launch)
 };
 
 template <uint32_t F> struct gemm_cfg {
@@ -1027,7 +1029,7 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
     const unsigned ntn = (unsigned)((p.T + C::TN - 1) / C::TN);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hfast_kernel<F, WM, MT>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
-    if (p.ksplit > 1)
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
@@ -1044,7 +1046,7 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     const unsigned ntn = (unsigned)((p.T + HF_N - 1) / HF_N);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hf2_kernel<F>, grid, dim3(128), (size_t)C2::smem, stream, p));
-    if (p.ksplit > 1)
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
@@ -1178,7 +1180,7 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
     }
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + GB_N - 1) / GB_N), (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(gemm_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
-    if (p.ksplit > 1)
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
@@ -1198,6 +1200,10 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
                            (long long)w->cols, a->ldy[i], x->K);
     }
     if (T < 1) return err_set(e, ERR_INVALID, "cuda_matmul: T %d", T);
+    if (a->defer) { // fz: nothing deferred unless a split launcher below says so
+        a->defer->used = 0;
+        memset(a->defer->part, 0, sizeof a->defer->part);
+    }
     const bool gemv = a->path == CUDA_MM_FORCE_GEMV || type == QT_F32 || (a->path == CUDA_MM_AUTO && T == 1);
     if (a->pair_act && (!gemv || a->n != 2 || type == QT_F32 || a->w[0]->rows != a->w[1]->rows || !a->act_out ||
                         !a->act_out->xp || !(a->act_out->forms & CUDA_MMIN_XP) || a->act_out->K != a->w[0]->rows ||
@@ -1228,6 +1234,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     p.K = x->K;
     p.T = T;
     p.accumulate = a->accumulate;
+    p.defer = a->accumulate ? NULL : a->defer;
     p.exact = a->exact;
     p.xh = type == QT_BF16 ? x->bhi : x->hi;
     p.xl = type == QT_BF16 ? x->blo : x->lo;

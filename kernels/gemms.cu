@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "qfmt.cuh"
 
@@ -61,6 +62,7 @@ struct gemms_params {
     // gemms2_kernel only: ring stages, 128-row tiles of all matrices, CTAs, units a stage
     int stages, ntiles, grid, unit, trows; // trows: rows a tile (128 MT)
     int c2;                                // two CTAs an SM (host side: which kernel)
+    cuda_defer *defer;                     // host side: cuda_mm_args.defer (fz: no reduce launch)
 };
 
 // Ring depth (units in flight per lane beyond the one being computed; R + 1 slots): within 128
@@ -1188,7 +1190,7 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
     }
     CUDA_TRY(cuda_launch(gemms_kernel<F, NT, W>, dim3((unsigned)mtiles, (unsigned)p.ksplit), dim3(W * 32), smem,
                          stream, p));
-    if (p.ksplit > 1 && p.cluster != 2)
+    if (p.ksplit > 1 && p.cluster != 2 && !(p.cluster == 0 && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemms_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     g_launches++;
@@ -1219,7 +1221,9 @@ static int g2_launch(const gemms_params &p, size_t smem, void *stream, err *e) {
     const long long N = (long long)p.ntiles * nst;
     bool cut = false;
     for (int b = 1; b < p.grid && !cut; b++) cut = ((long long)b * N / p.grid) % nst != 0;
-    if (cut)
+    int tile0[CUDA_MM_MAX_MATS] = {0, 0, 0}; // fz: the pieces left to the consumer instead
+    for (int i = 1; i < p.n; i++) tile0[i] = tile0[i - 1] + p.m[i - 1].mtiles;
+    if (cut && !part_defer_g2(p.defer, p.ws, p.grid, N, nst, p.T, p.trows, tile0, p.n))
         CUDA_TRY(cuda_launch(gemms2_reduce_kernel, dim3((unsigned)(p.grid - 1), (unsigned)p.T), dim3((unsigned)p.trows), 0,
                              stream, p));
     g_launches++;
@@ -1248,6 +1252,7 @@ extern "C" int cuda_gemms_launch(const cuda_mm_args *a, const cuda_mmin *x, void
     p.K = x->K;
     p.T = x->T;
     p.accumulate = a->accumulate;
+    p.defer = a->accumulate ? NULL : a->defer;
     p.xh = x->hi;
     p.tscale = x->tscale;
     p.ml = 0x64006400u;

@@ -9,8 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "mmin.cuh"
+
+// ------------------------------------------------------------------- deferred partials (fz)
+// A consumer that cannot read a product's deferred split-K partials (cuda_part) sums them into
+// the product's y first, in the reduce kernels' order: one thread an element (r, t), rows
+// (T, ldy) f32.
+__global__ void part_flush_kernel(cuda_part P, float *y, int ldy, int rows) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.y;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
+        y[(size_t)t * ldy + r] = part_ld1(P, y + (size_t)t * ldy, t, r);
+}
+static int part_flush(const cuda_part &P, float *y, int ldy, int T, int rows, void *stream, err *e) {
+    if (!part_on(P)) return 0;
+    if (!y || T > 65535) return err_set(e, ERR_INVALID, "part_flush: T %d", T);
+    CUDA_TRY(cuda_launch(part_flush_kernel, dim3((unsigned)((rows + 255) / 256), (unsigned)T), dim3(256), 0, stream, P, y,
+                         ldy, rows));
+    return 0;
+}
+// Whether a float4 consumer may read P (16-byte aligned rows and partials).
+static bool part_a16(const cuda_part &P) {
+    return !part_on(P) || (((uintptr_t)P.p & 15) == 0 && P.ld % 4 == 0 && (P.g2 || P.zs % 4 == 0));
+}
 
 // ------------------------------------------------------------------- residual + norm
 
@@ -53,7 +77,7 @@ __global__ void resid_norm_kernel(cuda_resid_args a, cuda_mmin out, int has_out)
 
 static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e);
 static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
-                   void *stream, err *e);
+                   const cuda_part &pg, const cuda_part &pu, void *stream, err *e);
 
 extern "C" int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e) {
     if (!a || !a->x || !a->norm_w || a->n < 1 || a->dim < 1 || (a->out && a->out->K != a->dim) ||
@@ -69,6 +93,8 @@ extern "C" int cuda_resid_norm(const cuda_resid_args *a, void *stream, err *e) {
         const int rc = elt_resid_norm(a, out, stream, e);
         if (rc >= 0) return rc;
     }
+    if (a->o) // (deferred partials the kernel below cannot read: into o first)
+        if (part_flush(a->o_part, (float *)a->o, a->dim, part_tokens(a->o_part), a->dim, stream, e)) return -1;
     // few rows (decode): one wide block per row, the reductions are the latency
     CUDA_TRY(cuda_launch(resid_norm_kernel, dim3((unsigned)a->n), dim3(a->n <= 16 ? 1024 : 256), 0, stream, *a, out,
                          a->out != NULL ? 1 : 0));
@@ -106,13 +132,22 @@ __global__ void act_xp_kernel(const float *gate, const float *up, int ld, int ac
 
 extern "C" int cuda_act_mm(const float *gate, const float *up, int ld, int T, int ffn, int act,
                            cuda_mmin *out, void *stream, err *e) {
+    return cuda_act_mm_part(gate, up, ld, T, ffn, act, NULL, NULL, out, stream, e);
+}
+extern "C" int cuda_act_mm_part(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_part *pg,
+                                const cuda_part *pu, cuda_mmin *out, void *stream, err *e) {
     if (!gate || !up || !out || T < 1 || ffn < 1 || ld < ffn || out->K != ffn || (act != CUDA_ACT_SILU && act != CUDA_ACT_GELU_TANH))
         return err_set(e, ERR_INVALID, "cuda_act_mm: T %d ffn %d act %d", T, ffn, act);
     out->T = T;
+    cuda_part none;
+    memset(&none, 0, sizeof none);
+    const cuda_part &g_ = pg ? *pg : none, &u_ = pu ? *pu : none;
     if (!elt_old()) {
-        const int rc = elt_act(gate, up, ld, T, ffn, act, *out, stream, e);
+        const int rc = elt_act(gate, up, ld, T, ffn, act, *out, g_, u_, stream, e);
         if (rc >= 0) return rc;
     }
+    // (deferred partials the kernels below cannot read: into gate / up first)
+    if (part_flush(g_, (float *)gate, ld, T, ffn, stream, e) || part_flush(u_, (float *)up, ld, T, ffn, stream, e)) return -1;
     if (out->forms == CUDA_MMIN_XP && T <= 65535) {
         CUDA_TRY(cuda_launch(act_xp_kernel, dim3((unsigned)((ffn + 255) / 256), (unsigned)T), dim3(256), 0, stream, gate,
                              up, ld, act, ffn, out->xp));
@@ -161,7 +196,8 @@ static int elt_row_nv(int K, int *threads) {
 }
 static bool a16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-template <int NV>
+// PT: o from deferred split-K partials (a.o_part, fz)
+template <int NV, bool PT = false>
 __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
     __shared__ float red[32];
     pdl_trigger();
@@ -185,7 +221,7 @@ __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a,
 #pragma unroll
         for (int j = 0; j < NV; j++) {
             const int k = 4 * (j * nt + tid);
-            o[j] = ld4(op + k);
+            o[j] = PT ? part_ld4(a.o_part, op, r, k) : ld4(op + k);
             if (a.o_bias) {
                 const float4 b = ld4(a.o_bias + k);
                 o[j].x += b.x; o[j].y += b.y; o[j].z += b.z; o[j].w += b.w;
@@ -232,8 +268,16 @@ static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *
     if (!nv || !a16(a->x) || (a->o && !a16(a->o)) || (a->o_bias && !a16(a->o_bias)) || (a->post_w && !a16(a->post_w)) ||
         !a16(a->norm_w) || (a->xout && !a16(a->xout)))
         return -1;
+    const bool pt = a->o && part_on(a->o_part);
+    if (pt && !part_a16(a->o_part)) return -1;
     const int has = a->out != NULL ? 1 : 0;
     const dim3 g((unsigned)a->n), b((unsigned)th);
+    if (pt) {
+        if (nv == 1) CUDA_TRY(cuda_launch(resid_norm_row_kernel<1, true>, g, b, 0, stream, *a, out, has));
+        else if (nv == 2) CUDA_TRY(cuda_launch(resid_norm_row_kernel<2, true>, g, b, 0, stream, *a, out, has));
+        else CUDA_TRY(cuda_launch(resid_norm_row_kernel<4, true>, g, b, 0, stream, *a, out, has));
+        return 0;
+    }
     if (nv == 1) CUDA_TRY(cuda_launch(resid_norm_row_kernel<1>, g, b, 0, stream, *a, out, has));
     else if (nv == 2) CUDA_TRY(cuda_launch(resid_norm_row_kernel<2>, g, b, 0, stream, *a, out, has));
     else CUDA_TRY(cuda_launch(resid_norm_row_kernel<4>, g, b, 0, stream, *a, out, has));
@@ -241,8 +285,10 @@ static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *
 }
 
 // Activation, whole row in registers (the F16/BF16 forms: the row exponent).
-template <int NV>
-__global__ __launch_bounds__(1024) void act_row_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out) {
+// PT: gate / up from deferred split-K partials (pg / pu, fz)
+template <int NV, bool PT = false>
+__global__ __launch_bounds__(1024) void act_row_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out,
+                                                       cuda_part pg, cuda_part pu) {
     __shared__ float red[32];
     pdl_trigger();
     pdl_wait();
@@ -252,7 +298,7 @@ __global__ __launch_bounds__(1024) void act_row_kernel(const float *gate, const 
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         const int k = 4 * (j * nt + tid);
-        const float4 gv = ld4(g + k), uv = ld4(u + k);
+        const float4 gv = PT ? part_ld4(pg, g, t, k) : ld4(g + k), uv = PT ? part_ld4(pu, u, t, k) : ld4(u + k);
         v[j] = make_float4(act_f(gv.x, act) * uv.x, act_f(gv.y, act) * uv.y, act_f(gv.z, act) * uv.z,
                            act_f(gv.w, act) * uv.w);
     }
@@ -260,15 +306,17 @@ __global__ __launch_bounds__(1024) void act_row_kernel(const float *gate, const 
 }
 
 // Activation into forms without a row reduction (Q8, XP): grid (chunks of 4 ELT_CHUNK, T).
+template <bool PT = false>
 __global__ __launch_bounds__(ELT_CHUNK) void act_chunk_kernel(const float *gate, const float *up, int ld, int act,
-                                                              cuda_mmin out) {
+                                                              cuda_mmin out, cuda_part pg, cuda_part pu) {
     pdl_trigger();
     pdl_wait();
     const int t = blockIdx.y, f = blockIdx.x * ELT_CHUNK + threadIdx.x;
     const bool live = f < out.K / 4;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (live) {
-        const float4 gv = ld4(gate + (size_t)t * ld + 4 * f), uv = ld4(up + (size_t)t * ld + 4 * f);
+        const float *g = gate + (size_t)t * ld, *u = up + (size_t)t * ld;
+        const float4 gv = PT ? part_ld4(pg, g, t, 4 * f) : ld4(g + 4 * f), uv = PT ? part_ld4(pu, u, t, 4 * f) : ld4(u + 4 * f);
         v = make_float4(act_f(gv.x, act) * uv.x, act_f(gv.y, act) * uv.y, act_f(gv.z, act) * uv.z,
                         act_f(gv.w, act) * uv.w);
     }
@@ -276,21 +324,29 @@ __global__ __launch_bounds__(ELT_CHUNK) void act_chunk_kernel(const float *gate,
 }
 
 static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
-                   void *stream, err *e) {
-    if (ld % 4 || !a16(gate) || !a16(up)) return -1;
+                   const cuda_part &pg, const cuda_part &pu, void *stream, err *e) {
+    if (ld % 4 || !a16(gate) || !a16(up) || !part_a16(pg) || !part_a16(pu)) return -1;
+    const bool pt = part_on(pg) || part_on(pu);
     if (!(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16))) {
         if (T > 65535) return -1;
         const dim3 g((unsigned)((ffn / 4 + ELT_CHUNK - 1) / ELT_CHUNK), (unsigned)T);
-        CUDA_TRY(cuda_launch(act_chunk_kernel, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out));
+        if (pt) CUDA_TRY(cuda_launch(act_chunk_kernel<true>, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out, pg, pu));
+        else CUDA_TRY(cuda_launch(act_chunk_kernel<>, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out, pg, pu));
         return 0;
     }
     int th = 0;
     const int nv = elt_row_nv(ffn, &th);
     if (!nv) return -1;
     const dim3 g((unsigned)T), b((unsigned)th);
-    if (nv == 1) CUDA_TRY(cuda_launch(act_row_kernel<1>, g, b, 0, stream, gate, up, ld, act, out));
-    else if (nv == 2) CUDA_TRY(cuda_launch(act_row_kernel<2>, g, b, 0, stream, gate, up, ld, act, out));
-    else CUDA_TRY(cuda_launch(act_row_kernel<4>, g, b, 0, stream, gate, up, ld, act, out));
+    if (pt) {
+        if (nv == 1) CUDA_TRY(cuda_launch(act_row_kernel<1, true>, g, b, 0, stream, gate, up, ld, act, out, pg, pu));
+        else if (nv == 2) CUDA_TRY(cuda_launch(act_row_kernel<2, true>, g, b, 0, stream, gate, up, ld, act, out, pg, pu));
+        else CUDA_TRY(cuda_launch(act_row_kernel<4, true>, g, b, 0, stream, gate, up, ld, act, out, pg, pu));
+        return 0;
+    }
+    if (nv == 1) CUDA_TRY(cuda_launch(act_row_kernel<1>, g, b, 0, stream, gate, up, ld, act, out, pg, pu));
+    else if (nv == 2) CUDA_TRY(cuda_launch(act_row_kernel<2>, g, b, 0, stream, gate, up, ld, act, out, pg, pu));
+    else CUDA_TRY(cuda_launch(act_row_kernel<4>, g, b, 0, stream, gate, up, ld, act, out, pg, pu));
     return 0;
 }
 
@@ -339,6 +395,8 @@ int elt_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err 
 #define QKV_WARPS 4
 
 // grid (T, ceil((n_head + 2 n_kv) / QKV_WARPS)): one warp per head of one token.
+// PT: q / k / v from deferred split-K partials (a.pq / pk / pv, fz)
+template <bool PT = false>
 __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk, int pre_w) {
     __shared__ float rowbuf[QKV_WARPS][256];
     pdl_trigger();
@@ -369,12 +427,28 @@ __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cu
         const int kind = h < a.n_head ? 0 : h < a.n_head + a.n_kv ? 1 : 2; // q, k, v
         const int hh = kind == 0 ? h : kind == 1 ? h - a.n_head : h - a.n_head - a.n_kv;
         float *src = kind == 0 ? a.q + (size_t)t * a.ldq : kind == 1 ? a.k + (size_t)t * a.ldk : a.v + (size_t)t * a.ldv;
+        // (PT: the split-K partials of this head's row, nz of them zs apart; nz 0: src; no gemms2 pieces here)
+        const float *pp = NULL;
+        int pnz = 0;
+        long long pzs = 0;
+        if (PT) {
+            const int pld = kind == 0 ? a.pq.ld : kind == 1 ? a.pk.ld : a.pv.ld;
+            pnz = kind == 0 ? a.pq.nz : kind == 1 ? a.pk.nz : a.pv.nz;
+            pzs = kind == 0 ? a.pq.zs : kind == 1 ? a.pk.zs : a.pv.zs;
+            pp = (kind == 0 ? a.pq.p : kind == 1 ? a.pk.p : a.pv.p) + (size_t)t * pld + (size_t)hh * D;
+        }
         src += (size_t)hh * D;
         const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
         const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
         float ss = 0.0f;
         for (int d = lane; d < D; d += 32) {
-            float x = src[d];
+            float x;
+            if (PT && pnz) { // the reduce kernels' order
+                x = 0.0f;
+                for (int z = 0; z < pnz; z++) x += pp[(size_t)z * pzs + d];
+            } else {
+                x = src[d];
+            }
             if (bias) x += bias[(size_t)hh * D + d];
             v[d] = x;
             ss += x * x;
@@ -460,8 +534,21 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
         return err_set(e, ERR_INVALID, "cuda_qkv_rope_store: bad arguments (head_dim %d, n_rot %d, kv_type %d)",
                        a ? a->head_dim : 0, a ? a->n_rot : 0, a ? a->kv_type : -1);
     const int heads = a->n_head + 2 * a->n_kv;
-    CUDA_TRY(cuda_launch(qkv_kernel, dim3((unsigned)tk->T, (unsigned)((heads + QKV_WARPS - 1) / QKV_WARPS)),
-                         dim3(QKV_WARPS * 32), 0, stream, *a, *tk, elt_old() ? 0 : 1));
+    const dim3 g((unsigned)tk->T, (unsigned)((heads + QKV_WARPS - 1) / QKV_WARPS));
+    if (part_on(a->pq) || part_on(a->pk) || part_on(a->pv)) {
+        // the first generation, or gemms2's pieces (not read by qkv_kernel): the partials into q / k / v first
+        const bool fl = elt_old() || a->pq.g2 || a->pk.g2 || a->pv.g2;
+        if (fl) {
+            if (part_flush(a->pq, a->q, a->ldq, tk->T, a->n_head * a->head_dim, stream, e) ||
+                part_flush(a->pk, a->k, a->ldk, tk->T, a->n_kv * a->head_dim, stream, e) ||
+                part_flush(a->pv, a->v, a->ldv, tk->T, a->n_kv * a->head_dim, stream, e))
+                return -1;
+        } else {
+            CUDA_TRY(cuda_launch(qkv_kernel<true>, g, dim3(QKV_WARPS * 32), 0, stream, *a, *tk, 1));
+            return 0;
+        }
+    }
+    CUDA_TRY(cuda_launch(qkv_kernel<>, g, dim3(QKV_WARPS * 32), 0, stream, *a, *tk, elt_old() ? 0 : 1));
     return 0;
 }
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "qfmt.cuh"
 
@@ -51,6 +52,7 @@ struct mmq_params {
     const float *xd, *xs;    // (T, K / 32) block scales, d * sum(q)
     int cbias[4];            // mmq3_kernel's MMA accumulator: the bits of 1.5 * 2^23 each
     int psel;                // mmq3_kernel: 0x3210, an identity byte permutation
+    cuda_defer *defer;       // host side: cuda_mm_args.defer (fz: no reduce launch)
 };
 
 // V3: mmq3_kernel's layout (Q4_K's token sums outside the stages, in a superblock ring)
@@ -827,7 +829,7 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
     if ((mmq_old & mmq_old_bit(F)) || p.T < mmq3_min_t) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
     else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C3::smem3, stream, p));
-    if (p.ksplit > 1)
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
@@ -857,6 +859,7 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
     p.K = x->K;
     p.T = T;
     p.accumulate = a->accumulate;
+    p.defer = a->accumulate ? NULL : a->defer;
     p.xq = x->q8;
     p.xd = x->q8d;
     p.xs = x->q8s;

@@ -2085,6 +2085,7 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 } // namespace
 
 int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_test.cu
+int fz_selftest(void *file, int quick, uint64_t seed, err *e);     // fz_test.cu (round 8: deferred split-K reduces)
 void hsmall_kbench(void *file, double probe, err *e);
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
@@ -2356,6 +2357,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     cuda_mmq3_min_t_set(-1);
     cuda_gemms_set(-1, -1);
     ctx.fails += hsmall_selftest(ctx.f, quick, ctx.rng.next(), e); // gemms.cu (hsmall_test.cu)
+    ctx.fails += fz_selftest(ctx.f, quick, ctx.rng.next(), e); // round 8 fz: split-K partials summed by the consumer (fz_test.cu)
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
