@@ -1356,6 +1356,24 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     }
 }
 
+// Round 8 fz (a.out_q8): the combine's value v of element e (natural order) of token t as the
+// int8 form of the next product's input, exactly as cuda_mmin_prepare's mmin_emit4 would write
+// it from the f32 row: a warp holds one natural block of 32 (e = 32 k + lane; D % 32 == 0), d =
+// amax / 127, q = round(v / d), q8s = d * sum(q). Called by all 32 lanes of the warp.
+__device__ __forceinline__ void attn_emit_q8(const cuda_attn_args &a, int t, int e, float v) {
+    const int K = a.ldo;
+    const float am = warp_max(fabsf(v));
+    const float d = am / 127.0f;
+    const int q = am == 0.0f ? 0 : (int)roundf(v / d);
+    const int sq = __reduce_add_sync(0xffffffffu, q);
+    a.out_q8[(size_t)t * K + p64_at(e)] = (int8_t)q;
+    if ((threadIdx.x & 31) == 0) {
+        const size_t gi = (size_t)t * (K / 32) + (size_t)(e >> 5);
+        a.out_q8d[gi] = d;
+        a.out_q8s[gi] = d * (float)sq;
+    }
+}
+
 // grid (n_tiles, n_head), D threads: merges the plan_nslot[tile] partials of the tile's
 // token and head h (log2 units), adds the sink, writes the output row.
 template <int D>
@@ -1398,6 +1416,7 @@ __global__ __launch_bounds__(D) void attn_dec_combine(const cuda_attn_args a) {
     }
     for (; s < ns; s++) acc[0] += w[s] * part[(size_t)s * (D + 2) + d];
     const float v = (acc[0] + acc[1] + acc[2] + acc[3]) * inv;
+    if (a.out_q8) return attn_emit_q8(a, t, h * D + d, v);
     float *row = a.out + (size_t)t * a.ldo;
     row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
 }
@@ -1449,6 +1468,7 @@ __global__ __launch_bounds__(D) void attn_dec_combine_u(const cuda_attn_args a) 
         L = L * r + exp2f(sk - M2);
     }
     const float v = L > 0.0f ? acc / L : 0.0f;
+    if (a.out_q8) return attn_emit_q8(a, t, h * D + d, v);
     float *row = a.out + (size_t)t * a.ldo;
     row[a.out_p64 ? p64_at(h * D + d) : (size_t)h * D + d] = v;
 }
@@ -2014,6 +2034,8 @@ extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
         ((a->kv_type == CUDA_KV_Q8 || a->kv_type == CUDA_KV_FP8) && (!a->kv.k_scale || !a->kv.v_scale)))
         return err_set(e, ERR_INVALID, "cuda_attention: bad arguments (heads %d/%d, head_dim %d, split %d)",
                        a ? a->n_head : 0, a ? a->n_kv : 0, a ? a->head_dim : 0, a ? a->n_split : 0);
+    if (a->out_q8 && (!a->plan || a->out_p64 || !a->out_q8d || !a->out_q8s || a->head_dim % 32 || a->ldo != a->n_head * a->head_dim))
+        return err_set(e, ERR_INVALID, "cuda_attention: the int8 output needs the decode plan and rows of n_head * head_dim");
     if (a->plan) {
         if (!cuda_attn_dec_ok(a->n_head, a->n_kv, a->head_dim, a->kv_type) || a->plan_items < 1 || !a->plan_nslot ||
             !a->work || a->plan_nsl < 1 || a->plan_nsl > 64 || a->n_kv > 65535)

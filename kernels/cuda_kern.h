@@ -382,6 +382,11 @@ typedef struct cuda_attn_args {
     int prefill;
     int pf_fast;      /* prefill and the decode plan (attn_dec2_kernel): Q and P as one f16 each
                        * (precision fast), else hi + lo halves */
+    /* Round 8 fz: with the decode plan, out_q8 set (and out_p64 0): the combine writes the
+     * output as the int8 form of a cuda_mmin (q8 (T, K) P64, q8d / q8s (T, K / 32); K = ldo =
+     * n_head * hd; as cuda_mmin_prepare would from out) instead of out's f32 rows. */
+    int8_t *out_q8;
+    float *out_q8d, *out_q8s;
 } cuda_attn_args;
 
 /* One work item of the decode plan: positions [p0, p1) of one KV head (every head runs every

@@ -1036,6 +1036,16 @@ int fz_on() {
     }
     return v;
 }
+// SPARKD_FZ_ATT=0: with SPARKD_FZ on, the decode attention still writes f32 rows and a prepare
+// launch makes o's input (default 1: where o reads the int8 rows alone the combine writes them)
+int fz_att() {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("SPARKD_FZ_ATT");
+        v = s && s[0] == '0' ? 0 : 1;
+    }
+    return v;
+}
 
 // SPARKD_NO_PAIR: gate/up and the activation as separate launches at T == 1 (A/B tests)
 int getenv_cached_no_pair() {
@@ -1178,6 +1188,11 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself
             aa.out = g->in_q.xp;
             aa.out_p64 = 1;
+            K_TRY(cuda_attention(&aa, g->st, e));
+            g->in_q.T = T;
+        } else if (fz && fz_att() && g->dec_items > 0 && g->in_q.forms == CUDA_MMIN_Q8 && hp->head_dim % 32 == 0) {
+            // fz: the int8 rows alone (Q8_0 at 33..64 tokens, mmq next): the combine writes them
+            aa.out_q8 = g->in_q.q8; aa.out_q8d = g->in_q.q8d; aa.out_q8s = g->in_q.q8s;
             K_TRY(cuda_attention(&aa, g->st, e));
             g->in_q.T = T;
         } else {

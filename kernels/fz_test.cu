@@ -226,3 +226,71 @@ int fz_selftest(void *file, int quick, uint64_t seed, err *e) {
     st_close_stream();
     return ctx.fails;
 }
+
+// The decode attention writing o's int8 input itself (cuda_attn_args.out_q8, round 8 fz) against
+// the f32 rows + cuda_mmin_prepare (the int8 form alone), bitwise; called by selftest.cu's
+// attention rows of the decode plan with their arguments (a.out f32 natural rows). The control
+// prepares the reference from rows with one value changed by 1%: the comparison must see it.
+// Returns the not-ok lines it printed.
+int fz_attn_q8_check(const cuda_attn_args *a0, int T, void *file, void *stream) {
+    FILE *f = file ? (FILE *)file : stdout;
+    if (!a0->plan || a0->out_p64) return 0;
+    const int K = a0->n_head * a0->head_dim;
+    cudaStream_t st = (cudaStream_t)stream;
+    const int forms = CUDA_MMIN_Q8;
+    void *b0 = NULL, *b1 = NULL, *b2 = NULL;
+    const size_t mb = cuda_mmin_bytes(T, K, forms);
+    if (cudaMalloc(&b0, mb) != cudaSuccess || cudaMalloc(&b1, mb) != cudaSuccess || cudaMalloc(&b2, mb) != cudaSuccess) {
+        cudaGetLastError();
+        cudaFree(b0); cudaFree(b1);
+        fprintf(f, "not ok - fz attention int8 out: cudaMalloc\n");
+        return 1;
+    }
+    cuda_mmin ref, got, ctl;
+    cuda_mmin_carve(&ref, b0, T, K, forms);
+    cuda_mmin_carve(&got, b1, T, K, forms);
+    cuda_mmin_carve(&ctl, b2, T, K, forms);
+    cudaMemset(b1, 0xff, mb);
+    err e2 = {ERR_OK, {0}};
+    cuda_attn_args a = *a0, b = *a0;
+    b.out_q8 = got.q8; b.out_q8d = got.q8d; b.out_q8s = got.q8s;
+    int bad = cuda_attention(&a, st, &e2) || cuda_mmin_prepare(a.out, K, &ref, T, st, &e2) || cuda_attention(&b, st, &e2);
+    std::vector<float> row((size_t)T * K);
+    if (!bad) {
+        cudaMemcpyAsync(row.data(), a.out, row.size() * 4, cudaMemcpyDeviceToHost, st);
+        cudaStreamSynchronize(st);
+        row[5] *= 1.01f;
+        float *d2 = NULL;
+        bad = cudaMalloc(&d2, row.size() * 4) != cudaSuccess;
+        if (!bad) {
+            cudaMemcpy(d2, row.data(), row.size() * 4, cudaMemcpyHostToDevice);
+            bad = cuda_mmin_prepare(d2, K, &ctl, T, st, &e2);
+            cudaStreamSynchronize(st);
+            cudaFree(d2);
+        }
+    }
+    bad = bad || cudaStreamSynchronize(st) != cudaSuccess;
+    auto words = [&](const cuda_mmin &m) {
+        std::vector<uint32_t> w((size_t)T * K / 4 + 2 * (size_t)T * (K / 32));
+        cudaMemcpy(w.data(), m.q8, (size_t)T * K, cudaMemcpyDeviceToHost);
+        cudaMemcpy(w.data() + (size_t)T * K / 4, m.q8d, (size_t)T * (K / 32) * 4, cudaMemcpyDeviceToHost);
+        cudaMemcpy(w.data() + (size_t)T * K / 4 + (size_t)T * (K / 32), m.q8s, (size_t)T * (K / 32) * 4, cudaMemcpyDeviceToHost);
+        return w;
+    };
+    int fails = 0;
+    if (bad) {
+        fprintf(f, "not ok - fz attention int8 out T%d K%d: %s\n", T, K, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
+        fails = 1;
+    } else {
+        const auto wr = words(ref), wg = words(got), wc = words(ctl);
+        const size_t nd = ndiff(wr, wg), nc = ndiff(wr, wc);
+        fprintf(f, "%s - fz attention int8 out T%d K%d: %zu of %zu words differ from attention + prepare (want 0)\n",
+                nd ? "not ok" : "ok", T, K, nd, wr.size());
+        fprintf(f, "%s - fz attention int8 out T%d K%d control (one value +1%%): %zu words differ (want > 0)\n",
+                nc ? "ok" : "not ok", T, K, nc);
+        fails = (nd != 0) + (nc == 0);
+    }
+    cudaFree(b0); cudaFree(b1); cudaFree(b2);
+    fflush(f);
+    return fails;
+}

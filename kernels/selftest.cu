@@ -23,6 +23,7 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
+int fz_attn_q8_check(const cuda_attn_args *a0, int T, void *file, void *stream); // fz_test.cu (round 8)
 namespace {
 
 // ----------------------------------------------------------------------------- plumbing
@@ -1295,6 +1296,7 @@ void test_attn(const attn_case &c) {
     snprintf(shape, sizeof shape, "%dseq T%d ctx<=%d h%d/%d d%d %s%s%s %s%s", nseq, T, ctx, H, HK, D,
              kn_[c.kv_type], c.window ? " win" : "", c.sinks ? " sinks" : "", split, c.p64 ? " p64" : "");
     double us = time_us([&] { err e3; cuda_attention(&a, C->st, &e3); }, 5);
+    if (c.dec && rc == 0) C->fails += fz_attn_q8_check(&a, T, C->f, C->st); // round 8 fz (fz_test.cu)
     // (the tensor-core kernels: Q and P in f16 hi + lo, K and V exact in f16)
     // (fast: Q and P rounded to f16 once, ~2.8e-4 rms each: ~5e-4 relative expected)
     const int a8 = c.dec ? cuda_attn_dec_att8(-1) : 0; // (1: attn_dec3_kernel; 2: its control)
