@@ -398,7 +398,7 @@ int elt_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err 
 // PT: q / k / v from deferred split-K partials (a.pq / pk / pv, fz)
 template <bool PT = false>
 __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cuda_tokens tk, int pre_w) {
-    __shared__ float rowbuf[QKV_WARPS][256];
+    __shared__ __align__(16) float rowbuf[QKV_WARPS][256];
     pdl_trigger();
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int D = a.head_dim;
@@ -440,15 +440,21 @@ __global__ __launch_bounds__(QKV_WARPS * 32) void qkv_kernel(cuda_qkv_args a, cu
         src += (size_t)hh * D;
         const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
         const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
+        if (PT && pnz) { // the head's sums into v first, a float4 a lane (the loads of all partials in flight)
+#pragma unroll 1
+            for (int d4 = 4 * lane; d4 < D; d4 += 128) {
+                float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f); // (the reduce kernels' order)
+                for (int z = 0; z < pnz; z++) {
+                    const float4 q = *(const float4 *)(pp + (size_t)z * pzs + d4);
+                    s.x += q.x; s.y += q.y; s.z += q.z; s.w += q.w;
+                }
+                *(float4 *)(v + d4) = s;
+            }
+            __syncwarp();
+        }
         float ss = 0.0f;
         for (int d = lane; d < D; d += 32) {
-            float x;
-            if (PT && pnz) { // the reduce kernels' order
-                x = 0.0f;
-                for (int z = 0; z < pnz; z++) x += pp[(size_t)z * pzs + d];
-            } else {
-                x = src[d];
-            }
+            float x = PT && pnz ? v[d] : src[d];
             if (bias) x += bias[(size_t)hh * D + d];
             v[d] = x;
             ss += x * x;
@@ -536,8 +542,10 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
     const int heads = a->n_head + 2 * a->n_kv;
     const dim3 g((unsigned)tk->T, (unsigned)((heads + QKV_WARPS - 1) / QKV_WARPS));
     if (part_on(a->pq) || part_on(a->pk) || part_on(a->pv)) {
-        // the first generation, or gemms2's pieces (not read by qkv_kernel): the partials into q / k / v first
-        const bool fl = elt_old() || a->pq.g2 || a->pk.g2 || a->pv.g2;
+        // the first generation, gemms2's pieces (not read by qkv_kernel) or rows not of float4s: the
+        // partials into q / k / v first
+        const bool fl = elt_old() || a->pq.g2 || a->pk.g2 || a->pv.g2 || a->head_dim % 4 || !part_a16(a->pq) ||
+                        !part_a16(a->pk) || !part_a16(a->pv);
         if (fl) {
             if (part_flush(a->pq, a->q, a->ldq, tk->T, a->n_head * a->head_dim, stream, e) ||
                 part_flush(a->pk, a->k, a->ldk, tk->T, a->n_kv * a->head_dim, stream, e) ||
