@@ -26,6 +26,7 @@
 
 extern "C" void cuda_gemms2_set(int on);            // gemms.cu: 1/0 = gemms2_kernel where it fits / never
 extern "C" void cuda_gemms2_min_rows_set(int rows); // gemms.cu: gemms2 only from this many rows (0: all)
+extern "C" long cuda_gemms2_launches(void);         // gemms.cu: gemms2_kernel launches so far
 
 namespace {
 
@@ -174,9 +175,11 @@ void run(const fz_case &c) {
     };
     std::vector<uint32_t> ref, got, bad;
     bool s0 = false, s1 = false, s2 = false, fin0 = true, fin = true, finb = true;
+    const long g2l = cuda_gemms2_launches();
     const bool ok0 = pass(0, ref, &s0, &fin0), ok1 = ok0 && pass(1, got, &s1, &fin), ok2 = ok1 && pass(2, bad, &s2, &finb);
     cuda_gemms2_set(-1);
     cuda_gemms2_min_rows_set(-1);
+    if (c.route == R_GEMMS2 && cuda_gemms2_launches() == g2l) strcat(tag, " (gemms2 did not run: gemms_kernel)");
     if (!ok2) {
         fprintf(C->f, "not ok - %s: %s\n", tag, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
         C->fails++;
