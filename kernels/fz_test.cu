@@ -11,6 +11,8 @@
 // partial dropped (gemms2's pieces: their tiles misnumbered), which must differ.
 // Routes: gemms_kernel (T 2 / 8 / 32), gemms2_kernel (every product, T 8), mmq (Q8_0, T 64),
 // the exact tensor-core kernel (T 8) and hfast (Q4_K, T 64; a note when it does not split).
+// The reference run also takes the activation's one-CTA-a-row kernel (act_row_kernel), the
+// deferred runs its cluster kernel where it applies (act_cl_kernel, 2..32 tokens).
 #include "cuda.h"
 #include "cuda_kern.h"
 
@@ -27,6 +29,7 @@
 extern "C" void cuda_gemms2_set(int on);            // gemms.cu: 1/0 = gemms2_kernel where it fits / never
 extern "C" void cuda_gemms2_min_rows_set(int rows); // gemms.cu: gemms2 only from this many rows (0: all)
 extern "C" long cuda_gemms2_launches(void);         // gemms.cu: gemms2_kernel launches so far
+extern "C" void cuda_fz_actcl_set(int cl);          // layer.cu: the activation's cluster CTAs a row (0: none, -2: env)
 
 namespace {
 
@@ -133,6 +136,7 @@ void run(const fz_case &c) {
         a.work_bytes = wbytes;
         for (int i = 0; i < n; i++) { a.w[i] = &w[i]; a.y[i] = y[i]; a.ldy[i] = N[i]; }
         if (mode) { d.on = 1; a.defer = &d; }
+        cuda_fz_actcl_set(mode ? -2 : 0); // (the reference: one CTA a row, as round 7)
         if (cuda_matmul(&a, &m, C->st, &e2)) return false;
         *split = false;
         for (int i = 0; i < n; i++) {
@@ -179,6 +183,7 @@ void run(const fz_case &c) {
     const bool ok0 = pass(0, ref, &s0, &fin0), ok1 = ok0 && pass(1, got, &s1, &fin), ok2 = ok1 && pass(2, bad, &s2, &finb);
     cuda_gemms2_set(-1);
     cuda_gemms2_min_rows_set(-1);
+    cuda_fz_actcl_set(-2);
     if (c.route == R_GEMMS2 && cuda_gemms2_launches() == g2l) strcat(tag, " (gemms2 did not run: gemms_kernel)");
     if (!ok2) {
         fprintf(C->f, "not ok - %s: %s\n", tag, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
@@ -203,6 +208,49 @@ void run(const fz_case &c) {
     fflush(C->f);
 }
 
+// cuda_mmin_prepare through the cluster kernel (prep_cl_kernel, CL CTAs a row) against one CTA a row
+// (prep_row_kernel), every form bitwise; the control prepares rows with one value changed by 1%.
+void prep_case(int T, int K, int CL) {
+    const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8 | CUDA_MMIN_XP;
+    auto x = st_randn((size_t)T * K, 1.0);
+    for (size_t k = 0; k < x.size(); k += 89) x[k] *= 30.0f;
+    auto xc = x;
+    xc[7] *= 1.01f;
+    const float *dx = dup(x), *dxc = dup(xc);
+    const uint64_t mb = cuda_mmin_bytes(T, K, forms);
+    void *b[3] = {dalloc(mb), dalloc(mb), dalloc(mb)};
+    cuda_mmin m[3];
+    err e2 = {ERR_OK, {0}};
+    bool bad = false;
+    for (int i = 0; i < 3; i++) {
+        poison(b[i], mb);
+        cuda_mmin_carve(&m[i], b[i], T, K, forms);
+        cuda_fz_actcl_set(i == 0 ? 0 : CL);
+        bad = bad || cuda_mmin_prepare(i == 2 ? dxc : dx, K, &m[i], T, C->st, &e2);
+    }
+    cuda_fz_actcl_set(-2);
+    bad = bad || cudaStreamSynchronize(C->st) != cudaSuccess;
+    char tag[96];
+    snprintf(tag, sizeof tag, "fz prepare cluster T%d K%d CL%d", T, K, CL);
+    if (bad) {
+        fprintf(C->f, "not ok - %s: %s\n", tag, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
+        C->fails++;
+        return;
+    }
+    // (the bytes the forms take, as words: xp, hi, lo, gsum, tscale, q8, q8d, q8s all lie in the buffer)
+    std::vector<uint32_t> w[3];
+    for (int i = 0; i < 3; i++) {
+        w[i].resize(mb / 4);
+        cudaMemcpy(w[i].data(), b[i], mb / 4 * 4, cudaMemcpyDeviceToHost);
+    }
+    // (padding between the carved arrays stays poisoned in all three alike)
+    const size_t nd = ndiff(w[0], w[1]), nc = ndiff(w[0], w[2]);
+    if (nd) C->fails++;
+    if (!nc) C->fails++;
+    fprintf(C->f, "%s - %s: %zu of %zu words differ from one CTA a row (want 0)\n", nd ? "not ok" : "ok", tag, nd, w[0].size());
+    fprintf(C->f, "%s - %s control (one value +1%%): %zu words differ (want > 0)\n", nc ? "ok" : "not ok", tag, nc);
+}
+
 } // namespace
 
 int fz_selftest(void *file, int quick, uint64_t seed, err *e) {
@@ -224,6 +272,11 @@ int fz_selftest(void *file, int quick, uint64_t seed, err *e) {
     };
     for (const fz_case &c : cases) {
         run(c);
+        dfree_all();
+    }
+    const int pc[][3] = {{8, 4096, 8}, {2, 4096, 8}, {32, 4096, 4}, {16, 12288, 8}, {8, 1024, 2}};
+    for (const auto &p : pc) {
+        prep_case(p[0], p[1], p[2]);
         dfree_all();
     }
     st_close_stream();

@@ -5,6 +5,7 @@
 // scale is amax / 127 with round-to-nearest-even codes).
 #include "cuda_kern.h"
 
+#include <cooperative_groups.h>
 #include <cuda_fp8.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,144 @@ __global__ __launch_bounds__(1024) void act_row_kernel(const float *gate, const 
     mmin_emit_row<NV>(out, t, v, red);
 }
 
+// Round 8 fz: the activation of a row over a thread-block cluster of CL CTAs (at 2..32 tokens
+// one CTA a row leaves most SMs idle: 8 CTAs of 768 threads at batch 8). CTA r of row t's
+// cluster (blockIdx.x = t CL + r) takes elements [r K / CL, (r + 1) K / CL); the F16 / BF16
+// forms' row exponent comes from the max of the CTAs' block maxima (distributed shared memory),
+// so every value and form is bit-identical to act_row_kernel's (max is exact in any order).
+// The emit of a row slice held in registers (thread i: float4s k0 / 4 + j * blockDim.x + i) by
+// CTA r of the row's cluster: mmin_emit_row's with the exponent of the whole row.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+template <int NV>
+__device__ __forceinline__ void cl_emit_row(const cuda_mmin &out, int t, int k0, const float4 (&v)[NV]) {
+    __shared__ float red[32];
+    __shared__ float cmax, rmax;
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    const int CL = (int)cl.num_blocks(), r = (int)cl.block_rank(), nt = blockDim.x, tid = threadIdx.x;
+    float inv = 1.0f;
+    if (out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) {
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NV; j++) a = fmaxf(a, amax4(v[j]));
+        a = block_max(a, red);
+        if (tid == 0) cmax = a;
+        cl.sync();
+        if (tid < 32) {
+            float m = tid < CL ? *cl.map_shared_rank(&cmax, tid) : -INFINITY;
+            m = warp_max(m);
+            if (tid == 0) rmax = m;
+        }
+        cl.sync(); // (also: no CTA leaves while another reads its cmax)
+        const int ex = mmin_exponent(rmax);
+        inv = ldexpf(1.0f, -ex);
+        if (r == 0 && tid == 0) out.tscale[t] = ldexpf(1.0f, ex);
+    }
+#pragma unroll
+    for (int j = 0; j < NV; j++) mmin_emit4(out, t, k0 + 4 * (j * nt + tid), v[j], true, inv);
+}
+#endif
+template <int NV, bool PT>
+__global__ __launch_bounds__(1024) void act_cl_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out,
+                                                      cuda_part pg, cuda_part pu) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    pdl_trigger();
+    pdl_wait();
+    const int CL = (int)cooperative_groups::this_cluster().num_blocks();
+    const int r = (int)cooperative_groups::this_cluster().block_rank();
+    const int t = blockIdx.x / CL, nt = blockDim.x, tid = threadIdx.x, k0 = r * (out.K / CL);
+    const float *g = gate + (size_t)t * ld, *u = up + (size_t)t * ld;
+    float4 v[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const int k = k0 + 4 * (j * nt + tid);
+        const float4 gv = PT ? part_ld4(pg, g, t, k) : ld4(g + k), uv = PT ? part_ld4(pu, u, t, k) : ld4(u + k);
+        v[j] = make_float4(act_f(gv.x, act) * uv.x, act_f(gv.y, act) * uv.y, act_f(gv.z, act) * uv.z,
+                           act_f(gv.w, act) * uv.w);
+    }
+    cl_emit_row<NV>(out, t, k0, v);
+#endif
+}
+// cuda_mmin_prepare's row over a cluster (as act_cl_kernel; prep_row_kernel's values and forms).
+template <int NV>
+__global__ __launch_bounds__(1024) void prep_cl_kernel(const float *x, int ldx, cuda_mmin out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    pdl_trigger();
+    pdl_wait();
+    const int CL = (int)cooperative_groups::this_cluster().num_blocks();
+    const int r = (int)cooperative_groups::this_cluster().block_rank();
+    const int t = blockIdx.x / CL, nt = blockDim.x, tid = threadIdx.x, k0 = r * (out.K / CL);
+    float4 v[NV];
+#pragma unroll
+    for (int j = 0; j < NV; j++) v[j] = ld4(x + (size_t)t * ldx + k0 + 4 * (j * nt + tid));
+    cl_emit_row<NV>(out, t, k0, v);
+#endif
+}
+
+// SPARKD_FZ_ACTCL: CTAs a row of act_cl_kernel (2, 4 or 8); 0 = act_row_kernel; default (-1): 8 at
+// T <= 16, 4 at 17..32, none above; off with SPARKD_FZ=0.
+static int act_cl_v = -2;
+// Tests: CTAs a row forced (2, 4, 8; 0 = act_row_kernel), -2 = as the environment says.
+extern "C" void cuda_fz_actcl_set(int cl) { act_cl_v = cl == 0 || cl == 2 || cl == 4 || cl == 8 ? cl : -2; }
+static int act_cl_env() {
+    int &v = act_cl_v;
+    if (v == -2) {
+        const char *f = getenv("SPARKD_FZ"), *c = getenv("SPARKD_FZ_ACTCL");
+        v = f && f[0] == '0' ? 0 : c ? atoi(c) : -1;
+        if (v != -1 && v != 2 && v != 4 && v != 8) v = 0;
+        int dev = 0, ok = 0, major = 0;
+        if (v && (cudaGetDevice(&dev) != cudaSuccess ||
+                  cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !ok ||
+                  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 9)) {
+            v = 0;
+            cudaGetLastError();
+        }
+    }
+    return v;
+}
+// The cluster launch (with PDL as cuda_launch) of act_cl_kernel (x NULL) or prep_cl_kernel (x, ldx);
+// 0 = launched, -1 = not taken (the caller runs the one-CTA-a-row kernel), > 0 = an error
+// (cuda_fail's code).
+static int act_cl_launch(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
+                         const cuda_part &pg, const cuda_part &pu, bool pt, void *stream, err *e,
+                         const float *x = NULL, int ldx = 0) {
+    static int off = 0; // a launch the device refused: not again
+    const int env = act_cl_env();
+    const int CL = env > 0 ? env : T <= 16 ? 8 : T <= 32 ? 4 : 0;
+    if (off || !env || !CL || T > 32 || ffn % CL || (long)T * CL > 65535 || !(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)))
+        return -1;
+    int th = 0;
+    const int nv = elt_row_nv(ffn / CL, &th);
+    if (nv != 1 && nv != 2) return -1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(T * CL));
+    cfg.blockDim = dim3((unsigned)th);
+    cfg.stream = CUDA_STREAM(stream);
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)CL;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
+    cudaError_t rc;
+    if (x) rc = nv == 1 ? cudaLaunchKernelEx(&cfg, prep_cl_kernel<1>, x, ldx, out) : cudaLaunchKernelEx(&cfg, prep_cl_kernel<2>, x, ldx, out);
+    else if (nv == 1) rc = pt ? cudaLaunchKernelEx(&cfg, act_cl_kernel<1, true>, gate, up, ld, act, out, pg, pu)
+                         : cudaLaunchKernelEx(&cfg, act_cl_kernel<1, false>, gate, up, ld, act, out, pg, pu);
+    else rc = pt ? cudaLaunchKernelEx(&cfg, act_cl_kernel<2, true>, gate, up, ld, act, out, pg, pu)
+                 : cudaLaunchKernelEx(&cfg, act_cl_kernel<2, false>, gate, up, ld, act, out, pg, pu);
+    if (rc == cudaSuccess) return 0;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
+        return cuda_fail(e, rc, "cudaLaunchKernelEx (act cluster)", __FILE__, __LINE__); // (a capture is broken now)
+    cudaGetLastError();
+    fprintf(stderr, "layer: activation cluster launch failed (%s): one CTA a row from now on\n", cudaGetErrorString(rc));
+    off = 1;
+    return -1;
+}
+
 // Activation into forms without a row reduction (Q8, XP): grid (chunks of 4 ELT_CHUNK, T).
 template <bool PT = false>
 __global__ __launch_bounds__(ELT_CHUNK) void act_chunk_kernel(const float *gate, const float *up, int ld, int act,
@@ -334,6 +473,8 @@ static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, i
         else CUDA_TRY(cuda_launch(act_chunk_kernel<>, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out, pg, pu));
         return 0;
     }
+    const int cr = act_cl_launch(gate, up, ld, T, ffn, act, out, pg, pu, pt, stream, e);
+    if (cr >= 0) return cr;
     int th = 0;
     const int nv = elt_row_nv(ffn, &th);
     if (!nv) return -1;
@@ -379,6 +520,12 @@ int elt_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err 
         const dim3 g((unsigned)((m->K / 4 + ELT_CHUNK - 1) / ELT_CHUNK), (unsigned)T);
         CUDA_TRY(cuda_launch(prep_chunk_kernel, g, dim3(ELT_CHUNK), 0, stream, x, ldx, *m));
         return 0;
+    }
+    {
+        cuda_part none;
+        memset(&none, 0, sizeof none);
+        const int cr = act_cl_launch(NULL, NULL, 0, T, m->K, 0, *m, none, none, false, stream, e, x, ldx);
+        if (cr >= 0) return cr;
     }
     int th = 0;
     const int nv = elt_row_nv(m->K, &th);
