@@ -78,7 +78,8 @@ void run(const fz_case &c) {
     if (c.consumer == 1 || c.consumer == 2) { n = 2; N[0] = N[1] = 1536; }
     if (c.consumer == 3) { n = 3; N[0] = nh * D; N[1] = N[2] = nkv * D; }
     char tag[160];
-    snprintf(tag, sizeof tag, "fz %s %s T%d K%d %s", cons[c.consumer], tname(c.type), T, K, route_name[c.route]);
+    snprintf(tag, sizeof tag, "fz %s%s %s T%d K%d %s", cons[c.consumer], c.consumer == 0 && (c.T == 2 || c.route == R_EXACT) ? " post" : "",
+             tname(c.type), T, K, route_name[c.route]);
     cuda_weight w[3];
     memset(w, 0, sizeof w);
     for (int i = 0; i < n; i++)
@@ -103,7 +104,9 @@ void run(const fz_case &c) {
     const int dim = N[0];
     auto x0 = st_randn((size_t)T * dim, 1.0), nw = st_randn(dim, 1.0), ob = st_randn(dim, 0.1);
     float *dx = (float *)dalloc((size_t)T * dim * 4), *dxo = (float *)dalloc((size_t)T * dim * 4);
-    const float *dnw = dup(nw), *dob = dup(ob);
+    auto pw = st_randn(dim, 1.0);
+    const float *dnw = dup(nw), *dob = dup(ob), *dpw = dup(pw);
+    const bool post = c.T == 2 || c.route == R_EXACT; // (a post-norm: one CTA a row, gemma's path)
     const int ffn = N[0];
     cuda_mmin am;
     const int aforms = c.consumer == 1 ? CUDA_MMIN_F16 | CUDA_MMIN_Q8 | CUDA_MMIN_XP : CUDA_MMIN_Q8 | CUDA_MMIN_XP;
@@ -152,6 +155,7 @@ void run(const fz_case &c) {
             memset(&ra, 0, sizeof ra);
             ra.x = dx; ra.o = y[0]; ra.o_bias = dob; ra.norm_w = dnw; ra.n = T; ra.dim = dim; ra.eps = 1e-6f; ra.xout = dxo;
             ra.o_part = d.part[0];
+            if (post) ra.post_w = dpw;
             if (cuda_resid_norm(&ra, C->st, &e2)) return false;
             cudaStreamSynchronize(C->st);
             *fin = put_f(out, get(dx, (size_t)T * dim)) && put_f(out, get(dxo, (size_t)T * dim));

@@ -263,6 +263,73 @@ __global__ __launch_bounds__(1024) void resid_norm_row_kernel(cuda_resid_args a,
     if (has_out) mmin_emit_row<NV>(out, i, v, red);
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+template <int NV> __device__ __forceinline__ void cl_emit_row(const cuda_mmin &out, int t, int k0, const float4 (&v)[NV]);
+#endif
+// Round 8 fz: resid_norm_row_kernel<1> (no post-norm) over a thread-block cluster of CL CTAs a row (2..32 rows:
+// one CTA a row leaves most SMs idle; the deferred partials of o / down are read by CL x more
+// SMs). Global thread g = r * blockDim.x + tid of the row's cluster holds float4 g as thread g of
+// the one-CTA kernel does; the block sums gather the 32-or-fewer warp sums of the whole cluster
+// in warp order (distributed shared memory) and reduce them as block_sum does, so every bit
+// equals resid_norm_row_kernel<1>'s.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// A thread's sum of squares of its float4 exactly as nvcc (CUDA 13.0) contracts resid_norm_row_kernel<1>'s
+// `ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w` (read from its SASS, sm_90a and sm_121a alike:
+// FMUL x^2, then FFMA y^2, z^2, w^2); the selftest's cluster rows compare every bit with that kernel.
+__device__ __forceinline__ float cl_sq4(float4 v) {
+    return __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.y, v.y, __fmul_rn(v.x, v.x))));
+}
+__device__ __forceinline__ float cl_block_sum(float v, float *red) {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nwl = blockDim.x >> 5, nw = nwl * (int)cl.num_blocks();
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    cl.sync();
+    v = lane < nw ? *cl.map_shared_rank(red + lane % nwl, lane / nwl) : 0.0f;
+    v = warp_sum(v);
+    cl.sync(); // (red is written again by the next sum; no CTA leaves while another reads it)
+    return v;
+}
+#endif
+template <bool PT>
+__global__ __launch_bounds__(1024) void resid_cl_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    __shared__ float red[32];
+    pdl_trigger();
+    const int CL = (int)cooperative_groups::this_cluster().num_blocks();
+    const int rk = (int)cooperative_groups::this_cluster().block_rank();
+    const int i = blockIdx.x / CL, nt = blockDim.x, tid = rk * nt + threadIdx.x;
+    const float4 wn = ld4(a.norm_w + 4 * tid);
+    pdl_wait();
+    const int r = a.rows ? a.rows[i] : i;
+    const int dim = a.dim;
+    float *x = a.x + (size_t)r * dim;
+    float4 v = ld4(x + 4 * tid);
+    if (a.o) {
+        const float *op = a.o + (size_t)r * dim;
+        const int k = 4 * tid;
+        float4 o = PT ? part_ld4(a.o_part, op, r, k) : ld4(op + k);
+        if (a.o_bias) {
+            const float4 b = ld4(a.o_bias + k);
+            o.x += b.x; o.y += b.y; o.z += b.z; o.w += b.w;
+        }
+        v.x += o.x; v.y += o.y; v.z += o.z; v.w += o.w; // (post_w: not this kernel, resid_cl_launch)
+        *(float4 *)(x + k) = v;
+    }
+    float ss = 0.0f;
+    ss += cl_sq4(v);
+    ss = cl_block_sum(ss, red);
+    const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
+    v.x = v.x * rr * wn.x; v.y = v.y * rr * wn.y; v.z = v.z * rr * wn.z; v.w = v.w * rr * wn.w;
+    if (a.xout) *(float4 *)(a.xout + (size_t)i * dim + 4 * tid) = v;
+    const float4 vv[1] = {v};
+    if (has_out) cl_emit_row<1>(out, i, rk * 4 * nt, vv);
+#endif
+}
+static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int th, bool pt, void *stream, err *e);
+
 static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e) {
     int th = 0;
     const int nv = elt_row_nv(a->dim, &th);
@@ -271,6 +338,10 @@ static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *
         return -1;
     const bool pt = a->o && part_on(a->o_part);
     if (pt && !part_a16(a->o_part)) return -1;
+    if (nv == 1) {
+        const int cr = resid_cl_launch(a, out, th, pt, stream, e);
+        if (cr >= 0) return cr;
+    }
     const int has = a->out != NULL ? 1 : 0;
     const dim3 g((unsigned)a->n), b((unsigned)th);
     if (pt) {
@@ -440,6 +511,39 @@ static int act_cl_launch(const float *gate, const float *up, int ld, int T, int 
         return cuda_fail(e, rc, "cudaLaunchKernelEx (act cluster)", __FILE__, __LINE__); // (a capture is broken now)
     cudaGetLastError();
     fprintf(stderr, "layer: activation cluster launch failed (%s): one CTA a row from now on\n", cudaGetErrorString(rc));
+    off = 1;
+    return -1;
+}
+
+// resid_cl_kernel's launch for a row kernel of th threads (NV 1): 0 = launched, -1 = not taken,
+// > 0 = an error (cuda_fail's code).
+static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int th, bool pt, void *stream, err *e) {
+    static int off = 0;
+    const int env = act_cl_env(), T = a->n;
+    const int CL = env > 0 ? env : T <= 16 ? 8 : T <= 32 ? 4 : 0;
+    if (off || !env || !CL || T > 32 || th % (32 * CL) || (long)T * CL > 65535 || (a->o && a->post_w)) return -1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)(T * CL));
+    cfg.blockDim = dim3((unsigned)(th / CL));
+    cfg.stream = CUDA_STREAM(stream);
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)CL;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
+    const int has = a->out != NULL ? 1 : 0;
+    const cudaError_t rc = pt ? cudaLaunchKernelEx(&cfg, resid_cl_kernel<true>, *a, out, has)
+                              : cudaLaunchKernelEx(&cfg, resid_cl_kernel<false>, *a, out, has);
+    if (rc == cudaSuccess) return 0;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
+        return cuda_fail(e, rc, "cudaLaunchKernelEx (resid cluster)", __FILE__, __LINE__);
+    cudaGetLastError();
+    fprintf(stderr, "layer: resid_norm cluster launch failed (%s): one CTA a row from now on\n", cudaGetErrorString(rc));
     off = 1;
     return -1;
 }
