@@ -453,8 +453,15 @@ __global__ __launch_bounds__(1024) void prep_cl_kernel(const float *x, int ldx, 
 
 // SPARKD_FZ_ACTCL: CTAs a row of the cluster kernels (act_cl_kernel, prep_cl_kernel, resid_cl_kernel;
 // 2, 4 or 8); 0 = the one-CTA-a-row kernels; default (-1): 8 at 2..16 rows, 4 at 17..32, none else;
-// off with SPARKD_FZ=0.
-static int act_cl_v = -2;
+// off with SPARKD_FZ=0. SPARKD_FZ_CLK=mask picks the kernels (1 act, 2 prepare, 4 resid_norm; default 7).
+static int act_cl_v = -2, cl_mask = -1; // cl_mask: SPARKD_FZ_CLK, 1 act, 2 prepare, 4 resid_norm (default 7)
+static bool cl_kind(int bit) {
+    if (cl_mask < 0) {
+        const char *m = getenv("SPARKD_FZ_CLK");
+        cl_mask = m ? atoi(m) & 7 : 7;
+    }
+    return (cl_mask & bit) != 0;
+}
 // Tests: CTAs a row forced (2, 4, 8; 0 = act_row_kernel), -2 = as the environment says.
 extern "C" void cuda_fz_actcl_set(int cl) { act_cl_v = cl == 0 || cl == 2 || cl == 4 || cl == 8 ? cl : -2; }
 static int act_cl_env() {
@@ -482,7 +489,7 @@ static int act_cl_launch(const float *gate, const float *up, int ld, int T, int 
     static int off = 0; // a launch the device refused: not again
     const int env = act_cl_env();
     const int CL = env > 0 ? env : T <= 16 ? 8 : T <= 32 ? 4 : 0;
-    if (off || !env || !CL || T < 2 || T > 32 || ffn % CL || (long)T * CL > 65535 ||
+    if (off || !env || !CL || T < 2 || T > 32 || ffn % CL || (long)T * CL > 65535 || !cl_kind(x ? 2 : 1) ||
         !(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16))) // (one token: b1f's, untouched)
         return -1;
     int th = 0;
@@ -523,7 +530,9 @@ static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int t
     static int off = 0;
     const int env = act_cl_env(), T = a->n;
     const int CL = env > 0 ? env : T <= 16 ? 8 : T <= 32 ? 4 : 0;
-    if (off || !env || !CL || T < 2 || T > 32 || th % (32 * CL) || (long)T * CL > 65535 || (a->o && a->post_w)) return -1;
+    if (off || !env || !CL || T < 2 || T > 32 || th % (32 * CL) || (long)T * CL > 65535 || (a->o && a->post_w) ||
+        !cl_kind(4))
+        return -1;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)(T * CL));
     cfg.blockDim = dim3((unsigned)(th / CL));
