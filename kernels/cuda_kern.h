@@ -164,13 +164,13 @@ typedef struct cuda_mm_args {
     int exact;                              /* 1: hi + lo (default for correctness) */
     float *work;       /* optional device scratch: lets small grids split K over CTAs */
     uint64_t work_bytes; /* (the partials are summed in a fixed order: deterministic) */
+    cuda_defer *defer;   /* NULL: every split product sums its partials itself (reduce launch) */
     /* Paired gated activation (GEMV path only: T == 1, quantized or 16-bit weights): with
      * pair_act = CUDA_ACT_* + 1, n == 2, w[0] = gate and w[1] = up of the same shape, the
      * product writes act(gate) * up straight into act_out's f32 P64 rows (XP form,
      * act_out->K == rows, act_out->T is set to T) and y is not written. 0 = off. */
     int pair_act;
     cuda_mmin *act_out;
-    cuda_defer *defer; /* NULL: every split product sums its partials itself (reduce launch) */
 } cuda_mm_args;
 int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e);
 /* Tuning (selftest --bench): warps of a GEMV CTA that split K, 1, 2, 4 or 8; 0 = the

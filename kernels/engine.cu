@@ -127,6 +127,8 @@ struct engine {
     uint8_t *d_meta, *h_meta;
     uint8_t *d_stage;  // (CU_STAGE) raw GGUF rows on their way to the repack
     float *splitk;     // (CU_SPLITK bytes) split-K partials
+    bool fz_run;       // round 8 fz: run_layers at T >= 2 defers the layer products' split-K reduces
+    cuda_part fz_pp[3]; // (mm: the last deferred product's partials, output j's in [j])
     int32_t *d_tok, *d_pos, *d_seq, *d_bt, *d_rows_out;
     cuda_attn_tile *d_tiles;
     int n_tiles, n_out, n_split;
@@ -1020,9 +1022,12 @@ int mm_p(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float
     }
     return 0;
 }
+// The layer's products (run_layers): with g->fz_run (fz at T >= 2) q+k+v, o, gate+up and down leave
+// their split-K partials to their consumers, described in g->fz_pp (the last such product's).
 int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *y0, const cuda_weight *w1, float *y1,
        const cuda_weight *w2, float *y2, err *e) {
-    return mm_p(g, kind, x0, n, w0, y0, w1, y1, w2, y2, NULL, e);
+    const bool d = g->fz_run && (kind == ENG_MM_QKV || kind == ENG_MM_O || kind == ENG_MM_FFN || kind == ENG_MM_DOWN);
+    return mm_p(g, kind, x0, n, w0, y0, w1, y1, w2, y2, d ? g->fz_pp : NULL, e);
 }
 
 // SPARKD_FZ (round 8): 1 (default) = at T >= 2 the split-K partials of q+k+v, o, gate+up and
@@ -1152,15 +1157,17 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     ra.x = g->x; ra.norm_w = g->L[0].attn_norm; ra.n = T; ra.dim = hp->dim; ra.eps = hp->norm_eps; ra.out = &g->in_dim;
     K_TRY(cuda_resid_norm(&ra, g->st, e));
     cuda_tokens tk = {g->d_pos, g->d_seq, g->d_bt, l.max_blocks, T};
-    // fz: deferred split-K partials at T >= 2 (not with tensor parallel: its all-reduce reads o)
+    // fz: deferred split-K partials at T >= 2 (not with tensor parallel: its all-reduce reads o):
+    // mm() of the layer's products fills g->fz_pp, read by the consumer right after
     const bool fz = T >= 2 && fz_on() && !g->tp && !cuda_elt_old();
-    cuda_part pp[3]; // the last product's deferred partials, read by its consumer next
+    g->fz_run = fz;
+    cuda_part *pp = g->fz_pp;
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *L = &m->layers[il];
         const model_attention *A = &L->attn;
         layer_w *W = &g->L[il];
         const cuda_kv_layer kv = kv_layer(g, g->kv_of_layer[il]);
-        K_TRY(mm_p(g, ENG_MM_QKV, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, fz ? pp : NULL, e));
+        K_TRY(mm(g, ENG_MM_QKV, &g->in_dim, 3, &W->wq, g->q, &W->wk, g->k, &W->wv, g->v, e));
         const model_rope *R = &m->rope[A->rope];
         cuda_qkv_args qa;
         memset(&qa, 0, sizeof qa);
@@ -1199,7 +1206,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             K_TRY(cuda_attention(&aa, g->st, e));
             K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
         }
-        K_TRY(mm_p(g, ENG_MM_O, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, fz ? pp : NULL, e));
+        K_TRY(mm(g, ENG_MM_O, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the heads
         memset(&ra, 0, sizeof ra);
         ra.x = g->x; ra.o = g->o; ra.o_bias = W->bo; ra.post_w = W->post_attn_norm; ra.norm_w = W->ffn_norm;
@@ -1221,11 +1228,11 @@ int run_layers(engine *g, int T, int n_out, err *e) {
                 a.ldy[0] = a.ldy[1] = l.ffn; a.exact = mm_exact(g, ENG_MM_FFN, &xin); a.pair_act = act + 1; a.act_out = &g->in_ffn;
                 K_TRY(cuda_matmul(&a, &xin, g->st, e));
             } else {
-                K_TRY(mm_p(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, fz ? pp : NULL, e));
+                K_TRY(mm(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));
                 K_TRY(cuda_act_mm_part(g->gate, g->up, l.ffn, T, l.ffn, act, fz ? &pp[0] : NULL, fz ? &pp[1] : NULL,
                                        &g->in_ffn, g->st, e));
             }
-            K_TRY(mm_p(g, ENG_MM_DOWN, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, fz ? pp : NULL, e));
+            K_TRY(mm(g, ENG_MM_DOWN, &g->in_ffn, 1, &W->wd, g->o, NULL, NULL, NULL, NULL, e));
         }
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the FFN columns (dense or every expert's)
         memset(&ra, 0, sizeof ra);
@@ -1243,6 +1250,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         }
         K_TRY(cuda_resid_norm(&ra, g->st, e));
     }
+    g->fz_run = false;
     if (n_out) {
         cuda_mm_args a;
         memset(&a, 0, sizeof a);

@@ -24,6 +24,7 @@
 #include "selftest_util.cuh"
 
 int fz_attn_q8_check(const cuda_attn_args *a0, int T, void *file, void *stream); // fz_test.cu (round 8)
+int fz_selftest(void *file, int quick, uint64_t seed, err *e);                    // fz_test.cu (round 8)
 namespace {
 
 // ----------------------------------------------------------------------------- plumbing
@@ -2087,7 +2088,6 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 } // namespace
 
 int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_test.cu
-int fz_selftest(void *file, int quick, uint64_t seed, err *e);     // fz_test.cu (round 8: deferred split-K reduces)
 void hsmall_kbench(void *file, double probe, err *e);
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
@@ -2359,7 +2359,6 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     cuda_mmq3_min_t_set(-1);
     cuda_gemms_set(-1, -1);
     ctx.fails += hsmall_selftest(ctx.f, quick, ctx.rng.next(), e); // gemms.cu (hsmall_test.cu)
-    ctx.fails += fz_selftest(ctx.f, quick, ctx.rng.next(), e); // round 8 fz: split-K partials summed by the consumer (fz_test.cu)
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
@@ -2371,6 +2370,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_resid_norm(9, 4096, 1, 1, 1);
     test_resid_norm(3, 100, 1, 0, 0); // dim not a multiple of 128: f32 output only
     dfree_all();
+    ctx.fails += fz_selftest(ctx.f, quick, ctx.rng.next(), e); // round 8 fz: split-K partials summed by the consumer (fz_test.cu)
     test_act(1, 768, CUDA_ACT_SILU);
     test_act(7, 2048, CUDA_ACT_GELU_TANH);
     test_act(4097, 1024, CUDA_ACT_SILU);
