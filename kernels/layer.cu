@@ -464,6 +464,16 @@ static bool cl_kind(int bit) {
 }
 // Tests: CTAs a row forced (2, 4, 8; 0 = act_row_kernel), -2 = as the environment says.
 extern "C" void cuda_fz_actcl_set(int cl) { act_cl_v = cl == 0 || cl == 2 || cl == 4 || cl == 8 ? cl : -2; }
+// SPARKD_FZ_CL64=0: no cluster kernels at 33..64 rows (run 0's rule); default 1: act and resid_norm
+// take them there when they read deferred partials (one CTA a row read 2-8 partials of a row)
+static bool cl64() {
+    static int v = -1;
+    if (v < 0) {
+        const char *s = getenv("SPARKD_FZ_CL64");
+        v = s && s[0] == '0' ? 0 : 1;
+    }
+    return v != 0;
+}
 static int act_cl_env() {
     int &v = act_cl_v;
     if (v == -2) {
@@ -487,9 +497,9 @@ static int act_cl_launch(const float *gate, const float *up, int ld, int T, int 
                          const cuda_part &pg, const cuda_part &pu, bool pt, void *stream, err *e,
                          const float *x = NULL, int ldx = 0) {
     static int off = 0; // a launch the device refused: not again
-    const int env = act_cl_env();
-    const int CL = env > 0 ? env : T <= 16 ? 8 : T <= 32 ? 4 : 0;
-    if (off || !env || !CL || T < 2 || T > 32 || ffn % CL || (long)T * CL > 65535 || !cl_kind(x ? 2 : 1) ||
+    const int env = act_cl_env(), T2 = pt && cl64() ? 64 : 32; // (33..64 rows: only to read partials)
+    const int CL = env > 0 ? env : T <= 16 ? 8 : T <= T2 ? 4 : 0;
+    if (off || !env || !CL || T < 2 || T > T2 || ffn % CL || (long)T * CL > 65535 || !cl_kind(x ? 2 : 1) ||
         !(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16))) // (one token: b1f's, untouched)
         return -1;
     int th = 0;
@@ -528,9 +538,9 @@ static int act_cl_launch(const float *gate, const float *up, int ld, int T, int 
 // > 0 = an error (cuda_fail's code).
 static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int th, bool pt, void *stream, err *e) {
     static int off = 0;
-    const int env = act_cl_env(), T = a->n;
-    const int CL = env > 0 ? env : T <= 16 ? 8 : T <= 32 ? 4 : 0;
-    if (off || !env || !CL || T < 2 || T > 32 || th % (32 * CL) || (long)T * CL > 65535 || (a->o && a->post_w) ||
+    const int env = act_cl_env(), T = a->n, T2 = pt && cl64() ? 64 : 32; // (33..64 rows: only to read partials)
+    const int CL = env > 0 ? env : T <= 16 ? 8 : T <= T2 ? 4 : 0;
+    if (off || !env || !CL || T < 2 || T > T2 || th % (32 * CL) || (long)T * CL > 65535 || (a->o && a->post_w) ||
         !cl_kind(4))
         return -1;
     cudaLaunchConfig_t cfg = {};
