@@ -2086,6 +2086,8 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 
 int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_test.cu
 void hsmall_kbench(void *file, double probe, err *e);
+int t64_selftest(void *file, int quick, uint64_t seed, err *e); // t64_test.cu (round 8: 33..64 tokens)
+void t64_kbench(void *file, double probe, err *e);
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -2130,6 +2132,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "small")) { hsmall_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // gemms.cu
+    if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "elt")) {
         bench_elt();
         st_close_stream();
@@ -2356,6 +2359,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     cuda_mmq3_min_t_set(-1);
     cuda_gemms_set(-1, -1);
     ctx.fails += hsmall_selftest(ctx.f, quick, ctx.rng.next(), e); // gemms.cu (hsmall_test.cu)
+    ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
