@@ -837,6 +837,8 @@ extern "C" void cuda_t64_test_set(int slots, int drop) {
     t64_drop = drop ? 1 : 0;
 }
 extern "C" long cuda_t64_launches(void) { return t64_launches; }
+static int t64_rounds = 0; // benches: the z = 1 pieces' rounds r (0: ceil(M / E), mmq_t64_cut)
+extern "C" void cuda_t64_rounds_set(int r) { t64_rounds = r > 0 ? r : 0; }
 
 // The uneven K split (t64). A product of M = tiles x token tiles CTAs with slots / 2 < M < slots
 // (2 CTAs an SM: slots = 264 on an H200; Qwen3-8B's gate+up at T <= 64: M = 192) had no split:
@@ -848,7 +850,7 @@ extern "C" long cuda_t64_launches(void) { return t64_launches; }
 // [2][T][rows] partials and their reduce). Returns kcut (0: not taken).
 static int mmq_t64_cut(int M, int slots, int nk) {
     if (M * 2 <= slots || M >= slots || nk < 8) return 0;
-    const int E = slots - M, r = (M + E - 1) / E, s = nk / (r + 1);
+    const int E = slots - M, r = t64_rounds > 0 ? t64_rounds : (M + E - 1) / E, s = nk / (r + 1);
     return s >= 1 ? nk - s : 0;
 }
 

@@ -39,6 +39,8 @@ extern "C" void cuda_t64_g2_set(int on);             // gemms.cu: SPARKD_T64_G2 
 extern "C" long cuda_gemms2_launches(void);          // gemms.cu: gemms2_kernel launches so far
 extern "C" void cuda_gemms2_min_rows_set(int rows);  // gemms.cu: gemms2 only from this many rows (-1: env)
 extern "C" void cuda_mmq3_min_t_set(int t);          // mmq.cu: fewest tokens for mmq3 (-1: env)
+extern "C" void cuda_t64_rounds_set(int r);          // mmq.cu (benches): the uneven split's rounds (0: its rule)
+extern "C" void cuda_gemms2_max_t_set(int t);        // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
 
 namespace {
 
@@ -314,6 +316,42 @@ void t64_kbench(void *file, double probe, err *e) {
                         cuda_t64_launches() > l0 ? "uneven split" : "", cuda_gemms2_launches() > l2 ? "gemms2" : "",
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
+            }
+        }
+        // Q8_0 gate+up at 64: the uneven split's rounds r (its rule: 3 on an H200) and gemms2 (hs2,
+        // 8 token tiles; the engine's Q8_0 input has no f16 form at T = 64: a reference only)
+        if (type == QUANT_Q8_0 && pr.n == 2) {
+            for (int r = 1; r <= 6; r++) {
+                if (r == 1) { // r = 1 stands for gemms2
+                    cuda_t64_set(0);
+                    cuda_gemms2_max_t_set(64);
+                } else {
+                    cuda_t64_set(1);
+                    cuda_t64_rounds_set(r);
+                }
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
+                for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
+                const long l0 = cuda_t64_launches(), l2 = cuda_gemms2_launches();
+                const double us = time_us([&] {
+                    for (int c = 0; c < copies; c++) {
+                        for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)c * pr.n + i];
+                        err e3;
+                        cuda_matmul(&a, &m, C->st, &e3);
+                    }
+                }, 5) / copies;
+                const cudaError_t ce = cudaGetLastError();
+                const double gbs = (double)wb / (us * 1e3);
+                char vr[48];
+                snprintf(vr, sizeof vr, r == 1 ? "gemms2 (hs2, SPARKD_HS2_MAX_T=64)" : "SPARKD_T64=1, rounds %d", r);
+                fprintf(C->f, "| %s | %s %dx%dx%d | 64 | %s | %.1f | %.0f | %.0f%% | %s%s%s |\n", tname(type), pr.name, pr.n,
+                        pr.rows, pr.K, vr, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
+                        cuda_t64_launches() > l0 ? "uneven split" : "", cuda_gemms2_launches() > l2 ? "gemms2" : "",
+                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+                cuda_gemms2_max_t_set(-1);
+                cuda_t64_rounds_set(0);
             }
         }
         cuda_t64_set(-1);
