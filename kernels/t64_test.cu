@@ -41,6 +41,8 @@ extern "C" void cuda_gemms2_min_rows_set(int rows);  // gemms.cu: gemms2 only fr
 extern "C" void cuda_mmq3_min_t_set(int t);          // mmq.cu: fewest tokens for mmq3 (-1: env)
 extern "C" void cuda_t64_rounds_set(int r);          // mmq.cu (benches): the uneven split's rounds (0: its rule)
 extern "C" void cuda_gemms2_max_t_set(int t);        // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
+extern "C" void cuda_t64_hks_set(int ks);            // gemm.cu: hf2's K split cap at 33..64 (SPARKD_T64_HKS; -1: env)
+extern "C" int cuda_hfast_launches(void);            // gemm.cu: hfast / hf2 launches so far
 
 namespace {
 
@@ -167,7 +169,7 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
 
 // SPARKD_T64_G2=1: a product of >= SPARKD_HS2_MIN_ROWS rows (0 here) at T tokens on gemms2 for the
 // K-quants (want2 1), not for Q8_0 (want2 0: mmq), checked against f32 (2e-3 on gemms2, 2e-2 on mmq).
-void test_t64_g2(uint32_t type, int N, int K, int T, int want2) {
+void test_t64_g2(uint32_t type, int N, int K, int T, int want2, int hks = 0) {
     cuda_weight w;
     auto raw = st_gen_rows(type, N, K);
     auto W = st_ref_dequant(type, raw, N, K);
@@ -189,12 +191,15 @@ void test_t64_g2(uint32_t type, int N, int K, int T, int want2) {
     a.work = (float *)dalloc(a.work_bytes);
     cuda_t64_set(1);
     cuda_t64_g2_set(1);
-    cuda_gemms2_min_rows_set(0);
+    cuda_gemms2_min_rows_set(hks ? 1 << 30 : 0);
+    cuda_t64_hks_set(hks ? hks : -1);
     const long l2 = cuda_gemms2_launches();
+    const int lh = cuda_hfast_launches();
     const int rc = cuda_matmul(&a, &m, C->st, &e2);
     cudaStreamSynchronize(C->st);
-    const bool ran2 = cuda_gemms2_launches() > l2;
+    const bool ran2 = hks ? cuda_hfast_launches() > lh : cuda_gemms2_launches() > l2;
     cuda_gemms2_min_rows_set(-1);
+    cuda_t64_hks_set(-1);
     cuda_t64_g2_set(-1);
     cuda_t64_set(-1);
     const cudaError_t ce = cudaGetLastError();
@@ -204,9 +209,9 @@ void test_t64_g2(uint32_t type, int N, int K, int T, int want2) {
     const double er = tok_err(y, NULL, N, W, N, K, x, toks, NULL, &fin);
     const double tol = want2 ? 2e-3 : 2e-2;
     char shape[96], note[96];
-    snprintf(shape, sizeof shape, "%s N%d K%d T%d", tname(type), N, K, T);
-    snprintf(note, sizeof note, "(vs f32; %s expected%s)", want2 ? "gemms2" : "mmq", ran2 == (want2 == 1) ? "" : ": NOT as expected");
-    report("t64 g2", shape, er, tol, 0, rc == 0 && ce == cudaSuccess && fin && ran2 == (want2 == 1) && er <= tol, note);
+    snprintf(shape, sizeof shape, "%s N%d K%d T%d%s", tname(type), N, K, T, hks ? " hf2 ks cap" : "");
+    snprintf(note, sizeof note, "(vs f32; %s expected%s)", hks ? "hf2" : want2 ? "gemms2" : "mmq", ran2 == (want2 == 1) ? "" : ": NOT as expected");
+    report(hks ? "t64 hks" : "t64 g2", shape, er, tol, 0, rc == 0 && ce == cudaSuccess && fin && ran2 == (want2 == 1) && er <= tol, note);
     dfree_all();
 }
 
@@ -249,6 +254,10 @@ int t64_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_t64_g2(QUANT_Q4_K, 1000, 2048, 48, 1);
     test_t64_g2(QUANT_Q6_K, 515, 2048, 64, 1);
     test_t64_g2(QUANT_Q8_0, 1000, 2048, 64, 0);
+    // SPARKD_T64_HKS=12 / 16: hf2 with up to 12 / 16 K pieces (16 row tiles at K 4096: 3 x SMs / 16 >= 12 on an H200)
+    test_t64_g2(QUANT_Q4_K, 2000, 4096, 64, 1, 12);
+    test_t64_g2(QUANT_Q6_K, 1999, 4096, 48, 1, 16);
+    test_t64_g2(QUANT_Q8_0, 2001, 4096, 64, 0, 12); // Q8_0 at 64: mmq (hf2 from 65)
     cuda_hfast_set(hf_was_off ? 0 : -1);
     cuda_mmq3_min_t_set(-1);
     st_close_stream();
@@ -269,8 +278,10 @@ void t64_kbench(void *file, double probe, err *e) {
     fprintf(ctx.f, "| type | product | T | routing | us | GB/s (weights) | %% probe | |\n|---|---|---|---|---|---|---|---|\n");
     struct prod { uint32_t type; const char *name; int n, rows, K; } prods[] = {
         {QUANT_Q8_0, "q+k+v", 1, 6144, 4096}, {QUANT_Q8_0, "o", 1, 4096, 4096}, {QUANT_Q8_0, "gate+up", 2, 12288, 4096},
-        {QUANT_Q8_0, "down", 1, 4096, 12288}, {QUANT_Q4_K, "gate+up", 2, 12288, 4096}, {QUANT_Q6_K, "head", 1, 151936, 4096}};
-    const char *vn[3] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1", "SPARKD_T64=1 T64_G2=1"};
+        {QUANT_Q8_0, "down", 1, 4096, 12288}, {QUANT_Q4_K, "gate+up", 2, 12288, 4096}, {QUANT_Q6_K, "head", 1, 151936, 4096},
+        {QUANT_Q4_K, "o", 1, 4096, 4096}, {QUANT_Q4_K, "down", 1, 4096, 12288}, {QUANT_Q6_K, "down", 1, 4096, 12288}};
+    const char *vn[5] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1", "SPARKD_T64=1 T64_G2=1", "SPARKD_T64=1 T64_HKS=12",
+                         "SPARKD_T64=1 T64_HKS=16"};
     double layer[2][2] = {{0, 0}, {0, 0}}; // Q8_0 [T 48 / 64][round 7 / t64]
     for (const prod &pr : prods) {
         const uint32_t type = pr.type;
@@ -292,10 +303,13 @@ void t64_kbench(void *file, double probe, err *e) {
             if (T == 48 && type != QUANT_Q8_0) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int v = 0; v < 3; v++) {
-                if ((v == 2) != (type != QUANT_Q8_0) && v != 0) continue; // Q8_0: 0, 1; K-quants: 0, 2
+            for (int v = 0; v < 5; v++) {
+                // Q8_0: round 7 and t64; K-quants' >= 16384-row products: G2; their 4096-row ones: hf2's split cap
+                const bool big = pr.n * pr.rows >= 16384;
+                if (v && (type == QUANT_Q8_0 ? v != 1 : big ? v != 2 : v < 3)) continue;
                 cuda_t64_set(v > 0);
                 cuda_t64_g2_set(v == 2);
+                cuda_t64_hks_set(v == 3 ? 12 : v == 4 ? 16 : 8);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
@@ -356,6 +370,7 @@ void t64_kbench(void *file, double probe, err *e) {
         }
         cuda_t64_set(-1);
         cuda_t64_g2_set(-1);
+        cuda_t64_hks_set(-1);
         dfree_all();
     }
     for (int ti = 0; ti < 2; ti++)
