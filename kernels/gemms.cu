@@ -956,17 +956,26 @@ extern "C" void cuda_gemms2_max_t_set(int t) {
 static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
 // Round 8 (t64): SPARKD_T64_G2=1 (with SPARKD_T64 on) gives gemms2 the K-quants' products of >=
 // SPARKD_HS2_MIN_ROWS rows (gate+up, the head) at 33..64 tokens too, where hf2 takes them otherwise
-// (kbench round 8 base, T = 64 Q4_K gate+up: gemms2 72.8 us, hfast 77.9). Q8_0 stays on mmq (its
-// input has no f16 form at T = 64). Default 0 until measured in the whole model.
+// (kbench round 8 base, T = 64 Q4_K gate+up: gemms2 72.8 us, hfast 77.9), and Q8_0's of >= 65536
+// rows (the head: gemms2 326.1 us, int8 mmq 386.3; the engine gives the head's input the f16 form
+// then, cuda_t64_g2_head); Q8_0's gate+up stays on mmq (its input has no f16 form at T = 64).
+// Default 0 until measured in the whole model.
 extern "C" int cuda_t64_on(void); // mmq.cu
 static int g_t64_g2 = -1;
 extern "C" void cuda_t64_g2_set(int on) { g_t64_g2 = on < 0 ? -1 : on ? 1 : 0; } // tests, benches; -1: env
-static int g2_top_t(uint32_t type) {
+static int t64_g2_on() {
     if (g_t64_g2 < 0) {
         const char *v = getenv("SPARKD_T64_G2");
         g_t64_g2 = v && v[0] == '1' ? 1 : 0;
     }
-    return g_t64_g2 && type != QT_Q8_0 && cuda_t64_on() ? G2_MAX_T : g_hs2_max_t;
+    return g_t64_g2 && cuda_t64_on();
+}
+// The engine (input_forms): whether the head's input needs the f16 form at T tokens for gemms2.
+extern "C" int cuda_t64_g2_head(int T) { return T >= 33 && T <= G2_MAX_T && t64_g2_on(); }
+static int g2_top_t(const cuda_mm_args *a) {
+    int64_t rows = 0;
+    for (int i = 0; i < a->n; i++) rows += a->w[i]->rows;
+    return t64_g2_on() && (a->w[0]->type != QT_Q8_0 || rows >= 65536) ? G2_MAX_T : g_hs2_max_t;
 }
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
@@ -1068,7 +1077,7 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
 static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
                     int *grid, int *trows, int *ntiles, int *c2) {
     *c2 = g2_c2(T, a->w[0]->type);
-    if (!g_hs2 || T > g2_top_t(a->w[0]->type) || !g2_geom(a->w[0]->type, T, K, unit, stages, smem, c2)) return 0;
+    if (!g_hs2 || T > g2_top_t(a) || !g2_geom(a->w[0]->type, T, K, unit, stages, smem, c2)) return 0;
     const int tr = 128 * g2_mt(T);
     int tiles = 0;
     int64_t rows = 0;
@@ -1140,7 +1149,7 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
 extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     gs_env();
     if (!g_on || a->exact || a->pair_act || a->path == CUDA_MM_FORCE_GEMV || x->T < 2 ||
-        x->T > (g_hs2 && g2_top_t(a->w[0]->type) > cuda_gemms_max_t() ? g2_top_t(a->w[0]->type) : cuda_gemms_max_t()) ||
+        x->T > (g_hs2 && g2_top_t(a) > cuda_gemms_max_t() ? g2_top_t(a) : cuda_gemms_max_t()) ||
         !(x->forms & CUDA_MMIN_F16) || !x->hi || !x->tscale || x->K % 128 || !gs_type_ok(a->w[0]->type))
         return 0;
     int tiles = 0, rows = 0, ks, upc;

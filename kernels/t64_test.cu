@@ -253,7 +253,8 @@ int t64_selftest(void *file, int quick, uint64_t seed, err *e) {
     cuda_hfast_set(-1);
     test_t64_g2(QUANT_Q4_K, 1000, 2048, 48, 1);
     test_t64_g2(QUANT_Q6_K, 515, 2048, 64, 1);
-    test_t64_g2(QUANT_Q8_0, 1000, 2048, 64, 0);
+    test_t64_g2(QUANT_Q8_0, 1000, 2048, 64, 0);    // Q8_0 below 65536 rows: mmq
+    test_t64_g2(QUANT_Q8_0, 66000, 512, 40, 1);    // Q8_0 of >= 65536 rows (the head): gemms2
     // SPARKD_T64_HKS=12 / 16: hf2 with up to 12 / 16 K pieces (16 row tiles at K 4096: 3 x SMs / 16 >= 12 on an H200)
     test_t64_g2(QUANT_Q4_K, 2000, 4096, 64, 1, 12);
     test_t64_g2(QUANT_Q6_K, 1999, 4096, 48, 1, 16);
@@ -278,7 +279,8 @@ void t64_kbench(void *file, double probe, err *e) {
     fprintf(ctx.f, "| type | product | T | routing | us | GB/s (weights) | %% probe | |\n|---|---|---|---|---|---|---|---|\n");
     struct prod { uint32_t type; const char *name; int n, rows, K; } prods[] = {
         {QUANT_Q8_0, "q+k+v", 1, 6144, 4096}, {QUANT_Q8_0, "o", 1, 4096, 4096}, {QUANT_Q8_0, "gate+up", 2, 12288, 4096},
-        {QUANT_Q8_0, "down", 1, 4096, 12288}, {QUANT_Q4_K, "gate+up", 2, 12288, 4096}, {QUANT_Q6_K, "head", 1, 151936, 4096},
+        {QUANT_Q8_0, "down", 1, 4096, 12288}, {QUANT_Q8_0, "head", 1, 151936, 4096}, {QUANT_Q4_K, "gate+up", 2, 12288, 4096},
+        {QUANT_Q6_K, "head", 1, 151936, 4096},
         {QUANT_Q4_K, "o", 1, 4096, 4096}, {QUANT_Q4_K, "down", 1, 4096, 12288}, {QUANT_Q6_K, "down", 1, 4096, 12288}};
     const char *vn[5] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1", "SPARKD_T64=1 T64_G2=1", "SPARKD_T64=1 T64_HKS=12",
                          "SPARKD_T64=1 T64_HKS=16"};
@@ -306,7 +308,7 @@ void t64_kbench(void *file, double probe, err *e) {
             for (int v = 0; v < 5; v++) {
                 // Q8_0: round 7 and t64; K-quants' >= 16384-row products: G2; their 4096-row ones: hf2's split cap
                 const bool big = pr.n * pr.rows >= 16384;
-                if (v && (type == QUANT_Q8_0 ? v != 1 : big ? v != 2 : v < 3)) continue;
+                if (v && (type == QUANT_Q8_0 ? v != 1 && !(v == 2 && pr.rows >= 65536) : big ? v != 2 : v < 3)) continue;
                 cuda_t64_set(v > 0);
                 cuda_t64_g2_set(v == 2);
                 cuda_t64_hks_set(v == 3 ? 12 : v == 4 ? 16 : 8);
@@ -324,7 +326,7 @@ void t64_kbench(void *file, double probe, err *e) {
                 }, 5) / copies;
                 const cudaError_t ce = cudaGetLastError();
                 const double gbs = (double)wb / (us * 1e3);
-                if (type == QUANT_Q8_0) layer[T == 64][v > 0] += us;
+                if (type == QUANT_Q8_0 && pr.rows < 65536 && v < 2) layer[T == 64][v > 0] += us;
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %s%s%s |\n", tname(type), pr.name, pr.n,
                         pr.rows, pr.K, T, vn[v], us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
                         cuda_t64_launches() > l0 ? "uneven split" : "", cuda_gemms2_launches() > l2 ? "gemms2" : "",
