@@ -51,8 +51,9 @@ struct mmq_params {
     const float *xd, *xs;    // (T, K / 32) block scales, d * sum(q)
     int cbias[4];            // mmq3_kernel's MMA accumulator: the bits of 1.5 * 2^23 each
     int psel;                // mmq3_kernel: 0x3210, an identity byte permutation
-    int kcut;                // mmq3_kernel, ksplit == 2 (round 8, t64): 0 = K split evenly; > 0 = the
-                             // z = 0 CTAs take chunks [0, kcut), the z = 1 CTAs [kcut, K / 64)
+    int kcut, kcut1;         // mmq3_kernel, ksplit == 2 (round 8, t64): kcut 0 = K split evenly; > 0 = the
+                             // z = 0 CTAs take chunks [0, kcut), the z = 1 CTAs [kcut1, K / 64) (kcut1 =
+                             // kcut; kcut + 1 in the tests' control: one chunk lost)
 };
 
 // V3: mmq3_kernel's layout (Q4_K's token sums outside the stages, in a superblock ring)
@@ -519,7 +520,7 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
     const int wm = warp & 3, wn = warp >> 2; // rows 32 wm.., tokens 32 wn..
     const int nk_all = p.K / 64;
     // K range: an even split by blockIdx.z, or (kcut > 0, ksplit 2) t64's uneven one (mmq_t64_cut)
-    const int kz0 = p.kcut > 0 ? (blockIdx.z ? p.kcut : 0) : (int)((long)nk_all * blockIdx.z / p.ksplit);
+    const int kz0 = p.kcut > 0 ? (blockIdx.z ? p.kcut1 : 0) : (int)((long)nk_all * blockIdx.z / p.ksplit);
     const int kz1 = p.kcut > 0 ? (blockIdx.z ? nk_all : p.kcut) : (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
     const int ntiles = max(0, min(4, (p.T - n0 - 32 * wn + 7) / 8)); // n8 tiles of this warp with tokens
@@ -831,7 +832,7 @@ extern "C" void cuda_t64_set(int on) {
 static int t64_slots = 0, t64_drop = 0; // tests: CTA slots planned for (0: 2 x SMs); the control
 static long t64_launches = 0;           // launches with the uneven split
 // Tests: plan for `slots` CTA slots instead of 2 x SMs (0: the device's), so small products take
-// the uneven split; drop = 1: the control (the reduce sums the z = 0 partials only: must fail).
+// the uneven split; drop = 1: the control (the z = 1 pieces skip chunk kcut: must fail).
 extern "C" void cuda_t64_test_set(int slots, int drop) {
     t64_slots = slots > 0 ? slots : 0;
     t64_drop = drop ? 1 : 0;
@@ -878,16 +879,13 @@ static int mmq_launch(mmq_params p, int mtiles, void *stream, err *e) {
         p.ksplit = 1;
         p.ws = NULL;
     }
+    if (p.kcut > 0) t64_launches++;
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
     if (old) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
     else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C3::smem3, stream, p));
-    if (p.kcut > 0) t64_launches++;
-    if (p.ksplit > 1) {
-        mmq_params q = p;
-        if (p.kcut > 0 && t64_drop) q.ksplit = 1; // the tests' control: the z = 1 pieces left out
+    if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
-                             stream, q));
-    }
+                             stream, p));
     return 0;
 }
 
@@ -960,6 +958,7 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
         if (cut > 0) {
             p.ksplit = 2;
             p.kcut = cut;
+            p.kcut1 = cut + (t64_drop && cut + 1 < nk); // the tests' control: chunk kcut left out
             p.ws = a->work;
         }
     }

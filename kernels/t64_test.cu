@@ -12,8 +12,8 @@
 //   few CTA slots (cuda_t64_test_set), and in a product of 0.75 x 2 x SMs tiles with the device's
 //   own slots (as Qwen3-8B's gate+up at T <= 64 on an H200); rows not multiples of the 128-row
 //   tile, two matrices with a padded ldy, accumulate, cuts inside a Q4_K / Q6_K superblock;
-// - the control: the same split with the z = 1 pieces left out of the reduce must differ from
-//   the old path by more than 1e-3 (else the check could not see a lost piece);
+// - the control: the same split with one chunk of K left out (the z = 1 pieces start one chunk
+//   late) must differ from the old path by more than 1e-3 (else the check could not see it);
 // - SPARKD_T64_G2=1: a K-quant product of >= 16384 rows at 33..64 tokens runs on gemms2 (its
 //   launch counter) within gemms2's f16 tolerance of the f32 reference, a Q8_0 one does not.
 // Outputs are poisoned with NaN before each product (a skipped row fails).
@@ -156,7 +156,7 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s slots %d", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", slots ? slots : 2 * g_sms);
     if (drop) {
-        snprintf(note, sizeof note, "(z = 1 pieces left out of the reduce: must differ from round 7's by > 1e-3%s)",
+        snprintf(note, sizeof note, "(chunk kcut left out: must differ from round 7's by > 1e-3%s)",
                  ran ? "" : "; the uneven split did NOT run");
         report("t64 control", shape, eo, 1e-3, 0, rc == 0 && ce == cudaSuccess && ran && eo > 1e-3, note);
     } else {
