@@ -46,14 +46,14 @@ struct mmq_params {
     int ksplit;  // CTAs along K (grid.z); > 1: partials to ws, mmq_reduce sums them
     float *ws;   // (ksplit, T, ws_rows) f32
     int ws_rows; // rows of all matrices
+    int kcut, kcut1;         // mmq3_kernel, ksplit == 2 (round 8, t64): kcut 0 = K split evenly; > 0 = the
+                             // z = 0 CTAs take chunks [0, kcut), the z = 1 CTAs [kcut1, K / 64) (kcut1 =
+                             // kcut; kcut + 1 in the tests' control: one chunk lost)
     int row0[CUDA_MM_MAX_MATS];
     const int8_t *xq;        // (T, K) int8, P64
     const float *xd, *xs;    // (T, K / 32) block scales, d * sum(q)
     int cbias[4];            // mmq3_kernel's MMA accumulator: the bits of 1.5 * 2^23 each
     int psel;                // mmq3_kernel: 0x3210, an identity byte permutation
-    int kcut, kcut1;         // mmq3_kernel, ksplit == 2 (round 8, t64): kcut 0 = K split evenly; > 0 = the
-                             // z = 0 CTAs take chunks [0, kcut), the z = 1 CTAs [kcut1, K / 64) (kcut1 =
-                             // kcut; kcut + 1 in the tests' control: one chunk lost)
 };
 
 // V3: mmq3_kernel's layout (Q4_K's token sums outside the stages, in a superblock ring)

@@ -2359,12 +2359,12 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     cuda_mmq3_min_t_set(-1);
     cuda_gemms_set(-1, -1);
     ctx.fails += hsmall_selftest(ctx.f, quick, ctx.rng.next(), e); // gemms.cu (hsmall_test.cu)
-    ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
     test_gemv_pair(QUANT_Q8_0, 384, 4096, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q4_K, 1152, 1024, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q6_K, 128, 512, CUDA_ACT_GELU_TANH);
     test_gemv_pair(QUANT_F16, 256, 768, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q5_1, 384, 2048, CUDA_ACT_GELU_TANH);
+    ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
     test_resid_norm(4097, 1024, 1, 0, 0);
