@@ -958,24 +958,28 @@ static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == 
 // SPARKD_HS2_MIN_ROWS rows (gate+up, the head) at 33..64 tokens too, where hf2 takes them otherwise
 // (kbench round 8 base, T = 64 Q4_K gate+up: gemms2 72.8 us, hfast 77.9), and Q8_0's of >= 65536
 // rows (the head: gemms2 326.1 us, int8 mmq 386.3; the engine gives the head's input the f16 form
-// then, cuda_t64_g2_head); Q8_0's gate+up stays on mmq (its input has no f16 form at T = 64).
+// then, cuda_t64_g2_head); Q8_0's gate+up stays on mmq (its input has no f16 form at T = 64) unless
+// SPARKD_T64_G2=2 (gemms2 for Q8_0's >= SPARKD_HS2_MIN_ROWS rows too: kbench base T = 64 gate+up 80.1
+// vs mmq 88.4; the engine then writes the f16 form of the q+k+v / gate+up input as well).
 // Default 0 until measured in the whole model.
 extern "C" int cuda_t64_on(void); // mmq.cu
 static int g_t64_g2 = -1;
-extern "C" void cuda_t64_g2_set(int on) { g_t64_g2 = on < 0 ? -1 : on ? 1 : 0; } // tests, benches; -1: env
-static int t64_g2_on() {
+extern "C" void cuda_t64_g2_set(int lvl) { g_t64_g2 = lvl < 0 ? -1 : lvl > 2 ? 2 : lvl; } // tests, benches: 0..2; -1: env
+static int t64_g2_on() { // 0 off, 1 or 2 (SPARKD_T64_G2)
     if (g_t64_g2 < 0) {
         const char *v = getenv("SPARKD_T64_G2");
-        g_t64_g2 = v && v[0] == '1' ? 1 : 0;
+        g_t64_g2 = v && v[0] == '1' ? 1 : v && v[0] == '2' ? 2 : 0;
     }
-    return g_t64_g2 && cuda_t64_on();
+    return cuda_t64_on() ? g_t64_g2 : 0;
 }
-// The engine (input_forms): whether the head's input needs the f16 form at T tokens for gemms2.
-extern "C" int cuda_t64_g2_head(int T) { return T >= 33 && T <= G2_MAX_T && t64_g2_on(); }
+// The engine (input_forms): SPARKD_T64_G2's level at T tokens (0 outside 33..64): 1 the head's input
+// needs the f16 form for gemms2, 2 the q+k+v / gate+up input too.
+extern "C" int cuda_t64_g2_head(int T) { return T >= 33 && T <= G2_MAX_T ? t64_g2_on() : 0; }
 static int g2_top_t(const cuda_mm_args *a) {
     int64_t rows = 0;
     for (int i = 0; i < a->n; i++) rows += a->w[i]->rows;
-    return t64_g2_on() && (a->w[0]->type != QT_Q8_0 || rows >= 65536) ? G2_MAX_T : g_hs2_max_t;
+    const int lvl = t64_g2_on();
+    return lvl && (a->w[0]->type != QT_Q8_0 || rows >= 65536 || lvl == 2) ? G2_MAX_T : g_hs2_max_t;
 }
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64

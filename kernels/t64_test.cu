@@ -35,12 +35,11 @@ extern "C" int cuda_t64_on(void);                    // mmq.cu: SPARKD_T64 (defa
 extern "C" void cuda_t64_set(int on);                // mmq.cu: 1 / 0, -1 = as SPARKD_T64 says
 extern "C" void cuda_t64_test_set(int slots, int drop); // mmq.cu: plan for `slots` CTA slots; drop = the control
 extern "C" long cuda_t64_launches(void);             // mmq.cu: launches with the uneven split
-extern "C" void cuda_t64_g2_set(int on);             // gemms.cu: SPARKD_T64_G2 (-1: as it says)
+extern "C" void cuda_t64_g2_set(int lvl);            // gemms.cu: SPARKD_T64_G2 level 0..2 (-1: as it says)
 extern "C" long cuda_gemms2_launches(void);          // gemms.cu: gemms2_kernel launches so far
 extern "C" void cuda_gemms2_min_rows_set(int rows);  // gemms.cu: gemms2 only from this many rows (-1: env)
 extern "C" void cuda_mmq3_min_t_set(int t);          // mmq.cu: fewest tokens for mmq3 (-1: env)
 extern "C" void cuda_t64_rounds_set(int r);          // mmq.cu (benches): the uneven split's rounds (0: its rule)
-extern "C" void cuda_gemms2_max_t_set(int t);        // gemms.cu: gemms2's top T (<= 64; -1: SPARKD_HS2_MAX_T)
 extern "C" void cuda_t64_hks_set(int ks);            // gemm.cu: hf2's K split cap at 33..64 (SPARKD_T64_HKS; -1: env)
 extern "C" int cuda_hfast_launches(void);            // gemm.cu: hfast / hf2 launches so far
 
@@ -169,7 +168,7 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
 
 // SPARKD_T64_G2=1: a product of >= SPARKD_HS2_MIN_ROWS rows (0 here) at T tokens on gemms2 for the
 // K-quants (want2 1), not for Q8_0 (want2 0: mmq), checked against f32 (2e-3 on gemms2, 2e-2 on mmq).
-void test_t64_g2(uint32_t type, int N, int K, int T, int want2, int hks = 0) {
+void test_t64_g2(uint32_t type, int N, int K, int T, int want2, int hks = 0, int lvl = 1) {
     cuda_weight w;
     auto raw = st_gen_rows(type, N, K);
     auto W = st_ref_dequant(type, raw, N, K);
@@ -190,8 +189,8 @@ void test_t64_g2(uint32_t type, int N, int K, int T, int want2, int hks = 0) {
     a.work_bytes = 32u << 20;
     a.work = (float *)dalloc(a.work_bytes);
     cuda_t64_set(1);
-    cuda_t64_g2_set(1);
-    cuda_gemms2_min_rows_set(hks ? 1 << 30 : 0);
+    cuda_t64_g2_set(lvl);
+    cuda_gemms2_min_rows_set(hks ? 1 << 30 : lvl == 2 ? -1 : 0);
     cuda_t64_hks_set(hks ? hks : -1);
     const long l2 = cuda_gemms2_launches();
     const int lh = cuda_hfast_launches();
@@ -209,7 +208,7 @@ void test_t64_g2(uint32_t type, int N, int K, int T, int want2, int hks = 0) {
     const double er = tok_err(y, NULL, N, W, N, K, x, toks, NULL, &fin);
     const double tol = want2 ? 2e-3 : 2e-2;
     char shape[96], note[96];
-    snprintf(shape, sizeof shape, "%s N%d K%d T%d%s", tname(type), N, K, T, hks ? " hf2 ks cap" : "");
+    snprintf(shape, sizeof shape, "%s N%d K%d T%d%s", tname(type), N, K, T, hks ? " hf2 ks cap" : lvl == 2 ? " G2=2" : "");
     snprintf(note, sizeof note, "(vs f32; %s expected%s)", hks ? "hf2" : want2 ? "gemms2" : "mmq", ran2 == (want2 == 1) ? "" : ": NOT as expected");
     report(hks ? "t64 hks" : "t64 g2", shape, er, tol, 0, rc == 0 && ce == cudaSuccess && fin && ran2 == (want2 == 1) && er <= tol, note);
     dfree_all();
@@ -255,6 +254,8 @@ int t64_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_t64_g2(QUANT_Q6_K, 515, 2048, 64, 1);
     test_t64_g2(QUANT_Q8_0, 1000, 2048, 64, 0);    // Q8_0 below 65536 rows: mmq
     test_t64_g2(QUANT_Q8_0, 66000, 512, 40, 1);    // Q8_0 of >= 65536 rows (the head): gemms2
+    test_t64_g2(QUANT_Q8_0, 20000, 512, 48, 1, 0, 2); // SPARKD_T64_G2=2: Q8_0 of >= 16384 rows too
+    test_t64_g2(QUANT_Q8_0, 16000, 512, 64, 0, 0, 2); // (below SPARKD_HS2_MIN_ROWS: mmq)
     // SPARKD_T64_HKS=12 / 16: hf2 with up to 12 / 16 K pieces (16 row tiles at K 4096: 3 x SMs / 16 >= 12 on an H200)
     test_t64_g2(QUANT_Q4_K, 2000, 4096, 64, 1, 12);
     test_t64_g2(QUANT_Q6_K, 1999, 4096, 48, 1, 16);
@@ -282,7 +283,7 @@ void t64_kbench(void *file, double probe, err *e) {
         {QUANT_Q8_0, "down", 1, 4096, 12288}, {QUANT_Q8_0, "head", 1, 151936, 4096}, {QUANT_Q4_K, "gate+up", 2, 12288, 4096},
         {QUANT_Q6_K, "head", 1, 151936, 4096},
         {QUANT_Q4_K, "o", 1, 4096, 4096}, {QUANT_Q4_K, "down", 1, 4096, 12288}, {QUANT_Q6_K, "down", 1, 4096, 12288}};
-    const char *vn[5] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1", "SPARKD_T64=1 T64_G2=1", "SPARKD_T64=1 T64_HKS=12",
+    const char *vn[5] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1", "SPARKD_T64=1 T64_G2=1 (Q8_0: =2)", "SPARKD_T64=1 T64_HKS=12",
                          "SPARKD_T64=1 T64_HKS=16"};
     double layer[2][2] = {{0, 0}, {0, 0}}; // Q8_0 [T 48 / 64][round 7 / t64]
     for (const prod &pr : prods) {
@@ -308,9 +309,9 @@ void t64_kbench(void *file, double probe, err *e) {
             for (int v = 0; v < 5; v++) {
                 // Q8_0: round 7 and t64; K-quants' >= 16384-row products: G2; their 4096-row ones: hf2's split cap
                 const bool big = pr.n * pr.rows >= 16384;
-                if (v && (type == QUANT_Q8_0 ? v != 1 && !(v == 2 && pr.rows >= 65536) : big ? v != 2 : v < 3)) continue;
+                if (v && (type == QUANT_Q8_0 ? v != 1 && !(v == 2 && big) : big ? v != 2 : v < 3)) continue;
                 cuda_t64_set(v > 0);
-                cuda_t64_g2_set(v == 2);
+                cuda_t64_g2_set(v == 2 ? (type == QUANT_Q8_0 ? 2 : 1) : 0);
                 cuda_t64_hks_set(v == 3 ? 12 : v == 4 ? 16 : 8);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
@@ -334,17 +335,11 @@ void t64_kbench(void *file, double probe, err *e) {
                 fflush(C->f);
             }
         }
-        // Q8_0 gate+up at 64: the uneven split's rounds r (its rule: 3 on an H200) and gemms2 (hs2,
-        // 8 token tiles; the engine's Q8_0 input has no f16 form at T = 64: a reference only)
+        // Q8_0 gate+up at 64: the uneven split's rounds r (its rule: 3 on an H200)
         if (type == QUANT_Q8_0 && pr.n == 2) {
-            for (int r = 1; r <= 6; r++) {
-                if (r == 1) { // r = 1 stands for gemms2
-                    cuda_t64_set(0);
-                    cuda_gemms2_max_t_set(64);
-                } else {
-                    cuda_t64_set(1);
-                    cuda_t64_rounds_set(r);
-                }
+            for (int r = 2; r <= 6; r++) {
+                cuda_t64_set(1);
+                cuda_t64_rounds_set(r);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
@@ -360,13 +355,12 @@ void t64_kbench(void *file, double probe, err *e) {
                 const cudaError_t ce = cudaGetLastError();
                 const double gbs = (double)wb / (us * 1e3);
                 char vr[48];
-                snprintf(vr, sizeof vr, r == 1 ? "gemms2 (hs2, SPARKD_HS2_MAX_T=64)" : "SPARKD_T64=1, rounds %d", r);
+                snprintf(vr, sizeof vr, "SPARKD_T64=1, rounds %d", r);
                 fprintf(C->f, "| %s | %s %dx%dx%d | 64 | %s | %.1f | %.0f | %.0f%% | %s%s%s |\n", tname(type), pr.name, pr.n,
                         pr.rows, pr.K, vr, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0,
                         cuda_t64_launches() > l0 ? "uneven split" : "", cuda_gemms2_launches() > l2 ? "gemms2" : "",
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
-                cuda_gemms2_max_t_set(-1);
                 cuda_t64_rounds_set(0);
             }
         }
