@@ -961,14 +961,16 @@ static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == 
 // then, cuda_t64_g2_head); Q8_0's gate+up stays on mmq (its input has no f16 form at T = 64) unless
 // SPARKD_T64_G2=2 (gemms2 for Q8_0's >= SPARKD_HS2_MIN_ROWS rows too: kbench base T = 64 gate+up 80.1
 // vs mmq 88.4; the engine then writes the f16 form of the q+k+v / gate+up input as well).
-// Default 0 until measured in the whole model.
+// Default 1: GPU run 0 (H200, with fz), Q4_K_M 64 sequences 6,791 vs 6,542 tok/s (+3.8%); kernel
+// bench T = 64: Q4_K gate+up 73.4 vs hf2 76.6 us, Q6_K head 347.6 vs 365.2, Q8_0 head 335.5 vs mmq
+// 391.9, Q8_0 gate+up (=2) 80.2 vs the uneven mmq split 85.9. SPARKD_T64_G2=0: off.
 extern "C" int cuda_t64_on(void); // mmq.cu
 static int g_t64_g2 = -1;
 extern "C" void cuda_t64_g2_set(int lvl) { g_t64_g2 = lvl < 0 ? -1 : lvl > 2 ? 2 : lvl; } // tests, benches: 0..2; -1: env
 static int t64_g2_on() { // 0 off, 1 or 2 (SPARKD_T64_G2)
     if (g_t64_g2 < 0) {
         const char *v = getenv("SPARKD_T64_G2");
-        g_t64_g2 = v && v[0] == '1' ? 1 : v && v[0] == '2' ? 2 : 0;
+        g_t64_g2 = v && v[0] == '0' ? 0 : v && v[0] == '2' ? 2 : 1;
     }
     return cuda_t64_on() ? g_t64_g2 : 0;
 }

@@ -129,6 +129,7 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
             else poison(dy[i], (size_t)T * ld[i] * 4);
         }
         cuda_t64_set(v);
+        cuda_t64_g2_set(0); // (gemms.cu is off in these rows anyway: cuda_gemms_set(0))
         cuda_t64_test_set(v ? slots : 0, v ? drop : 0);
         if (v) l0 = cuda_t64_launches();
         rc |= cuda_matmul(&a, &m, C->st, &e2);
@@ -138,6 +139,7 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
     }
     cuda_t64_test_set(0, 0);
     cuda_t64_set(-1);
+    cuda_t64_g2_set(-1);
     const cudaError_t ce = cudaGetLastError();
     std::vector<int> toks = {0, 1, T - 1, T / 2};
     for (int i = 0; i < 4; i++) toks.push_back(C->rng.below(T));
@@ -159,9 +161,9 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
                  ran ? "" : "; the uneven split did NOT run");
         report("t64 control", shape, eo, 1e-3, 0, rc == 0 && ce == cudaSuccess && ran && eo > 1e-3, note);
     } else {
-        snprintf(note, sizeof note, "(vs SPARKD_T64=0 on the same int8 input; vs f32 %.2g, tol 2e-2; uneven split %s%s%s)",
+        snprintf(note, sizeof note, "(vs SPARKD_T64=0 on the same int8 input; vs f32 %.2g, tol 5e-2; uneven split %s%s%s)",
                  ef, want ? "expected" : "not expected", ran ? "" : ": NOT as expected", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
-        report("t64 mmq", shape, eo, 1e-5, 0, rc == 0 && ce == cudaSuccess && fin && ran && eo <= 1e-5 && ef <= 2e-2, note);
+        report("t64 mmq", shape, eo, 1e-5, 0, rc == 0 && ce == cudaSuccess && fin && ran && eo <= 1e-5 && ef <= 5e-2, note);
     }
     dfree_all();
 }
@@ -283,7 +285,7 @@ void t64_kbench(void *file, double probe, err *e) {
         {QUANT_Q8_0, "down", 1, 4096, 12288}, {QUANT_Q8_0, "head", 1, 151936, 4096}, {QUANT_Q4_K, "gate+up", 2, 12288, 4096},
         {QUANT_Q6_K, "head", 1, 151936, 4096},
         {QUANT_Q4_K, "o", 1, 4096, 4096}, {QUANT_Q4_K, "down", 1, 4096, 12288}, {QUANT_Q6_K, "down", 1, 4096, 12288}};
-    const char *vn[5] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1", "SPARKD_T64=1 T64_G2=1 (Q8_0: =2)", "SPARKD_T64=1 T64_HKS=12",
+    const char *vn[5] = {"SPARKD_T64=0 (round 7)", "SPARKD_T64=1 T64_G2=0", "SPARKD_T64=1 T64_G2=1 (Q8_0: =2)", "SPARKD_T64=1 T64_HKS=12",
                          "SPARKD_T64=1 T64_HKS=16"};
     double layer[2][2] = {{0, 0}, {0, 0}}; // Q8_0 [T 48 / 64][round 7 / t64]
     for (const prod &pr : prods) {
@@ -339,6 +341,7 @@ void t64_kbench(void *file, double probe, err *e) {
         if (type == QUANT_Q8_0 && pr.n == 2) {
             for (int r = 2; r <= 6; r++) {
                 cuda_t64_set(1);
+                cuda_t64_g2_set(0); // (run 0's build left the G2 variant on here: those rows were gemms2)
                 cuda_t64_rounds_set(r);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
