@@ -2132,7 +2132,6 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "small")) { hsmall_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // gemms.cu
-    if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "elt")) {
         bench_elt();
         st_close_stream();
@@ -2150,6 +2149,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "q4v")) { q4v_kbench(probe); st_close_stream(); return 0; } // gemv.cu q4v (q4v_test.cuh)
+    if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "decode")) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
         // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
