@@ -2137,6 +2137,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         st_close_stream();
         return 0;
     }
+    if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "prefill")) {
         // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
         // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
@@ -2149,7 +2150,6 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "q4v")) { q4v_kbench(probe); st_close_stream(); return 0; } // gemv.cu q4v (q4v_test.cuh)
-    if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "decode")) {
         // the products of a Qwen3-8B decode step (q+k+v rows, gate+up rows, down, o, head)
         // in Q8_0, Q4_K and Q6_K; "gemv" (f32 x) beside "gemv dp4a" (int8 x, precision fast)
