@@ -1052,8 +1052,8 @@ int input_forms(const engine *g, int forms_all, int T, int kinds) {
     if (!g->fast_mm) return forms_at(forms_all, T, 0);
     const int k8 = g->int8_kinds & kinds;
     return (k8 ? forms_at(forms_all, T, 1) : 0) | (k8 != kinds ? forms_at(forms_all, T, 0) : 0) |
-           ((kinds == ENG_MM_HEAD && cuda_t64_g2_head(T)) || ((kinds & ENG_MM_FFN) && cuda_t64_g2_head(T) == 2)
-                ? forms_all & CUDA_MMIN_F16 : 0); // t64: gemms2 head (SPARKD_T64_G2=1), + gate+up (=2)
+           ((kinds == ENG_MM_HEAD || (kinds & ENG_MM_FFN)) && cuda_t64_g2_head(T) == 2
+                ? forms_all & CUDA_MMIN_F16 : 0); // t64: Q8_0's head and gate+up on gemms2 (SPARKD_T64_G2=2)
 }
 
 // MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV

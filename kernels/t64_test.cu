@@ -255,7 +255,8 @@ int t64_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_t64_g2(QUANT_Q4_K, 1000, 2048, 48, 1);
     test_t64_g2(QUANT_Q6_K, 515, 2048, 64, 1);
     test_t64_g2(QUANT_Q8_0, 1000, 2048, 64, 0);    // Q8_0 below 65536 rows: mmq
-    test_t64_g2(QUANT_Q8_0, 66000, 512, 40, 1);    // Q8_0 of >= 65536 rows (the head): gemms2
+    test_t64_g2(QUANT_Q8_0, 66000, 512, 40, 0);    // Q8_0 at level 1: mmq even at the head's size (run 1)
+    test_t64_g2(QUANT_Q8_0, 66000, 512, 40, 1, 0, 2); // SPARKD_T64_G2=2: gemms2
     test_t64_g2(QUANT_Q8_0, 20000, 512, 48, 1, 0, 2); // SPARKD_T64_G2=2: Q8_0 of >= 16384 rows too
     test_t64_g2(QUANT_Q8_0, 16000, 512, 64, 0, 0, 2); // (below SPARKD_HS2_MIN_ROWS: mmq)
     // SPARKD_T64_HKS=12 / 16: hf2 with up to 12 / 16 K pieces (16 row tiles at K 4096: 3 x SMs / 16 >= 12 on an H200)
