@@ -1095,10 +1095,13 @@ int forms_at(int forms_all, int T, int fast) {
 // The forms of an input the products of these kinds (ENG_MM_*) read: forms_at of the
 // precision, at fast the int8 rows only where one of them takes int8 inputs and the f16
 // forms too where one of them does not (fast_int8_kinds).
+extern "C" int cuda_t64_g2_head(int T); // gemms.cu: SPARKD_T64_G2's level at T tokens (gemms2 reads the f16 form)
 int input_forms(const engine *g, int forms_all, int T, int kinds) {
     if (!g->fast_mm) return forms_at(forms_all, T, 0);
     const int k8 = g->int8_kinds & kinds;
-    return (k8 ? forms_at(forms_all, T, 1) : 0) | (k8 != kinds ? forms_at(forms_all, T, 0) : 0);
+    return (k8 ? forms_at(forms_all, T, 1) : 0) | (k8 != kinds ? forms_at(forms_all, T, 0) : 0) |
+           ((kinds == ENG_MM_HEAD || (kinds & ENG_MM_FFN)) && cuda_t64_g2_head(T) == 2
+                ? forms_all & CUDA_MMIN_F16 : 0); // t64: Q8_0's head and gate+up on gemms2 (SPARKD_T64_G2=2)
 }
 
 // MoE FFN of layer il over in_dim (T rows) into o: router logits (F32 router: the GEMV

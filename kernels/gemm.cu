@@ -1066,6 +1066,21 @@ extern "C" void cuda_hfast_tile_set(int wm, int ks) {
     env_ks = ks < 0 ? 0 : ks;
 }
 extern "C" int cuda_hfast_launches(void) { return hf_launches; }
+// Round 8 (t64): hf2's K split at 33..64 tokens up to SPARKD_T64_HKS pieces (with SPARKD_T64 on;
+// default 12, 8 = round 7's cap): at T = 64 o and down (32 row tiles) took 8 pieces, 256 CTAs of the
+// 396 that 3 an SM hold, and Q4_K_M's Q6_K v (8 tiles) 64; 12 fills the wave (more partials: 12 x T
+// x rows f32). GPU run 0 (H200, with fz's deferred reduces): Q4_K_M 64 sequences 6,940 vs 6,542
+// tok/s (+6.2%), though the back-to-back kernel bench of o / down alone was 1-6% slower.
+extern "C" int cuda_t64_on(void); // mmq.cu
+static int t64_hks = -1;
+extern "C" void cuda_t64_hks_set(int ks) { t64_hks = ks < 0 ? -1 : ks; } // tests, benches; -1: env
+static int hf2_ks_cap(int T) {
+    if (t64_hks < 0) {
+        const char *v = getenv("SPARKD_T64_HKS");
+        t64_hks = v && atoi(v) > 0 ? atoi(v) : 12;
+    }
+    return T >= 33 && T <= 64 && cuda_t64_on() && t64_hks > 8 ? (t64_hks > 16 ? 16 : t64_hks) : 8;
+}
 static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
     hf_launches++;
     if (env_wm < 0) {
@@ -1114,7 +1129,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         if (env_ks > 0) ks = env_ks;
         else if (ctas < 2 * sms && nk >= 8) ks = 3 * sms / ctas;
         if (ks > nk / 4) ks = nk / 4;
-        if (ks > 8) ks = 8;
+        if (ks > hf2_ks_cap(p.T)) ks = hf2_ks_cap(p.T);
         if (!a->work) ks = 1;
         while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
         p.ksplit = ks < 1 ? 1 : ks;

@@ -956,6 +956,36 @@ extern "C" void cuda_gemms2_max_t_set(int t) {
 }
 
 static int gs_type_ok(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q6_K; }
+// Round 8 (t64): SPARKD_T64_G2=1 (with SPARKD_T64 on) gives gemms2 the K-quants' products of >=
+// SPARKD_HS2_MIN_ROWS rows (gate+up, the head) at 33..64 tokens too, where hf2 takes them otherwise
+// (kbench round 8 base, T = 64 Q4_K gate+up: gemms2 72.8 us, hfast 77.9). Q8_0 stays on mmq (its
+// input has no f16 form at T = 64) unless SPARKD_T64_G2=2: gemms2 for Q8_0's >= SPARKD_HS2_MIN_ROWS
+// rows too (gate+up, the head; the engine then writes the f16 form of their inputs, cuda_t64_g2_head).
+// Default 1: GPU run 0 (H200, with fz), Q4_K_M 64 sequences 6,791 vs 6,542 tok/s (+3.8%); kernel
+// bench T = 64: Q4_K gate+up 73.4 vs hf2 76.6 us, Q6_K head 347.6 vs 365.2, Q8_0 head 335.5 vs mmq
+// 391.9, Q8_0 gate+up 80.2 vs the uneven mmq split 85.9. Run 1: Q8_0's head on gemms2 bought nothing
+// in the whole model (64 sequences 7,554.5 with it vs 7,553.9 without) and =2 lost (7,254.7: the f16
+// form of the q+k+v / gate+up input), so Q8_0 takes gemms2 at 33..64 only with SPARKD_T64_G2=2 (head
+// and gate+up). SPARKD_T64_G2=0: off.
+extern "C" int cuda_t64_on(void); // mmq.cu
+static int g_t64_g2 = -1;
+extern "C" void cuda_t64_g2_set(int lvl) { g_t64_g2 = lvl < 0 ? -1 : lvl > 2 ? 2 : lvl; } // tests, benches: 0..2; -1: env
+static int t64_g2_on() { // 0 off, 1 or 2 (SPARKD_T64_G2)
+    if (g_t64_g2 < 0) {
+        const char *v = getenv("SPARKD_T64_G2");
+        g_t64_g2 = v && v[0] == '0' ? 0 : v && v[0] == '2' ? 2 : 1;
+    }
+    return cuda_t64_on() ? g_t64_g2 : 0;
+}
+// The engine (input_forms): SPARKD_T64_G2's level at T tokens (0 outside 33..64): 2 = Q8_0's head and
+// gate+up on gemms2, whose inputs then need the f16 form.
+extern "C" int cuda_t64_g2_head(int T) { return T >= 33 && T <= G2_MAX_T ? t64_g2_on() : 0; }
+static int g2_top_t(const cuda_mm_args *a) {
+    int64_t rows = 0;
+    for (int i = 0; i < a->n; i++) rows += a->w[i]->rows;
+    const int lvl = t64_g2_on();
+    return lvl && (a->w[0]->type != QT_Q8_0 || lvl == 2) ? G2_MAX_T : g_hs2_max_t;
+}
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
@@ -1056,7 +1086,7 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
 static int g2_wants(const cuda_mm_args *a, int T, int K, uint64_t work_bytes, int *unit, int *stages, size_t *smem,
                     int *grid, int *trows, int *ntiles, int *c2) {
     *c2 = g2_c2(T, a->w[0]->type);
-    if (!g_hs2 || T > g_hs2_max_t || !g2_geom(a->w[0]->type, T, K, unit, stages, smem, c2)) return 0;
+    if (!g_hs2 || T > g2_top_t(a) || !g2_geom(a->w[0]->type, T, K, unit, stages, smem, c2)) return 0;
     const int tr = 128 * g2_mt(T);
     int tiles = 0;
     int64_t rows = 0;
@@ -1127,7 +1157,8 @@ extern "C" int cuda_gemms_plan(int T, int K, int tiles, int ws_rows, uint64_t wb
 // f16 form present, K % 128 == 0, a K split that fits. SPARKD_HSMALL=0: never.
 extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
     gs_env();
-    if (!g_on || a->exact || a->pair_act || a->path == CUDA_MM_FORCE_GEMV || x->T < 2 || x->T > cuda_gemms_max_t() ||
+    if (!g_on || a->exact || a->pair_act || a->path == CUDA_MM_FORCE_GEMV || x->T < 2 ||
+        x->T > (g_hs2 && g2_top_t(a) > cuda_gemms_max_t() ? g2_top_t(a) : cuda_gemms_max_t()) ||
         !(x->forms & CUDA_MMIN_F16) || !x->hi || !x->tscale || x->K % 128 || !gs_type_ok(a->w[0]->type))
         return 0;
     int tiles = 0, rows = 0, ks, upc;

@@ -47,6 +47,9 @@ struct mmq_params {
     int ksplit;  // CTAs along K (grid.z); > 1: partials to ws, mmq_reduce sums them
     float *ws;   // (ksplit, T, ws_rows) f32
     int ws_rows; // rows of all matrices
+    int kcut, kcut1;         // mmq3_kernel, ksplit == 2 (round 8, t64): kcut 0 = K split evenly; > 0 = the
+                             // z = 0 CTAs take chunks [0, kcut), the z = 1 CTAs [kcut1, K / 64) (kcut1 =
+                             // kcut; kcut + 1 in the tests' control: one chunk lost)
     int row0[CUDA_MM_MAX_MATS];
     const int8_t *xq;        // (T, K) int8, P64
     const float *xd, *xs;    // (T, K / 32) block scales, d * sum(q)
@@ -518,7 +521,9 @@ __global__ __launch_bounds__(256, 2) void mmq3_kernel(const mmq_params p) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int wm = warp & 3, wn = warp >> 2; // rows 32 wm.., tokens 32 wn..
     const int nk_all = p.K / 64;
-    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    // K range: an even split by blockIdx.z, or (kcut > 0, ksplit 2) t64's uneven one (mmq_t64_cut)
+    const int kz0 = p.kcut > 0 ? (blockIdx.z ? p.kcut1 : 0) : (int)((long)nk_all * blockIdx.z / p.ksplit);
+    const int kz1 = p.kcut > 0 ? (blockIdx.z ? nk_all : p.kcut) : (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
     const int ntiles = max(0, min(4, (p.T - n0 - 32 * wn + 7) / 8)); // n8 tiles of this warp with tokens
     // all 4 tiles have tokens (ntiles == 4), as its own comparison: ptxas 13.0 turned
@@ -808,8 +813,54 @@ static int mmq_old_bit(uint32_t F) { return F == QT_Q8_0 ? 1 : F == QT_Q4_K ? 2 
 static int mmq3_min_t = -1;
 extern "C" void cuda_mmq3_min_t_set(int t) { mmq3_min_t = t; }
 
+// ---- round 8, helper t64: products of 33..64 tokens (64-sequence decode). SPARKD_T64=0: round
+// 7's routing and kernels exactly; 1 (default): mmq3_kernel from 33 tokens (round 7: from 64; the
+// misfire that kept it off below 64 is fixed) and the uneven K split below (mmq_t64_cut), plus
+// gemms.cu's t64 routing (SPARKD_T64_G2). Read at the first product; cuda_t64_set (tests, benches).
+static int t64_on = -1;
+extern "C" int cuda_t64_on(void) {
+    if (t64_on < 0) {
+        const char *v = getenv("SPARKD_T64");
+        t64_on = v && v[0] == '0' ? 0 : 1;
+    }
+    return t64_on;
+}
+// Tests and benches: 1 / 0 = on / off, -1 = as SPARKD_T64 says (mmq3's threshold follows it
+// unless SPARKD_MMQ3_MIN_T or cuda_mmq3_min_t_set fixes it).
+extern "C" void cuda_t64_set(int on) {
+    t64_on = on < 0 ? -1 : on ? 1 : 0;
+    if (mmq3_min_t > 0 && !getenv("SPARKD_MMQ3_MIN_T")) mmq3_min_t = -1;
+}
+static int t64_slots = 0, t64_drop = 0; // tests: CTA slots planned for (0: 2 x SMs); the control
+static long t64_launches = 0;           // launches with the uneven split
+// Tests: plan for `slots` CTA slots instead of 2 x SMs (0: the device's), so small products take
+// the uneven split; drop = 1: the control (the z = 1 pieces skip chunk kcut: must fail).
+extern "C" void cuda_t64_test_set(int slots, int drop) {
+    t64_slots = slots > 0 ? slots : 0;
+    t64_drop = drop ? 1 : 0;
+}
+extern "C" long cuda_t64_launches(void) { return t64_launches; }
+static int t64_rounds = 0; // benches: the z = 1 pieces' rounds r (0: ceil(M / E), mmq_t64_cut)
+extern "C" void cuda_t64_rounds_set(int r) { t64_rounds = r > 0 ? r : 0; }
+
+// The uneven K split (t64). A product of M = tiles x token tiles CTAs with slots / 2 < M < slots
+// (2 CTAs an SM: slots = 264 on an H200; Qwen3-8B's gate+up at T <= 64: M = 192) had no split:
+// 60 SMs ran two CTAs of all 64 chunks and 72 SMs one, so the step lasted 64 chunk times of an SM
+// with two CTAs. Here every tile is cut in two at kcut: the M z = 0 CTAs (launched first: grid z
+// is slowest) take [0, kcut) and fill M slots, the E = slots - M others run the M z = 1 pieces
+// of s = nk - kcut chunks in r = ceil(M / E) rounds as slots free up; s = nk / (r + 1) makes both
+// end together (gate+up: E 72, r 3, s 16, kcut 48: 48 chunk times instead of 64, plus the
+// [2][T][rows] partials and their reduce). Returns kcut (0: not taken). GPU run 0 (H200): Q8_0
+// gate+up T = 64 85.9 vs 90.4 us, T = 48 76.4 vs 87.8 (kernel bench); whole model (with fz's deferred
+// reduces) Q8_0 64 sequences 7,546 vs 7,193 tok/s (+4.9%); the 32-sequence step unchanged.
+static int mmq_t64_cut(int M, int slots, int nk) {
+    if (M * 2 <= slots || M >= slots || nk < 8) return 0;
+    const int E = slots - M, r = t64_rounds > 0 ? t64_rounds : (M + E - 1) / E, s = nk / (r + 1);
+    return s >= 1 ? nk - s : 0;
+}
+
 template <uint32_t F>
-static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
+static int mmq_launch(mmq_params p, int mtiles, void *stream, err *e) {
     using C = mmq_cfg<F>;        // mmq_kernel's layout
     using C3 = mmq_cfg<F, true>; // mmq3_kernel's
     static bool attr = false;
@@ -820,14 +871,21 @@ static int mmq_launch(const mmq_params &p, int mtiles, void *stream, err *e) {
     }
     if (mmq3_min_t < 0) {
         const char *v = getenv("SPARKD_MMQ3_MIN_T");
-        mmq3_min_t = v && atoi(v) > 0 ? atoi(v) : 64;
+        mmq3_min_t = v && atoi(v) > 0 ? atoi(v) : cuda_t64_on() ? 33 : 64;
     }
     if (mmq_old < 0) {
         const char *v = getenv("SPARKD_MMQ_OLD");
         mmq_old = !v ? 0 : !strcmp(v, "1") ? 7 : (strstr(v, "q8") ? 1 : 0) | (strstr(v, "q4") ? 2 : 0) | (strstr(v, "q6") ? 4 : 0);
     }
+    const bool old = (mmq_old & mmq_old_bit(F)) || p.T < mmq3_min_t;
+    if (old && p.kcut > 0) { // the uneven split is mmq3_kernel's: the old kernel as before, no split
+        p.kcut = 0;
+        p.ksplit = 1;
+        p.ws = NULL;
+    }
+    if (p.kcut > 0) t64_launches++;
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + MQ_N - 1) / MQ_N), (unsigned)p.ksplit);
-    if ((mmq_old & mmq_old_bit(F)) || p.T < mmq3_min_t) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
+    if (old) CUDA_TRY(cuda_launch(mmq_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
     else CUDA_TRY(cuda_launch(mmq3_kernel<F>, grid, dim3(256), (size_t)C3::smem3, stream, p));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(mmq_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
@@ -887,7 +945,8 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
         if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             sms = 48;
     }
-    const int nk = x->K / 64, ntile_n = (T + MQ_N - 1) / MQ_N, want = 2 * sms;
+    const int t64 = cuda_t64_on() && T >= 33 && T <= 64;
+    const int nk = x->K / 64, ntile_n = (T + MQ_N - 1) / MQ_N, want = t64 && t64_slots ? t64_slots : 2 * sms;
     if (a->work && mtiles * ntile_n < want && nk >= 8) {
         int ks = want / (mtiles * ntile_n);
         if (ks > nk / 4) ks = nk / 4;
@@ -895,6 +954,16 @@ int cuda_mmq_launch(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err
         while (ks > 1 && (uint64_t)ks * T * p.ws_rows * 4 > a->work_bytes) ks--;
         if (ks > 1) {
             p.ksplit = ks;
+            p.ws = a->work;
+        }
+    }
+    // t64: the uneven split where the even rule left half a wave idle (mmq_t64_cut)
+    if (t64 && p.ksplit == 1 && a->work && (uint64_t)2 * T * p.ws_rows * 4 <= a->work_bytes) {
+        const int cut = mmq_t64_cut(mtiles * ntile_n, want, nk);
+        if (cut > 0) {
+            p.ksplit = 2;
+            p.kcut = cut;
+            p.kcut1 = cut + (t64_drop && cut + 1 < nk); // the tests' control: chunk kcut left out
             p.ws = a->work;
         }
     }
