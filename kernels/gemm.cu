@@ -864,6 +864,261 @@ __global__ __launch_bounds__(128, 3) void hf2_kernel(const gemm_params p) {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// hf3_kernel (round 8, helper pf): hf2's product (the same A values f16(s * (code - off) + m),
+// the hi form as B, f32 accumulation; only the order of the f32 sums differs) on a 16 x 128 warp
+// tile: a warp owns 16 rows and 128 tokens (one m16 tile, sixteen n8 tiles: the same 64
+// accumulators as hf2's 32 x 64), so each A register is built once per 128 tokens instead of
+// once per 64 (Q8_0: 3.5 instructions a register; per HMMA 0.875 instead of 1.75), for one more
+// LDS.128 of B per two HMMAs. CTA: WM warps (16 * WM rows) x 128 tokens; WM = 4: 3 CTAs an SM
+// (<= 168 registers, S = 3 stages: 3 x 68 KB), WM = 8: 2 CTAs an SM (<= 128 registers, S = 4 on
+// an H200: 2 x 106 KB; a block over 99 KB does not fit a GB10, which takes WM = 4). The software
+// pipeline is hf2's, by pairs of k16 steps: a warp builds pair p + 1's 8 A registers while pair p's
+// 32 HMMAs run, the chunk barrier makes the next chunk visible (its pair 0 is built during pair 1),
+// the scales decoded once a row (hf3_decode, hf2_decode's values). SPARKD_PF=0: today's path
+// (hf2 / round-6 rule) exactly; 1 (default): hf3 WM = 4 at T >= 65; 2: hf3 WM = 8 where it fits.
+template <uint32_t F, int WM> struct hf3_cfg {
+    using C = hf_cfg<F, WM, 1>;
+    static constexpr int stages = WM == 4 ? 3 : 4;
+    static constexpr int smem = C::stage * stages;
+};
+
+// hf_load_w + hf_load_x for hf3's CTA (16 WM rows x 128 tokens); WF: every row inside the matrix,
+// XF: every token inside T (plain copies). Threads < HM copy a row's hi bits and meta each.
+template <uint32_t F, int WM, bool WF, bool XF>
+__device__ __forceinline__ void hf3_load(uint8_t *sb, const hf_src &s, int kc) {
+    using C = hf_cfg<F, WM, 1>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16;
+    const int tid = threadIdx.x;
+    if constexpr (!WF) {
+        hf_load_w<F, WM, 1>(sb, s, kc);
+    } else {
+        const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
+        uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
+#pragma unroll
+        for (int i = 0; i < C::HM * ppr / C::NT; i++) cp_async16(dw + i * (C::NT / ppr) * C::wpitch, wk + i * s.wstep, true);
+        if (C::HM == C::NT || tid < C::HM) {
+            if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, true);
+            else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, true);
+            uint8_t *md = sb + C::off_m + tid * C::mpitch;
+            if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, true);
+            else if constexpr (F == QT_Q6_K) {
+                cp_async4(md, s.m + (size_t)(kc >> 2) * 20, true);
+                cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), true);
+            } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, true);
+        }
+    }
+    if constexpr (!XF) {
+        hf_load_x<C::NT, C::TN>(sb, s, kc);
+    } else {
+        const uint8_t *xk = s.x + (size_t)kc * 128;
+        uint8_t *dx = sb + (tid >> 3) * XP_PITCH * 2 + (tid & 7) * 16;
+#pragma unroll
+        for (int i = 0; i < C::TN * 8 / C::NT; i++) cp_async16(dx + i * (C::NT / 8) * XP_PITCH * 2, xk + i * s.xstep, true);
+    }
+}
+
+// hf2_decode for hf3's CTA: thread r < HM (it copied row r's meta) turns the words into the f16
+// factors in place, after its copies landed and before the barrier.
+template <uint32_t F, int WM>
+__device__ __forceinline__ void hf3_decode(uint8_t *sb, int kc) {
+    using C = hf_cfg<F, WM, 1>;
+    constexpr int NG = C::ng;
+    if constexpr (F == QT_Q4_K || F == QT_Q5_K || F == QT_Q6_K) {
+        if (C::HM < C::NT && threadIdx.x >= C::HM) return;
+        uint8_t *md = sb + C::off_m + threadIdx.x * C::mpitch;
+        __half2 s2[NG], m2[NG];
+        hf_scales<F, NG>(md, kc, s2, m2);
+        if constexpr (F == QT_Q6_K) {
+            const __half2 lo = __lows2half2(s2[0], s2[1]), hi = __lows2half2(s2[2], s2[3]);
+            *(uint2 *)md = make_uint2(*(const uint32_t *)&lo, *(const uint32_t *)&hi);
+        } else {
+            *(uint4 *)md = make_uint4(*(const uint32_t *)&s2[0], *(const uint32_t *)&m2[0], *(const uint32_t *)&s2[1],
+                                      *(const uint32_t *)&m2[1]);
+        }
+    }
+}
+
+// The quarters of a lane's 2 rows (rowb, rowb + 8; quad lane c) of the chunk in slot sb.
+template <uint32_t F, int WM>
+__device__ __forceinline__ void hf3_rows(quarter (&q)[2], const uint8_t *sb, int rowb, int c) {
+    using C = hf_cfg<F, WM, 1>;
+    constexpr qfmt f = C::f;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int row = rowb + 8 * i;
+        const uint8_t *w = sb + C::off_w + row * C::wpitch;
+        if constexpr (f.cbits == 4) {
+            const uint2 v = *(const uint2 *)(w + 8 * c);
+            q[i].q.x = v.x;
+            q[i].q.y = v.y;
+        } else {
+            q[i].q = *(const uint4 *)(w + 16 * c);
+        }
+        if constexpr (f.hbits == 1) q[i].hb = *(const uint16_t *)(sb + C::off_h + row * 8 + 2 * c);
+        else if constexpr (f.hbits == 2) q[i].hb = *(const uint32_t *)(sb + C::off_h + row * 16 + 4 * c);
+    }
+}
+
+// The A registers of k16 steps 2p and 2p + 1 (a[step - 2p][0..3]) from the rows' quarters, as
+// hf2_build builds them.
+template <uint32_t F, int WM>
+__device__ __forceinline__ void hf3_build(uint32_t (&a)[2][4], const quarter (&q)[2], const uint8_t *sb, int rowb, int p) {
+    using C = hf_cfg<F, WM, 1>;
+    constexpr qfmt f = C::f;
+    constexpr int NG = C::ng;
+#pragma unroll
+    for (int st = 0; st < 2; st++) {
+        const int s = 2 * p + st, gi = NG == 4 ? s : s >> 1;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint8_t *md = sb + C::off_m + (rowb + 8 * i) * C::mpitch;
+            __half2 s2, m2;
+            if constexpr (F == QT_Q4_K || F == QT_Q5_K) {
+                const uint2 v = *(const uint2 *)(md + 8 * gi);
+                s2 = *(const __half2 *)&v.x;
+                m2 = *(const __half2 *)&v.y;
+            } else {
+                const __half2 v = *(const __half2 *)(md + (F == QT_Q6_K ? 4 * (gi >> 1) : 0));
+                s2 = (F == QT_Q6_K ? gi & 1 : gi) ? __high2half2(v) : __low2half2(v);
+            }
+#pragma unroll
+            for (int jj = 0; jj < 2; jj++) {
+                uint32_t cb;
+                if constexpr (f.cbits == 4) cb = hf2_pair4<F>(q[i], 2 * s + jj);
+                else cb = quarter_pair<F>(q[i], 2 * s + jj);
+                __half2 v;
+                if constexpr (f.has_min) v = __hfma2(*(const __half2 *)&cb, s2, m2);
+                else v = __hmul2(*(const __half2 *)&cb, s2);
+                a[st][jj * 2 + i] = *(const uint32_t *)&v;
+            }
+        }
+    }
+}
+
+// The chunk loop; FULL: all 128 tokens present (16 n8 tiles), else ntiles of them.
+template <uint32_t F, int WM, bool FULL, bool WF>
+__device__ __forceinline__ void hf3_loop(float (&acc)[16][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
+                                         int ntiles, int rowb, int g, int c) {
+    using C = hf_cfg<F, WM, 1>;
+    constexpr int S = hf3_cfg<F, WM>::stages;
+    uint32_t a[2][4];
+    quarter q[2];
+    cp_wait<S - 2>(); // chunk 0
+    hf3_decode<F, WM>(smem, kz0);
+    __syncthreads();
+    hf3_rows<F, WM>(q, smem, rowb, c);
+    hf3_build<F, WM>(a, q, smem, rowb, 0);
+    // slot offsets: chunk kc (read), kc + 1 (read: pair 0's codes, scales), kc + S - 1 (written)
+    uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
+    for (int kc = 0; kc < nk; kc++) {
+        const bool more = kc + 1 < nk;
+        cp_wait<S - 3>(); // chunk kc + 1 landed (this thread's copies) ...
+        if (more) hf3_decode<F, WM>(smem + ox, kz0 + kc + 1);
+        __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
+        {
+            const int kn = kc + S - 1;
+            if (kn < nk) hf3_load<F, WM, WF, FULL>(smem + on, src, kz0 + kn);
+            cp_commit();
+        }
+        const uint8_t *sb = smem + ob;
+        const uint8_t *sx = smem + ox;
+        ob = ox;
+        ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
+        on = on + C::stage == S * C::stage ? 0 : on + C::stage;
+        const uint8_t *bp = sb + g * XP_PITCH * 2 + 32 * c;
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+            uint32_t an[2][4]; // (after the last chunk: built from the stale slot kc + 1, unused)
+            if (p == 0) {
+                hf3_build<F, WM>(an, q, sb, rowb, 1);
+            } else {
+                hf3_rows<F, WM>(q, sx, rowb, c);
+                hf3_build<F, WM>(an, q, sx, rowb, 0);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 16; nt++) {
+                if (!FULL && nt >= ntiles) break;
+                // steps 2p, 2p + 1 of n8 tile nt: one conflict-free LDS.128 (144-byte token pitch)
+                const uint4 bv = *(const uint4 *)(bp + nt * 8 * XP_PITCH * 2 + 16 * p);
+                mma16816<false>(acc[nt], a[0], bv.x, bv.y);
+                mma16816<false>(acc[nt], a[1], bv.z, bv.w);
+            }
+#pragma unroll
+            for (int st = 0; st < 2; st++) // (after the last chunk's pair 1: unused)
+#pragma unroll
+                for (int r = 0; r < 4; r++) a[st][r] = an[st][r];
+        }
+    }
+}
+
+template <uint32_t F, int WM>
+__global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 2) void hf3_kernel(const gemm_params p) {
+    using C = hf_cfg<F, WM, 1>;
+    constexpr int S = hf3_cfg<F, WM>::stages;
+    extern __shared__ __align__(16) uint8_t smem[];
+    pdl_trigger();
+    int b = blockIdx.x, by = blockIdx.y, mi = 0;
+    if (p.ntn > 0) { // token tile fastest, as hf2
+        by = b % p.ntn;
+        b /= p.ntn;
+    }
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const int m0 = b * C::HM, n0 = by * C::TN;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const hf_src src = hf_src_of<F, WM, 1>(p, M, m0, n0);
+#pragma unroll
+    for (int s = 0; s < S - 1; s++)
+        if (s < nk) hf_load_w<F, WM, 1>(smem + s * C::stage, src, kz0 + s);
+    pdl_wait();
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) hf_load_x<C::NT, C::TN>(smem + s * C::stage, src, kz0 + s);
+        cp_commit();
+    }
+    const int ntiles = min(16, (p.T - n0 + 7) / 8);
+    float acc[16][4];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    const int rowb = warp * 16 + g;
+    if (nk > 0) {
+        if (m0 + C::HM <= M.rows) {
+            if (p.T - n0 >= C::TN) hf3_loop<F, WM, true, true>(acc, smem, src, kz0, nk, 16, rowb, g, c);
+            else hf3_loop<F, WM, false, true>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        } else {
+            if (p.T - n0 >= C::TN) hf3_loop<F, WM, true, false>(acc, smem, src, kz0, nk, 16, rowb, g, c);
+            else hf3_loop<F, WM, false, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
+        }
+    }
+    cp_wait<0>();
+    const int rows = M.rows;
+    const int rg = m0 + rowb, rg8 = rg + 8;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+        if (nt >= ntiles) break;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int tk = n0 + nt * 8 + 2 * c + h;
+            if (tk >= p.T) continue;
+            const float ts = p.tscale[tk];
+            if (p.ksplit > 1) {
+                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                if (rg < rows) w[rg] = acc[nt][h] * ts;
+                if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
+                continue;
+            }
+            float *y = M.y + (size_t)tk * M.ldy;
+            if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
+            if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+        }
+    }
+}
+
 // ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
 // the largest |s| * max|code - off| + |m| of the matrix (non-finite scales count as huge)
 template <uint32_t F>
@@ -1049,11 +1304,28 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
+template <uint32_t F, int WM>
+static int hf3_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+    using C3 = hf3_cfg<F, WM>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(hf3_kernel<F, WM>, cudaFuncAttributeMaxDynamicSharedMemorySize, C3::smem));
+        attr = true;
+    }
+    const unsigned ntn = (unsigned)((p.T + 127) / 128);
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hf3_kernel<F, WM>, grid, dim3(32 * WM), (size_t)C3::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
 // SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
 // SPARKD_HF2_Q8T128=1: Q8_0's gate+up-sized products on round 6's 128 x 128 tile (default 0: hf2)
 static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
+static int pf_mode = -1, pf_big = 0; // SPARKD_PF (hf3), and whether WM = 8 fits a block (see hfast_launch)
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -1099,6 +1371,42 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 485.2 on hf2 in run 0's CTA order; run 1 (token tile fastest): kernel bench 391.9-405.2 vs
     // 418.7, but the whole model faster on hf2: pp512 13,101 vs 12,659 tok/s, 64 x 512 prompts
     // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
+    // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0: today's path
+    // exactly; 1 (default): 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
+    // take 106 KB of shared memory, else as 1). Tile codes 14 / 15: those two at any T.
+    if (pf_mode < 0) {
+        const char *v = getenv("SPARKD_PF");
+        pf_mode = v ? atoi(v) : 1;
+        int dev = 0, optin = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess)
+            pf_big = optin >= (int)hf3_cfg<QT_Q8_0, 8>::smem; // (the largest of the WM = 8 stages)
+    }
+    if (hf2_type(ty) && (env_wm == 14 || env_wm == 15 || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
+        const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4, hm = 16 * wm;
+        int mt = 0;
+        for (int i = 0; i < p.n; i++) {
+            p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
+            mt += p.m[i].mtiles;
+        }
+        const int ntn = (p.T + 127) / 128, ctas = mt * ntn, per_sm = wm == 4 ? 3 : 2;
+        int ks = 1;
+        if (env_ks > 0) ks = env_ks;
+        else if (3 * ctas < 2 * per_sm * sms && nk >= 8) ks = per_sm * sms / ctas; // below 2/3 of a wave: to ~one
+        if (ks > nk / 4) ks = nk / 4;
+        if (ks > 8) ks = 8;
+        if (!a->work) ks = 1;
+        while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
+        p.ksplit = ks < 1 ? 1 : ks;
+        p.ws = p.ksplit > 1 ? a->work : NULL;
+        p.ntn = hf2_raster ? ntn : 0;
+        switch (ty) {
+        case QT_Q8_0: return wm == 8 ? hf3_launch_t<QT_Q8_0, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q8_0, 4>(p, mt, stream, e);
+        case QT_Q4_K: return wm == 8 ? hf3_launch_t<QT_Q4_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q4_K, 4>(p, mt, stream, e);
+        case QT_Q5_K: return wm == 8 ? hf3_launch_t<QT_Q5_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q5_K, 4>(p, mt, stream, e);
+        case QT_Q6_K: return wm == 8 ? hf3_launch_t<QT_Q6_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q6_K, 4>(p, mt, stream, e);
+        }
+    }
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
     const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
     if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || (env_wm <= 0 && hf2_on && !t128_q8))) {

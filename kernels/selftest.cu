@@ -2081,6 +2081,7 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 }
 
 #include "hfast_test.cuh" // hfast: precision fast's f16 product (test_hfast_all, bench_hfast)
+#include "pf_test.cuh" // pf: round 8's hf3_kernel rows (pf_selftest)
 #include "q4v_test.cuh" // q4v: the round-7 Q4_K batch-1 GEMV (q4v_selftest, q4v_kbench)
 } // namespace
 
@@ -2511,6 +2512,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     if (!quick) for (int i = 0; i < 3; i++) test_sample(151936, 0); // fresh draws: the tail bound above
     dfree_all();
     test_hfast_all(quick);
+    pf_selftest(quick);
     cuda_hfast_set(-1);
     print_table();
     fprintf(ctx.f, "\n%zu checks, %d failed\n", ctx.rows.size(), ctx.fails);
