@@ -921,9 +921,8 @@ __device__ __forceinline__ void hf3_load(uint8_t *sb, const hf_src &s, int kc) {
 
 // hf2_decode for hf3's CTA: thread r < HM (it copied row r's meta) turns the words into the f16
 // factors in place, after its copies landed and before the barrier.
-template <uint32_t F, int WM>
+template <uint32_t F, class C>
 __device__ __forceinline__ void hf3_decode(uint8_t *sb, int kc) {
-    using C = hf_cfg<F, WM, 1>;
     constexpr int NG = C::ng;
     if constexpr (F == QT_Q4_K || F == QT_Q5_K || F == QT_Q6_K) {
         if (C::HM < C::NT && threadIdx.x >= C::HM) return;
@@ -941,9 +940,8 @@ __device__ __forceinline__ void hf3_decode(uint8_t *sb, int kc) {
 }
 
 // The quarters of a lane's 2 rows (rowb, rowb + 8; quad lane c) of the chunk in slot sb.
-template <uint32_t F, int WM>
+template <uint32_t F, class C>
 __device__ __forceinline__ void hf3_rows(quarter (&q)[2], const uint8_t *sb, int rowb, int c) {
-    using C = hf_cfg<F, WM, 1>;
     constexpr qfmt f = C::f;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -963,9 +961,8 @@ __device__ __forceinline__ void hf3_rows(quarter (&q)[2], const uint8_t *sb, int
 
 // The A registers of k16 steps 2p and 2p + 1 (a[step - 2p][0..3]) from the rows' quarters, as
 // hf2_build builds them.
-template <uint32_t F, int WM>
+template <uint32_t F, class C>
 __device__ __forceinline__ void hf3_build(uint32_t (&a)[2][4], const quarter (&q)[2], const uint8_t *sb, int rowb, int p) {
-    using C = hf_cfg<F, WM, 1>;
     constexpr qfmt f = C::f;
     constexpr int NG = C::ng;
 #pragma unroll
@@ -1006,16 +1003,16 @@ __device__ __forceinline__ void hf3_loop(float (&acc)[16][4], uint8_t *smem, con
     uint32_t a[2][4];
     quarter q[2];
     cp_wait<S - 2>(); // chunk 0
-    hf3_decode<F, WM>(smem, kz0);
+    hf3_decode<F, C>(smem, kz0);
     __syncthreads();
-    hf3_rows<F, WM>(q, smem, rowb, c);
-    hf3_build<F, WM>(a, q, smem, rowb, 0);
+    hf3_rows<F, C>(q, smem, rowb, c);
+    hf3_build<F, C>(a, q, smem, rowb, 0);
     // slot offsets: chunk kc (read), kc + 1 (read: pair 0's codes, scales), kc + S - 1 (written)
     uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
     for (int kc = 0; kc < nk; kc++) {
         const bool more = kc + 1 < nk;
         cp_wait<S - 3>(); // chunk kc + 1 landed (this thread's copies) ...
-        if (more) hf3_decode<F, WM>(smem + ox, kz0 + kc + 1);
+        if (more) hf3_decode<F, C>(smem + ox, kz0 + kc + 1);
         __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
         {
             const int kn = kc + S - 1;
@@ -1032,10 +1029,10 @@ __device__ __forceinline__ void hf3_loop(float (&acc)[16][4], uint8_t *smem, con
         for (int p = 0; p < 2; p++) {
             uint32_t an[2][4]; // (after the last chunk: built from the stale slot kc + 1, unused)
             if (p == 0) {
-                hf3_build<F, WM>(an, q, sb, rowb, 1);
+                hf3_build<F, C>(an, q, sb, rowb, 1);
             } else {
-                hf3_rows<F, WM>(q, sx, rowb, c);
-                hf3_build<F, WM>(an, q, sx, rowb, 0);
+                hf3_rows<F, C>(q, sx, rowb, c);
+                hf3_build<F, C>(an, q, sx, rowb, 0);
             }
 #pragma unroll
             for (int nt = 0; nt < 16; nt++) {
@@ -1117,6 +1114,243 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 2) void hf3_kernel(const gem
             if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// hfw_kernel (round 8, pf; sm_90a only): hf3's warp tile (16 rows a warp, 128 tokens; the A
+// registers built from the codes exactly as hf3_build) fed to wgmma.mma_async m64n128k16 with A from
+// registers and B (the activations) read by the tensor cores straight from shared memory: no B
+// fragment loads through the register file (hf3 and hf2 spend one LDS.128 a lane per two or four
+// HMMAs on them, and the shared-memory bandwidth that goes with it). wgmma needs B in its canonical
+// K-major layout, which the P64 order is not: each thread loads its token's 128 bytes of a chunk
+// (8 x LDG.128, P64 order) and stores them in natural order (natural 16-byte granule u = P64 words
+// u, u + 8, u + 16, u + 24) into the 128-byte-swizzled tile (granule u of token t at u ^ (t & 7));
+// in natural order quad lane c's A pairs are its own quarter c, so hf3_build's registers are the
+// wgmma A fragments unchanged. CTA = one warpgroup (64 rows x 128 tokens), 3 stages, 3 CTAs an SM.
+// Numerics: the same A values, the hi form as B, f32 accumulation (order of the sums differs).
+// SPARKD_PF=3 (H200 only; elsewhere as 1). Tile code 16 (tests).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define HFW_ON 1
+#endif
+template <uint32_t F> struct hfw_cfg : hf_cfg<F, 4, 1> {
+    using B = hf_cfg<F, 4, 1>;
+    static constexpr int off_w = 128 * 128; // x tile: 128 tokens x 128 B, natural order, 128B swizzle
+    static constexpr int off_h = off_w + B::HM * B::wpitch;
+    static constexpr int off_m = off_h + B::HM * B::hpitch;
+    static constexpr int stage = (off_m + B::HM * B::mpitch + 1023) & ~1023; // tiles 1024-aligned
+    static constexpr int stages = 3;
+    static constexpr int smem = stage * stages + 1024; // (+ the base rounded up to 1024)
+};
+
+// wgmma descriptor of a K-major, 128B-swizzled B tile at shared address sa (8-row atoms 1024 B apart)
+__device__ __forceinline__ uint64_t hfw_desc(uint32_t sa) {
+    return (uint64_t)((sa & 0x3ffff) >> 4) | (uint64_t)1 << 16 | (uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62;
+}
+__device__ __forceinline__ void hfw_fence() {
+#ifdef HFW_ON
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void hfw_commit() {
+#ifdef HFW_ON
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void hfw_wait(float (&d)[16][4]) {
+#ifdef HFW_ON
+    asm volatile("wgmma.wait_group.sync.aligned %64;\n" : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3]) : "n"(N) : "memory");
+#endif
+}
+// d += A (this warp's 16 rows of the m64 tile, mma.m16n8k16 fragment) x B (128 tokens x k16 at desc)
+__device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4], uint64_t desc) {
+#ifdef HFW_ON
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+                 "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+#endif
+}
+
+// The weight part of chunk kc (as hf_load_w) into an hfw stage; WF: all rows inside the matrix.
+template <uint32_t F, bool WF>
+__device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc) {
+    using C = hfw_cfg<F>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16;
+    const int tid = threadIdx.x;
+    const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
+    uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
+#pragma unroll
+    for (int i = 0; i < C::HM * ppr / C::NT; i++) {
+        const bool v = WF || ((s.wv >> i) & 1);
+        cp_async16(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
+    }
+    if (tid >= C::HM) return; // one row a thread for hi bits and meta
+    const bool rv = WF || s.rv;
+    if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
+    else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
+    uint8_t *md = sb + C::off_m + tid * C::mpitch;
+    if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, rv);
+    else if constexpr (F == QT_Q6_K) {
+        cp_async4(md, s.m + (size_t)(kc >> 2) * 20, rv);
+        cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
+    } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
+}
+// Token t's chunk kc of the hi form (P64 order, 128 B) into registers (xt: the token's row; not
+// read when !ok, the registers then keep what they held: columns past T are never stored).
+__device__ __forceinline__ void hfw_ldx(uint4 (&v)[8], const uint8_t *xt, int kc, bool ok) {
+    if (ok) {
+        const uint4 *g = (const uint4 *)(xt + (size_t)kc * 128);
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = __ldg(g + i);
+    }
+}
+// ... and stored in natural order into the swizzled tile of stage sb (row t).
+__device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[8], int t) {
+    uint8_t *row = sb + t * 128;
+#pragma unroll
+    for (int u = 0; u < 8; u++) // P64 word i is v[i / 4] component i % 4
+        *(uint4 *)(row + ((u ^ (t & 7)) << 4)) = make_uint4(u4_word(v[u / 4], u % 4), u4_word(v[2 + u / 4], u % 4),
+                                                            u4_word(v[4 + u / 4], u % 4), u4_word(v[6 + u / 4], u % 4));
+}
+
+// One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
+// next chunk's A (an) is built from slot sx and its activations go to slot sn.
+template <uint32_t F, bool WF>
+__device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
+                                         uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
+                                         const uint8_t *xt, bool xok, uint4 (&xv)[8], int rowb, int c) {
+    using C = hfw_cfg<F>;
+    constexpr int S = C::stages;
+    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) hfw_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
+    hfw_commit();
+    // chunk kc + 2 into slot kc + 2 (= kc - 1: every warp is past its wgmma, see the barrier below)
+    const bool more2 = kc + 2 < nk;
+    if (more2) hfw_load_w<F, WF>(smem + on, src, kz0 + kc + 2);
+    cp_commit();
+    if (more2) hfw_stx(smem + on, xv, threadIdx.x);
+    if (kc + 3 < nk) hfw_ldx(xv, xt, kz0 + kc + 3, xok);
+    // the next chunk's A registers (slot kc + 1: visible since the last barrier)
+    {
+        quarter q[2];
+        uint32_t t2[2][4];
+        hf3_rows<F, C>(q, smem + ox, rowb, c);
+        hf3_build<F, C>(t2, q, smem + ox, rowb, 0);
+#pragma unroll
+        for (int r = 0; r < 4; r++) { an[0][r] = t2[0][r]; an[1][r] = t2[1][r]; }
+        hf3_build<F, C>(t2, q, smem + ox, rowb, 1);
+#pragma unroll
+        for (int r = 0; r < 4; r++) { an[2][r] = t2[0][r]; an[3][r] = t2[1][r]; }
+    }
+    cp_wait<0>(); // chunk kc + 2's weights (this thread's copies)
+    if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
+    hfw_wait<0>(acc);
+    __syncthreads();
+}
+
+template <uint32_t F, bool WF>
+__device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
+                                         int nk, const uint8_t *xt, bool xok, uint4 (&xv)[8], int rowb, int c) {
+    using C = hfw_cfg<F>;
+    uint32_t a0[4][4], a1[4][4];
+    {
+        quarter q[2];
+        uint32_t t2[2][4];
+        hf3_rows<F, C>(q, smem, rowb, c);
+        hf3_build<F, C>(t2, q, smem, rowb, 0);
+#pragma unroll
+        for (int r = 0; r < 4; r++) { a0[0][r] = t2[0][r]; a0[1][r] = t2[1][r]; }
+        hf3_build<F, C>(t2, q, smem, rowb, 1);
+#pragma unroll
+        for (int r = 0; r < 4; r++) { a0[2][r] = t2[0][r]; a0[3][r] = t2[1][r]; }
+    }
+    for (int kc = 0; kc < nk; kc += 2) {
+        hfw_step<F, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, xt, xok, xv, rowb, c);
+        if (kc + 1 < nk) hfw_step<F, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, xt, xok, xv, rowb, c);
+    }
+}
+
+template <uint32_t F>
+__global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
+#ifdef HFW_ON
+    using C = hfw_cfg<F>;
+    extern __shared__ __align__(1024) uint8_t smem_raw[];
+    const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
+    const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
+    pdl_trigger();
+    int b = blockIdx.x, by = blockIdx.y, mi = 0;
+    if (p.ntn > 0) { // token tile fastest, as hf2
+        by = b % p.ntn;
+        b /= p.ntn;
+    }
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const int m0 = b * C::HM, n0 = by * 128;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const hf_src src = hf_src_of<F, 4, 1>(p, M, m0, n0);
+    const bool wf = m0 + C::HM <= M.rows;
+    // weights of chunks 0, 1 before the PDL wait; then the activations (this thread's token)
+    for (int s = 0; s < 2 && s < nk; s++) {
+        if (wf) hfw_load_w<F, true>(smem + s * C::stage, src, kz0 + s);
+        else hfw_load_w<F, false>(smem + s * C::stage, src, kz0 + s);
+        cp_commit();
+    }
+    pdl_wait();
+    const int t = threadIdx.x;
+    const bool xok = n0 + t < p.T;
+    const uint8_t *xt = (const uint8_t *)(p.xh + (size_t)(xok ? n0 + t : 0) * p.K);
+    uint4 xv[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) xv[i] = make_uint4(0, 0, 0, 0);
+    for (int s = 0; s < 2 && s < nk; s++) {
+        hfw_ldx(xv, xt, kz0 + s, xok);
+        hfw_stx(smem + s * C::stage, xv, t);
+    }
+    if (nk > 2) hfw_ldx(xv, xt, kz0 + 2, xok);
+    cp_wait<0>();
+    for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    float acc[16][4];
+#pragma unroll
+    for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    const int rowb = warp * 16 + g;
+    if (nk > 0) {
+        if (wf) hfw_loop<F, true>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
+        else hfw_loop<F, false>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
+    }
+    const int ntiles = min(16, (p.T - n0 + 7) / 8);
+    const int rows = M.rows;
+    const int rg = m0 + rowb, rg8 = rg + 8;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+        if (nt >= ntiles) break;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int tk = n0 + nt * 8 + 2 * c + h;
+            if (tk >= p.T) continue;
+            const float ts = p.tscale[tk];
+            if (p.ksplit > 1) {
+                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                if (rg < rows) w[rg] = acc[nt][h] * ts;
+                if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
+                continue;
+            }
+            float *y = M.y + (size_t)tk * M.ldy;
+            if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
+            if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+        }
+    }
+#endif
 }
 
 // ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
@@ -1320,12 +1554,28 @@ static int hf3_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
+template <uint32_t F>
+static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+    using CW = hfw_cfg<F>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, CW::smem));
+        attr = true;
+    }
+    const unsigned ntn = (unsigned)((p.T + 127) / 128);
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hfw_kernel<F>, grid, dim3(128), (size_t)CW::smem, stream, p));
+    if (p.ksplit > 1)
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
 // SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
 // SPARKD_HF2_Q8T128=1: Q8_0's gate+up-sized products on round 6's 128 x 128 tile (default 0: hf2)
 static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
-static int pf_mode = -1, pf_big = 0; // SPARKD_PF (hf3), and whether WM = 8 fits a block (see hfast_launch)
+static int pf_mode = -1, pf_big = 0, pf_wg = 0; // SPARKD_PF (hf3), and whether WM = 8 fits a block (see hfast_launch)
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -1373,7 +1623,8 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
     // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0: today's path
     // exactly; 1 (default): 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
-    // take 106 KB of shared memory, else as 1). Tile codes 14 / 15: those two at any T.
+    // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 1). Tile codes
+    // 14 / 15 / 16: those three at any T.
     if (pf_mode < 0) {
         const char *v = getenv("SPARKD_PF");
         pf_mode = v ? atoi(v) : 1;
@@ -1381,8 +1632,13 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         if (cudaGetDevice(&dev) == cudaSuccess &&
             cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess)
             pf_big = optin >= (int)hf3_cfg<QT_Q8_0, 8>::smem; // (the largest of the WM = 8 stages)
+        int mj = 0, mn = 0;
+        if (cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
+            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0>::smem; // wgmma: sm_90a only
     }
-    if (hf2_type(ty) && (env_wm == 14 || env_wm == 15 || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
+    if (hf2_type(ty) && (env_wm == 14 || env_wm == 15 || env_wm == 16 || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
+        const bool wg = (env_wm == 16 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
         const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4, hm = 16 * wm;
         int mt = 0;
         for (int i = 0; i < p.n; i++) {
@@ -1400,6 +1656,12 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ksplit = ks < 1 ? 1 : ks;
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
+        if (wg) switch (ty) {
+            case QT_Q8_0: return hfw_launch_t<QT_Q8_0>(p, mt, stream, e);
+            case QT_Q4_K: return hfw_launch_t<QT_Q4_K>(p, mt, stream, e);
+            case QT_Q5_K: return hfw_launch_t<QT_Q5_K>(p, mt, stream, e);
+            case QT_Q6_K: return hfw_launch_t<QT_Q6_K>(p, mt, stream, e);
+            }
         switch (ty) {
         case QT_Q8_0: return wm == 8 ? hf3_launch_t<QT_Q8_0, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q8_0, 4>(p, mt, stream, e);
         case QT_Q4_K: return wm == 8 ? hf3_launch_t<QT_Q4_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q4_K, 4>(p, mt, stream, e);

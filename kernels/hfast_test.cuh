@@ -121,7 +121,7 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
              wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" : wm == 13 ? " hf2 raster m" :
-             wm == 12 ? " round-6 rule" : wm == 14 ? " hf3" : wm == 15 ? " hf3 wm8" : "",
+             wm == 12 ? " round-6 rule" : wm == 14 ? " hf3" : wm == 15 ? " hf3 wm8" : wm == 16 ? " hfw (wgmma)" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
@@ -217,7 +217,8 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 the rule (default: hf2, Q8_0's 128 x 128
             // products on round 6's tile), 3 hf2 for all; T = 512: 4 hf2 row tile fastest
             // (SPARKD_HF2_RASTER=0), 5 round 6's 128 x 128 tile for all (in hf2's CTA order)
-            // 6 hf3 (round 8: 64 x 128 CTAs), 7 hf3 with 128 x 128 CTAs (the rule: SPARKD_PF)
+            // 6 hf3 (round 8: 64 x 128 CTAs), 7 hf3 with 128 x 128 CTAs (the rule: SPARKD_PF; hfw_kernel's
+            // timings: SPARKD_KBENCH=pf)
             const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule", "hf2", "hf2 raster m", "t128", "hf3", "hf3 wm8"};
             const int vwm[NV] = {0, 12, 0, 11, 13, 9, 14, 15};
             double base = 0, old = 0, h2 = 0; // h2: hf2 (the rule at T = 64, hf2 for all at 512)

@@ -1,25 +1,108 @@
-// pf_test.cuh — selftest rows of round 8's hf3_kernel (gemm.cu: hf2's product on 16 x 128 warp
-// tiles, SPARKD_PF). Included by selftest.cu after hfast_test.cuh (it reuses test_hfast: the
-// product against the dequantize-then-f32 reference, tol 2e-3, and for Q8_0 against the exact
-// emulation of its numerics, tol 2e-5; a row also fails when cuda_matmul did not take hfast).
-// Tile codes (cuda_hfast_tile_set): 14 hf3 with 64 x 128 CTAs, 15 hf3 with 128 x 128 CTAs.
-void pf_selftest(int quick) {
+// pf_test.cuh — selftest rows and the kernel bench of round 8's prefill products (gemm.cu: hf3_kernel,
+// hf2's product on 16 x 128 warp tiles; hfw_kernel, the same A registers fed to wgmma on sm_90a;
+// SPARKD_PF). Included by selftest.cu after hfast_test.cuh: the rows reuse test_hfast (the product
+// against the dequantize-then-f32 reference, tol 2e-3, for Q8_0 also against the exact emulation of
+// its numerics, tol 2e-5; a row fails too when cuda_matmul did not take hfast).
+// Tile codes (cuda_hfast_tile_set): 14 hf3 with 64 x 128 CTAs, 15 hf3 with 128 x 128 CTAs, 16 hfw_kernel
+// (on a GPU other than sm_90 code 16 runs hf3 with 64 x 128 CTAs).
+
+// The rows of one tile code: T in {65, 100, 512, 2048, 130}, every hf2 type, rows not a multiple of the
+// tile, two matrices, accumulate, split K, one chunk of K.
+void pf_rows(int wm, int quick) {
     const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
-    for (uint32_t t : types)
-        for (int wm : {14, 15}) {
-            test_hfast(t, 200, 512, 65, 0, 0, 0, 0, wm);    // one partial token tile (65 of 128)
-            test_hfast(t, 257, 768, 100, 67, 0, 1, 0, wm);  // two matrices, split K, rows not a multiple of the tile
-            test_hfast(t, 129, 512, 100, 0, 1, 0, 0, wm);   // accumulate, a partial row tile
-            test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, wm);  // accumulate, 4 full token tiles
-            test_hfast(t, 300, 1024, 512, 77, 0, 0, 0, wm); // two matrices, no split
-            if (!quick || wm == 14) test_hfast(t, 330, 512, 2048, 0, 0, 0, 0, wm); // 16 token tiles
-            test_hfast(t, 96, 64, 130, 0, 1, 0, 0, wm);     // one chunk of K, a partial second token tile
-        }
-    // the default rule (SPARKD_PF unset: hf3 at T >= 65) on two Qwen3-8B-like shapes
+    for (uint32_t t : types) {
+        test_hfast(t, 200, 512, 65, 0, 0, 0, 0, wm);    // one partial token tile (65 of 128)
+        test_hfast(t, 257, 768, 100, 67, 0, 1, 0, wm);  // two matrices, split K, rows not a multiple of the tile
+        test_hfast(t, 129, 512, 100, 0, 1, 0, 0, wm);   // accumulate, a partial row tile
+        test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, wm);  // accumulate, 4 full token tiles
+        test_hfast(t, 300, 1024, 512, 77, 0, 0, 0, wm); // two matrices, no split
+        if (!quick || wm != 15) test_hfast(t, 330, 512, 2048, 0, 0, 0, 0, wm); // 16 token tiles
+        test_hfast(t, 96, 64, 130, 0, 1, 0, 0, wm);     // one chunk of K, a partial second token tile
+    }
+    // controls: poisoned codes must fail the comparison
+    test_hfast(QUANT_Q8_0, 200, 512, 512, 0, 0, 0, 1, wm);
+    test_hfast(QUANT_Q5_K, 200, 512, 512, 0, 0, 0, 1, wm);
+}
+
+// selftest: hf3's rows, and the default rule (SPARKD_PF unset: hf3 at T >= 65) on two larger shapes;
+// hfw's rows only with SPARKD_PF_TEST_W=1 (its own check is SPARKD_KBENCH=pf, first)
+void pf_selftest(int quick) {
+    pf_rows(14, quick);
+    pf_rows(15, quick);
+    if (const char *v = getenv("SPARKD_PF_TEST_W"); v && !strcmp(v, "1")) pf_rows(16, quick);
     test_hfast(QUANT_Q8_0, 1024, 4096, 512, 0, 0, 1);
     test_hfast(QUANT_Q4_K, 4096, 1024, 100, 0, 1, 1);
-    // controls: poisoned codes must fail the comparison
-    test_hfast(QUANT_Q8_0, 200, 512, 512, 0, 0, 0, 1, 14);
-    test_hfast(QUANT_Q4_K, 200, 512, 512, 0, 0, 0, 1, 14);
-    test_hfast(QUANT_Q6_K, 200, 512, 512, 0, 0, 0, 1, 15);
+}
+
+// SPARKD_KBENCH=pf: hfw's rows first (their ok / not ok lines); then the Qwen3-8B products at T = 512
+// and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today), hf3, hf3 wm8 and, when
+// every hfw row passed, hfw, in us and TFLOP/s (% of the mma.sync peak SPARKD_MMA_PEAK, 642).
+void pf_kbench(double peak) {
+    const int f0 = C->fails;
+    pf_rows(16, 1);
+    const bool wok = C->fails == f0;
+    if (!wok) fprintf(C->f, "# hfw rows failed: hfw not timed\n");
+    struct prod { const char *name; int n, rows, K; } prods[] = {
+        {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
+    const char *kn[4] = {"hf2", "hf3", "hf3 wm8", "hfw"};
+    const int vwm[4] = {11, 14, 15, 16};
+    for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
+        double layer[2][4] = {{0}};
+        for (const prod &pr : prods) {
+            const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
+            int copies = (int)((768ull << 20) / wb) + 1;
+            if (copies > 8) copies = 8;
+            auto raw = gen_rows(type, pr.rows, pr.K);
+            std::vector<cuda_weight> ws((size_t)copies * pr.n);
+            for (auto &w : ws) {
+                if (!make_weight(&w, type, raw, pr.rows, pr.K)) return;
+                err e0;
+                cuda_hfast_check(&w, C->st, &e0);
+            }
+            const int Tmax = 2048, forms = CUDA_MMIN_F16;
+            cuda_mmin m;
+            cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(Tmax, pr.K, forms)), Tmax, pr.K, forms);
+            float *dx = dup(randn((size_t)Tmax * pr.K, 1.0));
+            float *dy[2] = {(float *)dalloc((size_t)Tmax * pr.rows * 4), (float *)dalloc((size_t)Tmax * pr.rows * 4)};
+            float *splitk = (float *)dalloc(32u << 20);
+            for (int ti = 0; ti < 2; ti++) {
+                const int T = ti ? 2048 : 512;
+                err e2 = {ERR_OK, {0}};
+                if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
+                double h2 = 0;
+                for (int v = 0; v < 4; v++) {
+                    if (v == 3 && !wok) continue;
+                    cuda_hfast_set(33);
+                    cuda_hfast_tile_set(vwm[v], 0);
+                    int it = 0;
+                    cuda_mm_args a;
+                    memset(&a, 0, sizeof a);
+                    a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
+                    for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = pr.rows; }
+                    const double us = time_us([&] {
+                        const int cc = it++ % copies;
+                        for (int i = 0; i < pr.n; i++) a.w[i] = &ws[(size_t)cc * pr.n + i];
+                        err e3;
+                        cuda_matmul(&a, &m, C->st, &e3);
+                    }, 3 * copies);
+                    cudaError_t ce = cudaGetLastError();
+                    const double tf = 2.0 * T * pr.rows * pr.n * (double)pr.K / (us * 1e6);
+                    if (v == 0) h2 = us;
+                    layer[ti][v] += us;
+                    fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | | | %.1f (%.0f%% peak) %.2fx hf2 %s |\n", tname(type),
+                            pr.name, pr.n, pr.rows, pr.K, T, kn[v], us, tf, peak > 0 ? 100.0 * tf / peak : 0.0,
+                            h2 > 0 ? h2 / us : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                    fflush(C->f);
+                }
+                cuda_hfast_set(-1);
+                cuda_hfast_tile_set(-1, -1);
+            }
+            dfree_all();
+        }
+        for (int ti = 0; ti < 2; ti++)
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hf3 wm8 %.1f, hfw %.1f | | | | "
+                    "hf3 %.2fx, hfw %.2fx hf2 |\n", tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1], layer[ti][2],
+                    layer[ti][3], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0,
+                    layer[ti][3] > 0 ? layer[ti][0] / layer[ti][3] : 0.0);
+    }
 }

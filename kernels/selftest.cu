@@ -2131,6 +2131,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "small")) { hsmall_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // gemms.cu
+    if (mode && !strcmp(mode, "pf")) { const char *pk = getenv("SPARKD_MMA_PEAK"); pf_kbench(pk ? atof(pk) : 642.0); st_close_stream(); return 0; } // pf_test.cuh
     if (mode && !strcmp(mode, "elt")) {
         bench_elt();
         st_close_stream();
