@@ -1228,9 +1228,11 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
 #pragma unroll
     for (int s = 0; s < 4; s++) hfw_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
     hfw_commit();
-    // chunk kc + 2 into slot kc + 2 (= kc - 1: every warp is past its wgmma, see the barrier below)
+    // the weights of chunk kc + 3 into slot kc (its codes and scales were read by the A build of the last
+    // step, before the barrier; wgmma reads only the slot's x tile), the x tile of chunk kc + 2 into
+    // slot kc + 2 (= kc - 1: every warp is past its wgmma, see the barrier below)
     const bool more2 = kc + 2 < nk;
-    if (more2) hfw_load_w<F, WF>(smem + on, src, kz0 + kc + 2);
+    if (kc + 3 < nk) hfw_load_w<F, WF>(smem + ob, src, kz0 + kc + 3);
     cp_commit();
     if (more2) hfw_stx(smem + on, xv, threadIdx.x);
     if (kc + 3 < nk) hfw_ldx(xv, xt, kz0 + kc + 3, xok);
@@ -1246,7 +1248,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
 #pragma unroll
         for (int r = 0; r < 4; r++) { an[2][r] = t2[0][r]; an[3][r] = t2[1][r]; }
     }
-    cp_wait<0>(); // chunk kc + 2's weights (this thread's copies)
+    cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     hfw_wait<0>(acc);
@@ -1269,6 +1271,7 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
 #pragma unroll
         for (int r = 0; r < 4; r++) { a0[2][r] = t2[0][r]; a0[3][r] = t2[1][r]; }
     }
+    __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
         hfw_step<F, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, xt, xok, xv, rowb, c);
         if (kc + 1 < nk) hfw_step<F, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, xt, xok, xv, rowb, c);
@@ -1298,10 +1301,13 @@ __global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
     const int nk = kz1 - kz0;
     const hf_src src = hf_src_of<F, 4, 1>(p, M, m0, n0);
     const bool wf = m0 + C::HM <= M.rows;
-    // weights of chunks 0, 1 before the PDL wait; then the activations (this thread's token)
-    for (int s = 0; s < 2 && s < nk; s++) {
-        if (wf) hfw_load_w<F, true>(smem + s * C::stage, src, kz0 + s);
-        else hfw_load_w<F, false>(smem + s * C::stage, src, kz0 + s);
+    // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
+    // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
+    for (int s = 0; s < 3; s++) {
+        if (s < nk) {
+            if (wf) hfw_load_w<F, true>(smem + s * C::stage, src, kz0 + s);
+            else hfw_load_w<F, false>(smem + s * C::stage, src, kz0 + s);
+        }
         cp_commit();
     }
     pdl_wait();
@@ -1316,7 +1322,7 @@ __global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
         hfw_stx(smem + s * C::stage, xv, t);
     }
     if (nk > 2) hfw_ldx(xv, xt, kz0 + 2, xok);
-    cp_wait<0>();
+    cp_wait<1>(); // chunks 0, 1
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
