@@ -1231,10 +1231,13 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     // the weights of chunk kc + 3 into slot kc (its codes and scales were read by the A build of the last
     // step, before the barrier; wgmma reads only the slot's x tile), the x tile of chunk kc + 2 into
     // slot kc + 2 (= kc - 1: every warp is past its wgmma, see the barrier below)
+    // (the proxy fence right after the stores: it compiles to MEMBAR.CTA, which would also wait for
+    // loads issued before it)
     const bool more2 = kc + 2 < nk;
+    if (more2) hfw_stx(smem + on, xv, threadIdx.x);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (kc + 3 < nk) hfw_load_w<F, WF>(smem + ob, src, kz0 + kc + 3);
     cp_commit();
-    if (more2) hfw_stx(smem + on, xv, threadIdx.x);
     if (kc + 3 < nk) hfw_ldx(xv, xt, kz0 + kc + 3, xok);
     // the next chunk's A registers (slot kc + 1: visible since the last barrier)
     {
@@ -1250,7 +1253,6 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     }
     cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     hfw_wait<0>(acc);
     __syncthreads();
 }
@@ -1321,10 +1323,10 @@ __global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
         hfw_ldx(xv, xt, kz0 + s, xok);
         hfw_stx(smem + s * C::stage, xv, t);
     }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (nk > 2) hfw_ldx(xv, xt, kz0 + 2, xok);
     cp_wait<1>(); // chunks 0, 1
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
     float acc[16][4];
 #pragma unroll
