@@ -1128,12 +1128,13 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 2) void hf3_kernel(const gem
 // in natural order quad lane c's A pairs are its own quarter c, so hf3_build's registers are the
 // wgmma A fragments unchanged. CTA = one warpgroup (64 rows x 128 tokens), 3 stages, 3 CTAs an SM.
 // Numerics: the same A values, the hi form as B, f32 accumulation (order of the sums differs).
-// SPARKD_PF=3 (H200 only; elsewhere as 1). Tile code 16 (tests).
+// SPARKD_PF=3 (H200 only; elsewhere as 1), tile code 16. WG = 3 (SPARKD_PF=4, tile code 17): three
+// warpgroups (192 x 128 CTAs, 1 an SM) share the x tile (warpgroup 0 moves it): a third of the x traffic.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define HFW_ON 1
 #endif
-template <uint32_t F> struct hfw_cfg : hf_cfg<F, 4, 1> {
-    using B = hf_cfg<F, 4, 1>;
+template <uint32_t F, int WG> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warpgroups: 64 WG rows x 128 tokens
+    using B = hf_cfg<F, 4 * WG, 1>;
     static constexpr int off_w = 128 * 128; // x tile: 128 tokens x 128 B, natural order, 128B swizzle
     static constexpr int off_h = off_w + B::HM * B::wpitch;
     static constexpr int off_m = off_h + B::HM * B::hpitch;
@@ -1173,9 +1174,9 @@ __device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4
 }
 
 // The weight part of chunk kc (as hf_load_w) into an hfw stage; WF: all rows inside the matrix.
-template <uint32_t F, bool WF>
+template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc) {
-    using C = hfw_cfg<F>;
+    using C = hfw_cfg<F, WG>;
     constexpr qfmt f = C::f;
     constexpr int ppr = f.cbits * 64 / 8 / 16;
     const int tid = threadIdx.x;
@@ -1217,11 +1218,11 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[8], int t)
 
 // One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
 // next chunk's A (an) is built from slot sx and its activations go to slot sn.
-template <uint32_t F, bool WF>
+template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *xt, bool xok, uint4 (&xv)[8], int rowb, int c) {
-    using C = hfw_cfg<F>;
+    using C = hfw_cfg<F, WG>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
     hfw_fence();
@@ -1234,11 +1235,12 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     // (the proxy fence right after the stores: it compiles to MEMBAR.CTA, which would also wait for
     // loads issued before it)
     const bool more2 = kc + 2 < nk;
-    if (more2) hfw_stx(smem + on, xv, threadIdx.x);
+    const bool xw = WG == 1 || threadIdx.x < 128; // warpgroup 0 moves the x tile (a token a thread)
+    if (more2 && xw) hfw_stx(smem + on, xv, threadIdx.x);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
-    if (kc + 3 < nk) hfw_load_w<F, WF>(smem + ob, src, kz0 + kc + 3);
+    if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
     cp_commit();
-    if (kc + 3 < nk) hfw_ldx(xv, xt, kz0 + kc + 3, xok);
+    if (kc + 3 < nk && xw) hfw_ldx(xv, xt, kz0 + kc + 3, xok);
     // the next chunk's A registers (slot kc + 1: visible since the last barrier)
     {
         quarter q[2];
@@ -1257,10 +1259,10 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     __syncthreads();
 }
 
-template <uint32_t F, bool WF>
+template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *xt, bool xok, uint4 (&xv)[8], int rowb, int c) {
-    using C = hfw_cfg<F>;
+    using C = hfw_cfg<F, WG>;
     uint32_t a0[4][4], a1[4][4];
     {
         quarter q[2];
@@ -1275,15 +1277,15 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, xt, xok, xv, rowb, c);
-        if (kc + 1 < nk) hfw_step<F, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, xt, xok, xv, rowb, c);
+        hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, xt, xok, xv, rowb, c);
+        if (kc + 1 < nk) hfw_step<F, WG, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, xt, xok, xv, rowb, c);
     }
 }
 
-template <uint32_t F>
-__global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
+template <uint32_t F, int WG>
+__global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
-    using C = hfw_cfg<F>;
+    using C = hfw_cfg<F, WG>;
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
@@ -1296,30 +1298,30 @@ __global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
     }
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = by * 128;
+    const int m0 = b * C::HM, n0 = by * 128; // (C::HM = 64 WG)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
-    const hf_src src = hf_src_of<F, 4, 1>(p, M, m0, n0);
+    const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
     const bool wf = m0 + C::HM <= M.rows;
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
     for (int s = 0; s < 3; s++) {
         if (s < nk) {
-            if (wf) hfw_load_w<F, true>(smem + s * C::stage, src, kz0 + s);
-            else hfw_load_w<F, false>(smem + s * C::stage, src, kz0 + s);
+            if (wf) hfw_load_w<F, WG, true>(smem + s * C::stage, src, kz0 + s);
+            else hfw_load_w<F, WG, false>(smem + s * C::stage, src, kz0 + s);
         }
         cp_commit();
     }
     pdl_wait();
-    const int t = threadIdx.x;
-    const bool xok = n0 + t < p.T;
+    const int t = threadIdx.x & 127; // (warpgroup 0 moves the x tile)
+    const bool xw = WG == 1 || threadIdx.x < 128, xok = xw && n0 + t < p.T;
     const uint8_t *xt = (const uint8_t *)(p.xh + (size_t)(xok ? n0 + t : 0) * p.K);
     uint4 xv[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) xv[i] = make_uint4(0, 0, 0, 0);
-    for (int s = 0; s < 2 && s < nk; s++) {
+    for (int s = 0; s < 2 && s < nk && xw; s++) {
         hfw_ldx(xv, xt, kz0 + s, xok);
         hfw_stx(smem + s * C::stage, xv, t);
     }
@@ -1333,8 +1335,8 @@ __global__ __launch_bounds__(128, 3) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, true>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
-        else hfw_loop<F, false>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
+        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
+        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1562,17 +1564,17 @@ static int hf3_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
-template <uint32_t F>
+template <uint32_t F, int WG>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
-    using CW = hfw_cfg<F>;
+    using CW = hfw_cfg<F, WG>;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, CW::smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, CW::smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F>, grid, dim3(128), (size_t)CW::smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG>, grid, dim3(128 * WG), (size_t)CW::smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -1631,8 +1633,9 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
     // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0: today's path
     // exactly; 1 (default): 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
-    // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 1). Tile codes
-    // 14 / 15 / 16: those three at any T.
+    // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 1), one warpgroup
+    // a CTA (64 x 128, 3 an SM); 4: hfw with 3 warpgroups (192 x 128 CTAs sharing the x tile, 1 an SM).
+    // Tile codes 14 / 15 / 16 / 17: those four at any T.
     if (pf_mode < 0) {
         const char *v = getenv("SPARKD_PF");
         pf_mode = v ? atoi(v) : 1;
@@ -1643,19 +1646,22 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         int mj = 0, mn = 0;
         if (cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
             cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
-            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0>::smem; // wgmma: sm_90a only
+            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem; // wgmma: sm_90a only
     }
-    if (hf2_type(ty) && (env_wm == 14 || env_wm == 15 || env_wm == 16 || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
-        const bool wg = (env_wm == 16 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
-        const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4, hm = 16 * wm;
+    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 17) || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
+        const bool wg3 = (env_wm == 17 || (env_wm <= 0 && pf_mode == 4)) && pf_wg;
+        const bool wg = !wg3 && (env_wm == 16 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
+        const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4;
+        const int hm = wg3 ? 192 : 16 * wm;
         int mt = 0;
         for (int i = 0; i < p.n; i++) {
             p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
             mt += p.m[i].mtiles;
         }
-        const int ntn = (p.T + 127) / 128, ctas = mt * ntn, per_sm = wm == 4 ? 3 : 2;
+        const int ntn = (p.T + 127) / 128, ctas = mt * ntn, per_sm = wg3 ? 1 : wm == 4 ? 3 : 2;
         int ks = 1;
         if (env_ks > 0) ks = env_ks;
+        else if (wg3) { if (10 * ctas < 9 * sms && nk >= 8) ks = (2 * sms + ctas / 2) / ctas; } // one CTA an SM: to ~2 waves
         else if (3 * ctas < 2 * per_sm * sms && nk >= 8) ks = per_sm * sms / ctas; // below 2/3 of a wave: to ~one
         if (ks > nk / 4) ks = nk / 4;
         if (ks > 8) ks = 8;
@@ -1664,11 +1670,17 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ksplit = ks < 1 ? 1 : ks;
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
+        if (wg3) switch (ty) {
+            case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
+            case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
+            case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
+            case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
+            }
         if (wg) switch (ty) {
-            case QT_Q8_0: return hfw_launch_t<QT_Q8_0>(p, mt, stream, e);
-            case QT_Q4_K: return hfw_launch_t<QT_Q4_K>(p, mt, stream, e);
-            case QT_Q5_K: return hfw_launch_t<QT_Q5_K>(p, mt, stream, e);
-            case QT_Q6_K: return hfw_launch_t<QT_Q6_K>(p, mt, stream, e);
+            case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 1>(p, mt, stream, e);
+            case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 1>(p, mt, stream, e);
+            case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 1>(p, mt, stream, e);
+            case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 1>(p, mt, stream, e);
             }
         switch (ty) {
         case QT_Q8_0: return wm == 8 ? hf3_launch_t<QT_Q8_0, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q8_0, 4>(p, mt, stream, e);

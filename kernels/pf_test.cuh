@@ -4,7 +4,8 @@
 // against the dequantize-then-f32 reference, tol 2e-3, for Q8_0 also against the exact emulation of
 // its numerics, tol 2e-5; a row fails too when cuda_matmul did not take hfast).
 // Tile codes (cuda_hfast_tile_set): 14 hf3 with 64 x 128 CTAs, 15 hf3 with 128 x 128 CTAs, 16 hfw_kernel
-// (on a GPU other than sm_90 code 16 runs hf3 with 64 x 128 CTAs).
+// (one warpgroup, 64 x 128), 17 hfw with 3 warpgroups (192 x 128); on a GPU other than sm_90 codes 16
+// and 17 run hf3 with 64 x 128 CTAs.
 
 // The rows of one tile code: T in {65, 100, 512, 2048, 130}, every hf2 type, rows not a multiple of the
 // tile, two matrices, accumulate, split K, one chunk of K.
@@ -29,7 +30,10 @@ void pf_rows(int wm, int quick) {
 void pf_selftest(int quick) {
     pf_rows(14, quick);
     pf_rows(15, quick);
-    if (const char *v = getenv("SPARKD_PF_TEST_W"); v && !strcmp(v, "1")) pf_rows(16, quick);
+    if (const char *v = getenv("SPARKD_PF_TEST_W"); v && !strcmp(v, "1")) {
+        pf_rows(16, quick);
+        pf_rows(17, quick);
+    }
     test_hfast(QUANT_Q8_0, 1024, 4096, 512, 0, 0, 1);
     test_hfast(QUANT_Q4_K, 4096, 1024, 100, 0, 1, 1);
 }
@@ -38,16 +42,21 @@ void pf_selftest(int quick) {
 // and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today), hf3, hf3 wm8 and, when
 // every hfw row passed, hfw, in us and TFLOP/s (% of the mma.sync peak SPARKD_MMA_PEAK, 642).
 void pf_kbench(double peak) {
-    const int f0 = C->fails;
+    int f0 = C->fails;
     pf_rows(16, 1);
     const bool wok = C->fails == f0;
     if (!wok) fprintf(C->f, "# hfw rows failed: hfw not timed\n");
+    f0 = C->fails;
+    pf_rows(17, 1);
+    const bool wok3 = C->fails == f0;
+    if (!wok3) fprintf(C->f, "# hfw3 rows failed: hfw3 not timed\n");
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    const char *kn[4] = {"hf2", "hf3", "hf3 wm8", "hfw"};
-    const int vwm[4] = {11, 14, 15, 16};
+    constexpr int NV = 5;
+    const char *kn[NV] = {"hf2", "hf3", "hf3 wm8", "hfw", "hfw3"};
+    const int vwm[NV] = {11, 14, 15, 16, 17};
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
-        double layer[2][4] = {{0}};
+        double layer[2][NV] = {{0}};
         for (const prod &pr : prods) {
             const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
             int copies = (int)((768ull << 20) / wb) + 1;
@@ -70,8 +79,8 @@ void pf_kbench(double peak) {
                 err e2 = {ERR_OK, {0}};
                 if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
                 double h2 = 0;
-                for (int v = 0; v < 4; v++) {
-                    if (v == 3 && !wok) continue;
+                for (int v = 0; v < NV; v++) {
+                    if ((v == 3 && !wok) || (v == 4 && !wok3)) continue;
                     cuda_hfast_set(33);
                     cuda_hfast_tile_set(vwm[v], 0);
                     int it = 0;
@@ -100,9 +109,9 @@ void pf_kbench(double peak) {
             dfree_all();
         }
         for (int ti = 0; ti < 2; ti++)
-            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hf3 wm8 %.1f, hfw %.1f | | | | "
-                    "hf3 %.2fx, hfw %.2fx hf2 |\n", tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1], layer[ti][2],
-                    layer[ti][3], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0,
-                    layer[ti][3] > 0 ? layer[ti][0] / layer[ti][3] : 0.0);
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hf3 wm8 %.1f, hfw %.1f, hfw3 %.1f "
+                    "| | | | hf3 %.2fx, hfw %.2fx, hfw3 %.2fx hf2 |\n", tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1],
+                    layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0,
+                    layer[ti][3] > 0 ? layer[ti][0] / layer[ti][3] : 0.0, layer[ti][4] > 0 ? layer[ti][0] / layer[ti][4] : 0.0);
     }
 }
