@@ -38,6 +38,68 @@ void pf_selftest(int quick) {
     test_hfast(QUANT_Q4_K, 4096, 1024, 100, 0, 1, 1);
 }
 
+// A layout probe, run when a code's rows fail: Q8_0, K = 64, N = 64, T = 128, row r has one code 1 at
+// k = r (d = 1), x random, so y[t][r] must be x[t][r] (to f16). For the first wrong rows it prints
+// which x[t'][k'] each of a few y[t][r] holds ("# diag" lines): the k and token mapping the kernel used.
+void pf_diag(int wm) {
+    const int N = 64, K = 64, T = 128;
+    std::vector<uint8_t> raw((size_t)N * 2 * 34, 0);
+    const uint16_t one = quant_f32_to_f16(1.0f);
+    for (int r = 0; r < N; r++)
+        for (int b = 0; b < 2; b++) {
+            uint8_t *blk = raw.data() + ((size_t)r * 2 + b) * 34;
+            memcpy(blk, &one, 2);
+            if (r / 32 == b) blk[2 + r % 32] = 1;
+        }
+    cuda_weight w;
+    if (!make_weight(&w, QUANT_Q8_0, raw, N, K)) return;
+    err e0 = {ERR_OK, {0}};
+    cuda_hfast_check(&w, C->st, &e0);
+    auto x = randn((size_t)T * K, 1.0);
+    float *dx = dup(x);
+    cuda_mmin m;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, CUDA_MMIN_F16)), T, K, CUDA_MMIN_F16);
+    float *dy = (float *)dalloc((size_t)T * N * 4);
+    poison(dy, (size_t)T * N * 4);
+    if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e0)) return;
+    cuda_mm_args a;
+    memset(&a, 0, sizeof a);
+    a.n = 1; a.w[0] = &w; a.y[0] = dy; a.ldy[0] = N;
+    cuda_hfast_set(33);
+    cuda_hfast_tile_set(wm, 0);
+    const int rc = cuda_matmul(&a, &m, C->st, &e0);
+    cudaStreamSynchronize(C->st);
+    cuda_hfast_tile_set(-1, -1);
+    cuda_hfast_set(0);
+    const cudaError_t ce = cudaGetLastError();
+    auto y = get(dy, (size_t)T * N);
+    int bad = 0, shown = 0;
+    for (int r = 0; r < N; r++) {
+        int wrong = 0;
+        for (int t = 0; t < T; t++) {
+            const float want = x[(size_t)t * K + r], got = y[(size_t)t * N + r];
+            if (!(fabsf(got - want) <= 2e-3f * fabsf(want) + 1e-4f)) wrong++;
+        }
+        if (!wrong) continue;
+        bad++;
+        if (shown++ >= 6) continue;
+        for (int t : {0, 1, 9}) {
+            const float got = y[(size_t)t * N + r];
+            int bt = -1, bk = -1;
+            float be = 1e30f;
+            for (int t2 = 0; t2 < T; t2++)
+                for (int k2 = 0; k2 < K; k2++) {
+                    const float d = fabsf(x[(size_t)t2 * K + k2] - got);
+                    if (d < be) { be = d; bt = t2; bk = k2; }
+                }
+            fprintf(C->f, "# diag code %d: y[t %d][row %d] = %g (%d tokens wrong) ~ x[t %d][k %d] (diff %.2g)\n", wm, t, r,
+                    got, wrong, bt, bk, be);
+        }
+    }
+    fprintf(C->f, "# diag code %d: %d of %d rows wrong (rc %d, %s)\n", wm, bad, N, rc, cudaGetErrorString(ce));
+    dfree_all();
+}
+
 // SPARKD_KBENCH=pf: hfw's rows first (their ok / not ok lines); then the Qwen3-8B products at T = 512
 // and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today), hf3, hf3 wm8 and, when
 // every hfw row passed, hfw, in us and TFLOP/s (% of the mma.sync peak SPARKD_MMA_PEAK, 642).
@@ -46,10 +108,13 @@ void pf_kbench(double peak) {
     pf_rows(16, 1);
     const bool wok = C->fails == f0;
     if (!wok) fprintf(C->f, "# hfw rows failed: hfw not timed\n");
+    pf_diag(16); // (also when they pass: the probe must then print 0 wrong rows)
     f0 = C->fails;
     pf_rows(17, 1);
     const bool wok3 = C->fails == f0;
     if (!wok3) fprintf(C->f, "# hfw3 rows failed: hfw3 not timed\n");
+    pf_diag(17);
+    pf_diag(14);
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
     constexpr int NV = 5;
