@@ -25,7 +25,7 @@ void pf_rows(int wm, int quick) {
     test_hfast(QUANT_Q5_K, 200, 512, 512, 0, 0, 0, 1, wm);
 }
 
-// selftest: hf3's rows, and the default rule (SPARKD_PF unset: hf3 at T >= 65) on two larger shapes;
+// selftest: hf3's rows (and two larger shapes);
 // hfw's rows only with SPARKD_PF_TEST_W=1 (its own check is SPARKD_KBENCH=pf, first)
 void pf_selftest(int quick) {
     pf_rows(14, quick);
@@ -34,8 +34,8 @@ void pf_selftest(int quick) {
         pf_rows(16, quick);
         pf_rows(17, quick);
     }
-    test_hfast(QUANT_Q8_0, 1024, 4096, 512, 0, 0, 1);
-    test_hfast(QUANT_Q4_K, 4096, 1024, 100, 0, 1, 1);
+    test_hfast(QUANT_Q8_0, 1024, 4096, 512, 0, 0, 1, 0, 14);
+    test_hfast(QUANT_Q4_K, 4096, 1024, 100, 0, 1, 1, 0, 14);
 }
 
 // A layout probe, run when a code's rows fail: Q8_0, K = 64, N = 64, T = 128, row r has one code 1 at
