@@ -1198,22 +1198,39 @@ __device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc)
         cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
     } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
 }
-// Token t's chunk kc of the hi form (P64 order, 128 B) into registers (xt: the token's row; not
-// read when !ok, the registers then keep what they held: columns past T are never stored).
-__device__ __forceinline__ void hfw_ldx(uint4 (&v)[8], const uint8_t *xt, int kc, bool ok) {
-    if (ok) {
-        const uint4 *g = (const uint4 *)(xt + (size_t)kc * 128);
+// The x tile's copy: 512 tasks (128 tokens x 4 quarters of a 128-byte chunk) over the NX threads that
+// move it (WG = 1: all 128; WG = 3: warpgroups 0-1), TPT a thread; task i = threadIdx.x + NX j is token
+// i / 4, quarter q = i % 4: two LDG.128 of P64 words 8q..8q+7 (a warp instruction reads 8 whole 128-byte
+// token rows), and P64 word 8q + w is word q of natural granule w, so the thread stores its 8 words as
+// word q of the 8 granules (STS.32, conflict-free: the 8 tokens of a warp have distinct t & 7).
+template <int WG> struct hfw_x {
+    static constexpr int NX = WG == 1 ? 128 : 256, TPT = 512 / NX;
+};
+// Chunk kc of the tile's tokens (x0: the tile's first token row of the hi form, pitch bytes a token;
+// tokens >= ntok not read, their registers keep what they held: columns past T are never stored).
+template <int WG>
+__device__ __forceinline__ void hfw_ldx(uint4 (&v)[2 * hfw_x<WG>::TPT], const uint8_t *x0, size_t pitch, int kc, int ntok) {
 #pragma unroll
-        for (int i = 0; i < 8; i++) v[i] = __ldg(g + i);
+    for (int j = 0; j < hfw_x<WG>::TPT; j++) {
+        const int i = threadIdx.x + hfw_x<WG>::NX * j, t = i >> 2, q = i & 3;
+        if (t < ntok) {
+            const uint4 *g = (const uint4 *)(x0 + (size_t)t * pitch + (size_t)kc * 128 + 32 * q);
+            v[2 * j] = __ldg(g);
+            v[2 * j + 1] = __ldg(g + 1);
+        }
     }
 }
-// ... and stored in natural order into the swizzled tile of stage sb (row t).
-__device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[8], int t) {
-    uint8_t *row = sb + t * 128;
+// ... stored in natural order into the 128B-swizzled tile of stage sb (granule u of token t at u ^ (t & 7)).
+template <int WG>
+__device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<WG>::TPT]) {
+    // task j's token is threadIdx.x / 4 + (NX / 4) j: the same t & 7 for every j (NX / 4 is a multiple of 8)
+    const int k7 = (threadIdx.x >> 2) & 7;
+    uint8_t *row = sb + (threadIdx.x >> 2) * 128 + 4 * (threadIdx.x & 3);
 #pragma unroll
-    for (int u = 0; u < 8; u++) // P64 word i is v[i / 4] component i % 4
-        *(uint4 *)(row + ((u ^ (t & 7)) << 4)) = make_uint4(u4_word(v[u / 4], u % 4), u4_word(v[2 + u / 4], u % 4),
-                                                            u4_word(v[4 + u / 4], u % 4), u4_word(v[6 + u / 4], u % 4));
+    for (int j = 0; j < hfw_x<WG>::TPT; j++)
+#pragma unroll
+        for (int w = 0; w < 8; w++)
+            *(uint32_t *)(row + j * (hfw_x<WG>::NX / 4) * 128 + ((w ^ k7) << 4)) = u4_word(v[2 * j + (w >> 2)], w & 3);
 }
 
 // One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
@@ -1221,7 +1238,8 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[8], int t)
 template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
-                                         const uint8_t *xt, bool xok, uint4 (&xv)[8], int rowb, int c) {
+                                         const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
+                                         int c) {
     using C = hfw_cfg<F, WG>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
@@ -1235,12 +1253,12 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     // (the proxy fence right after the stores: it compiles to MEMBAR.CTA, which would also wait for
     // loads issued before it)
     const bool more2 = kc + 2 < nk;
-    const bool xw = WG == 1 || threadIdx.x < 128; // warpgroup 0 moves the x tile (a token a thread)
-    if (more2 && xw) hfw_stx(smem + on, xv, threadIdx.x);
+    const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
+    if (more2 && xw) hfw_stx<WG>(smem + on, xv);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
     cp_commit();
-    if (kc + 3 < nk && xw) hfw_ldx(xv, xt, kz0 + kc + 3, xok);
+    if (kc + 3 < nk && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + kc + 3, ntok);
     // the next chunk's A registers (slot kc + 1: visible since the last barrier)
     {
         quarter q[2];
@@ -1261,7 +1279,8 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
 
 template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
-                                         int nk, const uint8_t *xt, bool xok, uint4 (&xv)[8], int rowb, int c) {
+                                         int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
+                                         int rowb, int c) {
     using C = hfw_cfg<F, WG>;
     uint32_t a0[4][4], a1[4][4];
     {
@@ -1277,8 +1296,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, xt, xok, xv, rowb, c);
-        if (kc + 1 < nk) hfw_step<F, WG, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, xt, xok, xv, rowb, c);
+        hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c);
+        if (kc + 1 < nk) hfw_step<F, WG, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c);
     }
 }
 
@@ -1315,18 +1334,19 @@ __global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const ge
         cp_commit();
     }
     pdl_wait();
-    const int t = threadIdx.x & 127; // (warpgroup 0 moves the x tile)
-    const bool xw = WG == 1 || threadIdx.x < 128, xok = xw && n0 + t < p.T;
-    const uint8_t *xt = (const uint8_t *)(p.xh + (size_t)(xok ? n0 + t : 0) * p.K);
-    uint4 xv[8];
+    const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
+    const int ntok = min(128, p.T - n0);
+    const uint8_t *x0 = (const uint8_t *)(p.xh + (size_t)n0 * p.K);
+    const size_t xp = (size_t)p.K * 2;
+    uint4 xv[2 * hfw_x<WG>::TPT];
 #pragma unroll
-    for (int i = 0; i < 8; i++) xv[i] = make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < 2 * hfw_x<WG>::TPT; i++) xv[i] = make_uint4(0, 0, 0, 0);
     for (int s = 0; s < 2 && s < nk && xw; s++) {
-        hfw_ldx(xv, xt, kz0 + s, xok);
-        hfw_stx(smem + s * C::stage, xv, t);
+        hfw_ldx<WG>(xv, x0, xp, kz0 + s, ntok);
+        hfw_stx<WG>(smem + s * C::stage, xv);
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
-    if (nk > 2) hfw_ldx(xv, xt, kz0 + 2, xok);
+    if (nk > 2 && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + 2, ntok);
     cp_wait<1>(); // chunks 0, 1
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
     __syncthreads();
@@ -1335,8 +1355,8 @@ __global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const ge
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
-        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, xt, xok, xv, rowb, c);
+        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c);
+        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
