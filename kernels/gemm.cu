@@ -1122,14 +1122,14 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 2) void hf3_kernel(const gem
 // registers and B (the activations) read by the tensor cores straight from shared memory: no B
 // fragment loads through the register file (hf3 and hf2 spend one LDS.128 a lane per two or four
 // HMMAs on them, and the shared-memory bandwidth that goes with it). wgmma needs B in its canonical
-// K-major layout, which the P64 order is not: each thread loads its token's 128 bytes of a chunk
-// (8 x LDG.128, P64 order) and stores them in natural order (natural 16-byte granule u = P64 words
-// u, u + 8, u + 16, u + 24) into the 128-byte-swizzled tile (granule u of token t at u ^ (t & 7));
+// K-major layout, which the P64 order is not: the x tile goes through registers (hfw_ldx / hfw_stx:
+// 4 threads a token, each 32 bytes of the P64 chunk) into natural order (natural 16-byte granule u =
+// P64 words u, u + 8, u + 16, u + 24) in the 128-byte-swizzled tile (granule u of token t at u ^ (t & 7));
 // in natural order quad lane c's A pairs are its own quarter c, so hf3_build's registers are the
 // wgmma A fragments unchanged. CTA = one warpgroup (64 rows x 128 tokens), 3 stages, 3 CTAs an SM.
 // Numerics: the same A values, the hi form as B, f32 accumulation (order of the sums differs).
 // SPARKD_PF=3 (H200 only; elsewhere as 1), tile code 16. WG = 3 (SPARKD_PF=4, tile code 17): three
-// warpgroups (192 x 128 CTAs, 1 an SM) share the x tile (warpgroup 0 moves it): a third of the x traffic.
+// warpgroups (192 x 128 CTAs, 1 an SM) share the x tile (warpgroups 0-1 move it): a third of the x traffic.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define HFW_ON 1
 #endif
