@@ -43,6 +43,7 @@ struct gemm_params {
     int n, K, T, accumulate, exact;
     int ksplit;       // CTAs along K (grid.z); > 1: partials go to ws, gemm_reduce sums them
     int ntn;          // hf2_kernel: > 0: grid.x = row tiles x ntn token tiles, token tile fastest (0: grid.y)
+    int pfw0;         // hfw_kernel: 1: every cp.async landed before the async-proxy fence (SPARKD_PF_W0=1)
     float *ws;        // (ksplit, T, rows of all matrices) f32
     int ws_rows;      // rows of all matrices
     int row0[CUDA_MM_MAX_MATS]; // first ws row of each matrix
@@ -1239,7 +1240,7 @@ template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
-                                         int c) {
+                                         int c, bool w0) {
     using C = hfw_cfg<F, WG>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
@@ -1252,6 +1253,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     // slot kc + 2 (= kc - 1: every warp is past its wgmma, see the barrier below)
     // (the proxy fence right after the stores: it compiles to MEMBAR.CTA, which would also wait for
     // loads issued before it)
+    if (w0) cp_wait<0>(); // (SPARKD_PF_W0=1: nothing in flight at the fence's MEMBAR)
     const bool more2 = kc + 2 < nk;
     const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
     if (more2 && xw) hfw_stx<WG>(smem + on, xv);
@@ -1280,7 +1282,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
 template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
-                                         int rowb, int c) {
+                                         int rowb, int c, bool w0) {
     using C = hfw_cfg<F, WG>;
     uint32_t a0[4][4], a1[4][4];
     {
@@ -1296,8 +1298,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c);
-        if (kc + 1 < nk) hfw_step<F, WG, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c);
+        hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
 }
 
@@ -1355,8 +1357,8 @@ __global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const ge
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c);
-        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c);
+        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1605,7 +1607,7 @@ static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == Q
 // SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
 // SPARKD_HF2_Q8T128=1: Q8_0's gate+up-sized products on round 6's 128 x 128 tile (default 0: hf2)
 static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
-static int pf_mode = -1, pf_big = 0, pf_wg = 0; // SPARKD_PF (hf3), and whether WM = 8 fits a block (see hfast_launch)
+static int pf_mode = -1, pf_big = 0, pf_wg = 0, pf_w0 = 0; // SPARKD_PF (hf3), and whether WM = 8 fits a block (see hfast_launch)
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -1655,10 +1657,12 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // path exactly; 1: 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
     // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 1), one warpgroup
     // a CTA (64 x 128, 3 an SM); 4: hfw with 3 warpgroups (192 x 128 CTAs sharing the x tile, 1 an SM).
-    // Tile codes 14 / 15 / 16 / 17: those four at any T.
+    // Tile codes 14 / 15 / 16 / 17: those four at any T; 18 / 19: 16 / 17 as with SPARKD_PF_W0=1.
     if (pf_mode < 0) {
         const char *v = getenv("SPARKD_PF");
         pf_mode = v ? atoi(v) : 0; // (run 0: off unless asked; the runs decide the default)
+        v = getenv("SPARKD_PF_W0");
+        pf_w0 = v && !strcmp(v, "1");
         int dev = 0, optin = 0;
         if (cudaGetDevice(&dev) == cudaSuccess &&
             cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess)
@@ -1668,9 +1672,9 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
             cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
             pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem; // wgmma: sm_90a only
     }
-    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 17) || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
-        const bool wg3 = (env_wm == 17 || (env_wm <= 0 && pf_mode == 4)) && pf_wg;
-        const bool wg = !wg3 && (env_wm == 16 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
+    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 19) || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
+        const bool wg3 = (env_wm == 17 || env_wm == 19 || (env_wm <= 0 && pf_mode == 4)) && pf_wg;
+        const bool wg = !wg3 && (env_wm == 16 || env_wm == 18 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
         const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4;
         const int hm = wg3 ? 192 : 16 * wm;
         int mt = 0;
@@ -1690,6 +1694,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ksplit = ks < 1 ? 1 : ks;
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
+        p.pfw0 = pf_w0 || env_wm == 18 || env_wm == 19;
         if (wg3) switch (ty) {
             case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
             case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);

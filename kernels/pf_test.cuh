@@ -18,7 +18,9 @@ void pf_rows(int wm, int quick) {
         test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, wm);  // accumulate, 4 full token tiles
         test_hfast(t, 300, 1024, 512, 77, 0, 0, 0, wm); // two matrices, no split
         if (!quick || wm != 15) test_hfast(t, 330, 512, 2048, 0, 0, 0, 0, wm); // 16 token tiles
-        test_hfast(t, 96, 64, 130, 0, 1, 0, 0, wm);     // one chunk of K, a partial second token tile
+        // one chunk of K (Q8_0; the K-quants' smallest K is a 256-element superblock: 4 chunks), a partial
+        // second token tile
+        test_hfast(t, 96, t == QUANT_Q8_0 ? 64 : 256, 130, 0, 1, 0, 0, wm);
     }
     // controls: poisoned codes must fail the comparison
     test_hfast(QUANT_Q8_0, 200, 512, 512, 0, 0, 0, 1, wm);
@@ -101,8 +103,9 @@ void pf_diag(int wm) {
 }
 
 // SPARKD_KBENCH=pf: hfw's rows first (their ok / not ok lines); then the Qwen3-8B products at T = 512
-// and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today), hf3, hf3 wm8 and, when
-// every hfw row passed, hfw, in us and TFLOP/s (% of the mma.sync peak SPARKD_MMA_PEAK, 642).
+// and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today), hf3 and, when their
+// rows passed, hfw / hfw3 (each also with SPARKD_PF_W0's fence order), in us and TFLOP/s (% of the
+// mma.sync peak SPARKD_MMA_PEAK, 642).
 void pf_kbench(double peak) {
     int f0 = C->fails;
     pf_rows(16, 1);
@@ -117,9 +120,9 @@ void pf_kbench(double peak) {
     pf_diag(14);
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    constexpr int NV = 5;
-    const char *kn[NV] = {"hf2", "hf3", "hf3 wm8", "hfw", "hfw3"};
-    const int vwm[NV] = {11, 14, 15, 16, 17};
+    constexpr int NV = 6; // (hf3 wm8: 0.73-0.91x hf2 in run 0, not timed)
+    const char *kn[NV] = {"hf2", "hf3", "hfw", "hfw w0", "hfw3", "hfw3 w0"};
+    const int vwm[NV] = {11, 14, 16, 18, 17, 19};
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         double layer[2][NV] = {{0}};
         for (const prod &pr : prods) {
@@ -145,7 +148,7 @@ void pf_kbench(double peak) {
                 if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
                 double h2 = 0;
                 for (int v = 0; v < NV; v++) {
-                    if ((v == 3 && !wok) || (v == 4 && !wok3)) continue;
+                    if (((v == 2 || v == 3) && !wok) || (v >= 4 && !wok3)) continue;
                     cuda_hfast_set(33);
                     cuda_hfast_tile_set(vwm[v], 0);
                     int it = 0;
@@ -174,9 +177,9 @@ void pf_kbench(double peak) {
             dfree_all();
         }
         for (int ti = 0; ti < 2; ti++)
-            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hf3 wm8 %.1f, hfw %.1f, hfw3 %.1f "
-                    "| | | | hf3 %.2fx, hfw %.2fx, hfw3 %.2fx hf2 |\n", tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1],
-                    layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0,
-                    layer[ti][3] > 0 ? layer[ti][0] / layer[ti][3] : 0.0, layer[ti][4] > 0 ? layer[ti][0] / layer[ti][4] : 0.0);
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hfw %.1f, hfw w0 %.1f, hfw3 %.1f, "
+                    "hfw3 w0 %.1f | | | | hfw %.2fx, hfw3 %.2fx hf2 |\n", tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1],
+                    layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5], layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0,
+                    layer[ti][4] > 0 ? layer[ti][0] / layer[ti][4] : 0.0);
     }
 }
