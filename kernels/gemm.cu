@@ -1655,7 +1655,7 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
     // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0 (default): today's
     // path exactly; 1: 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
-    // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 1), one warpgroup
+    // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 0), one warpgroup
     // a CTA (64 x 128, 3 an SM); 4: hfw with 3 warpgroups (192 x 128 CTAs sharing the x tile, 1 an SM).
     // Tile codes 14 / 15 / 16 / 17: those four at any T; 18 / 19: 16 / 17 as with SPARKD_PF_W0=1.
     if (pf_mode < 0) {
@@ -1672,7 +1672,9 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
             cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
             pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem; // wgmma: sm_90a only
     }
-    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 19) || (env_wm <= 0 && pf_mode > 0 && p.T >= 65))) {
+    // (SPARKD_PF=3 / 4 without sm_90a: today's path; tile codes 16-19 then run hf3)
+    const bool pf_rule = pf_mode == 1 || pf_mode == 2 || ((pf_mode == 3 || pf_mode == 4) && pf_wg);
+    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 19) || (env_wm <= 0 && pf_rule && p.T >= 65))) {
         const bool wg3 = (env_wm == 17 || env_wm == 19 || (env_wm <= 0 && pf_mode == 4)) && pf_wg;
         const bool wg = !wg3 && (env_wm == 16 || env_wm == 18 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
         const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4;
