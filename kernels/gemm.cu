@@ -1273,6 +1273,12 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
 #pragma unroll
         for (int r = 0; r < 4; r++) { an[2][r] = t2[0][r]; an[3][r] = t2[1][r]; }
     }
+    // the A registers materialized here, while the wgmma runs: without this the compiler sinks their
+    // arithmetic to its use, after the wgmma wait and the barrier (run 0's build: no overlap at all)
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
     cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
     hfw_wait<0>(acc);
