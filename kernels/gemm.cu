@@ -1142,6 +1142,9 @@ template <uint32_t F, int WG> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warp
     static constexpr int stage = (off_m + B::HM * B::mpitch + 1023) & ~1023; // tiles 1024-aligned
     static constexpr int stages = 3;
     static constexpr int smem = stage * stages + 1024; // (+ the base rounded up to 1024)
+    // AS (A through shared memory, hfw_step_as): two A tiles (chunks kc, kc + 1) of 8 KB a warpgroup after the stages
+    static constexpr int off_a = stage * stages;
+    static constexpr int smem_as = off_a + 2 * WG * 8192 + 1024;
 };
 
 // wgmma descriptor of a K-major, 128B-swizzled B tile at shared address sa (8-row atoms 1024 B apart)
@@ -1172,6 +1175,30 @@ __device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4
                  : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 #endif
+}
+// d += A (64 rows x k16 at descriptor da, K-major 128B-swizzled, like B) x B (128 tokens x k16 at db)
+__device__ __forceinline__ void hfw_mma_ss(float (&d)[16][4], uint64_t da, uint64_t db) {
+#ifdef HFW_ON
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+                 "%64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "l"(da), "l"(db), "r"(1));
+#endif
+}
+// The A registers of one chunk (4 k16 steps: a[s] = hf3_build's fragment) stored K-major 128B-swizzled
+// at tile ab (64 rows x 128 B) for hfw_mma_ss: a[s][2h + i] holds row rowl + 8i, natural k 16s + 8h + 2c
+// (+1), i.e. byte 4c of granule 2s + h of the row.
+__device__ __forceinline__ void hfw_sta(uint8_t *ab, const uint32_t (&a)[4][4], int rowl, int c) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int r = rowl + 8 * i;
+        uint8_t *row = ab + r * 128 + 4 * c;
+#pragma unroll
+        for (int st = 0; st < 4; st++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) *(uint32_t *)(row + (((2 * st + h) ^ (r & 7)) << 4)) = a[st][2 * h + i];
+    }
 }
 
 // The weight part of chunk kc (as hf_load_w) into an hfw stage; WF: all rows inside the matrix.
@@ -1285,7 +1312,50 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     __syncthreads();
 }
 
+// hfw_step with A through shared memory (SPARKD_PF=5): the A registers of chunk kc + 1 are stored
+// (hfw_sta) into the warpgroup's second A tile and both operands of wgmma come from shared memory, so
+// the build is not tied to the in-flight wgmma's registers (ptxas puts the wgmma wait before any write
+// to a register a wgmma reads: with A in registers the build never overlapped the wgmma).
 template <uint32_t F, int WG, bool WF>
+__device__ __forceinline__ void hfw_step_as(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0,
+                                            const hf_src &src, const uint8_t *x0, size_t xp, int ntok,
+                                            uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb, int c, bool w0) {
+    using C = hfw_cfg<F, WG>;
+    constexpr int S = C::stages;
+    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
+    const int wg = threadIdx.x >> 7;
+    const int ab = C::off_a + ((kc & 1) * WG + wg) * 8192, abn = C::off_a + (((kc + 1) & 1) * WG + wg) * 8192;
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) hfw_mma_ss(acc, hfw_desc(sbase + ab + 32 * s), hfw_desc(sbase + ob + 32 * s));
+    hfw_commit();
+    if (w0) cp_wait<0>();
+    const bool more2 = kc + 2 < nk;
+    const bool xw = threadIdx.x < hfw_x<WG>::NX;
+    if (more2 && xw) hfw_stx<WG>(smem + on, xv);
+    {
+        quarter q[2];
+        uint32_t t2[2][4], an[4][4];
+        hf3_rows<F, C>(q, smem + ox, rowb, c);
+        hf3_build<F, C>(t2, q, smem + ox, rowb, 0);
+#pragma unroll
+        for (int r = 0; r < 4; r++) { an[0][r] = t2[0][r]; an[1][r] = t2[1][r]; }
+        hf3_build<F, C>(t2, q, smem + ox, rowb, 1);
+#pragma unroll
+        for (int r = 0; r < 4; r++) { an[2][r] = t2[0][r]; an[3][r] = t2[1][r]; }
+        hfw_sta(smem + abn, an, rowb & 63, c);
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x and A stores, for wgmma's reads
+    if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
+    cp_commit();
+    if (kc + 3 < nk && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + kc + 3, ntok);
+    cp_wait<1>();
+    if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
+    hfw_wait<0>(acc);
+    __syncthreads();
+}
+
+template <uint32_t F, int WG, bool WF, bool AS>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
@@ -1302,6 +1372,14 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
 #pragma unroll
         for (int r = 0; r < 4; r++) { a0[2][r] = t2[0][r]; a0[3][r] = t2[1][r]; }
     }
+    if constexpr (AS) {
+        hfw_sta(smem + C::off_a + (threadIdx.x >> 7) * 8192, a0, rowb & 63, c);
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
+        for (int kc = 0; kc < nk; kc++)
+            hfw_step_as<F, WG, WF>(acc, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        return;
+    }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
         hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
@@ -1309,7 +1387,7 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
 }
 
-template <uint32_t F, int WG>
+template <uint32_t F, int WG, bool AS>
 __global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
@@ -1363,8 +1441,8 @@ __global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const ge
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true, AS>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, AS>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1592,17 +1670,18 @@ static int hf3_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
-template <uint32_t F, int WG>
+template <uint32_t F, int WG, bool AS = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
     using CW = hfw_cfg<F, WG>;
+    constexpr int smem = AS ? CW::smem_as : CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, CW::smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, AS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG>, grid, dim3(128 * WG), (size_t)CW::smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, AS>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -1663,7 +1742,8 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // path exactly; 1: 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
     // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 0), one warpgroup
     // a CTA (64 x 128, 3 an SM); 4: hfw with 3 warpgroups (192 x 128 CTAs sharing the x tile, 1 an SM).
-    // Tile codes 14 / 15 / 16 / 17: those four at any T; 18 / 19: 16 / 17 as with SPARKD_PF_W0=1.
+    // 5: hfw3 with A through shared memory (hfw_step_as). Tile codes 14 / 15 / 16 / 17 / 20: those at
+    // any T; 18 / 19: 16 / 17 as with SPARKD_PF_W0=1.
     if (pf_mode < 0) {
         const char *v = getenv("SPARKD_PF");
         pf_mode = v ? atoi(v) : 0; // (run 0: off unless asked; the runs decide the default)
@@ -1676,12 +1756,13 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         int mj = 0, mn = 0;
         if (cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
             cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
-            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem; // wgmma: sm_90a only
+            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem_as; // wgmma: sm_90a only
     }
     // (SPARKD_PF=3 / 4 without sm_90a: today's path; tile codes 16-19 then run hf3)
-    const bool pf_rule = pf_mode == 1 || pf_mode == 2 || ((pf_mode == 3 || pf_mode == 4) && pf_wg);
-    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 19) || (env_wm <= 0 && pf_rule && p.T >= 65))) {
-        const bool wg3 = (env_wm == 17 || env_wm == 19 || (env_wm <= 0 && pf_mode == 4)) && pf_wg;
+    const bool pf_rule = pf_mode == 1 || pf_mode == 2 || (pf_mode >= 3 && pf_mode <= 5 && pf_wg);
+    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 20) || (env_wm <= 0 && pf_rule && p.T >= 65))) {
+        const bool as3 = (env_wm == 20 || (env_wm <= 0 && pf_mode == 5)) && pf_wg; // hfw3, A through smem
+        const bool wg3 = as3 || ((env_wm == 17 || env_wm == 19 || (env_wm <= 0 && pf_mode == 4)) && pf_wg);
         const bool wg = !wg3 && (env_wm == 16 || env_wm == 18 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
         const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4;
         const int hm = wg3 ? 192 : 16 * wm;
@@ -1703,6 +1784,12 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
         p.pfw0 = pf_w0 || env_wm == 18 || env_wm == 19;
+        if (as3) switch (ty) {
+            case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3, true>(p, mt, stream, e);
+            case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3, true>(p, mt, stream, e);
+            case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3, true>(p, mt, stream, e);
+            case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3, true>(p, mt, stream, e);
+            }
         if (wg3) switch (ty) {
             case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
             case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);

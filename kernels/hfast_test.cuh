@@ -121,7 +121,7 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
              wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" : wm == 13 ? " hf2 raster m" :
-             wm == 12 ? " round-6 rule" : wm == 14 ? " hf3" : wm == 15 ? " hf3 wm8" : wm == 16 ? " hfw (wgmma)" : wm == 17 ? " hfw3 (wgmma x3)" : wm == 18 ? " hfw w0" : wm == 19 ? " hfw3 w0" : "",
+             wm == 12 ? " round-6 rule" : wm == 14 ? " hf3" : wm == 15 ? " hf3 wm8" : wm == 16 ? " hfw (wgmma)" : wm == 17 ? " hfw3 (wgmma x3)" : wm == 18 ? " hfw w0" : wm == 19 ? " hfw3 w0" : wm == 20 ? " hfw3 as" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);

@@ -4,8 +4,8 @@
 // against the dequantize-then-f32 reference, tol 2e-3, for Q8_0 also against the exact emulation of
 // its numerics, tol 2e-5; a row fails too when cuda_matmul did not take hfast).
 // Tile codes (cuda_hfast_tile_set): 14 hf3 with 64 x 128 CTAs, 15 hf3 with 128 x 128 CTAs, 16 hfw_kernel
-// (one warpgroup, 64 x 128), 17 hfw with 3 warpgroups (192 x 128); on a GPU other than sm_90 codes 16
-// and 17 run hf3 with 64 x 128 CTAs.
+// (one warpgroup, 64 x 128), 17 hfw with 3 warpgroups (192 x 128), 18 / 19 those two with SPARKD_PF_W0,
+// 20 hfw3 with A through shared memory; on a GPU other than sm_90 codes 16-20 run hf3 (64 x 128 CTAs).
 
 // The rows of one tile code: T in {65, 100, 512, 2048, 130}, every hf2 type, rows not a multiple of the
 // tile, two matrices, accumulate, split K, one chunk of K.
@@ -116,13 +116,18 @@ void pf_kbench(double peak) {
     pf_rows(17, 1);
     const bool wok3 = C->fails == f0;
     if (!wok3) fprintf(C->f, "# hfw3 rows failed: hfw3 not timed\n");
+    f0 = C->fails;
+    pf_rows(20, 1);
+    const bool woka = C->fails == f0;
+    if (!woka) fprintf(C->f, "# hfw3 as rows failed: hfw3 as not timed\n");
+    pf_diag(20);
     pf_diag(17);
     pf_diag(14);
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    constexpr int NV = 6; // (hf3 wm8: 0.73-0.91x hf2 in run 0, not timed)
-    const char *kn[NV] = {"hf2", "hf3", "hfw", "hfw w0", "hfw3", "hfw3 w0"};
-    const int vwm[NV] = {11, 14, 16, 18, 17, 19};
+    constexpr int NV = 7; // (hf3 wm8: 0.73-0.91x hf2 in run 0, not timed)
+    const char *kn[NV] = {"hf2", "hf3", "hfw", "hfw w0", "hfw3", "hfw3 w0", "hfw3 as"};
+    const int vwm[NV] = {11, 14, 16, 18, 17, 19, 20};
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         double layer[2][NV] = {{0}};
         for (const prod &pr : prods) {
@@ -148,7 +153,7 @@ void pf_kbench(double peak) {
                 if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
                 double h2 = 0;
                 for (int v = 0; v < NV; v++) {
-                    if (((v == 2 || v == 3) && !wok) || (v >= 4 && !wok3)) continue;
+                    if (((v == 2 || v == 3) && !wok) || ((v == 4 || v == 5) && !wok3) || (v == 6 && !woka)) continue;
                     cuda_hfast_set(33);
                     cuda_hfast_tile_set(vwm[v], 0);
                     int it = 0;
@@ -178,8 +183,9 @@ void pf_kbench(double peak) {
         }
         for (int ti = 0; ti < 2; ti++)
             fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hfw %.1f, hfw w0 %.1f, hfw3 %.1f, "
-                    "hfw3 w0 %.1f | | | | hfw %.2fx, hfw3 %.2fx hf2 |\n", tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1],
-                    layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5], layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0,
-                    layer[ti][4] > 0 ? layer[ti][0] / layer[ti][4] : 0.0);
+                    "hfw3 w0 %.1f, hfw3 as %.1f | | | | hfw %.2fx, hfw3 %.2fx, hfw3 as %.2fx hf2 |\n", tname(type), ti ? 2048 : 512,
+                    layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5], layer[ti][6],
+                    layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0, layer[ti][4] > 0 ? layer[ti][0] / layer[ti][4] : 0.0,
+                    layer[ti][6] > 0 ? layer[ti][0] / layer[ti][6] : 0.0);
     }
 }
