@@ -1738,15 +1738,16 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 485.2 on hf2 in run 0's CTA order; run 1 (token tile fastest): kernel bench 391.9-405.2 vs
     // 418.7, but the whole model faster on hf2: pp512 13,101 vs 12,659 tok/s, 64 x 512 prompts
     // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
-    // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0 (default): today's
-    // path exactly; 1: 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
+    // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0: today's path
+    // exactly; 1: 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
     // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 0), one warpgroup
-    // a CTA (64 x 128, 3 an SM); 4: hfw with 3 warpgroups (192 x 128 CTAs sharing the x tile, 1 an SM).
+    // a CTA (64 x 128, 3 an SM); 4 (the default): hfw with 3 warpgroups (192 x 128 CTAs sharing the x
+    // tile, 1 an SM; a GPU without sm_90a keeps today's path).
     // 5: hfw3 with A through shared memory (hfw_step_as). Tile codes 14 / 15 / 16 / 17 / 20: those at
     // any T; 18 / 19: 16 / 17 as with SPARKD_PF_W0=1.
     if (pf_mode < 0) {
         const char *v = getenv("SPARKD_PF");
-        pf_mode = v ? atoi(v) : 0; // (run 0: off unless asked; the runs decide the default)
+        pf_mode = v ? atoi(v) : 4; // default hfw3 (run 1: pp512 Q8_0 +23%, Q4_K_M +44%); sm_90a only, else today's path
         v = getenv("SPARKD_PF_W0");
         pf_w0 = v && !strcmp(v, "1");
         int dev = 0, optin = 0;

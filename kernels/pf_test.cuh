@@ -27,17 +27,19 @@ void pf_rows(int wm, int quick) {
     test_hfast(QUANT_Q5_K, 200, 512, 512, 0, 0, 0, 1, wm);
 }
 
-// selftest: hf3's rows (and two larger shapes);
-// hfw's rows only with SPARKD_PF_TEST_W=1 (its own check is SPARKD_KBENCH=pf, first)
+// selftest: hfw3's rows (the default prefill product at T >= 65 on sm_90a, SPARKD_PF=4; tile code 17,
+// which runs hf3 on other GPUs) with its controls, and the default route itself (tile rule, T = 512) for
+// every type; hf3 / hf3 wm8 / hfw / hfw3-as rows only with SPARKD_PF_TEST_W=1.
 void pf_selftest(int quick) {
-    pf_rows(14, quick);
-    pf_rows(15, quick);
+    pf_rows(17, quick);
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K}) test_hfast(t, 400, 1024, 512, 67, 0, 1);
+    test_hfast(QUANT_Q4_K, 200, 512, 512, 0, 0, 0, 1); // the default route, poisoned codes: must fail the comparison
     if (const char *v = getenv("SPARKD_PF_TEST_W"); v && !strcmp(v, "1")) {
+        pf_rows(14, quick);
+        pf_rows(15, quick);
         pf_rows(16, quick);
-        pf_rows(17, quick);
+        pf_rows(20, quick);
     }
-    test_hfast(QUANT_Q8_0, 1024, 4096, 512, 0, 0, 1, 0, 14);
-    test_hfast(QUANT_Q4_K, 4096, 1024, 100, 0, 1, 1, 0, 14);
 }
 
 // A layout probe, run when a code's rows fail: Q8_0, K = 64, N = 64, T = 128, row r has one code 1 at
