@@ -2084,6 +2084,7 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 }
 
 #include "hfast_test.cuh" // hfast: precision fast's f16 product (test_hfast_all, bench_hfast)
+#include "pf_test.cuh" // pf: round 8's hf3_kernel rows (pf_selftest)
 #include "q4v_test.cuh" // q4v: the round-7 Q4_K batch-1 GEMV (q4v_selftest, q4v_kbench)
 } // namespace
 
@@ -2135,6 +2136,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "small")) { hsmall_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // gemms.cu
+    if (mode && !strcmp(mode, "pf")) { const char *pk = getenv("SPARKD_MMA_PEAK"); pf_kbench(pk ? atof(pk) : 642.0); st_close_stream(); return 0; } // pf_test.cuh
     if (mode && !strcmp(mode, "elt")) {
         bench_elt();
         st_close_stream();
@@ -2519,6 +2521,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     if (!quick) for (int i = 0; i < 3; i++) test_sample(151936, 0); // fresh draws: the tail bound above
     dfree_all();
     test_hfast_all(quick);
+    pf_selftest(quick);
     cuda_hfast_set(-1);
     print_table();
     fprintf(ctx.f, "\n%zu checks, %d failed\n", ctx.rows.size(), ctx.fails);
