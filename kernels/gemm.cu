@@ -44,7 +44,8 @@ struct gemm_params {
     int n, K, T, accumulate, exact;
     int ksplit;       // CTAs along K (grid.z); > 1: partials go to ws, gemm_reduce sums them
     int ntn;          // hf2_kernel: > 0: grid.x = row tiles x ntn token tiles, token tile fastest (0: grid.y)
-    int pfw0;         // hfw_kernel: 1: every cp.async landed before the async-proxy fence (SPARKD_PF_W0=1)
+    int pfw0;         // hfw_kernel: always 0 (SPARKD_PF_W0 removed: no change); the read stays: without it ptxas
+                      // reschedules hfw3 on sm_90a (unmeasured; kernels/PERF.md "Round 8, helper pf")
     float *ws;        // (ksplit, T, rows of all matrices) f32
     int ws_rows;      // rows of all matrices
     int row0[CUDA_MM_MAX_MATS]; // first ws row of each matrix
@@ -868,61 +869,13 @@ __global__ __launch_bounds__(128, 3) void hf2_kernel(const gemm_params p) {
 }
 
 // ---------------------------------------------------------------------------------------
-// hf3_kernel (round 8, helper pf): hf2's product (the same A values f16(s * (code - off) + m),
-// the hi form as B, f32 accumulation; only the order of the f32 sums differs) on a 16 x 128 warp
-// tile: a warp owns 16 rows and 128 tokens (one m16 tile, sixteen n8 tiles: the same 64
-// accumulators as hf2's 32 x 64), so each A register is built once per 128 tokens instead of
-// once per 64 (Q8_0: 3.5 instructions a register; per HMMA 0.875 instead of 1.75), for one more
-// LDS.128 of B per two HMMAs. CTA: WM warps (16 * WM rows) x 128 tokens; WM = 4: 3 CTAs an SM
-// (<= 168 registers, S = 3 stages: 3 x 68 KB), WM = 8: 2 CTAs an SM (<= 128 registers, S = 4 on
-// an H200: 2 x 106 KB; a block over 99 KB does not fit a GB10, which takes WM = 4). The software
-// pipeline is hf2's, by pairs of k16 steps: a warp builds pair p + 1's 8 A registers while pair p's
-// 32 HMMAs run, the chunk barrier makes the next chunk visible (its pair 0 is built during pair 1),
-// the scales decoded once a row (hf3_decode, hf2_decode's values). SPARKD_PF=0: today's path
-// (hf2 / round-6 rule) exactly; 1 (default): hf3 WM = 4 at T >= 65; 2: hf3 WM = 8 where it fits.
-template <uint32_t F, int WM> struct hf3_cfg {
-    using C = hf_cfg<F, WM, 1>;
-    static constexpr int stages = WM == 4 ? 3 : 4;
-    static constexpr int smem = C::stage * stages;
-};
+// hf3's helpers (round 8, helper pf), used by hfw_kernel below: the A registers of a 16-row warp tile
+// (rows rowb, rowb + 8) built from the codes as hf2_build builds them (the same A values
+// f16(s * (code - off) + m)), the scales decoded once a row (hf3_decode, hf2_decode's values).
+// hf3_kernel (these on mma.sync 16 x 128 warp tiles) and its variants were measured and removed:
+// kernels/PERF.md "Round 8, helper pf".
 
-// hf_load_w + hf_load_x for hf3's CTA (16 WM rows x 128 tokens); WF: every row inside the matrix,
-// XF: every token inside T (plain copies). Threads < HM copy a row's hi bits and meta each.
-template <uint32_t F, int WM, bool WF, bool XF>
-__device__ __forceinline__ void hf3_load(uint8_t *sb, const hf_src &s, int kc) {
-    using C = hf_cfg<F, WM, 1>;
-    constexpr qfmt f = C::f;
-    constexpr int ppr = f.cbits * 64 / 8 / 16;
-    const int tid = threadIdx.x;
-    if constexpr (!WF) {
-        hf_load_w<F, WM, 1>(sb, s, kc);
-    } else {
-        const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
-        uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
-#pragma unroll
-        for (int i = 0; i < C::HM * ppr / C::NT; i++) cp_async16(dw + i * (C::NT / ppr) * C::wpitch, wk + i * s.wstep, true);
-        if (C::HM == C::NT || tid < C::HM) {
-            if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, true);
-            else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, true);
-            uint8_t *md = sb + C::off_m + tid * C::mpitch;
-            if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, true);
-            else if constexpr (F == QT_Q6_K) {
-                cp_async4(md, s.m + (size_t)(kc >> 2) * 20, true);
-                cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), true);
-            } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, true);
-        }
-    }
-    if constexpr (!XF) {
-        hf_load_x<C::NT, C::TN>(sb, s, kc);
-    } else {
-        const uint8_t *xk = s.x + (size_t)kc * 128;
-        uint8_t *dx = sb + (tid >> 3) * XP_PITCH * 2 + (tid & 7) * 16;
-#pragma unroll
-        for (int i = 0; i < C::TN * 8 / C::NT; i++) cp_async16(dx + i * (C::NT / 8) * XP_PITCH * 2, xk + i * s.xstep, true);
-    }
-}
-
-// hf2_decode for hf3's CTA: thread r < HM (it copied row r's meta) turns the words into the f16
+// hf2_decode for an hfw CTA: thread r < HM (it copied row r's meta) turns the words into the f16
 // factors in place, after its copies landed and before the barrier.
 template <uint32_t F, class C>
 __device__ __forceinline__ void hf3_decode(uint8_t *sb, int kc) {
@@ -997,128 +950,6 @@ __device__ __forceinline__ void hf3_build(uint32_t (&a)[2][4], const quarter (&q
     }
 }
 
-// The chunk loop; FULL: all 128 tokens present (16 n8 tiles), else ntiles of them.
-template <uint32_t F, int WM, bool FULL, bool WF>
-__device__ __forceinline__ void hf3_loop(float (&acc)[16][4], uint8_t *smem, const hf_src &src, int kz0, int nk,
-                                         int ntiles, int rowb, int g, int c) {
-    using C = hf_cfg<F, WM, 1>;
-    constexpr int S = hf3_cfg<F, WM>::stages;
-    uint32_t a[2][4];
-    quarter q[2];
-    cp_wait<S - 2>(); // chunk 0
-    hf3_decode<F, C>(smem, kz0);
-    __syncthreads();
-    hf3_rows<F, C>(q, smem, rowb, c);
-    hf3_build<F, C>(a, q, smem, rowb, 0);
-    // slot offsets: chunk kc (read), kc + 1 (read: pair 0's codes, scales), kc + S - 1 (written)
-    uint32_t ob = 0, ox = C::stage, on = (S - 1) * C::stage;
-    for (int kc = 0; kc < nk; kc++) {
-        const bool more = kc + 1 < nk;
-        cp_wait<S - 3>(); // chunk kc + 1 landed (this thread's copies) ...
-        if (more) hf3_decode<F, C>(smem + ox, kz0 + kc + 1);
-        __syncthreads();  // ... and everyone's; every warp is past chunk kc - 1 (its slot is free)
-        {
-            const int kn = kc + S - 1;
-            if (kn < nk) hf3_load<F, WM, WF, FULL>(smem + on, src, kz0 + kn);
-            cp_commit();
-        }
-        const uint8_t *sb = smem + ob;
-        const uint8_t *sx = smem + ox;
-        ob = ox;
-        ox = ox + C::stage == S * C::stage ? 0 : ox + C::stage;
-        on = on + C::stage == S * C::stage ? 0 : on + C::stage;
-        const uint8_t *bp = sb + g * XP_PITCH * 2 + 32 * c;
-#pragma unroll
-        for (int p = 0; p < 2; p++) {
-            uint32_t an[2][4]; // (after the last chunk: built from the stale slot kc + 1, unused)
-            if (p == 0) {
-                hf3_build<F, C>(an, q, sb, rowb, 1);
-            } else {
-                hf3_rows<F, C>(q, sx, rowb, c);
-                hf3_build<F, C>(an, q, sx, rowb, 0);
-            }
-#pragma unroll
-            for (int nt = 0; nt < 16; nt++) {
-                if (!FULL && nt >= ntiles) break;
-                // steps 2p, 2p + 1 of n8 tile nt: one conflict-free LDS.128 (144-byte token pitch)
-                const uint4 bv = *(const uint4 *)(bp + nt * 8 * XP_PITCH * 2 + 16 * p);
-                mma16816<false>(acc[nt], a[0], bv.x, bv.y);
-                mma16816<false>(acc[nt], a[1], bv.z, bv.w);
-            }
-#pragma unroll
-            for (int st = 0; st < 2; st++) // (after the last chunk's pair 1: unused)
-#pragma unroll
-                for (int r = 0; r < 4; r++) a[st][r] = an[st][r];
-        }
-    }
-}
-
-template <uint32_t F, int WM>
-__global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 2) void hf3_kernel(const gemm_params p) {
-    using C = hf_cfg<F, WM, 1>;
-    constexpr int S = hf3_cfg<F, WM>::stages;
-    extern __shared__ __align__(16) uint8_t smem[];
-    pdl_trigger();
-    int b = blockIdx.x, by = blockIdx.y, mi = 0;
-    if (p.ntn > 0) { // token tile fastest, as hf2
-        by = b % p.ntn;
-        b /= p.ntn;
-    }
-    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
-    const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = by * C::TN;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
-    const int nk_all = p.K / 64;
-    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
-    const int nk = kz1 - kz0;
-    const hf_src src = hf_src_of<F, WM, 1>(p, M, m0, n0);
-#pragma unroll
-    for (int s = 0; s < S - 1; s++)
-        if (s < nk) hf_load_w<F, WM, 1>(smem + s * C::stage, src, kz0 + s);
-    pdl_wait();
-#pragma unroll
-    for (int s = 0; s < S - 1; s++) {
-        if (s < nk) hf_load_x<C::NT, C::TN>(smem + s * C::stage, src, kz0 + s);
-        cp_commit();
-    }
-    const int ntiles = min(16, (p.T - n0 + 7) / 8);
-    float acc[16][4];
-#pragma unroll
-    for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-    const int rowb = warp * 16 + g;
-    if (nk > 0) {
-        if (m0 + C::HM <= M.rows) {
-            if (p.T - n0 >= C::TN) hf3_loop<F, WM, true, true>(acc, smem, src, kz0, nk, 16, rowb, g, c);
-            else hf3_loop<F, WM, false, true>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
-        } else {
-            if (p.T - n0 >= C::TN) hf3_loop<F, WM, true, false>(acc, smem, src, kz0, nk, 16, rowb, g, c);
-            else hf3_loop<F, WM, false, false>(acc, smem, src, kz0, nk, ntiles, rowb, g, c);
-        }
-    }
-    cp_wait<0>();
-    const int rows = M.rows;
-    const int rg = m0 + rowb, rg8 = rg + 8;
-#pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-        if (nt >= ntiles) break;
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int tk = n0 + nt * 8 + 2 * c + h;
-            if (tk >= p.T) continue;
-            const float ts = p.tscale[tk];
-            if (p.ksplit > 1) {
-                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                if (rg < rows) w[rg] = acc[nt][h] * ts;
-                if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
-                continue;
-            }
-            float *y = M.y + (size_t)tk * M.ldy;
-            if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
-            if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // hfw_kernel (round 8, pf; sm_90a only): hf3's warp tile (16 rows a warp, 128 tokens; the A
 // registers built from the codes exactly as hf3_build) fed to wgmma.mma_async m64n128k16 with A from
@@ -1129,10 +960,11 @@ __global__ __launch_bounds__(32 * WM, WM == 4 ? 3 : 2) void hf3_kernel(const gem
 // 4 threads a token, each 32 bytes of the P64 chunk) into natural order (natural 16-byte granule u =
 // P64 words u, u + 8, u + 16, u + 24) in the 128-byte-swizzled tile (granule u of token t at u ^ (t & 7));
 // in natural order quad lane c's A pairs are its own quarter c, so hf3_build's registers are the
-// wgmma A fragments unchanged. CTA = one warpgroup (64 rows x 128 tokens), 3 stages, 3 CTAs an SM.
-// Numerics: the same A values, the hi form as B, f32 accumulation (order of the sums differs).
-// SPARKD_PF=3 (H200 only; elsewhere as 1), tile code 16. WG = 3 (SPARKD_PF=4, tile code 17): three
-// warpgroups (192 x 128 CTAs, 1 an SM) share the x tile (warpgroups 0-1 move it): a third of the x traffic.
+// wgmma A fragments unchanged. CTA = WG = 3 warpgroups (192 rows x 128 tokens, 3 stages, 1 an SM)
+// sharing the x tile (warpgroups 0-1 move it). Numerics: the same A values, the hi form as B, f32
+// accumulation (order of the sums differs). The default at T >= 65 on sm_90a (SPARKD_PF, tile code 17).
+// One warpgroup a CTA (WG = 1), A through shared memory and SPARKD_PF_W0 were measured and removed:
+// kernels/PERF.md "Round 8, helper pf".
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define HFW_ON 1
 #endif
@@ -1144,9 +976,6 @@ template <uint32_t F, int WG> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warp
     static constexpr int stage = (off_m + B::HM * B::mpitch + 1023) & ~1023; // tiles 1024-aligned
     static constexpr int stages = 3;
     static constexpr int smem = stage * stages + 1024; // (+ the base rounded up to 1024)
-    // AS (A through shared memory, hfw_step_as): two A tiles (chunks kc, kc + 1) of 8 KB a warpgroup after the stages
-    static constexpr int off_a = stage * stages;
-    static constexpr int smem_as = off_a + 2 * WG * 8192 + 1024;
 };
 
 // wgmma descriptor of a K-major, 128B-swizzled B tile at shared address sa (8-row atoms 1024 B apart)
@@ -1178,31 +1007,6 @@ __device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 #endif
 }
-// d += A (64 rows x k16 at descriptor da, K-major 128B-swizzled, like B) x B (128 tokens x k16 at db)
-__device__ __forceinline__ void hfw_mma_ss(float (&d)[16][4], uint64_t da, uint64_t db) {
-#ifdef HFW_ON
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-                 "%64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
-                 : "l"(da), "l"(db), "r"(1));
-#endif
-}
-// The A registers of one chunk (4 k16 steps: a[s] = hf3_build's fragment) stored K-major 128B-swizzled
-// at tile ab (64 rows x 128 B) for hfw_mma_ss: a[s][2h + i] holds row rowl + 8i, natural k 16s + 8h + 2c
-// (+1), i.e. byte 4c of granule 2s + h of the row.
-__device__ __forceinline__ void hfw_sta(uint8_t *ab, const uint32_t (&a)[4][4], int rowl, int c) {
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int r = rowl + 8 * i;
-        uint8_t *row = ab + r * 128 + 4 * c;
-#pragma unroll
-        for (int st = 0; st < 4; st++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) *(uint32_t *)(row + (((2 * st + h) ^ (r & 7)) << 4)) = a[st][2 * h + i];
-    }
-}
-
 // The weight part of chunk kc (as hf_load_w) into an hfw stage; WF: all rows inside the matrix.
 template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc) {
@@ -1229,12 +1033,12 @@ __device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc)
     } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
 }
 // The x tile's copy: 512 tasks (128 tokens x 4 quarters of a 128-byte chunk) over the NX threads that
-// move it (WG = 1: all 128; WG = 3: warpgroups 0-1), TPT a thread; task i = threadIdx.x + NX j is token
+// move it (warpgroups 0-1), TPT a thread; task i = threadIdx.x + NX j is token
 // i / 4, quarter q = i % 4: two LDG.128 of P64 words 8q..8q+7 (a warp instruction reads 8 whole 128-byte
 // token rows), and P64 word 8q + w is word q of natural granule w, so the thread stores its 8 words as
 // word q of the 8 granules (STS.32, conflict-free: the 8 tokens of a warp have distinct t & 7).
 template <int WG> struct hfw_x {
-    static constexpr int NX = WG == 1 ? 128 : 256, TPT = 512 / NX;
+    static constexpr int NX = 256, TPT = 512 / NX;
 };
 // Chunk kc of the tile's tokens (x0: the tile's first token row of the hi form, pitch bytes a token;
 // tokens >= ntok not read, their registers keep what they held: columns past T are never stored).
@@ -1282,7 +1086,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     // slot kc + 2 (= kc - 1: every warp is past its wgmma, see the barrier below)
     // (the proxy fence right after the stores: it compiles to MEMBAR.CTA, which would also wait for
     // loads issued before it)
-    if (w0) cp_wait<0>(); // (SPARKD_PF_W0=1: nothing in flight at the fence's MEMBAR)
+    if (w0) cp_wait<0>(); // (never: p.pfw0 is 0; kept so that hfw3's SASS stays as measured, see gemm_params)
     const bool more2 = kc + 2 < nk;
     const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
     if (more2 && xw) hfw_stx<WG>(smem + on, xv);
@@ -1314,50 +1118,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     __syncthreads();
 }
 
-// hfw_step with A through shared memory (SPARKD_PF=5): the A registers of chunk kc + 1 are stored
-// (hfw_sta) into the warpgroup's second A tile and both operands of wgmma come from shared memory, so
-// the build is not tied to the in-flight wgmma's registers (ptxas puts the wgmma wait before any write
-// to a register a wgmma reads: with A in registers the build never overlapped the wgmma).
 template <uint32_t F, int WG, bool WF>
-__device__ __forceinline__ void hfw_step_as(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0,
-                                            const hf_src &src, const uint8_t *x0, size_t xp, int ntok,
-                                            uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb, int c, bool w0) {
-    using C = hfw_cfg<F, WG>;
-    constexpr int S = C::stages;
-    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
-    const int wg = threadIdx.x >> 7;
-    const int ab = C::off_a + ((kc & 1) * WG + wg) * 8192, abn = C::off_a + (((kc + 1) & 1) * WG + wg) * 8192;
-    hfw_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) hfw_mma_ss(acc, hfw_desc(sbase + ab + 32 * s), hfw_desc(sbase + ob + 32 * s));
-    hfw_commit();
-    if (w0) cp_wait<0>();
-    const bool more2 = kc + 2 < nk;
-    const bool xw = threadIdx.x < hfw_x<WG>::NX;
-    if (more2 && xw) hfw_stx<WG>(smem + on, xv);
-    {
-        quarter q[2];
-        uint32_t t2[2][4], an[4][4];
-        hf3_rows<F, C>(q, smem + ox, rowb, c);
-        hf3_build<F, C>(t2, q, smem + ox, rowb, 0);
-#pragma unroll
-        for (int r = 0; r < 4; r++) { an[0][r] = t2[0][r]; an[1][r] = t2[1][r]; }
-        hf3_build<F, C>(t2, q, smem + ox, rowb, 1);
-#pragma unroll
-        for (int r = 0; r < 4; r++) { an[2][r] = t2[0][r]; an[3][r] = t2[1][r]; }
-        hfw_sta(smem + abn, an, rowb & 63, c);
-    }
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x and A stores, for wgmma's reads
-    if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
-    cp_commit();
-    if (kc + 3 < nk && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + kc + 3, ntok);
-    cp_wait<1>();
-    if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
-    hfw_wait<0>(acc);
-    __syncthreads();
-}
-
-template <uint32_t F, int WG, bool WF, bool AS>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
@@ -1374,14 +1135,6 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
 #pragma unroll
         for (int r = 0; r < 4; r++) { a0[2][r] = t2[0][r]; a0[3][r] = t2[1][r]; }
     }
-    if constexpr (AS) {
-        hfw_sta(smem + C::off_a + (threadIdx.x >> 7) * 8192, a0, rowb & 63, c);
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
-        for (int kc = 0; kc < nk; kc++)
-            hfw_step_as<F, WG, WF>(acc, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
-        return;
-    }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
         hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
@@ -1389,8 +1142,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
 }
 
-template <uint32_t F, int WG, bool AS>
-__global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const gemm_params p) {
+template <uint32_t F, int WG>
+__global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
     extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -1443,8 +1196,8 @@ __global__ __launch_bounds__(128 * WG, WG == 1 ? 3 : 1) void hfw_kernel(const ge
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, AS>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false, AS>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1656,34 +1409,18 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
-template <uint32_t F, int WM>
-static int hf3_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
-    using C3 = hf3_cfg<F, WM>;
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hf3_kernel<F, WM>, cudaFuncAttributeMaxDynamicSharedMemorySize, C3::smem));
-        attr = true;
-    }
-    const unsigned ntn = (unsigned)((p.T + 127) / 128);
-    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hf3_kernel<F, WM>, grid, dim3(32 * WM), (size_t)C3::smem, stream, p));
-    if (p.ksplit > 1)
-        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
-                             stream, p));
-    return 0;
-}
-template <uint32_t F, int WG, bool AS = false>
+template <uint32_t F, int WG>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
     using CW = hfw_cfg<F, WG>;
-    constexpr int smem = AS ? CW::smem_as : CW::smem;
+    constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, AS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, AS>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1)
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -1694,7 +1431,7 @@ static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == Q
 // SPARKD_HF2_RASTER=0: hf2's CTAs row tile fastest (grid.y = token tiles) instead of token tile fastest
 // SPARKD_HF2_Q8T128=1: Q8_0's gate+up-sized products on round 6's 128 x 128 tile (default 0: hf2)
 static int hf2_on = -1, hf2_raster = -1, hf2_q8t128 = -1;
-static int pf_mode = -1, pf_big = 0, pf_wg = 0, pf_w0 = 0; // SPARKD_PF (hf3), and whether WM = 8 fits a block (see hfast_launch)
+static int pf_mode = -1, pf_wg = 0; // SPARKD_PF, and whether hfw_kernel runs here (sm_90a; see hfast_launch)
 
 // Tile and K split: see hfast_launch.
 static int env_wm = -1, env_ks = -1, hf_launches = 0;
@@ -1755,45 +1492,32 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
     // 485.2 on hf2 in run 0's CTA order; run 1 (token tile fastest): kernel bench 391.9-405.2 vs
     // 418.7, but the whole model faster on hf2: pp512 13,101 vs 12,659 tok/s, 64 x 512 prompts
     // 15,157 vs 14,732 (SPARKD_HF2=0: 12,974 / 14,265).
-    // hf3 (round 8, pf): 16 x 128 warp tiles at T >= 65 for hf2's types. SPARKD_PF=0: today's path
-    // exactly; 1: 64 x 128 CTAs, 3 an SM; 2: 128 x 128 CTAs, 2 an SM (where a block may
-    // take 106 KB of shared memory, else as 1); 3: hfw_kernel (wgmma, sm_90a; else as 0), one warpgroup
-    // a CTA (64 x 128, 3 an SM); 4 (the default): hfw with 3 warpgroups (192 x 128 CTAs sharing the x
-    // tile, 1 an SM; a GPU without sm_90a keeps today's path).
-    // 5: hfw3 with A through shared memory (hfw_step_as). Tile codes 14 / 15 / 16 / 17 / 20: those at
-    // any T; 18 / 19: 16 / 17 as with SPARKD_PF_W0=1.
+    // hfw3 (round 8, pf): hfw_kernel (wgmma, 192 x 128 CTAs sharing the x tile, 1 an SM) at T >= 65
+    // for hf2's types on sm_90a. SPARKD_PF=0: today's path (hf2 / round-6 rule) exactly; any other
+    // value (the default, 4) hfw3 on sm_90a and today's path elsewhere. Tile code 17: hfw3 at any T
+    // (without sm_90a: hf2, as 11). Measured and removed (kernels/PERF.md "Round 8, helper pf"): PF=1 / 2
+    // (hf3_kernel), 3 (hfw with one warpgroup a CTA), 5 (hfw3 with A through shared memory),
+    // SPARKD_PF_W0, tile codes 14-16 and 18-20.
     if (pf_mode < 0) {
         const char *v = getenv("SPARKD_PF");
         pf_mode = v ? atoi(v) : 4; // default hfw3 (run 1: pp512 Q8_0 +23%, Q4_K_M +44%); sm_90a only, else today's path
-        v = getenv("SPARKD_PF_W0");
-        pf_w0 = v && !strcmp(v, "1");
-        int dev = 0, optin = 0;
+        int dev = 0, optin = 0, mj = 0, mn = 0;
         if (cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess)
-            pf_big = optin >= (int)hf3_cfg<QT_Q8_0, 8>::smem; // (the largest of the WM = 8 stages)
-        int mj = 0, mn = 0;
-        if (cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
             cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
-            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem_as; // wgmma: sm_90a only
+            pf_wg = mj == 9 && mn == 0 && optin >= (int)hfw_cfg<QT_Q8_0, 3>::smem; // wgmma: sm_90a only
     }
-    // (SPARKD_PF=3 / 4 without sm_90a: today's path; tile codes 16-19 then run hf3)
-    const bool pf_rule = pf_mode == 1 || pf_mode == 2 || (pf_mode >= 3 && pf_mode <= 5 && pf_wg);
-    if (hf2_type(ty) && ((env_wm >= 14 && env_wm <= 20) || (env_wm <= 0 && pf_rule && p.T >= 65))) {
-        const bool as3 = (env_wm == 20 || (env_wm <= 0 && pf_mode == 5)) && pf_wg; // hfw3, A through smem
-        const bool wg3 = as3 || ((env_wm == 17 || env_wm == 19 || (env_wm <= 0 && pf_mode == 4)) && pf_wg);
-        const bool wg = !wg3 && (env_wm == 16 || env_wm == 18 || (env_wm <= 0 && pf_mode == 3)) && pf_wg;
-        const int wm = (env_wm == 15 || (env_wm <= 0 && pf_mode == 2)) && pf_big ? 8 : 4;
-        const int hm = wg3 ? 192 : 16 * wm;
+    if (hf2_type(ty) && pf_wg && (env_wm == 17 || (env_wm <= 0 && pf_mode != 0 && p.T >= 65))) {
         int mt = 0;
         for (int i = 0; i < p.n; i++) {
-            p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
+            p.m[i].mtiles = (p.m[i].rows + 191) / 192;
             mt += p.m[i].mtiles;
         }
-        const int ntn = (p.T + 127) / 128, ctas = mt * ntn, per_sm = wg3 ? 1 : wm == 4 ? 3 : 2;
+        const int ntn = (p.T + 127) / 128, ctas = mt * ntn;
         int ks = 1;
         if (env_ks > 0) ks = env_ks;
-        else if (wg3) { if (10 * ctas < 9 * sms && nk >= 8) ks = (2 * sms + ctas / 2) / ctas; } // one CTA an SM: to ~2 waves
-        else if (3 * ctas < 2 * per_sm * sms && nk >= 8) ks = per_sm * sms / ctas; // below 2/3 of a wave: to ~one
+        else if (10 * ctas < 9 * sms && nk >= 8) ks = (2 * sms + ctas / 2) / ctas; // one CTA an SM: to ~2 waves
         if (ks > nk / 4) ks = nk / 4;
         if (ks > 8) ks = 8;
         if (!a->work) ks = 1;
@@ -1801,35 +1525,17 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ksplit = ks < 1 ? 1 : ks;
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
-        p.pfw0 = pf_w0 || env_wm == 18 || env_wm == 19;
-        if (as3) switch (ty) {
-            case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3, true>(p, mt, stream, e);
-            case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3, true>(p, mt, stream, e);
-            case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3, true>(p, mt, stream, e);
-            case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3, true>(p, mt, stream, e);
-            }
-        if (wg3) switch (ty) {
-            case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
-            case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
-            case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
-            case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
-            }
-        if (wg) switch (ty) {
-            case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 1>(p, mt, stream, e);
-            case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 1>(p, mt, stream, e);
-            case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 1>(p, mt, stream, e);
-            case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 1>(p, mt, stream, e);
-            }
+        p.pfw0 = 0; // (see gemm_params)
         switch (ty) {
-        case QT_Q8_0: return wm == 8 ? hf3_launch_t<QT_Q8_0, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q8_0, 4>(p, mt, stream, e);
-        case QT_Q4_K: return wm == 8 ? hf3_launch_t<QT_Q4_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q4_K, 4>(p, mt, stream, e);
-        case QT_Q5_K: return wm == 8 ? hf3_launch_t<QT_Q5_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q5_K, 4>(p, mt, stream, e);
-        case QT_Q6_K: return wm == 8 ? hf3_launch_t<QT_Q6_K, 8>(p, mt, stream, e) : hf3_launch_t<QT_Q6_K, 4>(p, mt, stream, e);
+        case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
+        case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
+        case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
+        case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
         }
     }
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
     const int wmr = env_wm == 12 ? 0 : env_wm; // the round-6 rule below
-    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || (env_wm <= 0 && hf2_on && !t128_q8))) {
+    if (hf2_type(ty) && (env_wm == 10 || env_wm == 11 || env_wm == 13 || env_wm == 17 || (env_wm <= 0 && hf2_on && !t128_q8))) {
         int mt = 0;
         for (int i = 0; i < p.n; i++) {
             p.m[i].mtiles = (p.m[i].rows + 127) / 128;

@@ -121,7 +121,7 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
              wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" : wm == 13 ? " hf2 raster m" :
-             wm == 12 ? " round-6 rule" : wm == 14 ? " hf3" : wm == 15 ? " hf3 wm8" : wm == 16 ? " hfw (wgmma)" : wm == 17 ? " hfw3 (wgmma x3)" : wm == 18 ? " hfw w0" : wm == 19 ? " hfw3 w0" : wm == 20 ? " hfw3 as" : "",
+             wm == 12 ? " round-6 rule" : wm == 17 ? " hfw3 (wgmma x3)" : "",
              mode == 1 ? " poisoned codes" : mode == 2 ? " scale 1000 (out of f16)" : "");
     if (mode == 1) { // the control: the comparison must see the poisoned rows
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
@@ -188,7 +188,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288},
         {"head", 1, 151936, 4096}};
-    constexpr int NV = 8;
+    constexpr int NV = 6;
     double layer[2][NV] = {{0}};
     for (const prod &pr : prods) {
         const uint64_t wb = cuda_weight_bytes(type, pr.rows, pr.K) * pr.n;
@@ -217,11 +217,10 @@ void bench_hfast(uint32_t type, double peak, double probe) {
             // 0 int8 mmq, 1 the round-6 rule (SPARKD_HF2=0), 2 the rule (default: hf2, Q8_0's 128 x 128
             // products on round 6's tile), 3 hf2 for all; T = 512: 4 hf2 row tile fastest
             // (SPARKD_HF2_RASTER=0), 5 round 6's 128 x 128 tile for all (in hf2's CTA order)
-            // 6 hf3 (round 8: 64 x 128 CTAs), 7 hf3 with 128 x 128 CTAs (the rule: SPARKD_PF; hfw_kernel's
-            // timings: SPARKD_KBENCH=pf)
-            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule", "hf2", "hf2 raster m", "t128", "hf3", "hf3 wm8"};
-            const int vwm[NV] = {0, 12, 0, 11, 13, 9, 14, 15};
-            double base = 0, old = 0, h2 = 0; // h2: hf2 (the rule at T = 64, hf2 for all at 512)
+            // (hfw_kernel's timings: SPARKD_KBENCH=pf)
+            const char *kn[NV] = {"int8 mmq", "hfast (round 6)", "rule", "hf2", "hf2 raster m", "t128"};
+            const int vwm[NV] = {0, 12, 0, 11, 13, 9};
+            double base = 0, old = 0;
             for (int v = 0; v < NV; v++) {
                 if (v >= 3 && v <= 5 && T != 512) continue; // (at T = 64 the rule is hf2 for every product)
                 cuda_hfast_set(v == 0 ? 0 : 33);
@@ -242,12 +241,10 @@ void bench_hfast(uint32_t type, double peak, double probe) {
                 const double gbs = (double)wb / (us * 1e3);
                 if (v == 0) base = us;
                 if (v == 1) old = us;
-                if ((T == 512 && v == 3) || (T != 512 && v == 2)) h2 = us;
                 if (!head) layer[ti][v] += us;
                 char sp[64] = "";
                 if (v > 0 && base > 0) snprintf(sp, sizeof sp, "%.2fx mmq", base / us);
                 if (v > 1 && old > 0) snprintf(sp + strlen(sp), sizeof sp - strlen(sp), ", %.2fx round 6", old / us);
-                if (v >= 6 && h2 > 0) snprintf(sp + strlen(sp), sizeof sp - strlen(sp), ", %.2fx hf2", h2 / us);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.1f (%.0f%% peak) %s%s |\n", tname(type),
                         pr.name, pr.n, pr.rows, pr.K, T, kn[v], us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tf,
                         peak > 0 ? 100.0 * tf / peak : 0.0, sp, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
@@ -261,8 +258,7 @@ void bench_hfast(uint32_t type, double peak, double probe) {
     }
     for (int ti = 0; ti < 2; ti++)
         fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | int8 mmq %.1f us, hfast (round 6) %.1f, rule %.1f "
-                "(hf2 for all %.1f, raster m %.1f, t128 for all %.1f, hf3 %.1f, hf3 wm8 %.1f) | | | | rule %.2fx round 6, %.2fx mmq |\n",
+                "(hf2 for all %.1f, raster m %.1f, t128 for all %.1f) | | | | rule %.2fx round 6, %.2fx mmq |\n",
                 tname(type), ti ? 512 : 64, layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5],
-                layer[ti][6], layer[ti][7],
                 layer[ti][2] > 0 ? layer[ti][1] / layer[ti][2] : 0.0, layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0);
 }

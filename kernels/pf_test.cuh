@@ -1,15 +1,15 @@
-// pf_test.cuh — selftest rows and the kernel bench of round 8's prefill products (gemm.cu: hf3_kernel,
-// hf2's product on 16 x 128 warp tiles; hfw_kernel, the same A registers fed to wgmma on sm_90a;
-// SPARKD_PF). Included by selftest.cu after hfast_test.cuh: the rows reuse test_hfast (the product
+// pf_test.cuh — selftest rows and the kernel bench of round 8's prefill product (gemm.cu: hfw_kernel,
+// hf2's A values on 16 x 128 warp tiles fed to wgmma on sm_90a, 3 warpgroups a CTA: hfw3; SPARKD_PF).
+// Included by selftest.cu after hfast_test.cuh: the rows reuse test_hfast (the product
 // against the dequantize-then-f32 reference, tol 2e-3, for Q8_0 also against the exact emulation of
 // its numerics, tol 2e-5; a row fails too when cuda_matmul did not take hfast).
-// Tile codes (cuda_hfast_tile_set): 14 hf3 with 64 x 128 CTAs, 15 hf3 with 128 x 128 CTAs, 16 hfw_kernel
-// (one warpgroup, 64 x 128), 17 hfw with 3 warpgroups (192 x 128), 18 / 19 those two with SPARKD_PF_W0,
-// 20 hfw3 with A through shared memory; on a GPU other than sm_90 codes 16-20 run hf3 (64 x 128 CTAs).
+// Tile code (cuda_hfast_tile_set) 17: hfw3 (192 x 128 CTAs); on a GPU without sm_90a it runs hf2 (as 11).
+// (Codes 14-16 and 18-20, hf3 / hfw / W0 / A through shared memory: measured and removed, kernels/PERF.md
+// "Round 8, helper pf".)
 
 // The rows of one tile code: T in {65, 100, 512, 2048, 130}, every hf2 type, rows not a multiple of the
 // tile, two matrices, accumulate, split K, one chunk of K.
-void pf_rows(int wm, int quick) {
+void pf_rows(int wm) {
     const uint32_t types[] = {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
     for (uint32_t t : types) {
         test_hfast(t, 200, 512, 65, 0, 0, 0, 0, wm);    // one partial token tile (65 of 128)
@@ -17,7 +17,7 @@ void pf_rows(int wm, int quick) {
         test_hfast(t, 129, 512, 100, 0, 1, 0, 0, wm);   // accumulate, a partial row tile
         test_hfast(t, 300, 1024, 512, 0, 1, 1, 0, wm);  // accumulate, 4 full token tiles
         test_hfast(t, 300, 1024, 512, 77, 0, 0, 0, wm); // two matrices, no split
-        if (!quick || wm != 15) test_hfast(t, 330, 512, 2048, 0, 0, 0, 0, wm); // 16 token tiles
+        test_hfast(t, 330, 512, 2048, 0, 0, 0, 0, wm); // 16 token tiles
         // one chunk of K (Q8_0; the K-quants' smallest K is a 256-element superblock: 4 chunks), a partial
         // second token tile
         test_hfast(t, 96, t == QUANT_Q8_0 ? 64 : 256, 130, 0, 1, 0, 0, wm);
@@ -27,19 +27,12 @@ void pf_rows(int wm, int quick) {
     test_hfast(QUANT_Q5_K, 200, 512, 512, 0, 0, 0, 1, wm);
 }
 
-// selftest: hfw3's rows (the default prefill product at T >= 65 on sm_90a, SPARKD_PF=4; tile code 17,
-// which runs hf3 on other GPUs) with its controls, and the default route itself (tile rule, T = 512) for
-// every type; hf3 / hf3 wm8 / hfw / hfw3-as rows only with SPARKD_PF_TEST_W=1.
-void pf_selftest(int quick) {
-    pf_rows(17, quick);
+// selftest: hfw3's rows (the default prefill product at T >= 65 on sm_90a; tile code 17, which runs
+// hf2 on other GPUs) with its controls, and the default route itself (tile rule, T = 512) for every type.
+void pf_selftest(int /*quick: the same rows*/) {
+    pf_rows(17);
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K}) test_hfast(t, 400, 1024, 512, 67, 0, 1);
     test_hfast(QUANT_Q4_K, 200, 512, 512, 0, 0, 0, 1); // the default route, poisoned codes: must fail the comparison
-    if (const char *v = getenv("SPARKD_PF_TEST_W"); v && !strcmp(v, "1")) {
-        pf_rows(14, quick);
-        pf_rows(15, quick);
-        pf_rows(16, quick);
-        pf_rows(20, quick);
-    }
 }
 
 // A layout probe, run when a code's rows fail: Q8_0, K = 64, N = 64, T = 128, row r has one code 1 at
@@ -104,32 +97,20 @@ void pf_diag(int wm) {
     dfree_all();
 }
 
-// SPARKD_KBENCH=pf: hfw's rows first (their ok / not ok lines); then the Qwen3-8B products at T = 512
-// and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today), hf3 and, when their
-// rows passed, hfw / hfw3 (each also with SPARKD_PF_W0's fence order), in us and TFLOP/s (% of the
-// mma.sync peak SPARKD_MMA_PEAK, 642).
+// SPARKD_KBENCH=pf: hfw3's rows first (their ok / not ok lines); then the Qwen3-8B products at T = 512
+// and 2048 (Q8_0, Q4_K; weights rotated over copies beyond the L2): hf2 (today) and, when its rows
+// passed, hfw3, in us and TFLOP/s (% of the mma.sync peak SPARKD_MMA_PEAK, 642).
 void pf_kbench(double peak) {
-    int f0 = C->fails;
-    pf_rows(16, 1);
-    const bool wok = C->fails == f0;
-    if (!wok) fprintf(C->f, "# hfw rows failed: hfw not timed\n");
-    pf_diag(16); // (also when they pass: the probe must then print 0 wrong rows)
-    f0 = C->fails;
-    pf_rows(17, 1);
+    const int f0 = C->fails;
+    pf_rows(17);
     const bool wok3 = C->fails == f0;
     if (!wok3) fprintf(C->f, "# hfw3 rows failed: hfw3 not timed\n");
-    f0 = C->fails;
-    pf_rows(20, 1);
-    const bool woka = C->fails == f0;
-    if (!woka) fprintf(C->f, "# hfw3 as rows failed: hfw3 as not timed\n");
-    pf_diag(20);
-    pf_diag(17);
-    pf_diag(14);
+    pf_diag(17); // (also when they pass: the probe must then print 0 wrong rows)
     struct prod { const char *name; int n, rows, K; } prods[] = {
         {"q+k+v", 1, 6144, 4096}, {"o", 1, 4096, 4096}, {"gate+up", 2, 12288, 4096}, {"down", 1, 4096, 12288}};
-    constexpr int NV = 7; // (hf3 wm8: 0.73-0.91x hf2 in run 0, not timed)
-    const char *kn[NV] = {"hf2", "hf3", "hfw", "hfw w0", "hfw3", "hfw3 w0", "hfw3 as"};
-    const int vwm[NV] = {11, 14, 16, 18, 17, 19, 20};
+    constexpr int NV = 2;
+    const char *kn[NV] = {"hf2", "hfw3"};
+    const int vwm[NV] = {11, 17};
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         double layer[2][NV] = {{0}};
         for (const prod &pr : prods) {
@@ -155,7 +136,7 @@ void pf_kbench(double peak) {
                 if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
                 double h2 = 0;
                 for (int v = 0; v < NV; v++) {
-                    if (((v == 2 || v == 3) && !wok) || ((v == 4 || v == 5) && !wok3) || (v == 6 && !woka)) continue;
+                    if (v == 1 && !wok3) continue;
                     cuda_hfast_set(33);
                     cuda_hfast_tile_set(vwm[v], 0);
                     int it = 0;
@@ -184,10 +165,7 @@ void pf_kbench(double peak) {
             dfree_all();
         }
         for (int ti = 0; ti < 2; ti++)
-            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hf3 %.1f, hfw %.1f, hfw w0 %.1f, hfw3 %.1f, "
-                    "hfw3 w0 %.1f, hfw3 as %.1f | | | | hfw %.2fx, hfw3 %.2fx, hfw3 as %.2fx hf2 |\n", tname(type), ti ? 2048 : 512,
-                    layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][3], layer[ti][4], layer[ti][5], layer[ti][6],
-                    layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0, layer[ti][4] > 0 ? layer[ti][0] / layer[ti][4] : 0.0,
-                    layer[ti][6] > 0 ? layer[ti][0] / layer[ti][6] : 0.0);
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | hf2 %.1f us, hfw3 %.1f | | | | hfw3 %.2fx hf2 |\n",
+                    tname(type), ti ? 2048 : 512, layer[ti][0], layer[ti][1], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
     }
 }

@@ -2084,7 +2084,7 @@ void bench_attn_pf(int n, int nseq, int ctx) {
 }
 
 #include "hfast_test.cuh" // hfast: precision fast's f16 product (test_hfast_all, bench_hfast)
-#include "pf_test.cuh" // pf: round 8's hf3_kernel rows (pf_selftest)
+#include "pf_test.cuh" // pf: round 8's hfw3 rows (pf_selftest)
 #include "q4v_test.cuh" // q4v: the round-7 Q4_K batch-1 GEMV (q4v_selftest, q4v_kbench)
 } // namespace
 
