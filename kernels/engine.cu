@@ -1033,26 +1033,13 @@ int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *
 // SPARKD_FZ (round 8): 1 (default) = at T >= 2 the split-K partials of q+k+v, o, gate+up and
 // down are summed by their consumers (qkv_rope_store, resid_norm, the activation) instead of
 // a reduce launch each, the same bits; 0 = every product reduces itself (round 7's launches).
-int fz_on() {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("SPARKD_FZ");
-        v = s && s[0] == '0' ? 0 : 1;
-    }
-    return v;
-}
+int fz_on() { return cuda_env_int("SPARKD_FZ", 1) != 0; }
 // SPARKD_FZ_ATT=0: with SPARKD_FZ on, the decode attention still writes f32 rows and a prepare
 // launch makes o's input (default 1: where o reads the int8 rows alone the combine writes them)
-int fz_att() {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("SPARKD_FZ_ATT");
-        v = s && s[0] == '0' ? 0 : 1;
-    }
-    return v;
-}
+int fz_att() { return cuda_env_int("SPARKD_FZ_ATT", 1) != 0; }
 
-// SPARKD_NO_PAIR: gate/up and the activation as separate launches at T == 1 (A/B tests)
+// SPARKD_NO_PAIR: gate/up and the activation as separate launches at T == 1 (A/B tests); set
+// to anything, "0" and "" too (so not cuda_env_int, where "0" is off and "" the default)
 int getenv_cached_no_pair() {
     static int v = -1;
     if (v < 0) v = getenv("SPARKD_NO_PAIR") ? 1 : 0;
@@ -1060,12 +1047,7 @@ int getenv_cached_no_pair() {
 }
 
 int mmq_env_on() { // mmq.cu's switch (SPARKD_MMQ=0: the f16 kernel reads the F16 form instead)
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("SPARKD_MMQ");
-        v = s && s[0] == '0' ? 0 : 1;
-    }
-    return v;
+    return cuda_env_int("SPARKD_MMQ", 1) != 0;
 }
 
 int forms_at(int forms_all, int T, int fast) {

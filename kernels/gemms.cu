@@ -855,10 +855,7 @@ extern "C" void cuda_gemms_cluster_set(int on) {
 }
 
 static void gs_env() {
-    if (g_hs2 < 0) {
-        const char *v = getenv("SPARKD_HS2");
-        g_hs2 = v && v[0] == '0' ? 0 : 1;
-    }
+    if (g_hs2 < 0) g_hs2 = cuda_env_int("SPARKD_HS2", 1) != 0;
     if (g_hs2_2cta < 0) {
         const char *v = getenv("SPARKD_HS2_2CTA");
         g_hs2_2cta = v && v[0] == '1' ? 1 : v && v[0] == '0' ? 0 : 2;
@@ -882,14 +879,8 @@ static void gs_env() {
         const int t = v ? atoi(v) : 32;
         g_hs2_max_t = t < 0 ? 0 : t > G2_MAX_T ? G2_MAX_T : t;
     }
-    if (g_on < 0) {
-        const char *v = getenv("SPARKD_HSMALL");
-        g_on = v && v[0] == '0' ? 0 : 1;
-    }
-    if (g_wide < 0) {
-        const char *v = getenv("SPARKD_HSMALL_WIDE");
-        g_wide = v && v[0] == '0' ? 0 : 1;
-    }
+    if (g_on < 0) g_on = cuda_env_int("SPARKD_HSMALL", 1) != 0;
+    if (g_wide < 0) g_wide = cuda_env_int("SPARKD_HSMALL_WIDE", 1) != 0;
     if (g_cluster < 0) {
         const char *v = getenv("SPARKD_HSMALL_CLUSTER");
         int dev = 0, ok = 0;
@@ -1189,26 +1180,14 @@ static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_byte
     if (p.cluster == 1) {
         // the partials (NT * 8 tokens x 128 rows f32) reuse the slice's shared memory
         if (smem < (size_t)NT * 8 * 16 * W * 4) smem = (size_t)NT * 8 * 16 * W * 4;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)mtiles, (unsigned)p.ksplit);
-        cfg.blockDim = dim3(W * 32);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = CUDA_STREAM(stream);
-        cudaLaunchAttribute at[2];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 1;
-        at[0].val.clusterDim.y = (unsigned)p.ksplit;
-        at[0].val.clusterDim.z = 1;
-        at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[1].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
-        const cudaError_t rc = cudaLaunchKernelEx(&cfg, gemms_kernel<F, NT, W>, p);
+        const cudaError_t rc = cuda_launch_cluster(gemms_kernel<F, NT, W>, dim3((unsigned)mtiles, (unsigned)p.ksplit),
+                                                   dim3(1, (unsigned)p.ksplit), dim3(W * 32), smem, stream, p);
         if (rc == cudaSuccess) {
             g_launches++;
             return 0;
         }
-        // a device that cannot place the cluster: the work buffer from now on, if it fits
+        // a device that cannot place the cluster: the work buffer from now on, if it fits (no
+        // capture test here, unlike layer.cu's cuda_cluster_refused: its rule, kept)
         cudaGetLastError();
         if (!work || (uint64_t)p.ksplit * p.T * p.ws_rows * 4 > work_bytes)
             return cuda_fail(e, rc, "cudaLaunchKernelEx (gemms cluster)", __FILE__, __LINE__);

@@ -59,22 +59,59 @@ __device__ __forceinline__ void pdl_trigger() {
 int cuda_pdl_enabled(void);
 void cuda_pdl_set(int on);
 
-// kern<<<grid, block, smem, stream>>>(args...), with the PDL attribute when enabled.
-// Returns the launch status (CUDA_TRY it).
+// cuda_launch and cuda_launch_cluster's launch: kern on grid x block, smem bytes of dynamic
+// shared memory, with the n attributes at[0..n) and then (at[n], written here: at has room for
+// n + 1) the PDL attribute when enabled.
 template <typename... KArgs, typename... Args>
-cudaError_t cuda_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, void *stream, Args... args) {
+cudaError_t cuda_launch_attrs(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, void *stream,
+                              cudaLaunchAttribute *at, unsigned n, Args... args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = CUDA_STREAM(stream);
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
+    at[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[n].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
-    cfg.numAttrs = cuda_pdl_enabled() ? 1 : 0;
+    cfg.numAttrs = cuda_pdl_enabled() ? n + 1 : n;
     return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
 }
+
+// kern<<<grid, block, smem, stream>>>(args...), with the PDL attribute when enabled.
+// Returns the launch status (CUDA_TRY it).
+template <typename... KArgs, typename... Args>
+cudaError_t cuda_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, void *stream, Args... args) {
+    cudaLaunchAttribute at[1];
+    return cuda_launch_attrs(kern, grid, block, smem, stream, at, 0, args...);
+}
+
+// kern on a grid of clusters of `cluster` CTAs (the cluster dimension attribute; grid a multiple
+// of it in each dimension), with the PDL attribute when enabled (as cuda_launch). Returns the
+// launch status: a device that cannot place the cluster refuses it here, and the caller decides
+// what then (layer.cu: cuda_cluster_refused and its one-CTA-a-row kernels; gemms.cu: its work
+// buffer).
+template <typename... KArgs, typename... Args>
+cudaError_t cuda_launch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 cluster, dim3 block, size_t smem, void *stream,
+                                Args... args) {
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = cluster.x;
+    at[0].val.clusterDim.y = cluster.y;
+    at[0].val.clusterDim.z = cluster.z;
+    return cuda_launch_attrs(kern, grid, block, smem, stream, at, 1, args...);
+}
+// After cuda_launch_cluster returned rc != cudaSuccess on stream: -1 when the caller may take a
+// launch without clusters instead (the stream is not capturing; the error is cleared), else
+// cuda_fail's code with `call` in the message (a capture is broken by the failed launch).
+int cuda_cluster_refused(cudaError_t rc, void *stream, const char *call, const char *file, int line, err *e);
+
+// The environment variable `name` (a string literal: the cache keeps the pointer) as an int,
+// read once a process (cached per name; safe from any thread): a value that begins with a
+// digit 1-9 reads as the number its leading digits spell (clamped to INT_MAX), one that begins
+// with 0 reads 0 whatever follows ("0", "00", "05": the on/off switches' test of the first
+// character); unset, empty or beginning with anything else (a sign, a space, a letter) reads
+// def. So cuda_env_int("SPARKD_X", 1) != 0 is on unless SPARKD_X begins with 0.
+int cuda_env_int(const char *name, int def);
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -466,19 +466,12 @@ static bool cl_kind(int bit) {
 extern "C" void cuda_fz_actcl_set(int cl) { act_cl_v = cl == 0 || cl == 2 || cl == 4 || cl == 8 ? cl : -2; }
 // SPARKD_FZ_CL64=0: no cluster kernels at 33..64 rows (run 0's rule); default 1: act and resid_norm
 // take them there when they read deferred partials (one CTA a row read 2-8 partials of a row)
-static bool cl64() {
-    static int v = -1;
-    if (v < 0) {
-        const char *s = getenv("SPARKD_FZ_CL64");
-        v = s && s[0] == '0' ? 0 : 1;
-    }
-    return v != 0;
-}
+static bool cl64() { return cuda_env_int("SPARKD_FZ_CL64", 1) != 0; }
 static int act_cl_env() {
     int &v = act_cl_v;
     if (v == -2) {
-        const char *f = getenv("SPARKD_FZ"), *c = getenv("SPARKD_FZ_ACTCL");
-        v = f && f[0] == '0' ? 0 : c ? atoi(c) : -1;
+        const char *c = getenv("SPARKD_FZ_ACTCL");
+        v = !cuda_env_int("SPARKD_FZ", 1) ? 0 : c ? atoi(c) : -1;
         if (v != -1 && v != 2 && v != 4 && v != 8) v = 0;
         int dev = 0, ok = 0, major = 0;
         if (v && (cudaGetDevice(&dev) != cudaSuccess ||
@@ -505,30 +498,15 @@ static int act_cl_launch(const float *gate, const float *up, int ld, int T, int 
     int th = 0;
     const int nv = elt_row_nv(ffn / CL, &th);
     if (nv != 1 && nv != 2) return -1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)(T * CL));
-    cfg.blockDim = dim3((unsigned)th);
-    cfg.stream = CUDA_STREAM(stream);
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = (unsigned)CL;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
-    cudaError_t rc;
-    if (x) rc = nv == 1 ? cudaLaunchKernelEx(&cfg, prep_cl_kernel<1>, x, ldx, out) : cudaLaunchKernelEx(&cfg, prep_cl_kernel<2>, x, ldx, out);
-    else if (nv == 1) rc = pt ? cudaLaunchKernelEx(&cfg, act_cl_kernel<1, true>, gate, up, ld, act, out, pg, pu)
-                         : cudaLaunchKernelEx(&cfg, act_cl_kernel<1, false>, gate, up, ld, act, out, pg, pu);
-    else rc = pt ? cudaLaunchKernelEx(&cfg, act_cl_kernel<2, true>, gate, up, ld, act, out, pg, pu)
-                 : cudaLaunchKernelEx(&cfg, act_cl_kernel<2, false>, gate, up, ld, act, out, pg, pu);
+    const dim3 grid((unsigned)(T * CL)), cl((unsigned)CL), block((unsigned)th);
+    const cudaError_t rc =
+        x ? cuda_launch_cluster(nv == 1 ? prep_cl_kernel<1> : prep_cl_kernel<2>, grid, cl, block, 0, stream, x, ldx, out)
+          : cuda_launch_cluster(nv == 1 ? (pt ? act_cl_kernel<1, true> : act_cl_kernel<1, false>)
+                                        : (pt ? act_cl_kernel<2, true> : act_cl_kernel<2, false>),
+                                grid, cl, block, 0, stream, gate, up, ld, act, out, pg, pu);
     if (rc == cudaSuccess) return 0;
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
-        return cuda_fail(e, rc, "cudaLaunchKernelEx (act cluster)", __FILE__, __LINE__); // (a capture is broken now)
-    cudaGetLastError();
+    const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (act cluster)", __FILE__, __LINE__, e);
+    if (f > 0) return f;
     fprintf(stderr, "layer: activation cluster launch failed (%s): one CTA a row from now on\n", cudaGetErrorString(rc));
     off = 1;
     return -1;
@@ -543,27 +521,12 @@ static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int t
     if (off || !env || !CL || T < 2 || T > T2 || th % (32 * CL) || (long)T * CL > 65535 || (a->o && a->post_w) ||
         !cl_kind(4))
         return -1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)(T * CL));
-    cfg.blockDim = dim3((unsigned)(th / CL));
-    cfg.stream = CUDA_STREAM(stream);
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = (unsigned)CL;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
     const int has = a->out != NULL ? 1 : 0;
-    const cudaError_t rc = pt ? cudaLaunchKernelEx(&cfg, resid_cl_kernel<true>, *a, out, has)
-                              : cudaLaunchKernelEx(&cfg, resid_cl_kernel<false>, *a, out, has);
+    const cudaError_t rc = cuda_launch_cluster(pt ? resid_cl_kernel<true> : resid_cl_kernel<false>, dim3((unsigned)(T * CL)),
+                                               dim3((unsigned)CL), dim3((unsigned)(th / CL)), 0, stream, *a, out, has);
     if (rc == cudaSuccess) return 0;
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(CUDA_STREAM(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
-        return cuda_fail(e, rc, "cudaLaunchKernelEx (resid cluster)", __FILE__, __LINE__);
-    cudaGetLastError();
+    const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (resid cluster)", __FILE__, __LINE__, e);
+    if (f > 0) return f;
     fprintf(stderr, "layer: resid_norm cluster launch failed (%s): one CTA a row from now on\n", cudaGetErrorString(rc));
     off = 1;
     return -1;

@@ -819,10 +819,7 @@ extern "C" void cuda_mmq3_min_t_set(int t) { mmq3_min_t = t; }
 // gemms.cu's t64 routing (SPARKD_T64_G2). Read at the first product; cuda_t64_set (tests, benches).
 static int t64_on = -1;
 extern "C" int cuda_t64_on(void) {
-    if (t64_on < 0) {
-        const char *v = getenv("SPARKD_T64");
-        t64_on = v && v[0] == '0' ? 0 : 1;
-    }
+    if (t64_on < 0) t64_on = cuda_env_int("SPARKD_T64", 1) != 0;
     return t64_on;
 }
 // Tests and benches: 1 / 0 = on / off, -1 = as SPARKD_T64 says (mmq3's threshold follows it
@@ -899,10 +896,7 @@ extern "C" int cuda_mmq_type_ok(uint32_t type) { return type == QT_Q8_0 || type 
 
 // Whether cuda_matmul hands this product to cuda_mmq_launch (gemm.cu asks).
 int cuda_mmq_wants(const cuda_mm_args *a, const cuda_mmin *x) {
-    if (mmq_on < 0) {
-        const char *v = getenv("SPARKD_MMQ");
-        mmq_on = v && v[0] == '0' ? 0 : 1;
-    }
+    if (mmq_on < 0) mmq_on = cuda_env_int("SPARKD_MMQ", 1) != 0;
     return mmq_on && !a->exact && a->path != CUDA_MM_FORCE_GEMV && x->T > 1 && (x->forms & CUDA_MMIN_Q8) && x->q8 &&
            cuda_mmq_type_ok(a->w[0]->type);
 }
