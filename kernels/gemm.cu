@@ -1349,7 +1349,42 @@ __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)
     __syncthreads();
 }
 
-template <uint32_t F, int WG>
+// P = 1 (SPARKD_W64_PIPE, default): one wgmma group kept in flight across the step boundary. The step
+// issues chunk kc's wgmma, waits for chunk kc - 1's (wait 1: its A registers and slot kc - 1 are then free
+// in this warpgroup; the barrier makes it so for all of them and publishes chunk kc + 1's scales), then
+// refills slot kc - 1 and builds chunk kc + 1's A while chunk kc's wgmma runs: the tensor pipe gets the
+// next chunk's wgmma at the top of the next step without draining (P = 0 waits for its own wgmma before
+// the step's barrier, so every step drains it).
+template <uint32_t F, int WG, bool WF>
+__device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                          uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
+                                          size_t xp, int ntok, int rowb, int c) {
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
+              o2 = ((kc + 2) % S) * C::stage;
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
+    hfw_commit();
+    w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
+    __syncthreads();  // ... every warpgroup's: slot kc - 1 free; chunk kc + 1's scales visible
+    if (kc + S - 1 < nk) {
+        w64_load_w<F, WG, WF>(smem + on, src, kz0 + kc + S - 1);
+        w64_load_x<WG>(smem + on, x0, xp, kz0 + kc + S - 1, ntok);
+    }
+    cp_commit();
+    if (kc + 1 < nk) w64_build<F, C>(an, smem + ox, rowb, c);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+    cp_wait<S - 3>(); // chunk kc + 2 landed (this thread's copies)
+    if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the landed x tiles, for wgmma's reads
+}
+
+template <uint32_t F, int WG, int P>
 __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = w64_cfg<F, WG>;
@@ -1397,12 +1432,24 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
     if (nk > 0) {
         uint32_t a0[4][4], a1[4][4];
         w64_build<F, C>(a0, smem, rowb, c);
-        for (int kc = 0; kc < nk; kc += 2) {
-            if (wf) w64_step<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
-            else w64_step<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
-            if (kc + 1 < nk) {
-                if (wf) w64_step<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
-                else w64_step<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+        if constexpr (P == 1) {
+            for (int kc = 0; kc < nk; kc += 2) {
+                if (wf) w64_step1<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                else w64_step1<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                if (kc + 1 < nk) {
+                    if (wf) w64_step1<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    else w64_step1<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                }
+            }
+            w64_wait<0>(acc);
+        } else {
+            for (int kc = 0; kc < nk; kc += 2) {
+                if (wf) w64_step<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                else w64_step<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                if (kc + 1 < nk) {
+                    if (wf) w64_step<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    else w64_step<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                }
             }
         }
     }
@@ -1831,20 +1878,23 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
 // Q5_K / Q6_K weights at SPARKD_W64_MIN..SPARKD_W64_MAX tokens (default 33..64) take w64_kernel,
 // before gemms2 (SPARKD_W64_G2=1: gemms2 keeps the products it wants) and mmq; Q8_0 then reads the
 // f16 form (engine.cu forms_at asks cuda_w64_takes). SPARKD_W64_KQ=0: Q8_0 only. SPARKD_W64_WG=2|3|4:
-// warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only), SPARKD_W64_KS=n: K pieces.
-static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0;
+// warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only), SPARKD_W64_KS=n: K pieces,
+// SPARKD_W64_PIPE=0: run 0's step (each step drains its own wgmma; WG 3; Q5_K always 1).
+static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1;
 static long w64_count = 0;
 static thread_local int w64_scoped = 0;
 static void w64_env() {
     if (w64_mode >= 0) return;
     const char *v = getenv("SPARKD_W64");
     const int mode = v && !strcmp(v, "0") ? 0 : 1;
+    w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_pipe = 1;
     if ((v = getenv("SPARKD_W64_MIN")) && atoi(v) >= 2) w64_min = atoi(v);
     if ((v = getenv("SPARKD_W64_MAX")) && atoi(v) >= 2) w64_max = atoi(v) > 64 ? 64 : atoi(v);
     if ((v = getenv("SPARKD_W64_WG")) && atoi(v) >= 2 && atoi(v) <= 4) w64_wg = atoi(v);
     if ((v = getenv("SPARKD_W64_KS"))) w64_ks = atoi(v);
     if ((v = getenv("SPARKD_W64_KQ"))) w64_kq = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = !strcmp(v, "1");
+    if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -1853,7 +1903,8 @@ static void w64_env() {
         w64_dev = mj == 9 && mn == 0 && optin >= (int)w64_cfg<QT_Q8_0, 4>::smem; // wgmma: sm_90a only
     w64_mode = mode;
 }
-// Tests and benches: mode 1 / 0 (-1: as SPARKD_W64 says); warpgroups (0: env); K pieces (0: the rule, -1: env).
+// Tests and benches: mode 1 / 0 (-1: as SPARKD_W64 says); warpgroups (0: keep); K pieces (0: the rule, -1:
+// keep); the step (SPARKD_W64_PIPE: 1 / 0, -1: keep).
 extern "C" void cuda_w64_set(int mode) {
     if (mode < 0) {
         w64_mode = -1;
@@ -1862,10 +1913,11 @@ extern "C" void cuda_w64_set(int mode) {
     w64_env();
     w64_mode = mode;
 }
-extern "C" void cuda_w64_tune(int wg, int ks) {
+extern "C" void cuda_w64_tune(int wg, int ks, int pipe) {
     w64_env();
     if (wg >= 2 && wg <= 4) w64_wg = wg;
     if (ks >= 0) w64_ks = ks;
+    if (pipe >= 0) w64_pipe = pipe != 0;
 }
 extern "C" void cuda_w64_scope(int on) { w64_scoped = on; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
@@ -1876,15 +1928,15 @@ extern "C" int cuda_w64_takes(int T, uint32_t type) {
            (type == QT_Q8_0 || (w64_kq && (type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K)));
 }
 
-template <uint32_t F, int WG>
+template <uint32_t F, int WG, int P = 1>
 static int w64_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
     using C = w64_cfg<F, WG>;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(w64_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
+        CUDA_TRY(cudaFuncSetAttribute(w64_kernel<F, WG, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
         attr = true;
     }
-    CUDA_TRY(cuda_launch(w64_kernel<F, WG>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)C::smem,
+    CUDA_TRY(cuda_launch(w64_kernel<F, WG, P>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)C::smem,
                          stream, p));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
@@ -1897,7 +1949,7 @@ static int w64_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
 static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
     w64_count++;
     const uint32_t ty = a->w[0]->type;
-    const int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) ? w64_wg : 3, hm = 64 * wg;
+    const int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && w64_pipe ? w64_wg : 3, hm = 64 * wg;
     int mt = 0;
     for (int i = 0; i < p.n; i++) {
         p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
@@ -1913,12 +1965,14 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
     switch (ty) {
-    case QT_Q8_0: return wg == 2 ? w64_launch_t<QT_Q8_0, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q8_0, 4>(p, mt, stream, e)
+    case QT_Q8_0: if (!w64_pipe) return w64_launch_t<QT_Q8_0, 3, 0>(p, mt, stream, e);
+                  return wg == 2 ? w64_launch_t<QT_Q8_0, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q8_0, 4>(p, mt, stream, e)
                                                                               : w64_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
-    case QT_Q4_K: return wg == 2 ? w64_launch_t<QT_Q4_K, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q4_K, 4>(p, mt, stream, e)
+    case QT_Q4_K: if (!w64_pipe) return w64_launch_t<QT_Q4_K, 3, 0>(p, mt, stream, e);
+                  return wg == 2 ? w64_launch_t<QT_Q4_K, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q4_K, 4>(p, mt, stream, e)
                                                                               : w64_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
     case QT_Q5_K: return w64_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
-    case QT_Q6_K: return w64_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
+    case QT_Q6_K: return w64_pipe ? w64_launch_t<QT_Q6_K, 3>(p, mt, stream, e) : w64_launch_t<QT_Q6_K, 3, 0>(p, mt, stream, e);
     }
     return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no w64 kernel for type %u", ty);
 }

@@ -31,7 +31,8 @@
 #include "selftest_util.cuh"
 
 extern "C" void cuda_w64_set(int mode);          // gemm.cu: 1 / 0 (-1: as SPARKD_W64 says)
-extern "C" void cuda_w64_tune(int wg, int ks);   // gemm.cu: warpgroups a CTA (0: keep), K pieces (0: the rule, -1: keep)
+extern "C" void cuda_w64_tune(int wg, int ks, int pipe); // gemm.cu: warpgroups a CTA (0: keep), K pieces (0: the rule,
+                                                        // -1: keep), step (SPARKD_W64_PIPE 1 / 0, -1: keep)
 extern "C" void cuda_w64_scope(int on);          // gemm.cu: cuda_matmul routes as for the engine's products
 extern "C" long cuda_w64_launches(void);         // gemm.cu: w64_kernel launches so far
 extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu
@@ -99,7 +100,7 @@ std::vector<float> part_sum(const cuda_part &P, const std::vector<float> &y, int
 
 // One product of 1 or 2 matrices (N, N2 rows; N2's ldy padded) at T tokens on w64_kernel (ks: K
 // pieces, 0 = the rule; defer: fz's deferred partials; drop: the control) against hf2 and f32.
-void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks, int defer, int drop) {
+void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks, int defer, int drop, int pipe = 1) {
     const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
     cuda_weight w[2];
     std::vector<float> W[2];
@@ -144,7 +145,7 @@ void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks
         }
         if (v) {
             cuda_w64_set(1);
-            cuda_w64_tune(0, ks);
+            cuda_w64_tune(0, ks, pipe);
             cuda_w64_scope(1);
             d.on = defer;
             a.defer = defer ? &d : NULL;
@@ -158,7 +159,7 @@ void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks
         if (v) {
             l1 = cuda_w64_launches();
             cuda_w64_scope(0);
-            cuda_w64_tune(0, -1);
+            cuda_w64_tune(0, -1, 1);
             a.defer = NULL;
             if (defer) for (int i = 0; i < nm; i++) parts[i] = d.part[i];
         } else {
@@ -186,8 +187,8 @@ void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks
     }
     const bool ran = l1 > l0 && h1 > h0 && (!defer || deferred);
     char shape[128], note[200];
-    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s ks %s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
-             accumulate ? " +=" : "", ks ? (ks == 1 ? "1" : "5") : "rule", defer ? " deferred" : "");
+    snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s ks %s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
+             accumulate ? " +=" : "", ks ? (ks == 1 ? "1" : "5") : "rule", defer ? " deferred" : "", pipe ? "" : " PIPE=0");
     if (drop) {
         snprintf(note, sizeof note, "(partials of piece 1 left out: must differ from hf2 by > 1e-3%s)",
                  ran ? "" : "; w64 / hf2 / the deferral did NOT run");
@@ -260,6 +261,10 @@ int w64_selftest(void *file, int quick, uint64_t seed, err *e) {
             test_w64(t, 385, 0, K, T, 0, 5, 1, 0);            // 5 K pieces, deferred
         }
         test_w64(t, 385, 0, K, 64, 0, 5, 1, 1); // the control
+        if (t != QUANT_Q5_K) { // run 0's step (SPARKD_W64_PIPE=0)
+            test_w64(t, 1000, 0, K, 64, 0, 0, 0, 0, 0);
+            test_w64(t, 385, 0, K, 40, 0, 5, 1, 0, 0);
+        }
         if (!quick) test_w64(t, 4096, 0, 4096, 64, 0, 0, 1, 0); // o's shape at the rule's split
     }
     test_w64_route(QUANT_Q8_0, 64, 0, 1);
@@ -292,8 +297,8 @@ void w64_kbench(void *file, double probe, err *e) {
         {QUANT_Q4_K, "q+k+v", 3, 0, 4096, true}, {QUANT_Q4_K, "o", 1, 4096, 4096, true},
         {QUANT_Q4_K, "gate+up", 2, 12288, 4096, true}, {QUANT_Q4_K, "down", 1, 4096, 12288, true},
         {QUANT_Q6_K, "down", 1, 4096, 12288, false}, {QUANT_Q6_K, "head", 1, 151936, 4096, false}};
-    const char *vn[4] = {"today (mmq / hf2 / gemms2)", "w64 WG 3", "w64 WG 2", "w64 WG 4"};
-    double layer[2][2][4]; // [Q8_0, Q4_K][T 48, 64][variant]
+    const char *vn[5] = {"today (mmq / hf2 / gemms2)", "w64 WG 3", "w64 WG 2", "w64 WG 4", "w64 WG 3 PIPE=0"};
+    double layer[2][2][5]; // [Q8_0, Q4_K][T 48, 64][variant]
     memset(layer, 0, sizeof layer);
     for (const prod &pr : prods) {
         const uint32_t type = pr.type;
@@ -320,10 +325,10 @@ void w64_kbench(void *file, double probe, err *e) {
         for (int T : {48, 64}) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int v = 0; v < 4; v++) {
+            for (int v = 0; v < 5; v++) {
                 if (v && !on) continue;
-                if (v >= 2 && type == QUANT_Q6_K) continue;
-                cuda_w64_tune(v == 2 ? 2 : v == 3 ? 4 : 3, 0);
+                if ((v == 2 || v == 3) && type == QUANT_Q6_K) continue;
+                cuda_w64_tune(v == 2 ? 2 : v == 3 ? 4 : 3, 0, v != 4);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 cuda_defer d;
@@ -352,13 +357,13 @@ void w64_kbench(void *file, double probe, err *e) {
                 fflush(C->f);
             }
         }
-        cuda_w64_tune(3, 0);
+        cuda_w64_tune(3, 0, 1);
         dfree_all();
     }
     for (int ty = 0; ty < 2; ty++)
         for (int ti = 0; ti < 2; ti++)
-            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | today %.1f us, w64 WG 3 %.1f, WG 2 %.1f, WG 4 %.1f | | | w64 %.2fx |\n",
-                    ty ? "Q4_K" : "Q8_0", ti ? 64 : 48, layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3],
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | today %.1f us, w64 WG 3 %.1f, WG 2 %.1f, WG 4 %.1f, PIPE=0 %.1f | | | w64 %.2fx |\n",
+                    ty ? "Q4_K" : "Q8_0", ti ? 64 : 48, layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4],
                     layer[ty][ti][1] > 0 ? layer[ty][ti][0] / layer[ty][ti][1] : 0.0);
     cuda_w64_set(-1);
     st_close_stream();
