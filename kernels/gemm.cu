@@ -1236,6 +1236,11 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 // (the x tile: 4-byte copies that put P64 word i of a token, word i >> 3 of natural granule i & 7,
 // into the 128B-swizzled K-major tile wgmma reads: one coalesced 128-byte row a warp instruction,
 // conflict-free; no register staging), the weights of the first S - 1 chunks before the PDL wait.
+// The x tile's cp.async writes are read by wgmma (the async proxy) after cp.async.wait_group and a
+// barrier, without fence.proxy.async (as CUTLASS's cp.async + GMMA mainloop): the fence compiles to
+// MEMBAR.ALL.CTA, which waits for this thread's copies still in flight, so with it each chunk's step
+// waited for the chunk just requested (GPU run 0: ~1 us a chunk, 23-37% of the probe for Q8_0). P bit 1
+// (SPARKD_W64_FENCE=1) keeps the fence for comparison.
 // Stage ring: at chunk kc the wgmma reads slot kc, the warps build chunk kc + 1's A from slot
 // kc + 1, the copies of chunk kc + S - 1 go to slot kc - 1 (free: its wgmma waited, its A built),
 // and chunk kc + 2's scales are decoded in place (hf3_decode) once its copies landed.
@@ -1298,13 +1303,20 @@ __device__ __forceinline__ void w64_load_w(uint8_t *sb, const hf_src &s, int kc)
         cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
     } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
 }
-// Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes.
+// Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes. (Unrolled
+// over the tokens with the addresses' chunk-invariant parts hoisted: run 0's loop spent ~15 instructions of
+// 64-bit address arithmetic a copy.)
 template <int WG>
 __device__ __forceinline__ void w64_load_x(uint8_t *sb, const uint8_t *x0, size_t pitch, int kc, int ntok) {
-    const int lane = threadIdx.x & 31, u = lane & 7, q = lane >> 3;
-    const uint8_t *src = x0 + (size_t)kc * 128 + 4 * lane;
-    for (int t = threadIdx.x >> 5; t < ntok; t += 4 * WG)
-        cp_async4(sb + t * 128 + ((u ^ (t & 7)) << 4) + 4 * q, src + (size_t)t * pitch, true);
+    constexpr int NW = 4 * WG, J = (64 + NW - 1) / NW;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, u = lane & 7, q = lane >> 3;
+    const uint8_t *src = x0 + (size_t)w * pitch + 4 * lane + (size_t)kc * 128;
+    uint8_t *dst = sb + w * 128 + 4 * q;
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int t = w + NW * j;
+        if (t < ntok) cp_async4(dst + NW * 128 * j + ((u ^ (t & 7)) << 4), src + (size_t)(NW * j) * pitch, true);
+    }
 }
 // The A registers of chunk kc (4 k16 steps) from slot sb.
 template <uint32_t F, class C>
@@ -1320,7 +1332,7 @@ __device__ __forceinline__ void w64_build(uint32_t (&a)[4][4], const uint8_t *sb
     for (int r = 0; r < 4; r++) { a[2][r] = t2[0][r]; a[3][r] = t2[1][r]; }
 }
 
-template <uint32_t F, int WG, bool WF>
+template <uint32_t F, int WG, bool WF, bool FENCE>
 __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
                                          uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
                                          size_t xp, int ntok, int rowb, int c) {
@@ -1344,7 +1356,7 @@ __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
     cp_wait<S - 3>(); // chunk kc + 2 landed (this thread's copies)
     if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the landed x tiles, for wgmma's reads
+    if constexpr (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // (see w64_kernel)
     w64_wait<0>(acc);
     __syncthreads();
 }
@@ -1355,7 +1367,7 @@ __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)
 // refills slot kc - 1 and builds chunk kc + 1's A while chunk kc's wgmma runs: the tensor pipe gets the
 // next chunk's wgmma at the top of the next step without draining (P = 0 waits for its own wgmma before
 // the step's barrier, so every step drains it).
-template <uint32_t F, int WG, bool WF>
+template <uint32_t F, int WG, bool WF, bool FENCE>
 __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
                                           uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
                                           size_t xp, int ntok, int rowb, int c) {
@@ -1381,7 +1393,7 @@ __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
     cp_wait<S - 3>(); // chunk kc + 2 landed (this thread's copies)
     if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the landed x tiles, for wgmma's reads
+    if constexpr (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // (see w64_kernel)
 }
 
 template <uint32_t F, int WG, int P>
@@ -1423,7 +1435,7 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
     }
     cp_wait<S - 3>(); // chunks 0, 1
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if constexpr ((P & 2) != 0) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
     float acc[8][4];
 #pragma unroll
@@ -1432,23 +1444,24 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
     if (nk > 0) {
         uint32_t a0[4][4], a1[4][4];
         w64_build<F, C>(a0, smem, rowb, c);
-        if constexpr (P == 1) {
+        constexpr bool FE = (P & 2) != 0;
+        if constexpr ((P & 1) != 0) {
             for (int kc = 0; kc < nk; kc += 2) {
-                if (wf) w64_step1<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
-                else w64_step1<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                if (wf) w64_step1<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                else w64_step1<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
                 if (kc + 1 < nk) {
-                    if (wf) w64_step1<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
-                    else w64_step1<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    if (wf) w64_step1<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    else w64_step1<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
                 }
             }
             w64_wait<0>(acc);
         } else {
             for (int kc = 0; kc < nk; kc += 2) {
-                if (wf) w64_step<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
-                else w64_step<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                if (wf) w64_step<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                else w64_step<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
                 if (kc + 1 < nk) {
-                    if (wf) w64_step<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
-                    else w64_step<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    if (wf) w64_step<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    else w64_step<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
                 }
             }
         }
@@ -1879,15 +1892,17 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
 // before gemms2 (SPARKD_W64_G2=1: gemms2 keeps the products it wants) and mmq; Q8_0 then reads the
 // f16 form (engine.cu forms_at asks cuda_w64_takes). SPARKD_W64_KQ=0: Q8_0 only. SPARKD_W64_WG=2|3|4:
 // warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only), SPARKD_W64_KS=n: K pieces,
-// SPARKD_W64_PIPE=0: run 0's step (each step drains its own wgmma; WG 3; Q5_K always 1).
-static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1;
+// SPARKD_W64_PIPE=0: each step drains its own wgmma (WG 3; not Q5_K); SPARKD_W64_FENCE=1: fence.proxy.async
+// after each chunk's wait as in run 0 (pipelined; Q8_0 / Q4_K WG 3 only).
+static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1,
+           w64_fence = 0;
 static long w64_count = 0;
 static thread_local int w64_scoped = 0;
 static void w64_env() {
     if (w64_mode >= 0) return;
     const char *v = getenv("SPARKD_W64");
     const int mode = v && !strcmp(v, "0") ? 0 : 1;
-    w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_pipe = 1;
+    w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_pipe = 1, w64_fence = 0;
     if ((v = getenv("SPARKD_W64_MIN")) && atoi(v) >= 2) w64_min = atoi(v);
     if ((v = getenv("SPARKD_W64_MAX")) && atoi(v) >= 2) w64_max = atoi(v) > 64 ? 64 : atoi(v);
     if ((v = getenv("SPARKD_W64_WG")) && atoi(v) >= 2 && atoi(v) <= 4) w64_wg = atoi(v);
@@ -1895,6 +1910,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_KQ"))) w64_kq = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = !strcmp(v, "1");
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
+    if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -1904,7 +1920,7 @@ static void w64_env() {
     w64_mode = mode;
 }
 // Tests and benches: mode 1 / 0 (-1: as SPARKD_W64 says); warpgroups (0: keep); K pieces (0: the rule, -1:
-// keep); the step (SPARKD_W64_PIPE: 1 / 0, -1: keep).
+// keep); the step: bit 0 SPARKD_W64_PIPE, bit 1 SPARKD_W64_FENCE (-1: keep).
 extern "C" void cuda_w64_set(int mode) {
     if (mode < 0) {
         w64_mode = -1;
@@ -1917,7 +1933,7 @@ extern "C" void cuda_w64_tune(int wg, int ks, int pipe) {
     w64_env();
     if (wg >= 2 && wg <= 4) w64_wg = wg;
     if (ks >= 0) w64_ks = ks;
-    if (pipe >= 0) w64_pipe = pipe != 0;
+    if (pipe >= 0) w64_pipe = pipe & 1, w64_fence = (pipe >> 1) & 1;
 }
 extern "C" void cuda_w64_scope(int on) { w64_scoped = on; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
@@ -1949,7 +1965,11 @@ static int w64_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
 static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
     w64_count++;
     const uint32_t ty = a->w[0]->type;
-    const int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && w64_pipe ? w64_wg : 3, hm = 64 * wg;
+    // built: every type WG 3 P 1 (pipelined, no fence: the default); Q8_0 / Q4_K WG 2 and 4 P 1; Q8_0 / Q4_K /
+    // Q6_K WG 3 P 0 (each step drains its wgmma); Q8_0 / Q4_K WG 3 P 3 (pipelined, fenced); others run P 1
+    const int pv = w64_pipe | w64_fence << 1;
+    const int P = pv == 1 || (pv == 0 && ty != QT_Q5_K) || (pv == 3 && (ty == QT_Q8_0 || ty == QT_Q4_K)) ? pv : 1;
+    const int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && P == 1 ? w64_wg : 3, hm = 64 * wg;
     int mt = 0;
     for (int i = 0; i < p.n; i++) {
         p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
@@ -1965,14 +1985,16 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
     switch (ty) {
-    case QT_Q8_0: if (!w64_pipe) return w64_launch_t<QT_Q8_0, 3, 0>(p, mt, stream, e);
+    case QT_Q8_0: if (P == 0) return w64_launch_t<QT_Q8_0, 3, 0>(p, mt, stream, e);
+                  if (P == 3) return w64_launch_t<QT_Q8_0, 3, 3>(p, mt, stream, e);
                   return wg == 2 ? w64_launch_t<QT_Q8_0, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q8_0, 4>(p, mt, stream, e)
                                                                               : w64_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
-    case QT_Q4_K: if (!w64_pipe) return w64_launch_t<QT_Q4_K, 3, 0>(p, mt, stream, e);
+    case QT_Q4_K: if (P == 0) return w64_launch_t<QT_Q4_K, 3, 0>(p, mt, stream, e);
+                  if (P == 3) return w64_launch_t<QT_Q4_K, 3, 3>(p, mt, stream, e);
                   return wg == 2 ? w64_launch_t<QT_Q4_K, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q4_K, 4>(p, mt, stream, e)
                                                                               : w64_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
     case QT_Q5_K: return w64_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
-    case QT_Q6_K: return w64_pipe ? w64_launch_t<QT_Q6_K, 3>(p, mt, stream, e) : w64_launch_t<QT_Q6_K, 3, 0>(p, mt, stream, e);
+    case QT_Q6_K: return P == 0 ? w64_launch_t<QT_Q6_K, 3, 0>(p, mt, stream, e) : w64_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
     }
     return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no w64 kernel for type %u", ty);
 }

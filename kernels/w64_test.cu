@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <vector>
@@ -32,7 +33,7 @@
 
 extern "C" void cuda_w64_set(int mode);          // gemm.cu: 1 / 0 (-1: as SPARKD_W64 says)
 extern "C" void cuda_w64_tune(int wg, int ks, int pipe); // gemm.cu: warpgroups a CTA (0: keep), K pieces (0: the rule,
-                                                        // -1: keep), step (SPARKD_W64_PIPE 1 / 0, -1: keep)
+                                                        // -1: keep), step (bit 0 SPARKD_W64_PIPE, bit 1 FENCE; -1: keep)
 extern "C" void cuda_w64_scope(int on);          // gemm.cu: cuda_matmul routes as for the engine's products
 extern "C" long cuda_w64_launches(void);         // gemm.cu: w64_kernel launches so far
 extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu
@@ -188,7 +189,8 @@ void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks
     const bool ran = l1 > l0 && h1 > h0 && (!defer || deferred);
     char shape[128], note[200];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s ks %s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
-             accumulate ? " +=" : "", ks ? (ks == 1 ? "1" : "5") : "rule", defer ? " deferred" : "", pipe ? "" : " PIPE=0");
+             accumulate ? " +=" : "", ks ? (ks == 1 ? "1" : "5") : "rule", defer ? " deferred" : "",
+             pipe == 0 ? " PIPE=0" : pipe == 3 ? " FENCE=1" : "");
     if (drop) {
         snprintf(note, sizeof note, "(partials of piece 1 left out: must differ from hf2 by > 1e-3%s)",
                  ran ? "" : "; w64 / hf2 / the deferral did NOT run");
@@ -261,10 +263,11 @@ int w64_selftest(void *file, int quick, uint64_t seed, err *e) {
             test_w64(t, 385, 0, K, T, 0, 5, 1, 0);            // 5 K pieces, deferred
         }
         test_w64(t, 385, 0, K, 64, 0, 5, 1, 1); // the control
-        if (t != QUANT_Q5_K) { // run 0's step (SPARKD_W64_PIPE=0)
+        if (t != QUANT_Q5_K) { // SPARKD_W64_PIPE=0 (each step drains its wgmma)
             test_w64(t, 1000, 0, K, 64, 0, 0, 0, 0, 0);
             test_w64(t, 385, 0, K, 40, 0, 5, 1, 0, 0);
         }
+        if (t == QUANT_Q8_0 || t == QUANT_Q4_K) test_w64(t, 1000, 0, K, 64, 0, 0, 0, 0, 3); // SPARKD_W64_FENCE=1
         if (!quick) test_w64(t, 4096, 0, 4096, 64, 0, 0, 1, 0); // o's shape at the rule's split
     }
     test_w64_route(QUANT_Q8_0, 64, 0, 1);
@@ -289,6 +292,15 @@ void w64_kbench(void *file, double probe, err *e) {
     if (!st_open_stream()) return;
     cuda_w64_set(-1);
     const bool on = cuda_w64_takes(64, QUANT_Q8_0);
+    // SPARKD_KBENCH_W64=TYPE:PRODUCT[:VARIANT] (e.g. Q8_0:gate+up:1, for ncu): that product at T = 64 only
+    const char *only = getenv("SPARKD_KBENCH_W64");
+    char only_name[64] = "";
+    int only_v = -1;
+    if (only) {
+        const char *c2 = strchr(only, ':') ? strchr(strchr(only, ':') + 1, ':') : NULL;
+        snprintf(only_name, sizeof only_name, "%.*s", c2 ? (int)(c2 - only) : (int)strlen(only), only);
+        if (c2) only_v = atoi(c2 + 1);
+    }
     fprintf(ctx.f, "| type | product | T | routing | us | GB/s (weights) | %% probe |\n|---|---|---|---|---|---|---|\n");
     struct prod { uint32_t type; const char *name; int n, rows, K; bool layer; } prods[] = {
         {QUANT_Q8_0, "q+k+v", 3, 0, 4096, true}, {QUANT_Q8_0, "o", 1, 4096, 4096, true},
@@ -297,11 +309,16 @@ void w64_kbench(void *file, double probe, err *e) {
         {QUANT_Q4_K, "q+k+v", 3, 0, 4096, true}, {QUANT_Q4_K, "o", 1, 4096, 4096, true},
         {QUANT_Q4_K, "gate+up", 2, 12288, 4096, true}, {QUANT_Q4_K, "down", 1, 4096, 12288, true},
         {QUANT_Q6_K, "down", 1, 4096, 12288, false}, {QUANT_Q6_K, "head", 1, 151936, 4096, false}};
-    const char *vn[5] = {"today (mmq / hf2 / gemms2)", "w64 WG 3", "w64 WG 2", "w64 WG 4", "w64 WG 3 PIPE=0"};
-    double layer[2][2][5]; // [Q8_0, Q4_K][T 48, 64][variant]
+    const char *vn[6] = {"today (mmq / hf2 / gemms2)", "w64 WG 3", "w64 WG 2", "w64 WG 4", "w64 WG 3 PIPE=0", "w64 WG 3 FENCE=1"};
+    double layer[2][2][6]; // [Q8_0, Q4_K][T 48, 64][variant]
     memset(layer, 0, sizeof layer);
     for (const prod &pr : prods) {
         const uint32_t type = pr.type;
+        if (only) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s:%s", tname(type), pr.name);
+            if (strcasecmp(nm, only_name)) continue;
+        }
         // q+k+v: 4096 + 1024 + 1024 rows (three matrices, one launch)
         const int rows[3] = {pr.rows ? pr.rows : 4096, pr.rows ? pr.rows : 1024, 1024};
         uint64_t wb = 0;
@@ -323,12 +340,14 @@ void w64_kbench(void *file, double probe, err *e) {
         for (int i = 0; i < pr.n; i++) dy[i] = (float *)dalloc((size_t)64 * rows[i] * 4);
         float *splitk = (float *)dalloc(32u << 20);
         for (int T : {48, 64}) {
+            if (only && T != 64) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int v = 0; v < 5; v++) {
-                if (v && !on) continue;
-                if ((v == 2 || v == 3) && type == QUANT_Q6_K) continue;
-                cuda_w64_tune(v == 2 ? 2 : v == 3 ? 4 : 3, 0, v != 4);
+            for (int v = 0; v < 6; v++) {
+                if ((v && !on) || (only_v >= 0 && v != only_v)) continue;
+                if ((v == 2 || v == 3 || v == 5) && type == QUANT_Q6_K) continue;
+                if (v >= 4 && T == 48) continue;
+                cuda_w64_tune(v == 2 ? 2 : v == 3 ? 4 : 3, 0, v == 4 ? 0 : v == 5 ? 3 : 1);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 cuda_defer d;
@@ -362,8 +381,8 @@ void w64_kbench(void *file, double probe, err *e) {
     }
     for (int ty = 0; ty < 2; ty++)
         for (int ti = 0; ti < 2; ti++)
-            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | today %.1f us, w64 WG 3 %.1f, WG 2 %.1f, WG 4 %.1f, PIPE=0 %.1f | | | w64 %.2fx |\n",
-                    ty ? "Q4_K" : "Q8_0", ti ? 64 : 48, layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4],
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | today %.1f us, w64 WG 3 %.1f, WG 2 %.1f, WG 4 %.1f, PIPE=0 %.1f, FENCE=1 %.1f | | | w64 %.2fx |\n",
+                    ty ? "Q4_K" : "Q8_0", ti ? 64 : 48, layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4], layer[ty][ti][5],
                     layer[ty][ti][1] > 0 ? layer[ty][ti][0] / layer[ty][ti][1] : 0.0);
     cuda_w64_set(-1);
     st_close_stream();
