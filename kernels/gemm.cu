@@ -1303,20 +1303,40 @@ __device__ __forceinline__ void w64_load_w(uint8_t *sb, const hf_src &s, int kc)
         cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
     } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
 }
-// Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes. (Unrolled
-// over the tokens with the addresses' chunk-invariant parts hoisted: run 0's loop spent ~15 instructions of
-// 64-bit address arithmetic a copy.)
-template <int WG>
-__device__ __forceinline__ void w64_load_x(uint8_t *sb, const uint8_t *x0, size_t pitch, int kc, int ntok) {
-    constexpr int NW = 4 * WG, J = (64 + NW - 1) / NW;
+// Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes. The
+// per-token source offsets and swizzled destinations are computed once a CTA (w64_xs_of): run 0's loop
+// spent ~15 instructions of 64-bit address arithmetic a copy.
+template <int WG> struct w64_xs {
+    static constexpr int NW = 4 * WG, J = (64 + NW - 1) / NW;
+    uint32_t o[J]; // token w + NW j: its row's byte offset from x0 + 4 lane (< 2^32: 64 rows of K f16)
+    uint32_t d[J]; // ... its word's byte offset in a stage's x tile (128B swizzle)
+    uint32_t m;    // bit j: the token is < ntok
+};
+template <int WG> __device__ __forceinline__ w64_xs<WG> w64_xs_of(size_t pitch, int ntok) {
+    w64_xs<WG> xs;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, u = lane & 7, q = lane >> 3;
-    const uint8_t *src = x0 + (size_t)w * pitch + 4 * lane + (size_t)kc * 128;
-    uint8_t *dst = sb + w * 128 + 4 * q;
+    xs.m = 0;
 #pragma unroll
-    for (int j = 0; j < J; j++) {
-        const int t = w + NW * j;
-        if (t < ntok) cp_async4(dst + NW * 128 * j + ((u ^ (t & 7)) << 4), src + (size_t)(NW * j) * pitch, true);
+    for (int j = 0; j < w64_xs<WG>::J; j++) {
+        const int t = w + w64_xs<WG>::NW * j;
+        xs.o[j] = (uint32_t)((size_t)t * pitch) + 4 * lane;
+        xs.d[j] = t * 128 + ((u ^ (t & 7)) << 4) + 4 * q;
+        if (t < ntok) xs.m |= 1u << j;
     }
+    // opaque, so that ptxas keeps them in registers rather than recomputing them from p.K in every step
+    // (it did: ~8 instructions a copy); not at WG 4, whose 128-register cap has no room for them
+    if constexpr (WG < 4) {
+#pragma unroll
+        for (int j = 0; j < w64_xs<WG>::J; j++) asm volatile("" : "+r"(xs.o[j]), "+r"(xs.d[j]));
+    }
+    return xs;
+}
+template <int WG>
+__device__ __forceinline__ void w64_load_x(uint8_t *sb, const uint8_t *x0, const w64_xs<WG> &xs, int kc) {
+    const uint8_t *xk = x0 + (size_t)kc * 128;
+#pragma unroll
+    for (int j = 0; j < w64_xs<WG>::J; j++)
+        if ((xs.m >> j) & 1) cp_async4(sb + xs.d[j], xk + xs.o[j], true);
 }
 // The A registers of chunk kc (4 k16 steps) from slot sb.
 template <uint32_t F, class C>
@@ -1335,7 +1355,7 @@ __device__ __forceinline__ void w64_build(uint32_t (&a)[4][4], const uint8_t *sb
 template <uint32_t F, int WG, bool WF, bool FENCE>
 __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
                                          uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
-                                         size_t xp, int ntok, int rowb, int c) {
+                                         const w64_xs<WG> &xs, int rowb, int c) {
     using C = w64_cfg<F, WG>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
@@ -1346,7 +1366,7 @@ __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)
     hfw_commit();
     if (kc + S - 1 < nk) {
         w64_load_w<F, WG, WF>(smem + on, src, kz0 + kc + S - 1);
-        w64_load_x<WG>(smem + on, x0, xp, kz0 + kc + S - 1, ntok);
+        w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
     }
     cp_commit();
     if (kc + 1 < nk) w64_build<F, C>(an, smem + ox, rowb, c);
@@ -1370,7 +1390,7 @@ __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)
 template <uint32_t F, int WG, bool WF, bool FENCE>
 __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
                                           uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
-                                          size_t xp, int ntok, int rowb, int c) {
+                                          const w64_xs<WG> &xs, int rowb, int c) {
     using C = w64_cfg<F, WG>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
@@ -1383,7 +1403,7 @@ __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a
     __syncthreads();  // ... every warpgroup's: slot kc - 1 free; chunk kc + 1's scales visible
     if (kc + S - 1 < nk) {
         w64_load_w<F, WG, WF>(smem + on, src, kz0 + kc + S - 1);
-        w64_load_x<WG>(smem + on, x0, xp, kz0 + kc + S - 1, ntok);
+        w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
     }
     cp_commit();
     if (kc + 1 < nk) w64_build<F, C>(an, smem + ox, rowb, c);
@@ -1426,11 +1446,10 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
         cp_commit();
     }
     pdl_wait();
-    const int ntok = min(64, p.T);
     const uint8_t *x0 = (const uint8_t *)p.xh;
-    const size_t xp = (size_t)p.K * 2;
+    const w64_xs<WG> xs = w64_xs_of<WG>((size_t)p.K * 2, min(64, p.T));
     for (int s = 0; s < S - 1; s++) {
-        if (s < nk) w64_load_x<WG>(smem + s * C::stage, x0, xp, kz0 + s, ntok);
+        if (s < nk) w64_load_x<WG>(smem + s * C::stage, x0, xs, kz0 + s);
         cp_commit();
     }
     cp_wait<S - 3>(); // chunks 0, 1
@@ -1447,21 +1466,21 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
         constexpr bool FE = (P & 2) != 0;
         if constexpr ((P & 1) != 0) {
             for (int kc = 0; kc < nk; kc += 2) {
-                if (wf) w64_step1<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
-                else w64_step1<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                if (wf) w64_step1<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                else w64_step1<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
                 if (kc + 1 < nk) {
-                    if (wf) w64_step1<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
-                    else w64_step1<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    if (wf) w64_step1<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                    else w64_step1<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
                 }
             }
             w64_wait<0>(acc);
         } else {
             for (int kc = 0; kc < nk; kc += 2) {
-                if (wf) w64_step<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
-                else w64_step<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, rowb, c);
+                if (wf) w64_step<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                else w64_step<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
                 if (kc + 1 < nk) {
-                    if (wf) w64_step<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
-                    else w64_step<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, rowb, c);
+                    if (wf) w64_step<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                    else w64_step<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
                 }
             }
         }
