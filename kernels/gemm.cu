@@ -1910,7 +1910,8 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
 // Q5_K / Q6_K weights at SPARKD_W64_MIN..SPARKD_W64_MAX tokens (default 33..64) take w64_kernel,
 // before gemms2 (SPARKD_W64_G2=1: gemms2 keeps the products it wants) and mmq; Q8_0 then reads the
 // f16 form (engine.cu forms_at asks cuda_w64_takes). SPARKD_W64_KQ=0: Q8_0 only. SPARKD_W64_WG=2|3|4:
-// warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only), SPARKD_W64_KS=n: K pieces,
+// warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only; 0: 4 unless its grid fills the SMs
+// more than 0.1 worse than 3's: Qwen3-8B q+k+v, o, down, head on 4, gate+up on 3), SPARKD_W64_KS=n: K pieces,
 // SPARKD_W64_PIPE=0: each step drains its own wgmma (WG 3; not Q5_K); SPARKD_W64_FENCE=1: fence.proxy.async
 // after each chunk's wait as in run 0 (pipelined; Q8_0 / Q4_K WG 3 only).
 static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1,
@@ -1924,7 +1925,7 @@ static void w64_env() {
     w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_pipe = 1, w64_fence = 0;
     if ((v = getenv("SPARKD_W64_MIN")) && atoi(v) >= 2) w64_min = atoi(v);
     if ((v = getenv("SPARKD_W64_MAX")) && atoi(v) >= 2) w64_max = atoi(v) > 64 ? 64 : atoi(v);
-    if ((v = getenv("SPARKD_W64_WG")) && atoi(v) >= 2 && atoi(v) <= 4) w64_wg = atoi(v);
+    if ((v = getenv("SPARKD_W64_WG")) && (atoi(v) == 0 || (atoi(v) >= 2 && atoi(v) <= 4))) w64_wg = atoi(v);
     if ((v = getenv("SPARKD_W64_KS"))) w64_ks = atoi(v);
     if ((v = getenv("SPARKD_W64_KQ"))) w64_kq = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = !strcmp(v, "1");
@@ -1950,7 +1951,7 @@ extern "C" void cuda_w64_set(int mode) {
 }
 extern "C" void cuda_w64_tune(int wg, int ks, int pipe) {
     w64_env();
-    if (wg >= 2 && wg <= 4) w64_wg = wg;
+    if (wg == -2 || (wg >= 2 && wg <= 4)) w64_wg = wg == -2 ? 0 : wg;
     if (ks >= 0) w64_ks = ks;
     if (pipe >= 0) w64_pipe = pipe & 1, w64_fence = (pipe >> 1) & 1;
 }
@@ -1988,7 +1989,20 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     // Q6_K WG 3 P 0 (each step drains its wgmma); Q8_0 / Q4_K WG 3 P 3 (pipelined, fenced); others run P 1
     const int pv = w64_pipe | w64_fence << 1;
     const int P = pv == 1 || (pv == 0 && ty != QT_Q5_K) || (pv == 3 && (ty == QT_Q8_0 || ty == QT_Q4_K)) ? pv : 1;
-    const int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && P == 1 ? w64_wg : 3, hm = 64 * wg;
+    int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && P == 1 ? w64_wg : 3;
+    if (wg == 0) { // SPARKD_W64_WG=0: 4 warpgroups unless their grid fills the SMs clearly worse than 3's
+        double fill[2];
+        for (int k = 0; k < 2; k++) {
+            int m = 0;
+            for (int i = 0; i < p.n; i++) m += (p.m[i].rows + 64 * (3 + k) - 1) / (64 * (3 + k));
+            int z = m < sms ? sms / m : 1;
+            if (z > p.K / 256) z = p.K / 256 > 0 ? p.K / 256 : 1;
+            const long c = (long)m * z, waves = (c + sms - 1) / sms;
+            fill[k] = (double)c / (double)(waves * sms);
+        }
+        wg = fill[1] >= fill[0] - 0.1 ? 4 : 3;
+    }
+    const int hm = 64 * wg;
     int mt = 0;
     for (int i = 0; i < p.n; i++) {
         p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;

@@ -32,7 +32,7 @@
 #include "selftest_util.cuh"
 
 extern "C" void cuda_w64_set(int mode);          // gemm.cu: 1 / 0 (-1: as SPARKD_W64 says)
-extern "C" void cuda_w64_tune(int wg, int ks, int pipe); // gemm.cu: warpgroups a CTA (0: keep), K pieces (0: the rule,
+extern "C" void cuda_w64_tune(int wg, int ks, int pipe); // gemm.cu: warpgroups a CTA (0: keep, -2: auto), K pieces (0: the rule,
                                                         // -1: keep), step (bit 0 SPARKD_W64_PIPE, bit 1 FENCE; -1: keep)
 extern "C" void cuda_w64_scope(int on);          // gemm.cu: cuda_matmul routes as for the engine's products
 extern "C" long cuda_w64_launches(void);         // gemm.cu: w64_kernel launches so far
@@ -309,8 +309,9 @@ void w64_kbench(void *file, double probe, err *e) {
         {QUANT_Q4_K, "q+k+v", 3, 0, 4096, true}, {QUANT_Q4_K, "o", 1, 4096, 4096, true},
         {QUANT_Q4_K, "gate+up", 2, 12288, 4096, true}, {QUANT_Q4_K, "down", 1, 4096, 12288, true},
         {QUANT_Q6_K, "down", 1, 4096, 12288, false}, {QUANT_Q6_K, "head", 1, 151936, 4096, false}};
-    const char *vn[6] = {"today (mmq / hf2 / gemms2)", "w64 WG 3", "w64 WG 2", "w64 WG 4", "w64 WG 3 PIPE=0", "w64 WG 3 FENCE=1"};
-    double layer[2][2][6]; // [Q8_0, Q4_K][T 48, 64][variant]
+    const char *vn[7] = {"today (mmq / hf2 / gemms2)", "w64 WG 3", "w64 WG 2", "w64 WG 4", "w64 WG 3 PIPE=0", "w64 WG 3 FENCE=1",
+                         "w64 WG auto"};
+    double layer[2][2][7]; // [Q8_0, Q4_K][T 48, 64][variant]
     memset(layer, 0, sizeof layer);
     for (const prod &pr : prods) {
         const uint32_t type = pr.type;
@@ -343,11 +344,11 @@ void w64_kbench(void *file, double probe, err *e) {
             if (only && T != 64) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int v = 0; v < 6; v++) {
+            for (int v = 0; v < 7; v++) {
                 if ((v && !on) || (only_v >= 0 && v != only_v)) continue;
-                if ((v == 2 || v == 3 || v == 5) && type == QUANT_Q6_K) continue;
+                if ((v == 2 || v == 3 || v >= 5) && type == QUANT_Q6_K) continue;
                 if (v >= 4 && T == 48) continue;
-                cuda_w64_tune(v == 2 ? 2 : v == 3 ? 4 : 3, 0, v == 4 ? 0 : v == 5 ? 3 : 1);
+                cuda_w64_tune(v == 2 ? 2 : v == 3 ? 4 : v == 6 ? -2 : 3, 0, v == 4 ? 0 : v == 5 ? 3 : 1);
                 cuda_mm_args a;
                 memset(&a, 0, sizeof a);
                 cuda_defer d;
@@ -381,8 +382,8 @@ void w64_kbench(void *file, double probe, err *e) {
     }
     for (int ty = 0; ty < 2; ty++)
         for (int ti = 0; ti < 2; ti++)
-            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | today %.1f us, w64 WG 3 %.1f, WG 2 %.1f, WG 4 %.1f, PIPE=0 %.1f, FENCE=1 %.1f | | | w64 %.2fx |\n",
-                    ty ? "Q4_K" : "Q8_0", ti ? 64 : 48, layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4], layer[ty][ti][5],
+            fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | today %.1f us, w64 WG 3 %.1f, WG 2 %.1f, WG 4 %.1f, PIPE=0 %.1f, FENCE=1 %.1f, WG auto %.1f | | | w64 %.2fx |\n",
+                    ty ? "Q4_K" : "Q8_0", ti ? 64 : 48, layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4], layer[ty][ti][5], layer[ty][ti][6],
                     layer[ty][ti][1] > 0 ? layer[ty][ti][0] / layer[ty][ti][1] : 0.0);
     cuda_w64_set(-1);
     st_close_stream();
