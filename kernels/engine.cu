@@ -978,6 +978,16 @@ cuda_mmin mm_input(const engine *g, int kind, const cuda_mmin *x) {
     return v;
 }
 
+extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu (round 9): the product takes w64_kernel
+extern "C" void cuda_w64_scope(int on);              // gemm.cu: cuda_matmul routes by cuda_w64_takes (the engine's products)
+// cuda_matmul for the engine's products: w64_kernel at 33..64 tokens where cuda_w64_takes says so.
+int mm_run(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    cuda_w64_scope(1);
+    const int rc = cuda_matmul(a, x, stream, e);
+    cuda_w64_scope(0);
+    return rc;
+}
+
 // parts (NULL: every split product reduces its own partials): round 8 fz, each product that
 // splits K leaves its partials in g->splitk for the consumer (parts[j]: output j's, zero where
 // y was written); a second launch (matrices of another type) takes the room after the first's.
@@ -1014,7 +1024,7 @@ int mm_p(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float
                 done[j] = 1;
                 js[nj++] = j;
             }
-        K_TRY(cuda_matmul(&a, x, g->st, e));
+        K_TRY(mm_run(&a, x, g->st, e));
         if (parts) {
             for (int k = 0; k < nj; k++) parts[js[k]] = d.part[k];
             used += (d.used + 255) & ~(uint64_t)255;
@@ -1058,8 +1068,9 @@ int forms_at(int forms_all, int T, int fast) {
     // (SPARKD_FAST_MM=int8: the int8 rows as before); Q8_0 weights below their own threshold
     // (SPARKD_HFAST_MIN_T_Q8, 65) keep the int8 rows too (mmq)
     if (fast && T >= cuda_hfast_min_t()) {
+        // (w64, round 9: none where Q8_0's products at this T take w64_kernel, which reads the f16 form)
         const int q8 = T < cuda_hfast_min_t_type(QUANT_Q8_0) && (forms_all & ENG_FORM_Q8_0) && mmq_env_on() &&
-                       !cuda_elt_old();
+                       !cuda_elt_old() && !cuda_w64_takes(T, QUANT_Q8_0);
         // only Q8_0 weights read this input and all of them stay on mmq at this T: the int8 rows
         // alone, as below (the f16 hi + lo rows cost a 64-sequence Q8_0 step 3.7%, nobody read them)
         if (!(q8 && !(forms_all & ENG_FORM_NQ8_0))) return forms_at(forms_all, T, 0) | (q8 ? CUDA_MMIN_Q8 : 0);
@@ -1242,7 +1253,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = mm_exact(g, ENG_MM_HEAD, &g->in_out);
         if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
         const cuda_mmin hx = mm_input(g, ENG_MM_HEAD, &g->in_out);
-        K_TRY(cuda_matmul(&a, &hx, g->st, e));
+        K_TRY(mm_run(&a, &hx, g->st, e));
         if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0
         if (hp->final_softcap > 0.0f) K_TRY(cuda_softcap(g->logits, l.V, n_out, l.V, hp->final_softcap, g->st, e));
     }

@@ -1224,6 +1224,291 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #endif
 }
 
+// ---------------------------------------------------------------------------------------
+// w64_kernel (round 9, helper w64; sm_90a only): the products of 33..64 tokens (batched decode)
+// streaming each weight once. hfw's warp tile on a 64-token wgmma (m64n64k16, A from registers
+// built from the codes by hf3_rows / hf3_build: the same A values f16(s * (code - off) + m), the hi
+// form as B, f32 accumulation; only the order of the sums differs from hf2 / hfw), CTA = WG
+// warpgroups (64 WG rows) x 64 tokens, 1 an SM, split K to ~one wave (partials [ks][T][rows], fz's
+// deferred layout). At 64 tokens the product is memory-bound (Qwen3-8B Q8_0 layer: 205 MB of
+// weights = 47 us at the probe, 24.7 GFLOP = ~25 us of dense f16 tensor work), so: a deep ring of
+// S stages (S - 1 chunks in flight, ~90 KB an SM for Q8_0), weights AND the x tile by cp.async
+// (the x tile: 4-byte copies that put P64 word i of a token, word i >> 3 of natural granule i & 7,
+// into the 128B-swizzled K-major tile wgmma reads: one coalesced 128-byte row a warp instruction,
+// conflict-free; no register staging), the weights of the first S - 1 chunks before the PDL wait.
+// The x tile's cp.async writes are read by wgmma (the async proxy) after cp.async.wait_group and a
+// barrier, without fence.proxy.async (as CUTLASS's cp.async + GMMA mainloop): the fence compiles to
+// MEMBAR.ALL.CTA, which waits for this thread's copies still in flight, so with it each chunk's step
+// waited for the chunk just requested (GPU run 0: ~1 us a chunk, 23-37% of the probe for Q8_0). P bit 1
+// (SPARKD_W64_FENCE=1) keeps the fence for comparison.
+// Stage ring: at chunk kc the wgmma reads slot kc, the warps build chunk kc + 1's A from slot
+// kc + 1, the copies of chunk kc + S - 1 go to slot kc - 1 (free: its wgmma waited, its A built),
+// and chunk kc + 2's scales are decoded in place (hf3_decode) once its copies landed.
+template <uint32_t F, int WG> struct w64_cfg : hf_cfg<F, 4 * WG, 1> {
+    using B = hf_cfg<F, 4 * WG, 1>;
+    static constexpr int off_w = 64 * 128; // x tile: 64 tokens x 128 B, natural order, 128B swizzle
+    static constexpr int off_h = off_w + B::HM * B::wpitch;
+    static constexpr int off_m = off_h + B::HM * B::hpitch;
+    static constexpr int stage = (off_m + B::HM * B::mpitch + 1023) & ~1023; // tiles 1024-aligned
+    static constexpr int stages = 6;
+    static constexpr int smem = stage * stages + 1024; // (+ the base rounded up to 1024)
+};
+template <int N> __device__ __forceinline__ void w64_wait(float (&d)[8][4]) {
+#ifdef HFW_ON
+    asm volatile("wgmma.wait_group.sync.aligned %32;\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "n"(N) : "memory");
+#endif
+}
+// d += A (this warp's 16 rows of the m64 tile, mma.m16n8k16 fragment) x B (64 tokens x k16 at desc)
+__device__ __forceinline__ void w64_mma(float (&d)[8][4], const uint32_t (&a)[4], uint64_t desc) {
+#ifdef HFW_ON
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, "
+                 "%13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+                   "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+                   "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+                   "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
+#endif
+}
+// The weight part of chunk kc (codes, hi bits, meta; as hfw_load_w) and the x tile of chunk kc (the
+// tile's ntok tokens from x0, pitch bytes a token) into stage sb; WF: all rows inside the matrix.
+template <uint32_t F, int WG, bool WF>
+__device__ __forceinline__ void w64_load_w(uint8_t *sb, const hf_src &s, int kc) {
+    using C = w64_cfg<F, WG>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16;
+    const int tid = threadIdx.x;
+    const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
+    uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
+#pragma unroll
+    for (int i = 0; i < C::HM * ppr / C::NT; i++) {
+        const bool v = WF || ((s.wv >> i) & 1);
+        cp_async16(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
+    }
+    if (tid >= C::HM) return; // one row a thread for hi bits and meta
+    const bool rv = WF || s.rv;
+    if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
+    else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
+    uint8_t *md = sb + C::off_m + tid * C::mpitch;
+    if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, rv);
+    else if constexpr (F == QT_Q6_K) {
+        cp_async4(md, s.m + (size_t)(kc >> 2) * 20, rv);
+        cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
+    } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
+}
+// Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes. The
+// per-token source offsets and swizzled destinations are computed once a CTA (w64_xs_of): run 0's loop
+// spent ~15 instructions of 64-bit address arithmetic a copy.
+template <int WG> struct w64_xs {
+    static constexpr int NW = 4 * WG, J = (64 + NW - 1) / NW;
+    uint32_t o[J]; // token w + NW j: its row's byte offset from x0 + 4 lane (< 2^32: 64 rows of K f16)
+    uint32_t d[J]; // ... its word's byte offset in a stage's x tile (128B swizzle)
+    uint32_t m;    // bit j: the token is < ntok
+};
+template <int WG> __device__ __forceinline__ w64_xs<WG> w64_xs_of(size_t pitch, int ntok) {
+    w64_xs<WG> xs;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, u = lane & 7, q = lane >> 3;
+    xs.m = 0;
+#pragma unroll
+    for (int j = 0; j < w64_xs<WG>::J; j++) {
+        const int t = w + w64_xs<WG>::NW * j;
+        xs.o[j] = (uint32_t)((size_t)t * pitch) + 4 * lane;
+        xs.d[j] = t * 128 + ((u ^ (t & 7)) << 4) + 4 * q;
+        if (t < ntok) xs.m |= 1u << j;
+    }
+    // opaque, so that ptxas keeps them in registers rather than recomputing them from p.K in every step
+    // (it did: ~8 instructions a copy); not at WG 4, whose 128-register cap has no room for them
+    if constexpr (WG < 4) {
+#pragma unroll
+        for (int j = 0; j < w64_xs<WG>::J; j++) asm volatile("" : "+r"(xs.o[j]), "+r"(xs.d[j]));
+    }
+    return xs;
+}
+template <int WG>
+__device__ __forceinline__ void w64_load_x(uint8_t *sb, const uint8_t *x0, const w64_xs<WG> &xs, int kc) {
+    const uint8_t *xk = x0 + (size_t)kc * 128;
+#pragma unroll
+    for (int j = 0; j < w64_xs<WG>::J; j++)
+        if ((xs.m >> j) & 1) cp_async4(sb + xs.d[j], xk + xs.o[j], true);
+}
+// The A registers of chunk kc (4 k16 steps) from slot sb.
+template <uint32_t F, class C>
+__device__ __forceinline__ void w64_build(uint32_t (&a)[4][4], const uint8_t *sb, int rowb, int c) {
+    quarter q[2];
+    uint32_t t2[2][4];
+    hf3_rows<F, C>(q, sb, rowb, c);
+    hf3_build<F, C>(t2, q, sb, rowb, 0);
+#pragma unroll
+    for (int r = 0; r < 4; r++) { a[0][r] = t2[0][r]; a[1][r] = t2[1][r]; }
+    hf3_build<F, C>(t2, q, sb, rowb, 1);
+#pragma unroll
+    for (int r = 0; r < 4; r++) { a[2][r] = t2[0][r]; a[3][r] = t2[1][r]; }
+}
+
+template <uint32_t F, int WG, bool WF, bool FENCE>
+__device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                         uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
+                                         const w64_xs<WG> &xs, int rowb, int c) {
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
+              o2 = ((kc + 2) % S) * C::stage;
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
+    hfw_commit();
+    if (kc + S - 1 < nk) {
+        w64_load_w<F, WG, WF>(smem + on, src, kz0 + kc + S - 1);
+        w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
+    }
+    cp_commit();
+    if (kc + 1 < nk) w64_build<F, C>(an, smem + ox, rowb, c);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+    cp_wait<S - 3>(); // chunk kc + 2 landed (this thread's copies)
+    if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
+    if constexpr (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // (see w64_kernel)
+    w64_wait<0>(acc);
+    __syncthreads();
+}
+
+// P = 1 (SPARKD_W64_PIPE, default): one wgmma group kept in flight across the step boundary. The step
+// issues chunk kc's wgmma, waits for chunk kc - 1's (wait 1: its A registers and slot kc - 1 are then free
+// in this warpgroup; the barrier makes it so for all of them and publishes chunk kc + 1's scales), then
+// refills slot kc - 1 and builds chunk kc + 1's A while chunk kc's wgmma runs: the tensor pipe gets the
+// next chunk's wgmma at the top of the next step without draining (P = 0 waits for its own wgmma before
+// the step's barrier, so every step drains it).
+template <uint32_t F, int WG, bool WF, bool FENCE>
+__device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                          uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
+                                          const w64_xs<WG> &xs, int rowb, int c) {
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
+              o2 = ((kc + 2) % S) * C::stage;
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
+    hfw_commit();
+    w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
+    __syncthreads();  // ... every warpgroup's: slot kc - 1 free; chunk kc + 1's scales visible
+    if (kc + S - 1 < nk) {
+        w64_load_w<F, WG, WF>(smem + on, src, kz0 + kc + S - 1);
+        w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
+    }
+    cp_commit();
+    if (kc + 1 < nk) w64_build<F, C>(an, smem + ox, rowb, c);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+    cp_wait<S - 3>(); // chunk kc + 2 landed (this thread's copies)
+    if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
+    if constexpr (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // (see w64_kernel)
+}
+
+template <uint32_t F, int WG, int P>
+__global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
+#ifdef HFW_ON
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    extern __shared__ __align__(1024) uint8_t smem_raw[];
+    const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
+    const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
+    pdl_trigger();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const int m0 = b * C::HM;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, 0);
+    const bool wf = m0 + C::HM <= M.rows;
+    // weights of chunks 0 .. S - 2 before the PDL wait (a commit group each), then their x tiles (one
+    // group each): chunk j is complete once at most S - 2 - j groups are pending
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) {
+            if (wf) w64_load_w<F, WG, true>(smem + s * C::stage, src, kz0 + s);
+            else w64_load_w<F, WG, false>(smem + s * C::stage, src, kz0 + s);
+        }
+        cp_commit();
+    }
+    pdl_wait();
+    const uint8_t *x0 = (const uint8_t *)p.xh;
+    const w64_xs<WG> xs = w64_xs_of<WG>((size_t)p.K * 2, min(64, p.T));
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) w64_load_x<WG>(smem + s * C::stage, x0, xs, kz0 + s);
+        cp_commit();
+    }
+    cp_wait<S - 3>(); // chunks 0, 1
+    for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
+    if constexpr ((P & 2) != 0) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    float acc[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    const int rowb = warp * 16 + g;
+    if (nk > 0) {
+        uint32_t a0[4][4], a1[4][4];
+        w64_build<F, C>(a0, smem, rowb, c);
+        constexpr bool FE = (P & 2) != 0;
+        if constexpr ((P & 1) != 0) {
+            for (int kc = 0; kc < nk; kc += 2) {
+                if (wf) w64_step1<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                else w64_step1<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                if (kc + 1 < nk) {
+                    if (wf) w64_step1<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                    else w64_step1<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                }
+            }
+            w64_wait<0>(acc);
+        } else {
+            for (int kc = 0; kc < nk; kc += 2) {
+                if (wf) w64_step<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                else w64_step<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                if (kc + 1 < nk) {
+                    if (wf) w64_step<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                    else w64_step<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                }
+            }
+        }
+    }
+    cp_wait<0>();
+    const int rows = M.rows;
+    const int rg = m0 + rowb, rg8 = rg + 8;
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int tk = nt * 8 + 2 * c + h;
+            if (tk >= p.T) continue;
+            const float ts = p.tscale[tk];
+            if (p.ksplit > 1) {
+                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                if (rg < rows) w[rg] = acc[nt][h] * ts;
+                if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
+                continue;
+            }
+            float *y = M.y + (size_t)tk * M.ldy;
+            if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
+            if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+        }
+    }
+#endif
+}
+
 // ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
 // the largest |s| * max|code - off| + |m| of the matrix (non-finite scales count as huge)
 template <uint32_t F>
@@ -1357,8 +1642,8 @@ extern "C" int cuda_hfast_check(const cuda_weight *w, void *stream, err *e) {
 // Whether cuda_matmul gives these matrices to hfast_kernel: precision fast (exact = 0), the
 // f16 form present, T at least the threshold, a supported type, every matrix checked in
 // range (an unchecked one is checked here unless the stream is capturing a graph).
-static bool hfast_wants(const cuda_mm_args *a, const cuda_mmin *x, void *stream) {
-    if (a->exact || x->T < cuda_hfast_min_t_type(a->w[0]->type) || !(x->forms & CUDA_MMIN_F16) || !x->hi ||
+static bool hfast_wants(const cuda_mm_args *a, const cuda_mmin *x, void *stream, bool any_t = false) {
+    if (a->exact || (!any_t && x->T < cuda_hfast_min_t_type(a->w[0]->type)) || !(x->forms & CUDA_MMIN_F16) || !x->hi ||
         !cuda_hfast_type_ok(a->w[0]->type))
         return false;
     for (int i = 0; i < a->n; i++) {
@@ -1618,6 +1903,135 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
     return 0;
 }
 
+// ---- w64 (round 9): the routing of the products of 33..64 tokens to w64_kernel.
+// SPARKD_W64=0: today's routing exactly (w64_kernel never runs, Q8_0 keeps its int8 rows and mmq).
+// Default: on sm_90a, the engine's products (cuda_w64_scope: mm_p and the head in engine.cu; the
+// tests that call cuda_matmul directly keep today's routing unless they set it) of Q8_0 / Q4_K /
+// Q5_K / Q6_K weights at SPARKD_W64_MIN..SPARKD_W64_MAX tokens (default 33..64) take w64_kernel,
+// before gemms2 (SPARKD_W64_G2=1: gemms2 keeps the products it wants) and mmq; Q8_0 then reads the
+// f16 form (engine.cu forms_at asks cuda_w64_takes). SPARKD_W64_KQ=0: Q8_0 only. SPARKD_W64_WG=2|3|4:
+// warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only; 0: 4 unless its grid fills the SMs
+// more than 0.1 worse than 3's: Qwen3-8B q+k+v, o, down, head on 4, gate+up on 3), SPARKD_W64_KS=n: K pieces,
+// SPARKD_W64_PIPE=0: each step drains its own wgmma (WG 3; not Q5_K); SPARKD_W64_FENCE=1: fence.proxy.async
+// after each chunk's wait as in run 0 (pipelined; Q8_0 / Q4_K WG 3 only).
+static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1,
+           w64_fence = 0;
+static long w64_count = 0;
+static thread_local int w64_scoped = 0;
+static void w64_env() {
+    if (w64_mode >= 0) return;
+    const char *v = getenv("SPARKD_W64");
+    const int mode = v && !strcmp(v, "0") ? 0 : 1;
+    w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_pipe = 1, w64_fence = 0;
+    if ((v = getenv("SPARKD_W64_MIN")) && atoi(v) >= 2) w64_min = atoi(v);
+    if ((v = getenv("SPARKD_W64_MAX")) && atoi(v) >= 2) w64_max = atoi(v) > 64 ? 64 : atoi(v);
+    if ((v = getenv("SPARKD_W64_WG")) && (atoi(v) == 0 || (atoi(v) >= 2 && atoi(v) <= 4))) w64_wg = atoi(v);
+    if ((v = getenv("SPARKD_W64_KS"))) w64_ks = atoi(v);
+    if ((v = getenv("SPARKD_W64_KQ"))) w64_kq = strcmp(v, "0") != 0;
+    if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = !strcmp(v, "1");
+    if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
+    if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
+    int dev = 0, optin = 0, mj = 0, mn = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess)
+        w64_dev = mj == 9 && mn == 0 && optin >= (int)w64_cfg<QT_Q8_0, 4>::smem; // wgmma: sm_90a only
+    w64_mode = mode;
+}
+// Tests and benches: mode 1 / 0 (-1: as SPARKD_W64 says); warpgroups (0: keep); K pieces (0: the rule, -1:
+// keep); the step: bit 0 SPARKD_W64_PIPE, bit 1 SPARKD_W64_FENCE (-1: keep).
+extern "C" void cuda_w64_set(int mode) {
+    if (mode < 0) {
+        w64_mode = -1;
+        return;
+    }
+    w64_env();
+    w64_mode = mode;
+}
+extern "C" void cuda_w64_tune(int wg, int ks, int pipe) {
+    w64_env();
+    if (wg == -2 || (wg >= 2 && wg <= 4)) w64_wg = wg == -2 ? 0 : wg;
+    if (ks >= 0) w64_ks = ks;
+    if (pipe >= 0) w64_pipe = pipe & 1, w64_fence = (pipe >> 1) & 1;
+}
+extern "C" void cuda_w64_scope(int on) { w64_scoped = on; }
+extern "C" long cuda_w64_launches(void) { return w64_count; }
+// Whether a product of this weight type at T tokens takes w64_kernel (in the engine's scope).
+extern "C" int cuda_w64_takes(int T, uint32_t type) {
+    w64_env();
+    return w64_mode && w64_dev && T >= w64_min && T <= w64_max &&
+           (type == QT_Q8_0 || (w64_kq && (type == QT_Q4_K || type == QT_Q5_K || type == QT_Q6_K)));
+}
+
+template <uint32_t F, int WG, int P = 1>
+static int w64_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+    using C = w64_cfg<F, WG>;
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(w64_kernel<F, WG, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
+        attr = true;
+    }
+    CUDA_TRY(cuda_launch(w64_kernel<F, WG, P>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)C::smem,
+                         stream, p));
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
+// CTAs of 64 WG rows x 64 tokens, 1 an SM; K split to at most one wave (floor(SMs / row tiles)
+// pieces of >= 4 chunks, <= 16): Qwen3-8B at T = 64 on 132 SMs: q+k+v 32 x 4, o 22 x 6, gate+up 128
+// x 1, down 22 x 6, head 792 x 1.
+static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
+    w64_count++;
+    const uint32_t ty = a->w[0]->type;
+    // built: every type WG 3 P 1 (pipelined, no fence: the default); Q8_0 / Q4_K WG 2 and 4 P 1; Q8_0 / Q4_K /
+    // Q6_K WG 3 P 0 (each step drains its wgmma); Q8_0 / Q4_K WG 3 P 3 (pipelined, fenced); others run P 1
+    const int pv = w64_pipe | w64_fence << 1;
+    const int P = pv == 1 || (pv == 0 && ty != QT_Q5_K) || (pv == 3 && (ty == QT_Q8_0 || ty == QT_Q4_K)) ? pv : 1;
+    int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && P == 1 ? w64_wg : 3;
+    if (wg == 0) { // SPARKD_W64_WG=0: 4 warpgroups unless their grid fills the SMs clearly worse than 3's
+        double fill[2];
+        for (int k = 0; k < 2; k++) {
+            int m = 0;
+            for (int i = 0; i < p.n; i++) m += (p.m[i].rows + 64 * (3 + k) - 1) / (64 * (3 + k));
+            int z = m < sms ? sms / m : 1;
+            if (z > p.K / 256) z = p.K / 256 > 0 ? p.K / 256 : 1;
+            const long c = (long)m * z, waves = (c + sms - 1) / sms;
+            fill[k] = (double)c / (double)(waves * sms);
+        }
+        wg = fill[1] >= fill[0] - 0.1 ? 4 : 3;
+    }
+    const int hm = 64 * wg;
+    int mt = 0;
+    for (int i = 0; i < p.n; i++) {
+        p.m[i].mtiles = (p.m[i].rows + hm - 1) / hm;
+        mt += p.m[i].mtiles;
+    }
+    const int nk = p.K / 64;
+    int ks = w64_ks > 0 ? w64_ks : mt < sms ? sms / mt : 1;
+    if (ks > nk / 4) ks = nk / 4;
+    if (ks > 16) ks = 16;
+    if (!a->work) ks = 1;
+    while (ks > 1 && (uint64_t)ks * p.T * p.ws_rows * 4 > a->work_bytes) ks--;
+    p.ksplit = ks < 1 ? 1 : ks;
+    p.ws = p.ksplit > 1 ? a->work : NULL;
+    p.ntn = 0;
+    switch (ty) {
+    case QT_Q8_0: if (P == 0) return w64_launch_t<QT_Q8_0, 3, 0>(p, mt, stream, e);
+                  if (P == 3) return w64_launch_t<QT_Q8_0, 3, 3>(p, mt, stream, e);
+                  return wg == 2 ? w64_launch_t<QT_Q8_0, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q8_0, 4>(p, mt, stream, e)
+                                                                              : w64_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
+    case QT_Q4_K: if (P == 0) return w64_launch_t<QT_Q4_K, 3, 0>(p, mt, stream, e);
+                  if (P == 3) return w64_launch_t<QT_Q4_K, 3, 3>(p, mt, stream, e);
+                  return wg == 2 ? w64_launch_t<QT_Q4_K, 2>(p, mt, stream, e) : wg == 4 ? w64_launch_t<QT_Q4_K, 4>(p, mt, stream, e)
+                                                                              : w64_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
+    case QT_Q5_K: return w64_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
+    case QT_Q6_K: return P == 0 ? w64_launch_t<QT_Q6_K, 3, 0>(p, mt, stream, e) : w64_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
+    }
+    return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no w64 kernel for type %u", ty);
+}
+
 extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
     if (!a || !x || a->n < 1 || a->n > CUDA_MM_MAX_MATS)
         return err_set(e, ERR_INVALID, "cuda_matmul: %d matrices", a ? a->n : 0);
@@ -1653,8 +2067,11 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
         if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
             sms = 48;
     }
-    if (cuda_gemms_wants(a, x)) return cuda_gemms_launch(a, x, stream, e); // 2 <= T <= 32 at fast (gemms.cu)
-    const bool hf = hfast_wants(a, x, stream); // f16 tensor cores, weights scaled in the fragment (fast)
+    // w64 (round 9): the engine's products of 33..64 tokens on sm_90a (see w64_launch)
+    const bool w64 = w64_scoped && cuda_w64_takes(T, type) && a->path == CUDA_MM_AUTO &&
+                     !(w64_g2 && cuda_gemms_wants(a, x)) && hfast_wants(a, x, stream, true);
+    if (!w64 && cuda_gemms_wants(a, x)) return cuda_gemms_launch(a, x, stream, e); // 2 <= T <= 32 at fast (gemms.cu)
+    const bool hf = w64 || hfast_wants(a, x, stream); // f16 tensor cores, weights scaled in the fragment (fast)
     if (!hf && cuda_mmq_wants(a, x)) return cuda_mmq_launch(a, x, stream, e); // int8 tensor cores (fast)
     const int need = type == QT_BF16 ? CUDA_MMIN_BF16 : CUDA_MMIN_F16;
     if (!(x->forms & need))
@@ -1687,6 +2104,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     }
     // small grids (decode batches on narrow matrices) split K over CTAs, when the caller
     // gave room for the partials
+    if (w64) return w64_launch(p, a, sms, stream, e);
     if (hf) return hfast_launch(p, a, sms, stream, e);
     p.ksplit = 1;
     const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N, want = 2 * sms;

@@ -2092,6 +2092,7 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_tes
 void hsmall_kbench(void *file, double probe, err *e);
 int t64_selftest(void *file, int quick, uint64_t seed, err *e); // t64_test.cu (round 8: 33..64 tokens)
 void t64_kbench(void *file, double probe, err *e);
+int w64_selftest(void *file, int quick, uint64_t seed, err *e); void w64_kbench(void *file, double probe, err *e); // w64_test.cu (round 9)
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -2143,6 +2144,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
         return 0;
     }
     if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
+    if (mode && !strcmp(mode, "w64")) { w64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // w64_test.cu
     if (mode && !strcmp(mode, "prefill")) {
         // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
         // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
@@ -2370,6 +2372,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_gemv_pair(QUANT_F16, 256, 768, CUDA_ACT_SILU);
     test_gemv_pair(QUANT_Q5_1, 384, 2048, CUDA_ACT_GELU_TANH);
     ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
+    ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
     test_resid_norm(4097, 1024, 1, 0, 0);
