@@ -52,6 +52,7 @@ struct gemm_params {
     const uint16_t *xh, *xl;
     const float *gsum, *tscale;
     cuda_defer *defer; // host side: cuda_mm_args.defer (fz: no reduce launch)
+    int pair_act;      // hfw_kernel<.., PA = true> (round 9, pp): CUDA_ACT_* + 1 of the paired gate+up epilogue
 };
 
 template <uint32_t F> struct gemm_cfg {
@@ -1142,7 +1143,45 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
 }
 
+// Round 9 (pp): the paired gate+up CTA (hfw_kernel<F, WG, PA = true>). Its rows i < HM / 2 are gate's
+// rows m0 + i (matrix 0), rows HM / 2 + i up's rows m0 + i (matrix 1), so gate row r and up row r meet in
+// one CTA: warp w (< 2 WG) and warp w + 2 WG hold them in the same lane and register. The cp.async
+// sources as hf_src_of lays a CTA's rows out (pieces of NT / ppr rows: Q8_0 two pieces of HM / 2 rows,
+// piece 1 = the same row of up; 4-bit one piece of all HM rows); gate and up of one type and shape.
 template <uint32_t F, int WG>
+__device__ __forceinline__ hf_src hfw_pair_src(const gemm_params &p, int m0, int n0) {
+    using C = hfw_cfg<F, WG>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16, NP = C::HM * ppr / C::NT, H = C::HM / 2;
+    static_assert(NP == 1 || (NP == 2 && C::NT / ppr == H), "hfw_pair_src: a piece is all the rows or half of them");
+    const int tid = threadIdx.x, rows = p.m[0].rows;
+    hf_src s = hf_src_of<F, 4 * WG, 1>(p, p.m[0], m0, n0); // (its x fields; the weight fields are set below)
+    const int r0 = tid / ppr;
+    const int j0 = NP == 2 ? 0 : r0 / H, l0 = m0 + (NP == 2 ? r0 : r0 % H);
+    const bool v0 = l0 < rows;
+    s.w = p.m[j0].codes + (uint64_t)(v0 ? l0 : 0) * p.m[j0].code_pitch + (tid % ppr) * 16;
+    s.wv = v0 ? (NP == 2 ? 3u : 1u) : 0u;
+    s.wstep = NP == 2 ? (uint64_t)(p.m[1].codes - p.m[0].codes) : 0; // piece 1: the same row of up
+    const int jt = tid < C::HM ? tid / H : 0, lt = m0 + tid % H;
+    s.rv = tid < C::HM && lt < rows;
+    const int rr = s.rv ? lt : 0;
+    s.h = p.m[jt].hi + (uint64_t)rr * p.m[jt].hi_pitch;
+    s.m = p.m[jt].meta + (uint64_t)rr * p.m[jt].meta_pitch;
+    return s;
+}
+// layer.cu's act_f, the same expression (the paired epilogue's values are the activation kernels'
+// bits: kernels/pp_test.cu compares every word).
+__device__ __forceinline__ float hfw_act(float g, int act) {
+    if (act == CUDA_ACT_GELU_TANH) {
+        const float c = 0.7978845608028654f; // sqrt(2/pi)
+        return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+    }
+    return g / (1.0f + expf(-g));
+}
+
+// PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
+// matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
+template <uint32_t F, int WG, bool PA = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
@@ -1156,15 +1195,18 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
         by = b % p.ntn;
         b /= p.ntn;
     }
-    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    if constexpr (!PA)
+        while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = by * 128; // (C::HM = 64 WG)
+    const int m0 = PA ? b * (C::HM / 2) : b * C::HM, n0 = by * 128; // (C::HM = 64 WG; PA: rows of each matrix)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
-    const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
-    const bool wf = m0 + C::HM <= M.rows;
+    hf_src src;
+    if constexpr (PA) src = hfw_pair_src<F, WG>(p, m0, n0);
+    else src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
+    const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= M.rows;
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
     for (int s = 0; s < 3; s++) {
@@ -1202,6 +1244,37 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
     const int rg = m0 + rowb, rg8 = rg + 8;
+    if constexpr (PA) {
+        // the up warps (w >= HW) leave their accumulators in the idle stages (every wgmma and copy is
+        // done), the gate warps write act(gate) * up, each value times the token's scale first (the
+        // plain epilogue's y), then act_f(gate) * up as the activation kernels compute it
+        constexpr int HW = 2 * WG; // warps of one half
+        float *ex = (float *)smem; // [HW warps][64 accumulators][32 lanes] f32 (HW x 8 KB)
+        cp_wait<0>();
+        __syncthreads();
+        if (warp >= HW) {
+#pragma unroll
+            for (int j = 0; j < 64; j++) ex[((warp - HW) * 64 + j) * 32 + lane] = acc[j >> 2][j & 3];
+        }
+        __syncthreads();
+        if (warp >= HW) return;
+        const int act = p.pair_act - 1;
+        const float *eu = ex + warp * 64 * 32 + lane;
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rg < rows) y[rg] = hfw_act(acc[nt][h] * ts, act) * (eu[(4 * nt + h) * 32] * ts);
+                if (rg8 < rows) y[rg8] = hfw_act(acc[nt][2 + h] * ts, act) * (eu[(4 * nt + 2 + h) * 32] * ts);
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int nt = 0; nt < 16; nt++) {
         if (nt >= ntiles) break;
@@ -1409,19 +1482,20 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
-template <uint32_t F, int WG>
-static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+// pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
+template <uint32_t F, int WG, bool PA = false>
+static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG>;
     constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG>, grid, dim3(128 * WG), (size_t)smem, stream, p));
-    if (p.ksplit > 1)
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
@@ -1457,7 +1531,24 @@ static int hf2_ks_cap(int T) {
     }
     return T >= 33 && T <= 64 && cuda_t64_on() && t64_hks > 8 ? (t64_hks > 16 ? 16 : t64_hks) : 8;
 }
-static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
+// SPARKD_PP (round 9, pp): bits 1 (hfw3's split partials to the consumer) and 2 (the paired gate+up
+// epilogue); default 3, 0 = round 8's prefill path exactly. Read once.
+static int pp_mode_v = -1;
+extern "C" int cuda_pp_mode(void) {
+    if (pp_mode_v < 0) {
+        const char *v = getenv("SPARKD_PP");
+        pp_mode_v = v && v[0] ? atoi(v) & 3 : 3;
+    }
+    return pp_mode_v;
+}
+extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 3; }
+static long pp_pair_launches = 0;
+extern "C" long cuda_pp_pair_launches(void) { return pp_pair_launches; } // tests: paired launches so far
+
+// pair (round 9, pp): CUDA_ACT_* + 1 of a paired gate+up product (cuda_matmul's pair_act at T > 1; 0:
+// none): hfw3 may take it (*pair_done = 1: act(gate) * up in y[0], y[1] not written)
+static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e, int pair = 0,
+                        int *pair_done = NULL) {
     hf_launches++;
     if (env_wm < 0) {
         const char *v = getenv("SPARKD_HFAST_WM");
@@ -1526,11 +1617,27 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
         p.pfw0 = 0; // (see gemm_params)
+        const int pp = cuda_pp_mode();
+        // round 9 (pp): gate+up in one list of paired tiles (96 rows of each a CTA: the same CTA count
+        // as two lists of 192-row tiles), the activation in the epilogue; only where nothing splits K
+        if ((pp & 2) && pair && pair_done && p.n == 2 && p.ksplit == 1 && !p.accumulate &&
+            (ty == QT_Q8_0 || ty == QT_Q4_K) && p.m[0].rows == p.m[1].rows && a->w[0]->cols == a->w[1]->cols &&
+            p.m[0].code_pitch == p.m[1].code_pitch && p.m[0].hi_pitch == p.m[1].hi_pitch &&
+            p.m[0].meta_pitch == p.m[1].meta_pitch && p.m[0].ldy >= p.m[0].rows) {
+            p.m[0].mtiles = (p.m[0].rows + 95) / 96;
+            p.m[1].mtiles = 0;
+            p.pair_act = pair;
+            *pair_done = 1;
+            pp_pair_launches++;
+            if (ty == QT_Q8_0) return hfw_launch_t<QT_Q8_0, 3, true>(p, p.m[0].mtiles, stream, e);
+            return hfw_launch_t<QT_Q4_K, 3, true>(p, p.m[0].mtiles, stream, e);
+        }
+        const bool dz = (pp & 1) != 0;
         switch (ty) {
-        case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
-        case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
-        case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
-        case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
+        case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e, dz);
+        case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e, dz);
+        case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e, dz);
+        case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e, dz);
         }
     }
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
@@ -1618,7 +1725,41 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
     return 0;
 }
 
+static int mm_run(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e, int pair, int *pair_done);
+
+// Round 9 (pp): pair_act at T > 1 (the engine asks it at T >= 65 with SPARKD_PP bit 2): gate w[0] and up
+// w[1] of one type and shape, act(gate) * up into act_out. Where hfw3 runs the product (sm_90a, T >= 65)
+// one list of paired tiles computes the activation in its epilogue (into y[0]'s rows; y[1] not written)
+// and cuda_mmin_prepare makes act_out from them; elsewhere the product writes gate and up (its split-K
+// partials, if a->defer asks, go to the activation) and cuda_act_mm_part makes act_out: the launches
+// the engine makes without pair_act. act_out's values are the same bits either way (kernels/pp_test.cu).
+static int pp_pair_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    const int T = x->T;
+    if (a->n != 2 || !a->act_out || !a->w[0] || !a->w[1] || a->w[0]->rows != a->w[1]->rows ||
+        a->act_out->K != a->w[0]->rows || a->ldy[0] != a->ldy[1] || a->accumulate ||
+        (a->pair_act != CUDA_ACT_SILU + 1 && a->pair_act != CUDA_ACT_GELU_TANH + 1))
+        return err_set(e, ERR_INVALID, "cuda_matmul: the paired activation at T %d needs gate and up of one shape, "
+                                       "one ldy and act_out of their rows", T);
+    cuda_mm_args b = *a;
+    b.pair_act = 0;
+    b.act_out = NULL;
+    int done = 0;
+    const int rc = mm_run(&b, x, stream, e, a->pair_act, &done);
+    if (rc) return rc;
+    const int rows = (int)a->w[0]->rows;
+    if (done) return cuda_mmin_prepare(a->y[0], a->ldy[0], a->act_out, T, stream, e);
+    return cuda_act_mm_part(a->y[0], a->y[1], a->ldy[0], T, rows, a->pair_act - 1, a->defer ? &a->defer->part[0] : NULL,
+                            a->defer ? &a->defer->part[1] : NULL, a->act_out, stream, e);
+}
+
 extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    if (a && x && a->pair_act && x->T > 1 && a->path != CUDA_MM_FORCE_GEMV && a->n == 2 && a->w[0] &&
+        a->w[0]->type != QT_F32)
+        return pp_pair_matmul(a, x, stream, e);
+    return mm_run(a, x, stream, e, 0, NULL);
+}
+
+static int mm_run(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e, int pair, int *pair_done) {
     if (!a || !x || a->n < 1 || a->n > CUDA_MM_MAX_MATS)
         return err_set(e, ERR_INVALID, "cuda_matmul: %d matrices", a ? a->n : 0);
     const uint32_t type = a->w[0]->type;
@@ -1687,7 +1828,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     }
     // small grids (decode batches on narrow matrices) split K over CTAs, when the caller
     // gave room for the partials
-    if (hf) return hfast_launch(p, a, sms, stream, e);
+    if (hf) return hfast_launch(p, a, sms, stream, e, pair, pair_done);
     p.ksplit = 1;
     const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N, want = 2 * sms;
     if (a->work && mtiles * ntile_n < want && nk >= 8) {
