@@ -29,6 +29,7 @@
 extern "C" long cuda_pp_pair_launches(void); // gemm.cu: paired gate+up launches so far
 extern "C" int cuda_pp_mode(void);           // gemm.cu: SPARKD_PP's bits (1 hfw3 partials deferred, 2 paired gate+up)
 extern "C" void cuda_pp_set(int mode);       // gemm.cu: tests and benches (-1: the env)
+extern "C" long cuda_pp_cx_launches(void);   // gemm.cu: x-sharing cluster launches so far (SPARKD_PP bit 4)
 extern "C" int cuda_hfast_min_t(void);       // gemm.cu: hfast's threshold (0x7fffffff: off)
 
 namespace {
@@ -189,6 +190,94 @@ void defer_case(uint32_t type, int rows, int K, int T) {
     fflush(C->f);
 }
 
+// SPARKD_PP bit 4: hfw3 in clusters of 2 CTAs sharing the x tile. n matrices of rows[i] x K at T tokens
+// (odd row-tile counts: a cluster's second CTA past the list), PP 3 vs 7 (and 6 / 2 for the paired
+// product): y bit-identical (the same x values reach the same wgmma), y poisoned first; the cluster
+// launch must have run. Control: the cluster run on an input whose token 100 (the second CTA's half of a
+// 128-token tile) is changed must differ.
+void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
+    char tag[128];
+    snprintf(tag, sizeof tag, "pp cx %s n%d %dx%d T%d%s", tname(type), n, rows[0], K, T, pair ? " paired" : "");
+    cuda_weight w[3];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < n; i++)
+        if (!st_make_weight(&w[i], type, st_gen_rows(type, rows[i], K), rows[i], K)) return;
+    auto x = st_randn((size_t)T * K, 1.0);
+    auto x2 = x;
+    if (T > 100)
+        for (int k = 0; k < K; k++) x2[(size_t)100 * K + k] *= -1.5f;
+    const int forms = CUDA_MMIN_F16;
+    cuda_mmin m[2];
+    err e2 = {ERR_OK, {0}};
+    for (int j = 0; j < 2; j++) {
+        cuda_mmin_carve(&m[j], dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+        if (cuda_mmin_prepare(dup(j ? x2 : x), K, &m[j], T, C->st, &e2)) { fprintf(C->f, "not ok - %s: prepare %s\n", tag, e2.msg); C->fails++; return; }
+    }
+    float *y[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < n; i++) y[i] = (float *)dalloc((size_t)T * rows[i] * 4);
+    cuda_mmin am;
+    if (pair) cuda_mmin_carve(&am, dalloc(cuda_mmin_bytes(T, rows[0], forms)), T, rows[0], forms);
+    float *work = (float *)dalloc(64u << 20);
+    std::vector<uint32_t> out[3];
+    long cx[3] = {0, 0, 0};
+    bool bad = false;
+    for (int run = 0; run < 3 && !bad; run++) { // 0: PP 3 (or 2 paired), 1: + bit 4, 2: + bit 4 on x2
+        cuda_pp_set(run ? 7 : 3);
+        for (int i = 0; i < n; i++) poison(y[i], (size_t)T * rows[i] * 4);
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.n = n; a.exact = 0; a.work = work; a.work_bytes = 64u << 20;
+        for (int i = 0; i < n; i++) { a.w[i] = &w[i]; a.y[i] = y[i]; a.ldy[i] = rows[i]; }
+        if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &am; }
+        const long l0 = cuda_pp_cx_launches();
+        bad = cuda_matmul(&a, &m[run == 2], C->st, &e2) != 0 || cudaStreamSynchronize(C->st) != cudaSuccess;
+        cx[run] = cuda_pp_cx_launches() - l0;
+        if (bad) break;
+        for (int i = 0; i < (pair ? 1 : n); i++) {
+            const auto v = get(y[i], (size_t)T * rows[i]);
+            const size_t o = out[run].size();
+            out[run].resize(o + v.size());
+            memcpy(out[run].data() + o, v.data(), v.size() * 4);
+        }
+    }
+    cuda_pp_set(-1);
+    if (bad) {
+        fprintf(C->f, "not ok - %s: %s\n", tag, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
+        C->fails++;
+        return;
+    }
+    if (!cx[1]) {
+        fprintf(C->f, "ok - %s: # skip, no cluster launch here (hfw3 absent)\n", tag);
+        return;
+    }
+    size_t nan = 0;
+    for (uint32_t u : out[1]) nan += (u & 0x7f800000u) == 0x7f800000u;
+    const size_t nd = ndiff(out[0], out[1]), nc = ndiff(out[0], out[2]);
+    if (nd || nan || cx[0]) C->fails++;
+    fprintf(C->f, "%s - %s: %zu of %zu output words differ from one CTA a tile (want 0), %zu non-finite%s\n",
+            nd || nan || cx[0] ? "not ok" : "ok", tag, nd, out[0].size(), nan, cx[0] ? "; PP 3 ran clusters" : "");
+    if (T > 100) {
+        if (!nc) C->fails++;
+        fprintf(C->f, "%s - %s control (token 100 changed): %zu words differ (want > 0)\n", nc ? "ok" : "not ok", tag, nc);
+    }
+    fflush(C->f);
+}
+
+// The cluster rows (SPARKD_PP bit 4): run by pp_kbench first, by pp_selftest with SPARKD_PP_CX_TEST=1.
+void cx_rows() {
+    const int r1[3] = {4096, 1024, 1024}; // q+k+v: 22 + 6 + 6 row tiles (34: even), the tile lists cross matrices
+    cx_case(QUANT_Q8_0, 3, r1, 1024, 512, false);
+    const int r2[1] = {1000}; // 6 row tiles, one partial token tile
+    cx_case(QUANT_Q4_K, 1, r2, 1024, 200, false);
+    const int r3[1] = {4096 + 192}; // 23 row tiles: the last cluster's second CTA past the list
+    cx_case(QUANT_Q8_0, 1, r3, 2048, 130, false);
+    const int r4[2] = {1000, 1000}; // paired: 11 tiles of 96 rows (odd)
+    cx_case(QUANT_Q8_0, 2, r4, 1024, 512, true);
+    cx_case(QUANT_Q4_K, 2, r4, 1024, 100, true);
+    const int r5[1] = {4096}; // split K (o at T = 512: 88 CTAs, split 3)
+    cx_case(QUANT_Q8_0, 1, r5, 4096, 512, false);
+}
+
 } // namespace
 
 int pp_selftest(void *file, int quick, uint64_t seed, err *e) {
@@ -208,6 +297,7 @@ int pp_selftest(void *file, int quick, uint64_t seed, err *e) {
     defer_case(QUANT_Q8_0, 4096, 4096, 512); // o at pp512 (split 3)
     defer_case(QUANT_Q4_K, 1024, 2048, 100); // a small grid (split 8)
     defer_case(QUANT_Q8_0, 1024, 4096, 67);
+    if (getenv("SPARKD_PP_CX_TEST")) cx_rows();
     cuda_pp_set(-1);
     cuda_hfast_set(hf_was_off ? 0 : -1);
     dfree_all();
@@ -226,21 +316,27 @@ void pp_kbench(void *file, double probe, err *e) {
     C = &ctx;
     ctx.rng.s = 4343;
     if (!st_open_stream()) return;
-    const int T = 512, dim = 4096, ffn = 12288;
-    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | default us | gain |\n|---|---|---|---|---|\n", T);
     cuda_hfast_set(33);
+    const int f0 = ctx.fails;
+    cx_rows(); // (SPARKD_PP bit 4's rows: its timings below only when they pass)
+    const bool cx_ok = ctx.fails == f0;
+    dfree_all();
+    const int T = 512, dim = 4096, ffn = 12288;
+    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 (default) us | =7 (+ x-sharing clusters) us | gain 3 / 7 |\n|---|---|---|---|---|---|\n", T);
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         // the weights: gate, up, o, down (copies rotated)
         const uint64_t wb = cuda_weight_bytes(type, ffn, dim) * 2 + cuda_weight_bytes(type, dim, dim) +
                             cuda_weight_bytes(type, dim, ffn);
         int copies = (int)((512ull << 20) / wb) + 1;
         if (copies > 4) copies = 4;
-        std::vector<cuda_weight> wg(copies), wu(copies), wo(copies), wd(copies);
+        std::vector<cuda_weight> wg(copies), wu(copies), wo(copies), wd(copies), wk(copies), wv(copies);
         {
             auto rg = st_gen_rows(type, ffn, dim), ro = st_gen_rows(type, dim, dim), rd = st_gen_rows(type, dim, ffn);
+            auto rk = st_gen_rows(type, 1024, dim);
             for (int c = 0; c < copies; c++)
                 if (!st_make_weight(&wg[c], type, rg, ffn, dim) || !st_make_weight(&wu[c], type, rg, ffn, dim) ||
-                    !st_make_weight(&wo[c], type, ro, dim, dim) || !st_make_weight(&wd[c], type, rd, dim, ffn))
+                    !st_make_weight(&wo[c], type, ro, dim, dim) || !st_make_weight(&wd[c], type, rd, dim, ffn) ||
+                    !st_make_weight(&wk[c], type, rk, 1024, dim) || !st_make_weight(&wv[c], type, rk, 1024, dim))
                     return;
         }
         const int forms = CUDA_MMIN_F16;
@@ -283,6 +379,12 @@ void pp_kbench(void *file, double probe, err *e) {
                 else cuda_act_mm_part(gate, up, ffn, T, ffn, CUDA_ACT_SILU, &d.part[0], &d.part[1], &in_ffn, C->st, &e3);
                 return;
             }
+            if (s == 3) { // q+k+v (o's weights as q): the product alone, into gate's room
+                a.n = 3; a.w[0] = &wo[c]; a.w[1] = &wk[c]; a.w[2] = &wv[c];
+                a.y[0] = gate; a.y[1] = up; a.y[2] = up + (size_t)T * 1024; a.ldy[0] = dim; a.ldy[1] = a.ldy[2] = 1024;
+                cuda_matmul(&a, &in_dim, C->st, &e3);
+                return;
+            }
             a.n = 1; a.w[0] = s == 1 ? &wo[c] : &wd[c]; a.y[0] = o; a.ldy[0] = dim;
             if (piece != 2) cuda_matmul(&a, s == 1 ? &in_dim : &in_ffn, C->st, &e3);
             if (piece == 1) return;
@@ -292,19 +394,22 @@ void pp_kbench(void *file, double probe, err *e) {
             ra.o_part = d.part[0];
             cuda_resid_norm(&ra, C->st, &e3);
         };
-        static const char *sn[3] = {"gate+up + act -> down's input", "o + resid_norm", "down + resid_norm"};
-        static const char *pn[3] = {"", " (product alone; gate+up: plain, both columns alike)", " (consumer alone; gate+up: act vs prepare)"};
-        for (int s = 0; s < 3; s++)
+        static const char *sn[4] = {"gate+up + act -> down's input", "o + resid_norm", "down + resid_norm", "q+k+v"};
+        static const char *pn[3] = {"", " (product alone; gate+up: plain)", " (consumer alone; gate+up: act vs prepare)"};
+        for (int s = 0; s < 4; s++)
             for (int piece = 0; piece < 3; piece++) {
-                double us[2];
-                for (int v = 0; v < 2; v++) {
-                    cuda_pp_set(v ? -1 : 0);
+                if (s == 3 && piece) continue;
+                double us[3] = {0, 0, 0};
+                for (int v = 0; v < 3; v++) {
+                    if (v == 2 && !cx_ok) continue;
+                    cuda_pp_set(v == 0 ? 0 : v == 1 ? 3 : 7);
                     step(s, 1); // (the partials the consumer alone reads)
                     us[v] = time_us([&] { step(s, piece); }, 5 * copies);
                 }
                 const cudaError_t ce = cudaGetLastError();
-                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.2fx %s |\n", tname(type), sn[s], pn[piece], us[0], us[1],
-                        us[1] > 0 ? us[0] / us[1] : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.2fx / %.2fx %s |\n", tname(type), sn[s], pn[piece], us[0],
+                        us[1], us[2], us[1] > 0 ? us[0] / us[1] : 0.0, us[2] > 0 ? us[0] / us[2] : 0.0,
+                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
             }
         cuda_pp_set(-1);
@@ -313,7 +418,7 @@ void pp_kbench(void *file, double probe, err *e) {
     // hfw3's time against its CTA count (Q8_0, K 4096, T 512: 4 token tiles a row tile): whether a CTA
     // alone is faster than one of a full wave (a shared limit, the L2) or not (each SM its own limit);
     // the tail of q+k+v (136 CTAs on 132 SMs) is the 34-tile row
-    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us | us per CTA-wave (CTAs / 132) | TFLOP/s |\n|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us | us per CTA-wave (CTAs / 132) | TFLOP/s | clusters (PP 7) us |\n|---|---|---|---|---|---|---|\n");
     {
         const int K = 4096, maxt = 132;
         const auto raw = st_gen_rows(QUANT_Q8_0, 192 * maxt, K);
@@ -329,16 +434,23 @@ void pp_kbench(void *file, double probe, err *e) {
             if (cuda_mmin_prepare(dup(xh), K, &m, T, C->st, &e2)) return;
             float *y = (float *)dalloc((size_t)T * rows * 4);
             int it = 0;
-            const double us = time_us([&] {
-                cuda_mm_args a;
-                memset(&a, 0, sizeof a);
-                a.n = 1; a.exact = 0; a.w[0] = &w[it++ & 1]; a.y[0] = y; a.ldy[0] = rows;
-                err e3;
-                cuda_matmul(&a, &m, C->st, &e3);
-            }, 9);
+            double u2[2] = {0, 0};
+            for (int v = 0; v < 2; v++) {
+                if (v && !cx_ok) continue;
+                cuda_pp_set(v ? 7 : 3);
+                u2[v] = time_us([&] {
+                    cuda_mm_args a;
+                    memset(&a, 0, sizeof a);
+                    a.n = 1; a.exact = 0; a.w[0] = &w[it++ & 1]; a.y[0] = y; a.ldy[0] = rows;
+                    err e3;
+                    cuda_matmul(&a, &m, C->st, &e3);
+                }, 9);
+            }
+            cuda_pp_set(-1);
+            const double us = u2[0];
             const int ctas = 4 * tiles;
-            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f |\n", rows, ctas, us, us / (ctas / 132.0),
-                    2.0 * T * rows * K / (us * 1e6));
+            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f |\n", rows, ctas, us, us / (ctas / 132.0),
+                    2.0 * T * rows * K / (us * 1e6), u2[1]);
             fflush(ctx.f);
             dfree_all();
         }
