@@ -271,7 +271,7 @@ void cx_rows() {
     cx_case(QUANT_Q4_K, 1, r2, 1024, 200, false);
     const int r3[1] = {4096 + 192}; // 23 row tiles: the last cluster's second CTA past the list
     cx_case(QUANT_Q8_0, 1, r3, 2048, 130, false);
-    const int r4[2] = {1000, 1000}; // paired: 11 tiles of 96 rows (odd)
+    const int r4[2] = {1024, 1024}; // paired: 11 tiles of 96 rows (odd; rows a multiple of 64 for the act form)
     cx_case(QUANT_Q8_0, 2, r4, 1024, 512, true);
     cx_case(QUANT_Q4_K, 2, r4, 1024, 100, true);
     const int r5[1] = {4096}; // split K (o at T = 512: 88 CTAs, split 3)
@@ -289,8 +289,9 @@ int pp_selftest(void *file, int quick, uint64_t seed, err *e) {
     const int hf_was_off = cuda_hfast_min_t() == 0x7fffffff;
     cuda_hfast_set(33);
     cuda_pp_set(-1);
-    pair_case(QUANT_Q8_0, 1000, 512, 65, CUDA_ACT_SILU);  // one partial token tile, rows 10.4 half tiles
-    pair_case(QUANT_Q4_K, 200, 1024, 130, CUDA_ACT_GELU_TANH);
+    // (the activation's rows are an FFN width: a multiple of 64, as the input forms need)
+    pair_case(QUANT_Q8_0, 1088, 512, 65, CUDA_ACT_SILU);  // one partial token tile, rows 11.3 half tiles
+    pair_case(QUANT_Q4_K, 320, 1024, 130, CUDA_ACT_GELU_TANH);
     pair_case(QUANT_Q8_0, 1536, 1024, 512, CUDA_ACT_GELU_TANH);
     pair_case(QUANT_Q4_K, 1536, 2048, 512, CUDA_ACT_SILU);
     if (!quick) pair_case(QUANT_Q8_0, 12288, 4096, 512, CUDA_ACT_SILU); // Qwen3-8B's gate+up
