@@ -1104,7 +1104,13 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<
 // CX: the x tile of chunk kc + 2 goes to both CTAs of the cluster once the peer is past its wgmma of
 // chunk kc - 1 (its cluster arrive at the end of that step, waited for here), and this CTA arrives at
 // the end of the step (after its wgmma wait; releasing its x stores).
-template <uint32_t F, int WG, bool WF, bool CX = false>
+// W1 (round 9, pp; SPARKD_PP bit 16): the wgmma of chunk kc stays in flight across the step's barrier:
+// right after issuing it, wait for chunk kc - 1's only (wait_group 1: its A registers, an, are then
+// free to build into) and hold the barrier there (every warpgroup past chunk kc - 1's reads of slot
+// kc - 1, which this step's x stores reuse); the step then ends without a wait. Round 8's order waits
+// for chunk kc's wgmma and syncs at the end of the step, so the tensor pipe idles through the barrier
+// and the next step's issue. (With CX the barrier is the cluster's.)
+template <uint32_t F, int WG, bool WF, bool CX = false, bool W1 = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG, CX>::TPT], int rowb,
@@ -1124,8 +1130,17 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     if (w0) cp_wait<0>(); // (never: p.pfw0 is 0; kept so that hfw3's SASS stays as measured, see gemm_params)
     const bool more2 = kc + 2 < nk;
     const bool xw = threadIdx.x < hfw_x<WG, CX>::NX; // the threads that move the x tile
+    if constexpr (W1) {
+        hfw_wait<1>(acc);
+        if constexpr (CX) {
+            hfw_cl_arrive();
+            hfw_cl_wait();
+        } else {
+            __syncthreads();
+        }
+    }
     if constexpr (CX) {
-        if (kc > 0) hfw_cl_wait();
+        if (!W1 && kc > 0) hfw_cl_wait();
         if (more2 && xw) hfw_stx<WG, true>(smem + on, xv, cx.peer + (uint32_t)on, cx.t0);
         asm volatile("fence.proxy.async;\n" ::: "memory"); // the x stores (both CTAs'), for wgmma's reads
     } else {
@@ -1155,12 +1170,14 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
     cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
-    hfw_wait<0>(acc);
-    if constexpr (CX) hfw_cl_arrive();
-    __syncthreads();
+    if constexpr (!W1) {
+        hfw_wait<0>(acc);
+        if constexpr (CX) hfw_cl_arrive();
+        __syncthreads();
+    }
 }
 
-template <uint32_t F, int WG, bool WF, bool CX = false>
+template <uint32_t F, int WG, bool WF, bool CX = false, bool W1 = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG, CX>::TPT],
                                          int rowb, int c, bool w0, hfw_cx cx = {0, 0}) {
@@ -1179,10 +1196,11 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF, CX>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0, cx);
-        if (kc + 1 < nk) hfw_step<F, WG, WF, CX>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0, cx);
+        hfw_step<F, WG, WF, CX, W1>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0, cx);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, CX, W1>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0, cx);
     }
-    if constexpr (CX) hfw_cl_wait(); // (the last step's arrive)
+    if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
+    else if constexpr (CX) hfw_cl_wait(); // (the last step's arrive)
 }
 
 // Round 9 (pp): the paired gate+up CTA (hfw_kernel<F, WG, PA = true>). Its rows i < HM / 2 are gate's
@@ -1227,7 +1245,7 @@ __device__ __forceinline__ float hfw_act(float g, int act) {
 // the grid is rank i & 1 of cluster i / 2, which takes token tile (i / 2) % ntn and row tiles 2 ((i / 2)
 // / ntn) + rank; a row tile past the list runs on zero weights and stores nothing) sharing the x tile
 // (hfw_cx).
-template <uint32_t F, int WG, bool PA = false, bool CX = false>
+template <uint32_t F, int WG, bool PA = false, bool CX = false, bool W1 = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
@@ -1306,8 +1324,8 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, CX>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0, cx);
-        else hfw_loop<F, WG, false, CX>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0, cx);
+        if (wf) hfw_loop<F, WG, true, CX, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0, cx);
+        else hfw_loop<F, WG, false, CX, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0, cx);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1552,13 +1570,13 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
 }
 // pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz);
 // CX (bit 4): clusters of 2 CTAs sharing the x tile (p.ntn > 0; the row tiles rounded up to even)
-template <uint32_t F, int WG, bool PA = false, bool CX = false>
+template <uint32_t F, int WG, bool PA = false, bool CX = false, bool W1 = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG>;
     constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, CX>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, CX, W1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
@@ -1577,15 +1595,28 @@ static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, 
         at[1].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = at;
         cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
-        CUDA_TRY(cudaLaunchKernelEx(&cfg, hfw_kernel<F, WG, PA, CX>, p));
+        CUDA_TRY(cudaLaunchKernelEx(&cfg, hfw_kernel<F, WG, PA, CX, W1>, p));
     } else {
         dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-        CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+        CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, false, W1>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     }
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
+}
+static long pp_pair_launches = 0, pp_cx_launches = 0; // (tests: launch counters)
+// hfw3 with round 9's (pp) variants by SPARKD_PP's bits: 4 the x tile shared by clusters of 2 CTAs (CX),
+// 16 the wgmma kept in flight across the step's barrier (W1); PA the paired gate+up tiles.
+template <uint32_t F, bool PA>
+static int hfw_pp_launch(gemm_params &p, int mt, int ntn, int pp, void *stream, err *e, bool dz) {
+    const bool cx = (pp & 4) != 0, w1 = (pp & 16) != 0;
+    if (cx) {
+        p.ntn = ntn; // (the clusters' CTA order: token tile fastest)
+        pp_cx_launches++;
+        return w1 ? hfw_launch_t<F, 3, PA, true, true>(p, mt, stream, e, dz) : hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
+    }
+    return w1 ? hfw_launch_t<F, 3, PA, false, true>(p, mt, stream, e, dz) : hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
@@ -1619,19 +1650,19 @@ static int hf2_ks_cap(int T) {
     return T >= 33 && T <= 64 && cuda_t64_on() && t64_hks > 8 ? (t64_hks > 16 ? 16 : t64_hks) : 8;
 }
 // SPARKD_PP (round 9, pp): bits 1 (hfw3's split partials to the consumer), 2 (the paired gate+up
-// epilogue), 4 (hfw3 in clusters of 2 CTAs sharing the x tile, Q8_0 / Q4_K; off by default until
-// measured) and 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves); default 11,
-// 0 = round 8's prefill path exactly. Read once.
+// epilogue), 4 (hfw3 in clusters of 2 CTAs sharing the x tile, Q8_0 / Q4_K / Q6_K; off by default until
+// measured), 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves) and 16 (hfw3's
+// wgmma in flight across the step's barrier, Q8_0 / Q4_K / Q6_K; off by default until measured);
+// default 11, 0 = round 8's prefill path exactly. Read once.
 static int pp_mode_v = -1;
 extern "C" int cuda_pp_mode(void) {
     if (pp_mode_v < 0) {
         const char *v = getenv("SPARKD_PP");
-        pp_mode_v = v && v[0] ? atoi(v) & 15 : 11;
+        pp_mode_v = v && v[0] ? atoi(v) & 31 : 11;
     }
     return pp_mode_v;
 }
-extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 15; }
-static long pp_pair_launches = 0, pp_cx_launches = 0;
+extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 31; }
 extern "C" long cuda_pp_pair_launches(void) { return pp_pair_launches; } // tests: paired launches so far
 extern "C" long cuda_pp_cx_launches(void) { return pp_cx_launches; }     // tests: x-sharing cluster launches so far
 
@@ -1719,27 +1750,15 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
             p.pair_act = pair;
             *pair_done = 1;
             pp_pair_launches++;
-            if (pp & 4) {
-                p.ntn = ntn;
-                pp_cx_launches++;
-                if (ty == QT_Q8_0) return hfw_launch_t<QT_Q8_0, 3, true, true>(p, p.m[0].mtiles, stream, e);
-                return hfw_launch_t<QT_Q4_K, 3, true, true>(p, p.m[0].mtiles, stream, e);
-            }
-            if (ty == QT_Q8_0) return hfw_launch_t<QT_Q8_0, 3, true>(p, p.m[0].mtiles, stream, e);
-            return hfw_launch_t<QT_Q4_K, 3, true>(p, p.m[0].mtiles, stream, e);
+            if (ty == QT_Q8_0) return hfw_pp_launch<QT_Q8_0, true>(p, p.m[0].mtiles, ntn, pp, stream, e, false);
+            return hfw_pp_launch<QT_Q4_K, true>(p, p.m[0].mtiles, ntn, pp, stream, e, false);
         }
         const bool dz = (pp & 1) != 0;
-        if ((pp & 4) && (ty == QT_Q8_0 || ty == QT_Q4_K)) { // round 9 pp: the x tile shared by 2 CTAs
-            p.ntn = ntn;
-            pp_cx_launches++;
-            if (ty == QT_Q8_0) return hfw_launch_t<QT_Q8_0, 3, false, true>(p, mt, stream, e, dz);
-            return hfw_launch_t<QT_Q4_K, 3, false, true>(p, mt, stream, e, dz);
-        }
         switch (ty) {
-        case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e, dz);
-        case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e, dz);
+        case QT_Q8_0: return hfw_pp_launch<QT_Q8_0, false>(p, mt, ntn, pp, stream, e, dz);
+        case QT_Q4_K: return hfw_pp_launch<QT_Q4_K, false>(p, mt, ntn, pp, stream, e, dz);
         case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e, dz);
-        case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e, dz);
+        case QT_Q6_K: return hfw_pp_launch<QT_Q6_K, false>(p, mt, ntn, pp, stream, e, dz);
         }
     }
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;

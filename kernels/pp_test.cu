@@ -31,6 +31,7 @@ extern "C" int cuda_pp_mode(void);           // gemm.cu: SPARKD_PP's bits (1 hfw
 extern "C" void cuda_pp_set(int mode);       // gemm.cu: tests and benches (-1: the env)
 extern "C" long cuda_pp_cx_launches(void);   // gemm.cu: x-sharing cluster launches so far (SPARKD_PP bit 4)
 extern "C" int cuda_hfast_min_t(void);       // gemm.cu: hfast's threshold (0x7fffffff: off)
+extern "C" int cuda_hfast_launches(void);    // gemm.cu: hfast / hf2 / hfw launches so far
 
 namespace {
 
@@ -195,9 +196,10 @@ void defer_case(uint32_t type, int rows, int K, int T) {
 // product): y bit-identical (the same x values reach the same wgmma), y poisoned first; the cluster
 // launch must have run. Control: the cluster run on an input whose token 100 (the second CTA's half of a
 // 128-token tile) is changed must differ.
-void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
+void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int mode) {
     char tag[128];
-    snprintf(tag, sizeof tag, "pp cx %s n%d %dx%d T%d%s", tname(type), n, rows[0], K, T, pair ? " paired" : "");
+    snprintf(tag, sizeof tag, "pp %s%s %s n%d %dx%d T%d%s", mode & 4 ? "cx" : "", mode & 16 ? " w1" : "", tname(type), n, rows[0], K,
+             T, pair ? " paired" : "");
     cuda_weight w[3];
     memset(w, 0, sizeof w);
     for (int i = 0; i < n; i++)
@@ -219,19 +221,19 @@ void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
     if (pair) cuda_mmin_carve(&am, dalloc(cuda_mmin_bytes(T, rows[0], forms)), T, rows[0], forms);
     float *work = (float *)dalloc(64u << 20);
     std::vector<uint32_t> out[3];
-    long cx[3] = {0, 0, 0};
+    long cx[3] = {0, 0, 0}; // (cluster launches; with W1 alone: hfast launches)
     bool bad = false;
     for (int run = 0; run < 3 && !bad; run++) { // 0: PP 3 (or 2 paired), 1: + bit 4, 2: + bit 4 on x2
-        cuda_pp_set(run ? 7 : 3);
+        cuda_pp_set(run ? mode : 3);
         for (int i = 0; i < n; i++) poison(y[i], (size_t)T * rows[i] * 4);
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
         a.n = n; a.exact = 0; a.work = work; a.work_bytes = 64u << 20;
         for (int i = 0; i < n; i++) { a.w[i] = &w[i]; a.y[i] = y[i]; a.ldy[i] = rows[i]; }
         if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &am; }
-        const long l0 = cuda_pp_cx_launches();
+        const long l0 = mode & 4 ? cuda_pp_cx_launches() : cuda_hfast_launches();
         bad = cuda_matmul(&a, &m[run == 2], C->st, &e2) != 0 || cudaStreamSynchronize(C->st) != cudaSuccess;
-        cx[run] = cuda_pp_cx_launches() - l0;
+        cx[run] = (mode & 4 ? cuda_pp_cx_launches() : cuda_hfast_launches()) - l0;
         if (bad) break;
         for (int i = 0; i < (pair ? 1 : n); i++) {
             const auto v = get(y[i], (size_t)T * rows[i]);
@@ -253,9 +255,10 @@ void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
     size_t nan = 0;
     for (uint32_t u : out[1]) nan += (u & 0x7f800000u) == 0x7f800000u;
     const size_t nd = ndiff(out[0], out[1]), nc = ndiff(out[0], out[2]);
-    if (nd || nan || cx[0]) C->fails++;
-    fprintf(C->f, "%s - %s: %zu of %zu output words differ from one CTA a tile (want 0), %zu non-finite%s\n",
-            nd || nan || cx[0] ? "not ok" : "ok", tag, nd, out[0].size(), nan, cx[0] ? "; PP 3 ran clusters" : "");
+    const bool c0 = (mode & 4) && cx[0];
+    if (nd || nan || c0) C->fails++;
+    fprintf(C->f, "%s - %s: %zu of %zu output words differ from SPARKD_PP=3's hfw3 (want 0), %zu non-finite%s\n",
+            nd || nan || c0 ? "not ok" : "ok", tag, nd, out[0].size(), nan, c0 ? "; PP 3 ran clusters" : "");
     if (T > 100) {
         if (!nc) C->fails++;
         fprintf(C->f, "%s - %s control (token 100 changed): %zu words differ (want > 0)\n", nc ? "ok" : "not ok", tag, nc);
@@ -263,19 +266,23 @@ void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
     fflush(C->f);
 }
 
-// The cluster rows (SPARKD_PP bit 4): run by pp_kbench first, by pp_selftest with SPARKD_PP_CX_TEST=1.
+// The rows of SPARKD_PP bits 4 (clusters) and 16 (W1), alone and together (mode 7, 19, 23): run by
+// pp_kbench first, by pp_selftest with SPARKD_PP_CX_TEST=1.
 void cx_rows() {
-    const int r1[3] = {4096, 1024, 1024}; // q+k+v: 22 + 6 + 6 row tiles (34: even), the tile lists cross matrices
-    cx_case(QUANT_Q8_0, 3, r1, 1024, 512, false);
-    const int r2[1] = {1000}; // 6 row tiles, one partial token tile
-    cx_case(QUANT_Q4_K, 1, r2, 1024, 200, false);
-    const int r3[1] = {4096 + 192}; // 23 row tiles: the last cluster's second CTA past the list
-    cx_case(QUANT_Q8_0, 1, r3, 2048, 130, false);
-    const int r4[2] = {1024, 1024}; // paired: 11 tiles of 96 rows (odd; rows a multiple of 64 for the act form)
-    cx_case(QUANT_Q8_0, 2, r4, 1024, 512, true);
-    cx_case(QUANT_Q4_K, 2, r4, 1024, 100, true);
-    const int r5[1] = {4096}; // split K (o at T = 512: 88 CTAs, split 3)
-    cx_case(QUANT_Q8_0, 1, r5, 4096, 512, false);
+    for (int mode : {7, 19, 23}) {
+        const int r1[3] = {4096, 1024, 1024}; // q+k+v: 22 + 6 + 6 row tiles (34: even), the tile lists cross matrices
+        cx_case(QUANT_Q8_0, 3, r1, 1024, 512, false, mode);
+        const int r2[1] = {1000}; // 6 row tiles, one partial token tile
+        cx_case(QUANT_Q4_K, 1, r2, 1024, 200, false, mode);
+        cx_case(QUANT_Q6_K, 1, r2, 1024, 130, false, mode);
+        const int r3[1] = {4096 + 192}; // 23 row tiles: the last cluster's second CTA past the list
+        cx_case(QUANT_Q8_0, 1, r3, 2048, 130, false, mode);
+        const int r4[2] = {1024, 1024}; // paired: 11 tiles of 96 rows (odd; rows a multiple of 64 for the act form)
+        cx_case(QUANT_Q8_0, 2, r4, 1024, 512, true, mode);
+        cx_case(QUANT_Q4_K, 2, r4, 1024, 100, true, mode);
+        const int r5[1] = {4096}; // split K (o at T = 512: 88 CTAs, split 3)
+        cx_case(QUANT_Q8_0, 1, r5, 4096, 512, false, mode);
+    }
 }
 
 } // namespace
@@ -323,7 +330,7 @@ void pp_kbench(void *file, double probe, err *e) {
     const bool cx_ok = ctx.fails == f0;
     dfree_all();
     const int T = 512, dim = 4096, ffn = 12288;
-    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 (default) us | =7 (+ x-sharing clusters) us | gain 3 / 7 |\n|---|---|---|---|---|---|\n", T);
+    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 | =7 (+ clusters) | =19 (3 + W1) | =23 (7 + W1) | 0 / 3 |\n|---|---|---|---|---|---|---|---|\n", T);
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         // the weights: gate, up, o, down (copies rotated)
         const uint64_t wb = cuda_weight_bytes(type, ffn, dim) * 2 + cuda_weight_bytes(type, dim, dim) +
@@ -400,17 +407,17 @@ void pp_kbench(void *file, double probe, err *e) {
         for (int s = 0; s < 4; s++)
             for (int piece = 0; piece < 3; piece++) {
                 if (s == 3 && piece) continue;
-                double us[3] = {0, 0, 0};
-                for (int v = 0; v < 3; v++) {
-                    if (v == 2 && !cx_ok) continue;
-                    cuda_pp_set(v == 0 ? 0 : v == 1 ? 3 : 7);
+                static const int vm[5] = {0, 3, 7, 19, 23};
+                double us[5] = {0, 0, 0, 0, 0};
+                for (int v = 0; v < 5; v++) {
+                    if (v >= 2 && !cx_ok) continue;
+                    cuda_pp_set(vm[v]);
                     step(s, 1); // (the partials the consumer alone reads)
                     us[v] = time_us([&] { step(s, piece); }, 5 * copies);
                 }
                 const cudaError_t ce = cudaGetLastError();
-                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.2fx / %.2fx %s |\n", tname(type), sn[s], pn[piece], us[0],
-                        us[1], us[2], us[1] > 0 ? us[0] / us[1] : 0.0, us[2] > 0 ? us[0] / us[2] : 0.0,
-                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx %s |\n", tname(type), sn[s], pn[piece], us[0],
+                        us[1], us[2], us[3], us[4], us[1] > 0 ? us[0] / us[1] : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(C->f);
             }
         cuda_pp_set(-1);
@@ -419,7 +426,7 @@ void pp_kbench(void *file, double probe, err *e) {
     // hfw3's time against its CTA count (Q8_0, K 4096, T 512: 4 token tiles a row tile): whether a CTA
     // alone is faster than one of a full wave (a shared limit, the L2) or not (each SM its own limit);
     // the tail of q+k+v (136 CTAs on 132 SMs) is the 34-tile row
-    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us | us per CTA-wave (CTAs / 132) | TFLOP/s | clusters (PP 7) us |\n|---|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us (PP 3) | us per CTA-wave (CTAs / 132) | TFLOP/s | clusters (PP 7) us | W1 (19) | both (23) |\n|---|---|---|---|---|---|---|---|---|\n");
     {
         const int K = 4096, maxt = 132;
         const auto raw = st_gen_rows(QUANT_Q8_0, 192 * maxt, K);
@@ -435,10 +442,10 @@ void pp_kbench(void *file, double probe, err *e) {
             if (cuda_mmin_prepare(dup(xh), K, &m, T, C->st, &e2)) return;
             float *y = (float *)dalloc((size_t)T * rows * 4);
             int it = 0;
-            double u2[2] = {0, 0};
-            for (int v = 0; v < 2; v++) {
+            double u2[4] = {0, 0, 0, 0};
+            for (int v = 0; v < 4; v++) {
                 if (v && !cx_ok) continue;
-                cuda_pp_set(v ? 7 : 3);
+                cuda_pp_set(v == 0 ? 3 : v == 1 ? 7 : v == 2 ? 19 : 23);
                 u2[v] = time_us([&] {
                     cuda_mm_args a;
                     memset(&a, 0, sizeof a);
@@ -450,8 +457,8 @@ void pp_kbench(void *file, double probe, err *e) {
             cuda_pp_set(-1);
             const double us = u2[0];
             const int ctas = 4 * tiles;
-            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f |\n", rows, ctas, us, us / (ctas / 132.0),
-                    2.0 * T * rows * K / (us * 1e6), u2[1]);
+            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f | %.1f | %.1f |\n", rows, ctas, us, us / (ctas / 132.0),
+                    2.0 * T * rows * K / (us * 1e6), u2[1], u2[2], u2[3]);
             fflush(ctx.f);
             dfree_all();
         }
