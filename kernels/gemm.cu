@@ -1038,40 +1038,16 @@ __device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc)
 // i / 4, quarter q = i % 4: two LDG.128 of P64 words 8q..8q+7 (a warp instruction reads 8 whole 128-byte
 // token rows), and P64 word 8q + w is word q of natural granule w, so the thread stores its 8 words as
 // word q of the 8 granules (STS.32, conflict-free: the 8 tokens of a warp have distinct t & 7).
-template <int WG, bool CX = false> struct hfw_x {
-    static constexpr int NX = 256, TPT = (CX ? 256 : 512) / NX; // CX: this CTA's 64 tokens of the tile
+template <int WG> struct hfw_x {
+    static constexpr int NX = 256, TPT = 512 / NX;
 };
-// Round 9 (pp), CX: two CTAs of a cluster (row tiles 2k and 2k + 1 of one token tile) share the x tile:
-// rank r loads tokens [64 r, 64 r + 64) and stores them into both CTAs' stages (the peer's through
-// distributed shared memory), halving the x tile's L2 -> SM traffic (16 of the 29 KB a CTA reads a chunk
-// at Q8_0). peer: the peer's stage base as a shared::cluster address; t0 = 64 r.
-struct hfw_cx {
-    uint32_t peer;
-    int t0;
-};
-__device__ __forceinline__ void hfw_cl_arrive() {
-#ifdef HFW_ON
-    asm volatile("barrier.cluster.arrive.release;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void hfw_cl_wait() {
-#ifdef HFW_ON
-    asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void hfw_st_cluster(uint32_t a, uint32_t v) {
-#ifdef HFW_ON
-    asm volatile("st.shared::cluster.u32 [%0], %1;\n" ::"r"(a), "r"(v) : "memory");
-#endif
-}
 // Chunk kc of the tile's tokens (x0: the tile's first token row of the hi form, pitch bytes a token;
 // tokens >= ntok not read, their registers keep what they held: columns past T are never stored).
-template <int WG, bool CX = false>
-__device__ __forceinline__ void hfw_ldx(uint4 (&v)[2 * hfw_x<WG, CX>::TPT], const uint8_t *x0, size_t pitch, int kc, int ntok,
-                                        int t0 = 0) {
+template <int WG>
+__device__ __forceinline__ void hfw_ldx(uint4 (&v)[2 * hfw_x<WG>::TPT], const uint8_t *x0, size_t pitch, int kc, int ntok) {
 #pragma unroll
-    for (int j = 0; j < hfw_x<WG, CX>::TPT; j++) {
-        const int i = threadIdx.x + hfw_x<WG, CX>::NX * j, t = (CX ? t0 : 0) + (i >> 2), q = i & 3;
+    for (int j = 0; j < hfw_x<WG>::TPT; j++) {
+        const int i = threadIdx.x + hfw_x<WG>::NX * j, t = i >> 2, q = i & 3;
         if (t < ntok) {
             const uint4 *g = (const uint4 *)(x0 + (size_t)t * pitch + (size_t)kc * 128 + 32 * q);
             v[2 * j] = __ldg(g);
@@ -1080,41 +1056,32 @@ __device__ __forceinline__ void hfw_ldx(uint4 (&v)[2 * hfw_x<WG, CX>::TPT], cons
     }
 }
 // ... stored in natural order into the 128B-swizzled tile of stage sb (granule u of token t at u ^ (t & 7)).
-// CX: also into the peer's stage at the same offset (peer_sb: its shared::cluster address).
-template <int WG, bool CX = false>
-__device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<WG, CX>::TPT], uint32_t peer_sb = 0,
-                                        int t0 = 0) {
+template <int WG>
+__device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<WG>::TPT]) {
     // task j's token is threadIdx.x / 4 + (NX / 4) j: the same t & 7 for every j (NX / 4 is a multiple of 8)
-    const int k7 = (threadIdx.x >> 2) & 7; // (CX: t0 is a multiple of 8)
-    const int ro = ((CX ? t0 : 0) + (threadIdx.x >> 2)) * 128 + 4 * (threadIdx.x & 3);
-    uint8_t *row = sb + ro;
+    const int k7 = (threadIdx.x >> 2) & 7;
+    uint8_t *row = sb + (threadIdx.x >> 2) * 128 + 4 * (threadIdx.x & 3);
 #pragma unroll
-    for (int j = 0; j < hfw_x<WG, CX>::TPT; j++)
+    for (int j = 0; j < hfw_x<WG>::TPT; j++)
 #pragma unroll
-        for (int w = 0; w < 8; w++) {
-            const int o = j * (hfw_x<WG, CX>::NX / 4) * 128 + ((w ^ k7) << 4);
-            const uint32_t u = u4_word(v[2 * j + (w >> 2)], w & 3);
-            *(uint32_t *)(row + o) = u;
-            if constexpr (CX) hfw_st_cluster(peer_sb + (uint32_t)(ro + o), u);
-        }
+        for (int w = 0; w < 8; w++)
+            *(uint32_t *)(row + j * (hfw_x<WG>::NX / 4) * 128 + ((w ^ k7) << 4)) = u4_word(v[2 * j + (w >> 2)], w & 3);
 }
 
 // One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
 // next chunk's A (an) is built from slot sx and its activations go to slot sn.
-// CX: the x tile of chunk kc + 2 goes to both CTAs of the cluster once the peer is past its wgmma of
-// chunk kc - 1 (its cluster arrive at the end of that step, waited for here), and this CTA arrives at
-// the end of the step (after its wgmma wait; releasing its x stores).
 // W1 (round 9, pp; SPARKD_PP bit 16): the wgmma of chunk kc stays in flight across the step's barrier:
 // right after issuing it, wait for chunk kc - 1's only (wait_group 1: its A registers, an, are then
 // free to build into) and hold the barrier there (every warpgroup past chunk kc - 1's reads of slot
 // kc - 1, which this step's x stores reuse); the step then ends without a wait. Round 8's order waits
-// for chunk kc's wgmma and syncs at the end of the step, so the tensor pipe idles through the barrier
-// and the next step's issue. (With CX the barrier is the cluster's.)
-template <uint32_t F, int WG, bool WF, bool CX = false, bool W1 = false>
+// for chunk kc's wgmma and syncs at the end of the step, and ptxas places the A build after that wait
+// (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0, then the HMUL2s), so the tensor pipe idles through the build,
+// the barrier and the next issue; with W1 the build sits between wait_group 1 and the next HGMMA.
+template <uint32_t F, int WG, bool WF, bool W1 = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
-                                         const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG, CX>::TPT], int rowb,
-                                         int c, bool w0, hfw_cx cx = {0, 0}) {
+                                         const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
+                                         int c, bool w0) {
     using C = hfw_cfg<F, WG>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
@@ -1129,27 +1096,16 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     // loads issued before it)
     if (w0) cp_wait<0>(); // (never: p.pfw0 is 0; kept so that hfw3's SASS stays as measured, see gemm_params)
     const bool more2 = kc + 2 < nk;
-    const bool xw = threadIdx.x < hfw_x<WG, CX>::NX; // the threads that move the x tile
+    const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
     if constexpr (W1) {
         hfw_wait<1>(acc);
-        if constexpr (CX) {
-            hfw_cl_arrive();
-            hfw_cl_wait();
-        } else {
-            __syncthreads();
-        }
+        __syncthreads();
     }
-    if constexpr (CX) {
-        if (!W1 && kc > 0) hfw_cl_wait();
-        if (more2 && xw) hfw_stx<WG, true>(smem + on, xv, cx.peer + (uint32_t)on, cx.t0);
-        asm volatile("fence.proxy.async;\n" ::: "memory"); // the x stores (both CTAs'), for wgmma's reads
-    } else {
-        if (more2 && xw) hfw_stx<WG>(smem + on, xv);
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
-    }
+    if (more2 && xw) hfw_stx<WG>(smem + on, xv);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
     cp_commit();
-    if (kc + 3 < nk && xw) hfw_ldx<WG, CX>(xv, x0, xp, kz0 + kc + 3, ntok, cx.t0);
+    if (kc + 3 < nk && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + kc + 3, ntok);
     // the next chunk's A registers (slot kc + 1: visible since the last barrier)
     {
         quarter q[2];
@@ -1172,15 +1128,14 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
     if constexpr (!W1) {
         hfw_wait<0>(acc);
-        if constexpr (CX) hfw_cl_arrive();
         __syncthreads();
     }
 }
 
-template <uint32_t F, int WG, bool WF, bool CX = false, bool W1 = false>
+template <uint32_t F, int WG, bool WF, bool W1 = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
-                                         int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG, CX>::TPT],
-                                         int rowb, int c, bool w0, hfw_cx cx = {0, 0}) {
+                                         int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
+                                         int rowb, int c, bool w0) {
     using C = hfw_cfg<F, WG>;
     uint32_t a0[4][4], a1[4][4];
     {
@@ -1196,11 +1151,10 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF, CX, W1>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0, cx);
-        if (kc + 1 < nk) hfw_step<F, WG, WF, CX, W1>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0, cx);
+        hfw_step<F, WG, WF, W1>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, W1>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
     if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
-    else if constexpr (CX) hfw_cl_wait(); // (the last step's arrive)
 }
 
 // Round 9 (pp): the paired gate+up CTA (hfw_kernel<F, WG, PA = true>). Its rows i < HM / 2 are gate's
@@ -1241,11 +1195,8 @@ __device__ __forceinline__ float hfw_act(float g, int act) {
 
 // PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
 // matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
-// CX (round 9, pp): launched in clusters of 2 (grid.x = even row tiles x p.ntn token tiles; CTA i of
-// the grid is rank i & 1 of cluster i / 2, which takes token tile (i / 2) % ntn and row tiles 2 ((i / 2)
-// / ntn) + rank; a row tile past the list runs on zero weights and stores nothing) sharing the x tile
-// (hfw_cx).
-template <uint32_t F, int WG, bool PA = false, bool CX = false, bool W1 = false>
+// W1 (round 9, pp): see hfw_step.
+template <uint32_t F, int WG, bool PA = false, bool W1 = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
@@ -1255,15 +1206,7 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
     pdl_trigger();
     int b = blockIdx.x, by = blockIdx.y, mi = 0;
-    hfw_cx cx = {0, 0};
-    if constexpr (CX) {
-        hfw_cl_arrive(); // (waited for before the first store into the peer: both CTAs running)
-        const int k = b >> 1, rank = b & 1;
-        by = k % p.ntn;
-        b = 2 * (k / p.ntn) + rank;
-        cx.t0 = 64 * rank;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(cx.peer) : "r"(sbase), "r"(rank ^ 1));
-    } else if (p.ntn > 0) { // token tile fastest, as hf2
+    if (p.ntn > 0) { // token tile fastest, as hf2
         by = b % p.ntn;
         b /= p.ntn;
     }
@@ -1289,74 +1232,62 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
         cp_commit();
     }
     pdl_wait();
-    const bool xw = threadIdx.x < hfw_x<WG, CX>::NX; // the threads that move the x tile
+    const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
     const int ntok = min(128, p.T - n0);
     const uint8_t *x0 = (const uint8_t *)(p.xh + (size_t)n0 * p.K);
     const size_t xp = (size_t)p.K * 2;
-    uint4 xv[2 * hfw_x<WG, CX>::TPT];
+    uint4 xv[2 * hfw_x<WG>::TPT];
 #pragma unroll
-    for (int i = 0; i < 2 * hfw_x<WG, CX>::TPT; i++) xv[i] = make_uint4(0, 0, 0, 0);
-    if constexpr (CX) {
-        hfw_cl_wait(); // the peer runs: its stages may be written
-        for (int s = 0; s < 2 && s < nk && xw; s++) {
-            hfw_ldx<WG, true>(xv, x0, xp, kz0 + s, ntok, cx.t0);
-            hfw_stx<WG, true>(smem + s * C::stage, xv, cx.peer + (uint32_t)(s * C::stage), cx.t0);
-        }
-        asm volatile("fence.proxy.async;\n" ::: "memory"); // the x stores (both CTAs'), for wgmma's reads
-        if (nk > 2 && xw) hfw_ldx<WG, true>(xv, x0, xp, kz0 + 2, ntok, cx.t0);
-    } else {
-        for (int s = 0; s < 2 && s < nk && xw; s++) {
-            hfw_ldx<WG>(xv, x0, xp, kz0 + s, ntok);
-            hfw_stx<WG>(smem + s * C::stage, xv);
-        }
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
-        if (nk > 2 && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + 2, ntok);
+    for (int i = 0; i < 2 * hfw_x<WG>::TPT; i++) xv[i] = make_uint4(0, 0, 0, 0);
+    for (int s = 0; s < 2 && s < nk && xw; s++) {
+        hfw_ldx<WG>(xv, x0, xp, kz0 + s, ntok);
+        hfw_stx<WG>(smem + s * C::stage, xv);
     }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
+    if (nk > 2 && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + 2, ntok);
     cp_wait<1>(); // chunks 0, 1
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
-    if constexpr (CX) { // both CTAs' x stores of chunks 0, 1 visible to both
-        hfw_cl_arrive();
-        hfw_cl_wait();
-    }
     __syncthreads();
     float acc[16][4];
 #pragma unroll
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, CX, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0, cx);
-        else hfw_loop<F, WG, false, CX, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0, cx);
+        if (wf) hfw_loop<F, WG, true, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
     const int rg = m0 + rowb, rg8 = rg + 8;
     if constexpr (PA) {
-        // the up warps (w >= HW) leave their accumulators in the idle stages (every wgmma and copy is
-        // done), the gate warps write act(gate) * up, each value times the token's scale first (the
-        // plain epilogue's y), then act_f(gate) * up as the activation kernels compute it
+        // gate row m0 + r is warp r / 16's (< HW), up row m0 + r warp r / 16 + HW's, in the same lane and
+        // registers. Each hands half of its tokens to its partner through the idle stages (the gate warp
+        // its n8 tiles 8-15, the up warp 0-7), then both write act(gate) * up for the other half (the gate
+        // warp tiles 0-7, the up warp 8-15): each value times the token's scale first (the plain
+        // epilogue's y), then act_f(gate) * up as the activation kernels compute it
         constexpr int HW = 2 * WG; // warps of one half
-        float *ex = (float *)smem; // [HW warps][64 accumulators][32 lanes] f32 (HW x 8 KB)
+        float *ex = (float *)smem; // [2 HW warps][32 accumulators][32 lanes] f32 (2 HW x 4 KB)
         cp_wait<0>();
         __syncthreads();
-        if (warp >= HW) {
+        const bool up = warp >= HW;
 #pragma unroll
-            for (int j = 0; j < 64; j++) ex[((warp - HW) * 64 + j) * 32 + lane] = acc[j >> 2][j & 3];
-        }
+        for (int j = 0; j < 32; j++) ex[(warp * 32 + j) * 32 + lane] = up ? acc[j >> 2][j & 3] : acc[8 + (j >> 2)][j & 3];
         __syncthreads();
-        if (warp >= HW) return;
-        const int act = p.pair_act - 1;
-        const float *eu = ex + warp * 64 * 32 + lane;
+        const float *pe = ex + (up ? warp - HW : warp + HW) * 32 * 32 + lane; // the partner's 32 values
+        const int act = p.pair_act - 1, nt0 = up ? 8 : 0;
+        const int rr = m0 + (up ? rowb - 16 * HW : rowb), rr8 = rr + 8; // (the row of gate and of up)
 #pragma unroll
-        for (int nt = 0; nt < 16; nt++) {
-            if (nt >= ntiles) break;
+        for (int i = 0; i < 8; i++) {
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const int tk = n0 + nt * 8 + 2 * c + h;
+                const int tk = n0 + (nt0 + i) * 8 + 2 * c + h;
                 if (tk >= p.T) continue;
+                const float m0v = up ? acc[8 + i][h] : acc[i][h], m1v = up ? acc[8 + i][2 + h] : acc[i][2 + h];
+                const float o0v = pe[(4 * i + h) * 32], o1v = pe[(4 * i + 2 + h) * 32];
                 const float ts = p.tscale[tk];
                 float *y = M.y + (size_t)tk * M.ldy;
-                if (rg < rows) y[rg] = hfw_act(acc[nt][h] * ts, act) * (eu[(4 * nt + h) * 32] * ts);
-                if (rg8 < rows) y[rg8] = hfw_act(acc[nt][2 + h] * ts, act) * (eu[(4 * nt + 2 + h) * 32] * ts);
+                if (rr < rows) y[rr] = hfw_act((up ? o0v : m0v) * ts, act) * ((up ? m0v : o0v) * ts);
+                if (rr8 < rows) y[rr8] = hfw_act((up ? o1v : m1v) * ts, act) * ((up ? m1v : o1v) * ts);
             }
         }
     } else {
@@ -1568,55 +1499,30 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
-// pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz);
-// CX (bit 4): clusters of 2 CTAs sharing the x tile (p.ntn > 0; the row tiles rounded up to even)
-template <uint32_t F, int WG, bool PA = false, bool CX = false, bool W1 = false>
+// pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
+template <uint32_t F, int WG, bool PA = false, bool W1 = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG>;
     constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, CX, W1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
-    if constexpr (CX) {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)((mtiles + 1) & ~1) * ntn, 1u, (unsigned)p.ksplit);
-        cfg.blockDim = dim3(128 * WG);
-        cfg.dynamicSmemBytes = (size_t)smem;
-        cfg.stream = CUDA_STREAM(stream);
-        cudaLaunchAttribute at[2];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 2;
-        at[0].val.clusterDim.y = 1;
-        at[0].val.clusterDim.z = 1;
-        at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[1].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = cuda_pdl_enabled() ? 2 : 1;
-        CUDA_TRY(cudaLaunchKernelEx(&cfg, hfw_kernel<F, WG, PA, CX, W1>, p));
-    } else {
-        dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-        CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, false, W1>, grid, dim3(128 * WG), (size_t)smem, stream, p));
-    }
+    dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
-static long pp_pair_launches = 0, pp_cx_launches = 0; // (tests: launch counters)
-// hfw3 with round 9's (pp) variants by SPARKD_PP's bits: 4 the x tile shared by clusters of 2 CTAs (CX),
-// 16 the wgmma kept in flight across the step's barrier (W1); PA the paired gate+up tiles.
+static long pp_pair_launches = 0; // (tests: paired launches so far)
+// hfw3 with round 9's (pp) W1 (SPARKD_PP bit 16) for the types it was measured with; PA the paired tiles
 template <uint32_t F, bool PA>
-static int hfw_pp_launch(gemm_params &p, int mt, int ntn, int pp, void *stream, err *e, bool dz) {
-    const bool cx = (pp & 4) != 0, w1 = (pp & 16) != 0;
-    if (cx) {
-        p.ntn = ntn; // (the clusters' CTA order: token tile fastest)
-        pp_cx_launches++;
-        return w1 ? hfw_launch_t<F, 3, PA, true, true>(p, mt, stream, e, dz) : hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
-    }
-    return w1 ? hfw_launch_t<F, 3, PA, false, true>(p, mt, stream, e, dz) : hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
+static int hfw_pp_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
+    if (pp & 16) return hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
+    return hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
@@ -1650,21 +1556,20 @@ static int hf2_ks_cap(int T) {
     return T >= 33 && T <= 64 && cuda_t64_on() && t64_hks > 8 ? (t64_hks > 16 ? 16 : t64_hks) : 8;
 }
 // SPARKD_PP (round 9, pp): bits 1 (hfw3's split partials to the consumer), 2 (the paired gate+up
-// epilogue), 4 (hfw3 in clusters of 2 CTAs sharing the x tile, Q8_0 / Q4_K / Q6_K; off by default until
-// measured), 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves) and 16 (hfw3's
-// wgmma in flight across the step's barrier, Q8_0 / Q4_K / Q6_K; off by default until measured);
-// default 11, 0 = round 8's prefill path exactly. Read once.
+// epilogue), 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves) and 16 (W1:
+// hfw3's wgmma in flight across the step's barrier, the A build overlapping it); default 27, 0 = round
+// 8's prefill path exactly. (Bit 4, hfw3 in clusters of 2 CTAs sharing the x tile, was measured and
+// removed: 0.67x, kernels/PERF.md.) Read once.
 static int pp_mode_v = -1;
 extern "C" int cuda_pp_mode(void) {
     if (pp_mode_v < 0) {
         const char *v = getenv("SPARKD_PP");
-        pp_mode_v = v && v[0] ? atoi(v) & 31 : 11;
+        pp_mode_v = v && v[0] ? atoi(v) & 27 : 27;
     }
     return pp_mode_v;
 }
-extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 31; }
+extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 27; }
 extern "C" long cuda_pp_pair_launches(void) { return pp_pair_launches; } // tests: paired launches so far
-extern "C" long cuda_pp_cx_launches(void) { return pp_cx_launches; }     // tests: x-sharing cluster launches so far
 
 // pair (round 9, pp): CUDA_ACT_* + 1 of a paired gate+up product (cuda_matmul's pair_act at T > 1; 0:
 // none): hfw3 may take it (*pair_done = 1: act(gate) * up in y[0], y[1] not written)
@@ -1750,15 +1655,15 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
             p.pair_act = pair;
             *pair_done = 1;
             pp_pair_launches++;
-            if (ty == QT_Q8_0) return hfw_pp_launch<QT_Q8_0, true>(p, p.m[0].mtiles, ntn, pp, stream, e, false);
-            return hfw_pp_launch<QT_Q4_K, true>(p, p.m[0].mtiles, ntn, pp, stream, e, false);
+            if (ty == QT_Q8_0) return hfw_pp_launch<QT_Q8_0, true>(p, p.m[0].mtiles, pp, stream, e, false);
+            return hfw_pp_launch<QT_Q4_K, true>(p, p.m[0].mtiles, pp, stream, e, false);
         }
         const bool dz = (pp & 1) != 0;
         switch (ty) {
-        case QT_Q8_0: return hfw_pp_launch<QT_Q8_0, false>(p, mt, ntn, pp, stream, e, dz);
-        case QT_Q4_K: return hfw_pp_launch<QT_Q4_K, false>(p, mt, ntn, pp, stream, e, dz);
-        case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e, dz);
-        case QT_Q6_K: return hfw_pp_launch<QT_Q6_K, false>(p, mt, ntn, pp, stream, e, dz);
+        case QT_Q8_0: return hfw_pp_launch<QT_Q8_0, false>(p, mt, pp, stream, e, dz);
+        case QT_Q4_K: return hfw_pp_launch<QT_Q4_K, false>(p, mt, pp, stream, e, dz);
+        case QT_Q5_K: return hfw_pp_launch<QT_Q5_K, false>(p, mt, pp, stream, e, dz);
+        case QT_Q6_K: return hfw_pp_launch<QT_Q6_K, false>(p, mt, pp, stream, e, dz);
         }
     }
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;

@@ -29,7 +29,6 @@
 extern "C" long cuda_pp_pair_launches(void); // gemm.cu: paired gate+up launches so far
 extern "C" int cuda_pp_mode(void);           // gemm.cu: SPARKD_PP's bits (1 hfw3 partials deferred, 2 paired gate+up)
 extern "C" void cuda_pp_set(int mode);       // gemm.cu: tests and benches (-1: the env)
-extern "C" long cuda_pp_cx_launches(void);   // gemm.cu: x-sharing cluster launches so far (SPARKD_PP bit 4)
 extern "C" int cuda_hfast_min_t(void);       // gemm.cu: hfast's threshold (0x7fffffff: off)
 extern "C" int cuda_hfast_launches(void);    // gemm.cu: hfast / hf2 / hfw launches so far
 
@@ -37,6 +36,12 @@ namespace {
 
 struct ctx_t : st_ctx {};
 ctx_t *C;
+bool g_hfw = false; // hfw3 runs here (sm_90a: compute capability 9.0)
+void hfw_probe() {
+    int dev = 0, mj = 0, mn = 0;
+    g_hfw = cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&mj, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&mn, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && mj == 9 && mn == 0;
+}
 
 size_t ndiff(const std::vector<uint32_t> &a, const std::vector<uint32_t> &b) {
     size_t n = 0;
@@ -101,7 +106,7 @@ void pair_case(uint32_t type, int rows, int K, int T, int act) {
         // not on hfw3 here (no sm_90a, or T below hfast's threshold): both runs took today's path
         const bool ok = nd == 0 && !done[2];
         if (!ok) C->fails++;
-        fprintf(C->f, "%s - %s: not paired here (hfw3 absent), today's path twice: %zu words differ (want 0)\n",
+        fprintf(C->f, "%s - %s: not paired (no hfw3 here, or a split K): the fallback vs today's path: %zu words differ (want 0)\n",
                 ok ? "ok" : "not ok", tag, nd);
         return;
     }
@@ -191,15 +196,13 @@ void defer_case(uint32_t type, int rows, int K, int T) {
     fflush(C->f);
 }
 
-// SPARKD_PP bit 4: hfw3 in clusters of 2 CTAs sharing the x tile. n matrices of rows[i] x K at T tokens
-// (odd row-tile counts: a cluster's second CTA past the list), PP 3 vs 7 (and 6 / 2 for the paired
-// product): y bit-identical (the same x values reach the same wgmma), y poisoned first; the cluster
-// launch must have run. Control: the cluster run on an input whose token 100 (the second CTA's half of a
-// 128-token tile) is changed must differ.
-void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int mode) {
+// SPARKD_PP bit 16 (W1: hfw3's wgmma in flight across the step barrier): n matrices of rows[i] x K at T
+// tokens, PP 3 vs 19 (3 + W1; the paired product too): y bit-identical (the same products in the same
+// order), y poisoned first; the hfw3 launch must have run (else the row is skipped: no sm_90a here).
+// Control: the W1 run on an input whose token 100 is changed must differ.
+void w1_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
     char tag[128];
-    snprintf(tag, sizeof tag, "pp %s%s %s n%d %dx%d T%d%s", mode & 4 ? "cx" : "", mode & 16 ? " w1" : "", tname(type), n, rows[0], K,
-             T, pair ? " paired" : "");
+    snprintf(tag, sizeof tag, "pp w1 %s n%d %dx%d T%d%s", tname(type), n, rows[0], K, T, pair ? " paired" : "");
     cuda_weight w[3];
     memset(w, 0, sizeof w);
     for (int i = 0; i < n; i++)
@@ -221,19 +224,17 @@ void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int
     if (pair) cuda_mmin_carve(&am, dalloc(cuda_mmin_bytes(T, rows[0], forms)), T, rows[0], forms);
     float *work = (float *)dalloc(64u << 20);
     std::vector<uint32_t> out[3];
-    long cx[3] = {0, 0, 0}; // (cluster launches; with W1 alone: hfast launches)
     bool bad = false;
-    for (int run = 0; run < 3 && !bad; run++) { // 0: PP 3 (or 2 paired), 1: + bit 4, 2: + bit 4 on x2
-        cuda_pp_set(run ? mode : 3);
+    const int hl0 = cuda_hfast_launches();
+    for (int run = 0; run < 3 && !bad; run++) { // 0: PP 3, 1: 3 + W1, 2: 3 + W1 on x2
+        cuda_pp_set(run ? 19 : 3);
         for (int i = 0; i < n; i++) poison(y[i], (size_t)T * rows[i] * 4);
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
         a.n = n; a.exact = 0; a.work = work; a.work_bytes = 64u << 20;
         for (int i = 0; i < n; i++) { a.w[i] = &w[i]; a.y[i] = y[i]; a.ldy[i] = rows[i]; }
         if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &am; }
-        const long l0 = mode & 4 ? cuda_pp_cx_launches() : cuda_hfast_launches();
         bad = cuda_matmul(&a, &m[run == 2], C->st, &e2) != 0 || cudaStreamSynchronize(C->st) != cudaSuccess;
-        cx[run] = (mode & 4 ? cuda_pp_cx_launches() : cuda_hfast_launches()) - l0;
         if (bad) break;
         for (int i = 0; i < (pair ? 1 : n); i++) {
             const auto v = get(y[i], (size_t)T * rows[i]);
@@ -248,17 +249,16 @@ void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int
         C->fails++;
         return;
     }
-    if (!cx[1]) {
-        fprintf(C->f, "ok - %s: # skip, no cluster launch here (hfw3 absent)\n", tag);
+    if (cuda_hfast_launches() == hl0 || !g_hfw) {
+        fprintf(C->f, "ok - %s: # skip, no hfw3 here\n", tag);
         return;
     }
     size_t nan = 0;
     for (uint32_t u : out[1]) nan += (u & 0x7f800000u) == 0x7f800000u;
     const size_t nd = ndiff(out[0], out[1]), nc = ndiff(out[0], out[2]);
-    const bool c0 = (mode & 4) && cx[0];
-    if (nd || nan || c0) C->fails++;
-    fprintf(C->f, "%s - %s: %zu of %zu output words differ from SPARKD_PP=3's hfw3 (want 0), %zu non-finite%s\n",
-            nd || nan || c0 ? "not ok" : "ok", tag, nd, out[0].size(), nan, c0 ? "; PP 3 ran clusters" : "");
+    if (nd || nan) C->fails++;
+    fprintf(C->f, "%s - %s: %zu of %zu output words differ from SPARKD_PP=3's hfw3 (want 0), %zu non-finite\n",
+            nd || nan ? "not ok" : "ok", tag, nd, out[0].size(), nan);
     if (T > 100) {
         if (!nc) C->fails++;
         fprintf(C->f, "%s - %s control (token 100 changed): %zu words differ (want > 0)\n", nc ? "ok" : "not ok", tag, nc);
@@ -266,28 +266,25 @@ void cx_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int
     fflush(C->f);
 }
 
-// The rows of SPARKD_PP bits 4 (clusters) and 16 (W1), alone and together (mode 7, 19, 23): run by
-// pp_kbench first, by pp_selftest with SPARKD_PP_CX_TEST=1.
-// Returns a bit mask of the modes whose rows failed (1: 7, 2: 19, 4: 23).
-int cx_rows() {
-    int bad = 0;
-    for (int mode : {7, 19, 23}) {
-        const int f0 = C->fails;
-        const int r1[3] = {4096, 1024, 1024}; // q+k+v: 22 + 6 + 6 row tiles (34: even), the tile lists cross matrices
-        cx_case(QUANT_Q8_0, 3, r1, 1024, 512, false, mode);
-        const int r2[1] = {1000}; // 6 row tiles, one partial token tile
-        cx_case(QUANT_Q4_K, 1, r2, 1024, 200, false, mode);
-        cx_case(QUANT_Q6_K, 1, r2, 1024, 130, false, mode);
-        const int r3[1] = {4096 + 192}; // 23 row tiles: the last cluster's second CTA past the list
-        cx_case(QUANT_Q8_0, 1, r3, 2048, 130, false, mode);
-        const int r4[2] = {1024, 1024}; // paired: 11 tiles of 96 rows (odd; rows a multiple of 64 for the act form)
-        cx_case(QUANT_Q8_0, 2, r4, 1024, 512, true, mode);
-        cx_case(QUANT_Q4_K, 2, r4, 1024, 100, true, mode);
-        const int r5[1] = {4096}; // split K (o at T = 512: 88 CTAs, split 3)
-        cx_case(QUANT_Q8_0, 1, r5, 4096, 512, false, mode);
-        if (C->fails != f0) bad |= mode == 7 ? 1 : mode == 19 ? 2 : 4;
-    }
-    return bad;
+// W1's rows (pp_selftest and, first, pp_kbench); the number of failures.
+int w1_rows() {
+    const int f0 = C->fails;
+    const int r1[3] = {4096, 1024, 1024}; // q+k+v: 22 + 6 + 6 row tiles
+    w1_case(QUANT_Q8_0, 3, r1, 1024, 512, false);
+    const int r2[1] = {1000}; // 6 row tiles, one partial token tile
+    w1_case(QUANT_Q4_K, 1, r2, 1024, 200, false);
+    w1_case(QUANT_Q6_K, 1, r2, 1024, 130, false);
+    w1_case(QUANT_Q5_K, 1, r2, 512, 300, false);
+    const int r3[1] = {4096 + 192}; // 23 row tiles
+    w1_case(QUANT_Q8_0, 1, r3, 2048, 130, false);
+    const int r4[2] = {1024, 1024}; // paired (rows a multiple of 64 for the act form), K 256: no split
+    w1_case(QUANT_Q8_0, 2, r4, 256, 512, true);
+    w1_case(QUANT_Q4_K, 2, r4, 256, 100, true);
+    const int r5[1] = {4096}; // split K (o at T = 512: 88 CTAs, split 3)
+    w1_case(QUANT_Q8_0, 1, r5, 4096, 512, false);
+    const int r6[1] = {64}; // one chunk of K (Q8_0): the loop's first and last step at once
+    w1_case(QUANT_Q8_0, 1, r6, 64, 130, false);
+    return C->fails - f0;
 }
 
 } // namespace
@@ -298,19 +295,22 @@ int pp_selftest(void *file, int quick, uint64_t seed, err *e) {
     C = &ctx;
     ctx.rng.s = seed;
     if (!st_open_stream()) return 1;
+    hfw_probe();
     const int hf_was_off = cuda_hfast_min_t() == 0x7fffffff;
     cuda_hfast_set(33);
     cuda_pp_set(-1);
     // (the activation's rows are an FFN width: a multiple of 64, as the input forms need)
-    pair_case(QUANT_Q8_0, 1088, 512, 65, CUDA_ACT_SILU);  // one partial token tile, rows 11.3 half tiles
-    pair_case(QUANT_Q4_K, 320, 1024, 130, CUDA_ACT_GELU_TANH);
-    pair_case(QUANT_Q8_0, 1536, 1024, 512, CUDA_ACT_GELU_TANH);
-    pair_case(QUANT_Q4_K, 1536, 2048, 512, CUDA_ACT_SILU);
+    // (K 256: small grids split K at larger K, and a split product is not paired; the full shapes below)
+    pair_case(QUANT_Q8_0, 1088, 256, 65, CUDA_ACT_SILU);  // one partial token tile, rows 11.3 half tiles
+    pair_case(QUANT_Q4_K, 320, 256, 130, CUDA_ACT_GELU_TANH);
+    pair_case(QUANT_Q8_0, 1536, 256, 512, CUDA_ACT_GELU_TANH);
+    pair_case(QUANT_Q4_K, 6144, 4096, 512, CUDA_ACT_SILU); // 256 CTAs: no split
+    pair_case(QUANT_Q8_0, 1536, 1024, 512, CUDA_ACT_SILU); // split K: not paired, the fallback's bits
     if (!quick) pair_case(QUANT_Q8_0, 12288, 4096, 512, CUDA_ACT_SILU); // Qwen3-8B's gate+up
     defer_case(QUANT_Q8_0, 4096, 4096, 512); // o at pp512 (split 3)
     defer_case(QUANT_Q4_K, 1024, 2048, 100); // a small grid (split 8)
     defer_case(QUANT_Q8_0, 1024, 4096, 67);
-    if (getenv("SPARKD_PP_CX_TEST")) cx_rows();
+    w1_rows();
     cuda_pp_set(-1);
     cuda_hfast_set(hf_was_off ? 0 : -1);
     dfree_all();
@@ -329,11 +329,12 @@ void pp_kbench(void *file, double probe, err *e) {
     C = &ctx;
     ctx.rng.s = 4343;
     if (!st_open_stream()) return;
+    hfw_probe();
     cuda_hfast_set(33);
-    const int vbad = cx_rows(); // (the rows of modes 7 / 19 / 23: their timings below only where they pass)
+    const bool w1_ok = w1_rows() == 0; // (W1's timings below only when its rows pass)
     dfree_all();
     const int T = 512, dim = 4096, ffn = 12288;
-    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 | =7 (+ clusters) | =19 (3 + W1) | =23 (7 + W1) | 0 / 3 |\n|---|---|---|---|---|---|---|---|\n", T);
+    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 | =19 (3 + W1) | =27 (default) | 0 / 27 |\n|---|---|---|---|---|---|---|\n", T);
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         // the weights: gate, up, o, down (copies rotated)
         const uint64_t wb = cuda_weight_bytes(type, ffn, dim) * 2 + cuda_weight_bytes(type, dim, dim) +
@@ -410,17 +411,18 @@ void pp_kbench(void *file, double probe, err *e) {
         for (int s = 0; s < 4; s++)
             for (int piece = 0; piece < 3; piece++) {
                 if (s == 3 && piece) continue;
-                static const int vm[5] = {0, 3, 7, 19, 23};
-                double us[5] = {0, 0, 0, 0, 0};
-                for (int v = 0; v < 5; v++) {
-                    if (v >= 2 && ((vbad >> (v - 2)) & 1)) continue;
+                static const int vm[4] = {0, 3, 19, 27};
+                double us[4] = {0, 0, 0, 0};
+                for (int v = 0; v < 4; v++) {
+                    if (v >= 2 && !w1_ok) continue;
                     cuda_pp_set(vm[v]);
                     step(s, 1); // (the partials the consumer alone reads)
                     us[v] = time_us([&] { step(s, piece); }, 5 * copies);
                 }
                 const cudaError_t ce = cudaGetLastError();
-                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx %s |\n", tname(type), sn[s], pn[piece], us[0],
-                        us[1], us[2], us[3], us[4], us[1] > 0 ? us[0] / us[1] : 0.0, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", tname(type), sn[s], pn[piece], us[0], us[1],
+                        us[2], us[3], us[3] > 0 ? us[0] / us[3] : 0.0);
+                if (ce != cudaSuccess) fprintf(C->f, "# error: %s\n", cudaGetErrorString(ce));
                 fflush(C->f);
             }
         cuda_pp_set(-1);
@@ -429,7 +431,7 @@ void pp_kbench(void *file, double probe, err *e) {
     // hfw3's time against its CTA count (Q8_0, K 4096, T 512: 4 token tiles a row tile): whether a CTA
     // alone is faster than one of a full wave (a shared limit, the L2) or not (each SM its own limit);
     // the tail of q+k+v (136 CTAs on 132 SMs) is the 34-tile row
-    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us (PP 3) | us per CTA-wave (CTAs / 132) | TFLOP/s | clusters (PP 7) us | W1 (19) | both (23) |\n|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us (PP 3) | us per CTA-wave (CTAs / 132) | TFLOP/s | W1 (PP 19) us | W1 per wave | W1 TFLOP/s |\n|---|---|---|---|---|---|---|---|---|\n");
     {
         const int K = 4096, maxt = 132;
         const auto raw = st_gen_rows(QUANT_Q8_0, 192 * maxt, K);
@@ -445,10 +447,10 @@ void pp_kbench(void *file, double probe, err *e) {
             if (cuda_mmin_prepare(dup(xh), K, &m, T, C->st, &e2)) return;
             float *y = (float *)dalloc((size_t)T * rows * 4);
             int it = 0;
-            double u2[4] = {0, 0, 0, 0};
-            for (int v = 0; v < 4; v++) {
-                if (v && ((vbad >> (v - 1)) & 1)) continue;
-                cuda_pp_set(v == 0 ? 3 : v == 1 ? 7 : v == 2 ? 19 : 23);
+            double u2[2] = {0, 0};
+            for (int v = 0; v < 2; v++) {
+                if (v && !w1_ok) continue;
+                cuda_pp_set(v ? 19 : 3);
                 u2[v] = time_us([&] {
                     cuda_mm_args a;
                     memset(&a, 0, sizeof a);
@@ -460,8 +462,8 @@ void pp_kbench(void *file, double probe, err *e) {
             cuda_pp_set(-1);
             const double us = u2[0];
             const int ctas = 4 * tiles;
-            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f | %.1f | %.1f |\n", rows, ctas, us, us / (ctas / 132.0),
-                    2.0 * T * rows * K / (us * 1e6), u2[1], u2[2], u2[3]);
+            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f |\n", rows, ctas, us, us / (ctas / 132.0),
+                    2.0 * T * rows * K / (us * 1e6), u2[1], u2[1] / (ctas / 132.0), u2[1] > 0 ? 2.0 * T * rows * K / (u2[1] * 1e6) : 0.0);
             fflush(ctx.f);
             dfree_all();
         }
