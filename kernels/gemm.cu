@@ -1193,10 +1193,51 @@ __device__ __forceinline__ float hfw_act(float g, int act) {
     return g / (1.0f + expf(-g));
 }
 
+// Round 9 (pp), CR: the matrices of one launch as one list of rows (q, k, v: 4096 + 1024 + 1024 rows are 32
+// tiles of 192, 34 tiles matrix by matrix: 136 CTAs, two waves on 132 SMs). Virtual row v (v < ws_rows) is
+// row v - row0[j] of the last matrix j with row0[j] <= v; the sources per piece as hf_src_of lays a CTA's
+// rows out (piece 1 of Q8_0 may lie in the next matrix: wstep is then the distance between the two rows).
+__device__ __forceinline__ int hfw_mat_of(const gemm_params &p, int v) {
+    int j = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MM_MAX_MATS; i++)
+        if (i < p.n && v >= p.row0[i]) j = i;
+    return j;
+}
+template <uint32_t F, int WG>
+__device__ __forceinline__ hf_src hfw_cat_src(const gemm_params &p, int m0, int n0) {
+    using C = hfw_cfg<F, WG>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16, NP = C::HM * ppr / C::NT;
+    static_assert(NP == 1 || NP == 2, "hfw_cat_src: one or two pieces a thread");
+    const int tid = threadIdx.x;
+    hf_src s = hf_src_of<F, 4 * WG, 1>(p, p.m[0], 0, n0); // (its x fields; the weight fields are set below)
+    auto row = [&](int v, bool &ok) -> const uint8_t * {
+        ok = v < p.ws_rows;
+        const int j = hfw_mat_of(p, ok ? v : 0), lr = ok ? v - p.row0[j] : 0;
+        return p.m[j].codes + (uint64_t)lr * p.m[j].code_pitch + (tid % ppr) * 16;
+    };
+    bool ok0 = false, ok1 = false;
+    s.w = row(m0 + tid / ppr, ok0);
+    s.wv = ok0 ? 1u : 0u;
+    s.wstep = 0;
+    if constexpr (NP == 2) {
+        const uint8_t *w1 = row(m0 + tid / ppr + C::NT / ppr, ok1);
+        s.wstep = (uint64_t)(w1 - s.w);
+        s.wv |= ok1 ? 2u : 0u;
+    }
+    const int v = m0 + tid;
+    s.rv = tid < C::HM && v < p.ws_rows;
+    const int j = hfw_mat_of(p, s.rv ? v : 0), lr = s.rv ? v - p.row0[j] : 0;
+    s.h = p.m[j].hi + (uint64_t)lr * p.m[j].hi_pitch;
+    s.m = p.m[j].meta + (uint64_t)lr * p.m[j].meta_pitch;
+    return s;
+}
+
 // PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
 // matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
-// W1 (round 9, pp): see hfw_step.
-template <uint32_t F, int WG, bool PA = false, bool W1 = false>
+// W1 (round 9, pp): see hfw_step. CR (round 9, pp): the matrices as one list of rows (hfw_cat_src).
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
@@ -1210,7 +1251,7 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
         by = b % p.ntn;
         b /= p.ntn;
     }
-    if constexpr (!PA)
+    if constexpr (!PA && !CR)
         while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
     const int m0 = PA ? b * (C::HM / 2) : b * C::HM, n0 = by * 128; // (C::HM = 64 WG; PA: rows of each matrix)
@@ -1220,8 +1261,9 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     const int nk = kz1 - kz0;
     hf_src src;
     if constexpr (PA) src = hfw_pair_src<F, WG>(p, m0, n0);
+    else if constexpr (CR) src = hfw_cat_src<F, WG>(p, m0, n0);
     else src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
-    const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= M.rows;
+    const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= (CR ? p.ws_rows : M.rows);
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
     for (int s = 0; s < 3; s++) {
@@ -1288,6 +1330,36 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
                 float *y = M.y + (size_t)tk * M.ldy;
                 if (rr < rows) y[rr] = hfw_act((up ? o0v : m0v) * ts, act) * ((up ? m0v : o0v) * ts);
                 if (rr8 < rows) y[rr8] = hfw_act((up ? o1v : m1v) * ts, act) * ((up ? m1v : o1v) * ts);
+            }
+        }
+    } else if constexpr (CR) {
+        // each of the lane's two rows in its own matrix (virtual rows rg, rg8; the split-K partials' rows are
+        // the virtual rows: row0[j] + local row)
+        const bool v0 = rg < p.ws_rows, v8 = rg8 < p.ws_rows;
+        const int j0 = hfw_mat_of(p, v0 ? rg : 0), j8 = hfw_mat_of(p, v8 ? rg8 : 0);
+        const int l0 = rg - p.row0[j0], l8 = rg8 - p.row0[j8];
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows;
+                    if (v0) w[rg] = acc[nt][h] * ts;
+                    if (v8) w[rg8] = acc[nt][2 + h] * ts;
+                    continue;
+                }
+                if (v0) {
+                    float *y = p.m[j0].y + (size_t)tk * p.m[j0].ldy + l0;
+                    *y = p.accumulate ? *y + acc[nt][h] * ts : acc[nt][h] * ts;
+                }
+                if (v8) {
+                    float *y = p.m[j8].y + (size_t)tk * p.m[j8].ldy + l8;
+                    *y = p.accumulate ? *y + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+                }
             }
         }
     } else {
@@ -1500,29 +1572,36 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 // pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
-template <uint32_t F, int WG, bool PA = false, bool W1 = false>
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG>;
     constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
-static long pp_pair_launches = 0; // (tests: paired launches so far)
+static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
 // hfw3 with round 9's (pp) W1 (SPARKD_PP bit 16) for the types it was measured with; PA the paired tiles
 template <uint32_t F, bool PA>
 static int hfw_pp_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
     if (pp & 16) return hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
     return hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
+}
+// CR (SPARKD_PP bit 32): the matrices of the launch as one list of mt row tiles (Q8_0, Q4_K)
+template <uint32_t F>
+static int hfw_cr_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
+    pp_cat_launches++;
+    if (pp & 16) return hfw_launch_t<F, 3, false, true, true>(p, mt, stream, e, dz);
+    return hfw_launch_t<F, 3, false, false, true>(p, mt, stream, e, dz);
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
@@ -1556,20 +1635,22 @@ static int hf2_ks_cap(int T) {
     return T >= 33 && T <= 64 && cuda_t64_on() && t64_hks > 8 ? (t64_hks > 16 ? 16 : t64_hks) : 8;
 }
 // SPARKD_PP (round 9, pp): bits 1 (hfw3's split partials to the consumer), 2 (the paired gate+up
-// epilogue), 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves) and 16 (W1:
-// hfw3's wgmma in flight across the step's barrier, the A build overlapping it); default 27, 0 = round
-// 8's prefill path exactly. (Bit 4, hfw3 in clusters of 2 CTAs sharing the x tile, was measured and
+// epilogue), 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves), 16 (W1:
+// hfw3's wgmma in flight across the step's barrier, the A build overlapping it) and 32 (CR: a launch's
+// matrices as one list of row tiles where that takes fewer); default 59, 0 = round 8's prefill path
+// exactly. (Bit 4, hfw3 in clusters of 2 CTAs sharing the x tile, was measured and
 // removed: 0.67x, kernels/PERF.md.) Read once.
 static int pp_mode_v = -1;
 extern "C" int cuda_pp_mode(void) {
     if (pp_mode_v < 0) {
         const char *v = getenv("SPARKD_PP");
-        pp_mode_v = v && v[0] ? atoi(v) & 27 : 27;
+        pp_mode_v = v && v[0] ? atoi(v) & 59 : 59;
     }
     return pp_mode_v;
 }
-extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 27; }
+extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 59; }
 extern "C" long cuda_pp_pair_launches(void) { return pp_pair_launches; } // tests: paired launches so far
+extern "C" long cuda_pp_cat_launches(void) { return pp_cat_launches; }   // tests: one-list (CR) launches so far
 
 // pair (round 9, pp): CUDA_ACT_* + 1 of a paired gate+up product (cuda_matmul's pair_act at T > 1; 0:
 // none): hfw3 may take it (*pair_done = 1: act(gate) * up in y[0], y[1] not written)
@@ -1659,6 +1740,24 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
             return hfw_pp_launch<QT_Q4_K, true>(p, p.m[0].mtiles, pp, stream, e, false);
         }
         const bool dz = (pp & 1) != 0;
+        if ((pp & 32) && p.n > 1 && (ty == QT_Q8_0 || ty == QT_Q4_K)) {
+            // round 9 pp: one list of rows where it takes fewer tiles (q+k+v of Qwen3-8B: 32 instead of 34)
+            const int mtc = (p.ws_rows + 191) / 192;
+            if (mtc < mt) {
+                const int ctc = mtc * ntn;
+                int kc = 1;
+                if (env_ks > 0) kc = env_ks;
+                else if (10 * ctc < 9 * sms && nk >= 8) kc = (2 * sms + ctc / 2) / ctc;
+                if (kc > nk / 4) kc = nk / 4;
+                if (kc > 8) kc = 8;
+                if (!a->work) kc = 1;
+                while (kc > 1 && (uint64_t)kc * p.T * p.ws_rows * 4 > a->work_bytes) kc--;
+                p.ksplit = kc < 1 ? 1 : kc;
+                p.ws = p.ksplit > 1 ? a->work : NULL;
+                if (ty == QT_Q8_0) return hfw_cr_launch<QT_Q8_0>(p, mtc, pp, stream, e, dz);
+                return hfw_cr_launch<QT_Q4_K>(p, mtc, pp, stream, e, dz);
+            }
+        }
         switch (ty) {
         case QT_Q8_0: return hfw_pp_launch<QT_Q8_0, false>(p, mt, pp, stream, e, dz);
         case QT_Q4_K: return hfw_pp_launch<QT_Q4_K, false>(p, mt, pp, stream, e, dz);

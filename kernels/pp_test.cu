@@ -31,6 +31,7 @@ extern "C" int cuda_pp_mode(void);           // gemm.cu: SPARKD_PP's bits (1 hfw
 extern "C" void cuda_pp_set(int mode);       // gemm.cu: tests and benches (-1: the env)
 extern "C" int cuda_hfast_min_t(void);       // gemm.cu: hfast's threshold (0x7fffffff: off)
 extern "C" int cuda_hfast_launches(void);    // gemm.cu: hfast / hf2 / hfw launches so far
+extern "C" long cuda_pp_cat_launches(void);  // gemm.cu: one-list (CR, SPARKD_PP bit 32) launches so far
 
 namespace {
 
@@ -200,9 +201,12 @@ void defer_case(uint32_t type, int rows, int K, int T) {
 // tokens, PP 3 vs 19 (3 + W1; the paired product too): y bit-identical (the same products in the same
 // order), y poisoned first; the hfw3 launch must have run (else the row is skipped: no sm_90a here).
 // Control: the W1 run on an input whose token 100 is changed must differ.
-void w1_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
+// mode: the SPARKD_PP compared with 3 (19: + W1; 35: + CR, the launch's matrices as one list of rows, whose
+// launch counter must then move; 51: both).
+void w1_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int mode = 19) {
     char tag[128];
-    snprintf(tag, sizeof tag, "pp w1 %s n%d %dx%d T%d%s", tname(type), n, rows[0], K, T, pair ? " paired" : "");
+    snprintf(tag, sizeof tag, "pp%s%s %s n%d %dx%d T%d%s", mode & 16 ? " w1" : "", mode & 32 ? " cr" : "", tname(type), n,
+             rows[0], K, T, pair ? " paired" : "");
     cuda_weight w[3];
     memset(w, 0, sizeof w);
     for (int i = 0; i < n; i++)
@@ -226,8 +230,10 @@ void w1_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
     std::vector<uint32_t> out[3];
     bool bad = false;
     const int hl0 = cuda_hfast_launches();
-    for (int run = 0; run < 3 && !bad; run++) { // 0: PP 3, 1: 3 + W1, 2: 3 + W1 on x2
-        cuda_pp_set(run ? 19 : 3);
+    long cr[3] = {0, 0, 0};
+    for (int run = 0; run < 3 && !bad; run++) { // 0: PP 3, 1: mode, 2: mode on x2
+        cuda_pp_set(run ? mode : 3);
+        const long c0 = cuda_pp_cat_launches();
         for (int i = 0; i < n; i++) poison(y[i], (size_t)T * rows[i] * 4);
         cuda_mm_args a;
         memset(&a, 0, sizeof a);
@@ -235,6 +241,7 @@ void w1_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
         for (int i = 0; i < n; i++) { a.w[i] = &w[i]; a.y[i] = y[i]; a.ldy[i] = rows[i]; }
         if (pair) { a.pair_act = CUDA_ACT_SILU + 1; a.act_out = &am; }
         bad = cuda_matmul(&a, &m[run == 2], C->st, &e2) != 0 || cudaStreamSynchronize(C->st) != cudaSuccess;
+        cr[run] = cuda_pp_cat_launches() - c0;
         if (bad) break;
         for (int i = 0; i < (pair ? 1 : n); i++) {
             const auto v = get(y[i], (size_t)T * rows[i]);
@@ -256,9 +263,10 @@ void w1_case(uint32_t type, int n, const int *rows, int K, int T, bool pair) {
     size_t nan = 0;
     for (uint32_t u : out[1]) nan += (u & 0x7f800000u) == 0x7f800000u;
     const size_t nd = ndiff(out[0], out[1]), nc = ndiff(out[0], out[2]);
-    if (nd || nan) C->fails++;
-    fprintf(C->f, "%s - %s: %zu of %zu output words differ from SPARKD_PP=3's hfw3 (want 0), %zu non-finite\n",
-            nd || nan ? "not ok" : "ok", tag, nd, out[0].size(), nan);
+    const bool crbad = (mode & 32) && (!cr[1] || cr[0]); // (CR must have run in the mode's run only)
+    if (nd || nan || crbad) C->fails++;
+    fprintf(C->f, "%s - %s: %zu of %zu output words differ from SPARKD_PP=3's hfw3 (want 0), %zu non-finite%s\n",
+            nd || nan || crbad ? "not ok" : "ok", tag, nd, out[0].size(), nan, crbad ? ", the one-list launch did not run" : "");
     if (T > 100) {
         if (!nc) C->fails++;
         fprintf(C->f, "%s - %s control (token 100 changed): %zu words differ (want > 0)\n", nc ? "ok" : "not ok", tag, nc);
@@ -284,6 +292,15 @@ int w1_rows() {
     w1_case(QUANT_Q8_0, 1, r5, 4096, 512, false);
     const int r6[1] = {64}; // one chunk of K (Q8_0): the loop's first and last step at once
     w1_case(QUANT_Q8_0, 1, r6, 64, 130, false);
+    // CR (one list of rows), alone and with W1: q+k+v (34 -> 32 tiles), rows not multiples of the tile (10 -> 9;
+    // Q8_0's second piece of a thread in the next matrix), a split K (T 67) whose partials keep their rows
+    for (int mode : {35, 51}) {
+        w1_case(QUANT_Q8_0, 3, r1, 1024, 512, false, mode);
+        const int r7[3] = {1000, 300, 300};
+        w1_case(QUANT_Q8_0, 3, r7, 512, 200, false, mode);
+        w1_case(QUANT_Q4_K, 3, r7, 512, 130, false, mode);
+        w1_case(QUANT_Q8_0, 3, r1, 2048, 67, false, mode);
+    }
     return C->fails - f0;
 }
 
@@ -334,7 +351,7 @@ void pp_kbench(void *file, double probe, err *e) {
     const bool w1_ok = w1_rows() == 0; // (W1's timings below only when its rows pass)
     dfree_all();
     const int T = 512, dim = 4096, ffn = 12288;
-    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 | =19 (3 + W1) | =27 (default) | 0 / 27 |\n|---|---|---|---|---|---|---|\n", T);
+    fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 | =19 (3 + W1) | =27 (+ attn order, pairing) | =59 (default: + CR) | 0 / 59 |\n|---|---|---|---|---|---|---|---|\n", T);
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         // the weights: gate, up, o, down (copies rotated)
         const uint64_t wb = cuda_weight_bytes(type, ffn, dim) * 2 + cuda_weight_bytes(type, dim, dim) +
@@ -411,17 +428,17 @@ void pp_kbench(void *file, double probe, err *e) {
         for (int s = 0; s < 4; s++)
             for (int piece = 0; piece < 3; piece++) {
                 if (s == 3 && piece) continue;
-                static const int vm[4] = {0, 3, 19, 27};
-                double us[4] = {0, 0, 0, 0};
-                for (int v = 0; v < 4; v++) {
+                static const int vm[5] = {0, 3, 19, 27, 59};
+                double us[5] = {0, 0, 0, 0, 0};
+                for (int v = 0; v < 5; v++) {
                     if (v >= 2 && !w1_ok) continue;
                     cuda_pp_set(vm[v]);
                     step(s, 1); // (the partials the consumer alone reads)
                     us[v] = time_us([&] { step(s, piece); }, 5 * copies);
                 }
                 const cudaError_t ce = cudaGetLastError();
-                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", tname(type), sn[s], pn[piece], us[0], us[1],
-                        us[2], us[3], us[3] > 0 ? us[0] / us[3] : 0.0);
+                fprintf(C->f, "| %s | %s%s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", tname(type), sn[s], pn[piece], us[0],
+                        us[1], us[2], us[3], us[4], us[4] > 0 ? us[0] / us[4] : 0.0);
                 if (ce != cudaSuccess) fprintf(C->f, "# error: %s\n", cudaGetErrorString(ce));
                 fflush(C->f);
             }
