@@ -351,6 +351,46 @@ void pp_kbench(void *file, double probe, err *e) {
     const bool w1_ok = w1_rows() == 0; // (W1's timings below only when its rows pass)
     dfree_all();
     const int T = 512, dim = 4096, ffn = 12288;
+    // hfw3's time against its CTA count (Q8_0, K 4096, T 512: 4 token tiles a row tile): whether a CTA
+    // alone is faster than one of a full wave (a shared limit, the L2) or not (each SM its own limit);
+    // the tail of q+k+v (136 CTAs on 132 SMs) is the 34-tile row
+    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us (PP 3) | us per CTA-wave (CTAs / 132) | TFLOP/s | W1 (PP 19) us | W1 per wave | W1 TFLOP/s |\n|---|---|---|---|---|---|---|---|---|\n");
+    {
+        const int K = 4096, maxt = 132;
+        const auto raw = st_gen_rows(QUANT_Q8_0, 192 * maxt, K);
+        const auto xh = st_randn((size_t)T * K, 1.0);
+        for (int tiles : {1, 16, 33, 34, 66, 99, 132}) {
+            const int rows = 192 * tiles;
+            cuda_weight w[2];
+            for (auto &x : w)
+                if (!st_make_weight(&x, QUANT_Q8_0, raw, rows, K)) return;
+            cuda_mmin m;
+            cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, CUDA_MMIN_F16)), T, K, CUDA_MMIN_F16);
+            err e2 = {ERR_OK, {0}};
+            if (cuda_mmin_prepare(dup(xh), K, &m, T, C->st, &e2)) return;
+            float *y = (float *)dalloc((size_t)T * rows * 4);
+            int it = 0;
+            double u2[2] = {0, 0};
+            for (int v = 0; v < 2; v++) {
+                if (v && !w1_ok) continue;
+                cuda_pp_set(v ? 19 : 3);
+                u2[v] = time_us([&] {
+                    cuda_mm_args a;
+                    memset(&a, 0, sizeof a);
+                    a.n = 1; a.exact = 0; a.w[0] = &w[it++ & 1]; a.y[0] = y; a.ldy[0] = rows;
+                    err e3;
+                    cuda_matmul(&a, &m, C->st, &e3);
+                }, 9);
+            }
+            cuda_pp_set(-1);
+            const double us = u2[0];
+            const int ctas = 4 * tiles;
+            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f |\n", rows, ctas, us, us / (ctas / 132.0),
+                    2.0 * T * rows * K / (us * 1e6), u2[1], u2[1] / (ctas / 132.0), u2[1] > 0 ? 2.0 * T * rows * K / (u2[1] * 1e6) : 0.0);
+            fflush(ctx.f);
+            dfree_all();
+        }
+    }
     fprintf(ctx.f, "| type | step (T = %d) | SPARKD_PP=0 us | =3 | =19 (3 + W1) | =27 (+ attn order, pairing) | =59 (default: + CR) | 0 / 59 |\n|---|---|---|---|---|---|---|---|\n", T);
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         // the weights: gate, up, o, down (copies rotated)
@@ -444,46 +484,6 @@ void pp_kbench(void *file, double probe, err *e) {
             }
         cuda_pp_set(-1);
         dfree_all();
-    }
-    // hfw3's time against its CTA count (Q8_0, K 4096, T 512: 4 token tiles a row tile): whether a CTA
-    // alone is faster than one of a full wave (a shared limit, the L2) or not (each SM its own limit);
-    // the tail of q+k+v (136 CTAs on 132 SMs) is the 34-tile row
-    fprintf(ctx.f, "| Q8_0 | hfw3 rows x 4096, T 512 | CTAs | us (PP 3) | us per CTA-wave (CTAs / 132) | TFLOP/s | W1 (PP 19) us | W1 per wave | W1 TFLOP/s |\n|---|---|---|---|---|---|---|---|---|\n");
-    {
-        const int K = 4096, maxt = 132;
-        const auto raw = st_gen_rows(QUANT_Q8_0, 192 * maxt, K);
-        const auto xh = st_randn((size_t)T * K, 1.0);
-        for (int tiles : {1, 8, 16, 24, 33, 34, 40, 66, 67, 99, 132}) {
-            const int rows = 192 * tiles;
-            cuda_weight w[2];
-            for (auto &x : w)
-                if (!st_make_weight(&x, QUANT_Q8_0, raw, rows, K)) return;
-            cuda_mmin m;
-            cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, CUDA_MMIN_F16)), T, K, CUDA_MMIN_F16);
-            err e2 = {ERR_OK, {0}};
-            if (cuda_mmin_prepare(dup(xh), K, &m, T, C->st, &e2)) return;
-            float *y = (float *)dalloc((size_t)T * rows * 4);
-            int it = 0;
-            double u2[2] = {0, 0};
-            for (int v = 0; v < 2; v++) {
-                if (v && !w1_ok) continue;
-                cuda_pp_set(v ? 19 : 3);
-                u2[v] = time_us([&] {
-                    cuda_mm_args a;
-                    memset(&a, 0, sizeof a);
-                    a.n = 1; a.exact = 0; a.w[0] = &w[it++ & 1]; a.y[0] = y; a.ldy[0] = rows;
-                    err e3;
-                    cuda_matmul(&a, &m, C->st, &e3);
-                }, 9);
-            }
-            cuda_pp_set(-1);
-            const double us = u2[0];
-            const int ctas = 4 * tiles;
-            fprintf(ctx.f, "| Q8_0 | %d x 4096 | %d | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f |\n", rows, ctas, us, us / (ctas / 132.0),
-                    2.0 * T * rows * K / (us * 1e6), u2[1], u2[1] / (ctas / 132.0), u2[1] > 0 ? 2.0 * T * rows * K / (u2[1] * 1e6) : 0.0);
-            fflush(ctx.f);
-            dfree_all();
-        }
     }
     cuda_hfast_set(-1);
     st_close_stream();
