@@ -1823,8 +1823,14 @@ template <int D> struct pf_smem {
     static constexpr int TOTAL = Q + 2 * STAGE;      // 68 KB at d128, 36 KB at d64
 };
 
+// order > 0 (round 9 pp, SPARKD_PP bit 8; order = the SM count S, with one KV split and at most 3 S CTAs,
+// all resident at once): CTA L of the dispatch order (x fastest) takes the item (tile, KV head) of rank r
+// in the longest-first list, in a snake over waves of S: wave w = L / S takes ranks [w S, w S + S), in
+// reverse on odd waves, so the SM that got the longest item of wave 0 gets the shortest of wave 1 (the
+// base profile, pp512: 52 us a layer, about twice the average work on the busiest SMs with the plain
+// order, whose co-resident CTAs L and L + S are both long).
 template <int D>
-__global__ __launch_bounds__(PF_WARPS * 32, 3) void attn_pf_kernel(const cuda_attn_args a) {
+__global__ __launch_bounds__(PF_WARPS * 32, 3) void attn_pf_kernel(const cuda_attn_args a, int order) {
     using SM = pf_smem<D>;
     constexpr int LD = SM::LD, NT = D / 8, CH = D / 8;
     extern __shared__ __align__(16) uint8_t psm[];
@@ -1832,8 +1838,15 @@ __global__ __launch_bounds__(PF_WARPS * 32, 3) void attn_pf_kernel(const cuda_at
     __half *kvs = (__half *)(psm + SM::Q); // [stage][K PF_BN x LD | V PF_BN x LD]
     pdl_trigger();
     pdl_wait();
-    const cuda_attn_tile tile = a.tiles[a.n_tiles - 1 - blockIdx.x];
-    const int hk = blockIdx.y, G = a.n_head / a.n_kv, R = tile.n * G;
+    int tix = a.n_tiles - 1 - blockIdx.x, hk = blockIdx.y;
+    if (order > 0) {
+        const int N = gridDim.x * gridDim.y, L = blockIdx.y * gridDim.x + blockIdx.x, w = L / order, i = L % order;
+        const int cnt = min(order, N - w * order), r = w * order + (w & 1 ? cnt - 1 - i : i);
+        tix = a.n_tiles - 1 - r / gridDim.y;
+        hk = r % gridDim.y;
+    }
+    const cuda_attn_tile tile = a.tiles[tix];
+    const int G = a.n_head / a.n_kv, R = tile.n * G;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
     const bool exact = !a.pf_fast; // (warp-uniform: the lo halves' loads and MMAs are skipped)
@@ -2014,15 +2027,22 @@ __global__ __launch_bounds__(PF_WARPS * 32, 3) void attn_pf_kernel(const cuda_at
     }
 }
 
+extern "C" int cuda_pp_mode(void); // gemm.cu: SPARKD_PP's bits (round 9 pp; 8: the snake order above)
 template <int D>
 static int attn_pf_launch(const cuda_attn_args *a, void *stream, err *e) {
     static bool attr = false;
+    static int sms = 0;
     if (!attr) {
         CUDA_TRY(cudaFuncSetAttribute(attn_pf_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, pf_smem<D>::TOTAL));
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = 0;
         attr = true;
     }
+    const long n = (long)a->n_tiles * a->n_kv;
+    const int order = (cuda_pp_mode() & 8) && a->n_split == 1 && sms > 0 && n > sms && n <= 3L * sms ? sms : 0;
     CUDA_TRY(cuda_launch(attn_pf_kernel<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_kv, (unsigned)a->n_split),
-                         dim3(PF_WARPS * 32), (size_t)pf_smem<D>::TOTAL, stream, *a));
+                         dim3(PF_WARPS * 32), (size_t)pf_smem<D>::TOTAL, stream, *a, order));
     return 0;
 }
 

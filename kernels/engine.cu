@@ -1043,6 +1043,8 @@ int mm(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float *
 // SPARKD_FZ (round 8): 1 (default) = at T >= 2 the split-K partials of q+k+v, o, gate+up and
 // down are summed by their consumers (qkv_rope_store, resid_norm, the activation) instead of
 // a reduce launch each, the same bits; 0 = every product reduces itself (round 7's launches).
+extern "C" int cuda_pp_mode(void); // gemm.cu: SPARKD_PP's bits (round 9 pp: 1 hfw3 partials deferred, 2 paired gate+up)
+
 int fz_on() { return cuda_env_int("SPARKD_FZ", 1) != 0; }
 // SPARKD_FZ_ATT=0: with SPARKD_FZ on, the decode attention still writes f32 rows and a prepare
 // launch makes o's input (default 1: where o reads the int8 rows alone the combine writes them)
@@ -1222,6 +1224,21 @@ int run_layers(engine *g, int T, int n_out, err *e) {
                 // the input as mm() gives it (mm_input: no int8 rows where this kind keeps f32/f16 inputs)
                 cuda_mmin xin = mm_input(g, ENG_MM_FFN, &g->in_dim);
                 a.ldy[0] = a.ldy[1] = l.ffn; a.exact = mm_exact(g, ENG_MM_FFN, &xin); a.pair_act = act + 1; a.act_out = &g->in_ffn;
+                K_TRY(cuda_matmul(&a, &xin, g->st, e));
+            } else if (T >= 65 && (cuda_pp_mode() & 2) && W->wg.type == W->wu.type && W->wg.type != QUANT_F32) {
+                // prefill (round 9 pp, SPARKD_PP bit 2): gate, up and the activation in one call; where hfw3
+                // runs the product its epilogue computes act(gate) * up, else the launches below (the same
+                // as mm() + cuda_act_mm_part: its input, exact flag, work room and fz's deferred partials)
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                cuda_defer d;
+                memset(&d, 0, sizeof d);
+                const cuda_mmin xin = mm_input(g, ENG_MM_FFN, &g->in_dim);
+                a.n = 2; a.w[0] = &W->wg; a.w[1] = &W->wu; a.y[0] = g->gate; a.y[1] = g->up; a.ldy[0] = a.ldy[1] = l.ffn;
+                a.exact = mm_exact(g, ENG_MM_FFN, &xin) && !hfast_narrow(g, ENG_MM_FFN, &xin, W->wg.type);
+                a.work = g->splitk; a.work_bytes = CU_SPLITK;
+                if (fz) { d.on = 1; a.defer = &d; }
+                a.pair_act = act + 1; a.act_out = &g->in_ffn;
                 K_TRY(cuda_matmul(&a, &xin, g->st, e));
             } else {
                 K_TRY(mm(g, ENG_MM_FFN, &g->in_dim, 2, &W->wg, g->gate, &W->wu, g->up, NULL, NULL, e));

@@ -52,6 +52,7 @@ struct gemm_params {
     const uint16_t *xh, *xl;
     const float *gsum, *tscale;
     cuda_defer *defer; // host side: cuda_mm_args.defer (fz: no reduce launch)
+    int pair_act;      // hfw_kernel<.., PA = true> (round 9, pp): CUDA_ACT_* + 1 of the paired gate+up epilogue
 };
 
 template <uint32_t F> struct gemm_cfg {
@@ -1069,7 +1070,14 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<
 
 // One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
 // next chunk's A (an) is built from slot sx and its activations go to slot sn.
-template <uint32_t F, int WG, bool WF>
+// W1 (round 9, pp; SPARKD_PP bit 16): the wgmma of chunk kc stays in flight across the step's barrier:
+// right after issuing it, wait for chunk kc - 1's only (wait_group 1: its A registers, an, are then
+// free to build into) and hold the barrier there (every warpgroup past chunk kc - 1's reads of slot
+// kc - 1, which this step's x stores reuse); the step then ends without a wait. Round 8's order waits
+// for chunk kc's wgmma and syncs at the end of the step, and ptxas places the A build after that wait
+// (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0, then the HMUL2s), so the tensor pipe idles through the build,
+// the barrier and the next issue; with W1 the build sits between wait_group 1 and the next HGMMA.
+template <uint32_t F, int WG, bool WF, bool W1 = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
@@ -1089,6 +1097,10 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     if (w0) cp_wait<0>(); // (never: p.pfw0 is 0; kept so that hfw3's SASS stays as measured, see gemm_params)
     const bool more2 = kc + 2 < nk;
     const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
+    if constexpr (W1) {
+        hfw_wait<1>(acc);
+        __syncthreads();
+    }
     if (more2 && xw) hfw_stx<WG>(smem + on, xv);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
@@ -1114,11 +1126,13 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
     cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
-    hfw_wait<0>(acc);
-    __syncthreads();
+    if constexpr (!W1) {
+        hfw_wait<0>(acc);
+        __syncthreads();
+    }
 }
 
-template <uint32_t F, int WG, bool WF>
+template <uint32_t F, int WG, bool WF, bool W1 = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
@@ -1137,12 +1151,93 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
-        if (kc + 1 < nk) hfw_step<F, WG, WF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        hfw_step<F, WG, WF, W1>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, W1>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
+    if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
 }
 
+// Round 9 (pp): the paired gate+up CTA (hfw_kernel<F, WG, PA = true>). Its rows i < HM / 2 are gate's
+// rows m0 + i (matrix 0), rows HM / 2 + i up's rows m0 + i (matrix 1), so gate row r and up row r meet in
+// one CTA: warp w (< 2 WG) and warp w + 2 WG hold them in the same lane and register. The cp.async
+// sources as hf_src_of lays a CTA's rows out (pieces of NT / ppr rows: Q8_0 two pieces of HM / 2 rows,
+// piece 1 = the same row of up; 4-bit one piece of all HM rows); gate and up of one type and shape.
 template <uint32_t F, int WG>
+__device__ __forceinline__ hf_src hfw_pair_src(const gemm_params &p, int m0, int n0) {
+    using C = hfw_cfg<F, WG>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16, NP = C::HM * ppr / C::NT, H = C::HM / 2;
+    static_assert(NP == 1 || (NP == 2 && C::NT / ppr == H), "hfw_pair_src: a piece is all the rows or half of them");
+    const int tid = threadIdx.x, rows = p.m[0].rows;
+    hf_src s = hf_src_of<F, 4 * WG, 1>(p, p.m[0], m0, n0); // (its x fields; the weight fields are set below)
+    const int r0 = tid / ppr;
+    const int j0 = NP == 2 ? 0 : r0 / H, l0 = m0 + (NP == 2 ? r0 : r0 % H);
+    const bool v0 = l0 < rows;
+    s.w = p.m[j0].codes + (uint64_t)(v0 ? l0 : 0) * p.m[j0].code_pitch + (tid % ppr) * 16;
+    s.wv = v0 ? (NP == 2 ? 3u : 1u) : 0u;
+    s.wstep = NP == 2 ? (uint64_t)(p.m[1].codes - p.m[0].codes) : 0; // piece 1: the same row of up
+    const int jt = tid < C::HM ? tid / H : 0, lt = m0 + tid % H;
+    s.rv = tid < C::HM && lt < rows;
+    const int rr = s.rv ? lt : 0;
+    s.h = p.m[jt].hi + (uint64_t)rr * p.m[jt].hi_pitch;
+    s.m = p.m[jt].meta + (uint64_t)rr * p.m[jt].meta_pitch;
+    return s;
+}
+// layer.cu's act_f, the same expression (the paired epilogue's values are the activation kernels'
+// bits: kernels/pp_test.cu compares every word).
+__device__ __forceinline__ float hfw_act(float g, int act) {
+    if (act == CUDA_ACT_GELU_TANH) {
+        const float c = 0.7978845608028654f; // sqrt(2/pi)
+        return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+    }
+    return g / (1.0f + expf(-g));
+}
+
+// Round 9 (pp), CR: the matrices of one launch as one list of rows (q, k, v: 4096 + 1024 + 1024 rows are 32
+// tiles of 192, 34 tiles matrix by matrix: 136 CTAs, two waves on 132 SMs). Virtual row v (v < ws_rows) is
+// row v - row0[j] of the last matrix j with row0[j] <= v; the sources per piece as hf_src_of lays a CTA's
+// rows out (piece 1 of Q8_0 may lie in the next matrix: wstep is then the distance between the two rows).
+__device__ __forceinline__ int hfw_mat_of(const gemm_params &p, int v) {
+    int j = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MM_MAX_MATS; i++)
+        if (i < p.n && v >= p.row0[i]) j = i;
+    return j;
+}
+template <uint32_t F, int WG>
+__device__ __forceinline__ hf_src hfw_cat_src(const gemm_params &p, int m0, int n0) {
+    using C = hfw_cfg<F, WG>;
+    constexpr qfmt f = C::f;
+    constexpr int ppr = f.cbits * 64 / 8 / 16, NP = C::HM * ppr / C::NT;
+    static_assert(NP == 1 || NP == 2, "hfw_cat_src: one or two pieces a thread");
+    const int tid = threadIdx.x;
+    hf_src s = hf_src_of<F, 4 * WG, 1>(p, p.m[0], 0, n0); // (its x fields; the weight fields are set below)
+    auto row = [&](int v, bool &ok) -> const uint8_t * {
+        ok = v < p.ws_rows;
+        const int j = hfw_mat_of(p, ok ? v : 0), lr = ok ? v - p.row0[j] : 0;
+        return p.m[j].codes + (uint64_t)lr * p.m[j].code_pitch + (tid % ppr) * 16;
+    };
+    bool ok0 = false, ok1 = false;
+    s.w = row(m0 + tid / ppr, ok0);
+    s.wv = ok0 ? 1u : 0u;
+    s.wstep = 0;
+    if constexpr (NP == 2) {
+        const uint8_t *w1 = row(m0 + tid / ppr + C::NT / ppr, ok1);
+        s.wstep = (uint64_t)(w1 - s.w);
+        s.wv |= ok1 ? 2u : 0u;
+    }
+    const int v = m0 + tid;
+    s.rv = tid < C::HM && v < p.ws_rows;
+    const int j = hfw_mat_of(p, s.rv ? v : 0), lr = s.rv ? v - p.row0[j] : 0;
+    s.h = p.m[j].hi + (uint64_t)lr * p.m[j].hi_pitch;
+    s.m = p.m[j].meta + (uint64_t)lr * p.m[j].meta_pitch;
+    return s;
+}
+
+// PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
+// matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
+// W1 (round 9, pp): see hfw_step. CR (round 9, pp): the matrices as one list of rows (hfw_cat_src).
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG>;
@@ -1156,15 +1251,19 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
         by = b % p.ntn;
         b /= p.ntn;
     }
-    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    if constexpr (!PA && !CR)
+        while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const int m0 = b * C::HM, n0 = by * 128; // (C::HM = 64 WG)
+    const int m0 = PA ? b * (C::HM / 2) : b * C::HM, n0 = by * 128; // (C::HM = 64 WG; PA: rows of each matrix)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
     const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
     const int nk = kz1 - kz0;
-    const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
-    const bool wf = m0 + C::HM <= M.rows;
+    hf_src src;
+    if constexpr (PA) src = hfw_pair_src<F, WG>(p, m0, n0);
+    else if constexpr (CR) src = hfw_cat_src<F, WG>(p, m0, n0);
+    else src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
+    const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= (CR ? p.ws_rows : M.rows);
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
     for (int s = 0; s < 3; s++) {
@@ -1196,29 +1295,92 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
     const int rg = m0 + rowb, rg8 = rg + 8;
+    if constexpr (PA) {
+        // gate row m0 + r is warp r / 16's (< HW), up row m0 + r warp r / 16 + HW's, in the same lane and
+        // registers. Each hands half of its tokens to its partner through the idle stages (the gate warp
+        // its n8 tiles 8-15, the up warp 0-7), then both write act(gate) * up for the other half (the gate
+        // warp tiles 0-7, the up warp 8-15): each value times the token's scale first (the plain
+        // epilogue's y), then act_f(gate) * up as the activation kernels compute it
+        constexpr int HW = 2 * WG; // warps of one half
+        float *ex = (float *)smem; // [2 HW warps][32 accumulators][32 lanes] f32 (2 HW x 4 KB)
+        cp_wait<0>();
+        __syncthreads();
+        const bool up = warp >= HW;
 #pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-        if (nt >= ntiles) break;
+        for (int j = 0; j < 32; j++) ex[(warp * 32 + j) * 32 + lane] = up ? acc[j >> 2][j & 3] : acc[8 + (j >> 2)][j & 3];
+        __syncthreads();
+        const float *pe = ex + (up ? warp - HW : warp + HW) * 32 * 32 + lane; // the partner's 32 values
+        const int act = p.pair_act - 1, nt0 = up ? 8 : 0;
+        const int rr = m0 + (up ? rowb - 16 * HW : rowb), rr8 = rr + 8; // (the row of gate and of up)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int tk = n0 + nt * 8 + 2 * c + h;
-            if (tk >= p.T) continue;
-            const float ts = p.tscale[tk];
-            if (p.ksplit > 1) {
-                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                if (rg < rows) w[rg] = acc[nt][h] * ts;
-                if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
-                continue;
+        for (int i = 0; i < 8; i++) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + (nt0 + i) * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float m0v = up ? acc[8 + i][h] : acc[i][h], m1v = up ? acc[8 + i][2 + h] : acc[i][2 + h];
+                const float o0v = pe[(4 * i + h) * 32], o1v = pe[(4 * i + 2 + h) * 32];
+                const float ts = p.tscale[tk];
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rr < rows) y[rr] = hfw_act((up ? o0v : m0v) * ts, act) * ((up ? m0v : o0v) * ts);
+                if (rr8 < rows) y[rr8] = hfw_act((up ? o1v : m1v) * ts, act) * ((up ? m1v : o1v) * ts);
             }
-            float *y = M.y + (size_t)tk * M.ldy;
-            if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
-            if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+        }
+    } else if constexpr (CR) {
+        // each of the lane's two rows in its own matrix (virtual rows rg, rg8; the split-K partials' rows are
+        // the virtual rows: row0[j] + local row)
+        const bool v0 = rg < p.ws_rows, v8 = rg8 < p.ws_rows;
+        const int j0 = hfw_mat_of(p, v0 ? rg : 0), j8 = hfw_mat_of(p, v8 ? rg8 : 0);
+        const int l0 = rg - p.row0[j0], l8 = rg8 - p.row0[j8];
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows;
+                    if (v0) w[rg] = acc[nt][h] * ts;
+                    if (v8) w[rg8] = acc[nt][2 + h] * ts;
+                    continue;
+                }
+                if (v0) {
+                    float *y = p.m[j0].y + (size_t)tk * p.m[j0].ldy + l0;
+                    *y = p.accumulate ? *y + acc[nt][h] * ts : acc[nt][h] * ts;
+                }
+                if (v8) {
+                    float *y = p.m[j8].y + (size_t)tk * p.m[j8].ldy + l8;
+                    *y = p.accumulate ? *y + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+                }
+            }
+        }
+    } else {
+#pragma unroll
+        for (int nt = 0; nt < 16; nt++) {
+            if (nt >= ntiles) break;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int tk = n0 + nt * 8 + 2 * c + h;
+                if (tk >= p.T) continue;
+                const float ts = p.tscale[tk];
+                if (p.ksplit > 1) {
+                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+                    if (rg < rows) w[rg] = acc[nt][h] * ts;
+                    if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
+                    continue;
+                }
+                float *y = M.y + (size_t)tk * M.ldy;
+                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
+                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+            }
         }
     }
 #endif
@@ -1694,22 +1856,37 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
                              stream, p));
     return 0;
 }
-template <uint32_t F, int WG>
-static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
+// pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
+static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG>;
     constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG>, grid, dim3(128 * WG), (size_t)smem, stream, p));
-    if (p.ksplit > 1)
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
+}
+static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
+// hfw3 with round 9's (pp) W1 (SPARKD_PP bit 16) for the types it was measured with; PA the paired tiles
+template <uint32_t F, bool PA>
+static int hfw_pp_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
+    if (pp & 16) return hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
+    return hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
+}
+// CR (SPARKD_PP bit 32): the matrices of the launch as one list of mt row tiles (Q8_0, Q4_K)
+template <uint32_t F>
+static int hfw_cr_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
+    pp_cat_launches++;
+    if (pp & 16) return hfw_launch_t<F, 3, false, true, true>(p, mt, stream, e, dz);
+    return hfw_launch_t<F, 3, false, false, true>(p, mt, stream, e, dz);
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
 // SPARKD_HF2=0: hfast_kernel with round 6's tile rule for every type (default 1: hf2_kernel, see hfast_launch);
@@ -1742,7 +1919,28 @@ static int hf2_ks_cap(int T) {
     }
     return T >= 33 && T <= 64 && cuda_t64_on() && t64_hks > 8 ? (t64_hks > 16 ? 16 : t64_hks) : 8;
 }
-static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e) {
+// SPARKD_PP (round 9, pp): bits 1 (hfw3's split partials to the consumer), 2 (the paired gate+up
+// epilogue), 8 (attn.cu: the prefill attention's CTAs in a snake order over the waves), 16 (W1:
+// hfw3's wgmma in flight across the step's barrier, the A build overlapping it) and 32 (CR: a launch's
+// matrices as one list of row tiles where that takes fewer); default 59, 0 = round 8's prefill path
+// exactly. (Bit 4, hfw3 in clusters of 2 CTAs sharing the x tile, was measured and
+// removed: 0.67x, kernels/PERF.md.) Read once.
+static int pp_mode_v = -1;
+extern "C" int cuda_pp_mode(void) {
+    if (pp_mode_v < 0) {
+        const char *v = getenv("SPARKD_PP");
+        pp_mode_v = v && v[0] ? atoi(v) & 59 : 59;
+    }
+    return pp_mode_v;
+}
+extern "C" void cuda_pp_set(int mode) { pp_mode_v = mode < 0 ? -1 : mode & 59; }
+extern "C" long cuda_pp_pair_launches(void) { return pp_pair_launches; } // tests: paired launches so far
+extern "C" long cuda_pp_cat_launches(void) { return pp_cat_launches; }   // tests: one-list (CR) launches so far
+
+// pair (round 9, pp): CUDA_ACT_* + 1 of a paired gate+up product (cuda_matmul's pair_act at T > 1; 0:
+// none): hfw3 may take it (*pair_done = 1: act(gate) * up in y[0], y[1] not written)
+static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stream, err *e, int pair = 0,
+                        int *pair_done = NULL) {
     hf_launches++;
     if (env_wm < 0) {
         const char *v = getenv("SPARKD_HFAST_WM");
@@ -1811,11 +2009,45 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
         p.ws = p.ksplit > 1 ? a->work : NULL;
         p.ntn = hf2_raster ? ntn : 0;
         p.pfw0 = 0; // (see gemm_params)
+        const int pp = cuda_pp_mode();
+        // round 9 (pp): gate+up in one list of paired tiles (96 rows of each a CTA: the same CTA count
+        // as two lists of 192-row tiles), the activation in the epilogue; only where nothing splits K
+        if ((pp & 2) && pair && pair_done && p.n == 2 && p.ksplit == 1 && !p.accumulate &&
+            (ty == QT_Q8_0 || ty == QT_Q4_K) && p.m[0].rows == p.m[1].rows && a->w[0]->cols == a->w[1]->cols &&
+            p.m[0].code_pitch == p.m[1].code_pitch && p.m[0].hi_pitch == p.m[1].hi_pitch &&
+            p.m[0].meta_pitch == p.m[1].meta_pitch && p.m[0].ldy >= p.m[0].rows) {
+            p.m[0].mtiles = (p.m[0].rows + 95) / 96;
+            p.m[1].mtiles = 0;
+            p.pair_act = pair;
+            *pair_done = 1;
+            pp_pair_launches++;
+            if (ty == QT_Q8_0) return hfw_pp_launch<QT_Q8_0, true>(p, p.m[0].mtiles, pp, stream, e, false);
+            return hfw_pp_launch<QT_Q4_K, true>(p, p.m[0].mtiles, pp, stream, e, false);
+        }
+        const bool dz = (pp & 1) != 0;
+        if ((pp & 32) && p.n > 1 && (ty == QT_Q8_0 || ty == QT_Q4_K)) {
+            // round 9 pp: one list of rows where it takes fewer tiles (q+k+v of Qwen3-8B: 32 instead of 34)
+            const int mtc = (p.ws_rows + 191) / 192;
+            if (mtc < mt) {
+                const int ctc = mtc * ntn;
+                int kc = 1;
+                if (env_ks > 0) kc = env_ks;
+                else if (10 * ctc < 9 * sms && nk >= 8) kc = (2 * sms + ctc / 2) / ctc;
+                if (kc > nk / 4) kc = nk / 4;
+                if (kc > 8) kc = 8;
+                if (!a->work) kc = 1;
+                while (kc > 1 && (uint64_t)kc * p.T * p.ws_rows * 4 > a->work_bytes) kc--;
+                p.ksplit = kc < 1 ? 1 : kc;
+                p.ws = p.ksplit > 1 ? a->work : NULL;
+                if (ty == QT_Q8_0) return hfw_cr_launch<QT_Q8_0>(p, mtc, pp, stream, e, dz);
+                return hfw_cr_launch<QT_Q4_K>(p, mtc, pp, stream, e, dz);
+            }
+        }
         switch (ty) {
-        case QT_Q8_0: return hfw_launch_t<QT_Q8_0, 3>(p, mt, stream, e);
-        case QT_Q4_K: return hfw_launch_t<QT_Q4_K, 3>(p, mt, stream, e);
-        case QT_Q5_K: return hfw_launch_t<QT_Q5_K, 3>(p, mt, stream, e);
-        case QT_Q6_K: return hfw_launch_t<QT_Q6_K, 3>(p, mt, stream, e);
+        case QT_Q8_0: return hfw_pp_launch<QT_Q8_0, false>(p, mt, pp, stream, e, dz);
+        case QT_Q4_K: return hfw_pp_launch<QT_Q4_K, false>(p, mt, pp, stream, e, dz);
+        case QT_Q5_K: return hfw_pp_launch<QT_Q5_K, false>(p, mt, pp, stream, e, dz);
+        case QT_Q6_K: return hfw_pp_launch<QT_Q6_K, false>(p, mt, pp, stream, e, dz);
         }
     }
     const bool t128_q8 = hf2_q8t128 && ty == QT_Q8_0 && p.T > HF_N && m128 * ((p.T + HF_N - 1) / HF_N) >= 6 * sms;
@@ -2032,7 +2264,41 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     return err_set(e, ERR_UNSUPPORTED, "cuda_matmul: no w64 kernel for type %u", ty);
 }
 
+static int mm_run(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e, int pair, int *pair_done);
+
+// Round 9 (pp): pair_act at T > 1 (the engine asks it at T >= 65 with SPARKD_PP bit 2): gate w[0] and up
+// w[1] of one type and shape, act(gate) * up into act_out. Where hfw3 runs the product (sm_90a, T >= 65)
+// one list of paired tiles computes the activation in its epilogue (into y[0]'s rows; y[1] not written)
+// and cuda_mmin_prepare makes act_out from them; elsewhere the product writes gate and up (its split-K
+// partials, if a->defer asks, go to the activation) and cuda_act_mm_part makes act_out: the launches
+// the engine makes without pair_act. act_out's values are the same bits either way (kernels/pp_test.cu).
+static int pp_pair_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    const int T = x->T;
+    if (a->n != 2 || !a->act_out || !a->w[0] || !a->w[1] || a->w[0]->rows != a->w[1]->rows ||
+        a->act_out->K != a->w[0]->rows || a->ldy[0] != a->ldy[1] || a->accumulate ||
+        (a->pair_act != CUDA_ACT_SILU + 1 && a->pair_act != CUDA_ACT_GELU_TANH + 1))
+        return err_set(e, ERR_INVALID, "cuda_matmul: the paired activation at T %d needs gate and up of one shape, "
+                                       "one ldy and act_out of their rows", T);
+    cuda_mm_args b = *a;
+    b.pair_act = 0;
+    b.act_out = NULL;
+    int done = 0;
+    const int rc = mm_run(&b, x, stream, e, a->pair_act, &done);
+    if (rc) return rc;
+    const int rows = (int)a->w[0]->rows;
+    if (done) return cuda_mmin_prepare(a->y[0], a->ldy[0], a->act_out, T, stream, e);
+    return cuda_act_mm_part(a->y[0], a->y[1], a->ldy[0], T, rows, a->pair_act - 1, a->defer ? &a->defer->part[0] : NULL,
+                            a->defer ? &a->defer->part[1] : NULL, a->act_out, stream, e);
+}
+
 extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+    if (a && x && a->pair_act && x->T > 1 && a->path != CUDA_MM_FORCE_GEMV && a->n == 2 && a->w[0] &&
+        a->w[0]->type != QT_F32)
+        return pp_pair_matmul(a, x, stream, e);
+    return mm_run(a, x, stream, e, 0, NULL);
+}
+
+static int mm_run(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e, int pair, int *pair_done) {
     if (!a || !x || a->n < 1 || a->n > CUDA_MM_MAX_MATS)
         return err_set(e, ERR_INVALID, "cuda_matmul: %d matrices", a ? a->n : 0);
     const uint32_t type = a->w[0]->type;
@@ -2105,7 +2371,7 @@ extern "C" int cuda_matmul(const cuda_mm_args *a, const cuda_mmin *x, void *stre
     // small grids (decode batches on narrow matrices) split K over CTAs, when the caller
     // gave room for the partials
     if (w64) return w64_launch(p, a, sms, stream, e);
-    if (hf) return hfast_launch(p, a, sms, stream, e);
+    if (hf) return hfast_launch(p, a, sms, stream, e, pair, pair_done);
     p.ksplit = 1;
     const int nk = x->K / 64, ntile_n = (T + GB_N - 1) / GB_N, want = 2 * sms;
     if (a->work && mtiles * ntile_n < want && nk >= 8) {
