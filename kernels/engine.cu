@@ -1373,7 +1373,16 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
             K_TRY(run_layers(g, T, n_out, e));
         }
     } else {
-        K_TRY(run_layers(g, T, n_out, e));
+        // Prompt steps (T >= SPARKD_PP_PDL_T, default 65: the hfw3 / hf2 products) launch without
+        // PDL: on an H200 the Qwen3-8B pp512 step ran 18,794 tok/s with PDL and 21,776 without
+        // (round 9 run 1, SPARKD_NO_PDL=1; kernels/PERF.md "Round 9, lead"). SPARKD_PP_PDL_T=0:
+        // PDL in every step, as round 8.
+        static int pdl_t = -1;
+        if (pdl_t < 0) pdl_t = cuda_env_int("SPARKD_PP_PDL_T", 65);
+        const int off = pdl_t > 0 && T >= pdl_t ? cuda_pdl_suspend(1) : -1;
+        rc = run_layers(g, T, n_out, e);
+        if (off >= 0) cuda_pdl_suspend(off);
+        K_TRY(rc);
     }
     // one step at a time: the host needs the results next (sampling, or the next
     // chunk's metadata in the same pinned buffer), and a fault surfaces here as ERR_IO

@@ -58,6 +58,9 @@ __device__ __forceinline__ void pdl_trigger() {
 // engine turns it on for devices of compute capability 9.0+ unless SPARKD_NO_PDL is set).
 int cuda_pdl_enabled(void);
 void cuda_pdl_set(int on);
+// cuda_pdl_suspend(1): the calling thread's launches go without the PDL attribute until
+// cuda_pdl_suspend(0) (engine.cu: prompt steps); returns the previous state.
+int cuda_pdl_suspend(int off);
 
 // cuda_launch and cuda_launch_cluster's launch: kern on grid x block, smem bytes of dynamic
 // shared memory, with the n attributes at[0..n) and then (at[n], written here: at has room for

@@ -36,8 +36,14 @@ int cuda_fail(err *e, cudaError_t rc, const char *call, const char *file, int li
 }
 
 static int g_pdl = 0;
-int cuda_pdl_enabled(void) { return g_pdl; }
+static thread_local int t_pdl_off = 0; // cuda_pdl_suspend: this thread's launches without PDL
+int cuda_pdl_enabled(void) { return g_pdl && !t_pdl_off; }
 void cuda_pdl_set(int on) { g_pdl = on; }
+int cuda_pdl_suspend(int off) {
+    const int was = t_pdl_off;
+    t_pdl_off = off;
+    return was;
+}
 
 int cuda_cluster_refused(cudaError_t rc, void *stream, const char *call, const char *file, int line, err *e) {
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
