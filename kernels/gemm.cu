@@ -1915,7 +1915,7 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
 // more than 0.1 worse than 3's: Qwen3-8B q+k+v, o, down, head on 4, gate+up on 3), SPARKD_W64_KS=n: K pieces,
 // SPARKD_W64_PIPE=0: each step drains its own wgmma (WG 3; not Q5_K); SPARKD_W64_FENCE=1: fence.proxy.async
 // after each chunk's wait as in run 0 (pipelined; Q8_0 / Q4_K WG 3 only).
-static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1,
+static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = -1, w64_ks = 0, w64_kq = 1, w64_g2 = 1, w64_dev = 0, w64_pipe = 1,
            w64_fence = 0;
 static long w64_count = 0;
 static thread_local int w64_scoped = 0;
