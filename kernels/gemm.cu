@@ -1237,10 +1237,9 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 // into the 128B-swizzled K-major tile wgmma reads: one coalesced 128-byte row a warp instruction,
 // conflict-free; no register staging), the weights of the first S - 1 chunks before the PDL wait.
 // The x tile's cp.async writes are read by wgmma (the async proxy) after cp.async.wait_group and a
-// barrier, without fence.proxy.async (as CUTLASS's cp.async + GMMA mainloop): the fence compiles to
-// MEMBAR.ALL.CTA, which waits for this thread's copies still in flight, so with it each chunk's step
-// waited for the chunk just requested (GPU run 0: ~1 us a chunk, 23-37% of the probe for Q8_0). P bit 1
-// (SPARKD_W64_FENCE=1) keeps the fence for comparison.
+// barrier, without fence.proxy.async (as CUTLASS's cp.async + GMMA mainloop); P bit 1 (SPARKD_W64_FENCE=1)
+// adds it after each chunk's wait. GPU run 1: the same speed either way (the fence was suspected after run
+// 0, wrongly: the step is latency-bound on its instruction stream, kernels/PERF.md "Round 9, helper w64").
 // Stage ring: at chunk kc the wgmma reads slot kc, the warps build chunk kc + 1's A from slot
 // kc + 1, the copies of chunk kc + S - 1 go to slot kc - 1 (free: its wgmma waited, its A built),
 // and chunk kc + 2's scales are decoded in place (hf3_decode) once its copies landed.
