@@ -1399,10 +1399,9 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 // into the 128B-swizzled K-major tile wgmma reads: one coalesced 128-byte row a warp instruction,
 // conflict-free; no register staging), the weights of the first S - 1 chunks before the PDL wait.
 // The x tile's cp.async writes are read by wgmma (the async proxy) after cp.async.wait_group and a
-// barrier, without fence.proxy.async (as CUTLASS's cp.async + GMMA mainloop): the fence compiles to
-// MEMBAR.ALL.CTA, which waits for this thread's copies still in flight, so with it each chunk's step
-// waited for the chunk just requested (GPU run 0: ~1 us a chunk, 23-37% of the probe for Q8_0). P bit 1
-// (SPARKD_W64_FENCE=1) keeps the fence for comparison.
+// barrier, without fence.proxy.async (as CUTLASS's cp.async + GMMA mainloop); P bit 1 (SPARKD_W64_FENCE=1)
+// adds it after each chunk's wait. GPU run 1: the same speed either way (the fence was suspected after run
+// 0, wrongly: the step is latency-bound on its instruction stream, kernels/PERF.md "Round 9, helper w64").
 // Stage ring: at chunk kc the wgmma reads slot kc, the warps build chunk kc + 1's A from slot
 // kc + 1, the copies of chunk kc + S - 1 go to slot kc - 1 (free: its wgmma waited, its A built),
 // and chunk kc + 2's scales are decoded in place (hf3_decode) once its copies landed.
@@ -2140,13 +2139,14 @@ static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
 // Default: on sm_90a, the engine's products (cuda_w64_scope: mm_p and the head in engine.cu; the
 // tests that call cuda_matmul directly keep today's routing unless they set it) of Q8_0 / Q4_K /
 // Q5_K / Q6_K weights at SPARKD_W64_MIN..SPARKD_W64_MAX tokens (default 33..64) take w64_kernel,
-// before gemms2 (SPARKD_W64_G2=1: gemms2 keeps the products it wants) and mmq; Q8_0 then reads the
+// after gemms2 keeps the products it wants (SPARKD_W64_G2, default 1: the K-quants' gate+up and head at
+// SPARKD_T64_G2=1; 0: w64 before gemms2) and before mmq; Q8_0 then reads the
 // f16 form (engine.cu forms_at asks cuda_w64_takes). SPARKD_W64_KQ=0: Q8_0 only. SPARKD_W64_WG=2|3|4:
-// warpgroups a CTA (rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only; 0: 4 unless its grid fills the SMs
+// warpgroups a CTA (default: 0 for Q8_0, 3 else; rows 64 WG; 2 and 4 built for Q8_0 and Q4_K only; 0: 4 unless its grid fills the SMs
 // more than 0.1 worse than 3's: Qwen3-8B q+k+v, o, down, head on 4, gate+up on 3), SPARKD_W64_KS=n: K pieces,
 // SPARKD_W64_PIPE=0: each step drains its own wgmma (WG 3; not Q5_K); SPARKD_W64_FENCE=1: fence.proxy.async
 // after each chunk's wait as in run 0 (pipelined; Q8_0 / Q4_K WG 3 only).
-static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_dev = 0, w64_pipe = 1,
+static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = -1, w64_ks = 0, w64_kq = 1, w64_g2 = 1, w64_dev = 0, w64_pipe = 1,
            w64_fence = 0;
 static long w64_count = 0;
 static thread_local int w64_scoped = 0;
@@ -2154,13 +2154,13 @@ static void w64_env() {
     if (w64_mode >= 0) return;
     const char *v = getenv("SPARKD_W64");
     const int mode = v && !strcmp(v, "0") ? 0 : 1;
-    w64_min = 33, w64_max = 64, w64_wg = 3, w64_ks = 0, w64_kq = 1, w64_g2 = 0, w64_pipe = 1, w64_fence = 0;
+    w64_min = 33, w64_max = 64, w64_wg = -1, w64_ks = 0, w64_kq = 1, w64_g2 = 1, w64_pipe = 1, w64_fence = 0;
     if ((v = getenv("SPARKD_W64_MIN")) && atoi(v) >= 2) w64_min = atoi(v);
     if ((v = getenv("SPARKD_W64_MAX")) && atoi(v) >= 2) w64_max = atoi(v) > 64 ? 64 : atoi(v);
     if ((v = getenv("SPARKD_W64_WG")) && (atoi(v) == 0 || (atoi(v) >= 2 && atoi(v) <= 4))) w64_wg = atoi(v);
     if ((v = getenv("SPARKD_W64_KS"))) w64_ks = atoi(v);
     if ((v = getenv("SPARKD_W64_KQ"))) w64_kq = strcmp(v, "0") != 0;
-    if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = !strcmp(v, "1");
+    if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
     int dev = 0, optin = 0, mj = 0, mn = 0;
@@ -2222,6 +2222,7 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     const int pv = w64_pipe | w64_fence << 1;
     const int P = pv == 1 || (pv == 0 && ty != QT_Q5_K) || (pv == 3 && (ty == QT_Q8_0 || ty == QT_Q4_K)) ? pv : 1;
     int wg = (ty == QT_Q8_0 || ty == QT_Q4_K) && P == 1 ? w64_wg : 3;
+    if (wg < 0) wg = ty == QT_Q8_0 ? 0 : 3; // the default: auto for Q8_0 (run 1: 64 seq +9.8% vs WG 3's +8.7%), 3 else
     if (wg == 0) { // SPARKD_W64_WG=0: 4 warpgroups unless their grid fills the SMs clearly worse than 3's
         double fill[2];
         for (int k = 0; k < 2; k++) {
