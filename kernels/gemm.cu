@@ -1008,10 +1008,10 @@ __device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 #endif
 }
-// The weight part of chunk kc (as hf_load_w) into an hfw stage; WF: all rows inside the matrix.
-template <uint32_t F, int WG, bool WF>
-__device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc) {
-    using C = hfw_cfg<F, WG>;
+// The weight part of chunk kc (codes, hi bits, meta; as hf_load_w) into a stage of a wgmma kernel
+// whose configuration C (hfw_cfg, w64_cfg) gives the stage's layout; WF: all rows inside the matrix.
+template <uint32_t F, class C, bool WF>
+__device__ __forceinline__ void wg_load_w(uint8_t *sb, const hf_src &s, int kc) {
     constexpr qfmt f = C::f;
     constexpr int ppr = f.cbits * 64 / 8 / 16;
     const int tid = threadIdx.x;
@@ -1032,6 +1032,12 @@ __device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc)
         cp_async4(md, s.m + (size_t)(kc >> 2) * 20, rv);
         cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
     } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
+}
+// ... into an hfw stage
+template <uint32_t F, int WG, bool WF>
+__device__ __forceinline__ void hfw_load_w(uint8_t *sb, const hf_src &s, int kc) {
+    using C = hfw_cfg<F, WG>;
+    wg_load_w<F, hfw_cfg<F, WG>, WF>(sb, s, kc);
 }
 // The x tile's copy: 512 tasks (128 tokens x 4 quarters of a 128-byte chunk) over the NX threads that
 // move it (warpgroups 0-1), TPT a thread; task i = threadIdx.x + NX j is token
@@ -1438,31 +1444,10 @@ __device__ __forceinline__ void w64_mma(float (&d)[8][4], const uint32_t (&a)[4]
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
 #endif
 }
-// The weight part of chunk kc (codes, hi bits, meta; as hfw_load_w) and the x tile of chunk kc (the
-// tile's ntok tokens from x0, pitch bytes a token) into stage sb; WF: all rows inside the matrix.
+// ... into a w64 stage (w64_load_x copies the chunk's x tile)
 template <uint32_t F, int WG, bool WF>
 __device__ __forceinline__ void w64_load_w(uint8_t *sb, const hf_src &s, int kc) {
-    using C = w64_cfg<F, WG>;
-    constexpr qfmt f = C::f;
-    constexpr int ppr = f.cbits * 64 / 8 / 16;
-    const int tid = threadIdx.x;
-    const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
-    uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
-#pragma unroll
-    for (int i = 0; i < C::HM * ppr / C::NT; i++) {
-        const bool v = WF || ((s.wv >> i) & 1);
-        cp_async16(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
-    }
-    if (tid >= C::HM) return; // one row a thread for hi bits and meta
-    const bool rv = WF || s.rv;
-    if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
-    else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
-    uint8_t *md = sb + C::off_m + tid * C::mpitch;
-    if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, rv);
-    else if constexpr (F == QT_Q6_K) {
-        cp_async4(md, s.m + (size_t)(kc >> 2) * 20, rv);
-        cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
-    } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
+    wg_load_w<F, w64_cfg<F, WG>, WF>(sb, s, kc);
 }
 // Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes. The
 // per-token source offsets and swizzled destinations are computed once a CTA (w64_xs_of): run 0's loop
