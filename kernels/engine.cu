@@ -981,7 +981,7 @@ cuda_mmin mm_input(const engine *g, int kind, const cuda_mmin *x) {
 extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu (round 9): the product takes w64_kernel
 extern "C" void cuda_w64_scope(int on);              // gemm.cu: cuda_matmul routes by cuda_w64_takes (the engine's products)
 // cuda_matmul for the engine's products: w64_kernel at 33..64 tokens where cuda_w64_takes says so.
-int mm_run(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
+int mm_scoped(const cuda_mm_args *a, const cuda_mmin *x, void *stream, err *e) {
     cuda_w64_scope(1);
     const int rc = cuda_matmul(a, x, stream, e);
     cuda_w64_scope(0);
@@ -1024,7 +1024,7 @@ int mm_p(engine *g, int kind, cuda_mmin *x0, int n, const cuda_weight *w0, float
                 done[j] = 1;
                 js[nj++] = j;
             }
-        K_TRY(mm_run(&a, x, g->st, e));
+        K_TRY(mm_scoped(&a, x, g->st, e));
         if (parts) {
             for (int k = 0; k < nj; k++) parts[js[k]] = d.part[k];
             used += (d.used + 255) & ~(uint64_t)255;
@@ -1270,7 +1270,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = mm_exact(g, ENG_MM_HEAD, &g->in_out);
         if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
         const cuda_mmin hx = mm_input(g, ENG_MM_HEAD, &g->in_out);
-        K_TRY(mm_run(&a, &hx, g->st, e));
+        K_TRY(mm_scoped(&a, &hx, g->st, e));
         if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0
         if (hp->final_softcap > 0.0f) K_TRY(cuda_softcap(g->logits, l.V, n_out, l.V, hp->final_softcap, g->st, e));
     }
@@ -1377,8 +1377,7 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
         // PDL: on an H200 the Qwen3-8B pp512 step ran 18,794 tok/s with PDL and 21,776 without
         // (round 9 run 1, SPARKD_NO_PDL=1; kernels/PERF.md "Round 9, lead"). SPARKD_PP_PDL_T=0:
         // PDL in every step, as round 8.
-        static int pdl_t = -1;
-        if (pdl_t < 0) pdl_t = cuda_env_int("SPARKD_PP_PDL_T", 65);
+        const int pdl_t = cuda_env_int("SPARKD_PP_PDL_T", 65); // (read once, cached by cuda_env_int)
         const int off = pdl_t > 0 && T >= pdl_t ? cuda_pdl_suspend(1) : -1;
         rc = run_layers(g, T, n_out, e);
         if (off >= 0) cuda_pdl_suspend(off);
