@@ -69,6 +69,23 @@ template <uint32_t F> struct gemm_cfg {
     static constexpr int ngroups = f.group == 16 ? 4 : f.group == 32 ? 2 : 0; // per chunk
 };
 
+// Two outputs of a warp's accumulator fragment, rows rg and rg8 of matrix mi at token tk, times the
+// token's scale: into the split-K room (ksplit > 1) or y (adding to it with p.accumulate). The
+// epilogue of hfast_kernel, hf2_kernel, hfw_kernel and w64_kernel alike.
+__device__ __forceinline__ void hf_store2(const gemm_params &p, const gemm_mat &M, int mi, int tk, int rg, int rg8, int rows,
+                                          float v0, float v1) {
+    const float ts = p.tscale[tk];
+    if (p.ksplit > 1) {
+        float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
+        if (rg < rows) w[rg] = v0 * ts;
+        if (rg8 < rows) w[rg8] = v1 * ts;
+        return;
+    }
+    float *y = M.y + (size_t)tk * M.ldy;
+    if (rg < rows) y[rg] = p.accumulate ? y[rg] + v0 * ts : v0 * ts;
+    if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + v1 * ts : v1 * ts;
+}
+
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
@@ -555,16 +572,7 @@ __global__ __launch_bounds__(32 * WM, MT == 1 ? 2 : WM == 8 ? 1 : WM == 4 ? 3 : 
             for (int h = 0; h < 2; h++) {
                 const int tk = n0 + nt * 8 + 2 * c + h;
                 if (tk >= p.T) continue;
-                const float ts = p.tscale[tk];
-                if (p.ksplit > 1) {
-                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                    if (rg < rows) w[rg] = acc[mt][nt][h] * ts;
-                    if (rg8 < rows) w[rg8] = acc[mt][nt][2 + h] * ts;
-                    continue;
-                }
-                float *y = M.y + (size_t)tk * M.ldy;
-                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
-                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
+                hf_store2(p, M, mi, tk, rg, rg8, rows, acc[mt][nt][h], acc[mt][nt][2 + h]);
             }
         }
     }
@@ -854,16 +862,7 @@ __global__ __launch_bounds__(128, 3) void hf2_kernel(const gemm_params p) {
             for (int h = 0; h < 2; h++) {
                 const int tk = n0 + nt * 8 + 2 * c + h;
                 if (tk >= p.T) continue;
-                const float ts = p.tscale[tk];
-                if (p.ksplit > 1) {
-                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                    if (rg < rows) w[rg] = acc[mt][nt][h] * ts;
-                    if (rg8 < rows) w[rg8] = acc[mt][nt][2 + h] * ts;
-                    continue;
-                }
-                float *y = M.y + (size_t)tk * M.ldy;
-                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[mt][nt][h] * ts : acc[mt][nt][h] * ts;
-                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[mt][nt][2 + h] * ts : acc[mt][nt][2 + h] * ts;
+                hf_store2(p, M, mi, tk, rg, rg8, rows, acc[mt][nt][h], acc[mt][nt][2 + h]);
             }
         }
     }
@@ -1376,16 +1375,7 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
             for (int h = 0; h < 2; h++) {
                 const int tk = n0 + nt * 8 + 2 * c + h;
                 if (tk >= p.T) continue;
-                const float ts = p.tscale[tk];
-                if (p.ksplit > 1) {
-                    float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                    if (rg < rows) w[rg] = acc[nt][h] * ts;
-                    if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
-                    continue;
-                }
-                float *y = M.y + (size_t)tk * M.ldy;
-                if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
-                if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+                hf_store2(p, M, mi, tk, rg, rg8, rows, acc[nt][h], acc[nt][2 + h]);
             }
         }
     }
@@ -1640,16 +1630,7 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
         for (int h = 0; h < 2; h++) {
             const int tk = nt * 8 + 2 * c + h;
             if (tk >= p.T) continue;
-            const float ts = p.tscale[tk];
-            if (p.ksplit > 1) {
-                float *w = p.ws + ((size_t)blockIdx.z * p.T + tk) * p.ws_rows + p.row0[mi];
-                if (rg < rows) w[rg] = acc[nt][h] * ts;
-                if (rg8 < rows) w[rg8] = acc[nt][2 + h] * ts;
-                continue;
-            }
-            float *y = M.y + (size_t)tk * M.ldy;
-            if (rg < rows) y[rg] = p.accumulate ? y[rg] + acc[nt][h] * ts : acc[nt][h] * ts;
-            if (rg8 < rows) y[rg8] = p.accumulate ? y[rg8] + acc[nt][2 + h] * ts : acc[nt][2 + h] * ts;
+            hf_store2(p, M, mi, tk, rg, rg8, rows, acc[nt][h], acc[nt][2 + h]);
         }
     }
 #endif
