@@ -27,6 +27,7 @@
 #include "cuda.h"
 #include "cuda_kern.h"
 #include "cuda_moe.h"
+#include "dq.h"
 
 #include <cuda_fp8.h>
 
@@ -1176,7 +1177,9 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         qa.n_head = hp->n_head; qa.n_kv = hp->n_head_kv; qa.head_dim = hp->head_dim;
         qa.kv = kv; qa.kv_type = (int)g->opt.kv_type; qa.kv_block = CU_KV_BLOCK;
         if (fz) { qa.pq = pp[0]; qa.pk = pp[1]; qa.pv = pp[2]; }
-        K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
+        // round 10 dq: at one token the whole chain (norm, RoPE, KV store, attention, merge) in one launch (dq.cu)
+        const bool dq = !g->tp && g->in_q.forms == CUDA_MMIN_XP && cuda_dq_takes(&qa, T, l.attn_work);
+        if (!dq) K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
         cuda_attn_args aa;
         memset(&aa, 0, sizeof aa);
         aa.q = g->q; aa.out = g->att; aa.ldq = aa.ldo = l.q_dim; aa.kv = kv; aa.kv_type = (int)g->opt.kv_type;
@@ -1189,7 +1192,12 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         } else {
             aa.prefill = l.pf; // (the tiles were cut to cuda_attn_pf_tokens then)
         }
-        if (g->in_q.forms == CUDA_MMIN_XP) {
+        if (dq) {
+            aa.out = g->in_q.xp;
+            aa.out_p64 = 1;
+            K_TRY(cuda_dq_attention(&qa, &aa, &tk, g->st, e));
+            g->in_q.T = T;
+        } else if (g->in_q.forms == CUDA_MMIN_XP) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself
             aa.out = g->in_q.xp;
             aa.out_p64 = 1;

@@ -1,0 +1,411 @@
+// dq.cu — round 10, helper dq: the batch-1 decode attention chain (q / k norm + RoPE + KV store,
+// attention, split merge) in one launch. Contract in dq.h.
+//
+// Why: at batch 1 on an H200 (round 9 base profile, ~515 positions, ncu) a layer's chain was
+// qkv_kernel 5.2 us + attn_dec3_kernel 12.6 us (grid 35 x 8, 254 registers, ~5 x 8 CTAs with
+// work) + attn_dec_combine_u 4.1 us: 22 us a layer, ~790 us of a ~3.0 ms token, nearly all of it
+// fixed latency (2 MB of KV a layer is 0.5 us at the probe).
+//
+// grid (splits, n_kv), 4 warps. Every CTA of KV head h:
+//   1. (before pdl_wait: the norm weights and inverse frequencies, which no kernel writes; the
+//      position and block table, which only the host writes) after the wait issues its first
+//      tile's K / V loads, then normalizes / rotates its G q heads and the head's k from the raw
+//      GEMV rows (bias, RMS norm, RoPE: qkv_kernel's arithmetic), rounds k and v to f16; CTA 0
+//      stores them into the cache at pos. No CTA reads position pos from the cache: the CTA
+//      whose range holds it takes its K / V row from shared memory (so no ordering is needed).
+//   2. walks its range [r0, r1) of positions in tiles of 32, tile i by warp i % 4: lane j holds
+//      the K row of position tile + j (16 x 16-byte loads) and scores it against the G q rows
+//      (f32 FMAs, q in shared memory as broadcasts), online softmax per head (log2 units: scale
+//      * log2 e folded into q), P.V with lane j owning dims 4 j .. 4 j + 3 of every head (the
+//      tile's 32 V rows loaded 8 bytes a lane, all in flight with the K loads).
+//   3. merges its 4 warps in shared memory; one active CTA writes the output row itself, else
+//      each writes a partial (o, max, sum) to work, and the last CTA of the head to finish (an
+//      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
+//      writes Wo's f32 input (P64 order when out_p64).
+// Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
+// the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
+// the wait.
+#include "cuda.h"
+#include "cuda_kern.h"
+#include "dq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_util.cuh"
+
+#define DQ_D 128     // head_dim
+#define DQ_WARPS 4
+#define DQ_TILE 32   // positions a warp step (one a lane)
+#define DQ_SPLITS_MAX 64
+#define DQ_KV_MAX 256 // KV heads the ticket array holds
+
+// (head, ticket): the CTAs of a head that finished this launch; zero at module load, and reset
+// to zero by the head's last CTA (one array a device: launches on one device are serialized)
+__device__ unsigned dq_ticket[DQ_KV_MAX];
+
+struct dq_params {
+    const float *q, *k, *v;        // raw GEMV rows of the token: (n_head * D), (n_kv * D), (n_kv * D) f32
+    const float *bq, *bk, *bv;     // biases (same shapes) or NULL
+    const float *q_norm, *k_norm;  // (D) f32 RMS norm weights or NULL
+    float eps;
+    const float *inv_freq;         // (n_rot / 2) f32
+    int n_rot, neox;
+    float mscale;
+    int n_head, n_kv;
+    __half *kc, *vc;               // cache pools: elem(b, h, o, d) at ((b * n_kv + h) * kv_block + o) * D + d
+    int kv_block;
+    const int32_t *pos, *seq, *bt; // (1), (1), (n_seq, max_blocks)
+    int max_blocks;
+    float scale;                   // multiplier of q.k
+    int window;                    // 0: full causal
+    const float *sinks;            // (n_head) or NULL
+    float *work;                   // partials: (n_kv, splits, G, D + 2) f32: o[D], max (log2), sum
+    float *out;                    // (n_head * D) f32, P64 order when out_p64
+    int out_p64;
+    int splits, chunk;
+};
+
+__device__ __forceinline__ float dq_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ size_t dq_p64(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
+
+// K row (16 x uint4) and V slices (32 x uint2: dims 4 lane.. of the tile's 32 rows) of the tile
+// at tb (positions tb + j < r1; position pos comes from shared memory later: zeros here).
+template <int G>
+__device__ __forceinline__ void dq_load_tile(const dq_params &a, int kvh, int seq, int pos, int tb, int r1, int lane,
+                                             uint4 *kk, uint2 *vv) {
+    const int p = tb + lane;
+    const bool live = p < r1 && p != pos;
+    size_t row = 0;
+    if (p < r1) {
+        const int32_t blk = a.bt[(size_t)seq * a.max_blocks + p / a.kv_block];
+        row = ((size_t)blk * a.n_kv + kvh) * a.kv_block + p % a.kv_block;
+    }
+    const uint4 *kr = (const uint4 *)(a.kc + row * DQ_D);
+#pragma unroll
+    for (int i = 0; i < DQ_D / 8; i++) kk[i] = live ? kr[i] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int j = 0; j < DQ_TILE; j++) {
+        const size_t rj = __shfl_sync(0xffffffffu, row, j);
+        const int pj = tb + j;
+        vv[j] = pj < r1 && pj != pos ? *(const uint2 *)(a.vc + rj * DQ_D + 4 * lane) : make_uint2(0, 0);
+    }
+}
+
+template <int G>
+__global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a) {
+    __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
+    __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
+    __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
+    __shared__ __align__(16) float nq[DQ_D], nk[DQ_D]; // norm weights
+    __shared__ __align__(16) float ps[DQ_WARPS][G][DQ_TILE]; // a warp's tile probabilities
+    __shared__ __align__(16) float mo[DQ_WARPS][G][DQ_D];    // warps' partial outputs
+    __shared__ float mm[DQ_WARPS][G], ml[DQ_WARPS][G];
+    __shared__ float sm_m[DQ_SPLITS_MAX][G], sm_l[DQ_SPLITS_MAX][G];
+    __shared__ int s_last;
+    pdl_trigger();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kvh = blockIdx.y, split = blockIdx.x;
+    // (host-written metadata: before the wait)
+    const int pos = a.pos[0], seq = a.seq[0];
+    const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
+    const int n = pos + 1 - lo;
+    int chunk = (n + a.splits - 1) / a.splits;
+    chunk = (chunk + DQ_TILE - 1) / DQ_TILE * DQ_TILE;
+    if (chunk < a.chunk) chunk = a.chunk;
+    const int nact = (n + chunk - 1) / chunk;
+    if (split >= nact) return;
+    const int r0 = lo + split * chunk, r1 = r0 + chunk < pos + 1 ? r0 + chunk : pos + 1;
+    // weights (no kernel writes them): before the wait
+    nq[tid] = a.q_norm ? a.q_norm[tid] : 1.0f;
+    nk[tid] = a.k_norm ? a.k_norm[tid] : 1.0f;
+    const int half = a.n_rot / 2;
+    const int ip = tid & 63; // this thread's rotation pair
+    const float ifr = ip < half ? a.inv_freq[ip] : 0.0f;
+    pdl_wait();
+    uint4 kk[DQ_D / 8];
+    uint2 vv[DQ_TILE];
+    int tb = r0 + warp * DQ_TILE;
+    if (tb < r1) dq_load_tile<G>(a, kvh, seq, pos, tb, r1, lane, kk, vv);
+    __syncthreads(); // (nq / nk)
+    // ---- step 1: the token's q heads, k and v of this KV head
+    for (int r = warp; r < G + 2; r += DQ_WARPS) {
+        const float *src = r < G ? a.q + (size_t)(kvh * G + r) * DQ_D : (r == G ? a.k : a.v) + (size_t)kvh * DQ_D;
+        const float *bias = r < G ? a.bq : r == G ? a.bk : a.bv;
+        const size_t boff = r < G ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D;
+        float4 x = *(const float4 *)(src + 4 * lane);
+        if (bias) {
+            const float4 b = *(const float4 *)(bias + boff + 4 * lane);
+            x.x += b.x; x.y += b.y; x.z += b.z; x.w += b.w;
+        }
+        const bool norm = r < G ? a.q_norm != NULL : r == G ? a.k_norm != NULL : false;
+        if (norm) {
+            const float ss = warp_sum(x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w);
+            const float rr = 1.0f / sqrtf(ss / (float)DQ_D + a.eps);
+            const float *nw = r < G ? nq : nk;
+            x.x = x.x * rr * nw[4 * lane]; x.y = x.y * rr * nw[4 * lane + 1];
+            x.z = x.z * rr * nw[4 * lane + 2]; x.w = x.w * rr * nw[4 * lane + 3];
+        }
+        *(float4 *)&raw[r][4 * lane] = x;
+    }
+    __syncthreads();
+    if (ip < half) {
+        float sn, cs;
+        sincosf((float)pos * ifr, &sn, &cs);
+        cs *= a.mscale;
+        sn *= a.mscale;
+        const int ia = a.neox ? ip : 2 * ip, ib = a.neox ? ip + half : 2 * ip + 1;
+        for (int r = tid >> 6; r <= G; r += DQ_WARPS * 32 / 64) {
+            const float x0 = raw[r][ia], x1 = raw[r][ib];
+            raw[r][ia] = x0 * cs - x1 * sn;
+            raw[r][ib] = x0 * sn + x1 * cs;
+        }
+    }
+    __syncthreads();
+    const float qscale = a.scale * 1.4426950408889634f;
+#pragma unroll
+    for (int h = 0; h < G; h++) qs[h][tid] = raw[h][tid] * qscale;
+    const __half kh = __float2half_rn(raw[G][tid]), vh = __float2half_rn(raw[G + 1][tid]);
+    kn[tid] = kh;
+    vn[tid] = vh;
+    if (split == 0) {
+        const int32_t blk = a.bt[(size_t)seq * a.max_blocks + pos / a.kv_block];
+        const size_t row = ((size_t)blk * a.n_kv + kvh) * a.kv_block + pos % a.kv_block;
+        a.kc[row * DQ_D + tid] = kh;
+        a.vc[row * DQ_D + tid] = vh;
+    }
+    __syncthreads();
+    // ---- step 2: the range, tiles of 32 positions, tile i by warp i % 4
+    float M[G], Ls[G], acc[G][4];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        M[h] = -INFINITY;
+        Ls[h] = 0.0f;
+        acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
+    }
+    for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
+        if (tb != r0 + warp * DQ_TILE) dq_load_tile<G>(a, kvh, seq, pos, tb, r1, lane, kk, vv);
+        if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
+            if (tb + lane == pos) {
+#pragma unroll
+                for (int i = 0; i < DQ_D / 8; i++) kk[i] = ((const uint4 *)kn)[i];
+            }
+#pragma unroll
+            for (int j = 0; j < DQ_TILE; j++)
+                if (tb + j == pos) vv[j] = ((const uint2 *)vn)[lane];
+        }
+        const bool live = tb + lane < r1;
+        float s[G];
+#pragma unroll
+        for (int h = 0; h < G; h++) s[h] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DQ_D / 8; i++) {
+            const __half2 *k2 = (const __half2 *)&kk[i];
+            float kf[8];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const float2 f = __half22float2(k2[c]);
+                kf[2 * c] = f.x;
+                kf[2 * c + 1] = f.y;
+            }
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float4 q0 = *(const float4 *)&qs[h][8 * i], q1 = *(const float4 *)&qs[h][8 * i + 4];
+                s[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
+                        q1.z * kf[6] + q1.w * kf[7];
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            const float sc = live ? s[h] : -INFINITY;
+            const float mt = warp_max(sc), mn = fmaxf(M[h], mt);
+            const float fac = dq_ex2(M[h] - mn); // (M = -inf: 0)
+            const float p = dq_ex2(sc - mn);
+            Ls[h] = Ls[h] * fac + p;
+            acc[h][0] *= fac; acc[h][1] *= fac; acc[h][2] *= fac; acc[h][3] *= fac;
+            M[h] = mn;
+            ps[warp][h][lane] = p;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int j4 = 0; j4 < DQ_TILE / 4; j4++) {
+            float4 P[G];
+#pragma unroll
+            for (int h = 0; h < G; h++) P[h] = *(const float4 *)&ps[warp][h][4 * j4];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const __half2 *v2 = (const __half2 *)&vv[4 * j4 + c];
+                const float2 va = __half22float2(v2[0]), vb = __half22float2(v2[1]);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    const float pw = c == 0 ? P[h].x : c == 1 ? P[h].y : c == 2 ? P[h].z : P[h].w;
+                    acc[h][0] += pw * va.x; acc[h][1] += pw * va.y; acc[h][2] += pw * vb.x; acc[h][3] += pw * vb.y;
+                }
+            }
+        }
+        __syncwarp();
+    }
+    // ---- step 3: the warps' partials -> the CTA's, then the head's
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        const float l = warp_sum(Ls[h]);
+        if (lane == 0) mm[warp][h] = M[h], ml[warp][h] = l;
+        *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
+    }
+    __syncthreads();
+    float *part = a.work + ((size_t)kvh * a.splits + split) * G * (DQ_D + 2);
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float mc = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DQ_WARPS; w++) mc = fmaxf(mc, mm[w][h]);
+        float o = 0.0f, l = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DQ_WARPS; w++) {
+            const float wt = mm[w][h] == -INFINITY ? 0.0f : dq_ex2(mm[w][h] - mc);
+            o += wt * mo[w][h][tid];
+            l += wt * ml[w][h];
+        }
+        if (nact == 1) {
+            if (a.sinks) {
+                const float sk = a.sinks[kvh * G + h] * 1.4426950408889634f, m2 = fmaxf(mc, sk);
+                const float rr = mc == -INFINITY ? 0.0f : dq_ex2(mc - m2);
+                o *= rr;
+                l = l * rr + dq_ex2(sk - m2);
+            }
+            const int e = (kvh * G + h) * DQ_D + tid;
+            a.out[a.out_p64 ? dq_p64(e) : (size_t)e] = l > 0.0f ? o / l : 0.0f;
+        } else {
+            float *ph = part + (size_t)h * (DQ_D + 2);
+            ph[tid] = o;
+            if (tid == 0) ph[DQ_D] = mc, ph[DQ_D + 1] = l;
+        }
+    }
+    if (nact == 1) return;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        const unsigned t = atomicAdd(&dq_ticket[kvh], 1u);
+        s_last = t == (unsigned)nact - 1;
+        if (s_last) atomicExch(&dq_ticket[kvh], 0u); // (for the next launch)
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    const float *base = a.work + (size_t)kvh * a.splits * G * (DQ_D + 2);
+    for (int i = tid; i < nact * G; i += DQ_WARPS * 32) {
+        const float *ph = base + (size_t)i * (DQ_D + 2); // (split i / G, head i % G)
+        sm_m[i / G][i % G] = __ldcg(ph + DQ_D);
+        sm_l[i / G][i % G] = __ldcg(ph + DQ_D + 1);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float mc = -INFINITY;
+        for (int s2 = 0; s2 < nact; s2++) mc = fmaxf(mc, sm_m[s2][h]);
+        float o = 0.0f, l = 0.0f;
+        int s2 = 0;
+        for (; s2 + 8 <= nact; s2 += 8) {
+            float x[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) x[u] = __ldcg(base + ((size_t)(s2 + u) * G + h) * (DQ_D + 2) + tid);
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const float m = sm_m[s2 + u][h], wt = m == -INFINITY ? 0.0f : dq_ex2(m - mc);
+                o += wt * x[u];
+                l += wt * sm_l[s2 + u][h];
+            }
+        }
+        for (; s2 < nact; s2++) {
+            const float m = sm_m[s2][h], wt = m == -INFINITY ? 0.0f : dq_ex2(m - mc);
+            o += wt * __ldcg(base + ((size_t)s2 * G + h) * (DQ_D + 2) + tid);
+            l += wt * sm_l[s2][h];
+        }
+        if (a.sinks) {
+            const float sk = a.sinks[kvh * G + h] * 1.4426950408889634f, m2 = fmaxf(mc, sk);
+            const float rr = mc == -INFINITY ? 0.0f : dq_ex2(mc - m2);
+            o *= rr;
+            l = l * rr + dq_ex2(sk - m2);
+        }
+        const int e = (kvh * G + h) * DQ_D + tid;
+        a.out[a.out_p64 ? dq_p64(e) : (size_t)e] = l > 0.0f ? o / l : 0.0f;
+    }
+}
+
+// ---------------------------------------------------------------- host
+
+static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128;
+static long g_dq_launches = 0;
+static void dq_env() {
+    if (g_dq_on >= 0) return;
+    const char *s = getenv("SPARKD_DQ");
+    g_dq_on = s && *s && !strcmp(s, "0") ? 0 : 1;
+    s = getenv("SPARKD_DQ_SPLITS");
+    if (s && atoi(s) >= 1 && atoi(s) <= DQ_SPLITS_MAX) g_dq_splits = atoi(s);
+    s = getenv("SPARKD_DQ_CHUNK");
+    if (s && atoi(s) >= 32 && atoi(s) <= 4096) g_dq_chunk = atoi(s) / DQ_TILE * DQ_TILE;
+    g_env_splits = g_dq_splits;
+    g_env_chunk = g_dq_chunk;
+}
+
+extern "C" int cuda_dq_set(int on) {
+    dq_env();
+    const int was = g_dq_on;
+    if (on < 0) {
+        const char *s = getenv("SPARKD_DQ");
+        g_dq_on = s && *s && !strcmp(s, "0") ? 0 : 1;
+    } else {
+        g_dq_on = on ? 1 : 0;
+    }
+    return was;
+}
+extern "C" void cuda_dq_tune(int splits, int chunk) {
+    dq_env();
+    g_dq_splits = splits >= 1 && splits <= DQ_SPLITS_MAX ? splits : g_env_splits;
+    g_dq_chunk = chunk >= 32 && chunk <= 4096 ? chunk / DQ_TILE * DQ_TILE : g_env_chunk;
+}
+extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
+
+extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
+    dq_env();
+    return (uint64_t)n_head * g_dq_splits * (uint64_t)(head_dim + 2) * 4;
+}
+
+static bool dq_part_on(const cuda_part &p) { return p.p != NULL; }
+
+extern "C" int cuda_dq_takes(const cuda_qkv_args *qa, int T, uint64_t work_bytes) {
+    dq_env();
+    if (!g_dq_on || !qa || T != 1) return 0;
+    if (qa->kv_type != CUDA_KV_F16 || qa->head_dim != DQ_D || qa->n_kv < 1 || qa->n_kv > DQ_KV_MAX ||
+        qa->n_head != 4 * qa->n_kv || qa->n_rot < 0 || qa->n_rot > DQ_D || (qa->n_rot & 1) || (qa->n_rot && !qa->inv_freq))
+        return 0;
+    if (dq_part_on(qa->pq) || dq_part_on(qa->pk) || dq_part_on(qa->pv)) return 0;
+    if (qa->ldq < qa->n_head * DQ_D || ((uintptr_t)qa->q | (uintptr_t)qa->k | (uintptr_t)qa->v) & 15) return 0;
+    if (((uintptr_t)qa->bq | (uintptr_t)qa->bk | (uintptr_t)qa->bv) & 15) return 0;
+    return work_bytes >= cuda_dq_work_bytes(qa->n_head, qa->head_dim);
+}
+
+extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *aa, const cuda_tokens *tk, void *stream, err *e) {
+    dq_env();
+    if (!qa || !aa || !tk || tk->T != 1 || !aa->out || !aa->work || aa->n_head != qa->n_head || aa->n_kv != qa->n_kv)
+        return err_set(e, ERR_INVALID, "cuda_dq_attention: bad arguments");
+    dq_params p;
+    memset(&p, 0, sizeof p);
+    p.q = qa->q; p.k = qa->k; p.v = qa->v;
+    p.bq = qa->bq; p.bk = qa->bk; p.bv = qa->bv;
+    p.q_norm = qa->q_norm; p.k_norm = qa->k_norm; p.eps = qa->eps;
+    p.inv_freq = qa->inv_freq; p.n_rot = qa->n_rot; p.neox = qa->neox; p.mscale = qa->mscale;
+    p.n_head = qa->n_head; p.n_kv = qa->n_kv;
+    p.kc = (__half *)qa->kv.k; p.vc = (__half *)qa->kv.v; p.kv_block = qa->kv_block;
+    p.pos = tk->pos; p.seq = tk->seq; p.bt = tk->block_tables; p.max_blocks = tk->max_blocks;
+    p.scale = aa->scale; p.window = aa->window; p.sinks = aa->sinks;
+    p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
+    p.splits = g_dq_splits; p.chunk = g_dq_chunk;
+    CUDA_TRY(cuda_launch(dq_kernel<4>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
+    g_dq_launches++;
+    return 0;
+}
