@@ -22,6 +22,7 @@
 //      each writes a partial (o, max, sum) to work, and the last CTA of the head to finish (an
 //      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
 //      writes Wo's f32 input (P64 order when out_p64).
+// SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
 // the wait.
@@ -64,6 +65,7 @@ struct dq_params {
     float *out;                    // (n_head * D) f32, P64 order when out_p64
     int out_p64;
     int splits, chunk;
+    int ctl;                       // bit 0: SPARKD_DQ_PRE=1 (see the kernel)
 };
 
 __device__ __forceinline__ float dq_ex2(float x) {
@@ -73,18 +75,19 @@ __device__ __forceinline__ float dq_ex2(float x) {
 }
 __device__ __forceinline__ size_t dq_p64(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
+// The cache row of position p of KV head kvh (0 when p >= r1: not loaded).
+__device__ __forceinline__ size_t dq_row(const dq_params &a, int kvh, int seq, int p, int r1) {
+    if (p >= r1) return 0;
+    const int32_t blk = a.bt[(size_t)seq * a.max_blocks + p / a.kv_block];
+    return ((size_t)blk * a.n_kv + kvh) * a.kv_block + p % a.kv_block;
+}
 // K row (16 x uint4) and V slices (32 x uint2: dims 4 lane.. of the tile's 32 rows) of the tile
-// at tb (positions tb + j < r1; position pos comes from shared memory later: zeros here).
-template <int G>
-__device__ __forceinline__ void dq_load_tile(const dq_params &a, int kvh, int seq, int pos, int tb, int r1, int lane,
-                                             uint4 *kk, uint2 *vv) {
+// at tb, lane j's row = row (positions tb + j < r1; position pos comes from shared memory later:
+// zeros here).
+__device__ __forceinline__ void dq_load_rows(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk,
+                                             uint2 *vv) {
     const int p = tb + lane;
     const bool live = p < r1 && p != pos;
-    size_t row = 0;
-    if (p < r1) {
-        const int32_t blk = a.bt[(size_t)seq * a.max_blocks + p / a.kv_block];
-        row = ((size_t)blk * a.n_kv + kvh) * a.kv_block + p % a.kv_block;
-    }
     const uint4 *kr = (const uint4 *)(a.kc + row * DQ_D);
 #pragma unroll
     for (int i = 0; i < DQ_D / 8; i++) kk[i] = live ? kr[i] : make_uint4(0, 0, 0, 0);
@@ -105,7 +108,6 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     __shared__ __align__(16) float ps[DQ_WARPS][G][DQ_TILE]; // a warp's tile probabilities
     __shared__ __align__(16) float mo[DQ_WARPS][G][DQ_D];    // warps' partial outputs
     __shared__ float mm[DQ_WARPS][G], ml[DQ_WARPS][G];
-    __shared__ float sm_m[DQ_SPLITS_MAX][G], sm_l[DQ_SPLITS_MAX][G];
     __shared__ int s_last;
     pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -126,11 +128,15 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     const int half = a.n_rot / 2;
     const int ip = tid & 63; // this thread's rotation pair
     const float ifr = ip < half ? a.inv_freq[ip] : 0.0f;
-    pdl_wait();
+    int tb = r0 + warp * DQ_TILE;
+    const size_t row0 = dq_row(a, kvh, seq, tb + lane, r1); // (the block table: host data)
     uint4 kk[DQ_D / 8];
     uint2 vv[DQ_TILE];
-    int tb = r0 + warp * DQ_TILE;
-    if (tb < r1) dq_load_tile<G>(a, kvh, seq, pos, tb, r1, lane, kk, vv);
+    // ctl bit 0 (SPARKD_DQ_PRE=1): the first tile's K / V before the wait: positions < pos, which
+    // only earlier steps wrote (the engine synchronizes every step); off: after it (the rule)
+    if ((a.ctl & 1) && tb < r1) dq_load_rows(a, row0, pos, tb, r1, lane, kk, vv);
+    pdl_wait();
+    if (!(a.ctl & 1) && tb < r1) dq_load_rows(a, row0, pos, tb, r1, lane, kk, vv);
     __syncthreads(); // (nq / nk)
     // ---- step 1: the token's q heads, k and v of this KV head
     for (int r = warp; r < G + 2; r += DQ_WARPS) {
@@ -188,7 +194,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
         acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
     }
     for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
-        if (tb != r0 + warp * DQ_TILE) dq_load_tile<G>(a, kvh, seq, pos, tb, r1, lane, kk, vv);
+        if (tb != r0 + warp * DQ_TILE) dq_load_rows(a, dq_row(a, kvh, seq, tb + lane, r1), pos, tb, r1, lane, kk, vv);
         if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
             if (tb + lane == pos) {
 #pragma unroll
@@ -296,35 +302,46 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     __syncthreads();
     if (!s_last) return;
     __threadfence();
+    // the head's nact partials, 8 splits a round for all G heads (every load of a round
+    // independent: nact <= 8 is one L2 round trip), merged online (log2 units)
     const float *base = a.work + (size_t)kvh * a.splits * G * (DQ_D + 2);
-    for (int i = tid; i < nact * G; i += DQ_WARPS * 32) {
-        const float *ph = base + (size_t)i * (DQ_D + 2); // (split i / G, head i % G)
-        sm_m[i / G][i % G] = __ldcg(ph + DQ_D);
-        sm_l[i / G][i % G] = __ldcg(ph + DQ_D + 1);
-    }
-    __syncthreads();
+    float Mh[G], Lh[G], Oh[G];
 #pragma unroll
-    for (int h = 0; h < G; h++) {
-        float mc = -INFINITY;
-        for (int s2 = 0; s2 < nact; s2++) mc = fmaxf(mc, sm_m[s2][h]);
-        float o = 0.0f, l = 0.0f;
-        int s2 = 0;
-        for (; s2 + 8 <= nact; s2 += 8) {
-            float x[8];
+    for (int h = 0; h < G; h++) Mh[h] = -INFINITY, Lh[h] = 0.0f, Oh[h] = 0.0f;
+    for (int s0 = 0; s0 < nact; s0 += 8) {
+        float m[G][8], l[G][8], x[G][8];
 #pragma unroll
-            for (int u = 0; u < 8; u++) x[u] = __ldcg(base + ((size_t)(s2 + u) * G + h) * (DQ_D + 2) + tid);
+        for (int h = 0; h < G; h++)
 #pragma unroll
             for (int u = 0; u < 8; u++) {
-                const float m = sm_m[s2 + u][h], wt = m == -INFINITY ? 0.0f : dq_ex2(m - mc);
-                o += wt * x[u];
-                l += wt * sm_l[s2 + u][h];
+                const bool in = s0 + u < nact;
+                const float *ph = base + ((size_t)(s0 + u) * G + h) * (DQ_D + 2);
+                m[h][u] = in ? __ldcg(ph + DQ_D) : -INFINITY;
+                l[h][u] = in ? __ldcg(ph + DQ_D + 1) : 0.0f;
+                x[h][u] = in ? __ldcg(ph + tid) : 0.0f;
             }
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float cm = Mh[h];
+#pragma unroll
+            for (int u = 0; u < 8; u++) cm = fmaxf(cm, m[h][u]);
+            if (cm == -INFINITY) continue;
+            const float r = Mh[h] == -INFINITY ? 0.0f : dq_ex2(Mh[h] - cm);
+            Oh[h] *= r;
+            Lh[h] *= r;
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const float w = m[h][u] == -INFINITY ? 0.0f : dq_ex2(m[h][u] - cm);
+                Oh[h] += w * x[h][u];
+                Lh[h] += w * l[h][u];
+            }
+            Mh[h] = cm;
         }
-        for (; s2 < nact; s2++) {
-            const float m = sm_m[s2][h], wt = m == -INFINITY ? 0.0f : dq_ex2(m - mc);
-            o += wt * __ldcg(base + ((size_t)s2 * G + h) * (DQ_D + 2) + tid);
-            l += wt * sm_l[s2][h];
-        }
+    }
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float o = Oh[h], l = Lh[h];
+        const float mc = Mh[h];
         if (a.sinks) {
             const float sk = a.sinks[kvh * G + h] * 1.4426950408889634f, m2 = fmaxf(mc, sk);
             const float rr = mc == -INFINITY ? 0.0f : dq_ex2(mc - m2);
@@ -338,7 +355,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
 
 // ---------------------------------------------------------------- host
 
-static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128;
+static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128, g_dq_pre = 0, g_env_pre = 0;
 static long g_dq_launches = 0;
 static void dq_env() {
     if (g_dq_on >= 0) return;
@@ -348,6 +365,8 @@ static void dq_env() {
     if (s && atoi(s) >= 1 && atoi(s) <= DQ_SPLITS_MAX) g_dq_splits = atoi(s);
     s = getenv("SPARKD_DQ_CHUNK");
     if (s && atoi(s) >= 32 && atoi(s) <= 4096) g_dq_chunk = atoi(s) / DQ_TILE * DQ_TILE;
+    s = getenv("SPARKD_DQ_PRE");
+    g_dq_pre = g_env_pre = s && atoi(s) == 1;
     g_env_splits = g_dq_splits;
     g_env_chunk = g_dq_chunk;
 }
@@ -369,6 +388,11 @@ extern "C" void cuda_dq_tune(int splits, int chunk) {
     g_dq_chunk = chunk >= 32 && chunk <= 4096 ? chunk / DQ_TILE * DQ_TILE : g_env_chunk;
 }
 extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
+// (tests and benches: SPARKD_DQ_PRE's bit, 1 / 0, -1 = as the env says)
+extern "C" void cuda_dq_pre_set(int on) {
+    dq_env();
+    g_dq_pre = on < 0 ? g_env_pre : on ? 1 : 0;
+}
 
 extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
     dq_env();
@@ -404,7 +428,7 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.pos = tk->pos; p.seq = tk->seq; p.bt = tk->block_tables; p.max_blocks = tk->max_blocks;
     p.scale = aa->scale; p.window = aa->window; p.sinks = aa->sinks;
     p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
-    p.splits = g_dq_splits; p.chunk = g_dq_chunk;
+    p.splits = g_dq_splits; p.chunk = g_dq_chunk; p.ctl = g_dq_pre ? 1 : 0;
     CUDA_TRY(cuda_launch(dq_kernel<4>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     g_dq_launches++;
     return 0;
