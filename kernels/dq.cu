@@ -23,6 +23,7 @@
 //      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
 //      writes Wo's f32 input (P64 order when out_p64).
 // SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
+// SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
 // the wait.
@@ -81,16 +82,17 @@ __device__ __forceinline__ size_t dq_row(const dq_params &a, int kvh, int seq, i
     const int32_t blk = a.bt[(size_t)seq * a.max_blocks + p / a.kv_block];
     return ((size_t)blk * a.n_kv + kvh) * a.kv_block + p % a.kv_block;
 }
-// K row (16 x uint4) and V slices (32 x uint2: dims 4 lane.. of the tile's 32 rows) of the tile
-// at tb, lane j's row = row (positions tb + j < r1; position pos comes from shared memory later:
-// zeros here).
-__device__ __forceinline__ void dq_load_rows(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk,
-                                             uint2 *vv) {
+// K row (16 x uint4) of position tb + lane (row: its cache row) and V slices (32 x uint2: dims
+// 4 lane.. of the tile's 32 rows) of the tile at tb; positions >= r1 and position pos (from
+// shared memory later) as zeros.
+__device__ __forceinline__ void dq_load_k(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk) {
     const int p = tb + lane;
     const bool live = p < r1 && p != pos;
     const uint4 *kr = (const uint4 *)(a.kc + row * DQ_D);
 #pragma unroll
     for (int i = 0; i < DQ_D / 8; i++) kk[i] = live ? kr[i] : make_uint4(0, 0, 0, 0);
+}
+__device__ __forceinline__ void dq_load_v(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint2 *vv) {
 #pragma unroll
     for (int j = 0; j < DQ_TILE; j++) {
         const size_t rj = __shfl_sync(0xffffffffu, row, j);
@@ -98,8 +100,16 @@ __device__ __forceinline__ void dq_load_rows(const dq_params &a, size_t row, int
         vv[j] = pj < r1 && pj != pos ? *(const uint2 *)(a.vc + rj * DQ_D + 4 * lane) : make_uint2(0, 0);
     }
 }
+__device__ __forceinline__ void dq_load_rows(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk,
+                                             uint2 *vv) {
+    dq_load_k(a, row, pos, tb, r1, lane, kk);
+    dq_load_v(a, row, pos, tb, r1, lane, vv);
+}
 
-template <int G>
+// PIPE (SPARKD_DQ_PIPE, default 1): the next tile's K loads issued right after this tile's Q.K, its
+// V loads right after this tile's P.V (the registers just freed): a warp keeps ~8 KB in flight
+// while it computes, instead of none (0: each tile's loads at the top of its step).
+template <int G, bool PIPE>
 __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a) {
     __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
     __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
@@ -194,7 +204,10 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
         acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
     }
     for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
-        if (tb != r0 + warp * DQ_TILE) dq_load_rows(a, dq_row(a, kvh, seq, tb + lane, r1), pos, tb, r1, lane, kk, vv);
+        const int tbn = tb + DQ_WARPS * DQ_TILE; // (this warp's next tile)
+        size_t rown = 0;
+        if (!PIPE && tb != r0 + warp * DQ_TILE) dq_load_rows(a, dq_row(a, kvh, seq, tb + lane, r1), pos, tb, r1, lane, kk, vv);
+        if (PIPE) rown = dq_row(a, kvh, seq, tbn + lane, r1); // (its block-table load under this tile's work)
         if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
             if (tb + lane == pos) {
 #pragma unroll
@@ -225,6 +238,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
                         q1.z * kf[6] + q1.w * kf[7];
             }
         }
+        if (PIPE && tbn < r1) dq_load_k(a, rown, pos, tbn, r1, lane, kk);
 #pragma unroll
         for (int h = 0; h < G; h++) {
             const float sc = live ? s[h] : -INFINITY;
@@ -254,6 +268,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
             }
         }
         __syncwarp();
+        if (PIPE && tbn < r1) dq_load_v(a, rown, pos, tbn, r1, lane, vv);
     }
     // ---- step 3: the warps' partials -> the CTA's, then the head's
 #pragma unroll
@@ -355,7 +370,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
 
 // ---------------------------------------------------------------- host
 
-static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128, g_dq_pre = 0, g_env_pre = 0;
+static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128, g_dq_pre = 0, g_env_pre = 0, g_dq_pipe = 1, g_env_pipe = 1;
 static long g_dq_launches = 0;
 static void dq_env() {
     if (g_dq_on >= 0) return;
@@ -367,6 +382,8 @@ static void dq_env() {
     if (s && atoi(s) >= 32 && atoi(s) <= 4096) g_dq_chunk = atoi(s) / DQ_TILE * DQ_TILE;
     s = getenv("SPARKD_DQ_PRE");
     g_dq_pre = g_env_pre = s && atoi(s) == 1;
+    s = getenv("SPARKD_DQ_PIPE");
+    g_dq_pipe = g_env_pipe = !(s && atoi(s) == 0);
     g_env_splits = g_dq_splits;
     g_env_chunk = g_dq_chunk;
 }
@@ -392,6 +409,11 @@ extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
 extern "C" void cuda_dq_pre_set(int on) {
     dq_env();
     g_dq_pre = on < 0 ? g_env_pre : on ? 1 : 0;
+}
+// (tests and benches: SPARKD_DQ_PIPE, 1 / 0, -1 = as the env says)
+extern "C" void cuda_dq_pipe_set(int on) {
+    dq_env();
+    g_dq_pipe = on < 0 ? g_env_pipe : on ? 1 : 0;
 }
 
 extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
@@ -429,7 +451,8 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.scale = aa->scale; p.window = aa->window; p.sinks = aa->sinks;
     p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
     p.splits = g_dq_splits; p.chunk = g_dq_chunk; p.ctl = g_dq_pre ? 1 : 0;
-    CUDA_TRY(cuda_launch(dq_kernel<4>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
+    if (g_dq_pipe) CUDA_TRY(cuda_launch(dq_kernel<4, true>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
+    else CUDA_TRY(cuda_launch(dq_kernel<4, false>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     g_dq_launches++;
     return 0;
 }

@@ -28,7 +28,8 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
-extern "C" void cuda_dq_pre_set(int on); // dq.cu: SPARKD_DQ_PRE's bit (-1: as the env says)
+extern "C" void cuda_dq_pre_set(int on);  // dq.cu: SPARKD_DQ_PRE's bit (-1: as the env says)
+extern "C" void cuda_dq_pipe_set(int on); // dq.cu: SPARKD_DQ_PIPE (-1: as the env says)
 
 namespace {
 
@@ -266,10 +267,15 @@ int dq_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_dq(1000, 32, 64, false, true, 300, 1, false); // a window of 300, sinks
     test_dq(4100, 32, 128, false, false, 0, 1, true); // 26 CTAs
     test_dq(4100, 1, 128, false, false, 0, 0, false); // one CTA of 4101
+    cuda_dq_pipe_set(0); // (SPARKD_DQ_PIPE=0: no loads of the next tile during this one)
+    test_dq(4100, 32, 128, false, true, 0, 1, false);
+    test_dq(4100, 1, 128, true, false, 0, 0, false);
+    cuda_dq_pipe_set(1);
     cuda_dq_pre_set(1);
     test_dq(515, 32, 64, false, true, 0, 1, false);   // SPARKD_DQ_PRE=1 (first loads before the wait), 9 CTAs
     test_dq(4100, 32, 128, true, false, 0, 1, false);
     cuda_dq_pre_set(-1);
+    cuda_dq_pipe_set(-1);
     if (!quick) test_dq(32790, 32, 128, true, false, 0, 1, false); // 32 CTAs of 1025
     st_close_stream();
     return ctx.fails;
@@ -333,19 +339,21 @@ void dq_kbench(void *file, double probe, err *e) {
         aa.n_split = 1; aa.pf_fast = 1;
         aa.plan = dup(items); aa.plan_nslot = dup(nslot); aa.plan_items = n_items; aa.plan_nsl = nsl;
         const double bytes = (double)ctxlen * HK * D * 2 * 2;
-        struct var { const char *name; int dq, splits, chunk, reps, pre; };
+        struct var { const char *name; int dq, splits, chunk, reps, pre, pipe; };
         static const var vars[] = {
-            {"old (qkv + dec3 + combine)", 0, 0, 0, 1, 0},         {"dq (splits 32, chunk 128)", 1, 32, 128, 1, 0},
-            {"old, per call of 10", 0, 0, 0, 10, 0},               {"dq, per call of 10", 1, 32, 128, 10, 0},
-            {"dq PRE=1, per call of 10", 1, 32, 128, 10, 1},
-            {"dq (splits 32, chunk 64), per call of 10", 1, 32, 64, 10, 0},
-            {"dq (splits 32, chunk 256), per call of 10", 1, 32, 256, 10, 0},
-            {"dq (splits 64, chunk 64), per call of 10", 1, 64, 64, 10, 0},
-            {"dq (splits 16, chunk 128), per call of 10", 1, 16, 128, 10, 0},
+            {"old (qkv + dec3 + combine)", 0, 0, 0, 1, 0, 1},         {"dq (splits 32, chunk 128)", 1, 32, 128, 1, 0, 1},
+            {"old, per call of 10", 0, 0, 0, 10, 0, 1},               {"dq, per call of 10", 1, 32, 128, 10, 0, 1},
+            {"dq PIPE=0, per call of 10", 1, 32, 128, 10, 0, 0},
+            {"dq PRE=1, per call of 10", 1, 32, 128, 10, 1, 1},
+            {"dq (splits 32, chunk 64), per call of 10", 1, 32, 64, 10, 0, 1},
+            {"dq (splits 32, chunk 256), per call of 10", 1, 32, 256, 10, 0, 1},
+            {"dq (splits 64, chunk 64), per call of 10", 1, 64, 64, 10, 0, 1},
+            {"dq (splits 16, chunk 128), per call of 10", 1, 16, 128, 10, 0, 1},
         };
         for (const var &V : vars) {
             if (V.dq) cuda_dq_tune(V.splits, V.chunk);
             cuda_dq_pre_set(V.pre);
+            cuda_dq_pipe_set(V.pipe);
             int it = 0;
             const double us = time_us([&] {
                 for (int r = 0; r < V.reps; r++) {
@@ -369,6 +377,7 @@ void dq_kbench(void *file, double probe, err *e) {
         }
         cuda_dq_tune(0, 0);
         cuda_dq_pre_set(-1);
+        cuda_dq_pipe_set(-1);
         dfree_all();
     }
     cuda_pdl_set(pdl0);
