@@ -41,6 +41,11 @@
 #define DQ_TILE 32   // positions a warp step (one a lane)
 #define DQ_SPLITS_MAX 64
 #define DQ_KV_MAX 256 // KV heads the ticket array holds
+// The engine's default context limit for the chain (SPARKD_DQ_CTX): GPU run 0 (H200, one layer,
+// per call of 10, PDL): 512 positions 15.44 -> 14.09 us, 4096 20.23 -> 22.02, 32768 46.98 -> 74.94
+// (the f32 FMA step of a lone warp is latency-bound: one CTA of 4101 positions took 150 us);
+// whole model b1 at ~540: Q8_0 +6.8%, Q4_K_M +15.9%; 32K b1 -26%.
+#define DQ_CTX_DEFAULT 2048
 
 // (head, ticket): the CTAs of a head that finished this launch; zero at module load, and reset
 // to zero by the head's last CTA (one array a device: launches on one device are serialized)
@@ -218,9 +223,9 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
                 if (tb + j == pos) vv[j] = ((const uint2 *)vn)[lane];
         }
         const bool live = tb + lane < r1;
-        float s[G];
+        float s[G], s2[G]; // (two sums a head: dependent chains of 64 FMAs instead of 128)
 #pragma unroll
-        for (int h = 0; h < G; h++) s[h] = 0.0f;
+        for (int h = 0; h < G; h++) s[h] = 0.0f, s2[h] = 0.0f;
 #pragma unroll
         for (int i = 0; i < DQ_D / 8; i++) {
             const __half2 *k2 = (const __half2 *)&kk[i];
@@ -234,14 +239,14 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
 #pragma unroll
             for (int h = 0; h < G; h++) {
                 const float4 q0 = *(const float4 *)&qs[h][8 * i], q1 = *(const float4 *)&qs[h][8 * i + 4];
-                s[h] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
-                        q1.z * kf[6] + q1.w * kf[7];
+                s[h] = fmaf(q0.w, kf[3], fmaf(q0.z, kf[2], fmaf(q0.y, kf[1], fmaf(q0.x, kf[0], s[h]))));
+                s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
             }
         }
         if (PIPE && tbn < r1) dq_load_k(a, rown, pos, tbn, r1, lane, kk);
 #pragma unroll
         for (int h = 0; h < G; h++) {
-            const float sc = live ? s[h] : -INFINITY;
+            const float sc = live ? s[h] + s2[h] : -INFINITY;
             const float mt = warp_max(sc), mn = fmaxf(M[h], mt);
             const float fac = dq_ex2(M[h] - mn); // (M = -inf: 0)
             const float p = dq_ex2(sc - mn);
@@ -370,7 +375,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
 
 // ---------------------------------------------------------------- host
 
-static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128, g_dq_pre = 0, g_env_pre = 0, g_dq_pipe = 1, g_env_pipe = 1;
+static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128, g_dq_pre = 0, g_env_pre = 0, g_dq_pipe = 1, g_env_pipe = 1, g_dq_ctx = 0;
 static long g_dq_launches = 0;
 static void dq_env() {
     if (g_dq_on >= 0) return;
@@ -382,6 +387,8 @@ static void dq_env() {
     if (s && atoi(s) >= 32 && atoi(s) <= 4096) g_dq_chunk = atoi(s) / DQ_TILE * DQ_TILE;
     s = getenv("SPARKD_DQ_PRE");
     g_dq_pre = g_env_pre = s && atoi(s) == 1;
+    s = getenv("SPARKD_DQ_CTX");
+    g_dq_ctx = s && *s ? atoi(s) : DQ_CTX_DEFAULT;
     s = getenv("SPARKD_DQ_PIPE");
     g_dq_pipe = g_env_pipe = !(s && atoi(s) == 0);
     g_env_splits = g_dq_splits;
@@ -405,6 +412,10 @@ extern "C" void cuda_dq_tune(int splits, int chunk) {
     g_dq_chunk = chunk >= 32 && chunk <= 4096 ? chunk / DQ_TILE * DQ_TILE : g_env_chunk;
 }
 extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
+extern "C" int cuda_dq_max_ctx(void) {
+    dq_env();
+    return g_dq_on ? g_dq_ctx : 0;
+}
 // (tests and benches: SPARKD_DQ_PRE's bit, 1 / 0, -1 = as the env says)
 extern "C" void cuda_dq_pre_set(int on) {
     dq_env();

@@ -10,7 +10,8 @@
  *
  * SPARKD_DQ=0: never taken (today's path exactly); default 1: taken where cuda_dq_takes says.
  * SPARKD_DQ_SPLITS=n (1..64, default 32): CTAs over one KV head's positions at most;
- * SPARKD_DQ_CHUNK=n (32..4096, default 128): positions of a CTA at least (multiple of 32). */
+ * SPARKD_DQ_CHUNK=n (32..4096, default 128): positions of a CTA at least (multiple of 32).
+ * SPARKD_DQ_CTX=n: the longest context (positions) the engine runs the chain at (cuda_dq_max_ctx). */
 #ifndef SPARKD_DQ_H
 #define SPARKD_DQ_H
 
@@ -30,6 +31,10 @@ int cuda_dq_set(int on);
 /* Tests and benches: splits and chunk (0: the env / default). */
 void cuda_dq_tune(int splits, int chunk);
 long cuda_dq_launches(void);
+/* The engine takes the chain for a one-token step of at most this many positions (context incl.
+ * the new token; SPARKD_DQ_CTX, default DQ_CTX_DEFAULT in dq.cu; 0 when SPARKD_DQ=0): its CUDA graphs
+ * are keyed by it, so a step past it replays today's qkv + attention + combine exactly. */
+int cuda_dq_max_ctx(void);
 
 #ifdef __cplusplus
 }

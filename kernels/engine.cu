@@ -84,6 +84,7 @@ struct cuda_layout {
 
 struct graph_entry {
     int B;
+    int dq; // (engine.dq_short at capture: batch 1 with the dq chain, dq.cu)
     cudaGraphExec_t exec;
 };
 
@@ -147,6 +148,7 @@ struct engine {
     int n_acc, acc_cap;
     graph_entry graphs[CU_MAX_GRAPHS];
     int n_graphs;
+    int dq_short;     // this step: one token at <= cuda_dq_max_ctx() positions (dq.cu's chain; graphs keyed by it)
     int use_graphs;
     int fast_mm;      // [engine] precision = fast (or SPARKD_MM_FAST): products read one f16 input
     int int8_kinds;   // at fast: the ENG_MM_* product kinds that read int8 inputs (fast_int8_kinds)
@@ -1178,7 +1180,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         qa.kv = kv; qa.kv_type = (int)g->opt.kv_type; qa.kv_block = CU_KV_BLOCK;
         if (fz) { qa.pq = pp[0]; qa.pk = pp[1]; qa.pv = pp[2]; }
         // round 10 dq: at one token the whole chain (norm, RoPE, KV store, attention, merge) in one launch (dq.cu)
-        const bool dq = !g->tp && g->in_q.forms == CUDA_MMIN_XP && cuda_dq_takes(&qa, T, l.attn_work);
+        const bool dq = g->dq_short && !g->tp && g->in_q.forms == CUDA_MMIN_XP && cuda_dq_takes(&qa, T, l.attn_work);
         if (!dq) K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
         cuda_attn_args aa;
         memset(&aa, 0, sizeof aa);
@@ -1355,11 +1357,12 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     g->n_tiles = n_tiles;
     g->n_out = n_out;
     g->n_split = split;
+    g->dq_short = n == 1 && max_ctx <= cuda_dq_max_ctx(); // (dq.cu: SPARKD_DQ_CTX)
     if (decode && g->use_graphs) {
         // replay (or capture) the step for this batch size
         graph_entry *ge = NULL;
         for (int i = 0; i < g->n_graphs; i++)
-            if (g->graphs[i].B == n && g->graphs[i].exec) ge = &g->graphs[i];
+            if (g->graphs[i].B == n && g->graphs[i].dq == g->dq_short && g->graphs[i].exec) ge = &g->graphs[i];
         if (!ge && g->n_graphs < CU_MAX_GRAPHS) {
             cudaGraph_t graph;
             G_TRY(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeRelaxed));
@@ -1373,6 +1376,7 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
             if (ce != cudaSuccess) return cu_fail(g, e, ce, "cudaGraphInstantiate", __LINE__);
             ge = &g->graphs[g->n_graphs++];
             ge->B = n;
+            ge->dq = g->dq_short;
             ge->exec = exec;
         }
         if (ge) {
