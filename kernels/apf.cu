@@ -5,9 +5,10 @@
 //
 // Same work items as attn_pf_kernel (one engine tile of up to cuda_attn_pf_tokens(G) tokens x
 // the G query heads of one KV head = up to 64 rows, token-major; n_split CTAs over a tile's
-// positions; the longest-first order and pp's snake), but a CTA is 8 warps: warp w takes rows
-// 16 (w & 3) .. + 15 and, of every K/V stage of 64 positions, the 32 positions 32 (w >> 2) ..;
-// the two warps of a row group merge their (max, sum, O) through shared memory at the end.
+// positions; the longest-first order and pp's snake), but a CTA is 4 NH warps (NH = 2: SPARKD_APF=1,
+// 8 warps; NH = 4: SPARKD_APF=2, 16 warps where the device holds 157 KB a CTA): warp w takes rows
+// 16 (w & 3) .. + 15 and, of every K/V stage of 32 NH positions, the 32 positions 32 (w >> 2) ..;
+// the NH warps of a row group merge their (max, sum, O) through shared memory at the end.
 // Why (round 9's kbench and the SASS of attn_pf_kernel<128>):
 // - the longest CTA of pp512 walks 16 tiles of 32 positions one after the other, alone on its
 //   SM for most of it (its partner CTA of the snake is short): its chain of 16 steps (S, softmax,
@@ -29,10 +30,9 @@
 
 #include "kern_util.cuh"
 
-#define APF_WARPS 8
 #define APF_ROWS 64 // rows per CTA (= attn.cu's PF_ROWS: the engine's tiles)
-#define APF_BN 64   // positions per K/V stage (two warp halves of 32)
 #define APF_WN 32   // positions per warp and stage
+// NH parts of a stage: CTA of 4 NH warps, stages of 32 NH positions (NH = 2: SPARKD_APF=1; 4: =2)
 
 static __device__ __forceinline__ uint32_t apf_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 static __device__ __forceinline__ void apf_cp16(void *dst, const void *src) {
@@ -61,23 +61,25 @@ static __device__ __forceinline__ uint32_t apf_h2(float x, float y) {
 // Where element e of a row goes in the P64 order of an mm input (cuda_kern.h; attn.cu's p64_at).
 static __device__ __forceinline__ size_t apf_p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
-template <int D> struct apf_smem {
-    static constexpr int LD = D + 8;                  // halves per row (16 B pad: ldmatrix banks)
-    static constexpr int Q = APF_ROWS * LD * 2;       // Q (f16) rows, bytes
-    static constexpr int STAGE = 2 * APF_BN * LD * 2; // K + V rows of one stage, bytes
-    static constexpr int TOTAL = Q + 2 * STAGE;       // 87,040 B at d128, 46,080 at d64
-    // the merge at the end (in the stages): per upper warp, O (D / 8 n-tiles x 4) then (m, l) x 2, per lane
-    static constexpr int MERGE = 4 * 32 * (D / 2 + 4) * 4;
+template <int D, int NH> struct apf_smem {
+    static constexpr int BN = 32 * NH;              // positions of a stage
+    static constexpr int LD = D + 8;                // halves per row (16 B pad: ldmatrix banks)
+    static constexpr int Q = APF_ROWS * LD * 2;     // Q (f16) rows, bytes
+    static constexpr int STAGE = 2 * BN * LD * 2;   // K + V rows of one stage, bytes
+    static constexpr int TOTAL = Q + 2 * STAGE;     // NH 2: 87,040 B at d128, 46,080 at d64; NH 4: 156,672 / 82,944
+    // the merge at the end (in the stages): per warp of parts 1.., O (D / 8 n-tiles x 4) then (m, l) x 2, per lane
+    static constexpr int MERGE = (NH - 1) * 4 * 32 * (D / 2 + 4) * 4;
     static_assert(MERGE <= 2 * STAGE, "merge buffer");
 };
 
 // order > 0: pp's snake over waves of `order` (= SM count) CTAs, as attn_pf_kernel (attn.cu).
-template <int D>
-__global__ __launch_bounds__(APF_WARPS * 32, 2) void attn_apf_kernel(const cuda_attn_args a, int order) {
-    using SM = apf_smem<D>;
-    constexpr int LD = SM::LD, NT = D / 8, CH = D / 8;
-    constexpr int NR = APF_BN * CH / (APF_WARPS * 32); // K (and V) chunks of 16 B a thread and stage
-    constexpr int RS = APF_WARPS * 32 / CH;            // rows between a thread's chunks
+template <int D, int NH>
+__global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_attn_args a, int order) {
+    using SM = apf_smem<D, NH>;
+    constexpr int LD = SM::LD, NT = D / 8, CH = D / 8, APF_BN = SM::BN, NTH = NH * 128;
+    constexpr int NR = APF_BN * CH / NTH; // K (and V) chunks of 16 B a thread and stage
+    constexpr int RS = NTH / CH;          // rows between a thread's chunks
+    constexpr int TPR = NTH / APF_ROWS;   // threads a Q row
     extern __shared__ __align__(16) uint8_t apfsm[];
     __half *qs = (__half *)apfsm;
     __half *kvs = (__half *)(apfsm + SM::Q); // [stage][K APF_BN x LD | V APF_BN x LD]
@@ -93,7 +95,7 @@ __global__ __launch_bounds__(APF_WARPS * 32, 2) void attn_apf_kernel(const cuda_
     const cuda_attn_tile tile = a.tiles[tix];
     const int G = a.n_head / a.n_kv, R = tile.n * G;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
-    const int rg = warp & 3, half = warp >> 2; // row group (16 rows), position half of a stage
+    const int rg = warp & 3, kp = warp >> 2; // row group (16 rows), part of a stage (32 positions)
     const float qsc = a.scale * 1.4426950408889634f;
     const int last = tile.pos0 + tile.n - 1;
     const int first = a.window > 0 ? max(0, tile.pos0 - a.window + 1) : 0;
@@ -130,17 +132,18 @@ __global__ __launch_bounds__(APF_WARPS * 32, 2) void attn_apf_kernel(const cuda_
     if (kt0 + 1 < kt1) ids(kt0 + 1, bid);
 
     // Q rows (token r / G, head hk * G + r % G) * scale * log2 e -> f16; rows >= R zero. Thread:
-    // row tid / 4, dims 16 i + 4 (tid % 4); every load issued before the first conversion.
+    // row tid / TPR, dims 4 TPR i + 4 (tid % TPR); every load issued before the first conversion.
     {
-        const int r = tid >> 2, q4 = tid & 3, rr = min(r, R - 1);
+        const int r = tid / TPR, q4 = tid % TPR, rr = min(r, R - 1);
         const float *src = a.q + (size_t)(tile.t0 + rr / G) * a.ldq + (size_t)(hk * G + rr % G) * D + 4 * q4;
-        float4 v[D / 16];
+        float4 v[D / (4 * TPR)];
 #pragma unroll
-        for (int i = 0; i < D / 16; i++) v[i] = *(const float4 *)(src + 16 * i);
+        for (int i = 0; i < D / (4 * TPR); i++) v[i] = *(const float4 *)(src + 4 * TPR * i);
         const float s = r < R ? qsc : 0.0f;
 #pragma unroll
-        for (int i = 0; i < D / 16; i++)
-            *(uint2 *)(qs + r * LD + 16 * i + 4 * q4) = make_uint2(apf_h2(v[i].x * s, v[i].y * s), apf_h2(v[i].z * s, v[i].w * s));
+        for (int i = 0; i < D / (4 * TPR); i++)
+            *(uint2 *)(qs + r * LD + 4 * TPR * i + 4 * q4) =
+                make_uint2(apf_h2(v[i].x * s, v[i].y * s), apf_h2(v[i].z * s, v[i].w * s));
     }
     // this lane's rows 16 rg + g (+ 8): their positions, -1 past R; the warp's span
     const int r0 = 16 * rg + g;
@@ -160,10 +163,10 @@ __global__ __launch_bounds__(APF_WARPS * 32, 2) void attn_apf_kernel(const cuda_
             if (kt + 2 < kt1) ids(kt + 2, bid);
         }
         apf_commit();
-        const int p0 = first + kt * APF_BN + APF_WN * half;
-        // the warp's rows see some position of its half (causal; window: not all before it)
+        const int p0 = first + kt * APF_BN + APF_WN * kp;
+        // the warp's rows see some position of its part (causal; window: not all before it)
         if (wact && p0 <= wmax && (a.window <= 0 || p0 + APF_WN - 1 > wmin - a.window)) {
-            const __half *kb = kvs + (size_t)stage * 2 * APF_BN * LD + APF_WN * half * LD, *vb = kb + APF_BN * LD;
+            const __half *kb = kvs + (size_t)stage * 2 * APF_BN * LD + APF_WN * kp * LD, *vb = kb + APF_BN * LD;
             float s[APF_WN / 8][4];
 #pragma unroll
             for (int nt = 0; nt < APF_WN / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
@@ -232,16 +235,18 @@ __global__ __launch_bounds__(APF_WARPS * 32, 2) void attn_apf_kernel(const cuda_
     apf_wait_all();
     __syncthreads(); // every warp done with the stages: they hold the merge now
 
-    // the upper half's (O, m, l) to shared memory in fragment order; the lower half merges them
-    float *mg = (float *)(apfsm + SM::Q) + (size_t)rg * 32 * (D / 2 + 4);
-    if (half == 1) {
+    // parts 1..NH-1 put (O, m, l) in shared memory in fragment order; part 0 merges them
+    if (kp > 0) {
+        float *mg = (float *)(apfsm + SM::Q) + (size_t)((kp - 1) * 4 + rg) * 32 * (D / 2 + 4);
 #pragma unroll
         for (int n = 0; n < NT; n++) *(float4 *)(mg + (size_t)(4 * n) * 32 + 4 * lane) = make_float4(o[n][0], o[n][1], o[n][2], o[n][3]);
         *(float4 *)(mg + (size_t)(D / 2) * 32 + 4 * lane) = make_float4(mrow[0], mrow[1], lrow[0], lrow[1]);
     }
     __syncthreads();
-    if (half == 1) return;
-    {
+    if (kp > 0) return;
+#pragma unroll 1
+    for (int part = 1; part < NH; part++) {
+        const float *mg = (const float *)(apfsm + SM::Q) + (size_t)((part - 1) * 4 + rg) * 32 * (D / 2 + 4);
         const float4 ml = *(const float4 *)(mg + (size_t)(D / 2) * 32 + 4 * lane);
         const float mo[2] = {ml.x, ml.y}, lo[2] = {ml.z, ml.w};
         float c0[2], c1[2];
@@ -309,41 +314,55 @@ __global__ __launch_bounds__(APF_WARPS * 32, 2) void attn_apf_kernel(const cuda_
 static int g_apf_force = -1; // cuda_apf_set: -1 = as SPARKD_APF says
 static long g_apf_launches = 0;
 
-// SPARKD_APF (default 1): 1 = attn_apf_kernel for precision-fast prefill calls, 0 = attn_pf_kernel
-// as before. cuda_apf_set(on) overrides it (selftest, kbench); -1 restores the environment's.
-extern "C" void cuda_apf_set(int on) { g_apf_force = on; }
-extern "C" int cuda_apf_on(void) { return g_apf_force >= 0 ? g_apf_force : cuda_env_int("SPARKD_APF", 1) != 0; }
+// SPARKD_APF (default 1): 0 = attn_pf_kernel as before; 1 = attn_apf_kernel<D, 2> (8 warps, 2 CTAs an SM
+// on an H200) for precision-fast prefill calls; 2 = attn_apf_kernel<D, 4> (16 warps, 1 CTA an SM, stages of
+// 128 positions: 157 KB at d128, so where the device allows it; else 1). cuda_apf_set(v) overrides it
+// (selftest, kbench); -1 restores the environment's.
+extern "C" void cuda_apf_set(int v) { g_apf_force = v; }
+extern "C" int cuda_apf_mode(void) {
+    const int v = g_apf_force >= 0 ? g_apf_force : cuda_env_int("SPARKD_APF", 1);
+    return v > 2 ? 2 : v;
+}
 extern "C" long cuda_apf_launches(void) { return g_apf_launches; }
 // Whether attn.cu's prefill dispatch hands call a to cuda_apf_launch (shape already checked by
 // cuda_attn_pf_ok there: f16 KV, head_dim 64 / 128, G <= 64).
 extern "C" int cuda_apf_takes(const cuda_attn_args *a) {
-    return a->pf_fast && cuda_apf_on() && (a->head_dim == 64 || a->head_dim == 128) && a->kv_type == CUDA_KV_F16 &&
+    return a->pf_fast && cuda_apf_mode() > 0 && (a->head_dim == 64 || a->head_dim == 128) && a->kv_type == CUDA_KV_F16 &&
            a->ldq % 4 == 0 && ((uintptr_t)a->q & 15) == 0; // (Q rows by float4)
 }
 
 extern "C" int cuda_pp_mode(void); // gemm.cu: SPARKD_PP's bits (8: the snake order)
-template <int D>
+// Launches attn_apf_kernel<D, NH>; -1 (nothing launched) when the device cannot hold its CTA.
+template <int D, int NH>
 static int apf_launch(const cuda_attn_args *a, void *stream, err *e) {
-    static bool attr = false;
-    static int sms = 0, res = 0;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(attn_apf_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, apf_smem<D>::TOTAL));
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&res, attn_apf_kernel<D>, APF_WARPS * 32, apf_smem<D>::TOTAL) != cudaSuccess)
-            sms = res = 0;
-        attr = true;
+    using SM = apf_smem<D, NH>;
+    static int state = 0, sms = 0, res = 0; // state 0: not set up, 1: ready, 2: does not fit
+    if (state == 0) {
+        int dev = 0, optin = 0;
+        state = 2;
+        if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess && optin >= SM::TOTAL) {
+            CUDA_TRY(cudaFuncSetAttribute(attn_apf_kernel<D, NH>, cudaFuncAttributeMaxDynamicSharedMemorySize, SM::TOTAL));
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&res, attn_apf_kernel<D, NH>, NH * 128, SM::TOTAL) != cudaSuccess) res = 0;
+            state = res > 0 ? 1 : 2;
+        }
+        cudaGetLastError();
     }
+    if (state != 1) return -1;
     const long n = (long)a->n_tiles * a->n_kv;
-    const int order = (cuda_pp_mode() & 8) && a->n_split == 1 && sms > 0 && res > 0 && n > sms && n <= (long)res * sms ? sms : 0;
-    CUDA_TRY(cuda_launch(attn_apf_kernel<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_kv, (unsigned)a->n_split),
-                         dim3(APF_WARPS * 32), (size_t)apf_smem<D>::TOTAL, stream, *a, order));
+    const int order = (cuda_pp_mode() & 8) && a->n_split == 1 && n > sms && n <= (long)res * sms ? sms : 0;
+    CUDA_TRY(cuda_launch(attn_apf_kernel<D, NH>, dim3((unsigned)a->n_tiles, (unsigned)a->n_kv, (unsigned)a->n_split),
+                         dim3(NH * 128), (size_t)SM::TOTAL, stream, *a, order));
     g_apf_launches++;
     return 0;
 }
 
 // The prefill attention of call a (cuda_apf_takes(a)): the output, or n_split partials for
-// attn.cu's combine launch. Returns 0 or the launch error.
+// attn.cu's combine launch. Returns 0, the launch error, or -1 when no variant fits the device
+// (the caller then runs attn_pf_kernel).
 extern "C" int cuda_apf_launch(const cuda_attn_args *a, void *stream, err *e) {
-    return a->head_dim == 64 ? apf_launch<64>(a, stream, e) : apf_launch<128>(a, stream, e);
+    int rc = -1;
+    if (cuda_apf_mode() == 2) rc = a->head_dim == 64 ? apf_launch<64, 4>(a, stream, e) : apf_launch<128, 4>(a, stream, e);
+    if (rc == -1) rc = a->head_dim == 64 ? apf_launch<64, 2>(a, stream, e) : apf_launch<128, 2>(a, stream, e);
+    return rc;
 }

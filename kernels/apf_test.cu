@@ -3,7 +3,7 @@
 // (apf_kbench, SPARKD_KBENCH=apf).
 //
 // What is checked, per call (random Q, K, V; the block table a random permutation of the pool):
-// - SPARKD_APF=1 against a float64 reference computed here from the same f32 Q and f16 K / V
+// - SPARKD_APF=1 and =2 each against a float64 reference computed here from the same f32 Q and f16 K / V
 //   (causal, window, sinks; nothing shared with the kernels): ||out - ref|| / ||ref|| < 3e-3
 //   (Q and P rounded to f16, as attn_pf_kernel's fast path; ~5e-4 expected);
 // - SPARKD_APF=1 against SPARKD_APF=0 at precision fast (attn_pf_kernel, the same roundings in
@@ -197,27 +197,29 @@ void check(const char *what, int H, int HK, int D, std::vector<int> n, std::vect
         dfree_all();
         return;
     }
-    long l_old = 0, l_new = 0;
-    const auto w0 = apf_run(c, 0, &l_old), w1 = apf_run(c, 1, &l_new);
+    long l_old = 0;
+    const auto w0 = apf_run(c, 0, &l_old);
     std::vector<double> r0(w0.begin(), w0.end());
-    char note[160];
-    snprintf(note, sizeof note, "(vs SPARKD_APF=0 fast; new-kernel launches off %ld / on %ld)", l_old, l_new);
-    char t2[240];
-    snprintf(t2, sizeof t2, "%s vs old", tag);
-    row(l_old == 0 && l_new == 1, t2, w0.empty() ? NAN : rel(w1, r0), tol, note);
-    if (cpu) {
-        const auto ref = apf_ref(c, c.a.scale);
-        snprintf(t2, sizeof t2, "%s vs f64", tag);
-        const double e_new = rel(w1, ref), e_old = rel(w0, ref);
-        snprintf(note, sizeof note, "(float64 reference; SPARKD_APF=0 fast: %.3g)", e_old);
-        row(true, t2, e_new, tol, note);
+    std::vector<double> ref;
+    if (cpu) ref = apf_ref(c, c.a.scale);
+    char note[160], t2[240];
+    for (int mode = 1; mode <= 2; mode++) { // SPARKD_APF=1 (8 warps) and =2 (16 warps; 8 where it does not fit)
+        long l_new = 0;
+        const auto w1 = apf_run(c, mode, &l_new);
+        snprintf(note, sizeof note, "(vs SPARKD_APF=0 fast; new-kernel launches off %ld / on %ld)", l_old, l_new);
+        snprintf(t2, sizeof t2, "%s APF=%d vs old", tag, mode);
+        row(l_old == 0 && l_new == 1, t2, w0.empty() ? NAN : rel(w1, r0), tol, note);
+        if (!cpu) continue;
+        snprintf(t2, sizeof t2, "%s APF=%d vs f64", tag, mode);
+        snprintf(note, sizeof note, "(float64 reference; SPARKD_APF=0 fast: %.3g)", rel(w0, ref));
+        row(true, t2, rel(w1, ref), tol, note);
         if (control) {
             const float sc = c.a.scale;
             c.a.scale = sc * 1.25f;
-            const auto wc = apf_run(c, 1, NULL);
+            const auto wc = apf_run(c, mode, NULL);
             c.a.scale = sc;
             const double ec = rel(wc, ref);
-            snprintf(t2, sizeof t2, "%s control (scale x 1.25 must miss)", tag);
+            snprintf(t2, sizeof t2, "%s APF=%d control (scale x 1.25 must miss)", tag, mode);
             row(!isnan(ec) && ec > tol, t2, ec, tol, "(err must exceed tol)");
         }
     }
@@ -263,7 +265,7 @@ int apf_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=apf: the prefill attention of one layer (Qwen3-8B: 32 / 8 heads, d 128, f16 KV, the
-// engine's tiles and split rule), SPARKD_APF 0 vs 1 at precision fast (and the old kernel exact); us a
+// engine's tiles and split rule), SPARKD_APF 0 / 1 / 2 at precision fast (and the old kernel exact); us a
 // layer and TFLOP/s of the causal work. SPARKD_APF_KB=i runs shape i only (for ncu: -k regex:attn_).
 void apf_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
@@ -275,8 +277,8 @@ void apf_kbench(void *file, double probe, err *e) {
     int sms = 132, dev = 0;
     if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     const char *only = getenv("SPARKD_APF_KB");
-    fprintf(ctx.f, "| apf | shape | split | old fast us | new fast us | new/old | TFLOP/s old | TFLOP/s new | old exact us |\n"
-                   "|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| apf | shape | split | old fast us | APF=1 us | APF=2 us | APF=1/old | APF=2/old | TFLOP/s old | APF=1 | APF=2 | old exact us |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     struct sh { int n, nseq, ctx; } shs[] = {{128, 1, 0}, {512, 1, 0}, {2048, 1, 0}, {512, 1, 2048}, {128, 16, 0}, {300, 1, 0}};
     for (int si = 0; si < (int)(sizeof shs / sizeof shs[0]); si++) {
         if (only && atoi(only) != si) continue;
@@ -292,17 +294,18 @@ void apf_kbench(void *file, double probe, err *e) {
         if (tiles * 8 < 2 * sms && x.ctx + x.n > 1024) split = std::min(T <= split_tokens ? 32 : 4, (x.ctx + x.n) / 512);
         apf_call c;
         if (!apf_make(c, 32, 8, 128, n, pos0, 0, 0, split, 1, 0, false)) break;
-        double us[3] = {0, 0, 0};
-        for (int v = 0; v < 3; v++) { // old fast, new fast, old exact
-            c.a.pf_fast = v < 2;
-            cuda_apf_set(v == 1);
+        double us[4] = {0, 0, 0, 0};
+        for (int v = 0; v < 4; v++) { // old fast, APF=1, APF=2, old exact
+            c.a.pf_fast = v < 3;
+            cuda_apf_set(v < 3 ? v : 0);
             us[v] = time_us([&] { err e4; cuda_attention(&c.a, ctx.st, &e4); }, only ? 3 : 20);
         }
         cuda_apf_set(-1);
         cudaError_t ce = cudaGetLastError();
-        fprintf(ctx.f, "| apf | %d seq x %d tokens after %d | %d | %.1f | %.1f | %.3f | %.1f | %.1f | %.1f %s|\n", x.nseq, x.n, x.ctx, split,
-                us[0], us[1], us[0] > 0 ? us[1] / us[0] : 0.0, us[0] > 0 ? flops / (us[0] * 1e6) : 0.0,
-                us[1] > 0 ? flops / (us[1] * 1e6) : 0.0, us[2], ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+        auto tf = [&](double u) { return u > 0 ? flops / (u * 1e6) : 0.0; };
+        fprintf(ctx.f, "| apf | %d seq x %d tokens after %d | %d | %.1f | %.1f | %.1f | %.3f | %.3f | %.1f | %.1f | %.1f | %.1f %s|\n", x.nseq,
+                x.n, x.ctx, split, us[0], us[1], us[2], us[0] > 0 ? us[1] / us[0] : 0.0, us[0] > 0 ? us[2] / us[0] : 0.0, tf(us[0]),
+                tf(us[1]), tf(us[2]), us[3], ce != cudaSuccess ? cudaGetErrorString(ce) : "");
         fflush(ctx.f);
         dfree_all();
     }
