@@ -54,6 +54,12 @@ static __device__ __forceinline__ void apf_mma(float *c, const uint32_t *a, uint
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// 2^x (MUFU.EX2, denormal results flushed: no range fix-up around it); 2^-inf = 0
+static __device__ __forceinline__ float apf_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 static __device__ __forceinline__ uint32_t apf_h2(float x, float y) {
     const __half2 h = __floats2half2_rn(x, y);
     return *(const uint32_t *)&h;
@@ -105,12 +111,14 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
     const int32_t *btab = a.block_tables + (size_t)tile.seq * a.max_blocks;
     const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
     const int ch = tid % CH, rb = tid / CH;
+    // p / kv_block as umulhi(p, ceil(2^32 / kv_block)): exact while p * kv_block < 2^32 (cuda_apf_takes)
+    const uint32_t kvb = (uint32_t)a.kv_block, kvm = (uint32_t)((0x100000000ull + kvb - 1) / kvb);
 
     // the block ids of this thread's rows rb + RS i of tile kt (positions past `last`: the last row)
     auto ids = [&](int kt, int *b) {
         const int p0 = first + kt * APF_BN;
 #pragma unroll
-        for (int i = 0; i < NR; i++) b[i] = btab[min(p0 + rb + RS * i, last) / a.kv_block];
+        for (int i = 0; i < NR; i++) b[i] = btab[__umulhi((uint32_t)min(p0 + rb + RS * i, last), kvm)];
     };
     auto issue = [&](int kt, int stage, const int *b) {
         __half *kb = kvs + (size_t)stage * 2 * APF_BN * LD, *vb = kb + APF_BN * LD;
@@ -118,7 +126,7 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
 #pragma unroll
         for (int i = 0; i < NR; i++) {
             const int rr = rb + RS * i, p = min(p0 + rr, last);
-            const size_t row = ((size_t)b[i] * a.n_kv + hk) * a.kv_block + p % a.kv_block;
+            const size_t row = ((size_t)b[i] * a.n_kv + hk) * kvb + (p - __umulhi((uint32_t)p, kvm) * kvb);
             apf_cp16(kb + rr * LD + ch * 8, K + row * D + ch * 8);
             apf_cp16(vb + rr * LD + ch * 8, V + row * D + ch * 8);
         }
@@ -182,32 +190,38 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
                     apf_mma(s[2 * h2 + 1], ah, kf[2], kf[3]);
                 }
             }
+            // causal / window mask, only where some row of the warp does not see all 32 positions (rows
+            // past R: zero Q, finite scores, dropped at the end)
+            if (p0 + APF_WN - 1 > wmin || (a.window > 0 && p0 <= wmax - a.window)) {
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+                    for (int nt = 0; nt < APF_WN / 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const int p = p0 + nt * 8 + 2 * c + e, pr = rpos[hh];
+                            if (!(p <= pr && (a.window <= 0 || p > pr - a.window))) s[nt][2 * hh + e] = -INFINITY;
+                        }
+            }
             // online softmax per row; P as the A operand of P V per 16 positions
             uint32_t ph[APF_WN / 16][4];
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
-                const int pr = rpos[hh];
                 float v[APF_WN / 4];
 #pragma unroll
-                for (int nt = 0; nt < APF_WN / 8; nt++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int p = p0 + nt * 8 + 2 * c + e;
-                        const bool ok = p <= pr && (a.window <= 0 || p > pr - a.window);
-                        v[nt * 2 + e] = ok ? s[nt][2 * hh + e] : -INFINITY;
-                    }
+                for (int nt = 0; nt < APF_WN / 8; nt++) v[nt * 2] = s[nt][2 * hh], v[nt * 2 + 1] = s[nt][2 * hh + 1];
                 float mx = v[0];
 #pragma unroll
                 for (int i = 1; i < APF_WN / 4; i++) mx = fmaxf(mx, v[i]);
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float mn = fmaxf(mrow[hh], mx);
-                const float corr = mn == -INFINITY ? 1.0f : exp2f(mrow[hh] - mn);
+                const float mn = fmaxf(mrow[hh], mx), ms = mn == -INFINITY ? 0.0f : mn; // (a row that saw nothing: 2^-inf = 0)
+                const float corr = apf_ex2(mrow[hh] - ms);
                 mrow[hh] = mn;
                 float ps = 0.0f;
 #pragma unroll
                 for (int i = 0; i < APF_WN / 4; i++) {
-                    v[i] = mn == -INFINITY ? 0.0f : exp2f(v[i] - mn);
+                    v[i] = apf_ex2(v[i] - ms);
                     ps += v[i];
                 }
                 lrow[hh] = lrow[hh] * corr + ps;
@@ -328,7 +342,8 @@ extern "C" long cuda_apf_launches(void) { return g_apf_launches; }
 // cuda_attn_pf_ok there: f16 KV, head_dim 64 / 128, G <= 64).
 extern "C" int cuda_apf_takes(const cuda_attn_args *a) {
     return a->pf_fast && cuda_apf_mode() > 0 && (a->head_dim == 64 || a->head_dim == 128) && a->kv_type == CUDA_KV_F16 &&
-           a->ldq % 4 == 0 && ((uintptr_t)a->q & 15) == 0; // (Q rows by float4)
+           a->ldq % 4 == 0 && ((uintptr_t)a->q & 15) == 0 && // (Q rows by float4)
+           a->kv_block >= 2 && (uint64_t)a->max_blocks * a->kv_block * a->kv_block < (1ull << 32); // (the kernel's p / kv_block)
 }
 
 extern "C" int cuda_pp_mode(void); // gemm.cu: SPARKD_PP's bits (8: the snake order)
