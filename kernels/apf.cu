@@ -205,6 +205,7 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
             }
             // online softmax per row; P as the A operand of P V per 16 positions
             uint32_t ph[APF_WN / 16][4];
+            float cr[2]; // the rows' O rescale (1: max unchanged)
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
                 float v[APF_WN / 4];
@@ -225,13 +226,17 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
                     ps += v[i];
                 }
                 lrow[hh] = lrow[hh] * corr + ps;
-#pragma unroll
-                for (int n = 0; n < NT; n++) o[n][2 * hh] *= corr, o[n][2 * hh + 1] *= corr;
+                cr[hh] = corr;
 #pragma unroll
                 for (int kc = 0; kc < APF_WN / 16; kc++) {
                     ph[kc][hh] = apf_h2(v[4 * kc], v[4 * kc + 1]);
                     ph[kc][2 + hh] = apf_h2(v[4 * kc + 2], v[4 * kc + 3]);
                 }
+            }
+            // O *= the rescale, unless no row of the warp changed its max (2^0 = 1 exactly)
+            if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f)) {
+#pragma unroll
+                for (int n = 0; n < NT; n++) o[n][0] *= cr[0], o[n][1] *= cr[0], o[n][2] *= cr[1], o[n][3] *= cr[1];
             }
             // O += P V: V fragments of positions 16 kc.., dims 16 j .. 16 j + 15 per ldmatrix.trans
 #pragma unroll
