@@ -5,8 +5,8 @@
 //
 // Same work items as attn_pf_kernel (one engine tile of up to cuda_attn_pf_tokens(G) tokens x
 // the G query heads of one KV head = up to 64 rows, token-major; n_split CTAs over a tile's
-// positions; the longest-first order and pp's snake), but a CTA is 4 NH warps (NH = 2: SPARKD_APF=1,
-// 8 warps; NH = 4: SPARKD_APF=2, 16 warps where the device holds 157 KB a CTA): warp w takes rows
+// positions; the longest-first order and pp's snake), but a CTA is 4 NH warps (NH = 2: 8 warps; the
+// template keeps NH = 4, 16 warps, measured slower in run 0 and not instantiated): warp w takes rows
 // 16 (w & 3) .. + 15 and, of every K/V stage of 32 NH positions, the 32 positions 32 (w >> 2) ..;
 // the NH warps of a row group merge their (max, sum, O) through shared memory at the end.
 // Why (round 9's kbench and the SASS of attn_pf_kernel<128>):
@@ -32,7 +32,7 @@
 
 #define APF_ROWS 64 // rows per CTA (= attn.cu's PF_ROWS: the engine's tiles)
 #define APF_WN 32   // positions per warp and stage
-// NH parts of a stage: CTA of 4 NH warps, stages of 32 NH positions (NH = 2: SPARKD_APF=1; 4: =2)
+// NH parts of a stage: CTA of 4 NH warps, stages of 32 NH positions (NH = 2 is what runs)
 
 static __device__ __forceinline__ uint32_t apf_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 static __device__ __forceinline__ void apf_cp16(void *dst, const void *src) {
@@ -79,8 +79,8 @@ template <int D, int NH> struct apf_smem {
 };
 
 // order > 0: pp's snake over waves of `order` (= SM count) CTAs, as attn_pf_kernel (attn.cu).
-template <int D, int NH>
-__global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_attn_args a, int order) {
+template <int D, int NH, int MINB>
+__global__ __launch_bounds__(NH * 128, MINB) void attn_apf_kernel(const cuda_attn_args a, int order) {
     using SM = apf_smem<D, NH>;
     constexpr int LD = SM::LD, NT = D / 8, CH = D / 8, APF_BN = SM::BN, NTH = NH * 128;
     constexpr int NR = APF_BN * CH / NTH; // K (and V) chunks of 16 B a thread and stage
@@ -131,6 +131,18 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
             apf_cp16(vb + rr * LD + ch * 8, V + row * D + ch * 8);
         }
     };
+    // Q rows (token r / G, head hk * G + r % G) * scale * log2 e -> f16; rows >= R zero. Thread:
+    // row tid / TPR, dims 4 TPR i + 4 (tid % TPR). The loads go first (run 0's ncu: the prologue's
+    // stalls were the Q loads behind the first tile's block-id round trip), the conversion after the
+    // first stage's copies are issued.
+    const int qr = tid / TPR, q4 = tid % TPR;
+    float4 qv[D / (4 * TPR)];
+    {
+        const int rr = min(qr, R - 1);
+        const float *src = a.q + (size_t)(tile.t0 + rr / G) * a.ldq + (size_t)(hk * G + rr % G) * D + 4 * q4;
+#pragma unroll
+        for (int i = 0; i < D / (4 * TPR); i++) qv[i] = *(const float4 *)(src + 4 * TPR * i);
+    }
     int bid[NR];
     if (kt0 < kt1) {
         ids(kt0, bid);
@@ -138,20 +150,12 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
     }
     apf_commit();
     if (kt0 + 1 < kt1) ids(kt0 + 1, bid);
-
-    // Q rows (token r / G, head hk * G + r % G) * scale * log2 e -> f16; rows >= R zero. Thread:
-    // row tid / TPR, dims 4 TPR i + 4 (tid % TPR); every load issued before the first conversion.
     {
-        const int r = tid / TPR, q4 = tid % TPR, rr = min(r, R - 1);
-        const float *src = a.q + (size_t)(tile.t0 + rr / G) * a.ldq + (size_t)(hk * G + rr % G) * D + 4 * q4;
-        float4 v[D / (4 * TPR)];
-#pragma unroll
-        for (int i = 0; i < D / (4 * TPR); i++) v[i] = *(const float4 *)(src + 4 * TPR * i);
-        const float s = r < R ? qsc : 0.0f;
+        const float sc = qr < R ? qsc : 0.0f;
 #pragma unroll
         for (int i = 0; i < D / (4 * TPR); i++)
-            *(uint2 *)(qs + r * LD + 4 * TPR * i + 4 * q4) =
-                make_uint2(apf_h2(v[i].x * s, v[i].y * s), apf_h2(v[i].z * s, v[i].w * s));
+            *(uint2 *)(qs + qr * LD + 4 * TPR * i + 4 * q4) =
+                make_uint2(apf_h2(qv[i].x * sc, qv[i].y * sc), apf_h2(qv[i].z * sc, qv[i].w * sc));
     }
     // this lane's rows 16 rg + g (+ 8): their positions, -1 past R; the warp's span
     const int r0 = 16 * rg + g;
@@ -333,9 +337,10 @@ __global__ __launch_bounds__(NH * 128, 4 / NH) void attn_apf_kernel(const cuda_a
 static int g_apf_force = -1; // cuda_apf_set: -1 = as SPARKD_APF says
 static long g_apf_launches = 0;
 
-// SPARKD_APF (default 1): 0 = attn_pf_kernel as before; 1 = attn_apf_kernel<D, 2> (8 warps, 2 CTAs an SM
-// on an H200) for precision-fast prefill calls; 2 = attn_apf_kernel<D, 4> (16 warps, 1 CTA an SM, stages of
-// 128 positions: 157 KB at d128, so where the device allows it; else 1). cuda_apf_set(v) overrides it
+// SPARKD_APF (default 1): 0 = attn_pf_kernel as before; 1 = attn_apf_kernel<D, 2, 2> (8 warps, <= 128
+// registers: 2 CTAs an SM on an H200) for precision-fast prefill calls; 2 = attn_apf_kernel<D, 2, 1> (the
+// same code without the register cap: 1 CTA an SM; run 1's A/B). (Run 0's SPARKD_APF=2, 16-warp CTAs
+// <D, 4, 1>, lost: pp512 36.7 us against 26.2.) cuda_apf_set(v) overrides it
 // (selftest, kbench); -1 restores the environment's.
 extern "C" void cuda_apf_set(int v) { g_apf_force = v; }
 extern "C" int cuda_apf_mode(void) {
@@ -352,8 +357,8 @@ extern "C" int cuda_apf_takes(const cuda_attn_args *a) {
 }
 
 extern "C" int cuda_pp_mode(void); // gemm.cu: SPARKD_PP's bits (8: the snake order)
-// Launches attn_apf_kernel<D, NH>; -1 (nothing launched) when the device cannot hold its CTA.
-template <int D, int NH>
+// Launches attn_apf_kernel<D, NH, MINB>; -1 (nothing launched) when the device cannot hold its CTA.
+template <int D, int NH, int MINB>
 static int apf_launch(const cuda_attn_args *a, void *stream, err *e) {
     using SM = apf_smem<D, NH>;
     static int state = 0, sms = 0, res = 0; // state 0: not set up, 1: ready, 2: does not fit
@@ -362,8 +367,8 @@ static int apf_launch(const cuda_attn_args *a, void *stream, err *e) {
         state = 2;
         if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
             cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess && optin >= SM::TOTAL) {
-            CUDA_TRY(cudaFuncSetAttribute(attn_apf_kernel<D, NH>, cudaFuncAttributeMaxDynamicSharedMemorySize, SM::TOTAL));
-            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&res, attn_apf_kernel<D, NH>, NH * 128, SM::TOTAL) != cudaSuccess) res = 0;
+            CUDA_TRY(cudaFuncSetAttribute(attn_apf_kernel<D, NH, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, SM::TOTAL));
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&res, attn_apf_kernel<D, NH, MINB>, NH * 128, SM::TOTAL) != cudaSuccess) res = 0;
             state = res > 0 ? 1 : 2;
         }
         cudaGetLastError();
@@ -371,7 +376,7 @@ static int apf_launch(const cuda_attn_args *a, void *stream, err *e) {
     if (state != 1) return -1;
     const long n = (long)a->n_tiles * a->n_kv;
     const int order = (cuda_pp_mode() & 8) && a->n_split == 1 && n > sms && n <= (long)res * sms ? sms : 0;
-    CUDA_TRY(cuda_launch(attn_apf_kernel<D, NH>, dim3((unsigned)a->n_tiles, (unsigned)a->n_kv, (unsigned)a->n_split),
+    CUDA_TRY(cuda_launch(attn_apf_kernel<D, NH, MINB>, dim3((unsigned)a->n_tiles, (unsigned)a->n_kv, (unsigned)a->n_split),
                          dim3(NH * 128), (size_t)SM::TOTAL, stream, *a, order));
     g_apf_launches++;
     return 0;
@@ -382,7 +387,7 @@ static int apf_launch(const cuda_attn_args *a, void *stream, err *e) {
 // (the caller then runs attn_pf_kernel).
 extern "C" int cuda_apf_launch(const cuda_attn_args *a, void *stream, err *e) {
     int rc = -1;
-    if (cuda_apf_mode() == 2) rc = a->head_dim == 64 ? apf_launch<64, 4>(a, stream, e) : apf_launch<128, 4>(a, stream, e);
-    if (rc == -1) rc = a->head_dim == 64 ? apf_launch<64, 2>(a, stream, e) : apf_launch<128, 2>(a, stream, e);
+    if (cuda_apf_mode() == 2) rc = a->head_dim == 64 ? apf_launch<64, 2, 1>(a, stream, e) : apf_launch<128, 2, 1>(a, stream, e);
+    if (rc == -1) rc = a->head_dim == 64 ? apf_launch<64, 2, 2>(a, stream, e) : apf_launch<128, 2, 2>(a, stream, e);
     return rc;
 }

@@ -203,7 +203,7 @@ void check(const char *what, int H, int HK, int D, std::vector<int> n, std::vect
     std::vector<double> ref;
     if (cpu) ref = apf_ref(c, c.a.scale);
     char note[160], t2[240];
-    for (int mode = 1; mode <= 2; mode++) { // SPARKD_APF=1 (8 warps) and =2 (16 warps; 8 where it does not fit)
+    for (int mode = 1; mode <= 2; mode++) { // SPARKD_APF=1 (<= 128 registers, 2 CTAs an SM) and =2 (no register cap, 1 CTA an SM)
         long l_new = 0;
         const auto w1 = apf_run(c, mode, &l_new);
         snprintf(note, sizeof note, "(vs SPARKD_APF=0 fast; new-kernel launches off %ld / on %ld)", l_old, l_new);
