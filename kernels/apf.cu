@@ -340,12 +340,13 @@ static long g_apf_launches = 0;
 // SPARKD_APF (default 1): 0 = attn_pf_kernel as before; 1 = attn_apf_kernel<D, 2, 2> (8 warps, <= 128
 // registers: 2 CTAs an SM on an H200) for precision-fast prefill calls; 2 = attn_apf_kernel<D, 2, 1> (the
 // same code without the register cap: 1 CTA an SM; run 1's A/B). (Run 0's SPARKD_APF=2, 16-warp CTAs
-// <D, 4, 1>, lost: pp512 36.7 us against 26.2.) cuda_apf_set(v) overrides it
+// <D, 4, 1>, lost: pp512 36.7 us against 26.2.) 3 = 2 where the grid has more CTAs than 2 an SM (several
+// waves), else 1. cuda_apf_set(v) overrides it
 // (selftest, kbench); -1 restores the environment's.
 extern "C" void cuda_apf_set(int v) { g_apf_force = v; }
 extern "C" int cuda_apf_mode(void) {
     const int v = g_apf_force >= 0 ? g_apf_force : cuda_env_int("SPARKD_APF", 1);
-    return v > 2 ? 2 : v;
+    return v > 3 ? 3 : v;
 }
 extern "C" long cuda_apf_launches(void) { return g_apf_launches; }
 // Whether attn.cu's prefill dispatch hands call a to cuda_apf_launch (shape already checked by
@@ -387,7 +388,15 @@ static int apf_launch(const cuda_attn_args *a, void *stream, err *e) {
 // (the caller then runs attn_pf_kernel).
 extern "C" int cuda_apf_launch(const cuda_attn_args *a, void *stream, err *e) {
     int rc = -1;
-    if (cuda_apf_mode() == 2) rc = a->head_dim == 64 ? apf_launch<64, 2, 1>(a, stream, e) : apf_launch<128, 2, 1>(a, stream, e);
+    const int mode = cuda_apf_mode();
+    static int sms = 0;
+    if (mode == 3 && sms == 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) sms = 1 << 20;
+        cudaGetLastError();
+    }
+    if (mode == 2 || (mode == 3 && (long)a->n_tiles * a->n_kv * a->n_split > 2L * sms))
+        rc = a->head_dim == 64 ? apf_launch<64, 2, 1>(a, stream, e) : apf_launch<128, 2, 1>(a, stream, e);
     if (rc == -1) rc = a->head_dim == 64 ? apf_launch<64, 2, 2>(a, stream, e) : apf_launch<128, 2, 2>(a, stream, e);
     return rc;
 }

@@ -3,7 +3,7 @@
 // (apf_kbench, SPARKD_KBENCH=apf).
 //
 // What is checked, per call (random Q, K, V; the block table a random permutation of the pool):
-// - SPARKD_APF=1 and =2 each against a float64 reference computed here from the same f32 Q and f16 K / V
+// - SPARKD_APF=1, =2 and =3 each against a float64 reference computed here from the same f32 Q and f16 K / V
 //   (causal, window, sinks; nothing shared with the kernels): ||out - ref|| / ||ref|| < 3e-3
 //   (Q and P rounded to f16, as attn_pf_kernel's fast path; ~5e-4 expected);
 // - SPARKD_APF=1 against SPARKD_APF=0 at precision fast (attn_pf_kernel, the same roundings in
@@ -203,7 +203,7 @@ void check(const char *what, int H, int HK, int D, std::vector<int> n, std::vect
     std::vector<double> ref;
     if (cpu) ref = apf_ref(c, c.a.scale);
     char note[160], t2[240];
-    for (int mode = 1; mode <= 2; mode++) { // SPARKD_APF=1 (<= 128 registers, 2 CTAs an SM) and =2 (no register cap, 1 CTA an SM)
+    for (int mode = 1; mode <= 3; mode++) { // SPARKD_APF=1 (<= 128 registers, 2 CTAs an SM), =2 (no cap, 1 an SM), =3 (2 if > 2 CTAs an SM)
         long l_new = 0;
         const auto w1 = apf_run(c, mode, &l_new);
         snprintf(note, sizeof note, "(vs SPARKD_APF=0 fast; new-kernel launches off %ld / on %ld)", l_old, l_new);
