@@ -131,18 +131,21 @@ __global__ __launch_bounds__(NH * 128, MINB) void attn_apf_kernel(const cuda_att
             apf_cp16(vb + rr * LD + ch * 8, V + row * D + ch * 8);
         }
     };
-    // Q rows (token r / G, head hk * G + r % G) * scale * log2 e -> f16; rows >= R zero. Thread:
-    // row tid / TPR, dims 4 TPR i + 4 (tid % TPR). The loads go first (run 0's ncu: the prologue's
-    // stalls were the Q loads behind the first tile's block-id round trip), the conversion after the
-    // first stage's copies are issued.
+    // Q rows (token r / G, head hk * G + r % G) * scale * log2 e -> f16; rows >= R zero. Thread: row
+    // tid / TPR, dims 4 TPR i + 4 (tid % TPR). The f32 rows come by cp.async into stage 1 (free until the
+    // loop's first barrier), their own group first, so they are in flight before the first tile's block-id
+    // round trip (run 0's ncu: the Q loads waited behind it; ptxas sinks plain loads below the copies).
+    // Each thread converts the chunks it copied itself: no barrier before the conversion.
+    static_assert(APF_ROWS * D * 4 <= SM::STAGE, "Q f32 rows in a stage");
     const int qr = tid / TPR, q4 = tid % TPR;
-    float4 qv[D / (4 * TPR)];
+    float *qf = (float *)(apfsm + SM::Q + SM::STAGE); // (APF_ROWS, D) f32, until the loop starts
     {
         const int rr = min(qr, R - 1);
         const float *src = a.q + (size_t)(tile.t0 + rr / G) * a.ldq + (size_t)(hk * G + rr % G) * D + 4 * q4;
 #pragma unroll
-        for (int i = 0; i < D / (4 * TPR); i++) qv[i] = *(const float4 *)(src + 4 * TPR * i);
+        for (int i = 0; i < D / (4 * TPR); i++) apf_cp16(qf + qr * D + 4 * TPR * i + 4 * q4, src + 4 * TPR * i);
     }
+    apf_commit();
     int bid[NR];
     if (kt0 < kt1) {
         ids(kt0, bid);
@@ -150,12 +153,14 @@ __global__ __launch_bounds__(NH * 128, MINB) void attn_apf_kernel(const cuda_att
     }
     apf_commit();
     if (kt0 + 1 < kt1) ids(kt0 + 1, bid);
+    asm volatile("cp.async.wait_group 1;\n" ::); // the Q group
     {
         const float sc = qr < R ? qsc : 0.0f;
 #pragma unroll
-        for (int i = 0; i < D / (4 * TPR); i++)
-            *(uint2 *)(qs + qr * LD + 4 * TPR * i + 4 * q4) =
-                make_uint2(apf_h2(qv[i].x * sc, qv[i].y * sc), apf_h2(qv[i].z * sc, qv[i].w * sc));
+        for (int i = 0; i < D / (4 * TPR); i++) {
+            const float4 v = *(const float4 *)(qf + qr * D + 4 * TPR * i + 4 * q4);
+            *(uint2 *)(qs + qr * LD + 4 * TPR * i + 4 * q4) = make_uint2(apf_h2(v.x * sc, v.y * sc), apf_h2(v.z * sc, v.w * sc));
+        }
     }
     // this lane's rows 16 rg + g (+ 8): their positions, -1 past R; the warp's span
     const int r0 = 16 * rg + g;
