@@ -2046,6 +2046,8 @@ static int attn_pf_launch(const cuda_attn_args *a, void *stream, err *e) {
     return 0;
 }
 
+extern "C" int cuda_apf_takes(const cuda_attn_args *a);                     // apf.cu (round 10): SPARKD_APF, fast
+extern "C" int cuda_apf_launch(const cuda_attn_args *a, void *stream, err *e); // apf.cu: -1 = not taken
 extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
     if (!a || !a->q || !a->out || !a->tiles || a->n_tiles < 1 || a->n_tiles > 65535 || a->n_head < 1 ||
         a->n_kv < 1 || a->n_head % a->n_kv || a->head_dim < 8 || a->head_dim > ATT_DMAX || a->head_dim % 8 ||
@@ -2068,7 +2070,8 @@ extern "C" int cuda_attention(const cuda_attn_args *a, void *stream, err *e) {
         if (!cuda_attn_pf_ok(a->n_head, a->n_kv, a->head_dim, a->kv_type) || a->n_kv > 65535 || a->n_split > 65535)
             return err_set(e, ERR_INVALID, "cuda_attention: bad prefill shape (heads %d/%d, head_dim %d, kv %d)",
                            a->n_head, a->n_kv, a->head_dim, a->kv_type);
-        const int rc = a->head_dim == 64 ? attn_pf_launch<64>(a, stream, e) : attn_pf_launch<128>(a, stream, e);
+        int rc = cuda_apf_takes(a) ? cuda_apf_launch(a, stream, e) : -1; // round 10 apf (apf.cu): precision fast, SPARKD_APF
+        if (rc == -1) rc = a->head_dim == 64 ? attn_pf_launch<64>(a, stream, e) : attn_pf_launch<128>(a, stream, e);
         if (rc || a->n_split == 1) return rc;
         CUDA_TRY(cuda_launch(attn_combine_kernel, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(128), 0, stream, P));
         return 0;
