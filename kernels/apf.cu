@@ -29,6 +29,7 @@
 #include <stdlib.h>
 
 #include "kern_util.cuh"
+#include "attn_pf.cuh"
 
 #define APF_ROWS 64 // rows per CTA (= attn.cu's PF_ROWS: the engine's tiles)
 #define APF_WN 32   // positions per warp and stage
@@ -64,8 +65,6 @@ static __device__ __forceinline__ uint32_t apf_h2(float x, float y) {
     const __half2 h = __floats2half2_rn(x, y);
     return *(const uint32_t *)&h;
 }
-// Where element e of a row goes in the P64 order of an mm input (cuda_kern.h; attn.cu's p64_at).
-static __device__ __forceinline__ size_t apf_p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
 template <int D, int NH> struct apf_smem {
     static constexpr int BN = 32 * NH;              // positions of a stage
@@ -296,45 +295,7 @@ __global__ __launch_bounds__(NH * 128, MINB) void attn_apf_kernel(const cuda_att
         }
     }
 
-    // rows out: the output (sinks added) or this split's partial (max in natural log units)
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        float l = lrow[hh];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const int r = r0 + 8 * hh;
-        if (r >= R) continue;
-        const int tok = r / G, h = hk * G + r % G;
-        const float m = mrow[hh];
-        if (a.n_split == 1) {
-            float cm = 1.0f;
-            if (a.sinks) {
-                const float sk = a.sinks[h] * 1.4426950408889634f;
-                const float M = fmaxf(m, sk);
-                cm = m == -INFINITY ? 0.0f : exp2f(m - M);
-                l = l * cm + exp2f(sk - M);
-            }
-            const float inv = l > 0.0f ? cm / l : 0.0f;
-            float *row = a.out + (size_t)(tile.t0 + tok) * a.ldo;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                const int d = n * 8 + 2 * c;
-                const float x = o[n][2 * hh] * inv, y = o[n][2 * hh + 1] * inv;
-                if (a.out_p64) {
-                    row[apf_p64_at(h * D + d)] = x;
-                    row[apf_p64_at(h * D + d + 1)] = y;
-                } else {
-                    *(float2 *)(row + (size_t)h * D + d) = make_float2(x, y);
-                }
-            }
-        } else {
-            const size_t prow = (((size_t)tile.t0 + tok) * a.n_head + h) * a.n_split + blockIdx.z;
-            float *dst = a.work + prow * (size_t)(D + 2);
-#pragma unroll
-            for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[n][2 * hh], o[n][2 * hh + 1]);
-            if (c == 0) dst[D] = m == -INFINITY ? -INFINITY : m * 0.6931471805599453f, dst[D + 1] = l;
-        }
-    }
+    pf_rows_out<D, NT>(a, tile.t0, hk, G, R, r0, c, o, mrow, lrow); // rows out (attn_pf.cuh)
 }
 
 // ---------------------------------------------------------------- switch and launch
