@@ -1839,13 +1839,8 @@ __global__ __launch_bounds__(PF_WARPS * 32, 3) void attn_pf_kernel(const cuda_at
     __half *kvs = (__half *)(psm + SM::Q); // [stage][K PF_BN x LD | V PF_BN x LD]
     pdl_trigger();
     pdl_wait();
-    int tix = a.n_tiles - 1 - blockIdx.x, hk = blockIdx.y;
-    if (order > 0) {
-        const int N = gridDim.x * gridDim.y, L = blockIdx.y * gridDim.x + blockIdx.x, w = L / order, i = L % order;
-        const int cnt = min(order, N - w * order), r = w * order + (w & 1 ? cnt - 1 - i : i);
-        tix = a.n_tiles - 1 - r / gridDim.y;
-        hk = r % gridDim.y;
-    }
+    int tix, hk;
+    pf_item(a, order, tix, hk); // (attn_pf.cuh: the tile and KV head of this CTA, pp's snake order)
     const cuda_attn_tile tile = a.tiles[tix];
     const int G = a.n_head / a.n_kv, R = tile.n * G;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;

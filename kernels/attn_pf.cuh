@@ -8,6 +8,20 @@
 // Element e of a row in the P64 order (each 64-element group permuted by inv_perm64)
 __device__ __forceinline__ size_t pf_p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
+// The work item of this CTA: tile tix (longest first) and KV head hk. order > 0 (round 9 pp's
+// bit 8): the CTAs in a snake order over waves of `order` CTAs (the rank-r item of the
+// longest-first list, reversed on odd waves); 0: blockIdx as it comes.
+__device__ __forceinline__ void pf_item(const cuda_attn_args &a, int order, int &tix, int &hk) {
+    tix = a.n_tiles - 1 - blockIdx.x;
+    hk = blockIdx.y;
+    if (order > 0) {
+        const int N = gridDim.x * gridDim.y, L = blockIdx.y * gridDim.x + blockIdx.x, w = L / order, i = L % order;
+        const int cnt = min(order, N - w * order), r = w * order + (w & 1 ? cnt - 1 - i : i);
+        tix = a.n_tiles - 1 - r / gridDim.y;
+        hk = r % gridDim.y;
+    }
+}
+
 // Rows out: the output (sinks added) or this split's partial (max in natural log units).
 // o: the warp's O fragment, NT x (m16n8 accumulator: rows r0 + 8 hh, columns n * 8 + 2 c, + 1);
 // mrow / lrow: the running max (log2 units) and sum of the two rows a thread holds; lrow is
