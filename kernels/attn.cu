@@ -26,8 +26,6 @@
 #define ATT_DMAX 256
 #define V_ILP 8      // V rows in flight per P.V step
 
-// Where element e of a row goes in the P64 order of an mm input (cuda_kern.h).
-__device__ __forceinline__ size_t p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
 extern "C" int cuda_attn_tile_tokens(int group) { return group >= ATT_ROWS ? 1 : ATT_ROWS / group; }
 

@@ -5,8 +5,6 @@
 #include "cuda_kern.h"
 #include "kern_util.cuh"
 
-// Element e of a row in the P64 order (each 64-element group permuted by inv_perm64)
-__device__ __forceinline__ size_t pf_p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
 // The work item of this CTA: tile tix (longest first) and KV head hk. order > 0 (round 9 pp's
 // bit 8): the CTAs in a snake order over waves of `order` CTAs (the rank-r item of the
@@ -54,8 +52,8 @@ __device__ __forceinline__ void pf_rows_out(const cuda_attn_args &a, int t0, int
                 const int d = n * 8 + 2 * c;
                 const float x = o[n][2 * hh] * inv, y = o[n][2 * hh + 1] * inv;
                 if (a.out_p64) {
-                    row[pf_p64_at(h * D + d)] = x;
-                    row[pf_p64_at(h * D + d + 1)] = y;
+                    row[p64_at(h * D + d)] = x;
+                    row[p64_at(h * D + d + 1)] = y;
                 } else {
                     *(float2 *)(row + (size_t)h * D + d) = make_float2(x, y);
                 }

@@ -31,6 +31,7 @@
 #include "cuda_kern.h"
 #include "dq.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +80,18 @@ __device__ __forceinline__ float dq_ex2(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
-__device__ __forceinline__ size_t dq_p64(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
+// Head hh's output element tid from its merged state: o (the weighted V sum), l (the weight sum)
+// and mc (their max, log2 units), with the head's attention sink folded in when the model has one.
+__device__ __forceinline__ void dq_out(const dq_params &a, int hh, int tid, float o, float l, float mc) {
+    if (a.sinks) {
+        const float sk = a.sinks[hh] * 1.4426950408889634f, m2 = fmaxf(mc, sk);
+        const float rr = mc == -INFINITY ? 0.0f : dq_ex2(mc - m2);
+        o *= rr;
+        l = l * rr + dq_ex2(sk - m2);
+    }
+    const int e = hh * DQ_D + tid;
+    a.out[a.out_p64 ? p64_at(e) : (size_t)e] = l > 0.0f ? o / l : 0.0f;
+}
 
 // The cache row of position p of KV head kvh (0 when p >= r1: not loaded).
 __device__ __forceinline__ size_t dq_row(const dq_params &a, int kvh, int seq, int p, int r1) {
@@ -297,14 +309,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
             l += wt * ml[w][h];
         }
         if (nact == 1) {
-            if (a.sinks) {
-                const float sk = a.sinks[kvh * G + h] * 1.4426950408889634f, m2 = fmaxf(mc, sk);
-                const float rr = mc == -INFINITY ? 0.0f : dq_ex2(mc - m2);
-                o *= rr;
-                l = l * rr + dq_ex2(sk - m2);
-            }
-            const int e = (kvh * G + h) * DQ_D + tid;
-            a.out[a.out_p64 ? dq_p64(e) : (size_t)e] = l > 0.0f ? o / l : 0.0f;
+            dq_out(a, kvh * G + h, tid, o, l, mc);
         } else {
             float *ph = part + (size_t)h * (DQ_D + 2);
             ph[tid] = o;
@@ -360,50 +365,39 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     }
 #pragma unroll
     for (int h = 0; h < G; h++) {
-        float o = Oh[h], l = Lh[h];
-        const float mc = Mh[h];
-        if (a.sinks) {
-            const float sk = a.sinks[kvh * G + h] * 1.4426950408889634f, m2 = fmaxf(mc, sk);
-            const float rr = mc == -INFINITY ? 0.0f : dq_ex2(mc - m2);
-            o *= rr;
-            l = l * rr + dq_ex2(sk - m2);
-        }
-        const int e = (kvh * G + h) * DQ_D + tid;
-        a.out[a.out_p64 ? dq_p64(e) : (size_t)e] = l > 0.0f ? o / l : 0.0f;
+        dq_out(a, kvh * G + h, tid, Oh[h], Lh[h], Mh[h]);
     }
 }
 
 // ---------------------------------------------------------------- host
 
-static int g_dq_on = -1, g_dq_splits = 32, g_dq_chunk = 128, g_env_splits = 32, g_env_chunk = 128, g_dq_pre = 0, g_env_pre = 0, g_dq_pipe = 1, g_env_pipe = 1, g_dq_ctx = 0;
+// The switches, read once (cuda_env_int: the first digits, a non-number = the default; pthread_once, since
+// several engines' threads may plan at once). cuda_dq_set / _tune / _pre_set / _pipe_set (tests, benches)
+// change the live values; -1 there = back to the environment's.
+static int g_dq_on, g_dq_splits, g_dq_chunk, g_env_on, g_env_splits, g_env_chunk, g_dq_pre, g_env_pre, g_dq_pipe,
+    g_env_pipe, g_dq_ctx;
 static long g_dq_launches = 0;
-static void dq_env() {
-    if (g_dq_on >= 0) return;
-    const char *s = getenv("SPARKD_DQ");
-    g_dq_on = s && *s && !strcmp(s, "0") ? 0 : 1;
-    s = getenv("SPARKD_DQ_SPLITS");
-    if (s && atoi(s) >= 1 && atoi(s) <= DQ_SPLITS_MAX) g_dq_splits = atoi(s);
-    s = getenv("SPARKD_DQ_CHUNK");
-    if (s && atoi(s) >= 32 && atoi(s) <= 4096) g_dq_chunk = atoi(s) / DQ_TILE * DQ_TILE;
-    s = getenv("SPARKD_DQ_PRE");
-    g_dq_pre = g_env_pre = s && atoi(s) == 1;
-    s = getenv("SPARKD_DQ_CTX");
-    g_dq_ctx = s && *s ? atoi(s) : DQ_CTX_DEFAULT;
-    s = getenv("SPARKD_DQ_PIPE");
-    g_dq_pipe = g_env_pipe = !(s && atoi(s) == 0);
-    g_env_splits = g_dq_splits;
-    g_env_chunk = g_dq_chunk;
+static pthread_once_t g_dq_once = PTHREAD_ONCE_INIT;
+static void dq_env_read() {
+    g_env_on = cuda_env_int("SPARKD_DQ", 1) != 0;
+    const int sp = cuda_env_int("SPARKD_DQ_SPLITS", 32), ch = cuda_env_int("SPARKD_DQ_CHUNK", 128);
+    g_env_splits = sp >= 1 && sp <= DQ_SPLITS_MAX ? sp : 32;
+    g_env_chunk = ch >= 32 && ch <= 4096 ? ch / DQ_TILE * DQ_TILE : 128;
+    g_env_pre = cuda_env_int("SPARKD_DQ_PRE", 0) == 1;
+    g_env_pipe = cuda_env_int("SPARKD_DQ_PIPE", 1) != 0;
+    g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
+    g_dq_on = g_env_on;
+    g_dq_splits = g_env_splits;
+    g_dq_chunk = g_env_chunk;
+    g_dq_pre = g_env_pre;
+    g_dq_pipe = g_env_pipe;
 }
+static void dq_env() { pthread_once(&g_dq_once, dq_env_read); }
 
 extern "C" int cuda_dq_set(int on) {
     dq_env();
     const int was = g_dq_on;
-    if (on < 0) {
-        const char *s = getenv("SPARKD_DQ");
-        g_dq_on = s && *s && !strcmp(s, "0") ? 0 : 1;
-    } else {
-        g_dq_on = on ? 1 : 0;
-    }
+    g_dq_on = on < 0 ? g_env_on : on ? 1 : 0;
     return was;
 }
 extern "C" void cuda_dq_tune(int splits, int chunk) {

@@ -162,6 +162,9 @@ __host__ __device__ __forceinline__ int inv_perm64(int e) {
     const int c = (r >> 1) & 3, jj = (r & 1) | ((r >> 3) << 1);
     return 16 * c + 8 * grp + jj;
 }
+// Where element e of a row goes in the P64 order of an mm input (each 64-element group
+// permuted by inv_perm64).
+__device__ __forceinline__ size_t p64_at(int e) { return (size_t)(e & ~63) + inv_perm64(e & 63); }
 
 // 2^(e-127) / 2 (MXFP4 scale with the code table doubled), as quant.c.
 __device__ __forceinline__ float e8m0_half(uint8_t e) {
