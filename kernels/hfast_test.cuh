@@ -90,7 +90,7 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
             for (int r = 0; r < Ns[i]; r++) if (!isfinite(y[i][(size_t)t * ld[i] + r])) fin = 0;
     std::vector<int> toks = {0, 1, T - 1, 63 < T ? 63 : 0, 64 < T ? 64 : 0};
     while (toks.size() < 10) toks.push_back(C->rng.below(T));
-    double num = 0, den = 0, enum_ = 0, eden = 0;
+    double num = 0, den = 0, aden = 0, enum_ = 0, eden = 0;
     std::vector<double> hi;
     // Q8_0, Q4_0, Q5_0: d * (code - off) is exact in f32, so the kernel's weight is f16 of the reference's
     const bool emul = type == QUANT_Q8_0 || type == QUANT_Q4_0 || type == QUANT_Q5_0;
@@ -101,9 +101,10 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
             hf_hi_row(xt, K, hi, ts);
             for (int r = 0; r < Ns[i]; r++) {
                 const float *wr = W[i].data() + (size_t)r * K;
-                double s = 0, se = 0;
+                double s = 0, sa = 0, se = 0;
                 for (int k = 0; k < K; k++) {
                     s += (double)wr[k] * xt[k];
+                    sa += fabs((double)wr[k] * xt[k]);
                     if (emul) se += (double)quant_f16_to_f32(quant_f32_to_f16(wr[k])) * hi[k];
                 }
                 se *= ts;
@@ -111,13 +112,18 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
                 const double got = (double)y[i][(size_t)t * ld[i] + r] - base;
                 num += (got - s) * (got - s);
                 den += s * s;
+                aden += sa * sa;
                 enum_ += (got - se) * (got - se);
                 eden += se * se;
             }
         }
-    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    // The bound is relative to each output's sum of |w x| (aden), not to the output itself (den): f16
+    // rounding of x errs by <= 2^-11 of that sum, while one output that cancels (row 3's scale-1000 block
+    // against the x3000 row dominates den in mode 2) made the old ratio exceed 2e-3 on a few percent of seeds
+    // (round 10: 1.19e-2 once; 2.2e-5 .. 1.5e-3 on others). rel (vs the outputs) is still printed.
+    const double rel = aden > 0 ? sqrt(num / aden) : sqrt(num), rel_out = den > 0 ? sqrt(num / den) : sqrt(num);
     const double erel = eden > 0 ? sqrt(enum_ / eden) : sqrt(enum_);
-    char shape[112], note[80];
+    char shape[112], note[112];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s%s%s%s", tname(type), N, N2 ? "+" : "", N2, K, T,
              accumulate ? " +=" : "", splitk ? " splitk" : "",
              wm == 2 ? " wm2" : wm == 4 ? " wm4" : wm == 8 ? " wm8" : wm == 9 ? " t128" : wm == 10 || wm == 11 ? " hf2" : wm == 13 ? " hf2 raster m" :
@@ -127,10 +133,10 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
         snprintf(note, sizeof note, "(control: err %.3g must exceed 2e-3; hfast launches %d)", rel, took);
         report("hfast-control", shape, rel > 2e-3 ? 0.0 : 1.0, 0.5, 0, rc == 0 && took == 1, note);
     } else if (mode == 2) {
-        snprintf(note, sizeof note, "(fell back: hfast launches %d, must be 0)", took);
+        snprintf(note, sizeof note, "(fell back: hfast launches %d, must be 0; vs the outputs %.3g)", took, rel_out);
         report("hfast-range", shape, rel, 2e-3, 0, rc == 0 && fin && took == 0, note);
     } else {
-        snprintf(note, sizeof note, "(vs dequant-then-f32; hfast launches %d)", took);
+        snprintf(note, sizeof note, "(vs dequant-then-f32 per sum of |w x|; hfast launches %d; vs the outputs %.3g)", took, rel_out);
         report("hfast", shape, rel, 2e-3, 0, rc == 0 && fin && took == 1, note);
         if (emul) report("hfast-emul", shape, erel, 2e-5, 0, rc == 0 && fin && took == 1,
                                        "(vs f16(w) x hi, f64 sums)");
