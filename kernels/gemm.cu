@@ -968,13 +968,15 @@ __device__ __forceinline__ void hf3_build(uint32_t (&a)[2][4], const quarter (&q
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define HFW_ON 1
 #endif
-template <uint32_t F, int WG> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warpgroups: 64 WG rows x 128 tokens
+// NS (round 11, fc; SPARKD_FC): stages of the ring (3: round 8's hfw3); the weights of chunk kc + NS are copied
+// at step kc, so a copy has NS - 2 steps to land instead of one.
+template <uint32_t F, int WG, int NS = 3> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warpgroups: 64 WG rows x 128 tokens
     using B = hf_cfg<F, 4 * WG, 1>;
     static constexpr int off_w = 128 * 128; // x tile: 128 tokens x 128 B, natural order, 128B swizzle
     static constexpr int off_h = off_w + B::HM * B::wpitch;
     static constexpr int off_m = off_h + B::HM * B::hpitch;
     static constexpr int stage = (off_m + B::HM * B::mpitch + 1023) & ~1023; // tiles 1024-aligned
-    static constexpr int stages = 3;
+    static constexpr int stages = NS;
     static constexpr int smem = stage * stages + 1024; // (+ the base rounded up to 1024)
 };
 
@@ -1072,6 +1074,24 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<
         for (int w = 0; w < 8; w++)
             *(uint32_t *)(row + j * (hfw_x<WG>::NX / 4) * 128 + ((w ^ k7) << 4)) = u4_word(v[2 * j + (w >> 2)], w & 3);
 }
+// XA (round 11, fc; SPARKD_FC=3): chunk kc of the tile's tokens straight into stage sb's x tile by cp.async, 4 bytes a
+// lane: a warp instruction moves one token's 128-byte row of the chunk (coalesced), P64 word l = 8 j + u to word j of
+// natural granule u at u ^ (t & 7) (the banks 4 (u ^ (t & 7)) + j: conflict-free); tokens >= ntok zero-filled. No
+// registers and no STS, and the copy rides the weights' commit groups (NS - 3 steps to land, see hfw_step).
+template <int WG>
+__device__ __forceinline__ void hfw_cpx(uint8_t *sb, const uint8_t *x0, size_t pitch, int kc, int ntok) {
+    constexpr int NW = 4 * WG;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int i = 0; i < (128 + NW - 1) / NW; i++) {
+        const int t = warp + NW * i;
+        if (t < 128) {
+            const bool v = t < ntok;
+            cp_async4(sb + t * 128 + ((((lane & 7) ^ (t & 7)) << 4) + 4 * (lane >> 3)),
+                      v ? x0 + (size_t)t * pitch + (size_t)kc * 128 + 4 * lane : x0, v);
+        }
+    }
+}
 
 // One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
 // next chunk's A (an) is built from slot sx and its activations go to slot sn.
@@ -1082,12 +1102,16 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<
 // for chunk kc's wgmma and syncs at the end of the step, and ptxas places the A build after that wait
 // (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0, then the HMUL2s), so the tensor pipe idles through the build,
 // the barrier and the next issue; with W1 the build sits between wait_group 1 and the next HGMMA.
-template <uint32_t F, int WG, bool WF, bool W1 = false>
+// NS (round 11, fc): see hfw_cfg. XA (round 11, fc; needs W1 and NS >= 4): the x tile by cp.async (hfw_cpx) in the
+// step's commit group: chunk kc + NS - 1's into slot kc - 1 (free: every warpgroup is past wgmma kc - 1 at the
+// barrier), waited NS - 3 groups deep at the step's end and then made visible to wgmma by this thread's proxy fence
+// (chunk kc + 2's, read by the wgmma of step kc + 2, after the next step's barrier); no x registers, no STS.
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
                                          int c, bool w0) {
-    using C = hfw_cfg<F, WG>;
+    using C = hfw_cfg<F, WG, NS>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
     hfw_fence();
@@ -1106,11 +1130,18 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
         hfw_wait<1>(acc);
         __syncthreads();
     }
+    if constexpr (XA) {
+        static_assert(W1 && S >= 4, "hfw_step: XA needs W1 and 4 or more stages");
+        if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S);
+        if (kc + S - 1 < nk) hfw_cpx<WG>(smem + ((kc + S - 1) % S) * C::stage, x0, xp, kz0 + kc + S - 1, ntok);
+        cp_commit();
+    } else {
     if (more2 && xw) hfw_stx<WG>(smem + on, xv);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
-    if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
+    if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S); // (S = 3 but for SPARKD_FC)
     cp_commit();
     if (kc + 3 < nk && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + kc + 3, ntok);
+    }
     // the next chunk's A registers (slot kc + 1: visible since the last barrier)
     {
         quarter q[2];
@@ -1129,7 +1160,11 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     for (int s = 0; s < 4; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
-    cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
+    if constexpr (XA) {
+        cp_wait<S - 3>(); // chunk kc + 2's weights and x tile (this thread's copies)
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // its x copies, for wgmma's reads
+    } else
+    cp_wait<S - 2>(); // chunk kc + 2's weights (this thread's copies; kc + 3 .. kc + S's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
     if constexpr (!W1) {
         hfw_wait<0>(acc);
@@ -1137,11 +1172,11 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     }
 }
 
-template <uint32_t F, int WG, bool WF, bool W1 = false>
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
-    using C = hfw_cfg<F, WG>;
+    using C = hfw_cfg<F, WG, NS>;
     uint32_t a0[4][4], a1[4][4];
     {
         quarter q[2];
@@ -1156,8 +1191,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF, W1>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
-        if (kc + 1 < nk) hfw_step<F, WG, WF, W1>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        hfw_step<F, WG, WF, W1, NS, XA>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, W1, NS, XA>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
     if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
 }
@@ -1242,10 +1277,11 @@ __device__ __forceinline__ hf_src hfw_cat_src(const gemm_params &p, int m0, int 
 // PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
 // matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
 // W1 (round 9, pp): see hfw_step. CR (round 9, pp): the matrices as one list of rows (hfw_cat_src).
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
+// NS, XA (round 11, fc): see hfw_cfg and hfw_step.
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
-    using C = hfw_cfg<F, WG>;
+    using C = hfw_cfg<F, WG, NS>;
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
@@ -1271,7 +1307,7 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= (CR ? p.ws_rows : M.rows);
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < C::stages; s++) {
         if (s < nk) {
             if (wf) hfw_load_w<F, WG, true>(smem + s * C::stage, src, kz0 + s);
             else hfw_load_w<F, WG, false>(smem + s * C::stage, src, kz0 + s);
@@ -1286,13 +1322,25 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     uint4 xv[2 * hfw_x<WG>::TPT];
 #pragma unroll
     for (int i = 0; i < 2 * hfw_x<WG>::TPT; i++) xv[i] = make_uint4(0, 0, 0, 0);
+    if constexpr (XA) {
+        // x of chunks 0, 1 (one group), then 2 .. NS - 2 (a group each): NS - 3 groups may stay in flight
+        for (int s = 0; s < 2 && s < nk; s++) hfw_cpx<WG>(smem + s * C::stage, x0, xp, kz0 + s, ntok);
+        cp_commit();
+        for (int s = 2; s < C::stages - 1; s++) {
+            if (s < nk) hfw_cpx<WG>(smem + s * C::stage, x0, xp, kz0 + s, ntok);
+            cp_commit();
+        }
+        cp_wait<C::stages - 3>(); // chunks 0, 1
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // this thread's x copies, for wgmma's reads
+    } else {
     for (int s = 0; s < 2 && s < nk && xw; s++) {
         hfw_ldx<WG>(xv, x0, xp, kz0 + s, ntok);
         hfw_stx<WG>(smem + s * C::stage, xv);
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (nk > 2 && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + 2, ntok);
-    cp_wait<1>(); // chunks 0, 1
+    cp_wait<C::stages - 2>(); // chunks 0, 1
+    }
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
     __syncthreads();
     float acc[16][4];
@@ -1300,8 +1348,8 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true, W1, NS, XA>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, W1, NS, XA>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1822,35 +1870,68 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 // pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
-    using CW = hfw_cfg<F, WG>;
+    using CW = hfw_cfg<F, WG, NS>;
     constexpr int smem = CW::smem;
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XA>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
 static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
+// SPARKD_FC (round 11, fc): hfw3's ring depth for Q8_0 and Q4_K with W1 (SPARKD_PP bit 16): 0 = round 8's 3 stages
+// exactly (the weights copied 3 chunks ahead, waited 1 step later), 1 = 4 stages, 2 = 6 stages (default; Q8_0
+// 175 KB of shared memory), 3 = 6 stages with the x tile by cp.async too (XA, see hfw_step); the stages must fit
+// the device's opt-in limit, else 3 stages. Read once.
+static int fc_mode_v = -1, fc_optin = 0;
+extern "C" int cuda_fc_mode(void) {
+    if (fc_mode_v < 0) {
+        const char *v = getenv("SPARKD_FC");
+        fc_mode_v = v && v[0] ? atoi(v) : 2;
+        if (fc_mode_v < 0 || fc_mode_v > 3) fc_mode_v = 2;
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&fc_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            fc_optin = 0;
+    }
+    return fc_mode_v;
+}
+extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again)
+    fc_mode_v = -1;
+    cuda_fc_mode();
+    if (mode >= 0) fc_mode_v = mode;
+}
+// hfw3 at the ring depth of SPARKD_FC (see above); NS = 3 is hfw_launch_t's instantiation of round 8
+template <uint32_t F, bool PA, bool CR>
+static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) {
+    if constexpr (F == QT_Q8_0 || F == QT_Q4_K) {
+        const int fc = cuda_fc_mode();
+        if (fc == 1 && fc_optin >= (int)hfw_cfg<F, 3, 4>::smem) return hfw_launch_t<F, 3, PA, true, CR, 4>(p, mt, stream, e, dz);
+        if (fc == 2 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6>(p, mt, stream, e, dz);
+        if (fc == 3 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6, true>(p, mt, stream, e, dz);
+    }
+    return hfw_launch_t<F, 3, PA, true, CR>(p, mt, stream, e, dz);
+}
 // hfw3 with round 9's (pp) W1 (SPARKD_PP bit 16) for the types it was measured with; PA the paired tiles
 template <uint32_t F, bool PA>
 static int hfw_pp_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
-    if (pp & 16) return hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
+    if (pp & 16) return hfw_fc_launch<F, PA, false>(p, mt, stream, e, dz);
     return hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
 }
 // CR (SPARKD_PP bit 32): the matrices of the launch as one list of mt row tiles (Q8_0, Q4_K)
 template <uint32_t F>
 static int hfw_cr_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
     pp_cat_launches++;
-    if (pp & 16) return hfw_launch_t<F, 3, false, true, true>(p, mt, stream, e, dz);
+    if (pp & 16) return hfw_fc_launch<F, false, true>(p, mt, stream, e, dz);
     return hfw_launch_t<F, 3, false, false, true>(p, mt, stream, e, dz);
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
