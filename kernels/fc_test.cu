@@ -7,8 +7,8 @@
 // taken hfw3 (else the row says skip: no sm_90a here). Control: the fc run on an input whose token 100
 // is changed must differ. Shapes: q+k+v at pp512 (one list of rows, CR), the paired gate+up (PA), o at
 // pp512 (split K 3: fewer chunks a CTA than some ring depths), K of one / two / five chunks (fewer chunks
-// than stages), rows and tokens not multiples of the tile, Q8_0 and Q4_K (the types SPARKD_FC covers) and
-// Q6_K (not covered: must still match). One row also against the CPU reference (dequantized weights times
+// than stages), rows and tokens not multiples of the tile, Q8_0, Q4_K and Q6_K (the types SPARKD_FC covers;
+// Q6_K on the plain launch only). One row also against the CPU reference (dequantized weights times
 // the f16-rounded input, f64 sums; tolerance 2e-3 relative Frobenius norm).
 #include "cuda.h"
 #include "cuda_kern.h"
@@ -150,7 +150,7 @@ int fc_rows(bool quick) {
         const int r2[1] = {1000}; // 6 row tiles, one partial token tile
         fc_case(QUANT_Q4_K, 1, r2, 1024, 200, false, fc, fc == 2);
         fc_case(QUANT_Q8_0, 1, r2, 1024, 130, false, fc, fc == 2);
-        fc_case(QUANT_Q6_K, 1, r2, 1024, 130, false, fc); // (not SPARKD_FC's: the old kernel both runs)
+        fc_case(QUANT_Q6_K, 1, r2, 1024, 130, false, fc, fc == 3); // (Q4_K_M's v / down / head type)
         const int r4[2] = {1024, 1024}; // paired, K 256 (4 chunks: fewer than 6 stages)
         fc_case(QUANT_Q8_0, 2, r4, 256, 512, true, fc);
         fc_case(QUANT_Q4_K, 2, r4, 256, 100, true, fc);
@@ -168,6 +168,7 @@ int fc_rows(bool quick) {
             fc_case(QUANT_Q4_K, 2, r8, 4096, 512, true, fc);
             const int r9[1] = {4096}; // down
             fc_case(QUANT_Q4_K, 1, r9, 12288, 512, false, fc);
+            fc_case(QUANT_Q6_K, 1, r9, 12288, 512, false, fc);
         }
     }
     return C->fails - f0;

@@ -1888,7 +1888,7 @@ static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, 
     return 0;
 }
 static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
-// SPARKD_FC (round 11, fc): hfw3's ring depth for Q8_0 and Q4_K with W1 (SPARKD_PP bit 16): 0 = round 8's 3 stages
+// SPARKD_FC (round 11, fc): hfw3's ring depth for Q8_0, Q4_K and Q6_K with W1 (SPARKD_PP bit 16): 0 = round 8's 3 stages
 // exactly (the weights copied 3 chunks ahead, waited 1 step later), 1 = 4 stages, 2 = 6 stages (default; Q8_0
 // 175 KB of shared memory), 3 = 6 stages with the x tile by cp.async too (XA, see hfw_step); the stages must fit
 // the device's opt-in limit, else 3 stages. Read once.
@@ -1913,7 +1913,7 @@ extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again)
 // hfw3 at the ring depth of SPARKD_FC (see above); NS = 3 is hfw_launch_t's instantiation of round 8
 template <uint32_t F, bool PA, bool CR>
 static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) {
-    if constexpr (F == QT_Q8_0 || F == QT_Q4_K) {
+    if constexpr (F == QT_Q8_0 || F == QT_Q4_K || (F == QT_Q6_K && !PA && !CR)) {
         const int fc = cuda_fc_mode();
         if (fc == 1 && fc_optin >= (int)hfw_cfg<F, 3, 4>::smem) return hfw_launch_t<F, 3, PA, true, CR, 4>(p, mt, stream, e, dz);
         if (fc == 2 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6>(p, mt, stream, e, dz);
