@@ -53,6 +53,7 @@ struct gemm_params {
     const float *gsum, *tscale;
     cuda_defer *defer; // host side: cuda_mm_args.defer (fz: no reduce launch)
     int pair_act;      // hfw_kernel<.., PA = true> (round 9, pp): CUDA_ACT_* + 1 of the paired gate+up epilogue
+    const uint8_t *ximg; // hfw_kernel<.., XB = true> (round 11, fc): the x tiles' shared-memory images (hfw_ximg_kernel)
 };
 
 template <uint32_t F> struct gemm_cfg {
@@ -1102,11 +1103,52 @@ __device__ __forceinline__ void hfw_cpx(uint8_t *sb, const uint8_t *x0, size_t p
 // for chunk kc's wgmma and syncs at the end of the step, and ptxas places the A build after that wait
 // (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0, then the HMUL2s), so the tensor pipe idles through the build,
 // the barrier and the next issue; with W1 the build sits between wait_group 1 and the next HGMMA.
+// XB (round 11, fc; SPARKD_FC=4): the x tiles come as images already in wgmma's layout (hfw_ximg_kernel: per
+// 128-token tile and chunk, 16 KB: token t's natural granule u at t * 128 + (u ^ (t & 7)) 16), one bulk copy
+// (cp.async.bulk, the async proxy, the TMA unit) a chunk issued by thread 0 and completing on the slot's mbarrier:
+// no generic-proxy writes of x, hence no fence.proxy.async (MEMBAR.ALL.CTA) in the loop, no LDG / STS of x.
+// [ximg] = (T tiles of 128 tokens, K / 64 chunks, 128 x 128 B); tokens >= T zero.
+__global__ __launch_bounds__(256) void hfw_ximg_kernel(const gemm_params p, uint8_t *img, int tiles) {
+    pdl_wait();
+    pdl_trigger();
+    const int nk = p.K / 64, lane = threadIdx.x & 31;
+    const long r = (long)blockIdx.x * 8 + (threadIdx.x >> 5); // (token, chunk) row of one warp
+    if (r >= (long)tiles * 128 * nk) return;
+    const int t = (int)(r / nk), k = (int)(r % nk);
+    uint32_t v = 0;
+    if (t < p.T) v = *(const uint32_t *)((const uint8_t *)p.xh + (size_t)t * p.K * 2 + (size_t)k * 128 + 4 * lane);
+    *(uint32_t *)(img + ((size_t)(t >> 7) * nk + k) * 16384 + (t & 127) * 128 + ((((lane & 7) ^ (t & 7)) << 4) + 4 * (lane >> 3))) = v;
+}
+__device__ __forceinline__ void hfw_mb_init(uint32_t bar) {
+#ifdef HFW_ON
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+#endif
+}
+// thread 0: chunk kc's image (16 KB at src) into the x tile at dst, completing on bar
+__device__ __forceinline__ void hfw_bulk_x(uint32_t dst, const uint8_t *src, uint32_t bar) {
+#ifdef HFW_ON
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], 16384;\n" ::"r"(bar) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 16384, [%2];\n" ::"r"(dst),
+                 "l"(src), "r"(bar)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void hfw_mb_wait(uint32_t bar, uint32_t parity) {
+#ifdef HFW_ON
+    uint32_t ok = 0;
+    while (!ok)
+        asm volatile("{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2;\nselp.u32 %0, 1, 0, P;\n}\n"
+                     : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+#endif
+}
+
 // NS (round 11, fc): see hfw_cfg. XA (round 11, fc; needs W1 and NS >= 4): the x tile by cp.async (hfw_cpx) in the
 // step's commit group: chunk kc + NS - 1's into slot kc - 1 (free: every warpgroup is past wgmma kc - 1 at the
 // barrier), waited NS - 3 groups deep at the step's end and then made visible to wgmma by this thread's proxy fence
 // (chunk kc + 2's, read by the wgmma of step kc + 2, after the next step's barrier); no x registers, no STS.
-template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false>
+// XB (round 11, fc; W1): see hfw_ximg_kernel: wgmma kc waits for its slot's mbarrier (phase kc / NS); after the
+// barrier thread 0 sends chunk kc + NS - 1's image into slot kc - 1 (every warpgroup is past wgmma kc - 1).
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false, bool XB = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
@@ -1114,6 +1156,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     using C = hfw_cfg<F, WG, NS>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
+    if constexpr (XB) hfw_mb_wait(sbase + S * C::stage + 8 * (kc % S), (uint32_t)(kc / S) & 1);
     hfw_fence();
 #pragma unroll
     for (int s = 0; s < 4; s++) hfw_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
@@ -1130,7 +1173,14 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
         hfw_wait<1>(acc);
         __syncthreads();
     }
-    if constexpr (XA) {
+    if constexpr (XB) {
+        static_assert(W1 && S >= 4, "hfw_step: XB needs W1 and 4 or more stages");
+        const int m = kc + S - 1; // (slot (kc - 1) % S)
+        if (threadIdx.x == 0 && m < nk)
+            hfw_bulk_x(sbase + (m % S) * C::stage, x0 + (size_t)(kz0 + m) * 16384, sbase + S * C::stage + 8 * (m % S));
+        if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S);
+        cp_commit();
+    } else if constexpr (XA) {
         static_assert(W1 && S >= 4, "hfw_step: XA needs W1 and 4 or more stages");
         if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S);
         if (kc + S - 1 < nk) hfw_cpx<WG>(smem + ((kc + S - 1) % S) * C::stage, x0, xp, kz0 + kc + S - 1, ntok);
@@ -1172,7 +1222,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     }
 }
 
-template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false>
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false, bool XB = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
@@ -1191,8 +1241,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF, W1, NS, XA>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
-        if (kc + 1 < nk) hfw_step<F, WG, WF, W1, NS, XA>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        hfw_step<F, WG, WF, W1, NS, XA, XB>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, W1, NS, XA, XB>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
     if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
 }
@@ -1278,7 +1328,7 @@ __device__ __forceinline__ hf_src hfw_cat_src(const gemm_params &p, int m0, int 
 // matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
 // W1 (round 9, pp): see hfw_step. CR (round 9, pp): the matrices as one list of rows (hfw_cat_src).
 // NS, XA (round 11, fc): see hfw_cfg and hfw_step.
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false>
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false, bool XB = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG, NS>;
@@ -1305,6 +1355,12 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     else if constexpr (CR) src = hfw_cat_src<F, WG>(p, m0, n0);
     else src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
     const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= (CR ? p.ws_rows : M.rows);
+    if constexpr (XB) {
+        if (threadIdx.x == 0) { // (before any copy: the fence would wait for those in flight)
+            for (int s = 0; s < C::stages; s++) hfw_mb_init(sbase + C::stages * C::stage + 8 * s);
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the inits, for the bulk copies
+        }
+    }
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
     for (int s = 0; s < C::stages; s++) {
@@ -1317,12 +1373,18 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     pdl_wait();
     const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
     const int ntok = min(128, p.T - n0);
-    const uint8_t *x0 = (const uint8_t *)(p.xh + (size_t)n0 * p.K);
+    const uint8_t *x0 = XB ? p.ximg + (size_t)by * (p.K / 64) * 16384 : (const uint8_t *)(p.xh + (size_t)n0 * p.K);
     const size_t xp = (size_t)p.K * 2;
     uint4 xv[2 * hfw_x<WG>::TPT];
 #pragma unroll
     for (int i = 0; i < 2 * hfw_x<WG>::TPT; i++) xv[i] = make_uint4(0, 0, 0, 0);
-    if constexpr (XA) {
+    if constexpr (XB) {
+        // the images of chunks 0 .. NS - 2 (thread 0); the weights' groups as NS stages without XB
+        if (threadIdx.x == 0)
+            for (int s = 0; s < C::stages - 1 && s < nk; s++)
+                hfw_bulk_x(sbase + s * C::stage, x0 + (size_t)(kz0 + s) * 16384, sbase + C::stages * C::stage + 8 * s);
+        cp_wait<C::stages - 2>(); // chunks 0, 1
+    } else if constexpr (XA) {
         // x of chunks 0, 1 (one group), then 2 .. NS - 2 (a group each): NS - 3 groups may stay in flight
         for (int s = 0; s < 2 && s < nk; s++) hfw_cpx<WG>(smem + s * C::stage, x0, xp, kz0 + s, ntok);
         cp_commit();
@@ -1348,8 +1410,8 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, W1, NS, XA>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false, W1, NS, XA>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true, W1, NS, XA, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, W1, NS, XA, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1870,18 +1932,18 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 // pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false>
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false, bool XB = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG, NS>;
-    constexpr int smem = CW::smem;
+    constexpr int smem = CW::smem + (XB ? 64 : 0); // (XB: the stages' mbarriers after the stages)
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XA, XB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XA>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XA, XB>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -1889,15 +1951,16 @@ static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, 
 }
 static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
 // SPARKD_FC (round 11, fc): hfw3's ring depth for Q8_0, Q4_K and Q6_K with W1 (SPARKD_PP bit 16): 0 = round 8's 3 stages
-// exactly (the weights copied 3 chunks ahead, waited 1 step later), 1 = 4 stages, 2 = 6 stages (default; Q8_0
-// 175 KB of shared memory), 3 = 6 stages with the x tile by cp.async too (XA, see hfw_step); the stages must fit
-// the device's opt-in limit, else 3 stages. Read once.
+// exactly (the default: 1-3 measured no faster in run 0; the weights copied 3 chunks ahead, waited 1 step later),
+// 1 = 4 stages, 2 = 6 stages (Q8_0 175 KB of shared memory), 3 = 6 stages with the x tile by cp.async too (XA, see
+// hfw_step; 0.70x), 4 = 6 stages with the x tiles as bulk copies of images (XB, see hfw_ximg_kernel); the stages must
+// fit the device's opt-in limit, else 3 stages. Read once.
 static int fc_mode_v = -1, fc_optin = 0;
 extern "C" int cuda_fc_mode(void) {
     if (fc_mode_v < 0) {
         const char *v = getenv("SPARKD_FC");
-        fc_mode_v = v && v[0] ? atoi(v) : 2;
-        if (fc_mode_v < 0 || fc_mode_v > 3) fc_mode_v = 2;
+        fc_mode_v = v && v[0] ? atoi(v) : 0;
+        if (fc_mode_v < 0 || fc_mode_v > 4) fc_mode_v = 0;
         int dev = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
             cudaDeviceGetAttribute(&fc_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
@@ -1910,6 +1973,22 @@ extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again)
     cuda_fc_mode();
     if (mode >= 0) fc_mode_v = mode;
 }
+// SPARKD_FC=4's image buffer (device, fc_img_bytes; kept for the process, grown when a product needs more)
+static uint8_t *fc_img = NULL;
+static size_t fc_img_bytes = 0;
+static bool fc_img_grow(size_t need) {
+    if (cudaDeviceSynchronize() != cudaSuccess) return false;
+    if (fc_img) cudaFree(fc_img);
+    fc_img = NULL;
+    fc_img_bytes = 0;
+    if (cudaMalloc((void **)&fc_img, need) != cudaSuccess) {
+        cudaGetLastError();
+        fc_img = NULL;
+        return false;
+    }
+    fc_img_bytes = need;
+    return true;
+}
 // hfw3 at the ring depth of SPARKD_FC (see above); NS = 3 is hfw_launch_t's instantiation of round 8
 template <uint32_t F, bool PA, bool CR>
 static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) {
@@ -1918,6 +1997,21 @@ static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) 
         if (fc == 1 && fc_optin >= (int)hfw_cfg<F, 3, 4>::smem) return hfw_launch_t<F, 3, PA, true, CR, 4>(p, mt, stream, e, dz);
         if (fc == 2 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6>(p, mt, stream, e, dz);
         if (fc == 3 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6, true>(p, mt, stream, e, dz);
+        if (fc == 4 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem + 64) {
+            // the x images first (a buffer kept and grown; not while a graph is captured: then 3 stages)
+            const int tiles = (p.T + 127) / 128;
+            const size_t need = (size_t)tiles * 128 * p.K * 2;
+            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+            if (cudaStreamIsCapturing((cudaStream_t)stream, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone &&
+                (need <= fc_img_bytes || fc_img_grow(need))) {
+                p.ximg = fc_img;
+                const long rows = (long)tiles * 128 * (p.K / 64);
+                CUDA_TRY(cuda_launch(hfw_ximg_kernel, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0, stream, p, fc_img, tiles));
+                const int rc = hfw_launch_t<F, 3, PA, true, CR, 6, false, true>(p, mt, stream, e, dz);
+                p.ximg = NULL;
+                return rc;
+            }
+        }
     }
     return hfw_launch_t<F, 3, PA, true, CR>(p, mt, stream, e, dz);
 }
