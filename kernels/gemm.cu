@@ -1973,21 +1973,26 @@ extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again)
     cuda_fc_mode();
     if (mode >= 0) fc_mode_v = mode;
 }
-// SPARKD_FC=4's image buffer (device, fc_img_bytes; kept for the process, grown when a product needs more)
-static uint8_t *fc_img = NULL;
-static size_t fc_img_bytes = 0;
-static bool fc_img_grow(size_t need) {
-    if (cudaDeviceSynchronize() != cudaSuccess) return false;
-    if (fc_img) cudaFree(fc_img);
-    fc_img = NULL;
-    fc_img_bytes = 0;
-    if (cudaMalloc((void **)&fc_img, need) != cudaSuccess) {
+// SPARKD_FC=4's image buffer of each device (fc_img_bytes; kept for the process, grown when a product needs more;
+// one stream a device uses it: the products of a device run in stream order)
+static uint8_t *fc_img_d[16];
+static size_t fc_img_bytes_d[16];
+// this device's buffer of >= need bytes (NULL: none; then the caller takes another path)
+static uint8_t *fc_img_get(size_t need) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return NULL;
+    if (need <= fc_img_bytes_d[dev]) return fc_img_d[dev];
+    if (cudaDeviceSynchronize() != cudaSuccess) return NULL;
+    if (fc_img_d[dev]) cudaFree(fc_img_d[dev]);
+    fc_img_d[dev] = NULL;
+    fc_img_bytes_d[dev] = 0;
+    if (cudaMalloc((void **)&fc_img_d[dev], need) != cudaSuccess) {
         cudaGetLastError();
-        fc_img = NULL;
-        return false;
+        fc_img_d[dev] = NULL;
+        return NULL;
     }
-    fc_img_bytes = need;
-    return true;
+    fc_img_bytes_d[dev] = need;
+    return fc_img_d[dev];
 }
 // hfw3 at the ring depth of SPARKD_FC (see above); NS = 3 is hfw_launch_t's instantiation of round 8
 template <uint32_t F, bool PA, bool CR>
@@ -2002,11 +2007,12 @@ static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) 
             const int tiles = (p.T + 127) / 128;
             const size_t need = (size_t)tiles * 128 * p.K * 2;
             cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+            uint8_t *img = NULL;
             if (cudaStreamIsCapturing((cudaStream_t)stream, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone &&
-                (need <= fc_img_bytes || fc_img_grow(need))) {
-                p.ximg = fc_img;
+                (img = fc_img_get(need)) != NULL) {
+                p.ximg = img;
                 const long rows = (long)tiles * 128 * (p.K / 64);
-                CUDA_TRY(cuda_launch(hfw_ximg_kernel, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0, stream, p, fc_img, tiles));
+                CUDA_TRY(cuda_launch(hfw_ximg_kernel, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0, stream, p, img, tiles));
                 const int rc = hfw_launch_t<F, 3, PA, true, CR, 6, false, true>(p, mt, stream, e, dz);
                 p.ximg = NULL;
                 return rc;
