@@ -1,16 +1,14 @@
 // fc_test.cu — round 11, helper fc: hfw3's ring depth (gemm.cu hfw_kernel's NS, SPARKD_FC).
 // Checks (fc_selftest, called by cuda_selftest) and the kernel bench (fc_kbench, SPARKD_KBENCH=fc).
 //
-// What is checked: SPARKD_FC = 1 (4 stages), 2 (6 stages), 3 (6 stages, the x tile by cp.async) and 4 (6 stages, the
-// x tiles as bulk copies of images made by hfw_ximg_kernel) against SPARKD_FC = 0 (round 8's 3 stages)
-// on hfw3 with W1 (SPARKD_PP's default 59): the same products in the same order, so the output words must
-// be bit-identical (0 words differ), y poisoned with NaN first; 0 non-finite words. The fc run must have
-// taken hfw3 (else the row says skip: no sm_90a here). Control: the fc run on an input whose token 100
-// is changed must differ. Shapes: q+k+v at pp512 (one list of rows, CR), the paired gate+up (PA), o at
-// pp512 (split K 3: fewer chunks a CTA than some ring depths), K of one / two / five chunks (fewer chunks
-// than stages), rows and tokens not multiples of the tile, Q8_0, Q4_K and Q6_K (the types SPARKD_FC covers;
-// Q6_K on the plain launch only). One row also against the CPU reference (dequantized weights times
-// the f16-rounded input, f64 sums; tolerance 2e-3 relative Frobenius norm).
+// What is checked: SPARKD_FC = 4 (the default: 6 stages, the x tiles as images made by hfw_ximg_kernel and sent by
+// bulk copies) against SPARKD_FC = 0 (round 8's hfw3) on hfw3 with W1 (SPARKD_PP's default 59): the same products in
+// the same order, so the output words must be bit-identical (0 words differ), y poisoned with NaN first; 0
+// non-finite words. The FC run must have taken hfw3 (else the row says skip: no sm_90a here). Control: the FC run on
+// an input whose token 100 is changed must differ. Shapes: Qwen3-8B's pp512 products (q+k+v as one list (CR), o split
+// K 3, gate+up paired, down split K 3; Q8_0 and Q4_K, Q6_K's o- and down-shaped plain products), K of one / two /
+// five chunks (fewer chunks than stages), rows and tokens not multiples of the tile. Three rows also against the CPU
+// reference (dequantized weights times the input, f64 sums; tolerance 2e-3 relative Frobenius norm).
 #include "cuda.h"
 #include "cuda_kern.h"
 
@@ -24,7 +22,7 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
-extern "C" int cuda_fc_mode(void);           // gemm.cu: SPARKD_FC (0: 3 stages, 1: 4, 2: 6, 3: 6 + x by cp.async)
+extern "C" int cuda_fc_mode(void);           // gemm.cu: SPARKD_FC (0: round 8's hfw3; 4: x images, 6 stages)
 extern "C" void cuda_fc_set(int mode);       // gemm.cu: tests and benches (-1: the env)
 extern "C" void cuda_pp_set(int mode);       // gemm.cu: SPARKD_PP (-1: the env)
 extern "C" int cuda_hfast_min_t(void);       // gemm.cu: hfast's threshold (0x7fffffff: off)
@@ -141,37 +139,37 @@ void fc_case(uint32_t type, int n, const int *rows, int K, int T, bool pair, int
     fflush(C->f);
 }
 
-// The rows (fc_selftest and, first, fc_kbench); the number of failures.
+// The rows (fc_selftest and, first, fc_kbench); the number of failures. quick: without the K = 12288 Q4_K / Q6_K
+// paired and Q6_K rows.
 int fc_rows(bool quick) {
     const int f0 = C->fails;
-    for (int fc : {4, 2, 3, 1}) {
-        const int r1[3] = {4096, 1024, 1024}; // q+k+v (one list of rows: CR)
-        fc_case(QUANT_Q8_0, 3, r1, 4096, 512, false, fc);
-        if (fc != 4 && quick) continue;
-        const int r2[1] = {1000}; // 6 row tiles, one partial token tile
-        fc_case(QUANT_Q4_K, 1, r2, 1024, 200, false, fc, fc == 4);
-        fc_case(QUANT_Q8_0, 1, r2, 1024, 130, false, fc, fc == 4);
-        fc_case(QUANT_Q6_K, 1, r2, 1024, 130, false, fc, fc == 4); // (Q4_K_M's v / down / head type)
-        const int r4[2] = {1024, 1024}; // paired, K 256 (4 chunks: fewer than 6 stages)
-        fc_case(QUANT_Q8_0, 2, r4, 256, 512, true, fc);
-        fc_case(QUANT_Q4_K, 2, r4, 256, 100, true, fc);
-        const int r5[1] = {4096}; // o at T = 512: split K 3 (21-22 chunks a CTA)
-        fc_case(QUANT_Q8_0, 1, r5, 4096, 512, false, fc);
-        fc_case(QUANT_Q4_K, 1, r5, 4096, 512, false, fc);
-        const int r6[1] = {4096 + 192}; // 23 row tiles; K of 1, 2, 5 chunks (Q8_0; Q4_K: 4 chunks a superblock)
-        for (int K : {64, 128, 320}) fc_case(QUANT_Q8_0, 1, r6, K, 130, false, fc);
-        fc_case(QUANT_Q4_K, 1, r6, 256, 67, false, fc);
-        const int r7[3] = {1000, 300, 300}; // CR with rows not multiples of the tile
-        fc_case(QUANT_Q4_K, 3, r7, 512, 130, false, fc);
-        if (!quick) {
-            const int r8[2] = {12288, 12288}; // Qwen3-8B's gate+up, paired
-            fc_case(QUANT_Q8_0, 2, r8, 4096, 512, true, fc);
-            fc_case(QUANT_Q4_K, 2, r8, 4096, 512, true, fc);
-            const int r9[1] = {4096}; // down
-            fc_case(QUANT_Q4_K, 1, r9, 12288, 512, false, fc);
-            fc_case(QUANT_Q6_K, 1, r9, 12288, 512, false, fc);
-        }
-    }
+    const int fc = 4;
+    const int r1[3] = {4096, 1024, 1024}; // q+k+v (one list of rows: CR) at pp512
+    fc_case(QUANT_Q8_0, 3, r1, 4096, 512, false, fc);
+    fc_case(QUANT_Q4_K, 3, r1, 4096, 512, false, fc);
+    const int r2[1] = {1000}; // 6 row tiles, one partial token tile
+    fc_case(QUANT_Q4_K, 1, r2, 1024, 200, false, fc, true);
+    fc_case(QUANT_Q8_0, 1, r2, 1024, 130, false, fc, true);
+    fc_case(QUANT_Q6_K, 1, r2, 1024, 130, false, fc, true); // (Q4_K_M's v / down / head type)
+    const int r4[2] = {1024, 1024}; // paired, K 256 (4 chunks: fewer than 6 stages)
+    fc_case(QUANT_Q8_0, 2, r4, 256, 512, true, fc);
+    fc_case(QUANT_Q4_K, 2, r4, 256, 100, true, fc);
+    const int r5[1] = {4096}; // o at pp512: split K 3 (21-22 chunks a CTA)
+    fc_case(QUANT_Q8_0, 1, r5, 4096, 512, false, fc);
+    fc_case(QUANT_Q4_K, 1, r5, 4096, 512, false, fc);
+    fc_case(QUANT_Q6_K, 1, r5, 4096, 512, false, fc);
+    const int r6[1] = {4096 + 192}; // 23 row tiles; K of 1, 2, 5 chunks (Q8_0; Q4_K: 4 chunks a superblock)
+    for (int K : {64, 128, 320}) fc_case(QUANT_Q8_0, 1, r6, K, 130, false, fc);
+    fc_case(QUANT_Q4_K, 1, r6, 256, 67, false, fc);
+    const int r7[3] = {1000, 300, 300}; // CR with rows not multiples of the tile
+    fc_case(QUANT_Q4_K, 3, r7, 512, 130, false, fc);
+    const int r8[2] = {12288, 12288}; // Qwen3-8B's gate+up at pp512, paired
+    fc_case(QUANT_Q8_0, 2, r8, 4096, 512, true, fc);
+    const int r9[1] = {4096}; // down at pp512 (split K 3)
+    fc_case(QUANT_Q8_0, 1, r9, 12288, 512, false, fc);
+    fc_case(QUANT_Q4_K, 1, r9, 12288, 512, false, fc);
+    fc_case(QUANT_Q6_K, 1, r9, 12288, 512, false, fc);
+    if (!quick) fc_case(QUANT_Q4_K, 2, r8, 4096, 512, true, fc);
     return C->fails - f0;
 }
 
@@ -196,10 +194,10 @@ int fc_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=fc (cuda_kbench): the products of a Qwen3-8B pp512 layer (T = 512, SPARKD_PP's default) at
-// SPARKD_FC = 0, 1, 2, 3, 4 (4: the image kernel included), weights rotated over copies beyond the L2: q+k+v (6144 x 4096, one list), o (4096 x
+// SPARKD_FC = 0 and 4 (4: the image kernel included), weights rotated over copies beyond the L2: q+k+v (6144 x 4096, one list), o (4096 x
 // 4096, split K 3), gate+up paired (2 x 12288 x 4096 -> act(gate) * up), down (4096 x 12288, split K 3); us a product,
 // us a layer, TFLOP/s against SPARKD_MMA_PEAK (642), and us a chunk: the time over (CTAs / 132) waves of
-// (K / 64 / split) chunks (a CTA's chunk time when the waves are full). SPARKD_FC_BENCH_ONLY=v: value v only.
+// (K / 64 / split) chunks (a CTA's chunk time when the waves are full). SPARKD_FC_BENCH_ONLY=v: value v (0 / 4) only.
 void fc_kbench(void *file, double probe, err *e) {
     (void)probe;
     ctx_t ctx;
@@ -212,12 +210,12 @@ void fc_kbench(void *file, double probe, err *e) {
     cuda_pp_set(-1);
     const bool ok = fc_rows(true) == 0; // (timings only when the rows pass)
     dfree_all();
-    if (!ok) fprintf(ctx.f, "# fc rows failed: SPARKD_FC=1/2 timings skipped\n");
+    if (!ok) fprintf(ctx.f, "# fc rows failed: SPARKD_FC=4 timings skipped\n");
     const char *pk = getenv("SPARKD_MMA_PEAK");
     const double peak = pk ? atof(pk) : 642.0;
     const char *only = getenv("SPARKD_FC_BENCH_ONLY");
     const int T = 512, dim = 4096, ffn = 12288, kv = 1024;
-    fprintf(ctx.f, "| type | product (T = 512) | SPARKD_FC=0 us | =1 (4 stages) | =2 (6 stages) | =3 (6, x by cp.async) | =4 (6, x images by bulk copy) | 0 / 2 | 0 / 4 | us a chunk 0 / 1 / 2 / 3 / 4 | TFLOP/s 0 / 2 / 4 |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| type | product (T = 512) | SPARKD_FC=0 us | =4 (x images by bulk copy) | 0 / 4 | us a chunk 0 / 4 | TFLOP/s 0 / 4 |\n|---|---|---|---|---|---|---|\n");
     for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
         const uint64_t wb = cuda_weight_bytes(type, ffn, dim) * 2 + cuda_weight_bytes(type, dim, dim) * 2 +
                             cuda_weight_bytes(type, dim, ffn) + cuda_weight_bytes(type, kv, dim) * 2;
@@ -274,7 +272,7 @@ void fc_kbench(void *file, double probe, err *e) {
         double lay[5] = {0, 0, 0, 0, 0};
         for (int s = 0; s < 4; s++) {
             double us[5] = {0, 0, 0, 0, 0};
-            for (int v = 0; v < 5; v++) {
+            for (int v : {0, 4}) {
                 if (v && !ok) continue;
                 if (only && atoi(only) != v) continue;
                 cuda_fc_set(v);
@@ -285,18 +283,16 @@ void fc_kbench(void *file, double probe, err *e) {
             const double waves = ctas[s] / 132.0 < 1 ? 1 : ctas[s] / 132.0;
             auto chunk = [&](double u) { return u / waves / chunks[s]; };
             auto tf = [&](double u) { return u > 0 ? flop[s] / (u * 1e6) : 0.0; };
-            fprintf(C->f, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.3fx | %.3fx | %.3f / %.3f / %.3f / %.3f / %.3f | %.0f / %.0f / %.0f |\n",
-                    tname(type), sn[s], us[0], us[1], us[2], us[3], us[4], us[2] > 0 ? us[0] / us[2] : 0.0, us[4] > 0 ? us[0] / us[4] : 0.0,
-                    chunk(us[0]), chunk(us[1]), chunk(us[2]), chunk(us[3]), chunk(us[4]), tf(us[0]), tf(us[2]), tf(us[4]));
+            fprintf(C->f, "| %s | %s | %.1f | %.1f | %.3fx | %.3f / %.3f | %.0f / %.0f |\n", tname(type), sn[s], us[0], us[4],
+                    us[4] > 0 ? us[0] / us[4] : 0.0, chunk(us[0]), chunk(us[4]), tf(us[0]), tf(us[4]));
             if (ce != cudaSuccess) fprintf(C->f, "# error: %s\n", cudaGetErrorString(ce));
             fflush(C->f);
         }
         double fl = 0;
         for (double f : flop) fl += f;
         auto pc = [&](double u) { return u > 0 ? 100.0 * fl / (u * 1e6) / peak : 0.0; };
-        fprintf(C->f, "| %s | layer (4 products) | %.1f | %.1f | %.1f | %.1f | %.1f | %.3fx | %.3fx | | %.1f%% / %.1f%% / %.1f%% of %.0f |\n",
-                tname(type), lay[0], lay[1], lay[2], lay[3], lay[4], lay[2] > 0 ? lay[0] / lay[2] : 0.0, lay[4] > 0 ? lay[0] / lay[4] : 0.0,
-                pc(lay[0]), pc(lay[2]), pc(lay[4]), peak);
+        fprintf(C->f, "| %s | layer (4 products) | %.1f | %.1f | %.3fx | | %.1f%% / %.1f%% of %.0f |\n", tname(type), lay[0], lay[4],
+                lay[4] > 0 ? lay[0] / lay[4] : 0.0, pc(lay[0]), pc(lay[4]), peak);
         fflush(C->f);
         cuda_fc_set(-1);
         dfree_all();

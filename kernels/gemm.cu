@@ -1075,34 +1075,6 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<
         for (int w = 0; w < 8; w++)
             *(uint32_t *)(row + j * (hfw_x<WG>::NX / 4) * 128 + ((w ^ k7) << 4)) = u4_word(v[2 * j + (w >> 2)], w & 3);
 }
-// XA (round 11, fc; SPARKD_FC=3): chunk kc of the tile's tokens straight into stage sb's x tile by cp.async, 4 bytes a
-// lane: a warp instruction moves one token's 128-byte row of the chunk (coalesced), P64 word l = 8 j + u to word j of
-// natural granule u at u ^ (t & 7) (the banks 4 (u ^ (t & 7)) + j: conflict-free); tokens >= ntok zero-filled. No
-// registers and no STS, and the copy rides the weights' commit groups (NS - 3 steps to land, see hfw_step).
-template <int WG>
-__device__ __forceinline__ void hfw_cpx(uint8_t *sb, const uint8_t *x0, size_t pitch, int kc, int ntok) {
-    constexpr int NW = 4 * WG;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int i = 0; i < (128 + NW - 1) / NW; i++) {
-        const int t = warp + NW * i;
-        if (t < 128) {
-            const bool v = t < ntok;
-            cp_async4(sb + t * 128 + ((((lane & 7) ^ (t & 7)) << 4) + 4 * (lane >> 3)),
-                      v ? x0 + (size_t)t * pitch + (size_t)kc * 128 + 4 * lane : x0, v);
-        }
-    }
-}
-
-// One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
-// next chunk's A (an) is built from slot sx and its activations go to slot sn.
-// W1 (round 9, pp; SPARKD_PP bit 16): the wgmma of chunk kc stays in flight across the step's barrier:
-// right after issuing it, wait for chunk kc - 1's only (wait_group 1: its A registers, an, are then
-// free to build into) and hold the barrier there (every warpgroup past chunk kc - 1's reads of slot
-// kc - 1, which this step's x stores reuse); the step then ends without a wait. Round 8's order waits
-// for chunk kc's wgmma and syncs at the end of the step, and ptxas places the A build after that wait
-// (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0, then the HMUL2s), so the tensor pipe idles through the build,
-// the barrier and the next issue; with W1 the build sits between wait_group 1 and the next HGMMA.
 // XB (round 11, fc; SPARKD_FC=4): the x tiles come as images already in wgmma's layout (hfw_ximg_kernel: per
 // 128-token tile and chunk, 16 KB: token t's natural granule u at t * 128 + (u ^ (t & 7)) 16), one bulk copy
 // (cp.async.bulk, the async proxy, the TMA unit) a chunk issued by thread 0 and completing on the slot's mbarrier:
@@ -1142,13 +1114,10 @@ __device__ __forceinline__ void hfw_mb_wait(uint32_t bar, uint32_t parity) {
 #endif
 }
 
-// NS (round 11, fc): see hfw_cfg. XA (round 11, fc; needs W1 and NS >= 4): the x tile by cp.async (hfw_cpx) in the
-// step's commit group: chunk kc + NS - 1's into slot kc - 1 (free: every warpgroup is past wgmma kc - 1 at the
-// barrier), waited NS - 3 groups deep at the step's end and then made visible to wgmma by this thread's proxy fence
-// (chunk kc + 2's, read by the wgmma of step kc + 2, after the next step's barrier); no x registers, no STS.
-// XB (round 11, fc; W1): see hfw_ximg_kernel: wgmma kc waits for its slot's mbarrier (phase kc / NS); after the
-// barrier thread 0 sends chunk kc + NS - 1's image into slot kc - 1 (every warpgroup is past wgmma kc - 1).
-template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false, bool XB = false>
+// NS (round 11, fc): see hfw_cfg. XB (round 11, fc; W1, NS >= 4): see hfw_ximg_kernel: wgmma kc waits for its slot's
+// mbarrier (phase kc / NS); after the barrier thread 0 sends chunk kc + NS - 1's image into slot kc - 1 (every
+// warpgroup is past wgmma kc - 1); the weights' copies as before, NS - 2 steps to land.
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XB = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
@@ -1180,11 +1149,6 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
             hfw_bulk_x(sbase + (m % S) * C::stage, x0 + (size_t)(kz0 + m) * 16384, sbase + S * C::stage + 8 * (m % S));
         if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S);
         cp_commit();
-    } else if constexpr (XA) {
-        static_assert(W1 && S >= 4, "hfw_step: XA needs W1 and 4 or more stages");
-        if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S);
-        if (kc + S - 1 < nk) hfw_cpx<WG>(smem + ((kc + S - 1) % S) * C::stage, x0, xp, kz0 + kc + S - 1, ntok);
-        cp_commit();
     } else {
     if (more2 && xw) hfw_stx<WG>(smem + on, xv);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
@@ -1210,10 +1174,6 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     for (int s = 0; s < 4; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
-    if constexpr (XA) {
-        cp_wait<S - 3>(); // chunk kc + 2's weights and x tile (this thread's copies)
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // its x copies, for wgmma's reads
-    } else
     cp_wait<S - 2>(); // chunk kc + 2's weights (this thread's copies; kc + 3 .. kc + S's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
     if constexpr (!W1) {
@@ -1222,7 +1182,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     }
 }
 
-template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XA = false, bool XB = false>
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XB = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
@@ -1241,8 +1201,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF, W1, NS, XA, XB>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
-        if (kc + 1 < nk) hfw_step<F, WG, WF, W1, NS, XA, XB>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        hfw_step<F, WG, WF, W1, NS, XB>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, W1, NS, XB>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
     if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
 }
@@ -1327,8 +1287,8 @@ __device__ __forceinline__ hf_src hfw_cat_src(const gemm_params &p, int m0, int 
 // PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
 // matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
 // W1 (round 9, pp): see hfw_step. CR (round 9, pp): the matrices as one list of rows (hfw_cat_src).
-// NS, XA (round 11, fc): see hfw_cfg and hfw_step.
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false, bool XB = false>
+// NS, XB (round 11, fc): see hfw_cfg, hfw_ximg_kernel and hfw_step.
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XB = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = hfw_cfg<F, WG, NS>;
@@ -1384,16 +1344,6 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
             for (int s = 0; s < C::stages - 1 && s < nk; s++)
                 hfw_bulk_x(sbase + s * C::stage, x0 + (size_t)(kz0 + s) * 16384, sbase + C::stages * C::stage + 8 * s);
         cp_wait<C::stages - 2>(); // chunks 0, 1
-    } else if constexpr (XA) {
-        // x of chunks 0, 1 (one group), then 2 .. NS - 2 (a group each): NS - 3 groups may stay in flight
-        for (int s = 0; s < 2 && s < nk; s++) hfw_cpx<WG>(smem + s * C::stage, x0, xp, kz0 + s, ntok);
-        cp_commit();
-        for (int s = 2; s < C::stages - 1; s++) {
-            if (s < nk) hfw_cpx<WG>(smem + s * C::stage, x0, xp, kz0 + s, ntok);
-            cp_commit();
-        }
-        cp_wait<C::stages - 3>(); // chunks 0, 1
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // this thread's x copies, for wgmma's reads
     } else {
     for (int s = 0; s < 2 && s < nk && xw; s++) {
         hfw_ldx<WG>(xv, x0, xp, kz0 + s, ntok);
@@ -1410,8 +1360,8 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, W1, NS, XA, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false, W1, NS, XA, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true, W1, NS, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, W1, NS, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1932,35 +1882,36 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 // pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XA = false, bool XB = false>
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XB = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG, NS>;
     constexpr int smem = CW::smem + (XB ? 64 : 0); // (XB: the stages' mbarriers after the stages)
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XA, XB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XA, XB>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
 static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
-// SPARKD_FC (round 11, fc): hfw3's ring depth for Q8_0, Q4_K and Q6_K with W1 (SPARKD_PP bit 16): 0 = round 8's 3 stages
-// exactly (the default: 1-3 measured no faster in run 0; the weights copied 3 chunks ahead, waited 1 step later),
-// 1 = 4 stages, 2 = 6 stages (Q8_0 175 KB of shared memory), 3 = 6 stages with the x tile by cp.async too (XA, see
-// hfw_step; 0.70x), 4 = 6 stages with the x tiles as bulk copies of images (XB, see hfw_ximg_kernel); the stages must
-// fit the device's opt-in limit, else 3 stages. Read once.
+// SPARKD_FC (round 11, fc): hfw3 with W1 (SPARKD_PP bit 16) for Q8_0, Q4_K (plain, paired, one-list launches) and
+// Q6_K (plain): 0 = round 8's kernel exactly (3 stages, the x tile LDG -> STS -> proxy fence every chunk); any other
+// value (default 4) = XB: 6 stages, the x tiles as images sent by bulk copies (hfw_ximg_kernel; run 1: pp512 +9.8%
+// Q8_0, +11.2% Q4_K_M); where the stages do not fit the opt-in limit, or while a graph is captured, round 8's kernel.
+// (1 / 2: 4 / 6 stages without XB, = 0 in run 0; 3: the x tile by cp.async + proxy fence, 0.70x: removed, PERF.md.)
+// Read once.
 static int fc_mode_v = -1, fc_optin = 0;
 extern "C" int cuda_fc_mode(void) {
     if (fc_mode_v < 0) {
         const char *v = getenv("SPARKD_FC");
-        fc_mode_v = v && v[0] ? atoi(v) : 0;
-        if (fc_mode_v < 0 || fc_mode_v > 4) fc_mode_v = 0;
+        fc_mode_v = v && v[0] ? atoi(v) : 4;
+        if (fc_mode_v != 0) fc_mode_v = 4;
         int dev = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
             cudaDeviceGetAttribute(&fc_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
@@ -1968,10 +1919,10 @@ extern "C" int cuda_fc_mode(void) {
     }
     return fc_mode_v;
 }
-extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again)
+extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again; else 0 or 4)
     fc_mode_v = -1;
     cuda_fc_mode();
-    if (mode >= 0) fc_mode_v = mode;
+    if (mode >= 0) fc_mode_v = mode ? 4 : 0;
 }
 // SPARKD_FC=4's image buffer of each device (fc_img_bytes; kept for the process, grown when a product needs more;
 // one stream a device uses it: the products of a device run in stream order)
@@ -1999,9 +1950,6 @@ template <uint32_t F, bool PA, bool CR>
 static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) {
     if constexpr (F == QT_Q8_0 || F == QT_Q4_K || (F == QT_Q6_K && !PA && !CR)) {
         const int fc = cuda_fc_mode();
-        if (fc == 1 && fc_optin >= (int)hfw_cfg<F, 3, 4>::smem) return hfw_launch_t<F, 3, PA, true, CR, 4>(p, mt, stream, e, dz);
-        if (fc == 2 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6>(p, mt, stream, e, dz);
-        if (fc == 3 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem) return hfw_launch_t<F, 3, PA, true, CR, 6, true>(p, mt, stream, e, dz);
         if (fc == 4 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem + 64) {
             // the x images first (a buffer kept and grown; not while a graph is captured: then 3 stages)
             const int tiles = (p.T + 127) / 128;
@@ -2013,7 +1961,7 @@ static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) 
                 p.ximg = img;
                 const long rows = (long)tiles * 128 * (p.K / 64);
                 CUDA_TRY(cuda_launch(hfw_ximg_kernel, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0, stream, p, img, tiles));
-                const int rc = hfw_launch_t<F, 3, PA, true, CR, 6, false, true>(p, mt, stream, e, dz);
+                const int rc = hfw_launch_t<F, 3, PA, true, CR, 6, true>(p, mt, stream, e, dz);
                 p.ximg = NULL;
                 return rc;
             }
