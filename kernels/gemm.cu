@@ -53,6 +53,7 @@ struct gemm_params {
     const float *gsum, *tscale;
     cuda_defer *defer; // host side: cuda_mm_args.defer (fz: no reduce launch)
     int pair_act;      // hfw_kernel<.., PA = true> (round 9, pp): CUDA_ACT_* + 1 of the paired gate+up epilogue
+    const uint8_t *ximg; // hfw_kernel<.., XB = true> (round 11, fc): the x tiles' shared-memory images (hfw_ximg_kernel)
 };
 
 template <uint32_t F> struct gemm_cfg {
@@ -968,13 +969,15 @@ __device__ __forceinline__ void hf3_build(uint32_t (&a)[2][4], const quarter (&q
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define HFW_ON 1
 #endif
-template <uint32_t F, int WG> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warpgroups: 64 WG rows x 128 tokens
+// NS (round 11, fc; SPARKD_FC): stages of the ring (3: round 8's hfw3); the weights of chunk kc + NS are copied
+// at step kc, so a copy has NS - 2 steps to land instead of one.
+template <uint32_t F, int WG, int NS = 3> struct hfw_cfg : hf_cfg<F, 4 * WG, 1> { // WG warpgroups: 64 WG rows x 128 tokens
     using B = hf_cfg<F, 4 * WG, 1>;
     static constexpr int off_w = 128 * 128; // x tile: 128 tokens x 128 B, natural order, 128B swizzle
     static constexpr int off_h = off_w + B::HM * B::wpitch;
     static constexpr int off_m = off_h + B::HM * B::hpitch;
     static constexpr int stage = (off_m + B::HM * B::mpitch + 1023) & ~1023; // tiles 1024-aligned
-    static constexpr int stages = 3;
+    static constexpr int stages = NS;
     static constexpr int smem = stage * stages + 1024; // (+ the base rounded up to 1024)
 };
 
@@ -1072,24 +1075,57 @@ __device__ __forceinline__ void hfw_stx(uint8_t *sb, const uint4 (&v)[2 * hfw_x<
         for (int w = 0; w < 8; w++)
             *(uint32_t *)(row + j * (hfw_x<WG>::NX / 4) * 128 + ((w ^ k7) << 4)) = u4_word(v[2 * j + (w >> 2)], w & 3);
 }
+// XB (round 11, fc; SPARKD_FC=4): the x tiles come as images already in wgmma's layout (hfw_ximg_kernel: per
+// 128-token tile and chunk, 16 KB: token t's natural granule u at t * 128 + (u ^ (t & 7)) 16), one bulk copy
+// (cp.async.bulk, the async proxy, the TMA unit) a chunk issued by thread 0 and completing on the slot's mbarrier:
+// no generic-proxy writes of x, hence no fence.proxy.async (MEMBAR.ALL.CTA) in the loop, no LDG / STS of x.
+// [ximg] = (T tiles of 128 tokens, K / 64 chunks, 128 x 128 B); tokens >= T zero.
+__global__ __launch_bounds__(256) void hfw_ximg_kernel(const gemm_params p, uint8_t *img, int tiles) {
+    pdl_wait();
+    pdl_trigger();
+    const int nk = p.K / 64, lane = threadIdx.x & 31;
+    const long r = (long)blockIdx.x * 8 + (threadIdx.x >> 5); // (token, chunk) row of one warp
+    if (r >= (long)tiles * 128 * nk) return;
+    const int t = (int)(r / nk), k = (int)(r % nk);
+    uint32_t v = 0;
+    if (t < p.T) v = *(const uint32_t *)((const uint8_t *)p.xh + (size_t)t * p.K * 2 + (size_t)k * 128 + 4 * lane);
+    *(uint32_t *)(img + ((size_t)(t >> 7) * nk + k) * 16384 + (t & 127) * 128 + ((((lane & 7) ^ (t & 7)) << 4) + 4 * (lane >> 3))) = v;
+}
+__device__ __forceinline__ void hfw_mb_init(uint32_t bar) {
+#ifdef HFW_ON
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+#endif
+}
+// thread 0: chunk kc's image (16 KB at src) into the x tile at dst, completing on bar
+__device__ __forceinline__ void hfw_bulk_x(uint32_t dst, const uint8_t *src, uint32_t bar) {
+#ifdef HFW_ON
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], 16384;\n" ::"r"(bar) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 16384, [%2];\n" ::"r"(dst),
+                 "l"(src), "r"(bar)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void hfw_mb_wait(uint32_t bar, uint32_t parity) {
+#ifdef HFW_ON
+    uint32_t ok = 0;
+    while (!ok)
+        asm volatile("{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2;\nselp.u32 %0, 1, 0, P;\n}\n"
+                     : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+#endif
+}
 
-// One chunk: wgmma on the A registers a (chunk kc, 4 k16 steps) and the B tile of slot sb, while the
-// next chunk's A (an) is built from slot sx and its activations go to slot sn.
-// W1 (round 9, pp; SPARKD_PP bit 16): the wgmma of chunk kc stays in flight across the step's barrier:
-// right after issuing it, wait for chunk kc - 1's only (wait_group 1: its A registers, an, are then
-// free to build into) and hold the barrier there (every warpgroup past chunk kc - 1's reads of slot
-// kc - 1, which this step's x stores reuse); the step then ends without a wait. Round 8's order waits
-// for chunk kc's wgmma and syncs at the end of the step, and ptxas places the A build after that wait
-// (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0, then the HMUL2s), so the tensor pipe idles through the build,
-// the barrier and the next issue; with W1 the build sits between wait_group 1 and the next HGMMA.
-template <uint32_t F, int WG, bool WF, bool W1 = false>
+// NS (round 11, fc): see hfw_cfg. XB (round 11, fc; W1, NS >= 4): see hfw_ximg_kernel: wgmma kc waits for its slot's
+// mbarrier (phase kc / NS); after the barrier thread 0 sends chunk kc + NS - 1's image into slot kc - 1 (every
+// warpgroup is past wgmma kc - 1); the weights' copies as before, NS - 2 steps to land.
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XB = false>
 __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4],
                                          uint8_t *smem, uint32_t sbase, int kc, int nk, int kz0, const hf_src &src,
                                          const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT], int rowb,
                                          int c, bool w0) {
-    using C = hfw_cfg<F, WG>;
+    using C = hfw_cfg<F, WG, NS>;
     constexpr int S = C::stages;
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + 2) % S) * C::stage;
+    if constexpr (XB) hfw_mb_wait(sbase + S * C::stage + 8 * (kc % S), (uint32_t)(kc / S) & 1);
     hfw_fence();
 #pragma unroll
     for (int s = 0; s < 4; s++) hfw_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
@@ -1106,11 +1142,20 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
         hfw_wait<1>(acc);
         __syncthreads();
     }
+    if constexpr (XB) {
+        static_assert(W1 && S >= 4, "hfw_step: XB needs W1 and 4 or more stages");
+        const int m = kc + S - 1; // (slot (kc - 1) % S)
+        if (threadIdx.x == 0 && m < nk)
+            hfw_bulk_x(sbase + (m % S) * C::stage, x0 + (size_t)(kz0 + m) * 16384, sbase + S * C::stage + 8 * (m % S));
+        if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S);
+        cp_commit();
+    } else {
     if (more2 && xw) hfw_stx<WG>(smem + on, xv);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
-    if (kc + 3 < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + 3);
+    if (kc + S < nk) hfw_load_w<F, WG, WF>(smem + ob, src, kz0 + kc + S); // (S = 3 but for SPARKD_FC)
     cp_commit();
     if (kc + 3 < nk && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + kc + 3, ntok);
+    }
     // the next chunk's A registers (slot kc + 1: visible since the last barrier)
     {
         quarter q[2];
@@ -1129,7 +1174,7 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     for (int s = 0; s < 4; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
-    cp_wait<1>(); // chunk kc + 2's weights (this thread's copies; kc + 3's may be in flight)
+    cp_wait<S - 2>(); // chunk kc + 2's weights (this thread's copies; kc + 3 .. kc + S's may be in flight)
     if (more2) hf3_decode<F, C>(smem + on, kz0 + kc + 2);
     if constexpr (!W1) {
         hfw_wait<0>(acc);
@@ -1137,11 +1182,11 @@ __device__ __forceinline__ void hfw_step(float (&acc)[16][4], const uint32_t (&a
     }
 }
 
-template <uint32_t F, int WG, bool WF, bool W1 = false>
+template <uint32_t F, int WG, bool WF, bool W1 = false, int NS = 3, bool XB = false>
 __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uint32_t sbase, const hf_src &src, int kz0,
                                          int nk, const uint8_t *x0, size_t xp, int ntok, uint4 (&xv)[2 * hfw_x<WG>::TPT],
                                          int rowb, int c, bool w0) {
-    using C = hfw_cfg<F, WG>;
+    using C = hfw_cfg<F, WG, NS>;
     uint32_t a0[4][4], a1[4][4];
     {
         quarter q[2];
@@ -1156,8 +1201,8 @@ __device__ __forceinline__ void hfw_loop(float (&acc)[16][4], uint8_t *smem, uin
     }
     __syncthreads(); // every warp has read slot 0's codes: step 0 copies chunk 3's weights there
     for (int kc = 0; kc < nk; kc += 2) {
-        hfw_step<F, WG, WF, W1>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
-        if (kc + 1 < nk) hfw_step<F, WG, WF, W1>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        hfw_step<F, WG, WF, W1, NS, XB>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
+        if (kc + 1 < nk) hfw_step<F, WG, WF, W1, NS, XB>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xp, ntok, xv, rowb, c, w0);
     }
     if constexpr (W1) hfw_wait<0>(acc); // (the last chunk's wgmma)
 }
@@ -1242,10 +1287,11 @@ __device__ __forceinline__ hf_src hfw_cat_src(const gemm_params &p, int m0, int 
 // PA (round 9, pp): the paired gate+up CTA (hfw_pair_src) whose epilogue writes act(gate) * up (f32,
 // matrix 0's y) instead of gate and up; one K piece (p.ksplit == 1), p.pair_act = CUDA_ACT_* + 1.
 // W1 (round 9, pp): see hfw_step. CR (round 9, pp): the matrices as one list of rows (hfw_cat_src).
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
+// NS, XB (round 11, fc): see hfw_cfg, hfw_ximg_kernel and hfw_step.
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XB = false>
 __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
 #ifdef HFW_ON
-    using C = hfw_cfg<F, WG>;
+    using C = hfw_cfg<F, WG, NS>;
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
@@ -1269,9 +1315,15 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     else if constexpr (CR) src = hfw_cat_src<F, WG>(p, m0, n0);
     else src = hf_src_of<F, 4 * WG, 1>(p, M, m0, n0);
     const bool wf = m0 + (PA ? C::HM / 2 : C::HM) <= (CR ? p.ws_rows : M.rows);
+    if constexpr (XB) {
+        if (threadIdx.x == 0) { // (before any copy: the fence would wait for those in flight)
+            for (int s = 0; s < C::stages; s++) hfw_mb_init(sbase + C::stages * C::stage + 8 * s);
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the inits, for the bulk copies
+        }
+    }
     // weights of chunks 0, 1, 2 before the PDL wait (one commit group each); then the activations
     // (this thread's token) of chunks 0, 1 stored, chunk 2's in registers
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < C::stages; s++) {
         if (s < nk) {
             if (wf) hfw_load_w<F, WG, true>(smem + s * C::stage, src, kz0 + s);
             else hfw_load_w<F, WG, false>(smem + s * C::stage, src, kz0 + s);
@@ -1281,18 +1333,26 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     pdl_wait();
     const bool xw = threadIdx.x < hfw_x<WG>::NX; // the threads that move the x tile
     const int ntok = min(128, p.T - n0);
-    const uint8_t *x0 = (const uint8_t *)(p.xh + (size_t)n0 * p.K);
+    const uint8_t *x0 = XB ? p.ximg + (size_t)by * (p.K / 64) * 16384 : (const uint8_t *)(p.xh + (size_t)n0 * p.K);
     const size_t xp = (size_t)p.K * 2;
     uint4 xv[2 * hfw_x<WG>::TPT];
 #pragma unroll
     for (int i = 0; i < 2 * hfw_x<WG>::TPT; i++) xv[i] = make_uint4(0, 0, 0, 0);
+    if constexpr (XB) {
+        // the images of chunks 0 .. NS - 2 (thread 0); the weights' groups as NS stages without XB
+        if (threadIdx.x == 0)
+            for (int s = 0; s < C::stages - 1 && s < nk; s++)
+                hfw_bulk_x(sbase + s * C::stage, x0 + (size_t)(kz0 + s) * 16384, sbase + C::stages * C::stage + 8 * s);
+        cp_wait<C::stages - 2>(); // chunks 0, 1
+    } else {
     for (int s = 0; s < 2 && s < nk && xw; s++) {
         hfw_ldx<WG>(xv, x0, xp, kz0 + s, ntok);
         hfw_stx<WG>(smem + s * C::stage, xv);
     }
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the x stores, for wgmma's reads
     if (nk > 2 && xw) hfw_ldx<WG>(xv, x0, xp, kz0 + 2, ntok);
-    cp_wait<1>(); // chunks 0, 1
+    cp_wait<C::stages - 2>(); // chunks 0, 1
+    }
     for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
     __syncthreads();
     float acc[16][4];
@@ -1300,8 +1360,8 @@ __global__ __launch_bounds__(128 * WG, 1) void hfw_kernel(const gemm_params p) {
     for (int i = 0; i < 16; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     const int rowb = warp * 16 + g;
     if (nk > 0) {
-        if (wf) hfw_loop<F, WG, true, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
-        else hfw_loop<F, WG, false, W1>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        if (wf) hfw_loop<F, WG, true, W1, NS, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
+        else hfw_loop<F, WG, false, W1, NS, XB>(acc, smem, sbase, src, kz0, nk, x0, xp, ntok, xv, rowb, c, p.pfw0 != 0);
     }
     const int ntiles = min(16, (p.T - n0 + 7) / 8);
     const int rows = M.rows;
@@ -1822,35 +1882,104 @@ static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     return 0;
 }
 // pp_defer (round 9, pp; SPARKD_PP bit 1): a split hfw3 product leaves its partials to the consumer (fz)
-template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false>
+template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false, int NS = 3, bool XB = false>
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
-    using CW = hfw_cfg<F, WG>;
-    constexpr int smem = CW::smem;
+    using CW = hfw_cfg<F, WG, NS>;
+    constexpr int smem = CW::smem + (XB ? 64 : 0); // (XB: the stages' mbarriers after the stages)
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
-    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR>, grid, dim3(128 * WG), (size_t)smem, stream, p));
+    CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, grid, dim3(128 * WG), (size_t)smem, stream, p));
     if (p.ksplit > 1 && !(pp_defer && part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n)))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
     return 0;
 }
 static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-list launches so far)
+// SPARKD_FC (round 11, fc): hfw3 with W1 (SPARKD_PP bit 16) for Q8_0, Q4_K (plain, paired, one-list launches) and
+// Q6_K (plain): 0 = round 8's kernel exactly (3 stages, the x tile LDG -> STS -> proxy fence every chunk); any other
+// value (default 4) = XB: 6 stages, the x tiles as images sent by bulk copies (hfw_ximg_kernel; run 1: pp512 +9.8%
+// Q8_0, +11.2% Q4_K_M); where the stages do not fit the opt-in limit, or while a graph is captured, round 8's kernel.
+// (1 / 2: 4 / 6 stages without XB, = 0 in run 0; 3: the x tile by cp.async + proxy fence, 0.70x: removed, PERF.md.)
+// Read once.
+static int fc_mode_v = -1, fc_optin = 0;
+extern "C" int cuda_fc_mode(void) {
+    if (fc_mode_v < 0) {
+        const char *v = getenv("SPARKD_FC");
+        fc_mode_v = v && v[0] ? atoi(v) : 4;
+        if (fc_mode_v != 0) fc_mode_v = 4;
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&fc_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            fc_optin = 0;
+    }
+    return fc_mode_v;
+}
+extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again; else 0 or 4)
+    fc_mode_v = -1;
+    cuda_fc_mode();
+    if (mode >= 0) fc_mode_v = mode ? 4 : 0;
+}
+// SPARKD_FC=4's image buffer of each device (fc_img_bytes; kept for the process, grown when a product needs more;
+// one stream a device uses it: the products of a device run in stream order)
+static uint8_t *fc_img_d[16];
+static size_t fc_img_bytes_d[16];
+// this device's buffer of >= need bytes (NULL: none; then the caller takes another path)
+static uint8_t *fc_img_get(size_t need) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return NULL;
+    if (need <= fc_img_bytes_d[dev]) return fc_img_d[dev];
+    if (cudaDeviceSynchronize() != cudaSuccess) return NULL;
+    if (fc_img_d[dev]) cudaFree(fc_img_d[dev]);
+    fc_img_d[dev] = NULL;
+    fc_img_bytes_d[dev] = 0;
+    if (cudaMalloc((void **)&fc_img_d[dev], need) != cudaSuccess) {
+        cudaGetLastError();
+        fc_img_d[dev] = NULL;
+        return NULL;
+    }
+    fc_img_bytes_d[dev] = need;
+    return fc_img_d[dev];
+}
+// hfw3 at the ring depth of SPARKD_FC (see above); NS = 3 is hfw_launch_t's instantiation of round 8
+template <uint32_t F, bool PA, bool CR>
+static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) {
+    if constexpr (F == QT_Q8_0 || F == QT_Q4_K || (F == QT_Q6_K && !PA && !CR)) {
+        const int fc = cuda_fc_mode();
+        if (fc == 4 && fc_optin >= (int)hfw_cfg<F, 3, 6>::smem + 64) {
+            // the x images first (a buffer kept and grown; not while a graph is captured: then 3 stages)
+            const int tiles = (p.T + 127) / 128;
+            const size_t need = (size_t)tiles * 128 * p.K * 2;
+            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+            uint8_t *img = NULL;
+            if (cudaStreamIsCapturing((cudaStream_t)stream, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone &&
+                (img = fc_img_get(need)) != NULL) {
+                p.ximg = img;
+                const long rows = (long)tiles * 128 * (p.K / 64);
+                CUDA_TRY(cuda_launch(hfw_ximg_kernel, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0, stream, p, img, tiles));
+                const int rc = hfw_launch_t<F, 3, PA, true, CR, 6, true>(p, mt, stream, e, dz);
+                p.ximg = NULL;
+                return rc;
+            }
+        }
+    }
+    return hfw_launch_t<F, 3, PA, true, CR>(p, mt, stream, e, dz);
+}
 // hfw3 with round 9's (pp) W1 (SPARKD_PP bit 16) for the types it was measured with; PA the paired tiles
 template <uint32_t F, bool PA>
 static int hfw_pp_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
-    if (pp & 16) return hfw_launch_t<F, 3, PA, true>(p, mt, stream, e, dz);
+    if (pp & 16) return hfw_fc_launch<F, PA, false>(p, mt, stream, e, dz);
     return hfw_launch_t<F, 3, PA>(p, mt, stream, e, dz);
 }
 // CR (SPARKD_PP bit 32): the matrices of the launch as one list of mt row tiles (Q8_0, Q4_K)
 template <uint32_t F>
 static int hfw_cr_launch(gemm_params &p, int mt, int pp, void *stream, err *e, bool dz) {
     pp_cat_launches++;
-    if (pp & 16) return hfw_launch_t<F, 3, false, true, true>(p, mt, stream, e, dz);
+    if (pp & 16) return hfw_fc_launch<F, false, true>(p, mt, stream, e, dz);
     return hfw_launch_t<F, 3, false, false, true>(p, mt, stream, e, dz);
 }
 static bool hf2_type(uint32_t t) { return t == QT_Q8_0 || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K; }
