@@ -1,0 +1,152 @@
+// pe.cu — round 11, helper pe: the row producers of a prefill layer at many rows (T > 64) with
+// small CTAs. layer.cu's resid_norm_row_kernel<1, PT> runs one 1024-thread CTA a row of 4096
+// (54 registers at PT: one CTA an SM, 512 rows = ~4 waves, each wave load -> reduce -> emit
+// with nothing to overlap it; ~20 us a call at pp512 in /work/prof/r10/base/pp-q8.txt). Here a
+// row takes PE_NT = 256 threads, each holding J float4s (float4 index j * PE_NT + tid, the
+// order mmin_emit_row expects), so several rows share an SM and one row's loads overlap
+// another's reductions; the deferred split-K partials (cuda_part, nz <= 4) are loaded for all
+// j before they are summed.
+//
+// Values: bit-identical to the kernels they replace. resid: the sum of squares of old thread
+// g (= float4 g of the row) is formed as resid_norm_row_kernel<1>'s (x^2 by FMUL, then FFMA
+// y^2, z^2, w^2; the same contraction as layer.cu's cl_sq4), each old warp's sum by the same
+// xor butterfly over the same 32 float4s (my warp w at j holds old warp j * PE_NT / 32 + w),
+// and the 32-or-fewer warp sums reduced in warp order as block_sum does; the partials are
+// summed from 0.0f in z order as part_ld4 does. prep / emit: only a max over the row (exact in
+// any order) and element-wise forms (mmin_emit4, same 8-lane groups).
+//
+// SPARKD_PE: mask of the kernels taken (1 resid_norm, 2 prepare; default 3); 0 = layer.cu's
+// launches exactly.
+#include "cuda_kern.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fz_part.cuh"
+#include "kern_util.cuh"
+#include "mmin.cuh"
+
+#define PE_NT 256   // threads a row
+#define PE_MIN_T 65 // rows from which these kernels are taken (below: layer.cu's cluster / row kernels)
+
+static int pe_v = -1;
+// The mask (SPARKD_PE, read once).
+int pe_mask(void) {
+    if (pe_v < 0) pe_v = cuda_env_int("SPARKD_PE", 3) & 3; // (cuda_env_int: "0..." = 0)
+    return pe_v;
+}
+// Tests and benches: the mask (0 = off), -1 = as the environment says.
+extern "C" void cuda_pe_set(int mask) { pe_v = mask < 0 ? -1 : mask & 3; }
+static long pe_n = 0; // launches of this file's kernels (tests)
+extern "C" long cuda_pe_launches(void) { return pe_n; }
+
+// A thread's sum of squares of one float4 as resid_norm_row_kernel<1> forms it (see the top).
+__device__ __forceinline__ float pe_sq4(float4 v) {
+    return __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.y, v.y, __fmul_rn(v.x, v.x))));
+}
+
+// resid_norm_row_kernel<1, PT> for rows of dim = 4 * J * PE_NT (J float4s a thread); no post-norm.
+// PT: o from deferred split-K partials a.o_part (nz in 1..4, not g2).
+template <int J, bool PT>
+__global__ __launch_bounds__(PE_NT) void pe_resid_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
+    __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
+    const int i = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const int r = a.rows ? a.rows[i] : i;
+    const int dim = a.dim;
+    float *x = a.x + (size_t)r * dim;
+    float4 v[J]; // the row's float4s j * PE_NT + tid
+#pragma unroll
+    for (int j = 0; j < J; j++) v[j] = ld4(x + 4 * (j * PE_NT + tid));
+    if (a.o) {
+        float4 o[J];
+        if (PT) {
+            // every partial's float4s loaded first (partial z > nz - 1: partial nz - 1 again, not added)
+            const int nz = a.o_part.nz;
+            const float *p = a.o_part.p + (size_t)r * a.o_part.ld;
+            float4 q[4][J];
+#pragma unroll
+            for (int z = 0; z < 4; z++)
+#pragma unroll
+                for (int j = 0; j < J; j++) q[z][j] = ld4(p + (size_t)(z < nz ? z : nz - 1) * a.o_part.zs + 4 * (j * PE_NT + tid));
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+                for (int z = 0; z < 4; z++)
+                    if (z < nz) { s.x += q[z][j].x; s.y += q[z][j].y; s.z += q[z][j].z; s.w += q[z][j].w; }
+                o[j] = s;
+            }
+        } else {
+            const float *op = a.o + (size_t)r * dim;
+#pragma unroll
+            for (int j = 0; j < J; j++) o[j] = ld4(op + 4 * (j * PE_NT + tid));
+        }
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            if (a.o_bias) {
+                const float4 b = ld4(a.o_bias + 4 * (j * PE_NT + tid));
+                o[j].x += b.x; o[j].y += b.y; o[j].z += b.z; o[j].w += b.w;
+            }
+            v[j].x += o[j].x; v[j].y += o[j].y; v[j].z += o[j].z; v[j].w += o[j].w;
+            *(float4 *)(x + 4 * (j * PE_NT + tid)) = v[j];
+        }
+    }
+    // block_sum of the 1024-thread kernel: warp sums of old warps j * (PE_NT / 32) + w, then in warp order
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        float s = 0.0f;
+        s += pe_sq4(v[j]);
+        s = warp_sum(s);
+        if (lane == 0) red[j * (PE_NT / 32) + w] = s;
+    }
+    __syncthreads();
+    float ss = lane < J * (PE_NT / 32) ? red[lane] : 0.0f;
+    ss = warp_sum(ss);
+    __syncthreads(); // (red is used again by the emit's max)
+    const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const float4 wn = ld4(a.norm_w + 4 * (j * PE_NT + tid));
+        v[j].x = v[j].x * rr * wn.x; v[j].y = v[j].y * rr * wn.y; v[j].z = v[j].z * rr * wn.z; v[j].w = v[j].w * rr * wn.w;
+    }
+    if (a.xout)
+#pragma unroll
+        for (int j = 0; j < J; j++) *(float4 *)(a.xout + (size_t)i * dim + 4 * (j * PE_NT + tid)) = v[j];
+    if (has_out) mmin_emit_row<J>(out, i, v, red);
+}
+
+// prep_row_kernel<NV> for rows of K = 4 * J * PE_NT.
+template <int J>
+__global__ __launch_bounds__(PE_NT) void pe_prep_kernel(const float *x, int ldx, cuda_mmin out) {
+    __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.x, tid = threadIdx.x;
+    float4 v[J]; // the row's float4s j * PE_NT + tid
+#pragma unroll
+    for (int j = 0; j < J; j++) v[j] = ld4(x + (size_t)t * ldx + 4 * (j * PE_NT + tid));
+    mmin_emit_row<J>(out, t, v, red);
+}
+
+// From layer.cu's elt_resid_norm (its alignment checks passed; pt: o is a's deferred partials):
+// 0 = launched, -1 = not taken, > 0 = an error.
+int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e) {
+    if (!(pe_mask() & 1) || a->n < PE_MIN_T || a->dim != 4 * 4 * PE_NT || (a->o && a->post_w)) return -1;
+    if (pt && (a->o_part.g2 || a->o_part.nz < 1 || a->o_part.nz > 4)) return -1;
+    const int has = a->out != NULL ? 1 : 0;
+    pe_n++;
+    if (pt) CUDA_TRY(cuda_launch(pe_resid_kernel<4, true>, dim3((unsigned)a->n), dim3(PE_NT), 0, stream, *a, out, has));
+    else CUDA_TRY(cuda_launch(pe_resid_kernel<4, false>, dim3((unsigned)a->n), dim3(PE_NT), 0, stream, *a, out, has));
+    return 0;
+}
+
+// From layer.cu's elt_prepare (F16 / BF16 forms; x 16-byte aligned, ldx % 4 == 0): as pe_resid.
+int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e) {
+    if (!(pe_mask() & 2) || T < PE_MIN_T || (m.K != 4 * 4 * PE_NT && m.K != 4 * 12 * PE_NT)) return -1;
+    pe_n++;
+    if (m.K == 4 * 4 * PE_NT) CUDA_TRY(cuda_launch(pe_prep_kernel<4>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
+    else CUDA_TRY(cuda_launch(pe_prep_kernel<12>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
+    return 0;
+}
