@@ -331,6 +331,7 @@ __global__ __launch_bounds__(1024) void resid_cl_kernel(cuda_resid_args a, cuda_
 static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int th, bool pt, void *stream, err *e);
 int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e); // pe.cu (round 11)
 int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e);     // pe.cu (round 11)
+int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);              // pe.cu (round 11)
 
 static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e) {
     int th = 0;
@@ -795,6 +796,7 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
             return 0;
         }
     }
+    if (!elt_old()) { const int pr = pe_qkv(a, tk, stream, e); if (pr >= 0) return pr; } // round 11 pe (pe.cu; SPARKD_PE=0: off)
     CUDA_TRY(cuda_launch(qkv_kernel<>, g, dim3(QKV_WARPS * 32), 0, stream, *a, *tk, elt_old() ? 0 : 1));
     return 0;
 }

@@ -15,7 +15,14 @@
 // summed from 0.0f in z order as part_ld4 does. prep / emit: only a max over the row (exact in
 // any order) and element-wise forms (mmin_emit4, same 8-lane groups).
 //
-// SPARKD_PE: mask of the kernels taken (1 resid_norm, 2 prepare; default 3); 0 = layer.cu's
+// qkv (mask 4): layer.cu's qkv_kernel<false> (bias, per-head RMSNorm, neox RoPE, q back in place, k / v into
+// an f32 / f16 / bf16 cache) for head_dim = n_rot = 128 with each warp taking one head of PE_QTOK tokens,
+// every row loaded before any is used (qkv_kernel: one head of one token a warp, 6144 CTAs of 4 warps at
+// pp512, load -> reduce -> sincos -> store in sequence), the values in registers (lane holds d = lane + 32 j
+// as qkv_kernel's lane does, so the sums of squares, the norm and the rotation are its operations in its
+// order: bit-identical).
+//
+// SPARKD_PE: mask of the kernels taken (1 resid_norm, 2 prepare, 4 qkv; default 7); 0 = layer.cu's
 // launches exactly.
 #include "cuda_kern.h"
 
@@ -32,11 +39,11 @@
 static int pe_v = -1;
 // The mask (SPARKD_PE, read once).
 int pe_mask(void) {
-    if (pe_v < 0) pe_v = cuda_env_int("SPARKD_PE", 3) & 3; // (cuda_env_int: "0..." = 0)
+    if (pe_v < 0) pe_v = cuda_env_int("SPARKD_PE", 7) & 7; // (cuda_env_int: "0..." = 0)
     return pe_v;
 }
 // Tests and benches: the mask (0 = off), -1 = as the environment says.
-extern "C" void cuda_pe_set(int mask) { pe_v = mask < 0 ? -1 : mask & 3; }
+extern "C" void cuda_pe_set(int mask) { pe_v = mask < 0 ? -1 : mask & 7; }
 static long pe_n = 0; // launches of this file's kernels (tests)
 extern "C" long cuda_pe_launches(void) { return pe_n; }
 
@@ -148,5 +155,105 @@ int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream,
     pe_n++;
     if (m.K == 4 * 4 * PE_NT) CUDA_TRY(cuda_launch(pe_prep_kernel<4>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
     else CUDA_TRY(cuda_launch(pe_prep_kernel<12>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
+    return 0;
+}
+
+// ------------------------------------------------------------------- qkv (mask 4)
+#define PE_QTOK 4 // tokens a warp
+#define PE_QD 128 // head_dim = n_rot
+
+// grid (ceil(T / PE_QTOK), ceil((n_head + 2 n_kv) / 4)), 4 warps: warp w takes head blockIdx.y * 4 + w of
+// tokens blockIdx.x * PE_QTOK + u, u < PE_QTOK.
+__global__ __launch_bounds__(128) void pe_qkv_kernel(cuda_qkv_args a, cuda_tokens tk) {
+    pdl_trigger();
+    const int lane = threadIdx.x & 31, h = blockIdx.y * 4 + (threadIdx.x >> 5);
+    const int heads = a.n_head + 2 * a.n_kv;
+    const int kind = h < a.n_head ? 0 : h < a.n_head + a.n_kv ? 1 : 2; // q, k, v
+    const int hh = kind == 0 ? h : kind == 1 ? h - a.n_head : h - a.n_head - a.n_kv;
+    const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
+    const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
+    float nwr[4], ifr[2]; // weights (no kernel writes them) before the wait, as qkv_kernel
+#pragma unroll
+    for (int j = 0; j < 4; j++) nwr[j] = nw && h < heads ? nw[lane + 32 * j] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < 2; j++) ifr[j] = a.inv_freq[lane + 32 * j];
+    pdl_wait();
+    if (h >= heads) return;
+    const int ld = kind == 0 ? a.ldq : kind == 1 ? a.ldk : a.ldv;
+    float *base = (kind == 0 ? a.q : kind == 1 ? a.k : a.v) + (size_t)hh * PE_QD;
+    const int t0 = blockIdx.x * PE_QTOK;
+    float x[PE_QTOK][4]; // token u's elements lane + 32 j
+    int pos[PE_QTOK];
+#pragma unroll
+    for (int u = 0; u < PE_QTOK; u++) {
+        const int t = t0 + u < tk.T ? t0 + u : tk.T - 1; // (past T: the last token again, not stored)
+        pos[u] = tk.pos[t];
+#pragma unroll
+        for (int j = 0; j < 4; j++) x[u][j] = base[(size_t)t * ld + lane + 32 * j];
+    }
+#pragma unroll
+    for (int u = 0; u < PE_QTOK; u++) {
+        const int t = t0 + u;
+        if (t >= tk.T) break;
+        float ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float v = x[u][j];
+            if (bias) v += bias[(size_t)hh * PE_QD + lane + 32 * j];
+            x[u][j] = v;
+            ss += v * v;
+        }
+        if (nw) {
+            ss = warp_sum(ss);
+            const float r = 1.0f / sqrtf(ss / (float)PE_QD + a.eps);
+#pragma unroll
+            for (int j = 0; j < 4; j++) x[u][j] = x[u][j] * r * nwr[j];
+        }
+        if (kind < 2) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) { // pair (i, i + 64), i = lane + 32 j
+                float sn, cs;
+                sincosf((float)pos[u] * ifr[j], &sn, &cs);
+                cs *= a.mscale;
+                sn *= a.mscale;
+                const float x0 = x[u][j], x1 = x[u][j + 2];
+                x[u][j] = x0 * cs - x1 * sn;
+                x[u][j + 2] = x0 * sn + x1 * cs;
+            }
+        }
+        if (kind == 0) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) base[(size_t)t * ld + lane + 32 * j] = x[u][j];
+        } else {
+            const int p = pos[u];
+            const int32_t blk = tk.block_tables[(size_t)tk.seq[t] * tk.max_blocks + p / a.kv_block];
+            const size_t row = ((size_t)blk * a.n_kv + hh) * a.kv_block + p % a.kv_block;
+            void *cache = kind == 1 ? a.kv.k : a.kv.v;
+            if (a.kv_type == CUDA_KV_F16) {
+#pragma unroll
+                for (int j = 0; j < 4; j++) ((__half *)cache)[row * PE_QD + lane + 32 * j] = __float2half_rn(x[u][j]);
+            } else if (a.kv_type == CUDA_KV_BF16) {
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    ((__nv_bfloat16 *)cache)[row * PE_QD + lane + 32 * j] = __float2bfloat16_rn(x[u][j]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) ((float *)cache)[row * PE_QD + lane + 32 * j] = x[u][j];
+            }
+        }
+    }
+}
+
+// From layer.cu's cuda_qkv_rope_store where it launches qkv_kernel<false> (second generation; partials, if
+// any, already flushed): 0 = launched, -1 = not taken, > 0 = an error.
+int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) {
+    if (!(pe_mask() & 4) || tk->T < PE_MIN_T || a->head_dim != PE_QD || a->n_rot != PE_QD || !a->neox ||
+        !(a->kv_type == CUDA_KV_F16 || a->kv_type == CUDA_KV_BF16 || a->kv_type == CUDA_KV_F32) ||
+        part_on(a->pq) || part_on(a->pk) || part_on(a->pv))
+        return -1;
+    const int heads = a->n_head + 2 * a->n_kv;
+    pe_n++;
+    CUDA_TRY(cuda_launch(pe_qkv_kernel, dim3((unsigned)((tk->T + PE_QTOK - 1) / PE_QTOK), (unsigned)((heads + 3) / 4)),
+                         dim3(128), 0, stream, *a, *tk));
     return 0;
 }

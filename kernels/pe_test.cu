@@ -152,6 +152,77 @@ void prep_case(int T, int K, int ldx, int forms) {
     if (!ok) C->fails++;
 }
 
+// One qkv_rope_store case: T tokens of nseq sequences (token t: sequence t % nseq, positions from pos0),
+// Qwen3-8B's heads (32 q, 8 kv, 128), neox RoPE over all 128, kv_type cache (blocks of 16).
+void qkv_case(int T, int nseq, int pos0, int kv_type, bool norm, bool bias) {
+    const int nh = 32, nkv = 8, D = 128, kvb = 16;
+    char tag[160];
+    snprintf(tag, sizeof tag, "pe qkv T%d seqs %d pos0 %d kv_type %d%s%s", T, nseq, pos0, kv_type, norm ? " qk-norm" : "",
+             bias ? " bias" : "");
+    const int ldq = nh * D + 64, ldk = nkv * D, ldv = nkv * D + 32;
+    auto q0 = st_randn((size_t)T * ldq, 1.0), k0 = st_randn((size_t)T * ldk, 1.0), v0 = st_randn((size_t)T * ldv, 1.0);
+    auto qn = st_randn(D, 1.0), kn = st_randn(D, 1.0), bq = st_randn((size_t)nh * D, 0.1), bk = st_randn((size_t)nkv * D, 0.1),
+         bv = st_randn((size_t)nkv * D, 0.1);
+    std::vector<float> inv(D / 2);
+    for (int i = 0; i < D / 2; i++) inv[i] = (float)pow(1000000.0, -2.0 * i / D);
+    const int per = (T + nseq - 1) / nseq, maxb = (pos0 + per + kvb - 1) / kvb + 1;
+    std::vector<int32_t> pos(T), seq(T), bt((size_t)nseq * maxb);
+    for (int t = 0; t < T; t++) { seq[t] = t % nseq; pos[t] = pos0 + t / nseq; }
+    for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)((i * 5 + 1) % bt.size()); // (a permutation of the blocks)
+    const size_t es = kv_type == CUDA_KV_F32 ? 4 : 2, cb = bt.size() * nkv * kvb * D * es;
+    float *dq = dup(q0), *dk = dup(k0), *dv = dup(v0);
+    void *kc = dalloc(cb), *vc = dalloc(cb);
+    if (!dq || !dk || !dv || !kc || !vc) { fprintf(C->f, "not ok - %s: alloc\n", tag); C->fails++; return; }
+    cuda_tokens tk;
+    tk.pos = dup(pos);
+    tk.seq = dup(seq);
+    tk.block_tables = dup(bt);
+    tk.max_blocks = maxb;
+    tk.T = T;
+    cuda_qkv_args a;
+    memset(&a, 0, sizeof a);
+    a.q = dq; a.k = dk; a.v = dv; a.ldq = ldq; a.ldk = ldk; a.ldv = ldv;
+    if (bias) { a.bq = dup(bq); a.bk = dup(bk); a.bv = dup(bv); }
+    if (norm) { a.q_norm = dup(qn); a.k_norm = dup(kn); }
+    a.eps = 1e-6f;
+    a.inv_freq = dup(inv);
+    a.n_rot = D; a.neox = 1; a.mscale = 1.0f;
+    a.n_head = nh; a.n_kv = nkv; a.head_dim = D;
+    a.kv.k = kc; a.kv.v = vc;
+    a.kv_type = kv_type; a.kv_block = kvb;
+    auto go = [&](int mask, std::vector<uint8_t> &o) -> bool {
+        cudaMemcpy(dq, q0.data(), q0.size() * 4, cudaMemcpyHostToDevice);
+        cudaMemcpy(dk, k0.data(), k0.size() * 4, cudaMemcpyHostToDevice);
+        cudaMemcpy(dv, v0.data(), v0.size() * 4, cudaMemcpyHostToDevice);
+        poison(kc, cb);
+        poison(vc, cb);
+        cuda_pe_set(mask);
+        err e2 = {ERR_OK, {0}};
+        const int rc = cuda_qkv_rope_store(&a, &tk, C->st, &e2);
+        cuda_pe_set(-1);
+        if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) { fprintf(C->f, "not ok - %s: %s\n", tag, e2.msg); C->fails++; return false; }
+        o.clear();
+        put(o, dq, q0.size());
+        put(o, dk, k0.size());
+        put(o, dv, v0.size());
+        put(o, (const uint8_t *)kc, cb);
+        put(o, (const uint8_t *)vc, cb);
+        return true;
+    };
+    std::vector<uint8_t> ref, got, ctl;
+    if (!go(0, ref)) return;
+    const long l0 = cuda_pe_launches();
+    if (!go(7, got)) return;
+    const long ran = cuda_pe_launches() - l0;
+    k0[(size_t)(T - 1) * ldk + 3 * D + 9] *= 1.01f; // control: one element of k of the last token
+    if (!go(7, ctl)) return;
+    const size_t nd = ndiff_b(ref, got), nc = ndiff_b(ref, ctl);
+    const bool ok = nd == 0 && ran == 1 && nc > 0;
+    fprintf(C->f, "%s - %s: %zu of %zu bytes differ from SPARKD_PE=0 (bitwise), new kernel launches %ld, control %zu differ\n",
+            ok ? "ok" : "not ok", tag, nd, ref.size(), ran, nc);
+    if (!ok) C->fails++;
+}
+
 } // namespace
 
 int pe_selftest(void *file, int quick, uint64_t seed, err *e) {
@@ -176,6 +247,10 @@ int pe_selftest(void *file, int quick, uint64_t seed, err *e) {
     prep_case(512, 4096, 4096, F);
     prep_case(77, 4096, 4160, F | CUDA_MMIN_BF16);
     dfree_all();
+    qkv_case(512, 1, 0, CUDA_KV_F16, true, false);
+    qkv_case(301, 3, 4000, CUDA_KV_BF16, true, true);
+    qkv_case(66, 2, 30000, CUDA_KV_F32, false, true);
+    dfree_all();
     st_close_stream();
     return ctx.fails;
 }
@@ -189,7 +264,7 @@ void pe_kbench(void *file, double probe, err *e) {
     ctx.rng.s = 777;
     if (!st_open_stream()) return;
     const int T = 512, dim = 4096, ffn = 12288, F = CUDA_MMIN_F16;
-    fprintf(ctx.f, "| step | T | SPARKD_PE=0 us | SPARKD_PE=3 us | saved us | GB/s new (bytes once) | %% probe |\n|---|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| step | T | SPARKD_PE=0 us | SPARKD_PE=7 us | saved us | GB/s new (bytes once) | %% probe |\n|---|---|---|---|---|---|---|\n");
     auto x0 = st_randn((size_t)T * dim, 1.0), nw = st_randn(dim, 1.0), pp = st_randn((size_t)3 * T * dim, 0.5);
     auto xa = st_randn((size_t)T * ffn, 1.0);
     float *dx = dup(x0), *dp = dup(pp), *dxa = dup(xa);
@@ -202,7 +277,7 @@ void pe_kbench(void *file, double probe, err *e) {
     auto row = [&](const char *name, double mbytes, int calls, auto fn) {
         double us[2];
         for (int v = 0; v < 2; v++) {
-            cuda_pe_set(v ? 3 : 0);
+            cuda_pe_set(v ? 7 : 0);
             us[v] = time_us(fn, 20);
             tot[v] += calls * us[v];
         }
@@ -235,7 +310,31 @@ void pe_kbench(void *file, double probe, err *e) {
     }
     row("prepare K 12288 (down's input)", ((double)T * ffn * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, ffn, &m12, T, C->st, &e2); });
     row("prepare K 4096 (o's input)", ((double)T * dim * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, dim, &m4, T, C->st, &e2); });
-    fprintf(ctx.f, "# a layer (2 resid_norm with partials, 2 prepares): SPARKD_PE=0 %.1f us, on %.1f us, saved %.1f us%s\n", tot[0],
+    {
+        // qkv_rope_store: one sequence at positions 0..511, qk-norm, f16 cache of blocks of 16
+        const int nh = 32, nkv = 8, D = 128, kvb = 16, nb = T / kvb;
+        auto qkv = st_randn((size_t)T * (nh + 2 * nkv) * D, 1.0), qn = st_randn(D, 1.0);
+        std::vector<float> inv(D / 2);
+        for (int i = 0; i < D / 2; i++) inv[i] = (float)pow(1000000.0, -2.0 * i / D);
+        std::vector<int32_t> pos(T), seq(T, 0), bt(nb);
+        for (int t = 0; t < T; t++) pos[t] = t;
+        for (int b = 0; b < nb; b++) bt[b] = b;
+        float *dqkv = dup(qkv);
+        cuda_tokens tk;
+        tk.pos = dup(pos); tk.seq = dup(seq); tk.block_tables = dup(bt); tk.max_blocks = nb; tk.T = T;
+        cuda_qkv_args a;
+        memset(&a, 0, sizeof a);
+        const int ld = (nh + 2 * nkv) * D; // (the q+k+v product's one output)
+        a.q = dqkv; a.k = dqkv + nh * D; a.v = dqkv + (nh + nkv) * D; a.ldq = a.ldk = a.ldv = ld;
+        a.q_norm = dup(qn); a.k_norm = a.q_norm; a.eps = 1e-6f; a.inv_freq = dup(inv);
+        a.n_rot = D; a.neox = 1; a.mscale = 1.0f; a.n_head = nh; a.n_kv = nkv; a.head_dim = D;
+        a.kv.k = dalloc((size_t)nb * nkv * kvb * D * 2); a.kv.v = dalloc((size_t)nb * nkv * kvb * D * 2);
+        a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
+        if (dqkv && a.kv.k && a.kv.v)
+            row("qkv_rope_store (q, k norm + RoPE, KV f16)", ((double)T * nh * D * 8 + (double)T * nkv * D * 2 * 6) / 1e6, 1,
+                [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
+    }
+    fprintf(ctx.f, "# a layer (2 resid_norm with partials, 2 prepares, qkv): SPARKD_PE=0 %.1f us, on %.1f us, saved %.1f us%s\n", tot[0],
             tot[1], tot[0] - tot[1], e2.code != ERR_OK ? " (an error was reported)" : "");
     dfree_all();
     st_close_stream();
