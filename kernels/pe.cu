@@ -124,16 +124,16 @@ __global__ __launch_bounds__(PE_NT) void pe_resid_kernel(cuda_resid_args a, cuda
     if (has_out) mmin_emit_row<J>(out, i, v, red);
 }
 
-// prep_row_kernel<NV> for rows of K = 4 * J * PE_NT.
-template <int J>
-__global__ __launch_bounds__(PE_NT) void pe_prep_kernel(const float *x, int ldx, cuda_mmin out) {
+// prep_row_kernel<NV> for rows of K = 4 * J * NT.
+template <int J, int NT = PE_NT>
+__global__ __launch_bounds__(NT) void pe_prep_kernel(const float *x, int ldx, cuda_mmin out) {
     __shared__ float red[32];
     pdl_trigger();
     pdl_wait();
     const int t = blockIdx.x, tid = threadIdx.x;
-    float4 v[J]; // the row's float4s j * PE_NT + tid
+    float4 v[J]; // the row's float4s j * NT + tid
 #pragma unroll
-    for (int j = 0; j < J; j++) v[j] = ld4(x + (size_t)t * ldx + 4 * (j * PE_NT + tid));
+    for (int j = 0; j < J; j++) v[j] = ld4(x + (size_t)t * ldx + 4 * (j * NT + tid));
     mmin_emit_row<J>(out, t, v, red);
 }
 
@@ -149,11 +149,21 @@ int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stre
     return 0;
 }
 
+// Threads a row of the K 12288 prepare (SPARKD_PE_PNT: 256 (default), 384, 512; read once; tests: cuda_pe_pnt_set).
+static int pe_pnt_v = -1;
+static int pe_pnt(void) {
+    if (pe_pnt_v < 0) pe_pnt_v = cuda_env_int("SPARKD_PE_PNT", 256);
+    return pe_pnt_v;
+}
+extern "C" void cuda_pe_pnt_set(int nt) { pe_pnt_v = nt; }
+
 // From layer.cu's elt_prepare (F16 / BF16 forms; x 16-byte aligned, ldx % 4 == 0): as pe_resid.
 int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e) {
     if (!(pe_mask() & 2) || T < PE_MIN_T || (m.K != 4 * 4 * PE_NT && m.K != 4 * 12 * PE_NT)) return -1;
     pe_n++;
     if (m.K == 4 * 4 * PE_NT) CUDA_TRY(cuda_launch(pe_prep_kernel<4>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
+    else if (pe_pnt() == 384) CUDA_TRY(cuda_launch(pe_prep_kernel<8, 384>, dim3((unsigned)T), dim3(384), 0, stream, x, ldx, m));
+    else if (pe_pnt() == 512) CUDA_TRY(cuda_launch(pe_prep_kernel<6, 512>, dim3((unsigned)T), dim3(512), 0, stream, x, ldx, m));
     else CUDA_TRY(cuda_launch(pe_prep_kernel<12>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
     return 0;
 }

@@ -24,6 +24,7 @@
 
 extern "C" void cuda_pe_set(int mask);  // pe.cu: kernels taken (1 resid, 2 prepare; 0 off, -1 env)
 extern "C" long cuda_pe_launches(void); // pe.cu: launches so far
+extern "C" void cuda_pe_pnt_set(int nt); // pe.cu: threads a row of the K 12288 prepare (256, 384, 512; -1: env)
 
 namespace {
 
@@ -243,6 +244,8 @@ int pe_selftest(void *file, int quick, uint64_t seed, err *e) {
     resid_case(97, -1, F, false, true, false);
     dfree_all();
     prep_case(512, 12288, 12288, F);
+    for (int nt : {384, 512}) { cuda_pe_pnt_set(nt); prep_case(nt == 384 ? 130 : 131, 12288, 12288, F | CUDA_MMIN_Q8); } // (T130: 384 threads a row, T131: 512)
+    cuda_pe_pnt_set(-1);
     prep_case(100, 12288, 12352, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8 | CUDA_MMIN_XP);
     prep_case(512, 4096, 4096, F);
     prep_case(77, 4096, 4160, F | CUDA_MMIN_BF16);
@@ -309,6 +312,15 @@ void pe_kbench(void *file, double probe, err *e) {
             [&] { cuda_resid_norm(&a, C->st, &e2); });
     }
     row("prepare K 12288 (down's input)", ((double)T * ffn * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, ffn, &m12, T, C->st, &e2); });
+    for (int nt : {384, 512}) { // (the same, SPARKD_PE_PNT = nt; not in the layer sum)
+        char nm[80];
+        snprintf(nm, sizeof nm, "prepare K 12288, %d threads a row", nt);
+        cuda_pe_pnt_set(nt);
+        double t0 = tot[0], t1 = tot[1];
+        row(nm, ((double)T * ffn * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, ffn, &m12, T, C->st, &e2); });
+        tot[0] = t0; tot[1] = t1;
+        cuda_pe_pnt_set(-1);
+    }
     row("prepare K 4096 (o's input)", ((double)T * dim * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, dim, &m4, T, C->st, &e2); });
     {
         // qkv_rope_store: one sequence at positions 0..511, qk-norm, f16 cache of blocks of 16
