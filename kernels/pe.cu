@@ -169,11 +169,12 @@ int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream,
 }
 
 // ------------------------------------------------------------------- qkv (mask 4)
-#define PE_QTOK 4 // tokens a warp
+#define PE_QTOK 4 // tokens a warp (default; SPARKD_PE_QTOK = 2 or 8 picks the others)
 #define PE_QD 128 // head_dim = n_rot
 
-// grid (ceil(T / PE_QTOK), ceil((n_head + 2 n_kv) / 4)), 4 warps: warp w takes head blockIdx.y * 4 + w of
-// tokens blockIdx.x * PE_QTOK + u, u < PE_QTOK.
+// grid (ceil(T / TOK), ceil((n_head + 2 n_kv) / 4)), 4 warps: warp w takes head blockIdx.y * 4 + w of
+// tokens blockIdx.x * TOK + u, u < TOK.
+template <int TOK>
 __global__ __launch_bounds__(128) void pe_qkv_kernel(cuda_qkv_args a, cuda_tokens tk) {
     pdl_trigger();
     const int lane = threadIdx.x & 31, h = blockIdx.y * 4 + (threadIdx.x >> 5);
@@ -191,18 +192,18 @@ __global__ __launch_bounds__(128) void pe_qkv_kernel(cuda_qkv_args a, cuda_token
     if (h >= heads) return;
     const int ld = kind == 0 ? a.ldq : kind == 1 ? a.ldk : a.ldv;
     float *base = (kind == 0 ? a.q : kind == 1 ? a.k : a.v) + (size_t)hh * PE_QD;
-    const int t0 = blockIdx.x * PE_QTOK;
-    float x[PE_QTOK][4]; // token u's elements lane + 32 j
-    int pos[PE_QTOK];
+    const int t0 = blockIdx.x * TOK;
+    float x[TOK][4]; // token u's elements lane + 32 j
+    int pos[TOK];
 #pragma unroll
-    for (int u = 0; u < PE_QTOK; u++) {
+    for (int u = 0; u < TOK; u++) {
         const int t = t0 + u < tk.T ? t0 + u : tk.T - 1; // (past T: the last token again, not stored)
         pos[u] = tk.pos[t];
 #pragma unroll
         for (int j = 0; j < 4; j++) x[u][j] = base[(size_t)t * ld + lane + 32 * j];
     }
 #pragma unroll
-    for (int u = 0; u < PE_QTOK; u++) {
+    for (int u = 0; u < TOK; u++) {
         const int t = t0 + u;
         if (t >= tk.T) break;
         float ss = 0.0f;
@@ -254,6 +255,17 @@ __global__ __launch_bounds__(128) void pe_qkv_kernel(cuda_qkv_args a, cuda_token
     }
 }
 
+// Tokens a warp of pe_qkv_kernel (SPARKD_PE_QTOK: 2, 4 (default), 8; read once; tests: cuda_pe_qtok_set).
+static int pe_qtok_v = -1;
+static int pe_qtok(void) {
+    if (pe_qtok_v < 0) {
+        pe_qtok_v = cuda_env_int("SPARKD_PE_QTOK", PE_QTOK);
+        if (pe_qtok_v != 2 && pe_qtok_v != 8) pe_qtok_v = PE_QTOK;
+    }
+    return pe_qtok_v;
+}
+extern "C" void cuda_pe_qtok_set(int tok) { pe_qtok_v = tok; }
+
 // From layer.cu's cuda_qkv_rope_store where it launches qkv_kernel<false> (second generation; partials, if
 // any, already flushed): 0 = launched, -1 = not taken, > 0 = an error.
 int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) {
@@ -261,9 +273,11 @@ int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) 
         !(a->kv_type == CUDA_KV_F16 || a->kv_type == CUDA_KV_BF16 || a->kv_type == CUDA_KV_F32) ||
         part_on(a->pq) || part_on(a->pk) || part_on(a->pv))
         return -1;
-    const int heads = a->n_head + 2 * a->n_kv;
+    const int heads = a->n_head + 2 * a->n_kv, tok = pe_qtok();
+    const dim3 g((unsigned)((tk->T + tok - 1) / tok), (unsigned)((heads + 3) / 4));
     pe_n++;
-    CUDA_TRY(cuda_launch(pe_qkv_kernel, dim3((unsigned)((tk->T + PE_QTOK - 1) / PE_QTOK), (unsigned)((heads + 3) / 4)),
-                         dim3(128), 0, stream, *a, *tk));
+    if (tok == 2) CUDA_TRY(cuda_launch(pe_qkv_kernel<2>, g, dim3(128), 0, stream, *a, *tk));
+    else if (tok == 8) CUDA_TRY(cuda_launch(pe_qkv_kernel<8>, g, dim3(128), 0, stream, *a, *tk));
+    else CUDA_TRY(cuda_launch(pe_qkv_kernel<PE_QTOK>, g, dim3(128), 0, stream, *a, *tk));
     return 0;
 }

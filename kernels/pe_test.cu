@@ -25,6 +25,7 @@
 extern "C" void cuda_pe_set(int mask);  // pe.cu: kernels taken (1 resid, 2 prepare; 0 off, -1 env)
 extern "C" long cuda_pe_launches(void); // pe.cu: launches so far
 extern "C" void cuda_pe_pnt_set(int nt); // pe.cu: threads a row of the K 12288 prepare (256, 384, 512; -1: env)
+extern "C" void cuda_pe_qtok_set(int tok); // pe.cu: tokens a warp of the qkv kernel (2, 4, 8; -1: env)
 
 namespace {
 
@@ -253,6 +254,11 @@ int pe_selftest(void *file, int quick, uint64_t seed, err *e) {
     qkv_case(512, 1, 0, CUDA_KV_F16, true, false);
     qkv_case(301, 3, 4000, CUDA_KV_BF16, true, true);
     qkv_case(66, 2, 3000, CUDA_KV_F32, false, true);
+    for (int tok : {2, 8}) { // (T 303: 2 tokens a warp, T 305: 8)
+        cuda_pe_qtok_set(tok);
+        qkv_case(tok == 2 ? 303 : 305, 3, 4000, CUDA_KV_F16, true, tok == 8);
+    }
+    cuda_pe_qtok_set(-1);
     dfree_all();
     st_close_stream();
     return ctx.fails;
@@ -343,8 +349,16 @@ void pe_kbench(void *file, double probe, err *e) {
         a.kv.k = dalloc((size_t)nb * nkv * kvb * D * 2); a.kv.v = dalloc((size_t)nb * nkv * kvb * D * 2);
         a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
         if (dqkv && a.kv.k && a.kv.v)
-            row("qkv_rope_store (q, k norm + RoPE, KV f16)", ((double)T * nh * D * 8 + (double)T * nkv * D * 2 * 6) / 1e6, 1,
-                [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
+            for (int tok : {4, 2, 8}) { // (2, 8: SPARKD_PE_QTOK; not in the layer sum)
+                char nm[80] = "qkv_rope_store (q, k norm + RoPE, KV f16)";
+                if (tok != 4) snprintf(nm, sizeof nm, "qkv_rope_store, %d tokens a warp", tok);
+                cuda_pe_qtok_set(tok);
+                const double t0 = tot[0], t1 = tot[1];
+                row(nm, ((double)T * nh * D * 8 + (double)T * nkv * D * 2 * 6) / 1e6, tok == 4 ? 1 : 0,
+                    [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
+                if (tok != 4) { tot[0] = t0; tot[1] = t1; }
+                cuda_pe_qtok_set(-1);
+            }
     }
     fprintf(ctx.f, "# a layer (2 resid_norm with partials, 2 prepares, qkv): SPARKD_PE=0 %.1f us, on %.1f us, saved %.1f us%s\n", tot[0],
             tot[1], tot[0] - tot[1], e2.code != ERR_OK ? " (an error was reported)" : "");
