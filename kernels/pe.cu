@@ -22,7 +22,12 @@
 // as qkv_kernel's lane does, so the sums of squares, the norm and the rotation are its operations in its
 // order: bit-identical).
 //
-// SPARKD_PE: mask of the kernels taken (1 resid_norm, 2 prepare, 4 qkv; default 7); 0 = layer.cu's
+// nolo (mask 8, run 1): resid / prepare leave the F16 (BF16) form's low half unwritten when the engine says
+// no product of this forward reads it (cuda_pe_nolo: precision fast with every product kind on int8 inputs,
+// exact = 0: the hfast / hfw / mmq / gemm kernels then read hi only; no MoE, no tensor parallel). Every
+// other word as before (bitwise).
+//
+// SPARKD_PE: mask of the kernels taken (1 resid_norm, 2 prepare, 4 qkv, 8 nolo; default 15); 0 = layer.cu's
 // launches exactly.
 #include "cuda_kern.h"
 
@@ -39,11 +44,14 @@
 static int pe_v = -1;
 // The mask (SPARKD_PE, read once).
 int pe_mask(void) {
-    if (pe_v < 0) pe_v = cuda_env_int("SPARKD_PE", 7) & 7; // (cuda_env_int: "0..." = 0)
+    if (pe_v < 0) pe_v = cuda_env_int("SPARKD_PE", 15) & 15; // (cuda_env_int: "0..." = 0)
     return pe_v;
 }
 // Tests and benches: the mask (0 = off), -1 = as the environment says.
-extern "C" void cuda_pe_set(int mask) { pe_v = mask < 0 ? -1 : mask & 7; }
+extern "C" void cuda_pe_set(int mask) { pe_v = mask < 0 ? -1 : mask & 15; }
+static int pe_nolo_v = 0; // the engine's forward: no product reads the low halves (cuda_pe_nolo)
+extern "C" void cuda_pe_nolo(int on) { pe_nolo_v = on ? 1 : 0; }
+static bool pe_nolo(void) { return pe_nolo_v && (pe_mask() & 8); }
 static long pe_n = 0; // launches of this file's kernels (tests)
 extern "C" long cuda_pe_launches(void) { return pe_n; }
 
@@ -52,9 +60,68 @@ __device__ __forceinline__ float pe_sq4(float4 v) {
     return __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.y, v.y, __fmul_rn(v.x, v.x))));
 }
 
+// mmin_emit4's words without the low halves (lo, blo): the same values in the same 8-lane groups.
+__device__ __forceinline__ void pe_emit4_nolo(const cuda_mmin &m, int t, int e0, float4 v, float inv) {
+    const size_t at = (size_t)t * m.K + (size_t)(e0 & ~63) + (size_t)inv_perm64(e0 & 63);
+    const size_t gi = (size_t)t * (m.K / 32) + (size_t)(e0 >> 5);
+    const bool first = (threadIdx.x & 7) == 0;
+    if (m.forms & CUDA_MMIN_XP) {
+        *(float2 *)(m.xp + at) = make_float2(v.x, v.y);
+        *(float2 *)(m.xp + at + 16) = make_float2(v.z, v.w);
+    }
+    if (m.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) {
+        const float s0 = v.x * inv, s1 = v.y * inv, s2 = v.z * inv, s3 = v.w * inv;
+        if (m.forms & CUDA_MMIN_F16) {
+            *(ushort2 *)(m.hi + at) = make_ushort2(__half_as_ushort(__float2half_rn(s0)), __half_as_ushort(__float2half_rn(s1)));
+            *(ushort2 *)(m.hi + at + 16) = make_ushort2(__half_as_ushort(__float2half_rn(s2)), __half_as_ushort(__float2half_rn(s3)));
+        }
+        if (m.forms & CUDA_MMIN_BF16) {
+            *(ushort2 *)(m.bhi + at) =
+                make_ushort2(__bfloat16_as_ushort(__float2bfloat16_rn(s0)), __bfloat16_as_ushort(__float2bfloat16_rn(s1)));
+            *(ushort2 *)(m.bhi + at + 16) =
+                make_ushort2(__bfloat16_as_ushort(__float2bfloat16_rn(s2)), __bfloat16_as_ushort(__float2bfloat16_rn(s3)));
+        }
+        const float s = grp8_sum((s0 + s1) + (s2 + s3));
+        if (first) m.gsum[gi] = s;
+    }
+    if (m.forms & CUDA_MMIN_Q8) {
+        const float a = grp8_max(fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        const float d = a / 127.0f;
+        const int q0 = a == 0.0f ? 0 : (int)roundf(v.x / d), q1 = a == 0.0f ? 0 : (int)roundf(v.y / d),
+                  q2 = a == 0.0f ? 0 : (int)roundf(v.z / d), q3 = a == 0.0f ? 0 : (int)roundf(v.w / d);
+        const int sq = grp8_isum(q0 + q1 + q2 + q3);
+        *(char2 *)(m.q8 + at) = make_char2((signed char)q0, (signed char)q1);
+        *(char2 *)(m.q8 + at + 16) = make_char2((signed char)q2, (signed char)q3);
+        if (first) {
+            m.q8d[gi] = d;
+            m.q8s[gi] = d * (float)sq;
+        }
+    }
+}
+// mmin_emit_row<J>, or with NOLO its words without the low halves.
+template <int J, bool NOLO>
+__device__ __forceinline__ void pe_emit_row(const cuda_mmin &m, int t, const float4 (&v)[J], float *red) {
+    if (!NOLO) {
+        mmin_emit_row<J>(m, t, v, red);
+        return;
+    }
+    float inv = 1.0f;
+    if (m.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) {
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < J; j++) a = fmaxf(a, amax4(v[j]));
+        a = block_max(a, red);
+        const int ex = mmin_exponent(a);
+        inv = ldexpf(1.0f, -ex);
+        if (threadIdx.x == 0) m.tscale[t] = ldexpf(1.0f, ex);
+    }
+#pragma unroll
+    for (int j = 0; j < J; j++) pe_emit4_nolo(m, t, 4 * (j * (int)blockDim.x + (int)threadIdx.x), v[j], inv);
+}
+
 // resid_norm_row_kernel<1, PT> for rows of dim = 4 * J * PE_NT (J float4s a thread); no post-norm.
 // PT: o from deferred split-K partials a.o_part (nz in 1..4, not g2).
-template <int J, bool PT>
+template <int J, bool PT, bool NOLO = false>
 __global__ __launch_bounds__(PE_NT) void pe_resid_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
     __shared__ float red[32];
     pdl_trigger();
@@ -121,11 +188,11 @@ __global__ __launch_bounds__(PE_NT) void pe_resid_kernel(cuda_resid_args a, cuda
     if (a.xout)
 #pragma unroll
         for (int j = 0; j < J; j++) *(float4 *)(a.xout + (size_t)i * dim + 4 * (j * PE_NT + tid)) = v[j];
-    if (has_out) mmin_emit_row<J>(out, i, v, red);
+    if (has_out) pe_emit_row<J, NOLO>(out, i, v, red);
 }
 
 // prep_row_kernel<NV> for rows of K = 4 * J * NT.
-template <int J, int NT = PE_NT>
+template <int J, int NT = PE_NT, bool NOLO = false>
 __global__ __launch_bounds__(NT) void pe_prep_kernel(const float *x, int ldx, cuda_mmin out) {
     __shared__ float red[32];
     pdl_trigger();
@@ -134,7 +201,7 @@ __global__ __launch_bounds__(NT) void pe_prep_kernel(const float *x, int ldx, cu
     float4 v[J]; // the row's float4s j * NT + tid
 #pragma unroll
     for (int j = 0; j < J; j++) v[j] = ld4(x + (size_t)t * ldx + 4 * (j * NT + tid));
-    mmin_emit_row<J>(out, t, v, red);
+    pe_emit_row<J, NOLO>(out, t, v, red);
 }
 
 // From layer.cu's elt_resid_norm (its alignment checks passed; pt: o is a's deferred partials):
@@ -144,8 +211,14 @@ int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stre
     if (pt && (a->o_part.g2 || a->o_part.nz < 1 || a->o_part.nz > 4)) return -1;
     const int has = a->out != NULL ? 1 : 0;
     pe_n++;
-    if (pt) CUDA_TRY(cuda_launch(pe_resid_kernel<4, true>, dim3((unsigned)a->n), dim3(PE_NT), 0, stream, *a, out, has));
-    else CUDA_TRY(cuda_launch(pe_resid_kernel<4, false>, dim3((unsigned)a->n), dim3(PE_NT), 0, stream, *a, out, has));
+    const dim3 g((unsigned)a->n), b(PE_NT);
+    if (pe_nolo() && has) {
+        if (pt) CUDA_TRY(cuda_launch(pe_resid_kernel<4, true, true>, g, b, 0, stream, *a, out, has));
+        else CUDA_TRY(cuda_launch(pe_resid_kernel<4, false, true>, g, b, 0, stream, *a, out, has));
+        return 0;
+    }
+    if (pt) CUDA_TRY(cuda_launch(pe_resid_kernel<4, true>, g, b, 0, stream, *a, out, has));
+    else CUDA_TRY(cuda_launch(pe_resid_kernel<4, false>, g, b, 0, stream, *a, out, has));
     return 0;
 }
 
@@ -161,6 +234,11 @@ extern "C" void cuda_pe_pnt_set(int nt) { pe_pnt_v = nt; }
 int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e) {
     if (!(pe_mask() & 2) || T < PE_MIN_T || (m.K != 4 * 4 * PE_NT && m.K != 4 * 12 * PE_NT)) return -1;
     pe_n++;
+    if (pe_nolo()) { // (the default geometries only)
+        if (m.K == 4 * 4 * PE_NT) CUDA_TRY(cuda_launch(pe_prep_kernel<4, PE_NT, true>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
+        else CUDA_TRY(cuda_launch(pe_prep_kernel<12, PE_NT, true>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
+        return 0;
+    }
     if (m.K == 4 * 4 * PE_NT) CUDA_TRY(cuda_launch(pe_prep_kernel<4>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
     else if (pe_pnt() == 384) CUDA_TRY(cuda_launch(pe_prep_kernel<8, 384>, dim3((unsigned)T), dim3(384), 0, stream, x, ldx, m));
     else if (pe_pnt() == 512) CUDA_TRY(cuda_launch(pe_prep_kernel<6, 512>, dim3((unsigned)T), dim3(512), 0, stream, x, ldx, m));

@@ -26,6 +26,7 @@ extern "C" void cuda_pe_set(int mask);  // pe.cu: kernels taken (1 resid, 2 prep
 extern "C" long cuda_pe_launches(void); // pe.cu: launches so far
 extern "C" void cuda_pe_pnt_set(int nt); // pe.cu: threads a row of the K 12288 prepare (256, 384, 512; -1: env)
 extern "C" void cuda_pe_qtok_set(int tok); // pe.cu: tokens a warp of the qkv kernel (2, 4, 8; -1: env)
+extern "C" void cuda_pe_nolo(int on);      // pe.cu: the engine says no product reads the low halves (mask 8)
 
 namespace {
 
@@ -36,6 +37,14 @@ size_t ndiff_b(const std::vector<uint8_t> &a, const std::vector<uint8_t> &b) {
     size_t n = 0;
     for (size_t i = 0; i < a.size() && i < b.size(); i++) n += a[i] != b[i];
     return n + (a.size() > b.size() ? a.size() - b.size() : b.size() - a.size());
+}
+// v's bytes [off + lo, ...) of m's low halves (lo, blo; buffer mbuf) set to 0xff (the poison): what a nolo
+// run must leave there, compared with the full run's other words.
+void mask_lo(std::vector<uint8_t> &v, size_t off, const cuda_mmin &m, const void *mbuf) {
+    const size_t n = (size_t)m.T * m.K * 2;
+    const uint16_t *lo[2] = {m.forms & CUDA_MMIN_F16 ? m.lo : NULL, m.forms & CUDA_MMIN_BF16 ? m.blo : NULL};
+    for (const uint16_t *p : lo)
+        if (p) memset(v.data() + off + ((const uint8_t *)p - (const uint8_t *)mbuf), 0xff, n);
 }
 template <class T> void put(std::vector<uint8_t> &o, const T *d, size_t n) {
     const std::vector<T> h = get(d, n);
@@ -104,6 +113,21 @@ void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows) {
     const long l0 = cuda_pe_launches();
     if (!go(3, got)) return;
     const long ran = cuda_pe_launches() - l0;
+    {   // mask 8 (the engine's nolo): every word but the low halves, which stay poisoned
+        std::vector<uint8_t> nl;
+        cuda_pe_nolo(1);
+        const bool ok1 = go(15, nl);
+        cuda_pe_nolo(0);
+        if (!ok1) return;
+        cuda_mmin mm;
+        cuda_mmin_carve(&mm, mbuf, T, dim, forms);
+        std::vector<uint8_t> r2 = ref;
+        mask_lo(r2, (size_t)R * dim * 4 + (xout ? (size_t)T * dim * 4 : 0), mm, mbuf);
+        const size_t nd2 = ndiff_b(r2, nl);
+        fprintf(C->f, "%s - %s nolo: %zu bytes differ from SPARKD_PE=0 with its low halves left poisoned\n", nd2 ? "not ok" : "ok",
+                tag, nd2);
+        if (nd2) C->fails++;
+    }
     // control: one element of the last partial (or of o / x) changed by 1%
     const size_t ci = (size_t)(np - 1) * R * dim + (size_t)rw[T / 2] * dim + 5;
     if (nz >= 0) { pp[ci] *= 1.01f; cudaMemcpy(dp, pp.data(), pp.size() * 4, cudaMemcpyHostToDevice); }
@@ -144,6 +168,21 @@ void prep_case(int T, int K, int ldx, int forms) {
     const long l0 = cuda_pe_launches();
     if (!go(3, got)) return;
     const long ran = cuda_pe_launches() - l0;
+    {   // mask 8 (the engine's nolo), as resid_case
+        std::vector<uint8_t> nl;
+        cuda_pe_nolo(1);
+        const bool ok1 = go(15, nl);
+        cuda_pe_nolo(0);
+        if (!ok1) return;
+        cuda_mmin mm;
+        cuda_mmin_carve(&mm, mbuf, T, K, forms);
+        std::vector<uint8_t> r2 = ref;
+        mask_lo(r2, 0, mm, mbuf);
+        const size_t nd2 = ndiff_b(r2, nl);
+        fprintf(C->f, "%s - %s nolo: %zu bytes differ from SPARKD_PE=0 with its low halves left poisoned\n", nd2 ? "not ok" : "ok",
+                tag, nd2);
+        if (nd2) C->fails++;
+    }
     x[(size_t)(T / 2) * ldx + 7] *= 1.01f;
     cudaMemcpy(dxx, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
     if (!go(3, ctl)) return;
@@ -283,10 +322,11 @@ void pe_kbench(void *file, double probe, err *e) {
     cuda_mmin_carve(&m12, dalloc(cuda_mmin_bytes(T, ffn, F)), T, ffn, F);
     if (!dx || !dp || !dxa || !dnw || !m4.hi || !m12.hi) { fprintf(ctx.f, "# pe kbench: alloc failed\n"); return; }
     double tot[2] = {0, 0};
+    int cols_on = 7, cols_nolo = 15; // (the new column's mask; the nolo rows swap them)
     auto row = [&](const char *name, double mbytes, int calls, auto fn) {
         double us[2];
         for (int v = 0; v < 2; v++) {
-            cuda_pe_set(v ? 7 : 0);
+            cuda_pe_set(v ? cols_on : 0);
             us[v] = time_us(fn, 20);
             tot[v] += calls * us[v];
         }
@@ -359,6 +399,23 @@ void pe_kbench(void *file, double probe, err *e) {
                 if (tok != 4) { tot[0] = t0; tot[1] = t1; }
                 cuda_pe_qtok_set(-1);
             }
+    }
+    {   // mask 8 as the engine's fast forward sets it (cuda_pe_nolo): the same producers without the low halves
+        cuda_pe_nolo(1);
+        const double t0 = tot[0], t1 = tot[1];
+        cuda_resid_args a;
+        memset(&a, 0, sizeof a);
+        a.x = dx; a.o = dp; a.norm_w = dnw; a.n = T; a.dim = dim; a.eps = 1e-6f; a.out = &m4;
+        a.o_part.p = dp; a.o_part.zs = (long long)T * dim; a.o_part.ld = dim; a.o_part.nz = 3;
+        std::swap(cols_on, cols_nolo);
+        row("resid_norm, 3 partials, nolo", ((double)T * dim * 4 * 5 + (double)T * dim * 2) / 1e6, 2, [&] { cuda_resid_norm(&a, C->st, &e2); });
+        row("prepare K 12288, nolo", ((double)T * ffn * 6) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, ffn, &m12, T, C->st, &e2); });
+        row("prepare K 4096, nolo", ((double)T * dim * 6) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, dim, &m4, T, C->st, &e2); });
+        std::swap(cols_on, cols_nolo);
+        cuda_pe_nolo(0);
+        fprintf(ctx.f, "# nolo rows: the new column is SPARKD_PE=15 with the engine's nolo (compare with the rows above); a layer's "
+                       "2 resid + 2 prepares: %.1f us\n", tot[1] - t1);
+        tot[0] = t0; tot[1] = t1;
     }
     fprintf(ctx.f, "# a layer (2 resid_norm with partials, 2 prepares, qkv): SPARKD_PE=0 %.1f us, on %.1f us, saved %.1f us%s\n", tot[0],
             tot[1], tot[0] - tot[1], e2.code != ERR_OK ? " (an error was reported)" : "");
