@@ -222,14 +222,6 @@ int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stre
     return 0;
 }
 
-// Threads a row of the K 12288 prepare (SPARKD_PE_PNT: 256 (default), 384, 512; read once; tests: cuda_pe_pnt_set).
-static int pe_pnt_v = -1;
-static int pe_pnt(void) {
-    if (pe_pnt_v < 0) pe_pnt_v = cuda_env_int("SPARKD_PE_PNT", 256);
-    return pe_pnt_v;
-}
-extern "C" void cuda_pe_pnt_set(int nt) { pe_pnt_v = nt; }
-
 // From layer.cu's elt_prepare (F16 / BF16 forms; x 16-byte aligned, ldx % 4 == 0): as pe_resid.
 int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e) {
     if (!(pe_mask() & 2) || T < PE_MIN_T || (m.K != 4 * 4 * PE_NT && m.K != 4 * 12 * PE_NT)) return -1;
@@ -240,14 +232,12 @@ int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream,
         return 0;
     }
     if (m.K == 4 * 4 * PE_NT) CUDA_TRY(cuda_launch(pe_prep_kernel<4>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
-    else if (pe_pnt() == 384) CUDA_TRY(cuda_launch(pe_prep_kernel<8, 384>, dim3((unsigned)T), dim3(384), 0, stream, x, ldx, m));
-    else if (pe_pnt() == 512) CUDA_TRY(cuda_launch(pe_prep_kernel<6, 512>, dim3((unsigned)T), dim3(512), 0, stream, x, ldx, m));
     else CUDA_TRY(cuda_launch(pe_prep_kernel<12>, dim3((unsigned)T), dim3(PE_NT), 0, stream, x, ldx, m));
     return 0;
 }
 
 // ------------------------------------------------------------------- qkv (mask 4)
-#define PE_QTOK 4 // tokens a warp (default; SPARKD_PE_QTOK = 2 or 8 picks the others)
+#define PE_QTOK 4 // tokens a warp (run 1's kernel bench at T 512: 2 / 4 / 8 tokens 12.70 / 13.38 / 14.18 us; ncu in the engine 4 < 8)
 #define PE_QD 128 // head_dim = n_rot
 
 // grid (ceil(T / TOK), ceil((n_head + 2 n_kv) / 4)), 4 warps: warp w takes head blockIdx.y * 4 + w of
@@ -333,17 +323,6 @@ __global__ __launch_bounds__(128) void pe_qkv_kernel(cuda_qkv_args a, cuda_token
     }
 }
 
-// Tokens a warp of pe_qkv_kernel (SPARKD_PE_QTOK: 2, 4 (default), 8; read once; tests: cuda_pe_qtok_set).
-static int pe_qtok_v = -1;
-static int pe_qtok(void) {
-    if (pe_qtok_v < 0) {
-        pe_qtok_v = cuda_env_int("SPARKD_PE_QTOK", PE_QTOK);
-        if (pe_qtok_v != 2 && pe_qtok_v != 8) pe_qtok_v = PE_QTOK;
-    }
-    return pe_qtok_v;
-}
-extern "C" void cuda_pe_qtok_set(int tok) { pe_qtok_v = tok; }
-
 // From layer.cu's cuda_qkv_rope_store where it launches qkv_kernel<false> (second generation; partials, if
 // any, already flushed): 0 = launched, -1 = not taken, > 0 = an error.
 int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) {
@@ -351,11 +330,9 @@ int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) 
         !(a->kv_type == CUDA_KV_F16 || a->kv_type == CUDA_KV_BF16 || a->kv_type == CUDA_KV_F32) ||
         part_on(a->pq) || part_on(a->pk) || part_on(a->pv))
         return -1;
-    const int heads = a->n_head + 2 * a->n_kv, tok = pe_qtok();
-    const dim3 g((unsigned)((tk->T + tok - 1) / tok), (unsigned)((heads + 3) / 4));
+    const int heads = a->n_head + 2 * a->n_kv;
+    const dim3 g((unsigned)((tk->T + PE_QTOK - 1) / PE_QTOK), (unsigned)((heads + 3) / 4));
     pe_n++;
-    if (tok == 2) CUDA_TRY(cuda_launch(pe_qkv_kernel<2>, g, dim3(128), 0, stream, *a, *tk));
-    else if (tok == 8) CUDA_TRY(cuda_launch(pe_qkv_kernel<8>, g, dim3(128), 0, stream, *a, *tk));
-    else CUDA_TRY(cuda_launch(pe_qkv_kernel<PE_QTOK>, g, dim3(128), 0, stream, *a, *tk));
+    CUDA_TRY(cuda_launch(pe_qkv_kernel<PE_QTOK>, g, dim3(128), 0, stream, *a, *tk));
     return 0;
 }

@@ -24,8 +24,6 @@
 
 extern "C" void cuda_pe_set(int mask);  // pe.cu: kernels taken (1 resid, 2 prepare; 0 off, -1 env)
 extern "C" long cuda_pe_launches(void); // pe.cu: launches so far
-extern "C" void cuda_pe_pnt_set(int nt); // pe.cu: threads a row of the K 12288 prepare (256, 384, 512; -1: env)
-extern "C" void cuda_pe_qtok_set(int tok); // pe.cu: tokens a warp of the qkv kernel (2, 4, 8; -1: env)
 extern "C" void cuda_pe_nolo(int on);      // pe.cu: the engine says no product reads the low halves (mask 8)
 
 namespace {
@@ -284,8 +282,7 @@ int pe_selftest(void *file, int quick, uint64_t seed, err *e) {
     resid_case(97, -1, F, false, true, false);
     dfree_all();
     prep_case(512, 12288, 12288, F);
-    for (int nt : {384, 512}) { cuda_pe_pnt_set(nt); prep_case(nt == 384 ? 130 : 131, 12288, 12288, F | CUDA_MMIN_Q8); } // (T130: 384 threads a row, T131: 512)
-    cuda_pe_pnt_set(-1);
+    prep_case(130, 12288, 12288, F | CUDA_MMIN_Q8);
     prep_case(100, 12288, 12352, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8 | CUDA_MMIN_XP);
     prep_case(512, 4096, 4096, F);
     prep_case(77, 4096, 4160, F | CUDA_MMIN_BF16);
@@ -293,11 +290,7 @@ int pe_selftest(void *file, int quick, uint64_t seed, err *e) {
     qkv_case(512, 1, 0, CUDA_KV_F16, true, false);
     qkv_case(301, 3, 4000, CUDA_KV_BF16, true, true);
     qkv_case(66, 2, 3000, CUDA_KV_F32, false, true);
-    for (int tok : {2, 8}) { // (T 303: 2 tokens a warp, T 305: 8)
-        cuda_pe_qtok_set(tok);
-        qkv_case(tok == 2 ? 303 : 305, 3, 4000, CUDA_KV_F16, true, tok == 8);
-    }
-    cuda_pe_qtok_set(-1);
+    qkv_case(305, 3, 4000, CUDA_KV_F16, true, true);
     dfree_all();
     st_close_stream();
     return ctx.fails;
@@ -358,15 +351,6 @@ void pe_kbench(void *file, double probe, err *e) {
             [&] { cuda_resid_norm(&a, C->st, &e2); });
     }
     row("prepare K 12288 (down's input)", ((double)T * ffn * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, ffn, &m12, T, C->st, &e2); });
-    for (int nt : {384, 512}) { // (the same, SPARKD_PE_PNT = nt; not in the layer sum)
-        char nm[80];
-        snprintf(nm, sizeof nm, "prepare K 12288, %d threads a row", nt);
-        cuda_pe_pnt_set(nt);
-        double t0 = tot[0], t1 = tot[1];
-        row(nm, ((double)T * ffn * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, ffn, &m12, T, C->st, &e2); });
-        tot[0] = t0; tot[1] = t1;
-        cuda_pe_pnt_set(-1);
-    }
     row("prepare K 4096 (o's input)", ((double)T * dim * 8) / 1e6, 1, [&] { cuda_mmin_prepare(dxa, dim, &m4, T, C->st, &e2); });
     {
         // qkv_rope_store: one sequence at positions 0..511, qk-norm, f16 cache of blocks of 16
@@ -389,16 +373,8 @@ void pe_kbench(void *file, double probe, err *e) {
         a.kv.k = dalloc((size_t)nb * nkv * kvb * D * 2); a.kv.v = dalloc((size_t)nb * nkv * kvb * D * 2);
         a.kv_type = CUDA_KV_F16; a.kv_block = kvb;
         if (dqkv && a.kv.k && a.kv.v)
-            for (int tok : {4, 2, 8}) { // (2, 8: SPARKD_PE_QTOK; not in the layer sum)
-                char nm[80] = "qkv_rope_store (q, k norm + RoPE, KV f16)";
-                if (tok != 4) snprintf(nm, sizeof nm, "qkv_rope_store, %d tokens a warp", tok);
-                cuda_pe_qtok_set(tok);
-                const double t0 = tot[0], t1 = tot[1];
-                row(nm, ((double)T * nh * D * 8 + (double)T * nkv * D * 2 * 6) / 1e6, tok == 4 ? 1 : 0,
-                    [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
-                if (tok != 4) { tot[0] = t0; tot[1] = t1; }
-                cuda_pe_qtok_set(-1);
-            }
+            row("qkv_rope_store (q, k norm + RoPE, KV f16)", ((double)T * nh * D * 8 + (double)T * nkv * D * 2 * 6) / 1e6, 1,
+                [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
     }
     {   // mask 8 as the engine's fast forward sets it (cuda_pe_nolo): the same producers without the low halves
         cuda_pe_nolo(1);
