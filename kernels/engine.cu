@@ -1094,6 +1094,7 @@ int forms_at(int forms_all, int T, int fast) {
 // precision, at fast the int8 rows only where one of them takes int8 inputs and the f16
 // forms too where one of them does not (fast_int8_kinds).
 extern "C" int cuda_t64_g2_head(int T); // gemms.cu: SPARKD_T64_G2's level at T tokens (gemms2 reads the f16 form)
+extern "C" void cuda_pe_nolo(int on); // pe.cu (round 11): resid / prepare may skip the low halves this forward
 int input_forms(const engine *g, int forms_all, int T, int kinds) {
     if (!g->fast_mm) return forms_at(forms_all, T, 0);
     const int k8 = g->int8_kinds & kinds;
@@ -1152,6 +1153,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
     g->in_q.forms = input_forms(g, l.forms_q, T, ENG_MM_O);
     g->in_ffn.forms = input_forms(g, l.forms_ffn, T, ENG_MM_DOWN);
     g->in_out.forms = input_forms(g, l.forms_dim, n_out, ENG_MM_HEAD);
+    cuda_pe_nolo(g->fast_mm && g->int8_kinds == ENG_MM_ALL && !l.moe_E && !g->tp); // round 11 pe: no product reads lo (pe.cu)
     K_TRY(cuda_weight_rows(&g->embd, g->d_tok, T, hp->embd_scale, g->x, g->st, e));
     cuda_resid_args ra;
     memset(&ra, 0, sizeof ra);

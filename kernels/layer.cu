@@ -329,6 +329,9 @@ __global__ __launch_bounds__(1024) void resid_cl_kernel(cuda_resid_args a, cuda_
 #endif
 }
 static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int th, bool pt, void *stream, err *e);
+int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e); // pe.cu (round 11)
+int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e);     // pe.cu (round 11)
+int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);              // pe.cu (round 11)
 
 static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e) {
     int th = 0;
@@ -338,6 +341,7 @@ static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *
         return -1;
     const bool pt = a->o && part_on(a->o_part);
     if (pt && !part_a16(a->o_part)) return -1;
+    { const int pr = pe_resid(a, out, pt, stream, e); if (pr >= 0) return pr; } // round 11 pe (pe.cu; SPARKD_PE=0: off)
     if (nv == 1) {
         const int cr = resid_cl_launch(a, out, th, pt, stream, e);
         if (cr >= 0) return cr;
@@ -609,6 +613,7 @@ int elt_prepare(const float *x, int ldx, cuda_mmin *m, int T, void *stream, err 
         CUDA_TRY(cuda_launch(prep_chunk_kernel, g, dim3(ELT_CHUNK), 0, stream, x, ldx, *m));
         return 0;
     }
+    { const int pr = pe_prepare(x, ldx, *m, T, stream, e); if (pr >= 0) return pr; } // round 11 pe (pe.cu; SPARKD_PE=0: off)
     {
         cuda_part none;
         memset(&none, 0, sizeof none);
@@ -791,6 +796,7 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
             return 0;
         }
     }
+    if (!elt_old()) { const int pr = pe_qkv(a, tk, stream, e); if (pr >= 0) return pr; } // round 11 pe (pe.cu; SPARKD_PE=0: off)
     CUDA_TRY(cuda_launch(qkv_kernel<>, g, dim3(QKV_WARPS * 32), 0, stream, *a, *tk, elt_old() ? 0 : 1));
     return 0;
 }

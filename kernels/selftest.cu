@@ -2092,6 +2092,7 @@ int hsmall_selftest(void *file, int quick, uint64_t seed, err *e); // hsmall_tes
 void hsmall_kbench(void *file, double probe, err *e);
 int t64_selftest(void *file, int quick, uint64_t seed, err *e); // t64_test.cu (round 8: 33..64 tokens)
 int dq_selftest(void *file, int quick, uint64_t seed, err *e); void dq_kbench(void *file, double probe, err *e); // dq_test.cu (round 10)
+int pe_selftest(void *file, int quick, uint64_t seed, err *e); void pe_kbench(void *file, double probe, err *e); // pe_test.cu (round 11)
 void t64_kbench(void *file, double probe, err *e);
 int w64_selftest(void *file, int quick, uint64_t seed, err *e); void w64_kbench(void *file, double probe, err *e); // w64_test.cu (round 9)
 int pp_selftest(void *file, int quick, uint64_t seed, err *e); void pp_kbench(void *file, double probe, err *e); // pp_test.cu (round 9)
@@ -2149,6 +2150,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     }
     if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "dq")) { dq_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // dq_test.cu (round 10)
+    if (mode && !strcmp(mode, "pe")) { pe_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pe_test.cu (round 11)
     if (mode && !strcmp(mode, "w64")) { w64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // w64_test.cu
     if (mode && !strcmp(mode, "pp")) { pp_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pp_test.cu (round 9)
     if (mode && !strcmp(mode, "apf")) { apf_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // apf_test.cu (round 10)
@@ -2381,6 +2383,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_gemv_pair(QUANT_Q5_1, 384, 2048, CUDA_ACT_GELU_TANH);
     ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
     ctx.fails += dq_selftest(ctx.f, quick, ctx.rng.next(), e); // round 10 dq: the batch-1 attention chain in one launch (dq_test.cu)
+    ctx.fails += pe_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 pe: small-CTA row producers at T > 64, bitwise vs SPARKD_PE=0 (pe_test.cu)
     ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
