@@ -1143,6 +1143,7 @@ int moe_forward(engine *g, int il, int T, err *e) {
     return 0;
 }
 
+extern "C" int cuda_hd_head_work(int T); // hd.cu (round 11): the head of T tokens gets the split-K room
 // The layer stack and the head over the metadata already on the device.
 int run_layers(engine *g, int T, int n_out, err *e) {
     const model *m = g->m;
@@ -1279,6 +1280,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         memset(&a, 0, sizeof a);
         a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = mm_exact(g, ENG_MM_HEAD, &g->in_out);
         if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
+        if (cuda_hd_head_work(n_out)) { a.work = g->splitk; a.work_bytes = CU_SPLITK; } // round 11 hd: split-K room (hd.cu)
         const cuda_mmin hx = mm_input(g, ENG_MM_HEAD, &g->in_out);
         K_TRY(mm_scoped(&a, &hx, g->st, e));
         if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0

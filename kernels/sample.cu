@@ -14,6 +14,8 @@
 
 #include "kern_util.cuh"
 
+extern "C" int cuda_hd_smp(void); // hd.cu (round 11): SPARKD_HD_SMP
+
 #define SMP_THREADS 1024
 // First passes over many CTAs (second generation): grid (slices of SMP_SLICE tokens, rows),
 // SMP_PRE_THREADS threads holding SMP_SLICE / SMP_PRE_THREADS tokens each in registers.
@@ -349,6 +351,108 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_
             }
         }
         w[i] = x;
+        nfin += x != -INFINITY;
+        smp_best(best, best_i, x, i);
+    }
+    const int lane = tid & 31, wp = tid >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+        smp_best(best, best_i, ob, oi);
+        nfin += __shfl_xor_sync(0xffffffffu, nfin, o);
+    }
+    __syncthreads();
+    if (lane == 0) { rb[wp] = best; ri[wp] = best_i; red[wp] = __int_as_float(nfin); }
+    __syncthreads();
+    if (tid == 0) {
+        int nf = 0;
+        for (int k = 0; k < SMP_PRE_THREADS / 32; k++) {
+            smp_best(best, best_i, rb[k], ri[k]);
+            nf += __float_as_int(red[k]);
+        }
+        smp_part *pp = smp_carve(A.work, A.n, V).parts + (size_t)row * gridDim.x + blockIdx.x;
+        pp->rmx = rmx;
+        pp->rse = se;
+        pp->best = best;
+        pp->best_i = best_i;
+        pp->nfin = nf;
+    }
+}
+
+// Round 11 (hd; SPARKD_HD_SMP, kernels/hd.cu): sample_pre_kernel's first pass without what the row
+// does not need: the counts where the penalties are neutral (rep_pen 1, freq_pen and pres_pen +0:
+// x - (0 c + 0) = x, the same bits), the work row where the row is greedy (temperature <= 0: only
+// sample_cand_kernel's and sample_kernel's sampling passes read it). A 64-row greedy step without
+// penalties then reads the logits alone (39 MB at V 151936) where sample_pre_kernel read them, the
+// counts and wrote the work row (117 MB). The parts written are the same bits.
+__global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_hd_kernel(const cuda_sample_args A) {
+    __shared__ float red[32];
+    __shared__ float rb[SMP_PRE_THREADS / 32];
+    __shared__ int ri[SMP_PRE_THREADS / 32];
+    const int row = blockIdx.y, tid = threadIdx.x;
+    const cuda_sample_row R = A.rows[row];
+    const int V = A.n_vocab;
+    const float *raw = A.logits + (size_t)R.logits_row * A.ld;
+    float *w = A.work + (size_t)row * V;
+    const int i0 = blockIdx.x * SMP_SLICE, i1 = min(V, i0 + SMP_SLICE);
+    const bool keep_w = R.temperature > 0.0f; // the sampling passes read the processed row
+    const bool pen = A.counts && !(R.rep_pen == 1.0f && __float_as_uint(R.freq_pen) == 0u &&
+                                   __float_as_uint(R.pres_pen) == 0u);
+    float v[SMP_PER];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) {
+        const int i = i0 + j * SMP_PRE_THREADS + tid;
+        v[j] = -INFINITY;
+        if (i < i1) {
+            const float r = raw[i];
+            v[j] = isnan(r) ? -INFINITY : r;
+            mx = fmaxf(mx, v[j]);
+        }
+    }
+    const float rmx = block_max(mx, red);
+    float se = 0.0f;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) se += rmx == -INFINITY ? 0.0f : expf(v[j] - rmx);
+    se = block_sum(se, red);
+    if (R.n_bias > 0) { // as sample_pre_kernel: the bias entries of this slice added in the work row
+#pragma unroll
+        for (int j = 0; j < SMP_PER; j++) {
+            const int i = i0 + j * SMP_PRE_THREADS + tid;
+            if (i < i1) w[i] = v[j];
+        }
+        __syncthreads();
+        for (int b = tid; b < R.n_bias; b += SMP_PRE_THREADS) {
+            const int id = A.bias_ids[R.bias_off + b];
+            if (id >= i0 && id < i1) atomicAdd(&w[id], A.bias_vals[R.bias_off + b]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < SMP_PER; j++) {
+            const int i = i0 + j * SMP_PRE_THREADS + tid;
+            if (i < i1) v[j] = __ldcg(&w[i]);
+        }
+    }
+    const uint32_t *cnt = pen ? A.counts + (size_t)R.slot * V : NULL;
+    const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
+    float best = -INFINITY;
+    int best_i = 0x7fffffff, nfin = 0;
+#pragma unroll
+    for (int j = 0; j < SMP_PER; j++) {
+        const int i = i0 + j * SMP_PRE_THREADS + tid;
+        if (i >= i1) continue;
+        float x = v[j];
+        if (isnan(x)) x = -INFINITY;
+        if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) x = -INFINITY;
+        if (cnt) {
+            const uint32_t c = cnt[i];
+            if (c) {
+                if (R.rep_pen != 1.0f) x = x > 0 ? x / R.rep_pen : x * R.rep_pen;
+                x -= R.freq_pen * (float)c + R.pres_pen;
+            }
+        }
+        if (keep_w) w[i] = x;
         nfin += x != -INFINITY;
         smp_best(best, best_i, x, i);
     }
@@ -812,7 +916,10 @@ extern "C" int cuda_sample(const cuda_sample_args *a, void *stream, err *e) {
         return 0;
     }
     const int parts = smp_slices(a->n_vocab);
-    sample_pre_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    if (cuda_hd_smp()) // round 11 hd (SPARKD_HD_SMP): the first pass without what the row does not need
+        sample_pre_hd_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    else
+        sample_pre_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
     sample_cand_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();

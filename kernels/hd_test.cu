@@ -1,0 +1,375 @@
+// hd_test.cu — round 11, helper hd: checks (hd_selftest, called by cuda_selftest) and the kernel
+// bench (hd_kbench, SPARKD_KBENCH=hd) of the head at 33..64 tokens with split-K room and of
+// sampling's lean first pass (kernels/hd.cu).
+//
+// What is checked:
+// - sampling: cuda_sample with SPARKD_HD off (sample_pre_kernel) and on (sample_pre_hd_kernel)
+//   over the same rows (greedy / sampled; neutral penalties, real ones with counts, a -0.0
+//   frequency penalty, bias, a grammar mask, top logprobs; NaN logits): every output (token,
+//   logprob, top ids and logprobs) must be the same bits. Outputs poisoned before each call.
+//   Control: the old path with a row's repetition penalty changed must differ from the new one
+//   (the comparison sees a penalty that is skipped).
+// - the head product (cuda_matmul in the engine's scope, as engine.cu runs it) of a Q6_K / Q4_K
+//   matrix of >= 16384 rows at 33 and 64 tokens with the split-K room (gemms2 must run: its launch
+//   counter) against the same product without it (w64_kernel on sm_90a, else today's route):
+//   ||y - y_ref|| / ||y_ref|| per token <= 2e-3 (f16 inputs both, f32 sums in another order);
+//   control: the product of another input must differ by > 2e-3.
+// - cuda_hd_head_work's range (on: 33..64; off: never).
+#include "cuda.h"
+#include "cuda_kern.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kern_util.cuh"
+#include "selftest_util.cuh"
+
+extern "C" int cuda_hd_head_work(int T);             // hd.cu
+extern "C" int cuda_hd_smp(void);                    // hd.cu
+extern "C" int cuda_hd_set(int on);                  // hd.cu: 1 / 0 (-1: as SPARKD_HD says); returns what it was
+extern "C" void cuda_hd_tune(int head_min, int head_max, int smp); // hd.cu
+extern "C" void cuda_w64_set(int mode);              // gemm.cu: 1 / 0 (-1: as SPARKD_W64 says)
+extern "C" void cuda_w64_tune(int wg, int ks, int pipe); // gemm.cu
+extern "C" void cuda_w64_scope(int on);              // gemm.cu: cuda_matmul routes as for the engine's products
+extern "C" long cuda_w64_launches(void);             // gemm.cu
+extern "C" long cuda_gemms2_launches(void);          // gemms.cu
+extern "C" long cuda_gemms_launches(void);           // gemms.cu
+extern "C" void cuda_t64_g2_set(int lvl);            // gemms.cu: SPARKD_T64_G2 level 0..2 (-1: as it says)
+extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu (true on sm_90a only, where gemms2 is built too)
+
+namespace {
+
+struct ctx_t : st_ctx {};
+ctx_t *C;
+
+void report(const char *what, const char *shape, double err, double tol, bool ok, const char *note = "") {
+    ok = ok && !isnan(err);
+    if (!ok) C->fails++;
+    fprintf(C->f, "%s - %s %s: err %.3g (tol %.3g)%s%s\n", ok ? "ok" : "not ok", what, shape, err, tol, note[0] ? " " : "",
+            note);
+    fflush(C->f);
+}
+
+// ---- sampling
+
+// The rows of the sampling check: r -> its parameters (16 kinds, cycled).
+cuda_sample_row smp_row(int r, int V, int *n_bias_total, std::vector<int32_t> &bid, std::vector<float> &bval,
+                        int *n_masks) {
+    cuda_sample_row R;
+    memset(&R, 0, sizeof R);
+    const int k = r % 16;
+    R.logits_row = r;
+    R.slot = r;
+    R.temperature = (k & 1) ? 0.8f : 0.0f;
+    R.top_p = (k & 1) ? 0.95f : 1.0f;
+    R.top_k = k == 5 ? 40 : 0;
+    R.min_p = k == 7 ? 0.05f : 0.0f;
+    R.rep_pen = (k == 2 || k == 3) ? 1.3f : 1.0f;
+    R.freq_pen = k == 4 || k == 5 ? 0.5f : k == 6 ? -0.0f : 0.0f;
+    R.pres_pen = k == 8 || k == 9 ? 0.25f : 0.0f;
+    R.u = (float)C->rng.unit();
+    R.mask_off = -1;
+    if (k == 10 || k == 11) { R.mask_off = *n_masks * ((V + 31) / 32); (*n_masks)++; }
+    R.bias_off = *n_bias_total;
+    R.n_bias = k == 12 || k == 13 ? 17 : 0;
+    for (int b = 0; b < R.n_bias; b++) {
+        bid.push_back(C->rng.below(V));
+        bval.push_back((float)(C->rng.normal() * 5.0));
+    }
+    *n_bias_total += R.n_bias;
+    R.n_top = k == 14 || k == 15 ? 20 : k == 1 ? 5 : 0;
+    return R;
+}
+
+void test_sample(int n, int V) {
+    std::vector<float> lg((size_t)n * V);
+    for (auto &x : lg) x = (float)(2.0 * C->rng.normal());
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(25.0 + 2.0 * C->rng.normal());
+        if (r % 5 == 3) lg[(size_t)r * V + C->rng.below(V)] = NAN;
+    }
+    std::vector<uint32_t> counts((size_t)n * V, 0);
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < 300; j++) counts[(size_t)r * V + C->rng.below(V)] = 1 + C->rng.below(3);
+    // a repeated top token, so the penalties move the argmax
+    for (int r = 0; r < n; r++) {
+        int top = 0;
+        for (int i = 1; i < V; i++)
+            if (lg[(size_t)r * V + i] > lg[(size_t)r * V + top]) top = i;
+        counts[(size_t)r * V + top] = 2;
+    }
+    std::vector<int32_t> bid;
+    std::vector<float> bval;
+    int nb = 0, nm = 0;
+    std::vector<cuda_sample_row> rows(n);
+    for (int r = 0; r < n; r++) rows[r] = smp_row(r, V, &nb, bid, bval, &nm);
+    const int words = (V + 31) / 32;
+    std::vector<uint32_t> masks((size_t)(nm ? nm : 1) * words);
+    for (auto &w : masks) w = (uint32_t)C->rng.next() | (uint32_t)C->rng.next(); // ~3/4 of the tokens allowed
+    cuda_sample_args a;
+    memset(&a, 0, sizeof a);
+    a.logits = dup(lg); a.ld = V; a.n_vocab = V; a.n = n;
+    a.counts = dup(counts);
+    a.masks = dup(masks);
+    a.bias_ids = dup(bid.empty() ? std::vector<int32_t>(1, 0) : bid);
+    a.bias_vals = dup(bval.empty() ? std::vector<float>(1, 0.0f) : bval);
+    a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
+    a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
+    auto run = [&](int hd, const std::vector<cuda_sample_row> &rs, std::vector<cuda_sample_out> &o) -> bool {
+        cuda_hd_set(hd);
+        cuda_sample_row *drows = dup(rs);
+        a.rows = drows;
+        poison(a.out, n * sizeof(cuda_sample_out));
+        poison(a.work, cuda_sample_work_bytes(n, V));
+        err e2 = {ERR_OK, {0}};
+        const int rc = cuda_sample(&a, C->st, &e2);
+        cudaStreamSynchronize(C->st);
+        o = get(a.out, n);
+        cuda_hd_set(-1);
+        return rc == 0 && cudaGetLastError() == cudaSuccess;
+    };
+    std::vector<cuda_sample_out> o0, o1;
+    const bool ok0 = run(0, rows, o0), ok1 = run(1, rows, o1);
+    int diff = 0;
+    for (int r = 0; r < n; r++) {
+        const bool same = o0[r].token == o1[r].token && !memcmp(&o0[r].logprob, &o1[r].logprob, 4) &&
+                          o0[r].n_top == o1[r].n_top &&
+                          !memcmp(o0[r].top_ids, o1[r].top_ids, sizeof o0[r].top_ids) &&
+                          !memcmp(o0[r].top_logprobs, o1[r].top_logprobs, sizeof o0[r].top_logprobs);
+        diff += !same;
+    }
+    char shape[96];
+    snprintf(shape, sizeof shape, "%d rows V %d (16 kinds of row)", n, V);
+    report("hd sample lean first pass vs sample_pre_kernel", shape, (double)diff, 0, ok0 && ok1 && diff == 0,
+           "(rows whose outputs differ in any bit)");
+    // control: row 0 greedy with neutral penalties on the new path vs the old path with rep_pen 1.3 on
+    // every row (row 0's repeated top token then loses at least its logit's 30%): must differ
+    std::vector<cuda_sample_row> rp = rows;
+    for (auto &R : rp) R.rep_pen = 1.3f;
+    std::vector<cuda_sample_out> o2;
+    const bool ok2 = run(0, rp, o2);
+    int cdiff = 0;
+    for (int r = 0; r < n; r++) cdiff += o2[r].token != o1[r].token || memcmp(&o2[r].logprob, &o1[r].logprob, 4);
+    report("hd sample control (penalties changed: must differ)", shape, (double)cdiff, 1, ok2 && cdiff >= 1,
+           "(rows that differ: must be >= 1)");
+    dfree_all();
+}
+
+// ---- the head with split-K room
+
+// Largest over tokens of ||y_t - r_t|| / ||r_t|| (ld a token); fin: every value of y finite.
+double tok_err(const std::vector<float> &y, const std::vector<float> &r, int T, int N, int *fin) {
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        double num = 0, den = 0;
+        for (int i = 0; i < N; i++) {
+            const double v = y[(size_t)t * N + i], s = r[(size_t)t * N + i];
+            if (!isfinite(v)) *fin = 0;
+            num += (v - s) * (v - s);
+            den += s * s;
+        }
+        const double e = den > 0 ? sqrt(num / den) : sqrt(num);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+void test_head(uint32_t type, int N, int K, int T) {
+    auto raw = st_gen_rows(type, N, K);
+    cuda_weight w;
+    if (!st_make_weight(&w, type, raw, N, K)) return;
+    auto x = st_randn((size_t)T * K, 1.0);
+    for (size_t k = 0; k < x.size(); k += 97) x[k] *= 20.0f;
+    auto x2 = x;
+    for (int k = 0; k < K; k++) x2[k] = -x2[k]; // the control's input: token 0 negated
+    const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
+    cuda_mmin m, m2;
+    cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+    cuda_mmin_carve(&m2, dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
+    err e2 = {ERR_OK, {0}};
+    if (cuda_mmin_prepare(dup(x), K, &m, T, C->st, &e2) || cuda_mmin_prepare(dup(x2), K, &m2, T, C->st, &e2)) {
+        fprintf(C->f, "not ok - hd head prepare: %s\n", e2.msg);
+        C->fails++;
+        return;
+    }
+    float *dy = (float *)dalloc((size_t)T * N * 4);
+    float *work = (float *)dalloc(32u << 20);
+    auto run = [&](bool room, const cuda_mmin &mi, long *g2) -> std::vector<float> {
+        cuda_mm_args a;
+        memset(&a, 0, sizeof a);
+        a.n = 1; a.w[0] = &w; a.y[0] = dy; a.ldy[0] = N; a.exact = 0;
+        if (room) { a.work = work; a.work_bytes = 32u << 20; }
+        poison(dy, (size_t)T * N * 4);
+        const long l0 = cuda_gemms2_launches();
+        cuda_w64_scope(1);
+        err e3 = {ERR_OK, {0}};
+        const int rc = cuda_matmul(&a, &mi, C->st, &e3);
+        cuda_w64_scope(0);
+        cudaStreamSynchronize(C->st);
+        *g2 = rc == 0 && cudaGetLastError() == cudaSuccess ? cuda_gemms2_launches() - l0 : -1;
+        return get(dy, (size_t)T * N);
+    };
+    const long want = cuda_w64_takes(64, QUANT_Q8_0) ? 1 : 0; // sm_90a: gemms2 takes it with the room
+    long g_ref = 0, g_new = 0, g_ctl = 0;
+    const auto yr = run(false, m, &g_ref);
+    const auto yn = run(true, m, &g_new);
+    const auto yc = run(true, m2, &g_ctl);
+    int fin = 1, fin_c = 1;
+    const double err = tok_err(yn, yr, T, N, &fin), cerr = tok_err(yc, yr, T, N, &fin_c);
+    char shape[96], note[96];
+    snprintf(shape, sizeof shape, "%s %d x %d T %d", tname(type), N, K, T);
+    snprintf(note, sizeof note, "(gemms2 launches with room %ld, without %ld)", g_new, g_ref);
+    report("hd head with split-K room vs without", shape, err, 2e-3, fin && err <= 2e-3 && g_new == want && g_ref == 0, note);
+    report("hd head control (another input: must differ)", shape, cerr, 2e-3, fin_c && cerr > 2e-3 && g_ctl == want);
+    dfree_all();
+}
+
+} // namespace
+
+// The hd rows of cuda_selftest (kernels/selftest.cu calls it after the w64 rows).
+int hd_selftest(void *file, int quick, uint64_t seed, err *e) {
+    ctx_t ctx;
+    st_begin(&ctx, file, quick, e);
+    C = &ctx;
+    ctx.rng.s = seed;
+    if (!st_open_stream()) return 1;
+    {
+        const int was = cuda_hd_set(1);
+        cuda_hd_tune(-1, -1, -1);
+        const bool on = cuda_hd_head_work(64) && cuda_hd_head_work(33) && !cuda_hd_head_work(32) && !cuda_hd_head_work(65) &&
+                        !cuda_hd_head_work(1);
+        cuda_hd_set(0);
+        const bool off = !cuda_hd_head_work(64) && !cuda_hd_smp();
+        cuda_hd_set(was);
+        cuda_hd_set(-1);
+        report("hd head range (on: 33..64 unless SPARKD_HD_HEAD_MIN / MAX; off: none)", "T 1, 32, 33, 64, 65", 0, 0,
+               on && off);
+    }
+    test_sample(37, 151936);
+    if (!quick) test_sample(64, 151936);
+    test_sample(5, 1000); // one slice
+    for (uint32_t t : {QUANT_Q6_K, QUANT_Q4_K})
+        for (int T : {33, 64}) {
+            if (quick && t == QUANT_Q4_K && T == 33) continue;
+            test_head(t, 16384 + 640, 4096, T);
+        }
+    st_close_stream();
+    return ctx.fails;
+}
+
+// SPARKD_KBENCH=hd (cuda_kbench): the head (151936 x 4096, Q6_K and Q8_0) at T = 8, 32, 64 by
+// route (the engine's scope without split-K room = today; with room = hd; others forced), weights
+// rotated over two copies beyond the L2; and cuda_sample at 64 rows (greedy, with and without the
+// engine's counts; sampled) old vs hd.
+void hd_kbench(void *file, double probe, err *e) {
+    ctx_t ctx;
+    st_begin(&ctx, file, 0, e);
+    C = &ctx;
+    ctx.rng.s = 1111;
+    if (!st_open_stream()) return;
+    const double peak = getenv("SPARKD_MMA_PEAK") ? atof(getenv("SPARKD_MMA_PEAK")) : 642.0;
+    fprintf(ctx.f, "| type | product | T | route | us | GB/s (weights) | %% probe | TFLOP/s | kernels |\n|---|---|---|---|---|---|---|---|---|\n");
+    const int V = 151936, K = 4096;
+    for (uint32_t type : {QUANT_Q6_K, QUANT_Q8_0}) {
+        const uint64_t wb = cuda_weight_bytes(type, V, K);
+        const int copies = 2;
+        std::vector<cuda_weight> ws(copies);
+        {
+            auto raw = st_gen_rows(type, V, K);
+            for (int c = 0; c < copies; c++)
+                if (!st_make_weight(&ws[c], type, raw, V, K)) return;
+        }
+        const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
+        cuda_mmin m;
+        cuda_mmin_carve(&m, dalloc(cuda_mmin_bytes(64, K, forms)), 64, K, forms);
+        float *dx = dup(st_randn((size_t)64 * K, 1.0));
+        float *dy = (float *)dalloc((size_t)64 * V * 4);
+        float *work = (float *)dalloc(32u << 20);
+        for (int T : {8, 32, 64}) {
+            err e2 = {ERR_OK, {0}};
+            if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) return;
+            // 0 today (scope, no room); 1 hd (scope, room); 2 scope, room, SPARKD_T64_G2=2 (Q8_0's gemms2);
+            // 3 room, w64 off (outside w64: gemms2 / hf2 / mmq); 4 w64 WG 4 (Q8_0), room; 5 w64 WG 3, room
+            const char *vn[6] = {"today (engine scope, no room)", "hd (engine scope + split-K room)", "room + T64_G2=2",
+                                 "room, SPARKD_W64=0", "room, w64 WG 4", "room, w64 WG 3"};
+            for (int v = 0; v < 6; v++) {
+                if ((v == 2 || v == 4) && type != QUANT_Q8_0) continue;
+                if (v >= 4 && T < 33) continue;
+                if (v == 2) cuda_t64_g2_set(2);
+                if (v == 3) cuda_w64_set(0);
+                if (v == 4) cuda_w64_tune(4, 0, 1);
+                if (v == 5) cuda_w64_tune(3, 0, 1);
+                cuda_mm_args a;
+                memset(&a, 0, sizeof a);
+                a.n = 1; a.exact = 0; a.y[0] = dy; a.ldy[0] = V;
+                if (v) { a.work = work; a.work_bytes = 32u << 20; }
+                const long w0 = cuda_w64_launches(), g0 = cuda_gemms2_launches(), s0 = cuda_gemms_launches();
+                cuda_w64_scope(1);
+                int n_calls = 0;
+                const double us = time_us([&] {
+                    for (int c = 0; c < copies; c++) {
+                        a.w[0] = &ws[c];
+                        err e3;
+                        cuda_matmul(&a, &m, C->st, &e3);
+                        n_calls++;
+                    }
+                }, 5) / copies;
+                cuda_w64_scope(0);
+                const cudaError_t ce = cudaGetLastError();
+                const long dw = cuda_w64_launches() - w0, dg = cuda_gemms2_launches() - g0, ds = cuda_gemms_launches() - s0;
+                cuda_t64_g2_set(-1);
+                cuda_w64_set(-1);
+                cuda_w64_set(-1); // (the next w64_env reads every SPARKD_W64_* again: WG back to its default)
+                const double gbs = (double)wb / (us * 1e3), tf = 2.0 * V * K * T / (us * 1e6);
+                fprintf(ctx.f, "| %s | head %dx%d | %d | %s | %.1f | %.0f | %.0f%% | %.1f (%.0f%% of %.0f) | w64 %ld gemms2 %ld gemms %ld of %d%s%s |\n",
+                        tname(type), V, K, T, vn[v], us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, tf, 100.0 * tf / peak, peak,
+                        dw, dg, ds - dg, n_calls, ce != cudaSuccess ? " " : "", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(ctx.f);
+            }
+        }
+        dfree_all();
+    }
+    // sampling, 64 rows (and 1) of V 151936: old (sample_pre_kernel) vs hd (sample_pre_hd_kernel)
+    fprintf(ctx.f, "| sample | rows | variant | us (3 launches) | |\n|---|---|---|---|---|\n");
+    for (int n : {64, 1}) {
+        for (int kind = 0; kind < 3; kind++) { // 0 greedy, no counts; 1 greedy + counts (the engine); 2 sampled + counts
+            std::vector<float> lg((size_t)n * V);
+            for (auto &x : lg) x = (float)(2.0 * C->rng.normal());
+            for (int r = 0; r < n; r++)
+                for (int j = 0; j < 20; j++) lg[(size_t)r * V + C->rng.below(V)] = (float)(25.0 + 2.0 * C->rng.normal());
+            std::vector<cuda_sample_row> rows(n);
+            for (int r = 0; r < n; r++) {
+                cuda_sample_row &R = rows[r];
+                memset(&R, 0, sizeof R);
+                R.logits_row = r; R.slot = r; R.temperature = kind == 2 ? 0.8f : 0.0f;
+                R.top_p = kind == 2 ? 0.95f : 1.0f; R.rep_pen = 1.0f; R.u = (float)C->rng.unit(); R.mask_off = -1;
+            }
+            cuda_sample_args a;
+            memset(&a, 0, sizeof a);
+            a.logits = dup(lg); a.ld = V; a.n_vocab = V; a.rows = dup(rows); a.n = n;
+            if (kind) {
+                a.counts = (uint32_t *)dalloc((size_t)n * V * 4);
+                cudaMemset((void *)a.counts, 0, (size_t)n * V * 4);
+            }
+            a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
+            a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
+            const char *kn[3] = {"greedy, no counts", "greedy + counts (engine)", "sampled t 0.8 p 0.95 + counts"};
+            for (int hd = 0; hd <= 1; hd++) {
+                cuda_hd_set(hd);
+                const double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 20);
+                cudaError_t ce = cudaGetLastError();
+                fprintf(ctx.f, "| V %d %s | %d | %s | %.2f | %s |\n", V, kn[kind], n, hd ? "hd" : "old", us,
+                        ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(ctx.f);
+            }
+            cuda_hd_set(-1);
+            dfree_all();
+        }
+    }
+    st_close_stream();
+}
