@@ -40,6 +40,7 @@ extern "C" long cuda_w64_launches(void);             // gemm.cu
 extern "C" long cuda_gemms2_launches(void);          // gemms.cu
 extern "C" long cuda_gemms_launches(void);           // gemms.cu
 extern "C" void cuda_t64_g2_set(int lvl);            // gemms.cu: SPARKD_T64_G2 level 0..2 (-1: as it says)
+extern "C" void cuda_gemms2_stages_set(int s);       // gemms.cu: gemms2's ring stages (0: as many as fit; -1: env)
 extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu (true on sm_90a only, where gemms2 is built too)
 
 namespace {
@@ -294,12 +295,18 @@ void hd_kbench(void *file, double probe, err *e) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) return;
             // 0 today (scope, no room); 1 hd (scope, room); 2 scope, room, SPARKD_T64_G2=2 (Q8_0's gemms2);
-            // 3 room, w64 off (outside w64: gemms2 / hf2 / mmq); 4 w64 WG 4 (Q8_0), room; 5 w64 WG 3, room
-            const char *vn[6] = {"today (engine scope, no room)", "hd (engine scope + split-K room)", "room + T64_G2=2",
-                                 "room, SPARKD_W64=0", "room, w64 WG 4", "room, w64 WG 3"};
-            for (int v = 0; v < 6; v++) {
+            // 3 room, w64 off (outside w64: gemms2 / hf2 / mmq); 4 w64 WG 4 (Q8_0), room; 5 w64 WG 3, room;
+            // 6 / 7 room, gemms2 ring of 4 / 6 stages (default 3; Q8_0 with T64_G2=2 at 33..64)
+            const char *vn[8] = {"today (engine scope, no room)", "hd (engine scope + split-K room)", "room + T64_G2=2",
+                                 "room, SPARKD_W64=0", "room, w64 WG 4", "room, w64 WG 3", "room, gemms2 4 stages",
+                                 "room, gemms2 6 stages"};
+            for (int v = 0; v < 8; v++) {
                 if ((v == 2 || v == 4) && type != QUANT_Q8_0) continue;
-                if (v >= 4 && T < 33) continue;
+                if ((v == 4 || v == 5) && T < 33) continue;
+                if (v >= 6) {
+                    cuda_gemms2_stages_set(v == 6 ? 4 : 6);
+                    if (type == QUANT_Q8_0 && T >= 33) cuda_t64_g2_set(2);
+                }
                 if (v == 2) cuda_t64_g2_set(2);
                 if (v == 3) cuda_w64_set(0);
                 if (v == 4) cuda_w64_tune(4, 0, 1);
@@ -323,6 +330,7 @@ void hd_kbench(void *file, double probe, err *e) {
                 const cudaError_t ce = cudaGetLastError();
                 const long dw = cuda_w64_launches() - w0, dg = cuda_gemms2_launches() - g0, ds = cuda_gemms_launches() - s0;
                 cuda_t64_g2_set(-1);
+                cuda_gemms2_stages_set(-1);
                 cuda_w64_set(-1);
                 cuda_w64_set(-1); // (the next w64_env reads every SPARKD_W64_* again: WG back to its default)
                 const double gbs = (double)wb / (us * 1e3), tf = 2.0 * V * K * T / (us * 1e6);
