@@ -1448,6 +1448,8 @@ int cuda_slot_accept(engine *g, int slot, int32_t token, err *e) {
     return 0;
 }
 
+extern "C" int cuda_hd_greedy(const cuda_sample_row *rows, int n); // hd.cu (round 11): every row greedy, no top
+extern "C" int cuda_sample_greedy(const cuda_sample_args *a, void *stream, err *e); // sample.cu: then one launch
 int cuda_sample_ops(engine *g, const engine_sample_in *in, int n, engine_sample_out *out, err *e) {
     if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
     const cuda_layout &l = g->lay;
@@ -1509,7 +1511,7 @@ int cuda_sample_ops(engine *g, const engine_sample_in *in, int n, engine_sample_
     a.logits = g->logits; a.ld = l.V; a.n_vocab = l.V; a.rows = g->d_rows; a.n = n; a.counts = g->counts;
     a.masks = g->d_masks; a.bias_ids = g->d_bias_ids; a.bias_vals = g->d_bias_vals; a.work = g->smp_work;
     a.out = g->d_sout;
-    K_TRY(cuda_sample(&a, g->st, e));
+    K_TRY(cuda_hd_greedy(rows, n) ? cuda_sample_greedy(&a, g->st, e) : cuda_sample(&a, g->st, e)); // round 11 hd (hd.cu)
     cuda_sample_out *ho = (cuda_sample_out *)h; // the inputs are on the device by now (same stream)
     G_TRY(cudaMemcpyAsync(ho, g->d_sout, (size_t)n * sizeof(cuda_sample_out), cudaMemcpyDeviceToHost, g->st));
     G_TRY(cudaStreamSynchronize(g->st));

@@ -13,29 +13,45 @@
 //   (one wave of 594 CTAs: no K split either way);
 // - SPARKD_HD_SMP (default 1): cuda_sample's first pass skips what its row does not need:
 //   the penalty counts where the penalties are neutral (rep 1, freq +0, pres +0: the same
-//   bits), the processed row (work) where the row is greedy (only sampling reads it).
+//   bits), the processed row (work) where the row is greedy (only sampling reads it);
+// - SPARKD_HD_GREEDY (default 1; with SPARKD_HD_SMP): where every row of a call is greedy with no
+//   top logprobs (engine.cu knows from its host rows), sampling is one launch
+//   (cuda_sample_greedy: the first pass's last CTA a row finishes the row) instead of three.
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_kern.h"
 #include "kern_util.cuh"
 
 // Whether the head product of T tokens gets the split-K room (engine.cu).
 extern "C" int cuda_hd_head_work(int T);
 // Whether cuda_sample runs sample_pre_hd_kernel instead of sample_pre_kernel (sample.cu).
 extern "C" int cuda_hd_smp(void);
+// Whether the engine samples these host rows (n) with cuda_sample_greedy (one launch): SPARKD_HD and
+// SPARKD_HD_GREEDY on, every row greedy (temperature not > 0) with no top logprobs.
+extern "C" int cuda_hd_greedy(const cuda_sample_row *rows, int n);
 // Tests and benches: 1 / 0 = on / off, -1 = as SPARKD_HD says; returns what it was (0 / 1).
 extern "C" int cuda_hd_set(int on);
 // Tests and benches: the head's token range (min, max; 0: keep, -1: the env / default) and the
 // sampling part (1 / 0; -1: as SPARKD_HD_SMP says).
 extern "C" void cuda_hd_tune(int head_min, int head_max, int smp);
 
-static int hd_mode = -1, hd_min = -1, hd_max = -1, hd_smp_on = -1;
+static int hd_mode = -1, hd_min = -1, hd_max = -1, hd_smp_on = -1, hd_greedy_on = -1;
 
 static void hd_env() {
     if (hd_mode < 0) hd_mode = cuda_env_int("SPARKD_HD", 1) != 0;
     if (hd_min < 0) hd_min = cuda_env_int("SPARKD_HD_HEAD_MIN", 33);
     if (hd_max < 0) hd_max = cuda_env_int("SPARKD_HD_HEAD_MAX", 64);
     if (hd_smp_on < 0) hd_smp_on = cuda_env_int("SPARKD_HD_SMP", 1) != 0;
+    if (hd_greedy_on < 0) hd_greedy_on = cuda_env_int("SPARKD_HD_GREEDY", 1) != 0;
+}
+
+extern "C" int cuda_hd_greedy(const cuda_sample_row *rows, int n) {
+    hd_env();
+    if (!hd_mode || !hd_smp_on || !hd_greedy_on || !rows || n < 1) return 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].temperature > 0.0f || rows[i].n_top > 0) return 0;
+    return 1;
 }
 
 extern "C" int cuda_hd_head_work(int T) {

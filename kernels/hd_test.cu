@@ -14,6 +14,8 @@
 //   counter) against the same product without it (w64_kernel on sm_90a, else today's route):
 //   ||y - y_ref|| / ||y_ref|| per token <= 2e-3 (f16 inputs both, f32 sums in another order);
 //   control: the product of another input must differ by > 2e-3.
+//   Greedy rows with no top logprobs: cuda_sample_greedy (one launch) against the old path, two calls
+//   in a row (the per-row tickets must reset), and cuda_hd_greedy's answer on such rows and mixed ones.
 // - cuda_hd_head_work's range (on: 33..64; off: never).
 #include "cuda.h"
 #include "cuda_kern.h"
@@ -33,6 +35,8 @@ extern "C" int cuda_hd_head_work(int T);             // hd.cu
 extern "C" int cuda_hd_smp(void);                    // hd.cu
 extern "C" int cuda_hd_set(int on);                  // hd.cu: 1 / 0 (-1: as SPARKD_HD says); returns what it was
 extern "C" void cuda_hd_tune(int head_min, int head_max, int smp); // hd.cu
+extern "C" int cuda_hd_greedy(const cuda_sample_row *rows, int n); // hd.cu
+extern "C" int cuda_sample_greedy(const cuda_sample_args *a, void *stream, err *e); // sample.cu (round 11)
 extern "C" void cuda_w64_set(int mode);              // gemm.cu: 1 / 0 (-1: as SPARKD_W64 says)
 extern "C" void cuda_w64_tune(int wg, int ks, int pipe); // gemm.cu
 extern "C" void cuda_w64_scope(int on);              // gemm.cu: cuda_matmul routes as for the engine's products
@@ -121,14 +125,15 @@ void test_sample(int n, int V) {
     a.bias_vals = dup(bval.empty() ? std::vector<float>(1, 0.0f) : bval);
     a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
     a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
+    // hd 2: cuda_sample_greedy (the caller's rows must all be greedy with no top logprobs)
     auto run = [&](int hd, const std::vector<cuda_sample_row> &rs, std::vector<cuda_sample_out> &o) -> bool {
-        cuda_hd_set(hd);
+        cuda_hd_set(hd != 0);
         cuda_sample_row *drows = dup(rs);
         a.rows = drows;
         poison(a.out, n * sizeof(cuda_sample_out));
         poison(a.work, cuda_sample_work_bytes(n, V));
         err e2 = {ERR_OK, {0}};
-        const int rc = cuda_sample(&a, C->st, &e2);
+        const int rc = hd == 2 ? cuda_sample_greedy(&a, C->st, &e2) : cuda_sample(&a, C->st, &e2);
         cudaStreamSynchronize(C->st);
         o = get(a.out, n);
         cuda_hd_set(-1);
@@ -158,6 +163,21 @@ void test_sample(int n, int V) {
     for (int r = 0; r < n; r++) cdiff += o2[r].token != o1[r].token || memcmp(&o2[r].logprob, &o1[r].logprob, 4);
     report("hd sample control (penalties changed: must differ)", shape, (double)cdiff, 1, ok2 && cdiff >= 1,
            "(rows that differ: must be >= 1)");
+    // every row greedy, no top logprobs: cuda_sample_greedy (one launch; twice: the tickets reset) vs the
+    // old path; cuda_hd_greedy must say yes to these rows and no to the mixed ones
+    std::vector<cuda_sample_row> rg = rows;
+    for (auto &R : rg) { R.temperature = 0.0f; R.n_top = 0; }
+    cuda_hd_set(1);
+    const bool asks = cuda_hd_greedy(rg.data(), n) && !cuda_hd_greedy(rows.data(), n);
+    cuda_hd_set(-1);
+    std::vector<cuda_sample_out> g0, g1, g2;
+    const bool okg = run(0, rg, g0) && run(2, rg, g1) && run(2, rg, g2);
+    int gdiff = 0;
+    for (int r = 0; r < n; r++)
+        for (const auto *o : {&g1, &g2})
+            gdiff += (*o)[r].token != g0[r].token || memcmp(&(*o)[r].logprob, &g0[r].logprob, 4) || (*o)[r].n_top != 0;
+    report("hd sample greedy in one launch vs cuda_sample (2 calls)", shape, (double)gdiff, 0, okg && asks && gdiff == 0,
+           "(row outputs that differ in any bit)");
     dfree_all();
 }
 
@@ -367,11 +387,16 @@ void hd_kbench(void *file, double probe, err *e) {
             a.work = (float *)dalloc(cuda_sample_work_bytes(n, V));
             a.out = (cuda_sample_out *)dalloc(n * sizeof(cuda_sample_out));
             const char *kn[3] = {"greedy, no counts", "greedy + counts (engine)", "sampled t 0.8 p 0.95 + counts"};
-            for (int hd = 0; hd <= 1; hd++) {
-                cuda_hd_set(hd);
-                const double us = time_us([&] { err e3; cuda_sample(&a, C->st, &e3); }, 20);
+            for (int hd = 0; hd <= (kind == 2 ? 1 : 2); hd++) { // 2: cuda_sample_greedy (greedy rows only)
+                cuda_hd_set(hd != 0);
+                const double us = time_us([&] {
+                    err e3;
+                    if (hd == 2) cuda_sample_greedy(&a, C->st, &e3);
+                    else cuda_sample(&a, C->st, &e3);
+                }, 20);
                 cudaError_t ce = cudaGetLastError();
-                fprintf(ctx.f, "| V %d %s | %d | %s | %.2f | %s |\n", V, kn[kind], n, hd ? "hd" : "old", us,
+                fprintf(ctx.f, "| V %d %s | %d | %s | %.2f | %s |\n", V, kn[kind], n,
+                        hd == 2 ? "hd greedy (1 launch)" : hd ? "hd (lean first pass)" : "old", us,
                         ce != cudaSuccess ? cudaGetErrorString(ce) : "");
                 fflush(ctx.f);
             }
