@@ -45,6 +45,7 @@ extern "C" long cuda_gemms2_launches(void);          // gemms.cu
 extern "C" long cuda_gemms_launches(void);           // gemms.cu
 extern "C" void cuda_t64_g2_set(int lvl);            // gemms.cu: SPARKD_T64_G2 level 0..2 (-1: as it says)
 extern "C" void cuda_gemms2_stages_set(int s);       // gemms.cu: gemms2's ring stages (0: as many as fit; -1: env)
+extern "C" void cuda_hfast_set(int min_t);           // gemm.cu: hfast from min_t tokens (-1: as the env says)
 extern "C" int cuda_w64_takes(int T, uint32_t type); // gemm.cu (true on sm_90a only, where gemms2 is built too)
 
 namespace {
@@ -316,11 +317,14 @@ void hd_kbench(void *file, double probe, err *e) {
             if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) return;
             // 0 today (scope, no room); 1 hd (scope, room); 2 scope, room, SPARKD_T64_G2=2 (Q8_0's gemms2);
             // 3 room, w64 off (outside w64: gemms2 / hf2 / mmq); 4 w64 WG 4 (Q8_0), room; 5 w64 WG 3, room;
-            // 6 / 7 room, gemms2 ring of 4 / 6 stages (default 3; Q8_0 with T64_G2=2 at 33..64)
-            const char *vn[8] = {"today (engine scope, no room)", "hd (engine scope + split-K room)", "room + T64_G2=2",
+            // 6 / 7 room, gemms2 ring of 4 / 6 stages (default 3; Q8_0 with T64_G2=2 at 33..64); 8 room, hfast / hf2
+            // (w64 off, T64_G2=0, hfast from 33 tokens for every type; T = 64 only)
+            const char *vn[9] = {"today (engine scope, no room)", "hd (engine scope + split-K room)", "room + T64_G2=2",
                                  "room, SPARKD_W64=0", "room, w64 WG 4", "room, w64 WG 3", "room, gemms2 4 stages",
-                                 "room, gemms2 6 stages"};
-            for (int v = 0; v < 8; v++) {
+                                 "room, gemms2 6 stages", "room, hfast/hf2 (W64=0, T64_G2=0)"};
+            for (int v = 0; v < 9; v++) {
+                if (v == 8 && T != 64) continue;
+                if (v == 8) { cuda_w64_set(0); cuda_t64_g2_set(0); cuda_hfast_set(33); }
                 if ((v == 2 || v == 4) && type != QUANT_Q8_0) continue;
                 if ((v == 4 || v == 5) && T < 33) continue;
                 if (v >= 6) {
@@ -351,6 +355,7 @@ void hd_kbench(void *file, double probe, err *e) {
                 const long dw = cuda_w64_launches() - w0, dg = cuda_gemms2_launches() - g0, ds = cuda_gemms_launches() - s0;
                 cuda_t64_g2_set(-1);
                 cuda_gemms2_stages_set(-1);
+                if (v == 8) cuda_hfast_set(-1);
                 cuda_w64_set(-1);
                 cuda_w64_set(-1); // (the next w64_env reads every SPARKD_W64_* again: WG back to its default)
                 const double gbs = (double)wb / (us * 1e3), tf = 2.0 * V * K * T / (us * 1e6);
