@@ -7,10 +7,12 @@
 // SPARKD_HD=0: today's path exactly (the head without split-K room, sample_pre_kernel).
 // Default 1:
 // - the head product (engine.cu) at SPARKD_HD_HEAD_MIN..SPARKD_HD_HEAD_MAX tokens (default
-//   33..64) gets the engine's split-K room (g->splitk) as every layer product does, so
-//   gemms2 may take it (Q4_K / Q6_K heads at 33..64: gemms2 wants two pieces of partials a
-//   CTA and refused the head without room, which then went to w64); Q8_0's head keeps w64
-//   (one wave of 594 CTAs: no K split either way);
+//   2..64; run 0 had 33..64) gets the engine's split-K room (g->splitk) as every layer product
+//   does, so gemms2 may take it (gemms2 wants two pieces of partials a CTA and refused the head
+//   without room: at 2..32 gemms_kernel took it, at 33..64 w64). Q8_0's head at 33..64 keeps
+//   w64 (T64_G2 level 1 keeps Q8_0 off gemms2 there). Kernel bench run 0 (H200, us, without /
+//   with room): Q6_K T 8 220.6 / 179.5, T 32 461.2 / 238.9, T 64 409.5 / 344.6; Q8_0 T 8
+//   198.5 / 179.0, T 32 317.5 / 229.4, T 64 341.2 / 339.5;
 // - SPARKD_HD_SMP (default 1): cuda_sample's first pass skips what its row does not need:
 //   the penalty counts where the penalties are neutral (rep 1, freq +0, pres +0: the same
 //   bits), the processed row (work) where the row is greedy (only sampling reads it);
@@ -40,7 +42,7 @@ static int hd_mode = -1, hd_min = -1, hd_max = -1, hd_smp_on = -1, hd_greedy_on 
 
 static void hd_env() {
     if (hd_mode < 0) hd_mode = cuda_env_int("SPARKD_HD", 1) != 0;
-    if (hd_min < 0) hd_min = cuda_env_int("SPARKD_HD_HEAD_MIN", 33);
+    if (hd_min < 0) hd_min = cuda_env_int("SPARKD_HD_HEAD_MIN", 2);
     if (hd_max < 0) hd_max = cuda_env_int("SPARKD_HD_HEAD_MAX", 64);
     if (hd_smp_on < 0) hd_smp_on = cuda_env_int("SPARKD_HD_SMP", 1) != 0;
     if (hd_greedy_on < 0) hd_greedy_on = cuda_env_int("SPARKD_HD_GREEDY", 1) != 0;
@@ -73,7 +75,7 @@ extern "C" int cuda_hd_set(int on) {
 
 extern "C" void cuda_hd_tune(int head_min, int head_max, int smp) {
     hd_env();
-    if (head_min < 0) hd_min = cuda_env_int("SPARKD_HD_HEAD_MIN", 33);
+    if (head_min < 0) hd_min = cuda_env_int("SPARKD_HD_HEAD_MIN", 2);
     else if (head_min > 0) hd_min = head_min;
     if (head_max < 0) hd_max = cuda_env_int("SPARKD_HD_HEAD_MAX", 64);
     else if (head_max > 0) hd_max = head_max;

@@ -16,7 +16,7 @@
 //   control: the product of another input must differ by > 2e-3.
 //   Greedy rows with no top logprobs: cuda_sample_greedy (one launch) against the old path, two calls
 //   in a row (the per-row tickets must reset), and cuda_hd_greedy's answer on such rows and mixed ones.
-// - cuda_hd_head_work's range (on: 33..64; off: never).
+// - cuda_hd_head_work's range (on: 2..64; off: never).
 #include "cuda.h"
 #include "cuda_kern.h"
 
@@ -263,21 +263,22 @@ int hd_selftest(void *file, int quick, uint64_t seed, err *e) {
     {
         const int was = cuda_hd_set(1);
         cuda_hd_tune(-1, -1, -1);
-        const bool on = cuda_hd_head_work(64) && cuda_hd_head_work(33) && !cuda_hd_head_work(32) && !cuda_hd_head_work(65) &&
-                        !cuda_hd_head_work(1);
+        const bool on = cuda_hd_head_work(64) && cuda_hd_head_work(33) && cuda_hd_head_work(32) && cuda_hd_head_work(2) &&
+                        !cuda_hd_head_work(65) && !cuda_hd_head_work(1);
         cuda_hd_set(0);
         const bool off = !cuda_hd_head_work(64) && !cuda_hd_smp();
         cuda_hd_set(was);
         cuda_hd_set(-1);
-        report("hd head range (on: 33..64 unless SPARKD_HD_HEAD_MIN / MAX; off: none)", "T 1, 32, 33, 64, 65", 0, 0,
+        report("hd head range (on: 2..64 unless SPARKD_HD_HEAD_MIN / MAX; off: none)", "T 1, 2, 32, 33, 64, 65", 0, 0,
                on && off);
     }
     test_sample(37, 151936);
     if (!quick) test_sample(64, 151936);
     test_sample(5, 1000); // one slice
-    for (uint32_t t : {QUANT_Q6_K, QUANT_Q4_K})
-        for (int T : {33, 64}) {
-            if (quick && t == QUANT_Q4_K && T == 33) continue;
+    for (uint32_t t : {QUANT_Q6_K, QUANT_Q4_K, QUANT_Q8_0})
+        for (int T : {8, 32, 33, 64}) {
+            if (t == QUANT_Q8_0 && T > 32) continue; // (Q8_0 at 33..64: w64 either way)
+            if (quick && t != QUANT_Q6_K && T != 8) continue;
             test_head(t, 16384 + 640, 4096, T);
         }
     st_close_stream();
@@ -297,7 +298,9 @@ void hd_kbench(void *file, double probe, err *e) {
     const double peak = getenv("SPARKD_MMA_PEAK") ? atof(getenv("SPARKD_MMA_PEAK")) : 642.0;
     fprintf(ctx.f, "| type | product | T | route | us | GB/s (weights) | %% probe | TFLOP/s | kernels |\n|---|---|---|---|---|---|---|---|---|\n");
     const int V = 151936, K = 4096;
+    const char *only = getenv("SPARKD_KBENCH_HD"); // "sample": the sampling rows only
     for (uint32_t type : {QUANT_Q6_K, QUANT_Q8_0}) {
+        if (only && !strcmp(only, "sample")) break;
         const uint64_t wb = cuda_weight_bytes(type, V, K);
         const int copies = 2;
         std::vector<cuda_weight> ws(copies);

@@ -287,6 +287,20 @@ __device__ __forceinline__ void smp_best(float &best, int &best_i, float v, int 
 // The first passes of a slice of a row: the raw maximum and sum of exponentials, the
 // processed logits (bias, NaN, mask, penalties; the same arithmetic as sample_kernel)
 // into the work row, their first maximum and finite count -> one smp_part.
+// Round 11 (hd; SPARKD_HD_SMP, kernels/hd.cu): LEAN skips what the row does not need: the counts
+// where the penalties are neutral (rep_pen 1, freq_pen and pres_pen +0: x - (0 c + 0) = x, the same
+// bits), the work row where the row is greedy (temperature not > 0: only the sampling passes of
+// sample_cand_kernel and sample_kernel read it; their top logprobs and logprobs read the raw
+// logits). A 64-row greedy step without penalties then reads the logits alone (39 MB at V 151936)
+// instead of the logits, the counts and a work-row store (117 MB). The parts are the same bits.
+// LEAN = false: today's kernel (its SASS is sample_pre_kernel's of main, sm_90a and sm_121a).
+// FIN (cuda_sample_greedy, with LEAN: every row greedy, no top logprobs): the row's last CTA to
+// finish (a ticket a row, reset by that CTA) also does what sample_kernel<true> does for such a row
+// (lse of the parts, first maximum, token and logprob), in one launch instead of three. Its sums
+// take the parts in sample_kernel's thread order (part p in thread p, block_sum: zeros elsewhere),
+// so the outputs are the same bits (parts <= SMP_PRE_THREADS).
+__device__ unsigned int smp_hd_ticket[65536]; // (rows of one call) CTAs of the row done; 0 between calls
+template <bool LEAN, bool FIN = false>
 __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_sample_args A) {
     __shared__ float red[32];
     __shared__ float rb[SMP_PRE_THREADS / 32];
@@ -332,116 +346,10 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_
             if (i < i1) v[j] = __ldcg(&w[i]);
         }
     }
-    const uint32_t *cnt = A.counts ? A.counts + (size_t)R.slot * V : NULL;
-    const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
-    float best = -INFINITY;
-    int best_i = 0x7fffffff, nfin = 0;
-#pragma unroll
-    for (int j = 0; j < SMP_PER; j++) {
-        const int i = i0 + j * SMP_PRE_THREADS + tid;
-        if (i >= i1) continue;
-        float x = v[j];
-        if (isnan(x)) x = -INFINITY;
-        if (mask && !((mask[i >> 5] >> (i & 31)) & 1u)) x = -INFINITY;
-        if (cnt) {
-            const uint32_t c = cnt[i];
-            if (c) {
-                if (R.rep_pen != 1.0f) x = x > 0 ? x / R.rep_pen : x * R.rep_pen;
-                x -= R.freq_pen * (float)c + R.pres_pen;
-            }
-        }
-        w[i] = x;
-        nfin += x != -INFINITY;
-        smp_best(best, best_i, x, i);
-    }
-    const int lane = tid & 31, wp = tid >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-        smp_best(best, best_i, ob, oi);
-        nfin += __shfl_xor_sync(0xffffffffu, nfin, o);
-    }
-    __syncthreads();
-    if (lane == 0) { rb[wp] = best; ri[wp] = best_i; red[wp] = __int_as_float(nfin); }
-    __syncthreads();
-    if (tid == 0) {
-        int nf = 0;
-        for (int k = 0; k < SMP_PRE_THREADS / 32; k++) {
-            smp_best(best, best_i, rb[k], ri[k]);
-            nf += __float_as_int(red[k]);
-        }
-        smp_part *pp = smp_carve(A.work, A.n, V).parts + (size_t)row * gridDim.x + blockIdx.x;
-        pp->rmx = rmx;
-        pp->rse = se;
-        pp->best = best;
-        pp->best_i = best_i;
-        pp->nfin = nf;
-    }
-}
-
-// Round 11 (hd; SPARKD_HD_SMP, kernels/hd.cu): sample_pre_kernel's first pass without what the row
-// does not need: the counts where the penalties are neutral (rep_pen 1, freq_pen and pres_pen +0:
-// x - (0 c + 0) = x, the same bits), the work row where the row is greedy (temperature <= 0: only
-// sample_cand_kernel's and sample_kernel's sampling passes read it). A 64-row greedy step without
-// penalties then reads the logits alone (39 MB at V 151936) where sample_pre_kernel read them, the
-// counts and wrote the work row (117 MB). The parts written are the same bits.
-// FIN (cuda_sample_greedy: every row greedy, no top logprobs): the row's last CTA to finish (a
-// ticket a row, reset by that CTA) also does what sample_kernel<true> does for such a row (lse of
-// the parts, first maximum, token and logprob), in one launch instead of three. Its sums take the
-// parts in sample_kernel's thread order (part p in thread p, block_sum: zeros elsewhere), so the
-// outputs are the same bits (parts <= SMP_PRE_THREADS).
-__device__ unsigned int smp_hd_ticket[65536]; // (rows of one call) CTAs of the row done; 0 between calls
-template <bool FIN>
-__global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_hd_kernel(const cuda_sample_args A) {
-    __shared__ float red[32];
-    __shared__ float rb[SMP_PRE_THREADS / 32];
-    __shared__ int ri[SMP_PRE_THREADS / 32];
-    const int row = blockIdx.y, tid = threadIdx.x;
-    const cuda_sample_row R = A.rows[row];
-    const int V = A.n_vocab;
-    const float *raw = A.logits + (size_t)R.logits_row * A.ld;
-    float *w = A.work + (size_t)row * V;
-    const int i0 = blockIdx.x * SMP_SLICE, i1 = min(V, i0 + SMP_SLICE);
-    const bool keep_w = R.temperature > 0.0f; // the sampling passes read the processed row
-    const bool pen = A.counts && !(R.rep_pen == 1.0f && __float_as_uint(R.freq_pen) == 0u &&
-                                   __float_as_uint(R.pres_pen) == 0u);
-    float v[SMP_PER];
-    float mx = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < SMP_PER; j++) {
-        const int i = i0 + j * SMP_PRE_THREADS + tid;
-        v[j] = -INFINITY;
-        if (i < i1) {
-            const float r = raw[i];
-            v[j] = isnan(r) ? -INFINITY : r;
-            mx = fmaxf(mx, v[j]);
-        }
-    }
-    const float rmx = block_max(mx, red);
-    float se = 0.0f;
-#pragma unroll
-    for (int j = 0; j < SMP_PER; j++) se += rmx == -INFINITY ? 0.0f : expf(v[j] - rmx);
-    se = block_sum(se, red);
-    if (R.n_bias > 0) { // as sample_pre_kernel: the bias entries of this slice added in the work row
-#pragma unroll
-        for (int j = 0; j < SMP_PER; j++) {
-            const int i = i0 + j * SMP_PRE_THREADS + tid;
-            if (i < i1) w[i] = v[j];
-        }
-        __syncthreads();
-        for (int b = tid; b < R.n_bias; b += SMP_PRE_THREADS) {
-            const int id = A.bias_ids[R.bias_off + b];
-            if (id >= i0 && id < i1) atomicAdd(&w[id], A.bias_vals[R.bias_off + b]);
-        }
-        __syncthreads();
-#pragma unroll
-        for (int j = 0; j < SMP_PER; j++) {
-            const int i = i0 + j * SMP_PRE_THREADS + tid;
-            if (i < i1) v[j] = __ldcg(&w[i]);
-        }
-    }
-    const uint32_t *cnt = pen ? A.counts + (size_t)R.slot * V : NULL;
+    // LEAN: no counts where the penalties are neutral; the processed row only for sampling rows
+    const bool pen = !LEAN || !(R.rep_pen == 1.0f && __float_as_uint(R.freq_pen) == 0u && __float_as_uint(R.pres_pen) == 0u);
+    const bool keep_w = !LEAN || R.temperature > 0.0f;
+    const uint32_t *cnt = A.counts && pen ? A.counts + (size_t)R.slot * V : NULL;
     const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
     float best = -INFINITY;
     int best_i = 0x7fffffff, nfin = 0;
@@ -968,9 +876,9 @@ extern "C" int cuda_sample(const cuda_sample_args *a, void *stream, err *e) {
     }
     const int parts = smp_slices(a->n_vocab);
     if (cuda_hd_smp()) // round 11 hd (SPARKD_HD_SMP): the first pass without what the row does not need
-        sample_pre_hd_kernel<false><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+        sample_pre_kernel<true><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     else
-        sample_pre_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+        sample_pre_kernel<false><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
     sample_cand_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
@@ -980,7 +888,7 @@ extern "C" int cuda_sample(const cuda_sample_args *a, void *stream, err *e) {
 }
 
 // Round 11 (hd): rows that are all greedy with no top logprobs (the caller knows: engine.cu asks
-// cuda_hd_greedy of its host rows) in one launch: sample_pre_hd_kernel<true>, the same outputs as
+// cuda_hd_greedy of its host rows) in one launch: sample_pre_kernel<true, true>, the same outputs as
 // cuda_sample. Vocabularies of more than SMP_PRE_THREADS slices (V > 524288): cuda_sample. One call
 // at a time a device (smp_hd_ticket: the engine's calls are ordered on its stream).
 extern "C" int cuda_sample_greedy(const cuda_sample_args *a, void *stream, err *e) {
@@ -989,7 +897,7 @@ extern "C" int cuda_sample_greedy(const cuda_sample_args *a, void *stream, err *
         return err_set(e, ERR_INVALID, "cuda_sample_greedy: n %d vocab %d", a ? a->n : 0, a ? a->n_vocab : 0);
     const int parts = smp_slices(a->n_vocab);
     if (parts > SMP_PRE_THREADS) return cuda_sample(a, stream, e);
-    sample_pre_hd_kernel<true><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    sample_pre_kernel<true, true><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
     return 0;
 }
