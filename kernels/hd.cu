@@ -16,7 +16,9 @@
 // - SPARKD_HD_SMP (default 1): cuda_sample's first pass skips what its row does not need:
 //   the penalty counts where the penalties are neutral (rep 1, freq +0, pres +0: the same
 //   bits), the processed row (work) where the row is greedy (only sampling reads it);
-// - SPARKD_HD_GREEDY (default 1; with SPARKD_HD_SMP): where every row of a call is greedy with no
+// - SPARKD_HD_GREEDY (default 0 after run 1: kernel bench 1 row 17.0 -> 9.9 us, 64 rows 43.0 -> 34.6, but
+//   no same-run win in the model: b1 Q4_K_M 431.5 on, 435.1 off, +-8; =1 with SPARKD_HD_SMP): where every
+//   row of a call is greedy with no
 //   top logprobs (engine.cu knows from its host rows), sampling is one launch
 //   (cuda_sample_greedy: the first pass's last CTA a row finishes the row) instead of three.
 #include <stdlib.h>
@@ -37,6 +39,8 @@ extern "C" int cuda_hd_set(int on);
 // Tests and benches: the head's token range (min, max; 0: keep, -1: the env / default) and the
 // sampling part (1 / 0; -1: as SPARKD_HD_SMP says).
 extern "C" void cuda_hd_tune(int head_min, int head_max, int smp);
+// Tests and benches: SPARKD_HD_GREEDY 1 / 0 (-1: as the env says).
+extern "C" void cuda_hd_greedy_set(int on);
 
 static int hd_mode = -1, hd_min = -1, hd_max = -1, hd_smp_on = -1, hd_greedy_on = -1;
 
@@ -45,7 +49,7 @@ static void hd_env() {
     if (hd_min < 0) hd_min = cuda_env_int("SPARKD_HD_HEAD_MIN", 2);
     if (hd_max < 0) hd_max = cuda_env_int("SPARKD_HD_HEAD_MAX", 64);
     if (hd_smp_on < 0) hd_smp_on = cuda_env_int("SPARKD_HD_SMP", 1) != 0;
-    if (hd_greedy_on < 0) hd_greedy_on = cuda_env_int("SPARKD_HD_GREEDY", 1) != 0;
+    if (hd_greedy_on < 0) hd_greedy_on = cuda_env_int("SPARKD_HD_GREEDY", 0) != 0;
 }
 
 extern "C" int cuda_hd_greedy(const cuda_sample_row *rows, int n) {
@@ -81,4 +85,9 @@ extern "C" void cuda_hd_tune(int head_min, int head_max, int smp) {
     else if (head_max > 0) hd_max = head_max;
     if (smp >= 0) hd_smp_on = smp != 0;
     else hd_smp_on = cuda_env_int("SPARKD_HD_SMP", 1) != 0;
+}
+
+extern "C" void cuda_hd_greedy_set(int on) {
+    hd_env();
+    hd_greedy_on = on < 0 ? cuda_env_int("SPARKD_HD_GREEDY", 0) != 0 : on != 0;
 }
