@@ -1144,6 +1144,7 @@ int moe_forward(engine *g, int il, int T, err *e) {
     return 0;
 }
 
+extern "C" int cuda_hd_head_work(int T); // hd.cu (round 11): the head of T tokens gets the split-K room
 // The layer stack and the head over the metadata already on the device.
 int run_layers(engine *g, int T, int n_out, err *e) {
     const model *m = g->m;
@@ -1281,6 +1282,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         memset(&a, 0, sizeof a);
         a.n = 1; a.w[0] = &g->out; a.y[0] = g->logits; a.ldy[0] = l.V; a.exact = mm_exact(g, ENG_MM_HEAD, &g->in_out);
         if (g->tp) { a.y[0] = tp_logits_shard(g->tp); a.ldy[0] = (int)g->out.rows; } // this rank's vocabulary rows
+        if (cuda_hd_head_work(n_out)) { a.work = g->splitk; a.work_bytes = CU_SPLITK; } // round 11 hd: split-K room (hd.cu)
         const cuda_mmin hx = mm_input(g, ENG_MM_HEAD, &g->in_out);
         K_TRY(mm_scoped(&a, &hx, g->st, e));
         if (g->tp) K_TRY(tp_gather_logits(g->tp, g->logits, n_out, l.V, g->st, e)); // on rank 0
@@ -1448,6 +1450,8 @@ int cuda_slot_accept(engine *g, int slot, int32_t token, err *e) {
     return 0;
 }
 
+extern "C" int cuda_hd_greedy(const cuda_sample_row *rows, int n); // hd.cu (round 11): every row greedy, no top
+extern "C" int cuda_sample_greedy(const cuda_sample_args *a, void *stream, err *e); // sample.cu: then one launch
 int cuda_sample_ops(engine *g, const engine_sample_in *in, int n, engine_sample_out *out, err *e) {
     if (g->fault) return err_set(e, ERR_IO, "the CUDA engine failed earlier and must be restarted");
     const cuda_layout &l = g->lay;
@@ -1509,7 +1513,7 @@ int cuda_sample_ops(engine *g, const engine_sample_in *in, int n, engine_sample_
     a.logits = g->logits; a.ld = l.V; a.n_vocab = l.V; a.rows = g->d_rows; a.n = n; a.counts = g->counts;
     a.masks = g->d_masks; a.bias_ids = g->d_bias_ids; a.bias_vals = g->d_bias_vals; a.work = g->smp_work;
     a.out = g->d_sout;
-    K_TRY(cuda_sample(&a, g->st, e));
+    K_TRY(cuda_hd_greedy(rows, n) ? cuda_sample_greedy(&a, g->st, e) : cuda_sample(&a, g->st, e)); // round 11 hd (hd.cu)
     cuda_sample_out *ho = (cuda_sample_out *)h; // the inputs are on the device by now (same stream)
     G_TRY(cudaMemcpyAsync(ho, g->d_sout, (size_t)n * sizeof(cuda_sample_out), cudaMemcpyDeviceToHost, g->st));
     G_TRY(cudaStreamSynchronize(g->st));

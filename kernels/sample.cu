@@ -14,6 +14,8 @@
 
 #include "kern_util.cuh"
 
+extern "C" int cuda_hd_smp(void); // hd.cu (round 11): SPARKD_HD_SMP
+
 #define SMP_THREADS 1024
 // First passes over many CTAs (second generation): grid (slices of SMP_SLICE tokens, rows),
 // SMP_PRE_THREADS threads holding SMP_SLICE / SMP_PRE_THREADS tokens each in registers.
@@ -285,6 +287,20 @@ __device__ __forceinline__ void smp_best(float &best, int &best_i, float v, int 
 // The first passes of a slice of a row: the raw maximum and sum of exponentials, the
 // processed logits (bias, NaN, mask, penalties; the same arithmetic as sample_kernel)
 // into the work row, their first maximum and finite count -> one smp_part.
+// Round 11 (hd; SPARKD_HD_SMP, kernels/hd.cu): LEAN skips what the row does not need: the counts
+// where the penalties are neutral (rep_pen 1, freq_pen and pres_pen +0: x - (0 c + 0) = x, the same
+// bits), the work row where the row is greedy (temperature not > 0: only the sampling passes of
+// sample_cand_kernel and sample_kernel read it; their top logprobs and logprobs read the raw
+// logits). A 64-row greedy step without penalties then reads the logits alone (39 MB at V 151936)
+// instead of the logits, the counts and a work-row store (117 MB). The parts are the same bits.
+// LEAN = false: today's kernel (its SASS is sample_pre_kernel's of main, sm_90a and sm_121a).
+// FIN (cuda_sample_greedy, with LEAN: every row greedy, no top logprobs): the row's last CTA to
+// finish (a ticket a row, reset by that CTA) also does what sample_kernel<true> does for such a row
+// (lse of the parts, first maximum, token and logprob), in one launch instead of three. Its sums
+// take the parts in sample_kernel's thread order (part p in thread p, block_sum: zeros elsewhere),
+// so the outputs are the same bits (parts <= SMP_PRE_THREADS).
+__device__ unsigned int smp_hd_ticket[65536]; // (rows of one call) CTAs of the row done; 0 between calls
+template <bool LEAN, bool FIN = false>
 __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_sample_args A) {
     __shared__ float red[32];
     __shared__ float rb[SMP_PRE_THREADS / 32];
@@ -330,7 +346,10 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_
             if (i < i1) v[j] = __ldcg(&w[i]);
         }
     }
-    const uint32_t *cnt = A.counts ? A.counts + (size_t)R.slot * V : NULL;
+    // LEAN: no counts where the penalties are neutral; the processed row only for sampling rows
+    const bool pen = !LEAN || !(R.rep_pen == 1.0f && __float_as_uint(R.freq_pen) == 0u && __float_as_uint(R.pres_pen) == 0u);
+    const bool keep_w = !LEAN || R.temperature > 0.0f;
+    const uint32_t *cnt = A.counts && pen ? A.counts + (size_t)R.slot * V : NULL;
     const uint32_t *mask = R.mask_off >= 0 ? A.masks + R.mask_off : NULL;
     float best = -INFINITY;
     int best_i = 0x7fffffff, nfin = 0;
@@ -348,7 +367,7 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_
                 x -= R.freq_pen * (float)c + R.pres_pen;
             }
         }
-        w[i] = x;
+        if (keep_w) w[i] = x;
         nfin += x != -INFINITY;
         smp_best(best, best_i, x, i);
     }
@@ -375,6 +394,50 @@ __global__ __launch_bounds__(SMP_PRE_THREADS) void sample_pre_kernel(const cuda_
         pp->best = best;
         pp->best_i = best_i;
         pp->nfin = nf;
+    }
+    if constexpr (FIN) {
+        __shared__ int last;
+        if (tid == 0) {
+            __threadfence(); // this CTA's part before its ticket
+            last = atomicAdd(&smp_hd_ticket[row], 1u) == gridDim.x - 1;
+        }
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        const smp_part *pp = smp_carve(A.work, A.n, V).parts + (size_t)row * gridDim.x;
+        const int P = (int)gridDim.x;
+        float m = -INFINITY;
+        for (int p = tid; p < P; p += SMP_PRE_THREADS) m = fmaxf(m, __ldcg(&pp[p].rmx));
+        const float M = block_max(m, red);
+        float s2 = 0.0f, b2 = -INFINITY;
+        int bi2 = 0x7fffffff;
+        for (int p = tid; p < P; p += SMP_PRE_THREADS) {
+            const float qm = __ldcg(&pp[p].rmx), qs = __ldcg(&pp[p].rse), qb = __ldcg(&pp[p].best);
+            const int qi = __ldcg(&pp[p].best_i);
+            if (qm != -INFINITY) s2 += qs * expf(qm - M);
+            smp_best(b2, bi2, qb, qi);
+        }
+        s2 = block_sum(s2, red);
+        const float lse = M + logf(s2);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, b2, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi2, o);
+            smp_best(b2, bi2, ob, oi);
+        }
+        __syncthreads();
+        if (lane == 0) { rb[wp] = b2; ri[wp] = bi2; }
+        __syncthreads();
+        if (tid == 0) {
+            for (int k = 0; k < SMP_PRE_THREADS / 32; k++) smp_best(b2, bi2, rb[k], ri[k]);
+            const int32_t tok = bi2 < V ? bi2 : 0;
+            const float v = raw[tok];
+            cuda_sample_out *out = A.out + row;
+            out->token = tok;
+            out->logprob = isnan(v) ? -INFINITY : v - lse;
+            out->n_top = 0;
+            smp_hd_ticket[row] = 0u; // every CTA of the row has taken its ticket
+        }
     }
 }
 
@@ -812,11 +875,29 @@ extern "C" int cuda_sample(const cuda_sample_args *a, void *stream, err *e) {
         return 0;
     }
     const int parts = smp_slices(a->n_vocab);
-    sample_pre_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    if (cuda_hd_smp()) // round 11 hd (SPARKD_HD_SMP): the first pass without what the row does not need
+        sample_pre_kernel<true><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
+    else
+        sample_pre_kernel<false><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
     sample_cand_kernel<<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
     sample_kernel<true><<<a->n, SMP_THREADS, 0, CUDA_STREAM(stream)>>>(*a, parts);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+// Round 11 (hd): rows that are all greedy with no top logprobs (the caller knows: engine.cu asks
+// cuda_hd_greedy of its host rows) in one launch: sample_pre_kernel<true, true>, the same outputs as
+// cuda_sample. Vocabularies of more than SMP_PRE_THREADS slices (V > 524288): cuda_sample. One call
+// at a time a device (smp_hd_ticket: the engine's calls are ordered on its stream).
+extern "C" int cuda_sample_greedy(const cuda_sample_args *a, void *stream, err *e) {
+    if (!a || !a->logits || !a->rows || !a->work || !a->out || a->n < 1 || a->n > 65535 || a->n_vocab < 1 ||
+        a->ld < a->n_vocab)
+        return err_set(e, ERR_INVALID, "cuda_sample_greedy: n %d vocab %d", a ? a->n : 0, a ? a->n_vocab : 0);
+    const int parts = smp_slices(a->n_vocab);
+    if (parts > SMP_PRE_THREADS) return cuda_sample(a, stream, e);
+    sample_pre_kernel<true, true><<<dim3((unsigned)parts, (unsigned)a->n), SMP_PRE_THREADS, 0, CUDA_STREAM(stream)>>>(*a);
     CUDA_LAUNCHED();
     return 0;
 }
