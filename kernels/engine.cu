@@ -29,6 +29,9 @@
 #include "cuda_moe.h"
 #include "dq.h"
 
+extern "C" uint64_t cuda_fc_img_bytes(int T, int K);      // gemm.cu (round 11 fc): the x images of T tokens, K wide
+extern "C" void cuda_fc_provide(void *buf, uint64_t bytes); // gemm.cu: this device's planned image buffer (NULL: withdrawn)
+
 #include <cuda_fp8.h>
 
 #include <math.h>
@@ -80,6 +83,7 @@ struct cuda_layout {
     int forms_dim, forms_q, forms_ffn; // union of the input forms the products may need
     int moe_E, moe_k, moe_ffn;         // largest MoE layer (0: none)
     uint64_t moe_work;                 // cuda_moe_work_bytes of it at T tokens
+    uint64_t fc_img;                   // gemm.cu's x images of the prompt products (SPARKD_FC=4; 0: none)
 };
 
 struct graph_entry {
@@ -429,6 +433,15 @@ int layout_of(const model *m, const engine_opts *o, cuda_layout *l, err *e) {
     w += l->meta_bytes;
     w += CU_STAGE;                                 // device side of the weight upload
     w += CU_SPLITK;                                // split-K partials of small products
+    // x images of the prompt products at precision fast (gemm.cu, SPARKD_FC=4: T rounded up to 128 tokens x the
+    // widest K, f16; 0 where hfw does not run), planned here so no product allocates
+    if (o->precision == ENGINE_PRECISION_FAST || getenv("SPARKD_MM_FAST") != NULL) {
+        int kmax = l->dim > l->q_dim ? l->dim : l->q_dim;
+        if (l->ffn > kmax) kmax = l->ffn;
+        if (l->moe_ffn > kmax) kmax = l->moe_ffn;
+        l->fc_img = a256(cuda_fc_img_bytes(l->T, kmax));
+        w += l->fc_img;
+    }
     if (l->moe_E) {
         l->moe_work = cuda_moe_work_bytes(l->T, l->dim, l->moe_ffn, l->moe_E, l->moe_k);
         w += a256(l->moe_work) + a256(T * l->moe_E * 4); // MoE scratch, router logits
@@ -710,6 +723,7 @@ void cuda_destroy(engine *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     for (int i = 0; i < g->n_graphs; i++) cudaGraphExecDestroy(g->graphs[i].exec);
+    if (g->lay.fc_img) cuda_fc_provide(NULL, 0); // (this device's image buffer lived in dwork)
     cudaFree(g->dweights);
     cudaFree(g->dkv);
     cudaFree(g->dwork);
@@ -798,6 +812,7 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         g->d_acc = (int32_t *)take(2 * S * 64 * 4);
         g->d_stage = take(CU_STAGE);
         g->splitk = (float *)take(CU_SPLITK);
+        if (l.fc_img) cuda_fc_provide(take(l.fc_img), l.fc_img); // (cuda_destroy withdraws it)
         if (l.moe_E) {
             g->moe_work = take(l.moe_work);
             g->moe_logits = (float *)take(T * l.moe_E * 4);

@@ -1909,13 +1909,12 @@ static long pp_pair_launches = 0, pp_cat_launches = 0; // (tests: paired / one-l
 static int fc_mode_v = -1, fc_optin = 0;
 extern "C" int cuda_fc_mode(void) {
     if (fc_mode_v < 0) {
-        const char *v = getenv("SPARKD_FC");
-        fc_mode_v = v && v[0] ? atoi(v) : 4;
-        if (fc_mode_v != 0) fc_mode_v = 4;
-        int dev = 0;
+        int dev = 0, optin = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&fc_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            fc_optin = 0;
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            optin = 0;
+        fc_optin = optin;
+        fc_mode_v = cuda_env_int("SPARKD_FC", 4) != 0 ? 4 : 0;
     }
     return fc_mode_v;
 }
@@ -1924,14 +1923,31 @@ extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again;
     cuda_fc_mode();
     if (mode >= 0) fc_mode_v = mode ? 4 : 0;
 }
-// SPARKD_FC=4's image buffer of each device (fc_img_bytes; kept for the process, grown when a product needs more;
-// one stream a device uses it: the products of a device run in stream order)
-static uint8_t *fc_img_d[16];
-static size_t fc_img_bytes_d[16];
+// SPARKD_FC=4's image buffer of each device. An engine plans it with its work memory (cuda_fc_img_bytes,
+// cuda_fc_provide); without one (tests, benches) a buffer is kept for the process and grown when a product
+// needs more. One stream a device uses it: the products of a device run in stream order.
+static uint8_t *fc_img_d[16], *fc_prov_d[16];
+static size_t fc_img_bytes_d[16], fc_prov_bytes_d[16];
+// Bytes of the x images of T tokens K wide: 0 where hfw3 never runs (SPARKD_FC=0, not sm_90).
+extern "C" uint64_t cuda_fc_img_bytes(int T, int K) {
+    int dev = 0, major = 0;
+    if (T < 1 || K < 64 || cuda_fc_mode() != 4 || cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major != 9)
+        return 0;
+    return (uint64_t)((T + 127) / 128) * 128 * (uint64_t)K * 2;
+}
+// The engine's buffer for this device (NULL, 0: withdrawn, at the engine's end).
+extern "C" void cuda_fc_provide(void *buf, uint64_t bytes) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return;
+    fc_prov_d[dev] = (uint8_t *)buf;
+    fc_prov_bytes_d[dev] = buf ? (size_t)bytes : 0;
+}
 // this device's buffer of >= need bytes (NULL: none; then the caller takes another path)
 static uint8_t *fc_img_get(size_t need) {
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return NULL;
+    if (fc_prov_d[dev]) return need <= fc_prov_bytes_d[dev] ? fc_prov_d[dev] : NULL; // an engine's: never grown
     if (need <= fc_img_bytes_d[dev]) return fc_img_d[dev];
     if (cudaDeviceSynchronize() != cudaSuccess) return NULL;
     if (fc_img_d[dev]) cudaFree(fc_img_d[dev]);

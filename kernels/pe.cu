@@ -49,7 +49,7 @@ int pe_mask(void) {
 }
 // Tests and benches: the mask (0 = off), -1 = as the environment says.
 extern "C" void cuda_pe_set(int mask) { pe_v = mask < 0 ? -1 : mask & 15; }
-static int pe_nolo_v = 0; // the engine's forward: no product reads the low halves (cuda_pe_nolo)
+static thread_local int pe_nolo_v = 0; // this thread's forward: no product reads the low halves (cuda_pe_nolo; per thread: engines forward on their own threads)
 extern "C" void cuda_pe_nolo(int on) { pe_nolo_v = on ? 1 : 0; }
 static bool pe_nolo(void) { return pe_nolo_v && (pe_mask() & 8); }
 static long pe_n = 0; // launches of this file's kernels (tests)
