@@ -167,8 +167,9 @@ __device__ __forceinline__ float amax4(float4 v) {
 // (% 32 == 0) holds float4 index j * blockDim.x + i in v[j], j < NV, and NV * blockDim.x * 4
 // == m.K. One row reduction (the exponent) only for the F16/BF16 forms. red: __shared__
 // float[32]. Ends with the block synchronized only when it reduced.
+// The row's scale for the F16/BF16 forms (its tscale written by thread 0; 1 without them).
 template <int NV>
-__device__ __forceinline__ void mmin_emit_row(const cuda_mmin &m, int t, const float4 (&v)[NV], float *red) {
+__device__ __forceinline__ float mmin_row_inv(const cuda_mmin &m, int t, const float4 (&v)[NV], float *red) {
     float inv = 1.0f;
     if (m.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) {
         float a = 0.0f;
@@ -179,6 +180,11 @@ __device__ __forceinline__ void mmin_emit_row(const cuda_mmin &m, int t, const f
         inv = ldexpf(1.0f, -ex);
         if (threadIdx.x == 0) m.tscale[t] = ldexpf(1.0f, ex);
     }
+    return inv;
+}
+template <int NV>
+__device__ __forceinline__ void mmin_emit_row(const cuda_mmin &m, int t, const float4 (&v)[NV], float *red) {
+    const float inv = mmin_row_inv<NV>(m, t, v, red);
 #pragma unroll
     for (int j = 0; j < NV; j++) mmin_emit4(m, t, 4 * (j * (int)blockDim.x + (int)threadIdx.x), v[j], true, inv);
 }

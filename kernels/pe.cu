@@ -105,16 +105,7 @@ __device__ __forceinline__ void pe_emit_row(const cuda_mmin &m, int t, const flo
         mmin_emit_row<J>(m, t, v, red);
         return;
     }
-    float inv = 1.0f;
-    if (m.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) {
-        float a = 0.0f;
-#pragma unroll
-        for (int j = 0; j < J; j++) a = fmaxf(a, amax4(v[j]));
-        a = block_max(a, red);
-        const int ex = mmin_exponent(a);
-        inv = ldexpf(1.0f, -ex);
-        if (threadIdx.x == 0) m.tscale[t] = ldexpf(1.0f, ex);
-    }
+    const float inv = mmin_row_inv<J>(m, t, v, red);
 #pragma unroll
     for (int j = 0; j < J; j++) pe_emit4_nolo(m, t, 4 * (j * (int)blockDim.x + (int)threadIdx.x), v[j], inv);
 }
