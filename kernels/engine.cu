@@ -30,7 +30,8 @@
 #include "dq.h"
 
 extern "C" uint64_t cuda_fc_img_bytes(int T, int K);      // gemm.cu (round 11 fc): the x images of T tokens, K wide
-extern "C" void cuda_fc_provide(void *buf, uint64_t bytes); // gemm.cu: this device's planned image buffer (NULL: withdrawn)
+extern "C" void cuda_fc_provide(void *buf, uint64_t bytes); // gemm.cu: this device's planned image buffer
+extern "C" void cuda_fc_withdraw(const void *buf);          // gemm.cu: ... withdrawn if still this one
 
 #include <cuda_fp8.h>
 
@@ -133,6 +134,7 @@ struct engine {
     uint8_t *d_meta, *h_meta;
     uint8_t *d_stage;  // (CU_STAGE) raw GGUF rows on their way to the repack
     float *splitk;     // (CU_SPLITK bytes) split-K partials
+    void *fc_img;      // (lay.fc_img bytes) gemm.cu's x images, registered with cuda_fc_provide; NULL: none
     bool fz_run;       // round 8 fz: run_layers at T >= 2 defers the layer products' split-K reduces
     cuda_part fz_pp[3]; // (mm: the last deferred product's partials, output j's in [j])
     int32_t *d_tok, *d_pos, *d_seq, *d_bt, *d_rows_out;
@@ -723,7 +725,7 @@ void cuda_destroy(engine *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     for (int i = 0; i < g->n_graphs; i++) cudaGraphExecDestroy(g->graphs[i].exec);
-    if (g->lay.fc_img) cuda_fc_provide(NULL, 0); // (this device's image buffer lived in dwork)
+    cuda_fc_withdraw(g->fc_img); // (it lived in dwork)
     cudaFree(g->dweights);
     cudaFree(g->dkv);
     cudaFree(g->dwork);
@@ -812,7 +814,7 @@ int create_engine(engine **out, const model *m, const engine_opts *o, tp_ctx *tp
         g->d_acc = (int32_t *)take(2 * S * 64 * 4);
         g->d_stage = take(CU_STAGE);
         g->splitk = (float *)take(CU_SPLITK);
-        if (l.fc_img) cuda_fc_provide(take(l.fc_img), l.fc_img); // (cuda_destroy withdraws it)
+        if (l.fc_img) cuda_fc_provide(g->fc_img = take(l.fc_img), l.fc_img); // (cuda_destroy withdraws it)
         if (l.moe_E) {
             g->moe_work = take(l.moe_work);
             g->moe_logits = (float *)take(T * l.moe_E * 4);

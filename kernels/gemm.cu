@@ -1936,12 +1936,20 @@ extern "C" uint64_t cuda_fc_img_bytes(int T, int K) {
         return 0;
     return (uint64_t)((T + 127) / 128) * 128 * (uint64_t)K * 2;
 }
-// The engine's buffer for this device (NULL, 0: withdrawn, at the engine's end).
+// The engine's buffer for this device.
 extern "C" void cuda_fc_provide(void *buf, uint64_t bytes) {
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return;
     fc_prov_d[dev] = (uint8_t *)buf;
     fc_prov_bytes_d[dev] = buf ? (size_t)bytes : 0;
+}
+// At the engine's end: withdraws buf if it is still this device's (an engine that failed to start
+// leaves another engine's buffer in place).
+extern "C" void cuda_fc_withdraw(const void *buf) {
+    int dev = 0;
+    if (!buf || cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16 || fc_prov_d[dev] != buf) return;
+    fc_prov_d[dev] = NULL;
+    fc_prov_bytes_d[dev] = 0;
 }
 // this device's buffer of >= need bytes (NULL: none; then the caller takes another path)
 static uint8_t *fc_img_get(size_t need) {

@@ -1,10 +1,10 @@
-// hd.cu — round 11, helper hd: the switches of the head at 33..64 tokens and of sampling's
+// hd.cu — round 11, helper hd: the switches of the head at 2..64 tokens and of sampling's
 // first pass, read once a process (cached), never per token. (No header: a new kernels/*.h
 // would rebuild every object of the tree; the users declare these four functions.)
 //
-// The lean first pass is sample.cu's sample_pre_hd_kernel; the checks and the bench hd_test.cu.
+// The lean first pass is sample.cu's sample_pre_kernel<true, ...>; the checks and the bench hd_test.cu.
 //
-// SPARKD_HD=0: today's path exactly (the head without split-K room, sample_pre_kernel).
+// SPARKD_HD=0: today's path exactly (the head without split-K room, sample_pre_kernel<false, false>).
 // Default 1:
 // - the head product (engine.cu) at SPARKD_HD_HEAD_MIN..SPARKD_HD_HEAD_MAX tokens (default
 //   2..64; run 0 had 33..64) gets the engine's split-K room (g->splitk) as every layer product
@@ -29,7 +29,7 @@
 
 // Whether the head product of T tokens gets the split-K room (engine.cu).
 extern "C" int cuda_hd_head_work(int T);
-// Whether cuda_sample runs sample_pre_hd_kernel instead of sample_pre_kernel (sample.cu).
+// Whether cuda_sample runs the lean first pass (sample_pre_kernel<true, ...>, sample.cu).
 extern "C" int cuda_hd_smp(void);
 // Whether the engine samples these host rows (n) with cuda_sample_greedy (one launch): SPARKD_HD and
 // SPARKD_HD_GREEDY on, every row greedy (temperature not > 0) with no top logprobs.
