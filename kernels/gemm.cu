@@ -349,6 +349,33 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid
     const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
 }
+// wx (round 12; SPARKD_WX): the same copies with an L2 prefetch size: the L2 fetches the PF-byte (128 / 256)
+// aligned block around the source from DRAM in one request, so the next chunks' bytes of the same weight row
+// (64 B a chunk for Q8_0, 32 B for Q4_K, 4 B of Q8_0 meta) are L2 hits. PF = 0: the plain copies above.
+template <int PF> __device__ __forceinline__ void cp_async16p(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    if constexpr (PF == 256)
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+    else if constexpr (PF == 128)
+        asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+    else cp_async16(dst, src, valid);
+}
+template <int PF> __device__ __forceinline__ void cp_async8p(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    if constexpr (PF == 256)
+        asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 8, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 8 : 0));
+    else if constexpr (PF == 128)
+        asm volatile("cp.async.ca.shared.global.L2::128B [%0], [%1], 8, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 8 : 0));
+    else cp_async8(dst, src, valid);
+}
+template <int PF> __device__ __forceinline__ void cp_async4p(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    if constexpr (PF == 256)
+        asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
+    else if constexpr (PF == 128)
+        asm volatile("cp.async.ca.shared.global.L2::128B [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
+    else cp_async4(dst, src, valid);
+}
 
 // A thread's cp.async sources, computed once per CTA (the matrix fields are read once):
 // weight piece i of chunk kc is w + i * wstep + kc * (cbits * 8) (rows past the matrix
@@ -1012,7 +1039,7 @@ __device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4
 }
 // The weight part of chunk kc (codes, hi bits, meta; as hf_load_w) into a stage of a wgmma kernel
 // whose configuration C (hfw_cfg, w64_cfg) gives the stage's layout; WF: all rows inside the matrix.
-template <uint32_t F, class C, bool WF>
+template <uint32_t F, class C, bool WF, int PF = 0> // PF: L2 prefetch size (wx; 0: plain copies)
 __device__ __forceinline__ void wg_load_w(uint8_t *sb, const hf_src &s, int kc) {
     constexpr qfmt f = C::f;
     constexpr int ppr = f.cbits * 64 / 8 / 16;
@@ -1022,18 +1049,18 @@ __device__ __forceinline__ void wg_load_w(uint8_t *sb, const hf_src &s, int kc) 
 #pragma unroll
     for (int i = 0; i < C::HM * ppr / C::NT; i++) {
         const bool v = WF || ((s.wv >> i) & 1);
-        cp_async16(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
+        cp_async16p<PF>(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
     }
     if (tid >= C::HM) return; // one row a thread for hi bits and meta
     const bool rv = WF || s.rv;
-    if constexpr (f.hbits == 1) cp_async8(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
-    else if constexpr (f.hbits == 2) cp_async16(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
+    if constexpr (f.hbits == 1) cp_async8p<PF>(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
+    else if constexpr (f.hbits == 2) cp_async16p<PF>(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
     uint8_t *md = sb + C::off_m + tid * C::mpitch;
-    if constexpr (f.meta_bytes == 2) cp_async4(md, s.m + (size_t)kc * 4, rv);
+    if constexpr (f.meta_bytes == 2) cp_async4p<PF>(md, s.m + (size_t)kc * 4, rv);
     else if constexpr (F == QT_Q6_K) {
-        cp_async4(md, s.m + (size_t)(kc >> 2) * 20, rv);
-        cp_async4(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
-    } else cp_async16(md, s.m + (size_t)(kc >> 2) * 16, rv);
+        cp_async4p<PF>(md, s.m + (size_t)(kc >> 2) * 20, rv);
+        cp_async4p<PF>(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
+    } else cp_async16p<PF>(md, s.m + (size_t)(kc >> 2) * 16, rv);
 }
 // ... into an hfw stage
 template <uint32_t F, int WG, bool WF>
@@ -1495,9 +1522,9 @@ __device__ __forceinline__ void w64_mma(float (&d)[8][4], const uint32_t (&a)[4]
 #endif
 }
 // ... into a w64 stage (w64_load_x copies the chunk's x tile)
-template <uint32_t F, int WG, bool WF>
+template <uint32_t F, int WG, bool WF, int PF = 0>
 __device__ __forceinline__ void w64_load_w(uint8_t *sb, const hf_src &s, int kc) {
-    wg_load_w<F, w64_cfg<F, WG>, WF>(sb, s, kc);
+    wg_load_w<F, w64_cfg<F, WG>, WF, PF>(sb, s, kc);
 }
 // Warp w copies tokens w, w + 4 WG, ... (< ntok); lane i = P64 word i of the token's 128 bytes. The
 // per-token source offsets and swizzled destinations are computed once a CTA (w64_xs_of): run 0's loop
@@ -1583,7 +1610,7 @@ __device__ __forceinline__ void w64_step(float (&acc)[8][4], const uint32_t (&a)
 // refills slot kc - 1 and builds chunk kc + 1's A while chunk kc's wgmma runs: the tensor pipe gets the
 // next chunk's wgmma at the top of the next step without draining (P = 0 waits for its own wgmma before
 // the step's barrier, so every step drains it).
-template <uint32_t F, int WG, bool WF, bool FENCE>
+template <uint32_t F, int WG, bool WF, bool FENCE, int PF = 0>
 __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
                                           uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
                                           const w64_xs<WG> &xs, int rowb, int c) {
@@ -1598,7 +1625,7 @@ __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a
     w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
     __syncthreads();  // ... every warpgroup's: slot kc - 1 free; chunk kc + 1's scales visible
     if (kc + S - 1 < nk) {
-        w64_load_w<F, WG, WF>(smem + on, src, kz0 + kc + S - 1);
+        w64_load_w<F, WG, WF, PF>(smem + on, src, kz0 + kc + S - 1);
         w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
     }
     cp_commit();
@@ -1617,6 +1644,7 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = w64_cfg<F, WG>;
     constexpr int S = C::stages;
+    constexpr int PF = (P & 4) ? 256 : (P & 8) ? 128 : 0; // wx (SPARKD_WX): the weights' L2 prefetch size
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
@@ -1636,8 +1664,8 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
     // group each): chunk j is complete once at most S - 2 - j groups are pending
     for (int s = 0; s < S - 1; s++) {
         if (s < nk) {
-            if (wf) w64_load_w<F, WG, true>(smem + s * C::stage, src, kz0 + s);
-            else w64_load_w<F, WG, false>(smem + s * C::stage, src, kz0 + s);
+            if (wf) w64_load_w<F, WG, true, PF>(smem + s * C::stage, src, kz0 + s);
+            else w64_load_w<F, WG, false, PF>(smem + s * C::stage, src, kz0 + s);
         }
         cp_commit();
     }
@@ -1662,11 +1690,11 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
         constexpr bool FE = (P & 2) != 0;
         if constexpr ((P & 1) != 0) {
             for (int kc = 0; kc < nk; kc += 2) {
-                if (wf) w64_step1<F, WG, true, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
-                else w64_step1<F, WG, false, FE>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                if (wf) w64_step1<F, WG, true, FE, PF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
+                else w64_step1<F, WG, false, FE, PF>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c);
                 if (kc + 1 < nk) {
-                    if (wf) w64_step1<F, WG, true, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
-                    else w64_step1<F, WG, false, FE>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                    if (wf) w64_step1<F, WG, true, FE, PF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
+                    else w64_step1<F, WG, false, FE, PF>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c);
                 }
             }
             w64_wait<0>(acc);
@@ -2269,6 +2297,13 @@ static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = -1, w64_ks = 0, w
            w64_fence = 0;
 static long w64_count = 0;
 static thread_local int w64_scoped = 0;
+// wx (round 12; kernels/PERF.md "Round 12, helper wx"): SPARKD_WX=0: w64 exactly as before (the same kernels and
+// launches); 1 (default): the pipelined step (P 1) of Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) copies its weights
+// (codes, hi bits, meta) with the L2::256B prefetch size (w64_kernel P bit 2); 2: L2::128B (P bit 3; Q8_0 WG 3, 4,
+// Q4_K WG 3). Other combinations run P 1 unchanged.
+static int w64_wx = -1;
+static long wx_count = 0;
+static int wx_last_ctas = 0, wx_last_chunks = 0; // the last w64 launch: CTAs, K chunks of its largest piece
 static void w64_env() {
     if (w64_mode >= 0) return;
     const char *v = getenv("SPARKD_W64");
@@ -2282,6 +2317,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
+    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 2 ? atoi(v) : 1;
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -2307,6 +2343,18 @@ extern "C" void cuda_w64_tune(int wg, int ks, int pipe) {
     if (pipe >= 0) w64_pipe = pipe & 1, w64_fence = (pipe >> 1) & 1;
 }
 extern "C" void cuda_w64_scope(int on) { w64_scoped = on; }
+// Tests and benches: SPARKD_WX's value (0, 1, 2; -1: as the environment says); launches that took a wx variant;
+// the last w64 launch's CTAs and K chunks a CTA (the kernel bench's us a chunk).
+extern "C" void cuda_wx_set(int mode) {
+    w64_wx = -1;
+    w64_env();
+    if (mode < 0) {
+        const char *v = getenv("SPARKD_WX");
+        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 2 ? atoi(v) : 1;
+    } else w64_wx = mode > 2 ? 1 : mode;
+}
+extern "C" long cuda_wx_launches(void) { return wx_count; }
+extern "C" void cuda_wx_last(int *ctas, int *chunks) { *ctas = wx_last_ctas, *chunks = wx_last_chunks; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
 // Whether a product of this weight type at T tokens takes w64_kernel (in the engine's scope).
 extern "C" int cuda_w64_takes(int T, uint32_t type) {
@@ -2369,6 +2417,23 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ksplit = ks < 1 ? 1 : ks;
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
+    wx_last_ctas = mt * p.ksplit, wx_last_chunks = (nk + p.ksplit - 1) / p.ksplit;
+    if (w64_wx > 0 && P == 1) { // wx: the weights' copies with an L2 prefetch size (w64_kernel P bit 2 / 3)
+        const bool b = w64_wx == 1;
+        if (ty == QT_Q8_0 && (wg == 3 || wg == 4)) {
+            wx_count++;
+            if (wg == 3) return b ? w64_launch_t<QT_Q8_0, 3, 5>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 3, 9>(p, mt, stream, e);
+            return b ? w64_launch_t<QT_Q8_0, 4, 5>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 4, 9>(p, mt, stream, e);
+        }
+        if (ty == QT_Q4_K && wg == 3) {
+            wx_count++;
+            return b ? w64_launch_t<QT_Q4_K, 3, 5>(p, mt, stream, e) : w64_launch_t<QT_Q4_K, 3, 9>(p, mt, stream, e);
+        }
+        if (ty == QT_Q6_K && b) {
+            wx_count++;
+            return w64_launch_t<QT_Q6_K, 3, 5>(p, mt, stream, e);
+        }
+    }
     switch (ty) {
     case QT_Q8_0: if (P == 0) return w64_launch_t<QT_Q8_0, 3, 0>(p, mt, stream, e);
                   if (P == 3) return w64_launch_t<QT_Q8_0, 3, 3>(p, mt, stream, e);

@@ -2095,6 +2095,7 @@ int dq_selftest(void *file, int quick, uint64_t seed, err *e); void dq_kbench(vo
 int pe_selftest(void *file, int quick, uint64_t seed, err *e); void pe_kbench(void *file, double probe, err *e); // pe_test.cu (round 11)
 void t64_kbench(void *file, double probe, err *e);
 int w64_selftest(void *file, int quick, uint64_t seed, err *e); void w64_kbench(void *file, double probe, err *e); // w64_test.cu (round 9)
+int wx_selftest(void *file, int quick, uint64_t seed, err *e); void wx_kbench(void *file, double probe, err *e); // wx_test.cu (round 12)
 int pp_selftest(void *file, int quick, uint64_t seed, err *e); void pp_kbench(void *file, double probe, err *e); // pp_test.cu (round 9)
 int apf_selftest(void *file, int quick, uint64_t seed, err *e); void apf_kbench(void *file, double probe, err *e); // apf_test.cu (round 10)
 int fc_selftest(void *file, int quick, uint64_t seed, err *e); void fc_kbench(void *file, double probe, err *e); // fc_test.cu (round 11)
@@ -2153,6 +2154,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     if (mode && !strcmp(mode, "dq")) { dq_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // dq_test.cu (round 10)
     if (mode && !strcmp(mode, "pe")) { pe_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pe_test.cu (round 11)
     if (mode && !strcmp(mode, "w64")) { w64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // w64_test.cu
+    if (mode && !strcmp(mode, "wx")) { wx_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // wx_test.cu (round 12)
     if (mode && !strcmp(mode, "pp")) { pp_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pp_test.cu (round 9)
     if (mode && !strcmp(mode, "apf")) { apf_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // apf_test.cu (round 10)
     if (mode && !strcmp(mode, "fc")) { fc_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // fc_test.cu (round 11)
@@ -2387,6 +2389,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     ctx.fails += dq_selftest(ctx.f, quick, ctx.rng.next(), e); // round 10 dq: the batch-1 attention chain in one launch (dq_test.cu)
     ctx.fails += pe_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 pe: small-CTA row producers at T > 64, bitwise vs SPARKD_PE=0 (pe_test.cu)
     ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
+    ctx.fails += wx_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 wx: w64's weight copies with an L2 prefetch size (wx_test.cu)
     ctx.fails += hd_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 hd: the head's split-K room, sampling's lean first pass (hd_test.cu)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
