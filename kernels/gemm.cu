@@ -19,6 +19,7 @@
 // computes the same as a software pipeline and is the default for Q8_0, Q4_K, Q5_K, Q6_K.
 #include "cuda_kern.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "fz_part.cuh"
@@ -1039,7 +1040,8 @@ __device__ __forceinline__ void hfw_mma(float (&d)[16][4], const uint32_t (&a)[4
 }
 // The weight part of chunk kc (codes, hi bits, meta; as hf_load_w) into a stage of a wgmma kernel
 // whose configuration C (hfw_cfg, w64_cfg) gives the stage's layout; WF: all rows inside the matrix.
-template <uint32_t F, class C, bool WF, int PF = 0> // PF: L2 prefetch size (wx; 0: plain copies)
+// PF: L2 prefetch size (wx; 0: plain copies); NOC (wx_kernel): not the codes (a tensor copy sends them)
+template <uint32_t F, class C, bool WF, int PF = 0, bool NOC = false>
 __device__ __forceinline__ void wg_load_w(uint8_t *sb, const hf_src &s, int kc) {
     constexpr qfmt f = C::f;
     constexpr int ppr = f.cbits * 64 / 8 / 16;
@@ -1047,7 +1049,7 @@ __device__ __forceinline__ void wg_load_w(uint8_t *sb, const hf_src &s, int kc) 
     const uint8_t *wk = s.w + (size_t)kc * (f.cbits * 8);
     uint8_t *dw = sb + C::off_w + (tid / ppr) * C::wpitch + (tid % ppr) * 16;
 #pragma unroll
-    for (int i = 0; i < C::HM * ppr / C::NT; i++) {
+    for (int i = 0; i < (NOC ? 0 : C::HM * ppr / C::NT); i++) {
         const bool v = WF || ((s.wv >> i) & 1);
         cp_async16p<PF>(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
     }
@@ -1724,6 +1726,144 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
 #endif
 }
 
+// ---------------------------------------------------------------------------------------
+// wx_kernel (round 12, helper wx; SPARKD_WX=3; sm_90a only): w64_kernel's pipelined step (P 1) with the CTA's
+// codes of a chunk sent by ONE tensor copy (cp.async.bulk.tensor.2d, the TMA unit: a box of HM rows x 64 B (Q8_0) /
+// 32 B (Q4_K) of the matrix's codes, rows past the matrix zero-filled, the tensor map's L2 promotion 256 B) issued
+// by thread 0 after the step's barrier and completing on the slot's mbarrier, instead of 2 (Q8_0) / 1 (Q4_K) 16-byte
+// cp.async a thread (each an L1TEX miss request, with its 64-bit address arithmetic every step). The builders wait
+// for the slot's mbarrier phase (try_wait, already complete in the steady state) before reading its codes. The
+// meta (and x tile) stay per-thread cp.async (meta with the L2::256B prefetch), waited as in w64. Same A values,
+// same B, same order of the sums as w64_kernel P 1: bit-identical outputs. Q8_0 (WG 3, 4) and Q4_K (WG 3).
+// [tm] one tensor map a matrix (wx_tmap_of; dims {K * cbits / 8 bytes, rows}, box {cbits * 8 bytes, HM rows}).
+struct __align__(64) wx_tmap {
+    unsigned long long opaque[16]; // CUtensorMap (the driver's cuTensorMapEncodeTiled fills it)
+};
+struct wx_tmaps {
+    wx_tmap m[CUDA_MM_MAX_MATS];
+};
+template <uint32_t F, class C>
+__device__ __forceinline__ void wx_tma_codes(uint32_t dst, uint32_t bar, const wx_tmap *tm, int kc, int m0) {
+#ifdef HFW_ON
+    constexpr int box = C::f.cbits * 8, bytes = box * C::HM;
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "n"(bytes) : "memory");
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"((unsigned long long)tm), "r"(kc * box), "r"(m0), "r"(bar)
+                 : "memory");
+#endif
+}
+template <uint32_t F, int WG, bool WF>
+__device__ __forceinline__ void wx_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                        uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
+                                        const w64_xs<WG> &xs, int rowb, int c, const wx_tmap *tm, int m0) {
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    const uint32_t bars = sbase + S * C::stage; // the stages' mbarriers (8 B each) after the stages
+    const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
+              o2 = ((kc + 2) % S) * C::stage;
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], hfw_desc(sbase + ob + 32 * s));
+    hfw_commit();
+    w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
+    __syncthreads();  // ... every warpgroup's: slot kc - 1 free (its codes were read by the build of step kc - 2)
+    if (kc + S - 1 < nk) {
+        if (threadIdx.x == 0)
+            wx_tma_codes<F, C>(sbase + on + C::off_w, bars + 8 * ((kc + S - 1) % S), tm, kz0 + kc + S - 1, m0);
+        wg_load_w<F, C, WF, 256, true>(smem + on, src, kz0 + kc + S - 1);
+        w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
+    }
+    cp_commit();
+    if (kc + 1 < nk) {
+        hfw_mb_wait(bars + 8 * ((kc + 1) % S), (uint32_t)((kc + 1) / S) & 1); // chunk kc + 1's codes landed
+        w64_build<F, C>(an, smem + ox, rowb, c);
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+    cp_wait<S - 3>(); // chunk kc + 2's meta and x landed (this thread's copies)
+    if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
+}
+
+template <uint32_t F, int WG>
+__global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, const __grid_constant__ wx_tmaps tms) {
+#ifdef HFW_ON
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    extern __shared__ __align__(1024) uint8_t smem_raw[];
+    const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
+    const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
+    const uint32_t bars = sbase + S * C::stage;
+    pdl_trigger();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const wx_tmap *tm = &tms.m[mi];
+    const int m0 = b * C::HM;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, 0);
+    const bool wf = m0 + C::HM <= M.rows;
+    if (threadIdx.x == 0) { // the mbarriers (before any copy), then the codes of chunks 0 .. S - 2
+        for (int s = 0; s < S; s++) hfw_mb_init(bars + 8 * s);
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the inits, for the tensor copies
+        for (int s = 0; s < S - 1 && s < nk; s++) wx_tma_codes<F, C>(sbase + s * C::stage + C::off_w, bars + 8 * s, tm, kz0 + s, m0);
+    }
+    // the meta of chunks 0 .. S - 2 before the PDL wait (a commit group each), then their x tiles (one group each)
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) {
+            if (wf) wg_load_w<F, C, true, 256, true>(smem + s * C::stage, src, kz0 + s);
+            else wg_load_w<F, C, false, 256, true>(smem + s * C::stage, src, kz0 + s);
+        }
+        cp_commit();
+    }
+    pdl_wait();
+    const uint8_t *x0 = (const uint8_t *)p.xh;
+    const w64_xs<WG> xs = w64_xs_of<WG>((size_t)p.K * 2, min(64, p.T));
+    for (int s = 0; s < S - 1; s++) {
+        if (s < nk) w64_load_x<WG>(smem + s * C::stage, x0, xs, kz0 + s);
+        cp_commit();
+    }
+    cp_wait<S - 3>(); // chunks 0, 1 (meta, x)
+    for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
+    __syncthreads(); // (also: the mbarriers' inits before anyone waits on them)
+    float acc[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    const int rowb = warp * 16 + g;
+    if (nk > 0) {
+        uint32_t a0[4][4], a1[4][4];
+        hfw_mb_wait(bars, 0); // chunk 0's codes
+        w64_build<F, C>(a0, smem, rowb, c);
+        for (int kc = 0; kc < nk; kc += 2) {
+            if (wf) wx_step<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c, tm, m0);
+            else wx_step<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c, tm, m0);
+            if (kc + 1 < nk) {
+                if (wf) wx_step<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c, tm, m0);
+                else wx_step<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c, tm, m0);
+            }
+        }
+        w64_wait<0>(acc);
+    }
+    cp_wait<0>();
+    const int rows = M.rows;
+    const int rg = m0 + rowb, rg8 = rg + 8;
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int tk = nt * 8 + 2 * c + h;
+            if (tk >= p.T) continue;
+            hf_store2(p, M, mi, tk, rg, rg8, rows, acc[nt][h], acc[nt][2 + h]);
+        }
+    }
+#endif
+}
+
 // ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
 // the largest |s| * max|code - off| + |m| of the matrix (non-finite scales count as huge)
 template <uint32_t F>
@@ -2300,9 +2440,10 @@ static thread_local int w64_scoped = 0;
 // wx (round 12; kernels/PERF.md "Round 12, helper wx"): SPARKD_WX=0: w64 exactly as before (the same kernels and
 // launches); 1 (default): the pipelined step (P 1) of Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) copies its weights
 // (codes, hi bits, meta) with the L2::256B prefetch size (w64_kernel P bit 2); 2: L2::128B (P bit 3; Q8_0 WG 3, 4,
-// Q4_K WG 3). Other combinations run P 1 unchanged.
+// Q4_K WG 3); 3: Q8_0 (WG 3, 4) and Q4_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1.
+// Other combinations run P 1 unchanged.
 static int w64_wx = -1;
-static long wx_count = 0;
+static long wx_count = 0, wx3_count = 0; // launches of a wx variant; of wx_kernel
 static int wx_last_ctas = 0, wx_last_chunks = 0; // the last w64 launch: CTAs, K chunks of its largest piece
 static void w64_env() {
     if (w64_mode >= 0) return;
@@ -2317,7 +2458,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
-    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 2 ? atoi(v) : 1;
+    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 3 ? atoi(v) : 1;
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -2350,10 +2491,11 @@ extern "C" void cuda_wx_set(int mode) {
     w64_env();
     if (mode < 0) {
         const char *v = getenv("SPARKD_WX");
-        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 2 ? atoi(v) : 1;
-    } else w64_wx = mode > 2 ? 1 : mode;
+        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 3 ? atoi(v) : 1;
+    } else w64_wx = mode > 3 ? 1 : mode;
 }
 extern "C" long cuda_wx_launches(void) { return wx_count; }
+extern "C" long cuda_wx3_launches(void) { return wx3_count; }
 extern "C" void cuda_wx_last(int *ctas, int *chunks) { *ctas = wx_last_ctas, *chunks = wx_last_chunks; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
 // Whether a product of this weight type at T tokens takes w64_kernel (in the engine's scope).
@@ -2373,6 +2515,78 @@ static int w64_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) 
     }
     CUDA_TRY(cuda_launch(w64_kernel<F, WG, P>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)C::smem,
                          stream, p));
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
+// wx (SPARKD_WX=3): the codes' tensor maps (wx_kernel), one per (codes, rows, CTA rows), made by the driver's
+// cuTensorMapEncodeTiled (through cudaGetDriverEntryPointByVersion: no libcuda link) once and kept in a fixed
+// hash table (weights do not move; the key holds address, pitch, width, rows and CTA rows, so a new matrix at a
+// freed one's address gets its own map; unavailable: the caller runs P 5 instead). Host only.
+typedef int (*wx_encode_fn)(wx_tmap *, int, unsigned, void *, const unsigned long long *, const unsigned long long *,
+                            const unsigned *, const unsigned *, int, int, int, int);
+static wx_encode_fn wx_encode = NULL;
+static int wx_encode_state = 0; // 0: not asked yet, 1: available, -1: not
+struct wx_tent {
+    const uint8_t *codes; // NULL: free
+    uint64_t pitch, width;
+    int rows, hm;
+    wx_tmap m;
+};
+static wx_tent wx_tcache[2048]; // open addressing on the codes' address (8 probes, then the home slot is replaced)
+static pthread_mutex_t wx_tlock = PTHREAD_MUTEX_INITIALIZER;
+static bool wx_tmap_of(const gemm_mat &M, int K, int cbits, int hm, wx_tmap *out) {
+    const uint64_t width = (uint64_t)K * cbits / 8; // bytes of a row's codes
+    const uint32_t h = (uint32_t)((((uintptr_t)M.codes >> 8) * 0x9E3779B97F4A7C15ull) >> 40) ^ (uint32_t)hm;
+    pthread_mutex_lock(&wx_tlock);
+    int slot = -1;
+    for (int i = 0; i < 8; i++) {
+        wx_tent &t = wx_tcache[(h + i) & 2047];
+        if (t.codes == M.codes && t.pitch == M.code_pitch && t.width == width && t.rows == M.rows && t.hm == hm) {
+            *out = t.m;
+            pthread_mutex_unlock(&wx_tlock);
+            return true;
+        }
+        if (!t.codes && slot < 0) slot = (int)((h + i) & 2047);
+    }
+    if (slot < 0) slot = (int)(h & 2047);
+    if (wx_encode_state == 0) {
+        void *fn = NULL;
+        cudaDriverEntryPointQueryResult q;
+        wx_encode_state = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+                                  q == cudaDriverEntryPointSuccess && fn
+                              ? 1 : -1;
+        if (wx_encode_state > 0) wx_encode = (wx_encode_fn)fn;
+        else cudaGetLastError();
+    }
+    bool ok = false;
+    if (wx_encode_state > 0 && ((uintptr_t)M.codes & 15) == 0 && M.code_pitch % 16 == 0 && M.code_pitch >= width &&
+        M.rows > 0) {
+        wx_tent &t = wx_tcache[slot];
+        const unsigned long long dims[2] = {width, (unsigned long long)M.rows}, strides[1] = {M.code_pitch};
+        const unsigned box[2] = {(unsigned)(cbits * 8), (unsigned)hm}, es[2] = {1, 1};
+        // UINT8, no interleave, no swizzle, L2 promotion 256 B, out-of-bounds rows zero
+        if (wx_encode(&t.m, 0, 2, (void *)M.codes, dims, strides, box, es, 0, 0, 3, 0) == 0) {
+            t.codes = M.codes, t.pitch = M.code_pitch, t.width = width, t.rows = M.rows, t.hm = hm;
+            *out = t.m;
+            ok = true;
+        } else t.codes = NULL;
+    }
+    pthread_mutex_unlock(&wx_tlock);
+    return ok;
+}
+template <uint32_t F, int WG>
+static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, const wx_tmaps &tms) {
+    using C = w64_cfg<F, WG>;
+    constexpr int smem = C::smem + 64; // (+ the stages' mbarriers)
+    static bool attr = false;
+    if (!attr) {
+        CUDA_TRY(cudaFuncSetAttribute(wx_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        attr = true;
+    }
+    CUDA_TRY(cuda_launch(wx_kernel<F, WG>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem, stream,
+                         p, tms));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -2418,8 +2632,21 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
     wx_last_ctas = mt * p.ksplit, wx_last_chunks = (nk + p.ksplit - 1) / p.ksplit;
+    if (w64_wx == 3 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || (ty == QT_Q4_K && wg == 3))) {
+        // wx_kernel: the codes by one tensor copy a chunk (falls to P 5 below where a map cannot be made)
+        wx_tmaps tms;
+        memset(&tms, 0, sizeof tms);
+        const int cb = ty == QT_Q8_0 ? 8 : 4;
+        bool ok = true;
+        for (int i = 0; i < p.n && ok; i++) ok = wx_tmap_of(p.m[i], p.K, cb, 64 * wg, &tms.m[i]);
+        if (ok) {
+            wx_count++, wx3_count++;
+            if (ty == QT_Q4_K) return wx_launch_t<QT_Q4_K, 3>(p, mt, stream, e, tms);
+            return wg == 3 ? wx_launch_t<QT_Q8_0, 3>(p, mt, stream, e, tms) : wx_launch_t<QT_Q8_0, 4>(p, mt, stream, e, tms);
+        }
+    }
     if (w64_wx > 0 && P == 1) { // wx: the weights' copies with an L2 prefetch size (w64_kernel P bit 2 / 3)
-        const bool b = w64_wx == 1;
+        const bool b = w64_wx != 2;
         if (ty == QT_Q8_0 && (wg == 3 || wg == 4)) {
             wx_count++;
             if (wg == 3) return b ? w64_launch_t<QT_Q8_0, 3, 5>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 3, 9>(p, mt, stream, e);
