@@ -1752,13 +1752,62 @@ __device__ __forceinline__ void wx_tma_codes(uint32_t dst, uint32_t bar, const w
                  : "memory");
 #endif
 }
-template <uint32_t F, int WG, bool WF>
-__device__ __forceinline__ void wx_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
-                                        uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
-                                        const w64_xs<WG> &xs, int rowb, int c, const wx_tmap *tm, int m0) {
+// MT (SPARKD_WX=4, Q8_0): the meta too, by one tensor copy a group of 4 K chunks (box HM rows x 16 B: the rows' two
+// f16 d of 4 chunks) into a ring of 4 entries (HM x 16 B each) after the stages, on 4 more mbarriers; entry e holds
+// the CTA's local group L (= global group - kz0 / 4) with L % 4 = e, phase L / 4. A group is sent with the copy of its
+// first chunk (or of the CTA's first chunk); the entry it overwrites held group L - 4, whose chunks were built
+// before the step's barrier. hf3_build reads a chunk's d from its group's entry (wx_mcfg: mpitch 16, at 4 (kc % 4)).
+template <uint32_t F, int WG> struct wx_mcfg : w64_cfg<F, WG> {
+    static constexpr int off_m = 0, mpitch = 16;
+    static constexpr int ring = 4 * w64_cfg<F, WG>::HM * 16; // bytes of the meta ring
+};
+template <uint32_t F, class C>
+__device__ __forceinline__ void wx_tma_meta(uint32_t dst, uint32_t bar, const wx_tmap *tm, int g, int m0) {
+#ifdef HFW_ON
+    constexpr int bytes = 16 * C::HM;
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "n"(bytes) : "memory");
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"((unsigned long long)tm), "r"(g * 16), "r"(m0), "r"(bar)
+                 : "memory");
+#endif
+}
+// thread 0: local chunk n's meta group if n starts one (or is the CTA's first chunk)
+template <uint32_t F, int WG>
+__device__ __forceinline__ void wx_meta_issue(uint32_t sbase, int n, int kz0, const wx_tmap *tmm, int m0) {
     using C = w64_cfg<F, WG>;
     constexpr int S = C::stages;
-    const uint32_t bars = sbase + S * C::stage; // the stages' mbarriers (8 B each) after the stages
+    if (n != 0 && ((kz0 + n) & 3) != 0) return;
+    const int L = ((kz0 + n) >> 2) - (kz0 >> 2);
+    const uint32_t ring = sbase + S * C::stage;
+    wx_tma_meta<F, C>(ring + (L & 3) * C::HM * 16, ring + wx_mcfg<F, WG>::ring + 8 * S + 8 * (L & 3), tmm, (kz0 + n) >> 2, m0);
+}
+// the A registers of local chunk j from its slot's codes and its group's meta entry (after waiting for both)
+template <uint32_t F, int WG>
+__device__ __forceinline__ void wx_build_mt(uint32_t (&a)[4][4], const uint8_t *slot, uint8_t *smem, uint32_t sbase, int j,
+                                            int kz0, int rowb, int c) {
+    using C = w64_cfg<F, WG>;
+    using MC = wx_mcfg<F, WG>;
+    constexpr int S = C::stages;
+    const int L = ((kz0 + j) >> 2) - (kz0 >> 2);
+    hfw_mb_wait(sbase + S * C::stage + MC::ring + 8 * S + 8 * (L & 3), (uint32_t)(L >> 2) & 1);
+    const uint8_t *mb = smem + S * C::stage + (L & 3) * C::HM * 16 + 4 * ((kz0 + j) & 3); // (MC: off_m 0, mpitch 16)
+    quarter q[2];
+    uint32_t t2[2][4];
+    hf3_rows<F, C>(q, slot, rowb, c);
+    hf3_build<F, MC>(t2, q, mb, rowb, 0);
+#pragma unroll
+    for (int r = 0; r < 4; r++) { a[0][r] = t2[0][r]; a[1][r] = t2[1][r]; }
+    hf3_build<F, MC>(t2, q, mb, rowb, 1);
+#pragma unroll
+    for (int r = 0; r < 4; r++) { a[2][r] = t2[0][r]; a[3][r] = t2[1][r]; }
+}
+template <uint32_t F, int WG, bool WF, bool MT>
+__device__ __forceinline__ void wx_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                        uint32_t sbase, int kc, int nk, int kz0, const hf_src &src, const uint8_t *x0,
+                                        const w64_xs<WG> &xs, int rowb, int c, const wx_tmap *tm, const wx_tmap *tmm, int m0) {
+    using C = w64_cfg<F, WG>;
+    constexpr int S = C::stages;
+    const uint32_t bars = sbase + S * C::stage + (MT ? wx_mcfg<F, WG>::ring : 0); // the stages' mbarriers (8 B each)
     const int ob = (kc % S) * C::stage, ox = ((kc + 1) % S) * C::stage, on = ((kc + S - 1) % S) * C::stage,
               o2 = ((kc + 2) % S) * C::stage;
     hfw_fence();
@@ -1768,39 +1817,46 @@ __device__ __forceinline__ void wx_step(float (&acc)[8][4], const uint32_t (&a)[
     w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
     __syncthreads();  // ... every warpgroup's: slot kc - 1 free (its codes were read by the build of step kc - 2)
     if (kc + S - 1 < nk) {
-        if (threadIdx.x == 0)
+        if (threadIdx.x == 0) {
             wx_tma_codes<F, C>(sbase + on + C::off_w, bars + 8 * ((kc + S - 1) % S), tm, kz0 + kc + S - 1, m0);
-        wg_load_w<F, C, WF, 256, true>(smem + on, src, kz0 + kc + S - 1);
+            if constexpr (MT) wx_meta_issue<F, WG>(sbase, kc + S - 1, kz0, tmm, m0);
+        }
+        if constexpr (!MT) wg_load_w<F, C, WF, 256, true>(smem + on, src, kz0 + kc + S - 1);
         w64_load_x<WG>(smem + on, x0, xs, kz0 + kc + S - 1);
     }
     cp_commit();
     if (kc + 1 < nk) {
         hfw_mb_wait(bars + 8 * ((kc + 1) % S), (uint32_t)((kc + 1) / S) & 1); // chunk kc + 1's codes landed
-        w64_build<F, C>(an, smem + ox, rowb, c);
+        if constexpr (MT) wx_build_mt<F, WG>(an, smem + ox, smem, sbase, kc + 1, kz0, rowb, c);
+        else w64_build<F, C>(an, smem + ox, rowb, c);
     }
 #pragma unroll
     for (int s = 0; s < 4; s++)
 #pragma unroll
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
     cp_wait<S - 3>(); // chunk kc + 2's meta and x landed (this thread's copies)
-    if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
+    if constexpr (!MT) {
+        if (kc + 2 < nk) hf3_decode<F, C>(smem + o2, kz0 + kc + 2);
+    }
 }
 
-template <uint32_t F, int WG>
-__global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, const __grid_constant__ wx_tmaps tms) {
+template <uint32_t F, int WG, bool MT = false>
+__global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, const __grid_constant__ wx_tmaps tms,
+                                                         const __grid_constant__ wx_tmaps tmms) {
 #ifdef HFW_ON
     using C = w64_cfg<F, WG>;
     constexpr int S = C::stages;
+    static_assert(!MT || F == QT_Q8_0, "wx_kernel: MT is Q8_0's");
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
     const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
-    const uint32_t bars = sbase + S * C::stage;
+    const uint32_t bars = sbase + S * C::stage + (MT ? wx_mcfg<F, WG>::ring : 0);
     pdl_trigger();
     int b = blockIdx.x, mi = 0;
     while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
     const gemm_mat &M = p.m[mi];
-    const wx_tmap *tm = &tms.m[mi];
+    const wx_tmap *tm = &tms.m[mi], *tmm = &tmms.m[mi];
     const int m0 = b * C::HM;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int nk_all = p.K / 64;
@@ -1809,13 +1865,16 @@ __global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, co
     const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, 0);
     const bool wf = m0 + C::HM <= M.rows;
     if (threadIdx.x == 0) { // the mbarriers (before any copy), then the codes of chunks 0 .. S - 2
-        for (int s = 0; s < S; s++) hfw_mb_init(bars + 8 * s);
+        for (int s = 0; s < S + (MT ? 4 : 0); s++) hfw_mb_init(bars + 8 * s);
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the inits, for the tensor copies
-        for (int s = 0; s < S - 1 && s < nk; s++) wx_tma_codes<F, C>(sbase + s * C::stage + C::off_w, bars + 8 * s, tm, kz0 + s, m0);
+        for (int s = 0; s < S - 1 && s < nk; s++) {
+            wx_tma_codes<F, C>(sbase + s * C::stage + C::off_w, bars + 8 * s, tm, kz0 + s, m0);
+            if constexpr (MT) wx_meta_issue<F, WG>(sbase, s, kz0, tmm, m0);
+        }
     }
     // the meta of chunks 0 .. S - 2 before the PDL wait (a commit group each), then their x tiles (one group each)
     for (int s = 0; s < S - 1; s++) {
-        if (s < nk) {
+        if (s < nk && !MT) {
             if (wf) wg_load_w<F, C, true, 256, true>(smem + s * C::stage, src, kz0 + s);
             else wg_load_w<F, C, false, 256, true>(smem + s * C::stage, src, kz0 + s);
         }
@@ -1829,7 +1888,8 @@ __global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, co
         cp_commit();
     }
     cp_wait<S - 3>(); // chunks 0, 1 (meta, x)
-    for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
+    if constexpr (!MT)
+        for (int s = 0; s < 2 && s < nk; s++) hf3_decode<F, C>(smem + s * C::stage, kz0 + s);
     __syncthreads(); // (also: the mbarriers' inits before anyone waits on them)
     float acc[8][4];
 #pragma unroll
@@ -1838,13 +1898,14 @@ __global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, co
     if (nk > 0) {
         uint32_t a0[4][4], a1[4][4];
         hfw_mb_wait(bars, 0); // chunk 0's codes
-        w64_build<F, C>(a0, smem, rowb, c);
+        if constexpr (MT) wx_build_mt<F, WG>(a0, smem, smem, sbase, 0, kz0, rowb, c);
+        else w64_build<F, C>(a0, smem, rowb, c);
         for (int kc = 0; kc < nk; kc += 2) {
-            if (wf) wx_step<F, WG, true>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c, tm, m0);
-            else wx_step<F, WG, false>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c, tm, m0);
+            if (wf) wx_step<F, WG, true, MT>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c, tm, tmm, m0);
+            else wx_step<F, WG, false, MT>(acc, a0, a1, smem, sbase, kc, nk, kz0, src, x0, xs, rowb, c, tm, tmm, m0);
             if (kc + 1 < nk) {
-                if (wf) wx_step<F, WG, true>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c, tm, m0);
-                else wx_step<F, WG, false>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c, tm, m0);
+                if (wf) wx_step<F, WG, true, MT>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c, tm, tmm, m0);
+                else wx_step<F, WG, false, MT>(acc, a1, a0, smem, sbase, kc + 1, nk, kz0, src, x0, xs, rowb, c, tm, tmm, m0);
             }
         }
         w64_wait<0>(acc);
@@ -2440,10 +2501,11 @@ static thread_local int w64_scoped = 0;
 // wx (round 12; kernels/PERF.md "Round 12, helper wx"): SPARKD_WX=0: w64 exactly as before (the same kernels and
 // launches); 1 (default): the pipelined step (P 1) of Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) copies its weights
 // (codes, hi bits, meta) with the L2::256B prefetch size (w64_kernel P bit 2); 2: L2::128B (P bit 3; Q8_0 WG 3, 4,
-// Q4_K WG 3); 3: Q8_0 (WG 3, 4) and Q4_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1.
+// Q4_K WG 3); 3: Q8_0 (WG 3, 4) and Q4_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1;
+// 4: as 3, Q8_0's meta by tensor copies too (wx_kernel MT; where K / 16 is a multiple of 16 bytes).
 // Other combinations run P 1 unchanged.
 static int w64_wx = -1;
-static long wx_count = 0, wx3_count = 0; // launches of a wx variant; of wx_kernel
+static long wx_count = 0, wx3_count = 0, wx4_count = 0; // launches of a wx variant; of wx_kernel; with MT
 static int wx_last_ctas = 0, wx_last_chunks = 0; // the last w64 launch: CTAs, K chunks of its largest piece
 static void w64_env() {
     if (w64_mode >= 0) return;
@@ -2458,7 +2520,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
-    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 3 ? atoi(v) : 1;
+    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 4 ? atoi(v) : 1;
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -2491,11 +2553,12 @@ extern "C" void cuda_wx_set(int mode) {
     w64_env();
     if (mode < 0) {
         const char *v = getenv("SPARKD_WX");
-        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 3 ? atoi(v) : 1;
-    } else w64_wx = mode > 3 ? 1 : mode;
+        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 4 ? atoi(v) : 1;
+    } else w64_wx = mode > 4 ? 1 : mode;
 }
 extern "C" long cuda_wx_launches(void) { return wx_count; }
 extern "C" long cuda_wx3_launches(void) { return wx3_count; }
+extern "C" long cuda_wx4_launches(void) { return wx4_count; }
 extern "C" void cuda_wx_last(int *ctas, int *chunks) { *ctas = wx_last_ctas, *chunks = wx_last_chunks; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
 // Whether a product of this weight type at T tokens takes w64_kernel (in the engine's scope).
@@ -2529,21 +2592,21 @@ typedef int (*wx_encode_fn)(wx_tmap *, int, unsigned, void *, const unsigned lon
 static wx_encode_fn wx_encode = NULL;
 static int wx_encode_state = 0; // 0: not asked yet, 1: available, -1: not
 struct wx_tent {
-    const uint8_t *codes; // NULL: free
+    const uint8_t *codes; // (the plane's base) NULL: free
     uint64_t pitch, width;
-    int rows, hm;
+    int rows, hm, box0;
     wx_tmap m;
 };
 static wx_tent wx_tcache[2048]; // open addressing on the codes' address (8 probes, then the home slot is replaced)
 static pthread_mutex_t wx_tlock = PTHREAD_MUTEX_INITIALIZER;
-static bool wx_tmap_of(const gemm_mat &M, int K, int cbits, int hm, wx_tmap *out) {
-    const uint64_t width = (uint64_t)K * cbits / 8; // bytes of a row's codes
-    const uint32_t h = (uint32_t)((((uintptr_t)M.codes >> 8) * 0x9E3779B97F4A7C15ull) >> 40) ^ (uint32_t)hm;
+// plane: base, row pitch and width (bytes), rows; box: box0 bytes x hm rows
+static bool wx_tmap_of(const uint8_t *base, uint64_t pitch, uint64_t width, int rows, int box0, int hm, wx_tmap *out) {
+    const uint32_t h = (uint32_t)((((uintptr_t)base >> 8) * 0x9E3779B97F4A7C15ull) >> 40) ^ (uint32_t)hm;
     pthread_mutex_lock(&wx_tlock);
     int slot = -1;
     for (int i = 0; i < 8; i++) {
         wx_tent &t = wx_tcache[(h + i) & 2047];
-        if (t.codes == M.codes && t.pitch == M.code_pitch && t.width == width && t.rows == M.rows && t.hm == hm) {
+        if (t.codes == base && t.pitch == pitch && t.width == width && t.rows == rows && t.hm == hm && t.box0 == box0) {
             *out = t.m;
             pthread_mutex_unlock(&wx_tlock);
             return true;
@@ -2561,14 +2624,14 @@ static bool wx_tmap_of(const gemm_mat &M, int K, int cbits, int hm, wx_tmap *out
         else cudaGetLastError();
     }
     bool ok = false;
-    if (wx_encode_state > 0 && ((uintptr_t)M.codes & 15) == 0 && M.code_pitch % 16 == 0 && M.code_pitch >= width &&
-        M.rows > 0) {
+    if (wx_encode_state > 0 && ((uintptr_t)base & 15) == 0 && pitch % 16 == 0 && pitch >= width && width >= (uint64_t)box0 &&
+        rows > 0) {
         wx_tent &t = wx_tcache[slot];
-        const unsigned long long dims[2] = {width, (unsigned long long)M.rows}, strides[1] = {M.code_pitch};
-        const unsigned box[2] = {(unsigned)(cbits * 8), (unsigned)hm}, es[2] = {1, 1};
-        // UINT8, no interleave, no swizzle, L2 promotion 256 B, out-of-bounds rows zero
-        if (wx_encode(&t.m, 0, 2, (void *)M.codes, dims, strides, box, es, 0, 0, 3, 0) == 0) {
-            t.codes = M.codes, t.pitch = M.code_pitch, t.width = width, t.rows = M.rows, t.hm = hm;
+        const unsigned long long dims[2] = {width, (unsigned long long)rows}, strides[1] = {pitch};
+        const unsigned box[2] = {(unsigned)box0, (unsigned)hm}, es[2] = {1, 1};
+        // UINT8, no interleave, no swizzle, L2 promotion 256 B, out-of-bounds elements zero
+        if (wx_encode(&t.m, 0, 2, (void *)base, dims, strides, box, es, 0, 0, 3, 0) == 0) {
+            t.codes = base, t.pitch = pitch, t.width = width, t.rows = rows, t.hm = hm, t.box0 = box0;
             *out = t.m;
             ok = true;
         } else t.codes = NULL;
@@ -2576,17 +2639,17 @@ static bool wx_tmap_of(const gemm_mat &M, int K, int cbits, int hm, wx_tmap *out
     pthread_mutex_unlock(&wx_tlock);
     return ok;
 }
-template <uint32_t F, int WG>
-static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, const wx_tmaps &tms) {
+template <uint32_t F, int WG, bool MT = false>
+static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, const wx_tmaps &tms, const wx_tmaps &tmms) {
     using C = w64_cfg<F, WG>;
-    constexpr int smem = C::smem + 64; // (+ the stages' mbarriers)
+    constexpr int smem = C::smem + (MT ? wx_mcfg<F, WG>::ring : 0) + 128; // (+ the meta ring, the mbarriers)
     static bool attr = false;
     if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(wx_kernel<F, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CUDA_TRY(cudaFuncSetAttribute(wx_kernel<F, WG, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr = true;
     }
-    CUDA_TRY(cuda_launch(wx_kernel<F, WG>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem, stream,
-                         p, tms));
+    CUDA_TRY(cuda_launch(wx_kernel<F, WG, MT>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem, stream,
+                         p, tms, tmms));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
                              stream, p));
@@ -2632,17 +2695,27 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
     wx_last_ctas = mt * p.ksplit, wx_last_chunks = (nk + p.ksplit - 1) / p.ksplit;
-    if (w64_wx == 3 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || (ty == QT_Q4_K && wg == 3))) {
-        // wx_kernel: the codes by one tensor copy a chunk (falls to P 5 below where a map cannot be made)
-        wx_tmaps tms;
+    if (w64_wx >= 3 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || (ty == QT_Q4_K && wg == 3))) {
+        // wx_kernel: the codes by one tensor copy a chunk (falls to P 5 below where a map cannot be made); 4: the
+        // Q8_0 meta too, a group of 4 chunks a copy (falls to 3 where its map cannot be made)
+        wx_tmaps tms, tmms;
         memset(&tms, 0, sizeof tms);
+        memset(&tmms, 0, sizeof tmms);
         const int cb = ty == QT_Q8_0 ? 8 : 4;
-        bool ok = true;
-        for (int i = 0; i < p.n && ok; i++) ok = wx_tmap_of(p.m[i], p.K, cb, 64 * wg, &tms.m[i]);
+        bool ok = true, mok = w64_wx == 4 && ty == QT_Q8_0;
+        for (int i = 0; i < p.n && ok; i++)
+            ok = wx_tmap_of(p.m[i].codes, p.m[i].code_pitch, (uint64_t)p.K * cb / 8, p.m[i].rows, cb * 8, 64 * wg, &tms.m[i]);
+        for (int i = 0; i < p.n && ok && mok; i++)
+            mok = wx_tmap_of(p.m[i].meta, p.m[i].meta_pitch, (uint64_t)p.K / 16, p.m[i].rows, 16, 64 * wg, &tmms.m[i]);
         if (ok) {
             wx_count++, wx3_count++;
-            if (ty == QT_Q4_K) return wx_launch_t<QT_Q4_K, 3>(p, mt, stream, e, tms);
-            return wg == 3 ? wx_launch_t<QT_Q8_0, 3>(p, mt, stream, e, tms) : wx_launch_t<QT_Q8_0, 4>(p, mt, stream, e, tms);
+            if (mok) {
+                wx4_count++;
+                return wg == 3 ? wx_launch_t<QT_Q8_0, 3, true>(p, mt, stream, e, tms, tmms)
+                               : wx_launch_t<QT_Q8_0, 4, true>(p, mt, stream, e, tms, tmms);
+            }
+            if (ty == QT_Q4_K) return wx_launch_t<QT_Q4_K, 3>(p, mt, stream, e, tms, tms);
+            return wg == 3 ? wx_launch_t<QT_Q8_0, 3>(p, mt, stream, e, tms, tms) : wx_launch_t<QT_Q8_0, 4>(p, mt, stream, e, tms, tms);
         }
     }
     if (w64_wx > 0 && P == 1) { // wx: the weights' copies with an L2 prefetch size (w64_kernel P bit 2 / 3)
