@@ -1734,7 +1734,8 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
 // cp.async a thread (each an L1TEX miss request, with its 64-bit address arithmetic every step). The builders wait
 // for the slot's mbarrier phase (try_wait, already complete in the steady state) before reading its codes. The
 // meta (and x tile) stay per-thread cp.async (meta with the L2::256B prefetch), waited as in w64. Same A values,
-// same B, same order of the sums as w64_kernel P 1: bit-identical outputs. Q8_0 (WG 3, 4) and Q4_K (WG 3).
+// same B, same order of the sums as w64_kernel P 1: bit-identical outputs. Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3; Q6_K's
+// 2-bit hi plane stays per-thread cp.async).
 // [tm] one tensor map a matrix (wx_tmap_of; dims {K * cbits / 8 bytes, rows}, box {cbits * 8 bytes, HM rows}).
 struct __align__(64) wx_tmap {
     unsigned long long opaque[16]; // CUtensorMap (the driver's cuTensorMapEncodeTiled fills it)
@@ -2501,7 +2502,7 @@ static thread_local int w64_scoped = 0;
 // wx (round 12; kernels/PERF.md "Round 12, helper wx"): SPARKD_WX=0: w64 exactly as before (the same kernels and
 // launches); 1 (default): the pipelined step (P 1) of Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) copies its weights
 // (codes, hi bits, meta) with the L2::256B prefetch size (w64_kernel P bit 2); 2: L2::128B (P bit 3; Q8_0 WG 3, 4,
-// Q4_K WG 3); 3: Q8_0 (WG 3, 4) and Q4_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1;
+// Q4_K WG 3); 3: Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1;
 // 4: as 3, Q8_0's meta by tensor copies too (wx_kernel MT; where K / 16 is a multiple of 16 bytes).
 // Other combinations run P 1 unchanged.
 static int w64_wx = -1;
@@ -2695,7 +2696,7 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
     wx_last_ctas = mt * p.ksplit, wx_last_chunks = (nk + p.ksplit - 1) / p.ksplit;
-    if (w64_wx >= 3 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || (ty == QT_Q4_K && wg == 3))) {
+    if (w64_wx >= 3 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || ((ty == QT_Q4_K || ty == QT_Q6_K) && wg == 3))) {
         // wx_kernel: the codes by one tensor copy a chunk (falls to P 5 below where a map cannot be made); 4: the
         // Q8_0 meta too, a group of 4 chunks a copy (falls to 3 where its map cannot be made)
         wx_tmaps tms, tmms;
@@ -2715,6 +2716,7 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
                                : wx_launch_t<QT_Q8_0, 4, true>(p, mt, stream, e, tms, tmms);
             }
             if (ty == QT_Q4_K) return wx_launch_t<QT_Q4_K, 3>(p, mt, stream, e, tms, tms);
+            if (ty == QT_Q6_K) return wx_launch_t<QT_Q6_K, 3>(p, mt, stream, e, tms, tms);
             return wg == 3 ? wx_launch_t<QT_Q8_0, 3>(p, mt, stream, e, tms, tms) : wx_launch_t<QT_Q8_0, 4>(p, mt, stream, e, tms, tms);
         }
     }

@@ -209,7 +209,7 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
 namespace {
 // SPARKD_WX=3's and 4's rows (wx_kernel): Q8_0 (WG 3, 4) and Q4_K, partial row tiles, splits, two matrices, controls.
 void wx3_rows() {
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K}) {
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         const int K = t == QUANT_Q8_0 ? 2112 : 2304;
         for (int T : {33, 64}) {
             test_wx(t, 1000, 0, K, T, 0, 0, 0, 3, 0, 0);
@@ -358,7 +358,7 @@ void wx_kbench(void *file, double probe, err *e) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
             for (int v = 0; v < 5; v++) {
-                if ((v >= 2 && type == QUANT_Q6_K) || (v == 4 && type != QUANT_Q8_0)) continue;
+                if ((v == 2 && type == QUANT_Q6_K) || (v == 4 && type != QUANT_Q8_0)) continue;
                 cuda_wx_set(v);
                 cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
                 cuda_mm_args a;
