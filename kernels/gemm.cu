@@ -1537,7 +1537,7 @@ template <int WG> struct w64_xs {
     uint32_t d[J]; // ... its word's byte offset in a stage's x tile (128B swizzle)
     uint32_t m;    // bit j: the token is < ntok
 };
-template <int WG> __device__ __forceinline__ w64_xs<WG> w64_xs_of(size_t pitch, int ntok) {
+template <int WG, bool KEEP = false> __device__ __forceinline__ w64_xs<WG> w64_xs_of(size_t pitch, int ntok) {
     w64_xs<WG> xs;
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, u = lane & 7, q = lane >> 3;
     xs.m = 0;
@@ -1549,8 +1549,9 @@ template <int WG> __device__ __forceinline__ w64_xs<WG> w64_xs_of(size_t pitch, 
         if (t < ntok) xs.m |= 1u << j;
     }
     // opaque, so that ptxas keeps them in registers rather than recomputing them from p.K in every step
-    // (it did: ~8 instructions a copy); not at WG 4, whose 128-register cap has no room for them
-    if constexpr (WG < 4) {
+    // (it did: ~8 instructions a copy); not at WG 4, whose 128-register cap has no room for them (KEEP: wx_kernel,
+    // whose codes' copies left the room: 104-108 registers at WG 4 without them)
+    if constexpr (WG < 4 || KEEP) {
 #pragma unroll
         for (int j = 0; j < w64_xs<WG>::J; j++) asm volatile("" : "+r"(xs.o[j]), "+r"(xs.d[j]));
     }
@@ -1883,7 +1884,7 @@ __global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, co
     }
     pdl_wait();
     const uint8_t *x0 = (const uint8_t *)p.xh;
-    const w64_xs<WG> xs = w64_xs_of<WG>((size_t)p.K * 2, min(64, p.T));
+    const w64_xs<WG> xs = w64_xs_of<WG, true>((size_t)p.K * 2, min(64, p.T));
     for (int s = 0; s < S - 1; s++) {
         if (s < nk) w64_load_x<WG>(smem + s * C::stage, x0, xs, kz0 + s);
         cp_commit();
