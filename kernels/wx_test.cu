@@ -396,6 +396,68 @@ void wx_kbench(void *file, double probe, err *e) {
         }
         dfree_all();
     }
+    // The layer chain: q+k+v, o, gate+up, down of NL layers with distinct weights one after another (the model's
+    // order of products without its other launches), T = 64, us a layer at each SPARKD_WX: whether the products'
+    // alternation shows what run 0's model showed (Q8_0 64 seq +11.6% at WX 1) and the isolated rows above did not.
+    if (!only || !strcasecmp(only, "chain")) {
+        for (uint32_t type : {QUANT_Q8_0, QUANT_Q4_K}) {
+            const int NL = 24;
+            struct sh { int rows, K; } shp[7] = {{4096, 4096}, {1024, 4096}, {1024, 4096}, {4096, 4096}, {12288, 4096}, {12288, 4096}, {4096, 12288}};
+            std::vector<cuda_weight> ws((size_t)NL * 7);
+            bool okw = true;
+            for (int i = 0; i < 7 && okw; i++) {
+                auto raw = st_gen_rows(type, shp[i].rows, shp[i].K);
+                for (int l = 0; l < NL && okw; l++) okw = st_make_weight(&ws[(size_t)l * 7 + i], type, raw, shp[i].rows, shp[i].K);
+            }
+            if (!okw) { fprintf(C->f, "wx chain: weights failed\n"); dfree_all(); continue; }
+            const int forms = CUDA_MMIN_F16;
+            cuda_mmin m4, m12;
+            cuda_mmin_carve(&m4, dalloc(cuda_mmin_bytes(64, 4096, forms)), 64, 4096, forms);
+            cuda_mmin_carve(&m12, dalloc(cuda_mmin_bytes(64, 12288, forms)), 64, 12288, forms);
+            float *dx4 = dup(st_randn((size_t)64 * 4096, 1.0)), *dx12 = dup(st_randn((size_t)64 * 12288, 1.0));
+            err e2 = {ERR_OK, {0}};
+            if (cuda_mmin_prepare(dx4, 4096, &m4, 64, C->st, &e2) || cuda_mmin_prepare(dx12, 12288, &m12, 64, C->st, &e2)) {
+                dfree_all();
+                continue;
+            }
+            float *dy[7];
+            for (int i = 0; i < 7; i++) dy[i] = (float *)dalloc((size_t)64 * shp[i].rows * 4);
+            float *splitk = (float *)dalloc(32u << 20);
+            for (int v = 0; v < 5; v++) {
+                if (v == 4 && type != QUANT_Q8_0) continue;
+                cuda_wx_set(v);
+                cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
+                cuda_w64_scope(1);
+                const double us = time_us([&] {
+                    for (int l = 0; l < NL; l++) {
+                        for (int g = 0; g < 4; g++) {
+                            cuda_mm_args a;
+                            memset(&a, 0, sizeof a);
+                            cuda_defer d;
+                            memset(&d, 0, sizeof d);
+                            d.on = 1;
+                            a.n = g == 0 ? 3 : g == 2 ? 2 : 1;
+                            a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20; a.defer = &d;
+                            for (int i = 0; i < a.n; i++) {
+                                const int wi = g == 0 ? i : g == 1 ? 3 : g == 2 ? 4 + i : 6;
+                                a.w[i] = &ws[(size_t)l * 7 + wi];
+                                a.y[i] = dy[wi];
+                                a.ldy[i] = shp[wi].rows;
+                            }
+                            err e3;
+                            cuda_matmul(&a, g == 3 ? &m12 : &m4, C->st, &e3);
+                        }
+                    }
+                }, 3) / NL;
+                cuda_w64_scope(0);
+                const cudaError_t ce = cudaGetLastError();
+                fprintf(C->f, "| %s | chain of %d layers (q+k+v, o, gate+up, down; distinct weights) | 64 | %d | %.1f us a layer |%s%s |\n",
+                        tname(type), NL, v, us, ce != cudaSuccess ? " " : "", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
+                fflush(C->f);
+            }
+            dfree_all();
+        }
+    }
     for (int ty = 0; ty < 2; ty++)
         for (int ti = 0; ti < 3; ti++)
             if (layer[ty][ti][0] > 0)
