@@ -1642,6 +1642,34 @@ __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a
     if constexpr (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // (see w64_kernel)
 }
 
+// wx (P bit 4; SPARKD_WX=5): before the PDL wait, thread r < HM asks the L2 for its row's codes (and hi bits and
+// meta) of the CTA's first n chunks by one bulk prefetch each (cp.async.bulk.prefetch.L2: no shared memory, no
+// completion to wait for), so that in the model the weights stream into the L2 while the kernel before this one
+// (norm, attention, activation: launches that leave the DRAM half idle) still runs. Only a hint: the copies as P 5.
+template <uint32_t F, class C>
+__device__ __forceinline__ void wx_l2_prefetch(const gemm_mat &M, int m0, int kz0, int n) {
+#ifdef HFW_ON
+    constexpr qfmt f = C::f;
+    const int r = m0 + (int)threadIdx.x;
+    if ((int)threadIdx.x >= C::HM || r >= M.rows || n <= 0) return;
+    constexpr int cb = f.cbits * 8; // code bytes a row a chunk (a multiple of 16)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.codes + (size_t)r * M.code_pitch + (size_t)kz0 * cb),
+                 "r"(n * cb) : "memory");
+    if constexpr (f.hbits == 2)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.hi + (size_t)r * M.hi_pitch + (size_t)kz0 * 16),
+                     "r"(n * 16) : "memory");
+    // meta: 16 B (Q8_0: 4 chunks' d; Q4_K / Q5_K: a superblock head) or 20 B (Q6_K) a group of 4 chunks, the group range
+    // widened to 16-byte bounds inside the row
+    constexpr int gb = F == QT_Q6_K ? 20 : 16;
+    const uint64_t lo = ((uint64_t)(kz0 >> 2) * gb) & ~(uint64_t)15;
+    uint64_t hi = ((uint64_t)((kz0 + n + 3) >> 2) * gb + 15) & ~(uint64_t)15;
+    if (hi > (M.meta_pitch & ~(uint64_t)15)) hi = M.meta_pitch & ~(uint64_t)15;
+    if (hi > lo)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.meta + (size_t)r * M.meta_pitch + lo), "r"((uint32_t)(hi - lo))
+                     : "memory");
+#endif
+}
+
 template <uint32_t F, int WG, int P>
 __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
 #ifdef HFW_ON
@@ -1663,6 +1691,7 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
     const int nk = kz1 - kz0;
     const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, 0);
     const bool wf = m0 + C::HM <= M.rows;
+    if constexpr ((P & 16) != 0) wx_l2_prefetch<F, C>(M, m0, kz0, min(nk, 16)); // wx: the CTA's first 16 chunks into the L2
     // weights of chunks 0 .. S - 2 before the PDL wait (a commit group each), then their x tiles (one
     // group each): chunk j is complete once at most S - 2 - j groups are pending
     for (int s = 0; s < S - 1; s++) {
@@ -2504,10 +2533,11 @@ static thread_local int w64_scoped = 0;
 // launches); 1 (default): the pipelined step (P 1) of Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) copies its weights
 // (codes, hi bits, meta) with the L2::256B prefetch size (w64_kernel P bit 2); 2: L2::128B (P bit 3; Q8_0 WG 3, 4,
 // Q4_K WG 3); 3: Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1;
-// 4: as 3, Q8_0's meta by tensor copies too (wx_kernel MT; where K / 16 is a multiple of 16 bytes).
+// 4: as 3, Q8_0's meta by tensor copies too (wx_kernel MT; where K / 16 is a multiple of 16 bytes); 5: as 1 (Q8_0 WG 3,
+// 4, Q4_K and Q6_K WG 3) plus a bulk L2 prefetch of the CTA's first 16 chunks of weights before the PDL wait (P 21).
 // Other combinations run P 1 unchanged.
 static int w64_wx = -1;
-static long wx_count = 0, wx3_count = 0, wx4_count = 0; // launches of a wx variant; of wx_kernel; with MT
+static long wx_count = 0, wx3_count = 0, wx4_count = 0, wx5_count = 0; // launches of a wx variant; of wx_kernel; with MT; P 21
 static int wx_last_ctas = 0, wx_last_chunks = 0; // the last w64 launch: CTAs, K chunks of its largest piece
 static void w64_env() {
     if (w64_mode >= 0) return;
@@ -2522,7 +2552,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
-    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 4 ? atoi(v) : 1;
+    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 5 ? atoi(v) : 1;
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -2555,12 +2585,13 @@ extern "C" void cuda_wx_set(int mode) {
     w64_env();
     if (mode < 0) {
         const char *v = getenv("SPARKD_WX");
-        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 4 ? atoi(v) : 1;
-    } else w64_wx = mode > 4 ? 1 : mode;
+        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 5 ? atoi(v) : 1;
+    } else w64_wx = mode > 5 ? 1 : mode;
 }
 extern "C" long cuda_wx_launches(void) { return wx_count; }
 extern "C" long cuda_wx3_launches(void) { return wx3_count; }
 extern "C" long cuda_wx4_launches(void) { return wx4_count; }
+extern "C" long cuda_wx5_launches(void) { return wx5_count; }
 extern "C" void cuda_wx_last(int *ctas, int *chunks) { *ctas = wx_last_ctas, *chunks = wx_last_chunks; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
 // Whether a product of this weight type at T tokens takes w64_kernel (in the engine's scope).
@@ -2697,7 +2728,7 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
     p.ws = p.ksplit > 1 ? a->work : NULL;
     p.ntn = 0;
     wx_last_ctas = mt * p.ksplit, wx_last_chunks = (nk + p.ksplit - 1) / p.ksplit;
-    if (w64_wx >= 3 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || ((ty == QT_Q4_K || ty == QT_Q6_K) && wg == 3))) {
+    if ((w64_wx == 3 || w64_wx == 4) && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || ((ty == QT_Q4_K || ty == QT_Q6_K) && wg == 3))) {
         // wx_kernel: the codes by one tensor copy a chunk (falls to P 5 below where a map cannot be made); 4: the
         // Q8_0 meta too, a group of 4 chunks a copy (falls to 3 where its map cannot be made)
         wx_tmaps tms, tmms;
@@ -2720,6 +2751,12 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
             if (ty == QT_Q6_K) return wx_launch_t<QT_Q6_K, 3>(p, mt, stream, e, tms, tms);
             return wg == 3 ? wx_launch_t<QT_Q8_0, 3>(p, mt, stream, e, tms, tms) : wx_launch_t<QT_Q8_0, 4>(p, mt, stream, e, tms, tms);
         }
+    }
+    if (w64_wx == 5 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || ((ty == QT_Q4_K || ty == QT_Q6_K) && wg == 3))) {
+        wx_count++, wx5_count++; // P 21: P 5 + the L2 prefetch of the CTA's first 16 chunks before the PDL wait
+        if (ty == QT_Q4_K) return w64_launch_t<QT_Q4_K, 3, 21>(p, mt, stream, e);
+        if (ty == QT_Q6_K) return w64_launch_t<QT_Q6_K, 3, 21>(p, mt, stream, e);
+        return wg == 3 ? w64_launch_t<QT_Q8_0, 3, 21>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 4, 21>(p, mt, stream, e);
     }
     if (w64_wx > 0 && P == 1) { // wx: the weights' copies with an L2 prefetch size (w64_kernel P bit 2 / 3)
         const bool b = w64_wx != 2;

@@ -39,6 +39,7 @@ extern "C" void cuda_wx_set(int mode);                   // gemm.cu: SPARKD_WX 0
 extern "C" long cuda_wx_launches(void);                  // gemm.cu: launches that took a wx variant
 extern "C" long cuda_wx3_launches(void);                 // gemm.cu: ... wx_kernel (SPARKD_WX=3, 4)
 extern "C" long cuda_wx4_launches(void);                 // gemm.cu: ... wx_kernel with the meta by tensor copies (4)
+extern "C" long cuda_wx5_launches(void);                 // gemm.cu: ... w64 P 21: the bulk L2 prefetch before the PDL wait (5)
 extern "C" void cuda_wx_last(int *ctas, int *chunks);    // gemm.cu: the last w64 launch's CTAs, chunks a CTA
 extern "C" void cuda_t64_g2_set(int lvl);                // gemms.cu
 
@@ -142,7 +143,7 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
     a.work_bytes = 32u << 20;
     a.work = (float *)dalloc(a.work_bytes);
     int rc = 0;
-    long wl[2] = {0, 0}, ll[2] = {0, 0}, w3 = 0, w4 = 0;
+    long wl[2] = {0, 0}, ll[2] = {0, 0}, w3 = 0, w4 = 0, w5 = 0;
     bool deferred = true;
     for (int v = 0; v < 2; v++) { // 0: SPARKD_WX=0, 1: SPARKD_WX=mode
         for (int i = 0; i < nm; i++) {
@@ -157,11 +158,11 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
         cuda_wx_set(v ? mode : 0);
         cuda_w64_tune(wg ? wg : type == QUANT_Q8_0 ? -2 : 3, ks, 1); // (the engine's default WG)
         cuda_w64_scope(1);
-        const long w0 = cuda_wx_launches(), l0 = cuda_w64_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches();
+        const long w0 = cuda_wx_launches(), l0 = cuda_w64_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches(), w50 = cuda_wx5_launches();
         rc |= cuda_matmul(&a, &m[control && v ? 1 : 0], C->st, &e2);
         cudaStreamSynchronize(C->st);
         wl[v] = cuda_wx_launches() - w0, ll[v] = cuda_w64_launches() - l0;
-        if (v) w3 = cuda_wx3_launches() - w30, w4 = cuda_wx4_launches() - w40;
+        if (v) w3 = cuda_wx3_launches() - w30, w4 = cuda_wx4_launches() - w40, w5 = cuda_wx5_launches() - w50;
         cuda_w64_scope(0);
         for (int i = 0; i < nm; i++) {
             ys[v][i] = get(dy[i], (size_t)T * ld[i]);
@@ -186,7 +187,7 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
         eo = std::max(eo, tok_err(ys[1][i], &ys[0][i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
         if (!control) ef = std::max(ef, tok_err(ys[1][i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
     }
-    const bool ran = ll[0] > 0 && ll[1] > 0 && wl[0] == 0 && wl[1] > 0 && deferred && (mode >= 3) == (w3 > 0) &&
+    const bool ran = ll[0] > 0 && ll[1] > 0 && wl[0] == 0 && wl[1] > 0 && deferred && (mode == 3 || mode == 4) == (w3 > 0) && (mode == 5) == (w5 > 0) &&
                      (mode == 4 && type == QUANT_Q8_0 && K % 256 == 0) == (w4 > 0);
     char shape[160], note[200];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s ks %s%s WG %s SPARKD_WX=%d", tname(type), N, N2 ? "+" : "", N2, K, T,
@@ -233,6 +234,15 @@ void wx3_rows() {
     test_wx(QUANT_Q8_0, 385, 0, 2304, 64, 0, 5, 1, 4, 3, 1); // the control
     test_wx(QUANT_Q8_0, 4096, 0, 4096, 64, 0, 0, 1, 4, 0, 0);
     test_wx(QUANT_Q8_0, 1000, 0, 2112, 48, 0, 0, 0, 4, 0, 0); // K / 16 not a multiple of 16: falls back to 3
+    // SPARKD_WX=5 (w64 P 21: + the bulk L2 prefetch before the PDL wait): bitwise as P 5
+    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
+        const int K = t == QUANT_Q8_0 ? 2112 : 2304;
+        test_wx(t, 1000, 0, K, 64, 0, 0, 0, 5, 0, 0);
+        test_wx(t, 257, 67, K, 40, 1, 1, 0, 5, 0, 0);
+        test_wx(t, 385, 0, K, 33, 0, 5, 1, 5, 0, 0);
+        if (t == QUANT_Q8_0) test_wx(t, 1000, 0, K, 48, 0, 0, 0, 5, 4, 0);
+    }
+    test_wx(QUANT_Q8_0, 385, 0, 2112, 64, 0, 5, 1, 5, 0, 1); // the control
 }
 } // namespace
 
@@ -320,7 +330,7 @@ void wx_kbench(void *file, double probe, err *e) {
         {QUANT_Q4_K, "gate+up", 2, 12288, 4096, 2, false}, {QUANT_Q4_K, "down", 1, 4096, 12288, 2, false},
         {QUANT_Q4_K, "o L2", 1, 4096, 4096, 0, true},
         {QUANT_Q6_K, "down", 1, 4096, 12288, 0, false}, {QUANT_Q8_0, "head", 1, 151936, 4096, 0, false}};
-    double layer[2][3][5]; // [Q8_0, Q4_K][T 33, 48, 64][WX]
+    double layer[2][3][6]; // [Q8_0, Q4_K][T 33, 48, 64][WX]
     memset(layer, 0, sizeof layer);
     const int Ts[3] = {33, 48, 64};
     int sms = 132, dev = 0;
@@ -357,7 +367,7 @@ void wx_kbench(void *file, double probe, err *e) {
             if (T != 64 && (!pr.layer || only)) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int v = 0; v < 5; v++) {
+            for (int v = 0; v < 6; v++) {
                 if ((v == 2 && type == QUANT_Q6_K) || (v == 4 && type != QUANT_Q8_0)) continue;
                 cuda_wx_set(v);
                 cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
@@ -369,7 +379,8 @@ void wx_kbench(void *file, double probe, err *e) {
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
                 a.defer = pr.rows == 151936 ? NULL : &d;
                 for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = rows[i]; }
-                const long l0 = cuda_w64_launches(), w0 = cuda_wx_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches();
+                const long l0 = cuda_w64_launches(), w0 = cuda_wx_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches(),
+                           w50 = cuda_wx5_launches();
                 cuda_w64_scope(1);
                 const double us = time_us([&] {
                     for (int c = 0; c < copies; c++) {
@@ -386,7 +397,8 @@ void wx_kbench(void *file, double probe, err *e) {
                 const double gbs = (double)wb / (us * 1e3);
                 if (pr.layer) layer[pr.layer - 1][ti][v] += us;
                 const bool bad = cuda_w64_launches() == l0 || (v > 0) != (cuda_wx_launches() > w0) ||
-                                 (v >= 3) != (cuda_wx3_launches() > w30) || (v == 4) != (cuda_wx4_launches() > w40);
+                                 (v == 3 || v == 4) != (cuda_wx3_launches() > w30) || (v == 4) != (cuda_wx4_launches() > w40) ||
+                                 (v == 5) != (cuda_wx5_launches() > w50);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %d | %.1f | %.0f | %.0f%% | %d x %d | %.3f%s%s%s |\n", tname(type), pr.name,
                         pr.n, rows[0], pr.K, T, v, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, ctas, chunks,
                         chunks > 0 ? us / (waves * chunks) : 0.0, bad ? " (w64 / wx did NOT run as asked)" : "",
@@ -423,7 +435,7 @@ void wx_kbench(void *file, double probe, err *e) {
             float *dy[7];
             for (int i = 0; i < 7; i++) dy[i] = (float *)dalloc((size_t)64 * shp[i].rows * 4);
             float *splitk = (float *)dalloc(32u << 20);
-            for (int v = 0; v < 5; v++) {
+            for (int v = 0; v < 6; v++) {
                 if (v == 4 && type != QUANT_Q8_0) continue;
                 cuda_wx_set(v);
                 cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
@@ -461,12 +473,14 @@ void wx_kbench(void *file, double probe, err *e) {
     for (int ty = 0; ty < 2; ty++)
         for (int ti = 0; ti < 3; ti++)
             if (layer[ty][ti][0] > 0)
-                fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | WX 0 %.1f us, WX 1 %.1f, WX 2 %.1f, WX 3 %.1f, WX 4 %.1f | | | | | WX 1 %.3fx, WX 2 %.3fx, WX 3 %.3fx, WX 4 %.3fx |\n",
+                fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | WX 0 %.1f us, WX 1 %.1f, WX 2 %.1f, WX 3 %.1f, WX 4 %.1f, WX 5 %.1f | | | | | WX 1 %.3fx, WX 2 %.3fx, WX 3 %.3fx, WX 4 %.3fx, WX 5 %.3fx |\n",
                         ty ? "Q4_K" : "Q8_0", Ts[ti], layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4],
+                        layer[ty][ti][5],
                         layer[ty][ti][1] > 0 ? layer[ty][ti][0] / layer[ty][ti][1] : 0.0,
                         layer[ty][ti][2] > 0 ? layer[ty][ti][0] / layer[ty][ti][2] : 0.0,
                         layer[ty][ti][3] > 0 ? layer[ty][ti][0] / layer[ty][ti][3] : 0.0,
-                        layer[ty][ti][4] > 0 ? layer[ty][ti][0] / layer[ty][ti][4] : 0.0);
+                        layer[ty][ti][4] > 0 ? layer[ty][ti][0] / layer[ty][ti][4] : 0.0,
+                        layer[ty][ti][5] > 0 ? layer[ty][ti][0] / layer[ty][ti][5] : 0.0);
     cuda_w64_tune(3, 0, 1);
     cuda_wx_set(-1);
     cuda_w64_set(-1);
