@@ -314,6 +314,14 @@ void wx_kbench(void *file, double probe, err *e) {
     cuda_gemms_set(0, -1);
     cuda_t64_g2_set(0);
     const char *only = getenv("SPARKD_KBENCH_WX");
+    // SPARKD_KBENCH_WX_V=0,4 (e.g.): those SPARKD_WX variants only (for ncu: 6 x copies launches a variant)
+    const char *vl = getenv("SPARKD_KBENCH_WX_V");
+    int vmask = 0x3f;
+    if (vl) {
+        vmask = 0;
+        for (const char *c = vl; *c; c++)
+            if (*c >= '0' && *c <= '5') vmask |= 1 << (*c - '0');
+    }
     if (!only) { // SPARKD_WX=3's rows and a few of 1 / 2 first (bitwise against SPARKD_WX=0)
         wx3_rows();
         test_wx(QUANT_Q8_0, 1000, 0, 2112, 64, 0, 0, 0, 1, 0, 0);
@@ -368,7 +376,7 @@ void wx_kbench(void *file, double probe, err *e) {
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
             for (int v = 0; v < 6; v++) {
-                if ((v == 2 && type == QUANT_Q6_K) || (v == 4 && type != QUANT_Q8_0)) continue;
+                if ((v == 2 && type == QUANT_Q6_K) || (v == 4 && type != QUANT_Q8_0) || !((vmask >> v) & 1)) continue;
                 cuda_wx_set(v);
                 cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
                 cuda_mm_args a;
