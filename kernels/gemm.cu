@@ -1658,15 +1658,17 @@ __device__ __forceinline__ void wx_l2_prefetch(const gemm_mat &M, int m0, int kz
     if constexpr (f.hbits == 2)
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.hi + (size_t)r * M.hi_pitch + (size_t)kz0 * 16),
                      "r"(n * 16) : "memory");
-    // meta: 16 B (Q8_0: 4 chunks' d; Q4_K / Q5_K: a superblock head) or 20 B (Q6_K) a group of 4 chunks, the group range
-    // widened to 16-byte bounds inside the row
+    // meta: 16 B (Q8_0: 4 chunks' d; Q4_K / Q5_K: a superblock head) or 20 B (Q6_K) a group of 4 chunks; the range's
+    // absolute addresses rounded down to 16 bytes (a row's meta need not start on 16: Q8_0 K / 16 bytes a row), the end
+    // kept inside the row (the start may reach into the row before: still inside the plane)
     constexpr int gb = F == QT_Q6_K ? 20 : 16;
-    const uint64_t lo = ((uint64_t)(kz0 >> 2) * gb) & ~(uint64_t)15;
-    uint64_t hi = ((uint64_t)((kz0 + n + 3) >> 2) * gb + 15) & ~(uint64_t)15;
-    if (hi > (M.meta_pitch & ~(uint64_t)15)) hi = M.meta_pitch & ~(uint64_t)15;
+    const uintptr_t row = (uintptr_t)(M.meta + (size_t)r * M.meta_pitch);
+    const uintptr_t lo = (row + (uintptr_t)(kz0 >> 2) * gb) & ~(uintptr_t)15;
+    uintptr_t hi = row + (uintptr_t)((kz0 + n + 3) >> 2) * gb;
+    if (hi > row + M.meta_pitch) hi = row + M.meta_pitch;
+    hi &= ~(uintptr_t)15;
     if (hi > lo)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.meta + (size_t)r * M.meta_pitch + lo), "r"((uint32_t)(hi - lo))
-                     : "memory");
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(lo), "r"((uint32_t)(hi - lo)) : "memory");
 #endif
 }
 
