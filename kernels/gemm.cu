@@ -1642,42 +1642,12 @@ __device__ __forceinline__ void w64_step1(float (&acc)[8][4], const uint32_t (&a
     if constexpr (FENCE) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // (see w64_kernel)
 }
 
-// wx (P bit 4; SPARKD_WX=5): before the PDL wait, thread r < HM asks the L2 for its row's codes (and hi bits and
-// meta) of the CTA's first n chunks by one bulk prefetch each (cp.async.bulk.prefetch.L2: no shared memory, no
-// completion to wait for), so that in the model the weights stream into the L2 while the kernel before this one
-// (norm, attention, activation: launches that leave the DRAM half idle) still runs. Only a hint: the copies as P 5.
-template <uint32_t F, class C>
-__device__ __forceinline__ void wx_l2_prefetch(const gemm_mat &M, int m0, int kz0, int n) {
-#ifdef HFW_ON
-    constexpr qfmt f = C::f;
-    const int r = m0 + (int)threadIdx.x;
-    if ((int)threadIdx.x >= C::HM || r >= M.rows || n <= 0) return;
-    constexpr int cb = f.cbits * 8; // code bytes a row a chunk (a multiple of 16)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.codes + (size_t)r * M.code_pitch + (size_t)kz0 * cb),
-                 "r"(n * cb) : "memory");
-    if constexpr (f.hbits == 2)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(M.hi + (size_t)r * M.hi_pitch + (size_t)kz0 * 16),
-                     "r"(n * 16) : "memory");
-    // meta: 16 B (Q8_0: 4 chunks' d; Q4_K / Q5_K: a superblock head) or 20 B (Q6_K) a group of 4 chunks; the range's
-    // absolute addresses rounded down to 16 bytes (a row's meta need not start on 16: Q8_0 K / 16 bytes a row), the end
-    // kept inside the row (the start may reach into the row before: still inside the plane)
-    constexpr int gb = F == QT_Q6_K ? 20 : 16;
-    const uintptr_t row = (uintptr_t)(M.meta + (size_t)r * M.meta_pitch);
-    const uintptr_t lo = (row + (uintptr_t)(kz0 >> 2) * gb) & ~(uintptr_t)15;
-    uintptr_t hi = row + (uintptr_t)((kz0 + n + 3) >> 2) * gb;
-    if (hi > row + M.meta_pitch) hi = row + M.meta_pitch;
-    hi &= ~(uintptr_t)15;
-    if (hi > lo)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(lo), "r"((uint32_t)(hi - lo)) : "memory");
-#endif
-}
-
 template <uint32_t F, int WG, int P>
 __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
 #ifdef HFW_ON
     using C = w64_cfg<F, WG>;
     constexpr int S = C::stages;
-    constexpr int PF = (P & 4) ? 256 : (P & 8) ? 128 : 0; // wx (SPARKD_WX): the weights' L2 prefetch size
+    constexpr int PF = (P & 4) ? 256 : 0; // wx (SPARKD_WX=1): the weights' L2 prefetch size
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
@@ -1693,7 +1663,6 @@ __global__ __launch_bounds__(128 * WG, 1) void w64_kernel(const gemm_params p) {
     const int nk = kz1 - kz0;
     const hf_src src = hf_src_of<F, 4 * WG, 1>(p, M, m0, 0);
     const bool wf = m0 + C::HM <= M.rows;
-    if constexpr ((P & 16) != 0) wx_l2_prefetch<F, C>(M, m0, kz0, min(nk, 16)); // wx: the CTA's first 16 chunks into the L2
     // weights of chunks 0 .. S - 2 before the PDL wait (a commit group each), then their x tiles (one
     // group each): chunk j is complete once at most S - 2 - j groups are pending
     for (int s = 0; s < S - 1; s++) {
@@ -2532,14 +2501,13 @@ static int w64_mode = -1, w64_min = 33, w64_max = 64, w64_wg = -1, w64_ks = 0, w
 static long w64_count = 0;
 static thread_local int w64_scoped = 0;
 // wx (round 12; kernels/PERF.md "Round 12, helper wx"): SPARKD_WX=0: w64 exactly as before (the same kernels and
-// launches); 1 (default): the pipelined step (P 1) of Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) copies its weights
-// (codes, hi bits, meta) with the L2::256B prefetch size (w64_kernel P bit 2); 2: L2::128B (P bit 3; Q8_0 WG 3, 4,
-// Q4_K WG 3); 3: Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) on wx_kernel (the codes by one tensor copy a chunk), the rest as 1;
-// 4: as 3, Q8_0's meta by tensor copies too (wx_kernel MT; where K / 16 is a multiple of 16 bytes); 5: as 1 (Q8_0 WG 3,
-// 4, Q4_K and Q6_K WG 3) plus a bulk L2 prefetch of the CTA's first 16 chunks of weights before the PDL wait (P 21).
-// Other combinations run P 1 unchanged.
+// launches); 4 (default; run 1: 64 seq Q8_0 +10.6%, Q4_K_M +2.5%): Q8_0 (WG 3, 4), Q4_K and Q6_K (WG 3) on wx_kernel
+// (the codes by one tensor copy a chunk; Q8_0's meta too, a copy a 4-chunk group, where K / 16 is a multiple of 16
+// bytes); 3: as 4 without Q8_0's meta copies; 1: w64 with the weights' copies carrying the L2::256B prefetch size
+// (w64_kernel P 5; also where a tensor map cannot be made). Other values: 4. Other combinations run P 1 unchanged.
+// (Run 0 / 1 also measured 2 (L2::128B) and 5 (a bulk L2 prefetch before the PDL wait): no gain / a loss, removed.)
 static int w64_wx = -1;
-static long wx_count = 0, wx3_count = 0, wx4_count = 0, wx5_count = 0; // launches of a wx variant; of wx_kernel; with MT; P 21
+static long wx_count = 0, wx3_count = 0, wx4_count = 0; // launches of a wx variant; of wx_kernel; with MT
 static int wx_last_ctas = 0, wx_last_chunks = 0; // the last w64 launch: CTAs, K chunks of its largest piece
 static void w64_env() {
     if (w64_mode >= 0) return;
@@ -2554,7 +2522,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
-    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && atoi(v) >= 0 && atoi(v) <= 5 ? atoi(v) : 1;
+    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && (!strcmp(v, "0") || !strcmp(v, "1") || !strcmp(v, "3")) ? atoi(v) : 4;
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -2587,13 +2555,12 @@ extern "C" void cuda_wx_set(int mode) {
     w64_env();
     if (mode < 0) {
         const char *v = getenv("SPARKD_WX");
-        w64_wx = v && atoi(v) >= 0 && atoi(v) <= 5 ? atoi(v) : 1;
-    } else w64_wx = mode > 5 ? 1 : mode;
+        w64_wx = v && (!strcmp(v, "0") || !strcmp(v, "1") || !strcmp(v, "3")) ? atoi(v) : 4;
+    } else w64_wx = mode == 0 || mode == 1 || mode == 3 ? mode : 4;
 }
 extern "C" long cuda_wx_launches(void) { return wx_count; }
 extern "C" long cuda_wx3_launches(void) { return wx3_count; }
 extern "C" long cuda_wx4_launches(void) { return wx4_count; }
-extern "C" long cuda_wx5_launches(void) { return wx5_count; }
 extern "C" void cuda_wx_last(int *ctas, int *chunks) { *ctas = wx_last_ctas, *chunks = wx_last_chunks; }
 extern "C" long cuda_w64_launches(void) { return w64_count; }
 // Whether a product of this weight type at T tokens takes w64_kernel (in the engine's scope).
@@ -2754,24 +2721,16 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
             return wg == 3 ? wx_launch_t<QT_Q8_0, 3>(p, mt, stream, e, tms, tms) : wx_launch_t<QT_Q8_0, 4>(p, mt, stream, e, tms, tms);
         }
     }
-    if (w64_wx == 5 && P == 1 && ((ty == QT_Q8_0 && (wg == 3 || wg == 4)) || ((ty == QT_Q4_K || ty == QT_Q6_K) && wg == 3))) {
-        wx_count++, wx5_count++; // P 21: P 5 + the L2 prefetch of the CTA's first 16 chunks before the PDL wait
-        if (ty == QT_Q4_K) return w64_launch_t<QT_Q4_K, 3, 21>(p, mt, stream, e);
-        if (ty == QT_Q6_K) return w64_launch_t<QT_Q6_K, 3, 21>(p, mt, stream, e);
-        return wg == 3 ? w64_launch_t<QT_Q8_0, 3, 21>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 4, 21>(p, mt, stream, e);
-    }
-    if (w64_wx > 0 && P == 1) { // wx: the weights' copies with an L2 prefetch size (w64_kernel P bit 2 / 3)
-        const bool b = w64_wx != 2;
+    if (w64_wx > 0 && P == 1) { // wx: the weights' copies with the L2::256B prefetch size (w64_kernel P bit 2)
         if (ty == QT_Q8_0 && (wg == 3 || wg == 4)) {
             wx_count++;
-            if (wg == 3) return b ? w64_launch_t<QT_Q8_0, 3, 5>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 3, 9>(p, mt, stream, e);
-            return b ? w64_launch_t<QT_Q8_0, 4, 5>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 4, 9>(p, mt, stream, e);
+            return wg == 3 ? w64_launch_t<QT_Q8_0, 3, 5>(p, mt, stream, e) : w64_launch_t<QT_Q8_0, 4, 5>(p, mt, stream, e);
         }
         if (ty == QT_Q4_K && wg == 3) {
             wx_count++;
-            return b ? w64_launch_t<QT_Q4_K, 3, 5>(p, mt, stream, e) : w64_launch_t<QT_Q4_K, 3, 9>(p, mt, stream, e);
+            return w64_launch_t<QT_Q4_K, 3, 5>(p, mt, stream, e);
         }
-        if (ty == QT_Q6_K && b) {
+        if (ty == QT_Q6_K) {
             wx_count++;
             return w64_launch_t<QT_Q6_K, 3, 5>(p, mt, stream, e);
         }

@@ -1,10 +1,10 @@
-// wx_test.cu — round 12, helper wx: SPARKD_WX, w64_kernel's weight copies with an L2 prefetch size
-// (gemm.cu: w64_kernel P bit 2 = L2::256B, bit 3 = L2::128B) and SPARKD_WX=3, wx_kernel (the codes by one tensor
-// copy a chunk). Checks (wx_selftest, called by cuda_selftest; SPARKD_WX=3's rows run in the kernel bench first)
-// and the kernel bench (wx_kbench, SPARKD_KBENCH=wx).
+// wx_test.cu — round 12, helper wx: SPARKD_WX (gemm.cu): 4 (default) / 3 wx_kernel (the codes, and for 4 Q8_0's
+// meta, by tensor copies), 1 w64_kernel's weight copies with the L2::256B prefetch size (P 5), 0 w64 as before.
+// Checks (wx_selftest, called by cuda_selftest; also run first by the kernel bench) and the kernel bench
+// (wx_kbench, SPARKD_KBENCH=wx).
 //
 // What is checked, per type (Q8_0, Q4_K, Q6_K) at T = 33, 48, 64:
-// - w64 with SPARKD_WX=1 (and 2 for Q8_0 / Q4_K) against w64 with SPARKD_WX=0 on the same f16 input: the
+// - w64 with SPARKD_WX=1 against w64 with SPARKD_WX=0 on the same f16 input: the
 //   same instructions but for the copies' prefetch size, so the outputs must be bit-identical (tol 0); the same
 //   for SPARKD_WX=3 (wx_kernel: the same A values, B and order of the sums; only how the codes arrive differs);
 //   and against the f32 reference (weights dequantized by appliance/format/quant.c, the f32 input,
@@ -39,7 +39,6 @@ extern "C" void cuda_wx_set(int mode);                   // gemm.cu: SPARKD_WX 0
 extern "C" long cuda_wx_launches(void);                  // gemm.cu: launches that took a wx variant
 extern "C" long cuda_wx3_launches(void);                 // gemm.cu: ... wx_kernel (SPARKD_WX=3, 4)
 extern "C" long cuda_wx4_launches(void);                 // gemm.cu: ... wx_kernel with the meta by tensor copies (4)
-extern "C" long cuda_wx5_launches(void);                 // gemm.cu: ... w64 P 21: the bulk L2 prefetch before the PDL wait (5)
 extern "C" void cuda_wx_last(int *ctas, int *chunks);    // gemm.cu: the last w64 launch's CTAs, chunks a CTA
 extern "C" void cuda_t64_g2_set(int lvl);                // gemms.cu
 
@@ -143,7 +142,7 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
     a.work_bytes = 32u << 20;
     a.work = (float *)dalloc(a.work_bytes);
     int rc = 0;
-    long wl[2] = {0, 0}, ll[2] = {0, 0}, w3 = 0, w4 = 0, w5 = 0;
+    long wl[2] = {0, 0}, ll[2] = {0, 0}, w3 = 0, w4 = 0;
     bool deferred = true;
     for (int v = 0; v < 2; v++) { // 0: SPARKD_WX=0, 1: SPARKD_WX=mode
         for (int i = 0; i < nm; i++) {
@@ -158,11 +157,11 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
         cuda_wx_set(v ? mode : 0);
         cuda_w64_tune(wg ? wg : type == QUANT_Q8_0 ? -2 : 3, ks, 1); // (the engine's default WG)
         cuda_w64_scope(1);
-        const long w0 = cuda_wx_launches(), l0 = cuda_w64_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches(), w50 = cuda_wx5_launches();
+        const long w0 = cuda_wx_launches(), l0 = cuda_w64_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches();
         rc |= cuda_matmul(&a, &m[control && v ? 1 : 0], C->st, &e2);
         cudaStreamSynchronize(C->st);
         wl[v] = cuda_wx_launches() - w0, ll[v] = cuda_w64_launches() - l0;
-        if (v) w3 = cuda_wx3_launches() - w30, w4 = cuda_wx4_launches() - w40, w5 = cuda_wx5_launches() - w50;
+        if (v) w3 = cuda_wx3_launches() - w30, w4 = cuda_wx4_launches() - w40;
         cuda_w64_scope(0);
         for (int i = 0; i < nm; i++) {
             ys[v][i] = get(dy[i], (size_t)T * ld[i]);
@@ -187,7 +186,7 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
         eo = std::max(eo, tok_err(ys[1][i], &ys[0][i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
         if (!control) ef = std::max(ef, tok_err(ys[1][i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
     }
-    const bool ran = ll[0] > 0 && ll[1] > 0 && wl[0] == 0 && wl[1] > 0 && deferred && (mode == 3 || mode == 4) == (w3 > 0) && (mode == 5) == (w5 > 0) &&
+    const bool ran = ll[0] > 0 && ll[1] > 0 && wl[0] == 0 && wl[1] > 0 && deferred && (mode == 3 || mode == 4) == (w3 > 0) &&
                      (mode == 4 && type == QUANT_Q8_0 && K % 256 == 0) == (w4 > 0);
     char shape[160], note[200];
     snprintf(shape, sizeof shape, "%s N%d%s%.0d K%d T%d%s ks %s%s WG %s SPARKD_WX=%d", tname(type), N, N2 ? "+" : "", N2, K, T,
@@ -234,15 +233,6 @@ void wx3_rows() {
     test_wx(QUANT_Q8_0, 385, 0, 2304, 64, 0, 5, 1, 4, 3, 1); // the control
     test_wx(QUANT_Q8_0, 4096, 0, 4096, 64, 0, 0, 1, 4, 0, 0);
     test_wx(QUANT_Q8_0, 1000, 0, 2112, 48, 0, 0, 0, 4, 0, 0); // K / 16 not a multiple of 16: falls back to 3
-    // SPARKD_WX=5 (w64 P 21: + the bulk L2 prefetch before the PDL wait): bitwise as P 5
-    for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
-        const int K = t == QUANT_Q8_0 ? 2112 : 2304;
-        test_wx(t, 1000, 0, K, 64, 0, 0, 0, 5, 0, 0);
-        test_wx(t, 257, 67, K, 40, 1, 1, 0, 5, 0, 0);
-        test_wx(t, 385, 0, K, 33, 0, 5, 1, 5, 0, 0);
-        if (t == QUANT_Q8_0) test_wx(t, 1000, 0, K, 48, 0, 0, 0, 5, 4, 0);
-    }
-    test_wx(QUANT_Q8_0, 385, 0, 2112, 64, 0, 5, 1, 5, 0, 1); // the control
 }
 } // namespace
 
@@ -263,7 +253,7 @@ int wx_selftest(void *file, int quick, uint64_t seed, err *e) {
     }
     cuda_gemms_set(0, -1);
     cuda_t64_g2_set(0);
-    if (getenv("SPARKD_WX_T3")) wx3_rows(); // (run 0: SPARKD_WX=3's rows run in the kernel bench)
+    wx3_rows(); // SPARKD_WX=3 and 4 (4: the default)
     for (uint32_t t : {QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K}) {
         const int K = t == QUANT_Q8_0 ? 2112 : 2304; // 33 / 36 chunks of 64
         for (int T : {33, 48, 64}) {
@@ -271,14 +261,10 @@ int wx_selftest(void *file, int quick, uint64_t seed, err *e) {
             if (!quick || T == 64) test_wx(t, 257, 67, K, T, T == 48, 1, 0, 1, 0, 0); // two matrices, ldy padded, one piece
             test_wx(t, 385, 0, K, T, 0, 5, 1, 1, 0, 0);        // 5 pieces, deferred
         }
-        if (t != QUANT_Q6_K) { // SPARKD_WX=2 (L2::128B)
-            test_wx(t, 1000, 0, K, 64, 0, 0, 0, 2, 0, 0);
-            test_wx(t, 385, 0, K, 40, 0, 5, 1, 2, 0, 0);
-        }
         if (t == QUANT_Q8_0) { // WG 3 and 4 explicitly
             test_wx(t, 1000, 0, K, 64, 0, 0, 0, 1, 3, 0);
             test_wx(t, 1000, 0, K, 64, 0, 0, 0, 1, 4, 0);
-            test_wx(t, 385, 0, K, 35, 0, 5, 1, 2, 4, 0);
+            test_wx(t, 385, 0, K, 35, 0, 5, 1, 1, 4, 0);
         }
         test_wx(t, 385, 0, K, 64, 0, 5, 1, 1, 0, 1); // the control
         if (!quick) test_wx(t, 4096, 0, 4096, 64, 0, 0, 1, 1, 0, 0); // o's shape at the rule's split
@@ -325,7 +311,7 @@ void wx_kbench(void *file, double probe, err *e) {
     if (!only) { // SPARKD_WX=3's rows and a few of 1 / 2 first (bitwise against SPARKD_WX=0)
         wx3_rows();
         test_wx(QUANT_Q8_0, 1000, 0, 2112, 64, 0, 0, 0, 1, 0, 0);
-        test_wx(QUANT_Q4_K, 1000, 0, 2304, 64, 0, 0, 0, 2, 0, 0);
+        test_wx(QUANT_Q4_K, 1000, 0, 2304, 64, 0, 0, 0, 1, 0, 0);
         fprintf(ctx.f, "wx rows: %d not ok\n", ctx.fails);
     }
     fprintf(ctx.f, "| type | product | T | SPARKD_WX | us | GB/s (weights) | %% probe | CTAs x chunks | us a chunk |\n"
@@ -375,8 +361,8 @@ void wx_kbench(void *file, double probe, err *e) {
             if (T != 64 && (!pr.layer || only)) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int v = 0; v < 6; v++) {
-                if ((v == 2 && type == QUANT_Q6_K) || (v == 4 && type != QUANT_Q8_0) || !((vmask >> v) & 1)) continue;
+            for (int v = 0; v < 5; v++) {
+                if (v == 2 || (v == 4 && type != QUANT_Q8_0) || !((vmask >> v) & 1)) continue;
                 cuda_wx_set(v);
                 cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
                 cuda_mm_args a;
@@ -387,8 +373,7 @@ void wx_kbench(void *file, double probe, err *e) {
                 a.n = pr.n; a.exact = 0; a.work = splitk; a.work_bytes = 32u << 20;
                 a.defer = pr.rows == 151936 ? NULL : &d;
                 for (int i = 0; i < pr.n; i++) { a.y[i] = dy[i]; a.ldy[i] = rows[i]; }
-                const long l0 = cuda_w64_launches(), w0 = cuda_wx_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches(),
-                           w50 = cuda_wx5_launches();
+                const long l0 = cuda_w64_launches(), w0 = cuda_wx_launches(), w30 = cuda_wx3_launches(), w40 = cuda_wx4_launches();
                 cuda_w64_scope(1);
                 const double us = time_us([&] {
                     for (int c = 0; c < copies; c++) {
@@ -405,8 +390,7 @@ void wx_kbench(void *file, double probe, err *e) {
                 const double gbs = (double)wb / (us * 1e3);
                 if (pr.layer) layer[pr.layer - 1][ti][v] += us;
                 const bool bad = cuda_w64_launches() == l0 || (v > 0) != (cuda_wx_launches() > w0) ||
-                                 (v == 3 || v == 4) != (cuda_wx3_launches() > w30) || (v == 4) != (cuda_wx4_launches() > w40) ||
-                                 (v == 5) != (cuda_wx5_launches() > w50);
+                                 (v == 3 || v == 4) != (cuda_wx3_launches() > w30) || (v == 4) != (cuda_wx4_launches() > w40);
                 fprintf(C->f, "| %s | %s %dx%dx%d | %d | %d | %.1f | %.0f | %.0f%% | %d x %d | %.3f%s%s%s |\n", tname(type), pr.name,
                         pr.n, rows[0], pr.K, T, v, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, ctas, chunks,
                         chunks > 0 ? us / (waves * chunks) : 0.0, bad ? " (w64 / wx did NOT run as asked)" : "",
@@ -443,8 +427,8 @@ void wx_kbench(void *file, double probe, err *e) {
             float *dy[7];
             for (int i = 0; i < 7; i++) dy[i] = (float *)dalloc((size_t)64 * shp[i].rows * 4);
             float *splitk = (float *)dalloc(32u << 20);
-            for (int v = 0; v < 6; v++) {
-                if (v == 4 && type != QUANT_Q8_0) continue;
+            for (int v = 0; v < 5; v++) {
+                if (v == 2 || (v == 4 && type != QUANT_Q8_0)) continue;
                 cuda_wx_set(v);
                 cuda_w64_tune(type == QUANT_Q8_0 ? -2 : 3, 0, 1);
                 cuda_w64_scope(1);
@@ -481,14 +465,11 @@ void wx_kbench(void *file, double probe, err *e) {
     for (int ty = 0; ty < 2; ty++)
         for (int ti = 0; ti < 3; ti++)
             if (layer[ty][ti][0] > 0)
-                fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | WX 0 %.1f us, WX 1 %.1f, WX 2 %.1f, WX 3 %.1f, WX 4 %.1f, WX 5 %.1f | | | | | WX 1 %.3fx, WX 2 %.3fx, WX 3 %.3fx, WX 4 %.3fx, WX 5 %.3fx |\n",
-                        ty ? "Q4_K" : "Q8_0", Ts[ti], layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][2], layer[ty][ti][3], layer[ty][ti][4],
-                        layer[ty][ti][5],
+                fprintf(C->f, "| %s | layer (q+k+v, o, gate+up, down) | %d | WX 0 %.1f us, WX 1 %.1f, WX 3 %.1f, WX 4 %.1f | | | | | WX 1 %.3fx, WX 3 %.3fx, WX 4 %.3fx |\n",
+                        ty ? "Q4_K" : "Q8_0", Ts[ti], layer[ty][ti][0], layer[ty][ti][1], layer[ty][ti][3], layer[ty][ti][4],
                         layer[ty][ti][1] > 0 ? layer[ty][ti][0] / layer[ty][ti][1] : 0.0,
-                        layer[ty][ti][2] > 0 ? layer[ty][ti][0] / layer[ty][ti][2] : 0.0,
                         layer[ty][ti][3] > 0 ? layer[ty][ti][0] / layer[ty][ti][3] : 0.0,
-                        layer[ty][ti][4] > 0 ? layer[ty][ti][0] / layer[ty][ti][4] : 0.0,
-                        layer[ty][ti][5] > 0 ? layer[ty][ti][0] / layer[ty][ti][5] : 0.0);
+                        layer[ty][ti][4] > 0 ? layer[ty][ti][0] / layer[ty][ti][4] : 0.0);
     cuda_w64_tune(3, 0, 1);
     cuda_wx_set(-1);
     cuda_w64_set(-1);
