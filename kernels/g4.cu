@@ -14,12 +14,14 @@
 // What (SPARKD_G4=2, the default): g4_act_kernel, the same values and forms as act_row_kernel /
 // act_cl_kernel (bit-identical: the same sums in the same order, silu(g) * u as act_f, the row
 // exponent from the max over the whole row: max is exact in any order), on clusters of CL CTAs a
-// row (SPARKD_G4_CL, default 4) of 256 threads (NV = 3 float4s a thread at ffn 12288): 256 CTAs
-// resident at once. A thread computes every address first in 32-bit integers (the host checks
+// row (SPARKD_G4_CL; default 8 at 2..16 tokens, 4 above) of <= 256 threads (NV = 3 float4s a thread
+// at ffn 12288, CL 4): at 64 tokens 256 CTAs resident at once. A thread computes every address first in 32-bit integers (the host checks
 // N x G < 2^31 and that a tile spans at most two CTAs' ranges: floor(N / G) >= nst - 1), then
 // issues all of its loads (gate and up, both pieces of a cut tile) before it sums any.
-// Tokens SPARKD_G4_MIN (default 33) .. 64; plain gate / up rows (no partials: Q8_0's act_row at 64
-// sequences, 8.4 us) take it as well. SPARKD_G4=0: layer.cu's kernels exactly as before.
+// Tokens SPARKD_G4_MIN (default 2) .. 64 (8 sequences at 32K: act_cl_kernel 8.4 us a layer for 8 rows);
+// plain gate / up rows (no partials: Q8_0's act_row_kernel<4> at 64 sequences, 8 us) take it as well;
+// nz-style partials (gemms_kernel's K split) do not (act_cl_kernel as before).
+// SPARKD_G4=0: layer.cu's kernels exactly as before.
 #include "cuda_kern.h"
 
 #include <cooperative_groups.h>
@@ -184,9 +186,9 @@ int g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, 
            const cuda_part &pup, void *stream, err *e) {
     static int off = 0; // a cluster launch the device refused: not again
     if (off || !g4_mode()) return -1;
-    const int tmin = g4_min_v >= 0 ? g4_min_v : cuda_env_int("SPARKD_G4_MIN", 33);
-    int CL = g4_cl_v > 0 ? g4_cl_v : cuda_env_int("SPARKD_G4_CL", 4);
-    if (CL != 2 && CL != 4 && CL != 8) CL = 4;
+    const int tmin = g4_min_v >= 0 ? g4_min_v : cuda_env_int("SPARKD_G4_MIN", 2);
+    int CL = g4_cl_v > 0 ? g4_cl_v : cuda_env_int("SPARKD_G4_CL", 0);
+    if (CL != 2 && CL != 4 && CL != 8) CL = T <= 16 ? 8 : 4; // (act_cl_kernel's rule: 8 at 2..16 rows, 4 above)
     if (T < (tmin < 2 ? 2 : tmin) || T > 64 || !(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) || ffn % (32 * CL) ||
         out.K != ffn || ld % 4 || !g4_a16(gate) || !g4_a16(up) || !g4_dev_ok())
         return -1;

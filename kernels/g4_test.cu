@@ -191,6 +191,7 @@ int g4_selftest(void *file, int quick, uint64_t seed, err *e) {
     struct { int T, ffn, K; bool def; int CL; } cases[] = {
         {64, 12288, 4096, true, 4}, {33, 12288, 4096, true, 4}, {64, 12288, 4096, false, 4}, {48, 12288, 4096, true, 8},
         {40, 3072, 4096, false, 4}, {64, 12288, 4096, true, 2}, {17, 12288, 4096, true, 4}, {48, 12288, 4096, false, 8},
+        {8, 12288, 4096, true, 8}, {2, 12288, 4096, true, 8}, {16, 12288, 4096, true, 4},
     };
     int i = 0;
     for (const auto &c : cases) {
@@ -203,7 +204,7 @@ int g4_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=g4: Qwen3-8B's gate+up (Q4_K 2 x 12288 x 4096 on gemms2, pieces deferred) + the
-// activation at T = 64 / 48 / 33 / 32 / 17, SPARKD_G4=0 beside =2 (CL 4 and 8): the activation alone
+// activation at T = 64 / 48 / 33 / 32 / 17 / 16 / 8 / 2, SPARKD_G4=0 beside =2 (CL 4 and 8): the activation alone
 // (the same pieces, launched back to back) and product + activation (weights rotated over copies
 // beyond the L2); then the plain-row activation (Q8_0's act_row at 33..64).
 void g4_kbench(void *file, double probe, err *e) {
@@ -232,7 +233,7 @@ void g4_kbench(void *file, double probe, err *e) {
     cuda_mmin_carve(&am, dalloc(cuda_mmin_bytes(64, ffn, aforms)), 64, ffn, aforms);
     fprintf(ctx.f, "| g4 | T | variant | activation us | gate+up + activation us | gate+up GB/s | launches |\n|---|---|---|---|---|---|---|\n");
     cuda_g4_min_set(2);
-    for (int T : {64, 48, 33, 32, 17}) {
+    for (int T : {64, 48, 33, 32, 17, 16, 8, 2}) {
         err e2 = {ERR_OK, {0}};
         if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) return;
         for (int v = 0; v < 3; v++) {
