@@ -16,8 +16,8 @@
 // exponent from the max over the whole row: max is exact in any order), on clusters of CL CTAs a
 // row (SPARKD_G4_CL; default 8 at 2..16 tokens, 4 above) of <= 256 threads (NV = 3 float4s a thread
 // at ffn 12288, CL 4): at 64 tokens 256 CTAs resident at once. A thread computes every address first in 32-bit integers (the host checks
-// N x G < 2^31 and that a tile spans at most two CTAs' ranges: floor(N / G) >= nst - 1), then
-// issues all of its loads (gate and up, both pieces of a cut tile) before it sums any.
+// N x G < 2^31 and that a tile spans at most three CTAs' ranges), then issues all of its loads (gate
+// and up, every piece of a cut tile) before it sums any.
 // Tokens SPARKD_G4_MIN (default 2) .. 64 (8 sequences at 32K: act_cl_kernel 8.4 us a layer for 8 rows);
 // plain gate / up rows (no partials: Q8_0's act_row_kernel<4> at 64 sequences, 8 us) take it as well;
 // nz-style partials (gemms_kernel's K split) do not (act_cl_kernel as before).
@@ -48,18 +48,23 @@ __device__ __forceinline__ float g4_act_f(float g, int act) {
     return g / (1.0f + expf(-g));
 }
 
-// Where float4 k of token t lies: a (the value, or the first piece), b (the second piece; NULL when
-// the tile is whole). As part_ld4 with g2: a cut tile is summed 0 + first + second.
-__device__ __forceinline__ void g4_addr(const g4_part &P, const float *y, int t, int k, const float *&a, const float *&b) {
+// Where float4 k of token t lies: a (the value, or the first piece), m (the middle piece: a tile over
+// three CTAs' ranges) and b (the last piece), NULL where absent. As part_ld4 with g2: a cut tile is
+// summed 0 + first (+ middle) + last in CTA order; every CTA after the first begins its range inside
+// the tile (slot 0).
+__device__ __forceinline__ void g4_addr(const g4_part &P, const float *y, int t, int k, const float *&a, const float *&m,
+                                        const float *&b) {
     const int tile = P.tile0 + k / P.ld, kr = k - (k / P.ld) * P.ld;
     const int c0 = ((tile * P.nst + 1) * P.G - 1) / P.N, c1 = (((tile + 1) * P.nst) * P.G - 1) / P.N;
+    m = NULL;
     if (c0 == c1) {
         a = y + k;
         b = NULL;
         return;
     }
-    const int s0 = (c0 * P.N / P.G) / P.nst == tile ? 0 : 1; // (c1's range begins inside the tile: slot 0)
+    const int s0 = (c0 * P.N / P.G) / P.nst == tile ? 0 : 1;
     a = P.p + ((size_t)(2 * c0 + s0) * P.T + t) * P.ld + kr;
+    if (c1 - c0 == 2) m = P.p + ((size_t)(2 * (c0 + 1)) * P.T + t) * P.ld + kr;
     b = P.p + ((size_t)(2 * c1) * P.T + t) * P.ld + kr;
 }
 
@@ -77,28 +82,31 @@ __global__ __launch_bounds__(256) void g4_act_kernel(const float *gate, const fl
     const int t = blockIdx.x / CL, nt = blockDim.x, tid = threadIdx.x, k0 = r * (out.K / CL);
     const float *g = gate + (size_t)t * ld, *u = up + (size_t)t * ld;
     pdl_trigger();
-    const float *ga[NV], *gb[NV], *ua[NV], *ub[NV];
+    const float *ga[NV], *gm[NV], *gb[NV], *ua[NV], *um[NV], *ub[NV];
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         const int k = k0 + 4 * (j * nt + tid);
         if (PT) {
-            g4_addr(pg, g, t, k, ga[j], gb[j]);
-            g4_addr(pu, u, t, k, ua[j], ub[j]);
+            g4_addr(pg, g, t, k, ga[j], gm[j], gb[j]);
+            g4_addr(pu, u, t, k, ua[j], um[j], ub[j]);
         } else {
             ga[j] = g + k;
             ua[j] = u + k;
-            gb[j] = ub[j] = NULL;
+            gm[j] = gb[j] = um[j] = ub[j] = NULL;
         }
     }
     pdl_wait();
-    float4 gv[NV], uv[NV], g2[NV], u2[NV];
+    const float4 z4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 gv[NV], uv[NV], g2[NV], u2[NV], g3[NV], u3[NV];
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         gv[j] = ld4(ga[j]);
         uv[j] = ld4(ua[j]);
         if (PT) {
-            g2[j] = gb[j] ? ld4(gb[j]) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            u2[j] = ub[j] ? ld4(ub[j]) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            g2[j] = gb[j] ? ld4(gb[j]) : z4;
+            u2[j] = ub[j] ? ld4(ub[j]) : z4;
+            g3[j] = gm[j] ? ld4(gm[j]) : z4;
+            u3[j] = um[j] ? ld4(um[j]) : z4;
         }
     }
     float4 v[NV];
@@ -106,9 +114,17 @@ __global__ __launch_bounds__(256) void g4_act_kernel(const float *gate, const fl
 #pragma unroll
     for (int j = 0; j < NV; j++) {
         float4 G = gv[j], U = uv[j];
-        if (PT) {
-            if (gb[j]) G = make_float4(0.0f + G.x + g2[j].x, 0.0f + G.y + g2[j].y, 0.0f + G.z + g2[j].z, 0.0f + G.w + g2[j].w);
-            if (ub[j]) U = make_float4(0.0f + U.x + u2[j].x, 0.0f + U.y + u2[j].y, 0.0f + U.z + u2[j].z, 0.0f + U.w + u2[j].w);
+        if (PT) { // (0 + first) [+ middle] + last, part_ld4's order
+            if (gb[j]) {
+                G = make_float4(0.0f + G.x, 0.0f + G.y, 0.0f + G.z, 0.0f + G.w);
+                if (gm[j]) G = make_float4(G.x + g3[j].x, G.y + g3[j].y, G.z + g3[j].z, G.w + g3[j].w);
+                G = make_float4(G.x + g2[j].x, G.y + g2[j].y, G.z + g2[j].z, G.w + g2[j].w);
+            }
+            if (ub[j]) {
+                U = make_float4(0.0f + U.x, 0.0f + U.y, 0.0f + U.z, 0.0f + U.w);
+                if (um[j]) U = make_float4(U.x + u3[j].x, U.y + u3[j].y, U.z + u3[j].z, U.w + u3[j].w);
+                U = make_float4(U.x + u2[j].x, U.y + u2[j].y, U.z + u2[j].z, U.w + u2[j].w);
+            }
         }
         v[j] = make_float4(g4_act_f(G.x, act) * U.x, g4_act_f(G.y, act) * U.y, g4_act_f(G.z, act) * U.z,
                            g4_act_f(G.w, act) * U.w);
@@ -140,6 +156,17 @@ extern "C" long cuda_g4_launches(void) { return g4_launches; }
 static int g4_min_v = -1, g4_cl_v = -1;
 extern "C" void cuda_g4_min_set(int t) { g4_min_v = t; }   // tests, benches: fewest tokens (-1: SPARKD_G4_MIN)
 extern "C" void cuda_g4_cl_set(int cl) { g4_cl_v = cl; }   // tests, benches: CTAs a row (-1: SPARKD_G4_CL)
+static int g4_mt2_v = -1;
+extern "C" void cuda_g4_mt2_set(int on) { g4_mt2_v = on; } // tests, benches: 1 / 0 (-1: SPARKD_G4_MT2)
+// gemms.cu's g2_mt: SPARKD_G4_MT2=1 gives gemms2_kernel two m16 tiles a warp (256-row tiles, one unit a
+// stage) at 33..64 tokens for Q4_K / Q6_K: half the input slice's shared-memory reads a weight byte
+// (each warp reads all T tokens' B fragments for its rows: 16 KB a warp a unit at 64 tokens). Off with
+// SPARKD_G4=0.
+static int g4_mode();
+int g4_mt2() {
+    if (!g4_mode()) return 0;
+    return g4_mt2_v >= 0 ? g4_mt2_v : cuda_env_int("SPARKD_G4_MT2", 0) ? 1 : 0;
+}
 static int g4_mode() {
     if (g4_v == -2) g4_v = cuda_env_int("SPARKD_G4", 2);
     return g4_v;
@@ -156,12 +183,15 @@ static bool g4_dev_ok() {
 }
 static bool g4_a16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 // cuda_part -> g4_part; false when this kernel cannot read it (nz-style partials, 32-bit overflow,
-// a tile over more than two CTAs' ranges).
+// a tile over more than three CTAs' ranges).
 static bool g4_part_of(const cuda_part &P, int T, g4_part *o) {
     memset(o, 0, sizeof *o);
     if (!part_on(P)) return true;
     if (!P.g2 || P.G < 1 || P.nst < 1 || P.ld < 4 || P.ld % 4 || P.zs != T || !g4_a16(P.p)) return false;
-    if ((P.N + 1) * (long long)P.G >= (1ll << 31) || P.N / P.G < P.nst - 1) return false;
+    // 32-bit products; at most three pieces a tile (a middle CTA's whole range inside the tile: (pieces - 2)
+    // ranges of >= floor(N / G) stages within nst - 2)
+    const long long per = P.N / P.G;
+    if ((P.N + 1) * (long long)P.G >= (1ll << 31) || per < 1 || (P.nst > 2 && 2 + (P.nst - 2) / per > 3)) return false;
     o->p = P.p;
     o->on = 1;
     o->G = P.G;

@@ -980,7 +980,8 @@ static int g2_top_t(const cuda_mm_args *a) {
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
-static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : 1; }
+int g4_mt2(); // g4.cu (round 12): SPARKD_G4_MT2, two m16 tiles a warp at 33..64 tokens (K-quants)
+static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : g2_nt(T) == 8 && g4_mt2() ? 2 : 1; }
 // two CTAs an SM wanted at T tokens: SPARKD_HS2_2CTA=1 at T <= 32, default (2) at 17..32 for Q8_0
 // only (GPU run 1, Q8_0: 32 sequences +2.9%, 8 sequences -5.6%; the K-quants were not measured and
 // Q4_K's 2-CTA kernel at 17..32 spills 24 bytes), 0 never; one m16 tile a warp
@@ -1043,6 +1044,7 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
     G2_GEOM(QT_Q4_K, 1, 1, 0) G2_GEOM(QT_Q4_K, 2, 1, 0) G2_GEOM(QT_Q4_K, 4, 1, 0) G2_GEOM(QT_Q4_K, 8, 1, 0)
     G2_GEOM(QT_Q6_K, 1, 1, 0) G2_GEOM(QT_Q6_K, 2, 1, 0) G2_GEOM(QT_Q6_K, 4, 1, 0) G2_GEOM(QT_Q6_K, 8, 1, 0)
     G2_GEOM(QT_Q8_0, 4, 2, 0) G2_GEOM(QT_Q4_K, 4, 2, 0) G2_GEOM(QT_Q6_K, 4, 2, 0)
+    G2_GEOM(QT_Q4_K, 8, 2, 0) G2_GEOM(QT_Q6_K, 8, 2, 0) // (round 12 g4: SPARKD_G4_MT2)
     G2_GEOM(QT_Q8_0, 1, 1, 1) G2_GEOM(QT_Q8_0, 2, 1, 1) G2_GEOM(QT_Q8_0, 4, 1, 1)
     G2_GEOM(QT_Q4_K, 1, 1, 1) G2_GEOM(QT_Q4_K, 2, 1, 1) G2_GEOM(QT_Q4_K, 4, 1, 1)
     G2_GEOM(QT_Q6_K, 1, 1, 1) G2_GEOM(QT_Q6_K, 2, 1, 1) G2_GEOM(QT_Q6_K, 4, 1, 1)
@@ -1248,7 +1250,10 @@ template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem,
     case 4:
         return m2 ? g2_launch<F, 4, 2>(p, smem, stream, e)
                   : c2 ? g2_launch<F, 4, 1, true>(p, smem, stream, e) : g2_launch<F, 4, 1>(p, smem, stream, e);
-    default: return g2_launch<F, 8, 1>(p, smem, stream, e);
+    default:
+        if constexpr (F != QT_Q8_0) // (round 12 g4: SPARKD_G4_MT2)
+            if (m2) return g2_launch<F, 8, 2>(p, smem, stream, e);
+        return g2_launch<F, 8, 1>(p, smem, stream, e);
     }
 }
 
