@@ -228,6 +228,42 @@ __device__ __forceinline__ void gs_unit_m(const gs_slot<F> *s, int q, const uint
             }
         }
     }
+    if constexpr (MT == 2 && NT == 8 && F != QT_Q8_0) { // (round 12 g4, SPARKD_G4_MT2: both m-tiles' A first, then
+        // each B fragment (8 bytes, LDS.64) once for both: 8 live registers of A instead of 32 of bv[NT])
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int st = 2 * i + h, Q = st >> 2, j = 2 * (st & 3);
+                const int k = F == QT_Q6_K ? (st & 3) : ((st >> 1) & 1);
+                uint32_t a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) {
+                        uint32_t p0, p1;
+                        if constexpr (F == QT_Q4_K) {
+                            p0 = q4k_pair(qr[mt][r][Q], j, ml, mh);
+                            p1 = q4k_pair(qr[mt][r][Q], j + 1, ml, mh);
+                            a[mt][r] = h2fma(p0, sc[mt].s[r][k], sc[mt].m[r][k]);
+                            a[mt][2 + r] = h2fma(p1, sc[mt].s[r][k], sc[mt].m[r][k]);
+                        } else {
+                            p0 = q6k_pair(qr[mt][r][Q], j, ml, mh);
+                            p1 = q6k_pair(qr[mt][r][Q], j + 1, ml, mh);
+                            a[mt][r] = h2mul(p0, sc[mt].s[r][k]);
+                            a[mt][2 + r] = h2mul(p1, sc[mt].s[r][k]);
+                        }
+                    }
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const uint2 b = *(const uint2 *)(bs + nt * 8 * pitch + ((16 * i) ^ sw) + 8 * h);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) gs_mma(acc[mt][nt], a[mt], b.x, b.y);
+                }
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int i = 0; i < 4; i++) { // 16-byte block i of the lane's 64 input bytes: steps 2i, 2i + 1
         uint4 bv[NT];
