@@ -14,14 +14,19 @@
 // What (SPARKD_G4=2, the default): g4_act_kernel, the same values and forms as act_row_kernel /
 // act_cl_kernel (bit-identical: the same sums in the same order, silu(g) * u as act_f, the row
 // exponent from the max over the whole row: max is exact in any order), on clusters of CL CTAs a
-// row (SPARKD_G4_CL; default 8 at 2..16 tokens, 4 above) of <= 256 threads (NV = 3 float4s a thread
-// at ffn 12288, CL 4): at 64 tokens 256 CTAs resident at once. A thread computes every address first in 32-bit integers (the host checks
+// row (SPARKD_G4_CL; default 8: run 0's kbench, faster than 4 at every T) of <= 256 threads (ffn
+// 12288: NV = 2 float4s a thread x 192 threads at CL 8, 3 x 256 at CL 4): at 64 tokens 512 CTAs, all
+// resident at once. A thread computes every address first in 32-bit integers (the host checks
 // N x G < 2^31 and that a tile spans at most three CTAs' ranges), then issues all of its loads (gate
 // and up, every piece of a cut tile) before it sums any.
 // Tokens SPARKD_G4_MIN (default 2) .. 64 (8 sequences at 32K: act_cl_kernel 8.4 us a layer for 8 rows);
 // plain gate / up rows (no partials: Q8_0's act_row_kernel<4> at 64 sequences, 8 us) take it as well;
 // nz-style partials (gemms_kernel's K split) do not (act_cl_kernel as before).
-// SPARKD_G4=0: layer.cu's kernels exactly as before.
+// SPARKD_G4=3: the same with one full cluster barrier instead of two (b1 below). SPARKD_G4=0:
+// layer.cu's kernels exactly as before.
+// Run 0 (H200): 64 seq Q4_K_M 7,584.7 -> 8,041.9 tok/s (+6.0%), 32 seq +3.7%, 32K 8 seq +1.4%, Q8_0 64
+// seq -0.4%; bitwise rows ok. (SPARKD_G4_MT2, gemms2 with two m16 tiles a warp at 33..64, lost: gate+up
+// +5%, the Q6_K head +45%, the model -5%; removed.)
 #include "cuda_kern.h"
 
 #include <cooperative_groups.h>
@@ -70,12 +75,18 @@ __device__ __forceinline__ void g4_addr(const g4_part &P, const float *y, int t,
 
 // Row t = blockIdx.x / CL; CTA r of its cluster takes elements [r ffn / CL, (r + 1) ffn / CL), thread
 // i float4s k0 / 4 + j blockDim.x + i (j < NV). PT: gate / up from gemms2 pieces.
+// b1 (SPARKD_G4=3): one full cluster barrier instead of two: every CTA writes its block max into each
+// CTA's cm[rank] (distributed shared memory) after a split barrier begun at entry (arrive.relaxed) has
+// completed (every CTA of the cluster has started: its shared memory may be written), then one
+// barrier.cluster arrive (release) / wait (acquire), then each CTA reads its own cm[0..CL): no remote
+// read after the barrier, so no second barrier before a CTA may exit.
 template <int NV, bool PT>
 __global__ __launch_bounds__(256) void g4_act_kernel(const float *gate, const float *up, int ld, int act, cuda_mmin out,
-                                                     g4_part pg, g4_part pu) {
+                                                     g4_part pg, g4_part pu, int b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     __shared__ float red[32];
-    __shared__ float cmax, rmax;
+    __shared__ float cmax, rmax, cm[8];
+    if (b1) asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
     const int CL = (int)cl.num_blocks(), r = (int)cl.block_rank();
@@ -132,15 +143,25 @@ __global__ __launch_bounds__(256) void g4_act_kernel(const float *gate, const fl
     }
     // the row exponent: max over the cluster's CTAs (distributed shared memory), as cl_emit_row
     a = block_max(a, red);
-    if (tid == 0) cmax = a;
-    cl.sync();
-    if (tid < 32) {
-        float m = tid < CL ? *cl.map_shared_rank(&cmax, tid) : -INFINITY;
-        m = warp_max(m);
-        if (tid == 0) rmax = m;
+    float rm;
+    if (b1) {
+        asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory"); // (every CTA has started)
+        if (tid < CL) *cl.map_shared_rank(&cm[r], tid) = a;
+        cl.sync(); // (sm_90a SASS: MEMBAR.ALL.GPU + UCGABAR_ARV / _WAIT + CCTL.IVALL, as each cl.sync of =2)
+        rm = cm[0];
+        for (int i = 1; i < CL; i++) rm = fmaxf(rm, cm[i]); // (max: exact in any order)
+    } else {
+        if (tid == 0) cmax = a;
+        cl.sync();
+        if (tid < 32) {
+            float m = tid < CL ? *cl.map_shared_rank(&cmax, tid) : -INFINITY;
+            m = warp_max(m);
+            if (tid == 0) rmax = m;
+        }
+        cl.sync(); // (also: no CTA leaves while another reads its cmax)
+        rm = rmax;
     }
-    cl.sync(); // (also: no CTA leaves while another reads its cmax)
-    const int ex = mmin_exponent(rmax);
+    const int ex = mmin_exponent(rm);
     const float inv = ldexpf(1.0f, -ex);
     if (r == 0 && tid == 0) out.tscale[t] = ldexpf(1.0f, ex);
 #pragma unroll
@@ -149,24 +170,13 @@ __global__ __launch_bounds__(256) void g4_act_kernel(const float *gate, const fl
 }
 
 // ------------------------------------------------------------------------------ host
-static int g4_v = -2;   // SPARKD_G4 (cuda_g4_set): 0 off, 2 the activation kernel (default)
+static int g4_v = -2;   // SPARKD_G4 (cuda_g4_set): 0 off, 2 the activation kernel (default), 3 the same with one cluster barrier
 static long g4_launches = 0;
 extern "C" void cuda_g4_set(int v) { g4_v = v < 0 ? -2 : v; } // tests, benches; -1: as SPARKD_G4 says
 extern "C" long cuda_g4_launches(void) { return g4_launches; }
 static int g4_min_v = -1, g4_cl_v = -1;
 extern "C" void cuda_g4_min_set(int t) { g4_min_v = t; }   // tests, benches: fewest tokens (-1: SPARKD_G4_MIN)
 extern "C" void cuda_g4_cl_set(int cl) { g4_cl_v = cl; }   // tests, benches: CTAs a row (-1: SPARKD_G4_CL)
-static int g4_mt2_v = -1;
-extern "C" void cuda_g4_mt2_set(int on) { g4_mt2_v = on; } // tests, benches: 1 / 0 (-1: SPARKD_G4_MT2)
-// gemms.cu's g2_mt: SPARKD_G4_MT2=1 gives gemms2_kernel two m16 tiles a warp (256-row tiles, one unit a
-// stage) at 33..64 tokens for Q4_K / Q6_K: half the input slice's shared-memory reads a weight byte
-// (each warp reads all T tokens' B fragments for its rows: 16 KB a warp a unit at 64 tokens). Off with
-// SPARKD_G4=0.
-static int g4_mode();
-int g4_mt2() {
-    if (!g4_mode()) return 0;
-    return g4_mt2_v >= 0 ? g4_mt2_v : cuda_env_int("SPARKD_G4_MT2", 0) ? 1 : 0;
-}
 static int g4_mode() {
     if (g4_v == -2) g4_v = cuda_env_int("SPARKD_G4", 2);
     return g4_v;
@@ -205,9 +215,9 @@ static bool g4_part_of(const cuda_part &P, int T, g4_part *o) {
 
 template <int NV>
 static cudaError_t g4_launch_nv(bool pt, int T, int CL, int th, void *stream, const float *gate, const float *up, int ld, int act,
-                                const cuda_mmin &out, const g4_part &pg, const g4_part &pu) {
+                                const cuda_mmin &out, const g4_part &pg, const g4_part &pu, int b1) {
     return cuda_launch_cluster(pt ? g4_act_kernel<NV, true> : g4_act_kernel<NV, false>, dim3((unsigned)(T * CL)),
-                               dim3((unsigned)CL), dim3((unsigned)th), 0, stream, gate, up, ld, act, out, pg, pu);
+                               dim3((unsigned)CL), dim3((unsigned)th), 0, stream, gate, up, ld, act, out, pg, pu, b1);
 }
 
 // layer.cu's elt_act (the F16 / BF16 forms): 0 = launched, -1 = not taken (the caller goes on as
@@ -218,7 +228,8 @@ int g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, 
     if (off || !g4_mode()) return -1;
     const int tmin = g4_min_v >= 0 ? g4_min_v : cuda_env_int("SPARKD_G4_MIN", 2);
     int CL = g4_cl_v > 0 ? g4_cl_v : cuda_env_int("SPARKD_G4_CL", 0);
-    if (CL != 2 && CL != 4 && CL != 8) CL = T <= 16 ? 8 : 4; // (act_cl_kernel's rule: 8 at 2..16 rows, 4 above)
+    if (CL != 2 && CL != 4 && CL != 8) CL = 8; // (run 0's kbench: 8 faster than 4 at every T, 2..64)
+    const int b1 = g4_mode() == 3 ? 1 : 0;
     if (T < (tmin < 2 ? 2 : tmin) || T > 64 || !(out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) || ffn % (32 * CL) ||
         out.K != ffn || ld % 4 || !g4_a16(gate) || !g4_a16(up) || !g4_dev_ok())
         return -1;
@@ -234,10 +245,10 @@ int g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, 
     const bool pt = pg.on != 0;
     cudaError_t rc;
     switch (nv) {
-    case 1: rc = g4_launch_nv<1>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu); break;
-    case 2: rc = g4_launch_nv<2>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu); break;
-    case 3: rc = g4_launch_nv<3>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu); break;
-    default: rc = g4_launch_nv<4>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu); break;
+    case 1: rc = g4_launch_nv<1>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu, b1); break;
+    case 2: rc = g4_launch_nv<2>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu, b1); break;
+    case 3: rc = g4_launch_nv<3>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu, b1); break;
+    default: rc = g4_launch_nv<4>(pt, T, CL, th, stream, gate, up, ld, act, out, pg, pu, b1); break;
     }
     if (rc == cudaSuccess) {
         g4_launches++;

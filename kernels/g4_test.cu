@@ -10,7 +10,8 @@
 //   gate / up, summed by gemms2_reduce_kernel): relative to the row's norm, tolerance 1e-6;
 // - g4_act_kernel ran (its launch counter) where it must;
 // - a control that must fail: the deferred pieces with their tiles misnumbered (tile0 ^ 1), or for
-//   plain rows one gate value changed to -3 x itself - 1.
+//   plain rows one gate value changed to -3 x itself - 1;
+// rows for SPARKD_G4=2 (two cluster barriers) and =3 (one), CL 2 / 4 / 8.
 #include "cuda.h"
 #include "cuda_kern.h"
 
@@ -30,7 +31,6 @@ extern "C" void cuda_g4_set(int v);                // g4.cu: SPARKD_G4 (0 off; -
 extern "C" long cuda_g4_launches(void);            // g4.cu
 extern "C" void cuda_g4_min_set(int t);            // g4.cu: fewest tokens (-1: env)
 extern "C" void cuda_g4_cl_set(int cl);            // g4.cu: CTAs a row (-1: env)
-extern "C" void cuda_g4_mt2_set(int on);           // g4.cu: SPARKD_G4_MT2 (gemms2 two m16 tiles a warp at 33..64; -1: env)
 
 namespace {
 
@@ -47,10 +47,10 @@ const int AFORMS = CUDA_MMIN_F16 | CUDA_MMIN_Q8 | CUDA_MMIN_XP;
 
 // One row: gate + up of ffn rows x K Q4_K at T tokens (deferred: through gemms2 with the defer on;
 // plain: random gate / up rows), then the activation with SPARKD_G4=0, =2 (CL CTAs a row), control.
-void run(int T, int ffn, int K, bool deferred, int CL, int mt2 = 0) {
+void run(int T, int ffn, int K, bool deferred, int CL, int mode_on = 2) {
     char tag[160];
     snprintf(tag, sizeof tag, "g4 act T%d ffn %d %s CL%d%s", T, ffn, deferred ? "gemms2 pieces" : "plain rows", CL,
-             mt2 ? " MT2 (256-row tiles)" : "");
+             mode_on == 3 ? " SPARKD_G4=3 (one cluster barrier)" : "");
     err e2 = {ERR_OK, {0}};
     float *y[2] = {(float *)dalloc((size_t)T * ffn * 4), (float *)dalloc((size_t)T * ffn * 4)};
     const uint64_t wbytes = 64ull << 20;
@@ -86,12 +86,10 @@ void run(int T, int ffn, int K, bool deferred, int CL, int mt2 = 0) {
     }
     // mode 0: reduce launch (host reference of gate / up), then SPARKD_G4=0 on the deferred pieces
     // (or plain rows); 1: SPARKD_G4=2; 2: =2 with the control's fault. out: the buffer's words.
-    bool split = !deferred, ran = false, tiles_ok = true;
+    bool split = !deferred, ran = false;
     auto pass = [&](int mode, std::vector<uint32_t> &out) -> bool {
         cuda_defer d;
         memset(&d, 0, sizeof d);
-        cuda_g4_set(2); // (the product: SPARKD_G4_MT2 applies only with G4 on)
-        cuda_g4_mt2_set(mt2);
         if (deferred) {
             cuda_mm_args a;
             memset(&a, 0, sizeof a);
@@ -108,13 +106,12 @@ void run(int T, int ffn, int K, bool deferred, int CL, int mt2 = 0) {
             a.defer = &d;
             if (cuda_matmul(&a, &m, C->st, &e2)) return false;
             for (int i = 0; i < 2; i++) {
-                if (d.part[i].g2 && d.part[i].ld != (mt2 ? 256 : 128)) tiles_ok = false;
                 if (d.part[i].g2) split = true;
                 if (mode == 2 && d.part[i].g2) d.part[i].tile0 ^= 1;
             }
         }
         poison(buf, mb);
-        cuda_g4_set(mode ? 2 : 0);
+        cuda_g4_set(mode ? mode_on : 0);
         const long l0 = cuda_g4_launches();
         const float *g = !deferred && mode == 2 ? yc : y[0];
         if (cuda_act_mm_part(g, y[1], ffn, T, ffn, CUDA_ACT_SILU, &d.part[0], &d.part[1], &am, C->st, &e2)) return false;
@@ -131,7 +128,6 @@ void run(int T, int ffn, int K, bool deferred, int CL, int mt2 = 0) {
     cuda_g4_set(-1);
     cuda_g4_min_set(-1);
     cuda_g4_cl_set(-1);
-    cuda_g4_mt2_set(-1);
     cuda_gemms2_set(-1);
     if (!ok) {
         fprintf(C->f, "not ok - %s: %s\n", tag, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
@@ -162,8 +158,7 @@ void run(int T, int ffn, int K, bool deferred, int CL, int mt2 = 0) {
         if (er > worst) worst = er;
     }
     const size_t nd = ndiff(ref, got), nb = ndiff(ref, bad);
-    if (!tiles_ok) strcat(tag, " (gemms2's tile rows not as asked)");
-    const bool rok = ran && nd == 0 && fin && worst < 1e-6 && tiles_ok;
+    const bool rok = ran && nd == 0 && fin && worst < 1e-6;
     if (!rok) C->fails++;
     fprintf(C->f, "%s - %s: %zu of %zu words differ from SPARKD_G4=0 (want 0), xp vs float64 %.2g (tol 1e-6)%s%s\n",
             rok ? "ok" : "not ok", tag, nd, ref.size(), worst, ran ? "" : ", g4_act_kernel did not run",
@@ -171,79 +166,6 @@ void run(int T, int ffn, int K, bool deferred, int CL, int mt2 = 0) {
     if (!nb) C->fails++;
     fprintf(C->f, "%s - %s control (%s): %zu words differ (want > 0)\n", nb ? "ok" : "not ok", tag,
             deferred ? "pieces misplaced" : "one gate value -3x - 1", nb);
-    fflush(C->f);
-}
-
-// SPARKD_G4_MT2's product (gemms2_kernel<F, 8, 2>: 256-row tiles, one unit a stage) against MT 1 (128-row
-// tiles) at T tokens: only the K pieces' cut points differ (f32 sums in another grouping), so per token
-// ||y2 - y1|| / ||y1|| < 1e-5; the reduced y of both (no defer), outputs poisoned first; gemms2 must have run.
-// Control: the MT 1 product of another input token order (tokens 0 and 1 swapped) must differ (> 1e-3).
-void prod_case(uint32_t type, int n, int rows, int K, int T) {
-    char tag[160];
-    snprintf(tag, sizeof tag, "g4 MT2 product %s %dx%dx%d T%d", tname(type), n, rows, K, T);
-    cuda_weight w[2];
-    memset(w, 0, sizeof w);
-    for (int i = 0; i < n; i++)
-        if (!st_make_weight(&w[i], type, st_gen_rows(type, rows, K), rows, K)) return;
-    auto x = st_randn((size_t)T * K, 1.0);
-    auto xs = x;
-    for (int k = 0; k < K; k++) std::swap(xs[k], xs[(size_t)K + k]);
-    const int forms = CUDA_MMIN_F16 | CUDA_MMIN_Q8;
-    cuda_mmin m[2];
-    err e2 = {ERR_OK, {0}};
-    for (int j = 0; j < 2; j++) {
-        cuda_mmin_carve(&m[j], dalloc(cuda_mmin_bytes(T, K, forms)), T, K, forms);
-        if (cuda_mmin_prepare(dup(j ? xs : x), K, &m[j], T, C->st, &e2)) { fprintf(C->f, "not ok - %s: prepare\n", tag); C->fails++; return; }
-    }
-    const uint64_t wbytes = 64ull << 20;
-    float *work = (float *)dalloc(wbytes);
-    float *y = (float *)dalloc((size_t)n * T * rows * 4);
-    std::vector<float> r[3];
-    bool ok = true, ran = true;
-    cuda_gemms2_set(1);
-    for (int v = 0; v < 3 && ok; v++) { // 0: MT 1, 1: MT 2, 2: MT 1 on the swapped input (control)
-        cuda_g4_set(2);
-        cuda_g4_mt2_set(v == 1);
-        poison(y, (size_t)n * T * rows * 4);
-        cuda_mm_args a;
-        memset(&a, 0, sizeof a);
-        a.n = n; a.work = work; a.work_bytes = wbytes;
-        for (int i = 0; i < n; i++) { a.w[i] = &w[i]; a.y[i] = y + (size_t)i * T * rows; a.ldy[i] = rows; }
-        const long l2 = cuda_gemms2_launches();
-        ok = !cuda_matmul(&a, &m[v == 2], C->st, &e2) && cudaStreamSynchronize(C->st) == cudaSuccess;
-        ran = ran && cuda_gemms2_launches() > l2;
-        r[v] = get(y, (size_t)n * T * rows);
-    }
-    cuda_g4_set(-1);
-    cuda_g4_mt2_set(-1);
-    cuda_gemms2_set(-1);
-    if (!ok) {
-        fprintf(C->f, "not ok - %s: %s\n", tag, e2.code ? e2.msg : cudaGetErrorString(cudaGetLastError()));
-        C->fails++;
-        return;
-    }
-    auto err_of = [&](const std::vector<float> &a, const std::vector<float> &b) {
-        double worst = 0;
-        for (int i = 0; i < n; i++)
-            for (int t = 0; t < T; t++) {
-                double num = 0, den = 0;
-                for (int k = 0; k < rows; k++) {
-                    const size_t at = ((size_t)i * T + t) * rows + k;
-                    const double d = (double)a[at] - (double)b[at];
-                    num += isfinite(a[at]) ? d * d : 1e30;
-                    den += (double)b[at] * b[at];
-                }
-                const double e = sqrt(num / (den > 0 ? den : 1));
-                if (e > worst) worst = e;
-            }
-        return worst;
-    };
-    const double e1 = err_of(r[1], r[0]), ec = err_of(r[2], r[0]);
-    const bool rok = ran && e1 < 1e-5;
-    if (!rok) C->fails++;
-    fprintf(C->f, "%s - %s: MT2 vs MT1 %.2g (tol 1e-5)%s\n", rok ? "ok" : "not ok", tag, e1, ran ? "" : ", gemms2 did not run");
-    if (!(ec > 1e-3)) C->fails++;
-    fprintf(C->f, "%s - %s control (tokens 0 / 1 swapped): %.2g (want > 1e-3)\n", ec > 1e-3 ? "ok" : "not ok", tag, ec);
     fflush(C->f);
 }
 
@@ -268,25 +190,17 @@ int g4_selftest(void *file, int quick, uint64_t seed, err *e) {
     }
     // Qwen3-8B's gate + up (12288 x 4096 each: 192 tiles x 16 stages over 132 CTAs on an H200, so
     // most tiles are cut); plain rows also at an ffn of 3072 (one float4 a thread)
-    struct { int T, ffn, K; bool def; int CL, mt2; } cases[] = {
-        {64, 12288, 4096, true, 4, 0}, {64, 12288, 4096, true, 4, 1}, {64, 12288, 4096, false, 4, 0},
-        {33, 12288, 4096, true, 4, 0}, {48, 12288, 4096, true, 8, 0}, {40, 3072, 4096, false, 4, 0},
-        {64, 12288, 4096, true, 2, 0}, {17, 12288, 4096, true, 4, 0}, {48, 12288, 4096, false, 8, 0},
-        {8, 12288, 4096, true, 8, 0}, {2, 12288, 4096, true, 8, 0}, {16, 12288, 4096, true, 4, 0},
-        {33, 12288, 4096, true, 4, 1},
+    struct { int T, ffn, K; bool def; int CL, mode; } cases[] = {
+        {64, 12288, 4096, true, 8, 2}, {64, 12288, 4096, true, 8, 3}, {64, 12288, 4096, false, 8, 3},
+        {33, 12288, 4096, true, 4, 2}, {48, 12288, 4096, true, 8, 2}, {40, 3072, 4096, false, 4, 2},
+        {64, 12288, 4096, true, 2, 2}, {17, 12288, 4096, true, 4, 3}, {48, 12288, 4096, false, 8, 2},
+        {8, 12288, 4096, true, 8, 2}, {2, 12288, 4096, true, 8, 3}, {16, 12288, 4096, true, 4, 2},
+        {33, 12288, 4096, true, 8, 3}, {40, 3072, 4096, false, 4, 3}, {64, 12288, 4096, true, 4, 2},
     };
     int i = 0;
     for (const auto &c : cases) {
         if (quick && i++ >= 3) break;
-        run(c.T, c.ffn, c.K, c.def, c.CL, c.mt2);
-        dfree_all();
-    }
-    prod_case(QUANT_Q4_K, 2, 12288, 4096, 64);
-    dfree_all();
-    if (!quick) {
-        prod_case(QUANT_Q6_K, 1, 16384 + 200, 4096, 48); // (rows not a multiple of 256)
-        dfree_all();
-        prod_case(QUANT_Q4_K, 2, 12288, 4096, 33);
+        run(c.T, c.ffn, c.K, c.def, c.CL, c.mode);
         dfree_all();
     }
     st_close_stream();
@@ -294,10 +208,10 @@ int g4_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=g4: Qwen3-8B's gate+up (Q4_K 2 x 12288 x 4096 on gemms2, pieces deferred) + the
-// activation at T = 64 / 48 / 33 / 32 / 17 / 16 / 8 / 2, SPARKD_G4=0 beside =2 (CL 4 and 8; at 33..64 also
-// with SPARKD_G4_MT2=1): the activation alone (the same pieces, launched back to back) and product +
-// activation (weights rotated over copies beyond the L2); the Q6_K head (a quarter of its rows) with
-// MT 1 / 2; then the plain-row activation (Q8_0's act_row at 33..64).
+// activation at T = 64 / 48 / 33 / 32 / 17 / 16 / 8 / 2, SPARKD_G4=0 beside =2 (CL 4 and 8) and =3 (CL 8):
+// the activation alone (the same pieces, launched back to back: run 0 says ~6.5 us a launch is the
+// floor of this loop, host-bound) and product + activation (weights rotated over copies beyond the
+// L2); then the plain-row activation (Q8_0's act_row at 33..64).
 void g4_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -328,10 +242,8 @@ void g4_kbench(void *file, double probe, err *e) {
         err e2 = {ERR_OK, {0}};
         if (cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) return;
         for (int v = 0; v < 4; v++) {
-            if (v == 3 && T < 33) continue;
-            cuda_g4_set(v ? 2 : 0);
-            cuda_g4_cl_set(v == 2 ? 8 : 4);
-            cuda_g4_mt2_set(v == 3);
+            cuda_g4_set(v == 0 ? 0 : v == 3 ? 3 : 2);
+            cuda_g4_cl_set(v == 1 ? 4 : 8);
             cuda_mm_args a;
             memset(&a, 0, sizeof a);
             cuda_defer d;
@@ -364,53 +276,17 @@ void g4_kbench(void *file, double probe, err *e) {
             }, 5) / 20;
             const cudaError_t ce = cudaGetLastError();
             fprintf(ctx.f, "| Q4_K gate+up pieces | %d | %s | %.2f | %.1f | %.0f | %s%s%s%s |\n", T,
-                    v == 0 ? "SPARKD_G4=0" : v == 1 ? "SPARKD_G4=2 CL4" : v == 2 ? "SPARKD_G4=2 CL8" : "SPARKD_G4=2 CL4 MT2", act, both,
+                    v == 0 ? "SPARKD_G4=0" : v == 1 ? "SPARKD_G4=2 CL4" : v == 2 ? "SPARKD_G4=2 CL8" : "SPARKD_G4=3 CL8", act, both,
                     (double)wb / (prod * 1e3), cuda_gemms2_launches() > l2 ? "gemms2" : "gemms", d.part[0].g2 ? " pieces" : "",
                     cuda_g4_launches() > l0 ? " g4" : "", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
             fflush(ctx.f);
         }
     }
-    cuda_g4_mt2_set(-1);
-    // Q6_K head (Q4_K_M's) at a quarter of Qwen3-8B's rows (37984 x 4096: 4 copies beyond the L2), MT 1 / 2
-    {
-        const int hr = 151936 / 4;
-        const uint64_t hb = cuda_weight_bytes(QUANT_Q6_K, hr, K);
-        auto hraw = st_gen_rows(QUANT_Q6_K, hr, K);
-        std::vector<cuda_weight> hw(4);
-        bool hok = true;
-        for (auto &w : hw) hok = hok && st_make_weight(&w, QUANT_Q6_K, hraw, hr, K);
-        float *hy = hok ? (float *)dalloc((size_t)64 * hr * 4) : NULL;
-        for (int T : {64, 48}) {
-            err e2 = {ERR_OK, {0}};
-            if (!hy || cuda_mmin_prepare(dx, K, &m, T, C->st, &e2)) break;
-            for (int v = 0; v < 2; v++) {
-                cuda_g4_set(2);
-                cuda_g4_mt2_set(v);
-                cuda_mm_args a;
-                memset(&a, 0, sizeof a);
-                a.n = 1; a.work = work; a.work_bytes = wbytes; a.y[0] = hy; a.ldy[0] = hr;
-                const long l2 = cuda_gemms2_launches();
-                const double us = time_us([&] {
-                    for (int c = 0; c < 4; c++) {
-                        a.w[0] = &hw[(size_t)c];
-                        err e3;
-                        cuda_matmul(&a, &m, C->st, &e3);
-                    }
-                }, 5) / 4;
-                const cudaError_t ce = cudaGetLastError();
-                fprintf(ctx.f, "| Q6_K head/4 %dx%d | %d | %s | | %.1f (x4: %.1f) | %.0f | %s%s |\n", hr, K, T,
-                        v ? "SPARKD_G4_MT2=1" : "SPARKD_G4_MT2=0", us, 4 * us, (double)hb / (us * 1e3),
-                        cuda_gemms2_launches() > l2 ? "gemms2" : "other", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
-                fflush(ctx.f);
-            }
-        }
-        cuda_g4_mt2_set(-1);
-    }
     // plain rows (Q8_0's w64 reduces its own split: act_row_kernel at 33..64 today)
     for (int T : {64, 48, 33}) {
-        for (int v = 0; v < 3; v++) {
-            cuda_g4_set(v ? 2 : 0);
-            cuda_g4_cl_set(v == 2 ? 8 : 4);
+        for (int v = 0; v < 4; v++) {
+            cuda_g4_set(v == 0 ? 0 : v == 3 ? 3 : 2);
+            cuda_g4_cl_set(v == 1 ? 4 : 8);
             const long l0 = cuda_g4_launches();
             const double act = time_us([&] {
                 for (int c = 0; c < 20; c++) {
@@ -420,7 +296,7 @@ void g4_kbench(void *file, double probe, err *e) {
             }, 5) / 20;
             const cudaError_t ce = cudaGetLastError();
             fprintf(ctx.f, "| plain rows | %d | %s | %.2f | | | %s%s |\n", T,
-                    v == 0 ? "SPARKD_G4=0" : v == 1 ? "SPARKD_G4=2 CL4" : "SPARKD_G4=2 CL8", act,
+                    v == 0 ? "SPARKD_G4=0" : v == 1 ? "SPARKD_G4=2 CL4" : v == 2 ? "SPARKD_G4=2 CL8" : "SPARKD_G4=3 CL8", act,
                     cuda_g4_launches() > l0 ? "g4" : "", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
             fflush(ctx.f);
         }

@@ -228,42 +228,6 @@ __device__ __forceinline__ void gs_unit_m(const gs_slot<F> *s, int q, const uint
             }
         }
     }
-    if constexpr (MT == 2 && NT == 8 && F != QT_Q8_0) { // (round 12 g4, SPARKD_G4_MT2: both m-tiles' A first, then
-        // each B fragment (8 bytes, LDS.64) once for both: 8 live registers of A instead of 32 of bv[NT])
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int st = 2 * i + h, Q = st >> 2, j = 2 * (st & 3);
-                const int k = F == QT_Q6_K ? (st & 3) : ((st >> 1) & 1);
-                uint32_t a[MT][4];
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                    for (int r = 0; r < 2; r++) {
-                        uint32_t p0, p1;
-                        if constexpr (F == QT_Q4_K) {
-                            p0 = q4k_pair(qr[mt][r][Q], j, ml, mh);
-                            p1 = q4k_pair(qr[mt][r][Q], j + 1, ml, mh);
-                            a[mt][r] = h2fma(p0, sc[mt].s[r][k], sc[mt].m[r][k]);
-                            a[mt][2 + r] = h2fma(p1, sc[mt].s[r][k], sc[mt].m[r][k]);
-                        } else {
-                            p0 = q6k_pair(qr[mt][r][Q], j, ml, mh);
-                            p1 = q6k_pair(qr[mt][r][Q], j + 1, ml, mh);
-                            a[mt][r] = h2mul(p0, sc[mt].s[r][k]);
-                            a[mt][2 + r] = h2mul(p1, sc[mt].s[r][k]);
-                        }
-                    }
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    const uint2 b = *(const uint2 *)(bs + nt * 8 * pitch + ((16 * i) ^ sw) + 8 * h);
-#pragma unroll
-                    for (int mt = 0; mt < MT; mt++) gs_mma(acc[mt][nt], a[mt], b.x, b.y);
-                }
-            }
-        }
-        return;
-    }
 #pragma unroll
     for (int i = 0; i < 4; i++) { // 16-byte block i of the lane's 64 input bytes: steps 2i, 2i + 1
         uint4 bv[NT];
@@ -1016,8 +980,7 @@ static int g2_top_t(const cuda_mm_args *a) {
 static int gs_nt(int T) { return T <= 8 ? 1 : T <= 16 ? 2 : 4; }
 static int g2_nt(int T) { return T <= 32 ? gs_nt(T) : 8; } // gemms2: 8 token tiles at 33..64
 // m16 tiles a warp: 2 (SPARKD_HS2_MT=2) at 17..32 tokens (at 33..64 the accumulators spill)
-int g4_mt2(); // g4.cu (round 12): SPARKD_G4_MT2, two m16 tiles a warp at 33..64 tokens (K-quants)
-static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : g2_nt(T) == 8 && g4_mt2() ? 2 : 1; }
+static int g2_mt(int T) { return g_hs2_mt == 2 && g2_nt(T) == 4 ? 2 : 1; }
 // two CTAs an SM wanted at T tokens: SPARKD_HS2_2CTA=1 at T <= 32, default (2) at 17..32 for Q8_0
 // only (GPU run 1, Q8_0: 32 sequences +2.9%, 8 sequences -5.6%; the K-quants were not measured and
 // Q4_K's 2-CTA kernel at 17..32 spills 24 bytes), 0 never; one m16 tile a warp
@@ -1080,7 +1043,6 @@ static int g2_geom(uint32_t type, int T, int K, int *unit, int *stages, size_t *
     G2_GEOM(QT_Q4_K, 1, 1, 0) G2_GEOM(QT_Q4_K, 2, 1, 0) G2_GEOM(QT_Q4_K, 4, 1, 0) G2_GEOM(QT_Q4_K, 8, 1, 0)
     G2_GEOM(QT_Q6_K, 1, 1, 0) G2_GEOM(QT_Q6_K, 2, 1, 0) G2_GEOM(QT_Q6_K, 4, 1, 0) G2_GEOM(QT_Q6_K, 8, 1, 0)
     G2_GEOM(QT_Q8_0, 4, 2, 0) G2_GEOM(QT_Q4_K, 4, 2, 0) G2_GEOM(QT_Q6_K, 4, 2, 0)
-    G2_GEOM(QT_Q4_K, 8, 2, 0) G2_GEOM(QT_Q6_K, 8, 2, 0) // (round 12 g4: SPARKD_G4_MT2)
     G2_GEOM(QT_Q8_0, 1, 1, 1) G2_GEOM(QT_Q8_0, 2, 1, 1) G2_GEOM(QT_Q8_0, 4, 1, 1)
     G2_GEOM(QT_Q4_K, 1, 1, 1) G2_GEOM(QT_Q4_K, 2, 1, 1) G2_GEOM(QT_Q4_K, 4, 1, 1)
     G2_GEOM(QT_Q6_K, 1, 1, 1) G2_GEOM(QT_Q6_K, 2, 1, 1) G2_GEOM(QT_Q6_K, 4, 1, 1)
@@ -1286,10 +1248,7 @@ template <uint32_t F> static int g2_launch_t(const gemms_params &p, size_t smem,
     case 4:
         return m2 ? g2_launch<F, 4, 2>(p, smem, stream, e)
                   : c2 ? g2_launch<F, 4, 1, true>(p, smem, stream, e) : g2_launch<F, 4, 1>(p, smem, stream, e);
-    default:
-        if constexpr (F != QT_Q8_0) // (round 12 g4: SPARKD_G4_MT2)
-            if (m2) return g2_launch<F, 8, 2>(p, smem, stream, e);
-        return g2_launch<F, 8, 1>(p, smem, stream, e);
+    default: return g2_launch<F, 8, 1>(p, smem, stream, e);
     }
 }
 
