@@ -554,6 +554,8 @@ __global__ __launch_bounds__(ELT_CHUNK) void act_chunk_kernel(const float *gate,
     mmin_emit4(out, t, 4 * f, v, live, 1.0f);
 }
 
+int g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out, const cuda_part &pg,
+           const cuda_part &pu, void *stream, err *e); // g4.cu (round 12)
 static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
                    const cuda_part &pg, const cuda_part &pu, void *stream, err *e) {
     if (ld % 4 || !a16(gate) || !a16(up) || !part_a16(pg) || !part_a16(pu)) return -1;
@@ -565,6 +567,7 @@ static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, i
         else CUDA_TRY(cuda_launch(act_chunk_kernel<>, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out, pg, pu));
         return 0;
     }
+    { const int gr = g4_act(gate, up, ld, T, ffn, act, out, pg, pu, stream, e); if (gr >= 0) return gr; } // round 12 g4 (g4.cu; SPARKD_G4=0: off)
     const int cr = act_cl_launch(gate, up, ld, T, ffn, act, out, pg, pu, pt, stream, e);
     if (cr >= 0) return cr;
     int th = 0;

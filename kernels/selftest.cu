@@ -2100,6 +2100,7 @@ int pp_selftest(void *file, int quick, uint64_t seed, err *e); void pp_kbench(vo
 int apf_selftest(void *file, int quick, uint64_t seed, err *e); void apf_kbench(void *file, double probe, err *e); // apf_test.cu (round 10)
 int fc_selftest(void *file, int quick, uint64_t seed, err *e); void fc_kbench(void *file, double probe, err *e); // fc_test.cu (round 11)
 int hd_selftest(void *file, int quick, uint64_t seed, err *e); void hd_kbench(void *file, double probe, err *e); // hd_test.cu (round 11)
+int g4_selftest(void *file, int quick, uint64_t seed, err *e); void g4_kbench(void *file, double probe, err *e); // g4_test.cu (round 12)
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -2159,6 +2160,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     if (mode && !strcmp(mode, "apf")) { apf_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // apf_test.cu (round 10)
     if (mode && !strcmp(mode, "fc")) { fc_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // fc_test.cu (round 11)
     if (mode && !strcmp(mode, "hd")) { hd_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // hd_test.cu (round 11)
+    if (mode && !strcmp(mode, "g4")) { g4_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // g4_test.cu (round 12)
     if (mode && !strcmp(mode, "prefill")) {
         // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
         // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
@@ -2401,6 +2403,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     ctx.fails += pp_selftest(ctx.f, quick, ctx.rng.next(), e); // round 9 pp: the paired gate+up, hfw3's deferred partials (pp_test.cu)
     ctx.fails += apf_selftest(ctx.f, quick, ctx.rng.next(), e); // round 10 apf: the fast prefill attention on 8-warp CTAs (apf_test.cu)
     ctx.fails += fc_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 fc: hfw3's ring depth, SPARKD_FC (fc_test.cu)
+    ctx.fails += g4_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 g4: the activation at 33..64 tokens, bitwise vs SPARKD_G4=0 (g4_test.cu)
     test_act(1, 768, CUDA_ACT_SILU);
     test_act(7, 2048, CUDA_ACT_GELU_TANH);
     test_act(4097, 1024, CUDA_ACT_SILU);
