@@ -19,7 +19,8 @@
 // 8-lane groups of 32 elements; the row max is exact in any order).
 //
 // SPARKD_E64: mask (1 qkv with partials, 2 resid_norm; default 3); 0 = layer.cu's launches exactly.
-// SPARKD_E64_MIN: the fewest rows taken (default 33; the most: 64).
+// SPARKD_E64_MIN: the fewest rows taken (default 33; the most: 64; run 0 measures 2: the 8-sequence steps too).
+// SPARKD_E64_RNT: 512 (default) or 1024 threads a resid row (bench variant).
 #include "cuda_kern.h"
 
 #include <stdlib.h>
@@ -48,6 +49,13 @@ static int e64_min(void) {
     }
     return e64_min_v;
 }
+static int e64_rnt_v = -1;
+// SPARKD_E64_RNT: threads a resid row (512 default; 1024: one float4 a thread); run 0's bench variant.
+static int e64_rnt(void) {
+    if (e64_rnt_v < 0) e64_rnt_v = cuda_env_int("SPARKD_E64_RNT", E64_RNT) == 1024 ? 1024 : E64_RNT;
+    return e64_rnt_v;
+}
+extern "C" void cuda_e64_rnt_set(int nt) { e64_rnt_v = nt < 0 ? -1 : nt == 1024 ? 1024 : E64_RNT; }
 // Tests and benches: the mask (0 = off), -1 = as the environment says; the fewest rows (-1: the environment's).
 extern "C" void cuda_e64_set(int mask, int min_rows) {
     e64_v = mask < 0 ? -1 : mask & 3;
@@ -148,9 +156,14 @@ int e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *str
     if (pt && (a->o_part.g2 || a->o_part.nz < 1 || a->o_part.nz > E64_RZ)) return -1;
     const int has = a->out != NULL ? 1 : 0;
     e64_n++;
-    const dim3 g((unsigned)a->n), b(E64_RNT);
-    if (pt) CUDA_TRY(cuda_launch(e64_resid_kernel<2, E64_RNT, E64_RZ, true>, g, b, 0, stream, *a, out, has));
-    else CUDA_TRY(cuda_launch(e64_resid_kernel<2, E64_RNT, E64_RZ, false>, g, b, 0, stream, *a, out, has));
+    const dim3 g((unsigned)a->n);
+    if (e64_rnt() == 1024) { // (env variant: 1024 threads a row, 1 float4 a thread)
+        if (pt) CUDA_TRY(cuda_launch(e64_resid_kernel<1, 1024, E64_RZ, true>, g, dim3(1024), 0, stream, *a, out, has));
+        else CUDA_TRY(cuda_launch(e64_resid_kernel<1, 1024, E64_RZ, false>, g, dim3(1024), 0, stream, *a, out, has));
+        return 0;
+    }
+    if (pt) CUDA_TRY(cuda_launch(e64_resid_kernel<2, E64_RNT, E64_RZ, true>, g, dim3(E64_RNT), 0, stream, *a, out, has));
+    else CUDA_TRY(cuda_launch(e64_resid_kernel<2, E64_RNT, E64_RZ, false>, g, dim3(E64_RNT), 0, stream, *a, out, has));
     return 0;
 }
 

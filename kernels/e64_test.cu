@@ -24,6 +24,7 @@
 
 extern "C" void cuda_e64_set(int mask, int min_rows); // e64.cu: kernels taken (1 qkv, 2 resid; 0 off, -1 env)
 extern "C" long cuda_e64_launches(void);             // e64.cu: launches so far
+extern "C" void cuda_e64_rnt_set(int nt);             // e64.cu: threads a resid row (512, 1024; -1 env)
 
 namespace {
 
@@ -50,12 +51,13 @@ void verdict(const char *tag, const std::vector<uint8_t> &ref, const std::vector
 }
 
 // One resid_norm case: T rows of dim 4096, nz deferred partials (0: o plain rows, -1: no o).
-void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows) {
+void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows, int rnt = 512) {
     const int dim = 4096;
     char tag[160];
     snprintf(tag, sizeof tag, "e64 resid_norm T%d %s forms %d%s%s%s", T, nz > 0 ? "partials" : nz == 0 ? "o" : "no o", forms,
              bias ? " bias" : "", xout ? " xout" : "", rows ? " rows" : "");
     if (nz > 0) snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " nz %d", nz);
+    snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " (%d threads a row)", rnt);
     const int R = rows ? T + 7 : T;
     auto x0 = st_randn((size_t)R * dim, 1.0), nw = st_randn(dim, 1.0), ob = st_randn(dim, 0.1);
     for (size_t k = 0; k < x0.size(); k += 97) x0[k] *= 20.0f;
@@ -94,10 +96,12 @@ void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows) {
             a.o_part.ld = dim;
             a.o_part.nz = nz;
         }
-        cuda_e64_set(mask, 33);
+        cuda_e64_set(mask, 2);
         err e2 = {ERR_OK, {0}};
+        cuda_e64_rnt_set(rnt);
         const int rc = cuda_resid_norm(&a, C->st, &e2);
         cuda_e64_set(-1, -1);
+        cuda_e64_rnt_set(-1);
         if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) { fprintf(C->f, "not ok - %s: %s\n", tag, e2.msg); C->fails++; return false; }
         o.clear();
         put(o, dx, (size_t)R * dim);
@@ -173,7 +177,7 @@ void qkv_case(int T, int nseq, int pos0, int kv_type, bool norm, bool bias, int 
         }
         poison(kc, cb);
         poison(vc, cb);
-        cuda_e64_set(mask, 33);
+        cuda_e64_set(mask, 2);
         err e2 = {ERR_OK, {0}};
         const int rc = cuda_qkv_rope_store(&a, &tk, C->st, &e2);
         cuda_e64_set(-1, -1);
@@ -214,18 +218,26 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
     resid_case(64, 0, F, true, false, false);
     resid_case(40, -1, F | CUDA_MMIN_Q8, false, true, false);
     resid_case(57, 8, F, false, false, true);
+    resid_case(8, 8, F, false, false, false);
+    resid_case(2, 6, F | CUDA_MMIN_BF16, true, true, true);
+    resid_case(64, 8, F, false, true, false, 1024);
+    resid_case(16, 3, F | CUDA_MMIN_Q8, true, false, true, 1024);
+    resid_case(20, -1, F, false, true, false, 1024);
     dfree_all();
     qkv_case(64, 64, 700, CUDA_KV_F16, true, false, 5, 5, 5);
     qkv_case(64, 64, 3000, CUDA_KV_F16, true, false, 3, 3, 16);
     qkv_case(48, 16, 100, CUDA_KV_BF16, true, true, 2, 0, 7);
     qkv_case(33, 3, 4000, CUDA_KV_F32, false, true, 0, 4, 1);
+    qkv_case(8, 8, 32768, CUDA_KV_F16, true, false, 5, 5, 16);
+    qkv_case(2, 1, 17, CUDA_KV_BF16, true, true, 8, 8, 8);
     dfree_all();
     st_close_stream();
     return ctx.fails;
 }
 
-// SPARKD_KBENCH=e64: one 64-sequence decode layer's row producers at T = 64 (Qwen3-8B: hidden 4096, 32 / 8
-// heads of 128, f16 KV), SPARKD_E64=0 vs on, each timed warm (median of 50) on the same buffers.
+// SPARKD_KBENCH=e64: a decode layer's row producers at T = 64 / 48 / 33 / 32 / 8 rows (Qwen3-8B: hidden 4096, 32 / 8 heads
+// of 128, f16 KV), SPARKD_E64=0 vs on (SPARKD_E64_MIN=2 here: every T taken), resid rows also with 1024 threads a row;
+// each timed warm (median of 50) on the same buffers.
 void e64_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -233,23 +245,28 @@ void e64_kbench(void *file, double probe, err *e) {
     ctx.rng.s = 777;
     if (!st_open_stream()) return;
     const int dim = 4096, F = CUDA_MMIN_F16;
-    fprintf(ctx.f, "| step | T | SPARKD_E64=0 us | SPARKD_E64=3 us | saved us | GB/s new (bytes once) | %% probe |\n"
-                   "|---|---|---|---|---|---|---|\n");
-    double tot[2] = {0, 0};
+    fprintf(ctx.f, "| step | T | SPARKD_E64=0 us | E64 on (512 thr) us | E64 on, RNT 1024 us | saved us (512) | GB/s new (bytes once) | %% probe |\n"
+                   "|---|---|---|---|---|---|---|---|\n");
+    double tot[2][2] = {{0, 0}, {0, 0}}; // [T 64, T 8][off, on]
     err e2 = {ERR_OK, {0}};
-    auto row = [&](const char *name, int T, double mbytes, int calls, auto fn) {
-        double us[2];
-        for (int v = 0; v < 2; v++) {
-            cuda_e64_set(v ? 3 : 0, 33);
+    auto row = [&](const char *name, int T, double mbytes, int calls, bool rv, auto fn) {
+        double us[3] = {0, 0, 0};
+        for (int v = 0; v < (rv ? 3 : 2); v++) {
+            cuda_e64_set(v ? 3 : 0, 2);
+            cuda_e64_rnt_set(v == 2 ? 1024 : 512);
             us[v] = time_us(fn, 50);
-            if (T == 64) tot[v] += calls * us[v];
         }
         cuda_e64_set(-1, -1);
+        cuda_e64_rnt_set(-1);
+        for (int v = 0; v < 2; v++) {
+            if (T == 64) tot[0][v] += calls * us[v];
+            if (T == 8) tot[1][v] += calls * us[v];
+        }
         const double gbs = mbytes / us[1] * 1e3;
-        fprintf(ctx.f, "| %s (x%d a layer) | %d | %.2f | %.2f | %.2f | %.0f | %.1f |\n", name, calls, T, us[0], us[1], us[0] - us[1],
-                gbs, probe > 0 ? 100.0 * gbs / probe : 0.0);
+        fprintf(ctx.f, "| %s (x%d a layer) | %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.1f |\n", name, calls, T, us[0], us[1], us[2],
+                us[0] - us[1], gbs, probe > 0 ? 100.0 * gbs / probe : 0.0);
     };
-    for (int T : {64, 48, 33}) {
+    for (int T : {64, 48, 33, 32, 8}) {
         auto x0 = st_randn((size_t)T * dim, 1.0), nw = st_randn(dim, 1.0), pp = st_randn((size_t)8 * T * dim, 0.5);
         float *dx = dup(x0), *dp = dup(pp);
         const float *dnw = dup(nw);
@@ -257,6 +274,7 @@ void e64_kbench(void *file, double probe, err *e) {
         cuda_mmin_carve(&m4, dalloc(cuda_mmin_bytes(T, dim, F)), T, dim, F);
         if (!dx || !dp || !dnw || !m4.hi) { fprintf(ctx.f, "# e64 kbench: alloc failed\n"); return; }
         for (int nz : {8, 6, 0}) {
+            if (nz == 6 && T != 64 && T != 8) continue;
             cuda_resid_args a;
             memset(&a, 0, sizeof a);
             a.x = dx; a.o = nz ? dp : NULL; a.norm_w = dnw; a.n = T; a.dim = dim; a.eps = 1e-6f; a.out = &m4;
@@ -265,14 +283,14 @@ void e64_kbench(void *file, double probe, err *e) {
             const double mb = ((double)T * dim * 4 * (nz ? 2 + nz : 1) + (double)T * dim * 4) / 1e6;
             char name[96];
             snprintf(name, sizeof name, nz ? "resid_norm, o = %d split-K partials" : "resid_norm, no o (first)", nz);
-            row(name, T, mb, nz == 8 ? 2 : 0, [&] { cuda_resid_norm(&a, C->st, &e2); });
+            row(name, T, mb, nz == 8 ? 2 : 0, true, [&] { cuda_resid_norm(&a, C->st, &e2); });
         }
         {
             const int nh = 32, nkv = 8, D = 128, kvb = 16, seqs = T, maxb = 4;
             const int rows = (nh + 2 * nkv) * D;
-            for (int pv : {5, 16}) { // Q8_0: one q+k+v product of 5 partials; Q4_K_M: q+k 3, v 16
-                const int pqk = pv == 5 ? 5 : 3;
-                auto ws = st_randn((size_t)16 * T * rows, 0.7), qkv = st_randn((size_t)T * rows, 1.0), qn = st_randn(D, 1.0);
+            for (int pv : {5, 16}) { // Q8_0: one q+k+v product of 5 partials; Q4_K_M: q+k 3 (b64) / 5 (b8), v 16
+                const int pqk = pv == 5 ? 5 : T <= 16 ? 5 : 3;
+                auto ws = st_randn((size_t)(pqk + 16) * T * rows, 0.7), qkv = st_randn((size_t)T * rows, 1.0), qn = st_randn(D, 1.0);
                 std::vector<float> inv(D / 2);
                 for (int i = 0; i < D / 2; i++) inv[i] = (float)pow(1000000.0, -2.0 * i / D);
                 std::vector<int32_t> pos(T), seq(T), bt((size_t)seqs * maxb);
@@ -297,13 +315,15 @@ void e64_kbench(void *file, double probe, err *e) {
                                    (double)T * nkv * D * 4) / 1e6;
                 char name[96];
                 snprintf(name, sizeof name, "qkv_rope_store, partials q+k %d v %d (%s)", pqk, pv, pv == 5 ? "Q8_0" : "Q4_K_M");
-                row(name, T, mb, pv == 5 ? 1 : 0, [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
+                row(name, T, mb, (T == 64 && pv == 5) || (T == 8 && pv == 16) ? 1 : 0, false, [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
             }
         }
         dfree_all();
     }
-    fprintf(ctx.f, "# a Q8_0 layer at T 64 (2 resid_norm of 8 partials, qkv of 5): SPARKD_E64=0 %.1f us, on %.1f us, saved %.1f us%s\n",
-            tot[0], tot[1], tot[0] - tot[1], e2.code != ERR_OK ? " (an error was reported)" : "");
+    fprintf(ctx.f, "# a layer's 2 resid_norm (8 partials) + qkv: T 64 (Q8_0 qkv) SPARKD_E64=0 %.1f us, on %.1f us, saved %.1f; T 8 (Q4_K_M qkv) "
+                   "%.1f -> %.1f us, saved %.1f%s\n",
+            tot[0][0], tot[0][1], tot[0][0] - tot[0][1], tot[1][0], tot[1][1], tot[1][0] - tot[1][1],
+            e2.code != ERR_OK ? " (an error was reported)" : "");
     dfree_all();
     st_close_stream();
 }
