@@ -18,7 +18,8 @@
 // the partials summed from 0.0f in z order as part_ld4; the emit is mmin_emit_row's (the same
 // 8-lane groups of 32 elements; the row max is exact in any order).
 //
-// SPARKD_E64: mask (1 qkv with partials, 2 resid_norm; default 3); 0 = layer.cu's launches exactly.
+// SPARKD_E64: mask (1 qkv with partials, 2 resid_norm, 4 attention combine + o's input prepare in one kernel;
+// default 7); 0 = layer.cu's / attn.cu's launches exactly.
 // SPARKD_E64_MIN: the fewest rows taken (default 33; the most: 64; run 0 measures 2: the 8-sequence steps too).
 // SPARKD_E64_RNT: 512 (default) or 1024 threads a resid row (bench variant).
 #include "cuda_kern.h"
@@ -39,7 +40,7 @@
 static int e64_v = -1, e64_min_v = -1;
 // The mask (SPARKD_E64, read once).
 int e64_mask(void) {
-    if (e64_v < 0) e64_v = cuda_env_int("SPARKD_E64", 3) & 3;
+    if (e64_v < 0) e64_v = cuda_env_int("SPARKD_E64", 7) & 7;
     return e64_v;
 }
 static int e64_min(void) {
@@ -58,7 +59,7 @@ static int e64_rnt(void) {
 extern "C" void cuda_e64_rnt_set(int nt) { e64_rnt_v = nt < 0 ? -1 : nt == 1024 ? 1024 : E64_RNT; }
 // Tests and benches: the mask (0 = off), -1 = as the environment says; the fewest rows (-1: the environment's).
 extern "C" void cuda_e64_set(int mask, int min_rows) {
-    e64_v = mask < 0 ? -1 : mask & 3;
+    e64_v = mask < 0 ? -1 : mask & 7;
     e64_min_v = min_rows < 0 ? -1 : min_rows < 2 ? 2 : min_rows;
 }
 static long e64_n = 0; // launches of this file's kernels (tests)
@@ -275,4 +276,122 @@ int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e)
     e64_n++;
     CUDA_TRY(cuda_launch(e64_qkv_kernel<E64_QZ>, dim3((unsigned)tk->T, (unsigned)((heads + 3) / 4)), dim3(128), 0, stream, *a, *tk));
     return 0;
+}
+
+// ------------------------------------------------------------------- attention combine + o's input (mask 4)
+// At 33..64 decode rows the engine runs attn_dec_combine_u<128, 16> (grid (tokens, heads) of 128 threads: the
+// plan's slots of one head merged, the f32 row written; /work/prof/r12/base 7.6 us a layer at 64 sequences) and
+// then cuda_mmin_prepare on those rows (prep_row_kernel<1>: one 1024-thread CTA a row reads the row back, its max,
+// the forms; 3.5 us). e64_comb_kernel does both in one CTA a token: warp w merges head w (lane: d = 4 lane .. + 3,
+// the combine's operations for each d in its order, so every f32 value has its bits), writes the f32 row as the
+// combine does, and the block emits the forms from the same registers as prep_row_kernel<1> (1024 threads, thread
+// i float4 i: mmin_emit_row<1>). A token with no slots keeps its old row (the combine leaves it, the prepare reads it).
+// cuda_e64_attn_prep (engine.cu) arms e64_ap for one cuda_attention call; attn_dec_launch asks e64_comb at its
+// U = 16 combine launch; if nothing took it the prepare runs as before.
+#define E64_CD 128 // head_dim
+static thread_local cuda_mmin *e64_ap = NULL; // the armed call's mm input (o's)
+static thread_local int e64_ap_done = 0;
+
+// x[0..3] of a slot (d = 4 lane .. + 3; 8-byte aligned: slots of D + 2 floats), zeros when !in.
+__device__ __forceinline__ void e64_ldx(float (&x)[4], const float *p, bool in) {
+    const float2 a = in ? *(const float2 *)p : make_float2(0.0f, 0.0f), b = in ? *(const float2 *)(p + 2) : make_float2(0.0f, 0.0f);
+    x[0] = a.x; x[1] = a.y; x[2] = b.x; x[3] = b.y;
+}
+template <int U>
+__global__ __launch_bounds__(1024) void e64_comb_kernel(const cuda_attn_args a, cuda_mmin out) {
+    __shared__ float red[32];
+    pdl_trigger();
+    const int tile = blockIdx.x, tid = threadIdx.x, lane = tid & 31, h = tid >> 5; // warp h: head h
+    const int t = a.tiles[tile].t0; // (host copies: before the wait, as the combine)
+    const int ns = a.plan_nslot[tile];
+    pdl_wait();
+    float *orow = a.out + (size_t)t * a.ldo + (size_t)h * E64_CD + 4 * lane;
+    float4 v[1];
+    if (ns <= 0) {
+        v[0] = ld4(orow); // (the combine writes nothing: the prepare reads the row as it is)
+    } else {
+        const float *part = a.work + ((size_t)t * a.n_head + h) * a.plan_nsl * (E64_CD + 2);
+        float M = -INFINITY, L = 0.0f, acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int s0 = 0; s0 < ns; s0 += U) {
+            // the combine's round of U slots: lane u < U holds slot s0 + u's (max, sum) (a shuffle gives them to
+            // every lane), x of 4 slots at a time in registers (the combine's x[U] of 128 threads would spill at 1024)
+            const int cnt = min(U, ns - s0);
+            const float *p0 = part + (size_t)s0 * (E64_CD + 2);
+            const float mv = lane < cnt ? p0[(size_t)lane * (E64_CD + 2) + E64_CD] : -INFINITY;
+            const float lv = lane < cnt ? p0[(size_t)lane * (E64_CD + 2) + E64_CD + 1] : 0.0f;
+            float x[4][4];
+#pragma unroll
+            for (int uu = 0; uu < 4; uu++) e64_ldx(x[uu], p0 + (size_t)uu * (E64_CD + 2) + 4 * lane, uu < cnt);
+            float cm = M;
+#pragma unroll
+            for (int u = 0; u < U; u++) cm = fmaxf(cm, __shfl_sync(0xffffffffu, mv, u)); // (slots past cnt: -inf)
+            if (cm == -INFINITY) continue; // (no positions yet)
+            const float r = M == -INFINITY ? 0.0f : exp2f(M - cm);
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[k] *= r;
+            L *= r;
+            for (int u0 = 0; u0 < cnt; u0 += 4) {
+                if (u0) {
+#pragma unroll
+                    for (int uu = 0; uu < 4; uu++) e64_ldx(x[uu], p0 + (size_t)(u0 + uu) * (E64_CD + 2) + 4 * lane, u0 + uu < cnt);
+                }
+#pragma unroll
+                for (int uu = 0; uu < 4; uu++) {
+                    const float mu = __shfl_sync(0xffffffffu, mv, u0 + uu), lu = __shfl_sync(0xffffffffu, lv, u0 + uu);
+                    if (u0 + uu < cnt) {
+                        const float w = mu == -INFINITY ? 0.0f : exp2f(mu - cm);
+#pragma unroll
+                        for (int k = 0; k < 4; k++) acc[k] += w * x[uu][k];
+                        L += w * lu;
+                    }
+                }
+            }
+            if (cnt < U) { // the combine's slots past ns: w = 0, x = l = 0, acc += 0 * 0 (once is the same as U - cnt times)
+#pragma unroll
+                for (int k = 0; k < 4; k++) acc[k] = __fadd_rn(acc[k], 0.0f);
+                L = __fadd_rn(L, 0.0f);
+            }
+            M = cm;
+        }
+        if (a.sinks) {
+            const float sk = a.sinks[h] * 1.4426950408889634f, M2 = fmaxf(M, sk);
+            const float r = M == -INFINITY ? 0.0f : exp2f(M - M2);
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[k] *= r;
+            L = L * r + exp2f(sk - M2);
+        }
+        v[0] = make_float4(L > 0.0f ? acc[0] / L : 0.0f, L > 0.0f ? acc[1] / L : 0.0f, L > 0.0f ? acc[2] / L : 0.0f,
+                           L > 0.0f ? acc[3] / L : 0.0f);
+        *(float4 *)orow = v[0];
+    }
+    mmin_emit_row<1>(out, t, v, red);
+}
+
+// From attn.cu's attn_dec_launch at its attn_dec_combine_u<D, 16> launch: 0 = launched (instead of it), -1 = not
+// armed / not taken, > 0 = an error.
+int e64_comb(const cuda_attn_args *a, void *stream, err *e) {
+    if (!e64_ap || e64_ap_done || a->head_dim != E64_CD || a->plan_nsl > 16) return -1;
+    e64_n++;
+    e64_ap_done = 1;
+    CUDA_TRY(cuda_launch(e64_comb_kernel<16>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
+    return 0;
+}
+
+// engine.cu, where it runs cuda_attention then cuda_mmin_prepare(aa->out, aa->ldo, m, T): both, the combine and
+// the prepare in one kernel where e64_comb takes them. 0 = done, -1 = not taken (the caller runs both), > 0 = an error.
+extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e) {
+    if (!(e64_mask() & 4) || elt_old() || !aa || !m || T < e64_min() || T > E64_MAXT || !aa->plan || aa->out_q8 || aa->out_p64 ||
+        aa->head_dim != E64_CD || aa->n_head * E64_CD != 4096 || aa->n_tiles != T || aa->plan_nsl > 16 || m->K != 4096 ||
+        aa->ldo < 4096 || aa->ldo % 4 || ((uintptr_t)aa->out & 15) || ((uintptr_t)aa->work & 7) ||
+        !(m->forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)))
+        return -1;
+    m->T = T;
+    e64_ap = m;
+    e64_ap_done = 0;
+    const int rc = cuda_attention(aa, stream, e);
+    e64_ap = NULL;
+    if (rc) return rc > 0 ? rc : ERR_INVALID;
+    if (e64_ap_done) return 0;
+    const int pr = cuda_mmin_prepare(aa->out, aa->ldo, m, T, stream, e); // (the attention took another path)
+    return pr > 0 ? pr : pr ? ERR_INVALID : 0;
 }

@@ -25,6 +25,7 @@
 extern "C" void cuda_e64_set(int mask, int min_rows); // e64.cu: kernels taken (1 qkv, 2 resid; 0 off, -1 env)
 extern "C" long cuda_e64_launches(void);             // e64.cu: launches so far
 extern "C" void cuda_e64_rnt_set(int nt);             // e64.cu: threads a resid row (512, 1024; -1 env)
+extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e); // e64.cu (mask 4)
 
 namespace {
 
@@ -200,6 +201,99 @@ void qkv_case(int T, int nseq, int pos0, int kv_type, bool norm, bool bias, int 
     verdict(tag, ref, got, ctl, ran);
 }
 
+// One decode attention step of T sequences (one token each; sequence i at position pos0 + 37 i % 500, Qwen3-8B
+// heads, f16 KV in blocks of 16, the engine's plan) followed by o's input prepare: SPARKD_E64=0 (attn_dec3 or
+// dec2 + attn_dec_combine_u<128, 16>, then cuda_mmin_prepare) vs cuda_e64_attn_prep (mask 4: e64_comb_kernel).
+// Compared: the attention's f32 rows and the whole mm-input buffer (every form asked for), both poisoned first.
+// bench > 0: time both (us) instead, reps each.
+struct attn_setup {
+    cuda_attn_args aa;
+    cuda_mmin m;
+    void *mbuf;
+    uint64_t mb;
+    float *dq;
+    std::vector<float> q;
+};
+bool attn_make(attn_setup &S, int T, int pos0, int forms, bool sinks) {
+    const int H = 32, HK = 8, D = 128, KVB = 16;
+    int sms = 132, dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) sms = 132;
+    std::vector<int32_t> pos(T);
+    int maxp = 0;
+    for (int i = 0; i < T; i++) { pos[i] = pos0 + (37 * i) % 500; maxp = pos[i] > maxp ? pos[i] : maxp; }
+    const int max_blocks = maxp / KVB + 1, nblk = 509; // (a pool of 509 blocks shared by the tables: 16 MB K + V)
+    std::vector<int32_t> bt((size_t)T * max_blocks);
+    for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)((i * 7 + 3) % (size_t)nblk);
+    std::vector<uint16_t> kv((size_t)nblk * HK * KVB * D);
+    uint32_t xs = (2463534242u ^ (uint32_t)C->rng.next()) | 1u;
+    for (auto &h : kv) { xs ^= xs << 13; xs ^= xs >> 17; xs ^= xs << 5; h = quant_f32_to_f16((float)(int)(xs % 2001u) * 1e-3f - 1.0f); }
+    std::vector<cuda_attn_tile> tiles(T);
+    for (int i = 0; i < T; i++) tiles[i] = {i, i, 1, pos[i]};
+    const int nsl = cuda_attn_dec_nsl(64), n_items = cuda_attn_dec_items(T, HK, sms); // (an engine of 64 sequences: 16 slots)
+    std::vector<cuda_attn_item> items(n_items);
+    std::vector<int32_t> nslot(T);
+    cuda_attn_dec_plan(tiles.data(), T, bt.data(), max_blocks, KVB, H / HK, n_items, nsl, items.data(), nslot.data());
+    S.q = st_randn((size_t)T * H * D, 1.0);
+    S.dq = dup(S.q);
+    memset(&S.aa, 0, sizeof S.aa);
+    cuda_attn_args &aa = S.aa;
+    aa.q = S.dq; aa.out = (float *)dalloc((size_t)T * H * D * 4); aa.ldq = aa.ldo = H * D;
+    aa.kv.k = dup(kv); aa.kv.v = dup(kv); aa.kv_type = CUDA_KV_F16; aa.kv_block = KVB;
+    aa.block_tables = dup(bt); aa.max_blocks = max_blocks; aa.tiles = dup(tiles); aa.n_tiles = T;
+    aa.n_head = H; aa.n_kv = HK; aa.head_dim = D; aa.scale = 1.0f / sqrtf((float)D); aa.window = 0;
+    aa.sinks = sinks ? dup(st_randn(H, 1.0)) : NULL;
+    aa.n_split = 1; aa.work = (float *)dalloc(cuda_attn_dec_work_bytes(T, H, D, nsl)); aa.pf_fast = 1;
+    aa.plan = dup(items); aa.plan_nslot = dup(nslot); aa.plan_items = n_items; aa.plan_nsl = nsl;
+    S.mb = cuda_mmin_bytes(T, H * D, forms);
+    S.mbuf = dalloc(S.mb);
+    cuda_mmin_carve(&S.m, S.mbuf, T, H * D, forms);
+    return S.dq && aa.out && aa.kv.k && aa.kv.v && aa.block_tables && aa.tiles && aa.work && aa.plan && aa.plan_nslot && S.mbuf &&
+           (!sinks || aa.sinks);
+}
+// Old (mask 0: cuda_attention + cuda_mmin_prepare) or new (cuda_e64_attn_prep); returns its rc (-1: not taken).
+int attn_run(attn_setup &S, int T, bool fused, err *e2) {
+    cuda_e64_set(fused ? 4 : 0, 2);
+    int rc;
+    if (fused) rc = cuda_e64_attn_prep(&S.aa, &S.m, T, C->st, e2);
+    else {
+        rc = cuda_attention(&S.aa, C->st, e2);
+        if (!rc) rc = cuda_mmin_prepare(S.aa.out, S.aa.ldo, &S.m, T, C->st, e2);
+    }
+    cuda_e64_set(-1, -1);
+    return rc;
+}
+void attn_case(int T, int pos0, int forms, bool sinks) {
+    char tag[160];
+    snprintf(tag, sizeof tag, "e64 attention combine + o's prepare T%d pos0 %d forms %d%s", T, pos0, forms, sinks ? " sinks" : "");
+    attn_setup S;
+    if (!attn_make(S, T, pos0, forms, sinks)) { fprintf(C->f, "not ok - %s: alloc\n", tag); C->fails++; return; }
+    auto go = [&](bool fused, std::vector<uint8_t> &o) -> bool {
+        poison(S.aa.out, (size_t)T * 4096 * 4);
+        poison(S.mbuf, S.mb);
+        cudaMemset(S.aa.work, 0, 4096); // (the combine reads only what dec3 wrote)
+        err e2 = {ERR_OK, {0}};
+        const int rc = attn_run(S, T, fused, &e2);
+        if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) {
+            fprintf(C->f, "not ok - %s: rc %d %s\n", tag, rc, e2.msg);
+            C->fails++;
+            return false;
+        }
+        o.clear();
+        put(o, S.aa.out, (size_t)T * 4096);
+        put(o, (const uint8_t *)S.mbuf, S.mb);
+        return true;
+    };
+    std::vector<uint8_t> ref, got, ctl;
+    if (!go(false, ref)) return;
+    const long l0 = cuda_e64_launches();
+    if (!go(true, got)) return;
+    const long ran = cuda_e64_launches() - l0;
+    S.q[(size_t)(T / 2) * 4096 + 5 * 128 + 17] += 0.5f; // control: one q element of one token's head 5
+    cudaMemcpy(S.dq, S.q.data(), S.q.size() * 4, cudaMemcpyHostToDevice);
+    if (!go(true, ctl)) return;
+    verdict(tag, ref, got, ctl, ran);
+}
+
 } // namespace
 
 int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
@@ -231,6 +325,11 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
     qkv_case(8, 8, 32768, CUDA_KV_F16, true, false, 5, 5, 16);
     qkv_case(2, 1, 17, CUDA_KV_BF16, true, true, 8, 8, 8);
     dfree_all();
+    attn_case(64, 500, F, false);
+    attn_case(48, 3000, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8, true);
+    attn_case(33, 40, F | CUDA_MMIN_XP, false);
+    attn_case(8, 200, F, false);
+    dfree_all();
     st_close_stream();
     return ctx.fails;
 }
@@ -252,7 +351,7 @@ void e64_kbench(void *file, double probe, err *e) {
     auto row = [&](const char *name, int T, double mbytes, int calls, bool rv, auto fn) {
         double us[3] = {0, 0, 0};
         for (int v = 0; v < (rv ? 3 : 2); v++) {
-            cuda_e64_set(v ? 3 : 0, 2);
+            cuda_e64_set(v ? 7 : 0, 2);
             cuda_e64_rnt_set(v == 2 ? 1024 : 512);
             us[v] = time_us(fn, 50);
         }
@@ -318,9 +417,20 @@ void e64_kbench(void *file, double probe, err *e) {
                 row(name, T, mb, (T == 64 && pv == 5) || (T == 8 && pv == 16) ? 1 : 0, false, [&] { cuda_qkv_rope_store(&a, &tk, C->st, &e2); });
             }
         }
+        if (T != 32) { // the attention combine + o's prepare (contexts 500..1000), old two launches vs one
+            attn_setup S;
+            if (attn_make(S, T, 500, F, false)) {
+                double us[2];
+                for (int v = 0; v < 2; v++) us[v] = time_us([&] { attn_run(S, T, v == 1, &e2); }, 50);
+                if (T == 64) { tot[0][0] += us[0]; tot[0][1] += us[1]; }
+                if (T == 8) { tot[1][0] += us[0]; tot[1][1] += us[1]; }
+                fprintf(ctx.f, "| attention (dec3 + combine) + o's prepare (x1 a layer; ctx 500..1000) | %d | %.2f | %.2f | | %.2f | | |\n", T,
+                        us[0], us[1], us[0] - us[1]);
+            }
+        }
         dfree_all();
     }
-    fprintf(ctx.f, "# a layer's 2 resid_norm (8 partials) + qkv: T 64 (Q8_0 qkv) SPARKD_E64=0 %.1f us, on %.1f us, saved %.1f; T 8 (Q4_K_M qkv) "
+    fprintf(ctx.f, "# a layer's 2 resid_norm (8 partials) + qkv + attention with o's prepare: T 64 (Q8_0 qkv) SPARKD_E64=0 %.1f us, on %.1f us, saved %.1f; T 8 (Q4_K_M qkv) "
                    "%.1f -> %.1f us, saved %.1f%s\n",
             tot[0][0], tot[0][1], tot[0][0] - tot[0][1], tot[1][0], tot[1][1], tot[1][0] - tot[1][1],
             e2.code != ERR_OK ? " (an error was reported)" : "");
