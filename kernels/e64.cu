@@ -274,7 +274,11 @@ int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e)
         return -1;
     const int heads = a->n_head + 2 * a->n_kv;
     e64_n++;
-    CUDA_TRY(cuda_launch(e64_qkv_kernel<E64_QZ>, dim3((unsigned)tk->T, (unsigned)((heads + 3) / 4)), dim3(128), 0, stream, *a, *tk));
+    const dim3 g((unsigned)tk->T, (unsigned)((heads + 3) / 4));
+    if (a->pq.nz <= 8 && a->pk.nz <= 8 && a->pv.nz <= 8) // (Q8_0's 5: fewer registers, 768 CTAs of 64 seqs in one wave)
+        CUDA_TRY(cuda_launch(e64_qkv_kernel<8>, g, dim3(128), 0, stream, *a, *tk));
+    else
+        CUDA_TRY(cuda_launch(e64_qkv_kernel<E64_QZ>, g, dim3(128), 0, stream, *a, *tk));
     return 0;
 }
 
