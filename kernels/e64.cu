@@ -291,7 +291,8 @@ int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e)
 // combine does, and the block emits the forms from the same registers as prep_row_kernel<1> (1024 threads, thread
 // i float4 i: mmin_emit_row<1>). A token with no slots keeps its old row (the combine leaves it, the prepare reads it).
 // cuda_e64_attn_prep (engine.cu) arms e64_ap for one cuda_attention call; attn_dec_launch asks e64_comb at its
-// U = 16 combine launch; if nothing took it the prepare runs as before.
+// combine launches (U = 16: plan_nsl <= 16, 33..64 sequences; U = 40: more slots, up to 16 sequences; the same U as
+// the combine it replaces); if nothing took it the prepare runs as before.
 #define E64_CD 128 // head_dim
 static thread_local cuda_mmin *e64_ap = NULL; // the armed call's mm input (o's)
 static thread_local int e64_ap_done = 0;
@@ -321,14 +322,19 @@ __global__ __launch_bounds__(1024) void e64_comb_kernel(const cuda_attn_args a, 
             // every lane), x of 4 slots at a time in registers (the combine's x[U] of 128 threads would spill at 1024)
             const int cnt = min(U, ns - s0);
             const float *p0 = part + (size_t)s0 * (E64_CD + 2);
-            const float mv = lane < cnt ? p0[(size_t)lane * (E64_CD + 2) + E64_CD] : -INFINITY;
-            const float lv = lane < cnt ? p0[(size_t)lane * (E64_CD + 2) + E64_CD + 1] : 0.0f;
+            float mv[(U + 31) / 32], lv[(U + 31) / 32]; // slot 32 i + lane's (max, sum)
+#pragma unroll
+            for (int i = 0; i < (U + 31) / 32; i++) {
+                const bool in = 32 * i + lane < cnt;
+                mv[i] = in ? p0[(size_t)(32 * i + lane) * (E64_CD + 2) + E64_CD] : -INFINITY;
+                lv[i] = in ? p0[(size_t)(32 * i + lane) * (E64_CD + 2) + E64_CD + 1] : 0.0f;
+            }
             float x[4][4];
 #pragma unroll
             for (int uu = 0; uu < 4; uu++) e64_ldx(x[uu], p0 + (size_t)uu * (E64_CD + 2) + 4 * lane, uu < cnt);
             float cm = M;
 #pragma unroll
-            for (int u = 0; u < U; u++) cm = fmaxf(cm, __shfl_sync(0xffffffffu, mv, u)); // (slots past cnt: -inf)
+            for (int u = 0; u < U; u++) cm = fmaxf(cm, __shfl_sync(0xffffffffu, mv[u / 32], u % 32)); // (slots past cnt: -inf)
             if (cm == -INFINITY) continue; // (no positions yet)
             const float r = M == -INFINITY ? 0.0f : exp2f(M - cm);
 #pragma unroll
@@ -341,7 +347,15 @@ __global__ __launch_bounds__(1024) void e64_comb_kernel(const cuda_attn_args a, 
                 }
 #pragma unroll
                 for (int uu = 0; uu < 4; uu++) {
-                    const float mu = __shfl_sync(0xffffffffu, mv, u0 + uu), lu = __shfl_sync(0xffffffffu, lv, u0 + uu);
+                    const int u = u0 + uu; // (< U + 3: lanes past U hold -inf / 0 and are not used)
+                    float mu, lu;
+                    if (U <= 32 || u < 32) {
+                        mu = __shfl_sync(0xffffffffu, mv[0], u & 31);
+                        lu = __shfl_sync(0xffffffffu, lv[0], u & 31);
+                    } else {
+                        mu = __shfl_sync(0xffffffffu, mv[(U + 31) / 32 - 1], u & 31);
+                        lu = __shfl_sync(0xffffffffu, lv[(U + 31) / 32 - 1], u & 31);
+                    }
                     if (u0 + uu < cnt) {
                         const float w = mu == -INFINITY ? 0.0f : exp2f(mu - cm);
 #pragma unroll
@@ -371,13 +385,14 @@ __global__ __launch_bounds__(1024) void e64_comb_kernel(const cuda_attn_args a, 
     mmin_emit_row<1>(out, t, v, red);
 }
 
-// From attn.cu's attn_dec_launch at its attn_dec_combine_u<D, 16> launch: 0 = launched (instead of it), -1 = not
-// armed / not taken, > 0 = an error.
-int e64_comb(const cuda_attn_args *a, void *stream, err *e) {
-    if (!e64_ap || e64_ap_done || a->head_dim != E64_CD || a->plan_nsl > 16) return -1;
+// From attn.cu's attn_dec_launch at its attn_dec_combine_u<D, U> launches (U: that combine's): 0 = launched (instead
+// of it), -1 = not armed / not taken, > 0 = an error.
+int e64_comb(const cuda_attn_args *a, int U, void *stream, err *e) {
+    if (!e64_ap || e64_ap_done || a->head_dim != E64_CD || (U != 16 && U != 40)) return -1;
     e64_n++;
     e64_ap_done = 1;
-    CUDA_TRY(cuda_launch(e64_comb_kernel<16>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
+    if (U == 40) CUDA_TRY(cuda_launch(e64_comb_kernel<40>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
+    else CUDA_TRY(cuda_launch(e64_comb_kernel<16>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
     return 0;
 }
 
@@ -385,7 +400,7 @@ int e64_comb(const cuda_attn_args *a, void *stream, err *e) {
 // the prepare in one kernel where e64_comb takes them. 0 = done, -1 = not taken (the caller runs both), > 0 = an error.
 extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e) {
     if (!(e64_mask() & 4) || elt_old() || !aa || !m || T < e64_min() || T > E64_MAXT || !aa->plan || aa->out_q8 || aa->out_p64 ||
-        aa->head_dim != E64_CD || aa->n_head * E64_CD != 4096 || aa->n_tiles != T || aa->plan_nsl > 16 || m->K != 4096 ||
+        aa->head_dim != E64_CD || aa->n_head * E64_CD != 4096 || aa->n_tiles != T || aa->plan_nsl > 64 || m->K != 4096 ||
         aa->ldo < 4096 || aa->ldo % 4 || ((uintptr_t)aa->out & 15) || ((uintptr_t)aa->work & 7) ||
         !(m->forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)))
         return -1;

@@ -214,7 +214,7 @@ struct attn_setup {
     float *dq;
     std::vector<float> q;
 };
-bool attn_make(attn_setup &S, int T, int pos0, int forms, bool sinks) {
+bool attn_make(attn_setup &S, int T, int pos0, int forms, bool sinks, int seqs) { // seqs: the engine's (slots per token)
     const int H = 32, HK = 8, D = 128, KVB = 16;
     int sms = 132, dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) sms = 132;
@@ -229,7 +229,7 @@ bool attn_make(attn_setup &S, int T, int pos0, int forms, bool sinks) {
     for (auto &h : kv) { xs ^= xs << 13; xs ^= xs >> 17; xs ^= xs << 5; h = quant_f32_to_f16((float)(int)(xs % 2001u) * 1e-3f - 1.0f); }
     std::vector<cuda_attn_tile> tiles(T);
     for (int i = 0; i < T; i++) tiles[i] = {i, i, 1, pos[i]};
-    const int nsl = cuda_attn_dec_nsl(64), n_items = cuda_attn_dec_items(T, HK, sms); // (an engine of 64 sequences: 16 slots)
+    const int nsl = cuda_attn_dec_nsl(seqs), n_items = cuda_attn_dec_items(T, HK, sms); // (64 sequences: 16 slots, 8: 64)
     std::vector<cuda_attn_item> items(n_items);
     std::vector<int32_t> nslot(T);
     cuda_attn_dec_plan(tiles.data(), T, bt.data(), max_blocks, KVB, H / HK, n_items, nsl, items.data(), nslot.data());
@@ -262,11 +262,12 @@ int attn_run(attn_setup &S, int T, bool fused, err *e2) {
     cuda_e64_set(-1, -1);
     return rc;
 }
-void attn_case(int T, int pos0, int forms, bool sinks) {
+void attn_case(int T, int pos0, int forms, bool sinks, int seqs = 64) {
     char tag[160];
-    snprintf(tag, sizeof tag, "e64 attention combine + o's prepare T%d pos0 %d forms %d%s", T, pos0, forms, sinks ? " sinks" : "");
+    snprintf(tag, sizeof tag, "e64 attention combine + o's prepare T%d pos0 %d forms %d%s (slots of an engine of %d sequences)", T, pos0,
+             forms, sinks ? " sinks" : "", seqs);
     attn_setup S;
-    if (!attn_make(S, T, pos0, forms, sinks)) { fprintf(C->f, "not ok - %s: alloc\n", tag); C->fails++; return; }
+    if (!attn_make(S, T, pos0, forms, sinks, seqs)) { fprintf(C->f, "not ok - %s: alloc\n", tag); C->fails++; return; }
     auto go = [&](bool fused, std::vector<uint8_t> &o) -> bool {
         poison(S.aa.out, (size_t)T * 4096 * 4);
         poison(S.mbuf, S.mb);
@@ -329,6 +330,9 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
     attn_case(48, 3000, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8, true);
     attn_case(33, 40, F | CUDA_MMIN_XP, false);
     attn_case(8, 200, F, false);
+    attn_case(8, 2000, F, false, 8);
+    attn_case(16, 700, F | CUDA_MMIN_BF16, true, 16);
+    attn_case(3, 30, F, false, 8);
     dfree_all();
     st_close_stream();
     return ctx.fails;
@@ -419,7 +423,7 @@ void e64_kbench(void *file, double probe, err *e) {
         }
         if (T != 32) { // the attention combine + o's prepare (contexts 500..1000), old two launches vs one
             attn_setup S;
-            if (attn_make(S, T, 500, F, false)) {
+            if (attn_make(S, T, 500, F, false, T <= 16 ? T : 64)) {
                 double us[2];
                 for (int v = 0; v < 2; v++) us[v] = time_us([&] { attn_run(S, T, v == 1, &e2); }, 50);
                 if (T == 64) { tot[0][0] += us[0]; tot[0][1] += us[1]; }
