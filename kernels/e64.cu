@@ -20,7 +20,7 @@
 //
 // SPARKD_E64: mask (1 qkv with partials, 2 resid_norm, 4 attention combine + o's input prepare in one kernel;
 // default 7); 0 = layer.cu's / attn.cu's launches exactly.
-// SPARKD_E64_MIN: the fewest rows taken (default 33; the most: 64; run 0 measures 2: the 8-sequence steps too).
+// SPARKD_E64_MIN: the fewest rows taken (default 2 since run 1: the 2..32-row steps too; the most: 64).
 // SPARKD_E64_RNT: 512 (default) or 1024 threads a resid row (bench variant).
 #include "cuda_kern.h"
 
@@ -45,7 +45,7 @@ int e64_mask(void) {
 }
 static int e64_min(void) {
     if (e64_min_v < 0) {
-        e64_min_v = cuda_env_int("SPARKD_E64_MIN", 33);
+        e64_min_v = cuda_env_int("SPARKD_E64_MIN", 2); // (run 0: 33 and 2 measured; 2 won at 32K b8, +4.1%)
         if (e64_min_v < 2) e64_min_v = 2;
     }
     return e64_min_v;
@@ -291,7 +291,7 @@ int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e)
 // combine does, and the block emits the forms from the same registers as prep_row_kernel<1> (1024 threads, thread
 // i float4 i: mmin_emit_row<1>). A token with no slots keeps its old row (the combine leaves it, the prepare reads it).
 // cuda_e64_attn_prep (engine.cu) arms e64_ap for one cuda_attention call; attn_dec_launch asks e64_comb at its
-// combine launches (U = 16: plan_nsl <= 16, 33..64 sequences; U = 40: more slots, up to 16 sequences; the same U as
+// combine launches (U = 16: plan_nsl <= 16, 33..64 sequences; U = 40 / 52: more slots, up to 16 sequences (52: SPARKD_A8's); the same U as
 // the combine it replaces); if nothing took it the prepare runs as before.
 #define E64_CD 128 // head_dim
 static thread_local cuda_mmin *e64_ap = NULL; // the armed call's mm input (o's)
@@ -388,10 +388,11 @@ __global__ __launch_bounds__(1024) void e64_comb_kernel(const cuda_attn_args a, 
 // From attn.cu's attn_dec_launch at its attn_dec_combine_u<D, U> launches (U: that combine's): 0 = launched (instead
 // of it), -1 = not armed / not taken, > 0 = an error.
 int e64_comb(const cuda_attn_args *a, int U, void *stream, err *e) {
-    if (!e64_ap || e64_ap_done || a->head_dim != E64_CD || (U != 16 && U != 40)) return -1;
+    if (!e64_ap || e64_ap_done || a->head_dim != E64_CD || (U != 16 && U != 40 && U != 52)) return -1;
     e64_n++;
     e64_ap_done = 1;
-    if (U == 40) CUDA_TRY(cuda_launch(e64_comb_kernel<40>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
+    if (U == 52) CUDA_TRY(cuda_launch(e64_comb_kernel<52>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
+    else if (U == 40) CUDA_TRY(cuda_launch(e64_comb_kernel<40>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
     else CUDA_TRY(cuda_launch(e64_comb_kernel<16>, dim3((unsigned)a->n_tiles), dim3(1024), 0, stream, *a, *e64_ap));
     return 0;
 }

@@ -194,9 +194,9 @@ void qkv_case(int T, int nseq, int pos0, int kv_type, bool norm, bool bias, int 
     const long l0 = cuda_e64_launches();
     if (!go(1, got)) return;
     const long ran = cuda_e64_launches() - l0;
-    // control: one element of k's last partial (or plain k) of the last token changed by 1%
-    if (nzk) ph[1][(size_t)(nzk - 1) * T * rows[1] + (size_t)(T - 1) * rows[1] + 3 * D + 9] *= 1.01f;
-    else h[1][(size_t)(T - 1) * ld[1] + 3 * D + 9] *= 1.01f;
+    // control: one element of k's last partial (or plain k) of the last token + 1 (x 1.01 can vanish in the f16 cache)
+    if (nzk) ph[1][(size_t)(nzk - 1) * T * rows[1] + (size_t)(T - 1) * rows[1] + 3 * D + 9] += 1.0f;
+    else h[1][(size_t)(T - 1) * ld[1] + 3 * D + 9] += 1.0f;
     if (!go(1, ctl)) return;
     verdict(tag, ref, got, ctl, ran);
 }
@@ -292,6 +292,11 @@ void attn_case(int T, int pos0, int forms, bool sinks, int seqs = 64) {
     S.q[(size_t)(T / 2) * 4096 + 5 * 128 + 17] += 0.5f; // control: one q element of one token's head 5
     cudaMemcpy(S.dq, S.q.data(), S.q.size() * 4, cudaMemcpyHostToDevice);
     if (!go(true, ctl)) return;
+    if (ran == 0 && ndiff_b(ref, got) == 0 && ndiff_b(ref, ctl) > 0) { // (the attention took a path without e64's hook)
+        fprintf(C->f, "ok - %s # SKIP the fused kernel was not reached (an attention path without e64_comb's hook, e.g. "
+                      "SPARKD_A8's); the fallback's %zu bytes equal SPARKD_E64=0's\n", tag, ref.size());
+        return;
+    }
     verdict(tag, ref, got, ctl, ran);
 }
 
@@ -397,7 +402,7 @@ void e64_kbench(void *file, double probe, err *e) {
                 std::vector<float> inv(D / 2);
                 for (int i = 0; i < D / 2; i++) inv[i] = (float)pow(1000000.0, -2.0 * i / D);
                 std::vector<int32_t> pos(T), seq(T), bt((size_t)seqs * maxb);
-                for (int t = 0; t < T; t++) { pos[t] = 1000 + t % 7; seq[t] = t; }
+                for (int t = 0; t < T; t++) { pos[t] = 40 + t % 7; seq[t] = t; } // (block 2 of each sequence's 4)
                 for (size_t b = 0; b < bt.size(); b++) bt[b] = (int32_t)b;
                 float *dqkv = dup(qkv), *dws = dup(ws);
                 cuda_tokens tk;
