@@ -25,6 +25,7 @@
 extern "C" void cuda_e64_set(int mask, int min_rows); // e64.cu: kernels taken (1 qkv, 2 resid; 0 off, -1 env)
 extern "C" long cuda_e64_launches(void);             // e64.cu: launches so far
 extern "C" void cuda_e64_rnt_set(int nt);             // e64.cu: threads a resid row (512, 1024; -1 env)
+extern "C" void cuda_e64_rcl_set(int on);             // e64.cu: the resid cluster variant (1 on, 0 off, -1 env)
 extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e); // e64.cu (mask 4)
 
 namespace {
@@ -58,7 +59,8 @@ void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows, int r
     snprintf(tag, sizeof tag, "e64 resid_norm T%d %s forms %d%s%s%s", T, nz > 0 ? "partials" : nz == 0 ? "o" : "no o", forms,
              bias ? " bias" : "", xout ? " xout" : "", rows ? " rows" : "");
     if (nz > 0) snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " nz %d", nz);
-    snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " (%d threads a row)", rnt);
+    if (rnt == 1) snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " (cluster variant)");
+    else snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " (%d threads a row)", rnt);
     const int R = rows ? T + 7 : T;
     auto x0 = st_randn((size_t)R * dim, 1.0), nw = st_randn(dim, 1.0), ob = st_randn(dim, 0.1);
     for (size_t k = 0; k < x0.size(); k += 97) x0[k] *= 20.0f;
@@ -99,10 +101,12 @@ void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows, int r
         }
         cuda_e64_set(mask, 2);
         err e2 = {ERR_OK, {0}};
-        cuda_e64_rnt_set(rnt);
+        cuda_e64_rnt_set(rnt == 1 ? 512 : rnt);
+        cuda_e64_rcl_set(rnt == 1 ? 1 : 0);
         const int rc = cuda_resid_norm(&a, C->st, &e2);
         cuda_e64_set(-1, -1);
         cuda_e64_rnt_set(-1);
+        cuda_e64_rcl_set(-1);
         if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) { fprintf(C->f, "not ok - %s: %s\n", tag, e2.msg); C->fails++; return false; }
         o.clear();
         put(o, dx, (size_t)R * dim);
@@ -323,6 +327,10 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
     resid_case(64, 8, F, false, true, false, 1024);
     resid_case(16, 3, F | CUDA_MMIN_Q8, true, false, true, 1024);
     resid_case(20, -1, F, false, true, false, 1024);
+    resid_case(64, 8, F, false, true, true, 1);
+    resid_case(8, 6, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8, true, false, false, 1);
+    resid_case(24, 0, F, true, true, false, 1);
+    resid_case(40, -1, F, false, false, true, 1);
     dfree_all();
     qkv_case(64, 64, 700, CUDA_KV_F16, true, false, 5, 5, 5);
     qkv_case(64, 64, 3000, CUDA_KV_F16, true, false, 3, 3, 16);
@@ -344,7 +352,7 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=e64: a decode layer's row producers at T = 64 / 48 / 33 / 32 / 8 rows (Qwen3-8B: hidden 4096, 32 / 8 heads
-// of 128, f16 KV), SPARKD_E64=0 vs on (SPARKD_E64_MIN=2 here: every T taken), resid rows also with 1024 threads a row;
+// of 128, f16 KV), SPARKD_E64=0 vs on (SPARKD_E64_MIN=2 here: every T taken), resid rows also with the cluster variant;
 // each timed warm (median of 50) on the same buffers.
 void e64_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
@@ -353,7 +361,7 @@ void e64_kbench(void *file, double probe, err *e) {
     ctx.rng.s = 777;
     if (!st_open_stream()) return;
     const int dim = 4096, F = CUDA_MMIN_F16;
-    fprintf(ctx.f, "| step | T | SPARKD_E64=0 us | E64 on (512 thr) us | E64 on, RNT 1024 us | saved us (512) | GB/s new (bytes once) | %% probe |\n"
+    fprintf(ctx.f, "| step | T | SPARKD_E64=0 us | E64 on (512 thr) us | E64 on, RCL=1 (cluster) us | saved us (512) | GB/s new (bytes once) | %% probe |\n"
                    "|---|---|---|---|---|---|---|---|\n");
     double tot[2][2] = {{0, 0}, {0, 0}}; // [T 64, T 8][off, on]
     err e2 = {ERR_OK, {0}};
@@ -361,11 +369,11 @@ void e64_kbench(void *file, double probe, err *e) {
         double us[3] = {0, 0, 0};
         for (int v = 0; v < (rv ? 3 : 2); v++) {
             cuda_e64_set(v ? 7 : 0, 2);
-            cuda_e64_rnt_set(v == 2 ? 1024 : 512);
+            cuda_e64_rcl_set(v == 2 ? 1 : 0);
             us[v] = time_us(fn, 50);
         }
         cuda_e64_set(-1, -1);
-        cuda_e64_rnt_set(-1);
+        cuda_e64_rcl_set(-1);
         for (int v = 0; v < 2; v++) {
             if (T == 64) tot[0][v] += calls * us[v];
             if (T == 8) tot[1][v] += calls * us[v];
