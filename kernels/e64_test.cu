@@ -452,5 +452,10 @@ void e64_kbench(void *file, double probe, err *e) {
             tot[0][0], tot[0][1], tot[0][0] - tot[0][1], tot[1][0], tot[1][1], tot[1][0] - tot[1][1],
             e2.code != ERR_OK ? " (an error was reported)" : "");
     dfree_all();
+    // the fused combine's selftest rows again here (the bench may run with another attention path than selftest --quick)
+    attn_case(64, 500, F, false);
+    attn_case(48, 3000, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8, true);
+    attn_case(8, 2000, F, false, 8);
+    dfree_all();
     st_close_stream();
 }
