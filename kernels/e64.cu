@@ -21,10 +21,8 @@
 // SPARKD_E64: mask (1 qkv with partials, 2 resid_norm, 4 attention combine + o's input prepare in one kernel;
 // default 7); 0 = layer.cu's / attn.cu's launches exactly.
 // SPARKD_E64_MIN: the fewest rows taken (default 2 since run 1: the 2..32-row steps too; the most: 64).
-// SPARKD_E64_RNT: 512 (default) or 1024 threads a resid row (bench variant).
 #include "cuda_kern.h"
 
-#include <cooperative_groups.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,13 +49,6 @@ static int e64_min(void) {
     }
     return e64_min_v;
 }
-static int e64_rnt_v = -1;
-// SPARKD_E64_RNT: threads a resid row (512 default; 1024: one float4 a thread); run 0's bench variant.
-static int e64_rnt(void) {
-    if (e64_rnt_v < 0) e64_rnt_v = cuda_env_int("SPARKD_E64_RNT", E64_RNT) == 1024 ? 1024 : E64_RNT;
-    return e64_rnt_v;
-}
-extern "C" void cuda_e64_rnt_set(int nt) { e64_rnt_v = nt < 0 ? -1 : nt == 1024 ? 1024 : E64_RNT; }
 // Tests and benches: the mask (0 = off), -1 = as the environment says; the fewest rows (-1: the environment's).
 extern "C" void cuda_e64_set(int mask, int min_rows) {
     e64_v = mask < 0 ? -1 : mask & 7;
@@ -151,101 +142,6 @@ __global__ __launch_bounds__(NT) void e64_resid_kernel(cuda_resid_args a, cuda_m
     if (has_out) mmin_emit_row<J>(out, i, v, red); // (block_max's first barrier: every read of red above is done)
 }
 
-// Run 1 variant (SPARKD_E64_RCL=1, bench): resid_cl_kernel<PT>'s cluster of CL CTAs a row (CL = 8 at <= 16 rows, 4 at
-// <= 32, 2 above: 1024 / CL threads a CTA, one float4 a thread, global thread g = rank * blockDim + tid holding float4
-// g as resid_norm_row_kernel<1>'s thread g) with every partial in flight; the block sums and the row max over the
-// cluster as layer.cu's cl_block_sum / cl_emit_row (their operations and order: bitwise).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-__device__ __forceinline__ float e64_cl_sum(float v, float *red) {
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nwl = blockDim.x >> 5, nw = nwl * (int)cl.num_blocks();
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) red[w] = v;
-    cl.sync();
-    v = lane < nw ? *cl.map_shared_rank(red + lane % nwl, lane / nwl) : 0.0f;
-    v = warp_sum(v);
-    cl.sync();
-    return v;
-}
-#endif
-template <bool PT, int ZMAX>
-__global__ __launch_bounds__(512) void e64_rescl_kernel(cuda_resid_args a, cuda_mmin out, int has_out) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    __shared__ float red[32];
-    __shared__ float zero, cmax, rmax;
-    pdl_trigger();
-    cg::cluster_group cl = cg::this_cluster();
-    const int CL = (int)cl.num_blocks(), rk = (int)cl.block_rank();
-    const int i = blockIdx.x / CL, nt = blockDim.x, tid = rk * nt + threadIdx.x;
-    if (PT && threadIdx.x == 0) *(volatile float *)&zero = 0.0f;
-    const float4 wn = ld4(a.norm_w + 4 * tid);
-    pdl_wait();
-    const int r = a.rows ? a.rows[i] : i;
-    const int dim = a.dim;
-    float *x = a.x + (size_t)r * dim;
-    float4 v = ld4(x + 4 * tid);
-    if (a.o) {
-        const int k = 4 * tid;
-        float4 o;
-        if (PT) {
-            const int nz = a.o_part.nz;
-            const float *p = a.o_part.p + (size_t)r * a.o_part.ld + k;
-            float4 q[ZMAX];
-#pragma unroll
-            for (int z = 0; z < ZMAX; z++)
-                if (z < nz) q[z] = ld4(p + (size_t)z * a.o_part.zs);
-            __syncthreads(); // (as e64_resid_kernel: every load asked for before the first add)
-            const float z0 = *(volatile float *)&zero;
-            o = make_float4(z0, z0, z0, z0);
-#pragma unroll
-            for (int z = 0; z < ZMAX; z++)
-                if (z < nz) { o.x += q[z].x; o.y += q[z].y; o.z += q[z].z; o.w += q[z].w; }
-        } else {
-            o = ld4(a.o + (size_t)r * dim + k);
-        }
-        if (a.o_bias) {
-            const float4 b = ld4(a.o_bias + k);
-            o.x += b.x; o.y += b.y; o.z += b.z; o.w += b.w;
-        }
-        v.x += o.x; v.y += o.y; v.z += o.z; v.w += o.w;
-        *(float4 *)(x + k) = v;
-    }
-    float ss = 0.0f;
-    ss += e64_sq4(v);
-    ss = e64_cl_sum(ss, red);
-    const float rr = 1.0f / sqrtf(ss / (float)dim + a.eps);
-    v.x = v.x * rr * wn.x; v.y = v.y * rr * wn.y; v.z = v.z * rr * wn.z; v.w = v.w * rr * wn.w;
-    if (a.xout) *(float4 *)(a.xout + (size_t)i * dim + 4 * tid) = v;
-    if (!has_out) return; // (has_out is uniform over the cluster: no CTA waits on a barrier this one skips)
-    float inv = 1.0f;
-    if (out.forms & (CUDA_MMIN_F16 | CUDA_MMIN_BF16)) { // cl_emit_row<1>'s exponent of the whole row
-        const float am = block_max(amax4(v), red);
-        if (threadIdx.x == 0) cmax = am;
-        cl.sync();
-        if (threadIdx.x < 32) {
-            float m = (int)threadIdx.x < CL ? *cl.map_shared_rank(&cmax, threadIdx.x) : -INFINITY;
-            m = warp_max(m);
-            if (threadIdx.x == 0) rmax = m;
-        }
-        cl.sync();
-        const int ex = mmin_exponent(rmax);
-        inv = ldexpf(1.0f, -ex);
-        if (rk == 0 && threadIdx.x == 0) out.tscale[i] = ldexpf(1.0f, ex);
-    }
-    mmin_emit4(out, i, 4 * tid, v, true, inv);
-#endif
-}
-static int e64_rcl_v = -1;
-// SPARKD_E64_RCL=1: the cluster variant above (bench; default 0: e64_resid_kernel).
-static int e64_rcl(void) {
-    if (e64_rcl_v < 0) e64_rcl_v = cuda_env_int("SPARKD_E64_RCL", 0) ? 1 : 0;
-    return e64_rcl_v;
-}
-extern "C" void cuda_e64_rcl_set(int on) { e64_rcl_v = on < 0 ? -1 : on ? 1 : 0; }
-
 // From layer.cu's elt_resid_norm (its alignment checks passed; pt: o is a's deferred partials):
 // 0 = launched, -1 = not taken, > 0 = an error.
 int e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e) {
@@ -253,25 +149,7 @@ int e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *str
     if (pt && (a->o_part.g2 || a->o_part.nz < 1 || a->o_part.nz > E64_RZ)) return -1;
     const int has = a->out != NULL ? 1 : 0;
     e64_n++;
-    if (e64_rcl()) {
-        static int off = 0; // (a cluster launch the device refused: the one-CTA kernel from then on)
-        const int CL = a->n <= 16 ? 8 : a->n <= 32 ? 4 : 2;
-        if (!off) {
-            const dim3 g((unsigned)(a->n * CL)), c((unsigned)CL), b((unsigned)(1024 / CL));
-            const cudaError_t rc = pt ? cuda_launch_cluster(e64_rescl_kernel<true, E64_RZ>, g, c, b, 0, stream, *a, out, has)
-                                      : cuda_launch_cluster(e64_rescl_kernel<false, E64_RZ>, g, c, b, 0, stream, *a, out, has);
-            if (rc == cudaSuccess) return 0;
-            const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (e64 resid cluster)", __FILE__, __LINE__, e);
-            if (f > 0) return f;
-            off = 1;
-        }
-    }
     const dim3 g((unsigned)a->n);
-    if (e64_rnt() == 1024) { // (env variant: 1024 threads a row, 1 float4 a thread)
-        if (pt) CUDA_TRY(cuda_launch(e64_resid_kernel<1, 1024, E64_RZ, true>, g, dim3(1024), 0, stream, *a, out, has));
-        else CUDA_TRY(cuda_launch(e64_resid_kernel<1, 1024, E64_RZ, false>, g, dim3(1024), 0, stream, *a, out, has));
-        return 0;
-    }
     if (pt) CUDA_TRY(cuda_launch(e64_resid_kernel<2, E64_RNT, E64_RZ, true>, g, dim3(E64_RNT), 0, stream, *a, out, has));
     else CUDA_TRY(cuda_launch(e64_resid_kernel<2, E64_RNT, E64_RZ, false>, g, dim3(E64_RNT), 0, stream, *a, out, has));
     return 0;

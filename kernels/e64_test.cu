@@ -24,8 +24,6 @@
 
 extern "C" void cuda_e64_set(int mask, int min_rows); // e64.cu: kernels taken (1 qkv, 2 resid; 0 off, -1 env)
 extern "C" long cuda_e64_launches(void);             // e64.cu: launches so far
-extern "C" void cuda_e64_rnt_set(int nt);             // e64.cu: threads a resid row (512, 1024; -1 env)
-extern "C" void cuda_e64_rcl_set(int on);             // e64.cu: the resid cluster variant (1 on, 0 off, -1 env)
 extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e); // e64.cu (mask 4)
 
 namespace {
@@ -53,14 +51,12 @@ void verdict(const char *tag, const std::vector<uint8_t> &ref, const std::vector
 }
 
 // One resid_norm case: T rows of dim 4096, nz deferred partials (0: o plain rows, -1: no o).
-void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows, int rnt = 512) {
+void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows) {
     const int dim = 4096;
     char tag[160];
     snprintf(tag, sizeof tag, "e64 resid_norm T%d %s forms %d%s%s%s", T, nz > 0 ? "partials" : nz == 0 ? "o" : "no o", forms,
              bias ? " bias" : "", xout ? " xout" : "", rows ? " rows" : "");
     if (nz > 0) snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " nz %d", nz);
-    if (rnt == 1) snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " (cluster variant)");
-    else snprintf(tag + strlen(tag), sizeof tag - strlen(tag), " (%d threads a row)", rnt);
     const int R = rows ? T + 7 : T;
     auto x0 = st_randn((size_t)R * dim, 1.0), nw = st_randn(dim, 1.0), ob = st_randn(dim, 0.1);
     for (size_t k = 0; k < x0.size(); k += 97) x0[k] *= 20.0f;
@@ -101,12 +97,8 @@ void resid_case(int T, int nz, int forms, bool bias, bool xout, bool rows, int r
         }
         cuda_e64_set(mask, 2);
         err e2 = {ERR_OK, {0}};
-        cuda_e64_rnt_set(rnt == 1 ? 512 : rnt);
-        cuda_e64_rcl_set(rnt == 1 ? 1 : 0);
         const int rc = cuda_resid_norm(&a, C->st, &e2);
         cuda_e64_set(-1, -1);
-        cuda_e64_rnt_set(-1);
-        cuda_e64_rcl_set(-1);
         if (rc || cudaStreamSynchronize(C->st) != cudaSuccess) { fprintf(C->f, "not ok - %s: %s\n", tag, e2.msg); C->fails++; return false; }
         o.clear();
         put(o, dx, (size_t)R * dim);
@@ -324,13 +316,9 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
     resid_case(57, 8, F, false, false, true);
     resid_case(8, 8, F, false, false, false);
     resid_case(2, 6, F | CUDA_MMIN_BF16, true, true, true);
-    resid_case(64, 8, F, false, true, false, 1024);
-    resid_case(16, 3, F | CUDA_MMIN_Q8, true, false, true, 1024);
-    resid_case(20, -1, F, false, true, false, 1024);
-    resid_case(64, 8, F, false, true, true, 1);
-    resid_case(8, 6, F | CUDA_MMIN_BF16 | CUDA_MMIN_Q8, true, false, false, 1);
-    resid_case(24, 0, F, true, true, false, 1);
-    resid_case(40, -1, F, false, false, true, 1);
+    resid_case(64, 8, F, false, true, false);
+    resid_case(16, 3, F | CUDA_MMIN_Q8, true, false, true);
+    resid_case(24, 0, F, true, true, false);
     dfree_all();
     qkv_case(64, 64, 700, CUDA_KV_F16, true, false, 5, 5, 5);
     qkv_case(64, 64, 3000, CUDA_KV_F16, true, false, 3, 3, 16);
@@ -352,7 +340,7 @@ int e64_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=e64: a decode layer's row producers at T = 64 / 48 / 33 / 32 / 8 rows (Qwen3-8B: hidden 4096, 32 / 8 heads
-// of 128, f16 KV), SPARKD_E64=0 vs on (SPARKD_E64_MIN=2 here: every T taken), resid rows also with the cluster variant;
+// of 128, f16 KV), SPARKD_E64=0 vs on (SPARKD_E64_MIN=2 here: every T taken);
 // each timed warm (median of 50) on the same buffers.
 void e64_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
@@ -361,26 +349,24 @@ void e64_kbench(void *file, double probe, err *e) {
     ctx.rng.s = 777;
     if (!st_open_stream()) return;
     const int dim = 4096, F = CUDA_MMIN_F16;
-    fprintf(ctx.f, "| step | T | SPARKD_E64=0 us | E64 on (512 thr) us | E64 on, RCL=1 (cluster) us | saved us (512) | GB/s new (bytes once) | %% probe |\n"
-                   "|---|---|---|---|---|---|---|---|\n");
+    fprintf(ctx.f, "| step | T | SPARKD_E64=0 us | SPARKD_E64=7 us | saved us | GB/s new (bytes once) | %% probe |\n"
+                   "|---|---|---|---|---|---|---|\n");
     double tot[2][2] = {{0, 0}, {0, 0}}; // [T 64, T 8][off, on]
     err e2 = {ERR_OK, {0}};
-    auto row = [&](const char *name, int T, double mbytes, int calls, bool rv, auto fn) {
-        double us[3] = {0, 0, 0};
-        for (int v = 0; v < (rv ? 3 : 2); v++) {
+    auto row = [&](const char *name, int T, double mbytes, int calls, bool, auto fn) {
+        double us[2] = {0, 0};
+        for (int v = 0; v < 2; v++) {
             cuda_e64_set(v ? 7 : 0, 2);
-            cuda_e64_rcl_set(v == 2 ? 1 : 0);
             us[v] = time_us(fn, 50);
         }
         cuda_e64_set(-1, -1);
-        cuda_e64_rcl_set(-1);
         for (int v = 0; v < 2; v++) {
             if (T == 64) tot[0][v] += calls * us[v];
             if (T == 8) tot[1][v] += calls * us[v];
         }
         const double gbs = mbytes / us[1] * 1e3;
-        fprintf(ctx.f, "| %s (x%d a layer) | %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.1f |\n", name, calls, T, us[0], us[1], us[2],
-                us[0] - us[1], gbs, probe > 0 ? 100.0 * gbs / probe : 0.0);
+        fprintf(ctx.f, "| %s (x%d a layer) | %d | %.2f | %.2f | %.2f | %.0f | %.1f |\n", name, calls, T, us[0], us[1], us[0] - us[1], gbs,
+                probe > 0 ? 100.0 * gbs / probe : 0.0);
     };
     for (int T : {64, 48, 33, 32, 8}) {
         auto x0 = st_randn((size_t)T * dim, 1.0), nw = st_randn(dim, 1.0), pp = st_randn((size_t)8 * T * dim, 0.5);
@@ -441,7 +427,7 @@ void e64_kbench(void *file, double probe, err *e) {
                 for (int v = 0; v < 2; v++) us[v] = time_us([&] { attn_run(S, T, v == 1, &e2); }, 50);
                 if (T == 64) { tot[0][0] += us[0]; tot[0][1] += us[1]; }
                 if (T == 8) { tot[1][0] += us[0]; tot[1][1] += us[1]; }
-                fprintf(ctx.f, "| attention (dec3 + combine) + o's prepare (x1 a layer; ctx 500..1000) | %d | %.2f | %.2f | | %.2f | | |\n", T,
+                fprintf(ctx.f, "| attention (dec3 + combine) + o's prepare (x1 a layer; ctx 500..1000) | %d | %.2f | %.2f | %.2f | | |\n", T,
                         us[0], us[1], us[0] - us[1]);
             }
         }
