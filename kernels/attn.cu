@@ -1742,6 +1742,7 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
     return n_used;
 }
 
+int e64_comb(const cuda_attn_args *a, int U, void *stream, err *e); // e64.cu (round 12): the combine + o's input prepare
 template <int D>
 static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     dec_env();
@@ -1765,6 +1766,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8 == 3 || (g_att8 != 4 && g_att8_pair) ? 4 : 0)));
             if (a->plan_nsl > 16) { // (up to 16 slots: the U = 16 combine's one round already)
+                { const int ec = e64_comb(a, 40, stream, e); if (ec >= 0) return ec; } // round 12 e64 (e64.cu)
                 CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
                 return 0;
             }
@@ -1772,6 +1774,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
             CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns));
         }
+        { const int ec = e64_comb(a, 16, stream, e); if (ec >= 0) return ec; } // round 12 e64 (e64.cu; armed by the engine only)
         CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 16>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
         return 0;
     }

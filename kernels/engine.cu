@@ -1112,6 +1112,7 @@ int forms_at(int forms_all, int T, int fast) {
 // forms too where one of them does not (fast_int8_kinds).
 extern "C" int cuda_t64_g2_head(int T); // gemms.cu: SPARKD_T64_G2's level at T tokens (gemms2 reads the f16 form)
 extern "C" void cuda_pe_nolo(int on); // pe.cu (round 11): resid / prepare may skip the low halves this forward
+extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e); // e64.cu (round 12)
 int input_forms(const engine *g, int forms_all, int T, int kinds) {
     if (!g->fast_mm) return forms_at(forms_all, T, 0);
     const int k8 = g->int8_kinds & kinds;
@@ -1231,8 +1232,12 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             K_TRY(cuda_attention(&aa, g->st, e));
             g->in_q.T = T;
         } else {
-            K_TRY(cuda_attention(&aa, g->st, e));
-            K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+            const int ep = cuda_e64_attn_prep(&aa, &g->in_q, T, g->st, e); // round 12 e64 (e64.cu; SPARKD_E64 mask 4): one kernel
+            if (ep > 0) K_TRY(ep);
+            if (ep < 0) {
+                K_TRY(cuda_attention(&aa, g->st, e));
+                K_TRY(cuda_mmin_prepare(g->att, l.q_dim, &g->in_q, T, g->st, e));
+            }
         }
         K_TRY(mm(g, ENG_MM_O, &g->in_q, 1, &W->wo, g->o, NULL, NULL, NULL, NULL, e));
         if (g->tp) K_TRY(tp_allreduce(g->tp, g->o, (size_t)T * hp->dim, g->st, e)); // partial sums of the heads

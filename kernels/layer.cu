@@ -332,6 +332,8 @@ static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int t
 int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e); // pe.cu (round 11)
 int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e);     // pe.cu (round 11)
 int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);              // pe.cu (round 11)
+int e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e);  // e64.cu (round 12)
+int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);             // e64.cu (round 12)
 
 static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e) {
     int th = 0;
@@ -342,6 +344,7 @@ static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *
     const bool pt = a->o && part_on(a->o_part);
     if (pt && !part_a16(a->o_part)) return -1;
     { const int pr = pe_resid(a, out, pt, stream, e); if (pr >= 0) return pr; } // round 11 pe (pe.cu; SPARKD_PE=0: off)
+    { const int er = e64_resid(a, out, pt, stream, e); if (er >= 0) return er; } // round 12 e64 (e64.cu; SPARKD_E64=0: off)
     if (nv == 1) {
         const int cr = resid_cl_launch(a, out, th, pt, stream, e);
         if (cr >= 0) return cr;
@@ -795,6 +798,7 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
                 part_flush(a->pv, a->v, a->ldv, tk->T, a->n_kv * a->head_dim, stream, e))
                 return -1;
         } else {
+            { const int er = e64_qkv(a, tk, stream, e); if (er >= 0) return er; } // round 12 e64 (e64.cu; SPARKD_E64=0: off)
             CUDA_TRY(cuda_launch(qkv_kernel<true>, g, dim3(QKV_WARPS * 32), 0, stream, *a, *tk, 1));
             return 0;
         }
