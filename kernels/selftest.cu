@@ -2099,6 +2099,7 @@ int pp_selftest(void *file, int quick, uint64_t seed, err *e); void pp_kbench(vo
 int apf_selftest(void *file, int quick, uint64_t seed, err *e); void apf_kbench(void *file, double probe, err *e); // apf_test.cu (round 10)
 int fc_selftest(void *file, int quick, uint64_t seed, err *e); void fc_kbench(void *file, double probe, err *e); // fc_test.cu (round 11)
 int hd_selftest(void *file, int quick, uint64_t seed, err *e); void hd_kbench(void *file, double probe, err *e); // hd_test.cu (round 11)
+int a8_selftest(void *file, int quick, uint64_t seed, err *e); void a8_kbench(void *file, double probe, err *e); // a8_test.cu (round 12)
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -2157,6 +2158,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     if (mode && !strcmp(mode, "apf")) { apf_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // apf_test.cu (round 10)
     if (mode && !strcmp(mode, "fc")) { fc_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // fc_test.cu (round 11)
     if (mode && !strcmp(mode, "hd")) { hd_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // hd_test.cu (round 11)
+    if (mode && !strcmp(mode, "a8")) { a8_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // a8_test.cu (round 12)
     if (mode && !strcmp(mode, "prefill")) {
         // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
         // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
@@ -2388,6 +2390,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     ctx.fails += pe_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 pe: small-CTA row producers at T > 64, bitwise vs SPARKD_PE=0 (pe_test.cu)
     ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
     ctx.fails += hd_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 hd: the head's split-K room, sampling's lean first pass (hd_test.cu)
+    ctx.fails += a8_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 a8: decode attention, one m-tile a warp, 3 CTAs an SM (a8_test.cu)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
     test_resid_norm(4097, 1024, 1, 0, 0);
