@@ -13,7 +13,8 @@
 //   summation order differ);
 // - SPARKD_A8 = 2 (its kernel, today's plan) against SPARKD_A8 = 0 within 1e-6 (same items,
 //   same per-step arithmetic; the merge skips the warps that hold another m-tile, which today's
-//   adds with weight 0);
+//   adds with weight 0); SPARKD_A8 = 3 (3 stages a warp, 2 CTAs an SM) against the reference
+//   (3e-3) and SPARKD_A8 = 0 (1e-6 with the same items, else 1e-5);
 // - its kernel must have run (launch counter), and not at precision exact (today's kernel there);
 // - the control: SPARKD_ATT8 = 2 (the partial sums written halved) through A8's kernel must miss
 //   the reference by more than 3e-3.
@@ -32,7 +33,7 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
-extern "C" int cuda_attn_dec_a8(int mode);          // attn.cu: SPARKD_A8 mode 0..2 (-1: unchanged); returns the old
+extern "C" int cuda_attn_dec_a8(int mode);          // attn.cu: SPARKD_A8 mode 0..3 (-1: unchanged); returns the old
 extern "C" long cuda_attn_dec_a8_launches(void);     // attn.cu: attn_dec3_kernel<D, 1> launches so far
 
 namespace {
@@ -233,20 +234,23 @@ void test_layer(int ctx, int nseq, bool control) {
     layer_t L;
     make_layer(L, ctx, nseq, 1, true);
     char shape[96];
-    int it0 = 0, it1 = 0, it2 = 0;
-    long n0 = 0, n1 = 0, n2 = 0, nx = 0;
+    int it0 = 0, it1 = 0, it2 = 0, it3 = 0;
+    long n0 = 0, n1 = 0, n2 = 0, n3 = 0, nx = 0;
     const auto o0 = run_layer(L, 0, 1, 1, &it0, &n0);
     const auto o1 = run_layer(L, 1, 1, 1, &it1, &n1);
     const auto o2 = run_layer(L, 2, 1, 1, &it2, &n2);
+    const auto o3 = run_layer(L, 3, 1, 1, &it3, &n3);
     const auto ref = reference(L);
-    snprintf(shape, sizeof shape, "ctx %d, %d seq%s, items %d / %d / %d a KV head", ctx, nseq, nseq > 1 ? " (shared prefix)" : "",
-             it0, it1, it2);
-    char note[64];
-    snprintf(note, sizeof note, "(launches of A8's kernel %ld / %ld / %ld)", n0, n1, n2);
+    snprintf(shape, sizeof shape, "ctx %d, %d seq%s, items %d / %d / %d / %d a KV head", ctx, nseq, nseq > 1 ? " (shared prefix)" : "",
+             it0, it1, it2, it3);
+    char note[80];
+    snprintf(note, sizeof note, "(launches of A8's kernel %ld / %ld / %ld / %ld)", n0, n1, n2, n3);
     report("a8 fast vs reference", shape, err_ref(L, o1, ref), 3e-3, 0, n1 == 1 && n0 == 0, note);
     report("a8=0 fast vs reference", shape, err_ref(L, o0, ref), 3e-3, 0, true);
     report("a8 vs a8=0", shape, err_out(o1, o0), 1e-5, 0, true);
     report("a8=2 (today's plan) vs a8=0", shape, err_out(o2, o0), 1e-6, 0, n2 == 1);
+    report("a8=3 (3 stages a warp) vs reference", shape, err_ref(L, o3, ref), 3e-3, 0, n3 == 1);
+    report("a8=3 vs a8=0", shape, err_out(o3, o0), it3 == it0 ? 1e-6 : 1e-5, 0, true);
     if (control) {
         const auto oc = run_layer(L, 1, 2, 1, NULL, &nx);
         const double ec = err_ref(L, oc, ref);
@@ -283,7 +287,8 @@ int a8_selftest(void *file, int quick, uint64_t seed, err *e) {
 //
 // One layer's decode attention (kernel + combine, PDL on as in the engine), Qwen3-8B shape,
 // precision fast, at 8K and 32K for 1 and 8 sequences (the 8 sharing the prefix): SPARKD_A8 = 0
-// (today), 1 (A8's kernel and plan), 2 (A8's kernel, today's plan); us per call (median of 9 runs of
+// (today), 1 (A8's kernel and plan), 2 (A8's kernel, today's plan), 3 (A8's kernel with 3 stages
+// a warp, 2 CTAs an SM); us per call (median of 9 runs of
 // 10 calls back to back, the KV pools rotated past L2 where they are small), GB/s of the KV read once.
 void a8_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
@@ -302,7 +307,7 @@ void a8_kbench(void *file, double probe, err *e) {
             int copies = (int)(512e6 / kvb) + 1;
             if (copies > 8) copies = 8;
             make_layer(L, ctxlen, nseq, copies, false);
-            for (int a8 : {0, 1, 2}) {
+            for (int a8 : {0, 1, 2, 3}) {
                 const int a8_was = cuda_attn_dec_a8(a8);
                 int items = 0;
                 if (!plan_layer(L, &items)) {

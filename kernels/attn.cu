@@ -957,16 +957,18 @@ __device__ __forceinline__ void ldsm4tu(uint32_t *r, uint32_t p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
 }
 
-// A8 = 1 (round 12, helper a8; SPARKD_A8, see attn_dec_launch): precision fast, 2 stages a warp,
-// warp pairs on: only the one-m-tile steps (items of <= 16 rows by single warps, of 17..32 rows
-// by warp pairs) are compiled, Q lo is not kept (Q hi only: 8 KB at d128), the partials take
-// [warp][16][D + 2] (a warp holds one m-tile): 154 registers (sm_90a, no spills) and 72 KB
-// of shared memory at d128, 3 CTAs an SM (today's: 254 and 83 KB, 2).
+// A8 = 1 (round 12, helper a8; SPARKD_A8, see attn_dec_launch): precision fast, warp pairs on:
+// only the one-m-tile steps (items of <= 16 rows by single warps, of 17..32 rows by warp pairs)
+// are compiled, Q lo is not kept (Q hi only: 8 KB at d128), the partials take [warp][16][D + 2]
+// (a warp holds one m-tile): 153 registers (sm_90a, no spills); NS = 2 stages a warp (4 a pair):
+// 72 KB at d128, 3 CTAs an SM (today's: 254 registers and 83 KB, 2); NS = 3 (SPARKD_A8=3; 6 a
+// pair): 104 KB, 2 CTAs an SM.
 template <int D, int A8 = 0>
 __global__ __launch_bounds__(DEC_WARPS * 32, A8 ? 3 : 2) void attn_dec3_kernel(const cuda_attn_args a, const int NS, const int ctl) {
     using SM = dec2_smem<D>;
     constexpr int NT = D / 8; // dim n-tiles of O
     constexpr int MTX = A8 ? 1 : 2; // (m-tiles a warp holds at most)
+    // (stages a warp or pair at most: DEC_NSMAX; A8: 6, 3 a warp and 6 a pair at SPARKD_A8=3)
     extern __shared__ __align__(16) uint8_t dsm[];
     __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * D;
     uint8_t *kvs = dsm + (A8 ? SM::Q / 2 : SM::Q); // (A8: Q hi only)
@@ -1054,9 +1056,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, A8 ? 3 : 2) void attn_dec3_kernel(c
         }
     };
     int s = s0 + (pairm ? warp >> 1 : warp);
-    int b0[DEC_NSMAX - 1];
+    int b0[(A8 ? 6 : DEC_NSMAX) - 1];
 #pragma unroll
-    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+    for (int k = 0; k < (A8 ? 6 : DEC_NSMAX) - 1; k++) {
         const int sk = s + k * STR;
         b0[k] = k < NSE - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
     }
@@ -1070,7 +1072,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, A8 ? 3 : 2) void attn_dec3_kernel(c
     int kpre = 0;
     if (ctl & 2) {
 #pragma unroll
-        for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        for (int k = 0; k < (A8 ? 6 : DEC_NSMAX) - 1; k++) {
             const int sk = s + k * STR;
             if (k >= NSE - 1 || kpre < k || sk >= s1 || lo + (sk + 1) * DEC_STEP > minpos) break;
             issue(sk, b0[k], k);
@@ -1091,7 +1093,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, A8 ? 3 : 2) void attn_dec3_kernel(c
         }
     }
 #pragma unroll
-    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+    for (int k = 0; k < (A8 ? 6 : DEC_NSMAX) - 1; k++) {
         if (k >= NSE - 1) break;
         if (k < kpre) continue; // (issued before the wait)
         if (s + k * STR < s1) issue(s + k * STR, b0[k], k);
@@ -1139,7 +1141,10 @@ __global__ __launch_bounds__(DEC_WARPS * 32, A8 ? 3 : 2) void attn_dec3_kernel(c
             if (PAIR) {
                 // this warp's copies of step s landed; the barrier makes the partner's visible
                 // and says both computed the stage refilled next (the previous step's)
-                cp_wait<2>();
+                if constexpr (A8) {
+                    if (NSE == 6) cp_wait<4>(); // (A8, NS = 3)
+                    else cp_wait<2>();
+                } else cp_wait<2>();
                 if (warp >> 1) asm volatile("bar.sync 2, 64;\n" ::: "memory");
                 else asm volatile("bar.sync 1, 64;\n" ::: "memory");
                 if (sn < s1) {
@@ -1562,15 +1567,16 @@ static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8,
 // 1,283.7 vs 1,274.7 tok/s).
 static int g_att8_pair = 1;
 // SPARKD_A8 (round 12, helper a8): 1 (default) attn_dec3_kernel<D, 1> at precision fast (one
-// m-tile a warp, 3 CTAs an SM) and the plan sized to its resident CTAs (3 a SM: 49 items a KV
-// head at 8 KV heads on 132 SMs instead of 33); 2: that kernel with today's plan (2 a SM);
-// 0: today's kernel and plan exactly. Used where SPARKD_ATT8 is 1-3, SPARKD_ATT8_PAIR on (or
-// ATT8 = 3), 2 stages (SPARKD_ATTN_DEC_NS unset or 2), the new plan; else today's path.
+// m-tile a warp, 2 stages a warp, 3 CTAs an SM) and the plan sized to its resident CTAs (3 a SM:
+// 49 items a KV head at 8 KV heads on 132 SMs instead of 33); 2: that kernel with today's plan
+// (2 a SM); 3: attn_dec3_kernel<D, 3> (the same with 3 stages a warp, 6 a warp pair: 2 CTAs an
+// SM, today's item count); 0: today's kernel and plan exactly. Used where SPARKD_ATT8 is 1-3,
+// SPARKD_ATT8_PAIR on (or ATT8 = 3), SPARKD_ATTN_DEC_NS unset or 2, the new plan; else today's path.
 static int g_a8 = 1;
 static void dec_env() {
     if (g_dec_old >= 0) return;
     const char *e8 = getenv("SPARKD_A8");
-    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 2 ? atoi(e8) : 1;
+    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 3 ? atoi(e8) : 1;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
@@ -1648,17 +1654,22 @@ template <int D> static dec2_cfg dec2_setup() {
 
 // SPARKD_A8: attn_dec3_kernel<D, 1>'s dynamic shared bytes (Q hi + 2 stages a warp; the
 // [warp][16][D + 2] partials fit in the ring) and resident CTAs an SM (at most 3, 0: unusable)
-template <int D> static int a8_smem() { return dec2_smem<D>::Q / 2 + DEC_WARPS * 2 * dec2_smem<D>::STAGE; }
-template <int D> static int a8_compute() {
+// (V: 2 or 3 stages a warp, SPARKD_A8 = 1, 2 or 3)
+template <int D, int V> static int a8_smem() { return dec2_smem<D>::Q / 2 + DEC_WARPS * V * dec2_smem<D>::STAGE; }
+template <int D, int V> static int a8_compute() {
     int nb = 0;
-    if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D>()) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec3_kernel<D, 1>, DEC_WARPS * 32, (size_t)a8_smem<D>()) != cudaSuccess)
+    if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, 3>()) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec3_kernel<D, 1>, DEC_WARPS * 32, (size_t)a8_smem<D, V>()) != cudaSuccess)
         nb = 0, cudaGetLastError();
     return nb > 3 ? 3 : nb;
 }
-template <int D> static int a8_per_sm() {
-    static const int n = a8_compute<D>();
-    return n;
+template <int D> static int a8_per_sm() { // (with the stages g_a8 picks)
+    if (g_a8 == 3) {
+        static const int n3 = a8_compute<D, 3>();
+        return n3;
+    }
+    static const int n2 = a8_compute<D, 2>();
+    return n2;
 }
 static bool a8_usable() { // (the switches A8's kernel needs; precision fast is checked at launch)
     return g_a8 && !g_dec_old && g_att8 >= 1 && g_att8 <= 3 && (g_att8 == 3 || g_att8_pair) && dec2_setup<128>().ns == 2 &&
@@ -1669,7 +1680,7 @@ extern "C" long cuda_attn_dec_a8_launches(void) { return g_a8_launches; }
 extern "C" int cuda_attn_dec_a8(int mode) { // (tests and benches: 0..2, -1 = unchanged; returns the old mode)
     dec_env();
     const int was = g_a8;
-    if (mode >= 0 && mode <= 2) g_a8 = mode;
+    if (mode >= 0 && mode <= 3) g_a8 = mode;
     return was;
 }
 
@@ -1679,7 +1690,8 @@ extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
     if (g_dec_old) return (4 * sms + n_kv - 1) / n_kv + 2 * n; // ~4 CTAs per SM
     // one wave (g_dec_waves) of resident CTAs for the proportional split, + 2 per token
     // (SPARKD_A8 = 1: the wave of attn_dec3_kernel<128, 1>)
-    const int psm = g_a8 == 1 && a8_usable() && a8_per_sm<128>() > dec2_setup<128>().per_sm ? a8_per_sm<128>() : dec2_setup<128>().per_sm;
+    const int psm = (g_a8 == 1 || g_a8 == 3) && a8_usable() && a8_per_sm<128>() > dec2_setup<128>().per_sm ? a8_per_sm<128>()
+                                                                                                           : dec2_setup<128>().per_sm;
     const int w = g_dec_waves * psm * sms / n_kv;
     return (w > 1 ? w : 1) + 2 * n;
 }
@@ -1870,11 +1882,13 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         if (b.pf_fast && a8_usable() && a8_per_sm<D>() > 0) { // (SPARKD_A8)
             static bool set8[64];
             if (dev < 0 || dev >= 64 || !set8[dev]) {
-                CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D>()));
+                CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, 3>()));
                 if (dev >= 0 && dev < 64) set8[dev] = true;
             }
+            const int ctl = (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | 4;
+            const int ns = g_a8 == 3 ? 3 : 2;
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D, 1>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                                 (size_t)a8_smem<D>(), stream, b, 2, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | 4));
+                                 (size_t)(ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>()), stream, b, ns, ctl));
             g_a8_launches++;
             if (a->plan_nsl > 16) {
                 CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 52>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
