@@ -1658,9 +1658,15 @@ template <int D> static dec2_cfg dec2_setup() {
 template <int D, int V> static int a8_smem() { return dec2_smem<D>::Q / 2 + DEC_WARPS * V * dec2_smem<D>::STAGE; }
 template <int D, int V> static int a8_compute() {
     int nb = 0;
-    if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, 3>()) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec3_kernel<D, 1>, DEC_WARPS * 32, (size_t)a8_smem<D, V>()) != cudaSuccess)
-        nb = 0, cudaGetLastError();
+    // (the attribute at the 3-stage size where the device allows it, else at V's: never lowered
+    // below what a launch set, which raises it when it needs more)
+    if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, 3>()) != cudaSuccess) {
+        cudaGetLastError();
+        if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, V>()) != cudaSuccess)
+            return cudaGetLastError(), 0;
+    }
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec3_kernel<D, 1>, DEC_WARPS * 32, (size_t)a8_smem<D, V>()) != cudaSuccess)
+        return cudaGetLastError(), 0;
     return nb > 3 ? 3 : nb;
 }
 template <int D> static int a8_per_sm() { // (with the stages g_a8 picks)
@@ -1880,15 +1886,15 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
         if (b.pf_fast && a8_usable() && a8_per_sm<D>() > 0) { // (SPARKD_A8)
-            static bool set8[64];
-            if (dev < 0 || dev >= 64 || !set8[dev]) {
-                CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, 3>()));
-                if (dev >= 0 && dev < 64) set8[dev] = true;
+            const int ns = g_a8 == 3 ? 3 : 2, sm8 = ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>();
+            static int set8[64]; // (the shared bytes the kernel's attribute allows, per device)
+            if (dev < 0 || dev >= 64 || set8[dev] < sm8) {
+                CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, sm8));
+                if (dev >= 0 && dev < 64) set8[dev] = sm8;
             }
             const int ctl = (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | 4;
-            const int ns = g_a8 == 3 ? 3 : 2;
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D, 1>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
-                                 (size_t)(ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>()), stream, b, ns, ctl));
+                                 (size_t)sm8, stream, b, ns, ctl));
             g_a8_launches++;
             if (a->plan_nsl > 16) {
                 CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 52>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
