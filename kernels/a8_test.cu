@@ -15,7 +15,8 @@
 //   same per-step arithmetic; the merge skips the warps that hold another m-tile, which today's
 //   adds with weight 0); SPARKD_A8 = 3 (3 stages a warp, 2 CTAs an SM) against the reference
 //   (3e-3) and SPARKD_A8 = 0 (1e-6 with the same items, else 1e-5);
-// - its kernel must have run (launch counter), and not at precision exact (today's kernel there);
+// - its kernel must have run (launch counter), and not at precision exact (today's kernel and item
+//   count there: the same results as SPARKD_A8 = 0, bitwise);
 // - the control: SPARKD_ATT8 = 2 (the partial sums written halved) through A8's kernel must miss
 //   the reference by more than 3e-3.
 // Outputs and partials are poisoned with NaN before each call (a row not written fails).
@@ -127,9 +128,10 @@ void make_layer(layer_t &L, int ctx, int nseq, int copies, bool host_copy) {
     a.pf_fast = 1;
 }
 
-// The plan for the current SPARKD_A8 / ATT8 modes (as cuda_forward makes it); false on failure.
+// The plan for the current SPARKD_A8 / ATT8 modes and L.a.pf_fast (as cuda_forward makes it);
+// false on failure.
 bool plan_layer(layer_t &L, int *items_out) {
-    const int n_items = cuda_attn_dec_items(L.nseq, layer_t::HK, sms_of());
+    const int n_items = cuda_attn_dec_items_p(L.nseq, layer_t::HK, sms_of(), L.a.pf_fast);
     std::vector<cuda_attn_item> items(n_items);
     std::vector<int32_t> nslot(L.nseq);
     const int rc = cuda_attn_dec_plan(L.tiles.data(), L.nseq, L.bt.data(), L.max_blocks, layer_t::KVB,
@@ -256,9 +258,13 @@ void test_layer(int ctx, int nseq, bool control) {
         const double ec = err_ref(L, oc, ref);
         snprintf(note, sizeof note, "(error %.3g must exceed 3e-3)", ec);
         report("a8 control (sums halved)", shape, ec > 3e-3 ? 0.0 : 1.0, 0.5, 0, nx == 1, note);
-        // precision exact: today's kernel (A8's is fast only), within the exact bound
-        const auto oe = run_layer(L, 1, 1, 0, NULL, &nx);
-        report("a8 on, precision exact (today's kernel)", shape, err_ref(L, oe, ref), 5e-5, 0, nx == 0);
+        // precision exact: today's kernel and item count (A8's are fast only), within the exact bound
+        int ie = 0, i0e = 0;
+        const auto oe = run_layer(L, 1, 1, 0, &ie, &nx);
+        const auto oe0 = run_layer(L, 0, 1, 0, &i0e, NULL);
+        snprintf(note, sizeof note, "(items %d, with A8 off %d: must be equal)", ie, i0e);
+        report("a8 on, precision exact (today's kernel)", shape, err_ref(L, oe, ref), 5e-5, 0, nx == 0 && ie == i0e, note);
+        report("a8 on vs off, precision exact", shape, err_out(oe, oe0), 0.0, 0, true);
     }
     dfree_all();
 }

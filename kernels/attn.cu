@@ -1690,17 +1690,20 @@ extern "C" int cuda_attn_dec_a8(int mode) { // (tests and benches: 0..2, -1 = un
     return was;
 }
 
-extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
+extern "C" int cuda_attn_dec_items_p(int n, int n_kv, int sms, int fast) {
     dec_env();
     if (n_kv < 1) n_kv = 1;
     if (g_dec_old) return (4 * sms + n_kv - 1) / n_kv + 2 * n; // ~4 CTAs per SM
     // one wave (g_dec_waves) of resident CTAs for the proportional split, + 2 per token
-    // (SPARKD_A8 = 1: the wave of attn_dec3_kernel<128, 1>)
-    const int psm = (g_a8 == 1 || g_a8 == 3) && a8_usable() && a8_per_sm<128>() > dec2_setup<128>().per_sm ? a8_per_sm<128>()
-                                                                                                           : dec2_setup<128>().per_sm;
+    // (SPARKD_A8 = 1 at precision fast: the wave of attn_dec3_kernel<128, 1>)
+    const int psm = fast && (g_a8 == 1 || g_a8 == 3) && a8_usable() && a8_per_sm<128>() > dec2_setup<128>().per_sm
+                        ? a8_per_sm<128>()
+                        : dec2_setup<128>().per_sm;
     const int w = g_dec_waves * psm * sms / n_kv;
     return (w > 1 ? w : 1) + 2 * n;
 }
+
+extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) { return cuda_attn_dec_items_p(n, n_kv, sms, 1); }
 
 extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 8; }
 
