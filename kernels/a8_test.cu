@@ -9,12 +9,12 @@
 // - SPARKD_A8 = 1 (its kernel, the plan at its residency) against the float64 CPU reference
 //   (4 heads of 4 KV heads per sequence) within 3e-3 (precision fast's bound in selftest.cu:
 //   Q and P one f16 each, ~5e-4 expected), and against SPARKD_A8 = 0 (today's kernel and plan)
-//   within 1e-5 (both round Q and P the same way; only the split of the positions and the f32
-//   summation order differ);
+//   within 2e-3 (P is rounded to f16 against each part's running maximum: another split rounds
+//   other values, ~1e-4 apart; 1e-6 where the item counts agree, as on GB10);
 // - SPARKD_A8 = 2 (its kernel, today's plan) against SPARKD_A8 = 0 within 1e-6 (same items,
 //   same per-step arithmetic; the merge skips the warps that hold another m-tile, which today's
 //   adds with weight 0); SPARKD_A8 = 3 (3 stages a warp, 2 CTAs an SM) against the reference
-//   (3e-3) and SPARKD_A8 = 0 (1e-6 with the same items, else 1e-5);
+//   (3e-3) and SPARKD_A8 = 0 (1e-6 with the same items, else 2e-3);
 // - its kernel must have run (launch counter), and not at precision exact (today's kernel and item
 //   count there: the same results as SPARKD_A8 = 0, bitwise);
 // - the control: SPARKD_ATT8 = 2 (the partial sums written halved) through A8's kernel must miss
@@ -42,8 +42,9 @@ namespace {
 struct ctx_t : st_ctx {};
 ctx_t *C;
 
+// ok: err <= tol (not NaN) and the caller's own condition ok
 void report(const char *what, const char *shape, double err, double tol, double us, bool ok, const char *note = "") {
-    ok = ok && !isnan(err);
+    ok = ok && !isnan(err) && err <= tol;
     if (!ok) C->fails++;
     fprintf(C->f, "%s - %s %s: err %.3g (tol %.3g) %.1f us%s%s\n", ok ? "ok" : "not ok", what, shape, err, tol, us,
             note[0] ? " " : "", note);
@@ -249,10 +250,11 @@ void test_layer(int ctx, int nseq, bool control) {
     snprintf(note, sizeof note, "(launches of A8's kernel %ld / %ld / %ld / %ld)", n0, n1, n2, n3);
     report("a8 fast vs reference", shape, err_ref(L, o1, ref), 3e-3, 0, n1 == 1 && n0 == 0, note);
     report("a8=0 fast vs reference", shape, err_ref(L, o0, ref), 3e-3, 0, true);
-    report("a8 vs a8=0", shape, err_out(o1, o0), 1e-5, 0, true);
+    // (a different split: P rounded to f16 against other running maxima, ~1e-4 apart expected)
+    report("a8 vs a8=0", shape, err_out(o1, o0), it1 == it0 ? 1e-6 : 2e-3, 0, true);
     report("a8=2 (today's plan) vs a8=0", shape, err_out(o2, o0), 1e-6, 0, n2 == 1);
     report("a8=3 (3 stages a warp) vs reference", shape, err_ref(L, o3, ref), 3e-3, 0, n3 == 1);
-    report("a8=3 vs a8=0", shape, err_out(o3, o0), it3 == it0 ? 1e-6 : 1e-5, 0, true);
+    report("a8=3 vs a8=0", shape, err_out(o3, o0), it3 == it0 ? 1e-6 : 2e-3, 0, true);
     if (control) {
         const auto oc = run_layer(L, 1, 2, 1, NULL, &nx);
         const double ec = err_ref(L, oc, ref);
