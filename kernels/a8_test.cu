@@ -34,7 +34,7 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
-extern "C" int cuda_attn_dec_a8(int mode);          // attn.cu: SPARKD_A8 mode 0..3 (-1: unchanged); returns the old
+extern "C" int cuda_attn_dec_a8(int mode);          // attn.cu: SPARKD_A8 mode 0..5 (-1: unchanged); returns the old
 extern "C" long cuda_attn_dec_a8_launches(void);     // attn.cu: attn_dec3_kernel<D, 1> launches so far
 
 namespace {
@@ -243,6 +243,9 @@ void test_layer(int ctx, int nseq, bool control) {
     const auto o1 = run_layer(L, 1, 1, 1, &it1, &n1);
     const auto o2 = run_layer(L, 2, 1, 1, &it2, &n2);
     const auto o3 = run_layer(L, 3, 1, 1, &it3, &n3);
+    int it5 = 0;
+    long n5 = 0;
+    const auto o5 = run_layer(L, 5, 1, 1, &it5, &n5);
     const auto ref = reference(L);
     snprintf(shape, sizeof shape, "ctx %d, %d seq%s, items %d / %d / %d / %d a KV head", ctx, nseq, nseq > 1 ? " (shared prefix)" : "",
              it0, it1, it2, it3);
@@ -255,6 +258,7 @@ void test_layer(int ctx, int nseq, bool control) {
     report("a8=2 (today's plan) vs a8=0", shape, err_out(o2, o0), 1e-6, 0, n2 == 1);
     report("a8=3 (3 stages a warp) vs reference", shape, err_ref(L, o3, ref), 3e-3, 0, n3 == 1);
     report("a8=3 vs a8=0", shape, err_out(o3, o0), it3 == it0 ? 1e-6 : 2e-3, 0, true);
+    report("a8=5 (today's footprint) vs a8=0", shape, err_out(o5, o0), it5 == it0 ? 1e-6 : 2e-3, 0, n5 == 1);
     if (control) {
         const auto oc = run_layer(L, 1, 2, 1, NULL, &nx);
         const double ec = err_ref(L, oc, ref);
@@ -296,7 +300,7 @@ int a8_selftest(void *file, int quick, uint64_t seed, err *e) {
 // One layer's decode attention (kernel + combine, PDL on as in the engine), Qwen3-8B shape,
 // precision fast, at 8K and 32K for 1 and 8 sequences (the 8 sharing the prefix): SPARKD_A8 = 0
 // (today), 1 (A8's kernel and plan), 2 (A8's kernel, today's plan), 3 (A8's kernel with 3 stages
-// a warp, 2 CTAs an SM); us per call (median of 9 runs of
+// a warp, 2 CTAs an SM), 5 (A8's kernel in today's 83 KB: 2 CTAs an SM, today's plan); us per call (median of 9 runs of
 // 10 calls back to back, the KV pools rotated past L2 where they are small), GB/s of the KV read once.
 void a8_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
@@ -315,7 +319,7 @@ void a8_kbench(void *file, double probe, err *e) {
             int copies = (int)(512e6 / kvb) + 1;
             if (copies > 8) copies = 8;
             make_layer(L, ctxlen, nseq, copies, false);
-            for (int a8 : {0, 1, 2, 3}) {
+            for (int a8 : {0, 1, 2, 3, 5}) {
                 const int a8_was = cuda_attn_dec_a8(a8);
                 int items = 0;
                 if (!plan_layer(L, &items)) {

@@ -1566,18 +1566,20 @@ static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8,
 // m-tiles a warp instead of warp pairs (see there; pairs by default since GPU run 1: 32K b8
 // 1,283.7 vs 1,274.7 tok/s).
 static int g_att8_pair = 1;
-// SPARKD_A8 (round 12, helper a8): 1 (default) attn_dec3_kernel<D, 1> at precision fast (one
+// SPARKD_A8 (round 12, helper a8): 1 attn_dec3_kernel<D, 1> at precision fast (one
 // m-tile a warp, 2 stages a warp, 3 CTAs an SM) and the plan sized to its resident CTAs (3 a SM:
 // 49 items a KV head at 8 KV heads on 132 SMs instead of 33); 2: that kernel with today's plan
-// (2 a SM); 3: attn_dec3_kernel<D, 3> (the same with 3 stages a warp, 6 a warp pair: 2 CTAs an
-// SM, today's item count); 4: 3 for a batch of one sequence, 1 for more; 0: today's kernel and
-// plan exactly. Used where SPARKD_ATT8 is 1-3,
+// (items for 2 a SM, the kernel 3 a SM); 3: the same kernel with 3 stages a warp (6 a warp pair: 2 CTAs an
+// SM, today's item count); 4: 3 for a batch of one sequence, 1 for more; 5: that kernel with 2
+// stages and today's shared bytes (83 KB: today's footprint, 2 CTAs an SM, today's items);
+// 0 (default since GPU run 0: 1 lost 6-8% in the model) today's kernel and plan exactly.
+// Used where SPARKD_ATT8 is 1-3,
 // SPARKD_ATT8_PAIR on (or ATT8 = 3), SPARKD_ATTN_DEC_NS unset or 2, the new plan; else today's path.
-static int g_a8 = 1;
+static int g_a8 = 0;
 static void dec_env() {
     if (g_dec_old >= 0) return;
     const char *e8 = getenv("SPARKD_A8");
-    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 4 ? atoi(e8) : 1;
+    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 5 ? atoi(e8) : 0;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
@@ -1689,7 +1691,7 @@ extern "C" long cuda_attn_dec_a8_launches(void) { return g_a8_launches; }
 extern "C" int cuda_attn_dec_a8(int mode) { // (tests and benches: 0..2, -1 = unchanged; returns the old mode)
     dec_env();
     const int was = g_a8;
-    if (mode >= 0 && mode <= 4) g_a8 = mode;
+    if (mode >= 0 && mode <= 5) g_a8 = mode;
     return was;
 }
 
@@ -1699,7 +1701,7 @@ extern "C" int cuda_attn_dec_items_p(int n, int n_kv, int sms, int fast) {
     if (g_dec_old) return (4 * sms + n_kv - 1) / n_kv + 2 * n; // ~4 CTAs per SM
     // one wave (g_dec_waves) of resident CTAs for the proportional split, + 2 per token
     // (SPARKD_A8 = 1 at precision fast: the wave of attn_dec3_kernel<128, 1>)
-    const int psm = fast && g_a8 != 2 && a8_usable() && a8_per_sm<128>(a8_ns(n)) > dec2_setup<128>().per_sm
+    const int psm = fast && g_a8 != 2 && g_a8 != 5 && a8_usable() && a8_per_sm<128>(a8_ns(n)) > dec2_setup<128>().per_sm
                         ? a8_per_sm<128>(a8_ns(n))
                         : dec2_setup<128>().per_sm;
     const int w = g_dec_waves * psm * sms / n_kv;
@@ -1892,7 +1894,8 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
         if (b.pf_fast && a8_usable() && a8_per_sm<D>(a8_ns(a->n_tiles)) > 0) { // (SPARKD_A8)
-            const int ns = a8_ns(a->n_tiles), sm8 = ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>();
+            // (SPARKD_A8 = 5: 2 stages with today's shared bytes: today's footprint, 2 CTAs an SM)
+            const int ns = a8_ns(a->n_tiles), sm8 = g_a8 == 5 ? c.smem : ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>();
             static int set8[64]; // (the shared bytes the kernel's attribute allows, per device)
             if (dev < 0 || dev >= 64 || set8[dev] < sm8) {
                 CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, sm8));
