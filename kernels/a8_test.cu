@@ -76,12 +76,13 @@ struct layer_t {
     int pos(int s) const { return ctx + own(s) - 1; }
 };
 
-void make_layer(layer_t &L, int ctx, int nseq, int copies, bool host_copy) {
+// (shared = false: every sequence its own blocks, no prefix shared: the 64-sequence benchmark's shape)
+void make_layer(layer_t &L, int ctx, int nseq, int copies, bool host_copy, bool shared = true) {
     const int KVB = layer_t::KVB, HK = layer_t::HK, D = layer_t::D, H = layer_t::H;
     L.ctx = ctx;
     L.nseq = nseq;
     L.copies = copies;
-    const int pre = ctx / KVB;
+    const int pre = shared ? ctx / KVB : 0;
     L.max_blocks = (L.pos(nseq - 1) + 1 + KVB - 1) / KVB;
     L.bt.assign((size_t)nseq * L.max_blocks, 0);
     int nb = 0;
@@ -298,10 +299,12 @@ int a8_selftest(void *file, int quick, uint64_t seed, err *e) {
 // ---------------------------------------------------------------- kernel bench
 //
 // One layer's decode attention (kernel + combine, PDL on as in the engine), Qwen3-8B shape,
-// precision fast, at 8K and 32K for 1 and 8 sequences (the 8 sharing the prefix): SPARKD_A8 = 0
-// (today), 1 (A8's kernel and plan), 2 (A8's kernel, today's plan), 3 (A8's kernel with 3 stages
-// a warp, 2 CTAs an SM), 5 (A8's kernel in today's 83 KB: 2 CTAs an SM, today's plan); us per call (median of 9 runs of
-// 10 calls back to back, the KV pools rotated past L2 where they are small), GB/s of the KV read once.
+// precision fast, at 8K and 32K for 1 and 8 sequences (the 8 sharing the prefix), and 64
+// sequences of ~545-734 positions sharing nothing (the 64-sequence benchmark's shape): SPARKD_A8
+// = 0 (today), 1 (A8's kernel and plan), 2 (A8's kernel, today's plan), 3 (A8's kernel with 3
+// stages a warp, 2 CTAs an SM), 5 (A8's kernel in today's 83 KB: 2 CTAs an SM, today's plan); us
+// per call (median of 9 runs of 10 calls back to back, the KV pools rotated past L2 where they
+// are small), GB/s of the KV read once.
 void a8_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -312,13 +315,15 @@ void a8_kbench(void *file, double probe, err *e) {
     cuda_pdl_set(1);
     fprintf(ctx.f, "| attention | ctx | seqs | SPARKD_A8 | items a KV head | us per layer | GB/s (KV once) | %% probe |\n"
                    "|---|---|---|---|---|---|---|---|\n");
-    for (int ctxlen : {32768, 8192})
-        for (int nseq : {1, 8}) {
+    // (then 64 sequences of 512 + 32 positions, nothing shared: the 64-sequence benchmark's last step)
+    for (int shape = 0; shape < 5; shape++) {
+        const int ctxlen = shape < 2 ? 32768 : shape < 4 ? 8192 : 512 + 32, nseq = shape == 4 ? 64 : shape & 1 ? 8 : 1;
+        {
             layer_t L;
-            const double kvb = (double)ctxlen * layer_t::HK * layer_t::D * 2 * 2;
+            const double kvb = (double)ctxlen * nseq * layer_t::HK * layer_t::D * 2 * 2 / (shape == 4 ? 1 : nseq);
             int copies = (int)(512e6 / kvb) + 1;
             if (copies > 8) copies = 8;
-            make_layer(L, ctxlen, nseq, copies, false);
+            make_layer(L, ctxlen, nseq, copies, false, shape != 4);
             for (int a8 : {0, 1, 2, 3, 5}) {
                 const int a8_was = cuda_attn_dec_a8(a8);
                 int items = 0;
@@ -344,6 +349,7 @@ void a8_kbench(void *file, double probe, err *e) {
             }
             dfree_all();
         }
+    }
     cuda_pdl_set(pdl0);
     st_close_stream();
 }
