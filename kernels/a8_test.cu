@@ -259,7 +259,8 @@ void test_layer(int ctx, int nseq, bool control) {
     report("a8=2 (today's plan) vs a8=0", shape, err_out(o2, o0), 1e-6, 0, n2 == 1);
     report("a8=3 (3 stages a warp) vs reference", shape, err_ref(L, o3, ref), 3e-3, 0, n3 == 1);
     report("a8=3 vs a8=0", shape, err_out(o3, o0), it3 == it0 ? 1e-6 : 2e-3, 0, true);
-    report("a8=5 (today's footprint) vs a8=0", shape, err_out(o5, o0), it5 == it0 ? 1e-6 : 2e-3, 0, n5 == 1);
+    // (5: batches of 2..8 sequences only; today's kernel for the others)
+    report("a8=5 (today's footprint) vs a8=0", shape, err_out(o5, o0), it5 == it0 ? 1e-6 : 2e-3, 0, n5 == (nseq >= 2 && nseq <= 8));
     if (control) {
         const auto oc = run_layer(L, 1, 2, 1, NULL, &nx);
         const double ec = err_ref(L, oc, ref);

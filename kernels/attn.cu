@@ -1571,15 +1571,16 @@ static int g_att8_pair = 1;
 // 49 items a KV head at 8 KV heads on 132 SMs instead of 33); 2: that kernel with today's plan
 // (items for 2 a SM, the kernel 3 a SM); 3: the same kernel with 3 stages a warp (6 a warp pair: 2 CTAs an
 // SM, today's item count); 4: 3 for a batch of one sequence, 1 for more; 5: that kernel with 2
-// stages and today's shared bytes (83 KB: today's footprint, 2 CTAs an SM, today's items);
-// 0 (default since GPU run 0: 1 lost 6-8% in the model) today's kernel and plan exactly.
+// stages and today's shared bytes (83 KB: today's footprint, 2 CTAs an SM, today's items), for
+// batches of 2..8 sequences only (the default since GPU run 1: 32K b8 +4.5%; 64 sequences lost
+// 2.4% with it, b1 even: those keep today's kernel); 0 today's kernel and plan exactly.
 // Used where SPARKD_ATT8 is 1-3,
 // SPARKD_ATT8_PAIR on (or ATT8 = 3), SPARKD_ATTN_DEC_NS unset or 2, the new plan; else today's path.
-static int g_a8 = 0;
+static int g_a8 = 5;
 static void dec_env() {
     if (g_dec_old >= 0) return;
     const char *e8 = getenv("SPARKD_A8");
-    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 5 ? atoi(e8) : 0;
+    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 5 ? atoi(e8) : 5;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
@@ -1893,7 +1894,8 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         }
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
-        if (b.pf_fast && a8_usable() && a8_per_sm<D>(a8_ns(a->n_tiles)) > 0) { // (SPARKD_A8)
+        // (SPARKD_A8; 5, the default: batches of 2..8 sequences only, today's kernel for the others)
+        if (b.pf_fast && a8_usable() && a8_per_sm<D>(a8_ns(a->n_tiles)) > 0 && (g_a8 != 5 || (a->n_tiles >= 2 && a->n_tiles <= 8))) {
             // (SPARKD_A8 = 5: 2 stages with today's shared bytes: today's footprint, 2 CTAs an SM)
             const int ns = a8_ns(a->n_tiles), sm8 = g_a8 == 5 ? c.smem : ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>();
             static int set8[64]; // (the shared bytes the kernel's attribute allows, per device)
