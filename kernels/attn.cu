@@ -957,13 +957,21 @@ __device__ __forceinline__ void ldsm4tu(uint32_t *r, uint32_t p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
 }
 
-template <int D>
-__global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda_attn_args a, const int NS, const int ctl) {
+// A8 = 1 (round 12, helper a8; SPARKD_A8, see attn_dec_launch): precision fast, warp pairs on:
+// only the one-m-tile steps (items of <= 16 rows by single warps, of 17..32 rows by warp pairs)
+// are compiled, Q lo is not kept (Q hi only: 8 KB at d128), the partials take [warp][16][D + 2]
+// (a warp holds one m-tile): 153 registers (sm_90a, no spills); NS = 2 stages a warp (4 a pair):
+// 72 KB at d128, 3 CTAs an SM (today's: 254 registers and 83 KB, 2); NS = 3 (SPARKD_A8=3; 6 a
+// pair): 104 KB, 2 CTAs an SM.
+template <int D, int A8 = 0>
+__global__ __launch_bounds__(DEC_WARPS * 32, A8 ? 3 : 2) void attn_dec3_kernel(const cuda_attn_args a, const int NS, const int ctl) {
     using SM = dec2_smem<D>;
     constexpr int NT = D / 8; // dim n-tiles of O
+    constexpr int MTX = A8 ? 1 : 2; // (m-tiles a warp holds at most)
+    // (stages a warp or pair at most: DEC_NSMAX; A8: 6, 3 a warp and 6 a pair at SPARKD_A8=3)
     extern __shared__ __align__(16) uint8_t dsm[];
     __half *qh = (__half *)dsm, *ql = qh + DEC_ROWS * D;
-    uint8_t *kvs = dsm + SM::Q;
+    uint8_t *kvs = dsm + (A8 ? SM::Q / 2 : SM::Q); // (A8: Q hi only)
     pdl_trigger();
     // (the plan, tiles and block tables: host copies, read before pdl_wait as in dec2)
     const int cta = blockIdx.x + blockIdx.y * gridDim.x;
@@ -973,11 +981,11 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, c = lane & 3;
     const float qsc = a.scale * 1.4426950408889634f;
-    const bool fast = a.pf_fast;
+    const bool fast = A8 ? true : a.pf_fast; // (A8: launched at precision fast only)
     // (ctl & 4, the default; SPARKD_ATT8_PAIR=0 off) items of more than 16 rows: warps pair up on one ring of 2 NS
     // stages; each warp copies half of every step's rows and computes one m-tile of it (a 4-row
     // item's work a warp), the pair's steps interleave with the other pair's
-    const bool pairm = (ctl & 4) && R > 16 && NS == 2 && fast; // (precision fast only)
+    const bool pairm = A8 ? R > 16 : (ctl & 4) && R > 16 && NS == 2 && fast; // (precision fast only; A8: NS = 2, pairs on)
     const int STR = pairm ? 2 : DEC_WARPS, NSE = pairm ? 2 * NS : NS, hb = pairm ? (warp & 1) * 8 : 0;
     const int mt_off = pairm ? (warp & 1) : 0; // (the m-tile of a paired warp)
 
@@ -1048,9 +1056,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
         }
     };
     int s = s0 + (pairm ? warp >> 1 : warp);
-    int b0[DEC_NSMAX - 1];
+    int b0[(A8 ? 6 : DEC_NSMAX) - 1];
 #pragma unroll
-    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+    for (int k = 0; k < (A8 ? 6 : DEC_NSMAX) - 1; k++) {
         const int sk = s + k * STR;
         b0[k] = k < NSE - 1 && sk < s1 ? btab[blk_at(pos_of(sk))] : 0;
     }
@@ -1064,7 +1072,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
     int kpre = 0;
     if (ctl & 2) {
 #pragma unroll
-        for (int k = 0; k < DEC_NSMAX - 1; k++) {
+        for (int k = 0; k < (A8 ? 6 : DEC_NSMAX) - 1; k++) {
             const int sk = s + k * STR;
             if (k >= NSE - 1 || kpre < k || sk >= s1 || lo + (sk + 1) * DEC_STEP > minpos) break;
             issue(sk, b0[k], k);
@@ -1085,7 +1093,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
         }
     }
 #pragma unroll
-    for (int k = 0; k < DEC_NSMAX - 1; k++) {
+    for (int k = 0; k < (A8 ? 6 : DEC_NSMAX) - 1; k++) {
         if (k >= NSE - 1) break;
         if (k < kpre) continue; // (issued before the wait)
         if (s + k * STR < s1) issue(s + k * STR, b0[k], k);
@@ -1097,11 +1105,11 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
         uint32_t h_, l_;
         split2(qv[k].x * qsc, qv[k].y * qsc, h_, l_);
         *(uint32_t *)(qh + swz<D>(r, d)) = h_;
-        *(uint32_t *)(ql + swz<D>(r, d)) = l_;
+        if (!A8) *(uint32_t *)(ql + swz<D>(r, d)) = l_;
     }
-    int rpos[2][2];
+    int rpos[MTX][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MTX; mt++)
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) {
             const int r = (mt + mt_off) * 16 + g + 8 * hh; // (mt_off: a paired warp's m-tile in slot 0)
@@ -1109,9 +1117,9 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
         }
     __syncthreads();
 
-    float o[2][NT][4], mrow[2][2], lrow[2][2];
+    float o[MTX][NT][4], mrow[MTX][2], lrow[MTX][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++) {
+    for (int mt = 0; mt < MTX; mt++) {
 #pragma unroll
         for (int hh = 0; hh < 2; hh++) mrow[mt][hh] = -INFINITY, lrow[mt][hh] = 0.0f;
 #pragma unroll
@@ -1133,7 +1141,10 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
             if (PAIR) {
                 // this warp's copies of step s landed; the barrier makes the partner's visible
                 // and says both computed the stage refilled next (the previous step's)
-                cp_wait<2>();
+                if constexpr (A8) {
+                    if (NSE == 6) cp_wait<4>(); // (A8, NS = 3)
+                    else cp_wait<2>();
+                } else cp_wait<2>();
                 if (warp >> 1) asm volatile("bar.sync 2, 64;\n" ::: "memory");
                 else asm volatile("bar.sync 1, 64;\n" ::: "memory");
                 if (sn < s1) {
@@ -1274,6 +1285,68 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
             stage = stage + 1 == NSE ? 0 : stage + 1;
         }
     };
+    if constexpr (A8) {
+        if (pairm) run(dec_ic<1>(), dec_ic<1>(), dec_ic<1>());
+        else run(dec_ic<1>(), dec_ic<1>(), dec_ic<0>());
+        cp_wait<0>();
+        __syncthreads();
+        // partials -> smem [warp][16][D + 2] (the ring): a warp's one m-tile (a paired warp's is
+        // m-tile mt_off: rows 16 mt_off + 0..15; a single warp's rows 0..15)
+        float *part = (float *)kvs;
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float l = lrow[0][hh];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            float *dst = part + ((size_t)warp * 16 + g + 8 * hh) * (D + 2);
+#pragma unroll
+            for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[0][n][2 * hh], o[0][n][2 * hh + 1]);
+            if (c == 0) dst[D] = mrow[0][hh], dst[D + 1] = l;
+        }
+        // merge: row r from warps r / 16, r / 16 + 2 (pairs) or all 4 (rows r < 16); weights and
+        // row offsets in the Q space ([DEC_WARPS][DEC_ROWS] floats, then [DEC_ROWS] offsets)
+        float *cw = (float *)dsm;
+        unsigned long long *doff = (unsigned long long *)(cw + DEC_WARPS * DEC_ROWS);
+        __syncthreads();
+        if (threadIdx.x < R) {
+            const int r = threadIdx.x, rr = r & 15;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const bool in = pairm ? (w & 1) == (r >> 4) : true;
+                if (in) mx = fmaxf(mx, part[((size_t)w * 16 + rr) * (D + 2) + D]);
+            }
+            float ls = 0.0f;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const bool in = pairm ? (w & 1) == (r >> 4) : true;
+                const float *src = part + ((size_t)w * 16 + rr) * (D + 2);
+                const float wt = !in || src[D] == -INFINITY ? 0.0f : ex2a(src[D] - mx);
+                cw[w * DEC_ROWS + r] = wt;
+                if (in) ls += src[D + 1] * wt;
+            }
+            const int mem = r / G, h = hk * G + r % G;
+            const size_t off = (((size_t)a.tiles[it.tile[mem]].t0 * a.n_head + h) * a.plan_nsl + it.slot[mem]) * (D + 2);
+            doff[r] = off;
+            a.work[off + D] = mx;
+            a.work[off + D + 1] = (ctl & 1) ? 0.5f * ls : ls;
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < R * (D / 2); idx += blockDim.x) {
+            const int r = idx / (D / 2), d = 2 * (idx % (D / 2)), rr = r & 15;
+            float2 acc = make_float2(0.0f, 0.0f);
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) {
+                const float wt = cw[w * DEC_ROWS + r];
+                if (wt == 0.0f) continue; // (another m-tile's warp, or no positions)
+                const float2 x = *(const float2 *)(part + ((size_t)w * 16 + rr) * (D + 2) + d);
+                acc.x += wt * x.x;
+                acc.y += wt * x.y;
+            }
+            *(float2 *)(a.work + doff[r] + d) = acc;
+        }
+        return;
+    } else { // (A8 = 0: today's steps and merge, unchanged)
     if (pairm) {
         run(dec_ic<1>(), dec_ic<1>(), dec_ic<1>());
     } else if (R > 16) {
@@ -1353,6 +1426,7 @@ __global__ __launch_bounds__(DEC_WARPS * 32, 2) void attn_dec3_kernel(const cuda
         }
         *(float2 *)(a.work + doff[r] + d) = acc;
     }
+    } // (A8 = 0)
 }
 
 // Round 8 fz (a.out_q8): the combine's value v of element e (natural order) of token t as the
@@ -1492,8 +1566,21 @@ static int g_dec_old = -1, g_dec_waves = 1, g_dec_exact = 0, g_dec_minsteps = 8,
 // m-tiles a warp instead of warp pairs (see there; pairs by default since GPU run 1: 32K b8
 // 1,283.7 vs 1,274.7 tok/s).
 static int g_att8_pair = 1;
+// SPARKD_A8 (round 12, helper a8): 1 attn_dec3_kernel<D, 1> at precision fast (one
+// m-tile a warp, 2 stages a warp, 3 CTAs an SM) and the plan sized to its resident CTAs (3 a SM:
+// 49 items a KV head at 8 KV heads on 132 SMs instead of 33); 2: that kernel with today's plan
+// (items for 2 a SM, the kernel 3 a SM); 3: the same kernel with 3 stages a warp (6 a warp pair: 2 CTAs an
+// SM, today's item count); 4: 3 for a batch of one sequence, 1 for more; 5: that kernel with 2
+// stages and today's shared bytes (83 KB: today's footprint, 2 CTAs an SM, today's items), for
+// batches of 2..8 sequences only (the default since GPU run 1: 32K b8 +4.5%; 64 sequences lost
+// 2.4% with it, b1 even: those keep today's kernel); 0 today's kernel and plan exactly.
+// Used where SPARKD_ATT8 is 1-3,
+// SPARKD_ATT8_PAIR on (or ATT8 = 3), SPARKD_ATTN_DEC_NS unset or 2, the new plan; else today's path.
+static int g_a8 = 5;
 static void dec_env() {
     if (g_dec_old >= 0) return;
+    const char *e8 = getenv("SPARKD_A8");
+    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 5 ? atoi(e8) : 5;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
@@ -1569,14 +1656,60 @@ template <int D> static dec2_cfg dec2_setup() {
     return c;
 }
 
-extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) {
+// SPARKD_A8: attn_dec3_kernel<D, 1>'s dynamic shared bytes (Q hi + 2 stages a warp; the
+// [warp][16][D + 2] partials fit in the ring) and resident CTAs an SM (at most 3, 0: unusable)
+// (V: 2 or 3 stages a warp, SPARKD_A8 = 1, 2 or 3)
+template <int D, int V> static int a8_smem() { return dec2_smem<D>::Q / 2 + DEC_WARPS * V * dec2_smem<D>::STAGE; }
+template <int D, int V> static int a8_compute() {
+    int nb = 0;
+    // (the attribute at the 3-stage size where the device allows it, else at V's: never lowered
+    // below what a launch set, which raises it when it needs more)
+    if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, 3>()) != cudaSuccess) {
+        cudaGetLastError();
+        if (cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, a8_smem<D, V>()) != cudaSuccess)
+            return cudaGetLastError(), 0;
+    }
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_dec3_kernel<D, 1>, DEC_WARPS * 32, (size_t)a8_smem<D, V>()) != cudaSuccess)
+        return cudaGetLastError(), 0;
+    return nb > 3 ? 3 : nb;
+}
+// (SPARKD_A8 = 4: 3 stages for a batch of one sequence, 2 for more)
+static int a8_ns(int n) { return g_a8 == 3 || (g_a8 == 4 && n == 1) ? 3 : 2; }
+template <int D> static int a8_per_sm(int ns) { // (with ns stages a warp)
+    if (ns == 3) {
+        static const int n3 = a8_compute<D, 3>();
+        return n3;
+    }
+    static const int n2 = a8_compute<D, 2>();
+    return n2;
+}
+static bool a8_usable() { // (the switches A8's kernel needs; precision fast is checked at launch)
+    return g_a8 && !g_dec_old && g_att8 >= 1 && g_att8 <= 3 && (g_att8 == 3 || g_att8_pair) && dec2_setup<128>().ns == 2 &&
+           !g_dec_exact;
+}
+static long g_a8_launches = 0; // (attn_dec3_kernel<D, 1> launches so far: the selftest's proof that it ran)
+extern "C" long cuda_attn_dec_a8_launches(void) { return g_a8_launches; }
+extern "C" int cuda_attn_dec_a8(int mode) { // (tests and benches: 0..2, -1 = unchanged; returns the old mode)
+    dec_env();
+    const int was = g_a8;
+    if (mode >= 0 && mode <= 5) g_a8 = mode;
+    return was;
+}
+
+extern "C" int cuda_attn_dec_items_p(int n, int n_kv, int sms, int fast) {
     dec_env();
     if (n_kv < 1) n_kv = 1;
     if (g_dec_old) return (4 * sms + n_kv - 1) / n_kv + 2 * n; // ~4 CTAs per SM
     // one wave (g_dec_waves) of resident CTAs for the proportional split, + 2 per token
-    const int w = g_dec_waves * dec2_setup<128>().per_sm * sms / n_kv;
+    // (SPARKD_A8 = 1 at precision fast: the wave of attn_dec3_kernel<128, 1>)
+    const int psm = fast && g_a8 != 2 && g_a8 != 5 && a8_usable() && a8_per_sm<128>(a8_ns(n)) > dec2_setup<128>().per_sm
+                        ? a8_per_sm<128>(a8_ns(n))
+                        : dec2_setup<128>().per_sm;
+    const int w = g_dec_waves * psm * sms / n_kv;
     return (w > 1 ? w : 1) + 2 * n;
 }
+
+extern "C" int cuda_attn_dec_items(int n, int n_kv, int sms) { return cuda_attn_dec_items_p(n, n_kv, sms, 1); }
 
 extern "C" int cuda_attn_dec_nsl(int max_seqs) { return max_seqs <= 16 ? 64 : max_seqs <= 64 ? 16 : 8; }
 
@@ -1762,6 +1895,26 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         }
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
+        // (SPARKD_A8; 5, the default: batches of 2..8 sequences only, today's kernel for the others)
+        if (b.pf_fast && a8_usable() && a8_per_sm<D>(a8_ns(a->n_tiles)) > 0 && (g_a8 != 5 || (a->n_tiles >= 2 && a->n_tiles <= 8))) {
+            // (SPARKD_A8 = 5: 2 stages with today's shared bytes: today's footprint, 2 CTAs an SM)
+            const int ns = a8_ns(a->n_tiles), sm8 = g_a8 == 5 ? c.smem : ns == 3 ? a8_smem<D, 3>() : a8_smem<D, 2>();
+            static int set8[64]; // (the shared bytes the kernel's attribute allows, per device)
+            if (dev < 0 || dev >= 64 || set8[dev] < sm8) {
+                CUDA_TRY(cudaFuncSetAttribute(attn_dec3_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, sm8));
+                if (dev >= 0 && dev < 64) set8[dev] = sm8;
+            }
+            const int ctl = (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | 4;
+            CUDA_TRY(cuda_launch(attn_dec3_kernel<D, 1>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
+                                 (size_t)sm8, stream, b, ns, ctl));
+            g_a8_launches++;
+            if (a->plan_nsl > 16) {
+                CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 52>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+                return 0;
+            }
+            CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 16>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+            return 0;
+        }
         if (g_att8) {
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8 == 3 || (g_att8 != 4 && g_att8_pair) ? 4 : 0)));

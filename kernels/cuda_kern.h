@@ -404,6 +404,8 @@ typedef struct cuda_attn_item {
 int cuda_attn_dec_ok(int n_head, int n_kv, int head_dim, int kv_type);
 /* Items of the plan grid for a decode batch of n tokens (fixed per n: graphs replay it). */
 int cuda_attn_dec_items(int n, int n_kv, int sms);
+/* The same for precision fast (fast = 1: as above, the most items) or exact (0: SPARKD_A8's kernel runs at fast only). */
+int cuda_attn_dec_items_p(int n, int n_kv, int sms, int fast);
 /* The decode kernel's A/B (benches): old = 1 the round-3 kernel and plan, 0 the pipelined one,
  * -1 unchanged; waves >= 1: resident-CTA waves the plan's grid is sized to. Defaults from
  * SPARKD_ATTN_DEC_OLD / SPARKD_ATTN_DEC_WAVES. Call before the plans it should change. */

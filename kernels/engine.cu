@@ -1374,7 +1374,7 @@ int cuda_forward(engine *g, const engine_seq *seqs, int n, err *e) {
     // one token per sequence: the decode plan (groups sharing leading blocks read them once)
     g->dec_items = 0;
     if (l.dec && n_tiles == n && T == n) {
-        const int ni = cuda_attn_dec_items(n, hp->n_head_kv, l.sms);
+        const int ni = cuda_attn_dec_items_p(n, hp->n_head_kv, l.sms, g->fast_mm); // (<= l.dec_items)
         if (cuda_attn_dec_plan(tiles, n_tiles, bt, l.max_blocks, CU_KV_BLOCK, hp->n_head / hp->n_head_kv, ni, l.dec_nsl,
                                items, nslot) > 0)
             g->dec_items = ni;
