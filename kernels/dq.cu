@@ -31,7 +31,9 @@
 #include "cuda_kern.h"
 #include "dq.h"
 
+#include <cooperative_groups.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -369,14 +371,268 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     }
 }
 
+// ---- SPARKD_DQB (round 12, helper dqb; default 1): dq_kernel's work on a grid of one thread-block
+// cluster of DQB_C CTAs a KV head, the split merge through distributed shared memory.
+// Why (round 11 qm, --npl 1 Q4_K_M: the step grows ~8 us a layer between 80 and 257 positions, where
+// dq goes from one CTA a head to the ticket merge): each CTA of a head past the first wrote its
+// partial to global memory, then __threadfence (a fence.sc.gpu), an atomic round trip to L2, a second
+// fence in the last CTA and an L2 read of every partial: four dependent L2 round trips after the
+// attention. Here each active CTA pushes its partial (G x (D + 2) floats) into rank 0's shared
+// memory and arrives at the cluster barrier (release); rank 0 waits (acquire) and merges: one
+// barrier instead. CTAs past the context exit before the wait as in dq_kernel (an exited thread
+// counts as arrived at a cluster barrier). The grid (DQB_C, n_kv) is 64 CTAs instead of 256: the
+// blocks of a head are dispatched together. Step 1 and 2 are dq_kernel's (PIPE on).
+#define DQB_C 8 // CTAs a KV head: the cluster (portable size)
+
+__device__ __forceinline__ void dqb_cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed;\n" ::: "memory");
+}
+__device__ __forceinline__ void dqb_cluster_arrive_release() {
+    asm volatile("barrier.cluster.arrive.release;\n" ::: "memory");
+}
+__device__ __forceinline__ void dqb_cluster_wait() {
+    asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+template <int G>
+__global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a) {
+    __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
+    __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
+    __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
+    __shared__ __align__(16) float nq[DQ_D], nk[DQ_D]; // norm weights
+    __shared__ __align__(16) float ps[DQ_WARPS][G][DQ_TILE]; // a warp's tile probabilities
+    __shared__ __align__(16) float mo[DQ_WARPS][G][DQ_D];    // warps' partial outputs
+    __shared__ float mm[DQ_WARPS][G], ml[DQ_WARPS][G];
+    __shared__ __align__(16) float pm[DQB_C][G][DQ_D];  // (rank 0) the cluster's CTA partial outputs, pushed there
+    __shared__ float pl[DQB_C][G][2];                   // (rank 0) their max (log2) and weight sum
+    pdl_trigger();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kvh = blockIdx.y, split = blockIdx.x; // (split = the CTA's rank in its cluster: grid.x = cluster.x)
+    // (host-written metadata: before the wait)
+    const int pos = a.pos[0], seq = a.seq[0];
+    const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
+    const int n = pos + 1 - lo;
+    int chunk = (n + a.splits - 1) / a.splits;
+    chunk = (chunk + DQ_TILE - 1) / DQ_TILE * DQ_TILE;
+    if (chunk < a.chunk) chunk = a.chunk;
+    const int nact = (n + chunk - 1) / chunk;
+    if (split >= nact) return; // (an exited thread counts as arrived at the cluster barrier)
+    dqb_cluster_arrive_relaxed(); // phase 1: this CTA has started (rank 0's pm may be written once it completes)
+    const int r0 = lo + split * chunk, r1 = r0 + chunk < pos + 1 ? r0 + chunk : pos + 1;
+    // weights (no kernel writes them): before the wait
+    nq[tid] = a.q_norm ? a.q_norm[tid] : 1.0f;
+    nk[tid] = a.k_norm ? a.k_norm[tid] : 1.0f;
+    const int half = a.n_rot / 2;
+    const int ip = tid & 63; // this thread's rotation pair
+    const float ifr = ip < half ? a.inv_freq[ip] : 0.0f;
+    int tb = r0 + warp * DQ_TILE;
+    const size_t row0 = dq_row(a, kvh, seq, tb + lane, r1); // (the block table: host data)
+    uint4 kk[DQ_D / 8];
+    uint2 vv[DQ_TILE];
+    // ctl bit 0 (SPARKD_DQ_PRE=1): the first tile's K / V before the wait: positions < pos, which
+    // only earlier steps wrote (the engine synchronizes every step); off: after it (the rule)
+    if ((a.ctl & 1) && tb < r1) dq_load_rows(a, row0, pos, tb, r1, lane, kk, vv);
+    pdl_wait();
+    // ---- step 1: the token's q heads, k and v of this KV head (row warp, and warp + 4 for warps 0, 1).
+    // Their loads go out before the tile's K / V loads (unlike dq_kernel): the norm and RoPE work then
+    // runs while the 48 K / V requests a lane are served, instead of queueing behind them.
+    float4 xr[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int r = warp + i * DQ_WARPS;
+        if (r >= G + 2) break;
+        const float *src = r < G ? a.q + (size_t)(kvh * G + r) * DQ_D : (r == G ? a.k : a.v) + (size_t)kvh * DQ_D;
+        const float *bias = r < G ? a.bq : r == G ? a.bk : a.bv;
+        const size_t boff = r < G ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D;
+        float4 x = *(const float4 *)(src + 4 * lane);
+        if (bias) {
+            const float4 b = *(const float4 *)(bias + boff + 4 * lane);
+            x.x += b.x; x.y += b.y; x.z += b.z; x.w += b.w;
+        }
+        xr[i] = x;
+    }
+    if (!(a.ctl & 1) && tb < r1) dq_load_rows(a, row0, pos, tb, r1, lane, kk, vv);
+    __syncthreads(); // (nq / nk)
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int r = warp + i * DQ_WARPS;
+        if (r >= G + 2) break;
+        float4 x = xr[i];
+        const bool norm = r < G ? a.q_norm != NULL : r == G ? a.k_norm != NULL : false;
+        if (norm) {
+            const float ss = warp_sum(x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w);
+            const float rr = 1.0f / sqrtf(ss / (float)DQ_D + a.eps);
+            const float *nw = r < G ? nq : nk;
+            x.x = x.x * rr * nw[4 * lane]; x.y = x.y * rr * nw[4 * lane + 1];
+            x.z = x.z * rr * nw[4 * lane + 2]; x.w = x.w * rr * nw[4 * lane + 3];
+        }
+        *(float4 *)&raw[r][4 * lane] = x;
+    }
+    __syncthreads();
+    if (ip < half) {
+        float sn, cs;
+        sincosf((float)pos * ifr, &sn, &cs);
+        cs *= a.mscale;
+        sn *= a.mscale;
+        const int ia = a.neox ? ip : 2 * ip, ib = a.neox ? ip + half : 2 * ip + 1;
+        for (int r = tid >> 6; r <= G; r += DQ_WARPS * 32 / 64) {
+            const float x0 = raw[r][ia], x1 = raw[r][ib];
+            raw[r][ia] = x0 * cs - x1 * sn;
+            raw[r][ib] = x0 * sn + x1 * cs;
+        }
+    }
+    __syncthreads();
+    const float qscale = a.scale * 1.4426950408889634f;
+#pragma unroll
+    for (int h = 0; h < G; h++) qs[h][tid] = raw[h][tid] * qscale;
+    const __half kh = __float2half_rn(raw[G][tid]), vh = __float2half_rn(raw[G + 1][tid]);
+    kn[tid] = kh;
+    vn[tid] = vh;
+    if (split == 0) {
+        const int32_t blk = a.bt[(size_t)seq * a.max_blocks + pos / a.kv_block];
+        const size_t row = ((size_t)blk * a.n_kv + kvh) * a.kv_block + pos % a.kv_block;
+        a.kc[row * DQ_D + tid] = kh;
+        a.vc[row * DQ_D + tid] = vh;
+    }
+    __syncthreads();
+    // ---- step 2: the range, tiles of 32 positions, tile i by warp i % 4
+    float M[G], Ls[G], acc[G][4];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        M[h] = -INFINITY;
+        Ls[h] = 0.0f;
+        acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
+    }
+    for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
+        const int tbn = tb + DQ_WARPS * DQ_TILE; // (this warp's next tile)
+        size_t rown = 0;
+                rown = dq_row(a, kvh, seq, tbn + lane, r1); // (its block-table load under this tile's work)
+        if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
+            if (tb + lane == pos) {
+#pragma unroll
+                for (int i = 0; i < DQ_D / 8; i++) kk[i] = ((const uint4 *)kn)[i];
+            }
+#pragma unroll
+            for (int j = 0; j < DQ_TILE; j++)
+                if (tb + j == pos) vv[j] = ((const uint2 *)vn)[lane];
+        }
+        const bool live = tb + lane < r1;
+        float s[G], s2[G]; // (two sums a head: dependent chains of 64 FMAs instead of 128)
+#pragma unroll
+        for (int h = 0; h < G; h++) s[h] = 0.0f, s2[h] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DQ_D / 8; i++) {
+            const __half2 *k2 = (const __half2 *)&kk[i];
+            float kf[8];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const float2 f = __half22float2(k2[c]);
+                kf[2 * c] = f.x;
+                kf[2 * c + 1] = f.y;
+            }
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float4 q0 = *(const float4 *)&qs[h][8 * i], q1 = *(const float4 *)&qs[h][8 * i + 4];
+                s[h] = fmaf(q0.w, kf[3], fmaf(q0.z, kf[2], fmaf(q0.y, kf[1], fmaf(q0.x, kf[0], s[h]))));
+                s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
+            }
+        }
+        if (tbn < r1) dq_load_k(a, rown, pos, tbn, r1, lane, kk);
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            const float sc = live ? s[h] + s2[h] : -INFINITY;
+            const float mt = warp_max(sc), mn = fmaxf(M[h], mt);
+            const float fac = dq_ex2(M[h] - mn); // (M = -inf: 0)
+            const float p = dq_ex2(sc - mn);
+            Ls[h] = Ls[h] * fac + p;
+            acc[h][0] *= fac; acc[h][1] *= fac; acc[h][2] *= fac; acc[h][3] *= fac;
+            M[h] = mn;
+            ps[warp][h][lane] = p;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int j4 = 0; j4 < DQ_TILE / 4; j4++) {
+            float4 P[G];
+#pragma unroll
+            for (int h = 0; h < G; h++) P[h] = *(const float4 *)&ps[warp][h][4 * j4];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const __half2 *v2 = (const __half2 *)&vv[4 * j4 + c];
+                const float2 va = __half22float2(v2[0]), vb = __half22float2(v2[1]);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    const float pw = c == 0 ? P[h].x : c == 1 ? P[h].y : c == 2 ? P[h].z : P[h].w;
+                    acc[h][0] += pw * va.x; acc[h][1] += pw * va.y; acc[h][2] += pw * vb.x; acc[h][3] += pw * vb.y;
+                }
+            }
+        }
+        __syncwarp();
+        if (tbn < r1) dq_load_v(a, rown, pos, tbn, r1, lane, vv);
+    }
+    // ---- step 3: the warps' partials -> the CTA's, then the head's
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        const float l = warp_sum(Ls[h]);
+        if (lane == 0) mm[warp][h] = M[h], ml[warp][h] = l;
+        *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
+    }
+    __syncthreads();
+    float O[G], L[G], MC[G];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float mc = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DQ_WARPS; w++) mc = fmaxf(mc, mm[w][h]);
+        float o = 0.0f, l = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DQ_WARPS; w++) {
+            const float wt = mm[w][h] == -INFINITY ? 0.0f : dq_ex2(mm[w][h] - mc);
+            o += wt * mo[w][h][tid];
+            l += wt * ml[w][h];
+        }
+        O[h] = o, L[h] = l, MC[h] = mc;
+    }
+    if (nact == 1) {
+#pragma unroll
+        for (int h = 0; h < G; h++) dq_out(a, kvh * G + h, tid, O[h], L[h], MC[h]);
+        return;
+    }
+    // the CTA's partial into rank 0's pm / pl (distributed shared memory), once every CTA of the
+    // cluster has started (phase 1); phase 2's release / acquire orders the pushes before rank 0's merge
+    dqb_cluster_wait();
+    cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+    float *pm0 = cl.map_shared_rank(&pm[0][0][0], 0), *pl0 = cl.map_shared_rank(&pl[0][0][0], 0);
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        pm0[((size_t)split * G + h) * DQ_D + tid] = O[h];
+        if (tid == 0) pl0[(split * G + h) * 2] = MC[h], pl0[(split * G + h) * 2 + 1] = L[h];
+    }
+    dqb_cluster_arrive_release();
+    if (split != 0) return;
+    dqb_cluster_wait();
+    // rank 0: the nact partials of its G heads, merged (log2 units)
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float cm = -INFINITY;
+        for (int s = 0; s < nact; s++) cm = fmaxf(cm, pl[s][h][0]);
+        float o = 0.0f, l = 0.0f;
+        for (int s = 0; s < nact; s++) {
+            const float w = pl[s][h][0] == -INFINITY ? 0.0f : dq_ex2(pl[s][h][0] - cm);
+            o += w * pm[s][h][tid];
+            l += w * pl[s][h][1];
+        }
+        dq_out(a, kvh * G + h, tid, o, l, cm);
+    }
+}
+
 // ---------------------------------------------------------------- host
 
 // The switches, read once (cuda_env_int: the first digits, a non-number = the default; pthread_once, since
 // several engines' threads may plan at once). cuda_dq_set / _tune / _pre_set / _pipe_set (tests, benches)
 // change the live values; -1 there = back to the environment's.
 static int g_dq_on, g_dq_splits, g_dq_chunk, g_env_on, g_env_splits, g_env_chunk, g_dq_pre, g_env_pre, g_dq_pipe,
-    g_env_pipe, g_dq_ctx;
-static long g_dq_launches = 0;
+    g_env_pipe, g_dq_ctx, g_dqb, g_env_dqb;
+static long g_dq_launches = 0, g_dqb_launches = 0;
 static pthread_once_t g_dq_once = PTHREAD_ONCE_INIT;
 static void dq_env_read() {
     g_env_on = cuda_env_int("SPARKD_DQ", 1) != 0;
@@ -386,6 +642,8 @@ static void dq_env_read() {
     g_env_pre = cuda_env_int("SPARKD_DQ_PRE", 0) == 1;
     g_env_pipe = cuda_env_int("SPARKD_DQ_PIPE", 1) != 0;
     g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
+    g_env_dqb = cuda_env_int("SPARKD_DQB", 1) != 0; // (round 12 dqb: the cluster kernel; 0 = dq_kernel exactly)
+    g_dqb = g_env_dqb;
     g_dq_on = g_env_on;
     g_dq_splits = g_env_splits;
     g_dq_chunk = g_env_chunk;
@@ -406,6 +664,7 @@ extern "C" void cuda_dq_tune(int splits, int chunk) {
     g_dq_chunk = chunk >= 32 && chunk <= 4096 ? chunk / DQ_TILE * DQ_TILE : g_env_chunk;
 }
 extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
+extern "C" long cuda_dqb_launches(void) { return g_dqb_launches; } // (tests: the cluster kernel's launches)
 extern "C" int cuda_dq_max_ctx(void) {
     dq_env();
     return g_dq_on ? g_dq_ctx : 0;
@@ -419,6 +678,14 @@ extern "C" void cuda_dq_pre_set(int on) {
 extern "C" void cuda_dq_pipe_set(int on) {
     dq_env();
     g_dq_pipe = on < 0 ? g_env_pipe : on ? 1 : 0;
+}
+
+// (tests and benches: SPARKD_DQB, 1 / 0, -1 = as the env says; returns what it was)
+extern "C" int cuda_dqb_set(int on) {
+    dq_env();
+    const int was = g_dqb;
+    g_dqb = on < 0 ? g_env_dqb : on ? 1 : 0;
+    return was;
 }
 
 extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
@@ -456,6 +723,21 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.scale = aa->scale; p.window = aa->window; p.sinks = aa->sinks;
     p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
     p.splits = g_dq_splits; p.chunk = g_dq_chunk; p.ctl = g_dq_pre ? 1 : 0;
+    if (g_dqb) { // (SPARKD_DQB: one cluster of DQB_C CTAs a KV head; no partials in work)
+        p.splits = DQB_C;
+        const cudaError_t rc = cuda_launch_cluster(dqb_kernel<4>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
+                                                   dim3(DQ_WARPS * 32), 0, stream, p);
+        if (rc == cudaSuccess) {
+            g_dq_launches++;
+            g_dqb_launches++;
+            return 0;
+        }
+        const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (dqb cluster)", __FILE__, __LINE__, e);
+        if (f != -1) return f;
+        fprintf(stderr, "dq: cluster launch failed (%s): dq_kernel from now on\n", cudaGetErrorString(rc));
+        g_dqb = g_env_dqb = 0;
+        p.splits = g_dq_splits;
+    }
     if (g_dq_pipe) CUDA_TRY(cuda_launch(dq_kernel<4, true>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     else CUDA_TRY(cuda_launch(dq_kernel<4, false>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     g_dq_launches++;
