@@ -23,6 +23,8 @@
 //      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
 //      writes Wo's f32 input (P64 order when out_p64).
 // SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
+// SPARKD_DQB (round 12, default 1; 0 = dq_kernel exactly): dqb_kernel, the same work on one 8-CTA
+// thread-block cluster a KV head, the split merge through distributed shared memory (see there).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
@@ -505,8 +507,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
     }
     for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
         const int tbn = tb + DQ_WARPS * DQ_TILE; // (this warp's next tile)
-        size_t rown = 0;
-                rown = dq_row(a, kvh, seq, tbn + lane, r1); // (its block-table load under this tile's work)
+        const size_t rown = dq_row(a, kvh, seq, tbn + lane, r1); // (its block-table load under this tile's work)
         if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
             if (tb + lane == pos) {
 #pragma unroll
