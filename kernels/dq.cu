@@ -396,8 +396,30 @@ __device__ __forceinline__ void dqb_cluster_wait() {
     asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
 }
 
-template <int G>
+// KS (SPARKD_DQB=2): the tile's K rows loaded coalesced (a lane a 16-byte chunk, two 256-byte rows an
+// instruction: 4 L1 wavefronts instead of dq_load_k's 32, one a lane's row) into kk, then stored to
+// the warp's shared tile ks (chunk c of row r at c ^ (r & 7): conflict-free for both the stores and
+// the Q.K reads of chunk i of row lane). Row 2 i + lane / 16 of the tile, chunk lane % 16, in kk[i].
+__device__ __forceinline__ void dqb_load_k_coal(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk) {
+#pragma unroll
+    for (int i = 0; i < DQ_D / 8; i++) {
+        const int q = 2 * i + (lane >> 4), p = tb + q;
+        const size_t rq = __shfl_sync(0xffffffffu, row, q);
+        kk[i] = p < r1 && p != pos ? ((const uint4 *)(a.kc + rq * DQ_D))[lane & 15] : make_uint4(0, 0, 0, 0);
+    }
+}
+// kk (dqb_load_k_coal's layout) into the warp's ks; the row of position pos from kn (shared).
+__device__ __forceinline__ void dqb_store_k(uint4 *ks, const __half *kn, int pos, int tb, int lane, const uint4 *kk) {
+#pragma unroll
+    for (int i = 0; i < DQ_D / 8; i++) {
+        const int q = 2 * i + (lane >> 4), c = lane & 15;
+        ks[q * 16 + (c ^ (q & 7))] = tb + q == pos ? ((const uint4 *)kn)[c] : kk[i];
+    }
+}
+
+template <int G, bool KS>
 __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a) {
+    extern __shared__ __align__(16) uint4 dqb_ks[];     // (KS) [DQ_WARPS][DQ_TILE][16]: a warp's K tile, swizzled
     __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
     __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
     __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
@@ -433,7 +455,11 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
     uint2 vv[DQ_TILE];
     // ctl bit 0 (SPARKD_DQ_PRE=1): the first tile's K / V before the wait: positions < pos, which
     // only earlier steps wrote (the engine synchronizes every step); off: after it (the rule)
-    if ((a.ctl & 1) && tb < r1) dq_load_rows(a, row0, pos, tb, r1, lane, kk, vv);
+    if ((a.ctl & 1) && tb < r1) {
+        if (KS) dqb_load_k_coal(a, row0, pos, tb, r1, lane, kk);
+        else dq_load_k(a, row0, pos, tb, r1, lane, kk);
+        dq_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
     pdl_wait();
     // ---- step 1: the token's q heads, k and v of this KV head (row warp, and warp + 4 for warps 0, 1).
     // Their loads go out before the tile's K / V loads (unlike dq_kernel): the norm and RoPE work then
@@ -453,7 +479,11 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         }
         xr[i] = x;
     }
-    if (!(a.ctl & 1) && tb < r1) dq_load_rows(a, row0, pos, tb, r1, lane, kk, vv);
+    if (!(a.ctl & 1) && tb < r1) {
+        if (KS) dqb_load_k_coal(a, row0, pos, tb, r1, lane, kk);
+        else dq_load_k(a, row0, pos, tb, r1, lane, kk);
+        dq_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
     __syncthreads(); // (nq / nk)
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -508,8 +538,14 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
     for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
         const int tbn = tb + DQ_WARPS * DQ_TILE; // (this warp's next tile)
         const size_t rown = dq_row(a, kvh, seq, tbn + lane, r1); // (its block-table load under this tile's work)
+        uint4 *ks = dqb_ks + warp * DQ_TILE * 16;
+        if (KS) { // (this tile's K into ks, then the next tile's K loads into the freed kk at once)
+            dqb_store_k(ks, kn, pos, tb, lane, kk);
+            __syncwarp();
+            if (tbn < r1) dqb_load_k_coal(a, rown, pos, tbn, r1, lane, kk);
+        }
         if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
-            if (tb + lane == pos) {
+            if (!KS && tb + lane == pos) {
 #pragma unroll
                 for (int i = 0; i < DQ_D / 8; i++) kk[i] = ((const uint4 *)kn)[i];
             }
@@ -523,7 +559,8 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         for (int h = 0; h < G; h++) s[h] = 0.0f, s2[h] = 0.0f;
 #pragma unroll
         for (int i = 0; i < DQ_D / 8; i++) {
-            const __half2 *k2 = (const __half2 *)&kk[i];
+            const uint4 kc = KS ? ks[lane * 16 + (i ^ (lane & 7))] : kk[i];
+            const __half2 *k2 = (const __half2 *)&kc;
             float kf[8];
 #pragma unroll
             for (int c = 0; c < 4; c++) {
@@ -538,7 +575,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
                 s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
             }
         }
-        if (tbn < r1) dq_load_k(a, rown, pos, tbn, r1, lane, kk);
+        if (!KS && tbn < r1) dq_load_k(a, rown, pos, tbn, r1, lane, kk);
 #pragma unroll
         for (int h = 0; h < G; h++) {
             const float sc = live ? s[h] + s2[h] : -INFINITY;
@@ -567,7 +604,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
                 }
             }
         }
-        __syncwarp();
+        __syncwarp(); // (ps; with KS also ks, rewritten at the next tile's top)
         if (tbn < r1) dq_load_v(a, rown, pos, tbn, r1, lane, vv);
     }
     // ---- step 3: the warps' partials -> the CTA's, then the head's
@@ -643,7 +680,9 @@ static void dq_env_read() {
     g_env_pre = cuda_env_int("SPARKD_DQ_PRE", 0) == 1;
     g_env_pipe = cuda_env_int("SPARKD_DQ_PIPE", 1) != 0;
     g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
-    g_env_dqb = cuda_env_int("SPARKD_DQB", 1) != 0; // (round 12 dqb: the cluster kernel; 0 = dq_kernel exactly)
+    // (round 12 dqb: 1 the cluster kernel, 2 the same with the K tile through shared memory; 0 = dq_kernel exactly)
+    g_env_dqb = cuda_env_int("SPARKD_DQB", 1);
+    if (g_env_dqb > 2) g_env_dqb = 1;
     g_dqb = g_env_dqb;
     g_dq_on = g_env_on;
     g_dq_splits = g_env_splits;
@@ -681,11 +720,11 @@ extern "C" void cuda_dq_pipe_set(int on) {
     g_dq_pipe = on < 0 ? g_env_pipe : on ? 1 : 0;
 }
 
-// (tests and benches: SPARKD_DQB, 1 / 0, -1 = as the env says; returns what it was)
+// (tests and benches: SPARKD_DQB, 0 / 1 / 2, -1 = as the env says; returns what it was)
 extern "C" int cuda_dqb_set(int on) {
     dq_env();
     const int was = g_dqb;
-    g_dqb = on < 0 ? g_env_dqb : on ? 1 : 0;
+    g_dqb = on < 0 ? g_env_dqb : on > 2 ? 1 : on;
     return was;
 }
 
@@ -726,8 +765,22 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.splits = g_dq_splits; p.chunk = g_dq_chunk; p.ctl = g_dq_pre ? 1 : 0;
     if (g_dqb) { // (SPARKD_DQB: one cluster of DQB_C CTAs a KV head; no partials in work)
         p.splits = DQB_C;
-        const cudaError_t rc = cuda_launch_cluster(dqb_kernel<4>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
-                                                   dim3(DQ_WARPS * 32), 0, stream, p);
+        cudaError_t rc;
+        if (g_dqb == 2) { // (the K tile through shared memory: 32 KB dynamic beside 34.7 KB static)
+            const size_t ks_bytes = (size_t)DQ_WARPS * DQ_TILE * DQ_D * 2;
+            static bool set[64]; // (function attributes are per device; as attn.cu's decode kernels)
+            int dev = 0;
+            CUDA_TRY(cudaGetDevice(&dev));
+            if (dev < 0 || dev >= 64 || !set[dev]) {
+                CUDA_TRY(cudaFuncSetAttribute(dqb_kernel<4, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ks_bytes));
+                if (dev >= 0 && dev < 64) set[dev] = true;
+            }
+            rc = cuda_launch_cluster(dqb_kernel<4, true>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
+                                     dim3(DQ_WARPS * 32), ks_bytes, stream, p);
+        } else {
+            rc = cuda_launch_cluster(dqb_kernel<4, false>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
+                                     dim3(DQ_WARPS * 32), 0, stream, p);
+        }
         if (rc == cudaSuccess) {
             g_dq_launches++;
             g_dqb_launches++;

@@ -12,7 +12,8 @@
 // - the same output against today's dq_kernel (SPARKD_DQB=0) on the same inputs: relative 1e-5
 //   (same per-CTA arithmetic; the merge's order differs where a head has more than one CTA);
 // - the K and V rows stored at pos (f16 of the reference, relative 2e-3);
-// - positions 0, 1, 17, 128, 160, 257, 1024, 4096 (1 .. 8 CTAs a head, 1 .. 4 tiles a warp),
+// - SPARKD_DQB=1 (the cluster kernel) and =2 (its K tile through shared memory: coalesced loads);
+// - positions 0, 1, 17, 128, 160, 257, 1024, 4096 (1 .. 8 CTAs a head, 1 .. 5 tiles a warp),
 //   32-position chunks (every CTA of the cluster busy), a window with sinks, biases, P64 and
 //   natural output, SPARKD_DQ_PRE=1;
 // - a launch counter (the cluster kernel really ran, not a fallback to dq_kernel);
@@ -190,7 +191,7 @@ double rel(const std::vector<float> &got, const std::vector<double> &ref, int p6
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-// One launch of cuda_dq_attention with SPARKD_DQB = on into poisoned outputs; false on an error.
+// One launch of cuda_dq_attention with SPARKD_DQB = on (0 / 1 / 2) into poisoned outputs; false on an error.
 bool run_once(const layer_t &L, cuda_qkv_args &qa, cuda_attn_args &aa, cuda_tokens &tk, int on, std::vector<float> &out,
               char *msg, size_t nmsg) {
     cuda_dqb_set(on);
@@ -207,7 +208,7 @@ bool run_once(const layer_t &L, cuda_qkv_args &qa, cuda_attn_args &aa, cuda_toke
     return true;
 }
 
-void test_dqb(int pos, int chunk, bool bias, bool sinks, int window, int p64, bool control) {
+void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, int p64, bool control) {
     layer_t L;
     make_layer(L, pos, bias, sinks, window);
     std::vector<double> ref, ref0;
@@ -219,13 +220,13 @@ void test_dqb(int pos, int chunk, bool bias, bool sinks, int window, int p64, bo
     cuda_tokens tk;
     args_of(L, p64, qa, aa, tk);
     char shape[160], msg[256];
-    snprintf(shape, sizeof shape, "pos %d, chunk %d%s%s%s%s", pos, chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
+    snprintf(shape, sizeof shape, "SPARKD_DQB=%d, pos %d, chunk %d%s%s%s%s", mode, pos, chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
              window ? ", window" : "", p64 ? ", P64 out" : "");
     std::vector<float> got, old;
     double worst = 0;
     const long n0 = cuda_dqb_launches();
     for (int rep = 0; rep < 3; rep++) {
-        if (!run_once(L, qa, aa, tk, 1, got, msg, sizeof msg)) {
+        if (!run_once(L, qa, aa, tk, mode, got, msg, sizeof msg)) {
             report("chain", shape, NAN, 1e-4, 0, false, msg);
             cuda_dq_tune(0, 0);
             dfree_all();
@@ -235,7 +236,7 @@ void test_dqb(int pos, int chunk, bool bias, bool sinks, int window, int p64, bo
         worst = std::max(worst, isnan(r) ? INFINITY : r);
     }
     const long ran = cuda_dqb_launches() - n0;
-    cuda_dqb_set(1);
+    cuda_dqb_set(mode);
     const double us = time_us([&] { err e3; cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }, 10);
     cuda_dqb_set(-1);
     char note[64];
@@ -282,19 +283,22 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
     C = &ctx;
     ctx.rng.s = seed;
     if (!st_open_stream()) return 1;
-    test_dqb(0, 128, false, false, 0, 1, false);    // the new position alone
-    test_dqb(1, 128, false, false, 0, 0, true);
-    test_dqb(17, 128, true, true, 0, 1, true);      // one CTA, biases, sinks
-    test_dqb(128, 128, false, false, 0, 1, true);   // 129 positions: two CTAs, the second one position
-    test_dqb(160, 128, false, true, 0, 0, true);
-    test_dqb(257, 128, true, false, 0, 1, true);    // three CTAs
-    test_dqb(257, 32, false, false, 0, 1, false);   // every CTA of the cluster busy (chunk 64)
-    test_dqb(1024, 128, false, false, 0, 1, true);  // eight CTAs of 128
-    test_dqb(1000, 64, false, true, 300, 0, false); // a window of 300, sinks
-    test_dqb(4096, 128, true, false, 0, 1, true);   // eight CTAs of 544: 4 .. 5 tiles a warp
-    cuda_dq_pre_set(1);
-    test_dqb(515, 128, false, true, 0, 1, false);   // SPARKD_DQ_PRE=1
-    cuda_dq_pre_set(-1);
+    for (int mode = 1; mode <= 2; mode++) { // (1: the cluster kernel; 2: its K tile through shared memory)
+        test_dqb(mode, 0, 128, false, false, 0, 1, false);    // the new position alone
+        test_dqb(mode, 1, 128, false, false, 0, 0, true);
+        test_dqb(mode, 17, 128, true, true, 0, 1, true);      // one CTA, biases, sinks
+        test_dqb(mode, 128, 128, false, false, 0, 1, true);   // 129 positions: two CTAs, the second one position
+        test_dqb(mode, 160, 128, false, true, 0, 0, true);
+        test_dqb(mode, 257, 128, true, false, 0, 1, true);    // three CTAs
+        test_dqb(mode, 257, 32, false, false, 0, 1, false);   // every CTA of the cluster busy (chunk 64)
+        test_dqb(mode, 1024, 128, false, false, 0, 1, true);  // eight CTAs of 128
+        test_dqb(mode, 1000, 64, false, true, 300, 0, false); // a window of 300, sinks
+        test_dqb(mode, 4096, 128, true, false, 0, 1, true);   // eight CTAs of 544: 4 .. 5 tiles a warp
+        cuda_dq_pre_set(1);
+        test_dqb(mode, 515, 128, false, true, 0, 1, false);   // SPARKD_DQ_PRE=1
+        test_dqb(mode, 40, 128, false, false, 0, 0, false);
+        cuda_dq_pre_set(-1);
+    }
     st_close_stream();
     return ctx.fails;
 }
@@ -363,7 +367,8 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         cuda_tokens tk;
         args_of(L, 1, qa, aa, tk);
         struct var { const char *name; int dqb, pre; };
-        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, 0}, {"dqb cluster", 1, 0}, {"dqb cluster, DQ_PRE=1", 1, 1}};
+        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, 0}, {"dqb cluster (=1)", 1, 0}, {"dqb + K in shared (=2)", 2, 0},
+                                   {"dqb =2, DQ_PRE=1", 2, 1}};
         for (const var &V : vars) {
             cuda_dqb_set(V.dqb);
             cuda_dq_pre_set(V.pre);
