@@ -77,6 +77,7 @@ struct dq_params {
     int out_p64;
     int splits, chunk;
     int ctl;                       // bit 0: SPARKD_DQ_PRE=1 (see the kernel)
+    long long *prof;               // (dqb_kernel<.., PROF> only: the kbench's phase clocks) (n_kv * DQB_C, 8)
 };
 
 __device__ __forceinline__ float dq_ex2(float x) {
@@ -417,7 +418,15 @@ __device__ __forceinline__ void dqb_store_k(uint4 *ks, const __half *kn, int pos
     }
 }
 
-template <int G, bool KS>
+// PROF (the kbench only: cuda_dqb_prof_set, mode 1): thread 0 of each CTA writes to a.prof[(kvh * DQB_C + split) * 8 + k]
+// k = 0 the globaltimer (ns) at entry, then the SM clocks since entry at 1 after pdl_wait, 2 the q / k / v rows normed,
+// 3 RoPE and the KV store done, 4 its warp's tiles done, 5 the CTA's warps merged, 6 the partial pushed (rank > 0) / the
+// cluster barrier passed (rank 0), 7 the end; -1 where not reached (CTAs past the context exit first).
+#define DQB_STAMP(k)                                                                                  \
+    do {                                                                                              \
+        if (PROF && tid == 0) a.prof[((size_t)kvh * DQB_C + split) * 8 + (k)] = clock64() - prof_t0; \
+    } while (0)
+template <int G, bool KS, bool PROF>
 __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a) {
     extern __shared__ __align__(16) uint4 dqb_ks[];     // (KS) [DQ_WARPS][DQ_TILE][16]: a warp's K tile, swizzled
     __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
@@ -429,9 +438,16 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
     __shared__ float mm[DQ_WARPS][G], ml[DQ_WARPS][G];
     __shared__ __align__(16) float pm[DQB_C][G][DQ_D];  // (rank 0) the cluster's CTA partial outputs, pushed there
     __shared__ float pl[DQB_C][G][2];                   // (rank 0) their max (log2) and weight sum
+    const long long prof_t0 = PROF ? clock64() : 0;
     pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int kvh = blockIdx.y, split = blockIdx.x; // (split = the CTA's rank in its cluster: grid.x = cluster.x)
+    if (PROF && tid == 0) {
+        long long gt;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+        a.prof[((size_t)kvh * DQB_C + split) * 8] = gt;
+        for (int q = 1; q < 8; q++) a.prof[((size_t)kvh * DQB_C + split) * 8 + q] = -1;
+    }
     // (host-written metadata: before the wait)
     const int pos = a.pos[0], seq = a.seq[0];
     const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
@@ -461,6 +477,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         dq_load_v(a, row0, pos, tb, r1, lane, vv);
     }
     pdl_wait();
+    DQB_STAMP(1);
     // ---- step 1: the token's q heads, k and v of this KV head (row warp, and warp + 4 for warps 0, 1).
     // Their loads go out before the tile's K / V loads (unlike dq_kernel): the norm and RoPE work then
     // runs while the 48 K / V requests a lane are served, instead of queueing behind them.
@@ -501,6 +518,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         *(float4 *)&raw[r][4 * lane] = x;
     }
     __syncthreads();
+    DQB_STAMP(2);
     if (ip < half) {
         float sn, cs;
         sincosf((float)pos * ifr, &sn, &cs);
@@ -527,6 +545,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         a.vc[row * DQ_D + tid] = vh;
     }
     __syncthreads();
+    DQB_STAMP(3);
     // ---- step 2: the range, tiles of 32 positions, tile i by warp i % 4
     float M[G], Ls[G], acc[G][4];
 #pragma unroll
@@ -608,6 +627,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         if (tbn < r1) dq_load_v(a, rown, pos, tbn, r1, lane, vv);
     }
     // ---- step 3: the warps' partials -> the CTA's, then the head's
+    DQB_STAMP(4);
 #pragma unroll
     for (int h = 0; h < G; h++) {
         const float l = warp_sum(Ls[h]);
@@ -615,6 +635,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
     }
     __syncthreads();
+    DQB_STAMP(5);
     float O[G], L[G], MC[G];
 #pragma unroll
     for (int h = 0; h < G; h++) {
@@ -633,6 +654,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
     if (nact == 1) {
 #pragma unroll
         for (int h = 0; h < G; h++) dq_out(a, kvh * G + h, tid, O[h], L[h], MC[h]);
+        DQB_STAMP(7);
         return;
     }
     // the CTA's partial into rank 0's pm / pl (distributed shared memory), once every CTA of the
@@ -646,8 +668,12 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         if (tid == 0) pl0[(split * G + h) * 2] = MC[h], pl0[(split * G + h) * 2 + 1] = L[h];
     }
     dqb_cluster_arrive_release();
-    if (split != 0) return;
+    if (split != 0) {
+        DQB_STAMP(6);
+        return;
+    }
     dqb_cluster_wait();
+    DQB_STAMP(6);
     // rank 0: the nact partials of its G heads, merged (log2 units)
 #pragma unroll
     for (int h = 0; h < G; h++) {
@@ -661,6 +687,7 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a
         }
         dq_out(a, kvh * G + h, tid, o, l, cm);
     }
+    DQB_STAMP(7);
 }
 
 // ---------------------------------------------------------------- host
@@ -728,6 +755,11 @@ extern "C" int cuda_dqb_set(int on) {
     return was;
 }
 
+// (kbench: the next launches run dqb_kernel's PROF instantiation writing prof, (n_kv * 8, 8) clocks;
+// NULL = back to the plain kernel)
+static long long *g_dqb_prof = NULL;
+extern "C" void cuda_dqb_prof_set(long long *prof) { g_dqb_prof = prof; }
+
 extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
     dq_env();
     return (uint64_t)n_head * g_dq_splits * (uint64_t)(head_dim + 2) * 4;
@@ -772,13 +804,17 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
             int dev = 0;
             CUDA_TRY(cudaGetDevice(&dev));
             if (dev < 0 || dev >= 64 || !set[dev]) {
-                CUDA_TRY(cudaFuncSetAttribute(dqb_kernel<4, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ks_bytes));
+                CUDA_TRY(cudaFuncSetAttribute(dqb_kernel<4, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ks_bytes));
                 if (dev >= 0 && dev < 64) set[dev] = true;
             }
-            rc = cuda_launch_cluster(dqb_kernel<4, true>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
+            rc = cuda_launch_cluster(dqb_kernel<4, true, false>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
                                      dim3(DQ_WARPS * 32), ks_bytes, stream, p);
+        } else if (g_dqb_prof) {
+            p.prof = g_dqb_prof;
+            rc = cuda_launch_cluster(dqb_kernel<4, false, true>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
+                                     dim3(DQ_WARPS * 32), 0, stream, p);
         } else {
-            rc = cuda_launch_cluster(dqb_kernel<4, false>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
+            rc = cuda_launch_cluster(dqb_kernel<4, false, false>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
                                      dim3(DQ_WARPS * 32), 0, stream, p);
         }
         if (rc == cudaSuccess) {

@@ -36,6 +36,7 @@
 extern "C" void cuda_dq_pre_set(int on); // dq.cu: SPARKD_DQ_PRE's bit (-1: as the env says)
 extern "C" int cuda_dqb_set(int on);     // dq.cu: SPARKD_DQB (-1: as the env says)
 extern "C" long cuda_dqb_launches(void); // dq.cu: cluster launches so far
+extern "C" void cuda_dqb_prof_set(long long *prof); // dq.cu: mode 1 launches write phase clocks there (NULL: off)
 
 namespace {
 
@@ -386,6 +387,61 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         sink = (int *)dalloc((size_t)sms * 4);
     }
     fprintf(ctx.f, "(hold, hold) x 10: %.2f us a pair\n", hh);
+    // Phases of SPARKD_DQB=1 (dq.cu's PROF instantiation): us since each CTA's entry (SM clock) at 1 pdl_wait passed,
+    // 2 q / k / v normed, 3 RoPE + KV store, 4 the warp-0 tiles done, 5 CTA merge, 6 cluster push / barrier, 7 end;
+    // for rank 0 of head 0 and the latest over the working CTAs; entry spread = the working CTAs' globaltimer range.
+    // Median of 7 launches, alone ("single") and right after a hold kernel ("after hold": its pdl_wait waits ~2.5 us).
+    int clk_khz = 1980000;
+    cudaDeviceGetAttribute(&clk_khz, cudaDevAttrClockRate, dev);
+    fprintf(ctx.f, "\n| positions | launch | CTA | 1 wait | 2 norm | 3 rope+store | 4 tiles | 5 CTA merge | 6 cluster | 7 end | entry spread us |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int pos : {17, 160, 512, 1024, 2047}) {
+        layer_t L;
+        make_layer(L, pos, false, false, 0);
+        cuda_qkv_args qa;
+        cuda_attn_args aa;
+        cuda_tokens tk;
+        args_of(L, 1, qa, aa, tk);
+        long long *dprof = (long long *)dalloc((size_t)HK * 8 * 8 * sizeof(long long));
+        sink = (int *)dalloc((size_t)sms * 4);
+        for (int after_hold = 0; after_hold < 2; after_hold++) {
+            std::vector<std::vector<double>> r0(8), mx(8);
+            std::vector<double> spread;
+            for (int rep = 0; rep < 7; rep++) {
+                cuda_dqb_set(1);
+                cuda_dqb_prof_set(dprof);
+                err e3;
+                if (after_hold) hold();
+                cuda_dq_attention(&qa, &aa, &tk, C->st, &e3);
+                cudaStreamSynchronize(C->st);
+                cuda_dqb_prof_set(NULL);
+                cuda_dqb_set(-1);
+                const std::vector<long long> pr = get(dprof, (size_t)HK * 8 * 8);
+                long long g0 = -1, g1 = -1;
+                std::vector<double> m(8, 0.0);
+                for (int c = 0; c < HK * 8; c++) {
+                    if (pr[c * 8 + 7] < 0) continue; // (not a working CTA)
+                    g0 = g0 < 0 || pr[c * 8] < g0 ? pr[c * 8] : g0;
+                    g1 = pr[c * 8] > g1 ? pr[c * 8] : g1;
+                    for (int k = 1; k < 8; k++) m[k] = std::max(m[k], pr[c * 8 + k] * 1e3 / clk_khz);
+                }
+                for (int k = 1; k < 8; k++) {
+                    r0[k].push_back(pr[k] < 0 ? NAN : pr[k] * 1e3 / clk_khz);
+                    mx[k].push_back(m[k]);
+                }
+                spread.push_back((g1 - g0) * 1e-3);
+            }
+            auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v.empty() ? NAN : v[v.size() / 2]; };
+            for (int w = 0; w < 2; w++) {
+                fprintf(ctx.f, "| %d | %s | %s |", pos, after_hold ? "after hold" : "single", w ? "latest" : "rank 0 head 0");
+                for (int k = 1; k < 8; k++) fprintf(ctx.f, " %.2f |", med(w ? mx[k] : r0[k]));
+                fprintf(ctx.f, " %.2f |\n", med(spread));
+            }
+        }
+        fflush(ctx.f);
+        dfree_all();
+        sink = (int *)dalloc((size_t)sms * 4);
+    }
     cuda_pdl_set(pdl0);
     st_close_stream();
 }
