@@ -12,7 +12,8 @@
 // - the same output against today's dq_kernel (SPARKD_DQB=0) on the same inputs: relative 1e-5
 //   (same per-CTA arithmetic; the merge's order differs where a head has more than one CTA);
 // - the K and V rows stored at pos (f16 of the reference, relative 2e-3);
-// - SPARKD_DQB=1 (the cluster kernel) and =2 (its K tile through shared memory: coalesced loads);
+// - SPARKD_DQB=1 (the cluster kernel), =2 (its K tile through shared memory: coalesced loads) and =3
+//   (dqc_kernel: 8 warps a CTA, 8 positions a warp step, 4 lanes a position; chunk halved for it);
 // - positions 0, 1, 17, 128, 160, 257, 1024, 4096 (1 .. 8 CTAs a head, 1 .. 5 tiles a warp),
 //   32-position chunks (every CTA of the cluster busy), a window with sinks, biases, P64 and
 //   natural output, SPARKD_DQ_PRE=1;
@@ -37,6 +38,7 @@ extern "C" void cuda_dq_pre_set(int on); // dq.cu: SPARKD_DQ_PRE's bit (-1: as t
 extern "C" int cuda_dqb_set(int on);     // dq.cu: SPARKD_DQB (-1: as the env says)
 extern "C" long cuda_dqb_launches(void); // dq.cu: cluster launches so far
 extern "C" void cuda_dqb_prof_set(long long *prof); // dq.cu: mode 1 launches write phase clocks there (NULL: off)
+extern "C" void cuda_dqc_chunk_set(int chunk);       // dq.cu: SPARKD_DQC_CHUNK (mode 3; -1: as the env says)
 
 namespace {
 
@@ -216,12 +218,13 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
     std::vector<float> knew, vnew;
     reference(L, ref, knew, vnew, false);
     cuda_dq_tune(0, chunk);
+    cuda_dqc_chunk_set(mode == 3 ? chunk / 2 : -1); // (mode 3's steps are 8 positions, its CTAs twice the warps)
     cuda_qkv_args qa;
     cuda_attn_args aa;
     cuda_tokens tk;
     args_of(L, p64, qa, aa, tk);
     char shape[160], msg[256];
-    snprintf(shape, sizeof shape, "SPARKD_DQB=%d, pos %d, chunk %d%s%s%s%s", mode, pos, chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
+    snprintf(shape, sizeof shape, "SPARKD_DQB=%d, pos %d, chunk %d%s%s%s%s", mode, pos, mode == 3 ? chunk / 2 : chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
              window ? ", window" : "", p64 ? ", P64 out" : "");
     std::vector<float> got, old;
     double worst = 0;
@@ -230,6 +233,7 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
         if (!run_once(L, qa, aa, tk, mode, got, msg, sizeof msg)) {
             report("chain", shape, NAN, 1e-4, 0, false, msg);
             cuda_dq_tune(0, 0);
+            cuda_dqc_chunk_set(-1);
             dfree_all();
             return;
         }
@@ -273,6 +277,7 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
         report("control (reference without the new position, must miss)", shape, r, 1e-4, 0, r > 1e-4);
     }
     cuda_dq_tune(0, 0);
+    cuda_dqc_chunk_set(-1);
     dfree_all();
 }
 
@@ -284,7 +289,7 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
     C = &ctx;
     ctx.rng.s = seed;
     if (!st_open_stream()) return 1;
-    for (int mode = 1; mode <= 2; mode++) { // (1: the cluster kernel; 2: its K tile through shared memory)
+    for (int mode = 1; mode <= 3; mode++) { // (1: the cluster kernel; 2: its K tile through shared memory; 3: 8 warps, 8-position steps)
         test_dqb(mode, 0, 128, false, false, 0, 1, false);    // the new position alone
         test_dqb(mode, 1, 128, false, false, 0, 0, true);
         test_dqb(mode, 17, 128, true, true, 0, 1, true);      // one CTA, biases, sinks
@@ -300,6 +305,8 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_dqb(mode, 40, 128, false, false, 0, 0, false);
         cuda_dq_pre_set(-1);
     }
+    test_dqb(3, 2047, 128, false, true, 0, 1, true); // mode 3: 8 CTAs of 256, 4 steps a warp
+    test_dqb(3, 100, 16, true, false, 0, 0, true);   // mode 3 at chunk 8: 8 CTAs of 16 (2 warps each)
     st_close_stream();
     return ctx.fails;
 }
@@ -369,7 +376,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         args_of(L, 1, qa, aa, tk);
         struct var { const char *name; int dqb, pre; };
         static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, 0}, {"dqb cluster (=1)", 1, 0}, {"dqb + K in shared (=2)", 2, 0},
-                                   {"dqb =2, DQ_PRE=1", 2, 1}};
+                                   {"dqb =2, DQ_PRE=1", 2, 1}, {"dqc 8 warps (=3)", 3, 0}, {"dqc =3, DQ_PRE=1", 3, 1}};
         for (const var &V : vars) {
             cuda_dqb_set(V.dqb);
             cuda_dq_pre_set(V.pre);
