@@ -374,12 +374,15 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         cuda_attn_args aa;
         cuda_tokens tk;
         args_of(L, 1, qa, aa, tk);
-        struct var { const char *name; int dqb, pre; };
-        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, 0}, {"dqb cluster (=1)", 1, 0}, {"dqb + K in shared (=2)", 2, 0},
-                                   {"dqb =2, DQ_PRE=1", 2, 1}, {"dqc 8 warps (=3)", 3, 0}, {"dqc =3, DQ_PRE=1", 3, 1}};
+        struct var { const char *name; int dqb, pre, dqc_chunk; };
+        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, 0, -1}, {"dqb cluster (=1)", 1, 0, -1},
+                                   {"dqb + K in shared (=2)", 2, 0, -1},    {"dqb =2, DQ_PRE=1", 2, 1, -1},
+                                   {"dqc 8 warps (=3)", 3, 0, -1},          {"dqc =3, DQ_PRE=1", 3, 1, -1},
+                                   {"dqc =3, DQC_CHUNK=32", 3, 0, 32},      {"dqc =3, DQC_CHUNK=128", 3, 0, 128}};
         for (const var &V : vars) {
             cuda_dqb_set(V.dqb);
             cuda_dq_pre_set(V.pre);
+            cuda_dqc_chunk_set(V.dqc_chunk);
             err e3;
             const double u1 = time_us([&] { cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }, 20);
             const double u10 = graph_us([&] { for (int r = 0; r < 10; r++) cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }) / 10;
@@ -390,6 +393,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         }
         cuda_dqb_set(-1);
         cuda_dq_pre_set(-1);
+        cuda_dqc_chunk_set(-1);
         dfree_all();
         sink = (int *)dalloc((size_t)sms * 4);
     }
