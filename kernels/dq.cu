@@ -23,8 +23,8 @@
 //      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
 //      writes Wo's f32 input (P64 order when out_p64).
 // SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
-// SPARKD_DQB (round 12, default 1; 0 = dq_kernel exactly): dqb_kernel, the same work on one 8-CTA
-// thread-block cluster a KV head, the split merge through distributed shared memory (see there).
+// SPARKD_DQB (round 12, default 1; 0 = today exactly): 1 dq_kernel with the first tile's K / V loads before
+// pdl_wait (SPARKD_DQ_PRE's path, on unless SPARKD_DQ_PRE=0); 3 / 4 dqc_kernel (see there).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
@@ -77,7 +77,7 @@ struct dq_params {
     int out_p64;
     int splits, chunk;
     int ctl;                       // bit 0: SPARKD_DQ_PRE=1 (see the kernel)
-    long long *prof;               // (dqb_kernel<.., PROF> only: the kbench's phase clocks) (n_kv * DQB_C, 8)
+    long long *prof;               // (dqc_kernel<.., PROF> only: the kbench's phase clocks) (n_kv * DQB_C, 8)
 };
 
 __device__ __forceinline__ float dq_ex2(float x) {
@@ -374,18 +374,11 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     }
 }
 
-// ---- SPARKD_DQB (round 12, helper dqb; default 1): dq_kernel's work on a grid of one thread-block
-// cluster of DQB_C CTAs a KV head, the split merge through distributed shared memory.
-// Why (round 11 qm, --npl 1 Q4_K_M: the step grows ~8 us a layer between 80 and 257 positions, where
-// dq goes from one CTA a head to the ticket merge): each CTA of a head past the first wrote its
-// partial to global memory, then __threadfence (a fence.sc.gpu), an atomic round trip to L2, a second
-// fence in the last CTA and an L2 read of every partial: four dependent L2 round trips after the
-// attention. Here each active CTA pushes its partial (G x (D + 2) floats) into rank 0's shared
-// memory and arrives at the cluster barrier (release); rank 0 waits (acquire) and merges: one
-// barrier instead. CTAs past the context exit before the wait as in dq_kernel (an exited thread
-// counts as arrived at a cluster barrier). The grid (DQB_C, n_kv) is 64 CTAs instead of 256: the
-// blocks of a head are dispatched together. Step 1 and 2 are dq_kernel's (PIPE on).
-#define DQB_C 8 // CTAs a KV head: the cluster (portable size)
+// ---- SPARKD_DQB (round 12, helper dqb). 1: dq_kernel with its first tile's K / V loads before
+// pdl_wait (SPARKD_DQ_PRE's path; safe: see dq_kernel and PERF.md "Round 12, helper dqb"); 3 / 4:
+// dqc_kernel below (finer split; 3 merges over a thread-block cluster, 4 with dq's ticket). 0 = today.
+// Run 0's cluster version of dq_kernel (dqb_kernel, modes 1 and 2) lost in the model and is gone.
+#define DQB_C 8 // dqc_kernel: CTAs a KV head at most (the cluster's portable size)
 
 __device__ __forceinline__ void dqb_cluster_arrive_relaxed() {
     asm volatile("barrier.cluster.arrive.relaxed;\n" ::: "memory");
@@ -397,307 +390,25 @@ __device__ __forceinline__ void dqb_cluster_wait() {
     asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
 }
 
-// KS (SPARKD_DQB=2): the tile's K rows loaded coalesced (a lane a 16-byte chunk, two 256-byte rows an
-// instruction: 4 L1 wavefronts instead of dq_load_k's 32, one a lane's row) into kk, then stored to
-// the warp's shared tile ks (chunk c of row r at c ^ (r & 7): conflict-free for both the stores and
-// the Q.K reads of chunk i of row lane). Row 2 i + lane / 16 of the tile, chunk lane % 16, in kk[i].
-__device__ __forceinline__ void dqb_load_k_coal(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk) {
-#pragma unroll
-    for (int i = 0; i < DQ_D / 8; i++) {
-        const int q = 2 * i + (lane >> 4), p = tb + q;
-        const size_t rq = __shfl_sync(0xffffffffu, row, q);
-        kk[i] = p < r1 && p != pos ? ((const uint4 *)(a.kc + rq * DQ_D))[lane & 15] : make_uint4(0, 0, 0, 0);
-    }
-}
-// kk (dqb_load_k_coal's layout) into the warp's ks; the row of position pos from kn (shared).
-__device__ __forceinline__ void dqb_store_k(uint4 *ks, const __half *kn, int pos, int tb, int lane, const uint4 *kk) {
-#pragma unroll
-    for (int i = 0; i < DQ_D / 8; i++) {
-        const int q = 2 * i + (lane >> 4), c = lane & 15;
-        ks[q * 16 + (c ^ (q & 7))] = tb + q == pos ? ((const uint4 *)kn)[c] : kk[i];
-    }
-}
-
-// PROF (the kbench only: cuda_dqb_prof_set, mode 1): thread 0 of each CTA writes to a.prof[(kvh * DQB_C + split) * 8 + k]
+// PROF (the kbench only: cuda_dqb_prof_set, mode 4): thread 0 of each CTA writes to a.prof[(kvh * DQB_C + split) * 8 + k]
 // k = 0 the globaltimer (ns) at entry, then the SM clocks since entry at 1 after pdl_wait, 2 the q / k / v rows normed,
-// 3 RoPE and the KV store done, 4 its warp's tiles done, 5 the CTA's warps merged, 6 the partial pushed (rank > 0) / the
-// cluster barrier passed (rank 0), 7 the end; -1 where not reached (CTAs past the context exit first).
+// 3 RoPE and the KV store done, 4 warp 0's steps done, 5 the CTA's warps merged, 6 the partial written and the ticket
+// taken (the merging CTA: the merge done), 7 the end; -1 where not reached (CTAs past the context exit first).
 #define DQB_STAMP(k)                                                                                  \
     do {                                                                                              \
         if (PROF && tid == 0) a.prof[((size_t)kvh * DQB_C + split) * 8 + (k)] = clock64() - prof_t0; \
     } while (0)
-template <int G, bool KS, bool PROF>
-__global__ __launch_bounds__(DQ_WARPS * 32, 1) void dqb_kernel(const dq_params a) {
-    extern __shared__ __align__(16) uint4 dqb_ks[];     // (KS) [DQ_WARPS][DQ_TILE][16]: a warp's K tile, swizzled
-    __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
-    __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
-    __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
-    __shared__ __align__(16) float nq[DQ_D], nk[DQ_D]; // norm weights
-    __shared__ __align__(16) float ps[DQ_WARPS][G][DQ_TILE]; // a warp's tile probabilities
-    __shared__ __align__(16) float mo[DQ_WARPS][G][DQ_D];    // warps' partial outputs
-    __shared__ float mm[DQ_WARPS][G], ml[DQ_WARPS][G];
-    __shared__ __align__(16) float pm[DQB_C][G][DQ_D];  // (rank 0) the cluster's CTA partial outputs, pushed there
-    __shared__ float pl[DQB_C][G][2];                   // (rank 0) their max (log2) and weight sum
-    const long long prof_t0 = PROF ? clock64() : 0;
-    pdl_trigger();
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int kvh = blockIdx.y, split = blockIdx.x; // (split = the CTA's rank in its cluster: grid.x = cluster.x)
-    if (PROF && tid == 0) {
-        long long gt;
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
-        a.prof[((size_t)kvh * DQB_C + split) * 8] = gt;
-        for (int q = 1; q < 8; q++) a.prof[((size_t)kvh * DQB_C + split) * 8 + q] = -1;
-    }
-    // (host-written metadata: before the wait)
-    const int pos = a.pos[0], seq = a.seq[0];
-    const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
-    const int n = pos + 1 - lo;
-    int chunk = (n + a.splits - 1) / a.splits;
-    chunk = (chunk + DQ_TILE - 1) / DQ_TILE * DQ_TILE;
-    if (chunk < a.chunk) chunk = a.chunk;
-    const int nact = (n + chunk - 1) / chunk;
-    if (split >= nact) return; // (an exited thread counts as arrived at the cluster barrier)
-    dqb_cluster_arrive_relaxed(); // phase 1: this CTA has started (rank 0's pm may be written once it completes)
-    const int r0 = lo + split * chunk, r1 = r0 + chunk < pos + 1 ? r0 + chunk : pos + 1;
-    // weights (no kernel writes them): before the wait
-    nq[tid] = a.q_norm ? a.q_norm[tid] : 1.0f;
-    nk[tid] = a.k_norm ? a.k_norm[tid] : 1.0f;
-    const int half = a.n_rot / 2;
-    const int ip = tid & 63; // this thread's rotation pair
-    const float ifr = ip < half ? a.inv_freq[ip] : 0.0f;
-    int tb = r0 + warp * DQ_TILE;
-    const size_t row0 = dq_row(a, kvh, seq, tb + lane, r1); // (the block table: host data)
-    uint4 kk[DQ_D / 8];
-    uint2 vv[DQ_TILE];
-    // ctl bit 0 (SPARKD_DQ_PRE=1): the first tile's K / V before the wait: positions < pos, which
-    // only earlier steps wrote (the engine synchronizes every step); off: after it (the rule)
-    if ((a.ctl & 1) && tb < r1) {
-        if (KS) dqb_load_k_coal(a, row0, pos, tb, r1, lane, kk);
-        else dq_load_k(a, row0, pos, tb, r1, lane, kk);
-        dq_load_v(a, row0, pos, tb, r1, lane, vv);
-    }
-    pdl_wait();
-    DQB_STAMP(1);
-    // ---- step 1: the token's q heads, k and v of this KV head (row warp, and warp + 4 for warps 0, 1).
-    // Their loads go out before the tile's K / V loads (unlike dq_kernel): the norm and RoPE work then
-    // runs while the 48 K / V requests a lane are served, instead of queueing behind them.
-    float4 xr[2];
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int r = warp + i * DQ_WARPS;
-        if (r >= G + 2) break;
-        const float *src = r < G ? a.q + (size_t)(kvh * G + r) * DQ_D : (r == G ? a.k : a.v) + (size_t)kvh * DQ_D;
-        const float *bias = r < G ? a.bq : r == G ? a.bk : a.bv;
-        const size_t boff = r < G ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D;
-        float4 x = *(const float4 *)(src + 4 * lane);
-        if (bias) {
-            const float4 b = *(const float4 *)(bias + boff + 4 * lane);
-            x.x += b.x; x.y += b.y; x.z += b.z; x.w += b.w;
-        }
-        xr[i] = x;
-    }
-    if (!(a.ctl & 1) && tb < r1) {
-        if (KS) dqb_load_k_coal(a, row0, pos, tb, r1, lane, kk);
-        else dq_load_k(a, row0, pos, tb, r1, lane, kk);
-        dq_load_v(a, row0, pos, tb, r1, lane, vv);
-    }
-    __syncthreads(); // (nq / nk)
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int r = warp + i * DQ_WARPS;
-        if (r >= G + 2) break;
-        float4 x = xr[i];
-        const bool norm = r < G ? a.q_norm != NULL : r == G ? a.k_norm != NULL : false;
-        if (norm) {
-            const float ss = warp_sum(x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w);
-            const float rr = 1.0f / sqrtf(ss / (float)DQ_D + a.eps);
-            const float *nw = r < G ? nq : nk;
-            x.x = x.x * rr * nw[4 * lane]; x.y = x.y * rr * nw[4 * lane + 1];
-            x.z = x.z * rr * nw[4 * lane + 2]; x.w = x.w * rr * nw[4 * lane + 3];
-        }
-        *(float4 *)&raw[r][4 * lane] = x;
-    }
-    __syncthreads();
-    DQB_STAMP(2);
-    if (ip < half) {
-        float sn, cs;
-        sincosf((float)pos * ifr, &sn, &cs);
-        cs *= a.mscale;
-        sn *= a.mscale;
-        const int ia = a.neox ? ip : 2 * ip, ib = a.neox ? ip + half : 2 * ip + 1;
-        for (int r = tid >> 6; r <= G; r += DQ_WARPS * 32 / 64) {
-            const float x0 = raw[r][ia], x1 = raw[r][ib];
-            raw[r][ia] = x0 * cs - x1 * sn;
-            raw[r][ib] = x0 * sn + x1 * cs;
-        }
-    }
-    __syncthreads();
-    const float qscale = a.scale * 1.4426950408889634f;
-#pragma unroll
-    for (int h = 0; h < G; h++) qs[h][tid] = raw[h][tid] * qscale;
-    const __half kh = __float2half_rn(raw[G][tid]), vh = __float2half_rn(raw[G + 1][tid]);
-    kn[tid] = kh;
-    vn[tid] = vh;
-    if (split == 0) {
-        const int32_t blk = a.bt[(size_t)seq * a.max_blocks + pos / a.kv_block];
-        const size_t row = ((size_t)blk * a.n_kv + kvh) * a.kv_block + pos % a.kv_block;
-        a.kc[row * DQ_D + tid] = kh;
-        a.vc[row * DQ_D + tid] = vh;
-    }
-    __syncthreads();
-    DQB_STAMP(3);
-    // ---- step 2: the range, tiles of 32 positions, tile i by warp i % 4
-    float M[G], Ls[G], acc[G][4];
-#pragma unroll
-    for (int h = 0; h < G; h++) {
-        M[h] = -INFINITY;
-        Ls[h] = 0.0f;
-        acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
-    }
-    for (; tb < r1; tb += DQ_WARPS * DQ_TILE) {
-        const int tbn = tb + DQ_WARPS * DQ_TILE; // (this warp's next tile)
-        const size_t rown = dq_row(a, kvh, seq, tbn + lane, r1); // (its block-table load under this tile's work)
-        uint4 *ks = dqb_ks + warp * DQ_TILE * 16;
-        if (KS) { // (this tile's K into ks, then the next tile's K loads into the freed kk at once)
-            dqb_store_k(ks, kn, pos, tb, lane, kk);
-            __syncwarp();
-            if (tbn < r1) dqb_load_k_coal(a, rown, pos, tbn, r1, lane, kk);
-        }
-        if (tb <= pos && pos < tb + DQ_TILE) { // (uniform: the tile holding the new position)
-            if (!KS && tb + lane == pos) {
-#pragma unroll
-                for (int i = 0; i < DQ_D / 8; i++) kk[i] = ((const uint4 *)kn)[i];
-            }
-#pragma unroll
-            for (int j = 0; j < DQ_TILE; j++)
-                if (tb + j == pos) vv[j] = ((const uint2 *)vn)[lane];
-        }
-        const bool live = tb + lane < r1;
-        float s[G], s2[G]; // (two sums a head: dependent chains of 64 FMAs instead of 128)
-#pragma unroll
-        for (int h = 0; h < G; h++) s[h] = 0.0f, s2[h] = 0.0f;
-#pragma unroll
-        for (int i = 0; i < DQ_D / 8; i++) {
-            const uint4 kc = KS ? ks[lane * 16 + (i ^ (lane & 7))] : kk[i];
-            const __half2 *k2 = (const __half2 *)&kc;
-            float kf[8];
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                const float2 f = __half22float2(k2[c]);
-                kf[2 * c] = f.x;
-                kf[2 * c + 1] = f.y;
-            }
-#pragma unroll
-            for (int h = 0; h < G; h++) {
-                const float4 q0 = *(const float4 *)&qs[h][8 * i], q1 = *(const float4 *)&qs[h][8 * i + 4];
-                s[h] = fmaf(q0.w, kf[3], fmaf(q0.z, kf[2], fmaf(q0.y, kf[1], fmaf(q0.x, kf[0], s[h]))));
-                s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
-            }
-        }
-        if (!KS && tbn < r1) dq_load_k(a, rown, pos, tbn, r1, lane, kk);
-#pragma unroll
-        for (int h = 0; h < G; h++) {
-            const float sc = live ? s[h] + s2[h] : -INFINITY;
-            const float mt = warp_max(sc), mn = fmaxf(M[h], mt);
-            const float fac = dq_ex2(M[h] - mn); // (M = -inf: 0)
-            const float p = dq_ex2(sc - mn);
-            Ls[h] = Ls[h] * fac + p;
-            acc[h][0] *= fac; acc[h][1] *= fac; acc[h][2] *= fac; acc[h][3] *= fac;
-            M[h] = mn;
-            ps[warp][h][lane] = p;
-        }
-        __syncwarp();
-#pragma unroll
-        for (int j4 = 0; j4 < DQ_TILE / 4; j4++) {
-            float4 P[G];
-#pragma unroll
-            for (int h = 0; h < G; h++) P[h] = *(const float4 *)&ps[warp][h][4 * j4];
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                const __half2 *v2 = (const __half2 *)&vv[4 * j4 + c];
-                const float2 va = __half22float2(v2[0]), vb = __half22float2(v2[1]);
-#pragma unroll
-                for (int h = 0; h < G; h++) {
-                    const float pw = c == 0 ? P[h].x : c == 1 ? P[h].y : c == 2 ? P[h].z : P[h].w;
-                    acc[h][0] += pw * va.x; acc[h][1] += pw * va.y; acc[h][2] += pw * vb.x; acc[h][3] += pw * vb.y;
-                }
-            }
-        }
-        __syncwarp(); // (ps; with KS also ks, rewritten at the next tile's top)
-        if (tbn < r1) dq_load_v(a, rown, pos, tbn, r1, lane, vv);
-    }
-    // ---- step 3: the warps' partials -> the CTA's, then the head's
-    DQB_STAMP(4);
-#pragma unroll
-    for (int h = 0; h < G; h++) {
-        const float l = warp_sum(Ls[h]);
-        if (lane == 0) mm[warp][h] = M[h], ml[warp][h] = l;
-        *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
-    }
-    __syncthreads();
-    DQB_STAMP(5);
-    float O[G], L[G], MC[G];
-#pragma unroll
-    for (int h = 0; h < G; h++) {
-        float mc = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < DQ_WARPS; w++) mc = fmaxf(mc, mm[w][h]);
-        float o = 0.0f, l = 0.0f;
-#pragma unroll
-        for (int w = 0; w < DQ_WARPS; w++) {
-            const float wt = mm[w][h] == -INFINITY ? 0.0f : dq_ex2(mm[w][h] - mc);
-            o += wt * mo[w][h][tid];
-            l += wt * ml[w][h];
-        }
-        O[h] = o, L[h] = l, MC[h] = mc;
-    }
-    if (nact == 1) {
-#pragma unroll
-        for (int h = 0; h < G; h++) dq_out(a, kvh * G + h, tid, O[h], L[h], MC[h]);
-        DQB_STAMP(7);
-        return;
-    }
-    // the CTA's partial into rank 0's pm / pl (distributed shared memory), once every CTA of the
-    // cluster has started (phase 1); phase 2's release / acquire orders the pushes before rank 0's merge
-    dqb_cluster_wait();
-    cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
-    float *pm0 = cl.map_shared_rank(&pm[0][0][0], 0), *pl0 = cl.map_shared_rank(&pl[0][0][0], 0);
-#pragma unroll
-    for (int h = 0; h < G; h++) {
-        pm0[((size_t)split * G + h) * DQ_D + tid] = O[h];
-        if (tid == 0) pl0[(split * G + h) * 2] = MC[h], pl0[(split * G + h) * 2 + 1] = L[h];
-    }
-    dqb_cluster_arrive_release();
-    if (split != 0) {
-        DQB_STAMP(6);
-        return;
-    }
-    dqb_cluster_wait();
-    DQB_STAMP(6);
-    // rank 0: the nact partials of its G heads, merged (log2 units)
-#pragma unroll
-    for (int h = 0; h < G; h++) {
-        float cm = -INFINITY;
-        for (int s = 0; s < nact; s++) cm = fmaxf(cm, pl[s][h][0]);
-        float o = 0.0f, l = 0.0f;
-        for (int s = 0; s < nact; s++) {
-            const float w = pl[s][h][0] == -INFINITY ? 0.0f : dq_ex2(pl[s][h][0] - cm);
-            o += w * pm[s][h][tid];
-            l += w * pl[s][h][1];
-        }
-        dq_out(a, kvh * G + h, tid, o, l, cm);
-    }
-    DQB_STAMP(7);
-}
 
-// ---- SPARKD_DQB=3 (round 12, helper dqb): dqc_kernel, the cluster kernel's merge with a finer split of the
-// positions. Why: dq_kernel / dqb_kernel give a warp a tile of 32 positions with a lane a position: ~1.4k
-// instructions a tile (1,024 FMAs a lane for 4 heads), one tile a warp at 128 positions a CTA, at ~1 warp a
+// ---- SPARKD_DQB=3 / 4 (round 12, helper dqb): dqc_kernel, a finer split of the positions.
+// Why: dq_kernel gives a warp a tile of 32 positions with a lane a position: ~1.4k instructions a tile (1,024 FMAs a lane for 4 heads), one tile a warp at 128 positions a CTA, at ~1 warp a
 // scheduler: ~1-1.5 us of a launch in the tile alone, whatever the context below ~1K. Here a CTA has 8 warps,
 // a warp takes 8 positions a step with 4 lanes a position (lane = position j = lane / 4 and a quarter of the
 // dims: 16-byte chunks 4 i + lane % 4, i < 4), the 4 lanes' partial dots summed by 2 shuffles; P.V as before
 // (lane = 4 dims of every head, the step's 8 V rows coalesced). Chunk = max(SPARKD_DQC_CHUNK (default 64),
 // n / 8) rounded up to 8: at 512 positions 8 CTAs x 8 warps x one step of 8 (~0.5k instructions a warp).
+// The CTAs of a head merge (CL, mode 3) over a cluster of 8 through distributed shared memory (rank 0), or
+// (mode 4) as dq_kernel: partials in work, the last CTA by an atomic ticket. Run 0: the cluster merge of
+// dq_kernel's tiles (then mode 1) lost ~1.3% in the model though the kernel bench said -1..-2 us a launch.
 #define DQC_WARPS 8
 #define DQC_T 8 // positions a warp step (4 lanes a position)
 
@@ -720,7 +431,7 @@ __device__ __forceinline__ void dqc_load_v(const dq_params &a, size_t row, int p
     }
 }
 
-template <int G>
+template <int G, bool CL, bool PROF>
 __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params a) {
     __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
     __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
@@ -729,11 +440,19 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
     __shared__ __align__(16) float ps[DQC_WARPS][G][DQC_T]; // a warp's step probabilities
     __shared__ __align__(16) float mo[DQC_WARPS][G][DQ_D];  // warps' partial outputs
     __shared__ float mm[DQC_WARPS][G], ml[DQC_WARPS][G];
-    __shared__ __align__(16) float pm[DQB_C][G][DQ_D];  // (rank 0) the cluster's CTA partial outputs, pushed there
-    __shared__ float pl[DQB_C][G][2];                   // (rank 0) their max (log2) and weight sum
+    __shared__ __align__(16) float pm[CL ? DQB_C : 1][G][DQ_D]; // (CL, rank 0) the cluster's CTA partial outputs, pushed there
+    __shared__ float pl[CL ? DQB_C : 1][G][2];                  // (CL, rank 0) their max (log2) and weight sum
+    __shared__ int s_last;
+    const long long prof_t0 = PROF ? clock64() : 0;
     pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int kvh = blockIdx.y, split = blockIdx.x; // (split = the CTA's rank in its cluster)
+    const int kvh = blockIdx.y, split = blockIdx.x; // (CL: split = the CTA's rank in its cluster)
+    if (PROF && tid == 0) {
+        long long gt;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+        a.prof[((size_t)kvh * DQB_C + split) * 8] = gt;
+        for (int q = 1; q < 8; q++) a.prof[((size_t)kvh * DQB_C + split) * 8 + q] = -1;
+    }
     // (host-written metadata: before the wait)
     const int pos = a.pos[0], seq = a.seq[0];
     const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
@@ -742,8 +461,8 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
     chunk = (chunk + DQC_T - 1) / DQC_T * DQC_T;
     if (chunk < a.chunk) chunk = a.chunk;
     const int nact = (n + chunk - 1) / chunk;
-    if (split >= nact) return; // (an exited thread counts as arrived at the cluster barrier)
-    dqb_cluster_arrive_relaxed(); // phase 1: this CTA has started
+    if (split >= nact) return; // (CL: an exited thread counts as arrived at the cluster barrier)
+    if (CL) dqb_cluster_arrive_relaxed(); // phase 1: this CTA has started
     const int r0 = lo + split * chunk, r1 = r0 + chunk < pos + 1 ? r0 + chunk : pos + 1;
     // weights (no kernel writes them): before the wait
     if (tid < DQ_D) {
@@ -764,6 +483,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
         dqc_load_v(a, row0, pos, tb, r1, lane, vv);
     }
     pdl_wait();
+    DQB_STAMP(1);
     // ---- step 1: the token's q heads, k and v of this KV head (row = warp), loaded before the K / V step's
     float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     const int r = warp;
@@ -794,6 +514,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
         *(float4 *)&raw[r][4 * lane] = x;
     }
     __syncthreads();
+    DQB_STAMP(2);
     if (tid < DQ_D && ip < half) {
         float sn, cs;
         sincosf((float)pos * ifr, &sn, &cs);
@@ -822,6 +543,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
         }
     }
     __syncthreads();
+    DQB_STAMP(3);
     // ---- step 2: the range in steps of 8 positions, step i by warp i % 8
     float M[G], Ls[G], acc[G][4];
 #pragma unroll
@@ -899,7 +621,8 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
         __syncwarp();
         if (tbn < r1) dqc_load_v(a, rown, pos, tbn, r1, lane, vv);
     }
-    // ---- step 3: the warps' partials -> the CTA's, then the head's (rank 0, through the cluster)
+    // ---- step 3: the warps' partials -> the CTA's, then the head's (CL: rank 0 through the cluster; else dq's ticket)
+    DQB_STAMP(4);
 #pragma unroll
     for (int h = 0; h < G; h++) {
         const float l = warp_sum(Ls[h]);
@@ -907,6 +630,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
         *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
     }
     __syncthreads();
+    DQB_STAMP(5);
     float O[G], L[G], MC[G];
     const int dd = tid & (DQ_D - 1); // (threads >= 128 repeat threads < 128's dims; only those write)
 #pragma unroll
@@ -928,34 +652,87 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
 #pragma unroll
             for (int h = 0; h < G; h++) dq_out(a, kvh * G + h, tid, O[h], L[h], MC[h]);
         }
+        DQB_STAMP(7);
         return;
     }
-    dqb_cluster_wait(); // (phase 1: every working CTA of the cluster has started)
-    cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
-    float *pm0 = cl.map_shared_rank(&pm[0][0][0], 0), *pl0 = cl.map_shared_rank(&pl[0][0][0], 0);
+    if (CL) {
+        dqb_cluster_wait(); // (phase 1: every working CTA of the cluster has started)
+        cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+        float *pm0 = cl.map_shared_rank(&pm[0][0][0], 0), *pl0 = cl.map_shared_rank(&pl[0][0][0], 0);
+        if (tid < DQ_D) {
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                pm0[((size_t)split * G + h) * DQ_D + tid] = O[h];
+                if (tid == 0) pl0[(split * G + h) * 2] = MC[h], pl0[(split * G + h) * 2 + 1] = L[h];
+            }
+        }
+        dqb_cluster_arrive_release();
+        if (split != 0) return;
+        dqb_cluster_wait();
+        if (tid >= DQ_D) return;
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float cm = -INFINITY;
+            for (int s = 0; s < nact; s++) cm = fmaxf(cm, pl[s][h][0]);
+            float o = 0.0f, l = 0.0f;
+            for (int s = 0; s < nact; s++) {
+                const float w = pl[s][h][0] == -INFINITY ? 0.0f : dq_ex2(pl[s][h][0] - cm);
+                o += w * pm[s][h][tid];
+                l += w * pl[s][h][1];
+            }
+            dq_out(a, kvh * G + h, tid, o, l, cm);
+        }
+        return;
+    }
+    // dq_kernel's merge: partials (n_kv, DQB_C, G, D + 2) in work, the head's last CTA (atomic ticket after
+    // __threadfence, reset by that CTA) merges them
+    float *part = a.work + ((size_t)kvh * DQB_C + split) * G * (DQ_D + 2);
     if (tid < DQ_D) {
 #pragma unroll
         for (int h = 0; h < G; h++) {
-            pm0[((size_t)split * G + h) * DQ_D + tid] = O[h];
-            if (tid == 0) pl0[(split * G + h) * 2] = MC[h], pl0[(split * G + h) * 2 + 1] = L[h];
+            float *ph = part + (size_t)h * (DQ_D + 2);
+            ph[tid] = O[h];
+            if (tid == 0) ph[DQ_D] = MC[h], ph[DQ_D + 1] = L[h];
         }
     }
-    dqb_cluster_arrive_release();
-    if (split != 0) return;
-    dqb_cluster_wait();
-    if (tid >= DQ_D) return;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        const unsigned t = atomicAdd(&dq_ticket[kvh], 1u);
+        s_last = t == (unsigned)nact - 1;
+        if (s_last) atomicExch(&dq_ticket[kvh], 0u); // (for the next launch)
+    }
+    __syncthreads();
+    DQB_STAMP(6);
+    if (!s_last || tid >= DQ_D) return;
+    __threadfence();
+    const float *base = a.work + (size_t)kvh * DQB_C * G * (DQ_D + 2);
+    float m[G][DQB_C], l[G][DQB_C], xo[G][DQB_C]; // (every load of the merge independent: one L2 round trip)
+#pragma unroll
+    for (int h = 0; h < G; h++)
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) {
+            const bool in = u < nact;
+            const float *ph = base + ((size_t)u * G + h) * (DQ_D + 2);
+            m[h][u] = in ? __ldcg(ph + DQ_D) : -INFINITY;
+            l[h][u] = in ? __ldcg(ph + DQ_D + 1) : 0.0f;
+            xo[h][u] = in ? __ldcg(ph + tid) : 0.0f;
+        }
 #pragma unroll
     for (int h = 0; h < G; h++) {
         float cm = -INFINITY;
-        for (int s = 0; s < nact; s++) cm = fmaxf(cm, pl[s][h][0]);
-        float o = 0.0f, l = 0.0f;
-        for (int s = 0; s < nact; s++) {
-            const float w = pl[s][h][0] == -INFINITY ? 0.0f : dq_ex2(pl[s][h][0] - cm);
-            o += w * pm[s][h][tid];
-            l += w * pl[s][h][1];
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) cm = fmaxf(cm, m[h][u]);
+        float o = 0.0f, ls = 0.0f;
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) {
+            const float w = m[h][u] == -INFINITY ? 0.0f : dq_ex2(m[h][u] - cm);
+            o += w * xo[h][u];
+            ls += w * l[h][u];
         }
-        dq_out(a, kvh * G + h, tid, o, l, cm);
+        dq_out(a, kvh * G + h, tid, o, ls, cm);
     }
+    DQB_STAMP(7);
 }
 
 // ---------------------------------------------------------------- host
@@ -972,13 +749,15 @@ static void dq_env_read() {
     const int sp = cuda_env_int("SPARKD_DQ_SPLITS", 32), ch = cuda_env_int("SPARKD_DQ_CHUNK", 128);
     g_env_splits = sp >= 1 && sp <= DQ_SPLITS_MAX ? sp : 32;
     g_env_chunk = ch >= 32 && ch <= 4096 ? ch / DQ_TILE * DQ_TILE : 128;
-    g_env_pre = cuda_env_int("SPARKD_DQ_PRE", 0) == 1;
+    // (-1 unset: the pre-wait loads with SPARKD_DQB != 0 only, so SPARKD_DQB=0 is today's path exactly)
+    g_env_pre = cuda_env_int("SPARKD_DQ_PRE", -1);
+    if (g_env_pre > 1) g_env_pre = 1;
     g_env_pipe = cuda_env_int("SPARKD_DQ_PIPE", 1) != 0;
     g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
-    // (round 12 dqb: 1 the cluster kernel, 2 the same with the K tile through shared memory; 0 = dq_kernel exactly)
+    // (round 12 dqb: 1 dq_kernel + the pre-wait K / V loads, 3 / 4 dqc_kernel (cluster / ticket merge); 0 = today)
     g_env_dqb = cuda_env_int("SPARKD_DQB", 1);
-    if (g_env_dqb > 3) g_env_dqb = 1;
-    const int cc = cuda_env_int("SPARKD_DQC_CHUNK", 64); // (SPARKD_DQB=3: positions of a CTA at least)
+    if (g_env_dqb != 0 && g_env_dqb != 1 && g_env_dqb != 3 && g_env_dqb != 4) g_env_dqb = 1;
+    const int cc = cuda_env_int("SPARKD_DQC_CHUNK", 64); // (SPARKD_DQB=3 / 4: positions of a CTA at least)
     g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
     g_dqc_chunk = g_env_dqc_chunk;
     g_dqb = g_env_dqb;
@@ -1002,12 +781,12 @@ extern "C" void cuda_dq_tune(int splits, int chunk) {
     g_dq_chunk = chunk >= 32 && chunk <= 4096 ? chunk / DQ_TILE * DQ_TILE : g_env_chunk;
 }
 extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
-extern "C" long cuda_dqb_launches(void) { return g_dqb_launches; } // (tests: the cluster kernel's launches)
+extern "C" long cuda_dqb_launches(void) { return g_dqb_launches; } // (tests: launches of a SPARKD_DQB != 0 mode)
 extern "C" int cuda_dq_max_ctx(void) {
     dq_env();
     return g_dq_on ? g_dq_ctx : 0;
 }
-// (tests and benches: SPARKD_DQ_PRE's bit, 1 / 0, -1 = as the env says)
+// (tests and benches: SPARKD_DQ_PRE's bit, 1 / 0, -1 = as the env says: unset = on with SPARKD_DQB != 0)
 extern "C" void cuda_dq_pre_set(int on) {
     dq_env();
     g_dq_pre = on < 0 ? g_env_pre : on ? 1 : 0;
@@ -1018,11 +797,11 @@ extern "C" void cuda_dq_pipe_set(int on) {
     g_dq_pipe = on < 0 ? g_env_pipe : on ? 1 : 0;
 }
 
-// (tests and benches: SPARKD_DQB, 0 / 1 / 2 / 3, -1 = as the env says; returns what it was)
+// (tests and benches: SPARKD_DQB, 0 / 1 / 3 / 4, -1 = as the env says; returns what it was)
 extern "C" int cuda_dqb_set(int on) {
     dq_env();
     const int was = g_dqb;
-    g_dqb = on < 0 ? g_env_dqb : on > 3 ? 1 : on;
+    g_dqb = on < 0 ? g_env_dqb : on == 0 || on == 1 || on == 3 || on == 4 ? on : 1;
     return was;
 }
 
@@ -1031,7 +810,7 @@ extern "C" void cuda_dqc_chunk_set(int chunk) {
     dq_env();
     g_dqc_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqc_chunk;
 }
-// (kbench: the next launches run dqb_kernel's PROF instantiation writing prof, (n_kv * 8, 8) clocks;
+// (kbench: the next mode-4 launches run dqc_kernel's PROF instantiation writing prof, (n_kv * 8, 8) clocks;
 // NULL = back to the plain kernel)
 static long long *g_dqb_prof = NULL;
 extern "C" void cuda_dqb_prof_set(long long *prof) { g_dqb_prof = prof; }
@@ -1070,45 +849,33 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.pos = tk->pos; p.seq = tk->seq; p.bt = tk->block_tables; p.max_blocks = tk->max_blocks;
     p.scale = aa->scale; p.window = aa->window; p.sinks = aa->sinks;
     p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
-    p.splits = g_dq_splits; p.chunk = g_dq_chunk; p.ctl = g_dq_pre ? 1 : 0;
-    if (g_dqb) { // (SPARKD_DQB: one cluster of DQB_C CTAs a KV head; no partials in work)
+    p.splits = g_dq_splits; p.chunk = g_dq_chunk;
+    p.ctl = (g_dq_pre < 0 ? g_dqb != 0 : g_dq_pre != 0) ? 1 : 0; // (SPARKD_DQ_PRE unset: on with SPARKD_DQB != 0)
+    if (g_dqb == 3 || g_dqb == 4) { // (dqc_kernel: 8 warps a CTA, 8 positions a warp step, DQB_C CTAs a head at most)
         p.splits = DQB_C;
+        p.chunk = g_dqc_chunk;
+        const dim3 grid(DQB_C, (unsigned)p.n_kv), block(DQC_WARPS * 32);
         cudaError_t rc;
-        if (g_dqb == 3) { // (8 warps a CTA, 8 positions a warp step)
-            p.chunk = g_dqc_chunk;
-            rc = cuda_launch_cluster(dqc_kernel<4>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
-                                     dim3(DQC_WARPS * 32), 0, stream, p);
-        } else if (g_dqb == 2) { // (the K tile through shared memory: 32 KB dynamic beside 34.7 KB static)
-            const size_t ks_bytes = (size_t)DQ_WARPS * DQ_TILE * DQ_D * 2;
-            static bool set[64]; // (function attributes are per device; as attn.cu's decode kernels)
-            int dev = 0;
-            CUDA_TRY(cudaGetDevice(&dev));
-            if (dev < 0 || dev >= 64 || !set[dev]) {
-                CUDA_TRY(cudaFuncSetAttribute(dqb_kernel<4, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ks_bytes));
-                if (dev >= 0 && dev < 64) set[dev] = true;
-            }
-            rc = cuda_launch_cluster(dqb_kernel<4, true, false>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
-                                     dim3(DQ_WARPS * 32), ks_bytes, stream, p);
-        } else if (g_dqb_prof) {
+        if (g_dqb == 4) {
             p.prof = g_dqb_prof;
-            rc = cuda_launch_cluster(dqb_kernel<4, false, true>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
-                                     dim3(DQ_WARPS * 32), 0, stream, p);
+            rc = g_dqb_prof ? cuda_launch(dqc_kernel<4, false, true>, grid, block, 0, stream, p)
+                            : cuda_launch(dqc_kernel<4, false, false>, grid, block, 0, stream, p);
+            CUDA_TRY(rc);
         } else {
-            rc = cuda_launch_cluster(dqb_kernel<4, false, false>, dim3(DQB_C, (unsigned)p.n_kv), dim3(DQB_C, 1, 1),
-                                     dim3(DQ_WARPS * 32), 0, stream, p);
+            rc = cuda_launch_cluster(dqc_kernel<4, true, false>, grid, dim3(DQB_C, 1, 1), block, 0, stream, p);
         }
         if (rc == cudaSuccess) {
             g_dq_launches++;
             g_dqb_launches++;
             return 0;
         }
-        const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (dqb cluster)", __FILE__, __LINE__, e);
+        const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (dqc cluster)", __FILE__, __LINE__, e);
         if (f != -1) return f;
-        fprintf(stderr, "dq: cluster launch failed (%s): dq_kernel from now on\n", cudaGetErrorString(rc));
-        g_dqb = g_env_dqb = 0;
-        p.splits = g_dq_splits;
-        p.chunk = g_dq_chunk;
+        fprintf(stderr, "dq: cluster launch failed (%s): dqc_kernel with the ticket merge from now on\n", cudaGetErrorString(rc));
+        g_dqb = g_env_dqb = 4;
+        return cuda_dq_attention(qa, aa, tk, stream, e);
     }
+    if (g_dqb) g_dqb_launches++;
     if (g_dq_pipe) CUDA_TRY(cuda_launch(dq_kernel<4, true>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     else CUDA_TRY(cuda_launch(dq_kernel<4, false>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     g_dq_launches++;

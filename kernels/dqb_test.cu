@@ -1,6 +1,6 @@
-// dqb_test.cu — round 12, helper dqb: checks of SPARKD_DQB (dq.cu's dqb_kernel: the batch-1
-// attention chain on one thread-block cluster a KV head, the split merge through distributed shared
-// memory) and its kernel bench (SPARKD_KBENCH=dqb).
+// dqb_test.cu — round 12, helper dqb: checks of SPARKD_DQB (dq.cu: 1 dq_kernel with the first tile's
+// K / V loads before pdl_wait; 3 / 4 dqc_kernel, 8 warps a CTA, 8-position warp steps, its CTAs merged over
+// a thread-block cluster / by dq's ticket) and its kernel bench (SPARKD_KBENCH=dqb).
 //
 // What is checked (Qwen3-8B's attention shape: 32 q heads, 8 KV heads of 128, f16 KV in blocks of 16
 // whose ids are shuffled), one token at position pos of one sequence, from the raw q / k / v GEMV
@@ -10,14 +10,13 @@
 //   1e-4 (f32 sums, ex2.approx), for each of three launches in a row on NaN-poisoned outputs (the
 //   cluster barrier's phases start afresh each launch);
 // - the same output against today's dq_kernel (SPARKD_DQB=0) on the same inputs: relative 1e-5
-//   (same per-CTA arithmetic; the merge's order differs where a head has more than one CTA);
+//   (mode 1: the same kernel, so 0; dqc: other sums' order);
 // - the K and V rows stored at pos (f16 of the reference, relative 2e-3);
-// - SPARKD_DQB=1 (the cluster kernel), =2 (its K tile through shared memory: coalesced loads) and =3
-//   (dqc_kernel: 8 warps a CTA, 8 positions a warp step, 4 lanes a position; chunk halved for it);
+// - SPARKD_DQB=1, 3 and 4 (dqc's chunk is half the row's: its steps are 8 positions, its CTAs 8 warps);
 // - positions 0, 1, 17, 128, 160, 257, 1024, 4096 (1 .. 8 CTAs a head, 1 .. 5 tiles a warp),
 //   32-position chunks (every CTA of the cluster busy), a window with sinks, biases, P64 and
 //   natural output, SPARKD_DQ_PRE=1;
-// - a launch counter (the cluster kernel really ran, not a fallback to dq_kernel);
+// - a launch counter (the mode's kernel really ran, not a fallback);
 // - the control: the output against the reference without the newest position must miss.
 #include "cuda.h"
 #include "cuda_kern.h"
@@ -37,7 +36,7 @@
 extern "C" void cuda_dq_pre_set(int on); // dq.cu: SPARKD_DQ_PRE's bit (-1: as the env says)
 extern "C" int cuda_dqb_set(int on);     // dq.cu: SPARKD_DQB (-1: as the env says)
 extern "C" long cuda_dqb_launches(void); // dq.cu: cluster launches so far
-extern "C" void cuda_dqb_prof_set(long long *prof); // dq.cu: mode 1 launches write phase clocks there (NULL: off)
+extern "C" void cuda_dqb_prof_set(long long *prof); // dq.cu: mode 4 launches write phase clocks there (NULL: off)
 extern "C" void cuda_dqc_chunk_set(int chunk);       // dq.cu: SPARKD_DQC_CHUNK (mode 3; -1: as the env says)
 
 namespace {
@@ -218,13 +217,13 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
     std::vector<float> knew, vnew;
     reference(L, ref, knew, vnew, false);
     cuda_dq_tune(0, chunk);
-    cuda_dqc_chunk_set(mode == 3 ? chunk / 2 : -1); // (mode 3's steps are 8 positions, its CTAs twice the warps)
+    cuda_dqc_chunk_set(mode >= 3 ? chunk / 2 : -1); // (dqc's steps are 8 positions, its CTAs twice the warps)
     cuda_qkv_args qa;
     cuda_attn_args aa;
     cuda_tokens tk;
     args_of(L, p64, qa, aa, tk);
     char shape[160], msg[256];
-    snprintf(shape, sizeof shape, "SPARKD_DQB=%d, pos %d, chunk %d%s%s%s%s", mode, pos, mode == 3 ? chunk / 2 : chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
+    snprintf(shape, sizeof shape, "SPARKD_DQB=%d, pos %d, chunk %d%s%s%s%s", mode, pos, mode >= 3 ? chunk / 2 : chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
              window ? ", window" : "", p64 ? ", P64 out" : "");
     std::vector<float> got, old;
     double worst = 0;
@@ -245,7 +244,7 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
     const double us = time_us([&] { err e3; cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }, 10);
     cuda_dqb_set(-1);
     char note[64];
-    snprintf(note, sizeof note, "(%ld cluster launches of 3)", ran);
+    snprintf(note, sizeof note, "(%ld launches of mode %d of 3)", ran, mode);
     report("chain vs float64 (3 launches)", shape, worst, 1e-4, us, worst <= 1e-4 && ran == 3, note);
     // the K / V rows at pos, every KV head
     {
@@ -289,7 +288,7 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
     C = &ctx;
     ctx.rng.s = seed;
     if (!st_open_stream()) return 1;
-    for (int mode = 1; mode <= 3; mode++) { // (1: the cluster kernel; 2: its K tile through shared memory; 3: 8 warps, 8-position steps)
+    for (int mode : {1, 3, 4}) { // (1: dq_kernel + the pre-wait loads; 3 / 4: dqc_kernel, cluster / ticket merge)
         test_dqb(mode, 0, 128, false, false, 0, 1, false);    // the new position alone
         test_dqb(mode, 1, 128, false, false, 0, 0, true);
         test_dqb(mode, 17, 128, true, true, 0, 1, true);      // one CTA, biases, sinks
@@ -305,8 +304,14 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_dqb(mode, 40, 128, false, false, 0, 0, false);
         cuda_dq_pre_set(-1);
     }
-    test_dqb(3, 2047, 128, false, true, 0, 1, true); // mode 3: 8 CTAs of 256, 4 steps a warp
-    test_dqb(3, 100, 16, true, false, 0, 0, true);   // mode 3 at chunk 8: 8 CTAs of 16 (2 warps each)
+    for (int mode : {3, 4}) {
+        test_dqb(mode, 2047, 128, false, true, 0, 1, true); // 8 CTAs of 256, 4 steps a warp
+        test_dqb(mode, 100, 16, true, false, 0, 0, true);   // chunk 8: 8 CTAs of 16 (2 warps each)
+    }
+    cuda_dq_pre_set(0);
+    test_dqb(4, 515, 128, false, false, 0, 1, true);        // mode 4 without the pre-wait loads
+    test_dqb(1, 515, 128, false, false, 0, 1, true);        // mode 1 with SPARKD_DQ_PRE=0: dq_kernel as today
+    cuda_dq_pre_set(-1);
     st_close_stream();
     return ctx.fails;
 }
@@ -375,10 +380,10 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         cuda_tokens tk;
         args_of(L, 1, qa, aa, tk);
         struct var { const char *name; int dqb, pre, dqc_chunk; };
-        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, 0, -1}, {"dqb cluster (=1)", 1, 0, -1},
-                                   {"dqb + K in shared (=2)", 2, 0, -1},    {"dqb =2, DQ_PRE=1", 2, 1, -1},
-                                   {"dqc 8 warps (=3)", 3, 0, -1},          {"dqc =3, DQ_PRE=1", 3, 1, -1},
-                                   {"dqc =3, DQC_CHUNK=32", 3, 0, 32},      {"dqc =3, DQC_CHUNK=128", 3, 0, 128}};
+        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, -1, -1},  {"dq + pre-wait K/V (=1)", 1, -1, -1},
+                                   {"dqc cluster (=3)", 3, -1, -1},          {"dqc ticket (=4)", 4, -1, -1},
+                                   {"dqc =4, DQ_PRE=0", 4, 0, -1},           {"dqc =4, DQC_CHUNK=32", 4, -1, 32},
+                                   {"dqc =4, DQC_CHUNK=128", 4, -1, 128}};
         for (const var &V : vars) {
             cuda_dqb_set(V.dqb);
             cuda_dq_pre_set(V.pre);
@@ -398,13 +403,13 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         sink = (int *)dalloc((size_t)sms * 4);
     }
     fprintf(ctx.f, "(hold, hold) x 10: %.2f us a pair\n", hh);
-    // Phases of SPARKD_DQB=1 (dq.cu's PROF instantiation): us since each CTA's entry (SM clock) at 1 pdl_wait passed,
-    // 2 q / k / v normed, 3 RoPE + KV store, 4 the warp-0 tiles done, 5 CTA merge, 6 cluster push / barrier, 7 end;
+    // Phases of SPARKD_DQB=4 (dq.cu's PROF instantiation of dqc_kernel): us since each CTA's entry (SM clock) at 1
+    // pdl_wait passed, 2 q / k / v normed, 3 RoPE + KV store, 4 warp 0's steps done, 5 CTA merge, 6 ticket taken, 7 end;
     // for rank 0 of head 0 and the latest over the working CTAs; entry spread = the working CTAs' globaltimer range.
     // Median of 7 launches, alone ("single") and right after a hold kernel ("after hold": its pdl_wait waits ~2.5 us).
     int clk_khz = 1980000;
     cudaDeviceGetAttribute(&clk_khz, cudaDevAttrClockRate, dev);
-    fprintf(ctx.f, "\n| positions | launch | CTA | 1 wait | 2 norm | 3 rope+store | 4 tiles | 5 CTA merge | 6 cluster | 7 end | entry spread us |\n"
+    fprintf(ctx.f, "\n| positions | launch | CTA | 1 wait | 2 norm | 3 rope+store | 4 steps | 5 CTA merge | 6 ticket | 7 end | entry spread us |\n"
                    "|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int pos : {17, 160, 512, 1024, 2047}) {
         layer_t L;
@@ -419,7 +424,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
             std::vector<std::vector<double>> r0(8), mx(8);
             std::vector<double> spread;
             for (int rep = 0; rep < 7; rep++) {
-                cuda_dqb_set(1);
+                cuda_dqb_set(4);
                 cuda_dqb_prof_set(dprof);
                 err e3;
                 if (after_hold) hold();
