@@ -704,7 +704,11 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
     }
     __syncthreads();
     DQB_STAMP(6);
-    if (!s_last || tid >= DQ_D) return;
+    if (!s_last) {
+        DQB_STAMP(7);
+        return;
+    }
+    if (tid >= DQ_D) return;
     __threadfence();
     const float *base = a.work + (size_t)kvh * DQB_C * G * (DQ_D + 2);
     float m[G][DQB_C], l[G][DQB_C], xo[G][DQB_C]; // (every load of the merge independent: one L2 round trip)
