@@ -23,8 +23,9 @@
 //      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
 //      writes Wo's f32 input (P64 order when out_p64).
 // SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
-// SPARKD_DQB (round 12, default 1; 0 = today exactly): 1 dq_kernel with the first tile's K / V loads before
-// pdl_wait (SPARKD_DQ_PRE's path, on unless SPARKD_DQ_PRE=0); 3 / 4 dqc_kernel (see there).
+// SPARKD_DQB (round 12, default 4; 0 = today exactly): 4 dqc_kernel (see there) with its first step's K / V
+// loads before pdl_wait; 3 the same merged over a cluster; 1 dq_kernel with the first tile's K / V loads before
+// pdl_wait (SPARKD_DQ_PRE's path; the pre-wait loads are on with SPARKD_DQB != 0 unless SPARKD_DQ_PRE=0).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
@@ -374,9 +375,9 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     }
 }
 
-// ---- SPARKD_DQB (round 12, helper dqb). 1: dq_kernel with its first tile's K / V loads before
-// pdl_wait (SPARKD_DQ_PRE's path; safe: see dq_kernel and PERF.md "Round 12, helper dqb"); 3 / 4:
-// dqc_kernel below (finer split; 3 merges over a thread-block cluster, 4 with dq's ticket). 0 = today.
+// ---- SPARKD_DQB (round 12, helper dqb). 4 (default): dqc_kernel below (finer split, dq's ticket merge);
+// 3: the same merged over a thread-block cluster; 1: dq_kernel with its first tile's K / V loads before
+// pdl_wait (SPARKD_DQ_PRE's path; safe: see dq_kernel and PERF.md "Round 12, helper dqb"). 0 = today.
 // Run 0's cluster version of dq_kernel (dqb_kernel, modes 1 and 2) lost in the model and is gone.
 #define DQB_C 8 // dqc_kernel: CTAs a KV head at most (the cluster's portable size)
 
@@ -758,9 +759,9 @@ static void dq_env_read() {
     if (g_env_pre > 1) g_env_pre = 1;
     g_env_pipe = cuda_env_int("SPARKD_DQ_PIPE", 1) != 0;
     g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
-    // (round 12 dqb: 1 dq_kernel + the pre-wait K / V loads, 3 / 4 dqc_kernel (cluster / ticket merge); 0 = today)
-    g_env_dqb = cuda_env_int("SPARKD_DQB", 1);
-    if (g_env_dqb != 0 && g_env_dqb != 1 && g_env_dqb != 3 && g_env_dqb != 4) g_env_dqb = 1;
+    // (round 12 dqb: 4 dqc_kernel (ticket merge), 3 its cluster merge, 1 dq_kernel + the pre-wait K / V loads; 0 = today)
+    g_env_dqb = cuda_env_int("SPARKD_DQB", 4); // (default 4 after run 1: +13..+17.5% Q4_K_M, +12% Q8_0 at batch 1)
+    if (g_env_dqb != 0 && g_env_dqb != 1 && g_env_dqb != 3 && g_env_dqb != 4) g_env_dqb = 4;
     const int cc = cuda_env_int("SPARKD_DQC_CHUNK", 64); // (SPARKD_DQB=3 / 4: positions of a CTA at least)
     g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
     g_dqc_chunk = g_env_dqc_chunk;
@@ -805,7 +806,7 @@ extern "C" void cuda_dq_pipe_set(int on) {
 extern "C" int cuda_dqb_set(int on) {
     dq_env();
     const int was = g_dqb;
-    g_dqb = on < 0 ? g_env_dqb : on == 0 || on == 1 || on == 3 || on == 4 ? on : 1;
+    g_dqb = on < 0 ? g_env_dqb : on == 0 || on == 1 || on == 3 || on == 4 ? on : 4;
     return was;
 }
 
