@@ -23,6 +23,9 @@
 //      atomic ticket after __threadfence, reset by that CTA) merges them, adds the sink and
 //      writes Wo's f32 input (P64 order when out_p64).
 // SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
+// SPARKD_DQB (round 12, default 4; 0 = today exactly): 4 dqc_kernel (see there) with its first step's K / V
+// loads before pdl_wait; 3 the same merged over a cluster; 1 dq_kernel with the first tile's K / V loads before
+// pdl_wait (SPARKD_DQ_PRE's path; the pre-wait loads are on with SPARKD_DQB != 0 unless SPARKD_DQ_PRE=0).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
@@ -31,7 +34,9 @@
 #include "cuda_kern.h"
 #include "dq.h"
 
+#include <cooperative_groups.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +78,7 @@ struct dq_params {
     int out_p64;
     int splits, chunk;
     int ctl;                       // bit 0: SPARKD_DQ_PRE=1 (see the kernel)
+    long long *prof;               // (dqc_kernel<.., PROF> only: the kbench's phase clocks) (n_kv * DQB_C, 8)
 };
 
 __device__ __forceinline__ float dq_ex2(float x) {
@@ -369,23 +375,397 @@ __global__ __launch_bounds__(DQ_WARPS * 32, 2) void dq_kernel(const dq_params a)
     }
 }
 
+// ---- SPARKD_DQB (round 12, helper dqb). 4 (default): dqc_kernel below (finer split, dq's ticket merge);
+// 3: the same merged over a thread-block cluster; 1: dq_kernel with its first tile's K / V loads before
+// pdl_wait (SPARKD_DQ_PRE's path; safe: see dq_kernel and PERF.md "Round 12, helper dqb"). 0 = today.
+// Run 0's cluster version of dq_kernel (dqb_kernel, modes 1 and 2) lost in the model and is gone.
+#define DQB_C 8 // dqc_kernel: CTAs a KV head at most (the cluster's portable size)
+
+__device__ __forceinline__ void dqb_cluster_arrive_relaxed() {
+    asm volatile("barrier.cluster.arrive.relaxed;\n" ::: "memory");
+}
+__device__ __forceinline__ void dqb_cluster_arrive_release() {
+    asm volatile("barrier.cluster.arrive.release;\n" ::: "memory");
+}
+__device__ __forceinline__ void dqb_cluster_wait() {
+    asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+// PROF (the kbench only: cuda_dqb_prof_set, mode 4): thread 0 of each CTA writes to a.prof[(kvh * DQB_C + split) * 8 + k]
+// k = 0 the globaltimer (ns) at entry, then the SM clocks since entry at 1 after pdl_wait, 2 the q / k / v rows normed,
+// 3 RoPE and the KV store done, 4 warp 0's steps done, 5 the CTA's warps merged, 6 the partial written and the ticket
+// taken (the merging CTA: the merge done), 7 the end; -1 where not reached (CTAs past the context exit first).
+#define DQB_STAMP(k)                                                                                  \
+    do {                                                                                              \
+        if (PROF && tid == 0) a.prof[((size_t)kvh * DQB_C + split) * 8 + (k)] = clock64() - prof_t0; \
+    } while (0)
+
+// ---- SPARKD_DQB=3 / 4 (round 12, helper dqb): dqc_kernel, a finer split of the positions.
+// Why: dq_kernel gives a warp a tile of 32 positions with a lane a position: ~1.4k instructions a tile (1,024 FMAs a lane for 4 heads), one tile a warp at 128 positions a CTA, at ~1 warp a
+// scheduler: ~1-1.5 us of a launch in the tile alone, whatever the context below ~1K. Here a CTA has 8 warps,
+// a warp takes 8 positions a step with 4 lanes a position (lane = position j = lane / 4 and a quarter of the
+// dims: 16-byte chunks 4 i + lane % 4, i < 4), the 4 lanes' partial dots summed by 2 shuffles; P.V as before
+// (lane = 4 dims of every head, the step's 8 V rows coalesced). Chunk = max(SPARKD_DQC_CHUNK (default 64),
+// n / 8) rounded up to 8: at 512 positions 8 CTAs x 8 warps x one step of 8 (~0.5k instructions a warp).
+// The CTAs of a head merge (CL, mode 3) over a cluster of 8 through distributed shared memory (rank 0), or
+// (mode 4) as dq_kernel: partials in work, the last CTA by an atomic ticket. Run 0: the cluster merge of
+// dq_kernel's tiles (then mode 1) lost ~1.3% in the model though the kernel bench said -1..-2 us a launch.
+#define DQC_WARPS 8
+#define DQC_T 8 // positions a warp step (4 lanes a position)
+
+// The K chunks (4 x 16 bytes: dims 8 (4 i + lane % 4) ..) of position tb + lane / 4 and the V slices (8 x
+// 8 bytes: dims 4 lane ..) of the step's 8 positions; positions >= r1 and pos as zeros. row: the cache row of
+// position tb + lane / 4 (0 past r1).
+__device__ __forceinline__ void dqc_load_k(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint4 *kk) {
+    const int p = tb + (lane >> 2);
+    const bool live = p < r1 && p != pos;
+    const uint4 *kr = (const uint4 *)(a.kc + row * DQ_D);
+#pragma unroll
+    for (int i = 0; i < 4; i++) kk[i] = live ? kr[4 * i + (lane & 3)] : make_uint4(0, 0, 0, 0);
+}
+__device__ __forceinline__ void dqc_load_v(const dq_params &a, size_t row, int pos, int tb, int r1, int lane, uint2 *vv) {
+#pragma unroll
+    for (int j = 0; j < DQC_T; j++) {
+        const size_t rj = __shfl_sync(0xffffffffu, row, 4 * j);
+        const int pj = tb + j;
+        vv[j] = pj < r1 && pj != pos ? *(const uint2 *)(a.vc + rj * DQ_D + 4 * lane) : make_uint2(0, 0);
+    }
+}
+
+template <int G, bool CL, bool PROF>
+__global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params a) {
+    __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
+    __shared__ __align__(16) float raw[G + 2][DQ_D];   // q heads, k, v of the token during step 1
+    __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
+    __shared__ __align__(16) float nq[DQ_D], nk[DQ_D]; // norm weights
+    __shared__ __align__(16) float ps[DQC_WARPS][G][DQC_T]; // a warp's step probabilities
+    __shared__ __align__(16) float mo[DQC_WARPS][G][DQ_D];  // warps' partial outputs
+    __shared__ float mm[DQC_WARPS][G], ml[DQC_WARPS][G];
+    __shared__ __align__(16) float pm[CL ? DQB_C : 1][G][DQ_D]; // (CL, rank 0) the cluster's CTA partial outputs, pushed there
+    __shared__ float pl[CL ? DQB_C : 1][G][2];                  // (CL, rank 0) their max (log2) and weight sum
+    __shared__ int s_last;
+    const long long prof_t0 = PROF ? clock64() : 0;
+    pdl_trigger();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kvh = blockIdx.y, split = blockIdx.x; // (CL: split = the CTA's rank in its cluster)
+    if (PROF && tid == 0) {
+        long long gt;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+        a.prof[((size_t)kvh * DQB_C + split) * 8] = gt;
+        for (int q = 1; q < 8; q++) a.prof[((size_t)kvh * DQB_C + split) * 8 + q] = -1;
+    }
+    // (host-written metadata: before the wait)
+    const int pos = a.pos[0], seq = a.seq[0];
+    const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
+    const int n = pos + 1 - lo;
+    int chunk = (n + DQB_C - 1) / DQB_C;
+    chunk = (chunk + DQC_T - 1) / DQC_T * DQC_T;
+    if (chunk < a.chunk) chunk = a.chunk;
+    const int nact = (n + chunk - 1) / chunk;
+    if (split >= nact) return; // (CL: an exited thread counts as arrived at the cluster barrier)
+    if (CL) dqb_cluster_arrive_relaxed(); // phase 1: this CTA has started
+    const int r0 = lo + split * chunk, r1 = r0 + chunk < pos + 1 ? r0 + chunk : pos + 1;
+    // weights (no kernel writes them): before the wait
+    if (tid < DQ_D) {
+        nq[tid] = a.q_norm ? a.q_norm[tid] : 1.0f;
+        nk[tid] = a.k_norm ? a.k_norm[tid] : 1.0f;
+    }
+    const int half = a.n_rot / 2;
+    const int ip = tid & 63; // (threads < 128) this thread's rotation pair
+    const float ifr = ip < half ? a.inv_freq[ip] : 0.0f;
+    const int jp = lane >> 2, qd = lane & 3; // this lane's position in a step, its quarter of the dims
+    int tb = r0 + warp * DQC_T;
+    const size_t row0 = dq_row(a, kvh, seq, tb + jp, r1); // (the block table: host data)
+    uint4 kk[4];
+    uint2 vv[DQC_T];
+    // ctl bit 0 (SPARKD_DQ_PRE=1): the first step's K / V before the wait (positions < pos: earlier steps')
+    if ((a.ctl & 1) && tb < r1) {
+        dqc_load_k(a, row0, pos, tb, r1, lane, kk);
+        dqc_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
+    pdl_wait();
+    DQB_STAMP(1);
+    // ---- step 1: the token's q heads, k and v of this KV head (row = warp), loaded before the K / V step's
+    float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const int r = warp;
+    if (r < G + 2) {
+        const float *src = r < G ? a.q + (size_t)(kvh * G + r) * DQ_D : (r == G ? a.k : a.v) + (size_t)kvh * DQ_D;
+        const float *bias = r < G ? a.bq : r == G ? a.bk : a.bv;
+        const size_t boff = r < G ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D;
+        x = *(const float4 *)(src + 4 * lane);
+        if (bias) {
+            const float4 b = *(const float4 *)(bias + boff + 4 * lane);
+            x.x += b.x; x.y += b.y; x.z += b.z; x.w += b.w;
+        }
+    }
+    if (!(a.ctl & 1) && tb < r1) {
+        dqc_load_k(a, row0, pos, tb, r1, lane, kk);
+        dqc_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
+    __syncthreads(); // (nq / nk)
+    if (r < G + 2) {
+        const bool norm = r < G ? a.q_norm != NULL : r == G ? a.k_norm != NULL : false;
+        if (norm) {
+            const float ss = warp_sum(x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w);
+            const float rr = 1.0f / sqrtf(ss / (float)DQ_D + a.eps);
+            const float *nw = r < G ? nq : nk;
+            x.x = x.x * rr * nw[4 * lane]; x.y = x.y * rr * nw[4 * lane + 1];
+            x.z = x.z * rr * nw[4 * lane + 2]; x.w = x.w * rr * nw[4 * lane + 3];
+        }
+        *(float4 *)&raw[r][4 * lane] = x;
+    }
+    __syncthreads();
+    DQB_STAMP(2);
+    if (tid < DQ_D && ip < half) {
+        float sn, cs;
+        sincosf((float)pos * ifr, &sn, &cs);
+        cs *= a.mscale;
+        sn *= a.mscale;
+        const int ia = a.neox ? ip : 2 * ip, ib = a.neox ? ip + half : 2 * ip + 1;
+        for (int rr = tid >> 6; rr <= G; rr += DQ_D / 64) {
+            const float x0 = raw[rr][ia], x1 = raw[rr][ib];
+            raw[rr][ia] = x0 * cs - x1 * sn;
+            raw[rr][ib] = x0 * sn + x1 * cs;
+        }
+    }
+    __syncthreads();
+    if (tid < DQ_D) {
+        const float qscale = a.scale * 1.4426950408889634f;
+#pragma unroll
+        for (int h = 0; h < G; h++) qs[h][tid] = raw[h][tid] * qscale;
+        const __half kh = __float2half_rn(raw[G][tid]), vh = __float2half_rn(raw[G + 1][tid]);
+        kn[tid] = kh;
+        vn[tid] = vh;
+        if (split == 0) {
+            const int32_t blk = a.bt[(size_t)seq * a.max_blocks + pos / a.kv_block];
+            const size_t row = ((size_t)blk * a.n_kv + kvh) * a.kv_block + pos % a.kv_block;
+            a.kc[row * DQ_D + tid] = kh;
+            a.vc[row * DQ_D + tid] = vh;
+        }
+    }
+    __syncthreads();
+    DQB_STAMP(3);
+    // ---- step 2: the range in steps of 8 positions, step i by warp i % 8
+    float M[G], Ls[G], acc[G][4];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        M[h] = -INFINITY;
+        Ls[h] = 0.0f;
+        acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
+    }
+    for (; tb < r1; tb += DQC_WARPS * DQC_T) {
+        const int tbn = tb + DQC_WARPS * DQC_T; // (this warp's next step)
+        const size_t rown = dq_row(a, kvh, seq, tbn + jp, r1);
+        if (tb <= pos && pos < tb + DQC_T) { // (uniform: the step holding the new position)
+            if (tb + jp == pos) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) kk[i] = ((const uint4 *)kn)[4 * i + qd];
+            }
+#pragma unroll
+            for (int j = 0; j < DQC_T; j++)
+                if (tb + j == pos) vv[j] = ((const uint2 *)vn)[lane];
+        }
+        const bool live = tb + jp < r1;
+        float s[G], s2[G];
+#pragma unroll
+        for (int h = 0; h < G; h++) s[h] = 0.0f, s2[h] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int c = 4 * i + qd; // (dims 8 c .. 8 c + 7)
+            const __half2 *k2 = (const __half2 *)&kk[i];
+            float kf[8];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float2 f = __half22float2(k2[e]);
+                kf[2 * e] = f.x;
+                kf[2 * e + 1] = f.y;
+            }
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float4 q0 = *(const float4 *)&qs[h][8 * c], q1 = *(const float4 *)&qs[h][8 * c + 4];
+                s[h] = fmaf(q0.w, kf[3], fmaf(q0.z, kf[2], fmaf(q0.y, kf[1], fmaf(q0.x, kf[0], s[h]))));
+                s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
+            }
+        }
+        if (tbn < r1) dqc_load_k(a, rown, pos, tbn, r1, lane, kk);
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float sc = s[h] + s2[h];
+            sc += __shfl_xor_sync(0xffffffffu, sc, 1);
+            sc += __shfl_xor_sync(0xffffffffu, sc, 2);
+            sc = live ? sc : -INFINITY;
+            const float mt = warp_max(sc), mn = fmaxf(M[h], mt);
+            const float fac = dq_ex2(M[h] - mn); // (M = -inf: 0)
+            const float p = dq_ex2(sc - mn);
+            Ls[h] = Ls[h] * fac + (qd == 0 ? p : 0.0f); // (a position's 4 lanes: counted once)
+            acc[h][0] *= fac; acc[h][1] *= fac; acc[h][2] *= fac; acc[h][3] *= fac;
+            M[h] = mn;
+            if (qd == 0) ps[warp][h][jp] = p;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int j4 = 0; j4 < DQC_T / 4; j4++) {
+            float4 P[G];
+#pragma unroll
+            for (int h = 0; h < G; h++) P[h] = *(const float4 *)&ps[warp][h][4 * j4];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const __half2 *v2 = (const __half2 *)&vv[4 * j4 + c];
+                const float2 va = __half22float2(v2[0]), vb = __half22float2(v2[1]);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    const float pw = c == 0 ? P[h].x : c == 1 ? P[h].y : c == 2 ? P[h].z : P[h].w;
+                    acc[h][0] += pw * va.x; acc[h][1] += pw * va.y; acc[h][2] += pw * vb.x; acc[h][3] += pw * vb.y;
+                }
+            }
+        }
+        __syncwarp();
+        if (tbn < r1) dqc_load_v(a, rown, pos, tbn, r1, lane, vv);
+    }
+    // ---- step 3: the warps' partials -> the CTA's, then the head's (CL: rank 0 through the cluster; else dq's ticket)
+    DQB_STAMP(4);
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        const float l = warp_sum(Ls[h]);
+        if (lane == 0) mm[warp][h] = M[h], ml[warp][h] = l;
+        *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
+    }
+    __syncthreads();
+    DQB_STAMP(5);
+    float O[G], L[G], MC[G];
+    const int dd = tid & (DQ_D - 1); // (threads >= 128 repeat threads < 128's dims; only those write)
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float mc = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DQC_WARPS; w++) mc = fmaxf(mc, mm[w][h]);
+        float o = 0.0f, l = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DQC_WARPS; w++) {
+            const float wt = mm[w][h] == -INFINITY ? 0.0f : dq_ex2(mm[w][h] - mc);
+            o += wt * mo[w][h][dd];
+            l += wt * ml[w][h];
+        }
+        O[h] = o, L[h] = l, MC[h] = mc;
+    }
+    if (nact == 1) {
+        if (tid < DQ_D) {
+#pragma unroll
+            for (int h = 0; h < G; h++) dq_out(a, kvh * G + h, tid, O[h], L[h], MC[h]);
+        }
+        DQB_STAMP(7);
+        return;
+    }
+    if (CL) {
+        dqb_cluster_wait(); // (phase 1: every working CTA of the cluster has started)
+        cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+        float *pm0 = cl.map_shared_rank(&pm[0][0][0], 0), *pl0 = cl.map_shared_rank(&pl[0][0][0], 0);
+        if (tid < DQ_D) {
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                pm0[((size_t)split * G + h) * DQ_D + tid] = O[h];
+                if (tid == 0) pl0[(split * G + h) * 2] = MC[h], pl0[(split * G + h) * 2 + 1] = L[h];
+            }
+        }
+        dqb_cluster_arrive_release();
+        if (split != 0) return;
+        dqb_cluster_wait();
+        if (tid >= DQ_D) return;
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float cm = -INFINITY;
+            for (int s = 0; s < nact; s++) cm = fmaxf(cm, pl[s][h][0]);
+            float o = 0.0f, l = 0.0f;
+            for (int s = 0; s < nact; s++) {
+                const float w = pl[s][h][0] == -INFINITY ? 0.0f : dq_ex2(pl[s][h][0] - cm);
+                o += w * pm[s][h][tid];
+                l += w * pl[s][h][1];
+            }
+            dq_out(a, kvh * G + h, tid, o, l, cm);
+        }
+        return;
+    }
+    // dq_kernel's merge: partials (n_kv, DQB_C, G, D + 2) in work, the head's last CTA (atomic ticket after
+    // __threadfence, reset by that CTA) merges them
+    float *part = a.work + ((size_t)kvh * DQB_C + split) * G * (DQ_D + 2);
+    if (tid < DQ_D) {
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float *ph = part + (size_t)h * (DQ_D + 2);
+            ph[tid] = O[h];
+            if (tid == 0) ph[DQ_D] = MC[h], ph[DQ_D + 1] = L[h];
+        }
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        const unsigned t = atomicAdd(&dq_ticket[kvh], 1u);
+        s_last = t == (unsigned)nact - 1;
+        if (s_last) atomicExch(&dq_ticket[kvh], 0u); // (for the next launch)
+    }
+    __syncthreads();
+    DQB_STAMP(6);
+    if (!s_last) {
+        DQB_STAMP(7);
+        return;
+    }
+    if (tid >= DQ_D) return;
+    __threadfence();
+    const float *base = a.work + (size_t)kvh * DQB_C * G * (DQ_D + 2);
+    float m[G][DQB_C], l[G][DQB_C], xo[G][DQB_C]; // (every load of the merge independent: one L2 round trip)
+#pragma unroll
+    for (int h = 0; h < G; h++)
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) {
+            const bool in = u < nact;
+            const float *ph = base + ((size_t)u * G + h) * (DQ_D + 2);
+            m[h][u] = in ? __ldcg(ph + DQ_D) : -INFINITY;
+            l[h][u] = in ? __ldcg(ph + DQ_D + 1) : 0.0f;
+            xo[h][u] = in ? __ldcg(ph + tid) : 0.0f;
+        }
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        float cm = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) cm = fmaxf(cm, m[h][u]);
+        float o = 0.0f, ls = 0.0f;
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) {
+            const float w = m[h][u] == -INFINITY ? 0.0f : dq_ex2(m[h][u] - cm);
+            o += w * xo[h][u];
+            ls += w * l[h][u];
+        }
+        dq_out(a, kvh * G + h, tid, o, ls, cm);
+    }
+    DQB_STAMP(7);
+}
+
 // ---------------------------------------------------------------- host
 
 // The switches, read once (cuda_env_int: the first digits, a non-number = the default; pthread_once, since
 // several engines' threads may plan at once). cuda_dq_set / _tune / _pre_set / _pipe_set (tests, benches)
 // change the live values; -1 there = back to the environment's.
 static int g_dq_on, g_dq_splits, g_dq_chunk, g_env_on, g_env_splits, g_env_chunk, g_dq_pre, g_env_pre, g_dq_pipe,
-    g_env_pipe, g_dq_ctx;
-static long g_dq_launches = 0;
+    g_env_pipe, g_dq_ctx, g_dqb, g_env_dqb, g_dqc_chunk, g_env_dqc_chunk;
+static long g_dq_launches = 0, g_dqb_launches = 0;
 static pthread_once_t g_dq_once = PTHREAD_ONCE_INIT;
 static void dq_env_read() {
     g_env_on = cuda_env_int("SPARKD_DQ", 1) != 0;
     const int sp = cuda_env_int("SPARKD_DQ_SPLITS", 32), ch = cuda_env_int("SPARKD_DQ_CHUNK", 128);
     g_env_splits = sp >= 1 && sp <= DQ_SPLITS_MAX ? sp : 32;
     g_env_chunk = ch >= 32 && ch <= 4096 ? ch / DQ_TILE * DQ_TILE : 128;
-    g_env_pre = cuda_env_int("SPARKD_DQ_PRE", 0) == 1;
+    // (-1 unset: the pre-wait loads with SPARKD_DQB != 0 only, so SPARKD_DQB=0 is today's path exactly)
+    g_env_pre = cuda_env_int("SPARKD_DQ_PRE", -1);
+    if (g_env_pre > 1) g_env_pre = 1;
     g_env_pipe = cuda_env_int("SPARKD_DQ_PIPE", 1) != 0;
     g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
+    // (round 12 dqb: 4 dqc_kernel (ticket merge), 3 its cluster merge, 1 dq_kernel + the pre-wait K / V loads; 0 = today)
+    g_env_dqb = cuda_env_int("SPARKD_DQB", 4); // (default 4 after run 1: +13..+17.5% Q4_K_M, +12% Q8_0 at batch 1)
+    if (g_env_dqb != 0 && g_env_dqb != 1 && g_env_dqb != 3 && g_env_dqb != 4) g_env_dqb = 4;
+    const int cc = cuda_env_int("SPARKD_DQC_CHUNK", 64); // (SPARKD_DQB=3 / 4: positions of a CTA at least)
+    g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
+    g_dqc_chunk = g_env_dqc_chunk;
+    g_dqb = g_env_dqb;
     g_dq_on = g_env_on;
     g_dq_splits = g_env_splits;
     g_dq_chunk = g_env_chunk;
@@ -406,11 +786,12 @@ extern "C" void cuda_dq_tune(int splits, int chunk) {
     g_dq_chunk = chunk >= 32 && chunk <= 4096 ? chunk / DQ_TILE * DQ_TILE : g_env_chunk;
 }
 extern "C" long cuda_dq_launches(void) { return g_dq_launches; }
+extern "C" long cuda_dqb_launches(void) { return g_dqb_launches; } // (tests: launches of a SPARKD_DQB != 0 mode)
 extern "C" int cuda_dq_max_ctx(void) {
     dq_env();
     return g_dq_on ? g_dq_ctx : 0;
 }
-// (tests and benches: SPARKD_DQ_PRE's bit, 1 / 0, -1 = as the env says)
+// (tests and benches: SPARKD_DQ_PRE's bit, 1 / 0, -1 = as the env says: unset = on with SPARKD_DQB != 0)
 extern "C" void cuda_dq_pre_set(int on) {
     dq_env();
     g_dq_pre = on < 0 ? g_env_pre : on ? 1 : 0;
@@ -420,6 +801,24 @@ extern "C" void cuda_dq_pipe_set(int on) {
     dq_env();
     g_dq_pipe = on < 0 ? g_env_pipe : on ? 1 : 0;
 }
+
+// (tests and benches: SPARKD_DQB, 0 / 1 / 3 / 4, -1 = as the env says; returns what it was)
+extern "C" int cuda_dqb_set(int on) {
+    dq_env();
+    const int was = g_dqb;
+    g_dqb = on < 0 ? g_env_dqb : on == 0 || on == 1 || on == 3 || on == 4 ? on : 4;
+    return was;
+}
+
+// (tests and benches: SPARKD_DQC_CHUNK, 8..4096, -1 = as the env says)
+extern "C" void cuda_dqc_chunk_set(int chunk) {
+    dq_env();
+    g_dqc_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqc_chunk;
+}
+// (kbench: the next mode-4 launches run dqc_kernel's PROF instantiation writing prof, (n_kv * 8, 8) clocks;
+// NULL = back to the plain kernel)
+static long long *g_dqb_prof = NULL;
+extern "C" void cuda_dqb_prof_set(long long *prof) { g_dqb_prof = prof; }
 
 extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
     dq_env();
@@ -455,7 +854,33 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.pos = tk->pos; p.seq = tk->seq; p.bt = tk->block_tables; p.max_blocks = tk->max_blocks;
     p.scale = aa->scale; p.window = aa->window; p.sinks = aa->sinks;
     p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
-    p.splits = g_dq_splits; p.chunk = g_dq_chunk; p.ctl = g_dq_pre ? 1 : 0;
+    p.splits = g_dq_splits; p.chunk = g_dq_chunk;
+    p.ctl = (g_dq_pre < 0 ? g_dqb != 0 : g_dq_pre != 0) ? 1 : 0; // (SPARKD_DQ_PRE unset: on with SPARKD_DQB != 0)
+    if (g_dqb == 3 || g_dqb == 4) { // (dqc_kernel: 8 warps a CTA, 8 positions a warp step, DQB_C CTAs a head at most)
+        p.splits = DQB_C;
+        p.chunk = g_dqc_chunk;
+        const dim3 grid(DQB_C, (unsigned)p.n_kv), block(DQC_WARPS * 32);
+        cudaError_t rc;
+        if (g_dqb == 4) {
+            p.prof = g_dqb_prof;
+            rc = g_dqb_prof ? cuda_launch(dqc_kernel<4, false, true>, grid, block, 0, stream, p)
+                            : cuda_launch(dqc_kernel<4, false, false>, grid, block, 0, stream, p);
+            CUDA_TRY(rc);
+        } else {
+            rc = cuda_launch_cluster(dqc_kernel<4, true, false>, grid, dim3(DQB_C, 1, 1), block, 0, stream, p);
+        }
+        if (rc == cudaSuccess) {
+            g_dq_launches++;
+            g_dqb_launches++;
+            return 0;
+        }
+        const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (dqc cluster)", __FILE__, __LINE__, e);
+        if (f != -1) return f;
+        fprintf(stderr, "dq: cluster launch failed (%s): dqc_kernel with the ticket merge from now on\n", cudaGetErrorString(rc));
+        g_dqb = g_env_dqb = 4;
+        return cuda_dq_attention(qa, aa, tk, stream, e);
+    }
+    if (g_dqb) g_dqb_launches++;
     if (g_dq_pipe) CUDA_TRY(cuda_launch(dq_kernel<4, true>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     else CUDA_TRY(cuda_launch(dq_kernel<4, false>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));
     g_dq_launches++;

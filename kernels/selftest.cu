@@ -2155,6 +2155,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     }
     if (mode && !strcmp(mode, "t64")) { t64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // t64_test.cu
     if (mode && !strcmp(mode, "dq")) { dq_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // dq_test.cu (round 10)
+    if (mode && !strcmp(mode, "dqb")) { void dqb_kbench(void *, double, err *); dqb_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // dqb_test.cu (round 12)
     if (mode && !strcmp(mode, "pe")) { pe_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pe_test.cu (round 11)
     if (mode && !strcmp(mode, "w64")) { w64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // w64_test.cu
     if (mode && !strcmp(mode, "wx")) { wx_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // wx_test.cu (round 12)
@@ -2393,6 +2394,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_gemv_pair(QUANT_Q5_1, 384, 2048, CUDA_ACT_GELU_TANH);
     ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
     ctx.fails += dq_selftest(ctx.f, quick, ctx.rng.next(), e); // round 10 dq: the batch-1 attention chain in one launch (dq_test.cu)
+    { int dqb_selftest(void *, int, uint64_t, err *); ctx.fails += dqb_selftest(ctx.f, quick, ctx.rng.next(), e); } // round 12 dqb: dq on a cluster a KV head (dqb_test.cu)
     ctx.fails += pe_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 pe: small-CTA row producers at T > 64, bitwise vs SPARKD_PE=0 (pe_test.cu)
     ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
     ctx.fails += wx_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 wx: w64's weight copies with an L2 prefetch size (wx_test.cu)
