@@ -2158,6 +2158,8 @@ extern "C" void cuda_fc_set(int mode) { // tests and benches (-1: the env again;
 // cuda_fc_provide); without one (tests, benches) a buffer is kept for the process and grown when a product
 // needs more. One stream a device uses it: the products of a device run in stream order.
 static uint8_t *fc_img_d[16], *fc_prov_d[16];
+static long fc_xb_launches = 0;                                    // (tests: XB launches so far)
+extern "C" long cuda_fc_xb_launches(void) { return fc_xb_launches; }
 static size_t fc_img_bytes_d[16], fc_prov_bytes_d[16];
 // Bytes of the x images of T tokens K wide: 0 where hfw3 never runs (SPARKD_FC=0, not sm_90).
 extern "C" uint64_t cuda_fc_img_bytes(int T, int K) {
@@ -2218,6 +2220,7 @@ static int hfw_fc_launch(gemm_params &p, int mt, void *stream, err *e, bool dz) 
                 CUDA_TRY(cuda_launch(hfw_ximg_kernel, dim3((unsigned)((rows + 7) / 8)), dim3(256), 0, stream, p, img, tiles));
                 const int rc = hfw_launch_t<F, 3, PA, true, CR, 6, true>(p, mt, stream, e, dz);
                 p.ximg = NULL;
+                fc_xb_launches++;
                 return rc;
             }
         }
