@@ -45,9 +45,12 @@ void test_hfast(uint32_t type, int N, int K, int T, int N2, int accumulate, int 
         err e0 = {ERR_OK, {0}};
         if (cuda_hfast_check(&w[i], C->st, &e0)) { fprintf(C->f, "not ok - hfast check: %s\n", e0.msg); C->fails++; return; }
     }
-    if (mode == 1) { // codes of 5 rows set to 0x5a..: far from the reference
+    if (mode == 1) { // codes of 40 rows set to 0x5a..: far from the reference. (5 rows were enough against the
+        // old bound; against sum |w x| (aden, below) a Q6_K control gave 1.47e-3 < 2e-3 on one seed in round 12's final
+        // call, 5.3e-3 / 5.8e-3 on two others: 8x the rows puts it ~2.8x higher.)
         const uint64_t cp = (uint64_t)K * (type == QUANT_Q8_0 ? 8 : 4) / 8;
-        cudaMemset((uint8_t *)w[0].base + 7 * cp, 0x5a, 5 * cp);
+        const int pr = N - 7 < 40 ? N - 7 : 40;
+        cudaMemset((uint8_t *)w[0].base + 7 * cp, 0x5a, (uint64_t)pr * cp);
     }
     auto x = randn((size_t)T * K, 1.0);
     for (size_t k = 0; k < x.size(); k += 97) x[k] *= 20.0f;
