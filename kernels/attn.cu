@@ -363,12 +363,8 @@ extern "C" uint64_t cuda_attn_work_bytes_tokens(int T, int n_head, int head_dim,
 
 template <int KV>
 static int attn_launch(const att_params &P, dim3 grid, size_t smem, void *stream, err *e) {
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(attn_kernel<KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      (ATT_ROWS * ATT_DMAX + ATT_WARPS * ATT_R * (ATT_DMAX + 2)) * 4));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(attn_kernel<KV>, (int)((ATT_ROWS * ATT_DMAX + ATT_WARPS * ATT_R * (ATT_DMAX + 2)) * 4), attr));
     CUDA_TRY(cuda_launch(attn_kernel<KV>, grid, dim3(ATT_WARPS * 32), smem, stream, P));
     return 0;
 }
@@ -1931,11 +1927,8 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 16>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
         return 0;
     }
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(attn_dec_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, dec_smem<D>::TOTAL));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(attn_dec_kernel<D>, (int)(dec_smem<D>::TOTAL), attr));
     CUDA_TRY(cuda_launch(attn_dec_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                          (size_t)dec_smem<D>::TOTAL, stream, *a));
     CUDA_TRY(cuda_launch(attn_dec_combine<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));

@@ -822,7 +822,9 @@ extern "C" void cuda_dqb_prof_set(long long *prof) { g_dqb_prof = prof; }
 
 extern "C" uint64_t cuda_dq_work_bytes(int n_head, int head_dim) {
     dq_env();
-    return (uint64_t)n_head * g_dq_splits * (uint64_t)(head_dim + 2) * 4;
+    // (dqc_kernel, SPARKD_DQB 3 / 4, writes DQB_C partials a KV head's query heads whatever the split count)
+    const int sp = g_dq_splits > DQB_C ? g_dq_splits : DQB_C;
+    return (uint64_t)n_head * sp * (uint64_t)(head_dim + 2) * 4;
 }
 
 static bool dq_part_on(const cuda_part &p) { return p.p != NULL; }

@@ -2082,11 +2082,8 @@ static bool hfast_wants(const cuda_mm_args *a, const cuda_mmin *x, void *stream,
 template <uint32_t F, int WM, int MT = 2>
 static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
     using C = hf_cfg<F, WM, MT>;
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfast_kernel<F, WM, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(hfast_kernel<F, WM, MT>, (int)(C::smem), attr));
     const unsigned ntn = (unsigned)((p.T + C::TN - 1) / C::TN);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hfast_kernel<F, WM, MT>, grid, dim3(C::NT), (size_t)C::smem, stream, p));
@@ -2099,11 +2096,8 @@ static int hfast_launch_t(const gemm_params &p, int mtiles, void *stream, err *e
 template <uint32_t F>
 static int hf2_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
     using C2 = hf2_cfg<F>;
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hf2_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C2::smem));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(hf2_kernel<F>, (int)(C2::smem), attr));
     const unsigned ntn = (unsigned)((p.T + HF_N - 1) / HF_N);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hf2_kernel<F>, grid, dim3(128), (size_t)C2::smem, stream, p));
@@ -2117,11 +2111,8 @@ template <uint32_t F, int WG, bool PA = false, bool W1 = false, bool CR = false,
 static int hfw_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, bool pp_defer = false) {
     using CW = hfw_cfg<F, WG, NS>;
     constexpr int smem = CW::smem + (XB ? 64 : 0); // (XB: the stages' mbarriers after the stages)
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, (int)(smem), attr));
     const unsigned ntn = (unsigned)((p.T + 127) / 128);
     dim3 grid(p.ntn > 0 ? (unsigned)mtiles * ntn : (unsigned)mtiles, p.ntn > 0 ? 1u : ntn, (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(hfw_kernel<F, WG, PA, W1, CR, NS, XB>, grid, dim3(128 * WG), (size_t)smem, stream, p));
@@ -2474,11 +2465,8 @@ static int hfast_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *st
 template <uint32_t F>
 static int gemm_launch(const gemm_params &p, int mtiles, void *stream, err *e) {
     using C = gemm_cfg<F>;
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(gemm_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(gemm_kernel<F>, (int)(C::smem), attr));
     dim3 grid((unsigned)mtiles, (unsigned)((p.T + GB_N - 1) / GB_N), (unsigned)p.ksplit);
     CUDA_TRY(cuda_launch(gemm_kernel<F>, grid, dim3(256), (size_t)C::smem, stream, p));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
@@ -2551,7 +2539,7 @@ extern "C" void cuda_w64_tune(int wg, int ks, int pipe) {
     if (pipe >= 0) w64_pipe = pipe & 1, w64_fence = (pipe >> 1) & 1;
 }
 extern "C" void cuda_w64_scope(int on) { w64_scoped = on; }
-// Tests and benches: SPARKD_WX's value (0, 1, 2; -1: as the environment says); launches that took a wx variant;
+// Tests and benches: SPARKD_WX's value (0, 1, 3 or 4; -1: as the environment says); launches that took a wx variant;
 // the last w64 launch's CTAs and K chunks a CTA (the kernel bench's us a chunk).
 extern "C" void cuda_wx_set(int mode) {
     w64_wx = -1;
@@ -2576,11 +2564,8 @@ extern "C" int cuda_w64_takes(int T, uint32_t type) {
 template <uint32_t F, int WG, int P = 1>
 static int w64_launch_t(const gemm_params &p, int mtiles, void *stream, err *e) {
     using C = w64_cfg<F, WG>;
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(w64_kernel<F, WG, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::smem));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(w64_kernel<F, WG, P>, (int)(C::smem), attr));
     CUDA_TRY(cuda_launch(w64_kernel<F, WG, P>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)C::smem,
                          stream, p));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
@@ -2648,11 +2633,8 @@ template <uint32_t F, int WG, bool MT = false>
 static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, const wx_tmaps &tms, const wx_tmaps &tmms) {
     using C = w64_cfg<F, WG>;
     constexpr int smem = C::smem + (MT ? wx_mcfg<F, WG>::ring : 0) + 128; // (+ the meta ring, the mbarriers)
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(wx_kernel<F, WG, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(wx_kernel<F, WG, MT>, (int)(smem), attr));
     CUDA_TRY(cuda_launch(wx_kernel<F, WG, MT>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem, stream,
                          p, tms, tmms));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))

@@ -1170,11 +1170,8 @@ extern "C" int cuda_gemms_wants(const cuda_mm_args *a, const cuda_mmin *x) {
 
 template <uint32_t F, int NT, int W>
 static int gs_launch(gemms_params p, int mtiles, float *work, uint64_t work_bytes, void *stream, err *e) {
-    static bool attr = false;
-    if (!attr) {
-        CUDA_TRY(cudaFuncSetAttribute(gemms_kernel<F, NT, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, gs_smem_cap()));
-        attr = true;
-    }
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(gemms_kernel<F, NT, W>, (int)(gs_smem_cap()), attr));
     size_t smem = (size_t)NT * 8 * p.pitch;
     if (p.cluster == 2 && mtiles > GS_CNT) p.cluster = 0; // more tiles than counters: ws + the reduce kernel
     if (p.cluster == 1) {

@@ -103,6 +103,18 @@ cudaError_t cuda_launch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 cluster,
     at[0].val.clusterDim.z = cluster.z;
     return cuda_launch_attrs(kern, grid, block, smem, stream, at, 1, args...);
 }
+// The dynamic shared memory kern may take (cudaFuncAttributeMaxDynamicSharedMemorySize), set once a
+// device: function attributes are per device (a tensor-parallel engine launches on two). set: the
+// caller's static flags, one a device (devices past 64 set it every launch).
+template <typename... KArgs>
+cudaError_t cuda_smem_once(void (*kern)(KArgs...), int smem, bool (&set)[64]) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) dev = -1;
+    if (dev >= 0 && dev < 64 && set[dev]) return cudaSuccess;
+    const cudaError_t rc = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (rc == cudaSuccess && dev >= 0 && dev < 64) set[dev] = true;
+    return rc;
+}
 // After cuda_launch_cluster returned rc != cudaSuccess on stream: -1 when the caller may take a
 // launch without clusters instead (the stream is not capturing; the error is cleared), else
 // cuda_fail's code with `call` in the message (a capture is broken by the failed launch).

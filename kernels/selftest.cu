@@ -2394,13 +2394,13 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     test_gemv_pair(QUANT_Q5_1, 384, 2048, CUDA_ACT_GELU_TANH);
     ctx.fails += t64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens (t64_test.cu)
     ctx.fails += dq_selftest(ctx.f, quick, ctx.rng.next(), e); // round 10 dq: the batch-1 attention chain in one launch (dq_test.cu)
-    { int dqb_selftest(void *, int, uint64_t, err *); ctx.fails += dqb_selftest(ctx.f, quick, ctx.rng.next(), e); } // round 12 dqb: dq on a cluster a KV head (dqb_test.cu)
+    { int dqb_selftest(void *, int, uint64_t, err *); ctx.fails += dqb_selftest(ctx.f, quick, ctx.rng.next(), e); } // round 12 dqb: the batch-1 attention chain on dqc_kernel, SPARKD_DQB (dqb_test.cu)
     ctx.fails += pe_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 pe: small-CTA row producers at T > 64, bitwise vs SPARKD_PE=0 (pe_test.cu)
     ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
-    ctx.fails += wx_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 wx: w64's weight copies with an L2 prefetch size (wx_test.cu)
+    ctx.fails += wx_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 wx: the 33..64-token products' weights by TMA tensor copies, SPARKD_WX (wx_test.cu)
     ctx.fails += hd_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 hd: the head's split-K room, sampling's lean first pass (hd_test.cu)
     ctx.fails += e64_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 e64: row producers at 33..64 rows, bitwise vs SPARKD_E64=0 (e64_test.cu)
-    ctx.fails += a8_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 a8: decode attention, one m-tile a warp, 3 CTAs an SM (a8_test.cu)
+    ctx.fails += a8_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 a8: the lean decode attention for 2..8 sequences, SPARKD_A8 (a8_test.cu)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
     test_resid_norm(4097, 1024, 1, 0, 0);
