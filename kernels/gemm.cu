@@ -350,32 +350,22 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid
     const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
 }
-// wx (round 12; SPARKD_WX): the same copies with an L2 prefetch size: the L2 fetches the PF-byte (128 / 256)
-// aligned block around the source from DRAM in one request, so the next chunks' bytes of the same weight row
-// (64 B a chunk for Q8_0, 32 B for Q4_K, 4 B of Q8_0 meta) are L2 hits. PF = 0: the plain copies above.
-template <int PF> __device__ __forceinline__ void cp_async16p(void *dst, const void *src, bool valid) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    if constexpr (PF == 256)
-        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
-    else if constexpr (PF == 128)
-        asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
-    else cp_async16(dst, src, valid);
-}
-template <int PF> __device__ __forceinline__ void cp_async8p(void *dst, const void *src, bool valid) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    if constexpr (PF == 256)
-        asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 8, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 8 : 0));
-    else if constexpr (PF == 128)
-        asm volatile("cp.async.ca.shared.global.L2::128B [%0], [%1], 8, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 8 : 0));
-    else cp_async8(dst, src, valid);
-}
-template <int PF> __device__ __forceinline__ void cp_async4p(void *dst, const void *src, bool valid) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    if constexpr (PF == 256)
-        asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
-    else if constexpr (PF == 128)
-        asm volatile("cp.async.ca.shared.global.L2::128B [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 4 : 0));
-    else cp_async4(dst, src, valid);
+// wx (round 12; SPARKD_WX=1): cp_async16 / 8 / 4 (N bytes) with the L2 prefetch size PF = 256: the L2 fetches
+// the 256-byte aligned block around the source from DRAM in one request, so the next chunks' bytes of the same
+// weight row (64 B a chunk for Q8_0, 32 B for Q4_K, 4 B of Q8_0 meta) are L2 hits. PF = 0: the plain copies.
+template <int PF, int N> __device__ __forceinline__ void cp_async_l2(void *dst, const void *src, bool valid) {
+    static_assert((PF == 0 || PF == 256) && (N == 4 || N == 8 || N == 16), "cp_async_l2: PF 0 / 256, N 4 / 8 / 16");
+    if constexpr (PF == 0) {
+        if constexpr (N == 16) cp_async16(dst, src, valid);
+        else if constexpr (N == 8) cp_async8(dst, src, valid);
+        else cp_async4(dst, src, valid);
+    } else {
+        const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+        if constexpr (N == 16) // (.cg as cp_async16: 16-byte copies may bypass L1)
+            asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
+        else
+            asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], %3, %2;\n" ::"r"(s), "l"(src), "r"(valid ? N : 0), "n"(N));
+    }
 }
 
 // A thread's cp.async sources, computed once per CTA (the matrix fields are read once):
@@ -1051,18 +1041,18 @@ __device__ __forceinline__ void wg_load_w(uint8_t *sb, const hf_src &s, int kc) 
 #pragma unroll
     for (int i = 0; i < (NOC ? 0 : C::HM * ppr / C::NT); i++) {
         const bool v = WF || ((s.wv >> i) & 1);
-        cp_async16p<PF>(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
+        cp_async_l2<PF, 16>(dw + i * (C::NT / ppr) * C::wpitch, v ? wk + i * s.wstep : wk, v);
     }
     if (tid >= C::HM) return; // one row a thread for hi bits and meta
     const bool rv = WF || s.rv;
-    if constexpr (f.hbits == 1) cp_async8p<PF>(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
-    else if constexpr (f.hbits == 2) cp_async16p<PF>(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
+    if constexpr (f.hbits == 1) cp_async_l2<PF, 8>(sb + C::off_h + tid * 8, s.h + (size_t)kc * 8, rv);
+    else if constexpr (f.hbits == 2) cp_async_l2<PF, 16>(sb + C::off_h + tid * 16, s.h + (size_t)kc * 16, rv);
     uint8_t *md = sb + C::off_m + tid * C::mpitch;
-    if constexpr (f.meta_bytes == 2) cp_async4p<PF>(md, s.m + (size_t)kc * 4, rv);
+    if constexpr (f.meta_bytes == 2) cp_async_l2<PF, 4>(md, s.m + (size_t)kc * 4, rv);
     else if constexpr (F == QT_Q6_K) {
-        cp_async4p<PF>(md, s.m + (size_t)(kc >> 2) * 20, rv);
-        cp_async4p<PF>(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
-    } else cp_async16p<PF>(md, s.m + (size_t)(kc >> 2) * 16, rv);
+        cp_async_l2<PF, 4>(md, s.m + (size_t)(kc >> 2) * 20, rv);
+        cp_async_l2<PF, 4>(md + 4, s.m + (size_t)(kc >> 2) * 20 + 4 + 4 * (kc & 3), rv);
+    } else cp_async_l2<PF, 16>(md, s.m + (size_t)(kc >> 2) * 16, rv);
 }
 // ... into an hfw stage
 template <uint32_t F, int WG, bool WF>
