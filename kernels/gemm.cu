@@ -2490,6 +2490,8 @@ static thread_local int w64_scoped = 0;
 static int w64_wx = -1;
 static long wx_count = 0, wx3_count = 0, wx4_count = 0; // launches of a wx variant; of wx_kernel; with MT
 static int wx_last_ctas = 0, wx_last_chunks = 0; // the last w64 launch: CTAs, K chunks of its largest piece
+// SPARKD_WX's values: 0, 1, 3; any other is 4 (the default)
+static int wx_mode_of(int v) { return v == 0 || v == 1 || v == 3 ? v : 4; }
 static void w64_env() {
     if (w64_mode >= 0) return;
     const char *v = getenv("SPARKD_W64");
@@ -2503,7 +2505,7 @@ static void w64_env() {
     if ((v = getenv("SPARKD_W64_G2"))) w64_g2 = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_PIPE"))) w64_pipe = strcmp(v, "0") != 0;
     if ((v = getenv("SPARKD_W64_FENCE"))) w64_fence = !strcmp(v, "1");
-    if (w64_wx < 0) w64_wx = (v = getenv("SPARKD_WX")) && (!strcmp(v, "0") || !strcmp(v, "1") || !strcmp(v, "3")) ? atoi(v) : 4;
+    if (w64_wx < 0) w64_wx = wx_mode_of(cuda_env_int("SPARKD_WX", 4));
     int dev = 0, optin = 0, mj = 0, mn = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
@@ -2532,12 +2534,8 @@ extern "C" void cuda_w64_scope(int on) { w64_scoped = on; }
 // Tests and benches: SPARKD_WX's value (0, 1, 3 or 4; -1: as the environment says); launches that took a wx variant;
 // the last w64 launch's CTAs and K chunks a CTA (the kernel bench's us a chunk).
 extern "C" void cuda_wx_set(int mode) {
-    w64_wx = -1;
     w64_env();
-    if (mode < 0) {
-        const char *v = getenv("SPARKD_WX");
-        w64_wx = v && (!strcmp(v, "0") || !strcmp(v, "1") || !strcmp(v, "3")) ? atoi(v) : 4;
-    } else w64_wx = mode == 0 || mode == 1 || mode == 3 ? mode : 4;
+    w64_wx = wx_mode_of(mode < 0 ? cuda_env_int("SPARKD_WX", 4) : mode);
 }
 extern "C" long cuda_wx_launches(void) { return wx_count; }
 extern "C" long cuda_wx3_launches(void) { return wx3_count; }
