@@ -19,6 +19,7 @@
 
 #include "kern_util.cuh"
 #include "attn_pf.cuh"
+#include "rowfuse.cuh"
 
 #define ATT_WARPS 4
 #define ATT_R 8      // rows per warp (max)
@@ -1575,8 +1576,8 @@ static int g_att8_pair = 1;
 static int g_a8 = 5;
 static void dec_env() {
     if (g_dec_old >= 0) return;
-    const char *e8 = getenv("SPARKD_A8");
-    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 5 ? atoi(e8) : 5;
+    const int e8 = cuda_env_int("SPARKD_A8", 5); // (the project's reader: read once, cached)
+    g_a8 = e8 <= 5 ? e8 : 5;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
@@ -1871,7 +1872,6 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
     return n_used;
 }
 
-int e64_comb(const cuda_attn_args *a, int U, void *stream, err *e); // e64.cu (round 12): the combine + o's input prepare
 template <int D>
 static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     dec_env();
@@ -1915,7 +1915,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns, (g_att8 == 2 ? 1 : 0) | (g_att8_pre ? 2 : 0) | (g_att8 == 3 || (g_att8 != 4 && g_att8_pair) ? 4 : 0)));
             if (a->plan_nsl > 16) { // (up to 16 slots: the U = 16 combine's one round already)
-                { const int ec = e64_comb(a, 40, stream, e); if (ec >= 0) return ec; } // round 12 e64 (e64.cu)
+                { const int ec = cuda_e64_comb(a, 40, stream, e); if (ec >= 0) return ec; } // round 12 e64 (e64.cu)
                 CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
                 return 0;
             }
@@ -1923,7 +1923,7 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
             CUDA_TRY(cuda_launch(attn_dec2_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)c.smem, stream, b, c.ns));
         }
-        { const int ec = e64_comb(a, 16, stream, e); if (ec >= 0) return ec; } // round 12 e64 (e64.cu; armed by the engine only)
+        { const int ec = cuda_e64_comb(a, 16, stream, e); if (ec >= 0) return ec; } // round 12 e64 (e64.cu; armed by the engine only)
         CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 16>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
         return 0;
     }

@@ -29,6 +29,7 @@
 #include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "mmin.cuh"
+#include "rowfuse.cuh"
 
 #define E64_MAXT 64 // rows up to which these kernels are taken (above: pe.cu's)
 #define E64_RNT 512 // resid: threads a row of 4096
@@ -38,7 +39,7 @@
 
 static int e64_v = -1, e64_min_v = -1;
 // The mask (SPARKD_E64, read once).
-int e64_mask(void) {
+static int e64_mask(void) {
     if (e64_v < 0) e64_v = cuda_env_int("SPARKD_E64", 7) & 7;
     return e64_v;
 }
@@ -144,7 +145,7 @@ __global__ __launch_bounds__(NT) void e64_resid_kernel(cuda_resid_args a, cuda_m
 
 // From layer.cu's elt_resid_norm (its alignment checks passed; pt: o is a's deferred partials):
 // 0 = launched, -1 = not taken, > 0 = an error.
-int e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e) {
+int cuda_e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e) {
     if (!(e64_mask() & 2) || a->n < e64_min() || a->n > E64_MAXT || a->dim != 4 * 2 * E64_RNT || (a->o && a->post_w)) return -1;
     if (pt && (a->o_part.g2 || a->o_part.nz < 1 || a->o_part.nz > E64_RZ)) return -1;
     const int has = a->out != NULL ? 1 : 0;
@@ -254,7 +255,7 @@ __global__ __launch_bounds__(128) void e64_qkv_kernel(cuda_qkv_args a, cuda_toke
 
 // From layer.cu's cuda_qkv_rope_store where it launches qkv_kernel<true> (z-split partials, float4-aligned):
 // 0 = launched, -1 = not taken, > 0 = an error.
-int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) {
+int cuda_e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e) {
     if (!(e64_mask() & 1) || tk->T < e64_min() || tk->T > E64_MAXT || a->head_dim != E64_QD || a->n_rot != E64_QD || !a->neox ||
         !(a->kv_type == CUDA_KV_F16 || a->kv_type == CUDA_KV_BF16 || a->kv_type == CUDA_KV_F32) || a->pq.g2 || a->pk.g2 ||
         a->pv.g2 || (a->n_head + 2 * a->n_kv) % 4 || a->pq.nz > E64_QZ || a->pk.nz > E64_QZ || a->pv.nz > E64_QZ)
@@ -374,7 +375,7 @@ __global__ __launch_bounds__(1024) void e64_comb_kernel(const cuda_attn_args a, 
 
 // From attn.cu's attn_dec_launch at its attn_dec_combine_u<D, U> launches (U: that combine's): 0 = launched (instead
 // of it), -1 = not armed / not taken, > 0 = an error.
-int e64_comb(const cuda_attn_args *a, int U, void *stream, err *e) {
+int cuda_e64_comb(const cuda_attn_args *a, int U, void *stream, err *e) {
     if (!e64_ap || e64_ap_done || a->head_dim != E64_CD || (U != 16 && U != 40 && U != 52)) return -1;
     e64_n++;
     e64_ap_done = 1;

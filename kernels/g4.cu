@@ -37,6 +37,7 @@
 #include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "mmin.cuh"
+#include "rowfuse.cuh"
 
 // A product's deferred gemms2 pieces (cuda_part with g2 = 1) in 32-bit form; on = 0: plain rows.
 struct g4_part {
@@ -222,8 +223,8 @@ static cudaError_t g4_launch_nv(bool pt, int T, int CL, int th, void *stream, co
 
 // layer.cu's elt_act (the F16 / BF16 forms): 0 = launched, -1 = not taken (the caller goes on as
 // before), > 0 = an error (cuda_fail's code).
-int g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out, const cuda_part &pgp,
-           const cuda_part &pup, void *stream, err *e) {
+int cuda_g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out, const cuda_part &pgp,
+               const cuda_part &pup, void *stream, err *e) {
     static int off = 0; // a cluster launch the device refused: not again
     if (off || !g4_mode()) return -1;
     const int tmin = g4_min_v >= 0 ? g4_min_v : cuda_env_int("SPARKD_G4_MIN", 2);

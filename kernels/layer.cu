@@ -13,6 +13,7 @@
 #include "fz_part.cuh"
 #include "kern_util.cuh"
 #include "mmin.cuh"
+#include "rowfuse.cuh"
 
 // ------------------------------------------------------------------- deferred partials (fz)
 // A consumer that cannot read a product's deferred split-K partials (cuda_part) sums them into
@@ -332,8 +333,6 @@ static int resid_cl_launch(const cuda_resid_args *a, const cuda_mmin &out, int t
 int pe_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e); // pe.cu (round 11)
 int pe_prepare(const float *x, int ldx, const cuda_mmin &m, int T, void *stream, err *e);     // pe.cu (round 11)
 int pe_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);              // pe.cu (round 11)
-int e64_resid(const cuda_resid_args *a, const cuda_mmin &out, bool pt, void *stream, err *e);  // e64.cu (round 12)
-int e64_qkv(const cuda_qkv_args *a, const cuda_tokens *tk, void *stream, err *e);             // e64.cu (round 12)
 
 static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *stream, err *e) {
     int th = 0;
@@ -344,7 +343,7 @@ static int elt_resid_norm(const cuda_resid_args *a, const cuda_mmin &out, void *
     const bool pt = a->o && part_on(a->o_part);
     if (pt && !part_a16(a->o_part)) return -1;
     { const int pr = pe_resid(a, out, pt, stream, e); if (pr >= 0) return pr; } // round 11 pe (pe.cu; SPARKD_PE=0: off)
-    { const int er = e64_resid(a, out, pt, stream, e); if (er >= 0) return er; } // round 12 e64 (e64.cu; SPARKD_E64=0: off)
+    { const int er = cuda_e64_resid(a, out, pt, stream, e); if (er >= 0) return er; } // round 12 e64 (e64.cu; SPARKD_E64=0: off)
     if (nv == 1) {
         const int cr = resid_cl_launch(a, out, th, pt, stream, e);
         if (cr >= 0) return cr;
@@ -557,8 +556,6 @@ __global__ __launch_bounds__(ELT_CHUNK) void act_chunk_kernel(const float *gate,
     mmin_emit4(out, t, 4 * f, v, live, 1.0f);
 }
 
-int g4_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out, const cuda_part &pg,
-           const cuda_part &pu, void *stream, err *e); // g4.cu (round 12)
 static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, int act, const cuda_mmin &out,
                    const cuda_part &pg, const cuda_part &pu, void *stream, err *e) {
     if (ld % 4 || !a16(gate) || !a16(up) || !part_a16(pg) || !part_a16(pu)) return -1;
@@ -570,7 +567,7 @@ static int elt_act(const float *gate, const float *up, int ld, int T, int ffn, i
         else CUDA_TRY(cuda_launch(act_chunk_kernel<>, g, dim3(ELT_CHUNK), 0, stream, gate, up, ld, act, out, pg, pu));
         return 0;
     }
-    { const int gr = g4_act(gate, up, ld, T, ffn, act, out, pg, pu, stream, e); if (gr >= 0) return gr; } // round 12 g4 (g4.cu; SPARKD_G4=0: off)
+    { const int gr = cuda_g4_act(gate, up, ld, T, ffn, act, out, pg, pu, stream, e); if (gr >= 0) return gr; } // round 12 g4 (g4.cu; SPARKD_G4=0: off)
     const int cr = act_cl_launch(gate, up, ld, T, ffn, act, out, pg, pu, pt, stream, e);
     if (cr >= 0) return cr;
     int th = 0;
@@ -798,7 +795,7 @@ extern "C" int cuda_qkv_rope_store(const cuda_qkv_args *a, const cuda_tokens *tk
                 part_flush(a->pv, a->v, a->ldv, tk->T, a->n_kv * a->head_dim, stream, e))
                 return -1;
         } else {
-            { const int er = e64_qkv(a, tk, stream, e); if (er >= 0) return er; } // round 12 e64 (e64.cu; SPARKD_E64=0: off)
+            { const int er = cuda_e64_qkv(a, tk, stream, e); if (er >= 0) return er; } // round 12 e64 (e64.cu; SPARKD_E64=0: off)
             CUDA_TRY(cuda_launch(qkv_kernel<true>, g, dim3(QKV_WARPS * 32), 0, stream, *a, *tk, 1));
             return 0;
         }
