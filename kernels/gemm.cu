@@ -2010,14 +2010,15 @@ __device__ __forceinline__ void wt_issue(uint32_t sbase, int n, int kz0, const w
     const int L = ((kz0 + n) >> 2) - (kz0 >> 2);
     wx_tma_meta<F, C>(sbase + T::off_ring + (L & 3) * C::HM * 16, sbase + T::off_mbar + 8 * (L & 3), tmm, (kz0 + n) >> 2, m0);
 }
-// the A registers of local chunk j (after waiting for its slot's codes and x, and its meta group)
+// the A registers of local chunk j in slot sl, fill parity ph (after waiting for its codes and x, and its meta group)
 template <uint32_t F, int WG>
-__device__ __forceinline__ void wt_build(uint32_t (&a)[4][4], uint8_t *smem, uint32_t sbase, int j, int kz0, int rowb, int c) {
+__device__ __forceinline__ void wt_build_s(uint32_t (&a)[4][4], uint8_t *smem, uint32_t sbase, int sl, uint32_t ph, int j, int kz0,
+                                           int rowb, int c) {
     using C = w64_cfg<F, WG>;
     using MC = wx_mcfg<F, WG>;
     using T = wt_cfg<F, WG>;
-    const int sl = j & (T::S - 1), L = ((kz0 + j) >> 2) - (kz0 >> 2);
-    wt_mb_wait(sbase + T::off_full + 8 * sl, (uint32_t)(j >> 3) & 1);
+    const int L = ((kz0 + j) >> 2) - (kz0 >> 2);
+    wt_mb_wait(sbase + T::off_full + 8 * sl, ph);
     wt_mb_wait(sbase + T::off_mbar + 8 * (L & 3), (uint32_t)(L >> 2) & 1);
     const uint8_t *slot = smem + sl * C::stage;
     const uint8_t *mb = smem + T::off_ring + (L & 3) * C::HM * 16 + 4 * ((kz0 + j) & 3); // (MC: off_m 0, mpitch 16)
@@ -2030,6 +2031,10 @@ __device__ __forceinline__ void wt_build(uint32_t (&a)[4][4], uint8_t *smem, uin
     hf3_build<F, MC>(t2, q, mb, rowb, 1);
 #pragma unroll
     for (int r = 0; r < 4; r++) { a[2][r] = t2[0][r]; a[3][r] = t2[1][r]; }
+}
+template <uint32_t F, int WG>
+__device__ __forceinline__ void wt_build(uint32_t (&a)[4][4], uint8_t *smem, uint32_t sbase, int j, int kz0, int rowb, int c) {
+    wt_build_s<F, WG>(a, smem, sbase, j & (wt_cfg<F, WG>::S - 1), (uint32_t)(j >> 3) & 1, j, kz0, rowb, c);
 }
 template <uint32_t F, int WG>
 __device__ __forceinline__ void wt_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
@@ -2060,7 +2065,41 @@ __device__ __forceinline__ void wt_step(float (&acc)[8][4], const uint32_t (&a)[
         for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
 }
 
-template <uint32_t F, int WG>
+// SPARKD_WT=2 (U8): wt_step unrolled 8 times (chunk kc = kc0 + J, kc0 a multiple of 8): the slots, the barriers'
+// addresses, the descriptors and which parity each wait takes are constants; ph = (kc0 / 8) & 1 the only runtime bit
+// (WT 1's step spends ~45 uniform ops a warp on them: ~1/4 of its ~200 instructions).
+template <uint32_t F, int WG, int J>
+__device__ __forceinline__ void wt_step8(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                         uint32_t sbase, uint32_t dlo, int kc0, uint32_t ph, int nk, int kz0, const wt_xs<WG> &xs,
+                                         int rowb, int c, const wx_tmap *tm, const wx_tmap *tmm, int m0) {
+    using C = w64_cfg<F, WG>;
+    using T = wt_cfg<F, WG>;
+    constexpr int S = T::S;
+    static_assert(S == 8 && J >= 0 && J < 8, "wt_step8: 8 stages");
+    const int kc = kc0 + J;
+    const uint32_t d0 = dlo + (uint32_t)((J * C::stage) >> 4);
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], (uint64_t)(d0 + 2 * s) | ((uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62));
+    hfw_commit();
+    w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
+    if ((J > 0 || kc0 > 0) && (threadIdx.x & 31) == 0) wt_mb_arrive(sbase + T::off_empty + 8 * ((J + S - 1) & (S - 1)));
+    const int n = kc + S - 2; // refill slot (J + 6) % 8 once every warp released chunk kc - 2
+    constexpr int SL = (J + S - 2) & (S - 1);
+    if (n < nk) {
+        if (J >= 2 || kc0 > 0) wt_mb_wait(sbase + T::off_empty + 8 * SL, J >= 2 ? ph : ph ^ 1u); // (chunk kc0 + J - 2)
+        if (threadIdx.x == 0) wt_issue<F, WG>(sbase, n, kz0, tm, tmm, m0);
+        wt_load_x<WG>(smem + SL * C::stage, xs, n);
+        wt_cp_arrive(sbase + T::off_full + 8 * SL);
+    }
+    if (kc + 1 < nk) wt_build_s<F, WG>(an, smem, sbase, (J + 1) & (S - 1), J + 1 < S ? ph : ph ^ 1u, kc + 1, kz0, rowb, c);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+}
+
+template <uint32_t F, int WG, bool U8 = false>
 __global__ __launch_bounds__(128 * WG, 1) void wt_kernel(const gemm_params p, const __grid_constant__ wx_tmaps tms,
                                                          const __grid_constant__ wx_tmaps tmms) {
 #ifdef HFW_ON
@@ -2106,9 +2145,30 @@ __global__ __launch_bounds__(128 * WG, 1) void wt_kernel(const gemm_params p, co
     if (nk > 0) {
         uint32_t a0[4][4], a1[4][4];
         wt_build<F, WG>(a0, smem, sbase, 0, kz0, rowb, c);
-        for (int kc = 0; kc < nk; kc += 2) {
-            wt_step<F, WG>(acc, a0, a1, smem, sbase, dlo, kc, nk, kz0, xs, rowb, c, tm, tmm, m0);
-            if (kc + 1 < nk) wt_step<F, WG>(acc, a1, a0, smem, sbase, dlo, kc + 1, nk, kz0, xs, rowb, c, tm, tmm, m0);
+        if constexpr (U8) {
+            for (int kc0 = 0; kc0 < nk; kc0 += 8) {
+                const uint32_t ph = (uint32_t)(kc0 >> 3) & 1;
+                wt_step8<F, WG, 0>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 1 >= nk) break;
+                wt_step8<F, WG, 1>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 2 >= nk) break;
+                wt_step8<F, WG, 2>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 3 >= nk) break;
+                wt_step8<F, WG, 3>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 4 >= nk) break;
+                wt_step8<F, WG, 4>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 5 >= nk) break;
+                wt_step8<F, WG, 5>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 6 >= nk) break;
+                wt_step8<F, WG, 6>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 7 >= nk) break;
+                wt_step8<F, WG, 7>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+            }
+        } else {
+            for (int kc = 0; kc < nk; kc += 2) {
+                wt_step<F, WG>(acc, a0, a1, smem, sbase, dlo, kc, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc + 1 < nk) wt_step<F, WG>(acc, a1, a0, smem, sbase, dlo, kc + 1, nk, kz0, xs, rowb, c, tm, tmm, m0);
+            }
         }
         w64_wait<0>(acc);
     }
@@ -2841,11 +2901,15 @@ static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, c
 }
 // wt (round 13, helper wt; kernels/PERF.md "Round 13, helper wt"): SPARKD_WT=0: wx exactly (the same kernels and
 // launches); 1 (default): wx's Q8_0 launches with the meta by tensor copies (SPARKD_WX=4's wx_kernel<Q8_0, 3 / 4, MT>)
-// on wt_kernel instead, where the device's opt-in shared memory holds its 8 stages. Read once.
+// on wt_kernel instead, where the device's opt-in shared memory holds its 8 stages; 2: wt_kernel with its step unrolled
+// 8 times (U8: constant slots, barriers and descriptors). Other values: 1. Read once.
 static int wt_mode = -1, wt_optin = -1;
-static long wt_count = 0; // (tests: wt_kernel launches so far)
+static long wt_count = 0, wt2_count = 0; // (tests: wt_kernel launches so far; of them U8's)
 static bool wt_on(int wg) {
-    if (wt_mode < 0) wt_mode = cuda_env_int("SPARKD_WT", 1) != 0 ? 1 : 0;
+    if (wt_mode < 0) {
+        const int v = cuda_env_int("SPARKD_WT", 1);
+        wt_mode = v == 0 || v == 2 ? v : 1;
+    }
     if (wt_optin < 0) {
         int dev = 0, optin = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -2855,18 +2919,19 @@ static bool wt_on(int wg) {
     }
     return wt_mode > 0 && wt_optin >= (wg == 3 ? wt_cfg<QT_Q8_0, 3>::smem : wt_cfg<QT_Q8_0, 4>::smem);
 }
-// Tests and benches: SPARKD_WT's value (0 / 1; -1: as the environment says); wt_kernel launches so far.
+// Tests and benches: SPARKD_WT's value (0 / 1 / 2; -1: as the environment says); wt_kernel launches so far.
 extern "C" void cuda_wt_set(int mode) {
     wt_mode = -1;
-    if (mode >= 0) wt_mode = mode ? 1 : 0;
+    if (mode >= 0) wt_mode = mode == 0 || mode == 2 ? mode : 1;
 }
 extern "C" long cuda_wt_launches(void) { return wt_count; }
-template <int WG>
+extern "C" long cuda_wt2_launches(void) { return wt2_count; }
+template <int WG, bool U8>
 static int wt_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, const wx_tmaps &tms, const wx_tmaps &tmms) {
     constexpr int smem = wt_cfg<QT_Q8_0, WG>::smem;
     static bool attr[64]; // (per device)
-    CUDA_TRY(cuda_smem_once(wt_kernel<QT_Q8_0, WG>, (int)(smem), attr));
-    CUDA_TRY(cuda_launch(wt_kernel<QT_Q8_0, WG>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem,
+    CUDA_TRY(cuda_smem_once(wt_kernel<QT_Q8_0, WG, U8>, (int)(smem), attr));
+    CUDA_TRY(cuda_launch(wt_kernel<QT_Q8_0, WG, U8>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem,
                          stream, p, tms, tmms));
     if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
         CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
@@ -2931,7 +2996,9 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
                 wx4_count++;
                 if (wt_on(wg)) { // wt (round 13): the same product without the step's CTA barrier
                     wt_count++;
-                    return wg == 3 ? wt_launch_t<3>(p, mt, stream, e, tms, tmms) : wt_launch_t<4>(p, mt, stream, e, tms, tmms);
+                    if (wt_mode == 2 && ++wt2_count)
+                        return wg == 3 ? wt_launch_t<3, true>(p, mt, stream, e, tms, tmms) : wt_launch_t<4, true>(p, mt, stream, e, tms, tmms);
+                    return wg == 3 ? wt_launch_t<3, false>(p, mt, stream, e, tms, tmms) : wt_launch_t<4, false>(p, mt, stream, e, tms, tmms);
                 }
                 return wg == 3 ? wx_launch_t<QT_Q8_0, 3, true>(p, mt, stream, e, tms, tmms)
                                : wx_launch_t<QT_Q8_0, 4, true>(p, mt, stream, e, tms, tmms);

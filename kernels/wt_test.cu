@@ -1,10 +1,10 @@
 // wt_test.cu — round 13, helper wt: SPARKD_WT (gemm.cu): 1 (default) runs SPARKD_WX=4's Q8_0 launches (wx_kernel with
 // the codes and the meta by tensor copies) on wt_kernel (the step's CTA barrier replaced by per-slot mbarriers, 8
-// stages), 0 wx_kernel as before. Checks (wt_selftest, called by cuda_selftest; also run first by the kernel bench) and
+// stages), 2 the same with the step unrolled 8 times (constant slots), 0 wx_kernel as before. Checks (wt_selftest, called by cuda_selftest; also run first by the kernel bench) and
 // the kernel bench (wt_kbench, SPARKD_KBENCH=wt).
 //
 // What is checked (Q8_0; K a multiple of 256, as SPARKD_WX=4 needs), at T = 33, 48, 64, WG 3 and 4:
-// - SPARKD_WT=1 against SPARKD_WT=0 on the same f16 input: the same A values, B, wgmma sequence and order of the sums,
+// - SPARKD_WT=1 and 2 against SPARKD_WT=0 on the same f16 input: the same A values, B, wgmma sequence and order of the sums,
 //   so the outputs must be bit-identical (tol 0); and against the f32 reference (weights dequantized by
 //   appliance/format/quant.c, the f32 input, float64 sums) within 2e-3 (f16 rounding of weights and input);
 // - that wt_kernel ran on the on side (its launch counter) and not on the off side, and wx's MT path on both;
@@ -39,6 +39,7 @@ extern "C" long cuda_wx4_launches(void);                 // gemm.cu: launches on
 extern "C" void cuda_wx_last(int *ctas, int *chunks);    // gemm.cu: the last w64 launch's CTAs, chunks a CTA
 extern "C" void cuda_wt_set(int mode);                   // gemm.cu: SPARKD_WT 0 / 1 (-1: as it says)
 extern "C" long cuda_wt_launches(void);                  // gemm.cu: wt_kernel launches
+extern "C" long cuda_wt2_launches(void);                 // gemm.cu: ... of them with the step unrolled 8 times (2)
 extern "C" void cuda_t64_g2_set(int lvl);                // gemms.cu
 
 namespace {
@@ -98,10 +99,10 @@ std::vector<float> part_sum(const cuda_part &P, const std::vector<float> &y, int
     return out;
 }
 
-// One Q8_0 product of 1 or 2 matrices at T tokens on SPARKD_WX=4's path, SPARKD_WT=0 (side 0) against SPARKD_WT=1
-// (side 1); wg: warpgroups (3 / 4); ks: K pieces (0: the rule); defer: deferred partials; control: side 1's token
-// T - 1 input doubled.
-void test_wt(int N, int N2, int K, int T, int accumulate, int ks, int defer, int wg, int control) {
+// One Q8_0 product of 1 or 2 matrices at T tokens on SPARKD_WX=4's path, SPARKD_WT=0 (side 0) against SPARKD_WT=mode
+// (side 1: 1 or 2); wg: warpgroups (3 / 4); ks: K pieces (0: the rule); defer: deferred partials; control: side 1's
+// token T - 1 input doubled.
+void test_wt(int mode, int N, int N2, int K, int T, int accumulate, int ks, int defer, int wg, int control) {
     const uint32_t type = QUANT_Q8_0;
     const int nm = N2 > 0 ? 2 : 1, Ns[2] = {N, N2}, ld[2] = {N, N2 + 3};
     cuda_weight w[2];
@@ -142,7 +143,7 @@ void test_wt(int N, int N2, int K, int T, int accumulate, int ks, int defer, int
     a.work_bytes = 32u << 20;
     a.work = (float *)dalloc(a.work_bytes);
     int rc = 0;
-    long tl[2] = {0, 0}, xl[2] = {0, 0};
+    long tl[2] = {0, 0}, xl[2] = {0, 0}, t2l = 0;
     bool deferred = true;
     for (int v = 0; v < 2; v++) { // 0: SPARKD_WT=0, 1: SPARKD_WT=1
         for (int i = 0; i < nm; i++) {
@@ -155,13 +156,14 @@ void test_wt(int N, int N2, int K, int T, int accumulate, int ks, int defer, int
         a.defer = defer ? &d : NULL;
         cuda_w64_set(1);
         cuda_wx_set(4);
-        cuda_wt_set(v);
+        cuda_wt_set(v ? mode : 0);
         cuda_w64_tune(wg, ks, 1);
         cuda_w64_scope(1);
-        const long t0 = cuda_wt_launches(), x0 = cuda_wx4_launches();
+        const long t0 = cuda_wt_launches(), x0 = cuda_wx4_launches(), t20 = cuda_wt2_launches();
         rc |= cuda_matmul(&a, &m[control && v ? 1 : 0], C->st, &e2);
         cudaStreamSynchronize(C->st);
         tl[v] = cuda_wt_launches() - t0, xl[v] = cuda_wx4_launches() - x0;
+        if (v) t2l = cuda_wt2_launches() - t20;
         cuda_w64_scope(0);
         for (int i = 0; i < nm; i++) {
             ys[v][i] = get(dy[i], (size_t)T * ld[i]);
@@ -187,10 +189,10 @@ void test_wt(int N, int N2, int K, int T, int accumulate, int ks, int defer, int
         eo = std::max(eo, tok_err(ys[1][i], &ys[0][i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
         if (!control) ef = std::max(ef, tok_err(ys[1][i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
     }
-    const bool ran = tl[0] == 0 && tl[1] > 0 && xl[0] > 0 && xl[1] > 0 && deferred;
+    const bool ran = tl[0] == 0 && tl[1] > 0 && xl[0] > 0 && xl[1] > 0 && deferred && (mode == 2) == (t2l > 0);
     char shape[160], note[200];
-    snprintf(shape, sizeof shape, "Q8_0 N%d%s%.0d K%d T%d%s ks %s%s WG %d", N, N2 ? "+" : "", N2, K, T, accumulate ? " +=" : "",
-             ks ? (ks == 1 ? "1" : "5") : "rule", defer ? " deferred" : "", wg);
+    snprintf(shape, sizeof shape, "Q8_0 N%d%s%.0d K%d T%d%s ks %s%s WG %d SPARKD_WT=%d", N, N2 ? "+" : "", N2, K, T,
+             accumulate ? " +=" : "", ks ? (ks == 1 ? "1" : "5") : "rule", defer ? " deferred" : "", wg, mode);
     if (control) {
         snprintf(note, sizeof note, "(on side's token %d input doubled: must differ from SPARKD_WT=0 by > 1e-3%s)", T - 1,
                  ran ? "" : "; wt / wx did NOT run as asked");
@@ -205,18 +207,19 @@ void test_wt(int N, int N2, int K, int T, int accumulate, int ks, int defer, int
 }
 
 void wt_rows(int quick) {
-    for (int wg : {3, 4}) {
-        for (int T : {33, 48, 64}) {
-            if (quick && T == 48) continue;
-            test_wt(1000, 0, 2304, T, 0, 0, 0, wg, 0);          // row tiles not whole, the rule's split
-            test_wt(257, 67, 2304, T, T == 33, 1, 0, wg, 0);    // two matrices, ldy padded, one piece (36 chunks)
-            test_wt(385, 0, 2304, T, 0, 5, 1, wg, 0);           // 5 pieces of 7-8 chunks, deferred
+    for (int mode : {1, 2})
+        for (int wg : {3, 4}) {
+            for (int T : {33, 48, 64}) {
+                if (quick && T == 48) continue;
+                test_wt(mode, 1000, 0, 2304, T, 0, 0, 0, wg, 0);       // row tiles not whole, the rule's split
+                test_wt(mode, 257, 67, 2304, T, T == 33, 1, 0, wg, 0); // two matrices, ldy padded, one piece (36 chunks)
+                test_wt(mode, 385, 0, 2304, T, 0, 5, 1, wg, 0);        // 5 pieces of 7-8 chunks, deferred
+            }
+            test_wt(mode, 300, 0, 256, 64, 0, 1, 0, wg, 0);  // 4 chunks: fewer than the prologue's 6
+            test_wt(mode, 200, 0, 3072, 64, 1, 1, 0, wg, 0); // 48 chunks in one piece, accumulate
+            test_wt(mode, 385, 0, 2304, 64, 0, 5, 1, wg, 1); // the control
         }
-        test_wt(300, 0, 256, 64, 0, 1, 0, wg, 0);              // 4 chunks: fewer than the prologue's 6
-        test_wt(200, 0, 3072, 64, 1, 1, 0, wg, 0);             // 48 chunks in one piece, accumulate
-        test_wt(385, 0, 2304, 64, 0, 5, 1, wg, 1);             // the control
-    }
-    if (!quick) test_wt(4096, 0, 4096, 64, 0, 0, 1, 4, 0);     // o's shape at the rule's split
+    if (!quick) test_wt(1, 4096, 0, 4096, 64, 0, 0, 1, 4, 0); // o's shape at the rule's split
 }
 } // namespace
 
@@ -245,11 +248,11 @@ int wt_selftest(void *file, int quick, uint64_t seed, err *e) {
 }
 
 // SPARKD_KBENCH=wt (cuda_kbench): the Qwen3-8B Q8_0 products on SPARKD_WX=4's path in the engine's routing (scope on, WG
-// as the default picks, the layer products' partials deferred as in the engine), SPARKD_WT 0 / 1 one after another
-// (twice, in the order 0 1 1 0: drift shows), weights rotated over copies beyond the L2 (the head: 2 copies); us,
-// GB/s of weights, % of the probe, CTAs x chunks, us a chunk (time / (waves x chunks a CTA)); the layer (q+k+v, o,
-// gate+up, down) at T = 33, 48, 64; then a chain of 24 layers with distinct weights (the 4 products in the model's
-// order, us a layer). The correctness rows first (as in the self-test).
+// as the default picks, the layer products' partials deferred as in the engine), SPARKD_WT 0 / 1 / 2 one after another
+// in the order 0 1 2 2 1 0 (drift shows; SPARKD_KBENCH_WT_V=0110 e.g. picks others), weights rotated over copies beyond
+// the L2 (the head: 2 copies); us, GB/s of weights, % of the probe, CTAs x chunks, us a chunk (time / (waves x chunks
+// a CTA)); the layer (q+k+v, o, gate+up, down) at T = 33, 48, 64; then a chain of 24 layers with distinct weights (the
+// 4 products in the model's order, us a layer). The correctness rows first (as in the self-test).
 // SPARKD_KBENCH_WT=PRODUCT (e.g. gate+up, chain): that product only (for ncu).
 void wt_kbench(void *file, double probe, err *e) {
     ctx_t ctx;
@@ -277,9 +280,18 @@ void wt_kbench(void *file, double probe, err *e) {
     struct prod { const char *name; int n, rows, K; bool layer; } prods[] = {
         {"q+k+v", 3, 0, 4096, true}, {"o", 1, 4096, 4096, true}, {"gate+up", 2, 12288, 4096, true},
         {"down", 1, 4096, 12288, true}, {"head", 1, 151936, 4096, false}};
-    double layer[3][2]; // [T 33, 48, 64][WT]
+    double layer[3][3]; // [T 33, 48, 64][WT]
     memset(layer, 0, sizeof layer);
-    const int Ts[3] = {33, 48, 64}, order[4] = {0, 1, 1, 0};
+    const int Ts[3] = {33, 48, 64};
+    // SPARKD_KBENCH_WT_V (e.g. "0,1,1,0"): the SPARKD_WT values in order (default 0 1 2 2 1 0: drift shows)
+    int order[8] = {0, 1, 2, 2, 1, 0}, no = 6;
+    if (const char *vl = getenv("SPARKD_KBENCH_WT_V")) {
+        no = 0;
+        for (const char *q = vl; *q && no < 8; q++)
+            if (*q >= '0' && *q <= '2') order[no++] = *q - '0';
+    }
+    int nv[3] = {0, 0, 0};
+    for (int i = 0; i < no; i++) nv[order[i]]++;
     int sms = 132, dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) sms = 132;
     const uint32_t type = QUANT_Q8_0;
@@ -309,7 +321,7 @@ void wt_kbench(void *file, double probe, err *e) {
             if (T != 64 && (!pr.layer || only)) continue;
             err e2 = {ERR_OK, {0}};
             if (cuda_mmin_prepare(dx, pr.K, &m, T, C->st, &e2)) return;
-            for (int oi = 0; oi < 4; oi++) {
+            for (int oi = 0; oi < no; oi++) {
                 const int v = order[oi];
                 cuda_wx_set(4);
                 cuda_wt_set(v);
@@ -337,7 +349,7 @@ void wt_kbench(void *file, double probe, err *e) {
                 cuda_wx_last(&ctas, &chunks);
                 const int waves = (ctas + sms - 1) / sms;
                 const double gbs = (double)wb / (us * 1e3);
-                if (pr.layer) layer[ti][v] += us / 2;
+                if (pr.layer) layer[ti][v] += us / nv[v];
                 const bool bad = cuda_wx4_launches() == x0 || (v > 0) != (cuda_wt_launches() > t0);
                 fprintf(C->f, "| %s %dx%dx%d | %d | %d | %.1f | %.0f | %.0f%% | %d x %d | %.3f%s%s%s |\n", pr.name, pr.n, rows[0], pr.K,
                         T, v, us, gbs, probe > 0 ? 100.0 * gbs / probe : 0.0, ctas, chunks,
@@ -350,8 +362,9 @@ void wt_kbench(void *file, double probe, err *e) {
     }
     for (int ti = 0; ti < 3; ti++)
         if (layer[ti][0] > 0)
-            fprintf(C->f, "| layer (q+k+v, o, gate+up, down) | %d | WT 0 %.1f us, WT 1 %.1f | | | | | WT 1 %.3fx |\n", Ts[ti],
-                    layer[ti][0], layer[ti][1], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0);
+            fprintf(C->f, "| layer (q+k+v, o, gate+up, down) | %d | WT 0 %.1f us, WT 1 %.1f, WT 2 %.1f | | | | | WT 1 %.3fx, WT 2 %.3fx |\n",
+                    Ts[ti], layer[ti][0], layer[ti][1], layer[ti][2], layer[ti][1] > 0 ? layer[ti][0] / layer[ti][1] : 0.0,
+                    layer[ti][2] > 0 ? layer[ti][0] / layer[ti][2] : 0.0);
     // The layer chain: q+k+v, o, gate+up, down of NL layers with distinct weights one after another (the model's order
     // of products without its other launches), T = 64, us a layer, WT 0 1 1 0.
     if (!only || !strcasecmp(only, "chain")) {
@@ -376,8 +389,8 @@ void wt_kbench(void *file, double probe, err *e) {
         float *dy[7];
         for (int i = 0; i < 7 && okw; i++) dy[i] = (float *)dalloc((size_t)64 * shp[i].rows * 4);
         float *splitk = okw ? (float *)dalloc(32u << 20) : NULL;
-        double ch[2] = {0, 0};
-        for (int oi = 0; oi < 4 && okw; oi++) {
+        double ch[3] = {0, 0, 0};
+        for (int oi = 0; oi < no && okw; oi++) {
             const int v = order[oi];
             cuda_wx_set(4);
             cuda_wt_set(v);
@@ -405,13 +418,15 @@ void wt_kbench(void *file, double probe, err *e) {
                 }
             }, 3) / NL;
             cuda_w64_scope(0);
-            ch[v] += us / 2;
+            ch[v] += us / nv[v];
             const cudaError_t ce = cudaGetLastError();
             fprintf(C->f, "| chain of %d layers (q+k+v, o, gate+up, down; distinct weights) | 64 | %d | %.1f us a layer |%s%s |\n", NL, v,
                     us, ce != cudaSuccess ? " " : "", ce != cudaSuccess ? cudaGetErrorString(ce) : "");
             fflush(C->f);
         }
-        if (ch[1] > 0) fprintf(C->f, "| chain | 64 | WT 0 %.1f us, WT 1 %.1f us a layer | WT 1 %.3fx |\n", ch[0], ch[1], ch[0] / ch[1]);
+        if (ch[0] > 0)
+            fprintf(C->f, "| chain | 64 | WT 0 %.1f us, WT 1 %.1f, WT 2 %.1f us a layer | WT 1 %.3fx, WT 2 %.3fx |\n", ch[0], ch[1], ch[2],
+                    ch[1] > 0 ? ch[0] / ch[1] : 0.0, ch[2] > 0 ? ch[0] / ch[2] : 0.0);
         dfree_all();
     }
     cuda_w64_tune(3, 0, 1);
