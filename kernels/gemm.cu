@@ -2010,8 +2010,9 @@ __device__ __forceinline__ void wt_issue(uint32_t sbase, int n, int kz0, const w
     const int L = ((kz0 + n) >> 2) - (kz0 >> 2);
     wx_tma_meta<F, C>(sbase + T::off_ring + (L & 3) * C::HM * 16, sbase + T::off_mbar + 8 * (L & 3), tmm, (kz0 + n) >> 2, m0);
 }
-// the A registers of local chunk j in slot sl, fill parity ph (after waiting for its codes and x, and its meta group)
-template <uint32_t F, int WG>
+// the A registers of local chunk j in slot sl, fill parity ph (after waiting for its codes and x, and its meta group;
+// MW: the meta group's wait only at the group's first chunk of this CTA, as this warp waited for it there)
+template <uint32_t F, int WG, bool MW = false>
 __device__ __forceinline__ void wt_build_s(uint32_t (&a)[4][4], uint8_t *smem, uint32_t sbase, int sl, uint32_t ph, int j, int kz0,
                                            int rowb, int c) {
     using C = w64_cfg<F, WG>;
@@ -2019,7 +2020,7 @@ __device__ __forceinline__ void wt_build_s(uint32_t (&a)[4][4], uint8_t *smem, u
     using T = wt_cfg<F, WG>;
     const int L = ((kz0 + j) >> 2) - (kz0 >> 2);
     wt_mb_wait(sbase + T::off_full + 8 * sl, ph);
-    wt_mb_wait(sbase + T::off_mbar + 8 * (L & 3), (uint32_t)(L >> 2) & 1);
+    if (!MW || j == 0 || ((kz0 + j) & 3) == 0) wt_mb_wait(sbase + T::off_mbar + 8 * (L & 3), (uint32_t)(L >> 2) & 1);
     const uint8_t *slot = smem + sl * C::stage;
     const uint8_t *mb = smem + T::off_ring + (L & 3) * C::HM * 16 + 4 * ((kz0 + j) & 3); // (MC: off_m 0, mpitch 16)
     quarter q[2];
@@ -2092,7 +2093,7 @@ __device__ __forceinline__ void wt_step8(float (&acc)[8][4], const uint32_t (&a)
         wt_load_x<WG>(smem + SL * C::stage, xs, n);
         wt_cp_arrive(sbase + T::off_full + 8 * SL);
     }
-    if (kc + 1 < nk) wt_build_s<F, WG>(an, smem, sbase, (J + 1) & (S - 1), J + 1 < S ? ph : ph ^ 1u, kc + 1, kz0, rowb, c);
+    if (kc + 1 < nk) wt_build_s<F, WG, true>(an, smem, sbase, (J + 1) & (S - 1), J + 1 < S ? ph : ph ^ 1u, kc + 1, kz0, rowb, c);
 #pragma unroll
     for (int s = 0; s < 4; s++)
 #pragma unroll
