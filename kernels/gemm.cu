@@ -2901,15 +2901,16 @@ static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, c
     return 0;
 }
 // wt (round 13, helper wt; kernels/PERF.md "Round 13, helper wt"): SPARKD_WT=0: wx exactly (the same kernels and
-// launches); 1 (default): wx's Q8_0 launches with the meta by tensor copies (SPARKD_WX=4's wx_kernel<Q8_0, 3 / 4, MT>)
-// on wt_kernel instead, where the device's opt-in shared memory holds its 8 stages; 2: wt_kernel with its step unrolled
-// 8 times (U8: constant slots, barriers and descriptors). Other values: 1. Read once.
+// launches); 1: wx's Q8_0 launches with the meta by tensor copies (SPARKD_WX=4's wx_kernel<Q8_0, 3 / 4, MT>) on
+// wt_kernel instead, where the device's opt-in shared memory holds its 8 stages (run 1: 64 seq Q8_0 +5.3%); 2 (default;
+// run 1: +7.7%): wt_kernel with its step unrolled 8 times (U8: constant slots, barriers and descriptors). Other values:
+// 2. Read once.
 static int wt_mode = -1, wt_optin = -1;
 static long wt_count = 0, wt2_count = 0; // (tests: wt_kernel launches so far; of them U8's)
 static bool wt_on(int wg) {
     if (wt_mode < 0) {
-        const int v = cuda_env_int("SPARKD_WT", 1);
-        wt_mode = v == 0 || v == 2 ? v : 1;
+        const int v = cuda_env_int("SPARKD_WT", 2);
+        wt_mode = v == 0 || v == 1 ? v : 2;
     }
     if (wt_optin < 0) {
         int dev = 0, optin = 0;
@@ -2923,7 +2924,7 @@ static bool wt_on(int wg) {
 // Tests and benches: SPARKD_WT's value (0 / 1 / 2; -1: as the environment says); wt_kernel launches so far.
 extern "C" void cuda_wt_set(int mode) {
     wt_mode = -1;
-    if (mode >= 0) wt_mode = mode == 0 || mode == 2 ? mode : 1;
+    if (mode >= 0) wt_mode = mode == 0 || mode == 1 ? mode : 2;
 }
 extern "C" long cuda_wt_launches(void) { return wt_count; }
 extern "C" long cuda_wt2_launches(void) { return wt2_count; }

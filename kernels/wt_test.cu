@@ -1,6 +1,6 @@
-// wt_test.cu — round 13, helper wt: SPARKD_WT (gemm.cu): 1 (default) runs SPARKD_WX=4's Q8_0 launches (wx_kernel with
-// the codes and the meta by tensor copies) on wt_kernel (the step's CTA barrier replaced by per-slot mbarriers, 8
-// stages), 2 the same with the step unrolled 8 times (constant slots), 0 wx_kernel as before. Checks (wt_selftest, called by cuda_selftest; also run first by the kernel bench) and
+// wt_test.cu — round 13, helper wt: SPARKD_WT (gemm.cu): 1 runs SPARKD_WX=4's Q8_0 launches (wx_kernel with the codes
+// and the meta by tensor copies) on wt_kernel (the step's CTA barrier replaced by per-slot mbarriers, 8 stages), 2
+// (default) the same with the step unrolled 8 times (constant slots), 0 wx_kernel as before. Checks (wt_selftest, called by cuda_selftest; also run first by the kernel bench) and
 // the kernel bench (wt_kbench, SPARKD_KBENCH=wt).
 //
 // What is checked (Q8_0; K a multiple of 256, as SPARKD_WX=4 needs), at T = 33, 48, 64, WG 3 and 4:
