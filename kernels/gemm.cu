@@ -1917,6 +1917,276 @@ __global__ __launch_bounds__(128 * WG, 1) void wx_kernel(const gemm_params p, co
 #endif
 }
 
+// ---------------------------------------------------------------------------------------
+// wt_kernel (round 13, helper wt; SPARKD_WT=1; sm_90a only; Q8_0 with the meta by tensor copies, WG 3 / 4): wx_kernel<Q8_0,
+// WG, MT>'s product (the same A values, B, wgmma sequence and order of the sums: bit-identical outputs) with the step's
+// CTA-wide barrier replaced by mbarriers, so the warps no longer run in lock step. Round 12's ncu of wx<8,3,1> (64 seq
+// Q8_0 gate+up): issue slots 48% busy at 3 warps a scheduler, ~185 instructions a warp a chunk, stalls a issue: wait
+// 1.76, long scoreboard 0.69, barrier 0.51, math throttle 0.44, dispatch 0.36: every warp reaches the barrier, then all
+// issue the same phase (copies, then the A build) at once, and the tail of each phase runs on one warp a scheduler.
+// Ring of S = 8 stages; chunk n lives in slot n % S. Two mbarriers a slot:
+// - full[s] (NT + 1 arrivals + the codes' bytes): thread 0's arrive.expect_tx with the codes' tensor copy, and every
+//   thread's cp.async.mbarrier.arrive.noinc after its x copies of the chunk (fires when they landed). A warp waits on it
+//   before building chunk n's A (so the x tile that chunk n's wgmma reads has landed too).
+// - empty[s] (NW arrivals): lane 0 of each warp, once its wgmma.wait_group showed chunk n's wgmma done (step n + 1).
+// Step kc: wgmma(kc); wait for wgmma(kc - 1), release its slot; refill slot (kc - 2) % S with chunk kc + S - 2 once
+// empty says every warp released chunk kc - 2 (one step of slack: a warp waits only for one a whole step behind);
+// build chunk kc + 1's A. S - 2 = 6 chunks in flight (wx: 5). The meta ring (a 4-chunk group a tensor copy, as wx MT)
+// is after the stages; an entry is rewritten with the copy of chunk kc + 6, whose group's entry held chunks <= kc - 7,
+// built before every warp released chunk kc - 2.
+// The descriptors: one base, + the slot's offset (wx recomputed the whole descriptor: 4 uniform ops a wgmma).
+template <uint32_t F, int WG> struct wt_cfg : w64_cfg<F, WG> {
+    using B = w64_cfg<F, WG>;
+    static constexpr int S = 8;                              // stages (a power of 2: slot n & 7, phase n >> 3)
+    static constexpr int ring = 4 * B::HM * 16;              // the meta ring: 4 entries of HM rows x 16 B
+    static constexpr int off_ring = S * B::stage;            // (stages 1024-aligned from the base)
+    static constexpr int off_full = off_ring + ring;         // S mbarriers
+    static constexpr int off_empty = off_full + 8 * S;       // S mbarriers
+    static constexpr int off_mbar = off_empty + 8 * S;       // 4 mbarriers (the meta ring's entries)
+    static constexpr int smem = off_mbar + 32 + 1024;        // (+ the base rounded up to 1024)
+};
+__device__ __forceinline__ void wt_mb_init(uint32_t bar, uint32_t count) {
+#ifdef HFW_ON
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+#endif
+}
+// waits for the phase of the given parity; a wait that never ends (a protocol bug) traps instead of hanging the
+// process (~2^22 tries, each of which suspends the thread for a while)
+__device__ __forceinline__ void wt_mb_wait(uint32_t bar, uint32_t parity) {
+#ifdef HFW_ON
+    uint32_t ok = 0, n = 0;
+    while (true) {
+        asm volatile("{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2;\nselp.u32 %0, 1, 0, P;\n}\n"
+                     : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+        if (ok) break;
+        if (++n > (1u << 22)) __trap();
+    }
+#endif
+}
+__device__ __forceinline__ void wt_mb_arrive(uint32_t bar) {
+#ifdef HFW_ON
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+// this thread's cp.async so far arrive on bar once they landed (the arrival is counted in the barrier's init)
+__device__ __forceinline__ void wt_cp_arrive(uint32_t bar) {
+#ifdef HFW_ON
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+// The x copies as w64_load_x, from per-thread 64-bit sources made once (x0 + the token's row + 4 lane + kz0 128; wx's
+// SASS reloads p.xh from the constant bank and redoes the 64-bit sum every copy: ~6 instructions a copy, 36 a step)
+template <int WG> struct wt_xs {
+    static constexpr int J = w64_xs<WG>::J;
+    const uint8_t *p[J]; // token w + NW j's 4 bytes of the CTA's first chunk
+    uint32_t d[J];       // ... their byte offset in a stage's x tile (128B swizzle)
+    uint32_t m;          // bit j: the token is < ntok
+};
+template <int WG> __device__ __forceinline__ wt_xs<WG> wt_xs_of(const uint8_t *x0, size_t pitch, int ntok, int kz0) {
+    const w64_xs<WG> o = w64_xs_of<WG, true>(pitch, ntok);
+    wt_xs<WG> xs;
+#pragma unroll
+    for (int j = 0; j < wt_xs<WG>::J; j++) {
+        xs.p[j] = x0 + (size_t)kz0 * 128 + o.o[j], xs.d[j] = o.d[j];
+        asm volatile("" : "+l"(xs.p[j])); // (kept in registers, not rebuilt from p.xh every copy)
+    }
+    xs.m = o.m;
+    return xs;
+}
+template <int WG> __device__ __forceinline__ void wt_load_x(uint8_t *sb, const wt_xs<WG> &xs, int n) {
+#pragma unroll
+    for (int j = 0; j < wt_xs<WG>::J; j++)
+        if ((xs.m >> j) & 1) cp_async4(sb + xs.d[j], xs.p[j] + (uint32_t)n * 128u, true);
+}
+// thread 0: local chunk n's codes (slot n % S, on full) and, where n starts a meta group (or is the CTA's first chunk),
+// the group's meta entry
+template <uint32_t F, int WG>
+__device__ __forceinline__ void wt_issue(uint32_t sbase, int n, int kz0, const wx_tmap *tm, const wx_tmap *tmm, int m0) {
+    using C = w64_cfg<F, WG>;
+    using T = wt_cfg<F, WG>;
+    const int sl = n & (T::S - 1);
+    wx_tma_codes<F, C>(sbase + sl * C::stage + C::off_w, sbase + T::off_full + 8 * sl, tm, kz0 + n, m0);
+    if (n != 0 && ((kz0 + n) & 3) != 0) return;
+    const int L = ((kz0 + n) >> 2) - (kz0 >> 2);
+    wx_tma_meta<F, C>(sbase + T::off_ring + (L & 3) * C::HM * 16, sbase + T::off_mbar + 8 * (L & 3), tmm, (kz0 + n) >> 2, m0);
+}
+// the A registers of local chunk j in slot sl, fill parity ph (after waiting for its codes and x, and its meta group;
+// MW: the meta group's wait only at the group's first chunk of this CTA, as this warp waited for it there)
+template <uint32_t F, int WG, bool MW = false>
+__device__ __forceinline__ void wt_build_s(uint32_t (&a)[4][4], uint8_t *smem, uint32_t sbase, int sl, uint32_t ph, int j, int kz0,
+                                           int rowb, int c) {
+    using C = w64_cfg<F, WG>;
+    using MC = wx_mcfg<F, WG>;
+    using T = wt_cfg<F, WG>;
+    const int L = ((kz0 + j) >> 2) - (kz0 >> 2);
+    wt_mb_wait(sbase + T::off_full + 8 * sl, ph);
+    if (!MW || j == 0 || ((kz0 + j) & 3) == 0) wt_mb_wait(sbase + T::off_mbar + 8 * (L & 3), (uint32_t)(L >> 2) & 1);
+    const uint8_t *slot = smem + sl * C::stage;
+    const uint8_t *mb = smem + T::off_ring + (L & 3) * C::HM * 16 + 4 * ((kz0 + j) & 3); // (MC: off_m 0, mpitch 16)
+    quarter q[2];
+    uint32_t t2[2][4];
+    hf3_rows<F, C>(q, slot, rowb, c);
+    hf3_build<F, MC>(t2, q, mb, rowb, 0);
+#pragma unroll
+    for (int r = 0; r < 4; r++) { a[0][r] = t2[0][r]; a[1][r] = t2[1][r]; }
+    hf3_build<F, MC>(t2, q, mb, rowb, 1);
+#pragma unroll
+    for (int r = 0; r < 4; r++) { a[2][r] = t2[0][r]; a[3][r] = t2[1][r]; }
+}
+template <uint32_t F, int WG>
+__device__ __forceinline__ void wt_build(uint32_t (&a)[4][4], uint8_t *smem, uint32_t sbase, int j, int kz0, int rowb, int c) {
+    wt_build_s<F, WG>(a, smem, sbase, j & (wt_cfg<F, WG>::S - 1), (uint32_t)(j >> 3) & 1, j, kz0, rowb, c);
+}
+template <uint32_t F, int WG>
+__device__ __forceinline__ void wt_step(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                        uint32_t sbase, uint32_t dlo, int kc, int nk, int kz0, const wt_xs<WG> &xs, int rowb,
+                                        int c, const wx_tmap *tm, const wx_tmap *tmm, int m0) {
+    using C = w64_cfg<F, WG>;
+    using T = wt_cfg<F, WG>;
+    constexpr int S = T::S;
+    const uint32_t d0 = dlo + (uint32_t)(((kc & (S - 1)) * C::stage) >> 4); // (the descriptor's address field, 16-byte units)
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], (uint64_t)(d0 + 2 * s) | ((uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62));
+    hfw_commit();
+    w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup): its A registers and, for this warp, its slot are free
+    if (kc > 0 && (threadIdx.x & 31) == 0) wt_mb_arrive(sbase + T::off_empty + 8 * ((kc - 1) & (S - 1)));
+    const int n = kc + S - 2; // refill slot (kc - 2) % S once every warp released chunk kc - 2
+    if (n < nk) {
+        const int sl = n & (S - 1);
+        if (kc >= 2) wt_mb_wait(sbase + T::off_empty + 8 * sl, (uint32_t)((n >> 3) - 1) & 1);
+        if (threadIdx.x == 0) wt_issue<F, WG>(sbase, n, kz0, tm, tmm, m0);
+        wt_load_x<WG>(smem + sl * C::stage, xs, n);
+        wt_cp_arrive(sbase + T::off_full + 8 * sl);
+    }
+    if (kc + 1 < nk) wt_build<F, WG>(an, smem, sbase, kc + 1, kz0, rowb, c);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+}
+
+// SPARKD_WT=2 (U8): wt_step unrolled 8 times (chunk kc = kc0 + J, kc0 a multiple of 8): the slots, the barriers'
+// addresses, the descriptors and which parity each wait takes are constants; ph = (kc0 / 8) & 1 the only runtime bit
+// (WT 1's step spends ~45 uniform ops a warp on them: ~1/4 of its ~200 instructions).
+template <uint32_t F, int WG, int J>
+__device__ __forceinline__ void wt_step8(float (&acc)[8][4], const uint32_t (&a)[4][4], uint32_t (&an)[4][4], uint8_t *smem,
+                                         uint32_t sbase, uint32_t dlo, int kc0, uint32_t ph, int nk, int kz0, const wt_xs<WG> &xs,
+                                         int rowb, int c, const wx_tmap *tm, const wx_tmap *tmm, int m0) {
+    using C = w64_cfg<F, WG>;
+    using T = wt_cfg<F, WG>;
+    constexpr int S = T::S;
+    static_assert(S == 8 && J >= 0 && J < 8, "wt_step8: 8 stages");
+    const int kc = kc0 + J;
+    const uint32_t d0 = dlo + (uint32_t)((J * C::stage) >> 4);
+    hfw_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) w64_mma(acc, a[s], (uint64_t)(d0 + 2 * s) | ((uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62));
+    hfw_commit();
+    w64_wait<1>(acc); // chunk kc - 1's wgmma (this warpgroup)
+    if ((J > 0 || kc0 > 0) && (threadIdx.x & 31) == 0) wt_mb_arrive(sbase + T::off_empty + 8 * ((J + S - 1) & (S - 1)));
+    const int n = kc + S - 2; // refill slot (J + 6) % 8 once every warp released chunk kc - 2
+    constexpr int SL = (J + S - 2) & (S - 1);
+    if (n < nk) {
+        if (J >= 2 || kc0 > 0) wt_mb_wait(sbase + T::off_empty + 8 * SL, J >= 2 ? ph : ph ^ 1u); // (chunk kc0 + J - 2)
+        if (threadIdx.x == 0) wt_issue<F, WG>(sbase, n, kz0, tm, tmm, m0);
+        wt_load_x<WG>(smem + SL * C::stage, xs, n);
+        wt_cp_arrive(sbase + T::off_full + 8 * SL);
+    }
+    if (kc + 1 < nk) wt_build_s<F, WG, true>(an, smem, sbase, (J + 1) & (S - 1), J + 1 < S ? ph : ph ^ 1u, kc + 1, kz0, rowb, c);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) asm volatile("" : "+r"(an[s][r])::"memory");
+}
+
+template <uint32_t F, int WG, bool U8 = false>
+__global__ __launch_bounds__(128 * WG, 1) void wt_kernel(const gemm_params p, const __grid_constant__ wx_tmaps tms,
+                                                         const __grid_constant__ wx_tmaps tmms) {
+#ifdef HFW_ON
+    using C = w64_cfg<F, WG>;
+    using T = wt_cfg<F, WG>;
+    constexpr int S = T::S;
+    static_assert(F == QT_Q8_0, "wt_kernel: Q8_0 (the meta by tensor copies)");
+    extern __shared__ __align__(1024) uint8_t smem_raw[];
+    const uint32_t sraw = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    uint8_t *smem = smem_raw + (((sraw + 1023) & ~1023u) - sraw);
+    const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(smem);
+    pdl_trigger();
+    int b = blockIdx.x, mi = 0;
+    while (mi + 1 < p.n && b >= p.m[mi].mtiles) b -= p.m[mi++].mtiles;
+    const gemm_mat &M = p.m[mi];
+    const wx_tmap *tm = &tms.m[mi], *tmm = &tmms.m[mi];
+    const int m0 = b * C::HM;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int nk_all = p.K / 64;
+    const int kz0 = (int)((long)nk_all * blockIdx.z / p.ksplit), kz1 = (int)((long)nk_all * (blockIdx.z + 1) / p.ksplit);
+    const int nk = kz1 - kz0;
+    if (threadIdx.x == 0) { // the mbarriers (before any copy), then the codes and meta of chunks 0 .. S - 3
+        for (int s = 0; s < S; s++) {
+            wt_mb_init(sbase + T::off_full + 8 * s, 128 * WG + 1);
+            wt_mb_init(sbase + T::off_empty + 8 * s, 4 * WG);
+        }
+        for (int s = 0; s < 4; s++) wt_mb_init(sbase + T::off_mbar + 8 * s, 1);
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); // the inits, for the tensor copies
+        for (int s = 0; s < S - 2 && s < nk; s++) wt_issue<F, WG>(sbase, s, kz0, tm, tmm, m0);
+    }
+    __syncthreads(); // the inits before any thread's arrive
+    pdl_wait();
+    const wt_xs<WG> xs = wt_xs_of<WG>((const uint8_t *)p.xh, (size_t)p.K * 2, min(64, p.T), kz0);
+    for (int s = 0; s < S - 2 && s < nk; s++) {
+        wt_load_x<WG>(smem + s * C::stage, xs, s);
+        wt_cp_arrive(sbase + T::off_full + 8 * s);
+    }
+    float acc[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    const int rowb = warp * 16 + g;
+    const uint32_t dlo = (uint32_t)hfw_desc(sbase); // the descriptors' low word at slot 0, k16 step 0
+    if (nk > 0) {
+        uint32_t a0[4][4], a1[4][4];
+        wt_build<F, WG>(a0, smem, sbase, 0, kz0, rowb, c);
+        if constexpr (U8) {
+            for (int kc0 = 0; kc0 < nk; kc0 += 8) {
+                const uint32_t ph = (uint32_t)(kc0 >> 3) & 1;
+                wt_step8<F, WG, 0>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 1 >= nk) break;
+                wt_step8<F, WG, 1>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 2 >= nk) break;
+                wt_step8<F, WG, 2>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 3 >= nk) break;
+                wt_step8<F, WG, 3>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 4 >= nk) break;
+                wt_step8<F, WG, 4>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 5 >= nk) break;
+                wt_step8<F, WG, 5>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 6 >= nk) break;
+                wt_step8<F, WG, 6>(acc, a0, a1, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc0 + 7 >= nk) break;
+                wt_step8<F, WG, 7>(acc, a1, a0, smem, sbase, dlo, kc0, ph, nk, kz0, xs, rowb, c, tm, tmm, m0);
+            }
+        } else {
+            for (int kc = 0; kc < nk; kc += 2) {
+                wt_step<F, WG>(acc, a0, a1, smem, sbase, dlo, kc, nk, kz0, xs, rowb, c, tm, tmm, m0);
+                if (kc + 1 < nk) wt_step<F, WG>(acc, a1, a0, smem, sbase, dlo, kc + 1, nk, kz0, xs, rowb, c, tm, tmm, m0);
+            }
+        }
+        w64_wait<0>(acc);
+    }
+    const int rows = M.rows;
+    const int rg = m0 + rowb, rg8 = rg + 8;
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int tk = nt * 8 + 2 * c + h;
+            if (tk >= p.T) continue;
+            hf_store2(p, M, mi, tk, rg, rg8, rows, acc[nt][h], acc[nt][2 + h]);
+        }
+    }
+#endif
+}
+
 // ---- the f16 range of a matrix's weights (cuda_hfast_check): one thread a scale group,
 // the largest |s| * max|code - off| + |m| of the matrix (non-finite scales count as huge)
 template <uint32_t F>
@@ -2630,6 +2900,46 @@ static int wx_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, c
                              stream, p));
     return 0;
 }
+// wt (round 13, helper wt; kernels/PERF.md "Round 13, helper wt"): SPARKD_WT=0: wx exactly (the same kernels and
+// launches); 1: wx's Q8_0 launches with the meta by tensor copies (SPARKD_WX=4's wx_kernel<Q8_0, 3 / 4, MT>) on
+// wt_kernel instead, where the device's opt-in shared memory holds its 8 stages (run 1: 64 seq Q8_0 +5.3%); 2 (default;
+// run 1: +7.7%): wt_kernel with its step unrolled 8 times (U8: constant slots, barriers and descriptors). Other values:
+// 2. Read once.
+static int wt_mode = -1, wt_optin = -1;
+static long wt_count = 0, wt2_count = 0; // (tests: wt_kernel launches so far; of them U8's)
+static bool wt_on(int wg) {
+    if (wt_mode < 0) {
+        const int v = cuda_env_int("SPARKD_WT", 2);
+        wt_mode = v == 0 || v == 1 ? v : 2;
+    }
+    if (wt_optin < 0) {
+        int dev = 0, optin = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            optin = 0;
+        wt_optin = optin;
+    }
+    return wt_mode > 0 && wt_optin >= (wg == 3 ? wt_cfg<QT_Q8_0, 3>::smem : wt_cfg<QT_Q8_0, 4>::smem);
+}
+// Tests and benches: SPARKD_WT's value (0 / 1 / 2; -1: as the environment says); wt_kernel launches so far.
+extern "C" void cuda_wt_set(int mode) {
+    wt_mode = -1;
+    if (mode >= 0) wt_mode = mode == 0 || mode == 1 ? mode : 2;
+}
+extern "C" long cuda_wt_launches(void) { return wt_count; }
+extern "C" long cuda_wt2_launches(void) { return wt2_count; }
+template <int WG, bool U8>
+static int wt_launch_t(const gemm_params &p, int mtiles, void *stream, err *e, const wx_tmaps &tms, const wx_tmaps &tmms) {
+    constexpr int smem = wt_cfg<QT_Q8_0, WG>::smem;
+    static bool attr[64]; // (per device)
+    CUDA_TRY(cuda_smem_once(wt_kernel<QT_Q8_0, WG, U8>, (int)(smem), attr));
+    CUDA_TRY(cuda_launch(wt_kernel<QT_Q8_0, WG, U8>, dim3((unsigned)mtiles, 1u, (unsigned)p.ksplit), dim3(128 * WG), (size_t)smem,
+                         stream, p, tms, tmms));
+    if (p.ksplit > 1 && !part_defer_z(p.defer, p.ws, p.ksplit, p.T, p.ws_rows, p.row0, p.n))
+        CUDA_TRY(cuda_launch(gemm_reduce_kernel, dim3((unsigned)((p.ws_rows + 255) / 256), (unsigned)p.T), dim3(256), 0,
+                             stream, p));
+    return 0;
+}
 // CTAs of 64 WG rows x 64 tokens, 1 an SM; K split to at most one wave (floor(SMs / row tiles)
 // pieces of >= 4 chunks, <= 16): Qwen3-8B at T = 64 on 132 SMs: q+k+v 32 x 4, o 22 x 6, gate+up 128
 // x 1, down 22 x 6, head 792 x 1.
@@ -2686,6 +2996,12 @@ static int w64_launch(gemm_params &p, const cuda_mm_args *a, int sms, void *stre
             wx_count++, wx3_count++;
             if (mok) {
                 wx4_count++;
+                if (wt_on(wg)) { // wt (round 13): the same product without the step's CTA barrier
+                    wt_count++;
+                    if (wt_mode == 2 && ++wt2_count)
+                        return wg == 3 ? wt_launch_t<3, true>(p, mt, stream, e, tms, tmms) : wt_launch_t<4, true>(p, mt, stream, e, tms, tmms);
+                    return wg == 3 ? wt_launch_t<3, false>(p, mt, stream, e, tms, tmms) : wt_launch_t<4, false>(p, mt, stream, e, tms, tmms);
+                }
                 return wg == 3 ? wx_launch_t<QT_Q8_0, 3, true>(p, mt, stream, e, tms, tmms)
                                : wx_launch_t<QT_Q8_0, 4, true>(p, mt, stream, e, tms, tmms);
             }

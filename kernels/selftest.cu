@@ -2096,6 +2096,7 @@ int pe_selftest(void *file, int quick, uint64_t seed, err *e); void pe_kbench(vo
 void t64_kbench(void *file, double probe, err *e);
 int w64_selftest(void *file, int quick, uint64_t seed, err *e); void w64_kbench(void *file, double probe, err *e); // w64_test.cu (round 9)
 int wx_selftest(void *file, int quick, uint64_t seed, err *e); void wx_kbench(void *file, double probe, err *e); // wx_test.cu (round 12)
+int wt_selftest(void *file, int quick, uint64_t seed, err *e); void wt_kbench(void *file, double probe, err *e); // wt_test.cu (round 13)
 int pp_selftest(void *file, int quick, uint64_t seed, err *e); void pp_kbench(void *file, double probe, err *e); // pp_test.cu (round 9)
 int apf_selftest(void *file, int quick, uint64_t seed, err *e); void apf_kbench(void *file, double probe, err *e); // apf_test.cu (round 10)
 int fc_selftest(void *file, int quick, uint64_t seed, err *e); void fc_kbench(void *file, double probe, err *e); // fc_test.cu (round 11)
@@ -2159,6 +2160,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     if (mode && !strcmp(mode, "pe")) { pe_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pe_test.cu (round 11)
     if (mode && !strcmp(mode, "w64")) { w64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // w64_test.cu
     if (mode && !strcmp(mode, "wx")) { wx_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // wx_test.cu (round 12)
+    if (mode && !strcmp(mode, "wt")) { wt_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // wt_test.cu (round 13)
     if (mode && !strcmp(mode, "pp")) { pp_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // pp_test.cu (round 9)
     if (mode && !strcmp(mode, "apf")) { apf_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // apf_test.cu (round 10)
     if (mode && !strcmp(mode, "fc")) { fc_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // fc_test.cu (round 11)
@@ -2398,6 +2400,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     ctx.fails += pe_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 pe: small-CTA row producers at T > 64, bitwise vs SPARKD_PE=0 (pe_test.cu)
     ctx.fails += w64_selftest(ctx.f, quick, ctx.rng.next(), e); // 33..64 tokens on wgmma (w64_test.cu, round 9)
     ctx.fails += wx_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 wx: the 33..64-token products' weights by TMA tensor copies, SPARKD_WX (wx_test.cu)
+    ctx.fails += wt_selftest(ctx.f, quick, ctx.rng.next(), e); // round 13 wt: wx's Q8_0 product without the step's CTA barrier, SPARKD_WT, bitwise vs 0 (wt_test.cu)
     ctx.fails += hd_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 hd: the head's split-K room, sampling's lean first pass (hd_test.cu)
     ctx.fails += e64_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 e64: row producers at 33..64 rows, bitwise vs SPARKD_E64=0 (e64_test.cu)
     ctx.fails += a8_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 a8: the lean decode attention for 2..8 sequences, SPARKD_A8 (a8_test.cu)
