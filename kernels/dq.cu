@@ -767,14 +767,14 @@ __device__ __forceinline__ void dqm_ticket_reset(unsigned *p) {
     asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(p) : "memory");
 }
 
-template <int G, bool PROF>
-__global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqm_kernel(const dq_params a) {
-    static_assert(G + 2 <= DQC_WARPS && G % 2 == 0, "dqm_kernel: a warp a row, two CTA halves of G / 2 heads");
+template <int G, int W, bool PROF>
+__global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
+    static_assert(G + 2 <= W && (G * DQ_D) % (W * 32) == 0, "dqm_kernel: a warp a row, W * 32 / D CTA parts of G heads");
     __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
     __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
-    __shared__ __align__(16) float ps[DQC_WARPS][G][DQC_T]; // a warp's step probabilities
-    __shared__ __align__(16) float mo[DQC_WARPS][G][DQ_D];  // warps' partial outputs
-    __shared__ float mm[DQC_WARPS][G], ml[DQC_WARPS][G];
+    __shared__ __align__(16) float ps[W][G][DQC_T]; // a warp's step probabilities
+    __shared__ __align__(16) float mo[W][G][DQ_D];  // warps' partial outputs
+    __shared__ float mm[W][G], ml[W][G];
     __shared__ int s_last;
     const long long prof_t0 = PROF ? clock64() : 0;
     pdl_trigger();
@@ -899,7 +899,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqm_kernel(const dq_params 
     __syncthreads();
     DQB_STAMP(2);
     DQB_STAMP(3);
-    // ---- step 2: dqc_kernel's steps of 8 positions, step i by warp i % 8
+    // ---- step 2: dqc_kernel's steps of 8 positions, step i by warp i % W
     float M[G], Ls[G], acc[G][4];
 #pragma unroll
     for (int h = 0; h < G; h++) {
@@ -907,8 +907,8 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqm_kernel(const dq_params 
         Ls[h] = 0.0f;
         acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
     }
-    for (; tb < r1; tb += DQC_WARPS * DQC_T) {
-        const int tbn = tb + DQC_WARPS * DQC_T; // (this warp's next step)
+    for (; tb < r1; tb += W * DQC_T) {
+        const int tbn = tb + W * DQC_T; // (this warp's next step)
         const size_t rown = dq_row(a, kvh, seq, tbn + jp, r1);
         if (tb <= pos && pos < tb + DQC_T) { // (uniform: the step holding the new position)
             if (tb + jp == pos) {
@@ -976,7 +976,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqm_kernel(const dq_params 
         __syncwarp();
         if (tbn < r1) dqc_load_v(a, rown, pos, tbn, r1, lane, vv);
     }
-    // ---- step 3: the warps' partials -> the CTA's (thread: dim dd of heads hb, hb + 1), then the head's
+    // ---- step 3: the warps' partials -> the CTA's (thread: dim dd of heads hb .. hb + GH - 1), then the head's
     DQB_STAMP(4);
 #pragma unroll
     for (int h = 0; h < G; h++) {
@@ -986,7 +986,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqm_kernel(const dq_params 
     }
     __syncthreads();
     DQB_STAMP(5);
-    constexpr int GH = G / 2; // heads a thread
+    constexpr int GH = G * DQ_D / (W * 32); // heads a thread
     const int dd = tid & (DQ_D - 1), hb = (tid >> 7) * GH;
     float O[GH], L[GH], MC[GH];
 #pragma unroll
@@ -994,10 +994,10 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqm_kernel(const dq_params 
         const int h = hb + j;
         float mc = -INFINITY;
 #pragma unroll
-        for (int w = 0; w < DQC_WARPS; w++) mc = fmaxf(mc, mm[w][h]);
+        for (int w = 0; w < W; w++) mc = fmaxf(mc, mm[w][h]);
         float o = 0.0f, l = 0.0f;
 #pragma unroll
-        for (int w = 0; w < DQC_WARPS; w++) {
+        for (int w = 0; w < W; w++) {
             const float wt = mm[w][h] == -INFINITY ? 0.0f : dq_ex2(mm[w][h] - mc);
             o += wt * mo[w][h][dd];
             l += wt * ml[w][h];
@@ -1085,7 +1085,8 @@ static void dq_env_read() {
     g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
     g_dqc_chunk = g_env_dqc_chunk;
     // (round 13 dqm: 1 dqm_kernel where SPARKD_DQB=4 runs dqc_kernel; 0 = dqc_kernel, today)
-    g_env_dqm = cuda_env_int("SPARKD_DQM", 1) != 0;
+    g_env_dqm = cuda_env_int("SPARKD_DQM", 1);
+    if (g_env_dqm > 2) g_env_dqm = 1;
     const int mc = cuda_env_int("SPARKD_DQM_CHUNK", 64); // (positions of a dqm CTA at least)
     g_env_dqm_chunk = mc >= DQC_T && mc <= 4096 ? mc / DQC_T * DQC_T : 64;
     g_dqm = g_env_dqm;
@@ -1140,11 +1141,11 @@ extern "C" void cuda_dqc_chunk_set(int chunk) {
     dq_env();
     g_dqc_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqc_chunk;
 }
-// (tests and benches: SPARKD_DQM, 1 / 0, -1 = as the env says; returns what it was)
+// (tests and benches: SPARKD_DQM, 0 / 1 / 2, -1 = as the env says; returns what it was)
 extern "C" int cuda_dqm_set(int on) {
     dq_env();
     const int was = g_dqm;
-    g_dqm = on < 0 ? g_env_dqm : on ? 1 : 0;
+    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 2 ? on : 1;
     return was;
 }
 // (tests and benches: SPARKD_DQM_CHUNK, 8..4096, -1 = as the env says)
@@ -1203,10 +1204,16 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
         const dim3 grid(DQB_C, (unsigned)p.n_kv), block(DQC_WARPS * 32);
         // (dqm: neox RoPE pairs a lane's 4 dims with one lane's, so half the rotated dims a multiple of 4)
         if (g_dqb == 4 && g_dqm && !(p.neox && (p.n_rot / 2) % 4)) {
-            p.chunk = g_dqm_chunk;
             p.prof = g_dqb_prof;
-            CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, true>, grid, block, 0, stream, p)
-                                : cuda_launch(dqm_kernel<4, false>, grid, block, 0, stream, p));
+            if (g_dqm == 2) { // (16 warps a CTA: a step round of 128 positions, twice SPARKD_DQM_CHUNK a CTA at least)
+                p.chunk = 2 * g_dqm_chunk;
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, 16, true>, grid, dim3(16 * 32), 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, 16, false>, grid, dim3(16 * 32), 0, stream, p));
+            } else {
+                p.chunk = g_dqm_chunk;
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, true>, grid, block, 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, DQC_WARPS, false>, grid, block, 0, stream, p));
+            }
             g_dq_launches++;
             g_dqb_launches++;
             g_dqm_launches++;
