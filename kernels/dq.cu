@@ -746,7 +746,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
 // shorter chain around them. Why (round 12 run 1, dqc's phase clocks, the latest working CTA at 512 positions):
 // pdl_wait 1.93 us, q / k / v normed 2.54, RoPE + KV store 3.20, steps 5.51, CTA merge 5.68, ticket 6.86, end 9.03;
 // the split merge (3.2-3.4 us whenever a head has > 1 CTA) is most of the step's growth above ~64 positions.
-//   1. before pdl_wait, besides dqc's: each lane's norm weights (its 4 dims, registers) and RoPE's cos / sin of its
+//   1. before pdl_wait, besides dqc's: each lane's norm weights and biases (its 4 dims, registers) and RoPE's cos / sin of its
 //      4 dims (pos is host data, inv_freq a weight): no sincosf and no shared norm weights after the wait;
 //   2. warp r < G + 2 holds row r (q heads, k, v) as 4 dims a lane: bias, norm, then RoPE in registers (neox: the
 //      partner dims half / 4 lanes away, one shuffle a dim; else within the lane), and writes q to shared, the new
@@ -810,9 +810,12 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     // its norm weights and rotation (c, s; 1, 0 for dims RoPE leaves alone) before the wait (weights, pos)
     const int r = warp;
     const bool qrow = r < G, rot = r <= G;
-    float4 nw = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    float4 nw = make_float4(1.0f, 1.0f, 1.0f, 1.0f), bw = make_float4(0.0f, 0.0f, 0.0f, 0.0f); // (norm weights, bias)
     const float *nsrc = qrow ? a.q_norm : r == G ? a.k_norm : NULL;
+    const float *bias = qrow ? a.bq : r == G ? a.bk : a.bv;
+    const size_t roff = qrow ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D; // (row r's offset in q / k / v)
     if (r < G + 2 && nsrc) nw = *(const float4 *)(nsrc + 4 * lane);
+    if (r < G + 2 && bias) bw = *(const float4 *)(bias + roff + 4 * lane);
     const int half = a.n_rot / 2;
     // neox: dim d < half pairs with d + half (y = x c - x' s), half <= d < n_rot with d - half (y = x' s + x c);
     // half % 4 == 0 (cuda_dq_attention's test): a lane's 4 dims share the case, the partner lane is lane +- half / 4.
@@ -847,14 +850,8 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     // ---- step 1: bias, norm, RoPE of row r in registers; q / the new K / V row to shared, (split 0) K / V to the cache
     float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (r < G + 2) {
-        const float *src = qrow ? a.q + (size_t)(kvh * G + r) * DQ_D : (r == G ? a.k : a.v) + (size_t)kvh * DQ_D;
-        const float *bias = qrow ? a.bq : r == G ? a.bk : a.bv;
-        const size_t boff = qrow ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D;
-        x = *(const float4 *)(src + 4 * lane);
-        if (bias) {
-            const float4 b = *(const float4 *)(bias + boff + 4 * lane);
-            x.x += b.x; x.y += b.y; x.z += b.z; x.w += b.w;
-        }
+        x = *(const float4 *)((qrow ? a.q : r == G ? a.k : a.v) + roff + 4 * lane);
+        if (bias) x.x += bw.x, x.y += bw.y, x.z += bw.z, x.w += bw.w;
     }
     if (!(a.ctl & 1) && tb < r1) {
         dqc_load_k(a, row0, pos, tb, r1, lane, kk);
