@@ -767,9 +767,10 @@ __device__ __forceinline__ void dqm_ticket_reset(unsigned *p) {
     asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(p) : "memory");
 }
 
-template <int G, int W, bool PROF>
+template <int G, int W, int DEPTH, bool PROF>
 __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     static_assert(G + 2 <= W && (G * DQ_D) % (W * 32) == 0, "dqm_kernel: a warp a row, W * 32 / D CTA parts of G heads");
+    static_assert(DEPTH == 1 || DEPTH == 2, "dqm_kernel: one or two K / V buffers a warp");
     __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
     __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
     __shared__ __align__(16) float ps[W][G][DQC_T]; // a warp's step probabilities
@@ -799,12 +800,18 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     const int jp = lane >> 2, qd = lane & 3; // this lane's position in a step, its quarter of the dims
     int tb = r0 + warp * DQC_T;
     const size_t row0 = dq_row(a, kvh, seq, tb + jp, r1); // (the block table: host data)
-    uint4 kk[4];
-    uint2 vv[DQC_T];
-    // ctl bit 0 (SPARKD_DQ_PRE): the first step's K / V before the wait (positions < pos: earlier steps')
+    uint4 kk[4], kk2[4]; // (kk2 / vv2: DEPTH 2's second buffer; unused with DEPTH 1)
+    uint2 vv[DQC_T], vv2[DQC_T];
+    const int tb2 = tb + W * DQC_T; // (DEPTH 2: the second buffer's first step)
+    const size_t row2 = DEPTH == 2 ? dq_row(a, kvh, seq, tb2 + jp, r1) : 0;
+    // ctl bit 0 (SPARKD_DQ_PRE): the first step's (DEPTH 2: steps') K / V before the wait (positions < pos: earlier steps')
     if ((a.ctl & 1) && tb < r1) {
         dqc_load_k(a, row0, pos, tb, r1, lane, kk);
         dqc_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
+    if (DEPTH == 2 && (a.ctl & 1) && tb2 < r1) {
+        dqc_load_k(a, row2, pos, tb2, r1, lane, kk2);
+        dqc_load_v(a, row2, pos, tb2, r1, lane, vv2);
     }
     // this warp's row r of the token (r < G: q head kvh * G + r, G: k, G + 1: v), dims 4 lane .. 4 lane + 3:
     // its norm weights and rotation (c, s; 1, 0 for dims RoPE leaves alone) before the wait (weights, pos)
@@ -857,6 +864,10 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
         dqc_load_k(a, row0, pos, tb, r1, lane, kk);
         dqc_load_v(a, row0, pos, tb, r1, lane, vv);
     }
+    if (DEPTH == 2 && !(a.ctl & 1) && tb2 < r1) {
+        dqc_load_k(a, row2, pos, tb2, r1, lane, kk2);
+        dqc_load_v(a, row2, pos, tb2, r1, lane, vv2);
+    }
     if (r < G + 2) { // (warp-uniform)
         if (nsrc) {
             const float ss = warp_sum(x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w);
@@ -896,7 +907,8 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     __syncthreads();
     DQB_STAMP(2);
     DQB_STAMP(3);
-    // ---- step 2: dqc_kernel's steps of 8 positions, step i by warp i % W
+    // ---- step 2: dqc_kernel's steps of 8 positions, step i by warp i % W; DEPTH buffers of K / V a warp: a step's
+    // buffer is refilled with the positions DEPTH steps ahead (K after its Q.K, V after its P.V)
     float M[G], Ls[G], acc[G][4];
 #pragma unroll
     for (int h = 0; h < G; h++) {
@@ -904,17 +916,17 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
         Ls[h] = 0.0f;
         acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
     }
-    for (; tb < r1; tb += W * DQC_T) {
-        const int tbn = tb + W * DQC_T; // (this warp's next step)
+    auto step = [&](uint4 (&kq)[4], uint2 (&vq)[DQC_T], int tb) {
+        const int tbn = tb + DEPTH * W * DQC_T; // (what this buffer holds next)
         const size_t rown = dq_row(a, kvh, seq, tbn + jp, r1);
         if (tb <= pos && pos < tb + DQC_T) { // (uniform: the step holding the new position)
             if (tb + jp == pos) {
 #pragma unroll
-                for (int i = 0; i < 4; i++) kk[i] = ((const uint4 *)kn)[4 * i + qd];
+                for (int i = 0; i < 4; i++) kq[i] = ((const uint4 *)kn)[4 * i + qd];
             }
 #pragma unroll
             for (int j = 0; j < DQC_T; j++)
-                if (tb + j == pos) vv[j] = ((const uint2 *)vn)[lane];
+                if (tb + j == pos) vq[j] = ((const uint2 *)vn)[lane];
         }
         const bool live = tb + jp < r1;
         float s[G], s2[G];
@@ -923,7 +935,7 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int c = 4 * i + qd; // (dims 8 c .. 8 c + 7)
-            const __half2 *k2 = (const __half2 *)&kk[i];
+            const __half2 *k2 = (const __half2 *)&kq[i];
             float kf[8];
 #pragma unroll
             for (int e = 0; e < 4; e++) {
@@ -938,7 +950,7 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
                 s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
             }
         }
-        if (tbn < r1) dqc_load_k(a, rown, pos, tbn, r1, lane, kk);
+        if (tbn < r1) dqc_load_k(a, rown, pos, tbn, r1, lane, kq);
 #pragma unroll
         for (int h = 0; h < G; h++) {
             float sc = s[h] + s2[h];
@@ -961,7 +973,7 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
             for (int h = 0; h < G; h++) P[h] = *(const float4 *)&ps[warp][h][4 * j4];
 #pragma unroll
             for (int c = 0; c < 4; c++) {
-                const __half2 *v2 = (const __half2 *)&vv[4 * j4 + c];
+                const __half2 *v2 = (const __half2 *)&vq[4 * j4 + c];
                 const float2 va = __half22float2(v2[0]), vb = __half22float2(v2[1]);
 #pragma unroll
                 for (int h = 0; h < G; h++) {
@@ -971,7 +983,18 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
             }
         }
         __syncwarp();
-        if (tbn < r1) dqc_load_v(a, rown, pos, tbn, r1, lane, vv);
+        if (tbn < r1) dqc_load_v(a, rown, pos, tbn, r1, lane, vq);
+    };
+    if constexpr (DEPTH == 1) {
+        for (; tb < r1; tb += W * DQC_T) step(kk, vv, tb);
+    } else {
+        while (tb < r1) {
+            step(kk, vv, tb);
+            tb += W * DQC_T;
+            if (tb >= r1) break;
+            step(kk2, vv2, tb);
+            tb += W * DQC_T;
+        }
     }
     // ---- step 3: the warps' partials -> the CTA's (thread: dim dd of heads hb .. hb + GH - 1), then the head's
     DQB_STAMP(4);
@@ -1083,7 +1106,7 @@ static void dq_env_read() {
     g_dqc_chunk = g_env_dqc_chunk;
     // (round 13 dqm: 1 dqm_kernel where SPARKD_DQB=4 runs dqc_kernel; 0 = dqc_kernel, today)
     g_env_dqm = cuda_env_int("SPARKD_DQM", 1);
-    if (g_env_dqm > 2) g_env_dqm = 1;
+    if (g_env_dqm > 3) g_env_dqm = 1;
     const int mc = cuda_env_int("SPARKD_DQM_CHUNK", 64); // (positions of a dqm CTA at least)
     g_env_dqm_chunk = mc >= DQC_T && mc <= 4096 ? mc / DQC_T * DQC_T : 64;
     g_dqm = g_env_dqm;
@@ -1138,11 +1161,11 @@ extern "C" void cuda_dqc_chunk_set(int chunk) {
     dq_env();
     g_dqc_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqc_chunk;
 }
-// (tests and benches: SPARKD_DQM, 0 / 1 / 2, -1 = as the env says; returns what it was)
+// (tests and benches: SPARKD_DQM, 0 / 1 / 2 / 3, -1 = as the env says; returns what it was)
 extern "C" int cuda_dqm_set(int on) {
     dq_env();
     const int was = g_dqm;
-    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 2 ? on : 1;
+    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 3 ? on : 1;
     return was;
 }
 // (tests and benches: SPARKD_DQM_CHUNK, 8..4096, -1 = as the env says)
@@ -1204,12 +1227,16 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
             p.prof = g_dqb_prof;
             if (g_dqm == 2) { // (16 warps a CTA: a step round of 128 positions, twice SPARKD_DQM_CHUNK a CTA at least)
                 p.chunk = 2 * g_dqm_chunk;
-                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, 16, true>, grid, dim3(16 * 32), 0, stream, p)
-                                    : cuda_launch(dqm_kernel<4, 16, false>, grid, dim3(16 * 32), 0, stream, p));
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, 16, 1, true>, grid, dim3(16 * 32), 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, 16, 1, false>, grid, dim3(16 * 32), 0, stream, p));
+            } else if (g_dqm == 3) { // (8 warps, two K / V buffers a warp: the loads two steps ahead)
+                p.chunk = g_dqm_chunk;
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, 2, true>, grid, block, 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, DQC_WARPS, 2, false>, grid, block, 0, stream, p));
             } else {
                 p.chunk = g_dqm_chunk;
-                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, true>, grid, block, 0, stream, p)
-                                    : cuda_launch(dqm_kernel<4, DQC_WARPS, false>, grid, block, 0, stream, p));
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, 1, true>, grid, block, 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, DQC_WARPS, 1, false>, grid, block, 0, stream, p));
             }
             g_dq_launches++;
             g_dqb_launches++;
