@@ -27,7 +27,8 @@
 // loads before pdl_wait (3, its cluster merge, lost in the model and was removed in round 13: 3 reads as 4); 1 dq_kernel with the first tile's K / V loads before
 // pdl_wait (SPARKD_DQ_PRE's path; the pre-wait loads are on with SPARKD_DQB != 0 unless SPARKD_DQ_PRE=0).
 // SPARKD_DQM (round 13, default 1; 0 = dqc_kernel exactly): with SPARKD_DQB=4, dqm_kernel (see there) instead of
-// dqc_kernel; SPARKD_DQM_CHUNK (default 64) its positions a CTA at least.
+// dqc_kernel: 1 on 8 warps with two K / V buffers a warp, 2 on 16 warps; SPARKD_DQM_CHUNK (default 64) its positions a
+// CTA at least (twice that on 16 warps).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
@@ -746,18 +747,20 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
 // shorter chain around them. Why (round 12 run 1, dqc's phase clocks, the latest working CTA at 512 positions):
 // pdl_wait 1.93 us, q / k / v normed 2.54, RoPE + KV store 3.20, steps 5.51, CTA merge 5.68, ticket 6.86, end 9.03;
 // the split merge (3.2-3.4 us whenever a head has > 1 CTA) is most of the step's growth above ~64 positions.
-//   1. before pdl_wait, besides dqc's: each lane's norm weights and biases (its 4 dims, registers) and RoPE's cos / sin of its
-//      4 dims (pos is host data, inv_freq a weight): no sincosf and no shared norm weights after the wait;
+//   1. before pdl_wait, besides dqc's: each lane's norm weights, biases and RoPE inverse frequencies (its 4 dims,
+//      registers; run 1: the sincosf moved after the wait, under the raw row's load: run 0's phase clocks had the
+//      pre-wait part 0.4-0.8 us longer than dqc's with it there);
 //   2. warp r < G + 2 holds row r (q heads, k, v) as 4 dims a lane: bias, norm, then RoPE in registers (neox: the
 //      partner dims half / 4 lanes away, one shuffle a dim; else within the lane), and writes q to shared, the new
 //      K / V row to shared and (split 0) to the cache: one __syncthreads between the wait and the steps (dqc: four);
-//   3. the steps as dqc_kernel's;
-//   4. the CTA's warps merged by all 256 threads (a thread: one dim of G / 2 heads; dqc: 128 threads, G heads);
+//   3. the steps as dqc_kernel's, with DEPTH (2 for SPARKD_DQM=1) K / V register buffers a warp: a buffer is refilled
+//      with the step DEPTH ahead (run 0: two buffers +2% after 1536 positions, where a warp has 3-4 steps);
+//   4. the CTA's warps merged by all its threads (W = 8: a thread one dim of G / 2 heads; dqc: 128 threads, G heads);
 //   5. the head's split merge with release / acquire instead of two fence.sc (MEMBAR.SC.GPU): partials stored,
 //      __syncthreads, thread 0 atom.acq_rel.gpu on the ticket (release: the CTA's stores, ordered before it by the
 //      barrier, are visible before the ticket moves; acquire: the last CTA sees every other CTA's partial),
 //      __syncthreads, the partials read through L2 (the CUTLASS semaphore pattern).
-// Chunk = max(SPARKD_DQM_CHUNK (default 64), n / 8) rounded up to 8, as dqc's.
+// Chunk = max(SPARKD_DQM_CHUNK (default 64), n / 8) rounded up to 8, as dqc's (W = 16, SPARKD_DQM=2: twice that).
 __device__ __forceinline__ unsigned dqm_ticket_add(unsigned *p) {
     unsigned t;
     asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(t) : "l"(p) : "memory");
@@ -829,21 +832,15 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     // Else pairs (2 i, 2 i + 1), i < half: the lane's dims 0, 1 (rp0) and 2, 3 (rp1) each rotated or not.
     const bool first = 4 * lane < half, inrot = 4 * lane < a.n_rot;
     const bool rp0 = 4 * lane + 1 < a.n_rot, rp1 = 4 * lane + 3 < a.n_rot;
-    float cs[4] = {1.0f, 1.0f, 1.0f, 1.0f}, sn[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (r < G + 2 && rot && inrot) {
+    // (the angles' inverse frequencies here; their sin / cos after the wait, under the x row's load)
+    const bool rotl = r < G + 2 && rot && inrot; // (warp-uniform in r)
+    float fr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (rotl) {
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int d = 4 * lane + e;
             const int ip = a.neox ? (first ? d : d - half) : d >> 1;
-            if (!a.neox && (e & 1)) { // (the pair's second dim: the same angle as e - 1)
-                cs[e] = cs[e - 1], sn[e] = sn[e - 1];
-                continue;
-            }
-            if (!a.neox && !(e == 0 ? rp0 : rp1)) continue;
-            float s, c;
-            sincosf((float)pos * a.inv_freq[ip], &s, &c);
-            cs[e] = c * a.mscale;
-            sn[e] = s * a.mscale;
+            if (a.neox || ((e & 1) == 0 && (e == 0 ? rp0 : rp1))) fr[e] = a.inv_freq[ip];
         }
     }
     const int plane = a.neox && inrot ? (first ? lane + half / 4 : lane - half / 4) : lane;
@@ -856,10 +853,23 @@ __global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
     DQB_STAMP(1);
     // ---- step 1: bias, norm, RoPE of row r in registers; q / the new K / V row to shared, (split 0) K / V to the cache
     float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (r < G + 2) {
-        x = *(const float4 *)((qrow ? a.q : r == G ? a.k : a.v) + roff + 4 * lane);
-        if (bias) x.x += bw.x, x.y += bw.y, x.z += bw.z, x.w += bw.w;
+    if (r < G + 2) x = *(const float4 *)((qrow ? a.q : r == G ? a.k : a.v) + roff + 4 * lane);
+    float cs[4] = {1.0f, 1.0f, 1.0f, 1.0f}, sn[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (rotl) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            if (!a.neox && (e & 1)) { // (the pair's second dim: the same angle as e - 1)
+                cs[e] = cs[e - 1], sn[e] = sn[e - 1];
+                continue;
+            }
+            if (!a.neox && !(e == 0 ? rp0 : rp1)) continue;
+            float s, c;
+            sincosf((float)pos * fr[e], &s, &c);
+            cs[e] = c * a.mscale;
+            sn[e] = s * a.mscale;
+        }
     }
+    if (r < G + 2 && bias) x.x += bw.x, x.y += bw.y, x.z += bw.z, x.w += bw.w;
     if (!(a.ctl & 1) && tb < r1) {
         dqc_load_k(a, row0, pos, tb, r1, lane, kk);
         dqc_load_v(a, row0, pos, tb, r1, lane, vv);
@@ -1105,8 +1115,10 @@ static void dq_env_read() {
     g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
     g_dqc_chunk = g_env_dqc_chunk;
     // (round 13 dqm: 1 dqm_kernel where SPARKD_DQB=4 runs dqc_kernel; 0 = dqc_kernel, today)
+    // (run 1: 1 = 8 warps with two K / V buffers, run 0's =3 (+2% over its =1 after 1536, the same kernel below 513
+    // positions); 2 = 16 warps; run 0's =1 (one buffer) is gone, 3 reads as 1)
     g_env_dqm = cuda_env_int("SPARKD_DQM", 1);
-    if (g_env_dqm > 3) g_env_dqm = 1;
+    if (g_env_dqm > 2) g_env_dqm = 1;
     const int mc = cuda_env_int("SPARKD_DQM_CHUNK", 64); // (positions of a dqm CTA at least)
     g_env_dqm_chunk = mc >= DQC_T && mc <= 4096 ? mc / DQC_T * DQC_T : 64;
     g_dqm = g_env_dqm;
@@ -1161,11 +1173,11 @@ extern "C" void cuda_dqc_chunk_set(int chunk) {
     dq_env();
     g_dqc_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqc_chunk;
 }
-// (tests and benches: SPARKD_DQM, 0 / 1 / 2 / 3, -1 = as the env says; returns what it was)
+// (tests and benches: SPARKD_DQM, 0 / 1 / 2, -1 = as the env says; returns what it was)
 extern "C" int cuda_dqm_set(int on) {
     dq_env();
     const int was = g_dqm;
-    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 3 ? on : 1;
+    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 2 ? on : 1;
     return was;
 }
 // (tests and benches: SPARKD_DQM_CHUNK, 8..4096, -1 = as the env says)
@@ -1229,14 +1241,10 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
                 p.chunk = 2 * g_dqm_chunk;
                 CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, 16, 1, true>, grid, dim3(16 * 32), 0, stream, p)
                                     : cuda_launch(dqm_kernel<4, 16, 1, false>, grid, dim3(16 * 32), 0, stream, p));
-            } else if (g_dqm == 3) { // (8 warps, two K / V buffers a warp: the loads two steps ahead)
+            } else { // (8 warps, two K / V buffers a warp: the loads two steps ahead; run 0's =3)
                 p.chunk = g_dqm_chunk;
                 CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, 2, true>, grid, block, 0, stream, p)
                                     : cuda_launch(dqm_kernel<4, DQC_WARPS, 2, false>, grid, block, 0, stream, p));
-            } else {
-                p.chunk = g_dqm_chunk;
-                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, 1, true>, grid, block, 0, stream, p)
-                                    : cuda_launch(dqm_kernel<4, DQC_WARPS, 1, false>, grid, block, 0, stream, p));
             }
             g_dq_launches++;
             g_dqb_launches++;

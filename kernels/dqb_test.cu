@@ -44,8 +44,8 @@ extern "C" int cuda_dqm_set(int on);                 // dq.cu: SPARKD_DQM (round
 extern "C" void cuda_dqm_chunk_set(int chunk);       // dq.cu: SPARKD_DQM_CHUNK (-1: as the env says)
 extern "C" long cuda_dqm_launches(void);             // dq.cu: dqm_kernel launches so far
 
-// The test's modes: SPARKD_DQB 0 / 1 / 4 with SPARKD_DQM=0, 5 = SPARKD_DQB=4 with SPARKD_DQM=1 (dqm_kernel, 8 warps),
-// 6 = SPARKD_DQM=2 (dqm_kernel, 16 warps a CTA), 7 = SPARKD_DQM=3 (8 warps, K / V loads two steps ahead).
+// The test's modes: SPARKD_DQB 0 / 1 / 4 with SPARKD_DQM=0, 5 = SPARKD_DQB=4 with SPARKD_DQM=1 (dqm_kernel, 8 warps,
+// two K / V buffers a warp), 6 = SPARKD_DQM=2 (dqm_kernel, 16 warps a CTA).
 void mode_set(int mode) {
     cuda_dqb_set(mode < 0 ? -1 : mode >= 5 ? 4 : mode);
     cuda_dqm_set(mode < 0 ? -1 : mode >= 5 ? mode - 4 : 0);
@@ -241,7 +241,7 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
     cuda_tokens tk;
     args_of(L, p64, qa, aa, tk);
     char shape[160], msg[256];
-    snprintf(shape, sizeof shape, "%s, pos %d, chunk %d%s%s%s%s%s", mode == 7 ? "SPARKD_DQM=3" : mode == 6 ? "SPARKD_DQM=2" : mode == 5 ? "SPARKD_DQM=1" : mode == 4 ? "SPARKD_DQB=4 DQM=0" : mode == 1 ? "SPARKD_DQB=1" : "SPARKD_DQB=0",
+    snprintf(shape, sizeof shape, "%s, pos %d, chunk %d%s%s%s%s%s", mode == 6 ? "SPARKD_DQM=2" : mode == 5 ? "SPARKD_DQM=1" : mode == 4 ? "SPARKD_DQB=4 DQM=0" : mode == 1 ? "SPARKD_DQB=1" : "SPARKD_DQB=0",
              pos, mode >= 4 ? chunk / 2 : chunk, bias ? ", biases" : "", sinks ? ", sinks" : "", window ? ", window" : "", p64 ? ", P64 out" : "",
              n_rot != D || !neox ? (neox ? ", n_rot 64 neox" : ", RoPE pairs (2i, 2i+1)") : "");
     std::vector<float> got, old;
@@ -325,7 +325,7 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_dqb(mode, 40, 128, false, false, 0, 0, false);
         cuda_dq_pre_set(-1);
     }
-    for (int mode : {4, 5, 6, 7}) {
+    for (int mode : {4, 5, 6}) {
         test_dqb(mode, 2047, 128, false, true, 0, 1, true); // 8 CTAs of 256, 4 steps a warp
         test_dqb(mode, 100, 16, true, false, 0, 0, true);   // chunk 8: 8 CTAs of 16 (2 warps each)
         test_dqb(mode, 300, 128, true, true, 0, 1, true, 64, 1); // RoPE on 64 of 128 dims (neox pairs 32 apart)
@@ -335,7 +335,7 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
     // round 13 dqm (mode 5; chunk 128 here = SPARKD_DQM_CHUNK 64, the default): positions around one CTA a head
     // (<= 64), the merge (65: two CTAs, the second one position), the model's common range, past 2K
     // mode 6 (16 warps): twice the chunk, so one CTA a head to 128 positions here
-    for (int mode : {5, 6, 7}) {
+    for (int mode : {5, 6}) {
         for (int pos : {1, 17, 63, 64, 65, 127, 128, 300, 545, 2100})
             test_dqb(mode, pos, 128, pos == 300, pos == 545, 0, pos & 1, true);
         test_dqb(mode, 545, 512, false, false, 0, 1, true);   // SPARKD_DQM_CHUNK 256: 3 (mode 6: 2) CTAs, 4 steps a warp
@@ -350,8 +350,7 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_dqb(4, 515, 128, false, false, 0, 1, true);        // mode 4 without the pre-wait loads
     test_dqb(5, 515, 128, false, false, 0, 1, true);        // dqm without the pre-wait loads
     test_dqb(6, 515, 128, false, false, 0, 1, true);
-    test_dqb(7, 515, 128, false, false, 0, 1, true);
-    test_dqb(7, 1500, 128, false, false, 0, 1, true);       // 3 steps a warp: both buffers refilled
+    test_dqb(5, 1500, 128, false, false, 0, 1, true);       // 3 steps a warp: both buffers refilled
     test_dqb(1, 515, 128, false, false, 0, 1, true);        // mode 1 with SPARKD_DQ_PRE=0: dq_kernel as today
     cuda_dq_pre_set(-1);
     st_close_stream();
@@ -427,8 +426,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
                                    {"dqm (SPARKD_DQM=1)", 5, -1, -1},         {"dqm, DQM_CHUNK=32", 5, -1, 32},
                                    {"dqm, DQM_CHUNK=128", 5, -1, 128},        {"dqm, DQM_CHUNK=256", 5, -1, 256},
                                    {"dqc, DQC_CHUNK=32", 4, -1, 32},          {"dqm16 (SPARKD_DQM=2)", 6, -1, -1},
-                                   {"dqm16, DQM_CHUNK=128", 6, -1, 128},      {"dqm16, DQM_CHUNK=256", 6, -1, 256},
-                                   {"dqm depth 2 (DQM=3)", 7, -1, -1},        {"dqm depth 2, DQM_CHUNK=256", 7, -1, 256}};
+                                   {"dqm16, DQM_CHUNK=128", 6, -1, 128},      {"dqm16, DQM_CHUNK=256", 6, -1, 256}};
         for (const var &V : vars) {
             mode_set(V.mode);
             cuda_dq_pre_set(V.pre);
@@ -460,7 +458,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
     fprintf(ctx.f, "\n| positions | kernel | launch | CTA | 1 wait | 2 norm | 3 rope+store | 4 steps | 5 CTA merge | 6 ticket | 7 end | entry spread us |\n"
                    "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int pos : {17, 160, 512, 1024, 2047})
-    for (int mode : {4, 5, 6, 7}) {
+    for (int mode : {4, 5, 6}) {
         layer_t L;
         make_layer(L, pos, false, false, 0);
         cuda_qkv_args qa;
@@ -498,7 +496,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
             }
             auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v.empty() ? NAN : v[v.size() / 2]; };
             for (int w = 0; w < 2; w++) {
-                fprintf(ctx.f, "| %d | %s | %s | %s |", pos, mode == 7 ? "dqm d2" : mode == 6 ? "dqm16" : mode == 5 ? "dqm" : "dqc", after_hold ? "after hold" : "single", w ? "latest" : "rank 0 head 0");
+                fprintf(ctx.f, "| %d | %s | %s | %s |", pos, mode == 6 ? "dqm16" : mode == 5 ? "dqm" : "dqc", after_hold ? "after hold" : "single", w ? "latest" : "rank 0 head 0");
                 for (int k = 1; k < 8; k++) fprintf(ctx.f, " %.2f |", med(w ? mx[k] : r0[k]));
                 fprintf(ctx.f, " %.2f |\n", med(spread));
             }
