@@ -26,8 +26,8 @@
 // SPARKD_DQB (round 12, default 4; 0 = today exactly): 4 dqc_kernel (see there) with its first step's K / V
 // loads before pdl_wait (3, its cluster merge, lost in the model and was removed in round 13: 3 reads as 4); 1 dq_kernel with the first tile's K / V loads before
 // pdl_wait (SPARKD_DQ_PRE's path; the pre-wait loads are on with SPARKD_DQB != 0 unless SPARKD_DQ_PRE=0).
-// SPARKD_DQM (round 13, default 1; 0 = dqc_kernel exactly): with SPARKD_DQB=4, dqm_kernel (see there) instead of
-// dqc_kernel: 1 on 8 warps with two K / V buffers a warp, 2 on 16 warps; SPARKD_DQM_CHUNK (default 64) its positions a
+// SPARKD_DQM (round 13, default 2; 0 = dqc_kernel exactly): with SPARKD_DQB=4, dqm_kernel (see there) instead of
+// dqc_kernel: 2 on 16 warps, 1 on 8 warps with two K / V buffers a warp; SPARKD_DQM_CHUNK (default 64) its positions a
 // CTA at least (twice that on 16 warps).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
@@ -743,7 +743,7 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
     DQB_STAMP(7);
 }
 
-// ---- SPARKD_DQM (round 13, helper dqm; default 1, 0 = dqc_kernel exactly): dqm_kernel, dqc_kernel's steps with a
+// ---- SPARKD_DQM (round 13, helper dqm; default 2 (16 warps), 0 = dqc_kernel exactly): dqm_kernel, dqc_kernel's steps with a
 // shorter chain around them. Why (round 12 run 1, dqc's phase clocks, the latest working CTA at 512 positions):
 // pdl_wait 1.93 us, q / k / v normed 2.54, RoPE + KV store 3.20, steps 5.51, CTA merge 5.68, ticket 6.86, end 9.03;
 // the split merge (3.2-3.4 us whenever a head has > 1 CTA) is most of the step's growth above ~64 positions.
@@ -1115,10 +1115,10 @@ static void dq_env_read() {
     g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
     g_dqc_chunk = g_env_dqc_chunk;
     // (round 13 dqm: 1 dqm_kernel where SPARKD_DQB=4 runs dqc_kernel; 0 = dqc_kernel, today)
-    // (run 1: 1 = 8 warps with two K / V buffers, run 0's =3 (+2% over its =1 after 1536, the same kernel below 513
-    // positions); 2 = 16 warps; run 0's =1 (one buffer) is gone, 3 reads as 1)
-    g_env_dqm = cuda_env_int("SPARKD_DQM", 1);
-    if (g_env_dqm > 2) g_env_dqm = 1;
+    // (default 2 after run 1, 16 warps: Q4_K_M --npl 1 after 512 +4.4%, after 1536 +8.9% against 0; 1 = 8 warps with two
+    // K / V buffers (run 0's =3): +3.6% / +5.8%; run 0's one-buffer =1 is gone; values past 2 read as 2)
+    g_env_dqm = cuda_env_int("SPARKD_DQM", 2);
+    if (g_env_dqm > 2) g_env_dqm = 2;
     const int mc = cuda_env_int("SPARKD_DQM_CHUNK", 64); // (positions of a dqm CTA at least)
     g_env_dqm_chunk = mc >= DQC_T && mc <= 4096 ? mc / DQC_T * DQC_T : 64;
     g_dqm = g_env_dqm;
@@ -1177,7 +1177,7 @@ extern "C" void cuda_dqc_chunk_set(int chunk) {
 extern "C" int cuda_dqm_set(int on) {
     dq_env();
     const int was = g_dqm;
-    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 2 ? on : 1;
+    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 2 ? on : 2;
     return was;
 }
 // (tests and benches: SPARKD_DQM_CHUNK, 8..4096, -1 = as the env says)
