@@ -24,8 +24,11 @@
 //      writes Wo's f32 input (P64 order when out_p64).
 // SPARKD_DQ_PRE=1 (off by default): the first tile's K / V loads before pdl_wait (see there).
 // SPARKD_DQB (round 12, default 4; 0 = today exactly): 4 dqc_kernel (see there) with its first step's K / V
-// loads before pdl_wait; 3 the same merged over a cluster; 1 dq_kernel with the first tile's K / V loads before
+// loads before pdl_wait (3, its cluster merge, lost in the model and was removed in round 13: 3 reads as 4); 1 dq_kernel with the first tile's K / V loads before
 // pdl_wait (SPARKD_DQ_PRE's path; the pre-wait loads are on with SPARKD_DQB != 0 unless SPARKD_DQ_PRE=0).
+// SPARKD_DQM (round 13, default 2; 0 = dqc_kernel exactly): with SPARKD_DQB=4, dqm_kernel (see there) instead of
+// dqc_kernel: 2 on 16 warps, 1 on 8 warps with two K / V buffers a warp; SPARKD_DQM_CHUNK (default 64) its positions a
+// CTA at least (twice that on 16 warps).
 // SPARKD_DQ_PIPE=0: no loads of the next tile during this one's work (see dq_kernel).
 // Each CTA takes chunk = max(SPARKD_DQ_CHUNK, ceil(n / splits) rounded up to 32) positions, so
 // the grid is fixed for a CUDA graph replayed at any context; CTAs past the context exit before
@@ -740,13 +743,359 @@ __global__ __launch_bounds__(DQC_WARPS * 32, 1) void dqc_kernel(const dq_params 
     DQB_STAMP(7);
 }
 
+// ---- SPARKD_DQM (round 13, helper dqm; default 2 (16 warps), 0 = dqc_kernel exactly): dqm_kernel, dqc_kernel's steps with a
+// shorter chain around them. Why (round 12 run 1, dqc's phase clocks, the latest working CTA at 512 positions):
+// pdl_wait 1.93 us, q / k / v normed 2.54, RoPE + KV store 3.20, steps 5.51, CTA merge 5.68, ticket 6.86, end 9.03;
+// the split merge (3.2-3.4 us whenever a head has > 1 CTA) is most of the step's growth above ~64 positions.
+//   1. before pdl_wait, besides dqc's: each lane's norm weights, biases and RoPE inverse frequencies (its 4 dims,
+//      registers; run 1: the sincosf moved after the wait, under the raw row's load: run 0's phase clocks had the
+//      pre-wait part 0.4-0.8 us longer than dqc's with it there);
+//   2. warp r < G + 2 holds row r (q heads, k, v) as 4 dims a lane: bias, norm, then RoPE in registers (neox: the
+//      partner dims half / 4 lanes away, one shuffle a dim; else within the lane), and writes q to shared, the new
+//      K / V row to shared and (split 0) to the cache: one __syncthreads between the wait and the steps (dqc: four);
+//   3. the steps as dqc_kernel's, with DEPTH (2 for SPARKD_DQM=1) K / V register buffers a warp: a buffer is refilled
+//      with the step DEPTH ahead (run 0: two buffers +2% after 1536 positions, where a warp has 3-4 steps);
+//   4. the CTA's warps merged by all its threads (W = 8: a thread one dim of G / 2 heads; dqc: 128 threads, G heads);
+//   5. the head's split merge with release / acquire instead of two fence.sc (MEMBAR.SC.GPU): partials stored,
+//      __syncthreads, thread 0 atom.acq_rel.gpu on the ticket (release: the CTA's stores, ordered before it by the
+//      barrier, are visible before the ticket moves; acquire: the last CTA sees every other CTA's partial),
+//      __syncthreads, the partials read through L2 (the CUTLASS semaphore pattern).
+// Chunk = max(SPARKD_DQM_CHUNK (default 64), n / 8) rounded up to 8, as dqc's (W = 16, SPARKD_DQM=2: twice that).
+__device__ __forceinline__ unsigned dqm_ticket_add(unsigned *p) {
+    unsigned t;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(t) : "l"(p) : "memory");
+    return t;
+}
+__device__ __forceinline__ void dqm_ticket_reset(unsigned *p) {
+    asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(p) : "memory");
+}
+
+template <int G, int W, int DEPTH, bool PROF>
+__global__ __launch_bounds__(W * 32, 1) void dqm_kernel(const dq_params a) {
+    static_assert(G + 2 <= W && (G * DQ_D) % (W * 32) == 0, "dqm_kernel: a warp a row, W * 32 / D CTA parts of G heads");
+    static_assert(DEPTH == 1 || DEPTH == 2, "dqm_kernel: one or two K / V buffers a warp");
+    __shared__ __align__(16) float qs[G][DQ_D];        // q rows: normed, rotated, * scale * log2 e
+    __shared__ __align__(16) __half kn[DQ_D], vn[DQ_D]; // the new K / V row (f16, as the cache holds it)
+    __shared__ __align__(16) float ps[W][G][DQC_T]; // a warp's step probabilities
+    __shared__ __align__(16) float mo[W][G][DQ_D];  // warps' partial outputs
+    __shared__ float mm[W][G], ml[W][G];
+    __shared__ int s_last;
+    const long long prof_t0 = PROF ? clock64() : 0;
+    pdl_trigger();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kvh = blockIdx.y, split = blockIdx.x;
+    if (PROF && tid == 0) {
+        long long gt;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt));
+        a.prof[((size_t)kvh * DQB_C + split) * 8] = gt;
+        for (int q = 1; q < 8; q++) a.prof[((size_t)kvh * DQB_C + split) * 8 + q] = -1;
+    }
+    // (host-written metadata: before the wait)
+    const int pos = a.pos[0], seq = a.seq[0];
+    const int lo = a.window > 0 && pos - a.window + 1 > 0 ? pos - a.window + 1 : 0;
+    const int n = pos + 1 - lo;
+    int chunk = (n + DQB_C - 1) / DQB_C;
+    chunk = (chunk + DQC_T - 1) / DQC_T * DQC_T;
+    if (chunk < a.chunk) chunk = a.chunk;
+    const int nact = (n + chunk - 1) / chunk;
+    if (split >= nact) return;
+    const int r0 = lo + split * chunk, r1 = r0 + chunk < pos + 1 ? r0 + chunk : pos + 1;
+    const int jp = lane >> 2, qd = lane & 3; // this lane's position in a step, its quarter of the dims
+    int tb = r0 + warp * DQC_T;
+    const size_t row0 = dq_row(a, kvh, seq, tb + jp, r1); // (the block table: host data)
+    uint4 kk[4], kk2[4]; // (kk2 / vv2: DEPTH 2's second buffer; unused with DEPTH 1)
+    uint2 vv[DQC_T], vv2[DQC_T];
+    const int tb2 = tb + W * DQC_T; // (DEPTH 2: the second buffer's first step)
+    const size_t row2 = DEPTH == 2 ? dq_row(a, kvh, seq, tb2 + jp, r1) : 0;
+    // ctl bit 0 (SPARKD_DQ_PRE): the first step's (DEPTH 2: steps') K / V before the wait (positions < pos: earlier steps')
+    if ((a.ctl & 1) && tb < r1) {
+        dqc_load_k(a, row0, pos, tb, r1, lane, kk);
+        dqc_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
+    if (DEPTH == 2 && (a.ctl & 1) && tb2 < r1) {
+        dqc_load_k(a, row2, pos, tb2, r1, lane, kk2);
+        dqc_load_v(a, row2, pos, tb2, r1, lane, vv2);
+    }
+    // this warp's row r of the token (r < G: q head kvh * G + r, G: k, G + 1: v), dims 4 lane .. 4 lane + 3:
+    // its norm weights and rotation (c, s; 1, 0 for dims RoPE leaves alone) before the wait (weights, pos)
+    const int r = warp;
+    const bool qrow = r < G, rot = r <= G;
+    float4 nw = make_float4(1.0f, 1.0f, 1.0f, 1.0f), bw = make_float4(0.0f, 0.0f, 0.0f, 0.0f); // (norm weights, bias)
+    const float *nsrc = qrow ? a.q_norm : r == G ? a.k_norm : NULL;
+    const float *bias = qrow ? a.bq : r == G ? a.bk : a.bv;
+    const size_t roff = qrow ? (size_t)(kvh * G + r) * DQ_D : (size_t)kvh * DQ_D; // (row r's offset in q / k / v)
+    if (r < G + 2 && nsrc) nw = *(const float4 *)(nsrc + 4 * lane);
+    if (r < G + 2 && bias) bw = *(const float4 *)(bias + roff + 4 * lane);
+    const int half = a.n_rot / 2;
+    // neox: dim d < half pairs with d + half (y = x c - x' s), half <= d < n_rot with d - half (y = x' s + x c);
+    // half % 4 == 0 (cuda_dq_attention's test): a lane's 4 dims share the case, the partner lane is lane +- half / 4.
+    // Else pairs (2 i, 2 i + 1), i < half: the lane's dims 0, 1 (rp0) and 2, 3 (rp1) each rotated or not.
+    const bool first = 4 * lane < half, inrot = 4 * lane < a.n_rot;
+    const bool rp0 = 4 * lane + 1 < a.n_rot, rp1 = 4 * lane + 3 < a.n_rot;
+    // (the angles' inverse frequencies here; their sin / cos after the wait, under the x row's load)
+    const bool rotl = r < G + 2 && rot && inrot; // (warp-uniform in r)
+    float fr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (rotl) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int d = 4 * lane + e;
+            const int ip = a.neox ? (first ? d : d - half) : d >> 1;
+            if (a.neox || ((e & 1) == 0 && (e == 0 ? rp0 : rp1))) fr[e] = a.inv_freq[ip];
+        }
+    }
+    const int plane = a.neox && inrot ? (first ? lane + half / 4 : lane - half / 4) : lane;
+    size_t newrow = 0; // (split 0) the cache row of pos
+    if (split == 0) {
+        const int32_t blk = a.bt[(size_t)seq * a.max_blocks + pos / a.kv_block];
+        newrow = ((size_t)blk * a.n_kv + kvh) * a.kv_block + pos % a.kv_block;
+    }
+    pdl_wait();
+    DQB_STAMP(1);
+    // ---- step 1: bias, norm, RoPE of row r in registers; q / the new K / V row to shared, (split 0) K / V to the cache
+    float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < G + 2) x = *(const float4 *)((qrow ? a.q : r == G ? a.k : a.v) + roff + 4 * lane);
+    float cs[4] = {1.0f, 1.0f, 1.0f, 1.0f}, sn[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (rotl) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            if (!a.neox && (e & 1)) { // (the pair's second dim: the same angle as e - 1)
+                cs[e] = cs[e - 1], sn[e] = sn[e - 1];
+                continue;
+            }
+            if (!a.neox && !(e == 0 ? rp0 : rp1)) continue;
+            float s, c;
+            sincosf((float)pos * fr[e], &s, &c);
+            cs[e] = c * a.mscale;
+            sn[e] = s * a.mscale;
+        }
+    }
+    if (r < G + 2 && bias) x.x += bw.x, x.y += bw.y, x.z += bw.z, x.w += bw.w;
+    if (!(a.ctl & 1) && tb < r1) {
+        dqc_load_k(a, row0, pos, tb, r1, lane, kk);
+        dqc_load_v(a, row0, pos, tb, r1, lane, vv);
+    }
+    if (DEPTH == 2 && !(a.ctl & 1) && tb2 < r1) {
+        dqc_load_k(a, row2, pos, tb2, r1, lane, kk2);
+        dqc_load_v(a, row2, pos, tb2, r1, lane, vv2);
+    }
+    if (r < G + 2) { // (warp-uniform)
+        if (nsrc) {
+            const float ss = warp_sum(x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w);
+            const float rr = 1.0f / sqrtf(ss / (float)DQ_D + a.eps);
+            x.x = x.x * rr * nw.x; x.y = x.y * rr * nw.y;
+            x.z = x.z * rr * nw.z; x.w = x.w * rr * nw.w;
+        }
+        if (rot) {
+            if (a.neox) {
+                const float p0 = __shfl_sync(0xffffffffu, x.x, plane), p1 = __shfl_sync(0xffffffffu, x.y, plane);
+                const float p2 = __shfl_sync(0xffffffffu, x.z, plane), p3 = __shfl_sync(0xffffffffu, x.w, plane);
+                if (inrot && first) {
+                    x.x = x.x * cs[0] - p0 * sn[0]; x.y = x.y * cs[1] - p1 * sn[1];
+                    x.z = x.z * cs[2] - p2 * sn[2]; x.w = x.w * cs[3] - p3 * sn[3];
+                } else if (inrot) {
+                    x.x = p0 * sn[0] + x.x * cs[0]; x.y = p1 * sn[1] + x.y * cs[1];
+                    x.z = p2 * sn[2] + x.z * cs[2]; x.w = p3 * sn[3] + x.w * cs[3];
+                }
+            } else {
+                const float x0 = x.x, x1 = x.y, x2 = x.z, x3 = x.w;
+                if (rp0) x.x = x0 * cs[0] - x1 * sn[0], x.y = x0 * sn[1] + x1 * cs[1];
+                if (rp1) x.z = x2 * cs[2] - x3 * sn[2], x.w = x2 * sn[3] + x3 * cs[3];
+            }
+        }
+        if (qrow) {
+            const float qscale = a.scale * 1.4426950408889634f;
+            *(float4 *)&qs[r][4 * lane] = make_float4(x.x * qscale, x.y * qscale, x.z * qscale, x.w * qscale);
+        } else {
+            __half2 h01 = __floats2half2_rn(x.x, x.y), h23 = __floats2half2_rn(x.z, x.w);
+            uint2 hv;
+            hv.x = *(const unsigned *)&h01;
+            hv.y = *(const unsigned *)&h23;
+            *(uint2 *)&(r == G ? kn : vn)[4 * lane] = hv;
+            if (split == 0) *(uint2 *)((r == G ? a.kc : a.vc) + newrow * DQ_D + 4 * lane) = hv;
+        }
+    }
+    __syncthreads();
+    DQB_STAMP(2);
+    DQB_STAMP(3);
+    // ---- step 2: dqc_kernel's steps of 8 positions, step i by warp i % W; DEPTH buffers of K / V a warp: a step's
+    // buffer is refilled with the positions DEPTH steps ahead (K after its Q.K, V after its P.V)
+    float M[G], Ls[G], acc[G][4];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        M[h] = -INFINITY;
+        Ls[h] = 0.0f;
+        acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = 0.0f;
+    }
+    auto step = [&](uint4 (&kq)[4], uint2 (&vq)[DQC_T], int tb) {
+        const int tbn = tb + DEPTH * W * DQC_T; // (what this buffer holds next)
+        const size_t rown = dq_row(a, kvh, seq, tbn + jp, r1);
+        if (tb <= pos && pos < tb + DQC_T) { // (uniform: the step holding the new position)
+            if (tb + jp == pos) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) kq[i] = ((const uint4 *)kn)[4 * i + qd];
+            }
+#pragma unroll
+            for (int j = 0; j < DQC_T; j++)
+                if (tb + j == pos) vq[j] = ((const uint2 *)vn)[lane];
+        }
+        const bool live = tb + jp < r1;
+        float s[G], s2[G];
+#pragma unroll
+        for (int h = 0; h < G; h++) s[h] = 0.0f, s2[h] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int c = 4 * i + qd; // (dims 8 c .. 8 c + 7)
+            const __half2 *k2 = (const __half2 *)&kq[i];
+            float kf[8];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float2 f = __half22float2(k2[e]);
+                kf[2 * e] = f.x;
+                kf[2 * e + 1] = f.y;
+            }
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float4 q0 = *(const float4 *)&qs[h][8 * c], q1 = *(const float4 *)&qs[h][8 * c + 4];
+                s[h] = fmaf(q0.w, kf[3], fmaf(q0.z, kf[2], fmaf(q0.y, kf[1], fmaf(q0.x, kf[0], s[h]))));
+                s2[h] = fmaf(q1.w, kf[7], fmaf(q1.z, kf[6], fmaf(q1.y, kf[5], fmaf(q1.x, kf[4], s2[h]))));
+            }
+        }
+        if (tbn < r1) dqc_load_k(a, rown, pos, tbn, r1, lane, kq);
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float sc = s[h] + s2[h];
+            sc += __shfl_xor_sync(0xffffffffu, sc, 1);
+            sc += __shfl_xor_sync(0xffffffffu, sc, 2);
+            sc = live ? sc : -INFINITY;
+            const float mt = warp_max(sc), mn = fmaxf(M[h], mt);
+            const float fac = dq_ex2(M[h] - mn); // (M = -inf: 0)
+            const float p = dq_ex2(sc - mn);
+            Ls[h] = Ls[h] * fac + (qd == 0 ? p : 0.0f); // (a position's 4 lanes: counted once)
+            acc[h][0] *= fac; acc[h][1] *= fac; acc[h][2] *= fac; acc[h][3] *= fac;
+            M[h] = mn;
+            if (qd == 0) ps[warp][h][jp] = p;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int j4 = 0; j4 < DQC_T / 4; j4++) {
+            float4 P[G];
+#pragma unroll
+            for (int h = 0; h < G; h++) P[h] = *(const float4 *)&ps[warp][h][4 * j4];
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const __half2 *v2 = (const __half2 *)&vq[4 * j4 + c];
+                const float2 va = __half22float2(v2[0]), vb = __half22float2(v2[1]);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    const float pw = c == 0 ? P[h].x : c == 1 ? P[h].y : c == 2 ? P[h].z : P[h].w;
+                    acc[h][0] += pw * va.x; acc[h][1] += pw * va.y; acc[h][2] += pw * vb.x; acc[h][3] += pw * vb.y;
+                }
+            }
+        }
+        __syncwarp();
+        if (tbn < r1) dqc_load_v(a, rown, pos, tbn, r1, lane, vq);
+    };
+    if constexpr (DEPTH == 1) {
+        for (; tb < r1; tb += W * DQC_T) step(kk, vv, tb);
+    } else {
+        while (tb < r1) {
+            step(kk, vv, tb);
+            tb += W * DQC_T;
+            if (tb >= r1) break;
+            step(kk2, vv2, tb);
+            tb += W * DQC_T;
+        }
+    }
+    // ---- step 3: the warps' partials -> the CTA's (thread: dim dd of heads hb .. hb + GH - 1), then the head's
+    DQB_STAMP(4);
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        const float l = warp_sum(Ls[h]);
+        if (lane == 0) mm[warp][h] = M[h], ml[warp][h] = l;
+        *(float4 *)&mo[warp][h][4 * lane] = make_float4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
+    }
+    __syncthreads();
+    DQB_STAMP(5);
+    constexpr int GH = G * DQ_D / (W * 32); // heads a thread
+    const int dd = tid & (DQ_D - 1), hb = (tid >> 7) * GH;
+    float O[GH], L[GH], MC[GH];
+#pragma unroll
+    for (int j = 0; j < GH; j++) {
+        const int h = hb + j;
+        float mc = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < W; w++) mc = fmaxf(mc, mm[w][h]);
+        float o = 0.0f, l = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; w++) {
+            const float wt = mm[w][h] == -INFINITY ? 0.0f : dq_ex2(mm[w][h] - mc);
+            o += wt * mo[w][h][dd];
+            l += wt * ml[w][h];
+        }
+        O[j] = o, L[j] = l, MC[j] = mc;
+    }
+    if (nact == 1) {
+#pragma unroll
+        for (int j = 0; j < GH; j++) dq_out(a, kvh * G + hb + j, dd, O[j], L[j], MC[j]);
+        DQB_STAMP(7);
+        return;
+    }
+    // partials (n_kv, DQB_C, G, D + 2) in work as dqc's; the head's last CTA (the ticket) merges them
+    float *part = a.work + ((size_t)kvh * DQB_C + split) * G * (DQ_D + 2);
+#pragma unroll
+    for (int j = 0; j < GH; j++) {
+        float *ph = part + (size_t)(hb + j) * (DQ_D + 2);
+        ph[dd] = O[j];
+        if (dd == 0) ph[DQ_D] = MC[j], ph[DQ_D + 1] = L[j];
+    }
+    __syncthreads();
+    if (tid == 0) {
+        const unsigned t = dqm_ticket_add(&dq_ticket[kvh]);
+        s_last = t == (unsigned)nact - 1;
+        if (s_last) dqm_ticket_reset(&dq_ticket[kvh]); // (for the next launch; kernel boundaries order it)
+    }
+    __syncthreads();
+    DQB_STAMP(6);
+    if (!s_last) {
+        DQB_STAMP(7);
+        return;
+    }
+    const float *base = a.work + (size_t)kvh * DQB_C * G * (DQ_D + 2);
+    float m[GH][DQB_C], l[GH][DQB_C], xo[GH][DQB_C]; // (every load of the merge independent: one L2 round trip)
+#pragma unroll
+    for (int j = 0; j < GH; j++)
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) {
+            const bool in = u < nact && u != split;
+            const float *ph = base + ((size_t)u * G + hb + j) * (DQ_D + 2);
+            m[j][u] = u == split ? MC[j] : in ? __ldcg(ph + DQ_D) : -INFINITY;
+            l[j][u] = u == split ? L[j] : in ? __ldcg(ph + DQ_D + 1) : 0.0f;
+            xo[j][u] = u == split ? O[j] : in ? __ldcg(ph + dd) : 0.0f;
+        }
+#pragma unroll
+    for (int j = 0; j < GH; j++) {
+        float cm = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) cm = fmaxf(cm, m[j][u]);
+        float o = 0.0f, ls = 0.0f;
+#pragma unroll
+        for (int u = 0; u < DQB_C; u++) {
+            const float w = m[j][u] == -INFINITY ? 0.0f : dq_ex2(m[j][u] - cm);
+            o += w * xo[j][u];
+            ls += w * l[j][u];
+        }
+        dq_out(a, kvh * G + hb + j, dd, o, ls, cm);
+    }
+    DQB_STAMP(7);
+}
+
 // ---------------------------------------------------------------- host
 
 // The switches, read once (cuda_env_int: the first digits, a non-number = the default; pthread_once, since
 // several engines' threads may plan at once). cuda_dq_set / _tune / _pre_set / _pipe_set (tests, benches)
 // change the live values; -1 there = back to the environment's.
 static int g_dq_on, g_dq_splits, g_dq_chunk, g_env_on, g_env_splits, g_env_chunk, g_dq_pre, g_env_pre, g_dq_pipe,
-    g_env_pipe, g_dq_ctx, g_dqb, g_env_dqb, g_dqc_chunk, g_env_dqc_chunk;
+    g_env_pipe, g_dq_ctx, g_dqb, g_env_dqb, g_dqc_chunk, g_env_dqc_chunk, g_dqm, g_env_dqm, g_dqm_chunk, g_env_dqm_chunk;
 static long g_dq_launches = 0, g_dqb_launches = 0;
 static pthread_once_t g_dq_once = PTHREAD_ONCE_INIT;
 static void dq_env_read() {
@@ -761,10 +1110,19 @@ static void dq_env_read() {
     g_dq_ctx = cuda_env_int("SPARKD_DQ_CTX", DQ_CTX_DEFAULT);
     // (round 12 dqb: 4 dqc_kernel (ticket merge), 3 its cluster merge, 1 dq_kernel + the pre-wait K / V loads; 0 = today)
     g_env_dqb = cuda_env_int("SPARKD_DQB", 4); // (default 4 after run 1: +13..+17.5% Q4_K_M, +12% Q8_0 at batch 1)
-    if (g_env_dqb != 0 && g_env_dqb != 1 && g_env_dqb != 3 && g_env_dqb != 4) g_env_dqb = 4;
+    if (g_env_dqb != 0 && g_env_dqb != 1 && g_env_dqb != 4) g_env_dqb = 4; // (3, the cluster merge, removed in round 13: 4)
     const int cc = cuda_env_int("SPARKD_DQC_CHUNK", 64); // (SPARKD_DQB=3 / 4: positions of a CTA at least)
     g_env_dqc_chunk = cc >= DQC_T && cc <= 4096 ? cc / DQC_T * DQC_T : 64;
     g_dqc_chunk = g_env_dqc_chunk;
+    // (round 13 dqm: 1 dqm_kernel where SPARKD_DQB=4 runs dqc_kernel; 0 = dqc_kernel, today)
+    // (default 2 after run 1, 16 warps: Q4_K_M --npl 1 after 512 +4.4%, after 1536 +8.9% against 0; 1 = 8 warps with two
+    // K / V buffers (run 0's =3): +3.6% / +5.8%; run 0's one-buffer =1 is gone; values past 2 read as 2)
+    g_env_dqm = cuda_env_int("SPARKD_DQM", 2);
+    if (g_env_dqm > 2) g_env_dqm = 2;
+    const int mc = cuda_env_int("SPARKD_DQM_CHUNK", 64); // (positions of a dqm CTA at least)
+    g_env_dqm_chunk = mc >= DQC_T && mc <= 4096 ? mc / DQC_T * DQC_T : 64;
+    g_dqm = g_env_dqm;
+    g_dqm_chunk = g_env_dqm_chunk;
     g_dqb = g_env_dqb;
     g_dq_on = g_env_on;
     g_dq_splits = g_env_splits;
@@ -806,7 +1164,7 @@ extern "C" void cuda_dq_pipe_set(int on) {
 extern "C" int cuda_dqb_set(int on) {
     dq_env();
     const int was = g_dqb;
-    g_dqb = on < 0 ? g_env_dqb : on == 0 || on == 1 || on == 3 || on == 4 ? on : 4;
+    g_dqb = on < 0 ? g_env_dqb : on == 0 || on == 1 ? on : 4;
     return was;
 }
 
@@ -815,6 +1173,20 @@ extern "C" void cuda_dqc_chunk_set(int chunk) {
     dq_env();
     g_dqc_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqc_chunk;
 }
+// (tests and benches: SPARKD_DQM, 0 / 1 / 2, -1 = as the env says; returns what it was)
+extern "C" int cuda_dqm_set(int on) {
+    dq_env();
+    const int was = g_dqm;
+    g_dqm = on < 0 ? g_env_dqm : on >= 0 && on <= 2 ? on : 2;
+    return was;
+}
+// (tests and benches: SPARKD_DQM_CHUNK, 8..4096, -1 = as the env says)
+extern "C" void cuda_dqm_chunk_set(int chunk) {
+    dq_env();
+    g_dqm_chunk = chunk >= DQC_T && chunk <= 4096 ? chunk / DQC_T * DQC_T : g_env_dqm_chunk;
+}
+static long g_dqm_launches = 0;
+extern "C" long cuda_dqm_launches(void) { return g_dqm_launches; } // (tests: dqm_kernel launches)
 // (kbench: the next mode-4 launches run dqc_kernel's PROF instantiation writing prof, (n_kv * 8, 8) clocks;
 // NULL = back to the plain kernel)
 static long long *g_dqb_prof = NULL;
@@ -858,29 +1230,33 @@ extern "C" int cuda_dq_attention(const cuda_qkv_args *qa, const cuda_attn_args *
     p.work = aa->work; p.out = aa->out; p.out_p64 = aa->out_p64;
     p.splits = g_dq_splits; p.chunk = g_dq_chunk;
     p.ctl = (g_dq_pre < 0 ? g_dqb != 0 : g_dq_pre != 0) ? 1 : 0; // (SPARKD_DQ_PRE unset: on with SPARKD_DQB != 0)
-    if (g_dqb == 3 || g_dqb == 4) { // (dqc_kernel: 8 warps a CTA, 8 positions a warp step, DQB_C CTAs a head at most)
+    if (g_dqb == 4) { // (dqc_kernel: 8 warps a CTA, 8 positions a warp step, DQB_C CTAs a head at most)
         p.splits = DQB_C;
         p.chunk = g_dqc_chunk;
         const dim3 grid(DQB_C, (unsigned)p.n_kv), block(DQC_WARPS * 32);
-        cudaError_t rc;
-        if (g_dqb == 4) {
+        // (dqm: neox RoPE pairs a lane's 4 dims with one lane's, so half the rotated dims a multiple of 4)
+        if (g_dqb == 4 && g_dqm && !(p.neox && (p.n_rot / 2) % 4)) {
             p.prof = g_dqb_prof;
-            rc = g_dqb_prof ? cuda_launch(dqc_kernel<4, false, true>, grid, block, 0, stream, p)
-                            : cuda_launch(dqc_kernel<4, false, false>, grid, block, 0, stream, p);
-            CUDA_TRY(rc);
-        } else {
-            rc = cuda_launch_cluster(dqc_kernel<4, true, false>, grid, dim3(DQB_C, 1, 1), block, 0, stream, p);
-        }
-        if (rc == cudaSuccess) {
+            if (g_dqm == 2) { // (16 warps a CTA: a step round of 128 positions, twice SPARKD_DQM_CHUNK a CTA at least)
+                p.chunk = 2 * g_dqm_chunk;
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, 16, 1, true>, grid, dim3(16 * 32), 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, 16, 1, false>, grid, dim3(16 * 32), 0, stream, p));
+            } else { // (8 warps, two K / V buffers a warp: the loads two steps ahead; run 0's =3)
+                p.chunk = g_dqm_chunk;
+                CUDA_TRY(g_dqb_prof ? cuda_launch(dqm_kernel<4, DQC_WARPS, 2, true>, grid, block, 0, stream, p)
+                                    : cuda_launch(dqm_kernel<4, DQC_WARPS, 2, false>, grid, block, 0, stream, p));
+            }
             g_dq_launches++;
             g_dqb_launches++;
+            g_dqm_launches++;
             return 0;
         }
-        const int f = cuda_cluster_refused(rc, stream, "cudaLaunchKernelEx (dqc cluster)", __FILE__, __LINE__, e);
-        if (f != -1) return f;
-        fprintf(stderr, "dq: cluster launch failed (%s): dqc_kernel with the ticket merge from now on\n", cudaGetErrorString(rc));
-        g_dqb = g_env_dqb = 4;
-        return cuda_dq_attention(qa, aa, tk, stream, e);
+        p.prof = g_dqb_prof;
+        CUDA_TRY(g_dqb_prof ? cuda_launch(dqc_kernel<4, false, true>, grid, block, 0, stream, p)
+                            : cuda_launch(dqc_kernel<4, false, false>, grid, block, 0, stream, p));
+        g_dq_launches++;
+        g_dqb_launches++;
+        return 0;
     }
     if (g_dqb) g_dqb_launches++;
     if (g_dq_pipe) CUDA_TRY(cuda_launch(dq_kernel<4, true>, dim3((unsigned)p.splits, (unsigned)p.n_kv), dim3(DQ_WARPS * 32), 0, stream, p));

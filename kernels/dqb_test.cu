@@ -12,7 +12,9 @@
 // - the same output against today's dq_kernel (SPARKD_DQB=0) on the same inputs: relative 1e-5
 //   (mode 1: the same kernel, so 0; dqc: other sums' order);
 // - the K and V rows stored at pos (f16 of the reference, relative 2e-3);
-// - SPARKD_DQB=1, 3 and 4 (dqc's chunk is half the row's: its steps are 8 positions, its CTAs 8 warps);
+// - SPARKD_DQB=1 and 4 with SPARKD_DQM=0, and SPARKD_DQM=1 (round 13: dqm_kernel; test mode 5) (dqc's / dqm's
+//   chunk is half the row's: their steps are 8 positions, their CTAs 8 warps); partial RoPE (64 of 128 dims, neox)
+//   and RoPE pairs (2 i, 2 i + 1) over 128 and 98 dims; dqm at positions 1, 17, 63, 64, 65, 300, 545, 2100;
 // - positions 0, 1, 17, 128, 160, 257, 1024, 4096 (1 .. 8 CTAs a head, 1 .. 5 tiles a warp),
 //   32-position chunks (every CTA of the cluster busy), a window with sinks, biases, P64 and
 //   natural output, SPARKD_DQ_PRE=1;
@@ -37,7 +39,17 @@ extern "C" void cuda_dq_pre_set(int on); // dq.cu: SPARKD_DQ_PRE's bit (-1: as t
 extern "C" int cuda_dqb_set(int on);     // dq.cu: SPARKD_DQB (-1: as the env says)
 extern "C" long cuda_dqb_launches(void); // dq.cu: cluster launches so far
 extern "C" void cuda_dqb_prof_set(long long *prof); // dq.cu: mode 4 launches write phase clocks there (NULL: off)
-extern "C" void cuda_dqc_chunk_set(int chunk);       // dq.cu: SPARKD_DQC_CHUNK (mode 3; -1: as the env says)
+extern "C" void cuda_dqc_chunk_set(int chunk);       // dq.cu: SPARKD_DQC_CHUNK (mode 4; -1: as the env says)
+extern "C" int cuda_dqm_set(int on);                 // dq.cu: SPARKD_DQM (round 13; -1: as the env says)
+extern "C" void cuda_dqm_chunk_set(int chunk);       // dq.cu: SPARKD_DQM_CHUNK (-1: as the env says)
+extern "C" long cuda_dqm_launches(void);             // dq.cu: dqm_kernel launches so far
+
+// The test's modes: SPARKD_DQB 0 / 1 / 4 with SPARKD_DQM=0, 5 = SPARKD_DQB=4 with SPARKD_DQM=1 (dqm_kernel, 8 warps,
+// two K / V buffers a warp), 6 = SPARKD_DQM=2 (dqm_kernel, 16 warps a CTA).
+void mode_set(int mode) {
+    cuda_dqb_set(mode < 0 ? -1 : mode >= 5 ? 4 : mode);
+    cuda_dqm_set(mode < 0 ? -1 : mode >= 5 ? mode - 4 : 0);
+}
 
 namespace {
 
@@ -57,6 +69,7 @@ const int H = 32, HK = 8, D = 128, G = 4, KVB = 16;
 // One layer's inputs: host copies and device buffers.
 struct layer_t {
     int pos, window, max_blocks, nb;
+    int n_rot = D, neox = 1;      // RoPE: rotated dims, pairs (i, i + n_rot / 2) (neox) or (2 i, 2 i + 1)
     std::vector<int32_t> bt;      // (max_blocks) the sequence's block table
     std::vector<uint16_t> kc, vc; // (nb, HK, KVB, D) f16 pools
     std::vector<float> q, k, v;   // raw GEMV rows (H * D), (HK * D), (HK * D)
@@ -70,9 +83,11 @@ struct layer_t {
 
 size_t kv_at(int blk, int h, int o) { return (((size_t)blk * HK + h) * KVB + o) * D; }
 
-void make_layer(layer_t &L, int pos, bool bias, bool sinks, int window) {
+void make_layer(layer_t &L, int pos, bool bias, bool sinks, int window, int n_rot = D, int neox = 1) {
     rng_t &R = C->rng;
     L.pos = pos;
+    L.n_rot = n_rot;
+    L.neox = neox;
     L.window = window;
     L.max_blocks = pos / KVB + 3;
     L.nb = L.max_blocks + 2;
@@ -121,11 +136,12 @@ void reference(const layer_t &L, std::vector<double> &out, std::vector<float> &k
             for (int d = 0; d < D; d++) y[d] *= r * nw[d];
         }
         if (rope)
-            for (int i = 0; i < D / 2; i++) {
+            for (int i = 0; i < L.n_rot / 2; i++) {
                 const double th = (double)((float)pos * L.ifr[i]);
-                const double c = cos(th), s = sin(th), x0 = y[i], x1 = y[i + D / 2];
-                y[i] = x0 * c - x1 * s;
-                y[i + D / 2] = x0 * s + x1 * c;
+                const int ia = L.neox ? i : 2 * i, ib = L.neox ? i + L.n_rot / 2 : 2 * i + 1;
+                const double c = cos(th), s = sin(th), x0 = y[ia], x1 = y[ib];
+                y[ia] = x0 * c - x1 * s;
+                y[ib] = x0 * s + x1 * c;
             }
     };
     knew.resize((size_t)HK * D);
@@ -171,7 +187,7 @@ void args_of(const layer_t &L, int p64, cuda_qkv_args &qa, cuda_attn_args &aa, c
     memset(&qa, 0, sizeof qa);
     qa.q = L.d_q; qa.k = L.d_k; qa.v = L.d_v; qa.ldq = H * D; qa.ldk = qa.ldv = HK * D;
     qa.bq = L.d_bq; qa.bk = L.d_bk; qa.bv = L.d_bv; qa.q_norm = L.d_qn; qa.k_norm = L.d_kn; qa.eps = 1e-6f;
-    qa.inv_freq = L.d_ifr; qa.n_rot = D; qa.neox = 1; qa.mscale = 1.0f;
+    qa.inv_freq = L.d_ifr; qa.n_rot = L.n_rot; qa.neox = L.neox; qa.mscale = 1.0f;
     qa.n_head = H; qa.n_kv = HK; qa.head_dim = D;
     qa.kv.k = L.d_kc; qa.kv.v = L.d_vc; qa.kv_type = CUDA_KV_F16; qa.kv_block = KVB;
     memset(&aa, 0, sizeof aa);
@@ -193,15 +209,15 @@ double rel(const std::vector<float> &got, const std::vector<double> &ref, int p6
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-// One launch of cuda_dq_attention with SPARKD_DQB = on (0 / 1 / 2) into poisoned outputs; false on an error.
-bool run_once(const layer_t &L, cuda_qkv_args &qa, cuda_attn_args &aa, cuda_tokens &tk, int on, std::vector<float> &out,
+// One launch of cuda_dq_attention in mode (0 / 1 / 4 / 5: mode_set) into poisoned outputs; false on an error.
+bool run_once(const layer_t &L, cuda_qkv_args &qa, cuda_attn_args &aa, cuda_tokens &tk, int mode, std::vector<float> &out,
               char *msg, size_t nmsg) {
-    cuda_dqb_set(on);
+    mode_set(mode);
     poison(L.d_out, (size_t)H * D * 4);
     err e2 = {ERR_OK, {0}};
     const int rc = cuda_dq_attention(&qa, &aa, &tk, C->st, &e2);
     const cudaError_t ce = cudaStreamSynchronize(C->st);
-    cuda_dqb_set(-1);
+    mode_set(-1);
     if (rc || ce != cudaSuccess) {
         snprintf(msg, nmsg, "%s", rc ? e2.msg : cudaGetErrorString(ce));
         return false;
@@ -210,39 +226,43 @@ bool run_once(const layer_t &L, cuda_qkv_args &qa, cuda_attn_args &aa, cuda_toke
     return true;
 }
 
-void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, int p64, bool control) {
+void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, int p64, bool control, int n_rot = D,
+              int neox = 1) {
     layer_t L;
-    make_layer(L, pos, bias, sinks, window);
+    make_layer(L, pos, bias, sinks, window, n_rot, neox);
     std::vector<double> ref, ref0;
     std::vector<float> knew, vnew;
     reference(L, ref, knew, vnew, false);
     cuda_dq_tune(0, chunk);
-    cuda_dqc_chunk_set(mode >= 3 ? chunk / 2 : -1); // (dqc's steps are 8 positions, its CTAs twice the warps)
+    cuda_dqc_chunk_set(mode >= 4 ? chunk / 2 : -1); // (dqc's / dqm's steps are 8 positions, their CTAs twice the warps)
+    cuda_dqm_chunk_set(mode >= 4 ? chunk / 2 : -1);
     cuda_qkv_args qa;
     cuda_attn_args aa;
     cuda_tokens tk;
     args_of(L, p64, qa, aa, tk);
     char shape[160], msg[256];
-    snprintf(shape, sizeof shape, "SPARKD_DQB=%d, pos %d, chunk %d%s%s%s%s", mode, pos, mode >= 3 ? chunk / 2 : chunk, bias ? ", biases" : "", sinks ? ", sinks" : "",
-             window ? ", window" : "", p64 ? ", P64 out" : "");
+    snprintf(shape, sizeof shape, "%s, pos %d, chunk %d%s%s%s%s%s", mode == 6 ? "SPARKD_DQM=2" : mode == 5 ? "SPARKD_DQM=1" : mode == 4 ? "SPARKD_DQB=4 DQM=0" : mode == 1 ? "SPARKD_DQB=1" : "SPARKD_DQB=0",
+             pos, mode >= 4 ? chunk / 2 : chunk, bias ? ", biases" : "", sinks ? ", sinks" : "", window ? ", window" : "", p64 ? ", P64 out" : "",
+             n_rot != D || !neox ? (neox ? ", n_rot 64 neox" : ", RoPE pairs (2i, 2i+1)") : "");
     std::vector<float> got, old;
     double worst = 0;
-    const long n0 = cuda_dqb_launches();
+    const long n0 = mode >= 5 ? cuda_dqm_launches() : cuda_dqb_launches();
     for (int rep = 0; rep < 3; rep++) {
         if (!run_once(L, qa, aa, tk, mode, got, msg, sizeof msg)) {
             report("chain", shape, NAN, 1e-4, 0, false, msg);
             cuda_dq_tune(0, 0);
             cuda_dqc_chunk_set(-1);
+            cuda_dqm_chunk_set(-1);
             dfree_all();
             return;
         }
         const double r = rel(got, ref, p64);
         worst = std::max(worst, isnan(r) ? INFINITY : r);
     }
-    const long ran = cuda_dqb_launches() - n0;
-    cuda_dqb_set(mode);
+    const long ran = (mode >= 5 ? cuda_dqm_launches() : cuda_dqb_launches()) - n0;
+    mode_set(mode);
     const double us = time_us([&] { err e3; cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }, 10);
-    cuda_dqb_set(-1);
+    mode_set(-1);
     char note[64];
     snprintf(note, sizeof note, "(%ld launches of mode %d of 3)", ran, mode);
     report("chain vs float64 (3 launches)", shape, worst, 1e-4, us, worst <= 1e-4 && ran == 3, note);
@@ -265,7 +285,7 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
     if (run_once(L, qa, aa, tk, 0, old, msg, sizeof msg)) {
         std::vector<double> o64(old.begin(), old.end());
         const double r = rel(got, o64, 0);
-        const double tus = time_us([&] { err e3; cuda_dqb_set(0); cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); cuda_dqb_set(-1); }, 10);
+        const double tus = time_us([&] { err e3; mode_set(0); cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); mode_set(-1); }, 10);
         report("vs dq_kernel (SPARKD_DQB=0)", shape, r, 1e-5, tus, r <= 1e-5);
     } else {
         report("vs dq_kernel (SPARKD_DQB=0)", shape, NAN, 1e-5, 0, false, msg);
@@ -277,6 +297,7 @@ void test_dqb(int mode, int pos, int chunk, bool bias, bool sinks, int window, i
     }
     cuda_dq_tune(0, 0);
     cuda_dqc_chunk_set(-1);
+    cuda_dqm_chunk_set(-1);
     dfree_all();
 }
 
@@ -288,14 +309,14 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
     C = &ctx;
     ctx.rng.s = seed;
     if (!st_open_stream()) return 1;
-    for (int mode : {1, 3, 4}) { // (1: dq_kernel + the pre-wait loads; 3 / 4: dqc_kernel, cluster / ticket merge)
+    for (int mode : {1, 4, 5}) { // (1: dq_kernel + the pre-wait loads; 4: dqc_kernel (DQM=0); 5: dqm_kernel)
         test_dqb(mode, 0, 128, false, false, 0, 1, false);    // the new position alone
         test_dqb(mode, 1, 128, false, false, 0, 0, true);
         test_dqb(mode, 17, 128, true, true, 0, 1, true);      // one CTA, biases, sinks
         test_dqb(mode, 128, 128, false, false, 0, 1, true);   // 129 positions: two CTAs, the second one position
         test_dqb(mode, 160, 128, false, true, 0, 0, true);
         test_dqb(mode, 257, 128, true, false, 0, 1, true);    // three CTAs
-        test_dqb(mode, 257, 32, false, false, 0, 1, false);   // every CTA of the cluster busy (chunk 64)
+        test_dqb(mode, 257, 32, false, false, 0, 1, false);   // chunk 16: every CTA busy
         test_dqb(mode, 1024, 128, false, false, 0, 1, true);  // eight CTAs of 128
         test_dqb(mode, 1000, 64, false, true, 300, 0, false); // a window of 300, sinks
         test_dqb(mode, 4096, 128, true, false, 0, 1, true);   // eight CTAs of 544: 4 .. 5 tiles a warp
@@ -304,12 +325,32 @@ extern "C" int dqb_selftest(void *file, int quick, uint64_t seed, err *e) {
         test_dqb(mode, 40, 128, false, false, 0, 0, false);
         cuda_dq_pre_set(-1);
     }
-    for (int mode : {3, 4}) {
+    for (int mode : {4, 5, 6}) {
         test_dqb(mode, 2047, 128, false, true, 0, 1, true); // 8 CTAs of 256, 4 steps a warp
         test_dqb(mode, 100, 16, true, false, 0, 0, true);   // chunk 8: 8 CTAs of 16 (2 warps each)
+        test_dqb(mode, 300, 128, true, true, 0, 1, true, 64, 1); // RoPE on 64 of 128 dims (neox pairs 32 apart)
+        test_dqb(mode, 65, 128, false, false, 0, 0, true, D, 0); // RoPE pairs (2i, 2i+1)
+        test_dqb(mode, 545, 128, false, false, 0, 1, true, 98, 0); // 49 pairs: a lane with one pair rotated, one not
+    }
+    // round 13 dqm (mode 5; chunk 128 here = SPARKD_DQM_CHUNK 64, the default): positions around one CTA a head
+    // (<= 64), the merge (65: two CTAs, the second one position), the model's common range, past 2K
+    // mode 6 (16 warps): twice the chunk, so one CTA a head to 128 positions here
+    for (int mode : {5, 6}) {
+        for (int pos : {1, 17, 63, 64, 65, 127, 128, 300, 545, 2100})
+            test_dqb(mode, pos, 128, pos == 300, pos == 545, 0, pos & 1, true);
+        test_dqb(mode, 545, 512, false, false, 0, 1, true);   // SPARKD_DQM_CHUNK 256: 3 (mode 6: 2) CTAs, 4 steps a warp
+        test_dqb(mode, 2100, 8192, false, false, 0, 1, true); // one CTA of 2101 positions (33 / 17 steps a warp)
+        test_dqb(mode, 1000, 64, false, true, 300, 0, false); // a window of 300, sinks
+        test_dqb(mode, 4096, 128, true, false, 0, 1, true);   // eight CTAs of 512
+        cuda_dq_pre_set(1);
+        test_dqb(mode, 40, 128, false, false, 0, 0, false);
+        cuda_dq_pre_set(-1);
     }
     cuda_dq_pre_set(0);
     test_dqb(4, 515, 128, false, false, 0, 1, true);        // mode 4 without the pre-wait loads
+    test_dqb(5, 515, 128, false, false, 0, 1, true);        // dqm without the pre-wait loads
+    test_dqb(6, 515, 128, false, false, 0, 1, true);
+    test_dqb(5, 1500, 128, false, false, 0, 1, true);       // 3 steps a warp: both buffers refilled
     test_dqb(1, 515, 128, false, false, 0, 1, true);        // mode 1 with SPARKD_DQ_PRE=0: dq_kernel as today
     cuda_dq_pre_set(-1);
     st_close_stream();
@@ -372,22 +413,25 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
         return us;
     };
     const double hh = graph_us([&] { for (int r = 0; r < 10; r++) hold(), hold(); }) / 10;
-    for (int pos : {1, 17, 128, 160, 257, 512, 1024, 2048, 4096}) {
+    for (int pos : {17, 64, 65, 160, 300, 512, 1024, 2048, 4096}) {
         layer_t L;
         make_layer(L, pos, false, false, 0);
         cuda_qkv_args qa;
         cuda_attn_args aa;
         cuda_tokens tk;
         args_of(L, 1, qa, aa, tk);
-        struct var { const char *name; int dqb, pre, dqc_chunk; };
-        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, -1, -1},  {"dq + pre-wait K/V (=1)", 1, -1, -1},
-                                   {"dqc cluster (=3)", 3, -1, -1},          {"dqc ticket (=4)", 4, -1, -1},
-                                   {"dqc =4, DQ_PRE=0", 4, 0, -1},           {"dqc =4, DQC_CHUNK=32", 4, -1, 32},
-                                   {"dqc =4, DQC_CHUNK=128", 4, -1, 128}};
+        // (mode: mode_set's, 4 = dqc_kernel (SPARKD_DQM=0, today), 5 = dqm_kernel; chunk: SPARKD_DQC_CHUNK / _DQM_CHUNK)
+        struct var { const char *name; int mode, pre, chunk; };
+        static const var vars[] = {{"dq_kernel (SPARKD_DQB=0)", 0, -1, -1}, {"dqc (SPARKD_DQM=0, today)", 4, -1, -1},
+                                   {"dqm (SPARKD_DQM=1)", 5, -1, -1},         {"dqm, DQM_CHUNK=32", 5, -1, 32},
+                                   {"dqm, DQM_CHUNK=128", 5, -1, 128},        {"dqm, DQM_CHUNK=256", 5, -1, 256},
+                                   {"dqc, DQC_CHUNK=32", 4, -1, 32},          {"dqm16 (SPARKD_DQM=2)", 6, -1, -1},
+                                   {"dqm16, DQM_CHUNK=128", 6, -1, 128},      {"dqm16, DQM_CHUNK=256", 6, -1, 256}};
         for (const var &V : vars) {
-            cuda_dqb_set(V.dqb);
+            mode_set(V.mode);
             cuda_dq_pre_set(V.pre);
-            cuda_dqc_chunk_set(V.dqc_chunk);
+            cuda_dqc_chunk_set(V.mode == 4 ? V.chunk : -1);
+            cuda_dqm_chunk_set(V.mode >= 5 ? V.chunk : -1);
             err e3;
             const double u1 = time_us([&] { cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }, 20);
             const double u10 = graph_us([&] { for (int r = 0; r < 10; r++) cuda_dq_attention(&qa, &aa, &tk, C->st, &e3); }) / 10;
@@ -396,9 +440,10 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
             fprintf(ctx.f, "| %d | %s | %.2f | %.2f | %.2f | %s\n", pos, V.name, u1, u10, uc, ce != cudaSuccess ? cudaGetErrorString(ce) : "");
             fflush(ctx.f);
         }
-        cuda_dqb_set(-1);
+        mode_set(-1);
         cuda_dq_pre_set(-1);
         cuda_dqc_chunk_set(-1);
+        cuda_dqm_chunk_set(-1);
         dfree_all();
         sink = (int *)dalloc((size_t)sms * 4);
     }
@@ -409,9 +454,11 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
     // Median of 7 launches, alone ("single") and right after a hold kernel ("after hold": its pdl_wait waits ~2.5 us).
     int clk_khz = 1980000;
     cudaDeviceGetAttribute(&clk_khz, cudaDevAttrClockRate, dev);
-    fprintf(ctx.f, "\n| positions | launch | CTA | 1 wait | 2 norm | 3 rope+store | 4 steps | 5 CTA merge | 6 ticket | 7 end | entry spread us |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int pos : {17, 160, 512, 1024, 2047}) {
+    // (dqm: 2 = 3, its norm, RoPE and store are one phase)
+    fprintf(ctx.f, "\n| positions | kernel | launch | CTA | 1 wait | 2 norm | 3 rope+store | 4 steps | 5 CTA merge | 6 ticket | 7 end | entry spread us |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int pos : {17, 160, 512, 1024, 2047})
+    for (int mode : {4, 5, 6}) {
         layer_t L;
         make_layer(L, pos, false, false, 0);
         cuda_qkv_args qa;
@@ -424,14 +471,14 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
             std::vector<std::vector<double>> r0(8), mx(8);
             std::vector<double> spread;
             for (int rep = 0; rep < 7; rep++) {
-                cuda_dqb_set(4);
+                mode_set(mode);
                 cuda_dqb_prof_set(dprof);
                 err e3;
                 if (after_hold) hold();
                 cuda_dq_attention(&qa, &aa, &tk, C->st, &e3);
                 cudaStreamSynchronize(C->st);
                 cuda_dqb_prof_set(NULL);
-                cuda_dqb_set(-1);
+                mode_set(-1);
                 const std::vector<long long> pr = get(dprof, (size_t)HK * 8 * 8);
                 long long g0 = -1, g1 = -1;
                 std::vector<double> m(8, 0.0);
@@ -449,7 +496,7 @@ extern "C" void dqb_kbench(void *file, double probe, err *e) {
             }
             auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v.empty() ? NAN : v[v.size() / 2]; };
             for (int w = 0; w < 2; w++) {
-                fprintf(ctx.f, "| %d | %s | %s |", pos, after_hold ? "after hold" : "single", w ? "latest" : "rank 0 head 0");
+                fprintf(ctx.f, "| %d | %s | %s | %s |", pos, mode == 6 ? "dqm16" : mode == 5 ? "dqm" : "dqc", after_hold ? "after hold" : "single", w ? "latest" : "rank 0 head 0");
                 for (int k = 1; k < 8; k++) fprintf(ctx.f, " %.2f |", med(w ? mx[k] : r0[k]));
                 fprintf(ctx.f, " %.2f |\n", med(spread));
             }
