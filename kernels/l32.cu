@@ -1,0 +1,391 @@
+// l32.cu — round 13, helper l32: decode attention of ONE sequence at long context (batch 1,
+// precision fast), SPARKD_L32. Called from attn.cu's attn_dec_launch (cuda_l32_dec) before
+// its own kernels; declines (returns -1) every other shape.
+//
+// Why (round 12 base profile, 32K b1, Qwen3-8B: 8 KV heads, G = 4): attn_dec3_kernel reads the
+// 134 MB at 74% of the probe where the same kernel streams at 94-97% when its CTAs are long
+// (8 sequences not shared, 64 sequences): the b1 split (33 parts a KV head, 2 CTAs an SM, one
+// static range of ~15.5 steps a warp) ends when the slowest SM ends, and SMs do not get equal
+// DRAM service (a8's ncu: SM active cycles -3% / +13% around the mean). Then a second launch
+// (the combine, 4.7 us serialized) merges the 33 partials of every head.
+//
+// What this kernel does differently (same shared footprint and residency as attn_dec3: 2 CTAs
+// of 4 warps an SM, a ring of 2 steps of 16 positions a warp, 80 KB at d128):
+// - the steps of a KV head are dealt dynamically: warp w of CTA (slot x) takes steps
+//   wid = x + nc w, wid + nw, wid + 2 nw (nw = nc x 4 warps a head) and then claims the next
+//   step of the head with one atomicAdd on l32_claims[hk] (a claim made one step ahead, its
+//   block id loaded one step ahead), so the SMs that get more bandwidth take more steps and
+//   all warps finish within about one step of each other;
+// - one m-tile a warp (G <= 16 query heads of the KV head as rows), Q hi (precision fast)
+//   in registers for the whole range, no pair / two-m-tile branches;
+// - SPARKD_L32 = 2 (default): the combine folded in: the last CTA of a KV head (a ticket,
+//   l32_arrivals[hk]) merges the nc partials of its G heads and writes the output (f32 rows,
+//   P64 rows or the int8 form, as attn_dec_combine_u); it also resets the head's two counters
+//   for the next launch. SPARKD_L32 = 1: the same kernel, the caller launches today's combine.
+//   SPARKD_L32 = 0: today's path exactly (this file not called).
+// Counters: __device__ globals (zero at module load, reset by each launch's last CTA): one
+// decode attention at a time a device (the engine's stream order; a second engine decoding on
+// the same device concurrently would share them).
+#include "cuda_kern.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kern_util.cuh"
+
+#define L32_WARPS 4
+#define L32_STEP 16 // positions a warp step (one m16n8k16 k-extent of P.V)
+#define L32_MAXKV 64
+
+__device__ unsigned l32_claims[L32_MAXKV];   // per KV head: steps claimed past the static 3 a warp
+__device__ unsigned l32_arrivals[L32_MAXKV]; // per KV head: CTAs done (the last one merges / resets)
+
+namespace {
+
+__device__ __forceinline__ uint32_t l32_su(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void l32_cp16(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void l32_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void l32_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void l32_ldsm4(uint32_t *r, uint32_t p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
+}
+__device__ __forceinline__ void l32_ldsm4t(uint32_t *r, uint32_t p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
+}
+// c (m16 x n8 f32) += a (m16 x k16 f16, row) b (k16 x n8 f16, col)
+__device__ __forceinline__ void l32_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ float l32_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// shared bytes: Q hi [16][D] f16 (swizzled) + the ring [warp][stage 2][K 16 x D | V 16 x D] f16
+// (swizzled rows); the 4 warps' partials [warp][16][D + 2] f32 reuse the ring at the end
+template <int D> struct l32_smem {
+    static constexpr int Q = 16 * D * 2;
+    static constexpr int STAGE = 2 * L32_STEP * D * 2;
+    static constexpr int RING = L32_WARPS * 2 * STAGE;
+    static constexpr int PART = L32_WARPS * 16 * (D + 2) * 4;
+    static_assert(PART <= RING, "partials fit the ring");
+    static_assert(Q + RING <= 2 * 32 * D * 2 + RING, "the kernel's bytes fit TOTAL");
+    // attn_dec3_kernel's footprint (Q hi + lo of 32 rows + the same ring): the launch asks for it
+    // so that the residency stays 2 CTAs an SM (68 KB would let a third in: a8's lesson, round 12)
+    static constexpr int TOTAL = 2 * 32 * D * 2 + RING;
+};
+
+// grid (plan_items, n_kv) as attn_dec3 (CTA i: slot i / n_kv, KV head i % n_kv); 128 threads.
+// a: one decode token (n_tiles 1), f16 KV in blocks of a power-of-two multiple of 16 rows, no
+// window, no sinks, G = n_head / n_kv <= 16; work [n_head][plan_nsl][D + 2] partials of the token
+// (slot x of head h: the CTA's merged (O, max, sum), log2 units). fold: 1 the last CTA a KV head
+// writes the output. ctl bit 0 (selftest control): partial sums written halved.
+template <int D>
+__global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_attn_args a, const int fold, const int ctl) {
+    using SM = l32_smem<D>;
+    constexpr int NT = D / 8;  // n-tiles of O (dims)
+    constexpr int KS = D / 16; // k-steps of S
+    constexpr int CH = D / 8;  // 16-byte chunks a row
+    extern __shared__ __align__(16) uint8_t dsm[];
+    __shared__ int s_last;
+    __half *qs = (__half *)dsm;
+    uint8_t *ring = dsm + SM::Q;
+    pdl_trigger();
+    const int n_kv = a.n_kv;
+    const int cta = blockIdx.x + blockIdx.y * gridDim.x;
+    const int slot = cta / n_kv, hk = cta % n_kv;
+    int nc = a.plan_nslot[0]; // (partials of the token = CTAs taking part a KV head; host copy)
+    if (nc > (int)gridDim.x * (int)gridDim.y / n_kv) nc = (int)gridDim.x * (int)gridDim.y / n_kv;
+    if (slot >= nc) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c = lane & 3;
+    const cuda_attn_tile tl = a.tiles[0];
+    const int pos = tl.pos0, t0 = tl.t0, G = a.n_head / n_kv;
+    const int nsteps = pos / L32_STEP + 1;
+    const int nw = nc * L32_WARPS, wid = slot + nc * warp;
+    const int32_t *btab = a.block_tables + (size_t)tl.seq * a.max_blocks;
+    const int ksh = __ffs(a.kv_block) - 1, kmask = a.kv_block - 1;
+    auto blk_of = [&](int s) { return s < nsteps ? btab[(s * L32_STEP) >> ksh] : 0; };
+    const __half *K = (const __half *)a.kv.k, *V = (const __half *)a.kv.v;
+    const uint32_t ring_u = l32_su(ring) + (uint32_t)warp * 2u * SM::STAGE;
+    // step s (block blk) -> stage: 16 rows of K then of V; row r's chunk ch at byte
+    // 2 D r + 16 (ch ^ (r & 7)); rows past pos (the last step) repeat row pos
+    auto issue = [&](int s, int blk, int stage) {
+        const uint32_t st = ring_u + (uint32_t)stage * SM::STAGE;
+        const int p0 = s * L32_STEP;
+        const size_t base = ((size_t)blk * n_kv + hk) * (size_t)a.kv_block * D;
+#pragma unroll
+        for (int i = 0; i < L32_STEP * CH / 32; i++) {
+            const int j = lane + 32 * i, r = j / CH, ch = j % CH;
+            const int p = min(p0 + r, pos);
+            const size_t src = base + (size_t)(p & kmask) * D + ch * 8;
+            const uint32_t dst = st + 2u * D * r + 16u * (uint32_t)(ch ^ (r & 7));
+            l32_cp16(dst, K + src);
+            l32_cp16(dst + L32_STEP * D * 2, V + src);
+        }
+    };
+    // this warp's first three steps are static; then claims (3 nw + the head's counter)
+    int s_cur = wid, s_nxt = wid + nw, s_3 = wid + 2 * nw;
+    const int b_cur = blk_of(s_cur);
+    int b_nxt = blk_of(s_nxt);
+    pdl_wait();
+    if (s_cur < nsteps) issue(s_cur, b_cur, 0);
+    l32_commit();
+    // Q hi (scale log2 e folded in) -> smem rows 0..15 (rows >= G zero), then A fragments in registers
+    const float qsc = a.scale * 1.4426950408889634f;
+    for (int idx = threadIdx.x; idx < 16 * D / 2; idx += L32_WARPS * 32) {
+        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        float2 v = make_float2(0.0f, 0.0f);
+        if (r < G) v = *(const float2 *)(a.q + (size_t)t0 * a.ldq + (size_t)(hk * G + r) * D + d);
+        const __half2 h = __floats2half2_rn(v.x * qsc, v.y * qsc);
+        *(__half2 *)((uint8_t *)qs + 2 * D * r + 16 * (((d >> 3) ^ r) & 7 | ((d >> 3) & ~7)) + 2 * (d & 7)) = h;
+    }
+    __syncthreads();
+    // ldmatrix lane offsets (see attn_dec3_kernel): K x4 rows (lane >> 4) 8 + (lane & 7), chunk
+    // bit (lane >> 3) & 1; Q and V rows ((lane >> 3) & 1) 8 + (lane & 7), chunk bit lane >> 4
+    const uint32_t kx = 16u * (uint32_t)(((lane >> 3) & 1) ^ (lane & 7)), koff = 2u * D * (uint32_t)((lane >> 4) * 8 + (lane & 7));
+    const uint32_t qx = 16u * (uint32_t)((lane >> 4) ^ (lane & 7)), qoff = 2u * D * (uint32_t)(((lane >> 3) & 1) * 8 + (lane & 7));
+    uint32_t qa[KS][4];
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) l32_ldsm4(qa[ks], l32_su(qs) + qoff + (qx ^ (32u * ks)));
+
+    float o[NT][4], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    unsigned pend = 0; // (lane 0: the claim in flight)
+    int stage = 0;
+    while (s_cur < nsteps) {
+        if (s_nxt < nsteps) issue(s_nxt, b_nxt, stage ^ 1);
+        l32_commit();
+        const int s_nn = s_3; // (the step after s_nxt: its block id loaded now, used next iteration)
+        const int b_nn = blk_of(s_nn);
+        if (lane == 0 && s_nn < nsteps) pend = 3u * nw + atomicAdd(&l32_claims[hk], 1u);
+        l32_wait<1>();
+        __syncwarp();
+        const uint32_t kst = ring_u + (uint32_t)stage * SM::STAGE;
+        float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int ks = 0; ks < KS; ks++) {
+            uint32_t kf[4];
+            l32_ldsm4(kf, kst + koff + (kx ^ (32u * ks)));
+            l32_mma(sc[0], qa[ks], kf[0], kf[1]);
+            l32_mma(sc[1], qa[ks], kf[2], kf[3]);
+        }
+        const int p0 = s_cur * L32_STEP;
+        const bool full = p0 + L32_STEP - 1 <= pos; // (uniform: only the last step is partial)
+        float corr[2], v[2][4];
+        bool moved = false;
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float x = sc[nt][2 * hh + e];
+                    v[hh][nt * 2 + e] = full || p0 + nt * 8 + 2 * c + e <= pos ? x : -INFINITY;
+                }
+            float mx = fmaxf(fmaxf(v[hh][0], v[hh][1]), fmaxf(v[hh][2], v[hh][3]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mo = mrow[hh], mn = fmaxf(mo, mx);
+            corr[hh] = mo == mn ? 1.0f : l32_ex2(mo - mn);
+            moved |= mo != mn;
+            mrow[hh] = mn;
+            float ps = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                v[hh][i] = mn == -INFINITY ? 0.0f : l32_ex2(v[hh][i] - mn);
+                ps += v[hh][i];
+            }
+            lrow[hh] = lrow[hh] * corr[hh] + ps;
+        }
+        if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+            for (int n = 0; n < NT; n++) o[n][0] *= corr[0], o[n][1] *= corr[0], o[n][2] *= corr[1], o[n][3] *= corr[1];
+        }
+        uint32_t ph[4];
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const __half2 h0 = __floats2half2_rn(v[hh][0], v[hh][1]), h1 = __floats2half2_rn(v[hh][2], v[hh][3]);
+            ph[hh] = *(const uint32_t *)&h0;
+            ph[2 + hh] = *(const uint32_t *)&h1;
+        }
+#pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            uint32_t vf[4];
+            l32_ldsm4t(vf, kst + L32_STEP * D * 2 + qoff + (qx ^ (32u * j)));
+            l32_mma(o[2 * j], ph, vf[0], vf[1]);
+            l32_mma(o[2 * j + 1], ph, vf[2], vf[3]);
+        }
+        __syncwarp(); // (this stage is refilled next iteration)
+        s_cur = s_nxt;
+        s_nxt = s_nn;
+        b_nxt = b_nn;
+        s_3 = s_nn < nsteps ? (int)__shfl_sync(0xffffffffu, pend, 0) : (1 << 30);
+        stage ^= 1;
+    }
+    l32_wait<0>();
+    __syncthreads();
+
+    // the 4 warps' partials -> [warp][16][D + 2] (the ring), merged per row r < G by all threads
+    float *part = (float *)ring;
+    // (after the loop ring_u's stages are dead; Q's space holds the weights [warp][16] and offsets)
+    float *cw = (float *)dsm;
+    unsigned long long *doff = (unsigned long long *)(cw + L32_WARPS * 16);
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        float l = lrow[hh];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        float *dst = part + ((size_t)warp * 16 + g + 8 * hh) * (D + 2);
+#pragma unroll
+        for (int n = 0; n < NT; n++) *(float2 *)(dst + n * 8 + 2 * c) = make_float2(o[n][2 * hh], o[n][2 * hh + 1]);
+        if (c == 0) dst[D] = mrow[hh], dst[D + 1] = l;
+    }
+    __syncthreads();
+    const size_t tok = ((size_t)t0 * a.n_head + (size_t)hk * G) * a.plan_nsl; // (head hk G's first slot)
+    if (threadIdx.x < G) {
+        const int r = threadIdx.x;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < L32_WARPS; w++) mx = fmaxf(mx, part[((size_t)w * 16 + r) * (D + 2) + D]);
+        float ls = 0.0f;
+#pragma unroll
+        for (int w = 0; w < L32_WARPS; w++) {
+            const float *src = part + ((size_t)w * 16 + r) * (D + 2);
+            const float wt = src[D] == -INFINITY ? 0.0f : l32_ex2(src[D] - mx);
+            cw[w * 16 + r] = wt;
+            ls += src[D + 1] * wt;
+        }
+        const size_t off = (tok + (size_t)r * a.plan_nsl + slot) * (D + 2);
+        doff[r] = off;
+        a.work[off + D] = mx;
+        a.work[off + D + 1] = (ctl & 1) ? 0.5f * ls : ls;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * (D / 2); idx += L32_WARPS * 32) {
+        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+        float2 acc = make_float2(0.0f, 0.0f);
+#pragma unroll
+        for (int w = 0; w < L32_WARPS; w++) {
+            const float wt = cw[w * 16 + r];
+            const float2 x = *(const float2 *)(part + ((size_t)w * 16 + r) * (D + 2) + d);
+            acc.x += wt * x.x;
+            acc.y += wt * x.y;
+        }
+        *(float2 *)(a.work + doff[r] + d) = acc;
+    }
+
+    // the ticket: the head's last CTA resets its counters (and, fold, merges the nc partials)
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(&l32_arrivals[hk], 1u) == (unsigned)nc - 1u;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    if (threadIdx.x == 0) l32_claims[hk] = 0u, l32_arrivals[hk] = 0u;
+    if (!fold) return;
+    // row r (head hk G + r) by warp r % 4: lane j holds slots j and j + 32's (max, sum), then
+    // dims lane + 32 k of every slot, U slots' loads at a time (L2: cg loads, not L1)
+    constexpr int U = 24, DK = D / 32;
+    for (int r = warp; r < G; r += L32_WARPS) {
+        const int h = hk * G + r;
+        const float *pr = a.work + (tok + (size_t)r * a.plan_nsl) * (D + 2);
+        float m0 = -INFINITY, l0 = 0.0f, m1 = -INFINITY, l1 = 0.0f;
+        if (lane < nc) m0 = __ldcg(pr + (size_t)lane * (D + 2) + D), l0 = __ldcg(pr + (size_t)lane * (D + 2) + D + 1);
+        if (lane + 32 < nc)
+            m1 = __ldcg(pr + (size_t)(lane + 32) * (D + 2) + D), l1 = __ldcg(pr + (size_t)(lane + 32) * (D + 2) + D + 1);
+        const float M = warp_max(fmaxf(m0, m1));
+        const float w0 = m0 == -INFINITY ? 0.0f : exp2f(m0 - M), w1 = m1 == -INFINITY ? 0.0f : exp2f(m1 - M);
+        const float L = warp_sum(w0 * l0 + w1 * l1);
+        float acc[DK];
+#pragma unroll
+        for (int k = 0; k < DK; k++) acc[k] = 0.0f;
+        for (int s0 = 0; s0 < nc; s0 += U) {
+            float x[U][DK];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int k = 0; k < DK; k++) x[u][k] = s0 + u < nc ? __ldcg(pr + (size_t)(s0 + u) * (D + 2) + lane + 32 * k) : 0.0f;
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int s = s0 + u;
+                const float w = __shfl_sync(0xffffffffu, s < 32 ? w0 : w1, s & 31);
+#pragma unroll
+                for (int k = 0; k < DK; k++) acc[k] += (s < nc ? w : 0.0f) * x[u][k];
+            }
+        }
+        const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+#pragma unroll
+        for (int k = 0; k < DK; k++) {
+            const float val = acc[k] * inv;
+            const int e = h * D + 32 * k + lane; // (lanes hold a natural block of 32)
+            if (a.out_q8) {
+                // the int8 form of the next product's input, as attn.cu's attn_emit_q8 writes it
+                const int Kx = a.ldo;
+                const float am = warp_max(fabsf(val));
+                const float dq = am / 127.0f;
+                const int q = am == 0.0f ? 0 : (int)roundf(val / dq);
+                const int sq = __reduce_add_sync(0xffffffffu, q);
+                a.out_q8[(size_t)t0 * Kx + p64_at(e)] = (int8_t)q;
+                if (lane == 0) {
+                    const size_t gi = (size_t)t0 * (Kx / 32) + (size_t)(e >> 5);
+                    a.out_q8d[gi] = dq;
+                    a.out_q8s[gi] = dq * (float)sq;
+                }
+            } else {
+                float *row = a.out + (size_t)t0 * a.ldo;
+                row[a.out_p64 ? p64_at(e) : (size_t)e] = val;
+            }
+        }
+    }
+}
+
+int g_l32 = -1;         // SPARKD_L32 (read once)
+long g_l32_launches = 0; // (l32_dec_kernel launches so far: the selftest's proof that it ran)
+
+template <int D> int l32_launch(const cuda_attn_args *a, int fold, int ctl, void *stream, err *e) {
+    static bool attr[64];
+    CUDA_TRY(cuda_smem_once(l32_dec_kernel<D>, l32_smem<D>::TOTAL, attr));
+    CUDA_TRY(cuda_launch(l32_dec_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(L32_WARPS * 32),
+                         (size_t)l32_smem<D>::TOTAL, stream, *a, fold, ctl));
+    g_l32_launches++;
+    return 0;
+}
+
+} // namespace
+
+extern "C" long cuda_l32_launches(void) { return g_l32_launches; }
+// tests and benches: mode 0..2 (-1 unchanged); returns the old mode
+extern "C" int cuda_l32_mode(int mode) {
+    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 2);
+    const int was = g_l32;
+    if (mode >= 0 && mode <= 2) g_l32 = mode;
+    return was;
+}
+
+// attn.cu's attn_dec_launch (the decode plan's path, precision fast): -1 not taken (the caller
+// runs its kernels), 0 attention and combine launched (SPARKD_L32 = 2), -2 attention launched and
+// the caller launches its combine (SPARKD_L32 = 1), > 0 an error. ctl: 1 = the selftest's control
+// (partial sums halved). Fixed per batch size and layer (a graph replays it): one token, no
+// window, no sinks, head_dim 64 / 128, G <= 16, KV blocks a power of two >= 16.
+extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e) {
+    const int mode = cuda_l32_mode(-1);
+    const int G = a->n_kv > 0 ? a->n_head / a->n_kv : 0;
+    if (mode == 0 || !a->pf_fast || !a->plan || !a->plan_nslot || a->n_tiles != 1 || a->window > 0 || a->sinks ||
+        a->kv_type != CUDA_KV_F16 || (a->head_dim != 64 && a->head_dim != 128) || a->n_kv < 1 || a->n_kv > L32_MAXKV || G < 1 ||
+        G > 16 || a->n_head % a->n_kv || a->kv_block < L32_STEP || (a->kv_block & (a->kv_block - 1)) || a->plan_nsl > 64 ||
+        (a->out_q8 && a->out_p64))
+        return -1;
+    const int fold = mode == 2;
+    const int rc = a->head_dim == 128 ? l32_launch<128>(a, fold, ctl, stream, e) : l32_launch<64>(a, fold, ctl, stream, e);
+    if (rc) return rc;
+    return fold ? 0 : -2;
+}
