@@ -37,8 +37,9 @@
 #define L32_STEP 16 // positions a warp step (one m16n8k16 k-extent of P.V)
 #define L32_MAXKV 64
 
-__device__ unsigned l32_claims[L32_MAXKV];   // per KV head: steps claimed past the static 3 a warp
-__device__ unsigned l32_arrivals[L32_MAXKV]; // per KV head: CTAs done (the last one merges / resets)
+#define L32_PAD 32 // (counters 128 bytes apart: the heads' claims do not queue on one L2 line)
+__device__ unsigned l32_claims[L32_MAXKV * L32_PAD];   // [KV head * L32_PAD]: steps claimed past the static 3 a warp
+__device__ unsigned l32_arrivals[L32_MAXKV * L32_PAD]; // [KV head * L32_PAD]: CTAs done (the last one merges / resets)
 
 namespace {
 
@@ -166,7 +167,7 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
         l32_commit();
         const int s_nn = s_3; // (the step after s_nxt: its block id loaded now, used next iteration)
         const int b_nn = blk_of(s_nn);
-        if (lane == 0 && s_nn < nsteps) pend = 3u * nw + atomicAdd(&l32_claims[hk], 1u);
+        if (lane == 0 && s_nn < nsteps) pend = 3u * nw + atomicAdd(&l32_claims[hk * L32_PAD], 1u);
         l32_wait<1>();
         __syncwarp();
         const uint32_t kst = ring_u + (uint32_t)stage * SM::STAGE;
@@ -286,11 +287,11 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     // the ticket: the head's last CTA resets its counters (and, fold, merges the nc partials)
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&l32_arrivals[hk], 1u) == (unsigned)nc - 1u;
+    if (threadIdx.x == 0) s_last = atomicAdd(&l32_arrivals[hk * L32_PAD], 1u) == (unsigned)nc - 1u;
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    if (threadIdx.x == 0) l32_claims[hk] = 0u, l32_arrivals[hk] = 0u;
+    if (threadIdx.x == 0) l32_claims[hk * L32_PAD] = 0u, l32_arrivals[hk * L32_PAD] = 0u;
     if (!fold) return;
     // row r (head hk G + r) by warp r % 4: lane j holds slots j and j + 32's (max, sum), then
     // dims lane + 32 k of every slot, U slots' loads at a time (L2: cg loads, not L1)
