@@ -1575,8 +1575,8 @@ static int g_att8_pair = 1;
 static int g_a8 = 5;
 static void dec_env() {
     if (g_dec_old >= 0) return;
-    const char *e8 = getenv("SPARKD_A8");
-    if (e8 && *e8) g_a8 = atoi(e8) >= 0 && atoi(e8) <= 5 ? atoi(e8) : 5;
+    g_a8 = cuda_env_int("SPARKD_A8", 5); // (round 13 l32: the project's reader, read once; unset / not a number: 5)
+    if (g_a8 > 5) g_a8 = 5;
     const char *a8 = getenv("SPARKD_ATT8");
     g_att8 = a8 && *a8 && !strcmp(a8, "0") ? 0 : 1;
     g_att8_pre = getenv("SPARKD_ATT8_PRE") && atoi(getenv("SPARKD_ATT8_PRE")) == 1;
