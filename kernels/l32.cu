@@ -87,7 +87,8 @@ template <int D> struct l32_smem {
 // a: one decode token (n_tiles 1), f16 KV in blocks of a power-of-two multiple of 16 rows, no
 // window, no sinks, G = n_head / n_kv <= 16; work [n_head][plan_nsl][D + 2] partials of the token
 // (slot x of head h: the CTA's merged (O, max, sum), log2 units). fold: 1 the last CTA a KV head
-// writes the output. ctl bit 0 (selftest control): partial sums written halved.
+// writes the output. ctl bit 0 (selftest control): partial sums written halved; bit 1 (SPARKD_L32_PRE):
+// the first static steps before pdl_wait.
 template <int D>
 __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_attn_args a, const int fold, const int ctl) {
     using SM = l32_smem<D>;
@@ -136,9 +137,19 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     int s_cur = wid, s_nxt = wid + nw, s_3 = wid + 2 * nw;
     const int b_cur = blk_of(s_cur);
     int b_nxt = blk_of(s_nxt);
+    // (ctl & 2, SPARKD_L32_PRE=1) the static steps whose 16 rows all precede the token's position are
+    // copied before pdl_wait: the kernels before this one in the step (q/k/v, qkv_kernel) write only
+    // row pos of the cache; the rows before it were final when the step began (the engine synchronizes
+    // every step). kern_util.cuh's rule keeps this to weights: off by default until measured.
+    const bool pre_cur = (ctl & 2) && s_cur * L32_STEP + L32_STEP - 1 < pos;
+    bool pre_nxt = pre_cur && s_nxt * L32_STEP + L32_STEP - 1 < pos;
+    if (pre_cur) issue(s_cur, b_cur, 0), l32_commit();
+    if (pre_nxt) issue(s_nxt, b_nxt, 1), l32_commit();
     pdl_wait();
-    if (s_cur < nsteps) issue(s_cur, b_cur, 0);
-    l32_commit();
+    if (!pre_cur) {
+        if (s_cur < nsteps) issue(s_cur, b_cur, 0);
+        l32_commit();
+    }
     // Q hi (scale log2 e folded in) -> smem rows 0..15 (rows >= G zero), then A fragments in registers
     const float qsc = a.scale * 1.4426950408889634f;
     for (int idx = threadIdx.x; idx < 16 * D / 2; idx += L32_WARPS * 32) {
@@ -163,8 +174,11 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     unsigned pend = 0; // (lane 0: the claim in flight)
     int stage = 0;
     while (s_cur < nsteps) {
-        if (s_nxt < nsteps) issue(s_nxt, b_nxt, stage ^ 1);
-        l32_commit();
+        if (!pre_nxt) { // (pre_nxt: the first iteration's copies went before the wait)
+            if (s_nxt < nsteps) issue(s_nxt, b_nxt, stage ^ 1);
+            l32_commit();
+        }
+        pre_nxt = false;
         const int s_nn = s_3; // (the step after s_nxt: its block id loaded now, used next iteration)
         const int b_nn = blk_of(s_nn);
         if (lane == 0 && s_nn < nsteps) pend = 3u * nw + atomicAdd(&l32_claims[hk * L32_PAD], 1u);
@@ -363,7 +377,16 @@ template <int D> int l32_launch(const cuda_attn_args *a, int fold, int ctl, void
 
 } // namespace
 
+int g_l32_pre = -1; // SPARKD_L32_PRE (read once): 1 = the first static steps copied before pdl_wait
+
 extern "C" long cuda_l32_launches(void) { return g_l32_launches; }
+// tests and benches: SPARKD_L32_PRE 0 / 1 (-1 unchanged); returns the old setting
+extern "C" int cuda_l32_pre(int on) {
+    if (g_l32_pre < 0) g_l32_pre = cuda_env_int("SPARKD_L32_PRE", 0) ? 1 : 0;
+    const int was = g_l32_pre;
+    if (on >= 0) g_l32_pre = on ? 1 : 0;
+    return was;
+}
 // tests and benches: mode 0..2 (-1 unchanged); returns the old mode
 extern "C" int cuda_l32_mode(int mode) {
     if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 2);
@@ -375,7 +398,7 @@ extern "C" int cuda_l32_mode(int mode) {
 // attn.cu's attn_dec_launch (the decode plan's path, precision fast): -1 not taken (the caller
 // runs its kernels), 0 attention and combine launched (SPARKD_L32 = 2), -2 attention launched and
 // the caller launches its combine (SPARKD_L32 = 1), > 0 an error. ctl: 1 = the selftest's control
-// (partial sums halved). Fixed per batch size and layer (a graph replays it): one token, no
+// (partial sums halved); SPARKD_L32_PRE adds 2. Fixed per batch size and layer (a graph replays it): one token, no
 // window, no sinks, head_dim 64 / 128, G <= 16, KV blocks a power of two >= 16.
 extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e) {
     const int mode = cuda_l32_mode(-1);
@@ -386,6 +409,7 @@ extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err 
         (a->out_q8 && a->out_p64))
         return -1;
     const int fold = mode == 2;
+    if (cuda_l32_pre(-1)) ctl |= 2;
     const int rc = a->head_dim == 128 ? l32_launch<128>(a, fold, ctl, stream, e) : l32_launch<64>(a, fold, ctl, stream, e);
     if (rc) return rc;
     return fold ? 0 : -2;
