@@ -57,6 +57,10 @@ __device__ __forceinline__ void l32_ldsm4t(uint32_t *r, uint32_t p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p));
 }
+// bytes [p, p + n) into L2 (n a multiple of 16, p 16-byte aligned)
+__device__ __forceinline__ void l32_prefetch_l2(const void *p, int n) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(n) : "memory");
+}
 // c (m16 x n8 f32) += a (m16 x k16 f16, row) b (k16 x n8 f16, col)
 __device__ __forceinline__ void l32_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -88,7 +92,7 @@ template <int D> struct l32_smem {
 // window, no sinks, G = n_head / n_kv <= 16; work [n_head][plan_nsl][D + 2] partials of the token
 // (slot x of head h: the CTA's merged (O, max, sum), log2 units). fold: 1 the last CTA a KV head
 // writes the output. ctl bit 0 (selftest control): partial sums written halved; bit 1 (SPARKD_L32_PRE):
-// the first static steps before pdl_wait.
+// the first static steps before pdl_wait; bit 2 (SPARKD_L32_PRE=2): the third static step into L2 there too.
 template <int D>
 __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_attn_args a, const int fold, const int ctl) {
     using SM = l32_smem<D>;
@@ -145,6 +149,11 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     bool pre_nxt = pre_cur && s_nxt * L32_STEP + L32_STEP - 1 < pos;
     if (pre_cur) issue(s_cur, b_cur, 0), l32_commit();
     if (pre_nxt) issue(s_nxt, b_nxt, 1), l32_commit();
+    if ((ctl & 4) && lane == 0 && s_3 * L32_STEP + L32_STEP - 1 < pos) { // (SPARKD_L32_PRE=2: the third static step into L2)
+        const size_t base = (((size_t)blk_of(s_3) * n_kv + hk) * a.kv_block + ((s_3 * L32_STEP) & kmask)) * D;
+        l32_prefetch_l2(K + base, L32_STEP * D * 2);
+        l32_prefetch_l2(V + base, L32_STEP * D * 2);
+    }
     pdl_wait();
     if (!pre_cur) {
         if (s_cur < nsteps) issue(s_cur, b_cur, 0);
@@ -377,14 +386,15 @@ template <int D> int l32_launch(const cuda_attn_args *a, int fold, int ctl, void
 
 } // namespace
 
-int g_l32_pre = -1; // SPARKD_L32_PRE (read once): 1 = the first static steps copied before pdl_wait
+int g_l32_pre = -1; // SPARKD_L32_PRE (read once): 1 = the first static steps copied before pdl_wait, 2 = and the third into L2
 
 extern "C" long cuda_l32_launches(void) { return g_l32_launches; }
-// tests and benches: SPARKD_L32_PRE 0 / 1 (-1 unchanged); returns the old setting
+// tests and benches: SPARKD_L32_PRE 0 / 1 / 2 (-1 unchanged); returns the old setting
 extern "C" int cuda_l32_pre(int on) {
-    if (g_l32_pre < 0) g_l32_pre = cuda_env_int("SPARKD_L32_PRE", 0) ? 1 : 0;
+    if (g_l32_pre < 0) g_l32_pre = cuda_env_int("SPARKD_L32_PRE", 0);
+    if (g_l32_pre > 2) g_l32_pre = 2;
     const int was = g_l32_pre;
-    if (on >= 0) g_l32_pre = on ? 1 : 0;
+    if (on >= 0) g_l32_pre = on > 2 ? 2 : on;
     return was;
 }
 // tests and benches: mode 0..2 (-1 unchanged); returns the old mode
@@ -398,7 +408,7 @@ extern "C" int cuda_l32_mode(int mode) {
 // attn.cu's attn_dec_launch (the decode plan's path, precision fast): -1 not taken (the caller
 // runs its kernels), 0 attention and combine launched (SPARKD_L32 = 2), -2 attention launched and
 // the caller launches its combine (SPARKD_L32 = 1), > 0 an error. ctl: 1 = the selftest's control
-// (partial sums halved); SPARKD_L32_PRE adds 2. Fixed per batch size and layer (a graph replays it): one token, no
+// (partial sums halved); SPARKD_L32_PRE adds 2 (1) or 6 (2). Fixed per batch size and layer (a graph replays it): one token, no
 // window, no sinks, head_dim 64 / 128, G <= 16, KV blocks a power of two >= 16.
 extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e) {
     const int mode = cuda_l32_mode(-1);
@@ -409,7 +419,8 @@ extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err 
         (a->out_q8 && a->out_p64))
         return -1;
     const int fold = mode == 2;
-    if (cuda_l32_pre(-1)) ctl |= 2;
+    const int pre = cuda_l32_pre(-1);
+    if (pre) ctl |= pre == 2 ? 6 : 2;
     const int rc = a->head_dim == 128 ? l32_launch<128>(a, fold, ctl, stream, e) : l32_launch<64>(a, fold, ctl, stream, e);
     if (rc) return rc;
     return fold ? 0 : -2;

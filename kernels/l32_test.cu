@@ -232,12 +232,12 @@ void test_b1(int pos, bool forms) {
     report("mode 1 vs mode 0", shape, err_out(o1, o0), 2e-3, true);
     report("mode 2 vs mode 0", shape, err_out(o2, o0), 2e-3, true);
     report("mode 2 vs mode 1", shape, err_out(o2, o1), 2e-3, true);
-    { // SPARKD_L32_PRE=1: the first static steps before pdl_wait (the same values)
-        const int pre_was = cuda_l32_pre(1);
+    for (int pre = 1; pre <= 2; pre++) { // SPARKD_L32_PRE=1 / 2: the first static steps before pdl_wait (the same values)
+        const int pre_was = cuda_l32_pre(pre);
         int np = -1;
         const auto op = run_layer(L, 2, &np);
         cuda_l32_pre(pre_was);
-        report("mode 2 + PRE vs reference", shape, err_ref(op, ref), 3e-3, np == 1);
+        report(pre == 1 ? "mode 2 + PRE=1 vs reference" : "mode 2 + PRE=2 vs reference", shape, err_ref(op, ref), 3e-3, np == 1);
     }
     if (forms) {
         // P64 rows: the folded combine's writes vs attn_dec_combine_u's
@@ -331,8 +331,8 @@ void l32_kbench(void *file, double probe, err *e) {
         int copies = (int)(512e6 / kvb) + 1;
         if (copies > 8) copies = 8;
         make_layer(L, shapes[sh][0], shapes[sh][1], copies, false);
-        for (int mode : {0, 1, 2, 0, 2, 3}) { // (3: mode 2 with SPARKD_L32_PRE=1)
-            const int was = cuda_l32_mode(mode == 3 ? 2 : mode), pre_was = cuda_l32_pre(mode == 3);
+        for (int mode : {0, 1, 2, 0, 2, 3, 4}) { // (3, 4: mode 2 with SPARKD_L32_PRE=1, 2)
+            const int was = cuda_l32_mode(mode >= 3 ? 2 : mode), pre_was = cuda_l32_pre(mode >= 3 ? mode - 2 : 0);
             int ci = 0;
             const double us = time_us([&] {
                 for (int r = 0; r < 10; r++) {
@@ -345,8 +345,8 @@ void l32_kbench(void *file, double probe, err *e) {
             }, 9) / 10;
             cuda_l32_mode(was);
             cuda_l32_pre(pre_was);
-            fprintf(ctx.f, "| %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", mode == 3 ? "l32 PRE" : mode ? "l32" : "dec3 + combine", shapes[sh][0] + 1,
-                    shapes[sh][1], mode, us, L.bytes / us * 1e-3, probe > 0 ? 100.0 * L.bytes / us * 1e-3 / probe : 0.0);
+            fprintf(ctx.f, "| %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", mode == 4 ? "l32 PRE=2" : mode == 3 ? "l32 PRE=1" : mode ? "l32" : "dec3 + combine", shapes[sh][0] + 1,
+                    shapes[sh][1], mode >= 3 ? 2 : mode, us, L.bytes / us * 1e-3, probe > 0 ? 100.0 * L.bytes / us * 1e-3 / probe : 0.0);
             fflush(ctx.f);
         }
         dfree_all();
