@@ -93,14 +93,22 @@ template <int D> struct l32_smem {
 // (slot x of head h: the CTA's merged (O, max, sum), log2 units). fold: 1 the last CTA a KV head
 // writes the output. ctl bit 0 (selftest control): partial sums written halved; bit 1 (SPARKD_L32_PRE):
 // the first static steps before pdl_wait; bit 2 (SPARKD_L32_PRE=2): the third static step into L2 there too.
-template <int D>
-__global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_attn_args a, const int fold, const int ctl) {
+// QKV (SPARKD_L32_QKV, cuda_l32_qkv_attention): qa's raw q / k / v rows of the token (bias, QK-norm, RoPE:
+// qkv_kernel's arithmetic, its pre-loaded path) are made here instead of by cuda_qkv_rope_store: every
+// CTA makes its G q heads and head hk's k and v (f16, as the cache holds them); the CTA of slot 0
+// stores k and v at pos; no CTA reads row pos from the cache: the step holding it takes rows pos.. of
+// the stage from shared memory (so no ordering between CTAs is needed).
+template <int D, bool QKV>
+__global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_attn_args a, const int fold, const int ctl,
+                                                                 const cuda_qkv_args qa) {
     using SM = l32_smem<D>;
     constexpr int NT = D / 8;  // n-tiles of O (dims)
     constexpr int KS = D / 16; // k-steps of S
     constexpr int CH = D / 8;  // 16-byte chunks a row
     extern __shared__ __align__(16) uint8_t dsm[];
     __shared__ int s_last;
+    __shared__ __align__(16) float qrow[QKV ? L32_WARPS : 1][QKV ? D : 4]; // (QKV) a warp's head row, f32
+    __shared__ __align__(16) __half kvrow[2][QKV ? D : 8];                 // (QKV) k, v at pos, f16
     __half *qs = (__half *)dsm;
     uint8_t *ring = dsm + SM::Q;
     pdl_trigger();
@@ -161,21 +169,84 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     }
     // Q hi (scale log2 e folded in) -> smem rows 0..15 (rows >= G zero), then A fragments in registers
     const float qsc = a.scale * 1.4426950408889634f;
-    for (int idx = threadIdx.x; idx < 16 * D / 2; idx += L32_WARPS * 32) {
-        const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
-        float2 v = make_float2(0.0f, 0.0f);
-        if (r < G) v = *(const float2 *)(a.q + (size_t)t0 * a.ldq + (size_t)(hk * G + r) * D + d);
-        const __half2 h = __floats2half2_rn(v.x * qsc, v.y * qsc);
-        *(__half2 *)((uint8_t *)qs + 2 * D * r + 16 * (((d >> 3) ^ r) & 7 | ((d >> 3) & ~7)) + 2 * (d & 7)) = h;
+    auto q_at = [&](int r, int d) { // (byte offset of Q row r, element d: swizzled 16-byte chunks)
+        return 2 * D * r + 16 * ((((d >> 3) ^ r) & 7) | ((d >> 3) & ~7)) + 2 * (d & 7);
+    };
+    if constexpr (!QKV) {
+        for (int idx = threadIdx.x; idx < 16 * D / 2; idx += L32_WARPS * 32) {
+            const int r = idx / (D / 2), d = 2 * (idx % (D / 2));
+            float2 v = make_float2(0.0f, 0.0f);
+            if (r < G) v = *(const float2 *)(a.q + (size_t)t0 * a.ldq + (size_t)(hk * G + r) * D + d);
+            const __half2 h = __floats2half2_rn(v.x * qsc, v.y * qsc);
+            *(__half2 *)((uint8_t *)qs + q_at(r, d)) = h;
+        }
+    } else {
+        // one head row of the token by this warp into v (qkv_kernel's pre-loaded path, the same
+        // operations in the same order): + bias, RMS norm with the kind's weights, RoPE of n_rot dims
+        auto head_row = [&](int kind, int hh, float *v) {
+            const float *src = (kind == 0 ? qa.q + (size_t)t0 * qa.ldq : kind == 1 ? qa.k + (size_t)t0 * qa.ldk : qa.v + (size_t)t0 * qa.ldv) +
+                               (size_t)hh * D;
+            const float *bias = kind == 0 ? qa.bq : kind == 1 ? qa.bk : qa.bv;
+            const float *nw = kind == 0 ? qa.q_norm : kind == 1 ? qa.k_norm : NULL;
+            float ss = 0.0f;
+            for (int d = lane; d < D; d += 32) {
+                float x = src[d];
+                if (bias) x += bias[(size_t)hh * D + d];
+                v[d] = x;
+                ss += x * x;
+            }
+            if (nw) {
+                ss = warp_sum(ss);
+                const float r = 1.0f / sqrtf(ss / (float)D + qa.eps);
+                for (int d = lane; d < D; d += 32) v[d] = v[d] * r * nw[d];
+            }
+            __syncwarp();
+            if (kind < 2) {
+                const int half = qa.n_rot / 2;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int i = lane + 32 * j;
+                    if (i >= half) break;
+                    float sn, cs;
+                    sincosf((float)pos * qa.inv_freq[i], &sn, &cs);
+                    cs *= qa.mscale;
+                    sn *= qa.mscale;
+                    const int ia = qa.neox ? i : 2 * i, ib = qa.neox ? i + half : 2 * i + 1;
+                    const float x0 = v[ia], x1 = v[ib];
+                    v[ia] = x0 * cs - x1 * sn;
+                    v[ib] = x0 * sn + x1 * cs;
+                }
+                __syncwarp();
+            }
+        };
+        for (int idx = threadIdx.x; idx < (16 - G) * D / 2; idx += L32_WARPS * 32) { // (rows G..15: zero)
+            const int r = G + idx / (D / 2), d = 2 * (idx % (D / 2));
+            *(__half2 *)((uint8_t *)qs + q_at(r, d)) = __floats2half2_rn(0.0f, 0.0f);
+        }
+        float *v = qrow[warp];
+        for (int r = warp; r < G; r += L32_WARPS) {
+            head_row(0, hk * G + r, v);
+            for (int d = 2 * lane; d < D; d += 64) *(__half2 *)((uint8_t *)qs + q_at(r, d)) = __floats2half2_rn(v[d] * qsc, v[d + 1] * qsc);
+            __syncwarp();
+        }
+        if (warp < 2) { // k (warp 0), v (warp 1) of head hk at pos; slot 0 stores them
+            head_row(1 + warp, hk, v);
+            __half *cache = (__half *)(warp ? qa.kv.v : qa.kv.k) + (((size_t)btab[pos >> ksh] * n_kv + hk) * a.kv_block + (pos & kmask)) * D;
+            for (int d = lane; d < D; d += 32) {
+                const __half h = __float2half_rn(v[d]);
+                kvrow[warp][d] = h;
+                if (slot == 0) cache[d] = h;
+            }
+        }
     }
     __syncthreads();
     // ldmatrix lane offsets (see attn_dec3_kernel): K x4 rows (lane >> 4) 8 + (lane & 7), chunk
     // bit (lane >> 3) & 1; Q and V rows ((lane >> 3) & 1) 8 + (lane & 7), chunk bit lane >> 4
     const uint32_t kx = 16u * (uint32_t)(((lane >> 3) & 1) ^ (lane & 7)), koff = 2u * D * (uint32_t)((lane >> 4) * 8 + (lane & 7));
     const uint32_t qx = 16u * (uint32_t)((lane >> 4) ^ (lane & 7)), qoff = 2u * D * (uint32_t)(((lane >> 3) & 1) * 8 + (lane & 7));
-    uint32_t qa[KS][4];
+    uint32_t qf[KS][4]; // (Q's A fragments, all k-steps)
 #pragma unroll
-    for (int ks = 0; ks < KS; ks++) l32_ldsm4(qa[ks], l32_su(qs) + qoff + (qx ^ (32u * ks)));
+    for (int ks = 0; ks < KS; ks++) l32_ldsm4(qf[ks], l32_su(qs) + qoff + (qx ^ (32u * ks)));
 
     float o[NT][4], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -194,13 +265,24 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
         l32_wait<1>();
         __syncwarp();
         const uint32_t kst = ring_u + (uint32_t)stage * SM::STAGE;
+        if (QKV && s_cur == nsteps - 1) { // (the step holding pos: rows pos - p0 .. 15 = k, v at pos, from kvrow)
+            uint8_t *stp = ring + (size_t)(warp * 2 + stage) * SM::STAGE;
+            const int r0 = pos - s_cur * L32_STEP;
+            for (int idx = lane; idx < (L32_STEP - r0) * CH; idx += 32) {
+                const int r = r0 + idx / CH, ch = idx % CH;
+                const int o = 2 * D * r + 16 * (ch ^ (r & 7));
+                *(uint4 *)(stp + o) = *(const uint4 *)(&kvrow[0][ch * 8]);
+                *(uint4 *)(stp + L32_STEP * D * 2 + o) = *(const uint4 *)(&kvrow[1][ch * 8]);
+            }
+            __syncwarp();
+        }
         float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
         for (int ks = 0; ks < KS; ks++) {
             uint32_t kf[4];
             l32_ldsm4(kf, kst + koff + (kx ^ (32u * ks)));
-            l32_mma(sc[0], qa[ks], kf[0], kf[1]);
-            l32_mma(sc[1], qa[ks], kf[2], kf[3]);
+            l32_mma(sc[0], qf[ks], kf[0], kf[1]);
+            l32_mma(sc[1], qf[ks], kf[2], kf[3]);
         }
         const int p0 = s_cur * L32_STEP;
         const bool full = p0 + L32_STEP - 1 <= pos; // (uniform: only the last step is partial)
@@ -374,14 +456,25 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
 
 int g_l32 = -1;         // SPARKD_L32 (read once)
 long g_l32_launches = 0; // (l32_dec_kernel launches so far: the selftest's proof that it ran)
+long g_l32_qkv_launches = 0; // (of them with the q / k / v rows made inside: SPARKD_L32_QKV)
+int g_l32_qkv = -1; // SPARKD_L32_QKV (read once; default 0)
 
-template <int D> int l32_launch(const cuda_attn_args *a, int fold, int ctl, void *stream, err *e) {
+template <int D, bool QKV> int l32_launch(const cuda_attn_args *a, int fold, int ctl, const cuda_qkv_args *qa, void *stream, err *e) {
     static bool attr[64];
-    CUDA_TRY(cuda_smem_once(l32_dec_kernel<D>, l32_smem<D>::TOTAL, attr));
-    CUDA_TRY(cuda_launch(l32_dec_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(L32_WARPS * 32),
-                         (size_t)l32_smem<D>::TOTAL, stream, *a, fold, ctl));
+    CUDA_TRY(cuda_smem_once(l32_dec_kernel<D, QKV>, l32_smem<D>::TOTAL, attr));
+    CUDA_TRY(cuda_launch(l32_dec_kernel<D, QKV>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(L32_WARPS * 32),
+                         (size_t)l32_smem<D>::TOTAL, stream, *a, fold, ctl, *qa));
     g_l32_launches++;
+    if (QKV) g_l32_qkv_launches++;
     return 0;
+}
+// (the shapes l32_dec_kernel takes: one token at precision fast, see cuda_l32_dec)
+bool l32_shape_ok(const cuda_attn_args *a) {
+    const int G = a->n_kv > 0 ? a->n_head / a->n_kv : 0;
+    return a->pf_fast && a->plan && a->plan_nslot && a->n_tiles == 1 && a->window <= 0 && !a->sinks && a->kv_type == CUDA_KV_F16 &&
+           (a->head_dim == 64 || a->head_dim == 128) && a->n_kv >= 1 && a->n_kv <= L32_MAXKV && G >= 1 && G <= 16 &&
+           a->n_head % a->n_kv == 0 && a->kv_block >= L32_STEP && !(a->kv_block & (a->kv_block - 1)) && a->plan_nsl <= 64 &&
+           !(a->out_q8 && a->out_p64);
 }
 
 } // namespace
@@ -412,16 +505,43 @@ extern "C" int cuda_l32_mode(int mode) {
 // window, no sinks, head_dim 64 / 128, G <= 16, KV blocks a power of two >= 16.
 extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e) {
     const int mode = cuda_l32_mode(-1);
-    const int G = a->n_kv > 0 ? a->n_head / a->n_kv : 0;
-    if (mode == 0 || !a->pf_fast || !a->plan || !a->plan_nslot || a->n_tiles != 1 || a->window > 0 || a->sinks ||
-        a->kv_type != CUDA_KV_F16 || (a->head_dim != 64 && a->head_dim != 128) || a->n_kv < 1 || a->n_kv > L32_MAXKV || G < 1 ||
-        G > 16 || a->n_head % a->n_kv || a->kv_block < L32_STEP || (a->kv_block & (a->kv_block - 1)) || a->plan_nsl > 64 ||
-        (a->out_q8 && a->out_p64))
-        return -1;
+    if (mode == 0 || !l32_shape_ok(a)) return -1;
     const int fold = mode == 2;
     const int pre = cuda_l32_pre(-1);
     if (pre) ctl |= pre == 2 ? 6 : 2;
-    const int rc = a->head_dim == 128 ? l32_launch<128>(a, fold, ctl, stream, e) : l32_launch<64>(a, fold, ctl, stream, e);
+    cuda_qkv_args none;
+    memset(&none, 0, sizeof none);
+    const int rc = a->head_dim == 128 ? l32_launch<128, false>(a, fold, ctl, &none, stream, e) : l32_launch<64, false>(a, fold, ctl, &none, stream, e);
     if (rc) return rc;
     return fold ? 0 : -2;
+}
+
+extern "C" long cuda_l32_qkv_launches(void) { return g_l32_qkv_launches; }
+// tests and benches: SPARKD_L32_QKV 0 / 1 (-1 unchanged); returns the old setting
+extern "C" int cuda_l32_qkv(int on) {
+    if (g_l32_qkv < 0) g_l32_qkv = cuda_env_int("SPARKD_L32_QKV", 0) ? 1 : 0;
+    const int was = g_l32_qkv;
+    if (on >= 0) g_l32_qkv = on ? 1 : 0;
+    return was;
+}
+// engine.cu, before it would launch cuda_qkv_rope_store for T tokens: 1 = the q / k / v rows can be made
+// inside the attention launch (SPARKD_L32_QKV on, SPARKD_L32 = 2, one token, f16 KV, no split-K partials,
+// d64 / d128, RoPE of <= 256 dims); then cuda_l32_qkv_attention replaces both launches.
+extern "C" int cuda_l32_qkv_takes(const cuda_qkv_args *qa, int T) {
+    const int G = qa->n_kv > 0 ? qa->n_head / qa->n_kv : 0;
+    return cuda_l32_qkv(-1) && cuda_l32_mode(-1) == 2 && T == 1 && qa->kv_type == CUDA_KV_F16 && qa->pq.nz <= 0 && !qa->pq.g2 &&
+           qa->pk.nz <= 0 && !qa->pk.g2 && qa->pv.nz <= 0 && !qa->pv.g2 && (qa->head_dim == 64 || qa->head_dim == 128) &&
+           qa->n_rot >= 0 && qa->n_rot <= qa->head_dim && !(qa->n_rot & 1) && (qa->n_rot == 0 || qa->inv_freq) && qa->n_kv >= 1 &&
+           qa->n_kv <= L32_MAXKV && G >= 1 && G <= 16 && qa->n_head % qa->n_kv == 0 && qa->kv.k && qa->kv.v;
+}
+// The token's norm / RoPE / KV store and its attention in one launch (after cuda_l32_qkv_takes said 1);
+// where aa's shape is not l32's after all: cuda_qkv_rope_store then cuda_attention, as before.
+extern "C" int cuda_l32_qkv_attention(const cuda_qkv_args *qa, const cuda_attn_args *aa, const cuda_tokens *tk, void *stream, err *e) {
+    if (!cuda_l32_qkv_takes(qa, tk->T) || !l32_shape_ok(aa) || aa->head_dim != qa->head_dim || aa->n_head != qa->n_head ||
+        aa->n_kv != qa->n_kv || aa->kv_block != qa->kv_block || aa->kv.k != qa->kv.k || aa->kv.v != qa->kv.v) {
+        const int rc = cuda_qkv_rope_store(qa, tk, stream, e);
+        return rc ? rc : cuda_attention(aa, stream, e);
+    }
+    const int pre = cuda_l32_pre(-1), ctl = pre == 2 ? 6 : pre ? 2 : 0;
+    return aa->head_dim == 128 ? l32_launch<128, true>(aa, 1, ctl, qa, stream, e) : l32_launch<64, true>(aa, 1, ctl, qa, stream, e);
 }

@@ -30,6 +30,10 @@
 extern "C" int cuda_l32_mode(int mode);   // l32.cu: SPARKD_L32 0..2 (-1 unchanged); returns the old
 extern "C" long cuda_l32_launches(void);  // l32.cu: l32_dec_kernel launches so far
 extern "C" int cuda_l32_pre(int on);      // l32.cu: SPARKD_L32_PRE 0 / 1 (-1 unchanged); returns the old
+extern "C" int cuda_l32_qkv(int on);      // l32.cu: SPARKD_L32_QKV 0 / 1 (-1 unchanged); returns the old
+extern "C" long cuda_l32_qkv_launches(void);
+extern "C" int cuda_l32_qkv_takes(const cuda_qkv_args *qa, int T);
+extern "C" int cuda_l32_qkv_attention(const cuda_qkv_args *qa, const cuda_attn_args *aa, const cuda_tokens *tk, void *stream, err *e);
 
 namespace {
 
@@ -279,6 +283,73 @@ void test_b1(int pos, bool forms) {
     dfree_all();
 }
 
+// SPARKD_L32_QKV: the token's q / k / v rows (raw, as the GEMV leaves them) normalized, rotated and
+// stored inside l32's launch, against cuda_qkv_rope_store + cuda_attention (SPARKD_L32 = 2): the cache
+// rows k, v at pos bitwise (the same operations), the output within 2e-3 (the dynamic steps). Row pos
+// is poisoned (NaN) before the fused call: it must be written, and the attention must not read it.
+void test_qkv(int pos) {
+    layer_t L;
+    make_layer(L, pos, 1, 1, true);
+    const int H = layer_t::H, HK = layer_t::HK, D = layer_t::D, KVB = layer_t::KVB;
+    char shape[80], note[96];
+    snprintf(shape, sizeof shape, "b1 ctx %d (row %d of its step)", pos + 1, pos % 16);
+    const auto qraw = st_randn((size_t)H * D, 1.0), kraw = st_randn((size_t)HK * D, 1.0), vraw = st_randn((size_t)HK * D, 1.0);
+    std::vector<float> qn(D), kn(D), ifr(D / 2);
+    for (int i = 0; i < D; i++) qn[i] = (float)(0.5 + C->rng.unit()), kn[i] = (float)(0.5 + C->rng.unit());
+    for (int i = 0; i < D / 2; i++) ifr[i] = (float)pow(1e6, -2.0 * i / D);
+    cuda_qkv_args qa;
+    memset(&qa, 0, sizeof qa);
+    qa.q = (float *)L.a.q; // (the layer's q buffer: raw rows uploaded before each call)
+    qa.k = dup(kraw); qa.v = dup(vraw);
+    qa.ldq = H * D; qa.ldk = qa.ldv = HK * D;
+    qa.q_norm = dup(qn); qa.k_norm = dup(kn); qa.eps = 1e-6f;
+    qa.inv_freq = dup(ifr); qa.n_rot = D; qa.neox = 1; qa.mscale = 1.0f;
+    qa.n_head = H; qa.n_kv = HK; qa.head_dim = D;
+    qa.kv = L.a.kv; qa.kv_type = CUDA_KV_F16; qa.kv_block = KVB;
+    const std::vector<int32_t> tpos = {pos}, tseq = {0};
+    cuda_tokens tk = {dup(tpos), dup(tseq), L.a.block_tables, L.max_blocks, 1};
+    const size_t row = ((size_t)L.bt[pos / KVB] * HK) * KVB + pos % KVB; // (head 0's row; head h at + h KVB)
+    auto rows = [&]() { // k, v rows of every KV head at pos (f16 bits)
+        std::vector<uint16_t> r((size_t)2 * HK * D);
+        for (int h = 0; h < HK; h++) {
+            cudaMemcpy(&r[(size_t)h * D], (const uint16_t *)L.a.kv.k + (row + (size_t)h * KVB) * D, D * 2, cudaMemcpyDeviceToHost);
+            cudaMemcpy(&r[(size_t)(HK + h) * D], (const uint16_t *)L.a.kv.v + (row + (size_t)h * KVB) * D, D * 2, cudaMemcpyDeviceToHost);
+        }
+        return r;
+    };
+    const int mode_was = cuda_l32_mode(2), qkv_was = cuda_l32_qkv(1);
+    const int takes = cuda_l32_qkv_takes(&qa, 1);
+    std::vector<float> oa, ob;
+    std::vector<uint16_t> ra, rb;
+    err e2 = {ERR_OK, {0}};
+    // (A) today's two launches
+    cudaMemcpy(qa.q, qraw.data(), qraw.size() * 4, cudaMemcpyHostToDevice);
+    poison(L.a.out, (size_t)H * D * 4);
+    if (cuda_qkv_rope_store(&qa, &tk, C->st, &e2) == 0 && cuda_attention(&L.a, C->st, &e2) == 0 && cudaStreamSynchronize(C->st) == cudaSuccess)
+        oa = get(L.a.out, (size_t)H * D), ra = rows();
+    // (B) one launch; row pos poisoned first
+    cudaMemcpy(qa.q, qraw.data(), qraw.size() * 4, cudaMemcpyHostToDevice);
+    poison(L.a.out, (size_t)H * D * 4);
+    for (int h = 0; h < HK; h++) {
+        cudaMemset((uint16_t *)L.a.kv.k + (row + (size_t)h * KVB) * D, 0xff, D * 2);
+        cudaMemset((uint16_t *)L.a.kv.v + (row + (size_t)h * KVB) * D, 0xff, D * 2);
+    }
+    const long l0 = cuda_l32_qkv_launches();
+    if (cuda_l32_qkv_attention(&qa, &L.a, &tk, C->st, &e2) == 0 && cudaStreamSynchronize(C->st) == cudaSuccess)
+        ob = get(L.a.out, (size_t)H * D), rb = rows();
+    else
+        fprintf(C->f, "# l32 qkv: %s\n", e2.msg), cudaGetLastError();
+    const long nl = cuda_l32_qkv_launches() - l0;
+    cuda_l32_mode(mode_was);
+    cuda_l32_qkv(qkv_was);
+    size_t nd = ra.size() == rb.size() && !ra.empty() ? 0 : 1;
+    for (size_t i = 0; i < ra.size() && i < rb.size(); i++) nd += ra[i] != rb[i];
+    snprintf(note, sizeof note, "(%zu of %zu cache halves at pos differ: want 0; fused launches %ld: want 1; takes %d)", nd, ra.size(), nl, takes);
+    report("QKV fused: cache rows at pos bitwise", shape, (double)nd, 0.0, nl == 1 && takes == 1, note);
+    report("QKV fused vs qkv_rope_store + attention", shape, err_out(ob, oa), 2e-3, nl == 1);
+    dfree_all();
+}
+
 void test_b8(int pos) {
     layer_t L;
     make_layer(L, pos, 8, 1, false);
@@ -304,6 +375,9 @@ int l32_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_b1(699, false);
     test_b1(8198, false);
     test_b8(4100);
+    test_qkv(4096);  // (pos the first row of its step)
+    test_qkv(4111);  // (the last row)
+    test_qkv(8198);
     if (!quick) test_b1(32771, true);
     st_close_stream();
     return ctx.fails;
