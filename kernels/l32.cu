@@ -135,6 +135,21 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
         const uint32_t st = ring_u + (uint32_t)stage * SM::STAGE;
         const int p0 = s * L32_STEP;
         const size_t base = ((size_t)blk * n_kv + hk) * (size_t)a.kv_block * D;
+        if (p0 + L32_STEP - 1 <= pos) { // (every step but the last: 16 rows from one address, immediate offsets)
+            // lane: chunk ch of rows r0 + RPI i (r0 < RPI, RPI i a multiple of RPI: r & 7 = r0 ^ (RPI i & 7))
+            constexpr int RPI = 32 / CH; // rows a round of the warp
+            const int r0 = lane / CH, ch = lane % CH;
+            const size_t off = base + (size_t)((p0 & kmask) + r0) * D + ch * 8;
+            const __half *kg = K + off, *vg = V + off;
+            const uint32_t d0 = st + 2u * D * (uint32_t)r0, sx = 16u * (uint32_t)(ch ^ r0);
+#pragma unroll
+            for (int i = 0; i < L32_STEP / RPI; i++) {
+                const uint32_t dd = d0 + 2u * D * RPI * i + (sx ^ (16u * (uint32_t)((RPI * i) & 7)));
+                l32_cp16(dd, kg + (size_t)RPI * i * D);
+                l32_cp16(dd + L32_STEP * D * 2, vg + (size_t)RPI * i * D);
+            }
+            return;
+        }
 #pragma unroll
         for (int i = 0; i < L32_STEP * CH / 32; i++) {
             const int j = lane + 32 * i, r = j / CH, ch = j % CH;
