@@ -1873,7 +1873,6 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
 
 int e64_comb(const cuda_attn_args *a, int U, void *stream, err *e); // e64.cu (round 12): the combine + o's input prepare
 extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e); // l32.cu (round 13): batch 1 at long context
-extern "C" int cuda_l32_mode(int mode); // l32.cu (round 13): SPARKD_L32 (-1: read)
 template <int D>
 static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     dec_env();
@@ -1911,7 +1910,6 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
             CUDA_TRY(cuda_launch(attn_dec3_kernel<D, 1>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                                  (size_t)sm8, stream, b, ns, ctl));
             g_a8_launches++;
-            if (cuda_l32_mode(-1)) { const int ec = e64_comb(a, a->plan_nsl > 16 ? 52 : 16, stream, e); if (ec >= 0) return ec; } // round 13 l32: e64's combine + prepare here too (SPARKD_L32=0: not)
             if (a->plan_nsl > 16) {
                 CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 52>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
                 return 0;
@@ -1940,6 +1938,16 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     CUDA_TRY(cuda_launch(attn_dec_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                          (size_t)dec_smem<D>::TOTAL, stream, *a));
     CUDA_TRY(cuda_launch(attn_dec_combine<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+    return 0;
+}
+
+// round 13 l32 (l32.cu, SPARKD_L32_QKV with SPARKD_L32 = 1): the decode plan's combine alone, as the dec3 path
+// launches it after its kernel
+extern "C" int cuda_attn_dec_combine_launch(const cuda_attn_args *a, void *stream, err *e) {
+    if (a->head_dim == 128)
+        CUDA_TRY(cuda_launch(attn_dec_combine_u<128, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(128), 0, stream, *a));
+    else
+        CUDA_TRY(cuda_launch(attn_dec_combine_u<64, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(64), 0, stream, *a));
     return 0;
 }
 

@@ -18,11 +18,14 @@
 //   all warps finish within about one step of each other;
 // - one m-tile a warp (G <= 16 query heads of the KV head as rows), Q hi (precision fast)
 //   in registers for the whole range, no pair / two-m-tile branches;
-// - SPARKD_L32 = 2 (default): the combine folded in: the last CTA of a KV head (a ticket,
+// - SPARKD_L32 = 2: the combine folded in: the last CTA of a KV head (a ticket,
 //   l32_arrivals[hk]) merges the nc partials of its G heads and writes the output (f32 rows,
 //   P64 rows or the int8 form, as attn_dec_combine_u); it also resets the head's two counters
 //   for the next launch. SPARKD_L32 = 1: the same kernel, the caller launches today's combine.
-//   SPARKD_L32 = 0: today's path exactly (this file not called).
+//   SPARKD_L32 = 3: no claims: warp w takes steps wid + k nw (a strided static split, deterministic),
+//   today's combine. SPARKD_L32 = 0 (the default since GPU run 0): today's path exactly (this file
+//   not called). Run 0 (H200, 32K b1 Q4_K_M): model 274.4 / 274.5 (0) vs 270.1 / 271.5 (2), 276.4
+//   (1); kbench 40.6 (0) vs 45.7 us (2); the claims were then made one step ahead (now two).
 // Counters: __device__ globals (zero at module load, reset by each launch's last CTA): one
 // decode attention at a time a device (the engine's stream order; a second engine decoding on
 // the same device concurrently would share them).
@@ -160,8 +163,10 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
             l32_cp16(dst + L32_STEP * D * 2, V + src);
         }
     };
-    // this warp's first three steps are static; then claims (3 nw + the head's counter)
-    int s_cur = wid, s_nxt = wid + nw, s_3 = wid + 2 * nw;
+    // this warp's first four steps are static; then claims (4 nw + the head's counter), each made two
+    // iterations before its step's copies are issued (run 0: claimed one ahead, the atomic's round trip
+    // under the full DRAM load sat on every step: 45.9 vs dec3's 40.7 us at 32K)
+    int s_cur = wid, s_nxt = wid + nw, s_3 = wid + 2 * nw, s_4 = wid + 3 * nw;
     const int b_cur = blk_of(s_cur);
     int b_nxt = blk_of(s_nxt);
     // (ctl & 2, SPARKD_L32_PRE=1) the static steps whose 16 rows all precede the token's position are
@@ -266,7 +271,12 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     float o[NT][4], mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    unsigned pend = 0; // (lane 0: the claim in flight)
+    // (lane 0: the claim made one iteration ago = the step after s_4; the first one here, after the wait)
+    // (ctl & 8, SPARKD_L32=3: no claims, warp w's steps wid + k nw for every k: the strided static split,
+    // deterministic; the A/B of the atomics' cost)
+    const bool strided = ctl & 8;
+    unsigned pend = strided ? (unsigned)(s_4 + nw) : 1u << 30;
+    if (!strided && lane == 0 && s_4 < nsteps) pend = 4u * nw + atomicAdd(&l32_claims[hk * L32_PAD], 1u);
     int stage = 0;
     while (s_cur < nsteps) {
         if (!pre_nxt) { // (pre_nxt: the first iteration's copies went before the wait)
@@ -274,9 +284,9 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
             l32_commit();
         }
         pre_nxt = false;
-        const int s_nn = s_3; // (the step after s_nxt: its block id loaded now, used next iteration)
-        const int b_nn = blk_of(s_nn);
-        if (lane == 0 && s_nn < nsteps) pend = 3u * nw + atomicAdd(&l32_claims[hk * L32_PAD], 1u);
+        const int b_3 = blk_of(s_3); // (loaded now, used next iteration)
+        unsigned pnew = strided ? pend + (unsigned)nw : 1u << 30; // (lane 0: the step after pend's, consumed two iterations on)
+        if (!strided && lane == 0 && s_4 < nsteps) pnew = 4u * nw + atomicAdd(&l32_claims[hk * L32_PAD], 1u);
         l32_wait<1>();
         __syncwarp();
         const uint32_t kst = ring_u + (uint32_t)stage * SM::STAGE;
@@ -347,9 +357,11 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
         }
         __syncwarp(); // (this stage is refilled next iteration)
         s_cur = s_nxt;
-        s_nxt = s_nn;
-        b_nxt = b_nn;
-        s_3 = s_nn < nsteps ? (int)__shfl_sync(0xffffffffu, pend, 0) : (1 << 30);
+        s_nxt = s_3;
+        b_nxt = b_3;
+        s_3 = s_4;
+        s_4 = (int)__shfl_sync(0xffffffffu, pend, 0);
+        pend = pnew;
         stage ^= 1;
     }
     l32_wait<0>();
@@ -469,7 +481,7 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     }
 }
 
-int g_l32 = -1;         // SPARKD_L32 (read once)
+int g_l32 = -1;         // SPARKD_L32 (read once; default 0 since GPU run 0: 2 (the fold) lost 1.5-2% in the model, 1 +0.7%)
 long g_l32_launches = 0; // (l32_dec_kernel launches so far: the selftest's proof that it ran)
 long g_l32_qkv_launches = 0; // (of them with the q / k / v rows made inside: SPARKD_L32_QKV)
 int g_l32_qkv = -1; // SPARKD_L32_QKV (read once; default 0)
@@ -494,6 +506,8 @@ bool l32_shape_ok(const cuda_attn_args *a) {
 
 } // namespace
 
+extern "C" int cuda_attn_dec_combine_launch(const cuda_attn_args *a, void *stream, err *e); // attn.cu: combine_u after the decode kernel
+
 int g_l32_pre = -1; // SPARKD_L32_PRE (read once): 1 = the first static steps copied before pdl_wait, 2 = and the third into L2
 
 extern "C" long cuda_l32_launches(void) { return g_l32_launches; }
@@ -505,11 +519,12 @@ extern "C" int cuda_l32_pre(int on) {
     if (on >= 0) g_l32_pre = on > 2 ? 2 : on;
     return was;
 }
-// tests and benches: mode 0..2 (-1 unchanged); returns the old mode
+// tests and benches: mode 0..3 (-1 unchanged); returns the old mode
 extern "C" int cuda_l32_mode(int mode) {
-    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 2);
+    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 0);
+    if (g_l32 > 3) g_l32 = 0;
     const int was = g_l32;
-    if (mode >= 0 && mode <= 2) g_l32 = mode;
+    if (mode >= 0 && mode <= 3) g_l32 = mode;
     return was;
 }
 
@@ -524,6 +539,7 @@ extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err 
     const int fold = mode == 2;
     const int pre = cuda_l32_pre(-1);
     if (pre) ctl |= pre == 2 ? 6 : 2;
+    if (mode == 3) ctl |= 8;
     cuda_qkv_args none;
     memset(&none, 0, sizeof none);
     const int rc = a->head_dim == 128 ? l32_launch<128, false>(a, fold, ctl, &none, stream, e) : l32_launch<64, false>(a, fold, ctl, &none, stream, e);
@@ -540,11 +556,11 @@ extern "C" int cuda_l32_qkv(int on) {
     return was;
 }
 // engine.cu, before it would launch cuda_qkv_rope_store for T tokens: 1 = the q / k / v rows can be made
-// inside the attention launch (SPARKD_L32_QKV on, SPARKD_L32 = 2, one token, f16 KV, no split-K partials,
+// inside the attention launch (SPARKD_L32_QKV on, SPARKD_L32 = 1 or 2, one token, f16 KV, no split-K partials,
 // d64 / d128, RoPE of <= 256 dims); then cuda_l32_qkv_attention replaces both launches.
 extern "C" int cuda_l32_qkv_takes(const cuda_qkv_args *qa, int T) {
     const int G = qa->n_kv > 0 ? qa->n_head / qa->n_kv : 0;
-    return cuda_l32_qkv(-1) && cuda_l32_mode(-1) == 2 && T == 1 && qa->kv_type == CUDA_KV_F16 && qa->pq.nz <= 0 && !qa->pq.g2 &&
+    return cuda_l32_qkv(-1) && cuda_l32_mode(-1) != 0 && T == 1 && qa->kv_type == CUDA_KV_F16 && qa->pq.nz <= 0 && !qa->pq.g2 &&
            qa->pk.nz <= 0 && !qa->pk.g2 && qa->pv.nz <= 0 && !qa->pv.g2 && (qa->head_dim == 64 || qa->head_dim == 128) &&
            qa->n_rot >= 0 && qa->n_rot <= qa->head_dim && !(qa->n_rot & 1) && (qa->n_rot == 0 || qa->inv_freq) && qa->n_kv >= 1 &&
            qa->n_kv <= L32_MAXKV && G >= 1 && G <= 16 && qa->n_head % qa->n_kv == 0 && qa->kv.k && qa->kv.v;
@@ -557,6 +573,7 @@ extern "C" int cuda_l32_qkv_attention(const cuda_qkv_args *qa, const cuda_attn_a
         const int rc = cuda_qkv_rope_store(qa, tk, stream, e);
         return rc ? rc : cuda_attention(aa, stream, e);
     }
-    const int pre = cuda_l32_pre(-1), ctl = pre == 2 ? 6 : pre ? 2 : 0;
-    return aa->head_dim == 128 ? l32_launch<128, true>(aa, 1, ctl, qa, stream, e) : l32_launch<64, true>(aa, 1, ctl, qa, stream, e);
+    const int pre = cuda_l32_pre(-1), fold = cuda_l32_mode(-1) == 2, ctl = (pre == 2 ? 6 : pre ? 2 : 0) | (cuda_l32_mode(-1) == 3 ? 8 : 0);
+    const int rc = aa->head_dim == 128 ? l32_launch<128, true>(aa, fold, ctl, qa, stream, e) : l32_launch<64, true>(aa, fold, ctl, qa, stream, e);
+    return rc || fold ? rc : cuda_attn_dec_combine_launch(aa, stream, e); // (SPARKD_L32 = 1: today's combine after it)
 }

@@ -27,7 +27,7 @@
 #include "kern_util.cuh"
 #include "selftest_util.cuh"
 
-extern "C" int cuda_l32_mode(int mode);   // l32.cu: SPARKD_L32 0..2 (-1 unchanged); returns the old
+extern "C" int cuda_l32_mode(int mode);   // l32.cu: SPARKD_L32 0..3 (-1 unchanged); returns the old
 extern "C" long cuda_l32_launches(void);  // l32.cu: l32_dec_kernel launches so far
 extern "C" int cuda_l32_pre(int on);      // l32.cu: SPARKD_L32_PRE 0 / 1 (-1 unchanged); returns the old
 extern "C" int cuda_l32_qkv(int on);      // l32.cu: SPARKD_L32_QKV 0 / 1 (-1 unchanged); returns the old
@@ -236,6 +236,13 @@ void test_b1(int pos, bool forms) {
     report("mode 1 vs mode 0", shape, err_out(o1, o0), 2e-3, true);
     report("mode 2 vs mode 0", shape, err_out(o2, o0), 2e-3, true);
     report("mode 2 vs mode 1", shape, err_out(o2, o1), 2e-3, true);
+    { // mode 3: the strided static split (no claims): deterministic
+        int n3 = -1, n3b = -1;
+        const auto o3 = run_layer(L, 3, &n3), o3b = run_layer(L, 3, &n3b);
+        report("mode 3 (strided static) vs reference", shape, err_ref(o3, ref), 3e-3, n3 == 1);
+        report("mode 3 vs mode 0", shape, err_out(o3, o0), 2e-3, true);
+        report("mode 3 twice: bitwise", shape, err_out(o3b, o3), 0.0, n3b == 1);
+    }
     for (int pre = 1; pre <= 2; pre++) { // SPARKD_L32_PRE=1 / 2: the first static steps before pdl_wait (the same values)
         const int pre_was = cuda_l32_pre(pre);
         int np = -1;
@@ -287,12 +294,12 @@ void test_b1(int pos, bool forms) {
 // stored inside l32's launch, against cuda_qkv_rope_store + cuda_attention (SPARKD_L32 = 2): the cache
 // rows k, v at pos bitwise (the same operations), the output within 2e-3 (the dynamic steps). Row pos
 // is poisoned (NaN) before the fused call: it must be written, and the attention must not read it.
-void test_qkv(int pos) {
+void test_qkv(int pos, int mode) {
     layer_t L;
     make_layer(L, pos, 1, 1, true);
     const int H = layer_t::H, HK = layer_t::HK, D = layer_t::D, KVB = layer_t::KVB;
     char shape[80], note[96];
-    snprintf(shape, sizeof shape, "b1 ctx %d (row %d of its step)", pos + 1, pos % 16);
+    snprintf(shape, sizeof shape, "b1 ctx %d (row %d of its step), SPARKD_L32=%d", pos + 1, pos % 16, mode);
     const auto qraw = st_randn((size_t)H * D, 1.0), kraw = st_randn((size_t)HK * D, 1.0), vraw = st_randn((size_t)HK * D, 1.0);
     std::vector<float> qn(D), kn(D), ifr(D / 2);
     for (int i = 0; i < D; i++) qn[i] = (float)(0.5 + C->rng.unit()), kn[i] = (float)(0.5 + C->rng.unit());
@@ -317,7 +324,7 @@ void test_qkv(int pos) {
         }
         return r;
     };
-    const int mode_was = cuda_l32_mode(2), qkv_was = cuda_l32_qkv(1);
+    const int mode_was = cuda_l32_mode(mode), qkv_was = cuda_l32_qkv(1);
     const int takes = cuda_l32_qkv_takes(&qa, 1);
     std::vector<float> oa, ob;
     std::vector<uint16_t> ra, rb;
@@ -375,9 +382,10 @@ int l32_selftest(void *file, int quick, uint64_t seed, err *e) {
     test_b1(699, false);
     test_b1(8198, false);
     test_b8(4100);
-    test_qkv(4096);  // (pos the first row of its step)
-    test_qkv(4111);  // (the last row)
-    test_qkv(8198);
+    test_qkv(4096, 1); // (pos the first row of its step)
+    test_qkv(4111, 1); // (the last row)
+    test_qkv(8198, 3);
+    test_qkv(4111, 2);
     if (!quick) test_b1(32771, true);
     st_close_stream();
     return ctx.fails;
@@ -405,8 +413,8 @@ void l32_kbench(void *file, double probe, err *e) {
         int copies = (int)(512e6 / kvb) + 1;
         if (copies > 8) copies = 8;
         make_layer(L, shapes[sh][0], shapes[sh][1], copies, false);
-        for (int mode : {0, 1, 2, 0, 2, 3, 4}) { // (3, 4: mode 2 with SPARKD_L32_PRE=1, 2)
-            const int was = cuda_l32_mode(mode >= 3 ? 2 : mode), pre_was = cuda_l32_pre(mode >= 3 ? mode - 2 : 0);
+        for (int mode : {0, 1, 3, 2, 0, 1, 3, 4}) { // (4: mode 1 with SPARKD_L32_PRE=1)
+            const int was = cuda_l32_mode(mode == 4 ? 1 : mode), pre_was = cuda_l32_pre(mode == 4 ? 1 : 0);
             int ci = 0;
             const double us = time_us([&] {
                 for (int r = 0; r < 10; r++) {
@@ -419,8 +427,8 @@ void l32_kbench(void *file, double probe, err *e) {
             }, 9) / 10;
             cuda_l32_mode(was);
             cuda_l32_pre(pre_was);
-            fprintf(ctx.f, "| %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", mode == 4 ? "l32 PRE=2" : mode == 3 ? "l32 PRE=1" : mode ? "l32" : "dec3 + combine", shapes[sh][0] + 1,
-                    shapes[sh][1], mode >= 3 ? 2 : mode, us, L.bytes / us * 1e-3, probe > 0 ? 100.0 * L.bytes / us * 1e-3 / probe : 0.0);
+            fprintf(ctx.f, "| %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", mode == 4 ? "l32 PRE=1" : mode ? "l32" : "dec3 + combine", shapes[sh][0] + 1,
+                    shapes[sh][1], mode == 4 ? 1 : mode, us, L.bytes / us * 1e-3, probe > 0 ? 100.0 * L.bytes / us * 1e-3 / probe : 0.0);
             fflush(ctx.f);
         }
         dfree_all();
