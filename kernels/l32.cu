@@ -23,8 +23,9 @@
 //   P64 rows or the int8 form, as attn_dec_combine_u); it also resets the head's two counters
 //   for the next launch. SPARKD_L32 = 1: the same kernel, the caller launches today's combine.
 //   SPARKD_L32 = 3: no claims: warp w takes steps wid + k nw (a strided static split, deterministic),
-//   today's combine. SPARKD_L32 = 0 (the default since GPU run 0): today's path exactly (this file
-//   not called). Run 0 (H200, 32K b1 Q4_K_M): model 274.4 / 274.5 (0) vs 270.1 / 271.5 (2), 276.4
+//   today's combine. SPARKD_L32 = 1 is the default since GPU run 1 (with SPARKD_L32_QKV = 1: 32K b1
+//   Q4_K_M 272.0 / 274.6 -> 282.9 / 284.1 tok/s); SPARKD_L32 = 0: today's path exactly (this file not
+//   called, the q / k / v rows by cuda_qkv_rope_store). Run 0 (H200, 32K b1 Q4_K_M): model 274.4 / 274.5 (0) vs 270.1 / 271.5 (2), 276.4
 //   (1); kbench 40.6 (0) vs 45.7 us (2); the claims were then made one step ahead (now two).
 // Counters: __device__ globals (zero at module load, reset by each launch's last CTA): one
 // decode attention at a time a device (the engine's stream order; a second engine decoding on
@@ -481,10 +482,10 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     }
 }
 
-int g_l32 = -1;         // SPARKD_L32 (read once; default 0 since GPU run 0: 2 (the fold) lost 1.5-2% in the model, 1 +0.7%)
+int g_l32 = -1;         // SPARKD_L32 (read once; default 1 since GPU run 1: 32K b1 +1.2-2.2% alone, +3.7% with SPARKD_L32_QKV)
 long g_l32_launches = 0; // (l32_dec_kernel launches so far: the selftest's proof that it ran)
 long g_l32_qkv_launches = 0; // (of them with the q / k / v rows made inside: SPARKD_L32_QKV)
-int g_l32_qkv = -1; // SPARKD_L32_QKV (read once; default 0)
+int g_l32_qkv = -1; // SPARKD_L32_QKV (read once; default 1 since GPU run 1; needs SPARKD_L32 != 0)
 
 template <int D, bool QKV> int l32_launch(const cuda_attn_args *a, int fold, int ctl, const cuda_qkv_args *qa, void *stream, err *e) {
     static bool attr[64];
@@ -521,7 +522,7 @@ extern "C" int cuda_l32_pre(int on) {
 }
 // tests and benches: mode 0..3 (-1 unchanged); returns the old mode
 extern "C" int cuda_l32_mode(int mode) {
-    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 0);
+    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 1);
     if (g_l32 > 3) g_l32 = 0;
     const int was = g_l32;
     if (mode >= 0 && mode <= 3) g_l32 = mode;
@@ -550,7 +551,7 @@ extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err 
 extern "C" long cuda_l32_qkv_launches(void) { return g_l32_qkv_launches; }
 // tests and benches: SPARKD_L32_QKV 0 / 1 (-1 unchanged); returns the old setting
 extern "C" int cuda_l32_qkv(int on) {
-    if (g_l32_qkv < 0) g_l32_qkv = cuda_env_int("SPARKD_L32_QKV", 0) ? 1 : 0;
+    if (g_l32_qkv < 0) g_l32_qkv = cuda_env_int("SPARKD_L32_QKV", 1) ? 1 : 0;
     const int was = g_l32_qkv;
     if (on >= 0) g_l32_qkv = on ? 1 : 0;
     return was;
