@@ -36,6 +36,7 @@
 
 extern "C" int cuda_attn_dec_a8(int mode);          // attn.cu: SPARKD_A8 mode 0..5 (-1: unchanged); returns the old
 extern "C" long cuda_attn_dec_a8_launches(void);     // attn.cu: attn_dec3_kernel<D, 1> launches so far
+extern "C" int cuda_l32_mode(int mode);             // l32.cu (round 13): SPARKD_L32 (0 here: a8's rows compare today's kernels)
 
 namespace {
 
@@ -148,7 +149,7 @@ bool plan_layer(layer_t &L, int *items_out) {
 
 // One call with SPARKD_A8 = a8, ATT8 = att8 (output, partials poisoned first); empty on failure.
 std::vector<float> run_layer(layer_t &L, int a8, int att8, int fast, int *items, long *launches) {
-    const int a8_was = cuda_attn_dec_a8(a8), att8_was = cuda_attn_dec_att8(att8);
+    const int a8_was = cuda_attn_dec_a8(a8), att8_was = cuda_attn_dec_att8(att8), l32_was = cuda_l32_mode(0);
     std::vector<float> out;
     L.a.pf_fast = fast;
     const long l0 = cuda_attn_dec_a8_launches();
@@ -164,6 +165,7 @@ std::vector<float> run_layer(layer_t &L, int a8, int att8, int fast, int *items,
     if (launches) *launches = cuda_attn_dec_a8_launches() - l0;
     cuda_attn_dec_a8(a8_was);
     cuda_attn_dec_att8(att8_was);
+    cuda_l32_mode(l32_was);
     return out;
 }
 
@@ -312,7 +314,7 @@ void a8_kbench(void *file, double probe, err *e) {
     C = &ctx;
     ctx.rng.s = 4242;
     if (!st_open_stream()) return;
-    const int pdl0 = cuda_pdl_enabled();
+    const int pdl0 = cuda_pdl_enabled(), l32_was = cuda_l32_mode(0);
     cuda_pdl_set(1);
     fprintf(ctx.f, "| attention | ctx | seqs | SPARKD_A8 | items a KV head | us per layer | GB/s (KV once) | %% probe |\n"
                    "|---|---|---|---|---|---|---|---|\n");
@@ -352,5 +354,6 @@ void a8_kbench(void *file, double probe, err *e) {
         }
     }
     cuda_pdl_set(pdl0);
+    cuda_l32_mode(l32_was);
     st_close_stream();
 }

@@ -1872,6 +1872,7 @@ extern "C" int cuda_attn_dec_plan(const cuda_attn_tile *tiles, int n_tiles, cons
     return n_used;
 }
 
+extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e); // l32.cu (round 13): batch 1 at long context
 template <int D>
 static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     dec_env();
@@ -1891,6 +1892,11 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
         }
         cuda_attn_args b = *a;
         if (g_dec_exact) b.pf_fast = 0;
+        if (g_att8 && b.pf_fast) { // round 13 l32 (l32.cu, SPARKD_L32): one token at precision fast; -1 = not taken
+            const int lr = cuda_l32_dec(&b, g_att8 == 2 ? 1 : 0, stream, e);
+            if (lr == -2) CUDA_TRY(cuda_launch(attn_dec_combine_u<D, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+            if (lr != -1) return lr == -2 ? 0 : lr;
+        }
         // (SPARKD_A8; 5, the default: batches of 2..8 sequences only, today's kernel for the others)
         if (b.pf_fast && a8_usable() && a8_per_sm<D>(a8_ns(a->n_tiles)) > 0 && (g_a8 != 5 || (a->n_tiles >= 2 && a->n_tiles <= 8))) {
             // (SPARKD_A8 = 5: 2 stages with today's shared bytes: today's footprint, 2 CTAs an SM)
@@ -1932,6 +1938,16 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     CUDA_TRY(cuda_launch(attn_dec_kernel<D>, dim3((unsigned)a->plan_items, (unsigned)a->n_kv), dim3(DEC_WARPS * 32),
                          (size_t)dec_smem<D>::TOTAL, stream, *a));
     CUDA_TRY(cuda_launch(attn_dec_combine<D>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(D), 0, stream, *a));
+    return 0;
+}
+
+// round 13 l32 (l32.cu, SPARKD_L32_QKV with SPARKD_L32 = 1): the decode plan's combine alone, as the dec3 path
+// launches it after its kernel
+extern "C" int cuda_attn_dec_combine_launch(const cuda_attn_args *a, void *stream, err *e) {
+    if (a->head_dim == 128)
+        CUDA_TRY(cuda_launch(attn_dec_combine_u<128, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(128), 0, stream, *a));
+    else
+        CUDA_TRY(cuda_launch(attn_dec_combine_u<64, 40>, dim3((unsigned)a->n_tiles, (unsigned)a->n_head), dim3(64), 0, stream, *a));
     return 0;
 }
 

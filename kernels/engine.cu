@@ -1113,6 +1113,8 @@ int forms_at(int forms_all, int T, int fast) {
 extern "C" int cuda_t64_g2_head(int T); // gemms.cu: SPARKD_T64_G2's level at T tokens (gemms2 reads the f16 form)
 extern "C" void cuda_pe_nolo(int on); // pe.cu (round 11): resid / prepare may skip the low halves this forward
 extern "C" int cuda_e64_attn_prep(const cuda_attn_args *aa, cuda_mmin *m, int T, void *stream, err *e); // e64.cu (round 12)
+extern "C" int cuda_l32_qkv_takes(const cuda_qkv_args *qa, int T); // l32.cu (round 13): SPARKD_L32_QKV
+extern "C" int cuda_l32_qkv_attention(const cuda_qkv_args *qa, const cuda_attn_args *aa, const cuda_tokens *tk, void *stream, err *e);
 int input_forms(const engine *g, int forms_all, int T, int kinds) {
     if (!g->fast_mm) return forms_at(forms_all, T, 0);
     const int k8 = g->int8_kinds & kinds;
@@ -1202,7 +1204,9 @@ int run_layers(engine *g, int T, int n_out, err *e) {
         if (fz) { qa.pq = pp[0]; qa.pk = pp[1]; qa.pv = pp[2]; }
         // round 10 dq: at one token the whole chain (norm, RoPE, KV store, attention, merge) in one launch (dq.cu)
         const bool dq = g->dq_short && !g->tp && g->in_q.forms == CUDA_MMIN_XP && cuda_dq_takes(&qa, T, l.attn_work);
-        if (!dq) K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
+        // round 13 l32 (l32.cu, SPARKD_L32_QKV): one token past dq's contexts: norm / RoPE / KV store inside the attention launch
+        const bool l32q = !dq && g->in_q.forms == CUDA_MMIN_XP && g->dec_items > 0 && !g->tp && cuda_l32_qkv_takes(&qa, T);
+        if (!dq && !l32q) K_TRY(cuda_qkv_rope_store(&qa, &tk, g->st, e));
         cuda_attn_args aa;
         memset(&aa, 0, sizeof aa);
         aa.q = g->q; aa.out = g->att; aa.ldq = aa.ldo = l.q_dim; aa.kv = kv; aa.kv_type = (int)g->opt.kv_type;
@@ -1224,7 +1228,7 @@ int run_layers(engine *g, int T, int n_out, err *e) {
             // one token (GEMV next): attention writes the f32 P64 input of Wo itself
             aa.out = g->in_q.xp;
             aa.out_p64 = 1;
-            K_TRY(cuda_attention(&aa, g->st, e));
+            K_TRY(l32q ? cuda_l32_qkv_attention(&qa, &aa, &tk, g->st, e) : cuda_attention(&aa, g->st, e));
             g->in_q.T = T;
         } else if (fz && fz_att() && g->dec_items > 0 && g->in_q.forms == CUDA_MMIN_Q8 && hp->head_dim % 32 == 0) {
             // fz: the int8 rows alone (Q8_0 at 33..64 tokens, mmq next): the combine writes them

@@ -2104,6 +2104,7 @@ int hd_selftest(void *file, int quick, uint64_t seed, err *e); void hd_kbench(vo
 int g4_selftest(void *file, int quick, uint64_t seed, err *e); void g4_kbench(void *file, double probe, err *e); // g4_test.cu (round 12)
 int e64_selftest(void *file, int quick, uint64_t seed, err *e); void e64_kbench(void *file, double probe, err *e); // e64_test.cu (round 12)
 int a8_selftest(void *file, int quick, uint64_t seed, err *e); void a8_kbench(void *file, double probe, err *e); // a8_test.cu (round 12)
+int l32_selftest(void *file, int quick, uint64_t seed, err *e); void l32_kbench(void *file, double probe, err *e); // l32_test.cu (round 13)
 extern "C" int cuda_kbench(void *file, err *e) {
     ctx_t ctx;
     st_begin(&ctx, file, 0, e);
@@ -2168,6 +2169,7 @@ extern "C" int cuda_kbench(void *file, err *e) {
     if (mode && !strcmp(mode, "g4")) { g4_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // g4_test.cu (round 12)
     if (mode && !strcmp(mode, "e64")) { e64_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // e64_test.cu (round 12)
     if (mode && !strcmp(mode, "a8")) { a8_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // a8_test.cu (round 12)
+    if (mode && !strcmp(mode, "l32")) { l32_kbench(ctx.f, probe, e); st_close_stream(); return 0; } // l32_test.cu (round 13)
     if (mode && !strcmp(mode, "prefill")) {
         // the Qwen3-8B prefill products: f16 kernel exact / fast vs the int8 mmq (fast);
         // % of peak against the mma.sync f16 peak (634 TFLOP/s measured on an H200 this
@@ -2404,6 +2406,7 @@ extern "C" int cuda_selftest(void *file, int quick, err *e) {
     ctx.fails += hd_selftest(ctx.f, quick, ctx.rng.next(), e); // round 11 hd: the head's split-K room, sampling's lean first pass (hd_test.cu)
     ctx.fails += e64_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 e64: row producers at 33..64 rows, bitwise vs SPARKD_E64=0 (e64_test.cu)
     ctx.fails += a8_selftest(ctx.f, quick, ctx.rng.next(), e); // round 12 a8: the lean decode attention for 2..8 sequences, SPARKD_A8 (a8_test.cu)
+    ctx.fails += l32_selftest(ctx.f, quick, ctx.rng.next(), e); // round 13 l32: batch-1 decode attention, dynamic steps + folded combine, SPARKD_L32 (l32_test.cu)
     test_resid_norm(1, 640, 0, 0, 0);
     test_resid_norm(7, 640, 1, 1, 0);
     test_resid_norm(4097, 1024, 1, 0, 0);
