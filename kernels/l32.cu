@@ -23,8 +23,9 @@
 //   P64 rows or the int8 form, as attn_dec_combine_u); it also resets the head's two counters
 //   for the next launch. SPARKD_L32 = 1: the same kernel, the caller launches today's combine.
 //   SPARKD_L32 = 3: no claims: warp w takes steps wid + k nw (a strided static split, deterministic),
-//   today's combine. SPARKD_L32 = 1 is the default since GPU run 1 (with SPARKD_L32_QKV = 1: 32K b1
-//   Q4_K_M 272.0 / 274.6 -> 282.9 / 284.1 tok/s); SPARKD_L32 = 0: today's path exactly (this file not
+//   today's combine. SPARKD_L32 = 3 is the default (the lead, after GPU run 1: mode 1 + SPARKD_L32_QKV measured best,
+//   32K b1 Q4_K_M 272.0 / 274.6 -> 282.9 / 284.1 tok/s, mode 3 alone 280.4, but mode 1's claims make the sums' order
+//   change from call to call; the default stays deterministic; the final call's A/B measures 3 + QKV); SPARKD_L32 = 0: today's path exactly (this file not
 //   called, the q / k / v rows by cuda_qkv_rope_store). Run 0 (H200, 32K b1 Q4_K_M): model 274.4 / 274.5 (0) vs 270.1 / 271.5 (2), 276.4
 //   (1); kbench 40.6 (0) vs 45.7 us (2); the claims were then made one step ahead (now two).
 // Counters: __device__ globals (zero at module load, reset by each launch's last CTA): one
@@ -482,7 +483,7 @@ __global__ __launch_bounds__(L32_WARPS * 32, 2) void l32_dec_kernel(const cuda_a
     }
 }
 
-int g_l32 = -1;         // SPARKD_L32 (read once; default 1 since GPU run 1: 32K b1 +1.2-2.2% alone, +3.7% with SPARKD_L32_QKV)
+int g_l32 = -1;         // SPARKD_L32 (read once; default 3, deterministic; mode 1 + QKV measured +3.7% at 32K b1 in GPU run 1)
 long g_l32_launches = 0; // (l32_dec_kernel launches so far: the selftest's proof that it ran)
 long g_l32_qkv_launches = 0; // (of them with the q / k / v rows made inside: SPARKD_L32_QKV)
 int g_l32_qkv = -1; // SPARKD_L32_QKV (read once; default 1 since GPU run 1; needs SPARKD_L32 != 0)
@@ -522,7 +523,7 @@ extern "C" int cuda_l32_pre(int on) {
 }
 // tests and benches: mode 0..3 (-1 unchanged); returns the old mode
 extern "C" int cuda_l32_mode(int mode) {
-    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 1);
+    if (g_l32 < 0) g_l32 = cuda_env_int("SPARKD_L32", 3);
     if (g_l32 > 3) g_l32 = 0;
     const int was = g_l32;
     if (mode >= 0 && mode <= 3) g_l32 = mode;
@@ -557,7 +558,7 @@ extern "C" int cuda_l32_qkv(int on) {
     return was;
 }
 // engine.cu, before it would launch cuda_qkv_rope_store for T tokens: 1 = the q / k / v rows can be made
-// inside the attention launch (SPARKD_L32_QKV on, SPARKD_L32 = 1 or 2, one token, f16 KV, no split-K partials,
+// inside the attention launch (SPARKD_L32_QKV on, SPARKD_L32 != 0, one token, f16 KV, no split-K partials,
 // d64 / d128, RoPE of <= 256 dims); then cuda_l32_qkv_attention replaces both launches.
 extern "C" int cuda_l32_qkv_takes(const cuda_qkv_args *qa, int T) {
     const int G = qa->n_kv > 0 ? qa->n_head / qa->n_kv : 0;
