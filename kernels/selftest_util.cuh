@@ -206,4 +206,50 @@ inline std::vector<float> st_randn(size_t n, double scale) {
 
 } // namespace
 
+// Round 9-13 product tests (t64, w64, wx, wt): the largest over the tokens toks of ||y_t - r_t|| / ||r_t|| (ld a
+// token); r = ref or, ref == NULL, the f32 reference W x_t (+ y0) in float64. fin: cleared where a value of y is not finite.
+inline double st_tok_err(const std::vector<float> &y, const std::vector<float> *ref, int ld, const std::vector<float> &W, int N,
+                         int K, const std::vector<float> &x, const std::vector<int> &toks, const std::vector<float> *y0, int *fin) {
+    double worst = 0;
+    for (int t : toks) {
+        double num = 0, den = 0;
+        for (int n = 0; n < N; n++) {
+            double s;
+            if (ref) {
+                s = (*ref)[(size_t)t * ld + n];
+            } else {
+                const float *wr = W.data() + (size_t)n * K;
+                const float *xt = x.data() + (size_t)t * K;
+                s = 0;
+                for (int k = 0; k < K; k++) s += (double)wr[k] * xt[k];
+                if (y0) s += (*y0)[(size_t)t * ld + n];
+            }
+            const float v = y[(size_t)t * ld + n];
+            if (!isfinite(v)) *fin = 0;
+            num += ((double)v - s) * ((double)v - s);
+            den += s * s;
+        }
+        const double r = den > 0 ? sqrt(num / den) : sqrt(num);
+        if (!(r <= worst)) worst = r;
+    }
+    return worst;
+}
+
+// The deferred partials of a product's output (T tokens, rows N) summed as a consumer does (z = 0.. from 0.0f), piece
+// `drop` left out (-1: none); y itself where the product wrote y (partials not on).
+inline std::vector<float> st_part_sum(const cuda_part &P, const std::vector<float> &y, int T, int N, int ld, int drop = -1) {
+    if (P.nz == 0) return y;
+    std::vector<float> ws((size_t)P.nz * P.zs);
+    cudaMemcpy(ws.data(), P.p, ws.size() * 4, cudaMemcpyDeviceToHost);
+    std::vector<float> out((size_t)T * ld, 0.0f);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < N; r++) {
+            float s = 0.0f;
+            for (int z = 0; z < P.nz; z++)
+                if (z != drop) s += ws[(size_t)z * P.zs + (size_t)t * P.ld + r];
+            out[(size_t)t * ld + r] = s;
+        }
+    return out;
+}
+
 #endif

@@ -58,35 +58,6 @@ void report(const char *what, const char *shape, double err, double tol, double 
 
 int g_sms = 132;
 
-// Largest over the tokens toks of ||y_t - r_t|| / ||r_t||; r = ref (ld) or, ref == NULL, the f32
-// reference W x_t (+ y0) in float64. fin: all of y's values finite.
-double tok_err(const std::vector<float> &y, const std::vector<float> *ref, int ld, const std::vector<float> &W, int N,
-               int K, const std::vector<float> &x, const std::vector<int> &toks, const std::vector<float> *y0, int *fin) {
-    double worst = 0;
-    for (int t : toks) {
-        double num = 0, den = 0;
-        for (int n = 0; n < N; n++) {
-            double s;
-            if (ref) {
-                s = (*ref)[(size_t)t * ld + n];
-            } else {
-                const float *wr = W.data() + (size_t)n * K;
-                const float *xt = x.data() + (size_t)t * K;
-                s = 0;
-                for (int k = 0; k < K; k++) s += (double)wr[k] * xt[k];
-                if (y0) s += (*y0)[(size_t)t * ld + n];
-            }
-            const float v = y[(size_t)t * ld + n];
-            if (!isfinite(v)) *fin = 0;
-            num += ((double)v - s) * ((double)v - s);
-            den += s * s;
-        }
-        const double r = den > 0 ? sqrt(num / den) : sqrt(num);
-        if (!(r <= worst)) worst = r;
-    }
-    return worst;
-}
-
 // One product of 1 or 2 matrices (N, N2 rows; N2's ldy padded) at T tokens: SPARKD_T64 on
 // (slots: CTA slots the split plans for, 0 = the device's; drop: the control) against off and
 // against f32. want: the uneven split must run (1) / must not (0).
@@ -148,9 +119,9 @@ void test_t64_mmq(uint32_t type, int N, int N2, int K, int T, int accumulate, in
     double eo = 0, ef = 0;
     int fin = 1;
     for (int i = 0; i < nm; i++) {
-        eo = std::max(eo, tok_err(yn[i], &yo[i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
-        ef = std::max(ef, tok_err(yn[i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
-        ef = std::max(ef, tok_err(yo[i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
+        eo = std::max(eo, st_tok_err(yn[i], &yo[i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
+        ef = std::max(ef, st_tok_err(yn[i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
+        ef = std::max(ef, st_tok_err(yo[i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
     }
     const bool ran = (l1 > l0) == (want == 1);
     char shape[128], note[160];
@@ -207,7 +178,7 @@ void test_t64_g2(uint32_t type, int N, int K, int T, int want2, int hks = 0, int
     auto y = get(dy, (size_t)T * N);
     std::vector<int> toks = {0, T - 1, C->rng.below(T), C->rng.below(T)};
     int fin = 1;
-    const double er = tok_err(y, NULL, N, W, N, K, x, toks, NULL, &fin);
+    const double er = st_tok_err(y, NULL, N, W, N, K, x, toks, NULL, &fin);
     const double tol = want2 ? 2e-3 : 2e-2;
     char shape[96], note[96];
     snprintf(shape, sizeof shape, "%s N%d K%d T%d%s", tname(type), N, K, T, hks ? " hf2 ks cap" : lvl == 2 ? " G2=2" : "");

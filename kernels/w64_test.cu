@@ -53,52 +53,6 @@ void report(const char *what, const char *shape, double err, double tol, bool ok
     fflush(C->f);
 }
 
-// Largest over the tokens toks of ||y_t - r_t|| / ||r_t|| (ld a token); r = ref or, ref == NULL,
-// the f32 reference W x_t (+ y0) in float64. fin: every value of y finite.
-double tok_err(const std::vector<float> &y, const std::vector<float> *ref, int ld, const std::vector<float> &W, int N,
-               int K, const std::vector<float> &x, const std::vector<int> &toks, const std::vector<float> *y0, int *fin) {
-    double worst = 0;
-    for (int t : toks) {
-        double num = 0, den = 0;
-        for (int n = 0; n < N; n++) {
-            double s;
-            if (ref) {
-                s = (*ref)[(size_t)t * ld + n];
-            } else {
-                const float *wr = W.data() + (size_t)n * K;
-                const float *xt = x.data() + (size_t)t * K;
-                s = 0;
-                for (int k = 0; k < K; k++) s += (double)wr[k] * xt[k];
-                if (y0) s += (*y0)[(size_t)t * ld + n];
-            }
-            const float v = y[(size_t)t * ld + n];
-            if (!isfinite(v)) *fin = 0;
-            num += ((double)v - s) * ((double)v - s);
-            den += s * s;
-        }
-        const double r = den > 0 ? sqrt(num / den) : sqrt(num);
-        if (!(r <= worst)) worst = r;
-    }
-    return worst;
-}
-
-// The deferred partials of output i (T tokens, rows N) summed as a consumer does (z = 0.. from 0.0f),
-// piece `drop` left out (-1: none); y where the product wrote y itself (part not on).
-std::vector<float> part_sum(const cuda_part &P, const std::vector<float> &y, int T, int N, int ld, int drop) {
-    if (P.nz == 0) return y;
-    std::vector<float> ws((size_t)P.nz * P.zs);
-    cudaMemcpy(ws.data(), P.p, ws.size() * 4, cudaMemcpyDeviceToHost);
-    std::vector<float> out((size_t)T * ld, 0.0f);
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < N; r++) {
-            float s = 0.0f;
-            for (int z = 0; z < P.nz; z++)
-                if (z != drop) s += ws[(size_t)z * P.zs + (size_t)t * P.ld + r];
-            out[(size_t)t * ld + r] = s;
-        }
-    return out;
-}
-
 // One product of 1 or 2 matrices (N, N2 rows; N2's ldy padded) at T tokens on w64_kernel (ks: K
 // pieces, 0 = the rule; defer: fz's deferred partials; drop: the control) against hf2 and f32.
 void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks, int defer, int drop, int pipe = 1) {
@@ -174,7 +128,7 @@ void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks
     bool deferred = false;
     for (int i = 0; i < nm; i++) {
         if (parts[i].nz > 0) deferred = true;
-        yn[i] = part_sum(parts[i], yn[i], T, Ns[i], ld[i], drop ? 1 : -1);
+        yn[i] = st_part_sum(parts[i], yn[i], T, Ns[i], ld[i], drop ? 1 : -1);
     }
     std::vector<int> toks = {0, 1, T - 1, T / 2};
     for (int i = 0; i < 4; i++) toks.push_back(C->rng.below(T));
@@ -183,8 +137,8 @@ void test_w64(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks
     double eo = 0, ef = 0;
     int fin = 1;
     for (int i = 0; i < nm; i++) {
-        eo = std::max(eo, tok_err(yn[i], &yo[i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
-        if (!drop) ef = std::max(ef, tok_err(yn[i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
+        eo = std::max(eo, st_tok_err(yn[i], &yo[i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
+        if (!drop) ef = std::max(ef, st_tok_err(yn[i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
     }
     const bool ran = l1 > l0 && h1 > h0 && (!defer || deferred);
     char shape[128], note[200];

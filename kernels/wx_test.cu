@@ -55,50 +55,6 @@ void report(const char *what, const char *shape, double err, double tol, bool ok
     fflush(C->f);
 }
 
-// Largest over the tokens toks of ||y_t - r_t|| / ||r_t|| (ld a token); r = ref or, ref == NULL, the f32
-// reference W x_t (+ y0) in float64. fin: every value of y finite.
-double tok_err(const std::vector<float> &y, const std::vector<float> *ref, int ld, const std::vector<float> &W, int N,
-               int K, const std::vector<float> &x, const std::vector<int> &toks, const std::vector<float> *y0, int *fin) {
-    double worst = 0;
-    for (int t : toks) {
-        double num = 0, den = 0;
-        for (int n = 0; n < N; n++) {
-            double s;
-            if (ref) {
-                s = (*ref)[(size_t)t * ld + n];
-            } else {
-                const float *wr = W.data() + (size_t)n * K;
-                const float *xt = x.data() + (size_t)t * K;
-                s = 0;
-                for (int k = 0; k < K; k++) s += (double)wr[k] * xt[k];
-                if (y0) s += (*y0)[(size_t)t * ld + n];
-            }
-            const float v = y[(size_t)t * ld + n];
-            if (!isfinite(v)) *fin = 0;
-            num += ((double)v - s) * ((double)v - s);
-            den += s * s;
-        }
-        const double r = den > 0 ? sqrt(num / den) : sqrt(num);
-        if (!(r <= worst)) worst = r;
-    }
-    return worst;
-}
-
-// The deferred partials of output i summed in z order (y where the product wrote y itself).
-std::vector<float> part_sum(const cuda_part &P, const std::vector<float> &y, int T, int N, int ld) {
-    if (P.nz == 0) return y;
-    std::vector<float> ws((size_t)P.nz * P.zs);
-    cudaMemcpy(ws.data(), P.p, ws.size() * 4, cudaMemcpyDeviceToHost);
-    std::vector<float> out((size_t)T * ld, 0.0f);
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < N; r++) {
-            float s = 0.0f;
-            for (int z = 0; z < P.nz; z++) s += ws[(size_t)z * P.zs + (size_t)t * P.ld + r];
-            out[(size_t)t * ld + r] = s;
-        }
-    return out;
-}
-
 // One product of 1 or 2 matrices at T tokens on w64_kernel, SPARKD_WX=0 (side 0) against SPARKD_WX=mode
 // (side 1); wg: warpgroups (0: the default), ks: K pieces (0: the rule), defer: deferred partials,
 // control: side 1's token T - 1 input doubled.
@@ -167,7 +123,7 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
             ys[v][i] = get(dy[i], (size_t)T * ld[i]);
             if (defer) {
                 if (d.part[i].nz == 0 && ks != 1) deferred = false;
-                ys[v][i] = part_sum(d.part[i], ys[v][i], T, Ns[i], ld[i]);
+                ys[v][i] = st_part_sum(d.part[i], ys[v][i], T, Ns[i], ld[i]);
             }
         }
         a.defer = NULL;
@@ -183,8 +139,8 @@ void test_wx(uint32_t type, int N, int N2, int K, int T, int accumulate, int ks,
     double eo = 0, ef = 0;
     int fin = 1;
     for (int i = 0; i < nm; i++) {
-        eo = std::max(eo, tok_err(ys[1][i], &ys[0][i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
-        if (!control) ef = std::max(ef, tok_err(ys[1][i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
+        eo = std::max(eo, st_tok_err(ys[1][i], &ys[0][i], ld[i], W[i], Ns[i], K, x, all, NULL, &fin));
+        if (!control) ef = std::max(ef, st_tok_err(ys[1][i], NULL, ld[i], W[i], Ns[i], K, x, toks, accumulate ? &y0[i] : NULL, &fin));
     }
     const bool ran = ll[0] > 0 && ll[1] > 0 && wl[0] == 0 && wl[1] > 0 && deferred && (mode == 3 || mode == 4) == (w3 > 0) &&
                      (mode == 4 && type == QUANT_Q8_0 && K % 256 == 0) == (w4 > 0);
