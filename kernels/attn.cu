@@ -1941,7 +1941,15 @@ static int attn_dec_launch(const cuda_attn_args *a, void *stream, err *e) {
     return 0;
 }
 
-// round 13 l32 (l32.cu, SPARKD_L32_QKV with SPARKD_L32 = 1): the decode plan's combine alone, as the dec3 path
+// round 13 l32 (l32.cu, SPARKD_L32_QKV): whether attn_dec_launch would offer a one-token decode to l32 at all (the
+// switches that route it: SPARKD_ATTN_DEC_OLD, SPARKD_ATTN_DEC_EXACT, SPARKD_ATT8), so that the fused q/k/v route obeys
+// them too: 0 = not, 1 = yes, 2 = yes with the selftest's control (SPARKD_ATT8=2)
+extern "C" int cuda_attn_dec_l32_gate(void) {
+    dec_env();
+    return g_dec_old || g_dec_exact || !g_att8 ? 0 : g_att8 == 2 ? 2 : 1;
+}
+
+// round 13 l32 (l32.cu, SPARKD_L32_QKV with SPARKD_L32 = 1 / 3): the decode plan's combine alone, as the dec3 path
 // launches it after its kernel
 extern "C" int cuda_attn_dec_combine_launch(const cuda_attn_args *a, void *stream, err *e) {
     if (a->head_dim == 128)

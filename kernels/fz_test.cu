@@ -293,7 +293,7 @@ int fz_selftest(void *file, int quick, uint64_t seed, err *e) {
 // prepares the reference from rows with one value changed to -3 x itself - 1 (a change of 1%
 // can stay inside one int8 step: run 0): the comparison must see it.
 // Returns the not-ok lines it printed.
-extern "C" int cuda_l32_mode(int mode); // l32.cu (round 13): SPARKD_L32 0..2 (-1 unchanged); returns the old
+extern "C" int cuda_l32_mode(int mode); // l32.cu (round 13): SPARKD_L32 0..3 (-1 unchanged); returns the old
 int fz_attn_q8_check(const cuda_attn_args *a0, int T, void *file, void *stream) {
     FILE *f = file ? (FILE *)file : stdout;
     if (!a0->plan || a0->out_p64) return 0;

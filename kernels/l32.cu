@@ -509,6 +509,23 @@ bool l32_shape_ok(const cuda_attn_args *a) {
 } // namespace
 
 extern "C" int cuda_attn_dec_combine_launch(const cuda_attn_args *a, void *stream, err *e); // attn.cu: combine_u after the decode kernel
+extern "C" int cuda_attn_dec_l32_gate(void); // attn.cu: 0 = the decode switches route around l32, 1 = not, 2 = + the control
+
+// The mode a launch on `stream` runs. Modes 1 and 2 use l32_claims / l32_arrivals, one set a device, so two launches in
+// flight at once on one device (two engines on one GPU: `selftest --tp N`'s shards, each its own stream) would share
+// them: only the first stream that launches mode 1 or 2 on a device takes it; any other stream runs mode 3 (no claims,
+// no merge: the counters' values do not matter to it).
+static uintptr_t l32_owner[64]; // [device]: that stream + 1 (0 = none yet)
+extern "C" int cuda_l32_mode(int mode); // (below: SPARKD_L32, read once)
+static int l32_mode_on(void *stream) {
+    const int mode = cuda_l32_mode(-1);
+    if (mode != 1 && mode != 2) return mode;
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 3;
+    uintptr_t want = (uintptr_t)stream + 1, none = 0;
+    if (__atomic_compare_exchange_n(&l32_owner[dev], &none, want, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return mode;
+    return none == want ? mode : 3; // (none: the owner found)
+}
 
 int g_l32_pre = -1; // SPARKD_L32_PRE (read once): 1 = the first static steps copied before pdl_wait, 2 = and the third into L2
 
@@ -536,7 +553,7 @@ extern "C" int cuda_l32_mode(int mode) {
 // (partial sums halved); SPARKD_L32_PRE adds 2 (1) or 6 (2). Fixed per batch size and layer (a graph replays it): one token, no
 // window, no sinks, head_dim 64 / 128, G <= 16, KV blocks a power of two >= 16.
 extern "C" int cuda_l32_dec(const cuda_attn_args *a, int ctl, void *stream, err *e) {
-    const int mode = cuda_l32_mode(-1);
+    const int mode = l32_mode_on(stream);
     if (mode == 0 || !l32_shape_ok(a)) return -1;
     const int fold = mode == 2;
     const int pre = cuda_l32_pre(-1);
@@ -562,7 +579,7 @@ extern "C" int cuda_l32_qkv(int on) {
 // d64 / d128, RoPE of <= 256 dims); then cuda_l32_qkv_attention replaces both launches.
 extern "C" int cuda_l32_qkv_takes(const cuda_qkv_args *qa, int T) {
     const int G = qa->n_kv > 0 ? qa->n_head / qa->n_kv : 0;
-    return cuda_l32_qkv(-1) && cuda_l32_mode(-1) != 0 && T == 1 && qa->kv_type == CUDA_KV_F16 && qa->pq.nz <= 0 && !qa->pq.g2 &&
+    return cuda_l32_qkv(-1) && cuda_l32_mode(-1) != 0 && cuda_attn_dec_l32_gate() && T == 1 && qa->kv_type == CUDA_KV_F16 && qa->pq.nz <= 0 && !qa->pq.g2 &&
            qa->pk.nz <= 0 && !qa->pk.g2 && qa->pv.nz <= 0 && !qa->pv.g2 && (qa->head_dim == 64 || qa->head_dim == 128) &&
            qa->n_rot >= 0 && qa->n_rot <= qa->head_dim && !(qa->n_rot & 1) && (qa->n_rot == 0 || qa->inv_freq) && qa->n_kv >= 1 &&
            qa->n_kv <= L32_MAXKV && G >= 1 && G <= 16 && qa->n_head % qa->n_kv == 0 && qa->kv.k && qa->kv.v;
@@ -575,7 +592,8 @@ extern "C" int cuda_l32_qkv_attention(const cuda_qkv_args *qa, const cuda_attn_a
         const int rc = cuda_qkv_rope_store(qa, tk, stream, e);
         return rc ? rc : cuda_attention(aa, stream, e);
     }
-    const int pre = cuda_l32_pre(-1), fold = cuda_l32_mode(-1) == 2, ctl = (pre == 2 ? 6 : pre ? 2 : 0) | (cuda_l32_mode(-1) == 3 ? 8 : 0);
+    const int mode = l32_mode_on(stream), pre = cuda_l32_pre(-1), fold = mode == 2;
+    const int ctl = (pre == 2 ? 6 : pre ? 2 : 0) | (mode == 3 ? 8 : 0) | (cuda_attn_dec_l32_gate() == 2 ? 1 : 0);
     const int rc = aa->head_dim == 128 ? l32_launch<128, true>(aa, fold, ctl, qa, stream, e) : l32_launch<64, true>(aa, fold, ctl, qa, stream, e);
     return rc || fold ? rc : cuda_attn_dec_combine_launch(aa, stream, e); // (SPARKD_L32 = 1: today's combine after it)
 }
